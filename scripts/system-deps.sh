@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Debian packages the tests and benchmarks use, and the local PostgreSQL server they talk to.
+# Safe to run again: installs only what is missing.
+set -euo pipefail
+# oathtool: judges OATH codes. freeradius-utils (radclient), pamtester + libpam-radius-auth:
+# judge the RADIUS server. slapd + ldap-utils, freeradius: real first-factor backends, and
+# FreeRADIUS is the RADIUS benchmark's reference.
+packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth)
+need=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "system-deps: missing ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  echo "system-deps: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  }
+fi
+# PostgreSQL on 127.0.0.1:5432 for the store tests: start the machine's cluster if it is down.
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    echo "system-deps: starting PostgreSQL" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+fi

@@ -1,0 +1,124 @@
+"""Node configuration: ``server.toml`` over the shipped defaults (``default_server.toml``).
+
+The shipped file is the single source of defaults *and* the commented file ``openmfa init``
+writes, so the two cannot drift apart. Unknown keys and wrong types are refused with the key's
+name, what was expected, and a close match when there is one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+CONFIG_NAME = "server.toml"
+
+
+def default_text() -> str:
+    return resources.files("openmfa").joinpath("default_server.toml").read_text("utf-8")
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    return tomllib.loads(default_text())
+
+
+CHOICES: dict[tuple[str, str], tuple[Any, ...]] = {
+    ("store", "sqlite_synchronous"): ("full", "normal"),
+    ("enroll", "digits"): (6, 8),
+    ("enroll", "period"): (30, 60),
+    ("enroll", "algorithm"): ("SHA1", "SHA256", "SHA512"),
+}
+
+POSITIVE = {
+    ("server", "max_body_bytes"),
+    ("policy", "lockout_threshold"),
+    ("policy", "lockout_minutes"),
+    ("policy", "hotp_look_ahead"),
+    ("policy", "hotp_resync_window"),
+    ("policy", "backup_code_count"),
+    ("policy", "bypass_max_seconds"),
+    ("backup", "keep"),
+    ("radius", "challenge_seconds"),
+    ("radius", "duplicate_seconds"),
+    ("ldap", "timeout_seconds"),
+    ("radius_upstream", "timeout_seconds"),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    values: dict[str, dict[str, Any]]
+    path: Path | None
+
+    def get(self, section: str, key: str) -> Any:
+        return self.values[section][key]
+
+
+def load(path: Path | None) -> Config:
+    """Read ``path`` (may be absent: then defaults) and check every value."""
+    base = defaults()
+    if path is None or not path.exists():
+        return Config(base, None)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}; check its permissions") from None
+    try:
+        given = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the line it names") from None
+    return Config(merge(base, given, str(path)), path)
+
+
+def merge(
+    base: dict[str, dict[str, Any]], given: dict[str, Any], where: str
+) -> dict[str, dict[str, Any]]:
+    out = {section: dict(values) for section, values in base.items()}
+    for section, values in given.items():
+        if section not in base:
+            raise ConfigError(f"{where}: unknown section [{section}]{_hint(section, base)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table of settings")
+        for key, value in values.items():
+            if key not in base[section]:
+                raise ConfigError(
+                    f"{where}: unknown setting [{section}] {key}{_hint(key, base[section])}"
+                )
+            default = base[section][key]
+            if type(value) is not type(default) and not (
+                isinstance(default, float) and type(value) is int
+            ):
+                raise ConfigError(
+                    f"{where}: [{section}] {key} must be a {type(default).__name__} "
+                    f"(like {default!r}), not {value!r}"
+                )
+            choices = CHOICES.get((section, key))
+            if choices and value not in choices:
+                raise ConfigError(
+                    f"{where}: [{section}] {key} = {value!r} is not one of "
+                    + ", ".join(repr(c) for c in choices)
+                )
+            if (section, key) in POSITIVE and value <= 0:
+                raise ConfigError(f"{where}: [{section}] {key} must be greater than 0")
+            out[section][key] = value
+    return out
+
+
+def _hint(word: str, known: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` → (host, port), with a clear error otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ConfigError(f"listen address {value!r} must look like 127.0.0.1:8480 or [::1]:8480")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)

@@ -1,0 +1,1 @@
+"""Installing and upgrading a node: config merge, releases, backups around them."""

@@ -1,0 +1,179 @@
+"""Releases side by side: ``ROOT/releases/<version>/`` (a virtual environment and the wheels it
+was built from), and ``ROOT/current`` pointing at one of them, switched atomically.
+
+Invariant owned here: a release directory is complete (its environment installed and its
+``openmfa`` runs) exactly when it holds the ``COMPLETE`` marker, written last; ``current`` only
+ever points at a complete one. (A virtual environment cannot be renamed into place: its scripts
+name their interpreter by absolute path, so it is built where it will live.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from ..errors import InvalidInput, OpenMfaError
+
+_WHEEL = re.compile(r"^openmfa-(?P<version>[^-]+)-.*\.whl$")
+BUNDLE_MANIFEST = "bundle.json"
+COMPLETE = "COMPLETE"
+
+
+class InstallFailed(OpenMfaError):
+    code = "install_failed"
+
+
+def wheel_version(wheel: Path) -> str:
+    m = _WHEEL.match(wheel.name)
+    if not m:
+        raise InvalidInput(f"{wheel.name} is not an openmfa wheel (openmfa-VERSION-….whl)")
+    return m.group("version")
+
+
+def _run(cmd: list[str], what: str) -> None:
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+        raise InstallFailed(f"{what} failed: {' / '.join(tail)}")
+
+
+def open_bundle(bundle: Path, into: Path) -> tuple[str, Path]:
+    """Check a bundle (directory or .tar.gz) against its manifest; return (version, wheels)."""
+    if bundle.is_file():
+        with tarfile.open(bundle) as tar:
+            tar.extractall(into, filter="data")
+        inner = [p for p in into.iterdir() if p.is_dir()]
+        bundle = inner[0] if len(inner) == 1 else into
+    manifest_path = bundle / BUNDLE_MANIFEST
+    if not manifest_path.exists():
+        raise InvalidInput(f"{bundle} is not an openmfa bundle (no {BUNDLE_MANIFEST})")
+    manifest = json.loads(manifest_path.read_text())
+    wheels = bundle / "wheels"
+    for name, digest in manifest["files"].items():
+        path = wheels / name
+        if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            raise InvalidInput(f"bundle file {name} is missing or damaged; copy the bundle again")
+    return str(manifest["version"]), wheels
+
+
+def install_release(root: Path, *, wheel: Path | None = None, bundle: Path | None = None) -> str:
+    """Build ``root/releases/<version>``; returns the version. Re-running after a crash is safe."""
+    with tempfile.TemporaryDirectory() as scratch:
+        if bundle is not None:
+            version, wheelhouse = open_bundle(bundle, Path(scratch))
+        elif wheel is not None:
+            version, wheelhouse = wheel_version(wheel), None
+        else:
+            raise InvalidInput("give --from-wheel or --from-bundle")
+        work = root / "releases" / version
+        if (work / COMPLETE).exists():
+            return version  # already complete
+        shutil.rmtree(work, ignore_errors=True)  # a half-built one from a crash: start over
+        (work / "wheels").mkdir(parents=True)
+        if wheelhouse is not None:
+            for w in wheelhouse.iterdir():
+                shutil.copy2(w, work / "wheels" / w.name)
+        else:
+            assert wheel is not None
+            # Keep every wheel this release needs, so it can later make an offline bundle.
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "-q",
+                    "--wheel-dir",
+                    str(work / "wheels"),
+                    str(wheel),
+                ],
+                "collecting the wheels of the release",
+            )
+        _run([sys.executable, "-m", "venv", str(work / "venv")], "creating the environment")
+        _run(
+            [
+                str(work / "venv" / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-index",
+                "--find-links",
+                str(work / "wheels"),
+                f"openmfa=={version}",
+            ],
+            "installing the release (offline, from its wheels)",
+        )
+        _run([str(work / "venv" / "bin" / "openmfa"), "--version"], "running the new release")
+        (work / COMPLETE).write_text(version + "\n")
+        return version
+
+
+def switch_current(root: Path, version: str) -> None:
+    """Point ``root/current`` at ``releases/<version>`` in one atomic rename."""
+    target = Path("releases") / version
+    if not (root / target / COMPLETE).exists():
+        raise InstallFailed(f"release {version} is not installed under {root}/releases")
+    tmp = root / "current.switching"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, root / "current")
+
+
+def current_version(root: Path) -> str | None:
+    link = root / "current"
+    return Path(os.readlink(link)).name if link.is_symlink() else None
+
+
+def create_bundle(release_dir: Path, version: str, out: Path) -> Path:
+    """Copy a release's wheels, with a manifest of checksums, into ``out`` (.tar.gz or folder)."""
+    wheels = release_dir / "wheels"
+    if not wheels.is_dir():
+        raise InstallFailed(f"{release_dir} has no wheels folder; reinstall that release")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / f"openmfa-{version}-bundle"
+        (folder / "wheels").mkdir(parents=True)
+        files = {}
+        for w in sorted(wheels.iterdir()):
+            shutil.copy2(w, folder / "wheels" / w.name)
+            files[w.name] = hashlib.sha256(w.read_bytes()).hexdigest()
+        (folder / BUNDLE_MANIFEST).write_text(
+            json.dumps(
+                {
+                    "version": version,
+                    "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+                    "files": files,
+                },
+                indent=2,
+            )
+        )
+        if out.name.endswith((".tar.gz", ".tgz")):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(out, "w:gz") as tar:
+                tar.add(folder, arcname=folder.name)
+        else:
+            shutil.copytree(folder, out)
+    return out
+
+
+def package_dir(root: Path, version: str) -> Path:
+    """Where a release's ``openmfa`` package lives inside its environment."""
+    out = subprocess.run(
+        [
+            str(root / "releases" / version / "venv" / "bin" / "python"),
+            "-c",
+            "import os, openmfa; print(os.path.dirname(openmfa.__file__))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip())

@@ -1,0 +1,355 @@
+"""``openmfa upgrade`` and ``openmfa rollback``: the seed document's manual steps, done, checked
+and undoable.
+
+Steps (each recorded in ``ROOT/upgrade-journal.json`` before the next starts, so a crash at any
+point is resumed — or rolled back — by running the command again):
+
+    checks -> backup -> install -> migrate -> config -> themes -> switch -> verify -> done
+
+Invariant owned here: until ``verify`` has passed, the old release and the pre-upgrade backup
+are enough to put everything back; ``rollback`` (or any failure) switches ``current`` back,
+restores the backup if the data had been migrated, and starts the old release again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ..core.totp import totp
+from ..errors import OpenMfaError
+from ..node.control import NodeControl
+from ..store.backups import Backups
+from ..store.database import DataDir
+from .config_merge import merge
+from .installer import check_prerequisites
+from .record import InstallRecord
+from .releases import (
+    InstallFailed,
+    install_release,
+    package_dir,
+    switch_current,
+    wheel_version,
+)
+from .themes import undo_themes, upgrade_themes
+
+STEPS = ("checks", "backup", "install", "migrate", "config", "themes", "switch", "verify", "done")
+JOURNAL = "upgrade-journal.json"
+CRASH_HOOK = "OPENMFA_UPGRADE_CRASH_AFTER"
+"""Fault injection for tests: SIGKILL this process right after the named step is recorded."""
+
+
+@dataclass
+class Journal:
+    from_version: str
+    to_version: str
+    source: str
+    done: list[str] = field(default_factory=list)
+    backup_id: str = ""
+    server_was_running: bool = False
+    report: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> Journal | None:
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+class Upgrade:
+    def __init__(self, record_file: Path, say: Callable[[str], None]) -> None:
+        self.record_file = record_file
+        self.record = InstallRecord.load(record_file)
+        self.root = self.record.root_path
+        self.dd = DataDir(Path(self.record.data_dir))
+        self.journal_path = self.root / JOURNAL
+        self.say = say
+        self.node = NodeControl(self.dd.root, say)
+
+    # -- public -------------------------------------------------------------------------------
+
+    def run(self, *, wheel: Path | None, bundle: Path | None, dry_run: bool = False) -> str:
+        journal = Journal.load(self.journal_path)
+        if journal is None:
+            target = self._target_version(wheel, bundle)
+            if target == self.record.version:
+                raise InstallFailed(f"OpenMFA {target} is installed already; nothing to do")
+            journal = Journal(self.record.version, target, str(wheel or bundle))
+        else:
+            self.say(
+                f"resuming the upgrade {journal.from_version} -> {journal.to_version} "
+                f"after: {', '.join(journal.done) or 'nothing'}"
+            )
+            if wheel is None and bundle is None:  # the journal knows where the release came from
+                source = Path(journal.source)
+                wheel, bundle = (source, None) if source.suffix == ".whl" else (None, source)
+        if dry_run:
+            self.say(
+                f"would upgrade {journal.from_version} -> {journal.to_version}: "
+                + " -> ".join(s for s in STEPS if s not in journal.done)
+            )
+            return journal.to_version
+        try:
+            for step in STEPS:
+                if step in journal.done:
+                    continue
+                self.say(f"[{STEPS.index(step) + 1}/{len(STEPS)}] {step}")
+                getattr(self, f"_{step}")(journal, wheel, bundle)
+                journal.done.append(step)
+                journal.save(self.journal_path)
+                if os.environ.get(CRASH_HOOK) == step:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        except OpenMfaError as exc:
+            self.say(f"the upgrade failed: {exc.message}")
+            self._undo(journal)
+            raise InstallFailed(
+                f"upgrade to {journal.to_version} failed and was rolled back "
+                f"to {journal.from_version}: {exc.message}"
+            ) from None
+        self.journal_path.unlink()
+        return journal.to_version
+
+    def rollback(self) -> str:
+        journal = Journal.load(self.journal_path)
+        if journal is not None:
+            self._undo(journal)
+            return journal.from_version
+        previous = [h for h in self.record.history if h.get("action") == "upgrade"]
+        if not previous:
+            raise InstallFailed("there is no upgrade to roll back")
+        last = previous[-1]
+        self.say(
+            f"rolling back {last['to']} -> {last['from']}: the data goes back to backup "
+            f"{last['backup']} (the current state is kept as a backup first)"
+        )
+        self._undo(
+            Journal(
+                last["from"],
+                last["to"],
+                "rollback",
+                backup_id=last["backup"],
+                done=list(STEPS[:-2]),
+                server_was_running=self._server_pid() is not None,
+            ),
+            data_changed=last.get("migrated", True),
+        )
+        self.record = InstallRecord.load(self.record_file)
+        self.record.history.append({"action": "rollback", "from": last["to"], "to": last["from"]})
+        self.record.save(self.record_file)
+        return str(last["from"])
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _checks(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        check_prerequisites(self.root, need_bytes=self._need_bytes())
+        j.server_was_running = self._server_pid() is not None
+
+    def _backup(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        info = Backups(self.dd, self.dd.config()).create(f"before-upgrade-{_slug(j.to_version)}")
+        j.backup_id = info.id
+        self.say(f"    backup {info.id} taken and verified")
+
+    def _install(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        install_release(self.root, wheel=wheel, bundle=bundle)
+
+    def _migrate(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        self._openmfa(j.to_version, "migrate")
+
+    def _config(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        old = self._defaults(j.from_version)
+        new = self._defaults(j.to_version)
+        cfg = self.dd.config_file
+        admin = cfg.read_text() if cfg.exists() else ""
+        merged, report = merge(old, admin, new, release=j.to_version)
+        tmp = cfg.with_name(cfg.name + ".merged")
+        tmp.write_text(merged)
+        os.replace(tmp, cfg)
+        j.report = report.lines()
+        backup_dir = Backups(self.dd, self.dd.config()).get(j.backup_id).path
+        (Path(backup_dir) / "config-merge.txt").write_text("\n".join(j.report) + "\n")
+        kept = sum(1 for line in j.report if line.startswith("kept"))
+        self.say(f"    kept {kept} settings as they were; report: {backup_dir}/config-merge.txt")
+        for line in j.report:
+            if not line.startswith("kept"):
+                self.say(f"    {line}")
+
+    def _themes(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        save_to = Path(Backups(self.dd, self.dd.config()).get(j.backup_id).path)
+        for line in upgrade_themes(
+            self.root / "themes", package_dir(self.root, j.to_version) / "themes", save_to
+        ):
+            self.say(f"    {line}")
+            j.report.append(f"theme     {line}")
+
+    def _switch(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        self._stop_server()
+        switch_current(self.root, j.to_version)
+        if j.server_was_running:
+            self._start_server()
+
+    def _verify(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        self._synthetic_authentication(j.server_was_running)
+        self.record.version = j.to_version
+        self.record.history.append(
+            {
+                "action": "upgrade",
+                "from": j.from_version,
+                "to": j.to_version,
+                "backup": j.backup_id,
+                "migrated": True,
+                "at": time.time(),
+            }
+        )
+        self.record.save(self.record_file)
+
+    def _done(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        self.say(f"upgraded {j.from_version} -> {j.to_version}; backup {j.backup_id} kept")
+
+    # -- undo -------------------------------------------------------------------------------
+
+    def _undo(self, j: Journal, data_changed: bool | None = None) -> None:
+        migrated = "migrate" in j.done if data_changed is None else data_changed
+        restore = bool(j.backup_id) and (migrated or "config" in j.done)
+        disturbed = restore or "switch" in j.done
+        self.say(f"rolling back to {j.from_version}")
+        if disturbed:
+            self._stop_server()
+        if (self.root / "releases" / j.from_version).exists():
+            switch_current(self.root, j.from_version)
+        if restore:
+            self._openmfa(j.from_version, "backup", "restore", j.backup_id, "--yes")
+            self.say(f"    restored backup {j.backup_id}")
+        if "themes" in j.done and j.backup_id:
+            save_to = Path(Backups(self.dd, self.dd.config()).get(j.backup_id).path)
+            undo_themes(self.root / "themes", save_to)
+        if j.server_was_running and disturbed:
+            self._start_server()
+            self._synthetic_authentication(True)
+        self.record = InstallRecord.load(self.record_file)
+        self.record.version = j.from_version
+        self.record.save(self.record_file)
+        self.journal_path.unlink(missing_ok=True)
+        self.say(f"rolled back: {j.from_version} is serving again")
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _target_version(self, wheel: Path | None, bundle: Path | None) -> str:
+        if wheel is not None:
+            return wheel_version(wheel)
+        if bundle is not None:
+            import tempfile
+
+            from .releases import open_bundle
+
+            with tempfile.TemporaryDirectory() as scratch:
+                return open_bundle(bundle, Path(scratch))[0]
+        raise InstallFailed("give --from-wheel or --from-bundle")
+
+    def _need_bytes(self) -> int:
+        data = sum(p.stat().st_size for p in self.dd.root.glob("openmfa.db*"))
+        return 2 * data + 300 * 2**20
+
+    def _bin(self, version: str) -> Path:
+        return self.root / "releases" / version / "venv" / "bin" / "openmfa"
+
+    def _openmfa(self, version: str, *args: str) -> str:
+        out = subprocess.run(
+            [str(self._bin(version)), *args, "--data-dir", str(self.dd.root)],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            raise InstallFailed(
+                f"`openmfa {' '.join(args)}` of {version} failed: "
+                f"{out.stderr.strip() or out.stdout.strip()}"
+            )
+        return out.stdout
+
+    def _defaults(self, version: str) -> str:
+        out = subprocess.run(
+            [
+                str(self._bin(version).with_name("python")),
+                "-c",
+                "from openmfa.config import default_text; print(default_text(), end='')",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout
+
+    def _server_pid(self) -> int | None:
+        return self.node.pid()
+
+    def _stop_server(self) -> None:
+        self.node.stop()
+
+    def _start_server(self) -> None:
+        self.node.start(self.root / "current" / "venv" / "bin" / "openmfa")
+
+    def _url(self) -> str:
+        return self.node.url()
+
+    def _synthetic_authentication(self, over_http: bool) -> None:
+        """A throw-away user and TOTP method prove that the node decides correctly."""
+        name = f"openmfa-upgrade-check-{secrets.token_hex(4)}"
+        version = (
+            self.record.version
+            if not (self.root / "current").exists()
+            else Path(os.readlink(self.root / "current")).name
+        )
+        self._openmfa(version, "user", "add", name)
+        try:
+            out = self._openmfa(version, "method", "add", name, "totp", "--no-qr")
+            seed = next(ln.split()[1] for ln in out.splitlines() if ln.startswith("secret:"))
+            code = totp(base64.b32decode(seed + "=" * (-len(seed) % 8)), time.time())
+            if over_http:
+                key = self._openmfa(
+                    version,
+                    "apikey",
+                    "create",
+                    name,
+                    "--scope",
+                    "adapter",
+                    "--expires-days",
+                    "0.01",
+                ).strip()
+                try:
+                    r = httpx.post(
+                        self._url() + "/v1/authenticate",
+                        timeout=10,
+                        verify=False,  # noqa: S501
+                        headers={"Authorization": f"Bearer {key}"},
+                        json={"user": name, "code": code},
+                    )
+                    ok = r.status_code == 200 and r.json().get("accepted") is True
+                finally:
+                    self._openmfa(version, "apikey", "revoke", name)
+            else:
+                ok = "accepted" in self._openmfa(version, "verify", name, code)
+            if not ok:
+                raise InstallFailed("the synthetic authentication was not accepted")
+            self.say("    synthetic authentication accepted")
+        finally:
+            self._openmfa(version, "user", "delete", name)
+
+
+def _slug(version: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in version)

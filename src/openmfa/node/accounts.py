@@ -1,0 +1,419 @@
+"""Administration of users and their methods: the operations behind ``openmfa user|method``
+and the SDK's ``/v1/users`` routes. Configuration writes go through ``ChangeWriter``; state
+writes (bypass, unlock, HOTP resync) are made here directly and audited.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import time
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from sqlalchemy import Connection, Row, func, insert, select, update
+
+from ..config import Config
+from ..core import backup_codes, hotp
+from ..core.verification import MethodKind
+from ..errors import Conflict, InvalidInput, NotFound
+from ..store import tables as t
+from ..store.changes import AuditEvent, Change, ChangeWriter
+from ..store.database import Store
+from .views import Enrollment, MethodView, UserView
+
+MIN_SECRET_BYTES = 16  # RFC 4226 R6: the shared secret MUST be at least 128 bits
+SECRET_BYTES = {"SHA1": 20, "SHA256": 32, "SHA512": 64}
+USER_FIELDS = ("display_name", "email", "phone", "enabled")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked: an API client's name, or ``cli`` for the local command line."""
+
+    client: str = "cli"
+    request_id: str = ""
+
+
+def check_name(name: str) -> str:
+    name = unicodedata.normalize("NFC", name).strip()
+    if not name or len(name) > 255:
+        raise InvalidInput("a user name must be 1 to 255 characters long")
+    if any(unicodedata.category(ch)[0] == "C" for ch in name):
+        raise InvalidInput("a user name must not contain control characters")
+    if "/" in name:
+        raise InvalidInput("a user name must not contain '/' (it could not be used in SDK URLs)")
+    return name
+
+
+def _check_text(field: str, value: str, limit: int = 255) -> str:
+    if len(value) > limit or any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise InvalidInput(f"{field} must be at most {limit} printable characters")
+    return value.strip()
+
+
+def decode_secret(text: str) -> bytes:
+    """Base32 as authenticator apps and token vendors print it (any case, spaces, no padding)."""
+    cleaned = "".join(text.split()).upper().rstrip("=")
+    try:
+        key = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    except (binascii.Error, ValueError):
+        raise InvalidInput("the secret must be Base32 (letters A-Z and digits 2-7)") from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise InvalidInput(
+            f"the secret is {len(key) * 8} bits; RFC 4226 requires at least 128 bits "
+            "(26 Base32 characters)"
+        )
+    return key
+
+
+def key_uri(
+    kind: str, key: bytes, *, issuer: str, account: str, digits: int, period: int, algorithm: str
+) -> str:
+    """The ``otpauth://`` Key URI that authenticator apps read from a QR code."""
+    params: dict[str, Any] = {
+        "secret": base64.b32encode(key).decode().rstrip("="),
+        "issuer": issuer,
+        "algorithm": algorithm,
+        "digits": digits,
+    }
+    if kind == MethodKind.TOTP:
+        params["period"] = period
+    else:
+        params["counter"] = 0
+    label = quote(f"{issuer}:{account}", safe=":@")
+    return f"otpauth://{kind}/{label}?{urlencode(params, quote_via=quote)}"
+
+
+class Accounts:
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+        self.writer = ChangeWriter(store)
+
+    # -- users ----------------------------------------------------------------------------
+
+    def add_user(
+        self,
+        name: str,
+        *,
+        display_name: str = "",
+        email: str = "",
+        phone: str = "",
+        actor: Actor = Actor(),
+    ) -> UserView:
+        name = check_name(name)
+        with self.store.read() as conn:
+            if conn.scalar(select(t.users.c.id).where(t.users.c.name == name)) is not None:
+                raise Conflict(f"user {name!r} exists already")
+        payload = {
+            "name": name,
+            "display_name": _check_text("display_name", display_name),
+            "email": _check_text("email", email),
+            "phone": _check_text("phone", phone, 64),
+            "enabled": True,
+            "at": time.time(),
+        }
+        self.writer.commit([Change("user.add", payload)], [self._event("user.add", name, actor)])
+        return self.get_user(name)
+
+    def get_user(self, name: str) -> UserView:
+        with self.store.read() as conn:
+            row = conn.execute(_user_query().where(t.users.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"no user named {name!r}")
+        return _user_view(row)
+
+    def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
+        query = _user_query().where(t.users.c.name > after).order_by(t.users.c.name).limit(limit)
+        with self.store.read() as conn:
+            return [_user_view(r) for r in conn.execute(query)]
+
+    def update_user(self, name: str, fields: dict[str, Any], actor: Actor = Actor()) -> UserView:
+        unknown = set(fields) - set(USER_FIELDS)
+        if unknown:
+            raise InvalidInput(
+                f"cannot change {', '.join(sorted(unknown))}; changeable: {', '.join(USER_FIELDS)}"
+            )
+        clean: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key == "enabled":
+                if not isinstance(value, bool):
+                    raise InvalidInput("enabled must be true or false")
+                clean[key] = value
+            else:
+                if not isinstance(value, str):
+                    raise InvalidInput(f"{key} must be a string")
+                clean[key] = _check_text(key, value, 64 if key == "phone" else 255)
+        user_id = self.user_id(name)
+        detail = ",".join(sorted(clean))
+        self.writer.commit(
+            [Change("user.update", {"id": user_id, "fields": clean, "at": time.time()})],
+            [self._event("user.update", name, actor, detail=detail)],
+        )
+        return self.get_user(name)
+
+    def delete_user(self, name: str, actor: Actor = Actor()) -> None:
+        user_id = self.user_id(name)
+        self.writer.commit(
+            [Change("user.delete", {"id": user_id})], [self._event("user.delete", name, actor)]
+        )
+
+    def unlock(self, name: str, actor: Actor = Actor()) -> UserView:
+        user_id = self.user_id(name)
+        with self.store.write() as conn:
+            conn.execute(
+                update(t.user_state)
+                .where(t.user_state.c.user_id == user_id)
+                .values(failures=0, locked_until=None)
+            )
+            self._audit(conn, self._event("user.unlock", name, actor))
+        return self.get_user(name)
+
+    def grant_bypass(self, name: str, seconds: int, actor: Actor = Actor()) -> float:
+        limit = int(self.config.get("policy", "bypass_max_seconds"))
+        if not 0 < seconds <= limit:
+            raise InvalidInput(f"a bypass lasts 1 to {limit} seconds ([policy] bypass_max_seconds)")
+        user_id = self.user_id(name)
+        until = time.time() + seconds
+        with self.store.write() as conn:
+            conn.execute(
+                update(t.user_state)
+                .where(t.user_state.c.user_id == user_id)
+                .values(bypass_until=until)
+            )
+            self._audit(conn, self._event("bypass.grant", name, actor, detail=f"seconds={seconds}"))
+        return until
+
+    # -- methods --------------------------------------------------------------------------
+
+    def enroll(
+        self,
+        name: str,
+        kind: str,
+        *,
+        secret: str | None = None,
+        digits: int | None = None,
+        period: int | None = None,
+        algorithm: str | None = None,
+        label: str = "",
+        actor: Actor = Actor(),
+    ) -> Enrollment:
+        enroll = self.config.values["enroll"]
+        try:
+            method_kind = MethodKind(kind)
+        except ValueError:
+            raise InvalidInput(
+                f"method kind must be one of {', '.join(MethodKind)}, not {kind!r}"
+            ) from None
+        digits = enroll["digits"] if digits is None else digits
+        period = enroll["period"] if period is None else period
+        algorithm = (enroll["algorithm"] if algorithm is None else algorithm).upper()
+        if digits not in (6, 8):
+            raise InvalidInput("digits must be 6 or 8")
+        if period not in (30, 60):
+            raise InvalidInput("period must be 30 or 60 seconds")
+        if algorithm not in SECRET_BYTES:
+            raise InvalidInput("algorithm must be SHA1, SHA256 or SHA512")
+        label = _check_text("label", label)
+        user_id = self.user_id(name)
+        method_id = "m" + secrets.token_hex(6)
+        payload: dict[str, Any] = {
+            "id": method_id,
+            "user_id": user_id,
+            "kind": str(method_kind),
+            "label": label,
+            "digits": digits,
+            "period": period,
+            "algorithm": algorithm,
+            "at": time.time(),
+        }
+        out = Enrollment(
+            method=MethodView(
+                id=method_id,
+                kind=str(method_kind),
+                label=label,
+                digits=digits,
+                period=period,
+                algorithm=algorithm,
+                created_at=payload["at"],
+            )
+        )
+        if method_kind == MethodKind.BACKUP_CODES:
+            if secret is not None:
+                raise InvalidInput("backup codes are generated by the server; do not pass a secret")
+            codes = backup_codes.generate(int(self.config.get("policy", "backup_code_count")))
+            payload["backup_hashes"] = [
+                backup_codes.hash_code(self.store.box.pepper, c).hex() for c in codes
+            ]
+            out.backup_codes = codes
+            out.method.backup_codes_left = len(codes)
+            out.method.digits = backup_codes.CODE_DIGITS
+            payload["digits"] = backup_codes.CODE_DIGITS
+        else:
+            key = (
+                decode_secret(secret)
+                if secret is not None
+                else secrets.token_bytes(SECRET_BYTES[algorithm])
+            )
+            payload["secret_enc"] = self.store.box.seal(key, method_id).hex()
+            out.secret = base64.b32encode(key).decode().rstrip("=")
+            out.otpauth_uri = key_uri(
+                str(method_kind),
+                key,
+                issuer=enroll["issuer"],
+                account=name,
+                digits=digits,
+                period=period,
+                algorithm=algorithm,
+            )
+        self.writer.commit(
+            [Change("method.add", payload)],
+            [self._event("method.add", name, actor, method_id=method_id, detail=str(method_kind))],
+        )
+        return out
+
+    def list_methods(self, name: str) -> list[MethodView]:
+        user_id = self.user_id(name)
+        left = (
+            select(func.count())
+            .where(t.backup_codes.c.method_id == t.methods.c.id, t.backup_codes.c.used_at.is_(None))
+            .scalar_subquery()
+        )
+        query = (
+            select(t.methods, left.label("left"))
+            .where(t.methods.c.user_id == user_id)
+            .order_by(t.methods.c.created_at)
+        )
+        with self.store.read() as conn:
+            return [
+                MethodView(
+                    id=r.id,
+                    kind=r.kind,
+                    label=r.label,
+                    digits=r.digits,
+                    period=r.period,
+                    algorithm=r.algorithm,
+                    created_at=r.created_at,
+                    backup_codes_left=r.left if r.kind == MethodKind.BACKUP_CODES else None,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def remove_method(self, name: str, method_id: str, actor: Actor = Actor()) -> None:
+        self._method_row(name, method_id)
+        self.writer.commit(
+            [Change("method.remove", {"id": method_id})],
+            [self._event("method.remove", name, actor, method_id=method_id)],
+        )
+
+    def resync_hotp(
+        self, name: str, method_id: str, first: str, second: str, actor: Actor = Actor()
+    ) -> bool:
+        row = self._method_row(name, method_id)
+        if row.kind != MethodKind.HOTP:
+            raise InvalidInput(f"method {method_id} is {row.kind}; only hotp methods resynchronise")
+        key = self.store.box.open(row.secret_enc, method_id)
+        window = int(self.config.get("policy", "hotp_resync_window"))
+        with self.store.write() as conn:
+            counter = (
+                conn.scalar(
+                    select(t.method_state.c.counter).where(t.method_state.c.method_id == method_id)
+                )
+                or 0
+            )
+            new = hotp.resync(
+                key,
+                first.strip(),
+                second.strip(),
+                counter,
+                window=window,
+                digits=row.digits,
+                algorithm=row.algorithm,
+            )
+            if new is not None:
+                conn.execute(
+                    update(t.method_state)
+                    .where(t.method_state.c.method_id == method_id, t.method_state.c.counter < new)
+                    .values(counter=new)
+                )
+            self._audit(
+                conn,
+                self._event(
+                    "method.resync",
+                    name,
+                    actor,
+                    method_id=method_id,
+                    result="accepted" if new else "rejected",
+                ),
+            )
+        return new is not None
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def user_id(self, name: str) -> int:
+        with self.store.read() as conn:
+            user_id = conn.scalar(select(t.users.c.id).where(t.users.c.name == name))
+        if user_id is None:
+            raise NotFound(f"no user named {name!r}")
+        return int(user_id)
+
+    def _method_row(self, name: str, method_id: str) -> Row[Any]:
+        user_id = self.user_id(name)
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(t.methods).where(t.methods.c.id == method_id, t.methods.c.user_id == user_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"user {name!r} has no method {method_id!r}")
+        return row
+
+    @staticmethod
+    def _event(
+        action: str,
+        name: str,
+        actor: Actor,
+        *,
+        method_id: str = "",
+        detail: str = "",
+        result: str = "ok",
+    ) -> AuditEvent:
+        return AuditEvent(
+            action=action,
+            result=result,
+            user_name=name,
+            client=actor.client,
+            method_id=method_id,
+            request_id=actor.request_id,
+            detail=detail,
+        )
+
+    def _audit(self, conn: Connection, event: AuditEvent) -> None:
+        conn.execute(insert(t.audit).values(event.row(self.store.node_name, time.time())))
+
+
+def _user_query() -> Any:
+    return select(
+        t.users, t.user_state.c.failures, t.user_state.c.locked_until, t.user_state.c.bypass_until
+    ).join(t.user_state, isouter=True)
+
+
+def _user_view(row: Row[Any]) -> UserView:
+    now = time.time()
+    locked = row.locked_until if row.locked_until and row.locked_until > now else None
+    bypass = row.bypass_until if row.bypass_until and row.bypass_until >= now else None
+    return UserView(
+        name=row.name,
+        display_name=row.display_name,
+        email=row.email,
+        phone=row.phone,
+        enabled=row.enabled,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        locked_until=locked,
+        failures=row.failures or 0,
+        bypass_until=bypass,
+    )

@@ -1,0 +1,169 @@
+"""API keys of the Web Service SDK: least privilege by scope, stored only as hashes.
+
+A key reads ``omfa_<id>_<secret>``. The id finds the row; the secret is compared as a SHA-256
+hash in constant time (the secret is 256 random bits, so a slow hash adds nothing). The
+``KeyRing`` caches rows and is dropped whenever the configuration generation moves, so a key
+revoked from the CLI stops working on the very next request of a running server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select
+
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from ..store import tables as t
+from ..store.changes import AuditEvent, Change, ChangeWriter
+from ..store.database import Store
+from .accounts import check_name
+from .views import ApiKeyView
+
+SCOPES: dict[str, frozenset[str]] = {
+    "admin": frozenset(
+        {
+            "authenticate",
+            "users:read",
+            "users:write",
+            "methods:read",
+            "methods:write",
+            "bypass",
+            "audit:read",
+        }
+    ),
+    "portal": frozenset({"authenticate", "users:read", "methods:read", "methods:write"}),
+    "adapter": frozenset({"authenticate", "users:read"}),
+    "mobile": frozenset({"users:read"}),
+}
+PREFIX = "omfa_"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiClient:
+    name: str
+    scope: str
+
+    def require(self, permission: str) -> None:
+        if permission not in SCOPES[self.scope]:
+            raise Forbidden(
+                f"API key {self.name!r} has scope {self.scope!r}, which may not "
+                f"{permission}; use a key with a scope that allows it"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyRow:
+    name: str
+    scope: str
+    secret_hash: bytes
+    expires_at: float | None
+    revoked_at: float | None
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class KeyRing:
+    """Checks bearer tokens against the data file, cached per configuration generation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation = -1
+        self._rows: dict[str, _KeyRow] = {}
+
+    def check(self, conn: Connection, generation: int, token: str | None, now: float) -> ApiClient:
+        if not token:
+            raise Unauthorized("send an API key as 'Authorization: Bearer omfa_…'")
+        key_id, secret = _split(token)
+        with self._lock:
+            if generation != self._generation:
+                self._rows = {
+                    r.id: _KeyRow(r.name, r.scope, r.secret_hash, r.expires_at, r.revoked_at)
+                    for r in conn.execute(select(t.api_keys))
+                }
+                self._generation = generation
+            row = self._rows.get(key_id)
+        # Compare against a dummy when the id is unknown, so timing does not reveal which ids exist.
+        ok = hmac.compare_digest(_hash(secret), row.secret_hash if row else b"\0" * 32)
+        if row is None or not ok:
+            raise Unauthorized(
+                "the API key is not valid; check it or create one with `openmfa apikey create`"
+            )
+        if row.revoked_at is not None:
+            raise Unauthorized(f"the API key {row.name!r} was revoked; create a new one")
+        if row.expires_at is not None and now >= row.expires_at:
+            raise Unauthorized(f"the API key {row.name!r} has expired; create a new one")
+        return ApiClient(row.name, row.scope)
+
+
+def _split(token: str) -> tuple[str, str]:
+    if not token.startswith(PREFIX):
+        return "", token
+    key_id, _, secret = token[len(PREFIX) :].partition("_")
+    return key_id, secret
+
+
+class ApiKeys:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.writer = ChangeWriter(store)
+
+    def create(
+        self, name: str, scope: str, *, expires_days: float | None = None, client: str = "cli"
+    ) -> str:
+        """Make a key; the token is returned once and never stored."""
+        name = check_name(name)
+        if scope not in SCOPES:
+            raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        if expires_days is not None and expires_days <= 0:
+            raise InvalidInput("--expires-days must be greater than 0")
+        with self.store.read() as conn:
+            if conn.scalar(select(t.api_keys.c.id).where(t.api_keys.c.name == name)):
+                raise Conflict(f"an API key named {name!r} exists already")
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        now = time.time()
+        payload = {
+            "id": key_id,
+            "name": name,
+            "scope": scope,
+            "at": now,
+            "secret_hash": _hash(secret).hex(),
+            "expires_at": now + expires_days * 86400 if expires_days else None,
+        }
+        self.writer.commit(
+            [Change("apikey.add", payload)],
+            [AuditEvent("apikey.create", "ok", client=client, detail=f"{name} {scope}")],
+        )
+        return f"{PREFIX}{key_id}_{secret}"
+
+    def list(self) -> list[ApiKeyView]:
+        with self.store.read() as conn:
+            return [
+                ApiKeyView(
+                    name=r.name,
+                    id=r.id,
+                    scope=r.scope,
+                    created_at=r.created_at,
+                    expires_at=r.expires_at,
+                    revoked_at=r.revoked_at,
+                )
+                for r in conn.execute(select(t.api_keys).order_by(t.api_keys.c.name))
+            ]
+
+    def revoke(self, name: str, *, client: str = "cli") -> None:
+        with self.store.read() as conn:
+            row = conn.execute(select(t.api_keys).where(t.api_keys.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"no API key named {name!r}")
+        if row.revoked_at is not None:
+            return
+        self.writer.commit(
+            [Change("apikey.revoke", {"id": row.id, "at": time.time()})],
+            [AuditEvent("apikey.revoke", "ok", client=client, detail=name)],
+        )

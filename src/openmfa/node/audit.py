@@ -1,0 +1,52 @@
+"""Reading the audit log (writing happens with each decision and change)."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import insert, select
+
+from ..store import tables as t
+from ..store.changes import AuditEvent
+from ..store.database import Store
+from .views import AuditView
+
+
+def query(
+    store: Store,
+    *,
+    user: str | None = None,
+    since: float | None = None,
+    limit: int = 100,
+    after_id: int = 0,
+) -> list[AuditView]:
+    q = select(t.audit).where(t.audit.c.id > after_id)
+    if user is not None:
+        q = q.where(t.audit.c.user_name == user)
+    if since is not None:
+        q = q.where(t.audit.c.at >= since)
+    q = q.order_by(t.audit.c.id).limit(limit)
+    with store.read() as conn:
+        return [
+            AuditView(
+                id=r.id,
+                at=r.at,
+                node=r.node,
+                action=r.action,
+                user=r.user_name,
+                client=r.client,
+                method_id=r.method_id,
+                result=r.result,
+                reason=r.reason,
+                request_id=r.request_id,
+                detail=r.detail,
+            )
+            for r in conn.execute(q)
+        ]
+
+
+def record(store: Store, event: AuditEvent) -> None:
+    """Write one audit event on its own (events that go with a change or a decision are
+    written in that transaction instead)."""
+    with store.write() as conn:
+        conn.execute(insert(t.audit).values(event.row(store.node_name, time.time())))

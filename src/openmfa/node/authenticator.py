@@ -1,0 +1,309 @@
+"""Authentication attempts against the data file: load, ``core.verification.decide``, store.
+
+Invariant owned here: the decision, its state changes (TOTP step, HOTP counter, backup code,
+failure count, lockout, spent bypass) and its audit record are committed in one transaction
+before the answer is given. ``run`` takes a batch of attempts so a server can commit many
+concurrent attempts together; each attempt still sees the effects of the ones before it.
+
+Configuration (users, methods, decrypted seeds) is cached; when the configuration generation
+moves, the change records since the cached one say which users to forget (all of them if the
+gap is large). State is read fresh inside the write transaction. On
+PostgreSQL, where another node may be writing the same rows, state updates are conditional
+(``last_step < new``), so a code can still be accepted only once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Integer, String, bindparam, func, insert, select, update
+
+from ..core.lockout import UserState, after_failure
+from ..core.verification import (
+    Decision,
+    Method,
+    MethodKind,
+    MethodState,
+    Outcome,
+    Reason,
+    VerifyPolicy,
+    decide,
+)
+from ..errors import OpenMfaError
+from ..store import tables as t
+from ..store.database import Store
+from ..store.prepared import Prepared, dbapi_cursor
+from .apikeys import KeyRing
+
+FORGET_ALL_AFTER = 1000
+"""More configuration changes than this since the cache was filled: drop the whole cache."""
+MAX_CACHED_USERS = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    user: str
+    code: str
+    client: str = "cli"
+    request_id: str = ""
+    token: str | None = None
+    """When set, the API key is checked inside the same transaction (SDK requests)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _User:
+    id: int
+    enabled: bool
+    methods: list[Method]
+    has_backup: bool
+
+
+@dataclass(slots=True)
+class _Cache:
+    generation: int = -1
+    users: dict[str, _User | None] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+    """user id -> name, to forget a user named in a change record only by id."""
+
+
+class _Statements:
+    def __init__(self, store: Store) -> None:
+        e = store.engine
+        us, ms, bc, m = t.user_state, t.method_state, t.backup_codes, t.methods
+        uid, v = bindparam("uid", type_=Integer), bindparam("v", type_=Integer)
+        self.generation = Prepared(e, select(func.coalesce(func.max(t.changes.c.seq), 0)))
+        self.changes_since = Prepared(
+            e,
+            select(t.changes.c.kind, t.changes.c.payload).where(t.changes.c.seq > bindparam("gen")),
+        )
+        self.user = Prepared(
+            e, select(t.users.c.id, t.users.c.enabled).where(t.users.c.name == bindparam("name"))
+        )
+        self.methods = Prepared(
+            e,
+            select(m.c.id, m.c.kind, m.c.secret_enc, m.c.digits, m.c.period, m.c.algorithm)
+            .where(m.c.user_id == uid)
+            .order_by(m.c.created_at, m.c.id),
+        )
+        self.state = Prepared(
+            e,
+            select(
+                us.c.failures,
+                us.c.locked_until,
+                us.c.bypass_until,
+                ms.c.method_id,
+                ms.c.last_step,
+                ms.c.counter,
+            )
+            .select_from(us.outerjoin(ms, ms.c.user_id == us.c.user_id))
+            .where(us.c.user_id == uid),
+        )
+        self.backup = Prepared(
+            e,
+            select(bc.c.id, bc.c.method_id, bc.c.code_hash)
+            .join(m, m.c.id == bc.c.method_id)
+            .where(m.c.user_id == uid, bc.c.used_at.is_(None)),
+        )
+        mid = bindparam("mid", type_=String)
+        self.claim_step = Prepared(
+            e, update(ms).where(ms.c.method_id == mid, ms.c.last_step < v).values(last_step=v)
+        )
+        self.claim_counter = Prepared(
+            e, update(ms).where(ms.c.method_id == mid, ms.c.counter < v).values(counter=v)
+        )
+        self.claim_backup = Prepared(
+            e,
+            update(bc)
+            .where(bc.c.id == bindparam("bid"), bc.c.used_at.is_(None))
+            .values(used_at=bindparam("now")),
+        )
+        self.set_state = Prepared(
+            e,
+            update(us)
+            .where(us.c.user_id == uid)
+            .values(
+                failures=bindparam("f"), locked_until=bindparam("lu"), bypass_until=bindparam("bu")
+            ),
+        )
+        self.audit = Prepared(
+            e,
+            insert(t.audit).values(
+                {
+                    c: bindparam(c)
+                    for c in (
+                        "at",
+                        "node",
+                        "action",
+                        "user_name",
+                        "client",
+                        "method_id",
+                        "result",
+                        "reason",
+                        "request_id",
+                        "detail",
+                    )
+                }
+            ),
+        )
+
+
+class Authenticator:
+    """Not thread-safe: one thread calls ``run`` (the server's commit thread, or the CLI)."""
+
+    def __init__(self, store: Store, policy: VerifyPolicy, keyring: KeyRing | None = None) -> None:
+        self.store = store
+        self.policy = policy
+        self.keyring = keyring or KeyRing()
+        self._cache = _Cache()
+        self._sql = _Statements(store)
+
+    def run(
+        self, attempts: list[Attempt], now: float | None = None
+    ) -> list[Decision | OpenMfaError]:
+        """Decide every attempt, commit once. An API-key failure comes back as the error."""
+        now = time.time() if now is None else now
+        results: list[Decision | OpenMfaError] = []
+        audit: list[dict[str, Any]] = []
+        node = self.store.node_name
+        with self.store.write() as conn:
+            cur = dbapi_cursor(conn)
+            generation = self._refresh(cur)
+            for a in attempts:
+                client = a.client
+                if a.token is not None:
+                    try:
+                        api = self.keyring.check(conn, generation, a.token, now)
+                        api.require("authenticate")
+                    except OpenMfaError as exc:
+                        results.append(exc)
+                        continue
+                    client = api.name
+                d, locked = self._one(cur, a, now)
+                results.append(d)
+                row = {
+                    "at": now,
+                    "node": node,
+                    "action": "authenticate",
+                    "user_name": a.user,
+                    "client": client,
+                    "method_id": d.method_id or "",
+                    "result": "accepted" if d.accepted else "rejected",
+                    "reason": d.reason.value,
+                    "request_id": a.request_id,
+                    "detail": "",
+                }
+                audit.append(row)
+                if locked:
+                    audit.append(row | {"action": "lockout", "result": "ok"})
+            if audit:
+                self._sql.audit.many(cur, audit)
+            cur.close()
+        return results
+
+    def _refresh(self, cur: Any) -> int:
+        """Bring the cache to the current generation; returns it."""
+        row = self._sql.generation.one(cur)
+        generation = int(row[0]) if row else 0
+        cache = self._cache
+        if generation == cache.generation:
+            return generation
+        if cache.generation < 0 or generation - cache.generation > FORGET_ALL_AFTER:
+            self._cache = _Cache(generation)
+            return generation
+        for kind, payload in self._sql.changes_since.all(cur, gen=cache.generation):
+            p = json.loads(payload) if isinstance(payload, str) else payload
+            if kind.startswith("user."):
+                self._forget(user_id=p.get("id"), name=p.get("name"))
+            elif kind == "method.add":
+                self._forget(user_id=p.get("user_id"))
+            elif kind == "method.remove":
+                for name, user in list(cache.users.items()):
+                    if user is not None and any(m.id == p.get("id") for m in user.methods):
+                        self._forget(name=name)
+        cache.generation = generation
+        return generation
+
+    def _forget(self, *, user_id: int | None = None, name: str | None = None) -> None:
+        cache = self._cache
+        if user_id is not None and user_id in cache.names:
+            cache.users.pop(cache.names.pop(user_id), None)
+        if name is not None:
+            cache.users.pop(name, None)
+
+    def _one(self, cur: Any, a: Attempt, now: float) -> tuple[Decision, bool]:
+        """Decide one attempt and store its state; returns (decision, newly locked)."""
+        user = self._user(cur, a.user)
+        if user is None:
+            return Decision(False, Reason.UNKNOWN_USER), False
+        if not user.enabled:
+            return Decision(False, Reason.DISABLED), False
+        rows = self._sql.state.all(cur, uid=user.id)
+        state = UserState(rows[0][0], rows[0][1], rows[0][2]) if rows else UserState()
+        method_states = {r[3]: MethodState(r[4], r[5]) for r in rows if r[3] is not None}
+        unused: dict[str, list[tuple[int, bytes]]] = {}
+        if user.has_backup:
+            for code_id, method_id, code_hash in self._sql.backup.all(cur, uid=user.id):
+                unused.setdefault(method_id, []).append((code_id, bytes(code_hash)))
+        out = decide(
+            a.code,
+            now,
+            state=state,
+            methods=user.methods,
+            method_states=method_states,
+            unused_backup_codes=unused,
+            pepper=self.store.box.pepper,
+            policy=self.policy,
+        )
+        if out.decision.accepted and not self._claim(cur, user, out, now):
+            # Another writer used this step/counter/code between our read and write.
+            out = Outcome(
+                Decision(False, Reason.REPLAY, out.decision.method_id),
+                after_failure(state, self.policy.lockout, now),
+            )
+        if out.user_state != state:
+            s = out.user_state
+            self._sql.set_state.run(
+                cur, uid=user.id, f=s.failures, lu=s.locked_until, bu=s.bypass_until
+            )
+        return out.decision, out.newly_locked
+
+    def _claim(self, cur: Any, user: _User, out: Outcome, now: float) -> bool:
+        """Store what the acceptance used up; False if someone else used it first."""
+        if out.method_state is not None:
+            method_id, new = out.method_state
+            kind = next(m.kind for m in user.methods if m.id == method_id)
+            if kind == MethodKind.TOTP:
+                return self._sql.claim_step.run(cur, mid=method_id, v=new.last_step) == 1
+            return self._sql.claim_counter.run(cur, mid=method_id, v=new.counter) == 1
+        if out.backup_code_used is not None:
+            return self._sql.claim_backup.run(cur, bid=out.backup_code_used, now=now) == 1
+        return True
+
+    def _user(self, cur: Any, name: str) -> _User | None:
+        cache = self._cache
+        if name in cache.users:
+            return cache.users[name]
+        row = self._sql.user.one(cur, name=name)
+        user: _User | None = None
+        if row is not None:
+            user_id, enabled = int(row[0]), bool(row[1])
+            methods: list[Method] = []
+            for method_id, kind_text, sealed, digits, period, algorithm in self._sql.methods.all(
+                cur, uid=user_id
+            ):
+                kind = MethodKind(kind_text)
+                if kind == MethodKind.BACKUP_CODES:
+                    methods.append(Method(method_id, kind))
+                else:
+                    key = self.store.box.open(bytes(sealed), method_id)
+                    methods.append(Method(method_id, kind, key, digits, period, algorithm))
+            has_backup = any(m.kind == MethodKind.BACKUP_CODES for m in methods)
+            user = _User(user_id, enabled, methods, has_backup)
+            cache.names[user_id] = name
+        if len(cache.users) >= MAX_CACHED_USERS:
+            self._cache = cache = _Cache(cache.generation)
+        cache.users[name] = user
+        return user

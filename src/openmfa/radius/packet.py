@@ -1,0 +1,192 @@
+"""RADIUS packets (RFC 2865 §3, §5), Message-Authenticator (RFC 3579 §3.2) — sans-IO.
+
+Invariants owned here:
+- ``decode`` either returns a structurally valid packet or raises ``MalformedPacket``; it never
+  trusts a length field it has not checked against the datagram (RFC 2865 §3: octets beyond
+  Length are padding and ignored; a packet shorter than its Length is dropped).
+- Every response carries a Message-Authenticator as its *first* attribute (the BlastRADIUS
+  mitigation, CVE-2024-3596), and Proxy-State attributes are echoed in order (RFC 2865 §5.33).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+from dataclasses import dataclass, field
+
+ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT = 1, 2, 3
+ACCOUNTING_REQUEST = 4
+ACCESS_CHALLENGE, STATUS_SERVER = 11, 12
+
+USER_NAME, USER_PASSWORD, CHAP_PASSWORD = 1, 2, 3
+NAS_IP_ADDRESS, REPLY_MESSAGE, STATE = 4, 18, 24
+PROXY_STATE, NAS_IDENTIFIER = 33, 32
+MESSAGE_AUTHENTICATOR = 80
+
+MIN_LENGTH, MAX_LENGTH = 20, 4096
+_HEADER = struct.Struct("!BBH16s")
+_ZERO16 = bytes(16)
+
+
+class MalformedPacket(ValueError):
+    """The datagram is not a well-formed RADIUS packet; drop it (RFC 2865 §3)."""
+
+
+@dataclass(slots=True)
+class Packet:
+    code: int
+    identifier: int
+    authenticator: bytes
+    attributes: list[tuple[int, bytes]] = field(default_factory=list)
+    raw: bytes = b""
+    """The packet exactly as received (without padding), for Message-Authenticator checks."""
+
+    def get(self, kind: int) -> bytes | None:
+        for t, v in self.attributes:
+            if t == kind:
+                return v
+        return None
+
+    def all(self, kind: int) -> list[bytes]:
+        return [v for t, v in self.attributes if t == kind]
+
+
+def decode(data: bytes) -> Packet:
+    if len(data) < MIN_LENGTH:
+        raise MalformedPacket(f"datagram of {len(data)} bytes is shorter than a RADIUS header")
+    code, identifier, length, authenticator = _HEADER.unpack_from(data)
+    if length < MIN_LENGTH or length > MAX_LENGTH:
+        raise MalformedPacket(f"Length field {length} is outside 20..4096")
+    if length > len(data):
+        raise MalformedPacket(f"Length field {length} exceeds the {len(data)}-byte datagram")
+    attributes: list[tuple[int, bytes]] = []
+    pos = MIN_LENGTH
+    while pos < length:
+        if pos + 2 > length:
+            raise MalformedPacket("attribute header runs past the packet")
+        kind, alen = data[pos], data[pos + 1]
+        if alen < 2 or pos + alen > length:
+            raise MalformedPacket(f"attribute {kind} has a bad length {alen}")
+        attributes.append((kind, data[pos + 2 : pos + alen]))
+        pos += alen
+    return Packet(code, identifier, authenticator, attributes, bytes(data[:length]))
+
+
+def _encode_attributes(attributes: list[tuple[int, bytes]]) -> bytes:
+    out = bytearray()
+    for kind, value in attributes:
+        if len(value) > 253:
+            raise ValueError(f"attribute {kind} value of {len(value)} bytes is too long")
+        out += bytes((kind, len(value) + 2)) + value
+    return bytes(out)
+
+
+def _ma_over(raw_with_zeroed_ma: bytes, secret: bytes) -> bytes:
+    return hmac.digest(secret, raw_with_zeroed_ma, "md5")
+
+
+def _zero_ma(raw: bytes, authenticator: bytes | None = None) -> tuple[bytes, bytes | None]:
+    """``raw`` with the Message-Authenticator value zeroed (and, optionally, the header
+    authenticator replaced); returns (that, the original MA value or None)."""
+    buf = bytearray(raw)
+    if authenticator is not None:
+        buf[4:20] = authenticator
+    pos, found = MIN_LENGTH, None
+    while pos < len(buf):
+        kind, alen = buf[pos], buf[pos + 1]
+        if kind == MESSAGE_AUTHENTICATOR and alen == 18:
+            found = bytes(buf[pos + 2 : pos + 18])
+            buf[pos + 2 : pos + 18] = _ZERO16
+        pos += alen
+    return bytes(buf), found
+
+
+def request_ma_status(packet: Packet, secret: bytes) -> bool | None:
+    """None: the request has no Message-Authenticator; True/False: it is right/wrong."""
+    zeroed, found = _zero_ma(packet.raw)
+    if found is None:
+        return None
+    return hmac.compare_digest(_ma_over(zeroed, secret), found)
+
+
+def encode_response(
+    request: Packet, code: int, attributes: list[tuple[int, bytes]], secret: bytes
+) -> bytes:
+    """A response to ``request``: Message-Authenticator first, Proxy-State echoed last."""
+    attrs = [(MESSAGE_AUTHENTICATOR, _ZERO16), *attributes]
+    attrs += [(PROXY_STATE, v) for v in request.all(PROXY_STATE)]
+    body = _encode_attributes(attrs)
+    length = MIN_LENGTH + len(body)
+    if length > MAX_LENGTH:
+        raise ValueError("response too long")
+    # RFC 3579 §3.2: the MA of a response is computed with the Request Authenticator in place.
+    head = _HEADER.pack(code, request.identifier, length, request.authenticator)
+    ma = _ma_over(head + body, secret)
+    body = bytes((MESSAGE_AUTHENTICATOR, 18)) + ma + body[18:]
+    response_auth = hashlib.md5(head + body + secret).digest()
+    return _HEADER.pack(code, request.identifier, length, response_auth) + body
+
+
+def encode_request(
+    code: int,
+    identifier: int,
+    attributes: list[tuple[int, bytes]],
+    secret: bytes,
+    authenticator: bytes | None = None,
+) -> bytes:
+    """An Access-Request (or Status-Server) with a Message-Authenticator first.
+
+    User-Password values must already be hidden with ``hide_password``."""
+    authenticator = authenticator or os.urandom(16)
+    attrs = [(MESSAGE_AUTHENTICATOR, _ZERO16), *attributes]
+    body = _encode_attributes(attrs)
+    head = _HEADER.pack(code, identifier, MIN_LENGTH + len(body), authenticator)
+    ma = _ma_over(head + body, secret)
+    return head + bytes((MESSAGE_AUTHENTICATOR, 18)) + ma + body[18:]
+
+
+def verify_response(raw: bytes, request_authenticator: bytes, secret: bytes) -> Packet:
+    """Check a response's Response Authenticator (and MA if present); return it decoded."""
+    packet = decode(raw)
+    expect = hashlib.md5(packet.raw[:4] + request_authenticator + packet.raw[20:] + secret).digest()
+    if not hmac.compare_digest(expect, packet.authenticator):
+        raise MalformedPacket("response authenticator does not match (wrong shared secret?)")
+    zeroed, found = _zero_ma(packet.raw, request_authenticator)
+    if found is not None and not hmac.compare_digest(_ma_over(zeroed, secret), found):
+        raise MalformedPacket("response Message-Authenticator does not match")
+    return packet
+
+
+def hide_password(password: bytes, secret: bytes, authenticator: bytes) -> bytes:
+    """User-Password hiding, RFC 2865 §5.2."""
+    if len(password) > 128:
+        raise ValueError("a User-Password is at most 128 bytes")
+    padded = password + bytes(-len(password) % 16 or (16 if not password else 0))
+    out = bytearray()
+    prev = authenticator
+    for i in range(0, len(padded), 16):
+        digest = hashlib.md5(secret + prev).digest()
+        chunk = _xor16(padded[i : i + 16], digest)
+        out += chunk
+        prev = chunk
+    return bytes(out)
+
+
+def reveal_password(hidden: bytes, secret: bytes, authenticator: bytes) -> bytes:
+    """Undo ``hide_password`` (RFC 2865 §5.2); trailing NUL padding is removed."""
+    if not hidden or len(hidden) % 16 or len(hidden) > 128:
+        raise MalformedPacket(f"User-Password of {len(hidden)} bytes is not 16..128 in steps of 16")
+    out = bytearray()
+    prev = authenticator
+    for i in range(0, len(hidden), 16):
+        chunk = hidden[i : i + 16]
+        digest = hashlib.md5(secret + prev).digest()
+        out += _xor16(chunk, digest)
+        prev = chunk
+    return bytes(out).rstrip(b"\0")
+
+
+def _xor16(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(16, "big")

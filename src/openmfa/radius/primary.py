@@ -1,0 +1,128 @@
+"""First-factor checks for RADIUS clients: the node's own passwords, an LDAP directory, or an
+upstream RADIUS server. Each is ``async check(user, password) -> bool``; a backend that cannot
+be reached raises ``PrimaryUnavailable`` (the request is rejected and the reason logged)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from typing import Protocol
+
+from ..config import Config, parse_listen
+from ..node.passwords import check_password
+from ..store.database import Store
+from . import packet as p
+
+
+class PrimaryUnavailable(Exception):
+    """The first-factor backend did not answer (or is not configured)."""
+
+
+class PrimaryCheck(Protocol):
+    async def check(self, user: str, password: str) -> bool: ...
+
+
+class LocalPasswords:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def check(self, user: str, password: str) -> bool:
+        return await asyncio.to_thread(check_password, self.store, user, password)
+
+
+class LdapBind:
+    """Simple bind as the user: directly by DN template, or after a search by a service account."""
+
+    def __init__(self, config: Config) -> None:
+        self.c = config.values["ldap"]
+
+    async def check(self, user: str, password: str) -> bool:
+        if not self.c["url"]:
+            raise PrimaryUnavailable("[ldap] url is not set")
+        if not password:
+            return False  # an empty password would be an anonymous bind: never a success
+        return await asyncio.to_thread(self._check, user, password)
+
+    def _check(self, user: str, password: str) -> bool:
+        import ldap3
+        from ldap3.core.exceptions import LDAPBindError, LDAPException
+        from ldap3.utils.conv import escape_filter_chars
+        from ldap3.utils.dn import escape_rdn
+
+        timeout = self.c["timeout_seconds"]
+        server = ldap3.Server(self.c["url"], connect_timeout=timeout, get_info=ldap3.NONE)
+        try:
+            if self.c["bind_dn_template"]:
+                dn = self.c["bind_dn_template"].replace("{user}", escape_rdn(user))
+            else:
+                with ldap3.Connection(
+                    server,
+                    self.c["service_dn"] or None,
+                    self.c["service_password"] or None,
+                    auto_bind=True,
+                    receive_timeout=timeout,
+                ) as svc:
+                    flt = self.c["search_filter"].replace("{user}", escape_filter_chars(user))
+                    svc.search(self.c["search_base"], flt, attributes=[], size_limit=2)
+                    if len(svc.entries) != 1:
+                        return False
+                    dn = svc.entries[0].entry_dn
+            conn = ldap3.Connection(server, dn, password, receive_timeout=timeout)
+            try:
+                return bool(conn.bind())
+            finally:
+                conn.unbind()
+        except LDAPBindError:
+            return False
+        except LDAPException as exc:
+            raise PrimaryUnavailable(f"LDAP at {self.c['url']}: {exc}") from None
+
+
+class UpstreamRadius:
+    """Proxy the password to another RADIUS server (PAP), wait for its Accept or Reject."""
+
+    def __init__(self, config: Config) -> None:
+        self.c = config.values["radius_upstream"]
+
+    async def check(self, user: str, password: str) -> bool:
+        if not self.c["address"]:
+            raise PrimaryUnavailable("[radius_upstream] address is not set")
+        host, port = parse_listen(self.c["address"])
+        secret = self.c["secret"].encode()
+        loop = asyncio.get_running_loop()
+        for _attempt in range(2):
+            auth = os.urandom(16)
+            ident = os.urandom(1)[0]
+            attrs = [
+                (p.USER_NAME, user.encode()),
+                (p.USER_PASSWORD, p.hide_password(password.encode(), secret, auth)),
+                (p.NAS_IDENTIFIER, b"openmfa"),
+            ]
+            request = p.encode_request(p.ACCESS_REQUEST, ident, attrs, secret, auth)
+            answer: asyncio.Future[bytes] = loop.create_future()
+            transport, _ = await loop.create_datagram_endpoint(
+                functools.partial(_Answer, answer, ident), remote_addr=(host, port)
+            )
+            try:
+                transport.sendto(request)
+                raw = await asyncio.wait_for(answer, self.c["timeout_seconds"])
+            except TimeoutError:
+                continue
+            finally:
+                transport.close()
+            try:
+                reply = p.verify_response(raw, auth, secret)
+            except p.MalformedPacket as exc:
+                raise PrimaryUnavailable(f"upstream RADIUS {host}:{port}: {exc}") from None
+            return reply.code == p.ACCESS_ACCEPT
+        raise PrimaryUnavailable(f"upstream RADIUS {host}:{port} did not answer")
+
+
+class _Answer(asyncio.DatagramProtocol):
+    def __init__(self, answer: asyncio.Future[bytes], ident: int) -> None:
+        self.answer, self.ident = answer, ident
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if not self.answer.done() and len(data) > 1 and data[1] == self.ident:
+            self.answer.set_result(data)

@@ -1,0 +1,109 @@
+"""The RADIUS server as part of a running node: socket, client table refresh, counters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+from ..config import Config, parse_listen
+from ..errors import ConfigError
+from ..node.commit_queue import CommitQueue
+from ..node.radius_clients import RadiusClients
+from ..store.database import Store
+from .flows import AccessFlows
+from .primary import LdapBind, LocalPasswords, UpstreamRadius
+from .server import ClientTable, RadiusServer
+
+log = logging.getLogger("openmfa.radius")
+REFRESH_SECONDS = 1.0
+
+
+def bind_udp(listen: str) -> socket.socket:
+    """Bind the RADIUS socket, so a taken port is a clear error before anything starts."""
+    host, port = parse_listen(listen)
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.bind(addr)
+    except OSError as exc:
+        raise ConfigError(
+            f"could not listen for RADIUS on {listen} ({exc.strerror}); choose another address "
+            "with --radius-listen or [radius] listen (empty turns RADIUS off)"
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+class RadiusService:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        queue: CommitQueue,
+        listen: str,
+        sock: socket.socket | None = None,
+    ) -> None:
+        self.store = store
+        self.listen = listen
+        self.sock = sock
+        self.flows = AccessFlows(
+            store,
+            config,
+            queue,
+            {
+                "local": LocalPasswords(store),
+                "ldap": LdapBind(config),
+                "radius": UpstreamRadius(config),
+            },
+        )
+        self.protocol = RadiusServer(
+            self.flows, ClientTable([]), config.get("radius", "duplicate_seconds")
+        )
+        self._transport: asyncio.DatagramTransport | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._generation = -1
+
+    async def start(self) -> None:
+        await self._refresh()
+        loop = asyncio.get_running_loop()
+        sock = self.sock or bind_udp(self.listen)
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: self.protocol, sock=sock)
+        log.info(
+            "RADIUS listening on udp %s (%d clients)",
+            self.listen,
+            len(self.protocol.clients._clients),
+        )
+        self._refresher = loop.create_task(self._keep_fresh())
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        if self._transport is not None:
+            self._transport.close()
+        log.info("RADIUS counters: %s", dict(self.protocol.stats))
+
+    async def _keep_fresh(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                await self._refresh()
+            except Exception:
+                log.exception("could not reload the RADIUS clients; keeping the old list")
+            self.protocol.prune()
+
+    async def _refresh(self) -> None:
+        def load() -> ClientTable | None:
+            with self.store.read() as conn:
+                generation = Store.generation(conn)
+            if generation == self._generation:
+                return None
+            self._generation = generation
+            return ClientTable(RadiusClients(self.store).all())
+
+        table = await asyncio.to_thread(load)
+        if table is not None:
+            self.protocol.clients = table

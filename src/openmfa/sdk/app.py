@@ -1,0 +1,488 @@
+"""The Web Service SDK as an ASGI application (Starlette).
+
+Every route checks the caller's API key and its scope first, and every error leaves as JSON
+``{"code", "message", "request_id"}``. Authentications go through the ``CommitQueue``; other
+calls run in the thread pool against the same node services the CLI uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..config import Config
+from ..core.verification import Decision
+from ..errors import (
+    InvalidInput,
+    MalformedRequest,
+    OpenMfaError,
+    PayloadTooLarge,
+    RequestError,
+    Unauthorized,
+)
+from ..node import audit as audit_log
+from ..node.accounts import Accounts, Actor
+from ..node.apikeys import ApiClient, ApiKeys, KeyRing
+from ..node.authenticator import Attempt, Authenticator
+from ..node.commit_queue import CommitQueue
+from ..node.policy import verify_policy
+from ..node.views import DecisionView
+from ..radius.service import RadiusService
+from ..store.database import DATA_FORMAT, READS_FORMATS, Store
+from . import schemas
+from .openapi import document
+
+log = logging.getLogger("openmfa.sdk")
+S = TypeVar("S", bound=msgspec.Struct)
+JSON = "application/json"
+_encode = msgspec.json.Encoder().encode
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(_encode(body), status_code=status, media_type=JSON)
+
+
+class Node:
+    """What the routes share: the open store and the services on it."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        radius_listen: str | None = None,
+        radius_sock: socket.socket | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.keyring = KeyRing()
+        self.accounts = Accounts(store, config)
+        self.apikeys = ApiKeys(store)
+        self.queue = CommitQueue(Authenticator(store, verify_policy(config), self.keyring))
+        self.max_body = int(config.get("server", "max_body_bytes"))
+        listen = config.get("radius", "listen") if radius_listen is None else radius_listen
+        self.radius = (
+            RadiusService(store, config, self.queue, listen, radius_sock) if listen else None
+        )
+
+    def client(self, token: str | None, permission: str) -> ApiClient:
+        """Check an API key (in a worker thread: it may read the data file)."""
+        with self.store.read() as conn:
+            client = self.keyring.check(conn, Store.generation(conn), token, time.time())
+        client.require(permission)
+        return client
+
+
+def _node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _actor(request: Request, client: ApiClient) -> Actor:
+    return Actor(client=client.name, request_id=request.state.request_id)
+
+
+async def _body(request: Request, kind: type[S], limit: int) -> S:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise MalformedRequest("the Content-Length header is not a number")
+        if int(length) > limit:
+            raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit} bytes")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
+    try:
+        return msgspec.json.decode(bytes(data), type=kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"the request body is not valid: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise MalformedRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+async def _call(request: Request, permission: str, fn: Callable[[ApiClient], Any]) -> Any:
+    node = _node(request)
+    token = _token(request)
+
+    def run() -> Any:
+        return fn(node.client(token, permission))
+
+    return await run_in_threadpool(run)
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    ready, why = await run_in_threadpool(_node(request).store.ready)
+    if ready:
+        return json_response({"status": "ready"})
+    return json_response(
+        {"code": "not_ready", "message": why, "request_id": request.state.request_id}, 503
+    )
+
+
+async def version(request: Request) -> Response:
+    node = _node(request)
+    fmt = await run_in_threadpool(node.store.data_format)
+    return json_response(
+        {
+            "release": __version__,
+            "data_format": fmt,
+            "writes_format": DATA_FORMAT,
+            "reads_formats": list(READS_FORMATS),
+            "node": node.store.node_name,
+        }
+    )
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(document())
+
+
+async def authenticate(request: Request) -> Response:
+    node = _node(request)
+    body = await _body(request, schemas.AuthenticateRequest, node.max_body)
+    token = _token(request)
+    if token is None:
+        raise Unauthorized("send an API key as 'Authorization: Bearer omfa_…'")
+    rid = request.state.request_id
+    result = await node.queue.submit(Attempt(body.user, body.code, request_id=rid, token=token))
+    if isinstance(result, OpenMfaError):
+        raise result
+    d: Decision = result
+    return json_response(
+        DecisionView(
+            accepted=d.accepted,
+            reason=str(d.reason),
+            method_id=d.method_id,
+            locked_until=d.locked_until,
+            request_id=rid,
+        )
+    )
+
+
+async def users(request: Request) -> Response:
+    node = _node(request)
+    if request.method == "POST":
+        body = await _body(request, schemas.UserCreate, node.max_body)
+        user = await _call(
+            request,
+            "users:write",
+            lambda c: node.accounts.add_user(
+                body.name,
+                display_name=body.display_name,
+                email=body.email,
+                phone=body.phone,
+                actor=_actor(request, c),
+            ),
+        )
+        return json_response(user, 201)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    after = request.query_params.get("after", "")
+    found = await _call(
+        request, "users:read", lambda c: node.accounts.list_users(limit=limit, after=after)
+    )
+    return json_response(
+        {"users": found, "next_after": found[-1].name if len(found) == limit else None}
+    )
+
+
+async def user(request: Request) -> Response:
+    node = _node(request)
+    name = request.path_params["name"]
+    if request.method == "GET":
+        return json_response(
+            await _call(request, "users:read", lambda c: node.accounts.get_user(name))
+        )
+    if request.method == "DELETE":
+        await _call(
+            request, "users:write", lambda c: node.accounts.delete_user(name, _actor(request, c))
+        )
+        return Response(status_code=204)
+    patch = await _body(request, schemas.UserPatch, node.max_body)
+    fields = msgspec.structs.asdict(patch)
+    fields = {k: v for k, v in fields.items() if v is not msgspec.UNSET}
+    return json_response(
+        await _call(
+            request,
+            "users:write",
+            lambda c: node.accounts.update_user(name, fields, _actor(request, c)),
+        )
+    )
+
+
+async def unlock(request: Request) -> Response:
+    node = _node(request)
+    name = request.path_params["name"]
+    return json_response(
+        await _call(
+            request, "users:write", lambda c: node.accounts.unlock(name, _actor(request, c))
+        )
+    )
+
+
+async def bypass(request: Request) -> Response:
+    node = _node(request)
+    name = request.path_params["name"]
+    body = await _body(request, schemas.BypassRequest, node.max_body)
+    until = await _call(
+        request,
+        "bypass",
+        lambda c: node.accounts.grant_bypass(name, body.seconds, _actor(request, c)),
+    )
+    return json_response({"user": name, "bypass_until": until})
+
+
+async def methods(request: Request) -> Response:
+    node = _node(request)
+    name = request.path_params["name"]
+    if request.method == "GET":
+        found = await _call(request, "methods:read", lambda c: node.accounts.list_methods(name))
+        return json_response({"methods": found})
+    b = await _body(request, schemas.MethodCreate, node.max_body)
+    enrolled = await _call(
+        request,
+        "methods:write",
+        lambda c: node.accounts.enroll(
+            name,
+            b.kind,
+            secret=b.secret,
+            digits=b.digits,
+            period=b.period,
+            algorithm=b.algorithm,
+            label=b.label,
+            actor=_actor(request, c),
+        ),
+    )
+    return json_response(enrolled, 201)
+
+
+async def method(request: Request) -> Response:
+    node = _node(request)
+    name, method_id = request.path_params["name"], request.path_params["method_id"]
+    await _call(
+        request,
+        "methods:write",
+        lambda c: node.accounts.remove_method(name, method_id, _actor(request, c)),
+    )
+    return Response(status_code=204)
+
+
+async def resync(request: Request) -> Response:
+    node = _node(request)
+    name, method_id = request.path_params["name"], request.path_params["method_id"]
+    b = await _body(request, schemas.ResyncRequest, node.max_body)
+    ok = await _call(
+        request,
+        "methods:write",
+        lambda c: node.accounts.resync_hotp(name, method_id, b.first, b.second, _actor(request, c)),
+    )
+    return json_response({"resynchronised": ok})
+
+
+async def audit(request: Request) -> Response:
+    node = _node(request)
+    q = request.query_params
+    since = _time_param(q.get("since"))
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    after_id = _int_param(request, "after_id", 0, 0, 2**62)
+    found = await _call(
+        request,
+        "audit:read",
+        lambda c: audit_log.query(
+            node.store, user=q.get("user"), since=since, limit=limit, after_id=after_id
+        ),
+    )
+    return json_response(
+        {"events": found, "next_after_id": found[-1].id if len(found) == limit else None}
+    )
+
+
+async def radius_stats(request: Request) -> Response:
+    node = _node(request)
+    await _call(request, "audit:read", lambda c: None)
+    stats = dict(node.radius.protocol.stats) if node.radius is not None else {}
+    return json_response({"enabled": node.radius is not None, "counters": stats})
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise InvalidInput(f"query parameter {name} must be a whole number from {lo} to {hi}")
+    return int(raw)
+
+
+def _time_param(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidInput(
+            "since must be an ISO 8601 time (2026-11-21T10:00:00Z) or seconds since the epoch"
+        ) from None
+
+
+# -- errors and request ids ----------------------------------------------------------------
+
+
+def _error(request: Request, status: int, code: str, message: str) -> Response:
+    rid = getattr(request.state, "request_id", "")
+    return json_response(schemas.ErrorBody(code=code, message=message, request_id=rid), status)
+
+
+async def _openmfa_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OpenMfaError)
+    if not isinstance(exc, RequestError):
+        log.error("%s: %s", exc.code, exc.message)
+    return _error(request, exc.http_status, exc.code, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _error(
+            request,
+            404,
+            "no_such_route",
+            f"there is no {request.url.path}; see /v1/openapi.json for the routes",
+        )
+    if exc.status_code == 405:
+        return _error(
+            request,
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}",
+        )
+    return _error(request, exc.status_code, "http_error", str(exc.detail))
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    log.exception("internal error on %s %s", request.method, request.url.path)
+    return _error(
+        request,
+        500,
+        "internal_error",
+        "the node failed to handle this request; its log has the details under this request id",
+    )
+
+
+class RequestIds:
+    """Give every request an id (or keep a sane ``X-Request-ID``) and echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = ""
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if 0 < len(candidate) <= 64 and candidate.isprintable():
+                    rid = candidate
+                break
+        rid = rid or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        header = (b"x-request-id", rid.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(
+    store: Store,
+    config: Config,
+    radius_listen: str | None = None,
+    radius_sock: socket.socket | None = None,
+) -> Starlette:
+    """The node's ASGI app; its lifespan also runs the RADIUS server (``radius_listen``
+    overrides ``[radius] listen``; empty turns it off)."""
+    node = Node(store, config, radius_listen, radius_sock)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        node.queue.start()
+        try:
+            if node.radius is not None:
+                await node.radius.start()
+            yield
+        finally:
+            if node.radius is not None:
+                await node.radius.stop()
+            node.queue.stop()
+
+    u = "/v1/users/{name}"
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/version", version),
+        Route("/v1/openapi.json", openapi),
+        Route("/v1/authenticate", authenticate, methods=["POST"]),
+        Route("/v1/users", users, methods=["GET", "POST"]),
+        Route(u, user, methods=["GET", "PATCH", "DELETE"]),
+        Route(u + "/unlock", unlock, methods=["POST"]),
+        Route(u + "/bypass", bypass, methods=["POST"]),
+        Route(u + "/methods", methods, methods=["GET", "POST"]),
+        Route(u + "/methods/{method_id}", method, methods=["DELETE"]),
+        Route(u + "/methods/{method_id}/resync", resync, methods=["POST"]),
+        Route("/v1/audit", audit),
+        Route("/v1/radius/stats", radius_stats),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            OpenMfaError: _openmfa_error,
+            HTTPException: _http_error,
+            Exception: _crash,
+        },
+    )
+    app.state.node = node
+    app.add_middleware(RequestIds)
+    return app
+
+
+__all__ = ["create_app"]

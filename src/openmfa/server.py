@@ -1,0 +1,75 @@
+"""``openmfa serve``: the node's processes around the SDK app (uvicorn, signals, TLS)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+
+import uvicorn
+
+from .config import Config, parse_listen
+from .errors import ConfigError
+from .radius.service import bind_udp
+from .sdk.app import create_app
+from .store.database import Store
+
+
+def serve(
+    store: Store, config: Config, listen: str | None = None, radius_listen: str | None = None
+) -> None:
+    host, port = parse_listen(listen or config.get("server", "listen"))
+    cert, key = config.get("server", "tls_cert"), config.get("server", "tls_key")
+    if bool(cert) != bool(key):
+        raise ConfigError("[server] tls_cert and tls_key must be set together (or both empty)")
+    sock = _bind(host, port)
+    radius = config.get("radius", "listen") if radius_listen is None else radius_listen
+    radius_sock = bind_udp(radius) if radius else None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    scheme = "https" if cert else "http"
+    shown = f"[{host}]" if ":" in host else host
+    logging.getLogger("openmfa").info(
+        "OpenMFA node %s serving the Web Service SDK on %s://%s:%d (data: %s)",
+        store.node_name,
+        scheme,
+        shown,
+        port,
+        store.data_dir.root,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(store, config, radius, radius_sock),
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=bool(config.get("server", "access_log")),
+            ssl_certfile=cert or None,
+            ssl_keyfile=key or None,
+            timeout_graceful_shutdown=30,
+            log_level="info",
+            server_header=False,
+        )
+    )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler
+    # that was there before it; make that one a no-op, so a clean shutdown exits with status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    server.run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves, so a taken port is a clear error, not a traceback."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except OSError as exc:
+        raise ConfigError(
+            f"could not listen on {host}:{port} ({exc.strerror}); the port may be in use or the "
+            "address not one of this host's. Choose another with --listen or [server] listen"
+        ) from None
+    sock.set_inheritable(True)
+    return sock

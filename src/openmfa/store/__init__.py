@@ -1,0 +1,1 @@
+"""The data file: tables, migrations, encryption at rest, and the single write path."""

@@ -1,0 +1,239 @@
+"""The one place configuration is written: every change is a record, applied and logged at once.
+
+Invariant owned here: users, methods, API keys and settings change *only* by
+``ChangeWriter.commit``, which applies each ``Change`` and appends it to the ``changes`` table in
+the same transaction. The sequence number of the newest record is the configuration
+*generation*: caches key on it, and a farm subordinate replays the same records with ``apply``
+to reach the same state. A payload is complete (ids, times, sealed secrets), so replaying it
+anywhere gives the same rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, CursorResult, delete, insert, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import Conflict
+from . import tables as t
+from .database import DATA_FORMAT, Store
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    payload: Payload
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    action: str
+    result: str
+    user_name: str = ""
+    client: str = ""
+    method_id: str = ""
+    reason: str = ""
+    request_id: str = ""
+    detail: str = ""
+
+    def row(self, node: str, at: float) -> dict[str, Any]:
+        return {
+            "at": at,
+            "node": node,
+            "action": self.action,
+            "user_name": self.user_name,
+            "client": self.client,
+            "method_id": self.method_id,
+            "result": self.result,
+            "reason": self.reason,
+            "request_id": self.request_id,
+            "detail": self.detail,
+        }
+
+
+_APPLIERS: dict[str, Callable[[Connection, Payload], None]] = {}
+
+
+def applier(
+    kind: str,
+) -> Callable[[Callable[[Connection, Payload], None]], Callable[[Connection, Payload], None]]:
+    def register(
+        fn: Callable[[Connection, Payload], None],
+    ) -> Callable[[Connection, Payload], None]:
+        _APPLIERS[kind] = fn
+        return fn
+
+    return register
+
+
+def apply(conn: Connection, change: Change) -> None:
+    """Apply one change record to a data set (the master's, or a subordinate's replay)."""
+    _APPLIERS[change.kind](conn, change.payload)
+
+
+class ChangeWriter:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def commit(self, changes: list[Change], audit: list[AuditEvent] | None = None) -> int:
+        """Apply ``changes`` and log them, with their audit events, in one transaction.
+
+        Returns the new generation.
+        """
+        now = time.time()
+        try:
+            return self._commit(changes, audit or [], now)
+        except IntegrityError:
+            raise Conflict(
+                "the change conflicts with what is stored (a name or id is taken, "
+                "or the record it refers to is gone); nothing was changed"
+            ) from None
+
+    def _commit(self, changes: list[Change], audit: list[AuditEvent], now: float) -> int:
+        with self.store.write() as conn:
+            seq = 0
+            for change in changes:
+                apply(conn, change)
+                seq = _new_id(
+                    conn.execute(
+                        insert(t.changes).values(
+                            format=DATA_FORMAT, at=now, kind=change.kind, payload=change.payload
+                        )
+                    )
+                )
+            if audit:
+                conn.execute(insert(t.audit), [e.row(self.store.node_name, now) for e in audit])
+            return int(seq)
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+@applier("user.add")
+def _user_add(conn: Connection, p: Payload) -> None:
+    values = {k: p[k] for k in ("name", "display_name", "email", "phone", "enabled")}
+    values |= {"created_at": p["at"], "updated_at": p["at"]}
+    if "id" in p:
+        values["id"] = p["id"]
+    user_id = _new_id(conn.execute(insert(t.users).values(values)))
+    p["id"] = user_id  # recorded in the change, so a replay creates the same id
+    conn.execute(insert(t.user_state).values(user_id=user_id, failures=0))
+
+
+@applier("user.update")
+def _user_update(conn: Connection, p: Payload) -> None:
+    fields = {
+        k: v for k, v in p["fields"].items() if k in ("display_name", "email", "phone", "enabled")
+    }
+    conn.execute(
+        update(t.users).where(t.users.c.id == p["id"]).values(**fields, updated_at=p["at"])
+    )
+
+
+@applier("user.delete")
+def _user_delete(conn: Connection, p: Payload) -> None:
+    method_ids = [
+        r[0]
+        for r in conn.execute(
+            t.methods.select()
+            .with_only_columns(t.methods.c.id)
+            .where(t.methods.c.user_id == p["id"])
+        )
+    ]
+    for mid in method_ids:
+        _method_remove(conn, {"id": mid})
+    conn.execute(delete(t.user_state).where(t.user_state.c.user_id == p["id"]))
+    conn.execute(delete(t.passwords).where(t.passwords.c.user_id == p["id"]))
+    conn.execute(delete(t.users).where(t.users.c.id == p["id"]))
+
+
+@applier("method.add")
+def _method_add(conn: Connection, p: Payload) -> None:
+    secret = bytes.fromhex(p["secret_enc"]) if p.get("secret_enc") else None
+    conn.execute(
+        insert(t.methods).values(
+            id=p["id"],
+            user_id=p["user_id"],
+            kind=p["kind"],
+            label=p["label"],
+            secret_enc=secret,
+            digits=p["digits"],
+            period=p["period"],
+            algorithm=p["algorithm"],
+            created_at=p["at"],
+        )
+    )
+    conn.execute(
+        insert(t.method_state).values(
+            method_id=p["id"], user_id=p["user_id"], last_step=-1, counter=0
+        )
+    )
+    if p.get("backup_hashes"):
+        conn.execute(
+            insert(t.backup_codes),
+            [{"method_id": p["id"], "code_hash": bytes.fromhex(h)} for h in p["backup_hashes"]],
+        )
+
+
+@applier("method.remove")
+def _method_remove(conn: Connection, p: Payload) -> None:
+    conn.execute(delete(t.backup_codes).where(t.backup_codes.c.method_id == p["id"]))
+    conn.execute(delete(t.method_state).where(t.method_state.c.method_id == p["id"]))
+    conn.execute(delete(t.methods).where(t.methods.c.id == p["id"]))
+
+
+@applier("apikey.add")
+def _apikey_add(conn: Connection, p: Payload) -> None:
+    conn.execute(
+        insert(t.api_keys).values(
+            id=p["id"],
+            name=p["name"],
+            scope=p["scope"],
+            secret_hash=bytes.fromhex(p["secret_hash"]),
+            created_at=p["at"],
+            expires_at=p.get("expires_at"),
+        )
+    )
+
+
+@applier("apikey.revoke")
+def _apikey_revoke(conn: Connection, p: Payload) -> None:
+    conn.execute(update(t.api_keys).where(t.api_keys.c.id == p["id"]).values(revoked_at=p["at"]))
+
+
+@applier("user.password")
+def _user_password(conn: Connection, p: Payload) -> None:
+    conn.execute(delete(t.passwords).where(t.passwords.c.user_id == p["id"]))
+    if p.get("hash"):
+        conn.execute(
+            insert(t.passwords).values(user_id=p["id"], hash=p["hash"], updated_at=p["at"])
+        )
+
+
+@applier("radius_client.add")
+def _radius_client_add(conn: Connection, p: Payload) -> None:
+    conn.execute(
+        insert(t.radius_clients).values(
+            name=p["name"],
+            address=p["address"],
+            secret_enc=bytes.fromhex(p["secret_enc"]),
+            primary_auth=p["primary"],
+            require_message_authenticator=p["require_ma"],
+            combined=p["combined"],
+            created_at=p["at"],
+        )
+    )
+
+
+@applier("radius_client.remove")
+def _radius_client_remove(conn: Connection, p: Payload) -> None:
+    conn.execute(delete(t.radius_clients).where(t.radius_clients.c.name == p["name"]))

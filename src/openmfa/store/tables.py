@@ -1,0 +1,149 @@
+"""Tables of the data file (SQLAlchemy Core). The Alembic revisions in ``migrations/`` create them.
+
+Configuration (users, methods, API keys, settings) changes only through ``changes.ChangeWriter``
+and is what a farm replicates. Authentication state (``user_state``, ``method_state``,
+``backup_codes.used_at``) changes with every attempt and is written by ``node.authenticator``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("display_name", String(255), nullable=False, default=""),
+    Column("email", String(255), nullable=False, default=""),
+    Column("phone", String(64), nullable=False, default=""),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+user_state = Table(
+    "user_state",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("locked_until", Float, nullable=True),
+    Column("bypass_until", Float, nullable=True),
+)
+
+methods = Table(
+    "methods",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("label", String(255), nullable=False, default=""),
+    Column("secret_enc", LargeBinary, nullable=True),
+    Column("digits", Integer, nullable=False, default=6),
+    Column("period", Integer, nullable=False, default=30),
+    Column("algorithm", String(16), nullable=False, default="SHA1"),
+    Column("created_at", Float, nullable=False),
+    Index("ix_methods_user", "user_id"),
+)
+
+method_state = Table(
+    "method_state",
+    metadata,
+    Column("method_id", String(32), ForeignKey("methods.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("last_step", Integer, nullable=False, default=-1),
+    Column("counter", Integer, nullable=False, default=0),
+    Index("ix_method_state_user", "user_id"),
+)
+
+backup_codes = Table(
+    "backup_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("method_id", String(32), ForeignKey("methods.id", ondelete="CASCADE"), nullable=False),
+    Column("code_hash", LargeBinary, nullable=False),
+    Column("used_at", Float, nullable=True),
+    Index("ix_backup_codes_method", "method_id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("scope", String(32), nullable=False),
+    Column("secret_hash", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("node", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("user_name", String(255), nullable=False, default=""),
+    Column("client", String(255), nullable=False, default=""),
+    Column("method_id", String(32), nullable=False, default=""),
+    Column("result", String(32), nullable=False),
+    Column("reason", String(64), nullable=False, default=""),
+    Column("request_id", String(64), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_audit_at", "at"),
+    Index("ix_audit_user_at", "user_name", "at"),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", Integer, primary_key=True),
+    Column("format", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+)
+
+passwords = Table(
+    "passwords",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("hash", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+radius_clients = Table(
+    "radius_clients",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("address", String(64), nullable=False),
+    Column("secret_enc", LargeBinary, nullable=False),
+    Column("primary_auth", String(16), nullable=False),
+    Column("require_message_authenticator", Boolean, nullable=False),
+    Column("combined", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

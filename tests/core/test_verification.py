@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from openmfa.core import backup_codes
+from openmfa.core.hotp import hotp
+from openmfa.core.lockout import LockoutPolicy, UserState
+from openmfa.core.totp import step_at, totp
+from openmfa.core.verification import (
+    Method,
+    MethodKind,
+    MethodState,
+    Outcome,
+    Reason,
+    VerifyPolicy,
+    decide,
+)
+
+KEY = b"12345678901234567890"
+PEPPER = b"p" * 32
+NOW = 1_700_000_000.0
+TOTP = Method("t1", MethodKind.TOTP, KEY)
+HOTP = Method("h1", MethodKind.HOTP, KEY)
+BACKUP = Method("b1", MethodKind.BACKUP_CODES)
+POLICY = VerifyPolicy(lockout=LockoutPolicy(threshold=3, minutes=15))
+
+
+def run(
+    code: str,
+    *,
+    state: UserState | None = None,
+    methods: list[Method] | None = None,
+    states: dict[str, MethodState] | None = None,
+    backups: dict[str, list[tuple[int, bytes]]] | None = None,
+    now: float = NOW,
+) -> Outcome:
+    return decide(
+        code,
+        now,
+        state=state or UserState(),
+        methods=[TOTP] if methods is None else methods,
+        method_states=states or {},
+        unused_backup_codes=backups or {},
+        pepper=PEPPER,
+        policy=POLICY,
+    )
+
+
+def test_totp_accepted_and_step_recorded() -> None:
+    out = run(totp(KEY, NOW))
+    assert out.decision.accepted and out.decision.reason == Reason.OK
+    assert out.method_state == ("t1", MethodState(last_step=step_at(NOW), counter=0))
+
+
+def test_totp_replay_is_rejected_and_counted() -> None:
+    out = run(totp(KEY, NOW), states={"t1": MethodState(last_step=step_at(NOW))})
+    assert not out.decision.accepted and out.decision.reason == Reason.REPLAY
+    assert out.user_state.failures == 1
+
+
+def test_codes_with_spaces_are_normalised() -> None:
+    code = totp(KEY, NOW)
+    assert run(f"{code[:3]} {code[3:]}").decision.accepted
+
+
+def test_hotp_counter_moves_forward() -> None:
+    out = run(hotp(KEY, 3), methods=[HOTP], states={"h1": MethodState(counter=1)})
+    assert out.decision.accepted and out.method_state == ("h1", MethodState(counter=4))
+    behind = run(hotp(KEY, 0), methods=[HOTP], states={"h1": MethodState(counter=1)})
+    assert behind.decision.reason == Reason.WRONG_CODE
+
+
+def test_backup_code_single_use() -> None:
+    code = "12345-67890"
+    stored = [(7, backup_codes.hash_code(PEPPER, code))]
+    out = run("1234567890", methods=[BACKUP], backups={"b1": stored})
+    assert out.decision.accepted and out.backup_code_used == 7
+    spent = run(code, methods=[BACKUP], backups={"b1": []})
+    assert spent.decision.reason == Reason.NO_METHOD
+
+
+def test_lockout_after_threshold_and_no_oracle_while_locked() -> None:
+    state = UserState()
+    for _ in range(2):
+        out = run("000000", state=state)
+        state = out.user_state
+        assert out.decision.reason == Reason.WRONG_CODE and not out.newly_locked
+    out = run("000000", state=state)
+    assert out.newly_locked and out.decision.locked_until == NOW + 15 * 60
+    # While locked even the right code is refused and not evaluated.
+    locked = run(totp(KEY, NOW + 60), state=out.user_state, now=NOW + 60)
+    assert locked.decision.reason == Reason.LOCKED and not locked.decision.accepted
+    # After the lock expires the right code works again.
+    later = NOW + 16 * 60
+    assert run(totp(KEY, later), state=out.user_state, now=later).decision.accepted
+
+
+def test_bypass_is_spent_once_and_expires() -> None:
+    state = UserState(bypass_until=NOW + 30)
+    out = run("", state=state)
+    assert out.decision.accepted and out.decision.reason == Reason.BYPASS and out.bypass_used
+    assert out.user_state.bypass_until is None
+    expired = run("", state=UserState(bypass_until=NOW - 1))
+    assert not expired.decision.accepted
+
+
+def test_malformed_and_no_method() -> None:
+    assert run("abc").decision.reason == Reason.MALFORMED
+    assert run("123456", methods=[]).decision.reason == Reason.NO_METHOD
+
+
+def test_success_clears_failures() -> None:
+    out = run(totp(KEY, NOW), state=UserState(failures=2))
+    assert out.user_state.failures == 0

@@ -1,0 +1,218 @@
+"""Real third-party servers the RADIUS tests talk to: OpenLDAP slapd and FreeRADIUS.
+
+Each runs in the foreground in a temporary directory on a free loopback port and is stopped
+(by its own PID) when the context ends."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+from .helpers import free_port
+
+LDAP_BASE = "dc=example,dc=org"
+LDAP_ADMIN = f"cn=admin,{LDAP_BASE}"
+LDAP_ADMIN_PASSWORD = "admin-secret"
+
+
+class FreeRadius(NamedTuple):
+    port: int
+    pid: int
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def slapd(workdir: Path, users: dict[str, str]) -> Iterator[str]:
+    """OpenLDAP with ``uid=NAME,ou=people,dc=example,dc=org`` entries; yields its URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "db").mkdir()
+    conf = workdir / "slapd.conf"
+    conf.write_text(f"""
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile {workdir}/slapd.pid
+database mdb
+maxsize 10485760
+suffix "{LDAP_BASE}"
+rootdn "{LDAP_ADMIN}"
+rootpw {LDAP_ADMIN_PASSWORD}
+directory {workdir}/db
+""")
+    port = free_port()
+    url = f"ldap://127.0.0.1:{port}"
+    log = (workdir / "slapd.log").open("wb")
+    proc = subprocess.Popen(
+        ["slapd", "-f", str(conf), "-h", url + "/", "-d", "0"], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        _wait_tcp(port, proc)
+        ldif = [
+            f"dn: {LDAP_BASE}\nobjectClass: dcObject\nobjectClass: organization\n"
+            "o: Example\ndc: example\n",
+            f"dn: ou=people,{LDAP_BASE}\nobjectClass: organizationalUnit\nou: people\n",
+        ]
+        ldif += [
+            f"dn: uid={name},ou=people,{LDAP_BASE}\nobjectClass: inetOrgPerson\n"
+            f"uid: {name}\ncn: {name}\nsn: {name}\nuserPassword: {pw}\n"
+            for name, pw in users.items()
+        ]
+        subprocess.run(
+            ["ldapadd", "-x", "-H", url, "-D", LDAP_ADMIN, "-w", LDAP_ADMIN_PASSWORD],
+            input="\n".join(ldif).encode(),
+            check=True,
+            capture_output=True,
+        )
+        yield url
+    finally:
+        _stop(proc)
+        log.close()
+
+
+@contextmanager
+def freeradius(
+    workdir: Path,
+    users: dict[str, str],
+    secret: str = "upstream-secret",  # noqa: S107 - a test fixture, not a real secret
+    threads: int = 4,
+) -> Iterator[FreeRadius]:
+    """FreeRADIUS answering PAP from a users file on a free loopback UDP port."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for sub in ("log", "run"):
+        (workdir / sub).mkdir(exist_ok=True)
+    port = free_udp_port()
+    (workdir / "dictionary").write_text("$INCLUDE /usr/share/freeradius/dictionary\n")
+    (workdir / "users").write_text(
+        "".join(f'{name} Cleartext-Password := "{pw}"\n' for name, pw in users.items())
+    )
+    (workdir / "radiusd.conf").write_text(f"""
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = {workdir}/log
+raddbdir = {workdir}
+radacctdir = {workdir}/log
+name = freeradius
+confdir = {workdir}
+modconfdir = {workdir}
+run_dir = {workdir}/run
+db_dir = {workdir}
+libdir = /usr/lib/freeradius
+pidfile = {workdir}/run/freeradius.pid
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 65536
+hostname_lookups = no
+log {{
+    destination = stdout
+    auth = no
+}}
+security {{
+    allow_core_dumps = no
+    max_attributes = 200
+    reject_delay = 0
+    status_server = yes
+}}
+thread pool {{
+    start_servers = {threads}
+    max_servers = {threads}
+    min_spare_servers = 1
+    max_spare_servers = {threads}
+    max_requests_per_server = 0
+    max_queue_size = 65536
+}}
+client local {{
+    ipaddr = 127.0.0.1
+    secret = {secret}
+    require_message_authenticator = no
+}}
+modules {{
+    pap {{
+        normalise = yes
+    }}
+    files {{
+        filename = {workdir}/users
+    }}
+}}
+server default {{
+    listen {{
+        type = auth
+        ipaddr = 127.0.0.1
+        port = {port}
+    }}
+    authorize {{
+        files
+        pap
+    }}
+    authenticate {{
+        Auth-Type PAP {{
+            pap
+        }}
+    }}
+}}
+""")
+    log = (workdir / "freeradius.log").open("wb")
+    proc = subprocess.Popen(
+        ["freeradius", "-f", "-d", str(workdir), "-n", "radiusd"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(
+                    "freeradius exited: " + (workdir / "freeradius.log").read_text()
+                )
+            probe = subprocess.run(
+                ["radclient", "-t", "0.5", "-r", "1", f"127.0.0.1:{port}", "status", secret],
+                input=b"Message-Authenticator = 0x00\n",
+                capture_output=True,
+            )
+            if b"Received" in probe.stdout:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    "freeradius did not answer: " + (workdir / "freeradius.log").read_text()
+                )
+        yield FreeRadius(port, proc.pid)
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _wait_tcp(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port}")

@@ -1,0 +1,92 @@
+"""Whatever a client sends, a running SDK answers with JSON and never a 500 (bounded)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .helpers import cli, init, server
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELDS = [
+    "user",
+    "code",
+    "name",
+    "kind",
+    "secret",
+    "digits",
+    "period",
+    "algorithm",
+    "label",
+    "seconds",
+    "first",
+    "second",
+    "display_name",
+    "email",
+    "phone",
+    "enabled",
+]
+bodies = st.one_of(
+    st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=5)
+    .map(json.dumps)
+    .map(str.encode),
+    json_values.map(json.dumps).map(str.encode),
+    st.binary(max_size=200),
+)
+PATHS = [
+    "/v1/authenticate",
+    "/v1/users",
+    "/v1/users/fuzz",
+    "/v1/users/fuzz/methods",
+    "/v1/users/fuzz/bypass",
+    "/v1/users/fuzz/unlock",
+    "/v1/users/fuzz/methods/x/resync",
+    "/v1/users/%00/methods",
+    "/v1/audit",
+]
+
+
+@pytest.fixture(scope="module")
+def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    dd = tmp_path_factory.mktemp("fuzz") / "node"
+    token = init(dd)
+    cli(dd, "user", "add", "fuzz")
+    with (
+        server(dd) as srv,
+        httpx.Client(
+            base_url=srv.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        ) as client,
+    ):
+        yield client
+        assert "Traceback" not in srv.log.read_text()
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    path=st.sampled_from(PATHS),
+    verb=st.sampled_from(["POST", "PATCH", "GET", "DELETE"]),
+    body=bodies,
+    query=st.text(max_size=20),
+)
+def test_no_input_makes_a_500(
+    sdk: httpx.Client, path: str, verb: str, body: bytes, query: str
+) -> None:
+    r = sdk.request(verb, path, content=body, params={"since": query, "limit": query})
+    assert r.status_code < 500, (r.status_code, r.text)
+    if r.status_code != 204:
+        payload = r.json()
+        if r.status_code >= 400:
+            assert payload["code"] and payload["message"]

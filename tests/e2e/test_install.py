@@ -1,0 +1,175 @@
+"""`openmfa install` and `openmfa bundle` with a real wheel of this tree, real environments."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .helpers import OPENMFA
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([OPENMFA, *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == expect, (proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    (found,) = out.glob("openmfa-*.whl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    base = tmp_path_factory.mktemp("install")
+    run(
+        "install",
+        "--root",
+        str(base / "root"),
+        "--from-wheel",
+        str(wheel),
+        "--record",
+        str(base / "install.toml"),
+        "--systemd-dir",
+        str(base / "systemd"),
+    )
+    yield base
+
+
+def test_install_from_a_wheel(installed: Path) -> None:
+    root = installed / "root"
+    record = tomllib.loads((installed / "install.toml").read_text())
+    assert record["root"] == str(root) and record["components"] == ["server"]
+    version = record["version"]
+    assert (root / "current").resolve() == (root / "releases" / version).resolve()
+    own = root / "current" / "venv" / "bin" / "openmfa"
+    assert version in subprocess.run([str(own), "--version"], capture_output=True, text=True).stdout
+    assert (root / "var" / "openmfa.db").exists()
+    assert (root / "var" / "openmfa.key").stat().st_mode & 0o777 == 0o600
+    assert f'dir = "{root}/backups"' in (root / "var" / "server.toml").read_text()
+    users = subprocess.run(
+        [str(own), "user", "add", "alice", "--data-dir", str(root / "var")],
+        capture_output=True,
+        text=True,
+    )
+    assert users.returncode == 0
+    unit = (installed / "systemd" / "openmfa-server.service").read_text()
+    assert f"ExecStart={root}/current/venv/bin/openmfa serve --data-dir {root}/var" in unit
+
+
+def test_offline_bundle_installs_without_an_index(installed: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "openmfa.tar.gz"
+    run("bundle", "create", str(bundle), "--record", str(installed / "install.toml"))
+    with tarfile.open(bundle) as tar:
+        names = tar.getnames()
+    assert any(n.endswith("bundle.json") for n in names)
+    assert any("/wheels/openmfa-" in n for n in names) and any(
+        "/wheels/SQLAlchemy" in n or "/wheels/sqlalchemy" in n for n in names
+    )
+    out = run(
+        "install",
+        "--root",
+        str(tmp_path / "portal-host"),
+        "--from-bundle",
+        str(bundle),
+        "--components",
+        "portal",
+        "--record",
+        str(tmp_path / "portal.toml"),
+    ).stdout
+    assert "installed OpenMFA" in out
+    assert tomllib.loads((tmp_path / "portal.toml").read_text())["components"] == ["portal"]
+
+
+def test_damaged_bundle_is_refused_and_nothing_installed(installed: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "bundle"
+    run("bundle", "create", str(folder), "--record", str(installed / "install.toml"))
+    victim = next((folder / "wheels").glob("openmfa-*.whl"))
+    victim.write_bytes(victim.read_bytes()[:-10])
+    err = run(
+        "install",
+        "--root",
+        str(tmp_path / "r"),
+        "--from-bundle",
+        str(folder),
+        "--record",
+        str(tmp_path / "r.toml"),
+        expect=1,
+    ).stderr
+    assert "missing or damaged" in err and victim.name in err
+    assert not (tmp_path / "r" / "current").exists() and not (tmp_path / "r.toml").exists()
+
+
+def test_rerun_after_a_crash_rebuilds_the_half_built_release(
+    installed: Path, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "b"
+    run("bundle", "create", str(bundle), "--record", str(installed / "install.toml"))
+    version = tomllib.loads((installed / "install.toml").read_text())["version"]
+    half = tmp_path / "root" / "releases" / version
+    (half / "venv").mkdir(parents=True)  # as a SIGKILL mid-install would leave it
+    run(
+        "install",
+        "--root",
+        str(tmp_path / "root"),
+        "--from-bundle",
+        str(bundle),
+        "--record",
+        str(tmp_path / "rec.toml"),
+    )
+    assert (half / "COMPLETE").exists() and (half / "venv" / "bin" / "openmfa").exists()
+
+
+def test_a_second_root_for_the_same_record_is_refused(
+    installed: Path, wheel: Path, tmp_path: Path
+) -> None:
+    err = run(
+        "install",
+        "--root",
+        str(tmp_path / "elsewhere"),
+        "--from-wheel",
+        str(wheel),
+        "--record",
+        str(installed / "install.toml"),
+        expect=1,
+    ).stderr
+    assert "openmfa upgrade" in err
+
+
+def test_unwritable_root_is_explained(wheel: Path, tmp_path: Path) -> None:
+    err = run(
+        "install",
+        "--root",
+        "/proc/openmfa-cannot-be-here",
+        "--from-wheel",
+        str(wheel),
+        "--record",
+        str(tmp_path / "r.toml"),
+        expect=1,
+    ).stderr
+    assert "is not writable" in err and "--root" in err
+    assert not (tmp_path / "r.toml").exists()
+
+
+def test_bundle_needs_a_record(tmp_path: Path) -> None:
+    err = run(
+        "bundle", "create", str(tmp_path / "x"), "--record", str(tmp_path / "none.toml"), expect=1
+    ).stderr
+    assert "no install record" in err
+    shutil.rmtree(tmp_path / "x", ignore_errors=True)

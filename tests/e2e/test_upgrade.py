@@ -1,0 +1,392 @@
+"""In-place upgrade between two real releases built from this tree (0.1.0 as recorded, and the
+same tree with a bumped version), with a real server, radclient and a SIGKILL at every step."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from openmfa.install.upgrader import CRASH_HOOK, STEPS
+
+from .helpers import OPENMFA, free_port, oathtool
+from .services import free_udp_port
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+HOTP_SEED = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+
+
+def build_wheel(tree: Path, out: Path, version: str | None = None) -> Path:
+    if version is not None:
+        copy = out / f"tree-{version}"
+        shutil.copytree(
+            tree,
+            copy,
+            ignore=shutil.ignore_patterns(
+                ".git", ".venv", "var", "*.egg-info", "__pycache__", ".mypy_cache", "tests"
+            ),
+        )
+        py = copy / "pyproject.toml"
+        py.write_text(
+            re.sub(r'^version = ".*"$', f'version = "{version}"', py.read_text(), flags=re.M)
+        )
+        tree = copy
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(tree), "-w", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return next(out.glob(f"openmfa-{version or '0.1.0'}-*.whl"))
+
+
+@dataclass
+class Site:
+    root: Path
+    record: Path
+    var: Path
+    url: str
+    radius_port: int
+    token: str
+    counter: int = 0
+    mark: int = 0
+    """The token's counter when the last upgrade began: a rollback restores the data of that
+    moment, so the codes used since are valid again and the test goes back to this value."""
+
+    def next_code(self) -> str:
+        """The next code of alice's hardware token (HOTP: each one is accepted once)."""
+        code = oathtool("--hotp", "-b", "-c", str(self.counter), HOTP_SEED)
+        self.counter += 1
+        return code
+
+    def old(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        return self.run(
+            str(self.root / "current" / "venv" / "bin" / "openmfa"), *args, expect=expect
+        )
+
+    @staticmethod
+    def run(*cmd: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == expect, (cmd, proc.stdout, proc.stderr)
+        return proc
+
+    def rollback(self) -> str:
+        out = self.run(OPENMFA, "rollback", "--yes", "--record", str(self.record)).stdout
+        self.counter = self.mark
+        return out
+
+    def upgrade(
+        self, *args: str, expect: int = 0, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        if not (self.root / "upgrade-journal.json").exists():
+            self.mark = self.counter
+        proc = subprocess.run(
+            [OPENMFA, "upgrade", "--yes", "--record", str(self.record), *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, **(env or {})},
+        )
+        assert expect is None or proc.returncode == expect, (proc.stdout, proc.stderr)  # type: ignore[comparison-overlap]
+        return proc
+
+    def version(self) -> str:
+        return str(httpx.get(self.url + "/version", timeout=5).json()["release"])
+
+    def server_pid(self) -> int | None:
+        text = (
+            (self.var / "openmfa.lock").read_text().strip()
+            if (self.var / "openmfa.lock").exists()
+            else ""
+        )
+        if text.isdigit() and Path(f"/proc/{text}").exists():
+            return int(text)
+        return None
+
+    def check_everything_is_there(self) -> None:
+        assert "alice" in self.old("user", "list", "--data-dir", str(self.var)).stdout
+        # The old admin API key still works, and alice's token still verifies over the SDK ...
+        r = httpx.post(
+            self.url + "/v1/authenticate",
+            timeout=10,
+            headers={"Authorization": f"Bearer {self.token}"},
+            json={"user": "alice", "code": self.next_code()},
+        )
+        assert r.status_code == 200 and r.json()["accepted"] is True, r.text
+        # ... and over RADIUS, judged by radclient.
+        reply = subprocess.run(
+            [
+                "radclient",
+                "-t",
+                "2",
+                "-r",
+                "2",
+                f"127.0.0.1:{self.radius_port}",
+                "auth",
+                "radius-secret-1",
+            ],
+            capture_output=True,
+            text=True,
+            input=f'User-Name = "alice"\nUser-Password = "{self.next_code()}"\n'
+            "Message-Authenticator = 0x00\n",
+        )
+        assert "Received Access-Accept" in reply.stdout, reply.stdout + reply.stderr
+        cfg = (self.var / "server.toml").read_text()
+        assert "lockout_threshold = 7  # agreed with security, 2026" in cfg
+        audit = self.old("audit", "--user", "alice", "--data-dir", str(self.var)).stdout
+        assert "method.add" in audit
+
+
+def recorded_release(out: Path) -> Path:
+    """The newest release in releases.toml, built from the commit it records."""
+    newest = tomllib.loads((ROOT / "releases.toml").read_text())["release"][-1]
+    tree = out / f"release-{newest['version']}"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", newest["commit"]], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(tree), "-w", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return next(out.glob(f"openmfa-{newest['version']}-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the previous release, built from its recorded commit; this tree as the next release)."""
+    out = tmp_path_factory.mktemp("wheels")
+    return recorded_release(out), build_wheel(ROOT, out, "0.1.1")
+
+
+@pytest.fixture(scope="module")
+def site(wheels: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    base = tmp_path_factory.mktemp("site")
+    root, record = base / "root", base / "install.toml"
+    out = Site.run(
+        OPENMFA,
+        "install",
+        "--root",
+        str(root),
+        "--from-wheel",
+        str(wheels[0]),
+        "--record",
+        str(record),
+    ).stdout
+    token = re.search(r"(omfa_\S+)", out).group(1)  # type: ignore[union-attr]
+    var = root / "var"
+    port, radius_port = free_port(), free_udp_port()
+    cfg = var / "server.toml"
+    text = cfg.read_text()
+    text = text.replace('listen = "127.0.0.1:8480"', f'listen = "127.0.0.1:{port}"')
+    text = text.replace('listen = "127.0.0.1:1812"', f'listen = "127.0.0.1:{radius_port}"')
+    text = text.replace(
+        "lockout_threshold = 10", "lockout_threshold = 7  # agreed with security, 2026"
+    )
+    cfg.write_text("# Site config of the test farm\n" + text)
+    s = Site(root, record, var, f"http://127.0.0.1:{port}", radius_port, token)
+    s.old("user", "add", "alice", "--data-dir", str(var))
+    s.old("method", "add", "alice", "totp", "--secret", SEED, "--no-qr", "--data-dir", str(var))
+    s.old(
+        "method", "add", "alice", "hotp", "--secret", HOTP_SEED, "--no-qr", "--data-dir", str(var)
+    )
+    s.old(
+        "radius",
+        "client",
+        "add",
+        "local",
+        "--address",
+        "127.0.0.1/32",
+        "--secret",
+        "radius-secret-1",
+        "--data-dir",
+        str(var),
+    )
+    log = (var / "first-serve.log").open("w")
+    proc = subprocess.Popen(
+        [str(root / "current" / "venv" / "bin" / "openmfa"), "serve", "--data-dir", str(var)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(s.url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        code = oathtool("--totp", "-b", SEED)
+        assert httpx.post(
+            s.url + "/v1/authenticate",
+            json={"user": "alice", "code": code},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()["accepted"]
+        yield s
+    finally:
+        pid = s.server_pid()
+        if pid is not None:  # the node the upgrade (re)started on our behalf
+            os.kill(pid, signal.SIGTERM)
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(autouse=True)
+def back_to_the_old_release(site: Site) -> Iterator[None]:
+    """Each test starts from 0.1.0 serving, even when the one before it failed half-way."""
+    yield
+    if (site.root / "upgrade-journal.json").exists() or site.version() != "0.1.0":
+        site.rollback()
+
+
+def test_upgrade_then_rollback(site: Site, wheels: tuple[Path, Path]) -> None:
+    assert site.version() == "0.1.0"
+    custom = site.root / "themes" / "Corporate"
+    custom.mkdir(parents=True)
+    (custom / "theme.css").write_text(":root { --omfa-accent: #c00; }")
+    out = site.upgrade("--from-wheel", str(wheels[1])).stdout
+    assert "kept custom theme Corporate untouched" in out
+    assert (site.root / "themes" / "Default" / "theme.css").exists()
+    assert (custom / "theme.css").read_text() == ":root { --omfa-accent: #c00; }"
+    assert "synthetic authentication accepted" in out and "kept" in out
+    assert site.version() == "0.1.1"
+    site.check_everything_is_there()
+    record = tomllib.loads(site.record.read_text())
+    assert record["version"] == "0.1.1" and record["history"][-1]["action"] == "upgrade"
+    backup = site.root / "backups" / record["history"][-1]["backup"]
+    assert "lockout_threshold = 7" in (backup / "config-merge.txt").read_text()
+    out = site.rollback()
+    assert "0.1.0 is installed again" in out
+    assert site.version() == "0.1.0"
+    site.check_everything_is_there()
+
+
+@pytest.mark.parametrize("step", STEPS[:-1])
+def test_sigkill_at_each_step_then_rerun(site: Site, wheels: tuple[Path, Path], step: str) -> None:
+    assert site.version() == "0.1.0"
+    crashed = site.upgrade(
+        "--from-wheel",
+        str(wheels[1]),
+        expect=None,  # type: ignore[arg-type]
+        env={CRASH_HOOK: step},
+    )
+    assert crashed.returncode == -signal.SIGKILL
+    resumed = site.upgrade().stdout  # no source needed: the journal knows
+    assert "resuming the upgrade 0.1.0 -> 0.1.1" in resumed
+    assert site.version() == "0.1.1"
+    site.check_everything_is_there()
+    site.rollback()
+    assert site.version() == "0.1.0"
+
+
+def test_a_failing_upgrade_leaves_the_installation_untouched(site: Site, tmp_path: Path) -> None:
+    bogus = tmp_path / "openmfa-9.9.9-py3-none-any.whl"
+    bogus.write_bytes(b"not a wheel")
+    before = (site.var / "openmfa.db").stat().st_size
+    proc = site.upgrade("--from-wheel", str(bogus), expect=1)
+    assert "rolled back to 0.1.0" in proc.stderr
+    assert site.version() == "0.1.0" and (site.var / "openmfa.db").stat().st_size == before
+    site.check_everything_is_there()
+
+
+def test_upgrade_from_an_offline_bundle(
+    site: Site, wheels: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A host with no index: the new release comes as a bundle made on an upgraded node."""
+    other = tmp_path / "other"
+    Site.run(
+        OPENMFA,
+        "install",
+        "--root",
+        str(other / "root"),
+        "--from-wheel",
+        str(wheels[1]),
+        "--record",
+        str(other / "install.toml"),
+    )
+    bundle = tmp_path / "openmfa-0.1.1.tar.gz"
+    Site.run(OPENMFA, "bundle", "create", str(bundle), "--record", str(other / "install.toml"))
+    out = site.upgrade("--from-bundle", str(bundle)).stdout
+    assert "synthetic authentication accepted" in out and site.version() == "0.1.1"
+    site.check_everything_is_there()
+    site.rollback()
+    assert site.version() == "0.1.0"
+
+
+def test_unreadable_config_stops_before_anything_changes(
+    site: Site, wheels: tuple[Path, Path]
+) -> None:
+    cfg = site.var / "server.toml"
+    good = cfg.read_text()
+    cfg.write_text(good + "\n[policy\n")
+    try:
+        proc = site.upgrade("--from-wheel", str(wheels[1]), expect=1)
+        assert "not valid TOML" in proc.stderr and "rolled back to 0.1.0" in proc.stderr
+    finally:
+        cfg.write_text(good)
+    assert site.version() == "0.1.0"
+    site.check_everything_is_there()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB filesystem (tmpfs), for writes that run out of space."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)]).returncode:
+        pytest.skip("this machine does not let the tests mount a small filesystem")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_full_disk_during_the_backup_leaves_everything_serving(
+    site: Site, wheels: tuple[Path, Path], tiny_disk: Path
+) -> None:
+    cfg = site.var / "server.toml"
+    good = cfg.read_text()
+    cfg.write_text(re.sub(r'^dir = ".*"$', f'dir = "{tiny_disk}"', good, count=1, flags=re.M))
+    try:
+        proc = site.upgrade("--from-wheel", str(wheels[1]), expect=1)
+        assert "could not copy the data" in proc.stderr and "rolled back" in proc.stderr
+        assert not any(tiny_disk.iterdir())  # the partial backup was cleaned up
+    finally:
+        cfg.write_text(good)
+    assert site.version() == "0.1.0"
+    site.check_everything_is_there()
+
+
+def test_install_refuses_a_disk_that_is_too_small(
+    wheels: tuple[Path, Path], tiny_disk: Path, tmp_path: Path
+) -> None:
+    proc = subprocess.run(
+        [
+            OPENMFA,
+            "install",
+            "--root",
+            str(tiny_disk / "root"),
+            "--from-wheel",
+            str(wheels[1]),
+            "--record",
+            str(tmp_path / "r.toml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "MiB are needed; free some space first" in proc.stderr
+    assert not (tmp_path / "r.toml").exists()

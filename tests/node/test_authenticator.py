@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+from sqlalchemy import select
+
+from openmfa.config import Config
+from openmfa.core.hotp import hotp
+from openmfa.core.lockout import LockoutPolicy
+from openmfa.core.totp import totp
+from openmfa.core.verification import Decision, Reason, VerifyPolicy
+from openmfa.node import audit
+from openmfa.node.accounts import Accounts
+from openmfa.node.authenticator import Attempt, Authenticator
+from openmfa.store import tables as t
+from openmfa.store.database import Store
+
+SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+KEY = base64.b32decode(SECRET)
+POLICY = VerifyPolicy(lockout=LockoutPolicy(threshold=3, minutes=15))
+
+
+def decide(auth: Authenticator, user: str, code: str, now: float | None = None) -> Decision:
+    (d,) = auth.run([Attempt(user, code, request_id="r1")], now=now)
+    assert isinstance(d, Decision)
+    return d
+
+
+def setup_user(store: Store, config: Config, kind: str = "totp") -> str:
+    acc = Accounts(store, config)
+    acc.add_user("alice")
+    return acc.enroll("alice", kind, secret=SECRET).method.id
+
+
+def test_accept_then_replay_and_audit_has_no_code(store: Store, config: Config) -> None:
+    method_id = setup_user(store, config)
+    auth = Authenticator(store, POLICY)
+    now = time.time()
+    code = totp(KEY, now)
+    first = decide(auth, "alice", code, now)
+    assert first.accepted and first.method_id == method_id
+    # A second authenticator (another process) sees the stored step, not a cached one.
+    second = decide(Authenticator(store, POLICY), "alice", code, now)
+    assert second.reason == Reason.REPLAY
+    events = audit.query(store, user="alice")
+    auths = [e for e in events if e.action == "authenticate"]
+    assert [(e.result, e.reason) for e in auths] == [("accepted", "ok"), ("rejected", "replay")]
+    assert all(e.request_id == "r1" and e.node == store.node_name for e in auths)
+    with store.read() as conn:
+        dumped = repr(conn.execute(select(t.audit)).all())
+    assert code not in dumped and SECRET not in dumped
+
+
+def test_hotp_counter_persists_and_resync(store: Store, config: Config) -> None:
+    method_id = setup_user(store, config, "hotp")
+    auth = Authenticator(store, VerifyPolicy())
+    assert decide(auth, "alice", hotp(KEY, 2)).accepted
+    assert decide(auth, "alice", hotp(KEY, 1)).reason == Reason.WRONG_CODE  # behind the counter
+    assert decide(auth, "alice", hotp(KEY, 2)).reason == Reason.WRONG_CODE  # used
+    far = 50
+    assert decide(auth, "alice", hotp(KEY, far)).reason == Reason.WRONG_CODE  # beyond look-ahead
+    acc = Accounts(store, config)
+    assert not acc.resync_hotp("alice", method_id, hotp(KEY, far), hotp(KEY, far + 2))
+    assert acc.resync_hotp("alice", method_id, hotp(KEY, far), hotp(KEY, far + 1))
+    assert decide(auth, "alice", hotp(KEY, far + 2)).accepted
+
+
+def test_lockout_is_stored_audited_and_cleared_by_admin(store: Store, config: Config) -> None:
+    setup_user(store, config)
+    auth = Authenticator(store, POLICY)
+    now = time.time()
+    results = [decide(auth, "alice", "000000", now) for _ in range(3)]
+    assert results[-1].locked_until is not None
+    assert decide(auth, "alice", totp(KEY, now), now).reason == Reason.LOCKED
+    assert Accounts(store, config).get_user("alice").locked_until is not None
+    assert any(e.action == "lockout" for e in audit.query(store, user="alice"))
+    Accounts(store, config).unlock("alice")
+    assert decide(auth, "alice", totp(KEY, now), now).accepted
+
+
+def test_bypass_once(store: Store, config: Config) -> None:
+    setup_user(store, config)
+    auth = Authenticator(store, POLICY)
+    Accounts(store, config).grant_bypass("alice", 60)
+    assert decide(auth, "alice", "").reason == Reason.BYPASS
+    assert not decide(auth, "alice", "").accepted
+
+
+def test_admin_changes_reach_a_long_lived_authenticator(store: Store, config: Config) -> None:
+    method_id = setup_user(store, config)
+    auth = Authenticator(store, POLICY)
+    now = time.time()
+    assert decide(auth, "alice", totp(KEY, now - 30), now).accepted  # warms the cache
+    acc = Accounts(store, config)
+    acc.update_user("alice", {"enabled": False})
+    assert decide(auth, "alice", totp(KEY, now), now).reason == Reason.DISABLED
+    acc.update_user("alice", {"enabled": True})
+    acc.remove_method("alice", method_id)
+    assert decide(auth, "alice", totp(KEY, now), now).reason == Reason.NO_METHOD
+    acc.delete_user("alice")
+    assert decide(auth, "alice", totp(KEY, now), now).reason == Reason.UNKNOWN_USER
+
+
+def test_unknown_user(store: Store) -> None:
+    assert decide(Authenticator(store, POLICY), "nobody", "123456").reason == Reason.UNKNOWN_USER
+
+
+def test_concurrent_writers_accept_a_code_once(store: Store, config: Config) -> None:
+    """Two authenticators (as two processes would) race on one code: exactly one wins."""
+    setup_user(store, config)
+    now = time.time()
+    code = totp(KEY, now)
+    for round_ in range(5):
+        code = totp(KEY, now + 30 * round_)
+        barrier = threading.Barrier(4)
+        results: list[Decision] = []
+
+        def one(
+            code: str = code,
+            at: float = now + 30 * round_,
+            barrier: threading.Barrier = barrier,
+            results: list[Decision] = results,
+        ) -> None:
+            auth = Authenticator(store, POLICY)
+            barrier.wait()
+            results.append(decide(auth, "alice", code, at))
+
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert sorted(r.accepted for r in results) == [False, False, False, True]
+        assert {r.reason for r in results if not r.accepted} == {Reason.REPLAY}
+        Accounts(store, config).unlock("alice")  # the replays count as failures

@@ -1,0 +1,97 @@
+"""Every data file a released version made still opens, migrates and works, with nothing lost."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from openmfa.core.hotp import hotp
+from openmfa.core.totp import totp
+from openmfa.core.verification import Decision, Reason, VerifyPolicy
+from openmfa.errors import NeedsMigration
+from openmfa.node.accounts import Accounts
+from openmfa.node.apikeys import KeyRing
+from openmfa.node.authenticator import Attempt, Authenticator
+from openmfa.node.passwords import check_password
+from openmfa.node.radius_clients import RadiusClients
+from openmfa.store import tables as t
+from openmfa.store.database import DATA_FORMAT, READS_FORMATS, DataDir, Store, engine_for, migrate
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASES = tomllib.loads((ROOT / "releases.toml").read_text())["release"]
+
+
+def _key(b32: str) -> bytes:
+    return base64.b32decode(b32 + "=" * (-len(b32) % 8))
+
+
+def test_release_history_is_consistent() -> None:
+    versions = [r["version"] for r in RELEASES]
+    assert versions == sorted(versions, key=lambda v: tuple(int(x) for x in v.split(".")))
+    newest = RELEASES[-1]
+    assert newest["data_format"] <= DATA_FORMAT
+    for r in RELEASES:
+        assert (ROOT / r["fixture"] / "facts.json").exists()
+        assert READS_FORMATS[0] <= r["data_format"] or r["data_format"] < READS_FORMATS[0]
+
+
+@pytest.mark.parametrize("release", RELEASES, ids=[r["version"] for r in RELEASES])
+def test_fixture_opens_migrates_and_nothing_is_lost(
+    release: dict[str, object], tmp_path: Path
+) -> None:
+    src = ROOT / str(release["fixture"])
+    facts = json.loads((src / "facts.json").read_text())
+    dd = DataDir(tmp_path / "node")
+    shutil.copytree(src, dd.root)
+    (dd.root / "openmfa.key").chmod(0o600)
+    config = dd.config()
+    try:
+        store = Store.open(dd, config)
+    except NeedsMigration:
+        engine = engine_for(dd, config)
+        migrate(engine)
+        engine.dispose()
+        store = Store.open(dd, config)
+    try:
+        acc = Accounts(store, config)
+        for name, expected in facts["users"].items():
+            user = acc.get_user(name)
+            for field, value in expected.items():
+                assert getattr(user, field) == value, (name, field)
+        kinds = sorted(m.kind for m in acc.list_methods("alice"))
+        assert kinds == ["backup-codes", "hotp", "totp"]
+        now = time.time()
+        auth = Authenticator(store, VerifyPolicy())
+        codes = [
+            totp(_key(facts["totp_secret"]), now),
+            hotp(_key(facts["hotp_secret"]), 0),
+            facts["backup_codes"][0],
+        ]
+        for code in codes:
+            (d,) = auth.run([Attempt("alice", code)], now)
+            assert isinstance(d, Decision) and d.accepted, code
+        (d,) = auth.run([Attempt("bob", "123456")], now)
+        assert isinstance(d, Decision) and d.reason == Reason.DISABLED
+        assert check_password(store, "alice", facts["password"]["alice"])
+        ring = KeyRing()
+        with store.read() as conn:
+            generation = Store.generation(conn)
+            for name, token in facts["api_keys"].items():
+                assert ring.check(conn, generation, token, now).name == name
+            assert conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "data_format")) == str(
+                DATA_FORMAT
+            )
+        clients = {c.name: c for c in RadiusClients(store).all()}
+        for name, expected in facts["radius_clients"].items():
+            c = clients[name]
+            assert str(c.network) == expected["address"] and c.primary == expected["primary"]
+            assert c.secret == expected["secret"].encode()
+    finally:
+        store.close()
