@@ -441,7 +441,11 @@ def verify(name: str, code: str, data_dir: Path) -> None:
     """Check a code: exit 0 accepted, 1 rejected (reason printed), 3 could not decide."""
     try:
         with _opened(data_dir) as (store, config):
-            (decision,) = Authenticator(store, verify_policy(config)).run([Attempt(name, code)])
+            auth = Authenticator(store, verify_policy(config))
+            try:
+                (decision,) = auth.run([Attempt(name, code)])
+            finally:
+                auth.close()
     except OpenMfaError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(3)

@@ -4,6 +4,7 @@ import base64
 import threading
 import time
 
+import pytest
 from sqlalchemy import select
 
 from openmfa.config import Config
@@ -11,6 +12,7 @@ from openmfa.core.hotp import hotp
 from openmfa.core.lockout import LockoutPolicy
 from openmfa.core.totp import totp
 from openmfa.core.verification import Decision, Reason, VerifyPolicy
+from openmfa.errors import StoreError
 from openmfa.node import audit
 from openmfa.node.accounts import Accounts
 from openmfa.node.authenticator import Attempt, Authenticator
@@ -135,3 +137,48 @@ def test_concurrent_writers_accept_a_code_once(store: Store, config: Config) -> 
         assert sorted(r.accepted for r in results) == [False, False, False, True]
         assert {r.reason for r in results if not r.accepted} == {Reason.REPLAY}
         Accounts(store, config).unlock("alice")  # the replays count as failures
+
+
+def test_long_lived_authenticators_see_each_others_state(store: Store, config: Config) -> None:
+    """Cached state (SQLite) is dropped as soon as another connection commits."""
+    setup_user(store, config)
+    a, b = Authenticator(store, POLICY), Authenticator(store, POLICY)
+    try:
+        now = time.time()
+        assert decide(a, "alice", "000000", now).reason == Reason.WRONG_CODE  # a caches state
+        assert decide(b, "alice", "000001", now).reason == Reason.WRONG_CODE  # 2 failures
+        code = totp(KEY, now)
+        assert decide(b, "alice", code, now).accepted  # resets failures, uses the step
+        assert decide(a, "alice", code, now).reason == Reason.REPLAY
+        for wrong in ("000002", "000003"):
+            decide(b, "alice", wrong, now)
+        # a's own failure plus b's two failures after a's replay reach the threshold of 3.
+        assert decide(a, "alice", totp(KEY, now + 30), now + 30).reason == Reason.LOCKED
+    finally:
+        a.close()
+        b.close()
+
+
+def test_state_written_behind_the_cache_rolls_the_batch_back(store: Store, config: Config) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL state is read fresh; nothing is cached")
+    method_id = setup_user(store, config)
+    auth = Authenticator(store, POLICY)
+    try:
+        now = time.time()
+        decide(auth, "alice", "000000", now)  # state now cached
+        # Write through the authenticator's own connection: data_version cannot see it.
+        assert auth._conn is not None
+        with auth._conn.begin():
+            auth._conn.execute(
+                t.method_state.update()
+                .where(t.method_state.c.method_id == method_id)
+                .values(last_step=int(now // 30) + 5)
+            )
+        with pytest.raises(StoreError):
+            auth.run([Attempt("alice", totp(KEY, now))], now=now)
+        accepted = [e for e in audit.query(store, user="alice") if e.result == "accepted"]
+        assert accepted == []  # the failed batch left nothing behind
+        assert decide(auth, "alice", totp(KEY, now), now).reason == Reason.REPLAY
+    finally:
+        auth.close()

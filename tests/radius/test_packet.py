@@ -74,6 +74,8 @@ def test_response_is_signed_and_echoes_proxy_state() -> None:
         b"\x01\x01\x00\x17" + bytes(16) + b"\x01\x01\x00",  # attribute length 1
         b"\x01\x01\x00\x17" + bytes(16) + b"\x01\x09\x00",  # attribute runs past the packet
         b"\x01\x01\x00\x15" + bytes(16) + b"\x01",  # half an attribute header
+        b"\x01\x01\x00\x18" + bytes(16) + b"\x50\x04\x00\x00",  # MA of 2 bytes
+        b"\x01\x01\x00\x38" + bytes(16) + (b"\x50\x12" + bytes(16)) * 2,  # two MAs
     ],
 )
 def test_malformed_packets(data: bytes) -> None:

@@ -14,6 +14,8 @@ def normalize_code(code: str) -> str:
     >>> normalize_code("\uff11\uff12\uff13-456")  # full-width digits, as some keyboards send
     '123456'
     """
+    if code.isascii() and code.isdigit():
+        return code  # what nearly every request carries
     code = unicodedata.normalize("NFKC", code)
     return "".join(ch for ch in code if ch not in " -\t")
 

@@ -7,19 +7,30 @@ concurrent attempts together; each attempt still sees the effects of the ones be
 
 Configuration (users, methods, decrypted seeds) is cached; when the configuration generation
 moves, the change records since the cached one say which users to forget (all of them if the
-gap is large). State is read fresh inside the write transaction. On
-PostgreSQL, where another node may be writing the same rows, state updates are conditional
-(``last_step < new``), so a code can still be accepted only once.
+gap is large).
+
+State (failures, lockout, bypass, TOTP steps, HOTP counters):
+- On SQLite the authenticator writes through a connection of its own and keeps the state it
+  read or wrote. ``PRAGMA data_version`` tells, under the write lock, whether any other
+  connection (the CLI, an admin request, another process) committed since; if so the cache is
+  dropped. So the cached state is exactly what the file holds, and the state writes of a batch
+  go out together at its end. They stay conditional (``last_step < new``), and a batch whose
+  writes do not all apply is rolled back and decided again from fresh state.
+- On PostgreSQL, where another node may write the same rows at any time, state is read fresh
+  inside the write transaction and every claim is a conditional update checked on the spot, so
+  a code can still be accepted only once.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Integer, String, bindparam, func, insert, select, update
 
 from ..core.lockout import UserState, after_failure
 from ..core.verification import (
@@ -32,7 +43,7 @@ from ..core.verification import (
     VerifyPolicy,
     decide,
 )
-from ..errors import OpenMfaError
+from ..errors import OpenMfaError, StoreError
 from ..store import tables as t
 from ..store.database import Store
 from ..store.prepared import Prepared, dbapi_cursor
@@ -59,6 +70,25 @@ class _User:
     enabled: bool
     methods: list[Method]
     has_backup: bool
+
+
+@dataclass(slots=True)
+class _State:
+    user: UserState
+    methods: dict[str, MethodState]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """State writes of one batch (SQLite), sent with ``executemany`` before the commit."""
+
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    counters: list[dict[str, Any]] = field(default_factory=list)
+    users: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _StaleState(StoreError):
+    """A batch's state writes did not all apply: someone wrote behind the cache's back."""
 
 
 @dataclass(slots=True)
@@ -159,6 +189,39 @@ class Authenticator:
         self.keyring = keyring or KeyRing()
         self._cache = _Cache()
         self._sql = _Statements(store)
+        self._exact = store.engine.dialect.name == "sqlite"
+        self._states: dict[int, _State] = {}
+        self._conn: Connection | None = None
+        self._data_version: int | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        if not self._exact:
+            with self.store.write() as conn:
+                yield conn
+            return
+        if self._conn is None:
+            self._conn = self.store.engine.connect().execution_options(write=True)
+        try:
+            with self._conn.begin():
+                yield self._conn
+        except BaseException:
+            self._states.clear()
+            self._data_version = None
+            self.close()  # a connection that failed mid-transaction is not reused
+            raise
+
+    def _check_states(self, cur: Any) -> None:
+        """Drop cached state if any other connection committed since our last transaction."""
+        version = cur.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version or len(self._states) > MAX_CACHED_USERS:
+            self._states.clear()
+            self._data_version = version
 
     def run(
         self, attempts: list[Attempt], now: float | None = None
@@ -168,8 +231,11 @@ class Authenticator:
         results: list[Decision | OpenMfaError] = []
         audit: list[dict[str, Any]] = []
         node = self.store.node_name
-        with self.store.write() as conn:
+        pending = _Pending() if self._exact else None
+        with self._transaction() as conn:
             cur = dbapi_cursor(conn)
+            if pending is not None:
+                self._check_states(cur)
             generation = self._refresh(cur)
             for a in attempts:
                 client = a.client
@@ -181,7 +247,7 @@ class Authenticator:
                         results.append(exc)
                         continue
                     client = api.name
-                d, locked = self._one(cur, a, now)
+                d, locked = self._one(cur, a, now, pending)
                 results.append(d)
                 row = {
                     "at": now,
@@ -198,6 +264,8 @@ class Authenticator:
                 audit.append(row)
                 if locked:
                     audit.append(row | {"action": "lockout", "result": "ok"})
+            if pending is not None:
+                self._flush(cur, pending)
             if audit:
                 self._sql.audit.many(cur, audit)
             cur.close()
@@ -233,16 +301,42 @@ class Authenticator:
         if name is not None:
             cache.users.pop(name, None)
 
-    def _one(self, cur: Any, a: Attempt, now: float) -> tuple[Decision, bool]:
+    def _flush(self, cur: Any, pending: _Pending) -> None:
+        for statement, rows in (
+            (self._sql.claim_step, pending.steps),
+            (self._sql.claim_counter, pending.counters),
+            (self._sql.set_state, pending.users),
+        ):
+            if rows:
+                statement.many(cur, rows)
+                if cur.rowcount != len(rows):
+                    raise _StaleState("authentication state changed under the cache; retrying")
+
+    def _state(self, cur: Any, user_id: int, exact: bool) -> _State:
+        if exact:
+            cached = self._states.get(user_id)
+            if cached is not None:
+                return cached
+        rows = self._sql.state.all(cur, uid=user_id)
+        found = _State(
+            UserState(rows[0][0], rows[0][1], rows[0][2]) if rows else UserState(),
+            {r[3]: MethodState(r[4], r[5]) for r in rows if r[3] is not None},
+        )
+        if exact:
+            self._states[user_id] = found
+        return found
+
+    def _one(
+        self, cur: Any, a: Attempt, now: float, pending: _Pending | None
+    ) -> tuple[Decision, bool]:
         """Decide one attempt and store its state; returns (decision, newly locked)."""
         user = self._user(cur, a.user)
         if user is None:
             return Decision(False, Reason.UNKNOWN_USER), False
         if not user.enabled:
             return Decision(False, Reason.DISABLED), False
-        rows = self._sql.state.all(cur, uid=user.id)
-        state = UserState(rows[0][0], rows[0][1], rows[0][2]) if rows else UserState()
-        method_states = {r[3]: MethodState(r[4], r[5]) for r in rows if r[3] is not None}
+        cached = self._state(cur, user.id, pending is not None)
+        state, method_states = cached.user, cached.methods
         unused: dict[str, list[tuple[int, bytes]]] = {}
         if user.has_backup:
             for code_id, method_id, code_hash in self._sql.backup.all(cur, uid=user.id):
@@ -257,27 +351,41 @@ class Authenticator:
             pepper=self.store.box.pepper,
             policy=self.policy,
         )
-        if out.decision.accepted and not self._claim(cur, user, out, now):
+        if out.decision.accepted and not self._claim(cur, user, out, now, pending):
             # Another writer used this step/counter/code between our read and write.
             out = Outcome(
                 Decision(False, Reason.REPLAY, out.decision.method_id),
                 after_failure(state, self.policy.lockout, now),
             )
+        if out.method_state is not None and out.decision.accepted:
+            method_states[out.method_state[0]] = out.method_state[1]
         if out.user_state != state:
             s = out.user_state
-            self._sql.set_state.run(
-                cur, uid=user.id, f=s.failures, lu=s.locked_until, bu=s.bypass_until
-            )
+            cached.user = s
+            row = {"uid": user.id, "f": s.failures, "lu": s.locked_until, "bu": s.bypass_until}
+            if pending is not None:
+                pending.users.append(row)
+            else:
+                self._sql.set_state.run(cur, **row)
         return out.decision, out.newly_locked
 
-    def _claim(self, cur: Any, user: _User, out: Outcome, now: float) -> bool:
+    def _claim(
+        self, cur: Any, user: _User, out: Outcome, now: float, pending: _Pending | None
+    ) -> bool:
         """Store what the acceptance used up; False if someone else used it first."""
         if out.method_state is not None:
             method_id, new = out.method_state
             kind = next(m.kind for m in user.methods if m.id == method_id)
             if kind == MethodKind.TOTP:
-                return self._sql.claim_step.run(cur, mid=method_id, v=new.last_step) == 1
-            return self._sql.claim_counter.run(cur, mid=method_id, v=new.counter) == 1
+                row, statement = {"mid": method_id, "v": new.last_step}, self._sql.claim_step
+                later = pending.steps if pending is not None else None
+            else:
+                row, statement = {"mid": method_id, "v": new.counter}, self._sql.claim_counter
+                later = pending.counters if pending is not None else None
+            if later is not None:
+                later.append(row)  # the cache is exact: the claim will apply (checked in _flush)
+                return True
+            return statement.run(cur, **row) == 1
         if out.backup_code_used is not None:
             return self._sql.claim_backup.run(cur, bid=out.backup_code_used, now=now) == 1
         return True

@@ -42,6 +42,7 @@ class CommitQueue:
         """Finish everything queued, then end the thread."""
         self._queue.put(None)
         self._thread.join()
+        self._auth.close()
 
     async def submit(self, attempt: Attempt) -> Result:
         assert self._loop is not None

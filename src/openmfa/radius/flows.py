@@ -53,6 +53,9 @@ def reject(message: str = DENIED) -> Reply:
     return Reply(p.ACCESS_REJECT, [(p.REPLY_MESSAGE, message.encode())])
 
 
+ACCEPTED, DENIED_REPLY, LOCKED_REPLY = Reply(p.ACCESS_ACCEPT, []), reject(), reject(LOCKED)
+
+
 class ChallengeStates:
     MAX = 100_000
 
@@ -115,7 +118,7 @@ class AccessFlows:
 
     def verify(self, client: RadiusClient, user: str, code: str, respond: Respond) -> None:
         attempt = Attempt(
-            user, code, client=f"radius:{client.name}", request_id=f"radius-{next(self._ids)}"
+            user, code, client="radius:" + client.name, request_id=f"radius-{next(self._ids)}"
         )
         self.queue.submit_callback(attempt, lambda result: respond(_reply(result)))
 
@@ -178,5 +181,5 @@ def _reply(result: Result) -> Reply:
         return reject("The sign-in service is unavailable; try again later")
     d: Decision = result
     if d.accepted:
-        return Reply(p.ACCESS_ACCEPT, [])
-    return reject(LOCKED if d.reason == Reason.LOCKED else DENIED)
+        return ACCEPTED
+    return LOCKED_REPLY if d.reason == Reason.LOCKED else DENIED_REPLY

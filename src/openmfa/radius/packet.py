@@ -42,6 +42,8 @@ class Packet:
     attributes: list[tuple[int, bytes]] = field(default_factory=list)
     raw: bytes = b""
     """The packet exactly as received (without padding), for Message-Authenticator checks."""
+    ma_at: int = -1
+    """Offset in ``raw`` of the Message-Authenticator value, or -1 when there is none."""
 
     def get(self, kind: int) -> bytes | None:
         for t, v in self.attributes:
@@ -62,25 +64,30 @@ def decode(data: bytes) -> Packet:
     if length > len(data):
         raise MalformedPacket(f"Length field {length} exceeds the {len(data)}-byte datagram")
     attributes: list[tuple[int, bytes]] = []
-    pos = MIN_LENGTH
+    pos, ma_at = MIN_LENGTH, -1
     while pos < length:
         if pos + 2 > length:
             raise MalformedPacket("attribute header runs past the packet")
         kind, alen = data[pos], data[pos + 1]
         if alen < 2 or pos + alen > length:
             raise MalformedPacket(f"attribute {kind} has a bad length {alen}")
+        if kind == MESSAGE_AUTHENTICATOR:
+            if alen != 18 or ma_at >= 0:
+                raise MalformedPacket("a Message-Authenticator must be one attribute of 18 bytes")
+            ma_at = pos + 2
         attributes.append((kind, data[pos + 2 : pos + alen]))
         pos += alen
-    return Packet(code, identifier, authenticator, attributes, bytes(data[:length]))
+    raw = data if length == len(data) else data[:length]
+    return Packet(code, identifier, authenticator, attributes, bytes(raw), ma_at)
 
 
 def _encode_attributes(attributes: list[tuple[int, bytes]]) -> bytes:
-    out = bytearray()
+    out = []
     for kind, value in attributes:
         if len(value) > 253:
             raise ValueError(f"attribute {kind} value of {len(value)} bytes is too long")
-        out += bytes((kind, len(value) + 2)) + value
-    return bytes(out)
+        out.append(bytes((kind, len(value) + 2)) + value)
+    return b"".join(out)
 
 
 def _ma_over(raw_with_zeroed_ma: bytes, secret: bytes) -> bytes:
@@ -105,28 +112,32 @@ def _zero_ma(raw: bytes, authenticator: bytes | None = None) -> tuple[bytes, byt
 
 def request_ma_status(packet: Packet, secret: bytes) -> bool | None:
     """None: the request has no Message-Authenticator; True/False: it is right/wrong."""
-    zeroed, found = _zero_ma(packet.raw)
-    if found is None:
+    at = packet.ma_at
+    if at < 0:
         return None
-    return hmac.compare_digest(_ma_over(zeroed, secret), found)
+    raw = packet.raw
+    zeroed = raw[:at] + _ZERO16 + raw[at + 16 :]
+    return hmac.compare_digest(_ma_over(zeroed, secret), raw[at : at + 16])
+
+
+_MA_HEAD = bytes((MESSAGE_AUTHENTICATOR, 18))
+_MA_ZEROED = _MA_HEAD + _ZERO16
 
 
 def encode_response(
     request: Packet, code: int, attributes: list[tuple[int, bytes]], secret: bytes
 ) -> bytes:
     """A response to ``request``: Message-Authenticator first, Proxy-State echoed last."""
-    attrs = [(MESSAGE_AUTHENTICATOR, _ZERO16), *attributes]
-    attrs += [(PROXY_STATE, v) for v in request.all(PROXY_STATE)]
-    body = _encode_attributes(attrs)
-    length = MIN_LENGTH + len(body)
+    proxy = [(PROXY_STATE, v) for t, v in request.attributes if t == PROXY_STATE]
+    body = _encode_attributes(attributes + proxy if proxy else attributes)
+    length = MIN_LENGTH + 18 + len(body)
     if length > MAX_LENGTH:
         raise ValueError("response too long")
     # RFC 3579 §3.2: the MA of a response is computed with the Request Authenticator in place.
     head = _HEADER.pack(code, request.identifier, length, request.authenticator)
-    ma = _ma_over(head + body, secret)
-    body = bytes((MESSAGE_AUTHENTICATOR, 18)) + ma + body[18:]
-    response_auth = hashlib.md5(head + body + secret).digest()
-    return _HEADER.pack(code, request.identifier, length, response_auth) + body
+    rest = _MA_HEAD + _ma_over(head + _MA_ZEROED + body, secret) + body
+    response_auth = hashlib.md5(head + rest + secret).digest()
+    return head[:4] + response_auth + rest
 
 
 def encode_request(

@@ -20,6 +20,7 @@ from .flows import AccessFlows, Reply
 
 log = logging.getLogger("openmfa.radius")
 _PENDING = b""
+_COUNTER = {p.ACCESS_ACCEPT: "accept", p.ACCESS_REJECT: "reject", p.ACCESS_CHALLENGE: "challenge"}
 
 
 class ClientTable:
@@ -120,13 +121,7 @@ class RadiusServer(asyncio.DatagramProtocol):
     ) -> None:
         raw = p.encode_response(pkt, reply.code, reply.attributes, client.secret)
         self._recent[key] = (time.monotonic(), raw)
-        self.stats[
-            {
-                p.ACCESS_ACCEPT: "accept",
-                p.ACCESS_REJECT: "reject",
-                p.ACCESS_CHALLENGE: "challenge",
-            }.get(reply.code, "other")
-        ] += 1
+        self.stats[_COUNTER.get(reply.code, "other")] += 1
         if self.transport is not None:
             self.transport.sendto(raw, addr)
 
