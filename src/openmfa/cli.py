@@ -847,5 +847,9 @@ def audit_cmd(
             )
 
 
+from .farm.commands import farm  # noqa: E402 - needs the helpers above
+
+main.add_command(farm)
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))

@@ -15,6 +15,7 @@
         ├── PayloadTooLarge          -- the body is larger than [server] max_body_bytes
         ├── NotFound                 -- no such user / method / API key
         ├── Conflict                 -- it exists already
+        │   └── NotMaster            -- a write sent to a farm subordinate: use the master
         └── InvalidInput             -- a value is out of range or has the wrong shape
 
 Expected authentication denials (wrong code, locked, replay) are not errors: they are
@@ -95,6 +96,10 @@ class NotFound(RequestError):
 class Conflict(RequestError):
     code = "conflict"
     http_status = 409
+
+
+class NotMaster(Conflict):
+    code = "not_master"
 
 
 class InvalidInput(RequestError):

@@ -26,6 +26,7 @@ def serve(
     radius = config.get("radius", "listen") if radius_listen is None else radius_listen
     radius_sock = bind_udp(radius) if radius else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per farm poll otherwise
     scheme = "https" if cert else "http"
     shown = f"[{host}]" if ":" in host else host
     logging.getLogger("openmfa").info(

@@ -36,6 +36,9 @@ from ..errors import (
     RequestError,
     Unauthorized,
 )
+from ..farm import membership
+from ..farm.follower import Follower
+from ..farm.routes import FarmEndpoints
 from ..node import audit as audit_log
 from ..node.accounts import Accounts, Actor
 from ..node.apikeys import ApiClient, ApiKeys, KeyRing
@@ -79,6 +82,8 @@ class Node:
         self.radius = (
             RadiusService(store, config, self.queue, listen, radius_sock) if listen else None
         )
+        self.farm = FarmEndpoints(store)
+        self.follower: Follower | None = None
 
     def client(self, token: str | None, permission: str) -> ApiClient:
         """Check an API key (in a worker thread: it may read the data file)."""
@@ -448,8 +453,15 @@ def create_app(
         try:
             if node.radius is not None:
                 await node.radius.start()
+            m = await run_in_threadpool(membership.load, store)
+            if m is not None and m.role == membership.SUBORDINATE:
+                node.follower = Follower(store, m)
+                node.follower.start()
+                log.info("following the farm's master at %s", m.master_url)
             yield
         finally:
+            if node.follower is not None:
+                await node.follower.stop()
             if node.radius is not None:
                 await node.radius.stop()
             node.queue.stop()
@@ -470,6 +482,7 @@ def create_app(
         Route(u + "/methods/{method_id}/resync", resync, methods=["POST"]),
         Route("/v1/audit", audit),
         Route("/v1/radius/stats", radius_stats),
+        *node.farm.routes(),
     ]
     app = Starlette(
         routes=routes,

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, delete, insert, update
+from sqlalchemy import Connection, CursorResult, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import Conflict
+from ..errors import Conflict, NotMaster
 from . import tables as t
 from .database import DATA_FORMAT, Store
 
@@ -97,6 +97,7 @@ class ChangeWriter:
 
     def _commit(self, changes: list[Change], audit: list[AuditEvent], now: float) -> int:
         with self.store.write() as conn:
+            _refuse_on_subordinate(conn)
             seq = 0
             for change in changes:
                 apply(conn, change)
@@ -110,6 +111,22 @@ class ChangeWriter:
             if audit:
                 conn.execute(insert(t.audit), [e.row(self.store.node_name, now) for e in audit])
             return int(seq)
+
+
+def _refuse_on_subordinate(conn: Connection) -> None:
+    """A farm subordinate takes configuration only from its master's change feed."""
+    farm = dict(
+        conn.execute(
+            select(t.meta.c.key, t.meta.c.value).where(
+                t.meta.c.key.in_(("farm.role", "farm.master_url"))
+            )
+        ).all()
+    )
+    if farm.get("farm.role") == "subordinate":
+        raise NotMaster(
+            "this node is a subordinate of a farm and takes changes only from its master; "
+            f"make the change on the master at {farm.get('farm.master_url', '?')}"
+        )
 
 
 def _new_id(result: CursorResult[Any]) -> int:

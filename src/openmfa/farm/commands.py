@@ -1,0 +1,142 @@
+"""`openmfa farm ...`: make a farm, join it, see it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..cli import _opened, _when, data_dir_option, fails_cleanly
+from ..config import default_text
+from ..errors import Conflict, InvalidInput
+from ..node.lock import NodeLock
+from ..store.database import READS_FORMATS, DataDir, Store, _node_name
+from . import membership
+from .feed import stored_reports
+from .follower import bootstrap
+
+SILENT_AFTER = 60.0
+"""A subordinate not heard from for this long is reported as silent."""
+
+
+@click.group()
+def farm() -> None:
+    """A farm: one master replicating to subordinates."""
+
+
+@farm.command("init")
+@click.option(
+    "--url",
+    metavar="URL",
+    help="The URL subordinates reach this node's SDK at (default: http://[server] listen).",
+)
+@data_dir_option
+@fails_cleanly
+def farm_init(url: str | None, data_dir: Path) -> None:
+    """Make this node the master of a new farm; print the join token for subordinates."""
+    with _opened(data_dir) as (store, config):
+        if config.get("store", "url"):
+            raise InvalidInput(
+                "nodes on PostgreSQL share one database and need no change feed; "
+                "point every node's [store] url at it instead"
+            )
+        with store.write() as conn:
+            if membership.load(store, conn) is not None:
+                raise Conflict("this node is in a farm already; see `openmfa farm status`")
+            m = membership.new_farm(url or "http://" + str(config.get("server", "listen")))
+            membership.save(store, conn, m)
+    click.echo(f"this node is the master of farm {m.farm_id} (epoch {m.epoch}) at {m.master_url}")
+    click.echo("\nJoin token (secret: it carries the farm key; shown once):\n")
+    click.echo(f"  {m.join_token()}\n")
+    click.echo(f"On each subordinate: openmfa farm join {m.master_url} --token TOKEN")
+
+
+@farm.command("join")
+@click.argument("master_url")
+@click.option("--token", required=True, help="The join token `openmfa farm init` printed.")
+@data_dir_option
+@fails_cleanly
+def farm_join(master_url: str, token: str, data_dir: Path) -> None:
+    """Become a subordinate: copy the master's data (snapshot), then follow it when serving."""
+    farm_id, key = membership.parse_token(token)
+    dd = DataDir(data_dir)
+    dd.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with NodeLock(dd.root).acquire("join a farm"):
+        if dd.data_file.exists():
+            store = Store.open(dd)
+            try:
+                if membership.load(store) is not None:
+                    raise Conflict("this node is in a farm already; see `openmfa farm status`")
+            finally:
+                store.close()
+            from ..store.backups import Backups
+
+            saved = Backups(dd, dd.config()).create("before-join")
+            click.echo(f"backed up this node's own data as {saved.id}")
+        config = dd.config()
+        position = bootstrap(dd, master_url, farm_id, key, _node_name(config))
+    if not dd.config_file.exists():
+        dd.config_file.write_text(default_text(), "utf-8")
+    click.echo(f"joined farm {farm_id} as a subordinate of {master_url} at change {position}")
+    click.echo("start `openmfa serve` here: it follows the master from this position")
+
+
+@farm.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@data_dir_option
+@fails_cleanly
+def farm_status(as_json: bool, data_dir: Path) -> None:
+    """Every node: role, release, formats it reads, position and lag, last contact."""
+    with _opened(data_dir) as (store, _):
+        m = membership.load(store)
+        with store.read() as conn:
+            position = Store.generation(conn)
+        reports = stored_reports(store) if m is not None and m.is_master else []
+    if m is None:
+        raise InvalidInput("this node is not in a farm; `openmfa farm init` makes one")
+    from .. import __version__
+
+    now = time.time()
+    nodes: list[dict[str, Any]] = [
+        {
+            "name": store.node_name,
+            "role": m.role,
+            "release": __version__,
+            "reads": f"{READS_FORMATS[0]}-{READS_FORMATS[1]}",
+            "position": position,
+            "lag": 0 if m.is_master else None,
+            "last_contact": now,
+            "health": "ok",
+        }
+    ]
+    for r in reports:
+        nodes.append(
+            {
+                "name": r.name,
+                "role": membership.SUBORDINATE,
+                "release": r.release,
+                "reads": r.reads,
+                "position": r.position,
+                "lag": max(0, position - r.position),
+                "last_contact": r.contact,
+                "health": "ok" if now - r.contact < SILENT_AFTER else "silent",
+            }
+        )
+    if as_json:
+        doc = {"farm": m.farm_id, "epoch": m.epoch, "master": m.master_url, "nodes": nodes}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"farm {m.farm_id}  epoch {m.epoch}  master {m.master_url}")
+    click.echo(
+        f"{'node':<20}{'role':<13}{'release':<10}{'reads':<7}{'position':>9}{'lag':>6}"
+        f"  {'last contact':<22}health"
+    )
+    for n in nodes:
+        lag = "-" if n["lag"] is None else str(n["lag"])
+        click.echo(
+            f"{n['name']:<20}{n['role']:<13}{n['release']:<10}{n['reads']:<7}"
+            f"{n['position']:>9}{lag:>6}  {_when(float(n['last_contact'])):<22}{n['health']}"
+        )

@@ -1,0 +1,96 @@
+"""Which farm this node belongs to and in what role, kept in the data file's ``meta`` table.
+
+The farm key is sealed under the node's key file like any other secret. Every node of a farm
+shares one data key (a subordinate receives it, encrypted, in its snapshot), so sealed values in
+change records open everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, delete, insert, select
+
+from ..errors import InvalidInput
+from ..store import tables as t
+from ..store.database import Store
+
+MASTER, SUBORDINATE = "master", "subordinate"
+TOKEN_PREFIX = "omfa-join-"  # noqa: S105 - a marker, not a secret
+_KEYS = ("farm.id", "farm.role", "farm.epoch", "farm.master_url", "farm.key")
+
+
+@dataclass(frozen=True)
+class Membership:
+    farm_id: str
+    role: str
+    epoch: int
+    master_url: str
+    key: bytes
+
+    @property
+    def is_master(self) -> bool:
+        return self.role == MASTER
+
+    def join_token(self) -> str:
+        """What ``farm join`` needs besides the master's URL: the farm's id and key."""
+        raw = json.dumps({"farm": self.farm_id, "key": self.key.hex()}).encode()
+        return TOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def new_farm(master_url: str) -> Membership:
+    return Membership(secrets.token_hex(8), MASTER, 1, master_url, secrets.token_bytes(32))
+
+
+def parse_token(token: str) -> tuple[str, bytes]:
+    """(farm id, farm key) from a join token, or a clear error."""
+    bad = InvalidInput(
+        "this is not a farm join token; copy the whole token `openmfa farm init` printed "
+        "(it starts with omfa-join-)"
+    )
+    if not token.startswith(TOKEN_PREFIX):
+        raise bad
+    body = token[len(TOKEN_PREFIX) :]
+    try:
+        data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        farm_id, key = str(data["farm"]), bytes.fromhex(data["key"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise bad from None
+    if len(key) != 32:
+        raise bad
+    return farm_id, key
+
+
+def load(store: Store, conn: Connection | None = None) -> Membership | None:
+    """This node's membership, or None when it is not in a farm."""
+    if conn is None:
+        with store.read() as c:
+            return load(store, c)
+    rows = dict(
+        conn.execute(select(t.meta.c.key, t.meta.c.value).where(t.meta.c.key.in_(_KEYS))).all()
+    )
+    if "farm.id" not in rows:
+        return None
+    return Membership(
+        rows["farm.id"],
+        rows["farm.role"],
+        int(rows["farm.epoch"]),
+        rows["farm.master_url"],
+        store.box.open(bytes.fromhex(rows["farm.key"]), "farm-key"),
+    )
+
+
+def save(store: Store, conn: Connection, m: Membership) -> None:
+    values = {
+        "farm.id": m.farm_id,
+        "farm.role": m.role,
+        "farm.epoch": str(m.epoch),
+        "farm.master_url": m.master_url,
+        "farm.key": store.box.seal(m.key, "farm-key").hex(),
+    }
+    conn.execute(delete(t.meta).where(t.meta.c.key.in_(_KEYS)))
+    conn.execute(insert(t.meta), [{"key": k, "value": v} for k, v in values.items()])

@@ -1,0 +1,86 @@
+"""The farm endpoints a master serves to its subordinates (signed with the farm key, no API key)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..errors import InvalidInput, NotFound, NotMaster
+from ..store.database import Store
+from . import membership
+from .feed import MAX_BATCH, NodeReport, Reports, changes_since, make_snapshot
+from .membership import Membership
+from .signing import SignatureCheck
+
+POLL_SECONDS = 0.2
+MAX_WAIT = 30.0
+
+
+class FarmEndpoints:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.reports = Reports(store)
+        self._m: Membership | None = None
+        self._check: SignatureCheck | None = None
+
+    async def _master(self, request: Request) -> tuple[Membership, str]:
+        """(membership, the calling node's name) for a correctly signed request to a master."""
+        if self._m is None:
+            self._m = await run_in_threadpool(membership.load, self.store)
+            if self._m is not None:
+                self._check = SignatureCheck(self._m.key)
+        if self._m is None or self._check is None:
+            raise NotFound("this node is not in a farm; run `openmfa farm init` on the master")
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        target = request.scope["path"] + ("?" + query if query else "")
+        node = self._check.verify(request.headers, request.method, target, await request.body())
+        if not self._m.is_master:
+            raise NotMaster(f"this node is not the farm's master; it is {self._m.master_url}")
+        return self._m, node
+
+    async def changes(self, request: Request) -> Response:
+        m, node = await self._master(request)
+        q = request.query_params
+        try:
+            since = int(q.get("since", "0"))
+            wait = min(MAX_WAIT, max(0.0, float(q.get("wait", "0"))))
+            limit = int(q.get("limit", str(MAX_BATCH)))
+        except ValueError:
+            raise InvalidInput("since, wait and limit must be numbers") from None
+        client = request.client
+        report = NodeReport(
+            node,
+            q.get("release", "?")[:40],
+            q.get("reads", "?")[:20],
+            since,
+            time.time(),
+            client.host if client else "",
+        )
+        await run_in_threadpool(self.reports.record, report)
+        deadline = time.monotonic() + wait
+        while True:
+            rows = await run_in_threadpool(changes_since, self.store, since, limit)
+            if rows or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(POLL_SECONDS)
+        body = {"farm": m.farm_id, "epoch": m.epoch, "changes": rows}
+        return Response(msgspec.json.encode(body), media_type="application/json")
+
+    async def snapshot(self, request: Request) -> Response:
+        m, _ = await self._master(request)
+        blob = await run_in_threadpool(make_snapshot, self.store, m.farm_id, m.key)
+        return Response(
+            blob, media_type="application/octet-stream", headers={"x-omfa-epoch": str(m.epoch)}
+        )
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/farm/changes", self.changes),
+            Route("/v1/farm/snapshot", self.snapshot),
+        ]
