@@ -1,0 +1,124 @@
+"""A farm of real `openmfa serve` processes on loopback: join, follow, refuse, catch up."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from openmfa.farm.signing import sign
+
+from .helpers import cli, init, oathtool, secret_of, server
+
+SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def name_node(dd: Path, name: str) -> None:
+    cfg = dd / "server.toml"
+    cfg.write_text(cfg.read_text().replace('node_name = ""', f'node_name = "{name}"'))
+
+
+def eventually(what: str, check: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.2)
+
+
+def users_on(dd: Path) -> set[str]:
+    out = cli(dd, "user", "list", "--json").stdout
+    return {u["name"] for u in json.loads(out)}
+
+
+def test_subordinate_follows_refuses_writes_and_catches_up(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    admin = init(a)
+    name_node(a, "node-a")
+    with server(a) as master:
+        out = cli(a, "farm", "init", "--url", master.url).stdout
+        token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+        cli(a, "user", "add", "alice")
+        cli(a, "method", "add", "alice", "totp", "--secret", SEED, "--no-qr")
+
+        b.mkdir()
+        (b / "server.toml").write_text((a / "server.toml").read_text().replace("node-a", "node-b"))
+        joined = cli(b, "farm", "join", master.url, "--token", token).stdout
+        assert "subordinate" in joined
+        assert users_on(b) == {"alice"}  # the snapshot
+
+        with server(b) as sub:
+            # The admin key replicated with the data: the subordinate authenticates alice.
+            h = {"authorization": f"Bearer {admin}"}
+            r = httpx.post(
+                sub.url + "/v1/authenticate",
+                json={"user": "alice", "code": oathtool("--totp", "-b", SEED)},
+                headers=h,
+            )
+            assert r.status_code == 200 and r.json()["accepted"] is True, r.text
+
+            # New configuration on the master reaches the subordinate.
+            cli(a, "user", "add", "bob")
+            bob_secret = secret_of(cli(a, "method", "add", "bob", "totp", "--no-qr").stdout)
+            eventually("bob on node-b", lambda: "bob" in users_on(b))
+            ok = cli(b, "verify", "bob", oathtool("--totp", "-b", bob_secret), expect=None)
+            assert ok.returncode == 0, ok.stdout + ok.stderr
+
+            # Writes on the subordinate are refused, naming the master (CLI and SDK).
+            refused = cli(b, "user", "add", "carol", expect=1)
+            assert master.url in refused.stderr and "subordinate" in refused.stderr
+            r = httpx.post(sub.url + "/v1/users", json={"name": "carol"}, headers=h)
+            assert r.status_code == 409 and r.json()["code"] == "not_master", r.text
+            assert "carol" not in users_on(a)
+
+            def lag_zero() -> bool:
+                doc = json.loads(cli(a, "farm", "status", "--json").stdout)
+                nodes = {n["name"]: n for n in doc["nodes"]}
+                sub_node = nodes.get("node-b")
+                return sub_node is not None and sub_node["lag"] == 0
+
+            eventually("node-b reported with lag 0", lag_zero, 40)
+            status = json.loads(cli(a, "farm", "status", "--json").stdout)
+            roles = {n["name"]: (n["role"], n["health"]) for n in status["nodes"]}
+            assert roles == {"node-a": ("master", "ok"), "node-b": ("subordinate", "ok")}
+
+        # Offline while the master takes many writes; it catches up when it returns.
+        for i in range(12):
+            cli(a, "user", "add", f"user{i:02d}")
+        cli(a, "user", "delete", "bob")
+        expected = users_on(a)
+        with server(b):
+            eventually("node-b caught up", lambda: users_on(b) == expected, 40)
+
+
+def test_farm_endpoints_refuse_unsigned_forged_and_replayed_requests(tmp_path: Path) -> None:
+    a = tmp_path / "a"
+    init(a)
+    with server(a) as master:
+        r = httpx.get(master.url + "/v1/farm/changes?since=0")
+        assert r.status_code == 404 and "not in a farm" in r.json()["message"]
+        out = cli(a, "farm", "init", "--url", master.url).stdout
+        token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+        from openmfa.farm.membership import parse_token
+
+        _, key = parse_token(token)
+        target = "/v1/farm/changes?since=0"
+
+        def get(headers: dict[str, str], path: str = target) -> httpx.Response:
+            return httpx.get(master.url + path, headers=headers)
+
+        assert get({}).status_code == 401
+        assert get(sign(bytes(32), "x", "GET", target)).status_code == 401  # another key
+        stale = sign(key, "x", "GET", target, now=time.time() - 600)
+        assert "clock" in get(stale).json()["message"]
+        good = sign(key, "x", "GET", target)
+        assert get(good).status_code == 200
+        assert "replay" in get(good).json()["message"]
+        assert get(sign(key, "x", "GET", target), "/v1/farm/changes?since=1").status_code == 401
+        snap = httpx.get(
+            master.url + "/v1/farm/snapshot", headers=sign(key, "x", "GET", "/v1/farm/snapshot")
+        )
+        assert snap.status_code == 200 and b"SQLite format 3" not in snap.content

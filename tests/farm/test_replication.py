@@ -1,0 +1,100 @@
+"""Replication pieces on a real store (SQLite and PostgreSQL): apply, tokens, snapshots."""
+
+from __future__ import annotations
+
+import pytest
+
+from openmfa.config import Config
+from openmfa.errors import FormatTooNew, InvalidInput, NotMaster, Unauthorized
+from openmfa.farm import membership
+from openmfa.farm.feed import changes_since, make_snapshot, open_snapshot
+from openmfa.farm.follower import apply_changes
+from openmfa.farm.signing import SignatureCheck, sign
+from openmfa.node.accounts import Accounts
+from openmfa.store.database import READS_FORMATS, DataDir, Store
+from tests.conftest import make_config
+
+SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def test_changes_replay_on_a_copy_and_are_idempotent(
+    store: Store, config: Config, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    acc = Accounts(store, config)
+    acc.add_user("alice", email="a@example.org")
+    acc.enroll("alice", "totp", secret=SECRET)
+    acc.add_user("bob")
+    acc.delete_user("bob")
+    rows = changes_since(store, 0)
+    assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
+    # A second data set (a subordinate; its own key is enough here: nothing is opened).
+    dd = DataDir(tmp_path_factory.mktemp("copy"))
+    copy = Store.create(dd, make_config())
+    try:
+        assert apply_changes(copy, rows) == len(rows)
+        assert apply_changes(copy, rows) == 0  # seen before: nothing happens
+        users = {u.name: u for u in Accounts(copy, config).list_users()}
+        assert set(users) == {"alice"} and users["alice"].email == "a@example.org"
+        methods = Accounts(copy, config).list_methods("alice")
+        assert [m.kind for m in methods] == ["totp"]
+        newer = [{**rows[-1], "seq": rows[-1]["seq"] + 1, "format": READS_FORMATS[1] + 1}]
+        with pytest.raises(FormatTooNew, match="upgrade this node"):
+            apply_changes(copy, newer)
+        assert changes_since(copy, 0)[-1]["seq"] == rows[-1]["seq"]  # nothing half-applied
+    finally:
+        copy.close()
+
+
+def test_a_subordinate_refuses_local_writes(store: Store, config: Config) -> None:
+    m = membership.Membership("f1", membership.SUBORDINATE, 1, "http://master:8480", bytes(32))
+    with store.write() as conn:
+        membership.save(store, conn, m)
+    assert membership.load(store) == m
+    with pytest.raises(NotMaster, match="http://master:8480"):
+        Accounts(store, config).add_user("carol")
+
+
+def test_join_tokens() -> None:
+    m = membership.new_farm("http://a:8480")
+    assert membership.parse_token(m.join_token()) == (m.farm_id, m.key)
+    for bad in ("", "omfa-join-", "omfa-join-!!!", "omfa_abc", m.join_token()[:-4]):
+        with pytest.raises(InvalidInput, match="join token"):
+            membership.parse_token(bad)
+
+
+def test_snapshot_opens_only_with_its_farm_key(store: Store) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("snapshots copy the SQLite data file; PostgreSQL nodes share a database")
+    sealed = make_snapshot(store, "f1", bytes(32))
+    key_file, data = open_snapshot(sealed, "f1", bytes(32))
+    assert key_file == store.data_dir.key_file.read_bytes() and data.startswith(b"SQLite format 3")
+    assert key_file not in sealed
+    for farm_id, key in (("f1", bytes([1]) * 32), ("f2", bytes(32))):
+        with pytest.raises(InvalidInput, match="does not open"):
+            open_snapshot(sealed, farm_id, key)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["method", "target", "body", "time", "node"],
+)
+def test_signature_covers_every_part(change: str) -> None:
+    key, check = bytes(32), SignatureCheck(bytes(32))
+    headers = sign(key, "b", "GET", "/v1/farm/changes?since=1", b"", now=100.0)
+    method, target, body, now = "GET", "/v1/farm/changes?since=1", b"", 100.0
+    if change == "method":
+        method = "POST"
+    elif change == "target":
+        target = "/v1/farm/changes?since=0"
+    elif change == "body":
+        body = b"x"
+    elif change == "time":
+        now = 100.0 + 61
+    else:
+        headers = {**headers, "x-omfa-node": "evil"}
+    with pytest.raises(Unauthorized):
+        check.verify(headers, method, target, body, now=now)
+    assert (
+        check.verify(sign(key, "b", "GET", "/x", b"", now=100.0), "GET", "/x", b"", now=100.0)
+        == "b"
+    )
