@@ -441,7 +441,9 @@ def verify(name: str, code: str, data_dir: Path) -> None:
     """Check a code: exit 0 accepted, 1 rejected (reason printed), 3 could not decide."""
     try:
         with _opened(data_dir) as (store, config):
-            auth = Authenticator(store, verify_policy(config))
+            from .farm.claims import remote_for
+
+            auth = Authenticator(store, verify_policy(config), remote=remote_for(store, config))
             try:
                 (decision,) = auth.run([Attempt(name, code)])
             finally:

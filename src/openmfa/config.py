@@ -29,6 +29,7 @@ def defaults() -> dict[str, dict[str, Any]]:
 
 CHOICES: dict[tuple[str, str], tuple[Any, ...]] = {
     ("store", "sqlite_synchronous"): ("full", "normal"),
+    ("farm", "when_master_unreachable"): ("accept_local", "fail_closed"),
     ("enroll", "digits"): (6, 8),
     ("enroll", "period"): (30, 60),
     ("enroll", "algorithm"): ("SHA1", "SHA256", "SHA512"),
@@ -47,6 +48,7 @@ POSITIVE = {
     ("radius", "duplicate_seconds"),
     ("ldap", "timeout_seconds"),
     ("radius_upstream", "timeout_seconds"),
+    ("farm", "claim_timeout_seconds"),
 }
 
 

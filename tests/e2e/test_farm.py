@@ -122,3 +122,60 @@ def test_farm_endpoints_refuse_unsigned_forged_and_replayed_requests(tmp_path: P
             master.url + "/v1/farm/snapshot", headers=sign(key, "x", "GET", "/v1/farm/snapshot")
         )
         assert snap.status_code == 200 and b"SQLite format 3" not in snap.content
+
+
+HOTP_SEED = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+
+
+def test_a_code_is_used_once_in_the_farm_and_the_policy_decides_without_master(
+    tmp_path: Path,
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    admin = init(a)
+    name_node(a, "node-a")
+    h = {"authorization": f"Bearer {admin}"}
+
+    def check(url: str, user: str, code: str) -> dict[str, object]:
+        r = httpx.post(url + "/v1/authenticate", json={"user": user, "code": code}, headers=h)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    with server(a) as master:
+        out = cli(a, "farm", "init", "--url", master.url).stdout
+        token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+        cli(a, "user", "add", "alice")
+        cli(a, "method", "add", "alice", "totp", "--secret", SEED, "--no-qr")
+        cli(a, "method", "add", "alice", "hotp", "--secret", HOTP_SEED, "--no-qr")
+        b.mkdir()
+        (b / "server.toml").write_text((a / "server.toml").read_text().replace("node-a", "node-b"))
+        cli(b, "farm", "join", master.url, "--token", token)
+        with server(b) as sub:
+            totp_now = oathtool("--totp", "-b", SEED)
+            assert check(sub.url, "alice", totp_now)["accepted"] is True
+            assert check(master.url, "alice", totp_now)["reason"] == "replay"
+            hotp = [oathtool("-b", "-c", str(c), HOTP_SEED) for c in range(4)]
+            assert check(master.url, "alice", hotp[0])["accepted"] is True
+            # node-b's own copy has not seen counter 0 used; the master has.
+            assert check(sub.url, "alice", hotp[0])["reason"] == "replay"
+            assert check(sub.url, "alice", hotp[1])["accepted"] is True
+            # Behind the master's counter now: HOTP cannot tell a replay from a wrong code.
+            assert check(master.url, "alice", hotp[1])["reason"] == "wrong_code"
+    # The master is gone. By default the subordinate decides on its own state, and says so.
+    with server(b) as sub:
+        assert check(sub.url, "alice", hotp[2])["accepted"] is True
+    cfg = b / "server.toml"
+    cfg.write_text(
+        cfg.read_text().replace(
+            'when_master_unreachable = "accept_local"', 'when_master_unreachable = "fail_closed"'
+        )
+    )
+    with server(b) as sub:
+        refused = check(sub.url, "alice", hotp[3])
+        assert refused["accepted"] is False and refused["reason"] == "master_unreachable"
+    out = cli(b, "audit", "--user", "alice", "--json").stdout
+    events = [json.loads(line) for line in out.splitlines()]
+    details = [(e["result"], e["detail"]) for e in events if e["action"] == "authenticate"]
+    assert ("accepted", "claimed at the master") in details
+    assert ("rejected", "the master has seen this code on another node") in details
+    assert ("accepted", "master unreachable: decided on this node's state") in details
+    assert details[-1] == ("rejected", "master unreachable: refused (fail closed)")

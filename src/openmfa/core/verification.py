@@ -42,6 +42,8 @@ class Reason(StrEnum):
     MALFORMED = "malformed"
     WRONG_CODE = "wrong_code"
     REPLAY = "replay"
+    MASTER_UNREACHABLE = "master_unreachable"
+    """A farm subordinate could not claim the code at its master and policy fails closed."""
 
 
 @dataclass(frozen=True, slots=True)

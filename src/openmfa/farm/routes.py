@@ -14,6 +14,7 @@ from starlette.routing import Route
 from ..errors import InvalidInput, NotFound, NotMaster
 from ..store.database import Store
 from . import membership
+from .claims import CLAIM_PATH, KINDS, claim_on_master
 from .feed import MAX_BATCH, NodeReport, Reports, changes_since, make_snapshot
 from .membership import Membership
 from .signing import SignatureCheck
@@ -79,8 +80,25 @@ class FarmEndpoints:
             blob, media_type="application/octet-stream", headers={"x-omfa-epoch": str(m.epoch)}
         )
 
+    async def claim(self, request: Request) -> Response:
+        await self._master(request)
+        try:
+            body = msgspec.json.decode(await request.body(), type=dict[str, object])
+            method_id, kind, value = body["method_id"], body["kind"], body["value"]
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
+            raise InvalidInput("a claim is {method_id, kind, value}") from None
+        if not isinstance(method_id, str) or kind not in KINDS:
+            raise InvalidInput(f"a claim's kind is one of {', '.join(KINDS)}")
+        if not isinstance(value, int | str) or isinstance(value, bool):
+            raise InvalidInput("a claim's value is a step, a counter or a code hash")
+        ok = await run_in_threadpool(claim_on_master, self.store, method_id, str(kind), value)
+        return Response(
+            msgspec.json.encode({"result": "ok" if ok else "used"}), media_type="application/json"
+        )
+
     def routes(self) -> list[Route]:
         return [
             Route("/v1/farm/changes", self.changes),
             Route("/v1/farm/snapshot", self.snapshot),
+            Route(CLAIM_PATH, self.claim, methods=["POST"]),
         ]

@@ -28,7 +28,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Integer, String, bindparam, func, insert, select, update
 
@@ -48,6 +49,27 @@ from ..store import tables as t
 from ..store.database import Store
 from ..store.prepared import Prepared, dbapi_cursor
 from .apikeys import KeyRing
+
+
+class ClaimResult(Enum):
+    OK = "ok"
+    USED = "used"
+    """Another node of the farm used this code (or a later one) first."""
+    UNREACHABLE = "unreachable"
+
+
+class RemoteClaims(Protocol):
+    """The farm's master, where a subordinate claims what an acceptance uses up."""
+
+    fail_closed: bool
+
+    def claim(self, method_id: str, kind: str, value: int | str) -> ClaimResult: ...
+
+
+CLAIMED = "claimed at the master"
+USED_ELSEWHERE = "the master has seen this code on another node"
+LOCAL_ONLY = "master unreachable: decided on this node's state"
+FAILED_CLOSED = "master unreachable: refused (fail closed)"
 
 FORGET_ALL_AFTER = 1000
 """More configuration changes than this since the cache was filled: drop the whole cache."""
@@ -183,10 +205,17 @@ class _Statements:
 class Authenticator:
     """Not thread-safe: one thread calls ``run`` (the server's commit thread, or the CLI)."""
 
-    def __init__(self, store: Store, policy: VerifyPolicy, keyring: KeyRing | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        policy: VerifyPolicy,
+        keyring: KeyRing | None = None,
+        remote: RemoteClaims | None = None,
+    ) -> None:
         self.store = store
         self.policy = policy
         self.keyring = keyring or KeyRing()
+        self.remote = remote
         self._cache = _Cache()
         self._sql = _Statements(store)
         self._exact = store.engine.dialect.name == "sqlite"
@@ -247,7 +276,7 @@ class Authenticator:
                         results.append(exc)
                         continue
                     client = api.name
-                d, locked = self._one(cur, a, now, pending)
+                d, locked, detail = self._one(cur, a, now, pending)
                 results.append(d)
                 row = {
                     "at": now,
@@ -259,7 +288,7 @@ class Authenticator:
                     "result": "accepted" if d.accepted else "rejected",
                     "reason": d.reason.value,
                     "request_id": a.request_id,
-                    "detail": "",
+                    "detail": detail,
                 }
                 audit.append(row)
                 if locked:
@@ -328,13 +357,13 @@ class Authenticator:
 
     def _one(
         self, cur: Any, a: Attempt, now: float, pending: _Pending | None
-    ) -> tuple[Decision, bool]:
-        """Decide one attempt and store its state; returns (decision, newly locked)."""
+    ) -> tuple[Decision, bool, str]:
+        """Decide one attempt and store its state; returns (decision, newly locked, detail)."""
         user = self._user(cur, a.user)
         if user is None:
-            return Decision(False, Reason.UNKNOWN_USER), False
+            return Decision(False, Reason.UNKNOWN_USER), False, ""
         if not user.enabled:
-            return Decision(False, Reason.DISABLED), False
+            return Decision(False, Reason.DISABLED), False, ""
         cached = self._state(cur, user.id, pending is not None)
         state, method_states = cached.user, cached.methods
         unused: dict[str, list[tuple[int, bytes]]] = {}
@@ -351,6 +380,22 @@ class Authenticator:
             pepper=self.store.box.pepper,
             policy=self.policy,
         )
+        detail = ""
+        if out.decision.accepted and self.remote is not None:
+            verdict = self._claim_remote(user, out, unused)
+            if verdict is ClaimResult.UNREACHABLE and self.remote.fail_closed:
+                d = Decision(False, Reason.MASTER_UNREACHABLE, out.decision.method_id)
+                return d, False, FAILED_CLOSED  # not the user's fault: no failure counted
+            detail = {
+                ClaimResult.OK: CLAIMED,
+                ClaimResult.USED: USED_ELSEWHERE,
+                ClaimResult.UNREACHABLE: LOCAL_ONLY,
+            }[verdict]
+            if verdict is ClaimResult.USED:
+                out = Outcome(
+                    Decision(False, Reason.REPLAY, out.decision.method_id),
+                    after_failure(state, self.policy.lockout, now),
+                )
         if out.decision.accepted and not self._claim(cur, user, out, now, pending):
             # Another writer used this step/counter/code between our read and write.
             out = Outcome(
@@ -367,7 +412,24 @@ class Authenticator:
                 pending.users.append(row)
             else:
                 self._sql.set_state.run(cur, **row)
-        return out.decision, out.newly_locked
+        return out.decision, out.newly_locked, detail
+
+    def _claim_remote(
+        self, user: _User, out: Outcome, unused: dict[str, list[tuple[int, bytes]]]
+    ) -> ClaimResult:
+        """Claim at the farm's master what this acceptance uses up (nothing: OK)."""
+        assert self.remote is not None
+        if out.method_state is not None:
+            method_id, new = out.method_state
+            kind = next(m.kind for m in user.methods if m.id == method_id)
+            if kind == MethodKind.TOTP:
+                return self.remote.claim(method_id, "totp", new.last_step)
+            return self.remote.claim(method_id, "hotp", new.counter)
+        if out.backup_code_used is not None and out.decision.method_id is not None:
+            method_id = out.decision.method_id
+            code_hash = next(h for i, h in unused[method_id] if i == out.backup_code_used)
+            return self.remote.claim(method_id, "backup", code_hash.hex())
+        return ClaimResult.OK  # a bypass uses nothing farm-wide
 
     def _claim(
         self, cur: Any, user: _User, out: Outcome, now: float, pending: _Pending | None

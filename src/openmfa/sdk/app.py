@@ -37,6 +37,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..farm import membership
+from ..farm.claims import remote_for
 from ..farm.follower import Follower
 from ..farm.routes import FarmEndpoints
 from ..node import audit as audit_log
@@ -76,7 +77,9 @@ class Node:
         self.keyring = KeyRing()
         self.accounts = Accounts(store, config)
         self.apikeys = ApiKeys(store)
-        self.queue = CommitQueue(Authenticator(store, verify_policy(config), self.keyring))
+        self.queue = CommitQueue(
+            Authenticator(store, verify_policy(config), self.keyring, remote_for(store, config))
+        )
         self.max_body = int(config.get("server", "max_body_bytes"))
         listen = config.get("radius", "listen") if radius_listen is None else radius_listen
         self.radius = (
