@@ -79,9 +79,11 @@ def server(
     scheme: str = "http",
     verify: ssl.SSLContext | bool = False,
     radius: str = "off",
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """Run ``openmfa serve`` on a free port (RADIUS off unless ``radius`` is HOST:PORT)."""
-    port = free_port()
+    """Run ``openmfa serve`` on ``port`` or a free one (RADIUS off unless ``radius`` is
+    HOST:PORT)."""
+    port = port or free_port()
     log = data_dir / f"serve-{port}.log"
     env = {**os.environ, "OPENMFA_DATA_DIR": str(data_dir)}
     with log.open("w") as out:

@@ -141,6 +141,7 @@ def test_a_code_is_used_once_in_the_farm_and_the_policy_decides_without_master(
         return dict(r.json())
 
     with server(a) as master:
+        master_port = int(master.url.rsplit(":", 1)[1])
         out = cli(a, "farm", "init", "--url", master.url).stdout
         token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
         cli(a, "user", "add", "alice")
@@ -179,3 +180,16 @@ def test_a_code_is_used_once_in_the_farm_and_the_policy_decides_without_master(
     assert ("rejected", "the master has seen this code on another node") in details
     assert ("accepted", "master unreachable: decided on this node's state") in details
     assert details[-1] == ("rejected", "master unreachable: refused (fail closed)")
+    # The master returns: every event node-b recorded (also while the master was away, across
+    # two restarts of node-b) reaches it, once.
+    mine = sorted(e["request_id"] for e in events if e["node"] == "node-b")
+    assert len(mine) == 5  # the five attempts above
+    with server(a, port=master_port), server(b):
+
+        def relayed() -> list[str]:
+            out = cli(a, "audit", "--json").stdout
+            rows = [json.loads(line) for line in out.splitlines()]
+            return sorted(r["request_id"] for r in rows if r["node"] == "node-b")
+
+        eventually("node-b's audit events on the master", lambda: relayed() == mine, 30)
+    assert relayed() == mine  # no duplicates after the final push on stop

@@ -12,7 +12,6 @@ Invariants owned here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -28,9 +27,11 @@ from ..errors import FormatTooNew, OpenMfaError
 from ..store import tables as t
 from ..store.changes import Change, apply
 from ..store.database import READS_FORMATS, DataDir, Store
+from . import audit_relay
 from .feed import open_snapshot
 from .membership import SUBORDINATE, Membership, save
 from .signing import sign
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("openmfa.farm")
 WAIT_SECONDS = 20.0
@@ -116,6 +117,7 @@ def bootstrap(dd: DataDir, master_url: str, farm_id: str, key: bytes, node: str)
     try:
         with store.write() as conn:
             save(store, conn, Membership(farm_id, SUBORDINATE, epoch, master_url, key))
+            audit_relay.start_from_here(conn)
             return Store.generation(conn)
     finally:
         store.close()
@@ -136,10 +138,7 @@ class Follower:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def status(self) -> dict[str, Any]:
         return {

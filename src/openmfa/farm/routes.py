@@ -13,13 +13,33 @@ from starlette.routing import Route
 
 from ..errors import InvalidInput, NotFound, NotMaster
 from ..store.database import Store
-from . import membership
+from . import audit_relay, membership
 from .claims import CLAIM_PATH, KINDS, claim_on_master
 from .feed import MAX_BATCH, NodeReport, Reports, changes_since, make_snapshot
 from .membership import Membership
 from .signing import SignatureCheck
 
 POLL_SECONDS = 0.2
+
+
+class _AuditRow(msgspec.Struct):
+    origin_id: int
+    at: float
+    node: str
+    action: str
+    user_name: str
+    client: str
+    method_id: str
+    result: str
+    reason: str
+    request_id: str
+    detail: str
+
+
+class _AuditBatch(msgspec.Struct):
+    rows: list[_AuditRow]
+
+
 MAX_WAIT = 30.0
 
 
@@ -96,9 +116,21 @@ class FarmEndpoints:
             msgspec.json.encode({"result": "ok" if ok else "used"}), media_type="application/json"
         )
 
+    async def audit(self, request: Request) -> Response:
+        _, node = await self._master(request)
+        try:
+            rows = msgspec.json.decode(await request.body(), type=_AuditBatch).rows
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise InvalidInput(f"an audit batch is {{rows: [...]}}: {exc}") from None
+        through = await run_in_threadpool(
+            audit_relay.receive, self.store, node, [msgspec.to_builtins(r) for r in rows]
+        )
+        return Response(msgspec.json.encode({"through": through}), media_type="application/json")
+
     def routes(self) -> list[Route]:
         return [
             Route("/v1/farm/changes", self.changes),
             Route("/v1/farm/snapshot", self.snapshot),
             Route(CLAIM_PATH, self.claim, methods=["POST"]),
+            Route(audit_relay.AUDIT_PATH, self.audit, methods=["POST"]),
         ]

@@ -37,6 +37,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..farm import membership
+from ..farm.audit_relay import AuditRelay
 from ..farm.claims import remote_for
 from ..farm.follower import Follower
 from ..farm.routes import FarmEndpoints
@@ -87,6 +88,7 @@ class Node:
         )
         self.farm = FarmEndpoints(store)
         self.follower: Follower | None = None
+        self.relay: AuditRelay | None = None
 
     def client(self, token: str | None, permission: str) -> ApiClient:
         """Check an API key (in a worker thread: it may read the data file)."""
@@ -460,11 +462,15 @@ def create_app(
             if m is not None and m.role == membership.SUBORDINATE:
                 node.follower = Follower(store, m)
                 node.follower.start()
+                node.relay = AuditRelay(store, m)
+                node.relay.start()
                 log.info("following the farm's master at %s", m.master_url)
             yield
         finally:
             if node.follower is not None:
                 await node.follower.stop()
+            if node.relay is not None:
+                await node.relay.stop()
             if node.radius is not None:
                 await node.radius.stop()
             node.queue.stop()
