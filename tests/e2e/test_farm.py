@@ -6,13 +6,14 @@ import json
 import re
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
 from openmfa.farm.signing import sign
 
-from .helpers import cli, init, oathtool, secret_of, server
+from .helpers import cli, free_port, init, oathtool, secret_of, server
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
@@ -193,3 +194,74 @@ def test_a_code_is_used_once_in_the_farm_and_the_policy_decides_without_master(
 
         eventually("node-b's audit events on the master", lambda: relayed() == mine, 30)
     assert relayed() == mine  # no duplicates after the final push on stop
+
+
+def farm_status(dd: Path) -> dict[str, object]:
+    return dict(json.loads(cli(dd, "farm", "status", "--json").stdout))
+
+
+def test_promotion_handover_kill_and_fencing_of_the_former_master(tmp_path: Path) -> None:
+    a, b, c = (tmp_path / n for n in "abc")
+    admin = init(a)
+    name_node(a, "node-a")
+    ports = {n: free_port() for n in "abc"}
+    urls = {n: f"http://127.0.0.1:{p}" for n, p in ports.items()}
+    h = {"authorization": f"Bearer {admin}"}
+
+    def accepted(url: str, code: str) -> bool:
+        r = httpx.post(url + "/v1/authenticate", json={"user": "alice", "code": code}, headers=h)
+        assert r.status_code == 200, r.text
+        return bool(r.json()["accepted"])
+
+    hotp = [oathtool("-b", "-c", str(i), HOTP_SEED) for i in range(6)]
+    with ExitStack() as nodes:
+        nodes.enter_context(server(a, port=ports["a"]))
+        out = cli(a, "farm", "init", "--url", urls["a"]).stdout
+        token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+        cli(a, "user", "add", "alice")
+        cli(a, "method", "add", "alice", "hotp", "--secret", HOTP_SEED, "--no-qr")
+        for n, dd in (("b", b), ("c", c)):
+            dd.mkdir()
+            (dd / "server.toml").write_text(
+                (a / "server.toml").read_text().replace("node-a", f"node-{n}")
+            )
+            cli(dd, "farm", "join", urls["a"], "--token", token, "--url", urls[n])
+        srv_b = nodes.enter_context(server(b, port=ports["b"]))
+        nodes.enter_context(server(c, port=ports["c"]))
+
+        # Planned: A hands over to B and follows it; C is told.
+        out = cli(a, "farm", "promote", "node-b").stdout
+        assert "node-b is the master of epoch 2" in out and "node-c: follows it" in out
+        eventually(
+            "node-a follows node-b",
+            lambda: farm_status(a)["master"] == urls["b"] and farm_status(a)["epoch"] == 2,
+        )
+        refused = cli(a, "user", "add", "dave", expect=1)
+        assert urls["b"] in refused.stderr
+        cli(b, "user", "add", "dave")
+        for dd in (a, c):
+            eventually(f"dave on {dd.name}", lambda dd=dd: "dave" in users_on(dd))
+        assert accepted(urls["c"], hotp[0])  # claimed at the new master
+        assert not accepted(urls["a"], hotp[0])
+
+        # The master dies. The others keep authenticating on their own state.
+        srv_b.proc.kill()
+        srv_b.proc.wait()
+        assert accepted(urls["c"], hotp[1])
+        out = cli(c, "farm", "promote", "node-c", "--force").stdout
+        assert "node-c is the master of epoch 3" in out and "node-a: follows it" in out
+        cli(c, "user", "add", "erin")
+        eventually("erin on node-a", lambda: "erin" in users_on(a))
+        assert accepted(urls["a"], hotp[2])  # claimed at node-c now
+
+        # The former master returns with epoch 2: it sees epoch 3 and follows node-c.
+        with server(b, port=ports["b"]):
+            eventually(
+                "node-b demoted",
+                lambda: farm_status(b)["epoch"] == 3 and farm_status(b)["master"] == urls["c"],
+            )
+            refused = cli(b, "user", "add", "frank", expect=1)
+            assert "subordinate" in refused.stderr
+            eventually("erin on node-b", lambda: "erin" in users_on(b))
+            assert {"alice", "dave", "erin"} <= users_on(b)
+            assert not accepted(urls["b"], hotp[2])  # used at node-a, claimed at node-c

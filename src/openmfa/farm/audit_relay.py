@@ -9,7 +9,6 @@ only after the master's answer. So a lost answer means a resend, never a loss or
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -19,7 +18,7 @@ from sqlalchemy import Connection, delete, func, insert, select
 from ..store import tables as t
 from ..store.database import Store
 from .membership import Membership
-from .signing import sign
+from .peers import acall
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("openmfa.farm")
@@ -111,11 +110,14 @@ class AuditRelay:
         try:
             async with httpx.AsyncClient(timeout=2.0 if final else 10.0) as client:
                 while rows := await asyncio.to_thread(pending, self.store):
-                    body = json.dumps({"rows": rows}).encode()
-                    headers = sign(self.m.key, self.store.node_name, "POST", AUDIT_PATH, body)
-                    headers["content-type"] = "application/json"
-                    resp = await client.post(
-                        self.m.master_url.rstrip("/") + AUDIT_PATH, content=body, headers=headers
+                    resp = await acall(
+                        client,
+                        self.m.key,
+                        self.store.node_name,
+                        self.m.master_url,
+                        "POST",
+                        AUDIT_PATH,
+                        body={"rows": rows},
                     )
                     resp.raise_for_status()
                     await asyncio.to_thread(mark_sent, self.store, int(resp.json()["through"]))

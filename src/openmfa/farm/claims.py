@@ -9,7 +9,6 @@ be reached within ``[farm] claim_timeout_seconds`` the policy decides (``accept_
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -22,7 +21,7 @@ from ..store import tables as t
 from ..store.database import Store
 from . import membership
 from .membership import Membership
-from .signing import sign
+from .peers import call
 
 log = logging.getLogger("openmfa.farm")
 CLAIM_PATH = "/v1/farm/claim"
@@ -40,12 +39,16 @@ class MasterClaims:
         self._warned = 0.0
 
     def claim(self, method_id: str, kind: str, value: int | str) -> ClaimResult:
-        body = json.dumps({"method_id": method_id, "kind": kind, "value": value}).encode()
-        headers = sign(self.m.key, self.node, "POST", CLAIM_PATH, body)
-        headers["content-type"] = "application/json"
+        body = {"method_id": method_id, "kind": kind, "value": value}
         try:
-            resp = self._client.post(
-                self.m.master_url.rstrip("/") + CLAIM_PATH, content=body, headers=headers
+            resp = call(
+                self.m.key,
+                self.node,
+                self.m.master_url,
+                "POST",
+                CLAIM_PATH,
+                body=body,
+                client=self._client,
             )
             if resp.status_code == 200:
                 return ClaimResult.USED if resp.json().get("result") == "used" else ClaimResult.OK

@@ -6,6 +6,10 @@ Invariants owned here:
   nothing (idempotent). The position *is* the newest stored record: it lives with the data.
 - A record in a data format this release cannot read stops the applying (the node keeps
   serving from its last good copy) and is reported loudly until a newer release is installed.
+- A feed from a node of an older epoch is never applied (a former master is fenced). When the
+  master cannot be reached, the follower asks the farm's other nodes who is master now.
+- If this node holds a record the master does not (it was a master whose last changes never
+  reached the others), nothing is applied and the divergence is reported: ``farm join`` again.
 - While the master is unreachable the node keeps authenticating from its own copy and retries.
 """
 
@@ -17,44 +21,57 @@ import os
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from .. import __version__
-from ..errors import FormatTooNew, OpenMfaError
+from ..errors import Conflict, FormatTooNew, OpenMfaError
 from ..store import tables as t
 from ..store.changes import Change, apply
 from ..store.database import READS_FORMATS, DataDir, Store
-from . import audit_relay
+from . import audit_relay, membership
 from .feed import open_snapshot
 from .membership import SUBORDINATE, Membership, save
-from .signing import sign
+from .peers import acall, call, checked, refused
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("openmfa.farm")
 WAIT_SECONDS = 20.0
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
+DISCOVER_AFTER = 2
+"""Failed polls in a row before asking the other nodes who the master is."""
+
+
+class Fenced(OpenMfaError):
+    """The node polled is not the master of this node's epoch."""
+
+
+class Diverged(Conflict):
+    """This node holds change records its master does not have."""
+
+    code = "diverged"
 
 
 def reads() -> str:
     return f"{READS_FORMATS[0]}-{READS_FORMATS[1]}"
 
 
-def signed(
-    m: Membership, node: str, path: str, params: dict[str, Any]
-) -> tuple[str, dict[str, str]]:
-    """(URL, headers) of a signed GET to the master."""
-    target = path + ("?" + urlencode(params) if params else "")
-    return m.master_url.rstrip("/") + target, sign(m.key, node, "GET", target)
+def position(store: Store) -> tuple[int, str]:
+    """(newest record's seq, a fingerprint of it) — what the master checks divergence with."""
+    with store.read() as conn:
+        row = conn.execute(
+            select(t.changes.c.seq, t.changes.c.at, t.changes.c.kind)
+            .order_by(t.changes.c.seq.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return 0, ""
+    return int(row[0]), fingerprint(row[1], row[2])
 
 
-def refused(resp: httpx.Response) -> str:
-    try:
-        return str(resp.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {resp.status_code}"
+def fingerprint(at: float, kind: str) -> str:
+    return f"{at!r}/{kind}"
 
 
 def apply_changes(store: Store, rows: list[dict[str, Any]]) -> int:
@@ -86,17 +103,34 @@ def apply_changes(store: Store, rows: list[dict[str, Any]]) -> int:
     return applied
 
 
-def bootstrap(dd: DataDir, master_url: str, farm_id: str, key: bytes, node: str) -> int:
-    """Replace this node's data with the master's snapshot; returns the snapshot's position."""
-    probe = Membership(farm_id, SUBORDINATE, 0, master_url, key)
-    url, headers = signed(probe, node, "/v1/farm/snapshot", {"farm": farm_id})
+def register(master_url: str, key: bytes, node: str, url: str) -> None:
+    """Tell the master this node's name and URL; it becomes a farm member everywhere."""
     try:
-        resp = httpx.get(url, headers=headers, timeout=120)
+        resp = call(
+            key, node, master_url, "POST", "/v1/farm/members", body={"name": node, "url": url}
+        )
     except httpx.HTTPError as exc:
         raise OpenMfaError(
             f"could not reach the master at {master_url} ({exc}); check the URL and that "
             "`openmfa serve` runs there"
         ) from None
+    checked(resp, f"the master at {master_url} refused to register this node")
+
+
+def bootstrap(dd: DataDir, master_url: str, farm_id: str, key: bytes, node: str, url: str) -> int:
+    """Replace this node's data with the master's snapshot; returns the snapshot's position."""
+    try:
+        resp = call(
+            key,
+            node,
+            master_url,
+            "GET",
+            "/v1/farm/snapshot",
+            params={"farm": farm_id},
+            timeout=120,
+        )
+    except httpx.HTTPError as exc:
+        raise OpenMfaError(f"could not fetch a snapshot from {master_url} ({exc})") from None
     if resp.status_code != 200:
         raise OpenMfaError(f"the master at {master_url} refused the snapshot: {refused(resp)}")
     key_file, data = open_snapshot(resp.content, farm_id, key)
@@ -116,19 +150,49 @@ def bootstrap(dd: DataDir, master_url: str, farm_id: str, key: bytes, node: str)
     store = Store.open(dd)
     try:
         with store.write() as conn:
-            save(store, conn, Membership(farm_id, SUBORDINATE, epoch, master_url, key))
+            m = Membership(farm_id, SUBORDINATE, epoch, master_url, key, url)
+            save(store, conn, m)
             audit_relay.start_from_here(conn)
             return Store.generation(conn)
     finally:
         store.close()
 
 
+def hello(m: Membership, node: str, url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """What the node at ``url`` says of itself, or None if it does not answer."""
+    try:
+        resp = call(m.key, node, url, "GET", "/v1/farm/hello", timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    return resp.json() if resp.status_code == 200 else None
+
+
+def current_master(store: Store, m: Membership) -> tuple[int, str] | None:
+    """(epoch, URL) of the master with the highest epoch any member reports, if newer or other."""
+    best: tuple[int, str] | None = None
+    for name, url in membership.members(store).items():
+        if url == m.self_url or name == store.node_name:
+            continue
+        said = hello(m, store.node_name, url)
+        if said is None:
+            continue
+        epoch, role = int(said["epoch"]), said["role"]
+        master = url if role == membership.MASTER else str(said["master_url"])
+        if role in (membership.MASTER, membership.SUBORDINATE) and (
+            best is None or epoch > best[0]
+        ):
+            best = (epoch, master)
+    if best is None or best[0] < m.epoch or (best[0] == m.epoch and best[1] == m.master_url):
+        return None
+    return best
+
+
 class Follower:
     """Runs inside ``openmfa serve`` on a subordinate."""
 
-    def __init__(self, store: Store, membership: Membership) -> None:
+    def __init__(self, store: Store, m: Membership) -> None:
         self.store = store
-        self.m = membership
+        self.m = m
         self.last_contact: float | None = None
         self.problem = ""
         self.applied = 0
@@ -140,14 +204,6 @@ class Follower:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "master": self.m.master_url,
-            "last_contact": self.last_contact,
-            "applied": self.applied,
-            "problem": self.problem,
-        }
-
     async def _run(self) -> None:
         failures = 0
         async with httpx.AsyncClient(timeout=WAIT_SECONDS + 10) as client:
@@ -155,39 +211,74 @@ class Follower:
                 try:
                     await self._once(client)
                     failures = 0
-                except FormatTooNew as exc:
+                    continue
+                except (FormatTooNew, Diverged) as exc:
                     self._trouble(exc.message, error=True)
                     await asyncio.sleep(30)
+                    continue
+                except Fenced as exc:
+                    self._trouble(exc.message, error=True)
+                    failures = DISCOVER_AFTER
                 except (OpenMfaError, httpx.HTTPError, ValueError, KeyError) as exc:
                     text = exc.message if isinstance(exc, OpenMfaError) else repr(exc)
                     self._trouble(f"cannot follow the master at {self.m.master_url}: {text}")
-                    await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
                     failures += 1
+                if failures >= DISCOVER_AFTER:
+                    await self._discover()
+                await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+
+    async def _discover(self) -> None:
+        """Ask the other nodes who the master is; adopt a newer one (the runtime follows it)."""
+        found = await asyncio.to_thread(current_master, self.store, self.m)
+        if found is None:
+            return
+        epoch, url = found
+        log.warning("the farm's master is now %s (epoch %d); following it", url, epoch)
+        adopted = self.m.with_master(epoch, url)
+
+        def store_it() -> None:
+            with self.store.write() as conn:
+                save(self.store, conn, adopted)
+
+        await asyncio.to_thread(store_it)
+        self.m = adopted
 
     def _trouble(self, text: str, *, error: bool = False) -> None:
         if text != self.problem:
             (log.error if error else log.warning)("%s", text)
         self.problem = text
 
-    def _position(self) -> int:
-        with self.store.read() as conn:
-            return Store.generation(conn)
-
     async def _once(self, client: httpx.AsyncClient) -> None:
-        since = await asyncio.to_thread(self._position)
+        since, mark = await asyncio.to_thread(position, self.store)
         params = {
             "since": since,
+            "mark": mark,
+            "epoch": self.m.epoch,
             "wait": WAIT_SECONDS,
             "release": __version__,
             "reads": reads(),
         }
-        url, headers = signed(self.m, self.store.node_name, "/v1/farm/changes", params)
-        resp = await client.get(url, headers=headers)
-        if resp.status_code != 200:
-            raise OpenMfaError(refused(resp))
-        rows = resp.json()["changes"]
+        resp = await acall(
+            client,
+            self.m.key,
+            self.store.node_name,
+            self.m.master_url,
+            "GET",
+            "/v1/farm/changes",
+            params=params,
+        )
+        if resp.status_code == 409:
+            if resp.json().get("code") == Diverged.code:
+                raise Diverged(refused(resp))
+            raise Fenced(f"{self.m.master_url} does not lead this node: {refused(resp)}")
+        data = checked(resp, "the master refused the change feed")
+        if int(data["epoch"]) < self.m.epoch:
+            raise Fenced(
+                f"{self.m.master_url} answers as master of epoch {data['epoch']}, older than "
+                f"this node's {self.m.epoch}: it is a former master; looking for the current one"
+            )
         self.last_contact = time.time()
-        self.applied += await asyncio.to_thread(apply_changes, self.store, rows)
+        self.applied += await asyncio.to_thread(apply_changes, self.store, data["changes"])
         if self.problem:
             log.info("following the master at %s again", self.m.master_url)
         self.problem = ""

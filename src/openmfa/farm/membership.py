@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, delete, insert, select
 
@@ -19,9 +19,11 @@ from ..errors import InvalidInput
 from ..store import tables as t
 from ..store.database import Store
 
-MASTER, SUBORDINATE = "master", "subordinate"
+MASTER, SUBORDINATE, HANDOVER = "master", "subordinate", "handover"
+"""Roles. ``handover``: a master handing its role to a subordinate takes no writes meanwhile."""
 TOKEN_PREFIX = "omfa-join-"  # noqa: S105 - a marker, not a secret
-_KEYS = ("farm.id", "farm.role", "farm.epoch", "farm.master_url", "farm.key")
+_KEYS = ("farm.id", "farm.role", "farm.epoch", "farm.master_url", "farm.key", "farm.self_url")
+MEMBER_PREFIX = "farm.member."
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,17 @@ class Membership:
     epoch: int
     master_url: str
     key: bytes
+    self_url: str = ""
+    """Where the other nodes reach this node's SDK."""
 
     @property
     def is_master(self) -> bool:
         return self.role == MASTER
+
+    def with_master(self, epoch: int, master_url: str) -> Membership:
+        """This node under the master at ``master_url`` (itself, when that is its own URL)."""
+        role = MASTER if master_url == self.self_url else SUBORDINATE
+        return replace(self, role=role, epoch=epoch, master_url=master_url)
 
     def join_token(self) -> str:
         """What ``farm join`` needs besides the master's URL: the farm's id and key."""
@@ -43,7 +52,9 @@ class Membership:
 
 
 def new_farm(master_url: str) -> Membership:
-    return Membership(secrets.token_hex(8), MASTER, 1, master_url, secrets.token_bytes(32))
+    return Membership(
+        secrets.token_hex(8), MASTER, 1, master_url, secrets.token_bytes(32), master_url
+    )
 
 
 def parse_token(token: str) -> tuple[str, bytes]:
@@ -81,6 +92,7 @@ def load(store: Store, conn: Connection | None = None) -> Membership | None:
         int(rows["farm.epoch"]),
         rows["farm.master_url"],
         store.box.open(bytes.fromhex(rows["farm.key"]), "farm-key"),
+        rows.get("farm.self_url", ""),
     )
 
 
@@ -91,6 +103,17 @@ def save(store: Store, conn: Connection, m: Membership) -> None:
         "farm.epoch": str(m.epoch),
         "farm.master_url": m.master_url,
         "farm.key": store.box.seal(m.key, "farm-key").hex(),
+        "farm.self_url": m.self_url,
     }
     conn.execute(delete(t.meta).where(t.meta.c.key.in_(_KEYS)))
     conn.execute(insert(t.meta), [{"key": k, "value": v} for k, v in values.items()])
+
+
+def members(store: Store) -> dict[str, str]:
+    """Every node of the farm (replicated with the configuration): name -> SDK URL."""
+    with store.read() as conn:
+        rows = conn.execute(
+            select(t.meta.c.value).where(t.meta.c.key.like(MEMBER_PREFIX + "%"))
+        ).all()
+    found = [json.loads(r[0]) for r in rows]
+    return {str(f["name"]): str(f["url"]) for f in found}

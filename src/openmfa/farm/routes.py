@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from typing import TypeVar
 
 import msgspec
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import InvalidInput, NotFound, NotMaster
+from ..errors import Conflict, InvalidInput, NotFound, NotMaster
+from ..store import tables as t
+from ..store.changes import Change, ChangeWriter
 from ..store.database import Store
 from . import audit_relay, membership
 from .claims import CLAIM_PATH, KINDS, claim_on_master
 from .feed import MAX_BATCH, NodeReport, Reports, changes_since, make_snapshot
+from .follower import Diverged, fingerprint, position
 from .membership import Membership
 from .signing import SignatureCheck
 
@@ -41,29 +47,87 @@ class _AuditBatch(msgspec.Struct):
 
 
 MAX_WAIT = 30.0
+log = logging.getLogger("openmfa.farm")
+
+
+class _Member(msgspec.Struct):
+    name: str
+    url: str
+
+
+class _Epoch(msgspec.Struct):
+    epoch: int
+
+
+class _Master(msgspec.Struct):
+    epoch: int
+    master_url: str
+
+
+S = TypeVar("S")
+
+
+async def _decode(request: Request, kind: type[S]) -> S:
+    try:
+        return msgspec.json.decode(await request.body(), type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidInput(f"the request body is not valid: {exc}") from None
+
+
+def _json(body: object) -> Response:
+    return Response(msgspec.json.encode(body), media_type="application/json")
+
+
+def describe(store: Store, m: Membership) -> dict[str, object]:
+    """What ``GET /v1/farm/hello`` says of this node."""
+    seq, _ = position(store)
+    return {
+        "name": store.node_name,
+        "role": m.role,
+        "epoch": m.epoch,
+        "master_url": m.master_url,
+        "url": m.self_url,
+        "position": seq,
+    }
+
+
+def store_membership(store: Store, m: Membership) -> None:
+    with store.write() as conn:
+        membership.save(store, conn, m)
+
+
+def holds(store: Store, seq: int, mark: str) -> bool:
+    """Whether this node's record ``seq`` is the one the follower has (no divergence)."""
+    if seq == 0:
+        return True
+    with store.read() as conn:
+        row = conn.execute(
+            select(t.changes.c.at, t.changes.c.kind).where(t.changes.c.seq == seq)
+        ).first()
+    return row is not None and (not mark or fingerprint(row[0], row[1]) == mark)
 
 
 class FarmEndpoints:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.reports = Reports(store)
-        self._m: Membership | None = None
-        self._check: SignatureCheck | None = None
+        self._checks: dict[bytes, SignatureCheck] = {}
 
-    async def _master(self, request: Request) -> tuple[Membership, str]:
-        """(membership, the calling node's name) for a correctly signed request to a master."""
-        if self._m is None:
-            self._m = await run_in_threadpool(membership.load, self.store)
-            if self._m is not None:
-                self._check = SignatureCheck(self._m.key)
-        if self._m is None or self._check is None:
+    async def _verified(self, request: Request, *, master: bool) -> tuple[Membership, str]:
+        """(membership, the calling node's name) for a correctly signed farm request."""
+        m = await run_in_threadpool(membership.load, self.store)
+        if m is None:
             raise NotFound("this node is not in a farm; run `openmfa farm init` on the master")
+        check = self._checks.setdefault(m.key, SignatureCheck(m.key))
         query = request.scope.get("query_string", b"").decode("latin-1")
         target = request.scope["path"] + ("?" + query if query else "")
-        node = self._check.verify(request.headers, request.method, target, await request.body())
-        if not self._m.is_master:
-            raise NotMaster(f"this node is not the farm's master; it is {self._m.master_url}")
-        return self._m, node
+        node = check.verify(request.headers, request.method, target, await request.body())
+        if master and not m.is_master:
+            raise NotMaster(f"this node is not the farm's master; it is {m.master_url}")
+        return m, node
+
+    async def _master(self, request: Request) -> tuple[Membership, str]:
+        return await self._verified(request, master=True)
 
     async def changes(self, request: Request) -> Response:
         m, node = await self._master(request)
@@ -72,8 +136,19 @@ class FarmEndpoints:
             since = int(q.get("since", "0"))
             wait = min(MAX_WAIT, max(0.0, float(q.get("wait", "0"))))
             limit = int(q.get("limit", str(MAX_BATCH)))
+            epoch = int(q.get("epoch", "0"))
         except ValueError:
-            raise InvalidInput("since, wait and limit must be numbers") from None
+            raise InvalidInput("since, wait, limit and epoch must be numbers") from None
+        if epoch > m.epoch:
+            raise NotMaster(
+                f"this node was master of epoch {m.epoch}; the farm is at epoch {epoch}"
+            )
+        if not await run_in_threadpool(holds, self.store, since, q.get("mark", "")):
+            raise Diverged(
+                f"node {node} holds change records up to {since} that this master does not "
+                "have (it was a master whose last changes never reached the farm); back it "
+                "up and run `openmfa farm join` on it again"
+            )
         client = request.client
         report = NodeReport(
             node,
@@ -127,10 +202,55 @@ class FarmEndpoints:
         )
         return Response(msgspec.json.encode({"through": through}), media_type="application/json")
 
+    async def members(self, request: Request) -> Response:
+        await self._master(request)
+        try:
+            body = msgspec.json.decode(await request.body(), type=_Member)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise InvalidInput(f"a member is {{name, url}}: {exc}") from None
+        change = Change("farm.member", {"name": body.name, "url": body.url})
+        await run_in_threadpool(ChangeWriter(self.store).commit, [change])
+        return _json({"ok": True})
+
+    async def hello(self, request: Request) -> Response:
+        m, _ = await self._verified(request, master=False)
+        return _json(await run_in_threadpool(describe, self.store, m))
+
+    async def promote(self, request: Request) -> Response:
+        """Become the master of a new, higher epoch (sent by ``farm promote``)."""
+        m, node = await self._verified(request, master=False)
+        body = await _decode(request, _Epoch)
+        if body.epoch <= m.epoch:
+            raise Conflict(f"epoch {body.epoch} is not newer than this node's {m.epoch}")
+        promoted = m.with_master(body.epoch, m.self_url)
+        await run_in_threadpool(store_membership, self.store, promoted)
+        log.warning("promoted to master of epoch %d by %s", body.epoch, node)
+        return _json(await run_in_threadpool(describe, self.store, promoted))
+
+    async def master_notice(self, request: Request) -> Response:
+        """The farm has a new master (sent by the node that made the promotion)."""
+        m, node = await self._verified(request, master=False)
+        body = await _decode(request, _Master)
+        if body.epoch > m.epoch:
+            now = m.with_master(body.epoch, body.master_url)
+            await run_in_threadpool(store_membership, self.store, now)
+            log.warning(
+                "the farm's master is now %s (epoch %d; told by %s)",
+                body.master_url,
+                body.epoch,
+                node,
+            )
+            m = now
+        return _json(await run_in_threadpool(describe, self.store, m))
+
     def routes(self) -> list[Route]:
         return [
             Route("/v1/farm/changes", self.changes),
             Route("/v1/farm/snapshot", self.snapshot),
             Route(CLAIM_PATH, self.claim, methods=["POST"]),
             Route(audit_relay.AUDIT_PATH, self.audit, methods=["POST"]),
+            Route("/v1/farm/members", self.members, methods=["POST"]),
+            Route("/v1/farm/hello", self.hello),
+            Route("/v1/farm/promote", self.promote, methods=["POST"]),
+            Route("/v1/farm/master", self.master_notice, methods=["POST"]),
         ]

@@ -36,11 +36,9 @@ from ..errors import (
     RequestError,
     Unauthorized,
 )
-from ..farm import membership
-from ..farm.audit_relay import AuditRelay
 from ..farm.claims import remote_for
-from ..farm.follower import Follower
 from ..farm.routes import FarmEndpoints
+from ..farm.runtime import FarmRuntime
 from ..node import audit as audit_log
 from ..node.accounts import Accounts, Actor
 from ..node.apikeys import ApiClient, ApiKeys, KeyRing
@@ -78,17 +76,17 @@ class Node:
         self.keyring = KeyRing()
         self.accounts = Accounts(store, config)
         self.apikeys = ApiKeys(store)
-        self.queue = CommitQueue(
-            Authenticator(store, verify_policy(config), self.keyring, remote_for(store, config))
+        self.authenticator = Authenticator(
+            store, verify_policy(config), self.keyring, remote_for(store, config)
         )
+        self.queue = CommitQueue(self.authenticator)
         self.max_body = int(config.get("server", "max_body_bytes"))
         listen = config.get("radius", "listen") if radius_listen is None else radius_listen
         self.radius = (
             RadiusService(store, config, self.queue, listen, radius_sock) if listen else None
         )
         self.farm = FarmEndpoints(store)
-        self.follower: Follower | None = None
-        self.relay: AuditRelay | None = None
+        self.farm_runtime = FarmRuntime(store, config, self.authenticator)
 
     def client(self, token: str | None, permission: str) -> ApiClient:
         """Check an API key (in a worker thread: it may read the data file)."""
@@ -458,19 +456,10 @@ def create_app(
         try:
             if node.radius is not None:
                 await node.radius.start()
-            m = await run_in_threadpool(membership.load, store)
-            if m is not None and m.role == membership.SUBORDINATE:
-                node.follower = Follower(store, m)
-                node.follower.start()
-                node.relay = AuditRelay(store, m)
-                node.relay.start()
-                log.info("following the farm's master at %s", m.master_url)
+            await node.farm_runtime.start()
             yield
         finally:
-            if node.follower is not None:
-                await node.follower.stop()
-            if node.relay is not None:
-                await node.relay.stop()
+            await node.farm_runtime.stop()
             if node.radius is not None:
                 await node.radius.stop()
             node.queue.stop()

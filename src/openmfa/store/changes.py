@@ -10,6 +10,7 @@ anywhere gives the same rows.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,7 +123,13 @@ def _refuse_on_subordinate(conn: Connection) -> None:
             )
         ).all()
     )
-    if farm.get("farm.role") == "subordinate":
+    role = farm.get("farm.role", "master")
+    if role == "handover":
+        raise NotMaster(
+            "this node is handing the master role to another node (farm promote); "
+            "make the change on the new master when it is done (`openmfa farm status`)"
+        )
+    if role != "master":
         raise NotMaster(
             "this node is a subordinate of a farm and takes changes only from its master; "
             f"make the change on the master at {farm.get('farm.master_url', '?')}"
@@ -254,3 +261,13 @@ def _radius_client_add(conn: Connection, p: Payload) -> None:
 @applier("radius_client.remove")
 def _radius_client_remove(conn: Connection, p: Payload) -> None:
     conn.execute(delete(t.radius_clients).where(t.radius_clients.c.name == p["name"]))
+
+
+@applier("farm.member")
+def _farm_member(conn: Connection, p: Payload) -> None:
+    """A node of the farm and the URL of its SDK (every node learns every other)."""
+    key = "farm.member." + str(p["name"])
+    conn.execute(delete(t.meta).where(t.meta.c.key == key))
+    conn.execute(
+        insert(t.meta).values(key=key, value=json.dumps({"name": p["name"], "url": p["url"]}))
+    )

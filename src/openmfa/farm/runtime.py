@@ -1,0 +1,108 @@
+"""The farm inside a running ``openmfa serve``: it plays whatever role the data file says.
+
+Roles change by writing the membership (``farm join``, ``farm promote``, a notice from another
+node, or the fencing check below); this watcher sees the change within a second and starts or
+stops the follower, the audit relay and the claims client to match. A master also asks the
+other nodes, every few seconds and first thing on start, whether the farm has moved on to a
+newer epoch; if so it demotes itself and follows (a former master never keeps leading).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..config import Config
+from ..node.authenticator import Authenticator
+from ..store.database import Store
+from . import membership
+from .audit_relay import AuditRelay
+from .claims import remote_for
+from .follower import Follower, current_master
+from .membership import Membership, save
+from .tasks import cancel_and_wait
+
+log = logging.getLogger("openmfa.farm")
+WATCH_SECONDS = 1.0
+PEER_CHECK_SECONDS = 5.0
+
+
+class FarmRuntime:
+    def __init__(self, store: Store, config: Config, authenticator: Authenticator) -> None:
+        self.store = store
+        self.config = config
+        self.auth = authenticator
+        self.m: Membership | None = None
+        self.follower: Follower | None = None
+        self.relay: AuditRelay | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._tick(check_peers=True)
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        await self._stop_parts()
+
+    async def _watch(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            ticks += 1
+            try:
+                await self._tick(check_peers=ticks % int(PEER_CHECK_SECONDS) == 0)
+            except Exception:
+                log.exception("farm watcher failed; retrying")
+
+    async def _tick(self, *, check_peers: bool) -> None:
+        m = await asyncio.to_thread(membership.load, self.store)
+        if m is not None and m.is_master and check_peers:
+            m = await asyncio.to_thread(self._fence, m)
+        if _shape(m) != _shape(self.m):
+            await self._become(m)
+
+    def _fence(self, m: Membership) -> Membership:
+        """A master that finds a newer epoch elsewhere demotes itself and follows."""
+        found = current_master(self.store, m)
+        if found is None or found[0] <= m.epoch:
+            return m
+        epoch, url = found
+        log.warning(
+            "this node was master of epoch %d; the farm is at epoch %d under %s: "
+            "it stops taking writes and follows",
+            m.epoch,
+            epoch,
+            url,
+        )
+        demoted = m.with_master(epoch, url)
+        with self.store.write() as conn:
+            save(self.store, conn, demoted)
+        return demoted
+
+    async def _become(self, m: Membership | None) -> None:
+        await self._stop_parts()
+        self.m = m
+        self.auth.remote = await asyncio.to_thread(remote_for, self.store, self.config)
+        if m is None:
+            return
+        if m.role == membership.SUBORDINATE:
+            self.follower = Follower(self.store, m)
+            self.follower.start()
+            self.relay = AuditRelay(self.store, m)
+            self.relay.start()
+            log.info("farm %s: subordinate of %s (epoch %d)", m.farm_id, m.master_url, m.epoch)
+        else:
+            log.info("farm %s: %s (epoch %d)", m.farm_id, m.role, m.epoch)
+
+    async def _stop_parts(self) -> None:
+        if self.follower is not None:
+            await self.follower.stop()
+            self.follower = None
+        if self.relay is not None:
+            await self.relay.stop()
+            self.relay = None
+
+
+def _shape(m: Membership | None) -> tuple[str, int, str] | None:
+    return None if m is None else (m.role, m.epoch, m.master_url)
