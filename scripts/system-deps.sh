@@ -4,8 +4,8 @@
 set -euo pipefail
 # oathtool: judges OATH codes. freeradius-utils (radclient), pamtester + libpam-radius-auth:
 # judge the RADIUS server. slapd + ldap-utils, freeradius: real first-factor backends, and
-# FreeRADIUS is the RADIUS benchmark's reference.
-packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth)
+# FreeRADIUS is the RADIUS benchmark's reference. haproxy: the load balancer of the farm upgrade tests.
+packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth haproxy)
 need=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")

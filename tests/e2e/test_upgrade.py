@@ -1,5 +1,6 @@
-"""In-place upgrade between two real releases built from this tree (0.1.0 as recorded, and the
-same tree with a bumped version), with a real server, radclient and a SIGKILL at every step."""
+"""In-place upgrade between two real releases: the newest one releases.toml records (built from
+its commit) and this tree as the next version, with a real server, radclient and a SIGKILL at
+every step."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ from .services import free_udp_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+OLD = tomllib.loads((ROOT / "releases.toml").read_text())["release"][-1]["version"]
+"""The previous release: the newest one releases.toml records."""
+NEW = ".".join([*OLD.split(".")[:2], str(int(OLD.split(".")[2]) + 1)])
+"""This tree, built as the release after it."""
 HOTP_SEED = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 
 
@@ -48,7 +53,7 @@ def build_wheel(tree: Path, out: Path, version: str | None = None) -> Path:
         check=True,
         capture_output=True,
     )
-    return next(out.glob(f"openmfa-{version or '0.1.0'}-*.whl"))
+    return next(out.glob(f"openmfa-{version or '*'}-*.whl"))
 
 
 @dataclass
@@ -169,7 +174,7 @@ def recorded_release(out: Path) -> Path:
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(the previous release, built from its recorded commit; this tree as the next release)."""
     out = tmp_path_factory.mktemp("wheels")
-    return recorded_release(out), build_wheel(ROOT, out, "0.1.1")
+    return recorded_release(out), build_wheel(ROOT, out, NEW)
 
 
 @pytest.fixture(scope="module")
@@ -247,14 +252,14 @@ def site(wheels: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(autouse=True)
 def back_to_the_old_release(site: Site) -> Iterator[None]:
-    """Each test starts from 0.1.0 serving, even when the one before it failed half-way."""
+    """Each test starts from the previous release serving, even after one failed half-way."""
     yield
-    if (site.root / "upgrade-journal.json").exists() or site.version() != "0.1.0":
+    if (site.root / "upgrade-journal.json").exists() or site.version() != OLD:
         site.rollback()
 
 
 def test_upgrade_then_rollback(site: Site, wheels: tuple[Path, Path]) -> None:
-    assert site.version() == "0.1.0"
+    assert site.version() == OLD
     custom = site.root / "themes" / "Corporate"
     custom.mkdir(parents=True)
     (custom / "theme.css").write_text(":root { --omfa-accent: #c00; }")
@@ -263,21 +268,21 @@ def test_upgrade_then_rollback(site: Site, wheels: tuple[Path, Path]) -> None:
     assert (site.root / "themes" / "Default" / "theme.css").exists()
     assert (custom / "theme.css").read_text() == ":root { --omfa-accent: #c00; }"
     assert "synthetic authentication accepted" in out and "kept" in out
-    assert site.version() == "0.1.1"
+    assert site.version() == NEW
     site.check_everything_is_there()
     record = tomllib.loads(site.record.read_text())
-    assert record["version"] == "0.1.1" and record["history"][-1]["action"] == "upgrade"
+    assert record["version"] == NEW and record["history"][-1]["action"] == "upgrade"
     backup = site.root / "backups" / record["history"][-1]["backup"]
     assert "lockout_threshold = 7" in (backup / "config-merge.txt").read_text()
     out = site.rollback()
-    assert "0.1.0 is installed again" in out
-    assert site.version() == "0.1.0"
+    assert f"{OLD} is installed again" in out
+    assert site.version() == OLD
     site.check_everything_is_there()
 
 
 @pytest.mark.parametrize("step", STEPS[:-1])
 def test_sigkill_at_each_step_then_rerun(site: Site, wheels: tuple[Path, Path], step: str) -> None:
-    assert site.version() == "0.1.0"
+    assert site.version() == OLD
     crashed = site.upgrade(
         "--from-wheel",
         str(wheels[1]),
@@ -286,11 +291,11 @@ def test_sigkill_at_each_step_then_rerun(site: Site, wheels: tuple[Path, Path], 
     )
     assert crashed.returncode == -signal.SIGKILL
     resumed = site.upgrade().stdout  # no source needed: the journal knows
-    assert "resuming the upgrade 0.1.0 -> 0.1.1" in resumed
-    assert site.version() == "0.1.1"
+    assert f"resuming the upgrade {OLD} -> {NEW}" in resumed
+    assert site.version() == NEW
     site.check_everything_is_there()
     site.rollback()
-    assert site.version() == "0.1.0"
+    assert site.version() == OLD
 
 
 def test_a_failing_upgrade_leaves_the_installation_untouched(site: Site, tmp_path: Path) -> None:
@@ -298,8 +303,8 @@ def test_a_failing_upgrade_leaves_the_installation_untouched(site: Site, tmp_pat
     bogus.write_bytes(b"not a wheel")
     before = (site.var / "openmfa.db").stat().st_size
     proc = site.upgrade("--from-wheel", str(bogus), expect=1)
-    assert "rolled back to 0.1.0" in proc.stderr
-    assert site.version() == "0.1.0" and (site.var / "openmfa.db").stat().st_size == before
+    assert f"rolled back to {OLD}" in proc.stderr
+    assert site.version() == OLD and (site.var / "openmfa.db").stat().st_size == before
     site.check_everything_is_there()
 
 
@@ -318,13 +323,13 @@ def test_upgrade_from_an_offline_bundle(
         "--record",
         str(other / "install.toml"),
     )
-    bundle = tmp_path / "openmfa-0.1.1.tar.gz"
+    bundle = tmp_path / f"openmfa-{NEW}.tar.gz"
     Site.run(OPENMFA, "bundle", "create", str(bundle), "--record", str(other / "install.toml"))
     out = site.upgrade("--from-bundle", str(bundle)).stdout
-    assert "synthetic authentication accepted" in out and site.version() == "0.1.1"
+    assert "synthetic authentication accepted" in out and site.version() == NEW
     site.check_everything_is_there()
     site.rollback()
-    assert site.version() == "0.1.0"
+    assert site.version() == OLD
 
 
 def test_unreadable_config_stops_before_anything_changes(
@@ -335,10 +340,10 @@ def test_unreadable_config_stops_before_anything_changes(
     cfg.write_text(good + "\n[policy\n")
     try:
         proc = site.upgrade("--from-wheel", str(wheels[1]), expect=1)
-        assert "not valid TOML" in proc.stderr and "rolled back to 0.1.0" in proc.stderr
+        assert "not valid TOML" in proc.stderr and f"rolled back to {OLD}" in proc.stderr
     finally:
         cfg.write_text(good)
-    assert site.version() == "0.1.0"
+    assert site.version() == OLD
     site.check_everything_is_there()
 
 
@@ -367,7 +372,7 @@ def test_full_disk_during_the_backup_leaves_everything_serving(
         assert not any(tiny_disk.iterdir())  # the partial backup was cleaned up
     finally:
         cfg.write_text(good)
-    assert site.version() == "0.1.0"
+    assert site.version() == OLD
     site.check_everything_is_there()
 
 

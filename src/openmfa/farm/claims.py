@@ -72,7 +72,7 @@ class MasterClaims:
 def remote_for(store: Store, config: Config) -> MasterClaims | None:
     """The claims client when this node is a subordinate, else None."""
     m = membership.load(store)
-    if m is None or m.is_master:
+    if m is None or m.role != membership.SUBORDINATE:
         return None
     f = config.values["farm"]
     return MasterClaims(

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
 from ..cli import _opened, _when, data_dir_option, fails_cleanly
 from ..config import default_text
-from ..errors import Conflict, InvalidInput, NotMaster, OpenMfaError
+from ..errors import Conflict, InvalidInput, NotMaster
 from ..node.lock import NodeLock
 from ..store.changes import Change, ChangeWriter
-from ..store.database import READS_FORMATS, DataDir, Store, _node_name
+from ..store.database import DATA_FORMAT, READS_FORMATS, DataDir, Store, _node_name
 from . import membership
+from .balancer import Balancer, HAProxy, NoBalancer
 from .feed import stored_reports
-from .follower import bootstrap, hello, register
-from .membership import Membership
-from .peers import call, checked
+from .follower import bootstrap, register
+from .formats import finalize
+from .promotion import force_promote, handover, tell_members
+from .rolling import RollingUpgrade
 
 SILENT_AFTER = 60.0
 """A subordinate not heard from for this long is reported as silent."""
@@ -54,7 +54,10 @@ def farm_init(url: str | None, data_dir: Path) -> None:
             m = membership.new_farm(url or "http://" + str(config.get("server", "listen")))
             membership.save(store, conn, m)
         ChangeWriter(store).commit(
-            [Change("farm.member", {"name": store.node_name, "url": m.self_url})]
+            [
+                Change("farm.format", {"format": DATA_FORMAT}),
+                Change("farm.member", {"name": store.node_name, "url": m.self_url}),
+            ]
         )
     click.echo(f"this node is the master of farm {m.farm_id} (epoch {m.epoch}) at {m.master_url}")
     click.echo("\nJoin token (secret: it carries the farm key; shown once):\n")
@@ -185,90 +188,65 @@ def farm_promote(node: str, force: bool, timeout: float, data_dir: Path) -> None
         if m is None:
             raise InvalidInput("this node is not in a farm")
         nodes = membership.members(store)
-        promote = _force_promote if force else _handover
-        new = promote(store, m, node, nodes, timeout)
-        told = _tell_members(store, new, nodes, skip={node, store.node_name})
+        new = force_promote(store, m, node) if force else handover(store, m, node, nodes, timeout)
+        told = tell_members(store, new, nodes, skip={node, store.node_name})
     click.echo(f"{node} is the master of epoch {new.epoch} at {new.master_url}")
     for name, ok in told.items():
         click.echo(f"  {name}: {'follows it' if ok else 'not reached (it will find out itself)'}")
 
 
-def _force_promote(
-    store: Store, m: Membership, node: str, _nodes: dict[str, str], _timeout: float
-) -> Membership:
-    if node != store.node_name:
-        raise InvalidInput(
-            f"--force promotes the node it runs on ({store.node_name}); run it on {node}"
-        )
-    if m.is_master:
-        raise Conflict("this node is the master already")
-    new = m.with_master(m.epoch + 1, m.self_url)
-    with store.write() as conn:
-        membership.save(store, conn, new)
-    return new
+@farm.command("finalize")
+@data_dir_option
+@fails_cleanly
+def farm_finalize(data_dir: Path) -> None:
+    """Move the farm to this release's data format, once every node can read it.
+
+    Until then the master writes the farm's current format, so every node (and a rollback to the
+    previous release) can still read everything."""
+    with _opened(data_dir) as (store, _):
+        m = membership.load(store)
+        if m is None or not m.is_master:
+            raise NotMaster("run `openmfa farm finalize` on the farm's master")
+        before, after = finalize(store, m)
+    if before == after:
+        click.echo(f"the farm is at data format {after} already; nothing to do")
+    else:
+        click.echo(f"the farm's data format is now {after}; rollback below this release is over")
 
 
-def _handover(
-    store: Store, m: Membership, node: str, nodes: dict[str, str], timeout: float
-) -> Membership:
-    if not m.is_master:
-        raise NotMaster(f"run a planned promotion on the master ({m.master_url}), or use --force")
-    if node not in nodes or node == store.node_name:
-        raise InvalidInput(
-            f"{node} is not another node of this farm; the nodes: {', '.join(sorted(nodes))}"
-        )
-    url = nodes[node]
-    _save(store, replace(m, role=membership.HANDOVER))  # no writes from here on
-    try:
-        with store.read() as conn:
-            target = Store.generation(conn)
-        deadline = time.monotonic() + timeout
-        while True:
-            said = hello(m, store.node_name, url)
-            if said is not None and int(said["position"]) >= target:
-                break
-            if time.monotonic() > deadline:
-                where = "does not answer" if said is None else f"is at {said['position']}"
-                raise OpenMfaError(
-                    f"{node} {where}; it must reach change {target} first. Nothing changed: "
-                    "this node is master again"
-                )
-            time.sleep(0.2)
-        resp = call(
-            m.key, store.node_name, url, "POST", "/v1/farm/promote", body={"epoch": m.epoch + 1}
-        )
-        checked(resp, f"{node} refused the promotion")
-    except BaseException:
-        _save(store, m)
-        raise
-    new = m.with_master(m.epoch + 1, url)
-    _save(store, new)
-    return new
+@farm.command("upgrade")
+@click.option(
+    "--bundle",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Offline bundle of the new release (`openmfa bundle create`), at this path on every host.",
+)
+@click.option("--lb", type=click.Choice(["none", "haproxy"]), default="none", show_default=True)
+@click.option("--haproxy-socket", type=click.Path(path_type=Path), help="HAProxy admin socket.")
+@click.option("--haproxy-backend", default="openmfa", show_default=True)
+@click.option("--hold", is_flag=True, help="Leave `farm finalize` to the administrator.")
+@click.option("--node-timeout", default=600.0, show_default=True, help="Seconds per node.")
+@data_dir_option
+@fails_cleanly
+def farm_upgrade(
+    bundle: Path,
+    lb: str,
+    haproxy_socket: Path | None,
+    haproxy_backend: str,
+    hold: bool,
+    node_timeout: float,
+    data_dir: Path,
+) -> None:
+    """Upgrade every node, one at a time, while the farm keeps serving (run on the master).
 
-
-def _save(store: Store, m: Membership) -> None:
-    with store.write() as conn:
-        membership.save(store, conn, m)
-
-
-def _tell_members(
-    store: Store, new: Membership, nodes: dict[str, str], skip: set[str]
-) -> dict[str, bool]:
-    told: dict[str, bool] = {}
-    for name, url in sorted(nodes.items()):
-        if name in skip:
-            continue
-        try:
-            resp = call(
-                new.key,
-                store.node_name,
-                url,
-                "POST",
-                "/v1/farm/master",
-                body={"epoch": new.epoch, "master_url": new.master_url},
-                timeout=3,
-            )
-            told[name] = resp.status_code == 200
-        except httpx.HTTPError:
-            told[name] = False
-    return told
+    Rerun it to resume after a failure: nodes on the new release are skipped."""
+    balancer: Balancer = NoBalancer()
+    if lb == "haproxy":
+        if haproxy_socket is None:
+            raise InvalidInput("--lb haproxy needs --haproxy-socket (HAProxy's admin socket)")
+        balancer = HAProxy(haproxy_socket, haproxy_backend)
+    with _opened(data_dir) as (store, _):
+        RollingUpgrade(
+            store, bundle, balancer, click.echo, hold=hold, node_timeout=node_timeout
+        ).run()
+    click.echo("the farm is upgraded")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import TypeVar
 
 import msgspec
@@ -14,15 +15,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .. import __version__
 from ..errors import Conflict, InvalidInput, NotFound, NotMaster
 from ..store import tables as t
 from ..store.changes import Change, ChangeWriter
-from ..store.database import Store
+from ..store.database import READS_FORMATS, Store
 from . import audit_relay, membership
+from .agent import start_upgrade
 from .claims import CLAIM_PATH, KINDS, claim_on_master
 from .feed import MAX_BATCH, NodeReport, Reports, changes_since, make_snapshot
 from .follower import Diverged, fingerprint, position
-from .membership import Membership
+from .formats import finalize
+from .membership import Membership, farm_format
 from .signing import SignatureCheck
 
 POLL_SECONDS = 0.2
@@ -59,6 +63,10 @@ class _Epoch(msgspec.Struct):
     epoch: int
 
 
+class _Upgrade(msgspec.Struct):
+    bundle: str
+
+
 class _Master(msgspec.Struct):
     epoch: int
     master_url: str
@@ -88,6 +96,9 @@ def describe(store: Store, m: Membership) -> dict[str, object]:
         "master_url": m.master_url,
         "url": m.self_url,
         "position": seq,
+        "release": __version__,
+        "reads": [READS_FORMATS[0], READS_FORMATS[1]],
+        "farm_format": farm_format(store),
     }
 
 
@@ -113,7 +124,9 @@ class FarmEndpoints:
         self.reports = Reports(store)
         self._checks: dict[bytes, SignatureCheck] = {}
 
-    async def _verified(self, request: Request, *, master: bool) -> tuple[Membership, str]:
+    async def _verified(
+        self, request: Request, *, master: bool, claims: bool = False
+    ) -> tuple[Membership, str]:
         """(membership, the calling node's name) for a correctly signed farm request."""
         m = await run_in_threadpool(membership.load, self.store)
         if m is None:
@@ -122,7 +135,7 @@ class FarmEndpoints:
         query = request.scope.get("query_string", b"").decode("latin-1")
         target = request.scope["path"] + ("?" + query if query else "")
         node = check.verify(request.headers, request.method, target, await request.body())
-        if master and not m.is_master:
+        if master and not (m.is_master or (claims and m.role == membership.HANDOVER)):
             raise NotMaster(f"this node is not the farm's master; it is {m.master_url}")
         return m, node
 
@@ -176,7 +189,8 @@ class FarmEndpoints:
         )
 
     async def claim(self, request: Request) -> Response:
-        await self._master(request)
+        # A master handing over stays the authority for claims until the new master leads.
+        await self._verified(request, master=True, claims=True)
         try:
             body = msgspec.json.decode(await request.body(), type=dict[str, object])
             method_id, kind, value = body["method_id"], body["kind"], body["value"]
@@ -243,6 +257,19 @@ class FarmEndpoints:
             m = now
         return _json(await run_in_threadpool(describe, self.store, m))
 
+    async def upgrade(self, request: Request) -> Response:
+        """Upgrade this node from a bundle on its host (sent by ``farm upgrade``)."""
+        _, node = await self._verified(request, master=False)
+        body = await _decode(request, _Upgrade)
+        started = await run_in_threadpool(start_upgrade, self.store, Path(body.bundle))
+        log.warning("upgrading from %s as asked by %s (pid %s)", body.bundle, node, started["pid"])
+        return _json(started)
+
+    async def finalize(self, request: Request) -> Response:
+        m, _ = await self._master(request)
+        _, after = await run_in_threadpool(finalize, self.store, m)
+        return _json({"format": after})
+
     def routes(self) -> list[Route]:
         return [
             Route("/v1/farm/changes", self.changes),
@@ -253,4 +280,6 @@ class FarmEndpoints:
             Route("/v1/farm/hello", self.hello),
             Route("/v1/farm/promote", self.promote, methods=["POST"]),
             Route("/v1/farm/master", self.master_notice, methods=["POST"]),
+            Route("/v1/farm/upgrade", self.upgrade, methods=["POST"]),
+            Route("/v1/farm/finalize", self.finalize, methods=["POST"]),
         ]

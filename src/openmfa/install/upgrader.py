@@ -308,13 +308,20 @@ class Upgrade:
         return self.node.url()
 
     def _synthetic_authentication(self, over_http: bool) -> None:
-        """A throw-away user and TOTP method prove that the node decides correctly."""
+        """A throw-away user and TOTP method prove that the node decides correctly.
+
+        A farm subordinate takes no writes of its own: there the check is read-only (the data
+        file opens in the new release and lists its users; the node answered /readyz)."""
         name = f"openmfa-upgrade-check-{secrets.token_hex(4)}"
         version = (
             self.record.version
             if not (self.root / "current").exists()
             else Path(os.readlink(self.root / "current")).name
         )
+        if self._farm_role(version) not in ("", "master"):
+            self._openmfa(version, "user", "list", "--json")
+            self.say("    farm subordinate: checked read-only (its writes come from the master)")
+            return
         self._openmfa(version, "user", "add", name)
         try:
             out = self._openmfa(version, "method", "add", name, "totp", "--no-qr")
@@ -349,6 +356,18 @@ class Upgrade:
             self.say("    synthetic authentication accepted")
         finally:
             self._openmfa(version, "user", "delete", name)
+
+    def _farm_role(self, version: str) -> str:
+        """This node's farm role in the new release ("" when it is not in a farm)."""
+        try:
+            out = self._openmfa(version, "farm", "status", "--json")
+        except OpenMfaError:
+            return ""
+        try:
+            doc = json.loads(out)
+            return str(doc["nodes"][0]["role"])
+        except (ValueError, KeyError, IndexError):
+            return ""
 
 
 def _slug(version: str) -> str:

@@ -98,14 +98,14 @@ class ChangeWriter:
 
     def _commit(self, changes: list[Change], audit: list[AuditEvent], now: float) -> int:
         with self.store.write() as conn:
-            _refuse_on_subordinate(conn)
+            fmt = _writable_format(conn)
             seq = 0
             for change in changes:
                 apply(conn, change)
                 seq = _new_id(
                     conn.execute(
                         insert(t.changes).values(
-                            format=DATA_FORMAT, at=now, kind=change.kind, payload=change.payload
+                            format=fmt, at=now, kind=change.kind, payload=change.payload
                         )
                     )
                 )
@@ -114,12 +114,15 @@ class ChangeWriter:
             return int(seq)
 
 
-def _refuse_on_subordinate(conn: Connection) -> None:
-    """A farm subordinate takes configuration only from its master's change feed."""
+def _writable_format(conn: Connection) -> int:
+    """The data format to write change records in; refuses on a farm subordinate.
+
+    In a farm that is the farm's format (``farm finalize`` moves it), so a master running a
+    newer release keeps writing what every node of the farm can read."""
     farm = dict(
         conn.execute(
             select(t.meta.c.key, t.meta.c.value).where(
-                t.meta.c.key.in_(("farm.role", "farm.master_url"))
+                t.meta.c.key.in_(("farm.role", "farm.master_url", "farm.format"))
             )
         ).all()
     )
@@ -134,6 +137,7 @@ def _refuse_on_subordinate(conn: Connection) -> None:
             "this node is a subordinate of a farm and takes changes only from its master; "
             f"make the change on the master at {farm.get('farm.master_url', '?')}"
         )
+    return int(farm.get("farm.format", DATA_FORMAT))
 
 
 def _new_id(result: CursorResult[Any]) -> int:
@@ -271,3 +275,10 @@ def _farm_member(conn: Connection, p: Payload) -> None:
     conn.execute(
         insert(t.meta).values(key=key, value=json.dumps({"name": p["name"], "url": p["url"]}))
     )
+
+
+@applier("farm.format")
+def _farm_format(conn: Connection, p: Payload) -> None:
+    """The farm's data format moved forward (``farm finalize``)."""
+    conn.execute(delete(t.meta).where(t.meta.c.key == "farm.format"))
+    conn.execute(insert(t.meta).values(key="farm.format", value=str(int(p["format"]))))

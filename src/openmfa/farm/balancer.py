@@ -1,0 +1,83 @@
+"""Load balancers the rolling upgrade takes nodes out of and puts back.
+
+- ``none``: RADIUS clients (and gateways) list several servers and fail over on a timeout;
+  there is nothing to tell.
+- ``haproxy``: the runtime API on HAProxy's admin socket (``stats socket ... level admin``):
+  ``set server BACKEND/NODE state drain|ready``; in-flight sessions from ``show stat``.
+  The HAProxy server names are the nodes' names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import OpenMfaError
+
+
+class BalancerError(OpenMfaError):
+    code = "balancer"
+
+
+class Balancer(Protocol):
+    def drain(self, node: str) -> None: ...
+
+    def ready(self, node: str) -> None: ...
+
+    def in_flight(self, node: str) -> int | None:
+        """Sessions still open to ``node`` (None: the balancer cannot tell)."""
+        ...
+
+
+class NoBalancer:
+    def drain(self, node: str) -> None:
+        return None
+
+    def ready(self, node: str) -> None:
+        return None
+
+    def in_flight(self, node: str) -> int | None:
+        return None
+
+
+class HAProxy:
+    def __init__(self, admin_socket: Path, backend: str) -> None:
+        self.admin_socket = admin_socket
+        self.backend = backend
+
+    def command(self, text: str) -> str:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(5)
+                s.connect(str(self.admin_socket))
+                s.sendall(text.encode() + b"\n")
+                chunks = []
+                while chunk := s.recv(65536):
+                    chunks.append(chunk)
+        except OSError as exc:
+            raise BalancerError(
+                f"HAProxy's admin socket {self.admin_socket} does not answer ({exc}); check "
+                "`stats socket ... level admin` in haproxy.cfg"
+            ) from None
+        return b"".join(chunks).decode(errors="replace")
+
+    def _state(self, node: str, state: str) -> None:
+        out = self.command(f"set server {self.backend}/{node} state {state}").strip()
+        if out:  # HAProxy answers nothing on success
+            raise BalancerError(f"HAProxy refused `{state}` for {self.backend}/{node}: {out}")
+
+    def drain(self, node: str) -> None:
+        self._state(node, "drain")
+
+    def ready(self, node: str) -> None:
+        self._state(node, "ready")
+
+    def in_flight(self, node: str) -> int | None:
+        text = self.command("show stat").lstrip("# ")
+        for row in csv.DictReader(io.StringIO(text)):
+            if row.get("pxname") == self.backend and row.get("svname") == node:
+                return int(row.get("scur") or 0)
+        raise BalancerError(f"HAProxy has no server {self.backend}/{node}")

@@ -1,0 +1,209 @@
+"""``openmfa farm upgrade``: the seed's farm procedure as one command, safe to rerun.
+
+1. Pre-flight: every node answers, every subordinate has every change, and a verified backup of
+   the master's data is taken. Nothing changes if any of that fails.
+2. Each subordinate in turn: out of the load balancer, wait for its in-flight sessions, upgrade
+   it in place (``openmfa upgrade`` on its host, through its farm agent), wait until it runs the
+   new release and has caught up, back into the load balancer.
+3. Promote an upgraded subordinate (a planned handover: no write is lost), then upgrade the
+   former master the same way, now a subordinate.
+4. Finalize the farm's data format (unless held).
+A node already at the new release is skipped, so a rerun after a failure resumes. On a failure
+the command stops, leaves the node it was working on back in the load balancer if it serves,
+and says what to do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import OpenMfaError
+from ..install.releases import open_bundle
+from ..store.backups import Backups
+from ..store.database import Store
+from . import membership
+from .balancer import Balancer
+from .follower import hello
+from .peers import call, checked
+from .promotion import handover, tell_members
+
+Say = Callable[[str], None]
+
+
+class RollingUpgradeFailed(OpenMfaError):
+    code = "rolling_upgrade_failed"
+
+
+def bundle_version(bundle: Path) -> str:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        version, _ = open_bundle(bundle, Path(scratch))
+    return version
+
+
+class RollingUpgrade:
+    def __init__(
+        self,
+        store: Store,
+        bundle: Path,
+        balancer: Balancer,
+        say: Say,
+        *,
+        hold: bool = False,
+        node_timeout: float = 600.0,
+        drain_timeout: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.bundle = bundle.resolve()
+        self.lb = balancer
+        self.say = say
+        self.hold = hold
+        self.node_timeout = node_timeout
+        self.drain_timeout = drain_timeout
+        m = membership.load(store)
+        if m is None:
+            raise RollingUpgradeFailed("this node is not in a farm")
+        self.m = m
+        self.me = store.node_name
+
+    def run(self) -> None:
+        target = bundle_version(self.bundle)
+        nodes = membership.members(self.store)
+        self.say(f"rolling upgrade of {len(nodes)} nodes to {target} from {self.bundle}")
+        status = self._preflight(nodes)
+        master = next(n for n, s in status.items() if s["role"] == membership.MASTER)
+        todo = [n for n in sorted(nodes) if status[n]["release"] != target]
+        if not todo:
+            self.say("every node runs the new release already")
+        for name in [n for n in todo if n != master]:
+            self._upgrade_node(name, nodes[name], target)
+        if master in todo:
+            upgraded = [n for n in sorted(nodes) if n != master]
+            if not upgraded:
+                raise RollingUpgradeFailed(
+                    "a farm of one node cannot stay online while its master is upgraded; "
+                    "join a second node first"
+                )
+            new_master = upgraded[0]
+            if master != self.me:
+                raise RollingUpgradeFailed(
+                    f"the master is {master}; run `openmfa farm upgrade` there to continue"
+                )
+            self.say(f"promoting {new_master} (upgraded) before the master is upgraded")
+            self.m = handover(self.store, self.m, new_master, nodes, timeout=120)
+            tell_members(self.store, self.m, nodes, skip={new_master, self.me})
+            self._upgrade_node(master, nodes[master], target)
+        if self.hold:
+            self.say("finalize held: run `openmfa farm finalize` on the master when ready")
+            return
+        self._finalize(nodes)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _preflight(self, nodes: dict[str, str]) -> dict[str, dict[str, Any]]:
+        self.say("[pre-flight] every node answers and has every change")
+        status: dict[str, dict[str, Any]] = {}
+        for name, url in sorted(nodes.items()):
+            said = hello(self.m, self.me, url)
+            if said is None:
+                raise RollingUpgradeFailed(
+                    f"{name} does not answer at {url}; start it (or fix the network) first. "
+                    "Nothing was changed"
+                )
+            status[name] = said
+        masters = [n for n, s in status.items() if s["role"] == membership.MASTER]
+        if len(masters) != 1:
+            raise RollingUpgradeFailed(f"expected one master, found {masters or 'none'}")
+        self._wait_caught_up(nodes, status[masters[0]], timeout=60)
+        if masters[0] == self.me:
+            info = Backups(self.store.data_dir, self.store.data_dir.config()).create(
+                "before-farm-upgrade"
+            )
+            self.say(f"[pre-flight] backup {info.id} of the master taken and verified")
+        return status
+
+    def _wait_caught_up(
+        self, nodes: dict[str, str], master: dict[str, Any], timeout: float
+    ) -> None:
+        goal = int(master["position"])
+        deadline = time.monotonic() + timeout
+        for name, url in sorted(nodes.items()):
+            while True:
+                said = hello(self.m, self.me, url)
+                if said is not None and int(said["position"]) >= goal:
+                    break
+                if time.monotonic() > deadline:
+                    where = "no answer" if said is None else f"at {said['position']}"
+                    raise RollingUpgradeFailed(
+                        f"{name} has not caught up with the master ({where}, master at {goal}); "
+                        "see `openmfa farm status`. Nothing was changed"
+                    )
+                time.sleep(0.5)
+
+    def _upgrade_node(self, name: str, url: str, target: str) -> None:
+        self.say(f"[{name}] out of the load balancer")
+        self.lb.drain(name)
+        try:
+            self._wait_drained(name)
+            self.say(f"[{name}] upgrading in place")
+            resp = call(
+                self.m.key,
+                self.me,
+                url,
+                "POST",
+                "/v1/farm/upgrade",
+                body={"bundle": str(self.bundle)},
+            )
+            started = checked(resp, f"{name} could not start its upgrade")
+            self._wait_upgraded(name, url, target, str(started.get("log", "")))
+        except BaseException:
+            said = hello(self.m, self.me, url)
+            if said is not None:
+                self.lb.ready(name)  # it serves (old or new release): let it take traffic
+            raise
+        self.say(f"[{name}] back in the load balancer")
+        self.lb.ready(name)
+
+    def _wait_drained(self, name: str) -> None:
+        deadline = time.monotonic() + self.drain_timeout
+        while (n := self.lb.in_flight(name)) not in (None, 0):
+            if time.monotonic() > deadline:
+                self.say(f"[{name}] still {n} sessions after {self.drain_timeout:.0f} s; going on")
+                return
+            time.sleep(0.2)
+
+    def _wait_upgraded(self, name: str, url: str, target: str, log: str) -> None:
+        deadline = time.monotonic() + self.node_timeout
+        while True:
+            said = hello(self.m, self.me, url)
+            if said is not None and said["release"] == target:
+                master = self._master_status()
+                if master is not None and int(said["position"]) >= int(master["position"]):
+                    self.say(f"[{name}] runs {target} and has every change")
+                    return
+            if time.monotonic() > deadline:
+                raise RollingUpgradeFailed(
+                    f"{name} did not come back on {target} within {self.node_timeout:.0f} s; "
+                    f"see its upgrade log {log} (it rolls itself back on failure), fix, and "
+                    "run `openmfa farm upgrade` again to resume"
+                )
+            time.sleep(0.5)
+
+    def _master_status(self) -> dict[str, Any] | None:
+        for url in membership.members(self.store).values():
+            said = hello(self.m, self.me, url)
+            if said is not None and said["role"] == membership.MASTER:
+                return said
+        return None
+
+    def _finalize(self, nodes: dict[str, str]) -> None:
+        master = self._master_status()
+        if master is None:
+            raise RollingUpgradeFailed("no master answers; run `openmfa farm finalize` later")
+        resp = call(self.m.key, self.me, str(master["url"]), "POST", "/v1/farm/finalize", body={})
+        done = checked(resp, "finalize was refused")
+        self.say(f"[finalize] the farm's data format is {done['format']}")
