@@ -1,0 +1,395 @@
+"""The rolling farm upgrade scenario, shared by tests/e2e/test_farm_upgrade.py and bench/farm.py.
+
+The whole farm upgraded, one node at a time, under load, behind a real HAProxy.
+
+Three installed nodes (``openmfa install``, each with its own release environments and install
+record) run the previous release as a farm. HAProxy balances their SDK ports; a RADIUS client
+lists the three RADIUS ports and fails over on a timeout, as gateways do. While both keep
+authenticating, ``openmfa farm upgrade`` (run on the master with the previous release) upgrades
+every node to this tree's release. Then: no authentication failed, no audit event is missing
+on the master, every user and method is on every node, and the format is finalized.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from openmfa.core.totp import step_at, totp
+from openmfa.radius import packet as p
+
+from .helpers import OPENMFA, free_port
+from .services import free_udp_port
+from .test_upgrade import NEW, ROOT, build_wheel, recorded_release
+
+RADIUS_SECRET = "farm-radius-secret"
+USERS = 80
+NAMES = ("node-a", "node-b", "node-c")
+
+
+def run(*cmd: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        list(cmd), capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})}
+    )
+    assert proc.returncode == 0, (cmd, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+@dataclass
+class Node:
+    name: str
+    root: Path
+    record: Path
+    port: int
+    radius_port: int
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def var(self) -> Path:
+        return self.root / "var"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def openmfa(self, *args: str) -> str:
+        return run(str(self.root / "current" / "venv" / "bin" / "openmfa"), *args)
+
+    def cli(self, *args: str) -> str:
+        return self.openmfa(*args, "--data-dir", str(self.var))
+
+    def start(self) -> None:
+        log = (self.var / "serve.log").open("a")
+        proc = subprocess.Popen(
+            [
+                str(self.root / "current" / "venv" / "bin" / "openmfa"),
+                "serve",
+                "--data-dir",
+                str(self.var),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "OPENMFA_INSTALL_RECORD": str(self.record)},
+        )
+        log.close()
+        self.procs.append(proc)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (self.var / "serve.log").read_text()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        lock = self.var / "openmfa.lock"
+        text = lock.read_text().strip() if lock.exists() else ""
+        if text.isdigit() and Path(f"/proc/{text}").exists():
+            os.kill(int(text), signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{text}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        for proc in self.procs:  # the ones this test started (an upgrade restarts nodes itself)
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(timeout=30)
+
+    def release(self) -> str:
+        return str(httpx.get(self.url + "/version", timeout=5).json()["release"])
+
+
+@dataclass
+class Load:
+    """Bounded authentication load: SDK through HAProxy and RADIUS with client failover."""
+
+    sdk_url: str
+    api_key: str
+    radius_ports: list[int]
+    seeds: dict[str, bytes]
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    used: dict[str, int] = field(default_factory=dict)
+    ok: int = 0
+    failed: list[str] = field(default_factory=list)
+    sdk_request_ids: list[str] = field(default_factory=list)
+
+    def credentials(self) -> tuple[str, str] | None:
+        """A user whose code for the current step has not been used yet."""
+        step = step_at(time.time())
+        with self.lock:
+            for name, key in self.seeds.items():
+                if self.used.get(name, -1) < step:
+                    self.used[name] = step
+                    return name, totp(key, step * 30)
+        return None
+
+    def sdk_worker(self, limit: int) -> None:
+        with httpx.Client(timeout=10) as client:
+            for _ in range(limit):
+                if self.stop.is_set():
+                    return
+                cred = self.credentials()
+                if cred is None:
+                    time.sleep(0.5)
+                    continue
+                rid = secrets.token_hex(8)
+                try:
+                    r = client.post(
+                        self.sdk_url + "/v1/authenticate",
+                        json={"user": cred[0], "code": cred[1]},
+                        headers={"authorization": f"Bearer {self.api_key}", "x-request-id": rid},
+                    )
+                    good = r.status_code == 200 and r.json()["accepted"] is True
+                    why = f"sdk {cred[0]}: {r.status_code} {r.text[:200]}"
+                except httpx.HTTPError as exc:
+                    good, why = False, f"sdk {cred[0]}: {exc!r}"
+                with self.lock:
+                    if good:
+                        self.ok += 1
+                        self.sdk_request_ids.append(rid)
+                    else:
+                        self.failed.append(why)
+                time.sleep(0.05)
+
+    def radius_worker(self, limit: int) -> None:
+        secret = RADIUS_SECRET.encode()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(1.0)
+            ident = 0
+            for _ in range(limit):
+                if self.stop.is_set():
+                    return
+                cred = self.credentials()
+                if cred is None:
+                    time.sleep(0.5)
+                    continue
+                answer = None
+                for port in self.radius_ports:  # the gateway's server list, in order
+                    ident = (ident + 1) % 256
+                    auth = os.urandom(16)
+                    raw = p.encode_request(
+                        p.ACCESS_REQUEST,
+                        ident,
+                        [
+                            (p.USER_NAME, cred[0].encode()),
+                            (p.USER_PASSWORD, p.hide_password(cred[1].encode(), secret, auth)),
+                        ],
+                        secret,
+                        auth,
+                    )
+                    s.sendto(raw, ("127.0.0.1", port))
+                    try:
+                        data, _ = s.recvfrom(4096)
+                        answer = p.verify_response(data, auth, secret)
+                        break
+                    except (TimeoutError, ConnectionRefusedError, p.MalformedPacket):
+                        continue  # the next server on the list
+                with self.lock:
+                    if answer is not None and answer.code == p.ACCESS_ACCEPT:
+                        self.ok += 1
+                    else:
+                        self.failed.append(f"radius {cred[0]}: {answer and answer.code}")
+                time.sleep(0.05)
+
+
+def haproxy_config(work: Path, port: int, nodes: list[Node]) -> Path:
+    sock = work / "haproxy.sock"
+    servers = "\n".join(
+        f"    server {n.name} 127.0.0.1:{n.port} check inter 300 fall 2 rise 1" for n in nodes
+    )
+    cfg = work / "haproxy.cfg"
+    cfg.write_text(
+        f"""global
+    stats socket {sock} mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch
+frontend sdk
+    bind 127.0.0.1:{port}
+    default_backend openmfa
+backend openmfa
+    balance roundrobin
+    option httpchk GET /readyz
+{servers}
+"""
+    )
+    return cfg
+
+
+def make_releases(out: Path) -> tuple[Path, Path, str]:
+    """(the previous release's wheel, a bundle of this tree as the next release, its version)."""
+    old = recorded_release(out)
+    new_version = NEW
+    new = build_wheel(ROOT, out, new_version)
+    scratch = out / "scratch"
+    run(
+        OPENMFA,
+        "install",
+        "--root",
+        str(scratch / "root"),
+        "--from-wheel",
+        str(new),
+        "--record",
+        str(scratch / "install.toml"),
+    )
+    bundle = out / f"openmfa-{new_version}.tar.gz"
+    run(OPENMFA, "bundle", "create", str(bundle), "--record", str(scratch / "install.toml"))
+    return old, bundle, new_version
+
+
+def install_nodes(base: Path, old: Path) -> list[Node]:
+    """Three nodes installed from the previous release's wheel, configured, not started."""
+    nodes: list[Node] = []
+    for name in NAMES:
+        where = base / name
+        node = Node(name, where / "root", where / "install.toml", free_port(), free_udp_port())
+        run(
+            OPENMFA,
+            "install",
+            "--root",
+            str(node.root),
+            "--from-wheel",
+            str(old),
+            "--record",
+            str(node.record),
+        )
+        cfg = node.var / "server.toml"
+        text = cfg.read_text()
+        text = text.replace('listen = "127.0.0.1:8480"', f'listen = "127.0.0.1:{node.port}"')
+        text = text.replace('listen = "127.0.0.1:1812"', f'listen = "127.0.0.1:{node.radius_port}"')
+        text = text.replace('node_name = ""', f'node_name = "{name}"')
+        cfg.write_text(text)
+        nodes.append(node)
+    return nodes
+
+
+@dataclass
+class Outcome:
+    output: str
+    seconds: float
+    load: Load
+    seeds: dict[str, bytes]
+
+
+def rolling_upgrade(nodes: list[Node], bundle: Path, work: Path) -> Outcome:
+    """Make the farm on the previous release, put it under load behind HAProxy, run
+    `openmfa farm upgrade` (the previous release's command, on the master)."""
+    a, b, c = nodes
+    a.start()
+    out = a.cli("farm", "init", "--url", a.url)
+    token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+    for n in (b, c):
+        n.cli("farm", "join", a.url, "--token", token, "--url", n.url)
+        n.start()
+    admin = re.search(
+        r"(omfa_\S+)", a.cli("apikey", "create", "farm-admin", "--scope", "admin")
+    ).group(1)  # type: ignore[union-attr]
+    adapter = re.search(
+        r"(omfa_\S+)", a.cli("apikey", "create", "gateway", "--scope", "adapter")
+    ).group(1)  # type: ignore[union-attr]
+    a.cli("radius", "client", "add", "gw", "--address", "127.0.0.1/32", "--secret", RADIUS_SECRET)
+    seeds: dict[str, bytes] = {}
+    with httpx.Client(base_url=a.url, headers={"authorization": f"Bearer {admin}"}) as api:
+        for i in range(USERS):
+            name = f"user{i:03d}"
+            key = secrets.token_bytes(20)
+            assert api.post("/v1/users", json={"name": name}).status_code == 201
+            r = api.post(
+                f"/v1/users/{name}/methods",
+                json={"kind": "totp", "secret": base64.b32encode(key).decode()},
+            )
+            assert r.status_code == 201, r.text
+            seeds[name] = key
+
+    lb_port = free_port()
+    cfg = haproxy_config(work, lb_port, nodes)
+    haproxy = subprocess.Popen(
+        ["haproxy", "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # HAProxy up, and every node replicated and healthy behind it
+            try:
+                ready = (
+                    httpx.get(f"http://127.0.0.1:{lb_port}/readyz", timeout=1).status_code == 200
+                )
+            except httpx.HTTPError:
+                ready = False
+            status = json.loads(a.cli("farm", "status", "--json"))
+            if ready and len(status["nodes"]) == 3 and all(n["lag"] == 0 for n in status["nodes"]):
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.3)
+
+        load = Load(f"http://127.0.0.1:{lb_port}", adapter, [n.radius_port for n in nodes], seeds)
+        workers = [
+            threading.Thread(target=load.sdk_worker, args=(100_000,)),
+            threading.Thread(target=load.radius_worker, args=(100_000,)),
+        ]
+        for w in workers:
+            w.start()
+        time.sleep(3)
+        started = time.monotonic()
+        try:
+            out = a.openmfa(
+                "farm",
+                "upgrade",
+                "--bundle",
+                str(bundle),
+                "--lb",
+                "haproxy",
+                "--haproxy-socket",
+                str(work / "haproxy.sock"),
+                "--haproxy-backend",
+                "openmfa",
+                "--data-dir",
+                str(a.var),
+            )
+            seconds = time.monotonic() - started
+            time.sleep(3)
+        finally:
+            load.stop.set()
+            for w in workers:
+                w.join(timeout=60)
+    finally:
+        haproxy.terminate()
+        haproxy.wait(timeout=10)
+
+    return Outcome(out, seconds, load, seeds)
+
+
+def rolling_upgrade_bench(work: Path) -> None:
+    """bench/farm.py's third part: print the rolling upgrade's length and failures."""
+    work.mkdir(parents=True, exist_ok=True)
+    old, bundle, new_version = make_releases(work)
+    nodes = install_nodes(work, old)
+    try:
+        o = rolling_upgrade(nodes, bundle, work)
+    finally:
+        for n in nodes:
+            n.stop()
+    print(
+        f"rolling upgrade of 3 nodes to {new_version} under load (HAProxy + RADIUS failover): "
+        f"{o.seconds:.0f} s, {o.load.ok} authentications accepted, "
+        f"{len(o.load.failed)} failed (goal: 0)"
+    )
