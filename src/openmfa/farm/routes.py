@@ -22,14 +22,14 @@ from ..store.changes import Change, ChangeWriter
 from ..store.database import READS_FORMATS, Store
 from . import audit_relay, membership
 from .agent import start_upgrade
-from .claims import CLAIM_PATH, KINDS, claim_on_master
+from .claims import CLAIM_PATH, CLAIMS_PATH, KINDS, claim_on_master, claims_on_master
 from .feed import MAX_BATCH, NodeReport, Reports, changes_since, make_snapshot
 from .follower import Diverged, fingerprint, position
 from .formats import finalize
 from .membership import Membership, farm_format
 from .signing import SignatureCheck
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.05
 
 
 class _AuditRow(msgspec.Struct):
@@ -61,6 +61,16 @@ class _Member(msgspec.Struct):
 
 class _Epoch(msgspec.Struct):
     epoch: int
+
+
+class _ClaimItem(msgspec.Struct):
+    method_id: str
+    kind: str
+    value: int | str
+
+
+class _Claims(msgspec.Struct):
+    claims: list[_ClaimItem]
 
 
 class _Upgrade(msgspec.Struct):
@@ -270,11 +280,22 @@ class FarmEndpoints:
         _, after = await run_in_threadpool(finalize, self.store, m)
         return _json({"format": after})
 
+    async def claims(self, request: Request) -> Response:
+        await self._verified(request, master=True, claims=True)
+        body = await _decode(request, _Claims)
+        for c in body.claims:
+            if c.kind not in KINDS:
+                raise InvalidInput(f"a claim's kind is one of {', '.join(KINDS)}")
+        wanted = [(c.method_id, c.kind, c.value) for c in body.claims]
+        done = await run_in_threadpool(claims_on_master, self.store, wanted)
+        return _json({"results": ["ok" if ok else "used" for ok in done]})
+
     def routes(self) -> list[Route]:
         return [
             Route("/v1/farm/changes", self.changes),
             Route("/v1/farm/snapshot", self.snapshot),
             Route(CLAIM_PATH, self.claim, methods=["POST"]),
+            Route(CLAIMS_PATH, self.claims, methods=["POST"]),
             Route(audit_relay.AUDIT_PATH, self.audit, methods=["POST"]),
             Route("/v1/farm/members", self.members, methods=["POST"]),
             Route("/v1/farm/hello", self.hello),

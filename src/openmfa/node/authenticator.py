@@ -58,12 +58,33 @@ class ClaimResult(Enum):
     UNREACHABLE = "unreachable"
 
 
+Claim = tuple[str, str, int | str]
+"""(method id, "totp" | "hotp" | "backup", step | counter | code hash)."""
+
+
 class RemoteClaims(Protocol):
     """The farm's master, where a subordinate claims what an acceptance uses up."""
 
     fail_closed: bool
 
     def claim(self, method_id: str, kind: str, value: int | str) -> ClaimResult: ...
+
+    def claim_many(self, claims: list[Claim]) -> list[ClaimResult]:
+        """Claims of one batch in one round trip, applied in order."""
+        ...
+
+
+@dataclass(slots=True)
+class _Verdicts:
+    """How a batch's remote claims are made: first collected (one round trip for all), then
+    the batch is decided again with the master's answers."""
+
+    collect: list[Claim] | None = None
+    known: dict[Claim, ClaimResult] = field(default_factory=dict)
+
+
+class _Collected(Exception):
+    """The batch needs remote claims: roll back, ask the master once, decide again."""
 
 
 CLAIMED = "claimed at the master"
@@ -239,6 +260,9 @@ class Authenticator:
         try:
             with self._conn.begin():
                 yield self._conn
+        except _Collected:
+            self._states.clear()  # it held the tentative pass's state
+            raise
         except BaseException:
             self._states.clear()
             self._data_version = None
@@ -255,8 +279,26 @@ class Authenticator:
     def run(
         self, attempts: list[Attempt], now: float | None = None
     ) -> list[Decision | OpenMfaError]:
-        """Decide every attempt, commit once. An API-key failure comes back as the error."""
+        """Decide every attempt, commit once. An API-key failure comes back as the error.
+
+        On a farm subordinate the batch is first decided without committing, to learn which
+        claims it needs; they go to the master in one request, and the batch is decided again
+        with the master's answers and committed."""
         now = time.time() if now is None else now
+        remote = self.remote
+        if remote is None:
+            return self._run(attempts, now, None)
+        wanted: list[Claim] = []
+        try:
+            return self._run(attempts, now, _Verdicts(collect=wanted))
+        except _Collected:
+            pass
+        answers = remote.claim_many(wanted)
+        return self._run(attempts, now, _Verdicts(known=dict(zip(wanted, answers, strict=True))))
+
+    def _run(
+        self, attempts: list[Attempt], now: float, verdicts: _Verdicts | None
+    ) -> list[Decision | OpenMfaError]:
         results: list[Decision | OpenMfaError] = []
         audit: list[dict[str, Any]] = []
         node = self.store.node_name
@@ -276,7 +318,7 @@ class Authenticator:
                         results.append(exc)
                         continue
                     client = api.name
-                d, locked, detail = self._one(cur, a, now, pending)
+                d, locked, detail = self._one(cur, a, now, pending, verdicts)
                 results.append(d)
                 row = {
                     "at": now,
@@ -293,6 +335,8 @@ class Authenticator:
                 audit.append(row)
                 if locked:
                     audit.append(row | {"action": "lockout", "result": "ok"})
+            if verdicts is not None and verdicts.collect:
+                raise _Collected  # nothing of this pass is kept
             if pending is not None:
                 self._flush(cur, pending)
             if audit:
@@ -356,7 +400,12 @@ class Authenticator:
         return found
 
     def _one(
-        self, cur: Any, a: Attempt, now: float, pending: _Pending | None
+        self,
+        cur: Any,
+        a: Attempt,
+        now: float,
+        pending: _Pending | None,
+        verdicts: _Verdicts | None = None,
     ) -> tuple[Decision, bool, str]:
         """Decide one attempt and store its state; returns (decision, newly locked, detail)."""
         user = self._user(cur, a.user)
@@ -382,7 +431,7 @@ class Authenticator:
         )
         detail = ""
         if out.decision.accepted and self.remote is not None:
-            verdict = self._claim_remote(user, out, unused)
+            verdict = self._claim_remote(user, out, unused, verdicts)
             if verdict is ClaimResult.UNREACHABLE and self.remote.fail_closed:
                 d = Decision(False, Reason.MASTER_UNREACHABLE, out.decision.method_id)
                 return d, False, FAILED_CLOSED  # not the user's fault: no failure counted
@@ -415,21 +464,36 @@ class Authenticator:
         return out.decision, out.newly_locked, detail
 
     def _claim_remote(
-        self, user: _User, out: Outcome, unused: dict[str, list[tuple[int, bytes]]]
+        self,
+        user: _User,
+        out: Outcome,
+        unused: dict[str, list[tuple[int, bytes]]],
+        verdicts: _Verdicts | None,
     ) -> ClaimResult:
         """Claim at the farm's master what this acceptance uses up (nothing: OK)."""
         assert self.remote is not None
+        claim: Claim
         if out.method_state is not None:
             method_id, new = out.method_state
             kind = next(m.kind for m in user.methods if m.id == method_id)
             if kind == MethodKind.TOTP:
-                return self.remote.claim(method_id, "totp", new.last_step)
-            return self.remote.claim(method_id, "hotp", new.counter)
-        if out.backup_code_used is not None and out.decision.method_id is not None:
+                claim = (method_id, "totp", new.last_step)
+            else:
+                claim = (method_id, "hotp", new.counter)
+        elif out.backup_code_used is not None and out.decision.method_id is not None:
             method_id = out.decision.method_id
             code_hash = next(h for i, h in unused[method_id] if i == out.backup_code_used)
-            return self.remote.claim(method_id, "backup", code_hash.hex())
-        return ClaimResult.OK  # a bypass uses nothing farm-wide
+            claim = (method_id, "backup", code_hash.hex())
+        else:
+            return ClaimResult.OK  # a bypass uses nothing farm-wide
+        if verdicts is not None:
+            if verdicts.collect is not None:
+                verdicts.collect.append(claim)
+                return ClaimResult.OK  # tentative: this pass is rolled back
+            known = verdicts.known.get(claim)
+            if known is not None:
+                return known
+        return self.remote.claim(*claim)
 
     def _claim(
         self, cur: Any, user: _User, out: Outcome, now: float, pending: _Pending | None
