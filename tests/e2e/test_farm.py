@@ -265,3 +265,35 @@ def test_promotion_handover_kill_and_fencing_of_the_former_master(tmp_path: Path
             eventually("erin on node-b", lambda: "erin" in users_on(b))
             assert {"alice", "dave", "erin"} <= users_on(b)
             assert not accepted(urls["b"], hotp[2])  # used at node-a, claimed at node-c
+
+
+def test_failures_on_every_node_count_toward_one_lockout(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    admin = init(a)
+    name_node(a, "node-a")
+    cfg = a / "server.toml"
+    cfg.write_text(cfg.read_text().replace("lockout_threshold = 10", "lockout_threshold = 3"))
+    h = {"authorization": f"Bearer {admin}"}
+
+    def check(url: str, code: str) -> dict[str, object]:
+        r = httpx.post(url + "/v1/authenticate", json={"user": "alice", "code": code}, headers=h)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    with server(a) as master:
+        out = cli(a, "farm", "init", "--url", master.url).stdout
+        token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+        cli(a, "user", "add", "alice")
+        cli(a, "method", "add", "alice", "totp", "--secret", SEED, "--no-qr")
+        b.mkdir()
+        (b / "server.toml").write_text(cfg.read_text().replace("node-a", "node-b"))
+        cli(b, "farm", "join", master.url, "--token", token)
+        with server(b) as sub:
+            assert check(sub.url, "000001")["reason"] == "wrong_code"
+            assert check(sub.url, "000002")["reason"] == "wrong_code"
+            assert check(master.url, "000003")["reason"] == "wrong_code"  # the third, farm-wide
+            # node-b has seen only two failures itself; the master says alice is locked.
+            locked = check(sub.url, oathtool("--totp", "-b", SEED))
+            assert locked["accepted"] is False and locked["reason"] == "locked", locked
+            cli(a, "user", "unlock", "alice")
+            assert check(sub.url, oathtool("--totp", "-b", SEED))["accepted"] is True

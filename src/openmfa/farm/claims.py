@@ -13,9 +13,10 @@ import logging
 import time
 
 import httpx
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, update
 
 from ..config import Config
+from ..core.lockout import LockoutPolicy, UserState, after_failure
 from ..node.authenticator import Claim, ClaimResult
 from ..store import tables as t
 from ..store.database import Store
@@ -26,7 +27,8 @@ from .peers import call
 log = logging.getLogger("openmfa.farm")
 CLAIM_PATH = "/v1/farm/claim"
 CLAIMS_PATH = "/v1/farm/claims"
-KINDS = ("totp", "hotp", "backup")
+KINDS = ("totp", "hotp", "backup", "failure")
+_ANSWERS = {"used": ClaimResult.USED, "locked": ClaimResult.LOCKED}
 
 
 class MasterClaims:
@@ -52,7 +54,7 @@ class MasterClaims:
                 client=self._client,
             )
             if resp.status_code == 200:
-                return ClaimResult.USED if resp.json().get("result") == "used" else ClaimResult.OK
+                return _ANSWERS.get(resp.json().get("result"), ClaimResult.OK)
             problem = f"HTTP {resp.status_code}"
         except (httpx.HTTPError, ValueError) as exc:
             problem = type(exc).__name__
@@ -72,12 +74,13 @@ class MasterClaims:
                 client=self._client,
             )
             if resp.status_code == 404 and resp.json().get("code") == "no_such_route":
-                # A master on an older release (during a rolling upgrade): one at a time.
-                return [self.claim(*c) for c in claims]
+                # A master on an older release (during a rolling upgrade): one at a time, and
+                # failures stay local (it does not count them).
+                return [self.claim(*c) if c[1] != "failure" else ClaimResult.OK for c in claims]
             if resp.status_code == 200:
                 answers = resp.json()["results"]
                 if len(answers) == len(claims):
-                    return [ClaimResult.USED if a == "used" else ClaimResult.OK for a in answers]
+                    return [_ANSWERS.get(a, ClaimResult.OK) for a in answers]
             problem = f"HTTP {resp.status_code}"
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             problem = type(exc).__name__
@@ -112,15 +115,54 @@ def remote_for(store: Store, config: Config) -> MasterClaims | None:
     )
 
 
-def claim_on_master(store: Store, method_id: str, kind: str, value: int | str) -> bool:
-    """Apply one claim to the master's data; False when it was used already."""
-    return claims_on_master(store, [(method_id, kind, value)])[0]
+def claim_on_master(
+    store: Store, lockout: LockoutPolicy, method_id: str, kind: str, value: int | str
+) -> str:
+    """Apply one claim to the master's data: "ok", "used" or "locked"."""
+    return claims_on_master(store, lockout, [(method_id, kind, value)])[0]
 
 
-def claims_on_master(store: Store, claims: list[Claim]) -> list[bool]:
-    """Apply claims in order, in one transaction; each False when it was used already."""
+def claims_on_master(store: Store, lockout: LockoutPolicy, claims: list[Claim]) -> list[str]:
+    """Apply claims in order, in one transaction: for each "ok", "used" or "locked".
+
+    A failure counts toward the user's lockout here, as on the node that saw it; an
+    acceptance is refused while the user is locked here, and resets the count."""
+    now = time.time()
     with store.write() as conn:
-        return [_claim(conn, *c) for c in claims]
+        return [_apply(conn, lockout, now, *c) for c in claims]
+
+
+def _apply(
+    conn: Connection, lockout: LockoutPolicy, now: float, subject: str, kind: str, value: int | str
+) -> str:
+    us = t.user_state
+    if kind == "failure":
+        user_id = int(subject)
+        row = conn.execute(
+            select(us.c.failures, us.c.locked_until, us.c.bypass_until).where(
+                us.c.user_id == user_id
+            )
+        ).first()
+        if row is not None:
+            after = after_failure(UserState(row[0], row[1], row[2]), lockout, now)
+            conn.execute(
+                update(us)
+                .where(us.c.user_id == user_id)
+                .values(failures=after.failures, locked_until=after.locked_until)
+            )
+        return "ok"
+    owner = conn.execute(
+        select(us.c.user_id, us.c.locked_until)
+        .select_from(us.join(t.methods, t.methods.c.user_id == us.c.user_id))
+        .where(t.methods.c.id == subject)
+    ).first()
+    if owner is not None and owner[1] is not None and owner[1] > now:
+        return "locked"
+    if not _claim(conn, subject, kind, value):
+        return "used"
+    if owner is not None:
+        conn.execute(update(us).where(us.c.user_id == owner[0]).values(failures=0))
+    return "ok"
 
 
 def _claim(conn: Connection, method_id: str, kind: str, value: int | str) -> bool:

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
+from ..core.lockout import LockoutPolicy
 from ..errors import Conflict, InvalidInput, NotFound, NotMaster
 from ..store import tables as t
 from ..store.changes import Change, ChangeWriter
@@ -129,8 +130,9 @@ def holds(store: Store, seq: int, mark: str) -> bool:
 
 
 class FarmEndpoints:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, lockout: LockoutPolicy) -> None:
         self.store = store
+        self.lockout = lockout
         self.reports = Reports(store)
         self._checks: dict[bytes, SignatureCheck] = {}
 
@@ -210,10 +212,10 @@ class FarmEndpoints:
             raise InvalidInput(f"a claim's kind is one of {', '.join(KINDS)}")
         if not isinstance(value, int | str) or isinstance(value, bool):
             raise InvalidInput("a claim's value is a step, a counter or a code hash")
-        ok = await run_in_threadpool(claim_on_master, self.store, method_id, str(kind), value)
-        return Response(
-            msgspec.json.encode({"result": "ok" if ok else "used"}), media_type="application/json"
+        result = await run_in_threadpool(
+            claim_on_master, self.store, self.lockout, method_id, str(kind), value
         )
+        return Response(msgspec.json.encode({"result": result}), media_type="application/json")
 
     async def audit(self, request: Request) -> Response:
         _, node = await self._master(request)
@@ -287,8 +289,8 @@ class FarmEndpoints:
             if c.kind not in KINDS:
                 raise InvalidInput(f"a claim's kind is one of {', '.join(KINDS)}")
         wanted = [(c.method_id, c.kind, c.value) for c in body.claims]
-        done = await run_in_threadpool(claims_on_master, self.store, wanted)
-        return _json({"results": ["ok" if ok else "used" for ok in done]})
+        done = await run_in_threadpool(claims_on_master, self.store, self.lockout, wanted)
+        return _json({"results": done})
 
     def routes(self) -> list[Route]:
         return [

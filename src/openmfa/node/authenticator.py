@@ -56,6 +56,8 @@ class ClaimResult(Enum):
     USED = "used"
     """Another node of the farm used this code (or a later one) first."""
     UNREACHABLE = "unreachable"
+    LOCKED = "locked"
+    """The user is locked out at the master (failures on any node count there)."""
 
 
 Claim = tuple[str, str, int | str]
@@ -89,6 +91,7 @@ class _Collected(Exception):
 
 CLAIMED = "claimed at the master"
 USED_ELSEWHERE = "the master has seen this code on another node"
+LOCKED_AT_MASTER = "locked out at the master (failures on other nodes count too)"
 LOCAL_ONLY = "master unreachable: decided on this node's state"
 FAILED_CLOSED = "master unreachable: refused (fail closed)"
 
@@ -435,6 +438,12 @@ class Authenticator:
             if verdict is ClaimResult.UNREACHABLE and self.remote.fail_closed:
                 d = Decision(False, Reason.MASTER_UNREACHABLE, out.decision.method_id)
                 return d, False, FAILED_CLOSED  # not the user's fault: no failure counted
+            if verdict is ClaimResult.LOCKED:
+                return (
+                    Decision(False, Reason.LOCKED, out.decision.method_id),
+                    False,
+                    LOCKED_AT_MASTER,
+                )
             detail = {
                 ClaimResult.OK: CLAIMED,
                 ClaimResult.USED: USED_ELSEWHERE,
@@ -451,6 +460,14 @@ class Authenticator:
                 Decision(False, Reason.REPLAY, out.decision.method_id),
                 after_failure(state, self.policy.lockout, now),
             )
+        if (
+            self.remote is not None
+            and not out.decision.accepted
+            and out.user_state.failures > state.failures
+        ):
+            # Count the failure at the master too, so failures on every node lock the user.
+            # Its answer does not change this (already negative) decision.
+            self._claim_failure(user.id, out.user_state.failures, verdicts)
         if out.method_state is not None and out.decision.accepted:
             method_states[out.method_state[0]] = out.method_state[1]
         if out.user_state != state:
@@ -462,6 +479,14 @@ class Authenticator:
             else:
                 self._sql.set_state.run(cur, **row)
         return out.decision, out.newly_locked, detail
+
+    def _claim_failure(self, user_id: int, failures: int, verdicts: _Verdicts | None) -> None:
+        assert self.remote is not None
+        claim: Claim = (str(user_id), "failure", failures)
+        if verdicts is not None and verdicts.collect is not None:
+            verdicts.collect.append(claim)
+        elif verdicts is None or claim not in verdicts.known:
+            self.remote.claim(*claim)
 
     def _claim_remote(
         self,

@@ -85,7 +85,7 @@ class Node:
         self.radius = (
             RadiusService(store, config, self.queue, listen, radius_sock) if listen else None
         )
-        self.farm = FarmEndpoints(store)
+        self.farm = FarmEndpoints(store, verify_policy(config).lockout)
         self.farm_runtime = FarmRuntime(store, config, self.authenticator)
 
     def client(self, token: str | None, permission: str) -> ApiClient:
