@@ -50,6 +50,8 @@ def test_subordinate_follows_refuses_writes_and_catches_up(tmp_path: Path) -> No
         joined = cli(b, "farm", "join", master.url, "--token", token).stdout
         assert "subordinate" in joined
         assert users_on(b) == {"alice"}  # the snapshot
+        listed = {n["name"]: n for n in farm_status(a)["nodes"]}  # type: ignore[attr-defined]
+        assert listed["node-b"]["health"] == "never seen"  # joined, not serving yet
 
         with server(b) as sub:
             # The admin key replicated with the data: the subordinate authenticates alice.

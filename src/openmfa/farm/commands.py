@@ -120,6 +120,7 @@ def farm_status(as_json: bool, data_dir: Path) -> None:
         with store.read() as conn:
             position = Store.generation(conn)
         reports = stored_reports(store) if m is not None and m.is_master else []
+        members = membership.members(store) if m is not None and m.is_master else {}
     if m is None:
         raise InvalidInput("this node is not in a farm; `openmfa farm init` makes one")
     from .. import __version__
@@ -150,6 +151,20 @@ def farm_status(as_json: bool, data_dir: Path) -> None:
                 "health": "ok" if now - r.contact < SILENT_AFTER else "silent",
             }
         )
+    heard = {r.name for r in reports} | {store.node_name}
+    for name in sorted(set(members) - heard):  # joined, but never polled this master
+        nodes.append(
+            {
+                "name": name,
+                "role": membership.SUBORDINATE,
+                "release": "?",
+                "reads": "?",
+                "position": None,
+                "lag": None,
+                "last_contact": None,
+                "health": "never seen",
+            }
+        )
     if as_json:
         doc = {"farm": m.farm_id, "epoch": m.epoch, "master": m.master_url, "nodes": nodes}
         click.echo(json.dumps(doc, indent=2))
@@ -163,7 +178,8 @@ def farm_status(as_json: bool, data_dir: Path) -> None:
         lag = "-" if n["lag"] is None else str(n["lag"])
         click.echo(
             f"{n['name']:<20}{n['role']:<13}{n['release']:<10}{n['reads']:<7}"
-            f"{n['position']:>9}{lag:>6}  {_when(float(n['last_contact'])):<22}{n['health']}"
+            f"{'-' if n['position'] is None else n['position']:>9}{lag:>6}  "
+            f"{_when(n['last_contact']):<22}{n['health']}"
         )
 
 
