@@ -26,18 +26,7 @@ AUDIT_PATH = "/v1/farm/audit"
 SENT = "farm.audit_sent"
 BATCH = 500
 INTERVAL = 1.0
-_COLUMNS = (
-    "at",
-    "node",
-    "action",
-    "user_name",
-    "client",
-    "method_id",
-    "result",
-    "reason",
-    "request_id",
-    "detail",
-)
+_COLUMNS = t.AUDIT_COLUMNS
 
 
 def _get_mark(conn: Connection, key: str) -> int:

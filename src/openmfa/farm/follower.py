@@ -167,6 +167,20 @@ def hello(m: Membership, node: str, url: str, timeout: float = 2.0) -> dict[str,
     return resp.json() if resp.status_code == 200 else None
 
 
+def wait_for_position(
+    m: Membership, node: str, url: str, goal: int, timeout: float
+) -> tuple[bool, dict[str, Any] | None]:
+    """Poll the node at ``url`` until it holds change ``goal``: (reached, what it said last)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        said = hello(m, node, url)
+        if said is not None and int(said["position"]) >= goal:
+            return True, said
+        if time.monotonic() > deadline:
+            return False, said
+        time.sleep(0.2)
+
+
 def current_master(store: Store, m: Membership) -> tuple[int, str] | None:
     """(epoch, URL) of the master with the highest epoch any member reports, if newer or other."""
     best: tuple[int, str] | None = None
@@ -193,9 +207,7 @@ class Follower:
     def __init__(self, store: Store, m: Membership) -> None:
         self.store = store
         self.m = m
-        self.last_contact: float | None = None
         self.problem = ""
-        self.applied = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -277,8 +289,7 @@ class Follower:
                 f"{self.m.master_url} answers as master of epoch {data['epoch']}, older than "
                 f"this node's {self.m.epoch}: it is a former master; looking for the current one"
             )
-        self.last_contact = time.time()
-        self.applied += await asyncio.to_thread(apply_changes, self.store, data["changes"])
+        await asyncio.to_thread(apply_changes, self.store, data["changes"])
         if self.problem:
             log.info("following the master at %s again", self.m.master_url)
         self.problem = ""

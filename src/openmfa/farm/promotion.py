@@ -8,7 +8,6 @@ again and nothing changed.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import httpx
@@ -16,7 +15,7 @@ import httpx
 from ..errors import Conflict, InvalidInput, NotMaster, OpenMfaError
 from ..store.database import Store
 from . import membership
-from .follower import hello
+from .follower import wait_for_position
 from .membership import Membership
 from .peers import call, checked
 
@@ -50,18 +49,13 @@ def handover(
     try:
         with store.read() as conn:
             target = Store.generation(conn)
-        deadline = time.monotonic() + timeout
-        while True:
-            said = hello(m, store.node_name, url)
-            if said is not None and int(said["position"]) >= target:
-                break
-            if time.monotonic() > deadline:
-                where = "does not answer" if said is None else f"is at {said['position']}"
-                raise OpenMfaError(
-                    f"{node} {where}; it must reach change {target} first. Nothing changed: "
-                    "this node is master again"
-                )
-            time.sleep(0.2)
+        reached, said = wait_for_position(m, store.node_name, url, target, timeout)
+        if not reached:
+            where = "does not answer" if said is None else f"is at {said['position']}"
+            raise OpenMfaError(
+                f"{node} {where}; it must reach change {target} first. Nothing changed: "
+                "this node is master again"
+            )
         resp = call(
             m.key, store.node_name, url, "POST", "/v1/farm/promote", body={"epoch": m.epoch + 1}
         )

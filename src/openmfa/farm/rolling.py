@@ -26,7 +26,7 @@ from ..store.backups import Backups
 from ..store.database import Store
 from . import membership
 from .balancer import Balancer
-from .follower import hello
+from .follower import hello, wait_for_position
 from .peers import call, checked
 from .promotion import handover, tell_members
 
@@ -132,17 +132,14 @@ class RollingUpgrade:
         goal = int(master["position"])
         deadline = time.monotonic() + timeout
         for name, url in sorted(nodes.items()):
-            while True:
-                said = hello(self.m, self.me, url)
-                if said is not None and int(said["position"]) >= goal:
-                    break
-                if time.monotonic() > deadline:
-                    where = "no answer" if said is None else f"at {said['position']}"
-                    raise RollingUpgradeFailed(
-                        f"{name} has not caught up with the master ({where}, master at {goal}); "
-                        "see `openmfa farm status`. Nothing was changed"
-                    )
-                time.sleep(0.5)
+            left = max(0.0, deadline - time.monotonic())
+            reached, said = wait_for_position(self.m, self.me, url, goal, left)
+            if not reached:
+                where = "no answer" if said is None else f"at {said['position']}"
+                raise RollingUpgradeFailed(
+                    f"{name} has not caught up with the master ({where}, master at {goal}); "
+                    "see `openmfa farm status`. Nothing was changed"
+                )
 
     def _upgrade_node(self, name: str, url: str, target: str) -> None:
         self.say(f"[{name}] out of the load balancer")

@@ -206,23 +206,7 @@ class _Statements:
         )
         self.audit = Prepared(
             e,
-            insert(t.audit).values(
-                {
-                    c: bindparam(c)
-                    for c in (
-                        "at",
-                        "node",
-                        "action",
-                        "user_name",
-                        "client",
-                        "method_id",
-                        "result",
-                        "reason",
-                        "request_id",
-                        "detail",
-                    )
-                }
-            ),
+            insert(t.audit).values({c: bindparam(c) for c in t.AUDIT_COLUMNS}),
         )
 
 

@@ -118,6 +118,9 @@ audit = Table(
     Index("ix_audit_user_at", "user_name", "at"),
 )
 
+AUDIT_COLUMNS = tuple(c.name for c in audit.columns if c.name != "id")
+"""What an audit record carries besides its local id (in insert order)."""
+
 changes = Table(
     "changes",
     metadata,
