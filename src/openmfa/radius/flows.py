@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from ..errors import OpenMfaError
 from ..node import audit
 from ..node.accounts import Accounts
 from ..node.authenticator import Attempt
-from ..node.commit_queue import CommitQueue, Result
+from ..node.commit_queue import CommitQueue, Job, Result
 from ..node.radius_clients import RadiusClient
 from ..store.changes import AuditEvent
 from ..store.database import Store
@@ -62,17 +63,25 @@ class ChallengeStates:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._open: dict[bytes, tuple[str, str, float]] = {}
+        self._lock = threading.Lock()  # issued on the event loop, taken on the commit thread
 
     def issue(self, user: str, client: str, now: float) -> bytes:
-        if len(self._open) >= self.MAX:
-            self._open = {k: v for k, v in self._open.items() if v[2] > now}
         state = b"omfa" + secrets.token_bytes(16)
-        self._open[state] = (user, client, now + self.seconds)
+        with self._lock:
+            if len(self._open) >= self.MAX:
+                self._open = {k: v for k, v in self._open.items() if v[2] > now}
+            self._open[state] = (user, client, now + self.seconds)
         return state
 
     def take(self, state: bytes, user: str, client: str, now: float) -> bool:
-        entry = self._open.pop(state, None)
+        with self._lock:
+            entry = self._open.pop(state, None)
         return entry is not None and entry[0] == user and entry[1] == client and now < entry[2]
+
+    def open_count(self, now: float) -> int:
+        """Challenges issued and not yet answered or expired (sign-ins in progress)."""
+        with self._lock:
+            return sum(1 for v in self._open.values() if v[2] > now)
 
 
 class AccessFlows:
@@ -87,43 +96,67 @@ class AccessFlows:
         self.states = ChallengeStates(r["challenge_seconds"])
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.accounts = Accounts(store, config)
 
-    def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> None:
+    def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> Job | None:
+        """Runs on the commit thread. Returns the attempt to decide in the current batch, or
+        None when the request was answered already or went to the event loop (a first factor
+        to check first); ``respond`` is always called on the commit thread."""
         name = pkt.get(p.USER_NAME)
         hidden = pkt.get(p.USER_PASSWORD)
         if not name or hidden is None:
             respond(reject("User-Name and User-Password (PAP) are required"))
-            return
+            return None
         try:
             user = name.decode()
             password = p.reveal_password(hidden, client.secret, pkt.authenticator).decode()
         except (p.MalformedPacket, UnicodeDecodeError):
             respond(reject())
-            return
+            return None
         state = pkt.get(p.STATE)
         if state is not None:
             if not self.states.take(state, user, client.name, time.time()):
                 respond(reject("The sign-in expired or was already completed; start again"))
-                return
-            self.verify(client, user, password, respond)
-        elif client.primary == "none":
-            self.verify(client, user, password, respond)
-        else:
-            task = asyncio.get_running_loop().create_task(
-                self._primary_first(client, user, password, respond)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+                return None
+            return self._job(client, user, password, respond)
+        if client.primary == "none":
+            return self._job(client, user, password, respond)
+        assert self.loop is not None, "start() first"
+        self.loop.call_soon_threadsafe(self._start_primary, client, user, password, respond)
+        return None
 
-    def verify(self, client: RadiusClient, user: str, code: str, respond: Respond) -> None:
+    def _job(self, client: RadiusClient, user: str, code: str, respond: Respond) -> Job:
         attempt = Attempt(
             user, code, client="radius:" + client.name, request_id=f"radius-{next(self._ids)}"
         )
-        self.queue.submit_callback(attempt, lambda result: respond(_reply(result)))
+        return attempt, lambda result: respond(_reply(result)), True
+
+    def _start_primary(
+        self, client: RadiusClient, user: str, password: str, respond: Respond
+    ) -> None:
+        """On the event loop: check the first factor; the reply goes back to the commit thread."""
+
+        def answer(reply: Reply) -> None:
+            self.queue.call(lambda: respond(reply))
+
+        def verify(code: str) -> None:
+            attempt, callback, _ = self._job(client, user, code, respond)
+            self.queue.submit_callback(attempt, callback)
+
+        task = asyncio.get_running_loop().create_task(
+            self._primary_first(client, user, password, answer, verify)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _primary_first(
-        self, client: RadiusClient, user: str, password: str, respond: Respond
+        self,
+        client: RadiusClient,
+        user: str,
+        password: str,
+        respond: Respond,
+        verify: Callable[[str], None],
     ) -> None:
         check = self.primaries[client.primary]
         try:
@@ -132,7 +165,7 @@ class AccessFlows:
                     secret, code = password[:-n], password[-n:]
                     if secret and code.isdigit():
                         if await self._primary(check, client, user, secret):
-                            self.verify(client, user, code, respond)
+                            verify(code)
                             return
                         break
                 respond(reject())

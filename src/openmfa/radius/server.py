@@ -8,18 +8,24 @@ Retransmissions (same source, Identifier and Request Authenticator) get the firs
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
+import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 
+from ..node.commit_queue import Job
 from ..node.radius_clients import RadiusClient
 from . import packet as p
 from .flows import AccessFlows, Reply
 
 log = logging.getLogger("openmfa.radius")
 _PENDING = b""
+_Key = tuple[object, int, bytes]
+"""A request's identity for duplicate detection: (source address, Identifier, Authenticator)."""
+MAX_DATAGRAM = 4096
+PRUNE_SECONDS = 1.0
+UP = Reply(p.ACCESS_ACCEPT, [(p.REPLY_MESSAGE, b"OpenMFA RADIUS is up")])
 _COUNTER = {p.ACCESS_ACCEPT: "accept", p.ACCESS_REJECT: "reject", p.ACCESS_CHALLENGE: "challenge"}
 
 
@@ -46,42 +52,73 @@ class ClientTable:
         return found
 
 
-class RadiusServer(asyncio.DatagramProtocol):
-    def __init__(self, flows: AccessFlows, clients: ClientTable, duplicate_seconds: float) -> None:
+class RadiusServer:
+    """Runs on the commit thread (``CommitQueue.add_source``): it reads the socket, answers what
+    needs no decision, and hands the attempts of a burst of requests to the caller as one batch.
+    Replies from slower flows (a first factor checked on the event loop) come back to this thread
+    through ``CommitQueue.call``, so the state here is touched by one thread only."""
+
+    def __init__(
+        self,
+        flows: AccessFlows,
+        clients: ClientTable,
+        duplicate_seconds: float,
+        sock: socket.socket | None = None,
+    ) -> None:
         self.flows = flows
         self.clients = clients
         self.duplicate_seconds = duplicate_seconds
+        self.sock = sock
         self.stats: Counter[str] = Counter()
-        self.transport: asyncio.DatagramTransport | None = None
-        self._recent: dict[tuple[object, int, bytes], tuple[float, bytes]] = {}
+        self._recent: dict[_Key, tuple[float, bytes]] = {}
+        self._arrivals: deque[tuple[float, _Key]] = deque()  # oldest first, for pruning
         self._logged: Counter[str] = Counter()
+        self._pruned = time.monotonic()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def read(self, limit: int) -> list[Job]:
+        """Take up to ``limit`` datagrams that are waiting; return the attempts they carry."""
+        sock = self.sock
+        assert sock is not None
+        jobs: list[Job] = []
+        for _ in range(limit):
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._drop("receive_error", "could not receive a datagram: %s", exc.strerror)
+                break
+            job = self.receive(data, addr)
+            if job is not None:
+                jobs.append(job)
+        now = time.monotonic()
+        if now - self._pruned >= PRUNE_SECONDS:
+            self.prune(now)
+        return jobs
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def receive(self, data: bytes, addr: tuple[str, int]) -> Job | None:
         self.stats["received"] += 1
         client = self.clients.match(addr[0])
         if client is None:
             self._drop("unknown_client", "request from %s, which is not a RADIUS client", addr[0])
-            return
+            return None
         try:
             pkt = p.decode(data)
         except p.MalformedPacket as exc:
             self._drop("malformed", "malformed packet from %s (%s): %s", client.name, addr[0], exc)
-            return
+            return None
         key = (addr, pkt.identifier, pkt.authenticator)
         seen = self._recent.get(key)
         if seen is not None:
             self.stats["duplicate"] += 1
-            if seen[1] is not _PENDING and self.transport is not None:
-                self.transport.sendto(seen[1], addr)
-            return
+            if seen[1] is not _PENDING:
+                self._sendto(seen[1], addr)
+            return None
         if pkt.code not in (p.ACCESS_REQUEST, p.STATUS_SERVER):
             self._drop(
                 "unsupported_code", "code %d from %s is not handled here", pkt.code, client.name
             )
-            return
+            return None
         ma = p.request_ma_status(pkt, client.secret)
         if ma is False:
             self._drop(
@@ -89,41 +126,48 @@ class RadiusServer(asyncio.DatagramProtocol):
                 "Message-Authenticator from %s does not match (wrong shared secret?)",
                 client.name,
             )
-            return
+            return None
         if ma is None and (client.require_ma or pkt.code == p.STATUS_SERVER):
             self._drop(
                 "missing_authenticator",
                 "request from %s has no Message-Authenticator; it is required (BlastRADIUS)",
                 client.name,
             )
-            return
-        self._recent[key] = (time.monotonic(), _PENDING)
+            return None
+        now = time.monotonic()
+        self._recent[key] = (now, _PENDING)
+        self._arrivals.append((now, key))
         if pkt.code == p.STATUS_SERVER:
             self.stats["status_server"] += 1
-            self._send(
-                client,
-                pkt,
-                addr,
-                key,
-                Reply(p.ACCESS_ACCEPT, [(p.REPLY_MESSAGE, b"OpenMFA RADIUS is up")]),
-            )
-            return
+            self.send(client, pkt, addr, key, UP)
+            return None
         self.stats["access_request"] += 1
-        self.flows.handle(client, pkt, lambda reply: self._send(client, pkt, addr, key, reply))
+        return self.flows.handle(
+            client, pkt, lambda reply: self.send(client, pkt, addr, key, reply)
+        )
 
-    def _send(
+    def send(
         self,
         client: RadiusClient,
         pkt: p.Packet,
         addr: tuple[str, int],
-        key: tuple[object, int, bytes],
+        key: _Key,
         reply: Reply,
     ) -> None:
         raw = p.encode_response(pkt, reply.code, reply.attributes, client.secret)
-        self._recent[key] = (time.monotonic(), raw)
+        seen = self._recent.get(key)
+        if seen is not None:  # remember the answer, for retransmissions
+            self._recent[key] = (seen[0], raw)
         self.stats[_COUNTER.get(reply.code, "other")] += 1
-        if self.transport is not None:
-            self.transport.sendto(raw, addr)
+        self._sendto(raw, addr)
+
+    def _sendto(self, raw: bytes, addr: tuple[str, int]) -> None:
+        if self.sock is None:
+            return
+        try:
+            self.sock.sendto(raw, addr)
+        except OSError as exc:  # a full send buffer: the client retransmits, we answer again
+            self._drop("send_error", "could not send a reply to %s: %s", addr[0], exc.strerror)
 
     def _drop(self, why: str, message: str, *args: object) -> None:
         self.stats[why] += 1
@@ -132,10 +176,20 @@ class RadiusServer(asyncio.DatagramProtocol):
             self._logged[why] += 1
             log.warning("dropped: " + message, *args)
 
-    def prune(self) -> None:
+    def prune(self, now: float | None = None) -> None:
         """Forget answers older than the duplicate window; let the log speak again."""
-        horizon = time.monotonic() - self.duplicate_seconds
-        self._recent = {
-            k: v for k, v in self._recent.items() if v[0] >= horizon or v[1] is _PENDING
-        }
+        now = time.monotonic() if now is None else now
+        self._pruned = now
+        horizon = now - self.duplicate_seconds
+        recent, arrivals = self._recent, self._arrivals
+        while arrivals and arrivals[0][0] < horizon:
+            at, key = arrivals.popleft()
+            entry = recent.get(key)
+            if entry is None or entry[0] != at:
+                continue
+            if entry[1] is _PENDING:  # still being decided: keep it for another window
+                recent[key] = (now, _PENDING)
+                arrivals.append((now, key))
+            else:
+                del recent[key]
         self._logged.clear()

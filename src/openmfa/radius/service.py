@@ -36,6 +36,14 @@ def bind_udp(listen: str) -> socket.socket:
     return sock
 
 
+def _deeper_receive_buffer(sock: socket.socket, size: int = 4 << 20) -> None:
+    """Room for the requests that arrive while a batch is being committed (the kernel caps
+    this at net.core.rmem_max)."""
+    with contextlib.suppress(OSError):
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < size:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
 class RadiusService:
     def __init__(
         self,
@@ -58,18 +66,21 @@ class RadiusService:
                 "radius": UpstreamRadius(config),
             },
         )
+        self.queue = queue
         self.protocol = RadiusServer(
             self.flows, ClientTable([]), config.get("radius", "duplicate_seconds")
         )
-        self._transport: asyncio.DatagramTransport | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._generation = -1
 
     async def start(self) -> None:
         await self._refresh()
         loop = asyncio.get_running_loop()
-        sock = self.sock or bind_udp(self.listen)
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: self.protocol, sock=sock)
+        sock = self.sock = self.sock or bind_udp(self.listen)
+        _deeper_receive_buffer(sock)
+        self.flows.loop = loop
+        self.protocol.sock = sock
+        self.queue.add_source(sock, self.protocol.read)
         log.info(
             "RADIUS listening on udp %s (%d clients)",
             self.listen,
@@ -82,8 +93,9 @@ class RadiusService:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
-        if self._transport is not None:
-            self._transport.close()
+        if self.sock is not None:
+            self.queue.remove_source(self.sock)
+            self.sock.close()
         log.info("RADIUS counters: %s", dict(self.protocol.stats))
 
     async def _keep_fresh(self) -> None:
@@ -93,7 +105,6 @@ class RadiusService:
                 await self._refresh()
             except Exception:
                 log.exception("could not reload the RADIUS clients; keeping the old list")
-            self.protocol.prune()
 
     async def _refresh(self) -> None:
         def load() -> ClientTable | None:
