@@ -49,6 +49,7 @@ POSITIVE = {
     ("ldap", "timeout_seconds"),
     ("radius_upstream", "timeout_seconds"),
     ("farm", "claim_timeout_seconds"),
+    ("farm", "retain_changes"),
 }
 
 

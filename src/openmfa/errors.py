@@ -16,6 +16,7 @@
         ├── NotFound                 -- no such user / method / API key
         ├── Conflict                 -- it exists already
         │   └── NotMaster            -- a write sent to a farm subordinate: use the master
+        ├── SnapshotNeeded           -- a subordinate asked for changes the master no longer keeps
         └── InvalidInput             -- a value is out of range or has the wrong shape
 
 Expected authentication denials (wrong code, locked, replay) are not errors: they are
@@ -100,6 +101,11 @@ class Conflict(RequestError):
 
 class NotMaster(Conflict):
     code = "not_master"
+
+
+class SnapshotNeeded(RequestError):
+    code = "snapshot_needed"
+    http_status = 410
 
 
 class InvalidInput(RequestError):

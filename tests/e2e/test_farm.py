@@ -299,3 +299,47 @@ def test_failures_on_every_node_count_toward_one_lockout(tmp_path: Path) -> None
             assert locked["accepted"] is False and locked["reason"] == "locked", locked
             cli(a, "user", "unlock", "alice")
             assert check(sub.url, oathtool("--totp", "-b", SEED))["accepted"] is True
+
+
+def test_a_subordinate_behind_the_retained_changes_rebootstraps(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    admin = init(a)
+    name_node(a, "node-a")
+    cfg = a / "server.toml"
+    cfg.write_text(cfg.read_text().replace("retain_changes = 100000", "retain_changes = 3"))
+    port = free_port()
+    with server(a, port=port) as master:
+        out = cli(a, "farm", "init", "--url", master.url).stdout
+        token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+        cli(a, "user", "add", "alice")
+        cli(a, "method", "add", "alice", "totp", "--secret", SEED, "--no-qr")
+        b.mkdir()
+        (b / "server.toml").write_text((a / "server.toml").read_text().replace("node-a", "node-b"))
+        cli(b, "farm", "join", master.url, "--token", token)
+        # node-b is away while the master takes more changes than it keeps.
+        for i in range(8):
+            cli(a, "user", "add", f"user{i:02d}")
+        cli(a, "user", "delete", "user00")
+        late = secret_of(cli(a, "method", "add", "user01", "totp", "--no-qr").stdout)
+    expected = users_on(a)
+    with server(a, port=port):  # prunes its change log shortly after it starts
+        eventually("the master forgot old changes", lambda: "forgot" in _log_of(a), 10)
+        with server(b) as sub:
+            eventually("node-b re-bootstrapped", lambda: users_on(b) == expected, 40)
+            log = next(b.glob("serve-*.log")).read_text()
+            assert "re-bootstrapped from the master's snapshot" in log
+            r = httpx.post(
+                sub.url + "/v1/authenticate",
+                json={"user": "user01", "code": oathtool("--totp", "-b", late)},
+                headers={"authorization": f"Bearer {admin}"},
+            )
+            assert r.status_code == 200 and r.json()["accepted"] is True, r.text
+            events = [json.loads(x) for x in cli(b, "audit", "--json").stdout.splitlines()]
+            assert any(e["action"] == "farm.resync" for e in events)
+            # It follows normally afterwards.
+            cli(a, "user", "add", "after")
+            eventually("a later change reaches node-b", lambda: "after" in users_on(b), 20)
+
+
+def _log_of(dd: Path) -> str:
+    return "".join(p.read_text() for p in dd.glob("serve-*.log"))

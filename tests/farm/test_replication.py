@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from openmfa.config import Config
-from openmfa.errors import FormatTooNew, InvalidInput, NotMaster, Unauthorized
+from openmfa.errors import FormatTooNew, InvalidInput, NotMaster, OpenMfaError, Unauthorized
 from openmfa.farm import membership
-from openmfa.farm.feed import changes_since, make_snapshot, open_snapshot
-from openmfa.farm.follower import apply_changes
+from openmfa.farm.feed import (
+    changes_since,
+    make_snapshot,
+    oldest_change,
+    open_snapshot,
+    prune_changes,
+)
+from openmfa.farm.follower import apply_changes, resync
 from openmfa.farm.signing import SignatureCheck, sign
 from openmfa.node.accounts import Accounts
+from openmfa.store import tables as t
 from openmfa.store.database import READS_FORMATS, DataDir, Store
 from tests.conftest import make_config
 
@@ -98,3 +106,55 @@ def test_signature_covers_every_part(change: str) -> None:
         check.verify(sign(key, "b", "GET", "/x", b"", now=100.0), "GET", "/x", b"", now=100.0)
         == "b"
     )
+
+
+def test_resync_replaces_configuration_and_keeps_state_moving_forward(
+    store: Store, config: Config, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("a re-bootstrap installs a SQLite snapshot; PostgreSQL nodes share a database")
+    acc = Accounts(store, config)
+    acc.add_user("alice")
+    totp_id = acc.enroll("alice", "totp", secret=SECRET).method.id
+    acc.add_user("gone")
+    # The subordinate: a copy of the master's data file as of now (what `farm join` installs).
+    key_file, data = open_snapshot(make_snapshot(store, "f1", bytes(32)), "f1", bytes(32))
+    dd = DataDir(tmp_path_factory.mktemp("sub"))
+    dd.key_file.write_bytes(key_file)
+    dd.data_file.write_bytes(data)
+    sub = Store.open(dd)
+    try:
+        m = membership.Membership("f1", membership.SUBORDINATE, 3, "http://m:1", bytes(32), "s")
+        with sub.write() as conn:
+            membership.save(sub, conn, m)
+            # This node accepted a TOTP step the master never heard of (master unreachable).
+            conn.execute(
+                t.method_state.update()
+                .where(t.method_state.c.method_id == totp_id)
+                .values(last_step=10**9)
+            )
+        # Meanwhile the master moves on, beyond what it keeps.
+        acc.delete_user("gone")
+        for i in range(5):
+            acc.add_user(f"new{i}")
+        removed = prune_changes(store, 2)
+        assert removed > 0 and oldest_change(store) > changes_since(sub, 0)[-1]["seq"] + 1
+        master_seq = changes_since(store, 0)[-1]["seq"]
+        key_file, data = open_snapshot(make_snapshot(store, "f1", bytes(32)), "f1", bytes(32))
+
+        assert resync(sub, key_file, data) == master_seq
+        names = {u.name for u in Accounts(sub, config).list_users()}
+        assert names == {"alice", "new0", "new1", "new2", "new3", "new4"}
+        with sub.read() as conn:
+            step = conn.scalar(
+                select(t.method_state.c.last_step).where(t.method_state.c.method_id == totp_id)
+            )
+        assert step == 10**9, "a step this node used stays used after the re-bootstrap"
+        assert membership.load(sub) == m, "this node's own membership stays"
+        assert [r["seq"] for r in changes_since(sub, 0)] == [
+            r["seq"] for r in changes_since(store, 0)
+        ]
+        with pytest.raises(OpenMfaError, match="another data key"):
+            resync(sub, b"not the key file", data)
+    finally:
+        sub.close()

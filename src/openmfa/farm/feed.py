@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from ..errors import InvalidInput
 from ..store import tables as t
@@ -50,6 +50,26 @@ def changes_since(store: Store, since: int, limit: int = MAX_BATCH) -> list[dict
         }
         for r in rows
     ]
+
+
+def oldest_change(store: Store) -> int:
+    """The oldest change record this node still keeps (0: none)."""
+    with store.read() as conn:
+        return int(conn.scalar(select(func.coalesce(func.min(t.changes.c.seq), 0))) or 0)
+
+
+def prune_changes(store: Store, keep: int) -> int:
+    """Forget all but the newest ``keep`` change records; returns how many were removed.
+
+    The newest record always stays: it is the node's position (and the generation caches key
+    on). A subordinate that needs a removed record re-bootstraps from a snapshot instead."""
+    with store.write() as conn:
+        newest = Store.generation(conn)
+        horizon = newest - max(1, keep)
+        if horizon <= 0:
+            return 0
+        result = conn.execute(delete(t.changes).where(t.changes.c.seq <= horizon))
+        return int(result.rowcount or 0)
 
 
 def _aead(farm_key: bytes) -> AESGCM:

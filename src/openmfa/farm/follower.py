@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,10 @@ import httpx
 from sqlalchemy import insert, select
 
 from .. import __version__
-from ..errors import Conflict, FormatTooNew, OpenMfaError
+from ..errors import Conflict, FormatTooNew, OpenMfaError, SnapshotNeeded
+from ..node import audit
 from ..store import tables as t
-from ..store.changes import Change, apply
+from ..store.changes import AuditEvent, Change, apply
 from ..store.database import READS_FORMATS, DataDir, Store
 from . import audit_relay, membership
 from .feed import open_snapshot
@@ -119,6 +121,39 @@ def register(master_url: str, key: bytes, node: str, url: str) -> None:
 
 def bootstrap(dd: DataDir, master_url: str, farm_id: str, key: bytes, node: str, url: str) -> int:
     """Replace this node's data with the master's snapshot; returns the snapshot's position."""
+    key_file, data, epoch = fetch_snapshot(master_url, farm_id, key, node)
+    dd.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{dd.data_file}{suffix}").unlink(missing_ok=True)
+    for path, content in ((dd.key_file, key_file), (dd.data_file, data)):
+        tmp = path.with_name(path.name + ".joining")
+        _write_private(tmp, content)
+        os.replace(tmp, path)
+    store = Store.open(dd)
+    try:
+        with store.write() as conn:
+            m = Membership(farm_id, SUBORDINATE, epoch, master_url, key, url)
+            save(store, conn, m)
+            audit_relay.start_from_here(conn)
+            return Store.generation(conn)
+    finally:
+        store.close()
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` (owner-only) and sync it to disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fetch_snapshot(
+    master_url: str, farm_id: str, key: bytes, node: str
+) -> tuple[bytes, bytes, int]:
+    """(key file, data file, epoch) of the master's current snapshot."""
     try:
         resp = call(
             key,
@@ -134,28 +169,90 @@ def bootstrap(dd: DataDir, master_url: str, farm_id: str, key: bytes, node: str,
     if resp.status_code != 200:
         raise OpenMfaError(f"the master at {master_url} refused the snapshot: {refused(resp)}")
     key_file, data = open_snapshot(resp.content, farm_id, key)
-    epoch = int(resp.headers.get("x-omfa-epoch", "1"))
-    dd.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for suffix in ("-wal", "-shm"):
-        Path(f"{dd.data_file}{suffix}").unlink(missing_ok=True)
-    for path, content in ((dd.key_file, key_file), (dd.data_file, data)):
-        tmp = path.with_name(path.name + ".joining")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    store = Store.open(dd)
+    return key_file, data, int(resp.headers.get("x-omfa-epoch", "1"))
+
+
+_REPLACED = ("users", "passwords", "methods", "backup_codes", "api_keys", "radius_clients")
+"""Configuration tables a re-bootstrap takes from the snapshot as they are."""
+
+
+def resync(store: Store, key_file: bytes, data: bytes) -> int:
+    """Bring a serving subordinate to the master's snapshot in place; returns the new position.
+
+    One transaction on the live data file: configuration and change records are replaced by
+    the snapshot's; authentication state is merged forward (a TOTP step, an HOTP counter or a
+    used backup code this node saw stays used); audit events and this node's own membership
+    stay. Other connections see the change when it commits (their caches key on the data
+    version and the generation)."""
+    dd = store.data_dir
+    if key_file != dd.key_file.read_bytes():
+        raise OpenMfaError(
+            "the master's snapshot is sealed with another data key than this node's; this node "
+            "is not a copy of this farm's data: back it up and run `openmfa farm join` again"
+        )
+    tmp = dd.root / "resync.db"
+    _write_private(tmp, data)
+    db = sqlite3.connect(dd.data_file, isolation_level=None, timeout=10)
     try:
-        with store.write() as conn:
-            m = Membership(farm_id, SUBORDINATE, epoch, master_url, key, url)
-            save(store, conn, m)
-            audit_relay.start_from_here(conn)
-            return Store.generation(conn)
+        db.execute("ATTACH DATABASE ? AS snap", (str(tmp),))
+        mine = db.execute("SELECT version_num FROM main.alembic_version").fetchall()
+        theirs = db.execute("SELECT version_num FROM snap.alembic_version").fetchall()
+        if mine != theirs:
+            raise OpenMfaError(
+                f"the master's data is at schema {theirs}, this node's at {mine}; install the "
+                "master's release here, then the node re-bootstraps by itself"
+            )
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            _replace(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("DETACH DATABASE snap")
+        (seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM main.changes").fetchone()
     finally:
-        store.close()
+        db.close()
+        tmp.unlink(missing_ok=True)
+    return int(seq)
+
+
+def _cols(table: str) -> str:
+    return ", ".join(c.name for c in t.metadata.tables[table].columns)
+
+
+def _replace(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TEMP TABLE kept_ms AS SELECT method_id, last_step, counter FROM method_state"
+    )
+    db.execute("CREATE TEMP TABLE kept_bc AS SELECT id, used_at FROM backup_codes")
+    for table in ("method_state", "user_state", *reversed(_REPLACED), "changes"):
+        db.execute(f"DELETE FROM main.{table}")  # noqa: S608 - table names are ours
+    for table in (*_REPLACED, "user_state", "method_state", "changes"):
+        cols = _cols(table)
+        db.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM snap.{table}")  # noqa: S608
+    db.execute(
+        "UPDATE main.method_state SET last_step = max(method_state.last_step, k.last_step), "
+        "counter = max(method_state.counter, k.counter) "
+        "FROM kept_ms AS k WHERE k.method_id = method_state.method_id"
+    )
+    db.execute(
+        "UPDATE main.backup_codes SET used_at = k.used_at FROM kept_bc AS k "
+        "WHERE k.id = backup_codes.id AND backup_codes.used_at IS NULL AND k.used_at IS NOT NULL"
+    )
+    db.execute("DROP TABLE kept_ms")
+    db.execute("DROP TABLE kept_bc")
+    # Who is in the farm and the farm's data format come from the master; this node's own
+    # membership (role, epoch, URL) and its audit-relay marks stay.
+    for pattern in (membership.MEMBER_PREFIX + "%", "farm.format"):
+        db.execute("DELETE FROM main.meta WHERE key LIKE ?", (pattern,))
+        db.execute(
+            "INSERT INTO main.meta (key, value) SELECT key, value FROM snap.meta WHERE key LIKE ?",
+            (pattern,),
+        )
+    problems = db.execute("PRAGMA main.foreign_key_check").fetchall()
+    if problems:
+        raise OpenMfaError(f"the snapshot would leave dangling references ({problems[:3]})")
 
 
 def hello(m: Membership, node: str, url: str, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -260,6 +357,17 @@ class Follower:
             (log.error if error else log.warning)("%s", text)
         self.problem = text
 
+    def _resync(self, why: str) -> None:
+        log.warning("%s", why)
+        m = self.m
+        key_file, data, _ = fetch_snapshot(m.master_url, m.farm_id, m.key, self.store.node_name)
+        seq = resync(self.store, key_file, data)
+        log.warning("re-bootstrapped from the master's snapshot: now at change %d", seq)
+        audit.record(
+            self.store,
+            AuditEvent("farm.resync", "ok", client="farm", detail=f"from {self.m.master_url}"),
+        )
+
     async def _once(self, client: httpx.AsyncClient) -> None:
         since, mark = await asyncio.to_thread(position, self.store)
         params = {
@@ -279,6 +387,9 @@ class Follower:
             "/v1/farm/changes",
             params=params,
         )
+        if resp.status_code == 410 and resp.json().get("code") == SnapshotNeeded.code:
+            await asyncio.to_thread(self._resync, refused(resp))
+            return
         if resp.status_code == 409:
             if resp.json().get("code") == Diverged.code:
                 raise Diverged(refused(resp))

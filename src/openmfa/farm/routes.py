@@ -17,14 +17,21 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..core.lockout import LockoutPolicy
-from ..errors import Conflict, InvalidInput, NotFound, NotMaster
+from ..errors import Conflict, InvalidInput, NotFound, NotMaster, SnapshotNeeded
 from ..store import tables as t
 from ..store.changes import Change, ChangeWriter
 from ..store.database import READS_FORMATS, Store
 from . import audit_relay, membership
 from .agent import start_upgrade
 from .claims import CLAIM_PATH, CLAIMS_PATH, KINDS, claim_on_master, claims_on_master
-from .feed import MAX_BATCH, NodeReport, Reports, changes_since, make_snapshot
+from .feed import (
+    MAX_BATCH,
+    NodeReport,
+    Reports,
+    changes_since,
+    make_snapshot,
+    oldest_change,
+)
 from .follower import Diverged, fingerprint, position
 from .formats import finalize
 from .membership import Membership, farm_format
@@ -167,6 +174,12 @@ class FarmEndpoints:
         if epoch > m.epoch:
             raise NotMaster(
                 f"this node was master of epoch {m.epoch}; the farm is at epoch {epoch}"
+            )
+        oldest = await run_in_threadpool(oldest_change, self.store)
+        if since + 1 < oldest:
+            raise SnapshotNeeded(
+                f"node {node} is at change {since}; this master keeps changes from {oldest} on "
+                "([farm] retain_changes): the node re-bootstraps from a snapshot"
             )
         if not await run_in_threadpool(holds, self.store, since, q.get("mark", "")):
             raise Diverged(

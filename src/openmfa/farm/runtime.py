@@ -5,6 +5,7 @@ node, or the fencing check below); this watcher sees the change within a second 
 stops the follower, the audit relay and the claims client to match. A master also asks the
 other nodes, every few seconds and first thing on start, whether the farm has moved on to a
 newer epoch; if so it demotes itself and follows (a former master never keeps leading).
+Every minute it forgets change records beyond ``[farm] retain_changes``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..store.database import Store
 from . import membership
 from .audit_relay import AuditRelay
 from .claims import remote_for
+from .feed import prune_changes
 from .follower import Follower, current_master
 from .membership import Membership, save
 from .tasks import cancel_and_wait
@@ -25,6 +27,7 @@ from .tasks import cancel_and_wait
 log = logging.getLogger("openmfa.farm")
 WATCH_SECONDS = 1.0
 PEER_CHECK_SECONDS = 5.0
+PRUNE_SECONDS = 60.0
 
 
 class FarmRuntime:
@@ -52,8 +55,15 @@ class FarmRuntime:
             ticks += 1
             try:
                 await self._tick(check_peers=ticks % int(PEER_CHECK_SECONDS) == 0)
+                if ticks % int(PRUNE_SECONDS) == 1:
+                    await asyncio.to_thread(self._prune)
             except Exception:
                 log.exception("farm watcher failed; retrying")
+
+    def _prune(self) -> None:
+        removed = prune_changes(self.store, int(self.config.get("farm", "retain_changes")))
+        if removed:
+            log.info("forgot %d old change records ([farm] retain_changes)", removed)
 
     async def _tick(self, *, check_peers: bool) -> None:
         m = await asyncio.to_thread(membership.load, self.store)

@@ -153,7 +153,9 @@ class _Statements:
         self.generation = Prepared(e, select(func.coalesce(func.max(t.changes.c.seq), 0)))
         self.changes_since = Prepared(
             e,
-            select(t.changes.c.kind, t.changes.c.payload).where(t.changes.c.seq > bindparam("gen")),
+            select(t.changes.c.seq, t.changes.c.kind, t.changes.c.payload)
+            .where(t.changes.c.seq > bindparam("gen"))
+            .order_by(t.changes.c.seq),
         )
         self.user = Prepared(
             e, select(t.users.c.id, t.users.c.enabled).where(t.users.c.name == bindparam("name"))
@@ -341,7 +343,13 @@ class Authenticator:
         if cache.generation < 0 or generation - cache.generation > FORGET_ALL_AFTER:
             self._cache = _Cache(generation)
             return generation
-        for kind, payload in self._sql.changes_since.all(cur, gen=cache.generation):
+        rows = self._sql.changes_since.all(cur, gen=cache.generation)
+        if not rows or rows[0][0] != cache.generation + 1:
+            # Records were pruned, or the data was replaced (a farm re-bootstrap): the gap
+            # cannot be read, so nothing cached can be trusted.
+            self._cache = _Cache(generation)
+            return generation
+        for _, kind, payload in rows:
             p = json.loads(payload) if isinstance(payload, str) else payload
             if kind.startswith("user."):
                 self._forget(user_id=p.get("id"), name=p.get("name"))
