@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from openmfa.farm import membership
+from openmfa.farm.peers import call
 from openmfa.radius import packet as p
 
 from .helpers import Server, cli, init, oathtool, secret_of, server
@@ -379,3 +381,34 @@ def test_ipv6(tmp_path: Path) -> None:
             timeout=30,
         ).stdout
         assert "Received Access-Accept" in out
+
+
+def test_draining_finishes_open_challenges_and_sends_new_sign_ins_elsewhere(node: Node) -> None:
+    """What `farm upgrade` does to a node before it restarts it (signed farm requests)."""
+    node.gateway(primary="local")
+    out = cli(node.dd, "farm", "init", "--url", node.srv.url).stdout
+    _, key = membership.parse_token(re.search(r"(omfa-join-\S+)", out).group(1))  # type: ignore[union-attr]
+
+    def farm(method: str, path: str, body: object = None) -> dict[str, object]:
+        resp = call(key, "orchestrator", node.srv.url, method, path, body=body)
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    kind, attrs = challenge(node, "alice", "alice-local-pw")
+    assert kind == "Access-Challenge"
+    said = farm("POST", "/v1/farm/drain", {"on": True})
+    assert said["radius"] == {"draining": True, "open_challenges": 1}
+    # The sign-in in progress finishes here ...
+    kind, _ = radclient(
+        node.port,
+        {"User-Name": "alice", "User-Password": node.code("alice", 30), "State": attrs["State"]},
+    )
+    assert kind == "Access-Accept"
+    assert farm("GET", "/v1/farm/hello")["radius"] == {"draining": True, "open_challenges": 0}
+    # ... new ones get no answer, so the gateway asks its next server.
+    before = node.stats().get("drained", 0)
+    assert challenge(node, "erin", "erin-local-pw") == (None, {})
+    assert radclient(node.port, {}, command="status")[0] is None
+    assert node.stats()["drained"] >= before + 2
+    farm("POST", "/v1/farm/drain", {"on": False})
+    assert challenge(node, "erin", "erin-local-pw")[0] == "Access-Challenge"

@@ -146,6 +146,7 @@ class RollingUpgrade:
         self.lb.drain(name)
         try:
             self._wait_drained(name)
+            self._drain_radius(name, url)
             self.say(f"[{name}] upgrading in place")
             resp = call(
                 self.m.key,
@@ -159,8 +160,9 @@ class RollingUpgrade:
             self._wait_upgraded(name, url, target, str(started.get("log", "")))
         except BaseException:
             said = hello(self.m, self.me, url)
-            if said is not None:
-                self.lb.ready(name)  # it serves (old or new release): let it take traffic
+            if said is not None:  # it serves (old or new release): let it take traffic
+                self._set_radius_draining(url, on=False)
+                self.lb.ready(name)
             raise
         self.say(f"[{name}] back in the load balancer")
         self.lb.ready(name)
@@ -172,6 +174,32 @@ class RollingUpgrade:
                 self.say(f"[{name}] still {n} sessions after {self.drain_timeout:.0f} s; going on")
                 return
             time.sleep(0.2)
+
+    def _set_radius_draining(self, url: str, *, on: bool) -> dict[str, Any] | None:
+        resp = call(self.m.key, self.me, url, "POST", "/v1/farm/drain", body={"on": on})
+        if resp.status_code == 404:
+            return None  # a release without RADIUS draining: nothing to wait for
+        said: dict[str, Any] | None = checked(resp, "the node refused to drain RADIUS")["radius"]
+        return said
+
+    def _drain_radius(self, name: str, url: str) -> None:
+        """New RADIUS sign-ins go to the other servers; challenges already issued here (the
+        user is typing a code) are answered here until they finish or expire."""
+        said = self._set_radius_draining(url, on=True)
+        if said is None:
+            return
+        deadline = time.monotonic() + self.drain_timeout
+        while int(said.get("open_challenges", 0)):
+            if time.monotonic() > deadline:
+                self.say(
+                    f"[{name}] {said['open_challenges']} RADIUS challenges still open after "
+                    f"{self.drain_timeout:.0f} s; going on"
+                )
+                return
+            time.sleep(0.5)
+            now = hello(self.m, self.me, url)
+            said = (now or {}).get("radius") or {}
+        self.say(f"[{name}] RADIUS drained (no open challenges)")
 
     def _wait_upgraded(self, name: str, url: str, target: str, log: str) -> None:
         deadline = time.monotonic() + self.node_timeout

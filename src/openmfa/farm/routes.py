@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 from sqlalchemy import select
@@ -85,6 +85,18 @@ class _Upgrade(msgspec.Struct):
     bundle: str
 
 
+class _Drain(msgspec.Struct):
+    on: bool
+
+
+class RadiusActivity(Protocol):
+    """What a node's RADIUS server tells the rolling upgrade (``radius.service``)."""
+
+    def set_draining(self, on: bool) -> None: ...
+
+    def activity(self) -> dict[str, object]: ...
+
+
 class _Master(msgspec.Struct):
     epoch: int
     master_url: str
@@ -141,6 +153,7 @@ class FarmEndpoints:
         self.store = store
         self.lockout = lockout
         self.reports = Reports(store)
+        self.radius: RadiusActivity | None = None
         self._checks: dict[bytes, SignatureCheck] = {}
 
     async def _verified(
@@ -253,7 +266,23 @@ class FarmEndpoints:
 
     async def hello(self, request: Request) -> Response:
         m, _ = await self._verified(request, master=False)
-        return _json(await run_in_threadpool(describe, self.store, m))
+        said = await run_in_threadpool(describe, self.store, m)
+        if self.radius is not None:
+            said["radius"] = self.radius.activity()
+        return _json(said)
+
+    async def drain(self, request: Request) -> Response:
+        """Stop (or resume) taking new RADIUS sign-ins; challenges already open still finish.
+
+        A draining node drops new Access-Requests and Status-Server unanswered, which is how
+        RADIUS clients learn to use their next server (RFC 2865 §2.4 retransmission)."""
+        _, node = await self._verified(request, master=False)
+        body = await _decode(request, _Drain)
+        if self.radius is None:
+            return _json({"radius": None})
+        self.radius.set_draining(body.on)
+        log.warning("RADIUS %s, as asked by %s", "draining" if body.on else "back", node)
+        return _json({"radius": self.radius.activity()})
 
     async def promote(self, request: Request) -> Response:
         """Become the master of a new, higher epoch (sent by ``farm promote``)."""
@@ -317,5 +346,6 @@ class FarmEndpoints:
             Route("/v1/farm/promote", self.promote, methods=["POST"]),
             Route("/v1/farm/master", self.master_notice, methods=["POST"]),
             Route("/v1/farm/upgrade", self.upgrade, methods=["POST"]),
+            Route("/v1/farm/drain", self.drain, methods=["POST"]),
             Route("/v1/farm/finalize", self.finalize, methods=["POST"]),
         ]

@@ -74,6 +74,8 @@ class RadiusServer:
         self._arrivals: deque[tuple[float, _Key]] = deque()  # oldest first, for pruning
         self._logged: Counter[str] = Counter()
         self._pruned = time.monotonic()
+        self.draining = False
+        """Set for a rolling upgrade: only follow-ups of open challenges are answered."""
 
     def read(self, limit: int) -> list[Job]:
         """Take up to ``limit`` datagrams that are waiting; return the attempts they carry."""
@@ -133,6 +135,9 @@ class RadiusServer:
                 "request from %s has no Message-Authenticator; it is required (BlastRADIUS)",
                 client.name,
             )
+            return None
+        if self.draining and (pkt.code != p.ACCESS_REQUEST or pkt.get(p.STATE) is None):
+            self.stats["drained"] += 1  # unanswered: the client retries its next server
             return None
         now = time.monotonic()
         self._recent[key] = (now, _PENDING)

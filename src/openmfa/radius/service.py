@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 
 from ..config import Config, parse_listen
 from ..errors import ConfigError
@@ -87,6 +88,15 @@ class RadiusService:
             len(self.protocol.clients._clients),
         )
         self._refresher = loop.create_task(self._keep_fresh())
+
+    def set_draining(self, on: bool) -> None:
+        self.protocol.draining = on
+
+    def activity(self) -> dict[str, object]:
+        return {
+            "draining": self.protocol.draining,
+            "open_challenges": self.flows.states.open_count(time.time()),
+        }
 
     async def stop(self) -> None:
         if self._refresher is not None:

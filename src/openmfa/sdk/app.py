@@ -86,6 +86,7 @@ class Node:
             RadiusService(store, config, self.queue, listen, radius_sock) if listen else None
         )
         self.farm = FarmEndpoints(store, verify_policy(config).lockout)
+        self.farm.radius = self.radius
         self.farm_runtime = FarmRuntime(store, config, self.authenticator)
 
     def client(self, token: str | None, permission: str) -> ApiClient:
