@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -157,14 +158,23 @@ def test_a_code_is_used_once_in_the_farm_and_the_policy_decides_without_master(
             totp_now = oathtool("--totp", "-b", SEED)
             assert check(sub.url, "alice", totp_now)["accepted"] is True
             assert check(master.url, "alice", totp_now)["reason"] == "replay"
-            hotp = [oathtool("-b", "-c", str(c), HOTP_SEED) for c in range(4)]
-            assert check(master.url, "alice", hotp[0])["accepted"] is True
+            hotp = [oathtool("-b", "-c", str(c), HOTP_SEED) for c in range(20)]
+            # Verified by the master's CLI: that reaches node-b's copy only as a claim answer.
+            cli(a, "verify", "alice", hotp[0])
             # node-b's own copy has not seen counter 0 used; the master has.
             assert check(sub.url, "alice", hotp[0])["reason"] == "replay"
             assert check(sub.url, "alice", hotp[1])["accepted"] is True
             # Behind the master's counter now: HOTP cannot tell a replay from a wrong code.
             assert check(master.url, "alice", hotp[1])["reason"] == "wrong_code"
+            # The token is used on the master more often than node-b's look-ahead window (10):
+            # the master's server pushes the counters with the change feed, so node-b still
+            # takes the next code.
+            for c in range(2, 15):
+                assert check(master.url, "alice", hotp[c])["accepted"] is True
+            eventually("node-b's HOTP counter at 15", lambda: hotp_counter(b) == 15)
+            assert check(sub.url, "alice", hotp[15])["accepted"] is True
     # The master is gone. By default the subordinate decides on its own state, and says so.
+    hotp = hotp[14:]  # counters 16 and 17 come next
     with server(b) as sub:
         assert check(sub.url, "alice", hotp[2])["accepted"] is True
     cfg = b / "server.toml"
@@ -186,7 +196,7 @@ def test_a_code_is_used_once_in_the_farm_and_the_policy_decides_without_master(
     # The master returns: every event node-b recorded (also while the master was away, across
     # two restarts of node-b) reaches it, once.
     mine = sorted(e["request_id"] for e in events if e["node"] == "node-b")
-    assert len(mine) == 5  # the five attempts above
+    assert len(mine) == 6  # the six attempts above
     with server(a, port=master_port), server(b):
 
         def relayed() -> list[str]:
@@ -196,6 +206,16 @@ def test_a_code_is_used_once_in_the_farm_and_the_policy_decides_without_master(
 
         eventually("node-b's audit events on the master", lambda: relayed() == mine, 30)
     assert relayed() == mine  # no duplicates after the final push on stop
+
+
+def hotp_counter(dd: Path) -> int:
+    """The HOTP counter in a node's data file (read-only)."""
+    with sqlite3.connect(f"file:{dd / 'openmfa.db'}?mode=ro", uri=True) as db:
+        row = db.execute(
+            "SELECT s.counter FROM method_state s JOIN methods m ON m.id = s.method_id "
+            "WHERE m.kind = 'hotp'"
+        ).fetchone()
+    return int(row[0])
 
 
 def farm_status(dd: Path) -> dict[str, object]:

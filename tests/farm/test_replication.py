@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from openmfa.config import Config
 from openmfa.errors import FormatTooNew, InvalidInput, NotMaster, OpenMfaError, Unauthorized
-from openmfa.farm import membership
+from openmfa.farm import membership, state_push
 from openmfa.farm.feed import (
     changes_since,
     make_snapshot,
@@ -17,6 +17,7 @@ from openmfa.farm.feed import (
 )
 from openmfa.farm.follower import apply_changes, resync
 from openmfa.farm.signing import SignatureCheck, sign
+from openmfa.farm.state_push import StateJournal
 from openmfa.node.accounts import Accounts
 from openmfa.store import tables as t
 from openmfa.store.database import READS_FORMATS, DataDir, Store
@@ -158,3 +159,30 @@ def test_resync_replaces_configuration_and_keeps_state_moving_forward(
             resync(sub, b"not the key file", data)
     finally:
         sub.close()
+
+
+def test_state_journal_hands_out_each_advance_once_and_restarts_cleanly(
+    store: Store, config: Config
+) -> None:
+    journal = StateJournal()
+    first = journal.since("", 0)
+    assert first == {"token": journal.token, "position": 0, "rows": []}
+    journal.note([("m1", "hotp", 5), ("m2", "totp", 100)])
+    assert journal.news(journal.token, 0) and not journal.news(journal.token, 2)
+    got = journal.since(journal.token, 0)
+    assert got["rows"] == [["m1", "hotp", 5], ["m2", "totp", 100]] and got["position"] == 2
+    assert journal.since(journal.token, 2)["rows"] == []
+    # A follower of another master process (a restart) starts from now, with nothing replayed.
+    assert journal.since("other", 0) == {"token": journal.token, "position": 2, "rows": []}
+
+    # Merging never moves a counter or step back.
+    acc = Accounts(store, config)
+    acc.add_user("hank")
+    mid = acc.enroll("hank", "hotp", secret=SECRET).method.id
+    state_push.merge(store, [[mid, "hotp", 7]])
+    state_push.merge(store, [[mid, "hotp", 3], ["no-such-method", "hotp", 9]])
+    with store.read() as conn:
+        counter = conn.scalar(
+            select(t.method_state.c.counter).where(t.method_state.c.method_id == mid)
+        )
+    assert counter == 7

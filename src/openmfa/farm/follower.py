@@ -32,7 +32,7 @@ from ..node import audit
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, apply
 from ..store.database import READS_FORMATS, DataDir, Store
-from . import audit_relay, membership
+from . import audit_relay, membership, state_push
 from .feed import open_snapshot
 from .membership import SUBORDINATE, Membership, save
 from .peers import acall, call, checked, refused
@@ -306,6 +306,8 @@ class Follower:
         self.m = m
         self.problem = ""
         self._task: asyncio.Task[None] | None = None
+        self._state = ("", 0)
+        """(token, position) in the master's state journal."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -377,6 +379,8 @@ class Follower:
             "wait": WAIT_SECONDS,
             "release": __version__,
             "reads": reads(),
+            "state_token": self._state[0],
+            "state_since": self._state[1],
         }
         resp = await acall(
             client,
@@ -401,6 +405,11 @@ class Follower:
                 f"this node's {self.m.epoch}: it is a former master; looking for the current one"
             )
         await asyncio.to_thread(apply_changes, self.store, data["changes"])
+        pushed = data.get("state")  # absent from a master on an older release
+        if pushed:
+            if pushed["rows"]:
+                await asyncio.to_thread(state_push.merge, self.store, pushed["rows"])
+            self._state = (str(pushed["token"]), int(pushed["position"]))
         if self.problem:
             log.info("following the master at %s again", self.m.master_url)
         self.problem = ""

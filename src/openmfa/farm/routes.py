@@ -36,6 +36,7 @@ from .follower import Diverged, fingerprint, position
 from .formats import finalize
 from .membership import Membership, farm_format
 from .signing import SignatureCheck
+from .state_push import StateJournal
 
 POLL_SECONDS = 0.05
 
@@ -154,6 +155,7 @@ class FarmEndpoints:
         self.lockout = lockout
         self.reports = Reports(store)
         self.radius: RadiusActivity | None = None
+        self.journal = StateJournal()
         self._checks: dict[bytes, SignatureCheck] = {}
 
     async def _verified(
@@ -210,13 +212,21 @@ class FarmEndpoints:
             client.host if client else "",
         )
         await run_in_threadpool(self.reports.record, report)
+        state_token, state_since = q.get("state_token", ""), int(q.get("state_since", "0") or 0)
         deadline = time.monotonic() + wait
         while True:
             rows = await run_in_threadpool(changes_since, self.store, since, limit)
-            if rows or time.monotonic() >= deadline:
+            if rows or self.journal.news(state_token, state_since):
+                break
+            if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(POLL_SECONDS)
-        body = {"farm": m.farm_id, "epoch": m.epoch, "changes": rows}
+        body = {
+            "farm": m.farm_id,
+            "epoch": m.epoch,
+            "changes": rows,
+            "state": self.journal.since(state_token, state_since),
+        }
         return Response(msgspec.json.encode(body), media_type="application/json")
 
     async def snapshot(self, request: Request) -> Response:
@@ -241,6 +251,8 @@ class FarmEndpoints:
         result = await run_in_threadpool(
             claim_on_master, self.store, self.lockout, method_id, str(kind), value
         )
+        if result == "ok" and kind in ("totp", "hotp"):
+            self.journal.note([(method_id, str(kind), int(value))])
         return Response(msgspec.json.encode({"result": result}), media_type="application/json")
 
     async def audit(self, request: Request) -> Response:
@@ -332,6 +344,11 @@ class FarmEndpoints:
                 raise InvalidInput(f"a claim's kind is one of {', '.join(KINDS)}")
         wanted = [(c.method_id, c.kind, c.value) for c in body.claims]
         done = await run_in_threadpool(claims_on_master, self.store, self.lockout, wanted)
+        self.journal.note(
+            (str(mid), str(kind), int(value))
+            for (mid, kind, value), result in zip(wanted, done, strict=True)
+            if result == "ok" and kind in ("totp", "hotp")
+        )
         return _json({"results": done})
 
     def routes(self) -> list[Route]:

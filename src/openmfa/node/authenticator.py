@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -230,6 +230,8 @@ class Authenticator:
         self._sql = _Statements(store)
         self._exact = store.engine.dialect.name == "sqlite"
         self._states: dict[int, _State] = {}
+        self.on_state: Callable[[list[tuple[str, str, int]]], None] | None = None
+        """Told each committed batch's TOTP steps and HOTP counters (the farm's state push)."""
         self._conn: Connection | None = None
         self._data_version: int | None = None
 
@@ -331,6 +333,15 @@ class Authenticator:
             if audit:
                 self._sql.audit.many(cur, audit)
             cur.close()
+        if (
+            self.on_state is not None
+            and pending is not None
+            and (pending.steps or pending.counters)
+        ):
+            self.on_state(
+                [(r["mid"], "totp", r["v"]) for r in pending.steps]
+                + [(r["mid"], "hotp", r["v"]) for r in pending.counters]
+            )
         return results
 
     def _refresh(self, cur: Any) -> int:

@@ -87,6 +87,7 @@ class Node:
         )
         self.farm = FarmEndpoints(store, verify_policy(config).lockout)
         self.farm.radius = self.radius
+        self.authenticator.on_state = self.farm.journal.note
         self.farm_runtime = FarmRuntime(store, config, self.authenticator)
 
     def client(self, token: str | None, permission: str) -> ApiClient:

@@ -1,0 +1,81 @@
+"""Authentication state the master pushes to its subordinates with the change feed.
+
+A subordinate claims every code it accepts at the master, so a code is used once in the farm
+whatever its own copy says. Its copy should still move forward: an HOTP token used on other
+nodes more times than the look-ahead window would otherwise fall out of this node's window, and
+a node deciding alone (master unreachable) should know the steps and counters used elsewhere.
+
+Invariant owned here: pushed state only ever moves a method's TOTP step or HOTP counter forward
+(``max``), so a late or repeated push changes nothing. The journal lives in the master's memory;
+after a restart (a new ``token``) subordinates start again from its current position.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Integer, String, bindparam, update
+
+from ..store import tables as t
+from ..store.database import Store
+
+Advance = tuple[str, str, int]
+"""(method id, "totp" | "hotp", the step or counter now used)."""
+MAX_KEPT = 100_000
+MAX_SENT = 5_000
+
+
+class StateJournal:
+    def __init__(self) -> None:
+        self.token = secrets.token_hex(8)
+        self._rows: deque[tuple[int, str, str, int]] = deque(maxlen=MAX_KEPT)
+        self._next = 1
+        self._lock = threading.Lock()
+
+    @property
+    def position(self) -> int:
+        return self._next - 1
+
+    def note(self, advances: Iterable[Advance]) -> None:
+        with self._lock:
+            for method_id, kind, value in advances:
+                self._rows.append((self._next, method_id, kind, value))
+                self._next += 1
+
+    def news(self, token: str, since: int) -> bool:
+        return token != self.token or since < self.position
+
+    def since(self, token: str, since: int) -> dict[str, Any]:
+        """What a follower at (``token``, ``since``) has not seen (from now on if it cannot
+        be told: another process's token, or older than what is kept)."""
+        with self._lock:
+            rows = list(self._rows)
+            position = self._next - 1
+        if token != self.token or (rows and since < rows[0][0] - 1):
+            return {"token": self.token, "position": position, "rows": []}
+        fresh = [[m, k, v] for n, m, k, v in rows if n > since][:MAX_SENT]
+        upto = since + len(fresh)
+        return {"token": self.token, "position": upto, "rows": fresh}
+
+
+def merge(store: Store, rows: list[list[Any]]) -> None:
+    """Move this node's copy forward to the master's steps and counters (never back)."""
+    ms = t.method_state
+    mid, v = bindparam("mid", type_=String), bindparam("v", type_=Integer)
+    steps = [{"mid": m, "v": int(value)} for m, kind, value in rows if kind == "totp"]
+    counters = [{"mid": m, "v": int(value)} for m, kind, value in rows if kind == "hotp"]
+    with store.write() as conn:
+        if steps:
+            conn.execute(
+                update(ms).where(ms.c.method_id == mid, ms.c.last_step < v).values(last_step=v),
+                steps,
+            )
+        if counters:
+            conn.execute(
+                update(ms).where(ms.c.method_id == mid, ms.c.counter < v).values(counter=v),
+                counters,
+            )
