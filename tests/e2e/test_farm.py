@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from openmfa.core.totp import step_at, totp
 from openmfa.farm.signing import sign
 
 from .helpers import cli, free_port, init, oathtool, secret_of, server
@@ -208,6 +211,65 @@ def test_a_code_is_used_once_in_the_farm_and_the_policy_decides_without_master(
     assert relayed() == mine  # no duplicates after the final push on stop
 
 
+def make_totp_user(url: str, h: dict[str, str], name: str) -> bytes:
+    """A user with a TOTP method, made through the master's SDK; returns the seed."""
+    assert httpx.post(url + "/v1/users", json={"name": name}, headers=h).status_code == 201
+    r = httpx.post(url + f"/v1/users/{name}/methods", json={"kind": "totp"}, headers=h)
+    assert r.status_code == 201, r.text
+    return base64.b32decode(r.json()["secret"])
+
+
+class Load:
+    """A bounded load generator: each user's current TOTP code, once per time step, sent to
+    the nodes in turn, until the block ends (at most 120 s). Every valid code must pass."""
+
+    def __init__(self, urls: list[str], h: dict[str, str], users: dict[str, bytes]) -> None:
+        self.urls, self.h, self.users = urls, h, users
+        self.accepted = 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        used: set[tuple[str, int]] = set()
+        turn = 0
+        deadline = time.monotonic() + 120
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                now = time.time()
+                step = step_at(now)
+                free = [u for u in self.users if (u, step) not in used]
+                if not free or step_at(now + 1) != step:  # none left, or the step is ending
+                    time.sleep(0.2)
+                    continue
+                user = free[0]
+                used.add((user, step))
+                url = self.urls[turn % len(self.urls)]
+                turn += 1
+                code = totp(self.users[user], now)
+                try:
+                    r = client.post(
+                        url + "/v1/authenticate", json={"user": user, "code": code}, headers=self.h
+                    )
+                    ok = r.status_code == 200 and r.json()["accepted"] is True
+                    why = r.text
+                except httpx.HTTPError as exc:
+                    ok, why = False, repr(exc)
+                if ok:
+                    self.accepted += 1
+                else:
+                    self.failed.append(f"{user} at {url}: {why}")
+                time.sleep(28 / len(self.users))  # spread over the step: a steady trickle
+
+
 def hotp_counter(dd: Path) -> int:
     """The HOTP counter in a node's data file (read-only)."""
     with sqlite3.connect(f"file:{dd / 'openmfa.db'}?mode=ro", uri=True) as db:
@@ -242,6 +304,7 @@ def test_promotion_handover_kill_and_fencing_of_the_former_master(tmp_path: Path
         token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
         cli(a, "user", "add", "alice")
         cli(a, "method", "add", "alice", "hotp", "--secret", HOTP_SEED, "--no-qr")
+        crowd = {f"load{i:02d}": make_totp_user(urls["a"], h, f"load{i:02d}") for i in range(60)}
         for n, dd in (("b", b), ("c", c)):
             dd.mkdir()
             (dd / "server.toml").write_text(
@@ -266,15 +329,20 @@ def test_promotion_handover_kill_and_fencing_of_the_former_master(tmp_path: Path
         assert accepted(urls["c"], hotp[0])  # claimed at the new master
         assert not accepted(urls["a"], hotp[0])
 
-        # The master dies. The others keep authenticating on their own state.
-        srv_b.proc.kill()
-        srv_b.proc.wait()
-        assert accepted(urls["c"], hotp[1])
-        out = cli(c, "farm", "promote", "node-c", "--force").stdout
-        assert "node-c is the master of epoch 3" in out and "node-a: follows it" in out
-        cli(c, "user", "add", "erin")
-        eventually("erin on node-a", lambda: "erin" in users_on(a))
-        assert accepted(urls["a"], hotp[2])  # claimed at node-c now
+        # The master dies under load. The others keep authenticating on their own state.
+        with Load([urls["a"], urls["c"]], h, crowd) as load:
+            eventually("load running", lambda: load.accepted >= 5)
+            srv_b.proc.kill()
+            srv_b.proc.wait()
+            assert accepted(urls["c"], hotp[1])
+            out = cli(c, "farm", "promote", "node-c", "--force").stdout
+            assert "node-c is the master of epoch 3" in out and "node-a: follows it" in out
+            cli(c, "user", "add", "erin")
+            eventually("erin on node-a", lambda: "erin" in users_on(a))
+            assert accepted(urls["a"], hotp[2])  # claimed at node-c now
+            at_promotion = load.accepted
+            eventually("load goes on after the promotion", lambda: load.accepted > at_promotion)
+        assert load.failed == [], load.failed
 
         # The former master returns with epoch 2: it sees epoch 3 and follows node-c.
         with server(b, port=ports["b"]):
