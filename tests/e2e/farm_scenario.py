@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -239,9 +240,22 @@ backend openmfa
 def make_releases(out: Path) -> tuple[Path, Path, str]:
     """(the previous release's wheel, a bundle of this tree as the next release, its version)."""
     old = recorded_release(out)
-    new_version = NEW
-    new = build_wheel(ROOT, out, new_version)
-    scratch = out / "scratch"
+    return old, make_bundle(out, NEW), NEW
+
+
+def make_shared_releases(out: Path) -> tuple[Path, Path, str]:
+    """(this tree's wheel as NEW, a bundle of this tree as the release after NEW, its version).
+
+    The shared-database farm arrived after the newest recorded release, so its rolling upgrade
+    is shown between two builds of this tree."""
+    old = build_wheel(ROOT, out, NEW)
+    after = ".".join([*NEW.split(".")[:2], str(int(NEW.split(".")[2]) + 1)])
+    return old, make_bundle(out, after), after
+
+
+def make_bundle(out: Path, version: str) -> Path:
+    new = build_wheel(ROOT, out, version)
+    scratch = out / f"scratch-{version}"
     run(
         OPENMFA,
         "install",
@@ -252,15 +266,29 @@ def make_releases(out: Path) -> tuple[Path, Path, str]:
         "--record",
         str(scratch / "install.toml"),
     )
-    bundle = out / f"openmfa-{new_version}.tar.gz"
+    bundle = out / f"openmfa-{version}.tar.gz"
     run(OPENMFA, "bundle", "create", str(bundle), "--record", str(scratch / "install.toml"))
-    return old, bundle, new_version
+    return bundle
 
 
-def install_nodes(base: Path, old: Path) -> list[Node]:
-    """Three nodes installed from the previous release's wheel, configured, not started."""
+def share_database(nodes: list[Node], url: str) -> None:
+    """Point every installed node at one PostgreSQL database, with one data key."""
+    first = nodes[0]
+    for n in nodes:
+        cfg = n.var / "server.toml"
+        text = re.sub(r'(\[store\][^\[]*?)url = ""', rf'\1url = "{url}"', cfg.read_text())
+        assert url in text, "no [store] url in the installed server.toml"
+        cfg.write_text(text)
+    first.var.joinpath("openmfa.key").unlink()
+    first.cli("init")  # the schema in the shared database, and the farm's data key
+    for n in nodes[1:]:
+        shutil.copy2(first.var / "openmfa.key", n.var / "openmfa.key")
+
+
+def install_nodes(base: Path, old: Path, names: tuple[str, ...] = NAMES) -> list[Node]:
+    """Nodes installed from the previous release's wheel, configured, not started."""
     nodes: list[Node] = []
-    for name in NAMES:
+    for name in names:
         where = base / name
         node = Node(name, where / "root", where / "install.toml", free_port(), free_udp_port())
         run(
@@ -291,16 +319,24 @@ class Outcome:
     seeds: dict[str, bytes]
 
 
-def rolling_upgrade(nodes: list[Node], bundle: Path, work: Path) -> Outcome:
+def rolling_upgrade(
+    nodes: list[Node], bundle: Path, work: Path, *, shared: bool = False
+) -> Outcome:
     """Make the farm on the previous release, put it under load behind HAProxy, run
-    `openmfa farm upgrade` (the previous release's command, on the master)."""
-    a, b, c = nodes
-    a.start()
-    out = a.cli("farm", "init", "--url", a.url)
-    token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
-    for n in (b, c):
-        n.cli("farm", "join", a.url, "--token", token, "--url", n.url)
-        n.start()
+    `openmfa farm upgrade` (the previous release's command, on the master; with ``shared``,
+    nodes on one PostgreSQL database, on the first node)."""
+    a = nodes[0]
+    if shared:
+        for n in nodes:
+            n.cli("farm", "init", "--url", n.url)
+            n.start()
+    else:
+        a.start()
+        out = a.cli("farm", "init", "--url", a.url)
+        token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+        for n in nodes[1:]:
+            n.cli("farm", "join", a.url, "--token", token, "--url", n.url)
+            n.start()
     admin = re.search(
         r"(omfa_\S+)", a.cli("apikey", "create", "farm-admin", "--scope", "admin")
     ).group(1)  # type: ignore[union-attr]
@@ -336,7 +372,8 @@ def rolling_upgrade(nodes: list[Node], bundle: Path, work: Path) -> Outcome:
             except httpx.HTTPError:
                 ready = False
             status = json.loads(a.cli("farm", "status", "--json"))
-            if ready and len(status["nodes"]) == 3 and all(n["lag"] == 0 for n in status["nodes"]):
+            healthy = all(n["lag"] == 0 and n["health"] == "ok" for n in status["nodes"])
+            if ready and len(status["nodes"]) == len(nodes) and healthy:
                 break
             assert time.monotonic() < deadline, status
             time.sleep(0.3)

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from .farm_scenario import Node, install_nodes, make_releases, rolling_upgrade
+from tests.conftest import pg_database
+
+from .farm_scenario import (
+    Node,
+    install_nodes,
+    make_releases,
+    make_shared_releases,
+    rolling_upgrade,
+    share_database,
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +72,38 @@ def test_rolling_upgrade_under_load_through_haproxy(
             break
         assert time.monotonic() < deadline, f"{len(missing)} audit events missing"
         time.sleep(1)
+
+
+@pytest.mark.postgres
+def test_shared_database_farm_upgrades_the_same_way(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two nodes on one PostgreSQL database, behind HAProxy, upgraded one at a time under
+    load by the same `openmfa farm upgrade`: no failed authentication, finalized."""
+    work = tmp_path_factory.mktemp("shared-farm")
+    old, bundle, new_version = make_shared_releases(work / "wheels")
+    nodes = install_nodes(work, old, ("node-a", "node-b"))
+    databases = pg_database()
+    url = next(databases)
+    try:
+        share_database(nodes, url)
+        o = rolling_upgrade(nodes, bundle, work, shared=True)
+        print(
+            o.output, f"{o.seconds:.0f} s; load: {o.load.ok} accepted, {len(o.load.failed)} failed"
+        )
+        assert "[finalize]" in o.output and "RADIUS drained" in o.output, o.output
+        assert o.load.failed == [], o.load.failed[:10]
+        assert o.load.ok > 30, o.load.ok
+        for n in nodes:
+            assert n.release() == new_version
+        status = json.loads(nodes[0].cli("farm", "status", "--json"))
+        assert {(n["name"], n["role"], n["release"]) for n in status["nodes"]} == {
+            ("node-a", "shared", new_version),
+            ("node-b", "shared", new_version),
+        }
+        users = {u["name"] for u in json.loads(nodes[1].cli("user", "list", "--json"))}
+        assert users >= set(o.seeds)
+    finally:
+        for n in nodes:
+            n.stop()
+        next(databases, None)

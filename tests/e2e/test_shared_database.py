@@ -7,6 +7,7 @@ every other (conditional state updates), and a change made through any node is s
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -40,5 +41,16 @@ def test_two_nodes_share_one_postgresql_database(pg_node_dir: Path, tmp_path: Pa
         assert r.json()["reason"] == "replay", r.text
         cli(two, "user", "add", "bob")
         assert httpx.get(s1.url + "/v1/users/bob", headers=h).status_code == 200
-        refused = cli(one, "farm", "init", expect=1)
+        # A shared-database farm: each node adds itself; status asks every node.
+        made = cli(one, "farm", "init", "--url", s1.url).stdout
+        assert "made shared-database farm" in made
+        joined = cli(two, "farm", "init", "--url", s2.url).stdout
+        assert "joined shared-database farm" in joined and "(2 nodes)" in joined
+        status = json.loads(cli(two, "farm", "status", "--json").stdout)
+        nodes = {n["name"]: (n["role"], n["health"]) for n in status["nodes"]}
+        assert nodes == {"node-1": ("shared", "ok"), "node-2": ("shared", "ok")}
+        cli(two, "user", "add", "carol")  # every node still writes
+        refused = cli(one, "farm", "promote", "node-2", expect=1)
+        assert "no master" in refused.stderr
+        refused = cli(two, "farm", "join", s1.url, "--token", "omfa-join-x", expect=1)
         assert "share one database" in refused.stderr

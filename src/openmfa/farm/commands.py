@@ -18,7 +18,7 @@ from ..store.database import DATA_FORMAT, READS_FORMATS, DataDir, Store, _node_n
 from . import membership
 from .balancer import Balancer, HAProxy, NoBalancer
 from .feed import stored_reports
-from .follower import bootstrap, register
+from .follower import bootstrap, hello, register
 from .formats import finalize
 from .promotion import force_promote, handover, tell_members
 from .rolling import RollingUpgrade
@@ -44,10 +44,8 @@ def farm_init(url: str | None, data_dir: Path) -> None:
     """Make this node the master of a new farm; print the join token for subordinates."""
     with _opened(data_dir) as (store, config):
         if config.get("store", "url"):
-            raise InvalidInput(
-                "nodes on PostgreSQL share one database and need no change feed; "
-                "point every node's [store] url at it instead"
-            )
+            _shared_init(store, url or "http://" + str(config.get("server", "listen")))
+            return
         with store.write() as conn:
             if membership.load(store, conn) is not None:
                 raise Conflict("this node is in a farm already; see `openmfa farm status`")
@@ -65,6 +63,29 @@ def farm_init(url: str | None, data_dir: Path) -> None:
     click.echo(f"On each subordinate: openmfa farm join {m.master_url} --token TOKEN")
 
 
+def _shared_init(store: Store, url: str) -> None:
+    """A shared-database farm: the first node makes it, each other node adds itself."""
+    with store.write() as conn:
+        m = membership.load(store, conn)
+        if m is not None and not m.shared:
+            raise Conflict("this database belongs to a replicating farm; see `openmfa farm status`")
+        made = m is None
+        if made:
+            membership.save(store, conn, membership.new_shared_farm())
+    changes = [Change("farm.member", {"name": store.node_name, "url": url})]
+    if made:
+        changes.insert(0, Change("farm.format", {"format": DATA_FORMAT}))
+    ChangeWriter(store).commit(changes)
+    m = membership.load(store)
+    assert m is not None
+    count = len(membership.members(store))
+    verb = "made" if made else "joined"
+    click.echo(
+        f"this node {verb} shared-database farm {m.farm_id} at {url} ({count} nodes); "
+        "run `openmfa farm init` on each other node that uses this database"
+    )
+
+
 @farm.command("join")
 @click.argument("master_url")
 @click.option("--token", required=True, help="The join token `openmfa farm init` printed.")
@@ -80,8 +101,13 @@ def farm_join(master_url: str, token: str, url: str | None, data_dir: Path) -> N
 
     A node of the same farm may join again (after it diverged, or fell behind): its own data
     is backed up first."""
-    farm_id, key = membership.parse_token(token)
     dd = DataDir(data_dir)
+    if dd.config_file.exists() and dd.config().get("store", "url"):
+        raise InvalidInput(
+            "nodes on PostgreSQL share one database and need no change feed: run "
+            "`openmfa farm init --url URL` on each node that uses the database"
+        )
+    farm_id, key = membership.parse_token(token)
     dd.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     with NodeLock(dd.root).acquire("join a farm"):
         if dd.data_file.exists():
@@ -126,6 +152,9 @@ def farm_status(as_json: bool, data_dir: Path) -> None:
     from .. import __version__
 
     now = time.time()
+    if m.shared:
+        _show_status(m, _shared_nodes(store, m, position, now), as_json)
+        return
     nodes: list[dict[str, Any]] = [
         {
             "name": store.node_name,
@@ -165,11 +194,38 @@ def farm_status(as_json: bool, data_dir: Path) -> None:
                 "health": "never seen",
             }
         )
+    _show_status(m, nodes, as_json)
+
+
+def _shared_nodes(
+    store: Store, m: membership.Membership, position: int, now: float
+) -> list[dict[str, Any]]:
+    """Every node of a shared-database farm, as it answers now (they share one position)."""
+    nodes = []
+    for name, url in sorted(membership.members(store).items()):
+        said = hello(m, store.node_name, url)
+        nodes.append(
+            {
+                "name": name,
+                "role": membership.SHARED,
+                "release": said["release"] if said else "?",
+                "reads": f"{said['reads'][0]}-{said['reads'][1]}" if said else "?",
+                "position": position,
+                "lag": 0,
+                "last_contact": now if said else None,
+                "health": "ok" if said else "not answering",
+            }
+        )
+    return nodes
+
+
+def _show_status(m: membership.Membership, nodes: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         doc = {"farm": m.farm_id, "epoch": m.epoch, "master": m.master_url, "nodes": nodes}
         click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(f"farm {m.farm_id}  epoch {m.epoch}  master {m.master_url}")
+    where = f"master {m.master_url}" if not m.shared else "shared database"
+    click.echo(f"farm {m.farm_id}  epoch {m.epoch}  {where}")
     click.echo(
         f"{'node':<20}{'role':<13}{'release':<10}{'reads':<7}{'position':>9}{'lag':>6}"
         f"  {'last contact':<22}health"
@@ -203,6 +259,10 @@ def farm_promote(node: str, force: bool, timeout: float, data_dir: Path) -> None
         m = membership.load(store)
         if m is None:
             raise InvalidInput("this node is not in a farm")
+        if m.shared:
+            raise InvalidInput(
+                "a shared-database farm has no master: every node writes the one database"
+            )
         nodes = membership.members(store)
         new = force_promote(store, m, node) if force else handover(store, m, node, nodes, timeout)
         told = tell_members(store, new, nodes, skip={node, store.node_name})

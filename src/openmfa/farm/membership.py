@@ -19,8 +19,11 @@ from ..errors import InvalidInput
 from ..store import tables as t
 from ..store.database import Store
 
-MASTER, SUBORDINATE, HANDOVER = "master", "subordinate", "handover"
-"""Roles. ``handover``: a master handing its role to a subordinate takes no writes meanwhile."""
+MASTER, SUBORDINATE, HANDOVER, SHARED = "master", "subordinate", "handover", "shared"
+"""Roles. ``handover``: a master handing its role to a subordinate takes no writes meanwhile.
+``shared``: every node of a shared-database farm (one PostgreSQL database, no change feed);
+each reads and writes the database itself, so the membership rows are the same for all of
+them and a node's own URL is its member entry."""
 TOKEN_PREFIX = "omfa-join-"  # noqa: S105 - a marker, not a secret
 _KEYS = ("farm.id", "farm.role", "farm.epoch", "farm.master_url", "farm.key", "farm.self_url")
 MEMBER_PREFIX = "farm.member."
@@ -40,6 +43,10 @@ class Membership:
     def is_master(self) -> bool:
         return self.role == MASTER
 
+    @property
+    def shared(self) -> bool:
+        return self.role == SHARED
+
     def with_master(self, epoch: int, master_url: str) -> Membership:
         """This node under the master at ``master_url`` (itself, when that is its own URL)."""
         role = MASTER if master_url == self.self_url else SUBORDINATE
@@ -55,6 +62,10 @@ def new_farm(master_url: str) -> Membership:
     return Membership(
         secrets.token_hex(8), MASTER, 1, master_url, secrets.token_bytes(32), master_url
     )
+
+
+def new_shared_farm() -> Membership:
+    return Membership(secrets.token_hex(8), SHARED, 1, "", secrets.token_bytes(32), "")
 
 
 def parse_token(token: str) -> tuple[str, bytes]:
@@ -86,6 +97,11 @@ def load(store: Store, conn: Connection | None = None) -> Membership | None:
     )
     if "farm.id" not in rows:
         return None
+    if rows["farm.role"] == SHARED:
+        me = conn.execute(
+            select(t.meta.c.value).where(t.meta.c.key == MEMBER_PREFIX + store.node_name)
+        ).scalar()
+        rows["farm.self_url"] = str(json.loads(me)["url"]) if me else ""
     return Membership(
         rows["farm.id"],
         rows["farm.role"],

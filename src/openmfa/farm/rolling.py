@@ -75,6 +75,9 @@ class RollingUpgrade:
         nodes = membership.members(self.store)
         self.say(f"rolling upgrade of {len(nodes)} nodes to {target} from {self.bundle}")
         status = self._preflight(nodes)
+        if self.m.shared:
+            self._upgrade_shared(nodes, status, target)
+            return
         master = next(n for n, s in status.items() if s["role"] == membership.MASTER)
         todo = [n for n in sorted(nodes) if status[n]["release"] != target]
         if not todo:
@@ -102,10 +105,28 @@ class RollingUpgrade:
             return
         self._finalize(nodes)
 
+    def _upgrade_shared(
+        self, nodes: dict[str, str], status: dict[str, dict[str, Any]], target: str
+    ) -> None:
+        """Shared-database farm: no master to move, every node upgraded the same way in turn
+        (this one last). The first upgraded node migrates the shared schema; a release's
+        migrations keep the previous release working until finalize."""
+        todo = [
+            n for n in sorted(nodes, key=lambda n: n == self.me) if status[n]["release"] != target
+        ]
+        if not todo:
+            self.say("every node runs the new release already")
+        for name in todo:
+            self._upgrade_node(name, nodes[name], target)
+        if self.hold:
+            self.say("finalize held: run `openmfa farm finalize` when ready")
+            return
+        self._finalize_at(nodes.get(self.me, self.m.self_url))
+
     # -- steps ------------------------------------------------------------------------------
 
     def _preflight(self, nodes: dict[str, str]) -> dict[str, dict[str, Any]]:
-        self.say("[pre-flight] every node answers and has every change")
+        self.say("[pre-flight] every node answers and has every change")  # (shared: one database)
         status: dict[str, dict[str, Any]] = {}
         for name, url in sorted(nodes.items()):
             said = hello(self.m, self.me, url)
@@ -116,14 +137,18 @@ class RollingUpgrade:
                 )
             status[name] = said
         masters = [n for n, s in status.items() if s["role"] == membership.MASTER]
-        if len(masters) != 1:
+        if self.m.shared:
+            masters = [self.me]  # one database: nothing to catch up; back it up from here
+        elif len(masters) != 1:
             raise RollingUpgradeFailed(f"expected one master, found {masters or 'none'}")
-        self._wait_caught_up(nodes, status[masters[0]], timeout=60)
+        else:
+            self._wait_caught_up(nodes, status[masters[0]], timeout=60)
         if masters[0] == self.me:
             info = Backups(self.store.data_dir, self.store.data_dir.config()).create(
                 "before-farm-upgrade"
             )
-            self.say(f"[pre-flight] backup {info.id} of the master taken and verified")
+            what = "the shared database" if self.m.shared else "the master"
+            self.say(f"[pre-flight] backup {info.id} of {what} taken and verified")
         return status
 
     def _wait_caught_up(
@@ -205,6 +230,9 @@ class RollingUpgrade:
         deadline = time.monotonic() + self.node_timeout
         while True:
             said = hello(self.m, self.me, url)
+            if said is not None and said["release"] == target and self.m.shared:
+                self.say(f"[{name}] runs {target}")
+                return
             if said is not None and said["release"] == target:
                 master = self._master_status()
                 if master is not None and int(said["position"]) >= int(master["position"]):
@@ -229,6 +257,9 @@ class RollingUpgrade:
         master = self._master_status()
         if master is None:
             raise RollingUpgradeFailed("no master answers; run `openmfa farm finalize` later")
-        resp = call(self.m.key, self.me, str(master["url"]), "POST", "/v1/farm/finalize", body={})
+        self._finalize_at(str(master["url"]))
+
+    def _finalize_at(self, url: str) -> None:
+        resp = call(self.m.key, self.me, url, "POST", "/v1/farm/finalize", body={})
         done = checked(resp, "finalize was refused")
         self.say(f"[finalize] the farm's data format is {done['format']}")

@@ -169,7 +169,8 @@ class FarmEndpoints:
         query = request.scope.get("query_string", b"").decode("latin-1")
         target = request.scope["path"] + ("?" + query if query else "")
         node = check.verify(request.headers, request.method, target, await request.body())
-        if master and not (m.is_master or (claims and m.role == membership.HANDOVER)):
+        leads = m.is_master or m.shared or (claims and m.role == membership.HANDOVER)
+        if master and not leads:
             raise NotMaster(f"this node is not the farm's master; it is {m.master_url}")
         return m, node
 

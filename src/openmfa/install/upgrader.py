@@ -318,7 +318,7 @@ class Upgrade:
             if not (self.root / "current").exists()
             else Path(os.readlink(self.root / "current")).name
         )
-        if self._farm_role(version) not in ("", "master"):
+        if self._farm_role(version) not in ("", "master", "shared"):
             self._openmfa(version, "user", "list", "--json")
             self.say("    farm subordinate: checked read-only (its writes come from the master)")
             return

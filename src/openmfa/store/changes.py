@@ -132,7 +132,7 @@ def _writable_format(conn: Connection) -> int:
             "this node is handing the master role to another node (farm promote); "
             "make the change on the new master when it is done (`openmfa farm status`)"
         )
-    if role != "master":
+    if role not in ("master", "shared"):  # shared: every node writes the one database
         raise NotMaster(
             "this node is a subordinate of a farm and takes changes only from its master; "
             f"make the change on the master at {farm.get('farm.master_url', '?')}"
