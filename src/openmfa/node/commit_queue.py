@@ -134,7 +134,7 @@ class CommitQueue:
                     self._run_task(item)
             for read in list(self._sources.values()):
                 if len(jobs) < self._max:
-                    jobs.extend(read(self._max - len(jobs)))
+                    jobs.extend(self._read(read, self._max - len(jobs)))
             if jobs:
                 self._deliver(jobs, self._decide(jobs))
             elif not stopping:
@@ -152,6 +152,13 @@ class CommitQueue:
                 pass
         except BlockingIOError:
             pass
+
+    def _read(self, read: Source, limit: int) -> list[Job]:
+        try:
+            return read(limit)
+        except Exception:
+            log.exception("reading a socket on the commit thread failed")
+            return []
 
     def _run_task(self, task: Task) -> None:
         try:

@@ -90,7 +90,12 @@ class RadiusServer:
             except OSError as exc:
                 self._drop("receive_error", "could not receive a datagram: %s", exc.strerror)
                 break
-            job = self.receive(data, addr)
+            try:
+                job = self.receive(data, addr)
+            except Exception:  # a bug must cost one request, never the server
+                self.stats["internal_error"] += 1
+                log.exception("could not handle a request from %s", addr[0])
+                continue
             if job is not None:
                 jobs.append(job)
         now = time.monotonic()
