@@ -23,8 +23,19 @@ def default_text() -> str:
     return resources.files("openmfa").joinpath("default_server.toml").read_text("utf-8")
 
 
+OPTIONAL: dict[tuple[str, str], Any] = {("farm", "retain_changes"): 100_000}
+"""Settings shipped commented out in default_server.toml, with their defaults here. Release
+0.2.0's upgrader adds every new setting of the new release to server.toml and then reads the
+file with its own, older code, which refuses a setting it does not know; a setting listed here
+is not added, so an upgrade from 0.2.0 keeps working. Settings introduced after the upgrader
+stopped reading the merged file with the old code can be shipped uncommented again."""
+
+
 def defaults() -> dict[str, dict[str, Any]]:
-    return tomllib.loads(default_text())
+    base = tomllib.loads(default_text())
+    for (section, key), value in OPTIONAL.items():
+        base.setdefault(section, {}).setdefault(key, value)
+    return base
 
 
 CHOICES: dict[tuple[str, str], tuple[Any, ...]] = {

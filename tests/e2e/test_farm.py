@@ -394,7 +394,7 @@ def test_a_subordinate_behind_the_retained_changes_rebootstraps(tmp_path: Path) 
     admin = init(a)
     name_node(a, "node-a")
     cfg = a / "server.toml"
-    cfg.write_text(cfg.read_text().replace("retain_changes = 100000", "retain_changes = 3"))
+    cfg.write_text(cfg.read_text().replace("# retain_changes = 100000", "retain_changes = 3"))
     port = free_port()
     with server(a, port=port) as master:
         out = cli(a, "farm", "init", "--url", master.url).stdout

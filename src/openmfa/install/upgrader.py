@@ -17,9 +17,11 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -178,11 +180,13 @@ class Upgrade:
         cfg = self.dd.config_file
         admin = cfg.read_text() if cfg.exists() else ""
         merged, report = merge(old, admin, new, release=j.to_version)
+        # Where the backup is, from the file as it was: the merged file is the new release's
+        # to read (it may hold settings this, older, code does not know).
+        backup_dir = Backups(self.dd, self.dd.config()).get(j.backup_id).path
         tmp = cfg.with_name(cfg.name + ".merged")
         tmp.write_text(merged)
         os.replace(tmp, cfg)
         j.report = report.lines()
-        backup_dir = Backups(self.dd, self.dd.config()).get(j.backup_id).path
         (Path(backup_dir) / "config-merge.txt").write_text("\n".join(j.report) + "\n")
         kept = sum(1 for line in j.report if line.startswith("kept"))
         self.say(f"    kept {kept} settings as they were; report: {backup_dir}/config-merge.txt")
@@ -234,6 +238,7 @@ class Upgrade:
         if (self.root / "releases" / j.from_version).exists():
             switch_current(self.root, j.from_version)
         if restore:
+            self._put_back_config(j)  # the old release must be able to read it to restore
             self._openmfa(j.from_version, "backup", "restore", j.backup_id, "--yes")
             self.say(f"    restored backup {j.backup_id}")
         if "themes" in j.done and j.backup_id:
@@ -249,6 +254,18 @@ class Upgrade:
         self.say(f"rolled back: {j.from_version} is serving again")
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _put_back_config(self, j: Journal) -> None:
+        """server.toml as it was before the upgrade, from the backup (the merged file may hold
+        settings the old release does not know). Read without validating: only [backup] dir."""
+        cfg = self.dd.config_file
+        try:
+            where = tomllib.loads(cfg.read_text()).get("backup", {}).get("dir", "")
+        except (OSError, tomllib.TOMLDecodeError):
+            where = ""
+        saved = Path(where or self.dd.backups) / j.backup_id / cfg.name
+        if saved.exists():
+            shutil.copy2(saved, cfg)
 
     def _target_version(self, wheel: Path | None, bundle: Path | None) -> str:
         if wheel is not None:
