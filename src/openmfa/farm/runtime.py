@@ -22,6 +22,7 @@ from .claims import remote_for
 from .feed import prune_changes
 from .follower import Follower, current_master
 from .membership import Membership, save
+from .state_push import StateJournal
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("openmfa.farm")
@@ -31,10 +32,17 @@ PRUNE_SECONDS = 60.0
 
 
 class FarmRuntime:
-    def __init__(self, store: Store, config: Config, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        authenticator: Authenticator,
+        journal: StateJournal | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.auth = authenticator
+        self.journal = journal
         self.m: Membership | None = None
         self.follower: Follower | None = None
         self.relay: AuditRelay | None = None
@@ -94,6 +102,9 @@ class FarmRuntime:
         await self._stop_parts()
         self.m = m
         self.auth.remote = await asyncio.to_thread(remote_for, self.store, self.config)
+        # Only a master's acceptances are pushed to subordinates (nothing to do elsewhere).
+        leads = m is not None and m.is_master and self.journal is not None
+        self.auth.on_state = self.journal.note if leads and self.journal else None
         if m is None:
             return
         if m.role == membership.SUBORDINATE:

@@ -87,8 +87,7 @@ class Node:
         )
         self.farm = FarmEndpoints(store, verify_policy(config).lockout)
         self.farm.radius = self.radius
-        self.authenticator.on_state = self.farm.journal.note
-        self.farm_runtime = FarmRuntime(store, config, self.authenticator)
+        self.farm_runtime = FarmRuntime(store, config, self.authenticator, self.farm.journal)
 
     def client(self, token: str | None, permission: str) -> ApiClient:
         """Check an API key (in a worker thread: it may read the data file)."""
