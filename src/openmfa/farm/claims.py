@@ -158,14 +158,15 @@ def _apply(
     ).first()
     if owner is not None and owner[1] is not None and owner[1] > now:
         return "locked"
-    if not _claim(conn, subject, kind, value):
+    if not claim_state(conn, subject, kind, value):
         return "used"
     if owner is not None:
         conn.execute(update(us).where(us.c.user_id == owner[0]).values(failures=0))
     return "ok"
 
 
-def _claim(conn: Connection, method_id: str, kind: str, value: int | str) -> bool:
+def claim_state(conn: Connection, method_id: str, kind: str, value: int | str) -> bool:
+    """Use up a TOTP step, HOTP counter or backup code if nothing later was used: True if so."""
     ms, bc = t.method_state, t.backup_codes
     if kind == "totp":
         stmt = (

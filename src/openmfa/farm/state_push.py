@@ -18,10 +18,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, update
-
-from ..store import tables as t
 from ..store.database import Store
+from .claims import claim_state
 
 Advance = tuple[str, str, int]
 """(method id, "totp" | "hotp", the step or counter now used)."""
@@ -64,18 +62,7 @@ class StateJournal:
 
 def merge(store: Store, rows: list[list[Any]]) -> None:
     """Move this node's copy forward to the master's steps and counters (never back)."""
-    ms = t.method_state
-    mid, v = bindparam("mid", type_=String), bindparam("v", type_=Integer)
-    steps = [{"mid": m, "v": int(value)} for m, kind, value in rows if kind == "totp"]
-    counters = [{"mid": m, "v": int(value)} for m, kind, value in rows if kind == "hotp"]
     with store.write() as conn:
-        if steps:
-            conn.execute(
-                update(ms).where(ms.c.method_id == mid, ms.c.last_step < v).values(last_step=v),
-                steps,
-            )
-        if counters:
-            conn.execute(
-                update(ms).where(ms.c.method_id == mid, ms.c.counter < v).values(counter=v),
-                counters,
-            )
+        for method_id, kind, value in rows:
+            if kind in ("totp", "hotp"):
+                claim_state(conn, str(method_id), str(kind), int(value))

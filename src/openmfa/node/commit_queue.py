@@ -67,10 +67,6 @@ class CommitQueue:
         self._wake_r.close()
         self._wake_w.close()
 
-    @property
-    def in_worker(self) -> bool:
-        return threading.current_thread() is self._thread
-
     async def submit(self, attempt: Attempt) -> Result:
         assert self._loop is not None
         fut: asyncio.Future[Result] = self._loop.create_future()
