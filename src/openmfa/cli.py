@@ -36,8 +36,9 @@ from .node.passwords import set_password
 from .node.policy import verify_policy
 from .node.radius_clients import RadiusClients
 from .node.views import Enrollment, UserView
+from .store import formats
 from .store.backups import BackupFailed, Backups, backup_sqlite
-from .store.database import DataDir, Store, migrate
+from .store.database import DATA_FORMAT, DataDir, Store, migrate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -194,8 +195,28 @@ def migrate_cmd(data_dir: Path) -> None:
         migrate(engine)
     finally:
         engine.dispose()
-    Store.open(dd, config).close()
-    click.echo("the data file is at this release's schema")
+    store = Store.open(dd, config)
+    try:
+        click.echo("the data file is at this release's schema")
+        click.echo(_move_format(store))
+    finally:
+        store.close()
+
+
+def _move_format(store: Store) -> str:
+    with store.write() as conn:
+        moved = formats.forward_alone(conn)
+    if moved is None:
+        fmt = store.data_format()
+        if fmt >= DATA_FORMAT:
+            return f"data format {fmt}"
+        return (
+            f"data format {fmt}: this node is in a farm, so its data moves to format "
+            f"{DATA_FORMAT} when every node runs a release that reads it and you run "
+            "`openmfa farm finalize` (until then the previous release can still take over)"
+        )
+    before, after = moved
+    return f"data format {after}" if before == after else f"data format {before} -> {after}"
 
 
 # -- users -------------------------------------------------------------------------------------
@@ -849,9 +870,9 @@ def audit_cmd(
             )
 
 
-from .farm.commands import farm  # noqa: E402 - needs the helpers above
+from .farm import commands as farm_commands  # noqa: E402 - needs the helpers above
 
-main.add_command(farm)
+main.add_command(farm_commands.farm)
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))

@@ -349,7 +349,8 @@ def rolling_upgrade(
         for i in range(USERS):
             name = f"user{i:03d}"
             key = secrets.token_bytes(20)
-            assert api.post("/v1/users", json={"name": name}).status_code == 201
+            contact = {"email": f"{name}@example.org", "phone": f"+1555{i:07d}"}
+            assert api.post("/v1/users", json={"name": name, **contact}).status_code == 201
             r = api.post(
                 f"/v1/users/{name}/methods",
                 json={"kind": "totp", "secret": base64.b32encode(key).decode()},

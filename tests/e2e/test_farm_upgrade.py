@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import pg_database
@@ -58,9 +59,14 @@ def test_rolling_upgrade_under_load_through_haproxy(
     seeds, load = o.seeds, o.load
     for n in farm:
         assert n.release() == new_version
-        users = {u["name"] for u in json.loads(n.cli("user", "list", "--json"))}
-        assert users >= set(seeds), n.name
-    status = {n["name"]: n for n in json.loads(b.cli("farm", "status", "--json"))["nodes"]}
+        users = {u["name"]: u for u in json.loads(n.cli("user", "list", "--json"))}
+        assert set(users) >= set(seeds), n.name
+        for name in seeds:  # sealed at finalize (format 2) on every node, and intact
+            assert users[name]["email"] == f"{name}@example.org", (n.name, users[name])
+        assert httpx.get(f"{n.url}/version").json()["data_format"] == 2, n.name
+    farm_status = json.loads(b.cli("farm", "status", "--json"))
+    assert farm_status["format"] == 2
+    status = {n["name"]: n for n in farm_status["nodes"]}
     assert status["node-b"]["role"] == "master"
     # Every authentication the load generator saw answered is in the master's audit log.
     deadline = time.monotonic() + 60

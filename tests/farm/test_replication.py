@@ -36,9 +36,10 @@ def test_changes_replay_on_a_copy_and_are_idempotent(
     acc.delete_user("bob")
     rows = changes_since(store, 0)
     assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
-    # A second data set (a subordinate; its own key is enough here: nothing is opened).
+    # A second data set (a subordinate: it holds the master's data key, the snapshot brings it).
     dd = DataDir(tmp_path_factory.mktemp("copy"))
     copy = Store.create(dd, make_config())
+    copy.box = store.box
     try:
         assert apply_changes(copy, rows) == len(rows)
         assert apply_changes(copy, rows) == 0  # seen before: nothing happens

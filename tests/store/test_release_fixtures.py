@@ -21,6 +21,7 @@ from openmfa.node.apikeys import KeyRing
 from openmfa.node.authenticator import Attempt, Authenticator
 from openmfa.node.passwords import check_password
 from openmfa.node.radius_clients import RadiusClients
+from openmfa.store import formats
 from openmfa.store import tables as t
 from openmfa.store.database import DATA_FORMAT, READS_FORMATS, DataDir, Store, engine_for, migrate
 
@@ -59,6 +60,8 @@ def test_fixture_opens_migrates_and_nothing_is_lost(
         migrate(engine)
         engine.dispose()
         store = Store.open(dd, config)
+    with store.write() as conn:  # a node on its own moves its rows at once (`openmfa migrate`)
+        assert formats.forward_alone(conn) == (release["data_format"], DATA_FORMAT)
     try:
         acc = Accounts(store, config)
         for name, expected in facts["users"].items():
@@ -88,6 +91,9 @@ def test_fixture_opens_migrates_and_nothing_is_lost(
             assert conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "data_format")) == str(
                 DATA_FORMAT
             )
+            # format 2: contact details are sealed at rest, none left in the plain columns
+            rows = conn.execute(select(t.users.c.email, t.users.c.phone, t.users.c.contact_enc))
+            assert all(r.email == r.phone == "" and r.contact_enc for r in rows)
         clients = {c.name: c for c in RadiusClients(store).all()}
         for name, expected in facts["radius_clients"].items():
             c = clients[name]

@@ -19,7 +19,7 @@ from openmfa.node.apikeys import ApiKeys
 from openmfa.store import tables as t
 from openmfa.store.changes import Change, apply
 from openmfa.store.crypto import create_key_file
-from openmfa.store.database import DATA_FORMAT, DataDir, Store
+from openmfa.store.database import DATA_FORMAT, DataDir, Store, engine_for
 
 SECRET_B32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
@@ -126,11 +126,27 @@ def test_format_too_new_is_refused_untouched(store: Store, backend: tuple[DataDi
         assert dd.data_file.read_bytes() == before
 
 
-def test_unknown_schema_revision_is_refused(store: Store, backend: tuple[DataDir, Config]) -> None:
+def test_unknown_schema_revision_is_used_only_above_a_known_floor(
+    store: Store, backend: tuple[DataDir, Config]
+) -> None:
+    """A newer release's schema that only added to one this release knows (its floor) is read
+    on — a shared database keeps serving the old nodes of a rolling upgrade; anything else is
+    refused before any change."""
     dd, config = backend
-    with store.write() as conn:
-        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
     store.close()
+
+    def run(sql: str) -> None:
+        engine = engine_for(dd, config)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(sql)
+        engine.dispose()
+
+    run("UPDATE alembic_version SET version_num = '9999'")
+    Store.open(dd, config).close()  # its floor is 0002, which this release knows
+    run("UPDATE meta SET value = '9998' WHERE key = 'schema.floor'")
+    with pytest.raises(FormatTooNew, match="'9999' is unknown"):
+        Store.open(dd, config)
+    run("DELETE FROM meta WHERE key = 'schema.floor'")
     with pytest.raises(FormatTooNew, match="'9999' is unknown"):
         Store.open(dd, config)
 

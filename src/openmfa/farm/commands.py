@@ -27,9 +27,7 @@ SILENT_AFTER = 60.0
 """A subordinate not heard from for this long is reported as silent."""
 
 
-@click.group()
-def farm() -> None:
-    """A farm: one master replicating to subordinates."""
+farm: click.Group = click.Group("farm", help="A farm: one master replicating to subordinates.")
 
 
 @farm.command("init")
@@ -53,7 +51,7 @@ def farm_init(url: str | None, data_dir: Path) -> None:
             membership.save(store, conn, m)
         ChangeWriter(store).commit(
             [
-                Change("farm.format", {"format": DATA_FORMAT}),
+                Change("farm.format", {"format": store.data_format()}),
                 Change("farm.member", {"name": store.node_name, "url": m.self_url}),
             ]
         )
@@ -74,7 +72,7 @@ def _shared_init(store: Store, url: str) -> None:
             membership.save(store, conn, membership.new_shared_farm())
     changes = [Change("farm.member", {"name": store.node_name, "url": url})]
     if made:
-        changes.insert(0, Change("farm.format", {"format": DATA_FORMAT}))
+        changes.insert(0, Change("farm.format", {"format": store.data_format()}))
     ChangeWriter(store).commit(changes)
     m = membership.load(store)
     assert m is not None
@@ -152,8 +150,9 @@ def farm_status(as_json: bool, data_dir: Path) -> None:
     from .. import __version__
 
     now = time.time()
+    fmt = membership.farm_format(store)
     if m.shared:
-        _show_status(m, _shared_nodes(store, m, position, now), as_json)
+        _show_status(m, fmt, _shared_nodes(store, m, position, now), as_json)
         return
     nodes: list[dict[str, Any]] = [
         {
@@ -194,7 +193,7 @@ def farm_status(as_json: bool, data_dir: Path) -> None:
                 "health": "never seen",
             }
         )
-    _show_status(m, nodes, as_json)
+    _show_status(m, fmt, nodes, as_json)
 
 
 def _shared_nodes(
@@ -219,13 +218,26 @@ def _shared_nodes(
     return nodes
 
 
-def _show_status(m: membership.Membership, nodes: list[dict[str, Any]], as_json: bool) -> None:
+def _show_status(
+    m: membership.Membership, fmt: int, nodes: list[dict[str, Any]], as_json: bool
+) -> None:
     if as_json:
-        doc = {"farm": m.farm_id, "epoch": m.epoch, "master": m.master_url, "nodes": nodes}
+        doc = {
+            "farm": m.farm_id,
+            "epoch": m.epoch,
+            "master": m.master_url,
+            "format": fmt,
+            "nodes": nodes,
+        }
         click.echo(json.dumps(doc, indent=2))
         return
     where = f"master {m.master_url}" if not m.shared else "shared database"
-    click.echo(f"farm {m.farm_id}  epoch {m.epoch}  {where}")
+    click.echo(f"farm {m.farm_id}  epoch {m.epoch}  {where}  data format {fmt}")
+    if fmt < DATA_FORMAT and m.is_master:
+        click.echo(
+            f"  this release writes format {DATA_FORMAT}: once every node reads it, "
+            "`openmfa farm finalize` moves the farm (the previous release can no longer take over)"
+        )
     click.echo(
         f"{'node':<20}{'role':<13}{'release':<10}{'reads':<7}{'position':>9}{'lag':>6}"
         f"  {'last contact':<22}health"

@@ -242,9 +242,9 @@ def _replace(db: sqlite3.Connection) -> None:
     )
     db.execute("DROP TABLE kept_ms")
     db.execute("DROP TABLE kept_bc")
-    # Who is in the farm and the farm's data format come from the master; this node's own
-    # membership (role, epoch, URL) and its audit-relay marks stay.
-    for pattern in (membership.MEMBER_PREFIX + "%", "farm.format"):
+    # Who is in the farm, the farm's data format and that of the rows come from the master;
+    # this node's own membership (role, epoch, URL) and its audit-relay marks stay.
+    for pattern in (membership.MEMBER_PREFIX + "%", "farm.format", "data_format"):
         db.execute("DELETE FROM main.meta WHERE key LIKE ?", (pattern,))
         db.execute(
             "INSERT INTO main.meta (key, value) SELECT key, value FROM snap.meta WHERE key LIKE ?",

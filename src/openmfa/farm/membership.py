@@ -137,8 +137,6 @@ def members(store: Store) -> dict[str, str]:
 
 def farm_format(store: Store) -> int:
     """The data format the farm's change records are written in (``farm finalize`` moves it)."""
-    from ..store.database import DATA_FORMAT
-
     with store.read() as conn:
         value = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "farm.format")).scalar()
-    return int(value) if value is not None else DATA_FORMAT
+    return int(value) if value is not None else store.data_format()

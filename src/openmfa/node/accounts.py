@@ -20,8 +20,10 @@ from ..config import Config
 from ..core import backup_codes, hotp
 from ..core.verification import MethodKind
 from ..errors import Conflict, InvalidInput, NotFound
+from ..store import formats
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
+from ..store.crypto import SecretBox
 from ..store.database import Store
 from .views import Enrollment, MethodView, UserView
 
@@ -125,12 +127,12 @@ class Accounts:
             row = conn.execute(_user_query().where(t.users.c.name == name)).first()
         if row is None:
             raise NotFound(f"no user named {name!r}")
-        return _user_view(row)
+        return _user_view(row, self.store.box)
 
     def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
         query = _user_query().where(t.users.c.name > after).order_by(t.users.c.name).limit(limit)
         with self.store.read() as conn:
-            return [_user_view(r) for r in conn.execute(query)]
+            return [_user_view(r, self.store.box) for r in conn.execute(query)]
 
     def update_user(self, name: str, fields: dict[str, Any], actor: Actor = Actor()) -> UserView:
         unknown = set(fields) - set(USER_FIELDS)
@@ -401,15 +403,18 @@ def _user_query() -> Any:
     ).join(t.user_state, isouter=True)
 
 
-def _user_view(row: Row[Any]) -> UserView:
+def _user_view(row: Row[Any], box: SecretBox) -> UserView:
     now = time.time()
+    email, phone = row.email, row.phone
+    if row.contact_enc is not None:  # data format 2
+        email, phone = formats.open_contact(box, row.id, row.contact_enc)
     locked = row.locked_until if row.locked_until and row.locked_until > now else None
     bypass = row.bypass_until if row.bypass_until and row.bypass_until >= now else None
     return UserView(
         name=row.name,
         display_name=row.display_name,
-        email=row.email,
-        phone=row.phone,
+        email=email,
+        phone=phone,
         enabled=row.enabled,
         created_at=row.created_at,
         updated_at=row.updated_at,

@@ -20,8 +20,9 @@ from sqlalchemy import Connection, CursorResult, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, NotMaster
+from . import formats
 from . import tables as t
-from .database import DATA_FORMAT, Store
+from .database import Store
 
 Payload = dict[str, Any]
 
@@ -118,11 +119,13 @@ def _writable_format(conn: Connection) -> int:
     """The data format to write change records in; refuses on a farm subordinate.
 
     In a farm that is the farm's format (``farm finalize`` moves it), so a master running a
-    newer release keeps writing what every node of the farm can read."""
+    newer release keeps writing what every node of the farm can read; on a node on its own, the
+    format of its rows. Either way it is the format of the writer's own rows (``farm.format``
+    moves both), so a payload is written the way its rows are."""
     farm = dict(
         conn.execute(
             select(t.meta.c.key, t.meta.c.value).where(
-                t.meta.c.key.in_(("farm.role", "farm.master_url", "farm.format"))
+                t.meta.c.key.in_(("farm.role", "farm.master_url", "farm.format", "data_format"))
             )
         ).all()
     )
@@ -137,7 +140,7 @@ def _writable_format(conn: Connection) -> int:
             "this node is a subordinate of a farm and takes changes only from its master; "
             f"make the change on the master at {farm.get('farm.master_url', '?')}"
         )
-    return int(farm.get("farm.format", DATA_FORMAT))
+    return int(farm.get("farm.format") or farm.get("data_format") or 1)
 
 
 def _new_id(result: CursorResult[Any]) -> int:
@@ -148,13 +151,17 @@ def _new_id(result: CursorResult[Any]) -> int:
 
 @applier("user.add")
 def _user_add(conn: Connection, p: Payload) -> None:
-    values = {k: p[k] for k in ("name", "display_name", "email", "phone", "enabled")}
-    values |= {"created_at": p["at"], "updated_at": p["at"]}
+    values = {k: p.get(k, "") for k in ("name", "display_name", "email", "phone")}
+    values |= {"enabled": p["enabled"], "created_at": p["at"], "updated_at": p["at"]}
     if "id" in p:
         values["id"] = p["id"]
+    if "contact_enc" in p:  # format 2, replayed
+        values["contact_enc"] = bytes.fromhex(p["contact_enc"])
     user_id = _new_id(conn.execute(insert(t.users).values(values)))
     p["id"] = user_id  # recorded in the change, so a replay creates the same id
     conn.execute(insert(t.user_state).values(user_id=user_id, failures=0))
+    if "contact_enc" not in p and formats.local_format(conn) >= 2:
+        _seal_contact(conn, p, user_id, p.pop("email", ""), p.pop("phone", ""))
 
 
 @applier("user.update")
@@ -162,9 +169,36 @@ def _user_update(conn: Connection, p: Payload) -> None:
     fields = {
         k: v for k, v in p["fields"].items() if k in ("display_name", "email", "phone", "enabled")
     }
+    contact = {k: fields.pop(k) for k in ("email", "phone") if k in fields}
+    if "contact_enc" in p:  # format 2, replayed
+        fields |= {"contact_enc": bytes.fromhex(p["contact_enc"]), "email": "", "phone": ""}
+    elif contact and formats.local_format(conn) >= 2:
+        row = conn.execute(
+            select(t.users.c.email, t.users.c.phone, t.users.c.contact_enc).where(
+                t.users.c.id == p["id"]
+            )
+        ).one()
+        email, phone = row.email, row.phone
+        if row.contact_enc is not None:
+            email, phone = formats.open_contact(formats.box_of(conn), p["id"], row.contact_enc)
+        p["fields"] = fields  # the record carries the sealed value only
+        _seal_contact(conn, p, p["id"], contact.get("email", email), contact.get("phone", phone))
+    else:
+        fields |= contact
     conn.execute(
         update(t.users).where(t.users.c.id == p["id"]).values(**fields, updated_at=p["at"])
     )
+
+
+def _seal_contact(conn: Connection, p: Payload, user_id: int, email: str, phone: str) -> None:
+    """Format 2: the contact details are stored, and recorded in the change, sealed."""
+    sealed = formats.seal_contact(formats.box_of(conn), user_id, email, phone)
+    conn.execute(
+        update(t.users)
+        .where(t.users.c.id == user_id)
+        .values(contact_enc=sealed, email="", phone="")
+    )
+    p["contact_enc"] = sealed.hex()
 
 
 @applier("user.delete")
@@ -279,6 +313,8 @@ def _farm_member(conn: Connection, p: Payload) -> None:
 
 @applier("farm.format")
 def _farm_format(conn: Connection, p: Payload) -> None:
-    """The farm's data format moved forward (``farm finalize``)."""
+    """The farm's data format moved forward (``farm finalize``): this node's rows move with it,
+    in the same transaction, on the master and on every subordinate as it replays the record."""
     conn.execute(delete(t.meta).where(t.meta.c.key == "farm.format"))
     conn.execute(insert(t.meta).values(key="farm.format", value=str(int(p["format"]))))
+    formats.forward(conn, int(p["format"]))

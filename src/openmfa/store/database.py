@@ -25,12 +25,13 @@ from sqlalchemy.pool import NullPool
 from ..config import CONFIG_NAME, Config
 from ..config import load as load_config
 from ..errors import DataFileExists, DataFileMissing, FormatTooNew, KeyFileError, NeedsMigration
+from . import formats
 from . import tables as t
 from .crypto import SecretBox, create_key_file, read_key_file
 
-DATA_FORMAT = 1
-"""The data format this release writes."""
-READS_FORMATS = (1, 1)
+DATA_FORMAT = 2
+"""The newest data format this release writes (``store.formats``: what each one means)."""
+READS_FORMATS = (1, 2)
 """The oldest and newest data formats this release can read."""
 
 DATA_FILE = "openmfa.db"
@@ -106,9 +107,12 @@ def _alembic_config(conn: Connection) -> AlembicConfig:
     return cfg
 
 
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory(str(resources.files("openmfa.store").joinpath("migrations")))
+
+
 def head_revision() -> str:
-    script = ScriptDirectory(str(resources.files("openmfa.store").joinpath("migrations")))
-    head = script.get_current_head()
+    head = _scripts().get_current_head()
     assert head is not None
     return head
 
@@ -206,6 +210,7 @@ class Store:
         """A write transaction (on SQLite: holds the write lock from its first statement)."""
         with self.engine.connect() as conn:
             conn = conn.execution_options(write=True)
+            conn.info[formats.BOX] = self.box  # for data-format steps run by change records
             with conn.begin():
                 yield conn
 
@@ -254,8 +259,10 @@ def check_format(engine: Engine) -> None:
         current = MigrationContext.configure(conn).get_current_revision()
         head = head_revision()
         if current != head:
-            script = ScriptDirectory(str(resources.files("openmfa.store").joinpath("migrations")))
-            known = {r.revision for r in script.walk_revisions()}
+            known = {r.revision for r in _scripts().walk_revisions()}
+            floor = conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "schema.floor"))
+            if current is not None and current not in known and floor in known:
+                return  # a newer release only added to a schema this one knows: read on
             if current is not None and current not in known:
                 raise FormatTooNew(
                     f"the data file's schema revision {current!r} is unknown to this release "

@@ -39,6 +39,7 @@ users = Table(
     Column("display_name", String(255), nullable=False, default=""),
     Column("email", String(255), nullable=False, default=""),
     Column("phone", String(64), nullable=False, default=""),
+    Column("contact_enc", LargeBinary, nullable=True),  # data format 2: email+phone sealed
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),

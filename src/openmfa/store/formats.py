@@ -1,0 +1,111 @@
+"""Data formats: what the rows of a data set mean, and the steps that move one forward.
+
+Schema revisions (Alembic, run by ``openmfa migrate``) only ever *add* — a column, a table — so a
+release that does not know them still reads and writes the data (``meta['schema.floor']`` names
+the oldest revision whose release may use it; see ``database.check_format``). Anything an older
+release could not read — rows written in a new way — is a new *data format*, and the steps here
+move a data set from one format to the next inside the caller's transaction.
+
+When a data set may move forward is the caller's choice, and that is the invariant owned here:
+a node on its own moves at ``openmfa migrate`` (no other node reads its data); a farm moves only
+at ``openmfa farm finalize`` — the ``farm.format`` change record runs these steps on every node
+as it is applied (on the shared database once) — so until then every node of the farm, old
+release or new, reads every row, and rolling back to the previous release stays possible.
+
+Format 2: a user's email and phone (personal data) are sealed at rest like the OATH seeds
+(AES-256-GCM under the data key, bound to the user's id), in ``users.contact_enc``; the plain
+columns are emptied. Change records of format 2 carry the sealed value, never the plain one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+
+from ..errors import FormatTooNew
+from . import tables as t
+from .crypto import SecretBox
+
+BOX = "openmfa.box"
+"""Key of ``Connection.info`` where ``Store.write`` leaves the data key for the steps below."""
+
+
+def local_format(conn: Connection) -> int:
+    """The data format of this data set's rows."""
+    value = conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "data_format"))
+    return int(value or 0)
+
+
+def box_of(conn: Connection) -> SecretBox:
+    box = conn.info.get(BOX)
+    if not isinstance(box, SecretBox):
+        raise RuntimeError("a data-format step needs a connection from Store.write()")
+    return box
+
+
+def forward(conn: Connection, target: int) -> tuple[int, int]:
+    """Move this data set's rows to format ``target`` (never back); returns (before, after)."""
+    from .database import DATA_FORMAT
+
+    before = local_format(conn)
+    if target > DATA_FORMAT:
+        raise FormatTooNew(
+            f"the farm moved to data format {target}; this release writes up to {DATA_FORMAT}. "
+            "Upgrade this node; it keeps serving from its copy as of the last record it could read"
+        )
+    if target <= before:
+        return before, before
+    for fmt in range(before + 1, target + 1):
+        STEPS[fmt](conn)
+    conn.execute(delete(t.meta).where(t.meta.c.key == "data_format"))
+    conn.execute(insert(t.meta).values(key="data_format", value=str(target)))
+    return before, target
+
+
+def forward_alone(conn: Connection) -> tuple[int, int] | None:
+    """On a node on its own, move to this release's format (before, after); in a farm, None:
+    there ``farm finalize`` moves it, once every node reads the new format."""
+    from .database import DATA_FORMAT
+
+    if conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "farm.id")) is not None:
+        return None
+    return forward(conn, DATA_FORMAT)
+
+
+# -- format 2: sealed contact details ----------------------------------------------------------
+
+
+def _context(user_id: int) -> str:
+    return f"user:{user_id}:contact"
+
+
+def seal_contact(box: SecretBox, user_id: int, email: str, phone: str) -> bytes:
+    plain = json.dumps({"email": email, "phone": phone}, separators=(",", ":")).encode()
+    return box.seal(plain, _context(user_id))
+
+
+def open_contact(box: SecretBox, user_id: int, sealed: bytes) -> tuple[str, str]:
+    said = json.loads(box.open(sealed, _context(user_id)))
+    return str(said["email"]), str(said["phone"])
+
+
+def _seal_contacts(conn: Connection) -> None:
+    box = box_of(conn)
+    rows = conn.execute(
+        select(t.users.c.id, t.users.c.email, t.users.c.phone).where(
+            t.users.c.contact_enc.is_(None)
+        )
+    ).all()
+    if rows:
+        conn.execute(
+            update(t.users)
+            .where(t.users.c.id == bindparam("uid"))
+            .values(contact_enc=bindparam("sealed"), email="", phone=""),
+            [{"uid": r.id, "sealed": seal_contact(box, r.id, r.email, r.phone)} for r in rows],
+        )
+
+
+STEPS: dict[int, Callable[[Connection], None]] = {2: _seal_contacts}
+"""The step that brings rows of format N-1 to format N."""
