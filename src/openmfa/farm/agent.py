@@ -1,8 +1,9 @@
-"""A node upgrades itself when the farm orchestrator asks (``POST /v1/farm/upgrade``).
+"""A node upgrades or rolls itself back when the farm orchestrator asks
+(``POST /v1/farm/upgrade``, ``POST /v1/farm/rollback``).
 
 The node finds its installation from its install record, the way ``openmfa upgrade`` does, and
-starts that command detached from itself (the upgrade stops and restarts this very server).
-The orchestrator then watches ``/v1/farm/hello`` for the new release.
+starts that command detached from itself (it stops and restarts this very server). The
+orchestrator then watches ``/v1/farm/hello`` for the release it expects.
 """
 
 from __future__ import annotations
@@ -12,12 +13,44 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound, OpenMfaError
 from ..install.record import InstallRecord, record_path
+from ..install.upgrader import last_upgrade
+from ..store.backups import Backups
 from ..store.database import Store
 
 
 def start_upgrade(store: Store, bundle: Path) -> dict[str, object]:
+    if not bundle.is_file() and not bundle.is_dir():
+        raise NotFound(f"no bundle at {bundle} on this node's host; copy it there first")
+    return _start(store, "upgrade", "--from-bundle", str(bundle))
+
+
+def start_rollback(store: Store) -> dict[str, object]:
+    plan = rollback_plan(store)
+    if plan is None:
+        raise InvalidInput("this node has no upgrade to roll back (see `openmfa farm status`)")
+    return {**_start(store, "rollback"), "to": plan["to"]}
+
+
+def rollback_plan(store: Store) -> dict[str, object] | None:
+    """What ``openmfa rollback`` would do here: the release it goes back to and the data format
+    of the backup taken before the upgrade; None when there is nothing to roll back."""
+    try:
+        record = _record(store)
+    except OpenMfaError:
+        return None
+    last = last_upgrade(InstallRecord.load(record))
+    if last is None:
+        return None
+    try:
+        info = Backups(store.data_dir, store.data_dir.config()).get(str(last["backup"]))
+    except OpenMfaError:
+        return None
+    return {"to": str(last["from"]), "format": info.data_format}
+
+
+def _record(store: Store) -> Path:
     record = record_path(None)
     if not record.exists():
         raise InvalidInput(
@@ -27,16 +60,18 @@ def start_upgrade(store: Store, bundle: Path) -> dict[str, object]:
     rec = InstallRecord.load(record)
     if Path(rec.data_dir).resolve() != store.data_dir.root.resolve():
         raise InvalidInput(f"the install record {record} is for another data directory")
-    if not bundle.is_file() and not bundle.is_dir():
-        raise NotFound(f"no bundle at {bundle} on this node's host; copy it there first")
-    log_path = rec.root_path / "farm-upgrade.log"
+    return record
+
+
+def _start(store: Store, command: str, *args: str) -> dict[str, object]:
+    record = _record(store)
+    log_path = InstallRecord.load(record).root_path / f"farm-{command}.log"
     with log_path.open("a") as log:
         proc = subprocess.Popen(
             [
                 str(Path(sys.executable).with_name("openmfa")),
-                "upgrade",
-                "--from-bundle",
-                str(bundle),
+                command,
+                *args,
                 "--yes",
                 "--record",
                 str(record),

@@ -22,7 +22,7 @@ from ..store import tables as t
 from ..store.changes import Change, ChangeWriter
 from ..store.database import READS_FORMATS, Store
 from . import audit_relay, membership
-from .agent import start_upgrade
+from .agent import rollback_plan, start_rollback, start_upgrade
 from .claims import CLAIM_PATH, CLAIMS_PATH, KINDS, claim_on_master, claims_on_master
 from .feed import (
     MAX_BATCH,
@@ -130,6 +130,9 @@ def describe(store: Store, m: Membership) -> dict[str, object]:
         "release": __version__,
         "reads": [READS_FORMATS[0], READS_FORMATS[1]],
         "farm_format": farm_format(store),
+        "data_format": store.data_format(),
+        "audit_pending": bool(audit_relay.pending(store, 1)) if not m.is_master else False,
+        "rollback": rollback_plan(store),
     }
 
 
@@ -332,6 +335,15 @@ class FarmEndpoints:
         log.warning("upgrading from %s as asked by %s (pid %s)", body.bundle, node, started["pid"])
         return _json(started)
 
+    async def rollback(self, request: Request) -> Response:
+        """Go back to the release before the last upgrade (sent by ``farm rollback``)."""
+        _, node = await self._verified(request, master=False)
+        started = await run_in_threadpool(start_rollback, self.store)
+        log.warning(
+            "rolling back to %s as asked by %s (pid %s)", started["to"], node, started["pid"]
+        )
+        return _json(started)
+
     async def finalize(self, request: Request) -> Response:
         m, _ = await self._master(request)
         _, after = await run_in_threadpool(finalize, self.store, m)
@@ -364,6 +376,7 @@ class FarmEndpoints:
             Route("/v1/farm/promote", self.promote, methods=["POST"]),
             Route("/v1/farm/master", self.master_notice, methods=["POST"]),
             Route("/v1/farm/upgrade", self.upgrade, methods=["POST"]),
+            Route("/v1/farm/rollback", self.rollback, methods=["POST"]),
             Route("/v1/farm/drain", self.drain, methods=["POST"]),
             Route("/v1/farm/finalize", self.finalize, methods=["POST"]),
         ]

@@ -19,20 +19,23 @@ import os
 import secrets
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from ..core.totp import totp
 from ..errors import OpenMfaError
 from ..node.control import NodeControl
+from ..store import tables as t
 from ..store.backups import Backups
-from ..store.database import DataDir
+from ..store.database import DataDir, Store
 from .config_merge import merge
 from .installer import check_prerequisites
 from .record import InstallRecord
@@ -133,14 +136,23 @@ class Upgrade:
         if journal is not None:
             self._undo(journal)
             return journal.from_version
-        previous = [h for h in self.record.history if h.get("action") == "upgrade"]
-        if not previous:
-            raise InstallFailed("there is no upgrade to roll back")
-        last = previous[-1]
-        self.say(
-            f"rolling back {last['to']} -> {last['from']}: the data goes back to backup "
-            f"{last['backup']} (the current state is kept as a backup first)"
-        )
+        last = last_upgrade(self.record)
+        if last is None:
+            raise InstallFailed(
+                f"there is no upgrade to roll back: this installation runs {self.record.version} "
+                "and no upgrade to it is recorded"
+            )
+        restore = self._farm_rollback_check(last)
+        if restore:
+            self.say(
+                f"rolling back {last['to']} -> {last['from']}: the data goes back to backup "
+                f"{last['backup']} (the current state is kept as a backup first)"
+            )
+        else:
+            self.say(
+                f"rolling back {last['to']} -> {last['from']}: the shared database stays as it "
+                "is (its format has not moved since the upgrade; the schema only added things)"
+            )
         self._undo(
             Journal(
                 last["from"],
@@ -151,6 +163,7 @@ class Upgrade:
                 server_was_running=self._server_pid() is not None,
             ),
             data_changed=last.get("migrated", True),
+            restore_data=restore,
         )
         self.record = InstallRecord.load(self.record_file)
         self.record.history.append({"action": "rollback", "from": last["to"], "to": last["from"]})
@@ -228,7 +241,9 @@ class Upgrade:
 
     # -- undo -------------------------------------------------------------------------------
 
-    def _undo(self, j: Journal, data_changed: bool | None = None) -> None:
+    def _undo(
+        self, j: Journal, data_changed: bool | None = None, *, restore_data: bool = True
+    ) -> None:
         migrated = "migrate" in j.done if data_changed is None else data_changed
         restore = bool(j.backup_id) and (migrated or "config" in j.done)
         disturbed = restore or "switch" in j.done
@@ -239,8 +254,10 @@ class Upgrade:
             switch_current(self.root, j.from_version)
         if restore:
             self._put_back_config(j)  # the old release must be able to read it to restore
-            self._openmfa(j.from_version, "backup", "restore", j.backup_id, "--yes")
-            self.say(f"    restored backup {j.backup_id}")
+            if restore_data:
+                self._openmfa(j.from_version, "backup", "restore", j.backup_id, "--yes")
+                self.say(f"    restored backup {j.backup_id}")
+                self._carry_audit()
         if "themes" in j.done and j.backup_id:
             save_to = Path(Backups(self.dd, self.dd.config()).get(j.backup_id).path)
             undo_themes(self.root / "themes", save_to)
@@ -254,6 +271,64 @@ class Upgrade:
         self.say(f"rolled back: {j.from_version} is serving again")
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _carry_audit(self) -> None:
+        """Audit events are a log, not state: those recorded since the backup come back from
+        the copy ``backup restore`` kept of the data before it, with their ids, so the node's
+        event ids keep rising (a farm master takes each node's events in id order)."""
+        if self.dd.config().get("store", "url"):
+            return  # PostgreSQL: the state before the restore is in the "before-restore" dump
+        kept = [b for b in Backups(self.dd, self.dd.config()).all() if b.reason == "before-restore"]
+        if not kept:
+            return
+        prior = Path(max(kept, key=lambda b: b.created_at).path) / self.dd.data_file.name
+        cols = ", ".join(c.name for c in t.audit.columns)
+        db = sqlite3.connect(self.dd.data_file, isolation_level=None, timeout=30, uri=True)
+        try:
+            db.execute("ATTACH DATABASE ? AS prior", (f"file:{prior}?mode=ro",))
+            db.execute("BEGIN IMMEDIATE")
+            carried = db.execute(
+                f"INSERT INTO main.audit ({cols}) SELECT {cols} FROM prior.audit "  # noqa: S608
+                "WHERE id > (SELECT coalesce(max(id), 0) FROM main.audit) ORDER BY id"
+            ).rowcount
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        if carried:
+            self.say(f"    kept the {carried} audit events recorded since the backup")
+
+    def _farm_rollback_check(self, last: dict[str, Any]) -> bool:
+        """May this node go back to the release before ``last`` now, and does its data come
+        back from the pre-upgrade backup (True) or stay (a shared database: False)?"""
+        from ..farm import membership
+
+        try:
+            store = Store.open(self.dd)
+        except OpenMfaError:
+            return True  # a data file this release cannot open: the backup is the way back
+        try:
+            m = membership.load(store)
+            fmt = membership.farm_format(store) if m is not None else 0
+        finally:
+            store.close()
+        if m is None:
+            return True
+        before = Backups(self.dd, self.dd.config()).get(str(last["backup"])).data_format
+        if fmt > before:
+            raise InstallFailed(
+                f"the farm's data format moved to {fmt} (`openmfa farm finalize`) after this "
+                f"node was upgraded; {last['from']} was running format {before} data, and the "
+                "other nodes hold format "
+                f"{fmt}. Nothing was changed. Going back now means restoring every node from "
+                "its pre-upgrade backup, losing every change since (`openmfa backup restore`)"
+            )
+        if m.role in (membership.MASTER, membership.HANDOVER):
+            raise InstallFailed(
+                "this node is the farm's master: hand the role to another node first "
+                "(`openmfa farm promote NODE`), or roll the whole farm back at once with "
+                "`openmfa farm rollback` on the master. Nothing was changed"
+            )
+        return not m.shared  # a subordinate's copy comes back and catches up from the master
 
     def _put_back_config(self, j: Journal) -> None:
         """server.toml as it was before the upgrade, from the backup (the merged file may hold
@@ -385,6 +460,14 @@ class Upgrade:
             return str(doc["nodes"][0]["role"])
         except (ValueError, KeyError, IndexError):
             return ""
+
+
+def last_upgrade(record: InstallRecord) -> dict[str, Any] | None:
+    """The upgrade ``openmfa rollback`` undoes: the newest one, if its release still runs."""
+    done = [h for h in record.history if h.get("action") == "upgrade"]
+    if not done or done[-1].get("to") != record.version:
+        return None
+    return done[-1]
 
 
 def _slug(version: str) -> str:
