@@ -23,6 +23,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -320,11 +321,18 @@ class Outcome:
 
 
 def rolling_upgrade(
-    nodes: list[Node], bundle: Path, work: Path, *, shared: bool = False
+    nodes: list[Node],
+    bundle: Path,
+    work: Path,
+    *,
+    shared: bool = False,
+    hold: bool = False,
+    then: Callable[[list[str]], str] | None = None,
 ) -> Outcome:
     """Make the farm on the previous release, put it under load behind HAProxy, run
     `openmfa farm upgrade` (the previous release's command, on the master; with ``shared``,
-    nodes on one PostgreSQL database, on the first node)."""
+    nodes on one PostgreSQL database, on the first node; with ``hold``, not finalized), then
+    ``then`` under the same load, given the load-balancer options; its output is appended."""
     a = nodes[0]
     if shared:
         for n in nodes:
@@ -388,22 +396,22 @@ def rolling_upgrade(
             w.start()
         time.sleep(3)
         started = time.monotonic()
+        lb = ["--lb", "haproxy", "--haproxy-socket", str(work / "haproxy.sock")]
+        lb += ["--haproxy-backend", "openmfa"]
         try:
             out = a.openmfa(
                 "farm",
                 "upgrade",
                 "--bundle",
                 str(bundle),
-                "--lb",
-                "haproxy",
-                "--haproxy-socket",
-                str(work / "haproxy.sock"),
-                "--haproxy-backend",
-                "openmfa",
+                *lb,
+                *(["--hold"] if hold else []),
                 "--data-dir",
                 str(a.var),
             )
             seconds = time.monotonic() - started
+            if then is not None:
+                out += then(lb)
             time.sleep(3)
         finally:
             load.stop.set()

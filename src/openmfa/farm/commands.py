@@ -21,7 +21,7 @@ from .feed import stored_reports
 from .follower import bootstrap, hello, register
 from .formats import finalize
 from .promotion import force_promote, handover, tell_members
-from .rolling import RollingUpgrade
+from .rolling import FarmRollback, RollingUpgrade
 
 SILENT_AFTER = 60.0
 """A subordinate not heard from for this long is reported as silent."""
@@ -328,13 +328,37 @@ def farm_upgrade(
     """Upgrade every node, one at a time, while the farm keeps serving (run on the master).
 
     Rerun it to resume after a failure: nodes on the new release are skipped."""
-    balancer: Balancer = NoBalancer()
-    if lb == "haproxy":
-        if haproxy_socket is None:
-            raise InvalidInput("--lb haproxy needs --haproxy-socket (HAProxy's admin socket)")
-        balancer = HAProxy(haproxy_socket, haproxy_backend)
+    balancer = _balancer(lb, haproxy_socket, haproxy_backend)
     with _opened(data_dir) as (store, _):
         RollingUpgrade(
             store, bundle, balancer, click.echo, hold=hold, node_timeout=node_timeout
         ).run()
     click.echo("the farm is upgraded")
+
+
+@farm.command("rollback")
+@click.option("--lb", type=click.Choice(["none", "haproxy"]), default="none", show_default=True)
+@click.option("--haproxy-socket", type=click.Path(path_type=Path), help="HAProxy admin socket.")
+@click.option("--haproxy-backend", default="openmfa", show_default=True)
+@click.option("--node-timeout", default=600.0, show_default=True, help="Seconds per node.")
+@data_dir_option
+@fails_cleanly
+def farm_rollback(
+    lb: str, haproxy_socket: Path | None, haproxy_backend: str, node_timeout: float, data_dir: Path
+) -> None:
+    """Put every node back on the release before its last upgrade, one at a time, while the
+    farm keeps serving (run on the master). Possible until `farm finalize`.
+
+    Rerun it to resume after a failure: nodes back on the previous release are skipped."""
+    balancer = _balancer(lb, haproxy_socket, haproxy_backend)
+    with _opened(data_dir) as (store, _):
+        FarmRollback(store, balancer, click.echo, node_timeout=node_timeout).run()
+    click.echo("the farm is rolled back")
+
+
+def _balancer(lb: str, haproxy_socket: Path | None, haproxy_backend: str) -> Balancer:
+    if lb == "haproxy":
+        if haproxy_socket is None:
+            raise InvalidInput("--lb haproxy needs --haproxy-socket (HAProxy's admin socket)")
+        return HAProxy(haproxy_socket, haproxy_backend)
+    return NoBalancer()

@@ -69,10 +69,11 @@ class RollingUpgrade:
             raise RollingUpgradeFailed("this node is not in a farm")
         self.m = m
         self.me = store.node_name
+        self.nodes: dict[str, str] = {}
 
     def run(self) -> None:
         target = bundle_version(self.bundle)
-        nodes = membership.members(self.store)
+        nodes = self.nodes = membership.members(self.store)
         self.say(f"rolling upgrade of {len(nodes)} nodes to {target} from {self.bundle}")
         status = self._preflight(nodes)
         if self.m.shared:
@@ -125,7 +126,9 @@ class RollingUpgrade:
 
     # -- steps ------------------------------------------------------------------------------
 
-    def _preflight(self, nodes: dict[str, str]) -> dict[str, dict[str, Any]]:
+    def _preflight(
+        self, nodes: dict[str, str], reason: str = "before-farm-upgrade"
+    ) -> dict[str, dict[str, Any]]:
         self.say("[pre-flight] every node answers and has every change")  # (shared: one database)
         status: dict[str, dict[str, Any]] = {}
         for name, url in sorted(nodes.items()):
@@ -144,9 +147,7 @@ class RollingUpgrade:
         else:
             self._wait_caught_up(nodes, status[masters[0]], timeout=60)
         if masters[0] == self.me:
-            info = Backups(self.store.data_dir, self.store.data_dir.config()).create(
-                "before-farm-upgrade"
-            )
+            info = Backups(self.store.data_dir, self.store.data_dir.config()).create(reason)
             what = "the shared database" if self.m.shared else "the master"
             self.say(f"[pre-flight] backup {info.id} of {what} taken and verified")
         return status
@@ -167,22 +168,30 @@ class RollingUpgrade:
                 )
 
     def _upgrade_node(self, name: str, url: str, target: str) -> None:
+        self._move_node(name, url, target, "/v1/farm/upgrade", {"bundle": str(self.bundle)})
+
+    def _move_node(
+        self,
+        name: str,
+        url: str,
+        target: str,
+        path: str,
+        body: dict[str, Any],
+        on_release: Callable[[], None] | None = None,
+    ) -> None:
+        """Out of the load balancer, drained, moved to ``target`` by its agent (``path``),
+        back when it runs ``target`` and has every change."""
+        verb = path.rsplit("/", 1)[-1]
         self.say(f"[{name}] out of the load balancer")
         self.lb.drain(name)
         try:
             self._wait_drained(name)
             self._drain_radius(name, url)
-            self.say(f"[{name}] upgrading in place")
-            resp = call(
-                self.m.key,
-                self.me,
-                url,
-                "POST",
-                "/v1/farm/upgrade",
-                body={"bundle": str(self.bundle)},
-            )
-            started = checked(resp, f"{name} could not start its upgrade")
-            self._wait_upgraded(name, url, target, str(started.get("log", "")))
+            self._settle(name, url)
+            self.say(f"[{name}] {'upgrading in place' if verb == 'upgrade' else 'rolling back'}")
+            resp = call(self.m.key, self.me, url, "POST", path, body=body)
+            started = checked(resp, f"{name} could not start its {verb}")
+            self._wait_upgraded(name, url, target, str(started.get("log", "")), on_release)
         except BaseException:
             said = hello(self.m, self.me, url)
             if said is not None:  # it serves (old or new release): let it take traffic
@@ -191,6 +200,9 @@ class RollingUpgrade:
             raise
         self.say(f"[{name}] back in the load balancer")
         self.lb.ready(name)
+
+    def _settle(self, name: str, url: str) -> None:
+        """What must be done on a drained node before it moves (nothing, for an upgrade)."""
 
     def _wait_drained(self, name: str) -> None:
         deadline = time.monotonic() + self.drain_timeout
@@ -226,10 +238,20 @@ class RollingUpgrade:
             said = (now or {}).get("radius") or {}
         self.say(f"[{name}] RADIUS drained (no open challenges)")
 
-    def _wait_upgraded(self, name: str, url: str, target: str, log: str) -> None:
+    def _wait_upgraded(
+        self,
+        name: str,
+        url: str,
+        target: str,
+        log: str,
+        on_release: Callable[[], None] | None = None,
+    ) -> None:
         deadline = time.monotonic() + self.node_timeout
         while True:
             said = hello(self.m, self.me, url)
+            if said is not None and said["release"] == target and on_release is not None:
+                on_release()
+                on_release = None
             if said is not None and said["release"] == target and self.m.shared:
                 self.say(f"[{name}] runs {target}")
                 return
@@ -241,13 +263,13 @@ class RollingUpgrade:
             if time.monotonic() > deadline:
                 raise RollingUpgradeFailed(
                     f"{name} did not come back on {target} within {self.node_timeout:.0f} s; "
-                    f"see its upgrade log {log} (it rolls itself back on failure), fix, and "
-                    "run `openmfa farm upgrade` again to resume"
+                    f"see its log {log} (an upgrade rolls itself back on failure), fix, and "
+                    f"run the same `openmfa farm` command again to resume"
                 )
             time.sleep(0.5)
 
     def _master_status(self) -> dict[str, Any] | None:
-        for url in membership.members(self.store).values():
+        for url in self.nodes.values():
             said = hello(self.m, self.me, url)
             if said is not None and said["role"] == membership.MASTER:
                 return said
@@ -263,3 +285,91 @@ class RollingUpgrade:
         resp = call(self.m.key, self.me, url, "POST", "/v1/farm/finalize", body={})
         done = checked(resp, "finalize was refused")
         self.say(f"[finalize] the farm's data format is {done['format']}")
+
+
+class FarmRollback(RollingUpgrade):
+    """``openmfa farm rollback``: every node back to the release before its last upgrade, one
+    at a time, while the farm keeps serving — possible until ``farm finalize`` moved the data
+    format (refused after, with what to do instead).
+
+    The rolling upgrade in reverse: each subordinate drained, ``openmfa rollback`` on its host
+    (its pre-upgrade copy comes back with the audit events recorded since, it is told who the
+    master is and catches up), back in the load balancer; then a rolled-back node takes the
+    master role in a planned handover and the former master goes back the same way. A shared
+    database stays as it is. A node already back is skipped, so a rerun resumes (from any node
+    still on the newer release once the master is back)."""
+
+    def __init__(self, store: Store, balancer: Balancer, say: Say, **kw: float) -> None:
+        super().__init__(store, Path("."), balancer, say, hold=True, **kw)
+
+    def run(self) -> None:
+        nodes = self.nodes = membership.members(self.store)
+        self.say(f"rolling back the farm of {len(nodes)} nodes")
+        status = self._preflight(nodes, reason="before-farm-rollback")
+        plans: dict[str, dict[str, Any]] = {
+            n: s["rollback"] for n, s in status.items() if s.get("rollback")
+        }
+        targets = sorted({str(p["to"]) for p in plans.values()})
+        if not targets:
+            self.say("no node has an upgrade to roll back")
+            return
+        if len(targets) > 1:
+            raise RollingUpgradeFailed(
+                f"the nodes would go back to different releases ({', '.join(targets)}); roll "
+                "them back one by one (`openmfa rollback` on each subordinate). Nothing was changed"
+            )
+        target = targets[0]
+        fmt = max(int(s.get("farm_format", 0)) for s in status.values())
+        finalized = sorted(n for n, p in plans.items() if int(p["format"]) < fmt)
+        if finalized:
+            raise RollingUpgradeFailed(
+                f"the farm's data format moved to {fmt} (`openmfa farm finalize`) after "
+                f"{', '.join(finalized)} were upgraded, and {target} cannot read it. Nothing "
+                "was changed. Going back now means restoring every node from its pre-upgrade "
+                "backup, losing every change since (`openmfa backup restore` on each node)"
+            )
+        stuck = sorted(n for n, s in status.items() if n not in plans and s["release"] != target)
+        if stuck:
+            raise RollingUpgradeFailed(
+                f"{', '.join(stuck)} runs neither {target} nor a release that goes back to it. "
+                "Nothing was changed"
+            )
+        self.say(f"{len(plans)} nodes go back to {target}")
+        if self.m.shared:
+            for name in sorted(plans, key=lambda n: n == self.me):
+                self._move_node(name, nodes[name], target, "/v1/farm/rollback", {})
+            return
+        master = next(n for n, s in status.items() if s["role"] == membership.MASTER)
+        for name in sorted(n for n in plans if n != master):
+            self._rollback_node(name, nodes[name], target)
+        if master in plans:
+            back = [n for n in sorted(nodes) if n != master]
+            if not back:
+                raise RollingUpgradeFailed(
+                    "a farm of one node cannot stay online while its master rolls back; "
+                    "use `openmfa rollback` on it"
+                )
+            if master != self.me:
+                raise RollingUpgradeFailed(
+                    f"the master is {master}; run `openmfa farm rollback` there to continue"
+                )
+            self.say(f"promoting {back[0]} ({target}) before the master rolls back")
+            self.m = handover(self.store, self.m, back[0], nodes, timeout=120)
+            tell_members(self.store, self.m, nodes, skip={back[0], self.me})
+            self._rollback_node(master, nodes[master], target)
+
+    def _rollback_node(self, name: str, url: str, target: str) -> None:
+        def tell() -> None:  # its restored copy may name an older master
+            tell_members(self.store, self.m, {name: url}, skip=set())
+
+        self._move_node(name, url, target, "/v1/farm/rollback", {}, on_release=tell)
+
+    def _settle(self, name: str, url: str) -> None:
+        """Events this node recorded reach the master before its copy goes back (those that
+        do not yet are carried across the restore and relayed after)."""
+        deadline = time.monotonic() + self.drain_timeout
+        while (said := hello(self.m, self.me, url)) is not None and said.get("audit_pending"):
+            if time.monotonic() > deadline:
+                self.say(f"[{name}] audit events not yet relayed; they are relayed after")
+                return
+            time.sleep(0.2)
