@@ -123,7 +123,9 @@ def test_shared_database_farm_upgrades_the_same_way(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Two nodes on one PostgreSQL database, behind HAProxy, upgraded one at a time under
-    load by the same `openmfa farm upgrade`: no failed authentication, finalized."""
+    load by the same `openmfa farm upgrade`: no failed authentication, finalized. Then, under
+    the same load, `openmfa farm rollback`: each node back on the previous release, and the
+    shared database as it is (a user added after the upgrade stays)."""
     work = tmp_path_factory.mktemp("shared-farm")
     old, bundle, new_version = make_shared_releases(work / "wheels")
     nodes = install_nodes(work, old, ("node-a", "node-b"))
@@ -131,22 +133,29 @@ def test_shared_database_farm_upgrades_the_same_way(
     url = next(databases)
     try:
         share_database(nodes, url)
-        o = rolling_upgrade(nodes, bundle, work, shared=True)
+        upgraded: list[set[tuple[str, str, str]]] = []
+
+        def add_user_and_roll_back(lb: list[str]) -> str:
+            status = json.loads(nodes[0].cli("farm", "status", "--json"))
+            upgraded.append({(n["name"], n["role"], n["release"]) for n in status["nodes"]})
+            nodes[1].cli("user", "add", "late", "--email", "late@example.org")
+            return nodes[0].openmfa("farm", "rollback", *lb, "--data-dir", str(nodes[0].var))
+
+        o = rolling_upgrade(nodes, bundle, work, shared=True, then=add_user_and_roll_back)
         print(
             o.output, f"{o.seconds:.0f} s; load: {o.load.ok} accepted, {len(o.load.failed)} failed"
         )
         assert "[finalize]" in o.output and "RADIUS drained" in o.output, o.output
+        assert "the farm is rolled back" in o.output, o.output
         assert o.load.failed == [], o.load.failed[:10]
         assert o.load.ok > 30, o.load.ok
+        assert upgraded == [{("node-a", "shared", new_version), ("node-b", "shared", new_version)}]
+        old_version = old.name.split("-")[1]
         for n in nodes:
-            assert n.release() == new_version
-        status = json.loads(nodes[0].cli("farm", "status", "--json"))
-        assert {(n["name"], n["role"], n["release"]) for n in status["nodes"]} == {
-            ("node-a", "shared", new_version),
-            ("node-b", "shared", new_version),
-        }
-        users = {u["name"] for u in json.loads(nodes[1].cli("user", "list", "--json"))}
-        assert users >= set(o.seeds)
+            assert n.release() == old_version
+        users = {u["name"]: u for u in json.loads(nodes[1].cli("user", "list", "--json"))}
+        assert set(users) >= {*o.seeds, "late"}
+        assert users["late"]["email"] == "late@example.org"
     finally:
         for n in nodes:
             n.stop()

@@ -122,8 +122,12 @@ def migrate(engine: Engine) -> None:
     from alembic import command
 
     with engine.connect() as conn:
-        command.upgrade(_alembic_config(conn), "head")
-        conn.commit()
+        # One write transaction (on SQLite: BEGIN IMMEDIATE). A serving node's writers wait
+        # for it; a deferred one would fail with "database is locked" as soon as one of them
+        # committed between the migration's first read and its first write.
+        conn = conn.execution_options(write=True)
+        with conn.begin():
+            command.upgrade(_alembic_config(conn), "head")
 
 
 class Store:
