@@ -79,32 +79,51 @@ class RollingUpgrade:
         if self.m.shared:
             self._upgrade_shared(nodes, status, target)
             return
-        master = next(n for n, s in status.items() if s["role"] == membership.MASTER)
         todo = [n for n in sorted(nodes) if status[n]["release"] != target]
         if not todo:
             self.say("every node runs the new release already")
-        for name in [n for n in todo if n != master]:
-            self._upgrade_node(name, nodes[name], target)
-        if master in todo:
-            upgraded = [n for n in sorted(nodes) if n != master]
-            if not upgraded:
-                raise RollingUpgradeFailed(
-                    "a farm of one node cannot stay online while its master is upgraded; "
-                    "join a second node first"
-                )
-            new_master = upgraded[0]
-            if master != self.me:
-                raise RollingUpgradeFailed(
-                    f"the master is {master}; run `openmfa farm upgrade` there to continue"
-                )
-            self.say(f"promoting {new_master} (upgraded) before the master is upgraded")
-            self.m = handover(self.store, self.m, new_master, nodes, timeout=120)
-            tell_members(self.store, self.m, nodes, skip={new_master, self.me})
-            self._upgrade_node(master, nodes[master], target)
+        self._master_last(
+            nodes, status, todo, lambda n: self._upgrade_node(n, nodes[n], target), "upgraded"
+        )
         if self.hold:
             self.say("finalize held: run `openmfa farm finalize` on the master when ready")
             return
         self._finalize(nodes)
+
+    def _master_last(
+        self,
+        nodes: dict[str, str],
+        status: dict[str, dict[str, Any]],
+        todo: list[str],
+        move: Callable[[str], None],
+        done: str,
+    ) -> None:
+        """Each node of ``todo`` moved in turn, subordinates first; then the master hands its
+        role to a node already moved (a planned handover: no write is lost) and moves too."""
+        master = next(n for n, s in status.items() if s["role"] == membership.MASTER)
+        for name in sorted(n for n in todo if n != master):
+            move(name)
+        if master not in todo:
+            return
+        others = [n for n in sorted(nodes) if n != master]
+        if not others:
+            raise RollingUpgradeFailed(
+                f"a farm of one node cannot stay online while its master is {done}; "
+                "join a second node first"
+            )
+        command = "upgrade" if done == "upgraded" else "rollback"
+        if master != self.me:
+            raise RollingUpgradeFailed(
+                f"the master is {master}; run `openmfa farm {command}` there to continue"
+            )
+        self.say(f"promoting {others[0]} ({done}) before the master is {done}")
+        self.m = handover(self.store, self.m, others[0], nodes, timeout=120)
+        tell_members(self.store, self.m, nodes, skip={others[0], self.me})
+        # This node's data file may be replaced under us (a rollback restores it): close our
+        # connections while it is still the file they opened (a stale SQLite connection closed
+        # later could remove the new file's write-ahead log).
+        self.store.engine.dispose()
+        move(master)
 
     def _upgrade_shared(
         self, nodes: dict[str, str], status: dict[str, dict[str, Any]], target: str
@@ -339,24 +358,13 @@ class FarmRollback(RollingUpgrade):
             for name in sorted(plans, key=lambda n: n == self.me):
                 self._move_node(name, nodes[name], target, "/v1/farm/rollback", {})
             return
-        master = next(n for n, s in status.items() if s["role"] == membership.MASTER)
-        for name in sorted(n for n in plans if n != master):
-            self._rollback_node(name, nodes[name], target)
-        if master in plans:
-            back = [n for n in sorted(nodes) if n != master]
-            if not back:
-                raise RollingUpgradeFailed(
-                    "a farm of one node cannot stay online while its master rolls back; "
-                    "use `openmfa rollback` on it"
-                )
-            if master != self.me:
-                raise RollingUpgradeFailed(
-                    f"the master is {master}; run `openmfa farm rollback` there to continue"
-                )
-            self.say(f"promoting {back[0]} ({target}) before the master rolls back")
-            self.m = handover(self.store, self.m, back[0], nodes, timeout=120)
-            tell_members(self.store, self.m, nodes, skip={back[0], self.me})
-            self._rollback_node(master, nodes[master], target)
+        self._master_last(
+            nodes,
+            status,
+            sorted(plans),
+            lambda n: self._rollback_node(n, nodes[n], target),
+            "rolled back",
+        )
 
     def _rollback_node(self, name: str, url: str, target: str) -> None:
         def tell() -> None:  # its restored copy may name an older master

@@ -131,7 +131,7 @@ def describe(store: Store, m: Membership) -> dict[str, object]:
         "reads": [READS_FORMATS[0], READS_FORMATS[1]],
         "farm_format": farm_format(store),
         "data_format": store.data_format(),
-        "audit_pending": bool(audit_relay.pending(store, 1)) if not m.is_master else False,
+        "audit_pending": m.role == membership.SUBORDINATE and bool(audit_relay.pending(store, 1)),
         "rollback": rollback_plan(store),
     }
 
