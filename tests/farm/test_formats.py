@@ -20,7 +20,7 @@ from openmfa.store import database, formats
 from openmfa.store import tables as t
 from openmfa.store.changes import Change, ChangeWriter
 from openmfa.store.database import DATA_FORMAT, DataDir, Store
-from tests.conftest import make_config
+from tests.conftest import make_config, pg_database
 
 
 def _at_format_1(store: Store) -> None:
@@ -142,3 +142,49 @@ def test_a_sealed_contact_opens_only_for_its_own_user(store: Store, config: Conf
     with pytest.raises(KeyFileError, match="does not open"):
         acc.get_user("erin")
     assert acc.get_user("dave").email == "dave@example.org"
+
+
+@pytest.mark.postgres
+def test_a_shared_database_moves_once_at_finalize(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Two nodes on one PostgreSQL database: until finalize both write format 1 (an old
+    release's node reads every row); the finalize record moves the rows once, for both."""
+    databases = pg_database()
+    url = next(databases)
+    config = make_config(store={"url": url})
+    one_dd = DataDir(tmp_path_factory.mktemp("one"))
+    one = Store.create(one_dd, config)
+    two_dd = DataDir(tmp_path_factory.mktemp("two"))
+    two_dd.root.mkdir(parents=True, exist_ok=True)
+    two_dd.key_file.write_bytes(one_dd.key_file.read_bytes())  # every node: one data key
+    two_dd.key_file.chmod(0o600)
+    try:
+        _at_format_1(one)
+        with one.write() as conn:
+            membership.save(one, conn, membership.new_shared_farm())
+        ChangeWriter(one).commit([Change("farm.format", {"format": 1})])
+        two = Store.open(two_dd, config)
+        try:
+            Accounts(one, config).add_user("frank", email="frank@example.org")
+            Accounts(two, config).add_user("grace", phone="+15550142")
+            with two.write() as conn:
+                assert formats.forward_alone(conn) is None  # `openmfa migrate` waits
+            assert {n: sealed for n, (_, _, sealed) in _rows(one).items()} == {
+                "frank": False,
+                "grace": False,
+            }
+            ChangeWriter(two).commit([Change("farm.format", {"format": 2})])  # finalize
+            assert one.data_format() == two.data_format() == 2
+            assert _rows(one) == {"frank": ("", "", True), "grace": ("", "", True)}
+            assert (
+                _contacts(one, config)
+                == _contacts(two, config)
+                == {
+                    "frank": ("frank@example.org", ""),
+                    "grace": ("", "+15550142"),
+                }
+            )
+        finally:
+            two.close()
+    finally:
+        one.close()
+        next(databases, None)
