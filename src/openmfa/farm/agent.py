@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import InvalidInput, NotFound, OpenMfaError
 from ..install.record import InstallRecord, record_path
-from ..install.upgrader import last_upgrade
+from ..install.upgrader import JOURNAL, last_upgrade
 from ..store.backups import Backups
 from ..store.database import Store
 
@@ -31,6 +31,15 @@ def start_rollback(store: Store) -> dict[str, object]:
     if plan is None:
         raise InvalidInput("this node has no upgrade to roll back (see `openmfa farm status`)")
     return {**_start(store, "rollback"), "to": plan["to"]}
+
+
+def upgrading(store: Store) -> bool:
+    """Whether ``openmfa upgrade`` is under way here (its journal exists until it is done:
+    a node that answers on the new release may still be verifying, or about to roll back)."""
+    try:
+        return (InstallRecord.load(_record(store)).root_path / JOURNAL).exists()
+    except OpenMfaError:
+        return False
 
 
 def rollback_plan(store: Store) -> dict[str, object] | None:

@@ -268,6 +268,8 @@ class RollingUpgrade:
         deadline = time.monotonic() + self.node_timeout
         while True:
             said = hello(self.m, self.me, url)
+            if said is not None and said.get("upgrading"):
+                said = None  # answers, but its upgrade is still verifying (it may roll back)
             if said is not None and said["release"] == target and on_release is not None:
                 on_release()
                 on_release = None

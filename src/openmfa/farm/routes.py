@@ -22,7 +22,7 @@ from ..store import tables as t
 from ..store.changes import Change, ChangeWriter
 from ..store.database import READS_FORMATS, Store
 from . import audit_relay, membership
-from .agent import rollback_plan, start_rollback, start_upgrade
+from .agent import rollback_plan, start_rollback, start_upgrade, upgrading
 from .claims import CLAIM_PATH, CLAIMS_PATH, KINDS, claim_on_master, claims_on_master
 from .feed import (
     MAX_BATCH,
@@ -133,6 +133,7 @@ def describe(store: Store, m: Membership) -> dict[str, object]:
         "data_format": store.data_format(),
         "audit_pending": m.role == membership.SUBORDINATE and bool(audit_relay.pending(store, 1)),
         "rollback": rollback_plan(store),
+        "upgrading": upgrading(store),
     }
 
 
