@@ -15,6 +15,7 @@ from openmfa.node.accounts import Accounts
 from openmfa.store import tables as t
 from openmfa.store.backups import Backups
 from openmfa.store.database import DataDir, Store
+from tests.conftest import pg_database
 
 
 def test_rollback_puts_the_previous_server_toml_back_before_restoring(tmp_path: Path) -> None:
@@ -114,3 +115,36 @@ def test_a_farm_node_rolls_back_only_while_the_farm_can_go_back(tmp_path: Path) 
     join(membership.SUBORDINATE, 2)
     with pytest.raises(InstallFailed, match=r"moved to 2.*Nothing was changed"):
         up._farm_rollback_check(last)
+
+
+@pytest.mark.postgres
+def test_a_failed_upgrade_of_a_shared_database_node_leaves_the_database(tmp_path: Path) -> None:
+    """The other nodes keep writing to a shared database while one node upgrades: undoing that
+    node's upgrade puts its release and server.toml back, never the database's backup."""
+    databases = pg_database()
+    url = next(databases)
+    try:
+        dd = DataDir(tmp_path / "var")
+        dd.root.mkdir(parents=True)
+        dd.config_file.write_text(f'[store]\nurl = "{url}"\n')
+        store = Store.create(dd, dd.config())
+        record = tmp_path / "install.toml"
+        InstallRecord(str(tmp_path), "0.2.1", ["server"], str(dd.root)).save(record)
+        up = Upgrade(record, lambda _: None)
+        assert up._shared_database() is False  # PostgreSQL, but not (yet) a shared farm
+        with store.write() as conn:
+            membership.save(store, conn, membership.new_shared_farm())
+        assert up._shared_database() is True
+        backup = Backups(dd, dd.config()).create("before-upgrade-0-2-2")
+        Accounts(store, dd.config()).add_user("written-by-another-node")
+        store.close()
+        done = ["checks", "backup", "install", "migrate", "config"]
+        up._undo(Journal("0.2.1", "0.2.2", "b", done=done, backup_id=backup.id))
+        store = Store.open(dd)
+        try:
+            names = [u.name for u in Accounts(store, dd.config()).list_users()]
+        finally:
+            store.close()
+        assert names == ["written-by-another-node"]
+    finally:
+        next(databases, None)

@@ -29,13 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from ..core.totp import totp
 from ..errors import OpenMfaError
 from ..node.control import NodeControl
 from ..store import tables as t
 from ..store.backups import Backups
-from ..store.database import DataDir, Store
+from ..store.database import DataDir, Store, driver_url
 from .config_merge import merge
 from .installer import check_prerequisites
 from .record import InstallRecord
@@ -254,6 +257,12 @@ class Upgrade:
             switch_current(self.root, j.from_version)
         if restore:
             self._put_back_config(j)  # the old release must be able to read it to restore
+            if restore_data and self._shared_database():
+                restore_data = False
+                self.say(
+                    "    the shared database stays as it is: the other nodes keep writing to it, "
+                    "and schema changes only add (the previous release reads on)"
+                )
             if restore_data:
                 self._openmfa(j.from_version, "backup", "restore", j.backup_id, "--yes")
                 self.say(f"    restored backup {j.backup_id}")
@@ -296,6 +305,25 @@ class Upgrade:
             db.close()
         if carried:
             self.say(f"    kept the {carried} audit events recorded since the backup")
+
+    def _shared_database(self) -> bool:
+        """Whether this node is one of a shared-database farm's (read without this release's
+        config checks: the file may hold settings of another release)."""
+        try:
+            url = tomllib.loads(self.dd.config_file.read_text()).get("store", {}).get("url", "")
+        except (OSError, tomllib.TOMLDecodeError):
+            return False
+        if not url:
+            return False
+        engine = create_engine(driver_url(str(url)), poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                role = conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "farm.role"))
+        except SQLAlchemyError:
+            return False
+        finally:
+            engine.dispose()
+        return role == "shared"
 
     def _farm_rollback_check(self, last: dict[str, Any]) -> bool:
         """May this node go back to the release before ``last`` now, and does its data come

@@ -74,9 +74,14 @@ def engine_for(data_dir: DataDir, config: Config, *, pool: bool = True) -> Engin
         )
         _sqlite_setup(engine, sync)
         return engine
+    return create_engine(driver_url(url), pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def driver_url(url: str) -> str:
+    """A ``[store] url`` as SQLAlchemy takes it (``postgresql://`` means psycopg 3)."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
 
 
 def _sqlite_setup(engine: Engine, synchronous: str) -> None:
