@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from openmfa.store.database import DATA_FORMAT
+
 from .helpers import OPENMFA, cli, free_port, init, oathtool, secret_of, server
 
 
@@ -39,7 +41,7 @@ def test_create_verify_restore(tmp_path: Path) -> None:
     # The state before the restore was kept, and holds mallory.
     before = next(b for b in backup_ids(dd) if b.endswith("before-restore"))
     manifest = json.loads((dd / "backups" / before / "manifest.json").read_text())
-    assert manifest["rows"]["users"] == 1 and manifest["data_format"] == 1
+    assert manifest["rows"]["users"] == 1 and manifest["data_format"] == DATA_FORMAT
 
 
 def test_damaged_backup_is_refused_and_nothing_changes(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from openmfa.sdk.openapi import ROUTES
+from openmfa.store.database import DATA_FORMAT, READS_FORMATS
 
 from .helpers import Server, cli, init, oathtool, server
 
@@ -52,7 +53,8 @@ def test_health_ready_version(node: tuple[Path, str, Server]) -> None:
     assert httpx.get(srv.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(srv.url + "/readyz").json() == {"status": "ready"}
     v = httpx.get(srv.url + "/version").json()
-    assert v["data_format"] == 1 and v["reads_formats"] == [1, 1] and v["release"]
+    assert v["data_format"] == DATA_FORMAT and v["reads_formats"] == list(READS_FORMATS)
+    assert v["release"]
     assert httpx.get(srv.url + "/healthz").headers["x-request-id"]
 
 
