@@ -46,15 +46,11 @@ def rollback_plan(store: Store) -> dict[str, object] | None:
     """What ``openmfa rollback`` would do here: the release it goes back to and the data format
     of the backup taken before the upgrade; None when there is nothing to roll back."""
     try:
-        record = _record(store)
-    except OpenMfaError:
-        return None
-    last = last_upgrade(InstallRecord.load(record))
-    if last is None:
-        return None
-    try:
+        last = last_upgrade(InstallRecord.load(_record(store)))
+        if last is None:
+            return None
         info = Backups(store.data_dir, store.data_dir.config()).get(str(last["backup"]))
-    except OpenMfaError:
+    except OpenMfaError:  # no install record, an unreadable one, or the backup is gone
         return None
     return {"to": str(last["from"]), "format": info.data_format}
 
