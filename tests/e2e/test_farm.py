@@ -129,6 +129,16 @@ def test_farm_endpoints_refuse_unsigned_forged_and_replayed_requests(tmp_path: P
             master.url + "/v1/farm/snapshot", headers=sign(key, "x", "GET", "/v1/farm/snapshot")
         )
         assert snap.status_code == 200 and b"SQLite format 3" not in snap.content
+        # The node agent's own endpoints act on the host: never without the farm key.
+        for path in ("/v1/farm/upgrade", "/v1/farm/rollback", "/v1/farm/drain"):
+            r = httpx.post(master.url + path, content=b"{}")
+            assert r.status_code == 401, (path, r.text)
+        rb = httpx.post(
+            master.url + "/v1/farm/rollback",
+            content=b"{}",
+            headers=sign(key, "x", "POST", "/v1/farm/rollback", b"{}"),
+        )
+        assert rb.status_code == 422 and "no upgrade to roll back" in rb.json()["message"]
 
 
 HOTP_SEED = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
