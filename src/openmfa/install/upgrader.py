@@ -145,8 +145,7 @@ class Upgrade:
                 f"there is no upgrade to roll back: this installation runs {self.record.version} "
                 "and no upgrade to it is recorded"
             )
-        restore = self._farm_rollback_check(last)
-        if restore:
+        if self._farm_rollback_check(last):
             self.say(
                 f"rolling back {last['to']} -> {last['from']}: the data goes back to backup "
                 f"{last['backup']} (the current state is kept as a backup first)"
@@ -166,7 +165,6 @@ class Upgrade:
                 server_was_running=self._server_pid() is not None,
             ),
             data_changed=last.get("migrated", True),
-            restore_data=restore,
         )
         self.record = InstallRecord.load(self.record_file)
         self.record.history.append({"action": "rollback", "from": last["to"], "to": last["from"]})
@@ -244,9 +242,7 @@ class Upgrade:
 
     # -- undo -------------------------------------------------------------------------------
 
-    def _undo(
-        self, j: Journal, data_changed: bool | None = None, *, restore_data: bool = True
-    ) -> None:
+    def _undo(self, j: Journal, data_changed: bool | None = None) -> None:
         migrated = "migrate" in j.done if data_changed is None else data_changed
         restore = bool(j.backup_id) and (migrated or "config" in j.done)
         disturbed = restore or "switch" in j.done
@@ -257,13 +253,12 @@ class Upgrade:
             switch_current(self.root, j.from_version)
         if restore:
             self._put_back_config(j)  # the old release must be able to read it to restore
-            if restore_data and self._shared_database():
-                restore_data = False
+            if self._shared_database():
                 self.say(
                     "    the shared database stays as it is: the other nodes keep writing to it, "
                     "and schema changes only add (the previous release reads on)"
                 )
-            if restore_data:
+            else:
                 self._openmfa(j.from_version, "backup", "restore", j.backup_id, "--yes")
                 self.say(f"    restored backup {j.backup_id}")
                 self._carry_audit()
