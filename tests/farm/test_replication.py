@@ -176,6 +176,20 @@ def test_state_journal_hands_out_each_advance_once_and_restarts_cleanly(
     # A follower of another master process (a restart) starts from now, with nothing replayed.
     assert journal.since("other", 0) == {"token": journal.token, "position": 2, "rows": []}
 
+    # A node is not sent its own claims back (they raced its own decision into a false
+    # replay), but its position moves past them; every other node gets them.
+    journal.note([("m3", "totp", 7)], "node-b")
+    journal.note([("m4", "totp", 8)], "node-c")
+    own = journal.since(journal.token, 2, "node-b")
+    assert own == {"token": journal.token, "position": 4, "rows": [["m4", "totp", 8]]}
+    other = journal.since(journal.token, 2, "node-c")
+    assert other["rows"] == [["m3", "totp", 7]] and other["position"] == 4
+    assert journal.since(journal.token, 3, "node-c") == {
+        "token": journal.token,
+        "position": 4,
+        "rows": [],
+    }
+
     # Merging never moves a counter or step back.
     acc = Accounts(store, config)
     acc.add_user("hank")

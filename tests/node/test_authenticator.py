@@ -15,7 +15,7 @@ from openmfa.core.verification import Decision, Reason, VerifyPolicy
 from openmfa.errors import StoreError
 from openmfa.node import audit
 from openmfa.node.accounts import Accounts
-from openmfa.node.authenticator import Attempt, Authenticator
+from openmfa.node.authenticator import Attempt, Authenticator, Claim, ClaimResult
 from openmfa.store import tables as t
 from openmfa.store.database import Store
 
@@ -180,5 +180,65 @@ def test_state_written_behind_the_cache_rolls_the_batch_back(store: Store, confi
         accepted = [e for e in audit.query(store, user="alice") if e.result == "accepted"]
         assert accepted == []  # the failed batch left nothing behind
         assert decide(auth, "alice", totp(KEY, now), now).reason == Reason.REPLAY
+    finally:
+        auth.close()
+
+
+class _Master:
+    """A farm master's claims, kept in memory: each step is granted once."""
+
+    fail_closed = False
+
+    def __init__(self) -> None:
+        self.steps: dict[str, int] = {}
+        self.asked: list[Claim] = []
+
+    def claim(self, method_id: str, kind: str, value: int | str) -> ClaimResult:
+        return self.claim_many([(method_id, kind, value)])[0]
+
+    def claim_many(self, claims: list[Claim]) -> list[ClaimResult]:
+        out = []
+        for method_id, kind, value in claims:
+            self.asked.append((method_id, kind, value))
+            if kind != "totp":
+                out.append(ClaimResult.OK)
+            elif self.steps.get(method_id, -1) < int(value):
+                self.steps[method_id] = int(value)
+                out.append(ClaimResult.OK)
+            else:
+                out.append(ClaimResult.USED)
+        return out
+
+
+def test_a_batch_that_fails_after_the_master_granted_its_code_is_not_a_replay(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit queue decides a failed batch again; the master's "ok" still holds then."""
+    setup_user(store, config)
+    master = _Master()
+    auth = Authenticator(store, POLICY, remote=master)
+    try:
+        now = time.time()
+        code = totp(KEY, now)
+        real = auth._sql.audit.many
+        calls = {"n": 0}
+
+        def fails_once(*args: object, **kwargs: object) -> object:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise StoreError("disk I/O error")
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(auth._sql.audit, "many", fails_once)
+        with pytest.raises(StoreError):
+            auth.run([Attempt("alice", code)], now=now)
+        assert len(master.asked) == 1  # granted at the master, not committed here
+        again = decide(auth, "alice", code, now)
+        assert again.accepted, again
+        assert len(master.asked) == 1  # the grant was reused, not asked for again
+        # Committed now: the same code is a replay on this node, and asked again, at the master.
+        assert decide(auth, "alice", code, now).reason == Reason.REPLAY
+        accepted = [e for e in audit.query(store, user="alice") if e.result == "accepted"]
+        assert len(accepted) == 1
     finally:
         auth.close()

@@ -230,7 +230,7 @@ class FarmEndpoints:
             "farm": m.farm_id,
             "epoch": m.epoch,
             "changes": rows,
-            "state": self.journal.since(state_token, state_since),
+            "state": self.journal.since(state_token, state_since, node),
         }
         return Response(msgspec.json.encode(body), media_type="application/json")
 
@@ -243,7 +243,7 @@ class FarmEndpoints:
 
     async def claim(self, request: Request) -> Response:
         # A master handing over stays the authority for claims until the new master leads.
-        await self._verified(request, master=True, claims=True)
+        _, node = await self._verified(request, master=True, claims=True)
         try:
             body = msgspec.json.decode(await request.body(), type=dict[str, object])
             method_id, kind, value = body["method_id"], body["kind"], body["value"]
@@ -257,7 +257,7 @@ class FarmEndpoints:
             claim_on_master, self.store, self.lockout, method_id, str(kind), value
         )
         if result == "ok" and kind in ("totp", "hotp"):
-            self.journal.note([(method_id, str(kind), int(value))])
+            self.journal.note([(method_id, str(kind), int(value))], node)
         return Response(msgspec.json.encode({"result": result}), media_type="application/json")
 
     async def audit(self, request: Request) -> Response:
@@ -351,7 +351,7 @@ class FarmEndpoints:
         return _json({"format": after})
 
     async def claims(self, request: Request) -> Response:
-        await self._verified(request, master=True, claims=True)
+        _, node = await self._verified(request, master=True, claims=True)
         body = await _decode(request, _Claims)
         for c in body.claims:
             if c.kind not in KINDS:
@@ -359,9 +359,12 @@ class FarmEndpoints:
         wanted = [(c.method_id, c.kind, c.value) for c in body.claims]
         done = await run_in_threadpool(claims_on_master, self.store, self.lockout, wanted)
         self.journal.note(
-            (str(mid), str(kind), int(value))
-            for (mid, kind, value), result in zip(wanted, done, strict=True)
-            if result == "ok" and kind in ("totp", "hotp")
+            (
+                (str(mid), str(kind), int(value))
+                for (mid, kind, value), result in zip(wanted, done, strict=True)
+                if result == "ok" and kind in ("totp", "hotp")
+            ),
+            node,
         )
         return _json({"results": done})
 

@@ -8,6 +8,11 @@ a node deciding alone (master unreachable) should know the steps and counters us
 Invariant owned here: pushed state only ever moves a method's TOTP step or HOTP counter forward
 (``max``), so a late or repeated push changes nothing. The journal lives in the master's memory;
 after a restart (a new ``token``) subordinates start again from its current position.
+
+A node is never sent back what it claimed itself: it stores its own acceptance in the
+transaction that answers it, right after the master's "ok". Pushed back, the same step could
+reach its data file between the claim and that transaction, and the node would then refuse its
+own code as a replay (seen once in ~360 authentications of a rolling upgrade's load).
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ MAX_SENT = 5_000
 class StateJournal:
     def __init__(self) -> None:
         self.token = secrets.token_hex(8)
-        self._rows: deque[tuple[int, str, str, int]] = deque(maxlen=MAX_KEPT)
+        self._rows: deque[tuple[int, str, str, int, str]] = deque(maxlen=MAX_KEPT)
+        """(position, method id, kind, value, the node that claimed it or "")."""
         self._next = 1
         self._lock = threading.Lock()
 
@@ -38,25 +44,35 @@ class StateJournal:
     def position(self) -> int:
         return self._next - 1
 
-    def note(self, advances: Iterable[Advance]) -> None:
+    def note(self, advances: Iterable[Advance], origin: str = "") -> None:
+        """Record advances; ``origin`` names the subordinate that claimed them ("" the master)."""
         with self._lock:
             for method_id, kind, value in advances:
-                self._rows.append((self._next, method_id, kind, value))
+                self._rows.append((self._next, method_id, kind, value, origin))
                 self._next += 1
 
     def news(self, token: str, since: int) -> bool:
         return token != self.token or since < self.position
 
-    def since(self, token: str, since: int) -> dict[str, Any]:
-        """What a follower at (``token``, ``since``) has not seen (from now on if it cannot
-        be told: another process's token, or older than what is kept)."""
+    def since(self, token: str, since: int, node: str = "") -> dict[str, Any]:
+        """What the follower ``node`` at (``token``, ``since``) has not seen, less its own
+        claims (from now on if it cannot be told: another process's token, or older than
+        what is kept)."""
         with self._lock:
             rows = list(self._rows)
             position = self._next - 1
         if token != self.token or (rows and since < rows[0][0] - 1):
             return {"token": self.token, "position": position, "rows": []}
-        fresh = [[m, k, v] for n, m, k, v in rows if n > since][:MAX_SENT]
-        upto = since + len(fresh)
+        fresh: list[list[Any]] = []
+        upto = since
+        for n, m, k, v, origin in rows:
+            if n <= since:
+                continue
+            if len(fresh) == MAX_SENT:
+                break
+            upto = n
+            if not node or origin != node:
+                fresh.append([m, k, v])
         return {"token": self.token, "position": upto, "rows": fresh}
 
 

@@ -98,6 +98,7 @@ FAILED_CLOSED = "master unreachable: refused (fail closed)"
 FORGET_ALL_AFTER = 1000
 """More configuration changes than this since the cache was filled: drop the whole cache."""
 MAX_CACHED_USERS = 200_000
+MAX_GRANTED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +235,11 @@ class Authenticator:
         """Told each committed batch's TOTP steps and HOTP counters (the farm's state push)."""
         self._conn: Connection | None = None
         self._data_version: int | None = None
+        self._granted: dict[Claim, ClaimResult] = {}
+        """Codes the master granted this node whose batch has not committed here yet. A batch
+        that fails after the master's "ok" is decided again (the commit queue retries it one
+        attempt at a time); asked again, the master would answer "used" — by this very node —
+        and the user's good code would come back as a replay."""
 
     def close(self) -> None:
         if self._conn is not None:
@@ -284,8 +290,18 @@ class Authenticator:
             return self._run(attempts, now, _Verdicts(collect=wanted))
         except _Collected:
             pass
-        answers = remote.claim_many(wanted)
-        return self._run(attempts, now, _Verdicts(known=dict(zip(wanted, answers, strict=True))))
+        ask = [c for c in wanted if c not in self._granted]
+        answers = dict(zip(ask, remote.claim_many(ask) if ask else [], strict=True))
+        for c, answer in answers.items():
+            if answer is ClaimResult.OK and c[1] != "failure":
+                self._granted[c] = answer
+        while len(self._granted) > MAX_GRANTED:
+            del self._granted[next(iter(self._granted))]
+        known = {c: self._granted.get(c) or answers[c] for c in wanted}
+        results = self._run(attempts, now, _Verdicts(known=known))
+        for c in wanted:  # committed here now: a later copy of the code is a replay again
+            self._granted.pop(c, None)
+        return results
 
     def _run(
         self, attempts: list[Attempt], now: float, verdicts: _Verdicts | None
