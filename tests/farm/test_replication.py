@@ -180,6 +180,7 @@ def test_state_journal_hands_out_each_advance_once_and_restarts_cleanly(
     # replay), but its position moves past them; every other node gets them.
     journal.note([("m3", "totp", 7)], "node-b")
     journal.note([("m4", "totp", 8)], "node-c")
+    assert journal.news(journal.token, 3, "node-b") and not journal.news(journal.token, 3, "node-c")
     own = journal.since(journal.token, 2, "node-b")
     assert own == {"token": journal.token, "position": 4, "rows": [["m4", "totp", 8]]}
     other = journal.since(journal.token, 2, "node-c")

@@ -221,7 +221,7 @@ class FarmEndpoints:
         deadline = time.monotonic() + wait
         while True:
             rows = await run_in_threadpool(changes_since, self.store, since, limit)
-            if rows or self.journal.news(state_token, state_since):
+            if rows or self.journal.news(state_token, state_since, node):
                 break
             if time.monotonic() >= deadline:
                 break

@@ -51,8 +51,18 @@ class StateJournal:
                 self._rows.append((self._next, method_id, kind, value, origin))
                 self._next += 1
 
-    def news(self, token: str, since: int) -> bool:
-        return token != self.token or since < self.position
+    def news(self, token: str, since: int, node: str = "") -> bool:
+        """Whether ``since`` would give the follower ``node`` something (its own claims
+        alone do not wake its long-poll)."""
+        if token != self.token:
+            return True
+        with self._lock:
+            for n, _, _, _, origin in reversed(self._rows):
+                if n <= since:
+                    return False
+                if not node or origin != node:
+                    return True
+        return False
 
     def since(self, token: str, since: int, node: str = "") -> dict[str, Any]:
         """What the follower ``node`` at (``token``, ``since``) has not seen, less its own
