@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,11 @@ from openmfa.errors import (
     FormatTooNew,
     KeyFileError,
     NeedsMigration,
+    StoreError,
 )
 from openmfa.node.accounts import Accounts
 from openmfa.node.apikeys import ApiKeys
+from openmfa.store import database
 from openmfa.store import tables as t
 from openmfa.store.changes import Change, apply
 from openmfa.store.crypto import create_key_file
@@ -179,3 +182,40 @@ def test_key_file_of_another_node(store: Store, backend: tuple[DataDir, Config])
 
 def test_key_file_mode(store: Store) -> None:
     assert store.data_dir.key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_writers_of_one_process_queue_for_the_write_lock_and_wait_bounded(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not store.is_sqlite:
+        pytest.skip("PostgreSQL takes row locks itself; no process-wide write lock")
+    holding, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with store.write() as conn:
+            conn.execute(t.meta.insert().values(key="first", value="1"))
+            holding.set()
+            release.wait(10)
+            order.append("first committed")
+
+    def second() -> None:
+        with store.write() as conn:  # queues behind the first, then sees its row
+            order.append("second began")
+            assert conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "first")) == "1"
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert holding.wait(10)
+    monkeypatch.setattr(database, "BUSY_SECONDS", 0.2)
+    with pytest.raises(StoreError, match="stayed locked"), store.write():  # bounded, said
+        pass
+    monkeypatch.setattr(database, "BUSY_SECONDS", 10.0)
+    b = threading.Thread(target=second)
+    b.start()
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert order == ["first committed", "second began"]
+    with store.write(), store.write_lock:  # re-entrant: a nested write does not wait for itself
+        pass

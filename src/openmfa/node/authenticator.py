@@ -255,7 +255,7 @@ class Authenticator:
         if self._conn is None:
             self._conn = self.store.engine.connect().execution_options(write=True)
         try:
-            with self._conn.begin():
+            with self.store.write_lock, self._conn.begin():
                 yield self._conn
         except _Collected:
             self._states.clear()  # it held the tentative pass's state

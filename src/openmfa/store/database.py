@@ -8,9 +8,10 @@ migrated (``NeedsMigration``) before any statement that could change it runs.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,7 +25,14 @@ from sqlalchemy.pool import NullPool
 
 from ..config import CONFIG_NAME, Config
 from ..config import load as load_config
-from ..errors import DataFileExists, DataFileMissing, FormatTooNew, KeyFileError, NeedsMigration
+from ..errors import (
+    DataFileExists,
+    DataFileMissing,
+    FormatTooNew,
+    KeyFileError,
+    NeedsMigration,
+    StoreError,
+)
 from . import formats
 from . import tables as t
 from .crypto import SecretBox, create_key_file, read_key_file
@@ -64,6 +72,10 @@ class DataDir:
         return load_config(self.config_file)
 
 
+BUSY_SECONDS = 10.0
+"""How long a writer waits for the write lock (SQLite's busy_timeout, and WriteLock's)."""
+
+
 def engine_for(data_dir: DataDir, config: Config, *, pool: bool = True) -> Engine:
     url: str = config.get("store", "url")
     if not url:
@@ -92,7 +104,7 @@ def _sqlite_setup(engine: Engine, synchronous: str) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -135,6 +147,29 @@ def migrate(engine: Engine) -> None:
             command.upgrade(_alembic_config(conn), "head")
 
 
+class WriteLock:
+    """Held around every SQLite write transaction of one process (re-entrant).
+
+    Writers of one process queue here and each is woken as soon as the one before it commits.
+    Left to SQLite's busy handler they sleep 1, 2, 5, 10 ms... between tries, and a farm
+    master's commit thread and the claims of its subordinates collide on nearly every batch.
+    Waiting is bounded as SQLite's is: after ``BUSY_SECONDS`` the write fails with a message.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=BUSY_SECONDS):
+            raise StoreError(
+                f"the data file stayed locked by another writer of this process for "
+                f"{BUSY_SECONDS:.0f} s; try again, and check the node's log"
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 class Store:
     """An open data file: the engine, the key, and who we are."""
 
@@ -144,6 +179,9 @@ class Store:
         self.node_name = node_name
         self.data_dir = data_dir
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.write_lock: AbstractContextManager[Any] = (
+            WriteLock() if self.is_sqlite else nullcontext()
+        )
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -217,7 +255,7 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction (on SQLite: holds the write lock from its first statement)."""
-        with self.engine.connect() as conn:
+        with self.write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(write=True)
             conn.info[formats.BOX] = self.box  # for data-format steps run by change records
             with conn.begin():
