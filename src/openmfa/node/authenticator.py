@@ -235,7 +235,7 @@ class Authenticator:
         """Told each committed batch's TOTP steps and HOTP counters (the farm's state push)."""
         self._conn: Connection | None = None
         self._data_version: int | None = None
-        self._granted: dict[Claim, ClaimResult] = {}
+        self._granted: set[Claim] = set()
         """Codes the master granted this node whose batch has not committed here yet. A batch
         that fails after the master's "ok" is decided again (the commit queue retries it one
         attempt at a time); asked again, the master would answer "used" — by this very node —
@@ -292,15 +292,14 @@ class Authenticator:
             pass
         ask = [c for c in wanted if c not in self._granted]
         answers = dict(zip(ask, remote.claim_many(ask) if ask else [], strict=True))
-        for c, answer in answers.items():
-            if answer is ClaimResult.OK and c[1] != "failure":
-                self._granted[c] = answer
-        while len(self._granted) > MAX_GRANTED:
-            del self._granted[next(iter(self._granted))]
-        known = {c: self._granted.get(c) or answers[c] for c in wanted}
+        if len(self._granted) > MAX_GRANTED:  # only failed batches leave grants behind
+            self._granted.clear()
+        self._granted.update(
+            c for c, a in answers.items() if a is ClaimResult.OK and c[1] != "failure"
+        )
+        known = {c: ClaimResult.OK if c in self._granted else answers[c] for c in wanted}
         results = self._run(attempts, now, _Verdicts(known=known))
-        for c in wanted:  # committed here now: a later copy of the code is a replay again
-            self._granted.pop(c, None)
+        self._granted.difference_update(wanted)  # committed: a later copy is a replay again
         return results
 
     def _run(
