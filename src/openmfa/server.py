@@ -11,6 +11,7 @@ import uvicorn
 
 from .config import Config, parse_listen
 from .errors import ConfigError
+from .node.control import base_url, record_serve
 from .radius.service import bind_udp
 from .sdk.app import create_app
 from .store.database import Store
@@ -38,6 +39,8 @@ def serve(
         port,
         store.data_dir.root,
     )
+    # How this node runs, for a restart by `upgrade`/`rollback` (written before it answers).
+    record_serve(store.data_dir.root, base_url(host, port, bool(cert)), radius or "")
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(store, config, radius, radius_sock),

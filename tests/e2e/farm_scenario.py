@@ -57,6 +57,9 @@ class Node:
     port: int
     radius_port: int
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    overrides: bool = False
+    """Started with --listen and --radius-listen (server.toml names other ports): a node
+    restarted by an upgrade must come back with them."""
 
     @property
     def var(self) -> Path:
@@ -80,6 +83,7 @@ class Node:
                 "serve",
                 "--data-dir",
                 str(self.var),
+                *self.listen_options(),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -98,6 +102,16 @@ class Node:
                 pass
             assert time.monotonic() < deadline, (self.var / "serve.log").read_text()
             time.sleep(0.2)
+
+    def listen_options(self) -> list[str]:
+        if not self.overrides:
+            return []
+        return [
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--radius-listen",
+            f"127.0.0.1:{self.radius_port}",
+        ]
 
     def stop(self) -> None:
         lock = self.var / "openmfa.lock"
@@ -211,30 +225,19 @@ class Load:
 
 
 def haproxy_config(work: Path, port: int, nodes: list[Node]) -> Path:
-    sock = work / "haproxy.sock"
-    servers = "\n".join(
-        f"    server {n.name} 127.0.0.1:{n.port} check inter 300 fall 2 rise 1" for n in nodes
-    )
+    """The README's HAProxy configuration (docs/haproxy.cfg), with this test's admin socket,
+    frontend port and nodes."""
+    return haproxy_config_for(work, port, [(n.name, n.port) for n in nodes])
+
+
+def haproxy_config_for(work: Path, port: int, servers: list[tuple[str, int]]) -> Path:
+    text = (ROOT / "docs" / "haproxy.cfg").read_text()
+    text = text.replace("/run/haproxy/admin.sock", str(work / "haproxy.sock"))
+    text = text.replace("bind 127.0.0.1:8443", f"bind 127.0.0.1:{port}")
+    lines = [ln for ln in text.splitlines() if not ln.startswith("    server ")]
+    lines += [f"    server {name} 127.0.0.1:{p}" for name, p in servers]
     cfg = work / "haproxy.cfg"
-    cfg.write_text(
-        f"""global
-    stats socket {sock} mode 600 level admin
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    retries 3
-    option redispatch
-frontend sdk
-    bind 127.0.0.1:{port}
-    default_backend openmfa
-backend openmfa
-    balance roundrobin
-    option httpchk GET /readyz
-{servers}
-"""
-    )
+    cfg.write_text("\n".join(lines) + "\n")
     return cfg
 
 
@@ -286,12 +289,22 @@ def share_database(nodes: list[Node], url: str) -> None:
         shutil.copy2(first.var / "openmfa.key", n.var / "openmfa.key")
 
 
-def install_nodes(base: Path, old: Path, names: tuple[str, ...] = NAMES) -> list[Node]:
-    """Nodes installed from the previous release's wheel, configured, not started."""
+def install_nodes(
+    base: Path, old: Path, names: tuple[str, ...] = NAMES, *, overrides: bool = False
+) -> list[Node]:
+    """Nodes installed from the previous release's wheel, configured, not started (with
+    ``overrides``, their ports are given on the command line, and server.toml names others)."""
     nodes: list[Node] = []
     for name in names:
         where = base / name
-        node = Node(name, where / "root", where / "install.toml", free_port(), free_udp_port())
+        node = Node(
+            name,
+            where / "root",
+            where / "install.toml",
+            free_port(),
+            free_udp_port(),
+            overrides=overrides,
+        )
         run(
             OPENMFA,
             "install",
@@ -304,8 +317,11 @@ def install_nodes(base: Path, old: Path, names: tuple[str, ...] = NAMES) -> list
         )
         cfg = node.var / "server.toml"
         text = cfg.read_text()
-        text = text.replace('listen = "127.0.0.1:8480"', f'listen = "127.0.0.1:{node.port}"')
-        text = text.replace('listen = "127.0.0.1:1812"', f'listen = "127.0.0.1:{node.radius_port}"')
+        port, radius_port = (
+            (free_port(), free_udp_port()) if overrides else (node.port, node.radius_port)
+        )
+        text = text.replace('listen = "127.0.0.1:8480"', f'listen = "127.0.0.1:{port}"')
+        text = text.replace('listen = "127.0.0.1:1812"', f'listen = "127.0.0.1:{radius_port}"')
         text = text.replace('node_name = ""', f'node_name = "{name}"')
         cfg.write_text(text)
         nodes.append(node)
@@ -318,6 +334,12 @@ class Outcome:
     seconds: float
     load: Load
     seeds: dict[str, bytes]
+    balancer: list[str] = field(default_factory=list)
+    """HAProxy's log of its servers' state changes and failed health checks."""
+
+    def failures(self) -> str:
+        """What to show when an authentication failed: the first failures, and HAProxy's view."""
+        return "\n".join([*self.load.failed[:10], "HAProxy:", *self.balancer[-40:]])
 
 
 def rolling_upgrade(
@@ -368,8 +390,9 @@ def rolling_upgrade(
 
     lb_port = free_port()
     cfg = haproxy_config(work, lb_port, nodes)
+    haproxy_log = (work / "haproxy.log").open("a")
     haproxy = subprocess.Popen(
-        ["haproxy", "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ["haproxy", "-f", str(cfg), "-db"], stdout=haproxy_log, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 30
@@ -420,8 +443,14 @@ def rolling_upgrade(
     finally:
         haproxy.terminate()
         haproxy.wait(timeout=10)
+        haproxy_log.close()
 
-    return Outcome(out, seconds, load, seeds)
+    events = [
+        line
+        for line in (work / "haproxy.log").read_text().splitlines()
+        if " is DOWN" in line or " is UP" in line or "check for server" in line
+    ]
+    return Outcome(out, seconds, load, seeds, events)
 
 
 def rolling_upgrade_bench(work: Path) -> None:

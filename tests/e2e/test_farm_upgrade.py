@@ -79,7 +79,7 @@ def test_rolling_upgrade_under_load_through_haproxy(
     o = rolling_upgrade(farm, bundle, tmp_path)
     print(o.output, f"{o.seconds:.0f} s; load: {o.load.ok} accepted, {len(o.load.failed)} failed")
     assert "the farm is upgraded" in o.output and "[finalize]" in o.output, o.output
-    assert o.load.failed == [], o.load.failed[:10]
+    assert o.load.failed == [], o.failures()
     assert o.load.ok > 50, o.load.ok
     seeds, load = o.seeds, o.load
     for n in farm:
@@ -114,7 +114,7 @@ def test_rolled_back_before_finalize_under_load(
     print(o.output, f"load: {o.load.ok} accepted, {len(o.load.failed)} failed")
     assert "finalize held" in o.output and "the farm is rolled back" in o.output, o.output
     assert "[finalize]" not in o.output
-    assert o.load.failed == [], o.load.failed[:10]
+    assert o.load.failed == [], o.failures()
     assert o.load.ok > 50, o.load.ok
     for n in farm:
         assert n.release() == old_version, n.name
@@ -136,10 +136,12 @@ def test_shared_database_farm_upgrades_the_same_way(
     """Two nodes on one PostgreSQL database, behind HAProxy, upgraded one at a time under
     load by the same `openmfa farm upgrade`: no failed authentication, finalized. Then, under
     the same load, `openmfa farm rollback`: each node back on the previous release, and the
-    shared database as it is (a user added after the upgrade stays)."""
+    shared database as it is (a user added after the upgrade stays). The nodes run with
+    --listen and --radius-listen (server.toml names other ports): each restart by the farm
+    agent's upgrade and rollback brings them back on the same ports, or the load would fail."""
     work = tmp_path_factory.mktemp("shared-farm")
     old, bundle, new_version = make_shared_releases(work / "wheels")
-    nodes = install_nodes(work, old, ("node-a", "node-b"))
+    nodes = install_nodes(work, old, ("node-a", "node-b"), overrides=True)
     databases = pg_database()
     url = next(databases)
     try:
@@ -157,13 +159,18 @@ def test_shared_database_farm_upgrades_the_same_way(
             o.output, f"{o.seconds:.0f} s; load: {o.load.ok} accepted, {len(o.load.failed)} failed"
         )
         assert "[finalize]" in o.output and "RADIUS drained" in o.output, o.output
+        back = "serves again: the load balancer reports it UP and taking traffic, it answers "
+        back += "/readyz, it answers RADIUS Status-Server"
+        assert o.output.count(back) == 4, o.output  # two nodes, upgraded and rolled back
         assert "the farm is rolled back" in o.output, o.output
-        assert o.load.failed == [], o.load.failed[:10]
+        assert o.load.failed == [], o.failures()
         assert o.load.ok > 30, o.load.ok
         assert upgraded == [{("node-a", "shared", new_version), ("node-b", "shared", new_version)}]
         old_version = old.name.split("-")[1]
         for n in nodes:
-            assert n.release() == old_version
+            assert n.release() == old_version  # on the port given with --listen
+            serve = json.loads((n.var / "openmfa.serve.json").read_text())
+            assert serve["argv"][-4:] == n.listen_options(), serve["argv"]
         users = {u["name"]: u for u in json.loads(nodes[1].cli("user", "list", "--json"))}
         assert set(users) >= {*o.seeds, "late"}
         assert users["late"]["email"] == "late@example.org"

@@ -395,3 +395,170 @@ def test_install_refuses_a_disk_that_is_too_small(
     )
     assert proc.returncode == 1 and "MiB are needed; free some space first" in proc.stderr
     assert not (tmp_path / "r.toml").exists()
+
+
+# -- a node restarted by upgrade and rollback runs exactly as it ran before -----------------------
+
+
+def _install(base: Path, wheel: Path, *extra: str) -> tuple[Path, Path]:
+    root, record = base / "root", base / "install.toml"
+    Site.run(
+        OPENMFA, "install", "--root", str(root), "--from-wheel", str(wheel), "--record",
+        str(record), *extra,
+    )  # fmt: skip
+    return root, record
+
+
+def _process(pid: int) -> tuple[list[str], dict[str, str]]:
+    """(command line, environment) of a running process."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    env = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return argv, dict(e.split("=", 1) for e in env if "=" in e)
+
+
+def _udp_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"no node at {url}"
+        time.sleep(0.1)
+
+
+def _lock_pid(var: Path) -> int:
+    return int((var / "openmfa.lock").read_text().strip())
+
+
+def test_a_node_started_with_overrides_comes_back_with_them(
+    wheels: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The node runs `serve --listen P --radius-listen off` with an environment of its own,
+    while server.toml names another port and RADIUS on: `upgrade` and `rollback` restart it
+    on P, without RADIUS, with the same environment (as it was, the node came back on the
+    configured port with RADIUS on, and `upgrade` said it succeeded)."""
+    root, record = _install(tmp_path, wheels[0])
+    var = root / "var"
+    port, configured, radius = free_port(), free_port(), free_udp_port()
+    cfg = var / "server.toml"
+    text = cfg.read_text().replace(
+        'listen = "127.0.0.1:8480"', f'listen = "127.0.0.1:{configured}"'
+    )
+    cfg.write_text(text.replace('listen = "127.0.0.1:1812"', f'listen = "127.0.0.1:{radius}"'))
+    url = f"http://127.0.0.1:{port}"
+    overrides = ["--listen", f"127.0.0.1:{port}", "--radius-listen", "off"]
+    serve = [str(root / "current" / "venv" / "bin" / "openmfa"), "serve", "--data-dir", str(var)]
+    proc = subprocess.Popen(
+        [*serve, *overrides],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OPENMFA_TEST_SITE": "overrides"},
+    )
+    try:
+        _wait_ready(url)
+        for command, version in (("upgrade", NEW), ("rollback", OLD)):
+            before = _lock_pid(var)
+            args = ["--from-wheel", str(wheels[1])] if command == "upgrade" else []
+            out = Site.run(OPENMFA, command, "--yes", "--record", str(record), *args).stdout
+            assert "synthetic authentication accepted" in out, out
+            assert httpx.get(url + "/version").json()["release"] == version
+            pid = _lock_pid(var)
+            assert pid != before
+            argv, env = _process(pid)
+            assert argv[-5:-1] == overrides, argv  # (argv ends with an empty string)
+            assert env.get("OPENMFA_TEST_SITE") == "overrides"
+            with pytest.raises(httpx.ConnectError):  # nothing on the configured port
+                httpx.get(f"http://127.0.0.1:{configured}/readyz")
+            assert _udp_free(radius), "RADIUS was switched on"
+    finally:
+        pid = _lock_pid(var)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+FAKE_SYSTEMCTL = r'''#!PYTHON
+"""A stand-in for systemctl (no systemd runs here): starts and stops the unit's ExecStart the
+way systemd would, and logs what it was asked."""
+import os, signal, subprocess, sys, time, uuid
+from pathlib import Path
+
+verb, unit = sys.argv[1], sys.argv[2]
+units = Path(os.environ["FAKE_SYSTEMD_UNITS"])
+with open(units / "systemctl.log", "a") as log:
+    log.write(f"{verb} {unit}\n")
+spec = (units / unit).read_text().splitlines()
+exec_start = next(ln.split("=", 1)[1] for ln in spec if ln.startswith("ExecStart="))
+env = dict(ln.split("=", 1)[1].split("=", 1) for ln in spec if ln.startswith("Environment="))
+var = Path(exec_start.split("--data-dir ", 1)[1].split()[0])
+if verb == "start":
+    subprocess.Popen(
+        exec_start.split(),
+        env={"PATH": os.environ["PATH"], "INVOCATION_ID": uuid.uuid4().hex, **env},
+        stdout=open(units / "unit.log", "a"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+elif verb == "stop":
+    pid = int((var / "openmfa.lock").read_text())
+    os.kill(pid, signal.SIGTERM)
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        time.sleep(0.05)
+else:
+    sys.exit(f"fake systemctl: {verb} is not faked")
+'''
+
+
+def test_a_node_under_a_service_manager_is_restarted_through_it(
+    wheels: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The unit `openmfa install --systemd-dir` writes names itself in the node's environment;
+    `upgrade` and `rollback` then stop and start the node with `systemctl stop|start UNIT`
+    (here a stand-in that runs the unit's ExecStart as systemd would), never by themselves."""
+    units = tmp_path / "units"
+    root, record = _install(tmp_path, wheels[0], "--systemd-dir", str(units))
+    var = root / "var"
+    port = free_port()
+    cfg = var / "server.toml"
+    text = cfg.read_text().replace('listen = "127.0.0.1:8480"', f'listen = "127.0.0.1:{port}"')
+    cfg.write_text(
+        text.replace('listen = "127.0.0.1:1812"', f'listen = "127.0.0.1:{free_udp_port()}"')
+    )
+    unit = "openmfa-server.service"
+    assert f"Environment=OPENMFA_SERVICE_UNIT={unit}" in (units / unit).read_text()
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(FAKE_SYSTEMCTL.replace("PYTHON", sys.executable, 1))
+    systemctl.chmod(0o755)
+    env = {**os.environ, "FAKE_SYSTEMD_UNITS": str(units), "OPENMFA_SYSTEMCTL": str(systemctl)}
+    subprocess.run([str(systemctl), "start", unit], env=env, check=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url)
+        for command, version in (("upgrade", NEW), ("rollback", OLD)):
+            args = ["--from-wheel", str(wheels[1])] if command == "upgrade" else []
+            out = subprocess.run(
+                [OPENMFA, command, "--yes", "--record", str(record), *args],
+                env=env, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert "through its service manager" in out.stdout, out.stdout
+            assert httpx.get(url + "/version").json()["release"] == version
+            _, node_env = _process(_lock_pid(var))
+            assert node_env.get("OPENMFA_SERVICE_UNIT") == unit and node_env.get("INVOCATION_ID")
+        asked = (units / "systemctl.log").read_text().splitlines()
+        assert asked == [f"start {unit}", *[f"stop {unit}", f"start {unit}"] * 2], asked
+    finally:
+        pid = _lock_pid(var)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGTERM)

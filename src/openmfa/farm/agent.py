@@ -2,7 +2,9 @@
 (``POST /v1/farm/upgrade``, ``POST /v1/farm/rollback``).
 
 The node finds its installation from its install record, the way ``openmfa upgrade`` does, and
-starts that command detached from itself (it stops and restarts this very server). The
+starts that command detached from itself (it stops and restarts this very server). Under a
+service manager the command runs as a unit of its own (``systemd-run``): stopping the node's
+unit stops every process in it, and the upgrade must outlive the node it restarts. The
 orchestrator then watches ``/v1/farm/hello`` for the release it expects.
 """
 
@@ -11,11 +13,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ..errors import InvalidInput, NotFound, OpenMfaError
 from ..install.record import InstallRecord, record_path
 from ..install.upgrader import JOURNAL, last_upgrade
+from ..node.control import service_unit
 from ..store.backups import Backups
 from ..store.database import Store
 
@@ -68,19 +72,40 @@ def _record(store: Store) -> Path:
     return record
 
 
+def command_line(
+    record: Path, log_path: Path, command: str, *args: str, unit: str = ""
+) -> list[str]:
+    """The command that runs ``openmfa COMMAND`` for this node (outside ``unit``, if any)."""
+    argv = [
+        str(Path(sys.executable).with_name("openmfa")),
+        command,
+        *args,
+        "--yes",
+        "--record",
+        str(record),
+    ]
+    if not unit:
+        return argv
+    return [
+        "systemd-run",
+        f"--unit=openmfa-farm-{command}-{int(time.time())}",
+        "--collect",
+        "--quiet",
+        f"--property=StandardOutput=append:{log_path}",
+        f"--property=StandardError=append:{log_path}",
+        f"--setenv=OPENMFA_INSTALL_RECORD={record}",
+        "--",
+        *argv,
+    ]
+
+
 def _start(store: Store, command: str, *args: str) -> dict[str, object]:
     record = _record(store)
     log_path = InstallRecord.load(record).root_path / f"farm-{command}.log"
+    unit = service_unit(dict(os.environ))
     with log_path.open("a") as log:
         proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("openmfa")),
-                command,
-                *args,
-                "--yes",
-                "--record",
-                str(record),
-            ],
+            command_line(record, log_path, command, *args, unit=unit),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -3,8 +3,8 @@
 - ``none``: RADIUS clients (and gateways) list several servers and fail over on a timeout;
   there is nothing to tell.
 - ``haproxy``: the runtime API on HAProxy's admin socket (``stats socket ... level admin``):
-  ``set server BACKEND/NODE state drain|ready``; in-flight sessions from ``show stat``.
-  The HAProxy server names are the nodes' names.
+  ``set server BACKEND/NODE state drain|ready``; in-flight sessions, each server's health-check
+  status and effective weight from ``show stat``. The HAProxy server names are the nodes' names.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +21,21 @@ from ..errors import OpenMfaError
 
 class BalancerError(OpenMfaError):
     code = "balancer"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """One server of the backend as the balancer sees it."""
+
+    status: str
+    """HAProxy's words: ``UP``, ``DOWN``, ``DRAIN``, ``MAINT``, ``UP 1/3`` (going down)..."""
+    weight: int
+    """The effective weight: 0 takes no new traffic."""
+
+    @property
+    def serving(self) -> bool:
+        """Up by its health checks and taking new traffic."""
+        return self.status.startswith("UP") and self.weight > 0
 
 
 class Balancer(Protocol):
@@ -31,6 +47,10 @@ class Balancer(Protocol):
         """Sessions still open to ``node`` (None: the balancer cannot tell)."""
         ...
 
+    def servers(self) -> dict[str, ServerState] | None:
+        """Every server of the backend (None: the balancer cannot tell)."""
+        ...
+
 
 class NoBalancer:
     def drain(self, node: str) -> None:
@@ -40,6 +60,9 @@ class NoBalancer:
         return None
 
     def in_flight(self, node: str) -> int | None:
+        return None
+
+    def servers(self) -> dict[str, ServerState] | None:
         return None
 
 
@@ -75,9 +98,28 @@ class HAProxy:
     def ready(self, node: str) -> None:
         self._state(node, "ready")
 
-    def in_flight(self, node: str) -> int | None:
+    def _rows(self) -> list[dict[str, str]]:
         text = self.command("show stat").lstrip("# ")
-        for row in csv.DictReader(io.StringIO(text)):
-            if row.get("pxname") == self.backend and row.get("svname") == node:
+        return [
+            row
+            for row in csv.DictReader(io.StringIO(text))
+            if row.get("pxname") == self.backend
+            and row.get("svname") not in ("FRONTEND", "BACKEND")
+        ]
+
+    def in_flight(self, node: str) -> int | None:
+        for row in self._rows():
+            if row.get("svname") == node:
                 return int(row.get("scur") or 0)
         raise BalancerError(f"HAProxy has no server {self.backend}/{node}")
+
+    def servers(self) -> dict[str, ServerState] | None:
+        found = {
+            row["svname"]: ServerState(row.get("status") or "?", int(row.get("weight") or 0))
+            for row in self._rows()
+        }
+        if not found:
+            raise BalancerError(
+                f"HAProxy has no backend {self.backend!r} with servers; check --haproxy-backend"
+            )
+        return found

@@ -22,11 +22,14 @@ from typing import Any
 
 from ..errors import OpenMfaError
 from ..install.releases import open_bundle
+from ..node.radius_clients import RadiusClients
+from ..radius.server import ClientTable
 from ..store.backups import Backups
 from ..store.database import Store
 from . import membership
 from .balancer import Balancer
 from .follower import hello, wait_for_position
+from .health import RadiusProbe, Watch, others_serving, radius_address, sdk_ready
 from .peers import call, checked
 from .promotion import handover, tell_members
 
@@ -56,8 +59,14 @@ class RollingUpgrade:
         hold: bool = False,
         node_timeout: float = 600.0,
         drain_timeout: float = 60.0,
+        min_up: int = 1,
+        up_timeout: float = 120.0,
     ) -> None:
         self.store = store
+        self.min_up = min_up
+        self.up_timeout = up_timeout
+        self._probe: RadiusProbe | None = None
+        self._radius_unchecked: set[str] = set()
         self.bundle = bundle.resolve()
         self.lb = balancer
         self.say = say
@@ -198,27 +207,131 @@ class RollingUpgrade:
         body: dict[str, Any],
         on_release: Callable[[], None] | None = None,
     ) -> None:
-        """Out of the load balancer, drained, moved to ``target`` by its agent (``path``),
-        back when it runs ``target`` and has every change."""
+        """Out of the load balancer (once enough other servers are up), drained, moved to
+        ``target`` by its agent (``path``), back when it runs ``target`` and has every change,
+        and waited for until it is up and taking traffic again. While it is out, the others are
+        watched: if none is up, it is put back (it can serve)."""
         verb = path.rsplit("/", 1)[-1]
-        self.say(f"[{name}] out of the load balancer")
-        self.lb.drain(name)
-        try:
-            self._wait_drained(name)
-            self._drain_radius(name, url)
-            self._settle(name, url)
-            self.say(f"[{name}] {'upgrading in place' if verb == 'upgrade' else 'rolling back'}")
-            resp = call(self.m.key, self.me, url, "POST", path, body=body)
-            started = checked(resp, f"{name} could not start its {verb}")
-            self._wait_upgraded(name, url, target, str(started.get("log", "")), on_release)
-        except BaseException:
-            said = hello(self.m, self.me, url)
-            if said is not None:  # it serves (old or new release): let it take traffic
-                self._set_radius_draining(url, on=False)
-                self.lb.ready(name)
-            raise
+
+        def put_back() -> None:
+            self.say(
+                f"[{name}] no other server is up: {name} is put back in the load balancer "
+                "while it can serve"
+            )
+            self.lb.ready(name)
+            self._set_radius_draining(url, on=False)
+
+        with Watch(self.lb, self.nodes, name, put_back) as watch:
+            try:
+                while True:
+                    self._wait_others_up(name)
+                    self.say(f"[{name}] out of the load balancer")
+                    watch.rearm()
+                    self.lb.drain(name)
+                    self._wait_drained(name)
+                    self._drain_radius(name, url)
+                    self._settle(name, url)
+                    if not watch.was_put_back.is_set():
+                        break
+                    # put back while still on its release: wait for the others, drain again
+                self.say(
+                    f"[{name}] {'upgrading in place' if verb == 'upgrade' else 'rolling back'}"
+                )
+                resp = call(self.m.key, self.me, url, "POST", path, body=body)
+                started = checked(resp, f"{name} could not start its {verb}")
+                self._wait_upgraded(name, url, target, str(started.get("log", "")), on_release)
+            except BaseException:
+                said = hello(self.m, self.me, url)
+                if said is not None:  # it serves (old or new release): let it take traffic
+                    self._set_radius_draining(url, on=False)
+                    self.lb.ready(name)
+                raise
         self.say(f"[{name}] back in the load balancer")
+        self._set_radius_draining(url, on=False)
         self.lb.ready(name)
+        self._wait_serving(name, url)
+
+    def _wait_others_up(self, name: str) -> None:
+        """Before ``name`` is drained: at least ``min_up`` other servers take traffic (waited
+        for, bounded by ``up_timeout``)."""
+        need = max(1, self.min_up)
+        deadline = time.monotonic() + self.up_timeout
+        said = False
+        while True:
+            found = others_serving(self.lb, self.nodes, name)
+            up, how = found if found is not None else ([], "the balancer (not answering)")
+            if len(up) >= need:
+                return
+            if time.monotonic() > deadline:
+                raise RollingUpgradeFailed(
+                    f"{name} was not taken out: {len(up)} other servers are up according to "
+                    f"{how} ({', '.join(up) or 'none'}), {need} needed (--min-up). Nothing was "
+                    f"changed on {name}; bring the others up and run the same command again"
+                )
+            if not said:
+                self.say(
+                    f"[{name}] waiting until {need} other servers are up before it goes out "
+                    f"(up now: {', '.join(up) or 'none'})"
+                )
+                said = True
+            time.sleep(0.5)
+
+    def _wait_serving(self, name: str, url: str) -> None:
+        """After ``name`` is put back: the load balancer reports it up and taking traffic (with
+        ``--lb none``: it answers ``/readyz`` and RADIUS Status-Server), bounded by
+        ``up_timeout``, before anything else is touched."""
+        deadline = time.monotonic() + self.up_timeout
+        while True:
+            missing, how = self._not_serving(name, url)
+            if not missing:
+                self.say(f"[{name}] serves again: {how}")
+                return
+            if time.monotonic() > deadline:
+                raise RollingUpgradeFailed(
+                    f"{name} is back in the load balancer but not serving after "
+                    f"{self.up_timeout:.0f} s: {missing}. See its health check (GET /readyz) and "
+                    "its log; nothing else was touched. Fix it and run the same command again"
+                )
+            time.sleep(0.3)
+
+    def _not_serving(self, name: str, url: str) -> tuple[str, str]:
+        """(what is still missing before ``name`` serves, "" when nothing; what was seen)."""
+        how = ["it answers /readyz"]
+        servers = self.lb.servers()
+        if servers is not None:
+            state = servers.get(name)
+            if state is None:
+                return f"the load balancer has no server {name}", ""
+            if not state.serving:
+                return f"the load balancer reports it {state.status} (weight {state.weight})", ""
+            how.insert(0, "the load balancer reports it UP and taking traffic")
+        if not sdk_ready(url):
+            return "its /readyz does not answer 200", ""
+        said = hello(self.m, self.me, url)
+        listen = str(((said or {}).get("radius") or {}).get("listen") or "")
+        where = radius_address(url, listen) if listen else None
+        if where is not None:
+            source, secret = self._radius_probe().secret_for(where)
+            if secret is None:
+                if name not in self._radius_unchecked:
+                    self._radius_unchecked.add(name)
+                    self.say(
+                        f"[{name}] RADIUS on {where[0]}:{where[1]} not checked: no RADIUS client "
+                        f"covers this host's address {source}"
+                    )
+            elif not self._radius_probe().answers(where, secret):
+                return (
+                    f"its RADIUS server on {where[0]}:{where[1]} does not answer Status-Server",
+                    "",
+                )
+            else:
+                how.append("it answers RADIUS Status-Server")
+        return "", ", ".join(how)
+
+    def _radius_probe(self) -> RadiusProbe:
+        if self._probe is None:
+            self._probe = RadiusProbe(ClientTable(RadiusClients(self.store).all()))
+        return self._probe
 
     def _settle(self, name: str, url: str) -> None:
         """What must be done on a drained node before it moves (nothing, for an upgrade)."""
@@ -320,7 +433,7 @@ class FarmRollback(RollingUpgrade):
     database stays as it is. A node already back is skipped, so a rerun resumes (from any node
     still on the newer release once the master is back)."""
 
-    def __init__(self, store: Store, balancer: Balancer, say: Say, **kw: float) -> None:
+    def __init__(self, store: Store, balancer: Balancer, say: Say, **kw: Any) -> None:
         super().__init__(store, Path("."), balancer, say, hold=True, **kw)
 
     def run(self) -> None:

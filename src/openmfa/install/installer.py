@@ -23,6 +23,8 @@ After=network-online.target
 
 [Service]
 ExecStart={root}/current/venv/bin/openmfa serve --data-dir {data_dir}
+# `openmfa upgrade` and `rollback` restart the node through systemctl when this is set.
+Environment=OPENMFA_SERVICE_UNIT={unit}
 Restart=on-failure
 KillSignal=SIGTERM
 NoNewPrivileges=yes
@@ -122,6 +124,6 @@ def install(
     if systemd_dir is not None:
         say(f"[6/{steps}] writing systemd unit files to {systemd_dir}")
         systemd_dir.mkdir(parents=True, exist_ok=True)
-        unit = systemd_dir / f"{record.service_names['server']}.service"
-        unit.write_text(UNIT.format(root=root, data_dir=data_dir))
+        name = f"{record.service_names['server']}.service"
+        (systemd_dir / name).write_text(UNIT.format(root=root, data_dir=data_dir, unit=name))
     return record, printed

@@ -1,15 +1,32 @@
-"""Stopping and starting the node that serves a data directory, as an administrator would:
-the pid comes from ``openmfa.lock`` (held by ``openmfa serve``), SIGTERM stops it gracefully,
-and a new ``openmfa serve`` is started detached and waited for until ``/readyz`` answers."""
+"""Stopping and starting the node that serves a data directory, as an administrator would —
+and exactly as it ran before.
+
+``openmfa serve`` records how it was started in ``openmfa.serve.json`` beside its lock file
+(``openmfa.lock``, which holds its pid): its arguments, working directory and environment, the
+addresses it actually listens on, and the service-manager unit it runs under, if any. A node
+restarted here (by ``upgrade``, ``rollback``, ``backup restore``) runs with the same arguments and
+environment — the new release's ``openmfa`` in place of the old one — or, under a service
+manager, is stopped and started through it (``systemctl stop|start UNIT``), so it never ends up
+outside its supervisor or fighting it for the lock. A node started by a release that kept no
+such record is read from ``/proc/PID`` (command line, environment, working directory) before it
+is stopped.
+
+A restarted node must come back where it was: it is waited for until ``/readyz`` answers at the
+address it listened on before, and a node that comes back on another SDK or RADIUS address is a
+failure (the upgrade that restarted it rolls back).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -18,15 +35,128 @@ from ..config import load as load_config
 from ..config import parse_listen
 from ..errors import StoreError
 
+SERVE_RECORD = "openmfa.serve.json"
+SERVICE_UNIT_ENV = "OPENMFA_SERVICE_UNIT"
+"""Set by the systemd unit ``openmfa install --systemd-dir`` writes: the unit's name."""
+SYSTEMCTL_ENV = "OPENMFA_SYSTEMCTL"
+"""The service manager's command (default ``systemctl``)."""
+
 
 class NodeControlError(StoreError):
     code = "node_control"
+
+
+@dataclass
+class Invocation:
+    """How ``openmfa serve`` ran: enough to run it again the same way."""
+
+    pid: int
+    argv: list[str]
+    """The arguments after the program (``["serve", "--data-dir", ...]``)."""
+    cwd: str
+    env: dict[str, str]
+    url: str
+    """The SDK's base URL where it listened (``http://127.0.0.1:8480``)."""
+    radius: str = ""
+    """The RADIUS address it listened on ("" when RADIUS was off or not known)."""
+    unit: str = ""
+    """The service-manager unit it ran under ("" when none)."""
+    source: str = field(default="serve")
+    """``serve`` (written by the node itself) or ``proc`` (read from /proc before a stop)."""
+
+    @classmethod
+    def load(cls, path: Path) -> Invocation | None:
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f, indent=2)
+        os.replace(tmp, path)
+
+
+def base_url(host: str, port: int, tls: bool) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard listen is reached on loopback
+        shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]"  # noqa: S104
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+def service_unit(env: dict[str, str], pid: int | None = None) -> str:
+    """The service-manager unit a process with environment ``env`` runs under, or ""."""
+    if env.get(SERVICE_UNIT_ENV):
+        return env[SERVICE_UNIT_ENV]
+    if not env.get("INVOCATION_ID"):  # systemd sets it for every unit it starts
+        return ""
+    try:
+        cgroup = Path(f"/proc/{pid or 'self'}/cgroup").read_text()
+    except OSError:
+        return ""
+    for line in cgroup.splitlines():
+        leaf = line.rsplit("/", 1)[-1]
+        if leaf.endswith(".service"):
+            return leaf
+    return ""
+
+
+def record_serve(data_dir: Path, url: str, radius: str) -> None:
+    """Called by ``openmfa serve`` once it listens: how this process runs."""
+    import sys
+
+    env = dict(os.environ)
+    Invocation(
+        pid=os.getpid(),
+        argv=sys.argv[1:],
+        cwd=os.getcwd(),
+        env=env,
+        url=url,
+        radius=radius,
+        unit=service_unit(env),
+    ).save(data_dir / SERVE_RECORD)
+
+
+def _from_proc(pid: int, url: str, radius: str) -> Invocation | None:
+    """How a running node that kept no record was started (a previous release's)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        raw_env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+    args = [a.decode(errors="surrogateescape") for a in argv if a]
+    # `python .../bin/openmfa serve ...` (a console script) or `.../bin/openmfa serve ...`
+    while args and args[0] != "serve":
+        args.pop(0)
+    if not args:
+        return None
+    env = dict(
+        item.decode(errors="surrogateescape").split("=", 1) for item in raw_env if b"=" in item
+    )
+    return Invocation(pid, args, cwd, env, url, radius, service_unit(env, pid), "proc")
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 class NodeControl:
     def __init__(self, data_dir: Path, say: Callable[[str], None] = lambda _: None) -> None:
         self.data_dir = data_dir
         self.say = say
+
+    @property
+    def record_path(self) -> Path:
+        return self.data_dir / SERVE_RECORD
 
     def pid(self) -> int | None:
         """The pid of the ``openmfa serve`` holding this data directory, or None."""
@@ -43,13 +173,38 @@ class NodeControl:
             os.close(fd)
         return None
 
+    def invocation(self) -> Invocation | None:
+        """How the node runs (or, when stopped, how it ran last), or None if unknown."""
+        pid = self.pid()
+        saved = Invocation.load(self.record_path)
+        if pid is None or (saved is not None and saved.pid == pid):
+            return saved
+        args = _from_proc(pid, "", "")
+        if args is None:
+            return None
+        # A previous release's node: where it listens follows from its options and config.
+        args.url = self._config_url(_option(args.argv, "--listen"))
+        radius = _option(args.argv, "--radius-listen")
+        args.radius = (
+            self._config_radius() if radius is None else ("" if radius == "off" else radius)
+        )
+        return args
+
     def stop(self, timeout: float = 60) -> bool:
-        """SIGTERM the node and wait until it let go of the data directory; False if none ran."""
+        """Stop the node gracefully and wait until it let go of the data directory; False if
+        none ran. How it ran is kept (``openmfa.serve.json``) for ``start``."""
         pid = self.pid()
         if pid is None:
             return False
-        self.say(f"    stopping the node (pid {pid})")
-        os.kill(pid, signal.SIGTERM)
+        how = self.invocation()
+        if how is not None and how.source == "proc":
+            how.save(self.record_path)  # a crash before `start` must not lose it
+        if how is not None and how.unit:
+            self.say(f"    stopping the node (pid {pid}) through its service manager")
+            self._systemctl("stop", how.unit)
+        else:
+            self.say(f"    stopping the node (pid {pid})")
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while self.pid() is not None:
             if time.monotonic() > deadline:
@@ -58,35 +213,97 @@ class NodeControl:
         return True
 
     def start(self, openmfa: Path, timeout: float = 60) -> int:
-        """Start ``openmfa serve`` detached (log: serve.log) and wait until it is ready."""
-        log = (self.data_dir / "serve.log").open("a")
-        proc = subprocess.Popen(
-            [str(openmfa), "serve", "--data-dir", str(self.data_dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-        self.say(f"    started the node (pid {proc.pid})")
+        """Start the node again as it ran before (``openmfa`` being the release to run) and
+        wait until it is ready where it was; returns its pid."""
+        how = Invocation.load(self.record_path)
+        before = self.url()
+        radius_before = how.radius if how is not None else None
+        proc: subprocess.Popen[bytes] | None = None
+        if how is not None and how.unit:
+            self._systemctl("start", how.unit)
+            self.say(f"    started the node through its service manager ({how.unit})")
+        else:
+            argv = how.argv if how is not None else ["serve", "--data-dir", str(self.data_dir)]
+            log = (self.data_dir / "serve.log").open("a")
+            proc = subprocess.Popen(
+                [str(openmfa), *argv],
+                cwd=how.cwd if how is not None and Path(how.cwd).is_dir() else None,
+                env=how.env if how is not None else None,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            log.close()
+            self.say(f"    started the node (pid {proc.pid})")
         deadline = time.monotonic() + timeout
         while True:
-            if proc.poll() is not None:
+            if proc is not None and proc.poll() is not None:
                 raise NodeControlError(
                     f"the node exited with {proc.returncode}; see {self.data_dir / 'serve.log'}"
                 )
-            try:
-                if httpx.get(self.url() + "/readyz", timeout=1, verify=False).status_code == 200:  # noqa: S501 - our own node
-                    return proc.pid
-            except httpx.HTTPError:
-                pass
+            pid = self.pid()
+            if pid is not None:
+                self._same_place(pid, before, radius_before)  # fails fast when it moved
+                if _ready(before):
+                    # A node writes its record before it answers: read it again. (A release
+                    # that keeps no record answers where it was: that is all we know.)
+                    self._same_place(pid, before, radius_before)
+                    return pid
             if time.monotonic() > deadline:
-                raise NodeControlError(f"the node did not become ready within {timeout:.0f} s")
+                raise NodeControlError(
+                    f"the node did not become ready at {before} within {timeout:.0f} s; see "
+                    f"{self.data_dir / 'serve.log'}"
+                )
             time.sleep(0.2)
 
     def url(self) -> str:
+        """The SDK's base URL: where the node listens (or listened last)."""
+        how = Invocation.load(self.record_path)
+        if how is not None and how.url:
+            return how.url
+        return self._config_url(None)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _same_place(self, pid: int, url: str, radius: str | None) -> None:
+        now = Invocation.load(self.record_path)
+        if now is None or now.pid != pid:
+            return  # not written yet, or a release that keeps no record
+        moved = []
+        if now.url != url:
+            moved.append(f"the Web Service SDK on {now.url} instead of {url}")
+        if radius is not None and now.radius != radius:
+            moved.append(
+                f"RADIUS on {now.radius or 'nothing (off)'} instead of {radius or 'nothing (off)'}"
+            )
+        if moved:
+            raise NodeControlError(
+                "the node came back elsewhere: " + "; ".join(moved) + ". Clients would lose it"
+            )
+
+    def _config_url(self, listen: str | None) -> str:
         config = load_config(self.data_dir / "server.toml")
-        host, port = parse_listen(config.get("server", "listen"))
-        scheme = "https" if config.get("server", "tls_cert") else "http"
-        host = f"[{host}]" if ":" in host else host
-        return f"{scheme}://{host}:{port}"
+        host, port = parse_listen(listen or config.get("server", "listen"))
+        return base_url(host, port, bool(config.get("server", "tls_cert")))
+
+    def _config_radius(self) -> str:
+        return str(load_config(self.data_dir / "server.toml").get("radius", "listen"))
+
+    def _systemctl(self, verb: str, unit: str) -> None:
+        command = [os.environ.get(SYSTEMCTL_ENV) or "systemctl", verb, unit]
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise NodeControlError(f"`{' '.join(command)}` failed: {exc}") from None
+        if out.returncode != 0:
+            raise NodeControlError(
+                f"`{' '.join(command)}` failed ({out.returncode}): "
+                f"{(out.stderr or out.stdout).strip()}"
+            )
+
+
+def _ready(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url + "/readyz", timeout=2, verify=False).status_code == 200  # noqa: S501 - our own node
+    return False

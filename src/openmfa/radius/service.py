@@ -94,6 +94,7 @@ class RadiusService:
 
     def activity(self) -> dict[str, object]:
         return {
+            "listen": self.listen,
             "draining": self.protocol.draining,
             "open_challenges": self.flows.states.open_count(time.time()),
         }

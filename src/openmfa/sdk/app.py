@@ -45,6 +45,7 @@ from ..node.apikeys import ApiClient, ApiKeys, KeyRing
 from ..node.authenticator import Attempt, Authenticator
 from ..node.commit_queue import CommitQueue
 from ..node.policy import verify_policy
+from ..node.readiness import Readiness
 from ..node.views import DecisionView
 from ..radius.service import RadiusService
 from ..store.database import DATA_FORMAT, READS_FORMATS, Store
@@ -88,6 +89,7 @@ class Node:
         self.farm = FarmEndpoints(store, verify_policy(config).lockout)
         self.farm.radius = self.radius
         self.farm_runtime = FarmRuntime(store, config, self.authenticator, self.farm.journal)
+        self.readiness = Readiness(store.ready)
 
     def client(self, token: str | None, permission: str) -> ApiClient:
         """Check an API key (in a worker thread: it may read the data file)."""
@@ -152,7 +154,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    ready, why = await run_in_threadpool(_node(request).store.ready)
+    ready, why = _node(request).readiness.state()  # from memory: never waits (node.readiness)
     if ready:
         return json_response({"status": "ready"})
     return json_response(
@@ -453,6 +455,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(node.readiness.start)
         node.queue.start()
         try:
             if node.radius is not None:
@@ -464,6 +467,7 @@ def create_app(
             if node.radius is not None:
                 await node.radius.stop()
             node.queue.stop()
+            node.readiness.stop()
 
     u = "/v1/users/{name}"
     routes = [

@@ -7,6 +7,7 @@ migrated (``NeedsMigration``) before any statement that could change it runs.
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -128,10 +129,17 @@ def _scripts() -> ScriptDirectory:
     return ScriptDirectory(str(resources.files("openmfa.store").joinpath("migrations")))
 
 
+@functools.cache
 def head_revision() -> str:
+    """This release's schema head (its migration scripts are read once per process)."""
     head = _scripts().get_current_head()
     assert head is not None
     return head
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    return frozenset(r.revision for r in _scripts().walk_revisions())
 
 
 def migrate(engine: Engine) -> None:
@@ -306,7 +314,7 @@ def check_format(engine: Engine) -> None:
         current = MigrationContext.configure(conn).get_current_revision()
         head = head_revision()
         if current != head:
-            known = {r.revision for r in _scripts().walk_revisions()}
+            known = known_revisions()
             floor = conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "schema.floor"))
             if current is not None and current not in known and floor in known:
                 return  # a newer release only added to a schema this one knows: read on
