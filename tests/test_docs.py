@@ -24,3 +24,10 @@ def test_readme_lists_every_setting() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     assert "./dev test" in (ROOT / "README.md").read_text()
     assert "./dev test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_shows_the_haproxy_configuration_the_tests_run() -> None:
+    """The farm tests run docs/haproxy.cfg; the README shows the same file."""
+    config = (ROOT / "docs" / "haproxy.cfg").read_text()
+    assert config in (ROOT / "README.md").read_text()
+    assert "timeout check" in config and "fall 3 rise 2" in config

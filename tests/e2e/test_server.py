@@ -10,11 +10,13 @@ import json
 import signal
 import ssl
 import time
+import tomllib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -385,3 +387,19 @@ def test_serve_on_postgresql(pg_node_dir: Path) -> None:
         assert "replay" in cli(dd, "verify", "pg-alice", code, expect=1).stdout
         assert c.get("/readyz").json() == {"status": "ready"}
     assert "PostgreSQL" in cli(dd, "init", "--force", expect=1).stderr
+
+
+@pytest.mark.postgres
+def test_readyz_never_waits_for_the_store(pg_node_dir: Path) -> None:
+    """A load balancer's health check is answered at once, from memory: while another
+    transaction holds the tables a readiness check reads (as a schema change on a shared
+    database holds what it alters), /readyz still answers instead of queueing behind the lock
+    until the balancer gives up on it."""
+    dd = pg_node_dir
+    init(dd)
+    url = tomllib.loads((dd / "server.toml").read_text())["store"]["url"]
+    with server(dd) as srv, psycopg.connect(url) as conn:
+        conn.execute("LOCK TABLE meta, alembic_version IN ACCESS EXCLUSIVE MODE")
+        r = httpx.get(srv.url + "/readyz", timeout=10)
+        assert r.status_code == 200 and r.json() == {"status": "ready"}
+        conn.rollback()

@@ -314,6 +314,19 @@ def farm_finalize(data_dir: Path) -> None:
 @click.option("--haproxy-backend", default="openmfa", show_default=True)
 @click.option("--hold", is_flag=True, help="Leave `farm finalize` to the administrator.")
 @click.option("--node-timeout", default=600.0, show_default=True, help="Seconds per node.")
+@click.option(
+    "--min-up",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Other servers that must be up before a node is taken out.",
+)
+@click.option(
+    "--up-timeout",
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for a node put back to serve (and for --min-up others to be up).",
+)
 @data_dir_option
 @fails_cleanly
 def farm_upgrade(
@@ -323,6 +336,8 @@ def farm_upgrade(
     haproxy_backend: str,
     hold: bool,
     node_timeout: float,
+    min_up: int,
+    up_timeout: float,
     data_dir: Path,
 ) -> None:
     """Upgrade every node, one at a time, while the farm keeps serving (run on the master).
@@ -331,7 +346,14 @@ def farm_upgrade(
     balancer = _balancer(lb, haproxy_socket, haproxy_backend)
     with _opened(data_dir) as (store, _):
         RollingUpgrade(
-            store, bundle, balancer, click.echo, hold=hold, node_timeout=node_timeout
+            store,
+            bundle,
+            balancer,
+            click.echo,
+            hold=hold,
+            node_timeout=node_timeout,
+            min_up=min_up,
+            up_timeout=up_timeout,
         ).run()
     click.echo("the farm is upgraded")
 
@@ -341,10 +363,29 @@ def farm_upgrade(
 @click.option("--haproxy-socket", type=click.Path(path_type=Path), help="HAProxy admin socket.")
 @click.option("--haproxy-backend", default="openmfa", show_default=True)
 @click.option("--node-timeout", default=600.0, show_default=True, help="Seconds per node.")
+@click.option(
+    "--min-up",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Other servers that must be up before a node is taken out.",
+)
+@click.option(
+    "--up-timeout",
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for a node put back to serve (and for --min-up others to be up).",
+)
 @data_dir_option
 @fails_cleanly
 def farm_rollback(
-    lb: str, haproxy_socket: Path | None, haproxy_backend: str, node_timeout: float, data_dir: Path
+    lb: str,
+    haproxy_socket: Path | None,
+    haproxy_backend: str,
+    node_timeout: float,
+    min_up: int,
+    up_timeout: float,
+    data_dir: Path,
 ) -> None:
     """Put every node back on the release before its last upgrade, one at a time, while the
     farm keeps serving (run on the master). Possible until `farm finalize`.
@@ -352,7 +393,14 @@ def farm_rollback(
     Rerun it to resume after a failure: nodes back on the previous release are skipped."""
     balancer = _balancer(lb, haproxy_socket, haproxy_backend)
     with _opened(data_dir) as (store, _):
-        FarmRollback(store, balancer, click.echo, node_timeout=node_timeout).run()
+        FarmRollback(
+            store,
+            balancer,
+            click.echo,
+            node_timeout=node_timeout,
+            min_up=min_up,
+            up_timeout=up_timeout,
+        ).run()
     click.echo("the farm is rolled back")
 
 

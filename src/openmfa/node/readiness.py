@@ -23,7 +23,7 @@ class Readiness:
         self,
         check: Callable[[], tuple[bool, str]],
         every: float = 1.0,
-        stale_after: float = 15.0,
+        stale_after: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.check = check
