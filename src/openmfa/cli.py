@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import __version__
 from .config import Config, default_text
 from .core.verification import Reason
-from .errors import DataFileExists, OpenMfaError
+from .errors import BackupFailed, DataFileExists, OpenMfaError
 from .node import audit as audit_log
 from .node.accounts import Accounts
 from .node.apikeys import SCOPES, ApiKeys
@@ -35,9 +35,9 @@ from .node.lock import NodeLock
 from .node.passwords import set_password
 from .node.policy import verify_policy
 from .node.radius_clients import RadiusClients
-from .node.views import Enrollment, UserView
+from .sdk.models import Enrollment, UserView
 from .store import formats
-from .store.backups import BackupFailed, Backups, backup_sqlite
+from .store.backups import Backups, backup_sqlite
 from .store.database import DATA_FORMAT, DataDir, Store, migrate
 
 F = TypeVar("F", bound=Callable[..., Any])

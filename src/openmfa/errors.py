@@ -1,21 +1,41 @@
-"""Every error OpenMFA raises on purpose, in one place.
+"""Every error OpenMFA raises on purpose, in one tree. Each class has a stable ``code`` (what
+the SDK sends as ``{"code", "message", "request_id"}``) and an HTTP status; ``message`` says
+what was wrong and what to do. The SDK's clients raise the very same classes for the codes a
+node sends (``openmfa.sdk.errors``).
 
-    OpenMfaError                     -- base; ``code`` is stable, ``message`` says what to do
+    OpenMfaError                     -- base (500 internal_error when nothing more is known)
     ├── ConfigError                  -- server.toml is unreadable or has a wrong value (local)
     ├── KeyFileError                 -- the key file is missing, corrupt or not this data file's
-    ├── StoreError                   -- the data file cannot be used as it is
+    ├── StoreError                   -- the data file cannot be used as it is (503)
     │   ├── DataFileMissing          -- no data file yet: run ``openmfa init``
     │   ├── DataFileExists           -- ``init`` would overwrite an existing data file
     │   ├── FormatTooNew             -- written by a newer release; this one must not touch it
-    │   └── NeedsMigration           -- written by an older release; migrate first
+    │   ├── NeedsMigration           -- written by an older release; migrate first
+    │   ├── NodeBusy                 -- another openmfa process holds the data directory
+    │   ├── NodeControlError         -- a node could not be stopped or started as it ran
+    │   ├── BackupFailed             -- a backup could not be taken, verified or restored
+    │   ├── NotReady                 -- the node cannot serve yet (``/readyz``)
+    │   └── StaleState               -- a batch's state writes did not all apply (retried)
+    ├── InstallFailed                -- install, upgrade or rollback could not go on
+    ├── FarmError                    -- farm operations (local)
+    │   ├── BalancerError            -- the load balancer's admin interface failed
+    │   ├── RollingUpgradeFailed     -- ``farm upgrade``/``rollback`` stopped; rerun to resume
+    │   └── Fenced                   -- the node polled is not the master of this epoch
+    ├── PrimaryUnavailable           -- a first-factor backend did not answer
+    ├── Unavailable                  -- the node did not answer or failed (client side)
+    │   └── NodeTooOld               -- it does not serve this client's SDK version
     └── RequestError                 -- a caller asked for something wrong (remote fault)
         ├── Unauthorized             -- no API key, or a wrong, expired or revoked one
         ├── Forbidden                -- the API key's scope does not allow this call
         ├── MalformedRequest         -- the body is not JSON, or a header is broken
+        │   └── MalformedPacket      -- a RADIUS datagram that does not decode
         ├── PayloadTooLarge          -- the body is larger than [server] max_body_bytes
         ├── NotFound                 -- no such user / method / API key
+        │   └── NoSuchRoute          -- no such path
+        ├── MethodNotAllowed         -- the path exists, the HTTP method does not
         ├── Conflict                 -- it exists already
-        │   └── NotMaster            -- a write sent to a farm subordinate: use the master
+        │   ├── NotMaster            -- a write sent to a farm subordinate: use the master
+        │   └── Diverged             -- this node holds changes its master does not have
         ├── SnapshotNeeded           -- a subordinate asked for changes the master no longer keeps
         └── InvalidInput             -- a value is out of range or has the wrong shape
 
@@ -27,12 +47,14 @@ from __future__ import annotations
 
 
 class OpenMfaError(Exception):
-    code = "error"
+    code = "internal_error"
     http_status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, request_id: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.request_id = request_id
+        """Set on errors a node sent (the client side): the id its log and audit use."""
 
 
 class ConfigError(OpenMfaError):
@@ -64,6 +86,70 @@ class NeedsMigration(StoreError):
     code = "needs_migration"
 
 
+class NodeBusy(StoreError):
+    code = "node_busy"
+
+
+class NodeControlError(StoreError):
+    code = "node_control"
+
+
+class BackupFailed(StoreError):
+    code = "backup_failed"
+
+
+class NotReady(StoreError):
+    code = "not_ready"
+
+
+class StaleState(StoreError):
+    """A batch's state writes did not all apply: someone wrote behind the cache's back."""
+
+    code = "stale_state"
+
+
+class InstallFailed(OpenMfaError):
+    code = "install_failed"
+
+
+class FarmError(OpenMfaError):
+    code = "farm_error"
+
+
+class BalancerError(FarmError):
+    code = "balancer"
+
+
+class RollingUpgradeFailed(FarmError):
+    code = "rolling_upgrade_failed"
+
+
+class Fenced(FarmError):
+    """The node polled is not the master of this node's epoch."""
+
+    code = "fenced"
+
+
+class PrimaryUnavailable(OpenMfaError):
+    """The first-factor backend did not answer (or is not configured)."""
+
+    code = "primary_unavailable"
+    http_status = 503
+
+
+class Unavailable(OpenMfaError):
+    """Client side: no node answered, or the answer was not the SDK's."""
+
+    code = "unavailable"
+    http_status = 503
+
+
+class NodeTooOld(Unavailable):
+    """Client side: the node does not serve the SDK version this client speaks."""
+
+    code = "node_too_old"
+
+
 class RequestError(OpenMfaError):
     code = "bad_request"
     http_status = 400
@@ -84,6 +170,12 @@ class MalformedRequest(RequestError):
     http_status = 400
 
 
+class MalformedPacket(MalformedRequest, ValueError):
+    """A RADIUS datagram that does not decode (RFC 2865 §3: silently discarded)."""
+
+    code = "malformed_packet"
+
+
 class PayloadTooLarge(RequestError):
     code = "body_too_large"
     http_status = 413
@@ -94,13 +186,35 @@ class NotFound(RequestError):
     http_status = 404
 
 
+class NoSuchRoute(NotFound):
+    code = "no_such_route"
+
+
+class MethodNotAllowed(RequestError):
+    code = "method_not_allowed"
+    http_status = 405
+
+
 class Conflict(RequestError):
     code = "conflict"
     http_status = 409
 
 
 class NotMaster(Conflict):
+    """A write sent to a node that does not take writes; ``master_url`` is where they go
+    ("" when the node does not know, e.g. during a handover)."""
+
     code = "not_master"
+
+    def __init__(self, message: str, *, master_url: str = "", request_id: str = "") -> None:
+        super().__init__(message, request_id=request_id)
+        self.master_url = master_url
+
+
+class Diverged(Conflict):
+    """This node holds change records its master does not have."""
+
+    code = "diverged"
 
 
 class SnapshotNeeded(RequestError):
@@ -111,3 +225,12 @@ class SnapshotNeeded(RequestError):
 class InvalidInput(RequestError):
     code = "invalid_input"
     http_status = 422
+
+
+def _tree(cls: type[OpenMfaError]) -> list[type[OpenMfaError]]:
+    return [cls, *(c for sub in cls.__subclasses__() for c in _tree(sub))]
+
+
+def by_code() -> dict[str, type[OpenMfaError]]:
+    """Every error class by its code (each code names one class)."""
+    return {cls.code: cls for cls in _tree(OpenMfaError)}

@@ -16,11 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import OpenMfaError
-
-
-class BalancerError(OpenMfaError):
-    code = "balancer"
+from ..errors import BalancerError
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import httpx
 from sqlalchemy import insert, select
 
 from .. import __version__
-from ..errors import Conflict, FormatTooNew, OpenMfaError, SnapshotNeeded
+from ..errors import Diverged, Fenced, FormatTooNew, OpenMfaError, SnapshotNeeded
 from ..node import audit
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, apply
@@ -43,16 +43,6 @@ WAIT_SECONDS = 20.0
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 DISCOVER_AFTER = 2
 """Failed polls in a row before asking the other nodes who the master is."""
-
-
-class Fenced(OpenMfaError):
-    """The node polled is not the master of this node's epoch."""
-
-
-class Diverged(Conflict):
-    """This node holds change records its master does not have."""
-
-    code = "diverged"
 
 
 def reads() -> str:

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..config import parse_listen
-from ..errors import ConfigError
+from ..errors import BalancerError, ConfigError
 from ..radius import packet as p
 from ..radius.server import ClientTable
-from .balancer import Balancer, BalancerError
+from .balancer import Balancer
 
 
 def sdk_ready(url: str, timeout: float = 2.0) -> bool:

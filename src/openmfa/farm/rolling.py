@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import OpenMfaError
+from ..errors import RollingUpgradeFailed
 from ..install.releases import open_bundle
 from ..node.radius_clients import RadiusClients
 from ..radius.server import ClientTable
@@ -34,10 +34,6 @@ from .peers import call, checked
 from .promotion import handover, tell_members
 
 Say = Callable[[str], None]
-
-
-class RollingUpgradeFailed(OpenMfaError):
-    code = "rolling_upgrade_failed"
 
 
 def bundle_version(bundle: Path) -> str:

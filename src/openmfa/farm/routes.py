@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..core.lockout import LockoutPolicy
-from ..errors import Conflict, InvalidInput, NotFound, NotMaster, SnapshotNeeded
+from ..errors import Conflict, Diverged, InvalidInput, NotFound, NotMaster, SnapshotNeeded
 from ..store import tables as t
 from ..store.changes import Change, ChangeWriter
 from ..store.database import READS_FORMATS, Store
@@ -32,7 +32,7 @@ from .feed import (
     make_snapshot,
     oldest_change,
 )
-from .follower import Diverged, fingerprint, position
+from .follower import fingerprint, position
 from .formats import finalize
 from .membership import Membership, farm_format
 from .signing import SignatureCheck

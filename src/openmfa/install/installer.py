@@ -9,9 +9,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import Conflict, InvalidInput
+from ..errors import Conflict, InstallFailed, InvalidInput
 from .record import InstallRecord
-from .releases import InstallFailed, install_release, package_dir, switch_current
+from .releases import install_release, package_dir, switch_current
 from .themes import install_default
 
 MIN_FREE_BYTES = 400 * 1024 * 1024

@@ -20,15 +20,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..errors import InvalidInput, OpenMfaError
+from ..errors import InstallFailed, InvalidInput
 
 _WHEEL = re.compile(r"^openmfa-(?P<version>[^-]+)-.*\.whl$")
 BUNDLE_MANIFEST = "bundle.json"
 COMPLETE = "COMPLETE"
-
-
-class InstallFailed(OpenMfaError):
-    code = "install_failed"
 
 
 def wheel_version(wheel: Path) -> str:

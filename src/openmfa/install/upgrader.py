@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from ..core.totp import totp
-from ..errors import OpenMfaError
+from ..errors import InstallFailed, OpenMfaError
 from ..node.control import NodeControl
 from ..store import tables as t
 from ..store.backups import Backups
@@ -43,7 +43,6 @@ from .config_merge import merge
 from .installer import check_prerequisites
 from .record import InstallRecord
 from .releases import (
-    InstallFailed,
     install_release,
     package_dir,
     switch_current,

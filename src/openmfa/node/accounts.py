@@ -20,12 +20,12 @@ from ..config import Config
 from ..core import backup_codes, hotp
 from ..core.verification import MethodKind
 from ..errors import Conflict, InvalidInput, NotFound
+from ..sdk.models import NAME_RE, TEXT_RE, Enrollment, MethodView, UserView
 from ..store import formats
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.crypto import SecretBox
 from ..store.database import Store
-from .views import Enrollment, MethodView, UserView
 
 MIN_SECRET_BYTES = 16  # RFC 4226 R6: the shared secret MUST be at least 128 bits
 SECRET_BYTES = {"SHA1": 20, "SHA256": 32, "SHA512": 64}
@@ -41,18 +41,24 @@ class Actor:
 
 
 def check_name(name: str) -> str:
-    name = unicodedata.normalize("NFC", name).strip()
-    if not name or len(name) > 255:
-        raise InvalidInput("a user name must be 1 to 255 characters long")
-    if any(unicodedata.category(ch)[0] == "C" for ch in name):
-        raise InvalidInput("a user name must not contain control characters")
+    """The SDK's rule for user names (``sdk.models.NAME_PATTERN``, 1 to 255 characters),
+    trimmed and NFC-normalised."""
+    name = unicodedata.normalize("NFC", name)
     if "/" in name:
         raise InvalidInput("a user name must not contain '/' (it could not be used in SDK URLs)")
+    if NAME_RE.fullmatch(name) is None and name.strip():
+        raise InvalidInput(
+            "a user name must not contain control characters or invisible formatting characters"
+        )
+    name = name.strip()
+    if not name or len(name) > 255:
+        raise InvalidInput("a user name must be 1 to 255 characters long")
     return name
 
 
 def _check_text(field: str, value: str, limit: int = 255) -> str:
-    if len(value) > limit or any(unicodedata.category(ch) == "Cc" for ch in value):
+    """The SDK's rule for text fields (``sdk.models.TEXT_PATTERN``), trimmed."""
+    if len(value) > limit or TEXT_RE.fullmatch(value) is None:
         raise InvalidInput(f"{field} must be at most {limit} printable characters")
     return value.strip()
 

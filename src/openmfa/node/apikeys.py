@@ -13,16 +13,17 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from ..sdk.models import ApiKeyView
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
 from .accounts import check_name
-from .views import ApiKeyView
 
 SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(
@@ -70,36 +71,70 @@ def _hash(secret: str) -> bytes:
 
 
 class KeyRing:
-    """Checks bearer tokens against the data file, cached per configuration generation."""
+    """Checks bearer tokens against the data file, cached per configuration generation.
 
-    def __init__(self) -> None:
+    ``check`` is given the current generation (read in the caller's transaction); ``recent``
+    answers from memory when ``check`` ran less than ``FRESH_SECONDS`` ago (under load: for the
+    previous batch of authentications), and only ever with a yes — anything else goes to
+    ``check``. Authentications use it before their body is read and ``check`` again inside
+    their transaction."""
+
+    FRESH_SECONDS = 1.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._generation = -1
         self._rows: dict[str, _KeyRow] = {}
+        self._clock = clock
+        self._fresh_at = float("-inf")
 
     def check(self, conn: Connection, generation: int, token: str | None, now: float) -> ApiClient:
         if not token:
             raise Unauthorized("send an API key as 'Authorization: Bearer omfa_…'")
         key_id, secret = _split(token)
         with self._lock:
-            if generation != self._generation:
-                self._rows = {
-                    r.id: _KeyRow(r.name, r.scope, r.secret_hash, r.expires_at, r.revoked_at)
-                    for r in conn.execute(select(t.api_keys))
-                }
-                self._generation = generation
+            self._observe(conn, generation)
             row = self._rows.get(key_id)
-        # Compare against a dummy when the id is unknown, so timing does not reveal which ids exist.
-        ok = hmac.compare_digest(_hash(secret), row.secret_hash if row else b"\0" * 32)
-        if row is None or not ok:
-            raise Unauthorized(
-                "the API key is not valid; check it or create one with `openmfa apikey create`"
-            )
-        if row.revoked_at is not None:
-            raise Unauthorized(f"the API key {row.name!r} was revoked; create a new one")
-        if row.expires_at is not None and now >= row.expires_at:
-            raise Unauthorized(f"the API key {row.name!r} has expired; create a new one")
-        return ApiClient(row.name, row.scope)
+        return _judge(row, secret, now)
+
+    def _observe(self, conn: Connection, generation: int) -> None:
+        if generation != self._generation:
+            self._rows = {
+                r.id: _KeyRow(r.name, r.scope, r.secret_hash, r.expires_at, r.revoked_at)
+                for r in conn.execute(select(t.api_keys))
+            }
+            self._generation = generation
+        self._fresh_at = self._clock()
+
+    def recent(self, token: str | None, now: float) -> ApiClient | None:
+        """The key's client from memory, when the cache is fresh and the key good; else None
+        (then ``check`` decides, and says why a key is refused)."""
+        if not token:
+            return None
+        key_id, secret = _split(token)
+        with self._lock:
+            if self._clock() - self._fresh_at > self.FRESH_SECONDS:
+                return None
+            row = self._rows.get(key_id)
+        try:
+            return _judge(row, secret, now)
+        except Unauthorized:
+            return None
+
+
+def _judge(row: _KeyRow | None, secret: str, now: float) -> ApiClient:
+    """The client a key stands for, or Unauthorized saying why not."""
+    # Compare against a dummy when the id is unknown, so timing does not reveal which ids exist.
+    ok = hmac.compare_digest(_hash(secret), row.secret_hash if row else b"\0" * 32)
+    if row is None or not ok:
+        raise Unauthorized(
+            "the API key is not valid; check it or create one with `openmfa apikey create`"
+        )
+    if row.revoked_at is not None:
+        raise Unauthorized(f"the API key {row.name!r} was revoked; create a new one")
+    if row.expires_at is not None and now >= row.expires_at:
+        raise Unauthorized(f"the API key {row.name!r} has expired; create a new one")
+    return ApiClient(row.name, row.scope)
 
 
 def _split(token: str) -> tuple[str, str]:

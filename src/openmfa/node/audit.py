@@ -6,10 +6,10 @@ import time
 
 from sqlalchemy import insert, select
 
+from ..sdk.models import AuditView
 from ..store import tables as t
 from ..store.changes import AuditEvent
 from ..store.database import Store
-from .views import AuditView
 
 
 def query(

@@ -44,7 +44,7 @@ from ..core.verification import (
     VerifyPolicy,
     decide,
 )
-from ..errors import OpenMfaError, StoreError
+from ..errors import OpenMfaError, StaleState
 from ..store import tables as t
 from ..store.database import Store
 from ..store.prepared import Prepared, dbapi_cursor
@@ -106,9 +106,11 @@ class Attempt:
     user: str
     code: str
     client: str = "cli"
+    """Who asked: ``cli``, a RADIUS client's name, or the SDK API key's name."""
     request_id: str = ""
     token: str | None = None
-    """When set, the API key is checked inside the same transaction (SDK requests)."""
+    """An SDK request's API key (checked before its body was read): checked again against this
+    batch's configuration generation, so a key revoked a moment ago is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +134,6 @@ class _Pending:
     steps: list[dict[str, Any]] = field(default_factory=list)
     counters: list[dict[str, Any]] = field(default_factory=list)
     users: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _StaleState(StoreError):
-    """A batch's state writes did not all apply: someone wrote behind the cache's back."""
 
 
 @dataclass(slots=True)
@@ -404,7 +402,7 @@ class Authenticator:
             if rows:
                 statement.many(cur, rows)
                 if cur.rowcount != len(rows):
-                    raise _StaleState("authentication state changed under the cache; retrying")
+                    raise StaleState("authentication state changed under the cache; retrying")
 
     def _state(self, cur: Any, user_id: int, exact: bool) -> _State:
         if exact:

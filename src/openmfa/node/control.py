@@ -33,17 +33,13 @@ import httpx
 
 from ..config import load as load_config
 from ..config import parse_listen
-from ..errors import StoreError
+from ..errors import NodeControlError
 
 SERVE_RECORD = "openmfa.serve.json"
 SERVICE_UNIT_ENV = "OPENMFA_SERVICE_UNIT"
 """Set by the systemd unit ``openmfa install --systemd-dir`` writes: the unit's name."""
 SYSTEMCTL_ENV = "OPENMFA_SYSTEMCTL"
 """The service manager's command (default ``systemctl``)."""
-
-
-class NodeControlError(StoreError):
-    code = "node_control"
 
 
 @dataclass

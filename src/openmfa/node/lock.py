@@ -8,11 +8,9 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import StoreError
+from ..errors import NodeBusy
 
-
-class NodeBusy(StoreError):
-    code = "node_busy"
+__all__ = ["NodeBusy", "NodeLock"]
 
 
 class NodeLock:

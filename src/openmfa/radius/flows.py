@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..config import Config
 from ..core.verification import Decision, Reason
-from ..errors import OpenMfaError
+from ..errors import OpenMfaError, PrimaryUnavailable
 from ..node import audit
 from ..node.accounts import Accounts
 from ..node.authenticator import Attempt
@@ -33,7 +33,7 @@ from ..node.radius_clients import RadiusClient
 from ..store.changes import AuditEvent
 from ..store.database import Store
 from . import packet as p
-from .primary import PrimaryCheck, PrimaryUnavailable
+from .primary import PrimaryCheck
 
 log = logging.getLogger("openmfa.radius")
 

@@ -16,6 +16,8 @@ import os
 import struct
 from dataclasses import dataclass, field
 
+from ..errors import MalformedPacket as MalformedPacket  # re-exported: p.MalformedPacket
+
 ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT = 1, 2, 3
 ACCOUNTING_REQUEST = 4
 ACCESS_CHALLENGE, STATUS_SERVER = 11, 12
@@ -28,10 +30,6 @@ MESSAGE_AUTHENTICATOR = 80
 MIN_LENGTH, MAX_LENGTH = 20, 4096
 _HEADER = struct.Struct("!BBH16s")
 _ZERO16 = bytes(16)
-
-
-class MalformedPacket(ValueError):
-    """The datagram is not a well-formed RADIUS packet; drop it (RFC 2865 §3)."""
 
 
 @dataclass(slots=True)

@@ -10,13 +10,10 @@ import os
 from typing import Protocol
 
 from ..config import Config, parse_listen
+from ..errors import PrimaryUnavailable
 from ..node.passwords import check_password
 from ..store.database import Store
 from . import packet as p
-
-
-class PrimaryUnavailable(Exception):
-    """The first-factor backend did not answer (or is not configured)."""
 
 
 class PrimaryCheck(Protocol):

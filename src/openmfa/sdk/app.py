@@ -31,10 +31,11 @@ from ..core.verification import Decision
 from ..errors import (
     InvalidInput,
     MalformedRequest,
+    NotMaster,
+    NotReady,
     OpenMfaError,
     PayloadTooLarge,
     RequestError,
-    Unauthorized,
 )
 from ..farm.claims import remote_for
 from ..farm.routes import FarmEndpoints
@@ -46,10 +47,27 @@ from ..node.authenticator import Attempt, Authenticator
 from ..node.commit_queue import CommitQueue
 from ..node.policy import verify_policy
 from ..node.readiness import Readiness
-from ..node.views import DecisionView
 from ..radius.service import RadiusService
 from ..store.database import DATA_FORMAT, READS_FORMATS, Store
-from . import schemas
+from .models import (
+    SDK_VERSIONS,
+    AuditPage,
+    AuthenticateRequest,
+    BypassGranted,
+    BypassRequest,
+    DecisionView,
+    ErrorBody,
+    Health,
+    MethodCreate,
+    MethodList,
+    RadiusStats,
+    Resynchronised,
+    ResyncRequest,
+    UserCreate,
+    UserPage,
+    UserPatch,
+    VersionInfo,
+)
 from .openapi import document
 
 log = logging.getLogger("openmfa.sdk")
@@ -90,6 +108,7 @@ class Node:
         self.farm.radius = self.radius
         self.farm_runtime = FarmRuntime(store, config, self.authenticator, self.farm.journal)
         self.readiness = Readiness(store.ready)
+        self.openapi = _encode(document(int(config.get("policy", "bypass_max_seconds"))))
 
     def client(self, token: str | None, permission: str) -> ApiClient:
         """Check an API key (in a worker thread: it may read the data file)."""
@@ -136,58 +155,72 @@ async def _body(request: Request, kind: type[S], limit: int) -> S:
         raise MalformedRequest(f"the request body is not valid JSON: {exc}") from None
 
 
-async def _call(request: Request, permission: str, fn: Callable[[ApiClient], Any]) -> Any:
+async def _authorize(request: Request, permission: str) -> ApiClient:
+    """Every route's check of the caller, before its body is read: the key ring against the
+    data file's current generation, in the thread pool. For authentications (the hot path) a
+    key the ring confirmed within the last second is taken from memory here, and the commit
+    thread checks it again against the generation of its own transaction, so a key revoked a
+    moment ago is refused there as on every other route."""
     node = _node(request)
     token = _token(request)
+    client = node.keyring.recent(token, time.time()) if permission == "authenticate" else None
+    if client is None:
+        checked: ApiClient = await run_in_threadpool(node.client, token, permission)
+        return checked
+    client.require(permission)
+    return client
 
-    def run() -> Any:
-        return fn(node.client(token, permission))
 
-    return await run_in_threadpool(run)
+async def _call(request: Request, permission: str, fn: Callable[[ApiClient], Any]) -> Any:
+    """The caller checked, then ``fn`` in the thread pool (for routes without a body)."""
+    return await _run(await _authorize(request, permission), fn)
+
+
+async def _run(client: ApiClient, fn: Callable[[ApiClient], Any]) -> Any:
+    return await run_in_threadpool(fn, client)
 
 
 # -- routes ------------------------------------------------------------------------------------
 
 
 async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok"})
+    return json_response(Health(status="ok"))
 
 
 async def readyz(request: Request) -> Response:
     ready, why = _node(request).readiness.state()  # from memory: never waits (node.readiness)
     if ready:
-        return json_response({"status": "ready"})
-    return json_response(
-        {"code": "not_ready", "message": why, "request_id": request.state.request_id}, 503
-    )
+        return json_response(Health(status="ready"))
+    raise NotReady(why)
 
 
 async def version(request: Request) -> Response:
     node = _node(request)
     fmt = await run_in_threadpool(node.store.data_format)
     return json_response(
-        {
-            "release": __version__,
-            "data_format": fmt,
-            "writes_format": DATA_FORMAT,
-            "reads_formats": list(READS_FORMATS),
-            "node": node.store.node_name,
-        }
+        VersionInfo(
+            release=__version__,
+            data_format=fmt,
+            writes_format=DATA_FORMAT,
+            reads_formats=list(READS_FORMATS),
+            node=node.store.node_name,
+            sdk_versions=list(SDK_VERSIONS),
+        )
     )
 
 
 async def openapi(request: Request) -> Response:
-    return json_response(document())
+    return Response(_node(request).openapi, media_type=JSON)
 
 
 async def authenticate(request: Request) -> Response:
     node = _node(request)
-    body = await _body(request, schemas.AuthenticateRequest, node.max_body)
-    token = _token(request)
-    if token is None:
-        raise Unauthorized("send an API key as 'Authorization: Bearer omfa_…'")
+    client = await _authorize(request, "authenticate")
+    body = await _body(request, AuthenticateRequest, node.max_body)
     rid = request.state.request_id
-    result = await node.queue.submit(Attempt(body.user, body.code, request_id=rid, token=token))
+    result = await node.queue.submit(
+        Attempt(body.user, body.code, client=client.name, request_id=rid, token=_token(request))
+    )
     if isinstance(result, OpenMfaError):
         raise result
     d: Decision = result
@@ -205,10 +238,10 @@ async def authenticate(request: Request) -> Response:
 async def users(request: Request) -> Response:
     node = _node(request)
     if request.method == "POST":
-        body = await _body(request, schemas.UserCreate, node.max_body)
-        user = await _call(
-            request,
-            "users:write",
+        client = await _authorize(request, "users:write")
+        body = await _body(request, UserCreate, node.max_body)
+        user = await _run(
+            client,
             lambda c: node.accounts.add_user(
                 body.name,
                 display_name=body.display_name,
@@ -224,7 +257,7 @@ async def users(request: Request) -> Response:
         request, "users:read", lambda c: node.accounts.list_users(limit=limit, after=after)
     )
     return json_response(
-        {"users": found, "next_after": found[-1].name if len(found) == limit else None}
+        UserPage(users=found, next_after=found[-1].name if len(found) == limit else None)
     )
 
 
@@ -240,15 +273,12 @@ async def user(request: Request) -> Response:
             request, "users:write", lambda c: node.accounts.delete_user(name, _actor(request, c))
         )
         return Response(status_code=204)
-    patch = await _body(request, schemas.UserPatch, node.max_body)
+    client = await _authorize(request, "users:write")
+    patch = await _body(request, UserPatch, node.max_body)
     fields = msgspec.structs.asdict(patch)
     fields = {k: v for k, v in fields.items() if v is not msgspec.UNSET}
     return json_response(
-        await _call(
-            request,
-            "users:write",
-            lambda c: node.accounts.update_user(name, fields, _actor(request, c)),
-        )
+        await _run(client, lambda c: node.accounts.update_user(name, fields, _actor(request, c)))
     )
 
 
@@ -265,13 +295,12 @@ async def unlock(request: Request) -> Response:
 async def bypass(request: Request) -> Response:
     node = _node(request)
     name = request.path_params["name"]
-    body = await _body(request, schemas.BypassRequest, node.max_body)
-    until = await _call(
-        request,
-        "bypass",
-        lambda c: node.accounts.grant_bypass(name, body.seconds, _actor(request, c)),
+    client = await _authorize(request, "bypass")
+    body = await _body(request, BypassRequest, node.max_body)
+    until = await _run(
+        client, lambda c: node.accounts.grant_bypass(name, body.seconds, _actor(request, c))
     )
-    return json_response({"user": name, "bypass_until": until})
+    return json_response(BypassGranted(user=name, bypass_until=until))
 
 
 async def methods(request: Request) -> Response:
@@ -279,11 +308,11 @@ async def methods(request: Request) -> Response:
     name = request.path_params["name"]
     if request.method == "GET":
         found = await _call(request, "methods:read", lambda c: node.accounts.list_methods(name))
-        return json_response({"methods": found})
-    b = await _body(request, schemas.MethodCreate, node.max_body)
-    enrolled = await _call(
-        request,
-        "methods:write",
+        return json_response(MethodList(methods=found))
+    client = await _authorize(request, "methods:write")
+    b = await _body(request, MethodCreate, node.max_body)
+    enrolled = await _run(
+        client,
         lambda c: node.accounts.enroll(
             name,
             b.kind,
@@ -312,13 +341,13 @@ async def method(request: Request) -> Response:
 async def resync(request: Request) -> Response:
     node = _node(request)
     name, method_id = request.path_params["name"], request.path_params["method_id"]
-    b = await _body(request, schemas.ResyncRequest, node.max_body)
-    ok = await _call(
-        request,
-        "methods:write",
+    client = await _authorize(request, "methods:write")
+    b = await _body(request, ResyncRequest, node.max_body)
+    ok = await _run(
+        client,
         lambda c: node.accounts.resync_hotp(name, method_id, b.first, b.second, _actor(request, c)),
     )
-    return json_response({"resynchronised": ok})
+    return json_response(Resynchronised(resynchronised=ok))
 
 
 async def audit(request: Request) -> Response:
@@ -335,7 +364,7 @@ async def audit(request: Request) -> Response:
         ),
     )
     return json_response(
-        {"events": found, "next_after_id": found[-1].id if len(found) == limit else None}
+        AuditPage(events=found, next_after_id=found[-1].id if len(found) == limit else None)
     )
 
 
@@ -343,7 +372,7 @@ async def radius_stats(request: Request) -> Response:
     node = _node(request)
     await _call(request, "audit:read", lambda c: None)
     stats = dict(node.radius.protocol.stats) if node.radius is not None else {}
-    return json_response({"enabled": node.radius is not None, "counters": stats})
+    return json_response(RadiusStats(enabled=node.radius is not None, counters=stats))
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -373,16 +402,27 @@ def _time_param(raw: str | None) -> float | None:
 # -- errors and request ids ----------------------------------------------------------------
 
 
-def _error(request: Request, status: int, code: str, message: str) -> Response:
+def _error(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    master_url: str = "",
+) -> Response:
     rid = getattr(request.state, "request_id", "")
-    return json_response(schemas.ErrorBody(code=code, message=message, request_id=rid), status)
+    body = ErrorBody(code=code, message=message, request_id=rid)
+    if master_url:
+        body.master_url = master_url
+    return Response(_encode(body), status_code=status, media_type=JSON, headers=headers)
 
 
 async def _openmfa_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OpenMfaError)
-    if not isinstance(exc, RequestError):
+    if not isinstance(exc, RequestError | NotReady):
         log.error("%s: %s", exc.code, exc.message)
-    return _error(request, exc.http_status, exc.code, exc.message)
+    master = exc.master_url if isinstance(exc, NotMaster) else ""
+    return _error(request, exc.http_status, exc.code, exc.message, master_url=master)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -395,11 +435,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             f"there is no {request.url.path}; see /v1/openapi.json for the routes",
         )
     if exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow", "")
         return _error(
             request,
             405,
             "method_not_allowed",
-            f"{request.method} is not allowed on {request.url.path}",
+            f"{request.method} is not allowed on {request.url.path} (allowed: {allow})",
+            headers={"Allow": allow},  # RFC 9110 §15.5.6
         )
     return _error(request, exc.status_code, "http_error", str(exc.detail))
 

@@ -1,66 +1,302 @@
-"""A typed Python client for the Web Service SDK.
+"""Typed Python clients for the Web Service SDK, synchronous and asynchronous.
 
 The User Portal, the Mobile App Web Service and the identity-provider adapters talk to a node
-only through this client (they hold an API key, never database credentials)::
+only through these clients (they hold an API key, never database credentials)::
 
-    with SdkClient("https://mfa.example.org:8480", api_key) as sdk:
+    with SdkClient(["https://mfa1:8480", "https://mfa2:8480"], api_key) as sdk:
         decision = sdk.authenticate("alice", "123456")
         if decision.accepted: ...
+
+    async with AsyncSdkClient("https://mfa1:8480", api_key) as sdk:
+        user = await sdk.get_user("alice")
+
+Both are thin: ``Requests`` builds every call (method, path, query, body, answer type) without
+any I/O, and ``_Plan`` decides, from what a node answered, whether a call is done, goes to the
+next node, or follows a farm's master. The clients only move bytes.
+
+- **Several nodes.** Reads and authentications go to the node that answered last and fail over
+  to the others when it cannot be reached (or answers 503). Writes are not repeated elsewhere
+  after a connection that may have reached the node.
+- **Farms.** A write that reaches a subordinate comes back ``409 not_master`` with the master's
+  URL; the client sends it there once, with the same request id, and keeps writing there.
+- **Versions.** On first contact with a node the client reads ``GET /version`` and refuses,
+  with ``NodeTooOld``, a node that does not serve this client's SDK version.
+- **Errors.** Every error answer raises the exception class of its ``code``
+  (``openmfa.sdk.errors``), with ``request_id`` set.
 """
 
 from __future__ import annotations
 
 import ssl
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import quote
 
 import httpx
 import msgspec
+from msgspec import UNSET, UnsetType
 
-from ..node.views import AuditView, DecisionView, Enrollment, MethodView, UserView
+from ..errors import NodeTooOld, NotMaster, OpenMfaError, Unavailable
+from .errors import from_answer
+from .models import (
+    SDK_VERSION,
+    AuditPage,
+    AuditView,
+    AuthenticateRequest,
+    BypassGranted,
+    BypassRequest,
+    DecisionView,
+    Enrollment,
+    Health,
+    MethodCreate,
+    MethodList,
+    MethodView,
+    RadiusStats,
+    Resynchronised,
+    ResyncRequest,
+    UserCreate,
+    UserPage,
+    UserPatch,
+    UserView,
+    VersionInfo,
+)
 
-__all__ = ["SdkClient", "SdkError"]
+__all__ = ["AsyncSdkClient", "Call", "Requests", "SdkClient"]
 
 T = TypeVar("T")
+_encode = msgspec.json.Encoder().encode
 
 
-class SdkError(Exception):
-    """The node answered with an error: ``status``, its stable ``code`` and ``message``."""
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One SDK call, fully described: what to send and what comes back. No I/O."""
 
-    def __init__(self, status: int, code: str, message: str, request_id: str = "") -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message, self.request_id = status, code, message, request_id
+    method: str
+    path: str
+    answer: type[T] | None
+    """None: the call answers nothing (204)."""
+    params: dict[str, str | int | float] = field(default_factory=dict)
+    body: bytes | None = None
+    kind: Literal["read", "write", "authenticate"] = "read"
+
+    def decode(self, content: bytes) -> T:
+        if self.answer is None:
+            return None  # type: ignore[return-value]
+        return msgspec.json.decode(content, type=self.answer)
 
 
-class _Users(msgspec.Struct):
-    users: list[UserView]
-    next_after: str | None
+def _seg(value: str) -> str:
+    return quote(value, safe="")
 
 
-class _Methods(msgspec.Struct):
-    methods: list[MethodView]
+class Requests:
+    """Every route of the SDK as a ``Call`` (the one request builder both clients use)."""
+
+    @staticmethod
+    def health() -> Call[Health]:
+        return Call("GET", "/healthz", Health)
+
+    @staticmethod
+    def ready() -> Call[Health]:
+        return Call("GET", "/readyz", Health)
+
+    @staticmethod
+    def version() -> Call[VersionInfo]:
+        return Call("GET", "/version", VersionInfo)
+
+    @staticmethod
+    def authenticate(user: str, code: str = "") -> Call[DecisionView]:
+        body = _encode(AuthenticateRequest(user=user, code=code))
+        return Call("POST", "/v1/authenticate", DecisionView, body=body, kind="authenticate")
+
+    @staticmethod
+    def create_user(
+        name: str, *, display_name: str = "", email: str = "", phone: str = ""
+    ) -> Call[UserView]:
+        body = _encode(UserCreate(name=name, display_name=display_name, email=email, phone=phone))
+        return Call("POST", "/v1/users", UserView, body=body, kind="write")
+
+    @staticmethod
+    def get_user(name: str) -> Call[UserView]:
+        return Call("GET", f"/v1/users/{_seg(name)}", UserView)
+
+    @staticmethod
+    def list_users(*, limit: int = 100, after: str = "") -> Call[UserPage]:
+        return Call("GET", "/v1/users", UserPage, params={"limit": limit, "after": after})
+
+    @staticmethod
+    def update_user(
+        name: str,
+        *,
+        display_name: str | UnsetType = UNSET,
+        email: str | UnsetType = UNSET,
+        phone: str | UnsetType = UNSET,
+        enabled: bool | UnsetType = UNSET,
+    ) -> Call[UserView]:
+        patch = UserPatch(display_name=display_name, email=email, phone=phone, enabled=enabled)
+        return Call("PATCH", f"/v1/users/{_seg(name)}", UserView, body=_encode(patch), kind="write")
+
+    @staticmethod
+    def delete_user(name: str) -> Call[None]:
+        return Call[None]("DELETE", f"/v1/users/{_seg(name)}", None, kind="write")
+
+    @staticmethod
+    def unlock_user(name: str) -> Call[UserView]:
+        return Call("POST", f"/v1/users/{_seg(name)}/unlock", UserView, kind="write")
+
+    @staticmethod
+    def bypass(name: str, seconds: int) -> Call[BypassGranted]:
+        body = _encode(BypassRequest(seconds=seconds))
+        return Call(
+            "POST", f"/v1/users/{_seg(name)}/bypass", BypassGranted, body=body, kind="write"
+        )
+
+    @staticmethod
+    def list_methods(name: str) -> Call[MethodList]:
+        return Call("GET", f"/v1/users/{_seg(name)}/methods", MethodList)
+
+    @staticmethod
+    def enroll(
+        name: str,
+        kind: Literal["totp", "hotp", "backup-codes"],
+        *,
+        secret: str | None = None,
+        digits: Literal[6, 8] | None = None,
+        period: Literal[30, 60] | None = None,
+        algorithm: Literal["SHA1", "SHA256", "SHA512"] | None = None,
+        label: str = "",
+    ) -> Call[Enrollment]:
+        body = _encode(
+            MethodCreate(
+                kind=kind,
+                secret=secret,
+                digits=digits,
+                period=period,
+                algorithm=algorithm,
+                label=label,
+            )
+        )
+        return Call("POST", f"/v1/users/{_seg(name)}/methods", Enrollment, body=body, kind="write")
+
+    @staticmethod
+    def remove_method(name: str, method_id: str) -> Call[None]:
+        path = f"/v1/users/{_seg(name)}/methods/{_seg(method_id)}"
+        return Call[None]("DELETE", path, None, kind="write")
+
+    @staticmethod
+    def resync(name: str, method_id: str, first: str, second: str) -> Call[Resynchronised]:
+        path = f"/v1/users/{_seg(name)}/methods/{_seg(method_id)}/resync"
+        body = _encode(ResyncRequest(first=first, second=second))
+        return Call("POST", path, Resynchronised, body=body, kind="write")
+
+    @staticmethod
+    def audit(
+        *, user: str | None = None, since: float | None = None, limit: int = 100, after_id: int = 0
+    ) -> Call[AuditPage]:
+        params: dict[str, str | int | float] = {"limit": limit, "after_id": after_id}
+        if user is not None:
+            params["user"] = user
+        if since is not None:
+            params["since"] = since
+        return Call("GET", "/v1/audit", AuditPage, params=params)
+
+    @staticmethod
+    def radius_stats() -> Call[RadiusStats]:
+        return Call("GET", "/v1/radius/stats", RadiusStats)
 
 
-class _Events(msgspec.Struct):
-    events: list[AuditView]
-    next_after_id: int | None
+@dataclass
+class _Try:
+    """What to do after one attempt."""
+
+    value: Any = None
+    error: OpenMfaError | None = None
+    next_url: str | None = None
+    """Where to send it next (a farm's master), or None: done (value or error)."""
+    failover: bool = False
+    """Try the next node of the list."""
+
+
+class _Plan:
+    """The clients' shared decisions: which node to ask, what an answer means."""
+
+    def __init__(self, urls: str | Sequence[str], api_key: str) -> None:
+        listed = [urls] if isinstance(urls, str) else list(urls)
+        if not listed:
+            raise ValueError("give at least one node URL")
+        self.urls = [u.rstrip("/") for u in listed]
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+        self.preferred = 0
+        self.master: str | None = None
+        self.checked: set[str] = set()
+
+    def order(self, call: Call[Any]) -> list[str]:
+        if call.kind == "write" and self.master is not None:
+            return [self.master]
+        n = len(self.urls)
+        return [self.urls[(self.preferred + i) % n] for i in range(n)]
+
+    def headers_for(self, call: Call[Any], request_id: str) -> dict[str, str]:
+        headers = {**self.headers, "X-Request-ID": request_id}
+        if call.body is not None:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    def answered(self, call: Call[Any], url: str, status: int, content: bytes) -> _Try:
+        if status < 400:
+            if url in self.urls:
+                self.preferred = self.urls.index(url)
+            return _Try(value=call.decode(content))
+        try:
+            body = msgspec.json.decode(content)
+        except msgspec.DecodeError:
+            body = None
+        error = from_answer(status, body, content.decode(errors="replace"))
+        if isinstance(error, NotMaster) and call.kind == "write" and error.master_url:
+            master = error.master_url.rstrip("/")
+            if master != url and self.master != master:
+                self.master = master
+                return _Try(next_url=master)
+        if status == 503 and call.kind != "write":
+            return _Try(error=error, failover=True)
+        return _Try(error=error)
+
+    def unreachable(self, call: Call[Any], url: str, exc: httpx.HTTPError) -> _Try:
+        error = Unavailable(f"the node at {url} could not be reached: {exc!r}")
+        if call.kind == "write" and self.master == url:
+            self.master = None  # ask the list again next time
+        connect = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        # A read may be repeated anywhere; anything else only if it never reached the node.
+        return _Try(error=error, failover=connect or call.method == "GET")
+
+    def check_version(self, url: str, info: VersionInfo) -> None:
+        if SDK_VERSION not in info.sdk_versions:
+            raise NodeTooOld(
+                f"the node at {url} (OpenMFA {info.release}) serves SDK versions "
+                f"{info.sdk_versions}; this client speaks version {SDK_VERSION}. Upgrade the "
+                "node first (nodes go before the apps that use them)"
+            )
+        self.checked.add(url)
 
 
 class SdkClient:
+    """The SDK over HTTP, synchronously; ``urls`` is one node's URL or several."""
+
     def __init__(
         self,
-        base_url: str,
+        urls: str | Sequence[str],
         api_key: str,
         *,
         timeout: float = 10.0,
         verify: ssl.SSLContext | bool = True,
+        check_version: bool = True,
     ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            timeout=timeout,
-            verify=verify,
-            headers={"Authorization": f"Bearer {api_key}"},
-        )
+        self._plan = _Plan(urls, api_key)
+        self._check = check_version
+        self._http = httpx.Client(timeout=timeout, verify=verify)
 
     def __enter__(self) -> SdkClient:
         return self
@@ -73,68 +309,128 @@ class SdkClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, kind: type[T] | None, **kw: Any) -> T:
-        r = self._http.request(method, path, **kw)
-        if r.status_code >= 400:
+    def send(self, call: Call[T], *, request_id: str | None = None) -> T:
+        """Send one call (see ``Requests``) and return its typed answer."""
+        rid = request_id or uuid.uuid4().hex
+        last: OpenMfaError = Unavailable("no node was asked")
+        queue = self._plan.order(call)
+        while queue:
+            url = queue.pop(0)
             try:
-                body = r.json()
-                raise SdkError(
-                    r.status_code, body["code"], body["message"], body.get("request_id", "")
+                if self._check and url not in self._plan.checked and call.path.startswith("/v1/"):
+                    self._plan.check_version(url, self._get(url, Requests.version()))
+                r = self._http.request(
+                    call.method,
+                    url + call.path,
+                    params=call.params or None,
+                    content=call.body,
+                    headers=self._plan.headers_for(call, rid),
                 )
-            except (ValueError, KeyError, TypeError):
-                raise SdkError(r.status_code, "http_error", r.text[:200]) from None
-        if kind is None:
-            return None  # type: ignore[return-value]
-        return msgspec.json.decode(r.content, type=kind)
+            except httpx.HTTPError as exc:
+                step = self._plan.unreachable(call, url, exc)
+            else:
+                step = self._plan.answered(call, url, r.status_code, r.content)
+            if step.next_url is not None:
+                queue = [step.next_url]
+            elif step.error is None:
+                return step.value  # type: ignore[no-any-return]
+            else:
+                last = step.error
+                if not step.failover:
+                    break
+        raise last
+
+    def _get(self, url: str, call: Call[T]) -> T:
+        r = self._http.get(url + call.path, headers=self._plan.headers)
+        step = self._plan.answered(call, url, r.status_code, r.content)
+        if step.error is not None:
+            raise step.error
+        return step.value  # type: ignore[no-any-return]
+
+    # -- the routes -------------------------------------------------------------------------
+
+    def version(self) -> VersionInfo:
+        return self.send(Requests.version())
+
+    def ready(self) -> bool:
+        try:
+            return self.send(Requests.ready()).status == "ready"
+        except OpenMfaError:
+            return False
 
     def authenticate(
         self, user: str, code: str = "", *, request_id: str | None = None
     ) -> DecisionView:
-        headers = {"X-Request-ID": request_id} if request_id else {}
-        return self._call(
-            "POST",
-            "/v1/authenticate",
-            DecisionView,
-            json={"user": user, "code": code},
-            headers=headers,
-        )
+        return self.send(Requests.authenticate(user, code), request_id=request_id)
 
     def create_user(
         self, name: str, *, display_name: str = "", email: str = "", phone: str = ""
     ) -> UserView:
-        return self._call(
-            "POST",
-            "/v1/users",
-            UserView,
-            json={"name": name, "display_name": display_name, "email": email, "phone": phone},
+        return self.send(
+            Requests.create_user(name, display_name=display_name, email=email, phone=phone)
         )
 
     def get_user(self, name: str) -> UserView:
-        return self._call("GET", f"/v1/users/{_seg(name)}", UserView)
+        return self.send(Requests.get_user(name))
 
     def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
-        return self._call("GET", "/v1/users", _Users, params={"limit": limit, "after": after}).users
+        return self.send(Requests.list_users(limit=limit, after=after)).users
 
-    def update_user(self, name: str, **fields: Any) -> UserView:
-        return self._call("PATCH", f"/v1/users/{_seg(name)}", UserView, json=fields)
-
-    def delete_user(self, name: str) -> None:
-        self._call("DELETE", f"/v1/users/{_seg(name)}", None)
-
-    def enroll(self, name: str, kind: str, **options: Any) -> Enrollment:
-        return self._call(
-            "POST", f"/v1/users/{_seg(name)}/methods", Enrollment, json={"kind": kind, **options}
+    def update_user(
+        self,
+        name: str,
+        *,
+        display_name: str | UnsetType = UNSET,
+        email: str | UnsetType = UNSET,
+        phone: str | UnsetType = UNSET,
+        enabled: bool | UnsetType = UNSET,
+    ) -> UserView:
+        return self.send(
+            Requests.update_user(
+                name, display_name=display_name, email=email, phone=phone, enabled=enabled
+            )
         )
 
-    def list_methods(self, name: str) -> list[MethodView]:
-        return self._call("GET", f"/v1/users/{_seg(name)}/methods", _Methods).methods
+    def delete_user(self, name: str) -> None:
+        self.send(Requests.delete_user(name))
 
-    def remove_method(self, name: str, method_id: str) -> None:
-        self._call("DELETE", f"/v1/users/{_seg(name)}/methods/{_seg(method_id)}", None)
+    def unlock_user(self, name: str) -> UserView:
+        return self.send(Requests.unlock_user(name))
 
     def bypass(self, name: str, seconds: int) -> float:
-        body = self._call("POST", f"/v1/users/{_seg(name)}/bypass", dict, json={"seconds": seconds})
-        return float(body["bypass_until"])
+        return self.send(Requests.bypass(name, seconds)).bypass_until
+
+    def list_methods(self, name: str) -> list[MethodView]:
+        return self.send(Requests.list_methods(name)).methods
+
+    def enroll(
+        self,
+        name: str,
+        kind: Literal["totp", "hotp", "backup-codes"],
+        *,
+        secret: str | None = None,
+        digits: Literal[6, 8] | None = None,
+        period: Literal[30, 60] | None = None,
+        algorithm: Literal["SHA1", "SHA256", "SHA512"] | None = None,
+        label: str = "",
+    ) -> Enrollment:
+        return self.send(
+            Requests.enroll(
+                name,
+                kind,
+                secret=secret,
+                digits=digits,
+                period=period,
+                algorithm=algorithm,
+                label=label,
+            )
+        )
+
+    def remove_method(self, name: str, method_id: str) -> None:
+        self.send(Requests.remove_method(name, method_id))
+
+    def resync(self, name: str, method_id: str, first: str, second: str) -> bool:
+        return self.send(Requests.resync(name, method_id, first, second)).resynchronised
 
     def audit(
         self,
@@ -144,15 +440,173 @@ class SdkClient:
         limit: int = 100,
         after_id: int = 0,
     ) -> list[AuditView]:
-        params: dict[str, Any] = {"limit": limit, "after_id": after_id}
-        if user is not None:
-            params["user"] = user
-        if since is not None:
-            params["since"] = since
-        return self._call("GET", "/v1/audit", _Events, params=params).events
+        call = Requests.audit(user=user, since=since, limit=limit, after_id=after_id)
+        return self.send(call).events
+
+    def radius_stats(self) -> RadiusStats:
+        return self.send(Requests.radius_stats())
 
 
-def _seg(value: str) -> str:
-    from urllib.parse import quote
+class AsyncSdkClient:
+    """The SDK over HTTP for asyncio applications (the portal, the mobile service)."""
 
-    return quote(value, safe="")
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        verify: ssl.SSLContext | bool = True,
+        check_version: bool = True,
+    ) -> None:
+        self._plan = _Plan(urls, api_key)
+        self._check = check_version
+        self._http = httpx.AsyncClient(timeout=timeout, verify=verify)
+
+    async def __aenter__(self) -> AsyncSdkClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def send(self, call: Call[T], *, request_id: str | None = None) -> T:
+        """Send one call (see ``Requests``) and return its typed answer."""
+        rid = request_id or uuid.uuid4().hex
+        last: OpenMfaError = Unavailable("no node was asked")
+        queue = self._plan.order(call)
+        while queue:
+            url = queue.pop(0)
+            try:
+                if self._check and url not in self._plan.checked and call.path.startswith("/v1/"):
+                    self._plan.check_version(url, await self._get(url, Requests.version()))
+                r = await self._http.request(
+                    call.method,
+                    url + call.path,
+                    params=call.params or None,
+                    content=call.body,
+                    headers=self._plan.headers_for(call, rid),
+                )
+            except httpx.HTTPError as exc:
+                step = self._plan.unreachable(call, url, exc)
+            else:
+                step = self._plan.answered(call, url, r.status_code, r.content)
+            if step.next_url is not None:
+                queue = [step.next_url]
+            elif step.error is None:
+                return step.value  # type: ignore[no-any-return]
+            else:
+                last = step.error
+                if not step.failover:
+                    break
+        raise last
+
+    async def _get(self, url: str, call: Call[T]) -> T:
+        r = await self._http.get(url + call.path, headers=self._plan.headers)
+        step = self._plan.answered(call, url, r.status_code, r.content)
+        if step.error is not None:
+            raise step.error
+        return step.value  # type: ignore[no-any-return]
+
+    # -- the routes -------------------------------------------------------------------------
+
+    async def version(self) -> VersionInfo:
+        return await self.send(Requests.version())
+
+    async def ready(self) -> bool:
+        try:
+            return (await self.send(Requests.ready())).status == "ready"
+        except OpenMfaError:
+            return False
+
+    async def authenticate(
+        self, user: str, code: str = "", *, request_id: str | None = None
+    ) -> DecisionView:
+        return await self.send(Requests.authenticate(user, code), request_id=request_id)
+
+    async def create_user(
+        self, name: str, *, display_name: str = "", email: str = "", phone: str = ""
+    ) -> UserView:
+        return await self.send(
+            Requests.create_user(name, display_name=display_name, email=email, phone=phone)
+        )
+
+    async def get_user(self, name: str) -> UserView:
+        return await self.send(Requests.get_user(name))
+
+    async def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
+        return (await self.send(Requests.list_users(limit=limit, after=after))).users
+
+    async def update_user(
+        self,
+        name: str,
+        *,
+        display_name: str | UnsetType = UNSET,
+        email: str | UnsetType = UNSET,
+        phone: str | UnsetType = UNSET,
+        enabled: bool | UnsetType = UNSET,
+    ) -> UserView:
+        return await self.send(
+            Requests.update_user(
+                name, display_name=display_name, email=email, phone=phone, enabled=enabled
+            )
+        )
+
+    async def delete_user(self, name: str) -> None:
+        await self.send(Requests.delete_user(name))
+
+    async def unlock_user(self, name: str) -> UserView:
+        return await self.send(Requests.unlock_user(name))
+
+    async def bypass(self, name: str, seconds: int) -> float:
+        return (await self.send(Requests.bypass(name, seconds))).bypass_until
+
+    async def list_methods(self, name: str) -> list[MethodView]:
+        return (await self.send(Requests.list_methods(name))).methods
+
+    async def enroll(
+        self,
+        name: str,
+        kind: Literal["totp", "hotp", "backup-codes"],
+        *,
+        secret: str | None = None,
+        digits: Literal[6, 8] | None = None,
+        period: Literal[30, 60] | None = None,
+        algorithm: Literal["SHA1", "SHA256", "SHA512"] | None = None,
+        label: str = "",
+    ) -> Enrollment:
+        return await self.send(
+            Requests.enroll(
+                name,
+                kind,
+                secret=secret,
+                digits=digits,
+                period=period,
+                algorithm=algorithm,
+                label=label,
+            )
+        )
+
+    async def remove_method(self, name: str, method_id: str) -> None:
+        await self.send(Requests.remove_method(name, method_id))
+
+    async def resync(self, name: str, method_id: str, first: str, second: str) -> bool:
+        return (await self.send(Requests.resync(name, method_id, first, second))).resynchronised
+
+    async def audit(
+        self,
+        *,
+        user: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        after_id: int = 0,
+    ) -> list[AuditView]:
+        call = Requests.audit(user=user, since=since, limit=limit, after_id=after_id)
+        return (await self.send(call)).events
+
+    async def radius_stats(self) -> RadiusStats:
+        return await self.send(Requests.radius_stats())

@@ -1,7 +1,10 @@
 """The OpenAPI 3.1 document of the SDK, served at ``/v1/openapi.json``.
 
-Schemas come from the very classes that decode requests and encode responses (msgspec), so
-the document and the behaviour cannot drift apart.
+Schemas come from the very classes that decode requests and encode answers
+(``openmfa.sdk.models``), and every limit the node enforces is stated: text patterns, maximum
+lengths, query parameters' ranges, and this node's ``[policy] bypass_max_seconds``. A request
+the document calls valid is never refused as invalid (tests/e2e/test_fuzz.py runs schemathesis
+against a live node to keep it so).
 """
 
 from __future__ import annotations
@@ -12,16 +15,15 @@ from typing import Any
 import msgspec
 
 from .. import __version__
-from ..node.views import ApiKeyView, AuditView, DecisionView, Enrollment, MethodView, UserView
-from . import schemas
+from . import models
 
 REF = "#/components/schemas/{name}"
 
 # (method, path, permission, summary, request body, response schema or None, success status)
 ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
-    ("get", "/healthz", None, "The process is up", None, None, 200),
-    ("get", "/readyz", None, "The data file is open and migrated", None, None, 200),
-    ("get", "/version", None, "Release and data-format versions", None, None, 200),
+    ("get", "/healthz", None, "The process is up", None, "Health", 200),
+    ("get", "/readyz", None, "The node can serve (answered from memory)", None, "Health", 200),
+    ("get", "/version", None, "Release, data-format and SDK versions", None, "VersionInfo", 200),
     (
         "post",
         "/v1/authenticate",
@@ -31,7 +33,7 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
         "DecisionView",
         200,
     ),
-    ("get", "/v1/users", "users:read", "List users (?limit, ?after)", None, None, 200),
+    ("get", "/v1/users", "users:read", "List users (?limit, ?after)", None, "UserPage", 200),
     ("post", "/v1/users", "users:write", "Create a user", "UserCreate", "UserView", 201),
     ("get", "/v1/users/{name}", "users:read", "Show a user", None, "UserView", 200),
     ("patch", "/v1/users/{name}", "users:write", "Change a user", "UserPatch", "UserView", 200),
@@ -51,10 +53,18 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
         "bypass",
         "Grant a one-time bypass",
         "BypassRequest",
-        None,
+        "BypassGranted",
         200,
     ),
-    ("get", "/v1/users/{name}/methods", "methods:read", "List a user's methods", None, None, 200),
+    (
+        "get",
+        "/v1/users/{name}/methods",
+        "methods:read",
+        "List a user's methods",
+        None,
+        "MethodList",
+        200,
+    ),
     (
         "post",
         "/v1/users/{name}/methods",
@@ -79,7 +89,7 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
         "methods:write",
         "Resynchronise an HOTP token with two consecutive codes",
         "ResyncRequest",
-        None,
+        "Resynchronised",
         200,
     ),
     (
@@ -88,47 +98,74 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
         "audit:read",
         "Audit events (?user, ?since, ?limit, ?after_id)",
         None,
+        "AuditPage",
+        200,
+    ),
+    (
+        "get",
+        "/v1/radius/stats",
+        "audit:read",
+        "RADIUS counters of this node",
         None,
+        "RadiusStats",
         200,
     ),
 ]
+
+_LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
+QUERY: dict[str, list[dict[str, Any]]] = {
+    "/v1/users": [
+        {"name": "limit", "in": "query", "schema": _LIMIT},
+        {"name": "after", "in": "query", "schema": {"type": "string"}},
+    ],
+    "/v1/audit": [
+        {"name": "user", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "since",
+            "in": "query",
+            "description": "seconds since the epoch, or an ISO 8601 time",
+            "schema": {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]},
+        },
+        {"name": "limit", "in": "query", "schema": _LIMIT},
+        {
+            "name": "after_id",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0},
+        },
+    ],
+}
 
 ERRORS = {
     "400": "Malformed request (not JSON, broken header)",
     "401": "No API key, or a wrong, expired or revoked one",
     "403": "The API key's scope does not allow this call",
     "404": "No such user, method or route",
-    "409": "It exists already",
+    "409": "It exists already (or not_master: a write sent to a farm subordinate)",
     "413": "Body larger than [server] max_body_bytes",
     "422": "A value has the wrong type, length or range",
-    "503": "The data file is not usable",
+    "503": "The node cannot serve now",
 }
 
 
 @cache
-def document() -> dict[str, Any]:
-    types = (
-        *schemas.REQUEST_BODIES,
-        schemas.ErrorBody,
-        UserView,
-        MethodView,
-        Enrollment,
-        ApiKeyView,
-        AuditView,
-        DecisionView,
-    )
+def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
+    """The document for a node whose ``[policy] bypass_max_seconds`` is as given."""
+    types = (*models.REQUEST_BODIES, *models.RESPONSES)
     _, components = msgspec.json.schema_components(types, ref_template=REF)
+    components["BypassRequest"]["properties"]["seconds"]["maximum"] = bypass_max_seconds
     paths: dict[str, dict[str, Any]] = {}
     for verb, path, permission, summary, body, response, status in ROUTES:
         op: dict[str, Any] = {"summary": summary, "responses": {}}
         if permission:
             op["security"] = [{"apiKey": []}]
             op["description"] = f"Needs an API key whose scope allows `{permission}`."
-        params = [
+        params: list[dict[str, Any]] = [
             {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
             for p in ("name", "method_id")
             if "{" + p + "}" in path
         ]
+        if verb == "get":
+            params += QUERY.get(path, [])
         if params:
             op["parameters"] = params
         if body:
@@ -148,7 +185,11 @@ def document() -> dict[str, Any]:
         paths.setdefault(path, {})[verb] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "OpenMFA Web Service SDK", "version": __version__},
+        "info": {
+            "title": "OpenMFA Web Service SDK",
+            "version": __version__,
+            "x-sdk-versions": list(models.SDK_VERSIONS),
+        },
         "paths": paths,
         "components": {
             "schemas": components,

@@ -28,17 +28,13 @@ from sqlalchemy import func, select
 
 from .. import __version__
 from ..config import Config
-from ..errors import InvalidInput, NotFound, OpenMfaError, StoreError
+from ..errors import BackupFailed, InvalidInput, NotFound, OpenMfaError
 from . import tables as t
 from .crypto import SecretBox, read_key_file
 from .database import DATA_FILE, KEY_FILE, DataDir, Store, check_format, engine_for
 
 MANIFEST = "manifest.json"
 PG_DUMP = "openmfa.pgdump"
-
-
-class BackupFailed(StoreError):
-    code = "backup_failed"
 
 
 @dataclass

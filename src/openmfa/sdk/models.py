@@ -1,0 +1,241 @@
+"""The Web Service SDK's wire models: every request body, answer and error, in one place.
+
+The server decodes requests and encodes answers with these classes (msgspec checks types,
+lengths and unknown fields in one step), the OpenAPI document is generated from them, and the
+Python clients decode with them — so the three cannot disagree. The text rules the server
+enforces beyond what msgspec checks (printable text, no '/' in a user name) are stated here as
+patterns, and the server's checks (``openmfa.node.accounts``) test exactly these patterns.
+
+This module imports nothing of the node: the portal, the mobile service and the adapters use
+it on hosts that hold no database.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+SDK_VERSION = 1
+"""The version of this SDK contract. Changes only add (a route, an optional field); a removal
+waits one release and raises this number. A node serves ``SDK_VERSIONS``."""
+SDK_VERSIONS = (1,)
+"""The SDK versions this node serves (``GET /version``)."""
+
+_CONTROL = "\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff"
+"""Control characters (Unicode category Cc) and lone surrogates (JSON cannot carry them)."""
+_INVISIBLE = (
+    "\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f"
+    "\\ufeff\\ufff9-\\ufffb"
+)
+"""Invisible formatting characters (soft hyphen, zero-width and direction marks): two user names
+that look the same must be the same name."""
+TEXT_PATTERN = f"^[^{_CONTROL}]*$"
+"""Printable text: no control characters."""
+_NAME_CHAR = f"[^{_CONTROL}{_INVISIBLE}/]"
+NAME_PATTERN = f"^{_NAME_CHAR}*[^\\s{_CONTROL}{_INVISIBLE}/]{_NAME_CHAR}*$"
+"""A user name: printable, no invisible formatting, no '/', not blank (the node trims it and
+normalises it to NFC)."""
+TEXT_RE = re.compile(TEXT_PATTERN)
+"""Use with ``fullmatch`` (``$`` alone also matches before a final newline)."""
+NAME_RE = re.compile(NAME_PATTERN)
+
+Name = Annotated[
+    str, Meta(min_length=1, max_length=255, extra_json_schema={"pattern": NAME_PATTERN})
+]
+Text = Annotated[str, Meta(max_length=255, extra_json_schema={"pattern": TEXT_PATTERN})]
+Phone = Annotated[str, Meta(max_length=64, extra_json_schema={"pattern": TEXT_PATTERN})]
+Code = Annotated[str, Meta(max_length=64)]
+Kind = Literal["totp", "hotp", "backup-codes"]
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+class AuthenticateRequest(msgspec.Struct, forbid_unknown_fields=True):
+    user: Name
+    code: Code = ""
+    """The code the user typed. May be empty when a one-time bypass is expected."""
+
+
+class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    display_name: Text = ""
+    email: Text = ""
+    phone: Phone = ""
+
+
+class UserPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    display_name: Text | UnsetType = UNSET
+    email: Text | UnsetType = UNSET
+    phone: Phone | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+
+
+class MethodCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    kind: Kind
+    secret: Annotated[str, Meta(max_length=256)] | None = None
+    """Base32 seed of an existing token; omit to let the server generate one."""
+    digits: Literal[6, 8] | None = None
+    period: Literal[30, 60] | None = None
+    algorithm: Literal["SHA1", "SHA256", "SHA512"] | None = None
+    label: Text = ""
+
+
+class ResyncRequest(msgspec.Struct, forbid_unknown_fields=True):
+    first: Code
+    second: Code
+
+
+class BypassRequest(msgspec.Struct, forbid_unknown_fields=True):
+    seconds: Annotated[int, Meta(gt=0)]
+    """At most ``[policy] bypass_max_seconds`` (the node's OpenAPI document says how many)."""
+
+
+REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
+    AuthenticateRequest,
+    UserCreate,
+    UserPatch,
+    MethodCreate,
+    ResyncRequest,
+    BypassRequest,
+)
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+class UserView(msgspec.Struct, kw_only=True):
+    name: str
+    display_name: str
+    email: str
+    phone: str
+    enabled: bool
+    created_at: float
+    updated_at: float
+    locked_until: float | None = None
+    failures: int = 0
+    bypass_until: float | None = None
+
+
+class MethodView(msgspec.Struct, kw_only=True):
+    id: str
+    kind: str
+    label: str
+    digits: int
+    period: int
+    algorithm: str
+    created_at: float
+    backup_codes_left: int | None = None
+
+
+class Enrollment(msgspec.Struct, kw_only=True):
+    """Shown once, at enrollment: the secret and its URI, or the backup codes."""
+
+    method: MethodView
+    secret: str | None = None
+    otpauth_uri: str | None = None
+    backup_codes: list[str] | None = None
+
+
+class ApiKeyView(msgspec.Struct, kw_only=True):
+    name: str
+    id: str
+    scope: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+
+class AuditView(msgspec.Struct, kw_only=True):
+    id: int
+    at: float
+    node: str
+    action: str
+    user: str
+    client: str
+    method_id: str
+    result: str
+    reason: str
+    request_id: str
+    detail: str
+
+
+class DecisionView(msgspec.Struct, kw_only=True):
+    accepted: bool
+    reason: str
+    method_id: str | None = None
+    locked_until: float | None = None
+    request_id: str = ""
+
+
+class UserPage(msgspec.Struct, kw_only=True):
+    users: list[UserView]
+    next_after: str | None
+
+
+class MethodList(msgspec.Struct, kw_only=True):
+    methods: list[MethodView]
+
+
+class AuditPage(msgspec.Struct, kw_only=True):
+    events: list[AuditView]
+    next_after_id: int | None
+
+
+class BypassGranted(msgspec.Struct, kw_only=True):
+    user: str
+    bypass_until: float
+
+
+class Resynchronised(msgspec.Struct, kw_only=True):
+    resynchronised: bool
+
+
+class RadiusStats(msgspec.Struct, kw_only=True):
+    enabled: bool
+    counters: dict[str, int]
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: str
+    """``ok`` (``/healthz``) or ``ready`` (``/readyz``)."""
+
+
+class VersionInfo(msgspec.Struct, kw_only=True):
+    release: str
+    data_format: int
+    writes_format: int
+    reads_formats: list[int]
+    node: str
+    sdk_versions: list[int] = msgspec.field(default_factory=lambda: [1])
+    """The SDK versions the node serves (nodes before SDK versions existed served 1)."""
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    code: str
+    message: str
+    request_id: str = ""
+    master_url: str | UnsetType = UNSET
+    """With ``not_master``: the farm master's SDK URL, where writes go."""
+
+
+RESPONSES: tuple[type[msgspec.Struct], ...] = (
+    ErrorBody,
+    UserView,
+    MethodView,
+    Enrollment,
+    ApiKeyView,
+    AuditView,
+    DecisionView,
+    UserPage,
+    MethodList,
+    AuditPage,
+    BypassGranted,
+    Resynchronised,
+    RadiusStats,
+    Health,
+    VersionInfo,
+)
