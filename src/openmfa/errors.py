@@ -232,5 +232,5 @@ def _tree(cls: type[OpenMfaError]) -> list[type[OpenMfaError]]:
 
 
 def by_code() -> dict[str, type[OpenMfaError]]:
-    """Every error class by its code (each code names one class)."""
-    return {cls.code: cls for cls in _tree(OpenMfaError)}
+    """Every error class by its code (each class that names a code of its own)."""
+    return {cls.code: cls for cls in _tree(OpenMfaError) if "code" in vars(cls)}

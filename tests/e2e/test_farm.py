@@ -16,6 +16,7 @@ import httpx
 
 from openmfa.core.totp import step_at, totp
 from openmfa.farm.signing import sign
+from openmfa.sdk import Requests, SdkClient
 
 from .helpers import cli, free_port, init, oathtool, secret_of, server
 
@@ -79,7 +80,17 @@ def test_subordinate_follows_refuses_writes_and_catches_up(tmp_path: Path) -> No
             assert master.url in refused.stderr and "subordinate" in refused.stderr
             r = httpx.post(sub.url + "/v1/users", json={"name": "carol"}, headers=h)
             assert r.status_code == 409 and r.json()["code"] == "not_master", r.text
+            assert r.json()["master_url"] == master.url
             assert "carol" not in users_on(a)
+            # The SDK client pointed at the subordinate alone follows the master for writes,
+            # once, with the same request id; reads stay on the subordinate.
+            with SdkClient(sub.url, admin) as sdk:
+                sdk.send(Requests.create_user("dave"), request_id="follow-the-master")
+                assert "dave" in users_on(a)
+                events = [json.loads(ln) for ln in cli(a, "audit", "--json").stdout.splitlines()]
+                assert any(e["request_id"] == "follow-the-master" for e in events)
+                eventually("dave on node-b", lambda: "dave" in users_on(b))
+                assert sdk.get_user("dave").name == "dave"
 
             def lag_zero() -> bool:
                 doc = json.loads(cli(a, "farm", "status", "--json").stdout)

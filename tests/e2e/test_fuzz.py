@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -90,3 +91,40 @@ def test_no_input_makes_a_500(
         payload = r.json()
         if r.status_code >= 400:
             assert payload["code"] and payload["message"]
+
+
+def test_the_openapi_document_is_true(tmp_path: Path) -> None:
+    """schemathesis, driven by the node's own OpenAPI document, with every check: a request the
+    document calls valid is accepted, one it calls invalid is refused, every answer matches
+    its schema, a 405 carries Allow. Bounded: fixed seed, 40 examples per operation."""
+    import os
+    import subprocess
+    import sys
+
+    dd = tmp_path / "node"
+    token = init(dd)
+    with server(dd) as srv:
+        proc = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("schemathesis")),
+                "run",
+                f"{srv.url}/v1/openapi.json",
+                "--checks",
+                "all",
+                "--header",
+                f"Authorization: Bearer {token}",
+                "--max-examples",
+                "40",
+                "--seed",
+                "20261202",
+                "--workers",
+                "1",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+        )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert "No issues found" in proc.stdout, proc.stdout[-3000:]

@@ -172,6 +172,33 @@ def test_huge_bodies_are_refused(node: tuple[Path, str, Server]) -> None:
     assert counts(srv, token) == before
 
 
+def test_every_route_checks_the_caller_before_reading_the_body(
+    node: tuple[Path, str, Server],
+) -> None:
+    """A caller without a valid key is refused (401) before its body is read: a huge or
+    broken body from a stranger costs the node nothing and says nothing about the route."""
+    _, token, srv = node
+    huge = b'{"user": "' + b"a" * 200_000 + b'"}'
+    routes = [
+        ("POST", "/v1/authenticate"),
+        ("POST", "/v1/users"),
+        ("PATCH", "/v1/users/alice"),
+        ("POST", "/v1/users/alice/bypass"),
+        ("POST", "/v1/users/alice/methods"),
+        ("POST", "/v1/users/alice/methods/m1/resync"),
+    ]
+    for key in (None, "omfa_000000000000_" + "A" * 43):
+        with client(srv, key) as c:
+            for verb, path in routes:
+                for content in (huge, b"{not json"):
+                    r = c.request(verb, path, content=content)
+                    assert r.status_code == 401, (verb, path, r.text)
+                    assert r.json()["code"] == "unauthorized"
+    portal = cli(node[0], "apikey", "create", "portal-body", "--scope", "portal").stdout.strip()
+    with client(srv, portal) as c:  # a good key of the wrong scope: 403, body unread
+        assert c.post("/v1/users", content=huge).status_code == 403
+
+
 def test_api_keys_wrong_revoked_expired_and_scoped(node: tuple[Path, str, Server]) -> None:
     dd, token, srv = node
     body = {"user": "nobody", "code": "123456"}

@@ -175,7 +175,10 @@ class FarmEndpoints:
         node = check.verify(request.headers, request.method, target, await request.body())
         leads = m.is_master or m.shared or (claims and m.role == membership.HANDOVER)
         if master and not leads:
-            raise NotMaster(f"this node is not the farm's master; it is {m.master_url}")
+            raise NotMaster(
+                f"this node is not the farm's master; it is {m.master_url}",
+                master_url=m.master_url,
+            )
         return m, node
 
     async def _master(self, request: Request) -> tuple[Membership, str]:

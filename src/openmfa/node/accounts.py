@@ -27,6 +27,7 @@ from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.crypto import SecretBox
 from ..store.database import Store
 
+_BASE32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz234567")
 MIN_SECRET_BYTES = 16  # RFC 4226 R6: the shared secret MUST be at least 128 bits
 SECRET_BYTES = {"SHA1": 20, "SHA256": 32, "SHA512": 64}
 USER_FIELDS = ("display_name", "email", "phone", "enabled")
@@ -64,8 +65,14 @@ def _check_text(field: str, value: str, limit: int = 255) -> str:
 
 
 def decode_secret(text: str) -> bytes:
-    """Base32 as authenticator apps and token vendors print it (any case, spaces, no padding)."""
-    cleaned = "".join(text.split()).upper().rstrip("=")
+    """Base32 as authenticator apps and token vendors print it (any case, spaces, no padding;
+    a last letter that holds only leftover bits is ignored, as authenticator apps do)."""
+    cleaned = "".join(text.split()).rstrip("=")
+    if not all(c in _BASE32 for c in cleaned):  # (ASCII only: "ß".upper() is "SS")
+        raise InvalidInput("the secret must be Base32 (letters A-Z and digits 2-7)")
+    cleaned = cleaned.upper()
+    if len(cleaned) % 8 in (1, 3, 6):
+        cleaned = cleaned[:-1]
     try:
         key = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
     except (binascii.Error, ValueError):
@@ -323,7 +330,7 @@ class Accounts:
     ) -> bool:
         row = self._method_row(name, method_id)
         if row.kind != MethodKind.HOTP:
-            raise InvalidInput(f"method {method_id} is {row.kind}; only hotp methods resynchronise")
+            raise Conflict(f"method {method_id} is {row.kind}; only hotp methods resynchronise")
         key = self.store.box.open(row.secret_enc, method_id)
         window = int(self.config.get("policy", "hotp_resync_window"))
         with self.store.write() as conn:

@@ -50,6 +50,7 @@ from ..node.readiness import Readiness
 from ..radius.service import RadiusService
 from ..store.database import DATA_FORMAT, READS_FORMATS, Store
 from .models import (
+    NAME_RE,
     SDK_VERSIONS,
     AuditPage,
     AuthenticateRequest,
@@ -135,6 +136,21 @@ def _actor(request: Request, client: ApiClient) -> Actor:
     return Actor(client=client.name, request_id=request.state.request_id)
 
 
+def _whole_numbers(value: Any) -> Any:
+    """JSON has one number type: 30.0 is the integer 30 (JSON Schema agrees), 30.5 is not."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
+_NUMBERED = (BypassRequest, MethodCreate)
+"""Bodies with integer fields: decoded in two steps so that 30.0 counts as 30."""
+
+
 async def _body(request: Request, kind: type[S], limit: int) -> S:
     length = request.headers.get("content-length")
     if length is not None:
@@ -148,6 +164,8 @@ async def _body(request: Request, kind: type[S], limit: int) -> S:
         if len(data) > limit:
             raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
     try:
+        if kind in _NUMBERED:
+            return msgspec.convert(_whole_numbers(msgspec.json.decode(bytes(data))), type=kind)
         return msgspec.json.decode(bytes(data), type=kind)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"the request body is not valid: {exc}") from None
@@ -217,6 +235,8 @@ async def authenticate(request: Request) -> Response:
     node = _node(request)
     client = await _authorize(request, "authenticate")
     body = await _body(request, AuthenticateRequest, node.max_body)
+    if NAME_RE.fullmatch(body.user) is None:  # no such user can exist (sdk.models.NAME_PATTERN)
+        raise InvalidInput("user is not a user name: printable, no '/', not blank")
     rid = request.state.request_id
     result = await node.queue.submit(
         Attempt(body.user, body.code, client=client.name, request_id=rid, token=_token(request))

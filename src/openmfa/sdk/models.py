@@ -24,8 +24,8 @@ waits one release and raises this number. A node serves ``SDK_VERSIONS``."""
 SDK_VERSIONS = (1,)
 """The SDK versions this node serves (``GET /version``)."""
 
-_CONTROL = "\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff"
-"""Control characters (Unicode category Cc) and lone surrogates (JSON cannot carry them)."""
+_CONTROL = "\\x00-\\x1f\\x7f-\\x9f"
+"""Control characters (Unicode category Cc)."""
 _INVISIBLE = (
     "\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f"
     "\\ufeff\\ufff9-\\ufffb"
@@ -38,7 +38,11 @@ _NAME_CHAR = f"[^{_CONTROL}{_INVISIBLE}/]"
 NAME_PATTERN = f"^{_NAME_CHAR}*[^\\s{_CONTROL}{_INVISIBLE}/]{_NAME_CHAR}*$"
 """A user name: printable, no invisible formatting, no '/', not blank (the node trims it and
 normalises it to NFC)."""
+SEED_PATTERN = "^\\s*(?:[A-Za-z2-7]\\s*){26,}(?:=\\s*)*$"
+"""A Base32 seed as token vendors and apps print it: any case, spaces, optional padding, at
+least 26 letters (128 bits, RFC 4226's minimum)."""
 TEXT_RE = re.compile(TEXT_PATTERN)
+SEED_RE = re.compile(SEED_PATTERN)
 """Use with ``fullmatch`` (``$`` alone also matches before a final newline)."""
 NAME_RE = re.compile(NAME_PATTERN)
 
@@ -76,8 +80,11 @@ class UserPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 class MethodCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     kind: Kind
-    secret: Annotated[str, Meta(max_length=256)] | None = None
-    """Base32 seed of an existing token; omit to let the server generate one."""
+    secret: (
+        Annotated[str, Meta(max_length=256, extra_json_schema={"pattern": SEED_PATTERN})] | None
+    ) = None
+    """Base32 seed of an existing token; omit to let the server generate one (always, for
+    backup codes)."""
     digits: Literal[6, 8] | None = None
     period: Literal[30, 60] | None = None
     algorithm: Literal["SHA1", "SHA256", "SHA512"] | None = None
@@ -90,7 +97,7 @@ class ResyncRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class BypassRequest(msgspec.Struct, forbid_unknown_fields=True):
-    seconds: Annotated[int, Meta(gt=0)]
+    seconds: Annotated[int, Meta(ge=1)]
     """At most ``[policy] bypass_max_seconds`` (the node's OpenAPI document says how many)."""
 
 

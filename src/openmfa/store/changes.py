@@ -138,7 +138,8 @@ def _writable_format(conn: Connection) -> int:
     if role not in ("master", "shared"):  # shared: every node writes the one database
         raise NotMaster(
             "this node is a subordinate of a farm and takes changes only from its master; "
-            f"make the change on the master at {farm.get('farm.master_url', '?')}"
+            f"make the change on the master at {farm.get('farm.master_url', '?')}",
+            master_url=farm.get("farm.master_url", ""),
         )
     return int(farm.get("farm.format") or farm.get("data_format") or 1)
 

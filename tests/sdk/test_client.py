@@ -1,0 +1,110 @@
+"""The SDK clients' pure parts: the request builder, what an answer means, the error classes."""
+
+from __future__ import annotations
+
+import httpx
+import msgspec
+import pytest
+
+from openmfa import errors
+from openmfa.sdk import Requests, models
+from openmfa.sdk.client import _Plan
+from openmfa.sdk.errors import NotMaster, from_answer
+
+
+def body(call_body: bytes | None) -> object:
+    assert call_body is not None
+    return msgspec.json.decode(call_body)
+
+
+def test_every_call_is_described_without_io() -> None:
+    call = Requests.get_user("DOM\\jo/smith")
+    assert (call.method, call.path, call.kind) == ("GET", "/v1/users/DOM%5Cjo%2Fsmith", "read")
+    auth = Requests.authenticate("alice", "123456")
+    assert auth.kind == "authenticate" and body(auth.body) == {"user": "alice", "code": "123456"}
+    patch = Requests.update_user("alice", enabled=False)
+    assert patch.kind == "write" and body(patch.body) == {"enabled": False}  # only what is set
+    enroll = Requests.enroll("alice", "hotp", digits=8)
+    assert body(enroll.body) == {"kind": "hotp", "digits": 8}  # defaults are the node's
+    assert Requests.delete_user("alice").answer is None
+    audit = Requests.audit(user="alice", limit=5)
+    assert audit.params == {"limit": 5, "after_id": 0, "user": "alice"}
+
+
+def test_answers_decode_to_the_models() -> None:
+    plan = _Plan("http://a", "k")
+    raw = b'{"accepted":true,"reason":"ok","method_id":"m1","locked_until":null,"request_id":"r"}'
+    step = plan.answered(Requests.authenticate("u", "1"), "http://a", 200, raw)
+    assert step.value == models.DecisionView(
+        accepted=True, reason="ok", method_id="m1", request_id="r"
+    )
+
+
+def test_each_error_code_raises_its_own_class() -> None:
+    for code, cls in errors.by_code().items():
+        err = from_answer(cls.http_status, {"code": code, "message": "m", "request_id": "r"})
+        assert type(err) is cls and err.request_id == "r", code
+    unknown = from_answer(418, {"code": "teapot", "message": "short and stout"})
+    assert unknown.code == "teapot" and isinstance(unknown, errors.OpenMfaError)
+    assert isinstance(from_answer(502, None, "<html>bad gateway"), errors.Unavailable)
+
+
+def test_a_write_that_reaches_a_subordinate_follows_the_master_once() -> None:
+    plan = _Plan(["http://sub:8480"], "k")
+    call = Requests.create_user("alice")
+    refusal = msgspec.json.encode(
+        {"code": "not_master", "message": "m", "request_id": "r", "master_url": "http://m:8480/"}
+    )
+    step = plan.answered(call, "http://sub:8480", 409, refusal)
+    assert step.next_url == "http://m:8480" and step.error is None
+    assert plan.order(call) == ["http://m:8480"]  # later writes go there straight away
+    # the master itself saying not_master (a handover): no loop, the error is raised
+    again = plan.answered(call, "http://m:8480", 409, refusal)
+    assert again.next_url is None and isinstance(again.error, NotMaster)
+    assert again.error.master_url == "http://m:8480/"
+    # reads are not redirected: any node answers them
+    assert plan.order(Requests.get_user("alice")) == ["http://sub:8480"]
+
+
+def test_failover_only_where_it_cannot_do_harm() -> None:
+    plan = _Plan(["http://a", "http://b"], "k")
+    refused = httpx.ConnectError("refused")
+    timeout = httpx.ReadTimeout("slow")
+    read, auth, write = (
+        Requests.get_user("u"),
+        Requests.authenticate("u", "1"),
+        Requests.unlock_user("u"),
+    )
+    assert plan.unreachable(read, "http://a", timeout).failover  # a read may be repeated
+    assert plan.unreachable(auth, "http://a", refused).failover  # never reached the node
+    assert not plan.unreachable(auth, "http://a", timeout).failover  # may have used the code
+    assert not plan.unreachable(write, "http://a", timeout).failover
+    busy = msgspec.json.encode({"code": "not_ready", "message": "starting", "request_id": ""})
+    assert plan.answered(read, "http://a", 503, busy).failover
+    assert not plan.answered(write, "http://a", 503, busy).failover
+    ok = b'{"status":"ready"}'
+    plan.answered(Requests.ready(), "http://b", 200, ok)
+    assert plan.order(read) == ["http://b", "http://a"]  # the node that answered last first
+
+
+def test_a_node_too_old_for_the_client_is_refused_clearly() -> None:
+    plan = _Plan("http://a", "k")
+    old = models.VersionInfo(
+        release="0.9.0", data_format=1, writes_format=1, reads_formats=[1, 1], node="a",
+        sdk_versions=[0],
+    )  # fmt: skip
+    with pytest.raises(errors.NodeTooOld) as err:
+        plan.check_version("http://a", old)
+    assert "serves SDK versions [0]; this client speaks version 1" in err.value.message
+    plan.check_version(
+        "http://a",
+        msgspec.convert({**msgspec.to_builtins(old), "sdk_versions": [1]}, models.VersionInfo),
+    )
+    assert "http://a" in plan.checked
+
+
+def test_each_code_names_one_class_with_a_status() -> None:
+    named = [c for c in errors._tree(errors.OpenMfaError) if "code" in vars(c)]
+    codes = [c.code for c in named]
+    assert len(codes) == len(set(codes)), sorted(codes)
+    assert all(400 <= c.http_status <= 599 for c in named)
