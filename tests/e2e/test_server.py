@@ -177,7 +177,7 @@ def test_every_route_checks_the_caller_before_reading_the_body(
 ) -> None:
     """A caller without a valid key is refused (401) before its body is read: a huge or
     broken body from a stranger costs the node nothing and says nothing about the route."""
-    _, token, srv = node
+    _, _, srv = node
     huge = b'{"user": "' + b"a" * 200_000 + b'"}'
     routes = [
         ("POST", "/v1/authenticate"),
