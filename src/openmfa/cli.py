@@ -462,9 +462,9 @@ def verify(name: str, code: str, data_dir: Path) -> None:
     """Check a code: exit 0 accepted, 1 rejected (reason printed), 3 could not decide."""
     try:
         with _opened(data_dir) as (store, config):
-            from .farm.claims import remote_for
+            from .farm.claims import round_for
 
-            auth = Authenticator(store, verify_policy(config), remote=remote_for(store, config))
+            auth = Authenticator(store, verify_policy(config), round=round_for(store, config))
             try:
                 (decision,) = auth.run([Attempt(name, code)])
             finally:

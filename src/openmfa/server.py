@@ -6,12 +6,15 @@ import gc
 import logging
 import signal
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import uvicorn
 
 from .config import Config, parse_listen
 from .errors import ConfigError
 from .node.control import base_url, record_serve
+from .node.runtime import NodeRuntime
 from .radius.service import bind_udp
 from .sdk.app import create_app
 from .store.database import Store
@@ -41,9 +44,10 @@ def serve(
     )
     # How this node runs, for a restart by `upgrade`/`rollback` (written before it answers).
     record_serve(store.data_dir.root, base_url(host, port, bool(cert)), radius or "")
+    node = NodeRuntime(store, config, radius, radius_sock)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(store, config, radius, radius_sock),
+            create_app(node, lifespan=lambda app: _running(node)),
             host=host,
             port=port,
             loop="uvloop",
@@ -63,6 +67,17 @@ def serve(
         signal.signal(sig, lambda *_: None)
     _tune_gc()
     server.run(sockets=[sock])
+
+
+@asynccontextmanager
+async def _running(node: NodeRuntime) -> AsyncIterator[None]:
+    """The HTTP server's lifespan: the node starts before the first request, stops after the
+    last."""
+    await node.start()
+    try:
+        yield
+    finally:
+        await node.stop()
 
 
 def _tune_gc() -> None:

@@ -13,6 +13,7 @@ from openmfa.core.lockout import LockoutPolicy
 from openmfa.core.totp import totp
 from openmfa.core.verification import Decision, Reason, VerifyPolicy
 from openmfa.errors import StoreError
+from openmfa.farm.claim_round import ClaimRound
 from openmfa.node import audit
 from openmfa.node.accounts import Accounts
 from openmfa.node.authenticator import Attempt, Authenticator, Claim, ClaimResult
@@ -189,6 +190,9 @@ class _Master:
 
     fail_closed = False
 
+    def close(self) -> None:
+        pass
+
     def __init__(self) -> None:
         self.steps: dict[str, int] = {}
         self.asked: list[Claim] = []
@@ -216,7 +220,7 @@ def test_a_batch_that_fails_after_the_master_granted_its_code_is_not_a_replay(
     """The commit queue decides a failed batch again; the master's "ok" still holds then."""
     setup_user(store, config)
     master = _Master()
-    auth = Authenticator(store, POLICY, remote=master)
+    auth = Authenticator(store, POLICY, round=ClaimRound(master))
     try:
         now = time.time()
         code = totp(KEY, now)

@@ -2,9 +2,10 @@
 
 Invariant owned here: while the master can be reached, a TOTP step, an HOTP counter value or a
 backup code is accepted at most once in the whole farm — the master applies every claim as a
-conditional update (``last_step < new``), in its own data file, in order. When the master cannot
-be reached within ``[farm] claim_timeout_seconds`` the policy decides (``accept_local`` or
-``fail_closed``), and the audit record says which happened.
+conditional update (``node.auth_state.forward``), in its own data file, in order. When the
+master cannot be reached within ``[farm] claim_timeout_seconds`` the policy decides
+(``accept_local`` or ``fail_closed``), and the audit record says which happened. How a
+subordinate's batch asks (never under its write lock) is ``claim_round``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from sqlalchemy import Connection, select, update
 
 from ..config import Config
 from ..core.lockout import LockoutPolicy, UserState, after_failure
+from ..node.auth_state import forward
 from ..node.authenticator import Claim, ClaimResult
 from ..store import tables as t
 from ..store.database import Store
 from . import membership
+from .claim_round import ClaimRound
 from .membership import Membership
 from .peers import call
 
@@ -101,17 +104,20 @@ class MasterClaims:
         self._client.close()
 
 
-def remote_for(store: Store, config: Config) -> MasterClaims | None:
-    """The claims client when this node is a subordinate, else None."""
+def round_for(store: Store, config: Config) -> ClaimRound | None:
+    """The claim round, with its client of the master, when this node is a subordinate;
+    else None (it decides alone)."""
     m = membership.load(store)
     if m is None or m.role != membership.SUBORDINATE:
         return None
     f = config.values["farm"]
-    return MasterClaims(
-        m,
-        store.node_name,
-        float(f["claim_timeout_seconds"]),
-        f["when_master_unreachable"] == "fail_closed",
+    return ClaimRound(
+        MasterClaims(
+            m,
+            store.node_name,
+            float(f["claim_timeout_seconds"]),
+            f["when_master_unreachable"] == "fail_closed",
+        )
     )
 
 
@@ -158,36 +164,8 @@ def _apply(
     ).first()
     if owner is not None and owner[1] is not None and owner[1] > now:
         return "locked"
-    if not claim_state(conn, subject, kind, value):
+    if not forward(conn, subject, kind, value):
         return "used"
     if owner is not None:
         conn.execute(update(us).where(us.c.user_id == owner[0]).values(failures=0))
     return "ok"
-
-
-def claim_state(conn: Connection, method_id: str, kind: str, value: int | str) -> bool:
-    """Use up a TOTP step, HOTP counter or backup code if nothing later was used: True if so."""
-    ms, bc = t.method_state, t.backup_codes
-    if kind == "totp":
-        stmt = (
-            update(ms)
-            .where(ms.c.method_id == method_id, ms.c.last_step < int(value))
-            .values(last_step=int(value))
-        )
-    elif kind == "hotp":
-        stmt = (
-            update(ms)
-            .where(ms.c.method_id == method_id, ms.c.counter < int(value))
-            .values(counter=int(value))
-        )
-    else:
-        stmt = (
-            update(bc)
-            .where(
-                bc.c.method_id == method_id,
-                bc.c.code_hash == bytes.fromhex(str(value)),
-                bc.c.used_at.is_(None),
-            )
-            .values(used_at=time.time())
-        )
-    return bool(conn.execute(stmt).rowcount == 1)

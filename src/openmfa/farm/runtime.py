@@ -14,11 +14,11 @@ import asyncio
 import logging
 
 from ..config import Config
-from ..node.authenticator import Authenticator
+from ..node.commit_queue import CommitQueue
 from ..store.database import Store
 from . import membership
 from .audit_relay import AuditRelay
-from .claims import remote_for
+from .claims import round_for
 from .feed import prune_changes
 from .follower import Follower, current_master
 from .membership import Membership, save
@@ -36,12 +36,12 @@ class FarmRuntime:
         self,
         store: Store,
         config: Config,
-        authenticator: Authenticator,
+        queue: CommitQueue,
         journal: StateJournal | None = None,
     ) -> None:
         self.store = store
         self.config = config
-        self.auth = authenticator
+        self.queue = queue
         self.journal = journal
         self.m: Membership | None = None
         self.follower: Follower | None = None
@@ -101,10 +101,13 @@ class FarmRuntime:
     async def _become(self, m: Membership | None) -> None:
         await self._stop_parts()
         self.m = m
-        self.auth.remote = await asyncio.to_thread(remote_for, self.store, self.config)
+        round_ = await asyncio.to_thread(round_for, self.store, self.config)
         # Only a master's acceptances are pushed to subordinates (nothing to do elsewhere).
         leads = m is not None and m.is_master and self.journal is not None
-        self.auth.on_state = self.journal.note if leads and self.journal else None
+        on_state = self.journal.note if leads and self.journal else None
+        # The authenticator is the commit thread's alone: its role changes on that thread,
+        # between two batches, never under one.
+        await self.queue.run(lambda auth: auth.set_role(round_, on_state))
         if m is None:
             return
         if m.role == membership.SUBORDINATE:

@@ -23,8 +23,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from ..node.auth_state import forward
 from ..store.database import Store
-from .claims import claim_state
 
 Advance = tuple[str, str, int]
 """(method id, "totp" | "hotp", the step or counter now used)."""
@@ -91,4 +91,4 @@ def merge(store: Store, rows: list[list[Any]]) -> None:
     with store.write() as conn:
         for method_id, kind, value in rows:
             if kind in ("totp", "hotp"):
-                claim_state(conn, str(method_id), str(kind), int(value))
+                forward(conn, str(method_id), str(kind), int(value))

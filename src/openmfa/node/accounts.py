@@ -26,6 +26,7 @@ from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.crypto import SecretBox
 from ..store.database import Store
+from .auth_state import forward
 
 _BASE32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz234567")
 MIN_SECRET_BYTES = 16  # RFC 4226 R6: the shared secret MUST be at least 128 bits
@@ -350,11 +351,7 @@ class Accounts:
                 algorithm=row.algorithm,
             )
             if new is not None:
-                conn.execute(
-                    update(t.method_state)
-                    .where(t.method_state.c.method_id == method_id, t.method_state.c.counter < new)
-                    .values(counter=new)
-                )
+                forward(conn, method_id, "hotp", new)
             self._audit(
                 conn,
                 self._event(

@@ -23,32 +23,26 @@ State (failures, lockout, bypass, TOTP steps, HOTP counters):
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Integer, String, bindparam, func, insert, select, update
-
-from ..core.lockout import UserState, after_failure
+from ..core.lockout import after_failure
 from ..core.verification import (
     Decision,
-    Method,
     MethodKind,
-    MethodState,
     Outcome,
     Reason,
     VerifyPolicy,
     decide,
 )
-from ..errors import OpenMfaError, StaleState
-from ..store import tables as t
+from ..errors import OpenMfaError
 from ..store.database import Store
-from ..store.prepared import Prepared, dbapi_cursor
+from ..store.prepared import dbapi_cursor
 from .apikeys import KeyRing
+from .auth_state import AuthState, CachedUser, Discard, Pending
 
 
 class ClaimResult(Enum):
@@ -75,18 +69,39 @@ class RemoteClaims(Protocol):
         """Claims of one batch in one round trip, applied in order."""
         ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(slots=True)
-class _Verdicts:
-    """How a batch's remote claims are made: first collected (one round trip for all), then
-    the batch is decided again with the master's answers."""
+class Verdicts:
+    """A farm subordinate's pass over a batch: what the master answered so far, and what this
+    pass still needs from it. The authenticator never asks the master itself (no network call
+    while the write lock is held); ``farm.claim_round`` asks between passes and after commit."""
 
-    collect: list[Claim] | None = None
+    fail_closed: bool = False
+    """``[farm] when_master_unreachable = "fail_closed"``."""
     known: dict[Claim, ClaimResult] = field(default_factory=dict)
+    final: bool = False
+    """No more rounds: a claim the master has not answered counts as unreachable."""
+    wanted: list[Claim] = field(default_factory=list)
+    """Acceptances this pass needs the master's word on (then the pass is rolled back)."""
+    failures: list[Claim] = field(default_factory=list)
+    """Failures to count at the master; they do not change a decision, so they are sent after
+    the commit (or with the next round's claims)."""
 
 
-class _Collected(Exception):
-    """The batch needs remote claims: roll back, ask the master once, decide again."""
+class Collected(Discard):
+    """The batch needs the master's word on some acceptances: nothing of this pass is kept."""
+
+
+class Round(Protocol):
+    """How a farm subordinate runs a batch (``farm.claim_round.ClaimRound``)."""
+
+    def run(
+        self, auth: Authenticator, attempts: list[Attempt], now: float
+    ) -> list[Decision | OpenMfaError]: ...
+
+    def close(self) -> None: ...
 
 
 CLAIMED = "claimed at the master"
@@ -94,11 +109,6 @@ USED_ELSEWHERE = "the master has seen this code on another node"
 LOCKED_AT_MASTER = "locked out at the master (failures on other nodes count too)"
 LOCAL_ONLY = "master unreachable: decided on this node's state"
 FAILED_CLOSED = "master unreachable: refused (fail closed)"
-
-FORGET_ALL_AFTER = 1000
-"""More configuration changes than this since the cache was filled: drop the whole cache."""
-MAX_CACHED_USERS = 200_000
-MAX_GRANTED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,104 +123,6 @@ class Attempt:
     batch's configuration generation, so a key revoked a moment ago is refused."""
 
 
-@dataclass(frozen=True, slots=True)
-class _User:
-    id: int
-    enabled: bool
-    methods: list[Method]
-    has_backup: bool
-
-
-@dataclass(slots=True)
-class _State:
-    user: UserState
-    methods: dict[str, MethodState]
-
-
-@dataclass(slots=True)
-class _Pending:
-    """State writes of one batch (SQLite), sent with ``executemany`` before the commit."""
-
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    counters: list[dict[str, Any]] = field(default_factory=list)
-    users: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Cache:
-    generation: int = -1
-    users: dict[str, _User | None] = field(default_factory=dict)
-    names: dict[int, str] = field(default_factory=dict)
-    """user id -> name, to forget a user named in a change record only by id."""
-
-
-class _Statements:
-    def __init__(self, store: Store) -> None:
-        e = store.engine
-        us, ms, bc, m = t.user_state, t.method_state, t.backup_codes, t.methods
-        uid, v = bindparam("uid", type_=Integer), bindparam("v", type_=Integer)
-        self.generation = Prepared(e, select(func.coalesce(func.max(t.changes.c.seq), 0)))
-        self.changes_since = Prepared(
-            e,
-            select(t.changes.c.seq, t.changes.c.kind, t.changes.c.payload)
-            .where(t.changes.c.seq > bindparam("gen"))
-            .order_by(t.changes.c.seq),
-        )
-        self.user = Prepared(
-            e, select(t.users.c.id, t.users.c.enabled).where(t.users.c.name == bindparam("name"))
-        )
-        self.methods = Prepared(
-            e,
-            select(m.c.id, m.c.kind, m.c.secret_enc, m.c.digits, m.c.period, m.c.algorithm)
-            .where(m.c.user_id == uid)
-            .order_by(m.c.created_at, m.c.id),
-        )
-        self.state = Prepared(
-            e,
-            select(
-                us.c.failures,
-                us.c.locked_until,
-                us.c.bypass_until,
-                ms.c.method_id,
-                ms.c.last_step,
-                ms.c.counter,
-            )
-            .select_from(us.outerjoin(ms, ms.c.user_id == us.c.user_id))
-            .where(us.c.user_id == uid),
-        )
-        self.backup = Prepared(
-            e,
-            select(bc.c.id, bc.c.method_id, bc.c.code_hash)
-            .join(m, m.c.id == bc.c.method_id)
-            .where(m.c.user_id == uid, bc.c.used_at.is_(None)),
-        )
-        mid = bindparam("mid", type_=String)
-        self.claim_step = Prepared(
-            e, update(ms).where(ms.c.method_id == mid, ms.c.last_step < v).values(last_step=v)
-        )
-        self.claim_counter = Prepared(
-            e, update(ms).where(ms.c.method_id == mid, ms.c.counter < v).values(counter=v)
-        )
-        self.claim_backup = Prepared(
-            e,
-            update(bc)
-            .where(bc.c.id == bindparam("bid"), bc.c.used_at.is_(None))
-            .values(used_at=bindparam("now")),
-        )
-        self.set_state = Prepared(
-            e,
-            update(us)
-            .where(us.c.user_id == uid)
-            .values(
-                failures=bindparam("f"), locked_until=bindparam("lu"), bypass_until=bindparam("bu")
-            ),
-        )
-        self.audit = Prepared(
-            e,
-            insert(t.audit).values({c: bindparam(c) for c in t.AUDIT_COLUMNS}),
-        )
-
-
 class Authenticator:
     """Not thread-safe: one thread calls ``run`` (the server's commit thread, or the CLI)."""
 
@@ -219,99 +131,59 @@ class Authenticator:
         store: Store,
         policy: VerifyPolicy,
         keyring: KeyRing | None = None,
-        remote: RemoteClaims | None = None,
+        round: Round | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.keyring = keyring or KeyRing()
-        self.remote = remote
-        self._cache = _Cache()
-        self._sql = _Statements(store)
-        self._exact = store.engine.dialect.name == "sqlite"
-        self._states: dict[int, _State] = {}
+        self.round = round
+        """A subordinate's claim round (None: this node decides alone)."""
+        self.state = AuthState(store)
         self.on_state: Callable[[list[tuple[str, str, int]]], None] | None = None
         """Told each committed batch's TOTP steps and HOTP counters (the farm's state push)."""
-        self._conn: Connection | None = None
-        self._data_version: int | None = None
-        self._granted: set[Claim] = set()
-        """Codes the master granted this node whose batch has not committed here yet. A batch
-        that fails after the master's "ok" is decided again (the commit queue retries it one
-        attempt at a time); asked again, the master would answer "used" — by this very node —
-        and the user's good code would come back as a replay."""
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.state.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        if not self._exact:
-            with self.store.write() as conn:
-                yield conn
-            return
-        if self._conn is None:
-            self._conn = self.store.engine.connect().execution_options(write=True)
-        try:
-            with self.store.write_lock, self._conn.begin():
-                yield self._conn
-        except _Collected:
-            self._states.clear()  # it held the tentative pass's state
-            raise
-        except BaseException:
-            self._states.clear()
-            self._data_version = None
-            self.close()  # a connection that failed mid-transaction is not reused
-            raise
-
-    def _check_states(self, cur: Any) -> None:
-        """Drop cached state if any other connection committed since our last transaction."""
-        version = cur.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version or len(self._states) > MAX_CACHED_USERS:
-            self._states.clear()
-            self._data_version = version
+    def set_role(
+        self,
+        round: Round | None,
+        on_state: Callable[[list[tuple[str, str, int]]], None] | None,
+    ) -> None:
+        """The farm role changed: batches run through ``round`` (a subordinate's claims at its
+        master, or None), and committed state is told to ``on_state`` (a master's state push,
+        or None). Called on the thread that calls ``run``, between two batches."""
+        old = self.round
+        self.round, self.on_state = round, on_state
+        if old is not None and old is not round:
+            old.close()
 
     def run(
         self, attempts: list[Attempt], now: float | None = None
     ) -> list[Decision | OpenMfaError]:
         """Decide every attempt, commit once. An API-key failure comes back as the error.
 
-        On a farm subordinate the batch is first decided without committing, to learn which
-        claims it needs; they go to the master in one request, and the batch is decided again
-        with the master's answers and committed."""
+        On a farm subordinate the claim round (``farm.claim_round``) runs the batch: passes of
+        ``decide`` with what the master answered in between."""
         now = time.time() if now is None else now
-        remote = self.remote
-        if remote is None:
-            return self._run(attempts, now, None)
-        wanted: list[Claim] = []
-        try:
-            return self._run(attempts, now, _Verdicts(collect=wanted))
-        except _Collected:
-            pass
-        ask = [c for c in wanted if c not in self._granted]
-        answers = dict(zip(ask, remote.claim_many(ask) if ask else [], strict=True))
-        if len(self._granted) > MAX_GRANTED:  # only failed batches leave grants behind
-            self._granted.clear()
-        self._granted.update(
-            c for c, a in answers.items() if a is ClaimResult.OK and c[1] != "failure"
-        )
-        known = {c: ClaimResult.OK if c in self._granted else answers[c] for c in wanted}
-        results = self._run(attempts, now, _Verdicts(known=known))
-        self._granted.difference_update(wanted)  # committed: a later copy is a replay again
-        return results
+        if self.round is not None:
+            return self.round.run(self, attempts, now)
+        return self.decide(attempts, now, None)
 
-    def _run(
-        self, attempts: list[Attempt], now: float, verdicts: _Verdicts | None
+    def decide(
+        self, attempts: list[Attempt], now: float, verdicts: Verdicts | None
     ) -> list[Decision | OpenMfaError]:
+        """One pass over the batch in one transaction, committed — unless ``verdicts`` shows
+        acceptances that need the master's word, then it raises ``Collected`` (rolled back)."""
         results: list[Decision | OpenMfaError] = []
         audit: list[dict[str, Any]] = []
         node = self.store.node_name
-        pending = _Pending() if self._exact else None
-        with self._transaction() as conn:
+        pending = Pending() if self.state.exact else None
+        with self.state.transaction() as conn:
             cur = dbapi_cursor(conn)
             if pending is not None:
-                self._check_states(cur)
-            generation = self._refresh(cur)
+                self.state.check_states(cur)
+            generation = self.state.refresh(cur)
             for a in attempts:
                 client = a.client
                 if a.token is not None:
@@ -339,12 +211,12 @@ class Authenticator:
                 audit.append(row)
                 if locked:
                     audit.append(row | {"action": "lockout", "result": "ok"})
-            if verdicts is not None and verdicts.collect:
-                raise _Collected  # nothing of this pass is kept
+            if verdicts is not None and verdicts.wanted:
+                raise Collected  # nothing of this pass is kept
             if pending is not None:
-                self._flush(cur, pending)
+                self.state.flush(cur, pending)
             if audit:
-                self._sql.audit.many(cur, audit)
+                self.state.sql.audit.many(cur, audit)
             cur.close()
         if (
             self.on_state is not None
@@ -357,86 +229,25 @@ class Authenticator:
             )
         return results
 
-    def _refresh(self, cur: Any) -> int:
-        """Bring the cache to the current generation; returns it."""
-        row = self._sql.generation.one(cur)
-        generation = int(row[0]) if row else 0
-        cache = self._cache
-        if generation == cache.generation:
-            return generation
-        if cache.generation < 0 or generation - cache.generation > FORGET_ALL_AFTER:
-            self._cache = _Cache(generation)
-            return generation
-        rows = self._sql.changes_since.all(cur, gen=cache.generation)
-        if not rows or rows[0][0] != cache.generation + 1:
-            # Records were pruned, or the data was replaced (a farm re-bootstrap): the gap
-            # cannot be read, so nothing cached can be trusted.
-            self._cache = _Cache(generation)
-            return generation
-        for _, kind, payload in rows:
-            p = json.loads(payload) if isinstance(payload, str) else payload
-            if kind.startswith("user."):
-                self._forget(user_id=p.get("id"), name=p.get("name"))
-            elif kind == "method.add":
-                self._forget(user_id=p.get("user_id"))
-            elif kind == "method.remove":
-                for name, user in list(cache.users.items()):
-                    if user is not None and any(m.id == p.get("id") for m in user.methods):
-                        self._forget(name=name)
-        cache.generation = generation
-        return generation
-
-    def _forget(self, *, user_id: int | None = None, name: str | None = None) -> None:
-        cache = self._cache
-        if user_id is not None and user_id in cache.names:
-            cache.users.pop(cache.names.pop(user_id), None)
-        if name is not None:
-            cache.users.pop(name, None)
-
-    def _flush(self, cur: Any, pending: _Pending) -> None:
-        for statement, rows in (
-            (self._sql.claim_step, pending.steps),
-            (self._sql.claim_counter, pending.counters),
-            (self._sql.set_state, pending.users),
-        ):
-            if rows:
-                statement.many(cur, rows)
-                if cur.rowcount != len(rows):
-                    raise StaleState("authentication state changed under the cache; retrying")
-
-    def _state(self, cur: Any, user_id: int, exact: bool) -> _State:
-        if exact:
-            cached = self._states.get(user_id)
-            if cached is not None:
-                return cached
-        rows = self._sql.state.all(cur, uid=user_id)
-        found = _State(
-            UserState(rows[0][0], rows[0][1], rows[0][2]) if rows else UserState(),
-            {r[3]: MethodState(r[4], r[5]) for r in rows if r[3] is not None},
-        )
-        if exact:
-            self._states[user_id] = found
-        return found
-
     def _one(
         self,
         cur: Any,
         a: Attempt,
         now: float,
-        pending: _Pending | None,
-        verdicts: _Verdicts | None = None,
+        pending: Pending | None,
+        verdicts: Verdicts | None = None,
     ) -> tuple[Decision, bool, str]:
         """Decide one attempt and store its state; returns (decision, newly locked, detail)."""
-        user = self._user(cur, a.user)
+        user = self.state.user(cur, a.user)
         if user is None:
             return Decision(False, Reason.UNKNOWN_USER), False, ""
         if not user.enabled:
             return Decision(False, Reason.DISABLED), False, ""
-        cached = self._state(cur, user.id, pending is not None)
+        cached = self.state.state(cur, user.id, pending is not None)
         state, method_states = cached.user, cached.methods
         unused: dict[str, list[tuple[int, bytes]]] = {}
         if user.has_backup:
-            for code_id, method_id, code_hash in self._sql.backup.all(cur, uid=user.id):
+            for code_id, method_id, code_hash in self.state.sql.backup.all(cur, uid=user.id):
                 unused.setdefault(method_id, []).append((code_id, bytes(code_hash)))
         out = decide(
             a.code,
@@ -449,9 +260,9 @@ class Authenticator:
             policy=self.policy,
         )
         detail = ""
-        if out.decision.accepted and self.remote is not None:
+        if out.decision.accepted and verdicts is not None:
             verdict = self._claim_remote(user, out, unused, verdicts)
-            if verdict is ClaimResult.UNREACHABLE and self.remote.fail_closed:
+            if verdict is ClaimResult.UNREACHABLE and verdicts.fail_closed:
                 d = Decision(False, Reason.MASTER_UNREACHABLE, out.decision.method_id)
                 return d, False, FAILED_CLOSED  # not the user's fault: no failure counted
             if verdict is ClaimResult.LOCKED:
@@ -477,7 +288,7 @@ class Authenticator:
                 after_failure(state, self.policy.lockout, now),
             )
         if (
-            self.remote is not None
+            verdicts is not None
             and not out.decision.accepted
             and out.user_state.failures > state.failures
         ):
@@ -493,26 +304,23 @@ class Authenticator:
             if pending is not None:
                 pending.users.append(row)
             else:
-                self._sql.set_state.run(cur, **row)
+                self.state.sql.set_state.run(cur, **row)
         return out.decision, out.newly_locked, detail
 
-    def _claim_failure(self, user_id: int, failures: int, verdicts: _Verdicts | None) -> None:
-        assert self.remote is not None
+    def _claim_failure(self, user_id: int, failures: int, verdicts: Verdicts) -> None:
         claim: Claim = (str(user_id), "failure", failures)
-        if verdicts is not None and verdicts.collect is not None:
-            verdicts.collect.append(claim)
-        elif verdicts is None or claim not in verdicts.known:
-            self.remote.claim(*claim)
+        if claim not in verdicts.known:
+            verdicts.failures.append(claim)
 
     def _claim_remote(
         self,
-        user: _User,
+        user: CachedUser,
         out: Outcome,
         unused: dict[str, list[tuple[int, bytes]]],
-        verdicts: _Verdicts | None,
+        verdicts: Verdicts,
     ) -> ClaimResult:
-        """Claim at the farm's master what this acceptance uses up (nothing: OK)."""
-        assert self.remote is not None
+        """What the master says of the code this acceptance uses up (nothing used: OK). Not
+        asked yet: OK for now, and the pass is rolled back once it is over."""
         claim: Claim
         if out.method_state is not None:
             method_id, new = out.method_state
@@ -527,58 +335,31 @@ class Authenticator:
             claim = (method_id, "backup", code_hash.hex())
         else:
             return ClaimResult.OK  # a bypass uses nothing farm-wide
-        if verdicts is not None:
-            if verdicts.collect is not None:
-                verdicts.collect.append(claim)
-                return ClaimResult.OK  # tentative: this pass is rolled back
-            known = verdicts.known.get(claim)
-            if known is not None:
-                return known
-        return self.remote.claim(*claim)
+        known = verdicts.known.get(claim)
+        if known is not None:
+            return known
+        if verdicts.final:
+            return ClaimResult.UNREACHABLE
+        verdicts.wanted.append(claim)
+        return ClaimResult.OK  # tentative: this pass is rolled back
 
     def _claim(
-        self, cur: Any, user: _User, out: Outcome, now: float, pending: _Pending | None
+        self, cur: Any, user: CachedUser, out: Outcome, now: float, pending: Pending | None
     ) -> bool:
         """Store what the acceptance used up; False if someone else used it first."""
         if out.method_state is not None:
             method_id, new = out.method_state
             kind = next(m.kind for m in user.methods if m.id == method_id)
             if kind == MethodKind.TOTP:
-                row, statement = {"mid": method_id, "v": new.last_step}, self._sql.claim_step
+                row, statement = {"mid": method_id, "v": new.last_step}, self.state.sql.claim_step
                 later = pending.steps if pending is not None else None
             else:
-                row, statement = {"mid": method_id, "v": new.counter}, self._sql.claim_counter
+                row, statement = {"mid": method_id, "v": new.counter}, self.state.sql.claim_counter
                 later = pending.counters if pending is not None else None
             if later is not None:
                 later.append(row)  # the cache is exact: the claim will apply (checked in _flush)
                 return True
             return statement.run(cur, **row) == 1
         if out.backup_code_used is not None:
-            return self._sql.claim_backup.run(cur, bid=out.backup_code_used, now=now) == 1
+            return self.state.sql.claim_backup.run(cur, bid=out.backup_code_used, now=now) == 1
         return True
-
-    def _user(self, cur: Any, name: str) -> _User | None:
-        cache = self._cache
-        if name in cache.users:
-            return cache.users[name]
-        row = self._sql.user.one(cur, name=name)
-        user: _User | None = None
-        if row is not None:
-            user_id, enabled = int(row[0]), bool(row[1])
-            methods: list[Method] = []
-            for method_id, kind_text, sealed, digits, period, algorithm in self._sql.methods.all(
-                cur, uid=user_id
-            ):
-                kind = MethodKind(kind_text)
-                if kind == MethodKind.BACKUP_CODES:
-                    methods.append(Method(method_id, kind))
-                else:
-                    key = self.store.box.open(bytes(sealed), method_id)
-                    methods.append(Method(method_id, kind, key, digits, period, algorithm))
-            has_backup = any(m.kind == MethodKind.BACKUP_CODES for m in methods)
-            user = _User(user_id, enabled, methods, has_backup)
-            cache.names[user_id] = name
-        if len(cache.users) >= MAX_CACHED_USERS:
-            self._cache = cache = _Cache(cache.generation)
-        cache.users[name] = user
-        return user

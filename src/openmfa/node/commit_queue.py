@@ -81,6 +81,24 @@ class CommitQueue:
         """Run ``task()`` on this queue's thread, in order with the attempts queued before it."""
         self._put(task)
 
+    async def run(self, task: Callable[[Authenticator], None]) -> None:
+        """Run ``task(authenticator)`` on this queue's thread, between two batches, and wait
+        for it (how the authenticator's settings change: never from another thread)."""
+        assert self._loop is not None
+        loop = self._loop
+        done: asyncio.Future[None] = loop.create_future()
+
+        def step() -> None:
+            try:
+                task(self._auth)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_fail, done, exc)
+                return
+            loop.call_soon_threadsafe(_finish, done)
+
+        self._put(step)
+        await done
+
     def add_source(self, sock: socket.socket, read: Source) -> None:
         """From now on this thread calls ``read(limit)`` whenever ``sock`` is readable."""
         sock.setblocking(False)
@@ -191,6 +209,16 @@ class CommitQueue:
         if on_loop:
             assert self._loop is not None
             self._loop.call_soon_threadsafe(_resolve, on_loop)
+
+
+def _finish(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _fail(fut: asyncio.Future[None], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
 
 
 def _set_result(fut: asyncio.Future[Result], result: Result) -> None:

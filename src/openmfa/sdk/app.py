@@ -1,18 +1,18 @@
-"""The Web Service SDK as an ASGI application (Starlette).
+"""The Web Service SDK as an ASGI application (Starlette): routes only.
 
-Every route checks the caller's API key and its scope first, and every error leaves as JSON
-``{"code", "message", "request_id"}``. Authentications go through the ``CommitQueue``; other
-calls run in the thread pool against the same node services the CLI uses.
+Every route checks the caller's API key and its scope first, before it reads a body, and
+every error leaves as JSON ``{"code", "message", "request_id"}``. Authentications go through
+the node's commit queue; other calls run in the thread pool against the same node services the
+CLI uses. The node itself (``node.runtime.NodeRuntime``) is started by ``openmfa serve``.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -26,7 +26,6 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..config import Config
 from ..core.verification import Decision
 from ..errors import (
     InvalidInput,
@@ -37,18 +36,12 @@ from ..errors import (
     PayloadTooLarge,
     RequestError,
 )
-from ..farm.claims import remote_for
-from ..farm.routes import FarmEndpoints
-from ..farm.runtime import FarmRuntime
 from ..node import audit as audit_log
-from ..node.accounts import Accounts, Actor
-from ..node.apikeys import ApiClient, ApiKeys, KeyRing
-from ..node.authenticator import Attempt, Authenticator
-from ..node.commit_queue import CommitQueue
-from ..node.policy import verify_policy
-from ..node.readiness import Readiness
-from ..radius.service import RadiusService
-from ..store.database import DATA_FORMAT, READS_FORMATS, Store
+from ..node.accounts import Actor
+from ..node.apikeys import ApiClient
+from ..node.authenticator import Attempt
+from ..node.runtime import NodeRuntime
+from ..store.database import DATA_FORMAT, READS_FORMATS
 from .models import (
     NAME_RE,
     SDK_VERSIONS,
@@ -81,46 +74,8 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(_encode(body), status_code=status, media_type=JSON)
 
 
-class Node:
-    """What the routes share: the open store and the services on it."""
-
-    def __init__(
-        self,
-        store: Store,
-        config: Config,
-        radius_listen: str | None = None,
-        radius_sock: socket.socket | None = None,
-    ) -> None:
-        self.store = store
-        self.config = config
-        self.keyring = KeyRing()
-        self.accounts = Accounts(store, config)
-        self.apikeys = ApiKeys(store)
-        self.authenticator = Authenticator(
-            store, verify_policy(config), self.keyring, remote_for(store, config)
-        )
-        self.queue = CommitQueue(self.authenticator)
-        self.max_body = int(config.get("server", "max_body_bytes"))
-        listen = config.get("radius", "listen") if radius_listen is None else radius_listen
-        self.radius = (
-            RadiusService(store, config, self.queue, listen, radius_sock) if listen else None
-        )
-        self.farm = FarmEndpoints(store, verify_policy(config).lockout)
-        self.farm.radius = self.radius
-        self.farm_runtime = FarmRuntime(store, config, self.authenticator, self.farm.journal)
-        self.readiness = Readiness(store.ready)
-        self.openapi = _encode(document(int(config.get("policy", "bypass_max_seconds"))))
-
-    def client(self, token: str | None, permission: str) -> ApiClient:
-        """Check an API key (in a worker thread: it may read the data file)."""
-        with self.store.read() as conn:
-            client = self.keyring.check(conn, Store.generation(conn), token, time.time())
-        client.require(permission)
-        return client
-
-
-def _node(request: Request) -> Node:
-    node: Node = request.app.state.node
+def _node(request: Request) -> NodeRuntime:
+    node: NodeRuntime = request.app.state.node
     return node
 
 
@@ -228,7 +183,7 @@ async def version(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return Response(_node(request).openapi, media_type=JSON)
+    return Response(request.app.state.openapi, media_type=JSON)
 
 
 async def authenticate(request: Request) -> Response:
@@ -506,30 +461,12 @@ class RequestIds:
 
 
 def create_app(
-    store: Store,
-    config: Config,
-    radius_listen: str | None = None,
-    radius_sock: socket.socket | None = None,
+    node: NodeRuntime,
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
 ) -> Starlette:
-    """The node's ASGI app; its lifespan also runs the RADIUS server (``radius_listen``
-    overrides ``[radius] listen``; empty turns it off)."""
-    node = Node(store, config, radius_listen, radius_sock)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(node.readiness.start)
-        node.queue.start()
-        try:
-            if node.radius is not None:
-                await node.radius.start()
-            await node.farm_runtime.start()
-            yield
-        finally:
-            await node.farm_runtime.stop()
-            if node.radius is not None:
-                await node.radius.stop()
-            node.queue.stop()
-            node.readiness.stop()
+    """The SDK's routes over a running node (``openmfa serve`` gives the lifespan that starts
+    and stops it)."""
+    openapi_doc = _encode(document(int(node.config.get("policy", "bypass_max_seconds"))))
 
     u = "/v1/users/{name}"
     routes = [
@@ -559,6 +496,7 @@ def create_app(
         },
     )
     app.state.node = node
+    app.state.openapi = openapi_doc
     app.add_middleware(RequestIds)
     return app
 

@@ -1,0 +1,81 @@
+"""A running node, wired in one place: the open store and every service on it, started and
+stopped in order. ``openmfa serve`` composes it with the SDK's routes (``sdk.app``) and the
+HTTP server; the routes reach the services only through this object.
+
+Start order: readiness (a first check of the store), the commit queue's thread, the RADIUS
+server (its socket is read on the commit thread), the farm's role watcher. Stop: the reverse.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from ..config import Config
+from ..farm.claims import round_for
+from ..farm.routes import FarmEndpoints
+from ..farm.runtime import FarmRuntime
+from ..radius.service import RadiusService
+from ..store.database import Store
+from .accounts import Accounts
+from .apikeys import ApiClient, ApiKeys, KeyRing
+from .authenticator import Authenticator
+from .commit_queue import CommitQueue
+from .policy import verify_policy
+from .readiness import Readiness
+
+
+class NodeRuntime:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        radius_listen: str | None = None,
+        radius_sock: socket.socket | None = None,
+    ) -> None:
+        """``radius_listen`` overrides ``[radius] listen`` (empty: RADIUS off)."""
+        self.store = store
+        self.config = config
+        self.keyring = KeyRing()
+        self.accounts = Accounts(store, config)
+        self.apikeys = ApiKeys(store)
+        self.authenticator = Authenticator(
+            store, verify_policy(config), self.keyring, round_for(store, config)
+        )
+        self.queue = CommitQueue(self.authenticator)
+        self.max_body = int(config.get("server", "max_body_bytes"))
+        listen = config.get("radius", "listen") if radius_listen is None else radius_listen
+        self.radius = (
+            RadiusService(store, config, self.queue, listen, radius_sock) if listen else None
+        )
+        self.farm = FarmEndpoints(store, verify_policy(config).lockout)
+        self.farm.radius = self.radius
+        self.farm_runtime = FarmRuntime(store, config, self.queue, self.farm.journal)
+        self.readiness = Readiness(store.ready)
+
+    async def start(self) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.readiness.start)
+        self.queue.start()
+        try:
+            if self.radius is not None:
+                await self.radius.start()
+            await self.farm_runtime.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        await self.farm_runtime.stop()
+        if self.radius is not None:
+            await self.radius.stop()
+        self.queue.stop()
+        self.readiness.stop()
+
+    def client(self, token: str | None, permission: str) -> ApiClient:
+        """Check an API key against the data file (in a worker thread: it reads)."""
+        with self.store.read() as conn:
+            client = self.keyring.check(conn, Store.generation(conn), token, time.time())
+        client.require(permission)
+        return client
