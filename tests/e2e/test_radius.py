@@ -397,14 +397,19 @@ def test_draining_finishes_open_challenges_and_sends_new_sign_ins_elsewhere(node
     kind, attrs = challenge(node, "alice", "alice-local-pw")
     assert kind == "Access-Challenge"
     said = farm("POST", "/v1/farm/drain", {"on": True})
-    assert said["radius"] == {"draining": True, "open_challenges": 1}
+    where = f"127.0.0.1:{node.port}"  # where it listens: the rolling upgrade asks it there
+    assert said["radius"] == {"listen": where, "draining": True, "open_challenges": 1}
     # The sign-in in progress finishes here ...
     kind, _ = radclient(
         node.port,
         {"User-Name": "alice", "User-Password": node.code("alice", 30), "State": attrs["State"]},
     )
     assert kind == "Access-Accept"
-    assert farm("GET", "/v1/farm/hello")["radius"] == {"draining": True, "open_challenges": 0}
+    assert farm("GET", "/v1/farm/hello")["radius"] == {
+        "listen": where,
+        "draining": True,
+        "open_challenges": 0,
+    }
     # ... new ones get no answer, so the gateway asks its next server.
     before = node.stats().get("drained", 0)
     assert challenge(node, "erin", "erin-local-pw") == (None, {})

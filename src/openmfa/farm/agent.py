@@ -15,13 +15,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from ..errors import InvalidInput, NotFound, OpenMfaError
+from ..errors import InstallFailed, InvalidInput, NotFound, OpenMfaError
 from ..install.record import InstallRecord, record_path
 from ..install.upgrader import JOURNAL, last_upgrade
 from ..node.control import service_unit
 from ..store.backups import Backups
-from ..store.database import Store
+from ..store.database import DataDir, Store
+from . import membership
+from .wire import RollbackPlan
 
 
 def start_upgrade(store: Store, bundle: Path) -> dict[str, object]:
@@ -34,7 +37,7 @@ def start_rollback(store: Store) -> dict[str, object]:
     plan = rollback_plan(store)
     if plan is None:
         raise InvalidInput("this node has no upgrade to roll back (see `openmfa farm status`)")
-    return {**_start(store, "rollback"), "to": plan["to"]}
+    return {**_start(store, "rollback"), "to": plan.to}
 
 
 def upgrading(store: Store) -> bool:
@@ -46,7 +49,7 @@ def upgrading(store: Store) -> bool:
         return False
 
 
-def rollback_plan(store: Store) -> dict[str, object] | None:
+def rollback_plan(store: Store) -> RollbackPlan | None:
     """What ``openmfa rollback`` would do here: the release it goes back to and the data format
     of the backup taken before the upgrade; None when there is nothing to roll back."""
     try:
@@ -56,7 +59,7 @@ def rollback_plan(store: Store) -> dict[str, object] | None:
         info = Backups(store.data_dir, store.data_dir.config()).get(str(last["backup"]))
     except OpenMfaError:  # no install record, an unreadable one, or the backup is gone
         return None
-    return {"to": str(last["from"]), "format": info.data_format}
+    return RollbackPlan(to=str(last["from"]), format=info.data_format)
 
 
 def _record(store: Store) -> Path:
@@ -113,3 +116,35 @@ def _start(store: Store, command: str, *args: str) -> dict[str, object]:
             env={**os.environ, "OPENMFA_INSTALL_RECORD": str(record)},
         )
     return {"pid": proc.pid, "log": str(log_path)}
+
+
+def data_comes_back(dd: DataDir, last: dict[str, Any]) -> bool:
+    """May this node go back to the release before ``last`` now, and does its data come
+    back from the pre-upgrade backup (True) or stay (a shared database: False)?"""
+    try:
+        store = Store.open(dd)
+    except OpenMfaError:
+        return True  # a data file this release cannot open: the backup is the way back
+    try:
+        m = membership.load(store)
+        fmt = membership.farm_format(store) if m is not None else 0
+    finally:
+        store.close()
+    if m is None:
+        return True
+    before = Backups(dd, dd.config()).get(str(last["backup"])).data_format
+    if fmt > before:
+        raise InstallFailed(
+            f"the farm's data format moved to {fmt} (`openmfa farm finalize`) after this "
+            f"node was upgraded; {last['from']} was running format {before} data, and the "
+            "other nodes hold format "
+            f"{fmt}. Nothing was changed. Going back now means restoring every node from "
+            "its pre-upgrade backup, losing every change since (`openmfa backup restore`)"
+        )
+    if m.role in (membership.MASTER, membership.HANDOVER):
+        raise InstallFailed(
+            "this node is the farm's master: hand the role to another node first "
+            "(`openmfa farm promote NODE`), or roll the whole farm back at once with "
+            "`openmfa farm rollback` on the master. Nothing was changed"
+        )
+    return not m.shared  # a subordinate's copy comes back and catches up from the master

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 from sqlalchemy import insert, select
 
 from .. import __version__
@@ -37,6 +38,7 @@ from .feed import open_snapshot
 from .membership import SUBORDINATE, Membership, save
 from .peers import acall, call, checked, refused
 from .tasks import cancel_and_wait
+from .wire import Hello
 
 log = logging.getLogger("openmfa.farm")
 WAIT_SECONDS = 20.0
@@ -245,23 +247,29 @@ def _replace(db: sqlite3.Connection) -> None:
         raise OpenMfaError(f"the snapshot would leave dangling references ({problems[:3]})")
 
 
-def hello(m: Membership, node: str, url: str, timeout: float = 2.0) -> dict[str, Any] | None:
-    """What the node at ``url`` says of itself, or None if it does not answer."""
+def hello(m: Membership, node: str, url: str, timeout: float = 2.0) -> Hello | None:
+    """What the node at ``url`` says of itself, or None if it does not answer (or not as a
+    node of a farm would)."""
     try:
         resp = call(m.key, node, url, "GET", "/v1/farm/hello", timeout=timeout)
     except httpx.HTTPError:
         return None
-    return resp.json() if resp.status_code == 200 else None
+    if resp.status_code != 200:
+        return None
+    try:
+        return msgspec.json.decode(resp.content, type=Hello)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def wait_for_position(
     m: Membership, node: str, url: str, goal: int, timeout: float
-) -> tuple[bool, dict[str, Any] | None]:
+) -> tuple[bool, Hello | None]:
     """Poll the node at ``url`` until it holds change ``goal``: (reached, what it said last)."""
     deadline = time.monotonic() + timeout
     while True:
         said = hello(m, node, url)
-        if said is not None and int(said["position"]) >= goal:
+        if said is not None and said.position >= goal:
             return True, said
         if time.monotonic() > deadline:
             return False, said
@@ -277,8 +285,8 @@ def current_master(store: Store, m: Membership) -> tuple[int, str] | None:
         said = hello(m, store.node_name, url)
         if said is None:
             continue
-        epoch, role = int(said["epoch"]), said["role"]
-        master = url if role == membership.MASTER else str(said["master_url"])
+        epoch, role = said.epoch, said.role
+        master = url if role == membership.MASTER else said.master_url
         if role in (membership.MASTER, membership.SUBORDINATE) and (
             best is None or epoch > best[0]
         ):

@@ -24,10 +24,8 @@ def finalize(store: Store, m: Membership) -> tuple[int, int]:
         said = hello(m, store.node_name, url)
         if said is None:
             cannot.append(f"{name} does not answer at {url}")
-        elif int(said["reads"][1]) < target:
-            cannot.append(
-                f"{name} runs {said['release']}, which reads formats up to {said['reads'][1]}"
-            )
+        elif said.reads[1] < target:
+            cannot.append(f"{name} runs {said.release}, which reads formats up to {said.reads[1]}")
     if cannot:
         raise Conflict(
             f"not finalized: every node must read format {target} first: "

@@ -51,7 +51,7 @@ def handover(
             target = Store.generation(conn)
         reached, said = wait_for_position(m, store.node_name, url, target, timeout)
         if not reached:
-            where = "does not answer" if said is None else f"is at {said['position']}"
+            where = "does not answer" if said is None else f"is at {said.position}"
             raise OpenMfaError(
                 f"{node} {where}; it must reach change {target} first. Nothing changed: "
                 "this node is master again"

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ..errors import RollingUpgradeFailed
 from ..install.releases import open_bundle
 from ..node.radius_clients import RadiusClients
@@ -32,6 +34,7 @@ from .follower import hello, wait_for_position
 from .health import RadiusProbe, Watch, others_serving, radius_address, sdk_ready
 from .peers import call, checked
 from .promotion import handover, tell_members
+from .wire import Hello, RadiusState, RollbackPlan
 
 Say = Callable[[str], None]
 
@@ -84,7 +87,7 @@ class RollingUpgrade:
         if self.m.shared:
             self._upgrade_shared(nodes, status, target)
             return
-        todo = [n for n in sorted(nodes) if status[n]["release"] != target]
+        todo = [n for n in sorted(nodes) if status[n].release != target]
         if not todo:
             self.say("every node runs the new release already")
         self._master_last(
@@ -98,14 +101,14 @@ class RollingUpgrade:
     def _master_last(
         self,
         nodes: dict[str, str],
-        status: dict[str, dict[str, Any]],
+        status: dict[str, Hello],
         todo: list[str],
         move: Callable[[str], None],
         done: str,
     ) -> None:
         """Each node of ``todo`` moved in turn, subordinates first; then the master hands its
         role to a node already moved (a planned handover: no write is lost) and moves too."""
-        master = next(n for n, s in status.items() if s["role"] == membership.MASTER)
+        master = next(n for n, s in status.items() if s.role == membership.MASTER)
         for name in sorted(n for n in todo if n != master):
             move(name)
         if master not in todo:
@@ -130,15 +133,11 @@ class RollingUpgrade:
         self.store.engine.dispose()
         move(master)
 
-    def _upgrade_shared(
-        self, nodes: dict[str, str], status: dict[str, dict[str, Any]], target: str
-    ) -> None:
+    def _upgrade_shared(self, nodes: dict[str, str], status: dict[str, Hello], target: str) -> None:
         """Shared-database farm: no master to move, every node upgraded the same way in turn
         (this one last). The first upgraded node migrates the shared schema; a release's
         migrations keep the previous release working until finalize."""
-        todo = [
-            n for n in sorted(nodes, key=lambda n: n == self.me) if status[n]["release"] != target
-        ]
+        todo = [n for n in sorted(nodes, key=lambda n: n == self.me) if status[n].release != target]
         if not todo:
             self.say("every node runs the new release already")
         for name in todo:
@@ -152,9 +151,9 @@ class RollingUpgrade:
 
     def _preflight(
         self, nodes: dict[str, str], reason: str = "before-farm-upgrade"
-    ) -> dict[str, dict[str, Any]]:
+    ) -> dict[str, Hello]:
         self.say("[pre-flight] every node answers and has every change")  # (shared: one database)
-        status: dict[str, dict[str, Any]] = {}
+        status: dict[str, Hello] = {}
         for name, url in sorted(nodes.items()):
             said = hello(self.m, self.me, url)
             if said is None:
@@ -163,7 +162,7 @@ class RollingUpgrade:
                     "Nothing was changed"
                 )
             status[name] = said
-        masters = [n for n, s in status.items() if s["role"] == membership.MASTER]
+        masters = [n for n, s in status.items() if s.role == membership.MASTER]
         if self.m.shared:
             masters = [self.me]  # one database: nothing to catch up; back it up from here
         elif len(masters) != 1:
@@ -176,16 +175,14 @@ class RollingUpgrade:
             self.say(f"[pre-flight] backup {info.id} of {what} taken and verified")
         return status
 
-    def _wait_caught_up(
-        self, nodes: dict[str, str], master: dict[str, Any], timeout: float
-    ) -> None:
-        goal = int(master["position"])
+    def _wait_caught_up(self, nodes: dict[str, str], master: Hello, timeout: float) -> None:
+        goal = master.position
         deadline = time.monotonic() + timeout
         for name, url in sorted(nodes.items()):
             left = max(0.0, deadline - time.monotonic())
             reached, said = wait_for_position(self.m, self.me, url, goal, left)
             if not reached:
-                where = "no answer" if said is None else f"at {said['position']}"
+                where = "no answer" if said is None else f"at {said.position}"
                 raise RollingUpgradeFailed(
                     f"{name} has not caught up with the master ({where}, master at {goal}); "
                     "see `openmfa farm status`. Nothing was changed"
@@ -304,7 +301,7 @@ class RollingUpgrade:
         if not sdk_ready(url):
             return "its /readyz does not answer 200", ""
         said = hello(self.m, self.me, url)
-        listen = str(((said or {}).get("radius") or {}).get("listen") or "")
+        listen = said.radius.listen if said is not None and said.radius is not None else ""
         where = radius_address(url, listen) if listen else None
         if where is not None:
             source, secret = self._radius_probe().secret_for(where)
@@ -340,12 +337,12 @@ class RollingUpgrade:
                 return
             time.sleep(0.2)
 
-    def _set_radius_draining(self, url: str, *, on: bool) -> dict[str, Any] | None:
+    def _set_radius_draining(self, url: str, *, on: bool) -> RadiusState | None:
         resp = call(self.m.key, self.me, url, "POST", "/v1/farm/drain", body={"on": on})
         if resp.status_code == 404:
             return None  # a release without RADIUS draining: nothing to wait for
-        said: dict[str, Any] | None = checked(resp, "the node refused to drain RADIUS")["radius"]
-        return said
+        said = checked(resp, "the node refused to drain RADIUS")["radius"]
+        return None if said is None else msgspec.convert(said, RadiusState)
 
     def _drain_radius(self, name: str, url: str) -> None:
         """New RADIUS sign-ins go to the other servers; challenges already issued here (the
@@ -354,16 +351,16 @@ class RollingUpgrade:
         if said is None:
             return
         deadline = time.monotonic() + self.drain_timeout
-        while int(said.get("open_challenges", 0)):
+        while said.open_challenges:
             if time.monotonic() > deadline:
                 self.say(
-                    f"[{name}] {said['open_challenges']} RADIUS challenges still open after "
+                    f"[{name}] {said.open_challenges} RADIUS challenges still open after "
                     f"{self.drain_timeout:.0f} s; going on"
                 )
                 return
             time.sleep(0.5)
             now = hello(self.m, self.me, url)
-            said = (now or {}).get("radius") or {}
+            said = (now.radius if now is not None else None) or RadiusState()
         self.say(f"[{name}] RADIUS drained (no open challenges)")
 
     def _wait_upgraded(
@@ -377,17 +374,17 @@ class RollingUpgrade:
         deadline = time.monotonic() + self.node_timeout
         while True:
             said = hello(self.m, self.me, url)
-            if said is not None and said.get("upgrading"):
+            if said is not None and said.upgrading:
                 said = None  # answers, but its upgrade is still verifying (it may roll back)
-            if said is not None and said["release"] == target and on_release is not None:
+            if said is not None and said.release == target and on_release is not None:
                 on_release()
                 on_release = None
-            if said is not None and said["release"] == target and self.m.shared:
+            if said is not None and said.release == target and self.m.shared:
                 self.say(f"[{name}] runs {target}")
                 return
-            if said is not None and said["release"] == target:
+            if said is not None and said.release == target:
                 master = self._master_status()
-                if master is not None and int(said["position"]) >= int(master["position"]):
+                if master is not None and said.position >= master.position:
                     self.say(f"[{name}] runs {target} and has every change")
                     return
             if time.monotonic() > deadline:
@@ -398,10 +395,10 @@ class RollingUpgrade:
                 )
             time.sleep(0.5)
 
-    def _master_status(self) -> dict[str, Any] | None:
+    def _master_status(self) -> Hello | None:
         for url in self.nodes.values():
             said = hello(self.m, self.me, url)
-            if said is not None and said["role"] == membership.MASTER:
+            if said is not None and said.role == membership.MASTER:
                 return said
         return None
 
@@ -409,7 +406,7 @@ class RollingUpgrade:
         master = self._master_status()
         if master is None:
             raise RollingUpgradeFailed("no master answers; run `openmfa farm finalize` later")
-        self._finalize_at(str(master["url"]))
+        self._finalize_at(master.url)
 
     def _finalize_at(self, url: str) -> None:
         resp = call(self.m.key, self.me, url, "POST", "/v1/farm/finalize", body={})
@@ -436,10 +433,10 @@ class FarmRollback(RollingUpgrade):
         nodes = self.nodes = membership.members(self.store)
         self.say(f"rolling back the farm of {len(nodes)} nodes")
         status = self._preflight(nodes, reason="before-farm-rollback")
-        plans: dict[str, dict[str, Any]] = {
-            n: s["rollback"] for n, s in status.items() if s.get("rollback")
+        plans: dict[str, RollbackPlan] = {
+            n: s.rollback for n, s in status.items() if s.rollback is not None
         }
-        targets = sorted({str(p["to"]) for p in plans.values()})
+        targets = sorted({p.to for p in plans.values()})
         if not targets:
             self.say("no node has an upgrade to roll back")
             return
@@ -449,8 +446,8 @@ class FarmRollback(RollingUpgrade):
                 "them back one by one (`openmfa rollback` on each subordinate). Nothing was changed"
             )
         target = targets[0]
-        fmt = max(int(s.get("farm_format", 0)) for s in status.values())
-        finalized = sorted(n for n, p in plans.items() if int(p["format"]) < fmt)
+        fmt = max(s.farm_format for s in status.values())
+        finalized = sorted(n for n, p in plans.items() if p.format < fmt)
         if finalized:
             raise RollingUpgradeFailed(
                 f"the farm's data format moved to {fmt} (`openmfa farm finalize`) after "
@@ -458,7 +455,7 @@ class FarmRollback(RollingUpgrade):
                 "was changed. Going back now means restoring every node from its pre-upgrade "
                 "backup, losing every change since (`openmfa backup restore` on each node)"
             )
-        stuck = sorted(n for n, s in status.items() if n not in plans and s["release"] != target)
+        stuck = sorted(n for n, s in status.items() if n not in plans and s.release != target)
         if stuck:
             raise RollingUpgradeFailed(
                 f"{', '.join(stuck)} runs neither {target} nor a release that goes back to it. "
@@ -487,7 +484,7 @@ class FarmRollback(RollingUpgrade):
         """Events this node recorded reach the master before its copy goes back (those that
         do not yet are carried across the restore and relayed after)."""
         deadline = time.monotonic() + self.drain_timeout
-        while (said := hello(self.m, self.me, url)) is not None and said.get("audit_pending"):
+        while (said := hello(self.m, self.me, url)) is not None and said.audit_pending:
             if time.monotonic() > deadline:
                 self.say(f"[{name}] audit events not yet relayed; they are relayed after")
                 return

@@ -37,6 +37,7 @@ from .formats import finalize
 from .membership import Membership, farm_format
 from .signing import SignatureCheck
 from .state_push import StateJournal
+from .wire import Hello, RadiusState
 
 POLL_SECONDS = 0.05
 
@@ -95,7 +96,7 @@ class RadiusActivity(Protocol):
 
     def set_draining(self, on: bool) -> None: ...
 
-    def activity(self) -> dict[str, object]: ...
+    def activity(self) -> RadiusState: ...
 
 
 class _Master(msgspec.Struct):
@@ -117,24 +118,24 @@ def _json(body: object) -> Response:
     return Response(msgspec.json.encode(body), media_type="application/json")
 
 
-def describe(store: Store, m: Membership) -> dict[str, object]:
+def describe(store: Store, m: Membership) -> Hello:
     """What ``GET /v1/farm/hello`` says of this node."""
     seq, _ = position(store)
-    return {
-        "name": store.node_name,
-        "role": m.role,
-        "epoch": m.epoch,
-        "master_url": m.master_url,
-        "url": m.self_url,
-        "position": seq,
-        "release": __version__,
-        "reads": [READS_FORMATS[0], READS_FORMATS[1]],
-        "farm_format": farm_format(store),
-        "data_format": store.data_format(),
-        "audit_pending": m.role == membership.SUBORDINATE and bool(audit_relay.pending(store, 1)),
-        "rollback": rollback_plan(store),
-        "upgrading": upgrading(store),
-    }
+    return Hello(
+        name=store.node_name,
+        role=m.role,
+        epoch=m.epoch,
+        master_url=m.master_url,
+        url=m.self_url,
+        position=seq,
+        release=__version__,
+        reads=[READS_FORMATS[0], READS_FORMATS[1]],
+        farm_format=farm_format(store),
+        data_format=store.data_format(),
+        audit_pending=m.role == membership.SUBORDINATE and bool(audit_relay.pending(store, 1)),
+        rollback=rollback_plan(store),
+        upgrading=upgrading(store),
+    )
 
 
 def store_membership(store: Store, m: Membership) -> None:
@@ -288,7 +289,7 @@ class FarmEndpoints:
         m, _ = await self._verified(request, master=False)
         said = await run_in_threadpool(describe, self.store, m)
         if self.radius is not None:
-            said["radius"] = self.radius.activity()
+            said.radius = self.radius.activity()
         return _json(said)
 
     async def drain(self, request: Request) -> Response:

@@ -38,7 +38,7 @@ from ..errors import InstallFailed, OpenMfaError
 from ..node.control import NodeControl
 from ..store import tables as t
 from ..store.backups import Backups
-from ..store.database import DataDir, Store, driver_url
+from ..store.database import DataDir, driver_url
 from .config_merge import merge
 from .installer import check_prerequisites
 from .record import InstallRecord
@@ -81,7 +81,16 @@ class Journal:
 
 
 class Upgrade:
-    def __init__(self, record_file: Path, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        record_file: Path,
+        say: Callable[[str], None],
+        data_comes_back: Callable[[DataDir, dict[str, Any]], bool] | None = None,
+    ) -> None:
+        """``data_comes_back(data_dir, last_upgrade)``: may this node go back now, and does its
+        data come back from the pre-upgrade backup (True) or stay (False)? It raises to refuse
+        (a farm's rules: ``farm.agent.data_comes_back``). Without it the data comes back."""
+        self.data_comes_back = data_comes_back or (lambda _dd, _last: True)
         self.record_file = record_file
         self.record = InstallRecord.load(record_file)
         self.root = self.record.root_path
@@ -144,7 +153,7 @@ class Upgrade:
                 f"there is no upgrade to roll back: this installation runs {self.record.version} "
                 "and no upgrade to it is recorded"
             )
-        if self._farm_rollback_check(last):
+        if self.data_comes_back(self.dd, last):
             self.say(
                 f"rolling back {last['to']} -> {last['from']}: the data goes back to backup "
                 f"{last['backup']} (the current state is kept as a backup first)"
@@ -318,39 +327,6 @@ class Upgrade:
         finally:
             engine.dispose()
         return role == "shared"
-
-    def _farm_rollback_check(self, last: dict[str, Any]) -> bool:
-        """May this node go back to the release before ``last`` now, and does its data come
-        back from the pre-upgrade backup (True) or stay (a shared database: False)?"""
-        from ..farm import membership
-
-        try:
-            store = Store.open(self.dd)
-        except OpenMfaError:
-            return True  # a data file this release cannot open: the backup is the way back
-        try:
-            m = membership.load(store)
-            fmt = membership.farm_format(store) if m is not None else 0
-        finally:
-            store.close()
-        if m is None:
-            return True
-        before = Backups(self.dd, self.dd.config()).get(str(last["backup"])).data_format
-        if fmt > before:
-            raise InstallFailed(
-                f"the farm's data format moved to {fmt} (`openmfa farm finalize`) after this "
-                f"node was upgraded; {last['from']} was running format {before} data, and the "
-                "other nodes hold format "
-                f"{fmt}. Nothing was changed. Going back now means restoring every node from "
-                "its pre-upgrade backup, losing every change since (`openmfa backup restore`)"
-            )
-        if m.role in (membership.MASTER, membership.HANDOVER):
-            raise InstallFailed(
-                "this node is the farm's master: hand the role to another node first "
-                "(`openmfa farm promote NODE`), or roll the whole farm back at once with "
-                "`openmfa farm rollback` on the master. Nothing was changed"
-            )
-        return not m.shared  # a subordinate's copy comes back and catches up from the master
 
     def _put_back_config(self, j: Journal) -> None:
         """server.toml as it was before the upgrade, from the backup (the merged file may hold

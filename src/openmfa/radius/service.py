@@ -10,6 +10,7 @@ import time
 
 from ..config import Config, parse_listen
 from ..errors import ConfigError
+from ..farm.wire import RadiusState
 from ..node.commit_queue import CommitQueue
 from ..node.radius_clients import RadiusClients
 from ..store.database import Store
@@ -92,12 +93,12 @@ class RadiusService:
     def set_draining(self, on: bool) -> None:
         self.protocol.draining = on
 
-    def activity(self) -> dict[str, object]:
-        return {
-            "listen": self.listen,
-            "draining": self.protocol.draining,
-            "open_challenges": self.flows.states.open_count(time.time()),
-        }
+    def activity(self) -> RadiusState:
+        return RadiusState(
+            listen=self.listen,
+            draining=self.protocol.draining,
+            open_challenges=self.flows.states.open_count(time.time()),
+        )
 
     async def stop(self) -> None:
         if self._refresher is not None:

@@ -37,11 +37,8 @@ from ..errors import (
 from . import formats
 from . import tables as t
 from .crypto import SecretBox, create_key_file, read_key_file
-
-DATA_FORMAT = 2
-"""The newest data format this release writes (``store.formats``: what each one means)."""
-READS_FORMATS = (1, 2)
-"""The oldest and newest data formats this release can read."""
+from .formats import DATA_FORMAT as DATA_FORMAT  # re-exported: where most callers look
+from .formats import READS_FORMATS as READS_FORMATS
 
 DATA_FILE = "openmfa.db"
 KEY_FILE = "openmfa.key"

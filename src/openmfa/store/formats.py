@@ -38,6 +38,12 @@ def local_format(conn: Connection) -> int:
     return int(value or 0)
 
 
+DATA_FORMAT = 2
+"""The newest data format this release writes (what each one means: ``STEPS`` below)."""
+READS_FORMATS = (1, 2)
+"""The oldest and newest data formats this release can read."""
+
+
 def box_of(conn: Connection) -> SecretBox:
     box = conn.info.get(BOX)
     if not isinstance(box, SecretBox):
@@ -47,8 +53,6 @@ def box_of(conn: Connection) -> SecretBox:
 
 def forward(conn: Connection, target: int) -> tuple[int, int]:
     """Move this data set's rows to format ``target`` (never back); returns (before, after)."""
-    from .database import DATA_FORMAT
-
     before = local_format(conn)
     if target > DATA_FORMAT:
         raise FormatTooNew(
@@ -67,8 +71,6 @@ def forward(conn: Connection, target: int) -> tuple[int, int]:
 def forward_alone(conn: Connection) -> tuple[int, int] | None:
     """On a node on its own, move to this release's format (before, after); in a farm, None:
     there ``farm finalize`` moves it, once every node reads the new format."""
-    from .database import DATA_FORMAT
-
     if conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "farm.id")) is not None:
         return None
     return forward(conn, DATA_FORMAT)

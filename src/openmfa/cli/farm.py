@@ -9,19 +9,19 @@ from typing import Any
 
 import click
 
-from ..cli import _opened, _when, data_dir_option, fails_cleanly
 from ..config import default_text
 from ..errors import Conflict, InvalidInput, NotMaster
+from ..farm import membership
+from ..farm.balancer import Balancer, HAProxy, NoBalancer
+from ..farm.feed import stored_reports
+from ..farm.follower import bootstrap, hello, register
+from ..farm.formats import finalize
+from ..farm.promotion import force_promote, handover, tell_members
+from ..farm.rolling import FarmRollback, RollingUpgrade
 from ..node.lock import NodeLock
 from ..store.changes import Change, ChangeWriter
 from ..store.database import DATA_FORMAT, READS_FORMATS, DataDir, Store, _node_name
-from . import membership
-from .balancer import Balancer, HAProxy, NoBalancer
-from .feed import stored_reports
-from .follower import bootstrap, hello, register
-from .formats import finalize
-from .promotion import force_promote, handover, tell_members
-from .rolling import FarmRollback, RollingUpgrade
+from .common import data_dir_option, fails_cleanly, opened, when
 
 SILENT_AFTER = 60.0
 """A subordinate not heard from for this long is reported as silent."""
@@ -40,7 +40,7 @@ farm: click.Group = click.Group("farm", help="A farm: one master replicating to 
 @fails_cleanly
 def farm_init(url: str | None, data_dir: Path) -> None:
     """Make this node the master of a new farm; print the join token for subordinates."""
-    with _opened(data_dir) as (store, config):
+    with opened(data_dir) as (store, config):
         if config.get("store", "url"):
             _shared_init(store, url or "http://" + str(config.get("server", "listen")))
             return
@@ -139,7 +139,7 @@ def farm_join(master_url: str, token: str, url: str | None, data_dir: Path) -> N
 @fails_cleanly
 def farm_status(as_json: bool, data_dir: Path) -> None:
     """Every node: role, release, formats it reads, position and lag, last contact."""
-    with _opened(data_dir) as (store, _):
+    with opened(data_dir) as (store, _):
         m = membership.load(store)
         with store.read() as conn:
             position = Store.generation(conn)
@@ -207,8 +207,8 @@ def _shared_nodes(
             {
                 "name": name,
                 "role": membership.SHARED,
-                "release": said["release"] if said else "?",
-                "reads": f"{said['reads'][0]}-{said['reads'][1]}" if said else "?",
+                "release": said.release if said else "?",
+                "reads": f"{said.reads[0]}-{said.reads[1]}" if said else "?",
                 "position": position,
                 "lag": 0,
                 "last_contact": now if said else None,
@@ -247,7 +247,7 @@ def _show_status(
         click.echo(
             f"{n['name']:<20}{n['role']:<13}{n['release']:<10}{n['reads']:<7}"
             f"{'-' if n['position'] is None else n['position']:>9}{lag:>6}  "
-            f"{_when(n['last_contact']):<22}{n['health']}"
+            f"{when(n['last_contact']):<22}{n['health']}"
         )
 
 
@@ -267,7 +267,7 @@ def farm_promote(node: str, force: bool, timeout: float, data_dir: Path) -> None
     Planned (on the master): the master stops taking writes, waits until NODE has every change,
     hands over, and follows NODE. --force (on NODE, when the master is lost): NODE leads at once;
     a former master that returns sees the newer epoch and follows."""
-    with _opened(data_dir) as (store, _):
+    with opened(data_dir) as (store, _):
         m = membership.load(store)
         if m is None:
             raise InvalidInput("this node is not in a farm")
@@ -291,7 +291,7 @@ def farm_finalize(data_dir: Path) -> None:
 
     Until then the master writes the farm's current format, so every node (and a rollback to the
     previous release) can still read everything."""
-    with _opened(data_dir) as (store, _):
+    with opened(data_dir) as (store, _):
         m = membership.load(store)
         if m is None or not m.is_master:
             raise NotMaster("run `openmfa farm finalize` on the farm's master")
@@ -344,7 +344,7 @@ def farm_upgrade(
 
     Rerun it to resume after a failure: nodes on the new release are skipped."""
     balancer = _balancer(lb, haproxy_socket, haproxy_backend)
-    with _opened(data_dir) as (store, _):
+    with opened(data_dir) as (store, _):
         RollingUpgrade(
             store,
             bundle,
@@ -392,7 +392,7 @@ def farm_rollback(
 
     Rerun it to resume after a failure: nodes back on the previous release are skipped."""
     balancer = _balancer(lb, haproxy_socket, haproxy_backend)
-    with _opened(data_dir) as (store, _):
+    with opened(data_dir) as (store, _):
         FarmRollback(
             store,
             balancer,

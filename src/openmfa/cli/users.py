@@ -1,0 +1,118 @@
+"""`openmfa user ...`: people."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import msgspec
+
+from ..node.accounts import Accounts
+from ..node.passwords import set_password
+from ..sdk.models import UserView
+from .common import data_dir_option, fails_cleanly, opened, when
+
+
+@click.group()
+def user() -> None:
+    """Add, show, change and remove users."""
+
+
+def _print_user(u: UserView) -> None:
+    click.echo(f"name:         {u.name}")
+    click.echo(f"display name: {u.display_name}")
+    click.echo(f"email:        {u.email}")
+    click.echo(f"phone:        {u.phone}")
+    click.echo(f"enabled:      {'yes' if u.enabled else 'no'}")
+    click.echo(f"created:      {when(u.created_at)}")
+    if u.locked_until:
+        click.echo(f"locked until: {when(u.locked_until)}")
+    if u.bypass_until:
+        click.echo(f"bypass until: {when(u.bypass_until)}")
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--email", default="")
+@click.option("--phone", default="")
+@click.option("--display-name", default="")
+@data_dir_option
+@fails_cleanly
+def user_add(name: str, email: str, phone: str, display_name: str, data_dir: Path) -> None:
+    """Add a user."""
+    with opened(data_dir) as (store, config):
+        u = Accounts(store, config).add_user(
+            name, email=email, phone=phone, display_name=display_name
+        )
+    click.echo(f"added user {u.name}")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@data_dir_option
+@fails_cleanly
+def user_list(as_json: bool, data_dir: Path) -> None:
+    """List users."""
+    with opened(data_dir) as (store, config):
+        acc = Accounts(store, config)
+        found: list[UserView] = []
+        after = ""
+        while batch := acc.list_users(limit=1000, after=after):
+            found += batch
+            after = batch[-1].name
+    if as_json:
+        click.echo(msgspec.json.encode(found).decode())
+        return
+    for u in found:
+        state = "enabled" if u.enabled else "disabled"
+        if u.locked_until:
+            state += ", locked"
+        click.echo(f"{u.name}\t{state}\t{u.email}")
+
+
+@user.command("show")
+@click.argument("name")
+@data_dir_option
+@fails_cleanly
+def user_show(name: str, data_dir: Path) -> None:
+    """Show one user and their methods."""
+    with opened(data_dir) as (store, config):
+        acc = Accounts(store, config)
+        u = acc.get_user(name)
+        found = acc.list_methods(name)
+    _print_user(u)
+    click.echo(f"methods:      {len(found)}")
+    for m in found:
+        click.echo(f"  {m.id}  {m.kind}  {m.label}")
+
+
+def _user_action(name: str, data_dir: Path, action: str) -> None:
+    with opened(data_dir) as (store, config):
+        acc = Accounts(store, config)
+        if action == "delete":
+            acc.delete_user(name)
+        elif action == "unlock":
+            acc.unlock(name)
+        else:
+            acc.update_user(name, {"enabled": action == "enable"})
+    click.echo(f"{action}d user {name}" if action.endswith("e") else f"{action}ed user {name}")
+
+
+@user.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--remove", is_flag=True, help="Remove the user's password instead.")
+@data_dir_option
+@fails_cleanly
+def user_set_password(name: str, password_stdin: bool, remove: bool, data_dir: Path) -> None:
+    """Set the password RADIUS clients with --primary local check (stored as argon2id)."""
+    if remove:
+        password = None
+    elif password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    with opened(data_dir) as (store, config):
+        set_password(store, Accounts(store, config), name, password)
+    click.echo(f"{'removed the' if remove else 'set the'} password of {name}")
