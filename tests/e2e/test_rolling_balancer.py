@@ -35,6 +35,7 @@ import pytest
 from openmfa.farm import rolling
 from openmfa.farm.balancer import HAProxy
 from openmfa.farm.membership import SHARED, Membership
+from openmfa.farm.wire import Hello
 
 from .farm_scenario import haproxy_config_for
 from .helpers import OPENMFA, free_port
@@ -137,11 +138,20 @@ def test_the_next_node_goes_out_only_once_the_previous_one_serves_again(
     nodes, lb, port = pair
     by_url = {n.url: n for n in nodes}
 
-    def hello(m: Membership, me: str, url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    def hello(m: Membership, me: str, url: str, timeout: float = 2.0) -> Hello | None:
         node = by_url[url]
         if not node.ready():
             return None
-        return {"release": node.release, "upgrading": False, "radius": None, "position": 0}
+        return Hello(
+            name=node.name,
+            role=SHARED,
+            epoch=1,
+            master_url="",
+            url=url,
+            position=0,
+            release=node.release,
+            reads=[1, 2],
+        )
 
     def call(key: bytes, me: str, url: str, method: str, path: str, **kw: Any) -> httpx.Response:
         node = by_url[url]

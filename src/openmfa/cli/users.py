@@ -99,6 +99,24 @@ def _user_action(name: str, data_dir: Path, action: str) -> None:
     click.echo(f"{action}d user {name}" if action.endswith("e") else f"{action}ed user {name}")
 
 
+for _action, _help in (
+    ("disable", "Refuse every authentication of a user."),
+    ("enable", "Allow a disabled user again."),
+    ("delete", "Delete a user and all their methods."),
+    ("unlock", "Clear a lockout and the failure count."),
+):
+
+    def _make(action: str, help_text: str) -> None:
+        @user.command(action, help=help_text)
+        @click.argument("name")
+        @data_dir_option
+        @fails_cleanly
+        def _cmd(name: str, data_dir: Path) -> None:
+            _user_action(name, data_dir, action)
+
+    _make(_action, _help)
+
+
 @user.command("set-password")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
