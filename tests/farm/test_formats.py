@@ -16,7 +16,7 @@ from openmfa.farm import membership
 from openmfa.farm.feed import changes_since
 from openmfa.farm.follower import apply_changes
 from openmfa.node.accounts import Accounts
-from openmfa.store import database, formats
+from openmfa.store import formats
 from openmfa.store import tables as t
 from openmfa.store.changes import Change, ChangeWriter
 from openmfa.store.database import DATA_FORMAT, DataDir, Store
@@ -87,13 +87,13 @@ def test_the_farm_format_moves_only_at_finalize_and_every_node_moves_with_it(
             assert "example" not in text and "contact_enc" in text, text
 
         # A node whose release reads format 1 only is given finalize: it applies nothing.
-        real = database.DATA_FORMAT
-        database.DATA_FORMAT = 1
+        real = formats.DATA_FORMAT
+        formats.DATA_FORMAT = 1
         try:
             with pytest.raises(FormatTooNew, match="Upgrade this node"):
                 apply_changes(sub, newer)
         finally:
-            database.DATA_FORMAT = real
+            formats.DATA_FORMAT = real
         assert sub.data_format() == 1 and _rows(sub)["alice"][2] is False
 
         # A subordinate that reads format 2 replays finalize: its rows move, in one transaction.

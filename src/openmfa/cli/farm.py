@@ -21,7 +21,7 @@ from ..farm.rolling import FarmRollback, RollingUpgrade
 from ..node.lock import NodeLock
 from ..store.changes import Change, ChangeWriter
 from ..store.database import DATA_FORMAT, READS_FORMATS, DataDir, Store, _node_name
-from .common import data_dir_option, fails_cleanly, opened, when
+from .common import F, data_dir_option, fails_cleanly, opened, when
 
 SILENT_AFTER = 60.0
 """A subordinate not heard from for this long is reported as silent."""
@@ -302,6 +302,37 @@ def farm_finalize(data_dir: Path) -> None:
         click.echo(f"the farm's data format is now {after}; rollback below this release is over")
 
 
+def _balancer_options(fn: F) -> F:
+    """--lb, --haproxy-socket, --haproxy-backend: where nodes are taken out and put back."""
+    fn = click.option("--haproxy-backend", default="openmfa", show_default=True)(fn)
+    fn = click.option(
+        "--haproxy-socket", type=click.Path(path_type=Path), help="HAProxy admin socket."
+    )(fn)
+    return click.option(
+        "--lb", type=click.Choice(["none", "haproxy"]), default="none", show_default=True
+    )(fn)
+
+
+def _pacing_options(fn: F) -> F:
+    """--node-timeout, --min-up, --up-timeout: how long a node may take, how many must serve."""
+    fn = click.option(
+        "--up-timeout",
+        default=120.0,
+        show_default=True,
+        help="Seconds to wait for a node put back to serve (and for --min-up others to be up).",
+    )(fn)
+    fn = click.option(
+        "--min-up",
+        default=1,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Other servers that must be up before a node is taken out.",
+    )(fn)
+    return click.option(
+        "--node-timeout", default=600.0, show_default=True, help="Seconds per node."
+    )(fn)
+
+
 @farm.command("upgrade")
 @click.option(
     "--bundle",
@@ -309,24 +340,9 @@ def farm_finalize(data_dir: Path) -> None:
     type=click.Path(exists=True, path_type=Path),
     help="Offline bundle of the new release (`openmfa bundle create`), at this path on every host.",
 )
-@click.option("--lb", type=click.Choice(["none", "haproxy"]), default="none", show_default=True)
-@click.option("--haproxy-socket", type=click.Path(path_type=Path), help="HAProxy admin socket.")
-@click.option("--haproxy-backend", default="openmfa", show_default=True)
+@_balancer_options
 @click.option("--hold", is_flag=True, help="Leave `farm finalize` to the administrator.")
-@click.option("--node-timeout", default=600.0, show_default=True, help="Seconds per node.")
-@click.option(
-    "--min-up",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Other servers that must be up before a node is taken out.",
-)
-@click.option(
-    "--up-timeout",
-    default=120.0,
-    show_default=True,
-    help="Seconds to wait for a node put back to serve (and for --min-up others to be up).",
-)
+@_pacing_options
 @data_dir_option
 @fails_cleanly
 def farm_upgrade(
@@ -359,23 +375,8 @@ def farm_upgrade(
 
 
 @farm.command("rollback")
-@click.option("--lb", type=click.Choice(["none", "haproxy"]), default="none", show_default=True)
-@click.option("--haproxy-socket", type=click.Path(path_type=Path), help="HAProxy admin socket.")
-@click.option("--haproxy-backend", default="openmfa", show_default=True)
-@click.option("--node-timeout", default=600.0, show_default=True, help="Seconds per node.")
-@click.option(
-    "--min-up",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Other servers that must be up before a node is taken out.",
-)
-@click.option(
-    "--up-timeout",
-    default=120.0,
-    show_default=True,
-    help="Seconds to wait for a node put back to serve (and for --min-up others to be up).",
-)
+@_balancer_options
+@_pacing_options
 @data_dir_option
 @fails_cleanly
 def farm_rollback(

@@ -5,20 +5,9 @@ failure count, lockout, spent bypass) and its audit record are committed in one 
 before the answer is given. ``run`` takes a batch of attempts so a server can commit many
 concurrent attempts together; each attempt still sees the effects of the ones before it.
 
-Configuration (users, methods, decrypted seeds) is cached; when the configuration generation
-moves, the change records since the cached one say which users to forget (all of them if the
-gap is large).
-
-State (failures, lockout, bypass, TOTP steps, HOTP counters):
-- On SQLite the authenticator writes through a connection of its own and keeps the state it
-  read or wrote. ``PRAGMA data_version`` tells, under the write lock, whether any other
-  connection (the CLI, an admin request, another process) committed since; if so the cache is
-  dropped. So the cached state is exactly what the file holds, and the state writes of a batch
-  go out together at its end. They stay conditional (``last_step < new``), and a batch whose
-  writes do not all apply is rolled back and decided again from fresh state.
-- On PostgreSQL, where another node may write the same rows at any time, state is read fresh
-  inside the write transaction and every claim is a conditional update checked on the spot, so
-  a code can still be accepted only once.
+How the state is read, cached and written (and why that is exact on SQLite and on PostgreSQL)
+is ``node.auth_state``. On a farm subordinate each batch runs through the farm's claim round
+(``farm.claim_round``): the authenticator itself never makes a network call.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import time
 
 from ..config import Config
 from ..farm.claims import round_for
-from ..farm.routes import FarmEndpoints
+from ..farm.endpoints import FarmEndpoints
 from ..farm.runtime import FarmRuntime
 from ..radius.service import RadiusService
 from ..store.database import Store
