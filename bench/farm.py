@@ -100,7 +100,7 @@ def replication_lag(
         while not stop.is_set():
             said = hello(m, "bench", node_url)
             if said is not None:
-                out.append((time.perf_counter(), int(said["position"])))
+                out.append((time.perf_counter(), said.position))
             time.sleep(0.005)
 
     threads = [
@@ -121,7 +121,7 @@ def replication_lag(
             t = time.perf_counter()
             said = hello(m, "bench", url)
             assert said is not None
-            writes.append((t, int(said["position"])))
+            writes.append((t, said.position))
             i += 1
     time.sleep(2)
     stop.set()

@@ -20,7 +20,9 @@ node sends (``openmfa.sdk.errors``).
     ├── FarmError                    -- farm operations (local)
     │   ├── BalancerError            -- the load balancer's admin interface failed
     │   ├── RollingUpgradeFailed     -- ``farm upgrade``/``rollback`` stopped; rerun to resume
-    │   └── Fenced                   -- the node polled is not the master of this epoch
+    │   ├── Fenced                   -- the node polled is not the master of this epoch
+    │   ├── PeerError                -- another node did not answer or refused (502)
+    │   └── SnapshotMismatch         -- a master's snapshot does not fit this node
     ├── PrimaryUnavailable           -- a first-factor backend did not answer
     ├── Unavailable                  -- the node did not answer or failed (client side)
     │   └── NodeTooOld               -- it does not serve this client's SDK version
@@ -128,6 +130,20 @@ class Fenced(FarmError):
     """The node polled is not the master of this node's epoch."""
 
     code = "fenced"
+
+
+class PeerError(FarmError):
+    """Another node of the farm did not answer, or refused what was asked of it."""
+
+    code = "peer_error"
+    http_status = 502
+
+
+class SnapshotMismatch(FarmError):
+    """A master's snapshot does not fit this node (another data key, another schema)."""
+
+    code = "snapshot_mismatch"
+    http_status = 409
 
 
 class PrimaryUnavailable(OpenMfaError):

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
-from openmfa.core import backup_codes
+import pytest
+
+from openmfa.core import backup_codes, verification
 from openmfa.core.hotp import hotp
 from openmfa.core.lockout import LockoutPolicy, UserState
 from openmfa.core.totp import step_at, totp
 from openmfa.core.verification import (
+    Attempted,
+    Check,
+    Decision,
+    Kind,
     Method,
     MethodKind,
     MethodState,
@@ -110,3 +116,26 @@ def test_malformed_and_no_method() -> None:
 def test_success_clears_failures() -> None:
     out = run(totp(KEY, NOW), state=UserState(failures=2))
     assert out.user_state.failures == 0
+
+
+def test_a_method_kind_is_a_registered_plug_in_and_may_leave_a_decision_pending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The seam the push approval plugs into: a kind registered beside TOTP, HOTP and backup
+    codes, whose answer may be "pending" (not accepted, not a failure)."""
+    monkeypatch.setattr(verification, "KINDS", dict(verification.KINDS))
+    seen: list[str] = []
+
+    def push(a: Attempted) -> Check | None:
+        seen.append(a.code)
+        return Check(pending=True) if a.code == "" else None
+
+    verification.register("push-test", Kind(push, keyed=False))
+    with pytest.raises(ValueError, match="registered already"):
+        verification.register("push-test", Kind(push))
+    phone = Method("p1", "push-test", b"")  # type: ignore[arg-type]
+    out = run("", methods=[phone], state=UserState(failures=1))
+    assert out.decision == Decision(False, Reason.PENDING, method_id="p1")
+    assert out.user_state.failures == 1  # waiting is not failing
+    assert run("123456", methods=[phone, TOTP]).decision.reason == Reason.WRONG_CODE
+    assert seen == ["", "123456"]

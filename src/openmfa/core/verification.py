@@ -8,14 +8,16 @@ Order of the rules (each one is final):
 1. locked → ``locked`` (the code is not looked at and not counted);
 2. an open one-time bypass → accepted with ``bypass``, and the bypass is spent;
 3. no usable method → ``no_method``;
-4. the code, normalised, is tried against every TOTP, HOTP and backup-code method;
-   a fresh match → accepted; a match of an already used TOTP step → ``replay``;
-   otherwise ``malformed`` (not digits) or ``wrong_code``. Every one of these counts as a
-   failure towards the lockout.
+4. the code, normalised, is tried against every method, each by the plug-in of its kind
+   (``KINDS``: TOTP, HOTP, backup codes); a fresh match → accepted; a match of an already used
+   TOTP step → ``replay``; otherwise ``malformed`` (not digits) or ``wrong_code``. Every one of
+   these counts as a failure towards the lockout. A plug-in may also answer that the decision
+   is *pending* (a push approval the user has not given yet): ``pending``, not a failure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -44,6 +46,8 @@ class Reason(StrEnum):
     REPLAY = "replay"
     MASTER_UNREACHABLE = "master_unreachable"
     """A farm subordinate could not claim the code at its master and policy fails closed."""
+    PENDING = "pending"
+    """The decision waits for the user (a push approval): not accepted yet, not a failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +116,7 @@ def decide(
         return Outcome(Decision(True, Reason.BYPASS), new, bypass_used=True)
     if state.bypass_until is not None:  # expired: forget it
         state = UserState(state.failures, state.locked_until, None)
-    usable = [
-        m for m in methods if m.kind != MethodKind.BACKUP_CODES or unused_backup_codes.get(m.id)
-    ]
+    usable = [m for m in methods if KINDS[m.kind].usable(m, unused_backup_codes)]
     if not usable:
         return Outcome(Decision(False, Reason.NO_METHOD), state)
 
@@ -122,38 +124,19 @@ def decide(
     replay_of: str | None = None
     for m in usable:
         ms = method_states.get(m.id, MethodState())
-        if m.kind == MethodKind.TOTP:
-            match = totp.verify(
-                m.key,
-                normalized,
-                now,
-                last_step=ms.last_step,
-                drift_steps=policy.totp_drift_steps,
-                digits=m.digits,
-                period=m.period,
-                algorithm=m.algorithm,
-            )
-            if match is not None and not match.replayed:
-                return _accepted(state, m.id, (m.id, MethodState(match.step, ms.counter)))
-            if match is not None:
-                replay_of = replay_of or m.id
-        elif m.kind == MethodKind.HOTP:
-            nxt = hotp.verify(
-                m.key,
-                normalized,
-                ms.counter,
-                look_ahead=policy.hotp_look_ahead,
-                digits=m.digits,
-                algorithm=m.algorithm,
-            )
-            if nxt is not None:
-                return _accepted(state, m.id, (m.id, MethodState(ms.last_step, nxt)))
-        elif backup_codes.looks_like(normalized):
-            used = backup_codes.match(pepper, normalized, unused_backup_codes[m.id])
-            if used is not None:
-                out = _accepted(state, m.id, None)
-                out.backup_code_used = used
-                return out
+        check = KINDS[m.kind].check(
+            Attempted(m, normalized, now, ms, unused_backup_codes.get(m.id, []), pepper, policy)
+        )
+        if check is None:
+            continue
+        if check.pending:
+            return Outcome(Decision(False, Reason.PENDING, method_id=m.id), state)
+        if check.replay:
+            replay_of = replay_of or m.id
+            continue
+        out = _accepted(state, m.id, None if check.state is None else (m.id, check.state))
+        out.backup_code_used = check.backup_code_used
+        return out
 
     if replay_of is not None:
         reason = Reason.REPLAY
@@ -170,6 +153,104 @@ def decide(
         new,
         newly_locked=locked,
     )
+
+
+# -- method kinds ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    """What a method kind's plug-in is given: the method, the code, now and their state."""
+
+    method: Method
+    code: str
+    """Normalised (``compare.normalize_code``)."""
+    now: float
+    state: MethodState
+    unused_backup_codes: list[tuple[int, bytes]]
+    pepper: bytes
+    policy: VerifyPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """What one method says of a code (a plug-in returns None when it does not match)."""
+
+    state: MethodState | None = None
+    """The method's state after an acceptance (TOTP step, HOTP counter), if it moves."""
+    backup_code_used: int | None = None
+    replay: bool = False
+    """It matched a code already used: counts as a failure, with ``replay``."""
+    pending: bool = False
+    """The decision waits for the user (the next issue's push approval)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """A method kind as a plug-in: how it checks a code and what it keeps."""
+
+    check: Callable[[Attempted], Check | None]
+    usable: Callable[[Method, dict[str, list[tuple[int, bytes]]]], bool] = lambda _m, _u: True
+    keyed: bool = True
+    """It holds a secret (sealed at rest, opened when the user is loaded)."""
+    moves: str | None = None
+    """The ``MethodState`` field an acceptance moves forward (``last_step``, ``counter``), which
+    a farm claims at its master; None: nothing (a backup code is claimed by its hash)."""
+
+
+def _totp(a: Attempted) -> Check | None:
+    m = a.method
+    match = totp.verify(
+        m.key,
+        a.code,
+        a.now,
+        last_step=a.state.last_step,
+        drift_steps=a.policy.totp_drift_steps,
+        digits=m.digits,
+        period=m.period,
+        algorithm=m.algorithm,
+    )
+    if match is None:
+        return None
+    if match.replayed:
+        return Check(replay=True)
+    return Check(state=MethodState(match.step, a.state.counter))
+
+
+def _hotp(a: Attempted) -> Check | None:
+    m = a.method
+    nxt = hotp.verify(
+        m.key,
+        a.code,
+        a.state.counter,
+        look_ahead=a.policy.hotp_look_ahead,
+        digits=m.digits,
+        algorithm=m.algorithm,
+    )
+    return None if nxt is None else Check(state=MethodState(a.state.last_step, nxt))
+
+
+def _backup(a: Attempted) -> Check | None:
+    if not backup_codes.looks_like(a.code):
+        return None
+    used = backup_codes.match(a.pepper, a.code, a.unused_backup_codes)
+    return None if used is None else Check(backup_code_used=used)
+
+
+KINDS: dict[str, Kind] = {
+    MethodKind.TOTP: Kind(_totp, moves="last_step"),
+    MethodKind.HOTP: Kind(_hotp, moves="counter"),
+    MethodKind.BACKUP_CODES: Kind(
+        _backup, usable=lambda m, unused: bool(unused.get(m.id)), keyed=False
+    ),
+}
+"""Every method kind by its name; a new kind registers here (``register``)."""
+
+
+def register(name: str, kind: Kind) -> None:
+    if name in KINDS:
+        raise ValueError(f"method kind {name!r} is registered already")
+    KINDS[name] = kind
 
 
 def _accepted(

@@ -28,7 +28,15 @@ import msgspec
 from sqlalchemy import insert, select
 
 from .. import __version__
-from ..errors import Diverged, Fenced, FormatTooNew, OpenMfaError, SnapshotNeeded
+from ..errors import (
+    Diverged,
+    Fenced,
+    FormatTooNew,
+    OpenMfaError,
+    PeerError,
+    SnapshotMismatch,
+    SnapshotNeeded,
+)
 from ..node import audit
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, apply
@@ -104,7 +112,7 @@ def register(master_url: str, key: bytes, node: str, url: str) -> None:
             key, node, master_url, "POST", "/v1/farm/members", body={"name": node, "url": url}
         )
     except httpx.HTTPError as exc:
-        raise OpenMfaError(
+        raise PeerError(
             f"could not reach the master at {master_url} ({exc}); check the URL and that "
             "`openmfa serve` runs there"
         ) from None
@@ -157,9 +165,9 @@ def fetch_snapshot(
             timeout=120,
         )
     except httpx.HTTPError as exc:
-        raise OpenMfaError(f"could not fetch a snapshot from {master_url} ({exc})") from None
+        raise PeerError(f"could not fetch a snapshot from {master_url} ({exc})") from None
     if resp.status_code != 200:
-        raise OpenMfaError(f"the master at {master_url} refused the snapshot: {refused(resp)}")
+        raise PeerError(f"the master at {master_url} refused the snapshot: {refused(resp)}")
     key_file, data = open_snapshot(resp.content, farm_id, key)
     return key_file, data, int(resp.headers.get("x-omfa-epoch", "1"))
 
@@ -178,7 +186,7 @@ def resync(store: Store, key_file: bytes, data: bytes) -> int:
     version and the generation)."""
     dd = store.data_dir
     if key_file != dd.key_file.read_bytes():
-        raise OpenMfaError(
+        raise SnapshotMismatch(
             "the master's snapshot is sealed with another data key than this node's; this node "
             "is not a copy of this farm's data: back it up and run `openmfa farm join` again"
         )
@@ -190,7 +198,7 @@ def resync(store: Store, key_file: bytes, data: bytes) -> int:
         mine = db.execute("SELECT version_num FROM main.alembic_version").fetchall()
         theirs = db.execute("SELECT version_num FROM snap.alembic_version").fetchall()
         if mine != theirs:
-            raise OpenMfaError(
+            raise SnapshotMismatch(
                 f"the master's data is at schema {theirs}, this node's at {mine}; install the "
                 "master's release here, then the node re-bootstraps by itself"
             )
@@ -244,7 +252,7 @@ def _replace(db: sqlite3.Connection) -> None:
         )
     problems = db.execute("PRAGMA main.foreign_key_check").fetchall()
     if problems:
-        raise OpenMfaError(f"the snapshot would leave dangling references ({problems[:3]})")
+        raise SnapshotMismatch(f"the snapshot would leave dangling references ({problems[:3]})")
 
 
 def hello(m: Membership, node: str, url: str, timeout: float = 2.0) -> Hello | None:

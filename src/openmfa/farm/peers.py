@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from ..errors import OpenMfaError
+from ..errors import PeerError
 from .signing import sign
 
 
@@ -73,6 +73,6 @@ def refused(resp: httpx.Response) -> str:
 
 def checked(resp: httpx.Response, what: str) -> dict[str, Any]:
     if resp.status_code != 200:
-        raise OpenMfaError(f"{what}: {refused(resp)}")
+        raise PeerError(f"{what}: {refused(resp)}")
     data: dict[str, Any] = resp.json()
     return data

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import httpx
 
-from ..errors import Conflict, InvalidInput, NotMaster, OpenMfaError
+from ..errors import Conflict, InvalidInput, NotMaster, PeerError
 from ..store.database import Store
 from . import membership
 from .follower import wait_for_position
@@ -52,7 +52,7 @@ def handover(
         reached, said = wait_for_position(m, store.node_name, url, target, timeout)
         if not reached:
             where = "does not answer" if said is None else f"is at {said.position}"
-            raise OpenMfaError(
+            raise PeerError(
                 f"{node} {where}; it must reach change {target} first. Nothing changed: "
                 "this node is master again"
             )

@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 
 from ..core.lockout import UserState
-from ..core.verification import Method, MethodKind, MethodState
+from ..core.verification import KINDS, Method, MethodKind, MethodState
 from ..errors import StaleState
 from ..store import tables as t
 from ..store.database import Store
@@ -129,6 +129,11 @@ class Pending:
     counters: list[dict[str, Any]] = field(default_factory=list)
     users: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def forward(self) -> dict[str, list[dict[str, Any]]]:
+        """The claims of a batch by the state field they move (``Kind.moves``)."""
+        return {"last_step": self.steps, "counter": self.counters}
+
 
 @dataclass(slots=True)
 class ConfigCache:
@@ -180,6 +185,8 @@ class Statements:
         )
         self.claim_step = Prepared(e, step_forward())
         self.claim_counter = Prepared(e, counter_forward())
+        self.forward = {"last_step": self.claim_step, "counter": self.claim_counter}
+        """The "only forward" update by the state field it moves (``Kind.moves``)."""
         self.claim_backup = Prepared(
             e,
             update(bc)
@@ -318,7 +325,7 @@ class AuthState:
                 cur, uid=user_id
             ):
                 kind = MethodKind(kind_text)
-                if kind == MethodKind.BACKUP_CODES:
+                if not KINDS[kind].keyed:
                     methods.append(Method(method_id, kind))
                 else:
                     key = self.store.box.open(bytes(sealed), method_id)

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 from ..core.lockout import after_failure
 from ..core.verification import (
+    KINDS,
     Decision,
-    MethodKind,
     Outcome,
     Reason,
     VerifyPolicy,
@@ -314,10 +314,7 @@ class Authenticator:
         if out.method_state is not None:
             method_id, new = out.method_state
             kind = next(m.kind for m in user.methods if m.id == method_id)
-            if kind == MethodKind.TOTP:
-                claim = (method_id, "totp", new.last_step)
-            else:
-                claim = (method_id, "hotp", new.counter)
+            claim = (method_id, str(kind), getattr(new, _moves(kind)))
         elif out.backup_code_used is not None and out.decision.method_id is not None:
             method_id = out.decision.method_id
             code_hash = next(h for i, h in unused[method_id] if i == out.backup_code_used)
@@ -339,12 +336,10 @@ class Authenticator:
         if out.method_state is not None:
             method_id, new = out.method_state
             kind = next(m.kind for m in user.methods if m.id == method_id)
-            if kind == MethodKind.TOTP:
-                row, statement = {"mid": method_id, "v": new.last_step}, self.state.sql.claim_step
-                later = pending.steps if pending is not None else None
-            else:
-                row, statement = {"mid": method_id, "v": new.counter}, self.state.sql.claim_counter
-                later = pending.counters if pending is not None else None
+            moves = _moves(kind)
+            row = {"mid": method_id, "v": getattr(new, moves)}
+            statement = self.state.sql.forward[moves]
+            later = pending.forward[moves] if pending is not None else None
             if later is not None:
                 later.append(row)  # the cache is exact: the claim will apply (checked in _flush)
                 return True
@@ -352,3 +347,10 @@ class Authenticator:
         if out.backup_code_used is not None:
             return self.state.sql.claim_backup.run(cur, bid=out.backup_code_used, now=now) == 1
         return True
+
+
+def _moves(kind: str) -> str:
+    """The state field an acceptance of this method kind moves forward."""
+    moves = KINDS[kind].moves
+    assert moves is not None, f"method kind {kind} keeps no state to move"
+    return moves
