@@ -158,7 +158,7 @@ def decide(
 # -- method kinds ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: made once per method and attempt, on the hot path)
 class Attempted:
     """What a method kind's plug-in is given: the method, the code, now and their state."""
 
@@ -172,7 +172,7 @@ class Attempted:
     policy: VerifyPolicy
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Check:
     """What one method says of a code (a plug-in returns None when it does not match)."""
 
