@@ -1,0 +1,64 @@
+"""The SDK app in process (httpx's ASGI transport over a real node runtime on SQLite): the
+shape of answers and errors, the caller checked before the body, what the contract promises."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import httpx
+
+from openmfa.config import Config
+from openmfa.node.apikeys import ApiKeys
+from openmfa.node.runtime import NodeRuntime
+from openmfa.sdk import models
+from openmfa.sdk.app import create_app
+from openmfa.store.database import Store
+
+
+def run_app(store: Store, config: Config, scenario: object) -> None:
+    async def main() -> None:
+        node = NodeRuntime(store, config, radius_listen="")
+        await node.start()
+        try:
+            transport = httpx.ASGITransport(app=create_app(node))
+            async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
+                await scenario(c)  # type: ignore[operator]
+        finally:
+            await node.stop()
+
+    asyncio.run(main())
+
+
+def test_answers_errors_and_the_contract(store: Store, config: Config, tmp_path: Path) -> None:
+    token = ApiKeys(store).create("admin", "admin")
+    h = {"authorization": f"Bearer {token}"}
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        assert (await c.get("/readyz")).json() == {"status": "ready"}
+        version = models.VersionInfo(**(await c.get("/version")).json())
+        assert version.sdk_versions == list(models.SDK_VERSIONS)
+        r = await c.request("TRACE", "/v1/users", headers=h)
+        assert r.status_code == 405 and set(r.headers["allow"].split(", ")) >= {"GET", "POST"}
+        assert r.json()["code"] == "method_not_allowed" and r.json()["request_id"]
+        # no key: refused before the body is read (a broken body is not even looked at)
+        r = await c.post("/v1/users", content=b"{broken")
+        assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+        r = await c.post("/v1/users", json={"name": "alice", "email": "a@example.org"}, headers=h)
+        assert r.status_code == 201 and models.UserView(**r.json()).name == "alice"
+        r = await c.post("/v1/users", json={"name": "bad\u0007name"}, headers=h)
+        assert r.status_code == 422
+        r = await c.post("/v1/users/alice/bypass", json={"seconds": 30.0}, headers=h)
+        assert r.status_code == 200  # 30.0 is the integer 30
+        r = await c.post("/v1/users/alice/bypass", json={"seconds": 30.5}, headers=h)
+        assert r.status_code == 422
+        doc = (await c.get("/v1/openapi.json")).json()
+        seconds = doc["components"]["schemas"]["BypassRequest"]["properties"]["seconds"]
+        assert seconds["maximum"] == config.get("policy", "bypass_max_seconds")
+        name = doc["components"]["schemas"]["UserCreate"]["properties"]["name"]
+        assert name["pattern"] == models.NAME_PATTERN and re.fullmatch(name["pattern"], "alice")
+        r = await c.post("/v1/authenticate", json={"user": "alice", "code": ""}, headers=h)
+        assert r.json()["accepted"] is True and r.json()["reason"] == "bypass"
+
+    run_app(store, config, scenario)
