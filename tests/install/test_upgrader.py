@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from openmfa.farm import membership
+from openmfa.farm.agent import data_comes_back
 from openmfa.install.record import InstallRecord
 from openmfa.install.releases import InstallFailed
 from openmfa.install.upgrader import Journal, Upgrade
@@ -93,8 +94,11 @@ def test_a_farm_node_rolls_back_only_while_the_farm_can_go_back(tmp_path: Path) 
     store.close()
     backup = Backups(dd, dd.config()).create("before-upgrade")
     last = {"from": "0.2.0", "to": "0.2.1", "backup": backup.id}
-    up = Upgrade(record, lambda _: None)
-    assert up._farm_rollback_check(last) is True  # on its own: the backup comes back
+    assert data_comes_back(dd, last) is True  # on its own: the backup comes back
+    # `openmfa rollback` asks the farm's rule through the upgrader (which knows no farms)
+    asked: list[dict[str, str]] = []
+    up = Upgrade(record, lambda _: None, lambda _dd, got: asked.append(got) or True)
+    assert up.data_comes_back(dd, last) and asked == [last]
 
     def join(role: str, fmt: int) -> None:
         store = Store.open(dd)
@@ -106,15 +110,15 @@ def test_a_farm_node_rolls_back_only_while_the_farm_can_go_back(tmp_path: Path) 
         store.close()
 
     join(membership.SUBORDINATE, 1)
-    assert up._farm_rollback_check(last) is True  # its copy comes back, then catches up
+    assert data_comes_back(dd, last) is True  # its copy comes back, then catches up
     join(membership.SHARED, 1)
-    assert up._farm_rollback_check(last) is False  # one database: it stays
+    assert data_comes_back(dd, last) is False  # one database: it stays
     join(membership.MASTER, 1)
     with pytest.raises(InstallFailed, match="farm promote"):
-        up._farm_rollback_check(last)
+        data_comes_back(dd, last)
     join(membership.SUBORDINATE, 2)
     with pytest.raises(InstallFailed, match=r"moved to 2.*Nothing was changed"):
-        up._farm_rollback_check(last)
+        data_comes_back(dd, last)
 
 
 @pytest.mark.postgres

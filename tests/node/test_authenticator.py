@@ -169,9 +169,9 @@ def test_state_written_behind_the_cache_rolls_the_batch_back(store: Store, confi
         now = time.time()
         decide(auth, "alice", "000000", now)  # state now cached
         # Write through the authenticator's own connection: data_version cannot see it.
-        assert auth._conn is not None
-        with auth._conn.begin():
-            auth._conn.execute(
+        assert auth.state._conn is not None
+        with auth.state._conn.begin():
+            auth.state._conn.execute(
                 t.method_state.update()
                 .where(t.method_state.c.method_id == method_id)
                 .values(last_step=int(now // 30) + 5)
@@ -224,7 +224,7 @@ def test_a_batch_that_fails_after_the_master_granted_its_code_is_not_a_replay(
     try:
         now = time.time()
         code = totp(KEY, now)
-        real = auth._sql.audit.many
+        real = auth.state.sql.audit.many
         calls = {"n": 0}
 
         def fails_once(*args: object, **kwargs: object) -> object:
@@ -233,7 +233,7 @@ def test_a_batch_that_fails_after_the_master_granted_its_code_is_not_a_replay(
                 raise StoreError("disk I/O error")
             return real(*args, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(auth._sql.audit, "many", fails_once)
+        monkeypatch.setattr(auth.state.sql.audit, "many", fails_once)
         with pytest.raises(StoreError):
             auth.run([Attempt("alice", code)], now=now)
         assert len(master.asked) == 1  # granted at the master, not committed here
