@@ -23,7 +23,19 @@ def default_text() -> str:
     return resources.files("openmfa").joinpath("default_server.toml").read_text("utf-8")
 
 
-OPTIONAL: dict[tuple[str, str], Any] = {("farm", "retain_changes"): 100_000}
+OPTIONAL: dict[tuple[str, str], Any] = {
+    ("farm", "retain_changes"): 100_000,
+    ("mobile", "enabled"): False,
+    ("mobile", "public_url"): "http://127.0.0.1:8480/mobile",
+    ("mobile", "max_devices"): 5,
+    ("mobile", "open_per_user"): 3,
+    ("mobile", "min_gap_seconds"): 2.0,
+    ("mobile", "request_seconds"): 60,
+    ("mobile", "activation_seconds"): 600,
+    ("mobile", "fraud_action"): "block_push",
+    ("mobile", "fraud_command"): "",
+    ("mobile", "fraud_webhook"): "",
+}
 """Settings shipped commented out in default_server.toml, with their defaults here. Release
 0.2.0's upgrader adds every new setting of the new release to server.toml and then reads the
 file with its own, older code, which refuses a setting it does not know; a setting listed here
@@ -44,7 +56,10 @@ CHOICES: dict[tuple[str, str], tuple[Any, ...]] = {
     ("enroll", "digits"): (6, 8),
     ("enroll", "period"): (30, 60),
     ("enroll", "algorithm"): ("SHA1", "SHA256", "SHA512"),
+    ("mobile", "fraud_action"): ("block_push", "lock_user", "record"),
 }
+
+AT_MOST: dict[tuple[str, str], float] = {("mobile", "request_seconds"): 120}
 
 POSITIVE = {
     ("server", "max_body_bytes"),
@@ -61,6 +76,10 @@ POSITIVE = {
     ("radius_upstream", "timeout_seconds"),
     ("farm", "claim_timeout_seconds"),
     ("farm", "retain_changes"),
+    ("mobile", "max_devices"),
+    ("mobile", "open_per_user"),
+    ("mobile", "request_seconds"),
+    ("mobile", "activation_seconds"),
 }
 
 
@@ -119,6 +138,9 @@ def merge(
                 )
             if (section, key) in POSITIVE and value <= 0:
                 raise ConfigError(f"{where}: [{section}] {key} must be greater than 0")
+            most = AT_MOST.get((section, key))
+            if most is not None and value > most:
+                raise ConfigError(f"{where}: [{section}] {key} must be at most {most:g}")
             out[section][key] = value
     return out
 

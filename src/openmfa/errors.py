@@ -37,7 +37,10 @@ node sends (``openmfa.sdk.errors``).
         ├── MethodNotAllowed         -- the path exists, the HTTP method does not
         ├── Conflict                 -- it exists already
         │   ├── NotMaster            -- a write sent to a farm subordinate: use the master
-        │   └── Diverged             -- this node holds changes its master does not have
+        │   ├── Diverged             -- this node holds changes its master does not have
+        │   └── PushClosed           -- a push answer for a request no longer waiting
+        ├── DeviceRefused            -- a device's signed message is not accepted (403)
+        ├── ActivationRefused        -- an activation code is wrong, used or expired (403)
         ├── SnapshotNeeded           -- a subordinate asked for changes the master no longer keeps
         └── InvalidInput             -- a value is out of range or has the wrong shape
 
@@ -231,6 +234,25 @@ class Diverged(Conflict):
     """This node holds change records its master does not have."""
 
     code = "diverged"
+
+
+class PushClosed(Conflict):
+    """The push request was answered already, expired or ended."""
+
+    code = "push_closed"
+
+
+class DeviceRefused(Forbidden):
+    """A device's signed poll or answer is refused: unknown or revoked device, bad signature,
+    a replayed counter or nonce, a clock too far off, or a request of another user."""
+
+    code = "device_refused"
+
+
+class ActivationRefused(Forbidden):
+    """An activation code that does not exist, was used, or expired."""
+
+    code = "activation_refused"
 
 
 class SnapshotNeeded(RequestError):

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from openmfa.store.formats import DATA_FORMAT
 from tests.conftest import pg_database
 
 from .farm_scenario import (
@@ -88,9 +89,9 @@ def test_rolling_upgrade_under_load_through_haproxy(
         assert set(users) >= set(seeds), n.name
         for name in seeds:  # sealed at finalize (format 2) on every node, and intact
             assert users[name]["email"] == f"{name}@example.org", (n.name, users[name])
-        assert data_format_reaches(n, 2), n.name  # as the node replays finalize
+        assert data_format_reaches(n, DATA_FORMAT), n.name  # as the node replays finalize
     farm_status = json.loads(b.cli("farm", "status", "--json"))
-    assert farm_status["format"] == 2
+    assert farm_status["format"] == DATA_FORMAT
     status = {n["name"]: n for n in farm_status["nodes"]}
     assert status["node-b"]["role"] == "master"
     assert_audited(b, load.sdk_request_ids)

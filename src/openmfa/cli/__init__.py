@@ -15,7 +15,7 @@ import sys
 import click
 
 from .. import __version__
-from . import apikeys, backups, farm, install, methods, node, radius, users
+from . import apikeys, backups, devices, farm, install, methods, mobile, node, radius, users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +33,8 @@ for command in (
     node.audit_cmd,
     users.user,
     methods.method,
+    devices.device,
+    mobile.mobile,
     apikeys.apikey,
     radius.radius,
     backups.backup,

@@ -9,10 +9,11 @@ Order of the rules (each one is final):
 2. an open one-time bypass → accepted with ``bypass``, and the bypass is spent;
 3. no usable method → ``no_method``;
 4. the code, normalised, is tried against every method, each by the plug-in of its kind
-   (``KINDS``: TOTP, HOTP, backup codes); a fresh match → accepted; a match of an already used
-   TOTP step → ``replay``; otherwise ``malformed`` (not digits) or ``wrong_code``. Every one of
-   these counts as a failure towards the lockout. A plug-in may also answer that the decision
-   is *pending* (a push approval the user has not given yet): ``pending``, not a failure.
+   (``KINDS``: TOTP, HOTP, backup codes, push devices); a fresh match → accepted; a match of
+   an already used TOTP step → ``replay``; otherwise ``malformed`` (not digits) or
+   ``wrong_code``. Every one of these counts as a failure towards the lockout. A plug-in may
+   also answer that the decision is *pending* (a push approval the user has not given yet, or
+   an empty code for a user with a device): ``pending``, not a failure.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class MethodKind(StrEnum):
     TOTP = "totp"
     HOTP = "hotp"
     BACKUP_CODES = "backup-codes"
+    PUSH = "push"
+    """A device that approves sign-ins (number matching); offline, it shows a TOTP code."""
 
 
 class Reason(StrEnum):
@@ -48,6 +51,12 @@ class Reason(StrEnum):
     """A farm subordinate could not claim the code at its master and policy fails closed."""
     PENDING = "pending"
     """The decision waits for the user (a push approval): not accepted yet, not a failure."""
+    PUSH_LIMITED = "push_limited"
+    """Too many push requests open for this user, or the last one was too recent."""
+    PUSH_BLOCKED = "push_blocked"
+    """The user reported a push as fraud; no push until an administrator unblocks them."""
+    PUSH_UNAVAILABLE = "push_unavailable"
+    """Push requests are opened at the farm's master, which this node cannot reach now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,8 @@ class Decision:
     reason: Reason
     method_id: str | None = None
     locked_until: float | None = None
+    pending: tuple[str, str, float] | None = None
+    """With ``pending``: the push request's (id, number to show, expiry)."""
 
 
 @dataclass(slots=True)
@@ -230,6 +241,16 @@ def _hotp(a: Attempted) -> Check | None:
     return None if nxt is None else Check(state=MethodState(a.state.last_step, nxt))
 
 
+PUSH_WORDS = ("", "push")
+"""What asks for a push instead of a code (RADIUS clients send an empty password or "push")."""
+
+
+def _push(a: Attempted) -> Check | None:
+    if a.code.lower() in PUSH_WORDS:
+        return Check(pending=True)
+    return _totp(a)  # the device's offline code
+
+
 def _backup(a: Attempted) -> Check | None:
     if not backup_codes.looks_like(a.code):
         return None
@@ -243,6 +264,7 @@ KINDS: dict[str, Kind] = {
     MethodKind.BACKUP_CODES: Kind(
         _backup, usable=lambda m, unused: bool(unused.get(m.id)), keyed=False
     ),
+    MethodKind.PUSH: Kind(_push, moves="last_step"),
 }
 """Every method kind by its name; a new kind registers here (``register``)."""
 

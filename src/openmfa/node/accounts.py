@@ -225,6 +225,11 @@ class Accounts:
             raise InvalidInput(
                 f"method kind must be one of {', '.join(MethodKind)}, not {kind!r}"
             ) from None
+        if method_kind == MethodKind.PUSH:
+            raise InvalidInput(
+                "a push device enrolls itself: give the user an activation code "
+                "(openmfa device activate NAME) and activate the app with it"
+            )
         digits = enroll["digits"] if digits is None else digits
         period = enroll["period"] if period is None else period
         algorithm = (enroll["algorithm"] if algorithm is None else algorithm).upper()

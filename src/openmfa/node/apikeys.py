@@ -35,11 +35,12 @@ SCOPES: dict[str, frozenset[str]] = {
             "methods:write",
             "bypass",
             "audit:read",
+            "devices",
         }
     ),
     "portal": frozenset({"authenticate", "users:read", "methods:read", "methods:write"}),
     "adapter": frozenset({"authenticate", "users:read"}),
-    "mobile": frozenset({"users:read"}),
+    "mobile": frozenset({"users:read", "devices"}),
 }
 PREFIX = "omfa_"
 

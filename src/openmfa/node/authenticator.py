@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.lockout import after_failure
 from ..core.verification import (
@@ -32,6 +32,9 @@ from ..store.database import Store
 from ..store.prepared import dbapi_cursor
 from .apikeys import KeyRing
 from .auth_state import AuthState, CachedUser, Discard, Pending
+
+if TYPE_CHECKING:
+    from .push import Opened, PushService
 
 
 class ClaimResult(Enum):
@@ -110,6 +113,8 @@ class Attempt:
     token: str | None = None
     """An SDK request's API key (checked before its body was read): checked again against this
     batch's configuration generation, so a key revoked a moment ago is refused."""
+    source: str = ""
+    """Where the sign-in comes from (an address), shown on the phone with a push request."""
 
 
 class Authenticator:
@@ -121,6 +126,7 @@ class Authenticator:
         policy: VerifyPolicy,
         keyring: KeyRing | None = None,
         round: Round | None = None,
+        push: PushService | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -130,6 +136,10 @@ class Authenticator:
         self.state = AuthState(store)
         self.on_state: Callable[[list[tuple[str, str, int]]], None] | None = None
         """Told each committed batch's TOTP steps and HOTP counters (the farm's state push)."""
+        self.push = push
+        """Opens push requests when a decision is pending (None: push is off)."""
+        self.on_push: Callable[[list[Opened]], None] | None = None
+        """Told each committed batch's new push requests (to wake the devices)."""
 
     def close(self) -> None:
         self.state.close()
@@ -168,6 +178,7 @@ class Authenticator:
         audit: list[dict[str, Any]] = []
         node = self.store.node_name
         pending = Pending() if self.state.exact else None
+        opened: list[Opened] = []
         with self.state.transaction() as conn:
             cur = dbapi_cursor(conn)
             if pending is not None:
@@ -184,6 +195,8 @@ class Authenticator:
                         continue
                     client = api.name
                 d, locked, detail = self._one(cur, a, now, pending, verdicts)
+                if d.reason is Reason.PENDING:
+                    d, detail = self._open_push(conn, a, d, client, now, opened)
                 results.append(d)
                 row = {
                     "at": now,
@@ -216,7 +229,33 @@ class Authenticator:
                 [(r["mid"], "totp", r["v"]) for r in pending.steps]
                 + [(r["mid"], "hotp", r["v"]) for r in pending.counters]
             )
+        if opened and self.on_push is not None:
+            self.on_push(opened)
         return results
+
+    def _open_push(
+        self, conn: Any, a: Attempt, d: Decision, client: str, now: float, opened: list[Opened]
+    ) -> tuple[Decision, str]:
+        """A pending decision: open the push request (or join the same request's)."""
+        if self.push is None:
+            return Decision(False, Reason.PUSH_UNAVAILABLE, d.method_id), "push is off"
+        if self.round is not None:
+            return (
+                Decision(False, Reason.PUSH_UNAVAILABLE, d.method_id),
+                "push requests are opened at the farm's master; sign in there",
+            )
+        d, new = self.push.open(
+            conn,
+            a.user,
+            d.method_id,
+            client=client,
+            source=a.source,
+            request_id=a.request_id,
+            now=now,
+        )
+        if new is not None:
+            opened.append(new)
+        return d, f"push {d.pending[0]}" if d.pending else ""
 
     def _one(
         self,

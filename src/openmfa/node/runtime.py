@@ -22,6 +22,8 @@ from .apikeys import ApiClient, ApiKeys, KeyRing
 from .authenticator import Authenticator
 from .commit_queue import CommitQueue
 from .policy import verify_policy
+from .push import Opened, PushService
+from .push_hub import PushHub
 from .readiness import Readiness
 
 
@@ -39,8 +41,10 @@ class NodeRuntime:
         self.keyring = KeyRing()
         self.accounts = Accounts(store, config)
         self.apikeys = ApiKeys(store)
+        self.push = PushService(store, config, self.accounts)
+        self.push_hub = PushHub()
         self.authenticator = Authenticator(
-            store, verify_policy(config), self.keyring, round_for(store, config)
+            store, verify_policy(config), self.keyring, round_for(store, config), self.push
         )
         self.queue = CommitQueue(self.authenticator)
         self.max_body = int(config.get("server", "max_body_bytes"))
@@ -57,6 +61,12 @@ class NodeRuntime:
         import asyncio
 
         await asyncio.to_thread(self.readiness.start)
+        loop, hub = asyncio.get_running_loop(), self.push_hub
+
+        def wake(opened: list[Opened]) -> None:
+            loop.call_soon_threadsafe(hub.opened, opened)
+
+        self.authenticator.on_push = wake
         self.queue.start()
         try:
             if self.radius is not None:

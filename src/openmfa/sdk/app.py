@@ -45,18 +45,24 @@ from ..store.database import DATA_FORMAT, READS_FORMATS
 from .models import (
     NAME_RE,
     SDK_VERSIONS,
+    ActivationRequest,
     AuditPage,
     AuthenticateRequest,
     BypassGranted,
     BypassRequest,
     DecisionView,
+    DeviceActivate,
+    DeviceList,
+    DevicePoll,
     ErrorBody,
     Health,
     MethodCreate,
     MethodList,
+    PendingPush,
     RadiusStats,
     Resynchronised,
     ResyncRequest,
+    SignedMessage,
     UserCreate,
     UserPage,
     UserPatch,
@@ -102,7 +108,7 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
-_NUMBERED = (BypassRequest, MethodCreate)
+_NUMBERED: tuple[type[msgspec.Struct], ...] = (BypassRequest, MethodCreate)
 """Bodies with integer fields: decoded in two steps so that 30.0 counts as 30."""
 
 
@@ -193,21 +199,125 @@ async def authenticate(request: Request) -> Response:
     if NAME_RE.fullmatch(body.user) is None:  # no such user can exist (sdk.models.NAME_PATTERN)
         raise InvalidInput("user is not a user name: printable, no '/', not blank")
     rid = request.state.request_id
+    code = body.code
+    if body.method == "push":
+        if code:
+            raise InvalidInput("send no code with method push (the phone answers instead)")
+        code = "push"
     result = await node.queue.submit(
-        Attempt(body.user, body.code, client=client.name, request_id=rid, token=_token(request))
+        Attempt(
+            body.user,
+            code,
+            client=client.name,
+            request_id=rid,
+            token=_token(request),
+            source=body.source,
+        )
     )
     if isinstance(result, OpenMfaError):
         raise result
     d: Decision = result
-    return json_response(
-        DecisionView(
-            accepted=d.accepted,
-            reason=str(d.reason),
-            method_id=d.method_id,
-            locked_until=d.locked_until,
-            request_id=rid,
-        )
+    view = DecisionView(
+        accepted=d.accepted,
+        reason=str(d.reason),
+        method_id=d.method_id,
+        locked_until=d.locked_until,
+        request_id=rid,
     )
+    if d.pending is not None:
+        push_id, number, expires = d.pending
+        view.pending = PendingPush(id=push_id, number=number, expires_at=expires)
+    return json_response(view)
+
+
+async def push_outcome(request: Request) -> Response:
+    """Where a push request stands; ``?wait=N`` holds the answer up to N seconds (at most 60)
+    until the phone answers or the request expires."""
+    node = _node(request)
+    push_id = request.path_params["push_id"]
+    wait = _int_param(request, "wait", 0, 0, 60)
+    client = await _authorize(request, "authenticate")
+    outcome = await _run(client, lambda c: node.push.outcome(push_id, c.name))
+    if outcome.status == "pending" and wait:
+        left = min(float(wait), outcome.expires_at - time.time() + 0.05)
+        await node.push_hub.wait_decided(push_id, left)
+        outcome = await _run(client, lambda c: node.push.outcome(push_id, c.name))
+    return json_response(outcome)
+
+
+async def activation(request: Request) -> Response:
+    node = _node(request)
+    name = request.path_params["name"]
+    client = await _authorize(request, "methods:write")
+    body = await _body(request, ActivationRequest, node.max_body)
+    code = await _run(
+        client, lambda c: node.push.issue_activation(name, body.label, _actor(request, c))
+    )
+    return json_response(code, 201)
+
+
+async def devices(request: Request) -> Response:
+    node = _node(request)
+    name = request.path_params["name"]
+    found = await _call(request, "methods:read", lambda c: node.push.list_devices(name))
+    return json_response(DeviceList(devices=found))
+
+
+async def device(request: Request) -> Response:
+    node = _node(request)
+    name, device_id = request.path_params["name"], request.path_params["device_id"]
+    await _call(
+        request,
+        "methods:write",
+        lambda c: node.push.revoke(name, device_id, _actor(request, c)),
+    )
+    return Response(status_code=204)
+
+
+async def device_activate(request: Request) -> Response:
+    """The mobile service passes on a device's activation (code + public key)."""
+    node = _node(request)
+    client = await _authorize(request, "devices")
+    b = await _body(request, DeviceActivate, node.max_body)
+    webpush = msgspec.structs.asdict(b.webpush) if b.webpush is not None else None
+    done = await _run(
+        client,
+        lambda c: node.push.activate(
+            b.code, b.alg, b.public_key, b.label, webpush, _actor(request, c)
+        ),
+    )
+    return json_response(done, 201)
+
+
+async def device_poll(request: Request) -> Response:
+    """A device's signed poll, passed on by the mobile service: who it is, what waits."""
+    node = _node(request)
+    client = await _authorize(request, "devices")
+    b = await _body(request, SignedMessage, node.max_body)
+    device_id, waiting = await _run(client, lambda c: node.push.poll(b.payload, b.signature))
+    return json_response(DevicePoll(device_id=device_id, requests=waiting))
+
+
+async def push_answer(request: Request) -> Response:
+    """A device's signed answer, passed on by the mobile service."""
+    node = _node(request)
+    client = await _authorize(request, "devices")
+    b = await _body(request, SignedMessage, node.max_body)
+    outcome = await _run(
+        client, lambda c: node.push.answer(b.payload, b.signature, _actor(request, c))
+    )
+    node.push_hub.decided(outcome.id)
+    return json_response(outcome)
+
+
+async def push_events(request: Request) -> Response:
+    """New push requests since ``after`` (``?boot=…&after=N&wait=S``), for the mobile service."""
+    node = _node(request)
+    await _authorize(request, "devices")
+    after = _int_param(request, "after", 0, 0, 2**62)
+    wait = _int_param(request, "wait", 0, 0, 60)
+    boot = request.query_params.get("boot", "")
+    return json_response(await node.push_hub.events_after(boot, after, float(wait)))
 
 
 async def users(request: Request) -> Response:
@@ -475,6 +585,7 @@ def create_app(
         Route("/version", version),
         Route("/v1/openapi.json", openapi),
         Route("/v1/authenticate", authenticate, methods=["POST"]),
+        Route("/v1/authenticate/{push_id}", push_outcome, methods=["GET"]),
         Route("/v1/users", users, methods=["GET", "POST"]),
         Route(u, user, methods=["GET", "PATCH", "DELETE"]),
         Route(u + "/unlock", unlock, methods=["POST"]),
@@ -482,6 +593,13 @@ def create_app(
         Route(u + "/methods", methods, methods=["GET", "POST"]),
         Route(u + "/methods/{method_id}", method, methods=["DELETE"]),
         Route(u + "/methods/{method_id}/resync", resync, methods=["POST"]),
+        Route(u + "/devices", devices, methods=["GET"]),
+        Route(u + "/devices/activation", activation, methods=["POST"]),
+        Route(u + "/devices/{device_id}", device, methods=["DELETE"]),
+        Route("/v1/devices", device_activate, methods=["POST"]),
+        Route("/v1/devices/poll", device_poll, methods=["POST"]),
+        Route("/v1/push/answer", push_answer, methods=["POST"]),
+        Route("/v1/push/events", push_events, methods=["GET"]),
         Route("/v1/audit", audit),
         Route("/v1/radius/stats", radius_stats),
         *node.farm.routes(),

@@ -43,25 +43,36 @@ from ..errors import NodeTooOld, NotMaster, OpenMfaError, Unavailable
 from .errors import from_answer
 from .models import (
     SDK_VERSION,
+    ActivationCode,
+    ActivationRequest,
     AuditPage,
     AuditView,
     AuthenticateRequest,
     BypassGranted,
     BypassRequest,
     DecisionView,
+    DeviceActivate,
+    DeviceActivated,
+    DeviceList,
+    DevicePoll,
+    DeviceView,
     Enrollment,
     Health,
     MethodCreate,
     MethodList,
     MethodView,
+    PushEvents,
+    PushOutcome,
     RadiusStats,
     Resynchronised,
     ResyncRequest,
+    SignedMessage,
     UserCreate,
     UserPage,
     UserPatch,
     UserView,
     VersionInfo,
+    WebPushSubscription,
 )
 
 __all__ = ["AsyncSdkClient", "Call", "Requests", "SdkClient"]
@@ -81,11 +92,17 @@ class Call(Generic[T]):
     params: dict[str, str | int | float] = field(default_factory=dict)
     body: bytes | None = None
     kind: Literal["read", "write", "authenticate"] = "read"
+    timeout: float | None = None
+    """Seconds to wait for the answer (long-polls); None: the client's own timeout."""
 
     def decode(self, content: bytes) -> T:
         if self.answer is None:
             return None  # type: ignore[return-value]
         return msgspec.json.decode(content, type=self.answer)
+
+
+def _timeout(call: Call[Any]) -> Any:
+    return httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout
 
 
 def _seg(value: str) -> str:
@@ -108,9 +125,75 @@ class Requests:
         return Call("GET", "/version", VersionInfo)
 
     @staticmethod
-    def authenticate(user: str, code: str = "") -> Call[DecisionView]:
-        body = _encode(AuthenticateRequest(user=user, code=code))
+    def authenticate(
+        user: str, code: str = "", *, push: bool = False, source: str = ""
+    ) -> Call[DecisionView]:
+        body = _encode(
+            AuthenticateRequest(user=user, code=code, method="push" if push else "", source=source)
+        )
         return Call("POST", "/v1/authenticate", DecisionView, body=body, kind="authenticate")
+
+    @staticmethod
+    def push_outcome(push_id: str, *, wait: int = 0) -> Call[PushOutcome]:
+        """Where a push request stands; ``wait`` seconds (0 to 60): until the phone answers."""
+        return Call(
+            "GET",
+            f"/v1/authenticate/{_seg(push_id)}",
+            PushOutcome,
+            params={"wait": wait},
+            kind="authenticate",
+            timeout=wait + 10.0,
+        )
+
+    @staticmethod
+    def issue_activation(name: str, label: str = "") -> Call[ActivationCode]:
+        body = _encode(ActivationRequest(label=label))
+        path = f"/v1/users/{_seg(name)}/devices/activation"
+        return Call("POST", path, ActivationCode, body=body, kind="write")
+
+    @staticmethod
+    def list_devices(name: str) -> Call[DeviceList]:
+        return Call("GET", f"/v1/users/{_seg(name)}/devices", DeviceList)
+
+    @staticmethod
+    def revoke_device(name: str, device_id: str) -> Call[None]:
+        path = f"/v1/users/{_seg(name)}/devices/{_seg(device_id)}"
+        return Call("DELETE", path, None, kind="write")
+
+    @staticmethod
+    def activate_device(
+        code: str,
+        alg: str,
+        public_key: str,
+        *,
+        label: str = "",
+        webpush: WebPushSubscription | None = None,
+    ) -> Call[DeviceActivated]:
+        body = _encode(
+            DeviceActivate(
+                code=code,
+                alg=alg,  # type: ignore[arg-type]
+                public_key=public_key,
+                label=label,
+                webpush=webpush,
+            )
+        )
+        return Call("POST", "/v1/devices", DeviceActivated, body=body, kind="write")
+
+    @staticmethod
+    def poll_device(payload: str, signature: str) -> Call[DevicePoll]:
+        body = _encode(SignedMessage(payload=payload, signature=signature))
+        return Call("POST", "/v1/devices/poll", DevicePoll, body=body, kind="authenticate")
+
+    @staticmethod
+    def answer_push(payload: str, signature: str) -> Call[PushOutcome]:
+        body = _encode(SignedMessage(payload=payload, signature=signature))
+        return Call("POST", "/v1/push/answer", PushOutcome, body=body, kind="write")
+
+    @staticmethod
+    def push_events(boot: str = "", after: int = 0, *, wait: int = 0) -> Call[PushEvents]:
+        params: dict[str, str | int | float] = {"boot": boot, "after": after, "wait": wait}
+        return Call("GET", "/v1/push/events", PushEvents, params=params, timeout=wait + 10.0)
 
     @staticmethod
     def create_user(
@@ -325,6 +408,7 @@ class SdkClient:
                     params=call.params or None,
                     content=call.body,
                     headers=self._plan.headers_for(call, rid),
+                    timeout=_timeout(call),
                 )
             except httpx.HTTPError as exc:
                 step = self._plan.unreachable(call, url, exc)
@@ -359,9 +443,49 @@ class SdkClient:
             return False
 
     def authenticate(
-        self, user: str, code: str = "", *, request_id: str | None = None
+        self,
+        user: str,
+        code: str = "",
+        *,
+        push: bool = False,
+        source: str = "",
+        request_id: str | None = None,
     ) -> DecisionView:
-        return self.send(Requests.authenticate(user, code), request_id=request_id)
+        call = Requests.authenticate(user, code, push=push, source=source)
+        return self.send(call, request_id=request_id)
+
+    def push_outcome(self, push_id: str, *, wait: int = 0) -> PushOutcome:
+        return self.send(Requests.push_outcome(push_id, wait=wait))
+
+    def issue_activation(self, name: str, label: str = "") -> ActivationCode:
+        return self.send(Requests.issue_activation(name, label))
+
+    def list_devices(self, name: str) -> list[DeviceView]:
+        return self.send(Requests.list_devices(name)).devices
+
+    def revoke_device(self, name: str, device_id: str) -> None:
+        self.send(Requests.revoke_device(name, device_id))
+
+    def activate_device(
+        self,
+        code: str,
+        alg: str,
+        public_key: str,
+        *,
+        label: str = "",
+        webpush: WebPushSubscription | None = None,
+    ) -> DeviceActivated:
+        call = Requests.activate_device(code, alg, public_key, label=label, webpush=webpush)
+        return self.send(call)
+
+    def poll_device(self, payload: str, signature: str) -> DevicePoll:
+        return self.send(Requests.poll_device(payload, signature))
+
+    def answer_push(self, payload: str, signature: str) -> PushOutcome:
+        return self.send(Requests.answer_push(payload, signature))
+
+    def push_events(self, boot: str = "", after: int = 0, *, wait: int = 0) -> PushEvents:
+        return self.send(Requests.push_events(boot, after, wait=wait))
 
     def create_user(
         self, name: str, *, display_name: str = "", email: str = "", phone: str = ""
@@ -490,6 +614,7 @@ class AsyncSdkClient:
                     params=call.params or None,
                     content=call.body,
                     headers=self._plan.headers_for(call, rid),
+                    timeout=_timeout(call),
                 )
             except httpx.HTTPError as exc:
                 step = self._plan.unreachable(call, url, exc)
@@ -524,9 +649,49 @@ class AsyncSdkClient:
             return False
 
     async def authenticate(
-        self, user: str, code: str = "", *, request_id: str | None = None
+        self,
+        user: str,
+        code: str = "",
+        *,
+        push: bool = False,
+        source: str = "",
+        request_id: str | None = None,
     ) -> DecisionView:
-        return await self.send(Requests.authenticate(user, code), request_id=request_id)
+        call = Requests.authenticate(user, code, push=push, source=source)
+        return await self.send(call, request_id=request_id)
+
+    async def push_outcome(self, push_id: str, *, wait: int = 0) -> PushOutcome:
+        return await self.send(Requests.push_outcome(push_id, wait=wait))
+
+    async def issue_activation(self, name: str, label: str = "") -> ActivationCode:
+        return await self.send(Requests.issue_activation(name, label))
+
+    async def list_devices(self, name: str) -> list[DeviceView]:
+        return (await self.send(Requests.list_devices(name))).devices
+
+    async def revoke_device(self, name: str, device_id: str) -> None:
+        await self.send(Requests.revoke_device(name, device_id))
+
+    async def activate_device(
+        self,
+        code: str,
+        alg: str,
+        public_key: str,
+        *,
+        label: str = "",
+        webpush: WebPushSubscription | None = None,
+    ) -> DeviceActivated:
+        call = Requests.activate_device(code, alg, public_key, label=label, webpush=webpush)
+        return await self.send(call)
+
+    async def poll_device(self, payload: str, signature: str) -> DevicePoll:
+        return await self.send(Requests.poll_device(payload, signature))
+
+    async def answer_push(self, payload: str, signature: str) -> PushOutcome:
+        return await self.send(Requests.answer_push(payload, signature))
+
+    async def push_events(self, boot: str = "", after: int = 0, *, wait: int = 0) -> PushEvents:
+        return await self.send(Requests.push_events(boot, after, wait=wait))
 
     async def create_user(
         self, name: str, *, display_name: str = "", email: str = "", phone: str = ""

@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import (
+    ActivationRefused,
     Conflict,
+    DeviceRefused,
     Diverged,
     Forbidden,
     InvalidInput,
@@ -24,6 +26,7 @@ from ..errors import (
     NotReady,
     OpenMfaError,
     PayloadTooLarge,
+    PushClosed,
     RequestError,
     SnapshotNeeded,
     StoreError,
@@ -33,7 +36,9 @@ from ..errors import (
 )
 
 __all__ = [
+    "ActivationRefused",
     "Conflict",
+    "DeviceRefused",
     "Diverged",
     "Forbidden",
     "InvalidInput",
@@ -45,6 +50,7 @@ __all__ = [
     "NotReady",
     "OpenMfaError",
     "PayloadTooLarge",
+    "PushClosed",
     "RequestError",
     "SnapshotNeeded",
     "StoreError",

@@ -58,10 +58,48 @@ Kind = Literal["totp", "hotp", "backup-codes"]
 # -- requests ----------------------------------------------------------------------------------
 
 
-class AuthenticateRequest(msgspec.Struct, forbid_unknown_fields=True):
+class AuthenticateRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     user: Name
     code: Code = ""
-    """The code the user typed. May be empty when a one-time bypass is expected."""
+    """The code the user typed. Empty: a one-time bypass, or a push to the user's device."""
+    method: Literal["", "push"] = ""
+    """``push``: ask the user's device to approve (the answer is ``pending``)."""
+    source: Annotated[str, Meta(max_length=64, extra_json_schema={"pattern": TEXT_PATTERN})] = ""
+    """Where the person signing in is (an address), shown on the phone with a push."""
+
+
+class ActivationRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    label: Text = ""
+    """What the device will be called (\"Alice's phone\"); the device may name itself."""
+
+
+B64 = Annotated[str, Meta(min_length=1, max_length=4096, pattern="^[A-Za-z0-9_-]+$")]
+"""base64url without padding."""
+
+
+class WebPushSubscription(msgspec.Struct, forbid_unknown_fields=True):
+    """Where a WebPush/UnifiedPush wake-up goes (RFC 8030/8291): the push service's endpoint
+    and the device's receiving keys."""
+
+    endpoint: Annotated[str, Meta(max_length=2048, pattern="^https?://[^\\s]+$")]
+    p256dh: B64
+    auth: B64
+
+
+class DeviceActivate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    code: Annotated[str, Meta(min_length=1, max_length=64, pattern="^[A-Za-z2-7 ]+$")]
+    alg: Literal["ES256", "EdDSA"]
+    public_key: B64
+    """The device's public key: DER SubjectPublicKeyInfo, base64url."""
+    label: Text = ""
+    webpush: WebPushSubscription | None = None
+
+
+class SignedMessage(msgspec.Struct, forbid_unknown_fields=True):
+    """A device's message (``core.push``): canonical JSON and its signature, base64url."""
+
+    payload: B64
+    signature: B64
 
 
 class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -108,6 +146,9 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     MethodCreate,
     ResyncRequest,
     BypassRequest,
+    ActivationRequest,
+    DeviceActivate,
+    SignedMessage,
 )
 
 
@@ -170,12 +211,104 @@ class AuditView(msgspec.Struct, kw_only=True):
     detail: str
 
 
+class PendingPush(msgspec.Struct, kw_only=True):
+    """A push request waiting for the user's phone: show ``number``; the user types it there."""
+
+    id: str
+    number: str
+    expires_at: float
+
+
+class PushOutcome(msgspec.Struct, kw_only=True):
+    """Where a push request stands: ``pending``, ``accepted``, ``denied``, ``fraud`` or
+    ``expired``."""
+
+    id: str
+    user: str
+    status: str
+    accepted: bool
+    expires_at: float
+    decided_at: float | None = None
+
+
+class PushRequestView(msgspec.Struct, kw_only=True):
+    """A push request as the phone sees it (never the number: the person types that)."""
+
+    id: str
+    user: str
+    client: str
+    source: str
+    created_at: float
+    expires_at: float
+    nonce: str
+
+
+class ActivationCode(msgspec.Struct, kw_only=True):
+    """Shown once: what a device activates with (single use, until ``expires_at``)."""
+
+    user: str
+    code: str
+    url: str
+    expires_at: float
+    qr_text: str
+    """``openmfa://activate?url=…&code=…``: what the QR code carries."""
+
+
+class DeviceActivated(msgspec.Struct, kw_only=True):
+    """Told to the device once: its id and the seed of its offline TOTP code."""
+
+    device_id: str
+    user: str
+    label: str
+    totp_secret: str
+    digits: int
+    period: int
+    algorithm: str
+
+
+class DeviceView(msgspec.Struct, kw_only=True):
+    id: str
+    label: str
+    alg: str
+    created_at: float
+    webpush: bool
+
+
+class DeviceList(msgspec.Struct, kw_only=True):
+    devices: list[DeviceView]
+
+
+class DevicePoll(msgspec.Struct, kw_only=True):
+    """A signed poll's answer: the device it authenticated and its user's open requests."""
+
+    device_id: str
+    requests: list[PushRequestView]
+
+
+class PushEvent(msgspec.Struct, kw_only=True):
+    seq: int
+    request: PushRequestView
+    devices: list[str]
+    """The devices to wake (their ids)."""
+
+
+class PushEvents(msgspec.Struct, kw_only=True):
+    """New push requests since ``after`` (for the mobile service, which wakes the devices)."""
+
+    boot: str
+    """Changes when the node restarts: then start again from ``seq`` 0."""
+    seq: int
+    events: list[PushEvent]
+
+
 class DecisionView(msgspec.Struct, kw_only=True):
     accepted: bool
     reason: str
     method_id: str | None = None
     locked_until: float | None = None
     request_id: str = ""
+    pending: PendingPush | None = None
+    """With reason ``pending``: the push request to wait for (``GET /v1/authenticate/{id}``)."""
 
 
 class UserPage(msgspec.Struct, kw_only=True):
@@ -245,4 +378,14 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     RadiusStats,
     Health,
     VersionInfo,
+    PendingPush,
+    PushOutcome,
+    PushRequestView,
+    ActivationCode,
+    DeviceActivated,
+    DeviceView,
+    DeviceList,
+    DevicePoll,
+    PushEvent,
+    PushEvents,
 )

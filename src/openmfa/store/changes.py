@@ -245,11 +245,25 @@ def _method_add(conn: Connection, p: Payload) -> None:
             insert(t.backup_codes),
             [{"method_id": p["id"], "code_hash": bytes.fromhex(h)} for h in p["backup_hashes"]],
         )
+    device = p.get("device")
+    if device:  # a push method (data format 3): the device's public key
+        conn.execute(
+            insert(t.devices).values(
+                method_id=p["id"],
+                user_id=p["user_id"],
+                alg=device["alg"],
+                public_key=bytes.fromhex(device["public_key"]),
+                webpush=device.get("webpush", ""),
+                counter=0,
+                created_at=p["at"],
+            )
+        )
 
 
 @applier("method.remove")
 def _method_remove(conn: Connection, p: Payload) -> None:
     conn.execute(delete(t.backup_codes).where(t.backup_codes.c.method_id == p["id"]))
+    conn.execute(delete(t.devices).where(t.devices.c.method_id == p["id"]))
     conn.execute(delete(t.method_state).where(t.method_state.c.method_id == p["id"]))
     conn.execute(delete(t.methods).where(t.methods.c.id == p["id"]))
 

@@ -15,6 +15,10 @@ release or new, reads every row, and rolling back to the previous release stays 
 Format 2: a user's email and phone (personal data) are sealed at rest like the OATH seeds
 (AES-256-GCM under the data key, bound to the user's id), in ``users.contact_enc``; the plain
 columns are emptied. Change records of format 2 carry the sealed value, never the plain one.
+
+Format 3: push sign-in. A method may be of kind ``push`` (a device: its public key in
+``devices``, an offline TOTP seed in the method); a release that reads only up to format 2 does
+not know that kind, so devices are activated only once the data set is at format 3.
 """
 
 from __future__ import annotations
@@ -38,9 +42,9 @@ def local_format(conn: Connection) -> int:
     return int(value or 0)
 
 
-DATA_FORMAT = 2
+DATA_FORMAT = 3
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
-READS_FORMATS = (1, 2)
+READS_FORMATS = (1, 3)
 """The oldest and newest data formats this release can read."""
 
 
@@ -109,5 +113,9 @@ def _seal_contacts(conn: Connection) -> None:
         )
 
 
-STEPS: dict[int, Callable[[Connection], None]] = {2: _seal_contacts}
+def _push_devices(conn: Connection) -> None:
+    """Nothing to rewrite: format 3 only allows rows (push methods) no earlier format has."""
+
+
+STEPS: dict[int, Callable[[Connection], None]] = {2: _seal_contacts, 3: _push_devices}
 """The step that brings rows of format N-1 to format N."""

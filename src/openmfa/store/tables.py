@@ -150,4 +150,65 @@ radius_clients = Table(
     Column("require_message_authenticator", Boolean, nullable=False),
     Column("combined", Boolean, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("push", String(16), nullable=False, server_default="off"),
+    Column("hold_seconds", Float, nullable=False, server_default="25"),
 )
+
+# -- push sign-in (schema 0004; rows of data format 3) ------------------------------------------
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("method_id", String(32), primary_key=True),
+    Column("user_id", Integer, nullable=False),
+    Column("alg", String(16), nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("webpush", Text, nullable=False, server_default=""),
+    Column("counter", Integer, nullable=False, server_default="0"),
+    # counter: the largest answer counter the device used (local state, like method_state)
+    Column("created_at", Float, nullable=False),
+    Index("ix_devices_user", "user_id"),
+)
+"""A push method's device: its public key (configuration, replicated with ``method.add``)."""
+
+activations = Table(
+    "activations",
+    metadata,
+    Column("code_hash", LargeBinary, primary_key=True),
+    Column("user_id", Integer, nullable=False),
+    Column("label", String(255), nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+)
+"""Single-use device activation codes, kept as hashes (local to the node that issued them)."""
+
+push_requests = Table(
+    "push_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", Integer, nullable=False),
+    Column("user_name", String(255), nullable=False),
+    Column("method_id", String(32), nullable=False),
+    Column("number", String(8), nullable=False),
+    Column("nonce", String(64), nullable=False),
+    Column("client", String(255), nullable=False, server_default=""),
+    Column("source", String(64), nullable=False, server_default=""),
+    Column("request_id", String(64), nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decided_at", Float, nullable=True),
+    Column("device_id", String(32), nullable=False, server_default=""),
+    Index("ix_push_requests_user", "user_id", "created_at"),
+)
+"""Push approvals asked for, and how each ended (pending, accepted, denied, fraud, expired)."""
+
+push_blocks = Table(
+    "push_blocks",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("reason", String(64), nullable=False),
+)
+"""Users who may get no push (a fraud report with ``fraud_action = "block_push"``)."""

@@ -1,0 +1,213 @@
+"""The Mobile App Web Service: what phones talk to, in a DMZ, with no database credentials.
+
+Every call goes to the nodes through the SDK's async client with a ``mobile``-scoped key; the
+node checks every signature (it holds the devices' public keys). This service adds what a node
+should not do for thousands of phones: it holds their long-polls, and it wakes the ones a new
+push request is for — told by one long-poll of its own on the node (``GET /v1/push/events``).
+
+Routes (under the configured prefix, ``/mobile`` by default; the device protocol is in the
+README and ``openmfa.core.push``):
+
+    GET  {prefix}/v1/info       the protocol version and key algorithms this service takes
+    POST {prefix}/v1/activate   {code, alg, public_key, label?, webpush?} -> the device's id
+    POST {prefix}/v1/poll?wait=N  a signed poll -> the requests waiting for the device's user
+    POST {prefix}/v1/answer     a signed answer -> where the request stands
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from ..core import push as proto
+from ..errors import InvalidInput, MalformedRequest, OpenMfaError, PayloadTooLarge, Unavailable
+from ..sdk.client import AsyncSdkClient
+from ..sdk.models import DeviceActivate, DevicePoll, ErrorBody, PushRequestView, SignedMessage
+
+log = logging.getLogger("openmfa.mobile")
+_encode = msgspec.json.Encoder().encode
+MAX_BODY = 8192
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(_encode(body), status_code=status, media_type="application/json")
+
+
+class DeviceWaiters:
+    """Devices whose poll is held, by device id; woken with the requests opened for them."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, set[asyncio.Future[list[PushRequestView]]]] = {}
+
+    def wake(self, device_id: str, requests: list[PushRequestView]) -> None:
+        for fut in self._held.pop(device_id, set()):
+            if not fut.done():
+                fut.set_result(requests)
+
+    async def wait(self, device_id: str, seconds: float) -> list[PushRequestView]:
+        fut: asyncio.Future[list[PushRequestView]] = asyncio.get_running_loop().create_future()
+        self._held.setdefault(device_id, set()).add(fut)
+        try:
+            return await asyncio.wait_for(fut, seconds)
+        except TimeoutError:
+            return []
+        finally:
+            held = self._held.get(device_id)
+            if held is not None:
+                held.discard(fut)
+                if not held:
+                    del self._held[device_id]
+
+    def count(self) -> int:
+        return sum(len(v) for v in self._held.values())
+
+
+class EventPump:
+    """One long-poll on the nodes' new push requests; wakes the devices they are for."""
+
+    def __init__(self, sdk: AsyncSdkClient, waiters: DeviceWaiters) -> None:
+        self.sdk = sdk
+        self.waiters = waiters
+        self.boot = ""
+        self.after = 0
+        self.up = False
+
+    async def run(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                got = await self.sdk.push_events(self.boot, self.after, wait=25)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the node is away: say so once, try again, back off
+                if self.up or delay == 0.2:
+                    log.warning("cannot reach the nodes for push events: %s", exc)
+                self.up = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if not self.up:
+                log.info("receiving push events from the nodes")
+            self.up, delay = True, 0.2
+            if got.boot != self.boot:
+                self.boot, self.after = got.boot, 0
+                # A node's restart: only events of its new run matter (old ones are replayed).
+            for event in got.events:
+                if event.seq > self.after:
+                    for device_id in event.devices:
+                        self.waiters.wake(device_id, [event.request])
+            self.after = max(self.after, got.seq)
+
+
+async def _body(request: Request, kind: type[Any]) -> Any:
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_BODY:
+            raise PayloadTooLarge(f"the body is larger than {MAX_BODY} bytes")
+    try:
+        return msgspec.json.decode(bytes(data), type=kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"the request body is not valid: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise MalformedRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def create_app(
+    nodes: list[str],
+    api_key: str,
+    *,
+    prefix: str = "/mobile",
+    long_poll_seconds: float = 50.0,
+    verify: Any = True,
+) -> Starlette:
+    sdk = AsyncSdkClient(nodes, api_key, timeout=15.0, verify=verify)
+    waiters = DeviceWaiters()
+    pump = EventPump(sdk, waiters)
+
+    async def info(request: Request) -> Response:
+        return _json(
+            {
+                "service": "openmfa-mobile",
+                "protocol": proto.PROTOCOL,
+                "algorithms": list(proto.ALGORITHMS),
+                "prefix": prefix,
+                "events": pump.up,
+            }
+        )
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "ok" if pump.up else "degraded", "held": waiters.count()})
+
+    async def activate(request: Request) -> Response:
+        b: DeviceActivate = await _body(request, DeviceActivate)
+        done = await sdk.activate_device(
+            b.code, b.alg, b.public_key, label=b.label, webpush=b.webpush
+        )
+        return _json(done, 201)
+
+    async def poll(request: Request) -> Response:
+        raw = request.query_params.get("wait", "0")
+        if not raw.isdigit():
+            raise InvalidInput("wait must be a whole number of seconds")
+        wait = min(float(raw), long_poll_seconds)
+        b: SignedMessage = await _body(request, SignedMessage)
+        found: DevicePoll = await sdk.poll_device(b.payload, b.signature)
+        if found.requests or wait <= 0:
+            return _json(found)
+        found.requests = await waiters.wait(found.device_id, wait)
+        return _json(found)
+
+    async def answer(request: Request) -> Response:
+        b: SignedMessage = await _body(request, SignedMessage)
+        return _json(await sdk.answer_push(b.payload, b.signature))
+
+    async def error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OpenMfaError)
+        if isinstance(exc, Unavailable):
+            body = ErrorBody(
+                code="unavailable",
+                message="the MFA server cannot be reached right now; try again in a moment",
+            )
+            log.warning("nodes unreachable: %s", exc.message)
+            return _json(body, 503)
+        status = exc.http_status if 400 <= exc.http_status < 600 else 500
+        return _json(ErrorBody(code=exc.code, message=exc.message), status)
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/v1/info", info),
+        Route("/v1/activate", activate, methods=["POST"]),
+        Route("/v1/poll", poll, methods=["POST"]),
+        Route("/v1/answer", answer, methods=["POST"]),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(pump.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await sdk.aclose()
+
+    app = Starlette(
+        routes=[Mount(prefix, routes=routes)],
+        lifespan=lifespan,
+        exception_handlers={OpenMfaError: error},
+    )
+    app.state.waiters = waiters
+    app.state.pump = pump
+    return app

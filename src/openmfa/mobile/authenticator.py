@@ -1,0 +1,242 @@
+"""``openmfa-authenticator``: a reference device. It plays the phone with the same protocol a
+real app uses (``core.push``), so it is both a test peer and an example to write an app from.
+
+    openmfa-authenticator activate https://mfa.example.org/mobile ABCDEFGHIJKLMNOP
+    openmfa-authenticator pending --wait 30
+    openmfa-authenticator approve p1f3... --number 42
+    openmfa-authenticator deny p1f3... [--fraud]
+    openmfa-authenticator code
+
+Its state (the service URL, the device id, the private key, the offline TOTP seed and the
+answer counter) is one JSON file of mode 0600: ``--state`` or ``$OPENMFA_AUTHENTICATOR_STATE``,
+else ``~/.openmfa-authenticator.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from ..core import push as proto
+from ..core.totp import totp
+
+
+class DeviceError(Exception):
+    pass
+
+
+class Device:
+    def __init__(self, path: Path, state: dict[str, Any]) -> None:
+        self.path = path
+        self.state = state
+        self.key = serialization.load_pem_private_key(state["private_key"].encode(), None)
+
+    @classmethod
+    def load(cls, path: Path) -> Device:
+        try:
+            state = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise DeviceError(f"{path} does not exist: run `activate URL CODE` first") from None
+        return cls(path, state)
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.state, f, indent=1)
+        os.replace(tmp, self.path)
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.state["url"], timeout=70.0)
+
+    def sign(self, body: dict[str, Any]) -> dict[str, str]:
+        payload, signature = proto.sign_message(self.key, body)
+        return {"payload": payload, "signature": signature}
+
+    def poll(self, wait: int = 0) -> list[dict[str, Any]]:
+        body = {
+            "v": proto.PROTOCOL,
+            "op": "poll",
+            "device_id": self.state["device_id"],
+            "ts": int(time.time()),
+            "nonce": proto.new_nonce(),
+        }
+        with self.http() as h:
+            r = h.post("/v1/poll", params={"wait": wait}, json=self.sign(body))
+        requests: list[dict[str, Any]] = _answer(r)["requests"]
+        return requests
+
+    def answer(self, request_id: str, decision: str, number: str = "") -> dict[str, Any]:
+        found = {r["id"]: r for r in self.poll()}
+        if request_id not in found:
+            raise DeviceError(f"no push request {request_id} waits for this device")
+        self.state["counter"] = int(self.state.get("counter", 0)) + 1
+        self.save()  # before sending: a counter is never used twice
+        body = {
+            "v": proto.PROTOCOL,
+            "op": "answer",
+            "request_id": request_id,
+            "nonce": found[request_id]["nonce"],
+            "decision": decision,
+            "number": number,
+            "device_id": self.state["device_id"],
+            "counter": self.state["counter"],
+            "ts": int(time.time()),
+        }
+        with self.http() as h:
+            out: dict[str, Any] = _answer(h.post("/v1/answer", json=self.sign(body)))
+        return out
+
+
+def _answer(r: httpx.Response) -> Any:
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if r.status_code >= 400:
+        message = body.get("message") if isinstance(body, dict) else r.text[:200]
+        code = body.get("code") if isinstance(body, dict) else r.status_code
+        raise DeviceError(f"refused ({code}): {message}")
+    return body
+
+
+def _state_path(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    env = os.environ.get("OPENMFA_AUTHENTICATOR_STATE")
+    return Path(env) if env else Path.home() / ".openmfa-authenticator.json"
+
+
+state_option = click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The device's state file (default $OPENMFA_AUTHENTICATOR_STATE).",
+)
+
+
+def _fails(fn: Any) -> Any:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DeviceError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except httpx.HTTPError as exc:
+            click.echo(f"error: the mobile service could not be reached: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """A reference OpenMFA device (plays the phone)."""
+
+
+@main.command()
+@click.argument("url")
+@click.argument("code")
+@click.option("--alg", type=click.Choice(proto.ALGORITHMS), default="ES256")
+@click.option("--label", default="openmfa-authenticator")
+@state_option
+@_fails
+def activate(url: str, code: str, alg: str, label: str, state_path: Path | None) -> None:
+    """Activate this device with a code from `openmfa device activate` (or the portal)."""
+    path = _state_path(state_path)
+    key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey = (
+        ec.generate_private_key(ec.SECP256R1())
+        if alg == "ES256"
+        else ed25519.Ed25519PrivateKey.generate()
+    )
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    body = {"code": code, "alg": alg, "public_key": proto.b64u(spki), "label": label}
+    with httpx.Client(base_url=url.rstrip("/"), timeout=30.0) as h:
+        done = _answer(h.post("/v1/activate", json=body))
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    device = Device.__new__(Device)
+    device.path, device.key = path, key
+    device.state = {
+        "url": url.rstrip("/"),
+        "device_id": done["device_id"],
+        "user": done["user"],
+        "alg": alg,
+        "private_key": pem,
+        "totp_secret": done["totp_secret"],
+        "digits": done["digits"],
+        "period": done["period"],
+        "counter": 0,
+    }
+    device.save()
+    click.echo(f"activated device {done['device_id']} for {done['user']}")
+
+
+@main.command()
+@click.option("--wait", type=click.IntRange(0, 120), default=0, help="Seconds to wait for one.")
+@click.option("--json", "as_json", is_flag=True)
+@state_option
+@_fails
+def pending(wait: int, as_json: bool, state_path: Path | None) -> None:
+    """List the push requests waiting for this device (waits up to --wait seconds for one)."""
+    found = Device.load(_state_path(state_path)).poll(wait)
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    for r in found:
+        left = max(0, int(r["expires_at"] - time.time()))
+        where = f" from {r['source']}" if r["source"] else ""
+        click.echo(f"{r['id']}  sign-in of {r['user']} at {r['client']}{where}  ({left} s left)")
+
+
+@main.command()
+@click.argument("request_id")
+@click.option("--number", required=True, help="The number shown where you are signing in.")
+@state_option
+@_fails
+def approve(request_id: str, number: str, state_path: Path | None) -> None:
+    """Approve a sign-in by typing the number it shows."""
+    out = Device.load(_state_path(state_path)).answer(request_id, "approve", number)
+    click.echo(out["status"])
+    if out["status"] != "accepted":
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("request_id")
+@click.option("--fraud", is_flag=True, help="This wasn't me: report it (blocks further pushes).")
+@state_option
+@_fails
+def deny(request_id: str, fraud: bool, state_path: Path | None) -> None:
+    """Decline a sign-in (--fraud: report it as not yours)."""
+    out = Device.load(_state_path(state_path)).answer(request_id, "fraud" if fraud else "deny")
+    click.echo(out["status"])
+
+
+@main.command()
+@state_option
+@_fails
+def code(state_path: Path | None) -> None:
+    """Print the offline code (a TOTP code; works when push cannot reach this device)."""
+    s = Device.load(_state_path(state_path)).state
+    seed = base64.b32decode(s["totp_secret"] + "=" * (-len(s["totp_secret"]) % 8))
+    click.echo(totp(seed, time.time(), digits=s["digits"], period=s["period"]))
