@@ -32,6 +32,8 @@ def serve(
     radius_sock = bind_udp(radius) if radius else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per farm poll otherwise
+    # Alembic says "Context impl SQLiteImpl" at every readiness check (each second) otherwise.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     scheme = "https" if cert else "http"
     shown = f"[{host}]" if ":" in host else host
     logging.getLogger("openmfa").info(

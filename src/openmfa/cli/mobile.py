@@ -40,7 +40,8 @@ def mobile_serve(config_path: Path, listen: str | None) -> None:
     verify: ssl.SSLContext | bool = True
     if cfg.ca_file:
         verify = ssl.create_default_context(cafile=cfg.ca_file)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per device poll otherwise
     app = create_app(
         cfg.nodes,
         cfg.api_key,

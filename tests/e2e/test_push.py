@@ -1,0 +1,352 @@
+"""Push sign-in end to end: a node and the Mobile App Web Service as separate processes, the
+reference authenticator (``openmfa-authenticator``) as the phone, the SDK client as the app
+that signs people in, and ``radclient`` as the RADIUS gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from openmfa.core import push as proto
+from openmfa.errors import DeviceRefused, InvalidInput, NotFound, PushClosed
+from openmfa.sdk.client import SdkClient
+
+from .helpers import Server, cli, free_port, init, server
+
+AUTHENTICATOR = str(Path(sys.executable).with_name("openmfa-authenticator"))
+OPENMFA = str(Path(sys.executable).with_name("openmfa"))
+
+
+@dataclass
+class Phone:
+    """One activated device: the reference authenticator with its own state file."""
+
+    state: Path
+
+    def run(self, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "OPENMFA_AUTHENTICATOR_STATE": str(self.state)}
+        proc = subprocess.run(
+            [AUTHENTICATOR, *args], capture_output=True, text=True, env=env, timeout=90
+        )
+        if expect is not None:
+            assert proc.returncode == expect, (proc.returncode, proc.stdout, proc.stderr)
+        return proc
+
+    def pending(self, wait: int = 0) -> list[dict[str, object]]:
+        found: list[dict[str, object]] = json.loads(
+            self.run("pending", "--json", "--wait", str(wait)).stdout
+        )
+        return found
+
+    @property
+    def device_id(self) -> str:
+        return str(json.loads(self.state.read_text())["device_id"])
+
+
+@dataclass
+class Push:
+    dd: Path
+    node: Server
+    mobile: subprocess.Popen[str]
+    mobile_url: str
+    admin: str
+    hook_log: Path
+
+    def sdk(self) -> SdkClient:
+        return SdkClient(self.node.url, self.admin)
+
+    def phone(self, user: str, tmp: Path, alg: str = "ES256") -> Phone:
+        code = json.loads(cli(self.dd, "device", "activate", user, "--json").stdout)
+        assert code["url"] == self.mobile_url
+        phone = Phone(tmp / f"{user}-{alg}-{time.monotonic_ns()}.json")
+        out = phone.run("activate", code["url"], code["code"], "--alg", alg).stdout
+        assert "activated device" in out
+        assert phone.state.stat().st_mode & 0o777 == 0o600
+        return phone
+
+
+def _mobile(dd: Path, port: int, node_url: str, key: str) -> subprocess.Popen[str]:
+    key_file = dd / "mobile.key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    config = dd / "mobile.toml"
+    config.write_text(
+        f'[mobile]\nlisten = "127.0.0.1:{port}"\nnodes = ["{node_url}"]\n'
+        f'api_key_file = "mobile.key"\nlong_poll_seconds = 30\n'
+    )
+    with (dd / "mobile.log").open("w") as log:
+        proc = subprocess.Popen(
+            [OPENMFA, "mobile", "serve", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    url = f"http://127.0.0.1:{port}/mobile"
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, (dd / "mobile.log").read_text()
+        try:
+            if httpx.get(url + "/v1/info", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, (dd / "mobile.log").read_text()
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def push(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Push]:
+    base = tmp_path_factory.mktemp("push")
+    dd = base / "node"
+    dd.mkdir()
+    hook_log = base / "fraud-events.jsonl"
+    hook = base / "hook.sh"
+    hook.write_text(f"#!/bin/sh\ncat >> {hook_log}\necho >> {hook_log}\n")
+    hook.chmod(0o755)
+    admin = init(dd)
+    mobile_key = cli(dd, "apikey", "create", "mobile", "--scope", "mobile").stdout.split()[-1]
+    assert mobile_key.startswith("omfa_")
+    node_port, mobile_port = free_port(), free_port()
+    mobile_url = f"http://127.0.0.1:{mobile_port}/mobile"
+    with (dd / "server.toml").open("a") as f:
+        f.write(
+            f'\n[mobile]\npublic_url = "{mobile_url}"\nmin_gap_seconds = 0.0\n'
+            f'request_seconds = 20\nfraud_command = "{hook}"\n'
+        )
+    with server(dd, port=node_port) as node:
+        proc = _mobile(dd, mobile_port, node.url, mobile_key)
+        try:
+            yield Push(dd, node, proc, mobile_url, admin, hook_log)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def _wait_for(predicate: object, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_activation_the_offline_code_and_the_device_list(push: Push, tmp_path: Path) -> None:
+    cli(push.dd, "user", "add", "olga")
+    phone = push.phone("olga", tmp_path)
+    listed = json.loads(cli(push.dd, "device", "list", "olga", "--json").stdout)
+    assert [d["id"] for d in listed] == [phone.device_id] and listed[0]["alg"] == "ES256"
+    with push.sdk() as sdk:
+        code = phone.run("code").stdout.strip()
+        d = sdk.authenticate("olga", code)
+        assert d.accepted and d.method_id == phone.device_id
+        assert sdk.authenticate("olga", code).reason == "replay"  # like any TOTP code
+    # An activation code is single use.
+    code = json.loads(cli(push.dd, "device", "activate", "olga", "--json").stdout)
+    Phone(tmp_path / "second.json").run("activate", code["url"], code["code"])
+    again = Phone(tmp_path / "third.json").run("activate", code["url"], code["code"], expect=1)
+    assert "activation_refused" in again.stderr and "used" in again.stderr
+
+
+def test_push_approved_with_the_number_through_the_sdk_long_poll(
+    push: Push, tmp_path: Path
+) -> None:
+    cli(push.dd, "user", "add", "paula")
+    phone = push.phone("paula", tmp_path, alg="EdDSA")
+    with push.sdk() as sdk:
+        d = sdk.authenticate("paula", push=True, source="198.51.100.7")
+        assert not d.accepted and d.reason == "pending" and d.pending is not None
+        assert d.pending.number.isdigit() and len(d.pending.number) == 2
+        # The phone sees the context, never the number.
+        waiting = phone.pending(wait=10)
+        assert [r["id"] for r in waiting] == [d.pending.id]
+        assert waiting[0]["source"] == "198.51.100.7" and "number" not in waiting[0]
+        assert sdk.push_outcome(d.pending.id).status == "pending"
+        phone.run("approve", d.pending.id, "--number", d.pending.number)
+        out = sdk.push_outcome(d.pending.id, wait=10)
+        assert out.status == "accepted" and out.accepted
+        # Answered once: a second approval is refused.
+        again = phone.run("approve", d.pending.id, "--number", d.pending.number, expect=1)
+        assert "no push request" in again.stderr
+    events = audit(push, "paula")
+    assert ("push.answer", "accepted", "approved") in events
+
+
+def test_a_waiting_poll_is_woken_by_a_new_request(push: Push, tmp_path: Path) -> None:
+    """The phone's long-poll on the mobile service returns when the push is opened."""
+    cli(push.dd, "user", "add", "quinn")
+    phone = push.phone("quinn", tmp_path)
+    env = {**os.environ, "OPENMFA_AUTHENTICATOR_STATE": str(phone.state)}
+    waiter = subprocess.Popen(
+        [AUTHENTICATOR, "pending", "--json", "--wait", "60"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        _wait_for(
+            lambda: push_app_holds(push) >= 1, "the phone's poll is held by the mobile service"
+        )
+        with push.sdk() as sdk:
+            d = sdk.authenticate("quinn", push=True)
+            assert d.pending is not None
+            out, _ = waiter.communicate(timeout=30)
+        assert [r["id"] for r in json.loads(out)] == [d.pending.id]
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+
+
+def push_app_holds(push: Push) -> int:
+    held: int = httpx.get(push.mobile_url + "/healthz").json()["held"]
+    return held
+
+
+def test_wrong_number_deny_and_the_rate_limit(push: Push, tmp_path: Path) -> None:
+    cli(push.dd, "user", "add", "rita")
+    phone = push.phone("rita", tmp_path)
+    with push.sdk() as sdk:
+        d = sdk.authenticate("rita", push=True)
+        assert d.pending is not None
+        wrong = "10" if d.pending.number != "10" else "11"
+        assert phone.run("approve", d.pending.id, "--number", wrong, expect=1).stdout.strip() == (
+            "denied"
+        )
+        assert sdk.push_outcome(d.pending.id).status == "denied"
+        d = sdk.authenticate("rita", push=True)
+        assert d.pending is not None
+        assert phone.run("deny", d.pending.id).stdout.strip() == "denied"
+        assert sdk.push_outcome(d.pending.id, wait=5).status == "denied"
+        # At most three open at once ([mobile] open_per_user): the fourth is refused.
+        opened = [sdk.authenticate("rita", push=True) for _ in range(3)]
+        assert all(o.reason == "pending" for o in opened)
+        limited = sdk.authenticate("rita", push=True)
+        assert limited.reason == "push_limited" and limited.pending is None
+        assert len(phone.pending()) == 3
+        # The same request id joins the open request: no second push.
+        first = sdk.authenticate("rita", push=True, request_id="login-42")
+        assert first.reason == "push_limited"  # still three open
+        for o in opened:
+            assert o.pending is not None
+            phone.run("deny", o.pending.id)
+        first = sdk.authenticate("rita", push=True, request_id="login-42")
+        second = sdk.authenticate("rita", push=True, request_id="login-42")
+        assert first.pending is not None and second.pending is not None
+        assert first.pending.id == second.pending.id
+        assert len(phone.pending()) == 1
+        with pytest.raises(InvalidInput):
+            sdk.authenticate("rita", "123456", push=True)
+    events = audit(push, "rita")
+    assert ("push.answer", "rejected", "wrong_number") in events
+    assert ("push.answer", "rejected", "declined") in events
+    assert ("authenticate", "rejected", "push_limited") in events
+
+
+def test_replayed_forged_and_revoked_answers_are_refused(push: Push, tmp_path: Path) -> None:
+    cli(push.dd, "user", "add", "sam")
+    phone = push.phone("sam", tmp_path)
+    state = json.loads(phone.state.read_text())
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(state["private_key"].encode(), None)
+    with push.sdk() as sdk:
+        d = sdk.authenticate("sam", push=True)
+        assert d.pending is not None
+        nonce = phone.pending()[0]["nonce"]
+        body = {
+            "v": 1,
+            "op": "answer",
+            "request_id": d.pending.id,
+            "nonce": nonce,
+            "decision": "approve",
+            "number": d.pending.number,
+            "device_id": phone.device_id,
+            "counter": 7,
+            "ts": int(time.time()),
+        }
+        # Forged: signed by another key.
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        forged = proto.sign_message(ec.generate_private_key(ec.SECP256R1()), body)
+        r = httpx.post(
+            push.mobile_url + "/v1/answer", json={"payload": forged[0], "signature": forged[1]}
+        )
+        assert r.status_code == 403 and r.json()["code"] == "device_refused", r.text
+        # Not canonical: refused, whatever the signature.
+        loose = proto.b64u(json.dumps(body, indent=1).encode())
+        r = httpx.post(
+            push.mobile_url + "/v1/answer", json={"payload": loose, "signature": forged[1]}
+        )
+        assert r.status_code == 403 and "canonical" in r.json()["message"]
+        # The wrong nonce: refused.
+        payload, signature = proto.sign_message(key, {**body, "nonce": proto.new_nonce()})
+        with pytest.raises(DeviceRefused, match="nonce"):
+            sdk.answer_push(payload, signature)
+        payload, signature = proto.sign_message(key, body)
+        assert sdk.answer_push(payload, signature).status == "accepted"
+        # The very same answer again: refused (the request is closed, the counter used).
+        with pytest.raises(PushClosed):
+            sdk.answer_push(payload, signature)
+        # A later request answered with an old counter: a replay.
+        d = sdk.authenticate("sam", push=True)
+        assert d.pending is not None
+        old = {**body, "request_id": d.pending.id, "nonce": phone.pending()[0]["nonce"]}
+        payload, signature = proto.sign_message(key, old)
+        with pytest.raises(DeviceRefused, match="counter"):
+            sdk.answer_push(payload, signature)
+        # Revoked: the device's answers are refused, and it no longer gets pushes.
+        cli(push.dd, "device", "revoke", "sam", phone.device_id)
+        payload, signature = proto.sign_message(key, {**old, "counter": 99})
+        with pytest.raises(DeviceRefused, match="not activated"):
+            sdk.answer_push(payload, signature)
+        assert sdk.authenticate("sam", push=True).reason == "no_method"
+        with pytest.raises(NotFound):
+            sdk.push_outcome("p-no-such-request")
+    refused = [e for e in audit(push, "") if e[0] == "push.answer" and e[1] == "rejected"]
+    assert {"device", "nonce", "closed", "replay"} <= {e[2] for e in refused}, refused
+
+
+def test_this_was_not_me_blocks_push_audits_and_runs_the_hook(push: Push, tmp_path: Path) -> None:
+    cli(push.dd, "user", "add", "tina")
+    phone = push.phone("tina", tmp_path)
+    with push.sdk() as sdk:
+        d = sdk.authenticate("tina", push=True, source="192.0.2.66")
+        assert d.pending is not None
+        assert phone.run("deny", d.pending.id, "--fraud").stdout.strip() == "fraud"
+        assert sdk.push_outcome(d.pending.id).status == "fraud"
+        assert sdk.authenticate("tina", push=True).reason == "push_blocked"
+        # The offline code still works: the user is not locked out of everything.
+        assert sdk.authenticate("tina", phone.run("code").stdout.strip()).accepted
+        _wait_for(lambda: push.hook_log.exists() and "tina" in push.hook_log.read_text(), "hook")
+        event = json.loads(push.hook_log.read_text().strip().splitlines()[-1])
+        assert event["event"] == "fraud.report" and event["source"] == "192.0.2.66"
+        assert "unblocked" in cli(push.dd, "device", "unblock", "tina").stdout
+        assert sdk.authenticate("tina", push=True).reason == "pending"
+    assert ("fraud.report", "ok", "block_push") in audit(push, "tina")
+
+
+def test_an_unanswered_request_expires(push: Push, tmp_path: Path) -> None:
+    cli(push.dd, "user", "add", "uma")
+    push.phone("uma", tmp_path)
+    with push.sdk() as sdk:
+        d = sdk.authenticate("uma", push=True)
+        assert d.pending is not None
+        deadline = time.monotonic() + 60
+        status = "pending"
+        while status == "pending" and time.monotonic() < deadline:
+            status = sdk.push_outcome(d.pending.id, wait=30).status
+        assert status == "expired"
+
+
+def audit(push: Push, user: str) -> list[tuple[str, str, str]]:
+    args = ["audit", "--json", "--limit", "1000"] + (["--user", user] if user else [])
+    rows = [json.loads(line) for line in cli(push.dd, *args).stdout.splitlines() if line]
+    return [(r["action"], r["result"], r["reason"]) for r in rows]
