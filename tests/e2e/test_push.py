@@ -21,8 +21,10 @@ from openmfa.errors import DeviceRefused, InvalidInput, NotFound, PushClosed
 from openmfa.sdk.client import SdkClient
 
 from .helpers import Server, cli, free_port, init, server
+from .services import free_udp_port
 
 AUTHENTICATOR = str(Path(sys.executable).with_name("openmfa-authenticator"))
+SECRET = "gateway-secret-push"
 OPENMFA = str(Path(sys.executable).with_name("openmfa"))
 
 
@@ -60,6 +62,7 @@ class Push:
     mobile_url: str
     admin: str
     hook_log: Path
+    radius_port: int
 
     def sdk(self) -> SdkClient:
         return SdkClient(self.node.url, self.admin)
@@ -122,10 +125,22 @@ def push(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Push]:
             f'\n[mobile]\npublic_url = "{mobile_url}"\nmin_gap_seconds = 0.0\n'
             f'request_seconds = 20\nfraud_command = "{hook}"\n'
         )
-    with server(dd, port=node_port) as node:
+    # RADIUS gateways, told apart by source address: 127.0.0.1 challenges, 127.0.0.2 holds,
+    # 127.0.0.3 holds for one second only, 127.0.0.4 has push off.
+    for name, address, options in (
+        ("gw", "127.0.0.1", []),
+        ("gw-hold", "127.0.0.2", ["--push", "hold", "--hold-seconds", "30"]),
+        ("gw-short", "127.0.0.3", ["--push", "hold", "--hold-seconds", "1"]),
+        ("gw-off", "127.0.0.4", ["--push", "off"]),
+    ):
+        cli(dd, "radius", "client", "add", name, "--address", address, "--secret", SECRET, *options)
+    listed = cli(dd, "radius", "client", "list").stdout
+    assert "push=challenge" in listed and "push=hold hold=30s" in listed, listed
+    udp = free_udp_port()
+    with server(dd, port=node_port, radius=f"127.0.0.1:{udp}") as node:
         proc = _mobile(dd, mobile_port, node.url, mobile_key)
         try:
-            yield Push(dd, node, proc, mobile_url, admin, hook_log)
+            yield Push(dd, node, proc, mobile_url, admin, hook_log, udp)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -350,3 +365,170 @@ def audit(push: Push, user: str) -> list[tuple[str, str, str]]:
     args = ["audit", "--json", "--limit", "1000"] + (["--user", user] if user else [])
     rows = [json.loads(line) for line in cli(push.dd, *args).stdout.splitlines() if line]
     return [(r["action"], r["result"], r["reason"]) for r in rows]
+
+
+# -- RADIUS --------------------------------------------------------------------------------------
+
+
+def radclient(
+    push: Push,
+    attrs: dict[str, str],
+    *,
+    source: str = "127.0.0.1",
+    timeout: float = 1,
+    retries: int = 1,
+) -> tuple[str | None, dict[str, str]]:
+    proc = radclient_start(push, attrs, source=source, timeout=timeout, retries=retries)
+    return radclient_result(finish(proc))
+
+
+def finish(proc: subprocess.Popen[str]) -> str:
+    """radclient's output once it is done (it stops by itself: its timeout × retries)."""
+    assert proc.stdout is not None
+    with proc.stdout:
+        out = proc.stdout.read()
+    proc.wait(timeout=120)
+    return out
+
+
+def radclient_start(
+    push: Push,
+    attrs: dict[str, str],
+    *,
+    source: str = "127.0.0.1",
+    timeout: float = 1,
+    retries: int = 1,
+) -> subprocess.Popen[str]:
+    """radclient as a gateway at ``source``: sends, retransmits ``retries`` times ``timeout``
+    seconds apart, prints the reply."""
+    lines = [f'{k} = "{v}"' if not v.startswith("0x") else f"{k} = {v}" for k, v in attrs.items()]
+    lines += [f"Packet-Src-IP-Address = {source}", "Message-Authenticator = 0x00"]
+    proc = subprocess.Popen(
+        [
+            "radclient",
+            "-x",
+            "-t",
+            str(timeout),
+            "-r",
+            str(retries),
+            f"127.0.0.1:{push.radius_port}",
+            "auth",
+            SECRET,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write("\n".join(lines) + "\n")
+    proc.stdin.close()
+    return proc
+
+
+def radclient_result(out: str) -> tuple[str | None, dict[str, str]]:
+    import re
+
+    m = re.search(r"^Received (\S+) Id", out, re.M)
+    if not m:
+        return None, {}
+    found = dict(re.findall(r"^\s+(\S+) = (.+)$", out[m.end() :], re.M))
+    return m.group(1), {k: v.strip('"') for k, v in found.items()}
+
+
+def test_radius_challenge_shows_the_number_and_the_follow_up_is_accepted(
+    push: Push, tmp_path: Path
+) -> None:
+    cli(push.dd, "user", "add", "vera")
+    phone = push.phone("vera", tmp_path)
+    kind, attrs = radclient(push, {"User-Name": "vera", "User-Password": ""})
+    assert kind == "Access-Challenge", (kind, attrs)
+    number = attrs["Reply-Message"].rsplit(": ", 1)[1]
+    assert attrs["Reply-Message"] == f"Approve on your phone: {number}"
+    (request,) = phone.pending(wait=10)
+    assert request["client"] == "radius:gw"
+    # The follow-up before the phone answered: challenged again, same number.
+    kind, again = radclient(
+        push, {"User-Name": "vera", "User-Password": "", "State": attrs["State"]}, timeout=10
+    )
+    assert kind == "Access-Challenge" and again["Reply-Message"].endswith(f": {number}"), again
+    phone.run("approve", str(request["id"]), "--number", number)
+    kind, _ = radclient(
+        push, {"User-Name": "vera", "User-Password": "", "State": again["State"]}, timeout=10
+    )
+    assert kind == "Access-Accept"
+    # The word "push" asks too; a wrong number ends it with a reject.
+    kind, attrs = radclient(push, {"User-Name": "vera", "User-Password": "push"})
+    assert kind == "Access-Challenge", attrs
+    number = attrs["Reply-Message"].rsplit(": ", 1)[1]
+    (request,) = phone.pending()
+    wrong = "10" if number != "10" else "11"
+    phone.run("approve", str(request["id"]), "--number", wrong, expect=1)
+    kind, answer = radclient(
+        push, {"User-Name": "vera", "User-Password": "", "State": attrs["State"]}, timeout=10
+    )
+    assert kind == "Access-Reject" and "declined" in answer["Reply-Message"]
+    # A code still works, the same client.
+    code = phone.run("code").stdout.strip()
+    kind, _ = radclient(push, {"User-Name": "vera", "User-Password": code})
+    assert kind == "Access-Accept"
+
+
+def test_radius_hold_answers_when_the_phone_does_and_retransmissions_push_once(
+    push: Push, tmp_path: Path
+) -> None:
+    cli(push.dd, "user", "add", "wade")
+    phone = push.phone("wade", tmp_path)
+    # The gateway retransmits every 2 s while it waits: one push, one answer.
+    gateway = radclient_start(
+        push, {"User-Name": "wade", "User-Password": ""}, source="127.0.0.2", timeout=2, retries=10
+    )
+    try:
+        (request,) = phone.pending(wait=10)
+        _wait_for(lambda: gateway.poll() is None, "radclient waits")
+        assert len(phone.pending()) == 1
+        # A gateway that cannot show a challenge cannot show a number either: the phone asks
+        # for none (the request says so), and approving is enough.
+        assert request["numbered"] is False and push_number(push, str(request["id"])) == ""
+        phone.run("approve", str(request["id"]))
+        out = finish(gateway)
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+    assert radclient_result(out)[0] == "Access-Accept", out
+    assert len(phone.pending()) == 0
+    # A decline: Access-Reject at once.
+    gateway = radclient_start(
+        push, {"User-Name": "wade", "User-Password": ""}, source="127.0.0.2", timeout=30
+    )
+    (request,) = phone.pending(wait=10)
+    phone.run("deny", str(request["id"]))
+    out = finish(gateway)
+    kind, attrs = radclient_result(out)
+    assert kind == "Access-Reject" and "declined" in attrs["Reply-Message"], out
+
+
+def test_radius_hold_ends_in_a_reject_when_the_phone_does_not_answer(
+    push: Push, tmp_path: Path
+) -> None:
+    cli(push.dd, "user", "add", "xena")
+    push.phone("xena", tmp_path)
+    kind, attrs = radclient(
+        push, {"User-Name": "xena", "User-Password": ""}, source="127.0.0.3", timeout=20
+    )
+    assert kind == "Access-Reject" and "did not answer" in attrs["Reply-Message"], attrs
+    # A client with push off never pushes: an empty password is just a wrong code.
+    kind, _ = radclient(push, {"User-Name": "xena", "User-Password": ""}, source="127.0.0.4")
+    assert kind == "Access-Reject"
+
+
+def push_number(push: Push, push_id: str) -> str:
+    """What the gateway's user sees (read from the audit trail's data file, as the test is
+    the person in front of the screen): the push request's number."""
+    import sqlite3
+
+    with sqlite3.connect(push.dd / "openmfa.db") as db:
+        (number,) = db.execute(
+            "SELECT number FROM push_requests WHERE id = ?", (push_id,)
+        ).fetchone()
+    return str(number)

@@ -46,6 +46,21 @@ def radius_client() -> None:
     show_default=True,
     help="Password and code in one User-Password (for gateways without challenges).",
 )
+@click.option(
+    "--push",
+    type=click.Choice(["challenge", "hold", "off"]),
+    default="challenge",
+    show_default=True,
+    help="For users with a push device: show the number in an Access-Challenge and answer the "
+    "follow-up once approved; hold the request until the phone answers; or no push.",
+)
+@click.option(
+    "--hold-seconds",
+    type=click.FloatRange(1, 55),
+    default=25.0,
+    show_default=True,
+    help="With --push hold: the longest a request is held (keep it below the client's timeout).",
+)
 @data_dir_option
 @fails_cleanly
 def radius_client_add(
@@ -55,6 +70,8 @@ def radius_client_add(
     primary: str,
     require_message_authenticator: str,
     combined: str,
+    push: str,
+    hold_seconds: float,
     data_dir: Path,
 ) -> None:
     """Register a RADIUS client; a running server picks it up within a second."""
@@ -66,6 +83,8 @@ def radius_client_add(
             primary=primary,
             require_ma=require_message_authenticator == "yes",
             combined=combined == "yes",
+            push=push,
+            hold_seconds=hold_seconds,
         )
     click.echo(f"added RADIUS client {name}")
 
@@ -82,6 +101,7 @@ def radius_client_list(data_dir: Path) -> None:
             f"{c.name}\t{c.network}\tprimary={c.primary}\t"
             f"message-authenticator={'required' if c.require_ma else 'optional'}"
             f"{chr(9) + 'combined' if c.combined else ''}"
+            f"\tpush={c.push}{f' hold={c.hold_seconds:g}s' if c.push == 'hold' else ''}"
         )
 
 

@@ -241,7 +241,7 @@ def _hotp(a: Attempted) -> Check | None:
     return None if nxt is None else Check(state=MethodState(a.state.last_step, nxt))
 
 
-PUSH_WORDS = ("", "push")
+PUSH_WORDS = frozenset({"", "push"})
 """What asks for a push instead of a code (RADIUS clients send an empty password or "push")."""
 
 

@@ -210,11 +210,12 @@ def pending(wait: int, as_json: bool, state_path: Path | None) -> None:
 
 @main.command()
 @click.argument("request_id")
-@click.option("--number", required=True, help="The number shown where you are signing in.")
+@click.option("--number", default="", help="The number shown where you are signing in.")
 @state_option
 @_fails
 def approve(request_id: str, number: str, state_path: Path | None) -> None:
-    """Approve a sign-in by typing the number it shows."""
+    """Approve a sign-in by typing the number it shows (a request that shows none, from a
+    gateway that cannot, is approved without)."""
     out = Device.load(_state_path(state_path)).answer(request_id, "approve", number)
     click.echo(out["status"])
     if out["status"] != "accepted":

@@ -115,6 +115,11 @@ class Attempt:
     batch's configuration generation, so a key revoked a moment ago is refused."""
     source: str = ""
     """Where the sign-in comes from (an address), shown on the phone with a push request."""
+    push: bool = True
+    """False: the caller cannot wait for a push (a RADIUS client with ``--push off``)."""
+    numbered: bool = True
+    """False: the caller cannot show a number (a RADIUS client that holds instead of
+    challenging); the phone then approves without typing one."""
 
 
 class Authenticator:
@@ -237,7 +242,7 @@ class Authenticator:
         self, conn: Any, a: Attempt, d: Decision, client: str, now: float, opened: list[Opened]
     ) -> tuple[Decision, str]:
         """A pending decision: open the push request (or join the same request's)."""
-        if self.push is None:
+        if self.push is None or not a.push:
             return Decision(False, Reason.PUSH_UNAVAILABLE, d.method_id), "push is off"
         if self.round is not None:
             return (
@@ -252,6 +257,7 @@ class Authenticator:
             source=a.source,
             request_id=a.request_id,
             now=now,
+            numbered=a.numbered,
         )
         if new is not None:
             opened.append(new)

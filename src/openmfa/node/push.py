@@ -281,6 +281,7 @@ class PushService:
         source: str,
         request_id: str,
         now: float,
+        numbered: bool = True,
     ) -> tuple[Decision, Opened | None]:
         r = t.push_requests
         user_id = conn.scalar(select(t.users.c.id).where(t.users.c.name == user))
@@ -306,7 +307,7 @@ class PushService:
         if not devices:
             return Decision(False, Reason.NO_METHOD), None
         push_id = "p" + secrets.token_hex(16)
-        number, nonce = proto.new_number(), proto.new_nonce()
+        number, nonce = proto.new_number() if numbered else "", proto.new_nonce()
         expires = now + self.request_seconds
         conn.execute(
             insert(r).values(
@@ -332,6 +333,7 @@ class PushService:
             created_at=now,
             expires_at=expires,
             nonce=nonce,
+            numbered=numbered,
         )
         return _pending(method_id or devices[0], push_id, number, expires), Opened(view, devices)
 
@@ -356,6 +358,16 @@ class PushService:
             expires_at=row.expires_at,
             decided_at=row.decided_at,
         )
+
+    def number(self, push_id: str) -> str:
+        """The number a pending request shows (to show it again)."""
+        with self.store.read() as conn:
+            number = conn.scalar(
+                select(t.push_requests.c.number).where(t.push_requests.c.id == push_id)
+            )
+        if number is None:
+            raise NotFound(f"there is no push request {push_id!r}")
+        return str(number)
 
     # -- the device's side --------------------------------------------------------------------
 
@@ -513,6 +525,7 @@ class PushService:
                 created_at=x.created_at,
                 expires_at=x.expires_at,
                 nonce=x.nonce,
+                numbered=x.number != "",
             )
             for x in rows
         ]

@@ -16,6 +16,7 @@ from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
 
 PRIMARIES = ("none", "local", "ldap", "radius")
+PUSH_MODES = ("challenge", "hold", "off")
 MIN_SECRET = 8
 
 
@@ -27,6 +28,9 @@ class RadiusClient:
     primary: str
     require_ma: bool
     combined: bool
+    push: str = "challenge"
+    """``challenge``, ``hold`` or ``off`` (see ``radius.flows``)."""
+    hold_seconds: float = 25.0
 
 
 class RadiusClients:
@@ -43,6 +47,8 @@ class RadiusClients:
         primary: str = "none",
         require_ma: bool = True,
         combined: bool = False,
+        push: str = "challenge",
+        hold_seconds: float = 25.0,
         client: str = "cli",
     ) -> None:
         name = name.strip()
@@ -64,6 +70,12 @@ class RadiusClients:
             raise InvalidInput(
                 "password+code in one field needs a primary check (--primary local, ldap or radius)"
             )
+        if push not in PUSH_MODES:
+            raise InvalidInput(f"--push must be one of {', '.join(PUSH_MODES)}")
+        if not 1 <= hold_seconds <= 55:
+            raise InvalidInput(
+                "--hold-seconds must be from 1 to 55, and below the client's own timeout"
+            )
         with self.store.read() as conn:
             if conn.scalar(select(t.radius_clients.c.name).where(t.radius_clients.c.name == name)):
                 raise Conflict(f"a RADIUS client named {name!r} exists already")
@@ -73,6 +85,8 @@ class RadiusClients:
             "primary": primary,
             "require_ma": require_ma,
             "combined": combined,
+            "push": push,
+            "hold_seconds": hold_seconds,
             "at": time.time(),
             "secret_enc": self.store.box.seal(secret.encode(), f"radius:{name}").hex(),
         }
@@ -83,7 +97,7 @@ class RadiusClients:
                     "radius_client.add",
                     "ok",
                     client=client,
-                    detail=f"{name} {network} primary={primary}",
+                    detail=f"{name} {network} primary={primary} push={push}",
                 )
             ],
         )
@@ -110,6 +124,8 @@ class RadiusClients:
                 primary=r.primary_auth,
                 require_ma=bool(r.require_message_authenticator),
                 combined=bool(r.combined),
+                push=r.push,
+                hold_seconds=float(r.hold_seconds),
             )
             for r in rows
         ]

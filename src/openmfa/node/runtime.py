@@ -52,6 +52,8 @@ class NodeRuntime:
         self.radius = (
             RadiusService(store, config, self.queue, listen, radius_sock) if listen else None
         )
+        if self.radius is not None:
+            self.radius.flows.push, self.radius.flows.hub = self.push, self.push_hub
         self.farm = FarmEndpoints(store, verify_policy(config).lockout)
         self.farm.radius = self.radius
         self.farm_runtime = FarmRuntime(store, config, self.queue, self.farm.journal)

@@ -7,8 +7,17 @@ Flows (chosen per client by ``--primary``):
   Reply-Message) asks for the code, and the follow-up request with that State carries it.
 - ``combined`` (per client, with a primary): ``password`` + ``code`` in one User-Password.
 
+Push (per client, ``--push challenge|hold|off``): with ``--primary none`` an empty User-Password
+(or the word ``push``) asks the user's device to approve, while a code still works; with a
+first factor the push starts once the password is checked. ``challenge`` answers at once with
+an Access-Challenge showing the number ("Approve on your phone: 42"); its follow-up request (any
+password but a code) is answered when the phone answers, or re-challenged while it has not, so
+gateways with 5-second timeouts work. ``hold`` keeps the request until the phone answers, within
+the client's ``--hold-seconds``. A decline is an Access-Reject at once. Waiting costs no thread:
+it is a future on the event loop (``node.push_hub``), woken by the answer.
+
 Invariant owned here: a State is single-use, bound to the user and the RADIUS client it was
-issued to, and expires after ``[radius] challenge_seconds``.
+issued to (and to the push request it shows), and expires after ``[radius] challenge_seconds``.
 """
 
 from __future__ import annotations
@@ -19,17 +28,21 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import Config
-from ..core.verification import Decision, Reason
+from ..core.verification import PUSH_WORDS, Decision, MethodKind, Reason
 from ..errors import OpenMfaError, PrimaryUnavailable
 from ..node import audit
 from ..node.accounts import Accounts
 from ..node.authenticator import Attempt
 from ..node.commit_queue import CommitQueue, Job, Result
+from ..node.push import PushService
+from ..node.push_hub import PushHub
 from ..node.radius_clients import RadiusClient
+from ..sdk.models import PushOutcome
 from ..store.changes import AuditEvent
 from ..store.database import Store
 from . import packet as p
@@ -55,6 +68,7 @@ def reject(message: str = DENIED) -> Reply:
 
 
 ACCEPTED, DENIED_REPLY, LOCKED_REPLY = Reply(p.ACCESS_ACCEPT, []), reject(), reject(LOCKED)
+PUSH_REFUSED = reject("No push can be sent now; enter the code from your app instead")
 
 
 class ChallengeStates:
@@ -62,21 +76,24 @@ class ChallengeStates:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._open: dict[bytes, tuple[str, str, float]] = {}
+        self._open: dict[bytes, tuple[str, str, float, str]] = {}
         self._lock = threading.Lock()  # issued on the event loop, taken on the commit thread
 
-    def issue(self, user: str, client: str, now: float) -> bytes:
+    def issue(self, user: str, client: str, now: float, push_id: str = "") -> bytes:
         state = b"omfa" + secrets.token_bytes(16)
         with self._lock:
             if len(self._open) >= self.MAX:
                 self._open = {k: v for k, v in self._open.items() if v[2] > now}
-            self._open[state] = (user, client, now + self.seconds)
+            self._open[state] = (user, client, now + self.seconds, push_id)
         return state
 
-    def take(self, state: bytes, user: str, client: str, now: float) -> bool:
+    def take(self, state: bytes, user: str, client: str, now: float) -> str | None:
+        """The push request the State shows ("" for a code challenge); None: not valid."""
         with self._lock:
             entry = self._open.pop(state, None)
-        return entry is not None and entry[0] == user and entry[1] == client and now < entry[2]
+        if entry is None or entry[0] != user or entry[1] != client or now >= entry[2]:
+            return None
+        return entry[3]
 
     def open_count(self, now: float) -> int:
         """Challenges issued and not yet answered or expired (sign-ins in progress)."""
@@ -98,6 +115,11 @@ class AccessFlows:
         self._tasks: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.accounts = Accounts(store, config)
+        self.push: PushService | None = None
+        self.hub: PushHub | None = None
+        """Set by the node runtime: where push outcomes are read and waited for."""
+        self.holding = 0
+        """Requests held for a push answer right now (a drain waits for them)."""
 
     def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> Job | None:
         """Runs on the commit thread. Returns the attempt to decide in the current batch, or
@@ -105,19 +127,28 @@ class AccessFlows:
         to check first); ``respond`` is always called on the commit thread."""
         name = pkt.get(p.USER_NAME)
         hidden = pkt.get(p.USER_PASSWORD)
-        if not name or hidden is None:
+        no_password = hidden is None and client.push != "off" and pkt.get(p.CHAP_PASSWORD) is None
+        if not name or (hidden is None and not no_password):
             respond(reject("User-Name and User-Password (PAP) are required"))
             return None
         try:
             user = name.decode()
-            password = p.reveal_password(hidden, client.secret, pkt.authenticator).decode()
+            password = (
+                ""  # no User-Password at all: an empty one (a push, for a push client)
+                if hidden is None
+                else p.reveal_password(hidden, client.secret, pkt.authenticator).decode()
+            )
         except (p.MalformedPacket, UnicodeDecodeError):
             respond(reject())
             return None
         state = pkt.get(p.STATE)
         if state is not None:
-            if not self.states.take(state, user, client.name, time.time()):
+            push_id = self.states.take(state, user, client.name, time.time())
+            if push_id is None:
                 respond(reject("The sign-in expired or was already completed; start again"))
+                return None
+            if push_id and password.strip().lower() in PUSH_WORDS | {"ok", "yes"}:
+                self._on_loop(self._follow_push, client, user, push_id, respond)
                 return None
             return self._job(client, user, password, respond)
         if client.primary == "none":
@@ -128,9 +159,90 @@ class AccessFlows:
 
     def _job(self, client: RadiusClient, user: str, code: str, respond: Respond) -> Job:
         attempt = Attempt(
-            user, code, client="radius:" + client.name, request_id=f"radius-{next(self._ids)}"
+            user,
+            code,
+            client="radius:" + client.name,
+            request_id=f"radius-{next(self._ids)}",
+            push=client.push != "off",
+            numbered=client.push != "hold",
         )
-        return attempt, lambda result: respond(_reply(result)), True
+        return attempt, lambda result: self._decided(client, user, result, respond), True
+
+    def _decided(self, client: RadiusClient, user: str, result: Result, respond: Respond) -> None:
+        """On the commit thread: answer a decision, or start waiting for a push."""
+        if isinstance(result, Decision) and result.pending is not None:
+            push_id, number, _ = result.pending
+            if client.push == "hold":
+                self._on_loop(self._hold, client, push_id, respond)
+            else:
+                respond(self._push_challenge(client, user, push_id, number))
+            return
+        respond(_reply(result))
+
+    def _push_challenge(
+        self, client: RadiusClient, user: str, push_id: str, number: str, still: bool = False
+    ) -> Reply:
+        state = self.states.issue(user, client.name, time.time(), push_id)
+        text = f"{'Still waiting. ' if still else ''}Approve on your phone: {number}"
+        return Reply(p.ACCESS_CHALLENGE, [(p.STATE, state), (p.REPLY_MESSAGE, text.encode())])
+
+    def _on_loop(self, fn: Callable[..., Coroutine[Any, Any, None]], *args: object) -> None:
+        """Run ``fn(*args)`` as a task on the event loop (from the commit thread)."""
+        assert self.loop is not None, "start() first"
+
+        def start() -> None:
+            task = asyncio.get_running_loop().create_task(fn(*args))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        self.loop.call_soon_threadsafe(start)
+
+    async def _outcome(self, push_id: str, seconds: float) -> PushOutcome:
+        """Wait (no thread) until the push is answered on this node or ``seconds`` pass."""
+        assert self.push is not None and self.hub is not None
+        push = self.push
+        outcome = await asyncio.to_thread(push.outcome, push_id)
+        if outcome.status == "pending":
+            left = min(seconds, outcome.expires_at - time.time() + 0.05)
+            await self.hub.wait_decided(push_id, left)
+            outcome = await asyncio.to_thread(push.outcome, push_id)
+        return outcome
+
+    async def _hold(self, client: RadiusClient, push_id: str, respond: Respond) -> None:
+        """``--push hold``: answer the request itself when the phone answers."""
+        self.holding += 1
+        try:
+            outcome = await self._outcome(push_id, client.hold_seconds)
+        except Exception:
+            log.exception("could not wait for push %s", push_id)
+            outcome = None
+        finally:
+            self.holding -= 1
+        reply = ACCEPTED if outcome is not None and outcome.accepted else _push_reject(outcome)
+        self.queue.call(lambda: respond(reply))
+
+    async def _follow_push(
+        self, client: RadiusClient, user: str, push_id: str, respond: Respond
+    ) -> None:
+        """The follow-up of a push challenge: Accept once approved; while the phone has not
+        answered, a new challenge (within the gateway's patience)."""
+        self.holding += 1
+        try:
+            outcome = await self._outcome(push_id, min(client.hold_seconds, FOLLOW_UP_SECONDS))
+        except Exception:
+            log.exception("could not read push %s", push_id)
+            outcome = None
+        finally:
+            self.holding -= 1
+        if outcome is not None and outcome.status == "pending":
+            assert self.push is not None
+            number = await asyncio.to_thread(self.push.number, push_id)
+            reply = self._push_challenge(client, user, push_id, number, still=True)
+        elif outcome is not None and outcome.accepted:
+            reply = ACCEPTED
+        else:
+            reply = _push_reject(outcome)
+        self.queue.call(lambda: respond(reply))
 
     def _start_primary(
         self, client: RadiusClient, user: str, password: str, respond: Respond
@@ -144,8 +256,18 @@ class AccessFlows:
             attempt, callback, _ = self._job(client, user, code, respond)
             self.queue.submit_callback(attempt, callback)
 
+        async def push_or_challenge() -> bool:
+            """After the password: push to the user's device when they have one."""
+            if client.push == "off":
+                return False
+            kinds = await asyncio.to_thread(self._kinds, user)
+            if MethodKind.PUSH not in kinds:
+                return False
+            verify("push")
+            return True
+
         task = asyncio.get_running_loop().create_task(
-            self._primary_first(client, user, password, answer, verify)
+            self._primary_first(client, user, password, answer, verify, push_or_challenge)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -157,6 +279,7 @@ class AccessFlows:
         password: str,
         respond: Respond,
         verify: Callable[[str], None],
+        push: Callable[[], Awaitable[bool]],
     ) -> None:
         check = self.primaries[client.primary]
         try:
@@ -179,6 +302,8 @@ class AccessFlows:
             )
             respond(reject("The sign-in service is unavailable; try again later"))
             return
+        if await push():
+            return
         state = self.states.issue(user, client.name, time.time())
         respond(Reply(p.ACCESS_CHALLENGE, [(p.STATE, state), (p.REPLY_MESSAGE, self.prompt)]))
 
@@ -199,6 +324,12 @@ class AccessFlows:
         )
         return ok
 
+    def _kinds(self, user: str) -> set[str]:
+        try:
+            return {m.kind for m in self.accounts.list_methods(user)}
+        except OpenMfaError:
+            return set()
+
     def _code_lengths(self, user: str) -> list[int]:
         """Code lengths the user's methods produce, longest first (for password+code)."""
         try:
@@ -208,6 +339,19 @@ class AccessFlows:
         return sorted({m.digits for m in methods}, reverse=True) or [6]
 
 
+FOLLOW_UP_SECONDS = 3.0
+"""How long a push challenge's follow-up waits before it is challenged again (below the 5 s
+many gateways give a server)."""
+
+
+def _push_reject(outcome: PushOutcome | None) -> Reply:
+    if outcome is None:
+        return reject("The sign-in service is unavailable; try again later")
+    if outcome.status == "expired" or outcome.status == "pending":
+        return reject("The phone did not answer in time; start again")
+    return reject("The sign-in was declined on the phone")
+
+
 def _reply(result: Result) -> Reply:
     if isinstance(result, OpenMfaError):
         log.error("RADIUS authentication failed: %s", result.message)
@@ -215,4 +359,6 @@ def _reply(result: Result) -> Reply:
     d: Decision = result
     if d.accepted:
         return ACCEPTED
+    if d.reason in (Reason.PUSH_LIMITED, Reason.PUSH_BLOCKED):
+        return PUSH_REFUSED
     return LOCKED_REPLY if d.reason == Reason.LOCKED else DENIED_REPLY

@@ -97,7 +97,7 @@ class RadiusService:
         return RadiusState(
             listen=self.listen,
             draining=self.protocol.draining,
-            open_challenges=self.flows.states.open_count(time.time()),
+            open_challenges=self.flows.states.open_count(time.time()) + self.flows.holding,
         )
 
     async def stop(self) -> None:

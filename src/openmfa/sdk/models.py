@@ -241,6 +241,9 @@ class PushRequestView(msgspec.Struct, kw_only=True):
     created_at: float
     expires_at: float
     nonce: str
+    numbered: bool = True
+    """The person must type the number shown where they sign in (false only for a RADIUS
+    gateway that cannot show one: then approving is enough)."""
 
 
 class ActivationCode(msgspec.Struct, kw_only=True):

@@ -307,6 +307,8 @@ def _radius_client_add(conn: Connection, p: Payload) -> None:
             require_message_authenticator=p["require_ma"],
             combined=p["combined"],
             created_at=p["at"],
+            push=p.get("push", "challenge"),
+            hold_seconds=p.get("hold_seconds", 25.0),
         )
     )
 

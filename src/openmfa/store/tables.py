@@ -150,7 +150,7 @@ radius_clients = Table(
     Column("require_message_authenticator", Boolean, nullable=False),
     Column("combined", Boolean, nullable=False),
     Column("created_at", Float, nullable=False),
-    Column("push", String(16), nullable=False, server_default="off"),
+    Column("push", String(16), nullable=False, server_default="challenge"),
     Column("hold_seconds", Float, nullable=False, server_default="25"),
 )
 

@@ -67,7 +67,8 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(64), nullable=False),
     )
     op.add_column(
-        "radius_clients", sa.Column("push", sa.String(16), nullable=False, server_default="off")
+        "radius_clients",
+        sa.Column("push", sa.String(16), nullable=False, server_default="challenge"),
     )
     op.add_column(
         "radius_clients",
