@@ -383,7 +383,7 @@ def radclient(
 
 
 def finish(proc: subprocess.Popen[str]) -> str:
-    """radclient's output once it is done (it stops by itself: its timeout × retries)."""
+    """radclient's output once it is done (it stops by itself: its timeout times retries)."""
     assert proc.stdout is not None
     with proc.stdout:
         out = proc.stdout.read()
