@@ -37,6 +37,13 @@ FIELDS = [
     "email",
     "phone",
     "enabled",
+    "method",
+    "source",
+    "alg",
+    "public_key",
+    "payload",
+    "signature",
+    "webpush",
 ]
 bodies = st.one_of(
     st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=5)
@@ -55,6 +62,14 @@ PATHS = [
     "/v1/users/fuzz/methods/x/resync",
     "/v1/users/%00/methods",
     "/v1/audit",
+    "/v1/authenticate/p0",
+    "/v1/users/fuzz/devices",
+    "/v1/users/fuzz/devices/activation",
+    "/v1/users/fuzz/devices/d0",
+    "/v1/devices",
+    "/v1/devices/poll",
+    "/v1/push/answer",
+    "/v1/push/events",
 ]
 
 
@@ -85,7 +100,8 @@ def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
 def test_no_input_makes_a_500(
     sdk: httpx.Client, path: str, verb: str, body: bytes, query: str
 ) -> None:
-    r = sdk.request(verb, path, content=body, params={"since": query, "limit": query})
+    params = {"since": query, "limit": query, "wait": query[:2], "after": query}
+    r = sdk.request(verb, path, content=body, params=params)
     assert r.status_code < 500, (r.status_code, r.text)
     if r.status_code != 204:
         payload = r.json()
@@ -96,7 +112,10 @@ def test_no_input_makes_a_500(
 def test_the_openapi_document_is_true(tmp_path: Path) -> None:
     """schemathesis, driven by the node's own OpenAPI document, with every check: a request the
     document calls valid is accepted, one it calls invalid is refused, every answer matches
-    its schema, a 405 carries Allow. Bounded: fixed seed, 40 examples per operation."""
+    its schema, a 405 carries Allow. Bounded: fixed seed, 40 examples per operation. The two
+    long-polls (a push's outcome, the push events) hold their answer up to ``wait`` seconds by
+    design, past schemathesis's response-time limit: they are left to the fuzz above and to
+    tests/e2e/test_push.py."""
     import os
     import subprocess
     import sys
@@ -120,6 +139,8 @@ def test_the_openapi_document_is_true(tmp_path: Path) -> None:
                 "--workers",
                 "1",
                 "--no-color",
+                "--exclude-path-regex",
+                "^/v1/(authenticate/\\{push_id\\}|push/events)$",
             ],
             capture_output=True,
             text=True,
@@ -127,4 +148,10 @@ def test_the_openapi_document_is_true(tmp_path: Path) -> None:
             env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
         )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert "No issues found" in proc.stdout, proc.stdout[-3000:]
+    # Clean: no failure, no error (a warning that an operation found no data, such as revoking
+    # a device of a node that has none, is not a finding).
+    import re
+
+    summary = re.search(r"^=+ (.*) in [\d.]+s =+$", proc.stdout, re.M)
+    assert summary is not None, proc.stdout[-3000:]
+    assert re.fullmatch(r"No issues found|\d+ warnings?", summary.group(1)), proc.stdout[-3000:]

@@ -52,6 +52,7 @@ from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
 from ..store.formats import local_format
 from .accounts import Accounts, Actor
+from .accounts import _check_text as check_text
 
 log = logging.getLogger("openmfa.push")
 CLI = Actor()
@@ -114,6 +115,7 @@ class PushService:
     def issue_activation(self, name: str, label: str = "", actor: Actor = CLI) -> ActivationCode:
         """A single-use code (and the URL and QR text carrying it) a device activates with."""
         now = time.time()
+        label = check_text("label", label)
         user_id = self.accounts.user_id(name)
         with self.store.write() as conn:
             self._require_format(conn)

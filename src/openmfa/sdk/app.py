@@ -45,6 +45,7 @@ from ..store.database import DATA_FORMAT, READS_FORMATS
 from .models import (
     NAME_RE,
     SDK_VERSIONS,
+    TEXT_RE,
     ActivationRequest,
     AuditPage,
     AuthenticateRequest,
@@ -200,6 +201,8 @@ async def authenticate(request: Request) -> Response:
         raise InvalidInput("user is not a user name: printable, no '/', not blank")
     rid = request.state.request_id
     code = body.code
+    if body.source and TEXT_RE.fullmatch(body.source) is None:
+        raise InvalidInput("source must be printable text (an address)")
     if body.method == "push":
         if code:
             raise InvalidInput("send no code with method push (the phone answers instead)")

@@ -94,6 +94,78 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
     ),
     (
         "get",
+        "/v1/authenticate/{push_id}",
+        "authenticate",
+        "Where a push request stands (?wait=N holds the answer until the phone answers)",
+        None,
+        "PushOutcome",
+        200,
+    ),
+    (
+        "get",
+        "/v1/users/{name}/devices",
+        "methods:read",
+        "List a user's push devices",
+        None,
+        "DeviceList",
+        200,
+    ),
+    (
+        "post",
+        "/v1/users/{name}/devices/activation",
+        "methods:write",
+        "A single-use device activation code (shown once)",
+        "ActivationRequest",
+        "ActivationCode",
+        201,
+    ),
+    (
+        "delete",
+        "/v1/users/{name}/devices/{device_id}",
+        "methods:write",
+        "Revoke a push device",
+        None,
+        None,
+        204,
+    ),
+    (
+        "post",
+        "/v1/devices",
+        "devices",
+        "Activate a device (the mobile service passes on its code and public key)",
+        "DeviceActivate",
+        "DeviceActivated",
+        201,
+    ),
+    (
+        "post",
+        "/v1/devices/poll",
+        "devices",
+        "A device's signed poll: the push requests waiting for its user",
+        "SignedMessage",
+        "DevicePoll",
+        200,
+    ),
+    (
+        "post",
+        "/v1/push/answer",
+        "devices",
+        "A device's signed answer to a push request",
+        "SignedMessage",
+        "PushOutcome",
+        200,
+    ),
+    (
+        "get",
+        "/v1/push/events",
+        "devices",
+        "New push requests since ?after (?boot, ?wait up to 60 s), for the mobile service",
+        None,
+        "PushEvents",
+        200,
+    ),
+    (
+        "get",
         "/v1/audit",
         "audit:read",
         "Audit events (?user, ?since, ?limit, ?after_id)",
@@ -113,7 +185,18 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
 ]
 
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
+_WAIT = {"type": "integer", "minimum": 0, "maximum": 60, "default": 0}
 QUERY: dict[str, list[dict[str, Any]]] = {
+    "/v1/authenticate/{push_id}": [{"name": "wait", "in": "query", "schema": _WAIT}],
+    "/v1/push/events": [
+        {"name": "boot", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "after",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0},
+        },
+        {"name": "wait", "in": "query", "schema": _WAIT},
+    ],
     "/v1/users": [
         {"name": "limit", "in": "query", "schema": _LIMIT},
         {"name": "after", "in": "query", "schema": {"type": "string"}},
@@ -139,8 +222,9 @@ ERRORS = {
     "400": "Malformed request (not JSON, broken header)",
     "401": "No API key, or a wrong, expired or revoked one",
     "403": "The API key's scope does not allow this call",
-    "404": "No such user, method or route",
-    "409": "It exists already (or not_master: a write sent to a farm subordinate)",
+    "404": "No such user, method, device, push request or route",
+    "409": "It exists already (or not_master: a write sent to a farm subordinate; push_closed: "
+    "the push request was answered or expired)",
     "413": "Body larger than [server] max_body_bytes",
     "422": "A value has the wrong type, length or range",
     "503": "The node cannot serve now",
@@ -159,6 +243,12 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
         "required": ["kind"],
     }
     components["MethodCreate"]["then"] = {"properties": {"secret": {"type": "null"}}}
+    # A push is answered by the phone: no code with it.
+    components["AuthenticateRequest"]["if"] = {
+        "properties": {"method": {"const": "push"}},
+        "required": ["method"],
+    }
+    components["AuthenticateRequest"]["then"] = {"properties": {"code": {"maxLength": 0}}}
     paths: dict[str, dict[str, Any]] = {}
     for verb, path, permission, summary, body, response, status in ROUTES:
         op: dict[str, Any] = {"summary": summary, "responses": {}}
@@ -167,7 +257,7 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
             op["description"] = f"Needs an API key whose scope allows `{permission}`."
         params: list[dict[str, Any]] = [
             {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in ("name", "method_id")
+            for p in ("name", "method_id", "device_id", "push_id")
             if "{" + p + "}" in path
         ]
         if verb == "get":
