@@ -26,6 +26,7 @@ def default_text() -> str:
 OPTIONAL: dict[tuple[str, str], Any] = {
     ("farm", "retain_changes"): 100_000,
     ("mobile", "enabled"): False,
+    ("mobile", "prefix"): "/mobile",
     ("mobile", "public_url"): "http://127.0.0.1:8480/mobile",
     ("mobile", "max_devices"): 5,
     ("mobile", "open_per_user"): 3,

@@ -7,9 +7,11 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from .config import Config, parse_listen
 from .errors import ConfigError
@@ -47,9 +49,13 @@ def serve(
     # How this node runs, for a restart by `upgrade`/`rollback` (written before it answers).
     record_serve(store.data_dir.root, base_url(host, port, bool(cert)), radius or "")
     node = NodeRuntime(store, config, radius, radius_sock)
+    mobile: list[Starlette] = []
+    app = create_app(node, lifespan=lambda app: _running(node, mobile))
+    if config.get("mobile", "enabled"):
+        mobile.append(_mount_mobile(node, app, config))
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(node, lifespan=lambda app: _running(node)),
+            app,
             host=host,
             port=port,
             loop="uvloop",
@@ -72,14 +78,39 @@ def serve(
 
 
 @asynccontextmanager
-async def _running(node: NodeRuntime) -> AsyncIterator[None]:
+async def _running(node: NodeRuntime, mounted: list[Starlette]) -> AsyncIterator[None]:
     """The HTTP server's lifespan: the node starts before the first request, stops after the
-    last."""
+    last; a mounted Mobile App Web Service runs in between."""
     await node.start()
     try:
-        yield
+        async with AsyncExitStack() as stack:
+            for app in mounted:
+                await stack.enter_async_context(app.router.lifespan_context(app))
+            yield
     finally:
         await node.stop()
+
+
+def _mount_mobile(node: NodeRuntime, app: Starlette, config: Config) -> Starlette:
+    """``[mobile] enabled``: the Mobile App Web Service inside this process (a single-host
+    install), at ``[mobile] prefix``. It is the same app as ``openmfa mobile serve`` and still
+    talks to the node only through the SDK — in process, with a key that lives in memory."""
+    import httpx
+
+    from .mobile.app import create_app as create_mobile
+
+    prefix = "/" + str(config.get("mobile", "prefix")).strip("/")
+    if prefix == "/" or prefix.startswith(("/v1", "/farm")):
+        raise ConfigError(f"[mobile] prefix {prefix!r} must be a path of its own, like /mobile")
+    key = node.keyring.internal("mobile (in serve)", "mobile")
+    mobile = create_mobile(
+        ["http://node.internal"],
+        key,
+        prefix="",
+        transport=httpx.ASGITransport(app=app),
+    )
+    app.router.routes.append(Mount(prefix, app=mobile))
+    return mobile
 
 
 def _tune_gc() -> None:

@@ -532,3 +532,27 @@ def push_number(push: Push, push_id: str) -> str:
             "SELECT number FROM push_requests WHERE id = ?", (push_id,)
         ).fetchone()
     return str(number)
+
+
+def test_the_mobile_service_mounted_in_serve(tmp_path: Path) -> None:
+    """A single-host install: ``[mobile] enabled`` serves the mobile service inside ``openmfa
+    serve`` (still through the SDK, with a key that lives in memory only)."""
+    dd = tmp_path / "node"
+    admin = init(dd)
+    port = free_port()
+    with (dd / "server.toml").open("a") as f:
+        f.write(f'\n[mobile]\nenabled = true\npublic_url = "http://127.0.0.1:{port}/mobile"\n')
+    cli(dd, "user", "add", "yves")
+    with server(dd, port=port) as node:
+        assert httpx.get(node.url + "/mobile/v1/info").json()["protocol"] == 1
+        code = json.loads(cli(dd, "device", "activate", "yves", "--json").stdout)
+        phone = Phone(tmp_path / "yves.json")
+        phone.run("activate", code["url"], code["code"])
+        with SdkClient(node.url, admin) as sdk:
+            d = sdk.authenticate("yves", push=True)
+            assert d.pending is not None
+            (request,) = phone.pending(wait=10)
+            phone.run("approve", str(request["id"]), "--number", d.pending.number)
+            assert sdk.push_outcome(d.pending.id, wait=10).accepted
+        # The in-memory key is nobody's to list or revoke.
+        assert "mobile (in serve)" not in cli(dd, "apikey", "list").stdout

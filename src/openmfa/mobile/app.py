@@ -130,8 +130,12 @@ def create_app(
     prefix: str = "/mobile",
     long_poll_seconds: float = 50.0,
     verify: Any = True,
+    transport: Any = None,
 ) -> Starlette:
-    sdk = AsyncSdkClient(nodes, api_key, timeout=15.0, verify=verify)
+    """``prefix`` "" serves the routes at the root (to be mounted under a prefix elsewhere);
+    ``transport`` reaches a node of the same process (``openmfa serve`` with ``[mobile]
+    enabled``)."""
+    sdk = AsyncSdkClient(nodes, api_key, timeout=15.0, verify=verify, transport=transport)
     waiters = DeviceWaiters()
     pump = EventPump(sdk, waiters)
 
@@ -204,7 +208,7 @@ def create_app(
             await sdk.aclose()
 
     app = Starlette(
-        routes=[Mount(prefix, routes=routes)],
+        routes=[Mount(prefix, routes=routes)] if prefix else routes,
         lifespan=lifespan,
         exception_handlers={OpenMfaError: error},
     )

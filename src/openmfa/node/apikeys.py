@@ -88,6 +88,11 @@ class KeyRing:
         self._rows: dict[str, _KeyRow] = {}
         self._clock = clock
         self._fresh_at = float("-inf")
+        self._internal: dict[str, _KeyRow] = {}
+        """Keys that live only in this process (``internal``), never in the data file."""
+        self._known: dict[str, tuple[int, ApiClient, float | None]] = {}
+        """Tokens ``recent`` confirmed: (generation, client, expiry). A key's row changes only
+        with the generation, so a token confirmed at this generation needs no new hash."""
 
     def check(self, conn: Connection, generation: int, token: str | None, now: float) -> ApiClient:
         if not token:
@@ -104,23 +109,50 @@ class KeyRing:
                 r.id: _KeyRow(r.name, r.scope, r.secret_hash, r.expires_at, r.revoked_at)
                 for r in conn.execute(select(t.api_keys))
             }
+            self._rows.update(self._internal)
             self._generation = generation
         self._fresh_at = self._clock()
+
+    def internal(self, name: str, scope: str) -> str:
+        """A key for a part of this process (the Mobile App Web Service mounted in ``serve``):
+        checked like any other, held only in memory, gone when the process ends."""
+        import secrets
+
+        if scope not in SCOPES:
+            raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}")
+        key_id, secret = f"internal{secrets.token_hex(4)}", secrets.token_urlsafe(32)
+        row = _KeyRow(name, scope, _hash(secret), None, None)
+        with self._lock:
+            self._internal[key_id] = row
+            self._rows[key_id] = row
+        return f"{PREFIX}{key_id}_{secret}"
 
     def recent(self, token: str | None, now: float) -> ApiClient | None:
         """The key's client from memory, when the cache is fresh and the key good; else None
         (then ``check`` decides, and says why a key is refused)."""
         if not token:
             return None
-        key_id, secret = _split(token)
         with self._lock:
             if self._clock() - self._fresh_at > self.FRESH_SECONDS:
                 return None
+            generation = self._generation
+            known = self._known.get(token)
+            if known is not None and known[0] == generation:
+                if known[2] is None or now < known[2]:
+                    return known[1]
+                return None
+            key_id, secret = _split(token)
             row = self._rows.get(key_id)
         try:
-            return _judge(row, secret, now)
+            client = _judge(row, secret, now)
         except Unauthorized:
             return None
+        assert row is not None
+        with self._lock:
+            if len(self._known) >= 256:
+                self._known.clear()
+            self._known[token] = (generation, client, row.expires_at)
+        return client
 
 
 def _judge(row: _KeyRow | None, secret: str, now: float) -> ApiClient:

@@ -184,6 +184,8 @@ class Authenticator:
         node = self.store.node_name
         pending = Pending() if self.state.exact else None
         opened: list[Opened] = []
+        callers: dict[str, str | OpenMfaError] = {}
+        """The batch's API keys, each checked once (a batch mostly comes from one app)."""
         with self.state.transaction() as conn:
             cur = dbapi_cursor(conn)
             if pending is not None:
@@ -192,13 +194,19 @@ class Authenticator:
             for a in attempts:
                 client = a.client
                 if a.token is not None:
-                    try:
-                        api = self.keyring.check(conn, generation, a.token, now)
-                        api.require("authenticate")
-                    except OpenMfaError as exc:
-                        results.append(exc)
+                    caller = callers.get(a.token)
+                    if caller is None:
+                        try:
+                            api = self.keyring.check(conn, generation, a.token, now)
+                            api.require("authenticate")
+                            caller = api.name
+                        except OpenMfaError as exc:
+                            caller = exc
+                        callers[a.token] = caller
+                    if isinstance(caller, OpenMfaError):
+                        results.append(caller)
                         continue
-                    client = api.name
+                    client = caller
                 d, locked, detail = self._one(cur, a, now, pending, verdicts)
                 if d.reason is Reason.PENDING:
                     d, detail = self._open_push(conn, a, d, client, now, opened)

@@ -582,10 +582,13 @@ class AsyncSdkClient:
         timeout: float = 10.0,
         verify: ssl.SSLContext | bool = True,
         check_version: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``transport``: how to reach the node other than over the network (an app of the
+        same process, ``httpx.ASGITransport``)."""
         self._plan = _Plan(urls, api_key)
         self._check = check_version
-        self._http = httpx.AsyncClient(timeout=timeout, verify=verify)
+        self._http = httpx.AsyncClient(timeout=timeout, verify=verify, transport=transport)
 
     async def __aenter__(self) -> AsyncSdkClient:
         return self
