@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from openmfa.core import push as proto
 from openmfa.errors import DeviceRefused, InvalidInput, NotFound, PushClosed
@@ -77,14 +78,14 @@ class Push:
         return phone
 
 
-def _mobile(dd: Path, port: int, node_url: str, key: str) -> subprocess.Popen[str]:
+def _mobile(dd: Path, port: int, node_url: str, key: str, extra: str = "") -> subprocess.Popen[str]:
     key_file = dd / "mobile.key"
     key_file.write_text(key + "\n")
     key_file.chmod(0o600)
     config = dd / "mobile.toml"
     config.write_text(
         f'[mobile]\nlisten = "127.0.0.1:{port}"\nnodes = ["{node_url}"]\n'
-        f'api_key_file = "mobile.key"\nlong_poll_seconds = 30\n'
+        f'api_key_file = "mobile.key"\nlong_poll_seconds = 30\n{extra}'
     )
     with (dd / "mobile.log").open("w") as log:
         proc = subprocess.Popen(
@@ -556,3 +557,223 @@ def test_the_mobile_service_mounted_in_serve(tmp_path: Path) -> None:
             assert sdk.push_outcome(d.pending.id, wait=10).accepted
         # The in-memory key is nobody's to list or revoke.
         assert "mobile (in serve)" not in cli(dd, "apikey", "list").stdout
+
+
+def test_the_mobile_service_says_when_the_node_is_away_and_recovers(tmp_path: Path) -> None:
+    dd = tmp_path / "node"
+    admin = init(dd)
+    key = cli(dd, "apikey", "create", "mobile", "--scope", "mobile").stdout.split()[-1]
+    node_port, mobile_port = free_port(), free_port()
+    mobile_url = f"http://127.0.0.1:{mobile_port}/mobile"
+    with (dd / "server.toml").open("a") as f:
+        f.write(f'\n[mobile]\npublic_url = "{mobile_url}"\n')
+    cli(dd, "user", "add", "zoe")
+    phone = Phone(tmp_path / "zoe.json")
+    with server(dd, port=node_port) as node:
+        mobile = _mobile(dd, mobile_port, node.url, key)
+        try:
+            code = json.loads(cli(dd, "device", "activate", "zoe", "--json").stdout)
+            phone.run("activate", code["url"], code["code"])
+            node.stop()
+            # The node is away: the phone hears so, clearly, and nothing breaks.
+            away = phone.run("pending", expect=1)
+            assert "unavailable" in away.stderr and "try again" in away.stderr, away.stderr
+            _wait_for(
+                lambda: httpx.get(mobile_url + "/healthz").json()["status"] == "degraded",
+                "the mobile service notices the node is away",
+            )
+            with server(dd, port=node_port) as again:
+                _wait_for(
+                    lambda: httpx.get(mobile_url + "/healthz").json()["status"] == "ok",
+                    "the mobile service follows the node again",
+                )
+                with SdkClient(again.url, admin) as sdk:
+                    d = sdk.authenticate("zoe", push=True)
+                    assert d.pending is not None
+                    (request,) = phone.pending(wait=10)
+                    phone.run("approve", str(request["id"]), "--number", d.pending.number)
+                    assert sdk.push_outcome(d.pending.id, wait=10).accepted
+        finally:
+            mobile.terminate()
+            mobile.wait(timeout=30)
+
+
+class _PushService:
+    """A WebPush push service on loopback that speaks the real protocol (RFC 8030 delivery with
+    an RFC 8292 VAPID header): it checks the VAPID token and keeps what it is sent."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                outer.received.append((dict(self.headers.items()), body))
+                self.send_response(201)
+                self.send_header("Location", self.path + "/m1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _vapid_claims(authorization: str) -> dict[str, object]:
+    """Check an RFC 8292 ``vapid t=…, k=…`` header's ES256 token against its key; its claims."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    scheme, _, rest = authorization.partition(" ")
+    assert scheme == "vapid", authorization
+    parts = dict(p.strip().split("=", 1) for p in rest.split(","))
+    token, k = parts["t"], parts["k"]
+    head, claims, sig = token.split(".")
+    public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), proto.unb64u(k))
+    raw = proto.unb64u(sig)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    public.verify(der, f"{head}.{claims}".encode(), ec.ECDSA(hashes.SHA256()))
+    assert json.loads(proto.unb64u(head))["alg"] == "ES256"
+    found: dict[str, object] = json.loads(proto.unb64u(claims))
+    return found
+
+
+def test_webpush_wakes_a_device_that_is_not_polling(tmp_path: Path) -> None:
+    push_service = _PushService()
+    dd = tmp_path / "node"
+    admin = init(dd)
+    key = cli(dd, "apikey", "create", "mobile", "--scope", "mobile").stdout.split()[-1]
+    vapid = subprocess.run(
+        [OPENMFA, "mobile", "vapid-key", str(dd / "vapid.pem")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (dd / "vapid.pem").stat().st_mode & 0o777 == 0o600 and "application server key" in vapid
+    node_port, mobile_port = free_port(), free_port()
+    mobile_url = f"http://127.0.0.1:{mobile_port}/mobile"
+    with (dd / "server.toml").open("a") as f:
+        f.write(f'\n[mobile]\npublic_url = "{mobile_url}"\n')
+    cli(dd, "user", "add", "ada")
+    phone = Phone(tmp_path / "ada.json")
+    try:
+        with server(dd, port=node_port) as node:
+            mobile = _mobile(
+                dd,
+                mobile_port,
+                node.url,
+                key,
+                'webpush_vapid_key_file = "vapid.pem"\nwebpush_subject = "mailto:ops@example.org"'
+                "\nwebpush_allow_http = true\n",
+            )
+            try:
+                info = httpx.get(mobile_url + "/v1/info").json()
+                assert info["webpush"] and info["vapid_public_key"] in vapid
+                code = json.loads(cli(dd, "device", "activate", "ada", "--json").stdout)
+                endpoint = push_service.url + "/push/ada-phone"
+                phone.run("activate", code["url"], code["code"], "--webpush-endpoint", endpoint)
+                listed = json.loads(cli(dd, "device", "list", "ada", "--json").stdout)
+                assert listed[0]["webpush"] is True
+                with SdkClient(node.url, admin) as sdk:
+                    d = sdk.authenticate("ada", push=True)
+                    assert d.pending is not None
+                    _wait_for(lambda: push_service.received, "the push service is sent a wake-up")
+                    headers, body = push_service.received[0]
+                    headers = {k.lower(): v for k, v in headers.items()}
+                    assert headers["content-encoding"] == "aes128gcm"
+                    assert headers["urgency"] == "high" and int(headers["ttl"]) > 0
+                    claims = _vapid_claims(headers["authorization"])
+                    assert claims["aud"] == push_service.url
+                    assert claims["sub"] == "mailto:ops@example.org"
+                    assert float(str(claims["exp"])) > time.time()
+                    # Only the device can read it, and it carries only the request id.
+                    env = {**os.environ, "OPENMFA_AUTHENTICATOR_STATE": str(phone.state)}
+                    plain = subprocess.run(
+                        [AUTHENTICATOR, "webpush-decrypt"],
+                        input=body,
+                        capture_output=True,
+                        env=env,
+                        check=True,
+                    ).stdout
+                    assert json.loads(plain) == {"request_id": d.pending.id}
+                    assert d.pending.number.encode() not in body
+                    (request,) = phone.pending()
+                    phone.run("approve", str(request["id"]), "--number", d.pending.number)
+                    assert sdk.push_outcome(d.pending.id, wait=10).accepted
+            finally:
+                mobile.terminate()
+                mobile.wait(timeout=30)
+    finally:
+        push_service.close()
+
+
+def test_farm_a_radius_request_held_on_a_subordinate_is_answered_through_the_master(
+    tmp_path: Path,
+) -> None:
+    """Push requests live at the master: a subordinate's RADIUS flow opens the push there and
+    waits on it; the phone answers through the master's mobile service."""
+    import re
+    import types
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    admin = init(a)
+    mobile_port = free_port()
+    mobile_url = f"http://127.0.0.1:{mobile_port}/mobile"
+    config = (a / "server.toml").read_text().replace('node_name = ""', 'node_name = "node-a"')
+    (a / "server.toml").write_text(
+        config + f'\n[mobile]\npublic_url = "{mobile_url}"\nmin_gap_seconds = 0.0\n'
+    )
+    with server(a) as master:
+        out = cli(a, "farm", "init", "--url", master.url).stdout
+        token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+        cli(a, "user", "add", "eve")
+        key = cli(a, "apikey", "create", "mobile", "--scope", "mobile").stdout.split()[-1]
+        cli(a, "radius", "client", "add", "gw", "--address", "127.0.0.1", "--secret", SECRET,
+            "--push", "hold", "--hold-seconds", "30")  # fmt: skip
+        b.mkdir()
+        (b / "server.toml").write_text((a / "server.toml").read_text().replace("node-a", "node-b"))
+        assert "subordinate" in cli(b, "farm", "join", master.url, "--token", token).stdout
+        udp = free_udp_port()
+        mobile = _mobile(a, mobile_port, master.url, key)
+        try:
+            code = json.loads(cli(a, "device", "activate", "eve", "--json").stdout)
+            phone = Phone(tmp_path / "eve.json")
+            phone.run("activate", code["url"], code["code"])
+            with server(b, radius=f"127.0.0.1:{udp}") as sub:
+                _wait_for(
+                    lambda: phone.device_id in cli(b, "device", "list", "eve").stdout,
+                    "the device replicated to the subordinate",
+                )
+                gateway = radclient_start(
+                    types.SimpleNamespace(radius_port=udp),  # type: ignore[arg-type]
+                    {"User-Name": "eve", "User-Password": ""},
+                    timeout=30,
+                )
+                (request,) = phone.pending(wait=20)
+                assert request["client"] == "radius:gw@node-b" and request["numbered"] is False
+                phone.run("approve", str(request["id"]))
+                kind, _ = radclient_result(finish(gateway))
+                assert kind == "Access-Accept"
+                # A push asked of the subordinate through the SDK goes to the master.
+                with SdkClient(sub.url, admin) as sdk:
+                    d = sdk.authenticate("eve", push=True)
+                    assert d.pending is not None
+                    assert sdk.push_outcome(d.pending.id).status == "pending"
+            events = [json.loads(x) for x in cli(a, "audit", "--json").stdout.splitlines() if x]
+            assert any(e["action"] == "push.answer" and e["result"] == "accepted" for e in events)
+            assert any(e["client"] == "radius:gw@node-b" for e in events)
+        finally:
+            mobile.terminate()
+            mobile.wait(timeout=30)

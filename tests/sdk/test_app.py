@@ -62,3 +62,52 @@ def test_answers_errors_and_the_contract(store: Store, config: Config, tmp_path:
         assert r.json()["accepted"] is True and r.json()["reason"] == "bypass"
 
     run_app(store, config, scenario)
+
+
+def test_a_subordinate_sends_push_callers_to_its_master(store: Store, config: Config) -> None:
+    """Push requests live at the master: every push route of a subordinate answers not_master
+    with the master's URL (the clients follow it: push calls are routed like writes)."""
+    from sqlalchemy import delete, insert
+
+    from openmfa.sdk.client import Requests
+    from openmfa.store import tables as t
+
+    token = ApiKeys(store).create("admin", "admin")
+    h = {"authorization": f"Bearer {token}"}
+    with store.write() as conn:
+        conn.execute(delete(t.meta).where(t.meta.c.key.in_(("farm.role", "farm.master_url"))))
+        conn.execute(
+            insert(t.meta),
+            [
+                {"key": "farm.role", "value": "subordinate"},
+                {"key": "farm.master_url", "value": "http://master:8480"},
+            ],
+        )
+    signed = {"payload": "e30", "signature": "AA"}
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        for verb, path, body in (
+            ("POST", "/v1/authenticate", {"user": "alice", "method": "push"}),
+            ("GET", "/v1/authenticate/p0", None),
+            ("POST", "/v1/devices/poll", signed),
+            ("POST", "/v1/push/answer", signed),
+            ("GET", "/v1/push/events", None),
+            ("POST", "/v1/users/alice/devices/activation", {}),
+        ):
+            r = await c.request(verb, path, json=body, headers=h)
+            assert r.status_code == 409, (path, r.text)
+            assert r.json()["code"] == "not_master", path
+            assert r.json()["master_url"] == "http://master:8480", path
+        # A code is still checked here, as on every node.
+        r = await c.post("/v1/authenticate", json={"user": "alice", "code": "123456"}, headers=h)
+        assert r.status_code == 200 and r.json()["reason"] == "unknown_user"
+
+    run_app(store, config, scenario)
+    assert Requests.authenticate("alice", push=True).kind == "write"
+    assert Requests.authenticate("alice", "123456").kind == "authenticate"
+    for call in (
+        Requests.push_outcome("p0"),
+        Requests.poll_device("a", "b"),
+        Requests.push_events(),
+    ):
+        assert call.kind == "write"

@@ -8,6 +8,7 @@ from ..core.lockout import LockoutPolicy
 from ..store.database import Store
 from .agent_routes import AgentEndpoints
 from .master_routes import MasterEndpoints
+from .push_relay import MasterPushRoutes
 from .routes import RadiusActivity
 from .signing import SignatureCheck
 from .state_push import StateJournal
@@ -19,6 +20,7 @@ class FarmEndpoints:
         self.journal = StateJournal()
         self.master = MasterEndpoints(store, checks, lockout, self.journal)
         self.agent = AgentEndpoints(store, checks)
+        self.push = MasterPushRoutes(self.master)
 
     @property
     def radius(self) -> RadiusActivity | None:
@@ -29,4 +31,4 @@ class FarmEndpoints:
         self.agent.radius = radius
 
     def routes(self) -> list[Route]:
-        return [*self.master.routes(), *self.agent.routes()]
+        return [*self.master.routes(), *self.push.routes(), *self.agent.routes()]

@@ -32,7 +32,15 @@ from starlette.routing import Mount, Route
 from ..core import push as proto
 from ..errors import InvalidInput, MalformedRequest, OpenMfaError, PayloadTooLarge, Unavailable
 from ..sdk.client import AsyncSdkClient
-from ..sdk.models import DeviceActivate, DevicePoll, ErrorBody, PushRequestView, SignedMessage
+from ..sdk.models import (
+    DeviceActivate,
+    DevicePoll,
+    ErrorBody,
+    PushRequestView,
+    SignedMessage,
+    WebPushSubscription,
+)
+from .providers import Delivered, Gone, PushProvider
 
 log = logging.getLogger("openmfa.mobile")
 _encode = msgspec.json.Encoder().encode
@@ -49,10 +57,14 @@ class DeviceWaiters:
     def __init__(self) -> None:
         self._held: dict[str, set[asyncio.Future[list[PushRequestView]]]] = {}
 
-    def wake(self, device_id: str, requests: list[PushRequestView]) -> None:
+    def wake(self, device_id: str, requests: list[PushRequestView]) -> bool:
+        """True when a held poll of the device took the requests."""
+        woken = False
         for fut in self._held.pop(device_id, set()):
             if not fut.done():
                 fut.set_result(requests)
+                woken = True
+        return woken
 
     async def wait(self, device_id: str, seconds: float) -> list[PushRequestView]:
         fut: asyncio.Future[list[PushRequestView]] = asyncio.get_running_loop().create_future()
@@ -75,9 +87,13 @@ class DeviceWaiters:
 class EventPump:
     """One long-poll on the nodes' new push requests; wakes the devices they are for."""
 
-    def __init__(self, sdk: AsyncSdkClient, waiters: DeviceWaiters) -> None:
+    def __init__(
+        self, sdk: AsyncSdkClient, waiters: DeviceWaiters, webpush: PushProvider | None = None
+    ) -> None:
         self.sdk = sdk
         self.waiters = waiters
+        self.webpush = webpush
+        self._sending: set[asyncio.Task[None]] = set()
         self.boot = ""
         self.after = 0
         self.up = False
@@ -105,8 +121,28 @@ class EventPump:
             for event in got.events:
                 if event.seq > self.after:
                     for device_id in event.devices:
-                        self.waiters.wake(device_id, [event.request])
+                        if self.waiters.wake(device_id, [event.request]):
+                            continue  # its held poll has it (the long-poll channel)
+                        sub = event.webpush.get(device_id)
+                        if sub is not None and self.webpush is not None:
+                            task = asyncio.create_task(self._wake(device_id, sub, event.request))
+                            self._sending.add(task)
+                            task.add_done_callback(self._sending.discard)
             self.after = max(self.after, got.seq)
+
+    async def _wake(
+        self, device_id: str, sub: WebPushSubscription, request: PushRequestView
+    ) -> None:
+        assert self.webpush is not None
+        sent = await self.webpush.send(device_id, sub, {"request_id": request.id})
+        if isinstance(sent, Gone):
+            log.warning("device %s cannot be woken by WebPush: %s", device_id, sent.why)
+        elif not isinstance(sent, Delivered):
+            log.warning(
+                "WebPush to device %s failed (%s); it still gets the request when it polls",
+                device_id,
+                sent.why,
+            )
 
 
 async def _body(request: Request, kind: type[Any]) -> Any:
@@ -131,13 +167,14 @@ def create_app(
     long_poll_seconds: float = 50.0,
     verify: Any = True,
     transport: Any = None,
+    webpush: PushProvider | None = None,
 ) -> Starlette:
     """``prefix`` "" serves the routes at the root (to be mounted under a prefix elsewhere);
     ``transport`` reaches a node of the same process (``openmfa serve`` with ``[mobile]
     enabled``)."""
     sdk = AsyncSdkClient(nodes, api_key, timeout=15.0, verify=verify, transport=transport)
     waiters = DeviceWaiters()
-    pump = EventPump(sdk, waiters)
+    pump = EventPump(sdk, waiters, webpush)
 
     async def info(request: Request) -> Response:
         return _json(
@@ -147,6 +184,8 @@ def create_app(
                 "algorithms": list(proto.ALGORITHMS),
                 "prefix": prefix,
                 "events": pump.up,
+                "webpush": webpush is not None,
+                "vapid_public_key": webpush.public_key if webpush is not None else "",
             }
         )
 

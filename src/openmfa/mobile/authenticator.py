@@ -153,9 +153,16 @@ def main() -> None:
 @click.argument("code")
 @click.option("--alg", type=click.Choice(proto.ALGORITHMS), default="ES256")
 @click.option("--label", default="openmfa-authenticator")
+@click.option(
+    "--webpush-endpoint",
+    default="",
+    help="Also be woken by WebPush/UnifiedPush at this push-service endpoint (RFC 8030).",
+)
 @state_option
 @_fails
-def activate(url: str, code: str, alg: str, label: str, state_path: Path | None) -> None:
+def activate(
+    url: str, code: str, alg: str, label: str, webpush_endpoint: str, state_path: Path | None
+) -> None:
     """Activate this device with a code from `openmfa device activate` (or the portal)."""
     path = _state_path(state_path)
     key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey = (
@@ -166,7 +173,24 @@ def activate(url: str, code: str, alg: str, label: str, state_path: Path | None)
     spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    body = {"code": code, "alg": alg, "public_key": proto.b64u(spki), "label": label}
+    body: dict[str, Any] = {
+        "code": code,
+        "alg": alg,
+        "public_key": proto.b64u(spki),
+        "label": label,
+    }
+    receiving = ec.generate_private_key(ec.SECP256R1())  # RFC 8291: the message key pair
+    auth = os.urandom(16)
+    if webpush_endpoint:
+        body["webpush"] = {
+            "endpoint": webpush_endpoint,
+            "p256dh": proto.b64u(
+                receiving.public_key().public_bytes(
+                    serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+                )
+            ),
+            "auth": proto.b64u(auth),
+        }
     with httpx.Client(base_url=url.rstrip("/"), timeout=30.0) as h:
         done = _answer(h.post("/v1/activate", json=body))
     pem = key.private_bytes(
@@ -186,6 +210,12 @@ def activate(url: str, code: str, alg: str, label: str, state_path: Path | None)
         "digits": done["digits"],
         "period": done["period"],
         "counter": 0,
+        "webpush_key": receiving.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+        "webpush_auth": proto.b64u(auth),
     }
     device.save()
     click.echo(f"activated device {done['device_id']} for {done['user']}")
@@ -231,6 +261,28 @@ def deny(request_id: str, fraud: bool, state_path: Path | None) -> None:
     """Decline a sign-in (--fraud: report it as not yours)."""
     out = Device.load(_state_path(state_path)).answer(request_id, "fraud" if fraud else "deny")
     click.echo(out["status"])
+
+
+@main.command("webpush-decrypt")
+@state_option
+@_fails
+def webpush_decrypt(state_path: Path | None) -> None:
+    """Decrypt a WebPush message (RFC 8291, aes128gcm) read from standard input, as the push
+    service delivered it, and print the wake-up it carries."""
+    import http_ece
+
+    s = Device.load(_state_path(state_path)).state
+    key = serialization.load_pem_private_key(s["webpush_key"].encode(), None)
+    try:
+        plain = http_ece.decrypt(
+            sys.stdin.buffer.read(),
+            private_key=key,
+            auth_secret=proto.unb64u(s["webpush_auth"]),
+            version="aes128gcm",
+        )
+    except Exception as exc:
+        raise DeviceError(f"the message does not decrypt with this device's keys: {exc}") from None
+    click.echo(plain.decode())
 
 
 @main.command()

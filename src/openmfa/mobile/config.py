@@ -28,6 +28,9 @@ class MobileConfig:
     long_poll_seconds: float
     ca_file: str
     path: Path | None
+    webpush_vapid_key_file: Path | None = None
+    webpush_subject: str = ""
+    webpush_allow_http: bool = False
 
 
 def load(path: Path | None) -> MobileConfig:
@@ -82,4 +85,14 @@ def load(path: Path | None) -> MobileConfig:
         long_poll_seconds=float(values["long_poll_seconds"]),
         ca_file=str(values["ca_file"]),
         path=path,
+        webpush_vapid_key_file=_relative(path, str(values["webpush_vapid_key_file"])),
+        webpush_subject=str(values["webpush_subject"]),
+        webpush_allow_http=bool(values["webpush_allow_http"]),
     )
+
+
+def _relative(config: Path | None, name: str) -> Path | None:
+    if not name:
+        return None
+    p = Path(name)
+    return p if p.is_absolute() or config is None else config.parent / p

@@ -253,10 +253,8 @@ class Authenticator:
         if self.push is None or not a.push:
             return Decision(False, Reason.PUSH_UNAVAILABLE, d.method_id), "push is off"
         if self.round is not None:
-            return (
-                Decision(False, Reason.PUSH_UNAVAILABLE, d.method_id),
-                "push requests are opened at the farm's master; sign in there",
-            )
+            # A subordinate: the caller opens it at the master (``farm.push_relay``).
+            return Decision(False, Reason.PENDING, d.method_id), "push at the farm's master"
         d, new = self.push.open(
             conn,
             a.user,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from ..config import Config
@@ -38,6 +39,7 @@ from ..errors import (
     Conflict,
     DeviceRefused,
     NotFound,
+    NotMaster,
     PushClosed,
 )
 from ..sdk.models import (
@@ -46,6 +48,7 @@ from ..sdk.models import (
     DeviceView,
     PushOutcome,
     PushRequestView,
+    WebPushSubscription,
 )
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
@@ -70,6 +73,7 @@ class Opened:
 
     request: PushRequestView
     devices: list[str]
+    webpush: dict[str, WebPushSubscription]
 
 
 class NonceBook:
@@ -109,6 +113,28 @@ class PushService:
         self.fraud_webhook = str(m["fraud_webhook"])
         self.writer = ChangeWriter(store)
         self.nonces = NonceBook()
+
+    # -- where pushes live -------------------------------------------------------------------
+
+    def require_master(self) -> None:
+        """Push requests, their answers and activation codes live at the farm's master (like
+        claims), so the phone's answer may reach any node's mobile service: a subordinate
+        sends its callers there (``NotMaster`` with the master's URL; the SDK clients follow)."""
+        with self.store.read() as conn:
+            farm = dict(
+                conn.execute(
+                    select(t.meta.c.key, t.meta.c.value).where(
+                        t.meta.c.key.in_(("farm.role", "farm.master_url"))
+                    )
+                ).all()
+            )
+        role = farm.get("farm.role", "master")
+        if role not in ("master", "shared"):
+            raise NotMaster(
+                "push requests live at the farm's master; ask it at "
+                f"{farm.get('farm.master_url', '?')}",
+                master_url=farm.get("farm.master_url", ""),
+            )
 
     # -- activation --------------------------------------------------------------------------
 
@@ -300,12 +326,13 @@ class PushService:
         last = conn.scalar(select(func.max(r.c.created_at)).where(r.c.user_id == user_id))
         if open_now >= self.open_per_user or (last is not None and now - last < self.min_gap):
             return Decision(False, Reason.PUSH_LIMITED, method_id), None
-        devices = [
-            row[0]
-            for row in conn.execute(
-                select(t.devices.c.method_id).where(t.devices.c.user_id == user_id)
-            )
-        ]
+        rows = conn.execute(
+            select(t.devices.c.method_id, t.devices.c.webpush).where(t.devices.c.user_id == user_id)
+        ).all()
+        devices = [r.method_id for r in rows]
+        webpush = {
+            r.method_id: _subscription(r.webpush) for r in rows if r.webpush not in ("", "{}")
+        }
         if not devices:
             return Decision(False, Reason.NO_METHOD), None
         push_id = "p" + secrets.token_hex(16)
@@ -337,7 +364,8 @@ class PushService:
             nonce=nonce,
             numbered=numbered,
         )
-        return _pending(method_id or devices[0], push_id, number, expires), Opened(view, devices)
+        opened = Opened(view, devices, {k: v for k, v in webpush.items() if v is not None})
+        return _pending(method_id or devices[0], push_id, number, expires), opened
 
     # -- what a waiter asks -------------------------------------------------------------------
 
@@ -628,6 +656,13 @@ def _pending(method_id: str, push_id: str, number: str, expires: float) -> Decis
         method_id=method_id,
         pending=(push_id, number, expires),
     )
+
+
+def _subscription(text: str) -> WebPushSubscription | None:
+    try:
+        return msgspec.json.decode(text, type=WebPushSubscription)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
 
 
 def _new_code() -> str:

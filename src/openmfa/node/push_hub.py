@@ -41,9 +41,8 @@ class PushHub:
         now = time.monotonic()
         for o in opened:
             self.seq += 1
-            self._events.append(
-                (now, PushEvent(seq=self.seq, request=o.request, devices=o.devices))
-            )
+            event = PushEvent(seq=self.seq, request=o.request, devices=o.devices, webpush=o.webpush)
+            self._events.append((now, event))
         while self._events and (
             self._events[0][0] < now - KEEP_SECONDS or len(self._events) > KEEP_EVENTS
         ):

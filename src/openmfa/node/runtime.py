@@ -14,6 +14,7 @@ import time
 from ..config import Config
 from ..farm.claims import round_for
 from ..farm.endpoints import FarmEndpoints
+from ..farm.push_relay import MasterPush
 from ..farm.runtime import FarmRuntime
 from ..radius.service import RadiusService
 from ..store.database import Store
@@ -54,7 +55,9 @@ class NodeRuntime:
         )
         if self.radius is not None:
             self.radius.flows.push, self.radius.flows.hub = self.push, self.push_hub
+            self.radius.flows.remote = MasterPush(store)
         self.farm = FarmEndpoints(store, verify_policy(config).lockout)
+        self.farm.push.push, self.farm.push.hub = self.push, self.push_hub
         self.farm.radius = self.radius
         self.farm_runtime = FarmRuntime(store, config, self.queue, self.farm.journal)
         self.readiness = Readiness(store.ready)

@@ -35,6 +35,7 @@ from typing import Any
 from ..config import Config
 from ..core.verification import PUSH_WORDS, Decision, MethodKind, Reason
 from ..errors import OpenMfaError, PrimaryUnavailable
+from ..farm.push_relay import MasterPush, PushAsked
 from ..node import audit
 from ..node.accounts import Accounts
 from ..node.authenticator import Attempt
@@ -120,6 +121,10 @@ class AccessFlows:
         """Set by the node runtime: where push outcomes are read and waited for."""
         self.holding = 0
         """Requests held for a push answer right now (a drain waits for them)."""
+        self.remote: MasterPush | None = None
+        """A farm subordinate's way to the master's push requests (set by the runtime)."""
+        self._remote_ids: dict[str, float] = {}
+        """Pushes this node opened at the master, until when to remember them."""
 
     def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> Job | None:
         """Runs on the commit thread. Returns the attempt to decide in the current batch, or
@@ -166,23 +171,56 @@ class AccessFlows:
             push=client.push != "off",
             numbered=client.push != "hold",
         )
-        return attempt, lambda result: self._decided(client, user, result, respond), True
+        return attempt, lambda result: self._decided(client, attempt, result, respond), True
 
-    def _decided(self, client: RadiusClient, user: str, result: Result, respond: Respond) -> None:
+    def _decided(self, client: RadiusClient, a: Attempt, result: Result, respond: Respond) -> None:
         """On the commit thread: answer a decision, or start waiting for a push."""
-        if isinstance(result, Decision) and result.pending is not None:
+        if isinstance(result, Decision) and result.reason is Reason.PENDING:
+            if result.pending is None:  # a farm subordinate: the push is opened at the master
+                self._on_loop(self._open_at_master, client, a, result.method_id, respond)
+                return
             push_id, number, _ = result.pending
-            if client.push == "hold":
-                self._on_loop(self._hold, client, push_id, respond)
-            else:
-                respond(self._push_challenge(client, user, push_id, number))
+            self._pushed(client, a.user, push_id, number, respond)
             return
         respond(_reply(result))
+
+    def _pushed(
+        self, client: RadiusClient, user: str, push_id: str, number: str, respond: Respond
+    ) -> None:
+        if client.push == "hold":
+            self._on_loop(self._hold, client, push_id, respond)
+        else:
+            respond(self._push_challenge(client, user, push_id, number))
+
+    async def _open_at_master(
+        self, client: RadiusClient, a: Attempt, method_id: str | None, respond: Respond
+    ) -> None:
+        assert self.remote is not None
+        asked = PushAsked(
+            user=a.user,
+            method_id=method_id,
+            client=a.client,
+            source=a.source,
+            request_id=a.request_id,
+            numbered=a.numbered,
+        )
+        try:
+            opened = await self.remote.open(asked)
+        except OpenMfaError as exc:
+            log.error("could not open a push at the master: %s", exc.message)
+            self.queue.call(lambda: respond(_push_reject(None)))
+            return
+        if opened.reason != Reason.PENDING:
+            refused = _reply(Decision(False, Reason(opened.reason)))
+            self.queue.call(lambda: respond(refused))
+            return
+        self._remote_ids[opened.id] = time.monotonic() + 130
+        self.queue.call(lambda: self._pushed(client, a.user, opened.id, opened.number, respond))
 
     def _push_challenge(
         self, client: RadiusClient, user: str, push_id: str, number: str, still: bool = False
     ) -> Reply:
-        state = self.states.issue(user, client.name, time.time(), push_id)
+        state = self.states.issue(user, client.name, time.time(), f"{push_id}:{number}")
         text = f"{'Still waiting. ' if still else ''}Approve on your phone: {number}"
         return Reply(p.ACCESS_CHALLENGE, [(p.STATE, state), (p.REPLY_MESSAGE, text.encode())])
 
@@ -198,7 +236,13 @@ class AccessFlows:
         self.loop.call_soon_threadsafe(start)
 
     async def _outcome(self, push_id: str, seconds: float) -> PushOutcome:
-        """Wait (no thread) until the push is answered on this node or ``seconds`` pass."""
+        """Wait (no thread) until the push is answered or ``seconds`` pass: on this node, or
+        at the farm's master for a push opened there."""
+        if push_id in self._remote_ids:
+            assert self.remote is not None
+            now = time.monotonic()
+            self._remote_ids = {k: v for k, v in self._remote_ids.items() if v > now}
+            return await self.remote.outcome(push_id, seconds)
         assert self.push is not None and self.hub is not None
         push = self.push
         outcome = await asyncio.to_thread(push.outcome, push_id)
@@ -222,10 +266,11 @@ class AccessFlows:
         self.queue.call(lambda: respond(reply))
 
     async def _follow_push(
-        self, client: RadiusClient, user: str, push_id: str, respond: Respond
+        self, client: RadiusClient, user: str, shown: str, respond: Respond
     ) -> None:
         """The follow-up of a push challenge: Accept once approved; while the phone has not
         answered, a new challenge (within the gateway's patience)."""
+        push_id, _, number = shown.partition(":")
         self.holding += 1
         try:
             outcome = await self._outcome(push_id, min(client.hold_seconds, FOLLOW_UP_SECONDS))
@@ -235,8 +280,6 @@ class AccessFlows:
         finally:
             self.holding -= 1
         if outcome is not None and outcome.status == "pending":
-            assert self.push is not None
-            number = await asyncio.to_thread(self.push.number, push_id)
             reply = self._push_challenge(client, user, push_id, number, still=True)
         elif outcome is not None and outcome.accepted:
             reply = ACCEPTED

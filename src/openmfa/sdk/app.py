@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..core.verification import Decision
+from ..core.verification import Decision, Reason
 from ..errors import (
     InvalidInput,
     MalformedRequest,
@@ -284,6 +284,7 @@ class Authenticate:
         if b.method == "push":
             if code:
                 raise InvalidInput("send no code with method push (the phone answers instead)")
+            await run_in_threadpool(node.push.require_master)
             code = "push"
         result = await node.queue.submit(
             Attempt(b.user, code, client=client.name, request_id=rid, token=token, source=b.source)
@@ -291,6 +292,8 @@ class Authenticate:
         if isinstance(result, OpenMfaError):
             raise result
         d: Decision = result
+        if d.reason is Reason.PENDING and d.pending is None:
+            await run_in_threadpool(node.push.require_master)  # not here: not_master
         view = DecisionView(
             accepted=d.accepted,
             reason=str(d.reason),
@@ -315,6 +318,7 @@ async def push_outcome(request: Request) -> Response:
     push_id = request.path_params["push_id"]
     wait = _int_param(request, "wait", 0, 0, 60)
     client = await _authorize(request, "authenticate")
+    await run_in_threadpool(node.push.require_master)
     outcome = await _run(client, lambda c: node.push.outcome(push_id, c.name))
     if outcome.status == "pending" and wait:
         left = min(float(wait), outcome.expires_at - time.time() + 0.05)
@@ -328,6 +332,7 @@ async def activation(request: Request) -> Response:
     name = request.path_params["name"]
     client = await _authorize(request, "methods:write")
     body = await _body(request, ActivationRequest, node.max_body)
+    await run_in_threadpool(node.push.require_master)
     code = await _run(
         client, lambda c: node.push.issue_activation(name, body.label, _actor(request, c))
     )
@@ -372,6 +377,7 @@ async def device_poll(request: Request) -> Response:
     node = _node(request)
     client = await _authorize(request, "devices")
     b = await _body(request, SignedMessage, node.max_body)
+    await run_in_threadpool(node.push.require_master)
     device_id, waiting = await _run(client, lambda c: node.push.poll(b.payload, b.signature))
     return json_response(DevicePoll(device_id=device_id, requests=waiting))
 
@@ -381,6 +387,7 @@ async def push_answer(request: Request) -> Response:
     node = _node(request)
     client = await _authorize(request, "devices")
     b = await _body(request, SignedMessage, node.max_body)
+    await run_in_threadpool(node.push.require_master)
     outcome = await _run(
         client, lambda c: node.push.answer(b.payload, b.signature, _actor(request, c))
     )
@@ -392,6 +399,7 @@ async def push_events(request: Request) -> Response:
     """New push requests since ``after`` (``?boot=…&after=N&wait=S``), for the mobile service."""
     node = _node(request)
     await _authorize(request, "devices")
+    await run_in_threadpool(node.push.require_master)
     after = _int_param(request, "after", 0, 0, 2**62)
     wait = _int_param(request, "wait", 0, 0, 60)
     boot = request.query_params.get("boot", "")

@@ -131,7 +131,9 @@ class Requests:
         body = _encode(
             AuthenticateRequest(user=user, code=code, method="push" if push else "", source=source)
         )
-        return Call("POST", "/v1/authenticate", DecisionView, body=body, kind="authenticate")
+        # A push lives at the farm's master: it follows not_master like a write.
+        kind: Literal["write", "authenticate"] = "write" if push else "authenticate"
+        return Call("POST", "/v1/authenticate", DecisionView, body=body, kind=kind)
 
     @staticmethod
     def push_outcome(push_id: str, *, wait: int = 0) -> Call[PushOutcome]:
@@ -141,7 +143,7 @@ class Requests:
             f"/v1/authenticate/{_seg(push_id)}",
             PushOutcome,
             params={"wait": wait},
-            kind="authenticate",
+            kind="write",  # at the farm's master
             timeout=wait + 10.0,
         )
 
@@ -183,7 +185,7 @@ class Requests:
     @staticmethod
     def poll_device(payload: str, signature: str) -> Call[DevicePoll]:
         body = _encode(SignedMessage(payload=payload, signature=signature))
-        return Call("POST", "/v1/devices/poll", DevicePoll, body=body, kind="authenticate")
+        return Call("POST", "/v1/devices/poll", DevicePoll, body=body, kind="write")
 
     @staticmethod
     def answer_push(payload: str, signature: str) -> Call[PushOutcome]:
@@ -193,7 +195,9 @@ class Requests:
     @staticmethod
     def push_events(boot: str = "", after: int = 0, *, wait: int = 0) -> Call[PushEvents]:
         params: dict[str, str | int | float] = {"boot": boot, "after": after, "wait": wait}
-        return Call("GET", "/v1/push/events", PushEvents, params=params, timeout=wait + 10.0)
+        return Call(
+            "GET", "/v1/push/events", PushEvents, params=params, kind="write", timeout=wait + 10.0
+        )
 
     @staticmethod
     def create_user(

@@ -293,6 +293,8 @@ class PushEvent(msgspec.Struct, kw_only=True):
     request: PushRequestView
     devices: list[str]
     """The devices to wake (their ids)."""
+    webpush: dict[str, WebPushSubscription] = msgspec.field(default_factory=dict)
+    """Where to send a WebPush wake-up, for the devices that registered one."""
 
 
 class PushEvents(msgspec.Struct, kw_only=True):
