@@ -263,6 +263,11 @@ def test_upgrade_then_rollback(site: Site, wheels: tuple[Path, Path]) -> None:
     custom = site.root / "themes" / "Corporate"
     custom.mkdir(parents=True)
     (custom / "theme.css").write_text(":root { --omfa-accent: #c00; }")
+    # The mobile service of this host: its prefix (the URL phones were given) must survive.
+    mobile = site.var / "mobile.toml"
+    mobile.write_text(
+        '[mobile]\nprefix = "/mfa-app"  # the URL on the phones\nnodes = ["http://10.0.0.1:8480"]\n'
+    )
     out = site.upgrade("--from-wheel", str(wheels[1])).stdout
     assert "kept custom theme Corporate untouched" in out
     assert (site.root / "themes" / "Default" / "theme.css").exists()
@@ -274,10 +279,14 @@ def test_upgrade_then_rollback(site: Site, wheels: tuple[Path, Path]) -> None:
     assert record["version"] == NEW and record["history"][-1]["action"] == "upgrade"
     backup = site.root / "backups" / record["history"][-1]["backup"]
     assert "lockout_threshold = 7" in (backup / "config-merge.txt").read_text()
+    merged = mobile.read_text()
+    assert 'prefix = "/mfa-app"  # the URL on the phones' in merged and "10.0.0.1" in merged
+    assert "mobile.toml merged" in out
     out = site.rollback()
     assert f"{OLD} is installed again" in out
     assert site.version() == OLD
     site.check_everything_is_there()
+    assert mobile.read_text().startswith('[mobile]\nprefix = "/mfa-app"')  # as it was
 
 
 @pytest.mark.parametrize("step", STEPS[:-1])

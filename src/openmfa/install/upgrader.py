@@ -215,6 +215,27 @@ class Upgrade:
         for line in j.report:
             if not line.startswith("kept"):
                 self.say(f"    {line}")
+        self._mobile_config(j, Path(backup_dir))
+
+    def _mobile_config(self, j: Journal, backup_dir: Path) -> None:
+        """mobile.toml beside server.toml (the Mobile App Web Service of this host) is merged
+        the same three ways; its prefix, nodes and key file are the admin's and stay."""
+        cfg = self.dd.root / "mobile.toml"
+        if not cfg.exists():
+            return
+        saved = backup_dir / cfg.name
+        if not saved.exists():  # a resumed step must not save the merged file as the original
+            shutil.copy2(cfg, saved)
+        new = self._defaults(j.to_version, "openmfa.mobile.config")
+        old = self._defaults(j.from_version, "openmfa.mobile.config") or new
+        merged, report = merge(old, saved.read_text(), new, release=j.to_version)
+        tmp = cfg.with_name(cfg.name + ".merged")
+        tmp.write_text(merged)
+        os.replace(tmp, cfg)
+        lines = [f"mobile.toml: {line}" for line in report.lines()]
+        (backup_dir / "mobile-config-merge.txt").write_text("\n".join(lines) + "\n")
+        j.report += lines
+        self.say(f"    mobile.toml merged (prefix and nodes kept); report: {backup_dir}")
 
     def _themes(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
         save_to = Path(Backups(self.dd, self.dd.config()).get(j.backup_id).path)
@@ -339,6 +360,9 @@ class Upgrade:
         saved = Path(where or self.dd.backups) / j.backup_id / cfg.name
         if saved.exists():
             shutil.copy2(saved, cfg)
+        mobile = saved.with_name("mobile.toml")
+        if mobile.exists():
+            shutil.copy2(mobile, self.dd.root / "mobile.toml")
 
     def _target_version(self, wheel: Path | None, bundle: Path | None) -> str:
         if wheel is not None:
@@ -372,18 +396,20 @@ class Upgrade:
             )
         return out.stdout
 
-    def _defaults(self, version: str) -> str:
+    def _defaults(self, version: str, module: str = "openmfa.config") -> str:
+        """A release's shipped defaults (``module``'s ``default_text``); "" when that release
+        has no such module (the mobile service came with 0.3)."""
         out = subprocess.run(
             [
                 str(self._bin(version).with_name("python")),
                 "-c",
-                "from openmfa.config import default_text; print(default_text(), end='')",
+                f"from {module} import default_text; print(default_text(), end='')",
             ],
             capture_output=True,
             text=True,
-            check=True,
+            check=module == "openmfa.config",
         )
-        return out.stdout
+        return out.stdout if out.returncode == 0 else ""
 
     def _server_pid(self) -> int | None:
         return self.node.pid()
