@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,7 +31,15 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from ..core import push as proto
-from ..errors import InvalidInput, MalformedRequest, OpenMfaError, PayloadTooLarge, Unavailable
+from ..errors import (
+    DeviceRefused,
+    InvalidInput,
+    MalformedRequest,
+    OpenMfaError,
+    PayloadTooLarge,
+    PushClosed,
+    Unavailable,
+)
 from ..sdk.client import AsyncSdkClient
 from ..sdk.models import (
     DeviceActivate,
@@ -84,14 +93,88 @@ class DeviceWaiters:
         return sum(len(v) for v in self._held.values())
 
 
+class DeviceBook:
+    """What this service knows of devices and open requests, so that a device's next polls cost
+    the node nothing: the key the node vouched for at the device's last poll it checked (kept
+    ``TRUST_SECONDS``; then the node checks again, and a revoked device is refused), and the
+    open requests the node announced (until they expire or are answered through here). Answers
+    always go to the node, which checks them itself."""
+
+    TRUST_SECONDS = 300.0
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[proto.DeviceKey, float]] = {}
+        self._open: dict[str, PushRequestView] = {}
+        self._by_device: dict[str, set[str]] = {}
+        self._nonces: dict[str, float] = {}
+
+    def vouched(self, poll: DevicePoll) -> None:
+        if poll.public_key:
+            key = proto.DeviceKey(poll.alg, proto.unb64u(poll.public_key))
+            self._keys[poll.device_id] = (key, time.monotonic() + self.TRUST_SECONDS)
+        for r in poll.requests:
+            self.opened(r, [poll.device_id])
+
+    def check(self, payload: str, signature: str) -> str | None:
+        """The device id of a poll this service can check itself, or None (ask the node).
+        Raises DeviceRefused for a poll that is certainly wrong."""
+        try:
+            signed = proto.Signed.decode(payload, signature, "poll")
+        except proto.ProtocolError:
+            return None  # the node says what is wrong with it
+        known = self._keys.get(signed.device_id)
+        now = time.monotonic()
+        if known is None or known[1] < now:
+            return None
+        if not known[0].verify(signed.raw, signed.signature):
+            return None
+        if abs(int(signed.body["ts"]) - time.time()) > 300:
+            return None
+        nonce = signed.device_id + ":" + str(signed.body["nonce"])
+        if nonce in self._nonces:
+            raise DeviceRefused("this poll was sent before (its nonce is used); sign a new one")
+        if len(self._nonces) > 500_000:
+            self._nonces = {k: v for k, v in self._nonces.items() if v > now}
+        self._nonces[nonce] = now + 600
+        return signed.device_id
+
+    def opened(self, request: PushRequestView, devices: list[str]) -> None:
+        self._open[request.id] = request
+        for d in devices:
+            self._by_device.setdefault(d, set()).add(request.id)
+
+    def closed(self, push_id: str) -> None:
+        self._open.pop(push_id, None)
+
+    def waiting(self, device_id: str) -> list[PushRequestView]:
+        ids = self._by_device.get(device_id)
+        if not ids:
+            return []
+        now = time.time()
+        found = []
+        for push_id in list(ids):
+            r = self._open.get(push_id)
+            if r is None or r.expires_at <= now:
+                ids.discard(push_id)
+                self._open.pop(push_id, None)
+            else:
+                found.append(r)
+        return sorted(found, key=lambda r: r.created_at)
+
+
 class EventPump:
     """One long-poll on the nodes' new push requests; wakes the devices they are for."""
 
     def __init__(
-        self, sdk: AsyncSdkClient, waiters: DeviceWaiters, webpush: PushProvider | None = None
+        self,
+        sdk: AsyncSdkClient,
+        waiters: DeviceWaiters,
+        webpush: PushProvider | None = None,
+        book: DeviceBook | None = None,
     ) -> None:
         self.sdk = sdk
         self.waiters = waiters
+        self.book = book or DeviceBook()
         self.webpush = webpush
         self._sending: set[asyncio.Task[None]] = set()
         self.boot = ""
@@ -118,8 +201,11 @@ class EventPump:
             if got.boot != self.boot:
                 self.boot, self.after = got.boot, 0
                 # A node's restart: only events of its new run matter (old ones are replayed).
+            for push_id in got.closed:
+                self.book.closed(push_id)
             for event in got.events:
                 if event.seq > self.after:
+                    self.book.opened(event.request, event.devices)
                     for device_id in event.devices:
                         if self.waiters.wake(device_id, [event.request]):
                             continue  # its held poll has it (the long-poll channel)
@@ -174,7 +260,8 @@ def create_app(
     enabled``)."""
     sdk = AsyncSdkClient(nodes, api_key, timeout=15.0, verify=verify, transport=transport)
     waiters = DeviceWaiters()
-    pump = EventPump(sdk, waiters, webpush)
+    book = DeviceBook()
+    pump = EventPump(sdk, waiters, webpush, book)
 
     async def info(request: Request) -> Response:
         return _json(
@@ -205,15 +292,29 @@ def create_app(
             raise InvalidInput("wait must be a whole number of seconds")
         wait = min(float(raw), long_poll_seconds)
         b: SignedMessage = await _body(request, SignedMessage)
-        found: DevicePoll = await sdk.poll_device(b.payload, b.signature)
-        if found.requests or wait <= 0:
-            return _json(found)
-        found.requests = await waiters.wait(found.device_id, wait)
-        return _json(found)
+        device_id = book.check(b.payload, b.signature) if pump.up else None
+        if device_id is None:  # not known here (or not for long enough): the node checks it
+            found: DevicePoll = await sdk.poll_device(b.payload, b.signature)
+            book.vouched(found)
+            device_id = found.device_id
+        waiting = book.waiting(device_id)
+        if not waiting and wait > 0:
+            waiting = await waiters.wait(device_id, wait)
+        return _json(DevicePoll(device_id=device_id, requests=waiting))
 
     async def answer(request: Request) -> Response:
         b: SignedMessage = await _body(request, SignedMessage)
-        return _json(await sdk.answer_push(b.payload, b.signature))
+        try:
+            outcome = await sdk.answer_push(b.payload, b.signature)
+        except PushClosed:
+            _forget(b.payload)
+            raise
+        book.closed(outcome.id)
+        return _json(outcome)
+
+    def _forget(payload: str) -> None:
+        with contextlib.suppress(proto.ProtocolError):
+            book.closed(str(proto.parse(proto.unb64u(payload)).get("request_id")))
 
     async def error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OpenMfaError)

@@ -45,6 +45,7 @@ from ..errors import (
 from ..sdk.models import (
     ActivationCode,
     DeviceActivated,
+    DevicePoll,
     DeviceView,
     PushOutcome,
     PushRequestView,
@@ -401,15 +402,20 @@ class PushService:
 
     # -- the device's side --------------------------------------------------------------------
 
-    def poll(self, payload: str, signature: str) -> tuple[str, list[PushRequestView]]:
-        """A signed poll: the device's id and the requests waiting for its user."""
+    def poll(self, payload: str, signature: str) -> DevicePoll:
+        """A signed poll: the device, its key, and the requests waiting for its user."""
         now = time.time()
         signed = self._signed(payload, signature, "poll")
         with self.store.read() as conn:
             device = self._device(conn, signed, now)
             if not self.nonces.first_use(signed.device_id + ":" + signed.body["nonce"], now):
                 raise DeviceRefused("this poll was sent before (its nonce is used); sign a new one")
-            return signed.device_id, self._waiting(conn, device.user_id, now)
+            return DevicePoll(
+                device_id=signed.device_id,
+                requests=self._waiting(conn, device.user_id, now),
+                alg=device.alg,
+                public_key=proto.b64u(bytes(device.public_key)),
+            )
 
     def waiting_for(self, device_id: str) -> list[PushRequestView]:
         """The open requests of a device's user (for a device the caller authenticated)."""

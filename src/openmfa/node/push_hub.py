@@ -32,6 +32,7 @@ class PushHub:
         self.boot = secrets.token_hex(8)
         self.seq = 0
         self._events: deque[tuple[float, PushEvent]] = deque()
+        self._closed: deque[tuple[float, int, str]] = deque()
         self._new: asyncio.Future[None] | None = None
         self._outcome: dict[str, list[asyncio.Future[None]]] = {}
 
@@ -55,6 +56,16 @@ class PushHub:
         for fut in self._outcome.pop(push_id, []):
             if not fut.done():
                 fut.set_result(None)
+        now = time.monotonic()
+        self.seq += 1
+        self._closed.append((now, self.seq, push_id))
+        while self._closed and (
+            self._closed[0][0] < now - KEEP_SECONDS or len(self._closed) > KEEP_EVENTS
+        ):
+            self._closed.popleft()
+        if self._new is not None and not self._new.done():
+            self._new.set_result(None)
+        self._new = None
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -84,13 +95,14 @@ class PushHub:
         if boot != self.boot:
             after = 0
         found = self._since(after)
-        if not found and seconds > 0:
+        if not found and seconds > 0 and self.seq <= after:
             if self._new is None or self._new.done():
                 self._new = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._new), seconds)
             found = self._since(after)
-        return PushEvents(boot=self.boot, seq=self.seq, events=found)
+        closed = [pid for _, seq, pid in self._closed if seq > after]
+        return PushEvents(boot=self.boot, seq=self.seq, events=found, closed=closed)
 
     def _since(self, after: int) -> list[PushEvent]:
         if not self._events or self._events[-1][1].seq <= after:

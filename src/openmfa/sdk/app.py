@@ -54,7 +54,6 @@ from .models import (
     DecisionView,
     DeviceActivate,
     DeviceList,
-    DevicePoll,
     ErrorBody,
     Health,
     MethodCreate,
@@ -378,8 +377,7 @@ async def device_poll(request: Request) -> Response:
     client = await _authorize(request, "devices")
     b = await _body(request, SignedMessage, node.max_body)
     await run_in_threadpool(node.push.require_master)
-    device_id, waiting = await _run(client, lambda c: node.push.poll(b.payload, b.signature))
-    return json_response(DevicePoll(device_id=device_id, requests=waiting))
+    return json_response(await _run(client, lambda c: node.push.poll(b.payload, b.signature)))
 
 
 async def push_answer(request: Request) -> Response:

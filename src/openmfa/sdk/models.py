@@ -286,6 +286,10 @@ class DevicePoll(msgspec.Struct, kw_only=True):
 
     device_id: str
     requests: list[PushRequestView]
+    alg: str = ""
+    public_key: str = ""
+    """The device's key (for the mobile service, which checks the device's next polls itself
+    for a while instead of asking the node each time)."""
 
 
 class PushEvent(msgspec.Struct, kw_only=True):
@@ -304,6 +308,8 @@ class PushEvents(msgspec.Struct, kw_only=True):
     """Changes when the node restarts: then start again from ``seq`` 0."""
     seq: int
     events: list[PushEvent]
+    closed: list[str] = msgspec.field(default_factory=list)
+    """Requests answered since ``after`` (a device need not be shown them again)."""
 
 
 class DecisionView(msgspec.Struct, kw_only=True):
