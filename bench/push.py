@@ -206,6 +206,7 @@ async def measure(args: argparse.Namespace) -> None:
                 )
                 return us
 
+            await radius_cpu("warm-up (users and seeds into the node's cache; not counted)")
             before = [await radius_cpu("no device connected")]
             rss0 = rss_kib(mobile.pid)
 

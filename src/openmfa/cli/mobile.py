@@ -33,7 +33,7 @@ def mobile_serve(config_path: Path, listen: str | None) -> None:
 
     from ..config import parse_listen
     from ..errors import ConfigError
-    from ..mobile.app import create_app
+    from ..mobile.app import Standalone, create_app
     from ..mobile.config import load
 
     cfg = load(config_path)
@@ -67,7 +67,7 @@ def mobile_serve(config_path: Path, listen: str | None) -> None:
     )
     click.echo(f"mobile service on http://{host}:{port}{cfg.prefix} for {', '.join(cfg.nodes)}")
     uvicorn.run(
-        app,
+        Standalone(app, cfg.prefix),
         host=host,
         port=port,
         loop="uvloop",
