@@ -25,6 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -339,32 +340,22 @@ class PushService:
         push_id = "p" + secrets.token_hex(16)
         number, nonce = proto.new_number() if numbered else "", proto.new_nonce()
         expires = now + self.request_seconds
-        conn.execute(
-            insert(r).values(
-                id=push_id,
-                user_id=user_id,
-                user_name=user,
-                method_id=method_id or devices[0],
-                number=number,
-                nonce=nonce,
-                client=client[:255],
-                source=source[:64],
-                request_id=request_id[:64],
-                created_at=now,
-                expires_at=expires,
-                status="pending",
-            )
-        )
-        view = PushRequestView(
-            id=push_id,
-            user=user,
-            client=client,
-            source=source,
-            created_at=now,
-            expires_at=expires,
-            nonce=nonce,
-            numbered=numbered,
-        )
+        row = {
+            "id": push_id,
+            "user_id": user_id,
+            "user_name": user,
+            "method_id": method_id or devices[0],
+            "number": number,
+            "nonce": nonce,
+            "client": client[:255],
+            "source": source[:64],
+            "request_id": request_id[:64],
+            "created_at": now,
+            "expires_at": expires,
+            "status": "pending",
+        }
+        conn.execute(insert(r).values(row))
+        view = _view(SimpleNamespace(**row))
         opened = Opened(view, devices, {k: v for k, v in webpush.items() if v is not None})
         return _pending(method_id or devices[0], push_id, number, expires), opened
 
@@ -416,14 +407,6 @@ class PushService:
                 alg=device.alg,
                 public_key=proto.b64u(bytes(device.public_key)),
             )
-
-    def waiting_for(self, device_id: str) -> list[PushRequestView]:
-        """The open requests of a device's user (for a device the caller authenticated)."""
-        with self.store.read() as conn:
-            user_id = conn.scalar(
-                select(t.devices.c.user_id).where(t.devices.c.method_id == device_id)
-            )
-            return [] if user_id is None else self._waiting(conn, user_id, time.time())
 
     def answer(self, payload: str, signature: str, actor: Actor = CLI) -> PushOutcome:
         """Record a device's signed answer. A refusal is audited (in a transaction of its own,
@@ -552,19 +535,7 @@ class PushService:
             .where(r.c.user_id == user_id, r.c.status == "pending", r.c.expires_at > now)
             .order_by(r.c.created_at)
         ).all()
-        return [
-            PushRequestView(
-                id=x.id,
-                user=x.user_name,
-                client=x.client,
-                source=x.source,
-                created_at=x.created_at,
-                expires_at=x.expires_at,
-                nonce=x.nonce,
-                numbered=x.number != "",
-            )
-            for x in rows
-        ]
+        return [_view(x) for x in rows]
 
     def _require_format(self, conn: Connection) -> None:
         if local_format(conn) < DEVICE_FORMAT:
@@ -648,6 +619,20 @@ class PushService:
 
     def _audit(self, conn: Connection, event: AuditEvent) -> None:
         conn.execute(insert(t.audit).values(event.row(self.store.node_name, time.time())))
+
+
+def _view(x: Any) -> PushRequestView:
+    """A ``push_requests`` row as the phone sees it (never the number)."""
+    return PushRequestView(
+        id=x.id,
+        user=x.user_name,
+        client=x.client,
+        source=x.source,
+        created_at=x.created_at,
+        expires_at=x.expires_at,
+        nonce=x.nonce,
+        numbered=x.number != "",
+    )
 
 
 class _Refusal(Exception):

@@ -108,7 +108,3 @@ class PushHub:
         if not self._events or self._events[-1][1].seq <= after:
             return []
         return [e for _, e in self._events if e.seq > after]
-
-    def waiting(self) -> int:
-        """Outcome waiters right now (for drains and stats)."""
-        return sum(len(v) for v in self._outcome.values())
