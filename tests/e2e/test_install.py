@@ -85,16 +85,26 @@ def test_offline_bundle_installs_without_an_index(installed: Path, tmp_path: Pat
     out = run(
         "install",
         "--root",
-        str(tmp_path / "portal-host"),
+        str(tmp_path / "mobile-host"),
         "--from-bundle",
         str(bundle),
         "--components",
-        "portal",
+        "mobile",
         "--record",
-        str(tmp_path / "portal.toml"),
+        str(tmp_path / "mobile.toml"),
+        "--systemd-dir",
+        str(tmp_path / "systemd"),
     ).stdout
     assert "installed OpenMFA" in out
-    assert tomllib.loads((tmp_path / "portal.toml").read_text())["components"] == ["portal"]
+    record = tomllib.loads((tmp_path / "mobile.toml").read_text())
+    assert record["components"] == ["mobile"]
+    # A mobile-service host (a DMZ): its settings, no data file and no key to one.
+    var = tmp_path / "mobile-host" / "var"
+    assert (var / "mobile.toml").exists() and not list(var.glob("openmfa.*"))
+    assert f"mobile serve --config {var}/mobile.toml" in out
+    unit = (tmp_path / "systemd" / "openmfa-mobile.service").read_text()
+    assert f"ExecStart={tmp_path}/mobile-host/current/venv/bin/openmfa mobile serve" in unit
+    assert not (tmp_path / "systemd" / "openmfa-server.service").exists()
 
 
 def test_damaged_bundle_is_refused_and_nothing_installed(installed: Path, tmp_path: Path) -> None:

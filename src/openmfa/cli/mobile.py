@@ -65,6 +65,14 @@ def mobile_serve(config_path: Path, listen: str | None) -> None:
         verify=verify,
         webpush=webpush,
     )
+    from ..mobile.control import LOCK, RECORD
+    from ..node.control import base_url, record_serve
+    from ..node.lock import NodeLock
+
+    # One service per mobile.toml; how it runs is kept for a restart by `upgrade`/`rollback`.
+    where = config_path.resolve().parent
+    lock = NodeLock(where, LOCK).acquire("serve the mobile service")
+    record_serve(where, base_url(host, port, False) + cfg.prefix, "", RECORD)
     click.echo(f"mobile service on http://{host}:{port}{cfg.prefix} for {', '.join(cfg.nodes)}")
     uvicorn.run(
         Standalone(app, cfg.prefix),
@@ -75,6 +83,7 @@ def mobile_serve(config_path: Path, listen: str | None) -> None:
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
+    lock.release()
 
 
 @mobile.command("vapid-key")

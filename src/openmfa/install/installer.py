@@ -35,6 +35,29 @@ ProtectSystem=full
 WantedBy=multi-user.target
 """
 
+MOBILE_UNIT = """[Unit]
+Description=OpenMFA Mobile App Web Service ({root})
+After=network-online.target
+
+[Service]
+ExecStart={root}/current/venv/bin/openmfa mobile serve --config {data_dir}/mobile.toml
+Environment=OPENMFA_SERVICE_UNIT={unit}
+Restart=on-failure
+KillSignal=SIGTERM
+NoNewPrivileges=yes
+PrivateTmp=yes
+ProtectSystem=full
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+MOBILE_NEXT = """The Mobile App Web Service's settings are in {config}: name the nodes' SDK URLs in
+`nodes`, and put a key of scope mobile (`openmfa apikey create mobile --scope mobile` on the
+master) in a file of mode 0600 named by `api_key_file`. Then run
+  {root}/current/venv/bin/openmfa mobile serve --config {config}
+"""
+
 
 def check_prerequisites(root: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
     # The Python version needs no check here: the new environment is made with this very
@@ -96,7 +119,8 @@ def install(
     data_dir = root / "var"
     printed = ""
     say(f"[4/{steps}] preparing the data directory {data_dir}")
-    if not (data_dir / "openmfa.db").exists() and not (data_dir / "openmfa.key").exists():
+    fresh = not (data_dir / "openmfa.db").exists() and not (data_dir / "openmfa.key").exists()
+    if "server" in components and fresh:
         out = subprocess.run(
             [
                 str(root / "current" / "venv" / "bin" / "openmfa"),
@@ -113,17 +137,35 @@ def install(
         # Backups live beside the releases (ROOT/backups), not inside the data they protect.
         cfg = data_dir / "server.toml"
         cfg.write_text(cfg.read_text().replace('dir = ""', f'dir = "{root / "backups"}"', 1))
+    mobile_cfg = data_dir / "mobile.toml"
+    if "mobile" in components and not mobile_cfg.exists():
+        out = subprocess.run(
+            [str(root / "current" / "venv" / "bin" / "openmfa"), "mobile", "default-config"],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            raise InstallFailed(f"`openmfa mobile default-config` failed: {out.stderr.strip()}")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        mobile_cfg.write_text(out.stdout)
+        printed += MOBILE_NEXT.format(config=mobile_cfg, root=root)
     if not (root / "themes" / "Default").exists():
         install_default(root / "themes", package_dir(root, version) / "themes")
     record = InstallRecord(
         root=str(root), version=version, components=components, data_dir=str(data_dir)
     )
+    if "mobile" in components:
+        record.service_names["mobile"] = "openmfa-mobile"
     record.history.append({"action": "install", "version": version})
     say(f"[5/{steps}] writing the install record {record_file}")
     record.save(record_file)
     if systemd_dir is not None:
         say(f"[6/{steps}] writing systemd unit files to {systemd_dir}")
         systemd_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{record.service_names['server']}.service"
-        (systemd_dir / name).write_text(UNIT.format(root=root, data_dir=data_dir, unit=name))
+        for component, unit in (("server", UNIT), ("mobile", MOBILE_UNIT)):
+            if component in components:
+                name = f"{record.service_names[component]}.service"
+                (systemd_dir / name).write_text(
+                    unit.format(root=root, data_dir=data_dir, unit=name)
+                )
     return record, printed

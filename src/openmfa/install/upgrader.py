@@ -9,6 +9,12 @@ point is resumed — or rolled back — by running the command again):
 Invariant owned here: until ``verify`` has passed, the old release and the pre-upgrade backup
 are enough to put everything back; ``rollback`` (or any failure) switches ``current`` back,
 restores the backup if the data had been migrated, and starts the old release again.
+
+A host may run the Mobile App Web Service beside the node (``mobile.toml`` in the data
+directory, its own ``openmfa mobile serve`` process) or alone (installed with ``--components
+mobile``: no data file, no node). Its ``mobile.toml`` is merged like ``server.toml``, the service
+is restarted on the new release where it ran (same URL and prefix) and must reach its nodes
+before the upgrade counts as done; a mobile-only host's backup is its configuration.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from sqlalchemy.pool import NullPool
 
 from ..core.totp import totp
 from ..errors import InstallFailed, OpenMfaError
+from ..mobile.control import MobileControl
 from ..node.control import NodeControl
 from ..store import tables as t
 from ..store.backups import Backups
@@ -64,6 +71,7 @@ class Journal:
     done: list[str] = field(default_factory=list)
     backup_id: str = ""
     server_was_running: bool = False
+    mobile_was_running: bool = False
     report: list[str] = field(default_factory=list)
 
     @classmethod
@@ -98,6 +106,9 @@ class Upgrade:
         self.journal_path = self.root / JOURNAL
         self.say = say
         self.node = NodeControl(self.dd.root, say)
+        self.mobile = MobileControl(self.dd.root, say)
+        self.server = "server" in self.record.components
+        """False on a host that runs only the mobile service (no data file, no node)."""
 
     # -- public -------------------------------------------------------------------------------
 
@@ -153,7 +164,9 @@ class Upgrade:
                 f"there is no upgrade to roll back: this installation runs {self.record.version} "
                 "and no upgrade to it is recorded"
             )
-        if self.data_comes_back(self.dd, last):
+        if not self.server:
+            self.say(f"rolling back {last['to']} -> {last['from']} (mobile service only)")
+        elif self.data_comes_back(self.dd, last):
             self.say(
                 f"rolling back {last['to']} -> {last['from']}: the data goes back to backup "
                 f"{last['backup']} (the current state is kept as a backup first)"
@@ -171,6 +184,7 @@ class Upgrade:
                 backup_id=last["backup"],
                 done=list(STEPS[:-2]),
                 server_was_running=self._server_pid() is not None,
+                mobile_was_running=self.mobile.pid() is not None,
             ),
             data_changed=last.get("migrated", True),
         )
@@ -184,19 +198,38 @@ class Upgrade:
     def _checks(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
         check_prerequisites(self.root, need_bytes=self._need_bytes())
         j.server_was_running = self._server_pid() is not None
+        j.mobile_was_running = self.mobile.pid() is not None
 
     def _backup(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        if not self.server:  # a mobile-service host: its configuration is all it keeps
+            j.backup_id = f"before-upgrade-{_slug(j.to_version)}-{time.strftime('%Y%m%dT%H%M%S')}"
+            where = self._backup_dir(j)
+            where.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(self.mobile.config_file, where / self.mobile.config_file.name)
+            self.say(f"    mobile.toml saved in {where}")
+            return
         info = Backups(self.dd, self.dd.config()).create(f"before-upgrade-{_slug(j.to_version)}")
         j.backup_id = info.id
         self.say(f"    backup {info.id} taken and verified")
+
+    def _backup_dir(self, j: Journal) -> Path:
+        if not self.server:
+            return self.root / "backups" / j.backup_id
+        return Path(Backups(self.dd, self.dd.config()).get(j.backup_id).path)
 
     def _install(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
         install_release(self.root, wheel=wheel, bundle=bundle)
 
     def _migrate(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        if not self.server:
+            self.say("    no data file on this host (mobile service only)")
+            return
         self._openmfa(j.to_version, "migrate")
 
     def _config(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
+        if not self.server:
+            self._mobile_config(j, self._backup_dir(j))
+            return
         old = self._defaults(j.from_version)
         new = self._defaults(j.to_version)
         cfg = self.dd.config_file
@@ -204,18 +237,18 @@ class Upgrade:
         merged, report = merge(old, admin, new, release=j.to_version)
         # Where the backup is, from the file as it was: the merged file is the new release's
         # to read (it may hold settings this, older, code does not know).
-        backup_dir = Backups(self.dd, self.dd.config()).get(j.backup_id).path
+        backup_dir = self._backup_dir(j)
         tmp = cfg.with_name(cfg.name + ".merged")
         tmp.write_text(merged)
         os.replace(tmp, cfg)
         j.report = report.lines()
-        (Path(backup_dir) / "config-merge.txt").write_text("\n".join(j.report) + "\n")
+        (backup_dir / "config-merge.txt").write_text("\n".join(j.report) + "\n")
         kept = sum(1 for line in j.report if line.startswith("kept"))
         self.say(f"    kept {kept} settings as they were; report: {backup_dir}/config-merge.txt")
         for line in j.report:
             if not line.startswith("kept"):
                 self.say(f"    {line}")
-        self._mobile_config(j, Path(backup_dir))
+        self._mobile_config(j, backup_dir)
 
     def _mobile_config(self, j: Journal, backup_dir: Path) -> None:
         """mobile.toml beside server.toml (the Mobile App Web Service of this host) is merged
@@ -238,21 +271,33 @@ class Upgrade:
         self.say(f"    mobile.toml merged (prefix and nodes kept); report: {backup_dir}")
 
     def _themes(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
-        save_to = Path(Backups(self.dd, self.dd.config()).get(j.backup_id).path)
+        if not self.server:
+            return  # the mobile service has no pages
         for line in upgrade_themes(
-            self.root / "themes", package_dir(self.root, j.to_version) / "themes", save_to
+            self.root / "themes",
+            package_dir(self.root, j.to_version) / "themes",
+            self._backup_dir(j),
         ):
             self.say(f"    {line}")
             j.report.append(f"theme     {line}")
 
     def _switch(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
         self._stop_server()
+        self.mobile.stop()
         switch_current(self.root, j.to_version)
+        self._start_again(j)
+
+    def _start_again(self, j: Journal) -> None:
         if j.server_was_running:
             self._start_server()
+        if j.mobile_was_running:
+            self.mobile.start(self._current_bin())
 
     def _verify(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
-        self._synthetic_authentication(j.server_was_running)
+        if self.server:
+            self._synthetic_authentication(j.server_was_running)
+        if j.mobile_was_running:
+            self._mobile_check()
         self.record.version = j.to_version
         self.record.history.append(
             {
@@ -260,7 +305,7 @@ class Upgrade:
                 "from": j.from_version,
                 "to": j.to_version,
                 "backup": j.backup_id,
-                "migrated": True,
+                "migrated": self.server,
                 "at": time.time(),
             }
         )
@@ -278,11 +323,14 @@ class Upgrade:
         self.say(f"rolling back to {j.from_version}")
         if disturbed:
             self._stop_server()
+            self.mobile.stop()
         if (self.root / "releases" / j.from_version).exists():
             switch_current(self.root, j.from_version)
         if restore:
             self._put_back_config(j)  # the old release must be able to read it to restore
-            if self._shared_database():
+            if not self.server:
+                self.say("    mobile.toml put back as it was")
+            elif self._shared_database():
                 self.say(
                     "    the shared database stays as it is: the other nodes keep writing to it, "
                     "and schema changes only add (the previous release reads on)"
@@ -291,12 +339,14 @@ class Upgrade:
                 self._openmfa(j.from_version, "backup", "restore", j.backup_id, "--yes")
                 self.say(f"    restored backup {j.backup_id}")
                 self._carry_audit()
-        if "themes" in j.done and j.backup_id:
-            save_to = Path(Backups(self.dd, self.dd.config()).get(j.backup_id).path)
-            undo_themes(self.root / "themes", save_to)
+        if "themes" in j.done and j.backup_id and self.server:
+            undo_themes(self.root / "themes", self._backup_dir(j))
+        if disturbed:
+            self._start_again(j)
         if j.server_was_running and disturbed:
-            self._start_server()
             self._synthetic_authentication(True)
+        if j.mobile_was_running and disturbed:
+            self._mobile_check()
         self.record = InstallRecord.load(self.record_file)
         self.record.version = j.from_version
         self.record.save(self.record_file)
@@ -352,6 +402,11 @@ class Upgrade:
     def _put_back_config(self, j: Journal) -> None:
         """server.toml as it was before the upgrade, from the backup (the merged file may hold
         settings the old release does not know). Read without validating: only [backup] dir."""
+        if not self.server:
+            saved = self._backup_dir(j) / self.mobile.config_file.name
+            if saved.exists():
+                shutil.copy2(saved, self.mobile.config_file)
+            return
         cfg = self.dd.config_file
         try:
             where = tomllib.loads(cfg.read_text()).get("backup", {}).get("dir", "")
@@ -411,6 +466,30 @@ class Upgrade:
         )
         return out.stdout if out.returncode == 0 else ""
 
+    def _mobile_check(self, seconds: float = 30) -> None:
+        """The mobile service, restarted on the release now current (it exits at once, with
+        the reason in its log, when it cannot read its mobile.toml), answers where it did and
+        reaches its nodes (its event stream from them is up) within ``seconds``."""
+        url = self.mobile.url()
+        deadline = time.monotonic() + seconds
+        status = "not answering"
+        while time.monotonic() < deadline:
+            try:
+                status = str(httpx.get(url + "/healthz", timeout=2).json().get("status"))
+            except (httpx.HTTPError, ValueError):
+                status = "not answering"
+            if status == "ok":
+                self.say(f"    mobile service answering at {url} and reaching its nodes")
+                return
+            time.sleep(0.2)
+        raise InstallFailed(
+            f"the mobile service at {url} is {status} after {seconds:.0f} s (it must reach "
+            f"its nodes); see {self.dd.root / self.mobile.log_name}"
+        )
+
+    def _current_bin(self) -> Path:
+        return self.root / "current" / "venv" / "bin" / "openmfa"
+
     def _server_pid(self) -> int | None:
         return self.node.pid()
 
@@ -418,7 +497,7 @@ class Upgrade:
         self.node.stop()
 
     def _start_server(self) -> None:
-        self.node.start(self.root / "current" / "venv" / "bin" / "openmfa")
+        self.node.start(self._current_bin())
 
     def _url(self) -> str:
         return self.node.url()

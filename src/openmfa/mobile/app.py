@@ -203,10 +203,13 @@ class EventPump:
             if got.boot != self.boot:
                 self.boot, self.after = got.boot, 0
                 # A node's restart: only events of its new run matter (old ones are replayed).
-            for push_id in got.closed:
+            # A request opened and answered within one batch (all of a node's kept events, for
+            # a service that just started) is not open: it is neither kept nor woken for.
+            closed = set(got.closed)
+            for push_id in closed:
                 self.book.closed(push_id)
             for event in got.events:
-                if event.seq > self.after:
+                if event.seq > self.after and event.request.id not in closed:
                     self.book.opened(event.request, event.devices)
                     for device_id in event.devices:
                         if self.waiters.wake(device_id, [event.request]):

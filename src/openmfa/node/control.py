@@ -100,8 +100,9 @@ def service_unit(env: dict[str, str], pid: int | None = None) -> str:
     return ""
 
 
-def record_serve(data_dir: Path, url: str, radius: str) -> None:
-    """Called by ``openmfa serve`` once it listens: how this process runs."""
+def record_serve(data_dir: Path, url: str, radius: str, name: str = SERVE_RECORD) -> None:
+    """Called by ``openmfa serve`` (and ``mobile serve``, with its own ``name``) once it
+    listens: how this process runs."""
     import sys
 
     env = dict(os.environ)
@@ -113,11 +114,12 @@ def record_serve(data_dir: Path, url: str, radius: str) -> None:
         url=url,
         radius=radius,
         unit=service_unit(env),
-    ).save(data_dir / SERVE_RECORD)
+    ).save(data_dir / name)
 
 
-def _from_proc(pid: int, url: str, radius: str) -> Invocation | None:
-    """How a running node that kept no record was started (a previous release's)."""
+def _from_proc(pid: int, url: str, radius: str, head: str = "serve") -> Invocation | None:
+    """How a running node that kept no record was started (a previous release's); ``head``
+    is the first word of its arguments (``serve``, or ``mobile`` for ``mobile serve``)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         raw_env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -126,7 +128,7 @@ def _from_proc(pid: int, url: str, radius: str) -> Invocation | None:
         return None
     args = [a.decode(errors="surrogateescape") for a in argv if a]
     # `python .../bin/openmfa serve ...` (a console script) or `.../bin/openmfa serve ...`
-    while args and args[0] != "serve":
+    while args and args[0] != head:
         args.pop(0)
     if not args:
         return None
@@ -146,17 +148,31 @@ def _option(argv: list[str], name: str) -> str | None:
 
 
 class NodeControl:
+    """The node of a data directory. Subclasses name another service of a host the same way:
+    its lock file (holding its pid), the record of how it runs, its log and readiness path."""
+
+    what = "the node"
+    serves = "the Web Service SDK"
+    lock_name = "openmfa.lock"
+    record_name = SERVE_RECORD
+    log_name = "serve.log"
+    ready_path = "/readyz"
+
     def __init__(self, data_dir: Path, say: Callable[[str], None] = lambda _: None) -> None:
         self.data_dir = data_dir
         self.say = say
 
+    def default_argv(self) -> list[str]:
+        """How it is started when no record says otherwise."""
+        return ["serve", "--data-dir", str(self.data_dir)]
+
     @property
     def record_path(self) -> Path:
-        return self.data_dir / SERVE_RECORD
+        return self.data_dir / self.record_name
 
     def pid(self) -> int | None:
-        """The pid of the ``openmfa serve`` holding this data directory, or None."""
-        lock = self.data_dir / "openmfa.lock"
+        """The pid of the process holding this service's lock, or None."""
+        lock = self.data_dir / self.lock_name
         if not lock.exists():
             return None
         fd = os.open(lock, os.O_RDONLY)
@@ -175,7 +191,7 @@ class NodeControl:
         saved = Invocation.load(self.record_path)
         if pid is None or (saved is not None and saved.pid == pid):
             return saved
-        args = _from_proc(pid, "", "")
+        args = _from_proc(pid, "", "", self.default_argv()[0])
         if args is None:
             return None
         # A previous release's node: where it listens follows from its options and config.
@@ -196,15 +212,17 @@ class NodeControl:
         if how is not None and how.source == "proc":
             how.save(self.record_path)  # a crash before `start` must not lose it
         if how is not None and how.unit:
-            self.say(f"    stopping the node (pid {pid}) through its service manager")
+            self.say(f"    stopping {self.what} (pid {pid}) through its service manager")
             self._systemctl("stop", how.unit)
         else:
-            self.say(f"    stopping the node (pid {pid})")
+            self.say(f"    stopping {self.what} (pid {pid})")
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while self.pid() is not None:
             if time.monotonic() > deadline:
-                raise NodeControlError(f"the node (pid {pid}) did not stop within {timeout:.0f} s")
+                raise NodeControlError(
+                    f"{self.what} (pid {pid}) did not stop within {timeout:.0f} s"
+                )
             time.sleep(0.1)
         return True
 
@@ -217,10 +235,10 @@ class NodeControl:
         proc: subprocess.Popen[bytes] | None = None
         if how is not None and how.unit:
             self._systemctl("start", how.unit)
-            self.say(f"    started the node through its service manager ({how.unit})")
+            self.say(f"    started {self.what} through its service manager ({how.unit})")
         else:
-            argv = how.argv if how is not None else ["serve", "--data-dir", str(self.data_dir)]
-            log = (self.data_dir / "serve.log").open("a")
+            argv = how.argv if how is not None else self.default_argv()
+            log = (self.data_dir / self.log_name).open("a")
             proc = subprocess.Popen(
                 [str(openmfa), *argv],
                 cwd=how.cwd if how is not None and Path(how.cwd).is_dir() else None,
@@ -231,30 +249,31 @@ class NodeControl:
                 start_new_session=True,
             )
             log.close()
-            self.say(f"    started the node (pid {proc.pid})")
+            self.say(f"    started {self.what} (pid {proc.pid})")
         deadline = time.monotonic() + timeout
         while True:
             if proc is not None and proc.poll() is not None:
                 raise NodeControlError(
-                    f"the node exited with {proc.returncode}; see {self.data_dir / 'serve.log'}"
+                    f"{self.what} exited with {proc.returncode}; "
+                    f"see {self.data_dir / self.log_name}"
                 )
             pid = self.pid()
             if pid is not None:
                 self._same_place(pid, before, radius_before)  # fails fast when it moved
-                if _ready(before):
+                if _ready(before + self.ready_path):
                     # A node writes its record before it answers: read it again. (A release
                     # that keeps no record answers where it was: that is all we know.)
                     self._same_place(pid, before, radius_before)
                     return pid
             if time.monotonic() > deadline:
                 raise NodeControlError(
-                    f"the node did not become ready at {before} within {timeout:.0f} s; see "
-                    f"{self.data_dir / 'serve.log'}"
+                    f"{self.what} did not become ready at {before} within {timeout:.0f} s; "
+                    f"see {self.data_dir / self.log_name}"
                 )
             time.sleep(0.2)
 
     def url(self) -> str:
-        """The SDK's base URL: where the node listens (or listened last)."""
+        """The base URL where it listens (or listened last)."""
         how = Invocation.load(self.record_path)
         if how is not None and how.url:
             return how.url
@@ -268,14 +287,14 @@ class NodeControl:
             return  # not written yet, or a release that keeps no record
         moved = []
         if now.url != url:
-            moved.append(f"the Web Service SDK on {now.url} instead of {url}")
+            moved.append(f"{self.serves} on {now.url} instead of {url}")
         if radius is not None and now.radius != radius:
             moved.append(
                 f"RADIUS on {now.radius or 'nothing (off)'} instead of {radius or 'nothing (off)'}"
             )
         if moved:
             raise NodeControlError(
-                "the node came back elsewhere: " + "; ".join(moved) + ". Clients would lose it"
+                f"{self.what} came back elsewhere: " + "; ".join(moved) + ". Clients would lose it"
             )
 
     def _config_url(self, listen: str | None) -> str:
@@ -301,5 +320,5 @@ class NodeControl:
 
 def _ready(url: str) -> bool:
     with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(url + "/readyz", timeout=2, verify=False).status_code == 200  # noqa: S501 - our own node
+        return httpx.get(url, timeout=2, verify=False).status_code == 200  # noqa: S501 - our own node
     return False

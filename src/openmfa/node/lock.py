@@ -14,8 +14,8 @@ __all__ = ["NodeBusy", "NodeLock"]
 
 
 class NodeLock:
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / "openmfa.lock"
+    def __init__(self, data_dir: Path, name: str = "openmfa.lock") -> None:
+        self.path = data_dir / name
         self._fd: int | None = None
 
     def acquire(self, why: str) -> NodeLock:

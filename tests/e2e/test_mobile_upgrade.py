@@ -1,0 +1,221 @@
+"""A node and a mobile-service-only host (a DMZ host: no data file, no database credentials),
+upgraded part by part — the node from a wheel, then the mobile host from an offline bundle made
+on the upgraded node — while an activated phone keeps approving pushes; then the mobile host is
+rolled back. The two releases are this tree built as A and B: the previous release recorded in
+releases.toml predates the mobile service."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from openmfa.sdk.client import SdkClient
+
+from .helpers import OPENMFA, free_port
+from .services import free_udp_port
+from .test_push import Phone
+from .test_upgrade import NEW, ROOT, build_wheel
+
+A = NEW
+B = ".".join([*A.split(".")[:2], str(int(A.split(".")[2]) + 1)])
+PREFIX = "/mfa-phone"
+
+
+def run(*cmd: str, expect: int = 0) -> str:
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == expect, (cmd, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def lock_pid(lock: Path) -> int | None:
+    text = lock.read_text().strip() if lock.exists() else ""
+    return int(text) if text.isdigit() and Path(f"/proc/{text}").exists() else None
+
+
+def wait_for(predicate: object, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def healthy(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        return bool(httpx.get(url + "/healthz", timeout=2).json()["status"] == "ok")
+    return False
+
+
+@dataclass
+class Deployment:
+    node_root: Path
+    node_record: Path
+    node_url: str
+    admin: str
+    mobile_root: Path
+    mobile_record: Path
+    mobile_url: str
+    bundles: Path
+
+    def node_cli(self, *args: str) -> str:
+        openmfa = str(self.node_root / "current" / "venv" / "bin" / "openmfa")
+        return run(openmfa, *args, "--data-dir", str(self.node_root / "var"))
+
+    def approve(self, phone: Phone) -> None:
+        """A push for pia, seen and approved on the phone through the mobile host, and the
+        waiting sign-in accepted."""
+        wait_for(lambda: healthy(self.mobile_url), "the mobile service reaches the node")
+        with SdkClient(self.node_url, self.admin) as sdk:
+            d = sdk.authenticate("pia", push=True)
+            assert d.pending is not None, d
+            seen = phone.pending(wait=10)
+            assert [r["id"] for r in seen] == [d.pending.id]
+            phone.run("approve", d.pending.id, "--number", d.pending.number)
+            assert sdk.push_outcome(d.pending.id, wait=10).accepted
+
+    def offline_code(self, phone: Phone) -> None:
+        with SdkClient(self.node_url, self.admin) as sdk:
+            assert sdk.authenticate("pia", phone.run("code").stdout.strip()).accepted
+
+    def mobile_release(self) -> str:
+        """The release the running mobile service's interpreter belongs to."""
+        pid = lock_pid(self.mobile_root / "var" / "mobile.lock")
+        assert pid is not None
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        found = re.search(rb"/releases/([^/]+)/venv/", b" ".join(argv))
+        assert found, argv
+        return found.group(1).decode()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    base = tmp_path_factory.mktemp("deployment")
+    wheels = base / "wheels"
+    wheels.mkdir()
+    wheel_a, wheel_b = build_wheel(ROOT, wheels, A), build_wheel(ROOT, wheels, B)
+    (base / "wheel-b").write_text(str(wheel_b))
+    node_root, node_record = base / "node" / "root", base / "node" / "install.toml"
+    out = run(
+        OPENMFA, "install", "--root", str(node_root), "--from-wheel", str(wheel_a),
+        "--record", str(node_record),
+    )  # fmt: skip
+    admin = re.search(r"(omfa_\S+)", out).group(1)  # type: ignore[union-attr]
+    port, mobile_port = free_port(), free_port()
+    mobile_url = f"http://127.0.0.1:{mobile_port}{PREFIX}"
+    var = node_root / "var"
+    cfg = var / "server.toml"
+    text = cfg.read_text().replace('listen = "127.0.0.1:8480"', f'listen = "127.0.0.1:{port}"')
+    text = text.replace('listen = "127.0.0.1:1812"', f'listen = "127.0.0.1:{free_udp_port()}"')
+    cfg.write_text(text + f'\n[mobile]\npublic_url = "{mobile_url}"\nmin_gap_seconds = 0.0\n')
+    d = Deployment(
+        node_root, node_record, f"http://127.0.0.1:{port}", admin,
+        base / "dmz" / "root", base / "dmz" / "install.toml", mobile_url, base,
+    )  # fmt: skip
+    d.node_cli("user", "add", "pia")
+    mobile_key = d.node_cli("apikey", "create", "dmz-mobile", "--scope", "mobile").split()[-1]
+    node_log = (base / "node.log").open("w")
+    node = subprocess.Popen(
+        [str(node_root / "current" / "venv" / "bin" / "openmfa"), "serve", "--data-dir", str(var)],
+        stdout=node_log,
+        stderr=subprocess.STDOUT,
+    )
+    mobile: subprocess.Popen[bytes] | None = None
+    mobile_log = (base / "mobile-first.log").open("w")
+    try:
+        # The mobile host is installed from an offline bundle made on the node.
+        run(OPENMFA, "bundle", "create", str(base / "a.tar.gz"), "--record", str(node_record))
+        out = run(
+            OPENMFA, "install", "--root", str(d.mobile_root), "--from-bundle",
+            str(base / "a.tar.gz"), "--components", "mobile", "--record", str(d.mobile_record),
+        )  # fmt: skip
+        dmz = d.mobile_root / "var"
+        assert "mobile serve --config" in out and not list(dmz.glob("openmfa.db*")), out
+        assert not (dmz / "openmfa.key").exists()  # no data, no keys to it on the DMZ host
+        (dmz / "mobile.key").write_text(mobile_key + "\n")
+        (dmz / "mobile.key").chmod(0o600)
+        mcfg = dmz / "mobile.toml"
+        text = mcfg.read_text()
+        for key, value in (
+            ("listen", f'"127.0.0.1:{mobile_port}"'),
+            ("prefix", f'"{PREFIX}"  # the DMZ proxy publishes this path, ticket 4711'),
+            ("nodes", f'["{d.node_url}"]'),
+            ("api_key_file", '"mobile.key"'),
+        ):
+            text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.M)
+            assert n == 1, key
+        mcfg.write_text(text)
+        mobile = subprocess.Popen(
+            [str(d.mobile_root / "current" / "venv" / "bin" / "openmfa"), "mobile", "serve",
+             "--config", str(mcfg)],
+            stdout=mobile_log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for(lambda: healthy(mobile_url), "the mobile service reaches the node")
+        yield d
+    finally:
+        for lock in (d.mobile_root / "var" / "mobile.lock", var / "openmfa.lock"):
+            pid = lock_pid(lock)  # what an upgrade (re)started on the test's behalf
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+        for proc in (mobile, node):
+            if proc is not None:
+                if proc.poll() is None:
+                    proc.terminate()
+                proc.wait(timeout=30)
+        node_log.close()
+        mobile_log.close()
+
+
+def test_a_phone_keeps_approving_while_node_then_mobile_host_are_upgraded(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    d = deployment
+    code = json.loads(d.node_cli("device", "activate", "pia", "--json"))
+    assert code["url"] == d.mobile_url
+    phone = Phone(tmp_path / "pia-phone.json")
+    assert "activated device" in phone.run("activate", code["url"], code["code"]).stdout
+    d.approve(phone)
+    assert d.mobile_release() == A
+
+    # 1. The node, from a wheel: the device activated on A approves through B.
+    wheel_b = Path((d.bundles / "wheel-b").read_text())
+    out = run(
+        OPENMFA, "upgrade", "--yes", "--from-wheel", str(wheel_b), "--record", str(d.node_record)
+    )
+    assert "synthetic authentication accepted" in out, out
+    assert httpx.get(d.node_url + "/version", timeout=5).json()["release"] == B
+    d.approve(phone)
+    d.offline_code(phone)
+
+    # 2. The mobile host, from an offline bundle made on the upgraded node.
+    run(OPENMFA, "bundle", "create", str(d.bundles / "b.tar.gz"), "--record", str(d.node_record))
+    before = (d.mobile_root / "var" / "mobile.toml").read_text()
+    out = run(
+        OPENMFA, "upgrade", "--yes", "--from-bundle", str(d.bundles / "b.tar.gz"),
+        "--record", str(d.mobile_record),
+    )  # fmt: skip
+    assert "no data file on this host" in out, out
+    assert f"mobile service answering at {d.mobile_url} and reaching its nodes" in out, out
+    merged = (d.mobile_root / "var" / "mobile.toml").read_text()
+    assert f'prefix = "{PREFIX}"  # the DMZ proxy publishes this path, ticket 4711' in merged
+    assert f'nodes = ["{d.node_url}"]' in merged and 'api_key_file = "mobile.key"' in merged
+    assert d.mobile_release() == B
+    d.approve(phone)
+
+    # 3. The mobile host goes back: A again, its mobile.toml as it was, the phone still works.
+    out = run(OPENMFA, "rollback", "--yes", "--record", str(d.mobile_record))
+    assert "mobile.toml put back as it was" in out, out
+    assert (d.mobile_root / "var" / "mobile.toml").read_text() == before
+    assert d.mobile_release() == A
+    d.approve(phone)
+    assert not (d.mobile_root / "upgrade-journal.json").exists()

@@ -1,0 +1,65 @@
+"""The mobile service's view of open push requests, fed by a node's event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from openmfa.mobile.app import DeviceBook, DeviceWaiters, EventPump
+from openmfa.sdk.models import PushEvent, PushEvents, PushRequestView
+
+
+def _request(push_id: str) -> PushRequestView:
+    now = time.time()
+    return PushRequestView(
+        id=push_id, user="pia", client="vpn", source="", created_at=now,
+        expires_at=now + 60, nonce="n" * 22,
+    )  # fmt: skip
+
+
+class OneBatch:
+    """A node that answers the first events call with ``batch``, then has nothing more."""
+
+    def __init__(self, batch: PushEvents) -> None:
+        self.batches = [batch]
+
+    async def push_events(self, boot: str, after: int, wait: float) -> PushEvents:
+        if self.batches:
+            return self.batches.pop(0)
+        await asyncio.sleep(3600)
+        raise AssertionError("not reached")
+
+
+def test_a_request_opened_and_answered_in_one_batch_is_not_shown() -> None:
+    """A service that starts after a node ran a while gets all the node's kept events at once:
+    the answered ones must not come back as open (seen when the mobile host was upgraded)."""
+    batch = PushEvents(
+        boot="b1",
+        seq=3,
+        events=[
+            PushEvent(seq=1, request=_request("p-answered"), devices=["d1"]),
+            PushEvent(seq=3, request=_request("p-open"), devices=["d1"]),
+        ],
+        closed=["p-answered"],
+    )
+    book, waiters = DeviceBook(), DeviceWaiters()
+
+    async def scenario() -> list[PushRequestView]:
+        sdk: Any = OneBatch(batch)
+        pump = EventPump(sdk, waiters, None, book)
+        held = asyncio.create_task(waiters.wait("d1", 10))
+        await asyncio.sleep(0)  # the device's poll is held before the events arrive
+        task = asyncio.create_task(pump.run())
+        woken = await asyncio.wait_for(held, 10)
+        for _ in range(1000):
+            if pump.after == 3:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        assert pump.after == 3 and pump.boot == "b1"
+        return woken
+
+    woken = asyncio.run(scenario())
+    assert [r.id for r in woken] == ["p-open"]
+    assert [r.id for r in book.waiting("d1")] == ["p-open"]
