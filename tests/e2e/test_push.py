@@ -777,3 +777,84 @@ def test_farm_a_radius_request_held_on_a_subordinate_is_answered_through_the_mas
         finally:
             mobile.terminate()
             mobile.wait(timeout=30)
+
+
+def test_farm_master_failover_with_an_open_push(tmp_path: Path) -> None:
+    """What the README promises when the master dies with a push open: the waiting RADIUS
+    request is answered Access-Reject at once (not left to time out), the person signs in again
+    once a subordinate is promoted, the device activated at the old master works there, and the
+    late answer to the old request is refused."""
+    import re
+    import types
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    admin = init(a)
+    port_a, port_b, mobile_port = free_port(), free_port(), free_port()
+    url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+    mobile_url = f"http://127.0.0.1:{mobile_port}/mobile"
+    config = (a / "server.toml").read_text().replace('node_name = ""', 'node_name = "node-a"')
+    (a / "server.toml").write_text(
+        config + f'\n[mobile]\npublic_url = "{mobile_url}"\nmin_gap_seconds = 0.0\n'
+    )
+    udp = free_udp_port()
+    gateway = types.SimpleNamespace(radius_port=udp)
+    with server(a, port=port_a) as master:
+        out = cli(a, "farm", "init", "--url", url_a).stdout
+        token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+        cli(a, "user", "add", "fay")
+        key = cli(a, "apikey", "create", "mobile", "--scope", "mobile").stdout.split()[-1]
+        cli(a, "radius", "client", "add", "gw", "--address", "127.0.0.1", "--secret", SECRET,
+            "--push", "hold", "--hold-seconds", "30")  # fmt: skip
+        b.mkdir()
+        (b / "server.toml").write_text((a / "server.toml").read_text().replace("node-a", "node-b"))
+        cli(b, "farm", "join", url_a, "--token", token, "--url", url_b)
+        # The mobile service knows both nodes: it follows whichever is the master.
+        mobile = _mobile(a, mobile_port, f'{url_a}", "{url_b}', key)
+        try:
+            code = json.loads(cli(a, "device", "activate", "fay", "--json").stdout)
+            phone = Phone(tmp_path / "fay.json")
+            phone.run("activate", code["url"], code["code"])
+            with server(b, port=port_b, radius=f"127.0.0.1:{udp}"):
+                _wait_for(
+                    lambda: phone.device_id in cli(b, "device", "list", "fay").stdout,
+                    "the device replicated to the subordinate",
+                )
+                held = radclient_start(
+                    gateway,  # type: ignore[arg-type]
+                    {"User-Name": "fay", "User-Password": ""},
+                    timeout=30,
+                )
+                (old,) = phone.pending(wait=20)
+                master.proc.kill()  # the master dies with the push open
+                master.proc.wait()
+                kind, attrs = radclient_result(finish(held))
+                assert kind == "Access-Reject", attrs
+                assert "unavailable" in attrs.get("Reply-Message", ""), attrs
+                out = cli(b, "farm", "promote", "node-b", "--force").stdout
+                assert "node-b is the master" in out, out
+                # The request died with its master: the phone no longer shows it, and a late
+                # answer is refused.
+                assert old["id"] not in [r["id"] for r in phone.pending()]
+                late = phone.run("approve", str(old["id"]), expect=1)
+                assert f"no push request {old['id']} waits" in late.stderr, late.stderr
+                # The person signs in again: the new master pushes to the same device.
+                again = radclient_start(
+                    gateway,  # type: ignore[arg-type]
+                    {"User-Name": "fay", "User-Password": ""},
+                    timeout=30,
+                )
+                (request,) = phone.pending(wait=20)
+                assert request["id"] != old["id"] and request["client"] == "radius:gw"  # local now
+                phone.run("approve", str(request["id"]))
+                kind, attrs = radclient_result(finish(again))
+                assert kind == "Access-Accept", attrs
+                with SdkClient(url_b, admin) as sdk:  # and through the SDK, numbered
+                    d = sdk.authenticate("fay", push=True)
+                    assert d.pending is not None
+                    (seen,) = phone.pending(wait=20)
+                    assert seen["id"] == d.pending.id
+                    phone.run("approve", d.pending.id, "--number", d.pending.number)
+                    assert sdk.push_outcome(d.pending.id, wait=10).accepted
+        finally:
+            mobile.terminate()
+            mobile.wait(timeout=30)

@@ -111,11 +111,23 @@ class DeviceBook:
         self._nonces: dict[str, float] = {}
 
     def vouched(self, poll: DevicePoll) -> None:
+        """The node checked a poll: its key is trusted for a while, and the requests the node
+        listed are exactly the device's open ones (the node's word replaces what was kept)."""
         if poll.public_key:
             key = proto.DeviceKey(poll.alg, proto.unb64u(poll.public_key))
             self._keys[poll.device_id] = (key, time.monotonic() + self.TRUST_SECONDS)
+        for push_id in self._by_device.pop(poll.device_id, set()):
+            self._open.pop(push_id, None)
         for r in poll.requests:
             self.opened(r, [poll.device_id])
+
+    def forget(self) -> None:
+        """The events came from another run of the master (a restart, or another node after a
+        failover): nothing kept is known to hold there, so every device's next poll goes to the
+        node again. (Used nonces are kept: they stay used.)"""
+        self._keys.clear()
+        self._open.clear()
+        self._by_device.clear()
 
     def check(self, payload: str, signature: str) -> str | None:
         """The device id of a poll this service can check itself, or None (ask the node).
@@ -201,8 +213,10 @@ class EventPump:
                 log.info("receiving push events from the nodes")
             self.up, delay = True, 0.2
             if got.boot != self.boot:
+                # A node's restart, or a new master: only events of its run matter (they are
+                # all replayed), and nothing kept from another run can be trusted.
                 self.boot, self.after = got.boot, 0
-                # A node's restart: only events of its new run matter (old ones are replayed).
+                self.book.forget()
             # A request opened and answered within one batch (all of a node's kept events, for
             # a service that just started) is not open: it is neither kept nor woken for.
             closed = set(got.closed)
