@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -428,8 +432,6 @@ def radclient_start(
 
 
 def radclient_result(out: str) -> tuple[str | None, dict[str, str]]:
-    import re
-
     m = re.search(r"^Received (\S+) Id", out, re.M)
     if not m:
         return None, {}
@@ -719,74 +721,30 @@ def test_webpush_wakes_a_device_that_is_not_polling(tmp_path: Path) -> None:
         push_service.close()
 
 
-def test_farm_a_radius_request_held_on_a_subordinate_is_answered_through_the_master(
-    tmp_path: Path,
-) -> None:
-    """Push requests live at the master: a subordinate's RADIUS flow opens the push there and
-    waits on it; the phone answers through the master's mobile service."""
-    import re
-    import types
+@dataclass
+class PushFarm:
+    """Two nodes (node-a the master, node-b a subordinate) with a RADIUS gateway (hold) on
+    each, a mobile service that knows both, and one user with an activated phone."""
 
-    a, b = tmp_path / "a", tmp_path / "b"
-    admin = init(a)
-    mobile_port = free_port()
-    mobile_url = f"http://127.0.0.1:{mobile_port}/mobile"
-    config = (a / "server.toml").read_text().replace('node_name = ""', 'node_name = "node-a"')
-    (a / "server.toml").write_text(
-        config + f'\n[mobile]\npublic_url = "{mobile_url}"\nmin_gap_seconds = 0.0\n'
-    )
-    with server(a) as master:
-        out = cli(a, "farm", "init", "--url", master.url).stdout
-        token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
-        cli(a, "user", "add", "eve")
-        key = cli(a, "apikey", "create", "mobile", "--scope", "mobile").stdout.split()[-1]
-        cli(a, "radius", "client", "add", "gw", "--address", "127.0.0.1", "--secret", SECRET,
-            "--push", "hold", "--hold-seconds", "30")  # fmt: skip
-        b.mkdir()
-        (b / "server.toml").write_text((a / "server.toml").read_text().replace("node-a", "node-b"))
-        assert "subordinate" in cli(b, "farm", "join", master.url, "--token", token).stdout
-        udp = free_udp_port()
-        mobile = _mobile(a, mobile_port, master.url, key)
-        try:
-            code = json.loads(cli(a, "device", "activate", "eve", "--json").stdout)
-            phone = Phone(tmp_path / "eve.json")
-            phone.run("activate", code["url"], code["code"])
-            with server(b, radius=f"127.0.0.1:{udp}") as sub:
-                _wait_for(
-                    lambda: phone.device_id in cli(b, "device", "list", "eve").stdout,
-                    "the device replicated to the subordinate",
-                )
-                gateway = radclient_start(
-                    types.SimpleNamespace(radius_port=udp),  # type: ignore[arg-type]
-                    {"User-Name": "eve", "User-Password": ""},
-                    timeout=30,
-                )
-                (request,) = phone.pending(wait=20)
-                assert request["client"] == "radius:gw@node-b" and request["numbered"] is False
-                phone.run("approve", str(request["id"]))
-                kind, _ = radclient_result(finish(gateway))
-                assert kind == "Access-Accept"
-                # A push asked of the subordinate through the SDK goes to the master.
-                with SdkClient(sub.url, admin) as sdk:
-                    d = sdk.authenticate("eve", push=True)
-                    assert d.pending is not None
-                    assert sdk.push_outcome(d.pending.id).status == "pending"
-            events = [json.loads(x) for x in cli(a, "audit", "--json").stdout.splitlines() if x]
-            assert any(e["action"] == "push.answer" and e["result"] == "accepted" for e in events)
-            assert any(e["client"] == "radius:gw@node-b" for e in events)
-        finally:
-            mobile.terminate()
-            mobile.wait(timeout=30)
+    a: Path
+    b: Path
+    admin: str
+    url_a: str
+    url_b: str
+    udp_a: int
+    udp_b: int
+    master: Server
+    phone: Phone
+    user: str
+
+    def radius(self, udp: int) -> subprocess.Popen[str]:
+        """A push sign-in held at the gateway of the node listening on ``udp``."""
+        gateway: Any = types.SimpleNamespace(radius_port=udp)
+        return radclient_start(gateway, {"User-Name": self.user, "User-Password": ""}, timeout=45)
 
 
-def test_farm_master_failover_with_an_open_push(tmp_path: Path) -> None:
-    """What the README promises when the master dies with a push open: the waiting RADIUS
-    request is answered Access-Reject at once (not left to time out), the person signs in again
-    once a subordinate is promoted, the device activated at the old master works there, and the
-    late answer to the old request is refused."""
-    import re
-    import types
-
+@contextmanager
+def push_farm(tmp_path: Path, user: str) -> Iterator[PushFarm]:
     a, b = tmp_path / "a", tmp_path / "b"
     admin = init(a)
     port_a, port_b, mobile_port = free_port(), free_port(), free_port()
@@ -796,65 +754,136 @@ def test_farm_master_failover_with_an_open_push(tmp_path: Path) -> None:
     (a / "server.toml").write_text(
         config + f'\n[mobile]\npublic_url = "{mobile_url}"\nmin_gap_seconds = 0.0\n'
     )
-    udp = free_udp_port()
-    gateway = types.SimpleNamespace(radius_port=udp)
-    with server(a, port=port_a) as master:
+    udp_a, udp_b = free_udp_port(), free_udp_port()
+    with server(a, port=port_a, radius=f"127.0.0.1:{udp_a}") as master:
         out = cli(a, "farm", "init", "--url", url_a).stdout
         token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
-        cli(a, "user", "add", "fay")
+        cli(a, "user", "add", user)
         key = cli(a, "apikey", "create", "mobile", "--scope", "mobile").stdout.split()[-1]
         cli(a, "radius", "client", "add", "gw", "--address", "127.0.0.1", "--secret", SECRET,
-            "--push", "hold", "--hold-seconds", "30")  # fmt: skip
+            "--push", "hold", "--hold-seconds", "40")  # fmt: skip
         b.mkdir()
         (b / "server.toml").write_text((a / "server.toml").read_text().replace("node-a", "node-b"))
         cli(b, "farm", "join", url_a, "--token", token, "--url", url_b)
         # The mobile service knows both nodes: it follows whichever is the master.
         mobile = _mobile(a, mobile_port, f'{url_a}", "{url_b}', key)
         try:
-            code = json.loads(cli(a, "device", "activate", "fay", "--json").stdout)
-            phone = Phone(tmp_path / "fay.json")
+            code = json.loads(cli(a, "device", "activate", user, "--json").stdout)
+            phone = Phone(tmp_path / f"{user}.json")
             phone.run("activate", code["url"], code["code"])
-            with server(b, port=port_b, radius=f"127.0.0.1:{udp}"):
+            with server(b, port=port_b, radius=f"127.0.0.1:{udp_b}"):
                 _wait_for(
-                    lambda: phone.device_id in cli(b, "device", "list", "fay").stdout,
+                    lambda: phone.device_id in cli(b, "device", "list", user).stdout,
                     "the device replicated to the subordinate",
                 )
-                held = radclient_start(
-                    gateway,  # type: ignore[arg-type]
-                    {"User-Name": "fay", "User-Password": ""},
-                    timeout=30,
-                )
-                (old,) = phone.pending(wait=20)
-                master.proc.kill()  # the master dies with the push open
-                master.proc.wait()
-                kind, attrs = radclient_result(finish(held))
-                assert kind == "Access-Reject", attrs
-                assert "unavailable" in attrs.get("Reply-Message", ""), attrs
-                out = cli(b, "farm", "promote", "node-b", "--force").stdout
-                assert "node-b is the master" in out, out
-                # The request died with its master: the phone no longer shows it, and a late
-                # answer is refused.
-                assert old["id"] not in [r["id"] for r in phone.pending()]
-                late = phone.run("approve", str(old["id"]), expect=1)
-                assert f"no push request {old['id']} waits" in late.stderr, late.stderr
-                # The person signs in again: the new master pushes to the same device.
-                again = radclient_start(
-                    gateway,  # type: ignore[arg-type]
-                    {"User-Name": "fay", "User-Password": ""},
-                    timeout=30,
-                )
-                (request,) = phone.pending(wait=20)
-                assert request["id"] != old["id"] and request["client"] == "radius:gw"  # local now
-                phone.run("approve", str(request["id"]))
-                kind, attrs = radclient_result(finish(again))
-                assert kind == "Access-Accept", attrs
-                with SdkClient(url_b, admin) as sdk:  # and through the SDK, numbered
-                    d = sdk.authenticate("fay", push=True)
-                    assert d.pending is not None
-                    (seen,) = phone.pending(wait=20)
-                    assert seen["id"] == d.pending.id
-                    phone.run("approve", d.pending.id, "--number", d.pending.number)
-                    assert sdk.push_outcome(d.pending.id, wait=10).accepted
+                yield PushFarm(a, b, admin, url_a, url_b, udp_a, udp_b, master, phone, user)
         finally:
             mobile.terminate()
             mobile.wait(timeout=30)
+
+
+def test_farm_a_radius_request_held_on_a_subordinate_is_answered_through_the_master(
+    tmp_path: Path,
+) -> None:
+    """Push requests live at the master: a subordinate's RADIUS flow opens the push there and
+    waits on it; the phone answers through the master's mobile service."""
+    with push_farm(tmp_path, "eve") as f:
+        gateway = f.radius(f.udp_b)
+        (request,) = f.phone.pending(wait=20)
+        assert request["client"] == "radius:gw@node-b" and request["numbered"] is False
+        f.phone.run("approve", str(request["id"]))
+        kind, _ = radclient_result(finish(gateway))
+        assert kind == "Access-Accept"
+        # A push asked of the subordinate through the SDK goes to the master.
+        with SdkClient(f.url_b, f.admin) as sdk:
+            d = sdk.authenticate("eve", push=True)
+            assert d.pending is not None
+            assert sdk.push_outcome(d.pending.id).status == "pending"
+        events = [json.loads(x) for x in cli(f.a, "audit", "--json").stdout.splitlines() if x]
+        assert any(e["action"] == "push.answer" and e["result"] == "accepted" for e in events)
+        assert any(e["client"] == "radius:gw@node-b" for e in events)
+
+
+def test_farm_master_failover_with_an_open_push(tmp_path: Path) -> None:
+    """What the README promises when the master dies with a push open: the waiting RADIUS
+    request is answered Access-Reject at once (not left to time out), the person signs in again
+    once a subordinate is promoted, the device activated at the old master works there, and the
+    late answer to the old request is refused."""
+    with push_farm(tmp_path, "fay") as f:
+        held = f.radius(f.udp_b)
+        (old,) = f.phone.pending(wait=20)
+        f.master.proc.kill()  # the master dies with the push open
+        f.master.proc.wait()
+        kind, attrs = radclient_result(finish(held))
+        assert kind == "Access-Reject", attrs
+        assert "unavailable" in attrs.get("Reply-Message", ""), attrs
+        out = cli(f.b, "farm", "promote", "node-b", "--force").stdout
+        assert "node-b is the master" in out, out
+        # The request died with its master: the phone no longer shows it, and a late answer is
+        # refused.
+        assert old["id"] not in [r["id"] for r in f.phone.pending()]
+        late = f.phone.run("approve", str(old["id"]), expect=1)
+        assert f"no push request {old['id']} waits" in late.stderr, late.stderr
+        # The person signs in again: the new master pushes to the same device.
+        again = f.radius(f.udp_b)
+        (request,) = f.phone.pending(wait=20)
+        assert request["id"] != old["id"] and request["client"] == "radius:gw"  # local now
+        f.phone.run("approve", str(request["id"]))
+        kind, attrs = radclient_result(finish(again))
+        assert kind == "Access-Accept", attrs
+        with SdkClient(f.url_b, f.admin) as sdk:  # and through the SDK, numbered
+            d = sdk.authenticate("fay", push=True)
+            assert d.pending is not None
+            (seen,) = f.phone.pending(wait=20)
+            assert seen["id"] == d.pending.id
+            f.phone.run("approve", d.pending.id, "--number", d.pending.number)
+            assert sdk.push_outcome(d.pending.id, wait=10).accepted
+
+
+def test_farm_a_planned_handover_carries_the_open_pushes(tmp_path: Path) -> None:
+    """`farm promote` (and so every `farm upgrade`) with pushes open at the master: the new
+    master adopts them, so a RADIUS request held on the old master, one held on the node that
+    becomes master, and an SDK long-poll are all answered when the phone approves afterwards."""
+    with push_farm(tmp_path, "hal") as f:
+        held = [f.radius(f.udp_a), f.radius(f.udp_b)]
+        with SdkClient([f.url_a, f.url_b], f.admin) as sdk:
+            d = sdk.authenticate("hal", push=True)
+            assert d.pending is not None
+            _wait_for(lambda: len(f.phone.pending()) == 3, "three pushes open at node-a")
+            # What `farm upgrade` waits for before it stops a node: its held pushes.
+            for url in (f.url_a, f.url_b):
+                said = farm_hello(f.a, url)
+                assert said.radius is not None and said.radius.open_challenges == 1
+            out = cli(f.a, "farm", "promote", "node-b").stdout
+            assert "node-b is the master" in out, out
+            seen = f.phone.pending()
+            assert len(seen) == 3, seen  # the new master has them
+            for request in seen:
+                typed = ["--number", d.pending.number] if request["id"] == d.pending.id else []
+                f.phone.run("approve", str(request["id"]), *typed)
+            assert sdk.push_outcome(d.pending.id, wait=20).accepted
+        for proc in held:
+            kind, attrs = radclient_result(finish(proc))
+            assert kind == "Access-Accept", attrs
+        events = [json.loads(x) for x in cli(f.b, "audit", "--json").stdout.splitlines()]
+        answered = [e for e in events if e["action"] == "push.answer"]
+        assert len(answered) == 3, answered  # all three answered at the new master
+        assert {e["node"] for e in answered} == {"node-b"}
+        assert all(e["result"] == "accepted" for e in answered)
+
+
+def farm_hello(dd: Path, url: str) -> Any:
+    """What a node tells the farm (``farm upgrade`` reads its RADIUS activity from it)."""
+    from openmfa.farm import membership
+    from openmfa.farm.follower import hello
+    from openmfa.store.database import DataDir, Store
+
+    store = Store.open(DataDir(dd))
+    try:
+        m = membership.load(store)
+        assert m is not None
+        said = hello(m, store.node_name, url, timeout=10)
+    finally:
+        store.close()
+    assert said is not None
+    return said

@@ -65,7 +65,7 @@ def mobile_serve(config_path: Path, listen: str | None) -> None:
         verify=verify,
         webpush=webpush,
     )
-    from ..mobile.control import LOCK, RECORD
+    from ..install.mobile_control import LOCK, RECORD
     from ..node.control import base_url, record_serve
     from ..node.lock import NodeLock
 

@@ -1,13 +1,15 @@
 """Promotion: a new master for a new epoch, planned (handover) or forced (the master is lost).
 
 Invariant owned here: a planned handover never leaves two nodes taking writes and loses no
-change — the old master takes no writes (role ``handover``) from before it checks the new one's
-position until it follows it; if anything fails before the new master accepted, it is master
-again and nothing changed.
+change, nor an open push request (the new master adopts them before it is promoted) — the old
+master takes no writes (role ``handover``) from before it checks the new one's position until it
+follows it; if anything fails before the new master accepted, it is master again and nothing
+changed.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import httpx
@@ -18,6 +20,7 @@ from . import membership
 from .follower import wait_for_position
 from .membership import Membership
 from .peers import call, checked
+from .push_relay import ADOPT_PATH, open_requests
 
 
 def force_promote(store: Store, m: Membership, node: str) -> Membership:
@@ -56,6 +59,7 @@ def handover(
                 f"{node} {where}; it must reach change {target} first. Nothing changed: "
                 "this node is master again"
             )
+        _hand_over_pushes(store, m, node, url)
         resp = call(
             m.key, store.node_name, url, "POST", "/v1/farm/promote", body={"epoch": m.epoch + 1}
         )
@@ -66,6 +70,18 @@ def handover(
     new = m.with_master(m.epoch + 1, url)
     _save(store, new)
     return new
+
+
+def _hand_over_pushes(store: Store, m: Membership, node: str, url: str) -> None:
+    """Open push requests live at the master and are not replicated: the new one takes them
+    (no new one opens here from the handover on), so they are answered there."""
+    requests = open_requests(store, time.time())
+    if not requests:
+        return
+    resp = call(m.key, store.node_name, url, "POST", ADOPT_PATH, body={"requests": requests})
+    if resp.status_code == 404:
+        return  # a release without push requests: it could not answer them anyway
+    checked(resp, f"{node} refused the open push requests")
 
 
 def _save(store: Store, m: Membership) -> None:

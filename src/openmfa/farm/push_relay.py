@@ -3,10 +3,14 @@ reach any node's mobile service. A subordinate's RADIUS flow opens a push at the
 (``POST /v1/farm/push/open``) and long-polls its outcome there (``GET /v1/farm/push/{id}``);
 both are signed farm calls. The master wakes the mobile services as for its own pushes.
 
-If the master fails over while a request is open, the request is gone with it (push requests
-are not replicated: they live a minute): the waiting RADIUS request is answered Access-Reject
-("the phone did not answer in time" / "unavailable"), the phone's answer is refused
-(``device_refused``: no such request), and the person signs in again — on the new master.
+Push requests are not replicated (they live a minute). A planned handover (``farm promote``,
+and so every ``farm upgrade``) hands the open ones to the new master (``POST
+/v1/farm/push/adopt``) after it has every change and before it is promoted, so they are answered
+there: waiters on the old master (an SDK long-poll, a held RADIUS request, a subordinate's
+long-poll) notice within ``MASTER_CHECK`` seconds that it no longer leads and ask the new one.
+If the master fails over (it is lost), its open requests are gone with it: the waiting RADIUS
+request is answered Access-Reject ("unavailable"), the phone stops showing the request, its
+late answer is refused, and the person signs in again — on the new master.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import httpx
 import msgspec
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -33,6 +37,54 @@ from .peers import acall, refused
 
 OPEN_PATH = "/v1/farm/push/open"
 OUTCOME_PATH = "/v1/farm/push/"
+ADOPT_PATH = "/v1/farm/push/adopt"
+MASTER_CHECK = 2.0
+"""How often a waiter on the master checks that it still leads (a handover moves pushes)."""
+CARRIED = ("id", "user_name", "method_id", "number", "nonce", "client", "source", "request_id",
+           "created_at", "expires_at")  # fmt: skip
+
+
+def open_requests(store: Store, now: float) -> list[dict[str, Any]]:
+    """The master's open push requests, as a handover carries them."""
+    r = t.push_requests
+    with store.read() as conn:
+        rows = conn.execute(
+            select(*(r.c[c] for c in CARRIED)).where(r.c.status == "pending", r.c.expires_at > now)
+        ).all()
+    return [dict(row._mapping) for row in rows]
+
+
+def adopt(store: Store, requests: list[dict[str, Any]]) -> int:
+    """Take over open push requests from a master handing over (users by name: their ids are
+    this node's); returns how many were new here."""
+    r = t.push_requests
+    taken = 0
+    with store.write() as conn:
+        for req in requests:
+            if conn.scalar(select(r.c.id).where(r.c.id == req["id"])) is not None:
+                continue
+            user_id = conn.scalar(select(t.users.c.id).where(t.users.c.name == req["user_name"]))
+            if user_id is None:
+                continue  # the user was removed meanwhile: the request cannot be answered
+            row = {c: req[c] for c in CARRIED}
+            conn.execute(insert(r).values(**row, user_id=user_id, status="pending"))
+            taken += 1
+    return taken
+
+
+def leads(store: Store) -> bool:
+    """Whether this node is (still) where push requests live (during a handover, until the
+    new master has taken them)."""
+    m = membership.load(store)
+    return m is None or m.is_master or m.shared or m.role == membership.HANDOVER
+
+
+class HandingOver(PeerError):
+    """The master is handing its role over right now (a second or so): ask again."""
+
+
+class _Adopt(msgspec.Struct, forbid_unknown_fields=True):
+    requests: list[dict[str, Any]]
 
 
 class PushAsked(msgspec.Struct, forbid_unknown_fields=True):
@@ -103,19 +155,32 @@ class MasterPushRoutes:
         return Response(msgspec.json.encode(out), media_type="application/json")
 
     async def outcome(self, request: Request) -> Response:
+        """A pending outcome comes back early when this node handed the master's role over
+        meanwhile: the caller asks again, at the new master."""
         await self.endpoints._master(request)
         push_id = request.path_params["push_id"]
         raw = request.query_params.get("wait", "0")
         wait = min(float(raw), 60.0) if raw.isdigit() else 0.0
-        outcome = await run_in_threadpool(self.push.outcome, push_id)
-        if outcome.status == "pending" and wait:
-            await self.hub.wait_decided(push_id, min(wait, outcome.expires_at - time.time() + 0.05))
-            outcome = await run_in_threadpool(self.push.outcome, push_id)
+        outcome = await wait_outcome(self.push, self.hub, self.endpoints.store, push_id, wait)
         return Response(msgspec.json.encode(outcome), media_type="application/json")
+
+    async def adopt(self, request: Request) -> Response:
+        """Open push requests handed over by the master, just before this node is promoted."""
+        await self.endpoints._verified(request, master=False)
+        try:
+            body = msgspec.json.decode(await request.body(), type=_Adopt)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise InvalidInput(f"push requests to adopt are {{requests: [...]}}: {exc}") from None
+        try:
+            taken = await run_in_threadpool(adopt, self.endpoints.store, body.requests)
+        except (KeyError, TypeError) as exc:
+            raise InvalidInput(f"a push request to adopt lacks {exc}") from None
+        return Response(msgspec.json.encode({"adopted": taken}), media_type="application/json")
 
     def routes(self) -> list[Route]:
         return [
             Route(OPEN_PATH, self.open, methods=["POST"]),
+            Route(ADOPT_PATH, self.adopt, methods=["POST"]),
             Route(OUTCOME_PATH + "{push_id}", self.outcome, methods=["GET"]),
         ]
 
@@ -135,24 +200,32 @@ class MasterPush:
             raise PeerError("this node is not a farm subordinate any more")
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=10.0)
-        try:
-            resp = await asyncio.wait_for(
-                acall(
-                    self._client,
-                    m.key,
-                    self.store.node_name,
-                    m.master_url,
-                    method,
-                    path,
-                    body=body,
-                    params=params,
-                ),
-                wait + 10.0,
-            )
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise PeerError(f"the master {m.master_url} did not answer: {exc!r}") from None
+        master = m.master_url
+        for _ in range(2):  # the master this node knows may have just handed over: follow it
+            try:
+                resp = await asyncio.wait_for(
+                    acall(
+                        self._client,
+                        m.key,
+                        self.store.node_name,
+                        master,
+                        method,
+                        path,
+                        body=body,
+                        params=params,
+                    ),
+                    wait + 10.0,
+                )
+            except (httpx.HTTPError, TimeoutError) as exc:
+                raise PeerError(f"the master {master} did not answer: {exc!r}") from None
+            moved = _moved_to(resp)
+            if moved == master:
+                raise HandingOver(f"the master {master} is handing its role over; ask again")
+            if not moved:
+                break
+            master = moved
         if resp.status_code != 200:
-            raise PeerError(f"the master {m.master_url} refused: {refused(resp)}")
+            raise PeerError(f"the master {master} refused: {refused(resp)}")
         return resp.json()
 
     async def open(self, asked: PushAsked) -> PushOpened:
@@ -168,3 +241,32 @@ class MasterPush:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+
+
+def _moved_to(resp: httpx.Response) -> str:
+    """The new master a former one names (409 not_master), or ""."""
+    if resp.status_code != 409:
+        return ""
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict) or body.get("code") != "not_master":
+        return ""
+    return str(body.get("master_url") or "")
+
+
+async def wait_outcome(push: Any, hub: Any, store: Store, push_id: str, wait: float) -> PushOutcome:
+    """A push's outcome on this (master) node, waiting up to ``wait`` seconds while it is
+    pending; returns early, still pending, when this node stops leading (a handover)."""
+    outcome: PushOutcome = await run_in_threadpool(push.outcome, push_id)
+    deadline = time.monotonic() + wait
+    while outcome.status == "pending":
+        left = min(deadline - time.monotonic(), outcome.expires_at - time.time() + 0.05)
+        if left <= 0:
+            break
+        await hub.wait_decided(push_id, min(left, MASTER_CHECK))
+        outcome = await run_in_threadpool(push.outcome, push_id)
+        if outcome.status == "pending" and not await run_in_threadpool(leads, store):
+            break
+    return outcome

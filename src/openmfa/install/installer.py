@@ -18,12 +18,12 @@ MIN_FREE_BYTES = 400 * 1024 * 1024
 COMPONENTS = ("server", "portal", "mobile")
 
 UNIT = """[Unit]
-Description=OpenMFA Server node ({root})
+Description=OpenMFA {what} ({root})
 After=network-online.target
 
 [Service]
-ExecStart={root}/current/venv/bin/openmfa serve --data-dir {data_dir}
-# `openmfa upgrade` and `rollback` restart the node through systemctl when this is set.
+ExecStart={root}/current/venv/bin/openmfa {command}
+# `openmfa upgrade` and `rollback` restart the service through systemctl when this is set.
 Environment=OPENMFA_SERVICE_UNIT={unit}
 Restart=on-failure
 KillSignal=SIGTERM
@@ -34,23 +34,11 @@ ProtectSystem=full
 [Install]
 WantedBy=multi-user.target
 """
-
-MOBILE_UNIT = """[Unit]
-Description=OpenMFA Mobile App Web Service ({root})
-After=network-online.target
-
-[Service]
-ExecStart={root}/current/venv/bin/openmfa mobile serve --config {data_dir}/mobile.toml
-Environment=OPENMFA_SERVICE_UNIT={unit}
-Restart=on-failure
-KillSignal=SIGTERM
-NoNewPrivileges=yes
-PrivateTmp=yes
-ProtectSystem=full
-
-[Install]
-WantedBy=multi-user.target
-"""
+SERVICES = {
+    "server": ("Server node", "serve --data-dir {data_dir}"),
+    "mobile": ("Mobile App Web Service", "mobile serve --config {data_dir}/mobile.toml"),
+}
+"""The components that run as a service: what the unit says, and the command after openmfa."""
 
 MOBILE_NEXT = """The Mobile App Web Service's settings are in {config}: name the nodes' SDK URLs in
 `nodes`, and put a key of scope mobile (`openmfa apikey create mobile --scope mobile` on the
@@ -162,10 +150,12 @@ def install(
     if systemd_dir is not None:
         say(f"[6/{steps}] writing systemd unit files to {systemd_dir}")
         systemd_dir.mkdir(parents=True, exist_ok=True)
-        for component, unit in (("server", UNIT), ("mobile", MOBILE_UNIT)):
+        for component, (what, command) in SERVICES.items():
             if component in components:
                 name = f"{record.service_names[component]}.service"
                 (systemd_dir / name).write_text(
-                    unit.format(root=root, data_dir=data_dir, unit=name)
+                    UNIT.format(
+                        what=what, root=root, command=command.format(data_dir=data_dir), unit=name
+                    )
                 )
     return record, printed

@@ -41,13 +41,13 @@ from sqlalchemy.pool import NullPool
 
 from ..core.totp import totp
 from ..errors import InstallFailed, OpenMfaError
-from ..mobile.control import MobileControl
 from ..node.control import NodeControl
 from ..store import tables as t
 from ..store.backups import Backups
 from ..store.database import DataDir, driver_url
 from .config_merge import merge
 from .installer import check_prerequisites
+from .mobile_control import MobileControl
 from .record import InstallRecord
 from .releases import (
     install_release,

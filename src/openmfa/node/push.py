@@ -99,6 +99,10 @@ class NonceBook:
             return True
 
 
+HANDOVER_WAIT = 10.0
+"""How long a push call waits for a handover of the master's role to finish."""
+
+
 class PushService:
     def __init__(self, store: Store, config: Config, accounts: Accounts) -> None:
         self.store = store
@@ -121,16 +125,23 @@ class PushService:
     def require_master(self) -> None:
         """Push requests, their answers and activation codes live at the farm's master (like
         claims), so the phone's answer may reach any node's mobile service: a subordinate
-        sends its callers there (``NotMaster`` with the master's URL; the SDK clients follow)."""
-        with self.store.read() as conn:
-            farm = dict(
-                conn.execute(
-                    select(t.meta.c.key, t.meta.c.value).where(
-                        t.meta.c.key.in_(("farm.role", "farm.master_url"))
-                    )
-                ).all()
-            )
-        role = farm.get("farm.role", "master")
+        sends its callers there (``NotMaster`` with the master's URL; the SDK clients follow).
+        While the master hands its role over (a second or so), the caller waits for the outcome
+        rather than being sent back to where it is."""
+        deadline = time.monotonic() + HANDOVER_WAIT
+        while True:
+            with self.store.read() as conn:
+                farm = dict(
+                    conn.execute(
+                        select(t.meta.c.key, t.meta.c.value).where(
+                            t.meta.c.key.in_(("farm.role", "farm.master_url"))
+                        )
+                    ).all()
+                )
+            role = farm.get("farm.role", "master")
+            if role != "handover" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         if role not in ("master", "shared"):
             raise NotMaster(
                 "push requests live at the farm's master; ask it at "
@@ -320,8 +331,10 @@ class PushService:
         if conn.scalar(select(t.push_blocks.c.at).where(t.push_blocks.c.user_id == user_id)):
             return Decision(False, Reason.PUSH_BLOCKED, method_id), None
         live = (r.c.user_id == user_id, r.c.status == "pending", r.c.expires_at > now)
-        if request_id:
-            same = conn.execute(select(r).where(*live, r.c.request_id == request_id)).first()
+        if request_id:  # the same caller's request id (another's may collide with it)
+            same = conn.execute(
+                select(r).where(*live, r.c.request_id == request_id, r.c.client == client[:255])
+            ).first()
             if same is not None:  # a retransmission: join it, no second push
                 return _pending(same.method_id, same.id, same.number, same.expires_at), None
         open_now = conn.scalar(select(func.count()).where(*live)) or 0

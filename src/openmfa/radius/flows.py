@@ -35,7 +35,7 @@ from typing import Any
 from ..config import Config
 from ..core.verification import PUSH_WORDS, Decision, MethodKind, Reason
 from ..errors import OpenMfaError, PrimaryUnavailable
-from ..farm.push_relay import MasterPush, PushAsked
+from ..farm.push_relay import HandingOver, MasterPush, PushAsked, leads, wait_outcome
 from ..node import audit
 from ..node.accounts import Accounts
 from ..node.authenticator import Attempt
@@ -113,6 +113,8 @@ class AccessFlows:
         self.prompt = r["challenge_prompt"].encode()
         self.states = ChallengeStates(r["challenge_seconds"])
         self._ids = itertools.count(1)
+        self._run = secrets.token_hex(4)
+        """Request ids are this run's (a restarted node, or another node, counts from 1 too)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.accounts = Accounts(store, config)
@@ -167,7 +169,7 @@ class AccessFlows:
             user,
             code,
             client="radius:" + client.name,
-            request_id=f"radius-{next(self._ids)}",
+            request_id=f"radius-{self._run}-{next(self._ids)}",
             push=client.push != "off",
             numbered=client.push != "hold",
         )
@@ -205,7 +207,7 @@ class AccessFlows:
             numbered=a.numbered,
         )
         try:
-            opened = await self.remote.open(asked)
+            opened = await self._open_remote(asked)
         except OpenMfaError as exc:
             log.error("could not open a push at the master: %s", exc.message)
             self.queue.call(lambda: respond(_push_reject(None)))
@@ -216,6 +218,18 @@ class AccessFlows:
             return
         self._remote_ids[opened.id] = time.monotonic() + 130
         self.queue.call(lambda: self._pushed(client, a.user, opened.id, opened.number, respond))
+
+    async def _open_remote(self, asked: PushAsked) -> Any:
+        """Open at the master; while it hands its role over (a second or so), ask again."""
+        assert self.remote is not None
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return await self.remote.open(asked)
+            except HandingOver:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.3)
 
     def _push_challenge(
         self, client: RadiusClient, user: str, push_id: str, number: str, still: bool = False
@@ -237,20 +251,36 @@ class AccessFlows:
 
     async def _outcome(self, push_id: str, seconds: float) -> PushOutcome:
         """Wait (no thread) until the push is answered or ``seconds`` pass: on this node, or
-        at the farm's master for a push opened there."""
-        if push_id in self._remote_ids:
-            assert self.remote is not None
-            now = time.monotonic()
-            self._remote_ids = {k: v for k, v in self._remote_ids.items() if v > now}
-            return await self.remote.outcome(push_id, seconds)
+        at the farm's master for a push opened there. A push this node opened as the master
+        moves with the role at a handover: then it is asked of the new master."""
         assert self.push is not None and self.hub is not None
-        push = self.push
-        outcome = await asyncio.to_thread(push.outcome, push_id)
-        if outcome.status == "pending":
-            left = min(seconds, outcome.expires_at - time.time() + 0.05)
-            await self.hub.wait_decided(push_id, left)
-            outcome = await asyncio.to_thread(push.outcome, push_id)
-        return outcome
+        deadline = time.monotonic() + seconds
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            store = self.push.store
+            if push_id in self._remote_ids and await asyncio.to_thread(leads, store):
+                del self._remote_ids[push_id]  # this node became the master: it has it now
+            if push_id in self._remote_ids:
+                assert self.remote is not None
+                now = time.monotonic()
+                self._remote_ids = {k: v for k, v in self._remote_ids.items() if v > now}
+                self._remote_ids[push_id] = now + 130
+                try:
+                    outcome = await self.remote.outcome(push_id, left)
+                except HandingOver:
+                    if deadline - time.monotonic() <= 0.5:
+                        raise
+                    await asyncio.sleep(0.3)
+                    continue
+            else:
+                outcome = await wait_outcome(self.push, self.hub, store, push_id, left)
+                moved = outcome.status == "pending" and self.remote is not None
+                if moved and not await asyncio.to_thread(leads, store):
+                    self._remote_ids[push_id] = time.monotonic() + 130
+            if outcome.status != "pending" or deadline - time.monotonic() <= 0:
+                return outcome
+            if deadline - time.monotonic() > 0.5:
+                await asyncio.sleep(0.2)  # back early (the role moved): not a busy loop
 
     async def _hold(self, client: RadiusClient, push_id: str, respond: Respond) -> None:
         """``--push hold``: answer the request itself when the phone answers."""

@@ -36,6 +36,7 @@ from ..errors import (
     PayloadTooLarge,
     RequestError,
 )
+from ..farm.push_relay import wait_outcome
 from ..node import audit as audit_log
 from ..node.accounts import Actor
 from ..node.apikeys import ApiClient
@@ -318,11 +319,11 @@ async def push_outcome(request: Request) -> Response:
     wait = _int_param(request, "wait", 0, 0, 60)
     client = await _authorize(request, "authenticate")
     await run_in_threadpool(node.push.require_master)
-    outcome = await _run(client, lambda c: node.push.outcome(push_id, c.name))
+    outcome = await _run(client, lambda c: node.push.outcome(push_id, c.name))  # the caller's?
     if outcome.status == "pending" and wait:
-        left = min(float(wait), outcome.expires_at - time.time() + 0.05)
-        await node.push_hub.wait_decided(push_id, left)
-        outcome = await _run(client, lambda c: node.push.outcome(push_id, c.name))
+        # Still pending when this node hands the master's role over: the caller asks again
+        # and is sent to the new master (not_master), which has the request now.
+        outcome = await wait_outcome(node.push, node.push_hub, node.store, push_id, wait)
     return json_response(outcome)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import parse_listen
+from ..mobile.config import CONFIG_NAME, load
 from ..node.control import NodeControl, base_url
-from .config import CONFIG_NAME, load
 
 LOCK = "mobile.lock"
 RECORD = "mobile.serve.json"
@@ -35,8 +36,6 @@ class MobileControl(NodeControl):
         cfg = load(self.config_file)
         host, port = (cfg.host, cfg.port)
         if listen is not None:
-            from ..config import parse_listen
-
             host, port = parse_listen(listen)
         return base_url(host, port, False) + cfg.prefix
 
