@@ -158,6 +158,35 @@ def _wait_for(predicate: object, what: str, seconds: float = 30) -> None:
         time.sleep(0.05)
 
 
+def test_the_mobile_services_openapi_document_is_true(push: Push) -> None:
+    """schemathesis against the running mobile service, from its own document, every check:
+    activation, polls and answers with whatever a phone might send (forged signatures, unknown
+    codes, wrong types) get the documented answers, never a 500. Bounded: fixed seed, 40
+    examples per operation."""
+    import re
+
+    doc = httpx.get(push.mobile_url + "/v1/openapi.json", timeout=10).json()
+    assert set(doc["paths"]) == {
+        f"/mobile{p}" for p in ("/healthz", "/v1/info", "/v1/activate", "/v1/poll", "/v1/answer")
+    }
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("schemathesis")), "run",
+            push.mobile_url + "/v1/openapi.json", "--checks", "all", "--max-examples", "40",
+            "--seed", "20261202", "--workers", "1", "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    summary = re.search(r"^=+ (.*) in [\d.]+s =+$", proc.stdout, re.M)
+    assert summary is not None, proc.stdout[-3000:]
+    assert re.fullmatch(r"No issues found|\d+ warnings?", summary.group(1)), proc.stdout[-3000:]
+    assert push.mobile.poll() is None
+
+
 def test_activation_the_offline_code_and_the_device_list(push: Push, tmp_path: Path) -> None:
     cli(push.dd, "user", "add", "olga")
     phone = push.phone("olga", tmp_path)

@@ -12,6 +12,7 @@ README and ``openmfa.core.push``):
     POST {prefix}/v1/activate   {code, alg, public_key, label?, webpush?} -> the device's id
     POST {prefix}/v1/poll?wait=N  a signed poll -> the requests waiting for the device's user
     POST {prefix}/v1/answer     a signed answer -> where the request stands
+    GET  {prefix}/v1/openapi.json  this list as an OpenAPI 3.1 document (``mobile.openapi``)
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from ..sdk.models import (
     SignedMessage,
     WebPushSubscription,
 )
+from .openapi import document
 from .providers import Delivered, Gone, PushProvider
 
 log = logging.getLogger("openmfa.mobile")
@@ -382,8 +384,12 @@ def create_app(
         body, status = _error_body(exc)
         return Response(body, status_code=status, media_type="application/json")
 
+    async def openapi(request: Request) -> Response:
+        return _json(document(prefix, int(long_poll_seconds)))
+
     routes = [
         Route("/healthz", healthz),
+        Route("/v1/openapi.json", openapi),
         Route("/v1/info", info),
         Route("/v1/activate", activate, methods=["POST"]),
         Route("/v1/poll", poll, methods=["POST"]),
