@@ -36,6 +36,9 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("mobile", "fraud_action"): "block_push",
     ("mobile", "fraud_command"): "",
     ("mobile", "fraud_webhook"): "",
+    ("portal", "primary"): "local",
+    ("portal", "ticket_seconds"): 300,
+    ("portal", "session_minutes"): 15,
 }
 """Settings shipped commented out in default_server.toml, with their defaults here. Release
 0.2.0's upgrader adds every new setting of the new release to server.toml and then reads the
@@ -58,6 +61,7 @@ CHOICES: dict[tuple[str, str], tuple[Any, ...]] = {
     ("enroll", "period"): (30, 60),
     ("enroll", "algorithm"): ("SHA1", "SHA256", "SHA512"),
     ("mobile", "fraud_action"): ("block_push", "lock_user", "record"),
+    ("portal", "primary"): ("local", "ldap", "radius"),
 }
 
 AT_MOST: dict[tuple[str, str], float] = {("mobile", "request_seconds"): 120}
@@ -81,6 +85,8 @@ POSITIVE = {
     ("mobile", "open_per_user"),
     ("mobile", "request_seconds"),
     ("mobile", "activation_seconds"),
+    ("portal", "ticket_seconds"),
+    ("portal", "session_minutes"),
 }
 
 

@@ -44,6 +44,8 @@ FIELDS = [
     "payload",
     "signature",
     "webpush",
+    "password",
+    "ticket",
 ]
 bodies = st.one_of(
     st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=5)
@@ -70,6 +72,9 @@ PATHS = [
     "/v1/devices/poll",
     "/v1/push/answer",
     "/v1/push/events",
+    "/v1/portal/sign-in",
+    "/v1/portal/second-factor",
+    "/v1/portal/me",
 ]
 
 

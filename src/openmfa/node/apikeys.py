@@ -38,7 +38,9 @@ SCOPES: dict[str, frozenset[str]] = {
             "devices",
         }
     ),
-    "portal": frozenset({"authenticate", "users:read", "methods:read", "methods:write"}),
+    # Least privilege: a sign-in only (checking a code, or the portal's two steps); everything
+    # about a user needs that user's session token too (node.portal).
+    "portal": frozenset({"authenticate", "portal"}),
     "adapter": frozenset({"authenticate", "users:read"}),
     "mobile": frozenset({"users:read", "devices"}),
 }

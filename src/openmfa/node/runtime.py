@@ -23,6 +23,7 @@ from .apikeys import ApiClient, ApiKeys, KeyRing
 from .authenticator import Authenticator
 from .commit_queue import CommitQueue
 from .policy import verify_policy
+from .portal import PortalTokens
 from .push import Opened, PushService
 from .push_hub import PushHub
 from .readiness import Readiness
@@ -43,6 +44,7 @@ class NodeRuntime:
         self.accounts = Accounts(store, config)
         self.apikeys = ApiKeys(store)
         self.push = PushService(store, config, self.accounts)
+        self.portal = PortalTokens(store, config)
         self.push_hub = PushHub()
         self.authenticator = Authenticator(
             store, verify_policy(config), self.keyring, round_for(store, config), self.push

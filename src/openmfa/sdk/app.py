@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
+from sqlalchemy import insert
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -41,7 +42,11 @@ from ..node import audit as audit_log
 from ..node.accounts import Actor
 from ..node.apikeys import ApiClient
 from ..node.authenticator import Attempt
+from ..node.portal import SESSION, TICKET
 from ..node.runtime import NodeRuntime
+from ..radius.primary import LdapBind, LocalPasswords, PrimaryCheck, UpstreamRadius
+from ..store import tables as t
+from ..store.changes import AuditEvent
 from ..store.database import DATA_FORMAT, READS_FORMATS
 from .models import (
     NAME_RE,
@@ -60,6 +65,10 @@ from .models import (
     MethodCreate,
     MethodList,
     PendingPush,
+    PortalMe,
+    PortalSecondFactor,
+    PortalSignIn,
+    PortalStep,
     RadiusStats,
     Resynchronised,
     ResyncRequest,
@@ -72,6 +81,8 @@ from .models import (
 from .openapi import document
 
 log = logging.getLogger("openmfa.sdk")
+SESSION_HEADER = "x-openmfa-session"
+"""Where a portal call carries the signed-in user's session token."""
 S = TypeVar("S", bound=msgspec.Struct)
 JSON = "application/json"
 _encode = msgspec.json.Encoder().encode
@@ -325,6 +336,82 @@ async def push_outcome(request: Request) -> Response:
         # and is sent to the new master (not_master), which has the request now.
         outcome = await wait_outcome(node.push, node.push_hub, node.store, push_id, wait)
     return json_response(outcome)
+
+
+async def portal_sign_in(request: Request) -> Response:
+    """The portal's first step: the user's first factor -> a ticket for the second."""
+    node = _node(request)
+    client = await _authorize(request, "portal")
+    b = await _body(request, PortalSignIn, node.max_body)
+    ok = await _first_factor(node).check(b.user, b.password)
+    now = time.time()
+    event = AuditEvent(
+        "portal.sign_in",
+        "ok" if ok else "rejected",
+        user_name=b.user,
+        client=client.name,
+        reason="" if ok else "wrong_password",
+        request_id=request.state.request_id,
+        detail=f"first factor ({node.portal.primary})",
+    )
+    await run_in_threadpool(_record, node, event, now)
+    if not ok:
+        return json_response(PortalStep(accepted=False, reason="wrong_password"))
+    ticket, expires = node.portal.issue(TICKET, b.user, client.name, now)
+    return json_response(PortalStep(accepted=True, reason="ok", ticket=ticket, expires_at=expires))
+
+
+async def portal_second_factor(request: Request) -> Response:
+    """The second step: a code of the user's -> a session token bound to the user."""
+    node = _node(request)
+    client = await _authorize(request, "portal")
+    b = await _body(request, PortalSecondFactor, node.max_body)
+    grant = node.portal.check(b.ticket, TICKET, client.name, time.time())
+    if not b.code:
+        raise InvalidInput("send the code of one of the user's methods")
+    result = await node.queue.submit(
+        Attempt(
+            grant.user,
+            b.code,
+            client=client.name,
+            request_id=request.state.request_id,
+            token=_token(request),
+            push=False,
+        )
+    )
+    if isinstance(result, OpenMfaError):
+        raise result
+    d: Decision = result
+    if not d.accepted:
+        return json_response(PortalStep(accepted=False, reason=str(d.reason)))
+    token, expires = node.portal.issue(SESSION, grant.user, client.name, time.time())
+    return json_response(PortalStep(accepted=True, reason="ok", token=token, expires_at=expires))
+
+
+async def portal_me(request: Request) -> Response:
+    """The signed-in user (``X-OpenMFA-Session``: the session token) and their methods."""
+    node = _node(request)
+    client = await _authorize(request, "portal")
+    grant = node.portal.check(
+        request.headers.get(SESSION_HEADER, ""), SESSION, client.name, time.time()
+    )
+    user = await run_in_threadpool(node.accounts.get_user, grant.user)
+    found = await run_in_threadpool(node.accounts.list_methods, grant.user)
+    return json_response(PortalMe(user=user, methods=found))
+
+
+def _first_factor(node: NodeRuntime) -> PrimaryCheck:
+    kind = node.portal.primary
+    if kind == "ldap":
+        return LdapBind(node.config)
+    if kind == "radius":
+        return UpstreamRadius(node.config)
+    return LocalPasswords(node.store)
+
+
+def _record(node: NodeRuntime, event: AuditEvent, now: float) -> None:
+    with node.store.write() as conn:
+        conn.execute(insert(t.audit).values(event.row(node.store.node_name, now)))
 
 
 async def activation(request: Request) -> Response:
@@ -696,6 +783,9 @@ def create_app(
         Route("/v1/devices/poll", device_poll, methods=["POST"]),
         Route("/v1/push/answer", push_answer, methods=["POST"]),
         Route("/v1/push/events", push_events, methods=["GET"]),
+        Route("/v1/portal/sign-in", portal_sign_in, methods=["POST"]),
+        Route("/v1/portal/second-factor", portal_second_factor, methods=["POST"]),
+        Route("/v1/portal/me", portal_me, methods=["GET"]),
         Route("/v1/audit", audit),
         Route("/v1/radius/stats", radius_stats),
         *node.farm.routes(),

@@ -61,6 +61,10 @@ from .models import (
     MethodCreate,
     MethodList,
     MethodView,
+    PortalMe,
+    PortalSecondFactor,
+    PortalSignIn,
+    PortalStep,
     PushEvents,
     PushOutcome,
     RadiusStats,
@@ -94,6 +98,8 @@ class Call(Generic[T]):
     kind: Literal["read", "write", "authenticate"] = "read"
     timeout: float | None = None
     """Seconds to wait for the answer (long-polls); None: the client's own timeout."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """This call's own headers (a portal user's session token)."""
 
     def decode(self, content: bytes) -> T:
         if self.answer is None:
@@ -146,6 +152,20 @@ class Requests:
             kind="write",  # at the farm's master
             timeout=wait + 10.0,
         )
+
+    @staticmethod
+    def portal_sign_in(user: str, password: str) -> Call[PortalStep]:
+        body = _encode(PortalSignIn(user=user, password=password))
+        return Call("POST", "/v1/portal/sign-in", PortalStep, body=body, kind="authenticate")
+
+    @staticmethod
+    def portal_second_factor(ticket: str, code: str) -> Call[PortalStep]:
+        body = _encode(PortalSecondFactor(ticket=ticket, code=code))
+        return Call("POST", "/v1/portal/second-factor", PortalStep, body=body, kind="authenticate")
+
+    @staticmethod
+    def portal_me(session: str) -> Call[PortalMe]:
+        return Call("GET", "/v1/portal/me", PortalMe, headers={"X-OpenMFA-Session": session})
 
     @staticmethod
     def issue_activation(name: str, label: str = "") -> Call[ActivationCode]:
@@ -327,7 +347,7 @@ class _Plan:
         return [self.urls[(self.preferred + i) % n] for i in range(n)]
 
     def headers_for(self, call: Call[Any], request_id: str) -> dict[str, str]:
-        headers = {**self.headers, "X-Request-ID": request_id}
+        headers = {**self.headers, **call.headers, "X-Request-ID": request_id}
         if call.body is not None:
             headers["Content-Type"] = "application/json"
         return headers
@@ -460,6 +480,17 @@ class SdkClient:
 
     def push_outcome(self, push_id: str, *, wait: int = 0) -> PushOutcome:
         return self.send(Requests.push_outcome(push_id, wait=wait))
+
+    def portal_sign_in(self, user: str, password: str) -> PortalStep:
+        """The User Portal's first step (a ``portal`` key): a ticket for the second."""
+        return self.send(Requests.portal_sign_in(user, password))
+
+    def portal_second_factor(self, ticket: str, code: str) -> PortalStep:
+        """The second step: the user's session token (``.token``) when the code is accepted."""
+        return self.send(Requests.portal_second_factor(ticket, code))
+
+    def portal_me(self, session: str) -> PortalMe:
+        return self.send(Requests.portal_me(session))
 
     def issue_activation(self, name: str, label: str = "") -> ActivationCode:
         return self.send(Requests.issue_activation(name, label))
@@ -669,6 +700,15 @@ class AsyncSdkClient:
 
     async def push_outcome(self, push_id: str, *, wait: int = 0) -> PushOutcome:
         return await self.send(Requests.push_outcome(push_id, wait=wait))
+
+    async def portal_sign_in(self, user: str, password: str) -> PortalStep:
+        return await self.send(Requests.portal_sign_in(user, password))
+
+    async def portal_second_factor(self, ticket: str, code: str) -> PortalStep:
+        return await self.send(Requests.portal_second_factor(ticket, code))
+
+    async def portal_me(self, session: str) -> PortalMe:
+        return await self.send(Requests.portal_me(session))
 
     async def issue_activation(self, name: str, label: str = "") -> ActivationCode:
         return await self.send(Requests.issue_activation(name, label))

@@ -68,6 +68,20 @@ class AuthenticateRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defau
     """Where the person signing in is (an address), shown on the phone with a push."""
 
 
+class PortalSignIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The User Portal's first step: the user's first factor (``[portal] primary``)."""
+
+    user: Name
+    password: Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+class PortalSecondFactor(msgspec.Struct, forbid_unknown_fields=True):
+    """The second step: the ticket of the first and a code of one of the user's methods."""
+
+    ticket: Annotated[str, Meta(min_length=1, max_length=1024)]
+    code: Code
+
+
 class ActivationRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     label: Text = ""
     """What the device will be called (\"Alice's phone\"); the device may name itself."""
@@ -149,6 +163,8 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     ActivationRequest,
     DeviceActivate,
     SignedMessage,
+    PortalSignIn,
+    PortalSecondFactor,
 )
 
 
@@ -331,6 +347,25 @@ class MethodList(msgspec.Struct, kw_only=True):
     methods: list[MethodView]
 
 
+class PortalStep(msgspec.Struct, kw_only=True):
+    """Where a portal sign-in stands: after the first factor a ``ticket`` (for the second),
+    after the second a session ``token`` bound to the user (for every call about them)."""
+
+    accepted: bool
+    reason: str
+    """``ok``, ``wrong_password``, or why the second factor was refused (as an authentication's)."""
+    ticket: str = ""
+    token: str = ""
+    expires_at: float = 0.0
+
+
+class PortalMe(msgspec.Struct, kw_only=True):
+    """The signed-in user, and their methods."""
+
+    user: UserView
+    methods: list[MethodView]
+
+
 class AuditPage(msgspec.Struct, kw_only=True):
     events: list[AuditView]
     next_after_id: int | None
@@ -375,6 +410,8 @@ class ErrorBody(msgspec.Struct, kw_only=True):
 
 RESPONSES: tuple[type[msgspec.Struct], ...] = (
     ErrorBody,
+    PortalStep,
+    PortalMe,
     UserView,
     MethodView,
     Enrollment,

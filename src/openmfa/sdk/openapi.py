@@ -165,6 +165,33 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
         200,
     ),
     (
+        "post",
+        "/v1/portal/sign-in",
+        "portal",
+        "The User Portal's first step: the user's first factor -> a ticket",
+        "PortalSignIn",
+        "PortalStep",
+        200,
+    ),
+    (
+        "post",
+        "/v1/portal/second-factor",
+        "portal",
+        "The second step: the ticket and a code -> a session token bound to the user",
+        "PortalSecondFactor",
+        "PortalStep",
+        200,
+    ),
+    (
+        "get",
+        "/v1/portal/me",
+        "portal",
+        "The signed-in user and their methods (header X-OpenMFA-Session: the session token)",
+        None,
+        "PortalMe",
+        200,
+    ),
+    (
         "get",
         "/v1/audit",
         "audit:read",
@@ -187,6 +214,14 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
 _WAIT = {"type": "integer", "minimum": 0, "maximum": 60, "default": 0}
 QUERY: dict[str, list[dict[str, Any]]] = {
+    "/v1/portal/me": [
+        {
+            "name": "X-OpenMFA-Session",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    ],
     "/v1/authenticate/{push_id}": [{"name": "wait", "in": "query", "schema": _WAIT}],
     "/v1/push/events": [
         {"name": "boot", "in": "query", "schema": {"type": "string"}},

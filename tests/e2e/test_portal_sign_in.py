@@ -1,0 +1,112 @@
+"""The User Portal's way in (issue 13, its SDK side): a ``portal`` key alone can only start a
+sign-in; after the user's password and a code the node gives a session token bound to that
+user, and only that token opens calls about them. A real node over HTTP, oathtool for codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from openmfa.errors import Forbidden, Unauthorized
+from openmfa.sdk.client import SdkClient
+
+from .helpers import OPENMFA, cli, init, oathtool, server
+from .test_fuzz import bodies
+
+SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
+PASSWORD = "correct horse battery"
+
+
+def test_the_portal_key_alone_can_only_start_a_sign_in(tmp_path: Path) -> None:
+    dd = tmp_path / "node"
+    admin = init(dd)
+    cli(dd, "user", "add", "pat")
+    cli(dd, "user", "add", "sam")
+    subprocess.run(
+        [OPENMFA, "user", "set-password", "pat", "--password-stdin", "--data-dir", str(dd)],
+        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    cli(dd, "method", "add", "pat", "totp", "--secret", SEED, "--no-qr")
+    portal = cli(dd, "apikey", "create", "portal", "--scope", "portal").stdout.strip()
+    other = cli(dd, "apikey", "create", "portal-2", "--scope", "portal").stdout.strip()
+    with server(dd) as srv, SdkClient(srv.url, portal) as p:
+        # The key alone reads and changes nothing about anyone (the original's portal key
+        # was an administrator's).
+        for call in (
+            lambda: p.list_users(),
+            lambda: p.list_methods("sam"),
+            lambda: p.enroll("sam", "totp"),
+            lambda: p.issue_activation("sam"),
+        ):
+            with pytest.raises(Forbidden):
+                call()
+        # A wrong password and an unknown user look alike, and give nothing.
+        wrong = p.portal_sign_in("pat", "not the password")
+        assert (wrong.accepted, wrong.reason, wrong.ticket) == (False, "wrong_password", "")
+        assert p.portal_sign_in("nobody", PASSWORD).reason == "wrong_password"
+        first = p.portal_sign_in("pat", PASSWORD)
+        assert first.accepted and first.ticket.startswith("omfp_") and not first.token
+        with pytest.raises(Unauthorized):
+            p.portal_me(first.ticket)  # a ticket is not a session
+        # The second factor: a wrong code is refused like any authentication.
+        bad = p.portal_second_factor(first.ticket, "000000")
+        assert (bad.accepted, bad.reason, bad.token) == (False, "wrong_code", "")
+        done = p.portal_second_factor(first.ticket, oathtool("--totp", "-b", SEED))
+        assert done.accepted and done.token.startswith("omfp_") and done.expires_at > 0
+        me = p.portal_me(done.token)
+        assert me.user.name == "pat" and [m.kind for m in me.methods] == ["totp"]
+        # A changed token, a token given to another portal key, no token: refused.
+        flipped = done.token[:-3] + ("A" if done.token[-3] != "A" else "B") + done.token[-2:]
+        for bad_token in (flipped, "", done.token + "x"):
+            with pytest.raises(Unauthorized):
+                p.portal_me(bad_token)
+        with SdkClient(srv.url, other) as p2, pytest.raises(Unauthorized):
+            p2.portal_me(done.token)
+        # The portal routes are the portal's: an admin key is not one.
+        with SdkClient(srv.url, admin) as a, pytest.raises(Forbidden):
+            a.portal_sign_in("pat", PASSWORD)
+    events = [json.loads(x) for x in cli(dd, "audit", "--json").stdout.splitlines()]
+    signed = [(e["action"], e["result"], e["user"]) for e in events if e["client"] == "portal"]
+    assert ("portal.sign_in", "rejected", "pat") in signed
+    assert ("portal.sign_in", "ok", "pat") in signed
+    assert ("authenticate", "accepted", "pat") in signed
+    assert PASSWORD not in cli(dd, "audit").stdout and PASSWORD not in srv.log.read_text()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    path=st.sampled_from(["/v1/portal/sign-in", "/v1/portal/second-factor", "/v1/portal/me"]),
+    body=bodies,
+    session=st.text(max_size=80).filter(lambda t: t.isascii() and t.isprintable()),
+)
+def test_whatever_the_portal_sends_it_gets_json_and_never_a_500(
+    portal_node: tuple[str, str], path: str, body: bytes, session: str
+) -> None:
+    url, key = portal_node
+    headers = {"Authorization": f"Bearer {key}", "X-OpenMFA-Session": session}
+    verb = "GET" if path.endswith("/me") else "POST"
+    r = httpx.request(verb, url + path, content=body, headers=headers, timeout=10)
+    assert r.status_code < 500, (r.status_code, r.text)
+    payload = r.json()
+    if r.status_code >= 400:
+        assert payload["code"] and payload["message"]
+    else:
+        assert payload.get("token", "") == ""  # random input never signs anyone in
+
+
+@pytest.fixture(scope="module")
+def portal_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    dd = tmp_path_factory.mktemp("portal-fuzz") / "node"
+    init(dd)
+    cli(dd, "user", "add", "fuzz")
+    key = cli(dd, "apikey", "create", "portal", "--scope", "portal").stdout.strip()
+    with server(dd) as srv:
+        yield srv.url, key
+        assert "Traceback" not in srv.log.read_text()
