@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
-from sqlalchemy import insert
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -45,7 +44,6 @@ from ..node.authenticator import Attempt
 from ..node.portal import SESSION, TICKET
 from ..node.runtime import NodeRuntime
 from ..radius.primary import LdapBind, LocalPasswords, PrimaryCheck, UpstreamRadius
-from ..store import tables as t
 from ..store.changes import AuditEvent
 from ..store.database import DATA_FORMAT, READS_FORMATS
 from .models import (
@@ -344,7 +342,6 @@ async def portal_sign_in(request: Request) -> Response:
     client = await _authorize(request, "portal")
     b = await _body(request, PortalSignIn, node.max_body)
     ok = await _first_factor(node).check(b.user, b.password)
-    now = time.time()
     event = AuditEvent(
         "portal.sign_in",
         "ok" if ok else "rejected",
@@ -354,10 +351,10 @@ async def portal_sign_in(request: Request) -> Response:
         request_id=request.state.request_id,
         detail=f"first factor ({node.portal.primary})",
     )
-    await run_in_threadpool(_record, node, event, now)
+    await run_in_threadpool(audit_log.record, node.store, event)
     if not ok:
         return json_response(PortalStep(accepted=False, reason="wrong_password"))
-    ticket, expires = node.portal.issue(TICKET, b.user, client.name, now)
+    ticket, expires = node.portal.issue(TICKET, b.user, client.name, time.time())
     return json_response(PortalStep(accepted=True, reason="ok", ticket=ticket, expires_at=expires))
 
 
@@ -407,11 +404,6 @@ def _first_factor(node: NodeRuntime) -> PrimaryCheck:
     if kind == "radius":
         return UpstreamRadius(node.config)
     return LocalPasswords(node.store)
-
-
-def _record(node: NodeRuntime, event: AuditEvent, now: float) -> None:
-    with node.store.write() as conn:
-        conn.execute(insert(t.audit).values(event.row(node.store.node_name, now)))
 
 
 async def activation(request: Request) -> Response:
