@@ -99,6 +99,26 @@ def test_lockout_after_threshold_and_no_oracle_while_locked() -> None:
     assert run(totp(KEY, later), state=out.user_state, now=later).decision.accepted
 
 
+def test_a_wrong_first_factor_counts_toward_the_lock_and_evaluates_no_code() -> None:
+    def wrong_password(state: UserState, code: str = "", now: float = NOW) -> Outcome:
+        return decide(
+            code, now, state=state, methods=[TOTP], method_states={}, unused_backup_codes={},
+            pepper=PEPPER, policy=POLICY, first_factor_failed=True,
+        )  # fmt: skip
+
+    # Even with the right code beside it, nothing is accepted and a failure counts.
+    out = wrong_password(UserState(), totp(KEY, NOW))
+    assert (out.decision.accepted, out.decision.reason) == (False, Reason.WRONG_PASSWORD)
+    assert out.user_state.failures == 1 and out.method_state is None
+    out = wrong_password(wrong_password(out.user_state).user_state)
+    assert out.newly_locked and out.decision.locked_until == NOW + 15 * 60
+    # A bypass does not open the door to a wrong password either.
+    assert not wrong_password(UserState(bypass_until=NOW + 60)).decision.accepted
+    # Locked: refused, and the count does not move.
+    again = wrong_password(out.user_state, now=NOW + 60)
+    assert again.decision.reason == Reason.LOCKED and again.user_state == out.user_state
+
+
 def test_bypass_is_spent_once_and_expires() -> None:
     state = UserState(bypass_until=NOW + 30)
     out = run("", state=state)

@@ -110,3 +110,27 @@ def portal_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     with server(dd) as srv:
         yield srv.url, key
         assert "Traceback" not in srv.log.read_text()
+
+
+def test_guessing_passwords_at_the_portal_locks_the_user(tmp_path: Path) -> None:
+    """Wrong portal passwords count toward the core lockout like wrong codes; a locked user
+    gets no ticket even with the right password (it is not checked), until an admin unlocks."""
+    dd = tmp_path / "node"
+    init(dd)
+    cfg = dd / "server.toml"
+    cfg.write_text(cfg.read_text().replace("lockout_threshold = 10", "lockout_threshold = 3"))
+    cli(dd, "user", "add", "lee")
+    subprocess.run(
+        [OPENMFA, "user", "set-password", "lee", "--password-stdin", "--data-dir", str(dd)],
+        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    portal = cli(dd, "apikey", "create", "portal", "--scope", "portal").stdout.strip()
+    with server(dd) as srv, SdkClient(srv.url, portal) as p:
+        for _ in range(3):
+            assert p.portal_sign_in("lee", "a wrong guess").reason == "wrong_password"
+        locked = p.portal_sign_in("lee", PASSWORD)
+        assert (locked.accepted, locked.reason, locked.ticket) == (False, "locked", "")
+        events = [json.loads(x) for x in cli(dd, "audit", "--json").stdout.splitlines()]
+        assert sum(e["action"] == "portal.sign_in" for e in events) == 3  # not the 4th
+        cli(dd, "user", "unlock", "lee")
+        assert p.portal_sign_in("lee", PASSWORD).accepted

@@ -57,6 +57,8 @@ class Reason(StrEnum):
     """The user reported a push as fraud; no push until an administrator unblocks them."""
     PUSH_UNAVAILABLE = "push_unavailable"
     """Push requests are opened at the farm's master, which this node cannot reach now."""
+    WRONG_PASSWORD = "wrong_password"  # noqa: S105 - a reason code, not a password
+    """The first factor (a password the caller checked) was wrong: a failure, like a wrong code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +121,20 @@ def decide(
     unused_backup_codes: dict[str, list[tuple[int, bytes]]],
     pepper: bytes,
     policy: VerifyPolicy,
+    first_factor_failed: bool = False,
 ) -> Outcome:
+    """``first_factor_failed``: the caller's first factor was wrong; no code is evaluated, a
+    failure counts toward the lock (so guessing passwords locks the user as guessing codes
+    does)."""
     if state.locked(now):
         return Outcome(Decision(False, Reason.LOCKED, locked_until=state.locked_until), state)
+    if first_factor_failed:
+        new = after_failure(state, policy.lockout, now)
+        locked = new.locked(now)
+        until = new.locked_until if locked else None
+        return Outcome(
+            Decision(False, Reason.WRONG_PASSWORD, locked_until=until), new, newly_locked=locked
+        )
     if state.bypass_open(now):
         new = UserState(0, None, None)
         return Outcome(Decision(True, Reason.BYPASS), new, bypass_used=True)

@@ -120,6 +120,9 @@ class Attempt:
     numbered: bool = True
     """False: the caller cannot show a number (a RADIUS client that holds instead of
     challenging); the phone then approves without typing one."""
+    first_factor_failed: bool = False
+    """The caller checked the user's password and it was wrong (the portal): no code is
+    evaluated; a failure counts toward the lock."""
 
 
 class Authenticator:
@@ -298,6 +301,7 @@ class Authenticator:
             unused_backup_codes=unused,
             pepper=self.store.box.pepper,
             policy=self.policy,
+            first_factor_failed=a.first_factor_failed,
         )
         detail = ""
         if out.decision.accepted and verdicts is not None:

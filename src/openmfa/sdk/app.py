@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from ..core.verification import Decision, Reason
 from ..errors import (
     InvalidInput,
     MalformedRequest,
+    NotFound,
     NotMaster,
     NotReady,
     OpenMfaError,
@@ -341,6 +343,9 @@ async def portal_sign_in(request: Request) -> Response:
     node = _node(request)
     client = await _authorize(request, "portal")
     b = await _body(request, PortalSignIn, node.max_body)
+    rid = request.state.request_id
+    if await run_in_threadpool(_locked, node, b.user):  # no password is checked while locked
+        return json_response(PortalStep(accepted=False, reason=str(Reason.LOCKED)))
     ok = await _first_factor(node).check(b.user, b.password)
     event = AuditEvent(
         "portal.sign_in",
@@ -348,12 +353,19 @@ async def portal_sign_in(request: Request) -> Response:
         user_name=b.user,
         client=client.name,
         reason="" if ok else "wrong_password",
-        request_id=request.state.request_id,
+        request_id=rid,
         detail=f"first factor ({node.portal.primary})",
     )
     await run_in_threadpool(audit_log.record, node.store, event)
     if not ok:
-        return json_response(PortalStep(accepted=False, reason="wrong_password"))
+        # A failure toward the lock, as a wrong code is (guessing passwords locks the user).
+        failed = Attempt(
+            b.user, "", client=client.name, request_id=rid, token=_token(request), push=False
+        )
+        result = await node.queue.submit(replace(failed, first_factor_failed=True))
+        if isinstance(result, OpenMfaError):
+            raise result
+        return json_response(PortalStep(accepted=False, reason=str(Reason.WRONG_PASSWORD)))
     ticket, expires = node.portal.issue(TICKET, b.user, client.name, time.time())
     return json_response(PortalStep(accepted=True, reason="ok", ticket=ticket, expires_at=expires))
 
@@ -395,6 +407,14 @@ async def portal_me(request: Request) -> Response:
     user = await run_in_threadpool(node.accounts.get_user, grant.user)
     found = await run_in_threadpool(node.accounts.list_methods, grant.user)
     return json_response(PortalMe(user=user, methods=found))
+
+
+def _locked(node: NodeRuntime, name: str) -> bool:
+    try:
+        until = node.accounts.get_user(name).locked_until
+    except NotFound:
+        return False  # an unknown user's password is "wrong" like anyone's
+    return until is not None and until > time.time()
 
 
 def _first_factor(node: NodeRuntime) -> PrimaryCheck:
