@@ -39,6 +39,7 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("portal", "primary"): "local",
     ("portal", "ticket_seconds"): 300,
     ("portal", "session_minutes"): 15,
+    ("portal", "reauth_minutes"): 5.0,
 }
 """Settings shipped commented out in default_server.toml, with their defaults here. Release
 0.2.0's upgrader adds every new setting of the new release to server.toml and then reads the
@@ -87,6 +88,7 @@ POSITIVE = {
     ("mobile", "activation_seconds"),
     ("portal", "ticket_seconds"),
     ("portal", "session_minutes"),
+    ("portal", "reauth_minutes"),
 }
 
 

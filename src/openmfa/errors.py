@@ -184,6 +184,12 @@ class Forbidden(RequestError):
     http_status = 403
 
 
+class Reauthenticate(Forbidden):
+    """A change of sign-in methods needs a recent second factor: sign in again first."""
+
+    code = "reauthenticate"
+
+
 class MalformedRequest(RequestError):
     code = "malformed_request"
     http_status = 400

@@ -16,22 +16,36 @@ import json
 from dataclasses import dataclass
 
 from ..config import Config
-from ..errors import KeyFileError, OpenMfaError, Unauthorized
+from ..errors import KeyFileError, OpenMfaError, Reauthenticate, Unauthorized
 from ..store.database import Store
 
 TICKET = "ticket"
 SESSION = "session"
+OFFER = "offer"
+"""A TOTP secret offered to a signed-in user, enrolled only once they prove it with a code."""
 PREFIX = "omfp_"
+OFFER_SECONDS = 600.0
+WHAT = {TICKET: "sign-in", SESSION: "session", OFFER: "offered secret"}
 
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What a ticket or session token says."""
+    """What a ticket, session token or offer says."""
 
     kind: str
     user: str
     client: str
     expires_at: float
+    issued_at: float = 0.0
+    extra: dict[str, str] | None = None
+
+    def require_fresh(self, minutes: float, now: float) -> None:
+        """Changing sign-in methods needs a second factor of the last ``minutes``."""
+        if now - self.issued_at > minutes * 60:
+            raise Reauthenticate(
+                f"changing sign-in methods needs a sign-in of the last {minutes:g} minutes: "
+                "sign in again (password and code), then repeat this"
+            )
 
 
 class PortalTokens:
@@ -41,11 +55,16 @@ class PortalTokens:
         self.ticket_seconds = float(p["ticket_seconds"])
         self.session_seconds = float(p["session_minutes"]) * 60
         self.primary = str(p["primary"])
+        self.reauth_minutes = float(p["reauth_minutes"])
 
-    def issue(self, kind: str, user: str, client: str, now: float) -> tuple[str, float]:
-        life = self.ticket_seconds if kind == TICKET else self.session_seconds
+    def issue(
+        self, kind: str, user: str, client: str, now: float, extra: dict[str, str] | None = None
+    ) -> tuple[str, float]:
+        life = {TICKET: self.ticket_seconds, OFFER: OFFER_SECONDS}.get(kind, self.session_seconds)
         expires = now + life
-        body = json.dumps({"k": kind, "u": user, "c": client, "e": expires}).encode()
+        body = json.dumps(
+            {"k": kind, "u": user, "c": client, "e": expires, "i": now, "x": extra or {}}
+        ).encode()
         sealed = self.store.box.seal(body, f"portal {kind}")
         return PREFIX + base64.urlsafe_b64encode(sealed).decode().rstrip("="), expires
 
@@ -53,8 +72,8 @@ class PortalTokens:
         """The grant ``token`` carries, if it is a ``kind`` given to ``client`` and still
         valid; otherwise Unauthorized (never saying which part was wrong)."""
         refused = Unauthorized(
-            f"the {'sign-in' if kind == TICKET else 'session'} is not valid (expired, or not "
-            "from this portal); sign in again"
+            f"the {WHAT[kind]} is not valid (expired, or not from this portal); "
+            + ("start again" if kind == OFFER else "sign in again")
         )
         if not token.startswith(PREFIX) or len(token) > 1024:
             raise refused
@@ -64,7 +83,14 @@ class PortalTokens:
             data = json.loads(self.store.box.open(sealed, f"portal {kind}"))
         except (ValueError, KeyFileError, OpenMfaError):
             raise refused from None
-        grant = Grant(str(data["k"]), str(data["u"]), str(data["c"]), float(data["e"]))
+        grant = Grant(
+            str(data["k"]),
+            str(data["u"]),
+            str(data["c"]),
+            float(data["e"]),
+            float(data.get("i", 0.0)),
+            {str(k): str(v) for k, v in dict(data.get("x") or {}).items()},
+        )
         if grant.kind != kind or grant.client != client or grant.expires_at <= now:
             raise refused
         return grant

@@ -8,7 +8,9 @@ CLI uses. The node itself (``node.runtime.NodeRuntime``) is started by ``openmfa
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..core.totp import verify as totp_verify
 from ..core.verification import Decision, Reason
 from ..errors import (
     InvalidInput,
@@ -37,13 +40,14 @@ from ..errors import (
     OpenMfaError,
     PayloadTooLarge,
     RequestError,
+    Unauthorized,
 )
 from ..farm.push_relay import wait_outcome
 from ..node import audit as audit_log
-from ..node.accounts import Actor
+from ..node.accounts import SECRET_BYTES, Actor, key_uri
 from ..node.apikeys import ApiClient
 from ..node.authenticator import Attempt
-from ..node.portal import SESSION, TICKET
+from ..node.portal import OFFER, SESSION, TICKET, Grant
 from ..node.runtime import NodeRuntime
 from ..radius.primary import LdapBind, LocalPasswords, PrimaryCheck, UpstreamRadius
 from ..store.changes import AuditEvent
@@ -69,6 +73,9 @@ from .models import (
     PortalSecondFactor,
     PortalSignIn,
     PortalStep,
+    PortalTotpConfirm,
+    PortalTotpOffer,
+    PortalTotpStart,
     RadiusStats,
     Resynchronised,
     ResyncRequest,
@@ -400,13 +407,105 @@ async def portal_second_factor(request: Request) -> Response:
 async def portal_me(request: Request) -> Response:
     """The signed-in user (``X-OpenMFA-Session``: the session token) and their methods."""
     node = _node(request)
-    client = await _authorize(request, "portal")
-    grant = node.portal.check(
-        request.headers.get(SESSION_HEADER, ""), SESSION, client.name, time.time()
-    )
+    _, grant = await _session(request)
     user = await run_in_threadpool(node.accounts.get_user, grant.user)
     found = await run_in_threadpool(node.accounts.list_methods, grant.user)
     return json_response(PortalMe(user=user, methods=found))
+
+
+async def _session(request: Request, fresh: bool = False) -> tuple[ApiClient, Grant]:
+    """The portal key, and the signed-in user its session token names (``fresh``: signed in
+    within ``[portal] reauth_minutes``, as a change of sign-in methods needs)."""
+    node = _node(request)
+    client = await _authorize(request, "portal")
+    now = time.time()
+    grant = node.portal.check(request.headers.get(SESSION_HEADER, ""), SESSION, client.name, now)
+    if fresh:
+        grant.require_fresh(node.portal.reauth_minutes, now)
+    return client, grant
+
+
+async def portal_totp_start(request: Request) -> Response:
+    """Offer the signed-in user a new authenticator app's secret (saved only once proven)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, PortalTotpStart, node.max_body)
+    e = node.config.values["enroll"]
+    key = secrets.token_bytes(SECRET_BYTES[str(e["algorithm"]).upper()])
+    secret = base64.b32encode(key).decode().rstrip("=")
+    extra = {"s": secret, "l": b.label}
+    offer, expires = node.portal.issue(OFFER, grant.user, client.name, time.time(), extra)
+    uri = key_uri(
+        "totp",
+        key,
+        issuer=str(e["issuer"]),
+        account=grant.user,
+        digits=int(e["digits"]),
+        period=int(e["period"]),
+        algorithm=str(e["algorithm"]).upper(),
+    )
+    return json_response(
+        PortalTotpOffer(offer=offer, secret=secret, otpauth_uri=uri, expires_at=expires)
+    )
+
+
+async def portal_totp_confirm(request: Request) -> Response:
+    """The code the app shows for the offer: then, and only then, the method is saved."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, PortalTotpConfirm, node.max_body)
+    now = time.time()
+    offer = node.portal.check(b.offer, OFFER, client.name, now)
+    if offer.user != grant.user or not offer.extra:
+        raise Unauthorized("this offer is not the signed-in user's; start again")
+    e = node.config.values["enroll"]
+    secret = offer.extra["s"]
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    digits, period, algorithm = int(e["digits"]), int(e["period"]), str(e["algorithm"]).upper()
+    match = totp_verify(
+        key, b.code, now, last_step=-1, digits=digits, period=period, algorithm=algorithm
+    )
+    if match is None:
+        raise InvalidInput(
+            "that is not the code the app shows for this secret; check the phone's clock "
+            "and type the code it shows now"
+        )
+    done = await run_in_threadpool(
+        lambda: node.accounts.enroll(
+            grant.user,
+            "totp",
+            secret=secret,
+            digits=digits,
+            period=period,
+            algorithm=algorithm,
+            label=offer.extra["l"] if offer.extra else "",
+            actor=_actor(request, client),
+        )
+    )
+    return json_response(done.method, 201)
+
+
+async def portal_method(request: Request) -> Response:
+    """The signed-in user removes one of their methods (a fresh sign-in needed)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    method_id = request.path_params["method_id"]
+    await run_in_threadpool(
+        node.accounts.remove_method, grant.user, method_id, _actor(request, client)
+    )
+    return Response(status_code=204)
+
+
+async def portal_activation(request: Request) -> Response:
+    """The signed-in user activates the mobile app: an activation code (a fresh sign-in)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    body = await _body(request, ActivationRequest, node.max_body)
+    await run_in_threadpool(node.push.require_master)
+    code = await run_in_threadpool(
+        node.push.issue_activation, grant.user, body.label, _actor(request, client)
+    )
+    return json_response(code, 201)
 
 
 def _locked(node: NodeRuntime, name: str) -> bool:
@@ -798,6 +897,10 @@ def create_app(
         Route("/v1/portal/sign-in", portal_sign_in, methods=["POST"]),
         Route("/v1/portal/second-factor", portal_second_factor, methods=["POST"]),
         Route("/v1/portal/me", portal_me, methods=["GET"]),
+        Route("/v1/portal/me/totp", portal_totp_start, methods=["POST"]),
+        Route("/v1/portal/me/totp/confirm", portal_totp_confirm, methods=["POST"]),
+        Route("/v1/portal/me/methods/{method_id}", portal_method, methods=["DELETE"]),
+        Route("/v1/portal/me/devices/activation", portal_activation, methods=["POST"]),
         Route("/v1/audit", audit),
         Route("/v1/radius/stats", radius_stats),
         *node.farm.routes(),

@@ -65,6 +65,9 @@ from .models import (
     PortalSecondFactor,
     PortalSignIn,
     PortalStep,
+    PortalTotpConfirm,
+    PortalTotpOffer,
+    PortalTotpStart,
     PushEvents,
     PushOutcome,
     RadiusStats,
@@ -107,12 +110,23 @@ class Call(Generic[T]):
         return msgspec.json.decode(content, type=self.answer)
 
 
+SESSION_HEADER = "X-OpenMFA-Session"
+"""Where portal calls about the signed-in user carry their session token."""
+
+
 def _timeout(call: Call[Any]) -> Any:
     return httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout
 
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
+
+
+def _mine(
+    method: str, path: str, answer: type[T] | None, session: str, body: bytes | None = None
+) -> Call[T]:
+    """A portal call about the signed-in user: their session token goes with it."""
+    return Call(method, path, answer, body=body, kind="write", headers={SESSION_HEADER: session})
 
 
 class Requests:
@@ -165,7 +179,26 @@ class Requests:
 
     @staticmethod
     def portal_me(session: str) -> Call[PortalMe]:
-        return Call("GET", "/v1/portal/me", PortalMe, headers={"X-OpenMFA-Session": session})
+        return Call("GET", "/v1/portal/me", PortalMe, headers={SESSION_HEADER: session})
+
+    @staticmethod
+    def portal_totp_start(session: str, label: str = "") -> Call[PortalTotpOffer]:
+        body = _encode(PortalTotpStart(label=label))
+        return _mine("POST", "/v1/portal/me/totp", PortalTotpOffer, session, body)
+
+    @staticmethod
+    def portal_totp_confirm(session: str, offer: str, code: str) -> Call[MethodView]:
+        body = _encode(PortalTotpConfirm(offer=offer, code=code))
+        return _mine("POST", "/v1/portal/me/totp/confirm", MethodView, session, body)
+
+    @staticmethod
+    def portal_remove_method(session: str, method_id: str) -> Call[None]:
+        return _mine("DELETE", f"/v1/portal/me/methods/{_seg(method_id)}", None, session)
+
+    @staticmethod
+    def portal_activation(session: str, label: str = "") -> Call[ActivationCode]:
+        body = _encode(ActivationRequest(label=label))
+        return _mine("POST", "/v1/portal/me/devices/activation", ActivationCode, session, body)
 
     @staticmethod
     def issue_activation(name: str, label: str = "") -> Call[ActivationCode]:
@@ -492,6 +525,19 @@ class SdkClient:
     def portal_me(self, session: str) -> PortalMe:
         return self.send(Requests.portal_me(session))
 
+    def portal_totp_start(self, session: str, label: str = "") -> PortalTotpOffer:
+        """Offer the signed-in user an authenticator app's secret; saved by ``confirm``."""
+        return self.send(Requests.portal_totp_start(session, label))
+
+    def portal_totp_confirm(self, session: str, offer: str, code: str) -> MethodView:
+        return self.send(Requests.portal_totp_confirm(session, offer, code))
+
+    def portal_remove_method(self, session: str, method_id: str) -> None:
+        self.send(Requests.portal_remove_method(session, method_id))
+
+    def portal_activation(self, session: str, label: str = "") -> ActivationCode:
+        return self.send(Requests.portal_activation(session, label))
+
     def issue_activation(self, name: str, label: str = "") -> ActivationCode:
         return self.send(Requests.issue_activation(name, label))
 
@@ -709,6 +755,18 @@ class AsyncSdkClient:
 
     async def portal_me(self, session: str) -> PortalMe:
         return await self.send(Requests.portal_me(session))
+
+    async def portal_totp_start(self, session: str, label: str = "") -> PortalTotpOffer:
+        return await self.send(Requests.portal_totp_start(session, label))
+
+    async def portal_totp_confirm(self, session: str, offer: str, code: str) -> MethodView:
+        return await self.send(Requests.portal_totp_confirm(session, offer, code))
+
+    async def portal_remove_method(self, session: str, method_id: str) -> None:
+        await self.send(Requests.portal_remove_method(session, method_id))
+
+    async def portal_activation(self, session: str, label: str = "") -> ActivationCode:
+        return await self.send(Requests.portal_activation(session, label))
 
     async def issue_activation(self, name: str, label: str = "") -> ActivationCode:
         return await self.send(Requests.issue_activation(name, label))

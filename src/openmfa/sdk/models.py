@@ -82,6 +82,19 @@ class PortalSecondFactor(msgspec.Struct, forbid_unknown_fields=True):
     code: Code
 
 
+class PortalTotpStart(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A signed-in user adds an authenticator app: what it will be called."""
+
+    label: Text = ""
+
+
+class PortalTotpConfirm(msgspec.Struct, forbid_unknown_fields=True):
+    """The offer, and the code the app shows for it: only then is the method saved."""
+
+    offer: Annotated[str, Meta(min_length=1, max_length=1024)]
+    code: Code
+
+
 class ActivationRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     label: Text = ""
     """What the device will be called (\"Alice's phone\"); the device may name itself."""
@@ -165,6 +178,8 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     SignedMessage,
     PortalSignIn,
     PortalSecondFactor,
+    PortalTotpStart,
+    PortalTotpConfirm,
 )
 
 
@@ -359,6 +374,15 @@ class PortalStep(msgspec.Struct, kw_only=True):
     expires_at: float = 0.0
 
 
+class PortalTotpOffer(msgspec.Struct, kw_only=True):
+    """A new authenticator app's secret, shown once, and the sealed offer to confirm it with."""
+
+    offer: str
+    secret: str
+    otpauth_uri: str
+    expires_at: float
+
+
 class PortalMe(msgspec.Struct, kw_only=True):
     """The signed-in user, and their methods."""
 
@@ -412,6 +436,7 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     ErrorBody,
     PortalStep,
     PortalMe,
+    PortalTotpOffer,
     UserView,
     MethodView,
     Enrollment,

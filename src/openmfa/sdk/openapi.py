@@ -192,6 +192,42 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
         200,
     ),
     (
+        "post",
+        "/v1/portal/me/totp",
+        "portal",
+        "Offer the signed-in user a new authenticator app's secret (a fresh sign-in needed)",
+        "PortalTotpStart",
+        "PortalTotpOffer",
+        200,
+    ),
+    (
+        "post",
+        "/v1/portal/me/totp/confirm",
+        "portal",
+        "Save the offered authenticator app once the user types its code",
+        "PortalTotpConfirm",
+        "MethodView",
+        201,
+    ),
+    (
+        "delete",
+        "/v1/portal/me/methods/{method_id}",
+        "portal",
+        "The signed-in user removes a method of theirs (a fresh sign-in needed)",
+        None,
+        None,
+        204,
+    ),
+    (
+        "post",
+        "/v1/portal/me/devices/activation",
+        "portal",
+        "An activation code for the signed-in user's mobile app (a fresh sign-in needed)",
+        "ActivationRequest",
+        "ActivationCode",
+        201,
+    ),
+    (
         "get",
         "/v1/audit",
         "audit:read",
@@ -211,17 +247,17 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
     ),
 ]
 
+SESSION = {
+    "name": "X-OpenMFA-Session",
+    "in": "header",
+    "required": True,
+    "description": "the signed-in user's session token (from /v1/portal/second-factor)",
+    "schema": {"type": "string"},
+}
+"""Every /v1/portal/me route's header."""
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
 _WAIT = {"type": "integer", "minimum": 0, "maximum": 60, "default": 0}
 QUERY: dict[str, list[dict[str, Any]]] = {
-    "/v1/portal/me": [
-        {
-            "name": "X-OpenMFA-Session",
-            "in": "header",
-            "required": True,
-            "schema": {"type": "string"},
-        }
-    ],
     "/v1/authenticate/{push_id}": [{"name": "wait", "in": "query", "schema": _WAIT}],
     "/v1/push/events": [
         {"name": "boot", "in": "query", "schema": {"type": "string"}},
@@ -297,6 +333,8 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
         ]
         if verb == "get":
             params += QUERY.get(path, [])
+        if path.startswith("/v1/portal/me"):
+            params.append(SESSION)
         if params:
             op["parameters"] = params
         if body:
