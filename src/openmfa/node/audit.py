@@ -19,13 +19,17 @@ def query(
     since: float | None = None,
     limit: int = 100,
     after_id: int = 0,
+    actions: tuple[str, ...] = (),
+    newest_first: bool = False,
 ) -> list[AuditView]:
     q = select(t.audit).where(t.audit.c.id > after_id)
     if user is not None:
         q = q.where(t.audit.c.user_name == user)
     if since is not None:
         q = q.where(t.audit.c.at >= since)
-    q = q.order_by(t.audit.c.id).limit(limit)
+    if actions:
+        q = q.where(t.audit.c.action.in_(actions))
+    q = q.order_by(t.audit.c.id.desc() if newest_first else t.audit.c.id).limit(limit)
     with store.read() as conn:
         return [
             AuditView(
@@ -43,6 +47,10 @@ def query(
             )
             for r in conn.execute(q)
         ]
+
+
+SIGN_INS = ("authenticate", "primary", "portal.sign_in", "push.answer", "fraud.report")
+"""The events a user sees as "my recent sign-ins"."""
 
 
 def record(store: Store, event: AuditEvent) -> None:

@@ -508,6 +508,39 @@ async def portal_activation(request: Request) -> Response:
     return json_response(code, 201)
 
 
+async def portal_sign_ins(request: Request) -> Response:
+    """The signed-in user's recent sign-ins (newest first, ``?limit``, at most 100)."""
+    node = _node(request)
+    _, grant = await _session(request)
+    limit = _int_param(request, "limit", 20, 1, 100)
+    found = await run_in_threadpool(
+        lambda: audit_log.query(
+            node.store,
+            user=grant.user,
+            limit=limit,
+            actions=audit_log.SIGN_INS,
+            newest_first=True,
+        )
+    )
+    return json_response(AuditPage(events=found, next_after_id=None))
+
+
+async def portal_backup_codes(request: Request) -> Response:
+    """New backup codes for the signed-in user, shown once; the old ones stop working (a
+    fresh sign-in needed)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    actor = _actor(request, client)
+
+    def renew() -> Any:
+        for m in node.accounts.list_methods(grant.user):
+            if m.kind == "backup-codes":
+                node.accounts.remove_method(grant.user, m.id, actor)
+        return node.accounts.enroll(grant.user, "backup-codes", label="backup codes", actor=actor)
+
+    return json_response(await run_in_threadpool(renew), 201)
+
+
 def _locked(node: NodeRuntime, name: str) -> bool:
     try:
         until = node.accounts.get_user(name).locked_until
@@ -901,6 +934,8 @@ def create_app(
         Route("/v1/portal/me/totp/confirm", portal_totp_confirm, methods=["POST"]),
         Route("/v1/portal/me/methods/{method_id}", portal_method, methods=["DELETE"]),
         Route("/v1/portal/me/devices/activation", portal_activation, methods=["POST"]),
+        Route("/v1/portal/me/sign-ins", portal_sign_ins, methods=["GET"]),
+        Route("/v1/portal/me/backup-codes", portal_backup_codes, methods=["POST"]),
         Route("/v1/audit", audit),
         Route("/v1/radius/stats", radius_stats),
         *node.farm.routes(),

@@ -201,6 +201,17 @@ class Requests:
         return _mine("POST", "/v1/portal/me/devices/activation", ActivationCode, session, body)
 
     @staticmethod
+    def portal_sign_ins(session: str, limit: int = 20) -> Call[AuditPage]:
+        return Call(
+            "GET", "/v1/portal/me/sign-ins", AuditPage, params={"limit": limit},
+            headers={SESSION_HEADER: session},
+        )  # fmt: skip
+
+    @staticmethod
+    def portal_backup_codes(session: str) -> Call[Enrollment]:
+        return _mine("POST", "/v1/portal/me/backup-codes", Enrollment, session)
+
+    @staticmethod
     def issue_activation(name: str, label: str = "") -> Call[ActivationCode]:
         body = _encode(ActivationRequest(label=label))
         path = f"/v1/users/{_seg(name)}/devices/activation"
@@ -538,6 +549,13 @@ class SdkClient:
     def portal_activation(self, session: str, label: str = "") -> ActivationCode:
         return self.send(Requests.portal_activation(session, label))
 
+    def portal_sign_ins(self, session: str, limit: int = 20) -> list[AuditView]:
+        return self.send(Requests.portal_sign_ins(session, limit)).events
+
+    def portal_backup_codes(self, session: str) -> Enrollment:
+        """New backup codes (``.backup_codes``, shown once); the old ones stop working."""
+        return self.send(Requests.portal_backup_codes(session))
+
     def issue_activation(self, name: str, label: str = "") -> ActivationCode:
         return self.send(Requests.issue_activation(name, label))
 
@@ -767,6 +785,12 @@ class AsyncSdkClient:
 
     async def portal_activation(self, session: str, label: str = "") -> ActivationCode:
         return await self.send(Requests.portal_activation(session, label))
+
+    async def portal_sign_ins(self, session: str, limit: int = 20) -> list[AuditView]:
+        return (await self.send(Requests.portal_sign_ins(session, limit))).events
+
+    async def portal_backup_codes(self, session: str) -> Enrollment:
+        return await self.send(Requests.portal_backup_codes(session))
 
     async def issue_activation(self, name: str, label: str = "") -> ActivationCode:
         return await self.send(Requests.issue_activation(name, label))

@@ -229,6 +229,24 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
     ),
     (
         "get",
+        "/v1/portal/me/sign-ins",
+        "portal",
+        "The signed-in user's recent sign-ins, newest first (?limit, at most 100)",
+        None,
+        "AuditPage",
+        200,
+    ),
+    (
+        "post",
+        "/v1/portal/me/backup-codes",
+        "portal",
+        "New backup codes for the signed-in user, shown once (a fresh sign-in needed)",
+        None,
+        "Enrollment",
+        201,
+    ),
+    (
+        "get",
         "/v1/audit",
         "audit:read",
         "Audit events (?user, ?since, ?limit, ?after_id)",
@@ -258,6 +276,13 @@ SESSION = {
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
 _WAIT = {"type": "integer", "minimum": 0, "maximum": 60, "default": 0}
 QUERY: dict[str, list[dict[str, Any]]] = {
+    "/v1/portal/me/sign-ins": [
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        }
+    ],
     "/v1/authenticate/{push_id}": [{"name": "wait", "in": "query", "schema": _WAIT}],
     "/v1/push/events": [
         {"name": "boot", "in": "query", "schema": {"type": "string"}},
