@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from openmfa.core import push as proto
-from openmfa.errors import DeviceRefused, InvalidInput, NotFound, PushClosed
+from openmfa.errors import DeviceRefused, InvalidInput, NotFound, PushClosed, Unauthorized
 from openmfa.sdk.client import SdkClient
 
 from .helpers import Server, cli, free_port, init, server
@@ -916,3 +916,37 @@ def farm_hello(dd: Path, url: str) -> Any:
         store.close()
     assert said is not None
     return said
+
+
+def test_a_portal_sign_in_approved_on_the_phone(push: Push, tmp_path: Path) -> None:
+    """The portal's second factor as a push: password, then the number shown, typed on the
+    phone, and the session token once it approved; a denied push gives no token, and another
+    portal (or another user's ticket) cannot collect this one."""
+    cli(push.dd, "user", "add", "pia")
+    subprocess.run(
+        [OPENMFA, "user", "set-password", "pia", "--password-stdin", "--data-dir", str(push.dd)],
+        input="pia's long password\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    phone = push.phone("pia", tmp_path)
+    key = cli(push.dd, "apikey", "create", "portal-push", "--scope", "portal").stdout.strip()
+    other = cli(push.dd, "apikey", "create", "portal-other", "--scope", "portal").stdout.strip()
+    with SdkClient(push.node.url, key) as portal, SdkClient(push.node.url, other) as stranger:
+        ticket = portal.portal_sign_in("pia", "pia's long password").ticket
+        asked = portal.portal_push(ticket)
+        assert asked.reason == "pending" and asked.pending is not None and not asked.token
+        assert portal.portal_push_collect(ticket, asked.pending.id).reason == "pending"
+        with pytest.raises(Unauthorized):  # the ticket is this portal's
+            stranger.portal_push_collect(ticket, asked.pending.id)
+        (seen,) = phone.pending(wait=10)
+        assert seen["id"] == asked.pending.id and seen["client"] == "portal-push"
+        phone.run("approve", asked.pending.id, "--number", asked.pending.number)
+        done = portal.portal_push_collect(ticket, asked.pending.id, wait=10)
+        assert done.accepted and done.token
+        assert portal.portal_me(done.token).user.name == "pia"
+        # A denied push signs nobody in.
+        again = portal.portal_push(ticket)
+        assert again.pending is not None
+        phone.pending(wait=10)
+        phone.run("deny", again.pending.id)
+        refused = portal.portal_push_collect(ticket, again.pending.id, wait=10)
+        assert (refused.accepted, refused.reason, refused.token) == (False, "denied", "")

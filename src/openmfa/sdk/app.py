@@ -383,23 +383,54 @@ async def portal_second_factor(request: Request) -> Response:
     client = await _authorize(request, "portal")
     b = await _body(request, PortalSecondFactor, node.max_body)
     grant = node.portal.check(b.ticket, TICKET, client.name, time.time())
-    if not b.code:
-        raise InvalidInput("send the code of one of the user's methods")
+    if b.push_id:
+        return await _collect_push(request, client, grant, b.push_id, b.wait)
+    if b.method == "push":
+        if b.code:
+            raise InvalidInput("send no code with method push (the phone answers instead)")
+        await run_in_threadpool(node.push.require_master)
+    elif not b.code:
+        raise InvalidInput("send the code of one of the user's methods, or method push")
     result = await node.queue.submit(
         Attempt(
             grant.user,
-            b.code,
+            "push" if b.method == "push" else b.code,
             client=client.name,
             request_id=request.state.request_id,
             token=_token(request),
-            push=False,
+            push=b.method == "push",
         )
     )
     if isinstance(result, OpenMfaError):
         raise result
     d: Decision = result
+    if d.pending is not None:
+        push_id, number, expires = d.pending
+        pending = PendingPush(id=push_id, number=number, expires_at=expires)
+        return json_response(PortalStep(accepted=False, reason="pending", pending=pending))
+    if d.reason is Reason.PENDING:
+        await run_in_threadpool(node.push.require_master)  # not here: not_master
     if not d.accepted:
         return json_response(PortalStep(accepted=False, reason=str(d.reason)))
+    token, expires = node.portal.issue(SESSION, grant.user, client.name, time.time())
+    return json_response(PortalStep(accepted=True, reason="ok", token=token, expires_at=expires))
+
+
+async def _collect_push(
+    request: Request, client: ApiClient, grant: Grant, push_id: str, wait: int
+) -> Response:
+    """The push this portal opened for the ticket's user: a session token once approved.
+    (Asked again, an approved push gives this same portal another token for the same user:
+    nothing it did not have.)"""
+    node = _node(request)
+    await run_in_threadpool(node.push.require_master)
+    outcome = await _run(client, lambda c: node.push.outcome(push_id, c.name))
+    if outcome.user != grant.user:
+        raise NotFound(f"there is no push request {push_id!r} of this sign-in")
+    if outcome.status == "pending" and wait:
+        outcome = await wait_outcome(node.push, node.push_hub, node.store, push_id, wait)
+    if not outcome.accepted:
+        return json_response(PortalStep(accepted=False, reason=outcome.status))
     token, expires = node.portal.issue(SESSION, grant.user, client.name, time.time())
     return json_response(PortalStep(accepted=True, reason="ok", token=token, expires_at=expires))
 

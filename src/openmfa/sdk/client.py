@@ -178,6 +178,19 @@ class Requests:
         return Call("POST", "/v1/portal/second-factor", PortalStep, body=body, kind="authenticate")
 
     @staticmethod
+    def portal_push(ticket: str) -> Call[PortalStep]:
+        body = _encode(PortalSecondFactor(ticket=ticket, method="push"))
+        return Call("POST", "/v1/portal/second-factor", PortalStep, body=body, kind="write")
+
+    @staticmethod
+    def portal_push_collect(ticket: str, push_id: str, *, wait: int = 0) -> Call[PortalStep]:
+        body = _encode(PortalSecondFactor(ticket=ticket, push_id=push_id, wait=wait))
+        return Call(
+            "POST", "/v1/portal/second-factor", PortalStep, body=body, kind="write",
+            timeout=wait + 10.0,
+        )  # fmt: skip
+
+    @staticmethod
     def portal_me(session: str) -> Call[PortalMe]:
         return Call("GET", "/v1/portal/me", PortalMe, headers={SESSION_HEADER: session})
 
@@ -533,6 +546,14 @@ class SdkClient:
         """The second step: the user's session token (``.token``) when the code is accepted."""
         return self.send(Requests.portal_second_factor(ticket, code))
 
+    def portal_push(self, ticket: str) -> PortalStep:
+        """A push to the user's phone as the second factor: show ``.pending.number``."""
+        return self.send(Requests.portal_push(ticket))
+
+    def portal_push_collect(self, ticket: str, push_id: str, *, wait: int = 0) -> PortalStep:
+        """Once the phone approved (waiting up to ``wait`` s): the session token."""
+        return self.send(Requests.portal_push_collect(ticket, push_id, wait=wait))
+
     def portal_me(self, session: str) -> PortalMe:
         return self.send(Requests.portal_me(session))
 
@@ -770,6 +791,12 @@ class AsyncSdkClient:
 
     async def portal_second_factor(self, ticket: str, code: str) -> PortalStep:
         return await self.send(Requests.portal_second_factor(ticket, code))
+
+    async def portal_push(self, ticket: str) -> PortalStep:
+        return await self.send(Requests.portal_push(ticket))
+
+    async def portal_push_collect(self, ticket: str, push_id: str, *, wait: int = 0) -> PortalStep:
+        return await self.send(Requests.portal_push_collect(ticket, push_id, wait=wait))
 
     async def portal_me(self, session: str) -> PortalMe:
         return await self.send(Requests.portal_me(session))

@@ -75,11 +75,16 @@ class PortalSignIn(msgspec.Struct, forbid_unknown_fields=True):
     password: Annotated[str, Meta(min_length=1, max_length=128)]
 
 
-class PortalSecondFactor(msgspec.Struct, forbid_unknown_fields=True):
-    """The second step: the ticket of the first and a code of one of the user's methods."""
+class PortalSecondFactor(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The second step: the ticket of the first and a code of one of the user's methods; or
+    ``method: push`` (the answer is ``pending``, with the number to show), then the same
+    ticket with ``push_id`` (and ``wait`` seconds) until the phone has approved."""
 
     ticket: Annotated[str, Meta(min_length=1, max_length=1024)]
-    code: Code
+    code: Code = ""
+    method: Literal["", "push"] = ""
+    push_id: Annotated[str, Meta(max_length=40)] = ""
+    wait: Annotated[int, Meta(ge=0, le=30)] = 0
 
 
 class PortalTotpStart(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -372,6 +377,8 @@ class PortalStep(msgspec.Struct, kw_only=True):
     ticket: str = ""
     token: str = ""
     expires_at: float = 0.0
+    pending: PendingPush | None = None
+    """A push to the user's phone: show ``pending.number``; collect it with ``push_id``."""
 
 
 class PortalTotpOffer(msgspec.Struct, kw_only=True):

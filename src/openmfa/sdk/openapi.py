@@ -345,6 +345,11 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
         "required": ["method"],
     }
     components["AuthenticateRequest"]["then"] = {"properties": {"code": {"maxLength": 0}}}
+    components["PortalSecondFactor"]["if"] = {
+        "properties": {"method": {"const": "push"}},
+        "required": ["method"],
+    }
+    components["PortalSecondFactor"]["then"] = {"properties": {"code": {"maxLength": 0}}}
     paths: dict[str, dict[str, Any]] = {}
     for verb, path, permission, summary, body, response, status in ROUTES:
         op: dict[str, Any] = {"summary": summary, "responses": {}}
