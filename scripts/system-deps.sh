@@ -5,7 +5,12 @@ set -euo pipefail
 # oathtool: judges OATH codes. freeradius-utils (radclient), pamtester + libpam-radius-auth:
 # judge the RADIUS server. slapd + ldap-utils, freeradius: real first-factor backends, and
 # FreeRADIUS is the RADIUS benchmark's reference. haproxy: the load balancer of the farm upgrade tests.
-packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth haproxy)
+# chromium (driven by Playwright, never a downloaded browser), zbar-tools (zbarimg reads QR codes)
+# and npm (installs axe-core from scripts/web-tools' lock file): the portal's browser tests.
+packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth haproxy
+  chromium zbar-tools fonts-dejavu-core)
+# npm comes with a Node.js of its own on some machines (then Debian's npm conflicts with it).
+command -v npm >/dev/null || packages+=(npm)
 need=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
@@ -21,6 +26,13 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq >/dev/null
     apt-get install -y -qq "${need[@]}" >/dev/null
   }
+fi
+# axe-core, exactly as scripts/web-tools/package-lock.json pins it.
+if [ ! -f scripts/web-tools/node_modules/axe-core/axe.min.js ] \
+  || [ scripts/web-tools/package-lock.json -nt scripts/web-tools/node_modules/axe-core/axe.min.js ]; then
+  echo "system-deps: installing axe-core (npm ci)" >&2
+  (cd scripts/web-tools && npm ci --no-audit --no-fund --silent)
+  touch scripts/web-tools/node_modules/axe-core/axe.min.js
 fi
 # PostgreSQL on 127.0.0.1:5432 for the store tests: start the machine's cluster if it is down.
 if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -15,7 +15,7 @@ def shipped(tmp: Path, css: str) -> Path:
 
 def test_the_package_ships_a_default_theme(tmp_path: Path) -> None:
     assert install_default(tmp_path / "themes", PACKAGE_THEMES)
-    assert (tmp_path / "themes" / "Default" / "theme.css").exists()
+    assert (tmp_path / "themes" / "Default" / "static" / "theme.css").exists()
     assert not default_was_changed(tmp_path / "themes")
 
 

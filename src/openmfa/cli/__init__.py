@@ -15,7 +15,7 @@ import sys
 import click
 
 from .. import __version__
-from . import apikeys, backups, devices, farm, install, methods, mobile, node, radius, users
+from . import apikeys, backups, devices, farm, install, methods, mobile, node, portal, radius, users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,6 +35,7 @@ for command in (
     methods.method,
     devices.device,
     mobile.mobile,
+    portal.portal,
     apikeys.apikey,
     radius.radius,
     backups.backup,

@@ -78,3 +78,32 @@ def record_option(fn: F) -> F:
         default=None,
         help="Install record (default $OPENMFA_INSTALL_RECORD, else /etc/openmfa/install.toml).",
     )(fn)
+
+
+def run_beside_nodes(
+    app: Any, host: str, port: int, prefix: str, config_path: Path, lock: str, record: str
+) -> None:
+    """Run a service of the nodes' (the mobile service, the portal) until stopped: one per
+    config file (``lock`` beside it, with the pid), and how it runs kept in ``record`` for a
+    restart by ``upgrade``/``rollback``."""
+    import uvicorn
+
+    from ..node.control import base_url, record_serve
+    from ..node.lock import NodeLock
+
+    where = config_path.resolve().parent
+    held = NodeLock(where, lock).acquire(f"serve {lock.removesuffix('.lock')}")
+    record_serve(where, base_url(host, port, False) + prefix, "", record)
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+            server_header=False,
+        )
+    finally:
+        held.release()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import fails_cleanly
+from .common import fails_cleanly, run_beside_nodes
 
 
 @click.group()
@@ -28,8 +28,6 @@ def mobile() -> None:
 def mobile_serve(config_path: Path, listen: str | None) -> None:
     """Run the Mobile App Web Service until stopped."""
     import ssl
-
-    import uvicorn
 
     from ..config import parse_listen
     from ..errors import ConfigError
@@ -66,24 +64,9 @@ def mobile_serve(config_path: Path, listen: str | None) -> None:
         webpush=webpush,
     )
     from ..install.mobile_control import LOCK, RECORD
-    from ..node.control import base_url, record_serve
-    from ..node.lock import NodeLock
 
-    # One service per mobile.toml; how it runs is kept for a restart by `upgrade`/`rollback`.
-    where = config_path.resolve().parent
-    lock = NodeLock(where, LOCK).acquire("serve the mobile service")
-    record_serve(where, base_url(host, port, False) + cfg.prefix, "", RECORD)
     click.echo(f"mobile service on http://{host}:{port}{cfg.prefix} for {', '.join(cfg.nodes)}")
-    uvicorn.run(
-        Standalone(app, cfg.prefix),
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
-    lock.release()
+    run_beside_nodes(Standalone(app, cfg.prefix), host, port, cfg.prefix, config_path, LOCK, RECORD)
 
 
 @mobile.command("vapid-key")

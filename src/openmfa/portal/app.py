@@ -1,0 +1,734 @@
+"""The User Portal's pages (server-rendered, Jinja2; JavaScript only where a browser API or a
+wait needs it). Every call about a person goes to the node with the session token the node gave
+them after their password and second factor; the portal's own key can only start a sign-in.
+
+Pages, under the configured prefix (``/portal``):
+
+    GET  /                     -> /methods when signed in, else /sign-in
+    GET  POST /sign-in         user name and password (the node's ``[portal] primary``)
+    GET  POST /second-factor   a code (authenticator app, backup code), or a push
+    POST /push                 send a push to the person's phone; GET /push shows the number
+    POST /push/wait            (the page's script, or its button) the push's outcome
+    GET  /methods              the person's methods; POST /methods/{id}/remove
+    POST /app                  add an authenticator app: QR code and secret; POST /app/confirm
+    POST /mobile-app           activate the mobile app (QR); GET /mobile-app/status
+    POST /backup-codes         new backup codes, shown once
+    GET  /sign-ins             the person's recent sign-ins
+    GET  POST /confirm         re-authentication before a change of sign-in methods
+    POST /sign-out             sign out; POST /language: the language chosen
+    GET  /static/{file}        the theme's files
+
+Security: a CSRF token on every form (and the Origin / Sec-Fetch-Site headers checked), the
+session id renewed at each sign-in step, idle and absolute timeouts, rate-limited sign-in that
+also counts toward the node's lockout, CSP without inline script, ``frame-ancestors 'none'``,
+HSTS and ``__Host-`` Secure cookies over TLS.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+import segno
+from babel.support import NullTranslations
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import (
+    InvalidInput,
+    NotFound,
+    OpenMfaError,
+    Reauthenticate,
+    Unauthorized,
+    Unavailable,
+)
+from ..sdk.client import AsyncSdkClient
+from ..sdk.models import PortalStep
+from . import i18n
+from .config import PACKAGED_THEMES, PortalConfig
+from .sessions import Attempts, Session, Sessions
+
+log = logging.getLogger("openmfa.portal")
+MAX_FORM = 16 * 1024
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+LANG_COOKIE = "openmfa-lang"
+GET_PAGES = frozenset(
+    [
+        "/",
+        "/sign-in",
+        "/second-factor",
+        "/push",
+        "/methods",
+        "/app",
+        "/mobile-app",
+        "/sign-ins",
+        "/confirm",
+    ]
+)
+"""Where the language form may send the browser back to."""
+
+
+class PageError(Exception):
+    """Shown on the page that was asked for, with its status (never a stack trace)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class Ctx:
+    request: Request
+    session: Session
+    lang: str
+    env: jinja2.Environment
+    form: FormData | None
+    base: str
+    translations: NullTranslations
+    offered: tuple[str, ...]
+
+    def _(self, message: str) -> str:
+        """This request's language's text for ``message``."""
+        return self.translations.gettext(message)
+
+    def field(self, name: str, limit: int = 256) -> str:
+        value = self.form.get(name, "") if self.form is not None else ""
+        if not isinstance(value, str):
+            raise PageError(self._("That form field must be text."))
+        return value.strip()[:limit]
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def redirect(self, path: str) -> Response:
+        return RedirectResponse(self.url(path), status_code=303)
+
+    def render(self, template: str, status: int = 200, **values: Any) -> Response:
+        notice, self.session.notice = self.session.notice, ""
+        html = self.env.get_template(template).render(
+            base=self.base,
+            csrf=self.session.csrf,
+            session=self.session,
+            lang=self.lang,
+            languages=[(code, i18n.NAMES[code]) for code in self.offered],
+            notice=notice,
+            request_path=self.request.url.path,
+            **values,
+        )
+        return Response(html, status_code=status, media_type="text/html; charset=utf-8")
+
+
+Handler = Callable[[Ctx], Awaitable[Response]]
+
+
+def _theme_loader(cfg: PortalConfig) -> jinja2.BaseLoader:
+    """The chosen theme's templates, falling back to the shipped Default's (a custom theme may
+    change just the pages it wants)."""
+    folders = [cfg.themes_dir / cfg.theme / "templates", PACKAGED_THEMES / "Default" / "templates"]
+    return jinja2.FileSystemLoader([str(f) for f in folders if f.is_dir()])
+
+
+def _environments(
+    cfg: PortalConfig,
+) -> dict[str, tuple[jinja2.Environment, NullTranslations]]:
+    loader = _theme_loader(cfg)
+    envs = {}
+    for lang in cfg.languages:
+        env = jinja2.Environment(
+            loader=loader,
+            autoescape=True,
+            extensions=["jinja2.ext.i18n"],
+            undefined=jinja2.StrictUndefined,
+        )
+        translations = i18n.load(lang)
+        env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+        env.globals["when"] = when
+        envs[lang] = (env, translations)
+    return envs
+
+
+def create_app(
+    cfg: PortalConfig,
+    *,
+    verify: Any = True,
+    transport: Any = None,
+    mounted: bool = False,
+) -> Starlette:
+    """``mounted``: the routes at the root, for ``openmfa serve`` to mount at its prefix;
+    ``transport`` reaches a node of the same process."""
+    sdk = AsyncSdkClient(cfg.nodes, cfg.api_key, timeout=40.0, verify=verify, transport=transport)
+    sessions = Sessions(cfg.idle_seconds, cfg.absolute_seconds)
+    attempts = Attempts(cfg.attempts_per_minute)
+    envs = _environments(cfg)
+    static_dirs = [cfg.themes_dir / cfg.theme / "static", PACKAGED_THEMES / "Default" / "static"]
+
+    def secure(request: Request) -> bool:
+        if cfg.secure != "auto":
+            return cfg.secure == "always"
+        if request.url.scheme == "https":
+            return True
+        peer = request.client.host if request.client else ""
+        proto = request.headers.get("x-forwarded-proto", "")
+        return peer in cfg.trusted_proxies and proto == "https"
+
+    def address(request: Request) -> str:
+        peer = request.client.host if request.client else ""
+        forwarded = request.headers.get("x-forwarded-for", "")
+        if peer in cfg.trusted_proxies and forwarded:
+            return forwarded.split(",")[-1].strip()
+        return peer
+
+    def cookie_name(request: Request) -> str:
+        return "__Host-openmfa-portal" if secure(request) else "openmfa-portal"
+
+    def language(request: Request) -> str:
+        chosen = request.cookies.get(LANG_COOKIE, "")
+        if chosen in cfg.languages:
+            return chosen
+        return i18n.negotiate(request.headers.get("accept-language", ""), cfg.languages)
+
+    def same_origin(request: Request) -> bool:
+        """A form post must come from this portal's own pages (ASVS 3.5.3)."""
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return False
+        origin = request.headers.get("origin")
+        if origin is None or origin == "null":
+            return origin is None
+        host = request.headers.get("host", "")
+        return urlsplit(origin).netloc == host
+
+    def page(handler: Handler, *, public: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        """A page: the session (made on a first visit), the language, the CSRF and Origin
+        checks of a form post, and what the node's errors mean to the person."""
+
+        async def endpoint(request: Request) -> Response:
+            lang = language(request)
+            env, translations = envs[lang]
+            name = cookie_name(request)
+            s = sessions.get(request.cookies.get(name, ""))
+            fresh = s is None
+            if s is None:
+                s = sessions.new()
+                if request.cookies.get(name):
+                    s.notice = "ended"
+            form = None
+            ctx = Ctx(
+                request,
+                s,
+                lang,
+                env,
+                None,
+                request.scope.get("root_path", ""),
+                translations,
+                cfg.languages,
+            )
+            if request.method == "POST":
+                if int(request.headers.get("content-length") or 0) > MAX_FORM:
+                    return ctx.render("error.html", 413, message=ctx._("That form is too large."))
+                try:
+                    form = await request.form(max_files=0, max_fields=50)
+                except Exception:  # a malformed body is the sender's mistake: no token in it
+                    form = None
+                sent = (form.get("csrf") if form is not None else None) or request.headers.get(
+                    "x-csrf-token", ""
+                )
+                if (
+                    fresh
+                    or not isinstance(sent, str)
+                    or not hmac.compare_digest(sent.encode(), s.csrf.encode())
+                    or not same_origin(request)
+                ):
+                    log.warning("refused a form post without this portal's CSRF token")
+                    resp = ctx.render(
+                        "error.html",
+                        403,
+                        message=ctx._(
+                            "This form had expired or did not come from this portal. "
+                            "Go back, reload the page and try again."
+                        ),
+                    )
+                    return _finish(request, resp, s, name)
+                ctx.form = form
+            if not public and not s.signed_in:
+                if s.notice != "ended":
+                    s.notice = ""
+                return _finish(request, ctx.redirect("/sign-in"), s, name)
+            try:
+                resp = await handler(ctx)
+            except Reauthenticate:
+                s.next_page = (
+                    request.url.path.removeprefix(ctx.base)
+                    if request.method == "GET"
+                    else "/methods"
+                )
+                s.notice = "reauth"
+                resp = ctx.redirect("/confirm")
+            except Unauthorized:
+                if s.signed_in:  # the node's session token has ended
+                    sessions.drop(s)
+                    s = sessions.new()
+                    s.notice = "ended"
+                resp = ctx.redirect("/sign-in")
+            except PageError as e:
+                resp = ctx.render("error.html", e.status, message=e.message)
+            except Unavailable:
+                log.warning("no node answered the portal")
+                resp = ctx.render(
+                    "error.html",
+                    503,
+                    message=ctx._(
+                        "The sign-in service cannot be reached just now. Try again in a minute."
+                    ),
+                )
+            except OpenMfaError as e:
+                log.info("the node refused a portal call: %s (%s)", e.code, e)
+                resp = ctx.render(
+                    "error.html", e.http_status if e.http_status < 500 else 502, message=str(e)
+                )
+            return _finish(request, resp, ctx.session, name)
+
+        return endpoint
+
+    def _finish(request: Request, resp: Response, s: Session, name: str) -> Response:
+        if sessions.get(s.id) is s:
+            resp.set_cookie(
+                name,
+                s.id,
+                path="/",
+                httponly=True,
+                samesite="lax",
+                secure=secure(request),
+            )
+        else:
+            resp.delete_cookie(name, path="/")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    # -- signing in ---------------------------------------------------------------------
+
+    async def home(ctx: Ctx) -> Response:
+        return ctx.redirect("/methods" if ctx.session.signed_in else "/sign-in")
+
+    def limited(ctx: Ctx) -> None:
+        if not attempts.allow(address(ctx.request)):
+            raise PageError(
+                ctx._("Too many attempts from your address. Wait a minute, then try again."), 429
+            )
+
+    async def sign_in(ctx: Ctx) -> Response:
+        s = ctx.session
+        if s.signed_in and not s.reauth:
+            return ctx.redirect("/methods")
+        if ctx.request.method == "GET":
+            return ctx.render("sign_in.html", reauth=False, error="", user="")
+        limited(ctx)
+        user = ctx.field("user", 128)
+        password = ctx.field("password", 128)
+        if not user or not password:
+            return ctx.render(
+                "sign_in.html",
+                400,
+                reauth=False,
+                user=user,
+                error=ctx._("Type your user name and your password."),
+            )
+        try:
+            step = await sdk.portal_sign_in(user, password)
+        except InvalidInput:
+            step = PortalStep(accepted=False, reason="wrong_password")
+        if not step.accepted:
+            return ctx.render(
+                "sign_in.html", 401, reauth=False, user=user, error=refusal(ctx, step.reason)
+            )
+        sessions.renew(s)
+        s.user, s.ticket, s.reauth = user, step.ticket, False
+        return ctx.redirect("/second-factor")
+
+    async def confirm(ctx: Ctx) -> Response:
+        """Re-authentication of the signed-in person: password, then a second factor."""
+        s = ctx.session
+        if ctx.request.method == "GET":
+            return ctx.render("sign_in.html", reauth=True, error="", user=s.user)
+        limited(ctx)
+        password = ctx.field("password", 128)
+        step = await sdk.portal_sign_in(s.user, password) if password else None
+        if step is None or not step.accepted:
+            reason = step.reason if step is not None else "wrong_password"
+            return ctx.render(
+                "sign_in.html", 401, reauth=True, user=s.user, error=refusal(ctx, reason)
+            )
+        sessions.renew(s)
+        s.ticket, s.reauth = step.ticket, True
+        return ctx.redirect("/second-factor")
+
+    async def second_factor(ctx: Ctx) -> Response:
+        s = ctx.session
+        if not s.ticket:
+            return ctx.redirect("/methods" if s.signed_in else "/sign-in")
+        if ctx.request.method == "GET":
+            return ctx.render("second_factor.html", error="")
+        limited(ctx)
+        code = ctx.field("code", 64).replace(" ", "").replace("-", "")
+        if not code:
+            return ctx.render(
+                "second_factor.html", 400, error=ctx._("Type the code your app shows.")
+            )
+        try:
+            step = await sdk.portal_second_factor(s.ticket, code)
+        except InvalidInput:
+            step = PortalStep(accepted=False, reason="malformed")
+        return await signed_in(ctx, step, "second_factor.html")
+
+    async def signed_in(ctx: Ctx, step: PortalStep, template: str) -> Response:
+        s = ctx.session
+        if not step.accepted:
+            if step.reason in ("locked", "disabled", "unknown_user"):
+                s.ticket = ""
+            return ctx.render(template, 401, error=refusal(ctx, step.reason))
+        now = time.time()
+        sessions.renew(s)
+        s.token, s.token_expires, s.ticket, s.push_id = step.token, step.expires_at, "", ""
+        s.signed_in_at = now
+        if not s.reauth:
+            s.created = now  # the absolute timeout counts from the sign-in
+        was_reauth, s.reauth = s.reauth, False
+        target, s.next_page = s.next_page or "/methods", ""
+        if was_reauth and s.removing:
+            await finish_removal(ctx)
+        return ctx.redirect(target)
+
+    async def push_start(ctx: Ctx) -> Response:
+        s = ctx.session
+        if not s.ticket:
+            return ctx.redirect("/sign-in")
+        limited(ctx)
+        step = await sdk.portal_push(s.ticket)
+        if step.pending is None:
+            return ctx.render("second_factor.html", 409, error=refusal(ctx, step.reason))
+        s.push_id, s.push_number = step.pending.id, step.pending.number
+        return ctx.redirect("/push")
+
+    async def push_page(ctx: Ctx) -> Response:
+        s = ctx.session
+        if not s.push_id:
+            return ctx.redirect("/second-factor")
+        return ctx.render("push.html", number=s.push_number)
+
+    async def push_wait(ctx: Ctx) -> Response:
+        """The push's outcome: JSON for the page's script (``X-CSRF-Token``), a page for its
+        button (no script)."""
+        s = ctx.session
+        script = "x-csrf-token" in ctx.request.headers
+        if not s.push_id or not s.ticket:
+            if script:
+                return JSONResponse({"state": "gone", "next": ctx.url("/sign-in")})
+            return ctx.redirect("/sign-in")
+        step = await sdk.portal_push_collect(s.ticket, s.push_id, wait=20 if script else 0)
+        if step.accepted:
+            resp = await signed_in(ctx, step, "push.html")
+            if script:
+                out = JSONResponse({"state": "approved", "next": resp.headers["location"]})
+                return out
+            return resp
+        if step.reason == "pending":
+            if script:
+                return JSONResponse({"state": "pending"})
+            return ctx.render(
+                "push.html",
+                202,
+                number=s.push_number,
+                error=ctx._("Not approved yet. Approve it on your phone, then try again."),
+            )
+        s.push_id = ""
+        message = refusal(ctx, step.reason)
+        if script:
+            return JSONResponse(
+                {"state": "refused", "message": message, "next": ctx.url("/second-factor")}
+            )
+        return ctx.render("second_factor.html", 401, error=message)
+
+    # -- signed in ----------------------------------------------------------------------
+
+    async def methods(ctx: Ctx) -> Response:
+        ctx.session.removing = ""  # a removal not confirmed is forgotten
+        me = await sdk.portal_me(ctx.session.token)
+        return ctx.render("methods.html", user=me.user, methods=me.methods, kinds=kind_names(ctx))
+
+    async def remove_method(ctx: Ctx) -> Response:
+        """Removing a method always asks for a fresh sign-in first (password and a second
+        factor); the removal is done right after it."""
+        s = ctx.session
+        s.removing = ctx.request.path_params["method_id"][:64]
+        s.next_page, s.notice = "/methods", "reauth"
+        return ctx.redirect("/confirm")
+
+    async def finish_removal(ctx: Ctx) -> None:
+        s = ctx.session
+        method_id, s.removing = s.removing, ""
+        try:
+            await sdk.portal_remove_method(s.token, method_id)
+        except NotFound:
+            raise PageError(ctx._("That sign-in method does not exist (any more)."), 404) from None
+        s.notice = "removed"
+
+    async def app_start(ctx: Ctx) -> Response:
+        s = ctx.session
+        label = ctx.field("label", 64) or ctx._("Authenticator app")
+        offer = await sdk.portal_totp_start(s.token, label)
+        s.offer, s.offer_secret, s.offer_uri, s.offer_label = (
+            offer.offer,
+            offer.secret,
+            offer.otpauth_uri,
+            label,
+        )
+        return ctx.redirect("/app")
+
+    async def app_page(ctx: Ctx) -> Response:
+        s = ctx.session
+        if not s.offer:
+            return ctx.redirect("/methods")
+        return ctx.render(
+            "app.html",
+            qr=segno.make(s.offer_uri, error="m").png_data_uri(scale=5, border=4),
+            secret=" ".join(s.offer_secret[i : i + 4] for i in range(0, len(s.offer_secret), 4)),
+            label=s.offer_label,
+            error="",
+        )
+
+    async def app_confirm(ctx: Ctx) -> Response:
+        s = ctx.session
+        if not s.offer:
+            return ctx.redirect("/methods")
+        code = ctx.field("code", 64).replace(" ", "")
+        try:
+            await sdk.portal_totp_confirm(s.token, s.offer, code)
+        except InvalidInput:
+            return ctx.render(
+                "app.html",
+                400,
+                qr=segno.make(s.offer_uri, error="m").png_data_uri(scale=5, border=4),
+                secret=" ".join(
+                    s.offer_secret[i : i + 4] for i in range(0, len(s.offer_secret), 4)
+                ),
+                label=s.offer_label,
+                error=ctx._(
+                    "That is not the code your app shows for this secret. Check that the "
+                    "phone's clock is right and type the code it shows now."
+                ),
+            )
+        s.offer = s.offer_secret = s.offer_uri = ""  # the secret is never shown again
+        s.notice = "app-added"
+        return ctx.redirect("/methods")
+
+    async def mobile_app(ctx: Ctx) -> Response:
+        s = ctx.session
+        me = await sdk.portal_me(s.token)
+        code = await sdk.portal_activation(s.token, ctx.field("label", 64))
+        s.push_methods_before = sum(1 for m in me.methods if m.kind == "push")
+        s.activation = {"code": code.code, "url": code.url, "qr": code.qr_text}
+        return ctx.redirect("/mobile-app")
+
+    async def mobile_app_page(ctx: Ctx) -> Response:
+        a = ctx.session.activation
+        if not a:
+            return ctx.redirect("/methods")
+        return ctx.render(
+            "mobile_app.html",
+            qr=segno.make(a["qr"], error="m").png_data_uri(scale=5, border=4),
+            code=a["code"],
+            url=a["url"],
+        )
+
+    async def mobile_app_status(ctx: Ctx) -> Response:
+        s = ctx.session
+        me = await sdk.portal_me(s.token)
+        done = bool(s.activation) and (
+            sum(1 for m in me.methods if m.kind == "push") > s.push_methods_before
+        )
+        if done:
+            s.activation = {}
+            s.notice = "activated"
+        return JSONResponse({"activated": done, "next": ctx.url("/methods")})
+
+    async def backup_codes(ctx: Ctx) -> Response:
+        s = ctx.session
+        if ctx.request.method == "POST":
+            done = await sdk.portal_backup_codes(s.token)
+            s.shown_once = list(done.backup_codes or [])
+            return ctx.redirect("/backup-codes")
+        codes, s.shown_once = s.shown_once, []
+        if not codes:
+            return ctx.redirect("/methods")
+        return ctx.render("backup_codes.html", codes=codes)
+
+    async def sign_ins(ctx: Ctx) -> Response:
+        events = await sdk.portal_sign_ins(ctx.session.token, 50)
+        return ctx.render("sign_ins.html", events=events)
+
+    async def sign_out(ctx: Ctx) -> Response:
+        sessions.drop(ctx.session)
+        fresh = sessions.new()
+        fresh.notice = "signed-out"
+        ctx.session = fresh
+        return ctx.redirect("/sign-in")
+
+    async def choose_language(ctx: Ctx) -> Response:
+        chosen = ctx.field("lang", 8)
+        back = ctx.field("back", 200)
+        back = back.removeprefix(ctx.base)
+        if back not in GET_PAGES:
+            back = "/"
+        resp = RedirectResponse(ctx.url(back), status_code=303)
+        if chosen in cfg.languages:
+            resp.set_cookie(
+                LANG_COOKIE,
+                chosen,
+                max_age=365 * 86400,
+                path="/",
+                samesite="lax",
+                secure=secure(ctx.request),
+                httponly=True,
+            )
+        return resp
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        for folder in static_dirs:
+            path = (folder / name).resolve()
+            if path.is_relative_to(folder.resolve()) and path.is_file():
+                return FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
+        return Response("not found", status_code=404, media_type="text/plain")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "sessions": len(sessions)})
+
+    def refusal(ctx: Ctx, reason: str) -> str:
+        _ = ctx._
+        messages = {
+            "wrong_password": _("The user name or password is not right."),
+            "wrong_code": _("That code is not right. Type the code your app shows now."),
+            "replay": _("That code was used already. Wait for the next one."),
+            "malformed": _("That is not a code. Type the digits your app shows."),
+            "locked": _(
+                "Your account is locked after too many failed attempts. Try again later, "
+                "or ask your helpdesk."
+            ),
+            "disabled": _("Your account is disabled. Ask your helpdesk."),
+            "unknown_user": _("The user name or password is not right."),
+            "no_method": _(
+                "You have no sign-in method yet, and this portal cannot add the first one "
+                "by itself. Ask your helpdesk."
+            ),
+            "declined": _("The push was declined on the phone."),
+            "expired": _("The push was not answered in time. Send a new one."),
+            "fraud": _(
+                "You reported the push as not yours; push is now blocked. Your "
+                "helpdesk has been told."
+            ),
+            "push_limited": _("Too many pushes just now. Wait a little, then try again."),
+            "push_blocked": _("Push is blocked for your account. Ask your helpdesk."),
+            "push_unavailable": _("Push cannot be sent just now. Type a code instead."),
+            "master_unreachable": _("The sign-in service is busy. Try again in a minute."),
+        }
+        return messages.get(reason, _("The sign-in was refused.") + f" ({reason})")
+
+    def kind_names(ctx: Ctx) -> dict[str, str]:
+        _ = ctx._
+        return {
+            "totp": _("Authenticator app"),
+            "hotp": _("Hardware token"),
+            "backup-codes": _("Backup codes"),
+            "push": _("Mobile app"),
+        }
+
+    def routes() -> list[Any]:
+        return [
+            Route("/", page(home, public=True)),
+            Route("/sign-in", page(sign_in, public=True), methods=["GET", "POST"]),
+            Route("/second-factor", page(second_factor, public=True), methods=["GET", "POST"]),
+            Route("/push", page(push_start, public=True), methods=["POST"]),
+            Route("/push", page(push_page, public=True), methods=["GET"]),
+            Route("/push/wait", page(push_wait, public=True), methods=["POST"]),
+            Route("/confirm", page(confirm), methods=["GET", "POST"]),
+            Route("/methods", page(methods)),
+            Route("/methods/{method_id}/remove", page(remove_method), methods=["POST"]),
+            Route("/app", page(app_start), methods=["POST"]),
+            Route("/app", page(app_page), methods=["GET"]),
+            Route("/app/confirm", page(app_confirm), methods=["POST"]),
+            Route("/mobile-app", page(mobile_app), methods=["POST"]),
+            Route("/mobile-app", page(mobile_app_page), methods=["GET"]),
+            Route("/mobile-app/status", page(mobile_app_status)),
+            Route("/backup-codes", page(backup_codes), methods=["GET", "POST"]),
+            Route("/sign-ins", page(sign_ins)),
+            Route("/sign-out", page(sign_out, public=True), methods=["POST"]),
+            Route("/language", page(choose_language, public=True), methods=["POST"]),
+            Route("/static/{name:path}", static),
+            Route("/healthz", healthz),
+        ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        try:
+            yield
+        finally:
+            await sdk.aclose()
+
+    inner = routes()
+    app = Starlette(
+        routes=inner if mounted else [Mount(cfg.prefix, routes=inner)],
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders, secure=secure)],
+    )
+    app.state.sessions = sessions
+    return app
+
+
+def when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+
+
+class SecurityHeaders:
+    """Headers every answer carries: CSP, no framing, no sniffing, no referrer to other sites; HSTS over TLS."""
+
+    def __init__(self, app: ASGIApp, secure: Callable[[Request], bool]) -> None:
+        self.app = app
+        self.secure = secure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tls = self.secure(Request(scope))
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"cross-origin-opener-policy", b"same-origin"),
+                ]
+                if tls:
+                    headers.append((b"strict-transport-security", b"max-age=31536000"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, sending)

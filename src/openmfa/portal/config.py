@@ -1,0 +1,85 @@
+"""``portal.toml``: the User Portal's settings over its shipped defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..service_config import basics, read_settings, relative
+
+CONFIG_NAME = "portal.toml"
+PACKAGED_THEMES = Path(str(resources.files("openmfa").joinpath("themes")))
+
+
+def default_text() -> str:
+    return resources.files("openmfa.portal").joinpath("default_portal.toml").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    host: str
+    port: int
+    prefix: str
+    nodes: list[str]
+    api_key: str
+    ca_file: str
+    theme: str
+    themes_dir: Path
+    languages: tuple[str, ...]
+    idle_seconds: float
+    absolute_seconds: float
+    secure: str
+    trusted_proxies: frozenset[str]
+    attempts_per_minute: int
+    path: Path | None = None
+
+
+def load(path: Path | None, *, api_key: str | None = None) -> PortalConfig:
+    """``api_key``: given by the caller (the portal mounted in ``openmfa serve``)."""
+    values = read_settings(default_text(), path, CONFIG_NAME)["portal"]
+    if api_key is not None:
+        values = {**values, "api_key": api_key, "api_key_file": ""}
+    b = basics(values, "portal", path, "portal")
+    themes_dir = relative(path, str(values["themes_dir"])) or PACKAGED_THEMES
+    theme = str(values["theme"])
+    if not theme or "/" in theme or theme.startswith("."):
+        raise ConfigError(f"[portal] theme {theme!r} must be the name of a folder of themes_dir")
+    if theme != "Default" and not (themes_dir / theme).is_dir():
+        raise ConfigError(
+            f"[portal] theme {theme!r}: there is no folder {themes_dir / theme}; copy "
+            f"{PACKAGED_THEMES / 'Default'} there and change what you like"
+        )
+    languages = tuple(str(x) for x in values["languages"])
+    from .i18n import AVAILABLE
+
+    unknown = [x for x in languages if x not in AVAILABLE]
+    if not languages or unknown:
+        raise ConfigError(
+            f"[portal] languages: {', '.join(unknown) or 'none given'}; choose among "
+            + ", ".join(AVAILABLE)
+        )
+    secure = str(values["secure"])
+    if secure not in ("auto", "always", "never"):
+        raise ConfigError(f"[portal] secure = {secure!r} is not one of 'auto', 'always', 'never'")
+    for key in ("idle_minutes", "absolute_minutes", "attempts_per_minute"):
+        if values[key] <= 0:
+            raise ConfigError(f"[portal] {key} must be greater than 0")
+    return PortalConfig(
+        host=b.host,
+        port=b.port,
+        prefix=b.prefix,
+        nodes=b.nodes,
+        api_key=b.api_key,
+        ca_file=b.ca_file,
+        theme=theme,
+        themes_dir=themes_dir,
+        languages=languages,
+        idle_seconds=float(values["idle_minutes"]) * 60,
+        absolute_seconds=float(values["absolute_minutes"]) * 60,
+        secure=secure,
+        trusted_proxies=frozenset(str(x) for x in values["trusted_proxies"]),
+        attempts_per_minute=int(values["attempts_per_minute"]),
+        path=path,
+    )

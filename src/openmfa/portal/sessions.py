@@ -1,0 +1,128 @@
+"""The portal's own sessions, kept in this process's memory and named by a random cookie.
+
+A browser gets one on its first page (it carries the CSRF token of the sign-in form); it is
+renewed — a new id, a new CSRF token — at each step of a sign-in, so an id known before the
+sign-in is worth nothing after it (session fixation). A signed-in session ends after
+``idle_seconds`` without a request, after ``absolute_seconds``, when the node's session token
+ends, and at sign-out. Nothing here is a secret the node would accept on its own: the node's
+session token lives here and never reaches the browser.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+MAX_SESSIONS = 50_000
+"""Oldest sessions are dropped past this many (a flood of first visits cannot fill memory)."""
+
+
+@dataclass
+class Session:
+    id: str
+    csrf: str
+    created: float
+    seen: float
+    user: str = ""
+    ticket: str = ""
+    """After the password: the node's ticket for the second factor."""
+    token: str = ""
+    """After the second factor: the node's session token for this user."""
+    token_expires: float = 0.0
+    signed_in_at: float = 0.0
+    reauth: bool = False
+    """The ticket is a re-authentication of the signed-in user (before a change)."""
+    next_page: str = ""
+    removing: str = ""
+    """The method to remove once the person has confirmed it is them."""
+    push_id: str = ""
+    push_number: str = ""
+    offer: str = ""
+    offer_secret: str = ""
+    offer_uri: str = ""
+    offer_label: str = ""
+    activation: dict[str, str] = field(default_factory=dict)
+    push_methods_before: int = 0
+    shown_once: list[str] = field(default_factory=list)
+    """Backup codes, shown on the next page only."""
+    notice: str = ""
+
+    @property
+    def signed_in(self) -> bool:
+        return bool(self.token)
+
+
+class Sessions:
+    def __init__(self, idle_seconds: float, absolute_seconds: float) -> None:
+        self.idle = idle_seconds
+        self.absolute = absolute_seconds
+        self._by_id: OrderedDict[str, Session] = OrderedDict()
+
+    def new(self, now: float | None = None) -> Session:
+        now = time.time() if now is None else now
+        s = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now, now)
+        self._by_id[s.id] = s
+        while len(self._by_id) > MAX_SESSIONS:
+            self._by_id.popitem(last=False)
+        return s
+
+    def get(self, sid: str, now: float | None = None) -> Session | None:
+        """The live session of a cookie's id (None when unknown, idle too long or too old)."""
+        now = time.time() if now is None else now
+        s = self._by_id.get(sid)
+        if s is None:
+            return None
+        if self.ended(s, now):
+            self.drop(s)
+            return None
+        s.seen = now
+        self._by_id.move_to_end(sid)
+        return s
+
+    def ended(self, s: Session, now: float) -> bool:
+        if now - s.seen > self.idle or now - s.created > self.absolute:
+            return True
+        return s.signed_in and s.token_expires <= now
+
+    def renew(self, s: Session) -> Session:
+        """The same session under a new id and CSRF token (each sign-in step)."""
+        self._by_id.pop(s.id, None)
+        s.id, s.csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        s.seen = time.time()
+        self._by_id[s.id] = s
+        return s
+
+    def drop(self, s: Session) -> None:
+        self._by_id.pop(s.id, None)
+
+    def drop_user(self, user: str) -> int:
+        """Sign a person out of every session of theirs in this portal."""
+        gone = [s for s in self._by_id.values() if s.user == user and s.signed_in]
+        for s in gone:
+            self.drop(s)
+        return len(gone)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+class Attempts:
+    """Sign-in attempts (passwords, codes) per client address in the last minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._seen: dict[str, deque[float]] = {}
+
+    def allow(self, address: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if len(self._seen) > 100_000:
+            self._seen.clear()
+        q = self._seen.setdefault(address, deque())
+        while q and now - q[0] > 60:
+            q.popleft()
+        if len(q) >= self.per_minute:
+            return False
+        q.append(now)
+        return True
