@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -10,7 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import httpx
 
 OPENMFA = str(Path(sys.executable).with_name("openmfa"))
+AUTHENTICATOR = str(Path(sys.executable).with_name("openmfa-authenticator"))
 
 
 def cli(data_dir: Path, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
@@ -111,3 +114,74 @@ def server(
         yield srv
     finally:
         srv.stop()
+
+
+def wait_for(predicate: Callable[[], object], what: str, seconds: float = 60) -> None:
+    """Until ``predicate()`` holds (bounded: fails saying ``what`` was awaited)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def healthy(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        return bool(httpx.get(url + "/healthz", timeout=2).json()["status"] == "ok")
+    return False
+
+
+def start_service(argv: list[str], ready_url: str, log: Path) -> subprocess.Popen[str]:
+    """Start ``openmfa ARGV...`` (a service beside the nodes); back once ``ready_url`` answers
+    200, or fail with its log."""
+    with log.open("w") as out:
+        proc = subprocess.Popen([OPENMFA, *argv], stdout=out, stderr=subprocess.STDOUT, text=True)
+
+    def up() -> bool:
+        assert proc.poll() is None, log.read_text()
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(ready_url, timeout=1).status_code == 200
+        return False
+
+    try:
+        wait_for(up, f"{argv[0]} did not start: see {log}")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the process we started, and wait for it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Phone:
+    """One activated device: the reference authenticator with its own state file."""
+
+    state: Path
+
+    def run(self, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "OPENMFA_AUTHENTICATOR_STATE": str(self.state)}
+        proc = subprocess.run(
+            [AUTHENTICATOR, *args], capture_output=True, text=True, env=env, timeout=90
+        )
+        if expect is not None:
+            assert proc.returncode == expect, (proc.returncode, proc.stdout, proc.stderr)
+        return proc
+
+    def pending(self, wait: int = 0) -> list[dict[str, object]]:
+        found: list[dict[str, object]] = json.loads(
+            self.run("pending", "--json", "--wait", str(wait)).stdout
+        )
+        return found
+
+    @property
+    def device_id(self) -> str:
+        return str(json.loads(self.state.read_text())["device_id"])

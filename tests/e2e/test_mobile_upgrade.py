@@ -6,13 +6,11 @@ releases.toml predates the mobile service."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +20,8 @@ import pytest
 
 from openmfa.sdk.client import SdkClient
 
-from .helpers import OPENMFA, free_port
+from .helpers import OPENMFA, Phone, free_port, healthy, wait_for
 from .services import free_udp_port
-from .test_push import Phone
 from .test_upgrade import NEW, ROOT, build_wheel
 
 A = NEW
@@ -41,19 +38,6 @@ def run(*cmd: str, expect: int = 0) -> str:
 def lock_pid(lock: Path) -> int | None:
     text = lock.read_text().strip() if lock.exists() else ""
     return int(text) if text.isdigit() and Path(f"/proc/{text}").exists() else None
-
-
-def wait_for(predicate: object, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-
-
-def healthy(url: str) -> bool:
-    with contextlib.suppress(httpx.HTTPError, ValueError):
-        return bool(httpx.get(url + "/healthz", timeout=2).json()["status"] == "ok")
-    return False
 
 
 @dataclass

@@ -25,38 +25,11 @@ from openmfa.core import push as proto
 from openmfa.errors import DeviceRefused, InvalidInput, NotFound, PushClosed, Unauthorized
 from openmfa.sdk.client import SdkClient
 
-from .helpers import Server, cli, free_port, init, server
+from .helpers import AUTHENTICATOR, Phone, Server, cli, free_port, init, server, wait_for
 from .services import free_udp_port
 
-AUTHENTICATOR = str(Path(sys.executable).with_name("openmfa-authenticator"))
 SECRET = "gateway-secret-push"
 OPENMFA = str(Path(sys.executable).with_name("openmfa"))
-
-
-@dataclass
-class Phone:
-    """One activated device: the reference authenticator with its own state file."""
-
-    state: Path
-
-    def run(self, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "OPENMFA_AUTHENTICATOR_STATE": str(self.state)}
-        proc = subprocess.run(
-            [AUTHENTICATOR, *args], capture_output=True, text=True, env=env, timeout=90
-        )
-        if expect is not None:
-            assert proc.returncode == expect, (proc.returncode, proc.stdout, proc.stderr)
-        return proc
-
-    def pending(self, wait: int = 0) -> list[dict[str, object]]:
-        found: list[dict[str, object]] = json.loads(
-            self.run("pending", "--json", "--wait", str(wait)).stdout
-        )
-        return found
-
-    @property
-    def device_id(self) -> str:
-        return str(json.loads(self.state.read_text())["device_id"])
 
 
 @dataclass
@@ -151,13 +124,6 @@ def push(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Push]:
             proc.wait(timeout=30)
 
 
-def _wait_for(predicate: object, what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 def test_the_mobile_services_openapi_document_is_true(push: Push) -> None:
     """schemathesis against the running mobile service, from its own document, every check:
     activation, polls and answers with whatever a phone might send (forged signatures, unknown
@@ -240,7 +206,7 @@ def test_a_waiting_poll_is_woken_by_a_new_request(push: Push, tmp_path: Path) ->
         env=env,
     )
     try:
-        _wait_for(
+        wait_for(
             lambda: push_app_holds(push) >= 1, "the phone's poll is held by the mobile service"
         )
         with push.sdk() as sdk:
@@ -374,7 +340,7 @@ def test_this_was_not_me_blocks_push_audits_and_runs_the_hook(push: Push, tmp_pa
         assert sdk.authenticate("tina", push=True).reason == "push_blocked"
         # The offline code still works: the user is not locked out of everything.
         assert sdk.authenticate("tina", phone.run("code").stdout.strip()).accepted
-        _wait_for(lambda: push.hook_log.exists() and "tina" in push.hook_log.read_text(), "hook")
+        wait_for(lambda: push.hook_log.exists() and "tina" in push.hook_log.read_text(), "hook")
         event = json.loads(push.hook_log.read_text().strip().splitlines()[-1])
         assert event["event"] == "fraud.report" and event["source"] == "192.0.2.66"
         assert "unblocked" in cli(push.dd, "device", "unblock", "tina").stdout
@@ -517,7 +483,7 @@ def test_radius_hold_answers_when_the_phone_does_and_retransmissions_push_once(
     )
     try:
         (request,) = phone.pending(wait=10)
-        _wait_for(lambda: gateway.poll() is None, "radclient waits")
+        wait_for(lambda: gateway.poll() is None, "radclient waits")
         assert len(phone.pending()) == 1
         # A gateway that cannot show a challenge cannot show a number either: the phone asks
         # for none (the request says so), and approving is enough.
@@ -609,12 +575,12 @@ def test_the_mobile_service_says_when_the_node_is_away_and_recovers(tmp_path: Pa
             # The node is away: the phone hears so, clearly, and nothing breaks.
             away = phone.run("pending", expect=1)
             assert "unavailable" in away.stderr and "try again" in away.stderr, away.stderr
-            _wait_for(
+            wait_for(
                 lambda: httpx.get(mobile_url + "/healthz").json()["status"] == "degraded",
                 "the mobile service notices the node is away",
             )
             with server(dd, port=node_port) as again:
-                _wait_for(
+                wait_for(
                     lambda: httpx.get(mobile_url + "/healthz").json()["status"] == "ok",
                     "the mobile service follows the node again",
                 )
@@ -720,7 +686,7 @@ def test_webpush_wakes_a_device_that_is_not_polling(tmp_path: Path) -> None:
                 with SdkClient(node.url, admin) as sdk:
                     d = sdk.authenticate("ada", push=True)
                     assert d.pending is not None
-                    _wait_for(lambda: push_service.received, "the push service is sent a wake-up")
+                    wait_for(lambda: push_service.received, "the push service is sent a wake-up")
                     headers, body = push_service.received[0]
                     headers = {k.lower(): v for k, v in headers.items()}
                     assert headers["content-encoding"] == "aes128gcm"
@@ -801,7 +767,7 @@ def push_farm(tmp_path: Path, user: str) -> Iterator[PushFarm]:
             phone = Phone(tmp_path / f"{user}.json")
             phone.run("activate", code["url"], code["code"])
             with server(b, port=port_b, radius=f"127.0.0.1:{udp_b}"):
-                _wait_for(
+                wait_for(
                     lambda: phone.device_id in cli(b, "device", "list", user).stdout,
                     "the device replicated to the subordinate",
                 )
@@ -878,7 +844,7 @@ def test_farm_a_planned_handover_carries_the_open_pushes(tmp_path: Path) -> None
         with SdkClient([f.url_a, f.url_b], f.admin) as sdk:
             d = sdk.authenticate("hal", push=True)
             assert d.pending is not None
-            _wait_for(lambda: len(f.phone.pending()) == 3, "three pushes open at node-a")
+            wait_for(lambda: len(f.phone.pending()) == 3, "three pushes open at node-a")
             # What `farm upgrade` waits for before it stops a node: its held pushes.
             for url in (f.url_a, f.url_b):
                 said = farm_hello(f.a, url)

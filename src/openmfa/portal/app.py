@@ -55,13 +55,16 @@ from ..errors import (
     Unavailable,
 )
 from ..sdk.client import AsyncSdkClient
-from ..sdk.models import PortalStep
+from ..sdk.models import AuditView, PortalStep
 from . import i18n
 from .config import PACKAGED_THEMES, PortalConfig
 from .sessions import Attempts, Session, Sessions
 
 log = logging.getLogger("openmfa.portal")
 MAX_FORM = 16 * 1024
+FORM_AGAIN = 200
+"""A form shown again with what was wrong is a page like any other (a browser would log a
+4xx status as a console error)."""
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -301,6 +304,16 @@ def create_app(
                 resp = ctx.render(
                     "error.html", e.http_status if e.http_status < 500 else 502, message=str(e)
                 )
+            except Exception:
+                log.exception("a portal page failed")
+                resp = ctx.render(
+                    "error.html",
+                    500,
+                    message=ctx._(
+                        "Something went wrong on our side. Try again; if it goes on, tell "
+                        "your helpdesk."
+                    ),
+                )
             return _finish(request, resp, ctx.session, name)
 
         return endpoint
@@ -343,7 +356,7 @@ def create_app(
         if not user or not password:
             return ctx.render(
                 "sign_in.html",
-                400,
+                FORM_AGAIN,
                 reauth=False,
                 user=user,
                 error=ctx._("Type your user name and your password."),
@@ -354,7 +367,7 @@ def create_app(
             step = PortalStep(accepted=False, reason="wrong_password")
         if not step.accepted:
             return ctx.render(
-                "sign_in.html", 401, reauth=False, user=user, error=refusal(ctx, step.reason)
+                "sign_in.html", FORM_AGAIN, reauth=False, user=user, error=refusal(ctx, step.reason)
             )
         sessions.renew(s)
         s.user, s.ticket, s.reauth = user, step.ticket, False
@@ -371,7 +384,7 @@ def create_app(
         if step is None or not step.accepted:
             reason = step.reason if step is not None else "wrong_password"
             return ctx.render(
-                "sign_in.html", 401, reauth=True, user=s.user, error=refusal(ctx, reason)
+                "sign_in.html", FORM_AGAIN, reauth=True, user=s.user, error=refusal(ctx, reason)
             )
         sessions.renew(s)
         s.ticket, s.reauth = step.ticket, True
@@ -387,7 +400,7 @@ def create_app(
         code = ctx.field("code", 64).replace(" ", "").replace("-", "")
         if not code:
             return ctx.render(
-                "second_factor.html", 400, error=ctx._("Type the code your app shows.")
+                "second_factor.html", FORM_AGAIN, error=ctx._("Type the code your app shows.")
             )
         try:
             step = await sdk.portal_second_factor(s.ticket, code)
@@ -400,7 +413,7 @@ def create_app(
         if not step.accepted:
             if step.reason in ("locked", "disabled", "unknown_user"):
                 s.ticket = ""
-            return ctx.render(template, 401, error=refusal(ctx, step.reason))
+            return ctx.render(template, FORM_AGAIN, error=refusal(ctx, step.reason))
         now = time.time()
         sessions.renew(s)
         s.token, s.token_expires, s.ticket, s.push_id = step.token, step.expires_at, "", ""
@@ -420,7 +433,7 @@ def create_app(
         limited(ctx)
         step = await sdk.portal_push(s.ticket)
         if step.pending is None:
-            return ctx.render("second_factor.html", 409, error=refusal(ctx, step.reason))
+            return ctx.render("second_factor.html", FORM_AGAIN, error=refusal(ctx, step.reason))
         s.push_id, s.push_number = step.pending.id, step.pending.number
         return ctx.redirect("/push")
 
@@ -428,7 +441,7 @@ def create_app(
         s = ctx.session
         if not s.push_id:
             return ctx.redirect("/second-factor")
-        return ctx.render("push.html", number=s.push_number)
+        return ctx.render("push.html", number=s.push_number, error="")
 
     async def push_wait(ctx: Ctx) -> Response:
         """The push's outcome: JSON for the page's script (``X-CSRF-Token``), a page for its
@@ -451,7 +464,7 @@ def create_app(
                 return JSONResponse({"state": "pending"})
             return ctx.render(
                 "push.html",
-                202,
+                FORM_AGAIN,
                 number=s.push_number,
                 error=ctx._("Not approved yet. Approve it on your phone, then try again."),
             )
@@ -461,7 +474,7 @@ def create_app(
             return JSONResponse(
                 {"state": "refused", "message": message, "next": ctx.url("/second-factor")}
             )
-        return ctx.render("second_factor.html", 401, error=message)
+        return ctx.render("second_factor.html", FORM_AGAIN, error=message)
 
     # -- signed in ----------------------------------------------------------------------
 
@@ -521,7 +534,7 @@ def create_app(
         except InvalidInput:
             return ctx.render(
                 "app.html",
-                400,
+                FORM_AGAIN,
                 qr=segno.make(s.offer_uri, error="m").png_data_uri(scale=5, border=4),
                 secret=" ".join(
                     s.offer_secret[i : i + 4] for i in range(0, len(s.offer_secret), 4)
@@ -579,7 +592,7 @@ def create_app(
 
     async def sign_ins(ctx: Ctx) -> Response:
         events = await sdk.portal_sign_ins(ctx.session.token, 50)
-        return ctx.render("sign_ins.html", events=events)
+        return ctx.render("sign_ins.html", events=[(e, describe(ctx, e)) for e in events])
 
     async def sign_out(ctx: Ctx) -> Response:
         sessions.drop(ctx.session)
@@ -648,6 +661,22 @@ def create_app(
         }
         return messages.get(reason, _("The sign-in was refused.") + f" ({reason})")
 
+    def describe(ctx: Ctx, e: AuditView) -> str:
+        """What a sign-in event was, in the person's words."""
+        _ = ctx._
+        ok = e.result in ("ok", "accepted")
+        if e.action in ("portal.sign_in", "primary"):
+            return _("Password accepted") if ok else _("Wrong password")
+        if e.action == "push.answer":
+            return _("Approved on the phone") if ok else _("Not approved on the phone")
+        if e.action == "fraud.report":
+            return _("Reported as not you")
+        if ok:
+            return _("Signed in")
+        if e.reason == "pending":
+            return _("Push sent to the phone")
+        return refusal(ctx, e.reason)
+
     def kind_names(ctx: Ctx) -> dict[str, str]:
         _ = ctx._
         return {
@@ -704,7 +733,8 @@ def when(at: float) -> str:
 
 
 class SecurityHeaders:
-    """Headers every answer carries: CSP, no framing, no sniffing, no referrer to other sites; HSTS over TLS."""
+    """Headers every answer carries: CSP, no framing, no sniffing, no referrer to other sites;
+    HSTS over TLS."""
 
     def __init__(self, app: ASGIApp, secure: Callable[[Request], bool]) -> None:
         self.app = app

@@ -1,0 +1,420 @@
+"""The User Portal in a real browser (issue 13): Debian's Chromium, driven by Playwright, against
+real node, mobile service and portal processes. Codes come from oathtool, QR codes are read by
+zbarimg, the phone is the reference authenticator; axe-core judges every page's accessibility,
+every page's screenshot is saved under test-output/portal/, and a console error fails the test.
+Fields are found by their labels, as a person (or a screen reader) finds them."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .helpers import (
+    OPENMFA,
+    Phone,
+    Server,
+    cli,
+    free_port,
+    init,
+    oathtool,
+    server,
+    start_service,
+    stop,
+    wait_for,
+)
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+ROOT = Path(__file__).resolve().parents[2]
+AXE = ROOT / "scripts" / "web-tools" / "node_modules" / "axe-core" / "axe.min.js"
+OUTPUT = Path(os.environ.get("OPENMFA_TEST_OUTPUT", ROOT / "test-output")) / "portal"
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "a long portal password"
+SEEDS = {
+    "ada": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ",
+    "ben": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+    "cleo": "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U",
+    "dan": "ONSWG4TFORXXEZLTMVZXIZLSMVXXK4TB",
+}
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Site:
+    dd: Path
+    node: Server
+    portal: str
+    themed: str
+    """A second portal, on the custom theme "Corporate", that allows 3 attempts a minute."""
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+
+
+def _portal(
+    folder: Path, key: str, node_url: str, procs: list[subprocess.Popen[str]], extra: str = ""
+) -> str:
+    """A portal host: its own folder with portal.toml and the key file (mode 0600)."""
+    folder.mkdir()
+    (folder / "portal.key").write_text(key + "\n")
+    (folder / "portal.key").chmod(0o600)
+    port = free_port()
+    config = folder / "portal.toml"
+    config.write_text(
+        f'[portal]\nlisten = "127.0.0.1:{port}"\nnodes = ["{node_url}"]\n'
+        f'api_key_file = "portal.key"\n{extra}'
+    )
+    url = f"http://127.0.0.1:{port}/portal"
+    argv = ["portal", "serve", "--config", str(config)]
+    procs.append(start_service(argv, url + "/healthz", folder / "portal.log"))
+    return url
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    base = tmp_path_factory.mktemp("portal-site")
+    dd = base / "node"
+    init(dd)
+    port = free_port()
+    with (dd / "server.toml").open("a") as f:
+        f.write(f'\n[mobile]\nenabled = true\npublic_url = "http://127.0.0.1:{port}/mobile"\n')
+    for user, seed in SEEDS.items():
+        cli(dd, "user", "add", user)
+        subprocess.run(
+            [OPENMFA, "user", "set-password", user,
+             "--password-stdin", "--data-dir", str(dd)],
+            input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+        )  # fmt: skip
+        cli(dd, "method", "add", user, "totp", "--secret", seed, "--no-qr", "--label", "Phone app")
+    key = cli(dd, "apikey", "create", "portal", "--scope", "portal").stdout.strip()
+    # A custom theme: the Default copied and changed, as an administrator would.
+    themes = base / "themes"
+    shutil.copytree(ROOT / "src" / "openmfa" / "themes" / "Default", themes / "Corporate")
+    css = themes / "Corporate" / "static" / "theme.css"
+    css.write_text(css.read_text().replace("--omfa-accent: #1f5fbf", "--omfa-accent: #6a1b9a"))
+    page = themes / "Corporate" / "templates" / "sign_in.html"
+    page.write_text(page.read_text().replace("{% block main %}", "{% block main %}\n<p>Corp</p>"))
+    procs: list[subprocess.Popen[str]] = []
+    with server(dd, port=port) as node:
+        try:
+            # Every test signs in from 127.0.0.1: this portal's limit is set out of the way.
+            portal = _portal(base / "portal", key, node.url, procs, "attempts_per_minute = 1000\n")
+            themed = _portal(
+                base / "themed", key, node.url, procs,
+                f'theme = "Corporate"\nthemes_dir = "{themes}"\nattempts_per_minute = 3\n',
+            )  # fmt: skip
+            yield Site(dd, node, portal, themed, procs)
+        finally:
+            for proc in procs:
+                stop(proc)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() or not AXE.exists():
+        pytest.fail("run scripts/system-deps.sh: it installs chromium, zbar-tools and axe-core")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Visitor:
+    """One person's browser tab: every page looked at is screenshot and judged by axe-core;
+    console errors and page errors are kept (the test fails on any)."""
+
+    def __init__(self, browser: Any, folder: Path, locale: str = "en-GB") -> None:
+        self.context = browser.new_context(locale=locale)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(30_000)
+        self.folder = folder
+        self.errors: list[str] = []
+        self.shots = 0
+        self.page.on(
+            "console",
+            lambda m: self.errors.append(m.text) if m.type == "error" else None,
+        )
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def see(self, name: str) -> None:
+        """This page: a screenshot, and no serious or critical accessibility violation."""
+        self.page.wait_for_load_state("load")
+        self.shots += 1
+        self.page.screenshot(path=str(self.folder / f"{self.shots:02d}-{name}.png"), full_page=True)
+        self.page.evaluate(AXE.read_text())
+        found = self.page.evaluate(
+            """async () => (await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a',
+                 'wcag21aa', 'wcag22aa', 'best-practice']})).violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.id + ': ' + v.help + ' ' + v.nodes.map(n => n.html).join(' | '))"""
+        )
+        assert found == [], f"{name}: {found}"
+
+    def label(self, text: str) -> Any:
+        return self.page.get_by_label(text, exact=True)
+
+    def button(self, text: str) -> Any:
+        return self.page.get_by_role("button", name=text, exact=True)
+
+    def sign_in(self, url: str, user: str, password: str = PASSWORD) -> None:
+        self.page.goto(url + "/")
+        self.see("sign-in")
+        self.label("User name").fill(user)
+        self.label("Password").fill(password)
+        self.button("Sign in").click()
+
+    def code(self, code: str, button: str = "Verify") -> None:
+        self.label("Verification code").fill(code)
+        self.button(button).click()
+
+    def alert(self) -> str:
+        return str(self.page.get_by_role("alert").inner_text())
+
+    def notice(self) -> str:
+        return str(self.page.get_by_role("status").first.inner_text())
+
+    def qr(self, name: str) -> str:
+        """What the page's QR code image says, read by zbarimg."""
+        src = self.page.get_by_role("img", name=name).get_attribute("src")
+        assert src.startswith("data:image/png;base64,")
+        png = self.folder / f"qr-{self.shots:02d}.png"
+        png.write_bytes(base64.b64decode(src.split(",", 1)[1]))
+        out = subprocess.run(
+            ["zbarimg", "--raw", "-q", str(png)], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def visitor(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Visitor]:
+    folder = OUTPUT / request.node.name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    v = Visitor(chromium, folder)
+    try:
+        yield v
+    finally:
+        v.close()
+    assert v.errors == [], f"console errors: {v.errors}"
+
+
+def totp(user: str) -> str:
+    return oathtool("--totp", "-b", SEEDS[user])
+
+
+def next_totp(seed: str, used: str) -> str:
+    """A code of ``seed`` other than ``used`` (the next 30-second step: a code is taken once)."""
+    found: list[str] = []
+    wait_for(lambda: found.append(oathtool("--totp", "-b", seed)) or found[-1] != used, "next")
+    return found[-1]
+
+
+def methods_table(v: Visitor) -> list[str]:
+    return [str(t) for t in v.page.locator("tbody tr td:first-child").all_inner_texts()]
+
+
+def test_sign_in_add_an_authenticator_app_sign_out_and_in_with_it(
+    site: Site, visitor: Visitor
+) -> None:
+    v = visitor
+    v.sign_in(site.portal, "ada", "not the password")
+    assert "user name or password is not right" in v.alert()
+    v.see("sign-in-refused")
+    v.label("Password").fill(PASSWORD)
+    v.button("Sign in").click()
+    assert v.page.url.endswith("/portal/second-factor")
+    v.see("second-factor")
+    assert v.label("Verification code").get_attribute("autocomplete") == "one-time-code"
+    v.code("000000")
+    assert "code is not right" in v.alert()
+    first = totp("ada")
+    v.code(first)
+    assert v.page.url.endswith("/portal/methods")
+    v.see("methods")
+    assert methods_table(v) == ["Phone app"]
+
+    v.button("Add an authenticator app").click()
+    v.see("add-app")
+    secret = v.page.locator("#secret").inner_text().replace(" ", "")
+    uri = v.qr("QR code for your authenticator app")
+    assert uri.startswith("otpauth://totp/") and f"secret={secret}" in uri, uri
+    v.code("123456", "Add the app")
+    assert "not the code your app shows" in v.alert()
+    v.see("add-app-wrong-code")
+    v.code(oathtool("--totp", "-b", secret), "Add the app")
+    assert "authenticator app was added" in v.notice()
+    v.see("app-added")
+    assert sorted(methods_table(v)) == ["Authenticator app", "Phone app"]
+    assert secret not in v.page.content()  # never shown again
+
+    v.button("Sign out").click()
+    assert "You are signed out" in v.notice()
+    v.see("signed-out")
+    v.page.goto(site.portal + "/methods")  # signed out: the pages are closed
+    assert v.page.url.endswith("/portal/sign-in")
+    v.sign_in(site.portal, "ada")
+    v.code(oathtool("--totp", "-b", secret))  # the new app's code
+    assert v.page.url.endswith("/portal/methods")
+
+
+def test_backup_codes_shown_once_and_a_removal_asks_who_it_is(site: Site, visitor: Visitor) -> None:
+    v = visitor
+    v.sign_in(site.portal, "ben")
+    v.code(totp("ben"))
+    v.button("New backup codes").click()
+    v.see("backup-codes")
+    codes = v.page.locator("#backup-codes li").all_inner_texts()
+    assert len(codes) == 10 and len(set(codes)) == 10
+    v.page.get_by_role("link", name="I have saved them").click()
+    assert any(re.fullmatch(r"backup codes \(10 left\)", t, re.I) for t in methods_table(v))
+    v.page.goto(site.portal + "/backup-codes")  # shown once: not again
+    assert v.page.url.endswith("/portal/methods")
+    # Again: the old codes stop working.
+    v.button("New backup codes").click()
+    fresh = v.page.locator("#backup-codes li").all_inner_texts()
+    assert not set(fresh) & set(codes)
+    v.button("Sign out").click()
+    v.sign_in(site.portal, "ben")
+    v.code(codes[0])
+    assert "code is not right" in v.alert()
+    v.code(fresh[0])
+    assert v.page.url.endswith("/portal/methods")
+    assert any("(9 left)" in t for t in methods_table(v))
+
+    # Removing a method asks for the password and a second factor first, then removes it.
+    v.page.get_by_role("button", name="Remove Backup codes").click()
+    assert v.page.url.endswith("/portal/confirm")
+    assert "first confirm it is you" in v.notice()
+    v.see("confirm")
+    assert v.label("User name").input_value() == "ben"
+    v.label("Password").fill("wrong")
+    v.button("Continue").click()
+    assert "not right" in v.alert()
+    v.label("Password").fill(PASSWORD)
+    v.button("Continue").click()
+    v.code(fresh[1])
+    assert "was removed" in v.notice()
+    assert methods_table(v) == ["Phone app"]
+
+
+def test_the_mobile_app_activated_from_the_page_then_a_push_sign_in(
+    site: Site, visitor: Visitor, tmp_path: Path
+) -> None:
+    v = visitor
+    v.sign_in(site.portal, "cleo")
+    v.code(totp("cleo"))
+    v.button("Activate the mobile app").click()
+    v.see("activate-mobile-app")
+    url = v.page.locator("#activation-url").inner_text()
+    code = v.page.locator("#activation-code").inner_text()
+    qr = v.qr("QR code to activate the mobile app")
+    assert qr.startswith("openmfa://activate?") and code in qr, qr
+    phone = Phone(tmp_path / "cleo.json")
+    phone.run("activate", url, code)
+    # The page notices by itself that the app is activated.
+    v.page.wait_for_url(re.compile(r".*/portal/methods$"), timeout=60_000)
+    assert "mobile app is activated" in v.notice()
+    assert "Mobile app" in v.page.locator("tbody").inner_text()
+    v.button("Sign out").click()
+
+    v.sign_in(site.portal, "cleo")
+    v.button("Send a push to my phone").click()
+    assert v.page.url.endswith("/portal/push")
+    live = v.page.locator("#push-number")
+    assert live.get_attribute("aria-live") == "polite"
+    number = v.page.locator(".number").inner_text()
+    v.see("push-number")
+    (request,) = phone.pending(wait=20)
+    phone.run("approve", str(request["id"]), "--number", number)
+    # The page moves on by itself once the phone approved.
+    v.page.wait_for_url(re.compile(r".*/portal/methods$"), timeout=60_000)
+    v.see("signed-in-by-push")
+    v.page.get_by_role("link", name="Recent sign-ins").click()
+    v.see("sign-ins")
+    rows = v.page.locator("tbody tr").all_inner_texts()
+    assert "Approved on the phone" in rows[0] and "Push sent to the phone" in rows[1]
+    assert any("Signed in" in r for r in rows) and any("Password accepted" in r for r in rows)
+
+
+def test_language_theme_csrf_and_the_attempt_limit(
+    site: Site, chromium: Any, visitor: Visitor
+) -> None:
+    # The browser's language, then the person's choice.
+    dutch = Visitor(chromium, visitor.folder, locale="nl-BE")
+    try:
+        dutch.page.goto(site.portal + "/")
+        assert dutch.page.locator("html").get_attribute("lang") == "nl"
+        assert dutch.button("Aanmelden").is_visible()
+        dutch.see("sign-in-nl")
+        dutch.label("Taal").select_option("en")
+        dutch.button("Taal wijzigen").click()
+        assert dutch.button("Sign in").is_visible()
+        dutch.label("Language").select_option("nl")
+        dutch.button("Change language").click()
+        dutch.label("Gebruikersnaam").fill("dan")
+        dutch.label("Wachtwoord").fill(PASSWORD)
+        dutch.button("Aanmelden").click()
+        dutch.label("Verificatiecode").fill(totp("dan"))
+        dutch.button("Controleren").click()
+        assert dutch.page.get_by_role("heading", name="Mijn methoden").is_visible()
+        dutch.see("methods-nl")
+        assert dutch.errors == []
+    finally:
+        dutch.close()
+
+    # The custom theme: its own page text and colours.
+    v = visitor
+    v.page.goto(site.themed + "/")
+    assert v.page.get_by_text("Corp", exact=True).is_visible()
+    accent = v.page.evaluate(
+        "getComputedStyle(document.documentElement).getPropertyValue('--omfa-accent').trim()"
+    )
+    assert accent == "#6a1b9a"
+    v.see("custom-theme")
+
+    # A form post without its CSRF token, or from another site, is refused and changes nothing.
+    with httpx.Client(base_url=site.portal, follow_redirects=False) as h:
+        page = h.get("/sign-in")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token
+        form = {"user": "dan", "password": PASSWORD}
+        refused = h.post("/sign-in", data=form)
+        assert refused.status_code == 403 and "did not come from this portal" in refused.text
+        assert "Traceback" not in refused.text
+        forged = h.post(
+            "/sign-in",
+            data={**form, "csrf": token.group(1)},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert forged.status_code == 403
+        sent = h.post("/sign-in", data={**form, "csrf": token.group(1)})
+        assert sent.status_code == 303 and sent.headers["location"].endswith("/second-factor")
+        headers = sent.headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "'unsafe-inline'" not in headers["content-security-policy"]
+        cookie = headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+
+    # The themed portal allows 3 attempts a minute from one address; the 4th is refused.
+    with httpx.Client(base_url=site.themed, follow_redirects=False) as h:
+        statuses = []
+        for _ in range(4):
+            token = re.search(r'name="csrf" value="([^"]+)"', h.get("/sign-in").text)
+            assert token
+            r = h.post("/sign-in", data={"user": "nobody", "password": "x", "csrf": token[1]})
+            statuses.append(r.status_code)
+        assert statuses == [200, 200, 200, 429], statuses
+        assert "Too many attempts" in r.text
