@@ -36,10 +36,15 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("mobile", "fraud_action"): "block_push",
     ("mobile", "fraud_command"): "",
     ("mobile", "fraud_webhook"): "",
+    ("portal", "enabled"): False,
+    ("portal", "prefix"): "/portal",
+    ("portal", "web_config"): "",
     ("portal", "primary"): "local",
     ("portal", "ticket_seconds"): 300,
     ("portal", "session_minutes"): 15,
     ("portal", "reauth_minutes"): 5.0,
+    ("portal", "passkey_rp_id"): "",
+    ("portal", "passkey_origins"): [],
 }
 """Settings shipped commented out in default_server.toml, with their defaults here. Release
 0.2.0's upgrader adds every new setting of the new release to server.toml and then reads the

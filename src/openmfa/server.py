@@ -8,6 +8,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -53,6 +54,8 @@ def serve(
     app = create_app(node, lifespan=lambda app: _running(node, mobile))
     if config.get("mobile", "enabled"):
         mobile.append(_mount_mobile(node, app, config))
+    if config.get("portal", "enabled"):
+        mobile.append(_mount_portal(node, app, config))
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -111,6 +114,31 @@ def _mount_mobile(node: NodeRuntime, app: Starlette, config: Config) -> Starlett
     )
     app.router.routes.append(Mount(prefix, app=mobile))
     return mobile
+
+
+def _mount_portal(node: NodeRuntime, app: Starlette, config: Config) -> Starlette:
+    """``[portal] enabled``: the User Portal inside this process, at ``[portal] prefix``; the
+    same app as ``openmfa portal serve``, talking to the node only through the SDK (in process,
+    with a ``portal`` key that lives in memory)."""
+    import httpx
+
+    from .portal.app import create_app as create_portal
+    from .portal.config import load as load_portal
+
+    prefix = "/" + str(config.get("portal", "prefix")).strip("/")
+    if prefix == "/" or prefix.startswith(("/v1", "/farm")):
+        raise ConfigError(f"[portal] prefix {prefix!r} must be a path of its own, like /portal")
+    web = str(config.get("portal", "web_config"))
+    path = None
+    if web:
+        path = Path(web) if Path(web).is_absolute() else node.store.data_dir.root / web
+        if not path.exists():
+            raise ConfigError(f"[portal] web_config {path} does not exist")
+    key = node.keyring.internal("portal (in serve)", "portal")
+    cfg = load_portal(path, api_key=key)
+    portal = create_portal(cfg, transport=httpx.ASGITransport(app=app), mounted=True)
+    app.router.routes.append(Mount(prefix, app=portal))
+    return portal
 
 
 def _tune_gc() -> None:

@@ -45,6 +45,7 @@ SEEDS = {
     "ben": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
     "cleo": "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U",
     "dan": "ONSWG4TFORXXEZLTMVZXIZLSMVXXK4TB",
+    "eve": "KRUGKIDROVUWG2ZAMJZG653OEBTG66BA",
 }
 pytestmark = pytest.mark.e2e
 
@@ -347,6 +348,70 @@ def test_the_mobile_app_activated_from_the_page_then_a_push_sign_in(
     rows = v.page.locator("tbody tr").all_inner_texts()
     assert "Approved on the phone" in rows[0] and "Push sent to the phone" in rows[1]
     assert any("Signed in" in r for r in rows) and any("Password accepted" in r for r in rows)
+    v.button("Sign out everywhere").click()
+    assert "signed out everywhere" in v.notice()
+
+
+def test_a_passkey_registered_then_signed_in_with(site: Site, visitor: Visitor) -> None:
+    """Chromium's virtual authenticator (DevTools: WebAuthn.addVirtualAuthenticator) is the
+    passkey; a passkey's relying party is a host name, so the browser uses localhost."""
+    v = visitor
+    portal = site.portal.replace("127.0.0.1", "localhost")
+    cdp = v.context.new_cdp_session(v.page)
+    cdp.send("WebAuthn.enable")
+    authenticator = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )["authenticatorId"]
+    v.sign_in(portal, "eve")
+    assert not v.button("Sign in with a passkey").count()  # none yet: codes and push
+    v.code(totp("eve"))
+    v.button("Add a passkey").click()
+    v.see("add-passkey")
+    v.label("Passkey name").fill("Work laptop")
+    v.button("Create the passkey").click()
+    assert "passkey was added" in v.notice()
+    assert sorted(methods_table(v)) == ["Phone app", "Work laptop"]
+    stored = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
+    assert len(stored["credentials"]) == 1
+    v.button("Sign out").click()
+
+    # Signing in with it: no code typed.
+    v.sign_in(portal, "eve")
+    v.see("second-factor-passkey")
+    v.button("Sign in with a passkey").click()
+    v.page.wait_for_url(re.compile(r".*/portal/methods$"))
+    v.see("signed-in-by-passkey")
+    v.button("Sign out").click()
+
+    # A failed user verification (a wrong fingerprint) is refused: no sign-in.
+    cdp.send(
+        "WebAuthn.setUserVerified", {"authenticatorId": authenticator, "isUserVerified": False}
+    )
+    v.sign_in(portal, "eve")
+    v.button("Sign in with a passkey").click()
+    status = v.page.locator("#passkey-status")
+    status.wait_for(state="visible")
+    assert "not used" in status.inner_text()
+    assert v.page.url.endswith("/portal/second-factor")
+    # A forged answer sent without the browser is refused by the node.
+    v.page.evaluate(
+        """() => { const f = document.querySelector('form[data-passkey]');
+                   f.querySelector('input[name=credential]').value =
+                     JSON.stringify({id: 'AAAA', rawId: 'AAAA', type: 'public-key',
+                                     response: {}}); f.submit(); }"""
+    )
+    v.page.wait_for_load_state()
+    assert "passkey was not accepted" in v.alert()
 
 
 def test_language_theme_csrf_and_the_attempt_limit(

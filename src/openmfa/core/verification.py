@@ -33,6 +33,8 @@ class MethodKind(StrEnum):
     BACKUP_CODES = "backup-codes"
     PUSH = "push"
     """A device that approves sign-ins (number matching); offline, it shows a TOTP code."""
+    PASSKEY = "passkey"
+    """A WebAuthn credential (``node.passkeys``): the portal's ceremony, never a typed code."""
 
 
 class Reason(StrEnum):
@@ -278,6 +280,7 @@ KINDS: dict[str, Kind] = {
         _backup, usable=lambda m, unused: bool(unused.get(m.id)), keyed=False
     ),
     MethodKind.PUSH: Kind(_push, moves="last_step"),
+    MethodKind.PASSKEY: Kind(lambda _a: None, usable=lambda _m, _u: False, keyed=False),
 }
 """Every method kind by its name; a new kind registers here (``register``)."""
 

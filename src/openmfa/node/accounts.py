@@ -230,6 +230,8 @@ class Accounts:
                 "a push device enrolls itself: give the user an activation code "
                 "(openmfa device activate NAME) and activate the app with it"
             )
+        if method_kind == MethodKind.PASSKEY:
+            raise InvalidInput("a passkey is registered by its user, in the User Portal")
         digits = enroll["digits"] if digits is None else digits
         period = enroll["period"] if period is None else period
         algorithm = (enroll["algorithm"] if algorithm is None else algorithm).upper()

@@ -23,9 +23,12 @@ TICKET = "ticket"
 SESSION = "session"
 OFFER = "offer"
 """A TOTP secret offered to a signed-in user, enrolled only once they prove it with a code."""
+CHALLENGE = "challenge"
+"""A passkey ceremony's challenge (``node.passkeys``)."""
 PREFIX = "omfp_"
 OFFER_SECONDS = 600.0
-WHAT = {TICKET: "sign-in", SESSION: "session", OFFER: "offered secret"}
+CHALLENGE_SECONDS = 180.0
+WHAT = {TICKET: "sign-in", SESSION: "session", OFFER: "offered secret", CHALLENGE: "challenge"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,11 @@ class PortalTokens:
     def issue(
         self, kind: str, user: str, client: str, now: float, extra: dict[str, str] | None = None
     ) -> tuple[str, float]:
-        life = {TICKET: self.ticket_seconds, OFFER: OFFER_SECONDS}.get(kind, self.session_seconds)
+        life = {
+            TICKET: self.ticket_seconds,
+            OFFER: OFFER_SECONDS,
+            CHALLENGE: CHALLENGE_SECONDS,
+        }.get(kind, self.session_seconds)
         expires = now + life
         body = json.dumps(
             {"k": kind, "u": user, "c": client, "e": expires, "i": now, "x": extra or {}}
@@ -73,7 +80,7 @@ class PortalTokens:
         valid; otherwise Unauthorized (never saying which part was wrong)."""
         refused = Unauthorized(
             f"the {WHAT[kind]} is not valid (expired, or not from this portal); "
-            + ("start again" if kind == OFFER else "sign in again")
+            + ("start again" if kind in (OFFER, CHALLENGE) else "sign in again")
         )
         if not token.startswith(PREFIX) or len(token) > 1024:
             raise refused

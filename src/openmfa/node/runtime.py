@@ -22,6 +22,7 @@ from .accounts import Accounts
 from .apikeys import ApiClient, ApiKeys, KeyRing
 from .authenticator import Authenticator
 from .commit_queue import CommitQueue
+from .passkeys import Passkeys
 from .policy import verify_policy
 from .portal import PortalTokens
 from .push import Opened, PushService
@@ -45,6 +46,7 @@ class NodeRuntime:
         self.apikeys = ApiKeys(store)
         self.push = PushService(store, config, self.accounts)
         self.portal = PortalTokens(store, config)
+        self.passkeys = Passkeys(self.accounts, self.portal, config)
         self.push_hub = PushHub()
         self.authenticator = Authenticator(
             store, verify_policy(config), self.keyring, round_for(store, config), self.push

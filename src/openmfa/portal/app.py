@@ -81,6 +81,7 @@ GET_PAGES = frozenset(
         "/mobile-app",
         "/sign-ins",
         "/confirm",
+        "/passkeys",
     ]
 )
 """Where the language form may send the browser back to."""
@@ -189,6 +190,11 @@ def create_app(
         peer = request.client.host if request.client else ""
         proto = request.headers.get("x-forwarded-proto", "")
         return peer in cfg.trusted_proxies and proto == "https"
+
+    def origin(request: Request) -> str:
+        """The page's origin as the browser sees it (what a passkey is bound to)."""
+        scheme = "https" if secure(request) else request.url.scheme
+        return f"{scheme}://{request.headers.get('host', '')}"
 
     def address(request: Request) -> str:
         peer = request.client.host if request.client else ""
@@ -395,17 +401,42 @@ def create_app(
         if not s.ticket:
             return ctx.redirect("/methods" if s.signed_in else "/sign-in")
         if ctx.request.method == "GET":
-            return ctx.render("second_factor.html", error="")
+            return await second_factor_page(ctx, "")
         limited(ctx)
         code = ctx.field("code", 64).replace(" ", "").replace("-", "")
         if not code:
-            return ctx.render(
-                "second_factor.html", FORM_AGAIN, error=ctx._("Type the code your app shows.")
-            )
+            return await second_factor_page(ctx, ctx._("Type the code your app shows."))
         try:
             step = await sdk.portal_second_factor(s.ticket, code)
         except InvalidInput:
             step = PortalStep(accepted=False, reason="malformed")
+        return await signed_in(ctx, step, "second_factor.html")
+
+    async def second_factor_page(ctx: Ctx, error: str) -> Response:
+        """The code form, the push button, and a passkey when the person has one."""
+        s = ctx.session
+        options = ""
+        try:
+            offer = await sdk.portal_passkey_options(s.ticket, origin(ctx.request))
+            options, s.passkey_challenge = offer.options, offer.challenge
+        except InvalidInput:
+            s.passkey_challenge = ""  # no passkey (or none for this origin): codes and push
+        return ctx.render("second_factor.html", error=error, passkey_options=options)
+
+    async def passkey_sign_in(ctx: Ctx) -> Response:
+        s = ctx.session
+        if not s.ticket:
+            return ctx.redirect("/sign-in")
+        limited(ctx)
+        credential = ctx.field("credential", 16384)
+        if not credential or not s.passkey_challenge:
+            return await second_factor_page(
+                ctx, ctx._("Passkeys need JavaScript in your browser. Type a code instead.")
+            )
+        try:
+            step = await sdk.portal_passkey(s.ticket, s.passkey_challenge, credential)
+        except InvalidInput:
+            step = PortalStep(accepted=False, reason="wrong_passkey")
         return await signed_in(ctx, step, "second_factor.html")
 
     async def signed_in(ctx: Ctx, step: PortalStep, template: str) -> Response:
@@ -413,6 +444,8 @@ def create_app(
         if not step.accepted:
             if step.reason in ("locked", "disabled", "unknown_user"):
                 s.ticket = ""
+            if template == "second_factor.html" and s.ticket:
+                return await second_factor_page(ctx, refusal(ctx, step.reason))
             return ctx.render(template, FORM_AGAIN, error=refusal(ctx, step.reason))
         now = time.time()
         sessions.renew(s)
@@ -549,6 +582,40 @@ def create_app(
         s.notice = "app-added"
         return ctx.redirect("/methods")
 
+    async def passkey_new(ctx: Ctx) -> Response:
+        s = ctx.session
+        offer = await sdk.portal_passkey_register_options(s.token, origin(ctx.request))
+        s.passkey_options, s.passkey_challenge = offer.options, offer.challenge
+        return ctx.redirect("/passkeys")
+
+    async def passkey_page(ctx: Ctx) -> Response:
+        s = ctx.session
+        if not s.passkey_options:
+            return ctx.redirect("/methods")
+        return ctx.render("passkey.html", passkey_options=s.passkey_options, error="")
+
+    async def passkey_save(ctx: Ctx) -> Response:
+        s = ctx.session
+        if not s.passkey_options:
+            return ctx.redirect("/methods")
+        credential = ctx.field("credential", 16384)
+        label = ctx.field("label", 64) or ctx._("Passkey")
+        error = ""
+        if not credential:
+            error = ctx._("Passkeys need JavaScript in your browser.")
+        else:
+            try:
+                await sdk.portal_passkey_register(s.token, s.passkey_challenge, credential, label)
+            except InvalidInput:
+                error = ctx._("The passkey could not be saved. Try again.")
+        if error:
+            return ctx.render(
+                "passkey.html", FORM_AGAIN, passkey_options=s.passkey_options, error=error
+            )
+        s.passkey_options = s.passkey_challenge = ""
+        s.notice = "passkey-added"
+        return ctx.redirect("/methods")
+
     async def mobile_app(ctx: Ctx) -> Response:
         s = ctx.session
         me = await sdk.portal_me(s.token)
@@ -598,6 +665,14 @@ def create_app(
         sessions.drop(ctx.session)
         fresh = sessions.new()
         fresh.notice = "signed-out"
+        ctx.session = fresh
+        return ctx.redirect("/sign-in")
+
+    async def sign_out_everywhere(ctx: Ctx) -> Response:
+        """End every session of this person in this portal, this one included."""
+        sessions.drop_user(ctx.session.user)
+        fresh = sessions.new()
+        fresh.notice = "signed-out-everywhere"
         ctx.session = fresh
         return ctx.redirect("/sign-in")
 
@@ -658,6 +733,7 @@ def create_app(
             "push_blocked": _("Push is blocked for your account. Ask your helpdesk."),
             "push_unavailable": _("Push cannot be sent just now. Type a code instead."),
             "master_unreachable": _("The sign-in service is busy. Try again in a minute."),
+            "wrong_passkey": _("The passkey was not accepted. Try again, or type a code."),
         }
         return messages.get(reason, _("The sign-in was refused.") + f" ({reason})")
 
@@ -684,6 +760,7 @@ def create_app(
             "hotp": _("Hardware token"),
             "backup-codes": _("Backup codes"),
             "push": _("Mobile app"),
+            "passkey": _("Passkey"),
         }
 
     def routes() -> list[Any]:
@@ -700,12 +777,17 @@ def create_app(
             Route("/app", page(app_start), methods=["POST"]),
             Route("/app", page(app_page), methods=["GET"]),
             Route("/app/confirm", page(app_confirm), methods=["POST"]),
+            Route("/passkey", page(passkey_sign_in, public=True), methods=["POST"]),
+            Route("/passkeys/new", page(passkey_new), methods=["POST"]),
+            Route("/passkeys", page(passkey_page), methods=["GET"]),
+            Route("/passkeys", page(passkey_save), methods=["POST"]),
             Route("/mobile-app", page(mobile_app), methods=["POST"]),
             Route("/mobile-app", page(mobile_app_page), methods=["GET"]),
             Route("/mobile-app/status", page(mobile_app_status)),
             Route("/backup-codes", page(backup_codes), methods=["GET", "POST"]),
             Route("/sign-ins", page(sign_ins)),
             Route("/sign-out", page(sign_out, public=True), methods=["POST"]),
+            Route("/sign-out-everywhere", page(sign_out_everywhere), methods=["POST"]),
             Route("/language", page(choose_language, public=True), methods=["POST"]),
             Route("/static/{name:path}", static),
             Route("/healthz", healthz),

@@ -43,6 +43,8 @@ class Session:
     offer_secret: str = ""
     offer_uri: str = ""
     offer_label: str = ""
+    passkey_options: str = ""
+    passkey_challenge: str = ""
     activation: dict[str, str] = field(default_factory=dict)
     push_methods_before: int = 0
     shown_once: list[str] = field(default_factory=list)

@@ -68,6 +68,9 @@ from .models import (
     Health,
     MethodCreate,
     MethodList,
+    PasskeyAnswer,
+    PasskeyChallenge,
+    PasskeyOptions,
     PendingPush,
     PortalMe,
     PortalSecondFactor,
@@ -572,6 +575,70 @@ async def portal_backup_codes(request: Request) -> Response:
     return json_response(await run_in_threadpool(renew), 201)
 
 
+async def portal_passkey_options(request: Request) -> Response:
+    """A passkey sign-in begins (the ticket of the first factor): the browser's options."""
+    node = _node(request)
+    client = await _authorize(request, "portal")
+    b = await _body(request, PasskeyOptions, node.max_body)
+    grant = node.portal.check(b.ticket, TICKET, client.name, time.time())
+    options, challenge, expires = await run_in_threadpool(
+        node.passkeys.authentication, grant.user, client.name, b.origin
+    )
+    return json_response(PasskeyChallenge(options=options, challenge=challenge, expires_at=expires))
+
+
+async def portal_passkey(request: Request) -> Response:
+    """The browser's answer to a passkey sign-in: a session token bound to the user."""
+    node = _node(request)
+    client = await _authorize(request, "portal")
+    b = await _body(request, PasskeyAnswer, node.max_body)
+    grant = node.portal.check(b.ticket, TICKET, client.name, time.time())
+    if await run_in_threadpool(_locked, node, grant.user):
+        return json_response(PortalStep(accepted=False, reason=str(Reason.LOCKED)))
+    method_id = await run_in_threadpool(
+        node.passkeys.authenticate, grant.user, client.name, b.challenge, b.credential
+    )
+    event = AuditEvent(
+        "authenticate",
+        "accepted" if method_id else "rejected",
+        user_name=grant.user,
+        client=client.name,
+        method_id=method_id or "",
+        reason="ok" if method_id else "wrong_passkey",
+        request_id=request.state.request_id,
+        detail="passkey",
+    )
+    await run_in_threadpool(audit_log.record, node.store, event)
+    if method_id is None:
+        return json_response(PortalStep(accepted=False, reason="wrong_passkey"))
+    token, expires = node.portal.issue(SESSION, grant.user, client.name, time.time())
+    return json_response(PortalStep(accepted=True, reason="ok", token=token, expires_at=expires))
+
+
+async def portal_passkey_register_options(request: Request) -> Response:
+    """The signed-in user registers a passkey (a fresh sign-in needed): the browser's options."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, PasskeyOptions, node.max_body)
+    options, challenge, expires = await run_in_threadpool(
+        node.passkeys.registration, grant.user, client.name, b.origin
+    )
+    return json_response(PasskeyChallenge(options=options, challenge=challenge, expires_at=expires))
+
+
+async def portal_passkey_register(request: Request) -> Response:
+    """The browser's new credential: saved as the user's passkey once verified."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, PasskeyAnswer, node.max_body)
+    done = await run_in_threadpool(
+        lambda: node.passkeys.register(
+            grant.user, client.name, b.challenge, b.credential, b.label, _actor(request, client)
+        )
+    )
+    return json_response(done, 201)
+
+
 def _locked(node: NodeRuntime, name: str) -> bool:
     try:
         until = node.accounts.get_user(name).locked_until
@@ -967,6 +1034,10 @@ def create_app(
         Route("/v1/portal/me/devices/activation", portal_activation, methods=["POST"]),
         Route("/v1/portal/me/sign-ins", portal_sign_ins, methods=["GET"]),
         Route("/v1/portal/me/backup-codes", portal_backup_codes, methods=["POST"]),
+        Route("/v1/portal/passkey/options", portal_passkey_options, methods=["POST"]),
+        Route("/v1/portal/passkey", portal_passkey, methods=["POST"]),
+        Route("/v1/portal/me/passkeys/options", portal_passkey_register_options, methods=["POST"]),
+        Route("/v1/portal/me/passkeys", portal_passkey_register, methods=["POST"]),
         Route("/v1/audit", audit),
         Route("/v1/radius/stats", radius_stats),
         *node.farm.routes(),

@@ -61,6 +61,9 @@ from .models import (
     MethodCreate,
     MethodList,
     MethodView,
+    PasskeyAnswer,
+    PasskeyChallenge,
+    PasskeyOptions,
     PortalMe,
     PortalSecondFactor,
     PortalSignIn,
@@ -219,6 +222,28 @@ class Requests:
             "GET", "/v1/portal/me/sign-ins", AuditPage, params={"limit": limit},
             headers={SESSION_HEADER: session},
         )  # fmt: skip
+
+    @staticmethod
+    def portal_passkey_options(ticket: str, origin: str) -> Call[PasskeyChallenge]:
+        body = _encode(PasskeyOptions(origin=origin, ticket=ticket))
+        return Call("POST", "/v1/portal/passkey/options", PasskeyChallenge, body=body)
+
+    @staticmethod
+    def portal_passkey(ticket: str, challenge: str, credential: str) -> Call[PortalStep]:
+        body = _encode(PasskeyAnswer(challenge=challenge, credential=credential, ticket=ticket))
+        return Call("POST", "/v1/portal/passkey", PortalStep, body=body, kind="authenticate")
+
+    @staticmethod
+    def portal_passkey_register_options(session: str, origin: str) -> Call[PasskeyChallenge]:
+        body = _encode(PasskeyOptions(origin=origin))
+        return _mine("POST", "/v1/portal/me/passkeys/options", PasskeyChallenge, session, body)
+
+    @staticmethod
+    def portal_passkey_register(
+        session: str, challenge: str, credential: str, label: str = ""
+    ) -> Call[MethodView]:
+        body = _encode(PasskeyAnswer(challenge=challenge, credential=credential, label=label))
+        return _mine("POST", "/v1/portal/me/passkeys", MethodView, session, body)
 
     @staticmethod
     def portal_backup_codes(session: str) -> Call[Enrollment]:
@@ -573,6 +598,22 @@ class SdkClient:
     def portal_sign_ins(self, session: str, limit: int = 20) -> list[AuditView]:
         return self.send(Requests.portal_sign_ins(session, limit)).events
 
+    def portal_passkey_options(self, ticket: str, origin: str) -> PasskeyChallenge:
+        """A passkey sign-in begins: the options for the browser, and a sealed challenge."""
+        return self.send(Requests.portal_passkey_options(ticket, origin))
+
+    def portal_passkey(self, ticket: str, challenge: str, credential: str) -> PortalStep:
+        """The browser's answer (``PublicKeyCredential.toJSON()`` as JSON text)."""
+        return self.send(Requests.portal_passkey(ticket, challenge, credential))
+
+    def portal_passkey_register_options(self, session: str, origin: str) -> PasskeyChallenge:
+        return self.send(Requests.portal_passkey_register_options(session, origin))
+
+    def portal_passkey_register(
+        self, session: str, challenge: str, credential: str, label: str = ""
+    ) -> MethodView:
+        return self.send(Requests.portal_passkey_register(session, challenge, credential, label))
+
     def portal_backup_codes(self, session: str) -> Enrollment:
         """New backup codes (``.backup_codes``, shown once); the old ones stop working."""
         return self.send(Requests.portal_backup_codes(session))
@@ -815,6 +856,22 @@ class AsyncSdkClient:
 
     async def portal_sign_ins(self, session: str, limit: int = 20) -> list[AuditView]:
         return (await self.send(Requests.portal_sign_ins(session, limit))).events
+
+    async def portal_passkey_options(self, ticket: str, origin: str) -> PasskeyChallenge:
+        return await self.send(Requests.portal_passkey_options(ticket, origin))
+
+    async def portal_passkey(self, ticket: str, challenge: str, credential: str) -> PortalStep:
+        return await self.send(Requests.portal_passkey(ticket, challenge, credential))
+
+    async def portal_passkey_register_options(self, session: str, origin: str) -> PasskeyChallenge:
+        return await self.send(Requests.portal_passkey_register_options(session, origin))
+
+    async def portal_passkey_register(
+        self, session: str, challenge: str, credential: str, label: str = ""
+    ) -> MethodView:
+        return await self.send(
+            Requests.portal_passkey_register(session, challenge, credential, label)
+        )
 
     async def portal_backup_codes(self, session: str) -> Enrollment:
         return await self.send(Requests.portal_backup_codes(session))

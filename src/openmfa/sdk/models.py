@@ -100,6 +100,29 @@ class PortalTotpConfirm(msgspec.Struct, forbid_unknown_fields=True):
     code: Code
 
 
+Origin = Annotated[str, Meta(max_length=256, pattern="^https?://[A-Za-z0-9.:\\[\\]-]+$")]
+"""A web page's origin: scheme, host and port (``https://portal.example.org``)."""
+Sealed = Annotated[str, Meta(min_length=1, max_length=2048)]
+
+
+class PasskeyOptions(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A passkey ceremony begins in the page at ``origin``: with the sign-in's ``ticket`` to
+    sign in, or (with the session token) to register a new passkey."""
+
+    origin: Origin
+    ticket: Annotated[str, Meta(max_length=1024)] = ""
+
+
+class PasskeyAnswer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The browser's answer (``PublicKeyCredential.toJSON()``, as JSON text) to the sealed
+    ``challenge``; ``ticket`` to sign in, ``label`` to name a new passkey."""
+
+    challenge: Sealed
+    credential: Annotated[str, Meta(min_length=2, max_length=16384)]
+    ticket: Annotated[str, Meta(max_length=1024)] = ""
+    label: Text = ""
+
+
 class ActivationRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     label: Text = ""
     """What the device will be called (\"Alice's phone\"); the device may name itself."""
@@ -185,6 +208,8 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     PortalSecondFactor,
     PortalTotpStart,
     PortalTotpConfirm,
+    PasskeyOptions,
+    PasskeyAnswer,
 )
 
 
@@ -381,6 +406,16 @@ class PortalStep(msgspec.Struct, kw_only=True):
     """A push to the user's phone: show ``pending.number``; collect it with ``push_id``."""
 
 
+class PasskeyChallenge(msgspec.Struct, kw_only=True):
+    """What the page hands the browser (``options``: JSON for
+    ``PublicKeyCredential.parseCreationOptionsFromJSON`` / ``parseRequestOptionsFromJSON``),
+    and the sealed ``challenge`` to send back with its answer."""
+
+    options: str
+    challenge: str
+    expires_at: float
+
+
 class PortalTotpOffer(msgspec.Struct, kw_only=True):
     """A new authenticator app's secret, shown once, and the sealed offer to confirm it with."""
 
@@ -444,6 +479,7 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     PortalStep,
     PortalMe,
     PortalTotpOffer,
+    PasskeyChallenge,
     UserView,
     MethodView,
     Enrollment,

@@ -49,6 +49,36 @@
     }
   }
 
+  // Passkeys: the browser's WebAuthn API makes or uses the credential; the form then carries
+  // its answer (PublicKeyCredential.toJSON()) to the portal, which has the node check it.
+  function passkey(form) {
+    form.addEventListener("submit", async (event) => {
+      const field = form.querySelector('input[name="credential"]');
+      if (field.value) { return; }
+      event.preventDefault();
+      const shown = document.getElementById("passkey-status");
+      try {
+        const options = JSON.parse(form.getAttribute("data-options"));
+        let credential;
+        if (form.getAttribute("data-passkey") === "create") {
+          credential = await navigator.credentials.create({
+            publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options) });
+        } else {
+          credential = await navigator.credentials.get({
+            publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options) });
+        }
+        field.value = JSON.stringify(credential.toJSON());
+        form.submit();
+      } catch (e) {
+        if (shown) {
+          shown.textContent = form.getAttribute("data-failed");
+          shown.hidden = false;
+        }
+      }
+    });
+  }
+  document.querySelectorAll("form[data-passkey]").forEach(passkey);
+
   const push = document.querySelector("[data-wait-url]");
   if (push) { waitForPush(push); }
   const activation = document.querySelector("[data-status-url]");
