@@ -159,3 +159,26 @@ def test_a_method_kind_is_a_registered_plug_in_and_may_leave_a_decision_pending(
     assert out.user_state.failures == 1  # waiting is not failing
     assert run("123456", methods=[phone, TOTP]).decision.reason == Reason.WRONG_CODE
     assert seen == ["", "123456"]
+
+
+def test_a_temporary_access_code_works_once_and_only_until_its_time() -> None:
+    code = "12345-67890"
+    access = Method("a1", MethodKind.ACCESS_CODE, b'{"until": %d}' % (NOW + 3600))
+    stored = {"a1": [(9, backup_codes.hash_code(PEPPER, "1234567890"))]}
+    ok = run(code, methods=[access], backups=stored)
+    assert ok.decision.accepted and ok.backup_code_used == 9
+    assert run(code, methods=[access], backups={"a1": []}).decision.reason == Reason.NO_METHOD
+    late = run(code, methods=[access], backups=stored, now=NOW + 3601)
+    assert late.decision.reason == Reason.NO_METHOD  # expired: as if it were not there
+    with_app = run(code, methods=[access, TOTP], backups=stored, now=NOW + 3601)
+    assert with_app.decision.reason == Reason.WRONG_CODE
+    broken = Method("a2", MethodKind.ACCESS_CODE, b"not json")
+    assert run(code, methods=[broken], backups={"a2": stored["a1"]}).decision.reason == (
+        Reason.NO_METHOD
+    )
+
+
+def test_a_passkey_answers_no_typed_code() -> None:
+    passkey = Method("k1", MethodKind.PASSKEY)
+    assert run("123456", methods=[passkey]).decision.reason == Reason.NO_METHOD
+    assert run(totp(KEY, NOW), methods=[passkey, TOTP]).decision.accepted

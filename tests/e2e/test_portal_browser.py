@@ -7,6 +7,7 @@ Fields are found by their labels, as a person (or a screen reader) finds them.""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -46,6 +47,7 @@ SEEDS = {
     "cleo": "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U",
     "dan": "ONSWG4TFORXXEZLTMVZXIZLSMVXXK4TB",
     "eve": "KRUGKIDROVUWG2ZAMJZG653OEBTG66BA",
+    "gus": "GMZTQNBVGY3DCMRRGQ2DQNJXHAYTCMRT",
 }
 pytestmark = pytest.mark.e2e
 
@@ -350,6 +352,39 @@ def test_the_mobile_app_activated_from_the_page_then_a_push_sign_in(
     assert any("Signed in" in r for r in rows) and any("Password accepted" in r for r in rows)
     v.button("Sign out everywhere").click()
     assert "signed out everywhere" in v.notice()
+
+
+def test_a_temporary_access_code_lets_a_person_without_their_phone_enroll_a_new_one(
+    site: Site, visitor: Visitor
+) -> None:
+    out = cli(site.dd, "user", "access-code", "gus", "--minutes", "60").stdout
+    found = re.search(r"access code for gus: (\d{5}-\d{5})", out)
+    assert found, out
+    code = found.group(1)
+    v = visitor
+    v.sign_in(site.portal, "gus")
+    v.code(code)  # pasted as the helpdesk said it, dash included
+    assert v.page.url.endswith("/portal/methods")
+    assert "Temporary access code" in v.page.locator("tbody").inner_text()
+    v.button("Add an authenticator app").click()
+    secret = v.page.locator("#secret").inner_text().replace(" ", "")
+    v.code(oathtool("--totp", "-b", secret), "Add the app")
+    assert "authenticator app was added" in v.notice()
+    v.button("Sign out").click()
+    v.sign_in(site.portal, "gus")
+    v.code(code)  # single use
+    assert "code is not right" in v.alert()
+    v.code(oathtool("--totp", "-b", secret))
+    assert v.page.url.endswith("/portal/methods")
+    audit = [
+        json.loads(x) for x in cli(site.dd, "audit", "--user", "gus", "--json").stdout.splitlines()
+    ]
+    given = [e for e in audit if e["detail"] == "access-code (60 min, single use)"]
+    assert len(given) == 1 and given[0]["client"] == "cli"
+    used = [
+        e for e in audit if e["method_id"] == given[0]["method_id"] and e["result"] == "accepted"
+    ]
+    assert len(used) == 1 and used[0]["client"] == "portal"
 
 
 def test_a_passkey_registered_then_signed_in_with(site: Site, visitor: Visitor) -> None:

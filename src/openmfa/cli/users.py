@@ -134,3 +134,19 @@ def user_set_password(name: str, password_stdin: bool, remove: bool, data_dir: P
     with opened(data_dir) as (store, config):
         set_password(store, Accounts(store, config), name, password)
     click.echo(f"{'removed the' if remove else 'set the'} password of {name}")
+
+
+@user.command("access-code")
+@click.argument("name")
+@click.option(
+    "--minutes", type=float, default=60, show_default=True, help="How long the code works."
+)
+@data_dir_option
+@fails_cleanly
+def user_access_code(name: str, minutes: float, data_dir: Path) -> None:
+    """Give NAME a temporary access code (they lost their phone): it signs them in once, in the
+    User Portal or wherever a code is asked, so they can enroll a new method. Shown once."""
+    with opened(data_dir) as (store, config):
+        code, until = Accounts(store, config).issue_access_code(name, minutes)
+    click.echo(f"temporary access code for {name}: {code}")
+    click.echo(f"works once, until {when(until)}; tell it to {name} only, in person or by phone")

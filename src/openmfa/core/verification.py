@@ -18,6 +18,7 @@ Order of the rules (each one is final):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,6 +36,9 @@ class MethodKind(StrEnum):
     """A device that approves sign-ins (number matching); offline, it shows a TOTP code."""
     PASSKEY = "passkey"
     """A WebAuthn credential (``node.passkeys``): the portal's ceremony, never a typed code."""
+    ACCESS_CODE = "access-code"
+    """A temporary access code from the helpdesk: a backup-code-like code (single use by
+    default) that works until the time sealed as the method's secret."""
 
 
 class Reason(StrEnum):
@@ -142,7 +146,7 @@ def decide(
         return Outcome(Decision(True, Reason.BYPASS), new, bypass_used=True)
     if state.bypass_until is not None:  # expired: forget it
         state = UserState(state.failures, state.locked_until, None)
-    usable = [m for m in methods if KINDS[m.kind].usable(m, unused_backup_codes)]
+    usable = [m for m in methods if KINDS[m.kind].usable(m, unused_backup_codes, now)]
     if not usable:
         return Outcome(Decision(False, Reason.NO_METHOD), state)
 
@@ -216,7 +220,9 @@ class Kind:
     """A method kind as a plug-in: how it checks a code and what it keeps."""
 
     check: Callable[[Attempted], Check | None]
-    usable: Callable[[Method, dict[str, list[tuple[int, bytes]]]], bool] = lambda _m, _u: True
+    usable: Callable[[Method, dict[str, list[tuple[int, bytes]]], float], bool] = (
+        lambda _m, _u, _now: True
+    )
     keyed: bool = True
     """It holds a secret (sealed at rest, opened when the user is loaded)."""
     moves: str | None = None
@@ -277,12 +283,24 @@ KINDS: dict[str, Kind] = {
     MethodKind.TOTP: Kind(_totp, moves="last_step"),
     MethodKind.HOTP: Kind(_hotp, moves="counter"),
     MethodKind.BACKUP_CODES: Kind(
-        _backup, usable=lambda m, unused: bool(unused.get(m.id)), keyed=False
+        _backup, usable=lambda m, unused, _now: bool(unused.get(m.id)), keyed=False
     ),
     MethodKind.PUSH: Kind(_push, moves="last_step"),
-    MethodKind.PASSKEY: Kind(lambda _a: None, usable=lambda _m, _u: False, keyed=False),
+    MethodKind.PASSKEY: Kind(lambda _a: None, usable=lambda _m, _u, _now: False, keyed=False),
+    MethodKind.ACCESS_CODE: Kind(
+        _backup,
+        usable=lambda m, unused, now: bool(unused.get(m.id)) and access_code_until(m.key) > now,
+    ),
 }
 """Every method kind by its name; a new kind registers here (``register``)."""
+
+
+def access_code_until(sealed_text: bytes) -> float:
+    """When a temporary access code ends (its method's secret: ``{"until": EPOCH}``)."""
+    try:
+        return float(json.loads(sealed_text)["until"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0
 
 
 def register(name: str, kind: Kind) -> None:

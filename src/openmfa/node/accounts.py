@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import secrets
 import time
 import unicodedata
@@ -232,6 +233,8 @@ class Accounts:
             )
         if method_kind == MethodKind.PASSKEY:
             raise InvalidInput("a passkey is registered by its user, in the User Portal")
+        if method_kind == MethodKind.ACCESS_CODE:
+            raise InvalidInput("give a temporary access code with `openmfa user access-code`")
         digits = enroll["digits"] if digits is None else digits
         period = enroll["period"] if period is None else period
         algorithm = (enroll["algorithm"] if algorithm is None else algorithm).upper()
@@ -299,6 +302,42 @@ class Accounts:
         )
         return out
 
+    def issue_access_code(
+        self, name: str, minutes: float, actor: Actor = Actor()
+    ) -> tuple[str, float]:
+        """A temporary access code for a person who lost their phone (the helpdesk gives it):
+        it signs them in once, until ``minutes`` from now, so they can enroll a new method. It
+        replaces their earlier one; shown once, stored hashed (like a backup code)."""
+        if not 1 <= minutes <= 7 * 24 * 60:
+            raise InvalidInput("minutes must be between 1 and 10080 (a week)")
+        user_id = self.user_id(name)
+        for m in self.list_methods(name):
+            if m.kind == MethodKind.ACCESS_CODE:
+                self.remove_method(name, m.id, actor)
+        (code,) = backup_codes.generate(1)
+        now = time.time()
+        until = now + minutes * 60
+        method_id = "a" + secrets.token_hex(6)
+        sealed = self.store.box.seal(json.dumps({"until": until}).encode(), method_id)
+        payload: dict[str, Any] = {
+            "id": method_id,
+            "user_id": user_id,
+            "kind": str(MethodKind.ACCESS_CODE),
+            "label": "temporary access code",
+            "digits": backup_codes.CODE_DIGITS,
+            "period": 30,
+            "algorithm": "SHA1",
+            "at": now,
+            "secret_enc": sealed.hex(),
+            "backup_hashes": [backup_codes.hash_code(self.store.box.pepper, code).hex()],
+        }
+        detail = f"access-code ({minutes:g} min, single use)"
+        self.writer.commit(
+            [Change("method.add", payload)],
+            [self._event("method.add", name, actor, method_id=method_id, detail=detail)],
+        )
+        return code, until
+
     def list_methods(self, name: str) -> list[MethodView]:
         user_id = self.user_id(name)
         left = (
@@ -321,7 +360,9 @@ class Accounts:
                     period=r.period,
                     algorithm=r.algorithm,
                     created_at=r.created_at,
-                    backup_codes_left=r.left if r.kind == MethodKind.BACKUP_CODES else None,
+                    backup_codes_left=r.left
+                    if r.kind in (MethodKind.BACKUP_CODES, MethodKind.ACCESS_CODE)
+                    else None,
                 )
                 for r in conn.execute(query)
             ]

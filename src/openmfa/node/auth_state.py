@@ -330,7 +330,9 @@ class AuthState:
                 else:
                     key = self.store.box.open(bytes(sealed), method_id)
                     methods.append(Method(method_id, kind, key, digits, period, algorithm))
-            has_backup = any(m.kind == MethodKind.BACKUP_CODES for m in methods)
+            has_backup = any(
+                m.kind in (MethodKind.BACKUP_CODES, MethodKind.ACCESS_CODE) for m in methods
+            )
             user = CachedUser(user_id, enabled, methods, has_backup)
             cache.names[user_id] = name
         if len(cache.users) >= MAX_CACHED_USERS:

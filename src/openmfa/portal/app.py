@@ -761,6 +761,7 @@ def create_app(
             "backup-codes": _("Backup codes"),
             "push": _("Mobile app"),
             "passkey": _("Passkey"),
+            "access-code": _("Temporary access code"),
         }
 
     def routes() -> list[Any]:
