@@ -324,6 +324,8 @@ class AuthState:
             for method_id, kind_text, sealed, digits, period, algorithm in self.sql.methods.all(
                 cur, uid=user_id
             ):
+                if kind_text not in KINDS:
+                    continue  # a later release's kind (mid-upgrade): not one this node checks
                 kind = MethodKind(kind_text)
                 if not KINDS[kind].keyed:
                     methods.append(Method(method_id, kind))
