@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -150,7 +151,7 @@ def start_service(argv: list[str], ready_url: str, log: Path) -> subprocess.Pope
     return proc
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
+def stop(proc: subprocess.Popen[Any]) -> None:
     """SIGTERM the process we started, and wait for it."""
     if proc.poll() is None:
         proc.terminate()

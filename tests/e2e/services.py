@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from .helpers import free_port
+from .helpers import free_port, stop
 
 LDAP_BASE = "dc=example,dc=org"
 LDAP_ADMIN = f"cn=admin,{LDAP_BASE}"
@@ -29,16 +29,6 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextmanager
@@ -87,7 +77,7 @@ directory {workdir}/db
         )
         yield url
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
 
 
@@ -201,7 +191,7 @@ server default {{
                 )
         yield FreeRadius(port, proc.pid)
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
 
 

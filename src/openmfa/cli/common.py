@@ -80,6 +80,24 @@ def record_option(fn: F) -> F:
     )(fn)
 
 
+def service_options(name: str) -> Callable[[F], F]:
+    """``--config NAME.toml`` and ``--listen`` of a service beside the nodes."""
+
+    def wrap(fn: F) -> F:
+        fn = click.option("--listen", default=None, help=f"HOST:PORT, instead of [{name}] listen.")(
+            fn
+        )
+        return click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            required=True,
+            help=f"{name}.toml (see `openmfa {name} default-config`).",
+        )(fn)
+
+    return wrap
+
+
 def run_beside_nodes(
     app: Any, host: str, port: int, prefix: str, config_path: Path, lock: str, record: str
 ) -> None:

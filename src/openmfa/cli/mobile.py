@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import fails_cleanly, run_beside_nodes
+from .common import fails_cleanly, run_beside_nodes, service_options
 
 
 @click.group()
@@ -16,14 +16,7 @@ def mobile() -> None:
 
 
 @mobile.command("serve")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="mobile.toml (see `openmfa mobile default-config`).",
-)
-@click.option("--listen", default=None, help="HOST:PORT, instead of [mobile] listen.")
+@service_options("mobile")
 @fails_cleanly
 def mobile_serve(config_path: Path, listen: str | None) -> None:
     """Run the Mobile App Web Service until stopped."""

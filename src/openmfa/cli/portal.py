@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import fails_cleanly, run_beside_nodes
+from .common import fails_cleanly, run_beside_nodes, service_options
 
 LOCK = "portal.lock"
 RECORD = "portal.serve.json"
@@ -19,14 +19,7 @@ def portal() -> None:
 
 
 @portal.command("serve")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="portal.toml (see `openmfa portal default-config`).",
-)
-@click.option("--listen", default=None, help="HOST:PORT, instead of [portal] listen.")
+@service_options("portal")
 @fails_cleanly
 def portal_serve(config_path: Path, listen: str | None) -> None:
     """Run the User Portal until stopped."""
