@@ -44,6 +44,9 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("portal", "session_minutes"): 15,
     ("portal", "reauth_minutes"): 5.0,
     ("portal", "passkey_rp_id"): "",
+    ("portal", "self_enroll"): False,
+    ("portal", "bypass_seconds"): 0,
+    ("portal", "phone_region"): "",
     ("portal", "passkey_origins"): [],
 }
 """Settings shipped commented out in default_server.toml, with their defaults here. Release

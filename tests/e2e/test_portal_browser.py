@@ -89,6 +89,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     port = free_port()
     with (dd / "server.toml").open("a") as f:
         f.write(f'\n[mobile]\nenabled = true\npublic_url = "http://127.0.0.1:{port}/mobile"\n')
+        f.write('[portal]\nself_enroll = true\nbypass_seconds = 300\nphone_region = "NL"\n')
     for user, seed in SEEDS.items():
         cli(dd, "user", "add", user)
         subprocess.run(
@@ -97,6 +98,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             input=PASSWORD + "\n", text=True, check=True, capture_output=True,
         )  # fmt: skip
         cli(dd, "method", "add", user, "totp", "--secret", seed, "--no-qr", "--label", "Phone app")
+    cli(dd, "user", "add", "hal")  # a password, no method yet
+    subprocess.run(
+        [OPENMFA, "user", "set-password", "hal", "--password-stdin", "--data-dir", str(dd)],
+        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
     key = cli(dd, "apikey", "create", "portal", "--scope", "portal").stdout.strip()
     # A custom theme: the Default copied and changed, as an administrator would.
     themes = base / "themes"
@@ -385,6 +391,35 @@ def test_a_temporary_access_code_lets_a_person_without_their_phone_enroll_a_new_
         e for e in audit if e["method_id"] == given[0]["method_id"] and e["result"] == "accepted"
     ]
     assert len(used) == 1 and used[0]["client"] == "portal"
+
+
+def test_a_first_method_my_phone_number_and_a_one_time_bypass(site: Site, visitor: Visitor) -> None:
+    v = visitor
+    v.sign_in(site.portal, "hal")  # no method yet; the node allows self-enrollment
+    assert v.page.url.endswith("/portal/methods")
+    assert "Add your first sign-in method" in v.notice()
+    v.see("first-method")
+    v.button("Add an authenticator app").click()
+    secret = v.page.locator("#secret").inner_text().replace(" ", "")
+    v.code(oathtool("--totp", "-b", secret), "Add the app")
+    assert methods_table(v) == ["Authenticator app"]
+
+    v.page.get_by_role("link", name="My details").click()
+    v.see("my-details")
+    v.label("Phone number").fill("12")
+    v.button("Save").click()
+    assert "not a phone number" in v.alert()
+    v.label("Phone number").fill("06 12345678")  # [portal] phone_region = "NL"
+    v.button("Save").click()
+    assert "phone number was saved" in v.notice()
+    assert v.label("Phone number").input_value() == "+31612345678"
+    assert "+31612345678" in cli(site.dd, "user", "show", "hal").stdout
+
+    v.button("Ask for a one-time bypass").click()
+    assert "one-time bypass is open" in v.notice()
+    v.see("bypass")
+    verified = cli(site.dd, "verify", "hal", "000000")
+    assert "bypass" in verified.stdout, verified.stdout
 
 
 def test_a_passkey_registered_then_signed_in_with(site: Site, visitor: Visitor) -> None:

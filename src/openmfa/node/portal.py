@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 
 from ..config import Config
-from ..errors import KeyFileError, OpenMfaError, Reauthenticate, Unauthorized
+from ..errors import InvalidInput, KeyFileError, OpenMfaError, Reauthenticate, Unauthorized
 from ..store.database import Store
 
 TICKET = "ticket"
@@ -59,6 +59,25 @@ class PortalTokens:
         self.session_seconds = float(p["session_minutes"]) * 60
         self.primary = str(p["primary"])
         self.reauth_minutes = float(p["reauth_minutes"])
+        self.self_enroll = bool(p["self_enroll"])
+        self.bypass_seconds = int(p["bypass_seconds"])
+        self.phone_region = str(p["phone_region"]).upper()
+
+    def e164(self, number: str) -> str:
+        """A phone number as E.164 (``+31612345678``), or InvalidInput saying what is wrong;
+        empty stays empty (no number)."""
+        import phonenumbers
+
+        if not number.strip():
+            return ""
+        try:
+            parsed = phonenumbers.parse(number, self.phone_region or None)
+        except phonenumbers.NumberParseException:
+            parsed = None
+        if parsed is None or not phonenumbers.is_valid_number(parsed):
+            hint = "" if self.phone_region else " with its country code (+31 6 …)"
+            raise InvalidInput(f"{number!r} is not a valid phone number; type it{hint}")
+        return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
     def issue(
         self, kind: str, user: str, client: str, now: float, extra: dict[str, str] | None = None

@@ -47,6 +47,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import (
+    Forbidden,
     InvalidInput,
     NotFound,
     OpenMfaError,
@@ -82,6 +83,7 @@ GET_PAGES = frozenset(
         "/sign-ins",
         "/confirm",
         "/passkeys",
+        "/profile",
     ]
 )
 """Where the language form may send the browser back to."""
@@ -377,6 +379,11 @@ def create_app(
             )
         sessions.renew(s)
         s.user, s.ticket, s.reauth = user, step.ticket, False
+        if step.token:  # no method yet, and the node lets people add their first one
+            s.next_page = "/methods"
+            resp = await signed_in(ctx, step, "sign_in.html")
+            s.notice = "first-method"
+            return resp
         return ctx.redirect("/second-factor")
 
     async def confirm(ctx: Ctx) -> Response:
@@ -668,6 +675,34 @@ def create_app(
         ctx.session = fresh
         return ctx.redirect("/sign-in")
 
+    async def profile(ctx: Ctx) -> Response:
+        """My details: the phone number for SMS and voice, and a one-time bypass."""
+        s = ctx.session
+        error = ""
+        if ctx.request.method == "POST":
+            try:
+                await sdk.portal_set_phone(s.token, ctx.field("phone", 40))
+                s.notice = "phone-saved"
+                return ctx.redirect("/profile")
+            except InvalidInput:
+                error = ctx._(
+                    "That is not a phone number we can use. Type it with its country code, "
+                    "like +31 6 12345678."
+                )
+        me = await sdk.portal_me(s.token)
+        return ctx.render("profile.html", user=me.user, error=error)
+
+    async def bypass(ctx: Ctx) -> Response:
+        try:
+            granted = await sdk.portal_bypass(ctx.session.token)
+        except Forbidden as e:
+            if isinstance(e, Reauthenticate):
+                raise
+            raise PageError(ctx._("A one-time bypass is not offered here."), 403) from None
+        ctx.session.notice = "bypass"
+        ctx.session.bypass_until = granted.bypass_until
+        return ctx.redirect("/profile")
+
     async def sign_out_everywhere(ctx: Ctx) -> Response:
         """End every session of this person in this portal, this one included."""
         sessions.drop_user(ctx.session.user)
@@ -787,6 +822,8 @@ def create_app(
             Route("/mobile-app/status", page(mobile_app_status)),
             Route("/backup-codes", page(backup_codes), methods=["GET", "POST"]),
             Route("/sign-ins", page(sign_ins)),
+            Route("/profile", page(profile), methods=["GET", "POST"]),
+            Route("/bypass", page(bypass), methods=["POST"]),
             Route("/sign-out", page(sign_out, public=True), methods=["POST"]),
             Route("/sign-out-everywhere", page(sign_out_everywhere), methods=["POST"]),
             Route("/language", page(choose_language, public=True), methods=["POST"]),

@@ -50,6 +50,7 @@ class Session:
     shown_once: list[str] = field(default_factory=list)
     """Backup codes, shown on the next page only."""
     notice: str = ""
+    bypass_until: float = 0.0
 
     @property
     def signed_in(self) -> bool:

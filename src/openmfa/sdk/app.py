@@ -32,6 +32,7 @@ from .. import __version__
 from ..core.totp import verify as totp_verify
 from ..core.verification import Decision, Reason
 from ..errors import (
+    Forbidden,
     InvalidInput,
     MalformedRequest,
     NotFound,
@@ -73,6 +74,7 @@ from .models import (
     PasskeyOptions,
     PendingPush,
     PortalMe,
+    PortalPhone,
     PortalSecondFactor,
     PortalSignIn,
     PortalStep,
@@ -376,6 +378,16 @@ async def portal_sign_in(request: Request) -> Response:
         if isinstance(result, OpenMfaError):
             raise result
         return json_response(PortalStep(accepted=False, reason=str(Reason.WRONG_PASSWORD)))
+    if node.portal.self_enroll and not await run_in_threadpool(node.accounts.list_methods, b.user):
+        # No method yet, and policy lets people add their first one: signed in already.
+        token, expires = node.portal.issue(SESSION, b.user, client.name, time.time())
+        event = AuditEvent(
+            "portal.self_enroll", "ok", user_name=b.user, client=client.name, request_id=rid
+        )
+        await run_in_threadpool(audit_log.record, node.store, event)
+        return json_response(
+            PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
+        )
     ticket, expires = node.portal.issue(TICKET, b.user, client.name, time.time())
     return json_response(PortalStep(accepted=True, reason="ok", ticket=ticket, expires_at=expires))
 
@@ -637,6 +649,32 @@ async def portal_passkey_register(request: Request) -> Response:
         )
     )
     return json_response(done, 201)
+
+
+async def portal_phone(request: Request) -> Response:
+    """The signed-in user's phone number (E.164; a fresh sign-in needed)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, PortalPhone, node.max_body)
+    phone = node.portal.e164(b.phone)
+    done = await run_in_threadpool(
+        node.accounts.update_user, grant.user, {"phone": phone}, _actor(request, client)
+    )
+    return json_response(done)
+
+
+async def portal_bypass(request: Request) -> Response:
+    """A one-time bypass the signed-in user asks for, where ``[portal] bypass_seconds`` allows
+    it (a fresh sign-in needed; audited)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    seconds = node.portal.bypass_seconds
+    if seconds <= 0:
+        raise Forbidden("one-time bypass requests are off here ([portal] bypass_seconds)")
+    until = await run_in_threadpool(
+        node.accounts.grant_bypass, grant.user, seconds, _actor(request, client)
+    )
+    return json_response(BypassGranted(user=grant.user, bypass_until=until), 201)
 
 
 def _locked(node: NodeRuntime, name: str) -> bool:
@@ -1038,6 +1076,8 @@ def create_app(
         Route("/v1/portal/passkey", portal_passkey, methods=["POST"]),
         Route("/v1/portal/me/passkeys/options", portal_passkey_register_options, methods=["POST"]),
         Route("/v1/portal/me/passkeys", portal_passkey_register, methods=["POST"]),
+        Route("/v1/portal/me/phone", portal_phone, methods=["PUT"]),
+        Route("/v1/portal/me/bypass", portal_bypass, methods=["POST"]),
         Route("/v1/audit", audit),
         Route("/v1/radius/stats", radius_stats),
         *node.farm.routes(),

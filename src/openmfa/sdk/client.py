@@ -65,6 +65,7 @@ from .models import (
     PasskeyChallenge,
     PasskeyOptions,
     PortalMe,
+    PortalPhone,
     PortalSecondFactor,
     PortalSignIn,
     PortalStep,
@@ -244,6 +245,15 @@ class Requests:
     ) -> Call[MethodView]:
         body = _encode(PasskeyAnswer(challenge=challenge, credential=credential, label=label))
         return _mine("POST", "/v1/portal/me/passkeys", MethodView, session, body)
+
+    @staticmethod
+    def portal_set_phone(session: str, phone: str) -> Call[UserView]:
+        body = _encode(PortalPhone(phone=phone))
+        return _mine("PUT", "/v1/portal/me/phone", UserView, session, body)
+
+    @staticmethod
+    def portal_bypass(session: str) -> Call[BypassGranted]:
+        return _mine("POST", "/v1/portal/me/bypass", BypassGranted, session)
 
     @staticmethod
     def portal_backup_codes(session: str) -> Call[Enrollment]:
@@ -614,6 +624,13 @@ class SdkClient:
     ) -> MethodView:
         return self.send(Requests.portal_passkey_register(session, challenge, credential, label))
 
+    def portal_set_phone(self, session: str, phone: str) -> UserView:
+        """The signed-in user's phone number ("" removes it); the node stores E.164."""
+        return self.send(Requests.portal_set_phone(session, phone))
+
+    def portal_bypass(self, session: str) -> BypassGranted:
+        return self.send(Requests.portal_bypass(session))
+
     def portal_backup_codes(self, session: str) -> Enrollment:
         """New backup codes (``.backup_codes``, shown once); the old ones stop working."""
         return self.send(Requests.portal_backup_codes(session))
@@ -872,6 +889,12 @@ class AsyncSdkClient:
         return await self.send(
             Requests.portal_passkey_register(session, challenge, credential, label)
         )
+
+    async def portal_set_phone(self, session: str, phone: str) -> UserView:
+        return await self.send(Requests.portal_set_phone(session, phone))
+
+    async def portal_bypass(self, session: str) -> BypassGranted:
+        return await self.send(Requests.portal_bypass(session))
 
     async def portal_backup_codes(self, session: str) -> Enrollment:
         return await self.send(Requests.portal_backup_codes(session))

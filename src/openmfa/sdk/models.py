@@ -105,6 +105,12 @@ Origin = Annotated[str, Meta(max_length=256, pattern="^https?://[A-Za-z0-9.:\\[\
 Sealed = Annotated[str, Meta(min_length=1, max_length=2048)]
 
 
+class PortalPhone(msgspec.Struct, forbid_unknown_fields=True):
+    """The signed-in user's phone number for SMS and voice ("" removes it); stored as E.164."""
+
+    phone: Annotated[str, Meta(max_length=32)]
+
+
 class PasskeyOptions(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """A passkey ceremony begins in the page at ``origin``: with the sign-in's ``ticket`` to
     sign in, or (with the session token) to register a new passkey."""
@@ -210,6 +216,7 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     PortalTotpConfirm,
     PasskeyOptions,
     PasskeyAnswer,
+    PortalPhone,
 )
 
 
