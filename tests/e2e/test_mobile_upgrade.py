@@ -1,14 +1,17 @@
-"""A node and a mobile-service-only host (a DMZ host: no data file, no database credentials),
-upgraded part by part — the node from a wheel, then the mobile host from an offline bundle made
-on the upgraded node — while an activated phone keeps approving pushes; then the mobile host is
-rolled back. The two releases are this tree built as A and B: the previous release recorded in
-releases.toml predates the mobile service."""
+"""A node, a mobile-service-only host and a portal-only host (DMZ hosts: no data file, no
+database credentials), upgraded part by part — the node from a wheel, then the mobile and portal
+hosts from an offline bundle made on the upgraded node — while an activated phone keeps
+approving pushes and a person keeps signing in to the portal (the old portal against the
+upgraded node first); then both hosts are rolled back. The portal's prefix and custom theme stay
+as the admin made them. The two releases are this tree built as A and B: the previous release
+recorded in releases.toml predates both services."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -27,6 +30,8 @@ from .test_upgrade import NEW, ROOT, build_wheel
 A = NEW
 B = ".".join([*A.split(".")[:2], str(int(A.split(".")[2]) + 1)])
 PREFIX = "/mfa-phone"
+PORTAL_PREFIX = "/self-service"
+PASSWORD = "pia's long password"
 
 
 def run(*cmd: str, expect: int = 0) -> str:
@@ -50,6 +55,10 @@ class Deployment:
     mobile_record: Path
     mobile_url: str
     bundles: Path
+    portal_root: Path
+    portal_record: Path
+    portal_url: str
+    backup_codes: list[str]
 
     def node_cli(self, *args: str) -> str:
         openmfa = str(self.node_root / "current" / "venv" / "bin" / "openmfa")
@@ -71,14 +80,50 @@ class Deployment:
         with SdkClient(self.node_url, self.admin) as sdk:
             assert sdk.authenticate("pia", phone.run("code").stdout.strip()).accepted
 
-    def mobile_release(self) -> str:
-        """The release the running mobile service's interpreter belongs to."""
-        pid = lock_pid(self.mobile_root / "var" / "mobile.lock")
+    def portal_sign_in(self) -> None:
+        """pia signs in to the portal (password, then a backup code) and sees her methods, on
+        the Acme theme."""
+        wait_for(lambda: healthy(self.portal_url), "the portal reaches the node")
+        with httpx.Client(base_url=self.portal_url, timeout=30) as h:
+            page = h.get("/sign-in")
+            assert "Acme sign-in" in page.text  # the custom theme
+            form = {"csrf": csrf(page), "user": "pia", "password": PASSWORD}
+            r = h.post("/sign-in", data=form)
+            assert r.status_code == 303 and r.headers["location"].endswith("/second-factor")
+            page = h.get("/second-factor")
+            r = h.post("/second-factor", data={"csrf": csrf(page), "code": self.backup_codes.pop()})
+            assert r.status_code == 303 and r.headers["location"].endswith("/methods"), r.text
+            assert "pia" in h.get("/methods").text
+
+    def release_of(self, lock: Path) -> str:
+        """The release the running service's interpreter (holding ``lock``) belongs to."""
+        pid = lock_pid(lock)
         assert pid is not None
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         found = re.search(rb"/releases/([^/]+)/venv/", b" ".join(argv))
         assert found, argv
         return found.group(1).decode()
+
+    def mobile_release(self) -> str:
+        return self.release_of(self.mobile_root / "var" / "mobile.lock")
+
+    def portal_release(self) -> str:
+        return self.release_of(self.portal_root / "var" / "portal.lock")
+
+
+def csrf(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def configure(path: Path, values: dict[str, str]) -> None:
+    """Set settings of a shipped NAME.toml as an administrator would (each line edited)."""
+    text = path.read_text()
+    for key, value in values.items():
+        text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.M)
+        assert n == 1, key
+    path.write_text(text)
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +146,24 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     text = cfg.read_text().replace('listen = "127.0.0.1:8480"', f'listen = "127.0.0.1:{port}"')
     text = text.replace('listen = "127.0.0.1:1812"', f'listen = "127.0.0.1:{free_udp_port()}"')
     cfg.write_text(text + f'\n[mobile]\npublic_url = "{mobile_url}"\nmin_gap_seconds = 0.0\n')
+    portal_port = free_port()
     d = Deployment(
         node_root, node_record, f"http://127.0.0.1:{port}", admin,
         base / "dmz" / "root", base / "dmz" / "install.toml", mobile_url, base,
+        base / "web" / "root", base / "web" / "install.toml",
+        f"http://127.0.0.1:{portal_port}{PORTAL_PREFIX}", [],
     )  # fmt: skip
     d.node_cli("user", "add", "pia")
+    subprocess.run(
+        [str(node_root / "current" / "venv" / "bin" / "openmfa"), "user", "set-password", "pia",
+         "--password-stdin", "--data-dir", str(var)],
+        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    codes = d.node_cli("method", "add", "pia", "backup-codes")
+    d.backup_codes = re.findall(r"\b\d{5}-\d{5}\b", codes)
+    assert len(d.backup_codes) == 10, codes
     mobile_key = d.node_cli("apikey", "create", "dmz-mobile", "--scope", "mobile").split()[-1]
+    portal_key = d.node_cli("apikey", "create", "web-portal", "--scope", "portal").split()[-1]
     node_log = (base / "node.log").open("w")
     node = subprocess.Popen(
         [str(node_root / "current" / "venv" / "bin" / "openmfa"), "serve", "--data-dir", str(var)],
@@ -114,7 +171,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         stderr=subprocess.STDOUT,
     )
     mobile: subprocess.Popen[bytes] | None = None
+    portal: subprocess.Popen[bytes] | None = None
     mobile_log = (base / "mobile-first.log").open("w")
+    portal_log = (base / "portal-first.log").open("w")
     try:
         # The mobile host is installed from an offline bundle made on the node.
         run(OPENMFA, "bundle", "create", str(base / "a.tar.gz"), "--record", str(node_record))
@@ -145,19 +204,55 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             stderr=subprocess.STDOUT,
         )  # fmt: skip
         wait_for(lambda: healthy(mobile_url), "the mobile service reaches the node")
+        # The portal host, from the same bundle; a custom theme made from the Default.
+        out = run(
+            OPENMFA, "install", "--root", str(d.portal_root), "--from-bundle",
+            str(base / "a.tar.gz"), "--components", "portal", "--record", str(d.portal_record),
+        )  # fmt: skip
+        web = d.portal_root / "var"
+        assert "portal serve --config" in out and not list(web.glob("openmfa.db*")), out
+        (web / "portal.key").write_text(portal_key + "\n")
+        (web / "portal.key").chmod(0o600)
+        themes = d.portal_root / "themes"
+        shutil.copytree(themes / "Default", themes / "Acme")
+        sign_in = themes / "Acme" / "templates" / "sign_in.html"
+        sign_in.write_text(
+            sign_in.read_text().replace("{% block main %}", "{% block main %}\n<p>Acme sign-in</p>")
+        )
+        configure(
+            web / "portal.toml",
+            {
+                "listen": f'"127.0.0.1:{portal_port}"',
+                "prefix": f'"{PORTAL_PREFIX}"  # published by the web proxy',
+                "nodes": f'["{d.node_url}"]',
+                "api_key_file": '"portal.key"',
+                "theme": '"Acme"',
+            },
+        )
+        portal = subprocess.Popen(
+            [str(d.portal_root / "current" / "venv" / "bin" / "openmfa"), "portal", "serve",
+             "--config", str(web / "portal.toml")],
+            stdout=portal_log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
         yield d
     finally:
-        for lock in (d.mobile_root / "var" / "mobile.lock", var / "openmfa.lock"):
+        for lock in (
+            d.mobile_root / "var" / "mobile.lock",
+            d.portal_root / "var" / "portal.lock",
+            var / "openmfa.lock",
+        ):
             pid = lock_pid(lock)  # what an upgrade (re)started on the test's behalf
             if pid is not None:
                 os.kill(pid, signal.SIGTERM)
-        for proc in (mobile, node):
+        for proc in (mobile, portal, node):
             if proc is not None:
                 if proc.poll() is None:
                     proc.terminate()
                 proc.wait(timeout=30)
         node_log.close()
         mobile_log.close()
+        portal_log.close()
 
 
 def test_a_phone_keeps_approving_while_node_then_mobile_host_are_upgraded(
@@ -170,6 +265,8 @@ def test_a_phone_keeps_approving_while_node_then_mobile_host_are_upgraded(
     assert "activated device" in phone.run("activate", code["url"], code["code"]).stdout
     d.approve(phone)
     assert d.mobile_release() == A
+    d.portal_sign_in()
+    assert d.portal_release() == A
 
     # 1. The node, from a wheel: the device activated on A approves through B.
     wheel_b = Path((d.bundles / "wheel-b").read_text())
@@ -180,6 +277,7 @@ def test_a_phone_keeps_approving_while_node_then_mobile_host_are_upgraded(
     assert httpx.get(d.node_url + "/version", timeout=5).json()["release"] == B
     d.approve(phone)
     d.offline_code(phone)
+    d.portal_sign_in()  # the portal of A against the node of B
 
     # 2. The mobile host, from an offline bundle made on the upgraded node.
     run(OPENMFA, "bundle", "create", str(d.bundles / "b.tar.gz"), "--record", str(d.node_record))
@@ -203,3 +301,24 @@ def test_a_phone_keeps_approving_while_node_then_mobile_host_are_upgraded(
     assert d.mobile_release() == A
     d.approve(phone)
     assert not (d.mobile_root / "upgrade-journal.json").exists()
+
+    # 4. The portal host, from the same bundle: prefix and theme kept, people still sign in.
+    acme = (d.portal_root / "themes" / "Acme" / "templates" / "sign_in.html").read_text()
+    before = (d.portal_root / "var" / "portal.toml").read_text()
+    out = run(
+        OPENMFA, "upgrade", "--yes", "--from-bundle", str(d.bundles / "b.tar.gz"),
+        "--record", str(d.portal_record),
+    )  # fmt: skip
+    assert f"User Portal answering at {d.portal_url} and reaching its nodes" in out, out
+    assert "kept custom theme Acme untouched" in out, out
+    merged = (d.portal_root / "var" / "portal.toml").read_text()
+    assert f'prefix = "{PORTAL_PREFIX}"  # published by the web proxy' in merged
+    assert 'theme = "Acme"' in merged and 'api_key_file = "portal.key"' in merged
+    assert (d.portal_root / "themes" / "Acme" / "templates" / "sign_in.html").read_text() == acme
+    assert d.portal_release() == B
+    d.portal_sign_in()
+    out = run(OPENMFA, "rollback", "--yes", "--record", str(d.portal_record))
+    assert "portal.toml put back as it was" in out, out
+    assert (d.portal_root / "var" / "portal.toml").read_text() == before
+    assert d.portal_release() == A
+    d.portal_sign_in()

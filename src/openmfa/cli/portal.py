@@ -9,9 +9,6 @@ import click
 
 from .common import fails_cleanly, run_beside_nodes, service_options
 
-LOCK = "portal.lock"
-RECORD = "portal.serve.json"
-
 
 @click.group()
 def portal() -> None:
@@ -42,6 +39,8 @@ def portal_serve(config_path: Path, listen: str | None) -> None:
         verify = ssl.create_default_context(cafile=cfg.ca_file)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    from ..install.portal_control import LOCK, RECORD
+
     app = create_app(cfg, verify=verify)
     click.echo(f"User Portal on http://{host}:{port}{cfg.prefix}/ for {', '.join(cfg.nodes)}")
     run_beside_nodes(app, host, port, cfg.prefix, config_path, LOCK, RECORD)

@@ -37,6 +37,7 @@ WantedBy=multi-user.target
 SERVICES = {
     "server": ("Server node", "serve --data-dir {data_dir}"),
     "mobile": ("Mobile App Web Service", "mobile serve --config {data_dir}/mobile.toml"),
+    "portal": ("User Portal", "portal serve --config {data_dir}/portal.toml"),
 }
 """The components that run as a service: what the unit says, and the command after openmfa."""
 
@@ -44,6 +45,13 @@ MOBILE_NEXT = """The Mobile App Web Service's settings are in {config}: name the
 `nodes`, and put a key of scope mobile (`openmfa apikey create mobile --scope mobile` on the
 master) in a file of mode 0600 named by `api_key_file`. Then run
   {root}/current/venv/bin/openmfa mobile serve --config {config}
+"""
+
+
+PORTAL_NEXT = """The User Portal's settings are in {config}: name the nodes' SDK URLs in `nodes`,
+and put a key of scope portal (`openmfa apikey create portal --scope portal` on the master) in a
+file of mode 0600 named by `api_key_file`. Its themes are in {root}/themes. Then run
+  {root}/current/venv/bin/openmfa portal serve --config {config}
 """
 
 
@@ -137,13 +145,28 @@ def install(
         data_dir.mkdir(parents=True, exist_ok=True)
         mobile_cfg.write_text(out.stdout)
         printed += MOBILE_NEXT.format(config=mobile_cfg, root=root)
+    portal_cfg = data_dir / "portal.toml"
+    if "portal" in components and not portal_cfg.exists():
+        out = subprocess.run(
+            [str(root / "current" / "venv" / "bin" / "openmfa"), "portal", "default-config"],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            raise InstallFailed(f"`openmfa portal default-config` failed: {out.stderr.strip()}")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # The themes an upgrade keeps (ROOT/themes): the portal reads them there.
+        text = out.stdout.replace('themes_dir = "themes"', f'themes_dir = "{root / "themes"}"', 1)
+        portal_cfg.write_text(text)
+        printed += PORTAL_NEXT.format(config=portal_cfg, root=root)
     if not (root / "themes" / "Default").exists():
         install_default(root / "themes", package_dir(root, version) / "themes")
     record = InstallRecord(
         root=str(root), version=version, components=components, data_dir=str(data_dir)
     )
-    if "mobile" in components:
-        record.service_names["mobile"] = "openmfa-mobile"
+    for name in ("mobile", "portal"):
+        if name in components:
+            record.service_names[name] = f"openmfa-{name}"
     record.history.append({"action": "install", "version": version})
     say(f"[5/{steps}] writing the install record {record_file}")
     record.save(record_file)

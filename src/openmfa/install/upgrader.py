@@ -10,11 +10,12 @@ Invariant owned here: until ``verify`` has passed, the old release and the pre-u
 are enough to put everything back; ``rollback`` (or any failure) switches ``current`` back,
 restores the backup if the data had been migrated, and starts the old release again.
 
-A host may run the Mobile App Web Service beside the node (``mobile.toml`` in the data
-directory, its own ``openmfa mobile serve`` process) or alone (installed with ``--components
-mobile``: no data file, no node). Its ``mobile.toml`` is merged like ``server.toml``, the service
-is restarted on the new release where it ran (same URL and prefix) and must reach its nodes
-before the upgrade counts as done; a mobile-only host's backup is its configuration.
+A host may run the Mobile App Web Service and the User Portal beside the node (``mobile.toml``,
+``portal.toml`` in the data directory, each its own ``openmfa mobile|portal serve`` process) or
+without a node (installed with ``--components mobile`` or ``portal``: no data file). Their
+configuration files are merged like ``server.toml``, each service is restarted on the new
+release where it ran (same URL and prefix) and must reach its nodes before the upgrade counts as
+done; a host without a node backs up its configuration files.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from ..store.database import DataDir, driver_url
 from .config_merge import merge
 from .installer import check_prerequisites
 from .mobile_control import MobileControl
+from .portal_control import PortalControl
 from .record import InstallRecord
 from .releases import (
     install_release,
@@ -72,6 +74,7 @@ class Journal:
     backup_id: str = ""
     server_was_running: bool = False
     mobile_was_running: bool = False
+    portal_was_running: bool = False
     report: list[str] = field(default_factory=list)
 
     @classmethod
@@ -106,9 +109,13 @@ class Upgrade:
         self.journal_path = self.root / JOURNAL
         self.say = say
         self.node = NodeControl(self.dd.root, say)
-        self.mobile = MobileControl(self.dd.root, say)
+        self.services: dict[str, MobileControl | PortalControl] = {
+            "mobile": MobileControl(self.dd.root, say),
+            "portal": PortalControl(self.dd.root, say),
+        }
+        """The services beside the nodes a host may run (each with its NAME.toml)."""
         self.server = "server" in self.record.components
-        """False on a host that runs only the mobile service (no data file, no node)."""
+        """False on a host that runs only services beside the nodes (no data file, no node)."""
 
     # -- public -------------------------------------------------------------------------------
 
@@ -165,7 +172,7 @@ class Upgrade:
                 "and no upgrade to it is recorded"
             )
         if not self.server:
-            self.say(f"rolling back {last['to']} -> {last['from']} (mobile service only)")
+            self.say(f"rolling back {last['to']} -> {last['from']} (no node on this host)")
         elif self.data_comes_back(self.dd, last):
             self.say(
                 f"rolling back {last['to']} -> {last['from']}: the data goes back to backup "
@@ -176,18 +183,17 @@ class Upgrade:
                 f"rolling back {last['to']} -> {last['from']}: the shared database stays as it "
                 "is (its format has not moved since the upgrade; the schema only added things)"
             )
-        self._undo(
-            Journal(
-                last["from"],
-                last["to"],
-                "rollback",
-                backup_id=last["backup"],
-                done=list(STEPS[:-2]),
-                server_was_running=self._server_pid() is not None,
-                mobile_was_running=self.mobile.pid() is not None,
-            ),
-            data_changed=last.get("migrated", True),
+        undo = Journal(
+            last["from"],
+            last["to"],
+            "rollback",
+            backup_id=last["backup"],
+            done=list(STEPS[:-2]),
+            server_was_running=self._server_pid() is not None,
         )
+        for key, running in self._services_running().items():
+            setattr(undo, key, running)
+        self._undo(undo, data_changed=last.get("migrated", True))
         self.record = InstallRecord.load(self.record_file)
         self.record.history.append({"action": "rollback", "from": last["to"], "to": last["from"]})
         self.record.save(self.record_file)
@@ -198,15 +204,25 @@ class Upgrade:
     def _checks(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
         check_prerequisites(self.root, need_bytes=self._need_bytes())
         j.server_was_running = self._server_pid() is not None
-        j.mobile_was_running = self.mobile.pid() is not None
+        for key, running in self._services_running().items():
+            setattr(j, key, running)
+
+    def _services_running(self) -> dict[str, bool]:
+        return {f"{n}_was_running": c.pid() is not None for n, c in self.services.items()}
+
+    def _was_running(self, j: Journal) -> list[str]:
+        return [n for n in self.services if getattr(j, f"{n}_was_running")]
 
     def _backup(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
-        if not self.server:  # a mobile-service host: its configuration is all it keeps
+        if not self.server:  # a host without a node: its configuration is all it keeps
             j.backup_id = f"before-upgrade-{_slug(j.to_version)}-{time.strftime('%Y%m%dT%H%M%S')}"
             where = self._backup_dir(j)
             where.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(self.mobile.config_file, where / self.mobile.config_file.name)
-            self.say(f"    mobile.toml saved in {where}")
+            for control in self.services.values():
+                cfg = control.config_file
+                if cfg.exists():
+                    shutil.copy2(cfg, where / cfg.name)
+                    self.say(f"    {cfg.name} saved in {where}")
             return
         info = Backups(self.dd, self.dd.config()).create(f"before-upgrade-{_slug(j.to_version)}")
         j.backup_id = info.id
@@ -222,13 +238,13 @@ class Upgrade:
 
     def _migrate(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
         if not self.server:
-            self.say("    no data file on this host (mobile service only)")
+            self.say("    no data file on this host (no node here)")
             return
         self._openmfa(j.to_version, "migrate")
 
     def _config(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
         if not self.server:
-            self._mobile_config(j, self._backup_dir(j))
+            self._service_configs(j, self._backup_dir(j))
             return
         old = self._defaults(j.from_version)
         new = self._defaults(j.to_version)
@@ -248,30 +264,31 @@ class Upgrade:
         for line in j.report:
             if not line.startswith("kept"):
                 self.say(f"    {line}")
-        self._mobile_config(j, backup_dir)
+        self._service_configs(j, backup_dir)
 
-    def _mobile_config(self, j: Journal, backup_dir: Path) -> None:
-        """mobile.toml beside server.toml (the Mobile App Web Service of this host) is merged
-        the same three ways; its prefix, nodes and key file are the admin's and stay."""
-        cfg = self.dd.root / "mobile.toml"
-        if not cfg.exists():
-            return
-        saved = backup_dir / cfg.name
-        if not saved.exists():  # a resumed step must not save the merged file as the original
-            shutil.copy2(cfg, saved)
-        new = self._defaults(j.to_version, "openmfa.mobile.config")
-        old = self._defaults(j.from_version, "openmfa.mobile.config") or new
-        merged, report = merge(old, saved.read_text(), new, release=j.to_version)
-        tmp = cfg.with_name(cfg.name + ".merged")
-        tmp.write_text(merged)
-        os.replace(tmp, cfg)
-        lines = [f"mobile.toml: {line}" for line in report.lines()]
-        (backup_dir / "mobile-config-merge.txt").write_text("\n".join(lines) + "\n")
-        j.report += lines
-        self.say(f"    mobile.toml merged (prefix and nodes kept); report: {backup_dir}")
+    def _service_configs(self, j: Journal, backup_dir: Path) -> None:
+        """mobile.toml and portal.toml beside server.toml (the services of this host) are merged
+        the same three ways; their prefix, nodes and key file are the admin's and stay."""
+        for name in self.services:
+            cfg = self.dd.root / f"{name}.toml"
+            if not cfg.exists():
+                continue
+            saved = backup_dir / cfg.name
+            if not saved.exists():  # a resumed step must not save the merged file as original
+                shutil.copy2(cfg, saved)
+            new = self._defaults(j.to_version, f"openmfa.{name}.config")
+            old = self._defaults(j.from_version, f"openmfa.{name}.config") or new
+            merged, report = merge(old, saved.read_text(), new, release=j.to_version)
+            tmp = cfg.with_name(cfg.name + ".merged")
+            tmp.write_text(merged)
+            os.replace(tmp, cfg)
+            lines = [f"{cfg.name}: {line}" for line in report.lines()]
+            (backup_dir / f"{name}-config-merge.txt").write_text("\n".join(lines) + "\n")
+            j.report += lines
+            self.say(f"    {cfg.name} merged (prefix and nodes kept); report: {backup_dir}")
 
     def _themes(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
-        if not self.server:
+        if not self.server and "portal" not in self.record.components:
             return  # the mobile service has no pages
         for line in upgrade_themes(
             self.root / "themes",
@@ -283,21 +300,22 @@ class Upgrade:
 
     def _switch(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
         self._stop_server()
-        self.mobile.stop()
+        for control in self.services.values():
+            control.stop()
         switch_current(self.root, j.to_version)
         self._start_again(j)
 
     def _start_again(self, j: Journal) -> None:
         if j.server_was_running:
             self._start_server()
-        if j.mobile_was_running:
-            self.mobile.start(self._current_bin())
+        for name in self._was_running(j):
+            self.services[name].start(self._current_bin())
 
     def _verify(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
         if self.server:
             self._synthetic_authentication(j.server_was_running)
-        if j.mobile_was_running:
-            self._mobile_check()
+        for name in self._was_running(j):
+            self._service_check(name)
         self.record.version = j.to_version
         self.record.history.append(
             {
@@ -323,13 +341,16 @@ class Upgrade:
         self.say(f"rolling back to {j.from_version}")
         if disturbed:
             self._stop_server()
-            self.mobile.stop()
+            for control in self.services.values():
+                control.stop()
         if (self.root / "releases" / j.from_version).exists():
             switch_current(self.root, j.from_version)
         if restore:
             self._put_back_config(j)  # the old release must be able to read it to restore
             if not self.server:
-                self.say("    mobile.toml put back as it was")
+                for name in self.services:
+                    if (self._backup_dir(j) / f"{name}.toml").exists():
+                        self.say(f"    {name}.toml put back as it was")
             elif self._shared_database():
                 self.say(
                     "    the shared database stays as it is: the other nodes keep writing to it, "
@@ -339,14 +360,19 @@ class Upgrade:
                 self._openmfa(j.from_version, "backup", "restore", j.backup_id, "--yes")
                 self.say(f"    restored backup {j.backup_id}")
                 self._carry_audit()
-        if "themes" in j.done and j.backup_id and self.server:
+        if (
+            "themes" in j.done
+            and j.backup_id
+            and (self.server or "portal" in self.record.components)
+        ):
             undo_themes(self.root / "themes", self._backup_dir(j))
         if disturbed:
             self._start_again(j)
         if j.server_was_running and disturbed:
             self._synthetic_authentication(True)
-        if j.mobile_was_running and disturbed:
-            self._mobile_check()
+        if disturbed:
+            for name in self._was_running(j):
+                self._service_check(name)
         self.record = InstallRecord.load(self.record_file)
         self.record.version = j.from_version
         self.record.save(self.record_file)
@@ -403,9 +429,10 @@ class Upgrade:
         """server.toml as it was before the upgrade, from the backup (the merged file may hold
         settings the old release does not know). Read without validating: only [backup] dir."""
         if not self.server:
-            saved = self._backup_dir(j) / self.mobile.config_file.name
-            if saved.exists():
-                shutil.copy2(saved, self.mobile.config_file)
+            for name in self.services:
+                saved = self._backup_dir(j) / f"{name}.toml"
+                if saved.exists():
+                    shutil.copy2(saved, self.dd.root / saved.name)
             return
         cfg = self.dd.config_file
         try:
@@ -415,9 +442,10 @@ class Upgrade:
         saved = Path(where or self.dd.backups) / j.backup_id / cfg.name
         if saved.exists():
             shutil.copy2(saved, cfg)
-        mobile = saved.with_name("mobile.toml")
-        if mobile.exists():
-            shutil.copy2(mobile, self.dd.root / "mobile.toml")
+        for name in self.services:
+            service = saved.with_name(f"{name}.toml")
+            if service.exists():
+                shutil.copy2(service, self.dd.root / service.name)
 
     def _target_version(self, wheel: Path | None, bundle: Path | None) -> str:
         if wheel is not None:
@@ -466,11 +494,13 @@ class Upgrade:
         )
         return out.stdout if out.returncode == 0 else ""
 
-    def _mobile_check(self, seconds: float = 30) -> None:
-        """The mobile service, restarted on the release now current (it exits at once, with
-        the reason in its log, when it cannot read its mobile.toml), answers where it did and
-        reaches its nodes (its event stream from them is up) within ``seconds``."""
-        url = self.mobile.url()
+    def _service_check(self, name: str, seconds: float = 30) -> None:
+        """A service, restarted on the release now current (it exits at once, with the reason
+        in its log, when it cannot read its NAME.toml), answers where it did and reaches its
+        nodes within ``seconds`` (its /healthz says ``ok``)."""
+        control = self.services[name]
+        what = control.what.removeprefix("the ")
+        url = control.url()
         deadline = time.monotonic() + seconds
         status = "not answering"
         while time.monotonic() < deadline:
@@ -479,12 +509,12 @@ class Upgrade:
             except (httpx.HTTPError, ValueError):
                 status = "not answering"
             if status == "ok":
-                self.say(f"    mobile service answering at {url} and reaching its nodes")
+                self.say(f"    {what} answering at {url} and reaching its nodes")
                 return
             time.sleep(0.2)
         raise InstallFailed(
-            f"the mobile service at {url} is {status} after {seconds:.0f} s (it must reach "
-            f"its nodes); see {self.dd.root / self.mobile.log_name}"
+            f"{control.what} at {url} is {status} after {seconds:.0f} s (it must reach "
+            f"its nodes); see {self.dd.root / control.log_name}"
         )
 
     def _current_bin(self) -> Path:

@@ -738,8 +738,21 @@ def create_app(
                 return FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
         return Response("not found", status_code=404, media_type="text/plain")
 
+    reach = {"at": 0.0, "ok": False}
+
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "sessions": len(sessions)})
+        """``ok`` when a node answered within the last two seconds (asked at most that often),
+        ``degraded`` otherwise: the portal serves, but nobody can sign in."""
+        now = time.monotonic()
+        if now - reach["at"] > 2:
+            reach["at"] = now
+            try:
+                await sdk.version()
+                reach["ok"] = True
+            except OpenMfaError:
+                reach["ok"] = False
+        status = "ok" if reach["ok"] else "degraded"
+        return JSONResponse({"status": status, "sessions": len(sessions)})
 
     def refusal(ctx: Ctx, reason: str) -> str:
         _ = ctx._
