@@ -81,7 +81,7 @@ def test_the_portal_key_alone_can_only_start_a_sign_in(tmp_path: Path) -> None:
     assert PASSWORD not in cli(dd, "audit").stdout and PASSWORD not in srv.log.read_text()
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(
     path=st.sampled_from(
         [
@@ -94,9 +94,15 @@ def test_the_portal_key_alone_can_only_start_a_sign_in(tmp_path: Path) -> None:
             "/v1/portal/me/devices/activation",
             "/v1/portal/me/backup-codes",
             "/v1/portal/me/sign-ins",
+            "/v1/portal/passkey/options",
+            "/v1/portal/passkey",
+            "/v1/portal/me/passkeys/options",
+            "/v1/portal/me/passkeys",
+            "/v1/portal/me/phone",
+            "/v1/portal/me/bypass",
         ]
     ),
-    verb=st.sampled_from(["GET", "POST", "DELETE"]),
+    verb=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
     body=bodies,
     # What an HTTP client can send as a header value: printable ASCII, no outer blanks.
     session=st.text(max_size=80).filter(lambda t: t.isascii() and t.isprintable()).map(str.strip),
@@ -209,6 +215,54 @@ def test_a_signed_in_user_manages_their_own_methods_and_nobody_elses(tmp_path: P
     assert sam_method in cli(dd, "method", "list", "sam").stdout  # untouched
     audit = cli(dd, "audit", "--user", "pat").stdout
     assert "method.add" in audit and "method.remove" in audit and "device.activation" in audit
+
+
+def test_passkey_phone_and_bypass_calls_refuse_what_is_wrong(tmp_path: Path) -> None:
+    """A signed-in user's passkey registration refuses forged or broken browser answers and a
+    challenge that is not this session's; the phone number must be a real one; a bypass is
+    refused where the node offers none. Nothing is saved by any of them."""
+    dd = tmp_path / "node"
+    init(dd)
+    cli(dd, "user", "add", "pat")
+    subprocess.run(
+        [OPENMFA, "user", "set-password", "pat", "--password-stdin", "--data-dir", str(dd)],
+        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    cli(dd, "method", "add", "pat", "totp", "--secret", SEED, "--no-qr")
+    portal = cli(dd, "apikey", "create", "portal", "--scope", "portal").stdout.strip()
+    origin = "https://portal.example.org"
+    with server(dd) as srv, SdkClient(srv.url, portal) as p:
+        session = _signed_in(p, "pat", oathtool("--totp", "-b", SEED))
+        offer = p.portal_passkey_register_options(session, origin)
+        options = json.loads(offer.options)
+        assert options["rp"]["id"] == "portal.example.org"
+        assert options["authenticatorSelection"]["userVerification"] == "required"
+        for credential in (
+            "{}",
+            "not json",
+            json.dumps({"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {}}),
+            json.dumps(
+                {"id": "AAAA", "rawId": "AAAA", "type": "public-key",
+                 "response": {"clientDataJSON": "e30", "attestationObject": "oA"}}
+            ),
+        ):  # fmt: skip
+            with pytest.raises(InvalidInput):
+                p.portal_passkey_register(session, offer.challenge, credential, "laptop")
+        with pytest.raises(Unauthorized):  # a session token is not a challenge
+            p.portal_passkey_register(session, session, "{}", "laptop")
+        ticket = p.portal_sign_in("pat", PASSWORD).ticket
+        with pytest.raises(InvalidInput, match="no passkey"):
+            p.portal_passkey_options(ticket, origin)
+        with pytest.raises(InvalidInput, match="not this sign-in's"):
+            p.portal_passkey(ticket, offer.challenge, "{}")  # a registration's challenge
+        for number in ("12", "+999 1234", "call me"):
+            with pytest.raises(InvalidInput):
+                p.portal_set_phone(session, number)
+        assert p.portal_set_phone(session, "+31 6 12345678").phone == "+31612345678"
+        assert p.portal_set_phone(session, "").phone == ""
+        with pytest.raises(Forbidden, match="bypass"):
+            p.portal_bypass(session)
+        assert [m.kind for m in p.portal_me(session).methods] == ["totp"]
 
 
 def test_changes_need_a_recent_sign_in(tmp_path: Path) -> None:

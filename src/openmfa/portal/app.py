@@ -161,6 +161,7 @@ def _environments(
             autoescape=True,
             extensions=["jinja2.ext.i18n"],
             undefined=jinja2.StrictUndefined,
+            auto_reload=False,  # templates are read once (a theme changed: restart the portal)
         )
         translations = i18n.load(lang)
         env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
