@@ -148,12 +148,15 @@ class Visitor:
         self.page.set_default_timeout(30_000)
         self.folder = folder
         self.errors: list[str] = []
+        self.expected: list[str] = []
+        """Console errors a test provokes on purpose (a refused form's status)."""
         self.shots = 0
-        self.page.on(
-            "console",
-            lambda m: self.errors.append(m.text) if m.type == "error" else None,
-        )
+        self.page.on("console", self._console)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error" and not any(e in message.text for e in self.expected):
+            self.errors.append(message.text)
 
     def see(self, name: str) -> None:
         """This page: a screenshot, and no serious or critical accessibility violation."""
@@ -520,6 +523,15 @@ def test_language_theme_csrf_and_the_attempt_limit(
     assert accent == "#6a1b9a"
     v.see("custom-theme")
 
+    # A form without its CSRF token is refused, on a page that says so.
+    v.page.goto(site.portal + "/sign-in")
+    v.expected.append("status of 403")
+    v.page.evaluate("document.querySelector('main form input[name=csrf]').remove()")
+    v.label("User name").fill("dan")
+    v.label("Password").fill(PASSWORD)
+    v.button("Sign in").click()
+    assert "did not come from this portal" in v.alert()
+    v.see("csrf-refused")
     # A form post without its CSRF token, or from another site, is refused and changes nothing.
     with httpx.Client(base_url=site.portal, follow_redirects=False) as h:
         page = h.get("/sign-in")
