@@ -2,9 +2,10 @@
 database credentials), upgraded part by part — the node from a wheel, then the mobile and portal
 hosts from an offline bundle made on the upgraded node — while an activated phone keeps
 approving pushes and a person keeps signing in to the portal (the old portal against the
-upgraded node first); then both hosts are rolled back. The portal's prefix and custom theme stay
-as the admin made them. The two releases are this tree built as A and B: the previous release
-recorded in releases.toml predates both services."""
+upgraded node first, then the new portal against the node rolled back); then both hosts are
+rolled back. The portal's prefix and custom theme stay as the admin made them. The two releases
+are this tree built as A and B: the previous release recorded in releases.toml predates both
+services."""
 
 from __future__ import annotations
 
@@ -317,6 +318,13 @@ def test_a_phone_keeps_approving_while_node_then_mobile_host_are_upgraded(
     assert (d.portal_root / "themes" / "Acme" / "templates" / "sign_in.html").read_text() == acme
     assert d.portal_release() == B
     d.portal_sign_in()
+
+    # 5. The node goes back to A: the portal of B keeps signing people in against it.
+    out = run(OPENMFA, "rollback", "--yes", "--record", str(d.node_record))
+    assert httpx.get(d.node_url + "/version", timeout=5).json()["release"] == A
+    d.portal_sign_in()
+
+    # 6. The portal host goes back too.
     out = run(OPENMFA, "rollback", "--yes", "--record", str(d.portal_record))
     assert "portal.toml put back as it was" in out, out
     assert (d.portal_root / "var" / "portal.toml").read_text() == before
