@@ -189,11 +189,16 @@ class Visitor:
         self.label("Verification code").fill(code)
         self.button(button).click()
 
-    def alert(self) -> str:
-        return str(self.page.get_by_role("alert").inner_text())
+    def alert_says(self, text: str) -> None:
+        """The page's alert says ``text`` (waited for: the page may still be loading)."""
+        playwright_api.expect(self.page.get_by_role("alert")).to_contain_text(text)
 
-    def notice(self) -> str:
-        return str(self.page.get_by_role("status").first.inner_text())
+    def notice_says(self, text: str) -> None:
+        playwright_api.expect(self.page.get_by_role("status").first).to_contain_text(text)
+
+    def at(self, path: str) -> None:
+        """The browser is at ``path`` (waited for)."""
+        playwright_api.expect(self.page).to_have_url(re.compile(".*" + re.escape(path) + "$"))
 
     def qr(self, name: str) -> str:
         """What the page's QR code image says, read by zbarimg."""
@@ -235,7 +240,14 @@ def next_totp(seed: str, used: str) -> str:
 
 
 def methods_table(v: Visitor) -> list[str]:
-    return [str(t) for t in v.page.locator("tbody tr td:first-child").all_inner_texts()]
+    return texts(v, "tbody tr td:first-child")
+
+
+def texts(v: Visitor, selector: str) -> list[str]:
+    """The texts of what ``selector`` finds, once the page shows the first of them."""
+    found = v.page.locator(selector)
+    found.first.wait_for()
+    return [str(t) for t in found.all_inner_texts()]
 
 
 def test_sign_in_add_an_authenticator_app_sign_out_and_in_with_it(
@@ -243,18 +255,18 @@ def test_sign_in_add_an_authenticator_app_sign_out_and_in_with_it(
 ) -> None:
     v = visitor
     v.sign_in(site.portal, "ada", "not the password")
-    assert "user name or password is not right" in v.alert()
+    v.alert_says("user name or password is not right")
     v.see("sign-in-refused")
     v.label("Password").fill(PASSWORD)
     v.button("Sign in").click()
-    assert v.page.url.endswith("/portal/second-factor")
+    v.at("/portal/second-factor")
     v.see("second-factor")
     assert v.label("Verification code").get_attribute("autocomplete") == "one-time-code"
     v.code("000000")
-    assert "code is not right" in v.alert()
+    v.alert_says("code is not right")
     first = totp("ada")
     v.code(first)
-    assert v.page.url.endswith("/portal/methods")
+    v.at("/portal/methods")
     v.see("methods")
     assert methods_table(v) == ["Phone app"]
 
@@ -264,22 +276,22 @@ def test_sign_in_add_an_authenticator_app_sign_out_and_in_with_it(
     uri = v.qr("QR code for your authenticator app")
     assert uri.startswith("otpauth://totp/") and f"secret={secret}" in uri, uri
     v.code("123456", "Add the app")
-    assert "not the code your app shows" in v.alert()
+    v.alert_says("not the code your app shows")
     v.see("add-app-wrong-code")
     v.code(oathtool("--totp", "-b", secret), "Add the app")
-    assert "authenticator app was added" in v.notice()
+    v.notice_says("authenticator app was added")
     v.see("app-added")
     assert sorted(methods_table(v)) == ["Authenticator app", "Phone app"]
     assert secret not in v.page.content()  # never shown again
 
     v.button("Sign out").click()
-    assert "You are signed out" in v.notice()
+    v.notice_says("You are signed out")
     v.see("signed-out")
     v.page.goto(site.portal + "/methods")  # signed out: the pages are closed
-    assert v.page.url.endswith("/portal/sign-in")
+    v.at("/portal/sign-in")
     v.sign_in(site.portal, "ada")
     v.code(oathtool("--totp", "-b", secret))  # the new app's code
-    assert v.page.url.endswith("/portal/methods")
+    v.at("/portal/methods")
 
 
 def test_backup_codes_shown_once_and_a_removal_asks_who_it_is(site: Site, visitor: Visitor) -> None:
@@ -288,37 +300,37 @@ def test_backup_codes_shown_once_and_a_removal_asks_who_it_is(site: Site, visito
     v.code(totp("ben"))
     v.button("New backup codes").click()
     v.see("backup-codes")
-    codes = v.page.locator("#backup-codes li").all_inner_texts()
+    codes = texts(v, "#backup-codes li")
     assert len(codes) == 10 and len(set(codes)) == 10
     v.page.get_by_role("link", name="I have saved them").click()
     assert any(re.fullmatch(r"backup codes \(10 left\)", t, re.I) for t in methods_table(v))
     v.page.goto(site.portal + "/backup-codes")  # shown once: not again
-    assert v.page.url.endswith("/portal/methods")
+    v.at("/portal/methods")
     # Again: the old codes stop working.
     v.button("New backup codes").click()
-    fresh = v.page.locator("#backup-codes li").all_inner_texts()
+    fresh = texts(v, "#backup-codes li")
     assert not set(fresh) & set(codes)
     v.button("Sign out").click()
     v.sign_in(site.portal, "ben")
     v.code(codes[0])
-    assert "code is not right" in v.alert()
+    v.alert_says("code is not right")
     v.code(fresh[0])
-    assert v.page.url.endswith("/portal/methods")
+    v.at("/portal/methods")
     assert any("(9 left)" in t for t in methods_table(v))
 
     # Removing a method asks for the password and a second factor first, then removes it.
     v.page.get_by_role("button", name="Remove Backup codes").click()
-    assert v.page.url.endswith("/portal/confirm")
-    assert "first confirm it is you" in v.notice()
+    v.at("/portal/confirm")
+    v.notice_says("first confirm it is you")
     v.see("confirm")
     assert v.label("User name").input_value() == "ben"
     v.label("Password").fill("wrong")
     v.button("Continue").click()
-    assert "not right" in v.alert()
+    v.alert_says("not right")
     v.label("Password").fill(PASSWORD)
     v.button("Continue").click()
     v.code(fresh[1])
-    assert "was removed" in v.notice()
+    v.notice_says("was removed")
     assert methods_table(v) == ["Phone app"]
 
 
@@ -338,13 +350,13 @@ def test_the_mobile_app_activated_from_the_page_then_a_push_sign_in(
     phone.run("activate", url, code)
     # The page notices by itself that the app is activated.
     v.page.wait_for_url(re.compile(r".*/portal/methods$"), timeout=60_000)
-    assert "mobile app is activated" in v.notice()
+    v.notice_says("mobile app is activated")
     assert "Mobile app" in v.page.locator("tbody").inner_text()
     v.button("Sign out").click()
 
     v.sign_in(site.portal, "cleo")
     v.button("Send a push to my phone").click()
-    assert v.page.url.endswith("/portal/push")
+    v.at("/portal/push")
     live = v.page.locator("#push-number")
     assert live.get_attribute("aria-live") == "polite"
     number = v.page.locator(".number").inner_text()
@@ -356,11 +368,11 @@ def test_the_mobile_app_activated_from_the_page_then_a_push_sign_in(
     v.see("signed-in-by-push")
     v.page.get_by_role("link", name="Recent sign-ins").click()
     v.see("sign-ins")
-    rows = v.page.locator("tbody tr").all_inner_texts()
+    rows = texts(v, "tbody tr")
     assert "Approved on the phone" in rows[0] and "Push sent to the phone" in rows[1]
     assert any("Signed in" in r for r in rows) and any("Password accepted" in r for r in rows)
     v.button("Sign out everywhere").click()
-    assert "signed out everywhere" in v.notice()
+    v.notice_says("signed out everywhere")
 
 
 def test_a_temporary_access_code_lets_a_person_without_their_phone_enroll_a_new_one(
@@ -373,18 +385,18 @@ def test_a_temporary_access_code_lets_a_person_without_their_phone_enroll_a_new_
     v = visitor
     v.sign_in(site.portal, "gus")
     v.code(code)  # pasted as the helpdesk said it, dash included
-    assert v.page.url.endswith("/portal/methods")
+    v.at("/portal/methods")
     assert "Temporary access code" in v.page.locator("tbody").inner_text()
     v.button("Add an authenticator app").click()
     secret = v.page.locator("#secret").inner_text().replace(" ", "")
     v.code(oathtool("--totp", "-b", secret), "Add the app")
-    assert "authenticator app was added" in v.notice()
+    v.notice_says("authenticator app was added")
     v.button("Sign out").click()
     v.sign_in(site.portal, "gus")
     v.code(code)  # single use
-    assert "code is not right" in v.alert()
+    v.alert_says("code is not right")
     v.code(oathtool("--totp", "-b", secret))
-    assert v.page.url.endswith("/portal/methods")
+    v.at("/portal/methods")
     audit = [
         json.loads(x) for x in cli(site.dd, "audit", "--user", "gus", "--json").stdout.splitlines()
     ]
@@ -399,8 +411,8 @@ def test_a_temporary_access_code_lets_a_person_without_their_phone_enroll_a_new_
 def test_a_first_method_my_phone_number_and_a_one_time_bypass(site: Site, visitor: Visitor) -> None:
     v = visitor
     v.sign_in(site.portal, "hal")  # no method yet; the node allows self-enrollment
-    assert v.page.url.endswith("/portal/methods")
-    assert "Add your first sign-in method" in v.notice()
+    v.at("/portal/methods")
+    v.notice_says("Add your first sign-in method")
     v.see("first-method")
     v.button("Add an authenticator app").click()
     secret = v.page.locator("#secret").inner_text().replace(" ", "")
@@ -411,15 +423,15 @@ def test_a_first_method_my_phone_number_and_a_one_time_bypass(site: Site, visito
     v.see("my-details")
     v.label("Phone number").fill("12")
     v.button("Save").click()
-    assert "not a phone number" in v.alert()
+    v.alert_says("not a phone number")
     v.label("Phone number").fill("06 12345678")  # [portal] phone_region = "NL"
     v.button("Save").click()
-    assert "phone number was saved" in v.notice()
+    v.notice_says("phone number was saved")
     assert v.label("Phone number").input_value() == "+31612345678"
     assert "+31612345678" in cli(site.dd, "user", "show", "hal").stdout
 
     v.button("Ask for a one-time bypass").click()
-    assert "one-time bypass is open" in v.notice()
+    v.notice_says("one-time bypass is open")
     v.see("bypass")
     verified = cli(site.dd, "verify", "hal", "000000")
     assert "bypass" in verified.stdout, verified.stdout
@@ -452,7 +464,7 @@ def test_a_passkey_registered_then_signed_in_with(site: Site, visitor: Visitor) 
     v.see("add-passkey")
     v.label("Passkey name").fill("Work laptop")
     v.button("Create the passkey").click()
-    assert "passkey was added" in v.notice()
+    v.notice_says("passkey was added")
     assert sorted(methods_table(v)) == ["Phone app", "Work laptop"]
     stored = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
     assert len(stored["credentials"]) == 1
@@ -475,16 +487,16 @@ def test_a_passkey_registered_then_signed_in_with(site: Site, visitor: Visitor) 
     status = v.page.locator("#passkey-status")
     status.wait_for(state="visible")
     assert "not used" in status.inner_text()
-    assert v.page.url.endswith("/portal/second-factor")
+    v.at("/portal/second-factor")
     # A forged answer sent without the browser is refused by the node.
-    v.page.evaluate(
-        """() => { const f = document.querySelector('form[data-passkey]');
-                   f.querySelector('input[name=credential]').value =
-                     JSON.stringify({id: 'AAAA', rawId: 'AAAA', type: 'public-key',
-                                     response: {}}); f.submit(); }"""
-    )
-    v.page.wait_for_load_state()
-    assert "passkey was not accepted" in v.alert()
+    with v.page.expect_navigation():  # the page the forged answer brings, not this one
+        v.page.evaluate(
+            """() => { const f = document.querySelector('form[data-passkey]');
+                       f.querySelector('input[name=credential]').value =
+                         JSON.stringify({id: 'AAAA', rawId: 'AAAA', type: 'public-key',
+                                         response: {}}); f.submit(); }"""
+        )
+    v.alert_says("passkey was not accepted")
 
 
 def test_language_theme_csrf_and_the_attempt_limit(
@@ -530,7 +542,7 @@ def test_language_theme_csrf_and_the_attempt_limit(
     v.label("User name").fill("dan")
     v.label("Password").fill(PASSWORD)
     v.button("Sign in").click()
-    assert "did not come from this portal" in v.alert()
+    v.alert_says("did not come from this portal")
     v.see("csrf-refused")
     # A form post without its CSRF token, or from another site, is refused and changes nothing.
     with httpx.Client(base_url=site.portal, follow_redirects=False) as h:
