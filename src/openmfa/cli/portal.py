@@ -39,7 +39,8 @@ def portal_serve(config_path: Path, listen: str | None) -> None:
         verify = ssl.create_default_context(cafile=cfg.ca_file)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    from ..install.portal_control import LOCK, RECORD
+    from ..install.mobile_control import PORTAL_LOCK as LOCK
+    from ..install.mobile_control import PORTAL_RECORD as RECORD
 
     app = create_app(cfg, verify=verify)
     click.echo(f"User Portal on http://{host}:{port}{cfg.prefix}/ for {', '.join(cfg.nodes)}")

@@ -1,43 +1,76 @@
-"""The Mobile App Web Service of a host, stopped and started as an administrator would, and
-exactly as it ran before (the node's rules, ``node.control``): ``openmfa mobile serve`` holds
-``mobile.lock`` beside its ``mobile.toml`` (with its pid) and records how it runs in
-``mobile.serve.json``; a restart runs the new release's ``openmfa`` with the same arguments and
-environment (or through its service manager) and must come back at the same URL, prefix
-included, or the upgrade that restarted it rolls back."""
+"""The services beside the nodes on a host — the Mobile App Web Service and the User Portal —
+stopped and started as an administrator would, and exactly as they ran before (the node's
+rules, ``node.control``): ``openmfa mobile|portal serve`` holds ``NAME.lock`` beside its
+``NAME.toml`` (with its pid) and records how it runs in ``NAME.serve.json``; a restart runs the
+new release's ``openmfa`` with the same arguments and environment (or through its service
+manager) and must come back at the same URL, prefix included, or the upgrade that restarted it
+rolls back."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..config import parse_listen
-from ..mobile.config import CONFIG_NAME, load
 from ..node.control import NodeControl, base_url
 
 LOCK = "mobile.lock"
 RECORD = "mobile.serve.json"
+PORTAL_LOCK = "portal.lock"
+PORTAL_RECORD = "portal.serve.json"
 
 
-class MobileControl(NodeControl):
+class ServiceControl(NodeControl):
+    """One service of the host, named like its command (``openmfa NAME serve``)."""
+
+    name = ""
+    ready_path = "/healthz"
+
+    def default_argv(self) -> list[str]:
+        return [self.name, "serve", "--config", str(self.config_file)]
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir / f"{self.name}.toml"
+
+    def _listen(self) -> tuple[str, int, str]:
+        """Host, port and prefix from the service's own file."""
+        raise NotImplementedError
+
+    def _config_url(self, listen: str | None) -> str:
+        host, port, prefix = self._listen()
+        if listen is not None:
+            host, port = parse_listen(listen)
+        return base_url(host, port, False) + prefix
+
+    def _config_radius(self) -> str:
+        return ""
+
+
+class MobileControl(ServiceControl):
+    name = "mobile"
     what = "the mobile service"
     serves = "the mobile service"
     lock_name = LOCK
     record_name = RECORD
     log_name = "mobile.log"
-    ready_path = "/healthz"
 
-    def default_argv(self) -> list[str]:
-        return ["mobile", "serve", "--config", str(self.config_file)]
+    def _listen(self) -> tuple[str, int, str]:
+        from ..mobile.config import load
 
-    @property
-    def config_file(self) -> Path:
-        return self.data_dir / CONFIG_NAME
-
-    def _config_url(self, listen: str | None) -> str:
         cfg = load(self.config_file)
-        host, port = (cfg.host, cfg.port)
-        if listen is not None:
-            host, port = parse_listen(listen)
-        return base_url(host, port, False) + cfg.prefix
+        return cfg.host, cfg.port, cfg.prefix
 
-    def _config_radius(self) -> str:
-        return ""
+
+class PortalControl(ServiceControl):
+    name = "portal"
+    what = "the User Portal"
+    serves = "the User Portal"
+    lock_name = PORTAL_LOCK
+    record_name = PORTAL_RECORD
+    log_name = "portal.log"
+
+    def _listen(self) -> tuple[str, int, str]:
+        from ..portal.config import load
+
+        cfg = load(self.config_file)
+        return cfg.host, cfg.port, cfg.prefix

@@ -48,8 +48,7 @@ from ..store.backups import Backups
 from ..store.database import DataDir, driver_url
 from .config_merge import merge
 from .installer import check_prerequisites
-from .mobile_control import MobileControl
-from .portal_control import PortalControl
+from .mobile_control import MobileControl, PortalControl, ServiceControl
 from .record import InstallRecord
 from .releases import (
     install_release,
@@ -109,7 +108,7 @@ class Upgrade:
         self.journal_path = self.root / JOURNAL
         self.say = say
         self.node = NodeControl(self.dd.root, say)
-        self.services: dict[str, MobileControl | PortalControl] = {
+        self.services: dict[str, ServiceControl] = {
             "mobile": MobileControl(self.dd.root, say),
             "portal": PortalControl(self.dd.root, say),
         }
