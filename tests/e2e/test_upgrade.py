@@ -270,7 +270,8 @@ def test_upgrade_then_rollback(site: Site, wheels: tuple[Path, Path]) -> None:
     )
     out = site.upgrade("--from-wheel", str(wheels[1])).stdout
     assert "kept custom theme Corporate untouched" in out
-    assert (site.root / "themes" / "Default" / "theme.css").exists()
+    assert (site.root / "themes" / "Default" / "static" / "theme.css").exists()
+    assert (site.root / "themes" / "Default" / "templates" / "sign_in.html").exists()
     assert (custom / "theme.css").read_text() == ":root { --omfa-accent: #c00; }"
     assert "synthetic authentication accepted" in out and "kept" in out
     assert site.version() == NEW
