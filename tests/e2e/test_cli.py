@@ -224,3 +224,27 @@ def test_migrate_backs_up_and_is_idempotent(tmp_path: Path) -> None:
     (backup,) = (dd / "backups").iterdir()
     assert (backup / "openmfa.db").stat().st_size > 0
     assert "ivy" in cli(dd, "user", "list").stdout
+
+
+def test_default_method_and_sign_out_everywhere_from_the_command_line(tmp_path: Path) -> None:
+    """The helpdesk chooses a user's default method (never backup codes) and ends every
+    portal session of theirs; both are audited as the command line's."""
+    dd = tmp_path / "node"
+    init(dd)
+    cli(dd, "user", "add", "kim")
+    app = cli(dd, "method", "add", "kim", "totp", "--no-qr").stdout.split("method id:")[1].split()[0]
+    codes = cli(dd, "method", "add", "kim", "backup-codes").stdout.split("method id:")[1].split()[0]
+    assert "(default)" not in cli(dd, "user", "show", "kim").stdout
+    cli(dd, "user", "default", "kim", app)
+    shown = cli(dd, "user", "show", "kim").stdout
+    assert [line for line in shown.splitlines() if "(default)" in line] == [
+        line for line in shown.splitlines() if app in line
+    ]
+    refused = cli(dd, "user", "default", "kim", codes, expect=1)
+    assert "emergencies" in refused.stderr and "Traceback" not in refused.stderr
+    assert "no method" in cli(dd, "user", "default", "kim", "m-nope", expect=1).stderr
+    cli(dd, "user", "default", "kim")  # cleared
+    assert "(default)" not in cli(dd, "user", "show", "kim").stdout
+    assert "ended every portal session" in cli(dd, "user", "sign-out-everywhere", "kim").stdout
+    audit = cli(dd, "audit", "--user", "kim").stdout
+    assert audit.count("user.default_method") == 2 and "user.sign_out_everywhere" in audit

@@ -335,7 +335,7 @@ def test_backup_codes_shown_once_and_a_removal_asks_who_it_is(site: Site, visito
 
 
 def test_the_mobile_app_activated_from_the_page_then_a_push_sign_in(
-    site: Site, visitor: Visitor, tmp_path: Path
+    site: Site, visitor: Visitor, chromium: Any, tmp_path: Path
 ) -> None:
     v = visitor
     v.sign_in(site.portal, "cleo")
@@ -352,9 +352,19 @@ def test_the_mobile_app_activated_from_the_page_then_a_push_sign_in(
     v.page.wait_for_url(re.compile(r".*/portal/methods$"), timeout=60_000)
     v.notice_says("mobile app is activated")
     assert "Mobile app" in v.page.locator("tbody").inner_text()
+    # The mobile app as the default method: the next sign-in offers the push first.
+    phone_row = v.page.locator("tbody tr", has_text="Mobile app")
+    phone_row.get_by_role("button", name=re.compile("^Make default: ")).click()
+    v.notice_says("default sign-in method was changed")
+    assert "Default" in v.page.locator("tbody tr", has_text="Mobile app").inner_text()
+    v.see("mobile-app-the-default")
     v.button("Sign out").click()
 
     v.sign_in(site.portal, "cleo")
+    v.at("/portal/second-factor")
+    first = v.page.locator("main form button").first
+    playwright_api.expect(first).to_have_text("Send a push to my phone")
+    v.see("second-step-push-first")
     v.button("Send a push to my phone").click()
     v.at("/portal/push")
     live = v.page.locator("#push-number")
@@ -371,8 +381,23 @@ def test_the_mobile_app_activated_from_the_page_then_a_push_sign_in(
     rows = texts(v, "tbody tr")
     assert "Approved on the phone" in rows[0] and "Push sent to the phone" in rows[1]
     assert any("Signed in" in r for r in rows) and any("Password accepted" in r for r in rows)
-    v.button("Sign out everywhere").click()
-    v.notice_says("signed out everywhere")
+    # Signed in in another browser too; "sign out everywhere" here ends that session.
+    other = Visitor(chromium, v.folder)
+    try:
+        other.sign_in(site.portal, "cleo")
+        other.button("Send a push to my phone").click()
+        number = other.page.locator(".number").inner_text()
+        (request,) = phone.pending(wait=20)
+        phone.run("approve", str(request["id"]), "--number", number)
+        other.page.wait_for_url(re.compile(r".*/portal/methods$"), timeout=60_000)
+        v.button("Sign out everywhere").click()
+        v.notice_says("signed out everywhere")
+        other.page.goto(site.portal + "/methods")
+        other.at("/portal/sign-in")
+        other.notice_says("session has ended")
+        assert other.errors == []
+    finally:
+        other.close()
 
 
 def test_a_temporary_access_code_lets_a_person_without_their_phone_enroll_a_new_one(

@@ -100,6 +100,8 @@ def test_the_portal_key_alone_can_only_start_a_sign_in(tmp_path: Path) -> None:
             "/v1/portal/me/passkeys",
             "/v1/portal/me/phone",
             "/v1/portal/me/bypass",
+            "/v1/portal/me/default",
+            "/v1/portal/me/sign-out-everywhere",
         ]
     ),
     verb=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
@@ -208,13 +210,33 @@ def test_a_signed_in_user_manages_their_own_methods_and_nobody_elses(tmp_path: P
         assert mine[0].id > mine[-1].id  # newest first
         assert {e.action for e in mine} >= {"portal.sign_in", "authenticate"}
         backup = next(m for m in p.portal_me(session).methods if m.kind == "backup-codes")
+        # The default method: the user's own, never backup codes, and the next sign-in
+        # says which kind to offer first.
+        with pytest.raises(NotFound):
+            p.portal_set_default(session, sam_method)
+        with pytest.raises(InvalidInput):
+            p.portal_set_default(session, backup.id)
+        assert p.portal_set_default(session, added.id).default_method == added.id
+        assert p.portal_sign_in("pat", PASSWORD).prefer == "totp"
         p.portal_remove_method(session, backup.id)
         p.portal_remove_method(session, added.id)
         left = [m.id for m in p.portal_me(session).methods]
-        assert len(left) == 1 and added.id not in left
+        assert len(left) == 1 and added.id not in left, left
+        assert p.portal_me(session).user.default_method == ""  # the removed default: none
+        assert p.portal_sign_in("pat", PASSWORD).prefer == ""
+        # Sign out everywhere: every token of pat's issued before ends, on any portal key.
+        spare = p.portal_backup_codes(session).backup_codes
+        other = _signed_in(p, "pat", spare[0])
+        p.portal_sign_out_everywhere(session)
+        for ended in (session, other):
+            with pytest.raises(Unauthorized, match="signed out everywhere"):
+                p.portal_me(ended)
+        fresh = _signed_in(p, "pat", spare[1])
+        assert p.portal_me(fresh).user.name == "pat"  # a new sign-in works again
     assert sam_method in cli(dd, "method", "list", "sam").stdout  # untouched
     audit = cli(dd, "audit", "--user", "pat").stdout
     assert "method.add" in audit and "method.remove" in audit and "device.activation" in audit
+    assert "user.default_method" in audit and "user.sign_out_everywhere" in audit
 
 
 def test_passkey_phone_and_bypass_calls_refuse_what_is_wrong(tmp_path: Path) -> None:

@@ -25,11 +25,21 @@ from openmfa.core import push as proto
 from openmfa.errors import DeviceRefused, InvalidInput, NotFound, PushClosed, Unauthorized
 from openmfa.sdk.client import SdkClient
 
-from .helpers import AUTHENTICATOR, Phone, Server, cli, free_port, init, server, wait_for
+from .helpers import (
+    AUTHENTICATOR,
+    OPENMFA,
+    Phone,
+    Server,
+    cli,
+    free_port,
+    init,
+    oathtool,
+    server,
+    wait_for,
+)
 from .services import free_udp_port
 
 SECRET = "gateway-secret-push"
-OPENMFA = str(Path(sys.executable).with_name("openmfa"))
 
 
 @dataclass
@@ -104,12 +114,14 @@ def push(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Push]:
             f'request_seconds = 20\nfraud_command = "{hook}"\n'
         )
     # RADIUS gateways, told apart by source address: 127.0.0.1 challenges, 127.0.0.2 holds,
-    # 127.0.0.3 holds for one second only, 127.0.0.4 has push off.
+    # 127.0.0.3 holds for one second only, 127.0.0.4 has push off, 127.0.0.5 checks the
+    # node's own password first.
     for name, address, options in (
         ("gw", "127.0.0.1", []),
         ("gw-hold", "127.0.0.2", ["--push", "hold", "--hold-seconds", "30"]),
         ("gw-short", "127.0.0.3", ["--push", "hold", "--hold-seconds", "1"]),
         ("gw-off", "127.0.0.4", ["--push", "off"]),
+        ("gw-local", "127.0.0.5", ["--primary", "local"]),
     ):
         cli(dd, "radius", "client", "add", name, "--address", address, "--secret", SECRET, *options)
     listed = cli(dd, "radius", "client", "list").stdout
@@ -469,6 +481,38 @@ def test_radius_challenge_shows_the_number_and_the_follow_up_is_accepted(
     # A code still works, the same client.
     code = phone.run("code").stdout.strip()
     kind, _ = radclient(push, {"User-Name": "vera", "User-Password": code})
+    assert kind == "Access-Accept"
+
+
+def test_radius_after_the_password_the_default_method_decides_push_or_code(
+    push: Push, tmp_path: Path
+) -> None:
+    """After the password: a push to the user's phone, unless the method they chose to be
+    asked for first is their authenticator app, then a code challenge (no push sent)."""
+    cli(push.dd, "user", "add", "wes")
+    subprocess.run(
+        [OPENMFA, "user", "set-password", "wes", "--password-stdin", "--data-dir", str(push.dd)],
+        input="wes password\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    phone = push.phone("wes", tmp_path)
+    seed = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
+    added = cli(push.dd, "method", "add", "wes", "totp", "--secret", seed, "--no-qr").stdout
+    app = added.split("method id:")[1].split()[0]
+    sign_in = {"User-Name": "wes", "User-Password": "wes password"}
+    kind, attrs = radclient(push, sign_in, source="127.0.0.5")
+    assert kind == "Access-Challenge" and "Approve on your phone" in attrs["Reply-Message"]
+    (request,) = phone.pending(wait=10)
+    phone.run("deny", str(request["id"]))
+    cli(push.dd, "user", "default", "wes", app)
+    kind, attrs = radclient(push, sign_in, source="127.0.0.5")
+    assert (kind, attrs["Reply-Message"]) == ("Access-Challenge", "Enter your verification code")
+    assert phone.pending() == []  # nothing was sent to the phone
+    code = oathtool("--totp", "-b", seed)
+    kind, _ = radclient(
+        push,
+        {"User-Name": "wes", "User-Password": code, "State": attrs["State"]},
+        source="127.0.0.5",
+    )
     assert kind == "Access-Accept"
 
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import delete, insert, select
 
 from openmfa.config import Config
-from openmfa.errors import FormatTooNew, KeyFileError
+from openmfa.errors import Conflict, FormatTooNew, InvalidInput, KeyFileError, NotFound
 from openmfa.farm import membership
 from openmfa.farm.feed import changes_since
 from openmfa.farm.follower import apply_changes
@@ -189,3 +189,47 @@ def test_a_shared_database_moves_once_at_finalize(tmp_path_factory: pytest.TempP
     finally:
         one.close()
         next(databases, None)
+
+
+def test_preferences_wait_for_format_4_then_replay_to_every_node(
+    store: Store, config: Config, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A user's default method and "sign out everywhere" travel in records a release reading
+    only format 3 would drop: below format 4 they are refused (saying what to do); from 4 on
+    a subordinate replays them, and a removed default is forgotten everywhere."""
+    acc = Accounts(store, config)
+    acc.add_user("fay")
+    app = acc.enroll("fay", "totp").method.id
+    codes = acc.enroll("fay", "backup-codes").method.id
+    with store.write() as conn:
+        conn.execute(delete(t.meta).where(t.meta.c.key == "data_format"))
+        conn.execute(insert(t.meta).values(key="data_format", value="3"))
+    for change in (lambda: acc.set_default_method("fay", app), lambda: acc.end_sessions("fay")):
+        with pytest.raises(Conflict, match="data format 4.*farm finalize"):
+            change()
+    assert acc.get_user("fay").default_method == "" and acc.sessions_after("fay") == 0.0
+    with store.write() as conn:
+        assert formats.forward(conn, 4) == (3, 4)
+
+    with pytest.raises(NotFound):
+        acc.set_default_method("fay", "m-not-hers")
+    with pytest.raises(InvalidInput, match="emergencies"):
+        acc.set_default_method("fay", codes)
+    assert acc.set_default_method("fay", app).default_method == app
+    ended = acc.end_sessions("fay")
+    assert acc.sessions_after("fay") == ended > 0
+
+    sub = Store.create(DataDir(tmp_path_factory.mktemp("sub")), make_config())
+    sub.box = store.box
+    try:
+        apply_changes(sub, changes_since(store, 0))
+        mirror = Accounts(sub, make_config())
+        assert mirror.get_user("fay").default_method == app
+        assert mirror.sessions_after("fay") == ended
+        seq = changes_since(store, 0)[-1]["seq"]
+        acc.remove_method("fay", app)
+        assert acc.get_user("fay").default_method == ""
+        apply_changes(sub, changes_since(store, seq))
+        assert mirror.get_user("fay").default_method == ""
+    finally:
+        sub.close()

@@ -84,7 +84,31 @@ def user_show(name: str, data_dir: Path) -> None:
     _print_user(u)
     click.echo(f"methods:      {len(found)}")
     for m in found:
-        click.echo(f"  {m.id}  {m.kind}  {m.label}")
+        chosen = "  (default)" if m.id == u.default_method else ""
+        click.echo(f"  {m.id}  {m.kind}  {m.label}{chosen}")
+
+
+@user.command("default")
+@click.argument("name")
+@click.argument("method_id", default="")
+@data_dir_option
+@fails_cleanly
+def user_default(name: str, method_id: str, data_dir: Path) -> None:
+    """Choose the method NAME is asked for first (no METHOD_ID: clear the choice)."""
+    with opened(data_dir) as (store, config):
+        Accounts(store, config).set_default_method(name, method_id)
+    click.echo(f"default method of {name}: {method_id or '(none chosen)'}")
+
+
+@user.command("sign-out-everywhere")
+@click.argument("name")
+@data_dir_option
+@fails_cleanly
+def user_sign_out_everywhere(name: str, data_dir: Path) -> None:
+    """End every User Portal session of NAME, on every portal (they sign in again)."""
+    with opened(data_dir) as (store, config):
+        Accounts(store, config).end_sessions(name)
+    click.echo(f"ended every portal session of {name}")
 
 
 def _user_action(name: str, data_dir: Path, action: str) -> None:

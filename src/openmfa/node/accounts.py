@@ -173,6 +173,53 @@ class Accounts:
         )
         return self.get_user(name)
 
+    # -- preferences (data format 4) -------------------------------------------------------
+
+    def set_default_method(self, name: str, method_id: str, actor: Actor = Actor()) -> UserView:
+        """The method ``name`` is asked for first (a code app, a phone, a passkey); "" clears
+        the choice. Backup and access codes are for emergencies, never the default."""
+        user_id = self.user_id(name)
+        if method_id:
+            kind = next((m.kind for m in self.list_methods(name) if m.id == method_id), None)
+            if kind is None:
+                raise NotFound(f"user {name!r} has no method {method_id!r}")
+            if kind in (MethodKind.BACKUP_CODES, MethodKind.ACCESS_CODE):
+                raise InvalidInput("backup and access codes are for emergencies, not the default")
+        self._require_preferences()
+        self.writer.commit(
+            [
+                Change(
+                    "user.update",
+                    {"id": user_id, "fields": {"default_method": method_id}, "at": time.time()},
+                )
+            ],
+            [self._event("user.default_method", name, actor, method_id=method_id)],
+        )
+        return self.get_user(name)
+
+    def end_sessions(self, name: str, actor: Actor = Actor()) -> float:
+        """Sign ``name`` out everywhere: every portal session token issued before now stops
+        working, on every node of the farm. Returns the moment."""
+        user_id = self.user_id(name)
+        self._require_preferences()
+        now = time.time()
+        self.writer.commit(
+            [Change("user.update", {"id": user_id, "fields": {"sessions_after": now}, "at": now})],
+            [self._event("user.sign_out_everywhere", name, actor)],
+        )
+        return now
+
+    def sessions_after(self, name: str) -> float:
+        """Portal session tokens of ``name`` issued before this moment are void (0: none)."""
+        with self.store.read() as conn:
+            value = conn.scalar(select(t.users.c.sessions_after).where(t.users.c.name == name))
+        return float(value or 0.0)
+
+    def _require_preferences(self) -> None:
+        with self.store.read() as conn:
+            what = "preferences (default method, sign out everywhere)"
+            formats.require(conn, formats.PREFERENCES_FORMAT, what)
+
     def delete_user(self, name: str, actor: Actor = Actor()) -> None:
         user_id = self.user_id(name)
         self.writer.commit(
@@ -479,4 +526,5 @@ def _user_view(row: Row[Any], box: SecretBox) -> UserView:
         locked_until=locked,
         failures=row.failures or 0,
         bypass_until=bypass,
+        default_method=row.default_method or "",
     )

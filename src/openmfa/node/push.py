@@ -55,7 +55,7 @@ from ..sdk.models import (
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
-from ..store.formats import local_format
+from ..store.formats import require
 from .accounts import Accounts, Actor
 from .accounts import _check_text as check_text
 
@@ -551,12 +551,7 @@ class PushService:
         return [_view(x) for x in rows]
 
     def _require_format(self, conn: Connection) -> None:
-        if local_format(conn) < DEVICE_FORMAT:
-            raise Conflict(
-                f"devices need data format {DEVICE_FORMAT}; this data set is at "
-                f"{local_format(conn)}. Run `openmfa migrate` (one node) or finish the farm's "
-                "upgrade with `openmfa farm finalize`"
-            )
+        require(conn, DEVICE_FORMAT, "devices")
 
     def _room_for_a_device(self, conn: Connection, user_id: int, name: str) -> None:
         count = conn.scalar(select(func.count()).where(t.devices.c.user_id == user_id)) or 0

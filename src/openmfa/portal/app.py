@@ -47,6 +47,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import (
+    Conflict,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -71,6 +72,9 @@ CSP = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 LANG_COOKIE = "openmfa-lang"
+DEFAULT_KINDS = frozenset(["totp", "hotp", "push", "passkey"])
+"""Methods a person may choose to be asked for first (backup and access codes are for
+emergencies)."""
 GET_PAGES = frozenset(
     [
         "/",
@@ -379,7 +383,7 @@ def create_app(
                 "sign_in.html", FORM_AGAIN, reauth=False, user=user, error=refusal(ctx, step.reason)
             )
         sessions.renew(s)
-        s.user, s.ticket, s.reauth = user, step.ticket, False
+        s.user, s.ticket, s.reauth, s.prefer = user, step.ticket, False, step.prefer
         if step.token:  # no method yet, and the node lets people add their first one
             s.next_page = "/methods"
             resp = await signed_in(ctx, step, "sign_in.html")
@@ -401,7 +405,7 @@ def create_app(
                 "sign_in.html", FORM_AGAIN, reauth=True, user=s.user, error=refusal(ctx, reason)
             )
         sessions.renew(s)
-        s.ticket, s.reauth = step.ticket, True
+        s.ticket, s.reauth, s.prefer = step.ticket, True, step.prefer
         return ctx.redirect("/second-factor")
 
     async def second_factor(ctx: Ctx) -> Response:
@@ -429,7 +433,9 @@ def create_app(
             options, s.passkey_challenge = offer.options, offer.challenge
         except InvalidInput:
             s.passkey_challenge = ""  # no passkey (or none for this origin): codes and push
-        return ctx.render("second_factor.html", error=error, passkey_options=options)
+        return ctx.render(
+            "second_factor.html", error=error, passkey_options=options, prefer=s.prefer
+        )
 
     async def passkey_sign_in(ctx: Ctx) -> Response:
         s = ctx.session
@@ -522,7 +528,27 @@ def create_app(
     async def methods(ctx: Ctx) -> Response:
         ctx.session.removing = ""  # a removal not confirmed is forgotten
         me = await sdk.portal_me(ctx.session.token)
-        return ctx.render("methods.html", user=me.user, methods=me.methods, kinds=kind_names(ctx))
+        return ctx.render(
+            "methods.html",
+            user=me.user,
+            methods=me.methods,
+            kinds=kind_names(ctx),
+            default=me.user.default_method,
+            can_default=DEFAULT_KINDS,
+        )
+
+    async def make_default(ctx: Ctx) -> Response:
+        """The method this person is asked for first at their next sign-in."""
+        try:
+            await sdk.portal_set_default(ctx.session.token, ctx.request.path_params["method_id"])
+        except NotFound:
+            raise PageError(ctx._("That sign-in method does not exist (any more)."), 404) from None
+        except Conflict:
+            raise PageError(
+                ctx._("Choosing a default method is not possible until the upgrade is done."), 409
+            ) from None
+        ctx.session.notice = "default-chosen"
+        return ctx.redirect("/methods")
 
     async def remove_method(ctx: Ctx) -> Response:
         """Removing a method always asks for a fresh sign-in first (password and a second
@@ -705,10 +731,16 @@ def create_app(
         return ctx.redirect("/profile")
 
     async def sign_out_everywhere(ctx: Ctx) -> Response:
-        """End every session of this person in this portal, this one included."""
+        """End every session of this person: the node voids every session token of theirs
+        (other portals, other browsers), and this portal forgets its own at once."""
+        notice = "signed-out-everywhere"
+        try:
+            await sdk.portal_sign_out_everywhere(ctx.session.token)
+        except (Conflict, NotFound):  # a node not yet upgraded: this portal's sessions only
+            notice = "signed-out-here"
         sessions.drop_user(ctx.session.user)
         fresh = sessions.new()
-        fresh.notice = "signed-out-everywhere"
+        fresh.notice = notice
         ctx.session = fresh
         return ctx.redirect("/sign-in")
 
@@ -824,6 +856,7 @@ def create_app(
             Route("/confirm", page(confirm), methods=["GET", "POST"]),
             Route("/methods", page(methods)),
             Route("/methods/{method_id}/remove", page(remove_method), methods=["POST"]),
+            Route("/methods/{method_id}/default", page(make_default), methods=["POST"]),
             Route("/app", page(app_start), methods=["POST"]),
             Route("/app", page(app_page), methods=["GET"]),
             Route("/app/confirm", page(app_confirm), methods=["POST"]),

@@ -28,6 +28,8 @@ class Session:
     user: str = ""
     ticket: str = ""
     """After the password: the node's ticket for the second factor."""
+    prefer: str = ""
+    """The kind of the person's default method, offered first (``push``, ``passkey`` …)."""
     token: str = ""
     """After the second factor: the node's session token for this user."""
     token_expires: float = 0.0

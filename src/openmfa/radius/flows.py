@@ -330,11 +330,11 @@ class AccessFlows:
             self.queue.submit_callback(attempt, callback)
 
         async def push_or_challenge() -> bool:
-            """After the password: push to the user's device when they have one."""
+            """After the password: push to the user's device when they have one, unless the
+            method they chose to be asked for first is a code (then: a code challenge)."""
             if client.push == "off":
                 return False
-            kinds = await asyncio.to_thread(self._kinds, user)
-            if MethodKind.PUSH not in kinds:
+            if not await asyncio.to_thread(self._pushes_first, user):
                 return False
             verify("push")
             return True
@@ -397,11 +397,16 @@ class AccessFlows:
         )
         return ok
 
-    def _kinds(self, user: str) -> set[str]:
+    def _pushes_first(self, user: str) -> bool:
+        """The user has a device, and their default method (if chosen) is not a code app."""
         try:
-            return {m.kind for m in self.accounts.list_methods(user)}
+            methods = self.accounts.list_methods(user)
+            chosen = self.accounts.get_user(user).default_method
         except OpenMfaError:
-            return set()
+            return False
+        kinds = {m.id: m.kind for m in methods}
+        codes = (MethodKind.TOTP, MethodKind.HOTP)
+        return MethodKind.PUSH in kinds.values() and kinds.get(chosen) not in codes
 
     def _code_lengths(self, user: str) -> list[int]:
         """Code lengths the user's methods produce, longest first (for password+code)."""

@@ -73,6 +73,7 @@ from .models import (
     PasskeyChallenge,
     PasskeyOptions,
     PendingPush,
+    PortalDefault,
     PortalMe,
     PortalPhone,
     PortalSecondFactor,
@@ -88,6 +89,7 @@ from .models import (
     UserCreate,
     UserPage,
     UserPatch,
+    UserView,
     VersionInfo,
 )
 from .openapi import document
@@ -389,7 +391,21 @@ async def portal_sign_in(request: Request) -> Response:
             PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
         )
     ticket, expires = node.portal.issue(TICKET, b.user, client.name, time.time())
-    return json_response(PortalStep(accepted=True, reason="ok", ticket=ticket, expires_at=expires))
+    prefer = await run_in_threadpool(_preferred_kind, node, b.user)
+    return json_response(
+        PortalStep(accepted=True, reason="ok", ticket=ticket, expires_at=expires, prefer=prefer)
+    )
+
+
+def _preferred_kind(node: NodeRuntime, name: str) -> str:
+    """The kind of ``name``'s default method ("" when none is chosen, or no such user)."""
+    try:
+        chosen = node.accounts.get_user(name).default_method
+        if not chosen:
+            return ""
+        return next((m.kind for m in node.accounts.list_methods(name) if m.id == chosen), "")
+    except NotFound:
+        return ""
 
 
 async def portal_second_factor(request: Request) -> Response:
@@ -466,9 +482,30 @@ async def _session(request: Request, fresh: bool = False) -> tuple[ApiClient, Gr
     client = await _authorize(request, "portal")
     now = time.time()
     grant = node.portal.check(request.headers.get(SESSION_HEADER, ""), SESSION, client.name, now)
+    if grant.issued_at <= await run_in_threadpool(node.accounts.sessions_after, grant.user):
+        raise Unauthorized("the session ended (signed out everywhere); sign in again")
     if fresh:
         grant.require_fresh(node.portal.reauth_minutes, now)
     return client, grant
+
+
+async def portal_default(request: Request) -> Response:
+    """The signed-in user chooses the method they are asked for first."""
+    node = _node(request)
+    client, grant = await _session(request)
+    b = await _body(request, PortalDefault, node.max_body)
+    done = await run_in_threadpool(
+        node.accounts.set_default_method, grant.user, b.method_id, _actor(request, client)
+    )
+    return json_response(done)
+
+
+async def portal_sign_out_everywhere(request: Request) -> Response:
+    """The signed-in user ends every session of theirs, on every portal and node."""
+    node = _node(request)
+    client, grant = await _session(request)
+    await run_in_threadpool(node.accounts.end_sessions, grant.user, _actor(request, client))
+    return Response(status_code=204)
 
 
 async def portal_totp_start(request: Request) -> Response:
@@ -814,9 +851,16 @@ async def user(request: Request) -> Response:
     patch = await _body(request, UserPatch, node.max_body)
     fields = msgspec.structs.asdict(patch)
     fields = {k: v for k, v in fields.items() if v is not msgspec.UNSET}
-    return json_response(
-        await _run(client, lambda c: node.accounts.update_user(name, fields, _actor(request, c)))
-    )
+    default = fields.pop("default_method", None)
+
+    def change(c: ApiClient) -> UserView:
+        if fields or default is None:
+            node.accounts.update_user(name, fields, _actor(request, c))
+        if default is not None:
+            node.accounts.set_default_method(name, default, _actor(request, c))
+        return node.accounts.get_user(name)
+
+    return json_response(await _run(client, change))
 
 
 async def unlock(request: Request) -> Response:
@@ -1071,6 +1115,8 @@ def create_app(
         Route("/v1/portal/me/methods/{method_id}", portal_method, methods=["DELETE"]),
         Route("/v1/portal/me/devices/activation", portal_activation, methods=["POST"]),
         Route("/v1/portal/me/sign-ins", portal_sign_ins, methods=["GET"]),
+        Route("/v1/portal/me/default", portal_default, methods=["PUT"]),
+        Route("/v1/portal/me/sign-out-everywhere", portal_sign_out_everywhere, methods=["POST"]),
         Route("/v1/portal/me/backup-codes", portal_backup_codes, methods=["POST"]),
         Route("/v1/portal/passkey/options", portal_passkey_options, methods=["POST"]),
         Route("/v1/portal/passkey", portal_passkey, methods=["POST"]),

@@ -64,6 +64,7 @@ from .models import (
     PasskeyAnswer,
     PasskeyChallenge,
     PasskeyOptions,
+    PortalDefault,
     PortalMe,
     PortalPhone,
     PortalSecondFactor,
@@ -254,6 +255,15 @@ class Requests:
     @staticmethod
     def portal_bypass(session: str) -> Call[BypassGranted]:
         return _mine("POST", "/v1/portal/me/bypass", BypassGranted, session)
+
+    @staticmethod
+    def portal_set_default(session: str, method_id: str) -> Call[UserView]:
+        body = _encode(PortalDefault(method_id=method_id))
+        return _mine("PUT", "/v1/portal/me/default", UserView, session, body)
+
+    @staticmethod
+    def portal_sign_out_everywhere(session: str) -> Call[None]:
+        return _mine("POST", "/v1/portal/me/sign-out-everywhere", None, session)
 
     @staticmethod
     def portal_backup_codes(session: str) -> Call[Enrollment]:
@@ -631,6 +641,14 @@ class SdkClient:
     def portal_bypass(self, session: str) -> BypassGranted:
         return self.send(Requests.portal_bypass(session))
 
+    def portal_set_default(self, session: str, method_id: str) -> UserView:
+        """The method the signed-in user is asked for first ("" clears the choice)."""
+        return self.send(Requests.portal_set_default(session, method_id))
+
+    def portal_sign_out_everywhere(self, session: str) -> None:
+        """End every session of the signed-in user, on every portal (this token too)."""
+        self.send(Requests.portal_sign_out_everywhere(session))
+
     def portal_backup_codes(self, session: str) -> Enrollment:
         """New backup codes (``.backup_codes``, shown once); the old ones stop working."""
         return self.send(Requests.portal_backup_codes(session))
@@ -895,6 +913,12 @@ class AsyncSdkClient:
 
     async def portal_bypass(self, session: str) -> BypassGranted:
         return await self.send(Requests.portal_bypass(session))
+
+    async def portal_set_default(self, session: str, method_id: str) -> UserView:
+        return await self.send(Requests.portal_set_default(session, method_id))
+
+    async def portal_sign_out_everywhere(self, session: str) -> None:
+        await self.send(Requests.portal_sign_out_everywhere(session))
 
     async def portal_backup_codes(self, session: str) -> Enrollment:
         return await self.send(Requests.portal_backup_codes(session))

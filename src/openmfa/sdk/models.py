@@ -175,6 +175,14 @@ class UserPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     email: Text | UnsetType = UNSET
     phone: Phone | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
+    default_method: Annotated[str, Meta(max_length=32)] | UnsetType = UNSET
+    """The method the user is asked for first ("" clears the choice); data format 4."""
+
+
+class PortalDefault(msgspec.Struct, forbid_unknown_fields=True):
+    """The signed-in user's choice of the method they are asked for first ("" clears it)."""
+
+    method_id: Annotated[str, Meta(max_length=32)]
 
 
 class MethodCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -217,6 +225,7 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     PasskeyOptions,
     PasskeyAnswer,
     PortalPhone,
+    PortalDefault,
 )
 
 
@@ -234,6 +243,8 @@ class UserView(msgspec.Struct, kw_only=True):
     locked_until: float | None = None
     failures: int = 0
     bypass_until: float | None = None
+    default_method: str = ""
+    """The method the user chose to be asked for first ("": none chosen; the oldest first)."""
 
 
 class MethodView(msgspec.Struct, kw_only=True):
@@ -411,6 +422,9 @@ class PortalStep(msgspec.Struct, kw_only=True):
     expires_at: float = 0.0
     pending: PendingPush | None = None
     """A push to the user's phone: show ``pending.number``; collect it with ``push_id``."""
+    prefer: str = ""
+    """With a ticket: the kind of the user's default method (``totp``, ``push``, ``passkey``
+    …), for the portal to offer first; "" when none is chosen."""
 
 
 class PasskeyChallenge(msgspec.Struct, kw_only=True):

@@ -168,7 +168,9 @@ def _user_add(conn: Connection, p: Payload) -> None:
 @applier("user.update")
 def _user_update(conn: Connection, p: Payload) -> None:
     fields = {
-        k: v for k, v in p["fields"].items() if k in ("display_name", "email", "phone", "enabled")
+        k: v
+        for k, v in p["fields"].items()
+        if k in ("display_name", "email", "phone", "enabled", "default_method", "sessions_after")
     }
     contact = {k: fields.pop(k) for k in ("email", "phone") if k in fields}
     if "contact_enc" in p:  # format 2, replayed
@@ -266,6 +268,9 @@ def _method_remove(conn: Connection, p: Payload) -> None:
     conn.execute(delete(t.devices).where(t.devices.c.method_id == p["id"]))
     conn.execute(delete(t.method_state).where(t.method_state.c.method_id == p["id"]))
     conn.execute(delete(t.methods).where(t.methods.c.id == p["id"]))
+    conn.execute(  # a removed default leaves the choice to the user's other methods
+        update(t.users).where(t.users.c.default_method == p["id"]).values(default_method=None)
+    )
 
 
 @applier("apikey.add")

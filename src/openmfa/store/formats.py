@@ -19,6 +19,11 @@ columns are emptied. Change records of format 2 carry the sealed value, never th
 Format 3: push sign-in. A method may be of kind ``push`` (a device: its public key in
 ``devices``, an offline TOTP seed in the method); a release that reads only up to format 2 does
 not know that kind, so devices are activated only once the data set is at format 3.
+
+Format 4: user preferences. A user's default method (``users.default_method``) and the moment
+their portal sessions ended (``users.sessions_after``, "sign out everywhere") travel in
+``user.update`` records that a release reading only up to format 3 would drop, so they are set
+only once the data set is at format 4.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from ..errors import FormatTooNew
+from ..errors import Conflict, FormatTooNew
 from . import tables as t
 from .crypto import SecretBox
 
@@ -42,10 +47,22 @@ def local_format(conn: Connection) -> int:
     return int(value or 0)
 
 
-DATA_FORMAT = 3
+DATA_FORMAT = 4
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
-READS_FORMATS = (1, 3)
+READS_FORMATS = (1, 4)
 """The oldest and newest data formats this release can read."""
+PREFERENCES_FORMAT = 4
+"""The data format that knows user preferences (default method, sessions ended)."""
+
+
+def require(conn: Connection, fmt: int, what: str) -> None:
+    """Conflict, saying what to do, when this data set is not yet at format ``fmt``."""
+    now = local_format(conn)
+    if now < fmt:
+        raise Conflict(
+            f"{what} need data format {fmt}; this data set is at {now}. Run `openmfa migrate` "
+            "(one node) or finish the farm's upgrade with `openmfa farm finalize`"
+        )
 
 
 def box_of(conn: Connection) -> SecretBox:
@@ -117,5 +134,13 @@ def _push_devices(conn: Connection) -> None:
     """Nothing to rewrite: format 3 only allows rows (push methods) no earlier format has."""
 
 
-STEPS: dict[int, Callable[[Connection], None]] = {2: _seal_contacts, 3: _push_devices}
+def _preferences(conn: Connection) -> None:
+    """Nothing to rewrite: format 4 only allows values (preferences) no earlier format has."""
+
+
+STEPS: dict[int, Callable[[Connection], None]] = {
+    2: _seal_contacts,
+    3: _push_devices,
+    4: _preferences,
+}
 """The step that brings rows of format N-1 to format N."""

@@ -43,6 +43,9 @@ users = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # schema 0005, data format 4: the user's choice of method, and "sign out everywhere"
+    Column("default_method", String(32), nullable=True),
+    Column("sessions_after", Float, nullable=True),
 )
 
 user_state = Table(
