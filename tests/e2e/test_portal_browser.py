@@ -503,6 +503,46 @@ def test_a_passkey_registered_then_signed_in_with(site: Site, visitor: Visitor) 
     v.see("signed-in-by-passkey")
     v.button("Sign out").click()
 
+    # A clone of the passkey (the same key in another authenticator, its count behind the
+    # original's) is refused: the node keeps each passkey's signature count.
+    (original,) = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})[
+        "credentials"
+    ]
+    assert original["signCount"] >= 1
+    options = {
+        "protocol": "ctap2",
+        "transport": "internal",
+        "hasResidentKey": True,
+        "hasUserVerification": True,
+        "isUserVerified": True,
+        "automaticPresenceSimulation": True,
+    }
+    cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator})
+    clone = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"]
+    cdp.send(
+        "WebAuthn.addCredential",
+        {"authenticatorId": clone, "credential": {**original, "signCount": 0}},
+    )
+    v.sign_in(portal, "eve")
+    v.button("Sign in with a passkey").click()
+    v.alert_says("passkey was not accepted")
+    v.see("cloned-passkey-refused")
+    cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": clone})
+    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})[
+        "authenticatorId"
+    ]
+    cdp.send(
+        "WebAuthn.addCredential",
+        {
+            "authenticatorId": authenticator,
+            "credential": {**original, "signCount": original["signCount"] + 5},
+        },
+    )
+    v.page.goto(portal + "/second-factor")
+    v.button("Sign in with a passkey").click()  # the original again (its count is ahead)
+    v.page.wait_for_url(re.compile(r".*/portal/methods$"))
+    v.button("Sign out").click()
+
     # A failed user verification (a wrong fingerprint) is refused: no sign-in.
     cdp.send(
         "WebAuthn.setUserVerified", {"authenticatorId": authenticator, "isUserVerified": False}

@@ -205,7 +205,7 @@ def test_preferences_wait_for_format_4_then_replay_to_every_node(
         conn.execute(delete(t.meta).where(t.meta.c.key == "data_format"))
         conn.execute(insert(t.meta).values(key="data_format", value="3"))
     for change in (lambda: acc.set_default_method("fay", app), lambda: acc.end_sessions("fay")):
-        with pytest.raises(Conflict, match="data format 4.*farm finalize"):
+        with pytest.raises(Conflict, match=r"data format 4.*farm finalize"):
             change()
     assert acc.get_user("fay").default_method == "" and acc.sessions_after("fay") == 0.0
     with store.write() as conn:

@@ -9,8 +9,10 @@ page's origin the portal states), and the relying party id is that origin's host
 ``[portal] passkey_rp_id`` names a parent domain.
 
 A passkey is a method of kind ``passkey``: its credential id and public key are sealed like any
-method's secret. It answers no typed code (RADIUS, the SDK's authenticate): only the portal's
-passkey ceremony.
+method's secret. An authenticator that counts its signatures has its count kept (the method's
+``counter``, moved only forward as an HOTP counter is): an answer whose count is not above the
+last one — replayed, or from a cloned authenticator — is refused. It answers no typed code
+(RADIUS, the SDK's authenticate): only the portal's passkey ceremony.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ..sdk.models import MethodView
 from ..store import tables as t
 from ..store.changes import Change
 from .accounts import Accounts, Actor, _check_text
+from .auth_state import counter_forward
 from .portal import CHALLENGE, PortalTokens
 
 CEREMONY_MS = 120_000
@@ -205,20 +208,33 @@ class Passkeys:
             raw_id = _unb64u(str(json.loads(credential)["rawId"]))
         except (ValueError, KeyError, TypeError):
             return None
+        store = self.accounts.store
+        ms = t.method_state
         for method_id, credential_id, public_key in self.stored(user):
             if not secrets.compare_digest(credential_id, raw_id):
                 continue
+            with store.read() as conn:
+                seen = conn.scalar(select(ms.c.counter).where(ms.c.method_id == method_id)) or 0
             try:
-                verify_authentication_response(
+                verified = verify_authentication_response(
                     credential=credential,
                     expected_challenge=_unb64u(extra["c"]),
                     expected_rp_id=extra["r"],
                     expected_origin=extra["o"],
                     credential_public_key=public_key,
-                    credential_current_sign_count=0,
+                    credential_current_sign_count=seen,
                     require_user_verification=True,
                 )
             except (WebAuthnException, ValueError, KeyError, TypeError):
-                return None
+                return None  # a wrong signature, or a sign count not above the last one
+            if verified.new_sign_count or seen:
+                # Authenticators that count: each answer's count is taken once (a replayed
+                # or cloned one is refused), even when two arrive at the same moment.
+                with store.write() as conn:
+                    moved = conn.execute(
+                        counter_forward(), {"mid": method_id, "v": verified.new_sign_count}
+                    )
+                if moved.rowcount != 1:
+                    return None
             return method_id
         return None
