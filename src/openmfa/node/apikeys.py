@@ -41,7 +41,8 @@ SCOPES: dict[str, frozenset[str]] = {
     # Least privilege: a sign-in only (checking a code, or the portal's two steps); everything
     # about a user needs that user's session token too (node.portal).
     "portal": frozenset({"authenticate", "portal"}),
-    "adapter": frozenset({"authenticate", "users:read"}),
+    # An identity provider's or proxy's adapter: sign-ins, and the REST second factor.
+    "adapter": frozenset({"authenticate", "users:read", "adapter"}),
     "mobile": frozenset({"users:read", "devices"}),
 }
 PREFIX = "omfa_"

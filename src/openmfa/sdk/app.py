@@ -58,6 +58,8 @@ from .models import (
     SDK_VERSIONS,
     TEXT_RE,
     ActivationRequest,
+    AdapterResult,
+    AdapterVerify,
     AuditPage,
     AuthenticateRequest,
     BypassGranted,
@@ -117,6 +119,19 @@ def _token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
+
+
+def _basic_key(request: Request) -> str | None:
+    """The API key as HTTP Basic's password (``http://name:KEY@node/...``): LemonLDAP::NG's
+    REST second factor cannot set headers, but its HTTP client sends a URL's user-info so."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[2] or None
 
 
 def _actor(request: Request, client: ApiClient) -> Actor:
@@ -334,6 +349,34 @@ class Authenticate:
 
 _decode_authenticate = msgspec.json.Decoder(AuthenticateRequest).decode
 _CRASH = "the node failed to handle this request; its log has the details under this request id"
+
+
+async def adapter_verify(request: Request) -> Response:
+    """An identity provider's REST second factor (LemonLDAP::NG ``rest2fVerifyUrl``): the user
+    and the code they typed -> HTTP 200 with ``{"result": true|false}``. An ``adapter`` key, as
+    a Bearer token or HTTP Basic's password. A wrong code, an unknown or locked user, a code
+    that cannot be one: ``result: false`` (counted toward the lockout like any); a refused key
+    or a node that cannot decide: an error status, on which the identity provider fails closed."""
+    node = _node(request)
+    token = _basic_key(request) or _token(request)
+    client: ApiClient = await run_in_threadpool(node.client, token, "adapter")
+    b = await _body(request, AdapterVerify, node.max_body)
+    code = b.code.strip().replace(" ", "")
+    if NAME_RE.fullmatch(b.user) is None or not code or TEXT_RE.fullmatch(code) is None:
+        return json_response(AdapterResult(result=False))  # no such user, or no code typed
+    result = await node.queue.submit(
+        Attempt(
+            b.user,
+            code,
+            client=client.name,
+            request_id=request.state.request_id,
+            token=token,
+            push=False,
+        )
+    )
+    if isinstance(result, OpenMfaError):
+        raise result
+    return json_response(AdapterResult(result=result.accepted))
 
 
 async def push_outcome(request: Request) -> Response:
@@ -1107,6 +1150,7 @@ def create_app(
         Route("/v1/devices/poll", device_poll, methods=["POST"]),
         Route("/v1/push/answer", push_answer, methods=["POST"]),
         Route("/v1/push/events", push_events, methods=["GET"]),
+        Route("/v1/adapter/verify", adapter_verify, methods=["POST"]),
         Route("/v1/portal/sign-in", portal_sign_in, methods=["POST"]),
         Route("/v1/portal/second-factor", portal_second_factor, methods=["POST"]),
         Route("/v1/portal/me", portal_me, methods=["GET"]),

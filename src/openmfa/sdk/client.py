@@ -45,6 +45,8 @@ from .models import (
     SDK_VERSION,
     ActivationCode,
     ActivationRequest,
+    AdapterResult,
+    AdapterVerify,
     AuditPage,
     AuditView,
     AuthenticateRequest,
@@ -255,6 +257,11 @@ class Requests:
     @staticmethod
     def portal_bypass(session: str) -> Call[BypassGranted]:
         return _mine("POST", "/v1/portal/me/bypass", BypassGranted, session)
+
+    @staticmethod
+    def adapter_verify(user: str, code: str) -> Call[AdapterResult]:
+        body = _encode(AdapterVerify(user=user, code=code))
+        return Call("POST", "/v1/adapter/verify", AdapterResult, body=body, kind="authenticate")
 
     @staticmethod
     def portal_set_default(session: str, method_id: str) -> Call[UserView]:
@@ -641,6 +648,10 @@ class SdkClient:
     def portal_bypass(self, session: str) -> BypassGranted:
         return self.send(Requests.portal_bypass(session))
 
+    def adapter_verify(self, user: str, code: str) -> bool:
+        """An identity provider's second-factor check: is ``code`` right for ``user``?"""
+        return self.send(Requests.adapter_verify(user, code)).result
+
     def portal_set_default(self, session: str, method_id: str) -> UserView:
         """The method the signed-in user is asked for first ("" clears the choice)."""
         return self.send(Requests.portal_set_default(session, method_id))
@@ -913,6 +924,9 @@ class AsyncSdkClient:
 
     async def portal_bypass(self, session: str) -> BypassGranted:
         return await self.send(Requests.portal_bypass(session))
+
+    async def adapter_verify(self, user: str, code: str) -> bool:
+        return (await self.send(Requests.adapter_verify(user, code))).result
 
     async def portal_set_default(self, session: str, method_id: str) -> UserView:
         return await self.send(Requests.portal_set_default(session, method_id))

@@ -68,6 +68,14 @@ class AuthenticateRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defau
     """Where the person signing in is (an address), shown on the phone with a push."""
 
 
+class AdapterVerify(msgspec.Struct):
+    """An identity provider's second-factor check (LemonLDAP::NG's REST second factor posts
+    ``{"user", "code"}`` and may add arguments of its own, which are ignored)."""
+
+    user: Annotated[str, Meta(max_length=255)]
+    code: Code = ""
+
+
 class PortalSignIn(msgspec.Struct, forbid_unknown_fields=True):
     """The User Portal's first step: the user's first factor (``[portal] primary``)."""
 
@@ -210,6 +218,7 @@ class BypassRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     AuthenticateRequest,
+    AdapterVerify,
     UserCreate,
     UserPatch,
     MethodCreate,
@@ -391,6 +400,14 @@ class PushEvents(msgspec.Struct, kw_only=True):
     """Requests answered since ``after`` (a device need not be shown them again)."""
 
 
+class AdapterResult(msgspec.Struct, kw_only=True):
+    """The answer an identity provider's REST second factor reads: HTTP 200 either way, and
+    ``result`` true only for a correct second factor (anything else from us — an error status —
+    makes the identity provider fail closed)."""
+
+    result: bool
+
+
 class DecisionView(msgspec.Struct, kw_only=True):
     accepted: bool
     reason: str
@@ -497,6 +514,7 @@ class ErrorBody(msgspec.Struct, kw_only=True):
 
 RESPONSES: tuple[type[msgspec.Struct], ...] = (
     ErrorBody,
+    AdapterResult,
     PortalStep,
     PortalMe,
     PortalTotpOffer,

@@ -166,6 +166,16 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
     ),
     (
         "post",
+        "/v1/adapter/verify",
+        "adapter",
+        "An identity provider's REST second factor (LemonLDAP::NG): 200 with result true or "
+        "false; the adapter key as a Bearer token or as HTTP Basic's password",
+        "AdapterVerify",
+        "AdapterResult",
+        200,
+    ),
+    (
+        "post",
         "/v1/portal/sign-in",
         "portal",
         "The User Portal's first step: the user's first factor -> a ticket",

@@ -1,0 +1,64 @@
+"""The identity providers' REST second factor (issue 14): LemonLDAP::NG posts ``{"user",
+"code"}`` with the adapter key as HTTP Basic's password and reads ``{"result": ...}`` from a 2xx;
+anything that is not a decision is an error status, so the identity provider fails closed.
+A real node over HTTP; codes from oathtool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from openmfa.sdk.client import SdkClient
+
+from .helpers import cli, init, oathtool, server
+
+SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
+
+
+def test_rest_second_factor_answers_result_and_fails_closed(tmp_path: Path) -> None:
+    dd = tmp_path / "node"
+    init(dd)
+    cli(dd, "user", "add", "dwho")
+    cli(dd, "method", "add", "dwho", "totp", "--secret", SEED, "--no-qr")
+    adapter = cli(dd, "apikey", "create", "lemonldap", "--scope", "adapter").stdout.strip()
+    portal = cli(dd, "apikey", "create", "portal", "--scope", "portal").stdout.strip()
+    with server(dd) as srv:
+        url = srv.url + "/v1/adapter/verify"
+
+        def verify(
+            body: object, auth: tuple[str, str] | None = ("llng", adapter)
+        ) -> httpx.Response:
+            return httpx.post(url, json=body, auth=auth, timeout=10)
+
+        # Wrong, unknown, empty or impossible: a decision (200), never a session.
+        for body in (
+            {"user": "dwho", "code": "000000"},
+            {"user": "nobody", "code": "123456"},
+            {"user": "dwho", "code": ""},
+            {"user": "dwho", "code": "12\x0034"},
+            {"user": "", "code": "123456"},
+        ):
+            r = verify(body)
+            assert (r.status_code, r.json()) == (200, {"result": False}), (body, r.text)
+        # The right code, with LemonLDAP::NG's own extra arguments beside it: true, once.
+        code = oathtool("--totp", "-b", SEED)
+        r = verify({"user": "dwho", "code": code, "uid": "dwho", "ip": "127.0.0.1"})
+        assert (r.status_code, r.json()) == (200, {"result": True})
+        assert verify({"user": "dwho", "code": code}).json() == {"result": False}  # replayed
+        # Not a decision: the identity provider sees an error status and refuses the sign-in.
+        assert verify({"user": "dwho", "code": code}, auth=None).status_code == 401
+        assert (
+            verify({"user": "dwho", "code": code}, auth=("llng", "omfa_wrong")).status_code == 401
+        )
+        assert verify({"user": "dwho", "code": code}, auth=("portal", portal)).status_code == 403
+        bad = httpx.post(url, content=b"{not json", auth=("llng", adapter), timeout=10)
+        assert bad.status_code == 400 and "JSON" in bad.json()["message"]
+        for body in ([1, 2], {"user": 5, "code": "1"}, {"code": "123456"}, {"user": "x" * 300}):
+            r = verify(body)
+            assert r.status_code == 422 and "not valid" in r.json()["message"], r.text
+        # The Python SDK speaks it too, with the key as a Bearer token.
+        with SdkClient(srv.url, adapter) as sdk:
+            assert sdk.adapter_verify("dwho", "000000") is False
+    audit = cli(dd, "audit", "--user", "dwho").stdout
+    assert "lemonldap" in audit and "accepted" in audit and "rejected" in audit
