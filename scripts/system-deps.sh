@@ -7,8 +7,11 @@ set -euo pipefail
 # FreeRADIUS is the RADIUS benchmark's reference. haproxy: the load balancer of the farm upgrade tests.
 # chromium (driven by Playwright, never a downloaded browser), zbar-tools (zbarimg reads QR codes)
 # and npm (installs axe-core from scripts/web-tools' lock file): the portal's browser tests.
+# lemonldap-ng (with the Perl modules its tool and portal load though Debian only recommends
+# them) and plackup: the identity provider the adapter tests register OpenMFA with.
 packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth haproxy
-  chromium zbar-tools fonts-dejavu-core)
+  chromium zbar-tools fonts-dejavu-core lemonldap-ng libemail-sender-perl libimage-magick-perl
+  libplack-perl)
 # npm comes with a Node.js of its own on some machines (then Debian's npm conflicts with it).
 command -v npm >/dev/null || packages+=(npm)
 need=()

@@ -15,7 +15,20 @@ import sys
 import click
 
 from .. import __version__
-from . import apikeys, backups, devices, farm, install, methods, mobile, node, portal, radius, users
+from . import (
+    adapters,
+    apikeys,
+    backups,
+    devices,
+    farm,
+    install,
+    methods,
+    mobile,
+    node,
+    portal,
+    radius,
+    users,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,6 +49,7 @@ for command in (
     devices.device,
     mobile.mobile,
     portal.portal,
+    adapters.adapter,
     apikeys.apikey,
     radius.radius,
     backups.backup,

@@ -1,0 +1,76 @@
+"""``adapter.toml``: which node an identity provider calls, with which key, and how each
+identity provider is registered. Read like ``portal.toml`` (shipped defaults, values checked)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..service_config import read_settings, relative
+
+CONFIG_VERSION = 1
+"""The schema this release writes (``[adapter] config_version``); it reads this one only."""
+
+
+def default_text() -> str:
+    return files("openmfa.adapters").joinpath("default_adapter.toml").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class LemonLdapSettings:
+    cli: str
+    ini: str
+    label: str
+    level: int
+    protect: list[str]
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    node_url: str
+    api_key: str
+    ca_file: str
+    lemonldap: LemonLdapSettings
+
+
+def load(path: Path | None) -> AdapterConfig:
+    values = read_settings(default_text(), path, "adapter.toml")
+    a, llng = values["adapter"], values["lemonldap"]
+    if a["config_version"] != CONFIG_VERSION:
+        raise ConfigError(
+            f"[adapter] config_version {a['config_version']} is not {CONFIG_VERSION}, the one "
+            "this release reads; `openmfa upgrade` merges the file forward"
+        )
+    url = str(a["node_url"]).rstrip("/")
+    if not url.startswith(("http://", "https://")) or "@" in url:
+        raise ConfigError("[adapter] node_url must be the SDK's URL (http:// or https://), no key")
+    key = str(a["api_key"])
+    key_file = relative(path, str(a["api_key_file"]))
+    if key_file is not None:
+        try:
+            key = key_file.read_text("utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read [adapter] api_key_file {key_file}: {exc.strerror}"
+            ) from None
+    if not key:
+        raise ConfigError(
+            "[adapter] needs an API key of scope adapter: `openmfa apikey create lemonldap "
+            "--scope adapter`, then api_key_file = the file holding it"
+        )
+    if not 1 <= int(llng["level"]) <= 100:
+        raise ConfigError("[lemonldap] level must be between 1 and 100")
+    return AdapterConfig(
+        url,
+        key,
+        str(a["ca_file"]),
+        LemonLdapSettings(
+            str(llng["cli"]),
+            str(llng["ini"]),
+            str(llng["label"]),
+            int(llng["level"]),
+            [str(h) for h in llng["protect"]],
+        ),
+    )
