@@ -8,10 +8,11 @@ set -euo pipefail
 # chromium (driven by Playwright, never a downloaded browser), zbar-tools (zbarimg reads QR codes)
 # and npm (installs axe-core from scripts/web-tools' lock file): the portal's browser tests.
 # lemonldap-ng (with the Perl modules its tool and portal load though Debian only recommends
-# them) and plackup: the identity provider the adapter tests register OpenMFA with.
+# them) and plackup: the identity provider the adapter tests register OpenMFA with. nginx:
+# the reverse proxy of the forward-auth tests.
 packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth haproxy
   chromium zbar-tools fonts-dejavu-core lemonldap-ng libemail-sender-perl libimage-magick-perl
-  libplack-perl)
+  libplack-perl nginx)
 # npm comes with a Node.js of its own on some machines (then Debian's npm conflicts with it).
 command -v npm >/dev/null || packages+=(npm)
 need=()

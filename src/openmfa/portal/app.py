@@ -60,6 +60,7 @@ from ..sdk.client import AsyncSdkClient
 from ..sdk.models import AuditView, PortalStep
 from . import i18n
 from .config import PACKAGED_THEMES, PortalConfig
+from .forward_auth import Cookies, ForwardAuthGate, in_domain
 from .sessions import Attempts, Session, Sessions
 
 log = logging.getLogger("openmfa.portal")
@@ -184,6 +185,12 @@ def create_app(
     """``mounted``: the routes at the root, for ``openmfa serve`` to mount at its prefix;
     ``transport`` reaches a node of the same process."""
     sdk = AsyncSdkClient(cfg.nodes, cfg.api_key, timeout=40.0, verify=verify, transport=transport)
+    fa = cfg.forward_auth
+    fa_cookies = Cookies(fa) if fa is not None else None
+    csp = CSP
+    if fa is not None:  # a sign-in form's answer goes back to a protected site
+        sites = f"{fa.cookie_domain}:* *.{fa.cookie_domain}:*"
+        csp = CSP.replace("form-action 'self'", f"form-action 'self' {sites}")
     sessions = Sessions(cfg.idle_seconds, cfg.absolute_seconds)
     attempts = Attempts(cfg.attempts_per_minute)
     envs = _environments(cfg)
@@ -359,7 +366,16 @@ def create_app(
 
     async def sign_in(ctx: Ctx) -> Response:
         s = ctx.session
+        rd = ctx.request.query_params.get("rd", "")
+        if rd and fa is not None:
+            if len(rd) > 2048 or not in_domain(rd, fa.cookie_domain):
+                raise PageError(
+                    ctx._("That return address is not a site of this sign-in. Sign in here.")
+                )
+            s.return_to = rd
         if s.signed_in and not s.reauth:
+            if s.return_to:
+                return await back_to_site(ctx)
             return ctx.redirect("/methods")
         if ctx.request.method == "GET":
             return ctx.render("sign_in.html", reauth=False, error="", user="")
@@ -471,7 +487,30 @@ def create_app(
         target, s.next_page = s.next_page or "/methods", ""
         if was_reauth and s.removing:
             await finish_removal(ctx)
+        if s.return_to and not was_reauth:
+            return await back_to_site(ctx)
         return ctx.redirect(target)
+
+    async def back_to_site(ctx: Ctx) -> Response:
+        """Forward-auth: the cookie the proxies check, then back to the protected site."""
+        assert fa is not None
+        s = ctx.session
+        target, s.return_to = s.return_to, ""
+        me = await sdk.portal_me(s.token)
+        assert fa_cookies is not None
+        value = fa_cookies.issue(me.user.name, me.user.email, me.user.display_name, time.time())
+        resp = RedirectResponse(target, status_code=303)
+        resp.set_cookie(
+            fa.cookie_name,
+            value,
+            max_age=int(fa.session_seconds),
+            domain=fa.cookie_domain,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=secure(ctx.request),
+        )
+        return resp
 
     async def push_start(ctx: Ctx) -> Response:
         s = ctx.session
@@ -700,7 +739,10 @@ def create_app(
         fresh = sessions.new()
         fresh.notice = "signed-out"
         ctx.session = fresh
-        return ctx.redirect("/sign-in")
+        resp = ctx.redirect("/sign-in")
+        if fa is not None:  # signed out of the protected sites too
+            resp.delete_cookie(fa.cookie_name, domain=fa.cookie_domain, path="/")
+        return resp
 
     async def profile(ctx: Ctx) -> Response:
         """My details: the phone number for SMS and voice, and a one-time bypass."""
@@ -889,7 +931,10 @@ def create_app(
     app = Starlette(
         routes=inner if mounted else [Mount(cfg.prefix, routes=inner)],
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders, secure=secure)],
+        middleware=[
+            *([Middleware(ForwardAuthGate, cfg=fa, path=cfg.prefix + "/auth")] if fa else []),
+            Middleware(SecurityHeaders, secure=secure, csp=csp),
+        ],
     )
     app.state.sessions = sessions
     return app
@@ -903,9 +948,10 @@ class SecurityHeaders:
     """Headers every answer carries: CSP, no framing, no sniffing, no referrer to other sites;
     HSTS over TLS."""
 
-    def __init__(self, app: ASGIApp, secure: Callable[[Request], bool]) -> None:
+    def __init__(self, app: ASGIApp, secure: Callable[[Request], bool], csp: str = CSP) -> None:
         self.app = app
         self.secure = secure
+        self.csp = csp.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -917,7 +963,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers += [
-                    (b"content-security-policy", CSP.encode()),
+                    (b"content-security-policy", self.csp),
                     (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"),
                     (b"referrer-policy", b"same-origin"),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..service_config import basics, read_settings, relative
+from . import forward_auth
+from .forward_auth import ForwardAuthConfig
 
 CONFIG_NAME = "portal.toml"
 PACKAGED_THEMES = Path(str(resources.files("openmfa").joinpath("themes")))
@@ -34,11 +36,13 @@ class PortalConfig:
     trusted_proxies: frozenset[str]
     attempts_per_minute: int
     path: Path | None = None
+    forward_auth: ForwardAuthConfig | None = None
 
 
 def load(path: Path | None, *, api_key: str | None = None) -> PortalConfig:
     """``api_key``: given by the caller (the portal mounted in ``openmfa serve``)."""
-    values = read_settings(default_text(), path, CONFIG_NAME)["portal"]
+    sections = read_settings(default_text(), path, CONFIG_NAME)
+    values = sections["portal"]
     if api_key is not None:
         values = {**values, "api_key": api_key, "api_key_file": ""}
     b = basics(values, "portal", path, "portal")
@@ -82,4 +86,5 @@ def load(path: Path | None, *, api_key: str | None = None) -> PortalConfig:
         trusted_proxies=frozenset(str(x) for x in values["trusted_proxies"]),
         attempts_per_minute=int(values["attempts_per_minute"]),
         path=path,
+        forward_auth=forward_auth.load(sections["forward_auth"], path),
     )

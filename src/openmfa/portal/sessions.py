@@ -28,6 +28,8 @@ class Session:
     user: str = ""
     ticket: str = ""
     """After the password: the node's ticket for the second factor."""
+    return_to: str = ""
+    """Forward-auth: the protected site's address to go back to after the sign-in."""
     prefer: str = ""
     """The kind of the person's default method, offered first (``push``, ``passkey`` …)."""
     token: str = ""
