@@ -13,8 +13,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,9 @@ CLI = "/usr/share/lemonldap-ng/bin/lemonldap-ng-cli"
 PSGI = "/usr/share/lemonldap-ng/portal/htdocs/index.psgi"
 SEEDS = {"dwho": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ", "rtyler": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"}
 HOST = "auth.example.com"
+BACKUP: dict[str, list[str]] = {}
+"""Each user's backup codes: correct second factors the no-gap loop can spend, one each."""
+NODE_DIR: list[Path] = []
 
 
 @dataclass
@@ -120,13 +124,20 @@ def idp() -> Iterator[Idp]:
 def node(tmp_path_factory: pytest.TempPathFactory, idp: Idp) -> Iterator[Server]:
     dd = tmp_path_factory.mktemp("llng-node") / "node"
     init(dd)
+    cfg = dd / "server.toml"  # the no-gap loop types many wrong codes: no lockout in the way
+    cfg.write_text(cfg.read_text().replace("lockout_threshold = 10", "lockout_threshold = 100000"))
     for user, seed in SEEDS.items():
         cli(dd, "user", "add", user)
         cli(dd, "method", "add", user, "totp", "--secret", seed, "--no-qr")
-    key = cli(dd, "apikey", "create", "lemonldap", "--scope", "adapter").stdout.strip()
-    key_file = idp.folder / "adapter.key"
-    key_file.write_text(key + "\n")
-    key_file.chmod(0o600)
+        listed = cli(dd, "method", "add", user, "backup-codes").stdout
+        BACKUP[user] = [c.replace("-", "") for c in re.findall(r"^  (\d+-\d+)$", listed, re.M)]
+        assert len(BACKUP[user]) == 10
+    for name, file in (("lemonldap", "adapter.key"), ("lemonldap-2", "adapter-2.key")):
+        key = cli(dd, "apikey", "create", name, "--scope", "adapter").stdout.strip()
+        key_file = idp.folder / file
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+    NODE_DIR.append(dd)
     with server(dd) as srv:
         idp.config.write_text(
             f'[adapter]\nnode_url = "{srv.url}"\napi_key_file = "adapter.key"\n'
@@ -193,6 +204,86 @@ def test_lemonldap_asks_openmfa_for_the_second_factor(idp: Idp, node: Server) ->
     assert "openmfa: registered" in adapter(idp, "status", "lemonldap").stdout
     _, cookie, _ = idp.sign_in("rtyler", code("rtyler", used))
     assert cookie.startswith("lemonldap="), "still asked and accepted after the refusal"
+
+
+@dataclass
+class Tally:
+    sign_ins: int = 0
+    asked: int = 0
+    """Sign-ins that were asked for the second factor after the password."""
+    without: int = 0
+    """Sign-ins that got a session without a correct second factor (must stay 0)."""
+    refused: int = 0
+    """Correct second factors refused (must stay 0)."""
+    accepted: int = 0
+    forms: set[str] = field(default_factory=set)
+
+
+def sign_in_loop(idp: Idp, stop: threading.Event, tally: Tally, limit: int = 400) -> None:
+    """Two users alternately, bounded in count (and stopped by ``stop``): every twelfth sign-in
+    spends a backup code (correct), the others type a wrong code."""
+    users = ["dwho", "rtyler"]
+    while not stop.is_set() and tally.sign_ins < limit:
+        user = users[tally.sign_ins % 2]
+        right = tally.sign_ins % 12 == 0 and bool(BACKUP[user])
+        code = BACKUP[user].pop() if right else "999999"
+        action, cookie, _ = idp.sign_in(user, code)
+        tally.sign_ins += 1
+        if action:
+            tally.asked += 1
+            tally.forms.add(action)
+        if cookie and not right:
+            tally.without += 1
+        if right and not cookie:
+            tally.refused += 1
+        if right and cookie:
+            tally.accepted += 1
+
+
+def test_upgrade_and_rollback_with_no_moment_without_the_second_factor(
+    idp: Idp, node: Server
+) -> None:
+    """A new registration (here: a new adapter key) goes beside the old one — the canary
+    (dwho) first, then everyone, then in its place — and back with `adapter rollback`, while
+    two people keep signing in: every sign-in is asked for the second factor, none gets a
+    session without a correct one, and no correct one is refused."""
+    text = idp.config.read_text().replace('"adapter.key"', '"adapter-2.key"')
+    text += "canary = '$uid eq \"dwho\"'\ncanary_seconds = 3\ngrace_seconds = 2\n"
+    idp.config.write_text(text)
+    tally, stop = Tally(), threading.Event()
+    loop = threading.Thread(target=sign_in_loop, args=(idp, stop, tally))
+    loop.start()
+    try:
+        wait_for(lambda: tally.sign_ins >= 4, "the sign-in loop to start", 60)
+        upgraded = adapter(idp, "upgrade", "lemonldap").stdout
+        used_after_upgrade = tally.sign_ins
+        wait_for(lambda: tally.sign_ins >= used_after_upgrade + 4, "sign-ins after the upgrade", 60)
+        rolled = adapter(idp, "rollback", "lemonldap").stdout
+        done_at = tally.sign_ins
+        wait_for(lambda: tally.sign_ins >= done_at + 4, "sign-ins after the rollback", 60)
+    finally:
+        stop.set()
+        loop.join(timeout=120)
+    print(
+        f"no-gap loop: {tally.sign_ins} sign-ins, {tally.asked} asked for the second factor, "
+        f"{tally.accepted} correct codes accepted, {tally.refused} refused, "
+        f"{tally.without} sessions without a second factor; forms {sorted(tally.forms)}"
+    )
+    for out in (upgraded, rolled):
+        assert 'canary ($uid eq "dwho")' in out and "everyone" in out, out
+        assert "openmfa_next removed" in out and "openmfa: registered" in out, out
+    assert tally.sign_ins == tally.asked and tally.without == 0 and tally.refused == 0, tally
+    assert tally.accepted >= 3, tally
+    assert "/openmfa_next2fcheck" in tally.forms  # the second registration was really used
+    assert "openmfa_next" not in idp.llng("save")  # and is gone again
+    # The upgrade moved the sign-ins to the new key, the rollback back to the old one.
+    events = [
+        json.loads(line)
+        for line in cli(NODE_DIR[0], "audit", "--json").stdout.splitlines()
+        if '"authenticate"' in line
+    ]
+    clients = [e["client"] for e in events]
+    assert "lemonldap-2" in clients and clients[-1] == "lemonldap", clients[-6:]
 
 
 def test_with_openmfa_down_nobody_signs_in(idp: Idp, node: Server) -> None:

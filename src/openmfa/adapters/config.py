@@ -25,6 +25,9 @@ class LemonLdapSettings:
     label: str
     level: int
     protect: list[str]
+    canary: str = ""
+    canary_seconds: float = 60.0
+    grace_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ def load(path: Path | None) -> AdapterConfig:
             "[adapter] needs an API key of scope adapter: `openmfa apikey create lemonldap "
             "--scope adapter`, then api_key_file = the file holding it"
         )
+    if llng["canary_seconds"] < 0 or llng["grace_seconds"] < 0:
+        raise ConfigError("[lemonldap] canary_seconds and grace_seconds must not be negative")
     if not 1 <= int(llng["level"]) <= 100:
         raise ConfigError("[lemonldap] level must be between 1 and 100")
     return AdapterConfig(
@@ -72,5 +77,8 @@ def load(path: Path | None) -> AdapterConfig:
             str(llng["label"]),
             int(llng["level"]),
             [str(h) for h in llng["protect"]],
+            str(llng["canary"]),
+            float(llng["canary_seconds"]),
+            float(llng["grace_seconds"]),
         ),
     )

@@ -19,7 +19,9 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -28,6 +30,10 @@ from .config import CONFIG_VERSION, LemonLdapSettings
 
 NAME = "openmfa"
 """The name registered in LemonLDAP::NG: stable forever (its form posts to /openmfa2fcheck)."""
+NEXT = "openmfa_next"
+"""The second instance an upgrade or rollback registers beside ``openmfa`` for a while."""
+NEVER = "1 == 0"
+"""A rule no one meets (LemonLDAP::NG takes an empty or "0" rule as "everyone")."""
 VERIFY_PATH = "/v1/adapter/verify"
 REDACTED = "(redacted)"
 LLNG_USER = "www-data"
@@ -161,21 +167,93 @@ class LemonLdap:
             protected,
         )
 
+    def instance(self, node_url: str, key: str, rule: str = "1") -> dict[str, Any]:
+        return {
+            "type": "REST",
+            "label": self.settings.label,
+            "level": self.settings.level,
+            "rule": rule,
+            "over": {"rest2fVerifyUrl": verify_url(node_url, key)},
+        }
+
+    def upgrade(
+        self,
+        to: dict[str, Any],
+        saved: Path,
+        say: Callable[[str], None],
+        sleep: Callable[[float], None],
+    ) -> Registration:
+        """Move to ``to`` (``move``), keeping the registration it replaces in ``saved`` (mode
+        0600: it holds the key) for ``rollback``."""
+        old = self.status().instance
+        if old is None:
+            raise IdpError("OpenMFA is not registered here; `openmfa adapter register` first")
+        fd = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"config_version": CONFIG_VERSION, "instance": old}, f)
+        return self.move(to, say, sleep)
+
+    def rollback(
+        self, saved: Path, say: Callable[[str], None], sleep: Callable[[float], None]
+    ) -> Registration:
+        """Back to the registration the last upgrade replaced (the same steps, the other way;
+        the one left is saved in its place, so a rollback can be undone alike)."""
+        try:
+            data = json.loads(saved.read_text("utf-8"))
+            previous = dict(data["instance"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise IdpError(
+                f"no earlier registration to go back to ({saved} is missing or unreadable); "
+                "an upgrade saves it there"
+            ) from None
+        return self.upgrade(previous, saved, say, sleep)
+
+    def move(
+        self, to: dict[str, Any], say: Callable[[str], None], sleep: Callable[[float], None]
+    ) -> Registration:
+        """Move from the registered ``openmfa`` to ``to`` with no moment without a second
+        factor: ``to`` beside it as ``openmfa_next`` for the canary, then for everyone, then
+        ``openmfa`` itself becomes ``to``; ``openmfa_next`` stays (no one is sent to it) until
+        the sign-in forms it gave out have expired, then goes. Each step is one LemonLDAP::NG
+        configuration version, so each applies at once, whole."""
+        conf = self.conf()
+        extra = dict(conf.get("sfExtra") or {})
+        old = extra.get(NAME)
+        if old is None:
+            raise IdpError("OpenMFA is not registered here; `openmfa adapter register` first")
+        old = {k: v for k, v in old.items()}
+        canary = self.settings.canary.strip()
+        steps: list[tuple[str, dict[str, Any], float]] = []
+        if canary:
+            steps.append(
+                (
+                    f"canary ({canary})",
+                    {NEXT: {**to, "rule": canary}, NAME: {**old, "rule": f"!({canary})"}},
+                    self.settings.canary_seconds,
+                )
+            )
+        steps.append(("everyone", {NEXT: {**to, "rule": "1"}, NAME: {**old, "rule": NEVER}}, 0))
+        steps.append(
+            ("openmfa is the new one", {NAME: {**to, "rule": "1"}, NEXT: {**to, "rule": NEVER}}, 0)
+        )
+        for what, instances, pause in steps:
+            self._merge({"sfExtra": {**extra, **instances}})
+            say(f"{what}: LemonLDAP::NG configuration {self.status().config_number}")
+            if pause:
+                sleep(pause)
+        sleep(self.settings.grace_seconds)
+        self._run("delKey", "sfExtra", NEXT)
+        now = self.status()
+        say(f"{NEXT} removed: LemonLDAP::NG configuration {now.config_number}")
+        return now
+
     def register(self, node_url: str, key: str) -> Registration:
         """Register (or update in place) the ``openmfa`` second factor, require second
         factors, and guard the protected hosts: one new configuration version."""
         level = self.settings.level
         changes: dict[str, Any] = {
             "sfRequired": 1,
-            "sfExtra": {
-                NAME: {
-                    "type": "REST",
-                    "label": self.settings.label,
-                    "level": level,
-                    "rule": "1",
-                    "over": {"rest2fVerifyUrl": verify_url(node_url, key)},
-                }
-            },
+            "sfExtra": {NAME: self.instance(node_url, key)},
         }
         if self.settings.protect:
             changes["locationRules"] = {
@@ -189,7 +267,7 @@ class LemonLdap:
         now = self.status()
         if now.instance is None:
             raise IdpError(f"LemonLDAP::NG has no second factor named {NAME!r}; nothing to do")
-        if now.required and not now.other_second_factors:
+        if now.required and not [o for o in now.other_second_factors if o != f"sfExtra.{NEXT}"]:
             raise IdpError(
                 f"{NAME!r} is LemonLDAP::NG's only second factor and second factors are "
                 "required: unregistering it would let people in on their password alone. "

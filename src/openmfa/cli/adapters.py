@@ -68,17 +68,54 @@ def adapter() -> None:
 def adapter_register(idp: str, config_path: Path) -> None:
     """Register OpenMFA as IDP's second factor (and require it): checks first that the node
     answers and that the key is an adapter key, so the IdP never points at a wrong one."""
+    cfg, llng = _opened(config_path)
+    _preflight(cfg)
+    _show(llng.register(cfg.node_url, cfg.api_key))
+
+
+def _preflight(cfg: Any) -> None:
+    """The node answers and the key is an adapter key (an error otherwise, nothing changed)."""
     from ..sdk.client import SdkClient
 
-    cfg, llng = _opened(config_path)
     verify: Any = True
     if cfg.ca_file:
         import ssl
 
         verify = ssl.create_default_context(cafile=cfg.ca_file)
     with SdkClient(cfg.node_url, cfg.api_key, verify=verify) as sdk:
-        sdk.adapter_verify("", "")  # refused key or no node: an error here, nothing registered
-    _show(llng.register(cfg.node_url, cfg.api_key))
+        sdk.adapter_verify("", "")
+
+
+def _saved(config_path: Path) -> Path:
+    return config_path.with_name(config_path.stem + "-lemonldap.previous.json")
+
+
+@adapter.command("upgrade")
+@click.argument("idp", type=IDPS)
+@_config_option
+@fails_cleanly
+def adapter_upgrade(idp: str, config_path: Path) -> None:
+    """Move IDP to this adapter.toml's registration with no moment without a second factor:
+    beside the old one for the canary, then everyone, then in its place (the old one is kept
+    for `adapter rollback`)."""
+    import time
+
+    cfg, llng = _opened(config_path)
+    _preflight(cfg)
+    to = llng.instance(cfg.node_url, cfg.api_key)
+    _show(llng.upgrade(to, _saved(config_path), click.echo, time.sleep))
+
+
+@adapter.command("rollback")
+@click.argument("idp", type=IDPS)
+@_config_option
+@fails_cleanly
+def adapter_rollback(idp: str, config_path: Path) -> None:
+    """Back to the registration the last upgrade replaced, the same way (no gap)."""
+    import time
+
+    _, llng = _opened(config_path)
+    _show(llng.rollback(_saved(config_path), click.echo, time.sleep))
 
 
 @adapter.command("unregister")

@@ -361,7 +361,7 @@ async def adapter_verify(request: Request) -> Response:
     token = _basic_key(request) or _token(request)
     client: ApiClient = await run_in_threadpool(node.client, token, "adapter")
     b = await _body(request, AdapterVerify, node.max_body)
-    code = b.code.strip().replace(" ", "")
+    code = b.code.strip().replace(" ", "").replace("-", "")  # as typed: 04551-21019
     if NAME_RE.fullmatch(b.user) is None or not code or TEXT_RE.fullmatch(code) is None:
         return json_response(AdapterResult(result=False))  # no such user, or no code typed
     result = await node.queue.submit(
