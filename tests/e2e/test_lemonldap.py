@@ -30,6 +30,8 @@ HOST = "auth.example.com"
 BACKUP: dict[str, list[str]] = {}
 """Each user's backup codes: correct second factors the no-gap loop can spend, one each."""
 NODE_DIR: list[Path] = []
+USED: dict[str, set[str]] = {}
+"""The TOTP codes this module's tests spent, by user."""
 
 
 @dataclass
@@ -59,10 +61,11 @@ class Idp:
             if token:
                 form["token"] = token.group(1)
             second = c.post("/", data=form)
+            if second.status_code == 302:  # no second factor asked: the password alone did
+                return "", second.headers.get("set-cookie", ""), ""
             assert second.status_code == 200 and "lemonldap" not in second.cookies, second.text
             action = re.search(r'<form[^>]*action="([^"?]*)', second.text)
-            if action is None:  # no second factor asked: the guard failed
-                return "", second.headers.get("set-cookie", ""), ""
+            assert action is not None, second.text
             if code is None:
                 return action.group(1), "", ""
             fields = dict(re.findall(r'<input[^>]*name="([^"]*)"[^>]*value="([^"]*)"', second.text))
@@ -150,8 +153,10 @@ def adapter(idp: Idp, *args: str, expect: int = 0) -> subprocess.CompletedProces
     return cli(idp.folder, "adapter", *args, "--config", str(idp.config), expect=expect)
 
 
-def code(user: str, used: set[str]) -> str:
-    """A code of ``user``'s not used yet (a code is taken once: wait for the next step)."""
+def code(user: str) -> str:
+    """A code of ``user``'s not used yet in this module (a code is taken once: wait for the
+    next step)."""
+    used = USED.setdefault(user, set())
     found: list[str] = []
     wait_for(
         lambda: found.append(oathtool("--totp", "-b", SEEDS[user])) or found[-1] not in used,
@@ -174,7 +179,6 @@ def test_lemonldap_asks_openmfa_for_the_second_factor(idp: Idp, node: Server) ->
     assert "second factor required: yes" in shown
     assert "app.example.com: $authenticationLevel >= 3" in shown
     assert idp.llng("get", "cfgNum") != before  # a new LemonLDAP::NG configuration version
-    used: set[str] = set()
 
     def asked() -> bool:  # LemonLDAP::NG reads its configuration again within a second or so
         return idp.sign_in("dwho", None)[0] == "/openmfa2fcheck"
@@ -184,7 +188,7 @@ def test_lemonldap_asks_openmfa_for_the_second_factor(idp: Idp, node: Server) ->
     action, cookie, error = idp.sign_in("dwho", "123456")
     assert (action, cookie, error) == ("/openmfa2fcheck", "", "96")
     # The right code: a session cookie for the whole domain.
-    right = code("dwho", used)
+    right = code("dwho")
     _, cookie, error = idp.sign_in("dwho", right)
     assert cookie.startswith("lemonldap=") and "domain=.example.com" in cookie, cookie
     # The same code again (replayed): refused.
@@ -202,8 +206,111 @@ def test_lemonldap_asks_openmfa_for_the_second_factor(idp: Idp, node: Server) ->
     refused = adapter(idp, "unregister", "lemonldap", expect=1)
     assert "password alone" in refused.stderr and "policy off" in refused.stderr
     assert "openmfa: registered" in adapter(idp, "status", "lemonldap").stdout
-    _, cookie, _ = idp.sign_in("rtyler", code("rtyler", used))
+    _, cookie, _ = idp.sign_in("rtyler", code("rtyler"))
     assert cookie.startswith("lemonldap="), "still asked and accepted after the refusal"
+
+
+HANDLER = "/usr/share/lemonldap-ng/llng-server/llng-server.psgi"
+NGINX = """
+daemon off;
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {folder}/tmp; proxy_temp_path {folder}/tmp;
+  fastcgi_temp_path {folder}/tmp; uwsgi_temp_path {folder}/tmp; scgi_temp_path {folder}/tmp;
+  server {{
+    listen 127.0.0.1:{site};
+    location / {{ return 200 "the protected site"; }}
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    server_name app.example.com;
+    location = /lmauth {{
+      internal;
+      proxy_pass http://127.0.0.1:{handler}$request_uri;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header Host $host;
+    }}
+    location / {{
+      auth_request /lmauth;
+      proxy_pass http://127.0.0.1:{site};
+    }}
+  }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def protected_site(idp: Idp) -> Iterator[str]:
+    """app.example.com behind Debian's nginx, guarded by LemonLDAP::NG's own handler (its PSGI
+    server under plackup; nginx asks it with auth_request)."""
+    handler_port, site_port, port = free_port(), free_port(), free_port()
+    env = {**os.environ, "LLNG_DEFAULTCONFFILE": str(idp.folder / "lemonldap-ng.ini")}
+    procs: list[subprocess.Popen[bytes]] = []
+    web = idp.folder / "nginx"
+    (web / "tmp").mkdir(parents=True)
+    (web / "nginx.conf").write_text(
+        NGINX.format(folder=web, port=port, handler=handler_port, site=site_port)
+    )
+    try:
+        with (idp.folder / "handler.log").open("w") as out:
+            procs.append(
+                subprocess.Popen(
+                    ["plackup", "--host", "127.0.0.1", "-p", str(handler_port), HANDLER],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=idp.folder,
+                )
+            )
+        procs.append(subprocess.Popen(["nginx", "-p", str(web), "-c", str(web / "nginx.conf")]))
+
+        def up() -> bool:
+            try:
+                httpx.get(f"http://127.0.0.1:{handler_port}/", timeout=2)
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                return True
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, "LemonLDAP::NG's handler and nginx", 60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def visit(site: str, cookie: str) -> int:
+    """The protected site's answer to a browser carrying LemonLDAP::NG's ``cookie``."""
+    value = cookie.split(";")[0].split("=", 1)[1] if cookie else ""
+    headers = {"Host": "app.example.com", "Cookie": f"lemonldap={value}"}
+    return httpx.get(site + "/", headers=headers, follow_redirects=False, timeout=10).status_code
+
+
+def test_the_guard_holds_when_the_second_factor_is_removed_by_hand(
+    idp: Idp, node: Server, protected_site: str
+) -> None:
+    """Someone deletes OpenMFA from LemonLDAP::NG by hand while second factors stay required:
+    LemonLDAP::NG then gives a session on the password alone (its trap), but the protected
+    site's rule, set at registration, asks for the level only OpenMFA gives: refused."""
+    _, cookie, _ = idp.sign_in("rtyler", code("rtyler"))
+    assert cookie.startswith("lemonldap=")
+    assert visit(protected_site, cookie) == 200  # password and OpenMFA: in
+    assert visit(protected_site, "") == 401  # no session: sent to sign in
+    idp.llng("delKey", "sfExtra", "openmfa")  # by hand, not with our tool
+    try:
+        wait_for(lambda: idp.sign_in("rtyler", None)[0] == "", "the module to be gone", 30)
+        _, password_only, _ = idp.sign_in("rtyler", None)
+        assert password_only.startswith("lemonldap="), "LemonLDAP::NG's trap did not happen"
+        assert visit(protected_site, password_only) == 403  # the guard
+    finally:
+        adapter(idp, "register", "lemonldap")
+    wait_for(lambda: idp.sign_in("rtyler", None)[0] == "/openmfa2fcheck", "registered again", 30)
 
 
 @dataclass
