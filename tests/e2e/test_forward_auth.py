@@ -6,17 +6,23 @@ loopback; nginx, the portal, the node and the site are real processes."""
 from __future__ import annotations
 
 import http.server
+import json
 import secrets
+import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 from playwright import sync_api as playwright_api
+
+from openmfa.portal.forward_auth import Cookies, ForwardAuthConfig
 
 from .helpers import OPENMFA, cli, free_port, init, oathtool, server, start_service, stop, wait_for
 
@@ -33,24 +39,13 @@ http {{
   access_log {folder}/access.log;
   client_body_temp_path {folder}/tmp; proxy_temp_path {folder}/tmp;
   fastcgi_temp_path {folder}/tmp; uwsgi_temp_path {folder}/tmp; scgi_temp_path {folder}/tmp;
+  include {folder}/snippets/openmfa-upstream.conf;
   server {{
     listen 127.0.0.1:{port};
     server_name app.example.com;
-    location = /internal/openmfa {{
-      internal;
-      proxy_pass http://127.0.0.1:{portal}/portal/auth;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-For $remote_addr;
-    }}
+    include {folder}/snippets/openmfa-location.conf;
     location / {{
-      auth_request /internal/openmfa;
-      auth_request_set $user $upstream_http_remote_user;
-      auth_request_set $signin $upstream_http_location;
-      error_page 401 =302 $signin;
-      proxy_set_header Remote-User $user;
+      include {folder}/snippets/openmfa-authrequest.conf;
       proxy_pass http://127.0.0.1:{site};
     }}
   }}
@@ -66,7 +61,42 @@ class Protected:
     """The portal's public address (http://auth.example.com:PORT/portal)."""
     seen: list[str] = field(default_factory=list)
     """Remote-User of every request that reached the site."""
+    portals: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+    """The portal processes by their HOST:PORT (the first one: the one registered)."""
+    folder: Path = Path()
+    web: Path = Path()
+    node_url: str = ""
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def start_portal(self, port: int) -> str:
+        """A portal on ``port`` (sharing the forward-auth key, as an upgrade's new one would)."""
+        home = self.folder / f"portal-{port}"  # a host of its own (one portal a folder)
+        home.mkdir(exist_ok=True)
+        for name in ("portal.key", "forward-auth.key"):
+            shutil.copy(self.folder / name, home / name)
+        config = home / "portal.toml"
+        config.write_text(
+            f'[portal]\nlisten = "127.0.0.1:{port}"\nnodes = ["{self.node_url}"]\n'
+            'api_key_file = "portal.key"\nattempts_per_minute = 1000\n'
+            '[forward_auth]\nenabled = true\ncookie_domain = "example.com"\n'
+            f'public_url = "{self.portal}"\n'
+        )
+        argv = ["portal", "serve", "--config", str(config)]
+        health = f"http://127.0.0.1:{port}/portal/healthz"
+        self.portals[f"127.0.0.1:{port}"] = start_service(argv, health, home / "portal.log")
+        return f"127.0.0.1:{port}"
+
+    def adapter(self, *args: str, portals: list[str], expect: int = 0) -> str:
+        """``openmfa adapter ... nginx`` with adapter.toml naming ``portals``."""
+        conf = self.folder / "adapter.toml"
+        nginx = ["nginx", "-p", str(self.web), "-c", str(self.web / "nginx.conf")]
+        conf.write_text(
+            f'[nginx]\ndir = "{self.web}/snippets"\nportals = {json.dumps(portals)}\n'
+            f"nginx = {json.dumps(nginx)}\n"
+        )
+        return cli(
+            self.folder, "adapter", *args, "nginx", "--config", str(conf), expect=expect
+        ).stdout
 
 
 class Site(http.server.BaseHTTPRequestHandler):
@@ -109,24 +139,19 @@ def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Protected]:
     site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=site.serve_forever, daemon=True).start()
     public = f"http://auth.example.com:{portal_port}/portal"
-    out = Protected(f"http://app.example.com:{nginx_port}", public, seen)
+    web = base / "nginx"
+    (web / "tmp").mkdir(parents=True)
+    (web / "snippets").mkdir()
+    out = Protected(f"http://app.example.com:{nginx_port}", public, seen, folder=folder, web=web)
     try:
         with server(dd) as node:
-            (folder / "portal.toml").write_text(
-                f'[portal]\nlisten = "127.0.0.1:{portal_port}"\nnodes = ["{node.url}"]\n'
-                'api_key_file = "portal.key"\nattempts_per_minute = 1000\n'
-                '[forward_auth]\nenabled = true\ncookie_domain = "example.com"\n'
-                f'public_url = "{public}"\n'
-            )
-            argv = ["portal", "serve", "--config", str(folder / "portal.toml")]
-            health = f"http://127.0.0.1:{portal_port}/portal/healthz"
-            out.procs.append(start_service(argv, health, folder / "portal.log"))
-            web = base / "nginx"
-            (web / "tmp").mkdir(parents=True)
-            conf = NGINX.format(
-                folder=web, port=nginx_port, portal=portal_port, site=site.server_port
-            )
+            out.node_url = node.url
+            first = out.start_portal(portal_port)
+            conf = NGINX.format(folder=web, port=nginx_port, site=site.server_port)
             (web / "nginx.conf").write_text(conf)
+            # Registered with the tool: it writes the files nginx includes, checks them with
+            # nginx -t (nginx not yet running: nothing to reload).
+            assert "portals " + first in out.adapter("register", portals=[first])
             nginx = subprocess.Popen(
                 ["nginx", "-p", str(web), "-c", str(web / "nginx.conf")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, text=True,
@@ -144,7 +169,7 @@ def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Protected]:
             wait_for(up, "nginx")
             yield out
     finally:
-        for proc in reversed(out.procs):
+        for proc in [*reversed(out.procs), *out.portals.values()]:
             stop(proc)
         site.shutdown()
         site.server_close()
@@ -205,9 +230,72 @@ def test_a_return_address_elsewhere_is_refused(protected: Protected) -> None:
         assert r.status_code == 400 and "not a site of this sign-in" in r.text, rd
 
 
+def test_upgrade_and_rollback_behind_nginx_with_no_gap(protected: Protected) -> None:
+    """`adapter upgrade nginx` puts a new portal in front (the old one as backup), then alone;
+    the old portal stops; `adapter rollback nginx` goes back. Meanwhile a signed-in person and an
+    anonymous one keep asking the site: the signed-in one is always let in (the new portal
+    takes the old one's cookie), the anonymous one never is."""
+    (old,) = protected.portals
+    host = protected.url.split("//")[1]
+    base = f"http://127.0.0.1:{host.split(':')[1]}"
+    cfg = ForwardAuthConfig(
+        "example.com",
+        "openmfa_auth",
+        3600.0,
+        bytes.fromhex((protected.folder / "forward-auth.key").read_text().strip()),
+        protected.portal,
+    )
+    cookie = Cookies(cfg).issue("ada", "ada@example.com", "Ada L", time.time())
+    counts = {"signed_in_ok": 0, "signed_in_refused": 0, "anonymous_sent_to_sign_in": 0,
+              "anonymous_let_in": 0, "errors": 0}  # fmt: skip
+    halt = threading.Event()
+
+    def loop() -> None:
+        with httpx.Client(base_url=base, headers={"Host": host}, timeout=10) as c:
+            for _ in range(5000):  # bounded; stopped by the test well before
+                if halt.is_set():
+                    return
+                r = c.get("/upgrade", headers={"Cookie": f"openmfa_auth={cookie}"})
+                counts["signed_in_ok" if r.status_code == 200 else "signed_in_refused"] += 1
+                r = c.get("/upgrade")
+                if r.status_code == 302 and r.headers["location"].startswith(protected.portal):
+                    counts["anonymous_sent_to_sign_in"] += 1
+                elif r.status_code == 200:
+                    counts["anonymous_let_in"] += 1
+                else:
+                    counts["errors"] += 1
+
+    runner = threading.Thread(target=loop)
+    runner.start()
+    try:
+        wait_for(lambda: counts["signed_in_ok"] >= 5, "the loop to start")
+        new = protected.start_portal(free_port())
+        said = protected.adapter("upgrade", portals=[new])
+        assert f"only {new} now" in said and f"{old} as backup" in said, said
+        stop(protected.portals.pop(old))  # the old release's portal goes away
+        mark = counts["signed_in_ok"]
+        wait_for(lambda: counts["signed_in_ok"] >= mark + 5, "sign-ins through the new portal")
+        back = protected.start_portal(int(old.split(":")[1]))
+        said = protected.adapter("rollback", portals=[new])
+        assert f"only {back} now" in said, said
+        stop(protected.portals.pop(new))
+        mark = counts["signed_in_ok"]
+        wait_for(lambda: counts["signed_in_ok"] >= mark + 5, "sign-ins after the rollback")
+    finally:
+        halt.set()
+        runner.join(timeout=60)
+    print(f"no-gap loop through nginx: {counts}")
+    assert counts["signed_in_refused"] == 0 and counts["anonymous_let_in"] == 0, counts
+    assert counts["errors"] == 0 and counts["anonymous_sent_to_sign_in"] > 10, counts
+    status = cli(protected.folder, "adapter", "status", "nginx", "--config",
+                 str(protected.folder / "adapter.toml")).stdout  # fmt: skip
+    assert f"portals {back}" in status and "backup" not in status
+
+
 def test_with_the_portal_down_the_site_is_never_reached(protected: Protected) -> None:
     before = len(protected.seen)
-    stop(protected.procs[0])  # the portal
+    for proc in protected.portals.values():
+        stop(proc)
     host = protected.url.split("//")[1]
     r = httpx.get(f"http://127.0.0.1:{host.split(':')[1]}/reports", headers={"Host": host})
     assert r.status_code >= 500 and len(protected.seen) == before

@@ -8,7 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..service_config import read_settings, relative
+from ..service_config import check_prefix, read_settings, relative
 
 CONFIG_VERSION = 1
 """The schema this release writes (``[adapter] config_version``); it reads this one only."""
@@ -31,16 +31,32 @@ class LemonLdapSettings:
 
 
 @dataclass(frozen=True)
+class NginxSettings:
+    dir: Path
+    portals: list[str]
+    prefix: str
+    nginx: list[str]
+
+
+@dataclass(frozen=True)
 class AdapterConfig:
     node_url: str
     api_key: str
     ca_file: str
     lemonldap: LemonLdapSettings
+    nginx: NginxSettings
 
 
 def load(path: Path | None) -> AdapterConfig:
     values = read_settings(default_text(), path, "adapter.toml")
-    a, llng = values["adapter"], values["lemonldap"]
+    a, llng, web = values["adapter"], values["lemonldap"], values["nginx"]
+    portals = [str(p) for p in web["portals"]]
+    for p in portals:
+        host, _, port = p.rpartition(":")
+        if not host or not port.isdigit() or any(c in p for c in " ;{}#/"):
+            raise ConfigError(f"[nginx] portals: {p!r} is not HOST:PORT")
+    if not portals or not web["nginx"]:
+        raise ConfigError("[nginx] portals and nginx must not be empty")
     if a["config_version"] != CONFIG_VERSION:
         raise ConfigError(
             f"[adapter] config_version {a['config_version']} is not {CONFIG_VERSION}, the one "
@@ -58,11 +74,6 @@ def load(path: Path | None) -> AdapterConfig:
             raise ConfigError(
                 f"cannot read [adapter] api_key_file {key_file}: {exc.strerror}"
             ) from None
-    if not key:
-        raise ConfigError(
-            "[adapter] needs an API key of scope adapter: `openmfa apikey create lemonldap "
-            "--scope adapter`, then api_key_file = the file holding it"
-        )
     if llng["canary_seconds"] < 0 or llng["grace_seconds"] < 0:
         raise ConfigError("[lemonldap] canary_seconds and grace_seconds must not be negative")
     if not 1 <= int(llng["level"]) <= 100:
@@ -80,5 +91,11 @@ def load(path: Path | None) -> AdapterConfig:
             str(llng["canary"]),
             float(llng["canary_seconds"]),
             float(llng["grace_seconds"]),
+        ),
+        NginxSettings(
+            relative(path, str(web["dir"])) or Path(str(web["dir"])),
+            portals,
+            check_prefix("nginx", str(web["prefix"])),
+            [str(x) for x in web["nginx"]],
         ),
     )

@@ -11,7 +11,7 @@ import click
 
 from .common import fails_cleanly
 
-IDPS = click.Choice(["lemonldap"])
+IDPS = click.Choice(["lemonldap", "nginx"])
 
 
 def _config_option(fn: Any) -> Any:
@@ -25,9 +25,10 @@ def _config_option(fn: Any) -> Any:
     )(fn)
 
 
-def _opened(config_path: Path) -> tuple[Any, Any]:
+def _opened(config_path: Path, idp: str = "lemonldap") -> tuple[Any, Any]:
     from ..adapters.config import load
     from ..adapters.lemonldap import LemonLdap
+    from ..adapters.nginx import Nginx
     from ..errors import ConfigError
 
     if not config_path.exists():
@@ -36,10 +37,24 @@ def _opened(config_path: Path) -> tuple[Any, Any]:
             f"`openmfa adapter default-config > {config_path}` and set its api_key_file"
         )
     cfg = load(config_path)
+    if idp == "nginx":
+        return cfg, Nginx(cfg.nginx)
+    if not cfg.api_key:
+        raise ConfigError(
+            "[adapter] needs an API key of scope adapter: `openmfa apikey create lemonldap "
+            "--scope adapter`, then api_key_file = the file holding it"
+        )
     return cfg, LemonLdap(cfg.lemonldap)
 
 
 def _show(reg: Any) -> None:
+    if hasattr(reg, "portals"):  # nginx
+        if reg is None or not reg.portals:
+            click.echo("nginx forward-auth: not registered")
+            return
+        backup = f" (backup: {', '.join(reg.backup)})" if reg.backup else ""
+        click.echo(f"nginx forward-auth: portals {', '.join(reg.portals)}{backup}")
+        return
     instance = reg.instance
     click.echo(f"LemonLDAP::NG configuration {reg.config_number}")
     click.echo(f"  second factor required: {'yes' if reg.required else 'NO'}")
@@ -68,9 +83,12 @@ def adapter() -> None:
 def adapter_register(idp: str, config_path: Path) -> None:
     """Register OpenMFA as IDP's second factor (and require it): checks first that the node
     answers and that the key is an adapter key, so the IdP never points at a wrong one."""
-    cfg, llng = _opened(config_path)
+    cfg, idp_ = _opened(config_path, idp)
+    if idp == "nginx":
+        _show(idp_.register())
+        return
     _preflight(cfg)
-    _show(llng.register(cfg.node_url, cfg.api_key))
+    _show(idp_.register(cfg.node_url, cfg.api_key))
 
 
 def _preflight(cfg: Any) -> None:
@@ -86,8 +104,8 @@ def _preflight(cfg: Any) -> None:
         sdk.adapter_verify("", "")
 
 
-def _saved(config_path: Path) -> Path:
-    return config_path.with_name(config_path.stem + "-lemonldap.previous.json")
+def _saved(config_path: Path, idp: str) -> Path:
+    return config_path.with_name(f"{config_path.stem}-{idp}.previous.json")
 
 
 @adapter.command("upgrade")
@@ -100,10 +118,13 @@ def adapter_upgrade(idp: str, config_path: Path) -> None:
     for `adapter rollback`)."""
     import time
 
-    cfg, llng = _opened(config_path)
+    cfg, idp_ = _opened(config_path, idp)
+    if idp == "nginx":
+        _show(idp_.upgrade(_saved(config_path, idp), click.echo))
+        return
     _preflight(cfg)
-    to = llng.instance(cfg.node_url, cfg.api_key)
-    _show(llng.upgrade(to, _saved(config_path), click.echo, time.sleep))
+    to = idp_.instance(cfg.node_url, cfg.api_key)
+    _show(idp_.upgrade(to, _saved(config_path, idp), click.echo, time.sleep))
 
 
 @adapter.command("rollback")
@@ -114,8 +135,11 @@ def adapter_rollback(idp: str, config_path: Path) -> None:
     """Back to the registration the last upgrade replaced, the same way (no gap)."""
     import time
 
-    _, llng = _opened(config_path)
-    _show(llng.rollback(_saved(config_path), click.echo, time.sleep))
+    _, idp_ = _opened(config_path, idp)
+    if idp == "nginx":
+        _show(idp_.rollback(_saved(config_path, idp), click.echo))
+        return
+    _show(idp_.rollback(_saved(config_path, idp), click.echo, time.sleep))
 
 
 @adapter.command("unregister")
@@ -124,6 +148,13 @@ def adapter_rollback(idp: str, config_path: Path) -> None:
 @fails_cleanly
 def adapter_unregister(idp: str, config_path: Path) -> None:
     """Remove OpenMFA from IDP (refused while it is the only second factor and one is required)."""
+    from ..adapters.lemonldap import IdpError
+
+    if idp == "nginx":
+        raise IdpError(
+            "nginx's protected sites include OpenMFA's files: removing them would open the "
+            "sites, or break nginx. Remove the includes from the sites first, by hand"
+        )
     _, llng = _opened(config_path)
     _show(llng.unregister())
 
@@ -134,8 +165,15 @@ def adapter_unregister(idp: str, config_path: Path) -> None:
 @fails_cleanly
 def adapter_status(idp: str, config_path: Path) -> None:
     """What IDP holds for OpenMFA now."""
-    _, llng = _opened(config_path)
-    _show(llng.status())
+    _, idp_ = _opened(config_path, idp)
+    if idp == "nginx":
+        now = idp_.state()
+        if now is None:
+            click.echo("nginx forward-auth: not registered")
+            return
+    else:
+        now = idp_.status()
+    _show(now)
 
 
 @adapter.command("export")
@@ -145,8 +183,17 @@ def adapter_status(idp: str, config_path: Path) -> None:
 @fails_cleanly
 def adapter_export(idp: str, config_path: Path, with_secrets: bool) -> None:
     """Print IDP's OpenMFA registration as JSON (the adapter key redacted unless asked)."""
-    _, llng = _opened(config_path)
-    click.echo(json.dumps(llng.status().as_export(redact=not with_secrets), indent=2))
+    _, idp_ = _opened(config_path, idp)
+    if idp == "nginx":
+        from dataclasses import asdict
+
+        from ..adapters.config import CONFIG_VERSION
+
+        now = idp_.state()
+        data = {"config_version": CONFIG_VERSION, "idp": "nginx", **(asdict(now) if now else {})}
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(json.dumps(idp_.status().as_export(redact=not with_secrets), indent=2))
 
 
 @adapter.command("policy")
@@ -156,6 +203,10 @@ def adapter_export(idp: str, config_path: Path, with_secrets: bool) -> None:
 @fails_cleanly
 def adapter_policy(idp: str, state: str, config_path: Path) -> None:
     """The global MFA policy: require a second factor at every sign-in, or turn it off."""
+    from ..adapters.lemonldap import IdpError
+
+    if idp == "nginx":
+        raise IdpError("nginx has no global policy: each protected location includes auth_request")
     _, llng = _opened(config_path)
     _show(llng.policy(state == "require"))
 
