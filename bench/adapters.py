@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import re
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from tests.e2e.helpers import free_port, start_service, stop
+from tests.e2e.services import nginx
 
 from openmfa.config import load as load_config
 from openmfa.node.accounts import Accounts
@@ -39,26 +38,13 @@ from openmfa.node.apikeys import ApiKeys
 from openmfa.portal.forward_auth import Cookies, ForwardAuthConfig
 from openmfa.store.database import DataDir, Store
 from verify import start_node
+from wrk_load import CONCURRENCY, wrk
 
-CONCURRENCY = 16
 GOAL_P99_MS = 1.0
 GOAL_RPS = 5000.0
-NGINX = """
-daemon off;
-worker_processes 1;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {folder}/tmp; proxy_temp_path {folder}/tmp;
-  fastcgi_temp_path {folder}/tmp; uwsgi_temp_path {folder}/tmp; scgi_temp_path {folder}/tmp;
+SITES = """
   upstream portal {{ server 127.0.0.1:{portal}; keepalive 32; }}
   upstream site {{ server 127.0.0.1:{site}; keepalive 32; }}
-  server {{
-    listen 127.0.0.1:{site};
-    location / {{ return 200 "ok"; }}
-  }}
   server {{
     listen 127.0.0.1:{port};
     location = /internal/openmfa {{
@@ -84,28 +70,11 @@ http {{
       proxy_set_header Connection "";
     }}
   }}
-}}
+  server {{
+    listen 127.0.0.1:{site};
+    location / {{ return 200 "ok"; }}
+  }}
 """
-
-
-def wrk(url: str, seconds: int, *extra: str) -> tuple[float, float, float]:
-    """p50/p99 (ms) and requests/s of ``url`` at concurrency 16; every answer must be 2xx."""
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONCURRENCY}", f"-d{seconds}s", "--latency", *extra, url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    if "Non-2xx or 3xx responses" in out:
-        raise SystemExit(f"wrk saw failed answers:\n{out}")
-
-    def ms(label: str) -> float:
-        found = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        assert found, out
-        value, unit = float(found.group(1)), found.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert rate, out
-    return ms("50%"), ms("99%"), float(rate.group(1))
 
 
 def main() -> None:
@@ -146,12 +115,9 @@ def main() -> None:
             portal_url + "/healthz",
             folder / "portal.log",
         )
-        web = Path(tmp) / "nginx"
-        (web / "tmp").mkdir(parents=True)
-        (web / "nginx.conf").write_text(
-            NGINX.format(folder=web, port=nginx_port, portal=portal_port, site=site_port)
+        proxy = nginx(
+            Path(tmp) / "nginx", SITES.format(port=nginx_port, portal=portal_port, site=site_port)
         )
-        nginx = subprocess.Popen(["nginx", "-p", str(web), "-c", str(web / "nginx.conf")])
         # A signed-in session's cookie, as the portal's sign-in makes it (the same key).
         cfg = ForwardAuthConfig("example.com", "openmfa_auth", 3600.0, fa_key, "")
         cookie = "openmfa_auth=" + Cookies(cfg).issue("dwho", "", "", time.time())
@@ -164,7 +130,6 @@ def main() -> None:
             f'wrk.headers["Authorization"] = "Basic {basic}"\n'
         )
         try:
-            time.sleep(0.5)
             header = ("-H", f"Cookie: {cookie}")
             wrk(portal_url + "/auth", 2, *header)  # warm-up
             check = wrk(portal_url + "/auth", args.seconds, *header)
@@ -174,8 +139,7 @@ def main() -> None:
             wrk(verify_url, 2, "-s", str(lua))
             rest = wrk(verify_url, args.seconds, "-s", str(lua))
         finally:
-            nginx.terminate()
-            nginx.wait(timeout=30)
+            stop(proxy)
             stop(portal)
             node.terminate()
             node.wait(timeout=30)

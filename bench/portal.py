@@ -20,7 +20,6 @@ import asyncio
 import base64
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from tests.e2e.helpers import free_port, start_service, stop
 
+import wrk_load
 from openmfa.config import load as load_config
 from openmfa.core.totp import totp
 from openmfa.node.accounts import Accounts
@@ -68,25 +68,7 @@ def populate(dd: DataDir, users: int) -> tuple[list[bytes], str]:
 
 
 def wrk(url: str, cookie: str, seconds: int) -> tuple[float, float, float]:
-    """Latency p50/p99 (ms) and requests/s of ``url`` at concurrency 16, measured by wrk (a C
-    load generator: a Python client on this 2-core machine takes the CPU the portal needs)."""
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONCURRENCY}", f"-d{seconds}s", "--latency",
-         "-H", f"Cookie: {cookie}", url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    if re.search(r"Non-2xx or 3xx responses", out):
-        raise SystemExit(f"wrk saw failed answers:\n{out}")
-
-    def ms(label: str) -> float:
-        found = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        assert found, out
-        value, unit = float(found.group(1)), found.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert rate, out
-    return ms("50%"), ms("99%"), float(rate.group(1))
+    return wrk_load.wrk(url, seconds, "-H", f"Cookie: {cookie}")
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

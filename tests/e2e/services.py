@@ -1,4 +1,5 @@
-"""Real third-party servers the RADIUS tests talk to: OpenLDAP slapd and FreeRADIUS.
+"""Real third-party servers the tests talk to: OpenLDAP slapd and FreeRADIUS (RADIUS), nginx
+(the adapters).
 
 Each runs in the foreground in a temporary directory on a free loopback port and is stopped
 (by its own PID) when the context ends."""
@@ -206,3 +207,39 @@ def _wait_tcp(port: int, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"nothing listens on port {port}")
+
+
+NGINX_HEAD = """daemon off;
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {folder}/tmp; proxy_temp_path {folder}/tmp;
+  fastcgi_temp_path {folder}/tmp; uwsgi_temp_path {folder}/tmp; scgi_temp_path {folder}/tmp;
+"""
+
+
+def nginx_conf(folder: Path, http: str) -> list[str]:
+    """Write ``folder``/nginx.conf (nginx's own prefix ``folder``; ``http``: what its http
+    block holds — server blocks, includes); returns the command that runs it."""
+    (folder / "tmp").mkdir(parents=True, exist_ok=True)
+    conf = folder / "nginx.conf"
+    conf.write_text(NGINX_HEAD.format(folder=folder) + http + "\n}\n")
+    return ["nginx", "-p", str(folder), "-c", str(conf)]
+
+
+def nginx(folder: Path, http: str) -> subprocess.Popen[bytes]:
+    """Debian's nginx in the foreground (``nginx_conf``), back once it answers on the first
+    ``listen`` address; stop it with ``helpers.stop``."""
+    proc = subprocess.Popen(
+        nginx_conf(folder, http), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    port = int(http.split("listen 127.0.0.1:", 1)[1].split(";", 1)[0])
+    try:
+        _wait_tcp(port, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc

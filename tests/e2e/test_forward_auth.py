@@ -25,20 +25,12 @@ from playwright import sync_api as playwright_api
 from openmfa.portal.forward_auth import Cookies, ForwardAuthConfig
 
 from .helpers import OPENMFA, cli, free_port, init, oathtool, server, start_service, stop, wait_for
+from .services import nginx, nginx_conf
 
 CHROMIUM = "/usr/bin/chromium"
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
 PASSWORD = "correct horse battery"
-NGINX = """
-daemon off;
-worker_processes 1;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log;
-events {{ worker_connections 256; }}
-http {{
-  access_log {folder}/access.log;
-  client_body_temp_path {folder}/tmp; proxy_temp_path {folder}/tmp;
-  fastcgi_temp_path {folder}/tmp; uwsgi_temp_path {folder}/tmp; scgi_temp_path {folder}/tmp;
+SITES = """
   include {folder}/snippets/openmfa-upstream.conf;
   server {{
     listen 127.0.0.1:{port};
@@ -49,7 +41,6 @@ http {{
       proxy_pass http://127.0.0.1:{site};
     }}
   }}
-}}
 """
 
 
@@ -66,7 +57,7 @@ class Protected:
     folder: Path = Path()
     web: Path = Path()
     node_url: str = ""
-    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_portal(self, port: int) -> str:
         """A portal on ``port`` (sharing the forward-auth key, as an upgrade's new one would)."""
@@ -140,33 +131,18 @@ def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Protected]:
     threading.Thread(target=site.serve_forever, daemon=True).start()
     public = f"http://auth.example.com:{portal_port}/portal"
     web = base / "nginx"
-    (web / "tmp").mkdir(parents=True)
-    (web / "snippets").mkdir()
+    (web / "snippets").mkdir(parents=True)
     out = Protected(f"http://app.example.com:{nginx_port}", public, seen, folder=folder, web=web)
     try:
         with server(dd) as node:
             out.node_url = node.url
             first = out.start_portal(portal_port)
-            conf = NGINX.format(folder=web, port=nginx_port, site=site.server_port)
-            (web / "nginx.conf").write_text(conf)
+            sites = SITES.format(folder=web, port=nginx_port, site=site.server_port)
+            nginx_conf(web, sites)
             # Registered with the tool: it writes the files nginx includes, checks them with
             # nginx -t (nginx not yet running: nothing to reload).
             assert "portals " + first in out.adapter("register", portals=[first])
-            nginx = subprocess.Popen(
-                ["nginx", "-p", str(web), "-c", str(web / "nginx.conf")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, text=True,
-            )  # fmt: skip
-            out.procs.append(nginx)
-
-            def up() -> bool:
-                assert nginx.poll() is None, (web / "error.log").read_text()
-                try:
-                    httpx.get(f"http://127.0.0.1:{nginx_port}/", timeout=2)
-                    return True
-                except httpx.HTTPError:
-                    return False
-
-            wait_for(up, "nginx")
+            out.procs.append(nginx(web, sites))
             yield out
     finally:
         for proc in [*reversed(out.procs), *out.portals.values()]:

@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import Server, cli, free_port, init, oathtool, server, wait_for
+from .helpers import Server, cli, free_port, init, oathtool, server, stop, wait_for
+from .services import nginx
 
 CLI = "/usr/share/lemonldap-ng/bin/lemonldap-ng-cli"
 PSGI = "/usr/share/lemonldap-ng/portal/htdocs/index.psgi"
@@ -211,20 +212,7 @@ def test_lemonldap_asks_openmfa_for_the_second_factor(idp: Idp, node: Server) ->
 
 
 HANDLER = "/usr/share/lemonldap-ng/llng-server/llng-server.psgi"
-NGINX = """
-daemon off;
-worker_processes 1;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {folder}/tmp; proxy_temp_path {folder}/tmp;
-  fastcgi_temp_path {folder}/tmp; uwsgi_temp_path {folder}/tmp; scgi_temp_path {folder}/tmp;
-  server {{
-    listen 127.0.0.1:{site};
-    location / {{ return 200 "the protected site"; }}
-  }}
+SITES = """
   server {{
     listen 127.0.0.1:{port};
     server_name app.example.com;
@@ -240,7 +228,10 @@ http {{
       proxy_pass http://127.0.0.1:{site};
     }}
   }}
-}}
+  server {{
+    listen 127.0.0.1:{site};
+    location / {{ return 200 "the protected site"; }}
+  }}
 """
 
 
@@ -251,11 +242,6 @@ def protected_site(idp: Idp) -> Iterator[str]:
     handler_port, site_port, port = free_port(), free_port(), free_port()
     env = {**os.environ, "LLNG_DEFAULTCONFFILE": str(idp.folder / "lemonldap-ng.ini")}
     procs: list[subprocess.Popen[bytes]] = []
-    web = idp.folder / "nginx"
-    (web / "tmp").mkdir(parents=True)
-    (web / "nginx.conf").write_text(
-        NGINX.format(folder=web, port=port, handler=handler_port, site=site_port)
-    )
     try:
         with (idp.folder / "handler.log").open("w") as out:
             procs.append(
@@ -267,22 +253,20 @@ def protected_site(idp: Idp) -> Iterator[str]:
                     cwd=idp.folder,
                 )
             )
-        procs.append(subprocess.Popen(["nginx", "-p", str(web), "-c", str(web / "nginx.conf")]))
+        sites = SITES.format(port=port, handler=handler_port, site=site_port)
+        procs.append(nginx(idp.folder / "nginx", sites))
 
         def up() -> bool:
             try:
-                httpx.get(f"http://127.0.0.1:{handler_port}/", timeout=2)
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-                return True
+                return httpx.get(f"http://127.0.0.1:{handler_port}/", timeout=2).status_code > 0
             except httpx.HTTPError:
                 return False
 
-        wait_for(up, "LemonLDAP::NG's handler and nginx", 60)
+        wait_for(up, "LemonLDAP::NG's handler", 60)
         yield f"http://127.0.0.1:{port}"
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop(proc)
 
 
 def visit(site: str, cookie: str) -> int:

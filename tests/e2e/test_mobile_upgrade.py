@@ -31,6 +31,7 @@ from .test_upgrade import NEW, ROOT, build_wheel
 A = NEW
 B = ".".join([*A.split(".")[:2], str(int(A.split(".")[2]) + 1)])
 PREFIX = "/mfa-phone"
+ADAPTER_PORTALS = 'portals = ["10.0.0.5:8500"]  # the two portal hosts behind nginx'
 PORTAL_PREFIX = "/self-service"
 PASSWORD = "pia's long password"
 
@@ -230,6 +231,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 "theme": '"Acme"',
             },
         )
+        # The portal host is also the forward-auth adapter's host: its adapter.toml.
+        adapter_toml = subprocess.run(
+            [str(d.portal_root / "current" / "venv" / "bin" / "openmfa"), "adapter",
+             "default-config"], capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        (web / "adapter.toml").write_text(
+            adapter_toml.replace('portals = ["127.0.0.1:8500"]', ADAPTER_PORTALS)
+        )
         portal = subprocess.Popen(
             [str(d.portal_root / "current" / "venv" / "bin" / "openmfa"), "portal", "serve",
              "--config", str(web / "portal.toml")],
@@ -316,6 +325,8 @@ def test_a_phone_keeps_approving_while_node_then_mobile_host_are_upgraded(
     assert f'prefix = "{PORTAL_PREFIX}"  # published by the web proxy' in merged
     assert 'theme = "Acme"' in merged and 'api_key_file = "portal.key"' in merged
     assert (d.portal_root / "themes" / "Acme" / "templates" / "sign_in.html").read_text() == acme
+    assert ADAPTER_PORTALS in (d.portal_root / "var" / "adapter.toml").read_text()
+    assert "adapter.toml merged (your settings kept)" in out, out
     assert d.portal_release() == B
     d.portal_sign_in()
 
@@ -326,7 +337,7 @@ def test_a_phone_keeps_approving_while_node_then_mobile_host_are_upgraded(
 
     # 6. The portal host goes back too.
     out = run(OPENMFA, "rollback", "--yes", "--record", str(d.portal_record))
-    assert "portal.toml put back as it was" in out, out
+    assert "portal.toml put back as it was" in out and "adapter.toml put back" in out, out
     assert (d.portal_root / "var" / "portal.toml").read_text() == before
     assert d.portal_release() == A
     d.portal_sign_in()

@@ -64,6 +64,15 @@ CRASH_HOOK = "OPENMFA_UPGRADE_CRASH_AFTER"
 """Fault injection for tests: SIGKILL this process right after the named step is recorded."""
 
 
+SERVICE_CONFIGS = {
+    "mobile": "openmfa.mobile.config",
+    "portal": "openmfa.portal.config",
+    "adapter": "openmfa.adapters.config",
+}
+"""The files beside server.toml an upgrade merges three ways, and the module shipping each
+one's defaults (``default_text``)."""
+
+
 @dataclass
 class Journal:
     from_version: str
@@ -266,17 +275,19 @@ class Upgrade:
         self._service_configs(j, backup_dir)
 
     def _service_configs(self, j: Journal, backup_dir: Path) -> None:
-        """mobile.toml and portal.toml beside server.toml (the services of this host) are merged
-        the same three ways; their prefix, nodes and key file are the admin's and stay."""
-        for name in self.services:
+        """mobile.toml, portal.toml and adapter.toml beside server.toml (the services and
+        adapters of this host) are merged the same three ways; what the admin set stays."""
+        for name in SERVICE_CONFIGS:
             cfg = self.dd.root / f"{name}.toml"
             if not cfg.exists():
                 continue
             saved = backup_dir / cfg.name
             if not saved.exists():  # a resumed step must not save the merged file as original
                 shutil.copy2(cfg, saved)
-            new = self._defaults(j.to_version, f"openmfa.{name}.config")
-            old = self._defaults(j.from_version, f"openmfa.{name}.config") or new
+            new = self._defaults(j.to_version, SERVICE_CONFIGS[name])
+            if not new:  # the new release has no such file (it never drops one: kept as is)
+                continue
+            old = self._defaults(j.from_version, SERVICE_CONFIGS[name]) or new
             merged, report = merge(old, saved.read_text(), new, release=j.to_version)
             tmp = cfg.with_name(cfg.name + ".merged")
             tmp.write_text(merged)
@@ -284,7 +295,7 @@ class Upgrade:
             lines = [f"{cfg.name}: {line}" for line in report.lines()]
             (backup_dir / f"{name}-config-merge.txt").write_text("\n".join(lines) + "\n")
             j.report += lines
-            self.say(f"    {cfg.name} merged (prefix and nodes kept); report: {backup_dir}")
+            self.say(f"    {cfg.name} merged (your settings kept); report: {backup_dir}")
 
     def _themes(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
         if not self.server and "portal" not in self.record.components:
@@ -347,7 +358,7 @@ class Upgrade:
         if restore:
             self._put_back_config(j)  # the old release must be able to read it to restore
             if not self.server:
-                for name in self.services:
+                for name in SERVICE_CONFIGS:
                     if (self._backup_dir(j) / f"{name}.toml").exists():
                         self.say(f"    {name}.toml put back as it was")
             elif self._shared_database():
@@ -428,7 +439,7 @@ class Upgrade:
         """server.toml as it was before the upgrade, from the backup (the merged file may hold
         settings the old release does not know). Read without validating: only [backup] dir."""
         if not self.server:
-            for name in self.services:
+            for name in SERVICE_CONFIGS:
                 saved = self._backup_dir(j) / f"{name}.toml"
                 if saved.exists():
                     shutil.copy2(saved, self.dd.root / saved.name)
@@ -441,7 +452,7 @@ class Upgrade:
         saved = Path(where or self.dd.backups) / j.backup_id / cfg.name
         if saved.exists():
             shutil.copy2(saved, cfg)
-        for name in self.services:
+        for name in SERVICE_CONFIGS:
             service = saved.with_name(f"{name}.toml")
             if service.exists():
                 shutil.copy2(service, self.dd.root / service.name)
