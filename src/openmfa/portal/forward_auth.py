@@ -85,13 +85,20 @@ def load(values: dict[str, Any], path: Path | None) -> ForwardAuthConfig | None:
 
 
 def in_domain(url: str, domain: str) -> bool:
-    """``url`` is an http(s) address on ``domain`` or one of its subdomains."""
+    """``url`` is an http(s) address on ``domain`` or one of its subdomains — as a browser
+    reads it too: no user-info (``https://example.com@evil.org``), no backslash (browsers take
+    ``\\`` for ``/``: ``https://evil.org\\@app.example.com``), no blanks or control
+    characters."""
+    if "\\" in url or not url.isprintable() or any(c.isspace() for c in url):
+        return False
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and (host == domain or host.endswith("." + domain))
+    if "@" in parts.netloc or parts.scheme not in ("http", "https"):
+        return False
+    return host == domain or host.endswith("." + domain)
 
 
 def _b64(data: bytes) -> bytes:
