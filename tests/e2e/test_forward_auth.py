@@ -1,6 +1,8 @@
 """Forward-auth through a real nginx (Debian's, ``auth_request``): a protected site behind it
-is reached only after OpenMFA's sign-in (the portal's pages: password, then a code), and the
-site sees ``Remote-User``. Chromium (Debian's, by Playwright) resolves *.example.com to
+is reached only after OpenMFA's sign-in (the portal's pages: password, then a code or a push
+approved on the phone), and the site sees ``Remote-User``. (A passkey needs a secure context:
+https, or localhost — not a *.example.com name over http; the portal's own browser test signs in
+with one on localhost.) Chromium (Debian's, by Playwright) resolves *.example.com to
 loopback; nginx, the portal, the node and the site are real processes."""
 
 from __future__ import annotations
@@ -24,7 +26,18 @@ from playwright import sync_api as playwright_api
 
 from openmfa.portal.forward_auth import Cookies, ForwardAuthConfig
 
-from .helpers import OPENMFA, cli, free_port, init, oathtool, server, start_service, stop, wait_for
+from .helpers import (
+    OPENMFA,
+    Phone,
+    cli,
+    free_port,
+    init,
+    oathtool,
+    server,
+    start_service,
+    stop,
+    wait_for,
+)
 from .services import nginx, nginx_conf
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,6 +70,8 @@ class Protected:
     folder: Path = Path()
     web: Path = Path()
     node_url: str = ""
+    phone: Phone | None = None
+    """ada's phone (the reference authenticator), for push sign-ins."""
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_portal(self, port: int) -> str:
@@ -124,7 +139,9 @@ def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Protected]:
     for name, value in (("portal.key", key), ("forward-auth.key", secrets.token_hex(32))):
         (folder / name).write_text(value + "\n")
         (folder / name).chmod(0o600)
-    portal_port, nginx_port = free_port(), free_port()
+    portal_port, nginx_port, node_port = free_port(), free_port(), free_port()
+    with (dd / "server.toml").open("a") as f:  # the phone's service, in the node
+        f.write(f'\n[mobile]\nenabled = true\npublic_url = "http://127.0.0.1:{node_port}/mobile"\n')
     seen: list[str] = []
     handler = type("Handler", (Site,), {"seen": seen})
     site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -134,8 +151,11 @@ def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Protected]:
     (web / "snippets").mkdir(parents=True)
     out = Protected(f"http://app.example.com:{nginx_port}", public, seen, folder=folder, web=web)
     try:
-        with server(dd) as node:
+        with server(dd, port=node_port) as node:
             out.node_url = node.url
+            code = json.loads(cli(dd, "device", "activate", "ada", "--json").stdout)
+            out.phone = Phone(base / "phone.json")
+            out.phone.run("activate", code["url"], code["code"])
             first = out.start_portal(portal_port)
             sites = SITES.format(folder=web, port=nginx_port, site=site.server_port)
             nginx_conf(web, sites)
@@ -195,6 +215,27 @@ def test_the_site_is_reached_only_after_openmfa_and_sees_the_user(
                       headers={"Host": protected.url.split("//")[1]}, cookies=jar)  # fmt: skip
         assert r.status_code == 302 and r.headers["location"].startswith(protected.portal)
         assert len(protected.seen) == reached
+    finally:
+        context.close()
+
+
+def test_a_push_approved_on_the_phone_opens_the_site(protected: Protected, browser: Any) -> None:
+    """The sign-in page's push: the number shown, approved on the phone, and the browser is
+    back at the site by itself."""
+    assert protected.phone is not None
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(protected.url + "/by-push")
+        page.get_by_label("User name", exact=True).fill("ada")
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        page.get_by_role("button", name="Send a push to my phone", exact=True).click()
+        number = page.locator(".number").inner_text()
+        (request,) = protected.phone.pending(wait=20)
+        protected.phone.run("approve", str(request["id"]), "--number", number)
+        page.wait_for_url(protected.url + "/by-push", timeout=60_000)
+        playwright_api.expect(page.get_by_role("heading")).to_have_text("Hello ada")
     finally:
         context.close()
 
