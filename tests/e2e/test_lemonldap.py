@@ -198,6 +198,7 @@ def test_lemonldap_asks_openmfa_for_the_second_factor(idp: Idp, node: Server) ->
     # The export: the registration as data, the key redacted unless asked.
     key = (idp.folder / "adapter.key").read_text().strip()
     exported = adapter(idp, "export", "lemonldap").stdout
+    assert adapter(idp, "export", "lemonldap", "--redact").stdout == exported
     data = json.loads(exported)
     assert key not in exported and data["name"] == "openmfa" and data["required"] is True
     assert "(redacted)@127.0.0.1" in data["instance"]["over"]["rest2fVerifyUrl"]

@@ -179,9 +179,13 @@ def adapter_status(idp: str, config_path: Path) -> None:
 @adapter.command("export")
 @click.argument("idp", type=IDPS)
 @_config_option
-@click.option("--with-secrets", is_flag=True, help="Include the adapter key (redacted otherwise).")
+@click.option(
+    "--redact/--with-secrets",
+    default=True,
+    help="Redact the adapter key (the default), or include it.",
+)
 @fails_cleanly
-def adapter_export(idp: str, config_path: Path, with_secrets: bool) -> None:
+def adapter_export(idp: str, config_path: Path, redact: bool) -> None:
     """Print IDP's OpenMFA registration as JSON (the adapter key redacted unless asked)."""
     _, idp_ = _opened(config_path, idp)
     if idp == "nginx":
@@ -193,7 +197,7 @@ def adapter_export(idp: str, config_path: Path, with_secrets: bool) -> None:
         data = {"config_version": CONFIG_VERSION, "idp": "nginx", **(asdict(now) if now else {})}
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo(json.dumps(idp_.status().as_export(redact=not with_secrets), indent=2))
+    click.echo(json.dumps(idp_.status().as_export(redact=redact), indent=2))
 
 
 @adapter.command("policy")
