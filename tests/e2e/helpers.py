@@ -22,6 +22,16 @@ import httpx
 
 OPENMFA = str(Path(sys.executable).with_name("openmfa"))
 AUTHENTICATOR = str(Path(sys.executable).with_name("openmfa-authenticator"))
+VIRTUAL_AUTHENTICATOR = {
+    "protocol": "ctap2",
+    "transport": "internal",
+    "hasResidentKey": True,
+    "hasUserVerification": True,
+    "isUserVerified": True,
+    "automaticPresenceSimulation": True,
+}
+"""Chromium's virtual authenticator (DevTools: ``WebAuthn.addVirtualAuthenticator``'s options):
+a platform passkey whose user verification succeeds."""
 
 
 def cli(data_dir: Path, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:

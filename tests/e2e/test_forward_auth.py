@@ -28,6 +28,7 @@ from openmfa.portal.forward_auth import Cookies, ForwardAuthConfig
 
 from .helpers import (
     OPENMFA,
+    VIRTUAL_AUTHENTICATOR,
     Phone,
     cli,
     free_port,
@@ -223,6 +224,21 @@ def test_the_site_is_reached_only_after_openmfa_and_sees_the_user(
         context.close()
 
 
+def sign_in_by_push(page: Any, protected: Protected, path: str) -> None:
+    """To ``path`` of the site: sent to the sign-in, the password, a push approved on ada's
+    phone with the number shown, and back at ``path`` by itself."""
+    assert protected.phone is not None
+    page.goto(protected.url + path)
+    page.get_by_label("User name", exact=True).fill("ada")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("button", name="Send a push to my phone", exact=True).click()
+    number = page.locator(".number").inner_text()
+    (request,) = protected.phone.pending(wait=20)
+    protected.phone.run("approve", str(request["id"]), "--number", number)
+    page.wait_for_url(protected.url + path, timeout=60_000)
+
+
 def test_a_push_approved_on_the_phone_opens_the_site(protected: Protected, browser: Any) -> None:
     """The sign-in page's push: the number shown, approved on the phone, and the browser is
     back at the site by itself."""
@@ -230,15 +246,7 @@ def test_a_push_approved_on_the_phone_opens_the_site(protected: Protected, brows
     context = browser.new_context()
     page = context.new_page()
     try:
-        page.goto(protected.url + "/by-push")
-        page.get_by_label("User name", exact=True).fill("ada")
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_role("button", name="Sign in", exact=True).click()
-        page.get_by_role("button", name="Send a push to my phone", exact=True).click()
-        number = page.locator(".number").inner_text()
-        (request,) = protected.phone.pending(wait=20)
-        protected.phone.run("approve", str(request["id"]), "--number", number)
-        page.wait_for_url(protected.url + "/by-push", timeout=60_000)
+        sign_in_by_push(page, protected, "/by-push")
         playwright_api.expect(page.get_by_role("heading")).to_have_text("Hello ada")
     finally:
         context.close()
@@ -252,29 +260,9 @@ def test_a_passkey_opens_the_site(protected: Protected, browser: Any) -> None:
     page = context.new_page()
     cdp = context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
-    cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
     try:
-        page.goto(protected.url + "/by-passkey")
-        page.get_by_label("User name", exact=True).fill("ada")
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_role("button", name="Sign in", exact=True).click()
-        page.get_by_role("button", name="Send a push to my phone", exact=True).click()
-        number = page.locator(".number").inner_text()
-        (request,) = protected.phone.pending(wait=20)
-        protected.phone.run("approve", str(request["id"]), "--number", number)
-        page.wait_for_url(protected.url + "/by-passkey", timeout=60_000)
+        sign_in_by_push(page, protected, "/by-passkey")
         # At the portal (signed in there too): add a passkey, then sign out of everything.
         page.goto(protected.portal + "/methods")
         page.get_by_role("button", name="Add a passkey", exact=True).click()

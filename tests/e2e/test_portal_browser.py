@@ -22,6 +22,7 @@ import pytest
 
 from .helpers import (
     OPENMFA,
+    VIRTUAL_AUTHENTICATOR,
     Phone,
     Server,
     cli,
@@ -469,19 +470,10 @@ def test_a_passkey_registered_then_signed_in_with(site: Site, visitor: Visitor) 
     portal = site.portal.replace("127.0.0.1", "localhost")
     cdp = v.context.new_cdp_session(v.page)
     cdp.send("WebAuthn.enable")
-    authenticator = cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )["authenticatorId"]
+    options = VIRTUAL_AUTHENTICATOR
+    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})[
+        "authenticatorId"
+    ]
     v.sign_in(portal, "eve")
     assert not v.button("Sign in with a passkey").count()  # none yet: codes and push
     v.code(totp("eve"))
@@ -509,14 +501,6 @@ def test_a_passkey_registered_then_signed_in_with(site: Site, visitor: Visitor) 
         "credentials"
     ]
     assert original["signCount"] >= 1
-    options = {
-        "protocol": "ctap2",
-        "transport": "internal",
-        "hasResidentKey": True,
-        "hasUserVerification": True,
-        "isUserVerified": True,
-        "automaticPresenceSimulation": True,
-    }
     cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator})
     clone = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"]
     cdp.send(
