@@ -6,8 +6,9 @@ CPU the services need).
 Prints, at concurrency 16:
 - forward-auth checks for a signed-in session (the portal's /auth, the hot path of every
   proxied request): p50/p99 and checks per second, against the goal (p99 < 1 ms, > 5,000/s);
-- nginx in front of a site: p50/p99 with auth_request to OpenMFA and without it, in the same
-  run; the difference is the latency the check adds;
+- nginx in front of a site: p50/p99 with auth_request to OpenMFA, with it and the adapter's
+  5-second cache of signed-in answers (what `adapter register nginx` writes), and without it,
+  in the same run; the differences are the latency the check adds;
 - LemonLDAP::NG's REST second factor (POST /v1/adapter/verify, an adapter key as HTTP Basic,
   a wrong code each time, lockout out of the way): p50/p99 and checks per second.
 
@@ -43,6 +44,8 @@ from wrk_load import CONCURRENCY, wrk
 GOAL_P99_MS = 1.0
 GOAL_RPS = 5000.0
 SITES = """
+  proxy_cache_path {cache} levels=1 keys_zone=openmfa_auth:4m max_size=64m inactive=10m
+                   use_temp_path=off;
   upstream portal {{ server 127.0.0.1:{portal}; keepalive 32; }}
   upstream site {{ server 127.0.0.1:{site}; keepalive 32; }}
   server {{
@@ -55,6 +58,27 @@ SITES = """
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+    }}
+    location = /internal/openmfa-cached {{
+      internal;
+      proxy_cache openmfa_auth;
+      proxy_cache_key $cookie_openmfa_auth;
+      proxy_cache_valid 200 5s;
+      proxy_ignore_headers Cache-Control Expires Set-Cookie;
+      proxy_pass http://portal/portal/auth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+    }}
+    location /cached/ {{
+      auth_request /internal/openmfa-cached;
+      auth_request_set $user $upstream_http_remote_user;
+      proxy_set_header Remote-User $user;
+      proxy_pass http://site;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
     }}
     location /open/ {{
       proxy_pass http://site;
@@ -115,9 +139,11 @@ def main() -> None:
             portal_url + "/healthz",
             folder / "portal.log",
         )
-        proxy = nginx(
-            Path(tmp) / "nginx", SITES.format(port=nginx_port, portal=portal_port, site=site_port)
+        Path(tmp).chmod(0o755)  # nginx's workers (nobody) keep the cache below it
+        sites = SITES.format(
+            port=nginx_port, portal=portal_port, site=site_port, cache=Path(tmp) / "cache"
         )
+        proxy = nginx(Path(tmp) / "nginx", sites)
         # A signed-in session's cookie, as the portal's sign-in makes it (the same key).
         cfg = ForwardAuthConfig("example.com", "openmfa_auth", 3600.0, fa_key, "")
         cookie = "openmfa_auth=" + Cookies(cfg).issue("dwho", "", "", time.time())
@@ -135,6 +161,7 @@ def main() -> None:
             check = wrk(portal_url + "/auth", args.seconds, *header)
             proxied = wrk(f"http://127.0.0.1:{nginx_port}/app", args.seconds, *header)
             bare = wrk(f"http://127.0.0.1:{nginx_port}/open/app", args.seconds)
+            cached = wrk(f"http://127.0.0.1:{nginx_port}/cached/app", args.seconds, *header)
             verify_url = f"http://127.0.0.1:{node.sdk_port}/v1/adapter/verify"
             wrk(verify_url, 2, "-s", str(lua))
             rest = wrk(verify_url, args.seconds, "-s", str(lua))
@@ -154,6 +181,14 @@ def main() -> None:
         f"{proxied[1]:.3f} ms, {proxied[2]:.0f}/s; without p50 {bare[0]:.3f} ms, p99 "
         f"{bare[1]:.3f} ms, {bare[2]:.0f}/s; added p50 {proxied[0] - bare[0]:.3f} ms, "
         f"p99 {proxied[1] - bare[1]:.3f} ms"
+    )
+    met = "met" if cached[1] - bare[1] < GOAL_P99_MS and cached[2] > GOAL_RPS else "NOT met"
+    print(
+        f"nginx in front of a site, auth_request with the adapter's 5 s cache of signed-in "
+        f"answers (`adapter register nginx`): p50 {cached[0]:.3f} ms, p99 {cached[1]:.3f} ms, "
+        f"{cached[2]:.0f}/s; added to the bare site p50 {cached[0] - bare[0]:.3f} ms, p99 "
+        f"{cached[1] - bare[1]:.3f} ms (goal: added p99 < {GOAL_P99_MS:g} ms and > "
+        f"{GOAL_RPS:.0f}/s: {met})"
     )
     print(
         f"LemonLDAP::NG REST second factor (POST /v1/adapter/verify, HTTP Basic, wrong code): "

@@ -36,6 +36,9 @@ class NginxSettings:
     portals: list[str]
     prefix: str
     nginx: list[str]
+    cache_seconds: int = 5
+    cache_dir: str = "/var/cache/nginx/openmfa"
+    cookie_name: str = "openmfa_auth"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,12 @@ def load(path: Path | None) -> AdapterConfig:
             raise ConfigError(f"[nginx] portals: {p!r} is not HOST:PORT")
     if not portals or not web["nginx"]:
         raise ConfigError("[nginx] portals and nginx must not be empty")
+    if not 0 <= web["cache_seconds"] <= 300:
+        raise ConfigError("[nginx] cache_seconds must be between 0 and 300")
+    if not str(web["cookie_name"]).replace("_", "").replace("-", "").isalnum():
+        raise ConfigError("[nginx] cookie_name must be letters, digits, - and _")
+    if any(c in str(web["cache_dir"]) for c in " ;{}#"):
+        raise ConfigError("[nginx] cache_dir must be a plain path")
     if a["config_version"] != CONFIG_VERSION:
         raise ConfigError(
             f"[adapter] config_version {a['config_version']} is not {CONFIG_VERSION}, the one "
@@ -97,5 +106,8 @@ def load(path: Path | None) -> AdapterConfig:
             portals,
             check_prefix("nginx", str(web["prefix"])),
             [str(x) for x in web["nginx"]],
+            int(web["cache_seconds"]),
+            str(relative(path, str(web["cache_dir"])) or web["cache_dir"]),
+            str(web["cookie_name"]),
         ),
     )

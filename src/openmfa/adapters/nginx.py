@@ -34,7 +34,7 @@ UPSTREAM = "openmfa_forward_auth"
 FILES = ("openmfa-upstream.conf", "openmfa-location.conf", "openmfa-authrequest.conf")
 LOCATION = """# Written by `openmfa adapter register nginx`: include it in each protected server.
 location = /internal/openmfa {{
-  internal;
+  internal;{cache}
   proxy_pass http://{upstream}{prefix}/auth;
   proxy_http_version 1.1;
   proxy_set_header Connection "";
@@ -58,14 +58,31 @@ proxy_set_header Remote-Name $openmfa_name;
 """
 
 
-def upstream_text(primary: list[str], backup: list[str]) -> str:
+CACHE = """
+  # A signed-in person's "yes" is kept a few seconds, keyed by their cookie only (the answer
+  # depends on nothing else); a "no" is never kept.
+  proxy_cache openmfa_auth;
+  proxy_cache_key $cookie_{cookie};
+  proxy_cache_valid 200 {seconds}s;
+  proxy_ignore_headers Cache-Control Expires Set-Cookie;"""
+
+
+def upstream_text(
+    primary: list[str], backup: list[str], settings: NginxSettings | None = None
+) -> str:
     lines = [f"  server {p} max_fails=1 fail_timeout=5s;" for p in primary]
     lines += [f"  server {p} backup;" for p in backup if p not in primary]
     body = "\n".join(lines)
     meta = json.dumps({"config_version": CONFIG_VERSION, "portals": primary, "backup": backup})
+    cache = ""
+    if settings is not None and settings.cache_seconds > 0:
+        cache = (
+            f"proxy_cache_path {settings.cache_dir} levels=1 keys_zone=openmfa_auth:4m "
+            "max_size=64m inactive=10m use_temp_path=off;\n"
+        )
     return (
         f"# Written by `openmfa adapter register|upgrade|rollback nginx`.\n# openmfa: {meta}\n"
-        f"upstream {UPSTREAM} {{\n{body}\n  keepalive 16;\n}}\n"
+        f"{cache}upstream {UPSTREAM} {{\n{body}\n  keepalive 16;\n}}\n"
     )
 
 
@@ -137,8 +154,14 @@ class Nginx:
         s = self.settings
         self._write(
             {
-                FILES[0]: upstream_text(s.portals, []),
-                FILES[1]: LOCATION.format(upstream=UPSTREAM, prefix=s.prefix),
+                FILES[0]: upstream_text(s.portals, [], s),
+                FILES[1]: LOCATION.format(
+                    upstream=UPSTREAM,
+                    prefix=s.prefix,
+                    cache=CACHE.format(cookie=s.cookie_name, seconds=s.cache_seconds)
+                    if s.cache_seconds > 0
+                    else "",
+                ),
                 FILES[2]: AUTHREQUEST,
             }
         )
@@ -163,18 +186,18 @@ class Nginx:
         if now is None:
             raise IdpError("forward-auth is not registered; `openmfa adapter register nginx`")
         old = now.portals
-        self._write({FILES[0]: upstream_text(to, old)})
+        self._write({FILES[0]: upstream_text(to, old, self.settings)})
         say(f"new portals {', '.join(to)} in front, {', '.join(old)} as backup; nginx reloaded")
         deadline = time.monotonic() + wait_seconds
         while not all(self._answers(p) for p in to):
             if time.monotonic() > deadline:
-                self._write({FILES[0]: upstream_text(old, [])})
+                self._write({FILES[0]: upstream_text(old, [], self.settings)})
                 raise IdpError(
                     f"the new portals did not all answer {self.settings.prefix}/healthz within "
                     f"{wait_seconds:g} s; nginx is back on {', '.join(old)}"
                 )
             time.sleep(0.2)
-        self._write({FILES[0]: upstream_text(to, [])})
+        self._write({FILES[0]: upstream_text(to, [], self.settings)})
         say(f"only {', '.join(to)} now; nginx reloaded")
         return State(to, [])
 
