@@ -283,6 +283,8 @@ def test_the_guard_holds_when_the_second_factor_is_removed_by_hand(
     """Someone deletes OpenMFA from LemonLDAP::NG by hand while second factors stay required:
     LemonLDAP::NG then gives a session on the password alone (its trap), but the protected
     site's rule, set at registration, asks for the level only OpenMFA gives: refused."""
+    adapter(idp, "register", "lemonldap")  # as the first test left it (when run alone too)
+    wait_for(lambda: idp.sign_in("rtyler", None)[0] == "/openmfa2fcheck", "registered", 30)
     _, cookie, _ = idp.sign_in("rtyler", code("rtyler"))
     assert cookie.startswith("lemonldap=")
     assert visit(protected_site, cookie) == 200  # password and OpenMFA: in
@@ -339,6 +341,7 @@ def test_upgrade_and_rollback_with_no_moment_without_the_second_factor(
     (dwho) first, then everyone, then in its place — and back with `adapter rollback`, while
     two people keep signing in: every sign-in is asked for the second factor, none gets a
     session without a correct one, and no correct one is refused."""
+    adapter(idp, "register", "lemonldap")  # as the first test left it (when run alone too)
     text = idp.config.read_text().replace('"adapter.key"', '"adapter-2.key"')
     text += "canary = '$uid eq \"dwho\"'\ncanary_seconds = 3\ngrace_seconds = 2\n"
     idp.config.write_text(text)
