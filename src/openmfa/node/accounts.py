@@ -209,6 +209,13 @@ class Accounts:
         )
         return now
 
+    def default_kind(self, name: str) -> str:
+        """The kind of the method ``name`` chose to be asked for first ("": none chosen)."""
+        chosen = self.get_user(name).default_method
+        if not chosen:
+            return ""
+        return next((str(m.kind) for m in self.list_methods(name) if m.id == chosen), "")
+
     def sessions_after(self, name: str) -> float:
         """Portal session tokens of ``name`` issued before this moment are void (0: none)."""
         with self.store.read() as conn:

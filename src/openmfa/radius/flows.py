@@ -400,13 +400,11 @@ class AccessFlows:
     def _pushes_first(self, user: str) -> bool:
         """The user has a device, and their default method (if chosen) is not a code app."""
         try:
-            methods = self.accounts.list_methods(user)
-            chosen = self.accounts.get_user(user).default_method
+            kinds = {m.kind for m in self.accounts.list_methods(user)}
+            chosen = self.accounts.default_kind(user)
         except OpenMfaError:
             return False
-        kinds = {m.id: m.kind for m in methods}
-        codes = (MethodKind.TOTP, MethodKind.HOTP)
-        return MethodKind.PUSH in kinds.values() and kinds.get(chosen) not in codes
+        return MethodKind.PUSH in kinds and chosen not in (MethodKind.TOTP, MethodKind.HOTP)
 
     def _code_lengths(self, user: str) -> list[int]:
         """Code lengths the user's methods produce, longest first (for password+code)."""

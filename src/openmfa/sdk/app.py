@@ -443,10 +443,7 @@ async def portal_sign_in(request: Request) -> Response:
 def _preferred_kind(node: NodeRuntime, name: str) -> str:
     """The kind of ``name``'s default method ("" when none is chosen, or no such user)."""
     try:
-        chosen = node.accounts.get_user(name).default_method
-        if not chosen:
-            return ""
-        return next((m.kind for m in node.accounts.list_methods(name) if m.id == chosen), "")
+        return node.accounts.default_kind(name)
     except NotFound:
         return ""
 
