@@ -280,6 +280,7 @@ def test_a_passkey_opens_the_site(protected: Protected, browser: Any) -> None:
         page.get_by_role("button", name="Create the passkey", exact=True).click()
         playwright_api.expect(page.get_by_role("status").first).to_contain_text("passkey was added")
         page.get_by_role("button", name="Sign out", exact=True).click()
+        page.wait_for_url(protected.portal + "/sign-in")  # the answer that clears the cookie
         assert not [c for c in context.cookies() if c["name"] == "openmfa_auth"]
         # The site again: password, then the passkey, and back at the site.
         page.goto(protected.url + "/by-passkey")
