@@ -27,6 +27,7 @@ from . import (
     node,
     portal,
     radius,
+    tokens,
     users,
 )
 
@@ -46,6 +47,7 @@ for command in (
     node.audit_cmd,
     users.user,
     methods.method,
+    tokens.token,
     devices.device,
     mobile.mobile,
     portal.portal,

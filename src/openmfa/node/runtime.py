@@ -28,6 +28,7 @@ from .portal import PortalTokens
 from .push import Opened, PushService
 from .push_hub import PushHub
 from .readiness import Readiness
+from .tokens import Tokens
 
 
 class NodeRuntime:
@@ -44,6 +45,7 @@ class NodeRuntime:
         self.keyring = KeyRing()
         self.accounts = Accounts(store, config)
         self.apikeys = ApiKeys(store)
+        self.tokens = Tokens(store, config, self.accounts)
         self.push = PushService(store, config, self.accounts)
         self.portal = PortalTokens(store, config)
         self.passkeys = Passkeys(self.accounts, self.portal, config)

@@ -88,6 +88,9 @@ from .models import (
     Resynchronised,
     ResyncRequest,
     SignedMessage,
+    TokenAssign,
+    TokenClaim,
+    TokenPage,
     UserCreate,
     UserPage,
     UserPatch,
@@ -971,6 +974,52 @@ async def resync(request: Request) -> Response:
     return json_response(Resynchronised(resynchronised=ok))
 
 
+async def tokens(request: Request) -> Response:
+    """The OATH token inventory (imported by ``openmfa token import``), never a seed."""
+    node = _node(request)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    after = request.query_params.get("after", "")
+    free = request.query_params.get("unassigned", "") in ("1", "true", "yes")
+    found = await _call(
+        request,
+        "methods:read",
+        lambda c: node.tokens.inventory(unassigned=free, limit=limit, after=after),
+    )
+    return json_response(
+        TokenPage(tokens=found, next_after=found[-1].serial if len(found) == limit else None)
+    )
+
+
+async def token_assign(request: Request) -> Response:
+    """Give an inventory token to a user: it becomes one of their methods."""
+    node = _node(request)
+    serial = request.path_params["serial"]
+    client = await _authorize(request, "methods:write")
+    b = await _body(request, TokenAssign, node.max_body)
+    done = await _run(client, lambda c: node.tokens.assign(serial, b.user, _actor(request, c)))
+    return json_response(done, 201)
+
+
+async def token(request: Request) -> Response:
+    """Remove a free token from the inventory."""
+    node = _node(request)
+    serial = request.path_params["serial"]
+    await _call(request, "methods:write", lambda c: node.tokens.remove(serial, _actor(request, c)))
+    return Response(status_code=204)
+
+
+async def portal_token_claim(request: Request) -> Response:
+    """The signed-in user claims the hardware token in their hand: its serial and the code it
+    shows now (a fresh sign-in needed, as for every new method)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, TokenClaim, node.max_body)
+    done = await run_in_threadpool(
+        node.tokens.claim, b.serial.strip(), grant.user, b.code, _actor(request, client)
+    )
+    return json_response(done, 201)
+
+
 async def audit(request: Request) -> Response:
     node = _node(request)
     q = request.query_params
@@ -1165,6 +1214,10 @@ def create_app(
         Route("/v1/portal/me/passkeys", portal_passkey_register, methods=["POST"]),
         Route("/v1/portal/me/phone", portal_phone, methods=["PUT"]),
         Route("/v1/portal/me/bypass", portal_bypass, methods=["POST"]),
+        Route("/v1/tokens", tokens, methods=["GET"]),
+        Route("/v1/tokens/{serial}", token, methods=["DELETE"]),
+        Route("/v1/tokens/{serial}/assign", token_assign, methods=["POST"]),
+        Route("/v1/portal/me/tokens", portal_token_claim, methods=["POST"]),
         Route("/v1/audit", audit),
         Route("/v1/radius/stats", radius_stats),
         *node.farm.routes(),

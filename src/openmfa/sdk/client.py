@@ -81,6 +81,10 @@ from .models import (
     Resynchronised,
     ResyncRequest,
     SignedMessage,
+    TokenAssign,
+    TokenClaim,
+    TokenPage,
+    TokenView,
     UserCreate,
     UserPage,
     UserPatch,
@@ -275,6 +279,30 @@ class Requests:
     @staticmethod
     def portal_backup_codes(session: str) -> Call[Enrollment]:
         return _mine("POST", "/v1/portal/me/backup-codes", Enrollment, session)
+
+    @staticmethod
+    def portal_claim_token(session: str, serial: str, code: str) -> Call[MethodView]:
+        body = _encode(TokenClaim(serial=serial, code=code))
+        return _mine("POST", "/v1/portal/me/tokens", MethodView, session, body)
+
+    @staticmethod
+    def list_tokens(
+        *, unassigned: bool = False, limit: int = 100, after: str = ""
+    ) -> Call[TokenPage]:
+        params: dict[str, str | int | float] = {"limit": limit, "after": after}
+        if unassigned:
+            params["unassigned"] = "true"
+        return Call("GET", "/v1/tokens", TokenPage, params=params)
+
+    @staticmethod
+    def assign_token(serial: str, user: str) -> Call[MethodView]:
+        body = _encode(TokenAssign(user=user))
+        path = f"/v1/tokens/{_seg(serial)}/assign"
+        return Call("POST", path, MethodView, body=body, kind="write")
+
+    @staticmethod
+    def remove_token(serial: str) -> Call[None]:
+        return Call("DELETE", f"/v1/tokens/{_seg(serial)}", None, kind="write")
 
     @staticmethod
     def issue_activation(name: str, label: str = "") -> Call[ActivationCode]:
@@ -664,6 +692,25 @@ class SdkClient:
         """New backup codes (``.backup_codes``, shown once); the old ones stop working."""
         return self.send(Requests.portal_backup_codes(session))
 
+    def portal_claim_token(self, session: str, serial: str, code: str) -> MethodView:
+        """The signed-in user claims a free inventory token by its serial and current code."""
+        return self.send(Requests.portal_claim_token(session, serial, code))
+
+    def list_tokens(
+        self, *, unassigned: bool = False, limit: int = 100, after: str = ""
+    ) -> list[TokenView]:
+        """The token inventory (``unassigned``: only tokens nobody has yet)."""
+        return self.send(
+            Requests.list_tokens(unassigned=unassigned, limit=limit, after=after)
+        ).tokens
+
+    def assign_token(self, serial: str, user: str) -> MethodView:
+        """Give an inventory token to ``user``; it becomes one of their methods."""
+        return self.send(Requests.assign_token(serial, user))
+
+    def remove_token(self, serial: str) -> None:
+        self.send(Requests.remove_token(serial))
+
     def issue_activation(self, name: str, label: str = "") -> ActivationCode:
         return self.send(Requests.issue_activation(name, label))
 
@@ -936,6 +983,9 @@ class AsyncSdkClient:
 
     async def portal_backup_codes(self, session: str) -> Enrollment:
         return await self.send(Requests.portal_backup_codes(session))
+
+    async def portal_claim_token(self, session: str, serial: str, code: str) -> MethodView:
+        return await self.send(Requests.portal_claim_token(session, serial, code))
 
     async def issue_activation(self, name: str, label: str = "") -> ActivationCode:
         return await self.send(Requests.issue_activation(name, label))

@@ -216,6 +216,15 @@ class BypassRequest(msgspec.Struct, forbid_unknown_fields=True):
     """At most ``[policy] bypass_max_seconds`` (the node's OpenAPI document says how many)."""
 
 
+class TokenAssign(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    user: str
+
+
+class TokenClaim(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    serial: str
+    code: str
+
+
 REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     AuthenticateRequest,
     AdapterVerify,
@@ -235,6 +244,8 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     PasskeyAnswer,
     PortalPhone,
     PortalDefault,
+    TokenAssign,
+    TokenClaim,
 )
 
 
@@ -265,6 +276,26 @@ class MethodView(msgspec.Struct, kw_only=True):
     algorithm: str
     created_at: float
     backup_codes_left: int | None = None
+
+
+class TokenView(msgspec.Struct, kw_only=True):
+    """An imported OATH token (hardware or software) of the inventory; never its seed."""
+
+    serial: str
+    kind: str
+    digits: int
+    period: int
+    algorithm: str
+    issuer: str
+    imported_at: float
+    user: str = ""
+    """The user it is assigned to ("": free, in the inventory)."""
+    method_id: str = ""
+
+
+class TokenPage(msgspec.Struct, kw_only=True):
+    tokens: list[TokenView]
+    next_after: str | None = None
 
 
 class Enrollment(msgspec.Struct, kw_only=True):
@@ -543,4 +574,6 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     DevicePoll,
     PushEvent,
     PushEvents,
+    TokenView,
+    TokenPage,
 )

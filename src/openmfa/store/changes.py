@@ -154,6 +154,8 @@ def _new_id(result: CursorResult[Any]) -> int:
 def _user_add(conn: Connection, p: Payload) -> None:
     values = {k: p.get(k, "") for k in ("name", "display_name", "email", "phone")}
     values |= {"enabled": p["enabled"], "created_at": p["at"], "updated_at": p["at"]}
+    if p.get("source"):  # format 5: synchronised from a directory
+        values |= {"source": p["source"], "external_id": p["external_id"]}
     if "id" in p:
         values["id"] = p["id"]
     if "contact_enc" in p:  # format 2, replayed
@@ -165,13 +167,22 @@ def _user_add(conn: Connection, p: Payload) -> None:
         _seal_contact(conn, p, user_id, p.pop("email", ""), p.pop("phone", ""))
 
 
+USER_COLUMNS = (
+    "display_name",
+    "email",
+    "phone",
+    "enabled",
+    "default_method",  # format 4
+    "sessions_after",  # format 4
+    "name",  # format 5: a rename by the directory
+    "source",  # format 5
+    "external_id",  # format 5
+)
+
+
 @applier("user.update")
 def _user_update(conn: Connection, p: Payload) -> None:
-    fields = {
-        k: v
-        for k, v in p["fields"].items()
-        if k in ("display_name", "email", "phone", "enabled", "default_method", "sessions_after")
-    }
+    fields = {k: v for k, v in p["fields"].items() if k in USER_COLUMNS}
     contact = {k: fields.pop(k) for k in ("email", "phone") if k in fields}
     if "contact_enc" in p:  # format 2, replayed
         fields |= {"contact_enc": bytes.fromhex(p["contact_enc"]), "email": "", "phone": ""}
@@ -238,8 +249,11 @@ def _method_add(conn: Connection, p: Payload) -> None:
         )
     )
     conn.execute(
-        insert(t.method_state).values(
-            method_id=p["id"], user_id=p["user_id"], last_step=-1, counter=0
+        insert(t.method_state).values(  # counter: format 5, an imported token's
+            method_id=p["id"],
+            user_id=p["user_id"],
+            last_step=p.get("last_step", -1),
+            counter=p.get("counter", 0),
         )
     )
     if p.get("backup_hashes"):
@@ -271,6 +285,12 @@ def _method_remove(conn: Connection, p: Payload) -> None:
     conn.execute(  # a removed default leaves the choice to the user's other methods
         update(t.users).where(t.users.c.default_method == p["id"]).values(default_method=None)
     )
+    if formats.local_format(conn) >= formats.DIRECTORY_FORMAT:  # its token is free again
+        conn.execute(
+            update(t.tokens)
+            .where(t.tokens.c.method_id == p["id"])
+            .values(user_id=None, method_id=None)
+        )
 
 
 @applier("apikey.add")
@@ -321,6 +341,55 @@ def _radius_client_add(conn: Connection, p: Payload) -> None:
 @applier("radius_client.remove")
 def _radius_client_remove(conn: Connection, p: Payload) -> None:
     conn.execute(delete(t.radius_clients).where(t.radius_clients.c.name == p["name"]))
+
+
+@applier("token.add")
+def _token_add(conn: Connection, p: Payload) -> None:
+    """Format 5: tokens into the inventory (sealed seeds; a batch of one import)."""
+    conn.execute(
+        insert(t.tokens),
+        [
+            {
+                "serial": k["serial"],
+                "kind": k["kind"],
+                "secret_enc": bytes.fromhex(k["secret_enc"]),
+                "digits": k["digits"],
+                "period": k["period"],
+                "algorithm": k["algorithm"],
+                "counter": k["counter"],
+                "issuer": k.get("issuer", ""),
+                "imported_at": p["at"],
+            }
+            for k in p["tokens"]
+        ],
+    )
+
+
+@applier("token.assign")
+def _token_assign(conn: Connection, p: Payload) -> None:
+    """Format 5: an inventory token is now the method ``method_id`` of ``user_id`` (the
+    ``method.add`` of the same commit made it)."""
+    done = conn.execute(
+        update(t.tokens)
+        .where(t.tokens.c.serial == p["serial"], t.tokens.c.method_id.is_(None))
+        .values(user_id=p["user_id"], method_id=p["method_id"])
+    )
+    if done.rowcount != 1:
+        raise Conflict(f"token {p['serial']!r} is not in the inventory, or is assigned already")
+
+
+@applier("token.remove")
+def _token_remove(conn: Connection, p: Payload) -> None:
+    conn.execute(delete(t.tokens).where(t.tokens.c.serial == p["serial"]))
+
+
+@applier("directory.state")
+def _directory_state(conn: Connection, p: Payload) -> None:
+    """Format 5: a directory source's synchronisation state after a run."""
+    conn.execute(delete(t.directory_sources).where(t.directory_sources.c.name == p["name"]))
+    conn.execute(
+        insert(t.directory_sources).values(name=p["name"], state=p["state"], updated_at=p["at"])
+    )
 
 
 @applier("farm.member")

@@ -24,6 +24,13 @@ Format 4: user preferences. A user's default method (``users.default_method``) a
 their portal sessions ended (``users.sessions_after``, "sign out everywhere") travel in
 ``user.update`` records that a release reading only up to format 3 would drop, so they are set
 only once the data set is at format 4.
+
+Format 5: bringing people over. A user may come from a directory source (``users.source``,
+``users.external_id``) and be renamed by it (``user.update`` of ``name``); imported OATH tokens
+wait in an inventory (``tokens``) and become methods whose HOTP counter starts where the token's
+stands (``method.add`` with ``counter``); each source's synchronisation state travels in
+``directory.state`` records. A release reading only up to format 4 would drop or refuse these,
+so they are written only once the data set is at format 5.
 """
 
 from __future__ import annotations
@@ -47,12 +54,14 @@ def local_format(conn: Connection) -> int:
     return int(value or 0)
 
 
-DATA_FORMAT = 4
+DATA_FORMAT = 5
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
-READS_FORMATS = (1, 4)
+READS_FORMATS = (1, 5)
 """The oldest and newest data formats this release can read."""
 PREFERENCES_FORMAT = 4
 """The data format that knows user preferences (default method, sessions ended)."""
+DIRECTORY_FORMAT = 5
+"""The data format that knows directory sources, renames, and the token inventory."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -138,9 +147,15 @@ def _preferences(conn: Connection) -> None:
     """Nothing to rewrite: format 4 only allows values (preferences) no earlier format has."""
 
 
+def _directory_tokens(conn: Connection) -> None:
+    """Nothing to rewrite: format 5 only allows rows (directory links, tokens) no earlier
+    format has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
     4: _preferences,
+    5: _directory_tokens,
 }
 """The step that brings rows of format N-1 to format N."""

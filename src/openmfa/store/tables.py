@@ -46,6 +46,11 @@ users = Table(
     # schema 0005, data format 4: the user's choice of method, and "sign out everywhere"
     Column("default_method", String(32), nullable=True),
     Column("sessions_after", Float, nullable=True),
+    # schema 0006, data format 5: the directory source a user is synchronised from, and the
+    # user's immutable id there (entryUUID, objectGUID), so a rename follows the same person
+    Column("source", String(64), nullable=True),
+    Column("external_id", String(128), nullable=True),
+    Index("ix_users_source_external", "source", "external_id", unique=True),
 )
 
 user_state = Table(
@@ -215,3 +220,35 @@ push_blocks = Table(
     Column("reason", String(64), nullable=False),
 )
 """Users who may get no push (a fraud report with ``fraud_action = "block_push"``)."""
+
+
+# -- bringing people over (schema 0006; rows of data format 5) ---------------------------------
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("serial", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("secret_enc", LargeBinary, nullable=False),
+    Column("digits", Integer, nullable=False),
+    Column("period", Integer, nullable=False),
+    Column("algorithm", String(16), nullable=False),
+    Column("counter", Integer, nullable=False),
+    Column("issuer", String(255), nullable=False, server_default=""),
+    Column("imported_at", Float, nullable=False),
+    Column("user_id", Integer, nullable=True),
+    Column("method_id", String(32), nullable=True),
+    Index("ix_tokens_user", "user_id"),
+)
+"""Imported OATH tokens (hardware or software): the seed sealed under ``token:SERIAL``; once
+assigned, the user's method made from it (its own copy of the seed, sealed under its id)."""
+
+directory_sources = Table(
+    "directory_sources",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+"""Each directory source's synchronisation state (last run, counts, the incremental cursor),
+replicated so that a promoted master goes on where the old one stopped."""
