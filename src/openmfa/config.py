@@ -48,6 +48,10 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("portal", "bypass_seconds"): 0,
     ("portal", "phone_region"): "",
     ("portal", "passkey_origins"): [],
+    ("directory", "interval_minutes"): 60,
+    ("directory", "max_changes"): 5,
+    ("directory", "sources"): [],
+    ("ldap", "source"): "",
 }
 """Settings shipped commented out in default_server.toml, with their defaults here. Release
 0.2.0's upgrader adds every new setting of the new release to server.toml and then reads the
@@ -73,7 +77,10 @@ CHOICES: dict[tuple[str, str], tuple[Any, ...]] = {
     ("portal", "primary"): ("local", "ldap", "radius"),
 }
 
-AT_MOST: dict[tuple[str, str], float] = {("mobile", "request_seconds"): 120}
+AT_MOST: dict[tuple[str, str], float] = {
+    ("mobile", "request_seconds"): 120,
+    ("directory", "interval_minutes"): 1440,
+}
 
 POSITIVE = {
     ("server", "max_body_bytes"),
@@ -97,7 +104,34 @@ POSITIVE = {
     ("portal", "ticket_seconds"),
     ("portal", "session_minutes"),
     ("portal", "reauth_minutes"),
+    ("directory", "interval_minutes"),
+    ("directory", "max_changes"),
 }
+
+SOURCE_DEFAULTS: dict[str, Any] = {
+    "name": "",
+    "kind": "ldap",
+    "url": "",
+    "start_tls": False,
+    "ca_file": "",
+    "bind_dn": "",
+    "base_dns": [],
+    "group": "",
+    "user_filter": "",
+    "id_attribute": "",
+    "name_attribute": "",
+    "display_name_attribute": "",
+    "mail_attribute": "mail",
+    "phone_attributes": ["mobile", "telephoneNumber"],
+    "disabled_filter": "",
+    "on_leave": "disable",
+    "incremental": True,
+    "page_size": 500,
+    "timeout_seconds": 10,
+}
+"""One ``[[directory.sources]]`` table: its settings and their defaults ("" means: the usual
+one for the source's kind, see ``openmfa.directory.source``)."""
+SOURCE_CHOICES = {"kind": ("ldap", "ad"), "on_leave": ("disable", "remove")}
 
 
 @dataclass(frozen=True)
@@ -159,6 +193,46 @@ def merge(
             if most is not None and value > most:
                 raise ConfigError(f"{where}: [{section}] {key} must be at most {most:g}")
             out[section][key] = value
+    if "directory" in given:
+        out["directory"]["sources"] = _sources(out["directory"]["sources"], where)
+    return out
+
+
+def _sources(given: list[Any], where: str) -> list[dict[str, Any]]:
+    """Each ``[[directory.sources]]`` table over ``SOURCE_DEFAULTS``, checked."""
+    out: list[dict[str, Any]] = []
+    for i, table in enumerate(given, start=1):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [[directory.sources]] number {i} must be a table")
+        name = table.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: [[directory.sources]] number {i} needs a name")
+        key = "directory.sources"
+        source = merge({key: SOURCE_DEFAULTS}, {key: table}, f"{where} (source {name!r})")[key]
+        if not source["url"].startswith(("ldap://", "ldaps://")):
+            raise ConfigError(
+                f"{where}: directory source {name!r}: url must be ldap://HOST[:PORT] or "
+                "ldaps://HOST[:PORT]"
+            )
+        for key, choices in SOURCE_CHOICES.items():
+            if source[key] not in choices:
+                raise ConfigError(
+                    f"{where}: directory source {name!r}: {key} must be one of "
+                    + ", ".join(repr(c) for c in choices)
+                )
+        if not source["base_dns"] and not source["group"]:
+            raise ConfigError(
+                f"{where}: directory source {name!r}: give base_dns (where people are) "
+                "or group (whose members are synchronised)"
+            )
+        if not 1 <= source["page_size"] <= 5000 or source["timeout_seconds"] <= 0:
+            raise ConfigError(
+                f"{where}: directory source {name!r}: page_size is 1 to 5000, "
+                "timeout_seconds more than 0"
+            )
+        if any(s["name"] == name for s in out):
+            raise ConfigError(f"{where}: two directory sources are named {name!r}")
+        out.append(source)
     return out
 
 

@@ -156,6 +156,14 @@ class PrimaryUnavailable(OpenMfaError):
     http_status = 503
 
 
+class DirectoryError(OpenMfaError):
+    """A directory source could not be read (unreachable, refused bind, bad filter or base
+    DN); the synchronisation changed nothing."""
+
+    code = "directory_error"
+    http_status = 503
+
+
 class Unavailable(OpenMfaError):
     """Client side: no node answered, or the answer was not the SDK's."""
 

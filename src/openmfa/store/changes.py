@@ -392,6 +392,15 @@ def _directory_state(conn: Connection, p: Payload) -> None:
     )
 
 
+@applier("directory.password")
+def _directory_password(conn: Connection, p: Payload) -> None:
+    """Format 5: a directory source's bind password, sealed (any node may become master)."""
+    key = "directory.password." + str(p["name"])
+    conn.execute(delete(t.meta).where(t.meta.c.key == key))
+    if p.get("sealed"):
+        conn.execute(insert(t.meta).values(key=key, value=p["sealed"]))
+
+
 @applier("farm.member")
 def _farm_member(conn: Connection, p: Payload) -> None:
     """A node of the farm and the URL of its SDK (every node learns every other)."""

@@ -1,0 +1,1 @@
+"""Directory synchronisation: people from LDAP and Active Directory (see ``sync``)."""

@@ -1,0 +1,214 @@
+"""A real OpenLDAP ``slapd`` for the directory-synchronisation tests: plain LDAP (StartTLS
+offered) and LDAPS with a certificate from a test CA, entryUUID and modifyTimestamp kept by
+slapd itself, and an Active-Directory-like schema (objectGUID, sAMAccountName,
+userPrincipalName, userAccountControl, uSNChanged) for AD semantics. Changed with OpenLDAP's
+own tools (ldapadd, ldapmodify, ldapmodrdn, ldapdelete)."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from .helpers import free_port, stop
+from .services import _wait_tcp
+
+BASE = "dc=example,dc=org"
+ADMIN = f"cn=admin,{BASE}"
+ADMIN_PASSWORD = "admin-secret"
+SYNC_DN = f"cn=sync,{BASE}"
+SYNC_PASSWORD = "sync-secret-1"
+
+AD_SCHEMA = """
+attributetype ( 1.2.840.113556.1.4.2 NAME 'objectGUID'
+  EQUALITY octetStringMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.221 NAME 'sAMAccountName'
+  EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.656 NAME 'userPrincipalName'
+  EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl'
+  EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.2.120 NAME 'uSNChanged'
+  EQUALITY integerMatch ORDERING integerOrderingMatch
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.782 NAME 'objectCategory'
+  EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+objectclass ( 1.2.840.113556.1.5.9 NAME 'user' AUXILIARY
+  MAY ( objectGUID $ sAMAccountName $ userPrincipalName $ userAccountControl $ uSNChanged $
+        objectCategory ) )
+"""
+
+
+@dataclass
+class Ldap:
+    url: str
+    ldaps_url: str
+    ca_file: Path
+    workdir: Path
+
+    def _tool(self, tool: str, ldif: str = "", *args: str) -> None:
+        proc = subprocess.run(
+            [tool, "-x", "-H", self.url, "-D", ADMIN, "-w", ADMIN_PASSWORD, *args],
+            input=ldif.encode(),
+            capture_output=True,
+        )
+        assert proc.returncode == 0, (tool, proc.stdout, proc.stderr, ldif)
+
+    def add(self, ldif: str) -> None:
+        self._tool("ldapadd", ldif)
+
+    def modify(self, ldif: str) -> None:
+        self._tool("ldapmodify", ldif)
+
+    def rename(self, dn: str, new_rdn: str, new_superior: str = "") -> None:
+        extra = ["-s", new_superior] if new_superior else []
+        self._tool("ldapmodrdn", "", "-r", *extra, dn, new_rdn)
+
+    def delete(self, dn: str) -> None:
+        self._tool("ldapdelete", "", dn)
+
+
+def person(uid: str, ou: str, *, mail: str = "", mobile: str = "", cn: str = "") -> str:
+    lines = [
+        f"dn: uid={uid},{ou}",
+        "objectClass: inetOrgPerson",
+        f"uid: {uid}",
+        f"cn: {cn or uid}",
+        f"sn: {uid}",
+        f"displayName: {cn or uid.title()}",
+    ]
+    if mail:
+        lines.append(f"mail: {mail}")
+    if mobile:
+        lines.append(f"mobile: {mobile}")
+    return "\n".join(lines) + "\n"
+
+
+_CA_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _tls(workdir: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate for 127.0.0.1 / localhost it signed."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "OpenMFA test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_CA_USAGE, critical=True)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file, cert_file, key_file = workdir / "ca.pem", workdir / "cert.pem", workdir / "key.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_file, cert_file, key_file
+
+
+@contextmanager
+def directory_server(workdir: Path) -> Iterator[Ldap]:
+    """slapd on two free loopback ports (ldap://, ldaps://), with ``dc=example,dc=org``, a
+    service account ``cn=sync`` that may read, and nobody else; stopped by its PID."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "db").mkdir()
+    ca_file, cert_file, key_file = _tls(workdir)
+    (workdir / "ad-like.schema").write_text(AD_SCHEMA)
+    (workdir / "slapd.conf").write_text(f"""
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include {workdir}/ad-like.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile {workdir}/slapd.pid
+TLSCACertificateFile {ca_file}
+TLSCertificateFile {cert_file}
+TLSCertificateKeyFile {key_file}
+sizelimit unlimited
+database mdb
+maxsize 1073741824
+suffix "{BASE}"
+rootdn "{ADMIN}"
+rootpw {ADMIN_PASSWORD}
+directory {workdir}/db
+index entryUUID eq
+access to attrs=userPassword by self write by anonymous auth by * none
+access to * by dn.exact="{SYNC_DN}" read by * none
+""")
+    port, tls_port = free_port(), free_port()
+    url, ldaps_url = f"ldap://127.0.0.1:{port}", f"ldaps://127.0.0.1:{tls_port}"
+    log = (workdir / "slapd.log").open("wb")
+    proc = subprocess.Popen(
+        ["slapd", "-f", str(workdir / "slapd.conf"), "-h", f"{url}/ {ldaps_url}/", "-d", "0"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_tcp(port, proc)
+        server = Ldap(url, ldaps_url, ca_file, workdir)
+        server.add(
+            f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\no: Example\n"
+            f"dc: example\n\n"
+            f"dn: {SYNC_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
+            f"cn: sync\nuserPassword: {SYNC_PASSWORD}\n"
+        )
+        yield server
+    finally:
+        stop(proc)
+        log.close()

@@ -1,0 +1,254 @@
+"""Directory synchronisation against a real OpenLDAP slapd, run as an administrator runs it
+(`openmfa directory sync|status|set-password`): add, rename and move (same entryUUID → same
+user, methods kept), disable and remove by policy, the safety stop and --approve, nested groups,
+LDAPS with a test CA, wrong passwords and filters (a clear error, nothing changed), AD
+semantics (objectGUID, sAMAccountName, userPrincipalName, userAccountControl, uSNChanged)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .directory_server import BASE, SYNC_DN, SYNC_PASSWORD, Ldap, directory_server, person
+from .helpers import OPENMFA, cli, init, oathtool
+
+pytestmark = pytest.mark.e2e
+SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+@pytest.fixture(scope="module")
+def ldap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ldap]:
+    with directory_server(tmp_path_factory.mktemp("slapd")) as server:
+        yield server
+
+
+def node(tmp_path: Path, *sources: dict[str, Any], max_changes: int = 5) -> Path:
+    """A node whose server.toml names ``sources`` (bind passwords stored with set-password)."""
+    dd = tmp_path / "node"
+    init(dd)
+    text = f"\n[directory]\nmax_changes = {max_changes}\n"
+    for s in sources:
+        text += "\n[[directory.sources]]\n" + "".join(
+            f"{k} = {json.dumps(v)}\n" for k, v in s.items() if k != "password"
+        )
+    with (dd / "server.toml").open("a") as f:
+        f.write(text)
+    for s in sources:
+        set_password(dd, s["name"], s.get("password", SYNC_PASSWORD))
+    return dd
+
+
+def set_password(dd: Path, name: str, password: str) -> None:
+    proc = subprocess.run(
+        [OPENMFA, "directory", "set-password", name, "--password-stdin", "--data-dir", str(dd)],
+        input=password + "\n", capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
+def sync(dd: Path, *args: str, expect: int = 0) -> dict[str, Any]:
+    """One run, its JSON report for the (only) source."""
+    proc = cli(dd, "directory", "sync", "--json", *args, expect=expect)
+    (report,) = json.loads(proc.stdout)
+    return dict(report)
+
+
+def users(dd: Path) -> dict[str, dict[str, Any]]:
+    return {u["name"]: u for u in json.loads(cli(dd, "user", "list", "--json").stdout)}
+
+
+def ou(ldap: Ldap, name: str) -> str:
+    dn = f"ou={name},{BASE}"
+    ldap.add(f"dn: {dn}\nobjectClass: organizationalUnit\nou: {name}\n")
+    return dn
+
+
+def source(name: str, ldap: Ldap, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "url": ldap.url, "bind_dn": SYNC_DN, **extra}
+
+
+def test_add_rename_move_disable_safety_stop(ldap: Ldap, tmp_path: Path) -> None:
+    root = ou(ldap, "corp")
+    staff, moved = ou_child(ldap, "staff", root), ou_child(ldap, "moved", root)
+    ldap.add(
+        person("alice", staff, mail="alice@example.org", mobile="+31 6 12345678")
+        + "\n"
+        + person("bob", staff)
+        + "\n"
+        + person("carol", staff)
+    )
+    dd = node(tmp_path, source("corp", ldap, base_dns=[root]), max_changes=2)
+    dry = sync(dd, "--dry-run")
+    assert dry["counts"]["added"] == 3 and dry["applied"] is False
+    assert {c["user"] for c in dry["changes"] if c["action"] == "add"} == {"alice", "bob", "carol"}
+    assert users(dd) == {}  # a dry run changes nothing
+    table = cli(dd, "directory", "sync", "--dry-run").stdout
+    assert "would change: 3 added" in table and "add      alice" in table
+
+    first = sync(dd)
+    assert (first["mode"], first["counts"]["added"], first["applied"]) == ("full", 3, True)
+    found = users(dd)
+    assert found["alice"]["email"] == "alice@example.org"
+    assert found["alice"]["phone"] == "+31 6 12345678"
+    assert found["alice"]["display_name"] == "Alice"
+    cli(dd, "method", "add", "alice", "totp", "--secret", SEED, "--no-qr")
+
+    # A rename and a move to another OU: the same entryUUID, so the same user, methods kept.
+    ldap.rename(f"uid=alice,{staff}", "uid=alicia", moved)
+    renamed = sync(dd)
+    assert renamed["mode"] == "incremental"
+    assert [(c["action"], c["user"]) for c in renamed["changes"]] == [("update", "alice")]
+    now = users(dd)
+    assert "alice" not in now and now["alicia"]["email"] == "alice@example.org"
+    assert cli(dd, "verify", "alicia", oathtool("--totp", "-b", SEED)).returncode == 0
+
+    # Someone deleted there is disabled here (the default), methods kept.
+    ldap.delete(f"uid=bob,{staff}")
+    gone = sync(dd)
+    assert [(c["action"], c["user"]) for c in gone["changes"]] == [("disable", "bob")]
+    assert users(dd)["bob"]["enabled"] is False
+
+    # The safety stop: three more would be disabled, more than max_changes = 2.
+    for uid in ("dave", "erin", "frank"):
+        ldap.add(person(uid, staff))
+    sync(dd)
+    for uid in ("dave", "erin", "frank"):
+        ldap.delete(f"uid={uid},{staff}")
+    stopped = sync(dd, expect=1)
+    assert stopped["stopped"] is True and "--approve" in stopped["error"]
+    assert all(users(dd)[u]["enabled"] for u in ("dave", "erin", "frank"))  # nothing changed
+    status = cli(dd, "directory", "status").stdout
+    assert "stopped" in status and "max_changes" in status
+    approved = sync(dd, "--approve")
+    assert approved["counts"]["disabled"] == 3
+    assert not any(users(dd)[u]["enabled"] for u in ("dave", "erin", "frank"))
+    # Back in the directory (a new entry with the same name is a new person there: a
+    # conflict, reported, not merged with the disabled user who had the name).
+    ldap.add(person("dave", staff))
+    back = sync(dd)
+    assert back["counts"]["conflicts"] == 1 and "dave" in back["changes"][0]["detail"]
+    status = json.loads(cli(dd, "directory", "status", "--json").stdout)[0]["state"]
+    assert status["result"] == "ok" and status["mode"] == "incremental"
+    audit = cli(dd, "audit").stdout
+    assert "directory.sync" in audit and "directory.rename" in audit
+
+
+def ou_child(ldap: Ldap, name: str, parent: str) -> str:
+    dn = f"ou={name},{parent}"
+    ldap.add(f"dn: {dn}\nobjectClass: organizationalUnit\nou: {name}\n")
+    return dn
+
+
+def test_nested_groups_and_the_remove_policy(ldap: Ldap, tmp_path: Path) -> None:
+    root = ou(ldap, "groups-test")
+    for uid in ("gina", "hank", "ivan", "outsider"):
+        ldap.add(person(uid, root))
+    team, staff = f"cn=team,{root}", f"cn=staff,{root}"
+    ldap.add(
+        f"dn: {team}\nobjectClass: groupOfNames\ncn: team\n"
+        f"member: uid=hank,{root}\nmember: uid=ivan,{root}\nmember: {staff}\n\n"  # a loop
+        f"dn: {staff}\nobjectClass: groupOfNames\ncn: staff\n"
+        f"member: uid=gina,{root}\nmember: {team}\n"
+    )
+    dd = node(tmp_path, source("groups", ldap, group=staff, on_leave="remove"))
+    first = sync(dd)
+    assert first["counts"]["added"] == 3
+    assert set(users(dd)) == {"gina", "hank", "ivan"}
+    cli(dd, "method", "add", "ivan", "totp", "--secret", SEED, "--no-qr")
+    ldap.modify(f"dn: {team}\nchangetype: modify\ndelete: member\nmember: uid=ivan,{root}\n")
+    left = sync(dd)
+    assert [(c["action"], c["user"]) for c in left["changes"]] == [("remove", "ivan")]
+    assert set(users(dd)) == {"gina", "hank"}
+
+
+def test_ldaps_starttls_and_clear_errors(ldap: Ldap, tmp_path: Path) -> None:
+    root = ou(ldap, "tls")
+    ldap.add(person("jane", root))
+    secure = source("tls", ldap, base_dns=[root], ca_file=str(ldap.ca_file))
+    secure["url"] = ldap.ldaps_url
+    dd = node(tmp_path, secure)
+    assert sync(dd)["counts"]["added"] == 1
+    before = (dd / "openmfa.db").stat().st_mtime_ns, users(dd)
+
+    def refused(**change: Any) -> str:
+        text = (dd / "server.toml").read_text()
+        for key, value in change.items():
+            lines = [ln for ln in text.splitlines() if not ln.startswith(f"{key} =")]
+            text = "\n".join(lines) + f"\n{key} = {json.dumps(value)}\n"
+        (dd / "server.toml").write_text(text)
+        report = sync(dd, expect=1)
+        assert report["applied"] is False and users(dd) == before[1]
+        return str(report["error"])
+
+    ca = str(ldap.ca_file)
+    assert "certificate" in refused(ca_file="")  # the system CAs do not know the test CA
+    starttls = refused(url=ldap.url, start_tls=True, ca_file=ca, user_filter="(uid=jane")
+    assert "filter" in starttls and "user_filter" in starttls
+    assert "base DN" in refused(user_filter="", base_dns=[f"ou=nowhere,{BASE}"])
+    assert "cannot reach" in refused(url="ldap://127.0.0.1:9", base_dns=[root])
+    set_password(dd, "tls", "not-the-password")
+    wrong = refused(url=ldap.url, start_tls=True)
+    assert (
+        "refused to bind" in wrong and "set-password" in wrong and "not-the-password" not in wrong
+    )
+    set_password(dd, "tls", SYNC_PASSWORD)
+    assert sync(dd)["error"] == ""  # StartTLS with the test CA: fine again
+    audit = cli(dd, "audit").stdout  # the failed runs were recorded, with their reasons
+    assert len(re.findall(r"directory\.sync\s+error", audit)) == 5, audit
+
+
+def ad_user(sam: str, root: str, *, usn: int, disabled: bool = False, guid: str = "") -> str:
+    raw = uuid.UUID(guid).bytes_le if guid else uuid.uuid4().bytes_le
+    import base64
+
+    return (
+        f"dn: cn={sam},{root}\nobjectClass: inetOrgPerson\nobjectClass: user\ncn: {sam}\n"
+        f"sn: {sam}\nsAMAccountName: {sam}\nuserPrincipalName: {sam}@example.test\n"
+        f"objectCategory: person\nuserAccountControl: {514 if disabled else 512}\n"
+        f"uSNChanged: {usn}\nmail: {sam}@example.test\n"
+        f"objectGUID:: {base64.b64encode(raw).decode()}\n"
+    )
+
+
+def test_active_directory_semantics(ldap: Ldap, tmp_path: Path) -> None:
+    """An AD-like schema on slapd: objectGUID (binary, as a UUID), sAMAccountName,
+    userPrincipalName, userAccountControl's disabled bit, uSNChanged for incremental runs."""
+    root = ou(ldap, "ad")
+    guid = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+    ldap.add(
+        ad_user("kim", root, usn=100, guid=guid)
+        + "\n"
+        + ad_user("lee", root, usn=101, disabled=True)
+    )
+    dd = node(
+        tmp_path,
+        source("ad", ldap, kind="ad", base_dns=[root]),
+    )
+    first = sync(dd)
+    assert first["counts"]["added"] == 2
+    found = users(dd)
+    assert found["kim"]["enabled"] is True and found["lee"]["enabled"] is False
+    state = json.loads(cli(dd, "directory", "status", "--json").stdout)[0]["state"]
+    assert state["cursor"] == "101"
+    # userAccountControl 512 → 514 with a new uSNChanged: an incremental run disables kim.
+    ldap.modify(
+        f"dn: cn=kim,{root}\nchangetype: modify\nreplace: userAccountControl\n"
+        "userAccountControl: 514\n-\nreplace: uSNChanged\nuSNChanged: 102\n"
+    )
+    second = sync(dd)
+    assert second["mode"] == "incremental"
+    assert [(c["action"], c["user"]) for c in second["changes"]] == [("disable", "kim")]
+    # The same people by userPrincipalName instead: a second node, names as UPNs.
+    dd2 = node(
+        tmp_path / "upn",
+        source("ad", ldap, kind="ad", base_dns=[root], name_attribute="userPrincipalName"),
+    )
+    sync(dd2)
+    assert set(users(dd2)) == {"kim@example.test", "lee@example.test"}
