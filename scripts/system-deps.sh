@@ -9,10 +9,11 @@ set -euo pipefail
 # and npm (installs axe-core from scripts/web-tools' lock file): the portal's browser tests.
 # lemonldap-ng (with the Perl modules its tool and portal load though Debian only recommends
 # them) and plackup: the identity provider the adapter tests register OpenMFA with. nginx:
-# the reverse proxy of the forward-auth tests.
+# the reverse proxy of the forward-auth tests. samba + samba-ad-dc: a real Active Directory domain
+# controller (in a network namespace the directory tests make) for directory synchronisation.
 packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth haproxy
   chromium zbar-tools fonts-dejavu-core lemonldap-ng libemail-sender-perl libimage-magick-perl
-  libplack-perl nginx)
+  libplack-perl nginx samba samba-ad-dc iproute2)
 # npm comes with a Node.js of its own on some machines (then Debian's npm conflicts with it).
 command -v npm >/dev/null || packages+=(npm)
 need=()

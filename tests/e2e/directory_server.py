@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,8 +108,8 @@ _CA_USAGE = x509.KeyUsage(
 )
 
 
-def _tls(workdir: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a server certificate for 127.0.0.1 / localhost it signed."""
+def _tls(workdir: Path, ip: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate for ``ip`` / localhost it signed."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "OpenMFA test CA")])
@@ -129,7 +131,7 @@ def _tls(workdir: Path) -> tuple[Path, Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)]))
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -137,7 +139,7 @@ def _tls(workdir: Path) -> tuple[Path, Path, Path]:
         .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                [x509.IPAddress(ipaddress.ip_address(ip)), x509.DNSName("localhost")]
             ),
             critical=False,
         )
@@ -149,6 +151,7 @@ def _tls(workdir: Path) -> tuple[Path, Path, Path]:
         .sign(ca_key, hashes.SHA256())
     )
     ca_file, cert_file, key_file = workdir / "ca.pem", workdir / "cert.pem", workdir / "key.pem"
+    key_file.touch(mode=0o600)
     ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
@@ -212,3 +215,98 @@ access to * by dn.exact="{SYNC_DN}" read by * none
     finally:
         stop(proc)
         log.close()
+
+
+# -- a real Active Directory domain controller: Samba, in a network namespace -------------------
+
+AD_REALM = "EXAMPLE.TEST"
+AD_BASE = "DC=example,DC=test"
+AD_ADMIN_DN = f"CN=Administrator,CN=Users,{AD_BASE}"
+AD_ADMIN_PASSWORD = "Adm1n-Passw0rd!"
+
+
+@dataclass
+class SambaDc:
+    url: str
+    """ldaps:// with a certificate from a test CA (AD refuses simple binds without TLS)."""
+    ca_file: Path
+    workdir: Path
+
+    def tool(self, *args: str) -> str:
+        """``samba-tool ARGS`` against the running DC's own database."""
+        proc = subprocess.run(
+            ["samba-tool", *args, "-H", str(self.workdir / "private" / "sam.ldb"),
+             "-s", str(self.workdir / "etc" / "smb.conf")],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc.stdout
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@contextmanager
+def samba_dc(workdir: Path) -> Iterator[SambaDc]:
+    """``samba-tool domain provision`` (realm EXAMPLE.TEST, no DNS), then ``samba`` serving only
+    LDAP, inside a network namespace this makes (its own loopback; reached over a veth pair on
+    a /30 of 10.213.0.0/16), so its fixed ports (389, 636) collide with nothing. Everything it
+    made is removed afterwards, samba stopped by its PID."""
+    import secrets
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    provision = subprocess.run(
+        ["samba-tool", "domain", "provision", f"--realm={AD_REALM}", "--domain=EXAMPLE",
+         "--server-role=dc", "--dns-backend=NONE", f"--adminpass={AD_ADMIN_PASSWORD}",
+         f"--targetdir={workdir}"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert provision.returncode == 0, provision.stdout + provision.stderr
+    tag = secrets.token_hex(3)
+    ns, outer, inner = f"omfa-ad-{tag}", f"omfa{tag}a", f"omfa{tag}b"
+    net = secrets.randbelow(16384) * 4  # a /30 inside 10.213.0.0/16
+    host_ip = f"10.213.{net // 256}.{net % 256 + 1}"
+    dc_ip = f"10.213.{net // 256}.{net % 256 + 2}"
+    conf = workdir / "etc" / "smb.conf"
+    text = conf.read_text()
+    ca_file, cert_file, key_file = _tls(workdir, dc_ip)
+    extra = (
+        f"\n\tinterfaces = {dc_ip}\n\tbind interfaces only = yes\n\tlog file = {workdir}/log.%m"
+        f"\n\ttls enabled = yes\n\ttls keyfile = {key_file}\n\ttls certfile = {cert_file}"
+        f"\n\ttls cafile = {ca_file}"
+    )
+    text = text.replace("[global]", "[global]" + extra, 1)
+    lines = [ln for ln in text.splitlines() if not ln.strip().startswith("server services")]
+    conf.write_text("\n".join(lines).replace("[global]", "[global]\n\tserver services = ldap", 1))
+    _ip("netns", "add", ns)
+    proc: subprocess.Popen[bytes] | None = None
+    log = (workdir / "samba.out").open("wb")
+    try:
+        _ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+        _ip("link", "set", inner, "netns", ns)
+        _ip("addr", "add", f"{host_ip}/30", "dev", outer)
+        _ip("link", "set", outer, "up")
+        _ip("netns", "exec", ns, "ip", "addr", "add", f"{dc_ip}/30", "dev", inner)
+        _ip("netns", "exec", ns, "ip", "link", "set", inner, "up")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "samba", "-i", "-s", str(conf)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (workdir / "samba.out").read_text()
+            try:
+                with socket.create_connection((dc_ip, 636), timeout=0.5):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "samba did not listen on 636"
+                time.sleep(0.2)
+        yield SambaDc(f"ldaps://{dc_ip}:636", ca_file, workdir)
+    finally:
+        if proc is not None:
+            stop(proc)
+        log.close()
+        subprocess.run(["ip", "link", "del", outer], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)

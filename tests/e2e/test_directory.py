@@ -16,7 +16,18 @@ from typing import Any
 
 import pytest
 
-from .directory_server import BASE, SYNC_DN, SYNC_PASSWORD, Ldap, directory_server, person
+from .directory_server import (
+    AD_ADMIN_DN,
+    AD_ADMIN_PASSWORD,
+    AD_BASE,
+    BASE,
+    SYNC_DN,
+    SYNC_PASSWORD,
+    Ldap,
+    directory_server,
+    person,
+    samba_dc,
+)
 from .helpers import OPENMFA, cli, init, oathtool
 
 pytestmark = pytest.mark.e2e
@@ -252,3 +263,64 @@ def test_active_directory_semantics(ldap: Ldap, tmp_path: Path) -> None:
     )
     sync(dd2)
     assert set(users(dd2)) == {"kim@example.test", "lee@example.test"}
+
+
+AD_PEOPLE = "(&(objectCategory=person)(objectClass=user)(!(isCriticalSystemObject=TRUE)))"
+"""AD's people without its built-in accounts (Administrator, Guest, krbtgt)."""
+
+
+def test_a_real_active_directory(tmp_path: Path) -> None:
+    """Samba as an AD domain controller: objectGUID, sAMAccountName (and userPrincipalName),
+    the disabled bit of userAccountControl, a rename (same objectGUID: same user, method
+    kept), nested AD groups, and incremental runs by uSNChanged."""
+    with samba_dc(tmp_path / "samba") as dc:
+        users_dn = f"CN=Users,{AD_BASE}"
+        kim = ["--mail-address=kim@example.test", "--given-name=Kim", "--surname=Park"]
+        dc.tool("user", "create", "kim", "Passw0rd!k1", *kim, "--telephone-number=+31612345678")
+        dc.tool("user", "create", "lee", "Passw0rd!l1")
+        dc.tool("user", "disable", "lee")
+        ad = {
+            "name": "ad",
+            "kind": "ad",
+            "url": dc.url,
+            "ca_file": str(dc.ca_file),
+            "bind_dn": AD_ADMIN_DN,
+            "base_dns": [users_dn],
+            "user_filter": AD_PEOPLE,
+            "password": AD_ADMIN_PASSWORD,
+        }
+        dd = node(tmp_path, ad)
+        first = sync(dd)
+        assert first["mode"] == "full" and first["counts"]["added"] == 2, first
+        found = users(dd)
+        assert found["kim"]["display_name"] == "Kim Park" and found["kim"]["enabled"]
+        assert found["kim"]["email"] == "kim@example.test"
+        assert found["kim"]["phone"] == "+31612345678"
+        assert found["lee"]["enabled"] is False  # userAccountControl: ACCOUNTDISABLE
+        cli(dd, "method", "add", "kim", "totp", "--secret", SEED, "--no-qr")
+        # Renamed in AD (same objectGUID): the same user here, with the method.
+        dc.tool("user", "rename", "kim", "--samaccountname=kpark")
+        dc.tool("user", "enable", "lee")
+        second = sync(dd)
+        assert second["mode"] == "incremental"
+        assert sorted((c["action"], c["user"]) for c in second["changes"]) == [
+            ("update", "kim"),
+            ("update", "lee"),
+        ]
+        now = users(dd)
+        assert "kim" not in now and now["lee"]["enabled"] is True
+        assert cli(dd, "verify", "kpark", oathtool("--totp", "-b", SEED)).returncode == 0
+        # Nested AD groups: staff holds team, team holds lee; by group, userPrincipalName.
+        dc.tool("group", "add", "team")
+        dc.tool("group", "add", "staff")
+        dc.tool("group", "addmembers", "team", "lee")
+        dc.tool("group", "addmembers", "staff", "team")
+        by_group = {
+            **ad,
+            "base_dns": [],
+            "group": f"CN=staff,{users_dn}",
+            "name_attribute": "userPrincipalName",
+        }
+        dd2 = node(tmp_path / "by-group", by_group)
+        assert sync(dd2)["counts"]["added"] == 1
+        assert set(users(dd2)) == {"lee@example.test"}
