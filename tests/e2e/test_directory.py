@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from .directory_server import (
     person,
     samba_dc,
 )
-from .helpers import OPENMFA, cli, init, oathtool
+from .helpers import OPENMFA, cli, free_port, init, oathtool, server
 
 pytestmark = pytest.mark.e2e
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -324,3 +326,52 @@ def test_a_real_active_directory(tmp_path: Path) -> None:
         dd2 = node(tmp_path / "by-group", by_group)
         assert sync(dd2)["counts"]["added"] == 1
         assert set(users(dd2)) == {"lee@example.test"}
+
+
+def test_a_farm_syncs_on_its_master_only_and_a_promoted_master_takes_over(
+    ldap: Ldap, tmp_path: Path
+) -> None:
+    """Inside `serve`: the master runs the schedule (at once, never having run), a subordinate
+    gets the people by replication and refuses a run by hand; after `farm promote` the new
+    master runs it (it knows the last run from the replicated state) and the old one stops."""
+    root = ou(ldap, "farm")
+    ldap.add(person("mia", root) + "\n" + person("noah", root))
+    a, b = tmp_path / "a", tmp_path / "b"
+    node(a.parent / "a-setup", source("farm", ldap, base_dns=[root]))
+    (a.parent / "a-setup" / "node").rename(a)
+    name_node(a, "node-a")
+    ports = {n: free_port() for n in "ab"}
+    urls = {n: f"http://127.0.0.1:{p}" for n, p in ports.items()}
+    with ExitStack() as nodes:
+        nodes.enter_context(server(a, port=ports["a"]))
+        out = cli(a, "farm", "init", "--url", urls["a"]).stdout
+        token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+        eventually("the master's first run", lambda: {"mia", "noah"} <= set(users(a)))
+        b.mkdir()
+        (b / "server.toml").write_text((a / "server.toml").read_text().replace("node-a", "node-b"))
+        cli(b, "farm", "join", urls["a"], "--token", token, "--url", urls["b"])
+        nodes.enter_context(server(b, port=ports["b"]))
+        eventually("mia on node-b", lambda: "mia" in users(b))
+        refused = cli(b, "directory", "sync", expect=1)
+        assert "subordinate" in refused.stderr and urls["a"] in refused.stderr
+        state = json.loads(cli(b, "directory", "status", "--json").stdout)[0]["state"]
+        assert state["node"] == "node-a" and state["result"] == "ok"
+
+        ldap.add(person("olga", root))
+        cli(a, "farm", "promote", "node-b")
+        eventually("the new master's run", lambda: "olga" in users(b), seconds=60)
+        eventually("olga replicated to node-a", lambda: "olga" in users(a))
+        state = json.loads(cli(a, "directory", "status", "--json").stdout)[0]["state"]
+        assert state["node"] == "node-b"
+
+
+def name_node(dd: Path, name: str) -> None:
+    cfg = dd / "server.toml"
+    cfg.write_text(cfg.read_text().replace('node_name = ""', f'node_name = "{name}"'))
+
+
+def eventually(what: str, check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.3)

@@ -12,6 +12,7 @@ import socket
 import time
 
 from ..config import Config
+from ..directory.schedule import DirectorySchedule
 from ..farm.claims import round_for
 from ..farm.endpoints import FarmEndpoints
 from ..farm.push_relay import MasterPush
@@ -67,6 +68,7 @@ class NodeRuntime:
         self.farm.radius = self.radius
         self.farm_runtime = FarmRuntime(store, config, self.queue, self.farm.journal)
         self.readiness = Readiness(store.ready)
+        self.directory = DirectorySchedule(store, config)
 
     async def start(self) -> None:
         import asyncio
@@ -83,11 +85,13 @@ class NodeRuntime:
             if self.radius is not None:
                 await self.radius.start()
             await self.farm_runtime.start()
+            self.directory.start()
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        await self.directory.stop()
         await self.farm_runtime.stop()
         if self.radius is not None:
             await self.radius.stop()
