@@ -79,7 +79,9 @@ class Ldap:
         self._tool("ldapdelete", "", dn)
 
 
-def person(uid: str, ou: str, *, mail: str = "", mobile: str = "", cn: str = "") -> str:
+def person(
+    uid: str, ou: str, *, mail: str = "", mobile: str = "", cn: str = "", password: str = ""
+) -> str:
     lines = [
         f"dn: uid={uid},{ou}",
         "objectClass: inetOrgPerson",
@@ -92,6 +94,8 @@ def person(uid: str, ou: str, *, mail: str = "", mobile: str = "", cn: str = "")
         lines.append(f"mail: {mail}")
     if mobile:
         lines.append(f"mobile: {mobile}")
+    if password:
+        lines.append(f"userPassword: {password}")
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from openmfa.sdk.client import SdkClient
+
 from .directory_server import (
     AD_ADMIN_DN,
     AD_ADMIN_PASSWORD,
@@ -31,6 +33,7 @@ from .directory_server import (
     samba_dc,
 )
 from .helpers import OPENMFA, cli, free_port, init, oathtool, server
+from .services import free_udp_port
 
 pytestmark = pytest.mark.e2e
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -375,3 +378,41 @@ def eventually(what: str, check: Callable[[], bool], seconds: float = 30) -> Non
     while not check():
         assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
         time.sleep(0.3)
+
+
+def test_the_directory_is_the_first_factor_for_radius_and_the_portal(
+    ldap: Ldap, tmp_path: Path
+) -> None:
+    """`[ldap] source` names the source: a synchronised person's directory password, then
+    their code — over RADIUS (judged by radclient) and the portal's sign-in (the SDK)."""
+    root = ou(ldap, "first-factor")
+    ldap.add(person("pia", root, password="pia-directory-pw"))
+    dd = node(
+        tmp_path, source("ff", ldap, base_dns=[root], start_tls=True, ca_file=str(ldap.ca_file))
+    )
+    cfg = dd / "server.toml"
+    text = cfg.read_text().replace("\n[ldap]\n", '\n[ldap]\nsource = "ff"\n', 1)
+    cfg.write_text(text + '\n[portal]\nprimary = "ldap"\n')
+    sync(dd)
+    cli(dd, "method", "add", "pia", "totp", "--secret", SEED, "--no-qr")
+    secret = "radius-secret-1"
+    cli(dd, "radius", "client", "add", "gw", "--address", "127.0.0.1/32", "--secret", secret,
+        "--primary", "ldap", "--combined", "yes")  # fmt: skip
+    portal_key = cli(dd, "apikey", "create", "portal", "--scope", "portal").stdout.strip()
+    udp = free_udp_port()
+    with server(dd, radius=f"127.0.0.1:{udp}") as srv, SdkClient(srv.url, portal_key) as p:
+        assert p.portal_sign_in("pia", "wrong").reason == "wrong_password"
+        assert p.portal_sign_in("pia", "pia-directory-pw").accepted
+
+        def radius(password: str) -> str:
+            proc = subprocess.run(
+                ["radclient", "-t", "3", "-r", "2", f"127.0.0.1:{udp}", "auth", secret],
+                input=f'User-Name = "pia"\nUser-Password = "{password}"\n'
+                "Message-Authenticator = 0x00\n",
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            return proc.stdout
+
+        code = oathtool("--totp", "-b", SEED)
+        assert "Access-Reject" in radius("not-the-pw" + code)
+        assert "Access-Accept" in radius("pia-directory-pw" + code)

@@ -138,7 +138,7 @@ def read(
     from ldap3.core.exceptions import LDAPException
 
     try:
-        with _connect(source, password) as conn:
+        with connect(source, password) as conn:
             return _Reader(source, conn, progress or (lambda stage, n: None)).run(cursor, full)
     except DirectoryError:
         raise
@@ -188,7 +188,7 @@ class _Connection:
             self.conn.unbind()
 
 
-def _connect(source: Source, password: str) -> _Connection:
+def connect(source: Source, password: str) -> _Connection:
     import ldap3
 
     secure = source.url.startswith("ldaps://") or source.start_tls

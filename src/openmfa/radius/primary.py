@@ -10,7 +10,7 @@ import os
 from typing import Protocol
 
 from ..config import Config, parse_listen
-from ..errors import PrimaryUnavailable
+from ..errors import OpenMfaError, PrimaryUnavailable
 from ..node.passwords import check_password
 from ..store.database import Store
 from . import packet as p
@@ -29,17 +29,34 @@ class LocalPasswords:
 
 
 class LdapBind:
-    """Simple bind as the user: directly by DN template, or after a search by a service account."""
+    """Simple bind as the user: directly by DN template, or after a search by a service account;
+    or in the directory source ``[ldap] source`` names (``directory.bind``)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, store: Store | None = None) -> None:
         self.c = config.values["ldap"]
+        self.config, self.store = config, store
 
     async def check(self, user: str, password: str) -> bool:
+        if self.c["source"]:
+            return await asyncio.to_thread(self._check_source, user, password)
         if not self.c["url"]:
             raise PrimaryUnavailable("[ldap] url is not set")
         if not password:
             return False  # an empty password would be an anonymous bind: never a success
         return await asyncio.to_thread(self._check, user, password)
+
+    def _check_source(self, user: str, password: str) -> bool:
+        from ..directory.bind import check_password
+        from ..directory.sync import DirectorySync
+
+        if self.store is None:
+            raise PrimaryUnavailable("[ldap] source needs the node's data (its sealed password)")
+        sync = DirectorySync(self.store, self.config)
+        try:
+            (source,) = sync.sources(self.c["source"])
+        except OpenMfaError as exc:
+            raise PrimaryUnavailable(f"[ldap] source: {exc.message}") from None
+        return check_password(source, sync.password(source.name), user, password)
 
     def _check(self, user: str, password: str) -> bool:
         import ldap3

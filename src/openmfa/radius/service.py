@@ -64,7 +64,7 @@ class RadiusService:
             queue,
             {
                 "local": LocalPasswords(store),
-                "ldap": LdapBind(config),
+                "ldap": LdapBind(config, store),
                 "radius": UpstreamRadius(config),
             },
         )

@@ -768,7 +768,7 @@ def _locked(node: NodeRuntime, name: str) -> bool:
 def _first_factor(node: NodeRuntime) -> PrimaryCheck:
     kind = node.portal.primary
     if kind == "ldap":
-        return LdapBind(node.config)
+        return LdapBind(node.config, node.store)
     if kind == "radius":
         return UpstreamRadius(node.config)
     return LocalPasswords(node.store)
