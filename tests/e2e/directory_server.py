@@ -169,9 +169,10 @@ def _tls(workdir: Path, ip: str = "127.0.0.1") -> tuple[Path, Path, Path]:
 
 
 @contextmanager
-def directory_server(workdir: Path) -> Iterator[Ldap]:
+def directory_server(workdir: Path, preload: str = "") -> Iterator[Ldap]:
     """slapd on two free loopback ports (ldap://, ldaps://), with ``dc=example,dc=org``, a
-    service account ``cn=sync`` that may read, and nobody else; stopped by its PID."""
+    service account ``cn=sync`` that may read, and nobody else; stopped by its PID.
+    ``preload``: more entries (LDIF), loaded with ``slapadd`` before slapd starts (fast)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "db").mkdir()
     ca_file, cert_file, key_file = _tls(workdir)
@@ -198,6 +199,18 @@ index entryUUID eq
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by dn.exact="{SYNC_DN}" read by * none
 """)
+    first = (
+        f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\no: Example\n"
+        f"dc: example\n\n"
+        f"dn: {SYNC_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
+        f"cn: sync\nuserPassword: {SYNC_PASSWORD}\n"
+    )
+    if preload:
+        (workdir / "preload.ldif").write_text(first + "\n" + preload)
+        subprocess.run(
+            ["slapadd", "-q", "-f", str(workdir / "slapd.conf"), "-l", str(workdir / "preload.ldif")],
+            check=True, capture_output=True,
+        )  # fmt: skip
     port, tls_port = free_port(), free_port()
     url, ldaps_url = f"ldap://127.0.0.1:{port}", f"ldaps://127.0.0.1:{tls_port}"
     log = (workdir / "slapd.log").open("wb")
@@ -209,12 +222,8 @@ access to * by dn.exact="{SYNC_DN}" read by * none
     try:
         _wait_tcp(port, proc)
         server = Ldap(url, ldaps_url, ca_file, workdir)
-        server.add(
-            f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\no: Example\n"
-            f"dc: example\n\n"
-            f"dn: {SYNC_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
-            f"cn: sync\nuserPassword: {SYNC_PASSWORD}\n"
-        )
+        if not preload:
+            server.add(first)
         yield server
     finally:
         stop(proc)

@@ -94,30 +94,44 @@ class SourceStatus:
 
 
 class _Current:
-    """The users this source brought, as they are here now."""
+    """The users this source brought, as they are here now: every id (cheap), and the details
+    of only those a run looks at (an incremental run of a big directory looks at few)."""
+
+    CHUNK = 500
 
     def __init__(self, store: Store, source: str) -> None:
+        self.store, self.box = store, store.box
         query = select(
-            t.users.c.id,
-            t.users.c.name,
-            t.users.c.display_name,
-            t.users.c.email,
-            t.users.c.phone,
-            t.users.c.contact_enc,
-            t.users.c.enabled,
-            t.users.c.external_id,
+            t.users.c.external_id, t.users.c.id, t.users.c.name, t.users.c.enabled
         ).where(t.users.c.source == source)
-        self.by_id: dict[str, Any] = {}
         with store.read() as conn:
-            for r in conn.execute(query):
-                self.by_id[r.external_id] = r
-            self.names = {
-                r.name: (r.source, r.external_id)
-                for r in conn.execute(
-                    select(t.users.c.name, t.users.c.source, t.users.c.external_id)
+            self.ids: dict[str, Any] = {r.external_id: r for r in conn.execute(query)}
+
+    def rows(self, external_ids: set[str]) -> dict[str, Any]:
+        wanted = sorted(e for e in external_ids if e in self.ids)
+        cols = (t.users.c.id, t.users.c.display_name, t.users.c.email, t.users.c.phone)
+        out: dict[str, Any] = {}
+        with self.store.read() as conn:
+            for i in range(0, len(wanted), self.CHUNK):
+                ids = [self.ids[e].id for e in wanted[i : i + self.CHUNK]]
+                query = select(*cols, t.users.c.contact_enc).where(t.users.c.id.in_(ids))
+                by_row = {r.id: r for r in conn.execute(query)}
+                for e in wanted[i : i + self.CHUNK]:
+                    out[e] = by_row[self.ids[e].id]
+        return out
+
+    def holders(self, names: set[str]) -> dict[str, tuple[str | None, str | None]]:
+        """Who holds each of ``names`` here: (source, external id); (None, None) for a user
+        of no source."""
+        wanted = sorted(names)
+        out: dict[str, tuple[str | None, str | None]] = {}
+        with self.store.read() as conn:
+            for i in range(0, len(wanted), self.CHUNK):
+                query = select(t.users.c.name, t.users.c.source, t.users.c.external_id).where(
+                    t.users.c.name.in_(wanted[i : i + self.CHUNK])
                 )
-            }
-        self.box = store.box
+                out |= {r.name: (r.source, r.external_id) for r in conn.execute(query)}
+        return out
 
     def contact(self, row: Any) -> tuple[str, str]:
         if row.contact_enc is not None:
@@ -135,9 +149,11 @@ def plan(source: Source, reading: Reading, current: _Current) -> Plan:
     out = Plan(source=source.name, mode=reading.mode, skipped=[
         f"{dn}: no {source.id_attribute} or no {source.name_attribute}" for dn in reading.skipped
     ])  # fmt: skip
-    leaving = [ext for ext in current.by_id if ext not in reading.ids]
-    freed = {current.by_id[ext].name for ext in leaving} if source.on_leave == "remove" else set()
+    leaving = [ext for ext in current.ids if ext not in reading.ids]
+    freed = {current.ids[ext].name for ext in leaving} if source.on_leave == "remove" else set()
     claimed: set[str] = set()
+    rows = current.rows(set(reading.people))
+    holders = current.holders({p.name.strip() for p in reading.people.values()})
     for ext, person in sorted(reading.people.items(), key=lambda kv: kv[1].name):
         try:
             name = check_name(person.name)
@@ -150,8 +166,8 @@ def plan(source: Source, reading: Reading, current: _Current) -> Plan:
             "phone": _text(person.phone, 64),
             "enabled": not person.disabled,
         }
-        row = current.by_id.get(ext)
-        holder = current.names.get(name)
+        row = rows.get(ext)
+        holder = holders.get(name)
         taken = holder is not None and holder != (source.name, ext) and name not in freed
         if taken and holder is not None and holder[0] is None and row is None:
             if name in claimed:
@@ -176,18 +192,19 @@ def plan(source: Source, reading: Reading, current: _Current) -> Plan:
             "display_name": row.display_name,
             "email": email,
             "phone": phone,
-            "enabled": bool(row.enabled),
+            "enabled": bool(current.ids[ext].enabled),
         }
         fields = {k: v for k, v in want.items() if have[k] != v}
-        if name != row.name:
+        if name != current.ids[ext].name:
             fields["name"] = name
+        now = current.ids[ext].name
         if fields.get("enabled") is False:
-            out.disable.append((row.name, "disabled in the directory"))
+            out.disable.append((now, "disabled in the directory"))
             del fields["enabled"]
         if fields:
-            out.update.append((row.name, Person(ext, name, **_person_fields(want)), fields))
+            out.update.append((now, Person(ext, name, **_person_fields(want)), fields))
     for ext in leaving:
-        row = current.by_id[ext]
+        row = current.ids[ext]
         if source.on_leave == "remove":
             out.remove.append(row.name)
         elif row.enabled:
@@ -291,7 +308,7 @@ class DirectorySync:
             )
             current = _Current(self.store, source.name)
             if reading.mode == "incremental" and (
-                reading.ids - current.by_id.keys() - reading.people.keys()
+                reading.ids - current.ids.keys() - reading.people.keys()
             ):  # someone unchanged there is missing here (removed by hand): read everything
                 reading = read(source, self.password(source.name), full=True, progress=progress)
             the_plan = plan(source, reading, current)
@@ -325,7 +342,7 @@ class DirectorySync:
         now = time.time()
         changes: list[Change] = []
         events: list[AuditEvent] = []
-        ids = {r.name: r.id for r in current.by_id.values()}
+        ids = {r.name: r.id for r in current.ids.values()}
         with self.store.read() as conn:
             for name, _person in p.link:
                 ids[name] = int(
