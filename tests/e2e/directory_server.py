@@ -206,11 +206,10 @@ access to * by dn.exact="{SYNC_DN}" read by * none
         f"cn: sync\nuserPassword: {SYNC_PASSWORD}\n"
     )
     if preload:
-        (workdir / "preload.ldif").write_text(first + "\n" + preload)
-        subprocess.run(
-            ["slapadd", "-q", "-f", str(workdir / "slapd.conf"), "-l", str(workdir / "preload.ldif")],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        ldif = workdir / "preload.ldif"
+        ldif.write_text(first + "\n" + preload)
+        conf = workdir / "slapd.conf"
+        subprocess.run(["slapadd", "-q", "-f", str(conf), "-l", str(ldif)], check=True)
     port, tls_port = free_port(), free_port()
     url, ldaps_url = f"ldap://127.0.0.1:{port}", f"ldaps://127.0.0.1:{tls_port}"
     log = (workdir / "slapd.log").open("wb")
