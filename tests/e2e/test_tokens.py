@@ -86,3 +86,43 @@ def test_import_assign_and_claim_over_cli_and_sdk(tmp_path: Path) -> None:
         assert admin.assign_token("987654321", "jsmith").kind == "hotp"
         admin_events = [e.action for e in admin.audit(user="pat")]
         assert "token.claim" in admin_events and "token.assign" in admin_events
+
+
+PI = Path(__file__).resolve().parents[1] / "fixtures" / "privacyidea"
+"""An export made by a real privacyIDEA 3.14 (make_export.sh says how)."""
+
+
+def test_migration_from_privacyidea(tmp_path: Path) -> None:
+    """privacyIDEA's own export (`pi-tokenjanitor find export --format pi`): users from its
+    resolver, their HOTP/TOTP tokens with counters and owners; each token's next code verifies
+    here, the codes it already used there do not. Its PSKC export (lowercased by privacyIDEA)
+    imports too."""
+    dd = tmp_path / "node"
+    init(dd)
+    key = (PI / "export.pi.key").read_text().strip()
+    wrong = _stdin(dd, "A" * 43 + "=", "token", "import", str(PI / "export.pi"), "--password-stdin")
+    assert wrong.returncode == 1 and "key is wrong" in wrong.stderr
+    done = _stdin(dd, key, "token", "import", str(PI / "export.pi"), "--password-stdin",
+                  "--assign-by", "user", "--create-users")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "assigned  OATH0001 -> alice" in done.stdout and "user      bob added" in done.stdout
+    listing = cli(dd, "token", "list").stdout
+    assert "SPASS001" not in listing  # not an OATH token: nothing to bring over
+    assert "OATH0002\thotp/6\tSHA1\t(unassigned)" in listing
+    hotp_seed = b"12345678901234567890".hex()
+    used_there = oathtool("--hotp", "-c", "2", hotp_seed)  # counter 2 was used in privacyIDEA
+    assert cli(dd, "verify", "alice", used_there, expect=1).stdout.startswith("rejected")
+    assert cli(dd, "verify", "alice", oathtool("--hotp", "-c", "3", hotp_seed)).returncode == 0
+    totp_seed = b"12345678901234567890123456789012".hex()
+    code = oathtool("--totp=sha256", "-d", "8", totp_seed)
+    assert cli(dd, "verify", "bob", code).stdout.startswith("accepted")
+
+    pskc_key = (PI / "export.pskc.key").read_text().strip()
+    other = tmp_path / "other"
+    init(other)
+    pskc = _stdin(other, pskc_key, "token", "import", str(PI / "export.pskc"), "--password-stdin")
+    assert pskc.returncode == 0 and "imported 3 of 3" in pskc.stdout, pskc.stderr
+    cli(other, "user", "add", "alice")
+    cli(other, "token", "assign", "OATH0001", "alice")
+    # The PSKC export carries the counter too: 3.
+    assert cli(other, "verify", "alice", oathtool("--hotp", "-c", "3", hotp_seed)).returncode == 0

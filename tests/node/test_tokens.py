@@ -201,3 +201,40 @@ def test_tokens_need_data_format_5(store: Store, config: Config) -> None:
     with pytest.raises(Conflict, match="data format 5"):
         Tokens(store, config).import_records(read_file(rfc(3), "pskc", None))
     assert Tokens(store, config).inventory() == []
+
+
+def test_privacyidea_export_keeps_counters_owners_and_the_last_totp_step() -> None:
+    from openmfa.core.token_files import privacyidea_tokens
+
+    pi = FIXTURES.parent / "privacyidea"
+    found = {
+        r.serial: r
+        for r in privacyidea_tokens(
+            (pi / "export.pi").read_bytes(), (pi / "export.pi.key").read_bytes()
+        )
+    }
+    assert set(found) == {"OATH0001", "OATH0002", "TOTP0001"}  # SPASS001 is not OATH
+    hotp, totp = found["OATH0001"], found["TOTP0001"]
+    assert (hotp.user, hotp.counter, hotp.key) == ("alice", 3, b"12345678901234567890")
+    assert (totp.user, totp.digits, totp.algorithm, totp.period) == ("bob", 8, "SHA256", 30)
+    assert totp.last_step > 59_000_000 and totp.counter == 0  # the step privacyIDEA last saw
+    with pytest.raises(TokenFileError, match="key is wrong"):
+        privacyidea_tokens((pi / "export.pi").read_bytes(), b"A" * 43 + b"=")
+
+
+def test_a_totp_step_used_in_privacyidea_stays_used_here(store: Store, config: Config) -> None:
+    from openmfa.core.token_files import privacyidea_tokens
+
+    pi = FIXTURES.parent / "privacyidea"
+    records = privacyidea_tokens(
+        (pi / "export.pi").read_bytes(), (pi / "export.pi.key").read_bytes()
+    )
+    Tokens(store, config).import_records(records, assign_by="user", create_users=True)
+    step = next(r.last_step for r in records if r.serial == "TOTP0001")
+    with store.read() as conn:
+        stored = conn.execute(
+            select(t.method_state.c.last_step)
+            .join(t.tokens, t.tokens.c.method_id == t.method_state.c.method_id)
+            .where(t.tokens.c.serial == "TOTP0001")
+        ).scalar_one()
+    assert stored == step

@@ -20,7 +20,12 @@ def token() -> None:
 
 @token.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["pskc", "csv"]), help="Default: by content.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pskc", "csv", "privacyidea"]),
+    help="Default: by content. privacyidea: `pi-tokenjanitor find export --format pi`.",
+)
 @click.option(
     "--assign-by",
     type=click.Choice(["serial", "user"]),
@@ -33,8 +38,14 @@ def token() -> None:
 @click.option(
     "--password-stdin",
     is_flag=True,
-    help="Read the encrypted PSKC file's password (PBKDF2) from standard input; for a file "
-    "encrypted with a pre-shared key, the key in hexadecimal.",
+    help="Read the encrypted file's password (PSKC with PBKDF2) from standard input; for a "
+    "PSKC file encrypted with a pre-shared key, the key in hexadecimal; for a privacyIDEA "
+    "export, the key it printed.",
+)
+@click.option(
+    "--create-users",
+    is_flag=True,
+    help="With --assign-by user: add the users the file names that are not here yet.",
 )
 @click.option("--dry-run", is_flag=True, help="Check the file and say what it would do.")
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON document.")
@@ -45,32 +56,39 @@ def token_import(
     fmt: str | None,
     assign_by: str,
     password_stdin: bool,
+    create_users: bool,
     dry_run: bool,
     as_json: bool,
     data_dir: Path,
 ) -> None:
-    """Import the tokens of FILE (PSKC, RFC 6030; or CSV with a header row: serial, secret,
-    type, digits, period, algorithm, counter, user). All of the file or nothing."""
+    """Import the tokens of FILE (PSKC, RFC 6030; CSV with a header row: serial, secret, type,
+    digits, period, algorithm, counter, user; or privacyIDEA's own export). All of the file or
+    nothing."""
     raw = file.read_bytes()
+    fmt = fmt or guess_format(file.name, raw)
     secret: bytes | None = None
     if password_stdin:
         given = sys.stdin.readline().rstrip("\r\n")
         secret = given.encode()
-        if not _encrypted_with_password(raw):
+        if fmt == "pskc" and not _encrypted_with_password(raw):
             try:
                 secret = bytes.fromhex("".join(given.split()))
             except ValueError:
                 raise InvalidInput(
                     "this file is encrypted with a pre-shared key: give the key in hexadecimal"
                 ) from None
-    records = read_file(raw, fmt or guess_format(file.name, raw), secret)
+    records = read_file(raw, fmt, secret)
     with opened(data_dir) as (store, config):
-        report = Tokens(store, config).import_records(records, assign_by=assign_by, dry_run=dry_run)
+        report = Tokens(store, config).import_records(
+            records, assign_by=assign_by, create_users=create_users, dry_run=dry_run
+        )
     if as_json:
         click.echo(msgspec.json.encode(report).decode())
         return
     verb = "would import" if dry_run else "imported"
     click.echo(f"{verb} {len(report.added)} of {len(records)} tokens from {file.name}")
+    for user in report.created:
+        click.echo(f"  user      {user} added")
     for serial, user in sorted(report.assigned.items()):
         click.echo(f"  assigned  {serial} -> {user}")
     for serial in report.duplicates:
@@ -80,7 +98,7 @@ def token_import(
 
 
 def _encrypted_with_password(raw: bytes) -> bool:
-    return b"DerivedKey" in raw
+    return b"derivedkey" in raw.lower()
 
 
 @token.command("list")

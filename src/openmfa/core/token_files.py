@@ -87,6 +87,8 @@ class TokenRecord:
     counter: int = 0
     user: str = ""
     issuer: str = ""
+    last_step: int = -1
+    """TOTP: the last time step the token was used at (its codes up to it are spent)."""
 
     def problems(self) -> list[str]:
         """What this server could not verify, one sentence each ("" serial first)."""
@@ -143,6 +145,7 @@ def pskc_tokens(raw: bytes, secret: bytes | None = None) -> list[TokenRecord]:
         raise TokenFileError(["the PSKC file declares a DTD or entities; refused"]) from None
     except SafeET.ParseError as exc:
         raise TokenFileError([f"the file is not well-formed XML ({exc})"]) from None
+    _canonical(root)
     if root.tag != f"{{{PSKC}}}KeyContainer":
         raise TokenFileError([f"the file is not a PSKC KeyContainer (root element {root.tag})"])
     crypto = _Crypto.of(root, secret)
@@ -166,16 +169,79 @@ def pskc_tokens(raw: bytes, secret: bytes | None = None) -> list[TokenRecord]:
     return check(records)
 
 
+_NAMES = (
+    "KeyContainer",
+    "EncryptionKey",
+    "KeyName",
+    "DerivedKey",
+    "KeyDerivationMethod",
+    "PBKDF2-params",
+    "Salt",
+    "Specified",
+    "IterationCount",
+    "KeyLength",
+    "PRF",
+    "MasterKeyName",
+    "ReferenceList",
+    "DataReference",
+    "MACMethod",
+    "MACKey",
+    "EncryptionMethod",
+    "CipherData",
+    "CipherValue",
+    "KeyPackage",
+    "DeviceInfo",
+    "Manufacturer",
+    "SerialNo",
+    "UserId",
+    "CryptoModuleInfo",
+    "Id",
+    "Key",
+    "Issuer",
+    "AlgorithmParameters",
+    "Suite",
+    "ResponseFormat",
+    "Data",
+    "Secret",
+    "PlainValue",
+    "EncryptedValue",
+    "ValueMAC",
+    "Counter",
+    "Time",
+    "TimeInterval",
+    "TimeDrift",
+    "Policy",
+)
+_CANON = {n.lower(): n for n in _NAMES}
+_ATTRS = {n.lower(): n for n in ("Algorithm", "Length", "Encoding", "Id", "Version", "URI")}
+
+
+def _canonical(root: Any) -> None:
+    """Element and attribute names in PSKC's own case. Some exporters (privacyIDEA's, written
+    through an HTML parser) lowercase them; XML names are case-sensitive, the meaning is not."""
+    for node in root.iter():
+        if not isinstance(node.tag, str):
+            continue
+        ns, _, local = node.tag.rpartition("}")
+        name = _CANON.get(local.lower(), local)
+        node.tag = f"{ns}}}{name}" if ns else name
+        for attr in [a for a in node.attrib if a.lower() in _ATTRS and a not in _ATTRS.values()]:
+            node.attrib[_ATTRS[attr.lower()]] = node.attrib.pop(attr)
+
+
 def _pskc_key(key: Any, kind: str, serial: str, device_user: str, crypto: _Crypto) -> TokenRecord:
     data = key.find("p:Data", _NS)
     if data is None or data.find("p:Secret", _NS) is None:
         raise TokenFileError(["it has no secret"])
     secret = crypto.value(data.find("p:Secret", _NS))
     length = key.find("p:AlgorithmParameters/p:ResponseFormat", _NS)
-    suite = _text(key, "p:AlgorithmParameters/p:Suite").upper().replace("-", "")
+    suite_node = key.find("p:AlgorithmParameters/p:Suite", _NS)
+    suite = ""
+    if suite_node is not None:  # as text (RFC 6030) or, privacyIDEA's, an attribute
+        suite = (suite_node.text or suite_node.get("hashalgo", "")).upper().replace("-", "")
     algorithm = next((h for h in HASHES if h in suite), "SHA1")
     counter = _number(crypto, data, "p:Counter", 0)
-    period = _number(crypto, data, "p:TimeInterval", 30)
+    period = _number(crypto, data, "p:TimeInterval", 30) or 30
     return TokenRecord(
         serial=serial,
         kind=kind,
@@ -321,6 +387,66 @@ def _pbkdf2(derived: Any, password: bytes) -> bytes:
     return hashlib.pbkdf2_hmac(prf, password, salt, rounds, length)
 
 
+# -- privacyIDEA's own export ------------------------------------------------------------------
+
+
+def privacyidea_tokens(raw: bytes, key: bytes | None) -> list[TokenRecord]:
+    """The HOTP and TOTP tokens of ``pi-tokenjanitor find export --format pi`` (privacyIDEA
+    3.10 and newer): JSON encrypted with Fernet under the key the export printed. Each token
+    keeps its counter and its owner (``user.login``)."""
+    import json
+
+    from cryptography.fernet import Fernet, InvalidToken
+
+    if not key:
+        raise TokenFileError(
+            ["a privacyIDEA export is encrypted: give the key it printed with --password-stdin"]
+        )
+    try:
+        plain = Fernet(key.strip()).decrypt(raw.strip())
+    except (InvalidToken, ValueError):
+        raise TokenFileError(
+            ["it does not decrypt: the key is wrong (the one pi-tokenjanitor printed), or the "
+             "file is damaged"]
+        ) from None  # fmt: skip
+    try:
+        exported = json.loads(plain)
+    except ValueError:
+        raise TokenFileError(["the decrypted export is not JSON"]) from None
+    if not isinstance(exported, list):
+        raise TokenFileError(["the export is not a list of tokens"])
+    records: list[TokenRecord] = []
+    problems: list[str] = []
+    for item in exported:
+        if not isinstance(item, dict) or str(item.get("type", "")).lower() not in ("hotp", "totp"):
+            continue  # push, WebAuthn, SMS...: nothing a seed can bring over
+        kind = str(item["type"]).lower()
+        info = item.get("info_list") or {}
+        owner = item.get("user") or {}
+        try:
+            counter = int(item.get("counter") or 0)
+            record = TokenRecord(
+                serial=str(item.get("serial", "")),
+                kind=kind,
+                key=_hex(str(item.get("otpkey", ""))),
+                digits=int(item.get("otplen") or 6),
+                period=int(info.get("timeStep") or 30),
+                algorithm=str(info.get("hashlib") or "sha1").upper().replace("-", ""),
+                counter=counter if kind == "hotp" else 0,
+                last_step=counter if kind == "totp" and counter > 0 else -1,
+                user=str(owner.get("login", "")) if isinstance(owner, dict) else "",
+                issuer=str(item.get("description", ""))[:255],
+            )
+        except (TokenFileError, ValueError, TypeError) as exc:
+            what = exc.problems if isinstance(exc, TokenFileError) else ["a number is not one"]
+            problems += [f"token {item.get('serial', '?')!r}: {p}" for p in what]
+            continue
+        records.append(record)
+    if problems:
+        raise TokenFileError(problems)
+    return check(records)
+
+
 # -- CSV ---------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ("serial", "secret", "type", "digits", "period", "algorithm", "counter", "user")
@@ -342,7 +468,7 @@ def csv_tokens(raw: bytes) -> list[TokenRecord]:
     unknown = [h for h in header if h not in CSV_COLUMNS]
     if missing or unknown:
         problems = [f"the header has no {c!r} column" for c in missing]
-        problems += [f"the header's column {h!r} is unknown" for h in unknown]
+        problems += [f"the header's column {h[:40]!r} is unknown" for h in unknown[:10]]
         raise TokenFileError([*problems, f"the header names some of: {', '.join(CSV_COLUMNS)}"])
     records: list[TokenRecord] = []
     serials: set[str] = set()

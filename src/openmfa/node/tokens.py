@@ -43,6 +43,7 @@ class ImportReport:
     assigned: dict[str, str] = field(default_factory=dict)  # serial -> user
     duplicates: list[str] = field(default_factory=list)
     unmatched: dict[str, str] = field(default_factory=dict)  # serial -> the user named
+    created: list[str] = field(default_factory=list)  # users added (create_users)
     dry_run: bool = False
 
     def summary(self) -> str:
@@ -59,18 +60,19 @@ def read_file(raw: bytes, fmt: str, secret: bytes | None) -> list[TokenRecord]:
             return token_files.pskc_tokens(raw, secret)
         if fmt == "csv":
             return token_files.csv_tokens(raw)
+        if fmt == "privacyidea":
+            return token_files.privacyidea_tokens(raw, secret)
     except TokenFileError as exc:
         raise InvalidInput("the file was not imported: " + "; ".join(exc.problems)) from None
-    raise InvalidInput(f"format must be pskc or csv, not {fmt!r}")
+    raise InvalidInput(f"format must be pskc, csv or privacyidea, not {fmt!r}")
 
 
 def guess_format(name: str, raw: bytes) -> str:
     head = raw.lstrip()[:200].lower()
-    return (
-        "pskc"
-        if name.lower().endswith((".xml", ".pskc", ".pskcxml")) or head[:1] == b"<"
-        else "csv"
-    )
+    if head.startswith(b"gaaaaa"):  # a Fernet token: privacyIDEA's own export
+        return "privacyidea"
+    by_name = name.lower().endswith((".xml", ".pskc", ".pskcxml"))
+    return "pskc" if by_name or head[:1] == b"<" else "csv"
 
 
 def user_of(named: str) -> str:
@@ -94,11 +96,14 @@ class Tokens:
         records: list[TokenRecord],
         *,
         assign_by: str = "serial",
+        create_users: bool = False,
         dry_run: bool = False,
         actor: Actor = CLI,
     ) -> ImportReport:
         """Store every new token; with ``assign_by="user"``, make each token whose file names
-        an existing user that user's method at once. One commit."""
+        an existing user that user's method at once (``create_users``: add the users the file
+        names that are not here yet, first — as coming from privacyIDEA's own user store).
+        One commit for the tokens."""
         if assign_by not in ("serial", "user"):
             raise InvalidInput("--assign-by must be serial (keep in the inventory) or user")
         self._require()
@@ -106,7 +111,14 @@ class Tokens:
         with self.store.read() as conn:
             # every serial stored (one read: a long IN list is slower, and SQLite limits it)
             known = set(conn.scalars(select(t.tokens.c.serial))) & {r.serial for r in records}
-            users = self._user_ids(conn, {user_of(r.user) for r in records if r.user})
+            named = {user_of(r.user) for r in records if r.user}
+            users = self._user_ids(conn, named)
+        if create_users and assign_by == "user" and not dry_run:
+            for name in sorted(named - users.keys()):
+                self.accounts.add_user(name, actor=actor)
+                report.created.append(name)
+            with self.store.read() as conn:
+                users = self._user_ids(conn, named)
         now = time.time()
         rows: list[dict[str, Any]] = []
         changes: list[Change] = []
@@ -137,7 +149,7 @@ class Tokens:
                 if name not in users:
                     report.unmatched[r.serial] = name
                     continue
-                changes += self._assignment(r, users[name], now)
+                changes += self._assignment(r, users[name], now, r.last_step)
                 report.assigned[r.serial] = name
         if dry_run or not changes:
             return report
