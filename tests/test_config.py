@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,27 @@ def test_a_wrong_value_is_refused_by_name(tmp_path: Path, text: str, says: str) 
     with pytest.raises(ConfigError) as err:
         load(write(tmp_path, text))
     assert says in err.value.message and "server.toml" in err.value.message
+
+
+def test_directory_sources_are_checked_with_their_name(tmp_path: Path) -> None:
+    good = '[directory]\n[[directory.sources]]\nname = "corp"\nurl = "ldaps://dc1"\n'
+    cfg = load(write(tmp_path, good + 'base_dns = ["dc=x"]\nkind = "ad"\n'))
+    (source,) = cfg.get("directory", "sources")
+    assert (source["kind"], source["on_leave"], source["page_size"]) == ("ad", "disable", 500)
+    for extra, message in (
+        ('base_dns = ["dc=x"]\nbind_pw = "x"\n', "unknown setting [directory.sources] bind_pw"),
+        ('base_dns = ["dc=x"]\nkind = "nds"\n', "kind must be one of 'ldap', 'ad'"),
+        ("", "give base_dns"),
+        ('base_dns = ["dc=x"]\npage_size = 0\n', "page_size is 1 to 5000"),
+        (
+            'base_dns = ["dc=x"]\n[[directory.sources]]\nname = "corp"\nurl = "ldap://b"\n'
+            'base_dns = ["dc=y"]\n',
+            "two directory sources are named 'corp'",
+        ),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load(write(tmp_path, good + extra))
+    with pytest.raises(ConfigError, match="url must be ldap"):
+        load(write(tmp_path, good.replace("ldaps://dc1", "http://dc1") + 'base_dns = ["x"]\n'))
+    with pytest.raises(ConfigError, match="at most 1440"):
+        load(write(tmp_path, "[directory]\ninterval_minutes = 2000\n"))
