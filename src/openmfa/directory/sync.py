@@ -152,6 +152,11 @@ def plan(source: Source, reading: Reading, current: _Current) -> Plan:
     leaving = [ext for ext in current.ids if ext not in reading.ids]
     freed = {current.ids[ext].name for ext in leaving} if source.on_leave == "remove" else set()
     claimed: set[str] = set()
+    moving = {  # names this source's people leave in this run (renames, swaps)
+        current.ids[e].name
+        for e, p in reading.people.items()
+        if e in current.ids and p.name.strip() != current.ids[e].name
+    }
     rows = current.rows(set(reading.people))
     holders = current.holders({p.name.strip() for p in reading.people.values()})
     for ext, person in sorted(reading.people.items(), key=lambda kv: kv[1].name):
@@ -168,7 +173,12 @@ def plan(source: Source, reading: Reading, current: _Current) -> Plan:
         }
         row = rows.get(ext)
         holder = holders.get(name)
-        taken = holder is not None and holder != (source.name, ext) and name not in freed
+        taken = (
+            holder is not None
+            and holder != (source.name, ext)
+            and name not in freed
+            and not (holder[0] == source.name and name in moving)
+        )
         if taken and holder is not None and holder[0] is None and row is None:
             if name in claimed:
                 out.conflicts.append(f"{name!r}: two people of the directory have this name")
