@@ -445,6 +445,22 @@ def test_a_first_method_my_phone_number_and_a_one_time_bypass(site: Site, visito
     v.code(oathtool("--totp", "-b", secret), "Add the app")
     assert methods_table(v) == ["Authenticator app"]
 
+    # A hardware token from the inventory: claimed by its serial and the code it shows.
+    fob = b"12345678901234567890".hex()
+    (site.dd / "fob.csv").write_text(f"serial,secret,type\nFOB-9,hex:{fob},hotp\n")
+    cli(site.dd, "token", "import", str(site.dd / "fob.csv"))
+    v.button("Add a hardware token").click()
+    v.see("hardware-token")
+    v.label("Serial number").fill("FOB-9")
+    v.label("Code").fill("000000")
+    v.button("Add the token").click()
+    v.alert_says("do not match a token")
+    v.see("hardware-token-refused")
+    v.label("Code").fill(oathtool("--hotp", fob))
+    v.button("Add the token").click()
+    v.notice_says("hardware token was added")
+    assert methods_table(v) == ["Authenticator app", "token FOB-9"]
+
     v.page.get_by_role("link", name="My details").click()
     v.see("my-details")
     v.label("Phone number").fill("12")

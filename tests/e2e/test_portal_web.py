@@ -14,6 +14,7 @@ from .helpers import OPENMFA, cli, free_port, init, oathtool, server
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
 PASSWORD = "a long portal password"
+TOKEN_HEX = b"12345678901234567890".hex()
 
 
 def csrf(page: httpx.Response) -> str:
@@ -62,6 +63,24 @@ def test_the_portal_mounted_in_serve_signs_a_person_in_and_out(tmp_path: Path) -
         assert signed_in not in (anonymous, ticketed)
         methods = h.get("/self-service/methods")
         assert methods.status_code == 200 and "finn" in methods.text
+        # A hardware token from the inventory, claimed by its serial and the code it shows.
+        csv = tmp_path / "tokens.csv"
+        csv.write_text(f"serial,secret,type,digits\nFOB-7,hex:{TOKEN_HEX},hotp,6\n")
+        cli(dd, "token", "import", str(csv))
+        form = h.get("/self-service/token")
+        assert form.status_code == 200 and "Serienummer" in form.text
+        wrong = h.post(
+            "/self-service/token", data={"csrf": csrf(form), "serial": "FOB-7", "code": "000000"}
+        )
+        assert wrong.status_code == 200 and "horen niet bij een token" in wrong.text
+        claimed = h.post(
+            "/self-service/token",
+            data={"csrf": csrf(wrong), "serial": "FOB-7", "code": oathtool(TOKEN_HEX)},
+        )
+        assert claimed.status_code == 303 and claimed.headers["location"].endswith("/methods")
+        methods = h.get("/self-service/methods")
+        assert "token FOB-7" in methods.text and "Uw hardwaretoken is toegevoegd" in methods.text
+        assert "FOB-7\thotp/6\tSHA1\tfinn" in cli(dd, "token", "list").stdout
         # An old session id is worth nothing now.
         with httpx.Client(base_url=node.url, cookies={"openmfa-portal": ticketed}) as old:
             assert old.get("/self-service/methods").headers["location"].endswith("/sign-in")

@@ -655,6 +655,29 @@ def create_app(
         s.notice = "app-added"
         return ctx.redirect("/methods")
 
+    async def token_page(ctx: Ctx) -> Response:
+        return ctx.render("token.html", serial="", error="")
+
+    async def token_claim(ctx: Ctx) -> Response:
+        """A person adds the hardware token in their hand: its serial and a code it shows."""
+        serial, code = ctx.field("serial", 64).strip(), ctx.field("code", 64).replace(" ", "")
+        try:
+            await sdk.portal_claim_token(ctx.session.token, serial, code)
+        except (InvalidInput, Conflict) as exc:
+            error = (
+                ctx._("Too many wrong codes. Please try again in 15 minutes.")
+                if isinstance(exc, Conflict) and "too many" in exc.message
+                else ctx._("Adding a hardware token is not possible until the upgrade is done.")
+                if isinstance(exc, Conflict)
+                else ctx._(
+                    "That serial number and code do not match a token that can be added. "
+                    "Check the serial number and type the code the token shows now."
+                )
+            )
+            return ctx.render("token.html", FORM_AGAIN, serial=serial, error=error)
+        ctx.session.notice = "token-added"
+        return ctx.redirect("/methods")
+
     async def passkey_new(ctx: Ctx) -> Response:
         s = ctx.session
         offer = await sdk.portal_passkey_register_options(s.token, origin(ctx.request))
@@ -902,6 +925,8 @@ def create_app(
             Route("/app", page(app_start), methods=["POST"]),
             Route("/app", page(app_page), methods=["GET"]),
             Route("/app/confirm", page(app_confirm), methods=["POST"]),
+            Route("/token", page(token_page), methods=["GET"]),
+            Route("/token", page(token_claim), methods=["POST"]),
             Route("/passkey", page(passkey_sign_in, public=True), methods=["POST"]),
             Route("/passkeys/new", page(passkey_new), methods=["POST"]),
             Route("/passkeys", page(passkey_page), methods=["GET"]),
