@@ -25,7 +25,7 @@ from ..errors import DirectoryError, InvalidInput, NotFound
 from ..node.accounts import check_name
 from ..store import formats
 from ..store import tables as t
-from ..store.changes import AuditEvent, Change, ChangeWriter
+from ..store.changes import AuditEvent, Change, ChangeWriter, check_writable
 from ..store.database import Store
 from .reader import Person, Progress, Reading, Source, read
 
@@ -289,6 +289,8 @@ class DirectorySync:
         its result (``error``) and recorded in its status; the others still run."""
         sources = self.sources(name)
         self._require()
+        if not dry_run:
+            check_writable(self.store)  # a subordinate says so before reading anything
         return [
             self._run_one(
                 s, dry_run=dry_run, approve=approve, full=full, progress=progress, client=client

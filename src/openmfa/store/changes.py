@@ -115,6 +115,13 @@ class ChangeWriter:
             return int(seq)
 
 
+def check_writable(store: Store) -> None:
+    """``NotMaster`` now, naming the master, if this node may not write configuration (before
+    a long piece of work whose end would be refused)."""
+    with store.read() as conn:
+        _writable_format(conn)
+
+
 def _writable_format(conn: Connection) -> int:
     """The data format to write change records in; refuses on a farm subordinate.
 
