@@ -13,6 +13,9 @@ import pytest
 from openmfa.config import Config, defaults, merge
 from openmfa.store.database import DataDir, Store
 
+collect_ignore_glob = ["fixtures/*"]
+"""Fixture files are data (one is a script that runs inside privacyIDEA), not tests."""
+
 PG_ADMIN = os.environ.get("OPENMFA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import pg_database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every wheel the releases the tests build and install need (this tree's dependencies, the
+    previous release's, setuptools to build with), fetched once per session; while it is in use
+    every pip the tests start resolves from it alone (PIP_FIND_LINKS, PIP_NO_INDEX), as an
+    offline site would, instead of asking the package index again for each of the ~30 installs.
+    (Installing from the index itself is what `openmfa install` does outside the tests.)"""
+    from .test_upgrade import recorded_release
+
+    house = tmp_path_factory.mktemp("wheelhouse")
+    old = recorded_release(tmp_path_factory.mktemp("recorded"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(house), str(ROOT), str(old),
+         "setuptools>=77", "wheel"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    for own in house.glob("openmfa-*.whl"):
+        own.unlink()
+    saved = {k: os.environ.get(k) for k in ("PIP_FIND_LINKS", "PIP_NO_INDEX")}
+    os.environ["PIP_FIND_LINKS"], os.environ["PIP_NO_INDEX"] = str(house), "1"
+    try:
+        yield house
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def data_format_reaches(node: Node, fmt: int, timeout: float = 30.0) -> bool:
 
 
 @pytest.fixture(scope="module")
-def releases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+def releases(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> tuple[Path, Path, str]:
     """(the previous release's wheel, a bundle of this tree as the next release, its version)."""
     return make_releases(tmp_path_factory.mktemp("farm-wheels"))
 
@@ -132,7 +132,7 @@ def test_rolled_back_before_finalize_under_load(
 
 @pytest.mark.postgres
 def test_shared_database_farm_upgrades_the_same_way(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path
 ) -> None:
     """Two nodes on one PostgreSQL database, behind HAProxy, upgraded one at a time under
     load by the same `openmfa farm upgrade`: no failed authentication, finalized. Then, under

@@ -129,7 +129,7 @@ def configure(path: Path, values: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Iterator[Deployment]:
     base = tmp_path_factory.mktemp("deployment")
     wheels = base / "wheels"
     wheels.mkdir()

@@ -33,7 +33,20 @@ NEW = ".".join([*OLD.split(".")[:2], str(int(OLD.split(".")[2]) + 1)])
 HOTP_SEED = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 
 
+_BUILT: dict[tuple[str, str | None], Path] = {}
+"""Wheels built this session (this tree as a given version; a recorded release): built once,
+used by every module that needs them (each build is a copy of the tree and a setuptools run)."""
+
+
 def build_wheel(tree: Path, out: Path, version: str | None = None) -> Path:
+    key = (str(tree), version)
+    if key in _BUILT and _BUILT[key].exists():
+        return _BUILT[key]
+    _BUILT[key] = _build_wheel(tree, out, version)
+    return _BUILT[key]
+
+
+def _build_wheel(tree: Path, out: Path, version: str | None = None) -> Path:
     if version is not None:
         copy = out / f"tree-{version}"
         shutil.copytree(
@@ -154,8 +167,11 @@ class Site:
 
 
 def recorded_release(out: Path) -> Path:
-    """The newest release in releases.toml, built from the commit it records."""
+    """The newest release in releases.toml, built from the commit it records (once a session)."""
     newest = tomllib.loads((ROOT / "releases.toml").read_text())["release"][-1]
+    key = ("release", str(newest["commit"]))
+    if key in _BUILT and _BUILT[key].exists():
+        return _BUILT[key]
     tree = out / f"release-{newest['version']}"
     tree.mkdir()
     archive = subprocess.run(
@@ -167,11 +183,12 @@ def recorded_release(out: Path) -> Path:
         check=True,
         capture_output=True,
     )
-    return next(out.glob(f"openmfa-{newest['version']}-*.whl"))
+    _BUILT[key] = next(out.glob(f"openmfa-{newest['version']}-*.whl"))
+    return _BUILT[key]
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def wheels(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> tuple[Path, Path]:
     """(the previous release, built from its recorded commit; this tree as the next release)."""
     out = tmp_path_factory.mktemp("wheels")
     return recorded_release(out), build_wheel(ROOT, out, NEW)

@@ -8,6 +8,7 @@ who can sign in are exactly the people it brought.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..errors import DirectoryError, PrimaryUnavailable
@@ -31,7 +32,7 @@ def check_password(source: Source, service_password: str, user: str, password: s
                 found += [e["dn"] for e in svc.response if e.get("type") == "searchResEntry"]
         if len(found) != 1:
             return False
-        person = Source(**{**source.__dict__, "bind_dn": found[0]})
+        person = dataclasses.replace(source, bind_dn=found[0])
         try:
             with connect(person, password):
                 return True

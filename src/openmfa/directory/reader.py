@@ -10,6 +10,7 @@ servers, ``uSNChanged`` on Active Directory). Nothing here writes; every failure
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import ssl
 import uuid
@@ -269,7 +270,7 @@ class _Reader:
         if not disabled:
             return people
         return {
-            k: (Person(**{**p.__dict__, "disabled": True}) if k in disabled else p)
+            k: (dataclasses.replace(p, disabled=True) if k in disabled else p)
             for k, p in people.items()
         }
 

@@ -99,6 +99,7 @@ def install_release(root: Path, *, wheel: Path | None = None, bundle: Path | Non
                 str(work / "venv" / "bin" / "python"),
                 "-m",
                 "pip",
+                "--isolated",  # the release's own wheels only: no pip.conf, no PIP_* setting
                 "install",
                 "-q",
                 "--no-index",
