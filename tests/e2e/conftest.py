@@ -26,11 +26,12 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     house = tmp_path_factory.mktemp("wheelhouse")
     old = recorded_release(tmp_path_factory.mktemp("recorded"))
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(house), str(ROOT), str(old),
-         "setuptools>=77", "wheel"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    for wanted in ([str(ROOT), "setuptools>=77", "wheel"], [str(old)]):  # two: one name each
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(house), *wanted],
+            check=True,
+            capture_output=True,
+        )
     for own in house.glob("openmfa-*.whl"):
         own.unlink()
     saved = {k: os.environ.get(k) for k in ("PIP_FIND_LINKS", "PIP_NO_INDEX")}
