@@ -979,7 +979,7 @@ async def tokens(request: Request) -> Response:
     node = _node(request)
     limit = _int_param(request, "limit", 100, 1, 1000)
     after = request.query_params.get("after", "")
-    free = request.query_params.get("unassigned", "") in ("1", "true", "yes")
+    free = _bool_param(request, "unassigned")
     found = await _call(
         request,
         "methods:read",
@@ -1052,6 +1052,13 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     if not raw.isdigit() or not lo <= int(raw) <= hi:
         raise InvalidInput(f"query parameter {name} must be a whole number from {lo} to {hi}")
     return int(raw)
+
+
+def _bool_param(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "false")
+    if raw not in ("true", "false"):
+        raise InvalidInput(f"query parameter {name} must be true or false")
+    return raw == "true"
 
 
 def _time_param(raw: str | None) -> float | None:

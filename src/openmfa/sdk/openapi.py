@@ -481,7 +481,7 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
             op["description"] = f"Needs an API key whose scope allows `{permission}`."
         params: list[dict[str, Any]] = [
             {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in ("name", "method_id", "device_id", "push_id")
+            for p in ("name", "method_id", "device_id", "push_id", "serial")
             if "{" + p + "}" in path
         ]
         if verb == "get":
