@@ -204,6 +204,14 @@ def test_push_approved_with_the_number_through_the_sdk_long_poll(
         assert "no push request" in again.stderr
     events = audit(push, "paula")
     assert ("push.answer", "accepted", "approved") in events
+    # /metrics: the answer at the node; the phone's requests at the mobile service
+    node_text = httpx.get(push.node.url + "/metrics", timeout=10).text
+    assert 'openmfa_push_answers_total{result="accepted"}' in node_text
+    mobile_text = httpx.get(push.mobile_url.removesuffix("/mobile") + "/metrics", timeout=10).text
+    assert 'openmfa_build_info{part="mobile"' in mobile_text
+    assert (
+        'openmfa_http_requests_total{endpoint="answer",part="mobile",status="200"}' in mobile_text
+    )
 
 
 def test_a_waiting_poll_is_woken_by_a_new_request(push: Push, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from openmfa.farm import membership
 from openmfa.farm.peers import call
@@ -138,8 +139,21 @@ secret = "upstream-secret"
             yield n
 
 
+def metric(url: str, name: str, **labels: str) -> float:
+    """One sample of a part's ``/metrics`` (0 when it has none yet)."""
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=10).text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return 0.0
+
+
 def test_otp_only_flow(node: Node) -> None:
     node.gateway(primary="none")
+    radius = metric(
+        node.srv.url, "openmfa_authentications_total", channel="radius", result="rejected"
+    )
+    accepts = metric(node.srv.url, "openmfa_radius_packets_total", counter="accept")
     code = node.code("alice")
     kind, attrs = radclient(node.port, {"User-Name": "alice", "User-Password": code})
     assert kind == "Access-Accept" and "Message-Authenticator" in attrs
@@ -151,6 +165,12 @@ def test_otp_only_flow(node: Node) -> None:
     assert kind == "Access-Reject"
     audit = cli(node.dd, "audit", "--user", "alice").stdout
     assert "client=radius:gw" in audit and code not in audit
+    # /metrics: the three refusals by channel, the accept among the RADIUS server's counters
+    after = metric(
+        node.srv.url, "openmfa_authentications_total", channel="radius", result="rejected"
+    )
+    assert after == radius + 3
+    assert metric(node.srv.url, "openmfa_radius_packets_total", counter="accept") == accepts + 1
 
 
 def test_message_authenticator_required_by_default(node: Node) -> None:

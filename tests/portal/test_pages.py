@@ -82,3 +82,22 @@ def test_the_themes_files_and_nothing_outside_them(tmp_path: Path) -> None:
                 assert (await c.get(path)).status_code == 404, path
 
     asyncio.run(go())
+
+
+def test_metrics_count_pages_by_endpoint_and_status_outside_the_prefix(tmp_path: Path) -> None:
+    """``/metrics`` sits beside the prefix (a proxy that publishes only the prefix keeps it
+    internal) and counts each page by its name and status."""
+
+    async def go() -> None:
+        async with portal(tmp_path) as c:
+            assert (await c.get("/portal/sign-in")).status_code == 200
+            assert (await c.get("/portal/sign-in")).status_code == 200
+            assert (await c.get("/portal/no-such-page")).status_code == 404
+            assert (await c.get("/portal/metrics")).status_code == 404
+            text = (await c.get("/metrics")).text
+            assert 'openmfa_build_info{part="portal",release="' in text
+            line = 'openmfa_http_requests_total{endpoint="sign_in",part="portal",status="200"} 2.0'
+            assert line in text, text
+            assert 'endpoint="none",part="portal",status="404"} 2.0' in text, text
+
+    asyncio.run(go())

@@ -314,6 +314,8 @@ class Follower:
         self._task: asyncio.Task[None] | None = None
         self._state = ("", 0)
         """(token, position) in the master's state journal."""
+        self.head = 0
+        """The master's newest change record when it last answered (0: not known yet)."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -411,6 +413,7 @@ class Follower:
                 f"this node's {self.m.epoch}: it is a former master; looking for the current one"
             )
         await asyncio.to_thread(apply_changes, self.store, data["changes"])
+        self.head = int(data.get("head") or 0)  # absent from a master before 0.3
         pushed = data.get("state")  # absent from a master on an older release
         if pushed:
             if pushed["rows"]:

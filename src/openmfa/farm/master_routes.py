@@ -26,6 +26,7 @@ from .feed import (
     make_snapshot,
     oldest_change,
 )
+from .follower import position
 from .formats import finalize
 from .routes import (
     MAX_WAIT,
@@ -100,9 +101,11 @@ class MasterEndpoints(SignedEndpoints):
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(POLL_SECONDS)
+        head, _ = await run_in_threadpool(position, self.store)
         body = {
             "farm": m.farm_id,
             "epoch": m.epoch,
+            "head": head,
             "changes": rows,
             "state": self.journal.since(state_token, state_since, node),
         }

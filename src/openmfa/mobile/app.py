@@ -27,7 +27,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -43,6 +45,8 @@ from ..errors import (
     PushClosed,
     Unavailable,
 )
+from ..metrics import BuildInfo, RequestCounter, install_journal
+from ..metrics import endpoint as metrics_endpoint
 from ..sdk.client import AsyncSdkClient
 from ..sdk.models import (
     DeviceActivate,
@@ -407,10 +411,17 @@ def create_app(
                 await task
             await sdk.aclose()
 
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(BuildInfo("mobile", install_journal()))
+
+    async def metrics(request: Request) -> Response:
+        return metrics_endpoint(registry)
+
     app = Starlette(
-        routes=[Mount(prefix, routes=routes)] if prefix else routes,
+        routes=[Route("/metrics", metrics), Mount(prefix, routes=routes)] if prefix else routes,
         lifespan=lifespan,
         exception_handlers={OpenMfaError: error},
+        middleware=[Middleware(RequestCounter, registry=registry, part="mobile")] if prefix else [],
     )
     app.state.waiters = waiters
     app.state.pump = pump

@@ -11,6 +11,8 @@ from __future__ import annotations
 import socket
 import time
 
+from prometheus_client import CollectorRegistry
+
 from ..config import Config
 from ..directory.schedule import DirectorySchedule
 from ..farm.claims import round_for
@@ -23,6 +25,7 @@ from .accounts import Accounts
 from .apikeys import ApiClient, ApiKeys, KeyRing
 from .authenticator import Authenticator
 from .commit_queue import CommitQueue
+from .metrics import NodeMetrics
 from .passkeys import Passkeys
 from .policy import verify_policy
 from .portal import PortalTokens
@@ -69,6 +72,8 @@ class NodeRuntime:
         self.farm_runtime = FarmRuntime(store, config, self.queue, self.farm.journal)
         self.readiness = Readiness(store.ready)
         self.directory = DirectorySchedule(store, config)
+        self.metrics = CollectorRegistry(auto_describe=True)
+        self.metrics.register(NodeMetrics(self))
 
     async def start(self) -> None:
         import asyncio

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import jinja2
 import segno
 from babel.support import NullTranslations
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.middleware import Middleware
@@ -56,6 +57,8 @@ from ..errors import (
     Unauthorized,
     Unavailable,
 )
+from ..metrics import BuildInfo, RequestCounter, install_journal
+from ..metrics import endpoint as metrics_endpoint
 from ..sdk.client import AsyncSdkClient
 from ..sdk.models import AuditView, PortalStep
 from . import i18n
@@ -336,6 +339,7 @@ def create_app(
                 )
             return _finish(request, resp, ctx.session, name)
 
+        endpoint.__name__ = handler.__name__  # what /metrics counts it as
         return endpoint
 
     def _finish(request: Request, resp: Response, s: Session, name: str) -> Response:
@@ -953,10 +957,18 @@ def create_app(
             await sdk.aclose()
 
     inner = routes()
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(BuildInfo("portal", install_journal()))
+
+    async def metrics(request: Request) -> Response:
+        return metrics_endpoint(registry)
+
+    outer = [] if mounted else [Route("/metrics", metrics), Mount(cfg.prefix, routes=inner)]
     app = Starlette(
-        routes=inner if mounted else [Mount(cfg.prefix, routes=inner)],
+        routes=inner if mounted else outer,
         lifespan=lifespan,
         middleware=[
+            *([] if mounted else [Middleware(RequestCounter, registry=registry, part="portal")]),
             *([Middleware(ForwardAuthGate, cfg=fa, path=cfg.prefix + "/auth")] if fa else []),
             Middleware(SecurityHeaders, secure=secure, csp=csp),
         ],

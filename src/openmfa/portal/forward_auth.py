@@ -175,6 +175,7 @@ class ForwardAuthGate:
         if scope["type"] != "http" or scope["path"] != self.path:
             await self.app(scope, receive, send)
             return
+        scope["openmfa.endpoint"] = "forward_auth"  # as /metrics counts it
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         value = _cookie(headers, self.name)
         who = self.cookies.check(value, time.time()) if value else None

@@ -44,6 +44,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..farm.push_relay import wait_outcome
+from ..metrics import endpoint as metrics_endpoint
 from ..node import audit as audit_log
 from ..node.accounts import SECRET_BYTES, Actor, key_uri
 from ..node.apikeys import ApiClient
@@ -230,6 +231,12 @@ async def version(request: Request) -> Response:
             sdk_versions=list(SDK_VERSIONS),
         )
     )
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format (``node.metrics``); no key: counts only, no names."""
+    registry = _node(request).metrics
+    return await run_in_threadpool(metrics_endpoint, registry)
 
 
 async def openapi(request: Request) -> Response:
@@ -1186,6 +1193,7 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/version", version),
+        Route("/metrics", metrics),
         Route("/v1/openapi.json", openapi),
         Route("/v1/authenticate", authenticate, methods=["POST"]),  # served by RequestIds
         Route("/v1/authenticate/{push_id}", push_outcome, methods=["GET"]),
