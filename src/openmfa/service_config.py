@@ -5,6 +5,7 @@ they call them with (inline, or from a file only its owner can read)."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from typing import Any
 
 from .config import merge, parse_listen
 from .errors import ConfigError
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class ServiceBasics:
     nodes: list[str]
     api_key: str
     ca_file: str
+    name: str = ""
+    """The name it reports to the farm's inventory ("" reports nothing)."""
 
 
 def read_settings(default_text: str, path: Path | None, name: str) -> dict[str, dict[str, Any]]:
@@ -71,8 +76,20 @@ def basics(values: dict[str, Any], section: str, path: Path | None, scope: str) 
             f"[{section}] needs an API key of scope {scope}: `openmfa apikey create {section} "
             f"--scope {scope}`, then api_key_file = the file holding it"
         )
+    name = str(values.get("name", ""))
+    if name and not NAME.fullmatch(name):
+        raise ConfigError(
+            f"[{section}] name {name!r}: letters, digits, '.', '_' and '-' (as in HAProxy's "
+            "server names), up to 63"
+        )
     return ServiceBasics(
-        host, port, check_prefix(section, str(values["prefix"])), nodes, key, str(values["ca_file"])
+        host,
+        port,
+        check_prefix(section, str(values["prefix"])),
+        nodes,
+        key,
+        str(values["ca_file"]),
+        name,
     )
 
 

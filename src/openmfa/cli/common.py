@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,6 +18,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..config import Config
 from ..errors import OpenMfaError
 from ..store.database import DataDir, Store
+
+if TYPE_CHECKING:
+    from ..component import Reporter
+    from ..sdk.models import ComponentOrder
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -99,11 +105,18 @@ def service_options(name: str) -> Callable[[F], F]:
 
 
 def run_beside_nodes(
-    app: Any, host: str, port: int, prefix: str, config_path: Path, lock: str, record: str
+    app: Any,
+    host: str,
+    port: int,
+    prefix: str,
+    config_path: Path,
+    lock: str,
+    record: str,
+    report: Reporting | None = None,
 ) -> None:
     """Run a service of the nodes' (the mobile service, the portal) until stopped: one per
     config file (``lock`` beside it, with the pid), and how it runs kept in ``record`` for a
-    restart by ``upgrade``/``rollback``."""
+    restart by ``upgrade``/``rollback``; reporting to the farm's inventory when named."""
     import uvicorn
 
     from ..node.control import base_url, record_serve
@@ -111,7 +124,11 @@ def run_beside_nodes(
 
     where = config_path.resolve().parent
     held = NodeLock(where, lock).acquire(f"serve {lock.removesuffix('.lock')}")
-    record_serve(where, base_url(host, port, False) + prefix, "", record)
+    url = base_url(host, port, False) + prefix
+    record_serve(where, url, "", record)
+    reporter = reporter_for(report, url, where) if report is not None and report.name else None
+    if reporter is not None:
+        reporter.start()
     try:
         uvicorn.run(
             app,
@@ -124,4 +141,44 @@ def run_beside_nodes(
             server_header=False,
         )
     finally:
+        if reporter is not None:
+            reporter.stop()
         held.release()
+
+
+@dataclass(frozen=True)
+class Reporting:
+    """What a service beside the nodes reports to the farm's inventory with."""
+
+    kind: str
+    name: str
+    nodes: list[str]
+    api_key: str
+    verify: Any = True
+    busy: Callable[[], int] | None = None
+
+
+def reporter_for(r: Reporting, url: str, where: Path) -> Reporter:
+    from ..component import Identity, Reporter
+    from ..farm.agent import install_state
+
+    return Reporter(
+        Identity(r.name, r.kind, url),
+        r.nodes,
+        r.api_key,
+        state_file=where / f"{r.kind}.orders.json",
+        launch=launch_order,
+        local=install_state,
+        verify=r.verify,
+        busy=r.busy or (lambda: 0),
+    )
+
+
+def launch_order(order: ComponentOrder) -> subprocess.Popen[bytes]:
+    """Start the farm's order on this host (``openmfa upgrade``/``rollback`` from the install
+    record), detached from this process, which it stops."""
+    from ..farm.agent import launch
+    from ..install.record import record_path
+
+    args = ("--from-bundle", order.bundle) if order.action == "upgrade" else ()
+    return launch(record_path(None), order.action, *args)[0]

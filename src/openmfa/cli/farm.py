@@ -13,11 +13,13 @@ from ..config import default_text
 from ..errors import Conflict, InvalidInput, NotMaster
 from ..farm import membership
 from ..farm.balancer import Balancer, HAProxy, NoBalancer
+from ..farm.components import answering, inventory
 from ..farm.feed import stored_reports
 from ..farm.follower import bootstrap, hello, register
 from ..farm.formats import finalize
 from ..farm.promotion import force_promote, handover, tell_members
 from ..farm.rolling import FarmRollback, RollingUpgrade
+from ..farm.wire import ComponentSeen
 from ..node.lock import NodeLock
 from ..store.changes import Change, ChangeWriter
 from ..store.database import DATA_FORMAT, READS_FORMATS, DataDir, Store, _node_name
@@ -151,8 +153,11 @@ def farm_status(as_json: bool, data_dir: Path) -> None:
 
     now = time.time()
     fmt = membership.farm_format(store)
+    everyone = {**membership.members(store), store.node_name: m.self_url}
+    seen, _ = inventory(m, store.node_name, everyone)
+    components = [_component_row(c, now) for c in seen]
     if m.shared:
-        _show_status(m, fmt, _shared_nodes(store, m, position, now), as_json)
+        _show_status(m, fmt, _shared_nodes(store, m, position, now), components, as_json)
         return
     nodes: list[dict[str, Any]] = [
         {
@@ -193,7 +198,22 @@ def farm_status(as_json: bool, data_dir: Path) -> None:
                 "health": "never seen",
             }
         )
-    _show_status(m, fmt, nodes, as_json)
+    _show_status(m, fmt, nodes, components, as_json)
+
+
+def _component_row(c: ComponentSeen, now: float) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "kind": c.kind,
+        "host": c.host,
+        "url": c.url,
+        "release": c.release,
+        "sdk_versions": c.sdk_versions,
+        "health": c.health if answering(c, now) else "not answering",
+        "last_contact": c.contact,
+        "heard_by": c.node,
+        "upgrading": c.upgrading,
+    }
 
 
 def _shared_nodes(
@@ -219,7 +239,11 @@ def _shared_nodes(
 
 
 def _show_status(
-    m: membership.Membership, fmt: int, nodes: list[dict[str, Any]], as_json: bool
+    m: membership.Membership,
+    fmt: int,
+    nodes: list[dict[str, Any]],
+    components: list[dict[str, Any]],
+    as_json: bool,
 ) -> None:
     if as_json:
         doc = {
@@ -228,6 +252,7 @@ def _show_status(
             "master": m.master_url,
             "format": fmt,
             "nodes": nodes,
+            "components": components,
         }
         click.echo(json.dumps(doc, indent=2))
         return
@@ -248,6 +273,19 @@ def _show_status(
             f"{n['name']:<20}{n['role']:<13}{n['release']:<10}{n['reads']:<7}"
             f"{'-' if n['position'] is None else n['position']:>9}{lag:>6}  "
             f"{when(n['last_contact']):<22}{n['health']}"
+        )
+    if not components:
+        return
+    click.echo(
+        f"\n{'component':<20}{'kind':<9}{'host':<18}{'release':<10}{'sdk':<6}"
+        f"{'last contact':<22}health"
+    )
+    for c in components:
+        sdk = ",".join(str(v) for v in c["sdk_versions"])
+        click.echo(
+            f"{c['name']:<20}{c['kind']:<9}{c['host'][:17]:<18}{c['release']:<10}{sdk:<6}"
+            f"{when(c['last_contact']):<22}{c['health']}"
+            + ("  (upgrading)" if c["upgrading"] else "")
         )
 
 
@@ -303,7 +341,18 @@ def farm_finalize(data_dir: Path) -> None:
 
 
 def _balancer_options(fn: F) -> F:
-    """--lb, --haproxy-socket, --haproxy-backend: where nodes are taken out and put back."""
+    """--lb, --haproxy-socket, --haproxy-backend: where nodes are taken out and put back;
+    --haproxy-portal-backend, --haproxy-mobile-backend: the same for the portal and mobile
+    hosts (their server names are the components' names); --dry-run."""
+    fn = click.option(
+        "--dry-run", is_flag=True, help="Print the plan, host by host; change nothing."
+    )(fn)
+    fn = click.option(
+        "--haproxy-mobile-backend", default="", help="HAProxy backend of the mobile hosts."
+    )(fn)
+    fn = click.option(
+        "--haproxy-portal-backend", default="", help="HAProxy backend of the portal hosts."
+    )(fn)
     fn = click.option("--haproxy-backend", default="openmfa", show_default=True)(fn)
     fn = click.option(
         "--haproxy-socket", type=click.Path(path_type=Path), help="HAProxy admin socket."
@@ -350,16 +399,24 @@ def farm_upgrade(
     lb: str,
     haproxy_socket: Path | None,
     haproxy_backend: str,
+    haproxy_portal_backend: str,
+    haproxy_mobile_backend: str,
+    dry_run: bool,
     hold: bool,
     node_timeout: float,
     min_up: int,
     up_timeout: float,
     data_dir: Path,
 ) -> None:
-    """Upgrade every node, one at a time, while the farm keeps serving (run on the master).
+    """Upgrade the whole deployment while it keeps serving (run on the master): every node,
+    one at a time; then every mobile-service host, portal host and adapter host in the
+    farm's inventory (`openmfa farm join-component`), one at a time; then finalize.
 
-    Rerun it to resume after a failure: nodes on the new release are skipped."""
+    Rerun it to resume after a failure: hosts on the new release are skipped."""
     balancer = _balancer(lb, haproxy_socket, haproxy_backend)
+    others = _component_balancers(
+        lb, haproxy_socket, haproxy_portal_backend, haproxy_mobile_backend
+    )
     with opened(data_dir) as (store, _):
         RollingUpgrade(
             store,
@@ -370,8 +427,11 @@ def farm_upgrade(
             node_timeout=node_timeout,
             min_up=min_up,
             up_timeout=up_timeout,
+            component_lbs=others,
+            dry_run=dry_run,
         ).run()
-    click.echo("the farm is upgraded")
+    if not dry_run:
+        click.echo("the farm is upgraded")
 
 
 @farm.command("rollback")
@@ -383,16 +443,23 @@ def farm_rollback(
     lb: str,
     haproxy_socket: Path | None,
     haproxy_backend: str,
+    haproxy_portal_backend: str,
+    haproxy_mobile_backend: str,
+    dry_run: bool,
     node_timeout: float,
     min_up: int,
     up_timeout: float,
     data_dir: Path,
 ) -> None:
-    """Put every node back on the release before its last upgrade, one at a time, while the
-    farm keeps serving (run on the master). Possible until `farm finalize`.
+    """Put the deployment back on the release before its last upgrade while it keeps serving
+    (run on the master): the adapter, portal and mobile hosts, then every node, one at a
+    time. Possible until `farm finalize`.
 
-    Rerun it to resume after a failure: nodes back on the previous release are skipped."""
+    Rerun it to resume after a failure: hosts back on the previous release are skipped."""
     balancer = _balancer(lb, haproxy_socket, haproxy_backend)
+    others = _component_balancers(
+        lb, haproxy_socket, haproxy_portal_backend, haproxy_mobile_backend
+    )
     with opened(data_dir) as (store, _):
         FarmRollback(
             store,
@@ -401,8 +468,21 @@ def farm_rollback(
             node_timeout=node_timeout,
             min_up=min_up,
             up_timeout=up_timeout,
+            component_lbs=others,
+            dry_run=dry_run,
         ).run()
-    click.echo("the farm is rolled back")
+    if not dry_run:
+        click.echo("the farm is rolled back")
+
+
+def _component_balancers(
+    lb: str, haproxy_socket: Path | None, portal_backend: str, mobile_backend: str
+) -> dict[str, Balancer]:
+    found: dict[str, Balancer] = {}
+    for kind, backend in (("portal", portal_backend), ("mobile", mobile_backend)):
+        if backend:
+            found[kind] = _balancer(lb, haproxy_socket, backend)
+    return found
 
 
 def _balancer(lb: str, haproxy_socket: Path | None, haproxy_backend: str) -> Balancer:
@@ -411,3 +491,101 @@ def _balancer(lb: str, haproxy_socket: Path | None, haproxy_backend: str) -> Bal
             raise InvalidInput("--lb haproxy needs --haproxy-socket (HAProxy's admin socket)")
         return HAProxy(haproxy_socket, haproxy_backend)
     return NoBalancer()
+
+
+@farm.command("join-component")
+@click.option(
+    "--kind", type=click.Choice(["portal", "mobile"]), required=True, help="What this host runs."
+)
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Its portal.toml or mobile.toml (the nodes and the key it reports with).",
+)
+@click.option(
+    "--name",
+    required=True,
+    help="Its name in the inventory; also its server name in the load balancer's backend.",
+)
+@fails_cleanly
+def farm_join_component(kind: str, config_path: Path, name: str) -> None:
+    """Put this portal or mobile-service host in the farm's inventory (run on that host).
+
+    Writes `name` into its config file and reports once through the SDK, with the key the
+    service already has (its scope must be KIND): the nodes then list it in `openmfa farm
+    status`, and `openmfa farm upgrade` upgrades it. Restart the service to keep reporting."""
+    import tomlkit
+
+    from ..component import Identity, Reporter
+    from ..farm.agent import install_state
+    from ..service_config import NAME
+
+    if not NAME.fullmatch(name):
+        raise InvalidInput(
+            "--name: letters, digits, '.', '_' and '-' (as in HAProxy's server names), up to 63"
+        )
+    doc = tomlkit.parse(config_path.read_text("utf-8"))
+    table = doc.get(kind)
+    if table is None:
+        raise InvalidInput(f"{config_path} has no [{kind}] table: is it a {kind}.toml?")
+    table["name"] = name
+    from ..node.control import base_url
+
+    if kind == "portal":
+        from ..portal.config import load as load_portal
+
+        cfg_p = load_portal(config_path)
+        nodes, key, url = cfg_p.nodes, cfg_p.api_key, base_url(cfg_p.host, cfg_p.port, False)
+        url += cfg_p.prefix
+    else:
+        from ..mobile.config import load as load_mobile
+
+        cfg_m = load_mobile(config_path)
+        nodes, key, url = cfg_m.nodes, cfg_m.api_key, base_url(cfg_m.host, cfg_m.port, False)
+        url += cfg_m.prefix
+
+    def no_launch(order: Any) -> None:
+        raise InvalidInput("not while joining")
+
+    reporter = Reporter(
+        Identity(name, kind, url),
+        nodes,
+        key,
+        state_file=config_path.resolve().parent / f"{kind}.orders.json",
+        launch=no_launch,
+        local=install_state,
+    )
+    try:
+        reporter.report()
+    finally:
+        reporter.stop()
+    tmp = config_path.with_name(config_path.name + ".tmp")
+    tmp.write_text(tomlkit.dumps(doc), "utf-8")
+    tmp.chmod(config_path.stat().st_mode & 0o777)
+    tmp.replace(config_path)
+    click.echo(
+        f"{name} ({kind}) is in the farm's inventory: `openmfa farm status` on a node lists it. "
+        f"{config_path} now names it; restart the {kind} service so that it keeps reporting"
+    )
+
+
+@farm.command("forget-component")
+@click.argument("name")
+@data_dir_option
+@fails_cleanly
+def farm_forget_component(name: str, data_dir: Path) -> None:
+    """Drop a portal, mobile or adapter host that is gone for good from every node's inventory
+    (one that still runs and reports comes back)."""
+    from ..farm.components import tell_every_node
+
+    with opened(data_dir) as (store, _):
+        m = membership.load(store)
+        if m is None:
+            raise InvalidInput("this node is not in a farm")
+        everyone = {**membership.members(store), store.node_name: m.self_url}
+        missed = tell_every_node(m, store.node_name, everyone, name, None, forget=True)
+    if missed:
+        raise Conflict(f"nodes {', '.join(missed)} did not answer; run it again when they do")
+    click.echo(f"{name} is no longer in the farm's inventory")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import fails_cleanly, run_beside_nodes, service_options
+from .common import Reporting, fails_cleanly, run_beside_nodes, service_options
 
 
 @click.group()
@@ -59,7 +59,9 @@ def mobile_serve(config_path: Path, listen: str | None) -> None:
     from ..install.mobile_control import LOCK, RECORD
 
     click.echo(f"mobile service on http://{host}:{port}{cfg.prefix} for {', '.join(cfg.nodes)}")
-    run_beside_nodes(Standalone(app, cfg.prefix), host, port, cfg.prefix, config_path, LOCK, RECORD)
+    report = Reporting("mobile", cfg.name, cfg.nodes, cfg.api_key, verify)
+    served = Standalone(app, cfg.prefix)
+    run_beside_nodes(served, host, port, cfg.prefix, config_path, LOCK, RECORD, report)
 
 
 @mobile.command("vapid-key")

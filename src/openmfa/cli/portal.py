@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import fails_cleanly, run_beside_nodes, service_options
+from .common import Reporting, fails_cleanly, run_beside_nodes, service_options
 
 
 @click.group()
@@ -44,7 +44,9 @@ def portal_serve(config_path: Path, listen: str | None) -> None:
 
     app = create_app(cfg, verify=verify)
     click.echo(f"User Portal on http://{host}:{port}{cfg.prefix}/ for {', '.join(cfg.nodes)}")
-    run_beside_nodes(app, host, port, cfg.prefix, config_path, LOCK, RECORD)
+    busy = app.state.sessions.signing_in
+    report = Reporting("portal", cfg.name, cfg.nodes, cfg.api_key, verify, busy)
+    run_beside_nodes(app, host, port, cfg.prefix, config_path, LOCK, RECORD, report)
 
 
 @portal.command("default-config")

@@ -103,7 +103,13 @@ def command_line(
 
 
 def _start(store: Store, command: str, *args: str) -> dict[str, object]:
-    record = _record(store)
+    proc, log_path = launch(_record(store), command, *args)
+    return {"pid": proc.pid, "log": str(log_path)}
+
+
+def launch(record: Path, command: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``openmfa COMMAND ARGS --yes --record RECORD`` detached from this process (which
+    the command stops and starts again), logging to ``ROOT/farm-COMMAND.log``."""
     log_path = InstallRecord.load(record).root_path / f"farm-{command}.log"
     unit = service_unit(dict(os.environ))
     with log_path.open("a") as log:
@@ -115,7 +121,7 @@ def _start(store: Store, command: str, *args: str) -> dict[str, object]:
             start_new_session=True,
             env={**os.environ, "OPENMFA_INSTALL_RECORD": str(record)},
         )
-    return {"pid": proc.pid, "log": str(log_path)}
+    return proc, log_path
 
 
 def data_comes_back(dd: DataDir, last: dict[str, Any]) -> bool:
@@ -148,3 +154,14 @@ def data_comes_back(dd: DataDir, last: dict[str, Any]) -> bool:
             "`openmfa farm rollback` on the master. Nothing was changed"
         )
     return not m.shared  # a subordinate's copy comes back and catches up from the master
+
+
+def install_state() -> tuple[bool, str]:
+    """This host's installation (found from its install record): whether ``openmfa upgrade``
+    is under way, and the release ``openmfa rollback`` would go back to ("" when none)."""
+    try:
+        rec = InstallRecord.load(record_path(None))
+        last = last_upgrade(rec)
+    except OpenMfaError:
+        return False, ""
+    return (rec.root_path / JOURNAL).exists(), str(last["from"]) if last else ""

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import Conflict
+from ..sdk.models import ComponentOrder
 from ..store.database import Store
 from .agent import start_rollback, start_upgrade
+from .components import ComponentBoard
 from .routes import (
     RadiusActivity,
     SignedEndpoints,
@@ -29,17 +32,46 @@ from .routes import (
 from .signing import SignatureCheck
 
 
+class _ComponentOrder(msgspec.Struct, kw_only=True):
+    name: str
+    order: ComponentOrder | None = None
+    forget: bool = False
+
+
 class AgentEndpoints(SignedEndpoints):
-    def __init__(self, store: Store, checks: dict[bytes, SignatureCheck]) -> None:
+    def __init__(
+        self, store: Store, checks: dict[bytes, SignatureCheck], board: ComponentBoard
+    ) -> None:
         super().__init__(store, checks)
         self.radius: RadiusActivity | None = None
+        self.board = board
 
     async def hello(self, request: Request) -> Response:
         m, _ = await self._verified(request, master=False)
         said = await run_in_threadpool(describe, self.store, m)
         if self.radius is not None:
             said.radius = self.radius.activity()
+        said.components = self.board.seen()
         return _json(said)
+
+    async def component_order(self, request: Request) -> Response:
+        """Hold an order for a component, clear it, or forget the component (sent by ``farm
+        upgrade``, ``farm rollback`` and ``farm forget-component`` to every node)."""
+        _, node = await self._verified(request, master=False)
+        body = await _decode(request, _ComponentOrder)
+        if body.forget:
+            found = await run_in_threadpool(self.board.forget, body.name)
+            return _json({"forgotten": found})
+        self.board.order(body.name, body.order)
+        if body.order is not None:
+            log.warning(
+                "holding %s of %s to %s for it, as asked by %s",
+                body.order.action,
+                body.name,
+                body.order.target,
+                node,
+            )
+        return _json({"held": body.order is not None})
 
     async def drain(self, request: Request) -> Response:
         """Stop (or resume) taking new RADIUS sign-ins; challenges already open still finish.
@@ -106,4 +138,5 @@ class AgentEndpoints(SignedEndpoints):
             Route("/v1/farm/upgrade", self.upgrade, methods=["POST"]),
             Route("/v1/farm/rollback", self.rollback, methods=["POST"]),
             Route("/v1/farm/drain", self.drain, methods=["POST"]),
+            Route("/v1/farm/components", self.component_order, methods=["POST"]),
         ]

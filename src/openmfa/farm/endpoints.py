@@ -7,6 +7,7 @@ from starlette.routing import Route
 from ..core.lockout import LockoutPolicy
 from ..store.database import Store
 from .agent_routes import AgentEndpoints
+from .components import ComponentBoard
 from .master_routes import MasterEndpoints
 from .push_relay import MasterPushRoutes
 from .routes import RadiusActivity
@@ -15,11 +16,11 @@ from .state_push import StateJournal
 
 
 class FarmEndpoints:
-    def __init__(self, store: Store, lockout: LockoutPolicy) -> None:
+    def __init__(self, store: Store, lockout: LockoutPolicy, board: ComponentBoard) -> None:
         checks: dict[bytes, SignatureCheck] = {}  # one nonce memory for every farm route
         self.journal = StateJournal()
         self.master = MasterEndpoints(store, checks, lockout, self.journal)
-        self.agent = AgentEndpoints(store, checks)
+        self.agent = AgentEndpoints(store, checks, board)
         self.push = MasterPushRoutes(self.master)
 
     @property

@@ -30,10 +30,12 @@ from ..store.backups import Backups
 from ..store.database import Store
 from . import membership
 from .balancer import Balancer
+from .components import answering, inventory
 from .follower import hello, wait_for_position
 from .health import RadiusProbe, Watch, others_serving, radius_address, sdk_ready
 from .peers import call, checked
 from .promotion import handover, tell_members
+from .rollout import ComponentRollout, plan_lines, rollout_key
 from .wire import Hello, RadiusState, RollbackPlan
 
 Say = Callable[[str], None]
@@ -60,8 +62,12 @@ class RollingUpgrade:
         drain_timeout: float = 60.0,
         min_up: int = 1,
         up_timeout: float = 120.0,
+        component_lbs: dict[str, Balancer] | None = None,
+        dry_run: bool = False,
     ) -> None:
         self.store = store
+        self.component_lbs = component_lbs or {}
+        self.dry_run = dry_run
         self.min_up = min_up
         self.up_timeout = up_timeout
         self._probe: RadiusProbe | None = None
@@ -82,10 +88,18 @@ class RollingUpgrade:
     def run(self) -> None:
         target = bundle_version(self.bundle)
         nodes = self.nodes = membership.members(self.store)
-        self.say(f"rolling upgrade of {len(nodes)} nodes to {target} from {self.bundle}")
+        rollout = self._rollout(nodes)
+        if self.dry_run:
+            self._show_plan(nodes, rollout, target)
+            return
+        components = rollout.components()  # one that does not answer: nothing is changed
+        self.say(
+            f"rolling upgrade of {len(nodes)} nodes and {len(components)} other hosts to "
+            f"{target} from {self.bundle}"
+        )
         status = self._preflight(nodes)
         if self.m.shared:
-            self._upgrade_shared(nodes, status, target)
+            self._upgrade_shared(nodes, status, target, rollout)
             return
         todo = [n for n in sorted(nodes) if status[n].release != target]
         if not todo:
@@ -93,6 +107,7 @@ class RollingUpgrade:
         self._master_last(
             nodes, status, todo, lambda n: self._upgrade_node(n, nodes[n], target), "upgraded"
         )
+        rollout.upgrade(rollout.components(), target, str(self.bundle))
         if self.hold:
             self.say("finalize held: run `openmfa farm finalize` on the master when ready")
             return
@@ -133,7 +148,58 @@ class RollingUpgrade:
         self.store.engine.dispose()
         move(master)
 
-    def _upgrade_shared(self, nodes: dict[str, str], status: dict[str, Hello], target: str) -> None:
+    def _rollout(self, nodes: dict[str, str]) -> ComponentRollout:
+        return ComponentRollout(
+            self.m,
+            self.me,
+            {**nodes, self.me: self.m.self_url},
+            self.component_lbs,
+            self.say,
+            timeout=self.node_timeout,
+            drain_timeout=self.drain_timeout,
+            up_timeout=self.up_timeout,
+        )
+
+    def _show_plan(self, nodes: dict[str, str], rollout: ComponentRollout, target: str) -> None:
+        """``--dry-run``: what the command would do, host by host; nothing is changed."""
+        seen, _ = inventory(self.m, self.me, {**nodes, self.me: self.m.self_url})
+        status = {n: hello(self.m, self.me, u) for n, u in sorted(nodes.items())}
+        self.say(f"plan: upgrade to {target} from {self.bundle} (nothing is changed now)")
+        self.say("1. pre-flight: every node answers and has every change; a verified backup")
+        master = next((n for n, h in status.items() if h is not None and h.role == "master"), "")
+        order = sorted(n for n in nodes if n != master) + ([master] if master else [])
+        self.say("2. the nodes, one at a time (drained from the load balancer and RADIUS):")
+        for n in order:
+            h = status[n]
+            if h is None:
+                self.say(f"  {n:<20}does not answer: the upgrade would stop here")
+            elif h.release == target:
+                self.say(f"  {n:<20}{h.role:<12} runs {target} already")
+            else:
+                extra = (
+                    " (after handing the master role to an upgraded node)" if n == master else ""
+                )
+                self.say(f"  {n:<20}{h.role:<12} {h.release} -> {target}{extra}")
+        self.say("3. the other hosts, one at a time (mobile services, portals, adapters):")
+        lines = plan_lines(sorted(seen, key=rollout_key), target)
+        for line in lines or ["  none in the inventory"]:
+            self.say(line)
+        silent = [c.name for c in seen if not answering(c)]
+        if silent:
+            self.say(
+                f"  not answering: {', '.join(silent)} (the upgrade would stop before any change)"
+            )
+        self.say(
+            "4. " + ("finalize held (--hold)" if self.hold else "finalize the farm's data format")
+        )
+
+    def _upgrade_shared(
+        self,
+        nodes: dict[str, str],
+        status: dict[str, Hello],
+        target: str,
+        rollout: ComponentRollout,
+    ) -> None:
         """Shared-database farm: no master to move, every node upgraded the same way in turn
         (this one last). The first upgraded node migrates the shared schema; a release's
         migrations keep the previous release working until finalize."""
@@ -142,6 +208,7 @@ class RollingUpgrade:
             self.say("every node runs the new release already")
         for name in todo:
             self._upgrade_node(name, nodes[name], target)
+        rollout.upgrade(rollout.components(), target, str(self.bundle))
         if self.hold:
             self.say("finalize held: run `openmfa farm finalize` when ready")
             return
@@ -431,14 +498,40 @@ class FarmRollback(RollingUpgrade):
 
     def run(self) -> None:
         nodes = self.nodes = membership.members(self.store)
-        self.say(f"rolling back the farm of {len(nodes)} nodes")
+        rollout = self._rollout(nodes)
+        if self.dry_run:
+            self._show_rollback_plan(nodes, rollout)
+            return
+        components = rollout.components()
+        self.say(f"rolling back the farm of {len(nodes)} nodes and {len(components)} other hosts")
         status = self._preflight(nodes, reason="before-farm-rollback")
+        self._check_rollback(status)
+        rollout.rollback(components)  # the other hosts first: the reverse of the upgrade
         plans: dict[str, RollbackPlan] = {
             n: s.rollback for n, s in status.items() if s.rollback is not None
         }
+        if not plans:
+            self.say("no node has an upgrade to roll back")
+            return
+        target = sorted({p.to for p in plans.values()})[0]
+        self.say(f"{len(plans)} nodes go back to {target}")
+        if self.m.shared:
+            for name in sorted(plans, key=lambda n: n == self.me):
+                self._move_node(name, nodes[name], target, "/v1/farm/rollback", {})
+            return
+        self._master_last(
+            nodes,
+            status,
+            sorted(plans),
+            lambda n: self._rollback_node(n, nodes[n], target),
+            "rolled back",
+        )
+
+    def _check_rollback(self, status: dict[str, Hello]) -> None:
+        """Refused, before anything changes, when the nodes cannot all go back."""
+        plans = {n: s.rollback for n, s in status.items() if s.rollback is not None}
         targets = sorted({p.to for p in plans.values()})
         if not targets:
-            self.say("no node has an upgrade to roll back")
             return
         if len(targets) > 1:
             raise RollingUpgradeFailed(
@@ -461,18 +554,23 @@ class FarmRollback(RollingUpgrade):
                 f"{', '.join(stuck)} runs neither {target} nor a release that goes back to it. "
                 "Nothing was changed"
             )
-        self.say(f"{len(plans)} nodes go back to {target}")
-        if self.m.shared:
-            for name in sorted(plans, key=lambda n: n == self.me):
-                self._move_node(name, nodes[name], target, "/v1/farm/rollback", {})
-            return
-        self._master_last(
-            nodes,
-            status,
-            sorted(plans),
-            lambda n: self._rollback_node(n, nodes[n], target),
-            "rolled back",
-        )
+
+    def _show_rollback_plan(self, nodes: dict[str, str], rollout: ComponentRollout) -> None:
+        seen, _ = inventory(self.m, self.me, {**nodes, self.me: self.m.self_url})
+        self.say("plan: roll the farm back (nothing is changed now)")
+        self.say("1. the other hosts, one at a time (adapters, portals, mobile services):")
+        lines = plan_lines(sorted(seen, key=rollout_key), None)
+        for line in lines or ["  none in the inventory"]:
+            self.say(line)
+        self.say("2. the nodes, one at a time (subordinates first, then the master):")
+        for n, url in sorted(nodes.items()):
+            h = hello(self.m, self.me, url)
+            if h is None:
+                self.say(f"  {n:<20}does not answer: the rollback would stop here")
+            elif h.rollback is None:
+                self.say(f"  {n:<20}{h.role:<12} {h.release}: nothing to roll back")
+            else:
+                self.say(f"  {n:<20}{h.role:<12} {h.release} -> {h.rollback.to}")
 
     def _rollback_node(self, name: str, url: str, target: str) -> None:
         def tell() -> None:  # its restored copy may name an older master

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import msgspec
 
+from ..sdk.models import ComponentOrder
+
+__all__ = ["ComponentOrder", "ComponentSeen", "Hello", "RadiusState", "RollbackPlan"]
+
 
 class RadiusState(msgspec.Struct, kw_only=True):
     """The node's RADIUS server, as the rolling upgrade drains it."""
@@ -46,3 +50,29 @@ class Hello(msgspec.Struct, kw_only=True):
     upgrading: bool = False
     """``openmfa upgrade`` is under way there (it may still verify and roll back)."""
     radius: RadiusState | None = None
+    components: list[ComponentSeen] = msgspec.field(default_factory=list)
+    """The portal, mobile and adapter hosts this node heard from (from 0.3 on)."""
+
+
+class ComponentSeen(msgspec.Struct, kw_only=True):
+    """A portal, mobile-service or adapter host as the nodes last heard from it
+    (``POST /v1/components/report``)."""
+
+    name: str
+    kind: str
+    url: str
+    host: str
+    release: str
+    sdk_versions: list[int]
+    health: str
+    """``ok``: it reaches the nodes and serves; otherwise what it says is wrong."""
+    contact: float
+    """When a node last heard from it (that node's clock)."""
+    node: str = ""
+    """The node that heard it."""
+    upgrading: bool = False
+    rollback_to: str = ""
+    boot: str = ""
+    busy: int = 0
+    started: list[str] = msgspec.field(default_factory=list)
+    """The orders it has started (their ids)."""

@@ -28,6 +28,8 @@ class MobileConfig:
     webpush_vapid_key_file: Path | None = None
     webpush_subject: str = ""
     webpush_allow_http: bool = False
+    name: str = ""
+    """Its name in the farm's inventory ("" reports nothing)."""
 
 
 def load(path: Path | None) -> MobileConfig:
@@ -45,4 +47,5 @@ def load(path: Path | None) -> MobileConfig:
         webpush_vapid_key_file=relative(path, str(values["webpush_vapid_key_file"])),
         webpush_subject=str(values["webpush_subject"]),
         webpush_allow_http=bool(values["webpush_allow_http"]),
+        name=b.name,
     )

@@ -40,10 +40,11 @@ SCOPES: dict[str, frozenset[str]] = {
     ),
     # Least privilege: a sign-in only (checking a code, or the portal's two steps); everything
     # about a user needs that user's session token too (node.portal).
-    "portal": frozenset({"authenticate", "portal"}),
+    # Each service beside the nodes also reports what it runs (``farm.components``).
+    "portal": frozenset({"authenticate", "portal", "report"}),
     # An identity provider's or proxy's adapter: sign-ins, and the REST second factor.
-    "adapter": frozenset({"authenticate", "users:read", "adapter"}),
-    "mobile": frozenset({"users:read", "devices"}),
+    "adapter": frozenset({"authenticate", "users:read", "adapter", "report"}),
+    "mobile": frozenset({"users:read", "devices", "report"}),
 }
 PREFIX = "omfa_"
 

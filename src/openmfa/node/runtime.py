@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from ..config import Config
 from ..directory.schedule import DirectorySchedule
 from ..farm.claims import round_for
+from ..farm.components import ComponentBoard
 from ..farm.endpoints import FarmEndpoints
 from ..farm.push_relay import MasterPush
 from ..farm.runtime import FarmRuntime
@@ -66,7 +67,8 @@ class NodeRuntime:
         if self.radius is not None:
             self.radius.flows.push, self.radius.flows.hub = self.push, self.push_hub
             self.radius.flows.remote = MasterPush(store)
-        self.farm = FarmEndpoints(store, verify_policy(config).lockout)
+        self.components = ComponentBoard(store.data_dir.root, store.node_name)
+        self.farm = FarmEndpoints(store, verify_policy(config).lockout, self.components)
         self.farm.push.push, self.farm.push.hub = self.push, self.push_hub
         self.farm.radius = self.radius
         self.farm_runtime = FarmRuntime(store, config, self.queue, self.farm.journal)

@@ -37,6 +37,8 @@ class PortalConfig:
     attempts_per_minute: int
     path: Path | None = None
     forward_auth: ForwardAuthConfig | None = None
+    name: str = ""
+    """Its name in the farm's inventory ("" reports nothing)."""
 
 
 def load(path: Path | None, *, api_key: str | None = None) -> PortalConfig:
@@ -77,6 +79,7 @@ def load(path: Path | None, *, api_key: str | None = None) -> PortalConfig:
         nodes=b.nodes,
         api_key=b.api_key,
         ca_file=b.ca_file,
+        name=b.name,
         theme=theme,
         themes_dir=themes_dir,
         languages=languages,

@@ -101,6 +101,16 @@ class Sessions:
         self._by_id[s.id] = s
         return s
 
+    def signing_in(self, now: float | None = None, within: float = 120.0) -> int:
+        """Sign-ins under way here: a first step done, no session yet, seen lately (what a
+        drained portal host lets finish before it is upgraded)."""
+        now = time.time() if now is None else now
+        return sum(
+            1
+            for s in list(self._by_id.values())
+            if s.ticket and not s.signed_in and now - s.seen < within
+        )
+
     def drop(self, s: Session) -> None:
         self._by_id.pop(s.id, None)
 

@@ -43,6 +43,7 @@ from ..errors import (
     RequestError,
     Unauthorized,
 )
+from ..farm.components import REPORT_EVERY
 from ..farm.push_relay import wait_outcome
 from ..metrics import endpoint as metrics_endpoint
 from ..node import audit as audit_log
@@ -65,6 +66,8 @@ from .models import (
     AuthenticateRequest,
     BypassGranted,
     BypassRequest,
+    ComponentReply,
+    ComponentReport,
     DecisionView,
     DeviceActivate,
     DeviceList,
@@ -387,6 +390,21 @@ async def adapter_verify(request: Request) -> Response:
     if isinstance(result, OpenMfaError):
         raise result
     return json_response(AdapterResult(result=result.accepted))
+
+
+async def component_report(request: Request) -> Response:
+    """A portal, mobile-service or adapter host reports what it runs (``farm.components``);
+    its key's scope must be the kind it says it is. The answer holds the farm's order for it."""
+    node = _node(request)
+    client = await _authorize(request, "report")
+    b = await _body(request, ComponentReport, node.max_body)
+    if b.kind != client.scope:
+        raise Forbidden(
+            f"API key {client.name!r} has scope {client.scope!r}; a {b.kind} reports with a "
+            f"key of scope {b.kind!r}"
+        )
+    order = node.components.report(b)
+    return json_response(ComponentReply(order=order, every=REPORT_EVERY))
 
 
 async def push_outcome(request: Request) -> Response:
@@ -1233,6 +1251,7 @@ def create_app(
         Route("/v1/tokens/{serial}", token, methods=["DELETE"]),
         Route("/v1/tokens/{serial}/assign", token_assign, methods=["POST"]),
         Route("/v1/portal/me/tokens", portal_token_claim, methods=["POST"]),
+        Route("/v1/components/report", component_report, methods=["POST"]),
         Route("/v1/audit", audit),
         Route("/v1/radius/stats", radius_stats),
         *node.farm.routes(),

@@ -52,6 +52,8 @@ from .models import (
     AuthenticateRequest,
     BypassGranted,
     BypassRequest,
+    ComponentReply,
+    ComponentReport,
     DecisionView,
     DeviceActivate,
     DeviceActivated,
@@ -451,6 +453,10 @@ class Requests:
     def radius_stats() -> Call[RadiusStats]:
         return Call("GET", "/v1/radius/stats", RadiusStats)
 
+    @staticmethod
+    def component_report(report: ComponentReport) -> Call[ComponentReply]:
+        return Call("POST", "/v1/components/report", ComponentReply, body=_encode(report))
+
 
 @dataclass
 class _Try:
@@ -679,6 +685,11 @@ class SdkClient:
     def adapter_verify(self, user: str, code: str) -> bool:
         """An identity provider's second-factor check: is ``code`` right for ``user``?"""
         return self.send(Requests.adapter_verify(user, code)).result
+
+    def component_report(self, report: ComponentReport) -> ComponentReply:
+        """A portal, mobile-service or adapter host says what it runs; the answer may hold
+        an order of the farm's (an upgrade, a rollback)."""
+        return self.send(Requests.component_report(report))
 
     def portal_set_default(self, session: str, method_id: str) -> UserView:
         """The method the signed-in user is asked for first ("" clears the choice)."""
@@ -974,6 +985,9 @@ class AsyncSdkClient:
 
     async def adapter_verify(self, user: str, code: str) -> bool:
         return (await self.send(Requests.adapter_verify(user, code))).result
+
+    async def component_report(self, report: ComponentReport) -> ComponentReply:
+        return await self.send(Requests.component_report(report))
 
     async def portal_set_default(self, session: str, method_id: str) -> UserView:
         return await self.send(Requests.portal_set_default(session, method_id))

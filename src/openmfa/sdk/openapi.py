@@ -364,6 +364,16 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
         201,
     ),
     (
+        "post",
+        "/v1/components/report",
+        "report",
+        "A portal, mobile-service or adapter host says what it runs (its key's scope is its "
+        "kind); the answer holds the farm's order for it, if any",
+        "ComponentReport",
+        "ComponentReply",
+        200,
+    ),
+    (
         "get",
         "/v1/audit",
         "audit:read",
