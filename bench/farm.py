@@ -9,9 +9,14 @@ rolling upgrade under load.
    at the master, so a code is still used once farm-wide).
 3. The rolling upgrade scenario of tests/e2e/test_farm_upgrade.py (three installed nodes on the
    previous release, HAProxy, SDK and RADIUS load): its length and failed authentications.
+4. ``--deployment`` (alone): the whole deployment (three nodes, two portal and two mobile hosts
+   behind HAProxy) upgraded by `openmfa farm upgrade` under SDK, RADIUS, push and portal load
+   (tests/e2e/deployment_scenario.py): per-channel counts, the upgrade's length, the longest
+   any single sign-in took.
 
     python bench/farm.py                     # ./dev bench-farm
     python bench/farm.py --skip-upgrade --users 1000
+    python bench/farm.py --deployment        # ./dev bench-farm --deployment
 """
 
 from __future__ import annotations
@@ -183,8 +188,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--skip-upgrade", action="store_true")
+    ap.add_argument(
+        "--deployment",
+        action="store_true",
+        help="only the whole-deployment upgrade (nodes, portal and mobile hosts) under load",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="openmfa-farm-bench-"))
+    if args.deployment:
+        deployment_bench(tmp / "deployment")
+        return
     a, b, c = tmp / "a", tmp / "b", tmp / "c"
     keys, adapter = populate(DataDir(a), args.users)
     store = Store.open(DataDir(a))
@@ -224,6 +237,32 @@ def main() -> None:
         from tests.e2e.farm_scenario import rolling_upgrade_bench
 
         rolling_upgrade_bench(tmp / "upgrade")
+
+
+def deployment_bench(work: Path) -> None:
+    """The scenario of tests/e2e/test_deployment_upgrade.py, finalized: per-channel counts,
+    the upgrade's length, and the longest any single sign-in waited while it ran."""
+    from tests.e2e.deployment_scenario import A, B, install, upgrade_under_load
+
+    work.mkdir(parents=True)
+    d = install(work)
+    try:
+        o = upgrade_under_load(d, hold=False)
+    finally:
+        d.stop()
+    print(f"whole-deployment upgrade {A} -> {B}: 3 nodes, 2 portal hosts, 2 mobile hosts")
+    print(o.report())
+    timed = [c for name, c in o.load.channels.items() if name != "push"]
+    waited = max(c.longest for c in timed)
+    failed = sum(len(c.failed) for name, c in o.load.channels.items() if name != "guard")
+    print(
+        f"longest single sign-in (SDK, RADIUS, portal): {waited:.2f} s (goal <= 2 s); a push "
+        f"sign-in includes the phone's polling: longest {o.load.channels['push'].longest:.2f} s"
+    )
+    print(
+        f"failed {failed}, let in without a second factor "
+        f"{len(o.load.channels['guard'].failed)} (goal: 0 and 0)"
+    )
 
 
 if __name__ == "__main__":

@@ -155,73 +155,75 @@ class Load:
                     return name, totp(key, step * 30)
         return None
 
+    def sdk_once(self, client: httpx.Client, cred: tuple[str, str]) -> tuple[bool, str]:
+        """One SDK authentication through the balancer: (accepted, what went wrong)."""
+        rid = secrets.token_hex(8)
+        try:
+            r = client.post(
+                self.sdk_url + "/v1/authenticate",
+                json={"user": cred[0], "code": cred[1]},
+                headers={"authorization": f"Bearer {self.api_key}", "x-request-id": rid},
+            )
+            good = r.status_code == 200 and r.json()["accepted"] is True
+            why = f"sdk {cred[0]}: {r.status_code} {r.text[:200]}"
+        except httpx.HTTPError as exc:
+            good, why = False, f"sdk {cred[0]}: {exc!r}"
+        if good:
+            with self.lock:
+                self.sdk_request_ids.append(rid)
+        return good, why
+
+    def radius_once(self, s: socket.socket, cred: tuple[str, str]) -> tuple[bool, str]:
+        """One RADIUS sign-in, the gateway trying its servers in order on a timeout."""
+        secret = RADIUS_SECRET.encode()
+        answer = None
+        for port in self.radius_ports:  # the gateway's server list, in order
+            ident = secrets.randbelow(256)
+            auth = os.urandom(16)
+            raw = p.encode_request(
+                p.ACCESS_REQUEST,
+                ident,
+                [
+                    (p.USER_NAME, cred[0].encode()),
+                    (p.USER_PASSWORD, p.hide_password(cred[1].encode(), secret, auth)),
+                ],
+                secret,
+                auth,
+            )
+            s.sendto(raw, ("127.0.0.1", port))
+            try:
+                data, _ = s.recvfrom(4096)
+                answer = p.verify_response(data, auth, secret)
+                break
+            except (TimeoutError, ConnectionRefusedError, p.MalformedPacket):
+                continue  # the next server on the list
+        good = answer is not None and answer.code == p.ACCESS_ACCEPT
+        return good, f"radius {cred[0]}: {answer and answer.code}"
+
     def sdk_worker(self, limit: int) -> None:
         with httpx.Client(timeout=10) as client:
-            for _ in range(limit):
-                if self.stop.is_set():
-                    return
-                cred = self.credentials()
-                if cred is None:
-                    time.sleep(0.5)
-                    continue
-                rid = secrets.token_hex(8)
-                try:
-                    r = client.post(
-                        self.sdk_url + "/v1/authenticate",
-                        json={"user": cred[0], "code": cred[1]},
-                        headers={"authorization": f"Bearer {self.api_key}", "x-request-id": rid},
-                    )
-                    good = r.status_code == 200 and r.json()["accepted"] is True
-                    why = f"sdk {cred[0]}: {r.status_code} {r.text[:200]}"
-                except httpx.HTTPError as exc:
-                    good, why = False, f"sdk {cred[0]}: {exc!r}"
-                with self.lock:
-                    if good:
-                        self.ok += 1
-                        self.sdk_request_ids.append(rid)
-                    else:
-                        self.failed.append(why)
-                time.sleep(0.05)
+            self._loop(limit, lambda cred: self.sdk_once(client, cred))
 
     def radius_worker(self, limit: int) -> None:
-        secret = RADIUS_SECRET.encode()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(1.0)
-            ident = 0
-            for _ in range(limit):
-                if self.stop.is_set():
-                    return
-                cred = self.credentials()
-                if cred is None:
-                    time.sleep(0.5)
-                    continue
-                answer = None
-                for port in self.radius_ports:  # the gateway's server list, in order
-                    ident = (ident + 1) % 256
-                    auth = os.urandom(16)
-                    raw = p.encode_request(
-                        p.ACCESS_REQUEST,
-                        ident,
-                        [
-                            (p.USER_NAME, cred[0].encode()),
-                            (p.USER_PASSWORD, p.hide_password(cred[1].encode(), secret, auth)),
-                        ],
-                        secret,
-                        auth,
-                    )
-                    s.sendto(raw, ("127.0.0.1", port))
-                    try:
-                        data, _ = s.recvfrom(4096)
-                        answer = p.verify_response(data, auth, secret)
-                        break
-                    except (TimeoutError, ConnectionRefusedError, p.MalformedPacket):
-                        continue  # the next server on the list
-                with self.lock:
-                    if answer is not None and answer.code == p.ACCESS_ACCEPT:
-                        self.ok += 1
-                    else:
-                        self.failed.append(f"radius {cred[0]}: {answer and answer.code}")
-                time.sleep(0.05)
+            self._loop(limit, lambda cred: self.radius_once(s, cred))
+
+    def _loop(self, limit: int, once: Callable[[tuple[str, str]], tuple[bool, str]]) -> None:
+        for _ in range(limit):
+            if self.stop.is_set():
+                return
+            cred = self.credentials()
+            if cred is None:
+                time.sleep(0.5)
+                continue
+            good, why = once(cred)
+            with self.lock:
+                if good:
+                    self.ok += 1
+                else:
+                    self.failed.append(why)
+            time.sleep(0.05)
 
 
 def haproxy_config(work: Path, port: int, nodes: list[Node]) -> Path:

@@ -291,7 +291,7 @@ def test_a_phone_keeps_approving_while_node_then_mobile_host_are_upgraded(
 
     # 2. The mobile host, from an offline bundle made on the upgraded node.
     run(OPENMFA, "bundle", "create", str(d.bundles / "b.tar.gz"), "--record", str(d.node_record))
-    before = (d.mobile_root / "var" / "mobile.toml").read_text()
+    mobile_before = (d.mobile_root / "var" / "mobile.toml").read_text()
     out = run(
         OPENMFA, "upgrade", "--yes", "--from-bundle", str(d.bundles / "b.tar.gz"),
         "--record", str(d.mobile_record),
@@ -303,14 +303,6 @@ def test_a_phone_keeps_approving_while_node_then_mobile_host_are_upgraded(
     assert f'nodes = ["{d.node_url}"]' in merged and 'api_key_file = "mobile.key"' in merged
     assert d.mobile_release() == B
     d.approve(phone)
-
-    # 3. The mobile host goes back: A again, its mobile.toml as it was, the phone still works.
-    out = run(OPENMFA, "rollback", "--yes", "--record", str(d.mobile_record))
-    assert "mobile.toml put back as it was" in out, out
-    assert (d.mobile_root / "var" / "mobile.toml").read_text() == before
-    assert d.mobile_release() == A
-    d.approve(phone)
-    assert not (d.mobile_root / "upgrade-journal.json").exists()
 
     # 4. The portal host, from the same bundle: prefix and theme kept, people still sign in.
     acme = (d.portal_root / "themes" / "Acme" / "templates" / "sign_in.html").read_text()
@@ -330,12 +322,22 @@ def test_a_phone_keeps_approving_while_node_then_mobile_host_are_upgraded(
     assert d.portal_release() == B
     d.portal_sign_in()
 
-    # 5. The node goes back to A: the portal of B keeps signing people in against it.
+    # 5. The node goes back to A: the portal and the mobile host of B keep working with it.
     out = run(OPENMFA, "rollback", "--yes", "--record", str(d.node_record))
     assert httpx.get(d.node_url + "/version", timeout=5).json()["release"] == A
     d.portal_sign_in()
 
-    # 6. The portal host goes back too.
+    # 6. The mobile host of B against the node of A, then it goes back: A again, its
+    # mobile.toml as it was, the phone still works.
+    d.approve(phone)
+    out = run(OPENMFA, "rollback", "--yes", "--record", str(d.mobile_record))
+    assert "mobile.toml put back as it was" in out, out
+    assert (d.mobile_root / "var" / "mobile.toml").read_text() == mobile_before
+    assert d.mobile_release() == A
+    d.approve(phone)
+    assert not (d.mobile_root / "upgrade-journal.json").exists()
+
+    # 7. The portal host goes back too.
     out = run(OPENMFA, "rollback", "--yes", "--record", str(d.portal_record))
     assert "portal.toml put back as it was" in out and "adapter.toml put back" in out, out
     assert (d.portal_root / "var" / "portal.toml").read_text() == before

@@ -101,7 +101,7 @@ class Sessions:
         self._by_id[s.id] = s
         return s
 
-    def signing_in(self, now: float | None = None, within: float = 120.0) -> int:
+    def signing_in(self, now: float | None = None, within: float = 60.0) -> int:
         """Sign-ins under way here: a first step done, no session yet, seen lately (what a
         drained portal host lets finish before it is upgraded)."""
         now = time.time() if now is None else now

@@ -1,0 +1,570 @@
+"""The whole deployment upgraded as one, under load on every channel (shared by
+tests/e2e/test_deployment_upgrade.py and ``bench/farm.py --deployment``).
+
+Nodes, two portal hosts and two mobile-service hosts, each installed with ``openmfa install``
+(own release environments and install record) from release A, behind one HAProxy
+(docs/haproxy-deployment.cfg: the SDK, the portal and the mobile backends). The portal and
+mobile hosts join the farm's inventory (``openmfa farm join-component``). Load generators run
+throughout, each bounded in count and time: SDK authentications through HAProxy, RADIUS
+sign-ins failing over between the nodes, push approvals by a reference authenticator through
+the mobile backend, and portal sign-ins (password, then a TOTP code) through the portal
+backend. Then ``openmfa farm upgrade --bundle B --hold`` on the master moves every node, then
+each mobile host, then each portal host; ``then`` runs next under the same load (the test rolls
+everything back with ``openmfa farm rollback``).
+
+The two releases are this tree built as A and B: the previous release recorded in releases.toml
+predates the inventory, so its hosts could not be asked to upgrade.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from openmfa.core.totp import step_at, totp
+from openmfa.sdk.client import SdkClient
+
+from .farm_scenario import RADIUS_SECRET, Load, Node, install_nodes, make_bundle, run
+from .helpers import OPENMFA, Phone, free_port
+from .test_upgrade import NEW, ROOT, build_wheel
+
+A = NEW
+B = ".".join([*A.split(".")[:2], str(int(A.split(".")[2]) + 1)])
+USERS = 60
+PORTAL_USERS = 8
+PASSWORD = "a long portal password"
+NODE_NAMES = ("node-a", "node-b", "node-c")
+
+
+@dataclass
+class Component:
+    """A portal or mobile-service host installed on its own (no data file, no database)."""
+
+    name: str
+    kind: str
+    root: Path
+    record: Path
+    port: int
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def var(self) -> Path:
+        return self.root / "var"
+
+    @property
+    def config(self) -> Path:
+        return self.var / f"{self.kind}.toml"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def openmfa(self, *args: str) -> str:
+        return run(str(self.root / "current" / "venv" / "bin" / "openmfa"), *args)
+
+    def start(self) -> None:
+        log = (self.var / "serve.log").open("a")
+        proc = subprocess.Popen(
+            [
+                str(self.root / "current" / "venv" / "bin" / "openmfa"),
+                self.kind,
+                "serve",
+                "--config",
+                str(self.config),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**_env(), "OPENMFA_INSTALL_RECORD": str(self.record)},
+        )
+        log.close()
+        self.procs.append(proc)
+        deadline = time.monotonic() + 60
+        while not _answers(f"{self.base}/{self.kind}/healthz"):
+            assert time.monotonic() < deadline, (self.var / "serve.log").read_text()
+            assert proc.poll() is None, (self.var / "serve.log").read_text()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        lock = self.var / f"{self.kind}.lock"
+        text = lock.read_text().strip() if lock.exists() else ""
+        if text.isdigit() and Path(f"/proc/{text}").exists():
+            subprocess.run(["kill", "-TERM", text], check=False)
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{text}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        for proc in self.procs:  # the ones this test started (an upgrade restarts them itself)
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(timeout=30)
+
+    def release(self) -> str:
+        """The release the running service reports in its /metrics."""
+        text = httpx.get(self.base + "/metrics", timeout=5).text
+        found = re.search(r'openmfa_build_info\{part="\w+",release="([^"]+)"\}', text)
+        assert found, text
+        return found.group(1)
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class Channel:
+    name: str
+    tried: int = 0
+    accepted: int = 0
+    failed: list[str] = field(default_factory=list)
+    longest: float = 0.0
+    """The longest a single sign-in of this channel took (seconds)."""
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<8} tried {self.tried:>5}  accepted {self.accepted:>5}  "
+            f"failed {len(self.failed):>3}  longest {self.longest:5.2f} s"
+        )
+
+
+@dataclass
+class DeploymentLoad:
+    """Bounded load on every channel; each sign-in timed and counted on its channel."""
+
+    base: Load
+    sdk_url: str
+    admin: str
+    portal_url: str
+    portal_seeds: dict[str, bytes]
+    phone: Phone
+    channels: dict[str, Channel] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    used: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("sdk", "radius", "push", "portal", "guard"):
+            self.channels[name] = Channel(name)
+
+    def count(self, channel: str, good: bool, seconds: float, why: str) -> None:
+        with self.lock:
+            c = self.channels[channel]
+            c.tried += 1
+            c.longest = max(c.longest, seconds)
+            if good:
+                c.accepted += 1
+            else:
+                c.failed.append(why)
+
+    def worker(
+        self, channel: str, once: Callable[[], tuple[bool, str] | None], pause: float
+    ) -> None:
+        deadline = time.monotonic() + 1800  # bounded in time as well as by the stop flag
+        for _ in range(100_000):
+            if self.stop.is_set() or time.monotonic() > deadline:
+                return
+            started = time.monotonic()
+            try:
+                done = once()
+            except Exception as exc:  # counted as a failure of its channel, never hidden
+                done = (False, f"{channel}: {exc!r}")
+            if done is None:
+                time.sleep(0.5)
+                continue
+            self.count(channel, done[0], time.monotonic() - started, done[1])
+            self.stop.wait(pause)
+
+    def portal_credentials(self) -> tuple[str, str] | None:
+        step = step_at(time.time())
+        with self.lock:
+            for name, key in self.portal_seeds.items():
+                if self.used.get(name, -1) < step:
+                    self.used[name] = step
+                    return name, totp(key, step * 30)
+        return None
+
+    def portal_once(self) -> tuple[bool, str] | None:
+        """A browser's sign-in through the portal backend: password, then a code, then the
+        person's methods page. A fresh client: a new visitor each time."""
+        cred = self.portal_credentials()
+        if cred is None:
+            return None
+        user, code = cred
+        with httpx.Client(base_url=self.portal_url, timeout=30) as h:
+            page = h.get("/sign-in")
+            form = {"csrf": _csrf(page.text), "user": user, "password": PASSWORD}
+            r = h.post("/sign-in", data=form)
+            if r.status_code != 303 or not r.headers["location"].endswith("/second-factor"):
+                return False, f"portal {user} password step: {r.status_code} {r.text[:200]}"
+            page = h.get("/second-factor")
+            r = h.post("/second-factor", data={"csrf": _csrf(page.text), "code": code})
+            if r.status_code != 303 or not r.headers["location"].endswith("/methods"):
+                return False, f"portal {user} code step: {r.status_code} {r.text[:300]}"
+            page = h.get("/methods")
+            if page.status_code != 200 or user not in page.text:
+                return False, f"portal {user} methods page: {page.status_code}"
+        return True, ""
+
+    def push_once(self) -> tuple[bool, str] | None:
+        """A push sign-in through the SDK backend, seen and approved on the phone through the
+        mobile backend."""
+        with SdkClient(self.sdk_url, self.admin, timeout=30) as sdk:
+            d = sdk.authenticate("pia", push=True)
+            if d.pending is None:
+                return False, f"push: no request opened ({d.reason})"
+            seen: list[dict[str, object]] = []
+            deadline = time.monotonic() + 30
+            while not any(r["id"] == d.pending.id for r in seen):
+                if time.monotonic() > deadline:
+                    return False, f"push {d.pending.id}: never reached the phone"
+                got = self.phone.run("pending", "--json", "--wait", "5", expect=None)
+                seen = json.loads(got.stdout) if got.returncode == 0 else []
+            done = self.phone.run(
+                "approve", d.pending.id, "--number", d.pending.number, expect=None
+            )
+            if done.returncode != 0:
+                return (
+                    False,
+                    f"push {d.pending.id}: the phone's answer failed: {done.stderr[-300:]}",
+                )
+            out = sdk.push_outcome(d.pending.id, wait=20)
+            return out.accepted, f"push {d.pending.id}: {out.status}"
+
+    def guard_once(self, sdk: httpx.Client, udp: socket.socket) -> tuple[bool, str]:
+        """MFA is never off: "nomfa" (no method) with no code, over the SDK and over RADIUS,
+        must be refused on every node at every moment (counted as good when refused)."""
+        self._guard = getattr(self, "_guard", 0) + 1
+        if self._guard % 2:
+            r = sdk.post(
+                self.sdk_url + "/v1/authenticate",
+                json={"user": "nomfa", "code": ""},
+                headers={"authorization": f"Bearer {self.base.api_key}"},
+            )
+            passed = r.status_code == 200 and r.json()["accepted"] is True
+            return not passed, f"guard sdk: nomfa let in without a second factor: {r.text}"
+        let_in, why = self.base.radius_once(udp, ("nomfa", ""))
+        return not let_in, f"guard radius: nomfa let in without a second factor ({why})"
+
+    def workers(self) -> list[threading.Thread]:
+        def sdk_once() -> tuple[bool, str] | None:
+            cred = self.base.credentials()
+            return None if cred is None else self.base.sdk_once(sdk_client, cred)
+
+        def radius_once() -> tuple[bool, str] | None:
+            cred = self.base.credentials()
+            return None if cred is None else self.base.radius_once(udp, cred)
+
+        def guard_once() -> tuple[bool, str]:
+            return self.guard_once(guard_client, guard_udp)
+
+        sdk_client, guard_client = httpx.Client(timeout=10), httpx.Client(timeout=10)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.settimeout(1.0)
+        guard_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        guard_udp.settimeout(1.0)
+        self._closers = [sdk_client.close, guard_client.close, udp.close, guard_udp.close]
+        return [
+            threading.Thread(target=self.worker, args=("sdk", sdk_once, 0.05)),
+            threading.Thread(target=self.worker, args=("radius", radius_once, 0.05)),
+            threading.Thread(target=self.worker, args=("push", self.push_once, 0.5)),
+            threading.Thread(target=self.worker, args=("portal", self.portal_once, 2.0)),
+            threading.Thread(target=self.worker, args=("guard", guard_once, 1.0)),
+        ]
+
+    def close(self) -> None:
+        for close in getattr(self, "_closers", []):
+            close()
+
+    def failures(self) -> list[str]:
+        return [f for c in self.channels.values() for f in c.failed]
+
+
+def _csrf(text: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', text)
+    assert found, text[:500]
+    return found.group(1)
+
+
+def haproxy_deployment_config(
+    work: Path, ports: dict[str, int], backends: dict[str, list[tuple[str, int]]]
+) -> Path:
+    """docs/haproxy-deployment.cfg with this run's admin socket, frontend ports and servers."""
+    text = (ROOT / "docs" / "haproxy-deployment.cfg").read_text()
+    text = text.replace("/run/haproxy/admin.sock", str(work / "haproxy.sock"))
+    for frontend, port in ports.items():
+        default = {"openmfa_sdk": 8443, "portal": 8500, "mobile": 8490}[frontend]
+        text = re.sub(
+            rf"(frontend {frontend}\n    bind 127.0.0.1:){default}", rf"\g<1>{port}", text
+        )
+    out, section = [], ""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("backend "):
+            section = line.split()[1]
+        if line.startswith("    server "):
+            continue
+        out.append(line)
+        last_of_section = i + 1 == len(lines) or not lines[i + 1].startswith("    ")
+        if section and line.startswith("    ") and last_of_section:
+            for name, port in backends[section]:
+                cookie = f" cookie {name}" if section == "portal" else ""
+                out.append(f"    server {name} 127.0.0.1:{port}{cookie}")
+            section = ""
+    cfg = work / "haproxy.cfg"
+    cfg.write_text("\n".join(out) + "\n")
+    return cfg
+
+
+@dataclass
+class Deployment:
+    nodes: list[Node]
+    portals: list[Component]
+    mobiles: list[Component]
+    bundle_a: Path
+    bundle_b: Path
+    work: Path
+    admin: str = ""
+    seeds: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def components(self) -> list[Component]:
+        return [*self.mobiles, *self.portals]
+
+    def stop(self) -> None:
+        for c in self.components:
+            c.stop()
+        for n in self.nodes:
+            n.stop()
+
+
+def install(work: Path, node_names: tuple[str, ...] = NODE_NAMES) -> Deployment:
+    """Every host installed from release A (nodes from its wheel, the portal and mobile hosts
+    from an offline bundle), nothing started."""
+    wheels = work / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    wheel_a = build_wheel(ROOT, wheels, A)
+    bundle_a, bundle_b = make_bundle(wheels, A), make_bundle(wheels, B)
+    nodes = install_nodes(work, wheel_a, node_names)
+    parts: list[Component] = []
+    for name, kind in (
+        ("web-1", "portal"),
+        ("web-2", "portal"),
+        ("dmz-1", "mobile"),
+        ("dmz-2", "mobile"),
+    ):
+        where = work / name
+        c = Component(name, kind, where / "root", where / "install.toml", free_port())
+        run(
+            OPENMFA,
+            "install",
+            "--root",
+            str(c.root),
+            "--from-bundle",
+            str(bundle_a),
+            "--components",
+            kind,
+            "--record",
+            str(c.record),
+        )
+        parts.append(c)
+    return Deployment(
+        nodes,
+        [c for c in parts if c.kind == "portal"],
+        [c for c in parts if c.kind == "mobile"],
+        bundle_a,
+        bundle_b,
+        work,
+    )
+
+
+@dataclass
+class Outcome:
+    output: str
+    seconds: float
+    load: DeploymentLoad
+    then_output: str = ""
+    balancer: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        lines = [c.line() for c in self.load.channels.values()]
+        return "\n".join([*lines, f"upgrade took {self.seconds:.0f} s"])
+
+
+def upgrade_under_load(
+    d: Deployment, *, then: Callable[[list[str]], str] | None = None, hold: bool = True
+) -> Outcome:
+    """Start the deployment on release A, load every channel, `openmfa farm upgrade` to B on
+    the master (with ``hold``: not finalized), then ``then`` (given the load-balancer options)
+    under the same load."""
+    work = d.work
+    ports = {"openmfa_sdk": free_port(), "portal": free_port(), "mobile": free_port()}
+    sdk_url = f"http://127.0.0.1:{ports['openmfa_sdk']}"
+    mobile_url = f"http://127.0.0.1:{ports['mobile']}/mobile"
+    portal_url = f"http://127.0.0.1:{ports['portal']}/portal"
+    for n in d.nodes:
+        cfg = n.var / "server.toml"
+        cfg.write_text(
+            cfg.read_text() + f'\n[mobile]\npublic_url = "{mobile_url}"\nmin_gap_seconds = 0.0\n'
+        )
+    a = d.nodes[0]
+    a.start()
+    out = a.cli("farm", "init", "--url", a.url)
+    token = re.search(r"(omfa-join-\S+)", out).group(1)  # type: ignore[union-attr]
+    for n in d.nodes[1:]:
+        n.cli("farm", "join", a.url, "--token", token, "--url", n.url)
+        n.start()
+
+    def key(name: str, scope: str) -> str:
+        found = re.search(r"(omfa_\S+)", a.cli("apikey", "create", name, "--scope", scope))
+        assert found
+        return found.group(1)
+
+    d.admin = admin = key("deploy-admin", "admin")
+    adapter = key("gateway", "adapter")
+    portal_key, mobile_key = key("web", "portal"), key("dmz", "mobile")
+    a.cli("radius", "client", "add", "gw", "--address", "127.0.0.1/32", "--secret", RADIUS_SECRET)
+    with httpx.Client(base_url=a.url, headers={"authorization": f"Bearer {admin}"}) as api:
+        for i in range(USERS):
+            name = f"user{i:03d}"
+            secret = secrets.token_bytes(20)
+            r = api.post("/v1/users", json={"name": name, "email": f"{name}@example.org"})
+            assert r.status_code == 201, r.text
+            r = api.post(
+                f"/v1/users/{name}/methods",
+                json={"kind": "totp", "secret": base64.b32encode(secret).decode()},
+            )
+            assert r.status_code == 201, r.text
+            d.seeds[name] = secret
+        assert api.post("/v1/users", json={"name": "pia"}).status_code == 201
+        assert api.post("/v1/users", json={"name": "nomfa"}).status_code == 201
+    portal_users = [f"user{i:03d}" for i in range(PORTAL_USERS)]
+    for name in portal_users:
+        subprocess.run(
+            [str(a.root / "current" / "venv" / "bin" / "openmfa"), "user", "set-password", name,
+             "--password-stdin", "--data-dir", str(a.var)],
+            input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+        )  # fmt: skip
+    backends = {
+        "openmfa": [(n.name, n.port) for n in d.nodes],
+        "portal": [(c.name, c.port) for c in d.portals],
+        "mobile": [(c.name, c.port) for c in d.mobiles],
+    }
+    cfg = haproxy_deployment_config(work, ports, backends)
+    haproxy_log = (work / "haproxy.log").open("a")
+    haproxy = subprocess.Popen(
+        ["haproxy", "-f", str(cfg), "-db"], stdout=haproxy_log, stderr=subprocess.STDOUT
+    )
+    load: DeploymentLoad | None = None
+    try:
+        deadline = time.monotonic() + 30
+        while not _answers(sdk_url + "/readyz"):  # HAProxy's checks found the nodes up
+            assert time.monotonic() < deadline, "HAProxy does not reach the nodes"
+            time.sleep(0.3)
+        # The hosts beside the nodes: configured as an administrator would, joined, started.
+        for c in d.components:
+            key_file = c.var / f"{c.kind}.key"
+            key_file.write_text((portal_key if c.kind == "portal" else mobile_key) + "\n")
+            key_file.chmod(0o600)
+            text = c.config.read_text()
+            values = {
+                "listen": f'"127.0.0.1:{c.port}"',
+                "nodes": f'["{sdk_url}"]  # the SDK behind HAProxy',
+                "api_key_file": f'"{c.kind}.key"',
+            }
+            if c.kind == "portal":
+                values["attempts_per_minute"] = "600  # every test visitor comes from 127.0.0.1"
+            for k, v in values.items():
+                text, n = re.subn(rf"^{k} = .*$", f"{k} = {v}", text, count=1, flags=re.M)
+                assert n == 1, (c.config, k)
+            c.config.write_text(text)
+            said = c.openmfa(
+                "farm", "join-component", "--kind", c.kind, "--config", str(c.config),
+                "--name", c.name,
+            )  # fmt: skip
+            assert "is in the farm's inventory" in said, said
+            c.start()
+
+        deadline = time.monotonic() + 60
+        while True:  # HAProxy up, every node replicated, every component reporting
+            status = json.loads(a.cli("farm", "status", "--json"))
+            healthy = all(n["lag"] == 0 and n["health"] == "ok" for n in status["nodes"])
+            reporting = {c["name"] for c in status["components"] if c["health"] == "ok"}
+            lb_up = all(
+                _answers(u)
+                for u in (sdk_url + "/readyz", portal_url + "/healthz", mobile_url + "/healthz")
+            )
+            if healthy and reporting == {c.name for c in d.components} and lb_up:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+        code = json.loads(a.cli("device", "activate", "pia", "--json"))
+        assert code["url"] == mobile_url, code
+        phone = Phone(work / "pia-phone.json")
+        assert "activated device" in phone.run("activate", code["url"], code["code"]).stdout
+        base = Load(
+            sdk_url,
+            adapter,
+            [n.radius_port for n in d.nodes],
+            {k: v for k, v in d.seeds.items() if k not in portal_users},
+        )
+        load = DeploymentLoad(
+            base,
+            sdk_url,
+            admin,
+            portal_url,
+            {k: d.seeds[k] for k in portal_users},
+            phone,
+        )
+        workers = load.workers()
+        for w in workers:
+            w.start()
+        time.sleep(5)
+        started = time.monotonic()
+        lb = ["--lb", "haproxy", "--haproxy-socket", str(work / "haproxy.sock")]
+        lb += ["--haproxy-backend", "openmfa", "--haproxy-portal-backend", "portal"]
+        lb += ["--haproxy-mobile-backend", "mobile"]
+        then_out = ""
+        try:
+            out = a.openmfa(
+                "farm", "upgrade", "--bundle", str(d.bundle_b), *lb, *(["--hold"] if hold else []),
+                "--data-dir", str(a.var),
+            )  # fmt: skip
+            seconds = time.monotonic() - started
+            if then is not None:
+                then_out = then(lb)
+            time.sleep(5)
+        finally:
+            load.stop.set()
+            for w in workers:
+                w.join(timeout=90)
+            load.close()
+    finally:
+        haproxy.terminate()
+        haproxy.wait(timeout=10)
+        haproxy_log.close()
+    events = [
+        line
+        for line in (work / "haproxy.log").read_text().splitlines()
+        if " is DOWN" in line or " is UP" in line or "check for server" in line
+    ]
+    assert load is not None
+    return Outcome(out, seconds, load, then_out, events)

@@ -1,0 +1,91 @@
+"""The whole deployment upgraded by one command while people sign in on every channel, then
+rolled back by one command before finalize (tests/e2e/deployment_scenario.py): three nodes,
+two portal hosts and two mobile-service hosts behind HAProxy; SDK, RADIUS, push and portal
+sign-ins throughout. Pass: no sign-in failed on any channel, none passed without its second
+factor (every accepted one was asked for a code or a push), no audit event lost, every user
+and setting intact, each host's own config values kept."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .deployment_scenario import A, B, Deployment, install, upgrade_under_load
+from .test_farm_upgrade import assert_audited
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, wheelhouse: Path) -> Iterator[Deployment]:
+    d = install(tmp_path)
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    seen: dict[str, object] = {}
+
+    def check_then_roll_back(lb: list[str]) -> str:
+        # Upgraded and held: every host on B, the hosts' own settings kept, finalize not run.
+        seen["upgraded"] = {c.name: c.release() for c in d.components}
+        seen["nodes_upgraded"] = {n.name: n.release() for n in d.nodes}
+        seen["configs"] = {c.name: c.config.read_text() for c in d.components}
+        master = next(
+            n for n in d.nodes if json.loads(n.cli("farm", "status", "--json"))["master"] == n.url
+        )
+        plan = master.openmfa("farm", "rollback", *lb, "--dry-run", "--data-dir", str(master.var))
+        seen["plan"] = plan
+        return master.openmfa("farm", "rollback", *lb, "--data-dir", str(master.var))
+
+    o = upgrade_under_load(d, then=check_then_roll_back)
+    print(o.output, o.then_output, o.report(), sep="\n")
+    assert o.load.failures() == [], "\n".join([*o.load.failures()[:10], *o.balancer[-30:]])
+    for name, channel in o.load.channels.items():
+        assert channel.accepted >= 3, (name, o.report())
+    assert seen["nodes_upgraded"] == {n.name: B for n in d.nodes}
+    assert seen["upgraded"] == {c.name: B for c in d.components}, o.output
+    configs = seen["configs"]
+    assert isinstance(configs, dict)
+    for c in d.portals:
+        assert (
+            "attempts_per_minute = 600  # every test visitor comes from 127.0.0.1"
+            in configs[c.name]
+        )
+        assert f'name = "{c.name}"' in configs[c.name]
+    for c in d.mobiles:
+        assert (
+            "# the SDK behind HAProxy" in configs[c.name]
+            and f'name = "{c.name}"' in configs[c.name]
+        )
+    # The order: nodes, then mobile hosts, then portal hosts; finalize held.
+    out = o.output
+    assert (
+        out.index("[node-a]") < out.index("[dmz-1]") < out.index("[dmz-2]") < out.index("[web-1]")
+    )
+    assert "finalize held" in out and "[finalize]" not in out
+    # Rolled back: the reverse order, every host on A again.
+    rolled = o.then_output
+    assert "the farm is rolled back" in rolled, rolled
+    assert rolled.index("[web-2]") < rolled.index("[web-1]") < rolled.index("[dmz-2]")
+    assert rolled.index("[dmz-1]") < rolled.index("[node-")
+    assert "web-1" in str(seen["plan"]) and f"{B} -> {A}" in str(seen["plan"])
+    assert {c.name: c.release() for c in d.components} == {c.name: A for c in d.components}
+    assert {n.name: n.release() for n in d.nodes} == {n.name: A for n in d.nodes}
+    for n in d.nodes:
+        users = {u["name"] for u in json.loads(n.cli("user", "list", "--json"))}
+        assert users >= {*d.seeds, "pia"}, n.name
+    master = next(
+        n for n in d.nodes if json.loads(n.cli("farm", "status", "--json"))["master"] == n.url
+    )
+    assert_audited(master, o.load.base.sdk_request_ids)
+    status = json.loads(master.cli("farm", "status", "--json"))
+    assert {c["name"]: c["release"] for c in status["components"]} == {
+        c.name: A for c in d.components
+    }
