@@ -315,20 +315,18 @@ def haproxy_deployment_config(
         text = re.sub(
             rf"(frontend {frontend}\n    bind 127.0.0.1:){default}", rf"\g<1>{port}", text
         )
-    out, section = [], ""
-    lines = text.splitlines()
+    lines = [ln for ln in text.splitlines() if not ln.startswith("    server ")]
+    out: list[str] = []
+    section = ""
     for i, line in enumerate(lines):
-        if line.startswith("backend "):
-            section = line.split()[1]
-        if line.startswith("    server "):
-            continue
+        if not line.startswith(" "):
+            section = line.split()[1] if line.startswith("backend ") else ""
         out.append(line)
-        last_of_section = i + 1 == len(lines) or not lines[i + 1].startswith("    ")
-        if section and line.startswith("    ") and last_of_section:
+        last = i + 1 == len(lines) or not lines[i + 1].startswith(" ")
+        if section and line.startswith(" ") and last:
             for name, port in backends[section]:
                 cookie = f" cookie {name}" if section == "portal" else ""
                 out.append(f"    server {name} 127.0.0.1:{port}{cookie}")
-            section = ""
     cfg = work / "haproxy.cfg"
     cfg.write_text("\n".join(out) + "\n")
     return cfg
