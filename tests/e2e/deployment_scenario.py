@@ -36,7 +36,15 @@ import httpx
 from openmfa.core.totp import step_at, totp
 from openmfa.sdk.client import SdkClient
 
-from .farm_scenario import RADIUS_SECRET, Load, Node, install_nodes, make_bundle, run
+from .farm_scenario import (
+    RADIUS_SECRET,
+    Load,
+    Node,
+    install_nodes,
+    make_bundle,
+    run,
+    stop_service,
+)
 from .helpers import OPENMFA, Phone, free_port
 from .test_upgrade import NEW, ROOT, build_wheel
 
@@ -99,17 +107,7 @@ class Component:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        lock = self.var / f"{self.kind}.lock"
-        text = lock.read_text().strip() if lock.exists() else ""
-        if text.isdigit() and Path(f"/proc/{text}").exists():
-            subprocess.run(["kill", "-TERM", text], check=False)
-            deadline = time.monotonic() + 30
-            while Path(f"/proc/{text}").exists() and time.monotonic() < deadline:
-                time.sleep(0.1)
-        for proc in self.procs:  # the ones this test started (an upgrade restarts them itself)
-            if proc.poll() is None:
-                proc.terminate()
-            proc.wait(timeout=30)
+        stop_service(self.var / f"{self.kind}.lock", self.procs)
 
     def release(self) -> str:
         """The release the running service reports in its /metrics."""
@@ -162,7 +160,7 @@ class DeploymentLoad:
     used: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("sdk", "radius", "push", "portal", "guard"):
+        for name in ("sdk", "radius", "push", "portal", "session", "guard"):
             self.channels[name] = Channel(name)
 
     def count(self, channel: str, good: bool, seconds: float, why: str) -> None:
@@ -223,6 +221,30 @@ class DeploymentLoad:
             if page.status_code != 200 or user not in page.text:
                 return False, f"portal {user} methods page: {page.status_code}"
         return True, ""
+
+    def session_once(self) -> tuple[bool, str] | None:
+        """One person signed in at the start keeps using the portal (same browser, same
+        cookies) through the whole upgrade: every page shows their methods, never a sign-in."""
+        visitor = getattr(self, "_visitor", None)
+        if visitor is None:
+            cred = self.portal_credentials()
+            if cred is None:
+                return None
+            h = httpx.Client(base_url=self.portal_url, timeout=30)
+            page = h.get("/sign-in")
+            form = {"csrf": _csrf(page.text), "user": cred[0], "password": PASSWORD}
+            h.post("/sign-in", data=form)
+            page = h.get("/second-factor")
+            r = h.post("/second-factor", data={"csrf": _csrf(page.text), "code": cred[1]})
+            if r.status_code != 303 or not r.headers["location"].endswith("/methods"):
+                h.close()
+                return False, f"session: the first sign-in failed: {r.status_code}"
+            self._visitor, self._visitor_user = h, cred[0]
+            self._closers.append(h.close)
+            visitor = h
+        page = visitor.get("/methods")
+        good = page.status_code == 200 and self._visitor_user in page.text
+        return good, f"session: /methods answered {page.status_code} {page.headers.get('location')}"
 
     def push_once(self) -> tuple[bool, str] | None:
         """A push sign-in through the SDK backend, seen and approved on the phone through the
@@ -287,6 +309,7 @@ class DeploymentLoad:
             threading.Thread(target=self.worker, args=("radius", radius_once, 0.05)),
             threading.Thread(target=self.worker, args=("push", self.push_once, 0.5)),
             threading.Thread(target=self.worker, args=("portal", self.portal_once, 2.0)),
+            threading.Thread(target=self.worker, args=("session", self.session_once, 1.0)),
             threading.Thread(target=self.worker, args=("guard", guard_once, 1.0)),
         ]
 
@@ -439,6 +462,7 @@ def upgrade_under_load(
     d.admin = admin = key("deploy-admin", "admin")
     adapter = key("gateway", "adapter")
     portal_key, mobile_key = key("web", "portal"), key("dmz", "mobile")
+    session_key = secrets.token_hex(32)
     a.cli("radius", "client", "add", "gw", "--address", "127.0.0.1/32", "--secret", RADIUS_SECRET)
     with httpx.Client(base_url=a.url, headers={"authorization": f"Bearer {admin}"}) as api:
         for i in range(USERS):
@@ -490,6 +514,9 @@ def upgrade_under_load(
             }
             if c.kind == "portal":
                 values["attempts_per_minute"] = "600  # every test visitor comes from 127.0.0.1"
+                values["session_key_file"] = '"session.key"  # the same on every portal host'
+                (c.var / "session.key").write_text(session_key + "\n")
+                (c.var / "session.key").chmod(0o600)
             for k, v in values.items():
                 text, n = re.subn(rf"^{k} = .*$", f"{k} = {v}", text, count=1, flags=re.M)
                 assert n == 1, (c.config, k)

@@ -114,20 +114,25 @@ class Node:
         ]
 
     def stop(self) -> None:
-        lock = self.var / "openmfa.lock"
-        text = lock.read_text().strip() if lock.exists() else ""
-        if text.isdigit() and Path(f"/proc/{text}").exists():
-            os.kill(int(text), signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            while Path(f"/proc/{text}").exists() and time.monotonic() < deadline:
-                time.sleep(0.1)
-        for proc in self.procs:  # the ones this test started (an upgrade restarts nodes itself)
-            if proc.poll() is None:
-                proc.terminate()
-            proc.wait(timeout=30)
+        stop_service(self.var / "openmfa.lock", self.procs)
 
     def release(self) -> str:
         return str(httpx.get(self.url + "/version", timeout=5).json()["release"])
+
+
+def stop_service(lock: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM the service holding ``lock`` (an upgrade may have restarted it: its pid is in
+    the lock), then the processes this test started."""
+    text = lock.read_text().strip() if lock.exists() else ""
+    if text.isdigit() and Path(f"/proc/{text}").exists():
+        os.kill(int(text), signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{text}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=30)
 
 
 @dataclass

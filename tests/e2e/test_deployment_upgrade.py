@@ -59,6 +59,9 @@ def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
             in configs[c.name]
         )
         assert f'name = "{c.name}"' in configs[c.name]
+        assert (
+            'session_key_file = "session.key"  # the same on every portal host' in configs[c.name]
+        )
     for c in d.mobiles:
         assert (
             "# the SDK behind HAProxy" in configs[c.name]

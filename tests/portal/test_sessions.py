@@ -72,3 +72,66 @@ def test_portal_toml_mistakes_are_named(tmp_path: Path) -> None:
     key.chmod(0o600)
     loaded = load(cfg)
     assert loaded.api_key == "omfa_x_y" and loaded.prefix == "/portal"
+
+
+def test_a_signed_in_session_is_carried_to_another_portal_host_sharing_the_key(
+    tmp_path: Path,
+) -> None:
+    """With a shared session_key_file, a session signed in on one portal host is taken by
+    another (or by the same host after a restart): the carry cookie, sealed, under the same id.
+    Not with a tampered seal, another id, another key, or once signed out."""
+    import asyncio
+    import time
+
+    import httpx
+
+    from openmfa.portal.app import create_app
+    from openmfa.portal.config import load
+
+    def host(where: str, key: str) -> tuple[httpx.AsyncClient, Sessions]:
+        d = tmp_path / where
+        d.mkdir()
+        (d / "session.key").write_text(key)
+        (d / "session.key").chmod(0o600)
+        (d / "portal.toml").write_text(
+            '[portal]\napi_key = "omfa_x_y"\nsession_key_file = "session.key"\n'
+        )
+        app = create_app(load(d / "portal.toml"))
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p.test")
+        return client, app.state.sessions
+
+    def jar(cookies: dict[str, str]) -> dict[str, str]:
+        return {"cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+
+    shared = "ab" * 32
+    (one, sessions_one), (two, _), (other, _) = (
+        host("one", shared),
+        host("two", shared),
+        host("three", "cd" * 32),
+    )
+
+    async def go() -> None:
+        s = sessions_one.new()
+        s.user, s.token, s.signed_in_at = "ann", "node-token", time.time()
+        s.token_expires = time.time() + 600
+        r = await one.get("/portal/", headers=jar({"openmfa-portal": s.id}))
+        assert r.headers["location"].endswith("/methods")
+        sealed = r.cookies["openmfa-portal-carry"]
+        assert "node-token" not in sealed and "ann" not in sealed  # sealed, not just signed
+        carry = {"openmfa-portal": s.id, "openmfa-portal-carry": sealed}
+        r = await two.get("/portal/", headers=jar(carry))  # another host: still signed in
+        assert r.headers["location"].endswith("/methods"), r.headers
+        tampered = sealed[:-6] + ("AAAAAA" if not sealed.endswith("AAAAAA") else "BBBBBB")
+        for cookies in (
+            {**carry, "openmfa-portal-carry": tampered},
+            {**carry, "openmfa-portal": "another-id"},
+        ):
+            fresh, _ = host(f"fresh-{len(cookies['openmfa-portal'])}-{tampered[-3:]}", shared)
+            r = await fresh.get("/portal/", headers=jar(cookies))
+            assert r.headers["location"].endswith("/sign-in"), cookies
+        r = await other.get("/portal/", headers=jar(carry))  # another key
+        assert r.headers["location"].endswith("/sign-in")
+        for c in (one, two, other):
+            await c.aclose()
+
+    asyncio.run(go())

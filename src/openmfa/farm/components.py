@@ -53,22 +53,7 @@ class ComponentBoard:
 
     def report(self, r: ComponentReport, now: float | None = None) -> ComponentOrder | None:
         now = time.time() if now is None else now
-        seen = ComponentSeen(
-            name=r.name,
-            kind=r.kind,
-            url=r.url,
-            host=r.host,
-            release=r.release,
-            sdk_versions=list(r.sdk_versions),
-            health=r.health,
-            contact=now,
-            node=self.node,
-            upgrading=r.upgrading,
-            rollback_to=r.rollback_to,
-            boot=r.boot,
-            busy=r.busy,
-            started=list(r.started),
-        )
+        seen = ComponentSeen(**msgspec.structs.asdict(r), contact=now, node=self.node)
         with self._lock:
             before = self._seen.get(r.name)
             self._seen[r.name] = seen

@@ -64,7 +64,7 @@ from ..sdk.models import AuditView, PortalStep
 from . import i18n
 from .config import PACKAGED_THEMES, PortalConfig
 from .forward_auth import Cookies, ForwardAuthGate, in_domain
-from .sessions import Attempts, Session, Sessions
+from .sessions import CARRY, Attempts, Carried, Session, Sessions
 
 log = logging.getLogger("openmfa.portal")
 MAX_FORM = 16 * 1024
@@ -195,6 +195,7 @@ def create_app(
         sites = f"{fa.cookie_domain}:* *.{fa.cookie_domain}:*"
         csp = CSP.replace("form-action 'self'", f"form-action 'self' {sites}")
     sessions = Sessions(cfg.idle_seconds, cfg.absolute_seconds)
+    carried = Carried(cfg.session_key, cfg.idle_seconds) if cfg.session_key else None
     attempts = Attempts(cfg.attempts_per_minute)
     envs = _environments(cfg)
     static_dirs = [cfg.themes_dir / cfg.theme / "static", PACKAGED_THEMES / "Default" / "static"]
@@ -247,7 +248,12 @@ def create_app(
             lang = language(request)
             env, translations = envs[lang]
             name = cookie_name(request)
-            s = sessions.get(request.cookies.get(name, ""))
+            sid = request.cookies.get(name, "")
+            s = sessions.get(sid)
+            if s is None and carried is not None:  # signed in on another host, or before
+                s = carried.restore(
+                    sessions, request.cookies.get(name + CARRY, ""), sid, time.time()
+                )
             fresh = s is None
             if s is None:
                 s = sessions.new()
@@ -343,7 +349,8 @@ def create_app(
         return endpoint
 
     def _finish(request: Request, resp: Response, s: Session, name: str) -> Response:
-        if sessions.get(s.id) is s:
+        alive = sessions.get(s.id) is s
+        if alive:
             resp.set_cookie(
                 name,
                 s.id,
@@ -354,6 +361,17 @@ def create_app(
             )
         else:
             resp.delete_cookie(name, path="/")
+        if carried is not None and alive and s.signed_in:
+            resp.set_cookie(
+                name + CARRY,
+                carried.seal(s),
+                path="/",
+                httponly=True,
+                samesite="lax",
+                secure=secure(request),
+            )
+        elif request.cookies.get(name + CARRY):
+            resp.delete_cookie(name + CARRY, path="/")
         resp.headers["Cache-Control"] = "no-store"
         return resp
 

@@ -39,6 +39,9 @@ class PortalConfig:
     forward_auth: ForwardAuthConfig | None = None
     name: str = ""
     """Its name in the farm's inventory ("" reports nothing)."""
+    session_key: bytes | None = None
+    """Shared by the portal hosts: a signed-in session is carried, sealed, in a cookie any of
+    them restores (a host restarted by an upgrade, or another host, keeps the person in)."""
 
 
 def load(path: Path | None, *, api_key: str | None = None) -> PortalConfig:
@@ -90,4 +93,11 @@ def load(path: Path | None, *, api_key: str | None = None) -> PortalConfig:
         attempts_per_minute=int(values["attempts_per_minute"]),
         path=path,
         forward_auth=forward_auth.load(sections["forward_auth"], path),
+        session_key=(
+            forward_auth.read_key(
+                "[portal] session_key_file", str(values["session_key_file"]), path
+            )
+            if values["session_key_file"]
+            else None
+        ),
     )

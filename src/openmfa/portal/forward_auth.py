@@ -66,13 +66,20 @@ def load(values: dict[str, Any], path: Path | None) -> ForwardAuthConfig | None:
         raise ConfigError("[forward_auth] cookie_name must be letters, digits, - and _")
     if values["session_minutes"] <= 0:
         raise ConfigError("[forward_auth] session_minutes must be greater than 0")
-    key_path = relative(path, str(values["key_file"])) or Path(str(values["key_file"]))
+    key = read_key("[forward_auth] key_file", str(values["key_file"]), path)
+    return ForwardAuthConfig(domain, name, float(values["session_minutes"]) * 60, key, public)
+
+
+def read_key(setting: str, name: str, config: Path | None) -> bytes:
+    """A shared secret from a file of hex digits (at least 32 bytes, mode 0600), named by
+    ``setting`` of the config file ``config`` (relative names are beside it)."""
+    key_path = relative(config, name) or Path(name)
     try:
         mode = key_path.stat().st_mode
         key = bytes.fromhex(key_path.read_text("utf-8").strip())
     except OSError as exc:
         raise ConfigError(
-            f"cannot read [forward_auth] key_file {key_path}: {exc.strerror}; make one with "
+            f"cannot read {setting} {key_path}: {exc.strerror}; make one with "
             f"`openssl rand -hex 32 > {key_path}` (mode 0600)"
         ) from None
     except ValueError:
@@ -81,7 +88,7 @@ def load(values: dict[str, Any], path: Path | None) -> ForwardAuthConfig | None:
         raise ConfigError(f"{key_path} must hold at least 32 bytes (64 hex digits)")
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"{key_path} is readable by others; chmod 600 it")
-    return ForwardAuthConfig(domain, name, float(values["session_minutes"]) * 60, key, public)
+    return key
 
 
 def in_domain(url: str, domain: str) -> bool:

@@ -4,17 +4,28 @@ A browser gets one on its first page (it carries the CSRF token of the sign-in f
 renewed — a new id, a new CSRF token — at each step of a sign-in, so an id known before the
 sign-in is worth nothing after it (session fixation). A signed-in session ends after
 ``idle_seconds`` without a request, after ``absolute_seconds``, when the node's session token
-ends, and at sign-out. Nothing here is a secret the node would accept on its own: the node's
-session token lives here and never reaches the browser.
+ends, and at sign-out. The node's session token lives here; it reaches the browser only sealed
+(AES-128-CBC and HMAC-SHA256, ``Fernet``) when the portal hosts share a ``session_key_file``
+(:class:`Carried`): then a signed-in session also rides in a second cookie, re-sealed on every
+page, that any portal host with the key restores under the same id — after a restart, or on
+another host — until it has been idle for ``idle_seconds``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import secrets
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from cryptography.fernet import Fernet, InvalidToken
+
+CARRY = "-carry"
+"""The carry cookie is named after the session cookie, with this after it."""
 MAX_SESSIONS = 50_000
 """Oldest sessions are dropped past this many (a flood of first visits cannot fill memory)."""
 
@@ -111,6 +122,12 @@ class Sessions:
             if s.ticket and not s.signed_in and now - s.seen < within
         )
 
+    def adopt(self, s: Session) -> None:
+        """A session restored from its carry cookie (``Carried``)."""
+        self._by_id[s.id] = s
+        while len(self._by_id) > MAX_SESSIONS:
+            self._by_id.popitem(last=False)
+
     def drop(self, s: Session) -> None:
         self._by_id.pop(s.id, None)
 
@@ -143,3 +160,44 @@ class Attempts:
             return False
         q.append(now)
         return True
+
+
+class Carried:
+    """Signed-in sessions sealed into a cookie, restored by any portal host sharing the key."""
+
+    FIELDS = ("id", "csrf", "created", "user", "token", "token_expires", "signed_in_at")
+
+    def __init__(self, key: bytes, idle_seconds: float) -> None:
+        derived = hashlib.sha256(b"openmfa portal session carry\0" + key).digest()
+        self.fernet = Fernet(base64.urlsafe_b64encode(derived))
+        self.idle = idle_seconds
+
+    def seal(self, s: Session) -> str:
+        data = {k: getattr(s, k) for k in self.FIELDS}
+        return self.fernet.encrypt(json.dumps(data).encode()).decode()
+
+    def restore(self, sessions: Sessions, value: str, sid: str, now: float) -> Session | None:
+        """The session a carry cookie holds, back in ``sessions`` under its id — only when it
+        is ours, younger than the idle timeout, and the id cookie names the same session."""
+        if not value or not sid:
+            return None
+        try:
+            data = json.loads(self.fernet.decrypt(value.encode(), ttl=max(1, int(self.idle))))
+            s = Session(
+                str(data["id"]),
+                str(data["csrf"]),
+                float(data["created"]),
+                now,
+                user=str(data["user"]),
+                token=str(data["token"]),
+                token_expires=float(data["token_expires"]),
+                signed_in_at=float(data["signed_in_at"]),
+            )
+        except (InvalidToken, ValueError, KeyError, TypeError):
+            return None
+        if not hmac.compare_digest(s.id.encode(), sid.encode()) or not s.signed_in:
+            return None
+        if sessions.ended(s, now):
+            return None
+        sessions.adopt(s)
+        return s

@@ -834,6 +834,8 @@ async def device_activate(request: Request) -> Response:
     node = _node(request)
     client = await _authorize(request, "devices")
     b = await _body(request, DeviceActivate, node.max_body)
+    # A write, decided at the master: a subordinate may not hold a code made a moment ago.
+    await run_in_threadpool(node.push.require_master)
     webpush = msgspec.structs.asdict(b.webpush) if b.webpush is not None else None
     done = await _run(
         client,
