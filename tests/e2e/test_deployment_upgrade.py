@@ -40,6 +40,7 @@ def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
         master = next(
             n for n in d.nodes if json.loads(n.cli("farm", "status", "--json"))["master"] == n.url
         )
+        master.cli("user", "add", "late", "--email", "late@example.org")  # made on B
         plan = master.openmfa("farm", "rollback", *lb, "--dry-run", "--data-dir", str(master.var))
         seen["plan"] = plan
         return master.openmfa("farm", "rollback", *lb, "--data-dir", str(master.var))
@@ -83,7 +84,7 @@ def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
     assert {n.name: n.release() for n in d.nodes} == {n.name: A for n in d.nodes}
     for n in d.nodes:
         users = {u["name"] for u in json.loads(n.cli("user", "list", "--json"))}
-        assert users >= {*d.seeds, "pia"}, n.name
+        assert users >= {*d.seeds, "pia", "late"}, n.name  # nothing made on B was lost
     master = next(
         n for n in d.nodes if json.loads(n.cli("farm", "status", "--json"))["master"] == n.url
     )

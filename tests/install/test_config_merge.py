@@ -113,3 +113,23 @@ def test_shipped_comments() -> None:
     found = shipped_comments(NEW)
     assert found["server.listen"] == ["Address to listen on."]
     assert found["policy.failure_window"] == []
+
+
+def test_a_setting_shipped_commented_out_is_kept_not_taken_for_removed() -> None:
+    """``[mobile] public_url`` is shipped commented out (config.OPTIONAL); an admin who set it
+    keeps it through an upgrade (the whole-deployment scenario found it commented out)."""
+    from openmfa.config import OPTIONAL
+
+    admin = (
+        ADMIN + '\n[mobile]\npublic_url = "https://mfa.example.org/mobile"\nmin_gap_seconds = 0.5\n'
+    )
+    optional = frozenset(f"{s}.{k}" for s, k in OPTIONAL)
+    text, report = merge3(OLD, admin, NEW, release="0.2.1", optional=optional)
+    loaded = tomllib.loads(text)
+    assert loaded["mobile"] == {
+        "public_url": "https://mfa.example.org/mobile",
+        "min_gap_seconds": 0.5,
+    }
+    assert not any("mobile" in line for line in report.removed)
+    assert "mobile.public_url = 'https://mfa.example.org/mobile'" in report.kept
+    assert "mobile.enabled" not in text  # optional settings the admin never set stay out

@@ -74,18 +74,21 @@ def merge(
     *,
     release: str,
     renames: dict[str, str] | None = None,
+    optional: frozenset[str] = frozenset(),
 ) -> tuple[str, MergeReport]:
+    """``optional``: the new release's settings shipped commented out (``config.OPTIONAL``,
+    as SECTION.KEY): set by the admin, they are kept, never taken for removed ones."""
     renames = renames or {}
     old = _flat(tomlkit.parse(old_default).unwrap())
     new = _flat(tomlkit.parse(new_default).unwrap())
     admin_keys = _flat(tomlkit.parse(admin).unwrap())
     report = MergeReport()
-    gone = {d for d in admin_keys if d not in new and d not in renames}
+    gone = {d for d in admin_keys if d not in new and d not in optional and d not in renames}
     doc = tomlkit.parse(_comment_out(admin, gone, release))
     comments = shipped_comments(new_default)
 
     for dotted, value in admin_keys.items():
-        if dotted in new:
+        if dotted in new or (dotted in optional and dotted not in renames):
             report.kept.append(f"{dotted} = {value!r}")
         elif dotted in gone:
             report.removed.append(f"{dotted} = {value!r} (not used by {release}; commented out)")

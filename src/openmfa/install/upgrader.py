@@ -258,7 +258,8 @@ class Upgrade:
         new = self._defaults(j.to_version)
         cfg = self.dd.config_file
         admin = cfg.read_text() if cfg.exists() else ""
-        merged, report = merge(old, admin, new, release=j.to_version)
+        optional = self._optional(j.to_version)
+        merged, report = merge(old, admin, new, release=j.to_version, optional=optional)
         # Where the backup is, from the file as it was: the merged file is the new release's
         # to read (it may hold settings this, older, code does not know).
         backup_dir = self._backup_dir(j)
@@ -488,6 +489,23 @@ class Upgrade:
                 f"{out.stderr.strip() or out.stdout.strip()}"
             )
         return out.stdout
+
+    def _optional(self, version: str) -> frozenset[str]:
+        """A release's settings shipped commented out (``config.OPTIONAL``): an admin's
+        ``[mobile] public_url`` is one, and stays. None before a release had the list."""
+        code = (
+            "import json\n"
+            "try:\n from openmfa.config import OPTIONAL\n"
+            "except ImportError:\n OPTIONAL = {}\n"
+            "print(json.dumps([f'{s}.{k}' for s, k in OPTIONAL]))"
+        )
+        out = subprocess.run(
+            [str(self._bin(version).with_name("python")), "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return frozenset(str(k) for k in json.loads(out.stdout))
 
     def _defaults(self, version: str, module: str = "openmfa.config") -> str:
         """A release's shipped defaults (``module``'s ``default_text``); "" when that release

@@ -8,6 +8,7 @@ CLI uses. The node itself (``node.runtime.NodeRuntime``) is started by ``openmfa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import secrets
@@ -339,14 +340,22 @@ class Authenticate:
                 raise InvalidInput("send no code with method push (the phone answers instead)")
             await run_in_threadpool(node.push.require_master)
             code = "push"
-        result = await node.queue.submit(
-            Attempt(b.user, code, client=client.name, request_id=rid, token=token, source=b.source)
+        attempt = Attempt(
+            b.user, code, client=client.name, request_id=rid, token=token, source=b.source
         )
-        if isinstance(result, OpenMfaError):
-            raise result
-        d: Decision = result
-        if d.reason is Reason.PENDING and d.pending is None:
-            await run_in_threadpool(node.push.require_master)  # not here: not_master
+        for tries in range(PROMOTION_TRIES):
+            result = await node.queue.submit(attempt)
+            if isinstance(result, OpenMfaError):
+                raise result
+            d: Decision = result
+            if d.reason is not Reason.PENDING or d.pending is not None:
+                break
+            # The push was not opened here: this node is no master (not_master: the client
+            # asks the master), or it has just been promoted and its authenticator has not
+            # yet taken the role (a moment): then it asks again.
+            await run_in_threadpool(node.push.require_master)
+            if tries + 1 < PROMOTION_TRIES:
+                await asyncio.sleep(0.1)
         view = DecisionView(
             accepted=d.accepted,
             reason=str(d.reason),
@@ -360,6 +369,8 @@ class Authenticate:
         return view
 
 
+PROMOTION_TRIES = 50
+"""How often (0.1 s apart) a push sign-in on a just-promoted master is tried again."""
 _decode_authenticate = msgspec.json.Decoder(AuthenticateRequest).decode
 _CRASH = "the node failed to handle this request; its log has the details under this request id"
 
