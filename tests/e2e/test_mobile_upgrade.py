@@ -1,11 +1,11 @@
 """A node, a mobile-service-only host and a portal-only host (DMZ hosts: no data file, no
 database credentials), upgraded part by part — the node from a wheel, then the mobile and portal
 hosts from an offline bundle made on the upgraded node — while an activated phone keeps
-approving pushes and a person keeps signing in to the portal (the old portal against the
-upgraded node first, then the new portal against the node rolled back); then both hosts are
-rolled back. The portal's prefix and custom theme stay as the admin made them. The two releases
-are this tree built as A and B: the previous release recorded in releases.toml predates both
-services."""
+approving pushes and a person keeps signing in to the portal (the old portal and mobile host
+against the upgraded node first, then the new portal and mobile host against the node rolled
+back: each pair both ways); then both hosts are rolled back. The portal's prefix and custom
+theme stay as the admin made them. The two releases are this tree built as A and B: the
+previous release recorded in releases.toml predates both services."""
 
 from __future__ import annotations
 
