@@ -1,7 +1,7 @@
-"""A portal, mobile-service or adapter host's side of the farm's inventory and upgrades.
+"""A portal or mobile-service host's side of the farm's inventory and upgrades.
 
-Inside ``openmfa portal serve`` and ``openmfa mobile serve`` (and ``openmfa adapter agent`` on an
-adapter host) a thread reports to the nodes through the SDK every few seconds: its name, kind,
+Inside ``openmfa portal serve`` and ``openmfa mobile serve`` (when their config names them) a
+thread reports to the nodes through the SDK every few seconds: its name, kind,
 URL, host, release, the SDK versions it speaks, its health, whether an upgrade runs here and
 what ``openmfa rollback`` would go back to. The answer may hold an order of the farm's
 orchestrator (``openmfa farm upgrade``/``farm rollback`` on the master): the thread then starts

@@ -1,15 +1,16 @@
 """The hosts beside the nodes, upgraded (or rolled back) one at a time by ``openmfa farm
 upgrade`` (``farm rollback``) once the nodes are done (before they start).
 
-Order: mobile-service hosts, then portal hosts, then adapter hosts (rollback: the reverse). For
-each: the other hosts of its kind must be up in its load balancer (``--haproxy-mobile-backend``,
-``--haproxy-portal-backend``; the server names are the components' names), it is drained and
-its open requests finish (a phone's answer or a portal session goes to the other host: sessions
-and pushes live on the nodes, and portals sharing a key take each other's cookies), the order
-is left with every node, and the component starts it at its next report; the orchestrator waits
-until the component reports the target release, healthy, with no upgrade under way, clears the
-order and puts it back. A component that comes back on its old release (its upgrade failed and
-rolled itself back) or says it cannot start the order stops the command, with what it said.
+Order: mobile-service hosts, then portal hosts (adapter hosts last, should one report; none
+does yet); rollback the reverse. For each: another host of its kind must be up in its load
+balancer (``--haproxy-mobile-backend``, ``--haproxy-portal-backend``; the server names are the
+components' names); it is drained and its open requests finish (a phone's answer goes to the
+other host: pushes live on the nodes; a portal's sign-ins under way finish, and portals sharing
+a ``session_key_file`` take each other's signed-in sessions); the order is left with every node
+and the component starts it at its next report; the orchestrator waits until the component
+reports the target release, healthy, with no upgrade under way, clears the order and puts it
+back. A component that comes back on its old release (its upgrade failed and rolled itself
+back) or says it cannot start the order stops the command, with what it said.
 """
 
 from __future__ import annotations
