@@ -264,7 +264,20 @@ def make_shared_releases(out: Path) -> tuple[Path, Path, str]:
     return old, make_bundle(out, after), after
 
 
+_BUNDLES: dict[str, Path] = {}
+"""Bundles of this tree made this session, by version: the farm, shared-database and
+deployment upgrades install the same two releases, and each bundle costs a full install."""
+
+
 def make_bundle(out: Path, version: str) -> Path:
+    made = _BUNDLES.get(version)
+    if made is not None and made.exists():
+        return made
+    _BUNDLES[version] = _make_bundle(out, version)
+    return _BUNDLES[version]
+
+
+def _make_bundle(out: Path, version: str) -> Path:
     new = build_wheel(ROOT, out, version)
     scratch = out / f"scratch-{version}"
     run(

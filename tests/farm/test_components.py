@@ -3,9 +3,18 @@ the node, the order handed back, the newest word across nodes, the plan's lines.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from openmfa.farm.components import SILENT_AFTER, ComponentBoard, answering, merged
+from openmfa.farm.components import (
+    REPORT_EVERY,
+    REPORT_EVERY_DURING,
+    ROLLOUT_QUIET,
+    SILENT_AFTER,
+    ComponentBoard,
+    answering,
+    merged,
+)
 from openmfa.farm.rollout import plan_lines, rollout_key
 from openmfa.sdk.models import ComponentOrder, ComponentReport
 
@@ -31,6 +40,18 @@ def test_reports_orders_and_a_restarted_node(tmp_path: Path) -> None:
     assert not answering(seen["dmz-1"], now=106.0 + SILENT_AFTER + 1)
     assert again.forget("dmz-1") and not again.forget("dmz-1")
     assert [c.name for c in ComponentBoard(tmp_path, "node-a").seen()] == ["web-1"]
+
+
+def test_components_report_every_second_while_the_farm_moves_them(tmp_path: Path) -> None:
+    board = ComponentBoard(tmp_path, "node-a")
+    assert board.every() == REPORT_EVERY  # nothing under way
+    order = ComponentOrder(id="o1", action="upgrade", target="1.0.1", bundle="/srv/b.tar.gz")
+    board.order("web-1", order)
+    assert board.every() == REPORT_EVERY_DURING < REPORT_EVERY
+    board.order("web-1", None)  # cleared: the next host's turn comes soon
+    assert board.every() == REPORT_EVERY_DURING
+    later = time.monotonic() + ROLLOUT_QUIET + 1
+    assert board.every(now=later) == REPORT_EVERY  # quiet again
 
 
 def test_a_broken_board_file_is_not_fatal(tmp_path: Path) -> None:

@@ -33,6 +33,10 @@ REPORT_EVERY = 5.0
 """Seconds between a component's reports (the node says so in each answer)."""
 SILENT_AFTER = 20.0
 """A component not heard from for this long is listed as not answering."""
+REPORT_EVERY_DURING = 1.0
+"""...while the farm's orchestrator is at work (an order held or cleared in the last
+``ROLLOUT_QUIET`` seconds): each host takes its order, and says it is back, within a second."""
+ROLLOUT_QUIET = 300.0
 STORE_EVERY = 30.0
 """A report that changes nothing but the time of contact is written at most this often."""
 
@@ -47,6 +51,7 @@ class ComponentBoard:
         self._seen: dict[str, ComponentSeen] = {}
         self._orders: dict[str, ComponentOrder] = {}
         self._stored = 0.0
+        self._ordered = -ROLLOUT_QUIET
         with contextlib.suppress(OSError, msgspec.DecodeError, msgspec.ValidationError):
             for c in msgspec.json.decode(self.path.read_bytes(), type=list[ComponentSeen]):
                 self._seen[c.name] = c
@@ -66,9 +71,17 @@ class ComponentBoard:
         with self._lock:
             return sorted(self._seen.values(), key=lambda c: c.name)
 
+    def every(self, now: float | None = None) -> float:
+        """The seconds a component should wait before its next report."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            busy = bool(self._orders) or now - self._ordered < ROLLOUT_QUIET
+        return REPORT_EVERY_DURING if busy else REPORT_EVERY
+
     def order(self, name: str, order: ComponentOrder | None) -> None:
         """Hold ``order`` for the component (None: nothing more to do)."""
         with self._lock:
+            self._ordered = time.monotonic()
             if order is None:
                 self._orders.pop(name, None)
             else:

@@ -68,7 +68,14 @@ class ComponentRollout:
             )
         return sorted(seen, key=rollout_key)
 
+    def begin(self, components: list[ComponentSeen]) -> None:
+        """Drop any order an interrupted run left; every node then tells its components to
+        report every second while the rollout lasts."""
+        for c in components:
+            tell_every_node(self.m, self.me, self.nodes, c.name, None)
+
     def upgrade(self, components: list[ComponentSeen], target: str, bundle: str) -> None:
+        self.begin(components)
         for c in components:
             if c.release == target:
                 self.say(f"[{c.name}] runs {target} already")
@@ -77,6 +84,7 @@ class ComponentRollout:
             self.move(c, order)
 
     def rollback(self, components: list[ComponentSeen]) -> None:
+        self.begin(components)
         for c in reversed(components):
             if not c.rollback_to:
                 self.say(f"[{c.name}] has no upgrade to roll back")
@@ -173,11 +181,13 @@ class ComponentRollout:
                 )
                 return
             time.sleep(0.2)
-        since = time.time()
+        before: float | None = None  # the report out when the connections had closed
         while True:
             seen, _ = inventory(self.m, self.me, self.nodes)
             now = next((s for s in seen if s.name == c.name), c)
-            if now.contact > since and now.busy == 0:
+            if before is None:
+                before = now.contact  # both times are a node's clock: compared alike
+            elif now.contact > before and now.busy == 0:
                 return
             if time.monotonic() > deadline:
                 self.say(f"[{c.name}] still {now.busy} under way; going on")

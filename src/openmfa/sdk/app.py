@@ -44,7 +44,6 @@ from ..errors import (
     RequestError,
     Unauthorized,
 )
-from ..farm.components import REPORT_EVERY
 from ..farm.push_relay import wait_outcome
 from ..metrics import endpoint as metrics_endpoint
 from ..node import audit as audit_log
@@ -415,7 +414,7 @@ async def component_report(request: Request) -> Response:
             f"key of scope {b.kind!r}"
         )
     order = node.components.report(b)
-    return json_response(ComponentReply(order=order, every=REPORT_EVERY))
+    return json_response(ComponentReply(order=order, every=node.components.every()))
 
 
 async def push_outcome(request: Request) -> Response:
