@@ -60,7 +60,10 @@ class Reporter:
         health: Callable[[], str] = lambda: "ok",
         busy: Callable[[], int] = lambda: 0,
         verify: object = True,
+        done: Callable[[], None] | None = None,
     ) -> None:
+        """``done``: called when the order's command ends well while this process still runs
+        (an adapter host's agent then starts its new release in its own place)."""
         self.me = me
         self.sdk = SdkClient(nodes, api_key, timeout=10.0, verify=verify)  # type: ignore[arg-type]
         self.state_file = state_file
@@ -68,6 +71,7 @@ class Reporter:
         self.local = local
         self.health = health
         self.busy = busy
+        self.done = done
         self.problem = ""
         self.failed = ""
         """Why the last order could not run here (reported as this host's health)."""
@@ -104,14 +108,10 @@ class Reporter:
 
     def report(self) -> tuple[ComponentReply, list[str], bool]:
         """Say what runs here; (the answer, the orders started here, an upgrade runs here)."""
+        self._child_ended()
         upgrading, rollback_to = self.local()
+        upgrading = upgrading or self._child is not None  # the order's command still runs
         started = self.started()
-        if self._child is not None and self._child.poll() not in (None, 0):
-            self.failed = (
-                f"the farm's order failed here before it stopped this service (exit "
-                f"{self._child.returncode}); see farm-*.log in the installation's root"
-            )
-            self._child = None
         report = ComponentReport(
             name=self.me.name,
             kind=self.me.kind,  # type: ignore[arg-type]
@@ -127,6 +127,18 @@ class Reporter:
             started=started,
         )
         return self.sdk.component_report(report), started, upgrading
+
+    def _child_ended(self) -> None:
+        if self._child is None or (code := self._child.poll()) is None:
+            return
+        self._child = None
+        if code != 0:
+            self.failed = (
+                f"the farm's order failed here before it stopped this service (exit {code}); "
+                "see farm-*.log in the installation's root"
+            )
+        elif self.done is not None:
+            self.done()
 
     def start_order(self, order: ComponentOrder) -> None:
         self._mark(order.id)  # first: whatever happens next, it is started once
@@ -156,6 +168,10 @@ class Reporter:
                     log.warning("cannot report to the nodes: %s", text)
                 self.problem = text
                 wait = 10.0
+
+    def halt(self) -> None:
+        """Make ``run`` return (from a signal handler too)."""
+        self._stop.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="component-report", daemon=True)

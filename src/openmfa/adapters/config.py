@@ -8,9 +8,10 @@ from importlib.resources import files
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..service_config import check_prefix, read_settings, relative
+from ..service_config import NAME, check_prefix, read_settings, relative
 
 CONFIG_VERSION = 1
+IDPS = ("lemonldap", "nginx")
 """The schema this release writes (``[adapter] config_version``); it reads this one only."""
 
 
@@ -48,6 +49,10 @@ class AdapterConfig:
     ca_file: str
     lemonldap: LemonLdapSettings
     nginx: NginxSettings
+    name: str = ""
+    """This host's name in the farm's inventory ("": the agent has nothing to report as)."""
+    idps: tuple[str, ...] = ()
+    """The identity providers registered from this host (the agent's to watch and move)."""
 
 
 def load(path: Path | None) -> AdapterConfig:
@@ -83,6 +88,15 @@ def load(path: Path | None) -> AdapterConfig:
             raise ConfigError(
                 f"cannot read [adapter] api_key_file {key_file}: {exc.strerror}"
             ) from None
+    name = str(a["name"])
+    if name and not NAME.fullmatch(name):
+        raise ConfigError(
+            "[adapter] name: letters, digits, '.', '_' and '-' (as in HAProxy's server names)"
+        )
+    idps = tuple(str(i) for i in a["idps"])
+    unknown = sorted(set(idps) - set(IDPS))
+    if unknown:
+        raise ConfigError(f"[adapter] idps: {', '.join(unknown)}? Choose from {', '.join(IDPS)}")
     if llng["canary_seconds"] < 0 or llng["grace_seconds"] < 0:
         raise ConfigError("[lemonldap] canary_seconds and grace_seconds must not be negative")
     if not 1 <= int(llng["level"]) <= 100:
@@ -110,4 +124,6 @@ def load(path: Path | None) -> AdapterConfig:
             str(relative(path, str(web["cache_dir"])) or web["cache_dir"]),
             str(web["cookie_name"]),
         ),
+        name,
+        idps,
     )

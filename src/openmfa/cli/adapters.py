@@ -86,21 +86,35 @@ def adapter_register(idp: str, config_path: Path) -> None:
     cfg, idp_ = _opened(config_path, idp)
     if idp == "nginx":
         _show(idp_.register())
+    else:
+        _preflight(cfg)
+        _show(idp_.register(cfg.node_url, cfg.api_key))
+    _remember(config_path, idp, True)
+
+
+def _remember(config_path: Path, idp: str, registered: bool) -> None:
+    """Keep ``[adapter] idps`` (what `openmfa adapter agent` watches and moves) in step."""
+    import tomlkit
+
+    doc = tomlkit.parse(config_path.read_text("utf-8"))
+    table = doc.setdefault("adapter", tomlkit.table())
+    now = [str(i) for i in table.get("idps", [])]
+    wanted = sorted({*now, idp}) if registered else [i for i in now if i != idp]
+    if wanted == now:
         return
-    _preflight(cfg)
-    _show(idp_.register(cfg.node_url, cfg.api_key))
+    table["idps"] = wanted
+    tmp = config_path.with_name(config_path.name + ".tmp")
+    tmp.write_text(tomlkit.dumps(doc), "utf-8")
+    tmp.chmod(config_path.stat().st_mode & 0o777)
+    tmp.replace(config_path)
+    click.echo(f"{config_path}: idps = {wanted}")
 
 
 def _preflight(cfg: Any) -> None:
     """The node answers and the key is an adapter key (an error otherwise, nothing changed)."""
     from ..sdk.client import SdkClient
 
-    verify: Any = True
-    if cfg.ca_file:
-        import ssl
-
-        verify = ssl.create_default_context(cafile=cfg.ca_file)
-    with SdkClient(cfg.node_url, cfg.api_key, verify=verify) as sdk:
+    with SdkClient(cfg.node_url, cfg.api_key, verify=_verify(cfg)) as sdk:
         sdk.adapter_verify("", "")
 
 
@@ -157,6 +171,7 @@ def adapter_unregister(idp: str, config_path: Path) -> None:
         )
     _, llng = _opened(config_path)
     _show(llng.unregister())
+    _remember(config_path, idp, False)
 
 
 @adapter.command("status")
@@ -213,6 +228,93 @@ def adapter_policy(idp: str, state: str, config_path: Path) -> None:
         raise IdpError("nginx has no global policy: each protected location includes auth_request")
     _, llng = _opened(config_path)
     _show(llng.policy(state == "require"))
+
+
+@adapter.command("agent")
+@_config_option
+@fails_cleanly
+def adapter_agent(config_path: Path) -> None:
+    """Report this adapter host to the farm's inventory and carry out the farm's upgrades and
+    rollbacks here, until stopped (run it as a service: `openmfa install --components adapter`
+    writes its unit). Needs [adapter] name (`openmfa farm join-component --kind adapter`)."""
+    import logging
+    import os
+    import signal
+
+    from ..adapter_agent import LOCK, ORDERS, Health, current_openmfa, launch_move
+    from ..component import Identity, Reporter
+    from ..errors import ConfigError
+    from ..farm.agent import install_state
+    from ..install.record import record_path
+    from ..node.lock import NodeLock
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg, _ = _opened(config_path)
+    if not cfg.name:
+        raise ConfigError(
+            f"{config_path} names no host: `openmfa farm join-component --kind adapter --config "
+            f"{config_path} --name NAME` first"
+        )
+    where = config_path.resolve().parent
+    held = NodeLock(where, LOCK).acquire("run the adapter agent")
+    record = record_path(None)
+
+    def next_release() -> None:  # the order's command ended well: its release takes over
+        argv = [str(current_openmfa(record)), "adapter", "agent", "--config", str(config_path)]
+        click.echo(f"the farm's order is done here; starting {argv[0]}")
+        reporter.sdk.close()
+        held.release()
+        os.execv(argv[0], argv)  # noqa: S606 (the same argv, the next release's program)
+
+    reporter = Reporter(
+        Identity(cfg.name, "adapter", cfg.node_url),
+        [cfg.node_url],
+        cfg.api_key,
+        state_file=where / ORDERS,
+        launch=launch_move(config_path, record),
+        local=install_state,
+        health=Health(cfg),
+        verify=_verify(cfg),
+        done=next_release,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: reporter.halt())
+    idps = ", ".join(cfg.idps) or "no identity provider"
+    click.echo(f"adapter agent {cfg.name} ({idps}) reporting to {cfg.node_url}")
+    try:
+        reporter.run()
+    finally:
+        reporter.sdk.close()
+        held.release()
+
+
+@adapter.command("move-host", hidden=True)
+@click.argument("action", type=click.Choice(["upgrade", "rollback"]))
+@_config_option
+@click.option("--bundle", default="", help="The release to upgrade to (an offline bundle).")
+@click.option("--yes", is_flag=True, help="No questions (the agent starts it).")
+@click.option("--record", "record_file", type=click.Path(path_type=Path), default=None)
+@fails_cleanly
+def adapter_move_host(
+    action: str, config_path: Path, bundle: str, yes: bool, record_file: Path | None
+) -> None:
+    """The farm's order on this adapter host (started by `openmfa adapter agent`): this host's
+    release and every identity provider's registration, with no gap, or all put back."""
+    from ..adapter_agent import move_host, run_checked
+    from ..install.record import record_path
+
+    cfg, _ = _opened(config_path)
+    move_host(
+        action, config_path, record_path(record_file), bundle, cfg.idps, click.echo, run_checked
+    )
+    click.echo(f"adapter host {cfg.name}: {action} done")
+
+
+def _verify(cfg: Any) -> Any:
+    if not cfg.ca_file:
+        return True
+    import ssl
+
+    return ssl.create_default_context(cafile=cfg.ca_file)
 
 
 @adapter.command("default-config")

@@ -495,14 +495,17 @@ def _balancer(lb: str, haproxy_socket: Path | None, haproxy_backend: str) -> Bal
 
 @farm.command("join-component")
 @click.option(
-    "--kind", type=click.Choice(["portal", "mobile"]), required=True, help="What this host runs."
+    "--kind",
+    type=click.Choice(["portal", "mobile", "adapter"]),
+    required=True,
+    help="What this host runs.",
 )
 @click.option(
     "--config",
     "config_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Its portal.toml or mobile.toml (the nodes and the key it reports with).",
+    help="Its portal.toml, mobile.toml or adapter.toml (the nodes and the key it reports with).",
 )
 @click.option(
     "--name",
@@ -511,11 +514,13 @@ def _balancer(lb: str, haproxy_socket: Path | None, haproxy_backend: str) -> Bal
 )
 @fails_cleanly
 def farm_join_component(kind: str, config_path: Path, name: str) -> None:
-    """Put this portal or mobile-service host in the farm's inventory (run on that host).
+    """Put this portal, mobile-service or adapter host in the farm's inventory (run on that
+    host).
 
     Writes `name` into its config file and reports once through the SDK, with the key the
     service already has (its scope must be KIND): the nodes then list it in `openmfa farm
-    status`, and `openmfa farm upgrade` upgrades it. Restart the service to keep reporting."""
+    status`, and `openmfa farm upgrade` upgrades it. Restart the service (an adapter host: start
+    `openmfa adapter agent`) to keep reporting."""
     import tomlkit
 
     from ..component import Identity, Reporter
@@ -539,12 +544,17 @@ def farm_join_component(kind: str, config_path: Path, name: str) -> None:
         cfg_p = load_portal(config_path)
         nodes, key, url = cfg_p.nodes, cfg_p.api_key, base_url(cfg_p.host, cfg_p.port, False)
         url += cfg_p.prefix
-    else:
+    elif kind == "mobile":
         from ..mobile.config import load as load_mobile
 
         cfg_m = load_mobile(config_path)
         nodes, key, url = cfg_m.nodes, cfg_m.api_key, base_url(cfg_m.host, cfg_m.port, False)
         url += cfg_m.prefix
+    else:
+        from ..adapters.config import load as load_adapter
+
+        cfg_a = load_adapter(config_path)
+        nodes, key, url = [cfg_a.node_url], cfg_a.api_key, cfg_a.node_url
 
     def no_launch(order: Any) -> None:
         raise InvalidInput("not while joining")
@@ -565,9 +575,12 @@ def farm_join_component(kind: str, config_path: Path, name: str) -> None:
     tmp.write_text(tomlkit.dumps(doc), "utf-8")
     tmp.chmod(config_path.stat().st_mode & 0o777)
     tmp.replace(config_path)
+    service = (
+        "start `openmfa adapter agent`" if kind == "adapter" else f"restart the {kind} service"
+    )
     click.echo(
         f"{name} ({kind}) is in the farm's inventory: `openmfa farm status` on a node lists it. "
-        f"{config_path} now names it; restart the {kind} service so that it keeps reporting"
+        f"{config_path} now names it; {service} so that it keeps reporting"
     )
 
 

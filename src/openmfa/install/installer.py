@@ -15,7 +15,7 @@ from .releases import install_release, package_dir, switch_current
 from .themes import install_default
 
 MIN_FREE_BYTES = 400 * 1024 * 1024
-COMPONENTS = ("server", "portal", "mobile")
+COMPONENTS = ("server", "portal", "mobile", "adapter")
 
 UNIT = """[Unit]
 Description=OpenMFA {what} ({root})
@@ -38,6 +38,7 @@ SERVICES = {
     "server": ("Server node", "serve --data-dir {data_dir}"),
     "mobile": ("Mobile App Web Service", "mobile serve --config {data_dir}/mobile.toml"),
     "portal": ("User Portal", "portal serve --config {data_dir}/portal.toml"),
+    "adapter": ("adapter agent", "adapter agent --config {data_dir}/adapter.toml"),
 }
 """The components that run as a service: what the unit says, and the command after openmfa."""
 
@@ -52,6 +53,16 @@ PORTAL_NEXT = """The User Portal's settings are in {config}: name the nodes' SDK
 and put a key of scope portal (`openmfa apikey create portal --scope portal` on the master) in a
 file of mode 0600 named by `api_key_file`. Its themes are in {root}/themes. Then run
   {root}/current/venv/bin/openmfa portal serve --config {config}
+"""
+
+
+ADAPTER_NEXT = """The identity-provider adapters' settings are in {config}: set
+`node_url` (the nodes' SDK, or the load balancer in front of them) and put a key of scope
+adapter (`openmfa apikey create NAME --scope adapter` on the master) in a file of mode 0600
+named by `api_key_file`. Register with `{root}/current/venv/bin/openmfa adapter register
+lemonldap|nginx --config {config}`; then `openmfa farm join-component --kind adapter --config
+{config} --name NAME` and run `{root}/current/venv/bin/openmfa adapter agent --config {config}`
+as a service, and the farm's upgrades move this host too.
 """
 
 
@@ -159,12 +170,24 @@ def install(
         text = out.stdout.replace('themes_dir = "themes"', f'themes_dir = "{root / "themes"}"', 1)
         portal_cfg.write_text(text)
         printed += PORTAL_NEXT.format(config=portal_cfg, root=root)
+    adapter_cfg = data_dir / "adapter.toml"
+    if "adapter" in components and not adapter_cfg.exists():
+        out = subprocess.run(
+            [str(root / "current" / "venv" / "bin" / "openmfa"), "adapter", "default-config"],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            raise InstallFailed(f"`openmfa adapter default-config` failed: {out.stderr.strip()}")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        adapter_cfg.write_text(out.stdout)
+        printed += ADAPTER_NEXT.format(config=adapter_cfg, root=root)
     if not (root / "themes" / "Default").exists():
         install_default(root / "themes", package_dir(root, version) / "themes")
     record = InstallRecord(
         root=str(root), version=version, components=components, data_dir=str(data_dir)
     )
-    for name in ("mobile", "portal"):
+    for name in ("mobile", "portal", "adapter"):
         if name in components:
             record.service_names[name] = f"openmfa-{name}"
     record.history.append({"action": "install", "version": version})
