@@ -1,16 +1,19 @@
 """The whole deployment upgraded as one, under load on every channel (shared by
 tests/e2e/test_deployment_upgrade.py and ``bench/farm.py --deployment``).
 
-Nodes, two portal hosts and two mobile-service hosts, each installed with ``openmfa install``
-(own release environments and install record) from release A, behind one HAProxy
-(docs/haproxy-deployment.cfg: the SDK, the portal and the mobile backends). The portal and
-mobile hosts join the farm's inventory (``openmfa farm join-component``). Load generators run
-throughout, each bounded in count and time: SDK authentications through HAProxy, RADIUS
-sign-ins failing over between the nodes, push approvals by a reference authenticator through
-the mobile backend, and portal sign-ins (password, then a TOTP code) through the portal
-backend. Then ``openmfa farm upgrade --bundle B --hold`` on the master moves every node, then
-each mobile host, then each portal host; ``then`` runs next under the same load (the test rolls
-everything back with ``openmfa farm rollback``).
+Nodes, two portal hosts, two mobile-service hosts and an adapter host, each installed with
+``openmfa install`` (own release environments and install record) from release A, behind one
+HAProxy (docs/haproxy-deployment.cfg: the SDK, the portal and the mobile backends). The adapter
+host registers OpenMFA as LemonLDAP::NG's second factor (calling the SDK through HAProxy) and
+runs ``openmfa adapter agent``. Every host beside the nodes joins the farm's inventory
+(``openmfa farm join-component``). Load generators run throughout, each bounded in count and
+time: SDK authentications through HAProxy, RADIUS sign-ins failing over between the nodes, push
+approvals by a reference authenticator through the mobile backend, portal sign-ins (password,
+then a TOTP code) through the portal backend, and LemonLDAP::NG sign-ins (password, then a
+code). Then ``openmfa farm upgrade --bundle B --hold`` on the master moves every node, then each
+mobile host, then each portal host, then the adapter host (its registration moved with no gap);
+``then`` runs next under the same load (the test rolls everything back with ``openmfa farm
+rollback``).
 
 The two releases are this tree built as A and B: the previous release recorded in releases.toml
 predates the inventory, so its hosts could not be asked to upgrade.
@@ -46,6 +49,7 @@ from .farm_scenario import (
     stop_service,
 )
 from .helpers import OPENMFA, Phone, free_port
+from .services import Idp, lemonldap
 from .test_upgrade import NEW, ROOT, build_wheel
 
 A = NEW
@@ -54,11 +58,14 @@ USERS = 60
 PORTAL_USERS = 8
 PASSWORD = "a long portal password"
 NODE_NAMES = ("node-a", "node-b", "node-c")
+LLNG_USERS = ("dwho", "rtyler", "msmith")
+"""LemonLDAP::NG's demo users (each one's password is the name), with a TOTP method here."""
 
 
 @dataclass
 class Component:
-    """A portal or mobile-service host installed on its own (no data file, no database)."""
+    """A portal, mobile-service or adapter host installed on its own (no data file, no
+    database)."""
 
     name: str
     kind: str
@@ -84,11 +91,12 @@ class Component:
 
     def start(self) -> None:
         log = (self.var / "serve.log").open("a")
+        verb = "agent" if self.kind == "adapter" else "serve"
         proc = subprocess.Popen(
             [
                 str(self.root / "current" / "venv" / "bin" / "openmfa"),
                 self.kind,
-                "serve",
+                verb,
                 "--config",
                 str(self.config),
             ],
@@ -101,16 +109,27 @@ class Component:
         log.close()
         self.procs.append(proc)
         deadline = time.monotonic() + 60
-        while not _answers(f"{self.base}/{self.kind}/healthz"):
+        while not self._ready():
             assert time.monotonic() < deadline, (self.var / "serve.log").read_text()
             assert proc.poll() is None, (self.var / "serve.log").read_text()
             time.sleep(0.2)
+
+    def _ready(self) -> bool:
+        if self.kind == "adapter":  # no port: it has taken its lock (then it reports)
+            lock = self.var / "adapter.lock"
+            return lock.exists() and lock.read_text().strip() == str(self.procs[-1].pid)
+        return _answers(f"{self.base}/{self.kind}/healthz")
 
     def stop(self) -> None:
         stop_service(self.var / f"{self.kind}.lock", self.procs)
 
     def release(self) -> str:
-        """The release the running service reports in its /metrics."""
+        """The release the running service reports in its /metrics (an adapter host: the one
+        its agent runs, `current`, which it starts again after each order)."""
+        if self.kind == "adapter":
+            lock = (self.var / "adapter.lock").read_text().strip()
+            assert lock and Path(f"/proc/{lock}").exists(), "the adapter agent is not running"
+            return Path(os.readlink(self.root / "current")).name
         text = httpx.get(self.base + "/metrics", timeout=5).text
         found = re.search(r'openmfa_build_info\{part="\w+",release="([^"]+)"\}', text)
         assert found, text
@@ -154,13 +173,15 @@ class DeploymentLoad:
     portal_url: str
     portal_seeds: dict[str, bytes]
     phone: Phone
+    idp: Idp
+    llng_seeds: dict[str, bytes]
     channels: dict[str, Channel] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     used: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("sdk", "radius", "push", "portal", "session", "guard"):
+        for name in ("sdk", "radius", "push", "portal", "session", "lemonldap", "guard"):
             self.channels[name] = Channel(name)
 
     def count(self, channel: str, good: bool, seconds: float, why: str) -> None:
@@ -221,6 +242,27 @@ class DeploymentLoad:
             if page.status_code != 200 or user not in page.text:
                 return False, f"portal {user} methods page: {page.status_code}"
         return True, ""
+
+    def lemonldap_once(self) -> tuple[bool, str] | None:
+        """A sign-in at LemonLDAP::NG (its demo user's password, then a code it checks with
+        OpenMFA through the adapter's registration). Between two codes of a user (one per
+        30-second step), now and then a wrong code, which must get no session (guard)."""
+        step = step_at(time.time())
+        with self.lock:
+            user = next((u for u in LLNG_USERS if self.used.get("llng:" + u, -1) < step), None)
+            if user is not None:
+                self.used["llng:" + user] = step
+        if user is None:
+            if time.monotonic() - getattr(self, "_llng_guard", 0.0) > 5:
+                self._llng_guard = started = time.monotonic()
+                _, cookie, _ = self.idp.sign_in(LLNG_USERS[0], "000000")
+                why = f"guard lemonldap: a wrong code got a session: {cookie}"
+                self.count("guard", not cookie, time.monotonic() - started, why)
+            return None
+        action, cookie, error = self.idp.sign_in(user, totp(self.llng_seeds[user], step * 30))
+        asked = action.endswith("2fcheck")  # a session on the password alone would be a fault
+        good = asked and cookie.startswith("lemonldap=")
+        return good, f"lemonldap {user}: no session (form {action}, error {error or '-'})"
 
     def session_once(self) -> tuple[bool, str] | None:
         """One person signed in at the start keeps using the portal (same browser, same
@@ -310,6 +352,7 @@ class DeploymentLoad:
             threading.Thread(target=self.worker, args=("push", self.push_once, 0.5)),
             threading.Thread(target=self.worker, args=("portal", self.portal_once, 2.0)),
             threading.Thread(target=self.worker, args=("session", self.session_once, 1.0)),
+            threading.Thread(target=self.worker, args=("lemonldap", self.lemonldap_once, 0.5)),
             threading.Thread(target=self.worker, args=("guard", guard_once, 1.0)),
         ]
 
@@ -360,15 +403,18 @@ class Deployment:
     nodes: list[Node]
     portals: list[Component]
     mobiles: list[Component]
+    adapters: list[Component]
     bundle_a: Path
     bundle_b: Path
     work: Path
     admin: str = ""
     seeds: dict[str, bytes] = field(default_factory=dict)
+    idp: Idp | None = None
+    """LemonLDAP::NG, while the scenario runs."""
 
     @property
     def components(self) -> list[Component]:
-        return [*self.mobiles, *self.portals]
+        return [*self.mobiles, *self.portals, *self.adapters]
 
     def stop(self) -> None:
         for c in self.components:
@@ -391,6 +437,7 @@ def install(work: Path, node_names: tuple[str, ...] = NODE_NAMES) -> Deployment:
         ("web-2", "portal"),
         ("dmz-1", "mobile"),
         ("dmz-2", "mobile"),
+        ("idp-1", "adapter"),
     ):
         where = work / name
         c = Component(name, kind, where / "root", where / "install.toml", free_port())
@@ -411,6 +458,7 @@ def install(work: Path, node_names: tuple[str, ...] = NODE_NAMES) -> Deployment:
         nodes,
         [c for c in parts if c.kind == "portal"],
         [c for c in parts if c.kind == "mobile"],
+        [c for c in parts if c.kind == "adapter"],
         bundle_a,
         bundle_b,
         work,
@@ -436,6 +484,14 @@ def upgrade_under_load(
     """Start the deployment on release A, load every channel, `openmfa farm upgrade` to B on
     the master (with ``hold``: not finalized), then ``then`` (given the load-balancer options)
     under the same load."""
+    with lemonldap() as idp:
+        d.idp = idp
+        return _upgrade_under_load(d, idp, then, hold)
+
+
+def _upgrade_under_load(
+    d: Deployment, idp: Idp, then: Callable[[list[str]], str] | None, hold: bool
+) -> Outcome:
     work = d.work
     ports = {"openmfa_sdk": free_port(), "portal": free_port(), "mobile": free_port()}
     sdk_url = f"http://127.0.0.1:{ports['openmfa_sdk']}"
@@ -461,9 +517,11 @@ def upgrade_under_load(
 
     d.admin = admin = key("deploy-admin", "admin")
     adapter = key("gateway", "adapter")
-    portal_key, mobile_key = key("web", "portal"), key("dmz", "mobile")
+    keys = {"portal": key("web", "portal"), "mobile": key("dmz", "mobile")}
+    keys["adapter"] = key("idp", "adapter")
     session_key = secrets.token_hex(32)
     a.cli("radius", "client", "add", "gw", "--address", "127.0.0.1/32", "--secret", RADIUS_SECRET)
+    llng_seeds: dict[str, bytes] = {}
     with httpx.Client(base_url=a.url, headers={"authorization": f"Bearer {admin}"}) as api:
         for i in range(USERS):
             name = f"user{i:03d}"
@@ -476,6 +534,15 @@ def upgrade_under_load(
             )
             assert r.status_code == 201, r.text
             d.seeds[name] = secret
+        for name in LLNG_USERS:  # LemonLDAP::NG's people, with a TOTP method here
+            secret = secrets.token_bytes(20)
+            assert api.post("/v1/users", json={"name": name}).status_code == 201
+            r = api.post(
+                f"/v1/users/{name}/methods",
+                json={"kind": "totp", "secret": base64.b32encode(secret).decode()},
+            )
+            assert r.status_code == 201, r.text
+            llng_seeds[name] = secret
         assert api.post("/v1/users", json={"name": "pia"}).status_code == 201
         assert api.post("/v1/users", json={"name": "nomfa"}).status_code == 201
     portal_users = [f"user{i:03d}" for i in range(PORTAL_USERS)]
@@ -504,7 +571,7 @@ def upgrade_under_load(
         # The hosts beside the nodes: configured as an administrator would, joined, started.
         for c in d.components:
             key_file = c.var / f"{c.kind}.key"
-            key_file.write_text((portal_key if c.kind == "portal" else mobile_key) + "\n")
+            key_file.write_text(keys[c.kind] + "\n")
             key_file.chmod(0o600)
             text = c.config.read_text()
             values = {
@@ -512,6 +579,15 @@ def upgrade_under_load(
                 "nodes": f'["{sdk_url}"]  # the SDK behind HAProxy',
                 "api_key_file": f'"{c.kind}.key"',
             }
+            if c.kind == "adapter":  # LemonLDAP::NG calls the SDK through HAProxy
+                values = {
+                    "node_url": f'"{sdk_url}"  # the SDK behind HAProxy',
+                    "api_key_file": '"adapter.key"',
+                    "ini": f'"{idp.folder}/lemonldap-ng.ini"',
+                    "canary": """'$uid eq "dwho"'  # dwho tries each new registration first""",
+                    "canary_seconds": "3",
+                    "grace_seconds": "3",
+                }
             if c.kind == "portal":
                 values["attempts_per_minute"] = "600  # every test visitor comes from 127.0.0.1"
                 values["session_key_file"] = '"session.key"  # the same on every portal host'
@@ -521,6 +597,9 @@ def upgrade_under_load(
                 text, n = re.subn(rf"^{k} = .*$", f"{k} = {v}", text, count=1, flags=re.M)
                 assert n == 1, (c.config, k)
             c.config.write_text(text)
+            if c.kind == "adapter":
+                shown = c.openmfa("adapter", "register", "lemonldap", "--config", str(c.config))
+                assert "second factor required: yes" in shown, shown
             said = c.openmfa(
                 "farm", "join-component", "--kind", c.kind, "--config", str(c.config),
                 "--name", c.name,
@@ -541,6 +620,10 @@ def upgrade_under_load(
                 break
             assert time.monotonic() < deadline, status
             time.sleep(0.5)
+        deadline = time.monotonic() + 30  # LemonLDAP::NG reads its configuration again
+        while idp.sign_in(LLNG_USERS[0], None)[0] != "/openmfa2fcheck":
+            assert time.monotonic() < deadline, "LemonLDAP::NG does not ask for OpenMFA"
+            time.sleep(0.5)
         code = json.loads(a.cli("device", "activate", "pia", "--json"))
         assert code["url"] == mobile_url, code
         phone = Phone(work / "pia-phone.json")
@@ -558,6 +641,8 @@ def upgrade_under_load(
             portal_url,
             {k: d.seeds[k] for k in portal_users},
             phone,
+            idp,
+            llng_seeds,
         )
         workers = load.workers()
         for w in workers:

@@ -1,20 +1,28 @@
 """Real third-party servers the tests talk to: OpenLDAP slapd and FreeRADIUS (RADIUS), nginx
-(the adapters).
+and LemonLDAP::NG (the adapters).
 
 Each runs in the foreground in a temporary directory on a free loopback port and is stopped
 (by its own PID) when the context ends."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from .helpers import free_port, stop
+import httpx
+
+from .helpers import free_port, stop, wait_for
 
 LDAP_BASE = "dc=example,dc=org"
 LDAP_ADMIN = f"cn=admin,{LDAP_BASE}"
@@ -243,3 +251,99 @@ def nginx(folder: Path, http: str) -> subprocess.Popen[bytes]:
         stop(proc)
         raise
     return proc
+
+
+CLI = "/usr/share/lemonldap-ng/bin/lemonldap-ng-cli"
+PSGI = "/usr/share/lemonldap-ng/portal/htdocs/index.psgi"
+HOST = "auth.example.com"
+
+
+@dataclass
+class Idp:
+    folder: Path
+    port: int
+    config: Path
+    """adapter.toml"""
+
+    def llng(self, *args: str) -> str:
+        env = {**os.environ, "LLNG_DEFAULTCONFFILE": str(self.folder / "lemonldap-ng.ini")}
+        proc = subprocess.run(
+            [CLI, "-yes", "1", *args], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    def sign_in(self, user: str, code: str | None) -> tuple[str, str, str]:
+        """Password (LemonLDAP::NG's demo users: the password is the name), then ``code``
+        (None: stop at the second step): (the second-factor form's action, the cookie set,
+        LemonLDAP::NG's error number)."""
+        base = f"http://127.0.0.1:{self.port}"
+        with httpx.Client(base_url=base, headers={"Host": f"{HOST}:{self.port}"}) as c:
+            page = c.get("/").text
+            token = re.search(r'name="token" value="([^"]*)"', page)
+            form = {"user": user, "password": user, "timezone": "0", "skin": "bootstrap"}
+            if token:
+                form["token"] = token.group(1)
+            second = c.post("/", data=form)
+            if second.status_code == 302:  # no second factor asked: the password alone did
+                return "", second.headers.get("set-cookie", ""), ""
+            assert second.status_code == 200 and "lemonldap" not in second.cookies, second.text
+            action = re.search(r'<form[^>]*action="([^"?]*)', second.text)
+            assert action is not None, second.text
+            if code is None:
+                return action.group(1), "", ""
+            fields = dict(re.findall(r'<input[^>]*name="([^"]*)"[^>]*value="([^"]*)"', second.text))
+            done = c.post(action.group(1), data={**fields, "code": code})
+            error = re.search(r'trmsg="(\d+)"', done.text)
+            return (
+                action.group(1),
+                done.headers.get("set-cookie", ""),
+                error.group(1) if error else "",
+            )
+
+
+@contextmanager
+def lemonldap() -> Iterator[Idp]:
+    """Debian's LemonLDAP::NG portal under plackup on loopback, its configuration (the demo
+    users: dwho, rtyler, msmith, each with their name as password) in a new folder."""
+    if not Path(CLI).exists():
+        raise AssertionError("run scripts/system-deps.sh: it installs lemonldap-ng")
+    # LemonLDAP::NG's tool becomes www-data: its folder must be reachable by that user (pytest's
+    # temporary folders are root's alone).
+    folder = Path(tempfile.mkdtemp(prefix="openmfa-llng-"))
+    (folder / "conf").mkdir()
+    (folder / "cache").mkdir()
+    shutil.copy("/var/lib/lemonldap-ng/conf/lmConf-1.json", folder / "conf")
+    ini = Path("/etc/lemonldap-ng/lemonldap-ng.ini").read_text()
+    ini = ini.replace("dirName = /var/lib/lemonldap-ng/conf", f"dirName = {folder}/conf")
+    ini = ini.replace("/var/lib/lemonldap-ng/cache", f"{folder}/cache")
+    (folder / "lemonldap-ng.ini").write_text(ini)
+    www = pwd.getpwnam("www-data")
+    for path in (folder, folder / "conf", folder / "cache", *folder.glob("conf/*")):
+        os.chown(path, www.pw_uid, www.pw_gid)
+    port = free_port()
+    idp = Idp(folder, port, folder / "adapter.toml")
+    idp.llng("set", "portal", f"http://{HOST}:{port}/")
+    idp.llng("delKey", "reloadUrls", "localhost")  # no handler to tell: it reads every second
+    log = folder / "portal.log"
+    env = {**os.environ, "LLNG_DEFAULTCONFFILE": str(folder / "lemonldap-ng.ini")}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            ["plackup", "--host", "127.0.0.1", "-p", str(port), PSGI],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder,
+        )  # fmt: skip
+
+    def up() -> bool:
+        assert proc.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, "LemonLDAP::NG's portal", 60)
+        yield idp
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)

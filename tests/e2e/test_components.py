@@ -1,22 +1,23 @@
-"""The farm's inventory of the hosts beside the nodes: a portal and a mobile service (real
-processes on loopback) join with `openmfa farm join-component` and their own keys, report
-through the SDK, and `openmfa farm status` on the node lists them (kind, host, release, SDK
-versions, health, last contact). A key of the wrong scope is refused and nothing is written;
-a component that stops shows as not answering, and `farm forget-component` drops it. Every
-part answers `GET /metrics`."""
+"""The farm's inventory of the hosts beside the nodes: a portal, a mobile service and an
+adapter host's agent (real processes on loopback) join with `openmfa farm join-component` and
+their own keys, report through the SDK, and `openmfa farm status` on the node lists them (kind,
+host, release, SDK versions, health, last contact). A key of the wrong scope is refused and
+nothing is written; a component that stops shows as not answering, and `farm
+forget-component` drops it. Every part answers `GET /metrics`."""
 
 from __future__ import annotations
 
 import json
 import re
 import socket
+import subprocess
 from pathlib import Path
 
 import httpx
 
 from openmfa import __version__
 
-from .helpers import cli, free_port, init, server, start_service, stop, wait_for
+from .helpers import OPENMFA, cli, free_port, init, server, start_service, stop, wait_for
 
 
 def status(dd: Path) -> dict[str, dict[str, object]]:
@@ -29,6 +30,7 @@ def test_components_join_report_and_stop_answering(tmp_path: Path) -> None:
     init(dd)
     portal_key = cli(dd, "apikey", "create", "web", "--scope", "portal").stdout.split()[-1]
     mobile_key = cli(dd, "apikey", "create", "dmz", "--scope", "mobile").stdout.split()[-1]
+    adapter_key = cli(dd, "apikey", "create", "idp", "--scope", "adapter").stdout.split()[-1]
     port = free_port()
     with server(dd, port=port) as srv:
         cli(dd, "farm", "init", "--url", srv.url)
@@ -78,6 +80,28 @@ def test_components_join_report_and_stop_answering(tmp_path: Path) -> None:
             f"http://127.0.0.1:{mobile_port}/mobile/healthz",
             tmp_path / "mobile.log",
         )
+        # An adapter host: no service of its own, so its agent reports; nginx's files are not
+        # written here, and its health says so.
+        idp = tmp_path / "idp"
+        (idp / "snippets").mkdir(parents=True)
+        adapter_toml = idp / "adapter.toml"
+        adapter_toml.write_text(
+            f'[adapter]\nnode_url = "{srv.url}"\napi_key = "{adapter_key}"\nidps = ["nginx"]\n'
+            f'[nginx]\ndir = "{idp}/snippets"\n'
+        )
+        refused = cli(tmp_path, "adapter", "agent", "--config", str(adapter_toml), expect=1)
+        assert "names no host" in refused.stderr and "join-component" in refused.stderr
+        cli(
+            tmp_path, "farm", "join-component", "--kind", "adapter", "--config",
+            str(adapter_toml), "--name", "idp-1",
+        )  # fmt: skip
+        assert 'name = "idp-1"' in adapter_toml.read_text()
+        with (tmp_path / "agent.log").open("w") as out:
+            agent = subprocess.Popen(
+                [OPENMFA, "adapter", "agent", "--config", str(adapter_toml)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         try:
             wait_for(lambda: {"web-1", "dmz-1"} <= set(status(dd)), "both report")
             seen = status(dd)
@@ -89,6 +113,12 @@ def test_components_join_report_and_stop_answering(tmp_path: Path) -> None:
                 assert c["kind"] == kind and c["url"] == url and c["release"] == __version__
                 assert c["sdk_versions"] == [1] and c["health"] == "ok"
                 assert c["host"] == socket.gethostname() and c["heard_by"]
+            wait_for(lambda: "nginx" in str(status(dd).get("idp-1", {}).get("health")), "idp-1")
+            c = status(dd)["idp-1"]
+            assert c["kind"] == "adapter" and c["release"] == __version__
+            assert c["health"] == "nginx: the forward-auth files are not written", c
+            again = cli(tmp_path, "adapter", "agent", "--config", str(adapter_toml), expect=1)
+            assert "another openmfa process" in again.stderr  # one agent per adapter.toml
             table = cli(dd, "farm", "status").stdout
             assert re.search(r"^web-1\s+portal\s", table, re.M), table
             # /metrics on every part
@@ -107,7 +137,8 @@ def test_components_join_report_and_stop_answering(tmp_path: Path) -> None:
             assert status(dd)["dmz-1"]["health"] == "ok"
             out = cli(dd, "farm", "forget-component", "web-1")
             assert "web-1 is no longer in the farm's inventory" in out.stdout
-            assert set(status(dd)) == {"dmz-1"}
+            assert set(status(dd)) == {"dmz-1", "idp-1"}
         finally:
+            stop(agent)
             stop(portal)
             stop(mobile)

@@ -1,9 +1,10 @@
 """The whole deployment upgraded by one command while people sign in on every channel, then
 rolled back by one command before finalize (tests/e2e/deployment_scenario.py): three nodes,
-two portal hosts and two mobile-service hosts behind HAProxy; SDK, RADIUS, push and portal
-sign-ins throughout. Pass: no sign-in failed on any channel, none passed without its second
-factor (every accepted one was asked for a code or a push), no audit event lost, every user
-and setting intact, each host's own config values kept."""
+two portal hosts and two mobile-service hosts behind HAProxy, and an adapter host
+(LemonLDAP::NG); SDK, RADIUS, push, portal and LemonLDAP::NG sign-ins throughout. Pass: no
+sign-in failed on any channel, none passed without its second factor (every accepted one was
+asked for a code or a push), no audit event lost, every user and setting intact, each host's
+own config values kept."""
 
 from __future__ import annotations
 
@@ -43,7 +44,10 @@ def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
         master.cli("user", "add", "late", "--email", "late@example.org")  # made on B
         plan = master.openmfa("farm", "rollback", *lb, "--dry-run", "--data-dir", str(master.var))
         seen["plan"] = plan
-        return master.openmfa("farm", "rollback", *lb, "--data-dir", str(master.var))
+        out = master.openmfa("farm", "rollback", *lb, "--data-dir", str(master.var))
+        assert d.idp is not None
+        seen["llng"] = d.idp.llng("save")  # LemonLDAP::NG's configuration after it all
+        return out
 
     o = upgrade_under_load(d, then=check_then_roll_back)
     print(o.output, o.then_output, o.report(), sep="\n")
@@ -68,15 +72,28 @@ def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
             "# the SDK behind HAProxy" in configs[c.name]
             and f'name = "{c.name}"' in configs[c.name]
         )
+    for c in d.adapters:
+        assert "canary_seconds = 3" in configs[c.name] and 'idps = ["lemonldap"]' in configs[c.name]
+        assert "# the SDK behind HAProxy" in configs[c.name]
+        # Its registration moved to the new release and back, each time with no gap: beside
+        # the old one for the canary, then everyone, then in its place.
+        for log in ("farm-upgrade.log", "farm-rollback.log"):
+            text = (c.root / log).read_text()
+            assert 'canary ($uid eq "dwho")' in text and "openmfa_next removed" in text, text
+    llng = json.loads(str(seen["llng"]))
+    assert "openmfa" in llng["sfExtra"] and "openmfa_next" not in llng["sfExtra"]
+    assert llng["sfRequired"] in (1, "1")
     # The order: nodes, then mobile hosts, then portal hosts; finalize held.
     out = o.output
     assert (
         out.index("[node-a]") < out.index("[dmz-1]") < out.index("[dmz-2]") < out.index("[web-1]")
     )
+    assert out.index("[web-2]") < out.index("[idp-1]")  # the adapter host last
     assert "finalize held" in out and "[finalize]" not in out
     # Rolled back: the reverse order, every host on A again.
     rolled = o.then_output
     assert "the farm is rolled back" in rolled, rolled
+    assert rolled.index("[idp-1]") < rolled.index("[web-2]")
     assert rolled.index("[web-2]") < rolled.index("[web-1]") < rolled.index("[dmz-2]")
     assert rolled.index("[dmz-1]") < rolled.index("[node-")
     assert "web-1" in str(seen["plan"]) and f"{B} -> {A}" in str(seen["plan"])

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import re
-import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,12 +19,9 @@ import httpx
 import pytest
 
 from .helpers import Server, cli, free_port, init, oathtool, server, stop, wait_for
-from .services import nginx
+from .services import Idp, lemonldap, nginx
 
-CLI = "/usr/share/lemonldap-ng/bin/lemonldap-ng-cli"
-PSGI = "/usr/share/lemonldap-ng/portal/htdocs/index.psgi"
 SEEDS = {"dwho": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ", "rtyler": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"}
-HOST = "auth.example.com"
 BACKUP: dict[str, list[str]] = {}
 """Each user's backup codes: correct second factors the no-gap loop can spend, one each."""
 NODE_DIR: list[Path] = []
@@ -35,93 +29,10 @@ USED: dict[str, set[str]] = {}
 """The TOTP codes this module's tests spent, by user."""
 
 
-@dataclass
-class Idp:
-    folder: Path
-    port: int
-    config: Path
-    """adapter.toml"""
-
-    def llng(self, *args: str) -> str:
-        env = {**os.environ, "LLNG_DEFAULTCONFFILE": str(self.folder / "lemonldap-ng.ini")}
-        proc = subprocess.run(
-            [CLI, "-yes", "1", *args], capture_output=True, text=True, env=env, timeout=120
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
-
-    def sign_in(self, user: str, code: str | None) -> tuple[str, str, str]:
-        """Password (LemonLDAP::NG's demo users: the password is the name), then ``code``
-        (None: stop at the second step): (the second-factor form's action, the cookie set,
-        LemonLDAP::NG's error number)."""
-        base = f"http://127.0.0.1:{self.port}"
-        with httpx.Client(base_url=base, headers={"Host": f"{HOST}:{self.port}"}) as c:
-            page = c.get("/").text
-            token = re.search(r'name="token" value="([^"]*)"', page)
-            form = {"user": user, "password": user, "timezone": "0", "skin": "bootstrap"}
-            if token:
-                form["token"] = token.group(1)
-            second = c.post("/", data=form)
-            if second.status_code == 302:  # no second factor asked: the password alone did
-                return "", second.headers.get("set-cookie", ""), ""
-            assert second.status_code == 200 and "lemonldap" not in second.cookies, second.text
-            action = re.search(r'<form[^>]*action="([^"?]*)', second.text)
-            assert action is not None, second.text
-            if code is None:
-                return action.group(1), "", ""
-            fields = dict(re.findall(r'<input[^>]*name="([^"]*)"[^>]*value="([^"]*)"', second.text))
-            done = c.post(action.group(1), data={**fields, "code": code})
-            error = re.search(r'trmsg="(\d+)"', done.text)
-            return (
-                action.group(1),
-                done.headers.get("set-cookie", ""),
-                error.group(1) if error else "",
-            )
-
-
 @pytest.fixture(scope="module")
 def idp() -> Iterator[Idp]:
-    if not Path(CLI).exists():
-        pytest.fail("run scripts/system-deps.sh: it installs lemonldap-ng")
-    # LemonLDAP::NG's tool becomes www-data: its folder must be reachable by that user (pytest's
-    # temporary folders are root's alone).
-    folder = Path(tempfile.mkdtemp(prefix="openmfa-llng-"))
-    (folder / "conf").mkdir()
-    (folder / "cache").mkdir()
-    shutil.copy("/var/lib/lemonldap-ng/conf/lmConf-1.json", folder / "conf")
-    ini = Path("/etc/lemonldap-ng/lemonldap-ng.ini").read_text()
-    ini = ini.replace("dirName = /var/lib/lemonldap-ng/conf", f"dirName = {folder}/conf")
-    ini = ini.replace("/var/lib/lemonldap-ng/cache", f"{folder}/cache")
-    (folder / "lemonldap-ng.ini").write_text(ini)
-    www = pwd.getpwnam("www-data")
-    for path in (folder, folder / "conf", folder / "cache", *folder.glob("conf/*")):
-        os.chown(path, www.pw_uid, www.pw_gid)
-    port = free_port()
-    idp = Idp(folder, port, folder / "adapter.toml")
-    idp.llng("set", "portal", f"http://{HOST}:{port}/")
-    idp.llng("delKey", "reloadUrls", "localhost")  # no handler to tell: it reads every second
-    log = folder / "portal.log"
-    env = {**os.environ, "LLNG_DEFAULTCONFFILE": str(folder / "lemonldap-ng.ini")}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            ["plackup", "--host", "127.0.0.1", "-p", str(port), PSGI],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder,
-        )  # fmt: skip
-
-    def up() -> bool:
-        assert proc.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(up, "LemonLDAP::NG's portal", 60)
-        yield idp
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        shutil.rmtree(folder, ignore_errors=True)
+    with lemonldap() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
