@@ -55,15 +55,17 @@ class Reporter:
         api_key: str,
         *,
         state_file: Path,
-        launch: Launch,
         local: Local,
+        launch: Launch | None = None,
         health: Callable[[], str] = lambda: "ok",
         busy: Callable[[], int] = lambda: 0,
         verify: object = True,
         done: Callable[[], None] | None = None,
     ) -> None:
-        """``done``: called when the order's command ends well while this process still runs
-        (an adapter host's agent then starts its new release in its own place)."""
+        """``launch``: starts an order's command (None: this reporter only reports, as
+        ``farm join-component`` does). ``done``: called when the order's command ends well
+        while this process still runs (an adapter host's agent then starts its new release in
+        its own place)."""
         self.me = me
         self.sdk = SdkClient(nodes, api_key, timeout=10.0, verify=verify)  # type: ignore[arg-type]
         self.state_file = state_file
@@ -141,6 +143,8 @@ class Reporter:
             self.done()
 
     def start_order(self, order: ComponentOrder) -> None:
+        if self.launch is None:
+            return
         self._mark(order.id)  # first: whatever happens next, it is started once
         if order.action == "upgrade" and not Path(order.bundle).exists():
             self.failed = f"no bundle at {order.bundle} on this host; copy it there first"

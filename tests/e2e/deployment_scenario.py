@@ -43,9 +43,11 @@ from .farm_scenario import (
     RADIUS_SECRET,
     Load,
     Node,
+    answers,
     install_nodes,
     make_bundle,
     run,
+    start_installed,
     stop_service,
 )
 from .helpers import OPENMFA, Phone, free_port
@@ -90,35 +92,19 @@ class Component:
         return run(str(self.root / "current" / "venv" / "bin" / "openmfa"), *args)
 
     def start(self) -> None:
-        log = (self.var / "serve.log").open("a")
         verb = "agent" if self.kind == "adapter" else "serve"
-        proc = subprocess.Popen(
-            [
-                str(self.root / "current" / "venv" / "bin" / "openmfa"),
-                self.kind,
-                verb,
-                "--config",
-                str(self.config),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**_env(), "OPENMFA_INSTALL_RECORD": str(self.record)},
+        self.procs.append(
+            start_installed(
+                self.root, [self.kind, verb, "--config", str(self.config)], self.record, self._ready
+            )
         )
-        log.close()
-        self.procs.append(proc)
-        deadline = time.monotonic() + 60
-        while not self._ready():
-            assert time.monotonic() < deadline, (self.var / "serve.log").read_text()
-            assert proc.poll() is None, (self.var / "serve.log").read_text()
-            time.sleep(0.2)
 
     def _ready(self) -> bool:
         if self.kind == "adapter":  # no port: it has taken its lock (then it reports)
             lock = self.var / "adapter.lock"
-            return lock.exists() and lock.read_text().strip() == str(self.procs[-1].pid)
-        return _answers(f"{self.base}/{self.kind}/healthz")
+            pid = lock.read_text().strip() if lock.exists() else ""
+            return pid.isdigit() and Path(f"/proc/{pid}").exists()
+        return answers(f"{self.base}/{self.kind}/healthz")
 
     def stop(self) -> None:
         stop_service(self.var / f"{self.kind}.lock", self.procs)
@@ -134,17 +120,6 @@ class Component:
         found = re.search(r'openmfa_build_info\{part="\w+",release="([^"]+)"\}', text)
         assert found, text
         return found.group(1)
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @dataclass
@@ -565,7 +540,7 @@ def _upgrade_under_load(
     load: DeploymentLoad | None = None
     try:
         deadline = time.monotonic() + 30
-        while not _answers(sdk_url + "/readyz"):  # HAProxy's checks found the nodes up
+        while not answers(sdk_url + "/readyz"):  # HAProxy's checks found the nodes up
             assert time.monotonic() < deadline, "HAProxy does not reach the nodes"
             time.sleep(0.3)
         # The hosts beside the nodes: configured as an administrator would, joined, started.
@@ -613,7 +588,7 @@ def _upgrade_under_load(
             healthy = all(n["lag"] == 0 and n["health"] == "ok" for n in status["nodes"])
             reporting = {c["name"] for c in status["components"] if c["health"] == "ok"}
             lb_up = all(
-                _answers(u)
+                answers(u)
                 for u in (sdk_url + "/readyz", portal_url + "/healthz", mobile_url + "/healthz")
             )
             if healthy and reporting == {c.name for c in d.components} and lb_up:

@@ -76,32 +76,14 @@ class Node:
         return self.openmfa(*args, "--data-dir", str(self.var))
 
     def start(self) -> None:
-        log = (self.var / "serve.log").open("a")
-        proc = subprocess.Popen(
-            [
-                str(self.root / "current" / "venv" / "bin" / "openmfa"),
-                "serve",
-                "--data-dir",
-                str(self.var),
-                *self.listen_options(),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "OPENMFA_INSTALL_RECORD": str(self.record)},
+        self.procs.append(
+            start_installed(
+                self.root,
+                ["serve", "--data-dir", str(self.var), *self.listen_options()],
+                self.record,
+                lambda: answers(self.url + "/readyz"),
+            )
         )
-        log.close()
-        self.procs.append(proc)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (self.var / "serve.log").read_text()
-            time.sleep(0.2)
 
     def listen_options(self) -> list[str]:
         if not self.overrides:
@@ -118,6 +100,36 @@ class Node:
 
     def release(self) -> str:
         return str(httpx.get(self.url + "/version", timeout=5).json()["release"])
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_installed(
+    root: Path, args: list[str], record: Path, ready: Callable[[], bool]
+) -> subprocess.Popen[bytes]:
+    """Start ``ROOT/current/venv/bin/openmfa ARGS`` the way its service manager would (its own
+    session, its install record named, output to ``ROOT/var/serve.log``); back once ``ready``."""
+    log_path = root / "var" / "serve.log"
+    with log_path.open("a") as log:
+        proc = subprocess.Popen(
+            [str(root / "current" / "venv" / "bin" / "openmfa"), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "OPENMFA_INSTALL_RECORD": str(record)},
+        )
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert proc.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.2)
+    return proc
 
 
 def stop_service(lock: Path, procs: list[subprocess.Popen[bytes]]) -> None:

@@ -556,15 +556,11 @@ def farm_join_component(kind: str, config_path: Path, name: str) -> None:
         cfg_a = load_adapter(config_path)
         nodes, key, url = [cfg_a.node_url], cfg_a.api_key, cfg_a.node_url
 
-    def no_launch(order: Any) -> None:
-        raise InvalidInput("not while joining")
-
-    reporter = Reporter(
+    reporter = Reporter(  # it reports once: an order waits for the service itself
         Identity(name, kind, url),
         nodes,
         key,
         state_file=config_path.resolve().parent / f"{kind}.orders.json",
-        launch=no_launch,
         local=install_state,
     )
     try:
