@@ -144,44 +144,26 @@ def install(
         # Backups live beside the releases (ROOT/backups), not inside the data they protect.
         cfg = data_dir / "server.toml"
         cfg.write_text(cfg.read_text().replace('dir = ""', f'dir = "{root / "backups"}"', 1))
-    mobile_cfg = data_dir / "mobile.toml"
-    if "mobile" in components and not mobile_cfg.exists():
+    for name, next_steps in (
+        ("mobile", MOBILE_NEXT),
+        ("portal", PORTAL_NEXT),
+        ("adapter", ADAPTER_NEXT),
+    ):
+        cfg = data_dir / f"{name}.toml"
+        if name not in components or cfg.exists():
+            continue
         out = subprocess.run(
-            [str(root / "current" / "venv" / "bin" / "openmfa"), "mobile", "default-config"],
+            [str(root / "current" / "venv" / "bin" / "openmfa"), name, "default-config"],
             capture_output=True,
             text=True,
         )
         if out.returncode != 0:
-            raise InstallFailed(f"`openmfa mobile default-config` failed: {out.stderr.strip()}")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        mobile_cfg.write_text(out.stdout)
-        printed += MOBILE_NEXT.format(config=mobile_cfg, root=root)
-    portal_cfg = data_dir / "portal.toml"
-    if "portal" in components and not portal_cfg.exists():
-        out = subprocess.run(
-            [str(root / "current" / "venv" / "bin" / "openmfa"), "portal", "default-config"],
-            capture_output=True,
-            text=True,
-        )
-        if out.returncode != 0:
-            raise InstallFailed(f"`openmfa portal default-config` failed: {out.stderr.strip()}")
+            raise InstallFailed(f"`openmfa {name} default-config` failed: {out.stderr.strip()}")
         data_dir.mkdir(parents=True, exist_ok=True)
         # The themes an upgrade keeps (ROOT/themes): the portal reads them there.
         text = out.stdout.replace('themes_dir = "themes"', f'themes_dir = "{root / "themes"}"', 1)
-        portal_cfg.write_text(text)
-        printed += PORTAL_NEXT.format(config=portal_cfg, root=root)
-    adapter_cfg = data_dir / "adapter.toml"
-    if "adapter" in components and not adapter_cfg.exists():
-        out = subprocess.run(
-            [str(root / "current" / "venv" / "bin" / "openmfa"), "adapter", "default-config"],
-            capture_output=True,
-            text=True,
-        )
-        if out.returncode != 0:
-            raise InstallFailed(f"`openmfa adapter default-config` failed: {out.stderr.strip()}")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        adapter_cfg.write_text(out.stdout)
-        printed += ADAPTER_NEXT.format(config=adapter_cfg, root=root)
+        cfg.write_text(text)
+        printed += next_steps.format(config=cfg, root=root)
     if not (root / "themes" / "Default").exists():
         install_default(root / "themes", package_dir(root, version) / "themes")
     record = InstallRecord(
