@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -417,12 +418,14 @@ def farm_upgrade(
     others = _component_balancers(
         lb, haproxy_socket, haproxy_portal_backend, haproxy_mobile_backend
     )
-    with opened(data_dir) as (store, _):
+    from .progress import Progress
+
+    with opened(data_dir) as (store, _), Progress(sys.stdout) as say:
         RollingUpgrade(
             store,
             bundle,
             balancer,
-            click.echo,
+            say,
             hold=hold,
             node_timeout=node_timeout,
             min_up=min_up,
@@ -460,11 +463,13 @@ def farm_rollback(
     others = _component_balancers(
         lb, haproxy_socket, haproxy_portal_backend, haproxy_mobile_backend
     )
-    with opened(data_dir) as (store, _):
+    from .progress import Progress
+
+    with opened(data_dir) as (store, _), Progress(sys.stdout) as say:
         FarmRollback(
             store,
             balancer,
-            click.echo,
+            say,
             node_timeout=node_timeout,
             min_up=min_up,
             up_timeout=up_timeout,
