@@ -22,7 +22,13 @@ from collections.abc import Callable
 from ..errors import BalancerError, RollingUpgradeFailed
 from ..sdk.models import ComponentOrder
 from .balancer import Balancer, NoBalancer
-from .components import SILENT_AFTER, answering, inventory, tell_every_node
+from .components import (
+    REPORT_EVERY_DURING,
+    SILENT_AFTER,
+    answering,
+    inventory,
+    tell_every_node,
+)
 from .membership import Membership
 from .wire import ComponentSeen
 
@@ -143,7 +149,7 @@ class ComponentRollout:
                     f"says {now.release}, {now.health}); see farm-{order.action}.log in its "
                     "installation's root, then run the same command again"
                 )
-            time.sleep(0.5)
+            time.sleep(REPORT_EVERY_DURING)  # no sooner than a new report
 
     def _wait_others_up(self, lb: Balancer, c: ComponentSeen) -> None:
         deadline = time.monotonic() + self.up_timeout
@@ -192,7 +198,7 @@ class ComponentRollout:
             if time.monotonic() > deadline:
                 self.say(f"[{c.name}] still {now.busy} under way; going on")
                 return
-            time.sleep(0.5)
+            time.sleep(REPORT_EVERY_DURING)  # no sooner than a new report
 
     def _wait_serving(self, lb: Balancer, c: ComponentSeen) -> None:
         deadline = time.monotonic() + self.up_timeout
