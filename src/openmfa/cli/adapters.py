@@ -249,6 +249,7 @@ def adapter_agent(config_path: Path) -> None:
     from ..node.lock import NodeLock
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line for every report
     cfg, _ = _opened(config_path)
     if not cfg.name:
         raise ConfigError(
