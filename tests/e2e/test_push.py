@@ -890,7 +890,8 @@ def test_farm_master_failover_with_an_open_push(tmp_path: Path) -> None:
 def test_farm_a_planned_handover_carries_the_open_pushes(tmp_path: Path) -> None:
     """`farm promote` (and so every `farm upgrade`) with pushes open at the master: the new
     master adopts them, so a RADIUS request held on the old master, one held on the node that
-    becomes master, and an SDK long-poll are all answered when the phone approves afterwards."""
+    becomes master, and an SDK long-poll are all answered when the phone approves afterwards;
+    a push answered just before a handover is still read at the new master."""
     with push_farm(tmp_path, "hal") as f:
         held = [f.radius(f.udp_a), f.radius(f.udp_b)]
         with SdkClient([f.url_a, f.url_b], f.admin) as sdk:
@@ -917,6 +918,17 @@ def test_farm_a_planned_handover_carries_the_open_pushes(tmp_path: Path) -> None
         assert len(answered) == 3, answered  # all three answered at the new master
         assert {e["node"] for e in answered} == {"node-b"}
         assert all(e["result"] == "accepted" for e in answered)
+        # A push answered a moment before the next handover, its outcome not read yet: the
+        # caller reads it at the new master (a handover carries just-decided requests too).
+        with SdkClient(f.url_b, f.admin) as sdk:
+            d = sdk.authenticate("hal", push=True)
+            assert d.pending is not None
+            wait_for(lambda: d.pending.id in {r["id"] for r in f.phone.pending()}, "the push")
+            f.phone.run("approve", d.pending.id, "--number", d.pending.number)
+        out = cli(f.b, "farm", "promote", "node-a").stdout
+        assert "node-a is the master" in out, out
+        with SdkClient(f.url_a, f.admin) as sdk:
+            assert sdk.push_outcome(d.pending.id).accepted
 
 
 def farm_hello(dd: Path, url: str) -> Any:

@@ -20,7 +20,7 @@ from . import membership
 from .follower import wait_for_position
 from .membership import Membership
 from .peers import call, checked
-from .push_relay import ADOPT_PATH, open_requests
+from .push_relay import ADOPT_PATH, DECIDED_PATH, decided_requests, open_requests
 
 
 def force_promote(store: Store, m: Membership, node: str) -> Membership:
@@ -75,13 +75,17 @@ def handover(
 def _hand_over_pushes(store: Store, m: Membership, node: str, url: str) -> None:
     """Open push requests live at the master and are not replicated: the new one takes them
     (no new one opens here from the handover on), so they are answered there."""
-    requests = open_requests(store, time.time())
-    if not requests:
-        return
-    resp = call(m.key, store.node_name, url, "POST", ADOPT_PATH, body={"requests": requests})
-    if resp.status_code == 404:
-        return  # a release without push requests: it could not answer them anyway
-    checked(resp, f"{node} refused the open push requests")
+    now = time.time()
+    for path, requests, what in (
+        (ADOPT_PATH, open_requests(store, now), "open"),
+        (DECIDED_PATH, decided_requests(store, now), "just answered"),
+    ):
+        if not requests:
+            continue
+        resp = call(m.key, store.node_name, url, "POST", path, body={"requests": requests})
+        if resp.status_code == 404:
+            continue  # a release without them: it could not answer them anyway
+        checked(resp, f"{node} refused the {what} push requests")
 
 
 def _save(store: Store, m: Membership) -> None:

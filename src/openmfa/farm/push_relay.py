@@ -6,8 +6,11 @@ both are signed farm calls. The master wakes the mobile services as for its own 
 Push requests are not replicated (they live a minute). A planned handover (``farm promote``,
 and so every ``farm upgrade``) hands the open ones to the new master (``POST
 /v1/farm/push/adopt``) after it has every change and before it is promoted, so they are answered
-there: waiters on the old master (an SDK long-poll, a held RADIUS request, a subordinate's
-long-poll) notice within ``MASTER_CHECK`` seconds that it no longer leads and ask the new one.
+there — and the ones answered in the last ``DECIDED_CARRIED`` seconds too (``POST
+/v1/farm/push/adopt-decided``), so a caller that asks for the outcome of a push answered just
+before the handover gets it from the new master instead of "no such request". Waiters on the
+old master (an SDK long-poll, a held RADIUS request, a subordinate's long-poll) notice within
+``MASTER_CHECK`` seconds that it no longer leads and ask the new one.
 If the master fails over (it is lost), its open requests are gone with it: the waiting RADIUS
 request is answered Access-Reject ("unavailable"), the phone stops showing the request, its
 late answer is refused, and the person signs in again — on the new master.
@@ -38,6 +41,9 @@ from .peers import acall, refused
 OPEN_PATH = "/v1/farm/push/open"
 OUTCOME_PATH = "/v1/farm/push/"
 ADOPT_PATH = "/v1/farm/push/adopt"
+DECIDED_PATH = "/v1/farm/push/adopt-decided"
+"""Separate from ``ADOPT_PATH``: a release before it adopts everything it gets as open."""
+DECIDED_CARRIED = 120.0
 MASTER_CHECK = 2.0
 """How often a waiter on the master checks that it still leads (a handover moves pushes)."""
 CARRIED = ("id", "user_name", "method_id", "number", "nonce", "client", "source", "request_id",
@@ -50,6 +56,19 @@ def open_requests(store: Store, now: float) -> list[dict[str, Any]]:
     with store.read() as conn:
         rows = conn.execute(
             select(*(r.c[c] for c in CARRIED)).where(r.c.status == "pending", r.c.expires_at > now)
+        ).all()
+    return [dict(row._mapping) for row in rows]
+
+
+def decided_requests(store: Store, now: float) -> list[dict[str, Any]]:
+    """The master's push requests answered (or refused, expired) in the last
+    ``DECIDED_CARRIED`` seconds: their callers may not have read the outcome yet."""
+    r = t.push_requests
+    with store.read() as conn:
+        rows = conn.execute(
+            select(*(r.c[c] for c in (*CARRIED, "status", "decided_at"))).where(
+                r.c.status != "pending", r.c.decided_at > now - DECIDED_CARRIED
+            )
         ).all()
     return [dict(row._mapping) for row in rows]
 
@@ -68,6 +87,31 @@ def adopt(store: Store, requests: list[dict[str, Any]]) -> int:
                 continue  # the user was removed meanwhile: the request cannot be answered
             row = {c: req[c] for c in CARRIED}
             conn.execute(insert(r).values(**row, user_id=user_id, status="pending"))
+            taken += 1
+    return taken
+
+
+def adopt_decided(store: Store, requests: list[dict[str, Any]]) -> int:
+    """Take over requests the old master decided a moment ago, with their outcome (final:
+    never opened again here); returns how many were new here."""
+    r = t.push_requests
+    taken = 0
+    with store.write() as conn:
+        for req in requests:
+            status = str(req["status"])
+            if status == "pending" or not isinstance(req["decided_at"], int | float):
+                raise TypeError("status: a decided request's")
+            if conn.scalar(select(r.c.id).where(r.c.id == req["id"])) is not None:
+                continue
+            user_id = conn.scalar(select(t.users.c.id).where(t.users.c.name == req["user_name"]))
+            if user_id is None:
+                continue
+            row = {c: req[c] for c in CARRIED}
+            conn.execute(
+                insert(r).values(
+                    **row, user_id=user_id, status=status, decided_at=float(req["decided_at"])
+                )
+            )
             taken += 1
     return taken
 
@@ -166,13 +210,20 @@ class MasterPushRoutes:
 
     async def adopt(self, request: Request) -> Response:
         """Open push requests handed over by the master, just before this node is promoted."""
+        return await self._adopt(request, adopt)
+
+    async def adopt_decided(self, request: Request) -> Response:
+        """Push requests the master decided a moment ago, handed over with the open ones."""
+        return await self._adopt(request, adopt_decided)
+
+    async def _adopt(self, request: Request, how: Any) -> Response:
         await self.endpoints._verified(request, master=False)
         try:
             body = msgspec.json.decode(await request.body(), type=_Adopt)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise InvalidInput(f"push requests to adopt are {{requests: [...]}}: {exc}") from None
         try:
-            taken = await run_in_threadpool(adopt, self.endpoints.store, body.requests)
+            taken = await run_in_threadpool(how, self.endpoints.store, body.requests)
         except (KeyError, TypeError) as exc:
             raise InvalidInput(f"a push request to adopt lacks {exc}") from None
         return Response(msgspec.json.encode({"adopted": taken}), media_type="application/json")
@@ -181,6 +232,7 @@ class MasterPushRoutes:
         return [
             Route(OPEN_PATH, self.open, methods=["POST"]),
             Route(ADOPT_PATH, self.adopt, methods=["POST"]),
+            Route(DECIDED_PATH, self.adopt_decided, methods=["POST"]),
             Route(OUTCOME_PATH + "{push_id}", self.outcome, methods=["GET"]),
         ]
 
