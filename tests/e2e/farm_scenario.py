@@ -342,7 +342,7 @@ def install_nodes(
             "install",
             "--root",
             str(node.root),
-            "--from-wheel",
+            "--from-bundle" if old.name.endswith(".tar.gz") else "--from-wheel",
             str(old),
             "--record",
             str(node.record),
