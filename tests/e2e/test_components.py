@@ -81,13 +81,14 @@ def test_components_join_report_and_stop_answering(tmp_path: Path) -> None:
             tmp_path / "mobile.log",
         )
         # An adapter host: no service of its own, so its agent reports; nginx's files are not
-        # written here, and its health says so.
+        # written here, and its health says so (and it needs no LemonLDAP::NG to run).
         idp = tmp_path / "idp"
         (idp / "snippets").mkdir(parents=True)
         adapter_toml = idp / "adapter.toml"
         adapter_toml.write_text(
             f'[adapter]\nnode_url = "{srv.url}"\napi_key = "{adapter_key}"\nidps = ["nginx"]\n'
             f'[nginx]\ndir = "{idp}/snippets"\n'
+            '[lemonldap]\ncli = "/nonexistent/lemonldap-ng-cli"  # an nginx-only host\n'
         )
         refused = cli(tmp_path, "adapter", "agent", "--config", str(adapter_toml), expect=1)
         assert "names no host" in refused.stderr and "join-component" in refused.stderr

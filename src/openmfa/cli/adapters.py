@@ -25,10 +25,10 @@ def _config_option(fn: Any) -> Any:
     )(fn)
 
 
-def _opened(config_path: Path, idp: str = "lemonldap") -> tuple[Any, Any]:
+def _settings(config_path: Path, *, key: bool = True) -> Any:
+    """adapter.toml (with ``key``: and the key the nodes are called with), whatever the
+    identity providers: an nginx-only host has no LemonLDAP::NG to find."""
     from ..adapters.config import load
-    from ..adapters.lemonldap import LemonLdap
-    from ..adapters.nginx import Nginx
     from ..errors import ConfigError
 
     if not config_path.exists():
@@ -37,13 +37,22 @@ def _opened(config_path: Path, idp: str = "lemonldap") -> tuple[Any, Any]:
             f"`openmfa adapter default-config > {config_path}` and set its api_key_file"
         )
     cfg = load(config_path)
-    if idp == "nginx":
-        return cfg, Nginx(cfg.nginx)
-    if not cfg.api_key:
+    if key and not cfg.api_key:
         raise ConfigError(
             "[adapter] needs an API key of scope adapter: `openmfa apikey create lemonldap "
             "--scope adapter`, then api_key_file = the file holding it"
         )
+    return cfg
+
+
+def _opened(config_path: Path, idp: str = "lemonldap") -> tuple[Any, Any]:
+    from ..adapters.lemonldap import LemonLdap
+    from ..adapters.nginx import Nginx
+
+    if idp == "nginx":
+        cfg = _settings(config_path, key=False)
+        return cfg, Nginx(cfg.nginx)
+    cfg = _settings(config_path)
     return cfg, LemonLdap(cfg.lemonldap)
 
 
@@ -250,7 +259,7 @@ def adapter_agent(config_path: Path) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line for every report
-    cfg, _ = _opened(config_path)
+    cfg = _settings(config_path)
     if not cfg.name:
         raise ConfigError(
             f"{config_path} names no host: `openmfa farm join-component --kind adapter --config "
@@ -303,7 +312,7 @@ def adapter_move_host(
     from ..adapter_agent import move_host, run_checked
     from ..install.record import record_path
 
-    cfg, _ = _opened(config_path)
+    cfg = _settings(config_path)
     move_host(
         action, config_path, record_path(record_file), bundle, cfg.idps, click.echo, run_checked
     )
