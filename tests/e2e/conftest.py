@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import pg_database
 
+from .helpers import built_once
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,16 +26,20 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (Installing from the index itself is what `openmfa install` does outside the tests.)"""
     from .test_upgrade import recorded_release
 
-    house = tmp_path_factory.mktemp("wheelhouse")
     old = recorded_release(tmp_path_factory.mktemp("recorded"))
-    for wanted in ([str(ROOT), "setuptools>=77", "wheel"], [str(old)]):  # two: one name each
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(house), *wanted],
-            check=True,
-            capture_output=True,
-        )
-    for own in house.glob("openmfa-*.whl"):
-        own.unlink()
+
+    def fetch(house: Path) -> Path:
+        for wanted in ([str(ROOT), "setuptools>=77", "wheel"], [str(old)]):  # one name each
+            subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(house), *wanted],
+                check=True,
+                capture_output=True,
+            )
+        for own in house.glob("openmfa-*.whl"):
+            own.unlink()
+        return house
+
+    house = built_once("wheelhouse", tmp_path_factory.mktemp("wheelhouse"), fetch)
     saved = {k: os.environ.get(k) for k in ("PIP_FIND_LINKS", "PIP_NO_INDEX")}
     os.environ["PIP_FIND_LINKS"], os.environ["PIP_NO_INDEX"] = str(house), "1"
     try:

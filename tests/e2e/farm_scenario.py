@@ -32,7 +32,7 @@ import httpx
 from openmfa.core.totp import step_at, totp
 from openmfa.radius import packet as p
 
-from .helpers import OPENMFA, free_port
+from .helpers import OPENMFA, built_once, free_port
 from .services import free_udp_port
 from .test_upgrade import NEW, ROOT, build_wheel, recorded_release
 
@@ -276,17 +276,10 @@ def make_shared_releases(out: Path) -> tuple[Path, Path, str]:
     return old, make_bundle(out, after), after
 
 
-_BUNDLES: dict[str, Path] = {}
-"""Bundles of this tree made this session, by version: the farm, shared-database and
-deployment upgrades install the same two releases, and each bundle costs a full install."""
-
-
 def make_bundle(out: Path, version: str) -> Path:
-    made = _BUNDLES.get(version)
-    if made is not None and made.exists():
-        return made
-    _BUNDLES[version] = _make_bundle(out, version)
-    return _BUNDLES[version]
+    """A bundle of this tree as ``version``, made once a run: the farm, shared-database and
+    deployment upgrades install the same two releases, and each bundle costs a full install."""
+    return built_once(f"bundle-{version}", out, lambda where: _make_bundle(where, version))
 
 
 def _make_bundle(out: Path, version: str) -> Path:

@@ -62,6 +62,30 @@ def oathtool(*args: str) -> str:
     ).stdout.strip()
 
 
+SHARED_ENV = "OPENMFA_TEST_SHARED"
+"""A directory every pytest worker of one run shares (set by tests/conftest.py)."""
+
+
+def built_once(key: str, out: Path, build: Callable[[Path], Path]) -> Path:
+    """``build(directory)``'s result, made once per test run and then reused, even by the other
+    pytest-xdist workers (they wait on a lock while one builds): wheels, bundles and the
+    wheelhouse each cost up to a minute. Outside pytest (the benchmarks) they are kept in
+    ``out``."""
+    import fcntl
+
+    shared = os.environ.get(SHARED_ENV)
+    where = (Path(shared) if shared else out) / "built" / re.sub(r"[^A-Za-z0-9.-]", "_", key)
+    where.mkdir(parents=True, exist_ok=True)
+    with (where / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = where / ".done"
+        if done.exists():
+            return Path(done.read_text())
+        result = build(where)
+        done.write_text(str(result))
+        return result
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,7 +21,7 @@ import pytest
 
 from openmfa.install.upgrader import CRASH_HOOK, STEPS
 
-from .helpers import OPENMFA, free_port, oathtool
+from .helpers import OPENMFA, built_once, free_port, oathtool
 from .services import free_udp_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,17 +33,12 @@ NEW = ".".join([*OLD.split(".")[:2], str(int(OLD.split(".")[2]) + 1)])
 HOTP_SEED = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 
 
-_BUILT: dict[tuple[str, str | None], Path] = {}
-"""Wheels built this session (this tree as a given version; a recorded release): built once,
-used by every module that needs them (each build is a copy of the tree and a setuptools run)."""
-
-
 def build_wheel(tree: Path, out: Path, version: str | None = None) -> Path:
-    key = (str(tree), version)
-    if key in _BUILT and _BUILT[key].exists():
-        return _BUILT[key]
-    _BUILT[key] = _build_wheel(tree, out, version)
-    return _BUILT[key]
+    """This tree as a wheel of ``version``: built once a run, used by every module that needs
+    it (each build is a copy of the tree and a setuptools run)."""
+    return built_once(
+        f"wheel-{tree.name}-{version}", out, lambda where: _build_wheel(tree, where, version)
+    )
 
 
 def _build_wheel(tree: Path, out: Path, version: str | None = None) -> Path:
@@ -169,9 +164,10 @@ class Site:
 def recorded_release(out: Path) -> Path:
     """The newest release in releases.toml, built from the commit it records (once a session)."""
     newest = tomllib.loads((ROOT / "releases.toml").read_text())["release"][-1]
-    key = ("release", str(newest["commit"]))
-    if key in _BUILT and _BUILT[key].exists():
-        return _BUILT[key]
+    return built_once(f"release-{newest['commit']}", out, lambda where: _recorded(newest, where))
+
+
+def _recorded(newest: dict[str, str], out: Path) -> Path:
     tree = out / f"release-{newest['version']}"
     tree.mkdir()
     archive = subprocess.run(
@@ -183,8 +179,7 @@ def recorded_release(out: Path) -> Path:
         check=True,
         capture_output=True,
     )
-    _BUILT[key] = next(out.glob(f"openmfa-{newest['version']}-*.whl"))
-    return _BUILT[key]
+    return next(out.glob(f"openmfa-{newest['version']}-*.whl"))
 
 
 @pytest.fixture(scope="module")
