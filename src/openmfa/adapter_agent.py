@@ -20,6 +20,7 @@ back, and the agent reports what failed: the orchestrator stops there.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -77,22 +78,35 @@ class Health:
         return self._said
 
 
+def move_command(config_path: Path, record: Path, order: ComponentOrder, unit: str) -> list[str]:
+    """``openmfa adapter move-host`` for ``order``; under a service manager's ``unit``, in a
+    transient unit of its own (``systemd-run --wait``: stopping the agent's unit, which ends
+    every process in it, does not cut a move in half, and the agent still learns how it ended).
+    """
+    from .farm.agent import command_line
+
+    log_path = InstallRecord.load(record).root_path / f"farm-{order.action}.log"
+    args = ["move-host", order.action, "--config", str(config_path.resolve())]
+    if order.action == "upgrade":
+        args += ["--bundle", order.bundle]
+    argv = command_line(record, log_path, "adapter", *args, unit=unit)
+    return [argv[0], "--wait", *argv[1:]] if unit else argv
+
+
 def launch_move(
     config_path: Path, record: Path
 ) -> Callable[[ComponentOrder], subprocess.Popen[bytes]]:
     """Starts ``openmfa adapter move-host`` for an order, as this agent's child (the agent
-    waits for it, then starts the release it left)."""
-    from .farm.agent import command_line
+    waits for it, then starts the release it left). If the agent is stopped meanwhile, the move
+    goes on to its end; the agent started again runs the release it left."""
+    from .node.control import service_unit
 
     def launch(order: ComponentOrder) -> subprocess.Popen[bytes]:
-        root = InstallRecord.load(record).root_path
-        log_path = root / f"farm-{order.action}.log"
-        args = ["move-host", order.action, "--config", str(config_path.resolve())]
-        if order.action == "upgrade":
-            args += ["--bundle", order.bundle]
+        argv = move_command(config_path, record, order, service_unit(dict(os.environ)))
+        log_path = InstallRecord.load(record).root_path / f"farm-{order.action}.log"
         with log_path.open("a") as out:
             return subprocess.Popen(
-                command_line(record, log_path, "adapter", *args),
+                argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

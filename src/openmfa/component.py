@@ -1,15 +1,16 @@
-"""A portal or mobile-service host's side of the farm's inventory and upgrades.
+"""A portal, mobile-service or adapter host's side of the farm's inventory and upgrades.
 
-Inside ``openmfa portal serve`` and ``openmfa mobile serve`` (when their config names them) a
-thread reports to the nodes through the SDK every few seconds: its name, kind,
-URL, host, release, the SDK versions it speaks, its health, whether an upgrade runs here and
-what ``openmfa rollback`` would go back to. The answer may hold an order of the farm's
-orchestrator (``openmfa farm upgrade``/``farm rollback`` on the master): the thread then starts
-``openmfa upgrade --from-bundle B`` (or ``openmfa rollback``) on this host, detached, the way
-the node's farm agent does — that command stops this very process and starts the new release
-where it ran. Each order is started once (its id is kept beside the config), so a failed
-upgrade that rolled itself back is reported, not retried; the orchestrator sees the release
-the component comes back with and stops there.
+Inside ``openmfa portal serve`` and ``openmfa mobile serve`` (when their config names them), and
+as ``openmfa adapter agent`` on an adapter host (``adapter_agent``: there the order's command is
+the agent's child, which it waits for), a thread reports to the nodes through the SDK every few
+seconds: its name, kind, URL, host, release, the SDK versions it speaks, its health, whether an
+upgrade runs here and what ``openmfa rollback`` would go back to. The answer may hold an order
+of the farm's orchestrator (``openmfa farm upgrade``/``farm rollback`` on the master): the
+thread then starts ``openmfa upgrade --from-bundle B`` (or ``openmfa rollback``) on this host,
+detached, the way the node's farm agent does — that command stops this very process and starts
+the new release where it ran. Each order is started once (its id is kept beside the config), so
+a failed upgrade that rolled itself back is reported, not retried; the orchestrator sees the
+release the component comes back with and stops there.
 
 The component asks and the nodes answer: a host in a DMZ opens no port for the farm.
 """

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from openmfa.adapter_agent import Health, move_host
+from openmfa.adapter_agent import Health, move_command, move_host
 from openmfa.adapters.config import load
 from openmfa.errors import ConfigError, InstallFailed, OpenMfaError
 from openmfa.install.record import InstallRecord
+from openmfa.sdk.models import ComponentOrder
 
 
 @pytest.fixture
@@ -105,3 +106,18 @@ def test_name_and_identity_providers_are_checked(tmp_path: Path) -> None:
     cfg.write_text('[adapter]\nname = "no spaces"\n')
     with pytest.raises(ConfigError, match="name"):
         load(cfg)
+
+
+def test_under_a_service_manager_the_move_runs_in_a_unit_of_its_own(
+    record: Path, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "adapter.toml"
+    order = ComponentOrder(id="o1", action="upgrade", target="1.1.0", bundle="/srv/b.tar.gz")
+    plain = move_command(cfg, record, order, "")
+    assert plain[1:6] == ["adapter", "move-host", "upgrade", "--config", str(cfg)]
+    assert "--bundle" in plain and "/srv/b.tar.gz" in plain
+    managed = move_command(cfg, record, order, "openmfa-adapter.service")
+    # systemd-run --wait: outside the agent's unit (a stop does not cut the move in half),
+    # and the agent still gets the move's exit status.
+    assert managed[:2] == ["systemd-run", "--wait"]
+    assert managed[-len(plain) :] == plain
