@@ -16,6 +16,7 @@ answer, then leaves only them; the cookie a person holds is taken by both (the p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -150,21 +151,28 @@ class Nginx:
                 raise
             # nginx is not running: the files are in place for when it starts.
 
+    def includes(self) -> dict[str, str]:
+        """This release's location and auth_request files (what the portals it ships answer)."""
+        s = self.settings
+        cache = ""
+        if s.cache_seconds > 0:
+            cache = CACHE.format(cookie=s.cookie_name, seconds=s.cache_seconds)
+        return {
+            FILES[1]: LOCATION.format(upstream=UPSTREAM, prefix=s.prefix, cache=cache),
+            FILES[2]: AUTHREQUEST,
+        }
+
+    def _included(self) -> dict[str, str]:
+        """The location and auth_request files nginx has now."""
+        found: dict[str, str] = {}
+        for name in FILES[1:]:
+            with contextlib.suppress(OSError):
+                found[name] = self._path(name).read_text("utf-8")
+        return found
+
     def register(self) -> State:
         s = self.settings
-        self._write(
-            {
-                FILES[0]: upstream_text(s.portals, [], s),
-                FILES[1]: LOCATION.format(
-                    upstream=UPSTREAM,
-                    prefix=s.prefix,
-                    cache=CACHE.format(cookie=s.cookie_name, seconds=s.cache_seconds)
-                    if s.cache_seconds > 0
-                    else "",
-                ),
-                FILES[2]: AUTHREQUEST,
-            }
-        )
+        self._write({FILES[0]: upstream_text(s.portals, [], s), **self.includes()})
         return State(s.portals, [])
 
     def _answers(self, portal: str) -> bool:
@@ -179,9 +187,12 @@ class Nginx:
         to: list[str],
         say: Callable[[str], None],
         wait_seconds: float = 60.0,
+        includes: dict[str, str] | None = None,
     ) -> State:
         """To the portals ``to``: first in front with the current ones as backup, then (once
-        every one of ``to`` answers) alone."""
+        every one of ``to`` answers) alone — and, in that same last change, with ``includes``
+        (the location and auth_request files that go with the portals of ``to``): until then
+        the old portals may still answer, and they get the requests they were written for."""
         now = self.state()
         if now is None:
             raise IdpError("forward-auth is not registered; `openmfa adapter register nginx`")
@@ -197,7 +208,7 @@ class Nginx:
                     f"{wait_seconds:g} s; nginx is back on {', '.join(old)}"
                 )
             time.sleep(0.2)
-        self._write({FILES[0]: upstream_text(to, [], self.settings)})
+        self._write({FILES[0]: upstream_text(to, [], self.settings), **(includes or {})})
         say(f"only {', '.join(to)} now; nginx reloaded")
         return State(to, [])
 
@@ -205,17 +216,24 @@ class Nginx:
         now = self.state()
         if now is None:
             raise IdpError("forward-auth is not registered; `openmfa adapter register nginx`")
-        saved.write_text(json.dumps({"config_version": CONFIG_VERSION, "portals": now.portals}))
-        return self.move(self.settings.portals, say)
+        self._save(saved, now)
+        return self.move(self.settings.portals, say, includes=self.includes())
+
+    def _save(self, saved: Path, now: State) -> None:
+        """What ``rollback`` goes back to: the portals and the files that went with them."""
+        data = {"config_version": CONFIG_VERSION, "portals": now.portals, "files": self._included()}
+        saved.write_text(json.dumps(data))
 
     def rollback(self, saved: Path, say: Callable[[str], None]) -> State:
         try:
-            previous = [str(p) for p in json.loads(saved.read_text("utf-8"))["portals"]]
-        except (OSError, ValueError, KeyError, TypeError):
+            data = json.loads(saved.read_text("utf-8"))
+            previous = [str(p) for p in data["portals"]]
+            files = {str(k): str(v) for k, v in dict(data.get("files", {})).items() if k in FILES}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise IdpError(
                 f"no earlier portals to go back to ({saved} is missing or unreadable)"
             ) from None
         now = self.state()
         if now is not None:
-            saved.write_text(json.dumps({"config_version": CONFIG_VERSION, "portals": now.portals}))
-        return self.move(previous, say)
+            self._save(saved, now)
+        return self.move(previous, say, includes=files)
