@@ -166,8 +166,8 @@ class DeploymentLoad:
             c.longest = max(c.longest, seconds)
             if good:
                 c.accepted += 1
-            else:
-                c.failed.append(why)
+            else:  # when, to set beside the upgrade's steps and HAProxy's log
+                c.failed.append(f"{time.strftime('%H:%M:%S')} ({seconds:.1f} s) {why}")
 
     def worker(
         self, channel: str, once: Callable[[], tuple[bool, str] | None], pause: float
@@ -441,6 +441,21 @@ def install(work: Path, node_names: tuple[str, ...] = NODE_NAMES) -> Deployment:
     )
 
 
+def timed(node: Node, *args: str) -> str:
+    """``openmfa ARGS`` on ``node``'s release, each line of its output (and of its errors)
+    marked with the time it came: a failed sign-in's time then finds its step."""
+    cmd = [str(node.root / "current" / "venv" / "bin" / "openmfa"), *args]
+    lines: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(f"{time.strftime('%H:%M:%S')} {line.rstrip()}")
+        rc = proc.wait(timeout=900)
+    out = "\n".join(lines) + "\n"
+    assert rc == 0, (cmd, out)
+    return out
+
+
 @dataclass
 class Outcome:
     output: str
@@ -630,9 +645,9 @@ def _upgrade_under_load(
         lb += ["--haproxy-mobile-backend", "mobile"]
         then_out = ""
         try:
-            out = a.openmfa(
-                "farm", "upgrade", "--bundle", str(d.bundle_b), *lb, *(["--hold"] if hold else []),
-                "--data-dir", str(a.var),
+            out = timed(
+                a, "farm", "upgrade", "--bundle", str(d.bundle_b), *lb,
+                *(["--hold"] if hold else []), "--data-dir", str(a.var),
             )  # fmt: skip
             seconds = time.monotonic() - started
             if then is not None:
