@@ -37,6 +37,32 @@ from .services import free_udp_port
 from .test_upgrade import NEW, ROOT, build_wheel, recorded_release
 
 RADIUS_SECRET = "farm-radius-secret"
+RADIUS_SENDS = 3
+"""Sends of one request to one server before the gateway tries its next (the first and two
+retransmissions, a common NAS default)."""
+RADIUS_WAIT = 2.0
+"""Seconds the gateway waits for an answer after each send."""
+RADIUS_DEAD_SECONDS = 10.0
+
+
+def _radius_answer(s: socket.socket, auth: bytes, secret: bytes, wait: float) -> p.Packet | None:
+    """The answer to the request sent with ``auth``, or None after ``wait`` seconds; a late
+    answer to an earlier request, or anything not from a server with the secret, is read and
+    set aside."""
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        s.settimeout(left)
+        try:
+            data, _ = s.recvfrom(4096)
+        except (TimeoutError, ConnectionRefusedError):
+            return None
+        try:
+            return p.verify_response(data, auth, secret)
+        except p.MalformedPacket:
+            continue
+    return None
+
+
 USERS = 80
 NAMES = ("node-a", "node-b", "node-c")
 
@@ -161,6 +187,8 @@ class Load:
     ok: int = 0
     failed: list[str] = field(default_factory=list)
     sdk_request_ids: list[str] = field(default_factory=list)
+    dead_until: dict[int, float] = field(default_factory=dict)
+    """RADIUS servers the gateway skips until then (a dead time, as a NAS keeps one)."""
 
     def credentials(self) -> tuple[str, str] | None:
         """A user whose code for the current step has not been used yet."""
@@ -191,10 +219,15 @@ class Load:
         return good, why
 
     def radius_once(self, s: socket.socket, cred: tuple[str, str]) -> tuple[bool, str]:
-        """One RADIUS sign-in, the gateway trying its servers in order on a timeout."""
+        """One RADIUS sign-in as a gateway (a NAS, a VPN concentrator) makes it: each server
+        of its list in order, the same packet sent again while one is silent (RFC 5080 §2.2.1:
+        the server's duplicate cache answers a retransmission, so a slow server never sees the
+        code twice), then the next server; a server silent to every send is skipped for a dead
+        time (a stopped node costs one request its wait, not every request)."""
         secret = RADIUS_SECRET.encode()
-        answer = None
-        for port in self.radius_ports:  # the gateway's server list, in order
+        now = time.monotonic()
+        alive = [port for port in self.radius_ports if self.dead_until.get(port, 0.0) <= now]
+        for port in alive or self.radius_ports:
             ident = secrets.randbelow(256)
             auth = os.urandom(16)
             raw = p.encode_request(
@@ -207,15 +240,15 @@ class Load:
                 secret,
                 auth,
             )
-            s.sendto(raw, ("127.0.0.1", port))
-            try:
-                data, _ = s.recvfrom(4096)
-                answer = p.verify_response(data, auth, secret)
-                break
-            except (TimeoutError, ConnectionRefusedError, p.MalformedPacket):
-                continue  # the next server on the list
-        good = answer is not None and answer.code == p.ACCESS_ACCEPT
-        return good, f"radius {cred[0]}: {answer and answer.code}"
+            for _ in range(RADIUS_SENDS):
+                s.sendto(raw, ("127.0.0.1", port))
+                answer = _radius_answer(s, auth, secret, RADIUS_WAIT)
+                if answer is not None:
+                    good = answer.code == p.ACCESS_ACCEPT
+                    return good, f"radius {cred[0]}: {answer.code} from :{port}"
+            with self.lock:
+                self.dead_until[port] = time.monotonic() + RADIUS_DEAD_SECONDS
+        return False, f"radius {cred[0]}: no server answered"
 
     def sdk_worker(self, limit: int) -> None:
         with httpx.Client(timeout=10) as client:
