@@ -5,10 +5,16 @@ direction the whole deployment's upgrade never takes (tests/e2e/test_deployment_
 the older hosts against the newer nodes, under load) — while an activated phone keeps approving
 pushes and a person keeps signing in to the portal; then both hosts are rolled back. The
 portal's prefix and custom theme stay as the admin made them. The two releases are this tree
-built as A and B: the previous release recorded in releases.toml predates both services."""
+built as A and B: the previous release recorded in releases.toml predates both services.
+
+The portal host is an adapter host too (forward-auth's adapter.toml): on B, it registers OpenMFA
+as LemonLDAP::NG's second factor against the node on A, joins the node's inventory, and
+LemonLDAP::NG's sign-ins are checked by the node on A; back on A, the host reads B's
+registration and the sign-ins go on (the adapter host newer than the node, and back)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,8 +31,8 @@ import pytest
 from openmfa.sdk.client import SdkClient
 
 from .farm_scenario import make_bundle
-from .helpers import OPENMFA, Phone, free_port, healthy, wait_for
-from .services import free_udp_port
+from .helpers import OPENMFA, Phone, free_port, healthy, oathtool, wait_for
+from .services import Idp, free_udp_port, lemonldap
 from .test_upgrade import NEW, ROOT, build_wheel
 
 A = NEW
@@ -35,6 +41,8 @@ PREFIX = "/mfa-phone"
 ADAPTER_PORTALS = 'portals = ["10.0.0.5:8500"]  # the two portal hosts behind nginx'
 PORTAL_PREFIX = "/self-service"
 PASSWORD = "pia's long password"
+SEEDS = {"dwho": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ", "rtyler": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"}
+"""LemonLDAP::NG's demo users (the password is the name), with a TOTP method on the node."""
 
 
 def run(*cmd: str, expect: int = 0) -> str:
@@ -62,6 +70,27 @@ class Deployment:
     portal_record: Path
     portal_url: str
     backup_codes: list[str]
+    idp: Idp | None = None
+    """LemonLDAP::NG, whose second factor the portal host (its adapter.toml) registers."""
+
+    @property
+    def adapter_toml(self) -> Path:
+        return self.portal_root / "var" / "adapter.toml"
+
+    def portal_host(self, *args: str) -> str:
+        """``openmfa ARGS`` of the portal host's current release."""
+        return run(str(self.portal_root / "current" / "venv" / "bin" / "openmfa"), *args)
+
+    def llng_sign_in(self, user: str) -> None:
+        """``user`` signs in at LemonLDAP::NG: asked for OpenMFA after the password, a wrong
+        code refused, the right one (checked by the node) gives the session."""
+        assert self.idp is not None
+        idp = self.idp
+        wait_for(lambda: idp.sign_in(user, None)[0] == "/openmfa2fcheck", "OpenMFA asked", 30)
+        action, cookie, _ = idp.sign_in(user, "000000")
+        assert action == "/openmfa2fcheck" and not cookie.startswith("lemonldap="), cookie
+        _, cookie, error = idp.sign_in(user, oathtool("--totp", "-b", SEEDS[user]))
+        assert cookie.startswith("lemonldap="), (cookie, error)
 
     def node_cli(self, *args: str) -> str:
         openmfa = str(self.node_root / "current" / "venv" / "bin" / "openmfa")
@@ -165,6 +194,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> It
     codes = d.node_cli("method", "add", "pia", "backup-codes")
     d.backup_codes = re.findall(r"\b\d{5}-\d{5}\b", codes)
     assert len(d.backup_codes) == 10, codes
+    for user, seed in SEEDS.items():
+        d.node_cli("user", "add", user)
+        d.node_cli("method", "add", user, "totp", "--secret", seed, "--no-qr")
+    adapter_key = d.node_cli("apikey", "create", "web-idp", "--scope", "adapter").split()[-1]
     mobile_key = d.node_cli("apikey", "create", "dmz-mobile", "--scope", "mobile").split()[-1]
     portal_key = d.node_cli("apikey", "create", "web-portal", "--scope", "portal").split()[-1]
     node_log = (base / "node.log").open("w")
@@ -177,7 +210,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> It
     portal: subprocess.Popen[bytes] | None = None
     mobile_log = (base / "mobile-first.log").open("w")
     portal_log = (base / "portal-first.log").open("w")
+    services = contextlib.ExitStack()
     try:
+        d.idp = services.enter_context(lemonldap())
         # The mobile host is installed from an offline bundle made on the node.
         run(OPENMFA, "bundle", "create", str(base / "a.tar.gz"), "--record", str(node_record))
         out = run(
@@ -240,6 +275,16 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> It
         (web / "adapter.toml").write_text(
             adapter_toml.replace('portals = ["127.0.0.1:8500"]', ADAPTER_PORTALS)
         )
+        (web / "adapter.key").write_text(adapter_key + "\n")
+        (web / "adapter.key").chmod(0o600)
+        configure(
+            web / "adapter.toml",
+            {
+                "node_url": f'"{d.node_url}"',
+                "api_key_file": '"adapter.key"',
+                "ini": f'"{d.idp.folder}/lemonldap-ng.ini"',
+            },
+        )
         portal = subprocess.Popen(
             [str(d.portal_root / "current" / "venv" / "bin" / "openmfa"), "portal", "serve",
              "--config", str(web / "portal.toml")],
@@ -264,6 +309,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> It
         node_log.close()
         mobile_log.close()
         portal_log.close()
+        services.close()
 
 
 def test_newer_mobile_and_portal_hosts_work_with_the_older_node_and_roll_back(
@@ -314,6 +360,18 @@ def test_newer_mobile_and_portal_hosts_work_with_the_older_node_and_roll_back(
     assert d.portal_release() == B
     d.portal_sign_in()
 
+    # 2b. The same host as an adapter host on B against the node on A: it registers OpenMFA as
+    # LemonLDAP::NG's second factor (its preflight asks the node of A), reports to the node's
+    # inventory with B's client, and LemonLDAP::NG's sign-ins are checked by the node of A.
+    conf = str(d.adapter_toml)
+    out = d.portal_host("adapter", "register", "lemonldap", "--config", conf)
+    assert "second factor required: yes" in out, out
+    out = d.portal_host(
+        "farm", "join-component", "--kind", "adapter", "--config", conf, "--name", "web-idp"
+    )
+    assert "web-idp (adapter) is in the farm's inventory" in out, out
+    d.llng_sign_in("dwho")
+
     # 3. The mobile host goes back: A again, its mobile.toml as it was, the phone still works.
     d.approve(phone)
     out = run(OPENMFA, "rollback", "--yes", "--record", str(d.mobile_record))
@@ -329,3 +387,7 @@ def test_newer_mobile_and_portal_hosts_work_with_the_older_node_and_roll_back(
     assert (d.portal_root / "var" / "portal.toml").read_text() == before
     assert d.portal_release() == A
     d.portal_sign_in()
+    # B's registration, read by A's tool; LemonLDAP::NG still asks the node for every sign-in.
+    out = d.portal_host("adapter", "status", "lemonldap", "--config", conf)
+    assert "openmfa: registered" in out, out
+    d.llng_sign_in("rtyler")
