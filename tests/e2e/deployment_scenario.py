@@ -5,15 +5,18 @@ Nodes, two portal hosts, two mobile-service hosts and an adapter host, each inst
 ``openmfa install`` (own release environments and install record) from release A, behind one
 HAProxy (docs/haproxy-deployment.cfg: the SDK, the portal and the mobile backends). The adapter
 host registers OpenMFA as LemonLDAP::NG's second factor (calling the SDK through HAProxy) and
-runs ``openmfa adapter agent``. Every host beside the nodes joins the farm's inventory
-(``openmfa farm join-component``). Load generators run throughout, each bounded in count and
-time: SDK authentications through HAProxy, RADIUS sign-ins failing over between the nodes, push
-approvals by a reference authenticator through the mobile backend, portal sign-ins (password,
-then a TOTP code) through the portal backend, and LemonLDAP::NG sign-ins (password, then a
-code). Then ``openmfa farm upgrade --bundle B --hold`` on the master moves every node, then each
-mobile host, then each portal host, then the adapter host (its registration moved with no gap);
-``then`` runs next under the same load (the test rolls everything back with ``openmfa farm
-rollback``).
+as nginx's forward-auth (nginx in front of a site asks the two portal hosts, and sends people
+to the portal's sign-in through HAProxy), and runs ``openmfa adapter agent``. Every host beside
+the nodes joins the farm's inventory (``openmfa farm join-component``). Load generators run
+throughout, each bounded in count and time: SDK authentications through HAProxy, RADIUS
+sign-ins failing over between the nodes, push approvals by a reference authenticator through
+the mobile backend, portal sign-ins (password, then a TOTP code) through the portal backend
+(its forms, and now and then Debian's Chromium driven by Playwright), sign-ins to nginx's site
+(curl: sent to the portal, password, code, back at the site), and LemonLDAP::NG sign-ins
+(password, then a code). Then ``openmfa farm upgrade --bundle B --hold`` on the master moves
+every node, then each mobile host, then each portal host, then the adapter host (its
+registration moved with no gap); ``then`` runs next under the same load (the test rolls
+everything back with ``openmfa farm rollback``).
 
 The two releases are this tree built as A and B: the previous release recorded in releases.toml
 predates the inventory, so its hosts could not be asked to upgrade.
@@ -26,13 +29,16 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -50,18 +56,46 @@ from .farm_scenario import (
     start_installed,
     stop_service,
 )
-from .helpers import OPENMFA, Phone, free_port
-from .services import Idp, lemonldap
+from .helpers import OPENMFA, Phone, free_port, stop
+from .services import Idp, lemonldap, nginx, nginx_conf
 from .test_upgrade import NEW, ROOT
 
+CHROMIUM = "/usr/bin/chromium"
 A = NEW
 B = ".".join([*A.split(".")[:2], str(int(A.split(".")[2]) + 1)])
 USERS = 60
-PORTAL_USERS = 8
+PORTAL_USERS = 16
+"""People with a password and a TOTP method, shared by the portal, session, browser and
+forward-auth channels (a code once per 30-second step each: the node refuses a code again)."""
 PASSWORD = "a long portal password"
 NODE_NAMES = ("node-a", "node-b", "node-c")
 LLNG_USERS = ("dwho", "rtyler", "msmith")
 """LemonLDAP::NG's demo users (each one's password is the name), with a TOTP method here."""
+SITE_HOST = "app.example.localhost"
+"""The site nginx protects (forward-auth; curl reaches it on loopback with --resolve)."""
+AUTH_HOST = "auth.example.localhost"
+"""The portal's public name (HAProxy's portal frontend): the sign-in cookie is for the domain
+example.localhost, so the site's requests carry it."""
+NGINX_SITES = """
+  include {web}/snippets/openmfa-upstream.conf;
+  server {{
+    listen 127.0.0.1:{port};
+    server_name app.example.localhost;
+    include {web}/snippets/openmfa-location.conf;
+    location / {{
+      include {web}/snippets/openmfa-authrequest.conf;
+      proxy_pass http://127.0.0.1:{site};
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{site};
+    location / {{ default_type text/plain; return 200 "Hello $http_remote_user\\n"; }}
+  }}
+"""
+"""The adapter host's nginx: a protected site (the second server, which says who nginx let in),
+the three files `openmfa adapter register nginx` writes included."""
+BROWSER_PAUSE = 15.0
+"""Seconds between two browser sign-ins (a few a minute: Chromium is heavy on 2 cores)."""
 
 
 @dataclass
@@ -122,6 +156,11 @@ class Component:
         return found.group(1)
 
 
+CHANNELS = (
+    "sdk", "radius", "push", "portal", "browser", "session", "forward-auth", "lemonldap", "guard",
+)  # fmt: skip
+
+
 @dataclass
 class Channel:
     name: str
@@ -130,10 +169,12 @@ class Channel:
     failed: list[str] = field(default_factory=list)
     longest: float = 0.0
     """The longest a single sign-in of this channel took (seconds)."""
+    slowest: str = ""
+    """When the longest came, and what it said (a push: how long each of its steps took)."""
 
     def line(self) -> str:
         return (
-            f"{self.name:<8} tried {self.tried:>5}  accepted {self.accepted:>5}  "
+            f"{self.name:<12} tried {self.tried:>5}  accepted {self.accepted:>5}  "
             f"failed {len(self.failed):>3}  longest {self.longest:5.2f} s"
         )
 
@@ -150,20 +191,29 @@ class DeploymentLoad:
     phone: Phone
     idp: Idp
     llng_seeds: dict[str, bytes]
+    site: str = ""
+    """The protected site through nginx (http://app.example.localhost:PORT)."""
+    auth: str = ""
+    """The portal's public URL, as forward-auth sends people to it."""
+    resolve: list[str] = field(default_factory=list)
+    """curl's --resolve for the site's and the portal's names (both on loopback)."""
+    jars: Path = Path()
+    """A folder for curl's cookie jars (one a forward-auth sign-in)."""
     channels: dict[str, Channel] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     used: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("sdk", "radius", "push", "portal", "session", "lemonldap", "guard"):
+        for name in CHANNELS:
             self.channels[name] = Channel(name)
 
     def count(self, channel: str, good: bool, seconds: float, why: str) -> None:
         with self.lock:
             c = self.channels[channel]
             c.tried += 1
-            c.longest = max(c.longest, seconds)
+            if seconds > c.longest:
+                c.longest, c.slowest = seconds, f"{time.strftime('%H:%M:%S')} {why}"
             if good:
                 c.accepted += 1
             else:  # when, to set beside the upgrade's steps and HAProxy's log
@@ -218,6 +268,97 @@ class DeploymentLoad:
                 return False, f"portal {user} methods page: {page.status_code}"
         return True, ""
 
+    def curl(self, jar: Path, url: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """curl as a person's browser would ask (its cookie jar, the sites' names on loopback):
+        (status, the Location it was sent to, the body)."""
+        cmd = ["curl", "-sS", "--max-time", "30", "-b", str(jar), "-c", str(jar)]
+        cmd += ["-w", "\n%{http_code} %{redirect_url}"]
+        for entry in self.resolve:
+            cmd += ["--resolve", entry]
+        for k, v in (form or {}).items():
+            cmd += ["--data-urlencode", f"{k}={v}"]
+        done = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"curl {url}: {done.stderr.strip()[-300:]}")
+        body, _, tail = done.stdout.rpartition("\n")
+        status, _, location = tail.partition(" ")
+        return int(status), location, body
+
+    def fa_once(self) -> tuple[bool, str] | None:
+        """A sign-in to the site nginx protects (curl): sent to the portal's sign-in, the
+        password, then a code, and back at the site, which sees the user. Not signed in, and
+        on the password alone, the site must send the visitor to the sign-in (guard)."""
+        cred = self.portal_credentials()
+        if cred is None:
+            return None
+        user, code = cred
+        self._fa = n = getattr(self, "_fa", 0) + 1
+        jar = self.jars / f"fa-{n}.txt"
+        try:
+            wanted = f"{self.site}/reports?n={n}"
+            status, to, body = self.curl(jar, wanted)
+            sign_in = f"{self.auth}/sign-in?rd="
+            held = status == 302 and to.startswith(sign_in)
+            self.count("guard", held, 0.0, f"guard forward-auth: not signed in got {status} {to}")
+            if not held:
+                return False, f"forward-auth {user}: the site answered {status} {to} {body[:80]}"
+            status, to, body = self.curl(jar, to)
+            form = {"csrf": _csrf(body), "user": user, "password": PASSWORD}
+            status, to, body = self.curl(jar, f"{self.auth}/sign-in", form)
+            if status != 303 or not to.endswith("/second-factor"):
+                return False, f"forward-auth {user} password step: {status} {to} {body[:200]}"
+            alone = self.curl(jar, wanted)  # the password alone opens nothing
+            held = alone[0] == 302 and alone[1].startswith(sign_in)
+            why = f"guard forward-auth: the password alone got {alone[0]} {alone[2][:80]}"
+            self.count("guard", held, 0.0, why)
+            status, to, body = self.curl(jar, to)
+            form = {"csrf": _csrf(body), "code": code}
+            status, to, body = self.curl(jar, f"{self.auth}/second-factor", form)
+            if status != 303 or to != wanted:
+                return False, f"forward-auth {user} code step: {status} {to} {body[:300]}"
+            status, to, body = self.curl(jar, wanted)
+            good = status == 200 and body.strip() == f"Hello {user}"
+            return good, f"forward-auth {user}: the site answered {status} {to} {body[:80]!r}"
+        finally:
+            jar.unlink(missing_ok=True)
+
+    def browser_once(self, browser: Any) -> tuple[bool, str] | None:
+        """A person's sign-in at the portal in Chromium (Playwright): the sign-in page, the
+        password, the code, and their methods page."""
+        cred = self.portal_credentials()
+        if cred is None:
+            return None
+        user, code = cred
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(self.portal_url + "/sign-in")
+            page.get_by_label("User name", exact=True).fill(user)
+            page.get_by_label("Password", exact=True).fill(PASSWORD)
+            page.get_by_role("button", name="Sign in", exact=True).click()
+            page.get_by_label("Verification code", exact=True).fill(code)
+            page.get_by_role("button", name="Verify", exact=True).click()
+            page.wait_for_url(self.portal_url + "/methods")
+            shown = page.content()
+            return user in shown, f"browser {user}: the methods page does not name them"
+        finally:
+            context.close()
+
+    def browser_worker(self) -> None:
+        """The browser channel's thread: Debian's Chromium, one new context a sign-in."""
+        from playwright import sync_api
+
+        try:
+            with sync_api.sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+                try:
+                    self.worker("browser", lambda: self.browser_once(browser), BROWSER_PAUSE)
+                finally:
+                    browser.close()
+        except Exception as exc:  # Chromium did not start: a failure of the channel
+            self.count("browser", False, 0.0, f"browser: {exc!r}")
+
     def lemonldap_once(self) -> tuple[bool, str] | None:
         """A sign-in at LemonLDAP::NG (its demo user's password, then a code it checks with
         OpenMFA through the adapter's registration). Between two codes of a user (one per
@@ -269,9 +410,11 @@ class DeploymentLoad:
         """A push sign-in through the SDK backend, seen and approved on the phone through the
         mobile backend."""
         with SdkClient(self.sdk_url, self.admin, timeout=30) as sdk:
+            t0 = time.monotonic()
             d = sdk.authenticate("pia", push=True)
             if d.pending is None:
                 return False, f"push: no request opened ({d.reason})"
+            t1 = time.monotonic()
             seen: list[dict[str, object]] = []
             deadline = time.monotonic() + 30
             while not any(r["id"] == d.pending.id for r in seen):
@@ -279,16 +422,20 @@ class DeploymentLoad:
                     return False, f"push {d.pending.id}: never reached the phone"
                 got = self.phone.run("pending", "--json", "--wait", "5", expect=None)
                 seen = json.loads(got.stdout) if got.returncode == 0 else []
+            t2 = time.monotonic()
             done = self.phone.run(
                 "approve", d.pending.id, "--number", d.pending.number, expect=None
             )
+            t3 = time.monotonic()
             if done.returncode != 0:
                 return (
                     False,
                     f"push {d.pending.id}: the phone's answer failed: {done.stderr[-300:]}",
                 )
             out = sdk.push_outcome(d.pending.id, wait=20)
-            return out.accepted, f"push {d.pending.id}: {out.status}"
+            steps = f"opened {t1 - t0:.1f} s, seen {t2 - t1:.1f} s, approved {t3 - t2:.1f} s"
+            steps += f", outcome {time.monotonic() - t3:.1f} s"
+            return out.accepted, f"push {d.pending.id}: {out.status} ({steps})"
 
     def guard_once(self, sdk: httpx.Client, udp: socket.socket) -> tuple[bool, str]:
         """MFA is never off: "nomfa" (no method) with no code, over the SDK and over RADIUS,
@@ -328,6 +475,8 @@ class DeploymentLoad:
             threading.Thread(target=self.worker, args=("radius", radius_once, 0.2)),
             threading.Thread(target=self.worker, args=("push", self.push_once, 0.5)),
             threading.Thread(target=self.worker, args=("portal", self.portal_once, 2.0)),
+            threading.Thread(target=self.browser_worker),
+            threading.Thread(target=self.worker, args=("forward-auth", self.fa_once, 2.0)),
             threading.Thread(target=self.worker, args=("session", self.session_once, 1.0)),
             threading.Thread(target=self.worker, args=("lemonldap", self.lemonldap_once, 0.5)),
             threading.Thread(target=self.worker, args=("guard", guard_once, 1.0)),
@@ -466,7 +615,10 @@ class Outcome:
 
     def report(self) -> str:
         lines = [c.line() for c in self.load.channels.values()]
-        return "\n".join([*lines, f"upgrade took {self.seconds:.0f} s"])
+        push = self.load.channels["push"]
+        return "\n".join(
+            [*lines, f"slowest push: {push.slowest}", f"upgrade took {self.seconds:.0f} s"]
+        )
 
 
 def upgrade_under_load(
@@ -488,6 +640,14 @@ def _upgrade_under_load(
     sdk_url = f"http://127.0.0.1:{ports['openmfa_sdk']}"
     mobile_url = f"http://127.0.0.1:{ports['mobile']}/mobile"
     portal_url = f"http://127.0.0.1:{ports['portal']}/portal"
+    auth_url = f"http://{AUTH_HOST}:{ports['portal']}/portal"  # the same, by its public name
+    nginx_port, site_port = free_port(), free_port()
+    web = work / "idp-1-nginx"  # the adapter host's nginx
+    (web / "snippets").mkdir(parents=True)
+    sites = NGINX_SITES.format(web=web, port=nginx_port, site=site_port)
+    nginx_conf(web, sites)
+    cache = Path(tempfile.mkdtemp(prefix="openmfa-nginx-cache-"))  # nginx's workers (nobody)
+    cache.chmod(0o755)  # keep signed-in answers there: outside pytest's root-only folders
     for n in d.nodes:
         cfg = n.var / "server.toml"
         cfg.write_text(
@@ -510,7 +670,7 @@ def _upgrade_under_load(
     adapter = key("gateway", "adapter")
     keys = {"portal": key("web", "portal"), "mobile": key("dmz", "mobile")}
     keys["adapter"] = key("idp", "adapter")
-    session_key = secrets.token_hex(32)
+    session_key, forward_key = secrets.token_hex(32), secrets.token_hex(32)
     a.cli("radius", "client", "add", "gw", "--address", "127.0.0.1/32", "--secret", RADIUS_SECRET)
     llng_seeds: dict[str, bytes] = {}
     with httpx.Client(base_url=a.url, headers={"authorization": f"Bearer {admin}"}) as api:
@@ -554,6 +714,7 @@ def _upgrade_under_load(
         ["haproxy", "-f", str(cfg), "-db"], stdout=haproxy_log, stderr=subprocess.STDOUT
     )
     load: DeploymentLoad | None = None
+    proxy: subprocess.Popen[bytes] | None = None
     try:
         deadline = time.monotonic() + 30
         while not answers(sdk_url + "/readyz"):  # HAProxy's checks found the nodes up
@@ -578,12 +739,22 @@ def _upgrade_under_load(
                     "canary": """'$uid eq "dwho"'  # dwho tries each new registration first""",
                     "canary_seconds": "3",
                     "grace_seconds": "3",
+                    # nginx in front of a site, asking the portal hosts themselves
+                    "dir": f'"{web}/snippets"',
+                    "portals": json.dumps([f"127.0.0.1:{p.port}" for p in d.portals]),
+                    "nginx": json.dumps(["nginx", "-p", str(web), "-c", str(web / "nginx.conf")]),
+                    "cache_dir": f'"{cache}/auth"',
                 }
             if c.kind == "portal":
                 values["attempts_per_minute"] = "600  # every test visitor comes from 127.0.0.1"
                 values["session_key_file"] = '"session.key"  # the same on every portal host'
                 (c.var / "session.key").write_text(session_key + "\n")
                 (c.var / "session.key").chmod(0o600)
+                values["enabled"] = "true  # forward-auth, for the adapter host's nginx"
+                values["cookie_domain"] = '"example.localhost"'
+                values["public_url"] = f'"{auth_url}"'
+                (c.var / "forward-auth.key").write_text(forward_key + "\n")
+                (c.var / "forward-auth.key").chmod(0o600)
             for k, v in values.items():
                 text, n = re.subn(rf"^{k} = .*$", f"{k} = {v}", text, count=1, flags=re.M)
                 assert n == 1, (c.config, k)
@@ -591,6 +762,9 @@ def _upgrade_under_load(
             if c.kind == "adapter":
                 shown = c.openmfa("adapter", "register", "lemonldap", "--config", str(c.config))
                 assert "second factor required: yes" in shown, shown
+                shown = c.openmfa("adapter", "register", "nginx", "--config", str(c.config))
+                assert "127.0.0.1:" in shown, shown
+                proxy = nginx(web, sites)
             said = c.openmfa(
                 "farm", "join-component", "--kind", c.kind, "--config", str(c.config),
                 "--name", c.name,
@@ -634,6 +808,13 @@ def _upgrade_under_load(
             phone,
             idp,
             llng_seeds,
+            site=f"http://{SITE_HOST}:{nginx_port}",
+            auth=auth_url,
+            resolve=[
+                f"{SITE_HOST}:{nginx_port}:127.0.0.1",
+                f"{AUTH_HOST}:{ports['portal']}:127.0.0.1",
+            ],
+            jars=work,
         )
         workers = load.workers()
         for w in workers:
@@ -662,6 +843,9 @@ def _upgrade_under_load(
         haproxy.terminate()
         haproxy.wait(timeout=10)
         haproxy_log.close()
+        if proxy is not None:
+            stop(proxy)
+        shutil.rmtree(cache, ignore_errors=True)
     events = [
         line
         for line in (work / "haproxy.log").read_text().splitlines()

@@ -1,7 +1,9 @@
 """The whole deployment upgraded by one command while people sign in on every channel, then
 rolled back by one command before finalize (tests/e2e/deployment_scenario.py): three nodes,
 two portal hosts and two mobile-service hosts behind HAProxy, and an adapter host
-(LemonLDAP::NG); SDK, RADIUS, push, portal and LemonLDAP::NG sign-ins throughout. Pass: no
+(LemonLDAP::NG, and nginx in front of a site asking the portal hosts: forward-auth); SDK,
+RADIUS, push, portal (forms, and Chromium), forward-auth (curl) and LemonLDAP::NG sign-ins
+throughout. Pass: no
 sign-in failed on any channel, none passed without its second factor (every accepted one was
 asked for a code or a push), no audit event lost, every user and setting intact, each host's
 own config values kept."""
@@ -60,6 +62,7 @@ def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
     configs = seen["configs"]
     assert isinstance(configs, dict)
     for c in d.portals:
+        assert 'public_url = "http://auth.example.localhost:' in configs[c.name]
         assert (
             "attempts_per_minute = 600  # every test visitor comes from 127.0.0.1"
             in configs[c.name]
@@ -74,13 +77,15 @@ def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
             and f'name = "{c.name}"' in configs[c.name]
         )
     for c in d.adapters:
-        assert "canary_seconds = 3" in configs[c.name] and 'idps = ["lemonldap"]' in configs[c.name]
+        assert "canary_seconds = 3" in configs[c.name]
+        assert 'idps = ["lemonldap", "nginx"]' in configs[c.name]
         assert "# the SDK behind HAProxy" in configs[c.name]
         # Its registration moved to the new release and back, each time with no gap: beside
         # the old one for the canary, then everyone, then in its place.
         for log in ("farm-upgrade.log", "farm-rollback.log"):
             text = (c.root / log).read_text()
             assert 'canary ($uid eq "dwho")' in text and "openmfa_next removed" in text, text
+            assert "as backup; nginx reloaded" in text and "now; nginx reloaded" in text, text
     llng = json.loads(str(seen["llng"]))
     assert "openmfa" in llng["sfExtra"] and "openmfa_next" not in llng["sfExtra"]
     assert llng["sfRequired"] in (1, "1")

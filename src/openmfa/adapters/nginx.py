@@ -198,7 +198,9 @@ class Nginx:
             raise IdpError("forward-auth is not registered; `openmfa adapter register nginx`")
         old = now.portals
         self._write({FILES[0]: upstream_text(to, old, self.settings)})
-        say(f"new portals {', '.join(to)} in front, {', '.join(old)} as backup; nginx reloaded")
+        backup = [p for p in old if p not in to]  # the same portals (upgraded in place): none
+        behind = f"{', '.join(backup)} as backup" if backup else "no other portal as backup"
+        say(f"new portals {', '.join(to)} in front, {behind}; nginx reloaded")
         deadline = time.monotonic() + wait_seconds
         while not all(self._answers(p) for p in to):
             if time.monotonic() > deadline:
