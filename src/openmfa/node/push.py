@@ -122,6 +122,15 @@ class PushService:
 
     # -- where pushes live -------------------------------------------------------------------
 
+    def is_master(self) -> bool:
+        """This node holds the farm's push requests now (the master, or a shared database's
+        node); False while it hands the role over, and after."""
+        with self.store.read() as conn:
+            role = conn.execute(
+                select(t.meta.c.value).where(t.meta.c.key == "farm.role")
+            ).scalar_one_or_none()
+        return (role or "master") in ("master", "shared")
+
     def require_master(self) -> None:
         """Push requests, their answers and activation codes live at the farm's master (like
         claims), so the phone's answer may reach any node's mobile service: a subordinate

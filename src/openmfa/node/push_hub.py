@@ -16,6 +16,7 @@ import contextlib
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 from ..sdk.models import PushEvent, PushEvents
 from .push import Opened
@@ -23,6 +24,9 @@ from .push import Opened
 KEEP_SECONDS = 130.0
 """New-request events are kept this long (longer than any request lives)."""
 KEEP_EVENTS = 100_000
+STILL_EVERY = 1.0
+"""Seconds between two looks, during a wait for new requests, at whether this node is still
+the master."""
 
 
 class PushHub:
@@ -89,17 +93,31 @@ class PushHub:
                 if not left:
                     del self._outcome[push_id]
 
-    async def events_after(self, boot: str, after: int, seconds: float) -> PushEvents:
+    async def events_after(
+        self,
+        boot: str,
+        after: int,
+        seconds: float,
+        still: Callable[[], Awaitable[bool]] | None = None,
+    ) -> PushEvents:
         """Events after ``after`` (all kept ones if ``boot`` is not this node's run); waits up to
-        ``seconds`` for one when there is none yet."""
+        ``seconds`` for one when there is none yet. ``still`` is asked every second of the wait:
+        once it says no (this node handed the master's role over), the wait ends at once, so the
+        mobile service asks again and is sent to the new master instead of hearing nothing of
+        the requests opened there until its long-poll runs out."""
         if boot != self.boot:
             after = 0
         found = self._since(after)
         if not found and seconds > 0 and self.seq <= after:
             if self._new is None or self._new.done():
                 self._new = asyncio.get_running_loop().create_future()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._new), seconds)
+            new = self._new
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(new), min(left, STILL_EVERY))
+                if new.done() or (still is not None and not await still()):
+                    break
             found = self._since(after)
         closed = [pid for _, seq, pid in self._closed if seq > after]
         return PushEvents(boot=self.boot, seq=self.seq, events=found, closed=closed)

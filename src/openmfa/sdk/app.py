@@ -886,7 +886,11 @@ async def push_events(request: Request) -> Response:
     after = _int_param(request, "after", 0, 0, 2**62)
     wait = _int_param(request, "wait", 0, 0, 60)
     boot = request.query_params.get("boot", "")
-    return json_response(await node.push_hub.events_after(boot, after, float(wait)))
+
+    async def still() -> bool:  # a handover ends the wait: the caller is sent to the new master
+        return bool(await run_in_threadpool(node.push.is_master))
+
+    return json_response(await node.push_hub.events_after(boot, after, float(wait), still))
 
 
 async def users(request: Request) -> Response:
