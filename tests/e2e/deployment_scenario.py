@@ -57,10 +57,10 @@ from .farm_scenario import (
     stop_service,
 )
 from .helpers import OPENMFA, Phone, free_port, stop
-from .services import Idp, lemonldap, nginx, nginx_conf
+from .services import PROTECTED_SITE, Idp, lemonldap, nginx, nginx_conf
+from .test_forward_auth import CHROMIUM
 from .test_upgrade import NEW, ROOT
 
-CHROMIUM = "/usr/bin/chromium"
 A = NEW
 B = ".".join([*A.split(".")[:2], str(int(A.split(".")[2]) + 1)])
 USERS = 60
@@ -76,22 +76,14 @@ SITE_HOST = "app.example.localhost"
 AUTH_HOST = "auth.example.localhost"
 """The portal's public name (HAProxy's portal frontend): the sign-in cookie is for the domain
 example.localhost, so the site's requests carry it."""
-NGINX_SITES = """
-  include {web}/snippets/openmfa-upstream.conf;
-  server {{
-    listen 127.0.0.1:{port};
-    server_name app.example.localhost;
-    include {web}/snippets/openmfa-location.conf;
-    location / {{
-      include {web}/snippets/openmfa-authrequest.conf;
-      proxy_pass http://127.0.0.1:{site};
-    }}
-  }}
-  server {{
+NGINX_SITES = (
+    PROTECTED_SITE
+    + """  server {{
     listen 127.0.0.1:{site};
     location / {{ default_type text/plain; return 200 "Hello $http_remote_user\\n"; }}
   }}
 """
+)
 """The adapter host's nginx: a protected site (the second server, which says who nginx let in),
 the three files `openmfa adapter register nginx` writes included."""
 BROWSER_PAUSE = 15.0
@@ -644,7 +636,7 @@ def _upgrade_under_load(
     nginx_port, site_port = free_port(), free_port()
     web = work / "idp-1-nginx"  # the adapter host's nginx
     (web / "snippets").mkdir(parents=True)
-    sites = NGINX_SITES.format(web=web, port=nginx_port, site=site_port)
+    sites = NGINX_SITES.format(folder=web, port=nginx_port, site=site_port)
     nginx_conf(web, sites)
     cache = Path(tempfile.mkdtemp(prefix="openmfa-nginx-cache-"))  # nginx's workers (nobody)
     cache.chmod(0o755)  # keep signed-in answers there: outside pytest's root-only folders

@@ -229,6 +229,23 @@ http {{
 """
 
 
+PROTECTED_SITE = """
+  include {folder}/snippets/openmfa-upstream.conf;
+  server {{
+    listen 127.0.0.1:{port};
+    server_name app.example.localhost;
+    include {folder}/snippets/openmfa-location.conf;
+    location / {{
+      include {folder}/snippets/openmfa-authrequest.conf;
+      proxy_pass http://127.0.0.1:{site};
+    }}
+  }}
+"""
+"""A site nginx protects with OpenMFA's forward-auth (``format(folder=, port=, site=)``): the
+three files `openmfa adapter register nginx` writes in ``folder``/snippets included; nginx on
+``port`` as app.example.localhost, the site behind it on ``site``."""
+
+
 def nginx_conf(folder: Path, http: str) -> list[str]:
     """Write ``folder``/nginx.conf (nginx's own prefix ``folder``; ``http``: what its http
     block holds — server blocks, includes); returns the command that runs it."""

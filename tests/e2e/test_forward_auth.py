@@ -40,23 +40,11 @@ from .helpers import (
     stop,
     wait_for,
 )
-from .services import nginx, nginx_conf
+from .services import PROTECTED_SITE, nginx, nginx_conf
 
 CHROMIUM = "/usr/bin/chromium"
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
 PASSWORD = "correct horse battery"
-SITES = """
-  include {folder}/snippets/openmfa-upstream.conf;
-  server {{
-    listen 127.0.0.1:{port};
-    server_name app.example.localhost;
-    include {folder}/snippets/openmfa-location.conf;
-    location / {{
-      include {folder}/snippets/openmfa-authrequest.conf;
-      proxy_pass http://127.0.0.1:{site};
-    }}
-  }}
-"""
 
 
 @dataclass
@@ -173,7 +161,7 @@ def protected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Protected]:
             out.phone = Phone(base / "phone.json")
             out.phone.run("activate", code["url"], code["code"])
             first = out.start_portal(portal_port)
-            sites = SITES.format(folder=web, port=nginx_port, site=site.server_port)
+            sites = PROTECTED_SITE.format(folder=web, port=nginx_port, site=site.server_port)
             nginx_conf(web, sites)
             # Registered with the tool: it writes the files nginx includes, checks them with
             # nginx -t (nginx not yet running: nothing to reload).
