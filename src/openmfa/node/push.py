@@ -122,14 +122,22 @@ class PushService:
 
     # -- where pushes live -------------------------------------------------------------------
 
+    def _farm(self) -> dict[str, str]:
+        """This node's role and the master's URL, as its data file says now."""
+        with self.store.read() as conn:
+            return {
+                str(k): str(v)
+                for k, v in conn.execute(
+                    select(t.meta.c.key, t.meta.c.value).where(
+                        t.meta.c.key.in_(("farm.role", "farm.master_url"))
+                    )
+                ).all()
+            }
+
     def is_master(self) -> bool:
         """This node holds the farm's push requests now (the master, or a shared database's
         node); False while it hands the role over, and after."""
-        with self.store.read() as conn:
-            role = conn.execute(
-                select(t.meta.c.value).where(t.meta.c.key == "farm.role")
-            ).scalar_one_or_none()
-        return (role or "master") in ("master", "shared")
+        return self._farm().get("farm.role", "master") in ("master", "shared")
 
     def require_master(self) -> None:
         """Push requests, their answers and activation codes live at the farm's master (like
@@ -139,14 +147,7 @@ class PushService:
         rather than being sent back to where it is."""
         deadline = time.monotonic() + HANDOVER_WAIT
         while True:
-            with self.store.read() as conn:
-                farm = dict(
-                    conn.execute(
-                        select(t.meta.c.key, t.meta.c.value).where(
-                            t.meta.c.key.in_(("farm.role", "farm.master_url"))
-                        )
-                    ).all()
-                )
+            farm = self._farm()
             role = farm.get("farm.role", "master")
             if role != "handover" or time.monotonic() > deadline:
                 break
