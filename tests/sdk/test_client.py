@@ -49,7 +49,7 @@ def test_each_error_code_raises_its_own_class() -> None:
     assert isinstance(from_answer(502, None, "<html>bad gateway"), errors.Unavailable)
 
 
-def test_a_write_that_reaches_a_subordinate_follows_the_master_once() -> None:
+def test_a_write_that_reaches_a_subordinate_follows_the_master() -> None:
     plan = _Plan(["http://sub:8480"], "k")
     call = Requests.create_user("alice")
     refusal = msgspec.json.encode(
@@ -64,6 +64,31 @@ def test_a_write_that_reaches_a_subordinate_follows_the_master_once() -> None:
     assert again.error.master_url == "http://m:8480/"
     # reads are not redirected: any node answers them
     assert plan.order(Requests.get_user("alice")) == ["http://sub:8480"]
+
+
+def test_each_call_follows_the_master_even_when_another_call_learned_it_first() -> None:
+    """The mobile service's long-poll and a phone's answer share one client: when a handover
+    sends both to the new master at once, the answer follows too (it once stopped there, since
+    the client knew that master already, and the phone's approval failed)."""
+    plan = _Plan(["http://lb:8443"], "k")
+    call = Requests.answer_push("payload", "signature")
+
+    def refusal(master: str) -> bytes:
+        return msgspec.json.encode(
+            {"code": "not_master", "message": "m", "request_id": "r", "master_url": master}
+        )
+
+    plan.master = "http://new:8480"  # what the long-poll learned a moment ago
+    step = plan.answered(call, "http://old:8480", 409, refusal("http://new:8480/"))
+    assert step.next_url == "http://new:8480" and step.error is None
+    # a node not yet told names the former master, which names the new one: both followed
+    hops = [("http://c:8480", "http://old:8480/"), ("http://old:8480", "http://new:8480/")]
+    for followed, (url, master) in enumerate(hops):
+        step = plan.answered(call, url, 409, refusal(master), followed=followed)
+        assert step.next_url == master.rstrip("/")
+    # two nodes naming each other: the call ends after a few hops with the error
+    ended = plan.answered(call, "http://old:8480", 409, refusal("http://c:8480"), followed=3)
+    assert ended.next_url is None and isinstance(ended.error, NotMaster)
 
 
 def test_failover_only_where_it_cannot_do_harm() -> None:

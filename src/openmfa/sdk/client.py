@@ -18,7 +18,8 @@ next node, or follows a farm's master. The clients only move bytes.
   to the others when it cannot be reached (or answers 503). Writes are not repeated elsewhere
   after a connection that may have reached the node.
 - **Farms.** A write that reaches a subordinate comes back ``409 not_master`` with the master's
-  URL; the client sends it there once, with the same request id, and keeps writing there.
+  URL; the client sends it there (with the same request id; a few times at most, as nodes not yet
+  told of a new master name the former one) and keeps writing there.
 - **Versions.** On first contact with a node the client reads ``GET /version`` and refuses,
   with ``NodeTooOld``, a node that does not serve this client's SDK version.
 - **Errors.** Every error answer raises the exception class of its ``code``
@@ -470,6 +471,12 @@ class _Try:
     """Try the next node of the list."""
 
 
+MAX_FOLLOWS = 3
+"""How many ``not_master`` answers one call follows: a subordinate not yet told of a handover
+names the former master, which names the new one (two); a third is spare, and the bound ends
+a loop between nodes that name each other."""
+
+
 class _Plan:
     """The clients' shared decisions: which node to ask, what an answer means."""
 
@@ -495,7 +502,12 @@ class _Plan:
             headers["Content-Type"] = "application/json"
         return headers
 
-    def answered(self, call: Call[Any], url: str, status: int, content: bytes) -> _Try:
+    def answered(
+        self, call: Call[Any], url: str, status: int, content: bytes, *, followed: int = 0
+    ) -> _Try:
+        """What ``url``'s answer means; ``followed``: how often this call has followed a
+        ``not_master`` already (the clients count per call: another call of the same client,
+        told the same at the same moment, must not stop this one from following)."""
         if status < 400:
             if url in self.urls:
                 self.preferred = self.urls.index(url)
@@ -507,7 +519,7 @@ class _Plan:
         error = from_answer(status, body, content.decode(errors="replace"))
         if isinstance(error, NotMaster) and call.kind == "write" and error.master_url:
             master = error.master_url.rstrip("/")
-            if master != url and self.master != master:
+            if master != url and followed < MAX_FOLLOWS:
                 self.master = master
                 return _Try(next_url=master)
         if status == 503 and call.kind != "write":
@@ -564,6 +576,7 @@ class SdkClient:
         rid = request_id or uuid.uuid4().hex
         last: OpenMfaError = Unavailable("no node was asked")
         queue = self._plan.order(call)
+        followed = 0
         while queue:
             url = queue.pop(0)
             try:
@@ -580,9 +593,9 @@ class SdkClient:
             except httpx.HTTPError as exc:
                 step = self._plan.unreachable(call, url, exc)
             else:
-                step = self._plan.answered(call, url, r.status_code, r.content)
+                step = self._plan.answered(call, url, r.status_code, r.content, followed=followed)
             if step.next_url is not None:
-                queue = [step.next_url]
+                queue, followed = [step.next_url], followed + 1
             elif step.error is None:
                 return step.value  # type: ignore[no-any-return]
             else:
@@ -871,6 +884,7 @@ class AsyncSdkClient:
         rid = request_id or uuid.uuid4().hex
         last: OpenMfaError = Unavailable("no node was asked")
         queue = self._plan.order(call)
+        followed = 0
         while queue:
             url = queue.pop(0)
             try:
@@ -887,9 +901,9 @@ class AsyncSdkClient:
             except httpx.HTTPError as exc:
                 step = self._plan.unreachable(call, url, exc)
             else:
-                step = self._plan.answered(call, url, r.status_code, r.content)
+                step = self._plan.answered(call, url, r.status_code, r.content, followed=followed)
             if step.next_url is not None:
-                queue = [step.next_url]
+                queue, followed = [step.next_url], followed + 1
             elif step.error is None:
                 return step.value  # type: ignore[no-any-return]
             else:
