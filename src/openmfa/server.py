@@ -18,6 +18,7 @@ from .config import Config, parse_listen
 from .errors import ConfigError
 from .node.control import base_url, record_serve
 from .node.runtime import NodeRuntime
+from .radius.handoff import inherited
 from .radius.service import bind_udp
 from .sdk.app import create_app
 from .store.database import Store
@@ -30,13 +31,14 @@ def serve(
     cert, key = config.get("server", "tls_cert"), config.get("server", "tls_key")
     if bool(cert) != bool(key):
         raise ConfigError("[server] tls_cert and tls_key must be set together (or both empty)")
-    sock = _bind(host, port)
-    radius = config.get("radius", "listen") if radius_listen is None else radius_listen
-    radius_sock = bind_udp(radius) if radius else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per farm poll otherwise
     # Alembic says "Context impl SQLiteImpl" at every readiness check (each second) otherwise.
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    sock = _bind(host, port)
+    radius = config.get("radius", "listen") if radius_listen is None else radius_listen
+    # A restart in place hands the RADIUS socket over (radius.handoff): no request is lost.
+    radius_sock = (inherited(radius) or bind_udp(radius)) if radius else None
     scheme = "https" if cert else "http"
     shown = f"[{host}]" if ":" in host else host
     logging.getLogger("openmfa").info(

@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -43,6 +44,7 @@ from sqlalchemy.pool import NullPool
 from ..core.totp import totp
 from ..errors import InstallFailed, OpenMfaError
 from ..node.control import NodeControl
+from ..radius.handoff import take as take_radius_socket
 from ..store import tables as t
 from ..store.backups import Backups
 from ..store.database import DataDir, driver_url
@@ -124,6 +126,8 @@ class Upgrade:
         """The services beside the nodes a host may run (each with its NAME.toml)."""
         self.server = "server" in self.record.components
         """False on a host that runs only services beside the nodes (no data file, no node)."""
+        self._held: socket.socket | None = None
+        """The node's RADIUS socket from its stop to its start (radius.handoff)."""
 
     # -- public -------------------------------------------------------------------------------
 
@@ -552,10 +556,22 @@ class Upgrade:
         return self.node.pid()
 
     def _stop_server(self) -> None:
+        # Hold the node's RADIUS socket while no node runs: requests wait in its queue for the
+        # next process instead of being lost (radius.handoff). A node run by a service manager
+        # is started by it, which cannot pass the socket on: there it is let go.
+        if self._held is None and self.server and self.node.pid() is not None:
+            how = self.node.invocation()
+            if how is None or not how.unit:
+                self._held = take_radius_socket(self.dd.root)
         self.node.stop()
 
     def _start_server(self) -> None:
-        self.node.start(self._current_bin())
+        held, self._held = self._held, None
+        try:
+            self.node.start(self._current_bin(), radius=held)
+        finally:
+            if held is not None:
+                held.close()
 
     def _url(self) -> str:
         return self.node.url()

@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ import httpx
 from ..config import load as load_config
 from ..config import parse_listen
 from ..errors import NodeControlError
+from ..radius.handoff import FD_ENV
 
 SERVE_RECORD = "openmfa.serve.json"
 SERVICE_UNIT_ENV = "OPENMFA_SERVICE_UNIT"
@@ -226,9 +228,11 @@ class NodeControl:
             time.sleep(0.1)
         return True
 
-    def start(self, openmfa: Path, timeout: float = 60) -> int:
+    def start(self, openmfa: Path, timeout: float = 60, radius: socket.socket | None = None) -> int:
         """Start the node again as it ran before (``openmfa`` being the release to run) and
-        wait until it is ready where it was; returns its pid."""
+        wait until it is ready where it was; returns its pid. ``radius``: the RADIUS socket
+        held since the node stopped (``radius.handoff.take``), for the new process to go on
+        with, so the requests that arrived in between are answered."""
         how = Invocation.load(self.record_path)
         before = self.url()
         radius_before = how.radius if how is not None else None
@@ -238,18 +242,24 @@ class NodeControl:
             self.say(f"    started {self.what} through its service manager ({how.unit})")
         else:
             argv = how.argv if how is not None else self.default_argv()
+            env = dict(how.env if how is not None else os.environ)
+            env.pop(FD_ENV, None)
+            if radius is not None:
+                env[FD_ENV] = str(radius.fileno())
             log = (self.data_dir / self.log_name).open("a")
             proc = subprocess.Popen(
                 [str(openmfa), *argv],
                 cwd=how.cwd if how is not None and Path(how.cwd).is_dir() else None,
-                env=how.env if how is not None else None,
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                pass_fds=() if radius is None else (radius.fileno(),),
             )
             log.close()
-            self.say(f"    started {self.what} (pid {proc.pid})")
+            held = " with the RADIUS socket held meanwhile" if radius is not None else ""
+            self.say(f"    started {self.what} (pid {proc.pid}){held}")
         deadline = time.monotonic() + timeout
         while True:
             if proc is not None and proc.poll() is not None:

@@ -102,7 +102,9 @@ class NodeRuntime:
         await self.farm_runtime.stop()
         if self.radius is not None:
             await self.radius.stop()
-        self.queue.stop()
+        self.queue.stop()  # answers what RADIUS read last, then:
+        if self.radius is not None:
+            self.radius.close()
         self.readiness.stop()
 
     def client(self, token: str | None, permission: str) -> ApiClient:

@@ -164,6 +164,24 @@ class AccessFlows:
         self.loop.call_soon_threadsafe(self._start_primary, client, user, password, respond)
         return None
 
+    def one_round(self, client: RadiusClient, pkt: p.Packet) -> bool:
+        """Whether a new request is decided in one round, with no challenge and no push held
+        open: password and code in one field, or a code alone. A draining node still answers
+        those (its socket outlives its restart: ``handoff``); the others would leave a sign-in
+        open here, so they go unanswered and the gateway asks its next server."""
+        if client.combined:
+            return True  # a password and a code, or a reject
+        if client.primary != "none":
+            return False  # the password first, then a challenge or a push
+        hidden = pkt.get(p.USER_PASSWORD)
+        if hidden is None:
+            return client.push == "off"  # rejected at once, or a push
+        try:
+            code = p.reveal_password(hidden, client.secret, pkt.authenticator).decode()
+        except (p.MalformedPacket, UnicodeDecodeError):
+            return True  # rejected at once
+        return client.push == "off" or code.strip().lower() not in PUSH_WORDS
+
     def _job(self, client: RadiusClient, user: str, code: str, respond: Respond) -> Job:
         attempt = Attempt(
             user,

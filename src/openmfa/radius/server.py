@@ -75,7 +75,8 @@ class RadiusServer:
         self._logged: Counter[str] = Counter()
         self._pruned = time.monotonic()
         self.draining = False
-        """Set for a rolling upgrade: only follow-ups of open challenges are answered."""
+        """Set for a rolling upgrade: no new challenge is opened here; follow-ups of open ones
+        and requests decided in one round are still answered (``_still_answered``)."""
 
     def read(self, limit: int) -> list[Job]:
         """Take up to ``limit`` datagrams that are waiting; return the attempts they carry."""
@@ -141,7 +142,7 @@ class RadiusServer:
                 client.name,
             )
             return None
-        if self.draining and (pkt.code != p.ACCESS_REQUEST or pkt.get(p.STATE) is None):
+        if self.draining and not self._still_answered(client, pkt):
             self.stats["drained"] += 1  # unanswered: the client retries its next server
             return None
         now = time.monotonic()
@@ -155,6 +156,13 @@ class RadiusServer:
         return self.flows.handle(
             client, pkt, lambda reply: self.send(client, pkt, addr, key, reply)
         )
+
+    def _still_answered(self, client: RadiusClient, pkt: p.Packet) -> bool:
+        """While draining: the follow-up of an open challenge, or a request decided in one
+        round; not a Status-Server (gateways that watch for it move away)."""
+        if pkt.code != p.ACCESS_REQUEST:
+            return False
+        return pkt.get(p.STATE) is not None or self.flows.one_round(client, pkt)
 
     def send(
         self,

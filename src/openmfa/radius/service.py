@@ -15,6 +15,7 @@ from ..node.commit_queue import CommitQueue
 from ..node.radius_clients import RadiusClients
 from ..store.database import Store
 from .flows import AccessFlows
+from .handoff import HandOff
 from .primary import LdapBind, LocalPasswords, UpstreamRadius
 from .server import ClientTable, RadiusServer
 
@@ -74,6 +75,7 @@ class RadiusService:
         )
         self._refresher: asyncio.Task[None] | None = None
         self._generation = -1
+        self._handoff: HandOff | None = None
 
     async def start(self) -> None:
         await self._refresh()
@@ -89,6 +91,8 @@ class RadiusService:
             len(self.protocol.clients._clients),
         )
         self._refresher = loop.create_task(self._keep_fresh())
+        self._handoff = HandOff(self.store.data_dir.root, sock)
+        self._handoff.start()
 
     def set_draining(self, on: bool) -> None:
         self.protocol.draining = on
@@ -101,14 +105,22 @@ class RadiusService:
         )
 
     async def stop(self) -> None:
+        """Stop reading requests; what was read is still answered until ``close``."""
+        if self._handoff is not None:
+            await self._handoff.stop()
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         if self.sock is not None:
             self.queue.remove_source(self.sock)
-            self.sock.close()
         log.info("RADIUS counters: %s", dict(self.protocol.stats))
+
+    def close(self) -> None:
+        """After the last answer: let go of the socket (a restart may hold it still, so the
+        requests that arrive from now on wait for the next process: ``handoff``)."""
+        if self.sock is not None:
+            self.sock.close()
 
     async def _keep_fresh(self) -> None:
         while True:
