@@ -6,6 +6,7 @@ replicates). Checking is deliberately slow (argon2), so callers run it off the e
 
 from __future__ import annotations
 
+import functools
 import time
 
 from argon2 import PasswordHasher
@@ -19,7 +20,13 @@ from ..store.database import Store
 from .accounts import Accounts
 
 _HASHER = PasswordHasher()
-_DUMMY = _HASHER.hash("openmfa: a password nobody has")
+
+
+@functools.cache
+def _dummy() -> str:
+    """A hash to check an unknown user's password against (made when first needed: hashing
+    costs about 0.15 s, which every command and every node start paid at import)."""
+    return _HASHER.hash("openmfa: a password nobody has")
 
 
 def set_password(
@@ -49,6 +56,6 @@ def check_password(store: Store, name: str, password: str) -> bool:
         )
     try:
         # An unknown user costs the same time as a known one.
-        return bool(_HASHER.verify(stored or _DUMMY, password)) and stored is not None
+        return bool(_HASHER.verify(stored or _dummy(), password)) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
