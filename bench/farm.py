@@ -12,8 +12,9 @@ rolling upgrade under load.
 4. ``--deployment`` (alone): the whole deployment (three nodes, two portal and two mobile hosts
    behind HAProxy, an adapter host: LemonLDAP::NG and nginx) upgraded by `openmfa farm upgrade`
    under SDK, RADIUS, push, portal (forms and Chromium), forward-auth and LemonLDAP::NG load
-   (tests/e2e/deployment_scenario.py): per-channel counts, the upgrade's length, the longest
-   any single sign-in took.
+   (tests/e2e/deployment_scenario.py): per-channel counts and times, the upgrade's length, the
+   longest any single sign-in took, and the most the upgrade added to one (its longest minus
+   its channel's median).
 
     python bench/farm.py                     # ./dev bench-farm
     python bench/farm.py --skip-upgrade --users 1000
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -256,12 +258,15 @@ def deployment_bench(work: Path) -> None:
         "1 adapter host (LemonLDAP::NG, nginx)"
     )
     print(o.report())
-    timed = [c for name, c in o.load.channels.items() if name != "push"]
-    waited = max(c.longest for c in timed)
-    failed = sum(len(c.failed) for name, c in o.load.channels.items() if name != "guard")
+    signins = {name: c for name, c in o.load.channels.items() if name != "guard" and c.took}
+    longest = max(signins.values(), key=lambda c: c.longest)
+    added = {name: c.longest - statistics.median(c.took) for name, c in signins.items()}
+    worst = max(added, key=lambda name: added[name])
+    failed = sum(len(c.failed) for c in signins.values())
     print(
-        f"longest single sign-in (every channel but push): {waited:.2f} s (goal <= 2 s); a push "
-        f"sign-in includes the phone's polling: longest {o.load.channels['push'].longest:.2f} s"
+        f"longest single sign-in: {longest.longest:.2f} s ({longest.name}); the most the upgrade "
+        f"added to one (its longest minus its channel's median): {added[worst]:.2f} s ({worst}; "
+        "goal <= 2 s). The guard's probes are refusals, not sign-ins: not counted here"
     )
     print(
         f"failed {failed}, let in without a second factor "

@@ -31,6 +31,7 @@ import re
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -163,11 +164,16 @@ class Channel:
     """The longest a single sign-in of this channel took (seconds)."""
     slowest: str = ""
     """When the longest came, and what it said (a push: how long each of its steps took)."""
+    took: list[float] = field(default_factory=list)
+    """How long each sign-in took: the median is what one takes anyway on this machine, so
+    longest - median is the most the upgrade made anyone wait."""
 
     def line(self) -> str:
+        median = statistics.median(self.took) if self.took else 0.0
         return (
             f"{self.name:<12} tried {self.tried:>5}  accepted {self.accepted:>5}  "
-            f"failed {len(self.failed):>3}  longest {self.longest:5.2f} s"
+            f"failed {len(self.failed):>3}  longest {self.longest:5.2f} s  "
+            f"median {median:4.2f} s  longest - median {self.longest - median:5.2f} s"
         )
 
 
@@ -204,6 +210,7 @@ class DeploymentLoad:
         with self.lock:
             c = self.channels[channel]
             c.tried += 1
+            c.took.append(seconds)
             if seconds > c.longest:
                 c.longest, c.slowest = seconds, f"{time.strftime('%H:%M:%S')} {why}"
             if good:

@@ -85,15 +85,19 @@ def test_a_request_sent_while_the_node_restarts_is_answered_from_its_one_send(
             wait_for(take, "the node offers its RADIUS socket")
             held = offered[0]
             assert held.getsockname() == ("127.0.0.1", port)
+            # as the upgrader does: the next process starts ahead and waits at its gate
+            ahead = control.start_ahead(Path(OPENMFA), radius=held)
+            assert ahead is not None
             control.stop()
             srv.proc.wait(timeout=30)  # no node runs now; the port is held
             raw, auth = access_request("ivy", totp(b32(seed), time.time()))
             nas.sendto(raw, ("127.0.0.1", port))  # once: no retransmission
             sent = time.monotonic()
             try:
-                control.start(Path(OPENMFA), radius=held)
+                pid = control.start(Path(OPENMFA), radius=held, ahead=ahead)
             finally:
                 held.close()
+            assert pid == ahead.proc.pid
             got = answer(nas, auth, 30)
             assert got is not None and got.code == p.ACCESS_ACCEPT
             print(f"answered {time.monotonic() - sent:.2f} s after it was sent, no node running")
@@ -102,6 +106,11 @@ def test_a_request_sent_while_the_node_restarts_is_answered_from_its_one_send(
             # the new process offers it in turn (for the next restart)
             assert take()
             offered[1].close()
+            # a process started ahead and never let go leaves without touching anything
+            spare = control.start_ahead(Path(OPENMFA))
+            assert spare is not None
+            spare.cancel()
+            assert spare.proc.returncode == 0 and control.pid() == pid
         finally:
             control.stop()
 

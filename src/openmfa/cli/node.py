@@ -89,8 +89,10 @@ def init(data_dir: Path, force: bool) -> None:
 @fails_cleanly
 def serve(data_dir: Path, listen: str | None, radius_listen: str | None) -> None:
     """Run the node: the Web Service SDK over HTTP(S). Stops gracefully on SIGTERM."""
+    from ..node.control import wait_at_gate
     from ..server import serve as run
 
+    wait_at_gate()  # started ahead by a restart: from here on it is quick (control.start_ahead)
     dd = DataDir(data_dir)
     config = dd.config()
     with NodeLock(dd.root).acquire("serve this data directory"):

@@ -43,7 +43,7 @@ from sqlalchemy.pool import NullPool
 
 from ..core.totp import totp
 from ..errors import InstallFailed, OpenMfaError
-from ..node.control import NodeControl
+from ..node.control import Ahead, NodeControl
 from ..radius.handoff import take as take_radius_socket
 from ..store import tables as t
 from ..store.backups import Backups
@@ -128,6 +128,8 @@ class Upgrade:
         """False on a host that runs only services beside the nodes (no data file, no node)."""
         self._held: socket.socket | None = None
         """The node's RADIUS socket from its stop to its start (radius.handoff)."""
+        self._ahead: Ahead | None = None
+        """The next node process, started before the node stopped, waiting to go on."""
 
     # -- public -------------------------------------------------------------------------------
 
@@ -314,7 +316,7 @@ class Upgrade:
             j.report.append(f"theme     {line}")
 
     def _switch(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
-        self._stop_server()
+        self._stop_server(then=j.to_version)
         for control in self.services.values():
             control.stop()
         switch_current(self.root, j.to_version)
@@ -323,6 +325,8 @@ class Upgrade:
     def _start_again(self, j: Journal) -> None:
         if j.server_was_running:
             self._start_server()
+        else:
+            self._let_go()
         for name in self._was_running(j):
             self.services[name].start(self._current_bin())
 
@@ -354,8 +358,11 @@ class Upgrade:
         restore = bool(j.backup_id) and (migrated or "config" in j.done)
         disturbed = restore or "switch" in j.done
         self.say(f"rolling back to {j.from_version}")
+        if self._ahead is not None:  # started ahead on the release being left: not wanted
+            self._ahead.cancel()
+            self._ahead = None
         if disturbed:
-            self._stop_server()
+            self._stop_server(then=j.from_version)
             for control in self.services.values():
                 control.stop()
         if (self.root / "releases" / j.from_version).exists():
@@ -494,6 +501,17 @@ class Upgrade:
             )
         return out.stdout
 
+    def _takes_over(self, version: str) -> bool:
+        """Whether ``version``'s node can be started ahead (``NodeControl.start_ahead``) and
+        go on with a RADIUS socket it is given: a release before that would not wait, and would
+        find the port taken."""
+        python = self._bin(version).with_name("python")
+        if not python.exists():
+            return False
+        code = "import openmfa.node.control as c; print(hasattr(c, 'wait_at_gate'))"
+        out = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+        return out.returncode == 0 and out.stdout.strip() == "True"
+
     def _optional(self, version: str) -> frozenset[str]:
         """A release's settings shipped commented out (``config.OPTIONAL``): an admin's
         ``[mobile] public_url`` is one, and stays. None before a release had the list."""
@@ -555,23 +573,39 @@ class Upgrade:
     def _server_pid(self) -> int | None:
         return self.node.pid()
 
-    def _stop_server(self) -> None:
-        # Hold the node's RADIUS socket while no node runs: requests wait in its queue for the
-        # next process instead of being lost (radius.handoff). A node run by a service manager
-        # is started by it, which cannot pass the socket on: there it is let go.
+    def _stop_server(self, then: str) -> None:
+        """Stop the node; ``then``: the release that starts next. When that release can take
+        them over, the node's RADIUS socket is held while no node runs — requests wait in its
+        queue instead of being lost (radius.handoff) — and the next process is started ahead,
+        its start-up overlapping this one's shutdown (``NodeControl.start_ahead``). A node run
+        by a service manager is started by it, which cannot pass the socket on."""
         if self._held is None and self.server and self.node.pid() is not None:
             how = self.node.invocation()
-            if how is None or not how.unit:
+            if (how is None or not how.unit) and self._takes_over(then):
                 self._held = take_radius_socket(self.dd.root)
-        self.node.stop()
+                self._ahead = self.node.start_ahead(self._bin(then), radius=self._held)
+        try:
+            self.node.stop()
+        except BaseException:
+            self._let_go()
+            raise
 
     def _start_server(self) -> None:
-        held, self._held = self._held, None
+        held, ahead = self._held, self._ahead
+        self._held = self._ahead = None
         try:
-            self.node.start(self._current_bin(), radius=held)
+            self.node.start(self._current_bin(), radius=held, ahead=ahead)
         finally:
             if held is not None:
                 held.close()
+
+    def _let_go(self) -> None:
+        """The node is not started again by this run: the process started ahead leaves."""
+        if self._ahead is not None:
+            self._ahead.cancel()
+        if self._held is not None:
+            self._held.close()
+        self._held = self._ahead = None
 
     def _url(self) -> str:
         return self.node.url()

@@ -44,6 +44,49 @@ SYSTEMCTL_ENV = "OPENMFA_SYSTEMCTL"
 """The service manager's command (default ``systemctl``)."""
 
 
+GATE_ENV = "OPENMFA_START_GATE"
+"""A pipe's read end: a node started ahead waits on it (``wait_at_gate``)."""
+
+
+@dataclass
+class Ahead:
+    """A node process started ahead of its predecessor's stop, waiting at its gate."""
+
+    proc: subprocess.Popen[bytes]
+    gate: int
+    """The gate's write end: "go" opens it; closing it unsaid sends the process away."""
+
+    def go(self) -> subprocess.Popen[bytes] | None:
+        """Open the gate; None when the process is gone already (then start another)."""
+        try:
+            os.write(self.gate, b"go")
+        except OSError:  # nobody reads: it has exited
+            self.proc.wait()
+            return None
+        finally:
+            os.close(self.gate)
+        return self.proc
+
+    def cancel(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.gate)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=30)
+
+
+def wait_at_gate() -> None:
+    """In a node started ahead (``NodeControl.start_ahead``): wait, everything imported, until
+    the restart opens the gate (the old node has stopped, the release is switched); leave
+    quietly when it is closed unopened (the restart failed or was given up)."""
+    raw = os.environ.pop(GATE_ENV, "")
+    if not raw.isdigit():
+        return
+    with os.fdopen(int(raw), "rb") as gate:
+        said = gate.read(2)
+    if said != b"go":
+        raise SystemExit(0)
+
+
 @dataclass
 class Invocation:
     """How ``openmfa serve`` ran: enough to run it again the same way."""
@@ -228,36 +271,47 @@ class NodeControl:
             time.sleep(0.1)
         return True
 
-    def start(self, openmfa: Path, timeout: float = 60, radius: socket.socket | None = None) -> int:
+    def start_ahead(self, openmfa: Path, radius: socket.socket | None = None) -> Ahead | None:
+        """Start the next process before this one stops, so its start-up (Python's imports:
+        most of it) overlaps the old one's shutdown: it waits at a gate (``wait_at_gate``)
+        until ``start(..., ahead=it)`` opens it, and goes away by itself if it is never
+        opened. None under a service manager (it starts the unit itself)."""
+        how = self.invocation()  # how the running node was started (its record, or /proc)
+        if how is not None and how.unit:
+            return None
+        if how is not None and how.source == "proc":
+            how.save(self.record_path)  # as `stop` does: `start` reads it
+        r, w = os.pipe()
+        try:
+            proc = self._spawn(openmfa, how, radius, gate=r)
+        finally:
+            os.close(r)
+        self.say(f"    started {self.what} ahead (pid {proc.pid}): it waits until this one stops")
+        return Ahead(proc, w)
+
+    def start(
+        self,
+        openmfa: Path,
+        timeout: float = 60,
+        radius: socket.socket | None = None,
+        ahead: Ahead | None = None,
+    ) -> int:
         """Start the node again as it ran before (``openmfa`` being the release to run) and
         wait until it is ready where it was; returns its pid. ``radius``: the RADIUS socket
         held since the node stopped (``radius.handoff.take``), for the new process to go on
-        with, so the requests that arrived in between are answered."""
+        with, so the requests that arrived in between are answered. ``ahead``: the process
+        ``start_ahead`` started, told to go on now."""
         how = Invocation.load(self.record_path)
         before = self.url()
         radius_before = how.radius if how is not None else None
         proc: subprocess.Popen[bytes] | None = None
-        if how is not None and how.unit:
+        if ahead is not None and (proc := ahead.go()) is not None:
+            self.say(f"    {self.what} started ahead (pid {proc.pid}) goes on")
+        elif how is not None and how.unit:
             self._systemctl("start", how.unit)
             self.say(f"    started {self.what} through its service manager ({how.unit})")
         else:
-            argv = how.argv if how is not None else self.default_argv()
-            env = dict(how.env if how is not None else os.environ)
-            env.pop(FD_ENV, None)
-            if radius is not None:
-                env[FD_ENV] = str(radius.fileno())
-            log = (self.data_dir / self.log_name).open("a")
-            proc = subprocess.Popen(
-                [str(openmfa), *argv],
-                cwd=how.cwd if how is not None and Path(how.cwd).is_dir() else None,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                pass_fds=() if radius is None else (radius.fileno(),),
-            )
-            log.close()
+            proc = self._spawn(openmfa, how, radius)
             held = " with the RADIUS socket held meanwhile" if radius is not None else ""
             self.say(f"    started {self.what} (pid {proc.pid}){held}")
         deadline = time.monotonic() + timeout
@@ -281,6 +335,36 @@ class NodeControl:
                     f"see {self.data_dir / self.log_name}"
                 )
             time.sleep(0.2)
+
+    def _spawn(
+        self,
+        openmfa: Path,
+        how: Invocation | None,
+        radius: socket.socket | None,
+        gate: int | None = None,
+    ) -> subprocess.Popen[bytes]:
+        argv = how.argv if how is not None else self.default_argv()
+        env = dict(how.env if how is not None else os.environ)
+        for name in (FD_ENV, GATE_ENV):
+            env.pop(name, None)
+        fds = []
+        if radius is not None:
+            env[FD_ENV] = str(radius.fileno())
+            fds.append(radius.fileno())
+        if gate is not None:
+            env[GATE_ENV] = str(gate)
+            fds.append(gate)
+        with (self.data_dir / self.log_name).open("a") as log:
+            return subprocess.Popen(
+                [str(openmfa), *argv],
+                cwd=how.cwd if how is not None and Path(how.cwd).is_dir() else None,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=tuple(fds),
+            )
 
     def url(self) -> str:
         """The base URL where it listens (or listened last)."""
