@@ -41,12 +41,13 @@ and the byte-compiling run at a lower CPU priority, so sign-ins on the same core
 sign-in past 2 s)."""
 
 
-def _lower_priority() -> None:
+def lower_priority() -> None:
+    """For a helper process that may run behind the services (``preexec_fn``)."""
     os.nice(NICENESS)
 
 
 def _run(cmd: list[str], what: str) -> None:
-    out = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_lower_priority)
+    out = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=lower_priority)
     if out.returncode != 0:
         tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
         raise InstallFailed(f"{what} failed: {' / '.join(tail)}")
@@ -67,7 +68,7 @@ def _compile(venv: Path) -> None:
         subprocess.run(
             [*cmd, "-x", r"/(pip|setuptools)/", str(site)],
             capture_output=True,
-            preexec_fn=_lower_priority,
+            preexec_fn=lower_priority,
         )
 
 

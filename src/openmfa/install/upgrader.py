@@ -54,6 +54,7 @@ from .mobile_control import MobileControl, PortalControl, ServiceControl
 from .record import InstallRecord
 from .releases import (
     install_release,
+    lower_priority,
     package_dir,
     switch_current,
     wheel_version,
@@ -379,7 +380,9 @@ class Upgrade:
                     "and schema changes only add (the previous release reads on)"
                 )
             else:
-                self._openmfa(j.from_version, "backup", "restore", j.backup_id, "--yes")
+                self._openmfa(
+                    j.from_version, "backup", "restore", j.backup_id, "--yes", behind=False
+                )
                 self.say(f"    restored backup {j.backup_id}")
                 self._carry_audit()
         if (
@@ -488,11 +491,14 @@ class Upgrade:
     def _bin(self, version: str) -> Path:
         return self.root / "releases" / version / "venv" / "bin" / "openmfa"
 
-    def _openmfa(self, version: str, *args: str) -> str:
+    def _openmfa(self, version: str, *args: str, behind: bool = True) -> str:
+        """``openmfa ARGS`` of ``version``; ``behind``: at a lower CPU priority than the
+        services (not while no node runs: then it is what everyone waits for)."""
         out = subprocess.run(
             [str(self._bin(version)), *args, "--data-dir", str(self.dd.root)],
             capture_output=True,
             text=True,
+            preexec_fn=lower_priority if behind else None,
         )
         if out.returncode != 0:
             raise InstallFailed(
@@ -509,7 +515,9 @@ class Upgrade:
         if not python.exists():
             return False
         code = "import openmfa.node.control as c; print(hasattr(c, 'wait_at_gate'))"
-        out = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+        out = subprocess.run(
+            [str(python), "-c", code], capture_output=True, text=True, preexec_fn=lower_priority
+        )
         return out.returncode == 0 and out.stdout.strip() == "True"
 
     def _optional(self, version: str) -> frozenset[str]:
@@ -526,6 +534,7 @@ class Upgrade:
             capture_output=True,
             text=True,
             check=True,
+            preexec_fn=lower_priority,
         )
         return frozenset(str(k) for k in json.loads(out.stdout))
 
@@ -541,6 +550,7 @@ class Upgrade:
             capture_output=True,
             text=True,
             check=module == "openmfa.config",
+            preexec_fn=lower_priority,
         )
         return out.stdout if out.returncode == 0 else ""
 
