@@ -57,7 +57,7 @@ from .farm_scenario import (
     start_installed,
     stop_service,
 )
-from .helpers import OPENMFA, Phone, free_port, stop
+from .helpers import OPENMFA, Phone, Watching, free_port, stop
 from .services import PROTECTED_SITE, Idp, lemonldap, nginx, nginx_conf
 from .test_forward_auth import CHROMIUM
 from .test_upgrade import NEW, ROOT
@@ -186,7 +186,8 @@ class DeploymentLoad:
     admin: str
     portal_url: str
     portal_seeds: dict[str, bytes]
-    phone: Phone
+    phone: Watching
+    """The reference authenticator kept running, as an app is (one long-poll open)."""
     idp: Idp
     llng_seeds: dict[str, bytes]
     site: str = ""
@@ -414,23 +415,13 @@ class DeploymentLoad:
             if d.pending is None:
                 return False, f"push: no request opened ({d.reason})"
             t1 = time.monotonic()
-            seen: list[dict[str, object]] = []
-            deadline = time.monotonic() + 30
-            while not any(r["id"] == d.pending.id for r in seen):
-                if time.monotonic() > deadline:
-                    return False, f"push {d.pending.id}: never reached the phone"
-                got = self.phone.run("pending", "--json", "--wait", "5", expect=None)
-                seen = json.loads(got.stdout) if got.returncode == 0 else []
+            if self.phone.seen(d.pending.id, timeout=30) is None:
+                return False, f"push {d.pending.id}: never reached the phone"
             t2 = time.monotonic()
-            done = self.phone.run(
-                "approve", d.pending.id, "--number", d.pending.number, expect=None
-            )
+            done = self.phone.answer(d.pending.id, "approve", d.pending.number, timeout=30)
             t3 = time.monotonic()
-            if done.returncode != 0:
-                return (
-                    False,
-                    f"push {d.pending.id}: the phone's answer failed: {done.stderr[-300:]}",
-                )
+            if "error" in done:
+                return False, f"push {d.pending.id}: the phone's answer failed: {done['error']}"
             out = sdk.push_outcome(d.pending.id, wait=20)
             steps = f"opened {t1 - t0:.1f} s, seen {t2 - t1:.1f} s, approved {t3 - t2:.1f} s"
             steps += f", outcome {time.monotonic() - t3:.1f} s"
@@ -798,13 +789,14 @@ def _upgrade_under_load(
             [n.radius_port for n in d.nodes],
             {k: v for k, v in d.seeds.items() if k not in portal_users},
         )
+        watching = phone.watch()
         load = DeploymentLoad(
             base,
             sdk_url,
             admin,
             portal_url,
             {k: d.seeds[k] for k in portal_users},
-            phone,
+            watching,
             idp,
             llng_seeds,
             site=f"http://{SITE_HOST}:{nginx_port}",
@@ -838,6 +830,7 @@ def _upgrade_under_load(
             for w in workers:
                 w.join(timeout=90)
             load.close()
+            watching.close()
     finally:
         haproxy.terminate()
         haproxy.wait(timeout=10)

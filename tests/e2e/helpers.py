@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -220,3 +221,74 @@ class Phone:
     @property
     def device_id(self) -> str:
         return str(json.loads(self.state.read_text())["device_id"])
+
+    def watch(self) -> Watching:
+        return Watching(self)
+
+
+class Watching:
+    """The reference authenticator kept running (``watch``), as an app is: one connection and
+    one long-poll always open. Each request is timed when the phone saw it."""
+
+    def __init__(self, phone: Phone) -> None:
+        env = {**os.environ, "OPENMFA_AUTHENTICATOR_STATE": str(phone.state)}
+        self._log = phone.state.with_suffix(".watch.log").open("w")
+        self.proc = subprocess.Popen(
+            [AUTHENTICATOR, "watch"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env=env,
+        )
+        self._changed = threading.Condition()
+        self.requests: dict[str, dict[str, Any]] = {}
+        self.answers: dict[str, dict[str, Any]] = {}
+        self.notes: list[dict[str, Any]] = []
+        self.ended = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            event = json.loads(line)
+            with self._changed:
+                if "request" in event:
+                    self.requests[event["request"]["id"]] = event["request"]
+                elif "answered" in event:
+                    self.answers[event["answered"]] = event
+                else:
+                    self.notes.append(event)
+                self._changed.notify_all()
+        with self._changed:
+            self.ended = True
+            self._changed.notify_all()
+
+    def seen(self, request_id: str, timeout: float) -> dict[str, Any] | None:
+        """The request as the phone showed it, once it has (None: not within ``timeout``)."""
+        with self._changed:
+            self._changed.wait_for(lambda: request_id in self.requests or self.ended, timeout)
+            return self.requests.pop(request_id, None)
+
+    def answer(self, request_id: str, word: str, number: str, timeout: float) -> dict[str, Any]:
+        """Tap ``word`` (approve, deny, fraud) on a request: {"status": …} or {"error": …}."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{word} {request_id} {number}\n")
+        self.proc.stdin.flush()
+        with self._changed:
+            self._changed.wait_for(lambda: request_id in self.answers or self.ended, timeout)
+            return self.answers.pop(request_id, {"error": f"no answer within {timeout} s"})
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()  # the end of its input ends it
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._log.close()

@@ -240,6 +240,49 @@ def test_a_waiting_poll_is_woken_by_a_new_request(push: Push, tmp_path: Path) ->
             waiter.wait()
 
 
+def test_a_watching_phone_keeps_one_long_poll_and_answers_from_its_input(
+    push: Push, tmp_path: Path
+) -> None:
+    """``watch``: the authenticator stays running, as an app does; each new request is shown
+    once, a second one is shown while the first still waits, and answers are read from its
+    input."""
+    cli(push.dd, "user", "add", "uma")
+    watching = push.phone("uma", tmp_path).watch()
+    try:
+        wait_for(lambda: push_app_holds(push) >= 1, "the watching phone's poll is held")
+        with push.sdk() as sdk:
+            first = sdk.authenticate("uma", push=True).pending
+            assert first is not None
+            shown = watching.seen(first.id, timeout=30)
+            assert shown is not None and shown["user"] == "uma" and "number" not in shown
+            second = sdk.authenticate("uma", push=True).pending
+            assert second is not None
+            assert watching.seen(second.id, timeout=30) is not None
+            assert watching.answer(first.id, "approve", first.number, 30) == {
+                "answered": first.id,
+                "status": "accepted",
+            }
+            assert sdk.push_outcome(first.id, wait=10).accepted
+            assert watching.answer(second.id, "deny", "", 30)["status"] == "denied"
+            assert sdk.push_outcome(second.id, wait=10).status == "denied"
+            # Answered already: refused, and said so on its output, not fatal to it.
+            again = watching.answer(first.id, "approve", first.number, 30)
+            assert "error" in again and "status" not in again, again
+            assert watching.proc.stdin is not None
+            watching.proc.stdin.write("approve\n")
+            watching.proc.stdin.flush()
+            wait_for(lambda: any("not understood" in n.get("error", "") for n in watching.notes),
+                     "the bad line is said to be not understood")  # fmt: skip
+            third = sdk.authenticate("uma", push=True).pending
+            assert third is not None and watching.seen(third.id, timeout=30) is not None
+            assert watching.answer(third.id, "approve", third.number, 30)["status"] == "accepted"
+        assert watching.proc.poll() is None  # still running through all of it
+    finally:
+        watching.close()
+    assert watching.proc.returncode == 0  # its input ended: it ended, cleanly
+    assert ("push.answer", "accepted", "approved") in audit(push, "uma")
+
+
 def push_app_holds(push: Push) -> int:
     held: int = httpx.get(push.mobile_url + "/healthz").json()["held"]
     return held

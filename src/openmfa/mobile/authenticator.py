@@ -6,6 +6,7 @@ real app uses (``core.push``), so it is both a test peer and an example to write
     openmfa-authenticator approve p1f3... --number 42
     openmfa-authenticator deny p1f3... [--fraud]
     openmfa-authenticator code
+    openmfa-authenticator watch          (stays running, as an app does; see ``watch``)
 
 Its state (the service URL, the device id, the private key, the offline TOTP seed and the
 answer counter) is one JSON file of mode 0600: ``--state`` or ``$OPENMFA_AUTHENTICATOR_STATE``,
@@ -15,10 +16,13 @@ else ``~/.openmfa-authenticator.json``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +67,9 @@ class Device:
         payload, signature = proto.sign_message(self.key, body)
         return {"payload": payload, "signature": signature}
 
-    def poll(self, wait: int = 0) -> list[dict[str, Any]]:
+    def poll(self, wait: int = 0, http: httpx.Client | None = None) -> list[dict[str, Any]]:
+        """The requests waiting for this device; ``wait`` > 0 holds the poll until one comes.
+        ``http``: a client kept open between calls (an app's one connection), else a new one."""
         body = {
             "v": proto.PROTOCOL,
             "op": "poll",
@@ -71,31 +77,50 @@ class Device:
             "ts": int(time.time()),
             "nonce": proto.new_nonce(),
         }
-        with self.http() as h:
+        with _using(self, http) as h:
             r = h.post("/v1/poll", params={"wait": wait}, json=self.sign(body))
         requests: list[dict[str, Any]] = _answer(r)["requests"]
         return requests
 
-    def answer(self, request_id: str, decision: str, number: str = "") -> dict[str, Any]:
-        found = {r["id"]: r for r in self.poll()}
-        if request_id not in found:
-            raise DeviceError(f"no push request {request_id} waits for this device")
+    def answer(
+        self,
+        request_id: str,
+        decision: str,
+        number: str = "",
+        seen: dict[str, Any] | None = None,
+        http: httpx.Client | None = None,
+    ) -> dict[str, Any]:
+        """Answer one request: ``seen`` is it as a poll returned it (else it is polled for)."""
+        if seen is None:
+            found = {r["id"]: r for r in self.poll(http=http)}
+            if request_id not in found:
+                raise DeviceError(f"no push request {request_id} waits for this device")
+            seen = found[request_id]
         self.state["counter"] = int(self.state.get("counter", 0)) + 1
         self.save()  # before sending: a counter is never used twice
         body = {
             "v": proto.PROTOCOL,
             "op": "answer",
             "request_id": request_id,
-            "nonce": found[request_id]["nonce"],
+            "nonce": seen["nonce"],
             "decision": decision,
             "number": number,
             "device_id": self.state["device_id"],
             "counter": self.state["counter"],
             "ts": int(time.time()),
         }
-        with self.http() as h:
+        with _using(self, http) as h:
             out: dict[str, Any] = _answer(h.post("/v1/answer", json=self.sign(body)))
         return out
+
+
+@contextlib.contextmanager
+def _using(device: Device, http: httpx.Client | None) -> Iterator[httpx.Client]:
+    if http is not None:
+        yield http
+        return
+    with device.http() as h:
+        yield h
 
 
 def _answer(r: httpx.Response) -> Any:
@@ -261,6 +286,97 @@ def deny(request_id: str, fraud: bool, state_path: Path | None) -> None:
     """Decline a sign-in (--fraud: report it as not yours)."""
     out = Device.load(_state_path(state_path)).answer(request_id, "fraud" if fraud else "deny")
     click.echo(out["status"])
+
+
+@main.command()
+@click.option(
+    "--wait", type=click.IntRange(1, 60), default=50, help="Seconds each long-poll is held."
+)
+@state_option
+@_fails
+def watch(wait: int, state_path: Path | None) -> None:
+    """Stay running as an app does: one connection, one long-poll always open.
+
+    Prints one JSON line per event: {"request": {...}} for each new push request,
+    {"answered": ID, "status": S} or {"answered": ID, "error": E} for each answer,
+    {"unreachable": E} when the mobile service cannot be reached (it keeps trying) and
+    {"reachable": true} when it can again. Reads lines on standard input: `approve ID
+    [NUMBER]`, `deny ID`, `fraud ID`. Ends when standard input does.
+    """
+    device = Device.load(_state_path(state_path))
+    lock = threading.Lock()
+    shown: dict[str, dict[str, Any]] = {}  # the requests waiting, as the last poll saw them
+    stop = threading.Event()
+
+    def say(event: dict[str, Any]) -> None:
+        with lock:
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+
+    def long_poll() -> None:
+        pause, away = 0.2, False
+        with device.http() as h:
+            while not stop.is_set():
+                try:
+                    found = device.poll(wait, http=h)
+                except (DeviceError, httpx.HTTPError) as exc:
+                    if not away:
+                        say({"unreachable": str(exc)})
+                    away = True
+                    stop.wait(pause)
+                    pause = min(pause * 2, 2.0)
+                    continue
+                if away:
+                    say({"reachable": True})
+                pause, away = 0.2, False
+                with lock:
+                    new = [r for r in found if r["id"] not in shown]
+                    shown.clear()
+                    shown.update((r["id"], r) for r in found)
+                for r in new:
+                    say({"request": r})
+                if found and not new:
+                    # Everything waiting is on screen already: the poll would come back at
+                    # once, so look again in a moment rather than spin.
+                    stop.wait(0.2)
+
+    poller = threading.Thread(target=long_poll, name="long-poll", daemon=True)
+    poller.start()
+    decisions = {"approve": "approve", "deny": "deny", "fraud": "fraud"}
+    with device.http() as h:
+        for line in sys.stdin:
+            words = line.split()
+            if not words:
+                continue
+            if words[0] not in decisions or len(words) not in (2, 3):
+                say({"error": f"not understood: {line.strip()[:80]!r}"})
+                continue
+            request_id, number = words[1], words[2] if len(words) == 3 else ""
+            with lock:
+                seen = shown.get(request_id)
+            say(_answered(device, h, request_id, decisions[words[0]], number, seen))
+    stop.set()
+
+
+def _answered(
+    device: Device,
+    h: httpx.Client,
+    request_id: str,
+    decision: str,
+    number: str,
+    seen: dict[str, Any] | None,
+) -> dict[str, Any]:
+    for attempt in range(3):
+        try:
+            out = device.answer(request_id, decision, number, seen, http=h)
+            return {"answered": request_id, "status": out["status"]}
+        except httpx.ConnectError as exc:  # nothing was sent: sending again is safe
+            if attempt == 2:
+                return {"answered": request_id, "error": f"unreachable: {exc}"}
+            time.sleep(0.2 * (attempt + 1))
+        except (DeviceError, httpx.HTTPError) as exc:
+            return {"answered": request_id, "error": str(exc)}
+    raise AssertionError("unreachable")
 
 
 @main.command("webpush-decrypt")
