@@ -448,3 +448,17 @@ def test_draining_finishes_open_challenges_and_sends_new_challenges_elsewhere(no
     assert challenge(node, "frank", "")[0] is not None
     node.gateway(primary="local")
     assert challenge(node, "erin", "erin-local-pw")[0] == "Access-Challenge"
+    # Drained for an upgrade whose next process takes the open challenges over
+    # (radius.carry): new challenges are opened still, and none holds the drain back.
+    said = farm("POST", "/v1/farm/drain", {"on": True, "carry": True})
+    assert said["radius"] == {"listen": where, "draining": True, "open_challenges": 0}
+    kind, attrs = challenge(node, "gina", "gina-local-pw")
+    assert kind == "Access-Challenge"
+    assert farm("GET", "/v1/farm/hello")["radius"]["open_challenges"] == 0
+    kind, _ = radclient(
+        node.port,
+        {"User-Name": "gina", "User-Password": node.code("gina", 30), "State": attrs["State"]},
+    )
+    assert kind == "Access-Accept"
+    assert radclient(node.port, {}, command="status")[0] is None  # gateways still move away
+    farm("POST", "/v1/farm/drain", {"on": False})

@@ -1,12 +1,14 @@
 """A node restarted in place keeps its RADIUS port: a request that arrives while no node runs is
 answered by the next process, from its one send (``radius.handoff``; the upgrader does this
-around its switch)."""
+around its switch); the next process also finishes the challenges the old one opened and
+answers retransmissions as the old one did (``radius.carry``)."""
 
 from __future__ import annotations
 
 import base64
 import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 from openmfa.core.totp import totp
 from openmfa.node.control import NodeControl
-from openmfa.radius import handoff
+from openmfa.radius import carry, handoff
 from openmfa.radius import packet as p
 
 from .helpers import OPENMFA, cli, init, secret_of, server, wait_for
@@ -23,12 +25,13 @@ from .services import free_udp_port
 SECRET = b"handoff-secret"
 
 
-def access_request(user: str, code: str) -> tuple[bytes, bytes]:
+def access_request(user: str, code: str, state: bytes | None = None) -> tuple[bytes, bytes]:
     auth = os.urandom(16)
     attrs = [
         (p.USER_NAME, user.encode()),
         (p.USER_PASSWORD, p.hide_password(code.encode(), SECRET, auth)),
     ]
+    attrs += [(p.STATE, state)] if state is not None else []
     return p.encode_request(p.ACCESS_REQUEST, 7, attrs, SECRET, auth), auth
 
 
@@ -56,19 +59,15 @@ def test_a_request_sent_while_the_node_restarts_is_answered_from_its_one_send(
     dd = tmp_path / "node"
     dd.mkdir()
     init(dd)
-    cli(dd, "user", "add", "ivy")
-    seed = secret_of(cli(dd, "method", "add", "ivy", "totp", "--no-qr").stdout)
-    cli(
-        dd,
-        "radius",
-        "client",
-        "add",
-        "nas",
-        "--address",
-        "127.0.0.1/32",
-        "--secret",
-        SECRET.decode(),
-    )
+    seeds = {}
+    for user in ("ivy", "jo", "kim"):
+        cli(dd, "user", "add", user)
+        seeds[user] = b32(secret_of(cli(dd, "method", "add", user, "totp", "--no-qr").stdout))
+    set_password = [OPENMFA, "user", "set-password", "jo", "--password-stdin", "--data-dir"]
+    subprocess.run([*set_password, str(dd)], input="jo-password\n", text=True, check=True)
+    for name, address, primary in (("nas", "127.0.0.1", "none"), ("gw", "127.0.0.2", "local")):
+        cli(dd, "radius", "client", "add", name, "--address", f"{address}/32",
+            "--secret", SECRET.decode(), "--primary", primary)  # fmt: skip
     port = free_udp_port()
     control = NodeControl(dd)
     assert handoff.take(dd) is None  # no node runs: nothing is offered
@@ -80,18 +79,36 @@ def test_a_request_sent_while_the_node_restarts_is_answered_from_its_one_send(
         return s is not None
 
     nas = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with server(dd, radius=f"127.0.0.1:{port}") as srv, nas:
+    gw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    gw.bind(("127.0.0.2", 0))  # a gateway that checks the password first, then asks for a code
+    to = ("127.0.0.1", port)
+    with server(dd, radius=f"127.0.0.1:{port}") as srv, nas, gw:
         try:
             wait_for(take, "the node offers its RADIUS socket")
             held = offered[0]
-            assert held.getsockname() == ("127.0.0.1", port)
+            assert held.getsockname() == to
+            # Before the restart: a sign-in answered (its retransmission will come after) and
+            # a challenge opened (its follow-up will come after).
+            answered, answered_auth = access_request("kim", totp(seeds["kim"], time.time()))
+            nas.sendto(answered, to)
+            first = answer(nas, answered_auth, 30)
+            assert first is not None and first.code == p.ACCESS_ACCEPT
+            raw, auth = access_request("jo", "jo-password")
+            gw.sendto(raw, to)
+            challenged = answer(gw, auth, 30)
+            assert challenged is not None and challenged.code == p.ACCESS_CHALLENGE
+            state = challenged.get(p.STATE)
+            assert state is not None
             # as the upgrader does: the next process starts ahead and waits at its gate
             ahead = control.start_ahead(Path(OPENMFA), radius=held)
             assert ahead is not None
             control.stop()
             srv.proc.wait(timeout=30)  # no node runs now; the port is held
-            raw, auth = access_request("ivy", totp(b32(seed), time.time()))
-            nas.sendto(raw, ("127.0.0.1", port))  # once: no retransmission
+            carried = dd / carry.FILE  # what it left to the next process, sealed, 0600
+            assert carried.stat().st_mode & 0o777 == 0o600
+            assert b"jo" not in carried.read_bytes()
+            raw, auth = access_request("ivy", totp(seeds["ivy"], time.time()))
+            nas.sendto(raw, to)  # once: no retransmission
             sent = time.monotonic()
             try:
                 pid = control.start(Path(OPENMFA), radius=held, ahead=ahead)
@@ -103,6 +120,23 @@ def test_a_request_sent_while_the_node_restarts_is_answered_from_its_one_send(
             print(f"answered {time.monotonic() - sent:.2f} s after it was sent, no node running")
             log = (dd / control.log_name).read_text()
             assert "went on with the socket the restart held" in log
+            assert "took over 1 open challenges and 2 recent answers" in log
+            assert not carried.exists()  # taken once
+            # The retransmission of what the old process answered gets the same answer (its
+            # code was used: deciding it again would reject it).
+            nas.sendto(answered, to)
+            again = answer(nas, answered_auth, 30)
+            assert again is not None and again.code == p.ACCESS_ACCEPT
+            # The challenge opened before the restart is finished by the new process, once.
+            follow_up = totp(seeds["jo"], time.time())
+            raw, auth = access_request("jo", follow_up, state)
+            gw.sendto(raw, to)
+            done = answer(gw, auth, 30)
+            assert done is not None and done.code == p.ACCESS_ACCEPT
+            raw, auth = access_request("jo", follow_up, state)
+            gw.sendto(raw, to)
+            replayed = answer(gw, auth, 30)
+            assert replayed is not None and replayed.code == p.ACCESS_REJECT
             # the new process offers it in turn (for the next restart)
             assert take()
             offered[1].close()

@@ -15,6 +15,7 @@ import pytest
 
 from openmfa.node.radius_clients import RadiusClient
 from openmfa.radius import packet as p
+from openmfa.radius.carry import SentAnswer
 from openmfa.radius.server import ClientTable, RadiusServer
 
 SECRET = b"testing123"
@@ -85,3 +86,29 @@ def test_prune_keeps_requests_still_being_decided(
     assert done_key not in recent
     server.prune(now + 62)
     assert pending_key in recent  # it is re-armed each window until answered
+
+
+def test_answers_left_by_the_previous_process_answer_its_retransmissions(
+    pair: tuple[RadiusServer, socket.socket],
+) -> None:
+    """A restart in place: the answers in the duplicate window go to the next process, which
+    answers a retransmission with them instead of deciding it again."""
+    server, cli = pair
+    raw = p.encode_request(p.STATUS_SERVER, 11, [], SECRET, bytes(range(1, 17)))
+    cli.send(raw)
+    _read_all(server)
+    first = cli.recv(4096)
+    sent = server.sent_answers()
+    assert len(sent) == 1 and sent[0].reply == first
+    flows = cast(Any, None)
+    after = RadiusServer(flows, server.clients, duplicate_seconds=30, sock=server.sock)
+    assert after.take_answers(sent) == 1
+    cli.send(raw)
+    deadline = time.monotonic() + 2
+    while after.stats["received"] == 0 and time.monotonic() < deadline:
+        after.read(16)
+    assert cli.recv(4096) == first
+    assert after.stats["duplicate"] == 1 and after.stats["status_server"] == 0
+    stale = RadiusServer(flows, server.clients, duplicate_seconds=30, sock=server.sock)
+    aged = [SentAnswer(a.address, a.identifier, a.authenticator, a.reply, a.at - 31) for a in sent]
+    assert stale.take_answers(aged) == 0  # older than the window: decided afresh

@@ -76,14 +76,17 @@ class AgentEndpoints(SignedEndpoints):
     async def drain(self, request: Request) -> Response:
         """Stop (or resume) taking new RADIUS sign-ins; challenges already open still finish.
 
-        A draining node drops new Access-Requests and Status-Server unanswered, which is how
-        RADIUS clients learn to use their next server (RFC 2865 §2.4 retransmission)."""
+        A draining node drops Status-Server and the new Access-Requests a stop would cut
+        unanswered, which is how RADIUS clients learn to use their next server (RFC 2865 §2.4
+        retransmission); with ``carry`` its next process takes the open challenges over, so
+        only a push held open is one of those."""
         _, node = await self._verified(request, master=False)
         body = await _decode(request, _Drain)
         if self.radius is None:
             return _json({"radius": None})
-        self.radius.set_draining(body.on)
-        log.warning("RADIUS %s, as asked by %s", "draining" if body.on else "back", node)
+        self.radius.set_draining(body.on, body.carry)
+        how = "draining" + (" (challenges carried over)" if body.carry else "")
+        log.warning("RADIUS %s, as asked by %s", how if body.on else "back", node)
         return _json({"radius": self.radius.activity()})
 
     async def promote(self, request: Request) -> Response:

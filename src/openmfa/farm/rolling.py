@@ -50,6 +50,10 @@ def bundle_version(bundle: Path) -> str:
 
 
 class RollingUpgrade:
+    carry_radius = True
+    """A drained node's next process takes its open RADIUS challenges over: the new release,
+    being newer, reads them (``radius.carry``); an older node ignores the word."""
+
     def __init__(
         self,
         store: Store,
@@ -405,15 +409,18 @@ class RollingUpgrade:
             time.sleep(0.2)
 
     def _set_radius_draining(self, url: str, *, on: bool) -> RadiusState | None:
-        resp = call(self.m.key, self.me, url, "POST", "/v1/farm/drain", body={"on": on})
+        body = {"on": on, "carry": on and self.carry_radius}
+        resp = call(self.m.key, self.me, url, "POST", "/v1/farm/drain", body=body)
         if resp.status_code == 404:
             return None  # a release without RADIUS draining: nothing to wait for
         said = checked(resp, "the node refused to drain RADIUS")["radius"]
         return None if said is None else msgspec.convert(said, RadiusState)
 
     def _drain_radius(self, name: str, url: str) -> None:
-        """New RADIUS sign-ins go to the other servers; challenges already issued here (the
-        user is typing a code) are answered here until they finish or expire."""
+        """New RADIUS sign-ins that would be cut by the stop go to the other servers;
+        challenges already issued here (the user is typing a code) are answered here until they
+        finish or expire — or, in an upgrade, are taken over by the node's next process, so
+        this node goes on opening them (only a push held open is waited for)."""
         said = self._set_radius_draining(url, on=True)
         if said is None:
             return
@@ -492,6 +499,9 @@ class FarmRollback(RollingUpgrade):
     master role in a planned handover and the former master goes back the same way. A shared
     database stays as it is. A node already back is skipped, so a rerun resumes (from any node
     still on the newer release once the master is back)."""
+
+    carry_radius = False
+    """The release rolled back to may be one that cannot take the challenges over."""
 
     def __init__(self, store: Store, balancer: Balancer, say: Say, **kw: Any) -> None:
         super().__init__(store, Path("."), balancer, say, hold=True, **kw)

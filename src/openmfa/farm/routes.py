@@ -77,12 +77,15 @@ class _Upgrade(msgspec.Struct):
 
 class _Drain(msgspec.Struct):
     on: bool
+    carry: bool = False
+    """The node's next process takes its open RADIUS challenges over (``radius.carry``): it
+    may open new ones while draining. A release before that ignores it."""
 
 
 class RadiusActivity(Protocol):
     """What a node's RADIUS server tells the rolling upgrade (``radius.service``)."""
 
-    def set_draining(self, on: bool) -> None: ...
+    def set_draining(self, on: bool, carry: bool = False) -> None: ...
 
     def activity(self) -> RadiusState: ...
 

@@ -18,6 +18,7 @@ it is a future on the event loop (``node.push_hub``), woken by the answer.
 
 Invariant owned here: a State is single-use, bound to the user and the RADIUS client it was
 issued to (and to the push request it shows), and expires after ``[radius] challenge_seconds``.
+The open ones pass to the node's next process at a restart (``carry``), never to another node.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from ..sdk.models import PushOutcome
 from ..store.changes import AuditEvent
 from ..store.database import Store
 from . import packet as p
+from .carry import OpenState
 from .primary import PrimaryCheck
 
 log = logging.getLogger("openmfa.radius")
@@ -101,6 +103,19 @@ class ChallengeStates:
         with self._lock:
             return sum(1 for v in self._open.values() if v[2] > now)
 
+    def carry(self, now: float) -> list[OpenState]:
+        """The open ones, for this node's next process (``carry``)."""
+        with self._lock:
+            return [OpenState(k, *v) for k, v in self._open.items() if v[2] > now]
+
+    def restore(self, states: list[OpenState], now: float) -> int:
+        """Take over the open ones the previous process left; how many are still good."""
+        good = [s for s in states if s.expires > now]
+        with self._lock:
+            for s in good:
+                self._open[s.state] = (s.user, s.client, s.expires, s.push)
+        return len(good)
+
 
 class AccessFlows:
     def __init__(
@@ -127,6 +142,9 @@ class AccessFlows:
         """A farm subordinate's way to the master's push requests (set by the runtime)."""
         self._remote_ids: dict[str, float] = {}
         """Pushes this node opened at the master, until when to remember them."""
+        self.carrying = False
+        """Draining for a restart in place whose next process takes the open challenges over
+        (``carry``): new challenges are opened still; only a push held open is not."""
 
     def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> Job | None:
         """Runs on the commit thread. Returns the attempt to decide in the current batch, or
@@ -181,6 +199,39 @@ class AccessFlows:
         except (p.MalformedPacket, UnicodeDecodeError):
             return True  # rejected at once
         return client.push == "off" or code.strip().lower() not in PUSH_WORDS
+
+    def answered_while_draining(self, client: RadiusClient, pkt: p.Packet) -> bool:
+        """A new request, on a draining node: answered when what it starts outlives this
+        process (decided in one round, or a challenge the next process takes over); a push
+        held open (``--push hold``) would not."""
+        if self.carrying and client.push != "hold":
+            return True
+        return self.one_round(client, pkt)
+
+    def open_here(self, now: float) -> int:
+        """Sign-ins a stop would cut: pushes held open, and the open challenges unless the
+        next process takes them over."""
+        return self.holding + (0 if self.carrying else self.states.open_count(now))
+
+    async def settle(self, seconds: float) -> int:
+        """Wait (bounded) for the answers being worked on (a first factor being checked, a
+        push follow-up); how many are still unanswered after ``seconds``."""
+        pending = {t for t in self._tasks if not t.done()}
+        if pending:
+            _, left = await asyncio.wait(pending, timeout=seconds)
+            return len(left)
+        return 0
+
+    def remote_pushes(self) -> dict[str, float]:
+        """The pushes this node opened at the master, and until when (wall clock)."""
+        wall, mono = time.time(), time.monotonic()
+        return {k: wall + v - mono for k, v in self._remote_ids.items() if v > mono}
+
+    def restore_remote_pushes(self, pushes: dict[str, float]) -> None:
+        wall, mono = time.time(), time.monotonic()
+        for k, until in pushes.items():
+            if until > wall:
+                self._remote_ids[k] = mono + until - wall
 
     def _job(self, client: RadiusClient, user: str, code: str, respond: Respond) -> Job:
         attempt = Attempt(

@@ -13,15 +13,17 @@ import logging
 import socket
 import time
 from collections import Counter, deque
+from typing import Any
 
 from ..node.commit_queue import Job
 from ..node.radius_clients import RadiusClient
 from . import packet as p
+from .carry import SentAnswer
 from .flows import AccessFlows, Reply
 
 log = logging.getLogger("openmfa.radius")
 _PENDING = b""
-_Key = tuple[object, int, bytes]
+_Key = tuple[tuple[Any, ...], int, bytes]
 """A request's identity for duplicate detection: (source address, Identifier, Authenticator)."""
 MAX_DATAGRAM = 4096
 PRUNE_SECONDS = 1.0
@@ -162,7 +164,31 @@ class RadiusServer:
         round; not a Status-Server (gateways that watch for it move away)."""
         if pkt.code != p.ACCESS_REQUEST:
             return False
-        return pkt.get(p.STATE) is not None or self.flows.one_round(client, pkt)
+        return pkt.get(p.STATE) is not None or self.flows.answered_while_draining(client, pkt)
+
+    def sent_answers(self) -> list[SentAnswer]:
+        """The answers still in the duplicate window, for this node's next process (call when
+        nothing reads the socket any more)."""
+        wall, mono = time.time(), time.monotonic()
+        return [
+            SentAnswer(list(addr), ident, auth, raw, wall - (mono - at))
+            for (addr, ident, auth), (at, raw) in self._recent.items()
+            if raw is not _PENDING and mono - at < self.duplicate_seconds
+        ]
+
+    def take_answers(self, answers: list[SentAnswer]) -> int:
+        """The previous process's answers: a retransmission of what it answered gets the same
+        answer here. Call before the first read."""
+        wall, mono = time.time(), time.monotonic()
+        taken = 0
+        for a in sorted(answers, key=lambda a: a.at):
+            age = wall - a.at
+            if 0 <= age < self.duplicate_seconds:
+                key = (tuple(a.address), a.identifier, a.authenticator)
+                self._recent[key] = (mono - age, a.reply)
+                self._arrivals.append((mono - age, key))
+                taken += 1
+        return taken
 
     def send(
         self,

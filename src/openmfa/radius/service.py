@@ -14,6 +14,7 @@ from ..farm.wire import RadiusState
 from ..node.commit_queue import CommitQueue
 from ..node.radius_clients import RadiusClients
 from ..store.database import Store
+from . import carry
 from .flows import AccessFlows
 from .handoff import HandOff
 from .primary import LdapBind, LocalPasswords, UpstreamRadius
@@ -21,6 +22,8 @@ from .server import ClientTable, RadiusServer
 
 log = logging.getLogger("openmfa.radius")
 REFRESH_SECONDS = 1.0
+SETTLE_SECONDS = 5.0
+"""How long a stop waits for the answers being worked on (a push follow-up waits 3 s)."""
 
 
 def bind_udp(listen: str) -> socket.socket:
@@ -79,6 +82,7 @@ class RadiusService:
 
     async def start(self) -> None:
         await self._refresh()
+        self._take_over()
         loop = asyncio.get_running_loop()
         sock = self.sock = self.sock or bind_udp(self.listen)
         _deeper_receive_buffer(sock)
@@ -94,14 +98,17 @@ class RadiusService:
         self._handoff = HandOff(self.store.data_dir.root, sock)
         self._handoff.start()
 
-    def set_draining(self, on: bool) -> None:
+    def set_draining(self, on: bool, carry: bool = False) -> None:
+        """``carry``: the next process takes the open challenges over (a restart in place by
+        a release that reads them), so new ones are still opened here."""
         self.protocol.draining = on
+        self.flows.carrying = on and carry
 
     def activity(self) -> RadiusState:
         return RadiusState(
             listen=self.listen,
             draining=self.protocol.draining,
-            open_challenges=self.flows.states.open_count(time.time()) + self.flows.holding,
+            open_challenges=self.flows.open_here(time.time()),
         )
 
     async def stop(self) -> None:
@@ -114,13 +121,50 @@ class RadiusService:
                 await self._refresher
         if self.sock is not None:
             self.queue.remove_source(self.sock)
+        left = await self.flows.settle(SETTLE_SECONDS)
+        if left:
+            log.warning("RADIUS: %d requests still being decided are left unanswered", left)
         log.info("RADIUS counters: %s", dict(self.protocol.stats))
 
     def close(self) -> None:
-        """After the last answer: let go of the socket (a restart may hold it still, so the
-        requests that arrive from now on wait for the next process: ``handoff``)."""
+        """After the last answer: leave the open challenges and the recent answers to this
+        node's next process (``carry``), and let go of the socket (a restart may hold it
+        still, so the requests that arrive from now on wait for the next process:
+        ``handoff``)."""
+        if self.sock is not None and self.protocol.sock is not None:
+            now = time.time()
+            carried = carry.Carried(
+                written=now,
+                states=self.flows.states.carry(now),
+                answers=self.protocol.sent_answers(),
+                remote_pushes=self.flows.remote_pushes(),
+            )
+            try:
+                carry.save(self.store, carried)
+            except OSError as exc:
+                log.error("could not leave the open RADIUS sign-ins to the next process: %s", exc)
+            else:
+                log.info(
+                    "RADIUS: %d open challenges and %d recent answers left to the next process",
+                    len(carried.states),
+                    len(carried.answers),
+                )
         if self.sock is not None:
             self.sock.close()
+
+    def _take_over(self) -> None:
+        carried = carry.take(self.store)
+        if carried is None:
+            return
+        now = time.time()
+        states = self.flows.states.restore(carried.states, now)
+        answers = self.protocol.take_answers(carried.answers)
+        self.flows.restore_remote_pushes(carried.remote_pushes)
+        log.info(
+            "RADIUS: took over %d open challenges and %d recent answers from the previous process",
+            states,
+            answers,
+        )
 
     async def _keep_fresh(self) -> None:
         while True:
