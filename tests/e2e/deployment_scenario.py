@@ -9,14 +9,15 @@ as nginx's forward-auth (nginx in front of a site asks the two portal hosts, and
 to the portal's sign-in through HAProxy), and runs ``openmfa adapter agent``. Every host beside
 the nodes joins the farm's inventory (``openmfa farm join-component``). Load generators run
 throughout, each bounded in count and time: SDK authentications through HAProxy, RADIUS
-sign-ins failing over between the nodes, push approvals by a reference authenticator through
-the mobile backend, portal sign-ins (password, then a TOTP code) through the portal backend
-(its forms, and now and then Debian's Chromium driven by Playwright), sign-ins to nginx's site
-(curl: sent to the portal, password, code, back at the site), and LemonLDAP::NG sign-ins
-(password, then a code). Then ``openmfa farm upgrade --bundle B --hold`` on the master moves
-every node, then each mobile host, then each portal host, then the adapter host (its
-registration moved with no gap); ``then`` runs next under the same load (the test rolls
-everything back with ``openmfa farm rollback``).
+sign-ins failing over between the nodes (a code alone; and password, then a code asked for by
+an Access-Challenge, as a VPN gateway does), push approvals by a reference authenticator
+(kept running, as an app is) through the mobile backend, portal sign-ins (password, then a
+TOTP code) through the portal backend (its forms, and now and then Debian's Chromium driven by
+Playwright), sign-ins to nginx's site (curl: sent to the portal, password, code, back at the
+site), and LemonLDAP::NG sign-ins (password, then a code). Then ``openmfa farm upgrade
+--bundle B --hold`` on the master moves every node, then each mobile host, then each portal
+host, then the adapter host (its registration moved with no gap); ``then`` runs next under the
+same load (the test rolls everything back with ``openmfa farm rollback``).
 
 The two releases are this tree built as A and B: the previous release recorded in releases.toml
 predates the inventory, so its hosts could not be asked to upgrade.
@@ -44,15 +45,20 @@ from typing import Any
 import httpx
 
 from openmfa.core.totp import step_at, totp
+from openmfa.radius import packet as p
 from openmfa.sdk.client import SdkClient
 
 from .farm_scenario import (
+    RADIUS_DEAD_SECONDS,
     RADIUS_SECRET,
+    RADIUS_SENDS,
+    RADIUS_WAIT,
     Load,
     Node,
     answers,
     install_nodes,
     make_bundle,
+    radius_answer,
     run,
     start_installed,
     stop_service,
@@ -69,6 +75,11 @@ PORTAL_USERS = 16
 """People with a password and a TOTP method, shared by the portal, session, browser and
 forward-auth channels (a code once per 30-second step each: the node refuses a code again)."""
 PASSWORD = "a long portal password"
+CHALLENGE_USERS = 10
+"""People who sign in through a RADIUS gateway that checks their password first, then asks for
+a code (Access-Challenge); the first of the other users, given the portal password."""
+VPN_ADDRESS = "127.0.0.2"
+"""That gateway's address (RADIUS client ``vpn``, ``--primary local``)."""
 NODE_NAMES = ("node-a", "node-b", "node-c")
 LLNG_USERS = ("dwho", "rtyler", "msmith")
 """LemonLDAP::NG's demo users (each one's password is the name), with a TOTP method here."""
@@ -150,7 +161,8 @@ class Component:
 
 
 CHANNELS = (
-    "sdk", "radius", "push", "portal", "browser", "session", "forward-auth", "lemonldap", "guard",
+    "sdk", "radius", "challenge", "push", "portal", "browser", "session", "forward-auth",
+    "lemonldap", "guard",
 )  # fmt: skip
 
 
@@ -190,6 +202,8 @@ class DeploymentLoad:
     """The reference authenticator kept running, as an app is (one long-poll open)."""
     idp: Idp
     llng_seeds: dict[str, bytes]
+    challenge_seeds: dict[str, bytes] = field(default_factory=dict)
+    """The users of the challenge channel (password, then a code)."""
     site: str = ""
     """The protected site through nginx (http://app.example.localhost:PORT)."""
     auth: str = ""
@@ -202,6 +216,7 @@ class DeploymentLoad:
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     used: dict[str, int] = field(default_factory=dict)
+    vpn_dead_until: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in CHANNELS:
@@ -237,10 +252,10 @@ class DeploymentLoad:
             self.count(channel, done[0], time.monotonic() - started, done[1])
             self.stop.wait(pause)
 
-    def portal_credentials(self) -> tuple[str, str] | None:
+    def portal_credentials(self, seeds: dict[str, bytes] | None = None) -> tuple[str, str] | None:
         step = step_at(time.time())
         with self.lock:
-            for name, key in self.portal_seeds.items():
+            for name, key in (self.portal_seeds if seeds is None else seeds).items():
                 if self.used.get(name, -1) < step:
                     self.used[name] = step
                     return name, totp(key, step * 30)
@@ -406,6 +421,32 @@ class DeploymentLoad:
         good = page.status_code == 200 and self._visitor_user in page.text
         return good, f"session: /methods answered {page.status_code} {page.headers.get('location')}"
 
+    def challenge_once(self, s: socket.socket) -> tuple[bool, str] | None:
+        """A sign-in through a gateway that checks the password first (a VPN): the password
+        to one server, its Access-Challenge, and the code with the State back to that server,
+        as a NAS does (each sent again while the server is silent); a server silent to the
+        password is skipped for a dead time and the next one asked."""
+        cred = self.portal_credentials(self.challenge_seeds)
+        if cred is None:
+            return None
+        user, code = cred
+        now = time.monotonic()
+        ports = self.base.radius_ports
+        alive = [port for port in ports if self.vpn_dead_until.get(port, 0.0) <= now]
+        for port in alive or ports:
+            first = _ask(s, port, user, PASSWORD)
+            if first is None:
+                self.vpn_dead_until[port] = time.monotonic() + RADIUS_DEAD_SECONDS
+                continue
+            state = first.get(p.STATE)
+            if first.code != p.ACCESS_CHALLENGE or state is None:
+                return False, f"challenge {user}: the password got {first.code} from :{port}"
+            then = _ask(s, port, user, code, state)
+            if then is None:
+                return False, f"challenge {user}: :{port} challenged, then went silent"
+            return then.code == p.ACCESS_ACCEPT, f"challenge {user}: {then.code} from :{port}"
+        return False, f"challenge {user}: no server answered"
+
     def push_once(self) -> tuple[bool, str] | None:
         """A push sign-in through the SDK backend, seen and approved on the phone through the
         mobile backend."""
@@ -459,10 +500,17 @@ class DeploymentLoad:
         udp.settimeout(1.0)
         guard_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         guard_udp.settimeout(1.0)
-        self._closers = [sdk_client.close, guard_client.close, udp.close, guard_udp.close]
+        vpn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        vpn.bind((VPN_ADDRESS, 0))
+        self._closers = [
+            sdk_client.close, guard_client.close, udp.close, guard_udp.close, vpn.close,
+        ]  # fmt: skip
         return [
             threading.Thread(target=self.worker, args=("sdk", sdk_once, 0.2)),
             threading.Thread(target=self.worker, args=("radius", radius_once, 0.2)),
+            threading.Thread(
+                target=self.worker, args=("challenge", lambda: self.challenge_once(vpn), 1.0)
+            ),
             threading.Thread(target=self.worker, args=("push", self.push_once, 0.5)),
             threading.Thread(target=self.worker, args=("portal", self.portal_once, 2.0)),
             threading.Thread(target=self.browser_worker),
@@ -478,6 +526,25 @@ class DeploymentLoad:
 
     def failures(self) -> list[str]:
         return [f for c in self.channels.values() for f in c.failed]
+
+
+def _ask(
+    s: socket.socket, port: int, user: str, password: str, state: bytes | None = None
+) -> p.Packet | None:
+    """One request to one server, sent again while it is silent (RADIUS_SENDS times)."""
+    secret, auth = RADIUS_SECRET.encode(), os.urandom(16)
+    attrs = [
+        (p.USER_NAME, user.encode()),
+        (p.USER_PASSWORD, p.hide_password(password.encode(), secret, auth)),
+    ]
+    attrs += [(p.STATE, state)] if state is not None else []
+    raw = p.encode_request(p.ACCESS_REQUEST, secrets.randbelow(256), attrs, secret, auth)
+    for _ in range(RADIUS_SENDS):
+        s.sendto(raw, ("127.0.0.1", port))
+        answer = radius_answer(s, auth, secret, RADIUS_WAIT)
+        if answer is not None:
+            return answer
+    return None
 
 
 def _csrf(text: str) -> str:
@@ -604,11 +671,10 @@ class Outcome:
     balancer: list[str] = field(default_factory=list)
 
     def report(self) -> str:
-        lines = [c.line() for c in self.load.channels.values()]
-        push = self.load.channels["push"]
-        return "\n".join(
-            [*lines, f"slowest push: {push.slowest}", f"upgrade took {self.seconds:.0f} s"]
-        )
+        channels = self.load.channels.values()
+        lines = [c.line() for c in channels]
+        lines += [f"slowest {c.name}: {c.slowest}" for c in channels if c.name != "guard"]
+        return "\n".join([*lines, f"upgrade took {self.seconds:.0f} s"])
 
 
 def upgrade_under_load(
@@ -662,6 +728,8 @@ def _upgrade_under_load(
     keys["adapter"] = key("idp", "adapter")
     session_key, forward_key = secrets.token_hex(32), secrets.token_hex(32)
     a.cli("radius", "client", "add", "gw", "--address", "127.0.0.1/32", "--secret", RADIUS_SECRET)
+    a.cli("radius", "client", "add", "vpn", "--address", f"{VPN_ADDRESS}/32",
+          "--secret", RADIUS_SECRET, "--primary", "local")  # fmt: skip
     llng_seeds: dict[str, bytes] = {}
     with httpx.Client(base_url=a.url, headers={"authorization": f"Bearer {admin}"}) as api:
         for i in range(USERS):
@@ -687,7 +755,8 @@ def _upgrade_under_load(
         assert api.post("/v1/users", json={"name": "pia"}).status_code == 201
         assert api.post("/v1/users", json={"name": "nomfa"}).status_code == 201
     portal_users = [f"user{i:03d}" for i in range(PORTAL_USERS)]
-    for name in portal_users:
+    vpn_users = [f"user{i:03d}" for i in range(PORTAL_USERS, PORTAL_USERS + CHALLENGE_USERS)]
+    for name in portal_users + vpn_users:
         subprocess.run(
             [str(a.root / "current" / "venv" / "bin" / "openmfa"), "user", "set-password", name,
              "--password-stdin", "--data-dir", str(a.var)],
@@ -787,7 +856,7 @@ def _upgrade_under_load(
             sdk_url,
             adapter,
             [n.radius_port for n in d.nodes],
-            {k: v for k, v in d.seeds.items() if k not in portal_users},
+            {k: v for k, v in d.seeds.items() if k not in portal_users + vpn_users},
         )
         watching = phone.watch()
         load = DeploymentLoad(
@@ -799,6 +868,7 @@ def _upgrade_under_load(
             watching,
             idp,
             llng_seeds,
+            {k: d.seeds[k] for k in vpn_users},
             site=f"http://{SITE_HOST}:{nginx_port}",
             auth=auth_url,
             resolve=[

@@ -45,7 +45,7 @@ RADIUS_WAIT = 2.0
 RADIUS_DEAD_SECONDS = 10.0
 
 
-def _radius_answer(s: socket.socket, auth: bytes, secret: bytes, wait: float) -> p.Packet | None:
+def radius_answer(s: socket.socket, auth: bytes, secret: bytes, wait: float) -> p.Packet | None:
     """The answer to the request sent with ``auth``, or None after ``wait`` seconds; a late
     answer to an earlier request, or anything not from a server with the secret, is read and
     set aside."""
@@ -242,7 +242,7 @@ class Load:
             )
             for _ in range(RADIUS_SENDS):
                 s.sendto(raw, ("127.0.0.1", port))
-                answer = _radius_answer(s, auth, secret, RADIUS_WAIT)
+                answer = radius_answer(s, auth, secret, RADIUS_WAIT)
                 if answer is not None:
                     good = answer.code == p.ACCESS_ACCEPT
                     return good, f"radius {cred[0]}: {answer.code} from :{port}"

@@ -2,11 +2,11 @@
 rolled back by one command before finalize (tests/e2e/deployment_scenario.py): three nodes,
 two portal hosts and two mobile-service hosts behind HAProxy, and an adapter host
 (LemonLDAP::NG, and nginx in front of a site asking the portal hosts: forward-auth); SDK,
-RADIUS, push, portal (forms, and Chromium), forward-auth (curl) and LemonLDAP::NG sign-ins
-throughout. Pass: no
-sign-in failed on any channel, none passed without its second factor (every accepted one was
-asked for a code or a push), no audit event lost, every user and setting intact, each host's
-own config values kept."""
+RADIUS (a code alone, and password-then-code challenges), push, portal (forms, and Chromium),
+forward-auth (curl) and LemonLDAP::NG sign-ins throughout. Pass: no sign-in failed on any
+channel, none passed without its second factor (every accepted one was asked for a code or a
+push), no audit event lost, every user and setting intact, each host's own config values
+kept."""
 
 from __future__ import annotations
 
