@@ -257,6 +257,7 @@ def deployment_bench(work: Path) -> None:
         f"whole-deployment upgrade {A} -> {B}: 3 nodes, 2 portal hosts, 2 mobile hosts, "
         "1 adapter host (LemonLDAP::NG, nginx)"
     )
+    print(o.output)  # the upgrade's time-stamped steps, to set beside the slowest sign-ins
     print(o.report())
     signins = {name: c for name, c in o.load.channels.items() if name != "guard" and c.took}
     longest = max(signins.values(), key=lambda c: c.longest)
