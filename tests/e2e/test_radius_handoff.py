@@ -106,7 +106,7 @@ def test_a_request_sent_while_the_node_restarts_is_answered_from_its_one_send(
             srv.proc.wait(timeout=30)  # no node runs now; the port is held
             carried = dd / carry.FILE  # what it left to the next process, sealed, 0600
             assert carried.stat().st_mode & 0o777 == 0o600
-            assert b"jo" not in carried.read_bytes()
+            assert state not in carried.read_bytes()  # the States are sealed too
             raw, auth = access_request("ivy", totp(seeds["ivy"], time.time()))
             nas.sendto(raw, to)  # once: no retransmission
             sent = time.monotonic()

@@ -29,7 +29,7 @@ def test_left_sealed_and_taken_once(store: Store) -> None:
     carry.save(store, left)
     path = store.data_dir.root / carry.FILE
     assert path.stat().st_mode & 0o777 == 0o600
-    assert b"bob" not in path.read_bytes() and b"p123" not in path.read_bytes()
+    assert push_state not in path.read_bytes() and b"p123:42" not in path.read_bytes()
     taken = carry.take(store)
     assert taken == left and not path.exists()
     assert carry.take(store) is None  # once
