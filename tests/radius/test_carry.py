@@ -49,3 +49,13 @@ def test_a_file_that_does_not_open_is_refused_and_removed(
     with caplog.at_level(logging.WARNING, logger="openmfa.radius"):
         assert carry.take(store) is None
     assert "not taken over" in caplog.text and not path.exists()
+
+
+def test_a_file_that_cannot_be_read_does_not_stop_the_start(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = store.data_dir.root / carry.FILE
+    path.mkdir()  # read_bytes fails with IsADirectoryError, as it would for another's 0600 file
+    with caplog.at_level(logging.WARNING, logger="openmfa.radius"):
+        assert carry.take(store) is None
+    assert "not taken over" in caplog.text

@@ -74,8 +74,11 @@ def take(store: Store) -> Carried | None:
         sealed = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as exc:  # another user's file, say: the node starts all the same
+        log.warning("the RADIUS sign-ins left by the previous process are not taken over: %s", exc)
+        return None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             path.unlink()
     try:
         carried = msgspec.msgpack.decode(store.box.open(sealed, CONTEXT), type=Carried)
