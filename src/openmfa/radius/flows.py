@@ -142,6 +142,8 @@ class AccessFlows:
         """A farm subordinate's way to the master's push requests (set by the runtime)."""
         self._remote_ids: dict[str, float] = {}
         """Pushes this node opened at the master, until when to remember them."""
+        self._promoted: dict[str, int] = {}
+        """Pushes decided again because this node became the master meanwhile (how often)."""
         self.carrying = False
         """Draining for a restart in place whose next process takes the open challenges over
         (``carry``): new challenges are opened still; only a push held open is not."""
@@ -250,6 +252,7 @@ class AccessFlows:
             if result.pending is None:  # a farm subordinate: the push is opened at the master
                 self._on_loop(self._open_at_master, client, a, result.method_id, respond)
                 return
+            self._promoted.pop(a.request_id, None)
             push_id, number, _ = result.pending
             self._pushed(client, a.user, push_id, number, respond)
             return
@@ -278,9 +281,19 @@ class AccessFlows:
         try:
             opened = await self._open_remote(asked)
         except OpenMfaError as exc:
+            tries = self._promoted.pop(a.request_id, 0)
+            if tries < PROMOTED_TRIES and await asyncio.to_thread(leads, self.store):
+                # This node was made the master a moment ago: its authenticator hears of it at
+                # the farm watcher's next tick (a second or so). Decide again then: it opens
+                # the push here.
+                self._promoted[a.request_id] = tries + 1
+                await asyncio.sleep(PROMOTED_PAUSE)
+                self.queue.submit_callback(a, lambda r: self._decided(client, a, r, respond))
+                return
             log.error("could not open a push at the master: %s", exc.message)
             self.queue.call(lambda: respond(_push_reject(None)))
             return
+        self._promoted.pop(a.request_id, None)
         if opened.reason != Reason.PENDING:
             refused = _reply(Decision(False, Reason(opened.reason)))
             self.queue.call(lambda: respond(refused))
@@ -483,6 +496,11 @@ class AccessFlows:
             return [6]
         return sorted({m.digits for m in methods}, reverse=True) or [6]
 
+
+PROMOTED_PAUSE = 0.25
+PROMOTED_TRIES = 20
+"""A push sign-in on a node promoted a moment ago is decided again, every PROMOTED_PAUSE
+seconds, until its authenticator knows it is the master (5 s at most)."""
 
 FOLLOW_UP_SECONDS = 3.0
 """How long a push challenge's follow-up waits before it is challenged again (below the 5 s
