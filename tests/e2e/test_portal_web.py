@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from .helpers import OPENMFA, cli, free_port, init, oathtool, server
 
@@ -90,3 +93,72 @@ def test_the_portal_mounted_in_serve_signs_a_person_in_and_out(tmp_path: Path) -
             assert old.get("/self-service/methods").headers["location"].endswith("/sign-in")
     # The in-memory key is nobody's to list.
     assert "portal (in serve)" not in cli(dd, "apikey", "list").stdout
+
+
+@dataclass
+class Node:
+    dd: Path
+    url: str
+
+    def person(self, name: str, seed: str = SEED) -> None:
+        """A user with a password and an authenticator app."""
+        cli(self.dd, "user", "add", name)
+        subprocess.run(
+            [OPENMFA, "user", "set-password", name, "--password-stdin", "--data-dir", str(self.dd)],
+            input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+        )  # fmt: skip
+        cli(self.dd, "method", "add", name, "totp", "--secret", seed, "--no-qr")
+
+    def portal(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url + "/portal", headers={"Accept-Language": "en"})
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """One node with the portal mounted (English first, no attempt limit in the way) and the
+    mobile service in it; ``[portal] bypass_seconds`` is left at 0 (no bypass offered)."""
+    dd = tmp_path_factory.mktemp("portal-node") / "node"
+    init(dd)
+    port = free_port()
+    (dd / "portal.toml").write_text("[portal]\nattempts_per_minute = 1000\n")
+    with (dd / "server.toml").open("a") as f:
+        f.write(
+            f'\n[mobile]\nenabled = true\npublic_url = "http://127.0.0.1:{port}/mobile"\n'
+            '[portal]\nenabled = true\nweb_config = "portal.toml"\n'
+        )
+    with server(dd, port=port) as srv:
+        yield Node(dd, srv.url)
+
+
+def signed_in_to_second_step(h: httpx.Client, user: str) -> httpx.Response:
+    """The password given: the second-factor page."""
+    first = h.get("/sign-in")
+    step = h.post("/sign-in", data={"csrf": csrf(first), "user": user, "password": PASSWORD})
+    assert step.status_code == 303 and step.headers["location"].endswith("/second-factor")
+    page = h.get("/second-factor")
+    assert page.status_code == 200, page.text
+    return page
+
+
+def test_a_person_locked_by_wrong_codes_is_told_so_and_sent_back_to_the_start(node: Node) -> None:
+    """Ten wrong codes lock the account; the eleventh answer is a page that says so (it was a
+    500: the second-factor page rendered without its variables once the ticket was gone)."""
+    node.person("lara")
+    with node.portal() as h:
+        page = signed_in_to_second_step(h, "lara")
+        for _ in range(10):
+            page = h.post("/second-factor", data={"csrf": csrf(page), "code": "000000"})
+            assert page.status_code == 200 and "That code is not right" in page.text
+        locked = h.post("/second-factor", data={"csrf": csrf(page), "code": "000000"})
+        assert locked.status_code == 200, locked.text
+        assert "Your account is locked" in locked.text
+        # Back at the start: the sign-in form, not the code form.
+        assert 'action="/portal/sign-in"' in locked.text and 'name="code"' not in locked.text
+        assert h.get("/second-factor").headers["location"].endswith("/sign-in")
+        # In Dutch too.
+        again = h.post(
+            "/sign-in",
+            data={"csrf": csrf(locked), "user": "lara", "password": PASSWORD},
+            headers={"Accept-Language": "nl"},
+        )
+        assert again.status_code == 200 and "Uw account is geblokkeerd" in again.text

@@ -79,6 +79,8 @@ LANG_COOKIE = "openmfa-lang"
 DEFAULT_KINDS = frozenset(["totp", "hotp", "push", "passkey"])
 """Methods a person may choose to be asked for first (backup and access codes are for
 emergencies)."""
+ENDED = frozenset(["locked", "disabled", "unknown_user"])
+"""Second-factor refusals that end the sign-in: the person starts over at the sign-in page."""
 GET_PAGES = frozenset(
     [
         "/",
@@ -424,7 +426,7 @@ def create_app(
         s.user, s.ticket, s.reauth, s.prefer = user, step.ticket, False, step.prefer
         if step.token:  # no method yet, and the node lets people add their first one
             s.next_page = "/methods"
-            resp = await signed_in(ctx, step, "sign_in.html")
+            resp = await signed_in(ctx, step)
             s.notice = "first-method"
             return resp
         return ctx.redirect("/second-factor")
@@ -460,11 +462,16 @@ def create_app(
             step = await sdk.portal_second_factor(s.ticket, code)
         except InvalidInput:
             step = PortalStep(accepted=False, reason="malformed")
-        return await signed_in(ctx, step, "second_factor.html")
+        return await signed_in(ctx, step)
 
-    async def second_factor_page(ctx: Ctx, error: str) -> Response:
-        """The code form, the push button, and a passkey when the person has one."""
+    async def second_factor_page(ctx: Ctx, error: str, status: int = 200) -> Response:
+        """The second step's page, the one place it is rendered: the code form, the push
+        button, and a passkey when the person has one. When the node has ended this sign-in
+        (the person is locked, disabled or unknown: no ticket any more), the sign-in page
+        with ``error`` instead: they start over."""
         s = ctx.session
+        if not s.ticket:
+            return ctx.render("sign_in.html", FORM_AGAIN, reauth=s.reauth, user=s.user, error=error)
         options = ""
         try:
             offer = await sdk.portal_passkey_options(s.ticket, origin(ctx.request))
@@ -472,7 +479,7 @@ def create_app(
         except InvalidInput:
             s.passkey_challenge = ""  # no passkey (or none for this origin): codes and push
         return ctx.render(
-            "second_factor.html", error=error, passkey_options=options, prefer=s.prefer
+            "second_factor.html", status, error=error, passkey_options=options, prefer=s.prefer
         )
 
     async def passkey_sign_in(ctx: Ctx) -> Response:
@@ -489,16 +496,16 @@ def create_app(
             step = await sdk.portal_passkey(s.ticket, s.passkey_challenge, credential)
         except InvalidInput:
             step = PortalStep(accepted=False, reason="wrong_passkey")
-        return await signed_in(ctx, step, "second_factor.html")
+        return await signed_in(ctx, step)
 
-    async def signed_in(ctx: Ctx, step: PortalStep, template: str) -> Response:
+    async def signed_in(ctx: Ctx, step: PortalStep) -> Response:
+        """A second factor's answer: signed in, or the second step again with why not (the
+        sign-in page when the node ended the sign-in)."""
         s = ctx.session
         if not step.accepted:
-            if step.reason in ("locked", "disabled", "unknown_user"):
+            if step.reason in ENDED:
                 s.ticket = ""
-            if template == "second_factor.html" and s.ticket:
-                return await second_factor_page(ctx, refusal(ctx, step.reason))
-            return ctx.render(template, FORM_AGAIN, error=refusal(ctx, step.reason))
+            return await second_factor_page(ctx, refusal(ctx, step.reason), FORM_AGAIN)
         now = time.time()
         sessions.renew(s)
         s.token, s.token_expires, s.ticket, s.push_id = step.token, step.expires_at, "", ""
@@ -541,7 +548,7 @@ def create_app(
         limited(ctx)
         step = await sdk.portal_push(s.ticket)
         if step.pending is None:
-            return ctx.render("second_factor.html", FORM_AGAIN, error=refusal(ctx, step.reason))
+            return await second_factor_page(ctx, refusal(ctx, step.reason), FORM_AGAIN)
         s.push_id, s.push_number = step.pending.id, step.pending.number
         return ctx.redirect("/push")
 
@@ -562,7 +569,7 @@ def create_app(
             return ctx.redirect("/sign-in")
         step = await sdk.portal_push_collect(s.ticket, s.push_id, wait=20 if script else 0)
         if step.accepted:
-            resp = await signed_in(ctx, step, "push.html")
+            resp = await signed_in(ctx, step)
             if script:
                 out = JSONResponse({"state": "approved", "next": resp.headers["location"]})
                 return out
@@ -582,7 +589,7 @@ def create_app(
             return JSONResponse(
                 {"state": "refused", "message": message, "next": ctx.url("/second-factor")}
             )
-        return ctx.render("second_factor.html", FORM_AGAIN, error=message)
+        return await second_factor_page(ctx, message, FORM_AGAIN)
 
     # -- signed in ----------------------------------------------------------------------
 
