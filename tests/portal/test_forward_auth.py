@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+
 import pytest
 
-from openmfa.portal.forward_auth import Cookies, ForwardAuthConfig, in_domain
+from openmfa.portal.forward_auth import Bearer, Cookies, ForwardAuthConfig, in_domain
+from openmfa.portal.revocations import RevocationView
+from openmfa.sdk.models import SessionEnd, SessionsEnded
 
 
 @pytest.mark.parametrize(
@@ -26,20 +31,74 @@ def test_a_sign_in_goes_back_only_to_the_cookie_domain(url: str, ok: bool) -> No
     assert in_domain(url, "example.com") is ok
 
 
-def test_the_cookie_is_checked_by_key_expiry_and_version() -> None:
+def test_the_cookie_is_sealed_and_checked_by_key_expiry_and_version() -> None:
     cfg = ForwardAuthConfig("example.com", "openmfa_auth", 60.0, b"k" * 32, "")
     cookies = Cookies(cfg)
-    value = cookies.issue("ada", "ada@example.com", "Ada", now=1000.0).encode()
-    assert cookies.check(value, 1010.0) == {
-        "user": "ada",
-        "email": "ada@example.com",
-        "name": "Ada",
-    }
+    value = cookies.issue(
+        "ada", "ada@example.com", "Ada", now=1000.0, session="s1", subject="j1", issued_at=990.0
+    ).encode()
+    assert cookies.check(value, 1010.0) == Bearer(
+        "ada", "ada@example.com", "Ada", "s1", "j1", 990.0
+    )
+    for readable in (b"ada", b"example.com", b"s1"):  # sealed: nothing of it can be read
+        assert readable not in base64.urlsafe_b64decode(value[3:] + b"=" * (-len(value) % 4))
     assert cookies.check(value, 1060.0) is None  # expired
     other = Cookies(ForwardAuthConfig("example.com", "openmfa_auth", 60.0, b"j" * 32, ""))
     assert other.check(value, 1010.0) is None  # another key
-    version, body, mac = value.split(b".")
-    assert cookies.check(b"v2." + body + b"." + mac, 1010.0) is None
-    assert cookies.check(version + b"." + body[:-1] + b"." + mac, 1010.0) is None
-    for junk in (b"", b"v1", b"v1..", b"v1.!!!.!!!", b"x" * 5000):
+    version, body = value.split(b".")
+    assert cookies.check(b"v1." + body, 1010.0) is None
+    assert cookies.check(version + b"." + body[:-2] + b"AA", 1010.0) is None  # tampered
+    for junk in (b"", b"v2", b"v2.", b"v2.!!!", b"v2." + b"x" * 5000, b"v1.e30.abc"):
         assert cookies.check(junk, 1010.0) is None
+    assert cookies.check(cookies.issue("bob", "", "", 1000.0).encode(), 1010.0) is not None
+
+
+def _page(*ends: SessionEnd, locked: tuple[str, ...] = (), now: float = 2000.0) -> SessionsEnded:
+    last = max((e.id for e in ends), default=0)
+    return SessionsEnded(
+        ends=list(ends), locked=list(locked), last_id=last, more=False, keep_seconds=86400.0,
+        now=now,
+    )  # fmt: skip
+
+
+def test_the_revocation_view_ends_sessions_and_fails_closed_when_stale() -> None:
+    clock = [100.0]
+    pages: list[SessionsEnded] = []
+    asked: list[int] = []
+
+    async def fetch(after: int) -> SessionsEnded:
+        asked.append(after)
+        if not pages:
+            raise ConnectionError("node down")
+        return pages.pop(0)
+
+    view = RevocationView(fetch, 2.0, 30.0, clock=lambda: clock[0])
+    assert not view.stands("j1", "s1", 1500.0, 2000.0)  # never heard from a node: refused
+    pages.append(_page())
+    asyncio.run(view.refresh())
+    assert view.stands("j1", "s1", 1500.0, 2000.0)
+    pages.append(_page(SessionEnd(id=1, subject="j1", session="s1", at=1600.0)))
+    asyncio.run(view.refresh())
+    assert not view.stands("j1", "s1", 1500.0, 2000.0)  # this session signed out
+    assert view.stands("j1", "s2", 1500.0, 2000.0)  # another of the same person stands
+    pages.append(_page(SessionEnd(id=2, subject="j1", session="", at=1700.0)))
+    asyncio.run(view.refresh())
+    assert asked[-1] == 1  # only what is new
+    assert not view.stands("j1", "s2", 1500.0, 2000.0)  # everywhere: issued before 1700
+    assert view.stands("j1", "s3", 1800.0, 2000.0)  # a later sign-in stands
+    pages.append(_page(locked=("j2",), now=2000.0))
+    asyncio.run(view.refresh())
+    assert not view.stands("j2", "s4", 1900.0, 2000.0)  # locked now
+    pages.append(_page(now=2100.0))
+    asyncio.run(view.refresh())
+    assert not view.stands("j2", "s4", 1900.0, 2100.0)  # the lock is over, its end stays
+    assert view.stands("j2", "s5", 2050.0, 2100.0)
+    assert not view.stands("j1", "s3", 2000.0 - 86400.0, 2100.0)  # older than the node keeps
+    clock[0] += 31.0  # no answer for longer than 30 s: every cookie refused
+    assert not view.stands("j2", "s5", 2050.0, 2100.0)
+    with pytest.raises(ConnectionError):
+        asyncio.run(view.refresh())
+    assert not view.stands("j2", "s5", 2050.0, 2100.0)
+    pages.append(_page(now=2100.0))
+    asyncio.run(view.refresh())
+    assert view.stands("j2", "s5", 2050.0, 2100.0)  # heard again

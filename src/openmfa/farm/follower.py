@@ -172,7 +172,15 @@ def fetch_snapshot(
     return key_file, data, int(resp.headers.get("x-omfa-epoch", "1"))
 
 
-_REPLACED = ("users", "passwords", "methods", "backup_codes", "api_keys", "radius_clients")
+_REPLACED = (
+    "users",
+    "passwords",
+    "methods",
+    "backup_codes",
+    "api_keys",
+    "radius_clients",
+    "session_ends",
+)
 """Configuration tables a re-bootstrap takes from the snapshot as they are."""
 
 

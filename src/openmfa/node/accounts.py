@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import secrets
 import time
@@ -20,7 +21,7 @@ from sqlalchemy import Connection, Row, func, insert, select, update
 from ..config import Config
 from ..core import backup_codes, hotp
 from ..core.verification import MethodKind
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound, NotMaster
 from ..sdk.models import NAME_RE, TEXT_RE, Enrollment, MethodView, UserView
 from ..store import formats
 from ..store import tables as t
@@ -28,6 +29,7 @@ from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.crypto import SecretBox
 from ..store.database import Store
 from .auth_state import forward
+from .session_ends import end_change, ends_known
 
 _BASE32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz234567")
 MIN_SECRET_BYTES = 16  # RFC 4226 R6: the shared secret MUST be at least 128 bits
@@ -167,10 +169,10 @@ class Accounts:
                 clean[key] = _check_text(key, value, 64 if key == "phone" else 255)
         user_id = self.user_id(name)
         detail = ",".join(sorted(clean))
-        self.writer.commit(
-            [Change("user.update", {"id": user_id, "fields": clean, "at": time.time()})],
-            [self._event("user.update", name, actor, detail=detail)],
-        )
+        changes = [Change("user.update", {"id": user_id, "fields": clean, "at": time.time()})]
+        if clean.get("enabled") is False and ends_known(self.store):
+            changes.append(end_change(name))  # a disabled person's sessions end everywhere
+        self.writer.commit(changes, [self._event("user.update", name, actor, detail=detail)])
         return self.get_user(name)
 
     # -- preferences (data format 4) -------------------------------------------------------
@@ -203,10 +205,12 @@ class Accounts:
         user_id = self.user_id(name)
         self._require_preferences()
         now = time.time()
-        self.writer.commit(
-            [Change("user.update", {"id": user_id, "fields": {"sessions_after": now}, "at": now})],
-            [self._event("user.sign_out_everywhere", name, actor)],
-        )
+        changes = [
+            Change("user.update", {"id": user_id, "fields": {"sessions_after": now}, "at": now})
+        ]
+        if ends_known(self.store):  # forward-auth cookies too, on every portal host
+            changes.append(end_change(name, "", now))
+        self.writer.commit(changes, [self._event("user.sign_out_everywhere", name, actor)])
         return now
 
     def default_kind(self, name: str) -> str:
@@ -229,9 +233,10 @@ class Accounts:
 
     def delete_user(self, name: str, actor: Actor = Actor()) -> None:
         user_id = self.user_id(name)
-        self.writer.commit(
-            [Change("user.delete", {"id": user_id})], [self._event("user.delete", name, actor)]
-        )
+        changes = [Change("user.delete", {"id": user_id})]
+        if ends_known(self.store):  # a cookie naming them is refused, should the name come back
+            changes.append(end_change(name))
+        self.writer.commit(changes, [self._event("user.delete", name, actor)])
 
     def unlock(self, name: str, actor: Actor = Actor()) -> UserView:
         user_id = self.user_id(name)
@@ -242,6 +247,10 @@ class Accounts:
                 .values(failures=0, locked_until=None)
             )
             self._audit(conn, self._event("user.unlock", name, actor))
+        if ends_known(self.store):
+            # The lock ended the sessions before it; unlocking does not bring them back.
+            with contextlib.suppress(NotMaster):
+                self.writer.commit([end_change(name)])
         return self.get_user(name)
 
     def grant_bypass(self, name: str, seconds: int, actor: Actor = Actor()) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from dataclasses import dataclass
 
 from ..config import Config
@@ -26,6 +27,8 @@ OFFER = "offer"
 CHALLENGE = "challenge"
 """A passkey ceremony's challenge (``node.passkeys``)."""
 PREFIX = "omfp_"
+SESSION_ID = "sid"
+"""Key of a session token's ``extra``: the session's id (a forward-auth cookie carries it too)."""
 OFFER_SECONDS = 600.0
 CHALLENGE_SECONDS = 180.0
 WHAT = {TICKET: "sign-in", SESSION: "session", OFFER: "offered secret", CHALLENGE: "challenge"}
@@ -41,6 +44,11 @@ class Grant:
     expires_at: float
     issued_at: float = 0.0
     extra: dict[str, str] | None = None
+
+    @property
+    def session_id(self) -> str:
+        """A session token's own id ("" for a token of an earlier release)."""
+        return (self.extra or {}).get(SESSION_ID, "")
 
     def require_fresh(self, minutes: float, now: float) -> None:
         """Changing sign-in methods needs a second factor of the last ``minutes``."""
@@ -88,6 +96,8 @@ class PortalTokens:
             CHALLENGE: CHALLENGE_SECONDS,
         }.get(kind, self.session_seconds)
         expires = now + life
+        if kind == SESSION:  # the session's own id: what a sign-out ends (``session_ends``)
+            extra = {**(extra or {}), SESSION_ID: secrets.token_urlsafe(18)}
         body = json.dumps(
             {"k": kind, "u": user, "c": client, "e": expires, "i": now, "x": extra or {}}
         ).encode()

@@ -33,6 +33,7 @@ from .portal import PortalTokens
 from .push import Opened, PushService
 from .push_hub import PushHub
 from .readiness import Readiness
+from .session_ends import SessionEnds
 from .tokens import Tokens
 
 
@@ -53,6 +54,7 @@ class NodeRuntime:
         self.tokens = Tokens(store, config, self.accounts)
         self.push = PushService(store, config, self.accounts)
         self.portal = PortalTokens(store, config)
+        self.session_ends = SessionEnds(store)
         self.passkeys = Passkeys(self.accounts, self.portal, config)
         self.push_hub = PushHub()
         self.authenticator = Authenticator(

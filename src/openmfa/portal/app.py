@@ -64,6 +64,7 @@ from ..sdk.models import AuditView, PortalStep
 from . import i18n
 from .config import PACKAGED_THEMES, PortalConfig
 from .forward_auth import Cookies, ForwardAuthGate, in_domain
+from .revocations import RevocationView
 from .sessions import CARRY, Attempts, Carried, Session, Sessions
 
 log = logging.getLogger("openmfa.portal")
@@ -192,6 +193,12 @@ def create_app(
     sdk = AsyncSdkClient(cfg.nodes, cfg.api_key, timeout=40.0, verify=verify, transport=transport)
     fa = cfg.forward_auth
     fa_cookies = Cookies(fa) if fa is not None else None
+    revocations = (
+        RevocationView(sdk.portal_sessions_ended, fa.revocation_poll_seconds,
+                       fa.revocation_max_age_seconds)
+        if fa is not None
+        else None
+    )  # fmt: skip
     csp = CSP
     if fa is not None:  # a sign-in form's answer goes back to a protected site
         sites = f"{fa.cookie_domain}:* *.{fa.cookie_domain}:*"
@@ -527,7 +534,15 @@ def create_app(
         target, s.return_to = s.return_to, ""
         me = await sdk.portal_me(s.token)
         assert fa_cookies is not None
-        value = fa_cookies.issue(me.user.name, me.user.email, me.user.display_name, time.time())
+        value = fa_cookies.issue(
+            me.user.name,
+            me.user.email,
+            me.user.display_name,
+            time.time(),
+            session=me.session_id,
+            subject=me.subject,
+            issued_at=me.session_issued_at,
+        )
         resp = RedirectResponse(target, status_code=303)
         resp.set_cookie(
             fa.cookie_name,
@@ -787,6 +802,11 @@ def create_app(
         return ctx.render("sign_ins.html", events=[(e, describe(ctx, e)) for e in events])
 
     async def sign_out(ctx: Ctx) -> Response:
+        if ctx.session.signed_in:  # this session ends on every host (its cookie at the sites too)
+            try:
+                await sdk.portal_sign_out(ctx.session.token)
+            except (Unauthorized, Unavailable) as exc:  # ended already, or no node: the
+                log.warning("sign-out not recorded at the node: %s", exc)  # session ends here
         sessions.drop(ctx.session)
         fresh = sessions.new()
         fresh.notice = "signed-out"
@@ -976,9 +996,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
+        if revocations is not None:
+            revocations.start()
         try:
             yield
         finally:
+            if revocations is not None:
+                await revocations.stop()
             await sdk.aclose()
 
     inner = routes()
@@ -994,7 +1018,11 @@ def create_app(
         lifespan=lifespan,
         middleware=[
             *([] if mounted else [Middleware(RequestCounter, registry=registry, part="portal")]),
-            *([Middleware(ForwardAuthGate, cfg=fa, path=cfg.prefix + "/auth")] if fa else []),
+            *(
+                [Middleware(ForwardAuthGate, cfg=fa, path=cfg.prefix + "/auth", view=revocations)]
+                if fa is not None and revocations is not None
+                else []
+            ),
             Middleware(SecurityHeaders, secure=secure, csp=csp),
         ],
     )

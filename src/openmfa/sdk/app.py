@@ -91,6 +91,8 @@ from .models import (
     RadiusStats,
     Resynchronised,
     ResyncRequest,
+    SessionEnd,
+    SessionsEnded,
     SignedMessage,
     TokenAssign,
     TokenClaim,
@@ -550,7 +552,15 @@ async def portal_me(request: Request) -> Response:
     _, grant = await _session(request)
     user = await run_in_threadpool(node.accounts.get_user, grant.user)
     found = await run_in_threadpool(node.accounts.list_methods, grant.user)
-    return json_response(PortalMe(user=user, methods=found))
+    return json_response(
+        PortalMe(
+            user=user,
+            methods=found,
+            session_id=grant.session_id,
+            session_issued_at=grant.issued_at,
+            subject=node.session_ends.subject(grant.user),
+        )
+    )
 
 
 async def _session(request: Request, fresh: bool = False) -> tuple[ApiClient, Grant]:
@@ -562,6 +572,10 @@ async def _session(request: Request, fresh: bool = False) -> tuple[ApiClient, Gr
     grant = node.portal.check(request.headers.get(SESSION_HEADER, ""), SESSION, client.name, now)
     if grant.issued_at <= await run_in_threadpool(node.accounts.sessions_after, grant.user):
         raise Unauthorized("the session ended (signed out everywhere); sign in again")
+    if await run_in_threadpool(
+        node.session_ends.ended, grant.user, grant.session_id, grant.issued_at, now
+    ):
+        raise Unauthorized("the session ended (signed out, or the account changed); sign in again")
     if fresh:
         grant.require_fresh(node.portal.reauth_minutes, now)
     return client, grant
@@ -584,6 +598,40 @@ async def portal_sign_out_everywhere(request: Request) -> Response:
     client, grant = await _session(request)
     await run_in_threadpool(node.accounts.end_sessions, grant.user, _actor(request, client))
     return Response(status_code=204)
+
+
+async def portal_sign_out(request: Request) -> Response:
+    """The signed-in user ends this session (and the forward-auth cookie that carries its id),
+    on every portal host."""
+    node = _node(request)
+    client, grant = await _session(request)
+    session = grant.session_id
+    rid = request.state.request_id
+    await run_in_threadpool(
+        lambda: node.session_ends.end(grant.user, session, client=client.name, rid=rid)
+    )
+    return Response(status_code=204)
+
+
+async def portal_sessions_ended(request: Request) -> Response:
+    """The portal hosts' revocation view (``node.session_ends``): what ended since ``after``."""
+    node = _node(request)
+    await _authorize(request, "portal")
+    after = _int_param(request, "after", 0, 0, 2**62)
+    now = time.time()
+    v = await run_in_threadpool(node.session_ends.view, after, now)
+    return json_response(
+        SessionsEnded(
+            ends=[
+                SessionEnd(id=e.id, subject=e.subject, session=e.session, at=e.at) for e in v.ends
+            ],
+            locked=v.locked,
+            last_id=v.last_id,
+            more=v.more,
+            keep_seconds=v.keep_seconds,
+            now=now,
+        )
+    )
 
 
 async def portal_totp_start(request: Request) -> Response:
@@ -1256,6 +1304,8 @@ def create_app(
         Route("/v1/portal/me/sign-ins", portal_sign_ins, methods=["GET"]),
         Route("/v1/portal/me/default", portal_default, methods=["PUT"]),
         Route("/v1/portal/me/sign-out-everywhere", portal_sign_out_everywhere, methods=["POST"]),
+        Route("/v1/portal/me/sign-out", portal_sign_out, methods=["POST"]),
+        Route("/v1/portal/sessions/ended", portal_sessions_ended, methods=["GET"]),
         Route("/v1/portal/me/backup-codes", portal_backup_codes, methods=["POST"]),
         Route("/v1/portal/passkey/options", portal_passkey_options, methods=["POST"]),
         Route("/v1/portal/passkey", portal_passkey, methods=["POST"]),

@@ -83,6 +83,7 @@ from .models import (
     RadiusStats,
     Resynchronised,
     ResyncRequest,
+    SessionsEnded,
     SignedMessage,
     TokenAssign,
     TokenClaim,
@@ -278,6 +279,14 @@ class Requests:
     @staticmethod
     def portal_sign_out_everywhere(session: str) -> Call[None]:
         return _mine("POST", "/v1/portal/me/sign-out-everywhere", None, session)
+
+    @staticmethod
+    def portal_sign_out(session: str) -> Call[None]:
+        return _mine("POST", "/v1/portal/me/sign-out", None, session)
+
+    @staticmethod
+    def portal_sessions_ended(after: int) -> Call[SessionsEnded]:
+        return Call("GET", "/v1/portal/sessions/ended", SessionsEnded, params={"after": after})
 
     @staticmethod
     def portal_backup_codes(session: str) -> Call[Enrollment]:
@@ -712,6 +721,14 @@ class SdkClient:
         """End every session of the signed-in user, on every portal (this token too)."""
         self.send(Requests.portal_sign_out_everywhere(session))
 
+    def portal_sign_out(self, session: str) -> None:
+        """End this session of the signed-in user (and its forward-auth cookie) everywhere."""
+        self.send(Requests.portal_sign_out(session))
+
+    def portal_sessions_ended(self, after: int) -> SessionsEnded:
+        """The portal hosts' revocation view: sessions ended since row ``after``."""
+        return self.send(Requests.portal_sessions_ended(after))
+
     def portal_backup_codes(self, session: str) -> Enrollment:
         """New backup codes (``.backup_codes``, shown once); the old ones stop working."""
         return self.send(Requests.portal_backup_codes(session))
@@ -1008,6 +1025,12 @@ class AsyncSdkClient:
 
     async def portal_sign_out_everywhere(self, session: str) -> None:
         await self.send(Requests.portal_sign_out_everywhere(session))
+
+    async def portal_sign_out(self, session: str) -> None:
+        await self.send(Requests.portal_sign_out(session))
+
+    async def portal_sessions_ended(self, after: int) -> SessionsEnded:
+        return await self.send(Requests.portal_sessions_ended(after))
 
     async def portal_backup_codes(self, session: str) -> Enrollment:
         return await self.send(Requests.portal_backup_codes(session))

@@ -499,6 +499,37 @@ class PortalMe(msgspec.Struct, kw_only=True):
 
     user: UserView
     methods: list[MethodView]
+    session_id: str = ""
+    """This session's id (what a sign-out ends; a forward-auth cookie carries it)."""
+    session_issued_at: float = 0.0
+    """When the node issued this session (its clock)."""
+    subject: str = ""
+    """The name the sessions-ended view knows this person by (``SessionsEnded``)."""
+
+
+class SessionEnd(msgspec.Struct, kw_only=True):
+    """A session ended (``session``), or every session of ``subject`` issued before ``at``
+    (``session`` empty)."""
+
+    id: int
+    subject: str
+    session: str
+    at: float
+
+
+class SessionsEnded(msgspec.Struct, kw_only=True):
+    """The portal hosts' revocation view: what ended since row ``after``, who is locked now."""
+
+    ends: list[SessionEnd]
+    locked: list[str]
+    """Subjects locked right now: none of their sessions stands while they are."""
+    last_id: int
+    more: bool
+    """More rows than one answer holds: ask again with ``after=last_id``."""
+    keep_seconds: float
+    """A session issued longer ago than this has ended, whatever the rows say."""
+    now: float
+    """The node's clock when it answered."""
 
 
 class AuditPage(msgspec.Struct, kw_only=True):
@@ -597,6 +628,7 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     AdapterResult,
     PortalStep,
     PortalMe,
+    SessionsEnded,
     PortalTotpOffer,
     PasskeyChallenge,
     UserView,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, delete, insert, select, update
+from sqlalchemy import Connection, CursorResult, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, NotMaster
@@ -406,6 +406,30 @@ def _directory_password(conn: Connection, p: Payload) -> None:
     conn.execute(delete(t.meta).where(t.meta.c.key == key))
     if p.get("sealed"):
         conn.execute(insert(t.meta).values(key=key, value=p["sealed"]))
+
+
+SESSION_ENDS_KEEP = 8 * 86400.0
+"""Rows of ``session_ends`` older than this are dropped as new ones come: no forward-auth
+cookie or portal session token lives this long (the portal refuses older ones)."""
+
+
+@applier("session.end")
+def _session_end(conn: Connection, p: Payload) -> None:
+    """Format 6: a session ended (``session``), or every session of ``user`` before ``at``.
+
+    The master numbers the rows in order (the next id, under its write lock) and writes the id
+    into the payload before it is logged, so every node replays the same id: a portal host asks
+    any node for what is new since the last id it saw."""
+    if "id" not in p:
+        last = conn.scalar(select(func.max(t.session_ends.c.id)))
+        p["id"] = int(last or 0) + 1
+    conn.execute(delete(t.session_ends).where(t.session_ends.c.at < p["at"] - SESSION_ENDS_KEEP))
+    conn.execute(delete(t.session_ends).where(t.session_ends.c.id == p["id"]))
+    conn.execute(
+        insert(t.session_ends).values(
+            id=p["id"], user_name=p["user"], session=p.get("session", ""), at=p["at"]
+        )
+    )
 
 
 @applier("farm.member")

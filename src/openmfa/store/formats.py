@@ -31,6 +31,11 @@ wait in an inventory (``tokens``) and become methods whose HOTP counter starts w
 stands (``method.add`` with ``counter``); each source's synchronisation state travels in
 ``directory.state`` records. A release reading only up to format 4 would drop or refuse these,
 so they are written only once the data set is at format 5.
+
+Format 6: sessions ended. A sign-out, "sign out everywhere", a disabled, deleted or locked
+person writes a ``session.end`` record (``session_ends``: the portal hosts' revocation view of
+forward-auth cookies and the node's session tokens); a release reading only up to format 5 does
+not know that record, so it is written only once the data set is at format 6.
 """
 
 from __future__ import annotations
@@ -54,14 +59,16 @@ def local_format(conn: Connection) -> int:
     return int(value or 0)
 
 
-DATA_FORMAT = 5
+DATA_FORMAT = 6
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
-READS_FORMATS = (1, 5)
+READS_FORMATS = (1, 6)
 """The oldest and newest data formats this release can read."""
 PREFERENCES_FORMAT = 4
 """The data format that knows user preferences (default method, sessions ended)."""
 DIRECTORY_FORMAT = 5
 """The data format that knows directory sources, renames, and the token inventory."""
+SESSION_ENDS_FORMAT = 6
+"""The data format that knows sessions ended (``session.end`` records)."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -152,10 +159,15 @@ def _directory_tokens(conn: Connection) -> None:
     format has."""
 
 
+def _session_ends(conn: Connection) -> None:
+    """Nothing to rewrite: format 6 only allows rows (sessions ended) no earlier format has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
     4: _preferences,
     5: _directory_tokens,
+    6: _session_ends,
 }
 """The step that brings rows of format N-1 to format N."""

@@ -252,3 +252,21 @@ directory_sources = Table(
 )
 """Each directory source's synchronisation state (last run, counts, the incremental cursor),
 replicated so that a promoted master goes on where the old one stopped."""
+
+
+# -- sessions ended (schema 0007; rows of data format 6) ----------------------------------------
+
+session_ends = Table(
+    "session_ends",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("user_name", String(255), nullable=False),
+    Column("session", String(64), nullable=False, server_default=""),
+    Column("at", Float, nullable=False),
+    Index("ix_session_ends_user", "user_name", "session"),
+    Index("ix_session_ends_at", "at"),
+)
+"""Portal and forward-auth sessions ended: one session (``session``: its id), or every session
+of ``user_name`` issued before ``at`` (``session`` empty). Ids are given by the master in order,
+the same on every node, so a portal host reads what is new since the last id it saw from any
+node. Rows older than ``openmfa.node.session_ends.KEEP_SECONDS`` are dropped as new ones come."""
