@@ -72,6 +72,10 @@ def serve(
             timeout_graceful_shutdown=30,
             log_level="info",
             server_header=False,
+            # The client's address and scheme are the peer's: X-Forwarded-* are believed only
+            # by a mounted portal, from its own trusted_proxies (uvicorn would take them from
+            # any process on 127.0.0.1).
+            proxy_headers=False,
         )
     )
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler

@@ -139,6 +139,9 @@ def run_beside_nodes(
             log_level="warning",
             timeout_graceful_shutdown=5,
             server_header=False,
+            # X-Forwarded-For/-Proto are the app's to believe (the portal's trusted_proxies),
+            # never uvicorn's: it would take them from any process on 127.0.0.1.
+            proxy_headers=False,
         )
     finally:
         if reporter is not None:
