@@ -23,6 +23,7 @@ from sqlalchemy import select
 from ..config import Config
 from ..errors import DirectoryError, InvalidInput, NotFound
 from ..node.accounts import check_name
+from ..node.session_ends import end_change, ends_known
 from ..store import formats
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter, check_writable
@@ -360,13 +361,16 @@ class DirectorySync:
                 ids[name] = int(
                     conn.scalar(select(t.users.c.id).where(t.users.c.name == name)) or 0
                 )
+        ends = ends_known(self.store)  # data format 6: their sessions end on every host
         for name in p.remove:
             changes.append(Change("user.delete", {"id": ids[name]}))
+            changes += [end_change(name, "", now)] if ends else []
             events.append(self._event("directory.remove", name, client, source.name))
         for name, why in p.disable:
             changes.append(
                 Change("user.update", {"id": ids[name], "fields": {"enabled": False}, "at": now})
             )
+            changes += [end_change(name, "", now)] if ends else []
             events.append(self._event("directory.disable", name, client, f"{source.name}: {why}"))
         renames = [(old, person) for old, person, fields in p.update if "name" in fields]
         targets = {person.name for _, person in renames}
@@ -380,6 +384,8 @@ class DirectorySync:
                 )
         for old, person, fields in p.update:
             changes.append(Change("user.update", {"id": ids[old], "fields": fields, "at": now}))
+            if ("name" in fields or fields.get("enabled") is False) and ends:
+                changes.append(end_change(old, "", now))  # a cookie names the old name
             if "name" in fields:
                 events.append(
                     self._event("directory.rename", person.name, client, f"{old} -> {person.name}")
