@@ -52,8 +52,10 @@ def test_the_portal_key_alone_can_only_start_a_sign_in(tmp_path: Path) -> None:
         wrong = p.portal_sign_in("pat", "not the password")
         assert (wrong.accepted, wrong.reason, wrong.ticket) == (False, "wrong_password", "")
         assert p.portal_sign_in("nobody", PASSWORD).reason == "wrong_password"
+        assert wrong.kinds is None  # what a person can use is told after the password only
         first = p.portal_sign_in("pat", PASSWORD)
         assert first.accepted and first.ticket.startswith("omfp_") and not first.token
+        assert first.kinds == ["totp"]  # the portal offers a push only to a person with the app
         with pytest.raises(Unauthorized):
             p.portal_me(first.ticket)  # a ticket is not a session
         # The second factor: a wrong code is refused like any authentication.

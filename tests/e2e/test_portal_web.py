@@ -4,6 +4,7 @@ step, a session ended by sign-out not usable again, bad input answered on the pa
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import OPENMFA, cli, free_port, init, oathtool, server
+from .helpers import OPENMFA, Phone, cli, free_port, init, oathtool, server
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
 PASSWORD = "a long portal password"
@@ -162,3 +163,49 @@ def test_a_person_locked_by_wrong_codes_is_told_so_and_sent_back_to_the_start(no
             headers={"Accept-Language": "nl"},
         )
         assert again.status_code == 200 and "Uw account is geblokkeerd" in again.text
+
+
+def test_a_push_is_offered_only_with_the_mobile_app_and_each_refusal_is_a_sentence(
+    node: Node, tmp_path: Path
+) -> None:
+    """No mobile app: no push button, and a push asked for all the same is a sentence. With the
+    app: a second press within the minimum gap, a push reported as not theirs, then push
+    blocked: each a sentence on the second-factor page (each was a 500)."""
+    node.person("nico")
+    with node.portal() as h:
+        page = signed_in_to_second_step(h, "nico")
+        assert (
+            "Send a push to my phone" not in page.text and 'action="/portal/push"' not in page.text
+        )
+        sent = h.post("/push", data={"csrf": csrf(page)})
+        assert sent.status_code == 200, sent.text
+        assert "no mobile app" in sent.text
+        assert 'name="code"' in sent.text
+        nl = h.post("/push", data={"csrf": csrf(sent)}, headers={"Accept-Language": "nl"})
+        assert nl.status_code == 200 and "geen mobiele app" in nl.text
+    node.person("pia")
+    code = json.loads(cli(node.dd, "device", "activate", "pia", "--json").stdout)
+    phone = Phone(tmp_path / "pia.json")
+    phone.run("activate", code["url"], code["code"])
+    with node.portal() as h:
+        page = signed_in_to_second_step(h, "pia")
+        assert "Send a push to my phone" in page.text
+        first = h.post("/push", data={"csrf": csrf(page)})
+        assert first.status_code == 303 and first.headers["location"].endswith("/push")
+        page = h.get("/push")
+        again = h.post("/push", data={"csrf": csrf(page)})  # pressed again at once
+        assert again.status_code == 200, again.text
+        assert "Too many pushes just now" in again.text and 'name="code"' in again.text
+        (request,) = phone.pending(wait=20)
+        assert phone.run("deny", str(request["id"]), "--fraud").stdout.strip() == "fraud"
+        told = h.post("/push/wait", data={"csrf": csrf(again)})  # the page's button, no script
+        assert told.status_code == 200 and "reported the push as not yours" in told.text
+        blocked = h.post("/push", data={"csrf": csrf(told)})
+        assert blocked.status_code == 200 and "Push is blocked" in blocked.text
+        nl = h.post("/push", data={"csrf": csrf(blocked)}, headers={"Accept-Language": "nl"})
+        assert nl.status_code == 200 and "geblokkeerd" in nl.text
+        # A code still signs them in.
+        done = h.post(
+            "/second-factor", data={"csrf": csrf(nl), "code": oathtool("--totp", "-b", SEED)}
+        )
+        assert done.status_code == 303 and done.headers["location"].endswith("/methods")

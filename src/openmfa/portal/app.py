@@ -29,6 +29,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ from . import i18n
 from .config import PACKAGED_THEMES, PortalConfig
 from .forward_auth import Cookies, ForwardAuthGate, in_domain
 from .revocations import RevocationView
-from .sessions import CARRY, Attempts, Carried, Session, Sessions
+from .sessions import CARRY, MAX_SESSIONS, Attempts, Carried, Session, Sessions
 
 log = logging.getLogger("openmfa.portal")
 MAX_FORM = 16 * 1024
@@ -206,6 +207,9 @@ def create_app(
     sessions = Sessions(cfg.idle_seconds, cfg.absolute_seconds)
     carried = Carried(cfg.session_key, cfg.idle_seconds) if cfg.session_key else None
     attempts = Attempts(cfg.attempts_per_minute)
+    told_kinds: OrderedDict[str, frozenset[str] | None] = OrderedDict()
+    """What the node said each sign-in's person can use, by the sign-in's ticket (None: a node
+    that does not say)."""
     envs = _environments(cfg)
     static_dirs = [cfg.themes_dir / cfg.theme / "static", PACKAGED_THEMES / "Default" / "static"]
 
@@ -431,6 +435,7 @@ def create_app(
             )
         sessions.renew(s)
         s.user, s.ticket, s.reauth, s.prefer = user, step.ticket, False, step.prefer
+        remember_kinds(step)
         if step.token:  # no method yet, and the node lets people add their first one
             s.next_page = "/methods"
             resp = await signed_in(ctx, step)
@@ -453,7 +458,19 @@ def create_app(
             )
         sessions.renew(s)
         s.ticket, s.reauth, s.prefer = step.ticket, True, step.prefer
+        remember_kinds(step)
         return ctx.redirect("/second-factor")
+
+    def remember_kinds(step: PortalStep) -> None:
+        if step.ticket:
+            told_kinds[step.ticket] = None if step.kinds is None else frozenset(step.kinds)
+            while len(told_kinds) > MAX_SESSIONS:
+                told_kinds.popitem(last=False)
+
+    def can_push(s: Session) -> bool:
+        """The person has the mobile app (or the node did not say: offered, as before)."""
+        kinds = told_kinds.get(s.ticket)
+        return kinds is None or "push" in kinds
 
     async def second_factor(ctx: Ctx) -> Response:
         s = ctx.session
@@ -486,7 +503,12 @@ def create_app(
         except InvalidInput:
             s.passkey_challenge = ""  # no passkey (or none for this origin): codes and push
         return ctx.render(
-            "second_factor.html", status, error=error, passkey_options=options, prefer=s.prefer
+            "second_factor.html",
+            status,
+            error=error,
+            passkey_options=options,
+            prefer=s.prefer,
+            push=can_push(s),
         )
 
     async def passkey_sign_in(ctx: Ctx) -> Response:
@@ -561,9 +583,21 @@ def create_app(
         if not s.ticket:
             return ctx.redirect("/sign-in")
         limited(ctx)
+        no_app = ctx._(
+            "You have no mobile app activated, so no push can be sent. Type a code instead."
+        )
+        if not can_push(s):  # not asked of the node: it would count as a wrong code
+            return await second_factor_page(ctx, no_app, FORM_AGAIN)
         step = await sdk.portal_push(s.ticket)
         if step.pending is None:
-            return await second_factor_page(ctx, refusal(ctx, step.reason), FORM_AGAIN)
+            if step.reason in ENDED:
+                s.ticket = ""
+            # No push device: "no_method", or "malformed" from a node that took "push" for a
+            # code of the person's other methods.
+            message = (
+                no_app if step.reason in ("no_method", "malformed") else refusal(ctx, step.reason)
+            )
+            return await second_factor_page(ctx, message, FORM_AGAIN)
         s.push_id, s.push_number = step.pending.id, step.pending.number
         return ctx.redirect("/push")
 
@@ -925,7 +959,9 @@ def create_app(
                 "helpdesk has been told."
             ),
             "push_limited": _("Too many pushes just now. Wait a little, then try again."),
-            "push_blocked": _("Push is blocked for your account. Ask your helpdesk."),
+            "push_blocked": _(
+                "Push is blocked for your account. Type a code, or ask your helpdesk."
+            ),
             "push_unavailable": _("Push cannot be sent just now. Type a code instead."),
             "master_unreachable": _("The sign-in service is busy. Try again in a minute."),
             "wrong_passkey": _("The passkey was not accepted. Try again, or type a code."),

@@ -475,9 +475,25 @@ async def portal_sign_in(request: Request) -> Response:
         )
     ticket, expires = node.portal.issue(TICKET, b.user, client.name, time.time())
     prefer = await run_in_threadpool(_preferred_kind, node, b.user)
+    kinds = await run_in_threadpool(_method_kinds, node, b.user)
     return json_response(
-        PortalStep(accepted=True, reason="ok", ticket=ticket, expires_at=expires, prefer=prefer)
+        PortalStep(
+            accepted=True,
+            reason="ok",
+            ticket=ticket,
+            expires_at=expires,
+            prefer=prefer,
+            kinds=kinds,
+        )
     )
+
+
+def _method_kinds(node: NodeRuntime, name: str) -> list[str]:
+    """The kinds of ``name``'s methods, sorted ([] when no such user)."""
+    try:
+        return sorted({m.kind for m in node.accounts.list_methods(name)})
+    except NotFound:
+        return []
 
 
 def _preferred_kind(node: NodeRuntime, name: str) -> str:

@@ -473,6 +473,10 @@ class PortalStep(msgspec.Struct, kw_only=True):
     prefer: str = ""
     """With a ticket: the kind of the user's default method (``totp``, ``push``, ``passkey``
     …), for the portal to offer first; "" when none is chosen."""
+    kinds: list[str] | None = None
+    """With a ticket: the kinds of the user's methods (``totp``, ``push`` …, sorted), for the
+    portal to offer only what the person can use (a push only with the mobile app); None
+    otherwise, and from a node older than this field."""
 
 
 class PasskeyChallenge(msgspec.Struct, kw_only=True):
