@@ -14,7 +14,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from .config import Config, parse_listen
+from .config import Config, parse_listen, with_mobile_public_url
 from .errors import ConfigError
 from .node.control import base_url, record_serve
 from .node.runtime import NodeRuntime
@@ -37,6 +37,14 @@ def serve(
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     sock = _bind(host, port)
     radius = config.get("radius", "listen") if radius_listen is None else radius_listen
+    if listen and radius_listen is None and radius and parse_listen(radius)[0] != host:
+        # server.toml always holds [radius] listen (`openmfa init` writes the shipped one), so
+        # an administrator's choice cannot be told from the default: RADIUS stays, and says so.
+        logging.getLogger("openmfa").warning(
+            "--listen moves the Web Service SDK only: RADIUS stays on udp %s ([radius] listen); "
+            "add --radius-listen HOST:PORT to move it too (or 'off')",
+            radius,
+        )
     # A restart in place hands the RADIUS socket over (radius.handoff): no request is lost.
     radius_sock = (inherited(radius) or bind_udp(radius)) if radius else None
     scheme = "https" if cert else "http"
@@ -51,6 +59,9 @@ def serve(
     )
     # How this node runs, for a restart by `upgrade`/`rollback` (written before it answers).
     record_serve(store.data_dir.root, base_url(host, port, bool(cert)), radius or "")
+    # Activation codes name the mobile service where it really is, unless [mobile] public_url
+    # says where phones reach it.
+    config = with_mobile_public_url(config, store.data_dir.root, base_url(host, port, bool(cert)))
     node = NodeRuntime(store, config, radius, radius_sock)
     mobile: list[Starlette] = []
     app = create_app(node, lifespan=lambda app: _running(node, mobile))

@@ -31,10 +31,12 @@ from . import (
     tokens,
     users,
 )
+from .common import group_data_dir_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="openmfa")
+@group_data_dir_option
 def main() -> None:
     """OpenMFA Server: self-hosted multi-factor authentication."""
 

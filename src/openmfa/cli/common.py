@@ -26,14 +26,52 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+DATA_DIR_META = "openmfa.data_dir"
+"""Where ``openmfa --data-dir DIR COMMAND`` keeps DIR for the command (``ctx.meta``)."""
+
+
 def data_dir_option(fn: F) -> F:
+    """``--data-dir`` of a command. Given after the command's name it wins; else the one given
+    before it (``openmfa --data-dir DIR user unlock NAME``); else ``$OPENMFA_DATA_DIR``; else
+    ``./var``."""
     return click.option(
         "--data-dir",
         type=click.Path(file_okay=False, path_type=Path),
         envvar="OPENMFA_DATA_DIR",
         default=Path("var"),
         show_default="$OPENMFA_DATA_DIR, else ./var",
-        help="Directory holding the data file, key file and server.toml.",
+        help="Directory holding the data file, key file and server.toml (also taken before "
+        "the command's name).",
+        callback=_data_dir,
+    )(fn)
+
+
+def _data_dir(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    before = ctx.meta.get(DATA_DIR_META)
+    if before is not None and ctx.get_parameter_source(str(param.name)) not in (
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.PROMPT,
+    ):
+        return Path(before)
+    return value
+
+
+def group_data_dir_option(fn: F) -> F:
+    """``openmfa --data-dir DIR COMMAND``: every command's ``--data-dir`` (see above)."""
+
+    def keep(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+        if value is not None:
+            ctx.meta[DATA_DIR_META] = value
+
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        expose_value=False,
+        is_eager=True,
+        callback=keep,
+        help="Directory holding the data file, key file and server.toml, for the command "
+        "(its own --data-dir wins; default $OPENMFA_DATA_DIR, else ./var).",
     )(fn)
 
 

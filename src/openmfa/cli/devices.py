@@ -10,6 +10,7 @@ import click
 import msgspec
 import segno
 
+from ..config import with_mobile_public_url
 from ..node.accounts import Accounts
 from ..node.push import PushService
 from .common import data_dir_option, fails_cleanly, opened, when
@@ -30,6 +31,7 @@ def device() -> None:
 def device_activate(name: str, label: str, no_qr: bool, as_json: bool, data_dir: Path) -> None:
     """Print a single-use activation code, its URL and a QR code carrying both."""
     with opened(data_dir) as (store, config):
+        config = with_mobile_public_url(config, store.data_dir.root)
         code = PushService(store, config, Accounts(store, config)).issue_activation(name, label)
     if as_json:
         click.echo(msgspec.json.encode(code).decode())

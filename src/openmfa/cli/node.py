@@ -188,14 +188,20 @@ def bypass(name: str, seconds: int, data_dir: Path) -> None:
 @click.command("audit")
 @click.option("--user", "user_name", help="Only this user's events.")
 @click.option("--since", help="ISO 8601 time, e.g. 2026-11-21T10:00:00Z.")
-@click.option("--limit", type=int, default=1000, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Show the newest N events (still oldest first).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @data_dir_option
 @fails_cleanly
 def audit_cmd(
     user_name: str | None, since: str | None, limit: int, as_json: bool, data_dir: Path
 ) -> None:
-    """Show the audit log, oldest first."""
+    """Show the audit log, oldest first: the newest --limit events."""
     since_ts = None
     if since:
         try:
@@ -205,8 +211,10 @@ def audit_cmd(
                 "use ISO 8601, e.g. 2026-11-21T10:00:00Z", param_hint="--since"
             ) from None
     with opened(data_dir) as (store, _):
-        events = audit_log.query(store, user=user_name, since=since_ts, limit=limit)
-    for e in events:
+        events = audit_log.query(
+            store, user=user_name, since=since_ts, limit=limit, newest_first=True
+        )
+    for e in reversed(events):
         if as_json:
             click.echo(json.dumps(msgspec.to_builtins(e)))
         else:
