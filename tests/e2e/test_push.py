@@ -1024,3 +1024,38 @@ def test_a_portal_sign_in_approved_on_the_phone(push: Push, tmp_path: Path) -> N
         phone.run("deny", again.pending.id)
         refused = portal.portal_push_collect(ticket, again.pending.id, wait=10)
         assert (refused.accepted, refused.reason, refused.token) == (False, "denied", "")
+
+
+def _with_password(push: Push, user: str, password: str) -> None:
+    cli(push.dd, "user", "add", user)
+    subprocess.run(
+        [OPENMFA, "user", "set-password", user, "--password-stdin", "--data-dir", str(push.dd)],
+        input=password + "\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def test_radius_wrong_passwords_before_a_push_lock_the_user(push: Push, tmp_path: Path) -> None:
+    """Issue 29: a RADIUS client that pushes after the password counts a wrong password toward
+    the lockout as the portal does; once locked, the right password opens no push (it is not
+    even checked) until `openmfa user unlock`."""
+    _with_password(push, "lars", "lars password")
+    phone = push.phone("lars", tmp_path)
+    for _ in range(10):  # [policy] lockout_threshold
+        kind, attrs = radclient(
+            push, {"User-Name": "lars", "User-Password": "a guess"}, source="127.0.0.5"
+        )
+        assert kind == "Access-Reject", attrs
+    sign_in = {"User-Name": "lars", "User-Password": "lars password"}
+    kind, attrs = radclient(push, sign_in, source="127.0.0.5")
+    assert (kind, attrs.get("Reply-Message")) == ("Access-Reject", "Verification failed"), attrs
+    assert phone.pending() == []  # nothing reached the phone
+    events = audit(push, "lars")
+    assert events.count(("authenticate", "rejected", "wrong_password")) == 10
+    assert ("lockout", "ok", "wrong_password") in events
+    assert sum(e[0] == "primary" for e in events) == 10  # the right password: not checked
+    cli(push.dd, "user", "unlock", "lars")
+    kind, attrs = radclient(push, sign_in, source="127.0.0.5")
+    assert kind == "Access-Challenge" and "Approve on your phone" in attrs["Reply-Message"]
+    (request,) = phone.pending(wait=10)
+    phone.run("deny", str(request["id"]))
+

@@ -3,6 +3,7 @@ pam_radius_auth, against real first-factor backends (OpenLDAP slapd, FreeRADIUS)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -20,7 +21,7 @@ from openmfa.farm import membership
 from openmfa.farm.peers import call
 from openmfa.radius import packet as p
 
-from .helpers import Server, cli, init, oathtool, secret_of, server
+from .helpers import OPENMFA, Server, cli, init, oathtool, secret_of, server
 from .services import LDAP_BASE, free_udp_port, freeradius, slapd
 
 SECRET = "gateway-secret-1"
@@ -338,6 +339,83 @@ def test_bypass_and_lockout_apply(node: Node) -> None:
     kind, attrs = challenge(node, "bob", node.code("bob", 30))
     assert kind == "Access-Reject" and "Too many failed attempts" in attrs["Reply-Message"]
     cli(node.dd, "user", "unlock", "bob")
+
+
+def _user_with_password(node: Node, user: str) -> None:
+    """A user with an authenticator app (oathtool's seed) and the node's own password."""
+    cli(node.dd, "user", "add", user)
+    node.seeds[user] = secret_of(cli(node.dd, "method", "add", user, "totp", "--no-qr").stdout)
+    subprocess.run(
+        [OPENMFA, "user", "set-password", user, "--password-stdin", "--data-dir", str(node.dd)],
+        input=f"{user}-local-pw\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def _audit_rows(node: Node, user: str) -> list[dict[str, str]]:
+    out = cli(node.dd, "audit", "--user", user, "--json", "--limit", "1000").stdout
+    return [json.loads(line) for line in out.splitlines() if line]
+
+
+THRESHOLD = 10
+"""[policy] lockout_threshold (the shipped default)."""
+
+
+def test_wrong_first_factor_passwords_lock_the_user_as_the_portals_do(node: Node) -> None:
+    """Issue 29: a wrong RADIUS password counts toward the user's lockout as a wrong portal
+    password does; a locked user's password is not even checked (an Access-Reject that says
+    nothing else), so after the threshold the right password with the right code is refused
+    until `openmfa user unlock` — password-then-challenge and password+code in one field."""
+    # Password, then a challenge for the code.
+    _user_with_password(node, "hank")
+    node.gateway(primary="local")
+    for _ in range(THRESHOLD):
+        kind, attrs = challenge(node, "hank", "not-hanks-password")
+        assert (kind, attrs["Reply-Message"]) == ("Access-Reject", "Verification failed")
+    kind, attrs = challenge(node, "hank", "hank-local-pw")
+    assert (kind, attrs["Reply-Message"]) == ("Access-Reject", "Verification failed"), attrs
+    rows = _audit_rows(node, "hank")
+    assert [r for r in rows if r["action"] == "primary"] == [
+        r for r in rows if r["action"] == "primary" and r["result"] == "rejected"
+    ]
+    assert sum(r["action"] == "primary" for r in rows) == THRESHOLD  # the right one: unchecked
+    wrong = [r for r in rows if r["action"] == "authenticate" and r["reason"] == "wrong_password"]
+    assert len(wrong) == THRESHOLD and all(r["client"] == "radius:gw" for r in wrong)
+    assert any(r["action"] == "lockout" for r in rows)
+    assert rows[-1]["action"] == "authenticate" and rows[-1]["reason"] == "locked"
+    said = cli(node.dd, "audit", "--user", "hank").stdout  # what an administrator reads
+    for action in ("authenticate", "primary"):  # the failure counted, the password refused
+        assert re.search(rf"{action} +rejected +wrong_password +user=hank client=radius:gw", said)
+    cli(node.dd, "user", "unlock", "hank")
+    kind, attrs = challenge(node, "hank", "hank-local-pw")
+    assert kind == "Access-Challenge", attrs
+    kind, _ = radclient(
+        node.port,
+        {"User-Name": "hank", "User-Password": node.code("hank"), "State": attrs["State"]},
+    )
+    assert kind == "Access-Accept"
+
+    # Password and code in one field.
+    _user_with_password(node, "iris")
+    node.gateway(primary="local", combined="yes")
+    for _ in range(THRESHOLD - 1):
+        assert challenge(node, "iris", "wrong-pw" + node.code("iris"))[0] == "Access-Reject"
+    # No split into a password and a code at all: a wrong first factor too.
+    assert challenge(node, "iris", "no-digits-at-all")[0] == "Access-Reject"
+    right = "iris-local-pw" + node.code("iris")
+    assert challenge(node, "iris", right)[0] == "Access-Reject"
+    rows = _audit_rows(node, "iris")
+    counted = [r for r in rows if r["action"] == "authenticate" and r["reason"] == "wrong_password"]
+    assert len(counted) == THRESHOLD
+    assert any(r["action"] == "lockout" for r in rows)
+    cli(node.dd, "user", "unlock", "iris")
+    assert challenge(node, "iris", "iris-local-pw" + node.code("iris", 30))[0] == "Access-Accept"
+
+    # The other first factors count the same way (the directory's password here).
+    node.gateway(primary="ldap")
+    assert challenge(node, "carol", "not-carols-either")[0] == "Access-Reject"
+    rows = _audit_rows(node, "carol")
+    assert rows[-1]["action"] == "authenticate" and rows[-1]["reason"] == "wrong_password"
+    assert rows[-1]["client"] == "radius:gw"
 
 
 PAM_SERVICE = "openmfa-test"

@@ -5,7 +5,9 @@ state, passes ``now``, and stores what comes back. Expected denials are values (
 never exceptions.
 
 Order of the rules (each one is final):
-1. locked → ``locked`` (the code is not looked at and not counted);
+1. locked → ``locked`` (the code is not looked at and not counted); asked before a first factor
+   is checked (``before_first_factor``), not locked → ``pending`` (go on: check it), nothing
+   counted;
 2. an open one-time bypass → accepted with ``bypass``, and the bypass is spent;
 3. no usable method → ``no_method``;
 4. the code, normalised, is tried against every method, each by the plug-in of its kind
@@ -128,12 +130,16 @@ def decide(
     pepper: bytes,
     policy: VerifyPolicy,
     first_factor_failed: bool = False,
+    before_first_factor: bool = False,
 ) -> Outcome:
     """``first_factor_failed``: the caller's first factor was wrong; no code is evaluated, a
     failure counts toward the lock (so guessing passwords locks the user as guessing codes
-    does)."""
+    does). ``before_first_factor``: the caller is about to check the first factor and asks
+    only whether it may (a locked user's password is not checked at all)."""
     if state.locked(now):
         return Outcome(Decision(False, Reason.LOCKED, locked_until=state.locked_until), state)
+    if before_first_factor:
+        return Outcome(Decision(False, Reason.PENDING), state)
     if first_factor_failed:
         new = after_failure(state, policy.lockout, now)
         locked = new.locked(now)

@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..core.lockout import after_failure
+from ..core.compare import normalize_code
+from ..core.lockout import UserState, after_failure
 from ..core.verification import (
     KINDS,
     Decision,
+    Method,
+    MethodKind,
     Outcome,
     Reason,
     VerifyPolicy,
@@ -121,8 +124,18 @@ class Attempt:
     """False: the caller cannot show a number (a RADIUS client that holds instead of
     challenging); the phone then approves without typing one."""
     first_factor_failed: bool = False
-    """The caller checked the user's password and it was wrong (the portal): no code is
-    evaluated; a failure counts toward the lock."""
+    """The caller checked the user's password and it was wrong (``node.first_factor``: the
+    portal, a RADIUS client with a primary): no code is evaluated; a failure counts toward the
+    lock."""
+    before_first_factor: bool = False
+    """The caller is about to check the user's password (``node.first_factor``) and asks only
+    whether it may: ``locked`` (audited; the password is not to be checked), else ``pending``
+    (nothing counted, nothing audited)."""
+    neutral: bool = False
+    """The caller checked no first factor and its key may not know who exists (a portal or
+    adapter key's ``/v1/authenticate``): an answer that would tell an unknown, disabled or
+    methodless user from a known one is the answer a known user's wrong code gets (the audit
+    row keeps the truth)."""
 
 
 class Authenticator:
@@ -211,9 +224,16 @@ class Authenticator:
                         continue
                     client = caller
                 d, locked, detail = self._one(cur, a, now, pending, verdicts)
-                if d.reason is Reason.PENDING:
+                if a.before_first_factor:
+                    if d.reason is not Reason.LOCKED:
+                        results.append(d)  # go on (no such user: the password check says no)
+                        continue
+                    detail = "first factor not checked"
+                elif d.reason is Reason.PENDING:
                     d, detail = self._open_push(conn, a, d, client, now, opened)
-                results.append(d)
+                elif a.first_factor_failed and not detail:
+                    detail = "wrong first factor"
+                results.append(_neutral(d, a.code) if a.neutral else d)
                 row = {
                     "at": now,
                     "node": node,
@@ -283,6 +303,8 @@ class Authenticator:
         """Decide one attempt and store its state; returns (decision, newly locked, detail)."""
         user = self.state.user(cur, a.user)
         if user is None:
+            if a.neutral:  # as long as a known user's wrong code takes (``_neutral``)
+                _spend(a.code, now, self.policy)
             return Decision(False, Reason.UNKNOWN_USER), False, ""
         if not user.enabled:
             return Decision(False, Reason.DISABLED), False, ""
@@ -302,6 +324,7 @@ class Authenticator:
             pepper=self.store.box.pepper,
             policy=self.policy,
             first_factor_failed=a.first_factor_failed,
+            before_first_factor=a.before_first_factor,
         )
         detail = ""
         if out.decision.accepted and verdicts is not None:
@@ -402,6 +425,36 @@ class Authenticator:
         if out.backup_code_used is not None:
             return self.state.sql.claim_backup.run(cur, bid=out.backup_code_used, now=now) == 1
         return True
+
+
+TELLS_WHO_EXISTS = frozenset(
+    {Reason.UNKNOWN_USER, Reason.DISABLED, Reason.NO_METHOD, Reason.PUSH_UNAVAILABLE}
+)
+"""Refusals a known user's wrong code never gets: they would tell a caller that checked no
+first factor whether the user exists, is disabled, has a method or a phone."""
+_NOBODY = Method("-", MethodKind.TOTP, bytes(20))
+
+
+def _neutral(d: Decision, code: str) -> Decision:
+    """What a known user's wrong code gets, in place of an answer that tells who exists."""
+    if d.reason not in TELLS_WHO_EXISTS:
+        return d
+    reason = Reason.WRONG_CODE if normalize_code(code).isdigit() else Reason.MALFORMED
+    return Decision(False, reason)
+
+
+def _spend(code: str, now: float, policy: VerifyPolicy) -> None:
+    """The work of checking a code against a user's app, for a user who does not exist."""
+    decide(
+        code,
+        now,
+        state=UserState(),
+        methods=[_NOBODY],
+        method_states={},
+        unused_backup_codes={},
+        pepper=b"",
+        policy=policy,
+    )
 
 
 def _moves(kind: str) -> str:

@@ -4,7 +4,9 @@ Flows (chosen per client by ``--primary``):
 - ``none``: the gateway checked the password already; User-Password carries the code.
 - ``local`` / ``ldap`` / ``radius``: User-Password is the password. Checked against the node's
   argon2 passwords, the directory, or an upstream RADIUS server; then an Access-Challenge (State +
-  Reply-Message) asks for the code, and the follow-up request with that State carries it.
+  Reply-Message) asks for the code, and the follow-up request with that State carries it. The
+  password goes through the node's one first-factor rule (``node.first_factor``), as the
+  portal's does: a locked user's is not checked, a wrong one counts toward the lock.
 - ``combined`` (per client, with a primary): ``password`` + ``code`` in one User-Password.
 
 Push (per client, ``--push challenge|hold|off``): with ``--primary none`` an empty User-Password
@@ -37,10 +39,10 @@ from ..config import Config
 from ..core.verification import PUSH_WORDS, Decision, MethodKind, Reason
 from ..errors import OpenMfaError, PrimaryUnavailable
 from ..farm.push_relay import HandingOver, MasterPush, PushAsked, leads, wait_outcome
-from ..node import audit
 from ..node.accounts import Accounts
 from ..node.authenticator import Attempt
 from ..node.commit_queue import CommitQueue, Job, Result
+from ..node.first_factor import FirstFactor
 from ..node.push import PushService
 from ..node.push_hub import PushHub
 from ..node.radius_clients import RadiusClient
@@ -133,6 +135,8 @@ class AccessFlows:
         self._tasks: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.accounts = Accounts(store, config)
+        self.first = FirstFactor(store, queue)
+        """Every first factor's rule: the lock checked first, a wrong password counted."""
         self.push: PushService | None = None
         self.hub: PushHub | None = None
         """Set by the node runtime: where push outcomes are read and waited for."""
@@ -436,19 +440,39 @@ class AccessFlows:
         verify: Callable[[str], None],
         push: Callable[[], Awaitable[bool]],
     ) -> None:
+        """The first factor through the node's one rule (``node.first_factor``): a locked
+        user's password is not checked, a wrong one counts toward the lock; a refusal says
+        nothing more than "Verification failed" (locked, unknown or wrong alike)."""
         check = self.primaries[client.primary]
+        asked = Attempt(
+            user,
+            "",
+            client="radius:" + client.name,
+            request_id=f"radius-{self._run}-{next(self._ids)}",
+            push=False,
+        )
+        checked = AuditEvent(
+            "primary",
+            "accepted",
+            user_name=user,
+            client=asked.client,
+            request_id=asked.request_id,
+            detail=client.primary,
+        )
         try:
             if client.combined:
                 for n in await asyncio.to_thread(self._code_lengths, user):
                     secret, code = password[:-n], password[-n:]
                     if secret and code.isdigit():
-                        if await self._primary(check, client, user, secret):
+                        if (await self.first.check(check, asked, secret, checked)).accepted:
                             verify(code)
                             return
                         break
+                else:  # no password and code in it at all: a wrong first factor too
+                    await self.first.failed(asked)
                 respond(reject())
                 return
-            if not await self._primary(check, client, user, password):
+            if not (await self.first.check(check, asked, password, checked)).accepted:
                 respond(reject())
                 return
         except PrimaryUnavailable as exc:
@@ -457,27 +481,14 @@ class AccessFlows:
             )
             respond(reject("The sign-in service is unavailable; try again later"))
             return
+        except OpenMfaError as exc:
+            log.error("RADIUS first factor for client %s failed: %s", client.name, exc.message)
+            respond(reject("The sign-in service is unavailable; try again later"))
+            return
         if await push():
             return
         state = self.states.issue(user, client.name, time.time())
         respond(Reply(p.ACCESS_CHALLENGE, [(p.STATE, state), (p.REPLY_MESSAGE, self.prompt)]))
-
-    async def _primary(
-        self, check: PrimaryCheck, client: RadiusClient, user: str, password: str
-    ) -> bool:
-        ok = await check.check(user, password)
-        await asyncio.to_thread(
-            audit.record,
-            self.store,
-            AuditEvent(
-                "primary",
-                "accepted" if ok else "rejected",
-                user_name=user,
-                client=f"radius:{client.name}",
-                detail=client.primary,
-            ),
-        )
-        return ok
 
     def _pushes_first(self, user: str) -> bool:
         """The user has a device, and their default method (if chosen) is not a code app."""

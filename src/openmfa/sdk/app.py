@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -50,6 +49,7 @@ from ..node import audit as audit_log
 from ..node.accounts import SECRET_BYTES, Actor, key_uri
 from ..node.apikeys import ApiClient
 from ..node.authenticator import Attempt
+from ..node.first_factor import FirstFactor
 from ..node.portal import OFFER, SESSION, TICKET, Grant
 from ..node.runtime import NodeRuntime
 from ..radius.primary import LdapBind, LocalPasswords, PrimaryCheck, UpstreamRadius
@@ -441,27 +441,24 @@ async def portal_sign_in(request: Request) -> Response:
     client = await _authorize(request, "portal")
     b = await _body(request, PortalSignIn, node.max_body)
     rid = request.state.request_id
-    if await run_in_threadpool(_locked, node, b.user):  # no password is checked while locked
-        return json_response(PortalStep(accepted=False, reason=str(Reason.LOCKED)))
-    ok = await _first_factor(node).check(b.user, b.password)
-    event = AuditEvent(
-        "portal.sign_in",
-        "ok" if ok else "rejected",
-        user_name=b.user,
-        client=client.name,
-        reason="" if ok else "wrong_password",
-        request_id=rid,
-        detail=f"first factor ({node.portal.primary})",
+    # The node's one first-factor rule (node.first_factor): a locked user's password is not
+    # checked; a wrong one counts toward the lock, as a wrong code does.
+    d = await FirstFactor(node.store, node.queue).check(
+        _first_factor(node),
+        Attempt(b.user, "", client=client.name, request_id=rid, token=_token(request), push=False),
+        b.password,
+        AuditEvent(
+            "portal.sign_in",
+            "ok",
+            user_name=b.user,
+            client=client.name,
+            request_id=rid,
+            detail=f"first factor ({node.portal.primary})",
+        ),
     )
-    await run_in_threadpool(audit_log.record, node.store, event)
-    if not ok:
-        # A failure toward the lock, as a wrong code is (guessing passwords locks the user).
-        failed = Attempt(
-            b.user, "", client=client.name, request_id=rid, token=_token(request), push=False
-        )
-        result = await node.queue.submit(replace(failed, first_factor_failed=True))
-        if isinstance(result, OpenMfaError):
-            raise result
+    if d.reason is Reason.LOCKED:
+        return json_response(PortalStep(accepted=False, reason=str(Reason.LOCKED)))
+    if not d.accepted:  # an unknown user's password is wrong like anyone's
         return json_response(PortalStep(accepted=False, reason=str(Reason.WRONG_PASSWORD)))
     if node.portal.self_enroll and not await run_in_threadpool(node.accounts.list_methods, b.user):
         # No method yet, and policy lets people add their first one: signed in already.

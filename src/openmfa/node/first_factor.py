@@ -1,0 +1,81 @@
+"""The first factor (a password) of every channel, in one place: the User Portal's sign-in
+(``[portal] primary``) and RADIUS clients with ``--primary local|ldap|radius`` (challenge,
+password+code in one field, or a push after the password).
+
+Invariants owned here:
+- a locked user's password is not checked at all (a lock stops password guessing too, and a
+  directory or upstream server behind the node never sees the guesses);
+- a wrong password counts one failure toward the user's lockout (``[policy]
+  lockout_threshold``), exactly as a wrong code does, whatever channel it came through;
+- every check is audited with the channel that asked (its own event, and the failure's
+  ``authenticate`` row, reason ``wrong_password``).
+
+Both questions to the node go through the commit queue: they are decided in order with the
+channel's codes, and read the authenticator's cached user and state (``node.auth_state``), so
+asking costs no database read of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Protocol
+
+from ..core.verification import Decision, Reason
+from ..errors import OpenMfaError
+from ..store.changes import AuditEvent
+from ..store.database import Store
+from . import audit
+from .authenticator import Attempt
+from .commit_queue import CommitQueue
+
+OK = Decision(True, Reason.OK)
+
+
+class PasswordCheck(Protocol):
+    """A first-factor backend (``radius.primary``): True for the right password; raises
+    ``PrimaryUnavailable`` when it cannot tell. An unknown user's password costs the same time
+    as a known one's and is wrong."""
+
+    async def check(self, user: str, password: str) -> bool: ...
+
+
+class FirstFactor:
+    def __init__(self, store: Store, queue: CommitQueue) -> None:
+        self.store = store
+        self.queue = queue
+
+    async def check(
+        self,
+        backend: PasswordCheck,
+        attempt: Attempt,
+        password: str,
+        checked: AuditEvent,
+    ) -> Decision:
+        """``attempt``'s user's ``password`` (``attempt`` names the user, the channel, its
+        request id and API key; its code is not looked at): ``OK`` (go on to the second
+        factor), ``locked`` (the password was not checked), or a refusal — ``wrong_password``,
+        or the reason the user cannot sign in (unknown, disabled), which a channel answers as
+        a wrong password. ``checked`` is the channel's audit event for a right password; a
+        wrong one is recorded as it, rejected. A backend that cannot tell raises
+        ``PrimaryUnavailable`` (nothing counted); so does a refused API key (its error)."""
+        before = await self._decide(replace(attempt, code="", before_first_factor=True))
+        if before.reason is Reason.LOCKED:
+            return before
+        ok = await backend.check(attempt.user, password)
+        event = checked if ok else replace(checked, result="rejected", reason="wrong_password")
+        await asyncio.to_thread(audit.record, self.store, event)
+        return OK if ok else await self.failed(attempt)
+
+    async def failed(self, attempt: Attempt) -> Decision:
+        """A wrong first factor the channel saw without asking a backend (password+code in one
+        field that holds no code): one failure toward the lock, unless the user is locked."""
+        return await self._decide(
+            replace(attempt, code="", push=False, first_factor_failed=True, neutral=False)
+        )
+
+    async def _decide(self, attempt: Attempt) -> Decision:
+        result = await self.queue.submit(attempt)
+        if isinstance(result, OpenMfaError):
+            raise result
+        return result
