@@ -49,6 +49,8 @@ SEEDS = {
     "dan": "ONSWG4TFORXXEZLTMVZXIZLSMVXXK4TB",
     "eve": "KRUGKIDROVUWG2ZAMJZG653OEBTG66BA",
     "gus": "GMZTQNBVGY3DCMRRGQ2DQNJXHAYTCMRT",
+    "ivy": "NBSWY3DPEB3W64TMMQQGY2LLMUQGC4TF",
+    "jon": "MJQWG23VOAQGG33EMVZSA5DIMF2CA53P",
 }
 pytestmark = pytest.mark.e2e
 
@@ -143,8 +145,25 @@ class Visitor:
     """One person's browser tab: every page looked at is screenshot and judged by axe-core;
     console errors and page errors are kept (the test fails on any)."""
 
-    def __init__(self, browser: Any, folder: Path, locale: str = "en-GB") -> None:
-        self.context = browser.new_context(locale=locale)
+    def __init__(
+        self,
+        browser: Any,
+        folder: Path,
+        locale: str = "en-GB",
+        phone: tuple[int, int] | None = None,
+    ) -> None:
+        """``phone``: a phone's screen (width, height in CSS pixels), touch and all."""
+        self.phone = phone
+        if phone is None:
+            self.context = browser.new_context(locale=locale)
+        else:
+            self.context = browser.new_context(
+                locale=locale,
+                viewport={"width": phone[0], "height": phone[1]},
+                device_scale_factor=2,
+                is_mobile=True,
+                has_touch=True,
+            )
         self.page = self.context.new_page()
         self.page.set_default_timeout(30_000)
         self.folder = folder
@@ -172,6 +191,21 @@ class Visitor:
                  .map(v => v.id + ': ' + v.help + ' ' + v.nodes.map(n => n.html).join(' | '))"""
         )
         assert found == [], f"{name}: {found}"
+
+    def fits(self, name: str) -> None:
+        """This page, as ``see``, and nothing wider than the phone's screen: no sideways
+        scrolling (and no zooming out, which a phone's browser does to show a page wider than
+        itself: the window then is wider than the screen)."""
+        assert self.phone is not None
+        self.see(name)
+        wide = self.page.evaluate(
+            """() => ({page: document.scrollingElement.scrollWidth, window: window.innerWidth,
+                       over: [...document.querySelectorAll('body *')]
+                         .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+                         .map(e => e.outerHTML.slice(0, 60))})"""
+        )
+        width = self.phone[0]
+        assert wide["page"] <= wide["window"] == width, f"{name}: wider than the screen: {wide}"
 
     def label(self, text: str) -> Any:
         return self.page.get_by_label(text, exact=True)
@@ -642,3 +676,99 @@ def test_language_theme_csrf_and_the_attempt_limit(
             statuses.append(r.status_code)
         assert statuses == [200, 200, 200, 429], statuses
         assert "Too many attempts" in r.text
+
+
+@pytest.mark.parametrize(
+    ("user", "screen"),
+    [("ivy", (360, 740)), ("jon", (320, 640))],
+    ids=["360x740", "320x640"],
+)
+def test_every_page_works_on_a_phone(
+    site: Site,
+    chromium: Any,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    user: str,
+    screen: tuple[int, int],
+) -> None:
+    """A person on a phone: every page fits the screen (no sideways scrolling), its buttons
+    can be pressed (Playwright's click, which waits until nothing covers them, never forced),
+    and axe-core still finds nothing serious."""
+    folder = OUTPUT / request.node.name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    v = Visitor(chromium, folder, phone=screen)
+    try:
+        v.page.goto(site.portal + "/")
+        v.fits("phone-sign-in")
+        v.label("User name").fill(user)
+        v.label("Password").fill("not the password")
+        v.button("Sign in").click()
+        v.alert_says("not right")
+        v.fits("phone-sign-in-refused")
+        v.label("Password").fill(PASSWORD)
+        v.button("Sign in").click()
+        v.at("/portal/second-factor")
+        v.fits("phone-second-factor")
+        v.code("000000")
+        v.alert_says("code is not right")
+        v.fits("phone-second-factor-refused")
+        v.code(totp(user))
+        v.at("/portal/methods")
+        v.fits("phone-methods")
+        v.button("New backup codes").click()
+        v.fits("phone-backup-codes")
+        v.page.get_by_role("link", name="I have saved them").click()
+        v.at("/portal/methods")
+        v.fits("phone-methods-two")
+        v.button("Add an authenticator app").click()
+        v.at("/portal/app")
+        v.fits("phone-add-app")
+        v.page.get_by_role("link", name="Cancel").click()
+        v.button("Add a hardware token").click()
+        v.at("/portal/token?")  # a form of method get: its (empty) query
+        v.fits("phone-token")
+        v.page.get_by_role("link", name="Cancel").click()
+        v.button("Add a passkey").click()
+        v.at("/portal/passkeys")
+        v.fits("phone-passkey")
+        v.page.get_by_role("link", name="Cancel").click()
+        v.button("Activate the mobile app").click()
+        v.at("/portal/mobile-app")
+        v.fits("phone-mobile-app")
+        phone = Phone(tmp_path / f"{user}.json")
+        url = v.page.locator("#activation-url").inner_text()
+        phone.run("activate", url, v.page.locator("#activation-code").inner_text())
+        v.page.wait_for_url(re.compile(r".*/portal/methods$"), timeout=60_000)
+        v.page.get_by_role("link", name="Recent sign-ins").click()
+        v.at("/portal/sign-ins")
+        v.fits("phone-sign-ins")
+        v.page.get_by_role("link", name="My details").click()
+        v.at("/portal/profile")
+        v.fits("phone-my-details")
+        v.page.get_by_role("link", name="My methods").click()
+        # In Dutch (longer words) too.
+        v.label("Language").select_option("nl")
+        v.button("Change language").click()
+        playwright_api.expect(v.page.get_by_role("heading", name="Mijn methoden")).to_be_visible()
+        v.fits("phone-methods-nl")
+        v.label("Taal").select_option("en")
+        v.button("Taal wijzigen").click()
+        # "Remove" is pressed as a thumb presses it: nothing covers it.
+        v.page.get_by_role("button", name=re.compile("^Remove Backup codes", re.I)).click()
+        v.at("/portal/confirm")
+        v.fits("phone-confirm")
+        v.label("Password").fill(PASSWORD)
+        v.button("Continue").click()
+        v.button("Send a push to my phone").click()
+        v.at("/portal/push")
+        v.fits("phone-push")
+        (pending,) = phone.pending(wait=20)
+        number = v.page.locator(".number").inner_text()
+        phone.run("approve", str(pending["id"]), "--number", number)
+        v.page.wait_for_url(re.compile(r".*/portal/methods$"), timeout=60_000)
+        v.notice_says("was removed")
+        v.fits("phone-removed")
+        assert v.errors == [], f"console errors: {v.errors}"
+    finally:
+        v.close()
