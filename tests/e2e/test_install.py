@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -183,3 +184,72 @@ def test_bundle_needs_a_record(tmp_path: Path) -> None:
     ).stderr
     assert "no install record" in err
     shutil.rmtree(tmp_path / "x", ignore_errors=True)
+
+
+def test_a_host_that_pins_a_release_key_takes_only_bundles_it_signed(
+    installed: Path, tmp_path: Path
+) -> None:
+    """`release-key create`, `release-key trust` on a host before any bundle arrives, `bundle
+    create --sign-key`: the signed bundle installs; one byte of one wheel changed, the signature
+    changed, another key's signature, or no signature at all is refused before anything on the
+    host changes, naming the file."""
+    key = tmp_path / "release.key"
+    made = run("release-key", "create", str(key)).stdout.splitlines()
+    public = made[0]
+    assert public.startswith("openmfa-release-key-v1:") and key.stat().st_mode & 0o777 == 0o600
+    assert run("release-key", "create", str(key), expect=1).stderr  # made once, never replaced
+    host = tmp_path / "host"
+    assert "now trusted" in run("release-key", "trust", public, "--root", str(host)).stdout
+    assert public in run("release-key", "list", "--root", str(host)).stdout
+    record = str(installed / "install.toml")
+    signed = tmp_path / "signed"
+    said = run("bundle", "create", str(signed), "--record", record, "--sign-key", str(key)).stdout
+    assert "signed by release key" in said
+    bom = json.loads((signed / "sbom.cdx.json").read_text())
+    assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.5"
+    wheels = {p.name for p in (signed / "wheels").iterdir()}
+    assert {c["properties"][0]["value"] for c in bom["components"]} == {
+        f"wheels/{w}" for w in wheels
+    }
+
+    def refused(bundle: Path) -> str:
+        err = run(
+            "install", "--root", str(host), "--from-bundle", str(bundle),
+            "--record", str(tmp_path / "host.toml"), expect=1,
+        ).stderr  # fmt: skip
+        assert not (host / "current").exists() and not (host / "releases").exists()
+        assert not (tmp_path / "host.toml").exists()
+        return err
+
+    def copy(name: str) -> Path:
+        out = tmp_path / name
+        shutil.copytree(signed, out)
+        return out
+
+    unsigned = tmp_path / "unsigned"
+    run("bundle", "create", str(unsigned), "--record", record)
+    assert "bundle.sig is missing" in refused(unsigned)
+    tampered = copy("tampered")
+    victim = next((tampered / "wheels").glob("openmfa-*.whl"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 1  # one byte of one wheel
+    victim.write_bytes(bytes(data))
+    assert f"bundle file wheels/{victim.name} is missing or damaged" in refused(tampered)
+    forged = copy("forged")
+    manifest = json.loads((forged / "bundle.json").read_text())
+    manifest["files"][victim.name] = "0" * 64  # the manifest changed to match a new wheel
+    (forged / "bundle.json").write_text(json.dumps(manifest))
+    assert "bundle.sig does not match bundle.json" in refused(forged)
+    other_key = tmp_path / "other.key"
+    run("release-key", "create", str(other_key))
+    theirs = tmp_path / "theirs"
+    run("bundle", "create", str(theirs), "--record", record, "--sign-key", str(other_key))
+    assert "which this host does not trust" in refused(theirs)
+    extra = copy("extra")
+    shutil.copy(victim, extra / "wheels" / "pip-99.0-py3-none-any.whl")
+    assert "wheels/pip-99.0-py3-none-any.whl is not in bundle.json" in refused(extra)
+    out = run(
+        "install", "--root", str(host), "--from-bundle", str(signed), "--components", "mobile",
+        "--record", str(tmp_path / "host.toml"),
+    ).stdout  # fmt: skip
+    assert "installed OpenMFA" in out and (host / "current").exists()

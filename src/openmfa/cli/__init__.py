@@ -28,6 +28,7 @@ from . import (
     node,
     portal,
     radius,
+    release_keys,
     tokens,
     users,
 )
@@ -63,6 +64,7 @@ for command in (
     install.upgrade_cmd,
     install.rollback_cmd,
     install.bundle,
+    release_keys.release_key,
     farm.farm,
 ):
     main.add_command(command)

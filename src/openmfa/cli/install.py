@@ -117,13 +117,22 @@ def bundle() -> None:
 
 @bundle.command("create")
 @click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--sign-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Sign the manifest with this release key (`openmfa release-key create`).",
+)
 @record_option
 @fails_cleanly
-def bundle_create(out: Path, record: Path | None) -> None:
-    """Write the installed release's wheels and a checksum manifest to OUT (.tar.gz or folder)."""
+def bundle_create(out: Path, sign_key: Path | None, record: Path | None) -> None:
+    """Write the installed release's wheels, a CycloneDX SBOM of them and a checksum manifest
+    (signed with --sign-key) to OUT (.tar.gz or folder)."""
     from ..install.record import InstallRecord, record_path
     from ..install.releases import create_bundle
+    from ..install.signing import key_id, load_private, public_text
 
     rec = InstallRecord.load(record_path(record))
-    create_bundle(rec.release_dir(), rec.version, out)
-    click.echo(f"bundle of OpenMFA {rec.version}: {out}")
+    key = load_private(sign_key) if sign_key is not None else None
+    create_bundle(rec.release_dir(), rec.version, out, key)
+    signed = f", signed by release key {key_id(public_text(key.public_key()))}" if key else ""
+    click.echo(f"bundle of OpenMFA {rec.version}: {out}{signed}")

@@ -20,7 +20,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from ..errors import InstallFailed, InvalidInput
+from . import sbom, signing
 
 _WHEEL = re.compile(r"^openmfa-(?P<version>[^-]+)-.*\.whl$")
 BUNDLE_MANIFEST = "bundle.json"
@@ -72,30 +75,62 @@ def _compile(venv: Path) -> None:
         )
 
 
-def open_bundle(bundle: Path, into: Path) -> tuple[str, Path]:
-    """Check a bundle (directory or .tar.gz) against its manifest; return (version, wheels)."""
+def open_bundle(bundle: Path, into: Path, pinned: list[str] | None = None) -> tuple[str, Path]:
+    """Check a bundle (directory or .tar.gz) against its manifest and, where the host pins
+    release keys (``pinned``), its signature (``install.signing``); return (version, wheels).
+    Refuses, naming the file, before anything is installed."""
+    version, wheels, _ = verify_bundle(bundle, into, pinned or [])
+    return version, wheels
+
+
+def verify_bundle(bundle: Path, into: Path, pinned: list[str]) -> tuple[str, Path, str]:
+    """``open_bundle``, and the id of the key that signed it ("" when unsigned)."""
     if bundle.is_file():
-        with tarfile.open(bundle) as tar:
-            tar.extractall(into, filter="data")
+        try:
+            with tarfile.open(bundle) as tar:
+                tar.extractall(into, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InvalidInput(
+                f"{bundle} is not a readable bundle ({exc}); copy it again"
+            ) from None
         inner = [p for p in into.iterdir() if p.is_dir()]
         bundle = inner[0] if len(inner) == 1 else into
     manifest_path = bundle / BUNDLE_MANIFEST
     if not manifest_path.exists():
         raise InvalidInput(f"{bundle} is not an openmfa bundle (no {BUNDLE_MANIFEST})")
-    manifest = json.loads(manifest_path.read_text())
+    raw = manifest_path.read_bytes()
+    signer = signing.check_signature(bundle, raw, pinned)
+    try:
+        manifest = json.loads(raw)
+        files: dict[str, str] = dict(manifest["files"])
+        version = str(manifest["version"])
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInput(
+            f"{BUNDLE_MANIFEST} of {bundle} is damaged; copy the bundle again"
+        ) from None
     wheels = bundle / "wheels"
-    for name, digest in manifest["files"].items():
-        path = wheels / name
-        if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+    present = {p.name for p in wheels.iterdir()} if wheels.is_dir() else set()
+    for name in sorted(present - set(files)):
+        raise InvalidInput(
+            f"bundle file wheels/{name} is not in {BUNDLE_MANIFEST}; copy the bundle again"
+        )
+    listed = [(f"wheels/{n}", d) for n, d in files.items()]
+    if isinstance(manifest.get("sbom"), dict):
+        listed.append((str(manifest["sbom"]["name"]), str(manifest["sbom"]["sha256"])))
+    for name, digest in listed:
+        path = bundle / name
+        if "/" in name.removeprefix("wheels/") or name.startswith(("/", "..")):
+            raise InvalidInput(f"{BUNDLE_MANIFEST} names {name!r}, which is not a bundle file")
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
             raise InvalidInput(f"bundle file {name} is missing or damaged; copy the bundle again")
-    return str(manifest["version"]), wheels
+    return version, wheels, signer
 
 
 def install_release(root: Path, *, wheel: Path | None = None, bundle: Path | None = None) -> str:
     """Build ``root/releases/<version>``; returns the version. Re-running after a crash is safe."""
     with tempfile.TemporaryDirectory() as scratch:
         if bundle is not None:
-            version, wheelhouse = open_bundle(bundle, Path(scratch))
+            version, wheelhouse = open_bundle(bundle, Path(scratch), signing.trusted(root))
         elif wheel is not None:
             version, wheelhouse = wheel_version(wheel), None
         else:
@@ -163,8 +198,11 @@ def current_version(root: Path) -> str | None:
     return Path(os.readlink(link)).name if link.is_symlink() else None
 
 
-def create_bundle(release_dir: Path, version: str, out: Path) -> Path:
-    """Copy a release's wheels, with a manifest of checksums, into ``out`` (.tar.gz or folder)."""
+def create_bundle(
+    release_dir: Path, version: str, out: Path, sign_key: Ed25519PrivateKey | None = None
+) -> Path:
+    """Copy a release's wheels, with a CycloneDX SBOM of them and a manifest of checksums (signed
+    with ``sign_key``: ``bundle.sig``), into ``out`` (.tar.gz or folder)."""
     wheels = release_dir / "wheels"
     if not wheels.is_dir():
         raise InstallFailed(f"{release_dir} has no wheels folder; reinstall that release")
@@ -175,16 +213,20 @@ def create_bundle(release_dir: Path, version: str, out: Path) -> Path:
         for w in sorted(wheels.iterdir()):
             shutil.copy2(w, folder / "wheels" / w.name)
             files[w.name] = hashlib.sha256(w.read_bytes()).hexdigest()
-        (folder / BUNDLE_MANIFEST).write_text(
-            json.dumps(
-                {
-                    "version": version,
-                    "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-                    "files": files,
-                },
-                indent=2,
-            )
-        )
+        bom = sbom.cyclonedx(version, files)
+        (folder / sbom.FILE).write_bytes(bom)
+        manifest = json.dumps(
+            {
+                "version": version,
+                "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+                "files": files,
+                "sbom": {"name": sbom.FILE, "sha256": hashlib.sha256(bom).hexdigest()},
+            },
+            indent=2,
+        ).encode()
+        (folder / BUNDLE_MANIFEST).write_bytes(manifest)
+        if sign_key is not None:
+            (folder / signing.SIGNATURE_FILE).write_bytes(signing.sign(manifest, sign_key))
         if out.name.endswith((".tar.gz", ".tgz")):
             out.parent.mkdir(parents=True, exist_ok=True)
             with tarfile.open(out, "w:gz") as tar:

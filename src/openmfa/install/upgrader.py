@@ -479,9 +479,10 @@ class Upgrade:
             import tempfile
 
             from .releases import open_bundle
+            from .signing import trusted
 
             with tempfile.TemporaryDirectory() as scratch:
-                return open_bundle(bundle, Path(scratch))[0]
+                return open_bundle(bundle, Path(scratch), trusted(self.root))[0]
         raise InstallFailed("give --from-wheel or --from-bundle")
 
     def _need_bytes(self) -> int:
