@@ -493,7 +493,7 @@ def test_a_first_method_my_phone_number_and_a_one_time_bypass(site: Site, visito
     v.label("Code").fill(oathtool("--hotp", fob))
     v.button("Add the token").click()
     v.notice_says("hardware token was added")
-    assert methods_table(v) == ["Authenticator app", "token FOB-9"]
+    assert methods_table(v) == ["Authenticator app", "Hardware token FOB-9"]
 
     v.page.get_by_role("link", name="My details").click()
     v.see("my-details")

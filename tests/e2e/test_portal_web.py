@@ -83,7 +83,10 @@ def test_the_portal_mounted_in_serve_signs_a_person_in_and_out(tmp_path: Path) -
         )
         assert claimed.status_code == 303 and claimed.headers["location"].endswith("/methods")
         methods = h.get("/self-service/methods")
-        assert "token FOB-7" in methods.text and "Uw hardwaretoken is toegevoegd" in methods.text
+        assert (
+            "Hardwaretoken FOB-7" in methods.text
+            and "Uw hardwaretoken is toegevoegd" in methods.text
+        )
         assert "FOB-7\thotp/6\tSHA1\tfinn" in cli(dd, "token", "list").stdout
         # An old session id is worth nothing now.
         with httpx.Client(base_url=node.url, cookies={"openmfa-portal": ticketed}) as old:
@@ -209,3 +212,47 @@ def test_a_push_is_offered_only_with_the_mobile_app_and_each_refusal_is_a_senten
             "/second-factor", data={"csrf": csrf(nl), "code": oathtool("--totp", "-b", SEED)}
         )
         assert done.status_code == 303 and done.headers["location"].endswith("/methods")
+
+
+def test_the_pages_promise_nothing_that_is_not_there(node: Node) -> None:
+    """The phone number is not for codes (none are sent); the password cannot be changed here
+    (the helpdesk is told instead); no bypass is offered where the node gives none
+    (``bypass_seconds = 0``): asked for all the same, a sentence, then the button is gone;
+    Dutch pages in Dutch, the names the node gives methods too."""
+    node.person("olga")
+    with node.portal() as h:
+        page = signed_in_to_second_step(h, "olga")
+        done = h.post(
+            "/second-factor", data={"csrf": csrf(page), "code": oathtool("--totp", "-b", SEED)}
+        )
+        assert done.status_code == 303
+        profile = h.get("/profile")
+        assert profile.status_code == 200
+        assert "text messages" not in profile.text and "calls with a code" not in profile.text
+        assert "No codes are sent to it" in profile.text
+        asked = h.post("/bypass", data={"csrf": csrf(profile)})
+        assert asked.status_code == 200, asked.text
+        assert "A one-time bypass is not offered here" in asked.text
+        assert "Ask for a one-time bypass" not in asked.text
+        assert "Ask for a one-time bypass" not in h.get("/profile").text
+        sign_ins = h.get("/sign-ins")
+        assert "change your password" not in sign_ins.text
+        assert "tell your helpdesk" in sign_ins.text
+        # In Dutch: the node's own names of methods ("backup codes", "token FOB-5") too.
+        codes = h.post("/backup-codes", data={"csrf": csrf(sign_ins)})
+        assert codes.status_code == 303
+        assert h.get("/backup-codes").status_code == 200
+        csv = node.dd / "olga-tokens.csv"
+        csv.write_text(f"serial,secret,type,digits\nFOB-5,hex:{TOKEN_HEX},hotp,6\n")
+        cli(node.dd, "token", "import", str(csv))
+        cli(node.dd, "token", "assign", "FOB-5", "olga")
+        nl = h.get("/methods", headers={"Accept-Language": "nl"})
+        assert "Back-upcodes (nog 10)" in nl.text and "Hardwaretoken FOB-5" in nl.text
+        assert "backup codes" not in nl.text.lower() and "token FOB-5" not in nl.text.replace(
+            "Hardwaretoken FOB-5", ""
+        )
+        en = h.get("/methods")
+        assert "Backup codes (10 left)" in en.text and "Hardware token FOB-5" in en.text
+        for path in ("/profile", "/sign-ins"):
+            text = h.get(path, headers={"Accept-Language": "nl"}).text
+            assert "sms" not in text and "wijzig dan uw wachtwoord" not in text, path

@@ -53,3 +53,27 @@ def test_the_browsers_language_is_negotiated() -> None:
     assert i18n.negotiate("", offered) == "en"
     assert i18n.negotiate("nl;q=abc,,;;", offered) == "en"
     assert i18n.negotiate("nl", ("nl", "en")) == "nl"
+
+
+ENGLISH = re.compile(
+    r"\b(backup|bypass|sign[- ]?in|sign[- ]?out|password|phone|approve|passkeys?|push)\b", re.I
+)
+"""English words a Dutch page has no business showing (Dutch has its own: back-upcodes,
+omzeiling, aanmelden, wachtwoord, telefoon, goedkeuren, toegangssleutel, pushmelding)."""
+SAME_IN_DUTCH = {"Code"}
+
+
+def test_no_english_is_left_in_the_dutch_catalog() -> None:
+    with PO.open("rb") as f:
+        catalog = read_po(f, locale="nl")
+    left = []
+    for m in catalog:
+        if not m.id:
+            continue
+        text = str(m.string)
+        # "(passkey)" after the Dutch word says what it is called elsewhere.
+        if (text == str(m.id) and text not in SAME_IN_DUTCH) or ENGLISH.search(
+            text.replace("(passkey)", "")
+        ):
+            left.append(text)
+    assert left == [], "\n".join(left)

@@ -61,7 +61,7 @@ from ..errors import (
 from ..metrics import BuildInfo, RequestCounter, install_journal
 from ..metrics import endpoint as metrics_endpoint
 from ..sdk.client import AsyncSdkClient
-from ..sdk.models import AuditView, PortalStep
+from ..sdk.models import AuditView, MethodView, PortalStep
 from . import i18n
 from .config import PACKAGED_THEMES, PortalConfig
 from .forward_auth import Cookies, ForwardAuthGate, in_domain
@@ -645,11 +645,13 @@ def create_app(
     async def methods(ctx: Ctx) -> Response:
         ctx.session.removing = ""  # a removal not confirmed is forgotten
         me = await sdk.portal_me(ctx.session.token)
+        names = kind_names(ctx)
         return ctx.render(
             "methods.html",
             user=me.user,
             methods=me.methods,
-            kinds=kind_names(ctx),
+            names={m.id: method_name(ctx, m, names) for m in me.methods},
+            kinds=names,
             default=me.user.default_method,
             can_default=DEFAULT_KINDS,
         )
@@ -850,8 +852,13 @@ def create_app(
             resp.delete_cookie(fa.cookie_name, domain=fa.cookie_domain, path="/")
         return resp
 
+    bypass_off = {"until": 0.0}
+    """Until when this portal knows the node gives no one-time bypass (``[portal]
+    bypass_seconds = 0``, learned from its refusal; asked again after ten minutes)."""
+
     async def profile(ctx: Ctx) -> Response:
-        """My details: the phone number for SMS and voice, and a one-time bypass."""
+        """My details: the phone number (kept for the helpdesk: no code is sent to it), and a
+        one-time bypass where the node gives one."""
         s = ctx.session
         error = ""
         if ctx.request.method == "POST":
@@ -864,8 +871,18 @@ def create_app(
                     "That is not a phone number we can use. Type it with its country code, "
                     "like +31 6 12345678."
                 )
-        me = await sdk.portal_me(s.token)
-        return ctx.render("profile.html", user=me.user, error=error)
+        return await profile_page(ctx, error)
+
+    async def profile_page(ctx: Ctx, error: str = "", bypass_error: str = "") -> Response:
+        me = await sdk.portal_me(ctx.session.token)
+        return ctx.render(
+            "profile.html",
+            FORM_AGAIN if error or bypass_error else 200,
+            user=me.user,
+            error=error,
+            bypass_error=bypass_error,
+            offer_bypass=time.monotonic() >= bypass_off["until"],
+        )
 
     async def bypass(ctx: Ctx) -> Response:
         try:
@@ -873,7 +890,14 @@ def create_app(
         except Forbidden as e:
             if isinstance(e, Reauthenticate):
                 raise
-            raise PageError(ctx._("A one-time bypass is not offered here."), 403) from None
+            bypass_off["until"] = time.monotonic() + 600
+            return await profile_page(
+                ctx,
+                bypass_error=ctx._(
+                    "A one-time bypass is not offered here. If you cannot use your sign-in "
+                    "methods, ask your helpdesk."
+                ),
+            )
         ctx.session.notice = "bypass"
         ctx.session.bypass_until = granted.bypass_until
         return ctx.redirect("/profile")
@@ -994,6 +1018,20 @@ def create_app(
             "passkey": _("Passkey"),
             "access-code": _("Temporary access code"),
         }
+
+    def method_name(ctx: Ctx, m: MethodView, names: dict[str, str]) -> str:
+        """A method's name on the page: its label, unless the node gave it one of its own
+        (in English), which is said in the person's language."""
+        label = m.label.strip()
+        if m.kind == "backup-codes" and label in ("", "backup codes"):
+            return names[m.kind]
+        if m.kind == "access-code" and label in ("", "temporary access code"):
+            return names[m.kind]
+        if m.kind == "push" and label in ("", "phone"):
+            return names[m.kind]
+        if m.kind in ("hotp", "totp") and label.startswith("token "):  # from the inventory
+            return ctx._("Hardware token %(serial)s") % {"serial": label.removeprefix("token ")}
+        return label or names.get(m.kind, m.kind)
 
     def routes() -> list[Any]:
         return [
