@@ -1059,3 +1059,113 @@ def test_radius_wrong_passwords_before_a_push_lock_the_user(push: Push, tmp_path
     (request,) = phone.pending(wait=10)
     phone.run("deny", str(request["id"]))
 
+
+_KEYS: dict[Path, dict[str, str]] = {}
+
+
+def _keys(push: Push) -> dict[str, str]:
+    """An API key of each scope that signs people in (made once per node)."""
+    made = _KEYS.setdefault(push.dd, {})
+    for scope in ("portal", "adapter"):
+        if scope not in made:
+            out = cli(push.dd, "apikey", "create", f"dmz-{scope}", "--scope", scope).stdout
+            made[scope] = out.strip()
+    return made
+
+
+def test_a_dmz_key_cannot_push_anyone(push: Push, tmp_path: Path) -> None:
+    """Issue 29: with only a portal or an adapter key, `/v1/authenticate` opens no push (a
+    push follows a first factor: the portal's ticket, a RADIUS client's password; or an
+    administrator's key) — not with method push, not with no code, not with the word push."""
+    cli(push.dd, "user", "add", "mona")
+    phone = push.phone("mona", tmp_path)
+    for scope, key in _keys(push).items():
+        h = {"Authorization": f"Bearer {key}"}
+        for user in ("mona", "no-such-person"):
+            r = httpx.post(
+                push.node.url + "/v1/authenticate",
+                json={"user": user, "method": "push"},
+                headers=h,
+                timeout=10,
+            )
+            assert r.status_code == 403, (scope, user, r.text)
+            assert r.json()["code"] == "forbidden" and "push" in r.json()["message"]
+        for body in ({"user": "mona"}, {"user": "mona", "code": "push"}):
+            r = httpx.post(push.node.url + "/v1/authenticate", json=body, headers=h, timeout=10)
+            assert r.status_code == 200 and r.json()["reason"] != "pending", (scope, r.text)
+            assert r.json().get("pending") is None, (scope, r.text)
+    assert phone.pending() == []  # nothing reached the phone
+    assert not any(e[2] == "pending" for e in audit(push, "mona"))
+    # An administrator's key still opens one.
+    with push.sdk() as sdk:
+        d = sdk.authenticate("mona", push=True)
+        assert d.pending is not None
+        assert [r["id"] for r in phone.pending(wait=10)] == [d.pending.id]
+        phone.run("deny", d.pending.id)
+
+
+def test_a_dmz_key_cannot_tell_people_apart(push: Push, tmp_path: Path) -> None:
+    """Issue 29: a portal or adapter key's answers do not say whether a user exists: an
+    unknown user is answered exactly as a known user with a wrong code (whatever the user has:
+    an app, a phone, nothing; and whatever was sent: digits, letters, nothing)."""
+    cli(push.dd, "user", "add", "nina")
+    push.phone("nina", tmp_path)
+    cli(push.dd, "user", "add", "otto")
+    cli(push.dd, "method", "add", "otto", "totp", "--no-qr")
+    cli(push.dd, "user", "add", "pete")  # no method at all
+    cli(push.dd, "user", "add", "quin")
+    cli(push.dd, "method", "add", "quin", "totp", "--no-qr")
+    cli(push.dd, "user", "disable", "quin")
+
+    def answer(key: str, body: dict[str, str]) -> tuple[int, dict[str, object]]:
+        r = httpx.post(
+            push.node.url + "/v1/authenticate",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        said = r.json()
+        said.pop("request_id", None)
+        return r.status_code, said
+
+    for scope, key in _keys(push).items():
+        for code in ("000000", "abcdef", ""):
+            unknown = answer(key, {"user": "nobody-here", "code": code})
+            assert unknown[0] == 200 and unknown[1]["accepted"] is False, unknown
+            for known in ("nina", "otto", "pete", "quin"):
+                body = {"user": known, "code": code}
+                assert answer(key, body) == unknown, (scope, known, code, unknown)
+    # The audit log still says what happened, for the administrator.
+    assert ("authenticate", "rejected", "unknown_user") in audit(push, "nobody-here")
+    assert ("authenticate", "rejected", "no_method") in audit(push, "pete")
+    # An administrator's key is told why.
+    with push.sdk() as sdk:
+        assert sdk.authenticate("nobody-here", "000000").reason == "unknown_user"
+        assert sdk.authenticate("pete", "000000").reason == "no_method"
+
+
+def test_push_limits_hold_per_user_across_keys_and_channels(push: Push, tmp_path: Path) -> None:
+    """`[mobile] open_per_user` counts a user's open pushes whoever opened them: an admin key,
+    a RADIUS client, the portal's ticket; the next one is refused on every channel."""
+    _with_password(push, "rosa", "rosa password")
+    phone = push.phone("rosa", tmp_path)
+    portal = _keys(push)["portal"]
+    with push.sdk() as sdk, SdkClient(push.node.url, portal) as p:
+        assert sdk.authenticate("rosa", push=True).reason == "pending"
+        kind, attrs = radclient(push, {"User-Name": "rosa", "User-Password": ""})
+        assert kind == "Access-Challenge", attrs
+        ticket = p.portal_sign_in("rosa", "rosa password").ticket
+        assert p.portal_push(ticket).reason == "pending"
+        assert len(phone.pending(wait=10)) == 3
+        # The fourth, on any channel: refused.
+        assert sdk.authenticate("rosa", push=True).reason == "push_limited"
+        assert p.portal_push(ticket).reason == "push_limited"
+        kind, attrs = radclient(push, {"User-Name": "rosa", "User-Password": ""})
+        assert kind == "Access-Reject" and "No push can be sent" in attrs["Reply-Message"]
+        kind, attrs = radclient(
+            push, {"User-Name": "rosa", "User-Password": "rosa password"}, source="127.0.0.5"
+        )
+        assert kind == "Access-Reject" and "No push can be sent" in attrs["Reply-Message"]
+        assert len(phone.pending()) == 3
+        for r in phone.pending():
+            phone.run("deny", str(r["id"]))

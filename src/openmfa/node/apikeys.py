@@ -29,6 +29,7 @@ SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(
         {
             "authenticate",
+            "push",
             "users:read",
             "users:write",
             "methods:read",
@@ -43,9 +44,13 @@ SCOPES: dict[str, frozenset[str]] = {
     # Each service beside the nodes also reports what it runs (``farm.components``).
     "portal": frozenset({"authenticate", "portal", "report"}),
     # An identity provider's or proxy's adapter: sign-ins, and the REST second factor.
-    "adapter": frozenset({"authenticate", "users:read", "adapter", "report"}),
-    "mobile": frozenset({"users:read", "devices", "report"}),
+    "adapter": frozenset({"authenticate", "adapter", "report"}),
+    "mobile": frozenset({"devices", "report"}),
 }
+"""What each scope may do. The keys of the hosts in a DMZ (portal, adapter, mobile) may not read
+users, and so may not learn who exists (``ApiClient.neutral``); only ``push`` opens a push for a
+user by name with no first factor checked (``ApiClient.require_push``): the portal pushes after
+its ticket, a RADIUS client after its own password check."""
 PREFIX = "omfa_"
 
 
@@ -60,6 +65,26 @@ class ApiClient:
                 f"API key {self.name!r} has scope {self.scope!r}, which may not "
                 f"{permission}; use a key with a scope that allows it"
             )
+
+    def may(self, permission: str) -> bool:
+        return permission in SCOPES[self.scope]
+
+    def require_push(self) -> None:
+        """A push for a user named by the caller, with no first factor checked (a push bomb
+        with a stolen key, otherwise): an administrator's key only."""
+        if not self.may("push"):
+            raise Forbidden(
+                f"API key {self.name!r} has scope {self.scope!r}, which may not push to a user "
+                "it names: a push follows a first factor (the portal's ticket, POST "
+                "/v1/portal/second-factor; a RADIUS client's password check) or is asked with "
+                "an administrator's key"
+            )
+
+    @property
+    def neutral(self) -> bool:
+        """Its answers about a user it names, with no first factor checked, do not tell
+        whether the user exists (``Attempt.neutral``): it may not read users."""
+        return not self.may("users:read")
 
 
 @dataclass(frozen=True, slots=True)

@@ -337,12 +337,20 @@ class Authenticate:
         if b.source and TEXT_RE.fullmatch(b.source) is None:
             raise InvalidInput("source must be printable text (an address)")
         if b.method == "push":
+            client.require_push()  # 403 before anything about the user is looked at
             if code:
                 raise InvalidInput("send no code with method push (the phone answers instead)")
             await run_in_threadpool(node.push.require_master)
             code = "push"
         attempt = Attempt(
-            b.user, code, client=client.name, request_id=rid, token=token, source=b.source
+            b.user,
+            code,
+            client=client.name,
+            request_id=rid,
+            token=token,
+            source=b.source,
+            push=client.may("push"),  # a DMZ key's empty code or "push" opens none either
+            neutral=client.neutral,
         )
         for tries in range(PROMOTION_TRIES):
             result = await node.queue.submit(attempt)
