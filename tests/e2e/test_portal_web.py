@@ -217,7 +217,7 @@ def test_a_push_is_offered_only_with_the_mobile_app_and_each_refusal_is_a_senten
 def test_the_pages_promise_nothing_that_is_not_there(node: Node) -> None:
     """The phone number is not for codes (none are sent); the password cannot be changed here
     (the helpdesk is told instead); no bypass is offered where the node gives none
-    (``bypass_seconds = 0``): asked for all the same, a sentence, then the button is gone;
+    (``bypass_seconds = 0``: the node says so) and, asked for all the same, a sentence;
     Dutch pages in Dutch, the names the node gives methods too."""
     node.person("olga")
     with node.portal() as h:
@@ -230,6 +230,7 @@ def test_the_pages_promise_nothing_that_is_not_there(node: Node) -> None:
         assert profile.status_code == 200
         assert "text messages" not in profile.text and "calls with a code" not in profile.text
         assert "No codes are sent to it" in profile.text
+        assert "Ask for a one-time bypass" not in profile.text  # the node gives none
         asked = h.post("/bypass", data={"csrf": csrf(profile)})
         assert asked.status_code == 200, asked.text
         assert "A one-time bypass is not offered here" in asked.text

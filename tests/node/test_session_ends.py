@@ -8,10 +8,10 @@ import time
 from sqlalchemy import update
 
 from openmfa.config import Config
+from openmfa.farm.feed import changes_since
 from openmfa.node.accounts import Accounts
 from openmfa.node.session_ends import SessionEnds
 from openmfa.store import tables as t
-from openmfa.farm.feed import changes_since
 from openmfa.store.database import Store
 
 

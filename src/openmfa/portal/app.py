@@ -881,7 +881,9 @@ def create_app(
             user=me.user,
             error=error,
             bypass_error=bypass_error,
-            offer_bypass=time.monotonic() >= bypass_off["until"],
+            offer_bypass=bool(me.bypass_seconds)
+            if me.bypass_seconds is not None
+            else time.monotonic() >= bypass_off["until"],  # an older node: learned by asking
         )
 
     async def bypass(ctx: Ctx) -> Response:

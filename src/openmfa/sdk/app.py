@@ -580,6 +580,7 @@ async def portal_me(request: Request) -> Response:
             session_id=grant.session_id,
             session_issued_at=grant.issued_at,
             subject=node.session_ends.subject(grant.user),
+            bypass_seconds=node.portal.bypass_seconds,
         )
     )
 

@@ -509,6 +509,9 @@ class PortalMe(msgspec.Struct, kw_only=True):
     """When the node issued this session (its clock)."""
     subject: str = ""
     """The name the sessions-ended view knows this person by (``SessionsEnded``)."""
+    bypass_seconds: int | None = None
+    """How long a one-time bypass the person may ask for lasts (``[portal] bypass_seconds``;
+    0: none is given; None: a node that does not say)."""
 
 
 class SessionEnd(msgspec.Struct, kw_only=True):
