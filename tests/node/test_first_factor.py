@@ -76,3 +76,35 @@ def test_the_lock_is_asked_first_and_wrong_passwords_count(store: Store, config:
 
 def replace_user(a: Attempt) -> Attempt:
     return Attempt("nobody", "", client=a.client, request_id=a.request_id, push=False)
+
+
+def test_a_field_read_two_ways_counts_one_failure(store: Store, config: Config) -> None:
+    """Password and code in one field, for a user whose codes differ in length: each reading
+    is tried; the right one wins, and none right is one failure, not one per reading."""
+    Accounts(store, config).add_user("bob")
+    auth = Authenticator(store, VerifyPolicy(lockout=LockoutPolicy(threshold=3, minutes=15)))
+    backend = Backend()
+    asked = Attempt("bob", "", client="radius:gw", request_id="r2", push=False)
+    event = AuditEvent("primary", "accepted", user_name="bob", client="radius:gw")
+
+    async def scenario() -> list[tuple[Decision, int]]:
+        queue = CommitQueue(auth)
+        queue.start()
+        first = FirstFactor(store, queue)
+        try:
+            return [
+                await first.check_any(backend, asked, ["wrong", "right"], event),
+                await first.check_any(backend, asked, ["wrong", "also wrong"], event),
+                await first.check_any(backend, asked, [], event),
+            ]
+        finally:
+            queue.stop()
+
+    said = asyncio.run(scenario())
+    assert [(d.reason, i) for d, i in said] == [
+        (Reason.OK, 1),
+        (Reason.WRONG_PASSWORD, -1),
+        (Reason.WRONG_PASSWORD, -1),
+    ]
+    rows = [(e.action, e.result, e.reason) for e in audit.query(store, user="bob")]
+    assert rows.count(("authenticate", "rejected", "wrong_password")) == 2

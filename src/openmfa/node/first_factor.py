@@ -59,13 +59,34 @@ class FirstFactor:
         a wrong password. ``checked`` is the channel's audit event for a right password; a
         wrong one is recorded as it, rejected. A backend that cannot tell raises
         ``PrimaryUnavailable`` (nothing counted); so does a refused API key (its error)."""
+        d, _ = await self.check_any(backend, attempt, [password], checked)
+        return d
+
+    async def check_any(
+        self,
+        backend: PasswordCheck,
+        attempt: Attempt,
+        passwords: list[str],
+        checked: AuditEvent,
+    ) -> tuple[Decision, int]:
+        """As ``check``, for a field that can be read as more than one password (password and
+        code in one field, for a user whose codes differ in length): tried in order until one
+        is right; its index (-1 for none). One failure is counted when none is right, and
+        with none to try at all (no password in the field)."""
+        if not passwords:
+            return await self.failed(attempt), -1
         before = await self._decide(replace(attempt, code="", before_first_factor=True))
         if before.reason is Reason.LOCKED:
-            return before
-        ok = await backend.check(attempt.user, password)
+            return before, -1
+        right = -1
+        for i, password in enumerate(passwords):
+            if await backend.check(attempt.user, password):
+                right = i
+                break
+        ok = right >= 0
         event = checked if ok else replace(checked, result="rejected", reason="wrong_password")
         await asyncio.to_thread(audit.record, self.store, event)
-        return OK if ok else await self.failed(attempt)
+        return (OK, right) if ok else (await self.failed(attempt), -1)
 
     async def failed(self, attempt: Attempt) -> Decision:
         """A wrong first factor the channel saw without asking a backend (password+code in one

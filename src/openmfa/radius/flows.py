@@ -461,16 +461,19 @@ class AccessFlows:
         )
         try:
             if client.combined:
-                for n in await asyncio.to_thread(self._code_lengths, user):
-                    secret, code = password[:-n], password[-n:]
-                    if secret and code.isdigit():
-                        if (await self.first.check(check, asked, secret, checked)).accepted:
-                            verify(code)
-                            return
-                        break
-                else:  # no password and code in it at all: a wrong first factor too
-                    await self.first.failed(asked)
-                respond(reject())
+                # Each way the field splits into a password and a code of the user's lengths
+                # (longest code first); none at all is a wrong first factor too.
+                splits = [
+                    (password[:-n], password[-n:])
+                    for n in await asyncio.to_thread(self._code_lengths, user)
+                    if password[:-n] and password[-n:].isdigit()
+                ]
+                candidates = [secret for secret, _ in splits]
+                d, right = await self.first.check_any(check, asked, candidates, checked)
+                if d.accepted:
+                    verify(splits[right][1])
+                else:
+                    respond(reject())
                 return
             if not (await self.first.check(check, asked, password, checked)).accepted:
                 respond(reject())
