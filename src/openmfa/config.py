@@ -154,8 +154,8 @@ def mobile_public_url(config: Config, data_dir: Path, node_url: str = "") -> str
     given = str(config.get("mobile", "public_url")).rstrip("/")
     if given:
         return given
+    from .install.mobile_control import served_at
     from .mobile.config import CONFIG_NAME as MOBILE_CONFIG
-    from .mobile.config import served_at
     from .node.control import SERVE_RECORD, Invocation, base_url
 
     if not config.get("mobile", "enabled"):

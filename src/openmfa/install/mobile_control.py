@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import parse_listen
-from ..node.control import NodeControl, base_url
+from ..errors import ConfigError
+from ..node.control import Invocation, NodeControl, base_url
+from ..service_config import check_prefix, read_settings
 
 LOCK = "mobile.lock"
 RECORD = "mobile.serve.json"
@@ -74,3 +76,25 @@ class PortalControl(ServiceControl):
 
         cfg = load(self.config_file)
         return cfg.host, cfg.port, cfg.prefix
+
+
+def served_at(path: Path) -> str:
+    """The URL the mobile service of ``path`` (a ``mobile.toml``) is reached at: where it
+    listened last (its serve record beside it: ``--listen`` included), else its ``listen`` and
+    ``prefix``; the shipped file's (``http://127.0.0.1:8490/mobile``) when ``path`` does not
+    exist or cannot be read."""
+    from ..mobile.config import CONFIG_NAME, default_text
+
+    given: Path | None = path if path.exists() else None
+    if given is not None:
+        ran = Invocation.load(given.parent / RECORD)
+        if ran is not None and ran.url:
+            return ran.url.rstrip("/")
+    for source in (given, None):
+        try:
+            values = read_settings(default_text(), source, CONFIG_NAME)["mobile"]
+            host, port = parse_listen(str(values["listen"]))
+            return base_url(host, port, False) + check_prefix("mobile", str(values["prefix"]))
+        except ConfigError:
+            continue  # the service itself says what is wrong with its file when it starts
+    raise AssertionError("the shipped mobile.toml is valid")

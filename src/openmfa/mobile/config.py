@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..config import parse_listen
-from ..errors import ConfigError
-from ..service_config import basics, check_prefix, read_settings, relative
+from ..service_config import basics, read_settings, relative
 
 CONFIG_NAME = "mobile.toml"
 
@@ -51,26 +49,3 @@ def load(path: Path | None) -> MobileConfig:
         webpush_allow_http=bool(values["webpush_allow_http"]),
         name=b.name,
     )
-
-
-def served_at(path: Path) -> str:
-    """The URL the mobile service of ``path`` (a ``mobile.toml``) is reached at: where it
-    listened last (its serve record beside it: ``--listen`` included), else its ``listen`` and
-    ``prefix``; the shipped file's (``http://127.0.0.1:8490/mobile``) when ``path`` does not
-    exist or cannot be read."""
-    from ..install.mobile_control import RECORD
-    from ..node.control import Invocation, base_url
-
-    given: Path | None = path if path.exists() else None
-    if given is not None:
-        ran = Invocation.load(given.parent / RECORD)
-        if ran is not None and ran.url:
-            return ran.url.rstrip("/")
-    for source in (given, None):
-        try:
-            values = read_settings(default_text(), source, CONFIG_NAME)["mobile"]
-            host, port = parse_listen(str(values["listen"]))
-            return base_url(host, port, False) + check_prefix("mobile", str(values["prefix"]))
-        except ConfigError:
-            continue  # the service itself says what is wrong with its file when it starts
-    raise AssertionError("the shipped mobile.toml is valid")
