@@ -28,7 +28,9 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
         "post",
         "/v1/authenticate",
         "authenticate",
-        "Check a user's code",
+        "Check a user's code; `method: push` opens a push and needs an admin key (permission "
+        "push). For portal and adapter keys an unknown, disabled or methodless user gets a "
+        "wrong code's answer",
         "AuthenticateRequest",
         "DecisionView",
         200,
