@@ -280,7 +280,7 @@ def _hint(word: str, known: dict[str, Any]) -> str:
 def parse_listen(value: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[V6]:PORT`` → (host, port), with a clear error otherwise."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536 or not host:
         raise ConfigError(f"listen address {value!r} must look like 127.0.0.1:8480 or [::1]:8480")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

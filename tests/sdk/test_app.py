@@ -111,3 +111,28 @@ def test_a_subordinate_sends_push_callers_to_its_master(store: Store, config: Co
         Requests.push_events(),
     ):
         assert call.kind == "write"
+
+
+def test_numbers_that_python_calls_digits_but_cannot_read_are_a_400(
+    store: Store, config: Config
+) -> None:
+    """ "²" is a digit to ``str.isdigit`` and no number to ``int``: a query parameter or a
+    Content-Length made of it (or of thousands of digits) is the caller's mistake (422, 400),
+    never a 500."""
+    admin = {"authorization": f"Bearer {ApiKeys(store).create('admin', 'admin')}"}
+    portal = {"authorization": f"Bearer {ApiKeys(store).create('portal', 'portal')}"}
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        for value in ("²", "1²", "9" * 5000, "-1", "", "1e3"):
+            r = await c.get("/v1/portal/sessions/ended", params={"after": value}, headers=portal)
+            assert r.status_code == 422 and r.json()["code"] == "invalid_input", (value, r.text)
+            r = await c.get("/v1/audit", params={"limit": value}, headers=admin)
+            assert r.status_code == 422, (value, r.text)
+        r = await c.post(
+            "/v1/users", content=b"{}", headers={**admin, "content-length": "²".encode("latin-1")}
+        )
+        assert r.status_code == 400, r.text
+        r = await c.get("/v1/portal/sessions/ended", params={"after": "0"}, headers=portal)
+        assert r.status_code == 200 and r.json()["ends"] == []
+
+    run_app(store, config, scenario)

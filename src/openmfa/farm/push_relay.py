@@ -204,7 +204,7 @@ class MasterPushRoutes:
         await self.endpoints._master(request)
         push_id = request.path_params["push_id"]
         raw = request.query_params.get("wait", "0")
-        wait = min(float(raw), 60.0) if raw.isdigit() else 0.0
+        wait = min(float(raw), 60.0) if raw.isascii() and raw.isdigit() and len(raw) < 9 else 0.0
         outcome = await wait_outcome(self.push, self.hub, self.endpoints.store, push_id, wait)
         return Response(msgspec.json.encode(outcome), media_type="application/json")
 

@@ -317,7 +317,7 @@ def create_app(
         return _json(await polled(b, wait))
 
     def _wait(raw: str) -> float:
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
             raise InvalidInput("wait must be a whole number of seconds")
         return min(float(raw), long_poll_seconds)
 

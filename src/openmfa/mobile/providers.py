@@ -109,7 +109,12 @@ class WebPush:
                 return Gone(f"the push service no longer knows this device ({status})")
             if status == 429 and exc.response is not None:
                 after = exc.response.headers.get("Retry-After", "30")
-                return RetryAfter(float(after) if after.isdigit() else 30.0, "rate limited")
+                return RetryAfter(
+                    float(after)
+                    if after.isascii() and after.isdigit() and len(after) < 9
+                    else 30.0,
+                    "rate limited",
+                )
             return RetryAfter(5.0, str(exc)[:200])
         except Exception as exc:  # the push service is unreachable: a wake-up is best effort
             return RetryAfter(5.0, str(exc)[:200])

@@ -83,6 +83,13 @@ class FirstFactor:
             if await backend.check(attempt.user, password):
                 right = i
                 break
+        if before.reason in (Reason.UNKNOWN_USER, Reason.DISABLED):
+            # Checked all the same (the same work and time), never right: a person the node
+            # does not know, or disabled, cannot have a password guessed here (a directory
+            # behind the node would say yes), and no failure is counted for nobody.
+            event = replace(checked, result="rejected", reason=str(before.reason))
+            await asyncio.to_thread(audit.record, self.store, event)
+            return before, -1
         ok = right >= 0
         event = checked if ok else replace(checked, result="rejected", reason="wrong_password")
         await asyncio.to_thread(audit.record, self.store, event)

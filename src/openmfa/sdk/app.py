@@ -165,7 +165,7 @@ _NUMBERED: tuple[type[msgspec.Struct], ...] = (BypassRequest, MethodCreate)
 async def _body(request: Request, kind: type[S], limit: int) -> S:
     length = request.headers.get("content-length")
     if length is not None:
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit() and len(length) <= 18):
             raise MalformedRequest("the Content-Length header is not a number")
         if int(length) > limit:
             raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit} bytes")
@@ -309,7 +309,7 @@ class Authenticate:
             client.require("authenticate")
         limit = node.max_body
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit() and len(length) <= 18):
                 raise MalformedRequest("the Content-Length header is not a number")
             if int(length) > limit:
                 raise PayloadTooLarge(
@@ -1160,7 +1160,8 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    # ASCII digits only ("²".isdigit() is true, int("²") fails), and not thousands of them
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not lo <= int(raw) <= hi:
         raise InvalidInput(f"query parameter {name} must be a whole number from {lo} to {hi}")
     return int(raw)
 
