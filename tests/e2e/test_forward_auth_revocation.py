@@ -34,7 +34,7 @@ from .helpers import (
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 PASSWORD = "a long portal password"
 SITE = "http://app.example.com/reports"
-PEOPLE = ("ada", "bob", "cy", "dee", "eve", "fay")
+PEOPLE = ("ada", "bob", "cy", "dee", "eve", "fay", "gus", "hal")
 MAX_AGE = 5
 
 
@@ -166,6 +166,49 @@ def test_each_event_takes_a_copied_cookie_back_on_both_portal_hosts(d: Deploymen
     cli(d.dd, "user", "unlock", "eve")
     assert d.answers(cookies["eve"]) == [401, 401]
     print("seconds until both portal hosts refused the copied cookie:", took)
+
+
+def test_a_sign_out_ends_every_cookie_of_the_session_even_after_the_portal_forgot_it(
+    d: Deployment,
+) -> None:
+    """gus re-authenticates (a new node session) and goes back to the site (a second cookie);
+    a sign-out ends both copies. hal's portal session is gone (idle, or another browser): his
+    browser's sign-out, with only the site's cookie, still ends it."""
+    gus, first = d.sign_in("gus")
+    codes = cli(d.dd, "method", "add", "gus", "backup-codes").stdout
+    code = re.findall(r"\b\d{5}-\d{5}\b", codes)[0]
+    confirm = gus.get("/confirm")
+    step = gus.post("/confirm", data={"csrf": csrf(confirm), "password": PASSWORD})
+    assert step.status_code == 303, step.text
+    page = gus.get("/second-factor")
+    done = gus.post("/second-factor", data={"csrf": csrf(page), "code": code})
+    assert done.status_code == 303, done.text
+    again = gus.get("/sign-in", params={"rd": SITE})
+    assert again.status_code == 303 and again.headers["location"] == SITE
+    second = again.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+    assert second != first
+    wait_for(lambda: d.answers(first) == d.answers(second) == [200, 200], "gus's cookies", 30)
+    out = gus.post("/sign-out", data={"csrf": csrf(gus.get("/methods"))})
+    gus.close()
+    assert out.status_code == 303
+    _refused_everywhere(d, first, "gus's sign-out (the cookie before his re-authentication)")
+    _refused_everywhere(d, second, "gus's sign-out")
+    hal, cookie = d.sign_in("hal")
+    hal.close()
+    wait_for(lambda: d.answers(cookie) == [200, 200], "hal's cookie taken", 30)
+    origin = d.portals[0].removesuffix("/portal")
+    with httpx.Client(base_url=d.portals[0]) as browser:  # no portal session any more
+        out = browser.post(
+            "/sign-out",
+            headers={"Cookie": f"openmfa_auth={cookie}", "Origin": origin},
+        )
+        assert out.status_code == 303, out.text
+        elsewhere = browser.post(
+            "/sign-out",
+            headers={"Cookie": f"openmfa_auth={cookie}", "Origin": "http://evil.example"},
+        )
+        assert elsewhere.status_code == 403  # another site cannot sign people out
+    _refused_everywhere(d, cookie, "hal's sign-out without a portal session")
 
 
 def test_a_portal_host_that_cannot_hear_from_the_node_refuses_every_cookie(

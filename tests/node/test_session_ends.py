@@ -53,18 +53,22 @@ def test_a_lock_ends_sessions_for_good(store: Store, config: Config) -> None:
     ends = SessionEnds(store)
     issued = time.time() - 5
     now = time.time()
-    with store.write() as conn:
-        conn.execute(update(t.user_state).values(failures=10, locked_until=now + 900))
+    ends.end("ada", "s0")  # an older row, that a long lock must not sweep away
+    with store.write() as conn:  # the fraud action's lock: ten years
+        conn.execute(update(t.user_state).values(failures=10, locked_until=now + 10 * 365 * 86400))
     assert ends.ended("ada", "s1", issued, now)  # locked: refused
     view = ends.view(0, now)
-    assert view.locked == [ends.subject("ada")]
-    assert len(view.ends) == 1 and view.ends[0].at == now + 900  # recorded at the master
-    assert len(ends.view(0, now).ends) == 1  # once
+    assert view.locked == [ends.subject("ada")] and len(view.ends) == 1  # the view only reads
+    ends.record_locks(now)  # what the master does every 2 s
+    ends.record_locks(now + 1)  # once per lock
+    rows = ends.view(0, now).ends
+    assert len(rows) == 2 and rows[1].at == now and rows[1].session == ""
+    assert ends.ended("ada", "s0", issued, now)  # still there
     with store.write() as conn:  # the lock is over (and forgotten by the next attempt)
         conn.execute(update(t.user_state).values(failures=0, locked_until=None))
     assert ends.ended("ada", "s1", issued, now + 1000)  # the session it ended stays ended
-    assert not ends.ended("ada", "s2", now + 1000, now + 1001)
-    acc.add_user("bob")  # locked, then unlocked before any view was asked of the node
+    assert not ends.ended("ada", "s2", now + 1000, now + 1001)  # a later one stands
+    acc.add_user("bob")  # locked, then unlocked before the master recorded the lock
     with store.write() as conn:
         conn.execute(update(t.user_state).values(failures=10, locked_until=now + 900))
     acc.unlock("bob")

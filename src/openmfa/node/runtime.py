@@ -95,11 +95,13 @@ class NodeRuntime:
                 await self.radius.start()
             await self.farm_runtime.start()
             self.directory.start()
+            self.session_ends.start()
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        await self.session_ends.stop()
         await self.directory.stop()
         await self.farm_runtime.stop()
         if self.radius is not None:

@@ -12,17 +12,20 @@ keyed hash of their name that only a node can compute, given to the portal in th
 person's own ``PortalMe`` — so a stolen portal key learns no one's name from it.
 
 Invariant owned here: a lock ends sessions for good, not only while it lasts. The node that
-may write (the master) records a lock it sees as a ``session.end`` at the lock's end, the first
-time a view is asked of it; until then (and on a subordinate) the lock is in the view's
-``locked`` list, which a portal host turns into a cut-off of its own.
+may write (the master, which counts every node's failures) records each new lock as a
+``session.end`` of every session issued before it, within ``RECORD_LOCKS_EVERY`` seconds; until
+then the lock is in the view's ``locked`` list, which a portal host turns into a cut-off of its
+own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import hmac
+import logging
 import time
 from dataclasses import dataclass
 
@@ -34,9 +37,11 @@ from ..store import tables as t
 from ..store.changes import SESSION_ENDS_KEEP, AuditEvent, Change, ChangeWriter
 from ..store.database import Store
 
+log = logging.getLogger("openmfa.node")
 KEEP_SECONDS = SESSION_ENDS_KEEP
 """How long a row stays: a session older than this is refused whatever the rows say."""
 PAGE = 2000
+RECORD_LOCKS_EVERY = 2.0
 """Rows in one answer of the view (a portal host asks again while ``more`` is true)."""
 
 
@@ -61,12 +66,19 @@ class View:
     keep_seconds: float
 
 
-def end_change(user: str, session: str = "", at: float | None = None) -> Change:
+def end_change(
+    user: str, session: str = "", at: float | None = None, lock_until: float | None = None
+) -> Change:
     """The change record that ends ``session`` of ``user`` (every session issued before ``at``
-    when ``session`` is empty)."""
-    return Change(
-        "session.end", {"user": user, "session": session, "at": time.time() if at is None else at}
-    )
+    when ``session`` is empty; ``lock_until``: the lock it records)."""
+    payload: dict[str, object] = {
+        "user": user,
+        "session": session,
+        "at": time.time() if at is None else at,
+    }
+    if lock_until is not None:
+        payload["lock_until"] = lock_until
+    return Change("session.end", payload)
 
 
 def ends_known(store: Store) -> bool:
@@ -80,6 +92,26 @@ class SessionEnds:
         self.store = store
         self.writer = ChangeWriter(store)
         self._key = hmac.new(store.box.pepper, b"openmfa session subjects", "sha256").digest()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Record new locks every ``RECORD_LOCKS_EVERY`` seconds (a no-op off the master)."""
+        self._task = asyncio.get_running_loop().create_task(self._record_locks_loop())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _record_locks_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RECORD_LOCKS_EVERY)
+            try:
+                await asyncio.to_thread(self.record_locks, time.time())
+            except Exception:  # a busy or closed store: the next round tries again
+                log.debug("recording locks failed", exc_info=True)
 
     def subject(self, user: str) -> str:
         """The name a portal host knows ``user`` by in the view (not reversible without the
@@ -136,7 +168,6 @@ class SessionEnds:
 
     def view(self, after: int, now: float) -> View:
         """What ended since row ``after``, and who is locked now (see the module's text)."""
-        self._record_locks(now)
         se = t.session_ends
         with self.store.read() as conn:
             if formats.local_format(conn) < formats.SESSION_ENDS_FORMAT:
@@ -163,9 +194,11 @@ class SessionEnds:
         last = ends[-1].id if ends else after
         return View(ends, [self.subject(u) for u in locked], last, more, KEEP_SECONDS)
 
-    def _record_locks(self, now: float) -> None:
-        """At the node that may write: each lock not yet recorded becomes a ``session.end`` at
-        the lock's end (so the sessions it ended stay ended once it is over)."""
+    def record_locks(self, now: float) -> None:
+        """At the node that may write (the master, which counts every node's failures): each
+        lock not yet recorded becomes a ``session.end`` of every session issued before now, so
+        the sessions it ended stay ended once it is over. The node runs this every
+        ``RECORD_LOCKS_EVERY`` seconds; elsewhere it does nothing."""
         se, us = t.session_ends, t.user_state
         with self.store.read() as conn:
             if formats.local_format(conn) < formats.SESSION_ENDS_FORMAT:
@@ -173,11 +206,7 @@ class SessionEnds:
             recorded = (
                 select(func.count())
                 .select_from(se)
-                .where(
-                    se.c.user_name == t.users.c.name,
-                    se.c.session == "",
-                    se.c.at >= us.c.locked_until,
-                )
+                .where(se.c.user_name == t.users.c.name, se.c.lock_until == us.c.locked_until)
                 .scalar_subquery()
             )
             unrecorded = list(
@@ -189,7 +218,7 @@ class SessionEnds:
             )
         if not unrecorded:
             return
-        changes = [end_change(r.name, "", float(r.locked_until)) for r in unrecorded]
+        changes = [end_change(r.name, "", now, float(r.locked_until)) for r in unrecorded]
         audit = [
             AuditEvent("session.end", "ok", user_name=r.name, detail="every session (locked)")
             for r in unrecorded

@@ -66,7 +66,7 @@ from . import i18n
 from .config import PACKAGED_THEMES, PortalConfig
 from .forward_auth import Cookies, ForwardAuthGate, in_domain
 from .revocations import RevocationView
-from .sessions import CARRY, MAX_SESSIONS, Attempts, Carried, Session, Sessions
+from .sessions import CARRY, MAX_IDS, MAX_SESSIONS, Attempts, Carried, Session, Sessions
 
 log = logging.getLogger("openmfa.portal")
 MAX_FORM = 16 * 1024
@@ -253,9 +253,14 @@ def create_app(
         host = request.headers.get("host", "")
         return urlsplit(origin).netloc == host
 
-    def page(handler: Handler, *, public: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    def page(
+        handler: Handler, *, public: bool = False, ends_only: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
         """A page: the session (made on a first visit), the language, the CSRF and Origin
-        checks of a form post, and what the node's errors mean to the person."""
+        checks of a form post, and what the node's errors mean to the person. ``ends_only``:
+        a form that only ends things (sign-out) is taken from this portal's own pages even
+        when this host's session had already ended — its CSRF token with it — so a person
+        idle too long still ends the cookie the protected sites take."""
 
         async def endpoint(request: Request) -> Response:
             lang = language(request)
@@ -293,11 +298,14 @@ def create_app(
                 sent = (form.get("csrf") if form is not None else None) or request.headers.get(
                     "x-csrf-token", ""
                 )
-                if (
-                    fresh
-                    or not isinstance(sent, str)
-                    or not hmac.compare_digest(sent.encode(), s.csrf.encode())
-                    or not same_origin(request)
+                expired = fresh and ends_only and bool(request.headers.get("origin"))
+                if not same_origin(request) or (
+                    not expired
+                    and (
+                        fresh
+                        or not isinstance(sent, str)
+                        or not hmac.compare_digest(sent.encode(), s.csrf.encode())
+                    )
                 ):
                     log.warning("refused a form post without this portal's CSRF token")
                     resp = ctx.render(
@@ -556,6 +564,8 @@ def create_app(
         target, s.return_to = s.return_to, ""
         me = await sdk.portal_me(s.token)
         assert fa_cookies is not None
+        if me.session_id and me.session_id not in s.session_ids:  # what a sign-out ends
+            s.session_ids = [*s.session_ids, me.session_id][-MAX_IDS:]
         value = fa_cookies.issue(
             me.user.name,
             me.user.email,
@@ -838,11 +848,24 @@ def create_app(
         return ctx.render("sign_ins.html", events=[(e, describe(ctx, e)) for e in events])
 
     async def sign_out(ctx: Ctx) -> Response:
-        if ctx.session.signed_in:  # this session ends on every host (its cookie at the sites too)
-            try:
-                await sdk.portal_sign_out(ctx.session.token)
-            except (Unauthorized, Unavailable) as exc:  # ended already, or no node: the
-                log.warning("sign-out not recorded at the node: %s", exc)  # session ends here
+        """This session ends on every host, and so does every forward-auth cookie it gave
+        (re-authentications included) and the one this browser holds — even when this
+        portal's own session had already ended (idle) while the cookie lived on."""
+        s = ctx.session
+        ended: dict[str, list[str]] = {}
+        if s.user and s.session_ids:
+            ended[s.user] = list(s.session_ids)
+        held = ctx.request.cookies.get(fa.cookie_name, "") if fa is not None else ""
+        bearer = fa_cookies.check(held.encode(), time.time()) if fa_cookies and held else None
+        if bearer is not None and bearer.session:
+            ended.setdefault(bearer.user, []).append(bearer.session)
+        try:
+            if s.signed_in:
+                await sdk.portal_sign_out(s.token)
+            for user, ids in ended.items():
+                await sdk.portal_end_sessions(user, list(dict.fromkeys(ids))[:MAX_IDS])
+        except OpenMfaError as exc:  # ended already, no node, an older node: this host's
+            log.warning("sign-out not recorded at the node: %s", exc)  # session ends here
         sessions.drop(ctx.session)
         fresh = sessions.new()
         fresh.notice = "signed-out"
@@ -1063,7 +1086,7 @@ def create_app(
             Route("/sign-ins", page(sign_ins)),
             Route("/profile", page(profile), methods=["GET", "POST"]),
             Route("/bypass", page(bypass), methods=["POST"]),
-            Route("/sign-out", page(sign_out, public=True), methods=["POST"]),
+            Route("/sign-out", page(sign_out, public=True, ends_only=True), methods=["POST"]),
             Route("/sign-out-everywhere", page(sign_out_everywhere), methods=["POST"]),
             Route("/language", page(choose_language, public=True), methods=["POST"]),
             Route("/static/{name:path}", static),

@@ -26,6 +26,8 @@ from cryptography.fernet import Fernet, InvalidToken
 
 CARRY = "-carry"
 """The carry cookie is named after the session cookie, with this after it."""
+MAX_IDS = 16
+"""Node sessions one portal session remembers (re-authentications are a handful a day)."""
 MAX_SESSIONS = 50_000
 """Oldest sessions are dropped past this many (a flood of first visits cannot fill memory)."""
 
@@ -66,6 +68,9 @@ class Session:
     """Backup codes, shown on the next page only."""
     notice: str = ""
     bypass_until: float = 0.0
+    session_ids: list[str] = field(default_factory=list)
+    """The node sessions this one held (a re-authentication gives a new one) whose ids a
+    forward-auth cookie may carry: a sign-out ends them all."""
 
     @property
     def signed_in(self) -> bool:
@@ -165,7 +170,16 @@ class Attempts:
 class Carried:
     """Signed-in sessions sealed into a cookie, restored by any portal host sharing the key."""
 
-    FIELDS = ("id", "csrf", "created", "user", "token", "token_expires", "signed_in_at")
+    FIELDS = (
+        "id",
+        "csrf",
+        "created",
+        "user",
+        "token",
+        "token_expires",
+        "signed_in_at",
+        "session_ids",
+    )
 
     def __init__(self, key: bytes, idle_seconds: float) -> None:
         derived = hashlib.sha256(b"openmfa portal session carry\0" + key).digest()
@@ -192,6 +206,7 @@ class Carried:
                 token=str(data["token"]),
                 token_expires=float(data["token_expires"]),
                 signed_in_at=float(data["signed_in_at"]),
+                session_ids=[str(x) for x in data.get("session_ids", [])][:MAX_IDS],
             )
         except (InvalidToken, ValueError, KeyError, TypeError):
             return None

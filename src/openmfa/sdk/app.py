@@ -83,6 +83,7 @@ from .models import (
     PortalMe,
     PortalPhone,
     PortalSecondFactor,
+    PortalSessionsEnd,
     PortalSignIn,
     PortalStep,
     PortalTotpConfirm,
@@ -632,6 +633,23 @@ async def portal_sign_out(request: Request) -> Response:
     await run_in_threadpool(
         lambda: node.session_ends.end(grant.user, session, client=client.name, rid=rid)
     )
+    return Response(status_code=204)
+
+
+async def portal_sessions_end(request: Request) -> Response:
+    """A portal host ends sessions of a person by their ids (a signing-out browser's
+    forward-auth cookie, the sessions its own session held): 204 whatever the names — an id is
+    random, so a portal key can end only sessions it was shown."""
+    node = _node(request)
+    client = await _authorize(request, "portal")
+    b = await _body(request, PortalSessionsEnd, node.max_body)
+    rid = request.state.request_id
+
+    def end() -> None:
+        for session in dict.fromkeys(b.sessions):
+            node.session_ends.end(b.user, session, client=client.name, rid=rid)
+
+    await run_in_threadpool(end)
     return Response(status_code=204)
 
 
@@ -1329,6 +1347,7 @@ def create_app(
         Route("/v1/portal/me/sign-out-everywhere", portal_sign_out_everywhere, methods=["POST"]),
         Route("/v1/portal/me/sign-out", portal_sign_out, methods=["POST"]),
         Route("/v1/portal/sessions/ended", portal_sessions_ended, methods=["GET"]),
+        Route("/v1/portal/sessions/end", portal_sessions_end, methods=["POST"]),
         Route("/v1/portal/me/backup-codes", portal_backup_codes, methods=["POST"]),
         Route("/v1/portal/passkey/options", portal_passkey_options, methods=["POST"]),
         Route("/v1/portal/passkey", portal_passkey, methods=["POST"]),

@@ -73,6 +73,7 @@ from .models import (
     PortalMe,
     PortalPhone,
     PortalSecondFactor,
+    PortalSessionsEnd,
     PortalSignIn,
     PortalStep,
     PortalTotpConfirm,
@@ -283,6 +284,11 @@ class Requests:
     @staticmethod
     def portal_sign_out(session: str) -> Call[None]:
         return _mine("POST", "/v1/portal/me/sign-out", None, session)
+
+    @staticmethod
+    def portal_end_sessions(user: str, sessions: list[str]) -> Call[None]:
+        body = _encode(PortalSessionsEnd(user=user, sessions=sessions))
+        return Call("POST", "/v1/portal/sessions/end", None, body=body, kind="write")
 
     @staticmethod
     def portal_sessions_ended(after: int) -> Call[SessionsEnded]:
@@ -725,6 +731,10 @@ class SdkClient:
         """End this session of the signed-in user (and its forward-auth cookie) everywhere."""
         self.send(Requests.portal_sign_out(session))
 
+    def portal_end_sessions(self, user: str, sessions: list[str]) -> None:
+        """End sessions of ``user`` by their ids, on every portal host."""
+        self.send(Requests.portal_end_sessions(user, sessions))
+
     def portal_sessions_ended(self, after: int) -> SessionsEnded:
         """The portal hosts' revocation view: sessions ended since row ``after``."""
         return self.send(Requests.portal_sessions_ended(after))
@@ -1028,6 +1038,9 @@ class AsyncSdkClient:
 
     async def portal_sign_out(self, session: str) -> None:
         await self.send(Requests.portal_sign_out(session))
+
+    async def portal_end_sessions(self, user: str, sessions: list[str]) -> None:
+        await self.send(Requests.portal_end_sessions(user, sessions))
 
     async def portal_sessions_ended(self, after: int) -> SessionsEnded:
         return await self.send(Requests.portal_sessions_ended(after))

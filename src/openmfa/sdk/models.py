@@ -514,6 +514,17 @@ class PortalMe(msgspec.Struct, kw_only=True):
     0: none is given; None: a node that does not say)."""
 
 
+class PortalSessionsEnd(msgspec.Struct, kw_only=True):
+    """Sessions of ``user`` to end (their ids, as a forward-auth cookie carries them): what a
+    portal host asks when a person signs out, whatever state its own session is in."""
+
+    user: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    sessions: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+        msgspec.Meta(max_length=16),
+    ]
+
+
 class SessionEnd(msgspec.Struct, kw_only=True):
     """A session ended (``session``), or every session of ``subject`` issued before ``at``
     (``session`` empty)."""
@@ -628,7 +639,7 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     """With ``not_master``: the farm master's SDK URL, where writes go."""
 
 
-REQUEST_BODIES = (*REQUEST_BODIES, ComponentReport)
+REQUEST_BODIES = (*REQUEST_BODIES, ComponentReport, PortalSessionsEnd)
 RESPONSES: tuple[type[msgspec.Struct], ...] = (
     ErrorBody,
     ComponentReply,

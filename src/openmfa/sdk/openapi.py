@@ -330,6 +330,15 @@ ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
         204,
     ),
     (
+        "post",
+        "/v1/portal/sessions/end",
+        "portal",
+        "End sessions of a person by their ids (a signing-out browser's forward-auth cookie)",
+        "PortalSessionsEnd",
+        None,
+        204,
+    ),
+    (
         "get",
         "/v1/portal/sessions/ended",
         "portal",

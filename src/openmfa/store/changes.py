@@ -420,14 +420,19 @@ def _session_end(conn: Connection, p: Payload) -> None:
     The master numbers the rows in order (the next id, under its write lock) and writes the id
     into the payload before it is logged, so every node replays the same id: a portal host asks
     any node for what is new since the last id it saw."""
-    if "id" not in p:
-        last = conn.scalar(select(func.max(t.session_ends.c.id)))
-        p["id"] = int(last or 0) + 1
-    conn.execute(delete(t.session_ends).where(t.session_ends.c.at < p["at"] - SESSION_ENDS_KEEP))
-    conn.execute(delete(t.session_ends).where(t.session_ends.c.id == p["id"]))
+    se = t.session_ends
+    if "id" not in p:  # the writer numbers it: two writers of one shared database that take
+        p["id"] = int(conn.scalar(select(func.max(se.c.id))) or 0) + 1  # the same id conflict
+    else:  # a replay (a subordinate, a resync): the same row again is the same row
+        conn.execute(delete(se).where(se.c.id == p["id"]))
+    conn.execute(delete(se).where(se.c.at < p["at"] - SESSION_ENDS_KEEP, se.c.id < p["id"]))
     conn.execute(
-        insert(t.session_ends).values(
-            id=p["id"], user_name=p["user"], session=p.get("session", ""), at=p["at"]
+        insert(se).values(
+            id=p["id"],
+            user_name=p["user"],
+            session=p.get("session", ""),
+            at=p["at"],
+            lock_until=p.get("lock_until"),
         )
     )
 

@@ -263,10 +263,13 @@ session_ends = Table(
     Column("user_name", String(255), nullable=False),
     Column("session", String(64), nullable=False, server_default=""),
     Column("at", Float, nullable=False),
+    Column("lock_until", Float, nullable=True),
     Index("ix_session_ends_user", "user_name", "session"),
     Index("ix_session_ends_at", "at"),
 )
 """Portal and forward-auth sessions ended: one session (``session``: its id), or every session
-of ``user_name`` issued before ``at`` (``session`` empty). Ids are given by the master in order,
+of ``user_name`` issued before ``at`` (``session`` empty; ``lock_until``: the end of the lock
+this row records, once per lock). ``at`` is when the row was recorded (never in the future).
+Ids are given by the master in order,
 the same on every node, so a portal host reads what is new since the last id it saw from any
 node. Rows older than ``openmfa.node.session_ends.KEEP_SECONDS`` are dropped as new ones come."""

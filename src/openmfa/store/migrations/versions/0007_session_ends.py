@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("user_name", sa.String(255), nullable=False),
         sa.Column("session", sa.String(64), nullable=False, server_default=""),
         sa.Column("at", sa.Float, nullable=False),
+        sa.Column("lock_until", sa.Float, nullable=True),
     )
     op.create_index("ix_session_ends_user", "session_ends", ["user_name", "session"])
     op.create_index("ix_session_ends_at", "session_ends", ["at"])
