@@ -8,6 +8,7 @@ import pytest
 
 from openmfa.errors import InvalidInput
 from openmfa.install import signing
+from openmfa.install.releases import create_bundle, open_bundle
 
 
 def test_a_signature_covers_the_manifest_bytes_and_names_its_key(tmp_path: Path) -> None:
@@ -39,3 +40,29 @@ def test_pins_are_checked_and_kept_once(tmp_path: Path) -> None:
     assert signing.check_signature(tmp_path, b"{}", []) == ""  # unsigned, nothing pinned
     with pytest.raises(InvalidInput, match=r"bundle\.sig is missing"):
         signing.check_signature(tmp_path, b"{}", [public])
+
+
+def test_only_a_checked_private_copy_of_a_bundle_is_installed(tmp_path: Path) -> None:
+    """The wheels handed to pip are the copy that was checked, not the bundle's folder (where
+    a file could change after the check); a link in the bundle is refused."""
+    release = tmp_path / "release"
+    (release / "wheels").mkdir(parents=True)
+    (release / "wheels" / "openmfa-1.0-py3-none-any.whl").write_bytes(b"one")
+    (release / "wheels" / "dep-2.0-py3-none-any.whl").write_bytes(b"two")
+    folder = create_bundle(release, "1.0", tmp_path / "bundle")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    version, wheels = open_bundle(folder, scratch)
+    assert version == "1.0" and wheels.is_relative_to(scratch)
+    assert {p.name for p in wheels.iterdir()} == {
+        "openmfa-1.0-py3-none-any.whl",
+        "dep-2.0-py3-none-any.whl",
+    }
+    dep = folder / "wheels" / "dep-2.0-py3-none-any.whl"
+    (tmp_path / "elsewhere.whl").write_bytes(b"two")
+    dep.unlink()
+    dep.symlink_to(tmp_path / "elsewhere.whl")  # the same bytes, through a link
+    again = tmp_path / "again"
+    again.mkdir()
+    with pytest.raises(InvalidInput, match=r"wheels/dep-2\.0-py3-none-any\.whl"):
+        open_bundle(folder, again)

@@ -117,13 +117,21 @@ def verify_bundle(bundle: Path, into: Path, pinned: list[str]) -> tuple[str, Pat
     listed = [(f"wheels/{n}", d) for n, d in files.items()]
     if isinstance(manifest.get("sbom"), dict):
         listed.append((str(manifest["sbom"]["name"]), str(manifest["sbom"]["sha256"])))
+    # What is checked is a private copy, and only the copy is installed: a file changed in
+    # the bundle's folder after the check (or a link swapped) never reaches the host.
+    checked = Path(tempfile.mkdtemp(prefix="checked-", dir=into))
+    (checked / "wheels").mkdir()
     for name, digest in listed:
         path = bundle / name
-        if "/" in name.removeprefix("wheels/") or name.startswith(("/", "..")):
+        if "/" in name.removeprefix("wheels/") or name.startswith(("/", "..")) or not name:
             raise InvalidInput(f"{BUNDLE_MANIFEST} names {name!r}, which is not a bundle file")
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        if path.is_symlink() or not path.is_file():
             raise InvalidInput(f"bundle file {name} is missing or damaged; copy the bundle again")
-    return version, wheels, signer
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise InvalidInput(f"bundle file {name} is missing or damaged; copy the bundle again")
+        (checked / name).write_bytes(data)
+    return version, checked / "wheels", signer
 
 
 def install_release(root: Path, *, wheel: Path | None = None, bundle: Path | None = None) -> str:
