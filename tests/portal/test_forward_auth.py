@@ -102,3 +102,33 @@ def test_the_revocation_view_ends_sessions_and_fails_closed_when_stale() -> None
     pages.append(_page(now=2100.0))
     asyncio.run(view.refresh())
     assert view.stands("j2", "s5", 2050.0, 2100.0)  # heard again
+
+
+def test_a_new_farm_epoch_reads_what_ended_from_the_first_row() -> None:
+    """After a promotion that lost rows, the new master may number rows again: a host that
+    had read up to row 5 reads from row 0 again when the epoch changes."""
+    asked: list[int] = []
+    pages = [
+        SessionsEnded(
+            ends=[SessionEnd(id=5, subject="j1", session="s1", at=1.0)], locked=[], last_id=5,
+            more=False, keep_seconds=86400.0, now=2000.0, epoch=1,
+        ),
+        SessionsEnded(
+            ends=[], locked=[], last_id=5, more=False, keep_seconds=86400.0, now=2000.0, epoch=2
+        ),
+        SessionsEnded(
+            ends=[SessionEnd(id=5, subject="j2", session="s2", at=2.0)], locked=[], last_id=5,
+            more=False, keep_seconds=86400.0, now=2000.0, epoch=2,
+        ),
+    ]  # fmt: skip
+
+    async def fetch(after: int) -> SessionsEnded:
+        asked.append(after)
+        return pages.pop(0)
+
+    view = RevocationView(fetch, 2.0, 30.0)
+    asyncio.run(view.refresh())
+    asyncio.run(view.refresh())
+    assert asked == [0, 5, 0]
+    assert not view.stands("j1", "s1", 1500.0, 2000.0)  # what it knew stays
+    assert not view.stands("j2", "s2", 1500.0, 2000.0)  # the renumbered row is read

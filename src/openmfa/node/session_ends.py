@@ -64,6 +64,9 @@ class View:
     last_id: int
     more: bool
     keep_seconds: float
+    epoch: int = 0
+    """The farm's epoch: a promotion that lost rows may number new ones again, so a portal
+    host reads everything again when it changes."""
 
 
 def end_change(
@@ -181,6 +184,9 @@ class SessionEnds:
                         .limit(PAGE + 1)
                     )
                 )
+            epoch = int(
+                conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "farm.epoch")) or 0
+            )
             locked = list(
                 conn.execute(
                     select(t.users.c.name)
@@ -192,7 +198,7 @@ class SessionEnds:
         rows = rows[:PAGE]
         ends = [Ended(r.id, self.subject(r.user_name), r.session, r.at) for r in rows]
         last = ends[-1].id if ends else after
-        return View(ends, [self.subject(u) for u in locked], last, more, KEEP_SECONDS)
+        return View(ends, [self.subject(u) for u in locked], last, more, KEEP_SECONDS, epoch)
 
     def record_locks(self, now: float) -> None:
         """At the node that may write (the master, which counts every node's failures): each

@@ -43,6 +43,8 @@ class RevocationView:
         self.max_age = max_age_seconds
         self.clock = clock
         self.last_id = 0
+        self.epoch = -1
+        """The farm epoch of the last answer (-1: none yet)."""
         self.ended: dict[str, float] = {}
         """Session id -> when it ended."""
         self.cutoffs: dict[str, float] = {}
@@ -71,8 +73,15 @@ class RevocationView:
             return False
         return issued_at > self.cutoffs.get(subject, float("-inf"))
 
-    def apply(self, page: SessionsEnded, local_now: float) -> None:
-        """Take one answer of the node in."""
+    def apply(self, page: SessionsEnded, local_now: float) -> bool:
+        """Take one answer of the node in; False when it is of another farm epoch than the
+        last (a promotion may have numbered rows again): ask again from the first row (what
+        this host knows stays: every answer only ever ends more)."""
+        if page.epoch != self.epoch:
+            first = self.epoch == -1
+            self.epoch, self.last_id = page.epoch, 0
+            if not first and page.last_id:
+                return False
         for e in page.ends:
             if e.session:
                 self.ended[e.session] = e.at
@@ -85,6 +94,7 @@ class RevocationView:
         self.last_id = max(self.last_id, page.last_id)
         self.keep = page.keep_seconds
         self.skew = page.now - local_now
+        return True
 
     async def refresh(self) -> None:
         """Ask a node what is new (every page of it); the view is fresh once it answered."""
@@ -92,7 +102,8 @@ class RevocationView:
             asked = self.clock()
             while True:
                 page = await self.fetch(self.last_id)
-                self.apply(page, time.time())
+                if not self.apply(page, time.time()):
+                    continue  # another epoch: from the first row
                 if not page.more:
                     break
             self.heard = asked

@@ -670,6 +670,7 @@ async def portal_sessions_ended(request: Request) -> Response:
             more=v.more,
             keep_seconds=v.keep_seconds,
             now=now,
+            epoch=v.epoch,
         )
     )
 

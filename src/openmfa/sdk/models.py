@@ -548,6 +548,8 @@ class SessionsEnded(msgspec.Struct, kw_only=True):
     """A session issued longer ago than this has ended, whatever the rows say."""
     now: float
     """The node's clock when it answered."""
+    epoch: int = 0
+    """The farm's epoch (0: a node on its own): when it changes, read everything again."""
 
 
 class AuditPage(msgspec.Struct, kw_only=True):
