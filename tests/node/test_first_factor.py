@@ -108,3 +108,35 @@ def test_a_field_read_two_ways_counts_one_failure(store: Store, config: Config) 
     ]
     rows = [(e.action, e.result, e.reason) for e in audit.query(store, user="bob")]
     assert rows.count(("authenticate", "rejected", "wrong_password")) == 2
+
+
+def test_an_unknown_or_disabled_persons_right_password_is_never_right(
+    store: Store, config: Config
+) -> None:
+    """A directory behind the node may know a password for a name the node does not know, or
+    has disabled: checked all the same (the same work), never taken, nothing counted."""
+    accounts = Accounts(store, config)
+    accounts.add_user("dora")
+    accounts.update_user("dora", {"enabled": False})
+    auth = Authenticator(store, VerifyPolicy(lockout=LockoutPolicy(threshold=3, minutes=15)))
+    backend = Backend()
+    event = AuditEvent("primary", "accepted", user_name="x", client="radius:gw")
+
+    async def scenario() -> list[Decision]:
+        queue = CommitQueue(auth)
+        queue.start()
+        first = FirstFactor(store, queue)
+        try:
+            return [
+                await first.check(
+                    backend, Attempt(name, "", client="radius:gw", push=False), "right", event
+                )
+                for name in ("dora", "ghost", "dora", "ghost")
+            ]
+        finally:
+            queue.stop()
+
+    said = asyncio.run(scenario())
+    assert [d.reason for d in said] == [Reason.DISABLED, Reason.UNKNOWN_USER] * 2
+    assert not any(d.accepted for d in said)
+    assert backend.asked == ["right"] * 4  # the same work as for anyone
