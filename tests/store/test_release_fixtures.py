@@ -8,6 +8,7 @@ import shutil
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -21,6 +22,8 @@ from openmfa.node.apikeys import KeyRing
 from openmfa.node.authenticator import Attempt, Authenticator
 from openmfa.node.passwords import check_password
 from openmfa.node.radius_clients import RadiusClients
+from openmfa.node.session_ends import SessionEnds
+from openmfa.node.tokens import Tokens
 from openmfa.store import formats
 from openmfa.store import tables as t
 from openmfa.store.database import DATA_FORMAT, READS_FORMATS, DataDir, Store, engine_for, migrate
@@ -68,8 +71,9 @@ def test_fixture_opens_migrates_and_nothing_is_lost(
             user = acc.get_user(name)
             for field, value in expected.items():
                 assert getattr(user, field) == value, (name, field)
-        kinds = sorted(m.kind for m in acc.list_methods("alice"))
-        assert kinds == ["backup-codes", "hotp", "totp"]
+        methods = facts.get("methods", {"alice": ["backup-codes", "hotp", "totp"]})
+        for name, kinds in methods.items():
+            assert sorted(m.kind for m in acc.list_methods(name)) == kinds, name
         now = time.time()
         auth = Authenticator(store, VerifyPolicy())
         codes = [
@@ -99,5 +103,35 @@ def test_fixture_opens_migrates_and_nothing_is_lost(
             c = clients[name]
             assert str(c.network) == expected["address"] and c.primary == expected["primary"]
             assert c.secret == expected["secret"].encode()
+        _later_formats(store, acc, facts, src, now)
     finally:
         store.close()
+
+
+def _later_formats(
+    store: Store, acc: Accounts, facts: dict[str, Any], src: Path, now: float
+) -> None:
+    """What a fixture of format 3 or later holds, still there and still working."""
+    for name, kind in facts.get("default_method", {}).items():  # format 4
+        chosen = acc.get_user(name).default_method
+        assert [m.kind for m in acc.list_methods(name) if m.id == chosen] == [kind], name
+    ends = SessionEnds(store)
+    for name in facts.get("sessions_ended", []):  # format 4 (sessions_after), format 6
+        assert ends.ended(name, "", now - 60, now), name
+    assert not ends.ended("carol", "", now - 60, now) or "carol" in facts.get("sessions_ended", [])
+    inventory = {v.serial: v for v in Tokens(store, acc.config, acc).inventory()}  # format 5
+    for serial, expected in facts.get("tokens", {}).items():
+        assert inventory[serial].kind == expected["kind"]
+        assert bool(inventory[serial].user) == expected["assigned"]
+    for name, state_file in facts.get("devices", {}).items():  # format 3: the phone's offline code
+        phone = json.loads((src / state_file).read_text())
+        with store.read() as conn:
+            owner = conn.scalar(
+                select(t.users.c.name)
+                .select_from(t.devices.join(t.users, t.users.c.id == t.devices.c.user_id))
+                .where(t.devices.c.method_id == phone["device_id"])
+            )
+        assert owner == name
+        code = totp(_key(phone["totp_secret"]), now + 30)  # the next step: unused so far
+        (d,) = Authenticator(store, VerifyPolicy()).run([Attempt(name, code)], now + 30)
+        assert isinstance(d, Decision) and d.accepted, name
