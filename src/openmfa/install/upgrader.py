@@ -48,11 +48,13 @@ from ..radius.handoff import take as take_radius_socket
 from ..store import tables as t
 from ..store.backups import Backups
 from ..store.database import DataDir, driver_url
+from . import compat
 from .config_merge import merge
 from .installer import check_prerequisites
 from .mobile_control import MobileControl, PortalControl, ServiceControl
 from .record import InstallRecord
 from .releases import (
+    COMPLETE,
     install_release,
     lower_priority,
     package_dir,
@@ -140,6 +142,8 @@ class Upgrade:
             target = self._target_version(wheel, bundle)
             if target == self.record.version:
                 raise InstallFailed(f"OpenMFA {target} is installed already; nothing to do")
+            if not dry_run:
+                self._may_go_to(target, wheel, bundle)
             journal = Journal(self.record.version, target, str(wheel or bundle))
         else:
             self.say(
@@ -213,6 +217,26 @@ class Upgrade:
         self.record.history.append({"action": "rollback", "from": last["to"], "to": last["from"]})
         self.record.save(self.record_file)
         return str(last["from"])
+
+    def _may_go_to(self, target: str, wheel: Path | None, bundle: Path | None) -> None:
+        """Refuse, before anything on the host changes, a release that could not take over from
+        this one (``compat``): it is installed beside the running one first, to ask it, and
+        removed again when refused."""
+        check_prerequisites(self.root, need_bytes=self._need_bytes())
+        existed = (self.root / "releases" / target / COMPLETE).exists()
+        install_release(self.root, wheel=wheel, bundle=bundle)
+        facts = compat.facts_of(target, self._bin(target).with_name("python"))
+        fmt = None
+        if self.server:
+            try:
+                fmt = compat.data_format_of(self.dd, self.dd.config())
+            except OpenMfaError:
+                fmt = None  # a config this release cannot read: the backup step says why
+        reason = compat.refusal(self.record.version, fmt, facts)
+        if reason is not None:
+            if not existed:
+                shutil.rmtree(self.root / "releases" / target, ignore_errors=True)
+            raise InstallFailed(f"{reason}. Nothing on this host was changed")
 
     # -- steps ----------------------------------------------------------------------------------
 
