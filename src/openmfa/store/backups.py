@@ -1,10 +1,14 @@
-"""Backups of a node: the data file, the key file and the configuration, with a manifest.
+"""Backups of a node: the data file, every key file of the host (``key_files``: the data key,
+the services' keys, the pinned release keys), server.toml and the services' files beside it,
+with a manifest.
 
 Invariant owned here: a backup is only called good after it was read back — every file's
-SHA-256 matches the manifest, the copied data file passes SQLite's integrity check, has the
-recorded row count in every table and the recorded data format and schema revision, and the
-copied key file opens the copied data file. ``restore`` refuses a backup that fails this, and
-takes a backup of the current state before it replaces anything.
+SHA-256 matches the manifest (the key files' too, and their index, ``backup_keys``), the copied
+data file passes SQLite's integrity check, has the recorded row count in every table and the
+recorded data format and schema revision, and the copied key file opens the copied data file.
+``restore`` refuses a backup that fails this, and takes a backup of the current state before it
+replaces anything (a data directory with no data yet has none to take: then it refuses to
+replace any file there that differs from the backup's).
 
 PostgreSQL data sets are dumped with ``pg_dump --format=custom`` and checked with
 ``pg_restore --list``; restoring one runs ``pg_restore --clean``.
@@ -19,7 +23,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ from sqlalchemy import func, select
 from .. import __version__
 from ..config import Config
 from ..errors import BackupFailed, InvalidInput, NotFound, OpenMfaError
+from . import backup_keys, key_files
 from . import tables as t
 from .crypto import SecretBox, read_key_file
 from .database import DATA_FILE, KEY_FILE, DataDir, Store, check_format, engine_for
@@ -50,6 +55,14 @@ class BackupInfo:
     """file name -> SHA-256"""
     rows: dict[str, int] = field(default_factory=dict)
     path: str = ""
+
+
+@dataclass
+class Restored:
+    safety: BackupInfo | None
+    """The backup of the state before (None: there was no data to keep)."""
+    said: list[str] = field(default_factory=list)
+    """Where each key file went, and which ones the backup did not hold (no contents)."""
 
 
 def _sha256(path: Path) -> str:
@@ -83,12 +96,17 @@ def _sqlite_facts(db: sqlite3.Connection) -> tuple[int, str, dict[str, int]]:
 
 
 class Backups:
-    def __init__(self, data_dir: DataDir, config: Config) -> None:
+    def __init__(self, data_dir: DataDir, config: Config, install_root: Path | None = None) -> None:
+        """``install_root``: the installation whose pinned release keys are kept too (None:
+        the install record's, when it records this data directory)."""
         self.dd = data_dir
         self.config = config
+        self.install_root = install_root
         configured = config.get("backup", "dir")
         self.root = Path(configured) if configured else data_dir.backups
         self.url: str = config.get("store", "url")
+        self.notes: list[str] = []
+        """What the last ``create`` could not keep, in words."""
 
     # -- create ----------------------------------------------------------------------------
 
@@ -106,6 +124,7 @@ class Backups:
             backup_id = f"{stamp}-{reason}-{n}"
         work = self.root / f".{backup_id}.partial"
         work.mkdir(parents=True, mode=0o700)
+        work.chmod(0o700)  # whatever the umask: it holds the keys
         try:
             info = self._take(work, backup_id, reason)
             (work / MANIFEST).write_text(json.dumps(asdict(info), indent=2, sort_keys=True))
@@ -154,11 +173,14 @@ class Backups:
                 store = "postgresql"
         except (sqlite3.Error, OSError, subprocess.SubprocessError) as exc:
             raise BackupFailed(f"could not copy the data: {exc}; nothing was changed") from None
-        for path in (self.dd.key_file, self.dd.config_file):
-            if path.exists():
-                _fsync_copy(path, work / path.name, 0o600)
-        for path in work.iterdir():
-            files[path.name] = _sha256(path)
+        found = key_files.find(self.dd, self.config, self.install_root)
+        for path in found.configs:
+            backup_keys.copy_private(path, work / path.name)
+        _, missing = backup_keys.take(work, found, _sha256)
+        self.notes = found.notes + missing
+        for path in sorted(work.rglob("*")):
+            if path.is_file():
+                files[path.relative_to(work).as_posix()] = _sha256(path)
         return BackupInfo(
             id=backup_id,
             created_at=time.time(),
@@ -198,9 +220,16 @@ class Backups:
         return out
 
     def get(self, backup_id: str) -> BackupInfo:
+        """A backup by its ID, or by the path of its folder (copied from another host)."""
+        given = Path(backup_id)
+        if "/" in backup_id and (given / MANIFEST).is_file():
+            return self._load(given.absolute())
         path = self.root / backup_id
         if "/" in backup_id or backup_id.startswith(".") or not (path / MANIFEST).exists():
-            raise NotFound(f"no backup {backup_id!r} in {self.root}; see `openmfa backup list`")
+            raise NotFound(
+                f"no backup {backup_id!r} in {self.root}; see `openmfa backup list` (or give "
+                "the path of a backup's folder)"
+            )
         return self._load(path)
 
     @staticmethod
@@ -208,7 +237,8 @@ class Backups:
         try:
             data: dict[str, Any] = json.loads((path / MANIFEST).read_text())
             data["path"] = str(path)
-            return BackupInfo(**data)
+            known = {f.name for f in fields(BackupInfo)}  # a later release may say more
+            return BackupInfo(**{k: v for k, v in data.items() if k in known})
         except (ValueError, TypeError) as exc:
             raise BackupFailed(f"the manifest of {path.name} is unreadable ({exc})") from None
 
@@ -219,12 +249,17 @@ class Backups:
         info = self.get(backup_id)
         path = Path(info.path)
         problems = []
+        what = backup_keys.labels(path)
         for name, digest in info.files.items():
             f = path / name
-            if not f.exists():
-                problems.append(f"{name} is missing")
+            named = f"{name}, {what[name]}," if name in what else name
+            if not f.is_file():
+                problems.append(f"{named} is missing")
             elif _sha256(f) != digest:
-                problems.append(f"{name} does not match its checksum (changed or damaged)")
+                problems.append(f"{named} does not match its checksum (changed or damaged)")
+        if problems:
+            return problems
+        problems += backup_keys.check(path, info.files)
         if problems:
             return problems
         if info.store == "sqlite":
@@ -272,16 +307,31 @@ class Backups:
 
     # -- restore ---------------------------------------------------------------------------
 
-    def restore(self, backup_id: str) -> BackupInfo:
-        """Put a verified backup back in place. The caller holds the node lock."""
+    def restore(self, backup_id: str) -> Restored:
+        """Put a verified backup back in place: the data, the configuration files and every key
+        file it holds (each where it belongs). The caller holds the node lock."""
         info = self.get(backup_id)
         problems = self.verify(backup_id)
         if problems:
             raise BackupFailed(
                 f"backup {backup_id} is not good, nothing was changed: " + "; ".join(problems)
             )
-        safety = self.create("before-restore")
         src = Path(info.path)
+        kept = backup_keys.read_index(src)
+        said = []
+        if kept is None:
+            kept = [backup_keys.LEGACY]
+            said.append(
+                f"backup {info.id} (release {info.release}) was taken before backups kept the "
+                "services' key files: it holds the data key only"
+            )
+        configs = [n for n in key_files.CONFIG_NAMES if (src / n).is_file()]
+        safety = None
+        if self.url or self.dd.data_file.exists():
+            safety = self.create("before-restore")
+        else:
+            self._refuse_replacing(src, kept, configs)
+        self.dd.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if info.store == "sqlite":
             tmp = self.dd.data_file.with_name(DATA_FILE + ".restoring")
             _fsync_copy(src / DATA_FILE, tmp, 0o600)
@@ -289,36 +339,69 @@ class Backups:
                 Path(f"{self.dd.data_file}{suffix}").unlink(missing_ok=True)
             os.replace(tmp, self.dd.data_file)
         else:
-            out = subprocess.run(
-                [
-                    "pg_restore",
-                    "--clean",
-                    "--if-exists",
-                    "--no-owner",
-                    "--dbname",
-                    self.url,
-                    str(src / PG_DUMP),
-                ],
-                capture_output=True,
-                text=True,
-            )
-            if out.returncode != 0:
-                raise BackupFailed(
-                    f"pg_restore failed: {out.stderr.strip()[:300]}; the state "
-                    f"before the restore is in backup {safety.id}"
-                )
-        for name in (KEY_FILE, self.dd.config_file.name):
-            if (src / name).exists():
-                tmp = self.dd.root / (name + ".restoring")
-                _fsync_copy(src / name, tmp, 0o600)
-                os.replace(tmp, self.dd.root / name)
+            self._pg_restore(src, safety)
+        for name in configs:
+            backup_keys.copy_private(src / name, self.dd.root / name)
+        said += backup_keys.put_back(src, self.dd.root, kept)
+        said += self._lacking(kept)
         engine = engine_for(self.dd, self.config)
         try:
             check_format(engine)
         finally:
             engine.dispose()
         Store.open(self.dd).close()  # key and data file belong together again
-        return safety
+        return Restored(safety, said)
+
+    def _refuse_replacing(
+        self, src: Path, kept: list[backup_keys.KeptKey], configs: list[str]
+    ) -> None:
+        """No data here, so no backup of what is here: refuse to replace a file that differs."""
+        differ = backup_keys.differing(src, self.dd.root, kept)
+        for name in configs:
+            here = self.dd.root / name
+            if here.exists() and here.read_bytes() != (src / name).read_bytes():
+                differ.append(str(here))
+        if differ:
+            raise BackupFailed(
+                f"there is no data file in {self.dd.root}, so the state before the restore "
+                "cannot be backed up, and these files differ from the backup's: "
+                + "; ".join(differ)
+                + ". Move them away first (nothing was changed)"
+            )
+
+    def _pg_restore(self, src: Path, safety: BackupInfo | None) -> None:
+        out = subprocess.run(
+            [
+                "pg_restore",
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--dbname",
+                self.url,
+                str(src / PG_DUMP),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            before = f"backup {safety.id}" if safety else "no backup (there was no data)"
+            raise BackupFailed(
+                f"pg_restore failed: {out.stderr.strip()[:300]}; the state "
+                f"before the restore is in {before}"
+            )
+
+    def _lacking(self, kept: list[backup_keys.KeptKey]) -> list[str]:
+        """The key files this host's (restored) configuration names that the backup did not
+        hold: left as they are."""
+        ids = {k.id for k in kept}
+        found = key_files.find(self.dd, self.dd.config(), self.install_root)
+        out = []
+        for key in found.keys:
+            if key.id in ids or not (key.used or key.path.exists()):
+                continue
+            state = "left as it is" if key.path.exists() else "and there is none here"
+            out.append(f"not in this backup, {state}: {key.what}, {key.path}")
+        return out
 
     def prune(self) -> list[str]:
         keep = int(self.config.get("backup", "keep"))
