@@ -263,9 +263,12 @@ class Upgrade:
                     shutil.copy2(cfg, where / cfg.name)
                     self.say(f"    {cfg.name} saved in {where}")
             return
-        info = Backups(self.dd, self.dd.config()).create(f"before-upgrade-{_slug(j.to_version)}")
+        backups = Backups(self.dd, self.dd.config(), install_root=self.root)
+        info = backups.create(f"before-upgrade-{_slug(j.to_version)}")
         j.backup_id = info.id
-        self.say(f"    backup {info.id} taken and verified")
+        self.say(f"    backup {info.id} taken and verified (with every key file of this host)")
+        for note in backups.notes:
+            self.say(f"    warning: {note}")
 
     def _backup_dir(self, j: Journal) -> Path:
         if not self.server:
@@ -279,7 +282,8 @@ class Upgrade:
         if not self.server:
             self.say("    no data file on this host (no node here)")
             return
-        self._openmfa(j.to_version, "migrate")
+        said = self._openmfa(j.to_version, "migrate").strip().splitlines()
+        self.say(f"    {said[-1]}" if said else "    migrated")  # e.g. "data format 1 -> 6"
 
     def _config(self, j: Journal, wheel: Path | None, bundle: Path | None) -> None:
         if not self.server:
