@@ -24,12 +24,13 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     every pip the tests start resolves from it alone (PIP_FIND_LINKS, PIP_NO_INDEX), as an
     offline site would, instead of asking the package index again for each of the ~30 installs.
     (Installing from the index itself is what `openmfa install` does outside the tests.)"""
-    from .test_upgrade import recorded_release
+    from .test_upgrade import RELEASES, recorded_release
 
-    old = recorded_release(tmp_path_factory.mktemp("recorded"))
+    built = tmp_path_factory.mktemp("recorded")
+    old = [recorded_release(built, r["version"]) for r in RELEASES]  # the upgrade matrix's
 
     def fetch(house: Path) -> Path:
-        for wanted in ([str(ROOT), "setuptools>=77", "wheel"], [str(old)]):  # one name each
+        for wanted in ([str(ROOT), "setuptools>=77", "wheel"], *([str(w)] for w in old)):
             subprocess.run(
                 [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(house), *wanted],
                 check=True,

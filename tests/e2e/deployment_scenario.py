@@ -19,8 +19,9 @@ site), and LemonLDAP::NG sign-ins (password, then a code). Then ``openmfa farm u
 host, then the adapter host (its registration moved with no gap); ``then`` runs next under the
 same load (the test rolls everything back with ``openmfa farm rollback``).
 
-The two releases are this tree built as A and B: the previous release recorded in releases.toml
-predates the inventory, so its hosts could not be asked to upgrade.
+Release A is the newest one releases.toml records, built from its commit and installed on
+every host from the bundle its own ``openmfa bundle create`` made (as a customer runs it);
+release B is this tree, built as the next version.
 """
 
 from __future__ import annotations
@@ -66,10 +67,10 @@ from .farm_scenario import (
 from .helpers import OPENMFA, Phone, Watching, free_port, stop
 from .services import PROTECTED_SITE, Idp, lemonldap, nginx, nginx_conf
 from .test_forward_auth import CHROMIUM
-from .test_upgrade import NEW, ROOT
+from .test_upgrade import NEW, OLD, ROOT
 
-A = NEW
-B = ".".join([*A.split(".")[:2], str(int(A.split(".")[2]) + 1)])
+A = OLD
+B = NEW
 USERS = 60
 PORTAL_USERS = 16
 """People with a password and a TOTP method, shared by the portal, session, browser and
@@ -607,8 +608,7 @@ class Deployment:
 
 
 def install(work: Path, node_names: tuple[str, ...] = NODE_NAMES) -> Deployment:
-    """Every host installed from release A (nodes from its wheel, the portal and mobile hosts
-    from an offline bundle), nothing started."""
+    """Every host installed from release A's offline bundle, nothing started."""
     wheels = work / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     bundle_a, bundle_b = make_bundle(wheels, A), make_bundle(wheels, B)

@@ -34,7 +34,7 @@ from openmfa.radius import packet as p
 
 from .helpers import OPENMFA, built_once, free_port
 from .services import free_udp_port
-from .test_upgrade import NEW, ROOT, build_wheel, recorded_release
+from .test_upgrade import NEW, OLD, ROOT, build_wheel, recorded_release
 
 RADIUS_SECRET = "farm-radius-secret"
 RADIUS_SENDS = 3
@@ -310,13 +310,16 @@ def make_shared_releases(out: Path) -> tuple[Path, Path, str]:
 
 
 def make_bundle(out: Path, version: str) -> Path:
-    """A bundle of this tree as ``version``, made once a run: the farm, shared-database and
-    deployment upgrades install the same two releases, and each bundle costs a full install."""
+    """A bundle of ``version``, made once a run: the farm, shared-database and deployment
+    upgrades install the same two releases, and each bundle costs a full install. The previous
+    release (``OLD``) is built from the commit releases.toml records and bundled by its own
+    ``openmfa bundle create``; any other version is this tree built as that version."""
     return built_once(f"bundle-{version}", out, lambda where: _make_bundle(where, version))
 
 
 def _make_bundle(out: Path, version: str) -> Path:
-    new = build_wheel(ROOT, out, version)
+    recorded = version == OLD
+    new = recorded_release(out) if recorded else build_wheel(ROOT, out, version)
     scratch = out / f"scratch-{version}"
     run(
         OPENMFA,
@@ -329,7 +332,8 @@ def _make_bundle(out: Path, version: str) -> Path:
         str(scratch / "install.toml"),
     )
     bundle = out / f"openmfa-{version}.tar.gz"
-    run(OPENMFA, "bundle", "create", str(bundle), "--record", str(scratch / "install.toml"))
+    tool = str(scratch / "root" / "current" / "venv" / "bin" / "openmfa") if recorded else OPENMFA
+    run(tool, "bundle", "create", str(bundle), "--record", str(scratch / "install.toml"))
     return bundle
 
 

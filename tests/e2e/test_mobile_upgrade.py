@@ -4,8 +4,8 @@ while their node stays on the release before — the newer host against the olde
 direction the whole deployment's upgrade never takes (tests/e2e/test_deployment_upgrade.py has
 the older hosts against the newer nodes, under load) — while an activated phone keeps approving
 pushes and a person keeps signing in to the portal; then both hosts are rolled back. The
-portal's prefix and custom theme stay as the admin made them. The two releases are this tree
-built as A and B: the previous release recorded in releases.toml predates both services.
+portal's prefix and custom theme stay as the admin made them. Release A is the newest one
+releases.toml records (built from its commit), B this tree built as the next version.
 
 The portal host is an adapter host too (forward-auth's adapter.toml): on B, it registers OpenMFA
 as LemonLDAP::NG's second factor against the node on A, joins the node's inventory, and
@@ -33,10 +33,10 @@ from openmfa.sdk.client import SdkClient
 from .farm_scenario import make_bundle
 from .helpers import OPENMFA, Phone, free_port, healthy, oathtool, wait_for
 from .services import Idp, free_udp_port, lemonldap
-from .test_upgrade import NEW, ROOT, build_wheel
+from .test_upgrade import NEW, OLD, recorded_release
 
-A = NEW
-B = ".".join([*A.split(".")[:2], str(int(A.split(".")[2]) + 1)])
+A = OLD
+B = NEW
 PREFIX = "/mfa-phone"
 ADAPTER_PORTALS = 'portals = ["10.0.0.5:8500"]  # the two portal hosts behind nginx'
 PORTAL_PREFIX = "/self-service"
@@ -163,7 +163,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> It
     base = tmp_path_factory.mktemp("deployment")
     wheels = base / "wheels"
     wheels.mkdir()
-    wheel_a = build_wheel(ROOT, wheels, A)
+    wheel_a = recorded_release(wheels)
     (base / "bundle-b").write_text(str(make_bundle(wheels, B)))
     node_root, node_record = base / "node" / "root", base / "node" / "install.toml"
     out = run(

@@ -4,6 +4,7 @@ every step."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -161,10 +162,15 @@ class Site:
         assert "method.add" in audit
 
 
-def recorded_release(out: Path) -> Path:
-    """The newest release in releases.toml, built from the commit it records (once a session)."""
-    newest = tomllib.loads((ROOT / "releases.toml").read_text())["release"][-1]
-    return built_once(f"release-{newest['commit']}", out, lambda where: _recorded(newest, where))
+RELEASES: list[dict[str, str]] = tomllib.loads((ROOT / "releases.toml").read_text())["release"]
+"""Every release releases.toml records, oldest first."""
+
+
+def recorded_release(out: Path, version: str = OLD) -> Path:
+    """A release releases.toml records (the newest by default), built from the commit it
+    records (once a session)."""
+    (release,) = [r for r in RELEASES if r["version"] == version]
+    return built_once(f"release-{release['commit']}", out, lambda where: _recorded(release, where))
 
 
 def _recorded(newest: dict[str, str], out: Path) -> Path:
@@ -191,7 +197,15 @@ def wheels(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> tuple[
 
 @pytest.fixture(scope="module")
 def site(wheels: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    base = tmp_path_factory.mktemp("site")
+    with serving_site(tmp_path_factory.mktemp("site"), wheels[0]) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def serving_site(base: Path, wheel: Path) -> Iterator[Site]:
+    """A host installed from ``wheel`` (``openmfa install``), with alice's TOTP and HOTP
+    methods and a RADIUS client, its node serving; stopped at the end (whatever release then
+    runs it)."""
     root, record = base / "root", base / "install.toml"
     out = Site.run(
         OPENMFA,
@@ -199,7 +213,7 @@ def site(wheels: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) ->
         "--root",
         str(root),
         "--from-wheel",
-        str(wheels[0]),
+        str(wheel),
         "--record",
         str(record),
     ).stdout
@@ -515,7 +529,7 @@ def test_a_node_started_with_overrides_comes_back_with_them(
 FAKE_SYSTEMCTL = r'''#!PYTHON
 """A stand-in for systemctl (no systemd runs here): starts and stops the unit's ExecStart the
 way systemd would, and logs what it was asked."""
-import os, signal, subprocess, sys, time, uuid
+import fcntl, os, signal, subprocess, sys, time, uuid
 from pathlib import Path
 
 verb, unit = sys.argv[1], sys.argv[2]
@@ -526,19 +540,25 @@ spec = (units / unit).read_text().splitlines()
 exec_start = next(ln.split("=", 1)[1] for ln in spec if ln.startswith("ExecStart="))
 env = dict(ln.split("=", 1)[1].split("=", 1) for ln in spec if ln.startswith("Environment="))
 var = Path(exec_start.split("--data-dir ", 1)[1].split()[0])
-if verb == "start":
+if verb not in ("start", "stop", "restart"):
+    sys.exit(f"fake systemctl: {verb} is not faked")
+running = False  # does a node hold the lock, as systemd would know its unit active?
+if (var / "openmfa.lock").exists():
+    with open(var / "openmfa.lock") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            running, pid = True, int(lock.read())
+if verb in ("stop", "restart") and running:
+    os.kill(pid, signal.SIGTERM)
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        time.sleep(0.05)
+if verb in ("start", "restart") and not (verb == "start" and running):
     subprocess.Popen(
         exec_start.split(),
         env={"PATH": os.environ["PATH"], "INVOCATION_ID": uuid.uuid4().hex, **env},
         stdout=open(units / "unit.log", "a"), stderr=subprocess.STDOUT, start_new_session=True,
     )
-elif verb == "stop":
-    pid = int((var / "openmfa.lock").read_text())
-    os.kill(pid, signal.SIGTERM)
-    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
-        time.sleep(0.05)
-else:
-    sys.exit(f"fake systemctl: {verb} is not faked")
 '''
 
 
@@ -546,7 +566,7 @@ def test_a_node_under_a_service_manager_is_restarted_through_it(
     wheels: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """The unit `openmfa install --systemd-dir` writes names itself in the node's environment;
-    `upgrade` and `rollback` then stop and start the node with `systemctl stop|start UNIT`
+    `upgrade` and `rollback` then stop and start the node with `systemctl stop|restart UNIT`
     (here a stand-in that runs the unit's ExecStart as systemd would), never by themselves."""
     units = tmp_path / "units"
     root, record = _install(tmp_path, wheels[0], "--systemd-dir", str(units))
@@ -579,7 +599,7 @@ def test_a_node_under_a_service_manager_is_restarted_through_it(
             _, node_env = _process(_lock_pid(var))
             assert node_env.get("OPENMFA_SERVICE_UNIT") == unit and node_env.get("INVOCATION_ID")
         asked = (units / "systemctl.log").read_text().splitlines()
-        assert asked == [f"start {unit}", *[f"stop {unit}", f"start {unit}"] * 2], asked
+        assert asked == [f"start {unit}", *[f"stop {unit}", f"restart {unit}"] * 2], asked
     finally:
         pid = _lock_pid(var)
         if Path(f"/proc/{pid}").exists():
