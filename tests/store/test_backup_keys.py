@@ -201,3 +201,22 @@ def test_a_manifest_with_more_than_this_release_knows_is_read(tmp_path: Path) ->
     (Path(info.path) / MANIFEST).write_text(json.dumps(manifest))
     again = backups.get(info.id)
     assert isinstance(again, BackupInfo) and again.files == info.files
+
+
+def test_a_key_file_that_cannot_go_back_is_refused_before_anything_changes(
+    tmp_path: Path,
+) -> None:
+    dd, _ = _host(tmp_path)
+    backups = Backups(dd, dd.config())
+    info = backups.create()
+    vapid = tmp_path / "etc" / "vapid.pem"
+    vapid.unlink()
+    vapid.mkdir()  # something else is there now
+    before = {p.name: p.read_bytes() for p in dd.root.iterdir() if p.is_file()}
+    with pytest.raises(BackupFailed, match="nothing was changed") as refused:
+        backups.restore(info.id)
+    assert (
+        f"the WebPush VAPID key (mobile.toml [mobile] webpush_vapid_key_file) cannot be "
+        f"written at {vapid}" in refused.value.message
+    )
+    assert {p.name: p.read_bytes() for p in dd.root.iterdir() if p.is_file()} == before

@@ -157,6 +157,22 @@ def differing(src: Path, root: Path, kept: list[KeptKey]) -> list[str]:
     return out
 
 
+def unwritable(root: Path, kept: list[KeptKey]) -> list[str]:
+    """Destinations outside the data directory this process cannot write (checked before
+    anything is replaced: a restore does not stop half way for want of a permission)."""
+    out = []
+    for k in kept:
+        if k.inside:
+            continue
+        dest = destination(root, k)
+        place = dest if dest.exists() else dest.parent
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        if not os.access(place, os.W_OK) or (dest.exists() and not dest.is_file()):
+            out.append(f"{k.what} cannot be written at {dest}")
+    return out
+
+
 def put_back(src: Path, root: Path, kept: list[KeptKey]) -> list[str]:
     """Each key file of the backup at ``src`` where it belongs (``root``: the data directory);
     what was done, in words."""

@@ -326,6 +326,9 @@ class Backups:
                 "services' key files: it holds the data key only"
             )
         configs = [n for n in key_files.CONFIG_NAMES if (src / n).is_file()]
+        blocked = backup_keys.unwritable(self.dd.root, kept)
+        if blocked:
+            raise BackupFailed("; ".join(blocked) + "; nothing was changed (run as their owner)")
         safety = None
         if self.url or self.dd.data_file.exists():
             safety = self.create("before-restore")
