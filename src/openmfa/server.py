@@ -6,6 +6,7 @@ import gc
 import logging
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from . import activation
 from .config import Config, parse_listen, with_mobile_public_url
 from .errors import ConfigError
 from .node.control import base_url, record_serve
@@ -35,9 +37,19 @@ def serve(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per farm poll otherwise
     # Alembic says "Context impl SQLiteImpl" at every readiness check (each second) otherwise.
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
-    sock = _bind(host, port)
+    # Sockets a service manager opened for this process come first (socket activation).
+    passed = activation.take()
+    if passed.http is not None:
+        host, port = parse_listen(activation.address(passed.http))
+    sock = passed.http or _bind(host, port)
     radius = config.get("radius", "listen") if radius_listen is None else radius_listen
-    if listen and radius_listen is None and radius and parse_listen(radius)[0] != host:
+    if (
+        passed.radius is None
+        and listen
+        and radius_listen is None
+        and radius
+        and parse_listen(radius)[0] != host
+    ):
         # server.toml always holds [radius] listen (`openmfa init` writes the shipped one), so
         # an administrator's choice cannot be told from the default: RADIUS stays, and says so.
         logging.getLogger("openmfa").warning(
@@ -45,20 +57,26 @@ def serve(
             "add --radius-listen HOST:PORT to move it too (or 'off')",
             radius,
         )
-    # A restart in place hands the RADIUS socket over (radius.handoff): no request is lost.
-    radius_sock = (inherited(radius) or bind_udp(radius)) if radius else None
+    radius, radius_sock = _radius_socket(radius, passed.radius)
     scheme = "https" if cert else "http"
     shown = f"[{host}]" if ":" in host else host
     logging.getLogger("openmfa").info(
-        "OpenMFA node %s serving the Web Service SDK on %s://%s:%d (data: %s)",
+        "OpenMFA node %s serving the Web Service SDK on %s://%s:%d%s (data: %s)",
         store.node_name,
         scheme,
         shown,
         port,
+        f" ({activation.FROM})" if passed.http is not None else "",
         store.data_dir.root,
     )
-    # How this node runs, for a restart by `upgrade`/`rollback` (written before it answers).
-    record_serve(store.data_dir.root, base_url(host, port, bool(cert)), radius or "")
+    # How this node runs, for a restart by `upgrade`/`rollback` (written before it answers);
+    # outside the service manager, such a restart binds where the passed sockets were.
+    record_serve(
+        store.data_dir.root,
+        base_url(host, port, bool(cert)),
+        radius or "",
+        argv=activation.restart_argv(sys.argv[1:], passed),
+    )
     # Activation codes name the mobile service where it really is, unless [mobile] public_url
     # says where phones reach it.
     config = with_mobile_public_url(config, store.data_dir.root, base_url(host, port, bool(cert)))
@@ -156,6 +174,36 @@ def _mount_portal(node: NodeRuntime, app: Starlette, config: Config) -> Starlett
     portal = create_portal(cfg, transport=httpx.ASGITransport(app=app), mounted=True)
     app.router.routes.append(Mount(prefix, app=portal))
     return portal
+
+
+def _radius_socket(listen: str, passed: socket.socket | None) -> tuple[str, socket.socket | None]:
+    """Where RADIUS listens and its socket: the one the service manager passed, else the one a
+    restart in place handed over (radius.handoff: no request is lost), else bound here."""
+    log = logging.getLogger("openmfa")
+    if passed is not None:
+        where = activation.address(passed)
+        if listen and not _bound_as(passed, listen):
+            log.warning(
+                "RADIUS answers on udp %s, the socket the service manager passed; "
+                "[radius] listen (or --radius-listen) says %s, which is not used",
+                where,
+                listen,
+            )
+        log.info("RADIUS on udp %s (%s)", where, activation.FROM)
+        return where, passed
+    if not listen:
+        return "", None
+    return listen, inherited(listen) or bind_udp(listen)
+
+
+def _bound_as(sock: socket.socket, listen: str) -> bool:
+    """Is ``sock`` bound where ``listen`` (HOST:PORT) says?"""
+    try:
+        host, port = parse_listen(listen)
+        wanted = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except (OSError, ConfigError):
+        return False
+    return sock.getsockname()[:2] in {(info[4][0], info[4][1]) for info in wanted}
 
 
 def _tune_gc() -> None:

@@ -145,15 +145,18 @@ def service_unit(env: dict[str, str], pid: int | None = None) -> str:
     return ""
 
 
-def record_serve(data_dir: Path, url: str, radius: str, name: str = SERVE_RECORD) -> None:
+def record_serve(
+    data_dir: Path, url: str, radius: str, name: str = SERVE_RECORD, argv: list[str] | None = None
+) -> None:
     """Called by ``openmfa serve`` (and ``mobile serve``, with its own ``name``) once it
-    listens: how this process runs."""
+    listens: how this process runs. ``argv``: how to run it again, when not as it was started
+    (a socket-activated node names the addresses of the sockets it was given)."""
     import sys
 
     env = dict(os.environ)
     Invocation(
         pid=os.getpid(),
-        argv=sys.argv[1:],
+        argv=sys.argv[1:] if argv is None else argv,
         cwd=os.getcwd(),
         env=env,
         url=url,
