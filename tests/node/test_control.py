@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -94,3 +95,68 @@ def test_a_node_of_a_previous_release_is_read_from_proc(tmp_path: Path) -> None:
     while NodeControl(tmp_path).pid() is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert NodeControl(tmp_path).pid() is None
+
+
+RESTARTED_BY_ITS_SOCKET = r"""#!PYTHON
+# systemctl as it behaves for a socket-activated unit: `stop` stops the node, and a request
+# already waiting in the .socket unit's queue starts the unit again at once.
+import os, signal, subprocess, sys, time
+from pathlib import Path
+
+verb, unit, here = sys.argv[1], sys.argv[2], Path(os.environ["FAKE_UNIT_DIR"])
+with open(here / "systemctl.log", "a") as log:
+    log.write(f"{verb} {unit}\n")
+if verb == "stop":
+    pid = int((here / "openmfa.lock").read_text())
+    os.kill(pid, signal.SIGTERM)
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        time.sleep(0.05)
+    again = subprocess.Popen(
+        [sys.executable, "-c", os.environ["FAKE_HOLDER"], str(here / "openmfa.lock")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )
+    assert again.stdout.readline() == "locked\n"
+    (here / "again.pid").write_text(str(again.pid))
+"""
+
+
+def test_a_unit_its_socket_starts_again_is_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under socket activation, a request that waits in the socket starts the unit again right
+    after ``systemctl stop``: the process stopped is gone, and that is what ``stop`` waits for
+    (``start`` then restarts the unit, so the release `current` names runs)."""
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(RESTARTED_BY_ITS_SOCKET.replace("PYTHON", sys.executable, 1))
+    systemctl.chmod(0o755)
+    monkeypatch.setenv("OPENMFA_SYSTEMCTL", str(systemctl))
+    monkeypatch.setenv("FAKE_UNIT_DIR", str(tmp_path))
+    monkeypatch.setenv("FAKE_HOLDER", HOLDER)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path / "openmfa.lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    said: list[str] = []
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        Invocation(
+            holder.pid, ["serve"], "/", {}, "http://127.0.0.1:1", "", "openmfa.service"
+        ).save(tmp_path / SERVE_RECORD)
+        control = NodeControl(tmp_path, said.append)
+        started = time.monotonic()
+        assert control.stop(timeout=20) is True
+        assert time.monotonic() - started < 10
+        holder.wait(timeout=10)
+        again = int((tmp_path / "again.pid").read_text())
+        assert control.pid() == again != holder.pid
+        assert (
+            said[-1] == f"    the node was started again by a request to its socket (pid {again})"
+        )
+        assert (tmp_path / "systemctl.log").read_text() == "stop openmfa.service\n"
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+        if (tmp_path / "again.pid").exists():
+            os.kill(int((tmp_path / "again.pid").read_text()), signal.SIGKILL)

@@ -6,7 +6,8 @@ and exactly as it ran before.
 addresses it actually listens on, and the service-manager unit it runs under, if any. A node
 restarted here (by ``upgrade``, ``rollback``, ``backup restore``) runs with the same arguments and
 environment — the new release's ``openmfa`` in place of the old one — or, under a service
-manager, is stopped and started through it (``systemctl stop|start UNIT``), so it never ends up
+manager, is stopped and started through it (``systemctl stop|restart UNIT``: ``restart``, since
+a request to a socket-activated unit may have started it again meanwhile), so it never ends up
 outside its supervisor or fighting it for the lock. A node started by a release that kept no
 such record is read from ``/proc/PID`` (command line, environment, working directory) before it
 is stopped.
@@ -266,7 +267,14 @@ class NodeControl:
             self.say(f"    stopping {self.what} (pid {pid})")
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while self.pid() is not None:
+        while (now := self.pid()) is not None:
+            if now != pid and how is not None and how.unit:
+                # Its .socket unit started it again on a request (socket activation): the
+                # one stopped is gone, and `start` restarts the unit with the release it names.
+                self.say(
+                    f"    {self.what} was started again by a request to its socket (pid {now})"
+                )
+                break
             if time.monotonic() > deadline:
                 raise NodeControlError(
                     f"{self.what} (pid {pid}) did not stop within {timeout:.0f} s"
@@ -311,7 +319,9 @@ class NodeControl:
         if ahead is not None and (proc := ahead.go()) is not None:
             self.say(f"    {self.what} started ahead (pid {proc.pid}) goes on")
         elif how is not None and how.unit:
-            self._systemctl("start", how.unit)
+            # restart, not start: under socket activation a request may have started the unit
+            # again since its stop, with the release `current` named then (docs/systemd/).
+            self._systemctl("restart", how.unit)
             self.say(f"    started {self.what} through its service manager ({how.unit})")
         else:
             proc = self._spawn(openmfa, how, radius)
