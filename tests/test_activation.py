@@ -8,6 +8,7 @@ import doctest
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +160,15 @@ def test_a_restart_outside_the_manager_binds_where_the_passed_sockets_are(
         "--radius-listen",
         f"127.0.0.1:{r}",
     ]
+
+
+def test_the_systemd_units_pass_what_the_node_reads() -> None:
+    """docs/systemd: the socket is named as the node looks for it, and its traffic starts the
+    service it belongs to."""
+    units = Path(__file__).resolve().parents[1] / "docs" / "systemd"
+    socket_unit = (units / "openmfa-radius.socket").read_text()
+    service = (units / "openmfa.service").read_text()
+    assert f"FileDescriptorName={activation.RADIUS}\n" in socket_unit
+    assert "\nListenDatagram=1812\n" in socket_unit and "Service=openmfa.service" in socket_unit
+    assert "Sockets=openmfa-radius.socket" in service
+    assert "Environment=OPENMFA_SERVICE_UNIT=openmfa.service" in service  # node.control reads it
