@@ -27,6 +27,7 @@ def test_descriptors_start_at_three_and_take_their_names() -> None:
     assert listen_fds(env, 7) == [(3, "radius"), (4, "http"), (5, "extra")]
     assert listen_fds({"LISTEN_PID": "7", "LISTEN_FDS": "2"}, 7) == [(3, ""), (4, "")]
     assert listen_fds({"LISTEN_PID": "7", "LISTEN_FDS": "0"}, 7) == []
+    assert listen_fds({"LISTEN_PID": "7", "LISTEN_FDS": "0", "LISTEN_FDNAMES": ""}, 7) == []
 
 
 def test_variables_meant_for_another_process_are_ignored_and_removed() -> None:

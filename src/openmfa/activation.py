@@ -76,6 +76,8 @@ def listen_fds(env: Mapping[str, str], pid: int) -> list[tuple[int, str]]:
             + UNIT_HINT
         )
     count = int(raw_fds)
+    if count == 0:  # as sd_listen_fds_with_names: no names to check
+        return []
     names = env["LISTEN_FDNAMES"].split(":") if "LISTEN_FDNAMES" in env else [""] * count
     if len(names) != count:
         raise ConfigError(
