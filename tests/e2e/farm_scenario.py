@@ -293,9 +293,10 @@ def haproxy_config_for(work: Path, port: int, servers: list[tuple[str, int]]) ->
     return cfg
 
 
-def make_releases(out: Path) -> tuple[Path, Path, str]:
-    """(the previous release's wheel, a bundle of this tree as the next release, its version)."""
-    old = recorded_release(out)
+def make_releases(out: Path, version: str = OLD) -> tuple[Path, Path, str]:
+    """(a recorded release's wheel — the newest by default — a bundle of this tree as the next
+    release, its version)."""
+    old = recorded_release(out, version)
     return old, make_bundle(out, NEW), NEW
 
 

@@ -1,7 +1,8 @@
 """The whole farm upgraded, one node at a time, under load, behind a real HAProxy.
 
 Three installed nodes (``openmfa install``, each with its own release environments and install
-record) run the previous release as a farm. HAProxy balances their SDK ports; a RADIUS client
+record) run 0.2.0, the first release with a farm, built from its commit (its data at format 1,
+moved to this release's format at finalize). HAProxy balances their SDK ports; a RADIUS client
 lists the three RADIUS ports and fails over on a timeout, as gateways do. While both keep
 authenticating, ``openmfa farm upgrade`` (run on the master with the previous release) upgrades
 every node to this tree's release. Then: no authentication failed, no audit event is missing
@@ -56,10 +57,19 @@ def data_format_reaches(node: Node, fmt: int, timeout: float = 30.0) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def releases(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> tuple[Path, Path, str]:
-    """(the previous release's wheel, a bundle of this tree as the next release, its version)."""
-    return make_releases(tmp_path_factory.mktemp("farm-wheels"))
+FIRST_FARM = "0.2.0"
+"""The first release with a farm: the farm's row of the upgrade matrix starts there
+(tests/e2e/test_upgrade_matrix.py has a node on its own from every release). A farm of the
+newest release is upgraded under load with every component by the deployment scenario
+(tests/e2e/test_deployment_upgrade.py), so this test runs from the first."""
+
+
+@pytest.fixture(scope="module", params=[FIRST_FARM])
+def releases(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path
+) -> tuple[Path, Path, str]:
+    """(a recorded release's wheel, a bundle of this tree as the next release, its version)."""
+    return make_releases(tmp_path_factory.mktemp("farm-wheels"), str(request.param))
 
 
 @pytest.fixture
