@@ -67,3 +67,11 @@ class InstallRecord:
 
     def release_dir(self, version: str | None = None) -> Path:
         return self.root_path / "releases" / (version or self.version)
+
+
+def last_upgrade(record: InstallRecord) -> dict[str, Any] | None:
+    """The upgrade ``openmfa rollback`` undoes: the newest one, if its release still runs."""
+    done = [h for h in record.history if h.get("action") == "upgrade"]
+    if not done or done[-1].get("to") != record.version:
+        return None
+    return done[-1]

@@ -20,10 +20,7 @@ done; a host without a node backs up its configuration files.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -32,7 +29,6 @@ import subprocess
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +37,20 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from ..core.totp import totp
 from ..errors import InstallFailed, OpenMfaError
 from ..node.control import Ahead, NodeControl
 from ..radius.handoff import take as take_radius_socket
 from ..store import tables as t
 from ..store.backups import Backups
 from ..store.database import DataDir, driver_url
-from . import compat
+from . import compat, probe, synthetic
 from .config_merge import merge
 from .installer import check_prerequisites
+from .journal import JOURNAL as JOURNAL
+from .journal import Journal as Journal
 from .mobile_control import MobileControl, PortalControl, ServiceControl
 from .record import InstallRecord
+from .record import last_upgrade as last_upgrade
 from .releases import (
     COMPLETE,
     install_release,
@@ -64,7 +62,6 @@ from .releases import (
 from .themes import undo_themes, upgrade_themes
 
 STEPS = ("checks", "backup", "install", "migrate", "config", "themes", "switch", "verify", "done")
-JOURNAL = "upgrade-journal.json"
 CRASH_HOOK = "OPENMFA_UPGRADE_CRASH_AFTER"
 """Fault injection for tests: SIGKILL this process right after the named step is recorded."""
 
@@ -76,32 +73,6 @@ SERVICE_CONFIGS = {
 }
 """The files beside server.toml an upgrade merges three ways, and the module shipping each
 one's defaults (``default_text``)."""
-
-
-@dataclass
-class Journal:
-    from_version: str
-    to_version: str
-    source: str
-    done: list[str] = field(default_factory=list)
-    backup_id: str = ""
-    server_was_running: bool = False
-    mobile_was_running: bool = False
-    portal_was_running: bool = False
-    report: list[str] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: Path) -> Journal | None:
-        if not path.exists():
-            return None
-        return cls(**json.loads(path.read_text()))
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        with tmp.open("rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
 
 
 class Upgrade:
@@ -537,51 +508,13 @@ class Upgrade:
         return out.stdout
 
     def _takes_over(self, version: str) -> bool:
-        """Whether ``version``'s node can be started ahead (``NodeControl.start_ahead``) and
-        go on with a RADIUS socket it is given: a release before that would not wait, and would
-        find the port taken."""
-        python = self._bin(version).with_name("python")
-        if not python.exists():
-            return False
-        code = "import openmfa.node.control as c; print(hasattr(c, 'wait_at_gate'))"
-        out = subprocess.run(
-            [str(python), "-c", code], capture_output=True, text=True, preexec_fn=lower_priority
-        )
-        return out.returncode == 0 and out.stdout.strip() == "True"
+        return probe.takes_over(self._bin(version).with_name("python"))
 
     def _optional(self, version: str) -> frozenset[str]:
-        """A release's settings shipped commented out (``config.OPTIONAL``): an admin's
-        ``[mobile] public_url`` is one, and stays. None before a release had the list."""
-        code = (
-            "import json\n"
-            "try:\n from openmfa.config import OPTIONAL\n"
-            "except ImportError:\n OPTIONAL = {}\n"
-            "print(json.dumps([f'{s}.{k}' for s, k in OPTIONAL]))"
-        )
-        out = subprocess.run(
-            [str(self._bin(version).with_name("python")), "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            preexec_fn=lower_priority,
-        )
-        return frozenset(str(k) for k in json.loads(out.stdout))
+        return probe.optional(self._bin(version).with_name("python"))
 
     def _defaults(self, version: str, module: str = "openmfa.config") -> str:
-        """A release's shipped defaults (``module``'s ``default_text``); "" when that release
-        has no such module (the mobile service came with 0.3)."""
-        out = subprocess.run(
-            [
-                str(self._bin(version).with_name("python")),
-                "-c",
-                f"from {module} import default_text; print(default_text(), end='')",
-            ],
-            capture_output=True,
-            text=True,
-            check=module == "openmfa.config",
-            preexec_fn=lower_priority,
-        )
-        return out.stdout if out.returncode == 0 else ""
+        return probe.defaults(self._bin(version).with_name("python"), module)
 
     def _service_check(self, name: str, seconds: float = 30) -> None:
         """A service, restarted on the release now current (it exits at once, with the reason
@@ -650,74 +583,17 @@ class Upgrade:
         return self.node.url()
 
     def _synthetic_authentication(self, over_http: bool) -> None:
-        """A throw-away user and TOTP method prove that the node decides correctly.
-
-        A farm subordinate takes no writes of its own: there the check is read-only (the data
-        file opens in the new release and lists its users; the node answered /readyz)."""
-        name = f"openmfa-upgrade-check-{secrets.token_hex(4)}"
+        """A throw-away user proves the node decides correctly (``install.synthetic``)."""
         version = (
             self.record.version
             if not (self.root / "current").exists()
             else Path(os.readlink(self.root / "current")).name
         )
-        if self._farm_role(version) not in ("", "master", "shared"):
-            self._openmfa(version, "user", "list", "--json")
-            self.say("    farm subordinate: checked read-only (its writes come from the master)")
-            return
-        self._openmfa(version, "user", "add", name)
-        try:
-            out = self._openmfa(version, "method", "add", name, "totp", "--no-qr")
-            seed = next(ln.split()[1] for ln in out.splitlines() if ln.startswith("secret:"))
-            code = totp(base64.b32decode(seed + "=" * (-len(seed) % 8)), time.time())
-            if over_http:
-                key = self._openmfa(
-                    version,
-                    "apikey",
-                    "create",
-                    name,
-                    "--scope",
-                    "adapter",
-                    "--expires-days",
-                    "0.01",
-                ).strip()
-                try:
-                    r = httpx.post(
-                        self._url() + "/v1/authenticate",
-                        timeout=10,
-                        verify=False,  # noqa: S501
-                        headers={"Authorization": f"Bearer {key}"},
-                        json={"user": name, "code": code},
-                    )
-                    ok = r.status_code == 200 and r.json().get("accepted") is True
-                finally:
-                    self._openmfa(version, "apikey", "revoke", name)
-            else:
-                ok = "accepted" in self._openmfa(version, "verify", name, code)
-            if not ok:
-                raise InstallFailed("the synthetic authentication was not accepted")
-            self.say("    synthetic authentication accepted")
-        finally:
-            self._openmfa(version, "user", "delete", name)
-
-    def _farm_role(self, version: str) -> str:
-        """This node's farm role in the new release ("" when it is not in a farm)."""
-        try:
-            out = self._openmfa(version, "farm", "status", "--json")
-        except OpenMfaError:
-            return ""
-        try:
-            doc = json.loads(out)
-            return str(doc["nodes"][0]["role"])
-        except (ValueError, KeyError, IndexError):
-            return ""
-
-
-def last_upgrade(record: InstallRecord) -> dict[str, Any] | None:
-    """The upgrade ``openmfa rollback`` undoes: the newest one, if its release still runs."""
-    done = [h for h in record.history if h.get("action") == "upgrade"]
-    if not done or done[-1].get("to") != record.version:
-        return None
-    return done[-1]
+        synthetic.authenticate(
+            lambda *args: self._openmfa(version, *args),
+            self._url() if over_http else None,
+            self.say,
+        )
 
 
 def _slug(version: str) -> str:
