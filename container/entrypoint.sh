@@ -4,7 +4,9 @@
 #                                         first start, listening on every address
 #   portal [openmfa portal serve options] the User Portal, with portal.toml in the data directory
 #   mobile [openmfa mobile serve options] the Mobile App Web Service, with mobile.toml there
-#   anything else                         an openmfa command (`user add alice`, `migrate`, ...)
+#   anything else                         an openmfa command (`user add alice`, `migrate`, ...;
+#                                         `portal default-config`: a word after portal/mobile
+#                                         that is not an option is openmfa's own subcommand)
 # The data directory is $OPENMFA_DATA_DIR (/var/lib/openmfa, the image's volume). Shipped
 # defaults listen on 127.0.0.1, which nothing outside a container reaches: what this script
 # writes listens on 0.0.0.0 instead. A file that is already there is never changed.
@@ -43,6 +45,10 @@ case "$command" in
     exec openmfa serve "$@"
     ;;
   portal | mobile)
+    case "${1:-}" in
+      "" | -*) ;;
+      *) exec openmfa "$command" "$@" ;;
+    esac
     service_config "$command" "$([ "$command" = portal ] && echo 8500 || echo 8490)"
     exec openmfa "$command" serve --config "$data/$command.toml" "$@"
     ;;

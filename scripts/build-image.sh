@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the OpenMFA container image from a release's signed offline bundle (docs/container.md).
 #   scripts/build-image.sh BUNDLE RELEASE_KEY [TAG]
+#   scripts/build-image.sh --base     only step 1; prints the base image's name
 # BUNDLE       what `openmfa bundle create --sign-key KEY OUT.tar.gz` made (.tar.gz or folder)
 # RELEASE_KEY  the release key's public half (openmfa-release-key-v1:…), or a file holding it
 # TAG          the image's name; default localhost/openmfa:VERSION (the bundle's version)
@@ -15,7 +16,8 @@
 # Environment:
 #   PODMAN                 the podman command with its global options (default: podman), e.g.
 #                          "podman --storage-driver vfs --runtime runc"
-#   PODMAN_BUILD_OPTS      more options for `podman build` (default: --network host)
+#   PODMAN_BUILD_OPTS      more options for `podman build` (default: --network none: the
+#                          install is offline)
 #   OPENMFA_IMAGE_CACHE    where base root filesystems are kept
 #                          (default: ${XDG_CACHE_HOME:-~/.cache}/openmfa-image)
 #   OPENMFA_DEBIAN_SOURCES apt sources for the base (a deb822 .sources or sources.list file, or
@@ -26,25 +28,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ $# -lt 2 ] || [ $# -gt 3 ]; then
-  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+base_only=no
+if [ "${1:-}" = --base ] && [ $# -eq 1 ]; then
+  base_only=yes
+elif [ $# -lt 2 ] || [ $# -gt 3 ]; then
+  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
-bundle="$1" key="$2" tag="${3:-}"
 read -r -a podman <<<"${PODMAN:-podman}"
-read -r -a build_opts <<<"${PODMAN_BUILD_OPTS:---network host}"
+read -r -a build_opts <<<"${PODMAN_BUILD_OPTS:---network none}"
 cache="${OPENMFA_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/openmfa-image}"
 max_days="${OPENMFA_BASE_MAX_DAYS:-14}"
 suite=bookworm
 packages=(python3 python3-venv ca-certificates tini)
 
-[ -e "$bundle" ] || { echo "build-image: no bundle $bundle" >&2; exit 1; }
-if [ -f "$key" ]; then key="$(grep -m1 '^openmfa-release-key-v1:' "$key" || true)"; fi
-case "$key" in
-  openmfa-release-key-v1:*) ;;
-  *) echo "build-image: give the release key's public half (openmfa-release-key-v1:…)" >&2
-     exit 1 ;;
-esac
+if [ "$base_only" = no ]; then
+  bundle="$1" key="$2" tag="${3:-}"
+  [ -e "$bundle" ] || { echo "build-image: no bundle $bundle" >&2; exit 1; }
+  if [ -f "$key" ]; then key="$(grep -m1 '^openmfa-release-key-v1:' "$key" || true)"; fi
+  case "$key" in
+    openmfa-release-key-v1:*) ;;
+    *) echo "build-image: give the release key's public half (openmfa-release-key-v1:…)" >&2
+       exit 1 ;;
+  esac
+fi
 
 # --- 1. the base root filesystem, made once for what goes into it -------------------------
 if [ -n "${OPENMFA_DEBIAN_SOURCES:-}" ]; then
@@ -81,6 +88,7 @@ if [ ! -f "$rootfs" ]; then
   mmdebstrap --quiet --variant=minbase --include="$include" \
     "${dpkg_opts[@]/#/--dpkgopt=}" --aptopt='Acquire::Retries "3"' \
     "$suite" "$made" "${mirrors[@]}"
+  chmod 0644 "$made"
   mv "$made" "$rootfs"  # whole or not at all: a concurrent build finds one or the other
   trap - EXIT
 fi
@@ -89,6 +97,10 @@ if ! "${podman[@]}" image exists "$base"; then
   echo "build-image: importing $rootfs as $base" >&2
   "${podman[@]}" import --quiet \
     --message "Debian $suite (mmdebstrap minbase: ${packages[*]})" "$rootfs" "$base" >/dev/null
+fi
+if [ "$base_only" = yes ]; then
+  echo "$base"
+  exit 0
 fi
 
 # --- 2. the image ---------------------------------------------------------------------------
@@ -103,9 +115,13 @@ version="$(tar -xzOf "$context/bundle.tar.gz" --wildcards '*/bundle.json' \
   | sed -n 's/^ *"version": "\([^"]*\)".*/\1/p' | head -n1)"
 [ -n "$version" ] || { echo "build-image: $bundle holds no bundle.json" >&2; exit 1; }
 printf '%s\n' "$key" >"$context/release-key.pub"
+bundle_sha256="$(sha256sum "$context/bundle.tar.gz" | cut -d' ' -f1)"
 cp container/Containerfile container/entrypoint.sh container/install-bundle.py "$context/"
 tag="${tag:-localhost/openmfa:$version}"
 echo "build-image: building $tag from $bundle (OpenMFA $version)" >&2
-"${podman[@]}" build "${build_opts[@]}" --build-arg BASE="$base" \
-  --build-arg VERSION="$version" --tag "$tag" --file "$context/Containerfile" "$context"
+# --layers=false: no layer cache. A cached RUN step is matched by its text, not by what the
+# context mounted into it holds, so another bundle would get the last one's release.
+"${podman[@]}" build --layers=false "${build_opts[@]}" --build-arg BASE="$base" \
+  --build-arg VERSION="$version" --build-arg BUNDLE_SHA256="$bundle_sha256" \
+  --tag "$tag" --file "$context/Containerfile" "$context"
 echo "build-image: built $tag" >&2
