@@ -55,6 +55,8 @@ FIRST = (
     "tests/e2e/test_deployment_upgrade.py",
     "tests/e2e/test_upgrade.py",
     "tests/e2e/test_farm_upgrade.py",
+    "tests/e2e/test_upgrade_matrix.py",
+    "tests/e2e/test_container.py",
     "tests/e2e/test_farm.py",
     "tests/e2e/test_push.py",
     "tests/e2e/test_directory.py",
