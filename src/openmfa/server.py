@@ -7,7 +7,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -87,7 +87,8 @@ def serve(
         mobile.append(_mount_mobile(node, app, config))
     if config.get("portal", "enabled"):
         mobile.append(_mount_portal(node, app, config))
-    server = uvicorn.Server(
+    server = _Server(
+        node.push_hub.close,
         uvicorn.Config(
             app,
             host=host,
@@ -105,7 +106,7 @@ def serve(
             # by a mounted portal, from its own trusted_proxies (uvicorn would take them from
             # any process on 127.0.0.1).
             proxy_headers=False,
-        )
+        ),
     )
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler
     # that was there before it; make that one a no-op, so a clean shutdown exits with status 0.
@@ -113,6 +114,19 @@ def serve(
         signal.signal(sig, lambda *_: None)
     _tune_gc()
     server.run(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which first ends the long-polls of a stopping node (they would hold
+    the graceful shutdown for as long as they wait)."""
+
+    def __init__(self, before_shutdown: Callable[[], None], config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._before_shutdown = before_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._before_shutdown()
+        await super().shutdown(sockets)
 
 
 @asynccontextmanager

@@ -129,8 +129,10 @@ def test_components_join_report_and_stop_answering(tmp_path: Path) -> None:
                 f"http://127.0.0.1:{mobile_port}",
             ):
                 assert "openmfa_build_info{" in httpx.get(url + "/metrics", timeout=10).text
-            # The portal stops: listed as not answering, then forgotten on purpose.
+            # The portal stops (cleanly: status 0 on SIGTERM, as the node): listed as not
+            # answering, then forgotten on purpose.
             stop(portal)
+            assert portal.returncode == 0, (tmp_path / "portal.log").read_text()
             wait_for(
                 lambda: status(dd)["web-1"]["health"] == "not answering",
                 "the stopped portal shows as not answering",

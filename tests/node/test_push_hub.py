@@ -38,3 +38,35 @@ def test_a_wait_without_a_master_check_still_ends_on_a_new_request() -> None:
         return got.seq
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_a_stopping_node_ends_the_long_polls_at_once_and_takes_no_new_wait() -> None:
+    """``close`` (the node's shutdown) answers a waiting long-poll with what there is, and a
+    long-poll that arrives after it does not wait: neither holds the graceful stop."""
+    hub = PushHub()
+
+    async def scenario() -> tuple[int, int]:
+        waiting = asyncio.create_task(hub.events_after(hub.boot, 0, 3600.0))
+        await asyncio.sleep(0)  # the waiter is in place
+        hub.close()
+        first = await asyncio.wait_for(waiting, 60)  # an hour's wait: only close ends it
+        later = await asyncio.wait_for(hub.events_after(hub.boot, 0, 3600.0), 60)
+        return len(first.events), len(later.events)
+
+    assert asyncio.run(scenario()) == (0, 0)
+
+
+def test_a_push_sign_in_still_waits_for_its_answer_while_the_node_stops() -> None:
+    hub = PushHub()
+
+    async def scenario() -> bool:
+        waiting = asyncio.create_task(hub.wait_decided("p1", 3600.0))
+        await asyncio.sleep(0)
+        hub.close()
+        await asyncio.sleep(0)
+        still_waiting = not waiting.done()
+        hub.decided("p1")
+        await asyncio.wait_for(waiting, 60)
+        return still_waiting
+
+    assert asyncio.run(scenario()) is True

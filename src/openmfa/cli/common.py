@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -167,6 +168,10 @@ def run_beside_nodes(
     reporter = reporter_for(report, url, where) if report is not None and report.name else None
     if reporter is not None:
         reporter.start()
+    # uvicorn re-raises SIGTERM/SIGINT to the handler that was there before it once it has shut
+    # down gracefully; a no-op there makes a clean stop exit with status 0 (it was 143).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         uvicorn.run(
             app,

@@ -39,6 +39,16 @@ class PushHub:
         self._closed: deque[tuple[float, int, str]] = deque()
         self._new: asyncio.Future[None] | None = None
         self._outcome: dict[str, list[asyncio.Future[None]]] = {}
+        self._closing = False
+
+    def close(self) -> None:
+        """The node is stopping: the mobile services' long-polls (``events_after``) answer now
+        with what there is, so they ask again — of the next process — instead of holding the
+        stop for as long as they wait. A push sign-in waiting for its answer still waits."""
+        self._closing = True
+        if self._new is not None and not self._new.done():
+            self._new.set_result(None)
+        self._new = None
 
     # -- told -----------------------------------------------------------------------------------
 
@@ -108,7 +118,7 @@ class PushHub:
         if boot != self.boot:
             after = 0
         found = self._since(after)
-        if not found and seconds > 0 and self.seq <= after:
+        if not found and seconds > 0 and self.seq <= after and not self._closing:
             if self._new is None or self._new.done():
                 self._new = asyncio.get_running_loop().create_future()
             new = self._new
