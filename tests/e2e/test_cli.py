@@ -250,3 +250,20 @@ def test_default_method_and_sign_out_everywhere_from_the_command_line(tmp_path: 
     assert "ended every portal session" in cli(dd, "user", "sign-out-everywhere", "kim").stdout
     audit = cli(dd, "audit", "--user", "kim").stdout
     assert audit.count("user.default_method") == 2 and "user.sign_out_everywhere" in audit
+
+
+def test_migrate_refuses_data_it_cannot_read_before_anything_changes(tmp_path: Path) -> None:
+    """The safety net of an older release's `openmfa upgrade` (which asks the new release
+    nothing first): the new release's `migrate` refuses data of a format it does not read,
+    naming what to do, and takes no backup, changes no file."""
+    import sqlite3
+
+    init(tmp_path)
+    with sqlite3.connect(tmp_path / "openmfa.db") as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'data_format'")
+    before = (tmp_path / "openmfa.db").read_bytes()
+    out = cli(tmp_path, "migrate", expect=1)
+    assert "the data here is at format 99" in out.stderr, out.stderr
+    assert "Nothing was changed" in out.stderr and "Traceback" not in out.stderr
+    assert (tmp_path / "openmfa.db").read_bytes() == before
+    assert not (tmp_path / "backups").exists() or not list((tmp_path / "backups").iterdir())

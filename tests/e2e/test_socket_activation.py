@@ -71,7 +71,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     return Site(dd, seed)
 
 
-def radclient(port: int, user: str, code: str, timeout: int = 10) -> subprocess.Popen[str]:
+def radclient(port: int, user: str, code: str, timeout: int = 60) -> subprocess.Popen[str]:
     """One Access-Request (sent once more after ``timeout`` seconds without an answer), in the
     background: ``reply`` reads what came back."""
     proc = subprocess.Popen(

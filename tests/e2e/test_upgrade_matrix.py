@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from openmfa.install.compat import version_key
 from openmfa.store.formats import DATA_FORMAT
 
 from .helpers import OPENMFA, free_port, start_service, stop
@@ -34,15 +35,15 @@ COMPONENTS_SINCE = {"portal": "0.3.0", "mobile": "0.3.0", "adapter": "0.3.0"}
 """The first release each component beside the nodes came with."""
 
 MATRIX = [
-    (r["version"], kind, "upgraded" if _since <= r["version"] else "installed")
+    (
+        r["version"],
+        kind,
+        "upgraded" if version_key(since) <= version_key(r["version"]) else "installed",
+    )
     for r in RELEASES
-    for kind, _since in COMPONENTS_SINCE.items()
+    for kind, since in COMPONENTS_SINCE.items()
 ]
 """(release, component, how a host of it gets to this release)."""
-
-
-def _key(version: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in version.split("."))
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +70,25 @@ def test_any_release_upgrades_to_this_one_in_one_step(
         _components_of(release, site, tmp_path)
         if release == RELEASES[0]["version"]:
             _downgrade_past_the_format_is_refused(site, wheel)
+            # ... and to a release this host never ran: installed beside to be asked, refused,
+            # and removed again (no backup taken, no journal).
+            second = RELEASES[1]["version"]
+            backups = sorted(p.name for p in (site.root / "backups").iterdir())
+            assert backups  # the upgrade's own backup is there
+            _downgrade_past_the_format_is_refused(
+                site, recorded_release(tmp_path / "built", second)
+            )
+            assert not (site.root / "releases" / second).exists()
+            assert sorted(p.name for p in (site.root / "backups").iterdir()) == backups
 
 
 def _components_of(release: str, site: Site, tmp_path: Path) -> None:
     """Each component the release lacked: its CLI has no such command (so no host of it can
     exist to be upgraded); this release's portal, installed beside, serves against the node."""
     old_cli = site.root / "releases" / release / "venv" / "bin" / "openmfa"
-    missing = [k for k, since in COMPONENTS_SINCE.items() if _key(release) < _key(since)]
+    missing = [
+        k for k, since in COMPONENTS_SINCE.items() if version_key(release) < version_key(since)
+    ]
     for kind in missing:
         proc = subprocess.run([str(old_cli), kind, "--help"], capture_output=True, text=True)
         assert proc.returncode != 0, (kind, proc.stdout)

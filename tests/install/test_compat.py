@@ -23,7 +23,7 @@ def test_the_table_is_releases_toml() -> None:
 
 def test_versions_order_as_numbers() -> None:
     assert version_key("0.10.0") > version_key("0.9.3") > version_key("0.3.1.dev2+g1234")
-    assert version_key("1.0.0") == (1, 0, 0)
+    assert version_key("1.0.0") == version_key("1.0") == (1, 0, 0)
 
 
 @pytest.mark.parametrize("release", RECORDED, ids=[r["version"] for r in RECORDED])
@@ -66,3 +66,17 @@ def test_a_release_that_no_longer_upgrades_from_this_one_names_the_release_to_go
 
 def test_a_host_without_data_is_judged_by_its_release_alone() -> None:
     assert refusal("0.1.0", None, HEAD) is None
+
+
+def test_a_farm_whose_data_has_not_moved_is_told_to_finalize_not_to_go_back() -> None:
+    """0.3.1 runs, its farm not finalized (data at format 1); a release reading from 3 on is
+    not reached by going back to 0.3.0: the data moves forward first."""
+    known = (*KNOWN, Known("0.3.1", 6, (1, 6)))
+    why = refusal("0.3.1", 1, Facts("1.0.0", (3, 10), "0.1.0", known))
+    assert why is not None and "openmfa farm finalize" in why and "0.3.0" not in why
+
+
+def test_only_releases_after_the_running_one_are_named_to_go_through() -> None:
+    later = (*KNOWN, Known("0.4.0", 7, (1, 7)), Known("0.5.0", 8, (7, 8)))
+    why = refusal("0.2.0", 1, Facts("0.6.0", (7, 9), "0.1.0", later))
+    assert why is not None and "upgrade to 0.4.0 first" in why

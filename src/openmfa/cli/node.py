@@ -11,9 +11,10 @@ from pathlib import Path
 import click
 import msgspec
 
+from .. import __version__
 from ..config import default_text
 from ..core.verification import Reason
-from ..errors import DataFileExists, OpenMfaError
+from ..errors import DataFileExists, InstallFailed, OpenMfaError
 from ..node import audit as audit_log
 from ..node.accounts import Accounts
 from ..node.apikeys import ApiKeys
@@ -110,8 +111,17 @@ def migrate_cmd(data_dir: Path) -> None:
     """Back up the data file, then bring its schema to this release."""
     dd = DataDir(data_dir)
     config = dd.config()
-    from ..store.database import engine_for
+    from ..install import compat
+    from ..store.database import READS_FORMATS, engine_for
 
+    # An older release's `openmfa upgrade` does not ask this release first (install/compat.py):
+    # here, before anything changes, data this release cannot read is refused all the same,
+    # naming what to do, and that upgrade rolls back.
+    fmt = compat.data_format_of(dd, config)
+    me = compat.Facts(__version__, READS_FORMATS, compat.UPGRADES_FROM, compat.KNOWN)
+    why = compat.format_refusal(fmt, me) if fmt is not None else None
+    if why is not None:
+        raise InstallFailed(f"{why}. Nothing was changed")
     if config.get("store", "url") or dd.data_file.exists():
         taken = Backups(dd, config).create("before-migrate")
         click.echo(f"backed up the data file: backup {taken.id} (verified)")

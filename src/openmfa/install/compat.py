@@ -14,8 +14,10 @@ not. Releases from before this module answer from their ``READS_FORMATS`` alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sqlite3
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Config
+from ..errors import InstallFailed
 from ..store import tables as t
 from ..store.database import DataDir, engine_for
 
@@ -50,9 +53,12 @@ UPGRADES_FROM = "0.1.0"
 release's format is in this one (``store.formats.STEPS``)."""
 
 
-def version_key(version: str) -> tuple[int, ...]:
-    """``"0.3.1"`` -> (0, 3, 1); a suffix such as ``.dev1`` or ``+local`` is ignored."""
-    return tuple(int(n) for n in re.findall(r"\d+", version.split("+")[0])[:3])
+def version_key(version: str) -> tuple[int, int, int]:
+    """``"0.3.1"`` -> (0, 3, 1), ``"1.0"`` -> (1, 0, 0); a suffix such as ``.dev1`` or
+    ``+local`` is ignored."""
+    numbers = [int(n) for n in re.findall(r"\d+", version.split("+")[0])[:3]]
+    a, b, c = (*numbers, 0, 0, 0)[:3]
+    return a, b, c
 
 
 @dataclass(frozen=True)
@@ -80,22 +86,38 @@ print(json.dumps({"reads": list(READS_FORMATS), "upgrades_from": up, "known": kn
 
 
 def facts_of(version: str, python: Path) -> Facts:
-    """Ask the release installed with interpreter ``python`` (raises ``CalledProcessError``
-    when it cannot answer: a broken environment, which the upgrade's install step reports)."""
-    out = subprocess.run(
-        [str(python), "-c", _ASK], capture_output=True, text=True, check=True, timeout=120
-    )
-    said = json.loads(out.stdout)
-    lo, hi = said["reads"]
-    known = tuple(Known(str(v), int(f), (int(r[0]), int(r[1]))) for v, f, r in said["known"])
-    return Facts(version, (int(lo), int(hi)), said["upgrades_from"], known)
+    """Ask the release installed with interpreter ``python``; ``InstallFailed`` when it cannot
+    answer (a broken environment: its last line of errors is said)."""
+    try:
+        out = subprocess.run([str(python), "-c", _ASK], capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            raise InstallFailed(f"release {version} could not say which data it reads: {last}")
+        said = json.loads(out.stdout)
+        lo, hi = said["reads"]
+        known = tuple(Known(str(v), int(f), (int(r[0]), int(r[1]))) for v, f, r in said["known"])
+        up = said["upgrades_from"]
+        return Facts(version, (int(lo), int(hi)), str(up) if up else None, known)
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError) as exc:
+        raise InstallFailed(
+            f"release {version} could not say which data it reads ({type(exc).__name__})"
+        ) from None
 
 
 def data_format_of(dd: DataDir, config: Config) -> int | None:
     """The data format of this host's data; None when it has none (a host without a node, or a
     data file not made yet)."""
-    if not config.get("store", "url") and not dd.data_file.exists():
-        return None
+    if not config.get("store", "url"):
+        if not dd.data_file.exists():
+            return None
+        try:  # read-only: asking changes nothing, not even the file's journal mode
+            with contextlib.closing(
+                sqlite3.connect(f"file:{dd.data_file}?mode=ro", uri=True)
+            ) as db:
+                row = db.execute("SELECT value FROM meta WHERE key = 'data_format'").fetchone()
+        except sqlite3.Error:
+            return None
+        return int(row[0]) if row is not None else None
     engine = engine_for(dd, config, pool=False)
     try:
         with engine.connect() as conn:
@@ -110,7 +132,6 @@ def data_format_of(dd: DataDir, config: Config) -> int | None:
 def refusal(installed: str, data_format: int | None, target: Facts) -> str | None:
     """Why ``installed`` (with data of ``data_format``) may not go to ``target`` in one step,
     naming the release to go through first; None when it may."""
-    known = _merged(target.known)
     if target.upgrades_from and version_key(installed) < version_key(target.upgrades_from):
         return (
             f"release {target.version} upgrades from {target.upgrades_from} or later, and this "
@@ -119,6 +140,14 @@ def refusal(installed: str, data_format: int | None, target: Facts) -> str | Non
         )
     if data_format is None:
         return None
+    return format_refusal(data_format, target, installed)
+
+
+def format_refusal(data_format: int, target: Facts, installed: str | None = None) -> str | None:
+    """Why ``target`` cannot take data of ``data_format`` (None when it can), naming what to
+    do first. ``installed``: the release the host runs, when known (the releases to go through
+    are the ones after it)."""
+    known = _merged(target.known)
     lo, hi = target.reads
     if data_format > hi:
         readers = [k.version for k in known if k.reads[0] <= data_format <= k.reads[1]]
@@ -126,7 +155,7 @@ def refusal(installed: str, data_format: int | None, target: Facts) -> str | Non
         back = (
             " (`openmfa rollback` goes back to the release before the last upgrade, with the "
             "data as it was then)"
-            if version_key(target.version) < version_key(installed)
+            if installed is not None and version_key(target.version) < version_key(installed)
             else ""
         )
         return (
@@ -135,12 +164,21 @@ def refusal(installed: str, data_format: int | None, target: Facts) -> str | Non
             f"format{choose}{back}"
         )
     if data_format < lo:
+        mine = [k for k in known if installed is not None and k.version == installed]
+        if mine and mine[0].data_format >= lo:  # a farm whose data has not moved yet
+            return (
+                f"the data here is at format {data_format}, and release {target.version} reads "
+                f"formats {lo} to {hi}: move the data to format {mine[0].data_format} first "
+                "(`openmfa farm finalize` in a farm, `openmfa migrate` on a node alone), then "
+                f"upgrade to {target.version}"
+            )
+        after = version_key(installed) if installed is not None else (0, 0, 0)
         bridges = [
             k
             for k in known
             if k.reads[0] <= data_format
             and k.data_format >= lo
-            and version_key(k.version) < version_key(target.version)
+            and after < version_key(k.version) < version_key(target.version)
         ]
         if not bridges:
             return (

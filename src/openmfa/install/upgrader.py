@@ -128,6 +128,7 @@ class Upgrade:
             self.say(
                 f"would upgrade {journal.from_version} -> {journal.to_version}: "
                 + " -> ".join(s for s in STEPS if s not in journal.done)
+                + " (whether the new release reads this data is asked of it once installed)"
             )
             return journal.to_version
         try:
@@ -192,22 +193,26 @@ class Upgrade:
     def _may_go_to(self, target: str, wheel: Path | None, bundle: Path | None) -> None:
         """Refuse, before anything on the host changes, a release that could not take over from
         this one (``compat``): it is installed beside the running one first, to ask it, and
-        removed again when refused."""
+        removed again unless it goes on."""
         check_prerequisites(self.root, need_bytes=self._need_bytes())
         existed = (self.root / "releases" / target / COMPLETE).exists()
-        install_release(self.root, wheel=wheel, bundle=bundle)
-        facts = compat.facts_of(target, self._bin(target).with_name("python"))
-        fmt = None
-        if self.server:
-            try:
-                fmt = compat.data_format_of(self.dd, self.dd.config())
-            except OpenMfaError:
-                fmt = None  # a config this release cannot read: the backup step says why
-        reason = compat.refusal(self.record.version, fmt, facts)
-        if reason is not None:
-            if not existed:
+        going_on = False
+        try:
+            install_release(self.root, wheel=wheel, bundle=bundle)
+            facts = compat.facts_of(target, self._bin(target).with_name("python"))
+            fmt = None
+            if self.server:
+                try:
+                    fmt = compat.data_format_of(self.dd, self.dd.config())
+                except OpenMfaError:
+                    fmt = None  # a config this release cannot read: the backup step says why
+            reason = compat.refusal(self.record.version, fmt, facts)
+            if reason is not None:
+                raise InstallFailed(f"{reason}. Nothing on this host was changed")
+            going_on = True
+        finally:
+            if not going_on and not existed:
                 shutil.rmtree(self.root / "releases" / target, ignore_errors=True)
-            raise InstallFailed(f"{reason}. Nothing on this host was changed")
 
     # -- steps ----------------------------------------------------------------------------------
 
