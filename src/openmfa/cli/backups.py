@@ -92,6 +92,9 @@ def backup_restore(backup_id: str, yes: bool, data_dir: Path) -> None:
 
     dd, backups = _backups(data_dir)
     info = backups.get(backup_id)
+    refused = backups.refusal(info)  # before the node is stopped
+    if refused:
+        raise BackupFailed(refused)
     problems = backups.verify(backup_id)
     if problems:
         raise BackupFailed(

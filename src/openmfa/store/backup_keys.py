@@ -7,9 +7,13 @@ A backup keeps every key file ``key_files.find`` lists (mode 0600): the data key
 are in the manifest's ``files`` too, so a release that does not know of them still checks their
 checksums, and reads the manifest as before (it takes no field it does not know).
 
-Invariant owned here: every destination is checked before any file is written; a key file is
-written beside its destination, synced, and moved over it (0600), so none is ever half
-written. Only names and paths are said, never a key's contents.
+Invariant owned here: every destination is checked before any file is written — one outside
+the data directory only where this host's configuration, or the backup's own, resolves that
+same key (``key_files``), the release keys only as the installation's ``TRUST_FILE``: keys.json
+is not signed, and a backup folder may come from another host. A file is written to a new
+private name beside its destination (``mkstemp``: a planted name is never followed), synced,
+given the owner of the file it replaces (else of its folder) and moved over it (0600), so none
+is ever half written. Only names and paths are said, never a key's contents.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 
 from ..errors import BackupFailed
-from .database import KEY_FILE
-from .key_files import DATA_KEY, Found, KeyFile
+from .database import DATA_FILE, KEY_FILE
+from .key_files import CONFIG_NAMES, DATA_KEY, RELEASE_KEYS, Found, KeyFile
 
 INDEX = "keys.json"
 FOLDER = "keys"
@@ -51,20 +56,44 @@ def stored_as(key: KeyFile) -> str:
     return KEY_FILE if key.id == DATA_KEY else f"{FOLDER}/{key.id}"
 
 
-def copy_private(src: Path, dest: Path) -> None:
-    """``src`` to ``dest``, mode 0600 from the start, synced."""
-    tmp = dest.with_name(dest.name + ".partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def private_copy(src: Path, dest: Path) -> Path:
+    """``src`` written to a new private name beside ``dest`` (mode 0600 from the start, synced,
+    owned as ``dest`` is, else as its folder); its path, for the caller to move over ``dest``."""
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as out, src.open("rb") as f:
             shutil.copyfileobj(f, out)
             out.flush()
+            os.fchmod(out.fileno(), 0o600)
+            _same_owner(out.fileno(), dest)
             os.fsync(out.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    tmp.chmod(0o600)  # an existing .partial kept its mode through O_TRUNC
-    os.replace(tmp, dest)
+    return tmp
+
+
+def copy_private(src: Path, dest: Path) -> None:
+    """``src`` to ``dest``, mode 0600 from the start, synced, then moved in place."""
+    tmp = private_copy(src, dest)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _same_owner(fd: int, dest: Path) -> None:
+    """The owner of the file ``dest`` (else of its folder): a restore run as root leaves the
+    service's files its own. Left as it is where this process may not give it away."""
+    try:
+        st = os.stat(dest, follow_symlinks=False) if dest.exists() else dest.parent.stat()
+        mine = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != (mine.st_uid, mine.st_gid):
+            os.fchown(fd, st.st_uid, st.st_gid)
+    except PermissionError:
+        pass
 
 
 def take(
@@ -82,7 +111,14 @@ def take(
         name = stored_as(key)
         dest = work / name
         dest.parent.mkdir(mode=0o700, exist_ok=True)
-        copy_private(key.path, dest)
+        try:
+            copy_private(key.path, dest)
+        except OSError as exc:
+            raise BackupFailed(
+                f"{key.what} cannot be read at {key.path} ({exc.strerror or exc}): make it "
+                "readable to this user (or take the backup as its owner), or stop naming it; "
+                "no backup was taken"
+            ) from None
         kept.append(KeptKey(key.id, key.what, name, key.belongs, sha256(dest)))
     (work / INDEX).write_text(json.dumps([asdict(k) for k in kept], indent=2, sort_keys=True))
     (work / INDEX).chmod(0o600)
@@ -97,9 +133,23 @@ def read_index(path: Path) -> list[KeptKey] | None:
         return None
     try:
         data = json.loads(index.read_text("utf-8"))
-        return [KeptKey(**entry) for entry in data]
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         raise BackupFailed(f"{INDEX} of backup {path.name} is unreadable ({exc})") from None
+    names = [f.name for f in fields(KeptKey)]
+    if not isinstance(data, list):
+        raise BackupFailed(f"{INDEX} of backup {path.name} is not a list of key files")
+    kept = []
+    for n, entry in enumerate(data, 1):
+        if (
+            not isinstance(entry, dict)
+            or sorted(entry) != sorted(names)
+            or not all(isinstance(v, str) for v in entry.values())
+        ):
+            raise BackupFailed(
+                f"{INDEX} of backup {path.name}: entry {n} is not {', '.join(names)} as text"
+            )
+        kept.append(KeptKey(**entry))
+    return kept
 
 
 def check(path: Path, files: dict[str, str]) -> list[str]:
@@ -132,15 +182,45 @@ def labels(path: Path) -> dict[str, str]:
     return {k.file: k.what for k in kept or ()}
 
 
+RESERVED = frozenset(
+    {DATA_FILE, f"{DATA_FILE}-wal", f"{DATA_FILE}-shm", *CONFIG_NAMES, "manifest.json"}
+)
+"""Files of the data directory that are never a key file's destination."""
+
+
 def _bad_destination(k: KeptKey) -> str:
     if k.inside:
         parts = PurePosixPath(k.belongs).parts
-        if not parts or ".." in parts:
+        if not parts or ".." in parts or k.belongs in RESERVED:
             return f"{k.file}, {k.what}, belongs at {k.belongs!r}, outside the data directory"
+        if (k.id == DATA_KEY) != (k.belongs == KEY_FILE):
+            return f"{k.file}, {k.what}, belongs at {k.belongs!r}: only the data key goes there"
+    elif k.id == DATA_KEY:
+        return f"{k.file}, {k.what}, belongs at {k.belongs!r}: the data key is {KEY_FILE}"
     name = k.file.removeprefix(FOLDER + "/")
     if k.file != KEY_FILE and (name == k.file or not name or "/" in name or name.startswith(".")):
         return f"{k.file}, {k.what}, is not a file of the backup's {FOLDER} folder"
     return ""
+
+
+def foreign(kept: list[KeptKey], allowed: dict[str, set[str]]) -> list[str]:
+    """The key files bound outside the data directory to a place the configuration does not
+    name for them. ``allowed``: key id -> the absolute paths this host's configuration, or the
+    backup's, resolves it to (the release keys: the installation's ``TRUST_FILE`` alone)."""
+    out = []
+    for k in kept:
+        if k.inside or k.belongs in allowed.get(k.id, ()):
+            continue
+        where = (
+            "the installation's trusted release keys file"
+            if k.id == RELEASE_KEYS
+            else "where this host's configuration or the backup's names it"
+        )
+        out.append(
+            f"{k.file}, {k.what}, would be written at {k.belongs}, which is not {where}: "
+            "refused (put it back by hand if it is yours)"
+        )
+    return out
 
 
 def destination(root: Path, k: KeptKey) -> Path:

@@ -6,16 +6,20 @@ Invariant owned here: a backup is only called good after it was read back — ev
 SHA-256 matches the manifest (the key files' too, and their index, ``backup_keys``), the copied
 data file passes SQLite's integrity check, has the recorded row count in every table and the
 recorded data format and schema revision, and the copied key file opens the copied data file.
-``restore`` refuses a backup that fails this, and takes a backup of the current state before it
-replaces anything (a data directory with no data yet has none to take: then it refuses to
-replace any file there that differs from the backup's).
+``restore`` copies the backup once into a private folder (``backup_stage``) and checks and
+restores that copy alone; it refuses a backup that fails this, and takes a backup of the current
+state before it replaces anything (a data directory, or a database, with no data yet has none to
+take: then it refuses to replace any file there that differs from the backup's). That backup
+never prunes the one being restored.
 
 PostgreSQL data sets are dumped with ``pg_dump --format=custom`` and checked with
-``pg_restore --list``; restoring one runs ``pg_restore --clean``.
+``pg_restore --list``; restoring one runs ``pg_restore --clean`` into the database this host's
+``[store] url`` names (``pg_tools``: the password never on a command line).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,17 +27,19 @@ import shutil
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import __version__
-from ..config import Config
+from ..config import CONFIG_NAME, Config
 from ..errors import BackupFailed, InvalidInput, NotFound, OpenMfaError
-from . import backup_keys, key_files
+from . import backup_keys, backup_stage, key_files, pg_tools
 from . import tables as t
 from .crypto import SecretBox, read_key_file
 from .database import DATA_FILE, KEY_FILE, DataDir, Store, check_format, engine_for
@@ -73,12 +79,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_copy(src: Path, dest: Path, mode: int | None = None) -> None:
-    shutil.copyfile(src, dest)
-    if mode is not None:
-        dest.chmod(mode)
-    with dest.open("rb+") as f:
-        os.fsync(f.fileno())
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's first line (no statement, no url)."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
 def _sqlite_facts(db: sqlite3.Connection) -> tuple[int, str, dict[str, int]]:
@@ -110,8 +113,9 @@ class Backups:
 
     # -- create ----------------------------------------------------------------------------
 
-    def create(self, reason: str = "manual") -> BackupInfo:
-        """Take, verify and record a backup; prune old ones. Safe while the node runs."""
+    def create(self, reason: str = "manual", spare: Path | None = None) -> BackupInfo:
+        """Take, verify and record a backup; prune old ones (never the one in ``spare``). Safe
+        while the node runs."""
         if not reason.replace("-", "").isalnum():
             raise InvalidInput("a backup reason is letters, digits and dashes")
         now = datetime.now(UTC)
@@ -138,7 +142,7 @@ class Backups:
             raise BackupFailed(
                 f"backup {backup_id} failed its read-back check: " + "; ".join(problems)
             )
-        self.prune()
+        self.prune(spare)
         return self.get(backup_id)
 
     def _take(self, work: Path, backup_id: str, reason: str) -> BackupInfo:
@@ -157,25 +161,25 @@ class Backups:
                 store = "sqlite"
             else:
                 fmt, rev, rows = self._pg_facts()
-                subprocess.run(
-                    [
-                        "pg_dump",
-                        "--format=custom",
-                        "--file",
-                        str(work / PG_DUMP),
-                        "--dbname",
-                        self.url,
-                    ],
-                    check=True,
-                    capture_output=True,
-                    timeout=3600,
+                pg_tools.run(
+                    "pg_dump", ["--format=custom", "--file", str(work / PG_DUMP)], self.url
                 )
                 store = "postgresql"
-        except (sqlite3.Error, OSError, subprocess.SubprocessError) as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise BackupFailed(f"could not copy the data: {exc}; nothing was changed") from None
+        except BackupFailed as exc:
+            raise BackupFailed(
+                f"could not copy the data: {exc.message}; nothing was changed"
+            ) from None
         found = key_files.find(self.dd, self.config, self.install_root)
         for path in found.configs:
-            backup_keys.copy_private(path, work / path.name)
+            try:
+                backup_keys.copy_private(path, work / path.name)
+            except OSError as exc:
+                raise BackupFailed(
+                    f"{path} cannot be read ({exc.strerror or exc}): make it readable to this "
+                    "user, or take the backup as its owner; no backup was taken"
+                ) from None
         _, missing = backup_keys.take(work, found, _sha256)
         self.notes = found.notes + missing
         for path in sorted(work.rglob("*")):
@@ -203,9 +207,28 @@ class Backups:
                 }
                 fmt = conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "data_format"))
                 rev = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        except SQLAlchemyError as exc:
+            raise BackupFailed(f"the database cannot be read ({_reason(exc)})") from None
         finally:
             engine.dispose()
         return int(fmt or 0), str(rev or ""), rows
+
+    def _has_data(self) -> bool:
+        """This host holds OpenMFA data (a PostgreSQL database without the meta table holds
+        none: a new, empty database to restore into)."""
+        if not self.url:
+            return self.dd.data_file.exists()
+        engine = engine_for(self.dd, self.config)
+        try:
+            with engine.connect() as conn:
+                return inspect(conn).has_table(t.meta.name)
+        except SQLAlchemyError as exc:
+            raise BackupFailed(
+                f"the database of [store] url cannot be reached ({_reason(exc)}); nothing was "
+                "changed"
+            ) from None
+        finally:
+            engine.dispose()
 
     # -- look --------------------------------------------------------------------------------
 
@@ -238,9 +261,19 @@ class Backups:
             data: dict[str, Any] = json.loads((path / MANIFEST).read_text())
             data["path"] = str(path)
             known = {f.name for f in fields(BackupInfo)}  # a later release may say more
-            return BackupInfo(**{k: v for k, v in data.items() if k in known})
-        except (ValueError, TypeError) as exc:
+            info = BackupInfo(**{k: v for k, v in data.items() if k in known})
+        except (ValueError, TypeError, AttributeError) as exc:
             raise BackupFailed(f"the manifest of {path.name} is unreadable ({exc})") from None
+        texts = (info.id, info.reason, info.release, info.store, info.schema_revision)
+        if (
+            not all(isinstance(v, str) for v in texts)
+            or not isinstance(info.files, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in info.files.items())
+            or not isinstance(info.rows, dict)
+            or info.store not in ("sqlite", "postgresql")
+        ):
+            raise BackupFailed(f"the manifest of {path.name} is unreadable (a field's kind)")
+        return info
 
     # -- verify ----------------------------------------------------------------------------
 
@@ -253,24 +286,27 @@ class Backups:
         for name, digest in info.files.items():
             f = path / name
             named = f"{name}, {what[name]}," if name in what else name
-            if not f.is_file():
+            if backup_stage.bad_name(name):
+                problems.append(f"{name!r} is not a file name of a backup")
+            elif not f.is_file():
                 problems.append(f"{named} is missing")
             elif _sha256(f) != digest:
                 problems.append(f"{named} does not match its checksum (changed or damaged)")
-        if problems:
-            return problems
-        problems += backup_keys.check(path, info.files)
+        return problems or self._read_back(path, info)
+
+    def _read_back(self, path: Path, info: BackupInfo) -> list[str]:
+        """The problems of the backup's contents at ``path`` (their checksums are checked)."""
+        problems = backup_keys.check(path, info.files)
         if problems:
             return problems
         if info.store == "sqlite":
-            problems += self._verify_sqlite(path, info)
-        else:
-            out = subprocess.run(
-                ["pg_restore", "--list", str(path / PG_DUMP)], capture_output=True, text=True
-            )
-            if out.returncode != 0 or "TABLE DATA" not in out.stdout:
-                problems.append(f"pg_restore cannot read the dump: {out.stderr.strip()[:200]}")
-        return problems
+            return self._verify_sqlite(path, info)
+        out = subprocess.run(
+            ["pg_restore", "--list", str(path / PG_DUMP)], capture_output=True, text=True
+        )
+        if out.returncode != 0 or "TABLE DATA" not in out.stdout:
+            return [f"pg_restore cannot read the dump: {out.stderr.strip()[:200]}"]
+        return []
 
     @staticmethod
     def _verify_sqlite(path: Path, info: BackupInfo) -> list[str]:
@@ -307,16 +343,51 @@ class Backups:
 
     # -- restore ---------------------------------------------------------------------------
 
+    def refusal(self, info: BackupInfo) -> str:
+        """Why the backup ``info`` cannot be restored on this host, whatever it holds ("": it
+        can)."""
+        if info.store == "postgresql" and not self.url:
+            return (
+                f"backup {info.id} holds a PostgreSQL dump: put server.toml with [store] url "
+                f"(the database to restore into) in {self.dd.root} first; nothing was changed"
+            )
+        return ""
+
     def restore(self, backup_id: str) -> Restored:
         """Put a verified backup back in place: the data, the configuration files and every key
         file it holds (each where it belongs). The caller holds the node lock."""
         info = self.get(backup_id)
-        problems = self.verify(backup_id)
-        if problems:
-            raise BackupFailed(
-                f"backup {backup_id} is not good, nothing was changed: " + "; ".join(problems)
-            )
+        refused = self.refusal(info)
+        if refused:
+            raise BackupFailed(refused)
+        made = not self.dd.root.exists()
+        self.dd.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            with self.staged(info) as src:
+                return self.restore_staged(info, src)
+        finally:
+            if made:
+                with contextlib.suppress(OSError):
+                    self.dd.root.rmdir()  # refused before any write: as it was
+
+    @contextlib.contextmanager
+    def staged(self, info: BackupInfo) -> Iterator[Path]:
+        """The backup's files, copied once into a private folder of the data directory and
+        checked there (``backup_stage``); removed afterwards."""
         src = Path(info.path)
+        stage = backup_stage.stage(src, info.files, backup_keys.labels(src), self.dd.root)
+        try:
+            problems = self._read_back(stage, info)
+            if problems:
+                raise BackupFailed(
+                    f"backup {info.id} is not good, nothing was changed: " + "; ".join(problems)
+                )
+            yield stage
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def restore_staged(self, info: BackupInfo, src: Path) -> Restored:
+        """``restore`` from the checked private copy ``src`` of the backup ``info``."""
         kept = backup_keys.read_index(src)
         said = []
         if kept is None:
@@ -325,35 +396,82 @@ class Backups:
                 f"backup {info.id} (release {info.release}) was taken before backups kept the "
                 "services' key files: it holds the data key only"
             )
-        configs = [n for n in key_files.CONFIG_NAMES if (src / n).is_file()]
+        configs = [n for n in key_files.CONFIG_NAMES if n in info.files]
+        refused = backup_keys.foreign(kept, self._destinations(src))
+        if refused:
+            raise BackupFailed("; ".join(refused) + "; nothing was changed")
         blocked = backup_keys.unwritable(self.dd.root, kept)
         if blocked:
             raise BackupFailed("; ".join(blocked) + "; nothing was changed (run as their owner)")
+        if self._keeps_server_toml(info, src):
+            configs.remove(CONFIG_NAME)
+            said.append(
+                f"kept this host's {CONFIG_NAME}: its [store] url names the database restored "
+                f"into (the backup's {CONFIG_NAME} names another; it stays in the backup)"
+            )
         safety = None
-        if self.url or self.dd.data_file.exists():
-            safety = self.create("before-restore")
+        if self._has_data():
+            safety = self.create("before-restore", spare=Path(info.path))
         else:
             self._refuse_replacing(src, kept, configs)
-        self.dd.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if info.store == "sqlite":
-            tmp = self.dd.data_file.with_name(DATA_FILE + ".restoring")
-            _fsync_copy(src / DATA_FILE, tmp, 0o600)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{self.dd.data_file}{suffix}").unlink(missing_ok=True)
-            os.replace(tmp, self.dd.data_file)
+            tmp = backup_keys.private_copy(src / DATA_FILE, self.dd.data_file)
+            try:
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{self.dd.data_file}{suffix}").unlink(missing_ok=True)
+                os.replace(tmp, self.dd.data_file)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         else:
             self._pg_restore(src, safety)
         for name in configs:
             backup_keys.copy_private(src / name, self.dd.root / name)
         said += backup_keys.put_back(src, self.dd.root, kept)
         said += self._lacking(kept)
-        engine = engine_for(self.dd, self.config)
+        engine = engine_for(self.dd, self.dd.config())  # as restored
         try:
             check_format(engine)
         finally:
             engine.dispose()
         Store.open(self.dd).close()  # key and data file belong together again
         return Restored(safety, said)
+
+    def _destinations(self, stage: Path) -> dict[str, set[str]]:
+        """Key id -> the absolute paths outside the data directory a key file may go back to:
+        where the backup's configuration (staged) or this host's resolves it; the release keys
+        only to this installation's trusted release keys file."""
+        allowed: dict[str, set[str]] = {}
+        staged = DataDir(stage)
+        for dd in (staged, self.dd):
+            try:
+                config = staged.config() if dd is staged else self.config
+                found = key_files.find(dd, config, self.install_root)
+            except OpenMfaError:
+                continue  # unreadable configuration: it names nothing
+            for key in found.keys:
+                if not key.inside and not key.path.is_relative_to(stage):
+                    allowed.setdefault(key.id, set()).add(str(key.path))
+        allowed.pop(key_files.RELEASE_KEYS, None)
+        pinned = self.install_root
+        if pinned is None:
+            pinned = key_files.installed_root(self.dd)
+        if pinned is not None:
+            allowed[key_files.RELEASE_KEYS] = {str(key_files.release_keys_file(pinned))}
+        return allowed
+
+    def _keeps_server_toml(self, info: BackupInfo, src: Path) -> bool:
+        """A PostgreSQL restore keeps this host's server.toml when its [store] url is not the
+        backup's: the data went into the database it names."""
+        if info.store != "postgresql" or CONFIG_NAME not in info.files:
+            return False
+        if not self.dd.config_file.exists():
+            return False
+        try:
+            theirs = str(DataDir(src).config().get("store", "url"))
+        except OpenMfaError:
+            return True
+        return theirs != self.url
 
     def _refuse_replacing(
         self, src: Path, kept: list[backup_keys.KeptKey], configs: list[str]
@@ -373,25 +491,15 @@ class Backups:
             )
 
     def _pg_restore(self, src: Path, safety: BackupInfo | None) -> None:
-        out = subprocess.run(
-            [
-                "pg_restore",
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "--dbname",
-                self.url,
-                str(src / PG_DUMP),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if out.returncode != 0:
+        try:
+            pg_tools.run(
+                "pg_restore", ["--clean", "--if-exists", "--no-owner", str(src / PG_DUMP)], self.url
+            )
+        except BackupFailed as exc:
             before = f"backup {safety.id}" if safety else "no backup (there was no data)"
             raise BackupFailed(
-                f"pg_restore failed: {out.stderr.strip()[:300]}; the state "
-                f"before the restore is in {before}"
-            )
+                f"{exc.message}; the state before the restore is in {before}"
+            ) from None
 
     def _lacking(self, kept: list[backup_keys.KeptKey]) -> list[str]:
         """The key files this host's (restored) configuration names that the backup did not
@@ -406,10 +514,15 @@ class Backups:
             out.append(f"not in this backup, {state}: {key.what}, {key.path}")
         return out
 
-    def prune(self) -> list[str]:
+    def prune(self, spare: Path | None = None) -> list[str]:
+        """Remove the oldest backups beyond [backup] keep; never the one at ``spare``."""
         keep = int(self.config.get("backup", "keep"))
         found = self.all()
-        doomed = found[: max(0, len(found) - keep)]
+        doomed = [
+            info
+            for info in found[: max(0, len(found) - keep)]
+            if spare is None or Path(info.path).resolve() != spare.resolve()
+        ]
         for info in doomed:
             shutil.rmtree(info.path, ignore_errors=True)
         return [i.id for i in doomed]

@@ -150,11 +150,19 @@ def find(dd: DataDir, config: Config, install_root: Path | None = None) -> Found
     if pinned is not None:
         from ..install.signing import TRUST_FILE
 
-        where = _abs(pinned / TRUST_FILE)
+        where = release_keys_file(pinned)
         if where.exists():
             what = f"the pinned release keys ({TRUST_FILE} of the installation)"
             found.add(KeyFile(RELEASE_KEYS, what, where, str(where)))
     return found
+
+
+def release_keys_file(install_root: Path) -> Path:
+    """Where the installation at ``install_root`` pins its release keys (the only place a
+    backup puts them back)."""
+    from ..install.signing import TRUST_FILE
+
+    return _abs(install_root / TRUST_FILE)
 
 
 def _service(found: Found, root: Path, service: str, path: Path, tag: str, moves: bool) -> None:
