@@ -25,6 +25,7 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -154,7 +155,9 @@ def _probe(work: Path) -> Podman:
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     for tool in ("podman", "mmdebstrap"):
         assert shutil.which(tool), f"{tool} is missing: run scripts/system-deps.sh"
-    work = tmp_path_factory.mktemp("podman")
+    # A short folder of its own: podman refuses a --runroot longer than 50 characters, and
+    # pytest's folders under pytest-xdist are longer than that.
+    work = Path(tempfile.mkdtemp(prefix="omfa-podman-", dir="/tmp"))
     found = _probe(work)
     try:
         yield found

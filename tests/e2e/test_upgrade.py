@@ -339,7 +339,10 @@ def test_a_failing_upgrade_leaves_the_installation_untouched(site: Site, tmp_pat
     bogus.write_bytes(b"not a wheel")
     before = (site.var / "openmfa.db").stat().st_size
     proc = site.upgrade("--from-wheel", str(bogus), expect=1)
-    assert f"rolled back to {OLD}" in proc.stderr
+    # Refused while the release is installed beside, before anything on the host changes.
+    assert f"{OLD} serves on, nothing on this host was changed" in proc.stderr, proc.stderr
+    assert not (site.root / "upgrade-journal.json").exists()
+    assert not (site.root / "releases" / "9.9.9").exists()
     assert site.version() == OLD and (site.var / "openmfa.db").stat().st_size == before
     site.check_everything_is_there()
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,9 +28,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Config
-from ..errors import InstallFailed
+from ..errors import InstallFailed, OpenMfaError
 from ..store import tables as t
 from ..store.database import DataDir, engine_for
+from .releases import COMPLETE
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,37 @@ def facts_of(version: str, python: Path) -> Facts:
         raise InstallFailed(
             f"release {version} could not say which data it reads ({type(exc).__name__})"
         ) from None
+
+
+def check_target(
+    root: Path, target: str, installed: str, dd: DataDir | None, install: Callable[[], object]
+) -> None:
+    """Install ``target`` beside the running release (``install``), ask it, and refuse with
+    ``InstallFailed`` — removing it again unless it was there before — when it could not take
+    over from ``installed`` with this host's data (``dd``; None on a host without a node).
+    Nothing else on the host changes either way."""
+    serves_on = f"{installed} serves on, nothing on this host was changed"
+    existed = (root / "releases" / target / COMPLETE).exists()
+    going_on = False
+    try:
+        try:
+            install()
+        except InstallFailed as exc:
+            raise InstallFailed(f"{exc.message} ({serves_on})") from None
+        facts = facts_of(target, root / "releases" / target / "venv" / "bin" / "python")
+        fmt = None
+        if dd is not None:
+            try:
+                fmt = data_format_of(dd, dd.config())
+            except OpenMfaError:
+                fmt = None  # a config this release cannot read: the backup step says why
+        reason = refusal(installed, fmt, facts)
+        if reason is not None:
+            raise InstallFailed(f"{reason} ({serves_on})")
+        going_on = True
+    finally:
+        if not going_on and not existed:
+            shutil.rmtree(root / "releases" / target, ignore_errors=True)
 
 
 def data_format_of(dd: DataDir, config: Config) -> int | None:

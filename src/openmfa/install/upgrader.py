@@ -52,7 +52,6 @@ from .mobile_control import MobileControl, PortalControl, ServiceControl
 from .record import InstallRecord
 from .record import last_upgrade as last_upgrade
 from .releases import (
-    COMPLETE,
     install_release,
     lower_priority,
     package_dir,
@@ -192,27 +191,15 @@ class Upgrade:
 
     def _may_go_to(self, target: str, wheel: Path | None, bundle: Path | None) -> None:
         """Refuse, before anything on the host changes, a release that could not take over from
-        this one (``compat``): it is installed beside the running one first, to ask it, and
-        removed again unless it goes on."""
+        this one (``compat.check_target``)."""
         check_prerequisites(self.root, need_bytes=self._need_bytes())
-        existed = (self.root / "releases" / target / COMPLETE).exists()
-        going_on = False
-        try:
-            install_release(self.root, wheel=wheel, bundle=bundle)
-            facts = compat.facts_of(target, self._bin(target).with_name("python"))
-            fmt = None
-            if self.server:
-                try:
-                    fmt = compat.data_format_of(self.dd, self.dd.config())
-                except OpenMfaError:
-                    fmt = None  # a config this release cannot read: the backup step says why
-            reason = compat.refusal(self.record.version, fmt, facts)
-            if reason is not None:
-                raise InstallFailed(f"{reason}. Nothing on this host was changed")
-            going_on = True
-        finally:
-            if not going_on and not existed:
-                shutil.rmtree(self.root / "releases" / target, ignore_errors=True)
+        compat.check_target(
+            self.root,
+            target,
+            self.record.version,
+            self.dd if self.server else None,
+            lambda: install_release(self.root, wheel=wheel, bundle=bundle),
+        )
 
     # -- steps ----------------------------------------------------------------------------------
 
