@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..contract import ComponentOrder
 from ..errors import Conflict
-from ..sdk.models import ComponentOrder
 from ..store.database import Store
 from .agent import start_rollback, start_upgrade
 from .components import ComponentBoard

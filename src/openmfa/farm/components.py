@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from ..sdk.models import ComponentOrder, ComponentReport
+from ..contract import ComponentOrder, ComponentReport
 from .follower import hello
 from .membership import Membership
 from .peers import call

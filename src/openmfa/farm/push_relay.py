@@ -30,8 +30,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..contract import PushOutcome
 from ..errors import InvalidInput, PeerError
-from ..sdk.models import PushOutcome
 from ..store import tables as t
 from ..store.changes import AuditEvent
 from ..store.database import Store

@@ -19,8 +19,8 @@ import secrets
 import time
 from collections.abc import Callable
 
+from ..contract import ComponentOrder
 from ..errors import BalancerError, RollingUpgradeFailed
-from ..sdk.models import ComponentOrder
 from .balancer import Balancer, NoBalancer
 from .components import (
     REPORT_EVERY_DURING,

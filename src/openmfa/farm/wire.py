@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..sdk.models import ComponentOrder
+from ..contract import ComponentOrder
 
 __all__ = ["ComponentOrder", "ComponentSeen", "Hello", "RadiusState", "RollbackPlan"]
 

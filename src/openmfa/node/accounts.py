@@ -19,10 +19,10 @@ from urllib.parse import quote, urlencode
 from sqlalchemy import Connection, Row, func, insert, select, update
 
 from ..config import Config
+from ..contract import NAME_RE, TEXT_RE, Enrollment, MethodView, UserView
 from ..core import backup_codes, hotp
 from ..core.verification import MethodKind
 from ..errors import Conflict, InvalidInput, NotFound, NotMaster
-from ..sdk.models import NAME_RE, TEXT_RE, Enrollment, MethodView, UserView
 from ..store import formats
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
@@ -46,7 +46,7 @@ class Actor:
 
 
 def check_name(name: str) -> str:
-    """The SDK's rule for user names (``sdk.models.NAME_PATTERN``, 1 to 255 characters),
+    """The SDK's rule for user names (``contract.NAME_PATTERN``, 1 to 255 characters),
     trimmed and NFC-normalised."""
     name = unicodedata.normalize("NFC", name)
     if "/" in name:
@@ -62,7 +62,7 @@ def check_name(name: str) -> str:
 
 
 def _check_text(field: str, value: str, limit: int = 255) -> str:
-    """The SDK's rule for text fields (``sdk.models.TEXT_PATTERN``), trimmed."""
+    """The SDK's rule for text fields (``contract.TEXT_PATTERN``), trimmed."""
     if len(value) > limit or TEXT_RE.fullmatch(value) is None:
         raise InvalidInput(f"{field} must be at most {limit} printable characters")
     return value.strip()

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
+from ..contract import ApiKeyView
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from ..sdk.models import ApiKeyView
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store

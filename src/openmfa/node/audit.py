@@ -6,7 +6,7 @@ import time
 
 from sqlalchemy import insert, select
 
-from ..sdk.models import AuditView
+from ..contract import AuditView
 from ..store import tables as t
 from ..store.changes import AuditEvent
 from ..store.database import Store

@@ -41,9 +41,9 @@ from webauthn.helpers.structs import (
 )
 
 from ..config import Config
+from ..contract import MethodView
 from ..core.verification import MethodKind
 from ..errors import InvalidInput
-from ..sdk.models import MethodView
 from ..store import tables as t
 from ..store.changes import Change
 from .accounts import Accounts, Actor, _check_text

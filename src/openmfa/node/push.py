@@ -33,6 +33,15 @@ import msgspec
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from ..config import Config
+from ..contract import (
+    ActivationCode,
+    DeviceActivated,
+    DevicePoll,
+    DeviceView,
+    PushOutcome,
+    PushRequestView,
+    WebPushSubscription,
+)
 from ..core import push as proto
 from ..core.verification import Decision, MethodKind, Reason
 from ..errors import (
@@ -42,15 +51,6 @@ from ..errors import (
     NotFound,
     NotMaster,
     PushClosed,
-)
-from ..sdk.models import (
-    ActivationCode,
-    DeviceActivated,
-    DevicePoll,
-    DeviceView,
-    PushOutcome,
-    PushRequestView,
-    WebPushSubscription,
 )
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter

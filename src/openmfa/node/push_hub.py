@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from ..sdk.models import PushEvent, PushEvents
+from ..contract import PushEvent, PushEvents
 from .push import Opened
 
 KEEP_SECONDS = 130.0

@@ -20,12 +20,14 @@ from ..farm.components import ComponentBoard
 from ..farm.endpoints import FarmEndpoints
 from ..farm.push_relay import MasterPush
 from ..farm.runtime import FarmRuntime
+from ..radius.primary import LdapBind, LocalPasswords, UpstreamRadius
 from ..radius.service import RadiusService
 from ..store.database import Store
 from .accounts import Accounts
 from .apikeys import ApiClient, ApiKeys, KeyRing
 from .authenticator import Authenticator
 from .commit_queue import CommitQueue
+from .first_factor import PasswordCheck
 from .metrics import NodeMetrics
 from .passkeys import Passkeys
 from .policy import verify_policy
@@ -63,8 +65,17 @@ class NodeRuntime:
         self.queue = CommitQueue(self.authenticator)
         self.max_body = int(config.get("server", "max_body_bytes"))
         listen = config.get("radius", "listen") if radius_listen is None else radius_listen
+        self.password_checks: dict[str, PasswordCheck] = {
+            "local": LocalPasswords(store),
+            "ldap": LdapBind(config, store),
+            "radius": UpstreamRadius(config),
+        }
+        """The first-factor checks, built once per configuration: RADIUS clients and the
+        portal's sign-in use the same ones (``[radius] clients``' primary, ``[portal] primary``)."""
         self.radius = (
-            RadiusService(store, config, self.queue, listen, radius_sock) if listen else None
+            RadiusService(store, config, self.queue, listen, self.password_checks, radius_sock)
+            if listen
+            else None
         )
         if self.radius is not None:
             self.radius.flows.push, self.radius.flows.hub = self.push, self.push_hub

@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select
 
 from ..config import Config
+from ..contract import MethodView, TokenView
 from ..core import hotp, token_files, totp
 from ..core.token_files import TokenFileError, TokenRecord
 from ..errors import Conflict, InvalidInput, NotFound
-from ..sdk.models import MethodView, TokenView
 from ..store import formats
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config
+from ..contract import PushOutcome
 from ..core.verification import PUSH_WORDS, Decision, MethodKind, Reason
 from ..errors import OpenMfaError, PrimaryUnavailable
 from ..farm.push_relay import HandingOver, MasterPush, PushAsked, leads, wait_outcome
@@ -46,7 +47,6 @@ from ..node.first_factor import FirstFactor
 from ..node.push import PushService
 from ..node.push_hub import PushHub
 from ..node.radius_clients import RadiusClient
-from ..sdk.models import PushOutcome
 from ..store.changes import AuditEvent
 from ..store.database import Store
 from . import packet as p

@@ -12,12 +12,12 @@ from ..config import Config, parse_listen
 from ..errors import ConfigError
 from ..farm.wire import RadiusState
 from ..node.commit_queue import CommitQueue
+from ..node.first_factor import PasswordCheck
 from ..node.radius_clients import RadiusClients
 from ..store.database import Store
 from . import carry
 from .flows import AccessFlows
 from .handoff import HandOff
-from .primary import LdapBind, LocalPasswords, UpstreamRadius
 from .server import ClientTable, RadiusServer
 
 log = logging.getLogger("openmfa.radius")
@@ -57,8 +57,11 @@ class RadiusService:
         config: Config,
         queue: CommitQueue,
         listen: str,
+        checks: dict[str, PasswordCheck],
         sock: socket.socket | None = None,
     ) -> None:
+        """``checks``: the node's first-factor checks by name (``local``, ``ldap``,
+        ``radius``), built once per configuration and shared with the portal's sign-in."""
         self.store = store
         self.listen = listen
         self.sock = sock
@@ -66,11 +69,7 @@ class RadiusService:
             store,
             config,
             queue,
-            {
-                "local": LocalPasswords(store),
-                "ldap": LdapBind(config, store),
-                "radius": UpstreamRadius(config),
-            },
+            checks,
         )
         self.queue = queue
         self.protocol = RadiusServer(

@@ -49,10 +49,9 @@ from ..node import audit as audit_log
 from ..node.accounts import SECRET_BYTES, Actor, key_uri
 from ..node.apikeys import ApiClient
 from ..node.authenticator import Attempt
-from ..node.first_factor import FirstFactor
+from ..node.first_factor import FirstFactor, PasswordCheck
 from ..node.portal import OFFER, SESSION, TICKET, Grant
 from ..node.runtime import NodeRuntime
-from ..radius.primary import LdapBind, LocalPasswords, PrimaryCheck, UpstreamRadius
 from ..store.changes import AuditEvent
 from ..store.database import DATA_FORMAT, READS_FORMATS
 from .models import (
@@ -889,13 +888,8 @@ def _locked(node: NodeRuntime, name: str) -> bool:
     return until is not None and until > time.time()
 
 
-def _first_factor(node: NodeRuntime) -> PrimaryCheck:
-    kind = node.portal.primary
-    if kind == "ldap":
-        return LdapBind(node.config, node.store)
-    if kind == "radius":
-        return UpstreamRadius(node.config)
-    return LocalPasswords(node.store)
+def _first_factor(node: NodeRuntime) -> PasswordCheck:
+    return node.password_checks.get(node.portal.primary) or node.password_checks["local"]
 
 
 async def activation(request: Request) -> Response:
