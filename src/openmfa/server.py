@@ -19,11 +19,11 @@ from . import activation
 from .config import Config, parse_listen, with_mobile_public_url
 from .errors import ConfigError
 from .node.control import base_url, record_serve
-from .node.runtime import NodeRuntime
 from .radius.handoff import inherited
 from .radius.service import bind_udp
 from .sdk.app import create_app
 from .store.database import Store
+from .wiring import NodeRuntime
 
 
 def serve(

@@ -8,35 +8,37 @@ server (its socket is read on the commit thread), the farm's role watcher. Stop:
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 
 from prometheus_client import CollectorRegistry
 
-from ..config import Config
-from ..directory.schedule import DirectorySchedule
-from ..farm.claims import round_for
-from ..farm.components import ComponentBoard
-from ..farm.endpoints import FarmEndpoints
-from ..farm.push_relay import MasterPush
-from ..farm.runtime import FarmRuntime
-from ..radius.primary import LdapBind, LocalPasswords, UpstreamRadius
-from ..radius.service import RadiusService
-from ..store.database import Store
-from .accounts import Accounts
-from .apikeys import ApiClient, ApiKeys, KeyRing
-from .authenticator import Authenticator
-from .commit_queue import CommitQueue
-from .first_factor import PasswordCheck
-from .metrics import NodeMetrics
-from .passkeys import Passkeys
-from .policy import verify_policy
-from .portal import PortalTokens
-from .push import Opened, PushService
-from .push_hub import PushHub
-from .readiness import Readiness
-from .session_ends import SessionEnds
-from .tokens import Tokens
+from .config import Config
+from .directory.schedule import DirectorySchedule
+from .farm import membership
+from .farm.claims import round_for
+from .farm.components import ComponentBoard
+from .farm.endpoints import FarmEndpoints
+from .farm.push_relay import MasterPush
+from .farm.runtime import FarmRuntime
+from .node.accounts import Accounts
+from .node.apikeys import ApiClient, ApiKeys, KeyRing
+from .node.authenticator import Authenticator
+from .node.commit_queue import CommitQueue
+from .node.first_factor import PasswordCheck
+from .node.passkeys import Passkeys
+from .node.policy import verify_policy
+from .node.portal import PortalTokens
+from .node.push import Opened, PushService
+from .node.push_hub import PushHub
+from .node.readiness import Readiness
+from .node.session_ends import SessionEnds
+from .node.tokens import Tokens
+from .radius.primary import LdapBind, LocalPasswords, UpstreamRadius
+from .radius.service import RadiusService
+from .store.database import Store
+from .wiring_metrics import NodeMetrics
 
 
 class NodeRuntime:
@@ -73,20 +75,32 @@ class NodeRuntime:
         """The first-factor checks, built once per configuration: RADIUS clients and the
         portal's sign-in use the same ones (``[radius] clients``' primary, ``[portal] primary``)."""
         self.radius = (
-            RadiusService(store, config, self.queue, listen, self.password_checks, radius_sock)
+            RadiusService(
+                store,
+                config,
+                self.queue,
+                listen,
+                self.password_checks,
+                self.push,
+                self.push_hub,
+                MasterPush(store),
+                radius_sock,
+            )
             if listen
             else None
         )
-        if self.radius is not None:
-            self.radius.flows.push, self.radius.flows.hub = self.push, self.push_hub
-            self.radius.flows.remote = MasterPush(store)
         self.components = ComponentBoard(store.data_dir.root, store.node_name)
-        self.farm = FarmEndpoints(store, verify_policy(config).lockout, self.components)
-        self.farm.push.push, self.farm.push.hub = self.push, self.push_hub
-        self.farm.radius = self.radius
+        self.farm = FarmEndpoints(
+            store,
+            verify_policy(config).lockout,
+            self.components,
+            self.push,
+            self.push_hub,
+            self.radius,
+        )
         self.farm_runtime = FarmRuntime(store, config, self.queue, self.farm.journal)
         self.readiness = Readiness(store.ready)
-        self.directory = DirectorySchedule(store, config)
+        self.directory = DirectorySchedule(store, config, functools.partial(_is_master, store))
         self.metrics = CollectorRegistry(auto_describe=True)
         self.metrics.register(NodeMetrics(self))
 
@@ -128,3 +142,9 @@ class NodeRuntime:
             client = self.keyring.check(conn, Store.generation(conn), token, time.time())
         client.require(permission)
         return client
+
+
+def _is_master(store: Store) -> bool:
+    """Whether this node is its farm's master now (a node on its own is its own master)."""
+    m = membership.load(store)
+    return m is None or m.is_master

@@ -25,14 +25,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, literal, select
 
-from ..farm import membership
-from ..farm.feed import stored_reports
-from ..farm.follower import position
-from ..metrics import BuildInfo, install_journal
-from ..store import tables as t
+from .farm import membership
+from .farm.feed import stored_reports
+from .farm.follower import position
+from .metrics import BuildInfo, install_journal
+from .store import tables as t
 
 if TYPE_CHECKING:
-    from .runtime import NodeRuntime
+    from .wiring import NodeRuntime
 
 _SCOPES = {"portal": "portal", "adapter": "adapter", "mobile": "mobile"}
 

@@ -11,10 +11,10 @@ import httpx
 
 from openmfa.config import Config
 from openmfa.node.apikeys import ApiKeys
-from openmfa.node.runtime import NodeRuntime
 from openmfa.sdk import models
 from openmfa.sdk.app import create_app
 from openmfa.store.database import Store
+from openmfa.wiring import NodeRuntime
 
 
 def run_app(store: Store, config: Config, scenario: object) -> None:

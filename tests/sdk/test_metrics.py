@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from openmfa import __version__
 from openmfa.config import Config
 from openmfa.node.apikeys import ApiKeys
-from openmfa.node.runtime import NodeRuntime
 from openmfa.sdk.app import create_app
 from openmfa.store.database import Store
+from openmfa.wiring import NodeRuntime
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

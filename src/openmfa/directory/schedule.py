@@ -11,12 +11,12 @@ single master: run ``openmfa directory sync`` from cron on one node there.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from ..config import Config
-from ..farm import membership
-from ..farm.tasks import cancel_and_wait
 from ..store import formats
 from ..store.database import Store
 from .sync import DirectorySync
@@ -26,8 +26,10 @@ TICK_SECONDS = 5.0
 
 
 class DirectorySchedule:
-    def __init__(self, store: Store, config: Config) -> None:
+    def __init__(self, store: Store, config: Config, is_master: Callable[[], bool]) -> None:
+        """``is_master``: whether this node is the farm's master now (a node on its own is)."""
         self.store = store
+        self.is_master = is_master
         self.sync = DirectorySync(store, config)
         self.interval = 60.0 * float(config.get("directory", "interval_minutes"))
         self.configured = bool(config.get("directory", "sources"))
@@ -39,7 +41,10 @@ class DirectorySchedule:
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         self._task = None
 
     async def _loop(self) -> None:
@@ -53,8 +58,7 @@ class DirectorySchedule:
     def tick(self, now: float | None = None) -> list[str]:
         """Run what is due if this node is master; returns the sources it ran."""
         now = time.time() if now is None else now
-        m = membership.load(self.store)
-        master = m is None or m.is_master
+        master = self.is_master()
         became = master and not self._was_master
         self._was_master = master
         if not master:

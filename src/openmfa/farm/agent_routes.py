@@ -40,10 +40,15 @@ class _ComponentOrder(msgspec.Struct, kw_only=True):
 
 class AgentEndpoints(SignedEndpoints):
     def __init__(
-        self, store: Store, checks: dict[bytes, SignatureCheck], board: ComponentBoard
+        self,
+        store: Store,
+        checks: dict[bytes, SignatureCheck],
+        board: ComponentBoard,
+        radius: RadiusActivity | None,
     ) -> None:
+        """``radius``: the node's RADIUS server (None: RADIUS is off)."""
         super().__init__(store, checks)
-        self.radius: RadiusActivity | None = None
+        self.radius = radius
         self.board = board
 
     async def hello(self, request: Request) -> Response:

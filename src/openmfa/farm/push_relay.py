@@ -32,6 +32,8 @@ from starlette.routing import Route
 
 from ..contract import PushOutcome
 from ..errors import InvalidInput, PeerError
+from ..node.push import PushService
+from ..node.push_hub import PushHub
 from ..store import tables as t
 from ..store.changes import AuditEvent
 from ..store.database import Store
@@ -148,12 +150,12 @@ class PushOpened(msgspec.Struct, kw_only=True):
 
 
 class MasterPushRoutes:
-    """The master's side; ``push`` and ``hub`` are the node's (set by the runtime)."""
+    """The master's side; ``push`` and ``hub`` are the node's push requests and their waiters."""
 
-    def __init__(self, endpoints: Any) -> None:
+    def __init__(self, endpoints: Any, push: PushService, hub: PushHub) -> None:
         self.endpoints = endpoints  # MasterEndpoints: the signature check and the role
-        self.push: Any = None
-        self.hub: Any = None
+        self.push = push
+        self.hub = hub
 
     async def open(self, request: Request) -> Response:
         _, node = await self.endpoints._master(request)

@@ -36,9 +36,11 @@ import httpx
 from ..config import load as load_config
 from ..config import parse_listen
 from ..errors import NodeControlError
-from ..radius.handoff import FD_ENV
 
 SERVE_RECORD = "openmfa.serve.json"
+FD_ENV = "OPENMFA_RADIUS_FD"
+"""The descriptor number of an inherited RADIUS socket (``radius.handoff``; set by whoever
+starts the node: a restart in place hands the socket over, so no request is lost)."""
 SERVICE_UNIT_ENV = "OPENMFA_SERVICE_UNIT"
 """Set by the systemd unit ``openmfa install --systemd-dir`` writes: the unit's name."""
 SYSTEMCTL_ENV = "OPENMFA_SYSTEMCTL"

@@ -121,8 +121,17 @@ class ChallengeStates:
 
 class AccessFlows:
     def __init__(
-        self, store: Store, config: Config, queue: CommitQueue, primaries: dict[str, PrimaryCheck]
+        self,
+        store: Store,
+        config: Config,
+        queue: CommitQueue,
+        primaries: dict[str, PrimaryCheck],
+        push: PushService,
+        hub: PushHub,
+        remote: MasterPush,
     ) -> None:
+        """``push`` and ``hub``: where push outcomes are read and waited for; ``remote``: a
+        farm subordinate's way to the master's push requests."""
         self.store = store
         self.queue = queue
         self.primaries = primaries
@@ -137,13 +146,11 @@ class AccessFlows:
         self.accounts = Accounts(store, config)
         self.first = FirstFactor(store, queue)
         """Every first factor's rule: the lock checked first, a wrong password counted."""
-        self.push: PushService | None = None
-        self.hub: PushHub | None = None
-        """Set by the node runtime: where push outcomes are read and waited for."""
+        self.push = push
+        self.hub = hub
         self.holding = 0
         """Requests held for a push answer right now (a drain waits for them)."""
-        self.remote: MasterPush | None = None
-        """A farm subordinate's way to the master's push requests (set by the runtime)."""
+        self.remote = remote
         self._remote_ids: dict[str, float] = {}
         """Pushes this node opened at the master, until when to remember them."""
         self._promoted: dict[str, int] = {}

@@ -27,10 +27,9 @@ import struct
 from pathlib import Path
 
 from ..config import parse_listen
+from ..node.control import FD_ENV as FD_ENV
 
 log = logging.getLogger("openmfa.radius")
-FD_ENV = "OPENMFA_RADIUS_FD"
-"""The descriptor number of an inherited RADIUS socket (set by whoever starts the node)."""
 ASK = b"radius-socket\n"
 WAIT = 3.0
 """Seconds ``take`` waits for the node's answer."""

@@ -10,9 +10,12 @@ import time
 
 from ..config import Config, parse_listen
 from ..errors import ConfigError
+from ..farm.push_relay import MasterPush
 from ..farm.wire import RadiusState
 from ..node.commit_queue import CommitQueue
 from ..node.first_factor import PasswordCheck
+from ..node.push import PushService
+from ..node.push_hub import PushHub
 from ..node.radius_clients import RadiusClients
 from ..store.database import Store
 from . import carry
@@ -58,19 +61,19 @@ class RadiusService:
         queue: CommitQueue,
         listen: str,
         checks: dict[str, PasswordCheck],
+        push: PushService,
+        hub: PushHub,
+        remote: MasterPush,
         sock: socket.socket | None = None,
     ) -> None:
         """``checks``: the node's first-factor checks by name (``local``, ``ldap``,
-        ``radius``), built once per configuration and shared with the portal's sign-in."""
+        ``radius``), built once per configuration and shared with the portal's sign-in;
+        ``push``, ``hub``: the node's push requests and their waiters; ``remote``: a farm
+        subordinate's way to the master's push requests."""
         self.store = store
         self.listen = listen
         self.sock = sock
-        self.flows = AccessFlows(
-            store,
-            config,
-            queue,
-            checks,
-        )
+        self.flows = AccessFlows(store, config, queue, checks, push, hub, remote)
         self.queue = queue
         self.protocol = RadiusServer(
             self.flows, ClientTable([]), config.get("radius", "duplicate_seconds")

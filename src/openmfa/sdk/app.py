@@ -3,7 +3,7 @@
 Every route checks the caller's API key and its scope first, before it reads a body, and
 every error leaves as JSON ``{"code", "message", "request_id"}``. Authentications go through
 the node's commit queue; other calls run in the thread pool against the same node services the
-CLI uses. The node itself (``node.runtime.NodeRuntime``) is started by ``openmfa serve``.
+CLI uses. The node itself (``wiring.NodeRuntime``) is started by ``openmfa serve``.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ from ..node.apikeys import ApiClient
 from ..node.authenticator import Attempt
 from ..node.first_factor import FirstFactor, PasswordCheck
 from ..node.portal import OFFER, SESSION, TICKET, Grant
-from ..node.runtime import NodeRuntime
 from ..store.changes import AuditEvent
 from ..store.database import DATA_FORMAT, READS_FORMATS
+from ..wiring import NodeRuntime
 from .models import (
     NAME_RE,
     SDK_VERSIONS,
