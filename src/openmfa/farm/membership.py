@@ -18,12 +18,17 @@ from sqlalchemy import Connection, delete, insert, select
 from ..errors import InvalidInput
 from ..store import tables as t
 from ..store.database import Store
+from ..store.role import HANDOVER as HANDOVER
+from ..store.role import MASTER as MASTER
+from ..store.role import SHARED as SHARED
+from ..store.role import SUBORDINATE as SUBORDINATE
+from ..store.role import FarmRole
 
-MASTER, SUBORDINATE, HANDOVER, SHARED = "master", "subordinate", "handover", "shared"
-"""Roles. ``handover``: a master handing its role to a subordinate takes no writes meanwhile.
-``shared``: every node of a shared-database farm (one PostgreSQL database, no change feed);
-each reads and writes the database itself, so the membership rows are the same for all of
-them and a node's own URL is its member entry."""
+# Roles (``store.role`` reads them and says what each allows). ``handover``: a master handing
+# its role to a subordinate takes no writes meanwhile.
+# ``shared``: every node of a shared-database farm (one PostgreSQL database, no change feed);
+# each reads and writes the database itself, so the membership rows are the same for all of
+# them and a node's own URL is its member entry.
 TOKEN_PREFIX = "omfa-join-"  # noqa: S105 - a marker, not a secret
 _KEYS = ("farm.id", "farm.role", "farm.epoch", "farm.master_url", "farm.key", "farm.self_url")
 MEMBER_PREFIX = "farm.member."
@@ -42,6 +47,11 @@ class Membership:
     @property
     def is_master(self) -> bool:
         return self.role == MASTER
+
+    @property
+    def farm_role(self) -> FarmRole:
+        """What this role allows (``store.role``: writes, leads pushes, hands over)."""
+        return FarmRole(self.role, self.master_url, self.epoch)
 
     @property
     def shared(self) -> bool:
@@ -97,16 +107,17 @@ def load(store: Store, conn: Connection | None = None) -> Membership | None:
     )
     if "farm.id" not in rows:
         return None
-    if rows["farm.role"] == SHARED:
+    role = FarmRole.from_meta(rows)
+    if role.name == SHARED:
         me = conn.execute(
             select(t.meta.c.value).where(t.meta.c.key == MEMBER_PREFIX + store.node_name)
         ).scalar()
         rows["farm.self_url"] = str(json.loads(me)["url"]) if me else ""
     return Membership(
         rows["farm.id"],
-        rows["farm.role"],
-        int(rows["farm.epoch"]),
-        rows["farm.master_url"],
+        role.name,
+        role.epoch,
+        role.master_url,
         store.box.open(bytes.fromhex(rows["farm.key"]), "farm-key"),
         rows.get("farm.self_url", ""),
     )

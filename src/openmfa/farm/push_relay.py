@@ -37,6 +37,7 @@ from ..node.push_hub import PushHub
 from ..store import tables as t
 from ..store.changes import AuditEvent
 from ..store.database import Store
+from ..store.role import read_role
 from . import membership
 from .peers import acall, refused
 
@@ -121,8 +122,7 @@ def adopt_decided(store: Store, requests: list[dict[str, Any]]) -> int:
 def leads(store: Store) -> bool:
     """Whether this node is (still) where push requests live (during a handover, until the
     new master has taken them)."""
-    m = membership.load(store)
-    return m is None or m.is_master or m.shared or m.role == membership.HANDOVER
+    return read_role(store).leads_pushes
 
 
 class HandingOver(PeerError):

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -43,6 +43,7 @@ from ..radius.handoff import take as take_radius_socket
 from ..store import tables as t
 from ..store.backups import Backups
 from ..store.database import DataDir, driver_url
+from ..store.role import SHARED, role_from
 from . import compat, probe, synthetic
 from .config_merge import merge
 from .installer import check_prerequisites
@@ -434,12 +435,12 @@ class Upgrade:
         engine = create_engine(driver_url(str(url)), poolclass=NullPool)
         try:
             with engine.connect() as conn:
-                role = conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "farm.role"))
+                role = role_from(conn)
         except SQLAlchemyError:
             return False
         finally:
             engine.dispose()
-        return role == "shared"
+        return role.name == SHARED
 
     def _put_back_config(self, j: Journal) -> None:
         """server.toml as it was before the upgrade, from the backup (the merged file may hold

@@ -56,6 +56,7 @@ from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
 from ..store.formats import require
+from ..store.role import read_role
 from .accounts import Accounts, Actor
 from .accounts import _check_text as check_text
 
@@ -122,22 +123,10 @@ class PushService:
 
     # -- where pushes live -------------------------------------------------------------------
 
-    def _farm(self) -> dict[str, str]:
-        """This node's role and the master's URL, as its data file says now."""
-        with self.store.read() as conn:
-            return {
-                str(k): str(v)
-                for k, v in conn.execute(
-                    select(t.meta.c.key, t.meta.c.value).where(
-                        t.meta.c.key.in_(("farm.role", "farm.master_url"))
-                    )
-                ).all()
-            }
-
     def is_master(self) -> bool:
         """This node holds the farm's push requests now (the master, or a shared database's
         node); False while it hands the role over, and after."""
-        return self._farm().get("farm.role", "master") in ("master", "shared")
+        return read_role(self.store).writes
 
     def require_master(self) -> None:
         """Push requests, their answers and activation codes live at the farm's master (like
@@ -146,17 +135,14 @@ class PushService:
         While the master hands its role over (a second or so), the caller waits for the outcome
         rather than being sent back to where it is."""
         deadline = time.monotonic() + HANDOVER_WAIT
-        while True:
-            farm = self._farm()
-            role = farm.get("farm.role", "master")
-            if role != "handover" or time.monotonic() > deadline:
-                break
+        role = read_role(self.store)
+        while role.handing_over and time.monotonic() <= deadline:
             time.sleep(0.1)
-        if role not in ("master", "shared"):
+            role = read_role(self.store)
+        if not role.writes:
             raise NotMaster(
-                "push requests live at the farm's master; ask it at "
-                f"{farm.get('farm.master_url', '?')}",
-                master_url=farm.get("farm.master_url", ""),
+                f"push requests live at the farm's master; ask it at {role.master_url or '?'}",
+                master_url=role.master_url,
             )
 
     # -- activation --------------------------------------------------------------------------

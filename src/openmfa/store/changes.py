@@ -23,6 +23,7 @@ from ..errors import Conflict, NotMaster
 from . import formats
 from . import tables as t
 from .database import Store
+from .role import role_from
 
 Payload = dict[str, Any]
 
@@ -129,25 +130,25 @@ def _writable_format(conn: Connection) -> int:
     newer release keeps writing what every node of the farm can read; on a node on its own, the
     format of its rows. Either way it is the format of the writer's own rows (``farm.format``
     moves both), so a payload is written the way its rows are."""
-    farm = dict(
-        conn.execute(
-            select(t.meta.c.key, t.meta.c.value).where(
-                t.meta.c.key.in_(("farm.role", "farm.master_url", "farm.format", "data_format"))
-            )
-        ).all()
-    )
-    role = farm.get("farm.role", "master")
-    if role == "handover":
+    role = role_from(conn)
+    if role.handing_over:
         raise NotMaster(
             "this node is handing the master role to another node (farm promote); "
             "make the change on the new master when it is done (`openmfa farm status`)"
         )
-    if role not in ("master", "shared"):  # shared: every node writes the one database
+    if not role.writes:  # shared: every node writes the one database
         raise NotMaster(
             "this node is a subordinate of a farm and takes changes only from its master; "
-            f"make the change on the master at {farm.get('farm.master_url', '?')}",
-            master_url=farm.get("farm.master_url", ""),
+            f"make the change on the master at {role.master_url or '?'}",
+            master_url=role.master_url,
         )
+    farm = dict(
+        conn.execute(
+            select(t.meta.c.key, t.meta.c.value).where(
+                t.meta.c.key.in_(("farm.format", "data_format"))
+            )
+        ).all()
+    )
     return int(farm.get("farm.format") or farm.get("data_format") or 1)
 
 
