@@ -20,7 +20,7 @@ from .farm import membership
 from .farm.claims import round_for
 from .farm.components import ComponentBoard
 from .farm.endpoints import FarmEndpoints
-from .farm.push_relay import MasterPush
+from .farm.push_relay import MasterPush, wait_outcome
 from .farm.runtime import FarmRuntime
 from .node.accounts import Accounts
 from .node.apikeys import ApiClient, ApiKeys, KeyRing
@@ -30,6 +30,8 @@ from .node.first_factor import PasswordCheck
 from .node.passkeys import Passkeys
 from .node.policy import verify_policy
 from .node.portal import PortalTokens
+from .node.portal_methods import PortalMethods
+from .node.portal_sign_in import SignInSteps
 from .node.push import Opened, PushService
 from .node.push_hub import PushHub
 from .node.readiness import Readiness
@@ -74,6 +76,18 @@ class NodeRuntime:
         }
         """The first-factor checks, built once per configuration: RADIUS clients and the
         portal's sign-in use the same ones (``[radius] clients``' primary, ``[portal] primary``)."""
+        self.sign_in = SignInSteps(
+            store,
+            self.queue,
+            self.accounts,
+            self.portal,
+            self.push,
+            self.push_hub,
+            self.passkeys,
+            self.password_checks,
+            wait_outcome,
+        )
+        self.portal_methods = PortalMethods(self.accounts, self.portal, config)
         self.radius = (
             RadiusService(
                 store,

@@ -1,0 +1,106 @@
+"""What a signed-in user changes about their own sign-in methods in the User Portal: a new
+authenticator app (offered, then saved once proven with a code) and new backup codes. The SDK's
+portal routes check the session (and that it is fresh), then call one method here.
+
+Rules owned here:
+- an authenticator app's secret is offered sealed (``node.portal``'s ``offer``, to the portal
+  and user it was made for, for ten minutes) and saved only when a code of it is right now,
+  with the ``[enroll]`` digits, period and algorithm it was offered with;
+- new backup codes replace the old ones: every backup-codes method of the user is removed
+  before the new one is made, so the old codes stop working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import time
+from typing import Any
+
+from ..config import Config
+from ..contract import Enrollment, MethodView, PortalTotpOffer
+from ..core.totp import verify as totp_verify
+from ..errors import InvalidInput, Unauthorized
+from .accounts import SECRET_BYTES, Accounts, Actor, key_uri
+from .portal import OFFER, PortalTokens
+
+
+class PortalMethods:
+    def __init__(self, accounts: Accounts, portal: PortalTokens, config: Config) -> None:
+        self.accounts = accounts
+        self.portal = portal
+        self.config = config
+
+    def _enroll(self) -> dict[str, Any]:
+        enroll: dict[str, Any] = self.config.values["enroll"]
+        return enroll
+
+    def totp_offer(self, user: str, client: str, label: str) -> PortalTotpOffer:
+        """A new authenticator app's secret for ``user``, shown once, and the sealed offer
+        (for ``client`` alone) to confirm it with."""
+        e = self._enroll()
+        algorithm = str(e["algorithm"]).upper()
+        key = secrets.token_bytes(SECRET_BYTES[algorithm])
+        secret = base64.b32encode(key).decode().rstrip("=")
+        extra = {"s": secret, "l": label}
+        offer, expires = self.portal.issue(OFFER, user, client, time.time(), extra)
+        uri = key_uri(
+            "totp",
+            key,
+            issuer=str(e["issuer"]),
+            account=user,
+            digits=int(e["digits"]),
+            period=int(e["period"]),
+            algorithm=algorithm,
+        )
+        return PortalTotpOffer(offer=offer, secret=secret, otpauth_uri=uri, expires_at=expires)
+
+    async def totp_confirm(
+        self, user: str, client: str, request_id: str, offer: str, code: str
+    ) -> MethodView:
+        """The code the app shows for ``offer``: then, and only then, the method is saved
+        (audited as ``client``'s, ``request_id``). An offer of another portal or user, or
+        expired: Unauthorized; a wrong code: InvalidInput."""
+        now = time.time()
+        grant = self.portal.check(offer, OFFER, client, now)
+        if grant.user != user or not grant.extra:
+            raise Unauthorized("this offer is not the signed-in user's; start again")
+        e = self._enroll()
+        secret = grant.extra["s"]
+        key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+        digits, period, algorithm = int(e["digits"]), int(e["period"]), str(e["algorithm"]).upper()
+        match = totp_verify(
+            key, code, now, last_step=-1, digits=digits, period=period, algorithm=algorithm
+        )
+        if match is None:
+            raise InvalidInput(
+                "that is not the code the app shows for this secret; check the phone's clock "
+                "and type the code it shows now"
+            )
+        label = grant.extra["l"]
+        done = await asyncio.to_thread(
+            lambda: self.accounts.enroll(
+                user,
+                "totp",
+                secret=secret,
+                digits=digits,
+                period=period,
+                algorithm=algorithm,
+                label=label,
+                actor=Actor(client=client, request_id=request_id),
+            )
+        )
+        return done.method
+
+    async def renew_backup_codes(self, user: str, client: str, request_id: str) -> Enrollment:
+        """New backup codes for ``user``, shown once; the old ones stop working."""
+        actor = Actor(client=client, request_id=request_id)
+
+        def renew() -> Enrollment:
+            for m in self.accounts.list_methods(user):
+                if m.kind == "backup-codes":
+                    self.accounts.remove_method(user, m.id, actor)
+            return self.accounts.enroll(user, "backup-codes", label="backup codes", actor=actor)
+
+        return await asyncio.to_thread(renew)

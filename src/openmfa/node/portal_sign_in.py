@@ -1,0 +1,233 @@
+"""The User Portal's sign-in, step by step: the first factor gives a ticket, the second (a
+code, an approved push, or a passkey) a session token bound to the user. The SDK's portal
+routes parse a body, call one method here and answer what it returns.
+
+Rules owned here:
+- the first factor is the node's one first-factor rule (``node.first_factor``) with the check
+  ``[portal] primary`` names: a locked user's password is not checked, a wrong one counts
+  toward the lock, and a locked or refused user is told only ``locked`` or ``wrong_password``;
+- with ``[portal] self_enroll`` a user who has no method yet is signed in by the first factor
+  alone (audited ``portal.self_enroll``), so they can add their first one;
+- a ticket names the kind of the user's default method and the kinds of all their methods,
+  for the portal to offer first;
+- a push is collected only by the portal that opened it, for the ticket's own user;
+- a passkey sign-in is refused while the user is locked, and audited like any second factor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from ..contract import PasskeyChallenge, PendingPush, PortalStep, PushOutcome
+from ..core.verification import Decision, Reason
+from ..errors import InvalidInput, NotFound, OpenMfaError
+from ..store.changes import AuditEvent
+from ..store.database import Store
+from . import audit
+from .accounts import Accounts
+from .authenticator import Attempt
+from .commit_queue import CommitQueue
+from .first_factor import FirstFactor, PasswordCheck
+from .passkeys import Passkeys
+from .portal import SESSION, TICKET, Grant, PortalTokens
+from .push import PushService
+from .push_hub import PushHub
+
+WaitOutcome = Callable[[PushService, PushHub, Store, str, float], Awaitable[PushOutcome]]
+"""Waits on this (master) node up to some seconds for a push's outcome while it is pending
+(``farm.push_relay.wait_outcome``: the farm's, which knows when this node stops leading)."""
+
+
+class SignInSteps:
+    def __init__(
+        self,
+        store: Store,
+        queue: CommitQueue,
+        accounts: Accounts,
+        portal: PortalTokens,
+        push: PushService,
+        hub: PushHub,
+        passkeys: Passkeys,
+        checks: dict[str, PasswordCheck],
+        wait_outcome: WaitOutcome,
+    ) -> None:
+        """``checks``: the node's first-factor checks by name (``local``, ``ldap``,
+        ``radius``); the portal's is the one ``[portal] primary`` names, else ``local``."""
+        self.store = store
+        self.queue = queue
+        self.accounts = accounts
+        self.portal = portal
+        self.push = push
+        self.hub = hub
+        self.passkeys = passkeys
+        self.first_factor = FirstFactor(store, queue)
+        self.check = checks.get(portal.primary) or checks["local"]
+        self.wait_outcome = wait_outcome
+
+    async def first(
+        self, user: str, password: str, client: str, request_id: str, key: str | None
+    ) -> PortalStep:
+        """The user's first factor -> a ticket for the second (or, self-enrolling, a session
+        token at once). ``key``: the portal's API key, checked again on the commit thread."""
+        d = await self.first_factor.check(
+            self.check,
+            Attempt(user, "", client=client, request_id=request_id, token=key, push=False),
+            password,
+            AuditEvent(
+                "portal.sign_in",
+                "ok",
+                user_name=user,
+                client=client,
+                request_id=request_id,
+                detail=f"first factor ({self.portal.primary})",
+            ),
+        )
+        if d.reason is Reason.LOCKED:
+            return PortalStep(accepted=False, reason=str(Reason.LOCKED))
+        if not d.accepted:  # an unknown user's password is wrong like anyone's
+            return PortalStep(accepted=False, reason=str(Reason.WRONG_PASSWORD))
+        if self.portal.self_enroll and not await asyncio.to_thread(
+            self.accounts.list_methods, user
+        ):
+            # No method yet, and policy lets people add their first one: signed in already.
+            token, expires = self.portal.issue(SESSION, user, client, time.time())
+            event = AuditEvent(
+                "portal.self_enroll", "ok", user_name=user, client=client, request_id=request_id
+            )
+            await asyncio.to_thread(audit.record, self.store, event)
+            return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
+        ticket, expires = self.portal.issue(TICKET, user, client, time.time())
+        prefer = await asyncio.to_thread(self._preferred_kind, user)
+        kinds = await asyncio.to_thread(self._method_kinds, user)
+        return PortalStep(
+            accepted=True,
+            reason="ok",
+            ticket=ticket,
+            expires_at=expires,
+            prefer=prefer,
+            kinds=kinds,
+        )
+
+    async def second(
+        self,
+        ticket: str,
+        client: str,
+        request_id: str,
+        key: str | None,
+        *,
+        code: str = "",
+        method: str = "",
+        push_id: str = "",
+        wait: float = 0,
+    ) -> PortalStep:
+        """The ticket of the first step and a code of the user's -> a session token bound to
+        the user. ``method="push"`` (no code) opens a push: ``pending``, with the number to
+        show; then ``push_id`` (waiting up to ``wait`` seconds) collects it."""
+        grant = self.portal.check(ticket, TICKET, client, time.time())
+        if push_id:
+            return await self._collect_push(client, grant, push_id, wait)
+        if method == "push":
+            if code:
+                raise InvalidInput("send no code with method push (the phone answers instead)")
+            await asyncio.to_thread(self.push.require_master)
+        elif not code:
+            raise InvalidInput("send the code of one of the user's methods, or method push")
+        result = await self.queue.submit(
+            Attempt(
+                grant.user,
+                "push" if method == "push" else code,
+                client=client,
+                request_id=request_id,
+                token=key,
+                push=method == "push",
+            )
+        )
+        if isinstance(result, OpenMfaError):
+            raise result
+        d: Decision = result
+        if d.pending is not None:
+            pid, number, expires = d.pending
+            pending = PendingPush(id=pid, number=number, expires_at=expires)
+            return PortalStep(accepted=False, reason="pending", pending=pending)
+        if d.reason is Reason.PENDING:
+            await asyncio.to_thread(self.push.require_master)  # not here: not_master
+        if not d.accepted:
+            return PortalStep(accepted=False, reason=str(d.reason))
+        return self._session(grant.user, client)
+
+    async def _collect_push(
+        self, client: str, grant: Grant, push_id: str, wait: float
+    ) -> PortalStep:
+        """The push this portal opened for the ticket's user: a session token once approved.
+        (Asked again, an approved push gives this same portal another token for the same
+        user: nothing it did not have.)"""
+        await asyncio.to_thread(self.push.require_master)
+        outcome = await asyncio.to_thread(self.push.outcome, push_id, client)
+        if outcome.user != grant.user:
+            raise NotFound(f"there is no push request {push_id!r} of this sign-in")
+        if outcome.status == "pending" and wait:
+            outcome = await self.wait_outcome(self.push, self.hub, self.store, push_id, wait)
+        if not outcome.accepted:
+            return PortalStep(accepted=False, reason=outcome.status)
+        return self._session(grant.user, client)
+
+    async def passkey_options(self, ticket: str, client: str, origin: str) -> PasskeyChallenge:
+        """A passkey sign-in begins (the ticket of the first step): the browser's options for
+        the page at ``origin``."""
+        grant = self.portal.check(ticket, TICKET, client, time.time())
+        options, challenge, expires = await asyncio.to_thread(
+            self.passkeys.authentication, grant.user, client, origin
+        )
+        return PasskeyChallenge(options=options, challenge=challenge, expires_at=expires)
+
+    async def passkey(
+        self, ticket: str, client: str, request_id: str, challenge: str, credential: str
+    ) -> PortalStep:
+        """The browser's answer to a passkey sign-in -> a session token bound to the user."""
+        grant = self.portal.check(ticket, TICKET, client, time.time())
+        if await asyncio.to_thread(self._locked, grant.user):
+            return PortalStep(accepted=False, reason=str(Reason.LOCKED))
+        method_id = await asyncio.to_thread(
+            self.passkeys.authenticate, grant.user, client, challenge, credential
+        )
+        event = AuditEvent(
+            "authenticate",
+            "accepted" if method_id else "rejected",
+            user_name=grant.user,
+            client=client,
+            method_id=method_id or "",
+            reason="ok" if method_id else "wrong_passkey",
+            request_id=request_id,
+            detail="passkey",
+        )
+        await asyncio.to_thread(audit.record, self.store, event)
+        if method_id is None:
+            return PortalStep(accepted=False, reason="wrong_passkey")
+        return self._session(grant.user, client)
+
+    def _session(self, user: str, client: str) -> PortalStep:
+        token, expires = self.portal.issue(SESSION, user, client, time.time())
+        return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
+
+    def _method_kinds(self, user: str) -> list[str]:
+        """The kinds of ``user``'s methods, sorted ([] when no such user)."""
+        try:
+            return sorted({m.kind for m in self.accounts.list_methods(user)})
+        except NotFound:
+            return []
+
+    def _preferred_kind(self, user: str) -> str:
+        """The kind of ``user``'s default method ("" when none is chosen, or no such user)."""
+        try:
+            return self.accounts.default_kind(user)
+        except NotFound:
+            return ""
+
+    def _locked(self, user: str) -> bool:
+        try:
+            until = self.accounts.get_user(user).locked_until
+        except NotFound:
+            return False  # an unknown user is not locked (their passkey is wrong like anyone's)
+        return until is not None and until > time.time()
