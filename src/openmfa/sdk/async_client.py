@@ -1,0 +1,326 @@
+"""The SDK's client for asyncio applications (the portal, the mobile service).
+
+It sends what ``Requests`` builds through the same ``Plan.flow`` as ``SdkClient``, and offers
+the same methods, awaited (``tests/sdk/test_client_parity.py`` holds the two to it). See
+``openmfa.sdk.client`` for how calls find their node.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Literal, TypeVar, cast
+
+import httpx
+from msgspec import UNSET, UnsetType
+
+from ..errors import OpenMfaError
+from .calls import Call, Requests
+from .models import (
+    ActivationCode,
+    AuditView,
+    BypassGranted,
+    ComponentReply,
+    ComponentReport,
+    DecisionView,
+    DeviceActivated,
+    DevicePoll,
+    DeviceView,
+    Enrollment,
+    MethodView,
+    PasskeyChallenge,
+    PortalMe,
+    PortalStep,
+    PortalTotpOffer,
+    PushEvents,
+    PushOutcome,
+    RadiusStats,
+    SessionsEnded,
+    TokenView,
+    UserView,
+    VersionInfo,
+    WebPushSubscription,
+)
+from .plan import Plan, Reply
+
+__all__ = ["AsyncSdkClient"]
+
+T = TypeVar("T")
+
+
+class AsyncSdkClient:
+    """The SDK over HTTP for asyncio applications; ``urls`` is one node's URL or several."""
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        verify: ssl.SSLContext | bool = True,
+        check_version: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """``transport``: how to reach the node other than over the network (an app of the
+        same process, ``httpx.ASGITransport``)."""
+        self._plan = Plan(urls, api_key, check_version=check_version)
+        self._http = httpx.AsyncClient(timeout=timeout, verify=verify, transport=transport)
+
+    async def __aenter__(self) -> AsyncSdkClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def send(self, call: Call[T], *, request_id: str | None = None) -> T:
+        """Send one call (see ``Requests``) and return its typed answer."""
+        flow = self._plan.flow(call, request_id)
+        attempt = next(flow)
+        while True:
+            try:
+                r = await self._http.request(**attempt.options())
+                reply: Reply | httpx.HTTPError = Reply(r.status_code, r.content)
+            except httpx.HTTPError as exc:
+                reply = exc
+            try:
+                attempt = flow.send(reply)
+            except StopIteration as done:
+                return cast(T, done.value)
+
+    # -- the routes -------------------------------------------------------------------------
+
+    async def version(self) -> VersionInfo:
+        return await self.send(Requests.version())
+
+    async def ready(self) -> bool:
+        try:
+            return (await self.send(Requests.ready())).status == "ready"
+        except OpenMfaError:
+            return False
+
+    async def authenticate(
+        self,
+        user: str,
+        code: str = "",
+        *,
+        push: bool = False,
+        source: str = "",
+        request_id: str | None = None,
+    ) -> DecisionView:
+        call = Requests.authenticate(user, code, push=push, source=source)
+        return await self.send(call, request_id=request_id)
+
+    async def push_outcome(self, push_id: str, *, wait: int = 0) -> PushOutcome:
+        return await self.send(Requests.push_outcome(push_id, wait=wait))
+
+    async def portal_sign_in(self, user: str, password: str) -> PortalStep:
+        return await self.send(Requests.portal_sign_in(user, password))
+
+    async def portal_second_factor(self, ticket: str, code: str) -> PortalStep:
+        return await self.send(Requests.portal_second_factor(ticket, code))
+
+    async def portal_push(self, ticket: str) -> PortalStep:
+        return await self.send(Requests.portal_push(ticket))
+
+    async def portal_push_collect(self, ticket: str, push_id: str, *, wait: int = 0) -> PortalStep:
+        return await self.send(Requests.portal_push_collect(ticket, push_id, wait=wait))
+
+    async def portal_me(self, session: str) -> PortalMe:
+        return await self.send(Requests.portal_me(session))
+
+    async def portal_totp_start(self, session: str, label: str = "") -> PortalTotpOffer:
+        return await self.send(Requests.portal_totp_start(session, label))
+
+    async def portal_totp_confirm(self, session: str, offer: str, code: str) -> MethodView:
+        return await self.send(Requests.portal_totp_confirm(session, offer, code))
+
+    async def portal_remove_method(self, session: str, method_id: str) -> None:
+        await self.send(Requests.portal_remove_method(session, method_id))
+
+    async def portal_activation(self, session: str, label: str = "") -> ActivationCode:
+        return await self.send(Requests.portal_activation(session, label))
+
+    async def portal_sign_ins(self, session: str, limit: int = 20) -> list[AuditView]:
+        return (await self.send(Requests.portal_sign_ins(session, limit))).events
+
+    async def portal_passkey_options(self, ticket: str, origin: str) -> PasskeyChallenge:
+        return await self.send(Requests.portal_passkey_options(ticket, origin))
+
+    async def portal_passkey(self, ticket: str, challenge: str, credential: str) -> PortalStep:
+        return await self.send(Requests.portal_passkey(ticket, challenge, credential))
+
+    async def portal_passkey_register_options(self, session: str, origin: str) -> PasskeyChallenge:
+        return await self.send(Requests.portal_passkey_register_options(session, origin))
+
+    async def portal_passkey_register(
+        self, session: str, challenge: str, credential: str, label: str = ""
+    ) -> MethodView:
+        return await self.send(
+            Requests.portal_passkey_register(session, challenge, credential, label)
+        )
+
+    async def portal_set_phone(self, session: str, phone: str) -> UserView:
+        return await self.send(Requests.portal_set_phone(session, phone))
+
+    async def portal_bypass(self, session: str) -> BypassGranted:
+        return await self.send(Requests.portal_bypass(session))
+
+    async def adapter_verify(self, user: str, code: str) -> bool:
+        return (await self.send(Requests.adapter_verify(user, code))).result
+
+    async def component_report(self, report: ComponentReport) -> ComponentReply:
+        return await self.send(Requests.component_report(report))
+
+    async def portal_set_default(self, session: str, method_id: str) -> UserView:
+        return await self.send(Requests.portal_set_default(session, method_id))
+
+    async def portal_sign_out_everywhere(self, session: str) -> None:
+        await self.send(Requests.portal_sign_out_everywhere(session))
+
+    async def portal_sign_out(self, session: str) -> None:
+        await self.send(Requests.portal_sign_out(session))
+
+    async def portal_end_sessions(self, user: str, sessions: list[str]) -> None:
+        await self.send(Requests.portal_end_sessions(user, sessions))
+
+    async def portal_sessions_ended(self, after: int) -> SessionsEnded:
+        return await self.send(Requests.portal_sessions_ended(after))
+
+    async def portal_backup_codes(self, session: str) -> Enrollment:
+        return await self.send(Requests.portal_backup_codes(session))
+
+    async def portal_claim_token(self, session: str, serial: str, code: str) -> MethodView:
+        return await self.send(Requests.portal_claim_token(session, serial, code))
+
+    async def list_tokens(
+        self, *, unassigned: bool = False, limit: int = 100, after: str = ""
+    ) -> list[TokenView]:
+        """The token inventory (``unassigned``: only tokens nobody has yet)."""
+        call = Requests.list_tokens(unassigned=unassigned, limit=limit, after=after)
+        return (await self.send(call)).tokens
+
+    async def assign_token(self, serial: str, user: str) -> MethodView:
+        """Give an inventory token to ``user``; it becomes one of their methods."""
+        return await self.send(Requests.assign_token(serial, user))
+
+    async def remove_token(self, serial: str) -> None:
+        await self.send(Requests.remove_token(serial))
+
+    async def issue_activation(self, name: str, label: str = "") -> ActivationCode:
+        return await self.send(Requests.issue_activation(name, label))
+
+    async def list_devices(self, name: str) -> list[DeviceView]:
+        return (await self.send(Requests.list_devices(name))).devices
+
+    async def revoke_device(self, name: str, device_id: str) -> None:
+        await self.send(Requests.revoke_device(name, device_id))
+
+    async def activate_device(
+        self,
+        code: str,
+        alg: str,
+        public_key: str,
+        *,
+        label: str = "",
+        webpush: WebPushSubscription | None = None,
+    ) -> DeviceActivated:
+        call = Requests.activate_device(code, alg, public_key, label=label, webpush=webpush)
+        return await self.send(call)
+
+    async def poll_device(self, payload: str, signature: str) -> DevicePoll:
+        return await self.send(Requests.poll_device(payload, signature))
+
+    async def answer_push(self, payload: str, signature: str) -> PushOutcome:
+        return await self.send(Requests.answer_push(payload, signature))
+
+    async def push_events(self, boot: str = "", after: int = 0, *, wait: int = 0) -> PushEvents:
+        return await self.send(Requests.push_events(boot, after, wait=wait))
+
+    async def create_user(
+        self, name: str, *, display_name: str = "", email: str = "", phone: str = ""
+    ) -> UserView:
+        return await self.send(
+            Requests.create_user(name, display_name=display_name, email=email, phone=phone)
+        )
+
+    async def get_user(self, name: str) -> UserView:
+        return await self.send(Requests.get_user(name))
+
+    async def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
+        return (await self.send(Requests.list_users(limit=limit, after=after))).users
+
+    async def update_user(
+        self,
+        name: str,
+        *,
+        display_name: str | UnsetType = UNSET,
+        email: str | UnsetType = UNSET,
+        phone: str | UnsetType = UNSET,
+        enabled: bool | UnsetType = UNSET,
+    ) -> UserView:
+        return await self.send(
+            Requests.update_user(
+                name, display_name=display_name, email=email, phone=phone, enabled=enabled
+            )
+        )
+
+    async def delete_user(self, name: str) -> None:
+        await self.send(Requests.delete_user(name))
+
+    async def unlock_user(self, name: str) -> UserView:
+        return await self.send(Requests.unlock_user(name))
+
+    async def bypass(self, name: str, seconds: int) -> float:
+        return (await self.send(Requests.bypass(name, seconds))).bypass_until
+
+    async def list_methods(self, name: str) -> list[MethodView]:
+        return (await self.send(Requests.list_methods(name))).methods
+
+    async def enroll(
+        self,
+        name: str,
+        kind: Literal["totp", "hotp", "backup-codes"],
+        *,
+        secret: str | None = None,
+        digits: Literal[6, 8] | None = None,
+        period: Literal[30, 60] | None = None,
+        algorithm: Literal["SHA1", "SHA256", "SHA512"] | None = None,
+        label: str = "",
+    ) -> Enrollment:
+        return await self.send(
+            Requests.enroll(
+                name,
+                kind,
+                secret=secret,
+                digits=digits,
+                period=period,
+                algorithm=algorithm,
+                label=label,
+            )
+        )
+
+    async def remove_method(self, name: str, method_id: str) -> None:
+        await self.send(Requests.remove_method(name, method_id))
+
+    async def resync(self, name: str, method_id: str, first: str, second: str) -> bool:
+        return (await self.send(Requests.resync(name, method_id, first, second))).resynchronised
+
+    async def audit(
+        self,
+        *,
+        user: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        after_id: int = 0,
+    ) -> list[AuditView]:
+        call = Requests.audit(user=user, since=since, limit=limit, after_id=after_id)
+        return (await self.send(call)).events
+
+    async def radius_stats(self) -> RadiusStats:
+        return await self.send(Requests.radius_stats())

@@ -1,0 +1,438 @@
+"""Every SDK call as a value: method, path, query, body, answer type; no I/O.
+
+``Requests`` is the one request builder: ``SdkClient`` and ``AsyncSdkClient`` send what it
+builds, through the same plan (``openmfa.sdk.plan``). Each builder is one route of the SDK's
+OpenAPI document (a test holds them to it), so a route is written down once for both clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
+from urllib.parse import quote
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from .models import (
+    ActivationCode,
+    ActivationRequest,
+    AdapterResult,
+    AdapterVerify,
+    AuditPage,
+    AuthenticateRequest,
+    BypassGranted,
+    BypassRequest,
+    ComponentReply,
+    ComponentReport,
+    DecisionView,
+    DeviceActivate,
+    DeviceActivated,
+    DeviceList,
+    DevicePoll,
+    Enrollment,
+    Health,
+    MethodCreate,
+    MethodList,
+    MethodView,
+    PasskeyAnswer,
+    PasskeyChallenge,
+    PasskeyOptions,
+    PortalDefault,
+    PortalMe,
+    PortalPhone,
+    PortalSecondFactor,
+    PortalSessionsEnd,
+    PortalSignIn,
+    PortalStep,
+    PortalTotpConfirm,
+    PortalTotpOffer,
+    PortalTotpStart,
+    PushEvents,
+    PushOutcome,
+    RadiusStats,
+    Resynchronised,
+    ResyncRequest,
+    SessionsEnded,
+    SignedMessage,
+    TokenAssign,
+    TokenClaim,
+    TokenPage,
+    UserCreate,
+    UserPage,
+    UserPatch,
+    UserView,
+    VersionInfo,
+    WebPushSubscription,
+)
+
+__all__ = ["SESSION_HEADER", "Call", "Requests"]
+
+T = TypeVar("T")
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One SDK call, fully described: what to send and what comes back. No I/O."""
+
+    method: str
+    path: str
+    answer: type[T] | None
+    """None: the call answers nothing (204)."""
+    params: dict[str, str | int | float] = field(default_factory=dict)
+    body: bytes | None = None
+    kind: Literal["read", "write", "authenticate"] = "read"
+    timeout: float | None = None
+    """Seconds to wait for the answer (long-polls); None: the client's own timeout."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """This call's own headers (a portal user's session token)."""
+
+    def decode(self, content: bytes) -> T:
+        if self.answer is None:
+            return None  # type: ignore[return-value]
+        return msgspec.json.decode(content, type=self.answer)
+
+
+SESSION_HEADER = "X-OpenMFA-Session"
+"""Where portal calls about the signed-in user carry their session token."""
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _mine(
+    method: str, path: str, answer: type[T] | None, session: str, body: bytes | None = None
+) -> Call[T]:
+    """A portal call about the signed-in user: their session token goes with it."""
+    return Call(method, path, answer, body=body, kind="write", headers={SESSION_HEADER: session})
+
+
+class Requests:
+    """Every route of the SDK as a ``Call`` (the one request builder both clients use)."""
+
+    @staticmethod
+    def health() -> Call[Health]:
+        return Call("GET", "/healthz", Health)
+
+    @staticmethod
+    def ready() -> Call[Health]:
+        return Call("GET", "/readyz", Health)
+
+    @staticmethod
+    def version() -> Call[VersionInfo]:
+        return Call("GET", "/version", VersionInfo)
+
+    @staticmethod
+    def authenticate(
+        user: str, code: str = "", *, push: bool = False, source: str = ""
+    ) -> Call[DecisionView]:
+        body = _encode(
+            AuthenticateRequest(user=user, code=code, method="push" if push else "", source=source)
+        )
+        # A push lives at the farm's master: it follows not_master like a write.
+        kind: Literal["write", "authenticate"] = "write" if push else "authenticate"
+        return Call("POST", "/v1/authenticate", DecisionView, body=body, kind=kind)
+
+    @staticmethod
+    def push_outcome(push_id: str, *, wait: int = 0) -> Call[PushOutcome]:
+        """Where a push request stands; ``wait`` seconds (0 to 60): until the phone answers."""
+        return Call(
+            "GET",
+            f"/v1/authenticate/{_seg(push_id)}",
+            PushOutcome,
+            params={"wait": wait},
+            kind="write",  # at the farm's master
+            timeout=wait + 10.0,
+        )
+
+    @staticmethod
+    def portal_sign_in(user: str, password: str) -> Call[PortalStep]:
+        body = _encode(PortalSignIn(user=user, password=password))
+        return Call("POST", "/v1/portal/sign-in", PortalStep, body=body, kind="authenticate")
+
+    @staticmethod
+    def portal_second_factor(ticket: str, code: str) -> Call[PortalStep]:
+        body = _encode(PortalSecondFactor(ticket=ticket, code=code))
+        return Call("POST", "/v1/portal/second-factor", PortalStep, body=body, kind="authenticate")
+
+    @staticmethod
+    def portal_push(ticket: str) -> Call[PortalStep]:
+        body = _encode(PortalSecondFactor(ticket=ticket, method="push"))
+        return Call("POST", "/v1/portal/second-factor", PortalStep, body=body, kind="write")
+
+    @staticmethod
+    def portal_push_collect(ticket: str, push_id: str, *, wait: int = 0) -> Call[PortalStep]:
+        body = _encode(PortalSecondFactor(ticket=ticket, push_id=push_id, wait=wait))
+        return Call(
+            "POST", "/v1/portal/second-factor", PortalStep, body=body, kind="write",
+            timeout=wait + 10.0,
+        )  # fmt: skip
+
+    @staticmethod
+    def portal_me(session: str) -> Call[PortalMe]:
+        return Call("GET", "/v1/portal/me", PortalMe, headers={SESSION_HEADER: session})
+
+    @staticmethod
+    def portal_totp_start(session: str, label: str = "") -> Call[PortalTotpOffer]:
+        body = _encode(PortalTotpStart(label=label))
+        return _mine("POST", "/v1/portal/me/totp", PortalTotpOffer, session, body)
+
+    @staticmethod
+    def portal_totp_confirm(session: str, offer: str, code: str) -> Call[MethodView]:
+        body = _encode(PortalTotpConfirm(offer=offer, code=code))
+        return _mine("POST", "/v1/portal/me/totp/confirm", MethodView, session, body)
+
+    @staticmethod
+    def portal_remove_method(session: str, method_id: str) -> Call[None]:
+        return _mine("DELETE", f"/v1/portal/me/methods/{_seg(method_id)}", None, session)
+
+    @staticmethod
+    def portal_activation(session: str, label: str = "") -> Call[ActivationCode]:
+        body = _encode(ActivationRequest(label=label))
+        return _mine("POST", "/v1/portal/me/devices/activation", ActivationCode, session, body)
+
+    @staticmethod
+    def portal_sign_ins(session: str, limit: int = 20) -> Call[AuditPage]:
+        return Call(
+            "GET", "/v1/portal/me/sign-ins", AuditPage, params={"limit": limit},
+            headers={SESSION_HEADER: session},
+        )  # fmt: skip
+
+    @staticmethod
+    def portal_passkey_options(ticket: str, origin: str) -> Call[PasskeyChallenge]:
+        body = _encode(PasskeyOptions(origin=origin, ticket=ticket))
+        return Call("POST", "/v1/portal/passkey/options", PasskeyChallenge, body=body)
+
+    @staticmethod
+    def portal_passkey(ticket: str, challenge: str, credential: str) -> Call[PortalStep]:
+        body = _encode(PasskeyAnswer(challenge=challenge, credential=credential, ticket=ticket))
+        return Call("POST", "/v1/portal/passkey", PortalStep, body=body, kind="authenticate")
+
+    @staticmethod
+    def portal_passkey_register_options(session: str, origin: str) -> Call[PasskeyChallenge]:
+        body = _encode(PasskeyOptions(origin=origin))
+        return _mine("POST", "/v1/portal/me/passkeys/options", PasskeyChallenge, session, body)
+
+    @staticmethod
+    def portal_passkey_register(
+        session: str, challenge: str, credential: str, label: str = ""
+    ) -> Call[MethodView]:
+        body = _encode(PasskeyAnswer(challenge=challenge, credential=credential, label=label))
+        return _mine("POST", "/v1/portal/me/passkeys", MethodView, session, body)
+
+    @staticmethod
+    def portal_set_phone(session: str, phone: str) -> Call[UserView]:
+        body = _encode(PortalPhone(phone=phone))
+        return _mine("PUT", "/v1/portal/me/phone", UserView, session, body)
+
+    @staticmethod
+    def portal_bypass(session: str) -> Call[BypassGranted]:
+        return _mine("POST", "/v1/portal/me/bypass", BypassGranted, session)
+
+    @staticmethod
+    def adapter_verify(user: str, code: str) -> Call[AdapterResult]:
+        body = _encode(AdapterVerify(user=user, code=code))
+        return Call("POST", "/v1/adapter/verify", AdapterResult, body=body, kind="authenticate")
+
+    @staticmethod
+    def portal_set_default(session: str, method_id: str) -> Call[UserView]:
+        body = _encode(PortalDefault(method_id=method_id))
+        return _mine("PUT", "/v1/portal/me/default", UserView, session, body)
+
+    @staticmethod
+    def portal_sign_out_everywhere(session: str) -> Call[None]:
+        return _mine("POST", "/v1/portal/me/sign-out-everywhere", None, session)
+
+    @staticmethod
+    def portal_sign_out(session: str) -> Call[None]:
+        return _mine("POST", "/v1/portal/me/sign-out", None, session)
+
+    @staticmethod
+    def portal_end_sessions(user: str, sessions: list[str]) -> Call[None]:
+        body = _encode(PortalSessionsEnd(user=user, sessions=sessions))
+        return Call("POST", "/v1/portal/sessions/end", None, body=body, kind="write")
+
+    @staticmethod
+    def portal_sessions_ended(after: int) -> Call[SessionsEnded]:
+        return Call("GET", "/v1/portal/sessions/ended", SessionsEnded, params={"after": after})
+
+    @staticmethod
+    def portal_backup_codes(session: str) -> Call[Enrollment]:
+        return _mine("POST", "/v1/portal/me/backup-codes", Enrollment, session)
+
+    @staticmethod
+    def portal_claim_token(session: str, serial: str, code: str) -> Call[MethodView]:
+        body = _encode(TokenClaim(serial=serial, code=code))
+        return _mine("POST", "/v1/portal/me/tokens", MethodView, session, body)
+
+    @staticmethod
+    def list_tokens(
+        *, unassigned: bool = False, limit: int = 100, after: str = ""
+    ) -> Call[TokenPage]:
+        params: dict[str, str | int | float] = {"limit": limit, "after": after}
+        if unassigned:
+            params["unassigned"] = "true"
+        return Call("GET", "/v1/tokens", TokenPage, params=params)
+
+    @staticmethod
+    def assign_token(serial: str, user: str) -> Call[MethodView]:
+        body = _encode(TokenAssign(user=user))
+        path = f"/v1/tokens/{_seg(serial)}/assign"
+        return Call("POST", path, MethodView, body=body, kind="write")
+
+    @staticmethod
+    def remove_token(serial: str) -> Call[None]:
+        return Call("DELETE", f"/v1/tokens/{_seg(serial)}", None, kind="write")
+
+    @staticmethod
+    def issue_activation(name: str, label: str = "") -> Call[ActivationCode]:
+        body = _encode(ActivationRequest(label=label))
+        path = f"/v1/users/{_seg(name)}/devices/activation"
+        return Call("POST", path, ActivationCode, body=body, kind="write")
+
+    @staticmethod
+    def list_devices(name: str) -> Call[DeviceList]:
+        return Call("GET", f"/v1/users/{_seg(name)}/devices", DeviceList)
+
+    @staticmethod
+    def revoke_device(name: str, device_id: str) -> Call[None]:
+        path = f"/v1/users/{_seg(name)}/devices/{_seg(device_id)}"
+        return Call("DELETE", path, None, kind="write")
+
+    @staticmethod
+    def activate_device(
+        code: str,
+        alg: str,
+        public_key: str,
+        *,
+        label: str = "",
+        webpush: WebPushSubscription | None = None,
+    ) -> Call[DeviceActivated]:
+        body = _encode(
+            DeviceActivate(
+                code=code,
+                alg=alg,  # type: ignore[arg-type]
+                public_key=public_key,
+                label=label,
+                webpush=webpush,
+            )
+        )
+        return Call("POST", "/v1/devices", DeviceActivated, body=body, kind="write")
+
+    @staticmethod
+    def poll_device(payload: str, signature: str) -> Call[DevicePoll]:
+        body = _encode(SignedMessage(payload=payload, signature=signature))
+        return Call("POST", "/v1/devices/poll", DevicePoll, body=body, kind="write")
+
+    @staticmethod
+    def answer_push(payload: str, signature: str) -> Call[PushOutcome]:
+        body = _encode(SignedMessage(payload=payload, signature=signature))
+        return Call("POST", "/v1/push/answer", PushOutcome, body=body, kind="write")
+
+    @staticmethod
+    def push_events(boot: str = "", after: int = 0, *, wait: int = 0) -> Call[PushEvents]:
+        params: dict[str, str | int | float] = {"boot": boot, "after": after, "wait": wait}
+        return Call(
+            "GET", "/v1/push/events", PushEvents, params=params, kind="write", timeout=wait + 10.0
+        )
+
+    @staticmethod
+    def create_user(
+        name: str, *, display_name: str = "", email: str = "", phone: str = ""
+    ) -> Call[UserView]:
+        body = _encode(UserCreate(name=name, display_name=display_name, email=email, phone=phone))
+        return Call("POST", "/v1/users", UserView, body=body, kind="write")
+
+    @staticmethod
+    def get_user(name: str) -> Call[UserView]:
+        return Call("GET", f"/v1/users/{_seg(name)}", UserView)
+
+    @staticmethod
+    def list_users(*, limit: int = 100, after: str = "") -> Call[UserPage]:
+        return Call("GET", "/v1/users", UserPage, params={"limit": limit, "after": after})
+
+    @staticmethod
+    def update_user(
+        name: str,
+        *,
+        display_name: str | UnsetType = UNSET,
+        email: str | UnsetType = UNSET,
+        phone: str | UnsetType = UNSET,
+        enabled: bool | UnsetType = UNSET,
+    ) -> Call[UserView]:
+        patch = UserPatch(display_name=display_name, email=email, phone=phone, enabled=enabled)
+        return Call("PATCH", f"/v1/users/{_seg(name)}", UserView, body=_encode(patch), kind="write")
+
+    @staticmethod
+    def delete_user(name: str) -> Call[None]:
+        return Call[None]("DELETE", f"/v1/users/{_seg(name)}", None, kind="write")
+
+    @staticmethod
+    def unlock_user(name: str) -> Call[UserView]:
+        return Call("POST", f"/v1/users/{_seg(name)}/unlock", UserView, kind="write")
+
+    @staticmethod
+    def bypass(name: str, seconds: int) -> Call[BypassGranted]:
+        body = _encode(BypassRequest(seconds=seconds))
+        return Call(
+            "POST", f"/v1/users/{_seg(name)}/bypass", BypassGranted, body=body, kind="write"
+        )
+
+    @staticmethod
+    def list_methods(name: str) -> Call[MethodList]:
+        return Call("GET", f"/v1/users/{_seg(name)}/methods", MethodList)
+
+    @staticmethod
+    def enroll(
+        name: str,
+        kind: Literal["totp", "hotp", "backup-codes"],
+        *,
+        secret: str | None = None,
+        digits: Literal[6, 8] | None = None,
+        period: Literal[30, 60] | None = None,
+        algorithm: Literal["SHA1", "SHA256", "SHA512"] | None = None,
+        label: str = "",
+    ) -> Call[Enrollment]:
+        body = _encode(
+            MethodCreate(
+                kind=kind,
+                secret=secret,
+                digits=digits,
+                period=period,
+                algorithm=algorithm,
+                label=label,
+            )
+        )
+        return Call("POST", f"/v1/users/{_seg(name)}/methods", Enrollment, body=body, kind="write")
+
+    @staticmethod
+    def remove_method(name: str, method_id: str) -> Call[None]:
+        path = f"/v1/users/{_seg(name)}/methods/{_seg(method_id)}"
+        return Call[None]("DELETE", path, None, kind="write")
+
+    @staticmethod
+    def resync(name: str, method_id: str, first: str, second: str) -> Call[Resynchronised]:
+        path = f"/v1/users/{_seg(name)}/methods/{_seg(method_id)}/resync"
+        body = _encode(ResyncRequest(first=first, second=second))
+        return Call("POST", path, Resynchronised, body=body, kind="write")
+
+    @staticmethod
+    def audit(
+        *, user: str | None = None, since: float | None = None, limit: int = 100, after_id: int = 0
+    ) -> Call[AuditPage]:
+        params: dict[str, str | int | float] = {"limit": limit, "after_id": after_id}
+        if user is not None:
+            params["user"] = user
+        if since is not None:
+            params["since"] = since
+        return Call("GET", "/v1/audit", AuditPage, params=params)
+
+    @staticmethod
+    def radius_stats() -> Call[RadiusStats]:
+        return Call("GET", "/v1/radius/stats", RadiusStats)
+
+    @staticmethod
+    def component_report(report: ComponentReport) -> Call[ComponentReply]:
+        return Call("POST", "/v1/components/report", ComponentReply, body=_encode(report))
