@@ -109,8 +109,8 @@ def seconds_since(at: float) -> float:
 def install_journal() -> Path | None:
     """The upgrade journal of this host's installation (from its install record), if any."""
     from .errors import OpenMfaError
+    from .install.journal import JOURNAL
     from .install.record import InstallRecord, record_path
-    from .install.upgrader import JOURNAL
 
     try:
         return InstallRecord.load(record_path(None)).root_path / JOURNAL

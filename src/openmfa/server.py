@@ -16,8 +16,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from . import activation
-from .config import Config, parse_listen, with_mobile_public_url
+from .config import Config, parse_listen
 from .errors import ConfigError
+from .mobile_url import with_mobile_public_url
 from .node.control import base_url, record_serve
 from .radius.handoff import inherited
 from .radius.service import bind_udp

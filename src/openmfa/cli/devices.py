@@ -10,7 +10,7 @@ import click
 import msgspec
 import segno
 
-from ..config import with_mobile_public_url
+from ..mobile_url import with_mobile_public_url
 from ..node.accounts import Accounts
 from ..node.push import PushService
 from .common import data_dir_option, fails_cleanly, opened, when

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -36,8 +35,9 @@ import httpx
 from ..config import load as load_config
 from ..config import parse_listen
 from ..errors import NodeControlError
+from ..store.serve_record import SERVE_RECORD as SERVE_RECORD
+from ..store.serve_record import Invocation as Invocation
 
-SERVE_RECORD = "openmfa.serve.json"
 FD_ENV = "OPENMFA_RADIUS_FD"
 """The descriptor number of an inherited RADIUS socket (``radius.handoff``; set by whoever
 starts the node: a restart in place hands the socket over, so no request is lost)."""
@@ -88,40 +88,6 @@ def wait_at_gate() -> None:
         said = gate.read(2)
     if said != b"go":
         raise SystemExit(0)
-
-
-@dataclass
-class Invocation:
-    """How ``openmfa serve`` ran: enough to run it again the same way."""
-
-    pid: int
-    argv: list[str]
-    """The arguments after the program (``["serve", "--data-dir", ...]``)."""
-    cwd: str
-    env: dict[str, str]
-    url: str
-    """The SDK's base URL where it listened (``http://127.0.0.1:8480``)."""
-    radius: str = ""
-    """The RADIUS address it listened on ("" when RADIUS was off or not known)."""
-    unit: str = ""
-    """The service-manager unit it ran under ("" when none)."""
-    source: str = field(default="serve")
-    """``serve`` (written by the node itself) or ``proc`` (read from /proc before a stop)."""
-
-    @classmethod
-    def load(cls, path: Path) -> Invocation | None:
-        try:
-            data = json.loads(path.read_text())
-            return cls(**data)
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f, indent=2)
-        os.replace(tmp, path)
 
 
 def base_url(host: str, port: int, tls: bool) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 from ..config import CONFIG_NAME, Config
 from ..errors import ConfigError, OpenMfaError
 from .database import KEY_FILE, DataDir
+from .serve_record import SERVE_RECORD, Invocation
 
 DATA_KEY = "data-key"
 RELEASE_KEYS = "release-keys"
@@ -205,8 +206,6 @@ def _service(found: Found, root: Path, service: str, path: Path, tag: str, moves
 def _serve_cwd(dd: DataDir) -> Path:
     """Where ``openmfa serve`` last ran (relative TLS paths are opened from there); else the
     data directory."""
-    from ..node.control import SERVE_RECORD, Invocation
-
     ran = Invocation.load(dd.root / SERVE_RECORD)
     if ran is not None and ran.cwd and Path(ran.cwd).is_dir():
         return Path(ran.cwd)
