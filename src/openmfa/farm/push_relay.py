@@ -313,14 +313,14 @@ def _moved_to(resp: httpx.Response) -> str:
 async def wait_outcome(push: Any, hub: Any, store: Store, push_id: str, wait: float) -> PushOutcome:
     """A push's outcome on this (master) node, waiting up to ``wait`` seconds while it is
     pending; returns early, still pending, when this node stops leading (a handover)."""
-    outcome: PushOutcome = await run_in_threadpool(push.outcome, push_id)
+    outcome: PushOutcome = await run_in_threadpool(push.outcome_here, push_id)
     deadline = time.monotonic() + wait
     while outcome.status == "pending":
         left = min(deadline - time.monotonic(), outcome.expires_at - time.time() + 0.05)
         if left <= 0:
             break
         await hub.wait_decided(push_id, min(left, MASTER_CHECK))
-        outcome = await run_in_threadpool(push.outcome, push_id)
+        outcome = await run_in_threadpool(push.outcome_here, push_id)
         if outcome.status == "pending" and not await run_in_threadpool(leads, store):
             break
     return outcome

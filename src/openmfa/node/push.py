@@ -56,7 +56,7 @@ from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
 from ..store.formats import require
-from ..store.role import read_role
+from ..store.role import read_role, role_from
 from .accounts import Accounts, Actor
 from .accounts import _check_text as check_text
 
@@ -120,6 +120,7 @@ class PushService:
         self.fraud_webhook = str(m["fraud_webhook"])
         self.writer = ChangeWriter(store)
         self.nonces = NonceBook()
+        self.handover_wait = HANDOVER_WAIT
 
     # -- where pushes live -------------------------------------------------------------------
 
@@ -134,7 +135,7 @@ class PushService:
         sends its callers there (``NotMaster`` with the master's URL; the SDK clients follow).
         While the master hands its role over (a second or so), the caller waits for the outcome
         rather than being sent back to where it is."""
-        deadline = time.monotonic() + HANDOVER_WAIT
+        deadline = time.monotonic() + self.handover_wait
         role = read_role(self.store)
         while role.handing_over and time.monotonic() <= deadline:
             time.sleep(0.1)
@@ -148,7 +149,9 @@ class PushService:
     # -- activation --------------------------------------------------------------------------
 
     def issue_activation(self, name: str, label: str = "", actor: Actor = CLI) -> ActivationCode:
-        """A single-use code (and the URL and QR text carrying it) a device activates with."""
+        """A single-use code (and the URL and QR text carrying it) a device activates with; at
+        the master, where the device's activation is decided."""
+        self.require_master()
         now = time.time()
         label = check_text("label", label)
         user_id = self.accounts.user_id(name)
@@ -193,6 +196,9 @@ class PushService:
         webpush: dict[str, str] | None = None,
         actor: Actor = CLI,
     ) -> DeviceActivated:
+        """A device's activation with its code (a write, decided at the master: a subordinate
+        may not hold a code made a moment ago)."""
+        self.require_master()
         try:
             key = proto.DeviceKey.load(alg, proto.unb64u(public_key))
         except proto.ProtocolError as exc:
@@ -320,6 +326,12 @@ class PushService:
         now: float,
         numbered: bool = True,
     ) -> tuple[Decision, Opened | None]:
+        """A push request for ``user`` (or the same caller's open one), in ``conn``'s
+        transaction. Not at the master (a subordinate, or a master handing its role over): a
+        pending decision with no request, which the caller opens at the master
+        (``farm.push_relay``), as for a subordinate's authenticator."""
+        if not role_from(conn).writes:
+            return Decision(False, Reason.PENDING, method_id), None
         r = t.push_requests
         user_id = conn.scalar(select(t.users.c.id).where(t.users.c.name == user))
         if user_id is None:
@@ -371,7 +383,14 @@ class PushService:
     # -- what a waiter asks -------------------------------------------------------------------
 
     def outcome(self, push_id: str, client: str | None = None) -> PushOutcome:
-        """Where a request stands. ``client``: the SDK caller, who may only see its own."""
+        """Where a request stands, asked of the master. ``client``: the SDK caller, who may
+        only see its own."""
+        self.require_master()
+        return self.outcome_here(push_id, client)
+
+    def outcome_here(self, push_id: str, client: str | None = None) -> PushOutcome:
+        """Where a request stands on this node, whatever its role now: for a waiter that
+        watches the role itself (``farm.push_relay.wait_outcome``)."""
         with self.store.read() as conn:
             row = conn.execute(
                 select(t.push_requests).where(t.push_requests.c.id == push_id)
@@ -404,6 +423,7 @@ class PushService:
 
     def poll(self, payload: str, signature: str) -> DevicePoll:
         """A signed poll: the device, its key, and the requests waiting for its user."""
+        self.require_master()
         now = time.time()
         signed = self._signed(payload, signature, "poll")
         with self.store.read() as conn:
@@ -420,6 +440,7 @@ class PushService:
     def answer(self, payload: str, signature: str, actor: Actor = CLI) -> PushOutcome:
         """Record a device's signed answer. A refusal is audited (in a transaction of its own,
         since the answer's is rolled back) and raised."""
+        self.require_master()
         try:
             signed = self._signed(payload, signature, "answer")
             with self.store.write() as conn:
