@@ -32,10 +32,11 @@ from typing import Any
 import httpx
 import pytest
 
-from openmfa.farm import rolling
 from openmfa.farm.balancer import HAProxy
-from openmfa.farm.membership import SHARED, Membership
+from openmfa.farm.membership import SHARED
+from openmfa.farm.move import Act, NodeMove, Pacing
 from openmfa.farm.wire import Hello
+from openmfa.radius.server import ClientTable
 
 from .farm_scenario import haproxy_config_for
 from .helpers import OPENMFA, free_port
@@ -74,22 +75,6 @@ class Node:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=30)
-
-
-class Orchestrator(rolling.RollingUpgrade):
-    """The farm upgrade's own steps, for nodes that are not in a farm: only the agent's part
-    (the node's restart) is played by the test."""
-
-    def __init__(self, balancer: HAProxy, nodes: dict[str, str], said: list[str]) -> None:
-        self.lb = balancer
-        self.nodes = nodes
-        self.say = said.append
-        self.m = Membership("farm", SHARED, 1, "", b"k" * 32)
-        self.me = "orchestrator"
-        self.hold = False
-        self.node_timeout, self.drain_timeout = 60.0, 5.0
-        self.min_up, self.up_timeout = 1, 60.0
-        self._probe, self._radius_unchecked = None, set()
 
 
 def server_status(lb: HAProxy, name: str) -> str:
@@ -132,14 +117,19 @@ def pair(tmp_path: Path) -> Iterator[tuple[list[Node], HAProxy, int]]:
             n.stop()
 
 
-def test_the_next_node_goes_out_only_once_the_previous_one_serves_again(
-    pair: tuple[list[Node], HAProxy, int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    nodes, lb, port = pair
-    by_url = {n.url: n for n in nodes}
+class Peers:
+    """The nodes as the farm upgrade's move reaches them, for nodes that are not in a farm: only
+    the agent's part (the node's restart) is played by the test."""
 
-    def hello(m: Membership, me: str, url: str, timeout: float = 2.0) -> Hello | None:
-        node = by_url[url]
+    def __init__(self, nodes: list[Node], lb: HAProxy) -> None:
+        self.by_url = {n.url: n for n in nodes}
+        self.lb = lb
+
+    def ready(self, url: str) -> bool:
+        return self.by_url[url].ready()
+
+    def hello(self, url: str) -> Hello | None:
+        node = self.by_url[url]
         if not node.ready():
             return None
         return Hello(
@@ -153,8 +143,9 @@ def test_the_next_node_goes_out_only_once_the_previous_one_serves_again(
             reads=[1, 2],
         )
 
-    def call(key: bytes, me: str, url: str, method: str, path: str, **kw: Any) -> httpx.Response:
-        node = by_url[url]
+    def post(self, url: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        node = self.by_url[url]
+        lb = self.lb
         if path == "/v1/farm/rollback":  # the agent: stop, out of HAProxy's view, back
             node.stop()
             deadline = time.monotonic() + 60
@@ -166,9 +157,11 @@ def test_the_next_node_goes_out_only_once_the_previous_one_serves_again(
             return httpx.Response(200, json={"pid": 1, "log": "farm-rollback.log"})
         return httpx.Response(404, json={"code": "not_found"})  # no RADIUS draining here
 
-    monkeypatch.setattr(rolling, "hello", hello)
-    monkeypatch.setattr(rolling, "call", call)
 
+def test_the_next_node_goes_out_only_once_the_previous_one_serves_again(
+    pair: tuple[list[Node], HAProxy, int],
+) -> None:
+    nodes, lb, port = pair
     failed: list[str] = []
     answered = 0
     done = threading.Event()
@@ -189,12 +182,23 @@ def test_the_next_node_goes_out_only_once_the_previous_one_serves_again(
                 time.sleep(0.02)
 
     said: list[str] = []
-    orchestrator = Orchestrator(lb, {n.name: n.url for n in nodes}, said)
+    move = NodeMove(
+        Peers(nodes, lb),
+        lb,
+        {n.name: n.url for n in nodes},
+        said.append,
+        shared=True,
+        pacing=Pacing(node_timeout=60.0, drain_timeout=5.0, min_up=1, up_timeout=60.0),
+        radius_clients=lambda: ClientTable([]),
+    )
+    act = Act(
+        target="0.9", path="/v1/farm/rollback", body={}, doing="rolling back", carry_radius=False
+    )
     worker = threading.Thread(target=load)
     worker.start()
     try:
         for n in nodes:
-            orchestrator._move_node(n.name, n.url, "0.9", "/v1/farm/rollback", {})
+            move(n.name, n.url, act)
     finally:
         done.set()
         worker.join(timeout=60)
