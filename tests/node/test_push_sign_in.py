@@ -1,0 +1,114 @@
+"""The post-promotion retry (``node.push_sign_in``): a push decided by an authenticator that
+still runs as a subordinate's is decided again while the data file says this node is the
+master, and opened once the authenticator catches up; on a subordinate it is left to the
+caller at once; the retry ends after its tries."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from openmfa.config import Config
+from openmfa.core import push as proto
+from openmfa.core.verification import Decision, Reason, VerifyPolicy
+from openmfa.errors import OpenMfaError
+from openmfa.farm import membership
+from openmfa.node.accounts import Accounts
+from openmfa.node.authenticator import Attempt, Authenticator
+from openmfa.node.commit_queue import CommitQueue, Result
+from openmfa.node.push import PushService
+from openmfa.node.push_sign_in import PROMOTED_PAUSE, PROMOTED_TRIES, decide_push, unopened
+from openmfa.store.database import Store
+
+
+class LateRound:
+    """A subordinate's claim round that asks nothing of a master: the authenticator decides
+    as a subordinate's. After ``batches`` batches the node's role reaches the authenticator
+    (as the farm watcher's tick does: between two batches, on the commit thread)."""
+
+    def __init__(self, batches: int) -> None:
+        self.batches = batches
+        self.runs = 0
+        self.queue: CommitQueue | None = None
+
+    def run(
+        self, auth: Authenticator, attempts: list[Attempt], now: float
+    ) -> list[Decision | OpenMfaError]:
+        self.runs += 1
+        if self.runs == self.batches and self.queue is not None:
+            self.queue.call(lambda: auth.set_role(None, None))
+        return auth.decide(attempts, now, None)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def push(store: Store, config: Config) -> PushService:
+    accounts = Accounts(store, config)
+    accounts.add_user("alice")
+    service = PushService(store, config, accounts)
+    service.min_gap = 0
+    code = service.issue_activation("alice").code
+    spki = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    service.activate(code, "ES256", proto.b64u(spki))
+    return service
+
+
+def _run(push: PushService, late: LateRound, code: str = "push", tries: int = 5) -> Result:
+    auth = Authenticator(push.store, VerifyPolicy(), round=late, push=push)
+
+    async def scenario() -> Result:
+        queue = CommitQueue(auth)
+        late.queue = queue
+        queue.start()
+        try:
+            attempt = Attempt("alice", code, client="app", request_id=f"r{time.time()}")
+            return await decide_push(queue, attempt, push, tries=tries, pause=0.01)
+        finally:
+            queue.stop()
+
+    return asyncio.run(scenario())
+
+
+def test_one_pair_of_numbers_five_seconds_at_most() -> None:
+    assert PROMOTED_TRIES * PROMOTED_PAUSE <= 5.0
+
+
+def test_a_just_promoted_master_opens_the_push_once_its_authenticator_knows(
+    push: PushService,
+) -> None:
+    late = LateRound(batches=3)
+    d = _run(push, late)
+    assert isinstance(d, Decision) and d.reason is Reason.PENDING and d.pending is not None
+    assert late.runs == 3  # three decisions as a subordinate's, then one that opened it
+    assert push.outcome(d.pending[0]).status == "pending"
+
+
+def test_a_subordinate_leaves_the_push_to_its_master_at_once(push: PushService) -> None:
+    m = membership.Membership("f1", membership.SUBORDINATE, 1, "http://master:8480", bytes(32))
+    with push.store.write() as conn:
+        membership.save(push.store, conn, m)
+    late = LateRound(batches=3)
+    d = _run(push, late)
+    assert unopened(d) and late.runs == 1
+
+
+def test_the_retry_ends_after_its_tries(push: PushService) -> None:
+    late = LateRound(batches=100)
+    d = _run(push, late, tries=4)
+    assert unopened(d) and late.runs == 4
+
+
+def test_a_decision_that_is_no_push_is_not_retried(push: PushService) -> None:
+    late = LateRound(batches=100)
+    d = _run(push, late, code="000000")
+    assert isinstance(d, Decision) and d.reason is Reason.WRONG_CODE and late.runs == 1
