@@ -51,6 +51,17 @@ def _no_byte_compiling() -> Iterator[None]:
         os.environ[COMPILE_ENV] = saved
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _hypothesis_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Hypothesis keeps its examples and caches under the run's temporary directory, not in a
+    ``.hypothesis/`` of the checkout (schemathesis's runs get a temporary working directory)."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(tmp_path_factory.getbasetemp() / "hypothesis")
+    yield
+    set_hypothesis_home_dir(None)
+
+
 FIRST = (
     "tests/e2e/test_deployment_upgrade.py",
     "tests/e2e/test_upgrade.py",
