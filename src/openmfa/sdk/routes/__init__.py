@@ -1,0 +1,21 @@
+"""The SDK's routes, one module per group, each declaring its routes next to their handlers
+(``ROUTES``); ``TABLE`` is all of them, in the order the OpenAPI document lists them."""
+
+from __future__ import annotations
+
+from ..table import Declared
+from . import audit, authenticate, devices, portal, portal_me, system, tokens, users
+
+TABLE: list[Declared] = [
+    *system.ROUTES,
+    *authenticate.ROUTES,
+    *users.ROUTES,
+    *devices.ROUTES,
+    *portal.ROUTES,
+    *portal_me.ROUTES,
+    *tokens.ROUTES,
+    *audit.ROUTES,
+]
+"""Every SDK route, declared once: the app serves these and the document lists them."""
+
+__all__ = ["TABLE", "Declared"]

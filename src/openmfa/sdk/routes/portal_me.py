@@ -1,0 +1,446 @@
+"""The signed-in user's own routes (``/v1/portal/me``, header ``X-OpenMFA-Session``): what they
+see and the changes they make to their sign-in methods, most after a fresh sign-in.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...core.totp import verify as totp_verify
+from ...errors import Forbidden, InvalidInput, Unauthorized
+from ...node import audit as audit_log
+from ...node.accounts import SECRET_BYTES, key_uri
+from ...node.apikeys import ApiClient
+from ...node.portal import OFFER, SESSION, Grant
+from ..http import _actor, _authorize, _body, _int_param, _node, json_response
+from ..models import (
+    ActivationCode,
+    ActivationRequest,
+    AuditPage,
+    BypassGranted,
+    Enrollment,
+    MethodView,
+    PasskeyAnswer,
+    PasskeyChallenge,
+    PasskeyOptions,
+    PortalDefault,
+    PortalMe,
+    PortalPhone,
+    PortalTotpConfirm,
+    PortalTotpOffer,
+    PortalTotpStart,
+    TokenClaim,
+    UserView,
+)
+from ..table import Declared
+
+SESSION_HEADER = "x-openmfa-session"
+"""Where a portal call carries the signed-in user's session token."""
+
+
+async def _session(request: Request, fresh: bool = False) -> tuple[ApiClient, Grant]:
+    """The portal key, and the signed-in user its session token names (``fresh``: signed in
+    within ``[portal] reauth_minutes``, as a change of sign-in methods needs)."""
+    node = _node(request)
+    client = await _authorize(request, "portal")
+    now = time.time()
+    grant = node.portal.check(request.headers.get(SESSION_HEADER, ""), SESSION, client.name, now)
+    if grant.issued_at <= await run_in_threadpool(node.accounts.sessions_after, grant.user):
+        raise Unauthorized("the session ended (signed out everywhere); sign in again")
+    if await run_in_threadpool(
+        node.session_ends.ended, grant.user, grant.session_id, grant.issued_at, now
+    ):
+        raise Unauthorized("the session ended (signed out, or the account changed); sign in again")
+    if fresh:
+        grant.require_fresh(node.portal.reauth_minutes, now)
+    return client, grant
+
+
+async def portal_me(request: Request) -> Response:
+    """The signed-in user (``X-OpenMFA-Session``: the session token) and their methods."""
+    node = _node(request)
+    _, grant = await _session(request)
+    user = await run_in_threadpool(node.accounts.get_user, grant.user)
+    found = await run_in_threadpool(node.accounts.list_methods, grant.user)
+    return json_response(
+        PortalMe(
+            user=user,
+            methods=found,
+            session_id=grant.session_id,
+            session_issued_at=grant.issued_at,
+            subject=node.session_ends.subject(grant.user),
+            bypass_seconds=node.portal.bypass_seconds,
+        )
+    )
+
+
+async def portal_totp_start(request: Request) -> Response:
+    """Offer the signed-in user a new authenticator app's secret (saved only once proven)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, PortalTotpStart, node.max_body)
+    e = node.config.values["enroll"]
+    key = secrets.token_bytes(SECRET_BYTES[str(e["algorithm"]).upper()])
+    secret = base64.b32encode(key).decode().rstrip("=")
+    extra = {"s": secret, "l": b.label}
+    offer, expires = node.portal.issue(OFFER, grant.user, client.name, time.time(), extra)
+    uri = key_uri(
+        "totp",
+        key,
+        issuer=str(e["issuer"]),
+        account=grant.user,
+        digits=int(e["digits"]),
+        period=int(e["period"]),
+        algorithm=str(e["algorithm"]).upper(),
+    )
+    return json_response(
+        PortalTotpOffer(offer=offer, secret=secret, otpauth_uri=uri, expires_at=expires)
+    )
+
+
+async def portal_totp_confirm(request: Request) -> Response:
+    """The code the app shows for the offer: then, and only then, the method is saved."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, PortalTotpConfirm, node.max_body)
+    now = time.time()
+    offer = node.portal.check(b.offer, OFFER, client.name, now)
+    if offer.user != grant.user or not offer.extra:
+        raise Unauthorized("this offer is not the signed-in user's; start again")
+    e = node.config.values["enroll"]
+    secret = offer.extra["s"]
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    digits, period, algorithm = int(e["digits"]), int(e["period"]), str(e["algorithm"]).upper()
+    match = totp_verify(
+        key, b.code, now, last_step=-1, digits=digits, period=period, algorithm=algorithm
+    )
+    if match is None:
+        raise InvalidInput(
+            "that is not the code the app shows for this secret; check the phone's clock "
+            "and type the code it shows now"
+        )
+    done = await run_in_threadpool(
+        lambda: node.accounts.enroll(
+            grant.user,
+            "totp",
+            secret=secret,
+            digits=digits,
+            period=period,
+            algorithm=algorithm,
+            label=offer.extra["l"] if offer.extra else "",
+            actor=_actor(request, client),
+        )
+    )
+    return json_response(done.method, 201)
+
+
+async def portal_method(request: Request) -> Response:
+    """The signed-in user removes one of their methods (a fresh sign-in needed)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    method_id = request.path_params["method_id"]
+    await run_in_threadpool(
+        node.accounts.remove_method, grant.user, method_id, _actor(request, client)
+    )
+    return Response(status_code=204)
+
+
+async def portal_activation(request: Request) -> Response:
+    """The signed-in user activates the mobile app: an activation code (a fresh sign-in)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    body = await _body(request, ActivationRequest, node.max_body)
+    await run_in_threadpool(node.push.require_master)
+    code = await run_in_threadpool(
+        node.push.issue_activation, grant.user, body.label, _actor(request, client)
+    )
+    return json_response(code, 201)
+
+
+async def portal_sign_ins(request: Request) -> Response:
+    """The signed-in user's recent sign-ins (newest first, ``?limit``, at most 100)."""
+    node = _node(request)
+    _, grant = await _session(request)
+    limit = _int_param(request, "limit", 20, 1, 100)
+    found = await run_in_threadpool(
+        lambda: audit_log.query(
+            node.store,
+            user=grant.user,
+            limit=limit,
+            actions=audit_log.SIGN_INS,
+            newest_first=True,
+        )
+    )
+    return json_response(AuditPage(events=found, next_after_id=None))
+
+
+async def portal_backup_codes(request: Request) -> Response:
+    """New backup codes for the signed-in user, shown once; the old ones stop working (a
+    fresh sign-in needed)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    actor = _actor(request, client)
+
+    def renew() -> Any:
+        for m in node.accounts.list_methods(grant.user):
+            if m.kind == "backup-codes":
+                node.accounts.remove_method(grant.user, m.id, actor)
+        return node.accounts.enroll(grant.user, "backup-codes", label="backup codes", actor=actor)
+
+    return json_response(await run_in_threadpool(renew), 201)
+
+
+async def portal_passkey_register_options(request: Request) -> Response:
+    """The signed-in user registers a passkey (a fresh sign-in needed): the browser's options."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, PasskeyOptions, node.max_body)
+    options, challenge, expires = await run_in_threadpool(
+        node.passkeys.registration, grant.user, client.name, b.origin
+    )
+    return json_response(PasskeyChallenge(options=options, challenge=challenge, expires_at=expires))
+
+
+async def portal_passkey_register(request: Request) -> Response:
+    """The browser's new credential: saved as the user's passkey once verified."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, PasskeyAnswer, node.max_body)
+    done = await run_in_threadpool(
+        lambda: node.passkeys.register(
+            grant.user, client.name, b.challenge, b.credential, b.label, _actor(request, client)
+        )
+    )
+    return json_response(done, 201)
+
+
+async def portal_phone(request: Request) -> Response:
+    """The signed-in user's phone number (E.164; a fresh sign-in needed)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, PortalPhone, node.max_body)
+    phone = node.portal.e164(b.phone)
+    done = await run_in_threadpool(
+        node.accounts.update_user, grant.user, {"phone": phone}, _actor(request, client)
+    )
+    return json_response(done)
+
+
+async def portal_default(request: Request) -> Response:
+    """The signed-in user chooses the method they are asked for first."""
+    node = _node(request)
+    client, grant = await _session(request)
+    b = await _body(request, PortalDefault, node.max_body)
+    done = await run_in_threadpool(
+        node.accounts.set_default_method, grant.user, b.method_id, _actor(request, client)
+    )
+    return json_response(done)
+
+
+async def portal_sign_out_everywhere(request: Request) -> Response:
+    """The signed-in user ends every session of theirs, on every portal and node."""
+    node = _node(request)
+    client, grant = await _session(request)
+    await run_in_threadpool(node.accounts.end_sessions, grant.user, _actor(request, client))
+    return Response(status_code=204)
+
+
+async def portal_sign_out(request: Request) -> Response:
+    """The signed-in user ends this session (and the forward-auth cookie that carries its id),
+    on every portal host."""
+    node = _node(request)
+    client, grant = await _session(request)
+    session = grant.session_id
+    rid = request.state.request_id
+    await run_in_threadpool(
+        lambda: node.session_ends.end(grant.user, session, client=client.name, rid=rid)
+    )
+    return Response(status_code=204)
+
+
+async def portal_bypass(request: Request) -> Response:
+    """A one-time bypass the signed-in user asks for, where ``[portal] bypass_seconds`` allows
+    it (a fresh sign-in needed; audited)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    seconds = node.portal.bypass_seconds
+    if seconds <= 0:
+        raise Forbidden("one-time bypass requests are off here ([portal] bypass_seconds)")
+    until = await run_in_threadpool(
+        node.accounts.grant_bypass, grant.user, seconds, _actor(request, client)
+    )
+    return json_response(BypassGranted(user=grant.user, bypass_until=until), 201)
+
+
+async def portal_token_claim(request: Request) -> Response:
+    """The signed-in user claims the hardware token in their hand: its serial and the code it
+    shows now (a fresh sign-in needed, as for every new method)."""
+    node = _node(request)
+    client, grant = await _session(request, fresh=True)
+    b = await _body(request, TokenClaim, node.max_body)
+    done = await run_in_threadpool(
+        node.tokens.claim, b.serial.strip(), grant.user, b.code, _actor(request, client)
+    )
+    return json_response(done, 201)
+
+
+ROUTES: list[Declared] = [
+    Declared(
+        "GET",
+        "/v1/portal/me",
+        "portal",
+        "The signed-in user and their methods (header X-OpenMFA-Session: the session token)",
+        None,
+        PortalMe,
+        200,
+        portal_me,
+    ),
+    Declared(
+        "POST",
+        "/v1/portal/me/totp",
+        "portal",
+        "Offer the signed-in user a new authenticator app's secret (a fresh sign-in needed)",
+        PortalTotpStart,
+        PortalTotpOffer,
+        200,
+        portal_totp_start,
+    ),
+    Declared(
+        "POST",
+        "/v1/portal/me/totp/confirm",
+        "portal",
+        "Save the offered authenticator app once the user types its code",
+        PortalTotpConfirm,
+        MethodView,
+        201,
+        portal_totp_confirm,
+    ),
+    Declared(
+        "DELETE",
+        "/v1/portal/me/methods/{method_id}",
+        "portal",
+        "The signed-in user removes a method of theirs (a fresh sign-in needed)",
+        None,
+        None,
+        204,
+        portal_method,
+    ),
+    Declared(
+        "POST",
+        "/v1/portal/me/devices/activation",
+        "portal",
+        "An activation code for the signed-in user's mobile app (a fresh sign-in needed)",
+        ActivationRequest,
+        ActivationCode,
+        201,
+        portal_activation,
+    ),
+    Declared(
+        "GET",
+        "/v1/portal/me/sign-ins",
+        "portal",
+        "The signed-in user's recent sign-ins, newest first (?limit, at most 100)",
+        None,
+        AuditPage,
+        200,
+        portal_sign_ins,
+    ),
+    Declared(
+        "POST",
+        "/v1/portal/me/backup-codes",
+        "portal",
+        "New backup codes for the signed-in user, shown once (a fresh sign-in needed)",
+        None,
+        Enrollment,
+        201,
+        portal_backup_codes,
+    ),
+    Declared(
+        "POST",
+        "/v1/portal/me/passkeys/options",
+        "portal",
+        "The signed-in user registers a passkey: the browser's options (a fresh sign-in)",
+        PasskeyOptions,
+        PasskeyChallenge,
+        200,
+        portal_passkey_register_options,
+    ),
+    Declared(
+        "POST",
+        "/v1/portal/me/passkeys",
+        "portal",
+        "Save the browser's new credential as the signed-in user's passkey",
+        PasskeyAnswer,
+        MethodView,
+        201,
+        portal_passkey_register,
+    ),
+    Declared(
+        "PUT",
+        "/v1/portal/me/phone",
+        "portal",
+        "The signed-in user's phone number, stored as E.164 (a fresh sign-in needed)",
+        PortalPhone,
+        UserView,
+        200,
+        portal_phone,
+    ),
+    Declared(
+        "PUT",
+        "/v1/portal/me/default",
+        "portal",
+        'The method the signed-in user is asked for first ("" clears the choice)',
+        PortalDefault,
+        UserView,
+        200,
+        portal_default,
+    ),
+    Declared(
+        "POST",
+        "/v1/portal/me/sign-out-everywhere",
+        "portal",
+        "End every portal session of the signed-in user, on every portal and node",
+        None,
+        None,
+        204,
+        portal_sign_out_everywhere,
+    ),
+    Declared(
+        "POST",
+        "/v1/portal/me/sign-out",
+        "portal",
+        "End this portal session (and the forward-auth cookie that carries its id) everywhere",
+        None,
+        None,
+        204,
+        portal_sign_out,
+    ),
+    Declared(
+        "POST",
+        "/v1/portal/me/bypass",
+        "portal",
+        "A one-time bypass the signed-in user asks for, where [portal] bypass_seconds allows",
+        None,
+        BypassGranted,
+        201,
+        portal_bypass,
+    ),
+    Declared(
+        "POST",
+        "/v1/portal/me/tokens",
+        "portal",
+        "The signed-in user claims a free token by its serial and the code it shows now",
+        TokenClaim,
+        MethodView,
+        201,
+        portal_token_claim,
+    ),
+]
+"""This group's routes, in the order the OpenAPI document lists them."""

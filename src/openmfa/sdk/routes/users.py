@@ -1,0 +1,231 @@
+"""Users and their methods, for admin keys: list, create, change, delete, unlock, bypass,
+enroll, remove and resynchronise.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...node.apikeys import ApiClient
+from ..http import _actor, _authorize, _body, _call, _int_param, _node, _run, json_response
+from ..models import (
+    BypassGranted,
+    BypassRequest,
+    Enrollment,
+    MethodCreate,
+    MethodList,
+    Resynchronised,
+    ResyncRequest,
+    UserCreate,
+    UserPage,
+    UserPatch,
+    UserView,
+)
+from ..table import Declared
+
+
+async def users(request: Request) -> Response:
+    node = _node(request)
+    if request.method == "POST":
+        client = await _authorize(request, "users:write")
+        body = await _body(request, UserCreate, node.max_body)
+        user = await _run(
+            client,
+            lambda c: node.accounts.add_user(
+                body.name,
+                display_name=body.display_name,
+                email=body.email,
+                phone=body.phone,
+                actor=_actor(request, c),
+            ),
+        )
+        return json_response(user, 201)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    after = request.query_params.get("after", "")
+    found = await _call(
+        request, "users:read", lambda c: node.accounts.list_users(limit=limit, after=after)
+    )
+    return json_response(
+        UserPage(users=found, next_after=found[-1].name if len(found) == limit else None)
+    )
+
+
+async def user(request: Request) -> Response:
+    node = _node(request)
+    name = request.path_params["name"]
+    if request.method == "GET":
+        return json_response(
+            await _call(request, "users:read", lambda c: node.accounts.get_user(name))
+        )
+    if request.method == "DELETE":
+        await _call(
+            request, "users:write", lambda c: node.accounts.delete_user(name, _actor(request, c))
+        )
+        return Response(status_code=204)
+    client = await _authorize(request, "users:write")
+    patch = await _body(request, UserPatch, node.max_body)
+    fields = msgspec.structs.asdict(patch)
+    fields = {k: v for k, v in fields.items() if v is not msgspec.UNSET}
+    default = fields.pop("default_method", None)
+
+    def change(c: ApiClient) -> UserView:
+        if fields or default is None:
+            node.accounts.update_user(name, fields, _actor(request, c))
+        if default is not None:
+            node.accounts.set_default_method(name, default, _actor(request, c))
+        return node.accounts.get_user(name)
+
+    return json_response(await _run(client, change))
+
+
+async def unlock(request: Request) -> Response:
+    node = _node(request)
+    name = request.path_params["name"]
+    return json_response(
+        await _call(
+            request, "users:write", lambda c: node.accounts.unlock(name, _actor(request, c))
+        )
+    )
+
+
+async def bypass(request: Request) -> Response:
+    node = _node(request)
+    name = request.path_params["name"]
+    client = await _authorize(request, "bypass")
+    body = await _body(request, BypassRequest, node.max_body)
+    until = await _run(
+        client, lambda c: node.accounts.grant_bypass(name, body.seconds, _actor(request, c))
+    )
+    return json_response(BypassGranted(user=name, bypass_until=until))
+
+
+async def methods(request: Request) -> Response:
+    node = _node(request)
+    name = request.path_params["name"]
+    if request.method == "GET":
+        found = await _call(request, "methods:read", lambda c: node.accounts.list_methods(name))
+        return json_response(MethodList(methods=found))
+    client = await _authorize(request, "methods:write")
+    b = await _body(request, MethodCreate, node.max_body)
+    enrolled = await _run(
+        client,
+        lambda c: node.accounts.enroll(
+            name,
+            b.kind,
+            secret=b.secret,
+            digits=b.digits,
+            period=b.period,
+            algorithm=b.algorithm,
+            label=b.label,
+            actor=_actor(request, c),
+        ),
+    )
+    return json_response(enrolled, 201)
+
+
+async def method(request: Request) -> Response:
+    node = _node(request)
+    name, method_id = request.path_params["name"], request.path_params["method_id"]
+    await _call(
+        request,
+        "methods:write",
+        lambda c: node.accounts.remove_method(name, method_id, _actor(request, c)),
+    )
+    return Response(status_code=204)
+
+
+async def resync(request: Request) -> Response:
+    node = _node(request)
+    name, method_id = request.path_params["name"], request.path_params["method_id"]
+    client = await _authorize(request, "methods:write")
+    b = await _body(request, ResyncRequest, node.max_body)
+    ok = await _run(
+        client,
+        lambda c: node.accounts.resync_hotp(name, method_id, b.first, b.second, _actor(request, c)),
+    )
+    return json_response(Resynchronised(resynchronised=ok))
+
+
+ROUTES: list[Declared] = [
+    Declared(
+        "GET", "/v1/users", "users:read", "List users (?limit, ?after)", None, UserPage, 200, users
+    ),
+    Declared("POST", "/v1/users", "users:write", "Create a user", UserCreate, UserView, 201, users),
+    Declared("GET", "/v1/users/{name}", "users:read", "Show a user", None, UserView, 200, user),
+    Declared(
+        "PATCH", "/v1/users/{name}", "users:write", "Change a user", UserPatch, UserView, 200, user
+    ),
+    Declared(
+        "DELETE",
+        "/v1/users/{name}",
+        "users:write",
+        "Delete a user and their methods",
+        None,
+        None,
+        204,
+        user,
+    ),
+    Declared(
+        "POST",
+        "/v1/users/{name}/unlock",
+        "users:write",
+        "Clear a lockout",
+        None,
+        UserView,
+        200,
+        unlock,
+    ),
+    Declared(
+        "POST",
+        "/v1/users/{name}/bypass",
+        "bypass",
+        "Grant a one-time bypass",
+        BypassRequest,
+        BypassGranted,
+        200,
+        bypass,
+    ),
+    Declared(
+        "GET",
+        "/v1/users/{name}/methods",
+        "methods:read",
+        "List a user's methods",
+        None,
+        MethodList,
+        200,
+        methods,
+    ),
+    Declared(
+        "POST",
+        "/v1/users/{name}/methods",
+        "methods:write",
+        "Enroll a method (secret shown once)",
+        MethodCreate,
+        Enrollment,
+        201,
+        methods,
+    ),
+    Declared(
+        "DELETE",
+        "/v1/users/{name}/methods/{method_id}",
+        "methods:write",
+        "Remove a method",
+        None,
+        None,
+        204,
+        method,
+    ),
+    Declared(
+        "POST",
+        "/v1/users/{name}/methods/{method_id}/resync",
+        "methods:write",
+        "Resynchronise an HOTP token with two consecutive codes",
+        ResyncRequest,
+        Resynchronised,
+        200,
+        resync,
+    ),
+]
+"""This group's routes, in the order the OpenAPI document lists them."""
