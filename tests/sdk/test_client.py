@@ -10,6 +10,7 @@ from openmfa import errors
 from openmfa.sdk import Requests, models
 from openmfa.sdk.client import _Plan
 from openmfa.sdk.errors import NotMaster, from_answer
+from openmfa.sdk.plan import Reply
 
 
 def body(call_body: bytes | None) -> object:
@@ -133,3 +134,30 @@ def test_each_code_names_one_class_with_a_status() -> None:
     codes = [c.code for c in named]
     assert len(codes) == len(set(codes)), sorted(codes)
     assert all(400 <= c.http_status <= 599 for c in named)
+
+
+def test_the_send_loop_is_a_generator_any_sender_can_drive() -> None:
+    """``Plan.flow`` yields each request to make and is sent what came of it; a node that
+    cannot be reached (here at its /version) passes a read to the next."""
+    plan = _Plan(["http://a", "http://b"], "k")
+    flow = plan.flow(Requests.get_user("alice"), "rid-1")
+    first = next(flow)
+    assert (first.method, first.url, first.params) == ("GET", "http://a/version", None)
+    second = flow.send(httpx.ConnectError("refused"))
+    assert (second.method, second.url) == ("GET", "http://b/version")
+    version = models.VersionInfo(
+        release="1", data_format=1, writes_format=1, reads_formats=[1, 1], node="b"
+    )
+    call = flow.send(Reply(200, msgspec.json.encode(version)))
+    assert (call.method, call.url) == ("GET", "http://b/v1/users/alice")
+    assert call.headers["X-Request-ID"] == "rid-1" and call.timeout is None  # the client's own
+    user = models.UserView(
+        name="alice", display_name="", email="", phone="", enabled=True, created_at=1,
+        updated_at=1,
+    )  # fmt: skip
+    with pytest.raises(StopIteration) as done:
+        flow.send(Reply(200, msgspec.json.encode(user)))
+    assert done.value.value == user
+    assert plan.checked == {"http://b"} and plan.order(Requests.get_user("x"))[0] == "http://b"
+    again = plan.flow(Requests.get_user("alice"))
+    assert next(again).url == "http://b/v1/users/alice"  # checked once, not again

@@ -79,7 +79,7 @@ class Reply(NamedTuple):
     content: bytes
 
 
-Flow = Generator[Attempt, "Reply | httpx.HTTPError", T]
+Flow = Generator[Attempt, Reply | httpx.HTTPError, T]
 """One call's way through the nodes: yields attempts, is sent their replies, returns the
 answer (or raises the call's error)."""
 
