@@ -136,7 +136,7 @@ def push(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Push]:
             proc.wait(timeout=30)
 
 
-def test_the_mobile_services_openapi_document_is_true(push: Push) -> None:
+def test_the_mobile_services_openapi_document_is_true(push: Push, tmp_path: Path) -> None:
     """schemathesis against the running mobile service, from its own document, every check:
     activation, polls and answers with whatever a phone might send (forged signatures, unknown
     codes, wrong types) get the documented answers, never a 500. Bounded: fixed seed, 40
@@ -157,6 +157,7 @@ def test_the_mobile_services_openapi_document_is_true(push: Push) -> None:
         text=True,
         timeout=600,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+        cwd=tmp_path,  # its cache (.schemathesis/) is the run's, not the checkout's
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     summary = re.search(r"^=+ (.*) in [\d.]+s =+$", proc.stdout, re.M)
