@@ -72,8 +72,8 @@ __all__ = ["MAX_FOLLOWS", "SESSION_HEADER", "AsyncSdkClient", "Call", "Requests"
 
 T = TypeVar("T")
 
+# The send plan's names here before it had its own module (``openmfa.sdk.plan``).
 _Plan = Plan
-"""The send plan's former name here (``openmfa.sdk.plan.Plan``)."""
 _Try = Try
 
 
