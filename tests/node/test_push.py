@@ -5,8 +5,10 @@ every push call to its master."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,8 @@ from openmfa.node.accounts import Accounts
 from openmfa.node.push import Opened, PushService
 from openmfa.store import tables as t
 from openmfa.store.database import Store
+from tests.conftest import make_config
+from tests.e2e.helpers import wait_for
 
 
 class Phone:
@@ -151,7 +155,7 @@ def test_refused_answers_are_audited(push: PushService) -> None:
         ("rejected", "device"),
         ("rejected", "wrong_number"),
     ]
-    push.min_gap = 0
+    push.requests.min_gap = 0
     d, _ = _open(push, "r2")
     assert d.pending is not None
     nonce = push.poll(*phone.poll()).requests[0].nonce
@@ -171,7 +175,7 @@ def test_a_fraud_report_blocks_the_users_pushes(push: PushService) -> None:
     blocked, opened = _open(push, "r2")
     assert blocked.reason is Reason.PUSH_BLOCKED and opened is None
     assert push.unblock("alice") and not push.unblock("alice")
-    push.min_gap = 0
+    push.requests.min_gap = 0
     again, opened = _open(push, "r3")
     assert again.reason is Reason.PENDING and opened is not None
 
@@ -226,3 +230,28 @@ def test_a_handover_is_waited_through(push: PushService) -> None:
         assert done.is_set()  # not refused before the handover ended
     finally:
         timer.cancel()
+
+
+def test_a_fraud_report_runs_the_hook_and_can_lock_instead(store: Store, tmp_path: Path) -> None:
+    """``lock_user``: the user is locked; ``fraud_command`` hears of it on stdin."""
+    told = tmp_path / "told.json"
+    hook = f"sh -c 'cat > {told}.part && mv {told}.part {told}'"
+    config = make_config(mobile={"fraud_action": "lock_user", "fraud_command": hook})
+    accounts = Accounts(store, config)
+    accounts.add_user("alice")
+    push = PushService(store, config, accounts)
+    phone = _activated(push)
+    d, _ = _open(push)
+    assert d.pending is not None
+    nonce = push.poll(*phone.poll()).requests[0].nonce
+    assert push.answer(*phone.answer(d.pending[0], nonce, "fraud", "")).status == "fraud"
+    locked = accounts.get_user("alice").locked_until
+    assert locked is not None and locked > time.time() + 86400
+    wait_for(told.exists, "the fraud command was run", 30)
+    event = json.loads(told.read_text())
+    assert (event["event"], event["user"], event["action"]) == (
+        "fraud.report",
+        "alice",
+        "lock_user",
+    )
+    assert event["push_id"] == d.pending[0] and event["device_id"] == phone.device_id

@@ -52,7 +52,7 @@ def push(store: Store, config: Config) -> PushService:
     accounts = Accounts(store, config)
     accounts.add_user("alice")
     service = PushService(store, config, accounts)
-    service.min_gap = 0
+    service.requests.min_gap = 0
     code = service.issue_activation("alice").code
     spki = (
         ec.generate_private_key(ec.SECP256R1())
