@@ -10,8 +10,11 @@ page's origin the portal states), and the relying party id is that origin's host
 
 A passkey is a method of kind ``passkey``: its credential id and public key are sealed like any
 method's secret. An authenticator that counts its signatures has its count kept (the method's
-``counter``, moved only forward as an HOTP counter is): an answer whose count is not above the
-last one — replayed, or from a cloned authenticator — is refused. It answers no typed code
+``counter``, moved only forward as an HOTP counter is, from the count it registered with): an
+answer whose count is not above the last one — replayed, or from a cloned authenticator — is
+refused. Every authenticator's answer is taken once: the challenge's issue second moves
+forward like a TOTP step (``last_step``), so an answer is not taken twice, nor one to a challenge
+older than the last one taken. It answers no typed code
 (RADIUS, the SDK's authenticate): only the portal's passkey ceremony.
 """
 
@@ -47,7 +50,7 @@ from ..errors import InvalidInput
 from ..store import tables as t
 from ..store.changes import Change
 from .accounts import Accounts, Actor, _check_text
-from .auth_state import counter_forward
+from .auth_state import counter_forward, step_forward
 from .portal import CHALLENGE, PortalTokens
 
 CEREMONY_MS = 120_000
@@ -108,9 +111,10 @@ class Passkeys:
 
     def _opened(self, token: str, user: str, client: str, purpose: str) -> dict[str, str]:
         grant = self.tokens.check(token, CHALLENGE, client, time.time())
-        extra = grant.extra or {}
+        extra = dict(grant.extra or {})
         if grant.user != user or extra.get("p") != purpose:
             raise InvalidInput("this passkey challenge is not this sign-in's; start again")
+        extra["issued"] = str(int(grant.issued_at))
         return extra
 
     # -- registration (a signed-in user) --------------------------------------------------
@@ -169,6 +173,9 @@ class Passkeys:
             "algorithm": "SHA1",
             "at": now,
             "secret_enc": self.accounts.store.box.seal(data, method_id).hex(),
+            # The count the authenticator registered with: a later answer must be above it
+            # (WebAuthn L3 7.1 step 27), or it comes from a clone.
+            "counter": int(done.sign_count),
         }
         event = self.accounts._event(
             "method.add", user, actor, method_id=method_id, detail="passkey"
@@ -227,14 +234,20 @@ class Passkeys:
                 )
             except (WebAuthnException, ValueError, KeyError, TypeError):
                 return None  # a wrong signature, or a sign count not above the last one
-            if verified.new_sign_count or seen:
-                # Authenticators that count: each answer's count is taken once (a replayed
-                # or cloned one is refused), even when two arrive at the same moment.
-                with store.write() as conn:
+            with store.write() as conn:
+                # Each challenge is taken once, and none issued before the last one taken
+                # (its issue second, kept as a TOTP step is): an answer replayed while its
+                # challenge lives is refused even from an authenticator that does not count.
+                taken = conn.execute(step_forward(), {"mid": method_id, "v": int(extra["issued"])})
+                if taken.rowcount != 1:
+                    return None
+                if verified.new_sign_count or seen:
+                    # Authenticators that count: each answer's count is taken once (a
+                    # cloned one is refused), even when two arrive at the same moment.
                     moved = conn.execute(
                         counter_forward(), {"mid": method_id, "v": verified.new_sign_count}
                     )
-                if moved.rowcount != 1:
-                    return None
+                    if moved.rowcount != 1:
+                        return None
             return method_id
         return None
