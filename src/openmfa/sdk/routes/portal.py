@@ -10,22 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...core.verification import Decision, Reason
-from ...errors import InvalidInput, NotFound, OpenMfaError
-from ...farm.push_relay import wait_outcome
-from ...node import audit as audit_log
-from ...node.apikeys import ApiClient
-from ...node.authenticator import Attempt
-from ...node.first_factor import FirstFactor, PasswordCheck
-from ...node.portal import SESSION, TICKET, Grant
-from ...store.changes import AuditEvent
-from ...wiring import NodeRuntime
-from ..http import _authorize, _body, _int_param, _node, _run, _token, json_response
+from ..http import _authorize, _body, _int_param, _node, _token, json_response
 from ..models import (
     PasskeyAnswer,
     PasskeyChallenge,
     PasskeyOptions,
-    PendingPush,
     PortalSecondFactor,
     PortalSessionsEnd,
     PortalSignIn,
@@ -37,127 +26,34 @@ from ..table import Declared
 
 
 async def portal_sign_in(request: Request) -> Response:
-    """The portal's first step: the user's first factor -> a ticket for the second."""
+    """The portal's first step: the user's first factor -> a ticket for the second
+    (``node.portal_sign_in``)."""
     node = _node(request)
     client = await _authorize(request, "portal")
     b = await _body(request, PortalSignIn, node.max_body)
-    rid = request.state.request_id
-    # The node's one first-factor rule (node.first_factor): a locked user's password is not
-    # checked; a wrong one counts toward the lock, as a wrong code does.
-    d = await FirstFactor(node.store, node.queue).check(
-        _first_factor(node),
-        Attempt(b.user, "", client=client.name, request_id=rid, token=_token(request), push=False),
-        b.password,
-        AuditEvent(
-            "portal.sign_in",
-            "ok",
-            user_name=b.user,
-            client=client.name,
-            request_id=rid,
-            detail=f"first factor ({node.portal.primary})",
-        ),
+    step = await node.sign_in.first(
+        b.user, b.password, client.name, request.state.request_id, _token(request)
     )
-    if d.reason is Reason.LOCKED:
-        return json_response(PortalStep(accepted=False, reason=str(Reason.LOCKED)))
-    if not d.accepted:  # an unknown user's password is wrong like anyone's
-        return json_response(PortalStep(accepted=False, reason=str(Reason.WRONG_PASSWORD)))
-    if node.portal.self_enroll and not await run_in_threadpool(node.accounts.list_methods, b.user):
-        # No method yet, and policy lets people add their first one: signed in already.
-        token, expires = node.portal.issue(SESSION, b.user, client.name, time.time())
-        event = AuditEvent(
-            "portal.self_enroll", "ok", user_name=b.user, client=client.name, request_id=rid
-        )
-        await run_in_threadpool(audit_log.record, node.store, event)
-        return json_response(
-            PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
-        )
-    ticket, expires = node.portal.issue(TICKET, b.user, client.name, time.time())
-    prefer = await run_in_threadpool(_preferred_kind, node, b.user)
-    kinds = await run_in_threadpool(_method_kinds, node, b.user)
-    return json_response(
-        PortalStep(
-            accepted=True,
-            reason="ok",
-            ticket=ticket,
-            expires_at=expires,
-            prefer=prefer,
-            kinds=kinds,
-        )
-    )
-
-
-def _method_kinds(node: NodeRuntime, name: str) -> list[str]:
-    """The kinds of ``name``'s methods, sorted ([] when no such user)."""
-    try:
-        return sorted({m.kind for m in node.accounts.list_methods(name)})
-    except NotFound:
-        return []
-
-
-def _preferred_kind(node: NodeRuntime, name: str) -> str:
-    """The kind of ``name``'s default method ("" when none is chosen, or no such user)."""
-    try:
-        return node.accounts.default_kind(name)
-    except NotFound:
-        return ""
+    return json_response(step)
 
 
 async def portal_second_factor(request: Request) -> Response:
-    """The second step: a code of the user's -> a session token bound to the user."""
+    """The second step: a code of the user's (or an approved push) -> a session token bound to
+    the user."""
     node = _node(request)
     client = await _authorize(request, "portal")
     b = await _body(request, PortalSecondFactor, node.max_body)
-    grant = node.portal.check(b.ticket, TICKET, client.name, time.time())
-    if b.push_id:
-        return await _collect_push(request, client, grant, b.push_id, b.wait)
-    if b.method == "push":
-        if b.code:
-            raise InvalidInput("send no code with method push (the phone answers instead)")
-        await run_in_threadpool(node.push.require_master)
-    elif not b.code:
-        raise InvalidInput("send the code of one of the user's methods, or method push")
-    result = await node.queue.submit(
-        Attempt(
-            grant.user,
-            "push" if b.method == "push" else b.code,
-            client=client.name,
-            request_id=request.state.request_id,
-            token=_token(request),
-            push=b.method == "push",
-        )
+    step = await node.sign_in.second(
+        b.ticket,
+        client.name,
+        request.state.request_id,
+        _token(request),
+        code=b.code,
+        method=b.method,
+        push_id=b.push_id,
+        wait=b.wait,
     )
-    if isinstance(result, OpenMfaError):
-        raise result
-    d: Decision = result
-    if d.pending is not None:
-        push_id, number, expires = d.pending
-        pending = PendingPush(id=push_id, number=number, expires_at=expires)
-        return json_response(PortalStep(accepted=False, reason="pending", pending=pending))
-    if d.reason is Reason.PENDING:
-        await run_in_threadpool(node.push.require_master)  # not here: not_master
-    if not d.accepted:
-        return json_response(PortalStep(accepted=False, reason=str(d.reason)))
-    token, expires = node.portal.issue(SESSION, grant.user, client.name, time.time())
-    return json_response(PortalStep(accepted=True, reason="ok", token=token, expires_at=expires))
-
-
-async def _collect_push(
-    request: Request, client: ApiClient, grant: Grant, push_id: str, wait: int
-) -> Response:
-    """The push this portal opened for the ticket's user: a session token once approved.
-    (Asked again, an approved push gives this same portal another token for the same user:
-    nothing it did not have.)"""
-    node = _node(request)
-    await run_in_threadpool(node.push.require_master)
-    outcome = await _run(client, lambda c: node.push.outcome(push_id, c.name))
-    if outcome.user != grant.user:
-        raise NotFound(f"there is no push request {push_id!r} of this sign-in")
-    if outcome.status == "pending" and wait:
-        outcome = await wait_outcome(node.push, node.push_hub, node.store, push_id, wait)
-    if not outcome.accepted:
-        return json_response(PortalStep(accepted=False, reason=outcome.status))
-    token, expires = node.portal.issue(SESSION, grant.user, client.name, time.time())
-    return json_response(PortalStep(accepted=True, reason="ok", token=token, expires_at=expires))
+    return json_response(step)
 
 
 async def portal_passkey_options(request: Request) -> Response:
@@ -165,11 +61,7 @@ async def portal_passkey_options(request: Request) -> Response:
     node = _node(request)
     client = await _authorize(request, "portal")
     b = await _body(request, PasskeyOptions, node.max_body)
-    grant = node.portal.check(b.ticket, TICKET, client.name, time.time())
-    options, challenge, expires = await run_in_threadpool(
-        node.passkeys.authentication, grant.user, client.name, b.origin
-    )
-    return json_response(PasskeyChallenge(options=options, challenge=challenge, expires_at=expires))
+    return json_response(await node.sign_in.passkey_options(b.ticket, client.name, b.origin))
 
 
 async def portal_passkey(request: Request) -> Response:
@@ -177,27 +69,10 @@ async def portal_passkey(request: Request) -> Response:
     node = _node(request)
     client = await _authorize(request, "portal")
     b = await _body(request, PasskeyAnswer, node.max_body)
-    grant = node.portal.check(b.ticket, TICKET, client.name, time.time())
-    if await run_in_threadpool(_locked, node, grant.user):
-        return json_response(PortalStep(accepted=False, reason=str(Reason.LOCKED)))
-    method_id = await run_in_threadpool(
-        node.passkeys.authenticate, grant.user, client.name, b.challenge, b.credential
+    step = await node.sign_in.passkey(
+        b.ticket, client.name, request.state.request_id, b.challenge, b.credential
     )
-    event = AuditEvent(
-        "authenticate",
-        "accepted" if method_id else "rejected",
-        user_name=grant.user,
-        client=client.name,
-        method_id=method_id or "",
-        reason="ok" if method_id else "wrong_passkey",
-        request_id=request.state.request_id,
-        detail="passkey",
-    )
-    await run_in_threadpool(audit_log.record, node.store, event)
-    if method_id is None:
-        return json_response(PortalStep(accepted=False, reason="wrong_passkey"))
-    token, expires = node.portal.issue(SESSION, grant.user, client.name, time.time())
-    return json_response(PortalStep(accepted=True, reason="ok", token=token, expires_at=expires))
+    return json_response(step)
 
 
 async def portal_sessions_end(request: Request) -> Response:
@@ -237,18 +112,6 @@ async def portal_sessions_ended(request: Request) -> Response:
             epoch=v.epoch,
         )
     )
-
-
-def _locked(node: NodeRuntime, name: str) -> bool:
-    try:
-        until = node.accounts.get_user(name).locked_until
-    except NotFound:
-        return False  # an unknown user's password is "wrong" like anyone's
-    return until is not None and until > time.time()
-
-
-def _first_factor(node: NodeRuntime) -> PasswordCheck:
-    return node.password_checks.get(node.portal.primary) or node.password_checks["local"]
 
 
 ROUTES: list[Declared] = [

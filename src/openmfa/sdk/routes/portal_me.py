@@ -4,21 +4,16 @@ see and the changes they make to their sign-in methods, most after a fresh sign-
 
 from __future__ import annotations
 
-import base64
-import secrets
 import time
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...core.totp import verify as totp_verify
-from ...errors import Forbidden, InvalidInput, Unauthorized
+from ...errors import Forbidden, Unauthorized
 from ...node import audit as audit_log
-from ...node.accounts import SECRET_BYTES, key_uri
 from ...node.apikeys import ApiClient
-from ...node.portal import OFFER, SESSION, Grant
+from ...node.portal import SESSION, Grant
 from ..http import _actor, _authorize, _body, _int_param, _node, json_response
 from ..models import (
     ActivationCode,
@@ -82,27 +77,12 @@ async def portal_me(request: Request) -> Response:
 
 
 async def portal_totp_start(request: Request) -> Response:
-    """Offer the signed-in user a new authenticator app's secret (saved only once proven)."""
+    """Offer the signed-in user a new authenticator app's secret (saved only once proven;
+    ``node.portal_methods``)."""
     node = _node(request)
     client, grant = await _session(request, fresh=True)
     b = await _body(request, PortalTotpStart, node.max_body)
-    e = node.config.values["enroll"]
-    key = secrets.token_bytes(SECRET_BYTES[str(e["algorithm"]).upper()])
-    secret = base64.b32encode(key).decode().rstrip("=")
-    extra = {"s": secret, "l": b.label}
-    offer, expires = node.portal.issue(OFFER, grant.user, client.name, time.time(), extra)
-    uri = key_uri(
-        "totp",
-        key,
-        issuer=str(e["issuer"]),
-        account=grant.user,
-        digits=int(e["digits"]),
-        period=int(e["period"]),
-        algorithm=str(e["algorithm"]).upper(),
-    )
-    return json_response(
-        PortalTotpOffer(offer=offer, secret=secret, otpauth_uri=uri, expires_at=expires)
-    )
+    return json_response(node.portal_methods.totp_offer(grant.user, client.name, b.label))
 
 
 async def portal_totp_confirm(request: Request) -> Response:
@@ -110,35 +90,10 @@ async def portal_totp_confirm(request: Request) -> Response:
     node = _node(request)
     client, grant = await _session(request, fresh=True)
     b = await _body(request, PortalTotpConfirm, node.max_body)
-    now = time.time()
-    offer = node.portal.check(b.offer, OFFER, client.name, now)
-    if offer.user != grant.user or not offer.extra:
-        raise Unauthorized("this offer is not the signed-in user's; start again")
-    e = node.config.values["enroll"]
-    secret = offer.extra["s"]
-    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
-    digits, period, algorithm = int(e["digits"]), int(e["period"]), str(e["algorithm"]).upper()
-    match = totp_verify(
-        key, b.code, now, last_step=-1, digits=digits, period=period, algorithm=algorithm
+    method = await node.portal_methods.totp_confirm(
+        grant.user, client.name, request.state.request_id, b.offer, b.code
     )
-    if match is None:
-        raise InvalidInput(
-            "that is not the code the app shows for this secret; check the phone's clock "
-            "and type the code it shows now"
-        )
-    done = await run_in_threadpool(
-        lambda: node.accounts.enroll(
-            grant.user,
-            "totp",
-            secret=secret,
-            digits=digits,
-            period=period,
-            algorithm=algorithm,
-            label=offer.extra["l"] if offer.extra else "",
-            actor=_actor(request, client),
-        )
-    )
-    return json_response(done.method, 201)
+    return json_response(method, 201)
 
 
 async def portal_method(request: Request) -> Response:
@@ -186,15 +141,10 @@ async def portal_backup_codes(request: Request) -> Response:
     fresh sign-in needed)."""
     node = _node(request)
     client, grant = await _session(request, fresh=True)
-    actor = _actor(request, client)
-
-    def renew() -> Any:
-        for m in node.accounts.list_methods(grant.user):
-            if m.kind == "backup-codes":
-                node.accounts.remove_method(grant.user, m.id, actor)
-        return node.accounts.enroll(grant.user, "backup-codes", label="backup codes", actor=actor)
-
-    return json_response(await run_in_threadpool(renew), 201)
+    rid = request.state.request_id
+    return json_response(
+        await node.portal_methods.renew_backup_codes(grant.user, client.name, rid), 201
+    )
 
 
 async def portal_passkey_register_options(request: Request) -> Response:
