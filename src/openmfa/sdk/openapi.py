@@ -45,52 +45,6 @@ SESSION = {
     "schema": {"type": "string"},
 }
 """Every /v1/portal/me route's header."""
-_LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
-_WAIT = {"type": "integer", "minimum": 0, "maximum": 60, "default": 0}
-QUERY: dict[str, list[dict[str, Any]]] = {
-    "/v1/portal/me/sign-ins": [
-        {
-            "name": "limit",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
-        }
-    ],
-    "/v1/authenticate/{push_id}": [{"name": "wait", "in": "query", "schema": _WAIT}],
-    "/v1/push/events": [
-        {"name": "boot", "in": "query", "schema": {"type": "string"}},
-        {
-            "name": "after",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0},
-        },
-        {"name": "wait", "in": "query", "schema": _WAIT},
-    ],
-    "/v1/users": [
-        {"name": "limit", "in": "query", "schema": _LIMIT},
-        {"name": "after", "in": "query", "schema": {"type": "string"}},
-    ],
-    "/v1/tokens": [
-        {"name": "unassigned", "in": "query", "schema": {"type": "boolean", "default": False}},
-        {"name": "limit", "in": "query", "schema": _LIMIT},
-        {"name": "after", "in": "query", "schema": {"type": "string"}},
-    ],
-    "/v1/audit": [
-        {"name": "user", "in": "query", "schema": {"type": "string"}},
-        {
-            "name": "since",
-            "in": "query",
-            "description": "seconds since the epoch, or an ISO 8601 time",
-            "schema": {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]},
-        },
-        {"name": "limit", "in": "query", "schema": _LIMIT},
-        {
-            "name": "after_id",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0},
-        },
-    ],
-}
-
 ERRORS = {
     "400": "Malformed request (not JSON, broken header)",
     "401": "No API key, or a wrong, expired or revoked one",
@@ -128,7 +82,13 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
     }
     components["PortalSecondFactor"]["then"] = {"properties": {"code": {"maxLength": 0}}}
     paths: dict[str, dict[str, Any]] = {}
-    for verb, path, permission, summary, body, response, status in ROUTES:
+    for d in TABLE:
+        if not d.documented:
+            continue
+        verb, path, permission, summary = d.method.lower(), d.path, d.permission, d.summary
+        body = d.request.__name__ if d.request else None
+        response = d.answer.__name__ if d.answer else None
+        status = d.status
         op: dict[str, Any] = {"summary": summary, "responses": {}}
         if permission:
             op["security"] = [{"apiKey": []}]
@@ -138,8 +98,7 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
             for p in ("name", "method_id", "device_id", "push_id", "serial")
             if "{" + p + "}" in path
         ]
-        if verb == "get":
-            params += QUERY.get(path, [])
+        params += d.query
         if path.startswith("/v1/portal/me"):
             params.append(SESSION)
         if params:

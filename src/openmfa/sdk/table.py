@@ -36,6 +36,32 @@ class Declared(NamedTuple):
     once over its node (``routes.authenticate.Authenticate``)."""
     documented: bool = True
     """False only for the metrics and the document itself, which the document does not list."""
+    query: tuple[dict[str, Any], ...] = ()
+    """The query parameters the handler reads, as the document states them (``query_int``…)."""
+
+
+def query_int(name: str, lo: int, hi: int, default: int) -> dict[str, Any]:
+    """An integer query parameter in ``lo..hi`` (the handler reads it with ``_int_param``)."""
+    schema = {"type": "integer", "minimum": lo, "maximum": hi, "default": default}
+    return {"name": name, "in": "query", "schema": schema}
+
+
+def query_str(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": {"type": "string"}}
+
+
+def query_bool(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": {"type": "boolean", "default": False}}
+
+
+LIMIT = query_int("limit", 1, 1000, 100)
+WAIT = query_int("wait", 0, 60, 0)
+SINCE = {
+    "name": "since",
+    "in": "query",
+    "description": "seconds since the epoch, or an ISO 8601 time",
+    "schema": {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]},
+}
 
 
 def starlette_routes(table: Iterable[Declared], built: Mapping[Any, ASGIApp]) -> list[Route]:

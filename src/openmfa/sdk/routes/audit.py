@@ -11,7 +11,7 @@ from ...errors import Forbidden
 from ...node import audit as audit_log
 from ..http import _authorize, _body, _call, _int_param, _node, _time_param, json_response
 from ..models import AuditPage, ComponentReply, ComponentReport, RadiusStats
-from ..table import Declared
+from ..table import LIMIT, SINCE, Declared, query_int, query_str
 
 
 async def component_report(request: Request) -> Response:
@@ -75,6 +75,7 @@ ROUTES: list[Declared] = [
         AuditPage,
         200,
         audit,
+        query=(query_str("user"), SINCE, LIMIT, query_int("after_id", 0, 2**62, 0)),
     ),
     Declared(
         "GET",

@@ -50,7 +50,7 @@ from ..models import (
     PendingPush,
     PushOutcome,
 )
-from ..table import Declared
+from ..table import WAIT, Declared
 
 log = logging.getLogger("openmfa.sdk")
 
@@ -261,6 +261,7 @@ ROUTES: list[Declared] = [
         PushOutcome,
         200,
         push_outcome,
+        query=(WAIT,),
     ),
     Declared(
         "POST",

@@ -21,7 +21,7 @@ from ..models import (
     PushOutcome,
     SignedMessage,
 )
-from ..table import Declared
+from ..table import WAIT, Declared, query_int, query_str
 
 
 async def devices(request: Request) -> Response:
@@ -178,6 +178,7 @@ ROUTES: list[Declared] = [
         PushEvents,
         200,
         push_events,
+        query=(query_str("boot"), query_int("after", 0, 2**62, 0), WAIT),
     ),
 ]
 """This group's routes, in the order the OpenAPI document lists them."""

@@ -22,7 +22,7 @@ from ..models import (
     SessionEnd,
     SessionsEnded,
 )
-from ..table import Declared
+from ..table import Declared, query_int
 
 
 async def portal_sign_in(request: Request) -> Response:
@@ -174,6 +174,7 @@ ROUTES: list[Declared] = [
         SessionsEnded,
         200,
         portal_sessions_ended,
+        query=(query_int("after", 0, 2**62, 0),),
     ),
 ]
 """This group's routes, in the order the OpenAPI document lists them."""

@@ -34,7 +34,7 @@ from ..models import (
     TokenClaim,
     UserView,
 )
-from ..table import Declared
+from ..table import Declared, query_int
 
 SESSION_HEADER = "x-openmfa-session"
 """Where a portal call carries the signed-in user's session token."""
@@ -301,6 +301,7 @@ ROUTES: list[Declared] = [
         AuditPage,
         200,
         portal_sign_ins,
+        query=(query_int("limit", 1, 100, 20),),
     ),
     Declared(
         "POST",

@@ -19,7 +19,7 @@ from ..http import (
     json_response,
 )
 from ..models import MethodView, TokenAssign, TokenPage
-from ..table import Declared
+from ..table import LIMIT, Declared, query_bool, query_str
 
 
 async def tokens(request: Request) -> Response:
@@ -66,6 +66,7 @@ ROUTES: list[Declared] = [
         TokenPage,
         200,
         tokens,
+        query=(query_bool("unassigned"), LIMIT, query_str("after")),
     ),
     Declared(
         "POST",

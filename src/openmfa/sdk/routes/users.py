@@ -23,7 +23,7 @@ from ..models import (
     UserPatch,
     UserView,
 )
-from ..table import Declared
+from ..table import LIMIT, Declared, query_str
 
 
 async def users(request: Request) -> Response:
@@ -150,7 +150,15 @@ async def resync(request: Request) -> Response:
 
 ROUTES: list[Declared] = [
     Declared(
-        "GET", "/v1/users", "users:read", "List users (?limit, ?after)", None, UserPage, 200, users
+        "GET",
+        "/v1/users",
+        "users:read",
+        "List users (?limit, ?after)",
+        None,
+        UserPage,
+        200,
+        users,
+        query=(LIMIT, query_str("after")),
     ),
     Declared("POST", "/v1/users", "users:write", "Create a user", UserCreate, UserView, 201, users),
     Declared("GET", "/v1/users/{name}", "users:read", "Show a user", None, UserView, 200, user),
