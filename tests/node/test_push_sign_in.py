@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from openmfa.config import Config
 from openmfa.core import push as proto
 from openmfa.core.verification import Decision, Reason, VerifyPolicy
-from openmfa.errors import OpenMfaError
+from openmfa.errors import NotMaster, OpenMfaError
 from openmfa.farm import membership
 from openmfa.node.accounts import Accounts
 from openmfa.node.authenticator import Attempt, Authenticator
@@ -63,7 +63,9 @@ def push(store: Store, config: Config) -> PushService:
     return service
 
 
-def _run(push: PushService, late: LateRound, code: str = "push", tries: int = 5) -> Result:
+def _run(
+    push: PushService, late: LateRound, code: str = "push", tries: int = 5, here: bool = False
+) -> Result:
     auth = Authenticator(push.store, VerifyPolicy(), round=late, push=push)
 
     async def scenario() -> Result:
@@ -72,7 +74,7 @@ def _run(push: PushService, late: LateRound, code: str = "push", tries: int = 5)
         queue.start()
         try:
             attempt = Attempt("alice", code, client="app", request_id=f"r{time.time()}")
-            return await decide_push(queue, attempt, push, tries=tries, pause=0.01)
+            return await decide_push(queue, attempt, push, here=here, tries=tries, pause=0.01)
         finally:
             queue.stop()
 
@@ -112,3 +114,46 @@ def test_a_decision_that_is_no_push_is_not_retried(push: PushService) -> None:
     late = LateRound(batches=100)
     d = _run(push, late, code="000000")
     assert isinstance(d, Decision) and d.reason is Reason.WRONG_CODE and late.runs == 1
+
+
+def test_a_caller_that_cannot_open_elsewhere_is_sent_to_the_master_before_any_decision(
+    push: PushService,
+) -> None:
+    """The SDK's /v1/authenticate and the portal (``here``): a push asked of a subordinate is
+    ``not_master`` naming the master, decided nowhere (no audit, no lock counted here)."""
+    m = membership.Membership("f1", membership.SUBORDINATE, 1, "http://master:8480", bytes(32))
+    with push.store.write() as conn:
+        membership.save(push.store, conn, m)
+    push.handover_wait = 0
+    late = LateRound(batches=3)
+    with pytest.raises(NotMaster) as refused:
+        _run(push, late, here=True)
+    assert refused.value.master_url == "http://master:8480" and late.runs == 0
+
+
+def test_a_push_still_unopened_at_the_end_is_not_master_for_such_a_caller(
+    push: PushService,
+) -> None:
+    """The master's authenticator never caught up within the tries: refused, not a pending
+    answer without a push to collect."""
+    late = LateRound(batches=100)
+
+    def demoted() -> None:  # made a subordinate while the sign-in was decided
+        m = membership.Membership("f1", membership.SUBORDINATE, 2, "http://new:8480", bytes(32))
+        with push.store.write() as conn:
+            membership.save(push.store, conn, m)
+
+    original = late.run
+
+    def run(
+        auth: Authenticator, attempts: list[Attempt], now: float
+    ) -> list[Decision | OpenMfaError]:
+        out = original(auth, attempts, now)
+        if late.runs == 2:
+            demoted()
+        return out
+
+    late.run = run  # type: ignore[method-assign]
+    push.handover_wait = 0
+    with pytest.raises(NotMaster):
+        _run(push, late, tries=4, here=True)

@@ -34,6 +34,7 @@ from .passkeys import Passkeys
 from .portal import SESSION, TICKET, Grant, PortalTokens
 from .push import PushService
 from .push_hub import PushHub
+from .push_sign_in import decide_push
 
 WaitOutcome = Callable[[PushService, PushHub, Store, str, float], Awaitable[PushOutcome]]
 """Waits on this (master) node up to some seconds for a push's outcome while it is pending
@@ -131,19 +132,18 @@ class SignInSteps:
         if method == "push":
             if code:
                 raise InvalidInput("send no code with method push (the phone answers instead)")
-            await asyncio.to_thread(self.push.require_master)
         elif not code:
             raise InvalidInput("send the code of one of the user's methods, or method push")
-        result = await self.queue.submit(
-            Attempt(
-                grant.user,
-                "push" if method == "push" else code,
-                client=client,
-                request_id=request_id,
-                token=key,
-                push=method == "push",
-            )
+        attempt = Attempt(
+            grant.user,
+            "push" if method == "push" else code,
+            client=client,
+            request_id=request_id,
+            token=key,
+            push=method == "push",
         )
+        # At the master, or not_master; a node promoted a moment ago decides again.
+        result = await decide_push(self.queue, attempt, self.push, here=True)
         if isinstance(result, OpenMfaError):
             raise result
         d: Decision = result
@@ -151,8 +151,6 @@ class SignInSteps:
             pid, number, expires = d.pending
             pending = PendingPush(id=pid, number=number, expires_at=expires)
             return PortalStep(accepted=False, reason="pending", pending=pending)
-        if d.reason is Reason.PENDING:
-            await asyncio.to_thread(self.push.require_master)  # not here: not_master
         if not d.accepted:
             return PortalStep(accepted=False, reason=str(d.reason))
         return self._session(grant.user, client)

@@ -34,19 +34,27 @@ async def decide_push(
     attempt: Attempt,
     push: PushService,
     *,
+    here: bool = False,
     tries: int = PROMOTED_TRIES,
     pause: float = PROMOTED_PAUSE,
 ) -> Result:
     """``attempt`` decided through the commit queue, and decided again while its push is left
     unopened although this node's data file says it is the master (promoted a moment ago).
 
-    Returns the last result: a decision (with a push opened, or none to open), an error, or —
-    on a subordinate, or when the authenticator did not catch up in time — a push still
-    unopened, for the caller to open at the master or to refuse (``push.require_master``)."""
+    ``here``: the caller has no way to open a push at another node (the SDK's
+    ``/v1/authenticate``, the portal's second step), so a push asked for on a node that is not
+    the master is refused first, and one still unopened at the end too (``NotMaster`` naming
+    the master, whom the SDK clients then ask). Without it (RADIUS, which opens the push at the
+    master itself) the last result is returned as it is: a decision (with a push opened, or
+    none to open), an error, or a push still unopened."""
+    if here and attempt.code == "push":
+        await asyncio.to_thread(push.require_master)
     result = await queue.submit(attempt)
     for _ in range(tries - 1):
         if not unopened(result) or not await asyncio.to_thread(push.is_master):
             break
         await asyncio.sleep(pause)
         result = await queue.submit(attempt)
+    if here and unopened(result):
+        await asyncio.to_thread(push.require_master)
     return result

@@ -46,6 +46,7 @@ from ..node.commit_queue import CommitQueue, Job, Result
 from ..node.first_factor import FirstFactor
 from ..node.push import PushService
 from ..node.push_hub import PushHub
+from ..node.push_sign_in import decide_push, unopened
 from ..node.radius_clients import RadiusClient
 from ..store.changes import AuditEvent
 from ..store.database import Store
@@ -153,8 +154,6 @@ class AccessFlows:
         self.remote = remote
         self._remote_ids: dict[str, float] = {}
         """Pushes this node opened at the master, until when to remember them."""
-        self._promoted: dict[str, int] = {}
-        """Pushes decided again because this node became the master meanwhile (how often)."""
         self.carrying = False
         """Draining for a restart in place whose next process takes the open challenges over
         (``carry``): new challenges are opened still; only a push held open is not."""
@@ -263,7 +262,6 @@ class AccessFlows:
             if result.pending is None:  # a farm subordinate: the push is opened at the master
                 self._on_loop(self._open_at_master, client, a, result.method_id, respond)
                 return
-            self._promoted.pop(a.request_id, None)
             push_id, number, _ = result.pending
             self._pushed(client, a.user, push_id, number, respond)
             return
@@ -292,19 +290,16 @@ class AccessFlows:
         try:
             opened = await self._open_remote(asked)
         except OpenMfaError as exc:
-            tries = self._promoted.pop(a.request_id, 0)
-            if tries < PROMOTED_TRIES and await asyncio.to_thread(leads, self.store):
-                # This node was made the master a moment ago: its authenticator hears of it at
-                # the farm watcher's next tick (a second or so). Decide again then: it opens
-                # the push here.
-                self._promoted[a.request_id] = tries + 1
-                await asyncio.sleep(PROMOTED_PAUSE)
-                self.queue.submit_callback(a, lambda r: self._decided(client, a, r, respond))
-                return
+            if await asyncio.to_thread(self.push.is_master):
+                # This node was made the master a moment ago: the one post-promotion retry
+                # (node.push_sign_in) decides again until its authenticator opens the push here.
+                result = await decide_push(self.queue, a, self.push)
+                if not unopened(result):
+                    self.queue.call(lambda: self._decided(client, a, result, respond))
+                    return
             log.error("could not open a push at the master: %s", exc.message)
             self.queue.call(lambda: respond(_push_reject(None)))
             return
-        self._promoted.pop(a.request_id, None)
         if opened.reason != Reason.PENDING:
             refused = _reply(Decision(False, Reason(opened.reason)))
             self.queue.call(lambda: respond(refused))
@@ -517,11 +512,6 @@ class AccessFlows:
             return [6]
         return sorted({m.digits for m in methods}, reverse=True) or [6]
 
-
-PROMOTED_PAUSE = 0.25
-PROMOTED_TRIES = 20
-"""A push sign-in on a node promoted a moment ago is decided again, every PROMOTED_PAUSE
-seconds, until its authenticator knows it is the master (5 s at most)."""
 
 FOLLOW_UP_SECONDS = 3.0
 """How long a push challenge's follow-up waits before it is challenged again (below the 5 s

@@ -4,7 +4,6 @@ request stands, and an identity provider's REST second factor.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -14,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ...core.verification import Decision, Reason
+from ...core.verification import Decision
 from ...errors import (
     InvalidInput,
     MalformedRequest,
@@ -27,6 +26,7 @@ from ...errors import (
 from ...farm.push_relay import wait_outcome
 from ...node.apikeys import ApiClient
 from ...node.authenticator import Attempt
+from ...node.push_sign_in import decide_push
 from ...wiring import NodeRuntime
 from ..http import (
     _authorize,
@@ -147,7 +147,6 @@ class Authenticate:
             client.require_push()  # 403 before anything about the user is looked at
             if code:
                 raise InvalidInput("send no code with method push (the phone answers instead)")
-            await run_in_threadpool(node.push.require_master)
             code = "push"
         attempt = Attempt(
             b.user,
@@ -159,19 +158,12 @@ class Authenticate:
             push=client.may("push"),  # a DMZ key's empty code or "push" opens none either
             neutral=client.neutral,
         )
-        for tries in range(PROMOTION_TRIES):
-            result = await node.queue.submit(attempt)
-            if isinstance(result, OpenMfaError):
-                raise result
-            d: Decision = result
-            if d.reason is not Reason.PENDING or d.pending is not None:
-                break
-            # The push was not opened here: this node is no master (not_master: the client
-            # asks the master), or it has just been promoted and its authenticator has not
-            # yet taken the role (a moment): then it asks again.
-            await run_in_threadpool(node.push.require_master)
-            if tries + 1 < PROMOTION_TRIES:
-                await asyncio.sleep(0.1)
+        # At the master, or not_master (the client asks the master); a node promoted a moment
+        # ago decides again (node.push_sign_in, the one retry).
+        result = await decide_push(node.queue, attempt, node.push, here=True)
+        if isinstance(result, OpenMfaError):
+            raise result
+        d: Decision = result
         view = DecisionView(
             accepted=d.accepted,
             reason=str(d.reason),
@@ -183,10 +175,6 @@ class Authenticate:
             push_id, number, expires = d.pending
             view.pending = PendingPush(id=push_id, number=number, expires_at=expires)
         return view
-
-
-PROMOTION_TRIES = 50
-"""How often (0.1 s apart) a push sign-in on a just-promoted master is tried again."""
 
 
 _decode_authenticate = msgspec.json.Decoder(AuthenticateRequest).decode
@@ -202,7 +190,6 @@ async def push_outcome(request: Request) -> Response:
     push_id = request.path_params["push_id"]
     wait = _int_param(request, "wait", 0, 0, 60)
     client = await _authorize(request, "authenticate")
-    await run_in_threadpool(node.push.require_master)
     outcome = await _run(client, lambda c: node.push.outcome(push_id, c.name))  # the caller's?
     if outcome.status == "pending" and wait:
         # Still pending when this node hands the master's role over: the caller asks again

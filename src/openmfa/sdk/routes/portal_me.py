@@ -112,7 +112,6 @@ async def portal_activation(request: Request) -> Response:
     node = _node(request)
     client, grant = await _session(request, fresh=True)
     body = await _body(request, ActivationRequest, node.max_body)
-    await run_in_threadpool(node.push.require_master)
     code = await run_in_threadpool(
         node.push.issue_activation, grant.user, body.label, _actor(request, client)
     )
