@@ -150,7 +150,7 @@ class NodeMetrics(Collector):
             labels=["node"],
         )
         now = time.time()
-        if m is not None and m.role == membership.MASTER and not m.shared:
+        if m is not None and m.farm_role.feeds:
             for r in stored_reports(self.store):
                 lag.add_metric([r.name], max(0, seq - r.position))
                 contact.add_metric([r.name], max(0.0, now - r.contact))

@@ -29,18 +29,28 @@ ALLOWS = {
     HANDOVER: (False, True, True),
     SUBORDINATE: (False, False, False),
 }
+FARM = {
+    # role: (follows, feeds, must_hand_over)
+    ALONE: (False, False, False),
+    MASTER: (False, True, True),
+    SHARED: (False, False, False),
+    HANDOVER: (False, False, True),
+    SUBORDINATE: (True, False, False),
+}
 
 
 @pytest.mark.parametrize("name", sorted(ALLOWS))
 def test_what_each_role_allows(name: str) -> None:
     role = FarmRole(name, "http://m:8480", 2)
     assert (role.writes, role.leads_pushes, role.handing_over) == ALLOWS[name]
+    assert (role.follows, role.feeds, role.must_hand_over) == FARM[name]
     assert role.in_farm is (name != ALONE)
 
 
 def test_an_unknown_role_allows_nothing() -> None:
     role = FarmRole("from-a-newer-release")
     assert not (role.writes or role.leads_pushes or role.handing_over)
+    assert not (role.follows or role.feeds or role.must_hand_over)
 
 
 def test_a_node_on_its_own_is_alone(store: Store) -> None:

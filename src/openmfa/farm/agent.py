@@ -147,7 +147,7 @@ def data_comes_back(dd: DataDir, last: dict[str, Any]) -> bool:
             f"{fmt}. Nothing was changed. Going back now means restoring every node from "
             "its pre-upgrade backup, losing every change since (`openmfa backup restore`)"
         )
-    if m.role in (membership.MASTER, membership.HANDOVER):
+    if m.farm_role.must_hand_over:
         raise InstallFailed(
             "this node is the farm's master: hand the role to another node first "
             "(`openmfa farm promote NODE`), or roll the whole farm back at once with "

@@ -108,7 +108,7 @@ def round_for(store: Store, config: Config) -> ClaimRound | None:
     """The claim round, with its client of the master, when this node is a subordinate;
     else None (it decides alone)."""
     m = membership.load(store)
-    if m is None or m.role != membership.SUBORDINATE:
+    if m is None or not m.farm_role.follows:
         return None
     f = config.values["farm"]
     return ClaimRound(

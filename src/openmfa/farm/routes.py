@@ -123,7 +123,7 @@ def describe(store: Store, m: Membership) -> Hello:
         reads=[READS_FORMATS[0], READS_FORMATS[1]],
         farm_format=farm_format(store),
         data_format=store.data_format(),
-        audit_pending=m.role == membership.SUBORDINATE and bool(audit_relay.pending(store, 1)),
+        audit_pending=m.farm_role.follows and bool(audit_relay.pending(store, 1)),
         rollback=rollback_plan(store),
         upgrading=upgrading(store),
     )
@@ -163,7 +163,7 @@ class SignedEndpoints:
         query = request.scope.get("query_string", b"").decode("latin-1")
         target = request.scope["path"] + ("?" + query if query else "")
         node = check.verify(request.headers, request.method, target, await request.body())
-        leads = m.is_master or m.shared or (claims and m.role == membership.HANDOVER)
+        leads = m.farm_role.writes or (claims and m.farm_role.handing_over)
         if master and not leads:
             raise NotMaster(
                 f"this node is not the farm's master; it is {m.master_url}",

@@ -110,7 +110,7 @@ class FarmRuntime:
         await self.queue.run(lambda auth: auth.set_role(round_, on_state))
         if m is None:
             return
-        if m.role == membership.SUBORDINATE:
+        if m.farm_role.follows:
             self.follower = Follower(self.store, m)
             self.follower.start()
             self.relay = AuditRelay(self.store, m)

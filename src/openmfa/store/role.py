@@ -63,6 +63,24 @@ class FarmRole:
         return self.name == HANDOVER
 
     @property
+    def follows(self) -> bool:
+        """A subordinate: takes changes from its master (the follower, the claim round and the
+        audit relay run)."""
+        return self.name == SUBORDINATE
+
+    @property
+    def feeds(self) -> bool:
+        """The master of a replicating farm: subordinates follow its change feed (a shared
+        database's nodes feed no one)."""
+        return self.name == MASTER
+
+    @property
+    def must_hand_over(self) -> bool:
+        """The master, or one handing its role over: another node must take the role before
+        this one leaves or goes back a release."""
+        return self.name in (MASTER, HANDOVER)
+
+    @property
     def leads_pushes(self) -> bool:
         """Push requests live here: where it writes, and during a handover until the new
         master has taken them (waiters then ask the new one)."""
