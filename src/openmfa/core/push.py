@@ -38,6 +38,9 @@ MAX_MESSAGE = 2048
 NONCE_BYTES = 16
 """128 bits of server nonce per request."""
 _SAFE = 2**53
+MAX_COUNTER = 2**31 - 1
+"""The largest answer counter a device may send (a device counts one a sign-in; the node keeps
+it in a 32-bit column on every database)."""
 
 
 class ProtocolError(ValueError):
@@ -166,8 +169,9 @@ class Signed:
                 raise ProtocolError("request_id must be a string")
             if not isinstance(body.get("number"), str) or len(body["number"]) > 8:
                 raise ProtocolError("number must be a string of at most 8 characters")
-            if not isinstance(body.get("counter"), int) or body["counter"] < 1:
-                raise ProtocolError("counter must be an integer of 1 or more")
+            counter = body.get("counter")
+            if type(counter) is not int or not 1 <= counter <= MAX_COUNTER:
+                raise ProtocolError(f"counter must be an integer from 1 to {MAX_COUNTER}")
         return cls(raw, unb64u(signature), body)
 
     @property
