@@ -104,7 +104,12 @@ def test_an_activation_code_is_single_use(push: PushService) -> None:
     with pytest.raises(ActivationRefused, match="is unknown"):
         push.activate("A" * 16, "ES256", Phone().public_key())
     assert [d.alg for d in push.list_devices("alice")] == ["ES256"]
-    assert _audit(push.store, "device.activate") == [("ok", "")]
+    # Each refusal is recorded too (it was written in the transaction the refusal undid).
+    assert _audit(push.store, "device.activate") == [
+        ("ok", ""),
+        ("rejected", "used"),
+        ("rejected", "unknown"),
+    ]
 
 
 def test_a_device_key_that_is_not_one_is_refused(push: PushService) -> None:

@@ -109,34 +109,39 @@ class PushDevices:
             raise DeviceRefused(f"the device key is refused: {exc}") from None
         now = time.time()
         normalized = code.strip().upper().replace(" ", "")
+        refused = ""
+        name: str | None = None
         with self.store.write() as conn:
             require(conn, DEVICE_FORMAT, "devices")
             row = conn.execute(
                 select(t.activations).where(t.activations.c.code_hash == _hash(normalized))
             ).first()
             if row is None or row.used_at is not None or row.expires_at <= now:
-                why = "unknown" if row is None else "used" if row.used_at else "expired"
+                # Recorded in this transaction, which commits: the refusal is raised after it.
+                refused = "unknown" if row is None else "used" if row.used_at else "expired"
                 _audit(
                     self.store,
                     conn,
                     AuditEvent(
                         "device.activate",
                         "rejected",
-                        reason=why,
+                        reason=refused,
                         client=actor.client,
                         request_id=actor.request_id,
                     ),
                 )
-                raise ActivationRefused(
-                    f"the activation code is {why}; ask for a new one "
-                    "(openmfa device activate NAME, or the portal)"
+            else:
+                conn.execute(
+                    update(t.activations)
+                    .where(t.activations.c.code_hash == row.code_hash)
+                    .values(used_at=now)
                 )
-            conn.execute(
-                update(t.activations)
-                .where(t.activations.c.code_hash == row.code_hash)
-                .values(used_at=now)
+                name = conn.scalar(select(t.users.c.name).where(t.users.c.id == row.user_id))
+        if refused or row is None:
+            raise ActivationRefused(
+                f"the activation code is {refused}; ask for a new one "
+                "(openmfa device activate NAME, or the portal)"
             )
-            name = conn.scalar(select(t.users.c.name).where(t.users.c.id == row.user_id))
         if name is None:
             raise ActivationRefused("the user of this activation code was deleted")
         with self.store.read() as conn:
