@@ -64,7 +64,13 @@ def push(store: Store, config: Config) -> PushService:
 
 
 def _run(
-    push: PushService, late: LateRound, code: str = "push", tries: int = 5, here: bool = False
+    push: PushService,
+    late: LateRound,
+    code: str = "push",
+    tries: int = 5,
+    here: bool = False,
+    asked: bool = False,
+    may_push: bool = True,
 ) -> Result:
     auth = Authenticator(push.store, VerifyPolicy(), round=late, push=push)
 
@@ -73,8 +79,12 @@ def _run(
         late.queue = queue
         queue.start()
         try:
-            attempt = Attempt("alice", code, client="app", request_id=f"r{time.time()}")
-            return await decide_push(queue, attempt, push, here=here, tries=tries, pause=0.01)
+            attempt = Attempt(
+                "alice", code, client="app", request_id=f"r{time.time()}", push=may_push
+            )
+            return await decide_push(
+                queue, attempt, push, here=here, asked=asked, tries=tries, pause=0.01
+            )
         finally:
             queue.stop()
 
@@ -127,8 +137,23 @@ def test_a_caller_that_cannot_open_elsewhere_is_sent_to_the_master_before_any_de
     push.handover_wait = 0
     late = LateRound(batches=3)
     with pytest.raises(NotMaster) as refused:
-        _run(push, late, here=True)
+        _run(push, late, here=True, asked=True)
     assert refused.value.master_url == "http://master:8480" and late.runs == 0
+
+
+def test_a_code_that_reads_push_from_a_key_that_may_not_push_is_decided_there(
+    push: PushService,
+) -> None:
+    """Not asked by name, and the key may not push: the subordinate decides it (push
+    unavailable), and the master's address is not given to such a caller."""
+    m = membership.Membership("f1", membership.SUBORDINATE, 1, "http://master:8480", bytes(32))
+    with push.store.write() as conn:
+        membership.save(push.store, conn, m)
+    push.handover_wait = 0
+    late = LateRound(batches=3)
+    d = _run(push, late, here=True, may_push=False)
+    assert isinstance(d, Decision) and not d.accepted and not unopened(d)
+    assert late.runs == 1
 
 
 def test_a_push_still_unopened_at_the_end_is_not_master_for_such_a_caller(

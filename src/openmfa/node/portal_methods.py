@@ -12,11 +12,12 @@ Rules owned here:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 import time
 from typing import Any
+
+from anyio import to_thread
 
 from ..config import Config
 from ..contract import Enrollment, MethodView, PortalTotpOffer
@@ -79,7 +80,7 @@ class PortalMethods:
                 "and type the code it shows now"
             )
         label = grant.extra["l"]
-        done = await asyncio.to_thread(
+        done = await to_thread.run_sync(
             lambda: self.accounts.enroll(
                 user,
                 "totp",
@@ -103,4 +104,4 @@ class PortalMethods:
                     self.accounts.remove_method(user, m.id, actor)
             return self.accounts.enroll(user, "backup-codes", label="backup codes", actor=actor)
 
-        return await asyncio.to_thread(renew)
+        return await to_thread.run_sync(renew)

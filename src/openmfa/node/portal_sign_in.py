@@ -16,9 +16,10 @@ Rules owned here:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
+
+from anyio import to_thread
 
 from ..contract import PasskeyChallenge, PendingPush, PortalStep, PushOutcome
 from ..core.verification import Decision, Reason
@@ -89,7 +90,7 @@ class SignInSteps:
             return PortalStep(accepted=False, reason=str(Reason.LOCKED))
         if not d.accepted:  # an unknown user's password is wrong like anyone's
             return PortalStep(accepted=False, reason=str(Reason.WRONG_PASSWORD))
-        if self.portal.self_enroll and not await asyncio.to_thread(
+        if self.portal.self_enroll and not await to_thread.run_sync(
             self.accounts.list_methods, user
         ):
             # No method yet, and policy lets people add their first one: signed in already.
@@ -97,11 +98,11 @@ class SignInSteps:
             event = AuditEvent(
                 "portal.self_enroll", "ok", user_name=user, client=client, request_id=request_id
             )
-            await asyncio.to_thread(audit.record, self.store, event)
+            await to_thread.run_sync(audit.record, self.store, event)
             return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
         ticket, expires = self.portal.issue(TICKET, user, client, time.time())
-        prefer = await asyncio.to_thread(self._preferred_kind, user)
-        kinds = await asyncio.to_thread(self._method_kinds, user)
+        prefer = await to_thread.run_sync(self._preferred_kind, user)
+        kinds = await to_thread.run_sync(self._method_kinds, user)
         return PortalStep(
             accepted=True,
             reason="ok",
@@ -143,7 +144,9 @@ class SignInSteps:
             push=method == "push",
         )
         # At the master, or not_master; a node promoted a moment ago decides again.
-        result = await decide_push(self.queue, attempt, self.push, here=True)
+        result = await decide_push(
+            self.queue, attempt, self.push, here=True, asked=method == "push"
+        )
         if isinstance(result, OpenMfaError):
             raise result
         d: Decision = result
@@ -161,7 +164,7 @@ class SignInSteps:
         """The push this portal opened for the ticket's user: a session token once approved.
         (Asked again, an approved push gives this same portal another token for the same
         user: nothing it did not have.)"""
-        outcome = await asyncio.to_thread(self.push.outcome, push_id, client)  # at the master
+        outcome = await to_thread.run_sync(self.push.outcome, push_id, client)  # at the master
         if outcome.user != grant.user:
             raise NotFound(f"there is no push request {push_id!r} of this sign-in")
         if outcome.status == "pending" and wait:
@@ -174,7 +177,7 @@ class SignInSteps:
         """A passkey sign-in begins (the ticket of the first step): the browser's options for
         the page at ``origin``."""
         grant = self.portal.check(ticket, TICKET, client, time.time())
-        options, challenge, expires = await asyncio.to_thread(
+        options, challenge, expires = await to_thread.run_sync(
             self.passkeys.authentication, grant.user, client, origin
         )
         return PasskeyChallenge(options=options, challenge=challenge, expires_at=expires)
@@ -184,9 +187,9 @@ class SignInSteps:
     ) -> PortalStep:
         """The browser's answer to a passkey sign-in -> a session token bound to the user."""
         grant = self.portal.check(ticket, TICKET, client, time.time())
-        if await asyncio.to_thread(self._locked, grant.user):
+        if await to_thread.run_sync(self._locked, grant.user):
             return PortalStep(accepted=False, reason=str(Reason.LOCKED))
-        method_id = await asyncio.to_thread(
+        method_id = await to_thread.run_sync(
             self.passkeys.authenticate, grant.user, client, challenge, credential
         )
         event = AuditEvent(
@@ -199,7 +202,7 @@ class SignInSteps:
             request_id=request_id,
             detail="passkey",
         )
-        await asyncio.to_thread(audit.record, self.store, event)
+        await to_thread.run_sync(audit.record, self.store, event)
         if method_id is None:
             return PortalStep(accepted=False, reason="wrong_passkey")
         return self._session(grant.user, client)

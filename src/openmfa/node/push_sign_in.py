@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 
+from anyio import to_thread
+
 from ..core.verification import Decision, Reason
 from .authenticator import Attempt
 from .commit_queue import CommitQueue, Result
@@ -35,6 +37,7 @@ async def decide_push(
     push: PushService,
     *,
     here: bool = False,
+    asked: bool = False,
     tries: int = PROMOTED_TRIES,
     pause: float = PROMOTED_PAUSE,
 ) -> Result:
@@ -42,19 +45,21 @@ async def decide_push(
     unopened although this node's data file says it is the master (promoted a moment ago).
 
     ``here``: the caller has no way to open a push at another node (the SDK's
-    ``/v1/authenticate``, the portal's second step), so a push asked for on a node that is not
-    the master is refused first, and one still unopened at the end too (``NotMaster`` naming
-    the master, whom the SDK clients then ask). Without it (RADIUS, which opens the push at the
+    ``/v1/authenticate``, the portal's second step), so a push still unopened at the end is
+    refused (``NotMaster`` naming the master, whom the SDK clients then ask); and one the caller
+    ``asked`` for by name (``method: push``) is refused so before any decision. (A code that
+    reads "push" is no such ask: a key that may not push gets its decision, not the master's
+    address.) Without it (RADIUS, which opens the push at the
     master itself) the last result is returned as it is: a decision (with a push opened, or
     none to open), an error, or a push still unopened."""
-    if here and attempt.code == "push":
-        await asyncio.to_thread(push.require_master)
+    if here and asked:
+        await to_thread.run_sync(push.require_master)
     result = await queue.submit(attempt)
     for _ in range(tries - 1):
-        if not unopened(result) or not await asyncio.to_thread(push.is_master):
+        if not unopened(result) or not await to_thread.run_sync(push.is_master):
             break
         await asyncio.sleep(pause)
         result = await queue.submit(attempt)
     if here and unopened(result):
-        await asyncio.to_thread(push.require_master)
+        await to_thread.run_sync(push.require_master)
     return result

@@ -160,7 +160,9 @@ class Authenticate:
         )
         # At the master, or not_master (the client asks the master); a node promoted a moment
         # ago decides again (node.push_sign_in, the one retry).
-        result = await decide_push(node.queue, attempt, node.push, here=True)
+        result = await decide_push(
+            node.queue, attempt, node.push, here=True, asked=b.method == "push"
+        )
         if isinstance(result, OpenMfaError):
             raise result
         d: Decision = result
