@@ -55,7 +55,7 @@ def populate(
     dd: DataDir, devices: int
 ) -> tuple[list[ec.EllipticCurvePrivateKey], list[bytes], str]:
     """Users each with one activated push device, written through the change writer in large
-    transactions (as activation writes them). Returns device keys, offline seeds, an adapter key
+    transactions (as activation writes them). Returns device keys, offline seeds, an admin key
     and leaves a mobile key in mobile.key."""
     store = Store.create(dd, load_config(None))
     keys, seeds = [], []
@@ -83,7 +83,7 @@ def populate(
                 }  # fmt: skip
                 changes += [Change("user.add", user), Change("method.add", method)]
             writer.commit(changes)
-        token = ApiKeys(store).create("bench", "adapter")
+        token = ApiKeys(store).create("bench", "admin")  # a push by name: the admin scope
         mobile = ApiKeys(store).create("bench-mobile", "mobile")
         (dd.root / "mobile.key").write_text(mobile)
         (dd.root / "mobile.key").chmod(0o600)
