@@ -301,11 +301,12 @@ def test_refuses_a_data_file_from_a_newer_release(tmp_path: Path) -> None:
     init(dd)
     db = sqlite3.connect(dd / "openmfa.db")
     with db:
-        db.execute("UPDATE meta SET value='7' WHERE key='data_format'")
+        db.execute("UPDATE meta SET value=? WHERE key='data_format'", (str(DATA_FORMAT + 1),))
     db.close()
     digest = hashlib.sha256((dd / "openmfa.db").read_bytes()).hexdigest()
     proc = cli(dd, "serve", "--listen", "127.0.0.1:1", expect=1)
-    assert "data format 7" in proc.stderr and "newer OpenMFA release" in proc.stderr
+    assert f"data format {DATA_FORMAT + 1}" in proc.stderr
+    assert "newer OpenMFA release" in proc.stderr
     assert hashlib.sha256((dd / "openmfa.db").read_bytes()).hexdigest() == digest
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from openmfa.install.compat import KNOWN, UPGRADES_FROM, Facts, Known, refusal, version_key
-from openmfa.store.database import DATA_FORMAT, READS_FORMATS
+from openmfa.store.database import READS_FORMATS
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = tomllib.loads((ROOT / "releases.toml").read_text())["release"]
@@ -35,9 +35,10 @@ def test_every_recorded_release_upgrades_to_this_one_in_one_step(
 
 def test_a_downgrade_past_the_data_format_is_refused_naming_a_release_that_reads_it() -> None:
     old = Facts("0.2.0", (1, 1))  # a release from before compat.py: it says only what it reads
-    why = refusal("0.3.1", DATA_FORMAT, old)
+    released = KNOWN[-1].data_format  # the newest format a recorded release reads
+    why = refusal("0.3.1", released, old)
     assert why is not None
-    assert f"format {DATA_FORMAT}" in why and "reads formats 1 to 1" in why
+    assert f"format {released}" in why and "reads formats 1 to 1" in why
     assert "choose 0.3.0 or later" in why and "openmfa rollback" in why
     # Where the data has not moved yet (a farm not finalized), going back is allowed.
     assert refusal("0.3.1", 1, old) is None

@@ -280,6 +280,7 @@ def _method_add(conn: Connection, p: Payload) -> None:
                 webpush=device.get("webpush", ""),
                 counter=0,
                 created_at=p["at"],
+                unlock=device.get("unlock", ""),  # format 7: its screen-lock credential
             )
         )
 

@@ -36,6 +36,12 @@ Format 6: sessions ended. A sign-out, "sign out everywhere", a disabled, deleted
 person writes a ``session.end`` record (``session_ends``: the portal hosts' revocation view of
 forward-auth cookies and the node's session tokens); a release reading only up to format 5 does
 not know that record, so it is written only once the data set is at format 6.
+
+Format 7: screen-lock approvals (``[mobile] require_unlock``). A device may carry the WebAuthn
+credential its app registered at activation (``devices.unlock``: its id and public key, in the
+``device`` of a ``method.add`` record), with which each approval proves the phone was unlocked;
+a release reading only up to format 6 would drop it, leaving a device that can never approve,
+so it is written only once the data set is at format 7.
 """
 
 from __future__ import annotations
@@ -59,9 +65,9 @@ def local_format(conn: Connection) -> int:
     return int(value or 0)
 
 
-DATA_FORMAT = 6
+DATA_FORMAT = 7
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
-READS_FORMATS = (1, 6)
+READS_FORMATS = (1, 7)
 """The oldest and newest data formats this release can read."""
 PREFERENCES_FORMAT = 4
 """The data format that knows user preferences (default method, sessions ended)."""
@@ -69,6 +75,8 @@ DIRECTORY_FORMAT = 5
 """The data format that knows directory sources, renames, and the token inventory."""
 SESSION_ENDS_FORMAT = 6
 """The data format that knows sessions ended (``session.end`` records)."""
+UNLOCK_FORMAT = 7
+"""The data format that knows a device's screen-lock credential (``devices.unlock``)."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -163,11 +171,17 @@ def _session_ends(conn: Connection) -> None:
     """Nothing to rewrite: format 6 only allows rows (sessions ended) no earlier format has."""
 
 
+def _device_unlock(conn: Connection) -> None:
+    """Nothing to rewrite: format 7 only allows values (a device's screen-lock credential) no
+    earlier format has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
     4: _preferences,
     5: _directory_tokens,
     6: _session_ends,
+    7: _device_unlock,
 }
 """The step that brings rows of format N-1 to format N."""

@@ -175,9 +175,13 @@ devices = Table(
     Column("counter", Integer, nullable=False, server_default="0"),
     # counter: the largest answer counter the device used (local state, like method_state)
     Column("created_at", Float, nullable=False),
+    Column("unlock", Text, nullable=False, server_default=""),
+    # unlock (schema 0008, data format 7): the screen-lock credential, JSON {"id", "key"}
     Index("ix_devices_user", "user_id"),
 )
-"""A push method's device: its public key (configuration, replicated with ``method.add``)."""
+"""A push method's device: its public key and, where approvals need the phone's screen lock,
+the WebAuthn credential registered at activation (configuration, replicated with
+``method.add``)."""
 
 activations = Table(
     "activations",
