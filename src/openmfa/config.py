@@ -33,6 +33,7 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("mobile", "min_gap_seconds"): 2.0,
     ("mobile", "request_seconds"): 60,
     ("mobile", "activation_seconds"): 600,
+    ("mobile", "require_unlock"): False,
     ("mobile", "fraud_action"): "block_push",
     ("mobile", "fraud_command"): "",
     ("mobile", "fraud_webhook"): "",

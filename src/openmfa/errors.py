@@ -38,7 +38,8 @@ node sends (``openmfa.sdk.errors``).
         ├── Conflict                 -- it exists already
         │   ├── NotMaster            -- a write sent to a farm subordinate: use the master
         │   ├── Diverged             -- this node holds changes its master does not have
-        │   └── PushClosed           -- a push answer for a request no longer waiting
+        │   ├── PushClosed           -- a push answer for a request no longer waiting
+        │   └── UnlockRequired       -- an activation without the screen-lock credential it needs
         ├── DeviceRefused            -- a device's signed message is not accepted (403)
         ├── ActivationRefused        -- an activation code is wrong, used or expired (403)
         ├── SnapshotNeeded           -- a subordinate asked for changes the master no longer keeps
@@ -254,6 +255,13 @@ class PushClosed(Conflict):
     """The push request was answered already, expired or ended."""
 
     code = "push_closed"
+
+
+class UnlockRequired(Conflict):
+    """A device's activation without an ``unlock`` credential while ``[mobile] require_unlock``
+    is on: the code is not used up, the app registers a credential and activates again."""
+
+    code = "unlock_required"
 
 
 class DeviceRefused(Forbidden):

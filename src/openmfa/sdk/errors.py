@@ -33,6 +33,7 @@ from ..errors import (
     StoreError,
     Unauthorized,
     Unavailable,
+    UnlockRequired,
     by_code,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "StoreError",
     "Unauthorized",
     "Unavailable",
+    "UnlockRequired",
     "from_answer",
 ]
 
