@@ -13,6 +13,7 @@ README and ``openmfa.core.push``):
     POST {prefix}/v1/poll?wait=N  a signed poll -> the requests waiting for the device's user
     POST {prefix}/v1/answer     a signed answer -> where the request stands
     GET  {prefix}/v1/openapi.json  this list as an OpenAPI 3.1 document (``mobile.openapi``)
+    GET  {prefix}/app/          the OpenMFA Authenticator web app (``mobile.webapp``)
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from ..sdk.models import (
 )
 from .openapi import document
 from .providers import Delivered, Gone, PushProvider
+from .webapp import WebApp
 
 log = logging.getLogger("openmfa.mobile")
 _encode = msgspec.json.Encoder().encode
@@ -279,10 +281,12 @@ def create_app(
     verify: Any = True,
     transport: Any = None,
     webpush: PushProvider | None = None,
+    webapp: WebApp | None = None,
 ) -> Starlette:
     """``prefix`` "" serves the routes at the root (to be mounted under a prefix elsewhere);
     ``transport`` reaches a node of the same process (``openmfa serve`` with ``[mobile]
-    enabled``)."""
+    enabled``); ``webapp`` the Authenticator web app's files (else the packaged ones)."""
+    web = webapp if webapp is not None else WebApp()
     sdk = AsyncSdkClient(nodes, api_key, timeout=15.0, verify=verify, transport=transport)
     waiters = DeviceWaiters()
     book = DeviceBook()
@@ -292,6 +296,7 @@ def create_app(
         return _json(
             {
                 "service": "openmfa-mobile",
+                "version": web.version,
                 "protocol": proto.PROTOCOL,
                 "algorithms": list(proto.ALGORITHMS),
                 "prefix": prefix,
@@ -398,6 +403,7 @@ def create_app(
         Route("/v1/activate", activate, methods=["POST"]),
         Route("/v1/poll", poll, methods=["POST"]),
         Route("/v1/answer", answer, methods=["POST"]),
+        *web.routes(),
     ]
 
     @asynccontextmanager
