@@ -1,8 +1,10 @@
 """Adding a sign-in method: an authenticator app (its QR code and secret, then a code it
-shows), a passkey (the browser's WebAuthn ceremony), the mobile app (an activation QR code,
-and its status for the page's script)."""
+shows), a passkey (the browser's WebAuthn ceremony), the mobile app (an activation QR code
+and link, and its status for the page's script)."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import segno
 from starlette.responses import JSONResponse, Response
@@ -110,13 +112,24 @@ async def mobile_app(ctx: Ctx) -> Response:
     return ctx.redirect("/mobile-app")
 
 
+def app_link(url: str, code: str, qr_text: str) -> str:
+    """The link that opens the mobile web app and activates it: what the node's QR code
+    carries. A node of an older release carried an ``openmfa://`` link, which a phone's
+    camera cannot open; the web app's link is made from the address and code then."""
+    if qr_text.startswith(("https://", "http://")):
+        return qr_text
+    return f"{url.rstrip('/')}/app/#activate={quote(code, safe='')}"
+
+
 async def mobile_app_page(ctx: Ctx) -> Response:
     a = ctx.session.activation
     if not a:
         return ctx.redirect("/methods")
+    link = app_link(a["url"], a["code"], a["qr"])
     return ctx.render(
         "mobile_app.html",
-        qr=segno.make(a["qr"], error="m").png_data_uri(scale=5, border=4),
+        qr=segno.make(link, error="m").png_data_uri(scale=5, border=4),
+        link=link,
         code=a["code"],
         url=a["url"],
     )
