@@ -30,7 +30,7 @@ from starlette.routing import Mount
 from openmfa.core import push as proto
 from openmfa.core.totp import totp
 from openmfa.mobile.app import create_app as create_mobile
-from openmfa.mobile.authenticator import Device, DeviceError, main
+from openmfa.mobile.authenticator import Device, DeviceError, activation_link, main
 from openmfa.node import audit
 from openmfa.node.accounts import Accounts
 from openmfa.node.apikeys import ApiKeys
@@ -176,6 +176,37 @@ def test_activation_writes_a_private_state_file(node: Node, tmp_path: Path) -> N
     out = run("activate", node.mobile, code, "--state", str(again))
     assert out.exit_code == 1 and out.output.startswith("error: refused (")
     assert not again.exists()
+
+
+def test_activation_with_the_link_the_qr_code_carries(node: Node, tmp_path: Path) -> None:
+    path = tmp_path / "lena.json"
+    link = f"{node.mobile}/app/#activate={node.activation('lena')}"
+    out = run("activate", link, "--state", str(path))
+    assert out.exit_code == 0, out.output
+    assert json.loads(path.read_text())["url"] == node.mobile
+    out = run("activate", node.mobile + "/app/", "--state", str(tmp_path / "x.json"))
+    assert out.exit_code == 1 and "the whole activation link" in out.output
+
+
+@pytest.mark.parametrize(
+    ("link", "url"),
+    [
+        ("https://mfa.example.org/mobile/app/#activate=ABCD", "https://mfa.example.org/mobile"),
+        ("https://mfa.example.org/mobile/app#activate=ABCD", "https://mfa.example.org/mobile"),
+        ("http://h:8490/app/index.html#activate=ABCD&x=1", "http://h:8490"),
+        (" https://h/m/app/#activate=ABCD\n", "https://h/m"),
+    ],
+)
+def test_an_activation_link_names_the_service_and_the_code(link: str, url: str) -> None:
+    assert activation_link(link) == (url, "ABCD")
+
+
+@pytest.mark.parametrize(
+    "link", ["https://h/m/app/", "https://h/m/app/#activate=", "openmfa://activate?code=A"]
+)
+def test_what_is_not_an_activation_link_is_refused(link: str) -> None:
+    with pytest.raises(DeviceError, match="activation link"):
+        activation_link(link)
 
 
 def test_the_offline_code_is_the_seeds_totp(node: Node, tmp_path: Path) -> None:

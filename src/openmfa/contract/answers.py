@@ -122,6 +122,9 @@ class PushRequestView(msgspec.Struct, kw_only=True):
     numbered: bool = True
     """The person must type the number shown where they sign in (false only for a RADIUS
     gateway that cannot show one: then approving is enough)."""
+    unlock: bool = False
+    """An approval must carry the phone's screen lock (``SignedMessage.unlock``): the node's
+    ``[mobile] require_unlock``."""
 
 
 class ActivationCode(msgspec.Struct, kw_only=True):
@@ -132,7 +135,8 @@ class ActivationCode(msgspec.Struct, kw_only=True):
     url: str
     expires_at: float
     qr_text: str
-    """``openmfa://activate?url=…&code=…``: what the QR code carries."""
+    """``{url}/app/#activate={code}``: what the QR code carries, the OpenMFA Authenticator web
+    app's address with the code in its fragment (never sent to a server)."""
 
 
 class DeviceActivated(msgspec.Struct, kw_only=True):

@@ -109,6 +109,10 @@ class WebPushSubscription(msgspec.Struct, forbid_unknown_fields=True):
     auth: B64
 
 
+Unlock = Annotated[str, Meta(max_length=8192)]
+"""A WebAuthn credential as JSON text (``PublicKeyCredential.toJSON()``), "" for none."""
+
+
 class DeviceActivate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     code: Annotated[str, Meta(min_length=1, max_length=64, pattern="^[A-Za-z2-7 ]+$")]
     alg: Literal["ES256", "EdDSA"]
@@ -116,13 +120,23 @@ class DeviceActivate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     """The device's public key: DER SubjectPublicKeyInfo, base64url."""
     label: Text = ""
     webpush: WebPushSubscription | None = None
+    unlock: Unlock = ""
+    """Where approvals need the phone's screen lock (``[mobile] require_unlock``): the
+    registration of a platform credential with user verification, whose challenge is
+    SHA-256(``openmfa-unlock:`` + the code, upper case, without spaces); rp id: the host of the
+    mobile service's public URL. Without it such a node answers ``unlock_required`` and the
+    code stays usable."""
 
 
-class SignedMessage(msgspec.Struct, forbid_unknown_fields=True):
+class SignedMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """A device's message (``core.push``): canonical JSON and its signature, base64url."""
 
     payload: B64
     signature: B64
+    unlock: Unlock = ""
+    """An approval where the node requires the screen lock (``PushRequestView.unlock``): the
+    assertion of the credential registered at activation, with user verification, over the
+    request's nonce (base64url-decoded). Ignored in a poll, a denial or a fraud report."""
 
 
 class UserCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -312,7 +312,7 @@ def create_app(
     async def activate(request: Request) -> Response:
         b: DeviceActivate = await _body(request, DeviceActivate)
         done = await sdk.activate_device(
-            b.code, b.alg, b.public_key, label=b.label, webpush=b.webpush
+            b.code, b.alg, b.public_key, label=b.label, webpush=b.webpush, unlock=b.unlock
         )
         return _json(done, 201)
 
@@ -377,7 +377,7 @@ def create_app(
     async def answer(request: Request) -> Response:
         b: SignedMessage = await _body(request, SignedMessage)
         try:
-            outcome = await sdk.answer_push(b.payload, b.signature)
+            outcome = await sdk.answer_push(b.payload, b.signature, b.unlock)
         except PushClosed:
             _forget(b.payload)
             raise

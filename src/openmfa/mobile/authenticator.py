@@ -2,6 +2,7 @@
 real app uses (``core.push``), so it is both a test peer and an example to write an app from.
 
     openmfa-authenticator activate https://mfa.example.org/mobile ABCDEFGHIJKLMNOP
+    openmfa-authenticator activate 'https://mfa.example.org/mobile/app/#activate=ABCDEFGHIJKLMNOP'
     openmfa-authenticator pending --wait 30
     openmfa-authenticator approve p1f3... --number 42
     openmfa-authenticator deny p1f3... [--fraud]
@@ -25,6 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import click
 import httpx
@@ -173,9 +175,24 @@ def main() -> None:
     """A reference OpenMFA device (plays the phone)."""
 
 
+def activation_link(link: str) -> tuple[str, str]:
+    """(service URL, code) of an activation link as its QR code carries it:
+    ``https://mfa.example.org/mobile/app/#activate=CODE`` (the web app's address, the code in
+    the fragment) gives ``https://mfa.example.org/mobile`` and ``CODE``."""
+    parts = urlsplit(link.strip())
+    code = parse_qs(parts.fragment).get("activate", [""])[0]
+    if parts.scheme not in ("http", "https") or not parts.netloc or not code:
+        raise DeviceError(
+            "give the service URL and the code, or the whole activation link "
+            "(https://…/app/#activate=CODE)"
+        )
+    path = parts.path.rstrip("/").removesuffix("/index.html").removesuffix("/app")
+    return urlunsplit((parts.scheme, parts.netloc, path, "", "")), code
+
+
 @main.command()
 @click.argument("url")
-@click.argument("code")
+@click.argument("code", required=False, default="")
 @click.option("--alg", type=click.Choice(proto.ALGORITHMS), default="ES256")
 @click.option("--label", default="openmfa-authenticator")
 @click.option(
@@ -188,7 +205,10 @@ def main() -> None:
 def activate(
     url: str, code: str, alg: str, label: str, webpush_endpoint: str, state_path: Path | None
 ) -> None:
-    """Activate this device with a code from `openmfa device activate` (or the portal)."""
+    """Activate this device with a code from `openmfa device activate` (or the portal): the
+    service URL and the code, or the whole activation link its QR code carries."""
+    if not code:
+        url, code = activation_link(url)
     path = _state_path(state_path)
     key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey = (
         ec.generate_private_key(ec.SECP256R1())

@@ -18,9 +18,16 @@ REF = "#/components/schemas/{name}"
 
 ERRORS = {
     "400": "Malformed request (not JSON)",
-    "403": "Refused: a wrong, forged, replayed or revoked device's signature, or a used code",
+    "403": (
+        "Refused: a wrong, forged, replayed or revoked device's signature, a used code, or a "
+        "screen-lock credential or assertion that does not verify (device_refused: the request "
+        "stays pending)"
+    ),
     "404": "No such push request, activation code or route",
-    "409": "The push request was answered or expired (push_closed)",
+    "409": (
+        "The push request was answered or expired (push_closed); an activation without the "
+        "screen-lock credential the server requires (unlock_required: the code stays usable)"
+    ),
     "413": "Body too large",
     "422": "A value has the wrong type, length or range",
     "503": "The MFA server cannot be reached right now",
@@ -38,6 +45,7 @@ INFO = {
     "type": "object",
     "properties": {
         "service": {"const": "openmfa-mobile"},
+        "version": {"type": "string"},
         "protocol": {"type": "integer"},
         "algorithms": {"type": "array", "items": {"enum": list(proto.ALGORITHMS)}},
         "prefix": {"type": "string"},
@@ -68,7 +76,8 @@ def document(prefix: str, long_poll_seconds: int) -> dict[str, Any]:
         (
             "post",
             "/v1/activate",
-            "Register a device's public key with an activation code",
+            "Register a device's public key with an activation code (and, where approvals "
+            "need the screen lock, its WebAuthn credential)",
             "DeviceActivate",
             "DeviceActivated",
             201,
@@ -84,7 +93,8 @@ def document(prefix: str, long_poll_seconds: int) -> dict[str, Any]:
         (
             "post",
             "/v1/answer",
-            "A signed answer to a push request",
+            "A signed answer to a push request (an approval with the screen lock's WebAuthn "
+            "assertion where the request says unlock)",
             "SignedMessage",
             "PushOutcome",
             200,

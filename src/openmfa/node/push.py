@@ -93,11 +93,12 @@ class PushService:
         label: str = "",
         webpush: dict[str, str] | None = None,
         actor: Actor = CLI,
+        unlock: str = "",
     ) -> DeviceActivated:
         """A device's activation with its code (a write, decided at the master: a subordinate
-        may not hold a code made a moment ago)."""
+        may not hold a code made a moment ago); ``unlock``: its screen-lock credential."""
         self.require_master()
-        return self.devices.activate(code, alg, public_key, label, webpush, actor)
+        return self.devices.activate(code, alg, public_key, label, webpush, actor, unlock)
 
     def list_devices(self, name: str) -> list[DeviceView]:
         return self.devices.list_devices(name)
@@ -160,8 +161,10 @@ class PushService:
         self.require_master()
         return self.requests.poll(payload, signature)
 
-    def answer(self, payload: str, signature: str, actor: Actor = CLI) -> PushOutcome:
-        """Record a device's signed answer (a fraud report acted on); a refusal is audited
-        and raised."""
+    def answer(
+        self, payload: str, signature: str, actor: Actor = CLI, unlock: str = ""
+    ) -> PushOutcome:
+        """Record a device's signed answer (a fraud report acted on; ``unlock``: the screen
+        lock's assertion); a refusal is audited and raised."""
         self.require_master()
-        return self.requests.answer(payload, signature, actor)
+        return self.requests.answer(payload, signature, actor, unlock)

@@ -5,7 +5,11 @@ Invariants owned here:
 - a user has at most ``[mobile] max_devices`` devices;
 - a device is a push method (``method.add`` through the change writer, so it replicates and is
   audited), its public key recorded at activation; every message it signs later is checked
-  against that key and the node's clock (``verified``).
+  against that key and the node's clock (``verified``);
+- where approvals need the phone's screen lock (``[mobile] require_unlock``), a device is
+  activated only with a screen-lock credential that verifies (``push_unlock``); an activation
+  without one is refused (``unlock_required``) before its code is used, and so is one whose
+  credential does not verify (audited), so the app can try again with the same code.
 
 The device protocol itself (canonical JSON, keys, signatures) is ``core.push``.
 """
@@ -18,7 +22,6 @@ import json
 import secrets
 import time
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -26,13 +29,14 @@ from ..config import Config
 from ..contract import ActivationCode, DeviceActivated, DeviceView
 from ..core import push as proto
 from ..core.verification import MethodKind
-from ..errors import ActivationRefused, Conflict, DeviceRefused, NotFound
+from ..errors import ActivationRefused, Conflict, DeviceRefused, NotFound, UnlockRequired
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
-from ..store.formats import require
+from ..store.formats import UNLOCK_FORMAT, require
 from .accounts import Accounts, Actor
 from .accounts import _check_text as check_text
+from .push_unlock import UnlockParty, normalized_code
 
 CLI = Actor()
 DEVICE_FORMAT = 3
@@ -51,6 +55,7 @@ class PushDevices:
         self.public_url = str(m["public_url"]).rstrip("/")
         self.max_devices = int(m["max_devices"])
         self.activation_seconds = float(m["activation_seconds"])
+        self.unlock = UnlockParty.of(config)
         self.writer = ChangeWriter(store)
 
     # -- activation --------------------------------------------------------------------------
@@ -90,7 +95,7 @@ class PushDevices:
             code=code,
             url=url,
             expires_at=now + self.activation_seconds,
-            qr_text=f"openmfa://activate?url={quote(url, safe='')}&code={code}",
+            qr_text=f"{url}/app/#activate={code}",
         )
 
     def activate(
@@ -101,15 +106,19 @@ class PushDevices:
         label: str = "",
         webpush: dict[str, str] | None = None,
         actor: Actor = CLI,
+        unlock: str = "",
     ) -> DeviceActivated:
-        """A device's activation with its code: the code used up, the device a push method."""
+        """A device's activation with its code: the code used up, the device a push method.
+        ``unlock``: its screen-lock credential's registration (``push_unlock``), needed where
+        approvals need the screen lock."""
         try:
             key = proto.DeviceKey.load(alg, proto.unb64u(public_key))
         except proto.ProtocolError as exc:
             raise DeviceRefused(f"the device key is refused: {exc}") from None
         now = time.time()
-        normalized = code.strip().upper().replace(" ", "")
-        refused = ""
+        normalized = normalized_code(code)
+        refused, unlocked = "", ""
+        unlock_error: DeviceRefused | None = None
         name: str | None = None
         with self.store.write() as conn:
             require(conn, DEVICE_FORMAT, "devices")
@@ -117,8 +126,20 @@ class PushDevices:
                 select(t.activations).where(t.activations.c.code_hash == _hash(normalized))
             ).first()
             if row is None or row.used_at is not None or row.expires_at <= now:
-                # Recorded in this transaction, which commits: the refusal is raised after it.
                 refused = "unknown" if row is None else "used" if row.used_at else "expired"
+            elif unlock:
+                require(conn, UNLOCK_FORMAT, "screen-lock approvals ([mobile] require_unlock)")
+                try:
+                    unlocked = self.unlock.registered(unlock, normalized)
+                except DeviceRefused as exc:  # the code stays good: the app may try again
+                    refused, unlock_error = "unlock", exc
+            elif self.unlock.required:  # the code stays good: the app registers, then again
+                raise UnlockRequired(
+                    "approvals on this server need the phone's screen lock: register it (the "
+                    "OpenMFA Authenticator asks) and activate again with the same code"
+                )
+            if refused or row is None:
+                # Recorded in this transaction, which commits: the refusal is raised after it.
                 _audit(
                     self.store,
                     conn,
@@ -128,6 +149,7 @@ class PushDevices:
                         reason=refused,
                         client=actor.client,
                         request_id=actor.request_id,
+                        detail=unlock_error.message if unlock_error is not None else "",
                     ),
                 )
             else:
@@ -137,6 +159,8 @@ class PushDevices:
                     .values(used_at=now)
                 )
                 name = conn.scalar(select(t.users.c.name).where(t.users.c.id == row.user_id))
+        if unlock_error is not None:
+            raise unlock_error
         if refused or row is None:
             raise ActivationRefused(
                 f"the activation code is {refused}; ask for a new one "
@@ -165,6 +189,8 @@ class PushDevices:
                 "webpush": json.dumps(webpush or {}, sort_keys=True),
             },
         }
+        if unlocked:  # data format 7 (required above)
+            payload["device"]["unlock"] = unlocked
         self.writer.commit(
             [Change("method.add", payload)],
             [

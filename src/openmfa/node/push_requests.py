@@ -7,7 +7,11 @@ Invariants owned here:
 - a signed poll is single use (its nonce, for ``CLOCK_SKEW`` seconds);
 - an answer is accepted once: the request moves from ``pending`` by one conditional update, the
   device's counter only moves forward, the nonce and the number are compared in constant time;
-  every refused answer is audited with why.
+  every refused answer is audited with why;
+- where approvals need the phone's screen lock (``[mobile] require_unlock``), an approval
+  without an assertion that verifies (``push_unlock``) is refused and the request stays pending
+  (the counter does not move): the person approves again and unlocks. A denial or a fraud
+  report never needs it.
 
 A request expires (``pending`` past ``expires_at`` reads as ``expired``); a fraud answer is
 ``push_fraud``'s to act on.
@@ -37,6 +41,7 @@ from ..store.database import Store
 from .accounts import Actor
 from .push_devices import CLOCK_SKEW, signed, verified
 from .push_fraud import FraudHooks
+from .push_unlock import UnlockParty
 
 CLI = Actor()
 ENDED = ("accepted", "denied", "fraud", "expired")
@@ -82,6 +87,7 @@ class PushRequests:
         self.open_per_user = int(m["open_per_user"])
         self.min_gap = float(m["min_gap_seconds"])
         self.request_seconds = float(m["request_seconds"])
+        self.unlock = UnlockParty.of(config)
         self.nonces = NonceBook()
 
     # -- opening a request (inside the authenticator's transaction) ---------------------------
@@ -142,7 +148,7 @@ class PushRequests:
             "status": "pending",
         }
         conn.execute(insert(r).values(row))
-        view = _view(SimpleNamespace(**row))
+        view = _view(SimpleNamespace(**row), self.unlock.required)
         opened = Opened(view, devices, {k: v for k, v in webpush.items() if v is not None})
         return _pending(method_id or devices[0], push_id, number, expires), opened
 
@@ -195,20 +201,23 @@ class PushRequests:
                 public_key=proto.b64u(bytes(device.public_key)),
             )
 
-    def answer(self, payload: str, signature: str, actor: Actor = CLI) -> PushOutcome:
-        """Record a device's signed answer. A refusal is audited (in a transaction of its own,
-        since the answer's is rolled back) and raised."""
+    def answer(
+        self, payload: str, signature: str, actor: Actor = CLI, unlock: str = ""
+    ) -> PushOutcome:
+        """Record a device's signed answer (``unlock``: the screen lock's assertion, which an
+        approval needs where the node requires it). A refusal is audited (in a transaction of
+        its own, since the answer's is rolled back) and raised."""
         try:
             message = signed(payload, signature, "answer")
             with self.store.write() as conn:
-                return self._answer(conn, message, time.time(), actor)
+                return self._answer(conn, message, time.time(), actor, unlock)
         except _Refusal as refusal:
             with self.store.write() as conn:
                 self._audit(conn, refusal.event)
             raise refusal.error from None
 
     def _answer(
-        self, conn: Connection, message: proto.Signed, now: float, actor: Actor
+        self, conn: Connection, message: proto.Signed, now: float, actor: Actor, unlock: str
     ) -> PushOutcome:
         b, r = message.body, t.push_requests
 
@@ -240,6 +249,11 @@ class PushRequests:
         if row.status != "pending" or row.expires_at <= now:
             why = "expired" if row.status == "pending" else f"already {row.status}"
             raise refuse(PushClosed(f"the push request is {why}; sign in again"), "closed", user)
+        decision = b["decision"]
+        if decision == "approve" and self.unlock.required:
+            why_not = self.unlock.refusal(device.unlock, unlock, row.nonce)
+            if why_not is not None:  # rolled back: still pending, the counter where it was
+                raise refuse(DeviceRefused(why_not), "unlock", user)
         moved = conn.execute(
             update(t.devices)
             .where(t.devices.c.method_id == message.device_id, t.devices.c.counter < b["counter"])
@@ -251,7 +265,6 @@ class PushRequests:
                 "replay",
                 user,
             )
-        decision = b["decision"]
         if decision == "approve":
             good = proto.same(row.number, b["number"])
             status, reason = ("accepted", "approved") if good else ("denied", "wrong_number")
@@ -297,14 +310,15 @@ class PushRequests:
             .where(r.c.user_id == user_id, r.c.status == "pending", r.c.expires_at > now)
             .order_by(r.c.created_at)
         ).all()
-        return [_view(x) for x in rows]
+        return [_view(x, self.unlock.required) for x in rows]
 
     def _audit(self, conn: Connection, event: AuditEvent) -> None:
         conn.execute(insert(t.audit).values(event.row(self.store.node_name, time.time())))
 
 
-def _view(x: Any) -> PushRequestView:
-    """A ``push_requests`` row as the phone sees it (never the number)."""
+def _view(x: Any, unlock: bool) -> PushRequestView:
+    """A ``push_requests`` row as the phone sees it (never the number); ``unlock``: an approval
+    needs the screen lock."""
     return PushRequestView(
         id=x.id,
         user=x.user_name,
@@ -314,6 +328,7 @@ def _view(x: Any) -> PushRequestView:
         expires_at=x.expires_at,
         nonce=x.nonce,
         numbered=x.number != "",
+        unlock=unlock,
     )
 
 

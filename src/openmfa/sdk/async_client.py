@@ -229,15 +229,20 @@ class AsyncSdkClient:
         *,
         label: str = "",
         webpush: WebPushSubscription | None = None,
+        unlock: str = "",
     ) -> DeviceActivated:
-        call = Requests.activate_device(code, alg, public_key, label=label, webpush=webpush)
+        call = Requests.activate_device(
+            code, alg, public_key, label=label, webpush=webpush, unlock=unlock
+        )
         return await self.send(call)
 
     async def poll_device(self, payload: str, signature: str) -> DevicePoll:
         return await self.send(Requests.poll_device(payload, signature))
 
-    async def answer_push(self, payload: str, signature: str) -> PushOutcome:
-        return await self.send(Requests.answer_push(payload, signature))
+    async def answer_push(self, payload: str, signature: str, unlock: str = "") -> PushOutcome:
+        """A device's signed answer; ``unlock``: the screen lock's assertion (an approval
+        needs it where the node's ``[mobile] require_unlock`` is on)."""
+        return await self.send(Requests.answer_push(payload, signature, unlock))
 
     async def push_events(self, boot: str = "", after: int = 0, *, wait: int = 0) -> PushEvents:
         return await self.send(Requests.push_events(boot, after, wait=wait))

@@ -309,6 +309,7 @@ class Requests:
         *,
         label: str = "",
         webpush: WebPushSubscription | None = None,
+        unlock: str = "",
     ) -> Call[DeviceActivated]:
         body = _encode(
             DeviceActivate(
@@ -317,6 +318,7 @@ class Requests:
                 public_key=public_key,
                 label=label,
                 webpush=webpush,
+                unlock=unlock,
             )
         )
         return Call("POST", "/v1/devices", DeviceActivated, body=body, kind="write")
@@ -327,8 +329,8 @@ class Requests:
         return Call("POST", "/v1/devices/poll", DevicePoll, body=body, kind="write")
 
     @staticmethod
-    def answer_push(payload: str, signature: str) -> Call[PushOutcome]:
-        body = _encode(SignedMessage(payload=payload, signature=signature))
+    def answer_push(payload: str, signature: str, unlock: str = "") -> Call[PushOutcome]:
+        body = _encode(SignedMessage(payload=payload, signature=signature, unlock=unlock))
         return Call("POST", "/v1/push/answer", PushOutcome, body=body, kind="write")
 
     @staticmethod

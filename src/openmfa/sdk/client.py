@@ -273,15 +273,20 @@ class SdkClient:
         *,
         label: str = "",
         webpush: WebPushSubscription | None = None,
+        unlock: str = "",
     ) -> DeviceActivated:
-        call = Requests.activate_device(code, alg, public_key, label=label, webpush=webpush)
+        call = Requests.activate_device(
+            code, alg, public_key, label=label, webpush=webpush, unlock=unlock
+        )
         return self.send(call)
 
     def poll_device(self, payload: str, signature: str) -> DevicePoll:
         return self.send(Requests.poll_device(payload, signature))
 
-    def answer_push(self, payload: str, signature: str) -> PushOutcome:
-        return self.send(Requests.answer_push(payload, signature))
+    def answer_push(self, payload: str, signature: str, unlock: str = "") -> PushOutcome:
+        """A device's signed answer; ``unlock``: the screen lock's assertion (an approval
+        needs it where the node's ``[mobile] require_unlock`` is on)."""
+        return self.send(Requests.answer_push(payload, signature, unlock))
 
     def push_events(self, boot: str = "", after: int = 0, *, wait: int = 0) -> PushEvents:
         return self.send(Requests.push_events(boot, after, wait=wait))

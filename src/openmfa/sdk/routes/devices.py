@@ -54,7 +54,8 @@ async def device(request: Request) -> Response:
 
 
 async def device_activate(request: Request) -> Response:
-    """The mobile service passes on a device's activation (code + public key)."""
+    """The mobile service passes on a device's activation (code + public key, and the screen
+    lock's credential where approvals need it)."""
     node = _node(request)
     client = await _authorize(request, "devices")
     b = await _body(request, DeviceActivate, node.max_body)
@@ -63,7 +64,7 @@ async def device_activate(request: Request) -> Response:
     done = await _run(
         client,
         lambda c: node.push.activate(
-            b.code, b.alg, b.public_key, b.label, webpush, _actor(request, c)
+            b.code, b.alg, b.public_key, b.label, webpush, _actor(request, c), b.unlock
         ),
     )
     return json_response(done, 201)
@@ -78,12 +79,14 @@ async def device_poll(request: Request) -> Response:
 
 
 async def push_answer(request: Request) -> Response:
-    """A device's signed answer, passed on by the mobile service."""
+    """A device's signed answer (an approval with the screen lock's assertion where the node
+    requires it), passed on by the mobile service."""
     node = _node(request)
     client = await _authorize(request, "devices")
     b = await _body(request, SignedMessage, node.max_body)
     outcome = await _run(
-        client, lambda c: node.push.answer(b.payload, b.signature, _actor(request, c))
+        client,
+        lambda c: node.push.answer(b.payload, b.signature, _actor(request, c), b.unlock),
     )
     node.push_hub.decided(outcome.id)
     return json_response(outcome)
