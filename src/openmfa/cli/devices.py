@@ -29,7 +29,8 @@ def device() -> None:
 @data_dir_option
 @fails_cleanly
 def device_activate(name: str, label: str, no_qr: bool, as_json: bool, data_dir: Path) -> None:
-    """Print a single-use activation code, its URL and a QR code carrying both."""
+    """Print a single-use activation code, its URL, the link that opens the web app and
+    activates it, and a QR code of that link (a phone's camera opens it)."""
     with opened(data_dir) as (store, config):
         config = with_mobile_public_url(config, store.data_dir.root)
         code = PushService(store, config, Accounts(store, config)).issue_activation(name, label)
@@ -38,6 +39,7 @@ def device_activate(name: str, label: str, no_qr: bool, as_json: bool, data_dir:
         return
     click.echo(f"activation code: {code.code}")
     click.echo(f"activation url:  {code.url}")
+    click.echo(f"app link:        {code.qr_text}")
     click.echo(f"valid until:     {when(code.expires_at)} (single use)")
     if not no_qr:
         segno.make(code.qr_text, error="m").terminal(out=sys.stdout, compact=True)
