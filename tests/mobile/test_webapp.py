@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urljoin
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp
 
 import openmfa
 from openmfa.mobile.app import Standalone, create_app
-from openmfa.mobile.webapp import CSP, HEADERS, MARK, WebApp, packaged
+from openmfa.mobile.webapp_routes import CSP, HEADERS, MARK, WebApp, packaged
 from openmfa.mobile.webapp_strings import MESSAGES
 
 PO = Path(openmfa.__file__).parent / "portal" / "locale" / "nl" / "LC_MESSAGES" / "messages.po"
@@ -126,11 +127,26 @@ def test_the_packaged_app_is_complete_and_served() -> None:
     assert packaged().joinpath("index.html").is_file()
     web = WebApp()
 
+    # What the page, the modules and the worker's offline shell name must all be served.
+    named = {"./"}
+    for name, asset in web.assets.items():
+        text = asset.body.decode("utf-8", "replace")
+        if name.endswith(".html"):
+            named.update(re.findall(r'(?:src|href)="([^":]+)"', text))
+        elif name.endswith(".js"):
+            named.update(re.findall(r'(?:from|import)\s*"(\.[^"]+)"', text))
+    shell = re.search(r"const SHELL = \[([^\]]*)\]", web.assets["sw.js"].body.decode())
+    assert shell is not None
+    named.update(re.findall(r'"([^"]+)"', shell.group(1)))
+
     async def scenario(c: httpx.AsyncClient) -> None:
         await check_app(c)
         for name in web.assets:
             r = await c.get(f"/mobile/app/{name}")
             assert r.status_code == 200, name
+        for url in sorted(named):
+            r = await c.get(urljoin("https://m.test/mobile/app/", url))
+            assert r.status_code == 200, url
 
     run(mobile(web), scenario)
 

@@ -13,7 +13,7 @@ README and ``openmfa.core.push``):
     POST {prefix}/v1/poll?wait=N  a signed poll -> the requests waiting for the device's user
     POST {prefix}/v1/answer     a signed answer -> where the request stands
     GET  {prefix}/v1/openapi.json  this list as an OpenAPI 3.1 document (``mobile.openapi``)
-    GET  {prefix}/app/          the OpenMFA Authenticator web app (``mobile.webapp``)
+    GET  {prefix}/app/          the OpenMFA Authenticator web app (``mobile.webapp_routes``)
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from ..sdk.models import (
 )
 from .openapi import document
 from .providers import Delivered, Gone, PushProvider
-from .webapp import WebApp
+from .webapp_routes import WebApp
 
 log = logging.getLogger("openmfa.mobile")
 _encode = msgspec.json.Encoder().encode
