@@ -37,6 +37,7 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("mobile", "fraud_action"): "block_push",
     ("mobile", "fraud_command"): "",
     ("mobile", "fraud_webhook"): "",
+    ("mobile", "app_dir"): "",
     ("portal", "enabled"): False,
     ("portal", "prefix"): "/portal",
     ("portal", "web_config"): "",

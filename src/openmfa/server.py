@@ -151,16 +151,21 @@ def _mount_mobile(node: NodeRuntime, app: Starlette, config: Config) -> Starlett
     import httpx
 
     from .mobile.app import create_app as create_mobile
+    from .mobile.config import app_dir
+    from .mobile.webapp_routes import WebApp
 
     prefix = "/" + str(config.get("mobile", "prefix")).strip("/")
     if prefix == "/" or prefix.startswith(("/v1", "/farm")):
         raise ConfigError(f"[mobile] prefix {prefix!r} must be a path of its own, like /mobile")
+    own = str(config.get("mobile", "app_dir"))
+    where = app_dir(node.store.data_dir.root / own if own else None, "[mobile] app_dir")
     key = node.keyring.internal("mobile (in serve)", "mobile")
     mobile = create_mobile(
         ["http://node.internal"],
         key,
         prefix="",
         transport=httpx.ASGITransport(app=app),
+        webapp=WebApp(where) if where is not None else None,
     )
     app.router.routes.append(Mount(prefix, app=mobile))
     return mobile

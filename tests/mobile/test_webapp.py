@@ -13,13 +13,16 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
+import pytest
 from babel.messages.pofile import read_po
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 import openmfa
+from openmfa.errors import ConfigError
 from openmfa.mobile.app import Standalone, create_app
+from openmfa.mobile.config import load
 from openmfa.mobile.webapp_routes import CSP, HEADERS, MARK, WebApp, packaged
 from openmfa.mobile.webapp_strings import MESSAGES
 
@@ -264,3 +267,34 @@ def test_an_install_without_the_apps_files_still_serves_the_service(tmp_path: Pa
         assert (await c.get("/mobile/v1/info")).json()["version"]
 
     run(mobile(WebApp(tmp_path / "none")), scenario)
+
+
+def test_every_word_the_app_shows_is_listed_for_translation_and_nothing_else() -> None:
+    """The strings the app's files look up — ``t("…")`` in the scripts (the service worker's
+    too), ``data-t``/``data-t-label`` in the page — are exactly ``webapp_strings.MESSAGES``: a
+    new sentence is not left untranslated, a removed one not left in the catalogue's list."""
+    used: set[str] = set()
+    for f in Path(str(packaged())).rglob("*"):
+        if f.suffix == ".js":
+            found = re.findall(r'\bt\(\s*"((?:[^"\\]|\\.)*)"', f.read_text())
+            used.update(json.loads(f'"{s}"') for s in found)
+        elif f.suffix == ".html":
+            used.update(re.findall(r'\bdata-t(?:-label)?="([^"]*)"', f.read_text()))
+    assert used, "no strings found: the pattern no longer matches the app's code"
+    assert sorted(used - set(MESSAGES)) == [], "add these to webapp_strings.MESSAGES"
+    assert sorted(set(MESSAGES) - used) == [], "no longer used by the app: remove them"
+
+
+def test_an_administrators_own_copy_of_the_app(tmp_path: Path) -> None:
+    """``app_dir`` in mobile.toml: relative to the file; a directory without index.html is a
+    configuration error (said at start), not an app that answers 404."""
+    d = app_dir(tmp_path)
+    config = tmp_path / "mobile.toml"
+    key = 'api_key = "omfa_x_y"\n'
+    config.write_text(f'[mobile]\n{key}app_dir = "webapp"\n')
+    assert load(config).app_dir == d
+    config.write_text(f"[mobile]\n{key}")
+    assert load(config).app_dir is None
+    config.write_text(f'[mobile]\n{key}app_dir = "elsewhere"\n')
+    with pytest.raises(ConfigError, match="app_dir"):
+        load(config)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..service_config import basics, read_settings, relative
 
 CONFIG_NAME = "mobile.toml"
@@ -30,6 +31,16 @@ class MobileConfig:
     webpush_allow_http: bool = False
     name: str = ""
     """Its name in the farm's inventory ("" reports nothing)."""
+    app_dir: Path | None = None
+    """The administrator's own copy of the Authenticator web app (None: the shipped one)."""
+
+
+def app_dir(where: Path | None, setting: str) -> Path | None:
+    """``app_dir`` (mobile.toml's, or the node's ``[mobile]``): None for the shipped app, else
+    a directory holding the app's index.html."""
+    if where is not None and not (where / "index.html").is_file():
+        raise ConfigError(f"{setting} {where} is not a copy of the web app (no index.html there)")
+    return where
 
 
 def load(path: Path | None) -> MobileConfig:
@@ -48,4 +59,5 @@ def load(path: Path | None) -> MobileConfig:
         webpush_subject=str(values["webpush_subject"]),
         webpush_allow_http=bool(values["webpush_allow_http"]),
         name=b.name,
+        app_dir=app_dir(relative(path, str(values["app_dir"])), "[mobile] app_dir"),
     )
