@@ -9,9 +9,10 @@ quieter in between weighs on both alike. The figure is read from the benchmark's
 
 - ``verify``: server CPU µs per request, accepted codes at concurrency 16 (``bench/verify.py``);
 - ``radius``: the median of the rounds' server CPU µs per request (``bench/radius.py``);
-- ``push``: the node's RADIUS CPU µs per request with every device connected (``bench/push.py``).
+- ``push``: the node's RADIUS CPU µs per request with every device connected (``bench/push.py``);
+- ``app``: the web app's push-to-visible p99 in ms (``bench/app.py``; a base tree needs it too).
 
-Prints each run's figure, the medians, and head/base (CPU per request: lower is better).
+Prints each run's figure, the medians, and head/base (CPU per request, latency: lower is better).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ FIGURES: dict[str, tuple[str, re.Pattern[str]]] = {
     "verify": ("bench/verify.py", re.compile(r"^accepted\s+16\s+.*\s(\d+)\s*$", re.M)),
     "radius": ("bench/radius.py", re.compile(r"rounds: openmfa (\d+) µs/req")),
     "push": ("bench/push.py", re.compile(r"µs/req without devices .*?, (\d+) µs/req with")),
+    "app": ("bench/app.py", re.compile(r"push to visible p99 (\d+) ms")),
 }
+UNITS = {"app": "ms"}
+"""A figure's unit, where it is not the server's CPU µs per request."""
 
 
 def run(tree: Path, script: str, pattern: re.Pattern[str], extra: list[str]) -> float:
@@ -68,16 +72,17 @@ def main() -> None:
     ap.add_argument("extra", nargs="*", help="after --: options for the benchmark")
     args = ap.parse_args()
     script, pattern = FIGURES[args.figure]
+    unit = UNITS.get(args.figure, "µs/req")
     base, head = args.base.resolve(), HERE
     figures: dict[str, list[float]] = {"base": [], "head": []}
     for i in range(1, args.runs + 1):
         for label, tree in (("base", base), ("head", head)):
             x = run(tree, script, pattern, args.extra)
             figures[label].append(x)
-            print(f"run {i} {label}: {x:.0f} µs/req", flush=True)
+            print(f"run {i} {label}: {x:.0f} {unit}", flush=True)
     b, h = statistics.median(figures["base"]), statistics.median(figures["head"])
     print(
-        f"{args.figure}: median of {args.runs} base {b:.0f} µs/req, head {h:.0f} µs/req, "
+        f"{args.figure}: median of {args.runs} base {b:.0f} {unit}, head {h:.0f} {unit}, "
         f"head/base {h / b:.3f} ({'within' if h <= b * 1.05 else 'NOT within'} 5%)"
     )
 
