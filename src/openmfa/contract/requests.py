@@ -109,8 +109,10 @@ class WebPushSubscription(msgspec.Struct, forbid_unknown_fields=True):
     auth: B64
 
 
-Unlock = Annotated[str, Meta(max_length=8192)]
-"""A WebAuthn credential as JSON text (``PublicKeyCredential.toJSON()``), "" for none."""
+Unlock = Annotated[str, Meta(max_length=6144)]
+"""A WebAuthn credential as JSON text (``PublicKeyCredential.toJSON()``), "" for none; short
+enough that a device's whole body fits the mobile service's 8192 bytes (a platform credential
+with attestation "none" takes about 2000)."""
 
 
 class DeviceActivate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
