@@ -51,7 +51,8 @@ ERRORS = {
     "403": "The API key's scope does not allow this call",
     "404": "No such user, method, device, push request or route",
     "409": "It exists already (or not_master: a write sent to a farm subordinate; push_closed: "
-    "the push request was answered or expired)",
+    "the push request was answered or expired; unlock_required: a device's activation without "
+    "the screen-lock credential the node requires, its code still good)",
     "413": "Body larger than [server] max_body_bytes",
     "422": "A value has the wrong type, length or range",
     "503": "The node cannot serve now",
