@@ -149,27 +149,38 @@ function watch(account) {
   pollLoop(account, controller);
 }
 
+/** What the address asks for: an activation link (the code is in the fragment, never sent
+ * anywhere) or a request a notification opened. Taken from the address at once, so a reload
+ * does not offer it again; also when the app was already open (a link opened into it). */
+function fromAddress() {
+  const hash = location.hash;
+  if (!hash.startsWith("#activate=") && !hash.startsWith("#request=")) return false;
+  history.replaceState(null, "", location.pathname + location.search);
+  if (hash.startsWith("#activate=")) {
+    stopScan();
+    prepare(codeIn(hash), true);
+    show("view-activate");
+    $("activate").focus();
+    return true;
+  }
+  const w = waiting.get(decodeURIComponent(hash.slice(9)));
+  if (w) showRequest(w.account, w.request);
+  else {
+    wanted = decodeURIComponent(hash.slice(9)); // opened once the poll brings it
+    home();
+  }
+  return true;
+}
+
 async function start() {
   await load();
   translate();
   setup(home);
   const mine = await accounts.all();
   for (const account of mine) watch(account);
-  // An activation link: the code is in the fragment (never sent anywhere); it is taken from
-  // the address at once, so a reload does not offer it again.
-  const hash = location.hash;
-  if (hash.startsWith("#activate=") || hash.startsWith("#request=")) {
-    history.replaceState(null, "", location.pathname + location.search);
-  }
   await renderAccounts();
-  if (hash.startsWith("#activate=")) {
-    prepare(codeIn(hash), true);
-    show("view-activate");
-    $("activate").focus();
-  } else {
-    if (hash.startsWith("#request=")) wanted = decodeURIComponent(hash.slice(9));
-    home();
-  }
+  if (!fromAddress()) home();
+  window.addEventListener("hashchange", fromAddress);
   setInterval(() => {
     if (!$("view-home").hidden) codes();
   }, 1000);
