@@ -15,7 +15,7 @@ Prints:
   performance.now()`, epoch ms like Python's `time.time()`), p50/p99/max over --pushes pushes,
   each answered with the app's Deny button.
 
-    ./dev bench-app                  # about four minutes
+    ./dev bench-app                  # about three minutes
     python bench/app.py --pushes 20
 """
 
