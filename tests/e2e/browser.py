@@ -84,7 +84,8 @@ class Visitor:
         self.page.wait_for_load_state("load")
         self.shots += 1
         self.page.screenshot(path=str(self.folder / f"{self.shots:02d}-{name}.png"), full_page=True)
-        self.page.evaluate(AXE.read_text())
+        if not self.page.evaluate("() => typeof window.axe === 'object'"):
+            self.page.evaluate(AXE.read_text())  # once per document (an app's screens share one)
         found = self.page.evaluate(
             """async () => (await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a',
                  'wcag21aa', 'wcag22aa', 'best-practice']})).violations

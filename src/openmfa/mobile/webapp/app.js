@@ -12,6 +12,7 @@ import { $, current, post, say, show, sleep } from "./ui.js";
 const waiting = new Map(); // request id -> {account, request}
 const loops = new Map(); // account id -> AbortController
 const trouble = new Map(); // account id -> a sentence shown on its card
+const answered = new Set(); // request ids answered here: never listed again (a poll in flight)
 let wanted = null; // a request to open once it is seen (a notification was tapped)
 let unreachable = 0;
 
@@ -84,6 +85,7 @@ async function codes() {
 function merge(account, requests) {
   const seen = new Set();
   for (const request of requests) {
+    if (answered.has(request.id)) continue;
     seen.add(request.id);
     if (!waiting.has(request.id)) {
       waiting.set(request.id, { account, request });
@@ -175,7 +177,10 @@ function fromAddress() {
 async function start() {
   await load();
   translate();
-  setup(home);
+  setup(home, (id) => {
+    answered.add(id);
+    waiting.delete(id);
+  });
   const mine = await accounts.all();
   for (const account of mine) watch(account);
   await renderAccounts();

@@ -10,13 +10,16 @@ import { $, alertText, explain, hideAlert, post, say, show, timeOf } from "./ui.
 let open = null; // {account, request} on screen
 let ticker = null;
 let onDone = () => {};
+let onClosed = () => {};
 
 export function opened() {
   return open ? open.request.id : null;
 }
 
-export function setup(done) {
+/** ``done``: back to the list; ``closed(id)``: a request is answered (or closed) for good. */
+export function setup(done, closed) {
   onDone = done;
+  onClosed = closed;
   for (const b of document.querySelectorAll(".keypad [data-digit]")) {
     b.addEventListener("click", () => {
       const input = $("number");
@@ -140,12 +143,14 @@ async function answer(decision) {
       } else if (e.code === "unreachable") {
         alertText(t("The server could not be reached, so we do not know whether your answer arrived. Check your connection; if the sign-in still waits, answer again."));
       } else if (e.code === "push_closed") {
+        onClosed(request.id);
         result(t("No longer waiting"), explain(e));
       } else {
         alertText(explain(e));
       }
       return;
     }
+    onClosed(request.id); // not offered again before the next poll says it is gone
     if (decision === "approve" && out.status === "accepted") {
       result(t("Approved"), t("You are signed in. You can go back to where you were signing in."));
     } else if (decision === "approve") {
