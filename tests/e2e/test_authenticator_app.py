@@ -470,6 +470,38 @@ def test_this_was_not_me_reports_and_blocks_push(
         assert sdk.authenticate("eve", push=True).reason == "push_blocked"
 
 
+def test_in_dutch_on_the_narrowest_phone(site: Site, chromium: Any, folder: Path) -> None:
+    """The phone's language is Dutch: the app's words come from the portal's catalogue
+    (strings/nl.json); longer words on a 320 px screen still fit."""
+    v = Visitor(chromium, folder, locale="nl-NL", phone=(320, 640))
+    try:
+        site.person("joy")
+        v.page.goto(site.link("joy"))
+        heading(v, "Deze telefoon activeren")
+        assert v.page.locator("html").get_attribute("lang") == "nl"
+        v.fits("activeren")
+        v.button("Activeren").tap()
+        heading(v, "Aanmeldverzoeken")
+        expect(account(v, "joy")).to_be_visible()
+        v.fits("start")
+        with site.sdk() as sdk:
+            pending = sdk.authenticate("joy", push=True).pending
+            assert pending is not None
+            v.page.locator("#requests .open", has_text="joy").tap()
+            heading(v, "Bent u het die zich aanmeldt?")
+            v.fits("verzoek")
+            keypad = v.page.get_by_role("group", name="Cijfertoetsen")
+            for digit in pending.number:
+                keypad.get_by_role("button", name=digit, exact=True).tap()
+            v.button("Goedkeuren").tap()
+            heading(v, "Goedgekeurd")
+            v.fits("goedgekeurd")
+            assert sdk.push_outcome(pending.id, wait=10).accepted
+        assert v.errors == [], v.errors
+    finally:
+        v.close()
+
+
 def test_the_offline_code_with_the_phone_offline(site: Site, phone: Visitor) -> None:
     phone_with(site, phone, "fay")
     phone.context.set_offline(True)

@@ -66,7 +66,8 @@ export function showRequest(account, request) {
   tick();
   clearInterval(ticker);
   ticker = setInterval(tick, 1000);
-  if (request.numbered) $("number").focus();
+  // The heading has the focus (show): focusing the number field would open the phone's own
+  // keyboard over the app's keypad.
 }
 
 function tick() {
