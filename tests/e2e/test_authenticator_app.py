@@ -731,14 +731,19 @@ def test_approvals_need_the_phones_screen_lock_where_the_node_says_so(
     chromium: Any, folder: Path, tmp_path: Path
 ) -> None:
     """``[mobile] require_unlock``: Chromium's virtual platform authenticator is the phone's
-    screen lock (DevTools' WebAuthn domain); the node checks every proof itself."""
+    screen lock (DevTools' WebAuthn domain); the node checks every proof itself. This node
+    serves its administrator's own copy of the app too (``[mobile] app_dir``, in the data
+    directory)."""
     dd = tmp_path / "node"
     admin = init(dd)
     port = free_port()
+    shutil.copytree(Path(openmfa.__file__).parent / "mobile" / "webapp", dd / "webapp")
+    index = dd / "webapp" / "index.html"
+    index.write_text(index.read_text().replace("<title>OpenMFA", "<title>Example Corp", 1))
     with (dd / "server.toml").open("a") as f:
         f.write(
             f'\n[mobile]\nenabled = true\npublic_url = "http://localhost:{port}/mobile"\n'
-            "require_unlock = true\nmin_gap_seconds = 0.0\n"
+            'require_unlock = true\nmin_gap_seconds = 0.0\napp_dir = "webapp"\n'
         )
     v = Visitor(chromium, folder, phone=SCREEN)
     try:
@@ -750,6 +755,7 @@ def test_approvals_need_the_phones_screen_lock_where_the_node_says_so(
             sdk.create_user("max")
             v.page.goto(sdk.issue_activation("max").qr_text)
             heading(v, "Activate this phone")
+            assert v.page.title() == "Example Corp Authenticator"
             v.expected.append("status of 409")  # the node's unlock_required
             v.button("Activate").tap()
             v.alert_says("confirmed with your phone's screen lock")
