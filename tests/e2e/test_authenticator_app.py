@@ -1,9 +1,10 @@
 """The OpenMFA Authenticator web app (issue 32) on a phone: Debian's Chromium, driven by
 Playwright, with a phone's screen (390x844 CSS pixels, touch), against a real node serving the
 mobile service inside it, a portal, and ``openmfa mobile serve`` where WebPush or an
-administrator's own copy of the app is needed. Every app screen is screenshot (under
-test-output/app/) and judged by axe-core; a console error fails the test. The person taps, as
-on a phone; what they type comes from what the portal or the RADIUS reply shows."""
+administrator's own copy of the app is needed (app_site.py). Every app screen is screenshot
+(under test-output/app/) and judged by axe-core; a console error fails the test. The person
+taps, as on a phone (app_screens.py); what they type comes from what the portal or the RADIUS
+reply shows."""
 
 from __future__ import annotations
 
@@ -12,120 +13,61 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-import openmfa
 from openmfa.core import push as proto
 from openmfa.sdk.client import SdkClient
 
-from .browser import OUTPUT as OUTPUT_ROOT
-from .browser import PASSWORD, Visitor, launch, playwright_api
-from .helpers import (
-    OPENMFA,
-    VIRTUAL_AUTHENTICATOR,
-    Server,
-    cli,
-    free_port,
-    init,
-    oathtool,
-    server,
-    start_service,
-    stop,
-    wait_for,
+from .app_screens import (
+    account,
+    activate,
+    caches,
+    context_of,
+    heading,
+    open_request,
+    phone_with,
+    portal_push,
+    portal_refused,
+    result,
+    tap_number,
 )
-from .services import free_udp_port
+from .app_site import (
+    SEED,
+    WEBAPP,
+    OwnApp,
+    Site,
+    radclient,
+    serving_own_app,
+    serving_site,
+    subscribing,
+)
+from .browser import OUTPUT as OUTPUT_ROOT
+from .browser import Visitor, launch, playwright_api
+from .helpers import VIRTUAL_AUTHENTICATOR, free_port, init, oathtool, server, wait_for
 
 OUTPUT = OUTPUT_ROOT / "app"
 SCREEN = (390, 844)
-SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
-RADIUS_SECRET = "gateway-secret-app"
 pytestmark = pytest.mark.e2e
 expect = playwright_api.expect
 
 
-@dataclass
-class Site:
-    dd: Path
-    node: Server
-    mobile: str
-    """The mobile service inside the node, as phones reach it (localhost: a WebAuthn relying
-    party must be a host name, not an address)."""
-    portal: str
-    admin: str
-    radius_port: int
-    base: Path
-    procs: list[subprocess.Popen[str]] = field(default_factory=list)
-
-    def sdk(self) -> SdkClient:
-        return SdkClient(self.node.url, self.admin)
-
-    def person(self, user: str, *, password: bool = False, totp: bool = False) -> None:
-        """A user (with the portal password, and an authenticator app's seed)."""
-        with self.sdk() as sdk:
-            sdk.create_user(user)
-            if totp:
-                sdk.enroll(user, "totp", secret=SEED)
-        if password:
-            subprocess.run(
-                [OPENMFA, "user", "set-password", user, "--password-stdin",
-                 "--data-dir", str(self.dd)],
-                input=PASSWORD + "\n", text=True, check=True, capture_output=True,
-            )  # fmt: skip
-
-    def link(self, user: str) -> str:
-        """The activation link an administrator gives (the QR code's, or what ``openmfa
-        device activate`` prints)."""
-        with self.sdk() as sdk:
-            made = sdk.issue_activation(user)
-        assert made.qr_text == f"{made.url}/app/#activate={made.code}", made
-        return made.qr_text
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with serving_site(tmp_path_factory.mktemp("app-site")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    base = tmp_path_factory.mktemp("app-site")
-    dd = base / "node"
-    admin = init(dd)
-    port, udp = free_port(), free_udp_port()
-    mobile = f"http://localhost:{port}/mobile"
-    with (dd / "server.toml").open("a") as f:
-        f.write(f'\n[mobile]\nenabled = true\npublic_url = "{mobile}"\nmin_gap_seconds = 0.0\n')
-    cli(dd, "radius", "client", "add", "gw", "--address", "127.0.0.1",
-        "--secret", RADIUS_SECRET, "--push", "challenge")  # fmt: skip
-    key = cli(dd, "apikey", "create", "portal", "--scope", "portal").stdout.strip()
-    procs: list[subprocess.Popen[str]] = []
-    with server(dd, port=port, radius=f"127.0.0.1:{udp}") as node:
-        try:
-            folder = base / "portal"
-            folder.mkdir()
-            (folder / "portal.key").write_text(key + "\n")
-            (folder / "portal.key").chmod(0o600)
-            portal_port = free_port()
-            (folder / "portal.toml").write_text(
-                f'[portal]\nlisten = "127.0.0.1:{portal_port}"\nnodes = ["{node.url}"]\n'
-                'api_key_file = "portal.key"\nattempts_per_minute = 1000\n'
-            )
-            portal = f"http://127.0.0.1:{portal_port}/portal"
-            argv = ["portal", "serve", "--config", str(folder / "portal.toml")]
-            procs.append(start_service(argv, portal + "/healthz", folder / "portal.log"))
-            yield Site(dd, node, mobile, portal, admin, udp, base, procs)
-        finally:
-            for proc in procs:
-                stop(proc)
+def own(site: Site) -> Iterator[OwnApp]:
+    with serving_own_app(site) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -164,197 +106,6 @@ def desktop(chromium: Any, folder: Path) -> Iterator[Visitor]:
     finally:
         v.close()
     assert v.errors == [], f"console errors on the computer: {v.errors}"
-
-
-# -- the app, as the person sees it -----------------------------------------------------------
-
-
-def heading(v: Visitor, text: str) -> None:
-    expect(v.page.get_by_role("heading", level=1, name=text, exact=True)).to_be_visible()
-
-
-def account(v: Visitor, user: str) -> Any:
-    """The account's card on the app's home screen."""
-    cards = v.page.locator("#accounts .account")
-    return cards.filter(has=v.page.get_by_text(user, exact=True))
-
-
-def activate(v: Visitor, link: str, user: str, shots: bool = False) -> None:
-    """Open the activation link on the phone (as its camera would) and press Activate."""
-    v.page.goto(link)
-    heading(v, "Activate this phone")
-    expect(v.label("Activation code")).to_have_value(link.split("#activate=")[1])
-    if shots:
-        v.fits("activate")
-    v.button("Activate").tap()
-    heading(v, "Sign-in requests")
-    expect(account(v, user)).to_be_visible()
-    assert "#" not in v.page.url, v.page.url  # the code is taken out of the address
-
-
-def open_request(v: Visitor, user: str, request_id: str = "") -> None:
-    """Tap the request waiting for ``user`` (the one with ``request_id``) on the home screen."""
-    card = f'#requests li[data-request="{request_id}"]' if request_id else "#requests li"
-    v.page.locator(card + " .open", has_text=user).tap()
-    heading(v, "Is this you signing in?")
-
-
-def tap_number(v: Visitor, digits: str, shows: str | None = None) -> None:
-    """Tap ``digits`` on the app's keypad; the number field then shows ``shows``."""
-    keypad = v.page.get_by_role("group", name="Number keypad")
-    for digit in digits:
-        keypad.get_by_role("button", name=digit, exact=True).tap()
-    field = v.label("Type the number shown where you are signing in")
-    expect(field).to_have_value(digits if shows is None else shows)
-
-
-def result(v: Visitor, title: str) -> None:
-    heading(v, title)
-
-
-def context_of(v: Visitor) -> dict[str, str]:
-    """The request screen's who / application / from / when."""
-    terms = v.page.locator("#request-context dt").all_inner_texts()
-    values = v.page.locator("#request-context dd").all_inner_texts()
-    return dict(zip(terms, values, strict=True))
-
-
-def portal_push(site: Site, v: Visitor, user: str) -> str:
-    """Sign in to the portal with the password, then ask for a push: the number it shows.
-    (The portal's own pages are judged by test_portal_browser.py.)"""
-    v.page.goto(site.portal + "/")
-    v.label("User name").fill(user)
-    v.label("Password").fill(PASSWORD)
-    v.button("Sign in").click()
-    v.button("Send a push to my phone").click()
-    v.at("/portal/push")
-    number = v.page.locator(".number").inner_text().strip()
-    assert re.fullmatch(r"\d{2,8}", number), number
-    return number
-
-
-def portal_refused(v: Visitor, text: str) -> None:
-    """The portal's push page says by itself that the sign-in was refused."""
-    expect(v.page.locator("#wait-status")).to_contain_text(text, timeout=30_000)
-    v.at("/portal/push")
-
-
-def phone_with(site: Site, v: Visitor, user: str, *, password: bool = False) -> None:
-    """A user whose phone ``v`` has the app activated."""
-    site.person(user, password=password)
-    activate(v, site.link(user), user)
-
-
-# -- `openmfa mobile serve` with WebPush and the administrator's own copy of the app ------------
-
-
-class PushService:
-    """A WebPush push service on loopback (RFC 8030 delivery): it keeps what it is sent."""
-
-    def __init__(self) -> None:
-        import http.server
-        import threading
-
-        self.received: list[bytes] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                outer.received.append(self.rfile.read(int(self.headers["Content-Length"])))
-                self.send_response(201)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@dataclass
-class OwnApp:
-    """``openmfa mobile serve`` with WebPush on and ``app_dir``: a copy of the app in tmp."""
-
-    config: Path
-    app: Path
-    url: str
-    pushes: PushService
-    proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        ready = self.url.replace("localhost", "127.0.0.1") + "/v1/info"
-        argv = ["mobile", "serve", "--config", str(self.config)]
-        self.proc = start_service(argv, ready, self.config.with_suffix(".log"))
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-
-    def link(self, site: Site, user: str) -> str:
-        """An activation link to this service's app."""
-        return self.url + "/app/#" + site.link(user).split("#", 1)[1]
-
-    def held(self) -> int:
-        """Device polls this service holds open now."""
-        got = httpx.get(self.url.replace("localhost", "127.0.0.1") + "/healthz").json()
-        return int(got["held"])
-
-
-@pytest.fixture(scope="module")
-def own(site: Site) -> Iterator[OwnApp]:
-    folder = site.base / "mobile"
-    folder.mkdir()
-    app = folder / "webapp"
-    shutil.copytree(Path(openmfa.__file__).parent / "mobile" / "webapp", app)
-    key = cli(site.dd, "apikey", "create", "mobile", "--scope", "mobile").stdout.split()[-1]
-    (folder / "mobile.key").write_text(key + "\n")
-    (folder / "mobile.key").chmod(0o600)
-    subprocess.run(
-        [OPENMFA, "mobile", "vapid-key", str(folder / "vapid.pem")], check=True, capture_output=True
-    )
-    port = free_port()
-    config = folder / "mobile.toml"
-    config.write_text(
-        f'[mobile]\nlisten = "127.0.0.1:{port}"\nnodes = ["{site.node.url}"]\n'
-        'api_key_file = "mobile.key"\nlong_poll_seconds = 3\napp_dir = "webapp"\n'
-        'webpush_vapid_key_file = "vapid.pem"\nwebpush_allow_http = true\n'
-    )
-    pushes = PushService()
-    served = OwnApp(config, app, f"http://localhost:{port}/mobile", pushes)
-    try:
-        served.start()
-        yield served
-    finally:
-        served.stop()
-        pushes.close()
-
-
-def subscribing(endpoint: str) -> tuple[str, ec.EllipticCurvePrivateKey, bytes]:
-    """A page script standing in for the browser's push service at its one point: its
-    ``PushManager.subscribe`` (Chromium's own cannot reach Google's service from here) answers
-    a subscription at ``endpoint`` with real receiving keys; the script and those keys."""
-    receiving = ec.generate_private_key(ec.SECP256R1())
-    point = receiving.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-    auth = os.urandom(16)
-    keys = {"p256dh": proto.b64u(point), "auth": proto.b64u(auth)}
-    script = """(() => {
-      if (typeof PushManager === 'undefined') return;
-      const json = {endpoint: ENDPOINT, expirationTime: null, keys: KEYS};
-      const sub = {endpoint: json.endpoint, expirationTime: null, toJSON: () => json,
-                   unsubscribe: async () => true};
-      PushManager.prototype.subscribe = async function () { return sub; };
-      PushManager.prototype.getSubscription = async function () { return sub; };
-    })();""".replace("ENDPOINT", json.dumps(endpoint)).replace("KEYS", json.dumps(keys))
-    return script, receiving, auth
-
-
-# -- the tests ---------------------------------------------------------------------------------
 
 
 def test_activation_from_the_portals_qr_code(site: Site, phone: Visitor, desktop: Visitor) -> None:
@@ -569,24 +320,6 @@ def test_a_radius_challenge_approved_in_the_app(site: Site, phone: Visitor) -> N
     assert kind == "Access-Accept"
 
 
-def radclient(
-    site: Site, attrs: dict[str, str], timeout: float = 2
-) -> tuple[str | None, dict[str, str]]:
-    """radclient as the gateway at 127.0.0.1 (a RADIUS client with ``--push challenge``)."""
-    lines = [f'{k} = "{v}"' if not v.startswith("0x") else f"{k} = {v}" for k, v in attrs.items()]
-    lines.append("Message-Authenticator = 0x00")
-    out = subprocess.run(
-        ["radclient", "-x", "-t", str(timeout), "-r", "1",
-         f"127.0.0.1:{site.radius_port}", "auth", RADIUS_SECRET],
-        input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=60,
-    ).stdout  # fmt: skip
-    m = re.search(r"^Received (\S+) Id", out, re.M)
-    if not m:
-        return None, {}
-    found = dict(re.findall(r"^\s+(\S+) = (.+)$", out[m.end() :], re.M))
-    return m.group(1), {k: v.strip('"') for k, v in found.items()}
-
-
 def test_webpush_wakes_the_closed_app_and_its_notification_opens_the_request(
     site: Site, own: OwnApp, chromium: Any, folder: Path
 ) -> None:
@@ -654,16 +387,6 @@ def test_webpush_wakes_the_closed_app_and_its_notification_opens_the_request(
         assert v.errors == [], v.errors
     finally:
         v.close()
-
-
-def caches(v: Visitor) -> list[str] | None:
-    """The page's caches by name (None while a new shell reloads the page)."""
-    try:
-        found: list[str] = v.page.evaluate("async () => (await caches.keys()).sort()")
-    except playwright_api.Error:
-        return None
-    v.page.wait_for_timeout(100)
-    return found
 
 
 def test_a_new_release_replaces_the_apps_shell_and_keeps_its_keys(
@@ -737,7 +460,7 @@ def test_approvals_need_the_phones_screen_lock_where_the_node_says_so(
     dd = tmp_path / "node"
     admin = init(dd)
     port = free_port()
-    shutil.copytree(Path(openmfa.__file__).parent / "mobile" / "webapp", dd / "webapp")
+    shutil.copytree(WEBAPP, dd / "webapp")
     index = dd / "webapp" / "index.html"
     index.write_text(index.read_text().replace("<title>OpenMFA", "<title>Example Corp", 1))
     with (dd / "server.toml").open("a") as f:
