@@ -192,8 +192,7 @@ def test_a_wrong_number_is_refused(site: Site, phone: Visitor, desktop: Visitor)
     phone.button("Approve").tap()
     result(phone, "Refused: the number did not match")
     phone.fits("refused-wrong-number")
-    # (The portal has no sentence of its own for the node's reason here: "refused (denied)".)
-    portal_refused(desktop, "refused")
+    portal_refused(desktop, "the number typed there did not match")
     desktop.see("portal-refused-wrong-number")
 
 
@@ -204,7 +203,7 @@ def test_deny(site: Site, phone: Visitor, desktop: Visitor) -> None:
     phone.button("Deny").tap()
     result(phone, "Denied")
     phone.fits("denied")
-    portal_refused(desktop, "refused")
+    portal_refused(desktop, "or it was declined")
 
 
 def test_this_was_not_me_reports_and_blocks_push(

@@ -102,6 +102,14 @@ class DeviceWaiters:
     def count(self) -> int:
         return sum(len(v) for v in self._held.values())
 
+    def release_all(self) -> None:
+        """Answer every held poll now, with nothing (the service is stopping: a phone polls
+        again, elsewhere or after the restart, rather than hold the shutdown)."""
+        for held in list(self._held.values()):
+            for fut in list(held):
+                if not fut.done():
+                    fut.set_result([])
+
 
 class DeviceBook:
     """What this service knows of devices and open requests, so that a device's next polls cost

@@ -27,6 +27,10 @@ def refusal(ctx: Ctx, reason: str) -> str:
             "by itself. Ask your helpdesk."
         ),
         "declined": _("The push was declined on the phone."),
+        "denied": _(
+            "The phone refused this sign-in: the number typed there did not match, or it was "
+            "declined. Sign in again to try once more."
+        ),
         "expired": _("The push was not answered in time. Send a new one."),
         "fraud": _(
             "You reported the push as not yours; push is now blocked. Your helpdesk has been told."

@@ -1,8 +1,10 @@
-// The app's service worker: keeps this release's shell for offline opens, and shows a
-// notification for a WebPush wake-up (which carries only a request id; the app fetches the
-// request itself over its signed poll). The mobile service writes the release into VERSION, so
-// each release's worker differs and replaces the last one's shell at the next open; the keys
-// live in IndexedDB, which a new shell does not touch.
+// The app's service worker: keeps this release's shell for offline opens (filled through the
+// HTTP cache, revalidated: a file the page just loaded, or one a new release left unchanged,
+// costs a 304), and shows a notification for a WebPush wake-up (which carries only a request
+// id; the app fetches the request itself over its signed poll). The mobile service writes its
+// version (the release and a hash of the app's files) into VERSION, so each release's worker
+// differs and replaces the last one's shell at the next open; the keys live in IndexedDB,
+// which a new shell does not touch.
 
 const VERSION = "__OPENMFA_VERSION__";
 const CACHE = "openmfa-app-" + VERSION;
@@ -27,7 +29,7 @@ self.addEventListener("install", (event) => {
   event.waitUntil(
     caches
       .open(CACHE)
-      .then((cache) => cache.addAll(SHELL.map((u) => new Request(u, { cache: "reload" }))))
+      .then((cache) => cache.addAll(SHELL.map((u) => new Request(u, { cache: "no-cache" }))))
       .then(() => self.skipWaiting()),
   );
 });
