@@ -88,6 +88,7 @@ def serve(
         mobile.append(_mount_mobile(node, app, config))
     if config.get("portal", "enabled"):
         mobile.append(_mount_portal(node, app, config))
+
     def before_shutdown() -> None:
         node.push_hub.close()
         for mounted in mobile:  # the phones' held polls, where the mobile service runs here
