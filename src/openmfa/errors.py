@@ -41,6 +41,8 @@ node sends (``openmfa.sdk.errors``).
         │   ├── PushClosed           -- a push answer for a request no longer waiting
         │   └── UnlockRequired       -- an activation without the screen-lock credential it needs
         ├── DeviceRefused            -- a device's signed message is not accepted (403)
+        │   ├── UnlockRefused        -- a screen-lock credential or proof that does not verify
+        │   └── DeviceClockOff       -- a device's clock is too far from the node's
         ├── ActivationRefused        -- an activation code is wrong, used or expired (403)
         ├── SnapshotNeeded           -- a subordinate asked for changes the master no longer keeps
         └── InvalidInput             -- a value is out of range or has the wrong shape
@@ -269,6 +271,20 @@ class DeviceRefused(Forbidden):
     a replayed counter or nonce, a clock too far off, or a request of another user."""
 
     code = "device_refused"
+
+
+class UnlockRefused(DeviceRefused):
+    """A screen-lock credential (at activation) or proof (with an approval) that does not
+    verify, where ``[mobile] require_unlock`` asks for one: nothing is used up or decided."""
+
+    code = "unlock_refused"
+
+
+class DeviceClockOff(DeviceRefused):
+    """A device's message whose time is too far from the node's clock (the phone's clock is
+    wrong): nothing else is wrong with the device."""
+
+    code = "device_clock"
 
 
 class ActivationRefused(Forbidden):

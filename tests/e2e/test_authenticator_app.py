@@ -517,11 +517,11 @@ def test_approvals_need_the_phones_screen_lock_where_the_node_says_so(
             v.expected.append("status of 403")
             answer = {"id": pending.id, "number": pending.number, "nonce": None, "verify": False}
             refused = v.page.evaluate(ASSERT, answer)
-            assert refused == {"refused": "device_refused", "status": 403}, refused
+            assert refused == {"refused": "unlock_refused", "status": 403}, refused
             cdp.send("WebAuthn.setUserVerified", {**verified, "isUserVerified": True})
             other = proto.b64u(os.urandom(16))
             refused = v.page.evaluate(ASSERT, {**answer, "nonce": other, "verify": True})
-            assert refused == {"refused": "device_refused", "status": 403}, refused
+            assert refused == {"refused": "unlock_refused", "status": 403}, refused
             assert sdk.push_outcome(pending.id).status == "pending"
             forged = ec.generate_private_key(ec.SECP256R1()).private_bytes(
                 Encoding.DER, PrivateFormat.PKCS8, NoEncryption()

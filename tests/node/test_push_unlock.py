@@ -25,11 +25,11 @@ from sqlalchemy import delete, insert, select
 
 from openmfa.config import Config
 from openmfa.core import push as proto
-from openmfa.errors import Conflict, DeviceRefused, UnlockRequired
+from openmfa.errors import ConfigError, Conflict, DeviceRefused, UnlockRequired
 from openmfa.node.accounts import Accounts
 from openmfa.node.apikeys import ApiKeys
 from openmfa.node.push import PushService
-from openmfa.node.push_unlock import origin_of
+from openmfa.node.push_unlock import UnlockParty, origin_of
 from openmfa.sdk.app import create_app
 from openmfa.store import tables as t
 from openmfa.store.database import Store
@@ -176,6 +176,7 @@ def test_an_activation_needs_the_screen_lock_and_keeps_its_code(locked: PushServ
 
 REGISTRATIONS: dict[str, Callable[[str], str]] = {
     "broken": lambda code: "{not json",
+    "deep": lambda code: "[" * 3000 + "]" * 3000,
     "list": lambda code: "[]",
     "fields": lambda code: '{"id": 1}',
     "challenge": lambda code: Authenticator().register("ANOTHERCODE"),
@@ -241,6 +242,7 @@ def test_an_approval_without_a_good_unlock_is_refused_and_stays_pending(
     bad = {
         "none": "",
         "broken": "{not json",
+        "deep": "[" * 3000 + "]" * 3000,
         "unverified": authenticator.assertion(nonce, verified=False),
         "other nonce": authenticator.assertion(proto.new_nonce()),
         "other credential": impostor.assertion(nonce),
@@ -311,6 +313,23 @@ def test_the_relying_party_is_the_mobile_services_public_url(
     assert origin_of(url) == (origin, rp_id)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8480/mobile", "https://192.0.2.7/mobile", "http://mfa.example.org/m"],
+)
+def test_a_relying_party_no_phone_could_prove_to_is_a_configuration_error(
+    config: Config, url: str
+) -> None:
+    """An IP address, or a named site on plain http (but localhost): the browser would refuse
+    every screen-lock credential, so the node says what to set at start instead."""
+    mobile = {**config.values["mobile"], "public_url": url, "require_unlock": True}
+    with pytest.raises(ConfigError, match="require_unlock needs \\[mobile\\] public_url on https"):
+        UnlockParty.of(Config({**config.values, "mobile": mobile}, None))
+    # Off, the same URL is fine (plain push approvals need no relying party).
+    mobile["require_unlock"] = False
+    assert not UnlockParty.of(Config({**config.values, "mobile": mobile}, None)).required
+
+
 # -- through the SDK's routes ---------------------------------------------------------------------
 
 
@@ -328,7 +347,7 @@ def test_the_sdk_routes_refuse_a_broken_unlock_with_a_4xx(store: Store, config: 
         r = await c.post("/v1/devices", json=body, headers=devices)
         assert (r.status_code, r.json()["code"]) == (409, "unlock_required"), r.text
         r = await c.post("/v1/devices", json=body | {"unlock": "{[garbage"}, headers=devices)
-        assert (r.status_code, r.json()["code"]) == (403, "device_refused"), r.text
+        assert (r.status_code, r.json()["code"]) == (403, "unlock_refused"), r.text
         r = await c.post("/v1/devices", json=body | {"unlock": "x" * 9000}, headers=devices)
         assert r.status_code == 422, r.text
         good = body | {"unlock": authenticator.register(code)}
@@ -346,7 +365,7 @@ def test_the_sdk_routes_refuse_a_broken_unlock_with_a_4xx(store: Store, config: 
             payload, signature = phone.answer(push_id, nonce, "approve", number)
             answer = {"payload": payload, "signature": signature, "unlock": unlock}
             r = await c.post("/v1/push/answer", json=answer, headers=devices)
-            assert (r.status_code, r.json()["code"]) == (403, "device_refused"), r.text
+            assert (r.status_code, r.json()["code"]) == (403, "unlock_refused"), r.text
             assert "screen lock" in r.json()["message"]
         assert node.push.outcome(push_id).status == "pending"
         payload, signature = phone.answer(push_id, nonce, "approve", number)

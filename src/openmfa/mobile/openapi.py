@@ -19,9 +19,10 @@ REF = "#/components/schemas/{name}"
 ERRORS = {
     "400": "Malformed request (not JSON)",
     "403": (
-        "Refused: a wrong, forged, replayed or revoked device's signature, a used code, or a "
-        "screen-lock credential or assertion that does not verify (device_refused: the request "
-        "stays pending)"
+        "Refused: a wrong, forged, replayed or revoked device's signature (device_refused), a "
+        "device clock more than 5 minutes off (device_clock), a used code (activation_refused), "
+        "or a screen-lock credential or assertion that does not verify (unlock_refused: the "
+        "code stays usable, the request stays pending)"
     ),
     "404": "No such push request, activation code or route",
     "409": (

@@ -115,4 +115,13 @@ MESSAGES: tuple[str, ...] = (
     _("Done"),
     _("Offline code"),
     _("Remove from this phone"),
+    _(
+        "This phone's clock is more than five minutes wrong, so the server cannot trust its messages. Set the date and time to automatic in the phone's settings."
+    ),
+    _(
+        "The server did not accept the screen-lock confirmation, so nothing was done. Try again and unlock when asked."
+    ),
+    _(
+        "The server cannot do this for your account now (for example, it already has as many phones as allowed). Ask your helpdesk."
+    ),
 )

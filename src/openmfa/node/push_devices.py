@@ -29,7 +29,14 @@ from ..config import Config
 from ..contract import ActivationCode, DeviceActivated, DeviceView
 from ..core import push as proto
 from ..core.verification import MethodKind
-from ..errors import ActivationRefused, Conflict, DeviceRefused, NotFound, UnlockRequired
+from ..errors import (
+    ActivationRefused,
+    Conflict,
+    DeviceClockOff,
+    DeviceRefused,
+    NotFound,
+    UnlockRequired,
+)
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
@@ -275,7 +282,7 @@ def verified(conn: Connection, message: proto.Signed, now: float) -> Any:
     ):
         raise DeviceRefused("the signature does not match the device's key")
     if abs(int(message.body["ts"]) - now) > CLOCK_SKEW:
-        raise DeviceRefused(
+        raise DeviceClockOff(
             f"the device's clock is more than {CLOCK_SKEW} seconds off; set its time"
         )
     return device

@@ -34,7 +34,7 @@ from ..config import Config
 from ..contract import DevicePoll, PushOutcome, PushRequestView, WebPushSubscription
 from ..core import push as proto
 from ..core.verification import Decision, Reason
-from ..errors import DeviceRefused, NotFound, PushClosed
+from ..errors import DeviceRefused, NotFound, PushClosed, UnlockRefused
 from ..store import tables as t
 from ..store.changes import AuditEvent
 from ..store.database import Store
@@ -253,7 +253,7 @@ class PushRequests:
         if decision == "approve" and self.unlock.required:
             why_not = self.unlock.refusal(device.unlock, unlock, row.nonce)
             if why_not is not None:  # rolled back: still pending, the counter where it was
-                raise refuse(DeviceRefused(why_not), "unlock", user)
+                raise refuse(UnlockRefused(why_not), "unlock", user)
         moved = conn.execute(
             update(t.devices)
             .where(t.devices.c.method_id == message.device_id, t.devices.c.counter < b["counter"])

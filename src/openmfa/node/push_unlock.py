@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -30,15 +31,31 @@ from webauthn.helpers.exceptions import WebAuthnException
 
 from ..config import Config
 from ..core import push as proto
-from ..errors import DeviceRefused
+from ..errors import ConfigError, UnlockRefused
 
 CHALLENGE_PREFIX = b"openmfa-unlock:"
 UNLOCK_NEEDED = "this approval needs your phone's screen lock; approve again and unlock when asked"
 ACTIVATE_AGAIN = (
     "this phone was activated before approvals needed the screen lock; activate it again"
 )
-_BROKEN = (WebAuthnException, ValueError, KeyError, TypeError, IndexError, OverflowError)
+_BROKEN = (
+    WebAuthnException,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    OverflowError,
+    RecursionError,
+)
 """What py_webauthn raises for a credential that does not verify or does not parse."""
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def normalized_code(code: str) -> str:
@@ -76,13 +93,25 @@ class UnlockParty:
 
     @classmethod
     def of(cls, config: Config) -> UnlockParty:
+        """Raises ConfigError where approvals need the screen lock and phones could never
+        prove it: a browser takes no IP address as the relying party, and WebAuthn only on
+        https (or on localhost, for a test)."""
         m = config.values["mobile"]
-        origin, rp_id = origin_of(str(m["public_url"]).rstrip("/"))
-        return cls(bool(m.get("require_unlock", False)), origin, rp_id)
+        url = str(m["public_url"]).rstrip("/")
+        origin, rp_id = origin_of(url)
+        required = bool(m.get("require_unlock", False))
+        named = rp_id == "localhost" or (origin.startswith("https://") and not _is_address(rp_id))
+        if required and rp_id and not named:
+            raise ConfigError(
+                "[mobile] require_unlock needs [mobile] public_url on https with the host name "
+                "phones use (a browser proves the screen lock only to a named https site, or to "
+                f"localhost); it is {url!r}"
+            )
+        return cls(required, origin, rp_id)
 
     def registered(self, credential: str, code: str) -> str:
         """The stored form (``devices.unlock``: JSON ``{"id", "key"}``, base64url) of the
-        credential registered with activation code ``code``; ``DeviceRefused`` when it does
+        credential registered with activation code ``code``; ``UnlockRefused`` when it does
         not verify."""
         try:
             done = verify_registration_response(
@@ -93,7 +122,7 @@ class UnlockParty:
                 require_user_verification=True,
             )
         except _BROKEN as exc:
-            raise DeviceRefused(
+            raise UnlockRefused(
                 "the phone's screen-lock credential is refused "
                 f"({type(exc).__name__}); activate again and unlock when asked"
             ) from None

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import (
     ActivationRefused,
     Conflict,
+    DeviceClockOff,
     DeviceRefused,
     Diverged,
     Forbidden,
@@ -33,6 +34,7 @@ from ..errors import (
     StoreError,
     Unauthorized,
     Unavailable,
+    UnlockRefused,
     UnlockRequired,
     by_code,
 )
@@ -40,6 +42,7 @@ from ..errors import (
 __all__ = [
     "ActivationRefused",
     "Conflict",
+    "DeviceClockOff",
     "DeviceRefused",
     "Diverged",
     "Forbidden",
@@ -59,6 +62,7 @@ __all__ = [
     "StoreError",
     "Unauthorized",
     "Unavailable",
+    "UnlockRefused",
     "UnlockRequired",
     "from_answer",
 ]

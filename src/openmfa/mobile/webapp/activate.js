@@ -10,6 +10,7 @@ import { $, SERVICE, alertText, explain, hideAlert, info, post, say } from "./ui
 
 let attempt = null; // the key pair and screen-lock credential of the activation under way
 let needsUnlock = false;
+let known = null; // the service's /v1/info, asked for when the screen opens
 
 /** The code in what was typed or scanned: the code itself, or a link carrying it. */
 export function codeIn(text) {
@@ -20,6 +21,10 @@ export function codeIn(text) {
 export function prepare(code, fromLink) {
   attempt = null;
   needsUnlock = false;
+  known = null;
+  info(SERVICE)
+    .then((about) => (known = about))
+    .catch(() => {}); // asked again at Activate
   $("code").value = code || "";
   $("activate-from-link").hidden = !fromLink;
   $("label").value = $("label").value || defaultLabel();
@@ -79,21 +84,30 @@ export async function activate() {
   button.disabled = true;
   say(t("Activating…"));
   try {
-    let about;
-    try {
-      about = await info(SERVICE);
-    } catch {
-      throw Object.assign(new Error("unreachable"), { code: "unreachable" });
-    }
-    if (!attempt) attempt = { key: await newKey(), unlock: null };
-    if (needsUnlock && !attempt.unlock) {
+    // The prompts first, straight from the tap: a phone's browser (Safari) shows the screen
+    // lock's and the notifications' only there, not after a network call.
+    if (needsUnlock && !(attempt && attempt.unlock)) {
+      let unlock;
       try {
-        attempt.unlock = await registerUnlock(code);
+        unlock = await registerUnlock(code);
       } catch {
         alertText(t("The screen lock was not set up, so this phone was not activated. Press Activate and unlock when asked."));
         return null;
       }
+      if (!attempt) attempt = { key: await newKey(), unlock: null };
+      attempt.unlock = unlock;
+    } else if (known && known.webpush && window.Notification && Notification.permission === "default") {
+      await Notification.requestPermission().catch(() => "default");
     }
+    let about = known;
+    if (!about) {
+      try {
+        about = known = await info(SERVICE);
+      } catch {
+        throw Object.assign(new Error("unreachable"), { code: "unreachable" });
+      }
+    }
+    if (!attempt) attempt = { key: await newKey(), unlock: null };
     const body = {
       code,
       alg: "ES256",
@@ -107,6 +121,10 @@ export async function activate() {
     try {
       done = await post(SERVICE, "/v1/activate", body);
     } catch (e) {
+      if (e.code === "unlock_refused") {
+        attempt.unlock = null; // the next Activate registers a new one
+        needsUnlock = true;
+      }
       if (e.code === "unlock_required") {
         needsUnlock = true;
         alertText(t("This server wants every approval confirmed with your phone's screen lock. Press Activate again and unlock when asked."));

@@ -15,9 +15,10 @@ const trouble = new Map(); // account id -> a sentence shown on its card
 const answered = new Set(); // request ids answered here: never listed again (a poll in flight)
 let wanted = null; // a request to open once it is seen (a notification was tapped)
 let unreachable = 0;
+let stored = 0; // accounts on this phone (a refused one still shows, with why)
 
 function home() {
-  show(loops.size ? "view-home" : "view-welcome");
+  show(stored ? "view-home" : "view-welcome");
   render();
 }
 
@@ -44,7 +45,9 @@ function render() {
 async function renderAccounts() {
   const list = $("accounts");
   list.replaceChildren();
-  for (const account of await accounts.all()) {
+  const all = await accounts.all();
+  stored = all.length;
+  for (const account of all) {
     const item = $("account-item").content.firstElementChild.cloneNode(true);
     translate(item);
     item.dataset.device = account.id;
@@ -130,6 +133,13 @@ async function pollLoop(account, controller) {
       if (got.requests.length) await sleep(1500); // what waits is on screen: look again soon
     } catch (e) {
       if (controller.signal.aborted) return;
+      if (e.code === "device_clock") {
+        // The phone's clock is wrong: nothing else is. Said on the card; polls go on slowly.
+        trouble.set(account.id, t("This phone's clock is more than five minutes wrong, so the server cannot trust its messages. Set the date and time to automatic in the phone's settings."));
+        renderAccounts();
+        await sleep(10000);
+        continue;
+      }
       if (e.code === "device_refused") {
         trouble.set(account.id, t("This phone is no longer active for this account (it was removed or revoked). Activate it again from the portal."));
         merge(account, []);
@@ -165,10 +175,16 @@ function fromAddress() {
     $("activate").focus();
     return true;
   }
-  const w = waiting.get(decodeURIComponent(hash.slice(9)));
+  let id = "";
+  try {
+    id = decodeURIComponent(hash.slice(9));
+  } catch {
+    id = ""; // a broken link: the list, as on any open
+  }
+  const w = waiting.get(id);
   if (w) showRequest(w.account, w.request);
   else {
-    wanted = decodeURIComponent(hash.slice(9)); // opened once the poll brings it
+    wanted = id || null; // opened once the poll brings it
     home();
   }
   return true;

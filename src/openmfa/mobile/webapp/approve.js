@@ -139,7 +139,7 @@ async function answer(decision) {
     try {
       out = await post(account.service, "/v1/answer", body);
     } catch (e) {
-      if (e.code === "device_refused" && unlock) {
+      if (e.code === "unlock_refused") {
         alertText(t("The server did not accept the screen-lock confirmation; the sign-in is still waiting. Approve again and unlock when asked."));
       } else if (e.code === "unreachable") {
         alertText(t("The server could not be reached, so we do not know whether your answer arrived. Check your connection; if the sign-in still waits, answer again."));

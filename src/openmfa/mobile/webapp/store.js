@@ -35,10 +35,27 @@ export const accounts = {
   remove: (id) => run("readwrite", (s) => s.delete(id)),
 };
 
-/** The next answer counter of an account, saved before it is used (never used twice). */
+/** The next answer counter of an account, saved before it is used (never used twice: read,
+ * counted up and written in one transaction, so two windows never take the same one). */
 export async function nextCounter(id) {
-  const account = await accounts.get(id);
-  account.counter = (account.counter || 0) + 1;
-  await accounts.put(account);
-  return account.counter;
+  const db = await open();
+  try {
+    return await new Promise((resolve, reject) => {
+      const tx = db.transaction(STORE, "readwrite");
+      const store = tx.objectStore(STORE);
+      let counter = 0;
+      const got = store.get(id);
+      got.onsuccess = () => {
+        const account = got.result;
+        account.counter = (account.counter || 0) + 1;
+        counter = account.counter;
+        store.put(account);
+      };
+      tx.oncomplete = () => resolve(counter);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
+  }
 }

@@ -91,8 +91,6 @@ self.addEventListener("push", (event) => {
         requireInteraction: true,
         data: { id },
       });
-      const clients = await self.clients.matchAll({ type: "window" });
-      for (const c of clients) c.postMessage({ type: "poll-now" });
     })(),
   );
 });

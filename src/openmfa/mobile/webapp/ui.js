@@ -94,6 +94,12 @@ export function explain(e) {
       return t("This request was already answered or has expired. If you are signing in, start again.");
     case "device_refused":
       return t("The server no longer accepts this phone for this account. Activate it again from the portal.");
+    case "device_clock":
+      return t("This phone's clock is more than five minutes wrong, so the server cannot trust its messages. Set the date and time to automatic in the phone's settings.");
+    case "unlock_refused":
+      return t("The server did not accept the screen-lock confirmation, so nothing was done. Try again and unlock when asked.");
+    case "conflict":
+      return t("The server cannot do this for your account now (for example, it already has as many phones as allowed). Ask your helpdesk.");
     case "activation_refused":
       return t("This activation code cannot be used (it is wrong, used or expired). Ask the portal for a new one.");
     default:
