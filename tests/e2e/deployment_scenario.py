@@ -49,6 +49,7 @@ from openmfa.core.totp import step_at, totp
 from openmfa.radius import packet as p
 from openmfa.sdk.client import SdkClient
 
+from .app_phone import AppPhone
 from .farm_scenario import (
     RADIUS_DEAD_SECONDS,
     RADIUS_SECRET,
@@ -163,7 +164,7 @@ class Component:
 
 CHANNELS = (
     "sdk", "radius", "challenge", "push", "portal", "browser", "session", "forward-auth",
-    "lemonldap", "guard",
+    "lemonldap", "guard", "app-push",
 )  # fmt: skip
 
 
@@ -218,6 +219,8 @@ class DeploymentLoad:
     lock: threading.Lock = field(default_factory=threading.Lock)
     used: dict[str, int] = field(default_factory=dict)
     vpn_dead_until: dict[int, float] = field(default_factory=dict)
+    app: AppPhone | None = None
+    """The Authenticator web app in a phone's Chromium (tests/e2e/app_phone.py)."""
 
     def __post_init__(self) -> None:
         for name in CHANNELS:
@@ -506,6 +509,11 @@ class DeploymentLoad:
         self._closers = [
             sdk_client.close, guard_client.close, udp.close, guard_udp.close, vpn.close,
         ]  # fmt: skip
+        app = (
+            []
+            if self.app is None
+            else [threading.Thread(target=self.app.run, args=(self.worker, self.count))]
+        )
         return [
             threading.Thread(target=self.worker, args=("sdk", sdk_once, 0.2)),
             threading.Thread(target=self.worker, args=("radius", radius_once, 0.2)),
@@ -519,6 +527,7 @@ class DeploymentLoad:
             threading.Thread(target=self.worker, args=("session", self.session_once, 1.0)),
             threading.Thread(target=self.worker, args=("lemonldap", self.lemonldap_once, 0.5)),
             threading.Thread(target=self.worker, args=("guard", guard_once, 1.0)),
+            *app,
         ]
 
     def close(self) -> None:
@@ -753,6 +762,7 @@ def _upgrade_under_load(
             assert r.status_code == 201, r.text
             llng_seeds[name] = secret
         assert api.post("/v1/users", json={"name": "pia"}).status_code == 201
+        assert api.post("/v1/users", json={"name": "pam"}).status_code == 201  # the app's
         assert api.post("/v1/users", json={"name": "nomfa"}).status_code == 201
     portal_users = [f"user{i:03d}" for i in range(PORTAL_USERS)]
     vpn_users = [f"user{i:03d}" for i in range(PORTAL_USERS, PORTAL_USERS + CHALLENGE_USERS)]
@@ -876,6 +886,7 @@ def _upgrade_under_load(
                 f"{AUTH_HOST}:{ports['portal']}:127.0.0.1",
             ],
             jars=work,
+            app=AppPhone(sdk_url, admin, mobile_url + "/app/", d.mobiles, d.nodes),
         )
         workers = load.workers()
         for w in workers:

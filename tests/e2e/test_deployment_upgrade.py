@@ -3,10 +3,12 @@ rolled back by one command before finalize (tests/e2e/deployment_scenario.py): t
 two portal hosts and two mobile-service hosts behind HAProxy, and an adapter host
 (LemonLDAP::NG, and nginx in front of a site asking the portal hosts: forward-auth); SDK,
 RADIUS (a code alone, and password-then-code challenges), push, portal (forms, and Chromium),
-forward-auth (curl) and LemonLDAP::NG sign-ins throughout. Pass: no sign-in failed on any
-channel, none passed without its second factor (every accepted one was asked for a code or a
-push), no audit event lost, every user and setting intact, each host's own config values
-kept."""
+forward-auth (curl) and LemonLDAP::NG sign-ins throughout, and the Authenticator web app in a
+phone's Chromium approving pushes from when the mobile hosts serve it (release A does not: from
+their upgrade to B) through the rollback, when its service worker's shell carries on. Pass: no
+sign-in failed on any channel, none passed without its second factor (every accepted one was
+asked for a code or a push), no audit event lost, every user and setting intact, each host's
+own config values kept."""
 
 from __future__ import annotations
 
@@ -52,7 +54,9 @@ def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
         return out
 
     o = upgrade_under_load(d, then=check_then_roll_back)
-    print(o.output, o.then_output, o.report(), sep="\n")
+    app = o.load.app
+    assert app is not None
+    print(o.output, o.then_output, o.report(), app.summary(), sep="\n")
     firsts = [f for c in o.load.channels.values() for f in c.failed[:6]]  # each channel's
     assert o.load.failures() == [], "\n".join([*firsts, *o.balancer[-30:]])
     for name, channel in o.load.channels.items():
@@ -107,7 +111,7 @@ def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
     assert {n.name: n.release() for n in d.nodes} == {n.name: A for n in d.nodes}
     for n in d.nodes:
         users = {u["name"] for u in json.loads(n.cli("user", "list", "--json"))}
-        assert users >= {*d.seeds, "pia", "late"}, n.name  # nothing made on B was lost
+        assert users >= {*d.seeds, "pia", "pam", "late"}, n.name  # nothing made on B was lost
     master = next(
         n for n in d.nodes if json.loads(n.cli("farm", "status", "--json"))["master"] == n.url
     )
@@ -116,3 +120,8 @@ def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
     assert {c["name"]: c["release"] for c in status["components"]} == {
         c.name: A for c in d.components
     }
+    # The app's phone, activated on B, kept approving with the mobile hosts rolled back to A
+    # (which serves no app: the service worker's shell, also when the page was opened again).
+    assert app.activated and app.reloaded and app.errors == [], app.summary()
+    on_a = [n for where, n in app.approved.items() if where.startswith(f"mobile {A}, ")]
+    assert sum(on_a) >= 2 and sum(app.approved.values()) >= 5, app.summary()
