@@ -14,6 +14,7 @@ One thread drives the page, with its own Playwright (its sync API is not thread-
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -77,13 +78,9 @@ class AppPhone:
     """Uncaught errors in the page (a console error is no fault: hosts restart under it)."""
     last_push: float = 0.0
 
-    def run(
-        self,
-        worker: Callable[[str, Callable[[], tuple[bool, str] | None], float], None],
-        count: Callable[[str, bool, float, str], None],
-    ) -> None:
-        """The channel's thread: Chromium on a phone's screen, one page, the scenario's worker
-        loop on ``once``."""
+    def run(self, stop: threading.Event, count: Callable[[str, bool, float, str], None]) -> None:
+        """The channel's thread: Chromium on a phone's screen, one page; a step at a time
+        until ``stop`` (bounded in time as the scenario's other workers)."""
         from playwright import sync_api
 
         try:
@@ -99,7 +96,9 @@ class AppPhone:
                     self.page = context.new_page()
                     self.page.set_default_timeout(WAIT_MS)
                     self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-                    worker("app-push", self.once, PAUSE)
+                    deadline = time.monotonic() + 1800
+                    while not stop.is_set() and time.monotonic() < deadline:
+                        stop.wait(PAUSE if self.once(count) else 0.5)
                 finally:
                     self.page = None
                     browser.close()
@@ -121,24 +120,34 @@ class AppPhone:
         except httpx.HTTPError:
             return False
 
-    def once(self) -> tuple[bool, str] | None:
-        """Activate when the app is served (not counted); then one push approved in the app.
-        None while it cannot run yet."""
-        if not self.activated:
-            return self.activate() if self.serves_app() else None
-        if not self.reloaded and not any(_served(m.base) for m in self.mobiles):
-            return self.reload()
-        wait = self.last_push + MIN_GAP - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        before = self.where()
-        done = self.push()
-        after = self.where()
-        if done[0]:
+    def once(self, count: Callable[[str, bool, float, str], None]) -> bool:
+        """Activate once the app is served; then one push approved in the app, counted and
+        timed on the channel (the probes of what the hosts run are not timed). Whether a push
+        was made (not before the activation: none is counted then)."""
+        started = time.monotonic()
+        try:
+            if not self.activated:
+                if self.serves_app():
+                    self.activate()
+                return False
+            if not self.reloaded and not any(_served(m.base) for m in self.mobiles):
+                self.reload()
+                return False
+            time.sleep(max(0.0, self.last_push + MIN_GAP - time.monotonic()))
+            before = self.where()
+            started = time.monotonic()
+            good, why = self.push()
+            took = time.monotonic() - started
+            after = self.where()
+        except Exception as exc:  # a failure of the channel, never hidden
+            count("app-push", False, time.monotonic() - started, f"app-push: {exc!r}")
+            return True
+        count("app-push", good, took, why)
+        if good:
             self.approved[before if before == after else "while a host changed"] += 1
-        return done
+        return True
 
-    def activate(self) -> tuple[bool, str] | None:
+    def activate(self) -> None:
         """As a person does: the link (the portal's QR code; here the SDK's admin call, as
         ``openmfa device activate`` on the master makes it: the master moves during the
         upgrade, the SDK client follows it) opened, Activate pressed; then the service worker
@@ -157,11 +166,10 @@ class AppPhone:
                 return (await caches.keys()).filter(k => k.startsWith('openmfa-app-')); }"""
         )
         if not caches:
-            return False, f"app-push: activated, but the service worker keeps no shell ({caches})"
+            raise AssertionError("activated, but the service worker keeps no shell")
         self.activated = f"{time.strftime('%H:%M:%S')} on {self.where()} (shell {caches})"
-        return None
 
-    def reload(self) -> tuple[bool, str] | None:
+    def reload(self) -> None:
         """The mobile hosts serve no app any more (rolled back): the page opened again comes
         from the service worker's shell, with pam's account (its keys) still there."""
         self.page.reload()
@@ -169,7 +177,6 @@ class AppPhone:
         card = self.page.locator("#accounts .account", has=self.page.get_by_text(USER, exact=True))
         card.wait_for(state="visible")
         self.reloaded = f"{time.strftime('%H:%M:%S')} on {self.where()}"
-        return None
 
     def push(self) -> tuple[bool, str]:
         """An SDK push for pam; in the app: the request in the list, opened, the number tapped

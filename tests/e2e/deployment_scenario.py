@@ -512,7 +512,7 @@ class DeploymentLoad:
         app = (
             []
             if self.app is None
-            else [threading.Thread(target=self.app.run, args=(self.worker, self.count))]
+            else [threading.Thread(target=self.app.run, args=(self.stop, self.count))]
         )
         return [
             threading.Thread(target=self.worker, args=("sdk", sdk_once, 0.2)),
