@@ -1,0 +1,151 @@
+"""EAP (PEAP-MSCHAPv2, EAP-TTLS/PAP) judged by eapol_test, wpa_supplicant's own EAP peer, with
+a real FreeRADIUS as the upstream that holds the passwords and terminates the TLS tunnels.
+
+First the judge itself: the upstream alone accepts the right password with MPPE keys eapol_test
+agrees with and names the inner user; and eapol_test fails an Access-Accept whose MPPE keys were
+passed on without being re-encrypted for its own secret (what a relay must not do)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .freeradius_upstream import EapMethod, Upstream, eapol_test_conf, freeradius_upstream
+from .freeradius_upstream import run_eapol_test as eapol_test
+
+pytestmark = pytest.mark.e2e
+
+USERS = {"alice": "alice-upstream-pw", "bob": "bob-upstream-pw"}
+REPLY = {"Class": "vpn-staff", "Filter-Id": "staff", "Session-Timeout": "3600"}
+METHODS: list[EapMethod] = ["peap", "ttls-pap"]
+SENT_USER_NAME = re.compile(
+    r"^RADIUS message: code=1 .*\n(?:\s+Attribute .*\n(?:\s+Value: .*\n)?)*?"
+    r"\s+Attribute 1 \(User-Name\) length=\d+\n\s+Value: '([^']*)'",
+    re.M,
+)
+"""The User-Name of each Access-Request in eapol_test's output."""
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    with freeradius_upstream(tmp_path_factory.mktemp("upstream"), USERS, reply=REPLY) as up:
+        yield up
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_upstream_alone(upstream: Upstream, method: EapMethod, tmp_path: Path) -> None:
+    conf = eapol_test_conf(
+        tmp_path / "right.conf", method, "alice", USERS["alice"], ca_cert=upstream.ca
+    )
+    right = eapol_test(conf, upstream.port, upstream.secret, 15)
+    assert right.success and right.mppe_ok, right.stdout[-4000:] + upstream.log()[-4000:]
+    # the outer identity was anonymous; the Access-Accept names the inner user
+    assert set(re.findall(SENT_USER_NAME, right.stdout)) == {"anonymous"}
+    assert right.accept["User-Name"] == ["alice"]
+    assert right.accept["Class"] == [b"vpn-staff".hex()]  # through the tunnel too
+
+    conf = eapol_test_conf(tmp_path / "wrong.conf", method, "alice", "not-it", ca_cert=upstream.ca)
+    wrong = eapol_test(conf, upstream.port, upstream.secret, 15)
+    assert not wrong.success and not wrong.mppe_ok and not wrong.accept
+    assert "(Access-Reject)" in wrong.stdout
+
+
+def test_the_upstream_alone_mschapv2(upstream: Upstream) -> None:
+    """MS-CHAPv2 without EAP (RFC 2548 attributes sent as octets by radclient, computed by the
+    tests' own RFC 2759 peer): MS-CHAP2-Success verifies, the MPPE keys are RFC 3079's."""
+    from tests.radius import ms_chap_peer as peer
+
+    for password, accepted in ((USERS["bob"], True), ("not-it", False)):
+        challenge, peer_challenge = os.urandom(16), os.urandom(16)
+        ch, response = peer.build_request("bob", password, challenge, peer_challenge, 9)
+        proc = subprocess.run(
+            ["radclient", "-x", "-t", "3", "-r", "2", f"127.0.0.1:{upstream.port}", "auth",
+             upstream.secret],
+            input=f'User-Name = "bob"\nMS-CHAP-Challenge = 0x{ch.hex()}\n'
+            f"MS-CHAP2-Response = 0x{response.hex()}\nMessage-Authenticator = 0x00\n",
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        reply = dict(re.findall(r"^\s+(\S+) = (.+)$", proc.stdout.split("Received", 1)[-1], re.M))
+        if not accepted:
+            assert "Received Access-Reject" in proc.stdout, proc.stdout
+            continue
+        assert "Received Access-Accept" in proc.stdout, proc.stdout + upstream.log()
+        success = bytes.fromhex(reply["MS-CHAP2-Success"][2:])
+        assert success[0] == 9
+        nt_response = response[26:50]
+        assert peer.check_authenticator_response(
+            success[1:], password, nt_response, peer_challenge, challenge, "bob"
+        )
+        peer_send, peer_recv = peer.peer_start_keys(password, nt_response)
+        assert bytes.fromhex(reply["MS-MPPE-Send-Key"][2:]) == peer_recv
+        assert bytes.fromhex(reply["MS-MPPE-Recv-Key"][2:]) == peer_send
+
+
+# --- the judge catches a relay that forgets to re-encrypt the keys ------------------------
+
+
+def _with_ma(raw: bytes, secret: bytes, authenticator: bytes) -> bytes:
+    """``raw`` with its Message-Authenticator (RFC 3579 §3.2) computed for ``secret``, the
+    header carrying ``authenticator`` while it is computed."""
+    out, i = bytearray(raw), 20
+    out[4:20] = authenticator
+    while i < len(out):
+        kind, length = out[i], out[i + 1]
+        if kind == 80:
+            out[i + 2 : i + 18] = bytes(16)
+            out[i + 2 : i + 18] = hmac.new(secret, bytes(out), hashlib.md5).digest()
+        i += length
+    return bytes(out)
+
+
+def _careless_relay(
+    listen: socket.socket, upstream: Upstream, nas_secret: bytes, stop: threading.Event
+) -> None:
+    """Relays one request at a time, re-signing both ways but passing MS-MPPE-*-Key on as the
+    upstream encrypted them (for the upstream's secret)."""
+    secret = upstream.secret.encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
+        up.settimeout(5)
+        listen.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                request, nas = listen.recvfrom(4096)
+            except TimeoutError:
+                continue
+            up.sendto(_with_ma(request, secret, request[4:20]), ("127.0.0.1", upstream.port))
+            reply = bytearray(_with_ma(up.recv(4096), nas_secret, request[4:20]))
+            reply[4:20] = hashlib.md5(bytes(reply) + nas_secret).digest()  # noqa: S324 - RFC 2865 §3
+            listen.sendto(bytes(reply), nas)
+
+
+def test_the_judge_fails_keys_not_reencrypted(upstream: Upstream, tmp_path: Path) -> None:
+    nas_secret = "nas-secret-not-the-upstreams"
+    stop = threading.Event()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listen:
+        listen.bind(("127.0.0.1", 0))
+        relay = threading.Thread(
+            target=_careless_relay, args=(listen, upstream, nas_secret.encode(), stop)
+        )
+        relay.start()
+        try:
+            conf = eapol_test_conf(
+                tmp_path / "peap.conf", "peap", "alice", USERS["alice"], ca_cert=upstream.ca
+            )
+            result = eapol_test(conf, listen.getsockname()[1], nas_secret, 15)
+        finally:
+            stop.set()
+            relay.join(timeout=10)
+    # the conversation went through (an Access-Accept arrived, signed right) ...
+    assert result.accept["User-Name"] == ["alice"], result.stdout[-4000:]
+    # ... but the keys did not decrypt to the MSK the peer derived
+    assert not result.mppe_ok and not result.success
+    assert re.search(r"^MPPE keys OK: 0\s+mismatch: 1", result.stdout, re.M)
