@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..node.radius_clients import RadiusClients
+from ..node.radius_clients import REPLY_ATTRIBUTES_DEFAULT, RadiusClient, RadiusClients
 from .common import data_dir_option, fails_cleanly, opened
 
 
@@ -59,7 +59,33 @@ def radius_client() -> None:
     type=click.FloatRange(1, 55),
     default=25.0,
     show_default=True,
-    help="With --push hold: the longest a request is held (keep it below the client's timeout).",
+    help="With --push hold, and for MS-CHAPv2 and EAP: the longest a request is held for the "
+    "phone's answer (keep it below the client's timeout).",
+)
+@click.option(
+    "--mschap",
+    type=click.Choice(["yes", "no"]),
+    default="no",
+    show_default=True,
+    help="Accept MS-CHAPv2 (VPNs): relayed to the upstream RADIUS server (needs --primary "
+    "radius), then an approve-only push held until the phone answers.",
+)
+@click.option(
+    "--eap",
+    type=click.Choice(["off", "relay"]),
+    default="off",
+    show_default=True,
+    help="EAP (PEAP, EAP-TTLS, EAP-TLS; Wi-Fi): relay the conversation to the upstream RADIUS "
+    "server (needs --primary radius), then a held push before the Access-Accept.",
+)
+@click.option(
+    "--reply-attributes",
+    default=REPLY_ATTRIBUTES_DEFAULT,
+    metavar="LIST",
+    help="What the upstream's Access-Accept may pass on to this client (MS-CHAPv2 and EAP): "
+    "attribute names or numbers, Vendor-Specific:VENDOR-ID for one vendor, 'none' for nothing. "
+    "[default: Class, Session-Timeout, Idle-Timeout, Termination-Action, Framed-*, Filter-Id, "
+    "Acct-Interim-Interval, Tunnel-* (VLAN), Vendor-Specific]",
 )
 @data_dir_option
 @fails_cleanly
@@ -72,6 +98,9 @@ def radius_client_add(
     combined: str,
     push: str,
     hold_seconds: float,
+    mschap: str,
+    eap: str,
+    reply_attributes: str,
     data_dir: Path,
 ) -> None:
     """Register a RADIUS client; a running server picks it up within a second."""
@@ -85,6 +114,9 @@ def radius_client_add(
             combined=combined == "yes",
             push=push,
             hold_seconds=hold_seconds,
+            mschap=mschap == "yes",
+            eap=eap,
+            reply_attributes=reply_attributes,
         )
     click.echo(f"added RADIUS client {name}")
 
@@ -101,8 +133,25 @@ def radius_client_list(data_dir: Path) -> None:
             f"{c.name}\t{c.network}\tprimary={c.primary}\t"
             f"message-authenticator={'required' if c.require_ma else 'optional'}"
             f"{chr(9) + 'combined' if c.combined else ''}"
-            f"\tpush={c.push}{f' hold={c.hold_seconds:g}s' if c.push == 'hold' else ''}"
+            f"\tpush={c.push}{f' hold={c.hold_seconds:g}s' if held(c) else ''}"
+            f"{chr(9) + 'mschap' if c.mschap else ''}"
+            f"{chr(9) + 'eap=' + c.eap if c.eap != 'off' else ''}"
+            f"{chr(9) + 'reply=' + reply_list(c) if relays(c) else ''}"
         )
+
+
+def reply_list(c: RadiusClient) -> str:
+    if ",".join(c.reply_attributes) == REPLY_ATTRIBUTES_DEFAULT:
+        return "default"
+    return ",".join(c.reply_attributes) or "none"
+
+
+def relays(c: RadiusClient) -> bool:
+    return c.mschap or c.eap != "off"
+
+
+def held(c: RadiusClient) -> bool:
+    return c.push == "hold" or relays(c)
 
 
 @radius_client.command("remove")

@@ -343,6 +343,9 @@ def _radius_client_add(conn: Connection, p: Payload) -> None:
             created_at=p["at"],
             push=p.get("push", "challenge"),
             hold_seconds=p.get("hold_seconds", 25.0),
+            mschap=p.get("mschap", False),
+            eap=p.get("eap", "off"),
+            reply_attributes=p.get("reply_attributes", t.REPLY_ATTRIBUTES_DEFAULT),
         )
     )
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -148,6 +149,15 @@ passwords = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+REPLY_ATTRIBUTES_DEFAULT = (
+    "Class,Session-Timeout,Idle-Timeout,Termination-Action,Framed-IP-Address,Framed-IP-Netmask,"
+    "Framed-Route,Framed-Pool,Framed-IPv6-Prefix,Framed-IPv6-Route,Framed-IPv6-Pool,"
+    "Framed-IPv6-Address,Delegated-IPv6-Prefix,Filter-Id,Acct-Interim-Interval,Tunnel-Type,"
+    "Tunnel-Medium-Type,Tunnel-Private-Group-Id,Vendor-Specific"
+)
+"""What an upstream's Access-Accept may pass to a RADIUS client unless it says otherwise
+(``radius_clients.reply_attributes``, schema 0009; the revision holds its own copy)."""
+
 radius_clients = Table(
     "radius_clients",
     metadata,
@@ -160,6 +170,10 @@ radius_clients = Table(
     Column("created_at", Float, nullable=False),
     Column("push", String(16), nullable=False, server_default="challenge"),
     Column("hold_seconds", Float, nullable=False, server_default="25"),
+    # schema 0009 (no new data format: ``node.radius_clients``): MS-CHAPv2 and EAP relayed
+    Column("mschap", Boolean, nullable=False, server_default=false()),
+    Column("eap", String(16), nullable=False, server_default="off"),
+    Column("reply_attributes", Text, nullable=False, server_default=REPLY_ATTRIBUTES_DEFAULT),
 )
 
 # -- push sign-in (schema 0004; rows of data format 3) ------------------------------------------
