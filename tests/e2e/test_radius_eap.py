@@ -1,9 +1,11 @@
 """EAP (PEAP-MSCHAPv2, EAP-TTLS/PAP) judged by eapol_test, wpa_supplicant's own EAP peer, with
-a real FreeRADIUS as the upstream that holds the passwords and terminates the TLS tunnels.
+a real FreeRADIUS as the upstream that holds the passwords and terminates the TLS tunnels, and
+OpenMFA relaying the conversation between them and asking for a push before it answers.
 
 First the judge itself: the upstream alone accepts the right password with MPPE keys eapol_test
 agrees with and names the inner user; and eapol_test fails an Access-Accept whose MPPE keys were
-passed on without being re-encrypted for its own secret (what a relay must not do)."""
+passed on without being re-encrypted for its own secret (what a relay must not do). Then the
+same conversations through OpenMFA, the user's phone approving, denying or not answering."""
 
 from __future__ import annotations
 
@@ -19,12 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from .freeradius_upstream import EapMethod, Upstream, eapol_test_conf, freeradius_upstream
+from .freeradius_upstream import EapMethod, Upstream, eapol_test_conf
 from .freeradius_upstream import run_eapol_test as eapol_test
+from .relay_site import RelaySite, relay_site
 
 pytestmark = pytest.mark.e2e
 
-USERS = {"alice": "alice-upstream-pw", "bob": "bob-upstream-pw"}
+USERS = {
+    "alice": "alice-upstream-pw",
+    "bob": "bob-upstream-pw",
+    "carol": "carol-upstream-pw",
+    "dave": "dave-upstream-pw",
+}
 REPLY = {"Class": "vpn-staff", "Filter-Id": "staff", "Session-Timeout": "3600"}
 METHODS: list[EapMethod] = ["peap", "ttls-pap"]
 SENT_USER_NAME = re.compile(
@@ -35,10 +43,25 @@ SENT_USER_NAME = re.compile(
 """The User-Name of each Access-Request in eapol_test's output."""
 
 
+SHORT_HOLD = "127.0.0.2"
+"""A second NAS, whose requests are held 2 s at most (eapol_test -A: its source address)."""
+
+
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    with freeradius_upstream(tmp_path_factory.mktemp("upstream"), USERS, reply=REPLY) as up:
-        yield up
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelaySite]:
+    with relay_site(
+        tmp_path_factory.mktemp("relay"),
+        USERS,
+        hold_seconds=20,
+        clients={SHORT_HOLD: 2},
+        upstream_reply=REPLY,
+    ) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def upstream(site: RelaySite) -> Upstream:
+    return site.upstream
 
 
 @pytest.mark.parametrize("method", METHODS)
