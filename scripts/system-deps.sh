@@ -10,13 +10,15 @@ set -euo pipefail
 # lemonldap-ng (with the Perl modules its tool and portal load though Debian only recommends
 # them) and plackup: the identity provider the adapter tests register OpenMFA with. nginx:
 # the reverse proxy of the forward-auth tests. samba + samba-ad-dc: a real Active Directory domain
-# controller (in a network namespace the directory tests make) for directory synchronisation.
+# controller (in a network namespace the directory tests make) for directory synchronisation;
+# winbind (ntlm_auth) checks MS-CHAPv2 against it. eapoltest (eapol_test): the Wi-Fi supplicant
+# that judges the EAP relay (PEAP, EAP-TTLS).
 # mmdebstrap, podman, buildah and runc: the container image (scripts/build-image.sh) is built
 # from Debian's packages and run by the tests; runc because crun refuses this kind of machine's
 # cgroups (docs/container.md).
 packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth haproxy
   chromium zbar-tools fonts-dejavu-core lemonldap-ng libemail-sender-perl libimage-magick-perl
-  libplack-perl nginx samba samba-ad-dc iproute2 mmdebstrap podman buildah runc)
+  libplack-perl nginx samba samba-ad-dc winbind eapoltest iproute2 mmdebstrap podman buildah runc)
 # npm comes with a Node.js of its own on some machines (then Debian's npm conflicts with it).
 command -v npm >/dev/null || packages+=(npm)
 need=()

@@ -44,6 +44,16 @@ def test_a_downgrade_past_the_data_format_is_refused_naming_a_release_that_reads
     assert refusal("0.3.1", 1, old) is None
 
 
+def test_data_no_recorded_release_reads_names_the_release_the_host_runs() -> None:
+    """Data the running release moved past every recorded one (its own new format): the
+    release that reads it is the one the host runs (not in any table before it is released),
+    and the refusal names it."""
+    newest = READS_FORMATS[1]
+    why = refusal("0.3.2", newest, Facts("0.1.0", (1, 1)))
+    readers = [k.version for k in KNOWN if k.reads[1] >= newest] or ["0.3.2"]
+    assert why is not None and f"choose {readers[0]} or later" in why, why
+
+
 def test_data_too_old_for_the_target_names_the_release_to_go_through() -> None:
     later = (*KNOWN, Known("0.9.0", 9, (1, 9)))
     target = Facts("1.0.0", (7, 10), "0.1.0", later)

@@ -185,6 +185,8 @@ def format_refusal(data_format: int, target: Facts, installed: str | None = None
     lo, hi = target.reads
     if data_format > hi:
         readers = [k.version for k in known if k.reads[0] <= data_format <= k.reads[1]]
+        if not readers and installed is not None:
+            readers = [installed]  # the release that wrote the data reads it, known or not
         choose = f"; choose {readers[0]} or later" if readers else ""
         back = (
             " (`openmfa rollback` goes back to the release before the last upgrade, with the "
