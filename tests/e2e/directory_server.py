@@ -243,6 +243,9 @@ class SambaDc:
     """ldaps:// with a certificate from a test CA (AD refuses simple binds without TLS)."""
     ca_file: Path
     workdir: Path
+    winbindd_socket_dir: Path | None = None
+    """With ``samba_dc(winbind=True)``: the directory of winbindd's pipe, which ``ntlm_auth``
+    (a client of winbindd) must find at /run/samba/winbindd, its compiled-in place."""
 
     def tool(self, *args: str) -> str:
         """``samba-tool ARGS`` against the running DC's own database."""
@@ -260,11 +263,15 @@ def _ip(*args: str) -> None:
 
 
 @contextmanager
-def samba_dc(workdir: Path) -> Iterator[SambaDc]:
+def samba_dc(workdir: Path, *, winbind: bool = False) -> Iterator[SambaDc]:
     """``samba-tool domain provision`` (realm EXAMPLE.TEST, no DNS), then ``samba`` serving only
     LDAP, inside a network namespace this makes (its own loopback; reached over a veth pair on
     a /30 of 10.213.0.0/16), so its fixed ports (389, 636) collide with nothing. Everything it
-    made is removed afterwards, samba stopped by its PID."""
+    made is removed afterwards, samba stopped by its PID.
+
+    ``winbind``: samba also runs its winbindd (its pipe in ``workdir/winbindd``, its PID file
+    in ``workdir/run``) and allows MS-CHAPv2 (``ntlm auth = mschapv2-and-ntlmv2-only``), so
+    ``ntlm_auth --configfile=<the DC's smb.conf>`` checks MS-CHAPv2 responses against it."""
     import secrets
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -288,9 +295,19 @@ def samba_dc(workdir: Path) -> Iterator[SambaDc]:
         f"\n\ttls enabled = yes\n\ttls keyfile = {key_file}\n\ttls certfile = {cert_file}"
         f"\n\ttls cafile = {ca_file}"
     )
+    services = "ldap"
+    if winbind:
+        services = "ldap, winbindd"
+        (workdir / "run").mkdir(exist_ok=True)
+        extra += (
+            "\n\tntlm auth = mschapv2-and-ntlmv2-only"
+            f"\n\twinbindd socket directory = {workdir}/winbindd\n\tpid directory = {workdir}/run"
+        )
     text = text.replace("[global]", "[global]" + extra, 1)
     lines = [ln for ln in text.splitlines() if not ln.strip().startswith("server services")]
-    conf.write_text("\n".join(lines).replace("[global]", "[global]\n\tserver services = ldap", 1))
+    conf.write_text(
+        "\n".join(lines).replace("[global]", f"[global]\n\tserver services = {services}", 1)
+    )
     _ip("netns", "add", ns)
     proc: subprocess.Popen[bytes] | None = None
     log = (workdir / "samba.out").open("wb")
@@ -315,7 +332,12 @@ def samba_dc(workdir: Path) -> Iterator[SambaDc]:
             except OSError:
                 assert time.monotonic() < deadline, "samba did not listen on 636"
                 time.sleep(0.2)
-        yield SambaDc(f"ldaps://{dc_ip}:636", ca_file, workdir)
+        wb_dir = workdir / "winbindd" if winbind else None
+        while wb_dir is not None and not (wb_dir / "pipe").is_socket():
+            assert proc.poll() is None, (workdir / "samba.out").read_text()
+            assert time.monotonic() < deadline, "samba's winbindd made no pipe"
+            time.sleep(0.2)
+        yield SambaDc(f"ldaps://{dc_ip}:636", ca_file, workdir, wb_dir)
     finally:
         if proc is not None:
             stop(proc)
