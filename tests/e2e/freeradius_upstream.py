@@ -3,7 +3,8 @@
 
 ``freeradius_upstream`` answers PAP, MS-CHAPv2 without EAP (RFC 2548: MS-CHAP-Challenge and
 MS-CHAP2-Response in; MS-CHAP2-Success and MS-MPPE-Send/Recv-Key out), EAP-PEAP with
-EAP-MSCHAPv2 inside and EAP-TTLS with PAP inside, from its own configuration directory
+EAP-MSCHAPv2 inside, EAP-TTLS with PAP inside and EAP-TLS (client certificates from the same
+test CA: ``Upstream.client_certificate``), from its own configuration directory
 (``freeradius_upstream.conf``; nothing under /etc/freeradius is read or changed) on a free
 loopback UDP port, with a test CA and server certificate made per run. An EAP Access-Accept
 carries the INNER user name in User-Name. The process is stopped by its PID.
@@ -28,7 +29,7 @@ from .helpers import stop
 from .services import free_udp_port
 
 TEMPLATE = Path(__file__).with_name("freeradius_upstream.conf")
-EapMethod = Literal["peap", "ttls-pap"]
+EapMethod = Literal["peap", "ttls-pap", "tls"]
 
 
 @dataclass
@@ -43,6 +44,11 @@ class Upstream:
     def log(self) -> str:
         """What FreeRADIUS wrote so far (for a failing test's message)."""
         return (self.workdir / "freeradius.log").read_text(errors="replace")
+
+    def client_certificate(self, name: str) -> tuple[Path, Path]:
+        """(certificate, key) of a client certificate for ``name`` (its CN) signed by the test
+        CA, which the upstream's EAP-TLS trusts; made once."""
+        return make_client_certificate(self.ca.parent, name)
 
 
 def make_certificates(folder: Path) -> Path:
@@ -72,6 +78,29 @@ def make_certificates(folder: Path) -> Path:
         "-CAcreateserial", "-out", "server.pem", "-days", "3", "-extfile", "server.ext",
     )  # fmt: skip
     return folder
+
+
+def make_client_certificate(folder: Path, name: str) -> tuple[Path, Path]:
+    """(certificate, key) for ``name`` signed by ``folder``'s CA (``make_certificates``)."""
+    stem = "client-" + "".join(c if c.isalnum() else "_" for c in name)
+    cert, key = folder / f"{stem}.pem", folder / f"{stem}.key"
+    if cert.exists():
+        return cert, key
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    subprocess.run(
+        ["openssl", "req", *ec, "-keyout", key.name, "-out", f"{stem}.csr", "-subj", f"/CN={name}"],
+        cwd=folder, check=True, capture_output=True,
+    )  # fmt: skip
+    (folder / f"{stem}.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=clientAuth\n"
+    )
+    subprocess.run(
+        ["openssl", "x509", "-req", "-in", f"{stem}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", cert.name, "-days", "3", "-extfile", f"{stem}.ext"],
+        cwd=folder, check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 def _quoted(value: str) -> str:
@@ -156,20 +185,32 @@ def eapol_test_conf(
     anonymous_identity: str = "anonymous",
     *,
     ca_cert: Path | None = None,
+    client_cert: tuple[Path, Path] | None = None,
 ) -> Path:
     """A wpa_supplicant network block for eapol_test: PEAP with EAP-MSCHAPv2 inside, or
-    EAP-TTLS with PAP inside; the outer identity is ``anonymous_identity``, the inner one
-    ``identity``. With ``ca_cert`` the server's certificate is checked against it."""
-    outer, phase2 = {"peap": ("PEAP", "auth=MSCHAPV2"), "ttls-pap": ("TTLS", "auth=PAP")}[method]
-    lines = [
-        'ssid="openmfa-test"',
-        "key_mgmt=WPA-EAP",
-        f"eap={outer}",
-        f"identity={_quoted(identity)}",
-        f"anonymous_identity={_quoted(anonymous_identity)}",
-        f"password={_quoted(password)}",
-        f'phase2="{phase2}"',
-    ]
+    EAP-TTLS with PAP inside (the outer identity ``anonymous_identity``, the inner one
+    ``identity``), or EAP-TLS with ``client_cert`` (certificate, key; ``identity`` is the only
+    identity, ``password`` unused). With ``ca_cert`` the server's certificate is checked."""
+    lines = ['ssid="openmfa-test"', "key_mgmt=WPA-EAP"]
+    if method == "tls":
+        assert client_cert is not None, "EAP-TLS needs a client certificate"
+        lines += [
+            "eap=TLS",
+            f"identity={_quoted(identity)}",
+            f"client_cert={_quoted(str(client_cert[0]))}",
+            f"private_key={_quoted(str(client_cert[1]))}",
+        ]
+    else:
+        outer, phase2 = {"peap": ("PEAP", "auth=MSCHAPV2"), "ttls-pap": ("TTLS", "auth=PAP")}[
+            method
+        ]
+        lines += [
+            f"eap={outer}",
+            f"identity={_quoted(identity)}",
+            f"anonymous_identity={_quoted(anonymous_identity)}",
+            f"password={_quoted(password)}",
+            f'phase2="{phase2}"',
+        ]
     if method == "peap":
         lines.append('phase1="peaplabel=0"')
     if ca_cert is not None:

@@ -34,7 +34,7 @@ USERS = {
     "dave": "dave-upstream-pw",
 }
 REPLY = {"Class": "vpn-staff", "Filter-Id": "staff", "Session-Timeout": "3600"}
-METHODS: list[EapMethod] = ["peap", "ttls-pap"]
+METHODS: list[EapMethod] = ["peap", "ttls-pap", "tls"]
 SENT_USER_NAME = re.compile(
     r"^RADIUS message: code=1 .*\n(?:\s+Attribute .*\n(?:\s+Value: .*\n)?)*?"
     r"\s+Attribute 1 \(User-Name\) length=\d+\n\s+Value: '([^']*)'",
@@ -64,20 +64,33 @@ def upstream(site: RelaySite) -> Upstream:
     return site.upstream
 
 
+def peer(folder: Path, method: EapMethod, user: str, password: str, upstream: Upstream) -> Path:
+    """eapol_test's configuration for ``user``: with ``password`` (PEAP, TTLS), or for EAP-TLS
+    ``user``'s own certificate when ``password`` is theirs, else one made for someone else."""
+    name = user if password == USERS.get(user) else "mallory"
+    return eapol_test_conf(
+        folder / f"{method}-{user}-{name}.conf",
+        method,
+        user,
+        password,
+        ca_cert=upstream.ca,
+        client_cert=upstream.client_certificate(name) if method == "tls" else None,
+    )
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_the_upstream_alone(upstream: Upstream, method: EapMethod, tmp_path: Path) -> None:
-    conf = eapol_test_conf(
-        tmp_path / "right.conf", method, "alice", USERS["alice"], ca_cert=upstream.ca
-    )
-    right = eapol_test(conf, upstream.port, upstream.secret, 15)
+    right = eapol_test(peer(tmp_path, method, "alice", USERS["alice"], upstream), upstream.port,
+                       upstream.secret, 15)  # fmt: skip
     assert right.success and right.mppe_ok, right.stdout[-4000:] + upstream.log()[-4000:]
-    # the outer identity was anonymous; the Access-Accept names the inner user
-    assert set(re.findall(SENT_USER_NAME, right.stdout)) == {"anonymous"}
+    # the tunnels' outer identity was anonymous; the Access-Accept names the inner user
+    outer = "alice" if method == "tls" else "anonymous"
+    assert set(re.findall(SENT_USER_NAME, right.stdout)) == {outer}
     assert right.accept["User-Name"] == ["alice"]
     assert right.accept["Class"] == [b"vpn-staff".hex()]  # through the tunnel too
 
-    conf = eapol_test_conf(tmp_path / "wrong.conf", method, "alice", "not-it", ca_cert=upstream.ca)
-    wrong = eapol_test(conf, upstream.port, upstream.secret, 15)
+    wrong = eapol_test(peer(tmp_path, method, "alice", "not-it", upstream), upstream.port,
+                       upstream.secret, 15)  # fmt: skip
     assert not wrong.success and not wrong.mppe_ok and not wrong.accept
     assert "(Access-Reject)" in wrong.stdout
 
