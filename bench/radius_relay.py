@@ -135,8 +135,19 @@ def mppe_key(value: bytes, secret: bytes, authenticator: bytes) -> bytes:
     return plain[1 : 1 + plain[0]] if plain and plain[0] < len(plain) else b""
 
 
+def pap_requests(users: dict[str, str], count: int, secret: bytes) -> list[bytes]:
+    """``count`` PAP Access-Requests with the users' upstream passwords."""
+    names, out = sorted(users), []
+    for i in range(count):
+        user, auth = names[i % len(names)], os.urandom(16)
+        hidden = p.hide_password(users[user].encode(), secret, auth)
+        attrs = [(p.USER_NAME, user.encode()), (p.USER_PASSWORD, hidden)]
+        out.append(p.encode_request(p.ACCESS_REQUEST, i % 256, attrs, secret, auth))
+    return out
+
+
 def _send_all(
-    port: int, requests: list[MsChapRequest], concurrency: int, timeout: float
+    port: int, requests: list[bytes], concurrency: int, timeout: float
 ) -> tuple[list[float], list[bytes | None]]:
     """Each request once (no retransmission), ``concurrency`` at a time, one socket per
     worker; (round trips in seconds, replies in order, None for a lost one)."""
@@ -149,14 +160,14 @@ def _send_all(
             s.connect(("127.0.0.1", port))
             for i in range(first, len(requests), concurrency):
                 t0 = time.perf_counter()
-                s.send(requests[i].raw)
+                s.send(requests[i])
                 deadline = t0 + timeout
                 while time.perf_counter() < deadline:
                     try:
                         data = s.recv(4096)
                     except TimeoutError:
                         break
-                    if data[1:2] == requests[i].raw[1:2]:
+                    if data[1:2] == requests[i][1:2]:
                         times.append(time.perf_counter() - t0)
                         replies[i] = data
                         break
@@ -184,17 +195,26 @@ def mschapv2_push_round_trip(
     # 10 ms resolution.
     fr_requests = max(requests, ALONE_AT_LEAST)
     alone = mschap_requests(site.users, fr_requests, up)
-    _send_all(site.radius_port, through[:2], 1, HOLD_SECONDS + 5)  # warm up
+    _send_all(site.radius_port, [q.raw for q in through[:2]], 1, HOLD_SECONDS + 5)  # warm up
     node0, fr0 = cpu_seconds(site.node.proc.pid), cpu_seconds(site.upstream.pid)
-    times, replies = _send_all(site.radius_port, through, concurrency, HOLD_SECONDS + 5)
+    times, replies = _send_all(
+        site.radius_port, [q.raw for q in through], concurrency, HOLD_SECONDS + 5
+    )
     node_cpu = cpu_seconds(site.node.proc.pid) - node0
     fr_relayed = cpu_seconds(site.upstream.pid) - fr0
     ok = sum(
         r is not None and mschap_reply_ok(q, r, nas) for q, r in zip(through, replies, strict=True)
     )
     fr0 = cpu_seconds(site.upstream.pid)
-    fr_times, fr_replies = _send_all(site.upstream.port, alone, concurrency, 5)
+    fr_times, fr_replies = _send_all(site.upstream.port, [q.raw for q in alone], concurrency, 5)
     fr_cpu = cpu_seconds(site.upstream.pid) - fr0
+    # What the push costs by itself: PAP + an approved push, the same client and users.
+    node0 = cpu_seconds(site.node.proc.pid)
+    pap_times, pap_replies = _send_all(
+        site.radius_port, pap_requests(site.users, requests, nas), concurrency, HOLD_SECONDS + 5
+    )
+    pap_cpu = cpu_seconds(site.node.proc.pid) - node0
+    pap_ok = sum(r is not None and r[0] == p.ACCESS_ACCEPT for r in pap_replies)
     fr_ok = sum(
         r is not None and mschap_reply_ok(q, r, up) for q, r in zip(alone, fr_replies, strict=True)
     )
@@ -208,6 +228,10 @@ def mschapv2_push_round_trip(
         "fr_p99_ms": _pct(fr_times, 0.99),
         "fr_cpu_us": fr_cpu / fr_requests * 1e6,
         "fr_ok": fr_ok,
+        "pap_push_p50_ms": _pct(pap_times, 0.5),
+        "pap_push_p99_ms": _pct(pap_times, 0.99),
+        "pap_push_node_cpu_us": pap_cpu / requests * 1e6,
+        "pap_push_ok": pap_ok,
     }
     print(
         f"MS-CHAPv2 + approved push through OpenMFA, {requests} requests, {concurrency} at a "
@@ -220,6 +244,12 @@ def mschapv2_push_round_trip(
         f"MS-CHAPv2 straight to FreeRADIUS: p50 {figures['fr_p50_ms']:.2f} ms, "
         f"p99 {figures['fr_p99_ms']:.2f} ms, CPU {figures['fr_cpu_us']:.0f} µs/req; "
         f"{fr_ok}/{fr_requests} accepted and verified"
+    )
+    print(
+        f"PAP + approved push through OpenMFA, the same client (the push alone, for "
+        f"comparison): p50 {figures['pap_push_p50_ms']:.1f} ms, p99 "
+        f"{figures['pap_push_p99_ms']:.1f} ms, node CPU {figures['pap_push_node_cpu_us']:.0f} "
+        f"µs/req; {pap_ok}/{requests} accepted"
     )
     print(
         "  node CPU per MS-CHAPv2 + push / FreeRADIUS's per MS-CHAPv2: "
