@@ -8,6 +8,8 @@ Flows (chosen per client by ``--primary``):
   password goes through the node's one first-factor rule (``node.first_factor``), as the
   portal's does: a locked user's is not checked, a wrong one counts toward the lock.
 - ``combined`` (per client, with a primary): ``password`` + ``code`` in one User-Password.
+- MS-CHAPv2 and EAP (per client, ``--mschap yes`` / ``--eap relay``, with ``--primary
+  radius``): requests without a User-Password that carry them go to ``relay_flows``.
 
 Push (per client, ``--push challenge|hold|off``): with ``--primary none`` an empty User-Password
 (or the word ``push``) asks the user's device to approve, while a code still works; with a
@@ -157,6 +159,10 @@ class AccessFlows:
         self.carrying = False
         """Draining for a restart in place whose next process takes the open challenges over
         (``carry``): new challenges are opened still; only a push held open is not."""
+        from .relay_flows import RelayFlows  # (it imports this module)
+
+        self.relay = RelayFlows(self, config.values["radius_upstream"])
+        """MS-CHAPv2 and EAP, relayed to the upstream RADIUS server (``relay_flows``)."""
 
     def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> Job | None:
         """Runs on the commit thread. Returns the attempt to decide in the current batch, or
@@ -164,6 +170,9 @@ class AccessFlows:
         to check first); ``respond`` is always called on the commit thread."""
         name = pkt.get(p.USER_NAME)
         hidden = pkt.get(p.USER_PASSWORD)
+        if hidden is None and self.relay.wants(pkt):
+            self.relay.handle(client, pkt, respond)
+            return None
         no_password = hidden is None and client.push != "off" and pkt.get(p.CHAP_PASSWORD) is None
         if not name or (hidden is None and not no_password):
             respond(reject("User-Name and User-Password (PAP) are required"))
@@ -215,7 +224,11 @@ class AccessFlows:
     def answered_while_draining(self, client: RadiusClient, pkt: p.Packet) -> bool:
         """A new request, on a draining node: answered when what it starts outlives this
         process (decided in one round, or a challenge the next process takes over); a push
-        held open (``--push hold``) would not."""
+        held open (``--push hold``) would not. EAP rounds are (the conversation lives at the
+        upstream); MS-CHAPv2 is not (it holds a push)."""
+        relayed = self.relay.answered_while_draining(client, pkt)
+        if relayed is not None:
+            return relayed
         if self.carrying and client.push != "hold":
             return True
         return self.one_round(client, pkt)

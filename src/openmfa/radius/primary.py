@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..config import Config, parse_listen
 from ..errors import OpenMfaError, PrimaryUnavailable
@@ -100,37 +100,53 @@ class UpstreamRadius:
         self.c = config.values["radius_upstream"]
 
     async def check(self, user: str, password: str) -> bool:
-        if not self.c["address"]:
-            raise PrimaryUnavailable("[radius_upstream] address is not set")
-        host, port = parse_listen(self.c["address"])
+        auth = os.urandom(16)
         secret = self.c["secret"].encode()
-        loop = asyncio.get_running_loop()
+        attrs = [
+            (p.USER_NAME, user.encode()),
+            (p.USER_PASSWORD, p.hide_password(password.encode(), secret, auth)),
+            (p.NAS_IDENTIFIER, b"openmfa"),
+        ]
+        reply = await exchange(self.c, attrs, auth)
+        return reply.code == p.ACCESS_ACCEPT
+
+
+async def exchange(
+    upstream: dict[str, Any], attributes: list[tuple[int, bytes]], authenticator: bytes
+) -> p.Packet:
+    """One Access-Request to ``[radius_upstream]`` (``upstream``: that table), with a
+    Message-Authenticator, sent again as it was (the same Identifier and Authenticator, so the
+    server sees a retransmission) when the first gets no answer within ``timeout_seconds``;
+    the answer, checked against the shared secret. ``PrimaryUnavailable`` when it is not set,
+    stays silent or answers wrongly signed."""
+    if not upstream["address"]:
+        raise PrimaryUnavailable("[radius_upstream] address is not set")
+    host, port = parse_listen(upstream["address"])
+    secret = upstream["secret"].encode()
+    ident = os.urandom(1)[0]
+    request = p.encode_request(p.ACCESS_REQUEST, ident, attributes, secret, authenticator)
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bytes] = loop.create_future()
+    try:
+        transport, _ = await loop.create_datagram_endpoint(
+            functools.partial(_Answer, answer, ident), remote_addr=(host, port)
+        )
+    except OSError as exc:
+        raise PrimaryUnavailable(f"upstream RADIUS {host}:{port}: {exc.strerror}") from None
+    try:
         for _attempt in range(2):
-            auth = os.urandom(16)
-            ident = os.urandom(1)[0]
-            attrs = [
-                (p.USER_NAME, user.encode()),
-                (p.USER_PASSWORD, p.hide_password(password.encode(), secret, auth)),
-                (p.NAS_IDENTIFIER, b"openmfa"),
-            ]
-            request = p.encode_request(p.ACCESS_REQUEST, ident, attrs, secret, auth)
-            answer: asyncio.Future[bytes] = loop.create_future()
-            transport, _ = await loop.create_datagram_endpoint(
-                functools.partial(_Answer, answer, ident), remote_addr=(host, port)
-            )
+            transport.sendto(request)
             try:
-                transport.sendto(request)
-                raw = await asyncio.wait_for(answer, self.c["timeout_seconds"])
+                raw = await asyncio.wait_for(asyncio.shield(answer), upstream["timeout_seconds"])
             except TimeoutError:
                 continue
-            finally:
-                transport.close()
             try:
-                reply = p.verify_response(raw, auth, secret)
+                return p.verify_response(raw, authenticator, secret)
             except p.MalformedPacket as exc:
                 raise PrimaryUnavailable(f"upstream RADIUS {host}:{port}: {exc}") from None
-            return reply.code == p.ACCESS_ACCEPT
-        raise PrimaryUnavailable(f"upstream RADIUS {host}:{port} did not answer")
+    finally:
+        transport.close()
+    raise PrimaryUnavailable(f"upstream RADIUS {host}:{port} did not answer")
 
 
 class _Answer(asyncio.DatagramProtocol):

@@ -1,0 +1,339 @@
+"""MS-CHAPv2 and EAP sign-ins from a NAS: the first factor relayed to the upstream RADIUS server
+that holds the passwords (``[radius_upstream]``), then a push held until the phone answers.
+
+MS-CHAPv2 (RFC 2759 in RFC 2548's attributes; a client with ``--mschap yes``): the lock is
+checked first (a locked user's response is not relayed), then the request is relayed through
+the node's one first-factor rule (``node.first_factor``): a Reject is a wrong password (counted
+toward the lock, no push, the NAS gets the upstream's MS-CHAP-Error); an Accept starts an
+approve-only push (no number: such a NAS shows nothing), held within the client's
+``--hold-seconds``; approved, the NAS gets the upstream's MS-CHAP2-Success and MPPE keys
+re-encrypted for it (``relay.accept_attributes``); refused or unanswered, an Access-Reject with
+an MS-CHAP-Error (E=691).
+
+EAP (PEAP, EAP-TTLS, EAP-TLS; a client with ``--eap relay``): each round is relayed with the
+NAS's State as it came, so the conversation lives at the upstream, not here: a round may reach
+another node of the farm, or this node's next process after a restart, and it goes on. The
+upstream's Access-Challenge goes to the NAS at once; its Access-Accept starts the push to the
+person it names in User-Name (the inner identity of a tunnel), or the request's User-Name; its
+Access-Reject is a wrong first factor (counted for the request's User-Name: an anonymous outer
+identity counts for no one). A refused push is an Access-Reject with an EAP-Failure in place of
+the upstream's EAP-Success. A round held for a push that a restart cuts short is answered by
+nobody: the NAS retransmits, the upstream no longer knows the State, and the supplicant starts
+again (EAP's own recovery).
+
+Invariants owned here: no push is ever sent before the upstream accepted the first factor, and
+no Access-Accept leaves without an approved push (or the user's open bypass); the upstream's
+silence is an Access-Reject and a log line, never a hang; no Reply-Message of OpenMFA's is
+added (such NAS do not show it); every answer goes through the server's ``respond`` on the
+commit thread, so a NAS's retransmission joins it and is never relayed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ..core.verification import MethodKind, Reason
+from ..errors import MalformedPacket, OpenMfaError, PrimaryUnavailable
+from ..node import audit
+from ..node.authenticator import Attempt
+from ..node.radius_clients import RadiusClient
+from ..store.changes import AuditEvent
+from . import packet as p
+from . import relay as r
+from .flows import Reply, Respond
+from .primary import exchange
+
+if TYPE_CHECKING:
+    from .flows import AccessFlows
+
+log = logging.getLogger("openmfa.radius")
+SAY_EVERY = 60.0
+"""A refusal that an administrator can fix is logged once a minute per client and kind."""
+
+
+class _Relayed:
+    """A first-factor backend (``node.first_factor.PasswordCheck``) that relays one request:
+    the upstream's answer is kept for the reply to the NAS."""
+
+    def __init__(self, upstream: dict[str, Any], attributes: list[tuple[int, bytes]]) -> None:
+        self.upstream = upstream
+        self.attributes = attributes
+        self.authenticator = os.urandom(16)
+        self.reply: p.Packet | None = None
+
+    async def check(self, user: str, password: str) -> bool:
+        self.reply = await exchange(self.upstream, self.attributes, self.authenticator)
+        return self.reply.code == p.ACCESS_ACCEPT
+
+
+class RelayFlows:
+    def __init__(self, flows: AccessFlows, upstream: dict[str, Any]) -> None:
+        """``upstream``: the ``[radius_upstream]`` table."""
+        self.flows = flows
+        self.upstream = upstream
+        self._said: dict[tuple[str, str], float] = {}
+
+    @staticmethod
+    def wants(pkt: p.Packet) -> bool:
+        """Whether a request without a User-Password is MS-CHAP or EAP (relayed here)."""
+        return r.is_eap(pkt.attributes) or r.is_mschap(pkt.attributes)
+
+    @staticmethod
+    def answered_while_draining(client: RadiusClient, pkt: p.Packet) -> bool | None:
+        """EAP rounds are answered by a draining node (the conversation lives upstream);
+        MS-CHAPv2 is not (it would hold a push here): None for other requests."""
+        if pkt.get(p.USER_PASSWORD) is not None:
+            return None
+        if r.is_eap(pkt.attributes):
+            return client.eap == "relay"
+        return False if r.is_mschap(pkt.attributes) else None
+
+    def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> None:
+        """On the commit thread: refuse at once what cannot be relayed; the rest goes to the
+        event loop."""
+        if r.is_eap(pkt.attributes):
+            self._eap(client, pkt, respond)
+        else:
+            self._mschap(client, pkt, respond)
+
+    # -- MS-CHAPv2 ----------------------------------------------------------------------
+
+    def _mschap(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> None:
+        try:
+            request = r.parse_mschap(pkt)
+        except MalformedPacket as exc:
+            self._say(client, "malformed-mschap", "an MS-CHAP request that cannot be read: %s", exc)
+            respond(_reply(p.ACCESS_REJECT, []))
+            return
+        if not client.mschap:
+            self._say(
+                client,
+                "mschap-off",
+                "MS-CHAPv2 request rejected: enable it with `openmfa radius client add %s "
+                "--primary radius --mschap yes ...` (remove and add the client again)",
+                client.name,
+            )
+            respond(_reply(p.ACCESS_REJECT, r.mschap_reject(None, request.ident)))
+            return
+        relayed = r.upstream_attributes(pkt, request.attributes)
+        self.flows._on_loop(self._mschap_relay, client, pkt, request, relayed, respond)
+
+    async def _mschap_relay(
+        self,
+        client: RadiusClient,
+        pkt: p.Packet,
+        request: r.MsChap,
+        relayed: list[tuple[int, bytes]],
+        respond: Respond,
+    ) -> None:
+        refused = _reply(p.ACCESS_REJECT, r.mschap_reject(None, request.ident))
+        asked = self._attempt(client, request.user)
+        checked = AuditEvent(
+            "primary",
+            "accepted",
+            user_name=request.user,
+            client=asked.client,
+            request_id=asked.request_id,
+            detail="radius mschapv2",
+        )
+        backend = _Relayed(self.upstream, relayed)
+        try:
+            decision = await self.flows.first.check(backend, asked, "", checked)
+        except PrimaryUnavailable as exc:
+            log.error("MS-CHAPv2 for RADIUS client %s: %s; rejected", client.name, exc)
+            self._answer(respond, refused)
+            return
+        except OpenMfaError as exc:
+            log.error("MS-CHAPv2 for RADIUS client %s failed: %s", client.name, exc.message)
+            self._answer(respond, refused)
+            return
+        if not decision.accepted or backend.reply is None:
+            ms_error = r.mschap_reject(backend.reply, request.ident)
+            self._answer(respond, _reply(p.ACCESS_REJECT, ms_error))
+            return
+        keys = self._keys(backend, client, pkt)
+        await self._second_factor(client, request.user, backend.reply, keys, refused, respond)
+
+    # -- EAP ----------------------------------------------------------------------------
+
+    def _eap(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> None:
+        ident = r.eap_identifier(pkt.attributes)
+        refused = _reply(p.ACCESS_REJECT, r.eap_split(r.eap_failure(ident)))
+        if client.eap != "relay":
+            self._say(
+                client,
+                "eap-off",
+                "EAP request rejected: enable it with `openmfa radius client add %s --primary "
+                "radius --eap relay ...` (remove and add the client again)",
+                client.name,
+            )
+            respond(refused)
+            return
+        if pkt.ma_at < 0:  # RFC 3579 §3.2: EAP without a Message-Authenticator is not taken
+            self._say(client, "eap-no-ma", "EAP request without a Message-Authenticator: %s", "")
+            respond(refused)
+            return
+        try:
+            message = r.eap_join(pkt.attributes)
+        except MalformedPacket as exc:
+            self._say(client, "eap-malformed", "an EAP request that cannot be read: %s", exc)
+            respond(refused)
+            return
+        relayed = r.upstream_attributes(pkt, r.eap_round(pkt, message))
+        self.flows._on_loop(self._eap_relay, client, pkt, relayed, refused, respond)
+
+    async def _eap_relay(
+        self,
+        client: RadiusClient,
+        pkt: p.Packet,
+        relayed: list[tuple[int, bytes]],
+        refused: Reply,
+        respond: Respond,
+    ) -> None:
+        outer = (pkt.get(p.USER_NAME) or b"").decode(errors="replace")
+        try:
+            if pkt.get(p.STATE) is None and outer and await self._locked(client, outer):
+                self._answer(respond, refused)  # a new conversation of a locked user
+                return
+            backend = _Relayed(self.upstream, relayed)
+            await backend.check(outer, "")
+        except PrimaryUnavailable as exc:
+            log.error("EAP for RADIUS client %s: %s; rejected", client.name, exc)
+            self._answer(respond, refused)
+            return
+        except OpenMfaError as exc:
+            log.error("EAP for RADIUS client %s failed: %s", client.name, exc.message)
+            self._answer(respond, refused)
+            return
+        reply = backend.reply
+        assert reply is not None
+        if reply.code == p.ACCESS_CHALLENGE:
+            self._answer(respond, _reply(p.ACCESS_CHALLENGE, r.challenge_attributes(reply)))
+            return
+        if reply.code != p.ACCESS_ACCEPT:
+            ident = r.eap_identifier(pkt.attributes)
+            self._answer(respond, _reply(p.ACCESS_REJECT, r.eap_reject(reply, ident)))
+            if outer:
+                await self._wrong(client, outer)
+            return
+        inner = reply.get(p.USER_NAME)
+        user = inner.decode(errors="replace") if inner else outer
+        failure = _reply(
+            p.ACCESS_REJECT, r.eap_split(r.eap_failure(r.eap_success_identifier(reply)))
+        )
+        asked = self._attempt(client, user)
+        event = AuditEvent(
+            "primary",
+            "accepted",
+            user_name=user,
+            client=asked.client,
+            request_id=asked.request_id,
+            detail="radius eap",
+        )
+        await asyncio.to_thread(audit.record, self.flows.store, event)
+        keys = self._keys(backend, client, pkt)
+        await self._second_factor(client, user, reply, keys, failure, respond, eap=True)
+
+    async def _locked(self, client: RadiusClient, user: str) -> bool:
+        """Whether the person is locked (then audited, and the upstream is not asked)."""
+        asked = replace(self._attempt(client, user), before_first_factor=True, push=False)
+        result = await self.flows.queue.submit(asked)
+        if isinstance(result, OpenMfaError):
+            raise result
+        return result.reason is Reason.LOCKED
+
+    async def _wrong(self, client: RadiusClient, user: str) -> None:
+        try:
+            await self.flows.first.failed(self._attempt(client, user))
+        except OpenMfaError as exc:
+            log.error("could not count a wrong EAP first factor: %s", exc.message)
+
+    # -- both: the push -------------------------------------------------------------------
+
+    async def _second_factor(
+        self,
+        client: RadiusClient,
+        user: str,
+        reply: p.Packet,
+        keys: r.Keys,
+        refused: Reply,
+        respond: Respond,
+        *,
+        eap: bool = False,
+    ) -> None:
+        """After the upstream's Accept: the person's approve-only push, held (``flows._hold``
+        counts it in ``holding``); approved → the Access-Accept made from the upstream's."""
+        try:
+            accept = _reply(
+                p.ACCESS_ACCEPT,
+                r.accept_attributes(reply, keys, r.allow_list(client.reply_attributes), eap=eap),
+            )
+        except (MalformedPacket, ValueError) as exc:
+            log.error(
+                "the upstream's Access-Accept for RADIUS client %s cannot be passed on (%s): "
+                "is [radius_upstream] secret the upstream's?",
+                client.name,
+                exc,
+            )
+            self._answer(respond, refused)
+            return
+        if not await asyncio.to_thread(self._has_push, user):
+            self._say(
+                client,
+                "no-push",
+                "%s has no push device: MS-CHAPv2 and EAP sign-ins need one (rejected)",
+                user,
+            )
+            self._answer(respond, refused)
+            return
+        held = replace(client, push="hold")
+
+        def answer(reply: Reply) -> None:
+            respond(accept if reply.code == p.ACCESS_ACCEPT else refused)
+
+        attempt, callback, _ = self.flows._job(held, user, "push", answer)
+        self.flows.queue.submit_callback(attempt, callback)
+
+    def _has_push(self, user: str) -> bool:
+        try:
+            return any(m.kind == MethodKind.PUSH for m in self.flows.accounts.list_methods(user))
+        except OpenMfaError:
+            return False
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _keys(self, backend: _Relayed, client: RadiusClient, pkt: p.Packet) -> r.Keys:
+        secret = self.upstream["secret"].encode()
+        return r.Keys(secret, backend.authenticator, client.secret, pkt.authenticator)
+
+    def _attempt(self, client: RadiusClient, user: str) -> Attempt:
+        f = self.flows
+        return Attempt(
+            user,
+            "",
+            client="radius:" + client.name,
+            request_id=f"radius-{f._run}-{next(f._ids)}",
+            push=False,
+        )
+
+    def _answer(self, respond: Respond, answer: Reply) -> None:
+        """From the event loop: answer on the commit thread."""
+        self.flows.queue.call(lambda: respond(answer))
+
+    def _say(self, client: RadiusClient, kind: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        key = (client.name, kind)
+        if now - self._said.get(key, -SAY_EVERY) >= SAY_EVERY:
+            if len(self._said) > 10_000:
+                self._said.clear()
+            self._said[key] = now
+            log.warning("RADIUS client %s: " + message, client.name, *args)
+
+
+def _reply(code: int, attributes: list[tuple[int, bytes]]) -> Reply:
+    return Reply(code, attributes)
