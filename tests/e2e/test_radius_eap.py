@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .freeradius_upstream import EapMethod, Upstream, eapol_test_conf
+from .freeradius_upstream import EapMethod, EapolResult, Upstream, eapol_test_conf
 from .freeradius_upstream import run_eapol_test as eapol_test
 from .relay_site import RelaySite, relay_site
 
@@ -185,3 +185,53 @@ def test_the_judge_fails_keys_not_reencrypted(upstream: Upstream, tmp_path: Path
     # ... but the keys did not decrypt to the MSK the peer derived
     assert not result.mppe_ok and not result.success
     assert re.search(r"^MPPE keys OK: 0\s+mismatch: 1", result.stdout, re.M)
+
+
+# --- through OpenMFA ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_eap_through_openmfa_asks_the_phone(
+    site: RelaySite, method: EapMethod, tmp_path: Path
+) -> None:
+    """Approved: eapol_test's SUCCESS, so the MPPE keys reached it re-encrypted for the NAS's
+    secret; denied: a reject; a wrong password: a reject and no push at all."""
+    user = "carol"
+    phone = site.answering(user, "approve")
+    pushes, shown = len(site.push_requests(user)), len(phone.shown)
+
+    def run(password: str) -> EapolResult:
+        conf = peer(tmp_path, method, user, password, site.upstream)
+        return eapol_test(conf, site.radius_port, site.nas_secret, 40)
+
+    approved = run(USERS[user])
+    assert approved.success and approved.mppe_ok, (
+        approved.stdout[-4000:] + site.node.log.read_text()[-4000:]
+    )
+    assert approved.accept.get("User-Name", [user]) == [user]  # if passed on: the inner one
+    # what the upstream told the NAS passes (the default allow-list)
+    assert approved.accept["Class"] == [b"vpn-staff".hex()]
+    assert "Attr-11" in approved.accept and "Session-Timeout" in approved.accept  # Filter-Id
+    assert site.push_requests(user)[pushes:] == [("radius:nas", "accepted")]
+
+    phone.decision = "deny"
+    denied = run(USERS[user])
+    assert not denied.success and not denied.accept and "(Access-Reject)" in denied.stdout
+    assert site.push_requests(user)[pushes + 1 :] == [("radius:nas", "denied")]
+
+    phone.decision = "approve"
+    wrong = run("not-the-password")
+    assert not wrong.success and not wrong.accept and "(Access-Reject)" in wrong.stdout
+    assert len(site.push_requests(user)) == pushes + 2  # no push for a wrong password
+    assert len(phone.shown) == shown + 2
+
+
+def test_eap_push_not_answered_within_the_hold_is_a_reject(site: RelaySite, tmp_path: Path) -> None:
+    user = "dave"
+    phone = site.answering(user, "ignore")
+    conf = peer(tmp_path, "peap", user, USERS[user], site.upstream)
+    result = eapol_test(conf, site.radius_port, site.nas_secret, 30, extra=("-A", SHORT_HOLD))
+    assert not result.success and not result.accept, result.stdout[-4000:]
+    assert "(Access-Reject)" in result.stdout
+    assert [c for c, _ in site.push_requests(user)] == ["radius:nas-127-0-0-2"]
+    assert len(phone.shown) == 1
