@@ -54,6 +54,11 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("directory", "max_changes"): 5,
     ("directory", "sources"): [],
     ("ldap", "source"): "",
+    ("ntlm", "ntlm_auth"): "/usr/bin/ntlm_auth",
+    ("ntlm", "domain"): "",
+    ("ntlm", "smb_conf"): "",
+    ("ntlm", "timeout_seconds"): 5,
+    ("ntlm", "max_concurrent"): 8,
 }
 """Settings shipped commented out in default_server.toml, with their defaults here. Release
 0.2.0's upgrader adds every new setting of the new release to server.toml and then reads the
@@ -97,6 +102,8 @@ POSITIVE = {
     ("radius", "duplicate_seconds"),
     ("ldap", "timeout_seconds"),
     ("radius_upstream", "timeout_seconds"),
+    ("ntlm", "timeout_seconds"),
+    ("ntlm", "max_concurrent"),
     ("farm", "claim_timeout_seconds"),
     ("farm", "retain_changes"),
     ("mobile", "max_devices"),

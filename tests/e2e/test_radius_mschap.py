@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,12 +34,36 @@ SECRET = "vpn-secret-mschap"
 USERS = {"alice": "alice-upstream-pw", "bob": "bob-upstream-pw", "lola": "lola-upstream-pw"}
 REPLY = {"Class": "vpn-staff", "Filter-Id": "staff", "Reply-Message": "upstream says hi"}
 # Gateways by source address: 127.0.0.1 does MS-CHAPv2 (Class and Filter-Id pass, nothing
-# else), 127.0.0.2 is a PAP-only client, 127.0.0.3 holds one second only.
+# else), 127.0.0.2 is a PAP-only client, 127.0.0.3 holds one second only, 127.0.0.4 has Active
+# Directory check MS-CHAPv2 (--primary ntlm).
+RELAY = ["--primary", "radius", "--push", "hold", "--mschap", "yes"]
 GATEWAYS = (
-    ("vpn", "127.0.0.1", ["--mschap", "yes", "--reply-attributes", "Class,Filter-Id"]),
+    ("vpn", "127.0.0.1", [*RELAY, "--reply-attributes", "Class,Filter-Id"]),
     ("pap", "127.0.0.2", []),
-    ("vpn-short", "127.0.0.3", ["--mschap", "yes", "--hold-seconds", "1"]),
+    ("vpn-short", "127.0.0.3", [*RELAY, "--hold-seconds", "1"]),
+    ("vpn-ad", "127.0.0.4", ["--primary", "ntlm", "--mschap", "yes"]),
 )
+DOMAIN_USERS = {"dora": "dora-domain-pw"}
+STAND_IN = """#!{python}
+# ntlm_auth as a domain member runs it (--request-nt-key --allow-mschapv2), answering from
+# DOMAIN_USERS with the tests' own RFC 2759 peer: NT_KEY (the PasswordHashHash) or a refusal.
+import sys
+sys.path.insert(0, {root!r})
+from tests.radius import ms_chap_peer as peer
+users = {users!r}
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if "=" in a)
+with open({argv!r}, "a") as f:
+    f.write(" ".join(sys.argv[1:]) + "\\n")
+password = users.get(args["username"])
+if password is not None:
+    key = peer.nt_password_hash(password)
+    challenge, nt = bytes.fromhex(args["challenge"]), bytes.fromhex(args["nt-response"])
+    if peer.challenge_response(challenge, key) == nt:
+        print("NT_KEY: " + peer.hash_nt_password_hash(key).hex().upper())
+        sys.exit(0)
+print("Logon failure (0xc000006d)")
+sys.exit(1)
+"""
 
 
 @dataclass
@@ -74,13 +99,24 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 "min_gap_seconds = 0.0\n[policy]\nlockout_threshold = 3\n"
             )
         init(dd)
+        stand_in = base / "ntlm_auth"
+        stand_in.write_text(
+            STAND_IN.format(
+                python=sys.executable,
+                root=str(Path(__file__).parents[2]),
+                users=DOMAIN_USERS,
+                argv=str(base / "ntlm_auth.argv"),
+            )
+        )
+        stand_in.chmod(0o755)
+        with (dd / "server.toml").open("a") as f:
+            f.write(f'[ntlm]\nntlm_auth = "{stand_in}"\ndomain = "EXAMPLE"\n')
         for name, address, options in GATEWAYS:
-            primary = ["--primary", "radius", "--push", "hold"] if options else []
             cli(dd, "radius", "client", "add", name, "--address", address, "--secret", SECRET,
-                *primary, *options)  # fmt: skip
+                *options)  # fmt: skip
         listed = cli(dd, "radius", "client", "list").stdout
         assert "mschap" in listed and "reply=Class,Filter-Id" in listed, listed
-        for user in USERS:
+        for user in [*USERS, *DOMAIN_USERS]:
             cli(dd, "user", "add", user)
         udp = free_udp_port()
         with server(dd, port=port, radius=f"127.0.0.1:{udp}") as node:
@@ -311,3 +347,42 @@ def test_a_silent_upstream_is_a_reject_and_a_log_line(tmp_path: Path) -> None:
             # sent twice, the same request (a retransmission the upstream would recognise)
             assert len(sent) == 2 and sent[0] == sent[1]
             wait_for(lambda: "did not answer" in node.log.read_text(), "the log line")
+
+
+def test_active_directory_checks_mschapv2_through_ntlm_auth(site: Site, tmp_path: Path) -> None:
+    """--primary ntlm: the domain (ntlm_auth, here a stand-in that knows dora's password)
+    checks the response; OpenMFA makes the MS-CHAP2-Success and MPPE keys from the
+    PasswordHashHash it returns, after an approved push."""
+    phone = site.phone("dora", tmp_path)
+    sent, attrs = mschap_request("EXAMPLE\\dora", DOMAIN_USERS["dora"], ident=11)
+    vpn = radclient_start(site.port, attrs, source="127.0.0.4")
+    (request,) = phone.pending(wait=15)  # the person is dora, without the domain
+    assert request["numbered"] is False and request["client"] == "radius:vpn-ad"
+    phone.run("approve", str(request["id"]))
+    kind, reply, out = result(vpn)
+    assert kind == "Access-Accept", out + site.node.log.read_text()[-3000:]
+    success = octets(reply["MS-CHAP2-Success"][0])
+    nt_response = sent.response[26:50]
+    assert success[0] == 11 and peer.check_authenticator_response(
+        success[1:], DOMAIN_USERS["dora"], nt_response, sent.peer_challenge, sent.challenge,
+        "EXAMPLE\\dora",
+    )  # fmt: skip
+    peer_send, peer_recv = peer.peer_start_keys(DOMAIN_USERS["dora"], nt_response)
+    assert octets(reply["MS-MPPE-Send-Key"][0]) == peer_recv
+    assert octets(reply["MS-MPPE-Recv-Key"][0]) == peer_send
+    argv = (site.dd.parent / "ntlm_auth.argv").read_text().splitlines()[-1].split()
+    assert "--username=dora" in argv and "--domain=EXAMPLE" in argv
+    assert "--allow-mschapv2" in argv and "--request-nt-key" in argv
+    # A wrong password: the domain's refusal, no push.
+    _, attrs = mschap_request("EXAMPLE\\dora", "not-it", ident=12)
+    kind, reply, out = radclient(site, attrs, source="127.0.0.4")
+    assert kind == "Access-Reject", out
+    ident, error = ms_error(reply["MS-CHAP-Error"][0])
+    assert ident == 12 and error.startswith("E=691 ")
+    assert phone.pending(wait=2) == []
+    # PAP to such a client: refused (ntlm_auth is never given a password)
+    kind, _, out = radclient(
+        site, {"User-Name": "dora", "User-Password": "dora-domain-pw"}, source="127.0.0.4"
+    )
+    assert kind == "Access-Reject", out
+    assert "checks MS-CHAPv2 only" in site.node.log.read_text()

@@ -25,7 +25,9 @@ def test_the_options_are_stored_and_read_back(store: Store) -> None:
                 reply_attributes="Class,Filter-Id,Vendor-Specific:12356")  # fmt: skip
     clients.add("wifi", "192.0.2.0/28", SECRET, primary="radius", eap="relay")
     clients.add("pam", "192.0.2.20", SECRET)
-    pam, vpn, wifi = clients.all()
+    clients.add("ad", "192.0.2.30", SECRET, primary="ntlm", mschap=True)
+    ad, pam, vpn, wifi = clients.all()
+    assert ad.primary == "ntlm" and ad.mschap
     assert vpn.mschap and vpn.eap == "off" and vpn.push == "hold"
     assert vpn.reply_attributes == ("Class", "Filter-Id", "Vendor-Specific:12356")
     assert wifi.eap == "relay" and not wifi.mschap
@@ -43,6 +45,9 @@ def test_the_options_are_stored_and_read_back(store: Store) -> None:
         ({"eap": "relay", "primary": "radius", "combined": True}, "do not go together"),
         ({"mschap": True, "primary": "radius", "push": "off"}, "needs a push"),
         ({"eap": "proxy", "primary": "radius"}, "--eap must be one of off, relay"),
+        ({"primary": "ntlm"}, "--primary ntlm checks MS-CHAPv2 only"),
+        ({"primary": "ntlm", "mschap": True, "eap": "relay"}, "--eap relay needs --primary radius"),
+        ({"primary": "ntlm", "mschap": True, "combined": True}, "needs a primary check"),
         ({"primary": "radius", "reply_attributes": "Class,State"}, "State cannot be in"),
         ({"primary": "radius", "reply_attributes": "Colour"}, "not an attribute this list"),
     ],

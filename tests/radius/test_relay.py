@@ -240,3 +240,33 @@ def test_mschap_refusals_carry_an_ms_chap_error() -> None:
     assert t == m.MS_CHAP_ERROR and value[0] == 5 and value[1:].startswith(b"E=691 R=0 C=")
     bare = p.Packet(p.ACCESS_REJECT, 1, bytes(16), [])
     assert m.vendor_attributes(r.mschap_reject(bare, 6))[0][2][0] == 6
+
+
+def test_with_the_domains_hash_hash_openmfa_makes_the_answer_itself() -> None:
+    """``--primary ntlm``: RFC 2759 §9.2's worked example gives its authenticator response, and
+    RFC 3079 §3.5.3's send key reaches the NAS encrypted for its secret."""
+    challenge = bytes.fromhex("5B5D7C7D7B3F2F3E3C2C602132262628")
+    peer_challenge = bytes.fromhex("21402324255E262A28295F2B3A337C7E")
+    nt_response = bytes.fromhex("82309ECD8D708B5EA08FAA3981CD83544233114A3D85D6DF")
+    hash_hash = bytes.fromhex("41C00C584BD2D91C4017A2A12FA59F3F")
+    response = bytes((9, 0)) + peer_challenge + bytes(8) + nt_response
+    pkt = request(
+        [
+            (p.USER_NAME, b"EXAMPLE\\User"),
+            m.ms_vsa(m.MS_CHAP_CHALLENGE, challenge),
+            m.ms_vsa(m.MS_CHAP2_RESPONSE, response),
+        ]
+    )
+    parsed = r.parse_mschap(pkt)
+    assert parsed.person == "User" and parsed.user == "EXAMPLE\\User"
+    out = r.mschap_accept(parsed, hash_hash, NAS_SECRET, NAS_AUTH)
+    subs = {t: v for _, t, v in m.vendor_attributes(out)}
+    assert subs[m.MS_CHAP2_SUCCESS] == b"\x09S=407A5589115FD0D6209F510FE9C04566932CDA56"
+    send = m.decrypt_mppe_key(subs[m.MS_MPPE_SEND_KEY], NAS_SECRET, NAS_AUTH)
+    assert send == bytes.fromhex("8B7CDC149B993A1BA118CB153F56DCCB")
+    recv = m.decrypt_mppe_key(subs[m.MS_MPPE_RECV_KEY], NAS_SECRET, NAS_AUTH)
+    assert recv == m.mppe_keys_for_server(hash_hash, nt_response)[1] and recv != send
+    assert subs[m.MS_MPPE_ENCRYPTION_POLICY] == (1).to_bytes(4, "big")
+    ((_, kind, value),) = m.vendor_attributes(r.mschap_reject(None, 9, 648))
+    assert kind == m.MS_CHAP_ERROR
+    assert value.startswith(b"\x09E=648 R=0 ")

@@ -26,11 +26,11 @@ def radius_client() -> None:
 @click.option("--secret", required=True, help="The shared secret (8 characters or more).")
 @click.option(
     "--primary",
-    type=click.Choice(["none", "local", "ldap", "radius"]),
+    type=click.Choice(["none", "local", "ldap", "radius", "ntlm"]),
     default="none",
     show_default=True,
-    help="Who checks the password: nobody (the gateway did), the node, LDAP, "
-    "or an upstream RADIUS server.",
+    help="Who checks the password: nobody (the gateway did), the node, LDAP, an upstream "
+    "RADIUS server, or Active Directory through ntlm_auth (MS-CHAPv2 only; [ntlm]).",
 )
 @click.option(
     "--require-message-authenticator",
@@ -67,8 +67,8 @@ def radius_client() -> None:
     type=click.Choice(["yes", "no"]),
     default="no",
     show_default=True,
-    help="Accept MS-CHAPv2 (VPNs): relayed to the upstream RADIUS server (needs --primary "
-    "radius), then an approve-only push held until the phone answers.",
+    help="Accept MS-CHAPv2 (VPNs): checked by the upstream RADIUS server (--primary radius) or "
+    "Active Directory (--primary ntlm), then an approve-only push held until the phone answers.",
 )
 @click.option(
     "--eap",

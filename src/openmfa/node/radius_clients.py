@@ -23,14 +23,14 @@ from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
 
-PRIMARIES = ("none", "local", "ldap", "radius")
+PRIMARIES = ("none", "local", "ldap", "radius", "ntlm")
 PUSH_MODES = ("challenge", "hold", "off")
 EAP_MODES = ("off", "relay")
 MIN_SECRET = 8
 REPLY_ATTRIBUTES_DEFAULT = t.REPLY_ATTRIBUTES_DEFAULT
-MSCHAP_PRIMARIES = ("radius",)
+MSCHAP_PRIMARIES = ("radius", "ntlm")
 """Who can check an MS-CHAPv2 response (the password never travels): an upstream RADIUS
-server that holds it."""
+server that holds it, or Active Directory through Samba's ``ntlm_auth`` (``[ntlm]``)."""
 
 REPLY_ATTRIBUTES = {
     "User-Name": 1,
@@ -184,7 +184,7 @@ class RadiusClients:
             )
         if primary not in PRIMARIES:
             raise InvalidInput(f"--primary must be one of {', '.join(PRIMARIES)}")
-        if combined and primary == "none":
+        if combined and primary in ("none", "ntlm"):
             raise InvalidInput(
                 "password+code in one field needs a primary check (--primary local, ldap or radius)"
             )
@@ -262,14 +262,20 @@ def _relay_options(primary: str, combined: bool, push: str, mschap: bool, eap: s
     """MS-CHAPv2 and EAP need someone who can check them, and a push to hold for."""
     if eap not in EAP_MODES:
         raise InvalidInput(f"--eap must be one of {', '.join(EAP_MODES)}")
+    if primary == "ntlm" and not mschap:
+        raise InvalidInput(
+            "--primary ntlm checks MS-CHAPv2 only (ntlm_auth is never given a password): add "
+            "--mschap yes"
+        )
     if not mschap and eap == "off":
         return
     what = "--mschap yes" if mschap else "--eap relay"
     if mschap and primary not in MSCHAP_PRIMARIES:
         raise InvalidInput(
-            "--mschap yes needs --primary radius: the password never travels with MS-CHAPv2, so "
-            "only a server that holds it (the upstream RADIUS server: NPS, FreeRADIUS) can check "
-            "it; the node's own passwords and LDAP cannot"
+            "--mschap yes needs --primary radius or ntlm: the password never travels with "
+            "MS-CHAPv2, so only a server that holds it (the upstream RADIUS server: NPS, "
+            "FreeRADIUS; or Active Directory through ntlm_auth) can check it; the node's own "
+            "passwords and LDAP cannot"
         )
     if eap != "off" and primary != "radius":
         raise InvalidInput(

@@ -161,7 +161,7 @@ class AccessFlows:
         (``carry``): new challenges are opened still; only a push held open is not."""
         from .relay_flows import RelayFlows  # (it imports this module)
 
-        self.relay = RelayFlows(self, config.values["radius_upstream"])
+        self.relay = RelayFlows(self, config)
         """MS-CHAPv2 and EAP, relayed to the upstream RADIUS server (``relay_flows``)."""
 
     def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> Job | None:
@@ -199,6 +199,11 @@ class AccessFlows:
             return self._job(client, user, password, respond)
         if client.primary == "none":
             return self._job(client, user, password, respond)
+        if client.primary not in self.primaries:  # ntlm: MS-CHAPv2 only
+            only = "a PAP request, but --primary %s checks MS-CHAPv2 only"
+            self.relay.say(client, "pap", only, client.primary)
+            respond(DENIED_REPLY)
+            return None
         assert self.loop is not None, "start() first"
         self.loop.call_soon_threadsafe(self._start_primary, client, user, password, respond)
         return None

@@ -108,9 +108,18 @@ class MsChap:
     """An MS-CHAPv2 request's parts, checked (RFC 2548 §2.3.2, RFC 2759)."""
 
     user: str
+    """The User-Name as sent (``DOMAIN\\user`` or ``user``): what the upstream is given."""
     ident: int
     attributes: list[tuple[int, bytes]]
     """The Microsoft Vendor-Specific attributes to relay."""
+    challenge: bytes
+    response: ms.Chap2Response
+
+    @property
+    def person(self) -> str:
+        """Whom OpenMFA asks for the second factor: the User-Name without a ``DOMAIN\\``
+        (RFC 2759 §8.2 leaves it out too), as Windows clients prefix it."""
+        return self.user.rpartition("\\")[2]
 
 
 def parse_mschap(pkt: p.Packet) -> MsChap:
@@ -134,7 +143,7 @@ def parse_mschap(pkt: p.Packet) -> MsChap:
         ms.ms_vsa(ms.MS_CHAP_CHALLENGE, challenge),
         ms.ms_vsa(ms.MS_CHAP2_RESPONSE, response),
     ]
-    return MsChap(user, parsed.ident, relayed)
+    return MsChap(user, parsed.ident, relayed, challenge, parsed)
 
 
 # -- EAP-Message (RFC 3579 §3.1) -------------------------------------------------------------
@@ -293,14 +302,35 @@ def challenge_attributes(reply: p.Packet) -> list[tuple[int, bytes]]:
     return eap_split(message) + kept
 
 
+def mschap_accept(
+    request: MsChap, password_hash_hash: bytes, nas_secret: bytes, nas_authenticator: bytes
+) -> list[tuple[int, bytes]]:
+    """The Access-Accept's attributes when OpenMFA itself holds the PasswordHashHash (Active
+    Directory through ``ntlm_auth``): MS-CHAP2-Success (RFC 2759 §8.7), the MPPE keys (RFC
+    3079 §3.4) encrypted for the NAS, and FreeRADIUS's policy (encryption allowed; 40- or
+    128-bit RC4)."""
+    r = request.response
+    user = request.user.encode()
+    success = ms.authenticator_response(
+        password_hash_hash, r.nt_response, r.peer_challenge, request.challenge, user
+    )
+    send, recv = ms.mppe_keys_for_server(password_hash_hash, r.nt_response)
+    return [
+        ms.ms_vsa(ms.MS_CHAP2_SUCCESS, ms.chap2_success(request.ident, success)),
+        *ms.mppe_key_attributes(send, recv, nas_secret, nas_authenticator),
+        ms.ms_vsa(ms.MS_MPPE_ENCRYPTION_POLICY, (1).to_bytes(4, "big")),
+        ms.ms_vsa(ms.MS_MPPE_ENCRYPTION_TYPES, (6).to_bytes(4, "big")),
+    ]
+
+
 def eap_success_identifier(reply: p.Packet) -> int:
     """The Identifier of an Access-Accept's EAP-Success (for the EAP-Failure that replaces it)."""
     return eap_identifier(reply.attributes)
 
 
-def mschap_reject(reply: p.Packet | None, ident: int) -> list[tuple[int, bytes]]:
+def mschap_reject(reply: p.Packet | None, ident: int, code: int = 691) -> list[tuple[int, bytes]]:
     """An Access-Reject's attributes for an MS-CHAPv2 request: the upstream's MS-CHAP-Error
-    when it sent one, else one of OpenMFA's (E=691, no retry)."""
+    when it sent one, else one of OpenMFA's (E=``code``, no retry)."""
     if reply is not None:
         try:
             error = ms.ms_get(reply.attributes, ms.MS_CHAP_ERROR)
@@ -308,7 +338,7 @@ def mschap_reject(reply: p.Packet | None, ident: int) -> list[tuple[int, bytes]]
             error = None
         if error is not None and 0 < len(error) <= 247:
             return [ms.ms_vsa(ms.MS_CHAP_ERROR, error)]
-    return [ms.ms_vsa(ms.MS_CHAP_ERROR, ms.chap_error(ident))]
+    return [ms.ms_vsa(ms.MS_CHAP_ERROR, ms.chap_error(ident, code))]
 
 
 def eap_reject(reply: p.Packet | None, identifier: int) -> list[tuple[int, bytes]]:

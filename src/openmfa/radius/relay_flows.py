@@ -8,7 +8,10 @@ toward the lock, no push, the NAS gets the upstream's MS-CHAP-Error); an Accept 
 approve-only push (no number: such a NAS shows nothing), held within the client's
 ``--hold-seconds``; approved, the NAS gets the upstream's MS-CHAP2-Success and MPPE keys
 re-encrypted for it (``relay.accept_attributes``); refused or unanswered, an Access-Reject with
-an MS-CHAP-Error (E=691).
+an MS-CHAP-Error (E=691). With ``--primary ntlm`` Active Directory checks the response instead
+(``ntlm``, through the same rule) and OpenMFA makes the MS-CHAP2-Success and MPPE keys from
+the PasswordHashHash it returns (``relay.mschap_accept``). The person asked is the User-Name
+without a ``DOMAIN\\`` prefix (Windows clients add one); the upstream gets it as sent.
 
 EAP (PEAP, EAP-TTLS, EAP-TLS; a client with ``--eap relay``): each round is relayed with the
 NAS's State as it came, so the conversation lives at the upstream, not here: a round may reach
@@ -37,6 +40,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ..config import Config
 from ..core.verification import MethodKind, Reason
 from ..errors import MalformedPacket, OpenMfaError, PrimaryUnavailable
 from ..node import audit
@@ -46,6 +50,7 @@ from ..store.changes import AuditEvent
 from . import packet as p
 from . import relay as r
 from .flows import Reply, Respond
+from .ntlm import NtlmAuth
 from .primary import exchange
 
 if TYPE_CHECKING:
@@ -71,11 +76,29 @@ class _Relayed:
         return self.reply.code == p.ACCESS_ACCEPT
 
 
+class _NtlmCheck:
+    """A first-factor backend that asks Active Directory (``ntlm.NtlmAuth``) about one
+    MS-CHAPv2 response; the PasswordHashHash or the refusal's MS-CHAP error code is kept."""
+
+    def __init__(self, auth: NtlmAuth, request: r.MsChap) -> None:
+        self.auth, self.request = auth, request
+        self.hash_hash: bytes | None = None
+        self.error = 691
+
+    async def check(self, user: str, password: str) -> bool:
+        q = self.request
+        said = await self.auth.verify(q.user, q.challenge, q.response)
+        self.hash_hash, self.error = said.hash_hash, said.error or 691
+        return said.hash_hash is not None
+
+
 class RelayFlows:
-    def __init__(self, flows: AccessFlows, upstream: dict[str, Any]) -> None:
-        """``upstream``: the ``[radius_upstream]`` table."""
+    def __init__(self, flows: AccessFlows, config: Config) -> None:
+        """``config``: its ``[radius_upstream]`` and ``[ntlm]`` tables."""
         self.flows = flows
-        self.upstream = upstream
+        self.upstream: dict[str, Any] = config.values["radius_upstream"]
+        self._ntlm_config: dict[str, Any] = config.values["ntlm"]
+        self._ntlm: NtlmAuth | None = None
         self._said: dict[tuple[str, str], float] = {}
 
     @staticmethod
@@ -107,11 +130,11 @@ class RelayFlows:
         try:
             request = r.parse_mschap(pkt)
         except MalformedPacket as exc:
-            self._say(client, "malformed-mschap", "an MS-CHAP request that cannot be read: %s", exc)
+            self.say(client, "malformed-mschap", "an MS-CHAP request that cannot be read: %s", exc)
             respond(_reply(p.ACCESS_REJECT, []))
             return
         if not client.mschap:
-            self._say(
+            self.say(
                 client,
                 "mschap-off",
                 "MS-CHAPv2 request rejected: enable it with `openmfa radius client add %s "
@@ -119,6 +142,9 @@ class RelayFlows:
                 client.name,
             )
             respond(_reply(p.ACCESS_REJECT, r.mschap_reject(None, request.ident)))
+            return
+        if client.primary == "ntlm":
+            self.flows._on_loop(self._mschap_ntlm, client, pkt, request, respond)
             return
         relayed = r.upstream_attributes(pkt, request.attributes)
         self.flows._on_loop(self._mschap_relay, client, pkt, request, relayed, respond)
@@ -132,15 +158,8 @@ class RelayFlows:
         respond: Respond,
     ) -> None:
         refused = _reply(p.ACCESS_REJECT, r.mschap_reject(None, request.ident))
-        asked = self._attempt(client, request.user)
-        checked = AuditEvent(
-            "primary",
-            "accepted",
-            user_name=request.user,
-            client=asked.client,
-            request_id=asked.request_id,
-            detail="radius mschapv2",
-        )
+        asked = self._attempt(client, request.person)
+        checked = self._checked(asked, "radius mschapv2")
         backend = _Relayed(self.upstream, relayed)
         try:
             decision = await self.flows.first.check(backend, asked, "", checked)
@@ -157,7 +176,51 @@ class RelayFlows:
             self._answer(respond, _reply(p.ACCESS_REJECT, ms_error))
             return
         keys = self._keys(backend, client, pkt)
-        await self._second_factor(client, request.user, backend.reply, keys, refused, respond)
+        await self._second_factor(client, request.person, backend.reply, keys, refused, respond)
+
+    async def _mschap_ntlm(
+        self, client: RadiusClient, pkt: p.Packet, request: r.MsChap, respond: Respond
+    ) -> None:
+        """``--primary ntlm``: Active Directory checks the response (``ntlm``); OpenMFA makes
+        the MS-CHAP2-Success and the MPPE keys from the PasswordHashHash it returns."""
+        refused = _reply(p.ACCESS_REJECT, r.mschap_reject(None, request.ident))
+        asked = self._attempt(client, request.person)
+        try:
+            backend = _NtlmCheck(self._ntlm_auth(), request)
+            decision = await self.flows.first.check(
+                backend, asked, "", self._checked(asked, "ntlm mschapv2")
+            )
+        except ValueError as exc:
+            log.error("[ntlm] is not usable (%s); MS-CHAPv2 for %s rejected", exc, client.name)
+            self._answer(respond, refused)
+            return
+        except PrimaryUnavailable as exc:
+            log.error("MS-CHAPv2 for RADIUS client %s: %s; rejected", client.name, exc)
+            self._answer(respond, refused)
+            return
+        except OpenMfaError as exc:
+            log.error("MS-CHAPv2 for RADIUS client %s failed: %s", client.name, exc.message)
+            self._answer(respond, refused)
+            return
+        if not decision.accepted or backend.hash_hash is None:
+            error = backend.error if backend.hash_hash is None else 691
+            ms_error = r.mschap_reject(None, request.ident, error)
+            self._answer(respond, _reply(p.ACCESS_REJECT, ms_error))
+            return
+        accept = r.mschap_accept(request, backend.hash_hash, client.secret, pkt.authenticator)
+        await self._push(client, request.person, _reply(p.ACCESS_ACCEPT, accept), refused, respond)
+
+    def _ntlm_auth(self) -> NtlmAuth:
+        if self._ntlm is None:
+            c = self._ntlm_config
+            self._ntlm = NtlmAuth(
+                c["ntlm_auth"],
+                domain=c["domain"],
+                smb_conf=c["smb_conf"],
+                timeout=float(c["timeout_seconds"]),
+                max_concurrent=int(c["max_concurrent"]),
+            )
+        return self._ntlm
 
     # -- EAP ----------------------------------------------------------------------------
 
@@ -165,7 +228,7 @@ class RelayFlows:
         ident = r.eap_identifier(pkt.attributes)
         refused = _reply(p.ACCESS_REJECT, r.eap_split(r.eap_failure(ident)))
         if client.eap != "relay":
-            self._say(
+            self.say(
                 client,
                 "eap-off",
                 "EAP request rejected: enable it with `openmfa radius client add %s --primary "
@@ -175,13 +238,13 @@ class RelayFlows:
             respond(refused)
             return
         if pkt.ma_at < 0:  # RFC 3579 §3.2: EAP without a Message-Authenticator is not taken
-            self._say(client, "eap-no-ma", "EAP request without a Message-Authenticator: %s", "")
+            self.say(client, "eap-no-ma", "EAP request without a Message-Authenticator: %s", "")
             respond(refused)
             return
         try:
             message = r.eap_join(pkt.attributes)
         except MalformedPacket as exc:
-            self._say(client, "eap-malformed", "an EAP request that cannot be read: %s", exc)
+            self.say(client, "eap-malformed", "an EAP request that cannot be read: %s", exc)
             respond(refused)
             return
         relayed = r.upstream_attributes(pkt, r.eap_round(pkt, message))
@@ -222,19 +285,13 @@ class RelayFlows:
                 await self._wrong(client, outer)
             return
         inner = reply.get(p.USER_NAME)
-        user = inner.decode(errors="replace") if inner else outer
+        named = inner.decode(errors="replace") if inner else outer
+        user = named.rpartition("\\")[2]  # (PEAP-MSCHAPv2 from Windows: DOMAIN\user)
         failure = _reply(
             p.ACCESS_REJECT, r.eap_split(r.eap_failure(r.eap_success_identifier(reply)))
         )
         asked = self._attempt(client, user)
-        event = AuditEvent(
-            "primary",
-            "accepted",
-            user_name=user,
-            client=asked.client,
-            request_id=asked.request_id,
-            detail="radius eap",
-        )
+        event = self._checked(asked, "radius eap")
         await asyncio.to_thread(audit.record, self.flows.store, event)
         keys = self._keys(backend, client, pkt)
         await self._second_factor(client, user, reply, keys, failure, respond, eap=True)
@@ -266,8 +323,8 @@ class RelayFlows:
         *,
         eap: bool = False,
     ) -> None:
-        """After the upstream's Accept: the person's approve-only push, held (``flows._hold``
-        counts it in ``holding``); approved → the Access-Accept made from the upstream's."""
+        """After the upstream's Accept: the Access-Accept made from it, once the push is
+        approved."""
         try:
             accept = _reply(
                 p.ACCESS_ACCEPT,
@@ -282,8 +339,15 @@ class RelayFlows:
             )
             self._answer(respond, refused)
             return
+        await self._push(client, user, accept, refused, respond)
+
+    async def _push(
+        self, client: RadiusClient, user: str, accept: Reply, refused: Reply, respond: Respond
+    ) -> None:
+        """The person's approve-only push, held (``flows._hold`` counts it in ``holding``):
+        approved → ``accept``, else ``refused``."""
         if not await asyncio.to_thread(self._has_push, user):
-            self._say(
+            self.say(
                 client,
                 "no-push",
                 "%s has no push device: MS-CHAPv2 and EAP sign-ins need one (rejected)",
@@ -307,6 +371,18 @@ class RelayFlows:
 
     # -- helpers --------------------------------------------------------------------------
 
+    @staticmethod
+    def _checked(asked: Attempt, how: str) -> AuditEvent:
+        """The audit event of a first factor the upstream or the domain accepted."""
+        return AuditEvent(
+            "primary",
+            "accepted",
+            user_name=asked.user,
+            client=asked.client,
+            request_id=asked.request_id,
+            detail=how,
+        )
+
     def _keys(self, backend: _Relayed, client: RadiusClient, pkt: p.Packet) -> r.Keys:
         secret = self.upstream["secret"].encode()
         return r.Keys(secret, backend.authenticator, client.secret, pkt.authenticator)
@@ -325,7 +401,7 @@ class RelayFlows:
         """From the event loop: answer on the commit thread."""
         self.flows.queue.call(lambda: respond(answer))
 
-    def _say(self, client: RadiusClient, kind: str, message: str, *args: object) -> None:
+    def say(self, client: RadiusClient, kind: str, message: str, *args: object) -> None:
         now = time.monotonic()
         key = (client.name, kind)
         if now - self._said.get(key, -SAY_EVERY) >= SAY_EVERY:
