@@ -270,3 +270,24 @@ def test_with_the_domains_hash_hash_openmfa_makes_the_answer_itself() -> None:
     ((_, kind, value),) = m.vendor_attributes(r.mschap_reject(None, 9, 648))
     assert kind == m.MS_CHAP_ERROR
     assert value.startswith(b"\x09E=648 R=0 ")
+
+
+def test_a_draining_node_answers_eap_rounds_but_holds_no_new_mschap_push() -> None:
+    import ipaddress
+
+    from openmfa.node.radius_clients import RadiusClient
+    from openmfa.radius.relay_flows import RelayFlows
+
+    def client(eap: str) -> RadiusClient:
+        net = ipaddress.ip_network("192.0.2.1")
+        return RadiusClient("gw", net, NAS_SECRET, "radius", True, False, mschap=True, eap=eap)
+
+    eap = request([(p.USER_NAME, b"anonymous"), (r.EAP_MESSAGE, b"\x02\x01\x00\x05\x01")])
+    assert RelayFlows.answered_while_draining(client("relay"), eap) is True
+    assert RelayFlows.answered_while_draining(client("off"), eap) is False
+    assert (
+        RelayFlows.answered_while_draining(client("relay"), request(mschap_attributes())) is False
+    )
+    hidden = p.hide_password(b"123456", NAS_SECRET, NAS_AUTH)
+    pap = request([(p.USER_NAME, b"alice"), (p.USER_PASSWORD, hidden)])
+    assert RelayFlows.answered_while_draining(client("relay"), pap) is None  # PAP's own rules
