@@ -180,6 +180,9 @@ _REPLACED = (
     "api_keys",
     "radius_clients",
     "session_ends",
+    "oidc_keys",
+    "oidc_clients",
+    "oidc_subjects",
 )
 """Configuration tables a re-bootstrap takes from the snapshot as they are."""
 

@@ -237,6 +237,8 @@ def _user_delete(conn: Connection, p: Payload) -> None:
         _method_remove(conn, {"id": mid})
     conn.execute(delete(t.user_state).where(t.user_state.c.user_id == p["id"]))
     conn.execute(delete(t.passwords).where(t.passwords.c.user_id == p["id"]))
+    if formats.local_format(conn) >= formats.OIDC_FORMAT:  # an id may be given again
+        conn.execute(delete(t.oidc_subjects).where(t.oidc_subjects.c.user_id == p["id"]))
     conn.execute(delete(t.users).where(t.users.c.id == p["id"]))
 
 
@@ -459,3 +461,6 @@ def _farm_format(conn: Connection, p: Payload) -> None:
     conn.execute(delete(t.meta).where(t.meta.c.key == "farm.format"))
     conn.execute(insert(t.meta).values(key="farm.format", value=str(int(p["format"]))))
     formats.forward(conn, int(p["format"]))
+
+
+from . import oidc_records  # noqa: E402, F401 - registers the oidc.* appliers (data format 8)

@@ -42,6 +42,12 @@ credential its app registered at activation (``devices.unlock``: its id and publ
 ``device`` of a ``method.add`` record), with which each approval proves the phone was unlocked;
 a release reading only up to format 6 would drop it, leaving a device that can never approve,
 so it is written only once the data set is at format 7.
+
+Format 8: OpenID Connect. The ID-token signing keys (``oidc.key`` records: the private half
+sealed under ``oidc-key:KID``), the relying parties (``oidc.client``, ``oidc.client.remove``:
+applications and Microsoft Entra ID's external authentication method, their secrets hashed) and
+which person an Entra account is (``oidc.subject``); a release reading only up to format 7 does
+not know these records, so they are written only once the data set is at format 8.
 """
 
 from __future__ import annotations
@@ -65,9 +71,9 @@ def local_format(conn: Connection) -> int:
     return int(value or 0)
 
 
-DATA_FORMAT = 7
+DATA_FORMAT = 8
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
-READS_FORMATS = (1, 7)
+READS_FORMATS = (1, 8)
 """The oldest and newest data formats this release can read."""
 PREFERENCES_FORMAT = 4
 """The data format that knows user preferences (default method, sessions ended)."""
@@ -77,6 +83,8 @@ SESSION_ENDS_FORMAT = 6
 """The data format that knows sessions ended (``session.end`` records)."""
 UNLOCK_FORMAT = 7
 """The data format that knows a device's screen-lock credential (``devices.unlock``)."""
+OIDC_FORMAT = 8
+"""The data format that knows OpenID Connect keys, clients and Entra subjects (``oidc.*``)."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -176,6 +184,11 @@ def _device_unlock(conn: Connection) -> None:
     earlier format has."""
 
 
+def _oidc(conn: Connection) -> None:
+    """Nothing to rewrite: format 8 only allows rows (OpenID Connect keys, clients, subjects)
+    no earlier format has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
@@ -183,5 +196,6 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     5: _directory_tokens,
     6: _session_ends,
     7: _device_unlock,
+    8: _oidc,
 }
 """The step that brings rows of format N-1 to format N."""

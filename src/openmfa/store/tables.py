@@ -291,3 +291,65 @@ this row records, once per lock). ``at`` is when the row was recorded (never in 
 Ids are given by the master in order,
 the same on every node, so a portal host reads what is new since the last id it saw from any
 node. Rows older than ``openmfa.node.session_ends.KEEP_SECONDS`` are dropped as new ones come."""
+
+
+# -- OpenID Connect (schema 0010; rows of data format 8) ---------------------------------------
+
+oidc_keys = Table(
+    "oidc_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("alg", String(8), nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("private_enc", LargeBinary, nullable=False),
+    Column("cert", Text, nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("signs_from", Float, nullable=False),
+)
+"""The ID-token signing keys (``node.oidc_keys``): the private half sealed under
+``oidc-key:KID``; a key signs from ``signs_from`` until the next key of its ``alg`` does, and is
+published from ``created_at`` until the last token it signed expired. ``cert``: a self-signed
+X.509 certificate of an RSA key (base64 DER, the JWKS's ``x5c``)."""
+
+oidc_clients = Table(
+    "oidc_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("public", Boolean, nullable=False, default=False),
+    Column("secret_hash", LargeBinary, nullable=True),
+    Column("redirect_uris", JSON, nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+"""OpenID Connect relying parties (``node.oidc_clients``): an application, or Microsoft Entra
+ID asking for its external authentication method (``settings``: tenant, issuer, keys)."""
+
+oidc_subjects = Table(
+    "oidc_subjects",
+    metadata,
+    Column("tid", String(64), primary_key=True),
+    Column("oid", String(64), primary_key=True),
+    Column("user_id", Integer, nullable=False),
+    Column("how", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_oidc_subjects_user", "user_id"),
+)
+"""Which person an Entra ID account (its tenant ``tid`` and object id ``oid``) is: imported or
+mapped by an administrator (``how``: ``map``), or matched once by user principal name where the
+client allows it (``upn``)."""
+
+oidc_codes = Table(
+    "oidc_codes",
+    metadata,
+    Column("code_hash", LargeBinary, primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("granted", JSON, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+    Index("ix_oidc_codes_expires", "expires_at"),
+)
+"""Authorization codes (``node.oidc_codes``): kept at the farm's master only (like push
+requests), by the SHA-256 of the code; what the code grants (user, redirect URI, PKCE
+challenge, nonce, how the person signed in) in ``granted``. Not configuration: not replicated."""
