@@ -50,6 +50,10 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("portal", "bypass_seconds"): 0,
     ("portal", "phone_region"): "",
     ("portal", "passkey_origins"): [],
+    ("oidc", "issuer"): "",
+    ("oidc", "publish_ahead_hours"): 48,
+    ("oidc", "id_token_seconds"): 300,
+    ("oidc", "code_seconds"): 60,
     ("directory", "interval_minutes"): 60,
     ("directory", "max_changes"): 5,
     ("directory", "sources"): [],
@@ -115,6 +119,9 @@ POSITIVE = {
     ("portal", "reauth_minutes"),
     ("directory", "interval_minutes"),
     ("directory", "max_changes"),
+    ("oidc", "publish_ahead_hours"),
+    ("oidc", "id_token_seconds"),
+    ("oidc", "code_seconds"),
 }
 
 SOURCE_DEFAULTS: dict[str, Any] = {

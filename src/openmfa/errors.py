@@ -45,6 +45,11 @@ node sends (``openmfa.sdk.errors``).
         │   └── DeviceClockOff       -- a device's clock is too far from the node's
         ├── ActivationRefused        -- an activation code is wrong, used or expired (403)
         ├── SnapshotNeeded           -- a subordinate asked for changes the master no longer keeps
+        ├── OAuthRefused             -- an OpenID Connect request refused (invalid_request)
+        │   ├── InvalidClient        -- an unknown client, or a wrong client secret (401)
+        │   ├── InvalidGrant         -- a code used, expired, of another client or redirect URI
+        │   ├── UnauthorizedClient   -- the client may not use this flow (an Entra client's code)
+        │   └── AccessDenied         -- no second factor to vouch for, or a person not known (403)
         └── InvalidInput             -- a value is out of range or has the wrong shape
 
 Expected authentication denials (wrong code, locked, replay) are not errors: they are
@@ -296,6 +301,32 @@ class ActivationRefused(Forbidden):
 class SnapshotNeeded(RequestError):
     code = "snapshot_needed"
     http_status = 410
+
+
+class OAuthRefused(RequestError):
+    """An OpenID Connect request refused; ``code`` is the OAuth 2.0 error code (RFC 6749
+    §4.1.2.1, §5.2) the portal answers the relying party with. Nothing is issued."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
+class InvalidClient(OAuthRefused):
+    code = "invalid_client"
+    http_status = 401
+
+
+class InvalidGrant(OAuthRefused):
+    code = "invalid_grant"
+
+
+class UnauthorizedClient(OAuthRefused):
+    code = "unauthorized_client"
+
+
+class AccessDenied(OAuthRefused):
+    code = "access_denied"
+    http_status = 403
 
 
 class InvalidInput(RequestError):

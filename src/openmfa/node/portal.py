@@ -29,6 +29,12 @@ CHALLENGE = "challenge"
 PREFIX = "omfp_"
 SESSION_ID = "sid"
 """Key of a session token's ``extra``: the session's id (a forward-auth cookie carries it too)."""
+FACTOR = "f"
+"""Key of a session token's ``extra``: the second factor the node accepted when it issued the
+token, as an RFC 8176 ``amr`` value — ``otp`` (a code), ``swk`` (a push approved by the phone
+app's key), ``hwk`` (a passkey); absent when there was none (self-enrolment, a bypass) and in
+tokens of an earlier release. A session token is issued only at that moment, so its
+``issued_at`` is the second factor's time (OpenID Connect's ``auth_time``)."""
 OFFER_SECONDS = 600.0
 CHALLENGE_SECONDS = 180.0
 WHAT = {TICKET: "sign-in", SESSION: "session", OFFER: "offered secret", CHALLENGE: "challenge"}
@@ -49,6 +55,11 @@ class Grant:
     def session_id(self) -> str:
         """A session token's own id ("" for a token of an earlier release)."""
         return (self.extra or {}).get(SESSION_ID, "")
+
+    @property
+    def factor(self) -> str:
+        """The second factor a session token was issued for (``FACTOR``; "" for none)."""
+        return (self.extra or {}).get(FACTOR, "")
 
     def require_fresh(self, minutes: float, now: float) -> None:
         """Changing sign-in methods needs a second factor of the last ``minutes``."""

@@ -32,7 +32,7 @@ from .authenticator import Attempt
 from .commit_queue import CommitQueue
 from .first_factor import FirstFactor, PasswordCheck
 from .passkeys import Passkeys
-from .portal import SESSION, TICKET, Grant, PortalTokens
+from .portal import FACTOR, SESSION, TICKET, Grant, PortalTokens
 from .push import PushService
 from .push_hub import PushHub
 from .push_sign_in import decide_push
@@ -156,7 +156,7 @@ class SignInSteps:
             return PortalStep(accepted=False, reason="pending", pending=pending)
         if not d.accepted:
             return PortalStep(accepted=False, reason=str(d.reason))
-        return self._session(grant.user, client)
+        return self._session(grant.user, client, "" if d.reason is Reason.BYPASS else "otp")
 
     async def _collect_push(
         self, client: str, grant: Grant, push_id: str, wait: float
@@ -171,7 +171,7 @@ class SignInSteps:
             outcome = await self.wait_outcome(self.push, self.hub, self.store, push_id, wait)
         if not outcome.accepted:
             return PortalStep(accepted=False, reason=outcome.status)
-        return self._session(grant.user, client)
+        return self._session(grant.user, client, "swk")
 
     async def passkey_options(self, ticket: str, client: str, origin: str) -> PasskeyChallenge:
         """A passkey sign-in begins (the ticket of the first step): the browser's options for
@@ -205,10 +205,13 @@ class SignInSteps:
         await to_thread.run_sync(audit.record, self.store, event)
         if method_id is None:
             return PortalStep(accepted=False, reason="wrong_passkey")
-        return self._session(grant.user, client)
+        return self._session(grant.user, client, "hwk")
 
-    def _session(self, user: str, client: str) -> PortalStep:
-        token, expires = self.portal.issue(SESSION, user, client, time.time())
+    def _session(self, user: str, client: str, factor: str) -> PortalStep:
+        """A session token that says which second factor was given (``portal.FACTOR``: what
+        an OpenID Connect ID token's ``amr`` is made from; "" for a bypass)."""
+        extra = {FACTOR: factor} if factor else None
+        token, expires = self.portal.issue(SESSION, user, client, time.time(), extra)
         return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
 
     def _method_kinds(self, user: str) -> list[str]:

@@ -12,12 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import (
+    AccessDenied,
     ActivationRefused,
     Conflict,
     DeviceClockOff,
     DeviceRefused,
     Diverged,
     Forbidden,
+    InvalidClient,
+    InvalidGrant,
     InvalidInput,
     MalformedRequest,
     MethodNotAllowed,
@@ -25,6 +28,7 @@ from ..errors import (
     NotFound,
     NotMaster,
     NotReady,
+    OAuthRefused,
     OpenMfaError,
     PayloadTooLarge,
     PushClosed,
@@ -33,6 +37,7 @@ from ..errors import (
     SnapshotNeeded,
     StoreError,
     Unauthorized,
+    UnauthorizedClient,
     Unavailable,
     UnlockRefused,
     UnlockRequired,
@@ -40,12 +45,15 @@ from ..errors import (
 )
 
 __all__ = [
+    "AccessDenied",
     "ActivationRefused",
     "Conflict",
     "DeviceClockOff",
     "DeviceRefused",
     "Diverged",
     "Forbidden",
+    "InvalidClient",
+    "InvalidGrant",
     "InvalidInput",
     "MalformedRequest",
     "MethodNotAllowed",
@@ -53,6 +61,7 @@ __all__ = [
     "NotFound",
     "NotMaster",
     "NotReady",
+    "OAuthRefused",
     "OpenMfaError",
     "PayloadTooLarge",
     "PushClosed",
@@ -61,6 +70,7 @@ __all__ = [
     "SnapshotNeeded",
     "StoreError",
     "Unauthorized",
+    "UnauthorizedClient",
     "Unavailable",
     "UnlockRefused",
     "UnlockRequired",
