@@ -27,6 +27,9 @@ from .node.apikeys import ApiClient, ApiKeys, KeyRing
 from .node.authenticator import Authenticator
 from .node.commit_queue import CommitQueue
 from .node.first_factor import PasswordCheck
+from .node.oidc_codes import OidcCodes
+from .node.oidc_eam import EntraEam
+from .node.oidc_keys import OidcKeys
 from .node.passkeys import Passkeys
 from .node.policy import verify_policy
 from .node.portal import PortalTokens
@@ -88,6 +91,9 @@ class NodeRuntime:
             wait_outcome,
         )
         self.portal_methods = PortalMethods(self.accounts, self.portal, config)
+        self.oidc_keys = OidcKeys(store, config)
+        self.oidc_codes = OidcCodes(store, config, self.accounts, self.oidc_keys)
+        self.oidc_eam = EntraEam(store, config, self.accounts, self.portal, self.oidc_keys)
         self.radius = (
             RadiusService(
                 store,

@@ -34,6 +34,15 @@ SAMPLES: dict[str, Any] = {
     "ComponentReport": models.ComponentReport(
         name="portal1", kind="portal", release="1", sdk_versions=[1]
     ),
+    "OidcCodeRequest": models.OidcCodeRequest(
+        client_id="c", redirect_uri="https://app/cb", code_challenge="x" * 43
+    ),
+    "OidcTokenRequest": models.OidcTokenRequest(
+        code="c", client_id="c", redirect_uri="https://app/cb", code_verifier="v" * 43
+    ),
+    "OidcEamStart": models.OidcEamStart(
+        client_id="c", redirect_uri="https://entra/cb", id_token_hint="h"
+    ),
 }
 """A value for each kind of required parameter that is not text (by its annotation)."""
 

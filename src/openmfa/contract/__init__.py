@@ -58,6 +58,17 @@ from .components import (
     ErrorBody,
     OrderId,
 )
+from .oidc import (
+    OidcCodeIssued,
+    OidcCodeRequest,
+    OidcEamAnswer,
+    OidcEamFinish,
+    OidcEamStart,
+    OidcEamStarted,
+    OidcProviderInfo,
+    OidcTokenRequest,
+    OidcTokens,
+)
 from .requests import (
     B64,
     ActivationRequest,
@@ -184,6 +195,15 @@ __all__ = [
     "MethodList",
     "MethodView",
     "Name",
+    "OidcCodeIssued",
+    "OidcCodeRequest",
+    "OidcEamAnswer",
+    "OidcEamFinish",
+    "OidcEamStart",
+    "OidcEamStarted",
+    "OidcProviderInfo",
+    "OidcTokenRequest",
+    "OidcTokens",
     "OrderId",
     "Origin",
     "PasskeyAnswer",

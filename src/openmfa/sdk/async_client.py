@@ -29,6 +29,14 @@ from .models import (
     DeviceView,
     Enrollment,
     MethodView,
+    OidcCodeIssued,
+    OidcCodeRequest,
+    OidcEamAnswer,
+    OidcEamStart,
+    OidcEamStarted,
+    OidcProviderInfo,
+    OidcTokenRequest,
+    OidcTokens,
     PasskeyChallenge,
     PortalMe,
     PortalStep,
@@ -151,6 +159,26 @@ class AsyncSdkClient:
 
     async def portal_passkey_options(self, ticket: str, origin: str) -> PasskeyChallenge:
         return await self.send(Requests.portal_passkey_options(ticket, origin))
+
+    async def oidc_provider(self) -> OidcProviderInfo:
+        """The OpenID Connect provider's discovery document and JWKS, for a portal to publish."""
+        return await self.send(Requests.oidc_provider())
+
+    async def oidc_code(self, session: str, request: OidcCodeRequest) -> OidcCodeIssued:
+        """A one-use authorization code for the signed-in person (``OAuthRefused`` if not)."""
+        return await self.send(Requests.oidc_code(session, request))
+
+    async def oidc_token(self, request: OidcTokenRequest) -> OidcTokens:
+        """The token request -> the ID token (``InvalidGrant``, ``InvalidClient`` … if not)."""
+        return await self.send(Requests.oidc_token(request))
+
+    async def oidc_eam_start(self, request: OidcEamStart) -> OidcEamStarted:
+        """Entra ID's external authentication request -> the person and a second-factor ticket."""
+        return await self.send(Requests.oidc_eam_start(request))
+
+    async def oidc_eam_finish(self, session: str, request: str) -> OidcEamAnswer:
+        """After the second factor: the ID token to POST back to Entra ID."""
+        return await self.send(Requests.oidc_eam_finish(session, request))
 
     async def portal_passkey(self, ticket: str, challenge: str, credential: str) -> PortalStep:
         return await self.send(Requests.portal_passkey(ticket, challenge, credential))

@@ -53,6 +53,14 @@ from .models import (
     DeviceView,
     Enrollment,
     MethodView,
+    OidcCodeIssued,
+    OidcCodeRequest,
+    OidcEamAnswer,
+    OidcEamStart,
+    OidcEamStarted,
+    OidcProviderInfo,
+    OidcTokenRequest,
+    OidcTokens,
     PasskeyChallenge,
     PortalMe,
     PortalStep,
@@ -184,6 +192,26 @@ class SdkClient:
     def portal_passkey_options(self, ticket: str, origin: str) -> PasskeyChallenge:
         """A passkey sign-in begins: the options for the browser, and a sealed challenge."""
         return self.send(Requests.portal_passkey_options(ticket, origin))
+
+    def oidc_provider(self) -> OidcProviderInfo:
+        """The OpenID Connect provider's discovery document and JWKS, for a portal to publish."""
+        return self.send(Requests.oidc_provider())
+
+    def oidc_code(self, session: str, request: OidcCodeRequest) -> OidcCodeIssued:
+        """A one-use authorization code for the signed-in person (``OAuthRefused`` if not)."""
+        return self.send(Requests.oidc_code(session, request))
+
+    def oidc_token(self, request: OidcTokenRequest) -> OidcTokens:
+        """The token request -> the ID token (``InvalidGrant``, ``InvalidClient`` … if not)."""
+        return self.send(Requests.oidc_token(request))
+
+    def oidc_eam_start(self, request: OidcEamStart) -> OidcEamStarted:
+        """Entra ID's external authentication request -> the person and a second-factor ticket."""
+        return self.send(Requests.oidc_eam_start(request))
+
+    def oidc_eam_finish(self, session: str, request: str) -> OidcEamAnswer:
+        """After the second factor: the ID token to POST back to Entra ID."""
+        return self.send(Requests.oidc_eam_finish(session, request))
 
     def portal_passkey(self, ticket: str, challenge: str, credential: str) -> PortalStep:
         """The browser's answer (``PublicKeyCredential.toJSON()`` as JSON text)."""

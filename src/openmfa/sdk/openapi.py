@@ -100,7 +100,7 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
             if "{" + p + "}" in path
         ]
         params += d.query
-        if path.startswith("/v1/portal/me"):
+        if path.startswith("/v1/portal/me") or path in ("/v1/oidc/code", "/v1/oidc/eam/finish"):
             params.append(SESSION)
         if params:
             op["parameters"] = params

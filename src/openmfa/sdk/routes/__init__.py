@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..table import Declared
-from . import audit, authenticate, devices, portal, portal_me, system, tokens, users
+from . import audit, authenticate, devices, oidc, portal, portal_me, system, tokens, users
 
 TABLE: list[Declared] = [
     *system.ROUTES,
@@ -13,6 +13,7 @@ TABLE: list[Declared] = [
     *devices.ROUTES,
     *portal.ROUTES,
     *portal_me.ROUTES,
+    *oidc.ROUTES,
     *tokens.ROUTES,
     *audit.ROUTES,
 ]

@@ -1,0 +1,222 @@
+"""The authorization code flow with PKCE (RFC 6749 §4.1, RFC 7636, OpenID Connect Core §3.1),
+decided at the node: a portal host turns a person's session into a code and a code into an ID
+token only by asking here, so any portal host redeems what another issued, and a DMZ host holds
+nothing that proves a second factor.
+
+Invariants owned here:
+- codes live at the farm's master only, like push requests (``NotMaster`` elsewhere: the SDK's
+  clients follow it), stored as their SHA-256; a code is 256 random bits, good for
+  ``[oidc] code_seconds`` (60), and is spent by one conditional update (``used_at`` from NULL),
+  so it is redeemed once in the whole farm — a second try is ``invalid_grant``, audited;
+- a code is issued only for a client's exactly registered redirect URI, with an S256 PKCE
+  challenge (every client, public or not), a scope with ``openid``, and a session whose second
+  factor the node recorded (``node.oidc_tokens``); ``max_age`` refuses an older one;
+- redeeming checks, before anything is spent: the client (its secret in constant time; a
+  public client sends none), that the code is this client's and unexpired, the very redirect
+  URI, and SHA-256(code_verifier) against the challenge (RFC 7636 §4.6); then the person must
+  still exist, be enabled and not locked;
+- every refusal is an ``OAuthRefused`` with its OAuth code, and an audit record
+  (``oidc.code``/``oidc.token``, reason = the code); nothing is issued on a refusal, and no
+  code, secret or verifier is ever logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+
+from ..config import Config
+from ..contract import OidcCodeIssued, OidcCodeRequest, OidcProviderInfo, OidcTokenRequest
+from ..contract import OidcTokens as OidcTokenAnswer
+from ..errors import (
+    AccessDenied,
+    InvalidGrant,
+    NotFound,
+    NotMaster,
+    OAuthRefused,
+    UnauthorizedClient,
+)
+from ..store import tables as t
+from ..store.changes import AuditEvent
+from ..store.database import Store
+from ..store.role import read_role
+from . import audit
+from .accounts import Accounts
+from .oidc_clients import OidcClients, redirect_allowed
+from .oidc_keys import OidcKeys
+from .oidc_tokens import app_claims, discovery, issuer_of, second_factor, subject
+from .portal import Grant
+
+
+def s256(verifier: str) -> str:
+    """RFC 7636 §4.2: BASE64URL(SHA256(ASCII(code_verifier))), no padding."""
+    digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _hash(code: str) -> bytes:
+    return hashlib.sha256(code.encode()).digest()
+
+
+class OidcCodes:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        accounts: Accounts,
+        keys: OidcKeys,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.accounts = accounts
+        self.keys = keys
+        self.clients = OidcClients(store)
+        self.code_seconds = float(config.values["oidc"]["code_seconds"])
+        self.token_seconds = float(config.values["oidc"]["id_token_seconds"])
+        self.clock = clock
+
+    def provider(self) -> OidcProviderInfo:
+        issuer = issuer_of(self.config)
+        return OidcProviderInfo(issuer=issuer, discovery=discovery(issuer), jwks=self.keys.jwks())
+
+    def _require_master(self) -> None:
+        role = read_role(self.store)
+        if not role.writes:
+            raise NotMaster(
+                "authorization codes live at the farm's master; ask it at "
+                f"{role.master_url or '?'}",
+                master_url=role.master_url,
+            )
+
+    def _audit(self, action: str, result: str, **what: str) -> None:
+        audit.record(self.store, AuditEvent(action, result, **what))
+
+    # -- the authorization endpoint --------------------------------------------------------
+
+    def issue(
+        self, session: Grant, r: OidcCodeRequest, portal: str, request_id: str
+    ) -> OidcCodeIssued:
+        """A one-use code for the person of ``session`` (checked by the caller: valid, not
+        ended), for client ``r.client_id`` at ``r.redirect_uri``."""
+        what = {"user_name": session.user, "client": portal, "request_id": request_id}
+        try:
+            issuer_of(self.config)
+            self._require_master()
+            client = self.clients.get(r.client_id)
+            if client.kind != "app":
+                raise UnauthorizedClient("this client uses Entra ID's profile, not codes")
+            if not redirect_allowed(client, r.redirect_uri):
+                raise OAuthRefused("redirect_uri is not one this client registered")
+            if "openid" not in r.scope.split():
+                raise OAuthRefused("scope must include openid")
+            factor = second_factor(session.factor)
+            now = self.clock()
+            if r.max_age is not None and now - session.issued_at > r.max_age:
+                raise AccessDenied("the sign-in is older than max_age: sign in again")
+        except OAuthRefused as refused:
+            self._audit(
+                "oidc.code", "refused", reason=refused.code, detail=r.client_id[:64], **what
+            )
+            raise
+        code = secrets.token_urlsafe(32)
+        granted = {
+            "user": session.user,
+            "redirect_uri": r.redirect_uri,
+            "challenge": r.code_challenge,
+            "nonce": r.nonce,
+            "scope": r.scope,
+            "factor": factor,
+            "auth_time": session.issued_at,
+            "portal": portal,
+        }
+        expires = now + self.code_seconds
+        with self.store.write() as conn:
+            conn.execute(delete(t.oidc_codes).where(t.oidc_codes.c.expires_at < now - 3600))
+            conn.execute(
+                insert(t.oidc_codes).values(
+                    code_hash=_hash(code),
+                    client_id=client.client_id,
+                    granted=granted,
+                    expires_at=expires,
+                )
+            )
+        self._audit("oidc.code", "issued", detail=client.name, **what)
+        return OidcCodeIssued(code=code, expires_at=expires)
+
+    # -- the token endpoint ----------------------------------------------------------------
+
+    def redeem(self, r: OidcTokenRequest, portal: str, request_id: str) -> OidcTokenAnswer:
+        """The ID token for a code, once; ``OAuthRefused`` (audited) otherwise."""
+        what = {"client": portal, "request_id": request_id}
+        try:
+            issuer = issuer_of(self.config)
+            self._require_master()
+            client = self.clients.authenticate(r.client_id, r.client_secret)
+            granted = self._spend(r, client.client_id)
+            user = self.accounts.get_user(str(granted["user"]))
+            what["user_name"] = user.name
+            if not user.enabled or (user.locked_until or 0) > self.clock():
+                raise InvalidGrant("the person may not sign in now (disabled or locked)")
+            now = self.clock()
+            sub = subject(self.store, self.accounts.user_id(user.name), user.created_at)
+            claims = app_claims(
+                issuer=issuer,
+                client_id=client.client_id,
+                sub=sub,
+                user=user,
+                granted=granted,
+                now=now,
+                lifetime=self.token_seconds,
+            )
+        except NotFound:
+            self._audit("oidc.token", "refused", reason="invalid_grant", **what)
+            raise InvalidGrant("the person of this code is gone") from None
+        except OAuthRefused as refused:
+            self._audit(
+                "oidc.token", "refused", reason=refused.code, detail=r.client_id[:64], **what
+            )
+            raise
+        token = self.keys.sign(claims)
+        self._audit(
+            "oidc.token", "issued", detail=f"{client.name} amr={'+'.join(claims['amr'])}", **what
+        )
+        return OidcTokenAnswer(
+            id_token=token,
+            access_token=secrets.token_urlsafe(32),
+            expires_in=int(self.token_seconds),
+            scope=str(granted["scope"]),
+        )
+
+    def _spend(self, r: OidcTokenRequest, client_id: str) -> dict[str, Any]:
+        """The code's grant, after every check, spent in one conditional update."""
+        c = t.oidc_codes
+        now = self.clock()
+        with self.store.write() as conn:
+            row = conn.execute(select(c).where(c.c.code_hash == _hash(r.code))).first()
+            if row is None or row.client_id != client_id:
+                raise InvalidGrant("the code is not valid for this client")
+            if row.used_at is not None:
+                raise InvalidGrant("the code was used already")
+            if row.expires_at <= now:
+                raise InvalidGrant("the code expired")
+            granted: dict[str, Any] = dict(row.granted)
+            if r.redirect_uri != granted["redirect_uri"]:
+                raise InvalidGrant("redirect_uri is not the one the code was issued for")
+            if not hmac.compare_digest(s256(r.code_verifier), str(granted["challenge"])):
+                raise InvalidGrant("code_verifier does not match the code_challenge")
+            spent = conn.execute(
+                update(c)
+                .where(c.c.code_hash == row.code_hash, c.c.used_at.is_(None))
+                .values(used_at=now)
+            )
+            if spent.rowcount != 1:
+                raise InvalidGrant("the code was used already")
+        return granted

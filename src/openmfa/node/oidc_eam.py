@@ -1,0 +1,288 @@
+"""Microsoft Entra ID's external authentication method (EAM): Entra did the first factor, sends
+the person here with a signed ``id_token_hint``, and takes back an ID token that says which
+second factor OpenMFA asked for. The portal parses Entra's POST and calls ``start``; after
+the second factor (the portal's usual code, push or passkey step, on the ticket ``start``
+gave) it calls ``finish`` and POSTs the answer back.
+
+The checks, in order (each refusal is an ``OAuthRefused`` answer and an ``oidc.eam`` audit
+record; nothing is issued):
+
+1. OpenID Connect is on (``[oidc] issuer``); the client is registered and of kind
+   ``entra-eam`` (else ``unauthorized_client``); ``redirect_uri`` is one it registered,
+   exactly; ``response_type`` is ``id_token`` and the scope has ``openid``.
+2. The hint is a JWT signed with RS256 by a key of the tenant's published JWKS (the client's
+   ``jwks_uri``, by default Entra's for the tenant; fetched with httpx, kept 24 hours, fetched
+   again once when the hint names a ``kid`` not in it).
+3. Its ``iss`` is the client's issuer (by default
+   ``https://login.microsoftonline.com/<tenant>/v2.0``), its ``aud`` is OpenMFA's application
+   id in the tenant (``--entra-client-id``), and its ``tid`` is the client's tenant. Its
+   ``exp`` is **not** checked: Entra issues the hint already expired, by design.
+4. The person is found by the hint's ``tid`` + ``oid`` only (``openmfa oidc subject map`` /
+   ``import``), or — only for a client added with ``--match-upn`` — on first use by the hint's
+   ``preferred_username`` naming a user here, which is recorded and audited. The person must
+   be enabled and have a method (``access_denied`` otherwise).
+5. Only the second factor is asked, always: ``start`` gives a sign-in ticket, never a session,
+   and ``finish`` takes only a session token issued *after* ``start`` for the same person at
+   the same portal — a remembered browser, an older session or a trusted network never
+   stands in for it. Entra gives up after about 10 minutes, and so does the sealed request.
+6. The answer: ``iss`` the discovery issuer, ``aud`` the client id Entra sent, ``sub`` the
+   hint's ``sub``, the ``nonce`` echoed, ``acr`` exactly one of the values the ``claims``
+   parameter asked for (the first), and ``amr`` exactly one value, from Entra's list (``face
+   fido fpt hwk iris otp pop retina sc sms swk tel vbm`` — never ``pwd`` or ``mfa``), that is
+   what the person used (``otp`` a code, ``swk`` a push, ``hwk`` a passkey) and that the
+   request allowed; signed RS256 with the node's key (``node.oidc_keys``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from ..config import Config
+from ..contract import OidcEamAnswer, OidcEamStart, OidcEamStarted
+from ..errors import AccessDenied, KeyFileError, OAuthRefused, OpenMfaError, UnauthorizedClient
+from ..store.changes import AuditEvent
+from ..store.database import Store
+from . import audit
+from .accounts import Accounts
+from .oidc_clients import OidcClient, OidcClients, redirect_allowed
+from .oidc_keys import OidcKeys
+from .oidc_subjects import OidcSubjects
+from .oidc_tokens import issuer_of, second_factor
+from .portal import TICKET, Grant, PortalTokens
+
+ENTRA_AMR = (
+    "face",
+    "fido",
+    "fpt",
+    "hwk",
+    "iris",
+    "otp",
+    "pop",
+    "retina",
+    "sc",
+    "sms",
+    "swk",
+    "tel",
+    "vbm",
+)
+REQUEST_SECONDS = 600.0
+"""How long a started EAM sign-in may take (Entra gives up after about 10 minutes)."""
+JWKS_SECONDS = 86400.0
+REFETCH_GAP = 60.0
+"""An unknown ``kid`` fetches a tenant's keys again at most this often (a flood of forged
+hints must not become a flood of fetches)."""
+SEALED = "oidc eam"
+
+
+class TenantKeys:
+    """Entra tenants' signing keys by JWKS URL, kept ``JWKS_SECONDS``."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, timeout: float = 5.0) -> None:
+        self.clock = clock
+        self.timeout = timeout
+        self._kept: dict[str, tuple[float, KeySet]] = {}
+
+    def _fetch(self, uri: str) -> KeySet:
+        try:
+            resp = httpx.get(uri, timeout=self.timeout, follow_redirects=False)
+            resp.raise_for_status()
+            keys = KeySet.import_key_set(resp.json())
+        except (httpx.HTTPError, ValueError, JoseError) as exc:
+            raise OAuthRefused(
+                f"the tenant's keys could not be read from {uri} ({type(exc).__name__})"
+            ) from None
+        self._kept[uri] = (self.clock(), keys)
+        return keys
+
+    def for_kid(self, uri: str, kid: str) -> KeySet:
+        now = self.clock()
+        kept = self._kept.get(uri)
+        if kept is None or now - kept[0] > JWKS_SECONDS:
+            return self._fetch(uri)
+        if not any(k.kid == kid for k in kept[1].keys) and now - kept[0] > REFETCH_GAP:
+            return self._fetch(uri)
+        return kept[1]
+
+
+def _kid(token: str) -> str:
+    try:
+        head = token.split(".", 1)[0]
+        said = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+        return str(said.get("kid", ""))
+    except (ValueError, AttributeError):
+        raise OAuthRefused("id_token_hint is not a JWT") from None
+
+
+def _wanted(claims_param: str) -> tuple[list[str], list[str]]:
+    """(acr values, amr values) the request's ``claims`` parameter asks for in the ID token."""
+    if not claims_param:
+        return [], []
+    try:
+        said = json.loads(claims_param)
+        idt = said.get("id_token") or {}
+        acr = [str(v) for v in (idt.get("acr") or {}).get("values") or []]
+        amr = [str(v) for v in (idt.get("amr") or {}).get("values") or []]
+    except (ValueError, AttributeError, TypeError):
+        raise OAuthRefused(
+            "the claims parameter is not the JSON object OpenID Connect §5.5 says"
+        ) from None
+    return acr, amr
+
+
+class EntraEam:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        accounts: Accounts,
+        portal: PortalTokens,
+        keys: OidcKeys,
+        tenant_keys: TenantKeys | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.accounts = accounts
+        self.portal = portal
+        self.keys = keys
+        self.clients = OidcClients(store)
+        self.subjects = OidcSubjects(store)
+        self.tenant_keys = tenant_keys or TenantKeys(clock)
+        self.clock = clock
+
+    def _audit(self, result: str, reason: str = "", **what: str) -> None:
+        audit.record(self.store, AuditEvent("oidc.eam", result, reason=reason, **what))
+
+    def start(self, r: OidcEamStart, portal: str, request_id: str) -> OidcEamStarted:
+        what = {"client": portal, "request_id": request_id}
+        try:
+            issuer_of(self.config)
+            client = self.clients.get(r.client_id)
+            if client.kind != "entra-eam":
+                raise UnauthorizedClient("this client is an application, not Entra ID's method")
+            if not redirect_allowed(client, r.redirect_uri):
+                raise OAuthRefused("redirect_uri is not one this client registered")
+            if "openid" not in r.scope.split():
+                raise OAuthRefused("scope must include openid")
+            acr, amr = _wanted(r.claims)
+            hint = self._hint(client, r.id_token_hint)
+            user = self._person(client, hint, portal, request_id)
+            what["user_name"] = user
+            view = self.accounts.get_user(user)
+            kinds = sorted({m.kind for m in self.accounts.list_methods(user)})
+            if not view.enabled:
+                raise AccessDenied("this person may not sign in (disabled)")
+            if not kinds:
+                raise AccessDenied("this person has no sign-in method to ask for")
+        except OAuthRefused as refused:
+            self._audit(
+                "refused",
+                refused.code,
+                detail=f"{r.client_id[:64]}: {refused.message}"[:255],
+                **what,
+            )
+            raise
+        now = self.clock()
+        ticket, _ = self.portal.issue(TICKET, user, portal, now)
+        request = {
+            "u": user,
+            "c": client.client_id,
+            "s": str(hint["sub"]),
+            "n": r.nonce,
+            "acr": acr[0] if acr else "possessionorinherence",
+            "amr": [v for v in amr if v in ENTRA_AMR] if amr else list(ENTRA_AMR),
+            "r": r.redirect_uri,
+            "p": portal,
+            "i": now,
+            "e": now + REQUEST_SECONDS,
+        }
+        sealed = self.store.box.seal(json.dumps(request).encode(), SEALED)
+        self._audit("started", "ok", detail=client.name, **what)
+        return OidcEamStarted(
+            user=user,
+            display_name=view.display_name,
+            ticket=ticket,
+            request=base64.urlsafe_b64encode(sealed).decode().rstrip("="),
+            expires_at=now + REQUEST_SECONDS,
+            prefer=self.accounts.default_kind(user),
+            kinds=kinds,
+        )
+
+    def _hint(self, client: OidcClient, hint: str) -> dict[str, Any]:
+        keys = self.tenant_keys.for_kid(client.jwks_uri, _kid(hint))
+        try:
+            claims = dict(jwt.decode(hint, keys, algorithms=["RS256"]).claims)
+        except (JoseError, ValueError):
+            raise OAuthRefused("id_token_hint's signature is not the tenant's") from None
+        aud = claims.get("aud")
+        auds = aud if isinstance(aud, list) else [aud]
+        if claims.get("iss") != client.hint_issuer:
+            raise OAuthRefused("id_token_hint is from another issuer")
+        if client.entra_client_id not in [str(a).lower() for a in auds]:
+            raise OAuthRefused("id_token_hint is for another application")
+        if str(claims.get("tid", "")).lower() != client.entra_tenant:
+            raise OAuthRefused("id_token_hint is from another tenant")
+        if not claims.get("oid") or not claims.get("sub"):
+            raise OAuthRefused("id_token_hint names no oid or sub")
+        return claims  # exp is not checked: Entra sends the hint already expired
+
+    def _person(self, client: OidcClient, hint: dict[str, Any], portal: str, rid: str) -> str:
+        tid, oid = str(hint["tid"]).lower(), str(hint["oid"]).lower()
+        user = self.subjects.find(tid, oid)
+        if user is None and client.match_upn and hint.get("preferred_username"):
+            upn = str(hint["preferred_username"])
+            user = self.subjects.match_upn(tid, oid, upn, portal, rid)
+        if user is None:
+            raise AccessDenied("this Entra ID account is not mapped to anyone here")
+        return user
+
+    def finish(self, session: Grant, sealed: str, portal: str, request_id: str) -> OidcEamAnswer:
+        what = {"client": portal, "request_id": request_id, "user_name": session.user}
+        try:
+            issuer = issuer_of(self.config)
+            req = self._open(sealed, portal)
+            if req["u"] != session.user:
+                raise AccessDenied("this session is another person's than the request's")
+            if session.issued_at < float(req["i"]):
+                raise AccessDenied("the second factor must be given for this request, after it")
+            factor = second_factor(session.factor)
+            if factor not in req["amr"]:
+                raise AccessDenied(f"Entra did not ask for {factor}")
+        except OAuthRefused as refused:
+            self._audit("refused", refused.code, detail=refused.message[:255], **what)
+            raise
+        now = self.clock()
+        claims = {
+            "iss": issuer,
+            "aud": req["c"],
+            "sub": req["s"],
+            "iat": int(now),
+            "exp": int(now + self.keys.token_seconds),
+            "acr": req["acr"],
+            "amr": [factor],
+        }
+        if req["n"]:
+            claims["nonce"] = req["n"]
+        token = self.keys.sign(claims, "RS256")
+        self._audit("issued", "ok", detail=f"amr={factor}", **what)
+        return OidcEamAnswer(id_token=token, redirect_uri=str(req["r"]))
+
+    def _open(self, sealed: str, portal: str) -> dict[str, Any]:
+        refused = OAuthRefused("the sign-in request is not valid (expired, or not this portal's)")
+        try:
+            raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+            req: dict[str, Any] = json.loads(self.store.box.open(raw, SEALED))
+        except (ValueError, KeyFileError, OpenMfaError):
+            raise refused from None
+        if req.get("p") != portal or float(req.get("e", 0)) <= self.clock():
+            raise refused
+        return req
