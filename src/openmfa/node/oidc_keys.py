@@ -36,7 +36,7 @@ from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import select
 
 from ..config import Config
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotReady
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
@@ -110,7 +110,8 @@ class OidcKeys:
             require(conn, OIDC_FORMAT, "OpenID Connect signing keys")
         rows = self._rows()
         first = not any(r["alg"] == alg for r in rows)
-        signs_from = now if first else now + self.publish_ahead
+        # The first key signs at once (a minute back: another node's clock may be behind).
+        signs_from = now - 60 if first else now + self.publish_ahead
         key: RSAKey | ECKey
         if alg == "RS256":
             key = RSAKey.generate_key(2048, private=True, auto_kid=False)
@@ -205,12 +206,14 @@ class OidcKeys:
     def sign(self, claims: dict[str, Any], alg: str = "RS256") -> str:
         """``claims`` as a JWT (RFC 7519) signed by the key of ``alg`` that signs now; the
         first key is made here if there is none yet (on the master: a write)."""
-        now = self.clock()
         rows = self._rows()
         if not any(r["alg"] == alg for r in rows):
             self.ensure(alg, "oidc")
             rows = self._rows()
-        signing = next(s for s in self._states(rows, now) if s.alg == alg and s.state == "signing")
+        states = self._states(rows, self.clock())
+        signing = next((s for s in states if s.alg == alg and s.state == "signing"), None)
+        if signing is None:  # only a first key whose node's clock is ahead of this one's
+            raise NotReady(f"no {alg} key signs yet; try again in a minute")
         key = self._private.get(signing.kid)
         if key is None:
             row = next(r for r in rows if r["kid"] == signing.kid)
