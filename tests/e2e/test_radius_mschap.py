@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -71,7 +72,7 @@ class Site:
     dd: Path
     node: Server
     port: int
-    upstream: Upstream
+    upstream: Upstream | None
 
     def phone(self, user: str, tmp: Path) -> Phone:
         code = json.loads(cli(self.dd, "device", "activate", user, "--json").stdout)
@@ -81,6 +82,7 @@ class Site:
 
     def upstream_logins(self, user: str) -> int:
         """How many times the upstream judged ``user``'s password (its auth log)."""
+        assert self.upstream is not None
         return len(re.findall(rf"Login (?:OK|incorrect).*\[{user}", self.upstream.log()))
 
 
@@ -208,7 +210,7 @@ def test_right_password_and_approved_push(site: Site, tmp_path: Path) -> None:
     assert vpn.poll() is None  # held until the phone answers
     phone.run("approve", str(request["id"]))
     kind, reply, out = result(vpn)
-    assert kind == "Access-Accept", out + site.upstream.log()[-3000:]
+    assert kind == "Access-Accept", out + site.node.log.read_text()[-3000:]
     # MS-CHAP2-Success: the upstream's authenticator response, which the peer verifies
     success = octets(reply["MS-CHAP2-Success"][0])
     assert success[0] == sent.ident
@@ -386,3 +388,53 @@ def test_active_directory_checks_mschapv2_through_ntlm_auth(site: Site, tmp_path
     )
     assert kind == "Access-Reject", out
     assert "checks MS-CHAPv2 only" in site.node.log.read_text()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not all(shutil.which(t) for t in ("samba", "ntlm_auth", "unshare")),
+    reason="needs root (network and mount namespaces), samba, ntlm_auth and unshare",
+)
+def test_a_samba_domain_controller_checks_mschapv2_for_the_node(tmp_path: Path) -> None:
+    """--primary ntlm against a real Active Directory (a Samba DC with its winbindd, asked
+    through Samba's own ntlm_auth): the whole way, from radclient to the phone and back."""
+    from .directory_server import samba_dc
+    from .test_radius_ntlm import ntlm_auth_for
+
+    password = "Am1r-Passw0rd!"
+    with samba_dc(tmp_path / "samba", winbind=True) as dc:
+        dc.tool("user", "create", "amir", password)
+        dd = tmp_path / "node"
+        dd.mkdir()
+        port = free_port()
+        (dd / "server.toml").write_text(
+            f'[ntlm]\nntlm_auth = "{ntlm_auth_for(dc, tmp_path)}"\n'
+            f'smb_conf = "{dc.workdir / "etc" / "smb.conf"}"\ntimeout_seconds = 20\n'
+            f'[mobile]\nenabled = true\npublic_url = "http://127.0.0.1:{port}/mobile"\n'
+            "min_gap_seconds = 0.0\n"
+        )
+        init(dd)
+        cli(dd, "radius", "client", "add", "vpn", "--address", "127.0.0.1", "--secret", SECRET,
+            "--primary", "ntlm", "--mschap", "yes")  # fmt: skip
+        cli(dd, "user", "add", "amir")
+        udp = free_udp_port()
+        with server(dd, port=port, radius=f"127.0.0.1:{udp}") as node:
+            site = Site(dd, node, udp, None)
+            phone = site.phone("amir", tmp_path)
+            sent, attrs = mschap_request("EXAMPLE\\amir", password)
+            vpn = radclient_start(udp, attrs, timeout=40)
+            (request,) = phone.pending(wait=40)
+            phone.run("approve", str(request["id"]))
+            kind, reply, out = result(vpn)
+            assert kind == "Access-Accept", out + node.log.read_text()[-3000:]
+            nt_response = sent.response[26:50]
+            assert peer.check_authenticator_response(
+                octets(reply["MS-CHAP2-Success"][0])[1:], password, nt_response,
+                sent.peer_challenge, sent.challenge, "amir",
+            )  # fmt: skip
+            peer_send, peer_recv = peer.peer_start_keys(password, nt_response)
+            assert octets(reply["MS-MPPE-Send-Key"][0]) == peer_recv
+            assert octets(reply["MS-MPPE-Recv-Key"][0]) == peer_send
+            _, attrs = mschap_request("EXAMPLE\\amir", "wrong-password")
+            kind, reply, out = result(radclient_start(udp, attrs, timeout=40))
+            assert kind == "Access-Reject" and "MS-CHAP-Error" in reply, out
+            assert phone.pending(wait=2) == []
