@@ -72,8 +72,12 @@ class _Relayed:
         self.reply: p.Packet | None = None
 
     async def check(self, user: str, password: str) -> bool:
-        self.reply = await exchange(self.upstream, self.attributes, self.authenticator)
-        return self.reply.code == p.ACCESS_ACCEPT
+        reply = await exchange(self.upstream, self.attributes, self.authenticator)
+        if reply.ma_at < 0 and r.is_eap(self.attributes):
+            # RFC 3579 §3.2: an answer to EAP carries one (checked by ``exchange``)
+            raise PrimaryUnavailable("the upstream answered EAP without a Message-Authenticator")
+        self.reply = reply
+        return reply.code == p.ACCESS_ACCEPT
 
 
 class _NtlmCheck:
