@@ -121,7 +121,9 @@ def radclient_file(path: Path, users: list[tuple[str, str]]) -> None:
     )
 
 
-def radclient_run(port: int, file: Path, secret: bytes, parallel: int) -> tuple[float, str]:
+def radclient_run(
+    port: int, file: Path, secret: bytes, parallel: int, timeout: float = 3
+) -> tuple[float, str]:
     t0 = time.perf_counter()
     out = subprocess.run(
         [
@@ -129,7 +131,7 @@ def radclient_run(port: int, file: Path, secret: bytes, parallel: int) -> tuple[
             "-q",
             "-s",
             "-t",
-            "3",
+            str(timeout),
             "-r",
             "1",
             "-p",
