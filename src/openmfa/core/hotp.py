@@ -12,20 +12,21 @@ RFC 4226 Appendix D vectors (secret ``12345678901234567890``):
 
 from __future__ import annotations
 
-import hmac
 import struct
 
+from . import mac
 from .compare import strings_equal
 
 ALGORITHMS = {"SHA1": "sha1", "SHA256": "sha256", "SHA512": "sha512"}
-"""Key URI algorithm names and the digest each names (hmac.digest: one C call)."""
+"""Key URI algorithm names and the digest each names (``mac.digest``)."""
+_COUNTER = struct.Struct(">Q")
 
 
 def hotp(key: bytes, counter: int, digits: int = 6, algorithm: str = "SHA1") -> str:
     """Compute the HOTP value for ``counter`` (RFC 4226 §5.3, dynamic truncation)."""
-    mac = hmac.digest(key, struct.pack(">Q", counter), ALGORITHMS[algorithm])
-    offset = mac[-1] & 0x0F
-    binary = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
+    h = mac.digest(key, _COUNTER.pack(counter), ALGORITHMS[algorithm])
+    offset = h[-1] & 0x0F
+    binary = int.from_bytes(h[offset : offset + 4], "big") & 0x7FFFFFFF
     return str(binary % (10**digits)).zfill(digits)
 
 

@@ -10,12 +10,12 @@ Invariants owned here:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import struct
 from dataclasses import dataclass, field
 
+from ..core import mac
 from ..errors import MalformedPacket as MalformedPacket  # re-exported: p.MalformedPacket
 
 ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT = 1, 2, 3
@@ -88,8 +88,17 @@ def _encode_attributes(attributes: list[tuple[int, bytes]]) -> bytes:
     return b"".join(out)
 
 
+_KEYED: dict[bytes, mac.Keyed] = {}
+"""HMAC-MD5 made ready per shared secret (a handful of clients; cleared if it ever grows)."""
+
+
 def _ma_over(raw_with_zeroed_ma: bytes, secret: bytes) -> bytes:
-    return hmac.digest(secret, raw_with_zeroed_ma, "md5")
+    keyed = _KEYED.get(secret)
+    if keyed is None:
+        if len(_KEYED) >= 1024:
+            _KEYED.clear()
+        keyed = _KEYED[secret] = mac.Keyed(secret, "md5")
+    return keyed.digest(raw_with_zeroed_ma)
 
 
 def _zero_ma(raw: bytes, authenticator: bytes | None = None) -> tuple[bytes, bytes | None]:
@@ -134,7 +143,7 @@ def encode_response(
     # RFC 3579 §3.2: the MA of a response is computed with the Request Authenticator in place.
     head = _HEADER.pack(code, request.identifier, length, request.authenticator)
     rest = _MA_HEAD + _ma_over(head + _MA_ZEROED + body, secret) + body
-    response_auth = hashlib.md5(head + rest + secret).digest()
+    response_auth = mac.md5(head + rest + secret)
     return head[:4] + response_auth + rest
 
 
@@ -159,7 +168,7 @@ def encode_request(
 def verify_response(raw: bytes, request_authenticator: bytes, secret: bytes) -> Packet:
     """Check a response's Response Authenticator (and MA if present); return it decoded."""
     packet = decode(raw)
-    expect = hashlib.md5(packet.raw[:4] + request_authenticator + packet.raw[20:] + secret).digest()
+    expect = mac.md5(packet.raw[:4] + request_authenticator + packet.raw[20:] + secret)
     if not hmac.compare_digest(expect, packet.authenticator):
         raise MalformedPacket("response authenticator does not match (wrong shared secret?)")
     zeroed, found = _zero_ma(packet.raw, request_authenticator)
@@ -176,7 +185,7 @@ def hide_password(password: bytes, secret: bytes, authenticator: bytes) -> bytes
     out = bytearray()
     prev = authenticator
     for i in range(0, len(padded), 16):
-        digest = hashlib.md5(secret + prev).digest()
+        digest = mac.md5(secret + prev)
         chunk = _xor16(padded[i : i + 16], digest)
         out += chunk
         prev = chunk
@@ -191,7 +200,7 @@ def reveal_password(hidden: bytes, secret: bytes, authenticator: bytes) -> bytes
     prev = authenticator
     for i in range(0, len(hidden), 16):
         chunk = hidden[i : i + 16]
-        digest = hashlib.md5(secret + prev).digest()
+        digest = mac.md5(secret + prev)
         out += _xor16(chunk, digest)
         prev = chunk
     return bytes(out).rstrip(b"\0")
