@@ -9,7 +9,8 @@ Flows (chosen per client by ``--primary``):
   portal's does: a locked user's is not checked, a wrong one counts toward the lock.
 - ``combined`` (per client, with a primary): ``password`` + ``code`` in one User-Password.
 - MS-CHAPv2 and EAP (per client, ``--mschap yes`` / ``--eap relay``, with ``--primary
-  radius``): requests without a User-Password that carry them go to ``relay_flows``.
+  radius``, or ``ntlm`` for MS-CHAPv2 only): requests without a User-Password that carry them
+  go to ``relay_flows``; a PAP request to an ``ntlm`` client is refused.
 
 Push (per client, ``--push challenge|hold|off``): with ``--primary none`` an empty User-Password
 (or the word ``push``) asks the user's device to approve, while a code still works; with a
