@@ -152,6 +152,14 @@ class PushService:
         watches the role itself (``farm.push_relay.wait_outcome``)."""
         return self.requests.outcome(push_id, client)
 
+    def close(self, push_id: str, reason: str) -> bool:
+        """End a pending request nobody waits for any more (``PushRequests.close``): False when
+        it was answered first. ``NotMaster`` where push requests do not live now (no waiting
+        through a handover: the caller is stopping)."""
+        if not self.is_master():
+            raise NotMaster("push requests live at the farm's master")
+        return self.requests.close(push_id, reason)
+
     def number(self, push_id: str) -> str:
         """The number a pending request shows (to show it again)."""
         return self.requests.number(push_id)

@@ -13,8 +13,10 @@ Invariants owned here:
   (the counter does not move): the person approves again and unlocks. A denial or a fraud
   report never needs it.
 
-A request expires (``pending`` past ``expires_at`` reads as ``expired``); a fraud answer is
-``push_fraud``'s to act on.
+A request expires (``pending`` past ``expires_at`` reads as ``expired``), or is closed as
+expired when nobody waits for its answer any more (``close``: the node holding a RADIUS request
+for it stops); either way the devices no longer show it and an answer to it is refused. A fraud
+answer is ``push_fraud``'s to act on.
 """
 
 from __future__ import annotations
@@ -302,6 +304,37 @@ class PushRequests:
             expires_at=row.expires_at,
             decided_at=now,
         )
+
+    def close(self, push_id: str, reason: str) -> bool:
+        """End a pending request nobody waits for any more: it is ``expired`` from now on, and
+        audited (``push.close`` with ``reason``). False when it was answered (or ended) first:
+        one conditional update decides, as for an answer."""
+        r, now = t.push_requests, time.time()
+        with self.store.write() as conn:
+            row = conn.execute(select(r).where(r.c.id == push_id)).first()
+            if row is None:
+                return False
+            done = conn.execute(
+                update(r)
+                .where(r.c.id == push_id, r.c.status == "pending")
+                .values(status="expired", decided_at=now)
+            )
+            if done.rowcount != 1:
+                return False
+            self._audit(
+                conn,
+                AuditEvent(
+                    "push.close",
+                    "ok",
+                    user_name=row.user_name,
+                    client=row.client,
+                    method_id=row.method_id,
+                    reason=reason,
+                    request_id=row.request_id,
+                    detail=f"push {row.id} for {row.client}",
+                ),
+            )
+        return True
 
     def _waiting(self, conn: Connection, user_id: int, now: float) -> list[PushRequestView]:
         r = t.push_requests
