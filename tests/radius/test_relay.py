@@ -3,15 +3,20 @@ relayed, what goes upstream, what of the upstream's answer reaches the NAS. No s
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from typing import Any, cast
 
 import pytest
 
 from openmfa.errors import InvalidInput, MalformedPacket
-from openmfa.node.radius_clients import REPLY_ATTRIBUTES_DEFAULT, reply_allow_list
+from openmfa.node.radius_clients import REPLY_ATTRIBUTES_DEFAULT, RadiusClient, reply_allow_list
 from openmfa.radius import mschap as m
 from openmfa.radius import packet as p
 from openmfa.radius import relay as r
+from openmfa.radius.flows import AccessFlows
+from openmfa.radius.relay_flows import RelayFlows
+from openmfa.radius.server import ClientTable, RadiusServer
 
 from . import ms_chap_peer as peer
 
@@ -231,6 +236,20 @@ def test_the_accept_carries_the_keys_re_encrypted_for_the_nas(eap: bool) -> None
     p.encode_response(p.Packet(p.ACCESS_REQUEST, 9, NAS_AUTH), p.ACCESS_ACCEPT, out, NAS_SECRET)
 
 
+@pytest.mark.parametrize("listed", [False, True])
+def test_an_eap_accept_names_the_person_the_push_went_to(listed: bool) -> None:
+    """RFC 2865 §5.1: the NAS uses the Access-Accept's User-Name in its accounting. An EAP
+    Accept carries exactly one, the person asked (the inner identity, without a DOMAIN\\),
+    whether or not the allow-list names User-Name; MS-CHAPv2 gets none of the flow's."""
+    reply, _, _ = upstream_accept(True)
+    keys = r.Keys(UPSTREAM_SECRET, UPSTREAM_AUTH, NAS_SECRET, NAS_AUTH)
+    allow = r.allow_list(reply_allow_list("User-Name,Class")) if listed else DEFAULT
+    out = r.accept_attributes(reply, keys, allow, eap=True, user="alice.smith")
+    assert [v for k, v in out if k == p.USER_NAME] == [b"alice.smith"]
+    mschap = r.accept_attributes(upstream_accept(False)[0], keys, allow, eap=False, user="x")
+    assert [v for k, v in mschap if k == p.USER_NAME] == ([b"alice"] if listed else [])
+
+
 def test_mschap_refusals_carry_an_ms_chap_error() -> None:
     error = b"\x05E=691 R=1 C=" + b"0" * 32 + b" V=3 M=Authentication rejected"
     upstream = p.Packet(p.ACCESS_REJECT, 1, bytes(16), [m.ms_vsa(m.MS_CHAP_ERROR, error)])
@@ -272,22 +291,62 @@ def test_with_the_domains_hash_hash_openmfa_makes_the_answer_itself() -> None:
     assert value.startswith(b"\x09E=648 R=0 ")
 
 
-def test_a_draining_node_answers_eap_rounds_but_holds_no_new_mschap_push() -> None:
-    import ipaddress
+def client(eap: str) -> RadiusClient:
+    net = ipaddress.ip_network("192.0.2.1")
+    return RadiusClient("gw", net, NAS_SECRET, "radius", True, False, mschap=True, eap=eap)
 
-    from openmfa.node.radius_clients import RadiusClient
-    from openmfa.radius.relay_flows import RelayFlows
 
-    def client(eap: str) -> RadiusClient:
-        net = ipaddress.ip_network("192.0.2.1")
-        return RadiusClient("gw", net, NAS_SECRET, "radius", True, False, mschap=True, eap=eap)
+EAP_START = [(p.USER_NAME, b"anonymous"), (r.EAP_MESSAGE, b"\x02\x01\x00\x05\x01")]
 
-    eap = request([(p.USER_NAME, b"anonymous"), (r.EAP_MESSAGE, b"\x02\x01\x00\x05\x01")])
-    assert RelayFlows.answered_while_draining(client("relay"), eap) is True
-    assert RelayFlows.answered_while_draining(client("off"), eap) is False
+
+def test_a_draining_node_answers_eap_rounds_but_starts_no_conversation_or_mschap_push() -> None:
+    going_on = request([*EAP_START, (p.STATE, b"upstream-state")])
+    assert RelayFlows.answered_while_draining(client("relay"), going_on) is True
+    new = request(EAP_START)
+    assert RelayFlows.answered_while_draining(client("relay"), new) is False
+    assert RelayFlows.answered_while_draining(client("off"), going_on) is False
     assert (
         RelayFlows.answered_while_draining(client("relay"), request(mschap_attributes())) is False
     )
     hidden = p.hide_password(b"123456", NAS_SECRET, NAS_AUTH)
     pap = request([(p.USER_NAME, b"alice"), (p.USER_PASSWORD, hidden)])
     assert RelayFlows.answered_while_draining(client("relay"), pap) is None  # PAP's own rules
+
+
+class DrainingFlows:
+    """What the server asks of ``AccessFlows`` while draining, with its own rules (``relay``,
+    ``one_round``); a request it takes is noted instead of decided."""
+
+    relay = RelayFlows
+    carrying = False
+    answered_while_draining = AccessFlows.answered_while_draining
+    one_round = AccessFlows.one_round
+
+    def __init__(self) -> None:
+        self.taken: list[p.Packet] = []
+
+    def handle(self, client: RadiusClient, pkt: p.Packet, respond: Any) -> None:
+        self.taken.append(pkt)
+
+
+def test_a_draining_server_leaves_a_new_eap_conversation_to_the_next_server() -> None:
+    """The server's own check (``RadiusServer.receive``): a round of a conversation in progress
+    is relayed still; the first round of a new one (no State) gets no answer, so the NAS asks
+    its next server, and no push will be held here for it."""
+    flows = DrainingFlows()
+    server = RadiusServer(cast(Any, flows), ClientTable([client("relay")]), 30.0)
+    server.draining = True
+
+    def sent(ident: int, attributes: list[tuple[int, bytes]]) -> bytes:
+        return p.encode_request(p.ACCESS_REQUEST, ident, attributes, NAS_SECRET, os.urandom(16))
+
+    assert server.receive(sent(1, EAP_START), ("192.0.2.1", 1812)) is None
+    assert flows.taken == [] and server.stats["drained"] == 1
+    server.receive(sent(2, [*EAP_START, (p.STATE, b"upstream-state")]), ("192.0.2.1", 1812))
+    assert [q.get(p.STATE) for q in flows.taken] == [b"upstream-state"]
+    assert server.stats["drained"] == 1
+    server.receive(sent(3, mschap_attributes()), ("192.0.2.1", 1812))
+    assert server.stats["drained"] == 2 and len(flows.taken) == 1
+    server.draining = False
+    server.receive(sent(4, EAP_START), ("192.0.2.1", 1812))
+    assert len(flows.taken) == 2

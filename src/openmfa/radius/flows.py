@@ -154,6 +154,9 @@ class AccessFlows:
         self.hub = hub
         self.holding = 0
         """Requests held for a push answer right now (a drain waits for them)."""
+        self.held: dict[str, tuple[asyncio.Task[None], Respond]] = {}
+        """The holds (``--push hold``) waiting now, by push request: a stop ends the relayed
+        ones at once (``relay_flows``). On the event loop only."""
         self.remote = remote
         self._remote_ids: dict[str, float] = {}
         """Pushes this node opened at the master, until when to remember them."""
@@ -230,8 +233,8 @@ class AccessFlows:
     def answered_while_draining(self, client: RadiusClient, pkt: p.Packet) -> bool:
         """A new request, on a draining node: answered when what it starts outlives this
         process (decided in one round, or a challenge the next process takes over); a push
-        held open (``--push hold``) would not. EAP rounds are (the conversation lives at the
-        upstream); MS-CHAPv2 is not (it holds a push)."""
+        held open (``--push hold``) would not. Neither a new EAP conversation (no State) nor
+        MS-CHAPv2 is: each ends in a push held here (``relay_flows``)."""
         relayed = self.relay.answered_while_draining(client, pkt)
         if relayed is not None:
             return relayed
@@ -246,12 +249,18 @@ class AccessFlows:
 
     async def settle(self, seconds: float) -> int:
         """Wait (bounded) for the answers being worked on (a first factor being checked, a
-        push follow-up); how many are still unanswered after ``seconds``."""
-        pending = {t for t in self._tasks if not t.done()}
-        if pending:
-            _, left = await asyncio.wait(pending, timeout=seconds)
-            return len(left)
-        return 0
+        push follow-up); how many are still unanswered after ``seconds``. Call once nothing
+        reads the socket any more: the relayed requests held for a push are answered at once
+        with their refusal, and their pushes closed (``RelayFlows.end_rounds``), so those
+        answers are among the ones the next process takes over (``carry``)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.relay.end_rounds()  # (again each step: a round may reach its hold meanwhile)
+            pending = {t for t in self._tasks if not t.done()}
+            left = deadline - time.monotonic()
+            if not pending or left <= 0:
+                return len(pending)
+            await asyncio.wait(pending, timeout=min(left, 0.2), return_when=asyncio.FIRST_COMPLETED)
 
     def remote_pushes(self) -> dict[str, float]:
         """The pushes this node opened at the master, and until when (wall clock)."""
@@ -349,12 +358,13 @@ class AccessFlows:
         """Run ``fn(*args)`` as a task on the event loop (from the commit thread)."""
         assert self.loop is not None, "start() first"
 
-        def start() -> None:
-            task = asyncio.get_running_loop().create_task(fn(*args))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self.loop.call_soon_threadsafe(lambda: self._spawn(fn(*args)))
 
-        self.loop.call_soon_threadsafe(start)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """On the event loop: run ``work`` as a task a stop waits for (``settle``)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _outcome(self, push_id: str, seconds: float) -> PushOutcome:
         """Wait (no thread) until the push is answered or ``seconds`` pass: on this node, or
@@ -392,6 +402,9 @@ class AccessFlows:
     async def _hold(self, client: RadiusClient, push_id: str, respond: Respond) -> None:
         """``--push hold``: answer the request itself when the phone answers."""
         self.holding += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self.held[push_id] = (task, respond)
         try:
             outcome = await self._outcome(push_id, client.hold_seconds)
         except Exception:
@@ -399,6 +412,8 @@ class AccessFlows:
             outcome = None
         finally:
             self.holding -= 1
+            if task is not None and self.held.get(push_id, (None,))[0] is task:
+                del self.held[push_id]
         reply = ACCEPTED if outcome is not None and outcome.accepted else _push_reject(outcome)
         self.queue.call(lambda: respond(reply))
 

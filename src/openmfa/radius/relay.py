@@ -15,7 +15,9 @@ Invariants owned here:
   the MS-MPPE-Send/Recv-Key re-encrypted from the upstream's secret and OpenMFA's Request
   Authenticator to the NAS's secret and the NAS's Request Authenticator (RFC 2548 §2.4.2,
   §2.4.3); and of everything else, only what the client's allow-list names (``allowed``),
-  never an attribute sealed with the upstream's secret or one the flow handles itself.
+  never an attribute sealed with the upstream's secret or one the flow handles itself. An EAP
+  Access-Accept names the person the push went to in its one User-Name (RFC 2865 §5.1: the NAS
+  uses it in its Accounting-Requests), whatever the allow-list says.
 - An EAP-Failure (RFC 3748 §4.2) carries the Identifier of the EAP packet it answers: the
   NAS's last EAP-Response, or the upstream's EAP-Success it replaces.
 """
@@ -269,16 +271,20 @@ class Keys:
 
 
 def accept_attributes(
-    reply: p.Packet, keys: Keys, allow: Allowed, *, eap: bool
+    reply: p.Packet, keys: Keys, allow: Allowed, *, eap: bool, user: str = ""
 ) -> list[tuple[int, bytes]]:
     """The Access-Accept for the NAS from the upstream's: the EAP-Success (``eap``), the
     MS-CHAP2-Success and MPPE policy as they are, the MPPE keys re-encrypted for the NAS, and
-    what the allow-list passes. MalformedPacket when the keys do not decrypt (the upstream's
-    secret is wrong, or they were not made for this request)."""
+    what the allow-list passes; with ``eap``, ``user`` (the person the push went to) as its
+    User-Name in place of any the allow-list would pass. MalformedPacket when the keys do not
+    decrypt (the upstream's secret is wrong, or they were not made for this request)."""
     out: list[tuple[int, bytes]] = []
+    named = user.encode()
     if eap:
         message = b"".join(v for k, v in reply.attributes if k == EAP_MESSAGE)
         out += eap_split(message)
+        if 0 < len(named) <= 253:
+            out.append((p.USER_NAME, named))
     subs = ms.vendor_attributes(reply.attributes)
     out += [ms.ms_vsa(t, v) for vendor, t, v in subs if vendor == ms.MICROSOFT and t in MS_KEPT]
     for vendor, t, v in subs:
@@ -291,7 +297,10 @@ def accept_attributes(
                 keys.nas_authenticator,
             )
             out.append(ms.ms_vsa(t, recoded))
-    return out + allowed(reply.attributes, allow)
+    passed = allowed(reply.attributes, allow)
+    if eap and 0 < len(named) <= 253:
+        passed = [(k, v) for k, v in passed if k != p.USER_NAME]
+    return out + passed
 
 
 def challenge_attributes(reply: p.Packet) -> list[tuple[int, bytes]]:

@@ -3,8 +3,9 @@ that holds the passwords (``[radius_upstream]``), then a push held until the pho
 
 MS-CHAPv2 (RFC 2759 in RFC 2548's attributes; a client with ``--mschap yes``): the lock is
 checked first (a locked user's response is not relayed), then the request is relayed through
-the node's one first-factor rule (``node.first_factor``): a Reject is a wrong password (counted
-toward the lock, no push, the NAS gets the upstream's MS-CHAP-Error); an Accept starts an
+the node's one first-factor rule (``node.first_factor``): a Reject is a wrong password (the
+upstream's verdict on that user's response, counted toward the lock as for PAP; no push, the
+NAS gets the upstream's MS-CHAP-Error); an Accept starts an
 approve-only push (no number: such a NAS shows nothing), held within the client's
 ``--hold-seconds``; approved, the NAS gets the upstream's MS-CHAP2-Success and MPPE keys
 re-encrypted for it (``relay.accept_attributes``); refused or unanswered, an Access-Reject with
@@ -15,14 +16,22 @@ without a ``DOMAIN\\`` prefix (Windows clients add one); the upstream gets it as
 
 EAP (PEAP, EAP-TTLS, EAP-TLS; a client with ``--eap relay``): each round is relayed with the
 NAS's State as it came, so the conversation lives at the upstream, not here: a round may reach
-another node of the farm, or this node's next process after a restart, and it goes on. The
-upstream's Access-Challenge goes to the NAS at once; its Access-Accept starts the push to the
-person it names in User-Name (the inner identity of a tunnel), or the request's User-Name; its
-Access-Reject is a wrong first factor (counted for the request's User-Name: an anonymous outer
-identity counts for no one). A refused push is an Access-Reject with an EAP-Failure in place of
-the upstream's EAP-Success. A round held for a push that a restart cuts short is answered by
-nobody: the NAS retransmits, the upstream no longer knows the State, and the supplicant starts
-again (EAP's own recovery).
+another node of the farm, or this node's next process after a restart, and it goes on (a
+draining node answers those, but leaves a new conversation, a round without State, to the NAS's
+next server: its last round would hold a push here). The upstream's Access-Challenge goes to
+the NAS at once; its Access-Accept starts the push to the person it names in User-Name (the
+inner identity of a tunnel), or the request's User-Name, and the NAS's Access-Accept names that
+person (RFC 2865 §5.1, for its accounting); a refused push is an Access-Reject with an
+EAP-Failure in place of the upstream's EAP-Success. The upstream's Access-Reject is audited but
+not counted toward anyone's lock: the password is checked inside the tunnel, which OpenMFA
+cannot see, and the outer identity is whatever the supplicant says — anyone in reach of a
+Wi-Fi network could send rounds of garbage under a victim's name and lock them out of every
+channel; a refusal of a round whose conversation the upstream forgot (a restart) would count
+too. The upstream's own lockout (Active Directory's, say) guards its passwords; a locked user's
+new conversation is still not relayed, and a refusal never sends a push.
+
+A relayed request held for a push when the node stops is answered at once with its refusal and
+its push closed (``relay_rounds``, which says why and what is left out).
 
 Invariants owned here: no push is ever sent before the upstream accepted the first factor, and
 no Access-Accept leaves without an approved push (or the user's open bypass); the upstream's
@@ -52,6 +61,7 @@ from . import relay as r
 from .flows import Reply, Respond
 from .ntlm import NtlmAuth
 from .primary import exchange
+from .relay_rounds import HeldRounds
 
 if TYPE_CHECKING:
     from .flows import AccessFlows
@@ -104,6 +114,8 @@ class RelayFlows:
         self._ntlm_config: dict[str, Any] = config.values["ntlm"]
         self._ntlm: NtlmAuth | None = None
         self._said: dict[tuple[str, str], float] = {}
+        self.rounds = HeldRounds(flows)
+        """The requests between the upstream's Accept and their answer (a stop ends them)."""
 
     @staticmethod
     def wants(pkt: p.Packet) -> bool:
@@ -112,13 +124,18 @@ class RelayFlows:
 
     @staticmethod
     def answered_while_draining(client: RadiusClient, pkt: p.Packet) -> bool | None:
-        """EAP rounds are answered by a draining node (the conversation lives upstream);
-        MS-CHAPv2 is not (it would hold a push here): None for other requests."""
+        """EAP rounds of a conversation in progress (with a State) are answered by a draining
+        node (the conversation lives upstream); a new conversation is not, nor MS-CHAPv2: each
+        would hold a push here. None for other requests."""
         if pkt.get(p.USER_PASSWORD) is not None:
             return None
         if r.is_eap(pkt.attributes):
-            return client.eap == "relay"
+            return client.eap == "relay" and pkt.get(p.STATE) is not None
         return False if r.is_mschap(pkt.attributes) else None
+
+    def end_rounds(self) -> None:
+        """The node stops: answer the requests held for a push now (``relay_rounds``)."""
+        self.rounds.end()
 
     def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> None:
         """On the commit thread: refuse at once what cannot be relayed; the rest goes to the
@@ -285,8 +302,7 @@ class RelayFlows:
         if reply.code != p.ACCESS_ACCEPT:
             ident = r.eap_identifier(pkt.attributes)
             self._answer(respond, _reply(p.ACCESS_REJECT, r.eap_reject(reply, ident)))
-            if outer:
-                await self._wrong(client, outer)
+            await self._refused(client, outer)
             return
         inner = reply.get(p.USER_NAME)
         named = inner.decode(errors="replace") if inner else outer
@@ -308,11 +324,23 @@ class RelayFlows:
             raise result
         return result.reason is Reason.LOCKED
 
-    async def _wrong(self, client: RadiusClient, user: str) -> None:
+    async def _refused(self, client: RadiusClient, outer: str) -> None:
+        """The upstream refused an EAP conversation: audited for its outer identity, counted
+        toward no lock (see the module's docstring)."""
+        asked = self._attempt(client, outer)
+        event = AuditEvent(
+            "primary",
+            "rejected",
+            user_name=outer,
+            client=asked.client,
+            request_id=asked.request_id,
+            reason="upstream_rejected",
+            detail="radius eap (not counted toward the lock)",
+        )
         try:
-            await self.flows.first.failed(self._attempt(client, user))
+            await asyncio.to_thread(audit.record, self.flows.store, event)
         except OpenMfaError as exc:
-            log.error("could not count a wrong EAP first factor: %s", exc.message)
+            log.error("could not audit a refused EAP conversation: %s", exc.message)
 
     # -- both: the push -------------------------------------------------------------------
 
@@ -332,7 +360,9 @@ class RelayFlows:
         try:
             accept = _reply(
                 p.ACCESS_ACCEPT,
-                r.accept_attributes(reply, keys, r.allow_list(client.reply_attributes), eap=eap),
+                r.accept_attributes(
+                    reply, keys, r.allow_list(client.reply_attributes), eap=eap, user=user
+                ),
             )
         except (MalformedPacket, ValueError) as exc:
             log.error(
@@ -349,7 +379,10 @@ class RelayFlows:
         self, client: RadiusClient, user: str, accept: Reply, refused: Reply, respond: Respond
     ) -> None:
         """The person's approve-only push, held (``flows._hold`` counts it in ``holding``):
-        approved → ``accept``, else ``refused``."""
+        approved → ``accept``, else ``refused``. None once the node stops (``relay_rounds``)."""
+        if self.rounds.stopping:
+            self._answer(respond, refused)
+            return
         if not await asyncio.to_thread(self._has_push, user):
             self.say(
                 client,
@@ -360,12 +393,9 @@ class RelayFlows:
             self._answer(respond, refused)
             return
         held = replace(client, push="hold")
-
-        def answer(reply: Reply) -> None:
-            respond(accept if reply.code == p.ACCESS_ACCEPT else refused)
-
+        answer = self.rounds.start(respond, accept, refused)
         attempt, callback, _ = self.flows._job(held, user, "push", answer)
-        self.flows.queue.submit_callback(attempt, callback)
+        self.flows.queue.submit_callback(attempt, self.rounds.decided(answer, callback))
 
     def _has_push(self, user: str) -> bool:
         try:
