@@ -18,13 +18,18 @@ conversation:
   name, as Windows sends it), and the next conversation succeeds. When that answer is lost on
   the way, eapol_test's retransmission reaches the next process, which answers it with the same
   Access-Reject (the recent answers carried over the restart) instead of relaying it again.
+
+The same for MS-CHAPv2 (no EAP), judged by radclient: a request held for a push when the node
+stops gets an Access-Reject with an MS-CHAP-Error (E=691), its push closed.
 """
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +41,7 @@ import pytest
 
 from openmfa.node.control import NodeControl
 from openmfa.radius import handoff
+from tests.radius import ms_chap_peer as peer
 
 from .freeradius_upstream import EapolResult, eapol_test_conf
 from .freeradius_upstream import run_eapol_test as eapol_test
@@ -362,4 +368,51 @@ def test_a_push_held_when_the_node_restarts_ends_cleanly(
         relay.close()
     assert again.success and again.mppe_ok, explained(again, relay, site, since)
     assert site.push_requests(user)[pushes + 1 :] == [("radius:nas", "accepted")]
+    assert failures(site, user) == wrong
+
+
+def test_an_mschapv2_push_held_when_the_node_restarts_ends_in_an_ms_chap_error(
+    site: RelaySite,
+) -> None:
+    """An MS-CHAPv2 request (RFC 2759, computed by the tests' own peer; radclient sends it)
+    whose push is held when the node restarts: the stopping process answers it with an
+    Access-Reject carrying MS-CHAP-Error E=691, closes the push, and counts nothing."""
+    user = "erin"
+    phone = site.answering(user, "ignore")
+    pushes, shown, since = len(site.push_requests(user)), len(phone.shown), len(log_text(site))
+    wrong = failures(site, user)
+    challenge, response = peer.build_request(user, USERS[user], os.urandom(16), os.urandom(16), 5)
+    lines_in = [
+        f'User-Name = "{user}"',
+        f"MS-CHAP-Challenge = 0x{challenge.hex()}",
+        f"MS-CHAP2-Response = 0x{response.hex()}",
+        "Message-Authenticator = 0x00",
+    ]
+    vpn = subprocess.Popen(
+        ["radclient", "-x", "-t", "40", "-r", "1", f"127.0.0.1:{site.radius_port}", "auth",
+         site.nas_secret],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert vpn.stdin is not None
+        vpn.stdin.write("\n".join(lines_in) + "\n")
+        vpn.stdin.close()
+        wait_for(lambda: len(phone.shown) == shown + 1, "the push on the phone", 30)
+        assert vpn.poll() is None  # held
+        restart(site)
+        assert vpn.stdout is not None
+        out = vpn.stdout.read()  # (to its end: radclient got its answer, or gave up)
+        vpn.wait(timeout=60)
+    finally:
+        if vpn.poll() is None:
+            vpn.kill()
+            vpn.wait()
+        if vpn.stdout is not None:
+            vpn.stdout.close()
+    said = log_text(site)[since:]
+    print(lines(out, "Received", "MS-CHAP"))
+    assert "Received Access-Reject" in out, out + said[-3000:]
+    assert "E=691 R=0" in out and "MS-MPPE" not in out
+    assert site.push_requests(user)[pushes:] == [("radius:nas", "expired")]
+    assert "closed, its request answered before the stop" in said
     assert failures(site, user) == wrong
