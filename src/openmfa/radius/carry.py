@@ -1,7 +1,8 @@
 """What a node's RADIUS server carries over a restart in place, to the next process of the same
 node: the challenges it opened that are not finished (someone typing a code, a phone about to
 approve), the answers it sent lately (a gateway's retransmission gets the same answer, not a
-second decision: RFC 5080 §2.2.2) and the pushes it opened at the farm's master.
+second decision: RFC 5080 §2.2.2; among them the refusals a stop gives the relayed requests it
+held for a push, ``relay_rounds``) and the pushes it opened at the farm's master.
 
 The process that stops writes it after its last answer; the next one reads it at start, before
 its first request, and removes it. It is sealed under the node's key (``SecretBox``, mode 0600
