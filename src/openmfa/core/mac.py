@@ -75,8 +75,10 @@ def digest(key: bytes, msg: bytes, name: str) -> bytes:
     new = _HASHES.get(name)
     if new is None:
         return hmac.digest(key, msg, name)
-    inner, outer = _pads(key, name)
-    result: bytes = new(outer + new(inner + msg).digest()).digest()
+    if len(key) > _BLOCK:
+        key = new(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    result: bytes = new(key.translate(_OPAD) + new(key.translate(_IPAD) + msg).digest()).digest()
     return result
 
 

@@ -19,9 +19,10 @@ RFC 6238 Appendix B vectors (8 digits, 30 s steps):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hmac
 
-from .compare import strings_equal
+import msgspec
+
 from .hotp import hotp
 
 
@@ -37,8 +38,9 @@ def totp(
     return hotp(key, step_at(now, period), digits, algorithm)
 
 
-@dataclass(frozen=True, slots=True)
-class TotpMatch:
+class TotpMatch(msgspec.Struct, frozen=True):
+    """Immutable; a ``msgspec.Struct`` because one is made per attempt (``core.verification``)."""
+
     step: int
     """The time step the code belongs to; store it as the method's last accepted step."""
     drift: int
@@ -73,12 +75,13 @@ def verify(
     >>> verify(key, "000000", 59, last_step=-1) is None
     True
     """
-    if len(code) != digits or not code.isdigit():
-        return None
+    if len(code) != digits or not code.isdigit() or not code.isascii():
+        return None  # (non-ASCII digits never equal a computed code)
     current = step_at(now, period)
     replayed: TotpMatch | None = None
-    for step in _candidates(current, drift_steps):
-        if strings_equal(hotp(key, step, digits, algorithm), code):
+    steps = (current, current - 1, current + 1) if drift_steps == 1 and current > 0 else None
+    for step in steps or _candidates(current, drift_steps):
+        if hmac.compare_digest(hotp(key, step, digits, algorithm), code):  # ASCII: constant time
             if step > last_step:
                 return TotpMatch(step, step - current, replayed=False)
             replayed = replayed or TotpMatch(step, step - current, replayed=True)

@@ -128,11 +128,11 @@ class Pending:
     steps: list[dict[str, Any]] = field(default_factory=list)
     counters: list[dict[str, Any]] = field(default_factory=list)
     users: list[dict[str, Any]] = field(default_factory=list)
+    forward: dict[str, list[dict[str, Any]]] = field(init=False)
+    """The claims of a batch by the state field they move (``Kind.moves``)."""
 
-    @property
-    def forward(self) -> dict[str, list[dict[str, Any]]]:
-        """The claims of a batch by the state field they move (``Kind.moves``)."""
-        return {"last_step": self.steps, "counter": self.counters}
+    def __post_init__(self) -> None:
+        self.forward = {"last_step": self.steps, "counter": self.counters}
 
 
 @dataclass(slots=True)

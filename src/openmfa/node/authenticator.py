@@ -106,8 +106,13 @@ LOCAL_ONLY = "master unreachable: decided on this node's state"
 FAILED_CLOSED = "master unreachable: refused (fail closed)"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attempt:
+    """One request to decide; treat it as immutable (``dataclasses.replace`` makes a changed
+    copy). Not a frozen dataclass only because one is made per request: a frozen one sets each of
+    its eleven fields through ``object.__setattr__`` (about 19,000 instructions in all, against
+    5,000)."""
+
     user: str
     code: str
     client: str = "cli"
@@ -225,11 +230,11 @@ class Authenticator:
                     client = caller
                 d, locked, detail = self._one(cur, a, now, pending, verdicts)
                 if a.before_first_factor:
-                    if d.reason is not Reason.LOCKED:
+                    if d.reason is not _LOCKED:
                         results.append(d)  # go on (no such user: the password check says no)
                         continue
                     detail = "first factor not checked"
-                elif d.reason is Reason.PENDING:
+                elif d.reason is _PENDING:
                     d, detail = self._open_push(conn, a, d, client, now, opened)
                 elif a.first_factor_failed and not detail:
                     detail = "wrong first factor"
@@ -242,7 +247,7 @@ class Authenticator:
                     "client": client,
                     "method_id": d.method_id or "",
                     "result": "accepted" if d.accepted else "rejected",
-                    "reason": d.reason.value,
+                    "reason": _TEXT[d.reason],
                     "request_id": a.request_id,
                     "detail": detail,
                 }
@@ -364,7 +369,7 @@ class Authenticator:
             self._claim_failure(user.id, out.user_state.failures, verdicts)
         if out.method_state is not None and out.decision.accepted:
             method_states[out.method_state[0]] = out.method_state[1]
-        if out.user_state != state:
+        if out.user_state is not state and out.user_state != state:
             s = out.user_state
             cached.user = s
             row = {"uid": user.id, "f": s.failures, "lu": s.locked_until, "bu": s.bypass_until}
@@ -391,7 +396,7 @@ class Authenticator:
         claim: Claim
         if out.method_state is not None:
             method_id, new = out.method_state
-            kind = next(m.kind for m in user.methods if m.id == method_id)
+            kind = _kind(user, method_id)
             claim = (method_id, str(kind), getattr(new, _moves(kind)))
         elif out.backup_code_used is not None and out.decision.method_id is not None:
             method_id = out.decision.method_id
@@ -413,15 +418,13 @@ class Authenticator:
         """Store what the acceptance used up; False if someone else used it first."""
         if out.method_state is not None:
             method_id, new = out.method_state
-            kind = next(m.kind for m in user.methods if m.id == method_id)
-            moves = _moves(kind)
+            moves = _moves(_kind(user, method_id))
             row = {"mid": method_id, "v": getattr(new, moves)}
-            statement = self.state.sql.forward[moves]
-            later = pending.forward[moves] if pending is not None else None
-            if later is not None:
-                later.append(row)  # the cache is exact: the claim will apply (checked in _flush)
+            if pending is not None:
+                # The cache is exact: the claim will apply (checked in ``AuthState.flush``).
+                pending.forward[moves].append(row)
                 return True
-            return statement.run(cur, **row) == 1
+            return self.state.sql.forward[moves].run(cur, **row) == 1
         if out.backup_code_used is not None:
             return self.state.sql.claim_backup.run(cur, bid=out.backup_code_used, now=now) == 1
         return True
@@ -455,6 +458,20 @@ def _spend(code: str, now: float, policy: VerifyPolicy) -> None:
         pepper=b"",
         policy=policy,
     )
+
+
+def _kind(user: CachedUser, method_id: str) -> str:
+    """The kind of one of the user's methods."""
+    for m in user.methods:
+        if m.id == method_id:
+            return m.kind
+    raise KeyError(method_id)
+
+
+_LOCKED, _PENDING = Reason.LOCKED, Reason.PENDING
+"""Looked up once (``Reason.X`` is a slow attribute hook on CPython 3.11)."""
+_TEXT = {r: r.value for r in Reason}
+"""A reason's text for the audit row (``Reason.value`` is a Python-level property)."""
 
 
 def _moves(kind: str) -> str:

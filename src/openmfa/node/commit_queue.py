@@ -203,7 +203,10 @@ class CommitQueue:
         on_loop: list[tuple[Callback, Result]] = []
         for (_, callback, here), result in zip(batch, results, strict=True):
             if here:
-                _take(callback, result)
+                try:
+                    callback(result)
+                except Exception:
+                    log.exception("a caller failed to take its authentication result")
             else:
                 on_loop.append((callback, result))
         if on_loop:

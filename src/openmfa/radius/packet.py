@@ -13,7 +13,9 @@ from __future__ import annotations
 import hmac
 import os
 import struct
-from dataclasses import dataclass, field
+from collections.abc import Callable
+
+import msgspec
 
 from ..core import mac
 from ..errors import MalformedPacket as MalformedPacket  # re-exported: p.MalformedPacket
@@ -32,12 +34,13 @@ _HEADER = struct.Struct("!BBH16s")
 _ZERO16 = bytes(16)
 
 
-@dataclass(slots=True)
-class Packet:
+class Packet(msgspec.Struct):
+    """A decoded packet (a ``msgspec.Struct``: built in C, one per datagram)."""
+
     code: int
     identifier: int
     authenticator: bytes
-    attributes: list[tuple[int, bytes]] = field(default_factory=list)
+    attributes: list[tuple[int, bytes]] = msgspec.field(default_factory=list)
     raw: bytes = b""
     """The packet exactly as received (without padding), for Message-Authenticator checks."""
     ma_at: int = -1
@@ -54,28 +57,31 @@ class Packet:
 
 
 def decode(data: bytes) -> Packet:
-    if len(data) < MIN_LENGTH:
-        raise MalformedPacket(f"datagram of {len(data)} bytes is shorter than a RADIUS header")
+    size = len(data)
+    if size < MIN_LENGTH:
+        raise MalformedPacket(f"datagram of {size} bytes is shorter than a RADIUS header")
     code, identifier, length, authenticator = _HEADER.unpack_from(data)
     if length < MIN_LENGTH or length > MAX_LENGTH:
         raise MalformedPacket(f"Length field {length} is outside 20..4096")
-    if length > len(data):
-        raise MalformedPacket(f"Length field {length} exceeds the {len(data)}-byte datagram")
+    if length > size:
+        raise MalformedPacket(f"Length field {length} exceeds the {size}-byte datagram")
     attributes: list[tuple[int, bytes]] = []
+    add = attributes.append
     pos, ma_at = MIN_LENGTH, -1
     while pos < length:
         if pos + 2 > length:
             raise MalformedPacket("attribute header runs past the packet")
         kind, alen = data[pos], data[pos + 1]
-        if alen < 2 or pos + alen > length:
+        end = pos + alen
+        if alen < 2 or end > length:
             raise MalformedPacket(f"attribute {kind} has a bad length {alen}")
         if kind == MESSAGE_AUTHENTICATOR:
             if alen != 18 or ma_at >= 0:
                 raise MalformedPacket("a Message-Authenticator must be one attribute of 18 bytes")
             ma_at = pos + 2
-        attributes.append((kind, data[pos + 2 : pos + alen]))
-        pos += alen
-    raw = data if length == len(data) else data[:length]
+        add((kind, data[pos + 2 : end]))
+        pos = end
+    raw = data if length == size else data[:length]
     return Packet(code, identifier, authenticator, attributes, bytes(raw), ma_at)
 
 
@@ -88,17 +94,22 @@ def _encode_attributes(attributes: list[tuple[int, bytes]]) -> bytes:
     return b"".join(out)
 
 
-_KEYED: dict[bytes, mac.Keyed] = {}
+_KEYED: dict[bytes, Callable[[bytes], bytes]] = {}
 """HMAC-MD5 made ready per shared secret (a handful of clients; cleared if it ever grows)."""
 
 
-def _ma_over(raw_with_zeroed_ma: bytes, secret: bytes) -> bytes:
+def _keyed(secret: bytes) -> Callable[[bytes], bytes]:
+    """HMAC-MD5 under ``secret``: what the Message-Authenticator is (RFC 3579 §3.2)."""
     keyed = _KEYED.get(secret)
     if keyed is None:
         if len(_KEYED) >= 1024:
             _KEYED.clear()
-        keyed = _KEYED[secret] = mac.Keyed(secret, "md5")
-    return keyed.digest(raw_with_zeroed_ma)
+        keyed = _KEYED[secret] = mac.Keyed(secret, "md5").digest
+    return keyed
+
+
+def _ma_over(raw_with_zeroed_ma: bytes, secret: bytes) -> bytes:
+    return _keyed(secret)(raw_with_zeroed_ma)
 
 
 def _zero_ma(raw: bytes, authenticator: bytes | None = None) -> tuple[bytes, bytes | None]:
@@ -123,8 +134,8 @@ def request_ma_status(packet: Packet, secret: bytes) -> bool | None:
     if at < 0:
         return None
     raw = packet.raw
-    zeroed = raw[:at] + _ZERO16 + raw[at + 16 :]
-    return hmac.compare_digest(_ma_over(zeroed, secret), raw[at : at + 16])
+    ma = _KEYED.get(secret) or _keyed(secret)
+    return hmac.compare_digest(ma(raw[:at] + _ZERO16 + raw[at + 16 :]), raw[at : at + 16])
 
 
 _MA_HEAD = bytes((MESSAGE_AUTHENTICATOR, 18))
@@ -135,16 +146,18 @@ def encode_response(
     request: Packet, code: int, attributes: list[tuple[int, bytes]], secret: bytes
 ) -> bytes:
     """A response to ``request``: Message-Authenticator first, Proxy-State echoed last."""
-    proxy = [(PROXY_STATE, v) for t, v in request.attributes if t == PROXY_STATE]
-    body = _encode_attributes(attributes + proxy if proxy else attributes)
+    for t, v in request.attributes:
+        if t == PROXY_STATE:
+            attributes = [*attributes, (PROXY_STATE, v)]  # a copy: the caller keeps its list
+    body = _encode_attributes(attributes) if attributes else b""
     length = MIN_LENGTH + 18 + len(body)
     if length > MAX_LENGTH:
         raise ValueError("response too long")
     # RFC 3579 §3.2: the MA of a response is computed with the Request Authenticator in place.
     head = _HEADER.pack(code, request.identifier, length, request.authenticator)
-    rest = _MA_HEAD + _ma_over(head + _MA_ZEROED + body, secret) + body
-    response_auth = mac.md5(head + rest + secret)
-    return head[:4] + response_auth + rest
+    ma = _KEYED.get(secret) or _keyed(secret)
+    rest = _MA_HEAD + ma(head + _MA_ZEROED + body) + body
+    return head[:4] + mac.md5(head + rest + secret) + rest
 
 
 def encode_request(
@@ -196,6 +209,8 @@ def reveal_password(hidden: bytes, secret: bytes, authenticator: bytes) -> bytes
     """Undo ``hide_password`` (RFC 2865 §5.2); trailing NUL padding is removed."""
     if not hidden or len(hidden) % 16 or len(hidden) > 128:
         raise MalformedPacket(f"User-Password of {len(hidden)} bytes is not 16..128 in steps of 16")
+    if len(hidden) == 16:  # a code, or a short password: one block
+        return _xor16(hidden, mac.md5(secret + authenticator)).rstrip(b"\0")
     out = bytearray()
     prev = authenticator
     for i in range(0, len(hidden), 16):

@@ -8,11 +8,12 @@ Retransmissions (same source, Identifier and Request Authenticator) get the firs
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from typing import Any
 
 from ..node.commit_queue import Job
@@ -71,7 +72,9 @@ class RadiusServer:
         self.clients = clients
         self.duplicate_seconds = duplicate_seconds
         self.sock = sock
-        self.stats: Counter[str] = Counter()
+        self.stats: defaultdict[str, int] = defaultdict(int)
+        """Counters by name (a ``defaultdict``: ``Counter``'s Python-level ``__delitem__`` makes
+        every ``+= 1`` a slow call)."""
         self._recent: dict[_Key, tuple[float, bytes]] = {}
         self._arrivals: deque[tuple[float, _Key]] = deque()  # oldest first, for pruning
         self._logged: Counter[str] = Counter()
@@ -155,9 +158,7 @@ class RadiusServer:
             self.send(client, pkt, addr, key, UP)
             return None
         self.stats["access_request"] += 1
-        return self.flows.handle(
-            client, pkt, lambda reply: self.send(client, pkt, addr, key, reply)
-        )
+        return self.flows.handle(client, pkt, functools.partial(self.send, client, pkt, addr, key))
 
     def _still_answered(self, client: RadiusClient, pkt: p.Packet) -> bool:
         """While draining: the follow-up of an open challenge, or a request decided in one
@@ -198,12 +199,18 @@ class RadiusServer:
         key: _Key,
         reply: Reply,
     ) -> None:
-        raw = p.encode_response(pkt, reply.code, reply.attributes, client.secret)
-        seen = self._recent.get(key)
+        code = reply.code
+        raw = p.encode_response(pkt, code, reply.attributes, client.secret)
+        recent = self._recent
+        seen = recent.get(key)
         if seen is not None:  # remember the answer, for retransmissions
-            self._recent[key] = (seen[0], raw)
-        self.stats[_COUNTER.get(reply.code, "other")] += 1
-        self._sendto(raw, addr)
+            recent[key] = (seen[0], raw)
+        self.stats[_COUNTER.get(code, "other")] += 1
+        if self.sock is not None:
+            try:
+                self.sock.sendto(raw, addr)
+            except OSError as exc:  # a full send buffer: the client retransmits, we answer again
+                self._drop("send_error", "could not send a reply to %s: %s", addr[0], exc.strerror)
 
     def _sendto(self, raw: bytes, addr: tuple[str, int]) -> None:
         if self.sock is None:

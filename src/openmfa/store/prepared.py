@@ -52,7 +52,10 @@ class Prepared:
         return int(cursor.rowcount)
 
     def many(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
-        cursor.executemany(self.sql, [self.params(r) for r in rows])
+        if self._pick is not None and not self._fixed:
+            cursor.executemany(self.sql, map(self._pick, rows))  # no Python call per row
+        else:
+            cursor.executemany(self.sql, [self.params(r) for r in rows])
 
 
 def dbapi_cursor(conn: Connection) -> Any:
