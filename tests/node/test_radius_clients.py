@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import delete, insert, select
 
 from openmfa.config import Config
-from openmfa.errors import InvalidInput
+from openmfa.errors import Conflict, InvalidInput
 from openmfa.node.radius_clients import REPLY_ATTRIBUTES_DEFAULT, RadiusClients
 from openmfa.store import tables as t
 from openmfa.store.changes import Change, apply
@@ -33,6 +33,32 @@ def test_the_options_are_stored_and_read_back(store: Store) -> None:
     assert wifi.eap == "relay" and not wifi.mschap
     assert ",".join(wifi.reply_attributes) == REPLY_ATTRIBUTES_DEFAULT
     assert not pam.mschap and pam.eap == "off"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"primary": "radius", "mschap": True},
+        {"primary": "radius", "eap": "relay"},
+        {"primary": "ntlm", "mschap": True},
+    ],
+)
+def test_relay_options_wait_for_data_format_8(store: Store, options: dict[str, Any]) -> None:
+    """A 0.3.0 node (format 7) would take such a client's MS-CHAPv2 or EAP request for PAP with
+    an empty password and count it toward the lock: the option is refused until format 8."""
+    with store.write() as conn:
+        conn.execute(delete(t.meta).where(t.meta.c.key == "data_format"))
+        conn.execute(insert(t.meta).values(key="data_format", value="7"))
+    clients = RadiusClients(store)
+    with pytest.raises(Conflict, match=r"need data format 8; .* at 7.*farm finalize"):
+        clients.add("gw", "192.0.2.1", SECRET, **options)
+    clients.add("pap", "192.0.2.2", SECRET, primary="radius")  # no relay option: any format
+    assert [c.name for c in clients.all()] == ["pap"]
+    with store.write() as conn:
+        conn.execute(delete(t.meta).where(t.meta.c.key == "data_format"))
+        conn.execute(insert(t.meta).values(key="data_format", value="8"))
+    clients.add("gw", "192.0.2.1", SECRET, **options)
+    assert [c.name for c in clients.all()] == ["gw", "pap"]
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,14 @@
 their users' first factor is checked. Configuration, so written through ``ChangeWriter``; the
 shared secret is sealed under the key file (the server needs it back to sign answers).
 
-MS-CHAPv2 and EAP (``mschap``, ``eap``, ``reply_attributes``; schema 0009) need no new data
-format: a release that does not know them (0.3.0 and before) applies a ``radius_client.add``
-record by its named fields and ignores the others, so in a farm still being upgraded such a
-node keeps the client with MS-CHAPv2 and EAP off and rejects those requests (as it always did)
-while it serves PAP as before; the revision that adds the columns takes their values from the
+MS-CHAPv2 and EAP (``mschap``, ``eap``, ``reply_attributes``; schema 0009): a client with
+``--mschap yes``, ``--eap relay`` or ``--primary ntlm`` is added only once the data set is at
+data format 8 (``formats.RADIUS_RELAY_FORMAT``). A release that does not know them (0.3.0)
+applies a ``radius_client.add`` record by its named fields and ignores the others, so in a farm
+still being upgraded it would take that client's MS-CHAPv2 or EAP request (no User-Password) for
+PAP with an empty password, relay it, get a Reject and count a wrong password toward the
+person's lock on every attempt (and ``ntlm`` it does not know at all). A client without them is
+written at any format, as before; the revision that adds the columns takes their values from the
 records the node kept when it is upgraded.
 """
 
@@ -22,6 +25,7 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
+from ..store.formats import RADIUS_RELAY_FORMAT, require
 
 PRIMARIES = ("none", "local", "ldap", "radius", "ntlm")
 PUSH_MODES = ("challenge", "hold", "off")
@@ -197,6 +201,12 @@ class RadiusClients:
         allowed = ",".join(reply_allow_list(reply_attributes))
         _relay_options(primary, combined, push, mschap, eap)
         with self.store.read() as conn:
+            if mschap or eap != "off" or primary == "ntlm":
+                require(
+                    conn,
+                    RADIUS_RELAY_FORMAT,
+                    "RADIUS clients with --mschap yes, --eap relay or --primary ntlm",
+                )
             if conn.scalar(select(t.radius_clients.c.name).where(t.radius_clients.c.name == name)):
                 raise Conflict(f"a RADIUS client named {name!r} exists already")
         payload = {

@@ -47,7 +47,10 @@ Format 8: OpenID Connect. The ID-token signing keys (``oidc.key`` records: the p
 sealed under ``oidc-key:KID``), the relying parties (``oidc.client``, ``oidc.client.remove``:
 applications and Microsoft Entra ID's external authentication method, their secrets hashed) and
 which person an Entra account is (``oidc.subject``); a release reading only up to format 7 does
-not know these records, so they are written only once the data set is at format 8.
+not know these records, so they are written only once the data set is at format 8. So are a
+RADIUS client's relay options (``--mschap yes``, ``--eap relay``, ``--primary ntlm``): a release
+reading only up to format 7 would take such a client's MS-CHAPv2 and EAP requests for PAP with
+an empty password, counted toward the lock.
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ UNLOCK_FORMAT = 7
 """The data format that knows a device's screen-lock credential (``devices.unlock``)."""
 OIDC_FORMAT = 8
 """The data format that knows OpenID Connect keys, clients and Entra subjects (``oidc.*``)."""
+RADIUS_RELAY_FORMAT = 8
+"""The data format a RADIUS client's relay options (MS-CHAPv2, EAP, ``ntlm``) travel in."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:

@@ -3,9 +3,10 @@
 
 Expand-only: three columns with server defaults (MS-CHAPv2 and EAP off, the default allow-list);
 a release that does not know them keeps reading and writing the data set (its floor stays 0002).
-No new data format: a release that does not know them applies a ``radius_client.add`` record
-carrying them by ignoring the extra fields (it reads named fields only), and then simply rejects
-that client's MS-CHAPv2 and EAP requests, as it always did (see ``openmfa.node.radius_clients``).
+A record carrying them is written only at data format 8 (``formats.RADIUS_RELAY_FORMAT``): a
+release that does not know them (0.3.0) would apply it by ignoring the extra fields and then take
+that client's MS-CHAPv2 and EAP requests for PAP with an empty password, counted toward the lock
+(see ``openmfa.node.radius_clients``).
 
 Such a node, upgraded, would keep the defaults for a client added while it ran the older
 release; so this revision takes the values from the newest ``radius_client.add`` record it still
