@@ -350,6 +350,14 @@ def mschap_reject(reply: p.Packet | None, ident: int, code: int = 691) -> list[t
     return [ms.ms_vsa(ms.MS_CHAP_ERROR, ms.chap_error(ident, code))]
 
 
+def answer_length(request: p.Packet, attributes: list[tuple[int, bytes]]) -> int:
+    """The length of the answer to ``request`` carrying ``attributes``: the header, the
+    Message-Authenticator and the request's Proxy-States echoed (``packet.encode_response``);
+    above 4096 octets (RFC 2865 §3) it cannot be sent."""
+    echoed = sum(2 + len(v) for v in request.all(p.PROXY_STATE))
+    return p.MIN_LENGTH + 18 + sum(2 + len(v) for _, v in attributes) + echoed
+
+
 def eap_reject(reply: p.Packet | None, identifier: int) -> list[tuple[int, bytes]]:
     """An Access-Reject's attributes for an EAP request: the upstream's EAP-Message (its
     EAP-Failure) when it sent one, else an EAP-Failure for ``identifier``."""

@@ -20,15 +20,18 @@ another node of the farm, or this node's next process after a restart, and it go
 draining node answers those, but leaves a new conversation, a round without State, to the NAS's
 next server: its last round would hold a push here). The upstream's Access-Challenge goes to
 the NAS at once; its Access-Accept starts the push to the person it names in User-Name (the
-inner identity of a tunnel), or the request's User-Name, and the NAS's Access-Accept names that
-person (RFC 2865 §5.1, for its accounting); a refused push is an Access-Reject with an
-EAP-Failure in place of the upstream's EAP-Success. The upstream's Access-Reject is audited but
-not counted toward anyone's lock: the password is checked inside the tunnel, which OpenMFA
-cannot see, and the outer identity is whatever the supplicant says — anyone in reach of a
-Wi-Fi network could send rounds of garbage under a victim's name and lock them out of every
-channel; a refusal of a round whose conversation the upstream forgot (a restart) would count
-too. The upstream's own lockout (Active Directory's, say) guards its passwords; a locked user's
-new conversation is still not relayed, and a refusal never sends a push.
+inner identity of a tunnel), and the NAS's Access-Accept names that person (RFC 2865 §5.1, for
+its accounting). An Access-Accept that names nobody is an Access-Reject (EAP-Failure), audited,
+with no push: the request's User-Name is the outer identity, which the supplicant chooses freely
+(outer "mallory", inner "alice" with alice's password would push to Mallory's phone). A refused
+push is an Access-Reject with an EAP-Failure in place of the upstream's EAP-Success. The
+upstream's Access-Reject is audited but not counted toward anyone's lock: the password is
+checked inside the tunnel, which OpenMFA cannot see, and the outer identity is whatever the
+supplicant says — anyone in reach of a Wi-Fi network could send rounds of garbage under a
+victim's name and lock them out of every channel; a refusal of a round whose conversation the
+upstream forgot (a restart) would count too. The upstream's own lockout (Active Directory's,
+say) guards its passwords; a locked user's new conversation is still not relayed, and a refusal
+never sends a push.
 
 A relayed request held for a push when the node stops is answered at once with its refusal and
 its push closed (``relay_rounds``, which says why and what is left out).
@@ -37,7 +40,9 @@ Invariants owned here: no push is ever sent before the upstream accepted the fir
 no Access-Accept leaves without an approved push (or the user's open bypass); the upstream's
 silence is an Access-Reject and a log line, never a hang; no Reply-Message of OpenMFA's is
 added (such NAS do not show it); every answer goes through the server's ``respond`` on the
-commit thread, so a NAS's retransmission joins it and is never relayed twice.
+commit thread, so a NAS's retransmission joins it and is never relayed twice; each request is
+answered once (``relay_rounds.Answer``), also when its answer would be too long for a packet or
+its task fails unexpectedly (an Access-Reject and the exception logged).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +67,7 @@ from . import relay as r
 from .flows import Reply, Respond
 from .ntlm import NtlmAuth
 from .primary import exchange
-from .relay_rounds import HeldRounds
+from .relay_rounds import Answer, HeldRounds
 
 if TYPE_CHECKING:
     from .flows import AccessFlows
@@ -140,10 +146,40 @@ class RelayFlows:
     def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> None:
         """On the commit thread: refuse at once what cannot be relayed; the rest goes to the
         event loop."""
-        if r.is_eap(pkt.attributes):
-            self._eap(client, pkt, respond)
+        eap = r.is_eap(pkt.attributes)
+        plain = r.eap_split(r.eap_failure(r.eap_identifier(pkt.attributes))) if eap else []
+        answer = Answer(respond, pkt, _reply(p.ACCESS_REJECT, plain), client.name)
+        if eap:
+            self._eap(client, pkt, answer)
         else:
-            self._mschap(client, pkt, respond)
+            self._mschap(client, pkt, answer)
+
+    def _relay(
+        self,
+        client: RadiusClient,
+        respond: Respond,
+        work: Callable[..., Coroutine[Any, Any, None]],
+        *args: object,
+    ) -> None:
+        """Run ``work(*args, respond)`` on the event loop; should it fail unexpectedly (the
+        audit's database, a bad ``[radius_upstream] address``), the request is still answered:
+        an Access-Reject (``Answer.too_long``, unless answered already) and the exception
+        logged."""
+        self.flows._on_loop(self._guarded, client, respond, work, args)
+
+    async def _guarded(
+        self,
+        client: RadiusClient,
+        respond: Respond,
+        work: Callable[..., Coroutine[Any, Any, None]],
+        args: tuple[object, ...],
+    ) -> None:
+        try:
+            await work(*args, respond)
+        except Exception:
+            log.exception("RADIUS client %s: a relayed request failed; rejected", client.name)
+            if isinstance(respond, Answer):
+                self._answer(respond, respond.too_long)
 
     # -- MS-CHAPv2 ----------------------------------------------------------------------
 
@@ -165,10 +201,10 @@ class RelayFlows:
             respond(_reply(p.ACCESS_REJECT, r.mschap_reject(None, request.ident)))
             return
         if client.primary == "ntlm":
-            self.flows._on_loop(self._mschap_ntlm, client, pkt, request, respond)
+            self._relay(client, respond, self._mschap_ntlm, client, pkt, request)
             return
         relayed = r.upstream_attributes(pkt, request.attributes)
-        self.flows._on_loop(self._mschap_relay, client, pkt, request, relayed, respond)
+        self._relay(client, respond, self._mschap_relay, client, pkt, request, relayed)
 
     async def _mschap_relay(
         self,
@@ -269,7 +305,7 @@ class RelayFlows:
             respond(refused)
             return
         relayed = r.upstream_attributes(pkt, r.eap_round(pkt, message))
-        self.flows._on_loop(self._eap_relay, client, pkt, relayed, refused, respond)
+        self._relay(client, respond, self._eap_relay, client, pkt, relayed, refused)
 
     async def _eap_relay(
         self,
@@ -304,17 +340,51 @@ class RelayFlows:
             self._answer(respond, _reply(p.ACCESS_REJECT, r.eap_reject(reply, ident)))
             await self._refused(client, outer)
             return
-        inner = reply.get(p.USER_NAME)
-        named = inner.decode(errors="replace") if inner else outer
-        user = named.rpartition("\\")[2]  # (PEAP-MSCHAPv2 from Windows: DOMAIN\user)
         failure = _reply(
             p.ACCESS_REJECT, r.eap_split(r.eap_failure(r.eap_success_identifier(reply)))
         )
+        inner = reply.get(p.USER_NAME)
+        if not inner:
+            await self._unnamed(client, outer, failure, respond)
+            return
+        named = inner.decode(errors="replace")
+        user = named.rpartition("\\")[2]  # (PEAP-MSCHAPv2 from Windows: DOMAIN\user)
         asked = self._attempt(client, user)
         event = self._checked(asked, "radius eap")
         await asyncio.to_thread(audit.record, self.flows.store, event)
         keys = self._keys(backend, client, pkt)
         await self._second_factor(client, user, reply, keys, failure, respond, eap=True)
+
+    async def _unnamed(
+        self, client: RadiusClient, outer: str, failure: Reply, respond: Respond
+    ) -> None:
+        """The upstream's EAP Access-Accept names nobody: an Access-Reject (EAP-Failure), audited,
+        no push. The outer identity is not whom the tunnel authenticated — the supplicant
+        chooses it freely, so a push to it would go to whoever holds the phone of a name they
+        typed (Mallory with alice's password, outer identity "mallory")."""
+        self.say(
+            client,
+            "eap-unnamed",
+            "the upstream's EAP Access-Accept names no user (User-Name), so whom to ask is "
+            "unknown; rejected%s. Make the upstream name the person the tunnel authenticated: "
+            "in FreeRADIUS, in the inner-tunnel site's post-auth `update outer.session-state "
+            "{ &User-Name := &User-Name }` and in the default site's post-auth `if "
+            "(&session-state:User-Name) { update reply { &User-Name := "
+            "&session-state:User-Name } }` (README, MS-CHAPv2 and EAP)",
+            "",
+        )
+        self._answer(respond, failure)
+        asked = self._attempt(client, outer)
+        event = AuditEvent(
+            "primary",
+            "rejected",
+            user_name=outer,
+            client=asked.client,
+            request_id=asked.request_id,
+            reason="upstream_unnamed",
+            detail="radius eap: the upstream's Access-Accept named no user (no push)",
+        )
+        await asyncio.to_thread(audit.record, self.flows.store, event)
 
     async def _locked(self, client: RadiusClient, user: str) -> bool:
         """Whether the person is locked (then audited, and the upstream is not asked)."""

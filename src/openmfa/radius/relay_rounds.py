@@ -38,6 +38,7 @@ from ..errors import OpenMfaError
 from ..node.commit_queue import Callback, Result
 from . import packet as p
 from .flows import Reply, Respond
+from .relay import answer_length
 
 if TYPE_CHECKING:
     from .flows import AccessFlows
@@ -45,6 +46,34 @@ if TYPE_CHECKING:
 log = logging.getLogger("openmfa.radius")
 CLOSED_BECAUSE = "node_stopped"
 """The ``push.close`` audit reason of a push whose request a stopping node answered."""
+
+
+class Answer:
+    """The answer to one relayed request: the server's ``respond`` (commit thread), called once
+    — a later call (a failure after the answer, the stop racing the phone) is dropped. An answer
+    too long for one packet (``relay.answer_length``: the upstream's attributes and the NAS's
+    Proxy-States above 4096 octets) is replaced by ``too_long``, a plain Access-Reject (with an
+    EAP-Failure for EAP), and a log line: ``encode_response`` would refuse it, and the request
+    would never be answered."""
+
+    def __init__(self, respond: Respond, request: p.Packet, too_long: Reply, client: str) -> None:
+        self.respond, self.request, self.too_long, self.client = respond, request, too_long, client
+        self.done = False
+
+    def __call__(self, reply: Reply) -> None:
+        if self.done:
+            return
+        self.done = True
+        if answer_length(self.request, reply.attributes) > p.MAX_LENGTH:
+            log.error(
+                "RADIUS client %s: the answer would be %d octets, above RADIUS's 4096 (the "
+                "upstream's attributes with the request's Proxy-States); rejected instead. "
+                "Narrow the client's --reply-attributes or what the upstream sends",
+                self.client,
+                answer_length(self.request, reply.attributes),
+            )
+            reply = self.too_long
+        self.respond(reply)
 
 
 class Round:
