@@ -33,8 +33,18 @@ FACTOR = "f"
 """Key of a session token's ``extra``: the second factor the node accepted when it issued the
 token, as an RFC 8176 ``amr`` value — ``otp`` (a code), ``swk`` (a push approved by the phone
 app's key), ``hwk`` (a passkey); absent when there was none (self-enrolment, a bypass) and in
-tokens of an earlier release. A session token is issued only at that moment, so its
-``issued_at`` is the second factor's time (OpenID Connect's ``auth_time``)."""
+tokens of an earlier release."""
+AUTH_TIME = "at"
+"""Key of a session token's ``extra``: when the second factor was given (a push: when the phone
+approved it, which may be before the token was collected); OpenID Connect's ``auth_time`` and
+what ``require_fresh`` measures. Absent (a self-enrolment, a token of an earlier release): the
+token's ``issued_at``."""
+VIA = "via"
+"""Key of a ticket's and a session token's ``extra``: ``eam`` for a sign-in Microsoft Entra ID
+started (``node.oidc_eam``), whose first factor OpenMFA did not check. ``check`` refuses such a
+ticket or token unless the caller asks for it by name, so only ``/v1/oidc/eam/finish`` takes
+it: never self-service, never an authorization code."""
+EAM = "eam"
 OFFER_SECONDS = 600.0
 CHALLENGE_SECONDS = 180.0
 WHAT = {TICKET: "sign-in", SESSION: "session", OFFER: "offered secret", CHALLENGE: "challenge"}
@@ -57,13 +67,26 @@ class Grant:
         return (self.extra or {}).get(SESSION_ID, "")
 
     @property
+    def via(self) -> str:
+        """What started the sign-in (``VIA``): "" for the portal's own, ``eam`` for Entra's."""
+        return (self.extra or {}).get(VIA, "")
+
+    @property
+    def auth_time(self) -> float:
+        """When the second factor was given (``AUTH_TIME``; else ``issued_at``)."""
+        try:
+            return float((self.extra or {})[AUTH_TIME])
+        except (KeyError, ValueError):
+            return self.issued_at
+
+    @property
     def factor(self) -> str:
         """The second factor a session token was issued for (``FACTOR``; "" for none)."""
         return (self.extra or {}).get(FACTOR, "")
 
     def require_fresh(self, minutes: float, now: float) -> None:
         """Changing sign-in methods needs a second factor of the last ``minutes``."""
-        if now - self.issued_at > minutes * 60:
+        if now - self.auth_time > minutes * 60:
             raise Reauthenticate(
                 f"changing sign-in methods needs a sign-in of the last {minutes:g} minutes: "
                 "sign in again (password and code), then repeat this"
@@ -115,9 +138,10 @@ class PortalTokens:
         sealed = self.store.box.seal(body, f"portal {kind}")
         return PREFIX + base64.urlsafe_b64encode(sealed).decode().rstrip("="), expires
 
-    def check(self, token: str, kind: str, client: str, now: float) -> Grant:
+    def check(self, token: str, kind: str, client: str, now: float, via: str | None = "") -> Grant:
         """The grant ``token`` carries, if it is a ``kind`` given to ``client`` and still
-        valid; otherwise Unauthorized (never saying which part was wrong)."""
+        valid; otherwise Unauthorized (never saying which part was wrong). ``via``: the sign-in
+        it must come from (``VIA``: "" the portal's own, ``eam`` Entra's; None either)."""
         refused = Unauthorized(
             f"the {WHAT[kind]} is not valid (expired, or not from this portal); "
             + ("start again" if kind in (OFFER, CHALLENGE) else "sign in again")
@@ -140,4 +164,11 @@ class PortalTokens:
         )
         if grant.kind != kind or grant.client != client or grant.expires_at <= now:
             raise refused
+        if via is not None and grant.via != via:
+            raise Unauthorized(
+                f"this {WHAT[kind]} is of a sign-in Microsoft Entra ID started, good only to "
+                "finish it (/v1/oidc/eam/finish); sign in at the portal for anything else"
+                if grant.via == EAM
+                else f"the {WHAT[kind]} is not of a sign-in Entra ID started; start it again"
+            )
         return grant

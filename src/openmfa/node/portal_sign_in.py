@@ -10,7 +10,12 @@ Rules owned here:
   alone (audited ``portal.self_enroll``), so they can add their first one;
 - a ticket names the kind of the user's default method and the kinds of all their methods,
   for the portal to offer first;
-- a push is collected only by the portal that opened it, for the ticket's own user;
+- a push is collected only by the portal that opened it, for the ticket's own user, with a
+  ticket issued before the push was opened (``TICKET_SKEW``: the farm's clocks), and once
+  (``PushRequests.collect``: one conditional update); the session's ``AUTH_TIME`` is when the
+  phone approved it;
+- a sign-in Entra ID started (``portal.VIA``) stays one: its session token is good only to
+  finish it;
 - a passkey sign-in is refused while the user is locked, and audited like any second factor.
 """
 
@@ -32,10 +37,14 @@ from .authenticator import Attempt
 from .commit_queue import CommitQueue
 from .first_factor import FirstFactor, PasswordCheck
 from .passkeys import Passkeys
-from .portal import FACTOR, SESSION, TICKET, Grant, PortalTokens
+from .portal import AUTH_TIME, FACTOR, SESSION, TICKET, VIA, Grant, PortalTokens
 from .push import PushService
 from .push_hub import PushHub
 from .push_sign_in import decide_push
+
+TICKET_SKEW = 5.0
+"""Seconds a push may seem opened before its ticket was issued (the ticket may come from
+another node of the farm than the master the push is opened at: their clocks)."""
 
 WaitOutcome = Callable[[PushService, PushHub, Store, str, float], Awaitable[PushOutcome]]
 """Waits on this (master) node up to some seconds for a push's outcome while it is pending
@@ -127,7 +136,7 @@ class SignInSteps:
         """The ticket of the first step and a code of the user's -> a session token bound to
         the user. ``method="push"`` (no code) opens a push: ``pending``, with the number to
         show; then ``push_id`` (waiting up to ``wait`` seconds) collects it."""
-        grant = self.portal.check(ticket, TICKET, client, time.time())
+        grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
         if push_id:
             return await self._collect_push(client, grant, push_id, wait)
         if method == "push":
@@ -156,14 +165,14 @@ class SignInSteps:
             return PortalStep(accepted=False, reason="pending", pending=pending)
         if not d.accepted:
             return PortalStep(accepted=False, reason=str(d.reason))
-        return self._session(grant.user, client, "" if d.reason is Reason.BYPASS else "otp")
+        return self._session(grant, client, "" if d.reason is Reason.BYPASS else "otp")
 
     async def _collect_push(
         self, client: str, grant: Grant, push_id: str, wait: float
     ) -> PortalStep:
-        """The push this portal opened for the ticket's user: a session token once approved.
-        (Asked again, an approved push gives this same portal another token for the same
-        user: nothing it did not have.)"""
+        """The push this portal opened for this ticket (its user, opened after the ticket was
+        issued): a session token once approved, given once — a push already collected, or
+        older than the ticket, is no push of this sign-in."""
         outcome = await to_thread.run_sync(self.push.outcome, push_id, client)  # at the master
         if outcome.user != grant.user:
             raise NotFound(f"there is no push request {push_id!r} of this sign-in")
@@ -171,12 +180,22 @@ class SignInSteps:
             outcome = await self.wait_outcome(self.push, self.hub, self.store, push_id, wait)
         if not outcome.accepted:
             return PortalStep(accepted=False, reason=outcome.status)
-        return self._session(grant.user, client, "swk")
+        approved = await to_thread.run_sync(self._collect, push_id, grant.issued_at)
+        if approved is None:
+            raise NotFound(
+                f"the push request {push_id!r} is not of this sign-in (older, or taken already)"
+            )
+        return self._session(grant, client, "swk", approved)
+
+    def _collect(self, push_id: str, ticket_issued: float) -> float | None:
+        """``PushRequests.collect`` at the master, for a ticket issued at ``ticket_issued``."""
+        self.push.require_master()
+        return self.push.requests.collect(push_id, ticket_issued - TICKET_SKEW, time.time())
 
     async def passkey_options(self, ticket: str, client: str, origin: str) -> PasskeyChallenge:
         """A passkey sign-in begins (the ticket of the first step): the browser's options for
         the page at ``origin``."""
-        grant = self.portal.check(ticket, TICKET, client, time.time())
+        grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
         options, challenge, expires = await to_thread.run_sync(
             self.passkeys.authentication, grant.user, client, origin
         )
@@ -186,7 +205,7 @@ class SignInSteps:
         self, ticket: str, client: str, request_id: str, challenge: str, credential: str
     ) -> PortalStep:
         """The browser's answer to a passkey sign-in -> a session token bound to the user."""
-        grant = self.portal.check(ticket, TICKET, client, time.time())
+        grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
         if await to_thread.run_sync(self._locked, grant.user):
             return PortalStep(accepted=False, reason=str(Reason.LOCKED))
         method_id = await to_thread.run_sync(
@@ -205,13 +224,21 @@ class SignInSteps:
         await to_thread.run_sync(audit.record, self.store, event)
         if method_id is None:
             return PortalStep(accepted=False, reason="wrong_passkey")
-        return self._session(grant.user, client, "hwk")
+        return self._session(grant, client, "hwk")
 
-    def _session(self, user: str, client: str, factor: str) -> PortalStep:
-        """A session token that says which second factor was given (``portal.FACTOR``: what
-        an OpenID Connect ID token's ``amr`` is made from; "" for a bypass)."""
-        extra = {FACTOR: factor} if factor else None
-        token, expires = self.portal.issue(SESSION, user, client, time.time(), extra)
+    def _session(
+        self, ticket: Grant, client: str, factor: str, at: float | None = None
+    ) -> PortalStep:
+        """A session token for the ticket's user that says which second factor was given
+        (``portal.FACTOR``: what an OpenID Connect ID token's ``amr`` is made from; "" for a
+        bypass), when (``portal.AUTH_TIME``: ``at``, else now), and the ticket's ``VIA``."""
+        now = time.time()
+        extra = {AUTH_TIME: repr(now if at is None else min(at, now))}
+        if factor:
+            extra[FACTOR] = factor
+        if ticket.via:
+            extra[VIA] = ticket.via
+        token, expires = self.portal.issue(SESSION, ticket.user, client, now, extra)
         return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
 
     def _method_kinds(self, user: str) -> list[str]:

@@ -13,6 +13,11 @@ Invariants owned here:
   (the counter does not move): the person approves again and unlocks. A denial or a fraud
   report never needs it.
 
+An approved request is *collected* at most once (``collect``: one conditional update of
+``collected_at``), and only by a sign-in begun before it was opened: the portal's sign-in
+(``portal_sign_in``) turns it into one session, never a second. Push requests live at the
+farm's master only and are not replicated, so neither is ``collected_at``.
+
 A request expires (``pending`` past ``expires_at`` reads as ``expired``), or is closed as
 expired when nobody waits for its answer any more (``close``: the node holding a RADIUS request
 for it stops); either way the devices no longer show it and an answer to it is refused. A fraud
@@ -175,6 +180,27 @@ class PushRequests:
             expires_at=row.expires_at,
             decided_at=row.decided_at,
         )
+
+    def collect(self, push_id: str, not_before: float, now: float) -> float | None:
+        """Take an approved request's approval, once: when the phone approved it, or None
+        when it is not approved, was opened before ``not_before`` (a sign-in begun after
+        it), or was collected before."""
+        r = t.push_requests
+        with self.store.write() as conn:
+            done = conn.execute(
+                update(r)
+                .where(
+                    r.c.id == push_id,
+                    r.c.status == "accepted",
+                    r.c.collected_at.is_(None),
+                    r.c.created_at >= not_before,
+                )
+                .values(collected_at=now)
+            )
+            if done.rowcount != 1:
+                return None
+            decided = conn.scalar(select(r.c.decided_at).where(r.c.id == push_id))
+        return float(decided) if decided is not None else now
 
     def number(self, push_id: str) -> str:
         """The number a pending request shows (to show it again)."""

@@ -226,9 +226,11 @@ push_requests = Table(
     Column("status", String(16), nullable=False),
     Column("decided_at", Float, nullable=True),
     Column("device_id", String(32), nullable=False, server_default=""),
+    Column("collected_at", Float, nullable=True),  # schema 0010: a sign-in took the approval
     Index("ix_push_requests_user", "user_id", "created_at"),
 )
-"""Push approvals asked for, and how each ended (pending, accepted, denied, fraud, expired)."""
+"""Push approvals asked for, and how each ended (pending, accepted, denied, fraud, expired);
+``collected_at``: when a portal sign-in took an approval (once). At the master only."""
 
 push_blocks = Table(
     "push_blocks",

@@ -2,9 +2,11 @@
 Entra ID's external authentication method), which person an Entra account is, and the
 authorization codes the farm's master holds for a minute.
 
-Expand-only: four new tables; a release that does not know them keeps reading the data set
-(its floor stays 0002). Rows in the first three are data format 8 and wait for ``farm
-finalize`` in a farm (see ``openmfa.store.formats``); codes are no configuration at all.
+Expand-only: four new tables, and ``push_requests.collected_at`` (a portal sign-in takes an
+approved push once; push requests live at the master and are not replicated); a release that
+does not know them keeps reading the data set (its floor stays 0002). Rows in the first three
+are data format 8 and wait for ``farm finalize`` in a farm (see ``openmfa.store.formats``);
+codes are no configuration at all.
 
 Revision ID: 0010
 Revises: 0009
@@ -62,9 +64,12 @@ def upgrade() -> None:
         sa.Column("used_at", sa.Float, nullable=True),
     )
     op.create_index("ix_oidc_codes_expires", "oidc_codes", ["expires_at"])
+    op.add_column("push_requests", sa.Column("collected_at", sa.Float, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("push_requests") as batch:
+        batch.drop_column("collected_at")
     op.drop_index("ix_oidc_codes_expires", "oidc_codes")
     op.drop_table("oidc_codes")
     op.drop_index("ix_oidc_subjects_user", "oidc_subjects")
