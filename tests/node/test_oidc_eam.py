@@ -11,6 +11,7 @@ expired). The stand-in checks the answer as Microsoft documents it:
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import uuid
@@ -18,19 +19,26 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from openmfa.contract import OidcEamStart
-from openmfa.errors import AccessDenied, OAuthRefused, UnauthorizedClient
+from openmfa.errors import (
+    AccessDenied,
+    InvalidClient,
+    OAuthRefused,
+    Unauthorized,
+    UnauthorizedClient,
+)
 from openmfa.node import audit
 from openmfa.node.accounts import Accounts
 from openmfa.node.oidc_clients import ENTRA_REDIRECT, OidcClients
-from openmfa.node.oidc_eam import ENTRA_AMR, EntraEam, TenantKeys
+from openmfa.node.oidc_eam import ENTRA_AMR, REFETCH_GAP, EntraEam, TenantKeys
 from openmfa.node.oidc_keys import OidcKeys
 from openmfa.node.oidc_subjects import OidcSubjects
-from openmfa.node.portal import FACTOR, SESSION, TICKET, Grant, PortalTokens
+from openmfa.node.portal import EAM, FACTOR, SESSION, TICKET, VIA, Grant, PortalTokens
 from openmfa.store.database import Store
 from tests.node.oidc_helpers import Clock, oidc_config, oidc_store, verify_independently
 
@@ -75,7 +83,7 @@ class StandInEntra:
         self.thread.start()
 
     def hint(self, now: float, key: RSAKey | None = None, **over: Any) -> str:
-        """An id_token_hint as Entra sends it: issued 10 minutes ago, expired already."""
+        """An id_token_hint as Entra sends it: issued a moment ago, expired already."""
         claims = {
             "iss": f"https://login.microsoftonline.com/{TENANT}/v2.0",
             "aud": APP_ID,
@@ -83,9 +91,9 @@ class StandInEntra:
             "oid": OID,
             "sub": "entra-pairwise-sub-1",
             "preferred_username": "alice@example.org",
-            "iat": int(now - 600),
-            "nbf": int(now - 600),
-            "exp": int(now - 300),
+            "iat": int(now - 5),
+            "nbf": int(now - 5),
+            "exp": int(now - 305),
             **over,
         }
         signer = key or self.key
@@ -143,7 +151,7 @@ def _start(eam: EntraEam, clock: Clock, client_id: str, hint: str) -> Any:
 
 def _session_after(clock: Clock, factor: str, user: str = "alice") -> Grant:
     clock.now += 20  # the person types the code
-    return Grant(SESSION, user, "portal1", clock.now + 900, clock.now, {FACTOR: factor})
+    return Grant(SESSION, user, "portal1", clock.now + 900, clock.now, {FACTOR: factor, VIA: EAM})
 
 
 def test_an_expired_hint_is_accepted_and_the_answer_passes_entra_s_checks(
@@ -153,7 +161,7 @@ def test_an_expired_hint_is_accepted_and_the_answer_passes_entra_s_checks(
     OidcSubjects(oidc_store).map("alice", OID, TENANT)
     started = _start(eam, clock, client_id, entra.hint(clock.now))
     assert started.user == "alice" and started.kinds == ["totp"]
-    ticket = eam.portal.check(started.ticket, TICKET, "portal1", clock.now)  # second factor only
+    ticket = eam.portal.check(started.ticket, TICKET, "portal1", clock.now, via=EAM)
     assert ticket.user == "alice"
     answer = eam.finish(_session_after(clock, "otp"), started.request, "portal1", "rid")
     assert answer.redirect_uri == ENTRA_REDIRECT
@@ -211,7 +219,9 @@ def test_the_answer_needs_a_fresh_second_factor_of_the_same_person(
     eam, clock, client_id = _eam(oidc_store, entra)
     eam.accounts.add_user("bob")
     OidcSubjects(oidc_store).map("alice", OID, TENANT)
-    earlier = Grant(SESSION, "alice", "portal1", clock.now + 900, clock.now - 60, {FACTOR: "otp"})
+    earlier = Grant(
+        SESSION, "alice", "portal1", clock.now + 900, clock.now - 60, {FACTOR: "otp", VIA: EAM}
+    )
     started = _start(eam, clock, client_id, entra.hint(clock.now))
     with pytest.raises(AccessDenied, match="after it"):  # a remembered session is no factor
         eam.finish(earlier, started.request, "portal1", "rid")
@@ -273,3 +283,88 @@ def _upn_client(eam: EntraEam, entra: StandInEntra) -> str:
         match_upn=True,
     )
     return client.client_id
+
+
+def test_a_hint_is_taken_only_within_ten_minutes_of_its_iat(
+    oidc_store: Store, entra: StandInEntra
+) -> None:
+    eam, clock, client_id = _eam(oidc_store, entra)
+    OidcSubjects(oidc_store).map("alice", OID, TENANT)
+    captured = entra.hint(clock.now)
+    assert _start(eam, clock, client_id, captured).user == "alice"
+    clock.now += 601  # the same hint, replayed later
+    with pytest.raises(OAuthRefused, match="iat"):
+        _start(eam, clock, client_id, captured)
+    with pytest.raises(OAuthRefused, match="iat"):  # issued in the future
+        _start(eam, clock, client_id, entra.hint(clock.now, iat=int(clock.now + 3600)))
+    with pytest.raises(OAuthRefused, match="iat"):  # or naming no time at all
+        _start(eam, clock, client_id, entra.hint(clock.now, iat="yesterday"))
+    with pytest.raises(OAuthRefused, match="nbf"):
+        _start(eam, clock, client_id, entra.hint(clock.now, nbf=int(clock.now + 3600)))
+
+
+def test_an_eam_sign_in_is_good_for_finishing_it_only_and_once(
+    oidc_store: Store, entra: StandInEntra
+) -> None:
+    eam, clock, client_id = _eam(oidc_store, entra)
+    OidcSubjects(oidc_store).map("alice", OID, TENANT)
+    started = _start(eam, clock, client_id, entra.hint(clock.now))
+    with pytest.raises(Unauthorized, match="Entra ID started"):  # not a portal sign-in's ticket
+        eam.portal.check(started.ticket, TICKET, "portal1", clock.now)
+    own, _ = eam.portal.issue(SESSION, "alice", "portal1", clock.now, {FACTOR: "otp"})
+    with pytest.raises(Unauthorized, match="not of a sign-in Entra ID started"):
+        eam.portal.check(own, SESSION, "portal1", clock.now, via=EAM)
+    portal_session = Grant(
+        SESSION, "alice", "portal1", clock.now + 900, clock.now + 20, {FACTOR: "otp"}
+    )
+    with pytest.raises(AccessDenied, match="not of the sign-in Entra ID started"):
+        eam.finish(portal_session, started.request, "portal1", "rid")
+    session = _session_after(clock, "otp")
+    assert eam.finish(session, started.request, "portal1", "rid").id_token
+    with pytest.raises(OAuthRefused, match="finished already"):
+        eam.finish(session, started.request, "portal1", "rid")
+    again = _start(eam, clock, client_id, entra.hint(clock.now))
+    eam.clients.remove("entra")  # Entra's registration withdrawn meanwhile
+    with pytest.raises(InvalidClient):
+        eam.finish(_session_after(clock, "otp"), again.request, "portal1", "rid")
+
+
+def test_deep_json_in_the_hint_or_claims_is_refused_not_raised(
+    oidc_store: Store, entra: StandInEntra
+) -> None:
+    eam, clock, client_id = _eam(oidc_store, entra)
+    deep = "[" * 5000
+    with pytest.raises(OAuthRefused, match="claims parameter"):
+        eam.start(
+            OidcEamStart(
+                client_id=client_id,
+                redirect_uri=ENTRA_REDIRECT,
+                id_token_hint=entra.hint(clock.now),
+                claims=deep,
+            ),
+            "portal1",
+            "rid",
+        )
+    head = base64.urlsafe_b64encode(deep.encode()).decode().rstrip("=")
+    with pytest.raises(OAuthRefused, match="not a JWT"):
+        _start(eam, clock, client_id, f"{head}.e30.sig")
+    assert entra.fetches == 0  # refused before any key was fetched
+
+
+def test_an_unreachable_tenant_is_asked_once_per_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, tries = Clock(), []
+
+    def unreachable(uri: str, **_: Any) -> httpx.Response:
+        tries.append(uri)
+        raise httpx.ConnectError("no route to host")
+
+    monkeypatch.setattr(httpx, "get", unreachable)  # what oidc_eam calls
+    keys = TenantKeys(clock)
+    for _ in range(3):
+        with pytest.raises(OAuthRefused, match="ConnectError"):
+            keys.for_kid("https://login.example/keys", "k1")
+    assert len(tries) == 1  # the failure is remembered, not fetched again for every hint
+    clock.now += REFETCH_GAP + 1
+    with pytest.raises(OAuthRefused):
+        keys.for_kid("https://login.example/keys", "k1")
+    assert len(tries) == 2

@@ -21,8 +21,9 @@ class OidcCodeRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
 
     client_id: Annotated[str, Meta(min_length=1, max_length=64)]
     redirect_uri: Uri
-    code_challenge: Annotated[str, Meta(min_length=43, max_length=128)]
-    """PKCE (RFC 7636 §4.2): BASE64URL(SHA-256(code_verifier)); required of every client."""
+    code_challenge: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{43}$")]
+    """PKCE (RFC 7636 §4.2): BASE64URL(SHA-256(code_verifier)), 43 characters; required of
+    every client."""
     code_challenge_method: Literal["S256"] = "S256"
     scope: Annotated[str, Meta(max_length=1000)] = "openid"
     nonce: Short = ""
@@ -42,7 +43,8 @@ class OidcTokenRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
     code: Annotated[str, Meta(min_length=1, max_length=256)]
     client_id: Annotated[str, Meta(min_length=1, max_length=64)]
     redirect_uri: Uri
-    code_verifier: Annotated[str, Meta(min_length=43, max_length=128)]
+    code_verifier: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._~-]{43,128}$")]
+    """RFC 7636 §4.1: 43 to 128 characters of ``[A-Za-z0-9-._~]``."""
     client_secret: Annotated[str, Meta(max_length=256)] = ""
 
 

@@ -10,7 +10,8 @@ Invariants owned here:
   so it is redeemed once in the whole farm — a second try is ``invalid_grant``, audited;
 - a code is issued only for a client's exactly registered redirect URI, with an S256 PKCE
   challenge (every client, public or not), a scope with ``openid``, and a session whose second
-  factor the node recorded (``node.oidc_tokens``); ``max_age`` refuses an older one;
+  factor the node recorded (``node.oidc_tokens``), of the portal's own sign-in (never one
+  Entra ID started: ``portal.VIA``, no password checked); ``max_age`` refuses an older one;
 - redeeming checks, before anything is spent: the client (its secret in constant time; a
   public client sends none), that the code is this client's and unexpired, the very redirect
   URI, and SHA-256(code_verifier) against the challenge (RFC 7636 §4.6); then the person must
@@ -117,9 +118,11 @@ class OidcCodes:
                 raise OAuthRefused("redirect_uri is not one this client registered")
             if "openid" not in r.scope.split():
                 raise OAuthRefused("scope must include openid")
+            if session.via:
+                raise AccessDenied("a sign-in Entra ID started gives no code: sign in here")
             factor = second_factor(session.factor)
             now = self.clock()
-            if r.max_age is not None and now - session.issued_at > r.max_age:
+            if r.max_age is not None and now - session.auth_time > r.max_age:
                 raise AccessDenied("the sign-in is older than max_age: sign in again")
         except OAuthRefused as refused:
             self._audit(
@@ -134,7 +137,7 @@ class OidcCodes:
             "nonce": r.nonce,
             "scope": r.scope,
             "factor": factor,
-            "auth_time": session.issued_at,
+            "auth_time": session.auth_time,
             "portal": portal,
         }
         expires = now + self.code_seconds
@@ -210,7 +213,8 @@ class OidcCodes:
             granted: dict[str, Any] = dict(row.granted)
             if r.redirect_uri != granted["redirect_uri"]:
                 raise InvalidGrant("redirect_uri is not the one the code was issued for")
-            if not hmac.compare_digest(s256(r.code_verifier), str(granted["challenge"])):
+            challenge = str(granted["challenge"]).encode("utf-8", "replace")
+            if not hmac.compare_digest(s256(r.code_verifier).encode(), challenge):
                 raise InvalidGrant("code_verifier does not match the code_challenge")
             spent = conn.execute(
                 update(c)

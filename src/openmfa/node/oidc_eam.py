@@ -12,19 +12,26 @@ record; nothing is issued):
    exactly; ``response_type`` is ``id_token`` and the scope has ``openid``.
 2. The hint is a JWT signed with RS256 by a key of the tenant's published JWKS (the client's
    ``jwks_uri``, by default Entra's for the tenant; fetched with httpx, kept 24 hours, fetched
-   again once when the hint names a ``kid`` not in it).
+   again once when the hint names a ``kid`` not in it; a failed fetch is remembered for
+   ``REFETCH_GAP`` seconds, and one fetch runs at a time).
 3. Its ``iss`` is the client's issuer (by default
    ``https://login.microsoftonline.com/<tenant>/v2.0``), its ``aud`` is OpenMFA's application
    id in the tenant (``--entra-client-id``), and its ``tid`` is the client's tenant. Its
-   ``exp`` is **not** checked: Entra issues the hint already expired, by design.
+   ``exp`` is **not** checked: Entra issues the hint already expired, by design; its ``iat``
+   must be within ``HINT_SECONDS`` of now and its ``nbf`` (if any) not later than ``SKEW``
+   from now, so a captured hint does not work for ever.
 4. The person is found by the hint's ``tid`` + ``oid`` only (``openmfa oidc subject map`` /
    ``import``), or — only for a client added with ``--match-upn`` — on first use by the hint's
    ``preferred_username`` naming a user here, which is recorded and audited. The person must
    be enabled and have a method (``access_denied`` otherwise).
 5. Only the second factor is asked, always: ``start`` gives a sign-in ticket, never a session,
-   and ``finish`` takes only a session token issued *after* ``start`` for the same person at
-   the same portal — a remembered browser, an older session or a trusted network never
-   stands in for it. Entra gives up after about 10 minutes, and so does the sealed request.
+   and ``finish`` takes only a session token whose second factor was given *after* ``start``
+   for the same person at the same portal — a remembered browser, an older session or a
+   trusted network never stands in for it. The ticket and its session are marked
+   (``portal.VIA`` ``eam``): OpenMFA checked no password, so they are good for ``finish``
+   only — never self-service, never an authorization code. ``finish`` checks the client is
+   still registered, and takes a sealed request once. Entra gives up after about 10
+   minutes, and so does the sealed request.
 6. The answer: ``iss`` the discovery issuer, ``aud`` the client id Entra sent, ``sub`` the
    hint's ``sub``, the ``nonce`` echoed, ``acr`` exactly one of the values the ``claims``
    parameter asked for (the first), and ``amr`` exactly one value, from Entra's list (``face
@@ -36,10 +43,13 @@ record; nothing is issued):
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 from joserfc import jwt
@@ -57,7 +67,7 @@ from .oidc_clients import OidcClient, OidcClients, redirect_allowed
 from .oidc_keys import OidcKeys
 from .oidc_subjects import OidcSubjects
 from .oidc_tokens import issuer_of, second_factor
-from .portal import TICKET, Grant, PortalTokens
+from .portal import EAM, TICKET, VIA, Grant, PortalTokens
 
 ENTRA_AMR = (
     "face",
@@ -81,6 +91,12 @@ REFETCH_GAP = 60.0
 """An unknown ``kid`` fetches a tenant's keys again at most this often (a flood of forged
 hints must not become a flood of fetches)."""
 SEALED = "oidc eam"
+HINT_SECONDS = 600.0
+"""A hint's ``iat`` may be this far in the past (Entra sends it at once)."""
+SKEW = 60.0
+"""Seconds a hint's ``iat`` and ``nbf`` may be ahead of this node's clock."""
+FINISHED_KEPT = 100_000
+"""At most this many finished requests are remembered (each until its expiry)."""
 
 
 class TenantKeys:
@@ -90,27 +106,45 @@ class TenantKeys:
         self.clock = clock
         self.timeout = timeout
         self._kept: dict[str, tuple[float, KeySet]] = {}
+        self._failed: dict[str, tuple[float, str]] = {}
+        """A failed fetch by URL: when, and why (refused again until ``REFETCH_GAP``)."""
+        self._lock = threading.Lock()
+        """One fetch at a time (an unreachable tenant holds one thread, not every one)."""
 
-    def _fetch(self, uri: str) -> KeySet:
+    def _fetch(self, uri: str, now: float) -> KeySet:
+        failed = self._failed.get(uri)
+        if failed is not None and now - failed[0] < REFETCH_GAP:
+            raise OAuthRefused(f"the tenant's keys could not be read from {uri} ({failed[1]})")
         try:
             resp = httpx.get(uri, timeout=self.timeout, follow_redirects=False)
             resp.raise_for_status()
             keys = KeySet.import_key_set(resp.json())
-        except (httpx.HTTPError, ValueError, JoseError) as exc:
+        except (httpx.HTTPError, ValueError, JoseError, RecursionError) as exc:
+            self._failed[uri] = (self.clock(), type(exc).__name__)
             raise OAuthRefused(
                 f"the tenant's keys could not be read from {uri} ({type(exc).__name__})"
             ) from None
+        self._failed.pop(uri, None)
         self._kept[uri] = (self.clock(), keys)
         return keys
 
-    def for_kid(self, uri: str, kid: str) -> KeySet:
-        now = self.clock()
+    def _stale(self, uri: str, kid: str, now: float) -> KeySet | None:
+        """The kept keys, or None when they must be fetched (none, old, or no ``kid``)."""
         kept = self._kept.get(uri)
         if kept is None or now - kept[0] > JWKS_SECONDS:
-            return self._fetch(uri)
+            return None
         if not any(k.kid == kid for k in kept[1].keys) and now - kept[0] > REFETCH_GAP:
-            return self._fetch(uri)
+            return None
         return kept[1]
+
+    def for_kid(self, uri: str, kid: str) -> KeySet:
+        kept = self._stale(uri, kid, self.clock())
+        if kept is not None:
+            return kept
+        with self._lock:  # another thread may have fetched them meanwhile
+            now = self.clock()
+            kept = self._stale(uri, kid, now)
+            return kept if kept is not None else self._fetch(uri, now)
 
 
 def _kid(token: str) -> str:
@@ -118,7 +152,7 @@ def _kid(token: str) -> str:
         head = token.split(".", 1)[0]
         said = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
         return str(said.get("kid", ""))
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         raise OAuthRefused("id_token_hint is not a JWT") from None
 
 
@@ -131,7 +165,7 @@ def _wanted(claims_param: str) -> tuple[list[str], list[str]]:
         idt = said.get("id_token") or {}
         acr = [str(v) for v in (idt.get("acr") or {}).get("values") or []]
         amr = [str(v) for v in (idt.get("amr") or {}).get("values") or []]
-    except (ValueError, AttributeError, TypeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         raise OAuthRefused(
             "the claims parameter is not the JSON object OpenID Connect §5.5 says"
         ) from None
@@ -158,6 +192,9 @@ class EntraEam:
         self.subjects = OidcSubjects(store)
         self.tenant_keys = tenant_keys or TenantKeys(clock)
         self.clock = clock
+        self._finished: OrderedDict[bytes, float] = OrderedDict()
+        """Sealed requests finished, by digest, until their expiry (each is finished once)."""
+        self._finished_lock = threading.Lock()
 
     def _audit(self, result: str, reason: str = "", **what: str) -> None:
         audit.record(self.store, AuditEvent("oidc.eam", result, reason=reason, **what))
@@ -192,7 +229,7 @@ class EntraEam:
             )
             raise
         now = self.clock()
-        ticket, _ = self.portal.issue(TICKET, user, portal, now)
+        ticket, _ = self.portal.issue(TICKET, user, portal, now, {VIA: EAM})
         request = {
             "u": user,
             "c": client.client_id,
@@ -221,7 +258,7 @@ class EntraEam:
         keys = self.tenant_keys.for_kid(client.jwks_uri, _kid(hint))
         try:
             claims = dict(jwt.decode(hint, keys, algorithms=["RS256"]).claims)
-        except (JoseError, ValueError):
+        except (JoseError, ValueError, TypeError, RecursionError):
             raise OAuthRefused("id_token_hint's signature is not the tenant's") from None
         aud = claims.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
@@ -233,6 +270,11 @@ class EntraEam:
             raise OAuthRefused("id_token_hint is from another tenant")
         if not claims.get("oid") or not claims.get("sub"):
             raise OAuthRefused("id_token_hint names no oid or sub")
+        now, iat, nbf = self.clock(), claims.get("iat"), claims.get("nbf", 0)
+        if not _number(iat) or not now - HINT_SECONDS <= iat <= now + SKEW:
+            raise OAuthRefused("id_token_hint was not issued in the last 10 minutes (iat)")
+        if not _number(nbf) or float(nbf) > now + SKEW:
+            raise OAuthRefused("id_token_hint is not valid yet (nbf)")
         return claims  # exp is not checked: Entra sends the hint already expired
 
     def _person(self, client: OidcClient, hint: dict[str, Any], portal: str, rid: str) -> str:
@@ -250,13 +292,19 @@ class EntraEam:
         try:
             issuer = issuer_of(self.config)
             req = self._open(sealed, portal)
+            if session.via != EAM:
+                raise AccessDenied("this session is not of the sign-in Entra ID started")
             if req["u"] != session.user:
                 raise AccessDenied("this session is another person's than the request's")
-            if session.issued_at < float(req["i"]):
+            if session.auth_time < float(req["i"]):
                 raise AccessDenied("the second factor must be given for this request, after it")
             factor = second_factor(session.factor)
             if factor not in req["amr"]:
                 raise AccessDenied(f"Entra did not ask for {factor}")
+            client = self.clients.get(str(req["c"]))  # still registered (else refused)
+            if client.kind != "entra-eam":
+                raise UnauthorizedClient("this client is an application, not Entra ID's method")
+            self._first_finish(sealed, float(req["e"]))
         except OAuthRefused as refused:
             self._audit("refused", refused.code, detail=refused.message[:255], **what)
             raise
@@ -286,3 +334,19 @@ class EntraEam:
         if req.get("p") != portal or float(req.get("e", 0)) <= self.clock():
             raise refused
         return req
+
+    def _first_finish(self, sealed: str, expires: float) -> None:
+        """Remember a sealed request as finished until it expires; refused if it was."""
+        key, now = hashlib.sha256(sealed.encode()).digest(), self.clock()
+        with self._finished_lock:
+            while self._finished and (
+                next(iter(self._finished.values())) <= now or len(self._finished) >= FINISHED_KEPT
+            ):
+                self._finished.popitem(last=False)
+            if key in self._finished:
+                raise OAuthRefused("this sign-in request was finished already; start again")
+            self._finished[key] = expires
+
+
+def _number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)

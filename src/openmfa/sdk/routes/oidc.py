@@ -7,10 +7,15 @@ these calls and answers with what comes back.
 
 from __future__ import annotations
 
+import time
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...errors import Unauthorized
+from ...node.apikeys import ApiClient
+from ...node.portal import EAM, SESSION, Grant
 from ..http import _authorize, _body, _node, json_response
 from ..models import (
     OidcCodeIssued,
@@ -24,7 +29,25 @@ from ..models import (
     OidcTokens,
 )
 from ..table import Declared
-from .portal_me import _session
+from .portal_me import SESSION_HEADER, _session
+
+
+async def _eam_session(request: Request) -> tuple[ApiClient, Grant]:
+    """The portal key, and the session of a sign-in Entra ID started (``portal.VIA``): the
+    only session ``/v1/oidc/eam/finish`` takes, and one that nothing else takes (as
+    ``portal_me._session`` checks every other)."""
+    node = _node(request)
+    client = await _authorize(request, "portal")
+    now = time.time()
+    token = request.headers.get(SESSION_HEADER, "")
+    grant = node.portal.check(token, SESSION, client.name, now, via=EAM)
+    if grant.issued_at <= await run_in_threadpool(node.accounts.sessions_after, grant.user):
+        raise Unauthorized("the session ended (signed out everywhere); sign in again")
+    if await run_in_threadpool(
+        node.session_ends.ended, grant.user, grant.session_id, grant.issued_at, now
+    ):
+        raise Unauthorized("the session ended (signed out, or the account changed); sign in again")
+    return client, grant
 
 
 async def oidc_provider(request: Request) -> Response:
@@ -66,7 +89,7 @@ async def oidc_eam_start(request: Request) -> Response:
 async def oidc_eam_finish(request: Request) -> Response:
     """After the second factor (its session token): the ID token to POST back to Entra ID."""
     node = _node(request)
-    client, grant = await _session(request)
+    client, grant = await _eam_session(request)
     b = await _body(request, OidcEamFinish, node.max_body)
     rid = request.state.request_id
     answer = await run_in_threadpool(node.oidc_eam.finish, grant, b.request, client.name, rid)
