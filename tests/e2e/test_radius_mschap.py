@@ -46,24 +46,38 @@ GATEWAYS = (
 )
 DOMAIN_USERS = {"dora": "dora-domain-pw"}
 STAND_IN = """#!{python}
-# ntlm_auth as a domain member runs it (--request-nt-key --allow-mschapv2), answering from
-# DOMAIN_USERS with the tests' own RFC 2759 peer: NT_KEY (the PasswordHashHash) or a refusal.
+# ntlm_auth as a domain member runs it (--helper-protocol=ntlm-server-1 --allow-mschapv2, the
+# request on standard input), answering from DOMAIN_USERS with the tests' own RFC 2759 peer:
+# the User-Session-Key (the PasswordHashHash) or a refusal. It notes its command line and the
+# request's Username and NT-Domain.
 import sys
 sys.path.insert(0, {root!r})
 from tests.radius import ms_chap_peer as peer
 users = {users!r}
-args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if "=" in a)
+request = {{}}
+for line in sys.stdin:
+    line = line.rstrip("\\n")
+    if line == ".":
+        break
+    name, _, value = line.partition(": ")
+    request[name] = value
 with open({argv!r}, "a") as f:
-    f.write(" ".join(sys.argv[1:]) + "\\n")
-password = users.get(args["username"])
+    seen = [k + ": " + request.get(k, "") for k in ("Username", "NT-Domain")]
+    f.write(" ".join(sys.argv[1:]) + " | " + " | ".join(seen) + "\\n")
+password = users.get(request.get("Username"))
 if password is not None:
     key = peer.nt_password_hash(password)
-    challenge, nt = bytes.fromhex(args["challenge"]), bytes.fromhex(args["nt-response"])
+    challenge = bytes.fromhex(request["LANMAN-Challenge"])
+    nt = bytes.fromhex(request["NT-Response"])
     if peer.challenge_response(challenge, key) == nt:
-        print("NT_KEY: " + peer.hash_nt_password_hash(key).hex().upper())
+        print("Authenticated: Yes")
+        print("User-Session-Key: " + peer.hash_nt_password_hash(key).hex().upper())
+        print(".")
         sys.exit(0)
-print("Logon failure (0xc000006d)")
-sys.exit(1)
+print("Authenticated: No")
+print("Authentication-Error: The attempted logon is invalid. This is either due to a bad "
+      "username or authentication information.")
+print(".")
 """
 
 
@@ -372,9 +386,9 @@ def test_active_directory_checks_mschapv2_through_ntlm_auth(site: Site, tmp_path
     peer_send, peer_recv = peer.peer_start_keys(DOMAIN_USERS["dora"], nt_response)
     assert octets(reply["MS-MPPE-Send-Key"][0]) == peer_recv
     assert octets(reply["MS-MPPE-Recv-Key"][0]) == peer_send
-    argv = (site.dd.parent / "ntlm_auth.argv").read_text().splitlines()[-1].split()
-    assert "--username=dora" in argv and "--domain=EXAMPLE" in argv
-    assert "--allow-mschapv2" in argv and "--request-nt-key" in argv
+    argv, *request = (site.dd.parent / "ntlm_auth.argv").read_text().splitlines()[-1].split(" | ")
+    assert argv.split() == ["--helper-protocol=ntlm-server-1", "--allow-mschapv2"]
+    assert request == ["Username: dora", "NT-Domain: EXAMPLE"]  # on stdin, not argv
     # A wrong password: the domain's refusal, no push.
     _, attrs = mschap_request("EXAMPLE\\dora", "not-it", ident=12)
     kind, reply, out = radclient(site, attrs, source="127.0.0.4")
