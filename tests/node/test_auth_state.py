@@ -295,3 +295,39 @@ def test_discard_rolls_back_and_keeps_the_connection(store: Store, config: Confi
             assert conn is not kept
     finally:
         state.close()
+
+
+@pytest.mark.parametrize("n", [1, 3, 64, 77, 200])
+def test_a_batch_of_audit_rows_is_written_whole_and_in_order(store: Store, n: int) -> None:
+    """On SQLite the rows go out as multi-row inserts of 64, 32, ... 1 (``PreparedInsert``)."""
+    state = AuthState(store)
+    rows = [
+        {
+            "at": 1000.0 + i,
+            "node": "n1",
+            "action": "authenticate",
+            "user_name": f"user{i}",
+            "client": "radius:gw",
+            "method_id": f"m{i}",
+            "result": "accepted" if i % 2 else "rejected",
+            "reason": "ok" if i % 2 else "wrong_code",
+            "request_id": f"batch-{i}",
+            "detail": "" if i % 3 else "wrong first factor",
+        }
+        for i in range(n)
+    ]
+    try:
+        with state.transaction() as conn:
+            cur = dbapi_cursor(conn)
+            state.sql.audit.many(cur, rows)
+            cur.close()
+    finally:
+        state.close()
+    a = t.audit
+    with store.read() as conn:
+        found = conn.execute(
+            select(*(a.c[c] for c in t.AUDIT_COLUMNS))
+            .where(a.c.request_id.like("batch-%"))
+            .order_by(a.c.id)
+        ).all()
+    assert [dict(zip(t.AUDIT_COLUMNS, r, strict=True)) for r in found] == rows

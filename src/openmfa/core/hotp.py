@@ -18,13 +18,15 @@ from . import mac
 from .compare import strings_equal
 
 ALGORITHMS = {"SHA1": "sha1", "SHA256": "sha256", "SHA512": "sha512"}
-"""Key URI algorithm names and the digest each names (``mac.digest``)."""
+"""Key URI algorithm names and the digest each names (``core.mac``)."""
 _COUNTER = struct.Struct(">Q")
 
 
 def hotp(key: bytes, counter: int, digits: int = 6, algorithm: str = "SHA1") -> str:
     """Compute the HOTP value for ``counter`` (RFC 4226 §5.3, dynamic truncation)."""
-    h = mac.digest(key, _COUNTER.pack(counter), ALGORITHMS[algorithm])
+    name = ALGORITHMS[algorithm]
+    message = _COUNTER.pack(counter)
+    h = mac.keyed(key, name)(message) if name == "sha1" else mac.digest(key, message, name)
     offset = h[-1] & 0x0F
     binary = int.from_bytes(h[offset : offset + 4], "big") & 0x7FFFFFFF
     return str(binary % (10**digits)).zfill(digits)

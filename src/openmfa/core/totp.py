@@ -77,7 +77,7 @@ def verify(
     """
     if len(code) != digits or not code.isdigit() or not code.isascii():
         return None  # (non-ASCII digits never equal a computed code)
-    current = step_at(now, period)
+    current = int(now // period)  # step_at(now, period), RFC 6238 §4.2 with T0 = 0
     replayed: TotpMatch | None = None
     steps = (current, current - 1, current + 1) if drift_steps == 1 and current > 0 else None
     for step in steps or _candidates(current, drift_steps):

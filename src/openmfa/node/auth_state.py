@@ -47,7 +47,7 @@ from ..core.verification import KINDS, Method, MethodKind, MethodState
 from ..errors import StaleState
 from ..store import tables as t
 from ..store.database import Store
-from ..store.prepared import Prepared
+from ..store.prepared import Prepared, PreparedInsert
 
 FORGET_ALL_AFTER = 1000
 """More configuration changes than this since the cache was filled: drop the whole cache."""
@@ -201,7 +201,7 @@ class Statements:
                 failures=bindparam("f"), locked_until=bindparam("lu"), bypass_until=bindparam("bu")
             ),
         )
-        self.audit = Prepared(
+        self.audit = PreparedInsert(
             e,
             insert(t.audit).values({c: bindparam(c) for c in t.AUDIT_COLUMNS}),
         )

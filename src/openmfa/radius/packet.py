@@ -13,7 +13,6 @@ from __future__ import annotations
 import hmac
 import os
 import struct
-from collections.abc import Callable
 
 import msgspec
 
@@ -94,22 +93,12 @@ def _encode_attributes(attributes: list[tuple[int, bytes]]) -> bytes:
     return b"".join(out)
 
 
-_KEYED: dict[bytes, Callable[[bytes], bytes]] = {}
-"""HMAC-MD5 made ready per shared secret (a handful of clients; cleared if it ever grows)."""
-
-
-def _keyed(secret: bytes) -> Callable[[bytes], bytes]:
-    """HMAC-MD5 under ``secret``: what the Message-Authenticator is (RFC 3579 §3.2)."""
-    keyed = _KEYED.get(secret)
-    if keyed is None:
-        if len(_KEYED) >= 1024:
-            _KEYED.clear()
-        keyed = _KEYED[secret] = mac.Keyed(secret, "md5").digest
-    return keyed
+_MD5 = mac.MD5
 
 
 def _ma_over(raw_with_zeroed_ma: bytes, secret: bytes) -> bytes:
-    return _keyed(secret)(raw_with_zeroed_ma)
+    """HMAC-MD5 under the shared secret: what a Message-Authenticator is (RFC 3579 §3.2)."""
+    return mac.keyed(secret, "md5")(raw_with_zeroed_ma)
 
 
 def _zero_ma(raw: bytes, authenticator: bytes | None = None) -> tuple[bytes, bytes | None]:
@@ -134,7 +123,7 @@ def request_ma_status(packet: Packet, secret: bytes) -> bool | None:
     if at < 0:
         return None
     raw = packet.raw
-    ma = _KEYED.get(secret) or _keyed(secret)
+    ma = mac.keyed(secret, "md5")
     return hmac.compare_digest(ma(raw[:at] + _ZERO16 + raw[at + 16 :]), raw[at : at + 16])
 
 
@@ -155,9 +144,10 @@ def encode_response(
         raise ValueError("response too long")
     # RFC 3579 §3.2: the MA of a response is computed with the Request Authenticator in place.
     head = _HEADER.pack(code, request.identifier, length, request.authenticator)
-    ma = _KEYED.get(secret) or _keyed(secret)
+    ma = mac.keyed(secret, "md5")
     rest = _MA_HEAD + ma(head + _MA_ZEROED + body) + body
-    return head[:4] + mac.md5(head + rest + secret) + rest
+    response_authenticator: bytes = _MD5(head + rest + secret).digest()  # RFC 2865 §3
+    return head[:4] + response_authenticator + rest
 
 
 def encode_request(
@@ -210,7 +200,9 @@ def reveal_password(hidden: bytes, secret: bytes, authenticator: bytes) -> bytes
     if not hidden or len(hidden) % 16 or len(hidden) > 128:
         raise MalformedPacket(f"User-Password of {len(hidden)} bytes is not 16..128 in steps of 16")
     if len(hidden) == 16:  # a code, or a short password: one block
-        return _xor16(hidden, mac.md5(secret + authenticator)).rstrip(b"\0")
+        pad = _MD5(secret + authenticator).digest()
+        plain = int.from_bytes(hidden, "big") ^ int.from_bytes(pad, "big")
+        return plain.to_bytes(16, "big").rstrip(b"\0")
     out = bytearray()
     prev = authenticator
     for i in range(0, len(hidden), 16):
