@@ -16,6 +16,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
 
 from openmfa.config import Config
 from openmfa.core import push as proto
@@ -33,6 +34,7 @@ from openmfa.farm.push_relay import (
 from openmfa.node.accounts import Accounts
 from openmfa.node.push import PushService
 from openmfa.node.push_hub import PushHub
+from openmfa.store import tables as t
 from openmfa.store.database import DataDir, Store
 from tests.conftest import make_config
 
@@ -144,6 +146,20 @@ def test_a_handover_carries_the_requests_just_decided(master: Device, other: Sto
     assert there.outcome(denied).status == "denied"  # final: never opened again there
     with pytest.raises(TypeError):
         adopt_decided(other, [{**decided[0], "id": "p2", "status": "pending"}])
+    # Collected by a portal already: still collected on the new master (never twice); a
+    # release before collected_at sends none: not collected.
+    collected = [{**decided[0], "id": "p3", "collected_at": 1234.5}]
+    older = {k: v for k, v in decided[0].items() if k != "collected_at"}
+    assert adopt_decided(other, [*collected, {**older, "id": "p4"}]) == 2
+    with other.read() as conn:
+        got = dict(
+            conn.execute(
+                select(t.push_requests.c.id, t.push_requests.c.collected_at).where(
+                    t.push_requests.c.id.in_(["p3", "p4"])
+                )
+            ).all()
+        )
+    assert got == {"p3": 1234.5, "p4": None}
 
 
 def test_a_waiter_on_the_master_hears_the_answer(master: Device) -> None:

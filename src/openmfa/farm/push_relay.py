@@ -69,7 +69,7 @@ def decided_requests(store: Store, now: float) -> list[dict[str, Any]]:
     r = t.push_requests
     with store.read() as conn:
         rows = conn.execute(
-            select(*(r.c[c] for c in (*CARRIED, "status", "decided_at"))).where(
+            select(*(r.c[c] for c in (*CARRIED, "status", "decided_at", "collected_at"))).where(
                 r.c.status != "pending", r.c.decided_at > now - DECIDED_CARRIED
             )
         ).all()
@@ -96,7 +96,8 @@ def adopt(store: Store, requests: list[dict[str, Any]]) -> int:
 
 def adopt_decided(store: Store, requests: list[dict[str, Any]]) -> int:
     """Take over requests the old master decided a moment ago, with their outcome (final:
-    never opened again here); returns how many were new here."""
+    never opened again here) and whether a portal collected it already (``collected_at``;
+    absent from a release before it: not collected); returns how many were new here."""
     r = t.push_requests
     taken = 0
     with store.write() as conn:
@@ -110,9 +111,14 @@ def adopt_decided(store: Store, requests: list[dict[str, Any]]) -> int:
             if user_id is None:
                 continue
             row = {c: req[c] for c in CARRIED}
+            collected = req.get("collected_at")
             conn.execute(
                 insert(r).values(
-                    **row, user_id=user_id, status=status, decided_at=float(req["decided_at"])
+                    **row,
+                    user_id=user_id,
+                    status=status,
+                    decided_at=float(req["decided_at"]),
+                    collected_at=float(collected) if isinstance(collected, int | float) else None,
                 )
             )
             taken += 1
