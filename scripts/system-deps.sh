@@ -16,9 +16,11 @@ set -euo pipefail
 # mmdebstrap, podman, buildah and runc: the container image (scripts/build-image.sh) is built
 # from Debian's packages and run by the tests; runc because crun refuses this kind of machine's
 # cgroups (docs/container.md).
+# valgrind (callgrind): counts the instructions per RADIUS request (./dev bench-radius --callgrind).
 packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth haproxy
   chromium zbar-tools fonts-dejavu-core lemonldap-ng libemail-sender-perl libimage-magick-perl
-  libplack-perl nginx samba samba-ad-dc winbind eapoltest iproute2 mmdebstrap podman buildah runc)
+  libplack-perl nginx samba samba-ad-dc winbind eapoltest iproute2 mmdebstrap podman buildah runc
+  valgrind)
 # npm comes with a Node.js of its own on some machines (then Debian's npm conflicts with it).
 command -v npm >/dev/null || packages+=(npm)
 need=()
