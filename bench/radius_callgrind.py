@@ -23,8 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -61,13 +62,97 @@ def totals(out: Path) -> int:
     return sum(int(n) for n in found)
 
 
+def by_object(out: Path) -> dict[str, int]:
+    """Self cost by shared object (the interpreter, SQLite, libcrypto, ...), read straight from
+    the callgrind file: a cost line counts for the current ``ob=``, except the line after a
+    ``calls=`` (that one is the callee's inclusive cost)."""
+    names: dict[str, str] = {}
+    costs: dict[str, int] = {}
+    current, after_call = "?", False
+    with out.open(errors="replace") as f:
+        for line in f:
+            head = line[:1]
+            if head.isdigit() or head in "+-*":
+                if after_call:
+                    after_call = False
+                    continue
+                parts = line.split()
+                if len(parts) > 1:
+                    costs[current] = costs.get(current, 0) + int(parts[1])
+            elif line.startswith(("ob=", "cob=")):
+                found = re.match(r"c?ob=(?:\((\d+)\))?\s*(.*)", line.rstrip("\n"))
+                assert found is not None
+                ident, name = found.groups()
+                if ident is not None and name:
+                    names[ident] = name
+                elif ident is not None:
+                    name = names.get(ident, "?")
+                if line.startswith("ob="):
+                    current = Path(name).name or "?"
+            elif line.startswith("calls="):
+                after_call = True
+    return costs
+
+
 def annotate(out: Path, lines: int) -> str:
-    """callgrind_annotate's top ``lines`` functions (inclusive of nothing: self cost)."""
+    """callgrind_annotate's top ``lines`` functions by self cost."""
     text = subprocess.run(
         ["callgrind_annotate", "--threshold=99", str(out)], capture_output=True, text=True
     ).stdout
     rows = [ln for ln in text.splitlines() if re.match(r"^\s*[\d,]+ \(", ln)]
     return "\n".join(rows[:lines])
+
+
+@dataclass
+class Counted:
+    """One server's measurement: the load's instructions and the same server idle."""
+
+    answered: int
+    summary: str
+    busy: int
+    """Instructions while the requests were answered (every thread)."""
+    seconds: float
+    """How long that took under callgrind."""
+    idle: int
+    """Instructions in ``IDLE_SECONDS`` with nothing to answer (timers, housekeeping)."""
+    objects: dict[str, int]
+    """``busy`` by shared object."""
+
+    @property
+    def per_request(self) -> float:
+        return self.busy / max(1, self.answered)
+
+    @property
+    def background(self) -> float:
+        """Per request: what the server does by the clock whatever the load. Under callgrind a
+        request takes ~50 times longer, so this counts ~50 times what it costs at full speed."""
+        return self.idle / IDLE_SECONDS * self.seconds / max(1, self.answered)
+
+
+IDLE_SECONDS = 10.0
+
+
+def count(pid: int, out: Path, load: Callable[[], str]) -> Counted:
+    """Instrument the (warmed-up) server ``pid``: ``IDLE_SECONDS`` idle, then ``load()``."""
+    for old in out.parent.glob(out.name + ".*"):
+        old.unlink()
+    _control(pid, "-i", "on")
+    time.sleep(IDLE_SECONDS)
+    _control(pid, "-d", "idle")
+    t0 = time.monotonic()
+    summary = load()
+    seconds = time.monotonic() - t0
+    _control(pid, "-d", "busy")
+    _control(pid, "-i", "off")
+    idle_file, busy_file = (out.with_name(f"{out.name}.{n}") for n in (1, 2))
+    return Counted(
+        _answered(summary),
+        summary,
+        totals(busy_file),
+        seconds,
+        totals(idle_file),
+        by_object(busy_file),
+    )
 
 
 @contextmanager
@@ -158,65 +243,85 @@ def _answered(summary: str) -> int:
 
 def measure_node(
     dd: DataDir, names: list[str], keys: list[bytes], tmp: Path, profile: Path | None = None
-) -> tuple[int, int, str]:
-    """(instructions, requests answered, radclient's summary) of ``len(names)`` valid codes,
-    each user's second sign-in (the first one warmed the node up)."""
+) -> Counted:
+    """``len(names)`` valid codes, each user's second sign-in (the first warmed the node up)."""
     out = tmp / "openmfa.callgrind"
     port = free_udp_port()
     file = tmp / "otp.txt"
+
+    def send() -> str:
+        return radclient_run(port, file, SECRET, 64, timeout=30)[1]
+
     with node_under_callgrind(dd, out, port, profile) as proc:
         used = -1
         for phase in ("warm-up", "measured"):
             used = wait_for_fresh_step(used)
             codes = [(n, totp(k, used * 30)) for n, k in zip(names, keys, strict=True)]
             radclient_file(file, codes)
-            if phase == "measured" and profile is None:
-                _control(proc.pid, "-i", "on")
-            _, summary = radclient_run(port, file, SECRET, 64, timeout=30)
-            if phase == "measured" and profile is None:
-                _control(proc.pid, "-i", "off")
-    if profile is not None:
-        return 0, _answered(summary), summary
-    return totals(out), _answered(summary), summary
+            if phase == "warm-up" or profile is not None:
+                summary = send()
+            else:
+                return count(proc.pid, out, send)
+    return Counted(_answered(summary), summary, 0, 0.0, 0, {})
 
 
-def measure_freeradius(names: list[str], tmp: Path) -> tuple[int, int, str]:
+def measure_freeradius(names: list[str], tmp: Path) -> Counted:
     out = tmp / "freeradius.callgrind"
     users = {n: f"pw-{i}" for i, n in enumerate(names)}
     file = tmp / "pap.txt"
     radclient_file(file, list(users.items()))
     with freeradius_under_callgrind(tmp / "freeradius", users, out) as (port, proc):
-        radclient_run(port, file, SECRET, 64, timeout=30)  # warm-up
-        _control(proc.pid, "-i", "on")
-        _, summary = radclient_run(port, file, SECRET, 64, timeout=30)
-        _control(proc.pid, "-i", "off")
-    return totals(out), _answered(summary), summary
+
+        def send() -> str:
+            return radclient_run(port, file, SECRET, 64, timeout=30)[1]
+
+        send()  # warm-up
+        return count(proc.pid, out, send)
+
+
+def _objects(counted: Counted, lines: int) -> list[str]:
+    total = max(1, sum(counted.objects.values()))
+    top = sorted(counted.objects.items(), key=lambda kv: -kv[1])[:lines]
+    return [
+        f"{name[:34]:<34} {cost / max(1, counted.answered):>9,.0f} {cost / total:>5.0%}"
+        for name, cost in top
+    ]
 
 
 def compare(
     dd: DataDir, names: list[str], keys: list[bytes], tmp: Path, annotate_lines: int = 0
 ) -> float:
-    """Print both servers' instructions per request and their ratio; returns the ratio."""
+    """Print both servers' instructions per request, their ratio and where the instructions
+    go; returns the ratio."""
     tmp.mkdir(parents=True, exist_ok=True)
-    print(f"\ncallgrind: {len(names)} requests to each server after a warm-up, radclient -p 64")
-    ours, answered, summary = measure_node(dd, names, keys, tmp)
-    per_ours = ours / max(1, answered)
     print(
-        f"callgrind: openmfa OTP-only, valid codes: {ours:,} instructions / {answered} = "
-        f"{per_ours:,.0f} per request  [{summary}]"
+        f"\ncallgrind: {len(names)} requests to each server after a warm-up, radclient -p 64; "
+        f"every thread counted"
     )
-    theirs, fr_answered, fr_summary = measure_freeradius(names, tmp)
-    per_theirs = theirs / max(1, fr_answered)
+    ours = measure_node(dd, names, keys, tmp)
+    theirs = measure_freeradius(names, tmp)
+    for name, c in (("openmfa OTP-only, valid codes", ours), ("FreeRADIUS plain PAP", theirs)):
+        print(
+            f"callgrind: {name}: {c.per_request:,.0f} instructions per request "
+            f"({c.busy:,} / {c.answered} in {c.seconds:.1f} s; of them {c.background:,.0f} per "
+            f"request the clock's housekeeping while idle)  [{c.summary}]"
+        )
+    ratio = ours.per_request / theirs.per_request
+    net = (ours.per_request - ours.background) / max(1.0, theirs.per_request - theirs.background)
     print(
-        f"callgrind: FreeRADIUS plain PAP: {theirs:,} instructions / {fr_answered} = "
-        f"{per_theirs:,.0f} per request  [{fr_summary}]"
+        f"instructions per request, OpenMFA OTP / FreeRADIUS PAP: {ratio:.2f}x "
+        f"({net:.2f}x without the idle housekeeping, which at full speed is ~50 times less "
+        "per request)"
     )
-    ratio = per_ours / per_theirs
-    print(f"instructions per request, OpenMFA OTP / FreeRADIUS PAP: {ratio:.2f}x")
+    print("\nwhere the instructions go (self cost by shared object, per request):")
+    left, right = _objects(ours, 8), _objects(theirs, 8)
+    print(f"{'openmfa':<50}  FreeRADIUS")
+    for a, b in zip(left + [""] * (8 - len(left)), right + [""] * (8 - len(right)), strict=True):
+        print(f"{a:<50}  {b}")
     if annotate_lines:
         for name in ("openmfa", "freeradius"):
-            print(f"\n{name}: where the instructions go (callgrind_annotate, self cost)")
-            print(annotate(tmp / f"{name}.callgrind", annotate_lines))
+            print(f"\n{name}: the top functions (callgrind_annotate, self cost)")
+            print(annotate(tmp / f"{name}.callgrind.2", annotate_lines))
     return ratio
 
 
@@ -240,8 +345,8 @@ def main() -> None:
         compare(dd, names, keys, tmp, args.annotate)
         if args.profile:
             prof = tmp / "node.pstats"
-            _, answered, summary = measure_node(dd, names, keys, tmp, profile=prof)
-            print(f"\ncProfile of the node ({answered} answered, {summary}): {prof}")
+            profiled = measure_node(dd, names, keys, tmp, profile=prof)
+            print(f"\ncProfile of the node ({profiled.summary}): {prof}")
             subprocess.run(
                 [sys.executable, "-c", _PRINT_PROFILE, str(prof)], check=True, cwd=str(ROOT)
             )
