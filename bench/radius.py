@@ -7,6 +7,7 @@ divided by the requests it answered — the figure that survives a noisy machine
 
     python bench/radius.py                 # ./dev bench-radius
     python bench/radius.py --users 2000 --levels 16
+    python bench/radius.py --no-relay      # without the MS-CHAPv2 and EAP relay figures at the end
     python bench/radius.py --callgrind     # + instructions per request under valgrind's callgrind
                                            #   (bench/radius_callgrind.py; a few minutes more)
 """
@@ -167,6 +168,11 @@ def main() -> None:
         metavar="N",
         help="then count instructions per request under callgrind, N requests each (2000)",
     )
+    ap.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="skip the MS-CHAPv2/EAP relay figures (bench/radius_relay.py) printed at the end",
+    )
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="openmfa-radius-bench-"))
@@ -278,6 +284,10 @@ def main() -> None:
 
         n = min(args.callgrind, args.users)
         compare(dd, names[:n], keys[:n], tmp / "callgrind")
+    if not args.no_relay:
+        from radius_relay import relay_figures, summary
+
+        summary(relay_figures(tmp=tmp / "relay"))
 
 
 if __name__ == "__main__":

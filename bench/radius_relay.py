@@ -338,7 +338,10 @@ def main() -> None:
     ap.add_argument("--conversations", type=int, default=40, help="EAP-PEAP conversations")
     ap.add_argument("--parallel", type=int, default=4, help="eapol_test processes at a time")
     args = ap.parse_args()
-    figures = relay_figures(args.requests, args.conversations, args.parallel)
+    summary(relay_figures(args.requests, args.conversations, args.parallel))
+
+
+def summary(figures: dict[str, dict[str, float]]) -> None:
     m, e = figures["mschapv2"], figures["eap_peap"]
     print(
         f"\nsummary: MS-CHAPv2 + push p50 {m['p50_ms']:.1f} ms / p99 {m['p99_ms']:.1f} ms, "
