@@ -17,10 +17,13 @@ set -euo pipefail
 # from Debian's packages and run by the tests; runc because crun refuses this kind of machine's
 # cgroups (docs/container.md).
 # valgrind (callgrind): counts the instructions per RADIUS request (./dev bench-radius --callgrind).
+# apache2 + libapache2-mod-auth-openidc: a real OpenID Connect relying party that signs people in
+# through the portal's provider (tests/e2e/apache_oidc.py runs a private Apache; the Debian
+# service itself is never started or configured).
 packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth haproxy
   chromium zbar-tools fonts-dejavu-core lemonldap-ng libemail-sender-perl libimage-magick-perl
   libplack-perl nginx samba samba-ad-dc winbind eapoltest iproute2 mmdebstrap podman buildah runc
-  valgrind)
+  valgrind apache2 libapache2-mod-auth-openidc)
 # npm comes with a Node.js of its own on some machines (then Debian's npm conflicts with it).
 command -v npm >/dev/null || packages+=(npm)
 need=()
