@@ -74,15 +74,19 @@ class Site:
 
 
 @contextmanager
-def serving_site(base: Path) -> Iterator[Site]:
+def serving_site(base: Path, *, oidc: bool = False) -> Iterator[Site]:
     """A node serving the mobile service inside it (phones reach it at localhost), RADIUS with
-    a gateway that challenges for a push, and a portal."""
+    a gateway that challenges for a push, and a portal (``oidc``: the OpenID Connect provider,
+    its issuer the portal's URL)."""
     dd = base / "node"
     admin = init(dd)
-    port, udp = free_port(), free_udp_port()
+    port, udp, portal_port = free_port(), free_udp_port(), free_port()
     mobile = f"http://localhost:{port}/mobile"
+    portal = f"http://127.0.0.1:{portal_port}/portal"
     with (dd / "server.toml").open("a") as f:
         f.write(f'\n[mobile]\nenabled = true\npublic_url = "{mobile}"\nmin_gap_seconds = 0.0\n')
+        if oidc:
+            f.write(f'\n[oidc]\nissuer = "{portal}"\n')
     cli(dd, "radius", "client", "add", "gw", "--address", "127.0.0.1",
         "--secret", RADIUS_SECRET, "--push", "challenge")  # fmt: skip
     key = cli(dd, "apikey", "create", "portal", "--scope", "portal").stdout.strip()
@@ -93,12 +97,10 @@ def serving_site(base: Path) -> Iterator[Site]:
             folder.mkdir()
             (folder / "portal.key").write_text(key + "\n")
             (folder / "portal.key").chmod(0o600)
-            portal_port = free_port()
             (folder / "portal.toml").write_text(
                 f'[portal]\nlisten = "127.0.0.1:{portal_port}"\nnodes = ["{node.url}"]\n'
                 'api_key_file = "portal.key"\nattempts_per_minute = 1000\n'
             )
-            portal = f"http://127.0.0.1:{portal_port}/portal"
             argv = ["portal", "serve", "--config", str(folder / "portal.toml")]
             procs.append(start_service(argv, portal + "/healthz", folder / "portal.log"))
             yield Site(dd, node, mobile, portal, admin, udp, base, procs)
