@@ -59,6 +59,8 @@ from .components import (
     OrderId,
 )
 from .oidc import (
+    OidcClientCheck,
+    OidcClientChecked,
     OidcCodeIssued,
     OidcCodeRequest,
     OidcEamAnswer,
@@ -195,6 +197,8 @@ __all__ = [
     "MethodList",
     "MethodView",
     "Name",
+    "OidcClientCheck",
+    "OidcClientChecked",
     "OidcCodeIssued",
     "OidcCodeRequest",
     "OidcEamAnswer",

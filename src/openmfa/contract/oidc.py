@@ -31,6 +31,25 @@ class OidcCodeRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     """Seconds: a second factor older than this is refused (``login_required``: sign in again)."""
 
 
+class OidcClientCheck(msgspec.Struct, forbid_unknown_fields=True):
+    """An authorization request's client and redirect URI, checked before the person is asked
+    to sign in: an unknown client or an unregistered redirect URI is an error page at the
+    portal, never a redirect."""
+
+    client_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    redirect_uri: Uri
+
+
+class OidcClientChecked(msgspec.Struct, kw_only=True):
+    """The client, known and with ``redirect_uri`` registered: ``kind`` is ``app`` (codes)
+    or ``entra-eam`` (Entra ID's external authentication method)."""
+
+    client_id: str
+    name: str
+    kind: str
+    public: bool
+
+
 class OidcCodeIssued(msgspec.Struct, kw_only=True):
     code: str
     expires_at: float

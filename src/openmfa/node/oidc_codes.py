@@ -34,7 +34,14 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 
 from ..config import Config
-from ..contract import OidcCodeIssued, OidcCodeRequest, OidcProviderInfo, OidcTokenRequest
+from ..contract import (
+    OidcClientCheck,
+    OidcClientChecked,
+    OidcCodeIssued,
+    OidcCodeRequest,
+    OidcProviderInfo,
+    OidcTokenRequest,
+)
 from ..contract import OidcTokens as OidcTokenAnswer
 from ..errors import (
     AccessDenied,
@@ -101,6 +108,25 @@ class OidcCodes:
         audit.record(self.store, AuditEvent(action, result, **what))
 
     # -- the authorization endpoint --------------------------------------------------------
+
+    def check(self, r: OidcClientCheck, portal: str, request_id: str) -> OidcClientChecked:
+        """The client of an authorization request and its redirect URI, before the person
+        signs in: ``invalid_client`` for an unknown one, ``invalid_request`` for a redirect URI
+        it did not register (audited; the portal shows a page, never redirects)."""
+        try:
+            issuer_of(self.config)
+            client = self.clients.get(r.client_id)
+            if not redirect_allowed(client, r.redirect_uri):
+                raise OAuthRefused("redirect_uri is not one this client registered")
+        except OAuthRefused as refused:
+            what = {"client": portal, "request_id": request_id}
+            self._audit(
+                "oidc.authorize", "refused", reason=refused.code, detail=r.client_id[:64], **what
+            )
+            raise
+        return OidcClientChecked(
+            client_id=client.client_id, name=client.name, kind=client.kind, public=client.public
+        )
 
     def issue(
         self, session: Grant, r: OidcCodeRequest, portal: str, request_id: str

@@ -16,6 +16,11 @@ Pages, under the configured prefix (``/portal``):
     GET  /sign-ins             the person's recent sign-ins
     GET  POST /confirm         re-authentication before a change of sign-in methods
     POST /sign-out             sign out; POST /language: the language chosen
+    GET  POST /oidc/authorize  OpenID Connect: an application's sign-in (code + PKCE), or
+                               Entra ID's external authentication method (POSTed, no CSRF)
+    GET  /oidc/eam/finish      Entra ID's answer, POSTed back by the page's form
+    POST /oidc/token           the code -> the ID token (the application's server; no CSRF)
+    GET  /oidc/jwks, /.well-known/openid-configuration   the node's keys and metadata
     GET  /static/{file}        the theme's files
 
 Security: a CSRF token on every form (and the Origin / Sec-Fetch-Site headers checked), the
@@ -41,7 +46,18 @@ from ..metrics import BuildInfo, RequestCounter, install_journal
 from ..metrics import endpoint as metrics_endpoint
 from .config import PortalConfig
 from .forward_auth import ForwardAuthGate
-from .pages import account, enrol, methods, push, service, sign_in, sign_out
+from .pages import (
+    account,
+    enrol,
+    methods,
+    oidc,
+    oidc_eam,
+    oidc_service,
+    push,
+    service,
+    sign_in,
+    sign_out,
+)
 from .runner import Endpoint, Portal, View, page, plain
 from .theme import SecurityHeaders, csp_for
 
@@ -54,6 +70,9 @@ def routes(portal: Portal) -> list[BaseRoute]:
 
     def signed_in(view: View) -> Endpoint:
         return page(portal, view)
+
+    def foreign(view: View) -> Endpoint:
+        return page(portal, view, public=True, foreign=True)
 
     return [
         Route("/", public(sign_in.home)),
@@ -85,6 +104,11 @@ def routes(portal: Portal) -> list[BaseRoute]:
         Route("/sign-out", public(sign_out.sign_out, ends_only=True), methods=["POST"]),
         Route("/sign-out-everywhere", signed_in(sign_out.sign_out_everywhere), methods=["POST"]),
         Route("/language", public(account.choose_language), methods=["POST"]),
+        Route("/oidc/authorize", foreign(oidc.authorize), methods=["GET", "POST"]),
+        Route("/oidc/eam/finish", signed_in(oidc_eam.eam_finish)),
+        Route("/oidc/token", plain(portal, oidc_service.token), methods=["POST"]),
+        Route("/oidc/jwks", plain(portal, oidc_service.jwks)),
+        Route("/.well-known/openid-configuration", plain(portal, oidc_service.discovery)),
         Route("/static/{name:path}", plain(portal, service.static)),
         Route("/healthz", plain(portal, service.healthz)),
     ]
@@ -100,6 +124,7 @@ def create_app(
     """``mounted``: the routes at the root, for ``openmfa serve`` to mount at its prefix;
     ``transport`` reaches a node of the same process."""
     portal = Portal.from_config(cfg, verify=verify, transport=transport)
+    portal.csp = csp_for(portal.fa)
     fa, revocations = portal.fa, portal.revocations
 
     @asynccontextmanager

@@ -75,6 +75,12 @@ class Portal:
     bypass_off_until: float = 0.0
     """Until when this portal knows the node gives no one-time bypass (``[portal]
     bypass_seconds = 0``, learned from its refusal; asked again after ten minutes)."""
+    csp: str = ""
+    """The pages' Content-Security-Policy (``theme.csp_for``); a page on the way back to an
+    OpenID Connect relying party also lets a form go there (``Session.form_to``)."""
+    provider: tuple[float, Any] | None = None
+    """The OpenID Connect provider's metadata and keys from a node, and when they were read
+    (``pages.oidc_service``)."""
     reached_at: float = 0.0
     reached: bool = False
     """Whether a node answered ``/healthz``'s last question, asked at ``reached_at``."""
@@ -211,12 +217,22 @@ def same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == host
 
 
-def page(portal: Portal, view: View, *, public: bool = False, ends_only: bool = False) -> Endpoint:
+def page(
+    portal: Portal,
+    view: View,
+    *,
+    public: bool = False,
+    ends_only: bool = False,
+    foreign: bool = False,
+) -> Endpoint:
     """A page: the session (made on a first visit), the language, the CSRF and Origin checks
     of a form post, and what the node's errors mean to the person. ``ends_only``: a form that
     only ends things (sign-out) is taken from this portal's own pages even when this host's
     session had already ended — its CSRF token with it — so a person idle too long still ends
-    the cookie the protected sites take."""
+    the cookie the protected sites take. ``foreign``: a form another site posts here (an
+    OpenID Connect authorization request, Entra ID's above all), taken without this portal's
+    CSRF token; its view must act only on what the form says, never on the session it
+    found."""
     sessions, carried = portal.sessions, portal.carried
 
     async def endpoint(request: Request) -> Response:
@@ -237,7 +253,11 @@ def page(portal: Portal, view: View, *, public: bool = False, ends_only: bool = 
         if request.method == "POST":
             if int(request.headers.get("content-length") or 0) > MAX_FORM:
                 return ctx.render("error.html", 413, message=ctx._("That form is too large."))
-            refused = await _take_form(ctx, fresh=fresh, ends_only=ends_only)
+            refused = (
+                await _take_foreign(ctx)
+                if foreign
+                else await _take_form(ctx, fresh=fresh, ends_only=ends_only)
+            )
             if refused is not None:
                 return finish(portal, request, refused, s, name)
         if not public and not s.signed_in:
@@ -285,6 +305,15 @@ async def _take_form(ctx: Ctx, *, fresh: bool, ends_only: bool) -> Response | No
             ),
         )
     ctx.form = form
+    return None
+
+
+async def _take_foreign(ctx: Ctx) -> Response | None:
+    """Reads a form another site posted (no CSRF token: it was not made here)."""
+    try:
+        ctx.form = await ctx.request.form(max_files=0, max_fields=50)
+    except Exception:  # a malformed body is the sender's mistake
+        return ctx.render("error.html", 400, message=ctx._("That request could not be read."))
     return None
 
 
@@ -347,6 +376,12 @@ def finish(portal: Portal, request: Request, resp: Response, s: Session, name: s
     elif request.cookies.get(name + CARRY):
         resp.delete_cookie(name + CARRY, path="/")
     resp.headers["Cache-Control"] = "no-store"
+    if s.form_to and portal.csp and resp.media_type and resp.media_type.startswith("text/html"):
+        # On the way back to a relying party: a form of this page (and the redirects after
+        # it, which browsers hold to form-action) may go to that party's origin.
+        resp.headers["Content-Security-Policy"] = portal.csp.replace(
+            "form-action 'self'", f"form-action 'self' {s.form_to}"
+        )
     return resp
 
 

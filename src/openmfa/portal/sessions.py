@@ -68,6 +68,18 @@ class Session:
     """Backup codes, shown on the next page only."""
     notice: str = ""
     bypass_until: float = 0.0
+    form_to: str = ""
+    """OpenID Connect: the relying party's origin a form (or the redirects after it) may go
+    to while a sign-in for it is under way (the pages' CSP ``form-action``)."""
+    oidc_app: str = ""
+    """The name of the application a sign-in is for (shown on the sign-in page)."""
+    oidc_sent_at: float = 0.0
+    """When an authorization request sent this person to sign in: a sign-in after it is
+    fresh (``prompt=login``, ``max_age``), and one that still gets no code ends the request."""
+    eam_request: str = ""
+    """Entra ID's sign-in: the node's sealed request, finished after the second factor."""
+    eam_state: str = ""
+    eam_redirect: str = ""
     session_ids: list[str] = field(default_factory=list)
     """The node sessions this one held (a re-authentication gives a new one) whose ids a
     forward-auth cookie may carry: a sign-out ends them all."""

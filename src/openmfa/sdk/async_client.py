@@ -29,6 +29,7 @@ from .models import (
     DeviceView,
     Enrollment,
     MethodView,
+    OidcClientChecked,
     OidcCodeIssued,
     OidcCodeRequest,
     OidcEamAnswer,
@@ -163,6 +164,11 @@ class AsyncSdkClient:
     async def oidc_provider(self) -> OidcProviderInfo:
         """The OpenID Connect provider's discovery document and JWKS, for a portal to publish."""
         return await self.send(Requests.oidc_provider())
+
+    async def oidc_check(self, client_id: str, redirect_uri: str) -> OidcClientChecked:
+        """The client of an authorization request, its redirect URI registered (else
+        ``InvalidClient`` / ``OAuthRefused``)."""
+        return await self.send(Requests.oidc_check(client_id, redirect_uri))
 
     async def oidc_code(self, session: str, request: OidcCodeRequest) -> OidcCodeIssued:
         """A one-use authorization code for the signed-in person (``OAuthRefused`` if not)."""

@@ -35,6 +35,8 @@ from .models import (
     MethodCreate,
     MethodList,
     MethodView,
+    OidcClientCheck,
+    OidcClientChecked,
     OidcCodeIssued,
     OidcCodeRequest,
     OidcEamAnswer,
@@ -213,6 +215,12 @@ class Requests:
     def oidc_provider() -> Call[OidcProviderInfo]:
         """The provider's discovery document and JWKS (``node.oidc_tokens``, ``oidc_keys``)."""
         return Call("GET", "/v1/oidc/provider", OidcProviderInfo)
+
+    @staticmethod
+    def oidc_check(client_id: str, redirect_uri: str) -> Call[OidcClientChecked]:
+        """An authorization request's client and redirect URI, before anyone signs in."""
+        body = _encode(OidcClientCheck(client_id=client_id, redirect_uri=redirect_uri))
+        return Call("POST", "/v1/oidc/check", OidcClientChecked, body=body)
 
     @staticmethod
     def oidc_code(session: str, request: OidcCodeRequest) -> Call[OidcCodeIssued]:

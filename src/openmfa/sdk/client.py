@@ -53,6 +53,7 @@ from .models import (
     DeviceView,
     Enrollment,
     MethodView,
+    OidcClientChecked,
     OidcCodeIssued,
     OidcCodeRequest,
     OidcEamAnswer,
@@ -196,6 +197,11 @@ class SdkClient:
     def oidc_provider(self) -> OidcProviderInfo:
         """The OpenID Connect provider's discovery document and JWKS, for a portal to publish."""
         return self.send(Requests.oidc_provider())
+
+    def oidc_check(self, client_id: str, redirect_uri: str) -> OidcClientChecked:
+        """The client of an authorization request, its redirect URI registered (else
+        ``InvalidClient`` / ``OAuthRefused``)."""
+        return self.send(Requests.oidc_check(client_id, redirect_uri))
 
     def oidc_code(self, session: str, request: OidcCodeRequest) -> OidcCodeIssued:
         """A one-use authorization code for the signed-in person (``OAuthRefused`` if not)."""

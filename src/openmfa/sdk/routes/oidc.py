@@ -18,6 +18,8 @@ from ...node.apikeys import ApiClient
 from ...node.portal import EAM, SESSION, Grant
 from ..http import _authorize, _body, _node, json_response
 from ..models import (
+    OidcClientCheck,
+    OidcClientChecked,
     OidcCodeIssued,
     OidcCodeRequest,
     OidcEamAnswer,
@@ -55,6 +57,16 @@ async def oidc_provider(request: Request) -> Response:
     node = _node(request)
     await _authorize(request, "portal")
     return json_response(await run_in_threadpool(node.oidc_codes.provider))
+
+
+async def oidc_check(request: Request) -> Response:
+    """An authorization request's client and redirect URI, checked before the person is asked
+    to sign in (at any node: clients are replicated data)."""
+    node = _node(request)
+    client = await _authorize(request, "portal")
+    b = await _body(request, OidcClientCheck, node.max_body)
+    rid = request.state.request_id
+    return json_response(await run_in_threadpool(node.oidc_codes.check, b, client.name, rid))
 
 
 async def oidc_code(request: Request) -> Response:
@@ -106,6 +118,16 @@ ROUTES: list[Declared] = [
         OidcProviderInfo,
         200,
         oidc_provider,
+    ),
+    Declared(
+        "POST",
+        "/v1/oidc/check",
+        "portal",
+        "An authorization request's client and redirect URI, checked before a sign-in",
+        OidcClientCheck,
+        OidcClientChecked,
+        200,
+        oidc_check,
     ),
     Declared(
         "POST",
