@@ -196,6 +196,23 @@ def test_an_application_signs_a_person_in_with_code_and_pkce(tmp_path: Path) -> 
         # prompt=login asks the signed-in person to confirm it is them before a code.
         r = await c.get(AUTHORIZE, params=ask(site.app.client_id, verifier2, prompt="login"))
         assert r.status_code == 303 and r.headers["location"] == "/portal/confirm"
+        page = await c.get("/portal/confirm")
+        r = await c.post("/portal/confirm", data={"csrf": csrf(page), "password": PASSWORD})
+        assert r.headers["location"] == "/portal/second-factor"
+        page = await c.get("/portal/second-factor")
+        r = await c.post("/portal/second-factor", data={"csrf": csrf(page), "code": site.codes[2]})
+        assert r.status_code == 303 and r.headers["location"].startswith(AUTHORIZE + "?")
+        back = await c.get(r.headers["location"])  # fresh now: the code, no second round
+        assert "code" in query(back.headers["location"]), back.headers["location"]
+        # max_age=0: a sign-in at once older than that asks again, once.
+        r = await c.get(AUTHORIZE, params=ask(site.app.client_id, verifier2, max_age="0"))
+        assert r.status_code == 303 and r.headers["location"] == "/portal/confirm"
+        page = await c.get("/portal/confirm")
+        r = await c.post("/portal/confirm", data={"csrf": csrf(page), "password": PASSWORD})
+        page = await c.get("/portal/second-factor")
+        r = await c.post("/portal/second-factor", data={"csrf": csrf(page), "code": site.codes[3]})
+        back = await c.get(r.headers["location"])
+        assert "code" in query(back.headers["location"]), back.headers["location"]
 
     run(tmp_path, scenario)
 

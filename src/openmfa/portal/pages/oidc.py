@@ -182,7 +182,7 @@ async def code_flow(ctx: Ctx, p: dict[str, str]) -> Response:
                     code_challenge=p["code_challenge"],
                     scope=p["scope"],
                     nonce=p.get("nonce", ""),
-                    max_age=max_age,
+                    max_age=None if fresh else max_age,  # signed in for this very request
                 ),
             )
         except Unauthorized:  # the node's session has ended: sign in again
