@@ -8,7 +8,8 @@ by its own PID. It protects ``/private/`` with ``AuthType openid-connect``: the 
 code flow with PKCE S256, the client's secret at the token endpoint (``client_secret_basic``),
 scope ``openid profile email``. The page it protects (server-side includes) shows what the
 module passes to the application: ``REMOTE_USER`` (the ``preferred_username`` claim) and the
-``sub``, ``amr``, ``acr`` and ``preferred_username`` claims.
+``sub``, ``amr``, ``acr`` and ``preferred_username`` claims. ``/private/passkey/`` lets in
+only a sign-in whose ``amr`` has ``hwk`` (``Require claim``).
 
 Plain http on loopback: mod_auth_openidc 2.4 only warns that an http ``OIDCRedirectURI``
 SHOULD be https, and takes http provider endpoints (the portal at 127.0.0.1). The site is
@@ -54,6 +55,8 @@ StartServers 1
 ServerLimit 1
 ThreadsPerChild 16
 MaxRequestWorkers 16
+MinSpareThreads 1
+MaxSpareThreads 16
 TypesConfig /dev/null
 AddType text/html .shtml
 AddOutputFilter INCLUDES .shtml
@@ -86,6 +89,10 @@ OIDCHTTPTimeoutLong 20
     AuthType openid-connect
     Require valid-user
 </Location>
+<Location /private/passkey/>
+    AuthType openid-connect
+    Require claim amr:hwk
+</Location>
 """
 """The whole configuration (``format``-ed): nothing from /etc/apache2 is included."""
 
@@ -102,7 +109,8 @@ MODULE_NAMES = (
 PAGE = """\
 <!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><title>Example application</title></head>
+<head><meta charset="utf-8"><title>Example application</title><link rel="icon" href="data:,">
+</head>
 <body>
 <main>
 <h1>Example application</h1>
@@ -133,6 +141,12 @@ class ApacheSite:
     def page(self) -> str:
         """The protected page."""
         return self.url + "/private/index.shtml"
+
+    @property
+    def passkey_page(self) -> str:
+        """A page only for people whose second factor was a passkey (``Require claim
+        amr:hwk``)."""
+        return self.url + "/private/passkey/index.shtml"
 
     @property
     def redirect_uri(self) -> str:
@@ -180,10 +194,14 @@ def apache_oidc(
     root.chmod(0o755)
     (root / "run").mkdir()
     (root / "htdocs" / "private").mkdir(parents=True)
-    (root / "htdocs" / "private" / "index.shtml").write_text(PAGE)
-    for path in (root / "htdocs", root / "htdocs" / "private"):
-        path.chmod(0o755)
-    (root / "htdocs" / "private" / "index.shtml").chmod(0o644)
+    (root / "htdocs" / "private" / "passkey").mkdir()
+    for where in (root / "htdocs" / "private", root / "htdocs" / "private" / "passkey"):
+        (where / "index.shtml").write_text(PAGE)
+        (where / "index.shtml").chmod(0o644)
+        where.chmod(0o755)
+    (root / "htdocs").chmod(0o755)
+    (root / "htdocs" / "favicon.ico").write_bytes(b"")  # its error pages link none
+    (root / "htdocs" / "favicon.ico").chmod(0o644)
     modules = "\n".join(
         f"LoadModule {name}_module {MODULES}/mod_{name}.so" for name in MODULE_NAMES
     )
