@@ -6,7 +6,6 @@ own tools (ldapadd, ldapmodify, ldapmodrdn, ldapdelete)."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import ipaddress
 import socket
@@ -263,30 +262,8 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
-WINBINDD_DIED = "winbindd daemon died"
-
-
 @contextmanager
 def samba_dc(workdir: Path, *, winbind: bool = False) -> Iterator[SambaDc]:
-    """``_samba_dc``; with ``winbind``, a DC whose winbindd dies at start is a skip that says
-    so. Known bug, not yet understood: on this machine the DC's winbindd exited with status 1
-    at start when the directory tests ran on the other pytest-xdist worker (also with the two
-    DCs made one at a time); run alone, it starts and the test passes. The directory tests
-    themselves need no winbindd."""
-    import pytest
-
-    with contextlib.ExitStack() as stack:
-        try:
-            dc = stack.enter_context(_samba_dc(workdir, winbind=winbind))
-        except AssertionError as exc:
-            if winbind and WINBINDD_DIED in str(exc):
-                pytest.skip(f"the test DC's winbindd died at start (known bug): {exc}")
-            raise
-        yield dc
-
-
-@contextmanager
-def _samba_dc(workdir: Path, *, winbind: bool = False) -> Iterator[SambaDc]:
     """``samba-tool domain provision`` (realm EXAMPLE.TEST, no DNS), then ``samba`` serving only
     LDAP, inside a network namespace this makes (its own loopback; reached over a veth pair on
     a /30 of 10.213.0.0/16), so its fixed ports (389, 636) collide with nothing. Everything it
@@ -318,14 +295,19 @@ def _samba_dc(workdir: Path, *, winbind: bool = False) -> Iterator[SambaDc]:
         f"\n\ttls enabled = yes\n\ttls keyfile = {key_file}\n\ttls certfile = {cert_file}"
         f"\n\ttls cafile = {ca_file}"
     )
+    # Every directory samba would otherwise share with another DC on this host (a DC of the
+    # other pytest-xdist worker): its PID file, its ncalrpc sockets and its winbindd pipe. With
+    # /run/samba/ncalrpc shared, one DC's winbindd found the other's sockets and died at start.
+    (workdir / "run").mkdir(exist_ok=True)
+    extra += (
+        f"\n\tpid directory = {workdir}/run\n\tncalrpc dir = {workdir}/ncalrpc"
+        f"\n\twinbindd socket directory = {workdir}/winbindd"
+        f"\n\tntp signd socket directory = {workdir}/ntp_signd"
+    )
     services = "ldap"
     if winbind:
         services = "ldap, winbindd"
-        (workdir / "run").mkdir(exist_ok=True)
-        extra += (
-            "\n\tntlm auth = mschapv2-and-ntlmv2-only"
-            f"\n\twinbindd socket directory = {workdir}/winbindd\n\tpid directory = {workdir}/run"
-        )
+        extra += "\n\tntlm auth = mschapv2-and-ntlmv2-only"
     text = text.replace("[global]", "[global]" + extra, 1)
     lines = [ln for ln in text.splitlines() if not ln.strip().startswith("server services")]
     conf.write_text(
