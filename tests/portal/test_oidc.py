@@ -425,3 +425,38 @@ def test_basic_credentials_are_form_decoded() -> None:
     assert _basic("Basic " + raw) == ("my client", "a:b c")
     assert _basic("Basic ???") == ("", "")
     assert _basic("Bearer x") is None
+
+
+NASTY = ["", " ", "\x00", "é" * 50, "%ff", "a" * 5000, "openid\nprofile", "-1", "99999999999999"]
+
+
+def test_no_input_to_the_provider_makes_a_5xx(tmp_path: Path) -> None:
+    """Each parameter of each endpoint set to strange values: an answer below 500, always."""
+
+    async def scenario(site: Site, c: httpx.AsyncClient) -> None:
+        good = ask(site.app.client_id, secrets.token_urlsafe(48))
+        eam = {**good, "response_type": "id_token", "id_token_hint": "x.y.z", "claims": "{"}
+        token = {
+            "grant_type": "authorization_code",
+            "code": "c",
+            "redirect_uri": APP,
+            "code_verifier": "v" * 43,
+            "client_id": site.app.client_id,
+            "client_secret": "s",
+        }
+        for base, send in ((good, "get"), (good, "post"), (eam, "post"), (token, "token")):
+            for name in base:
+                for value in NASTY:
+                    p = {**base, name: value}
+                    if send == "get":
+                        r = await c.get(AUTHORIZE, params=p)
+                    elif send == "post":
+                        r = await c.post(AUTHORIZE, data=p)
+                    else:
+                        r = await c.post("/portal/oidc/token", data=p)
+                    assert r.status_code < 500, (send, name, value[:20], r.text[:300])
+        for header in ("Basic " + base64.b64encode(b"\xff\xfe:x").decode(), "Basic", "Digest x"):
+            r = await c.post("/portal/oidc/token", data=token, headers={"authorization": header})
+            assert r.status_code == 401, (header, r.text)
+
+    run(tmp_path, scenario)
