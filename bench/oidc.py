@@ -5,8 +5,9 @@ HTTP as a relying party and its users' browsers would.
 Prints:
 - authorization code flow for people who already have a portal session: the authorization
   request (with PKCE S256) → the redirect with a code → the token request (client_secret_basic)
-  → an ID token, p50/p99 of each step and of the round, and rounds per second (``--rounds``
-  rounds over ``--concurrency`` sessions; the first ID token is verified against the JWKS);
+  → an ID token, p50/p99 of each step and of the round, rounds per second (``--rounds``
+  rounds over ``--concurrency`` sessions; the first ID token is verified against the JWKS),
+  and the CPU time the portal and the node spent per round;
 - the discovery document and the JWKS: per second and p50/p99 (wrk, c=16), and how long a
   relying party may cache them (their Cache-Control);
 - the portal's memory (VmRSS): idle, after the sign-ins, after the rounds.
@@ -42,7 +43,7 @@ from tests.e2e.helpers import OPENMFA, free_port, start_service, stop
 import wrk_load
 from openmfa.store.database import DataDir
 from portal import percentiles, populate, sign_in, vm_rss_kib
-from verify import start_node
+from verify import cpu_seconds, start_node
 
 REDIRECT_URI = "https://app.example.org/oidc/callback"
 """The relying party's redirect URI: never visited (the code is read from the redirect)."""
@@ -139,10 +140,11 @@ def verify_id_token(portal: str, id_token: str, client_id: str, nonce: str) -> d
 
 
 async def flows(
-    portal: str, keys: list[bytes], client: tuple[str, str], rounds: int
-) -> tuple[RelyingParty, float]:
+    portal: str, keys: list[bytes], client: tuple[str, str], rounds: int, pids: list[int]
+) -> tuple[RelyingParty, float, list[float]]:
     """Sign everyone in (password + code), then ``rounds`` authorization code flows spread
-    over their sessions; (the timings, rounds per second)."""
+    over their sessions; (the timings, rounds per second, the CPU seconds each of ``pids``
+    spent on the rounds)."""
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     browsers = [httpx.AsyncClient(base_url=portal, limits=limits) for _ in keys]
     apps = [httpx.AsyncClient(base_url=portal, limits=limits) for _ in keys]
@@ -162,13 +164,15 @@ async def flows(
 
         for samples in (rp.authorize_s, rp.token_s, rp.round_s):
             samples.clear()  # the warm-up's
+        cpu = [cpu_seconds(pid) for pid in pids]
         t0 = time.perf_counter()
         await asyncio.gather(*(person(i) for i in range(len(browsers))))
         per_s = rounds / (time.perf_counter() - t0)
+        cpu = [cpu_seconds(pid) - was for pid, was in zip(pids, cpu, strict=True)]
     finally:
         for c in (*browsers, *apps):
             await c.aclose()
-    return rp, per_s
+    return rp, per_s, cpu
 
 
 def main() -> None:
@@ -208,7 +212,9 @@ def main() -> None:
         )
         try:
             idle_kib = vm_rss_kib(portal.pid)
-            rp, per_s = asyncio.run(flows(url, keys, client, args.rounds))
+            rp, per_s, cpu = asyncio.run(
+                flows(url, keys, client, args.rounds, [portal.pid, node.pid])
+            )
             claims = verify_id_token(url, rp.first, client[0], rp.nonce)
             after_kib = vm_rss_kib(portal.pid)
             documents = {}
@@ -237,6 +243,10 @@ def main() -> None:
     ):
         p50, p99 = percentiles(samples)
         print(f"  {name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(
+        f"  CPU per round: portal {cpu[0] / args.rounds * 1000:.1f} ms, node "
+        f"{cpu[1] / args.rounds * 1000:.1f} ms (this machine: {os.cpu_count()} cores)"
+    )
     for name, (p50, p99, rps) in ((k, v[:3]) for k, v in documents.items()):
         print(
             f"{name} document (wrk, c={wrk_load.CONCURRENCY}, {args.seconds} s): {rps:.0f} "
