@@ -76,6 +76,8 @@ class Session:
     oidc_sent_at: float = 0.0
     """When an authorization request sent this person to sign in: a sign-in after it is
     fresh (``prompt=login``, ``max_age``), and one that still gets no code ends the request."""
+    oidc_request: str = ""
+    """That request (``/oidc/authorize?…``): a sign-in is fresh only for it."""
     eam_request: str = ""
     """Entra ID's sign-in: the node's sealed request, finished after the second factor."""
     eam_state: str = ""

@@ -168,7 +168,13 @@ async def code_flow(ctx: Ctx, p: dict[str, str]) -> Response:
         if client.kind != "app":
             raise Refused("unauthorized_client", "this client may not use the code flow")
         prompt, max_age = _validate(p)
-        fresh = s.signed_in and 0 < s.oidc_sent_at <= s.signed_in_at
+        # Fresh: signed in after this very request sent the person to sign in — not after
+        # another one that was abandoned (that would let any later request skip prompt=login).
+        fresh = (
+            s.signed_in
+            and s.oidc_request == AUTHORIZE + "?" + urlencode(p)
+            and 0 < s.oidc_sent_at <= s.signed_in_at
+        )
         if not s.signed_in or ("login" in prompt and not fresh):
             if "none" in prompt:
                 raise Refused("login_required", "the person is not signed in")
@@ -212,7 +218,7 @@ async def code_flow(ctx: Ctx, p: dict[str, str]) -> Response:
 
 def done(s: Session) -> None:
     """The request is answered: nothing more is on the way to the application."""
-    s.oidc_sent_at, s.form_to, s.oidc_app = 0.0, "", ""
+    s.oidc_sent_at, s.oidc_request, s.form_to, s.oidc_app = 0.0, "", "", ""
 
 
 def to_sign_in(ctx: Ctx, p: dict[str, str], client: OidcClientChecked) -> Response:
@@ -220,7 +226,7 @@ def to_sign_in(ctx: Ctx, p: dict[str, str], client: OidcClientChecked) -> Respon
     s = ctx.session
     back = AUTHORIZE + "?" + urlencode(p)
     assert back.startswith(AUTHORIZE + "?")  # the only return address a sign-in takes here
-    s.next_page = back
+    s.next_page = s.oidc_request = back
     s.oidc_sent_at = time.time()
     s.form_to = origin_of(p["redirect_uri"])
     s.oidc_app = client.name

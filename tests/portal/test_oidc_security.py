@@ -1,0 +1,68 @@
+"""A security reviewer's cases for the portal's OpenID Connect provider: what an abandoned
+authorization request leaves behind in the session (freshness for ``prompt=login`` and
+``max_age``, the widened ``form-action``), the cookies of a cross-site POST, and the published
+keys when the node fails. Through the portal app over a real node in process
+(``tests.portal.test_oidc``'s site)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import httpx
+
+from openmfa.node.accounts import Accounts
+from tests.portal.test_oidc import (
+    APP,
+    AUTHORIZE,
+    PASSWORD,
+    Site,
+    ask,
+    csrf,
+    query,
+    run,
+    sign_in,
+)
+
+
+async def confirm(c: httpx.AsyncClient, code: str) -> httpx.Response:
+    """The re-authentication as a browser goes through it; the answer to the second step."""
+    page = await c.get("/portal/confirm")
+    r = await c.post("/portal/confirm", data={"csrf": csrf(page), "password": PASSWORD})
+    assert r.headers["location"] == "/portal/second-factor", r.text
+    page = await c.get("/portal/second-factor")
+    return await c.post("/portal/second-factor", data={"csrf": csrf(page), "code": code})
+
+
+def test_a_sign_in_made_for_another_request_does_not_answer_prompt_login(tmp_path: Path) -> None:
+    """prompt=login asks again unless the sign-in was made for this very request: an abandoned
+    request's time does not make a later sign-in (here, one to remove a method) count."""
+
+    async def scenario(site: Site, c: httpx.AsyncClient) -> None:
+        totp = Accounts(site.store, site.config).enroll("alice", "totp").method.id
+        first = await c.get(AUTHORIZE, params=ask(site.app.client_id, secrets.token_urlsafe(48)))
+        done = await sign_in(c, site.codes[0])
+        await c.get(done.headers["location"])  # the first request answered with a code
+        # prompt=login: sent to confirm — and abandoned for the methods page.
+        abandoned = ask(site.app.client_id, secrets.token_urlsafe(48), prompt="login")
+        r = await c.get(AUTHORIZE, params=abandoned)
+        assert first.status_code == 303 and r.headers["location"] == "/portal/confirm"
+        page = await c.get("/portal/methods")
+        r = await c.post(f"/portal/methods/{totp}/remove", data={"csrf": csrf(page)})
+        assert r.headers["location"] == "/portal/confirm"
+        back = await confirm(c, site.codes[1])
+        assert back.headers["location"] == "/portal/methods"
+        # A new request with prompt=login: confirm first, never a code at once.
+        later = ask(site.app.client_id, secrets.token_urlsafe(48), prompt="login", state="st-2")
+        r = await c.get(AUTHORIZE, params=later)
+        assert r.status_code == 303 and r.headers["location"] == "/portal/confirm", r.headers.get(
+            "location"
+        )
+        back = await confirm(c, site.codes[2])
+        assert back.status_code == 303, back.text
+        r = await c.get(back.headers["location"])
+        got = query(r.headers["location"])
+        assert r.headers["location"].startswith(APP + "?") and got["state"] == "st-2", got
+        assert "code" in got
+
+    run(tmp_path, scenario)
