@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -66,3 +67,38 @@ def test_a_sign_in_made_for_another_request_does_not_answer_prompt_login(tmp_pat
         assert "code" in got
 
     run(tmp_path, scenario)
+
+
+def test_the_widened_form_action_is_only_on_the_sign_in_of_a_request(tmp_path: Path) -> None:
+    """The application's origin is in form-action on the pages of the sign-in for its
+    request only: not on the methods page of a person who abandoned it, nor later."""
+
+    async def scenario(site: Site, c: httpx.AsyncClient) -> None:
+        r = await c.get(AUTHORIZE, params=ask(site.app.client_id, secrets.token_urlsafe(48)))
+        done = await sign_in(c, site.codes[0])
+        await c.get(done.headers["location"])
+        abandoned = ask(site.app.client_id, secrets.token_urlsafe(48), prompt="login")
+        r = await c.get(AUTHORIZE, params=abandoned)
+        assert r.headers["location"] == "/portal/confirm"
+        page = await c.get("/portal/confirm")
+        assert (
+            "form-action 'self' https://app.example.org;" in page.headers["content-security-policy"]
+        )
+        page = await c.get("/portal/methods")
+        assert page.status_code == 200
+        csp = page.headers["content-security-policy"]
+        assert "app.example.org" not in csp and "form-action 'self';" in csp, csp
+        # An hour on: the request is long given up; its sign-in pages are plain again.
+        s = next(iter(site_sessions(c)))
+        s.oidc_sent_at -= 3600
+        page = await c.get("/portal/confirm")
+        assert "app.example.org" not in page.headers["content-security-policy"]
+
+    run(tmp_path, scenario)
+
+
+def site_sessions(c: httpx.AsyncClient) -> list[Any]:
+    """The portal's signed-in sessions (the app behind the client's transport)."""
+    transport = c._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    return [s for s in transport.app.state.sessions._by_id.values() if s.signed_in]  # type: ignore[attr-defined]

@@ -43,6 +43,12 @@ FORM_AGAIN = 200
 """A form shown again with what was wrong is a page like any other (a browser would log a
 4xx status as a console error)."""
 LANG_COOKIE = "openmfa-lang"
+SIGN_IN_PAGES = frozenset(
+    ["/sign-in", "/second-factor", "/confirm", "/push", "/push/wait", "/passkey"]
+)
+"""The pages of a sign-in, whose forms end at the page that asked for it."""
+FLOW_SECONDS = 1800.0
+"""How long an OpenID Connect request may wait for its sign-in (the widened form-action)."""
 
 
 class PageError(Exception):
@@ -376,13 +382,22 @@ def finish(portal: Portal, request: Request, resp: Response, s: Session, name: s
     elif request.cookies.get(name + CARRY):
         resp.delete_cookie(name + CARRY, path="/")
     resp.headers["Cache-Control"] = "no-store"
-    if s.form_to and portal.csp and resp.media_type and resp.media_type.startswith("text/html"):
+    html = resp.media_type is not None and resp.media_type.startswith("text/html")
+    if html and portal.csp and on_the_way_back(request, s):
         # On the way back to a relying party: a form of this page (and the redirects after
         # it, which browsers hold to form-action) may go to that party's origin.
         resp.headers["Content-Security-Policy"] = portal.csp.replace(
             "form-action 'self'", f"form-action 'self' {s.form_to}"
         )
     return resp
+
+
+def on_the_way_back(request: Request, s: Session) -> bool:
+    """A page of the sign-in an OpenID Connect request sent the person to, while it is under
+    way: only there may a form (and its redirects) go to the relying party's origin — not on
+    the methods page of a person who gave the request up, nor an hour later."""
+    path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+    return bool(s.form_to) and path in SIGN_IN_PAGES and time.time() - s.oidc_sent_at < FLOW_SECONDS
 
 
 def plain(portal: Portal, route: Callable[[Portal, Request], Awaitable[Response]]) -> Endpoint:
