@@ -6,6 +6,8 @@ keys when the node fails. Through the portal app over a real node in process
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,10 @@ from typing import Any
 import httpx
 
 from openmfa.node.accounts import Accounts
+from openmfa.portal.app import create_app as create_portal
+from openmfa.sdk.app import create_app as create_node_app
+from openmfa.wiring import NodeRuntime
+from tests.node.oidc_helpers import oidc_config
 from tests.portal.test_oidc import (
     APP,
     AUTHORIZE,
@@ -102,3 +108,62 @@ def site_sessions(c: httpx.AsyncClient) -> list[Any]:
     transport = c._transport
     assert isinstance(transport, httpx.ASGITransport)
     return [s for s in transport.app.state.sessions._by_id.values() if s.signed_in]  # type: ignore[attr-defined]
+
+
+class Failing(httpx.AsyncBaseTransport):
+    """A node that answers as the real one until ``fail`` says how it breaks: a 500 with the
+    SDK's error body (``internal_error``, what a node's bug or broken database gives), a 503
+    ``not_ready`` (a node starting), or no keys (a node whose keys are not there)."""
+
+    def __init__(self, real: httpx.AsyncBaseTransport) -> None:
+        self.real, self.fail = real, ""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        answer = await self.real.handle_async_request(request)
+        if self.fail and request.url.path == "/v1/oidc/provider":
+            await answer.aread()
+            if self.fail == "no keys":
+                body = json.loads(answer.content)
+                return httpx.Response(200, json={**body, "jwks": {"keys": []}})
+            status = 500 if self.fail == "internal_error" else 503
+            return httpx.Response(status, json={"code": self.fail, "message": "broken"})
+        return answer
+
+
+def test_a_failing_node_never_makes_the_keys_vanish(tmp_path: Path) -> None:
+    """The keys a portal read stay published (up to an hour) however the node fails, not only
+    when it cannot be reached; keys the portal does not have are never cacheable."""
+    site = Site(tmp_path, oidc_config())
+
+    async def main() -> None:
+        node = NodeRuntime(site.store, site.config, radius_listen="")
+        await node.start()
+        try:
+            failing = Failing(httpx.ASGITransport(app=create_node_app(node)))
+            app = create_portal(site.portal_cfg, transport=failing)
+            portal = app.state.portal
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="https://p.test") as c:
+                kept = (await c.get("/portal/oidc/jwks")).json()
+                assert kept["keys"]
+                for how in ("internal_error", "not_ready", "no keys"):
+                    failing.fail = how
+                    portal.provider = (portal.provider[0] - 120, portal.provider[1])
+                    for path in ("/portal/oidc/jwks", "/portal/.well-known/openid-configuration"):
+                        r = await c.get(path)
+                        assert r.status_code == 200, (how, path, r.status_code, r.text)
+                    assert (await c.get("/portal/oidc/jwks")).json() == kept, how
+                # Nothing kept, the node fails: not cacheable, and not "not found".
+                portal.provider = None
+                for how in ("internal_error", "no keys"):
+                    failing.fail = how
+                    r = await c.get("/portal/oidc/jwks")
+                    assert r.headers["cache-control"] == "no-store", (how, r.headers)
+                    assert r.status_code in (200, 503) and "broken" not in r.text, (how, r.text)
+        finally:
+            await node.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        site.store.close()

@@ -17,67 +17,87 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ...errors import InvalidClient, InvalidInput, OAuthRefused, OpenMfaError, Unavailable
+from ...errors import (
+    InvalidClient,
+    InvalidInput,
+    NotFound,
+    OAuthRefused,
+    OpenMfaError,
+    Unavailable,
+)
 from ...sdk.models import OidcProviderInfo, OidcTokenRequest
 from ..runner import MAX_FORM, Portal
 
 log = logging.getLogger("openmfa.portal")
 KEEP_SECONDS = 60.0
 """How long the portal keeps the node's metadata and keys (and lets others cache them)."""
+KEEP_AT_MOST = 3600.0
+"""How long the last ones read are served while the node fails."""
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 async def provider(portal: Portal) -> OidcProviderInfo:
-    """The node's metadata and keys, read at most once a minute; when no node answers, the
-    last ones read (keys are published days ahead, so an hour-old copy is still right)."""
+    """The node's metadata and keys, read at most once a minute; when the node fails in any
+    way (unreachable, an error, no keys), the last ones read (keys are published days ahead,
+    so an hour-old copy is still right). Only ``NotFound`` (OpenID Connect is off) ends them."""
     now = time.monotonic()
     kept = portal.provider
     if kept is not None and now - kept[0] < KEEP_SECONDS:
         info: OidcProviderInfo = kept[1]
         return info
+    last: OidcProviderInfo | None = (
+        kept[1] if kept is not None and now - kept[0] < KEEP_AT_MOST else None
+    )
     try:
         info = await portal.sdk.oidc_provider()
-    except Unavailable:
-        if kept is not None and now - kept[0] < 3600:
-            return kept[1]  # type: ignore[no-any-return]
+    except NotFound:
         raise
-    if info.jwks.get("keys"):  # no key yet (a first one comes with the first client): ask again
-        portal.provider = (now, info)
+    except OpenMfaError:
+        if last is not None:
+            return last
+        raise
+    if not info.jwks.get("keys"):  # no key yet (a first one comes with the first client)
+        return last or info
+    portal.provider = (now, info)
     return info
 
 
-def _published(body: dict[str, Any]) -> Response:
+def _published(info: OidcProviderInfo, body: dict[str, Any]) -> Response:
+    # Keys the portal has not got (none yet) are not to be kept by anyone either.
+    cache = f"public, max-age={int(KEEP_SECONDS)}" if info.jwks.get("keys") else "no-store"
     return JSONResponse(
         body,
         headers={
-            "Cache-Control": f"public, max-age={int(KEEP_SECONDS)}",
+            "Cache-Control": cache,
             "Access-Control-Allow-Origin": "*",  # public metadata, read by browser apps too
         },
     )
 
 
 def _unpublished(e: OpenMfaError) -> Response:
-    if isinstance(e, Unavailable):
-        log.warning("no node answered for the OpenID Connect metadata")
-        return JSONResponse({"error": "temporarily_unavailable"}, 503, headers=NO_STORE)
-    log.info("the node gave no OpenID Connect metadata: %s", e)
-    return JSONResponse({"error": "not_found", "error_description": str(e)}, 404)
+    if isinstance(e, NotFound):
+        log.info("the node gave no OpenID Connect metadata: %s", e)
+        return JSONResponse({"error": "not_found", "error_description": str(e)}, 404)
+    log.warning("no node gave the OpenID Connect metadata: %s", e.code)
+    return JSONResponse({"error": "temporarily_unavailable"}, 503, headers=NO_STORE)
 
 
 async def discovery(portal: Portal, request: Request) -> Response:
     """``/.well-known/openid-configuration`` (OpenID Connect Discovery §4)."""
     try:
-        return _published((await provider(portal)).discovery)
+        info = await provider(portal)
     except OpenMfaError as e:
         return _unpublished(e)
+    return _published(info, info.discovery)
 
 
 async def jwks(portal: Portal, request: Request) -> Response:
     """``/oidc/jwks``: the node's published keys (RFC 7517 §5)."""
     try:
-        return _published((await provider(portal)).jwks)
+        info = await provider(portal)
     except OpenMfaError as e:
         return _unpublished(e)
+    return _published(info, info.jwks)
 
 
 def _error(code: str, description: str, status: int = 400, basic: bool = False) -> Response:
