@@ -167,3 +167,28 @@ def test_a_failing_node_never_makes_the_keys_vanish(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         site.store.close()
+
+
+def test_a_cross_site_post_leaves_the_person_s_session_alone(tmp_path: Path) -> None:
+    """A form another site POSTs to /oidc/authorize comes without this portal's cookies
+    (SameSite=Lax): its answer must not set a cookie of its own, which would replace the
+    person's session in that browser (they would be asked to sign in again, or be signed
+    out of the portal by any site). Entra's request is the one that starts a session."""
+
+    async def scenario(site: Site, c: httpx.AsyncClient) -> None:
+        done = await sign_in(c, site.codes[0])
+        assert done.status_code == 303
+        good = ask(site.app.client_id, secrets.token_urlsafe(48))
+        cross = {"sec-fetch-site": "cross-site", "origin": "https://app.example.org"}
+        async with httpx.AsyncClient(transport=c._transport, base_url="https://p.test") as other:
+            for form in (good, {**good, "client_id": "nobody"}, {**good, "scope": "x"}):
+                r = await other.post(AUTHORIZE, data=form, headers=cross)
+                assert r.status_code in (303, 400), r.text
+                assert "set-cookie" not in r.headers, (form, r.headers)
+                assert r.headers["cache-control"] == "no-store"
+        # The browser's own cookie still names its session: the request gets its code.
+        r = await c.post(AUTHORIZE, data=good, headers=cross)
+        back = await c.get(r.headers["location"])
+        assert "code" in query(back.headers["location"]), back.headers.get("location")
+
+    run(tmp_path, scenario)

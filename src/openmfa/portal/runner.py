@@ -265,7 +265,7 @@ def page(
                 else await _take_form(ctx, fresh=fresh, ends_only=ends_only)
             )
             if refused is not None:
-                return finish(portal, request, refused, s, name)
+                return finish(portal, request, refused, s, name, keep=not (foreign and fresh))
         if not public and not s.signed_in:
             if s.notice != "ended":
                 s.notice = ""
@@ -274,7 +274,11 @@ def page(
             resp = await view(ctx)
         except Exception as e:
             resp = _failed(ctx, e)
-        return finish(portal, request, resp, ctx.session, name)
+        # Another site's form comes without this portal's cookies (SameSite=Lax): the session
+        # made for it is not the browser's, and a cookie for it would replace the person's
+        # own — only a view that started a session of its own (Entra's request) sets one.
+        keep = not (foreign and fresh and request.method == "POST" and ctx.session is s)
+        return finish(portal, request, resp, ctx.session, name, keep=keep)
 
     endpoint.__name__ = view.__name__  # what /metrics counts it as
     return endpoint
@@ -361,9 +365,16 @@ def _failed(ctx: Ctx, e: Exception) -> Response:
     )
 
 
-def finish(portal: Portal, request: Request, resp: Response, s: Session, name: str) -> Response:
+def finish(
+    portal: Portal, request: Request, resp: Response, s: Session, name: str, *, keep: bool = True
+) -> Response:
     """The session's cookies on the answer (set while it lives, else deleted; the carry
-    cookie only for a signed-in session), and ``no-store``."""
+    cookie only for a signed-in session), and ``no-store``. Not ``keep``: the session is
+    dropped and the browser's cookies are left as they are."""
+    if not keep:
+        portal.sessions.drop(s)
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
     alive = portal.sessions.get(s.id) is s
     secure = portal.secure(request)
     if alive:
