@@ -35,7 +35,7 @@ from openmfa.errors import (
 from openmfa.node import audit
 from openmfa.node.accounts import Accounts
 from openmfa.node.oidc_clients import ENTRA_REDIRECT, OidcClients
-from openmfa.node.oidc_eam import ENTRA_AMR, REFETCH_GAP, EntraEam, TenantKeys
+from openmfa.node.oidc_eam import ENTRA_AMR, KEYS_UNREADABLE, REFETCH_GAP, EntraEam, TenantKeys
 from openmfa.node.oidc_keys import OidcKeys
 from openmfa.node.oidc_subjects import OidcSubjects
 from openmfa.node.portal import EAM, FACTOR, SESSION, TICKET, VIA, Grant, PortalTokens
@@ -351,7 +351,9 @@ def test_deep_json_in_the_hint_or_claims_is_refused_not_raised(
     assert entra.fetches == 0  # refused before any key was fetched
 
 
-def test_an_unreachable_tenant_is_asked_once_per_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_tenant_is_asked_once_per_gap(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     clock, tries = Clock(), []
 
     def unreachable(uri: str, **_: Any) -> httpx.Response:
@@ -361,8 +363,12 @@ def test_an_unreachable_tenant_is_asked_once_per_gap(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(httpx, "get", unreachable)  # what oidc_eam calls
     keys = TenantKeys(clock)
     for _ in range(3):
-        with pytest.raises(OAuthRefused, match="ConnectError"):
+        with pytest.raises(OAuthRefused) as refused:
             keys.for_kid("https://login.example/keys", "k1")
+        # The refusal goes back to Entra and the browser: no address or exception of ours.
+        assert refused.value.message == KEYS_UNREADABLE
+        assert "login.example" not in str(refused.value) and "Connect" not in str(refused.value)
+    assert "login.example/keys (ConnectError)" in caplog.text  # the administrator's log has it
     assert len(tries) == 1  # the failure is remembered, not fetched again for every hint
     clock.now += REFETCH_GAP + 1
     with pytest.raises(OAuthRefused):

@@ -45,6 +45,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -68,6 +69,8 @@ from .oidc_keys import OidcKeys
 from .oidc_subjects import OidcSubjects
 from .oidc_tokens import issuer_of, second_factor
 from .portal import EAM, TICKET, VIA, Grant, PortalTokens
+
+log = logging.getLogger(__name__)
 
 ENTRA_AMR = (
     "face",
@@ -99,6 +102,10 @@ FINISHED_KEPT = 100_000
 """At most this many finished requests are remembered (each until its expiry)."""
 
 
+KEYS_UNREADABLE = "the tenant's signing keys could not be read here; try again in a minute"
+"""The refusal when a tenant's JWKS cannot be fetched (the address and cause are logged)."""
+
+
 class TenantKeys:
     """Entra tenants' signing keys by JWKS URL, kept ``JWKS_SECONDS``."""
 
@@ -114,16 +121,17 @@ class TenantKeys:
     def _fetch(self, uri: str, now: float) -> KeySet:
         failed = self._failed.get(uri)
         if failed is not None and now - failed[0] < REFETCH_GAP:
-            raise OAuthRefused(f"the tenant's keys could not be read from {uri} ({failed[1]})")
+            raise OAuthRefused(KEYS_UNREADABLE)
         try:
             resp = httpx.get(uri, timeout=self.timeout, follow_redirects=False)
             resp.raise_for_status()
             keys = KeySet.import_key_set(resp.json())
         except (httpx.HTTPError, ValueError, JoseError, RecursionError) as exc:
             self._failed[uri] = (self.clock(), type(exc).__name__)
-            raise OAuthRefused(
-                f"the tenant's keys could not be read from {uri} ({type(exc).__name__})"
-            ) from None
+            # Where and why go to the log only: the refusal goes back to Entra ID and the
+            # person's browser, which need no address or exception of this node's.
+            log.warning("the tenant's keys could not be read from %s (%s)", uri, type(exc).__name__)
+            raise OAuthRefused(KEYS_UNREADABLE) from None
         self._failed.pop(uri, None)
         self._kept[uri] = (self.clock(), keys)
         return keys
