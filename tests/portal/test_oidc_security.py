@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -190,5 +191,28 @@ def test_a_cross_site_post_leaves_the_person_s_session_alone(tmp_path: Path) -> 
         r = await c.post(AUTHORIZE, data=good, headers=cross)
         back = await c.get(r.headers["location"])
         assert "code" in query(back.headers["location"]), back.headers.get("location")
+
+    run(tmp_path, scenario)
+
+
+def test_a_token_request_is_counted_as_it_arrives(tmp_path: Path) -> None:
+    """The token endpoint reads at most the portal's form limit, with or without a
+    Content-Length (a chunked body has none), and a Content-Length that is no number is the
+    sender's mistake: OAuth errors, never a 5xx."""
+
+    async def scenario(site: Site, c: httpx.AsyncClient) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"grant_type=authorization_code&code="
+            for _ in range(40):
+                yield b"c" * 1000
+
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        big = await c.post("/portal/oidc/token", content=chunks(), headers=form)
+        assert "content-length" not in big.request.headers
+        assert big.status_code == 413 and big.json()["error"] == "invalid_request"
+        bad = await c.post(
+            "/portal/oidc/token", content=b"grant_type=x", headers={**form, "Content-Length": "1e3"}
+        )
+        assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
 
     run(tmp_path, scenario)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -56,6 +57,28 @@ def test_forms_from_elsewhere_or_too_large_are_refused(tmp_path: Path) -> None:
             assert wrong.status_code == 403 and "did not come from this portal" in wrong.text
             big = await c.post("/portal/sign-in", data={**form, "password": "p" * 20_000})
             assert big.status_code == 413
+
+            async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+                yield f"csrf={found.group(1)}&user=a&password=".encode()
+                for _ in range(40):
+                    yield b"p" * 1000
+
+            chunked = await c.post(
+                "/portal/sign-in",
+                content=chunks(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert "content-length" not in chunked.request.headers
+            assert chunked.status_code == 413 and "too large" in chunked.text
+            bad = await c.post(
+                "/portal/sign-in",
+                content=b"user=a",
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Content-Length": "6x",
+                },
+            )
+            assert bad.status_code == 400 and "could not be read" in bad.text
             garbled = await c.post(
                 "/portal/sign-in",
                 content=b"\xff\xfe--garbage",

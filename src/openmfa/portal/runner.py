@@ -33,12 +33,12 @@ from ..sdk.client import AsyncSdkClient
 from . import i18n
 from .config import PortalConfig
 from .forward_auth import Cookies, ForwardAuthConfig
+from .limits import read_form_body
 from .revocations import RevocationView
 from .sessions import CARRY, Attempts, Carried, Session, Sessions
 from .theme import environments, static_dirs
 
 log = logging.getLogger("openmfa.portal")
-MAX_FORM = 16 * 1024
 FORM_AGAIN = 200
 """A form shown again with what was wrong is a page like any other (a browser would log a
 4xx status as a console error)."""
@@ -257,8 +257,13 @@ def page(
         base = request.scope.get("root_path", "")
         ctx = Ctx(portal, request, s, lang, env, None, base, translations, portal.cfg.languages)
         if request.method == "POST":
-            if int(request.headers.get("content-length") or 0) > MAX_FORM:
+            wrong = await read_form_body(request)
+            if wrong == "large":
                 return ctx.render("error.html", 413, message=ctx._("That form is too large."))
+            if wrong:
+                return ctx.render(
+                    "error.html", 400, message=ctx._("That request could not be read.")
+                )
             refused = (
                 await _take_foreign(ctx)
                 if foreign

@@ -26,7 +26,8 @@ from ...errors import (
     Unavailable,
 )
 from ...sdk.models import OidcProviderInfo, OidcTokenRequest
-from ..runner import MAX_FORM, Portal
+from ..limits import read_form_body
+from ..runner import Portal
 
 log = logging.getLogger("openmfa.portal")
 KEEP_SECONDS = 60.0
@@ -126,8 +127,11 @@ async def token(portal: Portal, request: Request) -> Response:
     """``POST /oidc/token``: client_secret_basic, client_secret_post, or a public client with
     PKCE alone; the node checks the client, the code (once), the redirect URI and the
     verifier, and signs."""
-    if int(request.headers.get("content-length") or 0) > MAX_FORM:
+    wrong = await read_form_body(request)
+    if wrong == "large":
         return _error("invalid_request", "the request is too large", 413)
+    if wrong:
+        return _error("invalid_request", "the request could not be read")
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return _error("invalid_request", "send the request form-encoded (RFC 6749 §4.1.3)")
     try:
