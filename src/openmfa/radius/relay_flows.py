@@ -56,10 +56,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
-from ..core.verification import MethodKind, Reason
+from ..core.verification import Decision, MethodKind, Reason
 from ..errors import MalformedPacket, OpenMfaError, PrimaryUnavailable
 from ..node import audit
 from ..node.authenticator import Attempt
+from ..node.first_factor import PasswordCheck
 from ..node.radius_clients import RadiusClient
 from ..store.changes import AuditEvent
 from . import packet as p
@@ -218,15 +219,8 @@ class RelayFlows:
         asked = self._attempt(client, request.person)
         checked = self._checked(asked, "radius mschapv2")
         backend = _Relayed(self.upstream, relayed)
-        try:
-            decision = await self.flows.first.check(backend, asked, "", checked)
-        except PrimaryUnavailable as exc:
-            log.error("MS-CHAPv2 for RADIUS client %s: %s; rejected", client.name, exc)
-            self._answer(respond, refused)
-            return
-        except OpenMfaError as exc:
-            log.error("MS-CHAPv2 for RADIUS client %s failed: %s", client.name, exc.message)
-            self._answer(respond, refused)
+        decision = await self._first(client, backend, asked, checked, refused, respond)
+        if decision is None:
             return
         if not decision.accepted or backend.reply is None:
             ms_error = r.mschap_reject(backend.reply, request.ident)
@@ -244,20 +238,13 @@ class RelayFlows:
         asked = self._attempt(client, request.person)
         try:
             backend = _NtlmCheck(self._ntlm_auth(), request)
-            decision = await self.flows.first.check(
-                backend, asked, "", self._checked(asked, "ntlm mschapv2")
-            )
         except ValueError as exc:
             log.error("[ntlm] is not usable (%s); MS-CHAPv2 for %s rejected", exc, client.name)
             self._answer(respond, refused)
             return
-        except PrimaryUnavailable as exc:
-            log.error("MS-CHAPv2 for RADIUS client %s: %s; rejected", client.name, exc)
-            self._answer(respond, refused)
-            return
-        except OpenMfaError as exc:
-            log.error("MS-CHAPv2 for RADIUS client %s failed: %s", client.name, exc.message)
-            self._answer(respond, refused)
+        checked = self._checked(asked, "ntlm mschapv2")
+        decision = await self._first(client, backend, asked, checked, refused, respond)
+        if decision is None:
             return
         if not decision.accepted or backend.hash_hash is None:
             error = backend.error if backend.hash_hash is None else 691
@@ -266,6 +253,27 @@ class RelayFlows:
             return
         accept = r.mschap_accept(request, backend.hash_hash, client.secret, pkt.authenticator)
         await self._push(client, request.person, _reply(p.ACCESS_ACCEPT, accept), refused, respond)
+
+    async def _first(
+        self,
+        client: RadiusClient,
+        backend: PasswordCheck,
+        asked: Attempt,
+        checked: AuditEvent,
+        refused: Reply,
+        respond: Respond,
+    ) -> Decision | None:
+        """The MS-CHAPv2 response checked under the one first-factor rule (the lock first, a
+        wrong password counted); None when it could not be, the request answered with
+        ``refused`` and a log line."""
+        try:
+            return await self.flows.first.check(backend, asked, "", checked)
+        except PrimaryUnavailable as exc:
+            log.error("MS-CHAPv2 for RADIUS client %s: %s; rejected", client.name, exc)
+        except OpenMfaError as exc:
+            log.error("MS-CHAPv2 for RADIUS client %s failed: %s", client.name, exc.message)
+        self._answer(respond, refused)
+        return None
 
     def _ntlm_auth(self) -> NtlmAuth:
         if self._ntlm is None:
