@@ -259,6 +259,8 @@ def deployment_bench(work: Path) -> None:
     )
     print(o.output)  # the upgrade's time-stamped steps, to set beside the slowest sign-ins
     print(o.report())
+    if o.load.oidc is not None:  # A has no provider: the channels check its clear refusals
+        print(o.load.oidc.summary())
     signins = {name: c for name, c in o.load.channels.items() if name != "guard" and c.took}
     longest = max(signins.values(), key=lambda c: c.longest)
     added = {name: c.longest - statistics.median(c.took) for name, c in signins.items()}

@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ from .farm_scenario import (
     stop_service,
 )
 from .helpers import OPENMFA, Phone, Watching, free_port, stop
+from .oidc_channels import OidcChannels, people, register
 from .services import PROTECTED_SITE, Idp, lemonldap, nginx, nginx_conf
 from .test_forward_auth import CHROMIUM
 from .test_upgrade import NEW, OLD, ROOT
@@ -164,7 +166,7 @@ class Component:
 
 CHANNELS = (
     "sdk", "radius", "challenge", "push", "portal", "browser", "session", "forward-auth",
-    "lemonldap", "guard", "app-push",
+    "lemonldap", "guard", "app-push", "oidc", "eam",
 )  # fmt: skip
 
 
@@ -221,6 +223,8 @@ class DeploymentLoad:
     vpn_dead_until: dict[int, float] = field(default_factory=dict)
     app: AppPhone | None = None
     """The Authenticator web app in a phone's Chromium (tests/e2e/app_phone.py)."""
+    oidc: OidcChannels | None = None
+    """An application's and Entra ID's sign-ins (tests/e2e/oidc_channels.py)."""
 
     def __post_init__(self) -> None:
         for name in CHANNELS:
@@ -514,6 +518,12 @@ class DeploymentLoad:
             if self.app is None
             else [threading.Thread(target=self.app.run, args=(self.stop, self.count))]
         )
+        rps = [] if self.oidc is None else [
+            threading.Thread(
+                target=self.worker, args=(name, partial(self.oidc.once, name, self.count), 1.0)
+            )
+            for name in ("oidc", "eam")
+        ]  # fmt: skip
         return [
             threading.Thread(target=self.worker, args=("sdk", sdk_once, 0.2)),
             threading.Thread(target=self.worker, args=("radius", radius_once, 0.2)),
@@ -528,6 +538,7 @@ class DeploymentLoad:
             threading.Thread(target=self.worker, args=("lemonldap", self.lemonldap_once, 0.5)),
             threading.Thread(target=self.worker, args=("guard", guard_once, 1.0)),
             *app,
+            *rps,
         ]
 
     def close(self) -> None:
@@ -604,6 +615,13 @@ class Deployment:
     seeds: dict[str, bytes] = field(default_factory=dict)
     idp: Idp | None = None
     """LemonLDAP::NG, while the scenario runs."""
+    oidc: bool = False
+    """The first release has the OpenID Connect provider (not the newest recorded release, A):
+    the nodes' ``[oidc] issuer`` is the portal through HAProxy, the channels' clients are
+    registered at the start. Otherwise the provider is never set up: a release without it
+    refuses the section, and ``farm rollback`` brings that release back."""
+    rps: OidcChannels | None = None
+    """The OpenID Connect channels, while the scenario runs."""
 
     @property
     def components(self) -> list[Component]:
@@ -616,11 +634,14 @@ class Deployment:
             n.stop()
 
 
-def install(work: Path, node_names: tuple[str, ...] = NODE_NAMES) -> Deployment:
-    """Every host installed from release A's offline bundle, nothing started."""
+def install(
+    work: Path, node_names: tuple[str, ...] = NODE_NAMES, versions: tuple[str, str] = (A, B)
+) -> Deployment:
+    """Every host installed from the first release's offline bundle (A by default; upgraded to
+    the second, B), nothing started."""
     wheels = work / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    bundle_a, bundle_b = make_bundle(wheels, A), make_bundle(wheels, B)
+    bundle_a, bundle_b = make_bundle(wheels, versions[0]), make_bundle(wheels, versions[1])
     nodes = install_nodes(work, bundle_a, node_names)  # offline, as the other hosts
     parts: list[Component] = []
     for name, kind in (
@@ -653,6 +674,7 @@ def install(work: Path, node_names: tuple[str, ...] = NODE_NAMES) -> Deployment:
         bundle_a,
         bundle_b,
         work,
+        oidc=versions[0] != OLD,
     )
 
 
@@ -716,7 +738,9 @@ def _upgrade_under_load(
     for n in d.nodes:
         cfg = n.var / "server.toml"
         cfg.write_text(
-            cfg.read_text() + f'\n[mobile]\npublic_url = "{mobile_url}"\nmin_gap_seconds = 0.0\n'
+            cfg.read_text()
+            + f'\n[mobile]\npublic_url = "{mobile_url}"\nmin_gap_seconds = 0.0\n'
+            + (f'\n[oidc]\nissuer = "{portal_url}"\n' if d.oidc else "")
         )
     a = d.nodes[0]
     a.start()
@@ -764,9 +788,10 @@ def _upgrade_under_load(
         assert api.post("/v1/users", json={"name": "pia"}).status_code == 201
         assert api.post("/v1/users", json={"name": "pam"}).status_code == 201  # the app's
         assert api.post("/v1/users", json={"name": "nomfa"}).status_code == 201
+        oidc_seeds, eam_seeds = people(api)
     portal_users = [f"user{i:03d}" for i in range(PORTAL_USERS)]
     vpn_users = [f"user{i:03d}" for i in range(PORTAL_USERS, PORTAL_USERS + CHALLENGE_USERS)]
-    for name in portal_users + vpn_users:
+    for name in [*portal_users, *vpn_users, *oidc_seeds]:
         subprocess.run(
             [str(a.root / "current" / "venv" / "bin" / "openmfa"), "user", "set-password", name,
              "--password-stdin", "--data-dir", str(a.var)],
@@ -777,6 +802,9 @@ def _upgrade_under_load(
         "portal": [(c.name, c.port) for c in d.portals],
         "mobile": [(c.name, c.port) for c in d.mobiles],
     }
+    rps = d.rps = OidcChannels(portal_url, PASSWORD, oidc_seeds, eam_seeds, d.portals)
+    if d.oidc:
+        register(a.cli, rps)
     cfg = haproxy_deployment_config(work, ports, backends)
     haproxy_log = (work / "haproxy.log").open("a")
     haproxy = subprocess.Popen(
@@ -825,8 +853,8 @@ def _upgrade_under_load(
                 (c.var / "forward-auth.key").write_text(forward_key + "\n")
                 (c.var / "forward-auth.key").chmod(0o600)
             for k, v in values.items():
-                text, n = re.subn(rf"^{k} = .*$", f"{k} = {v}", text, count=1, flags=re.M)
-                assert n == 1, (c.config, k)
+                text, found = re.subn(rf"^{k} = .*$", f"{k} = {v}", text, count=1, flags=re.M)
+                assert found == 1, (c.config, k)
             c.config.write_text(text)
             if c.kind == "adapter":
                 shown = c.openmfa("adapter", "register", "lemonldap", "--config", str(c.config))
@@ -887,6 +915,7 @@ def _upgrade_under_load(
             ],
             jars=work,
             app=AppPhone(sdk_url, admin, mobile_url + "/app/", d.mobiles, d.nodes),
+            oidc=rps,
         )
         workers = load.workers()
         for w in workers:
@@ -912,6 +941,7 @@ def _upgrade_under_load(
                 w.join(timeout=90)
             load.close()
             watching.close()
+            rps.close()
     finally:
         haproxy.terminate()
         haproxy.wait(timeout=10)
