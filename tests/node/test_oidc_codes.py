@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -218,3 +220,48 @@ def test_the_subject_is_stable_and_differs_between_people(oidc_store: Store) -> 
         return str(claims["sub"])
 
     assert sub_of("alice") == sub_of("alice") != sub_of("bob")
+
+
+def _token_request(code: str, client_id: str, secret: str, verifier: str) -> OidcTokenRequest:
+    fields = {"code": code, "client_id": client_id, "client_secret": secret}
+    return OidcTokenRequest(**fields, redirect_uri=APP, code_verifier=verifier)
+
+
+def test_a_code_redeemed_at_once_by_many_requests_gives_one_id_token(oidc_store: Store) -> None:
+    codes, clock, _ = _flow(oidc_store)
+    client, secret = codes.clients.add("app", [APP])
+    code, verifier = _issue(codes, clock, client.client_id)
+    request = _token_request(code, client.client_id, secret, verifier)
+    start = threading.Barrier(8)
+
+    def redeem(_: int) -> str:
+        start.wait(timeout=30)
+        try:
+            return codes.redeem(request, "portal1", "r").id_token
+        except InvalidGrant as refused:
+            return f"refused: {refused.message}"
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(redeem, range(8)))
+    tokens = [a for a in answers if not a.startswith("refused")]
+    assert len(tokens) == 1, answers
+    assert verify_independently(tokens[0], codes.keys.jwks())["aud"] == client.client_id
+    assert all("used already" in a for a in answers if a.startswith("refused"))
+    events = [e for e in audit.query(oidc_store, limit=100) if e.action == "oidc.token"]
+    assert [e.result for e in events].count("issued") == 1
+    assert [e.result for e in events].count("refused") == 7
+
+
+def test_a_code_of_a_person_disabled_meanwhile_is_refused_and_spent(oidc_store: Store) -> None:
+    codes, clock, accounts = _flow(oidc_store)
+    client, secret = codes.clients.add("app", [APP])
+    code, verifier = _issue(codes, clock, client.client_id)
+    request = _token_request(code, client.client_id, secret, verifier)
+    accounts.update_user("alice", {"enabled": False})
+    with pytest.raises(InvalidGrant, match="disabled or locked"):
+        codes.redeem(request, "portal1", "r")
+    accounts.update_user("alice", {"enabled": True})
+    with pytest.raises(InvalidGrant, match="used already"):
+        codes.redeem(request, "portal1", "r")
+    issued = [e for e in audit.query(oidc_store, limit=100) if e.result == "issued"]
+    assert [e.action for e in issued] == ["oidc.code"]

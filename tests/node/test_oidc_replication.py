@@ -47,3 +47,37 @@ def test_a_subordinate_replays_keys_clients_and_subjects(tmp_path: Path) -> None
     finally:
         sub.close()
         master.close()
+
+
+def test_a_running_subordinate_signs_with_replayed_keys_and_forgets_removed_ones(
+    tmp_path: Path,
+) -> None:
+    config = oidc_config()
+    master = Store.create(DataDir(tmp_path / "master"), config)
+    sub = Store.create(DataDir(tmp_path / "sub"), config)
+    sub.box = master.box
+    try:
+        clock = Clock()
+        at_master = OidcKeys(master, config, clock)
+        first = header_of(at_master.sign({"sub": "x"}))["kid"]
+        apply_changes(sub, changes_since(master, 0))
+        keys = OidcKeys(sub, config, clock)  # runs on, its opened keys in memory
+        assert header_of(keys.sign({"sub": "a"}))["kid"] == first
+        seq = changes_since(master, 0)[-1]["seq"]
+        second = at_master.rotate("RS256").kid
+        apply_changes(sub, changes_since(master, seq))
+        assert header_of(keys.sign({"sub": "b"}))["kid"] == first  # not its time yet
+        clock.now += 48 * 3600 + 1
+        token = keys.sign({"sub": "c"})
+        assert header_of(token)["kid"] == second
+        assert verify_independently(token, at_master.jwks())["sub"] == "c"
+        assert first in keys._private  # still published: its tokens may live
+        clock.now += 300 + 300 + 1
+        seq = changes_since(master, 0)[-1]["seq"]
+        at_master.rotate("RS256")  # removes the first key from the data
+        apply_changes(sub, changes_since(master, seq))
+        assert header_of(keys.sign({"sub": "d"}))["kid"] == second
+        assert first not in keys._private and first not in {k["kid"] for k in keys.jwks()["keys"]}
+    finally:
+        sub.close()
+        master.close()

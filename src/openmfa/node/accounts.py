@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
 from ..config import Config
 from ..contract import NAME_RE, TEXT_RE, Enrollment, MethodView, UserView
@@ -141,10 +141,14 @@ class Accounts:
 
     def get_user(self, name: str) -> UserView:
         with self.store.read() as conn:
-            row = conn.execute(_user_query().where(t.users.c.name == name)).first()
+            return self.user_in(conn, name)[0]
+
+    def user_in(self, conn: Connection, name: str) -> tuple[UserView, int]:
+        """The user ``name`` and their id, read in ``conn``'s transaction."""
+        row = conn.execute(_USER_BY_NAME, {"name": name}).first()
         if row is None:
             raise NotFound(f"no user named {name!r}")
-        return _user_view(row, self.store.box)
+        return _user_view(row, self.store.box), int(row.id)
 
     def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
         query = _user_query().where(t.users.c.name > after).order_by(t.users.c.name).limit(limit)
@@ -223,7 +227,7 @@ class Accounts:
     def sessions_after(self, name: str) -> float:
         """Portal session tokens of ``name`` issued before this moment are void (0: none)."""
         with self.store.read() as conn:
-            value = conn.scalar(select(t.users.c.sessions_after).where(t.users.c.name == name))
+            value = conn.scalar(_SESSIONS_AFTER, {"name": name})
         return float(value or 0.0)
 
     def _require_preferences(self) -> None:
@@ -522,6 +526,11 @@ def _user_query() -> Any:
     return select(
         t.users, t.user_state.c.failures, t.user_state.c.locked_until, t.user_state.c.bypass_until
     ).join(t.user_state, isouter=True)
+
+
+_USER_BY_NAME = _user_query().where(t.users.c.name == bindparam("name"))
+_SESSIONS_AFTER = select(t.users.c.sessions_after).where(t.users.c.name == bindparam("name"))
+"""Both built once: every portal call about a person reads them."""
 
 
 def _user_view(row: Row[Any], box: SecretBox) -> UserView:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 
 from ..errors import InvalidClient, InvalidInput, NotFound
 from ..store import tables as t
@@ -37,6 +37,8 @@ ENTRA_REDIRECT = "https://login.microsoftonline.com/common/federation/externalau
 SECRET_PREFIX = "omfs_"  # noqa: S105 - a prefix, not a secret
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_BY_ID = select(t.oidc_clients).where(t.oidc_clients.c.client_id == bindparam("client_id"))
+"""Built once (every authorization and token request reads its client)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,20 +201,23 @@ class OidcClients:
             )
         return found
 
-    def get(self, client_id: str) -> OidcClient:
-        """The client ``client_id`` names, or ``invalid_client``."""
-        with self.store.read() as conn:
-            row = conn.execute(
-                select(t.oidc_clients).where(t.oidc_clients.c.client_id == client_id[:64])
-            ).first()
+    def get(self, client_id: str, conn: Connection | None = None) -> OidcClient:
+        """The client ``client_id`` names (in ``conn``'s transaction when given), or
+        ``invalid_client``."""
+        if conn is None:
+            with self.store.read() as c:
+                return self.get(client_id, c)
+        row = conn.execute(_BY_ID, {"client_id": client_id[:64]}).first()
         if row is None:
             raise InvalidClient("unknown client_id")
         return _client(row._mapping)
 
-    def authenticate(self, client_id: str, secret: str) -> OidcClient:
+    def authenticate(
+        self, client_id: str, secret: str, conn: Connection | None = None
+    ) -> OidcClient:
         """The client, if ``secret`` is its secret (a public client: no secret at all);
         otherwise ``invalid_client``, never saying which part was wrong."""
-        found = self.get(client_id)
+        found = self.get(client_id, conn)
         if found.public or found.secret_hash is None:
             if secret:
                 raise InvalidClient("this client is public: send no client secret")

@@ -16,6 +16,10 @@ Invariants owned here:
   public client sends none), that the code is this client's and unexpired, the very redirect
   URI, and SHA-256(code_verifier) against the challenge (RFC 7636 §4.6); then the person must
   still exist, be enabled and not locked;
+- a code and the audit record of its issue are written in one transaction; redeeming reads
+  everything (client, code, person, signing key) in one, signs, then spends the code and writes
+  its audit record in one write transaction: a code spent meanwhile by another request is
+  ``invalid_grant`` and the token signed for it is thrown away, never sent;
 - every refusal is an ``OAuthRefused`` with its OAuth code, and an audit record
   (``oidc.code``/``oidc.token``, reason = the code); nothing is issued on a refusal, and no
   code, secret or verifier is ever logged.
@@ -31,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from ..config import Config
 from ..contract import (
@@ -62,6 +66,19 @@ from .oidc_keys import OidcKeys
 from .oidc_tokens import app_claims, discovery, issuer_of, second_factor, subject
 from .portal import Grant
 
+SWEEP_SECONDS = 60.0
+"""How often issuing a code also deletes the codes an hour past their expiry."""
+_C = t.oidc_codes.c
+# The statements of every round, built once (building one costs more than running it).
+_INSERT = insert(t.oidc_codes)
+_CODE = select(t.oidc_codes).where(_C.code_hash == bindparam("code_hash"))
+_SPEND = (
+    update(t.oidc_codes)
+    .where(_C.code_hash == bindparam("hash"), _C.used_at.is_(None))
+    .values(used_at=bindparam("now"))
+)
+_AUDIT = insert(t.audit)
+
 
 def s256(verifier: str) -> str:
     """RFC 7636 §4.2: BASE64URL(SHA256(ASCII(code_verifier))), no padding."""
@@ -90,13 +107,14 @@ class OidcCodes:
         self.code_seconds = float(config.values["oidc"]["code_seconds"])
         self.token_seconds = float(config.values["oidc"]["id_token_seconds"])
         self.clock = clock
+        self._sweep_at = 0.0
 
     def provider(self) -> OidcProviderInfo:
         issuer = issuer_of(self.config)
         return OidcProviderInfo(issuer=issuer, discovery=discovery(issuer), jwks=self.keys.jwks())
 
-    def _require_master(self) -> None:
-        role = read_role(self.store)
+    def _require_master(self, conn: Connection) -> None:
+        role = read_role(self.store, conn)
         if not role.writes:
             raise NotMaster(
                 "authorization codes live at the farm's master; ask it at "
@@ -106,6 +124,11 @@ class OidcCodes:
 
     def _audit(self, action: str, result: str, **what: str) -> None:
         audit.record(self.store, AuditEvent(action, result, **what))
+
+    def _audit_in(self, conn: Connection, action: str, result: str, **what: str) -> None:
+        """An audit record in ``conn``'s write transaction (with what it records)."""
+        row = AuditEvent(action, result, **what).row(self.store.node_name, time.time())
+        conn.execute(_AUDIT, row)
 
     # -- the authorization endpoint --------------------------------------------------------
 
@@ -136,8 +159,9 @@ class OidcCodes:
         what = {"user_name": session.user, "client": portal, "request_id": request_id}
         try:
             issuer_of(self.config)
-            self._require_master()
-            client = self.clients.get(r.client_id)
+            with self.store.read() as conn:
+                self._require_master(conn)
+                client = self.clients.get(r.client_id, conn)
             if client.kind != "app":
                 raise UnauthorizedClient("this client uses Entra ID's profile, not codes")
             if not redirect_allowed(client, r.redirect_uri):
@@ -168,16 +192,12 @@ class OidcCodes:
         }
         expires = now + self.code_seconds
         with self.store.write() as conn:
-            conn.execute(delete(t.oidc_codes).where(t.oidc_codes.c.expires_at < now - 3600))
-            conn.execute(
-                insert(t.oidc_codes).values(
-                    code_hash=_hash(code),
-                    client_id=client.client_id,
-                    granted=granted,
-                    expires_at=expires,
-                )
-            )
-        self._audit("oidc.code", "issued", detail=client.name, **what)
+            if now >= self._sweep_at:  # codes an hour past their expiry, once a minute
+                conn.execute(delete(t.oidc_codes).where(t.oidc_codes.c.expires_at < now - 3600))
+                self._sweep_at = now + SWEEP_SECONDS
+            row = {"code_hash": _hash(code), "client_id": client.client_id, "granted": granted}
+            conn.execute(_INSERT, {**row, "expires_at": expires, "used_at": None})
+            self._audit_in(conn, "oidc.code", "issued", detail=client.name, **what)
         return OidcCodeIssued(code=code, expires_at=expires)
 
     # -- the token endpoint ----------------------------------------------------------------
@@ -187,24 +207,31 @@ class OidcCodes:
         what = {"client": portal, "request_id": request_id}
         try:
             issuer = issuer_of(self.config)
-            self._require_master()
-            client = self.clients.authenticate(r.client_id, r.client_secret)
-            granted = self._spend(r, client.client_id)
-            user = self.accounts.get_user(str(granted["user"]))
-            what["user_name"] = user.name
-            if not user.enabled or (user.locked_until or 0) > self.clock():
-                raise InvalidGrant("the person may not sign in now (disabled or locked)")
-            now = self.clock()
-            sub = subject(self.store, self.accounts.user_id(user.name), user.created_at)
-            claims = app_claims(
-                issuer=issuer,
-                client_id=client.client_id,
-                sub=sub,
-                user=user,
-                granted=granted,
-                now=now,
-                lifetime=self.token_seconds,
-            )
+            with self.store.read() as conn:
+                self._require_master(conn)
+                client = self.clients.authenticate(r.client_id, r.client_secret, conn)
+                granted = self._granted(conn, r, client.client_id)
+                try:
+                    user, user_id = self.accounts.user_in(conn, str(granted["user"]))
+                    what["user_name"] = user.name
+                    if not user.enabled or (user.locked_until or 0) > self.clock():
+                        raise InvalidGrant("the person may not sign in now (disabled or locked)")
+                except (NotFound, InvalidGrant):
+                    self._spend(r.code)  # refused for the person: the code is spent too
+                    raise
+                now = self.clock()
+                claims = app_claims(
+                    issuer=issuer,
+                    client_id=client.client_id,
+                    sub=subject(self.store, user_id, user.created_at),
+                    user=user,
+                    granted=granted,
+                    now=now,
+                    lifetime=self.token_seconds,
+                )
+                token = self.keys.sign(claims, conn=conn)
+            amr = "+".join(claims["amr"])
+            self._spend(r.code, "oidc.token", detail=f"{client.name} amr={amr}", **what)
         except NotFound:
             self._audit("oidc.token", "refused", reason="invalid_grant", **what)
             raise InvalidGrant("the person of this code is gone") from None
@@ -213,10 +240,6 @@ class OidcCodes:
                 "oidc.token", "refused", reason=refused.code, detail=r.client_id[:64], **what
             )
             raise
-        token = self.keys.sign(claims)
-        self._audit(
-            "oidc.token", "issued", detail=f"{client.name} amr={'+'.join(claims['amr'])}", **what
-        )
         return OidcTokenAnswer(
             id_token=token,
             access_token=secrets.token_urlsafe(32),
@@ -224,29 +247,30 @@ class OidcCodes:
             scope=str(granted["scope"]),
         )
 
-    def _spend(self, r: OidcTokenRequest, client_id: str) -> dict[str, Any]:
-        """The code's grant, after every check, spent in one conditional update."""
-        c = t.oidc_codes
-        now = self.clock()
+    def _granted(self, conn: Connection, r: OidcTokenRequest, client_id: str) -> dict[str, Any]:
+        """The code's grant, after every check of the code (not spent: ``_spend``)."""
+        row = conn.execute(_CODE, {"code_hash": _hash(r.code)}).first()
+        if row is None or row.client_id != client_id:
+            raise InvalidGrant("the code is not valid for this client")
+        if row.used_at is not None:
+            raise InvalidGrant("the code was used already")
+        if row.expires_at <= self.clock():
+            raise InvalidGrant("the code expired")
+        granted: dict[str, Any] = dict(row.granted)
+        if r.redirect_uri != granted["redirect_uri"]:
+            raise InvalidGrant("redirect_uri is not the one the code was issued for")
+        challenge = str(granted["challenge"]).encode("utf-8", "replace")
+        if not hmac.compare_digest(s256(r.code_verifier).encode(), challenge):
+            raise InvalidGrant("code_verifier does not match the code_challenge")
+        return granted
+
+    def _spend(self, code: str, action: str = "", **what: str) -> None:
+        """Spend ``code`` by one conditional update (``used_at`` from NULL), with the audit
+        record ``action`` when given, in one write transaction; ``invalid_grant`` (nothing
+        written) if another request spent it first."""
         with self.store.write() as conn:
-            row = conn.execute(select(c).where(c.c.code_hash == _hash(r.code))).first()
-            if row is None or row.client_id != client_id:
-                raise InvalidGrant("the code is not valid for this client")
-            if row.used_at is not None:
-                raise InvalidGrant("the code was used already")
-            if row.expires_at <= now:
-                raise InvalidGrant("the code expired")
-            granted: dict[str, Any] = dict(row.granted)
-            if r.redirect_uri != granted["redirect_uri"]:
-                raise InvalidGrant("redirect_uri is not the one the code was issued for")
-            challenge = str(granted["challenge"]).encode("utf-8", "replace")
-            if not hmac.compare_digest(s256(r.code_verifier).encode(), challenge):
-                raise InvalidGrant("code_verifier does not match the code_challenge")
-            spent = conn.execute(
-                update(c)
-                .where(c.c.code_hash == row.code_hash, c.c.used_at.is_(None))
-                .values(used_at=now)
-            )
+            spent = conn.execute(_SPEND, {"hash": _hash(code), "now": self.clock()})
             if spent.rowcount != 1:
                 raise InvalidGrant("the code was used already")
-        return granted
+            if action:
+                self._audit_in(conn, action, "issued", **what)

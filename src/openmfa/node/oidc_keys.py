@@ -13,6 +13,10 @@ Invariants owned here:
   at once;
 - at any moment one key of each algorithm signs: the one whose ``signs_from`` is the latest not
   in the future;
+- a key's private half is opened (unsealed and parsed: the RSA key check costs milliseconds) once
+  per process and kept by ``kid``; each signature reads the key listing (not the sealed
+  halves), so a new or replayed key signs when its time comes, and an opened key whose row is
+  gone (removed, or replaced by a farm's snapshot) is dropped at the next read of the keys;
 - ``kid`` is the key's JWK thumbprint (RFC 7638); an RSA key is published with a self-signed
   certificate in ``x5c`` (RFC 7517 §4.7), which Entra ID wants; RS256 keys are 2048-bit RSA,
   ES256 keys P-256 (RFC 7518 §3.3, §3.4).
@@ -33,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 
 from ..config import Config
 from ..errors import InvalidInput, NotReady
@@ -47,6 +51,12 @@ SKEW = 300.0
 """Seconds a retired key stays published after its last token's expiry (relying parties'
 clocks differ)."""
 CERT_DAYS = 3650
+_K = t.oidc_keys.c
+_LISTING = select(_K.kid, _K.alg, _K.public_jwk, _K.cert, _K.created_at, _K.signs_from).order_by(
+    _K.signs_from
+)
+"""Every key but its sealed half, by ``signs_from`` (built once: read for every signature)."""
+_SEALED = select(_K.private_enc).where(_K.kid == bindparam("kid"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +167,32 @@ class OidcKeys:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _rows(self) -> list[dict[str, Any]]:
-        with self.store.read() as conn:
-            return [
-                dict(r._mapping)
-                for r in conn.execute(select(t.oidc_keys).order_by(t.oidc_keys.c.signs_from))
-            ]
+    def _rows(self, conn: Connection | None = None) -> list[dict[str, Any]]:
+        """Every key, by ``signs_from``: all but the sealed private half (``_open`` reads it)."""
+        if conn is None:
+            with self.store.read() as c:
+                return self._rows(c)
+        rows = [dict(r._mapping) for r in conn.execute(_LISTING)]
+        self._forget({r["kid"] for r in rows})
+        return rows
+
+    def _forget(self, present: set[str]) -> None:
+        """Drop the opened keys whose rows are gone."""
+        for kid in list(self._private):  # a copy: other threads add keys meanwhile
+            if kid not in present:
+                self._private.pop(kid, None)
+
+    def _open(self, conn: Connection, kid: str, alg: str) -> RSAKey | ECKey:
+        """The private half of ``kid``, unsealed and parsed once per process."""
+        key = self._private.get(kid)
+        if key is None:
+            sealed = conn.scalar(_SEALED, {"kid": kid})
+            if sealed is None:  # removed since the listing was read
+                raise NotReady(f"the {alg} key {kid} is gone; try again")
+            pem = self.store.box.open(sealed, f"oidc-key:{kid}")
+            key = RSAKey.import_key(pem) if alg == "RS256" else ECKey.import_key(pem)
+            self._private[kid] = key
+        return key
 
     def _states(self, rows: list[dict[str, Any]], now: float) -> list[KeyState]:
         out: list[KeyState] = []
@@ -203,22 +233,24 @@ class OidcKeys:
             keys.append(jwk)
         return {"keys": keys}
 
-    def sign(self, claims: dict[str, Any], alg: str = "RS256") -> str:
-        """``claims`` as a JWT (RFC 7519) signed by the key of ``alg`` that signs now; the
-        first key is made here if there is none yet (on the master: a write)."""
-        rows = self._rows()
+    def sign(
+        self, claims: dict[str, Any], alg: str = "RS256", conn: Connection | None = None
+    ) -> str:
+        """``claims`` as a JWT (RFC 7519) signed by the key of ``alg`` that signs now (read in
+        ``conn``'s transaction when given); the first key is made here if there is none yet
+        (on the master: a write)."""
+        if conn is None:
+            with self.store.read() as c:
+                return self.sign(claims, alg, c)
+        rows = self._rows(conn)
         if not any(r["alg"] == alg for r in rows):
             self.ensure(alg, "oidc")
-            rows = self._rows()
+            with self.store.read() as c:  # conn's snapshot is older than the new key
+                return self.sign(claims, alg, c)
         states = self._states(rows, self.clock())
         signing = next((s for s in states if s.alg == alg and s.state == "signing"), None)
         if signing is None:  # only a first key whose node's clock is ahead of this one's
             raise NotReady(f"no {alg} key signs yet; try again in a minute")
-        key = self._private.get(signing.kid)
-        if key is None:
-            row = next(r for r in rows if r["kid"] == signing.kid)
-            pem = self.store.box.open(row["private_enc"], f"oidc-key:{signing.kid}")
-            key = RSAKey.import_key(pem) if alg == "RS256" else ECKey.import_key(pem)
-            self._private[signing.kid] = key
+        key = self._open(conn, signing.kid, alg)
         header = {"alg": alg, "kid": signing.kid, "typ": "JWT"}
         return jwt.encode(header, claims, key, algorithms=[alg])

@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 
 from ..errors import Conflict, NotMaster
 from ..store import formats
@@ -40,6 +40,20 @@ from ..store.database import Store
 log = logging.getLogger("openmfa.node")
 KEEP_SECONDS = SESSION_ENDS_KEEP
 """How long a row stays: a session older than this is refused whatever the rows say."""
+_SE = t.session_ends.c
+# ``ended``'s statements, built once: every portal call about a person asks it.
+_ALL = and_(_SE.session == "", _SE.at >= bindparam("issued_at"))
+_ENDED_ALL = select(_SE.id).where(_SE.user_name == bindparam("user"), _ALL).limit(1)
+_ENDED = (
+    select(_SE.id)
+    .where(_SE.user_name == bindparam("user"), (_SE.session == bindparam("session")) | _ALL)
+    .limit(1)
+)
+_LOCKED = (
+    select(t.user_state.c.locked_until)
+    .select_from(t.user_state.join(t.users))
+    .where(t.users.c.name == bindparam("user"))
+)
 PAGE = 2000
 RECORD_LOCKS_EVERY = 2.0
 """Rows in one answer of the view (a portal host asks again while ``more`` is true)."""
@@ -153,20 +167,13 @@ class SessionEnds:
         """Whether the session ``session`` of ``user``, issued at ``issued_at``, has ended."""
         if issued_at <= now - KEEP_SECONDS:
             return True
-        se = t.session_ends
         with self.store.read() as conn:
             if formats.local_format(conn) < formats.SESSION_ENDS_FORMAT:
                 return False
-            before = and_(se.c.session == "", se.c.at >= issued_at)
-            this = (se.c.session == session) | before if session else before
-            found = conn.scalar(select(se.c.id).where(se.c.user_name == user, this).limit(1))
-            if found is not None:
+            said = {"user": user, "session": session, "issued_at": issued_at}
+            if conn.scalar(_ENDED if session else _ENDED_ALL, said) is not None:
                 return True
-            locked = conn.scalar(
-                select(t.user_state.c.locked_until)
-                .select_from(t.user_state.join(t.users))
-                .where(t.users.c.name == user)
-            )
+            locked = conn.scalar(_LOCKED, {"user": user})
         return locked is not None and locked > now
 
     def view(self, after: int, now: float) -> View:

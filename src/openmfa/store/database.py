@@ -175,6 +175,10 @@ class WriteLock:
         self._lock.release()
 
 
+_GENERATION = select(func.coalesce(func.max(t.changes.c.seq), 0))
+"""Built once: every SDK call reads the generation (its API key check)."""
+
+
 class Store:
     """An open data file: the engine, the key, and who we are."""
 
@@ -276,7 +280,7 @@ class Store:
     @staticmethod
     def generation(conn: Connection) -> int:
         """Sequence number of the newest configuration change: caches key on it."""
-        return int(conn.scalar(select(func.coalesce(func.max(t.changes.c.seq), 0))) or 0)
+        return int(conn.scalar(_GENERATION) or 0)
 
     def data_format(self) -> int:
         with self.read() as conn:

@@ -68,10 +68,12 @@ BOX = "openmfa.box"
 """Key of ``Connection.info`` where ``Store.write`` leaves the data key for the steps below."""
 
 
+_LOCAL_FORMAT = select(t.meta.c.value).where(t.meta.c.key == "data_format")
+
+
 def local_format(conn: Connection) -> int:
     """The data format of this data set's rows."""
-    value = conn.scalar(select(t.meta.c.value).where(t.meta.c.key == "data_format"))
-    return int(value or 0)
+    return int(conn.scalar(_LOCAL_FORMAT) or 0)
 
 
 DATA_FORMAT = 8

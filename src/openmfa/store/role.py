@@ -31,6 +31,8 @@ ALONE, MASTER, SUBORDINATE, HANDOVER, SHARED = (
 )
 KEYS = ("farm.role", "farm.master_url", "farm.epoch")
 """The ``meta`` rows a role is read from."""
+_ROLE = select(t.meta.c.key, t.meta.c.value).where(t.meta.c.key.in_(KEYS))
+"""Built once: ``read_role`` runs on every call that must reach the master."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,7 @@ class FarmRole:
 
 def role_from(conn: Connection) -> FarmRole:
     """The role in the data file ``conn`` reads (any database of this release's tables)."""
-    rows = conn.execute(select(t.meta.c.key, t.meta.c.value).where(t.meta.c.key.in_(KEYS)))
+    rows = conn.execute(_ROLE)
     return FarmRole.from_meta({str(k): str(v) for k, v in rows.all()})
 
 
