@@ -5,7 +5,10 @@ losing one, and sent only by the node that writes. The senders here are the seam
 
 from __future__ import annotations
 
+import http.server
+import json
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -218,3 +221,51 @@ def test_settings_that_would_leak_or_cannot_work_are_refused(tmp_path: Path) -> 
         WebhookSender(make_config(notify={"webhook_url": "ftp://x"}))
     with pytest.raises(ConfigError, match="security"):
         make_config(notify={"security": "ssl"})
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    answers: list[int] = []
+    bodies: list[dict[str, object]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        _Hook.bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(_Hook.answers.pop(0) if _Hook.answers else 204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_webhook_gets_the_facts_as_json_and_a_failing_one_is_tried_again(
+    store: Store, config: Config
+) -> None:
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{hook.server_address[1]}/mfa?token=not-logged"
+        n = Notifier(store, make_config(notify={"webhook_url": url, "timeout_seconds": 5.0}))
+        n.load_cursors()
+        n.settle = 0.0
+        (channel,) = n.channels
+        assert channel.target.endswith("/mfa")  # the query (a token) is never in a log line
+        acc = Accounts(store, config)
+        acc.add_user("ada")
+        acc.enroll("ada", "totp")
+        acc.grant_bypass("ada", 60)
+        _Hook.answers[:] = [503, 204, 400]  # down, then taken, then refused for good
+        now = time.time()
+        n.tick(now)
+        assert channel.failed_attempts == 1 and channel.sent == 0
+        n.tick(now + 1)
+        assert channel.sent == 1 and channel.undeliverable == 1
+        assert [b["event"] for b in _Hook.bodies[-3:]] == [
+            "method_added",
+            "method_added",
+            "bypass_issued",
+        ]
+        assert _Hook.bodies[-1]["user"] == "ada" and _Hook.bodies[-1]["from"] == "cli"
+        assert n.queued()["webhook"] == (0, 0.0)
+    finally:
+        hook.shutdown()
+        hook.server_close()
