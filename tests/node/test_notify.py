@@ -40,12 +40,15 @@ class Mailbox:
         self.got: list[tuple[str, Notice, str]] = []
         self.down = False
         self.refuses = ""
+        self.broken = False
 
     def send(self, notice: Notice, to: str, message_id: str) -> None:
         if self.down:
             raise Retry("ConnectionRefusedError: [Errno 111] Connection refused")
+        if self.broken:
+            raise RuntimeError("a bug")
         if to == self.refuses:
-            raise Undeliverable(f"the mail server refuses {to!r} (550)")
+            raise Undeliverable("the mail server refuses the address (550)")
         self.got.append((to, notice, message_id))
 
 
@@ -156,6 +159,13 @@ def test_a_refused_or_missing_address_is_counted_and_the_next_goes(
     n.tick()
     assert [to for to, _, _ in box.got] == ["ada@example.org"]
     assert n.channels[0].undeliverable == 2 and n.queued()["person"][0] == 0
+    box.broken = True  # a failure no one foresaw: the notice waits like the others
+    acc.remove_method("ada", acc.list_methods("ada")[0].id)
+    n.tick()
+    assert n.channels[0].failed_attempts == 1 and n.queued()["person"][0] == 1
+    box.broken = False
+    n.tick(time.time() + 2)
+    assert box.got[-1][1].kind == "method_removed" and n.queued()["person"][0] == 0
 
 
 def test_only_the_node_that_writes_sends(store: Store, config: Config) -> None:

@@ -164,9 +164,14 @@ class Notifier:
                     self._failed(ch, str(exc), now)
                     wait = min(wait, ch.next_try - now)
                     break
-                except Undeliverable as exc:
+                except Undeliverable as exc:  # (its reason names no address: personal data)
                     ch.undeliverable += 1
-                    log.warning("notice %s of audit row %d: %s", ch.name, row.id, exc)
+                    log.warning("notice (%s) of audit record %d: %s", ch.name, row.id, exc)
+                except Exception as exc:  # a bug, or a record it cannot read: it waits too
+                    log.exception("notice (%s) of audit record %d failed", ch.name, row.id)
+                    self._failed(ch, type(exc).__name__, now)
+                    wait = min(wait, ch.next_try - now)
+                    break
                 else:
                     ch.sent += 1
                 self._recovered(ch, now)

@@ -76,8 +76,8 @@ class SmtpSender:
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             if codes and all(code >= 500 for code in codes):
-                raise Undeliverable(f"the mail server refuses {to!r} ({codes[0]})") from None
-            raise Retry(f"the mail server refuses {to!r} for now ({codes})") from None
+                raise Undeliverable(f"the mail server refuses the address ({codes[0]})") from None
+            raise Retry(f"the mail server refuses the address for now ({codes})") from None
         except smtplib.SMTPDataError as exc:
             if exc.smtp_code >= 500:
                 raise Undeliverable(
