@@ -155,6 +155,12 @@ def main() -> None:
         default=3000,
         help="requests per run at concurrency 1 (others use every user once)",
     )
+    ap.add_argument(
+        "--notify",
+        action="store_true",
+        help="configure [notify] (a mail server on a loopback port where nothing listens: "
+        "notices would wait) to show verifications do not pay for it",
+    )
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -167,6 +173,15 @@ def main() -> None:
         f"({dd.data_file})"
     )
 
+    if args.notify:
+        from tests.e2e.helpers import free_port
+
+        with (dd.root / "server.toml").open("a") as cfg:
+            cfg.write(
+                f'\n[notify]\nhost = "127.0.0.1"\nport = {free_port()}\nsecurity = "none"\n'
+                'sender = "mfa@example.org"\nsecurity_mailbox = "security@example.org"\n'
+            )
+        print("[notify] configured: notices go to a loopback mail server (down)")
     proc = start_node(dd, radius="off")
     try:
         port = proc.sdk_port

@@ -23,7 +23,7 @@ set -euo pipefail
 packages=(oathtool wrk freeradius freeradius-utils slapd ldap-utils pamtester libpam-radius-auth haproxy
   chromium zbar-tools fonts-dejavu-core lemonldap-ng libemail-sender-perl libimage-magick-perl
   libplack-perl nginx samba samba-ad-dc winbind eapoltest iproute2 mmdebstrap podman buildah runc
-  valgrind apache2 libapache2-mod-auth-openidc)
+  valgrind apache2 libapache2-mod-auth-openidc exim4-daemon-light)
 # npm comes with a Node.js of its own on some machines (then Debian's npm conflicts with it).
 command -v npm >/dev/null || packages+=(npm)
 need=()

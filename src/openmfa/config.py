@@ -63,6 +63,16 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("ntlm", "smb_conf"): "",
     ("ntlm", "timeout_seconds"): 5,
     ("ntlm", "max_concurrent"): 8,
+    ("notify", "host"): "",
+    ("notify", "port"): 587,
+    ("notify", "security"): "starttls",
+    ("notify", "username"): "",
+    ("notify", "password_file"): "",
+    ("notify", "sender"): "",
+    ("notify", "security_mailbox"): "",
+    ("notify", "webhook_url"): "",
+    ("notify", "language"): "en",
+    ("notify", "timeout_seconds"): 10.0,
 }
 """Settings shipped commented out in default_server.toml, with their defaults here. Release
 0.2.0's upgrader adds every new setting of the new release to server.toml and then reads the
@@ -86,6 +96,8 @@ CHOICES: dict[tuple[str, str], tuple[Any, ...]] = {
     ("enroll", "algorithm"): ("SHA1", "SHA256", "SHA512"),
     ("mobile", "fraud_action"): ("block_push", "lock_user", "record"),
     ("portal", "primary"): ("local", "ldap", "radius"),
+    ("notify", "security"): ("starttls", "tls", "none"),
+    ("notify", "language"): ("en", "nl"),
 }
 
 AT_MOST: dict[tuple[str, str], float] = {
@@ -122,6 +134,8 @@ POSITIVE = {
     ("oidc", "publish_ahead_hours"),
     ("oidc", "id_token_seconds"),
     ("oidc", "code_seconds"),
+    ("notify", "port"),
+    ("notify", "timeout_seconds"),
 }
 
 SOURCE_DEFAULTS: dict[str, Any] = {

@@ -27,6 +27,8 @@ from .node.apikeys import ApiClient, ApiKeys, KeyRing
 from .node.authenticator import Authenticator
 from .node.commit_queue import CommitQueue
 from .node.first_factor import PasswordCheck
+from .node.notify import Notifier
+from .node.notify_metrics import NotifyMetrics
 from .node.oidc_codes import OidcCodes
 from .node.oidc_eam import EntraEam
 from .node.oidc_keys import OidcKeys
@@ -123,6 +125,8 @@ class NodeRuntime:
         self.directory = DirectorySchedule(store, config, functools.partial(_is_master, store))
         self.metrics = CollectorRegistry(auto_describe=True)
         self.metrics.register(NodeMetrics(self))
+        self.notifier = Notifier(store, config)
+        self.metrics.register(NotifyMetrics(self.notifier))
 
     async def start(self) -> None:
         import asyncio
@@ -141,11 +145,15 @@ class NodeRuntime:
             await self.farm_runtime.start()
             self.directory.start()
             self.session_ends.start()
+            await asyncio.to_thread(self.notifier.start)
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.notifier.stop)
         await self.session_ends.stop()
         await self.directory.stop()
         await self.farm_runtime.stop()
