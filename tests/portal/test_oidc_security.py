@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from openmfa.node import audit
 from openmfa.node.accounts import Accounts
 from openmfa.portal.app import create_app as create_portal
 from openmfa.sdk.app import create_app as create_node_app
@@ -214,5 +215,28 @@ def test_a_token_request_is_counted_as_it_arrives(tmp_path: Path) -> None:
             "/portal/oidc/token", content=b"grant_type=x", headers={**form, "Content-Length": "1e3"}
         )
         assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+
+    run(tmp_path, scenario)
+
+
+def test_unknown_clients_from_one_address_are_audited_only_up_to_its_attempts(
+    tmp_path: Path,
+) -> None:
+    """Each refused client check is an audit record at the node: an address sending unknown
+    clients uses up its sign-in attempts (20 a minute), then is refused without the node being
+    asked, so it cannot fill the audit log. A registered client is not counted."""
+
+    async def scenario(site: Site, c: httpx.AsyncClient) -> None:
+        good = ask(site.app.client_id, secrets.token_urlsafe(48))
+        for _ in range(3):  # checks that pass are not attempts
+            assert (await c.get(AUTHORIZE, params=good)).status_code == 303
+        statuses = []
+        for i in range(25):
+            r = await c.get(AUTHORIZE, params={**good, "client_id": f"nobody-{i}"})
+            statuses.append(r.status_code)
+            assert "Traceback" not in r.text
+        assert statuses[:20] == [400] * 20 and statuses[20:] == [429] * 5, statuses
+        refused = [e for e in audit.query(site.store, limit=100) if e.action == "oidc.authorize"]
+        assert len(refused) == 20 and {e.result for e in refused} == {"refused"}
 
     run(tmp_path, scenario)

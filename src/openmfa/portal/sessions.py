@@ -168,6 +168,12 @@ class Attempts:
         self.per_minute = per_minute
         self._seen: dict[str, deque[float]] = {}
 
+    def full(self, address: str, now: float | None = None) -> bool:
+        """Whether ``address`` has used up its minute, without counting this look."""
+        now = time.monotonic() if now is None else now
+        q = self._seen.get(address)
+        return q is not None and sum(1 for at in q if now - at <= 60) >= self.per_minute
+
     def allow(self, address: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         if len(self._seen) > 100_000:

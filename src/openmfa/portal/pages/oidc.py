@@ -103,9 +103,17 @@ async def checked_client(ctx: Ctx, p: dict[str, str]) -> OidcClientChecked:
         raise PageError(
             ctx._("This sign-in request names no application or no address to go back to.")
         )
+    # A refused check is audited at the node: an address that keeps sending unknown clients
+    # counts toward its sign-in attempts, and once they are used up it is not asked at all.
+    attempts, address = ctx.portal.attempts, ctx.portal.address(ctx.request)
+    if attempts.full(address):
+        raise PageError(
+            ctx._("Too many attempts from your address. Wait a minute, then try again."), 429
+        )
     try:
         return await ctx.sdk.oidc_check(client_id, redirect_uri)
     except (InvalidClient, OAuthRefused, InvalidInput):
+        attempts.allow(address)
         raise PageError(
             ctx._(
                 "This sign-in request is not from an application registered here, or it asks "
