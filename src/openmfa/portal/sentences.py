@@ -4,8 +4,19 @@ are the only sentences the pages make of them."""
 
 from __future__ import annotations
 
-from ..sdk.models import AuditView, MethodView
+from typing import Protocol
+
+from ..sdk.models import AuditView
 from .runner import Ctx
+
+
+class Named(Protocol):
+    """A method as the node describes it (``MethodView``, ``MethodName``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def label(self) -> str: ...
 
 
 def refusal(ctx: Ctx, reason: str) -> str:
@@ -74,7 +85,7 @@ def kind_names(ctx: Ctx) -> dict[str, str]:
     }
 
 
-def method_name(ctx: Ctx, m: MethodView, names: dict[str, str]) -> str:
+def method_name(ctx: Ctx, m: Named, names: dict[str, str]) -> str:
     """A method's name on the page: its label, unless the node gave it one of its own
     (in English), which is said in the person's language."""
     label = m.label.strip()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jinja2
 from babel.support import NullTranslations
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -62,9 +63,14 @@ def environments(cfg: PortalConfig) -> dict[str, tuple[jinja2.Environment, NullT
     return envs
 
 
-def when(at: float) -> str:
-    """A moment as the pages show it (UTC)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+def when(at: float) -> Markup:
+    """A moment as the pages show it: UTC in a ``<time>`` element, which the pages' script
+    (``static/times.js``) writes again in the browser's own time zone."""
+    moment = time.gmtime(at)
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
+    return Markup('<time datetime="{}">{}</time>').format(
+        iso, time.strftime("%Y-%m-%d %H:%M:%S UTC", moment)
+    )
 
 
 class SecurityHeaders:

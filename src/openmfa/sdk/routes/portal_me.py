@@ -27,6 +27,7 @@ from ..models import (
     PasskeyOptions,
     PortalDefault,
     PortalMe,
+    PortalMethodName,
     PortalPhone,
     PortalTotpConfirm,
     PortalTotpOffer,
@@ -105,6 +106,18 @@ async def portal_method(request: Request) -> Response:
         node.accounts.remove_method, grant.user, method_id, _actor(request, client)
     )
     return Response(status_code=204)
+
+
+async def portal_method_name(request: Request) -> Response:
+    """The signed-in user names one of their methods (``node.portal_methods``)."""
+    node = _node(request)
+    client, grant = await _session(request)
+    b = await _body(request, PortalMethodName, node.max_body)
+    method_id = request.path_params["method_id"]
+    done = await run_in_threadpool(
+        node.portal_methods.rename, grant.user, method_id, b.label, _actor(request, client)
+    )
+    return json_response(done)
 
 
 async def portal_activation(request: Request) -> Response:
@@ -280,6 +293,16 @@ ROUTES: list[Declared] = [
         None,
         204,
         portal_method,
+    ),
+    Declared(
+        "PUT",
+        "/v1/portal/me/methods/{method_id}/name",
+        "portal",
+        "The signed-in user names a method of theirs (1 to 64 printable characters)",
+        PortalMethodName,
+        MethodView,
+        200,
+        portal_method_name,
     ),
     Declared(
         "POST",
