@@ -14,7 +14,9 @@ from html import unescape
 from pathlib import Path
 
 import httpx
+import pytest
 
+from openmfa.errors import ConfigError
 from openmfa.node.accounts import Accounts
 from openmfa.node.apikeys import ApiKeys
 from openmfa.node.passwords import set_password
@@ -156,3 +158,38 @@ def test_the_sdk_refuses_a_bad_name_or_anothers_method_below_500(tmp_path: Path)
         assert bobs[0].label == ""
 
     run(tmp_path, scenario)
+
+
+def test_the_themes_product_name_and_logo_on_every_page(tmp_path: Path) -> None:
+    theme = tmp_path / "themes" / "Acme"
+    (theme / "static").mkdir(parents=True)
+    (theme / "static" / "acme.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    (theme / "theme.toml").write_text('product_name = "Acme Sign-in"\nlogo = "acme.svg"\n')
+    extra = f'theme = "Acme"\nthemes_dir = "{tmp_path / "themes"}"\n'
+    (tmp_path / "portal.toml").write_text(f'[portal]\napi_key = "omfa_x_y"\n{extra}')
+
+    async def go() -> tuple[str, str]:
+        app = create_portal(load(tmp_path / "portal.toml"))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://p.test") as c:
+            page = (await c.get("/portal/sign-in")).text
+            logo = re.search(
+                r'<img class="logo" src="(/portal/static/acme\.svg\?v=[0-9a-f]{12})"', page
+            )
+            assert logo, page
+            assert (await c.get(logo.group(1))).text.startswith("<svg")
+            return page, logo.group(1)
+
+    page, first = asyncio.run(go())
+    assert '<span class="product">Acme Sign-in</span>' in page
+    (theme / "static" / "acme.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><g/></svg>')
+    assert asyncio.run(go())[1] != first  # a changed logo has a new address
+    for bad in (
+        'product_name = "a\\u0007b"',
+        'logo = "../portal.toml"',
+        'logo = "none.svg"',
+        "x =",
+    ):
+        (theme / "theme.toml").write_text(bad + "\n")
+        with pytest.raises(ConfigError, match=r"theme\.toml"):
+            create_portal(load(tmp_path / "portal.toml"))
