@@ -116,6 +116,11 @@ def test_a_renamed_method_shows_its_name_on_the_page_and_in_the_sign_in(tmp_path
             r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ">[^<]+ UTC</time>', listed.text
         )
         assert "/static/times.js" in listed.text
+        signs = await c.get("/portal/sign-ins")
+        body = signs.text.split("<tbody", 1)[1].split("</tbody>", 1)[0]
+        rows = re.findall(r"<tr role=\"row\">(.*?)</tr>", body, re.S)
+        assert len(rows) >= 2 and all("This portal" in r for r in rows), signs.text
+        assert all("Accepted" in r and "<time datetime=" in r for r in rows), signs.text
         # Bob's method through alice's page: as if it did not exist.
         r = await c.post(
             f"/portal/methods/{facts['bobs']}/name", data={"csrf": csrf(page), "label": "mine"}

@@ -87,6 +87,11 @@ class AuditView(msgspec.Struct, kw_only=True):
     reason: str
     request_id: str
     detail: str
+    channel: str = ""
+    """A person's recent sign-ins only: how it came — ``portal``, ``radius`` (the RADIUS
+    client is ``client`` after ``radius:``), ``application`` (an adapter's or an
+    application's key, the name in ``client``), ``phone`` (the mobile app's answer),
+    ``cli`` (the node's command line); "" unknown."""
 
 
 class PendingPush(msgspec.Struct, kw_only=True):

@@ -72,6 +72,22 @@ def describe(ctx: Ctx, e: AuditView) -> str:
     return refusal(ctx, e.reason)
 
 
+def channel(ctx: Ctx, e: AuditView) -> str:
+    """Where a sign-in came from, in the person's words (the node's ``channel``)."""
+    _ = ctx._
+    if e.channel == "portal":
+        return _("This portal")
+    if e.channel == "radius":
+        return _("Network sign-in (%(name)s)") % {"name": e.client.removeprefix("radius:")}
+    if e.channel == "application":
+        return _("Application %(name)s") % {"name": e.client}
+    if e.channel == "phone":
+        return _("The mobile app")
+    if e.channel == "cli":
+        return _("Helpdesk (command line)")
+    return e.client
+
+
 def kind_names(ctx: Ctx) -> dict[str, str]:
     """Each kind of method's name on the pages."""
     _ = ctx._

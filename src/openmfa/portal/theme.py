@@ -17,8 +17,8 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..contract import TEXT_RE
 from ..errors import ConfigError
+from ..sdk.models import TEXT_RE
 from . import i18n
 from .config import PACKAGED_THEMES, PortalConfig
 from .forward_auth import ForwardAuthConfig

@@ -136,15 +136,7 @@ async def portal_sign_ins(request: Request) -> Response:
     node = _node(request)
     _, grant = await _session(request)
     limit = _int_param(request, "limit", 20, 1, 100)
-    found = await run_in_threadpool(
-        lambda: audit_log.query(
-            node.store,
-            user=grant.user,
-            limit=limit,
-            actions=audit_log.SIGN_INS,
-            newest_first=True,
-        )
-    )
+    found = await run_in_threadpool(audit_log.sign_ins, node.store, grant.user, limit)
     return json_response(AuditPage(events=found, next_after_id=None))
 
 
