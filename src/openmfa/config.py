@@ -38,6 +38,8 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("mobile", "fraud_command"): "",
     ("mobile", "fraud_webhook"): "",
     ("mobile", "app_dir"): "",
+    ("mobile", "product_name"): "",
+    ("mobile", "logo_file"): "",
     ("portal", "enabled"): False,
     ("portal", "prefix"): "/portal",
     ("portal", "web_config"): "",

@@ -160,20 +160,22 @@ def _mount_mobile(node: NodeRuntime, app: Starlette, config: Config) -> Starlett
 
     from .mobile.app import create_app as create_mobile
     from .mobile.config import app_dir
-    from .mobile.webapp_routes import WebApp
+    from .mobile.webapp_routes import WebApp, brand_of
 
     prefix = "/" + str(config.get("mobile", "prefix")).strip("/")
     if prefix == "/" or prefix.startswith(("/v1", "/farm")):
         raise ConfigError(f"[mobile] prefix {prefix!r} must be a path of its own, like /mobile")
     own = str(config.get("mobile", "app_dir"))
     where = app_dir(node.store.data_dir.root / own if own else None, "[mobile] app_dir")
+    name, logo = str(config.get("mobile", "product_name")), str(config.get("mobile", "logo_file"))
+    brand = brand_of(name, node.store.data_dir.root / logo if logo else None, "[mobile]")
     key = node.keyring.internal("mobile (in serve)", "mobile")
     mobile = create_mobile(
         ["http://node.internal"],
         key,
         prefix="",
         transport=httpx.ASGITransport(app=app),
-        webapp=WebApp(where) if where is not None else None,
+        webapp=WebApp(where, brand=brand),
     )
     app.router.routes.append(Mount(prefix, app=mobile))
     return mobile

@@ -18,7 +18,9 @@ from openmfa.farm.feed import (
 from openmfa.farm.follower import apply_changes, resync
 from openmfa.farm.signing import SignatureCheck, sign
 from openmfa.farm.state_push import StateJournal
-from openmfa.node.accounts import Accounts
+from openmfa.node.accounts import Accounts, Actor
+from openmfa.node.portal import PortalTokens
+from openmfa.node.portal_methods import PortalMethods
 from openmfa.store import tables as t
 from openmfa.store.database import READS_FORMATS, DataDir, Store
 from tests.conftest import make_config
@@ -31,7 +33,10 @@ def test_changes_replay_on_a_copy_and_are_idempotent(
 ) -> None:
     acc = Accounts(store, config)
     acc.add_user("alice", email="a@example.org")
-    acc.enroll("alice", "totp", secret=SECRET)
+    app = acc.enroll("alice", "totp", secret=SECRET).method
+    PortalMethods(acc, PortalTokens(store, config), config).rename(
+        "alice", app.id, "Work phone", Actor()
+    )
     acc.add_user("bob")
     acc.delete_user("bob")
     rows = changes_since(store, 0)
@@ -46,7 +51,7 @@ def test_changes_replay_on_a_copy_and_are_idempotent(
         users = {u.name: u for u in Accounts(copy, config).list_users()}
         assert set(users) == {"alice"} and users["alice"].email == "a@example.org"
         methods = Accounts(copy, config).list_methods("alice")
-        assert [m.kind for m in methods] == ["totp"]
+        assert [(m.kind, m.label) for m in methods] == [("totp", "Work phone")]
         newer = [{**rows[-1], "seq": rows[-1]["seq"] + 1, "format": READS_FORMATS[1] + 1}]
         with pytest.raises(FormatTooNew, match="upgrade this node"):
             apply_changes(copy, newer)

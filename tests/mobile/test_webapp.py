@@ -23,7 +23,7 @@ import openmfa
 from openmfa.errors import ConfigError
 from openmfa.mobile.app import Standalone, create_app
 from openmfa.mobile.config import load
-from openmfa.mobile.webapp_routes import CSP, HEADERS, MARK, WebApp, packaged
+from openmfa.mobile.webapp_routes import CSP, HEADERS, MARK, WebApp, brand_of, packaged
 from openmfa.mobile.webapp_strings import MESSAGES
 
 PO = Path(openmfa.__file__).parent / "portal" / "locale" / "nl" / "LC_MESSAGES" / "messages.po"
@@ -298,3 +298,50 @@ def test_an_administrators_own_copy_of_the_app(tmp_path: Path) -> None:
     config.write_text(f'[mobile]\n{key}app_dir = "elsewhere"\n')
     with pytest.raises(ConfigError, match="app_dir"):
         load(config)
+
+
+def test_the_organisations_name_and_logo_on_the_apps_screens(tmp_path: Path) -> None:
+    """``[mobile] product_name`` and ``logo_file``: written into the page and the manifest,
+    the logo served as ``brand-logo`` and kept by the service worker; a changed logo is a new
+    version (so a new service worker: phones take it at their next open)."""
+    logo = tmp_path / "acme.png"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\nacme")
+    config = tmp_path / "mobile.toml"
+    config.write_text(
+        '[mobile]\napi_key = "omfa_x_y"\nproduct_name = "Acme <Sign>"\nlogo_file = "acme.png"\n'
+    )
+    cfg = load(config)
+    assert (cfg.product_name, cfg.logo_file) == ("Acme <Sign>", logo)
+    shipped = WebApp()
+    assert shipped.assets["brand-logo"].body == shipped.assets["icon.svg"].body
+    assert '"brand-logo"' in shipped.assets["sw.js"].body.decode()
+    assert 'src="brand-logo"' in shipped.assets["index.html"].body.decode()
+    app = WebApp(brand=brand_of(cfg.product_name, cfg.logo_file, "[mobile]"))
+    page = app.assets["index.html"].body.decode()
+    assert "<title>Acme &lt;Sign&gt;</title>" in page
+    assert '<span class="product">Acme &lt;Sign&gt;</span>' in page
+    assert json.loads(app.assets["manifest.webmanifest"].body)["name"] == "Acme <Sign>"
+    assert app.version != shipped.version
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        r = await c.get("/mobile/app/brand-logo")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert r.content == logo.read_bytes()
+        secured(r)
+        again = await c.get("/mobile/app/brand-logo", headers={"if-none-match": r.headers["etag"]})
+        assert again.status_code == 304
+
+    run(mobile(app), scenario)
+    logo.write_bytes(b"\x89PNG\r\n\x1a\nacme, redrawn")
+    redrawn = WebApp(brand=brand_of(cfg.product_name, cfg.logo_file, "[mobile]"))
+    assert redrawn.version != app.version
+    assert redrawn.assets["sw.js"].body != app.assets["sw.js"].body
+    for bad, match in (
+        ('product_name = "a\\u0007b"', "product_name"),
+        ('logo_file = "acme.gif"', "logo_file"),
+        ('logo_file = "missing.svg"', "logo_file"),
+    ):
+        config.write_text(f'[mobile]\napi_key = "omfa_x_y"\n{bad}\n')
+        cfg = load(config)
+        with pytest.raises(ConfigError, match=match):
+            brand_of(cfg.product_name, cfg.logo_file, "[mobile]")

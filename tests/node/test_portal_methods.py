@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import Row, delete, insert, select
 
 from openmfa.config import Config
 from openmfa.core.totp import totp
-from openmfa.errors import InvalidInput, Unauthorized
+from openmfa.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from openmfa.node import audit
-from openmfa.node.accounts import Accounts
+from openmfa.node.accounts import Accounts, Actor
 from openmfa.node.portal import OFFER, PortalTokens
-from openmfa.node.portal_methods import PortalMethods
+from openmfa.node.portal_methods import PortalMethods, check_method_name
+from openmfa.store import tables as t
 from openmfa.store.database import Store
 from tests.conftest import make_config
 
@@ -90,3 +93,55 @@ def test_renewed_backup_codes_replace_the_old_ones(store: Store, config: Config)
     assert [(e.method_id, e.client, e.request_id) for e in events] == [
         (first.method.id, "portal-key", "r2")
     ]
+
+
+def test_a_person_names_their_own_method(store: Store, config: Config) -> None:
+    methods = methods_for(store, config)
+    methods.accounts.add_user("erin")
+    methods.accounts.add_user("frank")
+    app = methods.accounts.enroll("erin", "totp", label="Authenticator app").method
+    other = methods.accounts.enroll("frank", "totp").method
+    me = Actor(client="portal-key", request_id="r9")
+    named = methods.rename("erin", app.id, "  Work phone \u00e9  ", me)
+    assert (named.id, named.label) == (app.id, "Work phone \u00e9")
+    assert [m.label for m in methods.accounts.list_methods("erin")] == ["Work phone \u00e9"]
+    kinds = [r.kind for r in store_changes(store)]
+    assert kinds[-1] == "method.label"  # a change record: it replicates
+    events = audit.query(store, user="erin", actions=("method.rename",))
+    assert [(e.client, e.request_id, e.method_id) for e in events] == [("portal-key", "r9", app.id)]
+    assert methods.rename("erin", app.id, "Pixel/7", me).label == "Pixel/7"
+    with pytest.raises(NotFound):  # another person's method is as if it did not exist
+        methods.rename("erin", other.id, "mine now", me)
+    assert methods.accounts.list_methods("frank")[0].label == ""
+
+
+@pytest.mark.parametrize(
+    "name", ["", "   ", "x" * 65, "bad\x00name", "line\nbreak", "tab\there", "zero\u200bwidth"]
+)
+def test_a_name_that_is_not_printable_text_is_refused(
+    store: Store, config: Config, name: str
+) -> None:
+    methods = methods_for(store, config)
+    methods.accounts.add_user("gina")
+    app = methods.accounts.enroll("gina", "totp", label="phone").method
+    with pytest.raises(InvalidInput, match="1 to 64 printable"):
+        methods.rename("gina", app.id, name, Actor())
+    assert methods.accounts.list_methods("gina")[0].label == "phone"
+    assert check_method_name("x" * 64) == "x" * 64
+
+
+def test_naming_waits_for_data_format_9(store: Store, config: Config) -> None:
+    methods = methods_for(store, config)
+    methods.accounts.add_user("hank")
+    app = methods.accounts.enroll("hank", "totp", label="phone").method
+    with store.write() as conn:
+        conn.execute(delete(t.meta).where(t.meta.c.key == "data_format"))
+        conn.execute(insert(t.meta).values(key="data_format", value="8"))
+    with pytest.raises(Conflict, match="need data format 9"):
+        methods.rename("hank", app.id, "Work phone", Actor())
+    assert methods.accounts.list_methods("hank")[0].label == "phone"
+
+
+def store_changes(store: Store) -> list[Row[Any]]:
+    with store.read() as conn:
+        return list(conn.execute(select(t.changes).order_by(t.changes.c.seq)))

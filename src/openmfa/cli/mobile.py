@@ -26,7 +26,7 @@ def mobile_serve(config_path: Path, listen: str | None) -> None:
     from ..errors import ConfigError
     from ..mobile.app import Standalone, create_app
     from ..mobile.config import load
-    from ..mobile.webapp_routes import WebApp
+    from ..mobile.webapp_routes import WebApp, brand_of
 
     cfg = load(config_path)
     host, port = parse_listen(listen) if listen else (cfg.host, cfg.port)
@@ -56,7 +56,7 @@ def mobile_serve(config_path: Path, listen: str | None) -> None:
         long_poll_seconds=cfg.long_poll_seconds,
         verify=verify,
         webpush=webpush,
-        webapp=WebApp(cfg.app_dir) if cfg.app_dir is not None else None,
+        webapp=WebApp(cfg.app_dir, brand=brand_of(cfg.product_name, cfg.logo_file, "[mobile]")),
     )
     from ..install.mobile_control import LOCK, RECORD
 

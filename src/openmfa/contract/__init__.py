@@ -29,6 +29,7 @@ from .answers import (
     Enrollment,
     Health,
     MethodList,
+    MethodName,
     MethodView,
     PasskeyChallenge,
     PendingPush,
@@ -83,6 +84,7 @@ from .requests import (
     PasskeyAnswer,
     PasskeyOptions,
     PortalDefault,
+    PortalMethodName,
     PortalPhone,
     PortalSecondFactor,
     PortalSignIn,
@@ -99,6 +101,7 @@ from .requests import (
 )
 from .requests import REQUEST_BODIES as _FIRST_BODIES
 from .text import (
+    METHOD_NAME_MAX,
     NAME_PATTERN,
     NAME_RE,
     SDK_VERSION,
@@ -159,6 +162,7 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
 __all__ = [
     "B64",
     "COMPONENT_KINDS",
+    "METHOD_NAME_MAX",
     "NAME_PATTERN",
     "NAME_RE",
     "REQUEST_BODIES",
@@ -195,6 +199,7 @@ __all__ = [
     "Kind",
     "MethodCreate",
     "MethodList",
+    "MethodName",
     "MethodView",
     "Name",
     "OidcClientCheck",
@@ -217,6 +222,7 @@ __all__ = [
     "Phone",
     "PortalDefault",
     "PortalMe",
+    "PortalMethodName",
     "PortalPhone",
     "PortalSecondFactor",
     "PortalSessionsEnd",

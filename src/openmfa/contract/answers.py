@@ -87,6 +87,11 @@ class AuditView(msgspec.Struct, kw_only=True):
     reason: str
     request_id: str
     detail: str
+    channel: str = ""
+    """A person's recent sign-ins only: how it came — ``portal``, ``radius`` (the RADIUS
+    client is ``client`` after ``radius:``), ``application`` (an adapter's or an
+    application's key, the name in ``client``), ``phone`` (the mobile app's answer),
+    ``cli`` (the node's command line); "" unknown."""
 
 
 class PendingPush(msgspec.Struct, kw_only=True):
@@ -221,6 +226,14 @@ class MethodList(msgspec.Struct, kw_only=True):
     methods: list[MethodView]
 
 
+class MethodName(msgspec.Struct, kw_only=True):
+    """One of a person's methods as the sign-in's second step names it: its kind and the
+    name its person gave it ("" or the node's own English label when none)."""
+
+    kind: str
+    label: str
+
+
 class PortalStep(msgspec.Struct, kw_only=True):
     """Where a portal sign-in stands: after the first factor a ``ticket`` (for the second),
     after the second a session ``token`` bound to the user (for every call about them)."""
@@ -240,6 +253,10 @@ class PortalStep(msgspec.Struct, kw_only=True):
     """With a ticket: the kinds of the user's methods (``totp``, ``push`` …, sorted), for the
     portal to offer only what the person can use (a push only with the mobile app); None
     otherwise, and from a node older than this field."""
+    methods: list[MethodName] | None = None
+    """With a ticket: each of the user's methods, kind and name, oldest first, for the
+    portal to say which one it is asking for ("Work phone"); None otherwise, and from a node
+    older than this field."""
 
 
 class PasskeyChallenge(msgspec.Struct, kw_only=True):

@@ -163,6 +163,13 @@ class PortalDefault(msgspec.Struct, forbid_unknown_fields=True):
     method_id: Annotated[str, Meta(max_length=32)]
 
 
+class PortalMethodName(msgspec.Struct, forbid_unknown_fields=True):
+    """The signed-in user's name for one of their methods ("Work phone"; data format 9)."""
+
+    label: Annotated[str, Meta(max_length=256)]
+    """1 to 64 printable characters once trimmed (the node says what was wrong)."""
+
+
 class MethodCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     kind: Kind
     secret: (
@@ -214,6 +221,7 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     PasskeyAnswer,
     PortalPhone,
     PortalDefault,
+    PortalMethodName,
     TokenAssign,
     TokenClaim,
 )

@@ -41,4 +41,6 @@ Name = Annotated[
 Text = Annotated[str, Meta(max_length=255, extra_json_schema={"pattern": TEXT_PATTERN})]
 Phone = Annotated[str, Meta(max_length=64, extra_json_schema={"pattern": TEXT_PATTERN})]
 Code = Annotated[str, Meta(max_length=64)]
+METHOD_NAME_MAX = 64
+"""A method's name ("Work phone"): at most this many characters."""
 Kind = Literal["totp", "hotp", "backup-codes"]

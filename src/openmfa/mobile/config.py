@@ -33,6 +33,9 @@ class MobileConfig:
     """Its name in the farm's inventory ("" reports nothing)."""
     app_dir: Path | None = None
     """The administrator's own copy of the Authenticator web app (None: the shipped one)."""
+    product_name: str = ""
+    logo_file: Path | None = None
+    """The organisation's name and logo on the app's screens (``webapp_routes.Brand``)."""
 
 
 def app_dir(where: Path | None, setting: str) -> Path | None:
@@ -60,4 +63,6 @@ def load(path: Path | None) -> MobileConfig:
         webpush_allow_http=bool(values["webpush_allow_http"]),
         name=b.name,
         app_dir=app_dir(relative(path, str(values["app_dir"])), "[mobile] app_dir"),
+        product_name=str(values["product_name"]),
+        logo_file=relative(path, str(values["logo_file"])),
     )

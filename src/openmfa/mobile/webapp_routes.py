@@ -7,6 +7,8 @@
     GET {prefix}/app/sw.js            the service worker, ``__OPENMFA_VERSION__`` replaced
     GET {prefix}/app/strings/<lang>.json  {English: translation} for ``webapp_strings.MESSAGES``
     GET {prefix}/app/version.json     {"version": ...}
+    GET {prefix}/app/brand-logo       the logo on the app's screens (``[mobile] logo_file``, else
+                                      the app's icon)
 
 Invariants owned here:
 
@@ -20,6 +22,9 @@ Invariants owned here:
 - The version is ``{release}-{hash}``, the hash over every file served (the translations too):
   a new release or any changed file gives a byte-wise different ``sw.js``, which is what makes
   browsers install the new service worker. ``GET {prefix}/v1/info`` says the same version.
+- The brand (``[mobile] product_name``, ``logo_file``) is written into ``index.html`` and the
+  manifest and served as ``brand-logo`` when the service starts, so it is part of the version:
+  a changed logo or name reaches every phone at its next open, like a new release.
 - ``Cache-Control: no-cache`` with an ETag (the answer's own hash): every open asks again and
   a 304 costs nothing; the service worker is what keeps the app usable offline.
 """
@@ -27,12 +32,14 @@ Invariants owned here:
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import Path
 
 import msgspec
 from babel.messages.pofile import read_po
@@ -41,7 +48,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .. import __version__
-from ..sdk.models import ErrorBody
+from ..errors import ConfigError
+from ..sdk.models import TEXT_RE, ErrorBody
 from .webapp_strings import MESSAGES
 
 log = logging.getLogger("openmfa.mobile")
@@ -124,6 +132,71 @@ def strings(lang: str) -> dict[str, str]:
     return found
 
 
+LOGO = "brand-logo"
+"""The logo's name in the app (fixed: the service worker's shell lists it)."""
+LOGO_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".webp": "image/webp"}
+LOGO_MAX_BYTES = 512 * 1024
+PRODUCT = "OpenMFA Authenticator"
+"""The app's name as shipped (index.html's title and header, the manifest's name)."""
+
+
+@dataclass(frozen=True)
+class Brand:
+    """The organisation's name and logo on the app's screens."""
+
+    product_name: str = ""
+    """"": the app's own name, translated."""
+    logo: bytes = b""
+    logo_type: str = ""
+
+
+def brand_of(product_name: str, logo_file: Path | None, setting: str) -> Brand:
+    """``[mobile] product_name`` and ``logo_file``, checked (a ConfigError says what is
+    wrong)."""
+    name = product_name.strip()
+    if len(name) > 64 or TEXT_RE.fullmatch(name) is None:
+        raise ConfigError(f"{setting} product_name must be up to 64 printable characters")
+    if logo_file is None:
+        return Brand(name)
+    kind = LOGO_TYPES.get(logo_file.suffix.lower())
+    if kind is None:
+        raise ConfigError(f"{setting} logo_file {logo_file} must be an .svg, .png or .webp file")
+    try:
+        body = logo_file.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{setting} logo_file {logo_file}: {e.strerror}") from None
+    if not body or len(body) > LOGO_MAX_BYTES:
+        raise ConfigError(f"{setting} logo_file {logo_file} must hold 1 byte to 512 KiB")
+    return Brand(name, body, kind)
+
+
+def branded(files: dict[str, bytes], brand: Brand) -> None:
+    """The brand written into the app's files (``index.html``, the manifest) and its logo
+    as ``brand-logo`` (the app's icon when none is given)."""
+    files[LOGO] = brand.logo or files.get("icon.svg", b"")
+    name = brand.product_name
+    if not name:
+        return
+    page = files.get("index.html", b"").decode()
+    text = html.escape(name, quote=True)
+    for old, new in (
+        (f"<title>{PRODUCT}</title>", f"<title>{text}</title>"),
+        (
+            f'<span class="product" data-t="{PRODUCT}">{PRODUCT}</span>',
+            f'<span class="product">{text}</span>',
+        ),
+    ):
+        if old not in page:
+            log.warning("index.html has no %r: the product name is not shown there", old)
+        page = page.replace(old, new)
+    files["index.html"] = page.encode()
+    if "manifest.webmanifest" in files:
+        manifest = json.loads(files["manifest.webmanifest"])
+        manifest["name"] = name
+        manifest["short_name"] = name[:12]
+        files["manifest.webmanifest"] = json.dumps(manifest, ensure_ascii=False, indent=2).encode()
+
+
 def version_of(release: str, files: Mapping[str, bytes]) -> str:
     """``{release}-{first 8 hex digits of a hash over the files' names and contents}``."""
     h = hashlib.sha256()
@@ -135,8 +208,14 @@ def version_of(release: str, files: Mapping[str, bytes]) -> str:
 class WebApp:
     """The app's answers, all made when the service starts; ``routes()`` serves them."""
 
-    def __init__(self, directory: Traversable | None = None, release: str = __version__) -> None:
+    def __init__(
+        self,
+        directory: Traversable | None = None,
+        release: str = __version__,
+        brand: Brand = Brand(),
+    ) -> None:
         files = app_files(directory if directory is not None else packaged())
+        branded(files, brand)
         if "index.html" not in files:
             log.warning("the web app's files are missing (no index.html): app/ answers 404")
         for lang in LANGS:
@@ -146,7 +225,10 @@ class WebApp:
         files["version.json"] = json.dumps({"version": self.version}).encode()
         if WORKER in files:
             files[WORKER] = files[WORKER].replace(MARK, self.version.encode())
+        logo = files.pop(LOGO)
         self.assets = {name: Asset.of(name, body) for name, body in files.items()}
+        digest = hashlib.sha256(logo).hexdigest()[:20]
+        self.assets[LOGO] = Asset(logo, brand.logo_type or TYPES[".svg"], f'"{digest}"')
 
     def routes(self) -> list[BaseRoute]:
         """``/app`` and everything under it."""

@@ -51,6 +51,29 @@ def query(
 
 SIGN_INS = ("authenticate", "primary", "portal.sign_in", "push.answer", "fraud.report")
 """The events a user sees as "my recent sign-ins"."""
+CHANNELS = {"portal": "portal", "adapter": "application", "admin": "application", "mobile": "phone"}
+"""The channel of a sign-in that came with an API key of each scope."""
+
+
+def sign_ins(store: Store, user: str, limit: int) -> list[AuditView]:
+    """``user``'s recent sign-ins, newest first, each with the channel it came by (the
+    scope of the API key it names, a RADIUS client, the command line)."""
+    events = query(store, user=user, limit=limit, actions=SIGN_INS, newest_first=True)
+    names = {e.client for e in events}
+    with store.read() as conn:
+        scopes = dict(
+            conn.execute(
+                select(t.api_keys.c.name, t.api_keys.c.scope).where(t.api_keys.c.name.in_(names))
+            ).all()
+        )
+    for e in events:
+        if e.client.startswith("radius:"):
+            e.channel = "radius"
+        elif e.client == "cli":
+            e.channel = "cli"
+        else:
+            e.channel = CHANNELS.get(scopes.get(e.client, ""), "")
+    return events
 
 
 def record(store: Store, event: AuditEvent) -> None:

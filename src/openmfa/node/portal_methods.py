@@ -7,7 +7,11 @@ Rules owned here:
   and user it was made for, for ten minutes) and saved only when a code of it is right now,
   with the ``[enroll]`` digits, period and algorithm it was offered with;
 - new backup codes replace the old ones: every backup-codes method of the user is removed
-  before the new one is made, so the old codes stop working.
+  before the new one is made, so the old codes stop working;
+- a person renames only their own methods (another's is NotFound, as if it did not exist); a
+  name is 1 to ``NAME_MAX`` printable characters (no control or invisible formatting
+  characters), trimmed and NFC-normalised; it travels in a ``method.label`` record, written
+  only once the data set is at format 9.
 """
 
 from __future__ import annotations
@@ -15,16 +19,32 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+import unicodedata
 from typing import Any
 
 from anyio import to_thread
 
 from ..config import Config
-from ..contract import Enrollment, MethodView, PortalTotpOffer
+from ..contract import METHOD_NAME_MAX as NAME_MAX
+from ..contract import NAME_RE, Enrollment, MethodView, PortalTotpOffer
 from ..core.totp import verify as totp_verify
-from ..errors import InvalidInput, Unauthorized
+from ..errors import InvalidInput, NotFound, Unauthorized
+from ..store import formats
+from ..store.changes import AuditEvent, Change
 from .accounts import SECRET_BYTES, Accounts, Actor, key_uri
 from .portal import OFFER, PortalTokens
+
+
+def check_method_name(name: str) -> str:
+    """A method's name as a person types it: NFC, trimmed, 1 to ``NAME_MAX`` printable
+    characters with no control or invisible formatting characters ('/' is allowed)."""
+    name = unicodedata.normalize("NFC", name).strip()
+    if not name or len(name) > NAME_MAX or NAME_RE.fullmatch(name.replace("/", "-")) is None:
+        raise InvalidInput(
+            f"a method's name must be 1 to {NAME_MAX} printable characters "
+            "(no control or invisible formatting characters)"
+        )
+    return name
 
 
 class PortalMethods:
@@ -105,3 +125,25 @@ class PortalMethods:
             return self.accounts.enroll(user, "backup-codes", label="backup codes", actor=actor)
 
         return await to_thread.run_sync(renew)
+
+    def rename(self, user: str, method_id: str, name: str, actor: Actor) -> MethodView:
+        """``user`` names their method ``method_id`` (another person's: NotFound)."""
+        label = check_method_name(name)
+        method = next((m for m in self.accounts.list_methods(user) if m.id == method_id), None)
+        if method is None:
+            raise NotFound(f"user {user!r} has no method {method_id!r}")
+        with self.accounts.store.read() as conn:
+            formats.require(conn, formats.METHOD_NAMES_FORMAT, "method names")
+        event = AuditEvent(
+            "method.rename",
+            "ok",
+            user_name=user,
+            client=actor.client,
+            method_id=method_id,
+            request_id=actor.request_id,
+        )
+        self.accounts.writer.commit(
+            [Change("method.label", {"id": method_id, "label": label})], [event]
+        )
+        method.label = label
+        return method

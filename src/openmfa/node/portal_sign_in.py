@@ -8,8 +8,8 @@ Rules owned here:
   toward the lock, and a locked or refused user is told only ``locked`` or ``wrong_password``;
 - with ``[portal] self_enroll`` a user who has no method yet is signed in by the first factor
   alone (audited ``portal.self_enroll``), so they can add their first one;
-- a ticket names the kind of the user's default method and the kinds of all their methods,
-  for the portal to offer first;
+- a ticket names the kind of the user's default method and the kinds and names of all their
+  methods, for the portal to offer first and to say which one it asks for;
 - a push is collected only by the portal that opened it, for the ticket's own user, with a
   ticket issued before the push was opened (``TICKET_SKEW``: the farm's clocks), and once
   (``PushRequests.collect``: one conditional update); the session's ``AUTH_TIME`` is when the
@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 from anyio import to_thread
 
-from ..contract import PasskeyChallenge, PendingPush, PortalStep, PushOutcome
+from ..contract import MethodName, PasskeyChallenge, PendingPush, PortalStep, PushOutcome
 from ..core.verification import Decision, Reason
 from ..errors import InvalidInput, NotFound, OpenMfaError
 from ..store.changes import AuditEvent
@@ -111,14 +111,15 @@ class SignInSteps:
             return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
         ticket, expires = self.portal.issue(TICKET, user, client, time.time())
         prefer = await to_thread.run_sync(self._preferred_kind, user)
-        kinds = await to_thread.run_sync(self._method_kinds, user)
+        methods = await to_thread.run_sync(self._methods, user)
         return PortalStep(
             accepted=True,
             reason="ok",
             ticket=ticket,
             expires_at=expires,
             prefer=prefer,
-            kinds=kinds,
+            kinds=sorted({m.kind for m in methods}),
+            methods=methods,
         )
 
     async def second(
@@ -241,10 +242,12 @@ class SignInSteps:
         token, expires = self.portal.issue(SESSION, ticket.user, client, now, extra)
         return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
 
-    def _method_kinds(self, user: str) -> list[str]:
-        """The kinds of ``user``'s methods, sorted ([] when no such user)."""
+    def _methods(self, user: str) -> list[MethodName]:
+        """``user``'s methods, kind and name, oldest first ([] when no such user)."""
         try:
-            return sorted({m.kind for m in self.accounts.list_methods(user)})
+            return [
+                MethodName(kind=m.kind, label=m.label) for m in self.accounts.list_methods(user)
+            ]
         except NotFound:
             return []
 

@@ -10,6 +10,7 @@ Pages, under the configured prefix (``/portal``):
     POST /push                 send a push to the person's phone; GET /push shows the number
     POST /push/wait            (the page's script, or its button) the push's outcome
     GET  /methods              the person's methods; POST /methods/{id}/remove
+    GET  POST /methods/{id}/name   a method's name of the person's own
     POST /app                  add an authenticator app: QR code and secret; POST /app/confirm
     POST /mobile-app           activate the mobile app (QR); GET /mobile-app/status
     POST /backup-codes         new backup codes, shown once
@@ -85,6 +86,7 @@ def routes(portal: Portal) -> list[BaseRoute]:
         Route("/methods", signed_in(methods.methods)),
         Route("/methods/{method_id}/remove", signed_in(methods.remove_method), methods=["POST"]),
         Route("/methods/{method_id}/default", signed_in(methods.make_default), methods=["POST"]),
+        Route("/methods/{method_id}/name", signed_in(methods.rename), methods=["GET", "POST"]),
         Route("/app", signed_in(enrol.app_start), methods=["POST"]),
         Route("/app", signed_in(enrol.app_page), methods=["GET"]),
         Route("/app/confirm", signed_in(enrol.app_confirm), methods=["POST"]),

@@ -4,8 +4,19 @@ are the only sentences the pages make of them."""
 
 from __future__ import annotations
 
-from ..sdk.models import AuditView, MethodView
+from typing import Protocol
+
+from ..sdk.models import AuditView
 from .runner import Ctx
+
+
+class Named(Protocol):
+    """A method as the node describes it (``MethodView``, ``MethodName``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def label(self) -> str: ...
 
 
 def refusal(ctx: Ctx, reason: str) -> str:
@@ -61,6 +72,22 @@ def describe(ctx: Ctx, e: AuditView) -> str:
     return refusal(ctx, e.reason)
 
 
+def channel(ctx: Ctx, e: AuditView) -> str:
+    """Where a sign-in came from, in the person's words (the node's ``channel``)."""
+    _ = ctx._
+    if e.channel == "portal":
+        return _("This portal")
+    if e.channel == "radius":
+        return _("Network sign-in (%(name)s)") % {"name": e.client.removeprefix("radius:")}
+    if e.channel == "application":
+        return _("Application %(name)s") % {"name": e.client}
+    if e.channel == "phone":
+        return _("The mobile app")
+    if e.channel == "cli":
+        return _("Helpdesk (command line)")
+    return e.client
+
+
 def kind_names(ctx: Ctx) -> dict[str, str]:
     """Each kind of method's name on the pages."""
     _ = ctx._
@@ -74,7 +101,7 @@ def kind_names(ctx: Ctx) -> dict[str, str]:
     }
 
 
-def method_name(ctx: Ctx, m: MethodView, names: dict[str, str]) -> str:
+def method_name(ctx: Ctx, m: Named, names: dict[str, str]) -> str:
     """A method's name on the page: its label, unless the node gave it one of its own
     (in English), which is said in the person's language."""
     label = m.label.strip()

@@ -45,6 +45,9 @@ class Session:
     """Forward-auth: the protected site's address to go back to after the sign-in."""
     prefer: str = ""
     """The kind of the person's default method, offered first (``push``, ``passkey`` …)."""
+    method_names: list[tuple[str, str]] = field(default_factory=list)
+    """With a ticket: the person's methods, kind and name, as the node told (the second step
+    says which one it asks for)."""
     token: str = ""
     """After the second factor: the node's session token for this user."""
     token_expires: float = 0.0

@@ -214,6 +214,10 @@ class AsyncSdkClient:
     async def portal_set_default(self, session: str, method_id: str) -> UserView:
         return await self.send(Requests.portal_set_default(session, method_id))
 
+    async def portal_rename_method(self, session: str, method_id: str, label: str) -> MethodView:
+        """The signed-in user's name for one of their methods ("Work phone")."""
+        return await self.send(Requests.portal_rename_method(session, method_id, label))
+
     async def portal_sign_out_everywhere(self, session: str) -> None:
         await self.send(Requests.portal_sign_out_everywhere(session))
 

@@ -51,6 +51,7 @@ from .models import (
     PasskeyOptions,
     PortalDefault,
     PortalMe,
+    PortalMethodName,
     PortalPhone,
     PortalSecondFactor,
     PortalSessionsEnd,
@@ -284,6 +285,12 @@ class Requests:
     def portal_set_default(session: str, method_id: str) -> Call[UserView]:
         body = _encode(PortalDefault(method_id=method_id))
         return _mine("PUT", "/v1/portal/me/default", UserView, session, body)
+
+    @staticmethod
+    def portal_rename_method(session: str, method_id: str, label: str) -> Call[MethodView]:
+        body = _encode(PortalMethodName(label=label))
+        path = f"/v1/portal/me/methods/{_seg(method_id)}/name"
+        return _mine("PUT", path, MethodView, session, body)
 
     @staticmethod
     def portal_sign_out_everywhere(session: str) -> Call[None]:

@@ -251,6 +251,10 @@ class SdkClient:
         """The method the signed-in user is asked for first ("" clears the choice)."""
         return self.send(Requests.portal_set_default(session, method_id))
 
+    def portal_rename_method(self, session: str, method_id: str, label: str) -> MethodView:
+        """The signed-in user's name for one of their methods ("Work phone")."""
+        return self.send(Requests.portal_rename_method(session, method_id, label))
+
     def portal_sign_out_everywhere(self, session: str) -> None:
         """End every session of the signed-in user, on every portal (this token too)."""
         self.send(Requests.portal_sign_out_everywhere(session))

@@ -304,6 +304,12 @@ def _method_remove(conn: Connection, p: Payload) -> None:
         )
 
 
+@applier("method.label")
+def _method_label(conn: Connection, p: Payload) -> None:
+    """A method renamed by its person (data format 9)."""
+    conn.execute(update(t.methods).where(t.methods.c.id == p["id"]).values(label=p["label"]))
+
+
 @applier("apikey.add")
 def _apikey_add(conn: Connection, p: Payload) -> None:
     conn.execute(

@@ -51,6 +51,10 @@ not know these records, so they are written only once the data set is at format 
 RADIUS client's relay options (``--mschap yes``, ``--eap relay``, ``--primary ntlm``): a release
 reading only up to format 7 would take such a client's MS-CHAPv2 and EAP requests for PAP with
 an empty password, counted toward the lock.
+
+Format 9: method names. A person names and renames their methods ("Work phone"): a
+``method.label`` record sets a method's label; a release reading only up to format 8 does not
+know that record, so it is written only once the data set is at format 9.
 """
 
 from __future__ import annotations
@@ -76,9 +80,9 @@ def local_format(conn: Connection) -> int:
     return int(conn.scalar(_LOCAL_FORMAT) or 0)
 
 
-DATA_FORMAT = 8
+DATA_FORMAT = 9
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
-READS_FORMATS = (1, 8)
+READS_FORMATS = (1, 9)
 """The oldest and newest data formats this release can read."""
 PREFERENCES_FORMAT = 4
 """The data format that knows user preferences (default method, sessions ended)."""
@@ -92,6 +96,8 @@ OIDC_FORMAT = 8
 """The data format that knows OpenID Connect keys, clients and Entra subjects (``oidc.*``)."""
 RADIUS_RELAY_FORMAT = 8
 """The data format a RADIUS client's relay options (MS-CHAPv2, EAP, ``ntlm``) travel in."""
+METHOD_NAMES_FORMAT = 9
+"""The data format that knows a method renamed by its person (``method.label`` records)."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -196,6 +202,11 @@ def _oidc(conn: Connection) -> None:
     no earlier format has."""
 
 
+def _method_names(conn: Connection) -> None:
+    """Nothing to rewrite: format 9 only allows records (a method renamed) no earlier format
+    has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
@@ -204,5 +215,6 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     6: _session_ends,
     7: _device_unlock,
     8: _oidc,
+    9: _method_names,
 }
 """The step that brings rows of format N-1 to format N."""

@@ -20,6 +20,7 @@ const SHELL = [
   "app.css",
   "manifest.webmanifest",
   "icon.svg",
+  "brand-logo",
   "icon-192.png",
   "icon-512.png",
   "strings/nl.json",

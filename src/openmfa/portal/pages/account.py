@@ -9,7 +9,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ...errors import Forbidden, InvalidInput, Reauthenticate
 from ..runner import FORM_AGAIN, LANG_COOKIE, Ctx
-from ..sentences import describe
+from ..sentences import channel, describe
 
 GET_PAGES = frozenset(
     [
@@ -33,7 +33,12 @@ BYPASS_ASKED_AGAIN = 600
 
 async def sign_ins(ctx: Ctx) -> Response:
     events = await ctx.sdk.portal_sign_ins(ctx.session.token, 50)
-    return ctx.render("sign_ins.html", events=[(e, describe(ctx, e)) for e in events])
+    return ctx.render(
+        "sign_ins.html",
+        events=[
+            (e, describe(ctx, e), e.result in ("ok", "accepted"), channel(ctx, e)) for e in events
+        ],
+    )
 
 
 async def profile(ctx: Ctx) -> Response:

@@ -1,5 +1,6 @@
-"""The person's sign-in methods: the list, the one asked for first, removing one (after a
-fresh sign-in), a hardware token claimed by its serial, and new backup codes shown once."""
+"""The person's sign-in methods: the list, the one asked for first, a name of their own for
+each, removing one (after a fresh sign-in), a hardware token claimed by its serial, and new
+backup codes shown once."""
 
 from __future__ import annotations
 
@@ -41,6 +42,34 @@ async def make_default(ctx: Ctx) -> Response:
         ) from None
     ctx.session.notice = "default-chosen"
     return ctx.redirect("/methods")
+
+
+async def rename(ctx: Ctx) -> Response:
+    """GET: the form with the method's name now; POST: the new name (the node's rules)."""
+    method_id = ctx.request.path_params["method_id"][:64]
+    error, label = "", ""
+    if ctx.request.method == "POST":
+        label = ctx.field("label", 256)
+        try:
+            await ctx.sdk.portal_rename_method(ctx.session.token, method_id, label)
+            ctx.session.notice = "renamed"
+            return ctx.redirect("/methods")
+        except InvalidInput:
+            error = ctx._("A name is 1 to 64 letters, digits, spaces or signs, on one line.")
+        except NotFound:
+            raise PageError(ctx._("That sign-in method does not exist (any more)."), 404) from None
+        except Conflict:
+            raise PageError(
+                ctx._("Naming a method is not possible until the upgrade is done."), 409
+            ) from None
+    me = await ctx.sdk.portal_me(ctx.session.token)
+    method = next((m for m in me.methods if m.id == method_id), None)
+    if method is None:
+        raise PageError(ctx._("That sign-in method does not exist (any more)."), 404)
+    name = method_name(ctx, method, kind_names(ctx))
+    return ctx.render(
+        "rename.html", FORM_AGAIN, method=method, name=name, label=label or name, error=error
+    )
 
 
 async def remove_method(ctx: Ctx) -> Response:

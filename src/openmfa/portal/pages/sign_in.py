@@ -9,10 +9,10 @@ import time
 from starlette.responses import RedirectResponse, Response
 
 from ...errors import InvalidInput
-from ...sdk.models import PortalStep
+from ...sdk.models import MethodName, PortalStep
 from ..forward_auth import in_domain
 from ..runner import FORM_AGAIN, Ctx, PageError
-from ..sentences import refusal
+from ..sentences import kind_names, method_name, refusal
 from ..sessions import MAX_IDS, MAX_SESSIONS, Session
 from .methods import finish_removal
 
@@ -90,6 +90,7 @@ async def confirm(ctx: Ctx) -> Response:
 
 def remember_kinds(ctx: Ctx, step: PortalStep) -> None:
     """Keeps what the node said the person can use, for the second step's page."""
+    ctx.session.method_names = [(m.kind, m.label) for m in step.methods or []]
     told = ctx.portal.told_kinds
     if step.ticket:
         told[step.ticket] = None if step.kinds is None else frozenset(step.kinds)
@@ -141,7 +142,27 @@ async def second_factor_page(ctx: Ctx, error: str, status: int = 200) -> Respons
         passkey_options=options,
         prefer=s.prefer,
         push=can_push(ctx, s),
+        **names_by_form(ctx, s),
     )
+
+
+CODE_KINDS = frozenset(["totp", "hotp", "backup-codes", "access-code"])
+"""Methods the second step's code form takes a code of."""
+
+
+def names_by_form(ctx: Ctx, s: Session) -> dict[str, list[str]]:
+    """The names of the person's methods each form of the second step is for (the code
+    form's, the push button's, the passkey's), so they see which one is asked for."""
+    kinds = kind_names(ctx)
+    named = [
+        (k, method_name(ctx, MethodName(kind=k, label=label), kinds)) for k, label in s.method_names
+    ]
+    named.sort(key=lambda kn: kn[0] in ("backup-codes", "access-code"))  # emergencies last
+    return {
+        "code_names": [n for k, n in named if k in CODE_KINDS],
+        "push_names": [n for k, n in named if k == "push"],
+        "passkey_names": [n for k, n in named if k == "passkey"],
+    }
 
 
 async def passkey_sign_in(ctx: Ctx) -> Response:

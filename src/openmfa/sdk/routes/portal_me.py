@@ -27,6 +27,7 @@ from ..models import (
     PasskeyOptions,
     PortalDefault,
     PortalMe,
+    PortalMethodName,
     PortalPhone,
     PortalTotpConfirm,
     PortalTotpOffer,
@@ -107,6 +108,18 @@ async def portal_method(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def portal_method_name(request: Request) -> Response:
+    """The signed-in user names one of their methods (``node.portal_methods``)."""
+    node = _node(request)
+    client, grant = await _session(request)
+    b = await _body(request, PortalMethodName, node.max_body)
+    method_id = request.path_params["method_id"]
+    done = await run_in_threadpool(
+        node.portal_methods.rename, grant.user, method_id, b.label, _actor(request, client)
+    )
+    return json_response(done)
+
+
 async def portal_activation(request: Request) -> Response:
     """The signed-in user activates the mobile app: an activation code (a fresh sign-in)."""
     node = _node(request)
@@ -123,15 +136,7 @@ async def portal_sign_ins(request: Request) -> Response:
     node = _node(request)
     _, grant = await _session(request)
     limit = _int_param(request, "limit", 20, 1, 100)
-    found = await run_in_threadpool(
-        lambda: audit_log.query(
-            node.store,
-            user=grant.user,
-            limit=limit,
-            actions=audit_log.SIGN_INS,
-            newest_first=True,
-        )
-    )
+    found = await run_in_threadpool(audit_log.sign_ins, node.store, grant.user, limit)
     return json_response(AuditPage(events=found, next_after_id=None))
 
 
@@ -280,6 +285,16 @@ ROUTES: list[Declared] = [
         None,
         204,
         portal_method,
+    ),
+    Declared(
+        "PUT",
+        "/v1/portal/me/methods/{method_id}/name",
+        "portal",
+        "The signed-in user names a method of theirs (1 to 64 printable characters)",
+        PortalMethodName,
+        MethodView,
+        200,
+        portal_method_name,
     ),
     Declared(
         "POST",
