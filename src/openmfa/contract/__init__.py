@@ -98,6 +98,7 @@ from .requests import (
     WebPushSubscription,
 )
 from .requests import REQUEST_BODIES as _FIRST_BODIES
+from .sessions import PortalSeen, SessionList, SessionSeen, SessionView
 from .text import (
     NAME_PATTERN,
     NAME_RE,
@@ -118,6 +119,7 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     *_FIRST_BODIES,
     ComponentReport,
     PortalSessionsEnd,
+    PortalSeen,
 )
 RESPONSES: tuple[type[msgspec.Struct], ...] = (
     ErrorBody,
@@ -154,6 +156,9 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     PushEvents,
     TokenView,
     TokenPage,
+    SessionSeen,
+    SessionView,
+    SessionList,
 )
 
 __all__ = [
@@ -219,6 +224,7 @@ __all__ = [
     "PortalMe",
     "PortalPhone",
     "PortalSecondFactor",
+    "PortalSeen",
     "PortalSessionsEnd",
     "PortalSignIn",
     "PortalStep",
@@ -234,6 +240,9 @@ __all__ = [
     "Resynchronised",
     "Sealed",
     "SessionEnd",
+    "SessionList",
+    "SessionSeen",
+    "SessionView",
     "SessionsEnded",
     "SignedMessage",
     "Text",
