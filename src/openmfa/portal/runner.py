@@ -30,7 +30,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..errors import OpenMfaError, Reauthenticate, Unauthorized, Unavailable
 from ..sdk.client import AsyncSdkClient
-from . import i18n
+from . import i18n, seen
 from .config import PortalConfig
 from .forward_auth import Cookies, ForwardAuthConfig
 from .revocations import RevocationView
@@ -271,6 +271,7 @@ def page(
                 s.notice = ""
             return finish(portal, request, ctx.redirect("/sign-in"), s, name)
         try:
+            await seen.report(portal, request, s)  # at most once a minute per session
             resp = await view(ctx)
         except Exception as e:
             resp = _failed(ctx, e)
