@@ -271,10 +271,11 @@ def page(
                 s.notice = ""
             return finish(portal, request, ctx.redirect("/sign-in"), s, name)
         try:
-            await seen.report(portal, request, s)  # at most once a minute per session
             resp = await view(ctx)
         except Exception as e:
             resp = _failed(ctx, e)
+        if ctx.session.signed_in and resp.status_code < 400:  # signed in now, then once a minute
+            await seen.report(portal, request, ctx.session)
         # Another site's form comes without this portal's cookies (SameSite=Lax): the session
         # made for it is not the browser's, and a cookie for it would replace the person's
         # own — only a view that started a session of its own (Entra's request) sets one.

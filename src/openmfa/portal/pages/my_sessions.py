@@ -1,8 +1,9 @@
 """Where I am signed in: the person's browsers (address, browser, first and last seen; this one
 marked), "End" beside each other one, and "Sign out everywhere" below. Ending one ends its
 portal session and the forward-auth cookie that carries its id on every host, within the
-revocation view's bound (``node.portal_sessions``). The page runner has told the node of this
-browser before the view runs (``seen``), so it is listed from its first page on."""
+revocation view's bound (``node.portal_sessions``). The page runner told the node of this browser
+as its sign-in ended (``seen``), so it is listed even if it only ever went to a protected
+site."""
 
 from __future__ import annotations
 
