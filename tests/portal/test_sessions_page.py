@@ -17,7 +17,7 @@ from openmfa.portal.app import create_app as create_portal
 from openmfa.sdk.app import create_app as create_node_app
 from openmfa.wiring import NodeRuntime
 from tests.node.oidc_helpers import oidc_config
-from tests.portal.test_oidc import Site, csrf, sign_in
+from tests.portal.test_oidc import PASSWORD, Site, csrf, sign_in
 
 FIREFOX_ANDROID = "Mozilla/5.0 (Android 14; Mobile; rv:128.0) Gecko/128.0 Firefox/128.0"
 CHROME_WINDOWS = (
@@ -101,6 +101,49 @@ def test_one_browser_ends_the_other(tmp_path: Path) -> None:
                 gone = await phone.get("/portal/methods")
                 assert gone.status_code == 303 and gone.headers["location"] == "/portal/sign-in"
                 assert (await desk.get("/portal/methods")).status_code == 200
+        finally:
+            await node.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        site.store.close()
+
+
+def test_a_re_authentication_stays_this_browser(tmp_path: Path) -> None:
+    """A re-authentication gives the browser a new node session: it is still one row, marked
+    this browser, with no End button of its own."""
+    site = Site(tmp_path, oidc_config())
+
+    async def main() -> None:
+        node = NodeRuntime(site.store, site.config, radius_listen="")
+        await node.start()
+        try:
+            portal = create_portal(
+                site.portal_cfg, transport=httpx.ASGITransport(app=create_node_app(node))
+            )
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=portal),
+                base_url="https://p.test",
+                headers={"user-agent": FIREFOX_ANDROID},
+            ) as c:
+                assert (await sign_in(c, site.codes[0])).status_code == 303
+                before = await c.get("/portal/sessions")
+                assert before.text.count("This browser") == 1
+                page = await c.get("/portal/confirm")
+                step = await c.post(
+                    "/portal/confirm", data={"csrf": csrf(page), "password": PASSWORD}
+                )
+                assert step.status_code == 303, step.text
+                page = await c.get("/portal/second-factor")
+                done = await c.post(
+                    "/portal/second-factor", data={"csrf": csrf(page), "code": site.codes[1]}
+                )
+                assert done.status_code == 303, done.text
+                after = await c.get("/portal/sessions")
+                assert after.text.count("This browser") == 1, after.text
+                assert after.text.count('<tr role="row"') == 2  # the header and one browser
+                assert 'action="/portal/sessions/' not in after.text
         finally:
             await node.stop()
 
