@@ -101,8 +101,9 @@ def test_ending_one_ends_every_session_it_held_and_only_its_owner_can(
     bob = _grant(tokens, "bob", now)
     with pytest.raises(NotFound):  # another person's ref: as if there were none
         ps.end(bob, ref, client="portal", rid="")
-    with pytest.raises(NotFound):
-        ps.end(desk, "forged-" + "x" * 200, client="portal", rid="")
+    for forged in ("forged-" + "x" * 200, ref + "x", ref[:-1], ""):
+        with pytest.raises(NotFound):
+            ps.end(desk, forged, client="portal", rid="")
     assert not ends.ended("ada", phone.session_id, phone.issued_at, now + 6)
     ps.end(desk, ref, client="portal", rid="r1")
     for g in (phone, later):  # both of the phone's sessions: the forward-auth cookie too

@@ -180,16 +180,18 @@ class PortalSessions:
         portal host; NotFound when it is not theirs."""
         self._require_master()
         r = t.portal_sessions.c
-        with self.store.read() as conn:
-            sessions = conn.scalar(
-                select(r.sessions).where(r.ref == ref[:32], r.user_name == grant.user)
-            )
+        sessions = None
+        if len(ref) <= 32:
+            with self.store.read() as conn:
+                sessions = conn.scalar(
+                    select(r.sessions).where(r.ref == ref, r.user_name == grant.user)
+                )
         if sessions is None:
             raise NotFound("there is no such session of yours (ended already?)")
         for session in dict.fromkeys(str(s) for s in sessions):
             self.ends.end(grant.user, session, client=client, rid=rid)
         with self.store.write() as conn:
-            conn.execute(delete(t.portal_sessions).where(r.ref == ref[:32]))
+            conn.execute(delete(t.portal_sessions).where(r.ref == ref))
 
     def _open(self, ref: str, sealed: bytes) -> tuple[str, str]:
         try:
