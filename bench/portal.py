@@ -6,6 +6,7 @@ Prints:
 - complete sign-ins per second (sign-in page, password, code page, a TOTP code; c=16), every
   one checked to land on "My methods";
 - the "My methods" page's latency p50/p99 at c=16 (signed-in sessions; one SDK call each);
+- the "Where you are signed in" page's latency p50/p99 at c=16 (one SDK call each);
 - the portal's memory (VmRSS) after it all, and per signed-in session.
 The goal the issue names: a sign-in page under 20 ms p99 on this machine.
 
@@ -142,6 +143,9 @@ async def run(portal: str, keys: list[bytes], requests: int, seconds: int) -> di
     out["methods_wrk_p50"], out["methods_wrk_p99"], out["methods_rps"] = await asyncio.to_thread(
         wrk, portal + "/methods", cookie, seconds
     )
+    out["sessions_wrk_p50"], out["sessions_wrk_p99"], out["sessions_rps"] = await asyncio.to_thread(
+        wrk, portal + "/sessions", cookie, seconds
+    )
     for c in people:
         await c.aclose()
     return out
@@ -205,6 +209,11 @@ def main() -> None:
     print(
         f"My methods page (Python httpx clients, c={CONCURRENCY}, {CONCURRENCY} sessions): "
         f"p50 {figures['methods_p50']:.1f} ms, p99 {figures['methods_p99']:.1f} ms"
+    )
+    print(
+        f"Where you are signed in (wrk, c={CONCURRENCY}, one signed-in session, each asks the "
+        f"node): p50 {figures['sessions_wrk_p50']:.2f} ms, p99 {figures['sessions_wrk_p99']:.2f} "
+        f"ms, {figures['sessions_rps']:.0f} pages/s"
     )
     per = (rss_kib - idle_kib) / max(1, args.users)
     print(

@@ -36,6 +36,7 @@ from .node.passkeys import Passkeys
 from .node.policy import verify_policy
 from .node.portal import PortalTokens
 from .node.portal_methods import PortalMethods
+from .node.portal_sessions import PortalSessions
 from .node.portal_sign_in import SignInSteps
 from .node.push import Opened, PushService
 from .node.push_hub import PushHub
@@ -93,6 +94,7 @@ class NodeRuntime:
             wait_outcome,
         )
         self.portal_methods = PortalMethods(self.accounts, self.portal, config)
+        self.portal_sessions = PortalSessions(store, self.accounts, self.session_ends)
         self.oidc_keys = OidcKeys(store, config)
         self.oidc_codes = OidcCodes(store, config, self.accounts, self.oidc_keys)
         self.oidc_eam = EntraEam(store, config, self.accounts, self.portal, self.oidc_keys)

@@ -34,7 +34,7 @@ from .helpers import (
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 PASSWORD = "a long portal password"
 SITE = "http://app.example.com/reports"
-PEOPLE = ("ada", "bob", "cy", "dee", "eve", "fay", "gus", "hal")
+PEOPLE = ("ada", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy")
 MAX_AGE = 5
 
 
@@ -209,6 +209,38 @@ def test_a_sign_out_ends_every_cookie_of_the_session_even_after_the_portal_forgo
         )
         assert elsewhere.status_code == 403  # another site cannot sign people out
     _refused_everywhere(d, cookie, "hal's sign-out without a portal session")
+
+
+def test_a_session_ended_from_another_browser_takes_its_cookie_back_on_both_hosts(
+    d: Deployment,
+) -> None:
+    """ivy signs in on the way to the site (and never opens a portal page after); from another
+    browser, on the other portal host, she ends that session on "Where you are signed in": its
+    cookie is refused on both hosts, and its portal session is over."""
+    site_browser, cookie = d.sign_in("ivy")
+    wait_for(lambda: d.answers(cookie) == [200, 200], "ivy's cookie taken", 30)
+    codes = cli(d.dd, "method", "add", "ivy", "backup-codes").stdout
+    code = re.findall(r"\b\d{5}-\d{5}\b", codes)[0]
+    with httpx.Client(base_url=d.portals[1], headers={"Accept-Language": "en"}) as desk:
+        first = desk.get("/sign-in")
+        step = desk.post(
+            "/sign-in", data={"csrf": csrf(first), "user": "ivy", "password": PASSWORD}
+        )
+        assert step.status_code == 303, step.text
+        page = desk.get("/second-factor")
+        done = desk.post("/second-factor", data={"csrf": csrf(page), "code": code})
+        assert done.status_code == 303, done.text
+        listed = desk.get("/sessions")
+        ends = re.findall(r'action="/portal/(sessions/[^/"]+/end)"', listed.text)
+        assert len(ends) == 1 and "This browser" in listed.text, listed.text
+        out = desk.post("/" + ends[0], data={"csrf": csrf(listed)})
+        assert out.status_code == 303 and out.headers["location"] == "/portal/sessions"
+        took = _refused_everywhere(d, cookie, "ending the session from another browser")
+        print(f"seconds until both portal hosts refused the ended session's cookie: {took:.1f}")
+        gone = site_browser.get("/methods")
+        assert gone.status_code == 303 and gone.headers["location"] == "/portal/sign-in"
+        assert desk.get("/methods").status_code == 200  # the browser that ended it stays
+    site_browser.close()
 
 
 def test_a_portal_host_that_cannot_hear_from_the_node_refuses_every_cookie(

@@ -60,7 +60,7 @@ ENGLISH = re.compile(
 )
 """English words a Dutch page has no business showing (Dutch has its own: back-upcodes,
 omzeiling, aanmelden, wachtwoord, telefoon, goedkeuren, toegangssleutel, pushmelding)."""
-SAME_IN_DUTCH = {"Code", "Account", "OpenMFA Authenticator", "({seconds} s)"}
+SAME_IN_DUTCH = {"Code", "Account", "OpenMFA Authenticator", "({seconds} s)", "Browser"}
 """Words Dutch writes as English does (and the product name)."""
 
 

@@ -100,6 +100,7 @@ from .requests import (
     WebPushSubscription,
 )
 from .requests import REQUEST_BODIES as _FIRST_BODIES
+from .sessions import PortalSeen, SessionList, SessionSeen, SessionView
 from .text import (
     METHOD_NAME_MAX,
     NAME_PATTERN,
@@ -121,6 +122,7 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     *_FIRST_BODIES,
     ComponentReport,
     PortalSessionsEnd,
+    PortalSeen,
 )
 RESPONSES: tuple[type[msgspec.Struct], ...] = (
     ErrorBody,
@@ -157,6 +159,9 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     PushEvents,
     TokenView,
     TokenPage,
+    SessionSeen,
+    SessionView,
+    SessionList,
 )
 
 __all__ = [
@@ -225,6 +230,7 @@ __all__ = [
     "PortalMethodName",
     "PortalPhone",
     "PortalSecondFactor",
+    "PortalSeen",
     "PortalSessionsEnd",
     "PortalSignIn",
     "PortalStep",
@@ -240,6 +246,9 @@ __all__ = [
     "Resynchronised",
     "Sealed",
     "SessionEnd",
+    "SessionList",
+    "SessionSeen",
+    "SessionView",
     "SessionsEnded",
     "SignedMessage",
     "Text",

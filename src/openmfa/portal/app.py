@@ -15,6 +15,7 @@ Pages, under the configured prefix (``/portal``):
     POST /mobile-app           activate the mobile app (QR); GET /mobile-app/status
     POST /backup-codes         new backup codes, shown once
     GET  /sign-ins             the person's recent sign-ins
+    GET  /sessions             where the person is signed in; POST /sessions/{ref}/end
     GET  POST /confirm         re-authentication before a change of sign-in methods
     POST /sign-out             sign out; POST /language: the language chosen
     GET  POST /oidc/authorize  OpenID Connect: an application's sign-in (code + PKCE), or
@@ -51,6 +52,7 @@ from .pages import (
     account,
     enrol,
     methods,
+    my_sessions,
     oidc,
     oidc_eam,
     oidc_service,
@@ -101,6 +103,8 @@ def routes(portal: Portal) -> list[BaseRoute]:
         Route("/mobile-app/status", signed_in(enrol.mobile_app_status)),
         Route("/backup-codes", signed_in(methods.backup_codes), methods=["GET", "POST"]),
         Route("/sign-ins", signed_in(account.sign_ins)),
+        Route("/sessions", signed_in(my_sessions.sessions)),
+        Route("/sessions/{ref}/end", signed_in(my_sessions.end_session), methods=["POST"]),
         Route("/profile", signed_in(account.profile), methods=["GET", "POST"]),
         Route("/bypass", signed_in(account.bypass), methods=["POST"]),
         Route("/sign-out", public(sign_out.sign_out, ends_only=True), methods=["POST"]),

@@ -30,7 +30,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..errors import OpenMfaError, Reauthenticate, Unauthorized, Unavailable
 from ..sdk.client import AsyncSdkClient
-from . import i18n
+from . import i18n, seen
 from .config import PortalConfig
 from .forward_auth import Cookies, ForwardAuthConfig
 from .limits import read_form_body
@@ -279,6 +279,8 @@ def page(
             resp = await view(ctx)
         except Exception as e:
             resp = _failed(ctx, e)
+        if ctx.session.signed_in and resp.status_code < 400:  # signed in now, then once a minute
+            await seen.report(portal, request, ctx.session)
         # Another site's form comes without this portal's cookies (SameSite=Lax): the session
         # made for it is not the browser's, and a cookie for it would replace the person's
         # own — only a view that started a session of its own (Entra's request) sets one.

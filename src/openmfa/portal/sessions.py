@@ -88,6 +88,10 @@ class Session:
     session_ids: list[str] = field(default_factory=list)
     """The node sessions this one held (a re-authentication gives a new one) whose ids a
     forward-auth cookie may carry: a sign-out ends them all."""
+    reported_at: float = 0.0
+    reported: str = ""
+    """When (monotonic) this host last told the node where it is signed in (``seen``), and
+    the token it told it with."""
 
     @property
     def signed_in(self) -> bool:

@@ -45,7 +45,9 @@ from .models import (
     PushEvents,
     PushOutcome,
     RadiusStats,
+    SessionSeen,
     SessionsEnded,
+    SessionView,
     TokenView,
     UserView,
     VersionInfo,
@@ -223,6 +225,21 @@ class AsyncSdkClient:
 
     async def portal_sign_out(self, session: str) -> None:
         await self.send(Requests.portal_sign_out(session))
+
+    async def portal_seen(
+        self, session: str, address: str, user_agent: str, earlier: list[str] | None = None
+    ) -> SessionSeen:
+        """Report the signed-in browser (its address and user agent; ``earlier``: the node
+        sessions it held before this one), at most once a minute."""
+        return await self.send(Requests.portal_seen(session, address, user_agent, earlier or []))
+
+    async def portal_sessions(self, session: str) -> list[SessionView]:
+        """Where the signed-in user is signed in: their browsers, newest seen first."""
+        return (await self.send(Requests.portal_sessions(session))).sessions
+
+    async def portal_end_session(self, session: str, ref: str) -> None:
+        """End one of the signed-in user's browsers (``SessionView.id``) on every host."""
+        await self.send(Requests.portal_end_session(session, ref))
 
     async def portal_end_sessions(self, user: str, sessions: list[str]) -> None:
         await self.send(Requests.portal_end_sessions(user, sessions))

@@ -54,6 +54,7 @@ from .models import (
     PortalMethodName,
     PortalPhone,
     PortalSecondFactor,
+    PortalSeen,
     PortalSessionsEnd,
     PortalSignIn,
     PortalStep,
@@ -65,6 +66,8 @@ from .models import (
     RadiusStats,
     Resynchronised,
     ResyncRequest,
+    SessionList,
+    SessionSeen,
     SessionsEnded,
     SignedMessage,
     TokenAssign,
@@ -299,6 +302,21 @@ class Requests:
     @staticmethod
     def portal_sign_out(session: str) -> Call[None]:
         return _mine("POST", "/v1/portal/me/sign-out", None, session)
+
+    @staticmethod
+    def portal_seen(
+        session: str, address: str, user_agent: str, earlier: list[str]
+    ) -> Call[SessionSeen]:
+        body = _encode(PortalSeen(address=address, user_agent=user_agent, earlier=earlier))
+        return _mine("POST", "/v1/portal/me/seen", SessionSeen, session, body)
+
+    @staticmethod
+    def portal_sessions(session: str) -> Call[SessionList]:
+        return _mine("GET", "/v1/portal/me/sessions", SessionList, session)  # at the master
+
+    @staticmethod
+    def portal_end_session(session: str, ref: str) -> Call[None]:
+        return _mine("DELETE", f"/v1/portal/me/sessions/{_seg(ref)}", None, session)
 
     @staticmethod
     def portal_end_sessions(user: str, sessions: list[str]) -> Call[None]:

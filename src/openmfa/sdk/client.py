@@ -69,7 +69,9 @@ from .models import (
     PushEvents,
     PushOutcome,
     RadiusStats,
+    SessionSeen,
     SessionsEnded,
+    SessionView,
     TokenView,
     UserView,
     VersionInfo,
@@ -262,6 +264,21 @@ class SdkClient:
     def portal_sign_out(self, session: str) -> None:
         """End this session of the signed-in user (and its forward-auth cookie) everywhere."""
         self.send(Requests.portal_sign_out(session))
+
+    def portal_seen(
+        self, session: str, address: str, user_agent: str, earlier: list[str] | None = None
+    ) -> SessionSeen:
+        """Report the signed-in browser (its address and user agent; ``earlier``: the node
+        sessions it held before this one), at most once a minute."""
+        return self.send(Requests.portal_seen(session, address, user_agent, earlier or []))
+
+    def portal_sessions(self, session: str) -> list[SessionView]:
+        """Where the signed-in user is signed in: their browsers, newest seen first."""
+        return (self.send(Requests.portal_sessions(session))).sessions
+
+    def portal_end_session(self, session: str, ref: str) -> None:
+        """End one of the signed-in user's browsers (``SessionView.id``) on every host."""
+        self.send(Requests.portal_end_session(session, ref))
 
     def portal_end_sessions(self, user: str, sessions: list[str]) -> None:
         """End sessions of ``user`` by their ids, on every portal host."""

@@ -355,3 +355,26 @@ oidc_codes = Table(
 """Authorization codes (``node.oidc_codes``): kept at the farm's master only (like push
 requests), by the SHA-256 of the code; what the code grants (user, redirect URI, PKCE
 challenge, nonce, how the person signed in) in ``granted``. Not configuration: not replicated."""
+
+
+# -- where people are signed in (schema 0011_portal_sessions; no data format) ------------------
+
+portal_sessions = Table(
+    "portal_sessions",
+    metadata,
+    Column("ref", String(32), primary_key=True),
+    Column("user_name", String(255), nullable=False),
+    Column("sessions", JSON, nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("seen_enc", LargeBinary, nullable=False),
+    Index("ix_portal_sessions_user", "user_name"),
+    Index("ix_portal_sessions_expires", "expires_at"),
+)
+"""A person's signed-in browsers as the portal hosts report them (``node.portal_sessions``):
+``ref`` the keyed name a page shows, ``sessions`` the node session ids the browser held (what
+ending it ends), the address and user agent sealed under ``portal-session:REF``. Kept at the
+farm's master only, like push requests and authorization codes; not configuration, not
+replicated: a row is written by a release that knows it, read by none that does not."""

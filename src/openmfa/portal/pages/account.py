@@ -21,6 +21,7 @@ GET_PAGES = frozenset(
         "/app",
         "/mobile-app",
         "/sign-ins",
+        "/sessions",
         "/confirm",
         "/passkeys",
         "/profile",

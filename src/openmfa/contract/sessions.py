@@ -1,0 +1,53 @@
+"""Where a person is signed in (``/v1/portal/me/seen``, ``/v1/portal/me/sessions``): what a
+portal host reports of a signed-in browser, and the list the person sees."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+
+class PortalSeen(msgspec.Struct, kw_only=True):
+    """A portal host's report of the signed-in browser whose session token goes with it (at
+    most once a minute per browser): its address, its user agent, and the node session ids it
+    held before this one (re-authentications), oldest first."""
+
+    address: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    user_agent: Annotated[str, msgspec.Meta(max_length=512)] = ""
+    earlier: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+        msgspec.Meta(max_length=16),
+    ] = []
+
+
+class SessionSeen(msgspec.Struct, kw_only=True):
+    """The report taken: the session's id (what a sign-out ends), and how often to report."""
+
+    session_id: str
+    report_seconds: float
+
+
+class SessionView(msgspec.Struct, kw_only=True):
+    """One signed-in browser of the person."""
+
+    id: str
+    """Its name on the page (not a session id: it ends nothing without the person's token)."""
+    current: bool
+    """The browser that asks."""
+    address: str
+    browser: str
+    """The browser's name from its user agent ("Firefox"; "" when not known)."""
+    system: str
+    """Its operating system ("Android"; "" when not known)."""
+    first_seen: float
+    last_seen: float
+    expires_at: float
+
+
+class SessionList(msgspec.Struct, kw_only=True):
+    sessions: list[SessionView]
+    """Newest seen first."""
+
+
+__all__ = ["PortalSeen", "SessionList", "SessionSeen", "SessionView"]

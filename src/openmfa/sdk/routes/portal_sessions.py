@@ -1,0 +1,82 @@
+"""Where the signed-in person is signed in (``/v1/portal/me/seen``, ``/v1/portal/me/sessions``,
+header ``X-OpenMFA-Session``): a portal host reports the browser it serves, the person lists
+their browsers and ends one (``node.portal_sessions``)."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..http import _body, _node, json_response
+from ..models import PortalSeen, SessionList, SessionSeen
+from ..table import Declared
+from .portal_me import _session
+
+
+async def portal_seen(request: Request) -> Response:
+    """A portal host reports the signed-in browser (at most once a minute)."""
+    node = _node(request)
+    _, grant = await _session(request)
+    b = await _body(request, PortalSeen, node.max_body)
+    seen = await run_in_threadpool(
+        node.portal_sessions.seen, grant, b.address, b.user_agent, b.earlier, time.time()
+    )
+    return json_response(seen)
+
+
+async def portal_sessions(request: Request) -> Response:
+    """The signed-in person's browsers, newest seen first."""
+    node = _node(request)
+    _, grant = await _session(request)
+    found = await run_in_threadpool(node.portal_sessions.list, grant, time.time())
+    return json_response(found)
+
+
+async def portal_session_end(request: Request) -> Response:
+    """The signed-in person ends one of their browsers' sessions, on every host."""
+    node = _node(request)
+    client, grant = await _session(request)
+    ref = request.path_params["ref"]
+    rid = request.state.request_id
+    await run_in_threadpool(
+        lambda: node.portal_sessions.end(grant, ref, client=client.name, rid=rid)
+    )
+    return Response(status_code=204)
+
+
+ROUTES: list[Declared] = [
+    Declared(
+        "POST",
+        "/v1/portal/me/seen",
+        "portal",
+        "A portal host reports the signed-in browser: address and user agent (once a minute)",
+        PortalSeen,
+        SessionSeen,
+        200,
+        portal_seen,
+    ),
+    Declared(
+        "GET",
+        "/v1/portal/me/sessions",
+        "portal",
+        "Where the signed-in user is signed in: their browsers, newest seen first",
+        None,
+        SessionList,
+        200,
+        portal_sessions,
+    ),
+    Declared(
+        "DELETE",
+        "/v1/portal/me/sessions/{ref}",
+        "portal",
+        "The signed-in user ends one of their browsers' sessions, on every portal host",
+        None,
+        None,
+        204,
+        portal_session_end,
+    ),
+]
+"""This group's routes, in the order the OpenAPI document lists them."""
