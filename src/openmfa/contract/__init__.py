@@ -71,6 +71,7 @@ from .oidc import (
     OidcTokenRequest,
     OidcTokens,
 )
+from .passwords import PasswordChanged, PasswordPolicy, PortalPasswordChange
 from .requests import (
     B64,
     ActivationRequest,
@@ -118,6 +119,7 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     *_FIRST_BODIES,
     ComponentReport,
     PortalSessionsEnd,
+    PortalPasswordChange,
 )
 RESPONSES: tuple[type[msgspec.Struct], ...] = (
     ErrorBody,
@@ -154,6 +156,8 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     PushEvents,
     TokenView,
     TokenPage,
+    PasswordPolicy,
+    PasswordChanged,
 )
 
 __all__ = [
@@ -213,10 +217,13 @@ __all__ = [
     "PasskeyAnswer",
     "PasskeyChallenge",
     "PasskeyOptions",
+    "PasswordChanged",
+    "PasswordPolicy",
     "PendingPush",
     "Phone",
     "PortalDefault",
     "PortalMe",
+    "PortalPasswordChange",
     "PortalPhone",
     "PortalSecondFactor",
     "PortalSessionsEnd",

@@ -189,7 +189,9 @@ class _Connection:
             self.conn.unbind()
 
 
-def connect(source: Source, password: str) -> _Connection:
+def connect(source: Source, password: str, *, writable: bool = False) -> _Connection:
+    """Bound to ``source`` as its ``bind_dn`` with ``password`` (read-only unless
+    ``writable``: a person changing their own password, ``directory.password``)."""
     import ldap3
 
     secure = source.url.startswith("ldaps://") or source.start_tls
@@ -212,7 +214,7 @@ def connect(source: Source, password: str) -> _Connection:
         user=source.bind_dn or None,
         password=password or None,
         receive_timeout=math.ceil(source.timeout_seconds),
-        read_only=True,
+        read_only=not writable,
         raise_exceptions=False,
         auto_referrals=False,
     )

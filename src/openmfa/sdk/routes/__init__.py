@@ -4,7 +4,18 @@
 from __future__ import annotations
 
 from ..table import Declared
-from . import audit, authenticate, devices, oidc, portal, portal_me, system, tokens, users
+from . import (
+    audit,
+    authenticate,
+    devices,
+    oidc,
+    portal,
+    portal_me,
+    portal_password,
+    system,
+    tokens,
+    users,
+)
 
 TABLE: list[Declared] = [
     *system.ROUTES,
@@ -13,6 +24,7 @@ TABLE: list[Declared] = [
     *devices.ROUTES,
     *portal.ROUTES,
     *portal_me.ROUTES,
+    *portal_password.ROUTES,
     *oidc.ROUTES,
     *tokens.ROUTES,
     *audit.ROUTES,
