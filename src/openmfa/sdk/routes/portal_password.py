@@ -13,18 +13,14 @@ from ..table import Declared
 from .portal_me import _session
 
 
-async def portal_password_policy(request: Request) -> Response:
-    """Where the signed-in user's password can be changed here, and what a new one needs."""
-    node = _node(request)
-    await _session(request, fresh=True)
-    return json_response(node.password_change.policy())
-
-
-async def portal_password_change(request: Request) -> Response:
-    """The signed-in user changes their password: the current one and the new one. Every
-    other session of theirs ends; the answer carries this session's new token."""
+async def portal_password(request: Request) -> Response:
+    """GET: where the signed-in user's password can be changed here, and what a new one
+    needs. POST: they change it (the current one and the new one); every other session of
+    theirs ends, and the answer carries this session's new token."""
     node = _node(request)
     client, grant = await _session(request, fresh=True)
+    if request.method == "GET":
+        return json_response(node.password_change.policy())
     b = await _body(request, PortalPasswordChange, node.max_body)
     done = await node.password_change.change(
         grant, client.name, request.state.request_id, _token(request), b.current, b.new
@@ -41,7 +37,7 @@ ROUTES: list[Declared] = [
         None,
         PasswordPolicy,
         200,
-        portal_password_policy,
+        portal_password,
     ),
     Declared(
         "POST",
@@ -51,7 +47,7 @@ ROUTES: list[Declared] = [
         PortalPasswordChange,
         PasswordChanged,
         200,
-        portal_password_change,
+        portal_password,
     ),
 ]
 """This group's routes, in the order the OpenAPI document lists them."""
