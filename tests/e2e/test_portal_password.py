@@ -28,7 +28,17 @@ from .directory_server import (
     person,
     samba_dc,
 )
-from .helpers import OPENMFA, cli, free_port, init, oathtool, server, start_service, stop
+from .helpers import (
+    OPENMFA,
+    cli,
+    free_port,
+    init,
+    oathtool,
+    server,
+    start_service,
+    stop,
+    wait_for,
+)
 
 OUTPUT = OUTPUT_ROOT / "password"
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -178,6 +188,31 @@ def test_the_nodes_own_password_changed_with_every_refusal_said(
         changed_and_only_the_new_one_signs_in(v, url, "ada", PASSWORD, NEW)
         other.page.goto(url + "/methods")  # the other browser's session has ended
         other.at("/portal/sign-in")
+
+
+def test_an_old_sign_in_confirms_it_is_them_first_then_comes_back(
+    chromium: Any, folder: Path, tmp_path: Path
+) -> None:
+    """[portal] reauth_minutes: a sign-in older than that is confirmed (password and code)
+    before the page opens, and the person is back at My password after it."""
+    with (
+        site(tmp_path, "[portal]\nreauth_minutes = 0.1\n", {"cas": PASSWORD}) as url,
+        visitor(chromium, folder) as v,
+    ):
+        signed_in(v, url, "cas", PASSWORD, SEED)
+
+        def asked_to_confirm() -> bool:
+            v.page.goto(url + "/password")
+            return bool(v.page.url.endswith("/portal/confirm"))
+
+        wait_for(asked_to_confirm, "a sign-in older than reauth_minutes", 30)
+        v.notice_says("first confirm it is you")
+        v.label("Password").fill(PASSWORD)
+        v.button("Continue").click()
+        v.code(oathtool("--totp", "-b", SEED2))
+        v.at("/portal/password")
+        change(v, PASSWORD, NEW)
+        changed_and_only_the_new_one_signs_in(v, url, "cas", PASSWORD, NEW)
 
 
 def test_my_password_in_dutch_and_on_a_phone(chromium: Any, folder: Path, tmp_path: Path) -> None:
