@@ -85,13 +85,16 @@ class DirectoryPasswords:
         if c["bind_dn_template"]:
             dn = str(c["bind_dn_template"]).replace("{user}", escape_rdn(user))
         else:
-            with ldap3.Connection(
+            # (Not ``with``: ldap3's context gives back the state it found, bound and open.)
+            svc = ldap3.Connection(
                 server,
                 c["service_dn"] or None,
                 c["service_password"] or None,
-                auto_bind=True,
                 receive_timeout=timeout,
-            ) as svc:
+                raise_exceptions=True,
+            )
+            try:
+                svc.bind()
                 flt = str(c["search_filter"]).replace("{user}", escape_filter_chars(user))
                 svc.search(c["search_base"], flt, attributes=[], size_limit=2)
                 if len(svc.entries) != 1:
@@ -99,6 +102,8 @@ class DirectoryPasswords:
                         f"{len(svc.entries)} entries are named {user!r} in the directory"
                     )
                 dn = svc.entries[0].entry_dn
+            finally:
+                _close(svc)
         conn = ldap3.Connection(server, dn, current, receive_timeout=timeout, raise_exceptions=True)
         try:
             conn.bind()
@@ -106,7 +111,15 @@ class DirectoryPasswords:
             offered = [e[0] for e in (info.supported_extensions or [])] if info else []
             return _modify(conn, dn, current, new, ad=PASSWORD_MODIFY not in offered)
         finally:
-            conn.unbind()
+            _close(conn)
+
+
+def _close(conn: Any) -> None:
+    """Unbound, and its socket closed (ldap3 leaves the socket of a failed connect open)."""
+    conn.unbind()
+    sock = getattr(conn, "socket", None)
+    if sock is not None:
+        sock.close()
 
 
 def _modify(conn: Any, dn: str, current: str, new: str, *, ad: bool) -> str | None:

@@ -220,10 +220,12 @@ def connect(source: Source, password: str, *, writable: bool = False) -> _Connec
     )
     conn.open()
     if source.start_tls and not conn.start_tls():
+        conn.unbind()
         raise DirectoryError(
             f"directory source {source.name!r}: StartTLS was refused ({conn.result['description']})"
         )
     if not conn.bind():
+        conn.unbind()  # its socket, closed (a wrong password is not a reason to leak one)
         what = f"as {source.bind_dn!r}" if source.bind_dn else "anonymously"
         raise DirectoryError(
             f"directory source {source.name!r}: the server refused to bind {what} "
