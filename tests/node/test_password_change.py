@@ -17,7 +17,8 @@ from openmfa.config import Config
 from openmfa.contract import PasswordChanged
 from openmfa.core.lockout import LockoutPolicy
 from openmfa.core.verification import VerifyPolicy
-from openmfa.errors import PrimaryUnavailable
+from openmfa.errors import NotMaster, PrimaryUnavailable
+from openmfa.farm import membership
 from openmfa.node import audit
 from openmfa.node.accounts import Accounts
 from openmfa.node.authenticator import Authenticator
@@ -239,3 +240,24 @@ def test_a_directory_password_only_where_allowed_and_its_refusal_in_its_own_word
         ("rejected", "unavailable"),
         ("ok", ""),
     ]
+
+
+def test_a_subordinate_sends_the_change_to_its_master_before_checking_anything(
+    store: Store,
+) -> None:
+    config = make_config(portal={"primary": "ldap", "password_change": True})
+    person(store, config)
+    m = membership.Membership("f1", membership.SUBORDINATE, 1, "http://master:8480", bytes(32))
+    with store.write() as conn:
+        membership.save(store, conn, m)
+    directory = Directory()
+
+    async def scenario(s: PasswordChange) -> None:
+        token, _ = s.portal.issue(SESSION, "alice", "portal-key", time.time())
+        grant = s.portal.check(token, SESSION, "portal-key", time.time())
+        with pytest.raises(NotMaster, match="http://master:8480"):
+            await s.change(grant, "portal-key", "r6", None, "a wrong one", NEW)
+
+    run(store, config, scenario, directory)
+    assert directory.changes == [] and directory.password == OLD
+    assert audit.query(store, user="alice", actions=("portal.sign_in",)) == []  # not counted

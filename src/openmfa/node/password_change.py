@@ -13,6 +13,9 @@ Rules owned here:
 - a change ends every other session of the person, on every node and portal host (``users.
   sessions_after`` and a ``session.end`` record, where the data format has them); this session
   goes on under a new token, given in the answer;
+- it is made at the node that may write (a farm's master), refused elsewhere before the
+  current password is even checked, so a directory is never changed by a node that could not
+  record it;
 - every attempt is audited (``password.change``, with the reason of a refusal), a password
   never: not in the audit, a log or an answer.
 """
@@ -34,7 +37,7 @@ from ..contract import PasswordChanged, PasswordPolicy
 from ..core.verification import Reason
 from ..errors import PrimaryUnavailable
 from ..store import formats
-from ..store.changes import AuditEvent, Change, ChangeWriter
+from ..store.changes import AuditEvent, Change, ChangeWriter, check_writable
 from ..store.database import Store
 from . import audit
 from .accounts import Accounts
@@ -154,6 +157,9 @@ class PasswordChange:
         user, where = grant.user, self.where
         if not where:
             return await self._refused(user, client, request_id, "not_here")
+        # At the master, or NotMaster before anything is checked or changed (the SDK's client
+        # asks the master then): a directory changed here could not be recorded here.
+        await to_thread.run_sync(check_writable, self.store)
         d = await self.first_factor.check(
             self.check,
             Attempt(user, "", client=client, request_id=request_id, token=key, push=False),
