@@ -45,7 +45,7 @@ from .authenticator import Attempt
 from .commit_queue import CommitQueue
 from .first_factor import FirstFactor, PasswordCheck
 from .passwords import password_change
-from .portal import SESSION_ID, Grant, PortalTokens
+from .portal import SESSION, SESSION_ID, Grant, PortalTokens
 from .session_ends import end_change
 
 MIN_LENGTH = 8
@@ -191,7 +191,7 @@ class PasswordChange:
         )
         extra = {k: v for k, v in (grant.extra or {}).items() if k != SESSION_ID}
         token, expires = self.portal.issue(
-            "session", user, client, max(time.time(), ended + 0.001), extra
+            SESSION, user, client, max(time.time(), ended + 0.001), extra
         )
         return PasswordChanged(changed=True, reason="ok", token=token, expires_at=expires)
 
