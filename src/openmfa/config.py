@@ -52,6 +52,8 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("portal", "bypass_seconds"): 0,
     ("portal", "phone_region"): "",
     ("portal", "passkey_origins"): [],
+    ("portal", "password_min_length"): 12,
+    ("portal", "password_change"): False,
     ("oidc", "issuer"): "",
     ("oidc", "publish_ahead_hours"): 48,
     ("oidc", "id_token_seconds"): 300,
@@ -105,6 +107,7 @@ CHOICES: dict[tuple[str, str], tuple[Any, ...]] = {
 AT_MOST: dict[tuple[str, str], float] = {
     ("mobile", "request_seconds"): 120,
     ("directory", "interval_minutes"): 1440,
+    ("portal", "password_min_length"): 128,
 }
 
 POSITIVE = {
@@ -131,6 +134,7 @@ POSITIVE = {
     ("portal", "ticket_seconds"),
     ("portal", "session_minutes"),
     ("portal", "reauth_minutes"),
+    ("portal", "password_min_length"),
     ("directory", "interval_minutes"),
     ("directory", "max_changes"),
     ("oidc", "publish_ahead_hours"),

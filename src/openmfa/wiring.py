@@ -15,6 +15,7 @@ import time
 from prometheus_client import CollectorRegistry
 
 from .config import Config
+from .directory.password import DirectoryPasswords
 from .directory.schedule import DirectorySchedule
 from .farm import membership
 from .farm.claims import round_for
@@ -33,6 +34,7 @@ from .node.oidc_codes import OidcCodes
 from .node.oidc_eam import EntraEam
 from .node.oidc_keys import OidcKeys
 from .node.passkeys import Passkeys
+from .node.password_change import PasswordChange
 from .node.policy import verify_policy
 from .node.portal import PortalTokens
 from .node.portal_methods import PortalMethods
@@ -95,6 +97,15 @@ class NodeRuntime:
         )
         self.portal_methods = PortalMethods(self.accounts, self.portal, config)
         self.portal_sessions = PortalSessions(store, self.accounts, self.session_ends)
+        self.password_change = PasswordChange(
+            store,
+            self.queue,
+            self.accounts,
+            self.portal,
+            self.password_checks,
+            DirectoryPasswords(config, store),
+            config,
+        )
         self.oidc_keys = OidcKeys(store, config)
         self.oidc_codes = OidcCodes(store, config, self.accounts, self.oidc_keys)
         self.oidc_eam = EntraEam(store, config, self.accounts, self.portal, self.oidc_keys)

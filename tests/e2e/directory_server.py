@@ -263,7 +263,7 @@ def _ip(*args: str) -> None:
 
 
 @contextmanager
-def samba_dc(workdir: Path, *, winbind: bool = False) -> Iterator[SambaDc]:
+def samba_dc(workdir: Path, *, winbind: bool = False, options: str = "") -> Iterator[SambaDc]:
     """``samba-tool domain provision`` (realm EXAMPLE.TEST, no DNS), then ``samba`` serving only
     LDAP, inside a network namespace this makes (its own loopback; reached over a veth pair on
     a /30 of 10.213.0.0/16), so its fixed ports (389, 636) collide with nothing. Everything it
@@ -271,7 +271,8 @@ def samba_dc(workdir: Path, *, winbind: bool = False) -> Iterator[SambaDc]:
 
     ``winbind``: samba also runs its winbindd (its pipe in ``workdir/winbindd``, its PID file
     in ``workdir/run``) and allows MS-CHAPv2 (``ntlm auth = mschapv2-and-ntlmv2-only``), so
-    ``ntlm_auth --configfile=<the DC's smb.conf>`` checks MS-CHAPv2 responses against it."""
+    ``ntlm_auth --configfile=<the DC's smb.conf>`` checks MS-CHAPv2 responses against it.
+    ``options``: more lines for smb.conf's [global] section."""
     import secrets
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -308,6 +309,7 @@ def samba_dc(workdir: Path, *, winbind: bool = False) -> Iterator[SambaDc]:
     if winbind:
         services = "ldap, winbindd"
         extra += "\n\tntlm auth = mschapv2-and-ntlmv2-only"
+    extra += "".join(f"\n\t{line.strip()}" for line in options.splitlines() if line.strip())
     text = text.replace("[global]", "[global]" + extra, 1)
     lines = [ln for ln in text.splitlines() if not ln.strip().startswith("server services")]
     conf.write_text(

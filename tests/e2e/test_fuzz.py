@@ -77,6 +77,7 @@ PATHS = [
     "/v1/portal/sign-in",
     "/v1/portal/second-factor",
     "/v1/portal/me",
+    "/v1/portal/me/password",
 ]
 
 

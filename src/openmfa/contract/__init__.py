@@ -72,6 +72,7 @@ from .oidc import (
     OidcTokenRequest,
     OidcTokens,
 )
+from .passwords import PasswordChanged, PasswordPolicy, PortalPasswordChange
 from .requests import (
     B64,
     ActivationRequest,
@@ -123,6 +124,7 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     ComponentReport,
     PortalSessionsEnd,
     PortalSeen,
+    PortalPasswordChange,
 )
 RESPONSES: tuple[type[msgspec.Struct], ...] = (
     ErrorBody,
@@ -162,6 +164,8 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     SessionSeen,
     SessionView,
     SessionList,
+    PasswordPolicy,
+    PasswordChanged,
 )
 
 __all__ = [
@@ -223,11 +227,14 @@ __all__ = [
     "PasskeyAnswer",
     "PasskeyChallenge",
     "PasskeyOptions",
+    "PasswordChanged",
+    "PasswordPolicy",
     "PendingPush",
     "Phone",
     "PortalDefault",
     "PortalMe",
     "PortalMethodName",
+    "PortalPasswordChange",
     "PortalPhone",
     "PortalSecondFactor",
     "PortalSeen",

@@ -19,17 +19,11 @@ def check_password(source: Source, service_password: str, user: str, password: s
     """True when ``user`` (by the source's name attribute, inside its filter) binds with
     ``password``; ``PrimaryUnavailable`` when the directory cannot answer."""
     from ldap3.core.exceptions import LDAPException
-    from ldap3.utils.conv import escape_filter_chars
 
     if not password:
         return False  # an empty password would be an anonymous bind: never a success
-    flt = f"(&{source.user_filter}({source.name_attribute}={escape_filter_chars(user)}))"
     try:
-        with connect(source, service_password) as svc:
-            found: list[str] = []
-            for base in source.base_dns or (_domain_of(source.group),):
-                svc.search(base, flt, attributes=[], size_limit=2)
-                found += [e["dn"] for e in svc.response if e.get("type") == "searchResEntry"]
+        found = find_people(source, service_password, user)
         if len(found) != 1:
             return False
         person = dataclasses.replace(source, bind_dn=found[0])
@@ -43,6 +37,20 @@ def check_password(source: Source, service_password: str, user: str, password: s
     except (DirectoryError, LDAPException, OSError) as exc:
         text: Any = exc.message if isinstance(exc, DirectoryError) else exc
         raise PrimaryUnavailable(f"directory source {source.name!r}: {text}") from None
+
+
+def find_people(source: Source, service_password: str, user: str) -> list[str]:
+    """The DNs of the entries named ``user`` (by the source's name attribute, inside its
+    filter), found by its service account; at most two (one is a person, two an ambiguity)."""
+    from ldap3.utils.conv import escape_filter_chars
+
+    flt = f"(&{source.user_filter}({source.name_attribute}={escape_filter_chars(user)}))"
+    found: list[str] = []
+    with connect(source, service_password) as svc:
+        for base in source.base_dns or (_domain_of(source.group),):
+            svc.search(base, flt, attributes=[], size_limit=2)
+            found += [e["dn"] for e in svc.response if e.get("type") == "searchResEntry"]
+    return found
 
 
 def _domain_of(dn: str) -> str:

@@ -189,7 +189,9 @@ class _Connection:
             self.conn.unbind()
 
 
-def connect(source: Source, password: str) -> _Connection:
+def connect(source: Source, password: str, *, writable: bool = False) -> _Connection:
+    """Bound to ``source`` as its ``bind_dn`` with ``password`` (read-only unless
+    ``writable``: a person changing their own password, ``directory.password``)."""
     import ldap3
 
     secure = source.url.startswith("ldaps://") or source.start_tls
@@ -212,16 +214,18 @@ def connect(source: Source, password: str) -> _Connection:
         user=source.bind_dn or None,
         password=password or None,
         receive_timeout=math.ceil(source.timeout_seconds),
-        read_only=True,
+        read_only=not writable,
         raise_exceptions=False,
         auto_referrals=False,
     )
     conn.open()
     if source.start_tls and not conn.start_tls():
+        conn.unbind()
         raise DirectoryError(
             f"directory source {source.name!r}: StartTLS was refused ({conn.result['description']})"
         )
     if not conn.bind():
+        conn.unbind()  # its socket, closed (a wrong password is not a reason to leak one)
         what = f"as {source.bind_dn!r}" if source.bind_dn else "anonymously"
         raise DirectoryError(
             f"directory source {source.name!r}: the server refused to bind {what} "

@@ -35,16 +35,20 @@ def set_password(
     """Set (or, with ``None``, remove) a user's password."""
     if password is not None and not 8 <= len(password) <= 128:
         raise InvalidInput("a password must be 8 to 128 characters")
-    user_id = accounts.user_id(name)
-    payload = {
-        "id": user_id,
-        "at": time.time(),
-        "hash": _HASHER.hash(password) if password is not None else None,
-    }
     ChangeWriter(store).commit(
-        [Change("user.password", payload)],
+        [password_change(accounts, name, password, time.time())],
         [AuditEvent("user.password", "ok", user_name=name, client=client)],
     )
+
+
+def password_change(accounts: Accounts, name: str, password: str | None, at: float) -> Change:
+    """The change record that sets ``name``'s password (its argon2id hash; None: removes it)."""
+    payload = {
+        "id": accounts.user_id(name),
+        "at": at,
+        "hash": _HASHER.hash(password) if password is not None else None,
+    }
+    return Change("user.password", payload)
 
 
 def check_password(store: Store, name: str, password: str) -> bool:

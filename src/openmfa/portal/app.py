@@ -16,6 +16,7 @@ Pages, under the configured prefix (``/portal``):
     POST /backup-codes         new backup codes, shown once
     GET  /sign-ins             the person's recent sign-ins
     GET  /sessions             where the person is signed in; POST /sessions/{ref}/end
+    GET  POST /password        the person changes their password (the current one asked)
     GET  POST /confirm         re-authentication before a change of sign-in methods
     POST /sign-out             sign out; POST /language: the language chosen
     GET  POST /oidc/authorize  OpenID Connect: an application's sign-in (code + PKCE), or
@@ -56,6 +57,7 @@ from .pages import (
     oidc,
     oidc_eam,
     oidc_service,
+    password,
     push,
     service,
     sign_in,
@@ -107,6 +109,7 @@ def routes(portal: Portal) -> list[BaseRoute]:
         Route("/sessions/{ref}/end", signed_in(my_sessions.end_session), methods=["POST"]),
         Route("/profile", signed_in(account.profile), methods=["GET", "POST"]),
         Route("/bypass", signed_in(account.bypass), methods=["POST"]),
+        Route("/password", signed_in(password.password), methods=["GET", "POST"]),
         Route("/sign-out", public(sign_out.sign_out, ends_only=True), methods=["POST"]),
         Route("/sign-out-everywhere", signed_in(sign_out.sign_out_everywhere), methods=["POST"]),
         Route("/language", public(account.choose_language), methods=["POST"]),

@@ -39,6 +39,8 @@ from .models import (
     OidcTokenRequest,
     OidcTokens,
     PasskeyChallenge,
+    PasswordChanged,
+    PasswordPolicy,
     PortalMe,
     PortalStep,
     PortalTotpOffer,
@@ -206,6 +208,14 @@ class AsyncSdkClient:
 
     async def portal_bypass(self, session: str) -> BypassGranted:
         return await self.send(Requests.portal_bypass(session))
+
+    async def portal_password_policy(self, session: str) -> PasswordPolicy:
+        """Where the signed-in user's password can be changed, what a new one needs."""
+        return await self.send(Requests.portal_password_policy(session))
+
+    async def portal_change_password(self, session: str, current: str, new: str) -> PasswordChanged:
+        """The signed-in user's new password (``changed``: this session's new token)."""
+        return await self.send(Requests.portal_change_password(session, current, new))
 
     async def adapter_verify(self, user: str, code: str) -> bool:
         return (await self.send(Requests.adapter_verify(user, code))).result

@@ -49,9 +49,12 @@ from .models import (
     PasskeyAnswer,
     PasskeyChallenge,
     PasskeyOptions,
+    PasswordChanged,
+    PasswordPolicy,
     PortalDefault,
     PortalMe,
     PortalMethodName,
+    PortalPasswordChange,
     PortalPhone,
     PortalSecondFactor,
     PortalSeen,
@@ -278,6 +281,15 @@ class Requests:
     @staticmethod
     def portal_bypass(session: str) -> Call[BypassGranted]:
         return _mine("POST", "/v1/portal/me/bypass", BypassGranted, session)
+
+    @staticmethod
+    def portal_password_policy(session: str) -> Call[PasswordPolicy]:
+        return _mine("GET", "/v1/portal/me/password", PasswordPolicy, session)
+
+    @staticmethod
+    def portal_change_password(session: str, current: str, new: str) -> Call[PasswordChanged]:
+        body = _encode(PortalPasswordChange(current=current, new=new))
+        return _mine("POST", "/v1/portal/me/password", PasswordChanged, session, body)
 
     @staticmethod
     def adapter_verify(user: str, code: str) -> Call[AdapterResult]:

@@ -63,6 +63,8 @@ from .models import (
     OidcTokenRequest,
     OidcTokens,
     PasskeyChallenge,
+    PasswordChanged,
+    PasswordPolicy,
     PortalMe,
     PortalStep,
     PortalTotpOffer,
@@ -239,6 +241,14 @@ class SdkClient:
 
     def portal_bypass(self, session: str) -> BypassGranted:
         return self.send(Requests.portal_bypass(session))
+
+    def portal_password_policy(self, session: str) -> PasswordPolicy:
+        """Where the signed-in user's password can be changed, what a new one needs."""
+        return self.send(Requests.portal_password_policy(session))
+
+    def portal_change_password(self, session: str, current: str, new: str) -> PasswordChanged:
+        """The signed-in user's new password (``changed``: this session's new token)."""
+        return self.send(Requests.portal_change_password(session, current, new))
 
     def adapter_verify(self, user: str, code: str) -> bool:
         """An identity provider's second-factor check: is ``code`` right for ``user``?"""

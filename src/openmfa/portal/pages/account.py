@@ -25,6 +25,7 @@ GET_PAGES = frozenset(
         "/confirm",
         "/passkeys",
         "/profile",
+        "/password",
     ]
 )
 """Where the language form may send the browser back to."""
