@@ -64,12 +64,11 @@ def test_the_whole_deployment_upgrades_and_rolls_back_while_everyone_signs_in(
     o = upgrade_under_load(d, then=check_then_roll_back)
     app = o.load.app
     assert app is not None
-    print(o.output, o.then_output, o.report(), app.summary(), sep="\n")
-    firsts = [f for c in o.load.channels.values() for f in c.failed[:6]]  # each channel's
-    assert o.load.failures() == [], "\n".join([*firsts, *o.balancer[-30:]])
     rps = o.load.oidc
     assert rps is not None
-    print(rps.summary())
+    print(o.output, o.then_output, o.report(), app.summary(), rps.summary(), sep="\n")
+    firsts = [f for c in o.load.channels.values() for f in c.failed[:6]]  # each channel's
+    assert o.load.failures() == [], "\n".join([*firsts, *o.balancer[-30:]])
     for name, channel in o.load.channels.items():
         if name in ("oidc", "eam"):  # no provider on A, none set up on B held: refused clearly
             assert channel.tried == 0 and not rps.signed_in, rps.summary()
