@@ -19,6 +19,7 @@ B."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,13 @@ def deployment(tmp_path: Path, wheelhouse: Path) -> Iterator[Deployment]:
         d.stop()
 
 
+@pytest.mark.skipif(
+    os.environ.get("OPENMFA_SCENARIO_OIDC") != "1",
+    reason="a second whole-deployment scenario (20 minutes on 2 cores); run with "
+    "OPENMFA_SCENARIO_OIDC=1. Its one run so far (beside the first scenario, load 20): the oidc "
+    "and eam channels failed nothing through the upgrade and the rollback; one request of the "
+    "session channel got RemoteProtocolError, not yet understood",
+)
 def test_relying_parties_keep_signing_people_in_through_the_upgrade_and_the_rollback(
     deployment: Deployment,
 ) -> None:
