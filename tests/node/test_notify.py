@@ -25,10 +25,13 @@ from openmfa.node.authenticator import Attempt, Authenticator
 from openmfa.node.notify import Notifier
 from openmfa.node.notify_send import Retry, SmtpSender, Undeliverable, WebhookSender
 from openmfa.node.notify_text import Notice
+from openmfa.node.password_change import PasswordChange
 from openmfa.node.passwords import set_password
+from openmfa.node.portal import SESSION, PortalTokens
 from openmfa.store import tables as t
 from openmfa.store.database import Store
 from tests.conftest import make_config
+from tests.node.test_password_change import NEW, OLD, person, run
 
 
 class Mailbox:
@@ -279,3 +282,28 @@ def test_the_webhook_gets_the_facts_as_json_and_a_failing_one_is_tried_again(
     finally:
         hook.shutdown()
         hook.server_close()
+
+
+def test_a_password_the_person_changed_at_the_portal_is_noticed(
+    store: Store, config: Config
+) -> None:
+    """The portal's own change (audited ``password.change``) is the notice "Your password was
+    changed" as much as an administrator's; a refused attempt changed nothing and is none."""
+    person(store, config, "ada")
+    Accounts(store, config).update_user("ada", {"email": "ada@example.org"})
+    box = Mailbox()
+    n = _notifier(store, box, security_mailbox="")
+    portal = PortalTokens(store, config)
+    token, _ = portal.issue(SESSION, "ada", "portal-key", time.time() - 1)
+
+    async def change(s: PasswordChange) -> None:
+        grant = s.portal.check(token, SESSION, "portal-key", time.time())
+        assert not (await s.change(grant, "portal-key", "r0", None, OLD, "short")).changed
+        assert (await s.change(grant, "portal-key", "r1", None, OLD, NEW)).changed
+
+    run(store, config, change)
+    n.tick()
+    assert [(to, notice.kind) for to, notice, _ in box.got] == [
+        ("ada@example.org", "password_changed")
+    ]
+    assert NEW not in box.got[0][1].text and OLD not in box.got[0][1].text

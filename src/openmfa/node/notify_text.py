@@ -19,12 +19,15 @@ NOTICED = {
     "device.activate": "device_added",
     "method.remove": "method_removed",
     "user.password": "password_changed",
+    "password.change": "password_changed",
     "fraud.report": "fraud_reported",
     "lockout": "locked",
     "bypass.grant": "bypass_issued",
 }
 """Audit action -> kind of notice. Only rows with result ``ok`` are noticed (a refused
-activation changed nothing). A verification (``authenticate``) is never one."""
+activation changed nothing). A verification (``authenticate``) is never one. A password is
+changed by an administrator (``user.password``) or by the person at the portal
+(``password.change``, ``node.password_change``): both are noticed."""
 
 LANGUAGES = ("en", "nl")
 
