@@ -167,7 +167,7 @@ def test_a_wrong_current_password_counts_toward_the_lock(store: Store, config: C
     async def scenario(s: PasswordChange) -> list[str]:
         token, _ = s.portal.issue(SESSION, "alice", "portal-key", time.time())
         grant = s.portal.check(token, SESSION, "portal-key", time.time())
-        said = []
+        said: list[str] = []
         for current in ["wrong one", "wrong two", "wrong three", OLD]:
             done = await s.change(grant, "portal-key", "r3", None, current, NEW)
             said.append(done.reason)
