@@ -110,12 +110,20 @@ class WebhookSender:
         n = config.values["notify"]
         self.url = str(n["webhook_url"])
         self.timeout = float(n["timeout_seconds"])
-        if not self.url.startswith(("https://", "http://")):
+        try:
+            u = httpx.URL(self.url)
+        except httpx.InvalidURL:
+            u = httpx.URL()
+        if u.scheme not in ("https", "http") or not u.host:
             raise ConfigError("[notify] webhook_url must be an http:// or https:// URL")
+        host = f"[{u.host}]" if ":" in u.host else u.host
+        self._target = f"webhook {u.scheme}://{host}" + (f":{u.port}" if u.port else "")
 
     @property
     def target(self) -> str:
-        return "webhook " + self.url.split("?")[0]
+        """How the log names it: scheme, host and port only (a webhook's secret is often in
+        its path, like Slack's and Teams', or its user and password, or its query)."""
+        return self._target
 
     def send(self, notice: Notice) -> None:
         body = json.dumps(notice.facts, separators=(",", ":"))
