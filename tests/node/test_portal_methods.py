@@ -116,7 +116,21 @@ def test_a_person_names_their_own_method(store: Store, config: Config) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "   ", "x" * 65, "bad\x00name", "line\nbreak", "tab\there", "zero\u200bwidth"]
+    "name",
+    [
+        "",
+        "   ",
+        "x" * 65,
+        "bad\x00name",
+        "line\nbreak",
+        "tab\there",
+        "zero\u200bwidth",
+        "tag\U000e0041\U000e0042 chars",  # invisible tags (Cf): text smuggled in a name
+        "line\u2028separator",
+        "para\u2029separator",
+        "private\ue000use",
+        "unassigned\U000e0080",
+    ],
 )
 def test_a_name_that_is_not_printable_text_is_refused(
     store: Store, config: Config, name: str
@@ -128,6 +142,7 @@ def test_a_name_that_is_not_printable_text_is_refused(
         methods.rename("gina", app.id, name, Actor())
     assert methods.accounts.list_methods("gina")[0].label == "phone"
     assert check_method_name("x" * 64) == "x" * 64
+    assert check_method_name(" Café\u00a0Pixel/7 📱 ") == "Café\u00a0Pixel/7 📱"
 
 
 def test_naming_waits_for_data_format_9(store: Store, config: Config) -> None:

@@ -34,12 +34,22 @@ from ..store.changes import AuditEvent, Change
 from .accounts import SECRET_BYTES, Accounts, Actor, key_uri
 from .portal import OFFER, PortalTokens
 
+_NOT_PRINTED = frozenset(["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"])
+"""Unicode categories a name never holds: controls, every invisible format character (also
+the tags U+E0000-E007F, which ``NAME_RE``'s list misses), surrogates, private use, unassigned,
+and line and paragraph separators."""
+
 
 def check_method_name(name: str) -> str:
     """A method's name as a person types it: NFC, trimmed, 1 to ``NAME_MAX`` printable
     characters with no control or invisible formatting characters ('/' is allowed)."""
     name = unicodedata.normalize("NFC", name).strip()
-    if not name or len(name) > NAME_MAX or NAME_RE.fullmatch(name.replace("/", "-")) is None:
+    if (
+        not name
+        or len(name) > NAME_MAX
+        or NAME_RE.fullmatch(name.replace("/", "-")) is None
+        or any(unicodedata.category(ch) in _NOT_PRINTED for ch in name)
+    ):
         raise InvalidInput(
             f"a method's name must be 1 to {NAME_MAX} printable characters "
             "(no control or invisible formatting characters)"
