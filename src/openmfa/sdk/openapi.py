@@ -10,6 +10,7 @@ it so).
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -20,6 +21,8 @@ from . import models
 from .routes import TABLE
 
 REF = "#/components/schemas/{name}"
+_PATH_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+"""A path parameter's name in a route's path (``{name}``, ``{name:path}``)."""
 
 ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
     (
@@ -94,10 +97,9 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
         if permission:
             op["security"] = [{"apiKey": []}]
             op["description"] = f"Needs an API key whose scope allows `{permission}`."
-        params: list[dict[str, Any]] = [
+        params: list[dict[str, Any]] = [  # every {name} of the path (a route's own names)
             {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in ("name", "method_id", "device_id", "push_id", "serial")
-            if "{" + p + "}" in path
+            for p in _PATH_PARAM.findall(path)
         ]
         params += d.query
         if path.startswith("/v1/portal/me") or path in ("/v1/oidc/code", "/v1/oidc/eam/finish"):
