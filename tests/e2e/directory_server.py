@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import re
 import socket
 import subprocess
 import time
@@ -272,7 +273,8 @@ def samba_dc(workdir: Path, *, winbind: bool = False, options: str = "") -> Iter
     so. A known bug, half understood: DCs on two pytest-xdist workers shared samba's default
     ncalrpc directory, and one's winbindd died on the other's sockets (fixed: each DC has its
     own directories). In CI it died once more with the DCs made one after another on one
-    worker, and left no log saying why. The directory and password tests need no winbindd."""
+    worker; its log then went to /var/log/samba (provision's `log file`, now replaced), so the
+    skip now carries the DC's logs. The directory and password tests need no winbindd."""
     import pytest
 
     with contextlib.ExitStack() as stack:
@@ -280,7 +282,11 @@ def samba_dc(workdir: Path, *, winbind: bool = False, options: str = "") -> Iter
             dc = stack.enter_context(_samba_dc(workdir, winbind=winbind, options=options))
         except AssertionError as exc:
             if winbind and WINBINDD_DIED in str(exc):
-                pytest.skip(f"the test DC's winbindd died at start (known bug): {exc}")
+                logs = sorted(workdir.glob("log.*"))
+                said = "\n".join(
+                    f"{f.name}: ...{f.read_text(errors='replace')[-3000:]}" for f in logs
+                )
+                pytest.skip(f"the test DC's winbindd died at start (known bug): {exc}\n{said}")
             raise
         yield dc
 
@@ -312,7 +318,9 @@ def _samba_dc(workdir: Path, *, winbind: bool = False, options: str = "") -> Ite
     host_ip = f"10.213.{net // 256}.{net % 256 + 1}"
     dc_ip = f"10.213.{net // 256}.{net % 256 + 2}"
     conf = workdir / "etc" / "smb.conf"
-    text = conf.read_text()
+    # provision writes `log file = /var/log/samba/log.%m`, which would win over ours below (the
+    # last one counts) and put every DC's logs, winbindd's among them, in one shared folder.
+    text = re.sub(r"^\s*log file = .*\n", "", conf.read_text(), flags=re.M)
     ca_file, cert_file, key_file = _tls(workdir, dc_ip)
     extra = (
         f"\n\tinterfaces = {dc_ip}\n\tbind interfaces only = yes\n\tlog file = {workdir}/log.%m"
