@@ -16,6 +16,16 @@ from typing import Any
 
 from .errors import ConfigError
 
+KEEP_ALIVE_SECONDS = 75
+"""How long the node, portal and mobile hosts keep an idle HTTP connection open (uvicorn's
+default is 5 s). A reverse proxy keeps idle connections to its servers for reuse (HAProxy,
+nginx's ``keepalive``); when a server closes one just as the proxy sends the next request on
+it, that request is lost, and HAProxy then closes the person's connection without an answer
+when it was not the connection's first request (the deployment scenario's long-lived portal
+session met it once). Longer than the proxies keep idle connections (HAProxy purges them within
+seconds, nginx's upstream ``keepalive_timeout`` is 60 s), so the proxy closes first; 75 s is
+nginx's own default for clients."""
+
 CONFIG_NAME = "server.toml"
 
 

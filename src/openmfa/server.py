@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from . import activation
-from .config import Config, parse_listen
+from .config import KEEP_ALIVE_SECONDS, Config, parse_listen
 from .errors import ConfigError
 from .mobile_url import with_mobile_public_url
 from .node.control import base_url, record_serve
@@ -109,6 +109,7 @@ def serve(
             ssl_certfile=cert or None,
             ssl_keyfile=key or None,
             timeout_graceful_shutdown=30,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             log_level="info",
             server_header=False,
             # The client's address and scheme are the peer's: X-Forwarded-* are believed only

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..config import Config
+from ..config import KEEP_ALIVE_SECONDS, Config
 from ..errors import OpenMfaError
 from ..store.database import DataDir, Store
 
@@ -181,6 +181,7 @@ def run_beside_nodes(
             http="httptools",
             log_level="warning",
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,  # longer than a proxy keeps idle ones
             server_header=False,
             # X-Forwarded-For/-Proto are the app's to believe (the portal's trusted_proxies),
             # never uvicorn's: it would take them from any process on 127.0.0.1.

@@ -3,7 +3,7 @@
 - ``none``: RADIUS clients (and gateways) list several servers and fail over on a timeout;
   there is nothing to tell.
 - ``haproxy``: the runtime API on HAProxy's admin socket (``stats socket ... level admin``):
-  ``set server BACKEND/NODE state drain|ready``; in-flight sessions, each server's health-check
+  ``set server BACKEND/NODE state drain|maint|ready``; in-flight sessions, each server's health-check
   status and effective weight from ``show stat``. The HAProxy server names are the nodes' names.
 """
 
@@ -35,7 +35,14 @@ class ServerState:
 
 
 class Balancer(Protocol):
-    def drain(self, node: str) -> None: ...
+    def drain(self, node: str) -> None:
+        """No new sessions; a session kept on ``node`` (a persistence cookie) still goes there."""
+        ...
+
+    def maint(self, node: str) -> None:
+        """Nothing at all goes to ``node`` any more: a session kept there goes to another
+        server (before the server stops, so no request meets it stopping)."""
+        ...
 
     def ready(self, node: str) -> None: ...
 
@@ -50,6 +57,9 @@ class Balancer(Protocol):
 
 class NoBalancer:
     def drain(self, node: str) -> None:
+        return None
+
+    def maint(self, node: str) -> None:
         return None
 
     def ready(self, node: str) -> None:
@@ -90,6 +100,9 @@ class HAProxy:
 
     def drain(self, node: str) -> None:
         self._state(node, "drain")
+
+    def maint(self, node: str) -> None:
+        self._state(node, "maint")
 
     def ready(self, node: str) -> None:
         self._state(node, "ready")

@@ -6,7 +6,8 @@ does yet); rollback the reverse. For each: another host of its kind must be up i
 balancer (``--haproxy-mobile-backend``, ``--haproxy-portal-backend``; the server names are the
 components' names); it is drained and its open requests finish (a phone's answer goes to the
 other host: pushes live on the nodes; a portal's sign-ins under way finish, and portals sharing
-a ``session_key_file`` take each other's signed-in sessions); the order is left with every node
+a ``session_key_file`` take each other's signed-in sessions), then set to maintenance, so a
+session kept on it by a persistence cookie goes to another host too; the order is left with every node
 and the component starts it at its next report; the orchestrator waits until the component
 reports the target release, healthy, with no upgrade under way, clears the order and puts it
 back. A component that comes back on its old release (its upgrade failed and rolled itself
@@ -106,6 +107,12 @@ class ComponentRollout:
         lb.drain(c.name)
         try:
             self._wait_drained(lb, c)
+            # Drained, a server still takes the sessions kept on it (the portal's persistence
+            # cookie): a request of theirs sent on a pooled connection as the host stops was
+            # lost, and HAProxy closed the person's connection without an answer. Now nothing
+            # goes there; those sessions move on to another host (their cookies are good on
+            # every one), and `ready` below puts it back.
+            lb.maint(c.name)
             verb = "upgrading" if order.action == "upgrade" else "rolling back"
             self.say(f"[{c.name}] {verb} to {order.target} (the order waits at every node)")
             missed = tell_every_node(self.m, self.me, self.nodes, c.name, order)
