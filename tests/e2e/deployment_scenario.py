@@ -202,9 +202,11 @@ class DeploymentLoad:
     admin: str
     portal_url: str
     portal_seeds: dict[str, bytes]
-    phone: Watching
-    """The reference authenticator kept running, as an app is (one long-poll open)."""
-    idp: Idp
+    phone: Watching | None
+    """The reference authenticator kept running, as an app is (one long-poll open); none in
+    a lean deployment (no mobile hosts)."""
+    idp: Idp | None
+    """LemonLDAP::NG; none in a lean deployment (no adapter host)."""
     llng_seeds: dict[str, bytes]
     challenge_seeds: dict[str, bytes] = field(default_factory=dict)
     """The users of the challenge channel (password, then a code)."""
@@ -383,6 +385,7 @@ class DeploymentLoad:
             self.count("browser", False, 0.0, f"browser: {exc!r}")
 
     def lemonldap_once(self) -> tuple[bool, str] | None:
+        assert self.idp is not None  # its channel runs only with the adapter host
         """A sign-in at LemonLDAP::NG (its demo user's password, then a code it checks with
         OpenMFA through the adapter's registration). Between two codes of a user (one per
         30-second step), now and then the password alone, which must be asked for the second
@@ -458,6 +461,7 @@ class DeploymentLoad:
     def push_once(self) -> tuple[bool, str] | None:
         """A push sign-in through the SDK backend, seen and approved on the phone through the
         mobile backend."""
+        assert self.phone is not None  # its channel runs only with the mobile hosts
         with SdkClient(self.sdk_url, self.admin, timeout=30) as sdk:
             t0 = time.monotonic()
             d = sdk.authenticate("pia", push=True)
@@ -524,19 +528,25 @@ class DeploymentLoad:
             )
             for name in ("oidc", "eam")
         ]  # fmt: skip
+        push = [] if self.phone is None else [
+            threading.Thread(target=self.worker, args=("push", self.push_once, 0.5))
+        ]  # fmt: skip
+        adapter = [] if self.idp is None else [  # the adapter host's nginx and LemonLDAP::NG
+            threading.Thread(target=self.browser_worker),
+            threading.Thread(target=self.worker, args=("forward-auth", self.fa_once, 2.0)),
+            threading.Thread(target=self.worker, args=("lemonldap", self.lemonldap_once, 0.5)),
+        ]  # fmt: skip
         return [
             threading.Thread(target=self.worker, args=("sdk", sdk_once, 0.2)),
             threading.Thread(target=self.worker, args=("radius", radius_once, 0.2)),
             threading.Thread(
                 target=self.worker, args=("challenge", lambda: self.challenge_once(vpn), 1.0)
             ),
-            threading.Thread(target=self.worker, args=("push", self.push_once, 0.5)),
             threading.Thread(target=self.worker, args=("portal", self.portal_once, 2.0)),
-            threading.Thread(target=self.browser_worker),
-            threading.Thread(target=self.worker, args=("forward-auth", self.fa_once, 2.0)),
             threading.Thread(target=self.worker, args=("session", self.session_once, 1.0)),
-            threading.Thread(target=self.worker, args=("lemonldap", self.lemonldap_once, 0.5)),
             threading.Thread(target=self.worker, args=("guard", guard_once, 1.0)),
+            *push,
+            *adapter,
             *app,
             *rps,
         ]
@@ -634,8 +644,24 @@ class Deployment:
             n.stop()
 
 
+HOSTS = (
+    ("web-1", "portal"),
+    ("web-2", "portal"),
+    ("dmz-1", "mobile"),
+    ("dmz-2", "mobile"),
+    ("idp-1", "adapter"),
+)
+LEAN_HOSTS = HOSTS[:2]
+"""The portal hosts alone: what the OpenID Connect channels need (with the nodes). Without
+mobile hosts there is no push channel and no app; without the adapter host no LemonLDAP::NG,
+forward-auth or browser channel."""
+
+
 def install(
-    work: Path, node_names: tuple[str, ...] = NODE_NAMES, versions: tuple[str, str] = (A, B)
+    work: Path,
+    node_names: tuple[str, ...] = NODE_NAMES,
+    versions: tuple[str, str] = (A, B),
+    hosts: tuple[tuple[str, str], ...] = HOSTS,
 ) -> Deployment:
     """Every host installed from the first release's offline bundle (A by default; upgraded to
     the second, B), nothing started."""
@@ -644,13 +670,7 @@ def install(
     bundle_a, bundle_b = make_bundle(wheels, versions[0]), make_bundle(wheels, versions[1])
     nodes = install_nodes(work, bundle_a, node_names)  # offline, as the other hosts
     parts: list[Component] = []
-    for name, kind in (
-        ("web-1", "portal"),
-        ("web-2", "portal"),
-        ("dmz-1", "mobile"),
-        ("dmz-2", "mobile"),
-        ("idp-1", "adapter"),
-    ):
+    for name, kind in hosts:
         where = work / name
         c = Component(name, kind, where / "root", where / "install.toml", free_port())
         run(
@@ -714,13 +734,15 @@ def upgrade_under_load(
     """Start the deployment on release A, load every channel, `openmfa farm upgrade` to B on
     the master (with ``hold``: not finalized), then ``then`` (given the load-balancer options)
     under the same load."""
+    if not d.adapters:
+        return _upgrade_under_load(d, None, then, hold)
     with lemonldap() as idp:
         d.idp = idp
         return _upgrade_under_load(d, idp, then, hold)
 
 
 def _upgrade_under_load(
-    d: Deployment, idp: Idp, then: Callable[[list[str]], str] | None, hold: bool
+    d: Deployment, idp: Idp | None, then: Callable[[list[str]], str] | None, hold: bool
 ) -> Outcome:
     work = d.work
     ports = {"openmfa_sdk": free_port(), "portal": free_port(), "mobile": free_port()}
@@ -829,6 +851,7 @@ def _upgrade_under_load(
                 "api_key_file": f'"{c.kind}.key"',
             }
             if c.kind == "adapter":  # LemonLDAP::NG calls the SDK through HAProxy
+                assert idp is not None
                 values = {
                     "node_url": f'"{sdk_url}"  # the SDK behind HAProxy',
                     "api_key_file": '"adapter.key"',
@@ -874,29 +897,30 @@ def _upgrade_under_load(
             status = json.loads(a.cli("farm", "status", "--json"))
             healthy = all(n["lag"] == 0 and n["health"] == "ok" for n in status["nodes"])
             reporting = {c["name"] for c in status["components"] if c["health"] == "ok"}
-            lb_up = all(
-                answers(u)
-                for u in (sdk_url + "/readyz", portal_url + "/healthz", mobile_url + "/healthz")
-            )
+            urls = [sdk_url + "/readyz", portal_url + "/healthz"]
+            urls += [mobile_url + "/healthz"] if d.mobiles else []
+            lb_up = all(answers(u) for u in urls)
             if healthy and reporting == {c.name for c in d.components} and lb_up:
                 break
             assert time.monotonic() < deadline, status
             time.sleep(0.5)
         deadline = time.monotonic() + 30  # LemonLDAP::NG reads its configuration again
-        while idp.sign_in(LLNG_USERS[0], None)[0] != "/openmfa2fcheck":
+        while idp is not None and idp.sign_in(LLNG_USERS[0], None)[0] != "/openmfa2fcheck":
             assert time.monotonic() < deadline, "LemonLDAP::NG does not ask for OpenMFA"
             time.sleep(0.5)
-        code = json.loads(a.cli("device", "activate", "pia", "--json"))
-        assert code["url"] == mobile_url, code
-        phone = Phone(work / "pia-phone.json")
-        assert "activated device" in phone.run("activate", code["url"], code["code"]).stdout
+        watching: Watching | None = None
+        if d.mobiles:
+            code = json.loads(a.cli("device", "activate", "pia", "--json"))
+            assert code["url"] == mobile_url, code
+            phone = Phone(work / "pia-phone.json")
+            assert "activated device" in phone.run("activate", code["url"], code["code"]).stdout
+            watching = phone.watch()
         base = Load(
             sdk_url,
             adapter,
             [n.radius_port for n in d.nodes],
             {k: v for k, v in d.seeds.items() if k not in portal_users + vpn_users},
         )
-        watching = phone.watch()
         load = DeploymentLoad(
             base,
             sdk_url,
@@ -914,7 +938,9 @@ def _upgrade_under_load(
                 f"{AUTH_HOST}:{ports['portal']}:127.0.0.1",
             ],
             jars=work,
-            app=AppPhone(sdk_url, admin, mobile_url + "/app/", d.mobiles, d.nodes),
+            app=AppPhone(sdk_url, admin, mobile_url + "/app/", d.mobiles, d.nodes)
+            if d.mobiles
+            else None,
             oidc=rps,
         )
         workers = load.workers()
@@ -940,7 +966,8 @@ def _upgrade_under_load(
             for w in workers:
                 w.join(timeout=90)
             load.close()
-            watching.close()
+            if watching is not None:
+                watching.close()
             rps.close()
     finally:
         haproxy.terminate()
