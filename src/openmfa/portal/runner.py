@@ -182,6 +182,15 @@ class Ctx:
     def url(self, path: str) -> str:
         return self.base + path
 
+    @property
+    def where(self) -> dict[str, str]:
+        """Where the browser is, for a sign-in call's ``address`` and ``agent``: the node
+        keeps them, sealed, with the sign-in's audit rows (the person's recent sign-ins)."""
+        return {
+            "address": self.portal.address(self.request)[:64],
+            "agent": self.request.headers.get("user-agent", "")[:512],
+        }
+
     def redirect(self, path: str) -> Response:
         return RedirectResponse(self.url(path), status_code=303)
 
