@@ -93,6 +93,8 @@ def test_report_list_and_end_through_the_sdk(tmp_path: Path) -> None:
             {"earlier": ["a"] * 17},
             {"earlier": [""]},
             {"address": 7},
+            {"language": "Dutch!"},
+            {"language": "nl-" + "x" * 14},
         ):
             r = await c.post("/v1/portal/me/seen", json=body, headers=me(desk))
             assert r.status_code == 422, (body, r.text)

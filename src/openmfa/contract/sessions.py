@@ -10,8 +10,8 @@ import msgspec
 
 class PortalSeen(msgspec.Struct, kw_only=True):
     """A portal host's report of the signed-in browser whose session token goes with it (at
-    most once a minute per browser): its address, its user agent, and the node session ids it
-    held before this one (re-authentications), oldest first."""
+    most once a minute per browser): its address, its user agent, the node session ids it
+    held before this one (re-authentications), oldest first, and the person's language."""
 
     address: Annotated[str, msgspec.Meta(max_length=64)] = ""
     user_agent: Annotated[str, msgspec.Meta(max_length=512)] = ""
@@ -19,6 +19,11 @@ class PortalSeen(msgspec.Struct, kw_only=True):
         list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
         msgspec.Meta(max_length=16),
     ] = []
+    language: Annotated[
+        str, msgspec.Meta(max_length=16, pattern="^([a-z]{2,3}(-[A-Za-z0-9]{1,8})?)?$")
+    ] = ""
+    """The language the person reads the portal in (``nl``): the node sends their security
+    notices in it (data format 10; "" says nothing). A node of an older release ignores it."""
 
 
 class SessionSeen(msgspec.Struct, kw_only=True):

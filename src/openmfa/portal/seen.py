@@ -22,16 +22,22 @@ REPORT_SECONDS = 60.0
 
 async def report(portal: Portal, request: Request, s: Session) -> None:
     """Report ``s`` when it is due: a minute after the last report, or at once when its token
-    changed (a re-authentication: a new node session to add to its row). An error of the node
+    changed (a re-authentication: a new node session to add to its row) or the person chose
+    another language (the node sends their security notices in it). An error of the node
     is ignored here (the page's own call meets it; a minute later this asks again)."""
     now = time.monotonic()
-    if not s.signed_in or (now - s.reported_at < REPORT_SECONDS and s.reported == s.token):
+    language = portal.language(request)
+    if not s.signed_in or (
+        now - s.reported_at < REPORT_SECONDS
+        and s.reported == s.token
+        and s.reported_language == language
+    ):
         return
-    s.reported_at, s.reported = now, s.token
+    s.reported_at, s.reported, s.reported_language = now, s.token, language
     agent = request.headers.get("user-agent", "")[:512]
     try:
         seen = await portal.sdk.portal_seen(
-            s.token, portal.address(request)[:64], agent, s.session_ids[-MAX_IDS:]
+            s.token, portal.address(request)[:64], agent, s.session_ids[-MAX_IDS:], language
         )
     except OpenMfaError as exc:
         log.debug("the node did not take where this browser is: %s", exc.code)

@@ -249,11 +249,18 @@ class AsyncSdkClient:
         await self.send(Requests.portal_sign_out(session))
 
     async def portal_seen(
-        self, session: str, address: str, user_agent: str, earlier: list[str] | None = None
+        self,
+        session: str,
+        address: str,
+        user_agent: str,
+        earlier: list[str] | None = None,
+        language: str = "",
     ) -> SessionSeen:
         """Report the signed-in browser (its address and user agent; ``earlier``: the node
         sessions it held before this one), at most once a minute."""
-        return await self.send(Requests.portal_seen(session, address, user_agent, earlier or []))
+        return await self.send(
+            Requests.portal_seen(session, address, user_agent, earlier or [], language)
+        )
 
     async def portal_sessions(self, session: str) -> list[SessionView]:
         """Where the signed-in user is signed in: their browsers, newest seen first."""

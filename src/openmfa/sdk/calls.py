@@ -357,9 +357,11 @@ class Requests:
 
     @staticmethod
     def portal_seen(
-        session: str, address: str, user_agent: str, earlier: list[str]
+        session: str, address: str, user_agent: str, earlier: list[str], language: str = ""
     ) -> Call[SessionSeen]:
-        body = _encode(PortalSeen(address=address, user_agent=user_agent, earlier=earlier))
+        body = _encode(
+            PortalSeen(address=address, user_agent=user_agent, earlier=earlier, language=language)
+        )
         return _mine("POST", "/v1/portal/me/seen", SessionSeen, session, body)
 
     @staticmethod

@@ -284,11 +284,18 @@ class SdkClient:
         self.send(Requests.portal_sign_out(session))
 
     def portal_seen(
-        self, session: str, address: str, user_agent: str, earlier: list[str] | None = None
+        self,
+        session: str,
+        address: str,
+        user_agent: str,
+        earlier: list[str] | None = None,
+        language: str = "",
     ) -> SessionSeen:
         """Report the signed-in browser (its address and user agent; ``earlier``: the node
         sessions it held before this one), at most once a minute."""
-        return self.send(Requests.portal_seen(session, address, user_agent, earlier or []))
+        return self.send(
+            Requests.portal_seen(session, address, user_agent, earlier or [], language)
+        )
 
     def portal_sessions(self, session: str) -> list[SessionView]:
         """Where the signed-in user is signed in: their browsers, newest seen first."""

@@ -22,7 +22,13 @@ async def portal_seen(request: Request) -> Response:
     _, grant = await _session(request)
     b = await _body(request, PortalSeen, node.max_body)
     seen = await run_in_threadpool(
-        node.portal_sessions.seen, grant, b.address, b.user_agent, b.earlier, time.time()
+        node.portal_sessions.seen,
+        grant,
+        b.address,
+        b.user_agent,
+        b.earlier,
+        time.time(),
+        b.language,
     )
     return json_response(seen)
 
@@ -52,7 +58,7 @@ ROUTES: list[Declared] = [
         "POST",
         "/v1/portal/me/seen",
         "portal",
-        "A portal host reports the signed-in browser: address and user agent (once a minute)",
+        "A portal host reports the signed-in browser: address, user agent, language (each minute)",
         PortalSeen,
         SessionSeen,
         200,
