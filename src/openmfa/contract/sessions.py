@@ -26,6 +26,21 @@ class PortalSeen(msgspec.Struct, kw_only=True):
     notices in it (data format 10; "" says nothing). A node of an older release ignores it."""
 
 
+class CookieSeen(msgspec.Struct, kw_only=True):
+    """A forward-auth cookie a portal host let through: whose, and which node session it
+    carries."""
+
+    user: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    session: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class PortalCookiesSeen(msgspec.Struct, kw_only=True):
+    """A portal host's forward-auth reports (``/v1/portal/sessions/seen``): the sessions whose
+    cookies it let through since its last report, each at most once a minute."""
+
+    seen: Annotated[list[CookieSeen], msgspec.Meta(max_length=500)]
+
+
 class SessionSeen(msgspec.Struct, kw_only=True):
     """The report taken: the session's id (what a sign-out ends), and how often to report."""
 
@@ -55,4 +70,11 @@ class SessionList(msgspec.Struct, kw_only=True):
     """Newest seen first."""
 
 
-__all__ = ["PortalSeen", "SessionList", "SessionSeen", "SessionView"]
+__all__ = [
+    "CookieSeen",
+    "PortalCookiesSeen",
+    "PortalSeen",
+    "SessionList",
+    "SessionSeen",
+    "SessionView",
+]

@@ -36,7 +36,7 @@ import re
 
 from sqlalchemy import delete, insert, select, update
 
-from ..contract import SessionList, SessionSeen, SessionView
+from ..contract import CookieSeen, SessionList, SessionSeen, SessionView
 from ..errors import KeyFileError, NotFound, NotMaster, OpenMfaError
 from ..store import formats
 from ..store import tables as t
@@ -149,6 +149,30 @@ class PortalSessions:
                 )
         self._prune(now)
         return answer
+
+    def cookies_seen(self, seen: list[CookieSeen], now: float) -> None:
+        """Forward-auth let these cookies through (a portal host reports each at most once a
+        minute): the row of the browser that holds the cookie's session moves its last seen.
+        A session no row of that person holds changes nothing, and nothing says so (a portal
+        key learns nothing by it); no row is made, and none that ended comes back."""
+        self._require_master()
+        if not seen:
+            return
+        r = t.portal_sessions.c
+        with self.store.write() as conn:
+            rows = conn.execute(
+                select(r.ref, r.user_name, r.sessions).where(
+                    r.user_name.in_({x.user for x in seen}), r.expires_at > now
+                )
+            ).all()
+            held = {(row.user_name, str(s)): row.ref for row in rows for s in row.sessions}
+            refs = {held[x.user, x.session] for x in seen if (x.user, x.session) in held}
+            if refs:
+                conn.execute(
+                    update(t.portal_sessions)
+                    .where(r.ref.in_(refs), r.last_seen < now)
+                    .values(last_seen=now)
+                )
 
     def list(self, grant: Grant, now: float) -> SessionList:
         """The person's signed-in browsers, newest seen first (``current``: the one asking)."""

@@ -270,6 +270,10 @@ class AsyncSdkClient:
         """End one of the signed-in user's browsers (``SessionView.id``) on every host."""
         await self.send(Requests.portal_end_session(session, ref))
 
+    async def portal_cookies_seen(self, seen: list[tuple[str, str]]) -> None:
+        """Forward-auth's reports: (user, session) of each cookie it let through."""
+        await self.send(Requests.portal_cookies_seen(seen))
+
     async def portal_end_sessions(self, user: str, sessions: list[str]) -> None:
         await self.send(Requests.portal_end_sessions(user, sessions))
 

@@ -25,6 +25,7 @@ from .models import (
     BypassRequest,
     ComponentReply,
     ComponentReport,
+    CookieSeen,
     DecisionView,
     DeviceActivate,
     DeviceActivated,
@@ -51,6 +52,7 @@ from .models import (
     PasskeyOptions,
     PasswordChanged,
     PasswordPolicy,
+    PortalCookiesSeen,
     PortalDefault,
     PortalMe,
     PortalMethodName,
@@ -363,6 +365,12 @@ class Requests:
             PortalSeen(address=address, user_agent=user_agent, earlier=earlier, language=language)
         )
         return _mine("POST", "/v1/portal/me/seen", SessionSeen, session, body)
+
+    @staticmethod
+    def portal_cookies_seen(seen: list[tuple[str, str]]) -> Call[None]:
+        """Forward-auth's reports: (user, session) of each cookie it let through."""
+        body = _encode(PortalCookiesSeen(seen=[CookieSeen(user=u, session=s) for u, s in seen]))
+        return Call("POST", "/v1/portal/sessions/seen", None, body=body, kind="write")
 
     @staticmethod
     def portal_sessions(session: str) -> Call[SessionList]:

@@ -305,6 +305,10 @@ class SdkClient:
         """End one of the signed-in user's browsers (``SessionView.id``) on every host."""
         self.send(Requests.portal_end_session(session, ref))
 
+    def portal_cookies_seen(self, seen: list[tuple[str, str]]) -> None:
+        """Forward-auth's reports: (user, session) of each cookie it let through."""
+        self.send(Requests.portal_cookies_seen(seen))
+
     def portal_end_sessions(self, user: str, sessions: list[str]) -> None:
         """End sessions of ``user`` by their ids, on every portal host."""
         self.send(Requests.portal_end_sessions(user, sessions))
