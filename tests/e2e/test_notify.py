@@ -106,3 +106,60 @@ def test_notices_reach_the_person_and_wait_out_a_stopped_mail_server(tmp_path: o
             )
             # a verification is not a notice: the person got the two, no more
             assert len(mail.messages("alice@example.org")) == 2
+
+
+def test_a_person_who_reads_the_portal_in_dutch_is_mailed_in_dutch(tmp_path: object) -> None:
+    """``[notify] language = "en"``; Alice's browser asks for Dutch. Signed in at the portal
+    (which tells the node her language), she renews her backup codes: her mail is in Dutch,
+    the security mailbox's copy in English."""
+    from pathlib import Path
+
+    dd = Path(str(tmp_path)) / "node"
+    init(dd)
+    seed = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
+    password = "correct horse battery"
+    (dd / "portal.toml").write_text("[portal]\nattempts_per_minute = 1000\n")
+    with exim() as mail:
+        cfg = dd / "server.toml"
+        cfg.write_text(
+            cfg.read_text()
+            + NOTIFY.format(port=mail.port).replace('language = "nl"', 'language = "en"')
+            + '[portal]\nenabled = true\nweb_config = "portal.toml"\n'
+        )
+        cli(dd, "user", "add", "alice", "--email", "alice@example.org", "--display-name", "Alice")
+        subprocess.run(
+            [OPENMFA, "user", "set-password", "alice", "--password-stdin", "--data-dir", str(dd)],
+            input=password + "\n", text=True, check=True, capture_output=True,
+        )  # fmt: skip
+        cli(dd, "method", "add", "alice", "totp", "--secret", seed, "--no-qr")
+        with server(dd) as srv:
+            portal = httpx.Client(
+                base_url=srv.url + "/portal", headers={"Accept-Language": "nl-NL,nl;q=0.9"}
+            )
+            with portal as h:
+                form = h.get("/sign-in")
+                h.post(
+                    "/sign-in",
+                    data={"csrf": _csrf(form), "user": "alice", "password": password},
+                )
+                step = h.get("/second-factor")
+                code = oathtool("--totp", "-b", seed)
+                done = h.post("/second-factor", data={"csrf": _csrf(step), "code": code})
+                assert done.status_code == 303, done.text
+                methods = h.get("/methods")
+                assert methods.status_code == 200 and 'lang="nl"' in methods.text
+                renewed = h.post("/backup-codes", data={"csrf": _csrf(methods)})
+                assert renewed.status_code == 303, renewed.text
+            wait_for(lambda: mail.messages("alice@example.org"), "the new codes' notice")
+            (msg,) = mail.messages("alice@example.org")
+            assert "Er is een aanmeldmethode aan uw account toegevoegd" in msg["Subject"]
+            assert msg.get_content().startswith("Beste Alice,")
+            wait_for(lambda: mail.messages("security@example.org"), "the mailbox's copy")
+            (copy,) = mail.messages("security@example.org")
+            assert "A sign-in method was added to your account" in copy["Subject"]
+
+
+def _csrf(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)

@@ -1,7 +1,8 @@
 """Where I am signed in, in Chromium against real node and portal processes: one person signed
 in from two browsers (a desktop, and a 320 px phone); each lists both, its own marked "This
 browser"; the desktop ends the phone's session, and the phone's next page is the sign-in. The
-page is judged by axe-core in English and Dutch, and fits the phone's screen."""
+recent sign-ins say from where (address and browser). The pages are judged by axe-core in
+English and Dutch, and fit the phone's screen."""
 
 from __future__ import annotations
 
@@ -85,6 +86,9 @@ def test_one_browser_ends_the_other_and_it_is_sent_to_sign_in(
         rows = phone.page.locator("tbody tr")
         playwright_api.expect(rows).to_have_count(2)
         playwright_api.expect(phone.page.locator("tr.current")).to_contain_text("This browser")
+        phone.page.goto(portal_url + "/sign-ins")  # from where, on a 320 px screen
+        playwright_api.expect(phone.page.locator("tbody tr").first).to_contain_text("127.0.0.1")
+        phone.fits("phone-sign-ins")
 
         desk.page.get_by_role("link", name="Where you are signed in").click()
         desk.at("/portal/sessions")
@@ -110,12 +114,25 @@ def test_one_browser_ends_the_other_and_it_is_sent_to_sign_in(
         desk.page.goto(portal_url + "/methods")  # the desk stays signed in
         desk.at("/portal/methods")
 
+        # Recent sign-ins say from where: the address and the browser, beside the channel.
+        desk.page.goto(portal_url + "/sign-ins")
+        newest = desk.page.locator("tbody tr").first
+        playwright_api.expect(newest).to_contain_text("This portal")
+        playwright_api.expect(newest).to_contain_text("127.0.0.1")
+        playwright_api.expect(newest).to_contain_text("Chrome on Linux")
+        desk.see("sign-ins")
+
         desk.page.goto(portal_url + "/sessions")
         desk.label("Language").select_option("nl")
         desk.button("Change language").click()
         playwright_api.expect(desk.page.locator("h1")).to_have_text("Waar u bent aangemeld")
         playwright_api.expect(desk.page.locator("tr.current")).to_contain_text("Deze browser")
         desk.see("sessions-nl")
+        desk.page.goto(portal_url + "/sign-ins")
+        newest = desk.page.locator("tbody tr").first
+        playwright_api.expect(newest).to_contain_text("Chrome op Linux")
+        playwright_api.expect(newest.locator("td[data-label=Adres]")).to_have_text("127.0.0.1")
+        desk.see("sign-ins-nl")
     finally:
         desk.close()
         phone.close()

@@ -263,14 +263,25 @@ def challenge(node: Node, user: str, password: str) -> tuple[str | None, dict[st
 
 def test_local_password_then_challenge(node: Node) -> None:
     node.gateway(primary="local")
-    kind, attrs = challenge(node, "alice", "alice-local-pw")
+    station = {"Calling-Station-Id": "198.51.100.23"}  # the VPN client's address
+    kind, attrs = radclient(
+        node.port, {"User-Name": "alice", "User-Password": "alice-local-pw", **station}
+    )
     assert kind == "Access-Challenge"
     assert attrs["Reply-Message"] == "Enter your verification code"
     state = attrs["State"]
     kind, _ = radclient(
-        node.port, {"User-Name": "alice", "User-Password": node.code("alice", 30), "State": state}
+        node.port,
+        {"User-Name": "alice", "User-Password": node.code("alice", 30), "State": state, **station},
     )
     assert kind == "Access-Accept"
+    # Both steps are audited with where the person is (the person's recent sign-ins show it).
+    rows = _audit_rows(node, "alice")
+    primary = [r for r in rows if r["action"] == "primary" and r["result"] == "accepted"]
+    accepted = [r for r in rows if r["action"] == "authenticate" and r["result"] == "accepted"]
+    assert primary[-1]["address"] == "198.51.100.23"
+    assert accepted[-1]["address"] == "198.51.100.23" and accepted[-1]["browser"] == ""
+    assert "from=198.51.100.23" in cli(node.dd, "audit", "--user", "alice").stdout
     # The State is single-use.
     kind, _ = radclient(
         node.port, {"User-Name": "alice", "User-Password": node.code("alice", 30), "State": state}

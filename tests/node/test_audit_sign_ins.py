@@ -38,3 +38,26 @@ def test_each_sign_in_says_its_channel(store: Store) -> None:
     ]
     assert [e.channel for e in audit.sign_ins(store, "ann", 2)] == ["", "cli"]
     assert audit.sign_ins(store, "nobody", 5) == []
+
+
+def test_an_origin_is_sealed_and_bound_to_its_person(store: Store) -> None:
+    """The address and browser are sealed at rest under the user's name: the row moved to
+    another person, or damaged, shows no origin (and the read does not fail)."""
+    from sqlalchemy import select, update
+
+    from openmfa.store import tables as t
+
+    sealed = audit.Origin("192.0.2.7", "Firefox", "Android").sealed(store.box, "ann")
+    assert "192.0.2.7" not in sealed and audit.Origin().sealed(store.box, "ann") == ""
+    audit.record(store, AuditEvent("authenticate", "accepted", user_name="ann", source_enc=sealed))
+    audit.record(store, AuditEvent("authenticate", "accepted", user_name="bob", source_enc=sealed))
+    audit.record(store, AuditEvent("authenticate", "accepted", user_name="cy", source_enc="!!"))
+    (ann,) = audit.sign_ins(store, "ann", 5)
+    assert (ann.address, ann.browser, ann.system) == ("192.0.2.7", "Firefox", "Android")
+    for other in ("bob", "cy"):
+        (e,) = audit.sign_ins(store, other, 5)
+        assert (e.address, e.browser, e.system) == ("", "", "")
+    with store.write() as conn:
+        conn.execute(update(t.audit).where(t.audit.c.user_name == "ann").values(source_enc=""))
+        assert conn.scalar(select(t.audit.c.source_enc).where(t.audit.c.user_name == "ann")) == ""
+    assert audit.sign_ins(store, "ann", 5)[0].address == ""

@@ -313,6 +313,7 @@ def test_a_batch_of_audit_rows_is_written_whole_and_in_order(store: Store, n: in
             "reason": "ok" if i % 2 else "wrong_code",
             "request_id": f"batch-{i}",
             "detail": "" if i % 3 else "wrong first factor",
+            "source_enc": "" if i % 2 else f"sealed-{i}",
         }
         for i in range(n)
     ]

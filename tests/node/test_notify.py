@@ -322,3 +322,65 @@ def test_a_password_the_person_changed_at_the_portal_is_noticed(
         ("ada@example.org", "password_changed")
     ]
     assert NEW not in box.got[0][1].text and OLD not in box.got[0][1].text
+
+
+def test_the_person_is_mailed_in_the_language_they_read_the_portal_in(
+    store: Store, config: Config
+) -> None:
+    """The portal tells the node the person's language with its report of their browser
+    (``/v1/portal/me/seen``); their own mail is in it, the security mailbox's stays in
+    ``[notify] language``; a language the node has no words for falls back to that too, and
+    before data format 10 nothing is kept (their mail stays in ``[notify] language``)."""
+    from sqlalchemy import select, update
+
+    from openmfa.node.portal_sessions import PortalSessions
+    from openmfa.node.session_ends import SessionEnds
+    from openmfa.store import formats
+
+    acc = Accounts(store, config)
+    for name in ("ada", "bob", "cy"):
+        acc.add_user(name, email=f"{name}@example.org")
+    tokens = PortalTokens(store, config)
+    sessions = PortalSessions(store, acc, SessionEnds(store))
+    now = time.time()
+
+    def seen(user: str, language: str) -> None:
+        token, _ = tokens.issue(SESSION, user, "portal", now)
+        grant = tokens.check(token, SESSION, "portal", now)
+        sessions.seen(grant, "192.0.2.7", "", [], now, language)
+
+    def language(user: str) -> str | None:
+        with store.read() as conn:
+            return conn.scalar(select(t.users.c.language).where(t.users.c.name == user))
+
+    seen("ada", "nl")
+    seen("bob", "de")  # kept, though the node's notices have no German
+    assert (language("ada"), language("bob"), language("cy")) == ("nl", "de", None)
+    with store.read() as conn:
+        generation = store.generation(conn)
+    seen("ada", "nl")  # the same again: nothing written
+    with store.read() as conn:
+        assert store.generation(conn) == generation
+    box = Mailbox()
+    n = _notifier(store, box, language="en")
+    for name in ("ada", "bob", "cy"):
+        acc.enroll(name, "totp")
+    n.tick()
+    said = {(to, notice.subject.split(":")[0]) for to, notice, _ in box.got}
+    assert said == {
+        ("ada@example.org", "Beveiligingsmelding voor ada"),
+        ("bob@example.org", "Security notice for bob"),
+        ("cy@example.org", "Security notice for cy"),
+        ("sec@example.org", "Security notice for ada"),
+        ("sec@example.org", "Security notice for bob"),
+        ("sec@example.org", "Security notice for cy"),
+    }
+    # A data set not yet at format 10 (a farm mid-upgrade): the language is not written.
+    with store.write() as conn:
+        conn.execute(
+            update(t.meta)
+            .where(t.meta.c.key == "data_format")
+            .values(value=str(formats.LANGUAGE_FORMAT - 1))
+        )
+    seen("cy", "nl")
+    assert language("cy") is None

@@ -144,3 +144,36 @@ def test_rows_live_at_the_master(store: Store, config: Config) -> None:
     assert caught.value.master_url == "https://master.example:8443"
     with pytest.raises(NotMaster):
         ps.list(g, time.time())
+
+
+def test_forward_auth_moves_last_seen_of_the_browser_that_holds_the_session(
+    store: Store, config: Config
+) -> None:
+    """A cookie forward-auth let through names its person and node session: the row of the
+    browser that held it moves its last seen; another person's session, an unknown one, or
+    one no row holds changes nothing and makes no row."""
+    from openmfa.contract import CookieSeen
+
+    _, tokens, ps = _parts(store, config)
+    now = time.time()
+    phone, bob = _grant(tokens, "ada", now), _grant(tokens, "bob", now)
+    ps.seen(phone, "192.0.2.7", FIREFOX_ANDROID, [], now)
+    ps.seen(bob, "198.51.100.9", CHROME_WINDOWS, [], now)
+    ps.cookies_seen(
+        [
+            CookieSeen(user="ada", session=phone.session_id),
+            CookieSeen(user="ada", session=bob.session_id),  # bob's, named as ada's
+            CookieSeen(user="cy", session="nobody-holds-this"),
+        ],
+        now + 120,
+    )
+    ps.cookies_seen([], now + 130)
+    (ada_row,) = ps.list(phone, now + 121).sessions
+    (bob_row,) = ps.list(bob, now + 121).sessions
+    assert ada_row.last_seen == now + 120 and ada_row.first_seen == now
+    assert ada_row.address == "192.0.2.7"  # where it was seen stays the portal's word
+    assert bob_row.last_seen == now
+    ps.cookies_seen([CookieSeen(user="ada", session=phone.session_id)], now + 60)  # older
+    assert ps.list(phone, now + 121).sessions[0].last_seen == now + 120  # never back
+    with store.read() as conn:
+        assert len(conn.execute(select(t.portal_sessions.c.ref)).all()) == 2

@@ -132,3 +132,83 @@ def test_a_new_farm_epoch_reads_what_ended_from_the_first_row() -> None:
     assert asked == [0, 5, 0]
     assert not view.stands("j1", "s1", 1500.0, 2000.0)  # what it knew stays
     assert not view.stands("j2", "s2", 1500.0, 2000.0)  # the renumbered row is read
+
+
+def test_forward_auth_reports_last_seen_once_a_minute_per_session_off_its_path() -> None:
+    """Through the gate itself (an ASGI call, no proxy): a cookie let through is noted, no
+    call to the node on the check's path; the view's loop sends the notes in one batch; the
+    same session is noted again only a minute later; a refused cookie is never noted; a node
+    that does not take a batch costs that round only."""
+    import time as real_time
+
+    from openmfa.errors import Unavailable
+    from openmfa.portal.forward_auth import ForwardAuthGate
+    from openmfa.portal.seen import CookieReports
+
+    clock = [1000.0]
+    sent: list[list[tuple[str, str]]] = []
+    down = [False]
+
+    async def post(seen: list[tuple[str, str]]) -> None:
+        if down[0]:
+            raise Unavailable("no node answers")
+        sent.append(seen)
+
+    reports = CookieReports(post, clock=lambda: clock[0])
+    cfg = ForwardAuthConfig("example.com", "openmfa_auth", 3600.0, b"k" * 32, "")
+    cookies = Cookies(cfg)
+    view = RevocationView(_fetch_nothing, 2.0, 30.0)
+    asyncio.run(view.refresh())
+    view.after = reports.send
+
+    async def inner(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("the gate answers /auth itself")
+
+    gate = ForwardAuthGate(inner, cfg, "/auth", view, reports)
+
+    def check(user: str, session: str) -> int:
+        now = real_time.time()
+        value = cookies.issue(user, "", "", now, session=session, subject="j-" + user)
+        got: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request"}
+
+        async def send(message: dict[str, object]) -> None:
+            got.append(message)
+
+        scope = {
+            "type": "http",
+            "path": "/auth",
+            "headers": [(b"cookie", f"openmfa_auth={value}".encode())],
+        }
+        asyncio.run(gate(scope, receive, send))
+        return int(got[0]["status"])  # type: ignore[call-overload]
+
+    assert check("ada", "s1") == 200 and check("ada", "s1") == 200
+    assert check("bob", "s2") == 200
+    assert sent == []  # nothing on the check's path
+    asyncio.run(view.after())
+    assert sent == [[("ada", "s1"), ("bob", "s2")]]
+    clock[0] += 30
+    assert check("ada", "s1") == 200
+    asyncio.run(reports.send())
+    assert len(sent) == 1  # within the minute: not again
+    clock[0] += 31
+    check("ada", "s1")
+    down[0] = True
+    asyncio.run(reports.send())  # the node does not take it: dropped, nothing raised
+    down[0] = False
+    asyncio.run(reports.send())
+    assert len(sent) == 1
+    clock[0] += 61
+    check("ada", "s1")
+    view.heard = float("-inf")  # a stale view refuses every cookie: none is noted
+    assert check("cy", "s3") == 302
+    view.heard = view.clock()
+    asyncio.run(reports.send())
+    assert sent[-1] == [("ada", "s1")]
+
+
+async def _fetch_nothing(after: int) -> SessionsEnded:
+    return _page()

@@ -109,3 +109,16 @@ def test_fuzz_decode_never_raises_anything_else(data: bytes) -> None:
 def test_fuzz_headers_with_consistent_length(data: bytes) -> None:
     with contextlib.suppress(p.MalformedPacket):
         p.decode(data)
+
+
+def test_origin_is_the_calling_station_else_the_nas() -> None:
+    """Where a person signs in from (kept, sealed, with the audit row): Calling-Station-Id,
+    else NAS-IP-Address; what is not printable is dropped, and at most 64 octets are read."""
+    station = (p.CALLING_STATION_ID, b"198.51.100.23")
+    nas = (p.NAS_IP_ADDRESS, bytes([10, 0, 0, 1]))
+    assert p.origin_of(request([station, nas])) == "198.51.100.23"
+    assert p.origin_of(request([nas])) == "10.0.0.1"
+    assert p.origin_of(request([(p.NAS_IP_ADDRESS, b"\x01\x02")])) == ""  # not an IPv4 address
+    assert p.origin_of(request([])) == ""
+    assert p.origin_of(request([(p.CALLING_STATION_ID, b"AA-BB\r\n\x00\xff")])) == "AA-BB\ufffd"
+    assert p.origin_of(request([(p.CALLING_STATION_ID, b"9" * 200)])) == "9" * 64

@@ -30,6 +30,7 @@ Once the document lists one, its entry here goes (the test says so)."""
 SAMPLES: dict[str, Any] = {
     "int": 0,
     "list[str]": [],
+    "list[tuple[str, str]]": [],
     "Literal['totp', 'hotp', 'backup-codes']": "totp",
     "ComponentReport": models.ComponentReport(
         name="portal1", kind="portal", release="1", sdk_versions=[1]

@@ -93,10 +93,24 @@ def test_report_list_and_end_through_the_sdk(tmp_path: Path) -> None:
             {"earlier": ["a"] * 17},
             {"earlier": [""]},
             {"address": 7},
+            {"language": "Dutch!"},
+            {"language": "nl-" + "x" * 14},
         ):
             r = await c.post("/v1/portal/me/seen", json=body, headers=me(desk))
             assert r.status_code == 422, (body, r.text)
         assert (await c.get("/v1/portal/me/sessions", headers=h)).status_code == 401
+        # Forward-auth's last seen: a portal key's batch; 204 whatever it names.
+        cookie = {"user": "alice", "session": seen.json()["session_id"]}
+        for body, headers, status in [
+            ({"seen": [cookie, {"user": "bob", "session": "unknown"}]}, h, 204),
+            ({"seen": []}, h, 204),
+            ({"seen": [cookie] * 501}, h, 422),
+            ({"seen": [{"user": "alice", "session": ""}]}, h, 422),
+            ({"seen": [{"user": "alice"}]}, h, 422),
+            ({"seen": [cookie]}, {}, 401),
+        ]:
+            r = await c.post("/v1/portal/sessions/seen", json=body, headers=headers)
+            assert r.status_code == status, (status, r.text)
         assert (await c.get("/v1/portal/me", headers=me(phone))).status_code == 200  # stands
         assert (await c.get("/v1/portal/me", headers=me(bob))).status_code == 200
         # Alice ends her phone's session from her desk: the phone's token is refused at once.

@@ -225,6 +225,7 @@ def audit_cmd(
             store, user=user_name, since=since_ts, limit=limit, newest_first=True
         )
     for e in reversed(events):
+        browser = "/".join(x for x in (e.browser, e.system) if x)
         if as_json:
             click.echo(json.dumps(msgspec.to_builtins(e)))
         else:
@@ -232,4 +233,6 @@ def audit_cmd(
                 f"{when(e.at)}  {e.node}  {e.action:<14} {e.result:<9} {e.reason:<12} "
                 f"user={e.user or '-'} client={e.client or '-'} method={e.method_id or '-'}"
                 f"{'  request=' + e.request_id if e.request_id else ''}"
+                f"{'  from=' + e.address if e.address else ''}"
+                f"{'  browser=' + browser if browser else ''}"
             )

@@ -101,7 +101,14 @@ from .requests import (
     WebPushSubscription,
 )
 from .requests import REQUEST_BODIES as _FIRST_BODIES
-from .sessions import PortalSeen, SessionList, SessionSeen, SessionView
+from .sessions import (
+    CookieSeen,
+    PortalCookiesSeen,
+    PortalSeen,
+    SessionList,
+    SessionSeen,
+    SessionView,
+)
 from .text import (
     METHOD_NAME_MAX,
     NAME_PATTERN,
@@ -124,6 +131,7 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     ComponentReport,
     PortalSessionsEnd,
     PortalSeen,
+    PortalCookiesSeen,
     PortalPasswordChange,
 )
 RESPONSES: tuple[type[msgspec.Struct], ...] = (
@@ -196,6 +204,7 @@ __all__ = [
     "ComponentOrder",
     "ComponentReply",
     "ComponentReport",
+    "CookieSeen",
     "DecisionView",
     "DeviceActivate",
     "DeviceActivated",
@@ -231,6 +240,7 @@ __all__ = [
     "PasswordPolicy",
     "PendingPush",
     "Phone",
+    "PortalCookiesSeen",
     "PortalDefault",
     "PortalMe",
     "PortalMethodName",

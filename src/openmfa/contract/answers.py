@@ -92,6 +92,14 @@ class AuditView(msgspec.Struct, kw_only=True):
     client is ``client`` after ``radius:``), ``application`` (an adapter's or an
     application's key, the name in ``client``), ``phone`` (the mobile app's answer),
     ``cli`` (the node's command line); "" unknown."""
+    address: str = ""
+    """Where it came from, as far as the channel knows (schema 0012): the browser's address
+    (portal), the RADIUS request's Calling-Station-Id or else its NAS, an application's
+    ``source``; "" unknown."""
+    browser: str = ""
+    """A browser's name from its user agent ("Firefox"; portal sign-ins; "" unknown)."""
+    system: str = ""
+    """The browser's operating system ("Android"; "" unknown)."""
 
 
 class PendingPush(msgspec.Struct, kw_only=True):

@@ -10,8 +10,8 @@ import msgspec
 
 class PortalSeen(msgspec.Struct, kw_only=True):
     """A portal host's report of the signed-in browser whose session token goes with it (at
-    most once a minute per browser): its address, its user agent, and the node session ids it
-    held before this one (re-authentications), oldest first."""
+    most once a minute per browser): its address, its user agent, the node session ids it
+    held before this one (re-authentications), oldest first, and the person's language."""
 
     address: Annotated[str, msgspec.Meta(max_length=64)] = ""
     user_agent: Annotated[str, msgspec.Meta(max_length=512)] = ""
@@ -19,6 +19,26 @@ class PortalSeen(msgspec.Struct, kw_only=True):
         list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
         msgspec.Meta(max_length=16),
     ] = []
+    language: Annotated[
+        str, msgspec.Meta(max_length=16, pattern="^([a-z]{2,3}(-[A-Za-z0-9]{1,8})?)?$")
+    ] = ""
+    """The language the person reads the portal in (``nl``): the node sends their security
+    notices in it (data format 10; "" says nothing). A node of an older release ignores it."""
+
+
+class CookieSeen(msgspec.Struct, kw_only=True):
+    """A forward-auth cookie a portal host let through: whose, and which node session it
+    carries."""
+
+    user: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    session: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class PortalCookiesSeen(msgspec.Struct, kw_only=True):
+    """A portal host's forward-auth reports (``/v1/portal/sessions/seen``): the sessions whose
+    cookies it let through since its last report, each at most once a minute."""
+
+    seen: Annotated[list[CookieSeen], msgspec.Meta(max_length=500)]
 
 
 class SessionSeen(msgspec.Struct, kw_only=True):
@@ -50,4 +70,11 @@ class SessionList(msgspec.Struct, kw_only=True):
     """Newest seen first."""
 
 
-__all__ = ["PortalSeen", "SessionList", "SessionSeen", "SessionView"]
+__all__ = [
+    "CookieSeen",
+    "PortalCookiesSeen",
+    "PortalSeen",
+    "SessionList",
+    "SessionSeen",
+    "SessionView",
+]

@@ -67,10 +67,21 @@ def receive(store: Store, node: str, rows: list[dict[str, Any]]) -> int:
         have = _get_mark(conn, key)
         fresh = [r for r in rows if int(r["origin_id"]) > have]
         if fresh:
-            conn.execute(insert(t.audit), [{c: r[c] for c in _COLUMNS} for r in fresh])
+            conn.execute(insert(t.audit), [_row(r) for r in fresh])
             have = max(int(r["origin_id"]) for r in fresh)
             _set_mark(conn, key, have)
         return have
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    """A relayed row as this release stores it. A node of an older release sends no
+    ``source_enc`` (schema 0012): none is known; one of a newer release may send columns
+    this one does not know: they are left out."""
+    return {c: r[c] if c in r else _DEFAULTS[c] for c in _COLUMNS}
+
+
+_DEFAULTS = {"source_enc": ""}
+"""Columns a node of an older release does not send, and what they are then."""
 
 
 class AuditRelay:

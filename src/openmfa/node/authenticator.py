@@ -34,6 +34,7 @@ from ..errors import OpenMfaError
 from ..store.database import Store
 from ..store.prepared import dbapi_cursor
 from .apikeys import KeyRing
+from .audit import seal_origin
 from .auth_state import AuthState, CachedUser, Discard, Pending
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ FAILED_CLOSED = "master unreachable: refused (fail closed)"
 class Attempt:
     """One request to decide; treat it as immutable (``dataclasses.replace`` makes a changed
     copy). Not a frozen dataclass only because one is made per request: a frozen one sets each of
-    its eleven fields through ``object.__setattr__`` (about 19,000 instructions in all, against
+    its fields through ``object.__setattr__`` (about 19,000 instructions in all, against
     5,000)."""
 
     user: str
@@ -122,7 +123,11 @@ class Attempt:
     """An SDK request's API key (checked before its body was read): checked again against this
     batch's configuration generation, so a key revoked a moment ago is refused."""
     source: str = ""
-    """Where the sign-in comes from (an address), shown on the phone with a push request."""
+    """Where the sign-in comes from (an address), shown on the phone with a push request and
+    kept, sealed, with the audit row (``audit.Origin``)."""
+    browser: str = ""
+    """A browser sign-in's browser and system ("Firefox", "Android": ``audit.Origin``)."""
+    system: str = ""
     push: bool = True
     """False: the caller cannot wait for a push (a RADIUS client with ``--push off``)."""
     numbered: bool = True
@@ -203,6 +208,7 @@ class Authenticator:
         results: list[Decision | OpenMfaError] = []
         audit: list[dict[str, Any]] = []
         node = self.store.node_name
+        box = self.store.box
         pending = Pending() if self.state.exact else None
         opened: list[Opened] = []
         callers: dict[str, str | OpenMfaError] = {}
@@ -250,6 +256,9 @@ class Authenticator:
                     "reason": _TEXT[d.reason],
                     "request_id": a.request_id,
                     "detail": detail,
+                    "source_enc": seal_origin(box, a.user, a.source, a.browser, a.system)
+                    if a.source or a.browser
+                    else "",
                 }
                 audit.append(row)
                 if locked:

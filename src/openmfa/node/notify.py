@@ -1,6 +1,9 @@
 """Security notices ("a word when something changes"), sent in the background from the audit
 log: a method or phone added or removed, the password changed, a push reported as not theirs,
-the account locked, a bypass issued. Configured in ``[notify]`` of server.toml.
+the account locked, a bypass issued. Configured in ``[notify]`` of server.toml. A person's
+mail is in the language they read the portal in (``users.language``, which the portal tells the
+node: ``portal_sessions``), else in ``[notify] language``; the security mailbox's and the
+webhook's are always in ``[notify] language``.
 
 Invariant owned here: the queue *is* the audit log. Every noticed event is an audit row written
 in the same transaction as the change it records (or relayed to the master from the node where
@@ -36,7 +39,7 @@ from ..store import tables as t
 from ..store.database import Store
 from ..store.role import SHARED, role_from
 from .notify_send import Retry, SmtpSender, Undeliverable, WebhookSender
-from .notify_text import NOTICED, Notice, render
+from .notify_text import LANGUAGES, NOTICED, Notice, render
 
 log = logging.getLogger("openmfa.notify")
 
@@ -185,12 +188,14 @@ class Notifier:
             return
         assert self.smtp is not None
         if ch.name == "security":
-            to, display = self.mailbox, ""
+            to, display, language = self.mailbox, "", ""
         else:
-            to, display = self._address(row.user_name)
+            to, display, language = self._address(row.user_name)
             if not to:
                 raise Undeliverable(f"{row.user_name!r} has no email address")
-        notice: Notice = render(row, self.language, display)
+        # The person's own language where the portal told the node one it has words for.
+        lang = language if ch.name == "person" and language in LANGUAGES else self.language
+        notice: Notice = render(row, lang, display)
         self.smtp.send(notice, to, f"openmfa.{row.id}.{ch.name}.{_safe(self.store.node_name)}")
 
     def _failed(self, ch: Channel, why: str, now: float) -> None:
@@ -237,19 +242,22 @@ class Notifier:
         with self.store.read() as conn:
             return list(conn.execute(q).all())
 
-    def _address(self, user: str) -> tuple[str, str]:
-        """The person's email (sealed at rest from data format 2) and display name."""
+    def _address(self, user: str) -> tuple[str, str, str]:
+        """The person's email (sealed at rest from data format 2), display name, and the
+        language they read the portal in ("" when the portal has not said: data format 10)."""
         u = t.users.c
         with self.store.read() as conn:
             row = conn.execute(
-                select(u.id, u.email, u.display_name, u.contact_enc).where(u.name == user)
+                select(u.id, u.email, u.display_name, u.contact_enc, u.language).where(
+                    u.name == user
+                )
             ).first()
         if row is None:
-            return "", ""
+            return "", "", ""
         email = row.email
         if row.contact_enc is not None:
             email, _ = formats.open_contact(self.store.box, row.id, row.contact_enc)
-        return email.strip(), row.display_name
+        return email.strip(), row.display_name, row.language or ""
 
     def queued(self, now: float | None = None) -> dict[str, tuple[int, float]]:
         """Per channel: notices waiting, and the age in seconds of the oldest (0: none)."""

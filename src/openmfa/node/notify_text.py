@@ -2,8 +2,8 @@
 Dutch (the node's own small catalogue; the portal's catalogue is the portal's).
 
 Pure: an audit row's values in, a ``Notice`` (subject, plain text, the facts for a webhook)
-out. The node has no language per person (the portal keeps a person's choice in a cookie), so
-a notice is in ``[notify] language``.
+out, in the language the caller names (``notify``: the person's, which the portal tells the
+node, else ``[notify] language``).
 """
 
 from __future__ import annotations

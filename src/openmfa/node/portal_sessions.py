@@ -19,7 +19,11 @@ Rules owned here:
 - a row whose sessions ended (signed out, "sign out everywhere", locked, expired) is not
   listed, and is forgotten;
 - the address and user agent are personal data, sealed at rest under ``portal-session:REF``;
-- rows live at the farm's master only (``NotMaster`` elsewhere: the SDK's clients follow it).
+- rows live at the farm's master only (``NotMaster`` elsewhere: the SDK's clients follow it);
+- the language a report names is the person's (``users.language``, for their security
+  notices): written, as a ``user.update`` that replicates, only when it changed and only once
+  the data set is at ``formats.LANGUAGE_FORMAT`` (before that their notices stay in
+  ``[notify] language``).
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ import re
 
 from sqlalchemy import delete, insert, select, update
 
-from ..contract import SessionList, SessionSeen, SessionView
+from ..contract import CookieSeen, SessionList, SessionSeen, SessionView
 from ..errors import KeyFileError, NotFound, NotMaster, OpenMfaError
+from ..store import formats
 from ..store import tables as t
+from ..store.changes import Change, ChangeWriter
 from ..store.database import Store
 from ..store.role import read_role
 from .accounts import Accounts
@@ -80,6 +86,7 @@ class PortalSessions:
         self.store = store
         self.accounts = accounts
         self.ends = ends
+        self.writer = ChangeWriter(store)
         self._key = hmac.new(store.box.pepper, b"openmfa portal session refs", "sha256").digest()
         self._pruned = 0.0
 
@@ -88,11 +95,20 @@ class PortalSessions:
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def seen(
-        self, grant: Grant, address: str, user_agent: str, earlier: list[str], now: float
+        self,
+        grant: Grant,
+        address: str,
+        user_agent: str,
+        earlier: list[str],
+        now: float,
+        language: str = "",
     ) -> SessionSeen:
         """The browser of ``grant`` was seen now, at ``address`` with ``user_agent``;
-        ``earlier``: the node sessions it held before this one, oldest first."""
+        ``earlier``: the node sessions it held before this one, oldest first; ``language``:
+        the one the person reads the portal in ("": not said)."""
         self._require_master()
+        if language:
+            self._remember_language(grant.user, language, now)
         held = list(dict.fromkeys([*earlier, grant.session_id] if grant.session_id else earlier))
         answer = SessionSeen(session_id=grant.session_id, report_seconds=REPORT_SECONDS)
         if not held:  # a token of a release before session ids: nothing to end it by
@@ -133,6 +149,30 @@ class PortalSessions:
                 )
         self._prune(now)
         return answer
+
+    def cookies_seen(self, seen: list[CookieSeen], now: float) -> None:
+        """Forward-auth let these cookies through (a portal host reports each at most once a
+        minute): the row of the browser that holds the cookie's session moves its last seen.
+        A session no row of that person holds changes nothing, and nothing says so (a portal
+        key learns nothing by it); no row is made, and none that ended comes back."""
+        self._require_master()
+        if not seen:
+            return
+        r = t.portal_sessions.c
+        with self.store.write() as conn:
+            rows = conn.execute(
+                select(r.ref, r.user_name, r.sessions).where(
+                    r.user_name.in_({x.user for x in seen}), r.expires_at > now
+                )
+            ).all()
+            held = {(row.user_name, str(s)): row.ref for row in rows for s in row.sessions}
+            refs = {held[x.user, x.session] for x in seen if (x.user, x.session) in held}
+            if refs:
+                conn.execute(
+                    update(t.portal_sessions)
+                    .where(r.ref.in_(refs), r.last_seen < now)
+                    .values(last_seen=now)
+                )
 
     def list(self, grant: Grant, now: float) -> SessionList:
         """The person's signed-in browsers, newest seen first (``current``: the one asking)."""
@@ -192,6 +232,19 @@ class PortalSessions:
             self.ends.end(grant.user, session, client=client, rid=rid)
         with self.store.write() as conn:
             conn.execute(delete(t.portal_sessions).where(r.ref == ref))
+
+    def _remember_language(self, user: str, language: str, now: float) -> None:
+        """``user`` reads the portal in ``language``: kept for their notices when it changed
+        (one read; a write only then), from data format 10 on."""
+        u = t.users.c
+        with self.store.read() as conn:
+            if formats.local_format(conn) < formats.LANGUAGE_FORMAT:
+                return
+            row = conn.execute(select(u.id, u.language).where(u.name == user)).first()
+        if row is None or row.language == language:
+            return
+        fields = {"language": language}
+        self.writer.commit([Change("user.update", {"id": row.id, "fields": fields, "at": now})])
 
     def _open(self, ref: str, sealed: bytes) -> tuple[str, str]:
         try:

@@ -33,6 +33,7 @@ from ..store.changes import AuditEvent
 from ..store.database import Store
 from . import audit
 from .accounts import Accounts
+from .audit import NOWHERE, Origin
 from .authenticator import Attempt
 from .commit_queue import CommitQueue
 from .first_factor import FirstFactor, PasswordCheck
@@ -78,13 +79,21 @@ class SignInSteps:
         self.wait_outcome = wait_outcome
 
     async def first(
-        self, user: str, password: str, client: str, request_id: str, key: str | None
+        self,
+        user: str,
+        password: str,
+        client: str,
+        request_id: str,
+        key: str | None,
+        origin: Origin = NOWHERE,
     ) -> PortalStep:
         """The user's first factor -> a ticket for the second (or, self-enrolling, a session
-        token at once). ``key``: the portal's API key, checked again on the commit thread."""
+        token at once). ``key``: the portal's API key, checked again on the commit thread;
+        ``origin``: the browser's address and name, kept (sealed) with the audit rows."""
+        sealed = origin.sealed(self.store.box, user)
         d = await self.first_factor.check(
             self.check,
-            Attempt(user, "", client=client, request_id=request_id, token=key, push=False),
+            _attempt(user, "", client, request_id, key, origin, push=False),
             password,
             AuditEvent(
                 "portal.sign_in",
@@ -93,6 +102,7 @@ class SignInSteps:
                 client=client,
                 request_id=request_id,
                 detail=f"first factor ({self.portal.primary})",
+                source_enc=sealed,
             ),
         )
         if d.reason is Reason.LOCKED:
@@ -105,7 +115,12 @@ class SignInSteps:
             # No method yet, and policy lets people add their first one: signed in already.
             token, expires = self.portal.issue(SESSION, user, client, time.time())
             event = AuditEvent(
-                "portal.self_enroll", "ok", user_name=user, client=client, request_id=request_id
+                "portal.self_enroll",
+                "ok",
+                user_name=user,
+                client=client,
+                request_id=request_id,
+                source_enc=sealed,
             )
             await to_thread.run_sync(audit.record, self.store, event)
             return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
@@ -133,6 +148,7 @@ class SignInSteps:
         method: str = "",
         push_id: str = "",
         wait: float = 0,
+        origin: Origin = NOWHERE,
     ) -> PortalStep:
         """The ticket of the first step and a code of the user's -> a session token bound to
         the user. ``method="push"`` (no code) opens a push: ``pending``, with the number to
@@ -145,14 +161,8 @@ class SignInSteps:
                 raise InvalidInput("send no code with method push (the phone answers instead)")
         elif not code:
             raise InvalidInput("send the code of one of the user's methods, or method push")
-        attempt = Attempt(
-            grant.user,
-            "push" if method == "push" else code,
-            client=client,
-            request_id=request_id,
-            token=key,
-            push=method == "push",
-        )
+        code = "push" if method == "push" else code
+        attempt = _attempt(grant.user, code, client, request_id, key, origin, method == "push")
         # At the master, or not_master; a node promoted a moment ago decides again.
         result = await decide_push(
             self.queue, attempt, self.push, here=True, asked=method == "push"
@@ -203,7 +213,13 @@ class SignInSteps:
         return PasskeyChallenge(options=options, challenge=challenge, expires_at=expires)
 
     async def passkey(
-        self, ticket: str, client: str, request_id: str, challenge: str, credential: str
+        self,
+        ticket: str,
+        client: str,
+        request_id: str,
+        challenge: str,
+        credential: str,
+        origin: Origin = NOWHERE,
     ) -> PortalStep:
         """The browser's answer to a passkey sign-in -> a session token bound to the user."""
         grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
@@ -221,6 +237,7 @@ class SignInSteps:
             reason="ok" if method_id else "wrong_passkey",
             request_id=request_id,
             detail="passkey",
+            source_enc=origin.sealed(self.store.box, grant.user),
         )
         await to_thread.run_sync(audit.record, self.store, event)
         if method_id is None:
@@ -264,3 +281,19 @@ class SignInSteps:
         except NotFound:
             return False  # an unknown user is not locked (their passkey is wrong like anyone's)
         return until is not None and until > time.time()
+
+
+def _attempt(
+    user: str, code: str, client: str, rid: str, key: str | None, origin: Origin, push: bool
+) -> Attempt:
+    return Attempt(
+        user,
+        code,
+        client=client,
+        request_id=rid,
+        token=key,
+        push=push,
+        source=origin.address,
+        browser=origin.browser,
+        system=origin.system,
+    )

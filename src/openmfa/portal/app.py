@@ -161,7 +161,15 @@ def create_app(
         middleware=[
             *([] if mounted else [Middleware(RequestCounter, registry=registry, part="portal")]),
             *(
-                [Middleware(ForwardAuthGate, cfg=fa, path=cfg.prefix + "/auth", view=revocations)]
+                [
+                    Middleware(
+                        ForwardAuthGate,
+                        cfg=fa,
+                        path=cfg.prefix + "/auth",
+                        view=revocations,
+                        reports=portal.cookie_reports,
+                    )
+                ]
                 if fa is not None and revocations is not None
                 else []
             ),

@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import ConfigError
 from ..service_config import relative
 from .revocations import RevocationView
+from .seen import CookieReports
 
 VERSION = b"v2"
 MAX_SESSION_MINUTES = 7 * 24 * 60
@@ -240,7 +241,12 @@ class ForwardAuthGate:
     it is on the hot path of every proxied request); everything else goes to ``app``."""
 
     def __init__(
-        self, app: ASGIApp, cfg: ForwardAuthConfig, path: str, view: RevocationView
+        self,
+        app: ASGIApp,
+        cfg: ForwardAuthConfig,
+        path: str,
+        view: RevocationView,
+        reports: CookieReports | None = None,
     ) -> None:
         self.app = app
         self.cookies = Cookies(cfg)
@@ -248,6 +254,9 @@ class ForwardAuthGate:
         self.path = path
         self.name = cfg.cookie_name.encode()
         self.view = view
+        self.reports = reports
+        """Where the sessions let through are noted for the node's "last seen" (sent in the
+        background by the view's loop)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path:
@@ -261,6 +270,8 @@ class ForwardAuthGate:
         if who is not None and not self.view.started:
             await self.view.first()  # a portal mounted in a node starts its view here
         if who is not None and self.view.stands(who.subject, who.session, who.issued_at, now):
+            if self.reports is not None:
+                self.reports.saw(who.user, who.session)
             out = [
                 (b"remote-user", _safe(who.user)),
                 (b"remote-email", _safe(who.email)),

@@ -59,6 +59,9 @@ class RevocationView:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._pruned = 0.0
+        self.after: Callable[[], Awaitable[None]] | None = None
+        """Run after each poll, in this loop (forward-auth's reports of what it let through:
+        ``seen.CookieReports``); its errors are its own."""
 
     @property
     def fresh(self) -> bool:
@@ -154,4 +157,11 @@ class RevocationView:
                         type(exc).__name__,
                     )
                     said = True
+            if self.after is not None:
+                try:
+                    await self.after()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("forward-auth's report of what it let through failed")
             await asyncio.sleep(self.poll)

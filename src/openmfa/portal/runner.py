@@ -35,6 +35,7 @@ from .config import PortalConfig
 from .forward_auth import Cookies, ForwardAuthConfig
 from .limits import read_form_body
 from .revocations import RevocationView
+from .seen import CookieReports
 from .sessions import CARRY, Attempts, Carried, Session, Sessions
 from .theme import environments, static_dirs
 
@@ -75,6 +76,9 @@ class Portal:
     fa: ForwardAuthConfig | None
     fa_cookies: Cookies | None
     revocations: RevocationView | None
+    cookie_reports: CookieReports | None = None
+    """Forward-auth's "last seen" of the sessions it lets through (sent by ``revocations``'s
+    loop)."""
     told_kinds: OrderedDict[str, frozenset[str] | None] = field(default_factory=OrderedDict)
     """What the node said each sign-in's person can use, by the sign-in's ticket (None: a node
     that does not say)."""
@@ -104,6 +108,10 @@ class Portal:
             if fa is not None
             else None
         )  # fmt: skip
+        reports = None
+        if revocations is not None:
+            reports = CookieReports(sdk.portal_cookies_seen)
+            revocations.after = reports.send
         return cls(
             cfg=cfg,
             sdk=sdk,
@@ -115,6 +123,7 @@ class Portal:
             fa=fa,
             fa_cookies=Cookies(fa) if fa is not None else None,
             revocations=revocations,
+            cookie_reports=reports,
         )
 
     def secure(self, request: Request) -> bool:
@@ -181,6 +190,15 @@ class Ctx:
 
     def url(self, path: str) -> str:
         return self.base + path
+
+    @property
+    def where(self) -> dict[str, str]:
+        """Where the browser is, for a sign-in call's ``address`` and ``agent``: the node
+        keeps them, sealed, with the sign-in's audit rows (the person's recent sign-ins)."""
+        return {
+            "address": self.portal.address(self.request)[:64],
+            "agent": self.request.headers.get("user-agent", "")[:512],
+        }
 
     def redirect(self, path: str) -> Response:
         return RedirectResponse(self.url(path), status_code=303)

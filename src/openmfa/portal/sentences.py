@@ -88,6 +88,13 @@ def channel(ctx: Ctx, e: AuditView) -> str:
     return e.client
 
 
+def browser_name(ctx: Ctx, browser: str, system: str) -> str:
+    """A browser as the pages name it ("Firefox on Android"; "" when nothing is known)."""
+    if browser and system:
+        return ctx._("%(browser)s on %(system)s") % {"browser": browser, "system": system}
+    return browser or system
+
+
 def kind_names(ctx: Ctx) -> dict[str, str]:
     """Each kind of method's name on the pages."""
     _ = ctx._

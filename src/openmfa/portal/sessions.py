@@ -92,6 +92,8 @@ class Session:
     reported: str = ""
     """When (monotonic) this host last told the node where it is signed in (``seen``), and
     the token it told it with."""
+    reported_language: str = ""
+    """The language it told the node the person reads (told again at once when it changes)."""
 
     @property
     def signed_in(self) -> bool:

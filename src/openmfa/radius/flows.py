@@ -44,6 +44,7 @@ from ..core.verification import PUSH_WORDS, Decision, MethodKind, Reason
 from ..errors import OpenMfaError, PrimaryUnavailable
 from ..farm.push_relay import HandingOver, MasterPush, PushAsked, leads, wait_outcome
 from ..node.accounts import Accounts
+from ..node.audit import seal_origin
 from ..node.authenticator import Attempt
 from ..node.commit_queue import CommitQueue, Job, Result
 from ..node.first_factor import FirstFactor
@@ -200,16 +201,17 @@ class AccessFlows:
             if push_id and password.strip().lower() in PUSH_WORDS | {"ok", "yes"}:
                 self._on_loop(self._follow_push, client, user, push_id, respond)
                 return None
-            return self._job(client, user, password, respond)
+            return self._job(client, user, password, respond, p.origin_of(pkt))
         if client.primary == "none":
-            return self._job(client, user, password, respond)
+            return self._job(client, user, password, respond, p.origin_of(pkt))
         if client.primary not in self.primaries:  # ntlm: MS-CHAPv2 only
             only = "a PAP request, but --primary %s checks MS-CHAPv2 only"
             self.relay.say(client, "pap", only, client.primary)
             respond(DENIED_REPLY)
             return None
         assert self.loop is not None, "start() first"
-        self.loop.call_soon_threadsafe(self._start_primary, client, user, password, respond)
+        source = p.origin_of(pkt)
+        self.loop.call_soon_threadsafe(self._start_primary, client, user, password, respond, source)
         return None
 
     def one_round(self, client: RadiusClient, pkt: p.Packet) -> bool:
@@ -273,12 +275,15 @@ class AccessFlows:
             if until > wall:
                 self._remote_ids[k] = mono + until - wall
 
-    def _job(self, client: RadiusClient, user: str, code: str, respond: Respond) -> Job:
+    def _job(
+        self, client: RadiusClient, user: str, code: str, respond: Respond, source: str = ""
+    ) -> Job:
         attempt = Attempt(
             user,
             code,
             client="radius:" + client.name,
             request_id=f"radius-{self._run}-{next(self._ids)}",
+            source=source,
             push=client.push != "off",
             numbered=client.push != "hold",
         )
@@ -440,7 +445,7 @@ class AccessFlows:
         self.queue.call(lambda: respond(reply))
 
     def _start_primary(
-        self, client: RadiusClient, user: str, password: str, respond: Respond
+        self, client: RadiusClient, user: str, password: str, respond: Respond, source: str = ""
     ) -> None:
         """On the event loop: check the first factor; the reply goes back to the commit thread."""
 
@@ -448,7 +453,7 @@ class AccessFlows:
             self.queue.call(lambda: respond(reply))
 
         def verify(code: str) -> None:
-            attempt, callback, _ = self._job(client, user, code, respond)
+            attempt, callback, _ = self._job(client, user, code, respond, source)
             self.queue.submit_callback(attempt, callback)
 
         async def push_or_challenge() -> bool:
@@ -462,7 +467,7 @@ class AccessFlows:
             return True
 
         task = asyncio.get_running_loop().create_task(
-            self._primary_first(client, user, password, answer, verify, push_or_challenge)
+            self._primary_first(client, user, password, answer, verify, push_or_challenge, source)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -475,6 +480,7 @@ class AccessFlows:
         respond: Respond,
         verify: Callable[[str], None],
         push: Callable[[], Awaitable[bool]],
+        source: str = "",
     ) -> None:
         """The first factor through the node's one rule (``node.first_factor``): a locked
         user's password is not checked, a wrong one counts toward the lock; a refusal says
@@ -486,6 +492,7 @@ class AccessFlows:
             client="radius:" + client.name,
             request_id=f"radius-{self._run}-{next(self._ids)}",
             push=False,
+            source=source,
         )
         checked = AuditEvent(
             "primary",
@@ -494,6 +501,7 @@ class AccessFlows:
             client=asked.client,
             request_id=asked.request_id,
             detail=client.primary,
+            source_enc=seal_origin(self.store.box, user, source),
         )
         try:
             if client.combined:

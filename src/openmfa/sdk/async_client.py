@@ -132,14 +132,22 @@ class AsyncSdkClient:
     async def push_outcome(self, push_id: str, *, wait: int = 0) -> PushOutcome:
         return await self.send(Requests.push_outcome(push_id, wait=wait))
 
-    async def portal_sign_in(self, user: str, password: str) -> PortalStep:
-        return await self.send(Requests.portal_sign_in(user, password))
+    async def portal_sign_in(
+        self, user: str, password: str, *, address: str = "", agent: str = ""
+    ) -> PortalStep:
+        return await self.send(
+            Requests.portal_sign_in(user, password, address=address, agent=agent)
+        )
 
-    async def portal_second_factor(self, ticket: str, code: str) -> PortalStep:
-        return await self.send(Requests.portal_second_factor(ticket, code))
+    async def portal_second_factor(
+        self, ticket: str, code: str, *, address: str = "", agent: str = ""
+    ) -> PortalStep:
+        return await self.send(
+            Requests.portal_second_factor(ticket, code, address=address, agent=agent)
+        )
 
-    async def portal_push(self, ticket: str) -> PortalStep:
-        return await self.send(Requests.portal_push(ticket))
+    async def portal_push(self, ticket: str, *, address: str = "", agent: str = "") -> PortalStep:
+        return await self.send(Requests.portal_push(ticket, address=address, agent=agent))
 
     async def portal_push_collect(self, ticket: str, push_id: str, *, wait: int = 0) -> PortalStep:
         return await self.send(Requests.portal_push_collect(ticket, push_id, wait=wait))
@@ -190,8 +198,12 @@ class AsyncSdkClient:
         """After the second factor: the ID token to POST back to Entra ID."""
         return await self.send(Requests.oidc_eam_finish(session, request))
 
-    async def portal_passkey(self, ticket: str, challenge: str, credential: str) -> PortalStep:
-        return await self.send(Requests.portal_passkey(ticket, challenge, credential))
+    async def portal_passkey(
+        self, ticket: str, challenge: str, credential: str, *, address: str = "", agent: str = ""
+    ) -> PortalStep:
+        return await self.send(
+            Requests.portal_passkey(ticket, challenge, credential, address=address, agent=agent)
+        )
 
     async def portal_passkey_register_options(self, session: str, origin: str) -> PasskeyChallenge:
         return await self.send(Requests.portal_passkey_register_options(session, origin))
@@ -237,11 +249,18 @@ class AsyncSdkClient:
         await self.send(Requests.portal_sign_out(session))
 
     async def portal_seen(
-        self, session: str, address: str, user_agent: str, earlier: list[str] | None = None
+        self,
+        session: str,
+        address: str,
+        user_agent: str,
+        earlier: list[str] | None = None,
+        language: str = "",
     ) -> SessionSeen:
         """Report the signed-in browser (its address and user agent; ``earlier``: the node
         sessions it held before this one), at most once a minute."""
-        return await self.send(Requests.portal_seen(session, address, user_agent, earlier or []))
+        return await self.send(
+            Requests.portal_seen(session, address, user_agent, earlier or [], language)
+        )
 
     async def portal_sessions(self, session: str) -> list[SessionView]:
         """Where the signed-in user is signed in: their browsers, newest seen first."""
@@ -250,6 +269,10 @@ class AsyncSdkClient:
     async def portal_end_session(self, session: str, ref: str) -> None:
         """End one of the signed-in user's browsers (``SessionView.id``) on every host."""
         await self.send(Requests.portal_end_session(session, ref))
+
+    async def portal_cookies_seen(self, seen: list[tuple[str, str]]) -> None:
+        """Forward-auth's reports: (user, session) of each cookie it let through."""
+        await self.send(Requests.portal_cookies_seen(seen))
 
     async def portal_end_sessions(self, user: str, sessions: list[str]) -> None:
         await self.send(Requests.portal_end_sessions(user, sessions))

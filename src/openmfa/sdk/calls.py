@@ -25,6 +25,7 @@ from .models import (
     BypassRequest,
     ComponentReply,
     ComponentReport,
+    CookieSeen,
     DecisionView,
     DeviceActivate,
     DeviceActivated,
@@ -51,6 +52,7 @@ from .models import (
     PasskeyOptions,
     PasswordChanged,
     PasswordPolicy,
+    PortalCookiesSeen,
     PortalDefault,
     PortalMe,
     PortalMethodName,
@@ -114,6 +116,27 @@ class Call(Generic[T]):
 
 SESSION_HEADER = "X-OpenMFA-Session"
 """Where portal calls about the signed-in user carry their session token."""
+ADDRESS_HEADER = "X-OpenMFA-Client-Address"
+"""Where a portal's sign-in calls say the browser's address (kept, sealed, with the sign-in's
+audit rows). A header, not a body field: a node of an older release ignores it."""
+AGENT_HEADER = "X-OpenMFA-Client-Agent"
+"""Where a portal's sign-in calls pass the browser's user agent (the node keeps only its
+browser's and system's names)."""
+
+
+def _origin(address: str, agent: str) -> dict[str, str]:
+    """A sign-in call's headers saying where the browser is ("" values are not sent)."""
+    headers = {}
+    if address:
+        headers[ADDRESS_HEADER] = _header_text(address, 64)
+    if agent:
+        headers[AGENT_HEADER] = _header_text(agent, 512)
+    return headers
+
+
+def _header_text(text: str, limit: int) -> str:
+    """Printable ASCII of at most ``limit`` characters (what a header can carry as is)."""
+    return "".join(c for c in text[:limit] if " " <= c <= "~")
 
 
 def _seg(value: str) -> str:
@@ -166,19 +189,33 @@ class Requests:
         )
 
     @staticmethod
-    def portal_sign_in(user: str, password: str) -> Call[PortalStep]:
+    def portal_sign_in(
+        user: str, password: str, *, address: str = "", agent: str = ""
+    ) -> Call[PortalStep]:
+        """``address``, ``agent``: the browser's address and user agent (``ADDRESS_HEADER``)."""
         body = _encode(PortalSignIn(user=user, password=password))
-        return Call("POST", "/v1/portal/sign-in", PortalStep, body=body, kind="authenticate")
+        return Call(
+            "POST", "/v1/portal/sign-in", PortalStep, body=body, kind="authenticate",
+            headers=_origin(address, agent),
+        )  # fmt: skip
 
     @staticmethod
-    def portal_second_factor(ticket: str, code: str) -> Call[PortalStep]:
+    def portal_second_factor(
+        ticket: str, code: str, *, address: str = "", agent: str = ""
+    ) -> Call[PortalStep]:
         body = _encode(PortalSecondFactor(ticket=ticket, code=code))
-        return Call("POST", "/v1/portal/second-factor", PortalStep, body=body, kind="authenticate")
+        return Call(
+            "POST", "/v1/portal/second-factor", PortalStep, body=body, kind="authenticate",
+            headers=_origin(address, agent),
+        )  # fmt: skip
 
     @staticmethod
-    def portal_push(ticket: str) -> Call[PortalStep]:
+    def portal_push(ticket: str, *, address: str = "", agent: str = "") -> Call[PortalStep]:
         body = _encode(PortalSecondFactor(ticket=ticket, method="push"))
-        return Call("POST", "/v1/portal/second-factor", PortalStep, body=body, kind="write")
+        return Call(
+            "POST", "/v1/portal/second-factor", PortalStep, body=body, kind="write",
+            headers=_origin(address, agent),
+        )  # fmt: skip
 
     @staticmethod
     def portal_push_collect(ticket: str, push_id: str, *, wait: int = 0) -> Call[PortalStep]:
@@ -257,9 +294,14 @@ class Requests:
         return Call("POST", "/v1/portal/passkey/options", PasskeyChallenge, body=body)
 
     @staticmethod
-    def portal_passkey(ticket: str, challenge: str, credential: str) -> Call[PortalStep]:
+    def portal_passkey(
+        ticket: str, challenge: str, credential: str, *, address: str = "", agent: str = ""
+    ) -> Call[PortalStep]:
         body = _encode(PasskeyAnswer(challenge=challenge, credential=credential, ticket=ticket))
-        return Call("POST", "/v1/portal/passkey", PortalStep, body=body, kind="authenticate")
+        return Call(
+            "POST", "/v1/portal/passkey", PortalStep, body=body, kind="authenticate",
+            headers=_origin(address, agent),
+        )  # fmt: skip
 
     @staticmethod
     def portal_passkey_register_options(session: str, origin: str) -> Call[PasskeyChallenge]:
@@ -317,10 +359,18 @@ class Requests:
 
     @staticmethod
     def portal_seen(
-        session: str, address: str, user_agent: str, earlier: list[str]
+        session: str, address: str, user_agent: str, earlier: list[str], language: str = ""
     ) -> Call[SessionSeen]:
-        body = _encode(PortalSeen(address=address, user_agent=user_agent, earlier=earlier))
+        body = _encode(
+            PortalSeen(address=address, user_agent=user_agent, earlier=earlier, language=language)
+        )
         return _mine("POST", "/v1/portal/me/seen", SessionSeen, session, body)
+
+    @staticmethod
+    def portal_cookies_seen(seen: list[tuple[str, str]]) -> Call[None]:
+        """Forward-auth's reports: (user, session) of each cookie it let through."""
+        body = _encode(PortalCookiesSeen(seen=[CookieSeen(user=u, session=s) for u, s in seen]))
+        return Call("POST", "/v1/portal/sessions/seen", None, body=body, kind="write")
 
     @staticmethod
     def portal_sessions(session: str) -> Call[SessionList]:

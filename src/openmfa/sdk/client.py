@@ -159,17 +159,21 @@ class SdkClient:
     def push_outcome(self, push_id: str, *, wait: int = 0) -> PushOutcome:
         return self.send(Requests.push_outcome(push_id, wait=wait))
 
-    def portal_sign_in(self, user: str, password: str) -> PortalStep:
+    def portal_sign_in(
+        self, user: str, password: str, *, address: str = "", agent: str = ""
+    ) -> PortalStep:
         """The User Portal's first step (a ``portal`` key): a ticket for the second."""
-        return self.send(Requests.portal_sign_in(user, password))
+        return self.send(Requests.portal_sign_in(user, password, address=address, agent=agent))
 
-    def portal_second_factor(self, ticket: str, code: str) -> PortalStep:
+    def portal_second_factor(
+        self, ticket: str, code: str, *, address: str = "", agent: str = ""
+    ) -> PortalStep:
         """The second step: the user's session token (``.token``) when the code is accepted."""
-        return self.send(Requests.portal_second_factor(ticket, code))
+        return self.send(Requests.portal_second_factor(ticket, code, address=address, agent=agent))
 
-    def portal_push(self, ticket: str) -> PortalStep:
+    def portal_push(self, ticket: str, *, address: str = "", agent: str = "") -> PortalStep:
         """A push to the user's phone as the second factor: show ``.pending.number``."""
-        return self.send(Requests.portal_push(ticket))
+        return self.send(Requests.portal_push(ticket, address=address, agent=agent))
 
     def portal_push_collect(self, ticket: str, push_id: str, *, wait: int = 0) -> PortalStep:
         """Once the phone approved (waiting up to ``wait`` s): the session token."""
@@ -223,9 +227,13 @@ class SdkClient:
         """After the second factor: the ID token to POST back to Entra ID."""
         return self.send(Requests.oidc_eam_finish(session, request))
 
-    def portal_passkey(self, ticket: str, challenge: str, credential: str) -> PortalStep:
+    def portal_passkey(
+        self, ticket: str, challenge: str, credential: str, *, address: str = "", agent: str = ""
+    ) -> PortalStep:
         """The browser's answer (``PublicKeyCredential.toJSON()`` as JSON text)."""
-        return self.send(Requests.portal_passkey(ticket, challenge, credential))
+        return self.send(
+            Requests.portal_passkey(ticket, challenge, credential, address=address, agent=agent)
+        )
 
     def portal_passkey_register_options(self, session: str, origin: str) -> PasskeyChallenge:
         return self.send(Requests.portal_passkey_register_options(session, origin))
@@ -276,11 +284,18 @@ class SdkClient:
         self.send(Requests.portal_sign_out(session))
 
     def portal_seen(
-        self, session: str, address: str, user_agent: str, earlier: list[str] | None = None
+        self,
+        session: str,
+        address: str,
+        user_agent: str,
+        earlier: list[str] | None = None,
+        language: str = "",
     ) -> SessionSeen:
         """Report the signed-in browser (its address and user agent; ``earlier``: the node
         sessions it held before this one), at most once a minute."""
-        return self.send(Requests.portal_seen(session, address, user_agent, earlier or []))
+        return self.send(
+            Requests.portal_seen(session, address, user_agent, earlier or [], language)
+        )
 
     def portal_sessions(self, session: str) -> list[SessionView]:
         """Where the signed-in user is signed in: their browsers, newest seen first."""
@@ -289,6 +304,10 @@ class SdkClient:
     def portal_end_session(self, session: str, ref: str) -> None:
         """End one of the signed-in user's browsers (``SessionView.id``) on every host."""
         self.send(Requests.portal_end_session(session, ref))
+
+    def portal_cookies_seen(self, seen: list[tuple[str, str]]) -> None:
+        """Forward-auth's reports: (user, session) of each cookie it let through."""
+        self.send(Requests.portal_cookies_seen(seen))
 
     def portal_end_sessions(self, user: str, sessions: list[str]) -> None:
         """End sessions of ``user`` by their ids, on every portal host."""

@@ -18,6 +18,7 @@ import msgspec
 
 from .. import __version__
 from . import models
+from .calls import ADDRESS_HEADER, AGENT_HEADER
 from .routes import TABLE
 
 REF = "#/components/schemas/{name}"
@@ -48,6 +49,25 @@ SESSION = {
     "schema": {"type": "string"},
 }
 """Every /v1/portal/me route's header."""
+ORIGIN = [
+    {
+        "name": ADDRESS_HEADER,
+        "in": "header",
+        "required": False,
+        "description": "the browser's address (kept, sealed, with the sign-in's audit rows)",
+        "schema": {"type": "string", "maxLength": 64},
+    },
+    {
+        "name": AGENT_HEADER,
+        "in": "header",
+        "required": False,
+        "description": "the browser's user agent (the node keeps only the browser's and "
+        "system's names)",
+        "schema": {"type": "string", "maxLength": 512},
+    },
+]
+"""The portal's sign-in routes' headers saying where the browser is."""
+SIGN_IN_PATHS = ("/v1/portal/sign-in", "/v1/portal/second-factor", "/v1/portal/passkey")
 ERRORS = {
     "400": "Malformed request (not JSON, broken header)",
     "401": "No API key, or a wrong, expired or revoked one",
@@ -104,6 +124,8 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
         params += d.query
         if path.startswith("/v1/portal/me") or path in ("/v1/oidc/code", "/v1/oidc/eam/finish"):
             params.append(SESSION)
+        if path in SIGN_IN_PATHS:
+            params += ORIGIN
         if params:
             op["parameters"] = params
         if body:

@@ -44,6 +44,8 @@ class AuditEvent:
     reason: str = ""
     request_id: str = ""
     detail: str = ""
+    source_enc: str = ""
+    """Where a sign-in came from, sealed (``node.audit.Origin.sealed``); "" not known."""
 
     def row(self, node: str, at: float) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class AuditEvent:
             "reason": self.reason,
             "request_id": self.request_id,
             "detail": self.detail,
+            "source_enc": self.source_enc,
         }
 
 
@@ -185,6 +188,7 @@ USER_COLUMNS = (
     "name",  # format 5: a rename by the directory
     "source",  # format 5
     "external_id",  # format 5
+    "language",  # format 10 (formats.LANGUAGE_FORMAT)
 )
 
 

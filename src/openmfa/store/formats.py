@@ -55,6 +55,12 @@ an empty password, counted toward the lock.
 Format 9: method names. A person names and renames their methods ("Work phone"): a
 ``method.label`` record sets a method's label; a release reading only up to format 8 does not
 know that record, so it is written only once the data set is at format 9.
+
+Format 10: a person's language. The portal tells the node the language a person reads its
+pages in (``users.language``), so their security notices are in it; it travels in
+``user.update`` records that a release reading only up to format 9 would drop (that person's
+notices would fall back to ``[notify] language`` there, and a promoted old node would lose it),
+so it is written only once the data set is at format 10.
 """
 
 from __future__ import annotations
@@ -80,9 +86,9 @@ def local_format(conn: Connection) -> int:
     return int(conn.scalar(_LOCAL_FORMAT) or 0)
 
 
-DATA_FORMAT = 9
+DATA_FORMAT = 10
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
-READS_FORMATS = (1, 9)
+READS_FORMATS = (1, DATA_FORMAT)
 """The oldest and newest data formats this release can read."""
 PREFERENCES_FORMAT = 4
 """The data format that knows user preferences (default method, sessions ended)."""
@@ -98,6 +104,9 @@ RADIUS_RELAY_FORMAT = 8
 """The data format a RADIUS client's relay options (MS-CHAPv2, EAP, ``ntlm``) travel in."""
 METHOD_NAMES_FORMAT = 9
 """The data format that knows a method renamed by its person (``method.label`` records)."""
+LANGUAGE_FORMAT = 10
+"""The data format that knows a person's language (``users.language`` in ``user.update``).
+The lead may renumber it at a merge: this constant is the one place its number is written."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -207,6 +216,11 @@ def _method_names(conn: Connection) -> None:
     has."""
 
 
+def _languages(conn: Connection) -> None:
+    """Nothing to rewrite: format 10 only allows values (a person's language) no earlier
+    format has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
@@ -216,5 +230,6 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     7: _device_unlock,
     8: _oidc,
     9: _method_names,
+    LANGUAGE_FORMAT: _languages,
 }
 """The step that brings rows of format N-1 to format N."""

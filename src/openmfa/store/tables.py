@@ -51,6 +51,9 @@ users = Table(
     # user's immutable id there (entryUUID, objectGUID), so a rename follows the same person
     Column("source", String(64), nullable=True),
     Column("external_id", String(128), nullable=True),
+    # schema 0012, data format 10 (``formats.LANGUAGE_FORMAT``): the language the person
+    # chose on the portal, for their security notices (None: ``[notify] language``)
+    Column("language", String(16), nullable=True),
     Index("ix_users_source_external", "source", "external_id", unique=True),
 )
 
@@ -124,6 +127,8 @@ audit = Table(
     Column("reason", String(64), nullable=False, default=""),
     Column("request_id", String(64), nullable=False, default=""),
     Column("detail", Text, nullable=False, default=""),
+    # schema 0012 (no data format): a sign-in's address and browser, sealed (``node.audit``)
+    Column("source_enc", Text, nullable=False, default="", server_default=""),
     Index("ix_audit_at", "at"),
     Index("ix_audit_user_at", "user_name", "at"),
 )

@@ -9,7 +9,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ...errors import Forbidden, InvalidInput, Reauthenticate
 from ..runner import FORM_AGAIN, LANG_COOKIE, Ctx
-from ..sentences import channel, describe
+from ..sentences import browser_name, channel, describe
 
 GET_PAGES = frozenset(
     [
@@ -38,7 +38,14 @@ async def sign_ins(ctx: Ctx) -> Response:
     return ctx.render(
         "sign_ins.html",
         events=[
-            (e, describe(ctx, e), e.result in ("ok", "accepted"), channel(ctx, e)) for e in events
+            (
+                e,
+                describe(ctx, e),
+                e.result in ("ok", "accepted"),
+                channel(ctx, e),
+                browser_name(ctx, e.browser, e.system),
+            )
+            for e in events
         ],
     )
 

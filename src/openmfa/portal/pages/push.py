@@ -18,7 +18,7 @@ async def push_start(ctx: Ctx) -> Response:
     no_app = ctx._("You have no mobile app activated, so no push can be sent. Type a code instead.")
     if not can_push(ctx, s):  # not asked of the node: it would count as a wrong code
         return await second_factor_page(ctx, no_app, FORM_AGAIN)
-    step = await ctx.sdk.portal_push(s.ticket)
+    step = await ctx.sdk.portal_push(s.ticket, **ctx.where)
     if step.pending is None:
         if step.reason in ENDED:
             s.ticket = ""

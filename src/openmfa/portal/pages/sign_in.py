@@ -51,7 +51,7 @@ async def sign_in(ctx: Ctx) -> Response:
             error=ctx._("Type your user name and your password."),
         )
     try:
-        step = await ctx.sdk.portal_sign_in(user, password)
+        step = await ctx.sdk.portal_sign_in(user, password, **ctx.where)
     except InvalidInput:
         step = PortalStep(accepted=False, reason="wrong_password")
     if not step.accepted:
@@ -76,7 +76,7 @@ async def confirm(ctx: Ctx) -> Response:
         return ctx.render("sign_in.html", reauth=True, error="", user=s.user)
     ctx.limited()
     password = ctx.field("password", 128)
-    step = await ctx.sdk.portal_sign_in(s.user, password) if password else None
+    step = await ctx.sdk.portal_sign_in(s.user, password, **ctx.where) if password else None
     if step is None or not step.accepted:
         reason = step.reason if step is not None else "wrong_password"
         return ctx.render(
@@ -115,7 +115,7 @@ async def second_factor(ctx: Ctx) -> Response:
     if not code:
         return await second_factor_page(ctx, ctx._("Type the code your app shows."))
     try:
-        step = await ctx.sdk.portal_second_factor(s.ticket, code)
+        step = await ctx.sdk.portal_second_factor(s.ticket, code, **ctx.where)
     except InvalidInput:
         step = PortalStep(accepted=False, reason="malformed")
     return await signed_in(ctx, step)
@@ -176,7 +176,7 @@ async def passkey_sign_in(ctx: Ctx) -> Response:
             ctx, ctx._("Passkeys need JavaScript in your browser. Type a code instead.")
         )
     try:
-        step = await ctx.sdk.portal_passkey(s.ticket, s.passkey_challenge, credential)
+        step = await ctx.sdk.portal_passkey(s.ticket, s.passkey_challenge, credential, **ctx.where)
     except InvalidInput:
         step = PortalStep(accepted=False, reason="wrong_passkey")
     return await signed_in(ctx, step)

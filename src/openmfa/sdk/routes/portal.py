@@ -10,6 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...contract import TEXT_RE
+from ...errors import InvalidInput
+from ...node.audit import Origin
+from ...node.portal_sessions import summarise
+from ..calls import ADDRESS_HEADER, AGENT_HEADER
 from ..http import _authorize, _body, _int_param, _node, _token, json_response
 from ..models import (
     PasskeyAnswer,
@@ -25,6 +30,19 @@ from ..models import (
 from ..table import Declared, query_int
 
 
+def _origin(request: Request) -> Origin:
+    """Where the browser is, as the portal says (``ADDRESS_HEADER``, ``AGENT_HEADER``): its
+    address, and its browser's and system's names (the user agent itself is not kept)."""
+    address = request.headers.get(ADDRESS_HEADER, "")
+    agent = request.headers.get(AGENT_HEADER, "")
+    if len(address) > 64 or TEXT_RE.fullmatch(address) is None:
+        raise InvalidInput(f"{ADDRESS_HEADER} must be an address: printable, at most 64 long")
+    if len(agent) > 512 or TEXT_RE.fullmatch(agent) is None:
+        raise InvalidInput(f"{AGENT_HEADER} must be a user agent: printable, at most 512 long")
+    browser, system = summarise(agent) if agent else ("", "")
+    return Origin(address, browser, system)
+
+
 async def portal_sign_in(request: Request) -> Response:
     """The portal's first step: the user's first factor -> a ticket for the second
     (``node.portal_sign_in``)."""
@@ -32,7 +50,7 @@ async def portal_sign_in(request: Request) -> Response:
     client = await _authorize(request, "portal")
     b = await _body(request, PortalSignIn, node.max_body)
     step = await node.sign_in.first(
-        b.user, b.password, client.name, request.state.request_id, _token(request)
+        b.user, b.password, client.name, request.state.request_id, _token(request), _origin(request)
     )
     return json_response(step)
 
@@ -52,6 +70,7 @@ async def portal_second_factor(request: Request) -> Response:
         method=b.method,
         push_id=b.push_id,
         wait=b.wait,
+        origin=_origin(request),
     )
     return json_response(step)
 
@@ -70,7 +89,12 @@ async def portal_passkey(request: Request) -> Response:
     client = await _authorize(request, "portal")
     b = await _body(request, PasskeyAnswer, node.max_body)
     step = await node.sign_in.passkey(
-        b.ticket, client.name, request.state.request_id, b.challenge, b.credential
+        b.ticket,
+        client.name,
+        request.state.request_id,
+        b.challenge,
+        b.credential,
+        _origin(request),
     )
     return json_response(step)
 

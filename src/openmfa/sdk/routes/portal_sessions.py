@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..http import _body, _node, json_response
-from ..models import PortalSeen, SessionList, SessionSeen
+from ..http import _authorize, _body, _node, json_response
+from ..models import PortalCookiesSeen, PortalSeen, SessionList, SessionSeen
 from ..table import Declared
 from .portal_me import _session
 
@@ -22,9 +22,25 @@ async def portal_seen(request: Request) -> Response:
     _, grant = await _session(request)
     b = await _body(request, PortalSeen, node.max_body)
     seen = await run_in_threadpool(
-        node.portal_sessions.seen, grant, b.address, b.user_agent, b.earlier, time.time()
+        node.portal_sessions.seen,
+        grant,
+        b.address,
+        b.user_agent,
+        b.earlier,
+        time.time(),
+        b.language,
     )
     return json_response(seen)
+
+
+async def portal_cookies_seen(request: Request) -> Response:
+    """A portal host reports the forward-auth cookies it let through (each at most once a
+    minute): their sessions' last seen moves. 204 whatever the names (``portal_sessions``)."""
+    node = _node(request)
+    await _authorize(request, "portal")
+    b = await _body(request, PortalCookiesSeen, node.max_body)
+    await run_in_threadpool(node.portal_sessions.cookies_seen, b.seen, time.time())
+    return Response(status_code=204)
 
 
 async def portal_sessions(request: Request) -> Response:
@@ -52,11 +68,21 @@ ROUTES: list[Declared] = [
         "POST",
         "/v1/portal/me/seen",
         "portal",
-        "A portal host reports the signed-in browser: address and user agent (once a minute)",
+        "A portal host reports the signed-in browser: address, user agent, language (each minute)",
         PortalSeen,
         SessionSeen,
         200,
         portal_seen,
+    ),
+    Declared(
+        "POST",
+        "/v1/portal/sessions/seen",
+        "portal",
+        "A portal host reports the forward-auth cookies it let through (last seen, each minute)",
+        PortalCookiesSeen,
+        None,
+        204,
+        portal_cookies_seen,
     ),
     Declared(
         "GET",
