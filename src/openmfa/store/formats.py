@@ -55,6 +55,13 @@ an empty password, counted toward the lock.
 Format 9: method names. A person names and renames their methods ("Work phone"): a
 ``method.label`` record sets a method's label; a release reading only up to format 8 does not
 know that record, so it is written only once the data set is at format 9.
+
+Format 10: reserved (another line of work takes it; a placeholder step until they meet).
+
+Format 11: groups. People are in groups, set by hand or by directory synchronisation
+(``user_groups``, by origin): ``user.groups`` records add and remove a person's groups of one
+origin; a release reading only up to format 10 does not know that record, so it is written only
+once the data set is at format 11.
 """
 
 from __future__ import annotations
@@ -80,9 +87,9 @@ def local_format(conn: Connection) -> int:
     return int(conn.scalar(_LOCAL_FORMAT) or 0)
 
 
-DATA_FORMAT = 9
+DATA_FORMAT = 11
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
-READS_FORMATS = (1, 9)
+READS_FORMATS = (1, DATA_FORMAT)
 """The oldest and newest data formats this release can read."""
 PREFERENCES_FORMAT = 4
 """The data format that knows user preferences (default method, sessions ended)."""
@@ -98,6 +105,8 @@ RADIUS_RELAY_FORMAT = 8
 """The data format a RADIUS client's relay options (MS-CHAPv2, EAP, ``ntlm``) travel in."""
 METHOD_NAMES_FORMAT = 9
 """The data format that knows a method renamed by its person (``method.label`` records)."""
+GROUPS_FORMAT = 11
+"""The data format that knows people's groups (``user.groups`` records, ``user_groups``)."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -207,6 +216,15 @@ def _method_names(conn: Connection) -> None:
     has."""
 
 
+def _reserved(conn: Connection) -> None:
+    """Nothing to rewrite: format 10 is another line of work's, merged separately."""
+
+
+def _groups(conn: Connection) -> None:
+    """Nothing to rewrite: format 11 only allows rows (people's groups) no earlier format
+    has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
@@ -216,5 +234,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     7: _device_unlock,
     8: _oidc,
     9: _method_names,
+    10: _reserved,
+    GROUPS_FORMAT: _groups,
 }
 """The step that brings rows of format N-1 to format N."""
