@@ -174,6 +174,10 @@ SOURCE_DEFAULTS: dict[str, Any] = {
     "incremental": True,
     "page_size": 500,
     "timeout_seconds": 10,
+    "groups": False,
+    "group_base_dns": [],
+    "group_filter": "",
+    "group_name_attribute": "",
 }
 """One ``[[directory.sources]]`` table: its settings and their defaults ("" means: the usual
 one for the source's kind, see ``openmfa.directory.source``)."""
@@ -270,6 +274,11 @@ def _sources(given: list[Any], where: str) -> list[dict[str, Any]]:
             raise ConfigError(
                 f"{where}: directory source {name!r}: give base_dns (where people are) "
                 "or group (whose members are synchronised)"
+            )
+        if source["groups"] and not (source["group_base_dns"] or source["base_dns"]):
+            raise ConfigError(
+                f"{where}: directory source {name!r}: groups = true needs group_base_dns "
+                "(where the groups are) or base_dns"
             )
         if not 1 <= source["page_size"] <= 5000 or source["timeout_seconds"] <= 0:
             raise ConfigError(

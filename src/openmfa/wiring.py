@@ -28,6 +28,7 @@ from .node.apikeys import ApiClient, ApiKeys, KeyRing
 from .node.authenticator import Authenticator
 from .node.commit_queue import CommitQueue
 from .node.first_factor import PasswordCheck
+from .node.groups import Groups
 from .node.notify import Notifier
 from .node.notify_metrics import NotifyMetrics
 from .node.oidc_codes import OidcCodes
@@ -64,6 +65,7 @@ class NodeRuntime:
         self.config = config
         self.keyring = KeyRing()
         self.accounts = Accounts(store, config)
+        self.groups = Groups(store, self.accounts)
         self.apikeys = ApiKeys(store)
         self.tokens = Tokens(store, config, self.accounts)
         self.push = PushService(store, config, self.accounts)

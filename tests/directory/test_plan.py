@@ -10,6 +10,7 @@ from openmfa.directory.reader import Person, Reading, Source
 from openmfa.directory.sync import DirectorySync, _Current, plan
 from openmfa.errors import Conflict
 from openmfa.node.accounts import Accounts
+from openmfa.node.groups import Groups
 from openmfa.store import tables as t
 from openmfa.store.database import Store
 
@@ -88,3 +89,88 @@ def test_a_run_needs_data_format_5(store: Store, config: Config) -> None:
         DirectorySync(store, configured).set_password("corp", "x")
     with pytest.raises(Conflict, match="data format 5"):
         DirectorySync(store, configured).run()
+
+
+GROUPS = Source.of({**SOURCE_TABLE, "groups": True})
+
+
+def run_groups(
+    store: Store, config: Config, groups: dict[str, set[str]], *people: Person
+) -> list[str]:
+    reading = Reading(
+        {p.external_id for p in people}, {p.external_id: p for p in people}, "full", ""
+    )
+    reading.groups = groups
+    current = _Current(store, GROUPS.name)
+    the_plan = plan(GROUPS, reading, current)
+    DirectorySync(store, config)._apply(GROUPS, the_plan, current, "test")
+    return [f"{a} {u} {d}".strip() for a, u, d in the_plan.rows()]
+
+
+def test_the_directory_s_groups_never_touch_those_set_by_hand(store: Store, config: Config) -> None:
+    accounts = Accounts(store, config)
+    by_hand = Groups(store, accounts)
+    ann, ben = Person("1", "ann"), Person("2", "ben")
+    first = run_groups(store, config, {"1": {"staff", "vpn"}}, ann, ben)
+    assert first == ["add ann", "add ben", "groups ann +staff +vpn"]  # new people: groups too
+    by_hand.add("ann", "admins")
+    by_hand.add("ann", "vpn")  # by hand as well: two origins, one group
+    u = accounts.get_user("ann")
+    assert (u.groups, u.manual_groups, u.directory_groups) == (
+        ["admins", "staff", "vpn"],
+        ["admins", "vpn"],
+        ["staff", "vpn"],
+    )
+    # The directory drops vpn and staff, adds ops; the groups set by hand stay.
+    again = run_groups(store, config, {"1": {"ops"}, "2": {"ops", "bad/name"}}, ann, ben)
+    assert "groups ann +ops -staff -vpn" in again and "groups ben +ops" in again
+    assert any(r.startswith("skip") and "'bad/name'" in r for r in again)
+    u = accounts.get_user("ann")
+    assert (u.groups, u.manual_groups, u.directory_groups) == (
+        ["admins", "ops", "vpn"],
+        ["admins", "vpn"],
+        ["ops"],
+    )
+    assert run_groups(store, config, {"1": {"ops"}, "2": {"ops"}}, ann, ben) == []  # no change
+    # Removing by hand a group the directory gives is refused, saying where to change it.
+    with pytest.raises(Conflict, match="directory"):
+        by_hand.remove("ben", "ops")
+    by_hand.remove("ann", "vpn")
+    assert accounts.get_user("ann").groups == ["admins", "ops"]
+    # ben leaves the directory: disabled, and in none of its groups any more.
+    left = run_groups(store, config, {"1": {"ops"}}, ann)
+    assert "groups ben -ops" in left
+    assert accounts.get_user("ben").groups == []
+    assert accounts.get_user("ann").groups == ["admins", "ops"]
+
+
+def test_before_format_11_a_run_synchronises_people_and_says_groups_wait(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import delete, insert
+
+    from openmfa.directory import sync as sync_module
+
+    with store.write() as conn:
+        conn.execute(delete(t.meta).where(t.meta.c.key == "data_format"))
+        conn.execute(insert(t.meta).values(key="data_format", value="10"))
+    configured = Config(
+        {
+            **config.values,
+            "directory": {
+                **config.values["directory"],
+                "sources": [{**SOURCE_TABLE, "groups": True}],
+            },
+        },
+        None,
+    )
+    sync = DirectorySync(store, configured)
+    reading = Reading({"1"}, {"1": Person("1", "ann")}, "full", "", groups={"1": {"vpn"}})
+    monkeypatch.setattr(sync_module, "read", lambda *a, **k: reading)  # no directory needed
+    (result,) = sync.run()
+    assert result.applied and result.plan.counts()["added"] == 1
+    assert result.plan.groups == {}
+    assert any(a == "note" and "data format 11" in d for a, _, d in result.plan.rows())
+    assert Accounts(store, configured).get_user("ann").groups == []
+    with pytest.raises(Conflict, match="data format 11"):
+        Groups(store, Accounts(store, configured)).add("ann", "vpn")

@@ -184,6 +184,53 @@ def test_nested_groups_and_the_remove_policy(ldap: Ldap, tmp_path: Path) -> None
     assert set(users(dd)) == {"gina", "hank"}
 
 
+def test_groups_nested_followed_each_run_and_kept_apart_from_those_set_by_hand(
+    ldap: Ldap, tmp_path: Path
+) -> None:
+    people, groups = ou(ldap, "grp-people"), ou(ldap, "grp-groups")
+    for uid in ("ann", "bob", "cid"):
+        ldap.add(person(uid, people))
+    admins, staff = f"cn=admins,{groups}", f"cn=staff,{groups}"
+    ldap.add(
+        f"dn: {admins}\nobjectClass: groupOfNames\ncn: admins\n"
+        f"member: uid=bob,{people}\nmember: {staff}\n\n"  # a loop: staff holds admins
+        f"dn: {staff}\nobjectClass: groupOfNames\ncn: staff\nmember: {admins}\n\n"
+        f"dn: cn=vpn,{groups}\nobjectClass: groupOfNames\ncn: vpn\n"
+        f"member: uid=ann,{people}\nmember: {staff}\n\n"  # staff, so admins and bob too
+        f"dn: cn=ops,{groups}\nobjectClass: groupOfUniqueNames\ncn: ops\n"
+        f"uniqueMember: uid=cid,{people}\n"
+    )
+    dd = node(
+        tmp_path,
+        source("grp", ldap, base_dns=[people], groups=True, group_base_dns=[groups]),
+    )
+    first = sync(dd)
+    assert first["counts"]["added"] == 3 and first["counts"]["groups"] == 3, first
+    found = users(dd)
+    assert found["ann"]["directory_groups"] == ["vpn"]
+    assert found["bob"]["directory_groups"] == ["admins", "staff", "vpn"]
+    assert found["cid"]["directory_groups"] == ["ops"]
+    cli(dd, "user", "group", "add", "ann", "helpdesk")
+    shown = cli(dd, "user", "show", "ann").stdout
+    assert "groups:       helpdesk, vpn\n  by hand:    helpdesk\n  directory:  vpn\n" in shown
+    refused = cli(dd, "user", "group", "remove", "bob", "admins", expect=1)
+    assert "because their directory says so" in refused.stderr
+    # ann leaves vpn in the directory: her entry is unchanged (no modifyTimestamp of hers), and
+    # an incremental run still follows the group; the group set by hand stays.
+    ldap.modify(
+        f"dn: cn=vpn,{groups}\nchangetype: modify\ndelete: member\nmember: uid=ann,{people}\n"
+    )
+    second = sync(dd)
+    assert second["mode"] == "incremental", second
+    assert [(c["action"], c["user"], c["detail"]) for c in second["changes"]] == [
+        ("groups", "ann", "-vpn")
+    ]
+    found = users(dd)
+    assert found["ann"]["groups"] == ["helpdesk"] and found["ann"]["directory_groups"] == []
+    assert found["bob"]["directory_groups"] == ["admins", "staff", "vpn"]
+    assert sync(dd)["counts"]["groups"] == 0  # nothing changed: nothing written
+
+
 def test_ldaps_starttls_and_clear_errors(ldap: Ldap, tmp_path: Path) -> None:
     root = ou(ldap, "tls")
     ldap.add(person("jane", root))
@@ -277,7 +324,8 @@ AD_PEOPLE = "(&(objectCategory=person)(objectClass=user)(!(isCriticalSystemObjec
 def test_a_real_active_directory(tmp_path: Path) -> None:
     """Samba as an AD domain controller: objectGUID, sAMAccountName (and userPrincipalName),
     the disabled bit of userAccountControl, a rename (same objectGUID: same user, method
-    kept), nested AD groups, and incremental runs by uSNChanged."""
+    kept), nested AD groups (the people of one, and the groups people are in), and incremental
+    runs by uSNChanged."""
     with samba_dc(tmp_path / "samba") as dc:
         users_dn = f"CN=Users,{AD_BASE}"
         kim = ["--mail-address=kim@example.test", "--given-name=Kim", "--surname=Park"]
@@ -325,10 +373,13 @@ def test_a_real_active_directory(tmp_path: Path) -> None:
             "base_dns": [],
             "group": f"CN=staff,{users_dn}",
             "name_attribute": "userPrincipalName",
+            "groups": True,  # and the groups they are in, nested resolved from member values
+            "group_base_dns": [users_dn],
         }
         dd2 = node(tmp_path / "by-group", by_group)
         assert sync(dd2)["counts"]["added"] == 1
         assert set(users(dd2)) == {"lee@example.test"}
+        assert users(dd2)["lee@example.test"]["directory_groups"] == ["staff", "team"]
 
 
 def test_a_farm_syncs_on_its_master_only_and_a_promoted_master_takes_over(

@@ -16,11 +16,13 @@ from openmfa.contract import OidcCodeRequest, OidcTokenRequest
 from openmfa.errors import AccessDenied, InvalidClient, InvalidGrant, InvalidInput, OAuthRefused
 from openmfa.node import audit
 from openmfa.node.accounts import Accounts
+from openmfa.node.groups import Groups, groups_change
 from openmfa.node.oidc_clients import OidcClients
 from openmfa.node.oidc_codes import OidcCodes, s256
 from openmfa.node.oidc_keys import OidcKeys
 from openmfa.node.portal import FACTOR, SESSION, Grant
 from openmfa.store import tables as t
+from openmfa.store.changes import ChangeWriter
 from openmfa.store.database import Store
 from tests.node.oidc_helpers import Clock, oidc_config, oidc_store, verify_independently
 
@@ -116,7 +118,8 @@ def test_a_code_gives_one_id_token_with_what_the_node_recorded(oidc_store: Store
     assert claims["auth_time"] == int(session.issued_at)
     assert claims["exp"] - claims["iat"] == 300
     assert claims["preferred_username"] == "alice" and claims["name"] == "Alice A."
-    assert claims["email"] == "alice@example.org" and "groups" not in claims
+    assert claims["email"] == "alice@example.org"
+    assert "groups" not in claims  # in no group: no claim
     assert len(claims["sub"]) == 22 and "alice" not in claims["sub"]
     # Single use: the same request again is refused, and audited.
     with pytest.raises(InvalidGrant, match="used already"):
@@ -126,6 +129,31 @@ def test_a_code_gives_one_id_token_with_what_the_node_recorded(oidc_store: Store
     assert refused and refused[0].reason == "invalid_grant"
     assert all(issued.code not in (e.detail + e.reason) for e in events)
     assert all(secret not in (e.detail + e.reason) for e in events)
+
+
+def test_the_id_token_names_the_person_s_groups_of_both_origins(oidc_store: Store) -> None:
+    codes, clock, accounts = _flow(oidc_store)
+    client, secret = codes.clients.add("grafana", [APP])
+    groups = Groups(oidc_store, accounts)
+    groups.add("alice", "vpn")
+    with oidc_store.read() as conn:  # as a directory source's synchronisation writes them
+        user_id = accounts.user_in(conn, "alice")[1]
+    ChangeWriter(oidc_store).commit([groups_change(user_id, "directory", ["Admins"], [])])
+    code, verifier = _issue(codes, clock, client.client_id, scope="openid")
+    answer = codes.redeem(
+        OidcTokenRequest(
+            code=code,
+            client_id=client.client_id,
+            client_secret=secret,
+            redirect_uri=APP,
+            code_verifier=verifier,
+        ),
+        "portal1",
+        "rid",
+    )
+    claims = verify_independently(answer.id_token, codes.keys.jwks())
+    assert claims["groups"] == ["Admins", "vpn"]
+    assert "groups" in codes.provider().discovery["claims_supported"]
 
 
 def _issue(codes: OidcCodes, clock: Clock, client_id: str, **over: Any) -> tuple[str, str]:

@@ -34,6 +34,7 @@ from openmfa.errors import (
 )
 from openmfa.node import audit
 from openmfa.node.accounts import Accounts
+from openmfa.node.groups import Groups
 from openmfa.node.oidc_clients import ENTRA_REDIRECT, OidcClients
 from openmfa.node.oidc_eam import ENTRA_AMR, KEYS_UNREADABLE, REFETCH_GAP, EntraEam, TenantKeys
 from openmfa.node.oidc_keys import OidcKeys
@@ -159,6 +160,7 @@ def test_an_expired_hint_is_accepted_and_the_answer_passes_entra_s_checks(
 ) -> None:
     eam, clock, client_id = _eam(oidc_store, entra)
     OidcSubjects(oidc_store).map("alice", OID, TENANT)
+    Groups(oidc_store, eam.accounts).add("alice", "vpn")  # not a claim Entra's answer has
     started = _start(eam, clock, client_id, entra.hint(clock.now))
     assert started.user == "alice" and started.kinds == ["totp"]
     ticket = eam.portal.check(started.ticket, TICKET, "portal1", clock.now, via=EAM)
@@ -174,6 +176,8 @@ def test_an_expired_hint_is_accepted_and_the_answer_passes_entra_s_checks(
     assert claims["acr"] == "possessionorinherence"
     assert claims["amr"] == ["otp"] and not {"pwd", "mfa"} & set(claims["amr"])
     assert claims["exp"] > clock.now
+    assert "groups" not in claims
+    assert set(claims) == {"iss", "aud", "sub", "iat", "exp", "acr", "amr", "nonce"}
     assert entra.fetches == 1
 
 

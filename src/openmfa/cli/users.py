@@ -9,6 +9,7 @@ import click
 import msgspec
 
 from ..node.accounts import Accounts
+from ..node.groups import Groups, check_group_name
 from ..node.passwords import set_password
 from ..sdk.models import UserView
 from .common import data_dir_option, fails_cleanly, opened, when
@@ -82,10 +83,45 @@ def user_show(name: str, data_dir: Path) -> None:
         u = acc.get_user(name)
         found = acc.list_methods(name)
     _print_user(u)
+    click.echo(f"groups:       {', '.join(u.groups) or '(none)'}")
+    if u.manual_groups:
+        click.echo(f"  by hand:    {', '.join(u.manual_groups)}")
+    if u.directory_groups:
+        click.echo(f"  directory:  {', '.join(u.directory_groups)}")
     click.echo(f"methods:      {len(found)}")
     for m in found:
         chosen = "  (default)" if m.id == u.default_method else ""
         click.echo(f"  {m.id}  {m.kind}  {m.label}{chosen}")
+
+
+@user.group("group")
+def user_group() -> None:
+    """Put people in groups by hand, or take them out (groups from a directory come with
+    `openmfa directory sync`)."""
+
+
+@user_group.command("add")
+@click.argument("name")
+@click.argument("group")
+@data_dir_option
+@fails_cleanly
+def user_group_add(name: str, group: str, data_dir: Path) -> None:
+    """Put NAME in GROUP by hand."""
+    with opened(data_dir) as (store, config):
+        u = Groups(store, Accounts(store, config)).add(name, group)
+    click.echo(f"{u.name} is in group {check_group_name(group)} (by hand)")
+
+
+@user_group.command("remove")
+@click.argument("name")
+@click.argument("group")
+@data_dir_option
+@fails_cleanly
+def user_group_remove(name: str, group: str, data_dir: Path) -> None:
+    """Take NAME out of GROUP they were put in by hand."""
+    with opened(data_dir) as (store, config):
+        u = Groups(store, Accounts(store, config)).remove(name, group)
+    click.echo(f"{u.name} is no longer in group {check_group_name(group)} by hand")
 
 
 @user.command("default")

@@ -24,6 +24,13 @@ class UserView(msgspec.Struct, kw_only=True):
     bypass_until: float | None = None
     default_method: str = ""
     """The method the user chose to be asked for first ("": none chosen; the oldest first)."""
+    groups: list[str] = msgspec.field(default_factory=list)
+    """Every group the user is in, from either origin, sorted (what rules and the OpenID
+    Connect ``groups`` claim use; data format 11)."""
+    manual_groups: list[str] = msgspec.field(default_factory=list)
+    """The groups an administrator set (``openmfa user group add``)."""
+    directory_groups: list[str] = msgspec.field(default_factory=list)
+    """The groups the user's directory source says, nested groups resolved (each sync)."""
 
 
 class MethodView(msgspec.Struct, kw_only=True):

@@ -25,6 +25,9 @@ MEMBER_ATTRIBUTES = ("member", "uniqueMember")
 MAX_GROUPS = 10_000
 """Most nested groups one source may follow (a loop or a mistake stops, said clearly)."""
 
+LDAP_GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
+AD_GROUP_FILTER = "(objectClass=group)"
+
 LDAP_FILTER = "(objectClass=inetOrgPerson)"
 AD_FILTER = "(&(objectCategory=person)(objectClass=user))"
 
@@ -53,6 +56,9 @@ class Reading:
     """Where the next incremental run starts ("" when the server offers no way)."""
     skipped: list[str] = field(default_factory=list)
     """Entries left out (no id or no name), by DN."""
+    groups: dict[str, set[str]] | None = None
+    """The groups each person of ``ids`` is in, nested groups resolved (a person in none is
+    absent); None when the source does not synchronise groups."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,10 @@ class Source:
     incremental: bool
     page_size: int
     timeout_seconds: float
+    groups: bool = False
+    group_base_dns: tuple[str, ...] = ()
+    group_filter: str = ""
+    group_name_attribute: str = ""
 
     @classmethod
     def of(cls, table: dict[str, Any]) -> Source:
@@ -107,6 +117,11 @@ class Source:
             incremental=table["incremental"],
             page_size=table["page_size"],
             timeout_seconds=float(table["timeout_seconds"]),
+            groups=bool(table.get("groups", False)),
+            group_base_dns=tuple(table.get("group_base_dns") or table["base_dns"]),
+            group_filter=table.get("group_filter")
+            or (AD_GROUP_FILTER if ad else LDAP_GROUP_FILTER),
+            group_name_attribute=table.get("group_name_attribute") or "cn",
         )
 
     @property
@@ -239,8 +254,17 @@ def connect(source: Source, password: str, *, writable: bool = False) -> _Connec
 class _Reader:
     def __init__(self, source: Source, conn: Any, progress: Progress) -> None:
         self.s, self.conn, self.progress = source, conn, progress
+        self.dns: dict[str, str] = {}
+        """Every person's DN seen (normalised, ``_dn``) -> their id: whom a group's member
+        values name."""
 
     def run(self, cursor: str, full: bool) -> Reading:
+        reading = self._read(cursor, full)
+        if self.s.groups:
+            reading.groups = self._memberships(reading.ids)
+        return reading
+
+    def _read(self, cursor: str, full: bool) -> Reading:
         s = self.s
         if s.group:
             people, skipped = self._group_members()
@@ -307,6 +331,7 @@ class _Reader:
                 ext = self._id(entry)
                 if ext:
                     out.add(ext)
+                    self.dns[_dn(entry["dn"])] = ext
                     if len(out) % 5000 == 0:
                         self.progress("ids", len(out))
         return out
@@ -323,6 +348,7 @@ class _Reader:
                     skipped.append(entry["dn"])
                     continue
                 people[person.external_id] = person
+                self.dns[_dn(entry["dn"])] = person.external_id
                 newest = max(newest, self._first(entry, self.s.change_attribute), key=_order)
                 if len(people) % 5000 == 0:
                     self.progress("entries", len(people))
@@ -360,9 +386,59 @@ class _Reader:
                     skipped.append(entry["dn"])
                 else:
                     people[person.external_id] = person
+                    self.dns[_dn(entry["dn"])] = person.external_id
                     if len(people) % 1000 == 0:
                         self.progress("members", len(people))
         return people, skipped
+
+    def _memberships(self, ids: set[str]) -> dict[str, set[str]]:
+        """The groups (by ``group_name_attribute``) each person of ``ids`` is in: the groups
+        below ``group_base_dns`` that match ``group_filter``, read once, and nested groups
+        resolved here from their ``member``/``uniqueMember`` values (a group in a group makes
+        its members members of both; loops end). Works alike on OpenLDAP and Active Directory,
+        where it gives what LDAP_MATCHING_RULE_IN_CHAIN would for the groups read, with one
+        paged search instead of a query per person or group."""
+        s = self.s
+        names: dict[str, str] = {}  # group DN -> its name
+        parents: dict[str, set[str]] = {}  # a member's DN -> the DNs of groups holding it
+        attributes = [s.group_name_attribute, *MEMBER_ATTRIBUTES]
+        for base in s.group_base_dns:
+            for entry in self._search(base, s.group_filter, attributes):
+                dn = _dn(entry["dn"])
+                if dn in names:
+                    continue
+                names[dn] = self._first(entry, s.group_name_attribute)
+                if len(names) > MAX_GROUPS:
+                    raise DirectoryError(
+                        f"directory source {s.name!r}: more than {MAX_GROUPS} groups below "
+                        f"{', '.join(s.group_base_dns)}; narrow group_base_dns or group_filter"
+                    )
+                for attr in MEMBER_ATTRIBUTES:
+                    for member in entry["attributes"].get(attr, []) or []:
+                        parents.setdefault(_dn(str(member)), set()).add(dn)
+        self.progress("groups", len(names))
+        above: dict[str, frozenset[str]] = {}  # a group's DN -> it and every group above it
+
+        def closure(dn: str) -> frozenset[str]:
+            if dn not in above:
+                seen, todo = {dn}, [dn]
+                while todo:
+                    for parent in parents.get(todo.pop(), ()):
+                        if parent not in seen:
+                            seen.add(parent)
+                            todo.append(parent)
+                above[dn] = frozenset(seen)
+            return above[dn]
+
+        out: dict[str, set[str]] = {}
+        for dn, ext in self.dns.items():
+            if ext not in ids:
+                continue
+            for group in parents.get(dn, ()):
+                found = {names[g] for g in closure(group) if names[g]}
+                if found:
+                    out.setdefault(ext, set()).update(found)
+        return out
 
     def _person(self, entry: dict[str, Any]) -> Person | None:
         s = self.s
@@ -404,6 +480,12 @@ class _Reader:
         if hasattr(value, "strftime"):  # ldap3 decodes generalized time
             return str(value.strftime("%Y%m%d%H%M%SZ"))
         return str(value).strip()
+
+
+def _dn(dn: str) -> str:
+    """A DN as the member values of groups and the DNs of entries are compared: lower case,
+    no spaces around its RDNs."""
+    return ",".join(part.strip() for part in dn.lower().split(","))
 
 
 def _order(value: str) -> tuple[int, str]:

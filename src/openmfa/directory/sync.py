@@ -8,7 +8,11 @@ Invariants owned here:
 - a run that would disable or remove more people than ``[directory] max_changes`` stops before
   it changes anything, until it is approved;
 - a source that cannot be read (unreachable, refused bind, bad filter or base) changes nothing;
-- the directory decides whether a person it brought is enabled.
+- the directory decides whether a person it brought is enabled;
+- where a source synchronises groups (``groups = true``), the directory decides the person's
+  groups of origin ``directory`` — never those set by hand — and a person who left it is in
+  none of them; written only once the data set is at format 11 (before, the run says so and
+  synchronises the people alone).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlalchemy import select
 from ..config import Config
 from ..errors import DirectoryError, InvalidInput, NotFound
 from ..node.accounts import check_name
+from ..node.groups import DIRECTORY, check_group_name, groups_change
 from ..node.session_ends import end_change, ends_known
 from ..store import formats
 from ..store import tables as t
@@ -47,6 +52,10 @@ class Plan:
     remove: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    groups: dict[str, tuple[str, list[str], list[str]]] = field(default_factory=dict)
+    """external id -> (user name, groups added, groups removed): origin ``directory``."""
+    notes: list[str] = field(default_factory=list)
+    """What the run did not do and why (groups before data format 11)."""
 
     def counts(self) -> dict[str, int]:
         return {
@@ -57,6 +66,7 @@ class Plan:
             "removed": len(self.remove),
             "conflicts": len(self.conflicts),
             "skipped": len(self.skipped),
+            "groups": len(self.groups),
         }
 
     def rows(self) -> list[tuple[str, str, str]]:
@@ -72,6 +82,10 @@ class Plan:
         out += [("remove", name, "left the directory") for name in self.remove]
         out += [("conflict", "", c) for c in self.conflicts]
         out += [("skip", "", s) for s in self.skipped]
+        for name, added, removed in sorted(self.groups.values()):
+            detail = " ".join([*(f"+{g}" for g in added), *(f"-{g}" for g in removed)])
+            out.append(("groups", name, detail))
+        out += [("note", "", n) for n in self.notes]
         return out
 
 
@@ -105,8 +119,18 @@ class _Current:
         query = select(
             t.users.c.external_id, t.users.c.id, t.users.c.name, t.users.c.enabled
         ).where(t.users.c.source == source)
+        g = t.user_groups
+        groups = (
+            select(t.users.c.external_id, g.c.name)
+            .join(g, g.c.user_id == t.users.c.id)
+            .where(t.users.c.source == source, g.c.origin == DIRECTORY)
+        )
         with store.read() as conn:
             self.ids: dict[str, Any] = {r.external_id: r for r in conn.execute(query)}
+            self.groups: dict[str, set[str]] = {}
+            """external id -> the person's groups of origin ``directory`` here now."""
+            for r in conn.execute(groups):
+                self.groups.setdefault(r.external_id, set()).add(r.name)
 
     def rows(self, external_ids: set[str]) -> dict[str, Any]:
         wanted = sorted(e for e in external_ids if e in self.ids)
@@ -220,7 +244,32 @@ def plan(source: Source, reading: Reading, current: _Current) -> Plan:
             out.remove.append(row.name)
         elif row.enabled:
             out.disable.append((row.name, "left the directory or its filter"))
+    if reading.groups is not None:
+        _plan_groups(out, reading, current, removed=set(leaving) if out.remove else set())
     return out
+
+
+def _plan_groups(out: Plan, reading: Reading, current: _Current, removed: set[str]) -> None:
+    """The ``directory`` groups to add and remove per person: what the directory says for
+    everyone it has (a group whose name breaks the rule is skipped), none for leavers."""
+    said = reading.groups or {}
+    good: dict[str, str] = {}  # a name as the directory has it -> as stored ("" : skipped)
+    for name in sorted({g for groups in said.values() for g in groups}):
+        try:
+            good[name] = check_group_name(name)
+        except InvalidInput as exc:
+            good[name] = ""
+            out.skipped.append(f"group {name!r}: {exc.message}")
+    names = {p.external_id: p.name for p in out.add}
+    names |= {p.external_id: name for name, p in out.link}
+    names |= {ext: row.name for ext, row in current.ids.items()}
+    for ext in sorted(reading.ids | current.groups.keys()):
+        if ext not in names or ext in removed:
+            continue  # a conflict or a skipped entry (not here), or removed with its groups
+        want = {good[g] for g in said.get(ext, ()) if good[g]} if ext in reading.ids else set()
+        have = current.groups.get(ext, set())
+        if want != have:
+            out.groups[ext] = (names[ext], sorted(want - have), sorted(have - want))
 
 
 def _person_fields(want: dict[str, Any]) -> dict[str, Any]:
@@ -325,6 +374,13 @@ class DirectorySync:
             ):  # someone unchanged there is missing here (removed by hand): read everything
                 reading = read(source, self.password(source.name), full=True, progress=progress)
             the_plan = plan(source, reading, current)
+            if source.groups and not self._groups_known():
+                the_plan.groups.clear()
+                the_plan.notes.append(
+                    f"groups were not synchronised: they need data format "
+                    f"{formats.GROUPS_FORMAT}; run `openmfa migrate` (one node) or finish the "
+                    "farm's upgrade with `openmfa farm finalize`"
+                )
         except DirectoryError as exc:
             result = RunResult(source.name, "", Plan(source.name), False, 0.0, error=exc.message)
             if not dry_run:
@@ -420,6 +476,29 @@ class DirectorySync:
             self.writer.commit(changes[i : i + BATCH], events if i == 0 else [])
         if not changes and events:
             self.writer.commit([], events)
+        self._apply_groups(source, p, client)
+
+    def _apply_groups(self, source: Source, p: Plan, client: str) -> None:
+        """The ``directory`` groups, once every person of the run is here (the added ones
+        have their ids now)."""
+        if not p.groups:
+            return
+        with self.store.read() as conn:
+            query = select(t.users.c.external_id, t.users.c.id).where(
+                t.users.c.source == source.name
+            )
+            ids = {r.external_id: int(r.id) for r in conn.execute(query)}
+        changes: list[Change] = []
+        events: list[AuditEvent] = []
+        for ext, (name, added, removed) in sorted(p.groups.items()):
+            if ext in ids:
+                changes.append(groups_change(ids[ext], DIRECTORY, added, removed))
+                detail = " ".join([*(f"+{g}" for g in added), *(f"-{g}" for g in removed)])
+                events.append(
+                    self._event("directory.groups", name, client, f"{source.name}: {detail}"[:1000])
+                )
+        for i in range(0, len(changes), BATCH):
+            self.writer.commit(changes[i : i + BATCH], events[i : i + BATCH])
 
     @staticmethod
     def _event(action: str, name: str, client: str, detail: str) -> AuditEvent:
@@ -466,6 +545,10 @@ class DirectorySync:
 
     def status(self) -> list[SourceStatus]:
         return [SourceStatus(s.name, s.url, s.kind, self.state(s.name)) for s in self.sources()]
+
+    def _groups_known(self) -> bool:
+        with self.store.read() as conn:
+            return formats.local_format(conn) >= formats.GROUPS_FORMAT
 
     def _require(self) -> None:
         with self.store.read() as conn:

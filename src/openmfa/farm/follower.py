@@ -183,6 +183,7 @@ _REPLACED = (
     "oidc_keys",
     "oidc_clients",
     "oidc_subjects",
+    "user_groups",
 )
 """Configuration tables a re-bootstrap takes from the snapshot as they are."""
 

@@ -28,6 +28,7 @@ from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.crypto import SecretBox
 from ..store.database import Store
+from ..store.group_records import groups_of
 from .auth_state import forward
 from .session_ends import end_change, ends_known
 
@@ -148,12 +149,15 @@ class Accounts:
         row = conn.execute(_USER_BY_NAME, {"name": name}).first()
         if row is None:
             raise NotFound(f"no user named {name!r}")
-        return _user_view(row, self.store.box), int(row.id)
+        groups = groups_of(conn, [int(row.id)]).get(int(row.id), {})
+        return _user_view(row, self.store.box, groups), int(row.id)
 
     def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
         query = _user_query().where(t.users.c.name > after).order_by(t.users.c.name).limit(limit)
         with self.store.read() as conn:
-            return [_user_view(r, self.store.box) for r in conn.execute(query)]
+            rows = conn.execute(query).all()
+            groups = groups_of(conn, [int(r.id) for r in rows])
+        return [_user_view(r, self.store.box, groups.get(int(r.id), {})) for r in rows]
 
     def update_user(self, name: str, fields: dict[str, Any], actor: Actor = Actor()) -> UserView:
         unknown = set(fields) - set(USER_FIELDS)
@@ -533,7 +537,7 @@ _SESSIONS_AFTER = select(t.users.c.sessions_after).where(t.users.c.name == bindp
 """Both built once: every portal call about a person reads them."""
 
 
-def _user_view(row: Row[Any], box: SecretBox) -> UserView:
+def _user_view(row: Row[Any], box: SecretBox, groups: dict[str, list[str]]) -> UserView:
     now = time.time()
     email, phone = row.email, row.phone
     if row.contact_enc is not None:  # data format 2
@@ -552,4 +556,7 @@ def _user_view(row: Row[Any], box: SecretBox) -> UserView:
         failures=row.failures or 0,
         bypass_until=bypass,
         default_method=row.default_method or "",
+        groups=sorted({*groups.get("manual", ()), *groups.get("directory", ())}),
+        manual_groups=groups.get("manual", []),
+        directory_groups=groups.get("directory", []),
     )

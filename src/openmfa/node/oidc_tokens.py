@@ -13,7 +13,11 @@ Invariants owned here:
   key; ``hwk``: a passkey) and ``mfa``. A session without a second factor (self-enrolment, a
   one-time bypass) gets no ID token at all (``access_denied``);
 - ``email``, ``name`` and ``preferred_username`` only when the client asked for the scope
-  (``email``, ``profile``) and the value is known; ``groups`` is not sent yet.
+  (``email``, ``profile``) and the value is known;
+- ``groups``: every group the person is in (by hand and from their directory, sorted), in an
+  application's ID token whatever the scope, and omitted when they are in none. Never in the
+  answer to Microsoft Entra ID's external authentication method (``node.oidc_eam``), whose
+  claims are a fixed set.
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ def app_claims(
             claims["name"] = user.display_name
     if "email" in scopes and user.email:
         claims["email"] = user.email
+    if user.groups:
+        claims["groups"] = list(user.groups)
     return claims
 
 
@@ -120,6 +126,7 @@ def discovery(issuer: str) -> dict[str, Any]:
             "preferred_username",
             "name",
             "email",
+            "groups",
         ],
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",

@@ -366,6 +366,14 @@ class AsyncSdkClient:
     async def delete_user(self, name: str) -> None:
         await self.send(Requests.delete_user(name))
 
+    async def add_user_group(self, name: str, group: str) -> UserView:
+        """Put ``name`` in ``group`` by hand (data format 11)."""
+        return await self.send(Requests.add_user_group(name, group))
+
+    async def remove_user_group(self, name: str, group: str) -> UserView:
+        """Take ``name`` out of ``group`` they were put in by hand."""
+        return await self.send(Requests.remove_user_group(name, group))
+
     async def unlock_user(self, name: str) -> UserView:
         return await self.send(Requests.unlock_user(name))
 

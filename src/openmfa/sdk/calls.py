@@ -503,6 +503,16 @@ class Requests:
         return Call[None]("DELETE", f"/v1/users/{_seg(name)}", None, kind="write")
 
     @staticmethod
+    def add_user_group(name: str, group: str) -> Call[UserView]:
+        path = f"/v1/users/{_seg(name)}/groups/{_seg(group)}"
+        return Call("PUT", path, UserView, kind="write")
+
+    @staticmethod
+    def remove_user_group(name: str, group: str) -> Call[UserView]:
+        path = f"/v1/users/{_seg(name)}/groups/{_seg(group)}"
+        return Call("DELETE", path, UserView, kind="write")
+
+    @staticmethod
     def unlock_user(name: str) -> Call[UserView]:
         return Call("POST", f"/v1/users/{_seg(name)}/unlock", UserView, kind="write")
 

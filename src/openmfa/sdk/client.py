@@ -406,6 +406,14 @@ class SdkClient:
     def delete_user(self, name: str) -> None:
         self.send(Requests.delete_user(name))
 
+    def add_user_group(self, name: str, group: str) -> UserView:
+        """Put ``name`` in ``group`` by hand (data format 11)."""
+        return self.send(Requests.add_user_group(name, group))
+
+    def remove_user_group(self, name: str, group: str) -> UserView:
+        """Take ``name`` out of ``group`` they were put in by hand."""
+        return self.send(Requests.remove_user_group(name, group))
+
     def unlock_user(self, name: str) -> UserView:
         return self.send(Requests.unlock_user(name))
 

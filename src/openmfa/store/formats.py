@@ -61,6 +61,11 @@ pages in (``users.language``), so their security notices are in it; it travels i
 ``user.update`` records that a release reading only up to format 9 would drop (that person's
 notices would fall back to ``[notify] language`` there, and a promoted old node would lose it),
 so it is written only once the data set is at format 10.
+
+Format 11: groups. People are in groups, set by hand or by directory synchronisation
+(``user_groups``, by origin): ``user.groups`` records add and remove a person's groups of one
+origin; a release reading only up to format 10 does not know that record, so it is written only
+once the data set is at format 11.
 """
 
 from __future__ import annotations
@@ -86,7 +91,7 @@ def local_format(conn: Connection) -> int:
     return int(conn.scalar(_LOCAL_FORMAT) or 0)
 
 
-DATA_FORMAT = 10
+DATA_FORMAT = 11
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
 READS_FORMATS = (1, DATA_FORMAT)
 """The oldest and newest data formats this release can read."""
@@ -107,6 +112,8 @@ METHOD_NAMES_FORMAT = 9
 LANGUAGE_FORMAT = 10
 """The data format that knows a person's language (``users.language`` in ``user.update``).
 The lead may renumber it at a merge: this constant is the one place its number is written."""
+GROUPS_FORMAT = 11
+"""The data format that knows people's groups (``user.groups`` records, ``user_groups``)."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -221,6 +228,11 @@ def _languages(conn: Connection) -> None:
     format has."""
 
 
+def _groups(conn: Connection) -> None:
+    """Nothing to rewrite: format 11 only allows rows (people's groups) no earlier format
+    has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
@@ -231,5 +243,6 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     8: _oidc,
     9: _method_names,
     LANGUAGE_FORMAT: _languages,
+    GROUPS_FORMAT: _groups,
 }
 """The step that brings rows of format N-1 to format N."""

@@ -383,3 +383,21 @@ portal_sessions = Table(
 ending it ends), the address and user agent sealed under ``portal-session:REF``. Kept at the
 farm's master only, like push requests and authorization codes; not configuration, not
 replicated: a row is written by a release that knows it, read by none that does not."""
+
+
+# -- groups (schema 0013_user_groups; rows of data format 11) ----------------------------------
+
+user_groups = Table(
+    "user_groups",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("origin", String(16), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("added_at", Float, nullable=False),
+    Index("ix_user_groups_name", "name"),
+)
+"""The groups a person is in (``node.groups``), by ``origin``: ``manual`` (set by an
+administrator) or ``directory`` (what the person's directory source says, nested groups
+resolved). Each origin is written only by its own writer, so a synchronisation never removes a
+group set by hand and ``openmfa user group remove`` never one the directory gives. Replicated by
+``user.groups`` records (``group_records``)."""

@@ -90,6 +90,15 @@ async def unlock(request: Request) -> Response:
     )
 
 
+async def group(request: Request) -> Response:
+    node = _node(request)
+    name, group = request.path_params["name"], request.path_params["group"]
+    change = node.groups.add if request.method == "PUT" else node.groups.remove
+    return json_response(
+        await _call(request, "users:write", lambda c: change(name, group, _actor(request, c)))
+    )
+
+
 async def bypass(request: Request) -> Response:
     node = _node(request)
     name = request.path_params["name"]
@@ -184,6 +193,26 @@ ROUTES: list[Declared] = [
         UserView,
         200,
         unlock,
+    ),
+    Declared(
+        "PUT",
+        "/v1/users/{name}/groups/{group}",
+        "users:write",
+        "Put a user in a group by hand (data format 11; no change if in it by hand already)",
+        None,
+        UserView,
+        200,
+        group,
+    ),
+    Declared(
+        "DELETE",
+        "/v1/users/{name}/groups/{group}",
+        "users:write",
+        "Take a user out of a group they were put in by hand (a directory's group: 409)",
+        None,
+        UserView,
+        200,
+        group,
     ),
     Declared(
         "POST",
