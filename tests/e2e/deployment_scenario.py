@@ -102,6 +102,9 @@ NGINX_SITES = (
 )
 """The adapter host's nginx: a protected site (the second server, which says who nginx let in),
 the three files `openmfa adapter register nginx` writes included."""
+SESSION_LIFE = 14 * 60
+"""How long the session channel keeps one sign-in: a little less than the node's session token
+lives (``[portal] session_minutes``, 15 by default), after which the portal rightly asks again."""
 BROWSER_PAUSE = 15.0
 """Seconds between two browser sign-ins (a few a minute: Chromium is heavy on 2 cores)."""
 
@@ -410,8 +413,13 @@ class DeploymentLoad:
 
     def session_once(self) -> tuple[bool, str] | None:
         """One person signed in at the start keeps using the portal (same browser, same
-        cookies) through the whole upgrade: every page shows their methods, never a sign-in."""
+        cookies) through the whole upgrade: every page shows their methods, never a sign-in —
+        until the session's life ends (the node's session token, ``[portal] session_minutes``,
+        15 by default: a slow run outlasts it), when they sign in again."""
         visitor = getattr(self, "_visitor", None)
+        if visitor is not None and time.monotonic() - self._visitor_since > SESSION_LIFE:
+            visitor.close()  # its life is over: a new sign-in, as the person would
+            visitor = None
         if visitor is None:
             cred = self.portal_credentials()
             if cred is None:
@@ -426,6 +434,7 @@ class DeploymentLoad:
                 h.close()
                 return False, f"session: the first sign-in failed: {r.status_code}"
             self._visitor, self._visitor_user = h, cred[0]
+            self._visitor_since = time.monotonic()
             self._closers.append(h.close)
             visitor = h
         page = visitor.get("/methods")
