@@ -3,8 +3,9 @@
 - ``none``: RADIUS clients (and gateways) list several servers and fail over on a timeout;
   there is nothing to tell.
 - ``haproxy``: the runtime API on HAProxy's admin socket (``stats socket ... level admin``):
-  ``set server BACKEND/NODE state drain|maint|ready``; in-flight sessions, each server's health-check
-  status and effective weight from ``show stat``. The HAProxy server names are the nodes' names.
+  ``set server BACKEND/NODE state drain|maint|ready``; in-flight sessions, each server's
+  health-check status and effective weight from ``show stat``. The HAProxy server names are
+  the nodes' names.
 """
 
 from __future__ import annotations

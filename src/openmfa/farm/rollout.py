@@ -7,10 +7,10 @@ balancer (``--haproxy-mobile-backend``, ``--haproxy-portal-backend``; the server
 components' names); it is drained and its open requests finish (a phone's answer goes to the
 other host: pushes live on the nodes; a portal's sign-ins under way finish, and portals sharing
 a ``session_key_file`` take each other's signed-in sessions), then set to maintenance, so a
-session kept on it by a persistence cookie goes to another host too; the order is left with every node
-and the component starts it at its next report; the orchestrator waits until the component
-reports the target release, healthy, with no upgrade under way, clears the order and puts it
-back. A component that comes back on its old release (its upgrade failed and rolled itself
+session kept on it by a persistence cookie goes to another host too; the order is left with
+every node and the component starts it at its next report; the orchestrator waits until the
+component reports the target release, healthy, with no upgrade under way, clears the order and
+puts it back. A component that comes back on its old release (its upgrade failed and rolled itself
 back) or says it cannot start the order stops the command, with what it said.
 """
 
