@@ -140,13 +140,27 @@ def sign_ins(store: Store, user: str, limit: int) -> list[AuditView]:
             ).all()
         )
     for e in events:
-        if e.client.startswith("radius:"):
-            e.channel = "radius"
-        elif e.client == "cli":
-            e.channel = "cli"
-        else:
-            e.channel = CHANNELS.get(scopes.get(e.client, ""), "")
+        e.channel = channel_of(e.client, scopes.get(e.client, ""))
     return events
+
+
+def channel_of(client: str, scope: str) -> str:
+    """The channel an audit row's ``client`` came by: ``radius`` (a RADIUS client), ``cli``,
+    or by its API key's ``scope`` (``CHANNELS``; "" when not known)."""
+    if client.startswith("radius:"):
+        return "radius"
+    if client == "cli":
+        return "cli"
+    return CHANNELS.get(scope, "")
+
+
+def channel(store: Store, client: str) -> str:
+    """``channel_of`` ``client``, its API key's scope read from the store."""
+    if client.startswith("radius:") or client == "cli" or not client:
+        return channel_of(client, "")
+    with store.read() as conn:
+        scope = conn.scalar(select(t.api_keys.c.scope).where(t.api_keys.c.name == client))
+    return channel_of(client, scope or "")
 
 
 def record(store: Store, event: AuditEvent) -> None:
