@@ -144,10 +144,19 @@ def _seg(value: str) -> str:
 
 
 def _mine(
-    method: str, path: str, answer: type[T] | None, session: str, body: bytes | None = None
+    method: str,
+    path: str,
+    answer: type[T] | None,
+    session: str,
+    body: bytes | None = None,
+    *,
+    address: str = "",
+    agent: str = "",
 ) -> Call[T]:
-    """A portal call about the signed-in user: their session token goes with it."""
-    return Call(method, path, answer, body=body, kind="write", headers={SESSION_HEADER: session})
+    """A portal call about the signed-in user: their session token goes with it (``address``,
+    ``agent``: where the browser is, on the calls whose change is noticed: ``_origin``)."""
+    headers = {SESSION_HEADER: session, **_origin(address, agent)}
+    return Call(method, path, answer, body=body, kind="write", headers=headers)
 
 
 class Requests:
@@ -235,18 +244,33 @@ class Requests:
         return _mine("POST", "/v1/portal/me/totp", PortalTotpOffer, session, body)
 
     @staticmethod
-    def portal_totp_confirm(session: str, offer: str, code: str) -> Call[MethodView]:
+    def portal_totp_confirm(
+        session: str, offer: str, code: str, *, address: str = "", agent: str = ""
+    ) -> Call[MethodView]:
         body = _encode(PortalTotpConfirm(offer=offer, code=code))
-        return _mine("POST", "/v1/portal/me/totp/confirm", MethodView, session, body)
+        return _mine(
+            "POST", "/v1/portal/me/totp/confirm", MethodView, session, body,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
-    def portal_remove_method(session: str, method_id: str) -> Call[None]:
-        return _mine("DELETE", f"/v1/portal/me/methods/{_seg(method_id)}", None, session)
+    def portal_remove_method(
+        session: str, method_id: str, *, address: str = "", agent: str = ""
+    ) -> Call[None]:
+        return _mine(
+            "DELETE", f"/v1/portal/me/methods/{_seg(method_id)}", None, session,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
-    def portal_activation(session: str, label: str = "") -> Call[ActivationCode]:
+    def portal_activation(
+        session: str, label: str = "", *, address: str = "", agent: str = ""
+    ) -> Call[ActivationCode]:
         body = _encode(ActivationRequest(label=label))
-        return _mine("POST", "/v1/portal/me/devices/activation", ActivationCode, session, body)
+        return _mine(
+            "POST", "/v1/portal/me/devices/activation", ActivationCode, session, body,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
     def portal_sign_ins(session: str, limit: int = 20) -> Call[AuditPage]:
@@ -310,10 +334,19 @@ class Requests:
 
     @staticmethod
     def portal_passkey_register(
-        session: str, challenge: str, credential: str, label: str = ""
+        session: str,
+        challenge: str,
+        credential: str,
+        label: str = "",
+        *,
+        address: str = "",
+        agent: str = "",
     ) -> Call[MethodView]:
         body = _encode(PasskeyAnswer(challenge=challenge, credential=credential, label=label))
-        return _mine("POST", "/v1/portal/me/passkeys", MethodView, session, body)
+        return _mine(
+            "POST", "/v1/portal/me/passkeys", MethodView, session, body,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
     def portal_set_phone(session: str, phone: str) -> Call[UserView]:
@@ -321,17 +354,24 @@ class Requests:
         return _mine("PUT", "/v1/portal/me/phone", UserView, session, body)
 
     @staticmethod
-    def portal_bypass(session: str) -> Call[BypassGranted]:
-        return _mine("POST", "/v1/portal/me/bypass", BypassGranted, session)
+    def portal_bypass(session: str, *, address: str = "", agent: str = "") -> Call[BypassGranted]:
+        return _mine(
+            "POST", "/v1/portal/me/bypass", BypassGranted, session, address=address, agent=agent
+        )
 
     @staticmethod
     def portal_password_policy(session: str) -> Call[PasswordPolicy]:
         return _mine("GET", "/v1/portal/me/password", PasswordPolicy, session)
 
     @staticmethod
-    def portal_change_password(session: str, current: str, new: str) -> Call[PasswordChanged]:
+    def portal_change_password(
+        session: str, current: str, new: str, *, address: str = "", agent: str = ""
+    ) -> Call[PasswordChanged]:
         body = _encode(PortalPasswordChange(current=current, new=new))
-        return _mine("POST", "/v1/portal/me/password", PasswordChanged, session, body)
+        return _mine(
+            "POST", "/v1/portal/me/password", PasswordChanged, session, body,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
     def adapter_verify(user: str, code: str) -> Call[AdapterResult]:
@@ -390,8 +430,13 @@ class Requests:
         return Call("GET", "/v1/portal/sessions/ended", SessionsEnded, params={"after": after})
 
     @staticmethod
-    def portal_backup_codes(session: str) -> Call[Enrollment]:
-        return _mine("POST", "/v1/portal/me/backup-codes", Enrollment, session)
+    def portal_backup_codes(
+        session: str, *, address: str = "", agent: str = ""
+    ) -> Call[Enrollment]:
+        return _mine(
+            "POST", "/v1/portal/me/backup-codes", Enrollment, session,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
     def portal_claim_token(session: str, serial: str, code: str) -> Call[MethodView]:
