@@ -91,3 +91,21 @@ def test_the_worker_opens_the_rows_origin_for_mail_and_webhook(
     locked = box.got[1][1]
     assert "From: 203.0.113.7 (Firefox on Android), through the portal\n" in locked.text
     assert locked.facts["from"].startswith("203.0.113.7")
+
+
+def test_a_radius_lockout_says_the_calling_station_and_the_client(
+    store: Store, config: Config
+) -> None:
+    """RADIUS attempts carry the Calling-Station-Id (else the NAS) as their source: the lock
+    they end in is noticed from there, through that RADIUS client."""
+    acc = Accounts(store, config)
+    acc.add_user("bob", email="bob@example.org")
+    acc.enroll("bob", "totp")  # (before notices are on: not mailed)
+    box = Mailbox()
+    n = _notifier(store, box, security_mailbox="", language="nl")
+    auth = Authenticator(store, VerifyPolicy(lockout=LockoutPolicy(threshold=2, minutes=15)))
+    for _ in range(2):
+        auth.run([Attempt("bob", "000000", client="radius:vpn", source="198.51.100.23")])
+    n.tick(time.time())
+    assert [notice.kind for _, notice, _ in box.got] == ["locked"]
+    assert "Vanaf: 198.51.100.23, via RADIUS-client vpn\n" in box.got[0][1].text
