@@ -126,6 +126,9 @@ SIGN_INS = ("authenticate", "primary", "portal.sign_in", "push.answer", "fraud.r
 """The events a user sees as "my recent sign-ins"."""
 CHANNELS = {"portal": "portal", "adapter": "application", "admin": "application", "mobile": "phone"}
 """The channel of a sign-in that came with an API key of each scope."""
+IN_SERVE = {"portal (in serve)": "portal", "mobile (in serve)": "mobile"}
+"""The scopes of the in-memory keys of the parts ``openmfa serve`` mounts (their names in
+``server.py``): they are in no table."""
 
 
 def sign_ins(store: Store, user: str, limit: int) -> list[AuditView]:
@@ -151,7 +154,7 @@ def channel_of(client: str, scope: str) -> str:
         return "radius"
     if client == "cli":
         return "cli"
-    return CHANNELS.get(scope, "")
+    return CHANNELS.get(scope or IN_SERVE.get(client, ""), "")
 
 
 def channel(store: Store, client: str) -> str:
