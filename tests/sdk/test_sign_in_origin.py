@@ -17,7 +17,7 @@ from openmfa.node.accounts import Accounts
 from openmfa.node.apikeys import ApiKeys
 from openmfa.node.passwords import set_password
 from openmfa.sdk.app import create_app
-from openmfa.sdk.calls import ADDRESS_HEADER, AGENT_HEADER
+from openmfa.sdk.headers import ADDRESS_HEADER, AGENT_HEADER
 from openmfa.store import tables as t
 from openmfa.store.database import DataDir, Store
 from openmfa.wiring import NodeRuntime

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from .headers import SESSION_HEADER, _origin
 from .models import (
     ActivationCode,
     ActivationRequest,
@@ -114,45 +115,14 @@ class Call(Generic[T]):
         return msgspec.json.decode(content, type=self.answer)
 
 
-SESSION_HEADER = "X-OpenMFA-Session"
-"""Where portal calls about the signed-in user carry their session token."""
-ADDRESS_HEADER = "X-OpenMFA-Client-Address"
-"""Where a portal's sign-in calls say the browser's address (kept, sealed, with the sign-in's
-audit rows). A header, not a body field: a node of an older release ignores it."""
-AGENT_HEADER = "X-OpenMFA-Client-Agent"
-"""Where a portal's sign-in calls pass the browser's user agent (the node keeps only its
-browser's and system's names)."""
-
-
-def _origin(address: str, agent: str) -> dict[str, str]:
-    """A sign-in call's headers saying where the browser is ("" values are not sent)."""
-    headers = {}
-    if address:
-        headers[ADDRESS_HEADER] = _header_text(address, 64)
-    if agent:
-        headers[AGENT_HEADER] = _header_text(agent, 512)
-    return headers
-
-
-def _header_text(text: str, limit: int) -> str:
-    """Printable ASCII of at most ``limit`` characters (what a header can carry as is)."""
-    return "".join(c for c in text[:limit] if " " <= c <= "~")
-
-
 def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
 def _mine(
-    method: str,
-    path: str,
-    answer: type[T] | None,
-    session: str,
-    body: bytes | None = None,
-    *,
-    address: str = "",
-    agent: str = "",
-) -> Call[T]:
+    method: str, path: str, answer: type[T] | None, session: str, body: bytes | None = None,
+    *, address: str = "", agent: str = "",
+) -> Call[T]:  # fmt: skip
     """A portal call about the signed-in user: their session token goes with it (``address``,
     ``agent``: where the browser is, on the calls whose change is noticed: ``_origin``)."""
     headers = {SESSION_HEADER: session, **_origin(address, agent)}

@@ -40,7 +40,8 @@ from msgspec import UNSET, UnsetType
 
 from ..errors import OpenMfaError
 from .async_client import AsyncSdkClient
-from .calls import SESSION_HEADER, Call, Requests
+from .calls import Call, Requests
+from .headers import SESSION_HEADER
 from .models import (
     ActivationCode,
     AuditView,

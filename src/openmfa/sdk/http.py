@@ -23,7 +23,7 @@ from ..node.apikeys import ApiClient
 from ..node.audit import NOWHERE, Origin
 from ..node.portal_sessions import summarise
 from ..wiring import NodeRuntime
-from .calls import ADDRESS_HEADER, AGENT_HEADER
+from .headers import ADDRESS_HEADER, AGENT_HEADER
 from .models import BypassRequest, MethodCreate
 
 S = TypeVar("S", bound=msgspec.Struct)

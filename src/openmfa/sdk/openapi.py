@@ -18,7 +18,7 @@ import msgspec
 
 from .. import __version__
 from . import models
-from .calls import ADDRESS_HEADER, AGENT_HEADER
+from .headers import ADDRESS_HEADER, AGENT_HEADER
 from .routes import TABLE
 
 REF = "#/components/schemas/{name}"
