@@ -111,7 +111,8 @@ def test_notices_reach_the_person_and_wait_out_a_stopped_mail_server(tmp_path: o
 def test_a_person_who_reads_the_portal_in_dutch_is_mailed_in_dutch(tmp_path: object) -> None:
     """``[notify] language = "en"``; Alice's browser asks for Dutch. Signed in at the portal
     (which tells the node her language), she renews her backup codes: her mail is in Dutch,
-    the security mailbox's copy in English."""
+    the security mailbox's copy in English; it says where from (her browser's address and
+    name, through the portal)."""
     from pathlib import Path
 
     dd = Path(str(tmp_path)) / "node"
@@ -134,7 +135,8 @@ def test_a_person_who_reads_the_portal_in_dutch_is_mailed_in_dutch(tmp_path: obj
         cli(dd, "method", "add", "alice", "totp", "--secret", seed, "--no-qr")
         with server(dd) as srv:
             portal = httpx.Client(
-                base_url=srv.url + "/portal", headers={"Accept-Language": "nl-NL,nl;q=0.9"}
+                base_url=srv.url + "/portal",
+                headers={"Accept-Language": "nl-NL,nl;q=0.9", "User-Agent": FIREFOX_ANDROID},
             )
             with portal as h:
                 form = h.get("/sign-in")
@@ -154,9 +156,15 @@ def test_a_person_who_reads_the_portal_in_dutch_is_mailed_in_dutch(tmp_path: obj
             (msg,) = mail.messages("alice@example.org")
             assert "Er is een aanmeldmethode aan uw account toegevoegd" in msg["Subject"]
             assert msg.get_content().startswith("Beste Alice,")
+            # where from: the browser's address and name, through the portal (issue 36)
+            vanaf = [x for x in msg.get_content().splitlines() if x.startswith("Vanaf")]
+            assert vanaf == ["Vanaf: 127.0.0.1 (Firefox op Android), via het portaal"]
             wait_for(lambda: mail.messages("security@example.org"), "the mailbox's copy")
             (copy,) = mail.messages("security@example.org")
             assert "A sign-in method was added to your account" in copy["Subject"]
+
+
+FIREFOX_ANDROID = "Mozilla/5.0 (Android 14; Mobile; rv:128.0) Gecko/128.0 Firefox/128.0"
 
 
 def _csrf(page: httpx.Response) -> str:

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 import pytest
 
 from openmfa.sdk import Call, Requests, models
-from openmfa.sdk.calls import SESSION_HEADER
+from openmfa.sdk.headers import SESSION_HEADER
 from openmfa.sdk.openapi import document
 
 WITHOUT_BUILDER: set[tuple[str, str]] = set()

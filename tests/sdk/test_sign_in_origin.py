@@ -12,11 +12,12 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
+from openmfa.node import audit
 from openmfa.node.accounts import Accounts
 from openmfa.node.apikeys import ApiKeys
 from openmfa.node.passwords import set_password
 from openmfa.sdk.app import create_app
-from openmfa.sdk.calls import ADDRESS_HEADER, AGENT_HEADER
+from openmfa.sdk.headers import ADDRESS_HEADER, AGENT_HEADER
 from openmfa.store import tables as t
 from openmfa.store.database import DataDir, Store
 from openmfa.wiring import NodeRuntime
@@ -106,5 +107,124 @@ def test_sign_ins_say_address_and_browser(tmp_path: Path) -> None:
         stored = repr(rows)
         for clear in ("192.0.2.7", "203.0.113.5", "Firefox", "Android"):
             assert clear not in stored  # sealed at rest
+    finally:
+        store.close()
+
+
+def test_a_change_made_through_the_portal_keeps_where_the_browser_was(tmp_path: Path) -> None:
+    """A method added, one removed and the password changed through the portal's session, with
+    the headers: each audit row's origin opens (with the node's key) to the browser's address
+    and name; a header out of bounds is a 422 and changes nothing."""
+    config = make_config()
+    store = Store.create(DataDir(tmp_path / "node"), config)
+    accounts = Accounts(store, config)
+    accounts.add_user("alice")
+    set_password(store, accounts, "alice", "correct horse")
+    codes = accounts.enroll("alice", "backup-codes").backup_codes or []
+    keys = ApiKeys(store)
+    h = {"authorization": f"Bearer {keys.create('portal1', 'portal')}"}
+    browser = {ADDRESS_HEADER: "192.0.2.7", AGENT_HEADER: FIREFOX_ANDROID}
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        first = await c.post(
+            "/v1/portal/sign-in", json={"user": "alice", "password": "correct horse"}, headers=h
+        )
+        step = await c.post(
+            "/v1/portal/second-factor",
+            json={"ticket": first.json()["ticket"], "code": codes[0]},
+            headers=h,
+        )
+        me = {**h, "x-openmfa-session": step.json()["token"]}
+        bad = await c.post("/v1/portal/me/backup-codes", headers={**me, AGENT_HEADER: "x" * 513})
+        assert bad.status_code == 422 and bad.json()["code"] == "invalid_input", bad.text
+        assert [m.kind for m in accounts.list_methods("alice")] == ["backup-codes"]
+        old = accounts.list_methods("alice")[0].id
+        renewed = await c.post("/v1/portal/me/backup-codes", headers={**me, **browser})
+        assert renewed.status_code == 201, renewed.text
+        new = renewed.json()["method"]["id"]
+        removed = await c.delete(f"/v1/portal/me/methods/{new}", headers={**me, **browser})
+        assert removed.status_code == 204, removed.text
+        changed = await c.post(
+            "/v1/portal/me/password",
+            json={"current": "correct horse", "new": "a much longer new one 7"},
+            headers={**me, ADDRESS_HEADER: "198.51.100.9"},
+        )
+        assert changed.json()["changed"] is True, changed.text
+        assert old != new
+
+    async def main() -> None:
+        node = NodeRuntime(store, config, radius_listen="")
+        await node.start()
+        try:
+            transport = httpx.ASGITransport(app=create_app(node))
+            async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
+                await scenario(c)
+        finally:
+            await node.stop()
+
+    try:
+        asyncio.run(main())
+        with store.read() as conn:
+            rows = conn.execute(
+                select(t.audit.c.action, t.audit.c.result, t.audit.c.source_enc).where(
+                    t.audit.c.action.in_(("method.add", "method.remove", "password.change"))
+                )
+            ).all()
+        seen = [
+            (r.action, audit.open_origin(store.box, "alice", r.source_enc)) for r in rows[1:]
+        ]  # (the first: the codes enrolled above, from the command line: no origin)
+        here = audit.Origin("192.0.2.7", "Firefox", "Android")
+        assert rows[0].source_enc == ""
+        assert seen == [
+            ("method.remove", here),  # the old codes, replaced
+            ("method.add", here),
+            ("method.remove", here),
+            ("password.change", audit.Origin("198.51.100.9")),
+        ]
+        assert "192.0.2.7" not in repr(rows)  # sealed at rest
+    finally:
+        store.close()
+
+
+def test_the_lock_a_failed_portal_sign_in_ends_in_keeps_its_origin(tmp_path: Path) -> None:
+    """Wrong passwords at the portal, with the headers, until the account locks: the
+    ``lockout`` row (the notice "Your account was locked") carries the last attempt's origin."""
+    config = make_config(policy={"lockout_threshold": 2})
+    store = Store.create(DataDir(tmp_path / "node"), config)
+    accounts = Accounts(store, config)
+    accounts.add_user("alice")
+    set_password(store, accounts, "alice", "correct horse")
+    accounts.enroll("alice", "backup-codes")
+    h = {"authorization": f"Bearer {ApiKeys(store).create('portal1', 'portal')}"}
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        for address in ("192.0.2.1", "192.0.2.2"):
+            r = await c.post(
+                "/v1/portal/sign-in",
+                json={"user": "alice", "password": "wrong"},
+                headers={**h, ADDRESS_HEADER: address, AGENT_HEADER: FIREFOX_ANDROID},
+            )
+            assert r.status_code == 200 and r.json()["ticket"] in (None, ""), r.text
+
+    async def main() -> None:
+        node = NodeRuntime(store, config, radius_listen="")
+        await node.start()
+        try:
+            transport = httpx.ASGITransport(app=create_app(node))
+            async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
+                await scenario(c)
+        finally:
+            await node.stop()
+
+    try:
+        asyncio.run(main())
+        with store.read() as conn:
+            sealed = conn.execute(
+                select(t.audit.c.source_enc).where(t.audit.c.action == "lockout")
+            ).all()
+        assert len(sealed) == 1
+        assert audit.open_origin(store.box, "alice", sealed[0].source_enc) == audit.Origin(
+            "192.0.2.2", "Firefox", "Android"
+        )
     finally:
         store.close()

@@ -29,6 +29,7 @@ from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.crypto import SecretBox
 from ..store.database import Store
 from ..store.group_records import groups_of
+from .audit import NOWHERE, Origin
 from .auth_state import forward
 from .session_ends import end_change, ends_known
 
@@ -40,10 +41,12 @@ USER_FIELDS = ("display_name", "email", "phone", "enabled")
 
 @dataclass(frozen=True)
 class Actor:
-    """Who asked: an API client's name, or ``cli`` for the local command line."""
+    """Who asked: an API client's name, or ``cli`` for the local command line; ``origin``:
+    where the person was, as the portal says (kept, sealed, with the audit row)."""
 
     client: str = "cli"
     request_id: str = ""
+    origin: Origin = NOWHERE
 
 
 def check_name(name: str) -> str:
@@ -502,8 +505,8 @@ class Accounts:
             raise NotFound(f"user {name!r} has no method {method_id!r}")
         return row
 
-    @staticmethod
     def _event(
+        self,
         action: str,
         name: str,
         actor: Actor,
@@ -520,6 +523,7 @@ class Accounts:
             method_id=method_id,
             request_id=actor.request_id,
             detail=detail,
+            source_enc=actor.origin.sealed(self.store.box, name),
         )
 
     def _audit(self, conn: Connection, event: AuditEvent) -> None:

@@ -126,6 +126,9 @@ SIGN_INS = ("authenticate", "primary", "portal.sign_in", "push.answer", "fraud.r
 """The events a user sees as "my recent sign-ins"."""
 CHANNELS = {"portal": "portal", "adapter": "application", "admin": "application", "mobile": "phone"}
 """The channel of a sign-in that came with an API key of each scope."""
+IN_SERVE = {"portal (in serve)": "portal", "mobile (in serve)": "mobile"}
+"""The scopes of the in-memory keys of the parts ``openmfa serve`` mounts (their names in
+``server.py``): they are in no table."""
 
 
 def sign_ins(store: Store, user: str, limit: int) -> list[AuditView]:
@@ -140,13 +143,27 @@ def sign_ins(store: Store, user: str, limit: int) -> list[AuditView]:
             ).all()
         )
     for e in events:
-        if e.client.startswith("radius:"):
-            e.channel = "radius"
-        elif e.client == "cli":
-            e.channel = "cli"
-        else:
-            e.channel = CHANNELS.get(scopes.get(e.client, ""), "")
+        e.channel = channel_of(e.client, scopes.get(e.client, ""))
     return events
+
+
+def channel_of(client: str, scope: str) -> str:
+    """The channel an audit row's ``client`` came by: ``radius`` (a RADIUS client), ``cli``,
+    or by its API key's ``scope`` (``CHANNELS``; "" when not known)."""
+    if client.startswith("radius:"):
+        return "radius"
+    if client == "cli":
+        return "cli"
+    return CHANNELS.get(scope or IN_SERVE.get(client, ""), "")
+
+
+def channel(store: Store, client: str) -> str:
+    """``channel_of`` ``client``, its API key's scope read from the store."""
+    if client.startswith("radius:") or client == "cli" or not client:
+        return channel_of(client, "")
+    with store.read() as conn:
+        scope = conn.scalar(select(t.api_keys.c.scope).where(t.api_keys.c.name == client))
+    return channel_of(client, scope or "")
 
 
 def record(store: Store, event: AuditEvent) -> None:

@@ -38,6 +38,7 @@ from ..store import formats
 from ..store import tables as t
 from ..store.database import Store
 from ..store.role import SHARED, role_from
+from .audit import channel, open_origin
 from .notify_send import Retry, SmtpSender, Undeliverable, WebhookSender
 from .notify_text import LANGUAGES, NOTICED, Notice, render
 
@@ -182,9 +183,12 @@ class Notifier:
         return max(wait, 0.05)
 
     def _deliver(self, ch: Channel, row: Any) -> None:
+        # Where it came from (sealed per user: opened here, "" when none or it does not open).
+        origin = open_origin(self.store.box, row.user_name, row.source_enc)
+        via = channel(self.store, row.client)
         if ch.name == "webhook":
             assert self.webhook is not None
-            self.webhook.send(render(row, self.language))
+            self.webhook.send(render(row, self.language, origin=origin, channel=via))
             return
         assert self.smtp is not None
         if ch.name == "security":
@@ -195,7 +199,7 @@ class Notifier:
                 raise Undeliverable(f"{row.user_name!r} has no email address")
         # The person's own language where the portal told the node one it has words for.
         lang = language if ch.name == "person" and language in LANGUAGES else self.language
-        notice: Notice = render(row, lang, display)
+        notice: Notice = render(row, lang, display, origin, via)
         self.smtp.send(notice, to, f"openmfa.{row.id}.{ch.name}.{_safe(self.store.node_name)}")
 
     def _failed(self, ch: Channel, why: str, now: float) -> None:
@@ -232,7 +236,7 @@ class Notifier:
     def _rows(self, after: int, now: float) -> list[Any]:
         a = t.audit.c
         q = (
-            select(t.audit)
+            select(t.audit)  # (every column: source_enc too, the sealed origin)
             .where(a.id > after, a.action.in_(_NOTICED), a.result == "ok")
             .order_by(a.id)
             .limit(BATCH)

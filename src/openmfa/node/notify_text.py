@@ -4,6 +4,11 @@ Dutch (the node's own small catalogue; the portal's catalogue is the portal's).
 Pure: an audit row's values in, a ``Notice`` (subject, plain text, the facts for a webhook)
 out, in the language the caller names (``notify``: the person's, which the portal tells the
 node, else ``[notify] language``).
+
+"From" says where the change came from: the row's origin when it has one (``audit.Origin``,
+opened by the caller: the browser's or RADIUS caller's address, the browser's name and system)
+with the channel it came through (the portal, a RADIUS client, an application's API key);
+otherwise, as before origins were kept, the API key's name or the node.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+
+from .audit import NOWHERE, Origin
 
 NOTICED = {
     "method.add": "method_added",
@@ -66,6 +73,11 @@ _WORDS: dict[str, dict[str, str]] = {
         "not_you": "If this was not you, contact your helpdesk at once and tell them the time "
         "above: someone else may know your password or hold one of your sign-in methods.",
         "security": "Security notice for {name}: {what}",
+        "on": "{browser} on {system}",
+        "via_portal": "through the portal",
+        "via_phone": "through the phone app",
+        "via_radius": "through RADIUS client {name}",
+        "via": "through {name}",
     },
     "nl": {
         "hello": "Beste {name},",
@@ -78,6 +90,11 @@ _WORDS: dict[str, dict[str, str]] = {
         "hierboven: iemand anders kent misschien uw wachtwoord of heeft een van uw "
         "aanmeldmethoden.",
         "security": "Beveiligingsmelding voor {name}: {what}",
+        "on": "{browser} op {system}",
+        "via_portal": "via het portaal",
+        "via_phone": "via de telefoonapp",
+        "via_radius": "via RADIUS-client {name}",
+        "via": "via {name}",
     },
 }
 
@@ -119,14 +136,21 @@ def kind_of(action: str, detail: str) -> str:
     return NOTICED[action]
 
 
-def render(row: Any, language: str, display_name: str = "") -> Notice:
+def render(
+    row: Any,
+    language: str,
+    display_name: str = "",
+    origin: Origin = NOWHERE,
+    channel: str = "",
+) -> Notice:
     """The notice for audit row ``row`` (id, at, node, action, user_name, client, method_id,
-    reason, detail) in ``language`` (``en`` or ``nl``)."""
+    reason, detail) in ``language`` (``en`` or ``nl``); ``origin``: the row's, opened
+    (``audit.open_origin``), ``channel``: the one its client came by (``audit.channel``)."""
     lang = language if language in LANGUAGES else "en"
     kind = kind_of(row.action, row.detail)
     what = _WHAT[lang][kind]
     when = dt.datetime.fromtimestamp(row.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    where = row.client or row.node
+    where = _one_line(_where(row, lang, origin, channel))
     detail = _detail(row)
     name = display_name or row.user_name
     text = _TEMPLATE.render(
@@ -150,6 +174,33 @@ def render(row: Any, language: str, display_name: str = "") -> Notice:
         "node": row.node,
     }
     return Notice(kind, row.user_name, _one_line(subject), text, facts)
+
+
+def _where(row: Any, lang: str, origin: Origin, channel: str) -> str:
+    """The "From" of a notice: "203.0.113.7 (Firefox on Android), through the portal"; without
+    an origin, the API key's name or the node."""
+    if origin == NOWHERE:
+        return str(row.client or row.node)
+    w = _WORDS[lang]
+    if origin.browser and origin.system:
+        device = w["on"].format(browser=origin.browser, system=origin.system)
+    else:
+        device = origin.browser or origin.system
+    place = origin.address or device
+    if origin.address and device:
+        place += f" ({device})"
+    client = str(row.client or "")
+    if channel == "portal":
+        via = w["via_portal"]
+    elif channel == "phone":
+        via = w["via_phone"]
+    elif channel == "radius":
+        via = w["via_radius"].format(name=client.removeprefix("radius:"))
+    elif client and client != "cli":
+        via = w["via"].format(name=client)
+    else:
+        via = ""
+    return f"{place}, {via}" if via else place
 
 
 def _detail(row: Any) -> str:

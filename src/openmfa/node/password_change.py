@@ -41,6 +41,7 @@ from ..store.changes import AuditEvent, Change, ChangeWriter, check_writable
 from ..store.database import Store
 from . import audit
 from .accounts import Accounts
+from .audit import NOWHERE, Origin
 from .authenticator import Attempt
 from .commit_queue import CommitQueue
 from .first_factor import FirstFactor, PasswordCheck
@@ -150,11 +151,20 @@ class PasswordChange:
         return PasswordPolicy(where=self.where, min_length=self.min_length, common_list=True)
 
     async def change(
-        self, grant: Grant, client: str, request_id: str, key: str | None, current: str, new: str
+        self,
+        grant: Grant,
+        client: str,
+        request_id: str,
+        key: str | None,
+        current: str,
+        new: str,
+        origin: Origin = NOWHERE,
     ) -> PasswordChanged:
         """``grant``'s person (a fresh session of theirs) changes their password from
-        ``current`` to ``new``: see the module's rules."""
+        ``current`` to ``new``: see the module's rules. ``origin``: where their browser is (kept,
+        sealed, with the audit rows: the change's, and a lock a wrong current one ends in)."""
         user, where = grant.user, self.where
+        sealed = origin.sealed(self.store.box, user)
         if not where:
             return await self._refused(user, client, request_id, "not_here")
         # At the master, or NotMaster before anything is checked or changed (the SDK's client
@@ -162,7 +172,17 @@ class PasswordChange:
         await to_thread.run_sync(check_writable, self.store)
         d = await self.first_factor.check(
             self.check,
-            Attempt(user, "", client=client, request_id=request_id, token=key, push=False),
+            Attempt(
+                user,
+                "",
+                client=client,
+                request_id=request_id,
+                token=key,
+                source=origin.address,
+                browser=origin.browser,
+                system=origin.system,
+                push=False,
+            ),
             current,
             AuditEvent(
                 "portal.sign_in",
@@ -171,6 +191,7 @@ class PasswordChange:
                 client=client,
                 request_id=request_id,
                 detail=f"first factor ({self.portal.primary}), to change the password",
+                source_enc=sealed,
             ),
         )
         if not d.accepted:
@@ -187,7 +208,7 @@ class PasswordChange:
             if said is not None:
                 return await self._refused(user, client, request_id, "refused", said)
         ended = await to_thread.run_sync(
-            self._commit, user, new if where == "local" else None, client, request_id, where
+            self._commit, user, new if where == "local" else None, client, request_id, where, sealed
         )
         extra = {k: v for k, v in (grant.extra or {}).items() if k != SESSION_ID}
         token, expires = self.portal.issue(
@@ -196,7 +217,7 @@ class PasswordChange:
         return PasswordChanged(changed=True, reason="ok", token=token, expires_at=expires)
 
     def _commit(
-        self, user: str, new: str | None, client: str, request_id: str, where: str
+        self, user: str, new: str | None, client: str, request_id: str, where: str, sealed: str
     ) -> float:
         """The new password (``new``: the node's own; None: the directory's, changed there)
         and the end of every session of ``user`` issued before now, in one commit; the
@@ -220,6 +241,7 @@ class PasswordChange:
             client=client,
             request_id=request_id,
             detail=f"{where}; every other session ended",
+            source_enc=sealed,
         )
         self.writer.commit(changes, [event])
         return now

@@ -32,6 +32,7 @@ from ..errors import InvalidInput, NotFound, Unauthorized
 from ..store import formats
 from ..store.changes import AuditEvent, Change
 from .accounts import SECRET_BYTES, Accounts, Actor, key_uri
+from .audit import NOWHERE, Origin
 from .portal import OFFER, PortalTokens
 
 _NOT_PRINTED = frozenset(["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"])
@@ -88,11 +89,17 @@ class PortalMethods:
         return PortalTotpOffer(offer=offer, secret=secret, otpauth_uri=uri, expires_at=expires)
 
     async def totp_confirm(
-        self, user: str, client: str, request_id: str, offer: str, code: str
+        self,
+        user: str,
+        client: str,
+        request_id: str,
+        offer: str,
+        code: str,
+        origin: Origin = NOWHERE,
     ) -> MethodView:
         """The code the app shows for ``offer``: then, and only then, the method is saved
-        (audited as ``client``'s, ``request_id``). An offer of another portal or user, or
-        expired: Unauthorized; a wrong code: InvalidInput."""
+        (audited as ``client``'s, ``request_id``, from ``origin``). An offer of another portal
+        or user, or expired: Unauthorized; a wrong code: InvalidInput."""
         now = time.time()
         grant = self.portal.check(offer, OFFER, client, now)
         if grant.user != user or not grant.extra:
@@ -119,14 +126,17 @@ class PortalMethods:
                 period=period,
                 algorithm=algorithm,
                 label=label,
-                actor=Actor(client=client, request_id=request_id),
+                actor=Actor(client=client, request_id=request_id, origin=origin),
             )
         )
         return done.method
 
-    async def renew_backup_codes(self, user: str, client: str, request_id: str) -> Enrollment:
-        """New backup codes for ``user``, shown once; the old ones stop working."""
-        actor = Actor(client=client, request_id=request_id)
+    async def renew_backup_codes(
+        self, user: str, client: str, request_id: str, origin: Origin = NOWHERE
+    ) -> Enrollment:
+        """New backup codes for ``user``, shown once; the old ones stop working (audited from
+        ``origin``)."""
+        actor = Actor(client=client, request_id=request_id, origin=origin)
 
         def renew() -> Enrollment:
             for m in self.accounts.list_methods(user):

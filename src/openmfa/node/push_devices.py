@@ -94,6 +94,7 @@ class PushDevices:
                     user_name=name,
                     client=actor.client,
                     request_id=actor.request_id,
+                    source_enc=actor.origin.sealed(self.store.box, name),
                 ),
             )
         url = self.public_url

@@ -193,8 +193,9 @@ class Ctx:
 
     @property
     def where(self) -> dict[str, str]:
-        """Where the browser is, for a sign-in call's ``address`` and ``agent``: the node
-        keeps them, sealed, with the sign-in's audit rows (the person's recent sign-ins)."""
+        """Where the browser is, for the ``address`` and ``agent`` of a sign-in call and of a
+        call whose change the person is told of (a method added or removed, the password): the
+        node keeps them, sealed, with the audit rows (recent sign-ins; a notice's "From")."""
         return {
             "address": self.portal.address(self.request)[:64],
             "agent": self.request.headers.get("user-agent", "")[:512],

@@ -158,14 +158,26 @@ class AsyncSdkClient:
     async def portal_totp_start(self, session: str, label: str = "") -> PortalTotpOffer:
         return await self.send(Requests.portal_totp_start(session, label))
 
-    async def portal_totp_confirm(self, session: str, offer: str, code: str) -> MethodView:
-        return await self.send(Requests.portal_totp_confirm(session, offer, code))
+    async def portal_totp_confirm(
+        self, session: str, offer: str, code: str, *, address: str = "", agent: str = ""
+    ) -> MethodView:
+        return await self.send(
+            Requests.portal_totp_confirm(session, offer, code, address=address, agent=agent)
+        )
 
-    async def portal_remove_method(self, session: str, method_id: str) -> None:
-        await self.send(Requests.portal_remove_method(session, method_id))
+    async def portal_remove_method(
+        self, session: str, method_id: str, *, address: str = "", agent: str = ""
+    ) -> None:
+        await self.send(
+            Requests.portal_remove_method(session, method_id, address=address, agent=agent)
+        )
 
-    async def portal_activation(self, session: str, label: str = "") -> ActivationCode:
-        return await self.send(Requests.portal_activation(session, label))
+    async def portal_activation(
+        self, session: str, label: str = "", *, address: str = "", agent: str = ""
+    ) -> ActivationCode:
+        return await self.send(
+            Requests.portal_activation(session, label, address=address, agent=agent)
+        )
 
     async def portal_sign_ins(self, session: str, limit: int = 20) -> list[AuditView]:
         return (await self.send(Requests.portal_sign_ins(session, limit))).events
@@ -209,25 +221,40 @@ class AsyncSdkClient:
         return await self.send(Requests.portal_passkey_register_options(session, origin))
 
     async def portal_passkey_register(
-        self, session: str, challenge: str, credential: str, label: str = ""
+        self,
+        session: str,
+        challenge: str,
+        credential: str,
+        label: str = "",
+        *,
+        address: str = "",
+        agent: str = "",
     ) -> MethodView:
         return await self.send(
-            Requests.portal_passkey_register(session, challenge, credential, label)
+            Requests.portal_passkey_register(
+                session, challenge, credential, label, address=address, agent=agent
+            )
         )
 
     async def portal_set_phone(self, session: str, phone: str) -> UserView:
         return await self.send(Requests.portal_set_phone(session, phone))
 
-    async def portal_bypass(self, session: str) -> BypassGranted:
-        return await self.send(Requests.portal_bypass(session))
+    async def portal_bypass(
+        self, session: str, *, address: str = "", agent: str = ""
+    ) -> BypassGranted:
+        return await self.send(Requests.portal_bypass(session, address=address, agent=agent))
 
     async def portal_password_policy(self, session: str) -> PasswordPolicy:
         """Where the signed-in user's password can be changed, what a new one needs."""
         return await self.send(Requests.portal_password_policy(session))
 
-    async def portal_change_password(self, session: str, current: str, new: str) -> PasswordChanged:
+    async def portal_change_password(
+        self, session: str, current: str, new: str, *, address: str = "", agent: str = ""
+    ) -> PasswordChanged:
         """The signed-in user's new password (``changed``: this session's new token)."""
-        return await self.send(Requests.portal_change_password(session, current, new))
+        return await self.send(
+            Requests.portal_change_password(session, current, new, address=address, agent=agent)
+        )
 
     async def adapter_verify(self, user: str, code: str) -> bool:
         return (await self.send(Requests.adapter_verify(user, code))).result
@@ -280,8 +307,10 @@ class AsyncSdkClient:
     async def portal_sessions_ended(self, after: int) -> SessionsEnded:
         return await self.send(Requests.portal_sessions_ended(after))
 
-    async def portal_backup_codes(self, session: str) -> Enrollment:
-        return await self.send(Requests.portal_backup_codes(session))
+    async def portal_backup_codes(
+        self, session: str, *, address: str = "", agent: str = ""
+    ) -> Enrollment:
+        return await self.send(Requests.portal_backup_codes(session, address=address, agent=agent))
 
     async def portal_claim_token(self, session: str, serial: str, code: str) -> MethodView:
         return await self.send(Requests.portal_claim_token(session, serial, code))

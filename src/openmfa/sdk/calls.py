@@ -14,6 +14,7 @@ from urllib.parse import quote
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from .headers import SESSION_HEADER, _origin
 from .models import (
     ActivationCode,
     ActivationRequest,
@@ -114,40 +115,18 @@ class Call(Generic[T]):
         return msgspec.json.decode(content, type=self.answer)
 
 
-SESSION_HEADER = "X-OpenMFA-Session"
-"""Where portal calls about the signed-in user carry their session token."""
-ADDRESS_HEADER = "X-OpenMFA-Client-Address"
-"""Where a portal's sign-in calls say the browser's address (kept, sealed, with the sign-in's
-audit rows). A header, not a body field: a node of an older release ignores it."""
-AGENT_HEADER = "X-OpenMFA-Client-Agent"
-"""Where a portal's sign-in calls pass the browser's user agent (the node keeps only its
-browser's and system's names)."""
-
-
-def _origin(address: str, agent: str) -> dict[str, str]:
-    """A sign-in call's headers saying where the browser is ("" values are not sent)."""
-    headers = {}
-    if address:
-        headers[ADDRESS_HEADER] = _header_text(address, 64)
-    if agent:
-        headers[AGENT_HEADER] = _header_text(agent, 512)
-    return headers
-
-
-def _header_text(text: str, limit: int) -> str:
-    """Printable ASCII of at most ``limit`` characters (what a header can carry as is)."""
-    return "".join(c for c in text[:limit] if " " <= c <= "~")
-
-
 def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
 def _mine(
-    method: str, path: str, answer: type[T] | None, session: str, body: bytes | None = None
-) -> Call[T]:
-    """A portal call about the signed-in user: their session token goes with it."""
-    return Call(method, path, answer, body=body, kind="write", headers={SESSION_HEADER: session})
+    method: str, path: str, answer: type[T] | None, session: str, body: bytes | None = None,
+    *, address: str = "", agent: str = "",
+) -> Call[T]:  # fmt: skip
+    """A portal call about the signed-in user: their session token goes with it (``address``,
+    ``agent``: where the browser is, on the calls whose change is noticed: ``_origin``)."""
+    headers = {SESSION_HEADER: session, **_origin(address, agent)}
+    return Call(method, path, answer, body=body, kind="write", headers=headers)
 
 
 class Requests:
@@ -235,18 +214,33 @@ class Requests:
         return _mine("POST", "/v1/portal/me/totp", PortalTotpOffer, session, body)
 
     @staticmethod
-    def portal_totp_confirm(session: str, offer: str, code: str) -> Call[MethodView]:
+    def portal_totp_confirm(
+        session: str, offer: str, code: str, *, address: str = "", agent: str = ""
+    ) -> Call[MethodView]:
         body = _encode(PortalTotpConfirm(offer=offer, code=code))
-        return _mine("POST", "/v1/portal/me/totp/confirm", MethodView, session, body)
+        return _mine(
+            "POST", "/v1/portal/me/totp/confirm", MethodView, session, body,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
-    def portal_remove_method(session: str, method_id: str) -> Call[None]:
-        return _mine("DELETE", f"/v1/portal/me/methods/{_seg(method_id)}", None, session)
+    def portal_remove_method(
+        session: str, method_id: str, *, address: str = "", agent: str = ""
+    ) -> Call[None]:
+        return _mine(
+            "DELETE", f"/v1/portal/me/methods/{_seg(method_id)}", None, session,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
-    def portal_activation(session: str, label: str = "") -> Call[ActivationCode]:
+    def portal_activation(
+        session: str, label: str = "", *, address: str = "", agent: str = ""
+    ) -> Call[ActivationCode]:
         body = _encode(ActivationRequest(label=label))
-        return _mine("POST", "/v1/portal/me/devices/activation", ActivationCode, session, body)
+        return _mine(
+            "POST", "/v1/portal/me/devices/activation", ActivationCode, session, body,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
     def portal_sign_ins(session: str, limit: int = 20) -> Call[AuditPage]:
@@ -310,10 +304,19 @@ class Requests:
 
     @staticmethod
     def portal_passkey_register(
-        session: str, challenge: str, credential: str, label: str = ""
+        session: str,
+        challenge: str,
+        credential: str,
+        label: str = "",
+        *,
+        address: str = "",
+        agent: str = "",
     ) -> Call[MethodView]:
         body = _encode(PasskeyAnswer(challenge=challenge, credential=credential, label=label))
-        return _mine("POST", "/v1/portal/me/passkeys", MethodView, session, body)
+        return _mine(
+            "POST", "/v1/portal/me/passkeys", MethodView, session, body,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
     def portal_set_phone(session: str, phone: str) -> Call[UserView]:
@@ -321,17 +324,24 @@ class Requests:
         return _mine("PUT", "/v1/portal/me/phone", UserView, session, body)
 
     @staticmethod
-    def portal_bypass(session: str) -> Call[BypassGranted]:
-        return _mine("POST", "/v1/portal/me/bypass", BypassGranted, session)
+    def portal_bypass(session: str, *, address: str = "", agent: str = "") -> Call[BypassGranted]:
+        return _mine(
+            "POST", "/v1/portal/me/bypass", BypassGranted, session, address=address, agent=agent
+        )
 
     @staticmethod
     def portal_password_policy(session: str) -> Call[PasswordPolicy]:
         return _mine("GET", "/v1/portal/me/password", PasswordPolicy, session)
 
     @staticmethod
-    def portal_change_password(session: str, current: str, new: str) -> Call[PasswordChanged]:
+    def portal_change_password(
+        session: str, current: str, new: str, *, address: str = "", agent: str = ""
+    ) -> Call[PasswordChanged]:
         body = _encode(PortalPasswordChange(current=current, new=new))
-        return _mine("POST", "/v1/portal/me/password", PasswordChanged, session, body)
+        return _mine(
+            "POST", "/v1/portal/me/password", PasswordChanged, session, body,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
     def adapter_verify(user: str, code: str) -> Call[AdapterResult]:
@@ -390,8 +400,13 @@ class Requests:
         return Call("GET", "/v1/portal/sessions/ended", SessionsEnded, params={"after": after})
 
     @staticmethod
-    def portal_backup_codes(session: str) -> Call[Enrollment]:
-        return _mine("POST", "/v1/portal/me/backup-codes", Enrollment, session)
+    def portal_backup_codes(
+        session: str, *, address: str = "", agent: str = ""
+    ) -> Call[Enrollment]:
+        return _mine(
+            "POST", "/v1/portal/me/backup-codes", Enrollment, session,
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
     def portal_claim_token(session: str, serial: str, code: str) -> Call[MethodView]:

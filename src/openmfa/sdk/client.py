@@ -40,7 +40,8 @@ from msgspec import UNSET, UnsetType
 
 from ..errors import OpenMfaError
 from .async_client import AsyncSdkClient
-from .calls import SESSION_HEADER, Call, Requests
+from .calls import Call, Requests
+from .headers import SESSION_HEADER
 from .models import (
     ActivationCode,
     AuditView,
@@ -186,14 +187,22 @@ class SdkClient:
         """Offer the signed-in user an authenticator app's secret; saved by ``confirm``."""
         return self.send(Requests.portal_totp_start(session, label))
 
-    def portal_totp_confirm(self, session: str, offer: str, code: str) -> MethodView:
-        return self.send(Requests.portal_totp_confirm(session, offer, code))
+    def portal_totp_confirm(
+        self, session: str, offer: str, code: str, *, address: str = "", agent: str = ""
+    ) -> MethodView:
+        return self.send(
+            Requests.portal_totp_confirm(session, offer, code, address=address, agent=agent)
+        )
 
-    def portal_remove_method(self, session: str, method_id: str) -> None:
-        self.send(Requests.portal_remove_method(session, method_id))
+    def portal_remove_method(
+        self, session: str, method_id: str, *, address: str = "", agent: str = ""
+    ) -> None:
+        self.send(Requests.portal_remove_method(session, method_id, address=address, agent=agent))
 
-    def portal_activation(self, session: str, label: str = "") -> ActivationCode:
-        return self.send(Requests.portal_activation(session, label))
+    def portal_activation(
+        self, session: str, label: str = "", *, address: str = "", agent: str = ""
+    ) -> ActivationCode:
+        return self.send(Requests.portal_activation(session, label, address=address, agent=agent))
 
     def portal_sign_ins(self, session: str, limit: int = 20) -> list[AuditView]:
         return self.send(Requests.portal_sign_ins(session, limit)).events
@@ -239,24 +248,39 @@ class SdkClient:
         return self.send(Requests.portal_passkey_register_options(session, origin))
 
     def portal_passkey_register(
-        self, session: str, challenge: str, credential: str, label: str = ""
+        self,
+        session: str,
+        challenge: str,
+        credential: str,
+        label: str = "",
+        *,
+        address: str = "",
+        agent: str = "",
     ) -> MethodView:
-        return self.send(Requests.portal_passkey_register(session, challenge, credential, label))
+        return self.send(
+            Requests.portal_passkey_register(
+                session, challenge, credential, label, address=address, agent=agent
+            )
+        )
 
     def portal_set_phone(self, session: str, phone: str) -> UserView:
         """The signed-in user's phone number ("" removes it); the node stores E.164."""
         return self.send(Requests.portal_set_phone(session, phone))
 
-    def portal_bypass(self, session: str) -> BypassGranted:
-        return self.send(Requests.portal_bypass(session))
+    def portal_bypass(self, session: str, *, address: str = "", agent: str = "") -> BypassGranted:
+        return self.send(Requests.portal_bypass(session, address=address, agent=agent))
 
     def portal_password_policy(self, session: str) -> PasswordPolicy:
         """Where the signed-in user's password can be changed, what a new one needs."""
         return self.send(Requests.portal_password_policy(session))
 
-    def portal_change_password(self, session: str, current: str, new: str) -> PasswordChanged:
+    def portal_change_password(
+        self, session: str, current: str, new: str, *, address: str = "", agent: str = ""
+    ) -> PasswordChanged:
         """The signed-in user's new password (``changed``: this session's new token)."""
-        return self.send(Requests.portal_change_password(session, current, new))
+        return self.send(
+            Requests.portal_change_password(session, current, new, address=address, agent=agent)
+        )
 
     def adapter_verify(self, user: str, code: str) -> bool:
         """An identity provider's second-factor check: is ``code`` right for ``user``?"""
@@ -317,9 +341,11 @@ class SdkClient:
         """The portal hosts' revocation view: sessions ended since row ``after``."""
         return self.send(Requests.portal_sessions_ended(after))
 
-    def portal_backup_codes(self, session: str) -> Enrollment:
+    def portal_backup_codes(
+        self, session: str, *, address: str = "", agent: str = ""
+    ) -> Enrollment:
         """New backup codes (``.backup_codes``, shown once); the old ones stop working."""
-        return self.send(Requests.portal_backup_codes(session))
+        return self.send(Requests.portal_backup_codes(session, address=address, agent=agent))
 
     def portal_claim_token(self, session: str, serial: str, code: str) -> MethodView:
         """The signed-in user claims a free inventory token by its serial and current code."""

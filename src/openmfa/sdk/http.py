@@ -16,10 +16,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..contract import TEXT_RE
 from ..errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from ..node.accounts import Actor
 from ..node.apikeys import ApiClient
+from ..node.audit import NOWHERE, Origin
+from ..node.portal_sessions import summarise
 from ..wiring import NodeRuntime
+from .headers import ADDRESS_HEADER, AGENT_HEADER
 from .models import BypassRequest, MethodCreate
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -57,8 +61,22 @@ def _basic_key(request: Request) -> str | None:
     return decoded.partition(":")[2] or None
 
 
-def _actor(request: Request, client: ApiClient) -> Actor:
-    return Actor(client=client.name, request_id=request.state.request_id)
+def _actor(request: Request, client: ApiClient, origin: Origin = NOWHERE) -> Actor:
+    return Actor(client=client.name, request_id=request.state.request_id, origin=origin)
+
+
+def _origin(request: Request) -> Origin:
+    """Where the browser is, as the portal says (``ADDRESS_HEADER``, ``AGENT_HEADER``, on its
+    sign-in calls and its calls that change a person's methods or password): its address, and
+    its browser's and system's names (the user agent itself is not kept)."""
+    address = request.headers.get(ADDRESS_HEADER, "")
+    agent = request.headers.get(AGENT_HEADER, "")
+    if len(address) > 64 or TEXT_RE.fullmatch(address) is None:
+        raise InvalidInput(f"{ADDRESS_HEADER} must be an address: printable, at most 64 long")
+    if len(agent) > 512 or TEXT_RE.fullmatch(agent) is None:
+        raise InvalidInput(f"{AGENT_HEADER} must be a user agent: printable, at most 512 long")
+    browser, system = summarise(agent) if agent else ("", "")
+    return Origin(address, browser, system)
 
 
 def _whole_numbers(value: Any) -> Any:

@@ -18,7 +18,7 @@ import msgspec
 
 from .. import __version__
 from . import models
-from .calls import ADDRESS_HEADER, AGENT_HEADER
+from .headers import ADDRESS_HEADER, AGENT_HEADER
 from .routes import TABLE
 
 REF = "#/components/schemas/{name}"
@@ -68,6 +68,17 @@ ORIGIN = [
 ]
 """The portal's sign-in routes' headers saying where the browser is."""
 SIGN_IN_PATHS = ("/v1/portal/sign-in", "/v1/portal/second-factor", "/v1/portal/passkey")
+CHANGES = {
+    ("post", "/v1/portal/me/totp/confirm"),
+    ("delete", "/v1/portal/me/methods/{method_id}"),
+    ("post", "/v1/portal/me/devices/activation"),
+    ("post", "/v1/portal/me/backup-codes"),
+    ("post", "/v1/portal/me/passkeys"),
+    ("post", "/v1/portal/me/bypass"),
+    ("post", "/v1/portal/me/password"),
+}
+"""The signed-in user's changes that are noticed (``node.notify``): ORIGIN goes with them too,
+and the notice says it."""
 ERRORS = {
     "400": "Malformed request (not JSON, broken header)",
     "401": "No API key, or a wrong, expired or revoked one",
@@ -124,7 +135,7 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
         params += d.query
         if path.startswith("/v1/portal/me") or path in ("/v1/oidc/code", "/v1/oidc/eam/finish"):
             params.append(SESSION)
-        if path in SIGN_IN_PATHS:
+        if path in SIGN_IN_PATHS or (verb, path) in CHANGES:
             params += ORIGIN
         if params:
             op["parameters"] = params

@@ -84,7 +84,7 @@ async def profile_page(ctx: Ctx, error: str = "", bypass_error: str = "") -> Res
 
 async def bypass(ctx: Ctx) -> Response:
     try:
-        granted = await ctx.sdk.portal_bypass(ctx.session.token)
+        granted = await ctx.sdk.portal_bypass(ctx.session.token, **ctx.where)
     except Forbidden as e:
         if isinstance(e, Reauthenticate):
             raise

@@ -51,7 +51,7 @@ async def app_confirm(ctx: Ctx) -> Response:
         return ctx.redirect("/methods")
     code = ctx.field("code", 64).replace(" ", "")
     try:
-        await ctx.sdk.portal_totp_confirm(s.token, s.offer, code)
+        await ctx.sdk.portal_totp_confirm(s.token, s.offer, code, **ctx.where)
     except InvalidInput:
         return _app_form(
             ctx,
@@ -91,7 +91,9 @@ async def passkey_save(ctx: Ctx) -> Response:
         error = ctx._("Passkeys need JavaScript in your browser.")
     else:
         try:
-            await ctx.sdk.portal_passkey_register(s.token, s.passkey_challenge, credential, label)
+            await ctx.sdk.portal_passkey_register(
+                s.token, s.passkey_challenge, credential, label, **ctx.where
+            )
         except InvalidInput:
             error = ctx._("The passkey could not be saved. Try again.")
     if error:
@@ -106,7 +108,7 @@ async def passkey_save(ctx: Ctx) -> Response:
 async def mobile_app(ctx: Ctx) -> Response:
     s = ctx.session
     me = await ctx.sdk.portal_me(s.token)
-    code = await ctx.sdk.portal_activation(s.token, ctx.field("label", 64))
+    code = await ctx.sdk.portal_activation(s.token, ctx.field("label", 64), **ctx.where)
     s.push_methods_before = sum(1 for m in me.methods if m.kind == "push")
     s.activation = {"code": code.code, "url": code.url, "qr": code.qr_text}
     return ctx.redirect("/mobile-app")

@@ -86,7 +86,7 @@ async def finish_removal(ctx: Ctx) -> None:
     s = ctx.session
     method_id, s.removing = s.removing, ""
     try:
-        await ctx.sdk.portal_remove_method(s.token, method_id)
+        await ctx.sdk.portal_remove_method(s.token, method_id, **ctx.where)
     except NotFound:
         raise PageError(ctx._("That sign-in method does not exist (any more)."), 404) from None
     s.notice = "removed"
@@ -121,7 +121,7 @@ async def backup_codes(ctx: Ctx) -> Response:
     """POST: new backup codes (the old ones end); GET: them, shown this once."""
     s = ctx.session
     if ctx.request.method == "POST":
-        done = await ctx.sdk.portal_backup_codes(s.token)
+        done = await ctx.sdk.portal_backup_codes(s.token, **ctx.where)
         s.shown_once = list(done.backup_codes or [])
         return ctx.redirect("/backup-codes")
     codes, s.shown_once = s.shown_once, []

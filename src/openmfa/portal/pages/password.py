@@ -32,7 +32,7 @@ async def password(ctx: Ctx) -> Response:
         if new != again:
             differ = ctx._("The two new passwords are not the same. Type the new one twice.")
             return _page(ctx, policy, differ)
-        done = await ctx.sdk.portal_change_password(s.token, current, new)
+        done = await ctx.sdk.portal_change_password(s.token, current, new, **ctx.where)
     except Reauthenticate:  # the sign-in is too old: confirm it is them, then back here
         s.next_page, s.notice = "/password", "reauth"
         return ctx.redirect("/confirm")

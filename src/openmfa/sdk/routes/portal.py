@@ -10,12 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...contract import TEXT_RE
-from ...errors import InvalidInput
-from ...node.audit import Origin
-from ...node.portal_sessions import summarise
-from ..calls import ADDRESS_HEADER, AGENT_HEADER
-from ..http import _authorize, _body, _int_param, _node, _token, json_response
+from ..http import _authorize, _body, _int_param, _node, _origin, _token, json_response
 from ..models import (
     PasskeyAnswer,
     PasskeyChallenge,
@@ -28,19 +23,6 @@ from ..models import (
     SessionsEnded,
 )
 from ..table import Declared, query_int
-
-
-def _origin(request: Request) -> Origin:
-    """Where the browser is, as the portal says (``ADDRESS_HEADER``, ``AGENT_HEADER``): its
-    address, and its browser's and system's names (the user agent itself is not kept)."""
-    address = request.headers.get(ADDRESS_HEADER, "")
-    agent = request.headers.get(AGENT_HEADER, "")
-    if len(address) > 64 or TEXT_RE.fullmatch(address) is None:
-        raise InvalidInput(f"{ADDRESS_HEADER} must be an address: printable, at most 64 long")
-    if len(agent) > 512 or TEXT_RE.fullmatch(agent) is None:
-        raise InvalidInput(f"{AGENT_HEADER} must be a user agent: printable, at most 512 long")
-    browser, system = summarise(agent) if agent else ("", "")
-    return Origin(address, browser, system)
 
 
 async def portal_sign_in(request: Request) -> Response:

@@ -14,7 +14,7 @@ from ...errors import Forbidden, Unauthorized
 from ...node import audit as audit_log
 from ...node.apikeys import ApiClient
 from ...node.portal import SESSION, Grant
-from ..http import _actor, _authorize, _body, _int_param, _node, json_response
+from ..http import _actor, _authorize, _body, _int_param, _node, _origin, json_response
 from ..models import (
     ActivationCode,
     ActivationRequest,
@@ -92,7 +92,7 @@ async def portal_totp_confirm(request: Request) -> Response:
     client, grant = await _session(request, fresh=True)
     b = await _body(request, PortalTotpConfirm, node.max_body)
     method = await node.portal_methods.totp_confirm(
-        grant.user, client.name, request.state.request_id, b.offer, b.code
+        grant.user, client.name, request.state.request_id, b.offer, b.code, _origin(request)
     )
     return json_response(method, 201)
 
@@ -102,9 +102,8 @@ async def portal_method(request: Request) -> Response:
     node = _node(request)
     client, grant = await _session(request, fresh=True)
     method_id = request.path_params["method_id"]
-    await run_in_threadpool(
-        node.accounts.remove_method, grant.user, method_id, _actor(request, client)
-    )
+    actor = _actor(request, client, _origin(request))
+    await run_in_threadpool(node.accounts.remove_method, grant.user, method_id, actor)
     return Response(status_code=204)
 
 
@@ -125,9 +124,8 @@ async def portal_activation(request: Request) -> Response:
     node = _node(request)
     client, grant = await _session(request, fresh=True)
     body = await _body(request, ActivationRequest, node.max_body)
-    code = await run_in_threadpool(
-        node.push.issue_activation, grant.user, body.label, _actor(request, client)
-    )
+    actor = _actor(request, client, _origin(request))
+    code = await run_in_threadpool(node.push.issue_activation, grant.user, body.label, actor)
     return json_response(code, 201)
 
 
@@ -145,9 +143,9 @@ async def portal_backup_codes(request: Request) -> Response:
     fresh sign-in needed)."""
     node = _node(request)
     client, grant = await _session(request, fresh=True)
-    rid = request.state.request_id
+    rid, origin = request.state.request_id, _origin(request)
     return json_response(
-        await node.portal_methods.renew_backup_codes(grant.user, client.name, rid), 201
+        await node.portal_methods.renew_backup_codes(grant.user, client.name, rid, origin), 201
     )
 
 
@@ -167,9 +165,10 @@ async def portal_passkey_register(request: Request) -> Response:
     node = _node(request)
     client, grant = await _session(request, fresh=True)
     b = await _body(request, PasskeyAnswer, node.max_body)
+    actor = _actor(request, client, _origin(request))
     done = await run_in_threadpool(
         lambda: node.passkeys.register(
-            grant.user, client.name, b.challenge, b.credential, b.label, _actor(request, client)
+            grant.user, client.name, b.challenge, b.credential, b.label, actor
         )
     )
     return json_response(done, 201)
@@ -227,9 +226,8 @@ async def portal_bypass(request: Request) -> Response:
     seconds = node.portal.bypass_seconds
     if seconds <= 0:
         raise Forbidden("one-time bypass requests are off here ([portal] bypass_seconds)")
-    until = await run_in_threadpool(
-        node.accounts.grant_bypass, grant.user, seconds, _actor(request, client)
-    )
+    actor = _actor(request, client, _origin(request))
+    until = await run_in_threadpool(node.accounts.grant_bypass, grant.user, seconds, actor)
     return json_response(BypassGranted(user=grant.user, bypass_until=until), 201)
 
 

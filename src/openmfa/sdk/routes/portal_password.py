@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..http import _body, _node, _token, json_response
+from ..http import _body, _node, _origin, _token, json_response
 from ..models import PasswordChanged, PasswordPolicy, PortalPasswordChange
 from ..table import Declared
 from .portal_me import _session
@@ -23,7 +23,13 @@ async def portal_password(request: Request) -> Response:
         return json_response(node.password_change.policy())
     b = await _body(request, PortalPasswordChange, node.max_body)
     done = await node.password_change.change(
-        grant, client.name, request.state.request_id, _token(request), b.current, b.new
+        grant,
+        client.name,
+        request.state.request_id,
+        _token(request),
+        b.current,
+        b.new,
+        _origin(request),
     )
     return json_response(done)
 
