@@ -245,20 +245,28 @@ _V6 = 1 << 128
 
 def address_number(text: str) -> int | None:
     """An address as one integer (IPv4 below 2**32, IPv6 from 2**128; an IPv4-mapped IPv6
-    address is its IPv4 one), or None when ``text`` is not an IP address."""
+    address is its IPv4 one), or None when ``text`` is not an IP address.
+
+    >>> address_number("10.1.2.3"), address_number("::ffff:10.1.2.3")
+    (167838211, 167838211)
+    >>> address_number("2001:db8::1") > 2**128, address_number("00-11-22-33-44-55")
+    (True, None)
+    """
     if not text:
         return None
     try:
-        return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
-    except OSError:
-        pass
-    try:
-        raw = socket.inet_pton(socket.AF_INET6, text.split("%", 1)[0])
+        if ":" not in text:
+            return int.from_bytes(_pton(_AF_INET, text), "big")
+        raw = _pton(_AF_INET6, text.split("%", 1)[0])
     except (OSError, ValueError):
         return None
-    if raw[:12] == b"\0" * 10 + b"\xff\xff":
+    if raw[:12] == _MAPPED:
         return int.from_bytes(raw[12:], "big")
     return _V6 + int.from_bytes(raw, "big")
+
+
+_pton, _AF_INET, _AF_INET6 = socket.inet_pton, socket.AF_INET, socket.AF_INET6
+_MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
 def _range(cidr: str) -> tuple[int, int]:
@@ -347,27 +355,45 @@ class RuleBook:
             ch: tuple(c for c in self.rules if c.channels is None or ch in c.channels)
             for ch in CHANNELS
         }
+        self._by_client: dict[tuple[str, str], tuple[Compiled, ...]] = {}
+        self._numbers: dict[str, int | None] = {}
+        """Addresses seen, as numbers (``address_number``; None: not an address)."""
 
     def match(
         self, ctx: Context, groups: Callable[[], frozenset[str]] | frozenset[str]
     ) -> Compiled:
-        """The first rule that matches ``ctx`` (the default rule if none does). ``groups``:
-        the person's groups, or a function that reads them (called only if a rule asks)."""
-        candidates = self._by_channel.get(ctx.channel, ())
+        """``evaluate`` with the request as a ``Context``."""
+        return self.evaluate(ctx.channel, ctx.client, ctx.address, ctx.station, groups)
+
+    def evaluate(
+        self,
+        channel: str,
+        client: str,
+        address: str,
+        station: str,
+        groups: Callable[[], frozenset[str]] | frozenset[str],
+    ) -> Compiled:
+        """The first rule that matches (the default rule if none does). ``groups``: the
+        person's groups, or a function that reads them (called only if a rule asks)."""
+        candidates = self._candidates(channel, client)
         if not candidates:
             return self.default
-        address = station = None
         known: frozenset[str] | None = groups if isinstance(groups, frozenset) else None
-        looked = False
+        at: int | None = None
+        came: int | None = None
+        read = False
         for c in candidates:
-            if c.clients is not None and ctx.client not in c.clients:
-                continue
-            if c.ranges is not None:
-                if not looked:
-                    address, station = address_number(ctx.address), address_number(ctx.station)
-                    looked = True
-                n = station if c.station else address
-                if n is None or not any(lo <= n <= hi for lo, hi in c.ranges):
+            ranges = c.ranges
+            if ranges is not None:
+                if not read:
+                    at, came, read = self._number(address), self._number(station), True
+                n = came if c.station else at
+                if n is None:
+                    continue
+                for lo, hi in ranges:
+                    if lo <= n <= hi:
+                        break
+                else:
                     continue
             if c.groups is not None:
                 if known is None:
@@ -377,6 +403,34 @@ class RuleBook:
                     continue
             return c
         return self.default
+
+    def _number(self, said: str) -> int | None:
+        """``address_number``, remembered (a node sees the same addresses again and again)."""
+        if not said:
+            return None
+        numbers = self._numbers
+        if said in numbers:
+            return numbers[said]
+        n = numbers[said] = address_number(said)
+        if len(numbers) > 4096:
+            numbers.clear()
+        return n
+
+    def _candidates(self, channel: str, client: str) -> tuple[Compiled, ...]:
+        """The rules that can match a request of ``channel`` from ``client``, in order (worked
+        out once per pair; the pairs are the node's clients, so few)."""
+        key = (channel, client)
+        found = self._by_client.get(key)
+        if found is None:
+            found = tuple(
+                c
+                for c in self._by_channel.get(channel, ())
+                if c.clients is None or client in c.clients
+            )
+            if len(self._by_client) >= 4096:
+                self._by_client.clear()
+            self._by_client[key] = found
+        return found
 
     def explain(self, ctx: Context, groups: frozenset[str]) -> Explanation:
         """Which rule applies to ``ctx`` and why: every rule up to it, condition by

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.compare import normalize_code
 from ..core.lockout import UserState, after_failure
+from ..core.policy import RuleBook
 from ..core.verification import (
     KINDS,
     Decision,
@@ -35,6 +36,7 @@ from ..store.database import Store
 from ..store.prepared import dbapi_cursor
 from .apikeys import KeyRing
 from .auth_state import AuthState, CachedUser, Discard, Pending
+from .policy_rules import RuleCache
 
 if TYPE_CHECKING:
     from .push import Opened, PushService
@@ -160,6 +162,8 @@ class Authenticator:
         self.round = round
         """A subordinate's claim round (None: this node decides alone)."""
         self.state = AuthState(store)
+        self.rules = RuleCache(policy)
+        """The policy rules, compiled once per configuration generation that changed them."""
         self.on_state: Callable[[list[tuple[str, str, int]]], None] | None = None
         """Told each committed batch's TOTP steps and HOTP counters (the farm's state push)."""
         self.push = push
@@ -212,6 +216,7 @@ class Authenticator:
             if pending is not None:
                 self.state.check_states(cur)
             generation = self.state.refresh(cur)
+            self._rules(conn)
             for a in attempts:
                 client = a.client
                 if a.token is not None:
@@ -273,6 +278,15 @@ class Authenticator:
         if opened and self.on_push is not None:
             self.on_push(opened)
         return results
+
+    def _rules(self, conn: Any) -> RuleBook:
+        """The compiled rules of this generation (rebuilt only when a rule changed)."""
+        if self.state.rules_changed:
+            self.rules.stale = True
+            self.state.rules_changed = False
+        book = self.rules.current(conn)
+        self.state.read_groups(book.uses_groups)
+        return book
 
     def _open_push(
         self, conn: Any, a: Attempt, d: Decision, client: str, now: float, opened: list[Opened]
