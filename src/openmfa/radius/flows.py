@@ -78,6 +78,9 @@ def reject(message: str = DENIED) -> Reply:
 
 ACCEPTED, DENIED_REPLY, LOCKED_REPLY = Reply(p.ACCESS_ACCEPT, []), reject(), reject(LOCKED)
 PUSH_REFUSED = reject("No push can be sent now; enter the code from your app instead")
+NOT_ALLOWED = reject("That method is not allowed for this sign-in; use another of your methods")
+Where = tuple[str, str]  # (the NAS's address, the Calling-Station-Id): for policy rules
+NOWHERE: Where = ("", "")
 
 
 class ChallengeStates:
@@ -168,10 +171,13 @@ class AccessFlows:
         self.relay = RelayFlows(self, config)
         """MS-CHAPv2 and EAP, relayed to the upstream RADIUS server (``relay_flows``)."""
 
-    def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> Job | None:
+    def handle(
+        self, client: RadiusClient, pkt: p.Packet, respond: Respond, nas: str = ""
+    ) -> Job | None:
         """Runs on the commit thread. Returns the attempt to decide in the current batch, or
         None when the request was answered already or went to the event loop (a first factor
-        to check first); ``respond`` is always called on the commit thread."""
+        to check first); ``respond`` is always called on the commit thread. ``nas``: the
+        sender's address (policy rules' networks match it, or the Calling-Station-Id)."""
         name = pkt.get(p.USER_NAME)
         hidden = pkt.get(p.USER_PASSWORD)
         if hidden is None and self.relay.wants(pkt):
@@ -191,6 +197,8 @@ class AccessFlows:
         except (p.MalformedPacket, UnicodeDecodeError):
             respond(reject())
             return None
+        station = pkt.get(p.CALLING_STATION_ID)
+        where = (nas, station.decode("utf-8", "replace") if station else "")
         state = pkt.get(p.STATE)
         if state is not None:
             push_id = self.states.take(state, user, client.name, time.time())
@@ -200,16 +208,16 @@ class AccessFlows:
             if push_id and password.strip().lower() in PUSH_WORDS | {"ok", "yes"}:
                 self._on_loop(self._follow_push, client, user, push_id, respond)
                 return None
-            return self._job(client, user, password, respond)
+            return self._job(client, user, password, respond, where)
         if client.primary == "none":
-            return self._job(client, user, password, respond)
+            return self._job(client, user, password, respond, where)
         if client.primary not in self.primaries:  # ntlm: MS-CHAPv2 only
             only = "a PAP request, but --primary %s checks MS-CHAPv2 only"
             self.relay.say(client, "pap", only, client.primary)
             respond(DENIED_REPLY)
             return None
         assert self.loop is not None, "start() first"
-        self.loop.call_soon_threadsafe(self._start_primary, client, user, password, respond)
+        self.loop.call_soon_threadsafe(self._start_primary, client, user, password, respond, where)
         return None
 
     def one_round(self, client: RadiusClient, pkt: p.Packet) -> bool:
@@ -273,7 +281,9 @@ class AccessFlows:
             if until > wall:
                 self._remote_ids[k] = mono + until - wall
 
-    def _job(self, client: RadiusClient, user: str, code: str, respond: Respond) -> Job:
+    def _job(
+        self, client: RadiusClient, user: str, code: str, respond: Respond, where: Where = NOWHERE
+    ) -> Job:
         attempt = Attempt(
             user,
             code,
@@ -281,6 +291,10 @@ class AccessFlows:
             request_id=f"radius-{self._run}-{next(self._ids)}",
             push=client.push != "off",
             numbered=client.push != "hold",
+            channel="radius",
+            channel_client=client.name,
+            network=where[0],
+            station=where[1],
         )
         return attempt, lambda result: self._decided(client, attempt, result, respond), True
 
@@ -440,7 +454,7 @@ class AccessFlows:
         self.queue.call(lambda: respond(reply))
 
     def _start_primary(
-        self, client: RadiusClient, user: str, password: str, respond: Respond
+        self, client: RadiusClient, user: str, password: str, respond: Respond, where: Where
     ) -> None:
         """On the event loop: check the first factor; the reply goes back to the commit thread."""
 
@@ -448,7 +462,7 @@ class AccessFlows:
             self.queue.call(lambda: respond(reply))
 
         def verify(code: str) -> None:
-            attempt, callback, _ = self._job(client, user, code, respond)
+            attempt, callback, _ = self._job(client, user, code, respond, where)
             self.queue.submit_callback(attempt, callback)
 
         async def push_or_challenge() -> bool:
@@ -462,7 +476,7 @@ class AccessFlows:
             return True
 
         task = asyncio.get_running_loop().create_task(
-            self._primary_first(client, user, password, answer, verify, push_or_challenge)
+            self._primary_first(client, user, password, answer, verify, push_or_challenge, where)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -475,6 +489,7 @@ class AccessFlows:
         respond: Respond,
         verify: Callable[[str], None],
         push: Callable[[], Awaitable[bool]],
+        where: Where = NOWHERE,
     ) -> None:
         """The first factor through the node's one rule (``node.first_factor``): a locked
         user's password is not checked, a wrong one counts toward the lock; a refusal says
@@ -486,6 +501,10 @@ class AccessFlows:
             client="radius:" + client.name,
             request_id=f"radius-{self._run}-{next(self._ids)}",
             push=False,
+            channel="radius",
+            channel_client=client.name,
+            network=where[0],
+            station=where[1],
         )
         checked = AuditEvent(
             "primary",
@@ -506,13 +525,19 @@ class AccessFlows:
                 ]
                 candidates = [secret for secret, _ in splits]
                 d, right = await self.first.check_any(check, asked, candidates, checked)
-                if d.accepted:
+                if d.accepted and d.reason is Reason.SKIPPED:
+                    respond(ACCEPTED)  # a policy rule: the password alone (audited there)
+                elif d.accepted:
                     verify(splits[right][1])
                 else:
                     respond(reject())
                 return
-            if not (await self.first.check(check, asked, password, checked)).accepted:
+            first = await self.first.check(check, asked, password, checked)
+            if not first.accepted:
                 respond(reject())
+                return
+            if first.reason is Reason.SKIPPED:
+                respond(ACCEPTED)  # a policy rule: the password alone (audited there)
                 return
         except PrimaryUnavailable as exc:
             log.error(
@@ -569,4 +594,6 @@ def _reply(result: Result) -> Reply:
         return ACCEPTED
     if d.reason in (Reason.PUSH_LIMITED, Reason.PUSH_BLOCKED):
         return PUSH_REFUSED
+    if d.reason is Reason.METHOD_NOT_ALLOWED:
+        return NOT_ALLOWED
     return LOCKED_REPLY if d.reason == Reason.LOCKED else DENIED_REPLY
