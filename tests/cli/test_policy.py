@@ -71,6 +71,19 @@ def test_rules_are_added_listed_moved_explained_and_removed(tmp_path: Path) -> N
     assert said.splitlines()[0].startswith("rule: admins")
 
 
+def test_an_api_key_may_be_marked_to_assert_the_source(tmp_path: Path) -> None:
+    dd = str(tmp_path / "node")
+    assert openmfa("init", "--data-dir", dd).exit_code == 0
+    made = openmfa(
+        "apikey", "create", "proxy", "--scope", "adapter", "--may-assert-source", "--data-dir", dd
+    )
+    assert made.exit_code == 0 and made.stdout.startswith("omfa_")
+    listed = openmfa("apikey", "list", "--data-dir", dd).stdout.splitlines()
+    proxy = next(line for line in listed if line.startswith("proxy\t"))
+    assert proxy.endswith("\tmay assert source")
+    assert all(not line.endswith("may assert source") for line in listed if line != proxy)
+
+
 def test_refusals_are_one_clear_line(tmp_path: Path) -> None:
     dd = str(tmp_path / "node")
     assert openmfa("init", "--data-dir", dd).exit_code == 0
