@@ -155,3 +155,27 @@ def test_a_numbered_push_where_the_channel_cannot_show_a_number(
     assert one(auth, replace(RADIUS, code=totp(KEY, now), numbered=False), now).accepted
     d = one(auth, replace(RADIUS, code="push", numbered=False), now)
     assert d.reason is Reason.MALFORMED
+
+
+def test_a_push_the_rule_does_not_allow_counts_no_failure(store: Store, config: Config) -> None:
+    from openmfa.node.push import PushService
+    from tests.node.test_push import _activated
+
+    setup(store, config, Rule("vpn", channels=("radius",), methods=("push", "totp"),
+                              numbered=True))  # fmt: skip
+    push = PushService(store, config, Accounts(store, config))
+    _activated(push)
+    auth = Authenticator(store, POLICY, push=push)
+    now = time.time()
+    held = replace(RADIUS, code="push", numbered=False)  # a client that holds: no number shown
+    for _ in range(POLICY.lockout.threshold + 1):
+        d = one(auth, held, now)
+        assert (d.accepted, d.reason, d.locked_until) == (False, Reason.METHOD_NOT_ALLOWED, None)
+    assert rows(store)[-1] == (
+        "rejected",
+        "method_not_allowed",
+        "method push not allowed by policy rule vpn",
+    )
+    d = one(auth, replace(RADIUS, code="push"), now)  # a client that shows the number
+    assert d.reason is Reason.PENDING and d.pending is not None
+    assert one(auth, replace(RADIUS, code=totp(KEY, now)), now).accepted  # not locked

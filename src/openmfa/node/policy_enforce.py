@@ -9,8 +9,9 @@ Rules owned here:
   ``skipped``, the attempt after it is accepted). Never for a wrong first factor;
 - allowed methods: the code is tried against the allowed methods only; a code that a method the
   rule does not allow would have taken is refused with ``method_not_allowed`` (a failure toward
-  the lock, like any refused code), as is a push asked where the rule wants it numbered and the
-  channel cannot show a number;
+  the lock, like any refused code); so is a push the rule does not allow, or one asked where the
+  rule wants it numbered and the channel cannot show a number (no failure: asking for a push is
+  no guess; a RADIUS client then asks for a code instead);
 - the lockout threshold: the rule's replaces ``[policy]``'s for this attempt;
 - every decision a rule changed is audited with the rule's name (the ``detail`` returned here).
 """
@@ -86,7 +87,9 @@ def not_allowed(
             return Outcome(probe.decision, probe.user_state, newly_locked=probe.newly_locked)
         return None
     counted = out.user_state
-    if out.decision.reason is Reason.NO_METHOD:
+    if found.reason is Reason.PENDING:
+        counted = state  # a push asked for is no guess at a code: nothing counted
+    elif out.decision.reason is Reason.NO_METHOD:
         counted = after_failure(state, rule.policy.lockout, now)  # no_method counted nothing
     locked = counted.locked(now)
     return Outcome(

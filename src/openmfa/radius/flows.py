@@ -32,7 +32,6 @@ import asyncio
 import itertools
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ from ..node.radius_clients import RadiusClient
 from ..store.changes import AuditEvent
 from ..store.database import Store
 from . import packet as p
-from .carry import OpenState
+from .challenges import ChallengeStates
 from .primary import PrimaryCheck
 
 log = logging.getLogger("openmfa.radius")
@@ -81,49 +80,6 @@ PUSH_REFUSED = reject("No push can be sent now; enter the code from your app ins
 NOT_ALLOWED = reject("That method is not allowed for this sign-in; use another of your methods")
 Where = tuple[str, str]  # (the NAS's address, the Calling-Station-Id): for policy rules
 NOWHERE: Where = ("", "")
-
-
-class ChallengeStates:
-    MAX = 100_000
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._open: dict[bytes, tuple[str, str, float, str]] = {}
-        self._lock = threading.Lock()  # issued on the event loop, taken on the commit thread
-
-    def issue(self, user: str, client: str, now: float, push_id: str = "") -> bytes:
-        state = b"omfa" + secrets.token_bytes(16)
-        with self._lock:
-            if len(self._open) >= self.MAX:
-                self._open = {k: v for k, v in self._open.items() if v[2] > now}
-            self._open[state] = (user, client, now + self.seconds, push_id)
-        return state
-
-    def take(self, state: bytes, user: str, client: str, now: float) -> str | None:
-        """The push request the State shows ("" for a code challenge); None: not valid."""
-        with self._lock:
-            entry = self._open.pop(state, None)
-        if entry is None or entry[0] != user or entry[1] != client or now >= entry[2]:
-            return None
-        return entry[3]
-
-    def open_count(self, now: float) -> int:
-        """Challenges issued and not yet answered or expired (sign-ins in progress)."""
-        with self._lock:
-            return sum(1 for v in self._open.values() if v[2] > now)
-
-    def carry(self, now: float) -> list[OpenState]:
-        """The open ones, for this node's next process (``carry``)."""
-        with self._lock:
-            return [OpenState(k, *v) for k, v in self._open.items() if v[2] > now]
-
-    def restore(self, states: list[OpenState], now: float) -> int:
-        """Take over the open ones the previous process left; how many are still good."""
-        good = [s for s in states if s.expires > now]
-        with self._lock:
-            for s in good:
-                self._open[s.state] = (s.user, s.client, s.expires, s.push)
-        return len(good)
 
 
 class AccessFlows:
@@ -472,7 +428,20 @@ class AccessFlows:
                 return False
             if not await asyncio.to_thread(self._pushes_first, user):
                 return False
-            verify("push")
+            attempt, decided, _ = self._job(client, user, "push", respond, where)
+
+            def pushed(result: Result) -> None:  # a rule allows no (such) push: ask for a code
+                if isinstance(result, Decision) and result.reason is Reason.METHOD_NOT_ALLOWED:
+                    state = self.states.issue(user, client.name, time.time())
+                    respond(
+                        Reply(
+                            p.ACCESS_CHALLENGE, [(p.STATE, state), (p.REPLY_MESSAGE, self.prompt)]
+                        )
+                    )
+                else:
+                    decided(result)
+
+            self.queue.submit_callback(attempt, pushed)
             return True
 
         task = asyncio.get_running_loop().create_task(
@@ -551,8 +520,11 @@ class AccessFlows:
             return
         if await push():
             return
+        respond(self._code_challenge(client, user))
+
+    def _code_challenge(self, client: RadiusClient, user: str) -> Reply:
         state = self.states.issue(user, client.name, time.time())
-        respond(Reply(p.ACCESS_CHALLENGE, [(p.STATE, state), (p.REPLY_MESSAGE, self.prompt)]))
+        return Reply(p.ACCESS_CHALLENGE, [(p.STATE, state), (p.REPLY_MESSAGE, self.prompt)])
 
     def _pushes_first(self, user: str) -> bool:
         """The user has a device, and their default method (if chosen) is not a code app."""
