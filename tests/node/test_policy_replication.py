@@ -68,3 +68,36 @@ def test_a_re_bootstrap_brings_the_master_s_rules(tmp_path: Path) -> None:
             sub.close()
     finally:
         master.close()
+
+
+def test_a_rule_added_on_the_master_applies_on_a_subordinate_once_replayed(
+    tmp_path: Path,
+) -> None:
+    """The subordinate's running authenticator follows the replayed records: the next request
+    after the replay is decided under the master's new rule (no restart, no reload)."""
+    from openmfa.core.verification import Decision, Reason, VerifyPolicy
+    from openmfa.node.accounts import Accounts
+    from openmfa.node.authenticator import Attempt, Authenticator
+
+    config = make_config()
+    master = Store.create(DataDir(tmp_path / "master"), config)
+    sub = Store.create(DataDir(tmp_path / "sub"), config)
+    sub.box = master.box
+    try:
+        accounts = Accounts(master, config)
+        accounts.add_user("alice")
+        accounts.enroll("alice", "totp", secret="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+        apply_changes(sub, changes_since(master, 0))
+        auth = Authenticator(sub, VerifyPolicy())
+        inside = Attempt("alice", "", channel="sdk", network="10.1.2.3", skippable=True)
+        (d,) = auth.run([inside])
+        assert isinstance(d, Decision) and not d.accepted
+        seq = changes_since(master, 0)[-1]["seq"]
+        PolicyRules(master).add(Rule("office", networks=("10.0.0.0/8",), second_factor="skip"))
+        apply_changes(sub, changes_since(master, seq))
+        (d,) = auth.run([inside])
+        assert isinstance(d, Decision) and d.accepted and d.reason is Reason.SKIPPED
+        auth.close()
+    finally:
+        sub.close()
+        master.close()
