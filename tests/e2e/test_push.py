@@ -568,6 +568,40 @@ def test_radius_after_the_password_the_default_method_decides_push_or_code(
     assert kind == "Access-Accept"
 
 
+def test_radius_a_rule_that_allows_no_push_asks_for_the_code_instead(
+    push: Push, tmp_path: Path
+) -> None:
+    """A policy rule that allows only the authenticator app: after the password, no push is
+    sent and the code is asked for (the refused push counts no failure toward the lock)."""
+    cli(push.dd, "user", "add", "wyn")
+    subprocess.run(
+        [OPENMFA, "user", "set-password", "wyn", "--password-stdin", "--data-dir", str(push.dd)],
+        input="wyn password\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    phone = push.phone("wyn", tmp_path)
+    seed = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXR"
+    cli(push.dd, "method", "add", "wyn", "totp", "--secret", seed, "--no-qr")
+    cli(push.dd, "policy", "add", "codes-only", "--channel", "radius", "--client", "gw-local",
+        "--methods", "totp")  # fmt: skip
+    try:
+        sign_in = {"User-Name": "wyn", "User-Password": "wyn password"}
+        kind, attrs = radclient(push, sign_in, source="127.0.0.5")
+        assert (kind, attrs["Reply-Message"]) == (
+            "Access-Challenge",
+            "Enter your verification code",
+        )
+        assert phone.pending() == []  # nothing was sent to the phone
+        kind, _ = radclient(
+            push,
+            {"User-Name": "wyn", "User-Password": oathtool("--totp", "-b", seed),
+             "State": attrs["State"]},
+            source="127.0.0.5",
+        )  # fmt: skip
+        assert kind == "Access-Accept"
+    finally:
+        cli(push.dd, "policy", "remove", "codes-only")
+
+
 def test_radius_hold_answers_when_the_phone_does_and_retransmissions_push_once(
     push: Push, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from openmfa.radius import carry
 from openmfa.radius.carry import Carried, OpenState, SentAnswer
-from openmfa.radius.flows import ChallengeStates
+from openmfa.radius.challenges import ChallengeStates
 from openmfa.store.database import Store
 
 

@@ -325,7 +325,7 @@ class DrainingFlows:
     def __init__(self) -> None:
         self.taken: list[p.Packet] = []
 
-    def handle(self, client: RadiusClient, pkt: p.Packet, respond: Any) -> None:
+    def handle(self, client: RadiusClient, pkt: p.Packet, respond: Any, nas: str = "") -> None:
         self.taken.append(pkt)
 
 

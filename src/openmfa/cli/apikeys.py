@@ -20,12 +20,22 @@ def apikey() -> None:
 @click.argument("name")
 @click.option("--scope", type=click.Choice(list(SCOPES)), required=True)
 @click.option("--expires-days", type=float, help="The key stops working after this many days.")
+@click.option(
+    "--may-assert-source",
+    is_flag=True,
+    help="Policy rules believe the source address this key's sign-ins name (only for a caller "
+    "that knows it: an application behind your own proxy).",
+)
 @data_dir_option
 @fails_cleanly
-def apikey_create(name: str, scope: str, expires_days: float | None, data_dir: Path) -> None:
+def apikey_create(
+    name: str, scope: str, expires_days: float | None, may_assert_source: bool, data_dir: Path
+) -> None:
     """Create a key; it is printed once and stored only as a hash."""
     with opened(data_dir) as (store, _):
-        token = ApiKeys(store).create(name, scope, expires_days=expires_days)
+        token = ApiKeys(store).create(
+            name, scope, expires_days=expires_days, asserts_source=may_assert_source
+        )
     click.echo(token)
 
 
@@ -45,7 +55,8 @@ def apikey_list(data_dir: Path) -> None:
             if k.expires_at and k.expires_at <= now
             else "active"
         )
-        click.echo(f"{k.name}\t{k.scope}\t{state}\tcreated {when(k.created_at)}")
+        asserts = "\tmay assert source" if k.asserts_source else ""
+        click.echo(f"{k.name}\t{k.scope}\t{state}\tcreated {when(k.created_at)}{asserts}")
 
 
 @apikey.command("revoke")

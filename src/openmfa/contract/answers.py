@@ -80,6 +80,8 @@ class ApiKeyView(msgspec.Struct, kw_only=True):
     created_at: float
     expires_at: float | None
     revoked_at: float | None
+    asserts_source: bool = False
+    """The key may say where a sign-in comes from (``source``), which policy rules match."""
 
 
 class AuditView(msgspec.Struct, kw_only=True):

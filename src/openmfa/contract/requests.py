@@ -19,7 +19,9 @@ class AuthenticateRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defau
     method: Literal["", "push"] = ""
     """``push``: ask the user's device to approve (the answer is ``pending``)."""
     source: Annotated[str, Meta(max_length=64, extra_json_schema={"pattern": TEXT_PATTERN})] = ""
-    """Where the person signing in is (an address), shown on the phone with a push."""
+    """Where the person signing in is (an address), shown on the phone with a push. Policy
+    rules' source networks match it only from an API key created with ``--may-assert-source``;
+    from any other key it is shown, never believed."""
 
 
 class AdapterVerify(msgspec.Struct):

@@ -74,6 +74,11 @@ class Reason(StrEnum):
     """Push requests are opened at the farm's master, which this node cannot reach now."""
     WRONG_PASSWORD = "wrong_password"  # noqa: S105 - a reason code, not a password
     """The first factor (a password the caller checked) was wrong: a failure, like a wrong code."""
+    SKIPPED = "skipped"
+    """A policy rule (a trusted network) skips the second factor: accepted with no code; asked
+    before the first factor is checked, not accepted: the password alone decides."""
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    """The code (or push) is one of a method the policy rule that applies does not allow."""
 
 
 @dataclass(frozen=True, slots=True)

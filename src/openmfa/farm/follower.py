@@ -184,6 +184,7 @@ _REPLACED = (
     "oidc_clients",
     "oidc_subjects",
     "user_groups",
+    "policy_rules",
 )
 """Configuration tables a re-bootstrap takes from the snapshot as they are."""
 

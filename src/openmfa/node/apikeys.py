@@ -23,6 +23,7 @@ from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
+from ..store.formats import POLICY_FORMAT, require
 from .accounts import check_name
 
 SCOPES: dict[str, frozenset[str]] = {
@@ -58,6 +59,9 @@ PREFIX = "omfa_"
 class ApiClient:
     name: str
     scope: str
+    asserts_source: bool = False
+    """An administrator marked the key as one whose ``source`` (where a sign-in comes from)
+    policy rules may believe; any other key's ``source`` is shown on the phone, never matched."""
 
     def require(self, permission: str) -> None:
         if permission not in SCOPES[self.scope]:
@@ -94,6 +98,7 @@ class _KeyRow:
     secret_hash: bytes
     expires_at: float | None
     revoked_at: float | None
+    asserts_source: bool = False
 
 
 def _hash(secret: str) -> bytes:
@@ -135,7 +140,14 @@ class KeyRing:
     def _observe(self, conn: Connection, generation: int) -> None:
         if generation != self._generation:
             self._rows = {
-                r.id: _KeyRow(r.name, r.scope, r.secret_hash, r.expires_at, r.revoked_at)
+                r.id: _KeyRow(
+                    r.name,
+                    r.scope,
+                    r.secret_hash,
+                    r.expires_at,
+                    r.revoked_at,
+                    bool(r.asserts_source),
+                )
                 for r in conn.execute(select(t.api_keys))
             }
             self._rows.update(self._internal)
@@ -196,7 +208,7 @@ def _judge(row: _KeyRow | None, secret: str, now: float) -> ApiClient:
         raise Unauthorized(f"the API key {row.name!r} was revoked; create a new one")
     if row.expires_at is not None and now >= row.expires_at:
         raise Unauthorized(f"the API key {row.name!r} has expired; create a new one")
-    return ApiClient(row.name, row.scope)
+    return ApiClient(row.name, row.scope, row.asserts_source)
 
 
 def _split(token: str) -> tuple[str, str]:
@@ -212,9 +224,16 @@ class ApiKeys:
         self.writer = ChangeWriter(store)
 
     def create(
-        self, name: str, scope: str, *, expires_days: float | None = None, client: str = "cli"
+        self,
+        name: str,
+        scope: str,
+        *,
+        expires_days: float | None = None,
+        asserts_source: bool = False,
+        client: str = "cli",
     ) -> str:
-        """Make a key; the token is returned once and never stored."""
+        """Make a key; the token is returned once and never stored. ``asserts_source``: policy
+        rules believe the ``source`` its sign-ins name (data format 12)."""
         name = check_name(name)
         if scope not in SCOPES:
             raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
@@ -223,6 +242,8 @@ class ApiKeys:
         with self.store.read() as conn:
             if conn.scalar(select(t.api_keys.c.id).where(t.api_keys.c.name == name)):
                 raise Conflict(f"an API key named {name!r} exists already")
+            if asserts_source:
+                require(conn, POLICY_FORMAT, "API keys that may assert a sign-in's source")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         now = time.time()
         payload = {
@@ -233,9 +254,18 @@ class ApiKeys:
             "secret_hash": _hash(secret).hex(),
             "expires_at": now + expires_days * 86400 if expires_days else None,
         }
+        if asserts_source:
+            payload["asserts_source"] = True  # only then: a record any release reads
         self.writer.commit(
             [Change("apikey.add", payload)],
-            [AuditEvent("apikey.create", "ok", client=client, detail=f"{name} {scope}")],
+            [
+                AuditEvent(
+                    "apikey.create",
+                    "ok",
+                    client=client,
+                    detail=f"{name} {scope}{' asserts-source' if asserts_source else ''}",
+                )
+            ],
         )
         return f"{PREFIX}{key_id}_{secret}"
 
@@ -249,6 +279,7 @@ class ApiKeys:
                     created_at=r.created_at,
                     expires_at=r.expires_at,
                     revoked_at=r.revoked_at,
+                    asserts_source=bool(r.asserts_source),
                 )
                 for r in conn.execute(select(t.api_keys).order_by(t.api_keys.c.name))
             ]

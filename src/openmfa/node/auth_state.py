@@ -113,6 +113,9 @@ class CachedUser:
     enabled: bool
     methods: list[Method]
     has_backup: bool
+    groups: frozenset[str] = frozenset()
+    """The person's groups (both origins): read with the user, only while a policy rule asks
+    for groups (``AuthState.with_groups``)."""
 
 
 @dataclass(slots=True)
@@ -157,6 +160,9 @@ class Statements:
         )
         self.user = Prepared(
             e, select(t.users.c.id, t.users.c.enabled).where(t.users.c.name == bindparam("name"))
+        )
+        self.groups = Prepared(
+            e, select(t.user_groups.c.name).where(t.user_groups.c.user_id == uid).distinct()
         )
         self.methods = Prepared(
             e,
@@ -218,6 +224,11 @@ class AuthState:
         self._states: dict[int, CachedState] = {}
         self._conn: Connection | None = None
         self._data_version: int | None = None
+        self.rules_changed = True
+        """A ``policy.*`` record was applied since the rules were last compiled (or the cache
+        could not follow the generation): ``node.policy_rules.RuleCache`` rebuilds."""
+        self.with_groups = False
+        """Read each user's groups with them (a policy rule asks for groups)."""
 
     def close(self) -> None:
         if self._conn is not None:
@@ -260,12 +271,14 @@ class AuthState:
             return generation
         if cache.generation < 0 or generation - cache.generation > FORGET_ALL_AFTER:
             self._cache = ConfigCache(generation)
+            self.rules_changed = True
             return generation
         rows = self.sql.changes_since.all(cur, gen=cache.generation)
         if not rows or rows[0][0] != cache.generation + 1:
             # Records were pruned, or the data was replaced (a farm re-bootstrap): the gap
             # cannot be read, so nothing cached can be trusted.
             self._cache = ConfigCache(generation)
+            self.rules_changed = True
             return generation
         for _, kind, payload in rows:
             p = json.loads(payload) if isinstance(payload, str) else payload
@@ -273,12 +286,21 @@ class AuthState:
                 self.forget(user_id=p.get("id"), name=p.get("name"))
             elif kind == "method.add":
                 self.forget(user_id=p.get("user_id"))
+            elif kind.startswith("policy."):
+                self.rules_changed = True
             elif kind == "method.remove":
                 for name, user in list(cache.users.items()):
                     if user is not None and any(m.id == p.get("id") for m in user.methods):
                         self.forget(name=name)
         cache.generation = generation
         return generation
+
+    def read_groups(self, wanted: bool) -> None:
+        """Read users' groups with them from now on (or not); cached users read the other way
+        are forgotten when that changes."""
+        if wanted != self.with_groups:
+            self.with_groups = wanted
+            self._cache = ConfigCache(self._cache.generation)
 
     def forget(self, *, user_id: int | None = None, name: str | None = None) -> None:
         cache = self._cache
@@ -335,7 +357,10 @@ class AuthState:
             has_backup = any(
                 m.kind in (MethodKind.BACKUP_CODES, MethodKind.ACCESS_CODE) for m in methods
             )
-            user = CachedUser(user_id, enabled, methods, has_backup)
+            groups: frozenset[str] = frozenset()
+            if self.with_groups:
+                groups = frozenset(r[0] for r in self.sql.groups.all(cur, uid=user_id))
+            user = CachedUser(user_id, enabled, methods, has_backup, groups)
             cache.names[user_id] = name
         if len(cache.users) >= MAX_CACHED_USERS:
             self._cache = cache = ConfigCache(cache.generation)

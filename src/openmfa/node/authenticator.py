@@ -19,7 +19,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.compare import normalize_code
-from ..core.lockout import UserState, after_failure
+from ..core.lockout import UserState, after_failure, after_success
+from ..core.policy import RuleBook
 from ..core.verification import (
     KINDS,
     Decision,
@@ -33,9 +34,11 @@ from ..core.verification import (
 from ..errors import OpenMfaError
 from ..store.database import Store
 from ..store.prepared import dbapi_cursor
+from . import policy_enforce as enforce
 from .apikeys import KeyRing
 from .audit import seal_origin
-from .auth_state import AuthState, CachedUser, Discard, Pending
+from .auth_state import AuthState, CachedState, CachedUser, Discard, Pending
+from .policy_rules import RuleCache
 
 if TYPE_CHECKING:
     from .push import Opened, PushService
@@ -141,6 +144,22 @@ class Attempt:
     """The caller is about to check the user's password (``node.first_factor``) and asks only
     whether it may: ``locked`` (audited; the password is not to be checked), else ``pending``
     (nothing counted, nothing audited)."""
+    channel: str = ""
+    """The channel whose policy rules apply (``core.policy.CHANNELS``: ``sdk``, ``radius``);
+    "": no rule applies (a channel that does not enforce rules yet)."""
+    channel_client: str = ""
+    """The RADIUS client's or SDK API key's name, as rules name it."""
+    network: str = ""
+    """The source address the channel vouches for (the NAS's; an SDK key's asserted one)."""
+    station: str = ""
+    """RADIUS: the Calling-Station-Id."""
+    skippable: bool = False
+    """A rule's ``skip`` accepts this attempt with no code (the SDK's; RADIUS skips only after
+    its first factor, ``first_factor_passed``)."""
+    first_factor_passed: bool = False
+    """The caller checked the password and it was right, after an answer ``skipped``: accepted
+    if a rule still skips the second factor, else ``pending`` (go on; nothing counted or
+    audited)."""
     neutral: bool = False
     """The caller checked no first factor and its key may not know who exists (a portal or
     adapter key's ``/v1/authenticate``): an answer that would tell an unknown, disabled or
@@ -165,6 +184,8 @@ class Authenticator:
         self.round = round
         """A subordinate's claim round (None: this node decides alone)."""
         self.state = AuthState(store)
+        self.rules = RuleCache(policy)
+        """The policy rules, compiled once per configuration generation that changed them."""
         self.on_state: Callable[[list[tuple[str, str, int]]], None] | None = None
         """Told each committed batch's TOTP steps and HOTP counters (the farm's state push)."""
         self.push = push
@@ -218,6 +239,7 @@ class Authenticator:
             if pending is not None:
                 self.state.check_states(cur)
             generation = self.state.refresh(cur)
+            book = self._rules(conn)
             for a in attempts:
                 client = a.client
                 if a.token is not None:
@@ -234,7 +256,10 @@ class Authenticator:
                         results.append(caller)
                         continue
                     client = caller
-                d, locked, detail = self._one(cur, a, now, pending, verdicts)
+                d, locked, detail = self._one(cur, a, now, pending, verdicts, book)
+                if a.first_factor_passed and not d.accepted:
+                    results.append(d)  # go on to the second factor (no rule skips it)
+                    continue
                 if a.before_first_factor:
                     if d.reason is not _LOCKED:
                         results.append(d)  # go on (no such user: the password check says no)
@@ -283,6 +308,15 @@ class Authenticator:
             self.on_push(opened)
         return results
 
+    def _rules(self, conn: Any) -> RuleBook:
+        """The compiled rules of this generation (rebuilt only when a rule changed)."""
+        if self.state.rules_changed:
+            self.rules.stale = True
+            self.state.rules_changed = False
+        book = self.rules.current(conn)
+        self.state.read_groups(book.uses_groups)
+        return book
+
     def _open_push(
         self, conn: Any, a: Attempt, d: Decision, client: str, now: float, opened: list[Opened]
     ) -> tuple[Decision, str]:
@@ -313,6 +347,7 @@ class Authenticator:
         now: float,
         pending: Pending | None,
         verdicts: Verdicts | None = None,
+        book: RuleBook | None = None,
     ) -> tuple[Decision, bool, str]:
         """Decide one attempt and store its state; returns (decision, newly locked, detail)."""
         user = self.state.user(cur, a.user)
@@ -322,8 +357,30 @@ class Authenticator:
             return Decision(False, Reason.UNKNOWN_USER), False, ""
         if not user.enabled:
             return Decision(False, Reason.DISABLED), False, ""
+        policy, rule = self.policy, None
+        if a.channel and book is not None:
+            c = book.evaluate(a.channel, a.channel_client, a.network, a.station, user.groups)
+            if not c.default:
+                policy, rule = c.policy, c
         cached = self.state.state(cur, user.id, pending is not None)
         state, method_states = cached.user, cached.methods
+        if (
+            rule is not None
+            and rule.rule.skips
+            and not a.first_factor_failed
+            and not state.locked(now)
+        ):
+            if a.before_first_factor:
+                return Decision(False, _SKIPPED), False, ""  # the password alone decides
+            if a.skippable or a.first_factor_passed:
+                self._keep(cur, user.id, cached, state, after_success(state), pending)
+                return Decision(True, _SKIPPED), False, enforce.skipped(rule)
+        if a.first_factor_passed:
+            return Decision(False, _PENDING), False, ""  # no rule skips: the second factor
+        methods = user.methods
+        excluded: list[Method] = []
+        if rule is not None:
+            methods, excluded = enforce.split_methods(rule, methods, a.code, a.numbered)
         unused: dict[str, list[tuple[int, bytes]]] = {}
         if user.has_backup:
             for code_id, method_id, code_hash in self.state.sql.backup.all(cur, uid=user.id):
@@ -332,15 +389,32 @@ class Authenticator:
             a.code,
             now,
             state=state,
-            methods=user.methods,
+            methods=methods,
             method_states=method_states,
             unused_backup_codes=unused,
             pepper=self.store.box.pepper,
-            policy=self.policy,
+            policy=policy,
             first_factor_failed=a.first_factor_failed,
             before_first_factor=a.before_first_factor,
         )
         detail = ""
+        if rule is not None:
+            refused = enforce.not_allowed(
+                out,
+                excluded,
+                a.code,
+                now,
+                state=state,
+                method_states=method_states,
+                unused=unused,
+                pepper=self.store.box.pepper,
+                rule=rule,
+            )
+            if refused is not None:
+                out = refused
+                detail = enforce.refused(rule, enforce.kind_of(excluded, out.decision.method_id))
+            if out.newly_locked and rule.rule.lockout_threshold is not None:
+                detail = "; ".join(x for x in (detail, enforce.locked_by(rule)) if x)
         if out.decision.accepted and verdicts is not None:
             verdict = self._claim_remote(user, out, unused, verdicts)
             if verdict is ClaimResult.UNREACHABLE and verdicts.fail_closed:
@@ -360,13 +434,13 @@ class Authenticator:
             if verdict is ClaimResult.USED:
                 out = Outcome(
                     Decision(False, Reason.REPLAY, out.decision.method_id),
-                    after_failure(state, self.policy.lockout, now),
+                    after_failure(state, policy.lockout, now),
                 )
         if out.decision.accepted and not self._claim(cur, user, out, now, pending):
             # Another writer used this step/counter/code between our read and write.
             out = Outcome(
                 Decision(False, Reason.REPLAY, out.decision.method_id),
-                after_failure(state, self.policy.lockout, now),
+                after_failure(state, policy.lockout, now),
             )
         if (
             verdicts is not None
@@ -378,15 +452,31 @@ class Authenticator:
             self._claim_failure(user.id, out.user_state.failures, verdicts)
         if out.method_state is not None and out.decision.accepted:
             method_states[out.method_state[0]] = out.method_state[1]
-        if out.user_state is not state and out.user_state != state:
-            s = out.user_state
-            cached.user = s
-            row = {"uid": user.id, "f": s.failures, "lu": s.locked_until, "bu": s.bypass_until}
+        self._keep(cur, user.id, cached, state, out.user_state, pending)
+        return out.decision, out.newly_locked, detail
+
+    def _keep(
+        self,
+        cur: Any,
+        user_id: int,
+        cached: CachedState,
+        state: UserState,
+        new: UserState,
+        pending: Pending | None,
+    ) -> None:
+        """Store the user's new state (failures, lock, bypass) if it changed."""
+        if new is not state and new != state:
+            cached.user = new
+            row = {
+                "uid": user_id,
+                "f": new.failures,
+                "lu": new.locked_until,
+                "bu": new.bypass_until,
+            }
             if pending is not None:
                 pending.users.append(row)
             else:
                 self.state.sql.set_state.run(cur, **row)
-        return out.decision, out.newly_locked, detail
 
     def _claim_failure(self, user_id: int, failures: int, verdicts: Verdicts) -> None:
         claim: Claim = (str(user_id), "failure", failures)
@@ -477,7 +567,7 @@ def _kind(user: CachedUser, method_id: str) -> str:
     raise KeyError(method_id)
 
 
-_LOCKED, _PENDING = Reason.LOCKED, Reason.PENDING
+_LOCKED, _PENDING, _SKIPPED = Reason.LOCKED, Reason.PENDING, Reason.SKIPPED
 """Looked up once (``Reason.X`` is a slow attribute hook on CPython 3.11)."""
 _TEXT = {r: r.value for r in Reason}
 """A reason's text for the audit row (``Reason.value`` is a Python-level property)."""

@@ -54,7 +54,8 @@ class FirstFactor:
     ) -> Decision:
         """``attempt``'s user's ``password`` (``attempt`` names the user, the channel, its
         request id and API key; its code is not looked at): ``OK`` (go on to the second
-        factor), ``locked`` (the password was not checked), or a refusal — ``wrong_password``,
+        factor), accepted ``skipped`` (a policy rule skips the second factor: the sign-in is
+        done), ``locked`` (the password was not checked), or a refusal — ``wrong_password``,
         or the reason the user cannot sign in (unknown, disabled), which a channel answers as
         a wrong password. ``checked`` is the channel's audit event for a right password; a
         wrong one is recorded as it, rejected. A backend that cannot tell raises
@@ -93,6 +94,13 @@ class FirstFactor:
         ok = right >= 0
         event = checked if ok else replace(checked, result="rejected", reason="wrong_password")
         await asyncio.to_thread(audit.record, self.store, event)
+        if ok and before.reason is Reason.SKIPPED:
+            # A policy rule skips the second factor (a trusted network): asked again now that
+            # the password is right, so the acceptance is decided, stored and audited there.
+            skipped = await self._decide(
+                replace(attempt, code="", push=False, first_factor_passed=True)
+            )
+            return (skipped if skipped.accepted else OK), right
         return (OK, right) if ok else (await self.failed(attempt), -1)
 
     async def failed(self, attempt: Attempt) -> Decision:

@@ -32,7 +32,6 @@ import asyncio
 import itertools
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from ..node.radius_clients import RadiusClient
 from ..store.changes import AuditEvent
 from ..store.database import Store
 from . import packet as p
-from .carry import OpenState
+from .challenges import ChallengeStates
 from .primary import PrimaryCheck
 
 log = logging.getLogger("openmfa.radius")
@@ -79,49 +78,12 @@ def reject(message: str = DENIED) -> Reply:
 
 ACCEPTED, DENIED_REPLY, LOCKED_REPLY = Reply(p.ACCESS_ACCEPT, []), reject(), reject(LOCKED)
 PUSH_REFUSED = reject("No push can be sent now; enter the code from your app instead")
-
-
-class ChallengeStates:
-    MAX = 100_000
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._open: dict[bytes, tuple[str, str, float, str]] = {}
-        self._lock = threading.Lock()  # issued on the event loop, taken on the commit thread
-
-    def issue(self, user: str, client: str, now: float, push_id: str = "") -> bytes:
-        state = b"omfa" + secrets.token_bytes(16)
-        with self._lock:
-            if len(self._open) >= self.MAX:
-                self._open = {k: v for k, v in self._open.items() if v[2] > now}
-            self._open[state] = (user, client, now + self.seconds, push_id)
-        return state
-
-    def take(self, state: bytes, user: str, client: str, now: float) -> str | None:
-        """The push request the State shows ("" for a code challenge); None: not valid."""
-        with self._lock:
-            entry = self._open.pop(state, None)
-        if entry is None or entry[0] != user or entry[1] != client or now >= entry[2]:
-            return None
-        return entry[3]
-
-    def open_count(self, now: float) -> int:
-        """Challenges issued and not yet answered or expired (sign-ins in progress)."""
-        with self._lock:
-            return sum(1 for v in self._open.values() if v[2] > now)
-
-    def carry(self, now: float) -> list[OpenState]:
-        """The open ones, for this node's next process (``carry``)."""
-        with self._lock:
-            return [OpenState(k, *v) for k, v in self._open.items() if v[2] > now]
-
-    def restore(self, states: list[OpenState], now: float) -> int:
-        """Take over the open ones the previous process left; how many are still good."""
-        good = [s for s in states if s.expires > now]
-        with self._lock:
-            for s in good:
-                self._open[s.state] = (s.user, s.client, s.expires, s.push)
-        return len(good)
+NOT_ALLOWED = reject("That method is not allowed for this sign-in; use another of your methods")
+Where = tuple[str, str, str]
+"""(the NAS's address, the Calling-Station-Id): for policy rules; and where the person is
+(``packet.origin_of``: the Calling-Station-Id, else the NAS-IP-Address), sealed with the audit
+row."""
+NOWHERE: Where = ("", "", "")
 
 
 class AccessFlows:
@@ -169,10 +131,13 @@ class AccessFlows:
         self.relay = RelayFlows(self, config)
         """MS-CHAPv2 and EAP, relayed to the upstream RADIUS server (``relay_flows``)."""
 
-    def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> Job | None:
+    def handle(
+        self, client: RadiusClient, pkt: p.Packet, respond: Respond, nas: str = ""
+    ) -> Job | None:
         """Runs on the commit thread. Returns the attempt to decide in the current batch, or
         None when the request was answered already or went to the event loop (a first factor
-        to check first); ``respond`` is always called on the commit thread."""
+        to check first); ``respond`` is always called on the commit thread. ``nas``: the
+        sender's address (policy rules' networks match it, or the Calling-Station-Id)."""
         name = pkt.get(p.USER_NAME)
         hidden = pkt.get(p.USER_PASSWORD)
         if hidden is None and self.relay.wants(pkt):
@@ -192,6 +157,8 @@ class AccessFlows:
         except (p.MalformedPacket, UnicodeDecodeError):
             respond(reject())
             return None
+        station = pkt.get(p.CALLING_STATION_ID)
+        where = (nas, station.decode("utf-8", "replace") if station else "", p.origin_of(pkt))
         state = pkt.get(p.STATE)
         if state is not None:
             push_id = self.states.take(state, user, client.name, time.time())
@@ -201,17 +168,16 @@ class AccessFlows:
             if push_id and password.strip().lower() in PUSH_WORDS | {"ok", "yes"}:
                 self._on_loop(self._follow_push, client, user, push_id, respond)
                 return None
-            return self._job(client, user, password, respond, p.origin_of(pkt))
+            return self._job(client, user, password, respond, where)
         if client.primary == "none":
-            return self._job(client, user, password, respond, p.origin_of(pkt))
+            return self._job(client, user, password, respond, where)
         if client.primary not in self.primaries:  # ntlm: MS-CHAPv2 only
             only = "a PAP request, but --primary %s checks MS-CHAPv2 only"
             self.relay.say(client, "pap", only, client.primary)
             respond(DENIED_REPLY)
             return None
         assert self.loop is not None, "start() first"
-        source = p.origin_of(pkt)
-        self.loop.call_soon_threadsafe(self._start_primary, client, user, password, respond, source)
+        self.loop.call_soon_threadsafe(self._start_primary, client, user, password, respond, where)
         return None
 
     def one_round(self, client: RadiusClient, pkt: p.Packet) -> bool:
@@ -276,16 +242,20 @@ class AccessFlows:
                 self._remote_ids[k] = mono + until - wall
 
     def _job(
-        self, client: RadiusClient, user: str, code: str, respond: Respond, source: str = ""
+        self, client: RadiusClient, user: str, code: str, respond: Respond, where: Where = NOWHERE
     ) -> Job:
         attempt = Attempt(
             user,
             code,
             client="radius:" + client.name,
             request_id=f"radius-{self._run}-{next(self._ids)}",
-            source=source,
             push=client.push != "off",
             numbered=client.push != "hold",
+            channel="radius",
+            channel_client=client.name,
+            network=where[0],
+            station=where[1],
+            source=where[2],
         )
         return attempt, lambda result: self._decided(client, attempt, result, respond), True
 
@@ -445,7 +415,7 @@ class AccessFlows:
         self.queue.call(lambda: respond(reply))
 
     def _start_primary(
-        self, client: RadiusClient, user: str, password: str, respond: Respond, source: str = ""
+        self, client: RadiusClient, user: str, password: str, respond: Respond, where: Where
     ) -> None:
         """On the event loop: check the first factor; the reply goes back to the commit thread."""
 
@@ -453,7 +423,7 @@ class AccessFlows:
             self.queue.call(lambda: respond(reply))
 
         def verify(code: str) -> None:
-            attempt, callback, _ = self._job(client, user, code, respond, source)
+            attempt, callback, _ = self._job(client, user, code, respond, where)
             self.queue.submit_callback(attempt, callback)
 
         async def push_or_challenge() -> bool:
@@ -463,11 +433,24 @@ class AccessFlows:
                 return False
             if not await asyncio.to_thread(self._pushes_first, user):
                 return False
-            verify("push")
+            attempt, decided, _ = self._job(client, user, "push", respond, where)
+
+            def pushed(result: Result) -> None:  # a rule allows no (such) push: ask for a code
+                if isinstance(result, Decision) and result.reason is Reason.METHOD_NOT_ALLOWED:
+                    state = self.states.issue(user, client.name, time.time())
+                    respond(
+                        Reply(
+                            p.ACCESS_CHALLENGE, [(p.STATE, state), (p.REPLY_MESSAGE, self.prompt)]
+                        )
+                    )
+                else:
+                    decided(result)
+
+            self.queue.submit_callback(attempt, pushed)
             return True
 
         task = asyncio.get_running_loop().create_task(
-            self._primary_first(client, user, password, answer, verify, push_or_challenge, source)
+            self._primary_first(client, user, password, answer, verify, push_or_challenge, where)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -480,7 +463,7 @@ class AccessFlows:
         respond: Respond,
         verify: Callable[[str], None],
         push: Callable[[], Awaitable[bool]],
-        source: str = "",
+        where: Where = NOWHERE,
     ) -> None:
         """The first factor through the node's one rule (``node.first_factor``): a locked
         user's password is not checked, a wrong one counts toward the lock; a refusal says
@@ -492,7 +475,11 @@ class AccessFlows:
             client="radius:" + client.name,
             request_id=f"radius-{self._run}-{next(self._ids)}",
             push=False,
-            source=source,
+            channel="radius",
+            channel_client=client.name,
+            network=where[0],
+            station=where[1],
+            source=where[2],
         )
         checked = AuditEvent(
             "primary",
@@ -501,7 +488,7 @@ class AccessFlows:
             client=asked.client,
             request_id=asked.request_id,
             detail=client.primary,
-            source_enc=seal_origin(self.store.box, user, source),
+            source_enc=seal_origin(self.store.box, user, where[2]),
         )
         try:
             if client.combined:
@@ -514,13 +501,19 @@ class AccessFlows:
                 ]
                 candidates = [secret for secret, _ in splits]
                 d, right = await self.first.check_any(check, asked, candidates, checked)
-                if d.accepted:
+                if d.accepted and d.reason is Reason.SKIPPED:
+                    respond(ACCEPTED)  # a policy rule: the password alone (audited there)
+                elif d.accepted:
                     verify(splits[right][1])
                 else:
                     respond(reject())
                 return
-            if not (await self.first.check(check, asked, password, checked)).accepted:
+            first = await self.first.check(check, asked, password, checked)
+            if not first.accepted:
                 respond(reject())
+                return
+            if first.reason is Reason.SKIPPED:
+                respond(ACCEPTED)  # a policy rule: the password alone (audited there)
                 return
         except PrimaryUnavailable as exc:
             log.error(
@@ -534,8 +527,11 @@ class AccessFlows:
             return
         if await push():
             return
+        respond(self._code_challenge(client, user))
+
+    def _code_challenge(self, client: RadiusClient, user: str) -> Reply:
         state = self.states.issue(user, client.name, time.time())
-        respond(Reply(p.ACCESS_CHALLENGE, [(p.STATE, state), (p.REPLY_MESSAGE, self.prompt)]))
+        return Reply(p.ACCESS_CHALLENGE, [(p.STATE, state), (p.REPLY_MESSAGE, self.prompt)])
 
     def _pushes_first(self, user: str) -> bool:
         """The user has a device, and their default method (if chosen) is not a code app."""
@@ -577,4 +573,6 @@ def _reply(result: Result) -> Reply:
         return ACCEPTED
     if d.reason in (Reason.PUSH_LIMITED, Reason.PUSH_BLOCKED):
         return PUSH_REFUSED
+    if d.reason is Reason.METHOD_NOT_ALLOWED:
+        return NOT_ALLOWED
     return LOCKED_REPLY if d.reason == Reason.LOCKED else DENIED_REPLY

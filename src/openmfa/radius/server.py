@@ -158,7 +158,8 @@ class RadiusServer:
             self.send(client, pkt, addr, key, UP)
             return None
         self.stats["access_request"] += 1
-        return self.flows.handle(client, pkt, functools.partial(self.send, client, pkt, addr, key))
+        respond = functools.partial(self.send, client, pkt, addr, key)
+        return self.flows.handle(client, pkt, respond, addr[0])
 
     def _still_answered(self, client: RadiusClient, pkt: p.Packet) -> bool:
         """While draining: the follow-up of an open challenge, or a request decided in one

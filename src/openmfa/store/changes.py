@@ -326,6 +326,7 @@ def _apikey_add(conn: Connection, p: Payload) -> None:
             secret_hash=bytes.fromhex(p["secret_hash"]),
             created_at=p["at"],
             expires_at=p.get("expires_at"),
+            asserts_source=bool(p.get("asserts_source", False)),  # data format 12
         )
     )
 
@@ -477,3 +478,4 @@ def _farm_format(conn: Connection, p: Payload) -> None:
 
 from . import group_records  # noqa: E402, F401, I001 - registers user.groups (data format 11)
 from . import oidc_records  # noqa: E402, F401 - registers the oidc.* appliers (data format 8)
+from . import policy_records  # noqa: E402, F401 - registers policy.rule.* (format 12)

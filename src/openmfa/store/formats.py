@@ -66,6 +66,13 @@ Format 11: groups. People are in groups, set by hand or by directory synchronisa
 (``user_groups``, by origin): ``user.groups`` records add and remove a person's groups of one
 origin; a release reading only up to format 10 does not know that record, so it is written only
 once the data set is at format 11.
+
+Format 12: policy rules. The administrators' ordered rules (``policy_rules``: who must prove
+what, by channel, client, group and source network) travel in ``policy.rule.add``,
+``policy.rule.move`` and ``policy.rule.remove`` records, and an API key may carry the mark that
+it may say where a sign-in comes from (``api_keys.asserts_source``, in ``apikey.add``); a release
+reading only up to format 11 does not know those records (and would drop the mark), so they are
+written only once the data set is at format 12.
 """
 
 from __future__ import annotations
@@ -91,7 +98,7 @@ def local_format(conn: Connection) -> int:
     return int(conn.scalar(_LOCAL_FORMAT) or 0)
 
 
-DATA_FORMAT = 11
+DATA_FORMAT = 12
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
 READS_FORMATS = (1, DATA_FORMAT)
 """The oldest and newest data formats this release can read."""
@@ -114,6 +121,9 @@ LANGUAGE_FORMAT = 10
 The lead may renumber it at a merge: this constant is the one place its number is written."""
 GROUPS_FORMAT = 11
 """The data format that knows people's groups (``user.groups`` records, ``user_groups``)."""
+POLICY_FORMAT = 12
+"""The data format that knows policy rules (``policy.rule.*`` records, ``policy_rules``) and an
+API key's ``asserts_source`` mark."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -233,6 +243,11 @@ def _groups(conn: Connection) -> None:
     has."""
 
 
+def _policy(conn: Connection) -> None:
+    """Nothing to rewrite: format 12 only allows rows (policy rules) and a mark (an API key's
+    ``asserts_source``) no earlier format has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
@@ -244,5 +259,6 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     9: _method_names,
     LANGUAGE_FORMAT: _languages,
     GROUPS_FORMAT: _groups,
+    POLICY_FORMAT: _policy,
 }
 """The step that brings rows of format N-1 to format N."""

@@ -111,6 +111,8 @@ api_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),
+    # asserts_source (schema 0014, data format 12): the key may say where a sign-in comes from
+    Column("asserts_source", Boolean, nullable=False, server_default=false()),
 )
 
 audit = Table(
@@ -401,3 +403,18 @@ administrator) or ``directory`` (what the person's directory source says, nested
 resolved). Each origin is written only by its own writer, so a synchronisation never removes a
 group set by hand and ``openmfa user group remove`` never one the directory gives. Replicated by
 ``user.groups`` records (``group_records``)."""
+
+
+# -- policy rules (schema 0014_policy_rules; rows of data format 12) ---------------------------
+
+policy_rules = Table(
+    "policy_rules",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("rule", JSON, nullable=False),
+    Column("changed_at", Float, nullable=False),
+)
+"""The administrators' policy rules (``node.policy_rules``, ``core.policy``), in the order they
+are tried (``position`` 0 first); the ``default`` rule is not a row: it always exists, last.
+Replicated by ``policy.rule.*`` records (``policy_records``)."""

@@ -157,6 +157,10 @@ class Authenticate:
             source=b.source,
             push=client.may("push"),  # a DMZ key's empty code or "push" opens none either
             neutral=client.neutral,
+            channel="sdk",
+            channel_client=client.name,
+            network=b.source if client.asserts_source else "",  # only a key marked for it
+            skippable=True,
         )
         # At the master, or not_master (the client asks the master); a node promoted a moment
         # ago decides again (node.push_sign_in, the one retry).
