@@ -408,10 +408,18 @@ class Upgrade:
         if not kept:
             return
         prior = Path(max(kept, key=lambda b: b.created_at).path) / self.dd.data_file.name
-        cols = ", ".join(c.name for c in t.audit.columns)
         db = sqlite3.connect(self.dd.data_file, isolation_level=None, timeout=30, uri=True)
         try:
             db.execute("ATTACH DATABASE ? AS prior", (f"file:{prior}?mode=ro",))
+            # The columns both files have: the restored one is of the release rolled back to,
+            # which may lack a column this release added (schema 0012's source_enc).
+            have = {
+                where: {str(r[1]) for r in db.execute(f"PRAGMA {where}.table_info(audit)")}
+                for where in ("main", "prior")
+            }
+            cols = ", ".join(
+                c.name for c in t.audit.columns if c.name in have["main"] & have["prior"]
+            )
             db.execute("BEGIN IMMEDIATE")
             carried = db.execute(
                 f"INSERT INTO main.audit ({cols}) SELECT {cols} FROM prior.audit "  # noqa: S608
