@@ -29,11 +29,14 @@ def authenticate(openmfa: Callable[..., str], url: str | None, say: Callable[[st
     try:
         out = openmfa("method", "add", name, "totp", "--no-qr")
         seed = next(ln.split()[1] for ln in out.splitlines() if ln.startswith("secret:"))
-        code = totp(base64.b32decode(seed + "=" * (-len(seed) % 8)), time.time())
+        secret = base64.b32decode(seed + "=" * (-len(seed) % 8))
         if url is not None:
             key = openmfa(
                 "apikey", "create", name, "--scope", "adapter", "--expires-days", "0.01"
             ).strip()
+            # The code of this moment, made only now: on a busy host the command above can take
+            # longer than the one step of drift a code is allowed (it was made before it).
+            code = totp(secret, time.time())
             try:
                 r = httpx.post(
                     url + "/v1/authenticate",
@@ -46,7 +49,7 @@ def authenticate(openmfa: Callable[..., str], url: str | None, say: Callable[[st
             finally:
                 openmfa("apikey", "revoke", name)
         else:
-            ok = "accepted" in openmfa("verify", name, code)
+            ok = "accepted" in openmfa("verify", name, totp(secret, time.time()))
         if not ok:
             raise InstallFailed("the synthetic authentication was not accepted")
         say("    synthetic authentication accepted")
