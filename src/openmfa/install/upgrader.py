@@ -40,7 +40,6 @@ from sqlalchemy.pool import NullPool
 from ..errors import InstallFailed, OpenMfaError
 from ..node.control import Ahead, NodeControl
 from ..radius.handoff import take as take_radius_socket
-from ..store import tables as t
 from ..store.backups import Backups
 from ..store.database import DataDir, driver_url
 from ..store.role import SHARED, role_from
@@ -411,15 +410,9 @@ class Upgrade:
         db = sqlite3.connect(self.dd.data_file, isolation_level=None, timeout=30, uri=True)
         try:
             db.execute("ATTACH DATABASE ? AS prior", (f"file:{prior}?mode=ro",))
-            # The columns both files have: the restored one is of the release rolled back to,
-            # which may lack a column this release added (schema 0012's source_enc).
-            have = {
-                where: {str(r[1]) for r in db.execute(f"PRAGMA {where}.table_info(audit)")}
-                for where in ("main", "prior")
-            }
-            cols = ", ".join(
-                c.name for c in t.audit.columns if c.name in have["main"] & have["prior"]
-            )
+            # The restored file's columns: it is of the release rolled back to, which may lack
+            # one this release added (schema 0012's source_enc); schemas only add columns.
+            cols = ", ".join(str(r[1]) for r in db.execute("PRAGMA main.table_info(audit)"))
             db.execute("BEGIN IMMEDIATE")
             carried = db.execute(
                 f"INSERT INTO main.audit ({cols}) SELECT {cols} FROM prior.audit "  # noqa: S608
