@@ -485,11 +485,11 @@ def test_language_theme_csrf_and_the_attempt_limit(
     try:
         dutch.page.goto(site.portal + "/")
         assert dutch.page.locator("html").get_attribute("lang") == "nl"
-        assert dutch.button("Aanmelden").is_visible()
+        playwright_api.expect(dutch.button("Aanmelden")).to_be_visible()
         dutch.see("sign-in-nl")
         dutch.label("Taal").select_option("en")
         dutch.button("Taal wijzigen").click()
-        assert dutch.button("Sign in").is_visible()
+        playwright_api.expect(dutch.button("Sign in")).to_be_visible()
         dutch.label("Language").select_option("nl")
         dutch.button("Change language").click()
         dutch.label("Gebruikersnaam").fill("dan")
@@ -497,7 +497,9 @@ def test_language_theme_csrf_and_the_attempt_limit(
         dutch.button("Aanmelden").click()
         dutch.label("Verificatiecode").fill(totp("dan"))
         dutch.button("Controleren").click()
-        assert dutch.page.get_by_role("heading", name="Mijn methoden").is_visible()
+        playwright_api.expect(
+            dutch.page.get_by_role("heading", name="Mijn methoden")
+        ).to_be_visible()
         dutch.see("methods-nl")
         assert dutch.errors == []
     finally:
@@ -506,7 +508,7 @@ def test_language_theme_csrf_and_the_attempt_limit(
     # The custom theme: its own page text and colours.
     v = visitor
     v.page.goto(site.themed + "/")
-    assert v.page.get_by_text("Corp", exact=True).is_visible()
+    playwright_api.expect(v.page.get_by_text("Corp", exact=True)).to_be_visible()
     accent = v.page.evaluate(
         "getComputedStyle(document.documentElement).getPropertyValue('--omfa-accent').trim()"
     )

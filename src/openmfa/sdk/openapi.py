@@ -25,6 +25,17 @@ REF = "#/components/schemas/{name}"
 _PATH_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 """A path parameter's name in a route's path (``{name}``, ``{name:path}``)."""
 
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "group": {
+        "type": "string",
+        "pattern": r"^\w(?:[\w .&()'+@#-]{0,40}\w)?$",
+        "description": "a group's name; the node takes 1 to 128 printable characters without "
+        "'/' or ',' (this pattern is a narrower form: 42 characters stay 128 or fewer after "
+        "Unicode normalisation, which may triple a character)",
+    },
+}
+"""Path parameters whose form the node checks (others are names looked up: 404 when unknown)."""
+
 ROUTES: list[tuple[str, str, str | None, str, str | None, str | None, int]] = [
     (
         d.method.lower(),
@@ -129,7 +140,12 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
             op["security"] = [{"apiKey": []}]
             op["description"] = f"Needs an API key whose scope allows `{permission}`."
         params: list[dict[str, Any]] = [  # every {name} of the path (a route's own names)
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": p,
+                "in": "path",
+                "required": True,
+                "schema": PATH_SCHEMAS.get(p, {"type": "string"}),
+            }
             for p in _PATH_PARAM.findall(path)
         ]
         params += d.query
