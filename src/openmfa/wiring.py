@@ -39,6 +39,7 @@ from .node.password_change import PasswordChange
 from .node.policy import verify_policy
 from .node.portal import PortalTokens
 from .node.portal_methods import PortalMethods
+from .node.portal_policy import PortalPolicy
 from .node.portal_sessions import PortalSessions
 from .node.portal_sign_in import SignInSteps
 from .node.push import Opened, PushService
@@ -96,6 +97,7 @@ class NodeRuntime:
             self.passkeys,
             self.password_checks,
             wait_outcome,
+            PortalPolicy(store, verify_policy(config)),
         )
         self.portal_methods = PortalMethods(self.accounts, self.portal, config)
         self.portal_sessions = PortalSessions(store, self.accounts, self.session_ends)

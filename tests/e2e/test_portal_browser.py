@@ -314,6 +314,72 @@ def test_the_mobile_app_activated_from_the_page_then_a_push_sign_in(
         other.close()
 
 
+def test_policy_rules_decide_what_the_second_step_offers(
+    site: Site, visitor: Visitor, tmp_path: Path
+) -> None:
+    """An administrator (group ``admins``, whose rule allows a passkey or a numbered push) is
+    offered the push alone although they have an authenticator app and backup codes too; the
+    office's network (a rule that skips) signs them in with the password alone."""
+    dd, v = site.dd, visitor
+    cli(dd, "user", "add", "kim")
+    subprocess.run(
+        [OPENMFA, "user", "set-password", "kim", "--password-stdin", "--data-dir", str(dd)],
+        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    cli(
+        dd,
+        "method",
+        "add",
+        "kim",
+        "totp",
+        "--secret",
+        SEEDS["jon"],
+        "--no-qr",
+        "--label",
+        "Phone app",
+    )
+    cli(dd, "method", "add", "kim", "backup-codes")
+    out = cli(dd, "device", "activate", "kim").stdout
+    code = re.search(r"activation code: (\S+)", out)
+    url = re.search(r"activation url: +(\S+)", out)
+    assert code and url, out
+    phone = Phone(tmp_path / "kim.json")
+    phone.run("activate", url.group(1), code.group(1))
+    cli(dd, "user", "group", "add", "kim", "admins")
+    cli(dd, "policy", "add", "admins-strong", "--group", "admins", "--methods", "passkey,push",
+        "--numbered-push")  # fmt: skip
+    try:
+        v.sign_in(site.portal, "kim")
+        v.at("/portal/second-factor")
+        first = v.page.locator("main form button").first
+        playwright_api.expect(first).to_have_text("Send a push to my phone")
+        assert v.page.locator("#code").count() == 0  # no code form: no app, no backup codes
+        main = v.page.locator("main").inner_text()
+        assert "Phone app" not in main and "Backup codes" not in main
+        v.see("policy-push-only")
+        v.button("Send a push to my phone").click()
+        number = v.page.locator(".number").inner_text()
+        (request,) = phone.pending(wait=20)
+        phone.run("approve", str(request["id"]), "--number", number)
+        v.page.wait_for_url(re.compile(r".*/portal/methods$"), timeout=60_000)
+        v.button("Sign out").click()
+        # From the office's network (this browser's 127.0.0.1): the password alone.
+        cli(dd, "policy", "add", "office", "--channel", "portal", "--source", "127.0.0.0/8",
+            "--second-factor", "skip", "--position", "1")  # fmt: skip
+        v.sign_in(site.portal, "kim")
+        v.at("/portal/methods")
+        v.see("policy-office-skips")
+        rows = [
+            json.loads(r) for r in cli(dd, "audit", "--user", "kim", "--json").stdout.splitlines()
+        ]
+        skipped = [r for r in rows if r["action"] == "authenticate" and r["reason"] == "skipped"]
+        assert [r["detail"] for r in skipped] == ["second factor skipped by policy rule office"]
+    finally:
+        cli(dd, "policy", "remove", "admins-strong")
+        if "office" in cli(dd, "policy", "list").stdout:
+            cli(dd, "policy", "remove", "office")
+
+
 def test_a_temporary_access_code_lets_a_person_without_their_phone_enroll_a_new_one(
     site: Site, visitor: Visitor
 ) -> None:

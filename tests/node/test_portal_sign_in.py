@@ -26,6 +26,7 @@ from openmfa.node.first_factor import PasswordCheck
 from openmfa.node.passkeys import Passkeys
 from openmfa.node.passwords import set_password
 from openmfa.node.portal import CHALLENGE, SESSION, TICKET, PortalTokens
+from openmfa.node.portal_policy import PortalPolicy
 from openmfa.node.portal_sign_in import SignInSteps
 from openmfa.node.push import PushService
 from openmfa.node.push_hub import PushHub
@@ -56,8 +57,9 @@ def steps_for(
     portal = PortalTokens(store, config)
     push = PushService(store, config, accounts)
     passkeys = Passkeys(accounts, portal, config)
+    policy = PortalPolicy(store, VerifyPolicy())
     return SignInSteps(
-        store, queue, accounts, portal, push, PushHub(), passkeys, checks, wait_outcome
+        store, queue, accounts, portal, push, PushHub(), passkeys, checks, wait_outcome, policy
     )
 
 

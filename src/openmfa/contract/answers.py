@@ -270,6 +270,10 @@ class PortalStep(msgspec.Struct, kw_only=True):
     """With a ticket: the kinds of the user's methods (``totp``, ``push`` …, sorted), for the
     portal to offer only what the person can use (a push only with the mobile app); None
     otherwise, and from a node older than this field."""
+    codes: bool = True
+    """With a ticket: a typed code may give the second factor here; False where the sign-in's
+    policy rule allows none of the person's methods a code is typed from (only a passkey, or a
+    push that must be numbered), for the portal to offer no code form."""
     methods: list[MethodName] | None = None
     """With a ticket: each of the user's methods, kind and name, oldest first, for the
     portal to say which one it is asking for ("Work phone"); None otherwise, and from a node

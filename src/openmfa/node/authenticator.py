@@ -156,6 +156,9 @@ class Attempt:
     skippable: bool = False
     """A rule's ``skip`` accepts this attempt with no code (the SDK's; RADIUS skips only after
     its first factor, ``first_factor_passed``)."""
+    no_skip: bool = False
+    """No rule's ``skip`` applies (an OpenID Connect sign-in: its ID token always vouches for a
+    second factor)."""
     first_factor_passed: bool = False
     """The caller checked the password and it was right, after an answer ``skipped``: accepted
     if a rule still skips the second factor, else ``pending`` (go on; nothing counted or
@@ -367,6 +370,7 @@ class Authenticator:
         if (
             rule is not None
             and rule.rule.skips
+            and not a.no_skip
             and not a.first_factor_failed
             and not state.locked(now)
         ):

@@ -64,7 +64,9 @@ from .accounts import Accounts
 from .oidc_clients import OidcClients, redirect_allowed
 from .oidc_keys import OidcKeys
 from .oidc_tokens import app_claims, discovery, issuer_of, second_factor, subject
+from .policy import verify_policy
 from .portal import Grant
+from .portal_policy import METHOD_KIND, OIDC, PortalPolicy, Purpose, allows
 
 SWEEP_SECONDS = 60.0
 """How often issuing a code also deletes the codes an hour past their expiry."""
@@ -104,6 +106,7 @@ class OidcCodes:
         self.accounts = accounts
         self.keys = keys
         self.clients = OidcClients(store)
+        self.policy = PortalPolicy(store, verify_policy(config))
         self.code_seconds = float(config.values["oidc"]["code_seconds"])
         self.token_seconds = float(config.values["oidc"]["id_token_seconds"])
         self.clock = clock
@@ -112,6 +115,20 @@ class OidcCodes:
     def provider(self) -> OidcProviderInfo:
         issuer = issuer_of(self.config)
         return OidcProviderInfo(issuer=issuer, discovery=discovery(issuer), jwks=self.keys.jwks())
+
+    def _step_up(self, session: Grant, app: str) -> None:
+        """``access_denied`` (the person signs in again, for this application) when the session
+        was signed in for something else with a method this application's policy rule does not
+        allow (``node.portal_policy``)."""
+        purpose = Purpose(OIDC, app)
+        if Purpose.of(session.extra) == purpose:
+            return  # signed in for this very application: under its rule
+        rule = self.policy.rule(purpose, "", self.accounts.get_user(session.user).groups)
+        if not allows(rule, (session.extra or {}).get(METHOD_KIND, "")):
+            raise AccessDenied(
+                f"this application's policy rule {rule.name} asks for another kind of second "
+                "factor than this sign-in's: sign in again for it"
+            )
 
     def _require_master(self, conn: Connection) -> None:
         role = read_role(self.store, conn)
@@ -171,6 +188,7 @@ class OidcCodes:
             if session.via:
                 raise AccessDenied("a sign-in Entra ID started gives no code: sign in here")
             factor = second_factor(session.factor)
+            self._step_up(session, client.name)
             now = self.clock()
             if r.max_age is not None and now - session.auth_time > r.max_age:
                 raise AccessDenied("the sign-in is older than max_age: sign in again")

@@ -69,6 +69,7 @@ from .oidc_keys import OidcKeys
 from .oidc_subjects import OidcSubjects
 from .oidc_tokens import issuer_of, second_factor
 from .portal import EAM, TICKET, VIA, Grant, PortalTokens
+from .portal_policy import OIDC, Purpose
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,8 @@ class EntraEam:
             )
             raise
         now = self.clock()
-        ticket, _ = self.portal.issue(TICKET, user, portal, now, {VIA: EAM})
+        purpose = Purpose(OIDC, client.name).extra()  # its policy rule: the EAM client's
+        ticket, _ = self.portal.issue(TICKET, user, portal, now, {VIA: EAM, **purpose})
         request = {
             "u": user,
             "c": client.client_id,

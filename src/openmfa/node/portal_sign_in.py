@@ -16,7 +16,9 @@ Rules owned here:
   phone approved it;
 - a sign-in Entra ID started (``portal.VIA``) stays one: its session token is good only to
   finish it;
-- a passkey sign-in is refused while the user is locked, and audited like any second factor.
+- a passkey sign-in is refused while the user is locked, and audited like any second factor;
+- what the policy rules say of the sign-in (``node.portal_policy``): the methods offered, a
+  trusted network's skip, a method refused.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from collections.abc import Awaitable, Callable
 from anyio import to_thread
 
 from ..contract import MethodName, PasskeyChallenge, PendingPush, PortalStep, PushOutcome
+from ..core.policy import Compiled
 from ..core.verification import Decision, Reason
 from ..errors import InvalidInput, NotFound, OpenMfaError
 from ..store.changes import AuditEvent
 from ..store.database import Store
 from . import audit
+from . import policy_enforce as enforce
 from .accounts import Accounts
 from .audit import NOWHERE, Origin
 from .authenticator import Attempt
@@ -39,6 +43,15 @@ from .commit_queue import CommitQueue
 from .first_factor import FirstFactor, PasswordCheck
 from .passkeys import Passkeys
 from .portal import AUTH_TIME, FACTOR, SESSION, TICKET, VIA, Grant, PortalTokens
+from .portal_policy import (
+    CODE_KINDS,
+    METHOD_KIND,
+    OIDC,
+    PORTAL_ITSELF,
+    PortalPolicy,
+    Purpose,
+    allows,
+)
 from .push import PushService
 from .push_hub import PushHub
 from .push_sign_in import decide_push
@@ -64,6 +77,7 @@ class SignInSteps:
         passkeys: Passkeys,
         checks: dict[str, PasswordCheck],
         wait_outcome: WaitOutcome,
+        policy: PortalPolicy,
     ) -> None:
         """``checks``: the node's first-factor checks by name (``local``, ``ldap``,
         ``radius``); the portal's is the one ``[portal] primary`` names, else ``local``."""
@@ -77,6 +91,7 @@ class SignInSteps:
         self.first_factor = FirstFactor(store, queue)
         self.check = checks.get(portal.primary) or checks["local"]
         self.wait_outcome = wait_outcome
+        self.policy = policy
 
     async def first(
         self,
@@ -86,14 +101,16 @@ class SignInSteps:
         request_id: str,
         key: str | None,
         origin: Origin = NOWHERE,
+        purpose: Purpose = PORTAL_ITSELF,
     ) -> PortalStep:
-        """The user's first factor -> a ticket for the second (or, self-enrolling, a session
-        token at once). ``key``: the portal's API key, checked again on the commit thread;
-        ``origin``: the browser's address and name, kept (sealed) with the audit rows."""
+        """The user's first factor -> a ticket for the second (or, self-enrolling or where a
+        policy rule skips the second factor, a session token at once). ``key``: the portal's
+        API key, checked again on the commit thread; ``origin``: the browser's address and
+        name, kept (sealed) with the audit rows; ``purpose``: what the sign-in is for."""
         sealed = origin.sealed(self.store.box, user)
         d = await self.first_factor.check(
             self.check,
-            _attempt(user, "", client, request_id, key, origin, push=False),
+            _attempt(user, "", client, request_id, key, origin, False, purpose),
             password,
             AuditEvent(
                 "portal.sign_in",
@@ -109,6 +126,9 @@ class SignInSteps:
             return PortalStep(accepted=False, reason=str(Reason.LOCKED))
         if not d.accepted:  # an unknown user's password is wrong like anyone's
             return PortalStep(accepted=False, reason=str(Reason.WRONG_PASSWORD))
+        if d.reason is Reason.SKIPPED:  # a policy rule (audited with its name): no second
+            token, expires = self.portal.issue(SESSION, user, client, time.time(), purpose.extra())
+            return PortalStep(accepted=True, reason="skipped", token=token, expires_at=expires)
         if self.portal.self_enroll and not await to_thread.run_sync(
             self.accounts.list_methods, user
         ):
@@ -124,9 +144,26 @@ class SignInSteps:
             )
             await to_thread.run_sync(audit.record, self.store, event)
             return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
-        ticket, expires = self.portal.issue(TICKET, user, client, time.time())
+        methods, rule, codes = await to_thread.run_sync(
+            self._allowed, user, purpose, origin.address
+        )
+        if rule and not methods:
+            event = AuditEvent(
+                "portal.sign_in",
+                "rejected",
+                user_name=user,
+                client=client,
+                request_id=request_id,
+                reason=str(Reason.METHOD_NOT_ALLOWED),
+                detail=f"none of the person's methods is allowed by policy rule {rule}",
+                source_enc=sealed,
+            )
+            await to_thread.run_sync(audit.record, self.store, event)
+            return PortalStep(accepted=False, reason=str(Reason.METHOD_NOT_ALLOWED))
+        ticket, expires = self.portal.issue(TICKET, user, client, time.time(), purpose.extra())
         prefer = await to_thread.run_sync(self._preferred_kind, user)
-        methods = await to_thread.run_sync(self._methods, user)
+        if prefer and all(m.kind != prefer for m in methods):
+            prefer = ""  # the default method is one the rule does not allow here
         return PortalStep(
             accepted=True,
             reason="ok",
@@ -134,6 +171,7 @@ class SignInSteps:
             expires_at=expires,
             prefer=prefer,
             kinds=sorted({m.kind for m in methods}),
+            codes=codes,
             methods=methods,
         )
 
@@ -162,7 +200,10 @@ class SignInSteps:
         elif not code:
             raise InvalidInput("send the code of one of the user's methods, or method push")
         code = "push" if method == "push" else code
-        attempt = _attempt(grant.user, code, client, request_id, key, origin, method == "push")
+        purpose = Purpose.of(grant.extra)
+        attempt = _attempt(
+            grant.user, code, client, request_id, key, origin, method == "push", purpose
+        )
         # At the master, or not_master; a node promoted a moment ago decides again.
         result = await decide_push(
             self.queue, attempt, self.push, here=True, asked=method == "push"
@@ -176,7 +217,10 @@ class SignInSteps:
             return PortalStep(accepted=False, reason="pending", pending=pending)
         if not d.accepted:
             return PortalStep(accepted=False, reason=str(d.reason))
-        return self._session(grant, client, "" if d.reason is Reason.BYPASS else "otp")
+        if d.reason is Reason.BYPASS:
+            return self._session(grant, client, "")
+        kind = await to_thread.run_sync(self._kind, grant.user, d.method_id)
+        return self._session(grant, client, "otp", kind=kind)
 
     async def _collect_push(
         self, client: str, grant: Grant, push_id: str, wait: float
@@ -196,7 +240,7 @@ class SignInSteps:
             raise NotFound(
                 f"the push request {push_id!r} is not of this sign-in (older, or taken already)"
             )
-        return self._session(grant, client, "swk", approved)
+        return self._session(grant, client, "swk", approved, kind="push")
 
     def _collect(self, push_id: str, ticket_issued: float) -> float | None:
         """``PushRequests.collect`` at the master, for a ticket issued at ``ticket_issued``."""
@@ -225,6 +269,20 @@ class SignInSteps:
         grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
         if await to_thread.run_sync(self._locked, grant.user):
             return PortalStep(accepted=False, reason=str(Reason.LOCKED))
+        rule = await to_thread.run_sync(self._rule, grant.user, Purpose.of(grant.extra), origin)
+        if rule is not None and not allows(rule, "passkey"):
+            event = AuditEvent(
+                "authenticate",
+                "rejected",
+                user_name=grant.user,
+                client=client,
+                reason=str(Reason.METHOD_NOT_ALLOWED),
+                request_id=request_id,
+                detail=enforce.refused(rule, "passkey"),
+                source_enc=origin.sealed(self.store.box, grant.user),
+            )
+            await to_thread.run_sync(audit.record, self.store, event)
+            return PortalStep(accepted=False, reason=str(Reason.METHOD_NOT_ALLOWED))
         method_id = await to_thread.run_sync(
             self.passkeys.authenticate, grant.user, client, challenge, credential
         )
@@ -242,18 +300,28 @@ class SignInSteps:
         await to_thread.run_sync(audit.record, self.store, event)
         if method_id is None:
             return PortalStep(accepted=False, reason="wrong_passkey")
-        return self._session(grant, client, "hwk")
+        return self._session(grant, client, "hwk", kind="passkey")
 
     def _session(
-        self, ticket: Grant, client: str, factor: str, at: float | None = None
+        self,
+        ticket: Grant,
+        client: str,
+        factor: str,
+        at: float | None = None,
+        *,
+        kind: str = "",
     ) -> PortalStep:
         """A session token for the ticket's user that says which second factor was given
         (``portal.FACTOR``: what an OpenID Connect ID token's ``amr`` is made from; "" for a
-        bypass), when (``portal.AUTH_TIME``: ``at``, else now), and the ticket's ``VIA``."""
+        bypass) and with which kind of method (``METHOD_KIND``), when (``portal.AUTH_TIME``:
+        ``at``, else now), what the sign-in was for, and the ticket's ``VIA``."""
         now = time.time()
         extra = {AUTH_TIME: repr(now if at is None else min(at, now))}
+        extra.update(Purpose.of(ticket.extra).extra())
         if factor:
             extra[FACTOR] = factor
+        if kind:
+            extra[METHOD_KIND] = kind
         if ticket.via:
             extra[VIA] = ticket.via
         token, expires = self.portal.issue(SESSION, ticket.user, client, now, extra)
@@ -267,6 +335,38 @@ class SignInSteps:
             ]
         except NotFound:
             return []
+
+    def _rule(self, user: str, purpose: Purpose, origin: Origin) -> Compiled | None:
+        """The policy rule of ``user``'s sign-in for ``purpose`` (None: no such user)."""
+        try:
+            groups = self.accounts.get_user(user).groups
+        except NotFound:
+            return None
+        return self.policy.rule(purpose, origin.address, groups)
+
+    def _allowed(
+        self, user: str, purpose: Purpose, address: str
+    ) -> tuple[list[MethodName], str, bool]:
+        """``user``'s methods the policy rule of this sign-in allows, the rule's name (""
+        when the person has no method at all: the second step says so), and whether a typed
+        code may give the second factor (``PortalStep.codes``)."""
+        methods = self._methods(user)
+        if not methods:
+            return methods, "", True
+        rule = self.policy.rule(purpose, address, self.accounts.get_user(user).groups)
+        allowed = [m for m in methods if allows(rule, m.kind)]
+        codes = rule.kinds is None or any(
+            m.kind in CODE_KINDS or (m.kind == "push" and not rule.rule.numbered) for m in allowed
+        )
+        return allowed, rule.name, codes
+
+    def _kind(self, user: str, method_id: str | None) -> str:
+        """The kind of ``user``'s method ``method_id`` ("" if it is gone)."""
+        try:
+            methods = self.accounts.list_methods(user)
+        except NotFound:
+            return ""
+        return next((str(m.kind) for m in methods if m.id == method_id), "")
 
     def _preferred_kind(self, user: str) -> str:
         """The kind of ``user``'s default method ("" when none is chosen, or no such user)."""
@@ -284,7 +384,14 @@ class SignInSteps:
 
 
 def _attempt(
-    user: str, code: str, client: str, rid: str, key: str | None, origin: Origin, push: bool
+    user: str,
+    code: str,
+    client: str,
+    rid: str,
+    key: str | None,
+    origin: Origin,
+    push: bool,
+    purpose: Purpose,
 ) -> Attempt:
     return Attempt(
         user,
@@ -296,4 +403,9 @@ def _attempt(
         source=origin.address,
         browser=origin.browser,
         system=origin.system,
+        channel=purpose.channel,
+        channel_client=purpose.app,
+        network=origin.address,
+        skippable=False,
+        no_skip=purpose.channel == OIDC,
     )

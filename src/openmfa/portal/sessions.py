@@ -48,6 +48,8 @@ class Session:
     method_names: list[tuple[str, str]] = field(default_factory=list)
     """With a ticket: the person's methods, kind and name, as the node told (the second step
     says which one it asks for)."""
+    codes: bool = True
+    """With a ticket: the node said a typed code may give the second factor (``PortalStep``)."""
     token: str = ""
     """After the second factor: the node's session token for this user."""
     token_expires: float = 0.0

@@ -133,10 +133,10 @@ class AsyncSdkClient:
         return await self.send(Requests.push_outcome(push_id, wait=wait))
 
     async def portal_sign_in(
-        self, user: str, password: str, *, address: str = "", agent: str = ""
+        self, user: str, password: str, *, address: str = "", agent: str = "", purpose: str = ""
     ) -> PortalStep:
         return await self.send(
-            Requests.portal_sign_in(user, password, address=address, agent=agent)
+            Requests.portal_sign_in(user, password, address=address, agent=agent, purpose=purpose)
         )
 
     async def portal_second_factor(

@@ -169,13 +169,14 @@ class Requests:
 
     @staticmethod
     def portal_sign_in(
-        user: str, password: str, *, address: str = "", agent: str = ""
+        user: str, password: str, *, address: str = "", agent: str = "", purpose: str = ""
     ) -> Call[PortalStep]:
-        """``address``, ``agent``: the browser's address and user agent (``ADDRESS_HEADER``)."""
+        """``address``, ``agent``: the browser's address and user agent (``ADDRESS_HEADER``);
+        ``purpose``: what the sign-in is for (``FOR_HEADER``: "" the portal itself)."""
         body = _encode(PortalSignIn(user=user, password=password))
         return Call(
             "POST", "/v1/portal/sign-in", PortalStep, body=body, kind="authenticate",
-            headers=_origin(address, agent),
+            headers=_origin(address, agent, purpose),
         )  # fmt: skip
 
     @staticmethod

@@ -161,10 +161,12 @@ class SdkClient:
         return self.send(Requests.push_outcome(push_id, wait=wait))
 
     def portal_sign_in(
-        self, user: str, password: str, *, address: str = "", agent: str = ""
+        self, user: str, password: str, *, address: str = "", agent: str = "", purpose: str = ""
     ) -> PortalStep:
         """The User Portal's first step (a ``portal`` key): a ticket for the second."""
-        return self.send(Requests.portal_sign_in(user, password, address=address, agent=agent))
+        return self.send(
+            Requests.portal_sign_in(user, password, address=address, agent=agent, purpose=purpose)
+        )
 
     def portal_second_factor(
         self, ticket: str, code: str, *, address: str = "", agent: str = ""

@@ -5,7 +5,7 @@ the person is told of: ``node.notify``).
 
 from __future__ import annotations
 
-__all__ = ["ADDRESS_HEADER", "AGENT_HEADER", "SESSION_HEADER"]
+__all__ = ["ADDRESS_HEADER", "AGENT_HEADER", "FOR_HEADER", "SESSION_HEADER"]
 
 SESSION_HEADER = "X-OpenMFA-Session"
 """Where portal calls about the signed-in user carry their session token."""
@@ -16,11 +16,19 @@ an older release ignores it."""
 AGENT_HEADER = "X-OpenMFA-Client-Agent"
 """Where a portal's sign-in calls pass the browser's user agent (the node keeps only its
 browser's and system's names)."""
+FOR_HEADER = "X-OpenMFA-Sign-In-For"
+"""What a portal's first sign-in step is for, as policy rules name it: ``forward-auth`` (a site
+behind the proxies), ``oidc NAME`` (the OpenID Connect client NAME); absent: the portal itself.
+A header, like the address: a node of an older release ignores it."""
+FOR_RE = r"^(portal|forward-auth|oidc [A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
 
 
-def _origin(address: str, agent: str) -> dict[str, str]:
-    """A call's headers saying where the browser is ("" values are not sent)."""
+def _origin(address: str, agent: str, purpose: str = "") -> dict[str, str]:
+    """A call's headers saying where the browser is, and what the sign-in is for (``purpose``:
+    ``FOR_HEADER``'s value; "" values are not sent)."""
     headers = {}
+    if purpose:
+        headers[FOR_HEADER] = _header_text(purpose, 80)
     if address:
         headers[ADDRESS_HEADER] = _header_text(address, 64)
     if agent:

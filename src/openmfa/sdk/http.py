@@ -21,9 +21,10 @@ from ..errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from ..node.accounts import Actor
 from ..node.apikeys import ApiClient
 from ..node.audit import NOWHERE, Origin
+from ..node.portal_policy import Purpose
 from ..node.portal_sessions import summarise
 from ..wiring import NodeRuntime
-from .headers import ADDRESS_HEADER, AGENT_HEADER
+from .headers import ADDRESS_HEADER, AGENT_HEADER, FOR_HEADER
 from .models import BypassRequest, MethodCreate
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -77,6 +78,11 @@ def _origin(request: Request) -> Origin:
         raise InvalidInput(f"{AGENT_HEADER} must be a user agent: printable, at most 512 long")
     browser, system = summarise(agent) if agent else ("", "")
     return Origin(address, browser, system)
+
+
+def _purpose(request: Request) -> Purpose:
+    """What a portal's first sign-in step is for (``FOR_HEADER``; absent: the portal)."""
+    return Purpose.parse(request.headers.get(FOR_HEADER, ""))
 
 
 def _whole_numbers(value: Any) -> Any:

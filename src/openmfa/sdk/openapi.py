@@ -18,7 +18,7 @@ import msgspec
 
 from .. import __version__
 from . import models
-from .headers import ADDRESS_HEADER, AGENT_HEADER
+from .headers import ADDRESS_HEADER, AGENT_HEADER, FOR_HEADER, FOR_RE
 from .routes import TABLE
 
 REF = "#/components/schemas/{name}"
@@ -78,6 +78,15 @@ ORIGIN = [
     },
 ]
 """The portal's sign-in routes' headers saying where the browser is."""
+PURPOSE = {
+    "name": FOR_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "what the sign-in is for, as policy rules name it: portal (absent), "
+    "forward-auth, or 'oidc CLIENT-NAME'",
+    "schema": {"type": "string", "pattern": FOR_RE},
+}
+"""The first sign-in step's header (``node.portal_policy``)."""
 SIGN_IN_PATHS = ("/v1/portal/sign-in", "/v1/portal/second-factor", "/v1/portal/passkey")
 CHANGES = {
     ("post", "/v1/portal/me/totp/confirm"),
@@ -153,6 +162,8 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
             params.append(SESSION)
         if path in SIGN_IN_PATHS or (verb, path) in CHANGES:
             params += ORIGIN
+        if path == "/v1/portal/sign-in":
+            params.append(PURPOSE)
         if params:
             op["parameters"] = params
         if body:

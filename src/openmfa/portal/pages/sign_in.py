@@ -51,7 +51,7 @@ async def sign_in(ctx: Ctx) -> Response:
             error=ctx._("Type your user name and your password."),
         )
     try:
-        step = await ctx.sdk.portal_sign_in(user, password, **ctx.where)
+        step = await ctx.sdk.portal_sign_in(user, password, purpose=purpose(s), **ctx.where)
     except InvalidInput:
         step = PortalStep(accepted=False, reason="wrong_password")
     if not step.accepted:
@@ -61,6 +61,8 @@ async def sign_in(ctx: Ctx) -> Response:
     ctx.portal.sessions.renew(s)
     s.user, s.ticket, s.reauth, s.prefer = user, step.ticket, False, step.prefer
     remember_kinds(ctx, step)
+    if step.token and step.reason == "skipped":  # a policy rule: no second factor from here
+        return await signed_in(ctx, step)
     if step.token:  # no method yet, and the node lets people add their first one
         s.next_page = "/methods"
         resp = await signed_in(ctx, step)
@@ -76,7 +78,11 @@ async def confirm(ctx: Ctx) -> Response:
         return ctx.render("sign_in.html", reauth=True, error="", user=s.user)
     ctx.limited()
     password = ctx.field("password", 128)
-    step = await ctx.sdk.portal_sign_in(s.user, password, **ctx.where) if password else None
+    step = (
+        await ctx.sdk.portal_sign_in(s.user, password, purpose=purpose(s), **ctx.where)
+        if password
+        else None
+    )
     if step is None or not step.accepted:
         reason = step.reason if step is not None else "wrong_password"
         return ctx.render(
@@ -85,12 +91,23 @@ async def confirm(ctx: Ctx) -> Response:
     ctx.portal.sessions.renew(s)
     s.ticket, s.reauth, s.prefer = step.ticket, True, step.prefer
     remember_kinds(ctx, step)
+    if step.token and step.reason == "skipped":  # a policy rule: no second factor from here
+        return await signed_in(ctx, step)
     return ctx.redirect("/second-factor")
+
+
+def purpose(s: Session) -> str:
+    """What this sign-in is for, as the node's policy rules name it (``FOR_HEADER``): an
+    application waiting for it, a site behind forward-auth, else the portal itself."""
+    if s.oidc_request and s.oidc_app:
+        return f"oidc {s.oidc_app}"
+    return "forward-auth" if s.return_to else ""
 
 
 def remember_kinds(ctx: Ctx, step: PortalStep) -> None:
     """Keeps what the node said the person can use, for the second step's page."""
     ctx.session.method_names = [(m.kind, m.label) for m in step.methods or []]
+    ctx.session.codes = step.codes
     told = ctx.portal.told_kinds
     if step.ticket:
         told[step.ticket] = None if step.kinds is None else frozenset(step.kinds)
@@ -142,12 +159,19 @@ async def second_factor_page(ctx: Ctx, error: str, status: int = 200) -> Respons
         passkey_options=options,
         prefer=s.prefer,
         push=can_push(ctx, s),
+        codes=takes_codes(ctx, s),
         **names_by_form(ctx, s),
     )
 
 
 CODE_KINDS = frozenset(["totp", "hotp", "backup-codes", "access-code"])
 """Methods the second step's code form takes a code of."""
+
+
+def takes_codes(ctx: Ctx, s: Session) -> bool:
+    """The code form is offered unless the node said no typed code gives the second factor
+    here (a policy rule that allows only a passkey or a numbered push)."""
+    return s.codes
 
 
 def names_by_form(ctx: Ctx, s: Session) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..http import _authorize, _body, _int_param, _node, _origin, _token, json_response
+from ..http import _authorize, _body, _int_param, _node, _origin, _purpose, _token, json_response
 from ..models import (
     PasskeyAnswer,
     PasskeyChallenge,
@@ -32,7 +32,13 @@ async def portal_sign_in(request: Request) -> Response:
     client = await _authorize(request, "portal")
     b = await _body(request, PortalSignIn, node.max_body)
     step = await node.sign_in.first(
-        b.user, b.password, client.name, request.state.request_id, _token(request), _origin(request)
+        b.user,
+        b.password,
+        client.name,
+        request.state.request_id,
+        _token(request),
+        _origin(request),
+        _purpose(request),
     )
     return json_response(step)
 

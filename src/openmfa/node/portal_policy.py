@@ -1,0 +1,95 @@
+"""What the policy rules say of a sign-in at the User Portal: for the portal itself, for a site
+behind forward-auth, or for an OpenID Connect application (``core.policy``'s channels
+``portal``, ``forward-auth``, ``oidc`` with the client's name), from the address the portal's
+trusted proxies report.
+
+Rules owned here:
+- the portal says what a sign-in is for in its first step (``sdk.headers.FOR_HEADER``); the
+  ticket and the session token carry it (``CHANNEL``, ``APP``), so the second step, a passkey
+  and a later application's code are judged under the same rule's channel and client;
+- the methods offered after the first factor are the ones the rule allows; a passkey or a code
+  of another kind is refused ``method_not_allowed`` (audited with the rule's name);
+- a rule's ``skip`` (a trusted network) signs a portal or forward-auth sign-in in with the first
+  factor alone; never an OpenID Connect one: an application's ID token always vouches for a
+  second factor (``node.oidc_tokens``), and an Entra ID sign-in is never skipped;
+- a session signed in for something else (the portal, another application) gives an
+  application a code only if the second factor it was signed in with is one the application's
+  rule allows (``METHOD_KIND``); otherwise the person signs in again for it (step-up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.policy import Compiled, RuleBook
+from ..core.verification import VerifyPolicy
+from ..errors import InvalidInput
+from ..store.database import Store
+from .policy_rules import stored_rules
+
+CHANNEL, APP, METHOD_KIND = "ch", "app", "mk"
+"""A ticket's and a session token's extras: the channel and client the sign-in is for, and the
+kind of the method its second factor was given with."""
+PORTAL, FORWARD_AUTH, OIDC = "portal", "forward-auth", "oidc"
+CODE_KINDS = frozenset(["totp", "hotp", "backup-codes", "access-code"])
+"""The kinds of method a typed code comes from (besides the mobile app's offline code)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Purpose:
+    """What a portal sign-in is for, as policy rules name it."""
+
+    channel: str = PORTAL
+    app: str = ""
+    """The OpenID Connect client's name (channel ``oidc``)."""
+
+    @staticmethod
+    def parse(said: str) -> Purpose:
+        """``FOR_HEADER``'s value: ``portal`` or absent, ``forward-auth``, ``oidc NAME``."""
+        if not said or said == PORTAL:
+            return Purpose()
+        if said == FORWARD_AUTH:
+            return Purpose(FORWARD_AUTH)
+        channel, _, app = said.partition(" ")
+        if channel == OIDC and app and len(app) <= 64 and app.isprintable() and " " not in app:
+            return Purpose(OIDC, app)
+        raise InvalidInput(
+            "X-OpenMFA-Sign-In-For must be 'portal', 'forward-auth' or 'oidc CLIENT-NAME'"
+        )
+
+    def extra(self) -> dict[str, str]:
+        """The ticket's extras that carry it (none for the portal's own sign-in)."""
+        if self.channel == PORTAL:
+            return {}
+        return {CHANNEL: self.channel, APP: self.app} if self.app else {CHANNEL: self.channel}
+
+    @staticmethod
+    def of(extra: dict[str, str] | None) -> Purpose:
+        """What a ticket or session token was issued for (a token of an earlier release: the
+        portal's own sign-in)."""
+        x = extra or {}
+        return Purpose(x.get(CHANNEL, PORTAL), x.get(APP, ""))
+
+
+PORTAL_ITSELF = Purpose()
+"""A sign-in for the portal itself (no header said otherwise)."""
+
+
+class PortalPolicy:
+    """The rule that applies to a portal sign-in, read when asked (a sign-in's steps are not
+    the hot path: the rules are compiled from the store each time, so a rule added a moment
+    ago on the master applies here once replicated)."""
+
+    def __init__(self, store: Store, base: VerifyPolicy) -> None:
+        self.store = store
+        self.base = base
+
+    def rule(self, purpose: Purpose, address: str, groups: list[str]) -> Compiled:
+        with self.store.read() as conn:
+            book = RuleBook(stored_rules(conn), self.base)
+        return book.evaluate(purpose.channel, purpose.app, address, "", frozenset(groups))
+
+
+def allows(rule: Compiled, kind: str) -> bool:
+    """The rule lets a method of ``kind`` give the second factor."""
+    return rule.kinds is None or kind in rule.kinds
