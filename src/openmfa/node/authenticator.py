@@ -381,16 +381,8 @@ class Authenticator:
         cache = cache and verdicts is None  # a subordinate does not cache (yet)
         if cache and (a.before_first_factor or a.first_factor_passed) and not state.locked(now):
             assert rule is not None  # RADIUS caching: a recent full success stands for the code
-            hit = self.cache.hit(
-                cur,
-                user,
-                a.user,
-                a.channel_client,
-                a.station,
-                rule,
-                now,
-                take=a.first_factor_passed,
-            )
+            where = (a.user, a.channel_client, a.station)
+            hit = self.cache.hit(cur, user, where, rule, now, take=a.first_factor_passed)
             if hit and a.before_first_factor:
                 return Decision(False, _SKIPPED), False, ""  # the password alone decides
             if hit and a.first_factor_passed:

@@ -96,16 +96,16 @@ class RadiusCache:
         self,
         cur: Any,
         user: CachedUser,
-        name: str,
-        client: str,
-        station: str,
+        where: tuple[str, str, str],
         rule: Compiled,
         now: float,
         *,
         take: bool,
     ) -> str:
-        """The audit detail of a cache hit for this request ("" for none). ``take``: use it up
-        (the password was checked right), else only say whether there is one."""
+        """The audit detail of a cache hit for this request ("" for none). ``where``: the
+        person's name, the RADIUS client's and the Calling-Station-Id. ``take``: use it up (the
+        password was checked right), else only say whether there is one."""
+        name, client, station = where
         if not station:
             return ""
         key = {"uid": user.id, "client": client, "station": station}
