@@ -79,7 +79,21 @@ def policy_list(data_dir: Path) -> None:
 )
 @click.option("--pin", type=click.Choice(PIN_MODES), default="off", show_default=True)
 @click.option("--lockout-threshold", type=int, help="Failures that lock (instead of [policy]).")
-@click.option("--remember-minutes", type=int, default=0, show_default=True)
+@click.option(
+    "--remember-minutes",
+    type=int,
+    default=0,
+    show_default=True,
+    help="How long a success is remembered (RADIUS with --cache-uses: the cache window).",
+)
+@click.option(
+    "--cache-uses",
+    type=int,
+    default=0,
+    show_default=True,
+    help="RADIUS: requests of the same person, client and Calling-Station-Id a full success "
+    "lets in with the password alone within --remember-minutes (farm-wide).",
+)
 @click.option("--position", type=int, help="Where in the list (1 first; default: last).")
 @click.option(
     "--allow-no-mfa",
@@ -101,6 +115,7 @@ def policy_add(
     pin: str,
     lockout_threshold: int | None,
     remember_minutes: int,
+    cache_uses: int,
     position: int | None,
     allow_no_mfa: bool,
     data_dir: Path,
@@ -119,6 +134,7 @@ def policy_add(
         pin=pin,
         lockout_threshold=lockout_threshold,
         remember_minutes=remember_minutes,
+        cache_uses=cache_uses,
     )
     with opened(data_dir) as (store, _):
         rules = PolicyRules(store)

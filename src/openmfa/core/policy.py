@@ -52,6 +52,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_LOCKOUT = 1000
 MAX_REMEMBER_MINUTES = 60 * 24 * 90
 MAX_RULES = 1000
+MAX_CACHE_USES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,11 @@ class Rule:
     lockout_threshold: int | None = None
     """Failures that lock, in place of ``[policy] lockout_threshold``."""
     remember_minutes: int = 0
-    """How long a success may be remembered (stored; remembering is a later part)."""
+    """How long a success may be remembered. On a RADIUS rule with ``cache_uses``: the cache
+    window (``node.radius_cache``); elsewhere stored (remembering browsers is a later part)."""
+    cache_uses: int = 0
+    """RADIUS caching: how many requests a full success of the same person, RADIUS client and
+    Calling-Station-Id lets in with the password alone within ``remember_minutes`` (0: none)."""
 
     def payload(self) -> dict[str, Any]:
         """The rule as a change record carries it (JSON)."""
@@ -95,6 +100,7 @@ class Rule:
             "pin": self.pin,
             "lockout_threshold": self.lockout_threshold,
             "remember_minutes": self.remember_minutes,
+            "cache_uses": self.cache_uses,
         }
 
     @staticmethod
@@ -113,11 +119,17 @@ class Rule:
             pin=str(p.get("pin", "off")),
             lockout_threshold=None if threshold is None else int(threshold),
             remember_minutes=int(p.get("remember_minutes", 0)),
+            cache_uses=int(p.get("cache_uses", 0)),
         )
 
     @property
     def skips(self) -> bool:
         return self.second_factor == "skip"
+
+    @property
+    def caches(self) -> bool:
+        """A RADIUS rule that lets a recent full success stand for the second factor."""
+        return self.cache_uses > 0 and self.remember_minutes > 0
 
     def describe(self) -> str:
         """One line: what the rule matches and decides."""
@@ -144,6 +156,8 @@ class Rule:
             then.append(f"lockout-threshold={self.lockout_threshold}")
         if self.remember_minutes:
             then.append(f"remember-minutes={self.remember_minutes}")
+        if self.cache_uses:
+            then.append(f"cache-uses={self.cache_uses}")
         return f"{' '.join(when) or 'everything'} -> {' '.join(then)}"
 
 
@@ -197,6 +211,8 @@ def check_rule(
         raise InvalidInput(f"--lockout-threshold must be from 1 to {MAX_LOCKOUT}")
     if not 0 <= rule.remember_minutes <= MAX_REMEMBER_MINUTES:
         raise InvalidInput(f"--remember-minutes must be from 0 to {MAX_REMEMBER_MINUTES}")
+    if rule.cache_uses:
+        _check_cache(rule, channels)
     if rule.second_factor == "skip" and not networks and not allow_no_mfa:
         who = f"group {', '.join(groups)}" if groups else "everyone it matches"
         raise InvalidInput(
@@ -212,6 +228,25 @@ def check_rule(
         networks=networks,
         methods=methods,
     )
+
+
+def _check_cache(rule: Rule, channels: tuple[str, ...]) -> None:
+    """RADIUS caching is a RADIUS rule's, with a window, a bounded count, and a second factor
+    to cache (a rule that skips it has nothing to remember)."""
+    if not 1 <= rule.cache_uses <= MAX_CACHE_USES:
+        raise InvalidInput(f"--cache-uses must be from 1 to {MAX_CACHE_USES}")
+    if channels != ("radius",):
+        raise InvalidInput(
+            "--cache-uses caches a RADIUS sign-in: use it with --channel radius alone"
+        )
+    if rule.remember_minutes <= 0:
+        raise InvalidInput(
+            "--cache-uses needs the window a success is cached for: give --remember-minutes N"
+        )
+    if rule.second_factor == "skip":
+        raise InvalidInput(
+            "--cache-uses caches a second factor; this rule skips it (--second-factor skip)"
+        )
 
 
 def _known(values: Iterable[str], known: tuple[str, ...], what: str) -> tuple[str, ...]:

@@ -39,6 +39,7 @@ from .apikeys import KeyRing
 from .audit import seal_origin
 from .auth_state import AuthState, CachedState, CachedUser, Discard, Pending
 from .policy_rules import RuleCache
+from .radius_cache import RadiusCache
 
 if TYPE_CHECKING:
     from .push import Opened, PushService
@@ -189,6 +190,7 @@ class Authenticator:
         self.state = AuthState(store)
         self.rules = RuleCache(policy)
         """The policy rules, compiled once per configuration generation that changed them."""
+        self.cache = RadiusCache(store)
         self.on_state: Callable[[list[tuple[str, str, int]]], None] | None = None
         """Told each committed batch's TOTP steps and HOTP counters (the farm's state push)."""
         self.push = push
@@ -379,6 +381,17 @@ class Authenticator:
             if a.skippable or a.first_factor_passed:
                 self._keep(cur, user.id, cached, state, after_success(state), pending)
                 return Decision(True, _SKIPPED), False, enforce.skipped(rule)
+        cache = rule is not None and rule.rule.caches and a.channel == "radius"
+        cache = cache and verdicts is None  # a subordinate does not cache (yet)
+        if cache and (a.before_first_factor or a.first_factor_passed) and not state.locked(now):
+            assert rule is not None  # RADIUS caching: a recent full success stands for the code
+            where = (a.user, a.channel_client, a.station)
+            hit = self.cache.hit(cur, user, where, rule, now, take=a.first_factor_passed)
+            if hit and a.before_first_factor:
+                return Decision(False, _SKIPPED), False, ""  # the password alone decides
+            if hit and a.first_factor_passed:
+                self._keep(cur, user.id, cached, state, after_success(state), pending)
+                return Decision(True, _SKIPPED), False, hit
         if a.first_factor_passed:
             return Decision(False, _PENDING), False, ""  # no rule skips: the second factor
         methods = user.methods
@@ -456,6 +469,10 @@ class Authenticator:
             self._claim_failure(user.id, out.user_state.failures, verdicts)
         if out.method_state is not None and out.decision.accepted:
             method_states[out.method_state[0]] = out.method_state[1]
+        if cache and out.decision.reason is Reason.OK:  # a full success: a new window
+            self.cache.remember(cur, user, a.channel_client, a.station, now)
+        elif out.newly_locked:  # a lock ends every cached success of the person
+            self.cache.forget(cur, user.id)
         self._keep(cur, user.id, cached, state, out.user_state, pending)
         return out.decision, out.newly_locked, detail
 

@@ -418,3 +418,23 @@ policy_rules = Table(
 """The administrators' policy rules (``node.policy_rules``, ``core.policy``), in the order they
 are tried (``position`` 0 first); the ``default`` rule is not a row: it always exists, last.
 Replicated by ``policy.rule.*`` records (``policy_records``)."""
+
+
+# -- RADIUS caching (schema 0015_radius_cache) -------------------------------------------------
+
+radius_cache = Table(
+    "radius_cache",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("client", String(255), primary_key=True),
+    Column("station", String(255), primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("uses", Integer, nullable=False, server_default="0"),
+    Column("methods", Text, nullable=False, server_default=""),
+)
+"""RADIUS caching (``node.radius_cache``): a person's last full success from one RADIUS client
+and Calling-Station-Id (``at``), the requests it has let in since (``uses``) and the methods the
+person had then (``methods``: their ids). Authentication state like ``user_state``: written by
+the authenticator in its own transaction, never by change records; no foreign key, so a
+re-bootstrap that replaces ``users`` leaves it alone (a row of a person gone is never valid: the
+deletion ended every session of theirs)."""
