@@ -158,8 +158,7 @@ class Attempt:
     """A rule's ``skip`` accepts this attempt with no code (the SDK's; RADIUS skips only after
     its first factor, ``first_factor_passed``)."""
     no_skip: bool = False
-    """No rule's ``skip`` applies (an OpenID Connect sign-in: its ID token always vouches for a
-    second factor)."""
+    """No rule's ``skip`` applies (an OpenID Connect sign-in: its ID token vouches for MFA)."""
     first_factor_passed: bool = False
     """The caller checked the password and it was right, after an answer ``skipped``: accepted
     if a rule still skips the second factor, else ``pending`` (go on; nothing counted or
