@@ -165,6 +165,10 @@ class Attempt:
     adapter key's ``/v1/authenticate``): an answer that would tell an unknown, disabled or
     methodless user from a known one is the answer a known user's wrong code gets (the audit
     row keeps the truth)."""
+    pin: str = ""
+    """Under a ``pin=required`` rule: "" (not checked yet: answered ``pin_needed``), or the
+    verdict ``node.pins`` checked off the commit thread (``ok``: ``code`` is what followed the
+    PIN; ``wrong``, ``unset``, ``elsewhere``: no PIN can travel)."""
 
 
 class Authenticator:
@@ -257,6 +261,9 @@ class Authenticator:
                         continue
                     client = caller
                 d, locked, detail = self._one(cur, a, now, pending, verdicts, book)
+                if d.reason is _PIN_NEEDED:
+                    results.append(d)  # the caller checks the PIN, then asks again
+                    continue
                 if a.first_factor_passed and not d.accepted:
                     results.append(d)  # go on to the second factor (no rule skips it)
                     continue
@@ -377,6 +384,14 @@ class Authenticator:
                 return Decision(True, _SKIPPED), False, enforce.skipped(rule)
         if a.first_factor_passed:
             return Decision(False, _PENDING), False, ""  # no rule skips: the second factor
+        if rule is not None and rule.rule.pin != "off" and not a.before_first_factor:
+            gate = enforce.pin_gate(rule, a, state, now)
+            if gate is not None:
+                d, new, detail = gate
+                if verdicts is not None and new.failures > state.failures:
+                    self._claim_failure(user.id, new.failures, verdicts)
+                self._keep(cur, user.id, cached, state, new, pending)
+                return d, new.locked(now) and not state.locked(now), detail
         methods = user.methods
         excluded: list[Method] = []
         if rule is not None:
@@ -531,9 +546,9 @@ class Authenticator:
 
 TELLS_WHO_EXISTS = frozenset(
     {Reason.UNKNOWN_USER, Reason.DISABLED, Reason.NO_METHOD, Reason.PUSH_UNAVAILABLE}
-)
+) | {Reason.WRONG_PIN, Reason.PIN_NOT_SET}
 """Refusals a known user's wrong code never gets: they would tell a caller that checked no
-first factor whether the user exists, is disabled, has a method or a phone."""
+first factor whether the user exists, is disabled, has a method, a phone or a PIN."""
 _NOBODY = Method("-", MethodKind.TOTP, bytes(20))
 
 
@@ -568,6 +583,7 @@ def _kind(user: CachedUser, method_id: str) -> str:
 
 
 _LOCKED, _PENDING, _SKIPPED = Reason.LOCKED, Reason.PENDING, Reason.SKIPPED
+_PIN_NEEDED = Reason.PIN_NEEDED
 """Looked up once (``Reason.X`` is a slow attribute hook on CPython 3.11)."""
 _TEXT = {r: r.value for r in Reason}
 """A reason's text for the audit row (``Reason.value`` is a Python-level property)."""

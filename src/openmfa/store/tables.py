@@ -418,3 +418,19 @@ policy_rules = Table(
 """The administrators' policy rules (``node.policy_rules``, ``core.policy``), in the order they
 are tried (``position`` 0 first); the ``default`` rule is not a row: it always exists, last.
 Replicated by ``policy.rule.*`` records (``policy_records``)."""
+
+
+# -- PINs (schema 0015_user_pins; rows of data format 13) --------------------------------------
+
+user_pins = Table(
+    "user_pins",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("hash", String(255), nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("set_at", Float, nullable=False),
+)
+"""A person's PIN (``node.pins``): its argon2id hash, and its length — a field of PIN and code is
+split there (the PIN first), so one argon2 check decides it. The length tells nothing the hash
+does not: whoever holds the hash can try every PIN of 4 to 12 digits anyway. Replicated by
+``user.pin`` records (``pin_records``)."""
