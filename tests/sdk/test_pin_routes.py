@@ -60,9 +60,7 @@ def test_pin_and_code_in_one_field(store: Store, config: Config) -> None:
 
         # The code alone, a wrong PIN: wrong_pin, counted; the third locks (the rule's 3).
         for field in (code, "0000" + code, "9999" + code):
-            r = await c.post(
-                "/v1/authenticate", json={"user": "bob", "code": field}, headers=admin
-            )
+            r = await c.post("/v1/authenticate", json={"user": "bob", "code": field}, headers=admin)
             assert (r.json()["accepted"], r.json()["reason"]) == (False, "wrong_pin"), r.text
         assert r.json()["locked_until"]
         r = await c.get("/v1/users/bob", headers=admin)
