@@ -33,6 +33,12 @@ upstream forgot (a restart) would count too. The upstream's own lockout (Active 
 say) guards its passwords; a locked user's new conversation is still not relayed, and a refusal
 never sends a push.
 
+Policy rules apply as for PAP (channel ``radius``, the client's name, the NAS's address or the
+Calling-Station-Id): a ``skip`` accepts once the upstream accepted, with no push (audited with
+the rule's name); a rule that allows no push, or wants a numbered one (these NAS show no
+number), refuses the push (an Access-Reject); no PIN can travel here, so a ``pin=required``
+rule's ``pin_elsewhere`` says whether the push goes on without it or the sign-in is refused.
+
 A relayed request held for a push when the node stops is answered at once with its refusal and
 its push closed (``relay_rounds``, which says why and what is left out).
 
