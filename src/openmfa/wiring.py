@@ -36,6 +36,7 @@ from .node.oidc_eam import EntraEam
 from .node.oidc_keys import OidcKeys
 from .node.passkeys import Passkeys
 from .node.password_change import PasswordChange
+from .node.pins import Pins
 from .node.policy import verify_policy
 from .node.portal import PortalTokens
 from .node.portal_methods import PortalMethods
@@ -67,6 +68,7 @@ class NodeRuntime:
         self.keyring = KeyRing()
         self.accounts = Accounts(store, config)
         self.groups = Groups(store, self.accounts)
+        self.pins = Pins(store, self.accounts)
         self.apikeys = ApiKeys(store)
         self.tokens = Tokens(store, config, self.accounts)
         self.push = PushService(store, config, self.accounts)

@@ -16,7 +16,8 @@ from openmfa.errors import StoreError
 from openmfa.farm.claim_round import ClaimRound
 from openmfa.node import audit
 from openmfa.node.accounts import Accounts
-from openmfa.node.authenticator import Attempt, Authenticator, Claim, ClaimResult
+from openmfa.node.authenticator import Attempt, Authenticator
+from openmfa.node.master_claims import Claim, ClaimResult
 from openmfa.store import tables as t
 from openmfa.store.database import Store
 

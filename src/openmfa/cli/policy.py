@@ -10,6 +10,7 @@ from ..core.policy import (
     CHANNELS,
     DEFAULT_RULE,
     METHODS,
+    PIN_ELSEWHERE,
     PIN_MODES,
     SECOND_FACTOR,
     SOURCES,
@@ -78,6 +79,13 @@ def policy_list(data_dir: Path) -> None:
     show_default=True,
 )
 @click.option("--pin", type=click.Choice(PIN_MODES), default="off", show_default=True)
+@click.option(
+    "--pin-elsewhere",
+    type=click.Choice(PIN_ELSEWHERE),
+    default="refuse",
+    show_default=True,
+    help="With --pin required: where no PIN can travel (MS-CHAPv2, EAP), refuse or push.",
+)
 @click.option("--lockout-threshold", type=int, help="Failures that lock (instead of [policy]).")
 @click.option(
     "--remember-minutes",
@@ -113,6 +121,7 @@ def policy_add(
     numbered_push: bool,
     second_factor: str,
     pin: str,
+    pin_elsewhere: str,
     lockout_threshold: int | None,
     remember_minutes: int,
     cache_uses: int,
@@ -132,6 +141,7 @@ def policy_add(
         numbered=numbered_push,
         second_factor=second_factor,
         pin=pin,
+        pin_elsewhere=pin_elsewhere,
         lockout_threshold=lockout_threshold,
         remember_minutes=remember_minutes,
         cache_uses=cache_uses,

@@ -11,6 +11,7 @@ import msgspec
 from ..node.accounts import Accounts
 from ..node.groups import Groups, check_group_name
 from ..node.passwords import set_password
+from ..node.pins import Pins
 from ..sdk.models import UserView
 from .common import data_dir_option, fails_cleanly, opened, when
 
@@ -88,6 +89,7 @@ def user_show(name: str, data_dir: Path) -> None:
         click.echo(f"  by hand:    {', '.join(u.manual_groups)}")
     if u.directory_groups:
         click.echo(f"  directory:  {', '.join(u.directory_groups)}")
+    click.echo(f"PIN:          {'set' if u.pin_set else 'not set'}")
     click.echo(f"methods:      {len(found)}")
     for m in found:
         chosen = "  (default)" if m.id == u.default_method else ""
@@ -210,3 +212,35 @@ def user_access_code(name: str, minutes: float, data_dir: Path) -> None:
         code, until = Accounts(store, config).issue_access_code(name, minutes)
     click.echo(f"temporary access code for {name}: {code}")
     click.echo(f"works once, until {when(until)}; tell it to {name} only, in person or by phone")
+
+
+@user.group("pin")
+def user_pin() -> None:
+    """A person's PIN, typed before the code where a policy rule says --pin required."""
+
+
+@user_pin.command("set")
+@click.argument("name")
+@click.option("--pin-stdin", is_flag=True, help="Read the PIN from standard input.")
+@data_dir_option
+@fails_cleanly
+def user_pin_set(name: str, pin_stdin: bool, data_dir: Path) -> None:
+    """Set NAME's PIN (4 to 12 digits; stored as an argon2id hash)."""
+    if pin_stdin:
+        pin = sys.stdin.readline().rstrip("\r\n")
+    else:
+        pin = click.prompt("PIN", hide_input=True, confirmation_prompt=True)
+    with opened(data_dir) as (store, config):
+        Pins(store, Accounts(store, config)).set(name, pin)
+    click.echo(f"set the PIN of {name}")
+
+
+@user_pin.command("clear")
+@click.argument("name")
+@data_dir_option
+@fails_cleanly
+def user_pin_clear(name: str, data_dir: Path) -> None:
+    """Remove NAME's PIN."""
+    with opened(data_dir) as (store, config):
+        Pins(store, Accounts(store, config)).clear(name)
+    click.echo(f"cleared the PIN of {name}")

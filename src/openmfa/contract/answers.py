@@ -31,6 +31,9 @@ class UserView(msgspec.Struct, kw_only=True):
     """The groups an administrator set (``openmfa user group add``)."""
     directory_groups: list[str] = msgspec.field(default_factory=list)
     """The groups the user's directory source says, nested groups resolved (each sync)."""
+    pin_set: bool = False
+    """The user has a PIN (for policy rules with ``pin=required``; data format 13). The PIN
+    itself, and its hash, are never shown."""
 
 
 class MethodView(msgspec.Struct, kw_only=True):

@@ -195,6 +195,15 @@ class BypassRequest(msgspec.Struct, forbid_unknown_fields=True):
     """At most ``[policy] bypass_max_seconds`` (the node's OpenAPI document says how many)."""
 
 
+PIN_PATTERN = "^[0-9]{4,12}$"
+"""A PIN's form (``node.pins.PIN_RE``)."""
+
+
+class PinSet(msgspec.Struct, forbid_unknown_fields=True):
+    pin: Annotated[str, Meta(pattern=PIN_PATTERN)]
+    """4 to 12 digits, typed before the code where a policy rule says ``pin=required``."""
+
+
 class TokenAssign(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     user: str
 

@@ -43,6 +43,9 @@ METHODS = {
 """A rule's method names and the method kinds (``verification.MethodKind``) they allow."""
 SECOND_FACTOR = ("require", "skip")
 PIN_MODES = ("off", "required")
+PIN_ELSEWHERE = ("refuse", "push")
+"""What a ``pin=required`` rule does where no PIN can travel (MS-CHAPv2, EAP): refuse the
+sign-in (the default: safe), or let the push after the upstream's Accept do without it."""
 SOURCES = ("address", "calling-station")
 """What a RADIUS request's source network is read from: the NAS's address (the datagram's
 sender), or the Calling-Station-Id it reports (when that is an IP address)."""
@@ -75,7 +78,9 @@ class Rule:
     no push)."""
     second_factor: str = "require"
     pin: str = "off"
-    """Stored with the rule; the PIN itself is a later part of this work."""
+    """``required``: the person types their PIN before the code (``node.pins``)."""
+    pin_elsewhere: str = "refuse"
+    """With ``pin=required``: what applies where a PIN cannot travel (``PIN_ELSEWHERE``)."""
     lockout_threshold: int | None = None
     """Failures that lock, in place of ``[policy] lockout_threshold``."""
     remember_minutes: int = 0
@@ -98,6 +103,7 @@ class Rule:
             "numbered": self.numbered,
             "second_factor": self.second_factor,
             "pin": self.pin,
+            "pin_elsewhere": self.pin_elsewhere,
             "lockout_threshold": self.lockout_threshold,
             "remember_minutes": self.remember_minutes,
             "cache_uses": self.cache_uses,
@@ -117,6 +123,7 @@ class Rule:
             numbered=bool(p.get("numbered", False)),
             second_factor=str(p.get("second_factor", "require")),
             pin=str(p.get("pin", "off")),
+            pin_elsewhere=str(p.get("pin_elsewhere", "refuse")),
             lockout_threshold=None if threshold is None else int(threshold),
             remember_minutes=int(p.get("remember_minutes", 0)),
             cache_uses=int(p.get("cache_uses", 0)),
@@ -152,6 +159,7 @@ class Rule:
             then.append("numbered-push")
         if self.pin != "off":
             then.append(f"pin={self.pin}")
+            then.append(f"pin-elsewhere={self.pin_elsewhere}")
         if self.lockout_threshold is not None:
             then.append(f"lockout-threshold={self.lockout_threshold}")
         if self.remember_minutes:
@@ -205,6 +213,10 @@ def check_rule(
         raise InvalidInput(f"--second-factor must be one of {', '.join(SECOND_FACTOR)}")
     if rule.pin not in PIN_MODES:
         raise InvalidInput(f"--pin must be one of {', '.join(PIN_MODES)}")
+    if rule.pin_elsewhere not in PIN_ELSEWHERE:
+        raise InvalidInput(f"--pin-elsewhere must be one of {', '.join(PIN_ELSEWHERE)}")
+    if rule.pin_elsewhere != "refuse" and rule.pin != "required":
+        raise InvalidInput("--pin-elsewhere says what replaces a PIN: use it with --pin required")
     if rule.numbered and methods and "push" not in methods:
         raise InvalidInput("--numbered-push says how a push must be: allow push in --methods too")
     if rule.lockout_threshold is not None and not 1 <= rule.lockout_threshold <= MAX_LOCKOUT:

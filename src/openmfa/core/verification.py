@@ -79,6 +79,14 @@ class Reason(StrEnum):
     before the first factor is checked, not accepted: the password alone decides."""
     METHOD_NOT_ALLOWED = "method_not_allowed"
     """The code (or push) is one of a method the policy rule that applies does not allow."""
+    WRONG_PIN = "wrong_pin"
+    """The policy rule wants a PIN before the code and the PIN was wrong (or missing): a
+    failure toward the lock; no code evaluated, no push sent."""
+    PIN_NOT_SET = "pin_not_set"
+    """The policy rule wants a PIN and the person has none: an administrator sets one."""
+    PIN_NEEDED = "pin_needed"
+    """Not an answer: the policy rule wants a PIN, which the caller checks (argon2, off the
+    commit thread: ``node.pins``) and then asks again. Never audited, never shown."""
 
 
 @dataclass(frozen=True, slots=True)

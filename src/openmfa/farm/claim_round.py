@@ -22,15 +22,8 @@ from __future__ import annotations
 
 from ..core.verification import Decision
 from ..errors import OpenMfaError
-from ..node.authenticator import (
-    Attempt,
-    Authenticator,
-    Claim,
-    ClaimResult,
-    Collected,
-    RemoteClaims,
-    Verdicts,
-)
+from ..node.authenticator import Attempt, Authenticator, Collected
+from ..node.master_claims import Claim, ClaimResult, RemoteClaims, Verdicts
 
 MAX_ROUNDS = 3
 MAX_GRANTED = 10_000

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select, update
 from ..config import Config
 from ..core.lockout import LockoutPolicy, UserState, after_failure
 from ..node.auth_state import forward
-from ..node.authenticator import Claim, ClaimResult
+from ..node.master_claims import Claim, ClaimResult
 from ..store import tables as t
 from ..store.database import Store
 from . import membership

@@ -185,6 +185,7 @@ _REPLACED = (
     "oidc_subjects",
     "user_groups",
     "policy_rules",
+    "user_pins",
 )
 """Configuration tables a re-bootstrap takes from the snapshot as they are."""
 

@@ -29,6 +29,7 @@ from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.crypto import SecretBox
 from ..store.database import Store
 from ..store.group_records import groups_of
+from ..store.pin_records import with_pins
 from .audit import NOWHERE, Origin
 from .auth_state import forward
 from .session_ends import end_change, ends_known
@@ -153,14 +154,17 @@ class Accounts:
         if row is None:
             raise NotFound(f"no user named {name!r}")
         groups = groups_of(conn, [int(row.id)]).get(int(row.id), {})
-        return _user_view(row, self.store.box, groups), int(row.id)
+        pin = bool(with_pins(conn, [int(row.id)]))
+        return _user_view(row, self.store.box, groups, pin), int(row.id)
 
     def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
         query = _user_query().where(t.users.c.name > after).order_by(t.users.c.name).limit(limit)
         with self.store.read() as conn:
             rows = conn.execute(query).all()
             groups = groups_of(conn, [int(r.id) for r in rows])
-        return [_user_view(r, self.store.box, groups.get(int(r.id), {})) for r in rows]
+            pins = with_pins(conn, [int(r.id) for r in rows])
+        box = self.store.box
+        return [_user_view(r, box, groups.get(int(r.id), {}), int(r.id) in pins) for r in rows]
 
     def update_user(self, name: str, fields: dict[str, Any], actor: Actor = Actor()) -> UserView:
         unknown = set(fields) - set(USER_FIELDS)
@@ -541,7 +545,9 @@ _SESSIONS_AFTER = select(t.users.c.sessions_after).where(t.users.c.name == bindp
 """Both built once: every portal call about a person reads them."""
 
 
-def _user_view(row: Row[Any], box: SecretBox, groups: dict[str, list[str]]) -> UserView:
+def _user_view(
+    row: Row[Any], box: SecretBox, groups: dict[str, list[str]], pin: bool = False
+) -> UserView:
     now = time.time()
     email, phone = row.email, row.phone
     if row.contact_enc is not None:  # data format 2
@@ -563,4 +569,5 @@ def _user_view(row: Row[Any], box: SecretBox, groups: dict[str, list[str]]) -> U
         groups=sorted({*groups.get("manual", ()), *groups.get("directory", ())}),
         manual_groups=groups.get("manual", []),
         directory_groups=groups.get("directory", []),
+        pin_set=pin,
     )

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.compare import normalize_code
@@ -38,56 +37,21 @@ from . import policy_enforce as enforce
 from .apikeys import KeyRing
 from .audit import seal_origin
 from .auth_state import AuthState, CachedState, CachedUser, Discard, Pending
+from .master_claims import (
+    CLAIMED,
+    FAILED_CLOSED,
+    LOCAL_ONLY,
+    LOCKED_AT_MASTER,
+    USED_ELSEWHERE,
+    Claim,
+    ClaimResult,
+    Verdicts,
+)
 from .policy_rules import RuleCache
 from .radius_cache import RadiusCache
 
 if TYPE_CHECKING:
     from .push import Opened, PushService
-
-
-class ClaimResult(Enum):
-    OK = "ok"
-    USED = "used"
-    """Another node of the farm used this code (or a later one) first."""
-    UNREACHABLE = "unreachable"
-    LOCKED = "locked"
-    """The user is locked out at the master (failures on any node count there)."""
-
-
-Claim = tuple[str, str, int | str]
-"""(method id, "totp" | "hotp" | "backup", step | counter | code hash)."""
-
-
-class RemoteClaims(Protocol):
-    """The farm's master, where a subordinate claims what an acceptance uses up."""
-
-    fail_closed: bool
-
-    def claim(self, method_id: str, kind: str, value: int | str) -> ClaimResult: ...
-
-    def claim_many(self, claims: list[Claim]) -> list[ClaimResult]:
-        """Claims of one batch in one round trip, applied in order."""
-        ...
-
-    def close(self) -> None: ...
-
-
-@dataclass(slots=True)
-class Verdicts:
-    """A farm subordinate's pass over a batch: what the master answered so far, and what this
-    pass still needs from it. The authenticator never asks the master itself (no network call
-    while the write lock is held); ``farm.claim_round`` asks between passes and after commit."""
-
-    fail_closed: bool = False
-    """``[farm] when_master_unreachable = "fail_closed"``."""
-    known: dict[Claim, ClaimResult] = field(default_factory=dict)
-    final: bool = False
-    """No more rounds: a claim the master has not answered counts as unreachable."""
-    wanted: list[Claim] = field(default_factory=list)
-    """Acceptances this pass needs the master's word on (then the pass is rolled back)."""
-    failures: list[Claim] = field(default_factory=list)
-    """Failures to count at the master; they do not change a decision, so they are sent after
-    the commit (or with the next round's claims)."""
 
 
 class Collected(Discard):
@@ -102,13 +66,6 @@ class Round(Protocol):
     ) -> list[Decision | OpenMfaError]: ...
 
     def close(self) -> None: ...
-
-
-CLAIMED = "claimed at the master"
-USED_ELSEWHERE = "the master has seen this code on another node"
-LOCKED_AT_MASTER = "locked out at the master (failures on other nodes count too)"
-LOCAL_ONLY = "master unreachable: decided on this node's state"
-FAILED_CLOSED = "master unreachable: refused (fail closed)"
 
 
 @dataclass(slots=True)
@@ -168,6 +125,10 @@ class Attempt:
     adapter key's ``/v1/authenticate``): an answer that would tell an unknown, disabled or
     methodless user from a known one is the answer a known user's wrong code gets (the audit
     row keeps the truth)."""
+    pin: str = ""
+    """Under a ``pin=required`` rule: "" (not checked yet: answered ``pin_needed``), or the
+    verdict ``node.pins`` checked off the commit thread (``ok``: ``code`` is what followed the
+    PIN; ``wrong``, ``unset``, ``elsewhere``: no PIN can travel)."""
 
 
 class Authenticator:
@@ -261,6 +222,9 @@ class Authenticator:
                         continue
                     client = caller
                 d, locked, detail = self._one(cur, a, now, pending, verdicts, book)
+                if d.reason is _PIN_NEEDED:
+                    results.append(d)  # the caller checks the PIN, then asks again
+                    continue
                 if a.first_factor_passed and not d.accepted:
                     results.append(d)  # go on to the second factor (no rule skips it)
                     continue
@@ -393,6 +357,14 @@ class Authenticator:
                 return Decision(True, _SKIPPED), False, hit
         if a.first_factor_passed:
             return Decision(False, _PENDING), False, ""  # no rule skips: the second factor
+        if rule is not None and rule.rule.pin != "off" and not a.before_first_factor:
+            gate = enforce.pin_gate(rule, a, state, now)
+            if gate is not None:
+                d, new, detail = gate
+                if verdicts is not None and new.failures > state.failures:
+                    self._claim_failure(user.id, new.failures, verdicts)
+                self._keep(cur, user.id, cached, state, new, pending)
+                return d, new.locked(now) and not state.locked(now), detail
         methods = user.methods
         excluded: list[Method] = []
         if rule is not None:
@@ -551,9 +523,9 @@ class Authenticator:
 
 TELLS_WHO_EXISTS = frozenset(
     {Reason.UNKNOWN_USER, Reason.DISABLED, Reason.NO_METHOD, Reason.PUSH_UNAVAILABLE}
-)
+) | {Reason.WRONG_PIN, Reason.PIN_NOT_SET}
 """Refusals a known user's wrong code never gets: they would tell a caller that checked no
-first factor whether the user exists, is disabled, has a method or a phone."""
+first factor whether the user exists, is disabled, has a method, a phone or a PIN."""
 _NOBODY = Method("-", MethodKind.TOTP, bytes(20))
 
 
@@ -588,6 +560,7 @@ def _kind(user: CachedUser, method_id: str) -> str:
 
 
 _LOCKED, _PENDING, _SKIPPED = Reason.LOCKED, Reason.PENDING, Reason.SKIPPED
+_PIN_NEEDED = Reason.PIN_NEEDED
 """Looked up once (``Reason.X`` is a slow attribute hook on CPython 3.11)."""
 _TEXT = {r: r.value for r in Reason}
 """A reason's text for the audit row (``Reason.value`` is a Python-level property)."""

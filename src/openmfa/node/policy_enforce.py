@@ -12,11 +12,20 @@ Rules owned here:
   the lock, like any refused code); so is a push the rule does not allow, or one asked where the
   rule wants it numbered and the channel cannot show a number (no failure: asking for a push is
   no guess; a RADIUS client then asks for a code instead);
+- ``pin=required``: the PIN is checked by the caller off the commit thread (``node.pins``), so
+  an attempt not checked yet is answered ``pin_needed`` (nothing counted or audited; a locked
+  person's goes on to its ``locked``); a wrong PIN is ``wrong_pin``, a failure toward the lock,
+  with no code evaluated and no push sent; no PIN set is ``pin_not_set`` (nothing counted);
+  where no PIN can travel (MS-CHAPv2, EAP) the rule's ``pin_elsewhere`` says: ``push`` goes
+  on, ``refuse`` is ``method_not_allowed`` (nothing counted). Only a right PIN lets the code
+  (what followed it) be tried;
 - the lockout threshold: the rule's replaces ``[policy]``'s for this attempt;
 - every decision a rule changed is audited with the rule's name (the ``detail`` returned here).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from ..core.lockout import UserState, after_failure
 from ..core.policy import Compiled
@@ -30,6 +39,9 @@ from ..core.verification import (
     Reason,
     decide,
 )
+
+if TYPE_CHECKING:
+    from .authenticator import Attempt
 
 _PUSH = MethodKind.PUSH
 _REFUSABLE = frozenset({Reason.WRONG_CODE, Reason.MALFORMED, Reason.NO_METHOD})
@@ -118,3 +130,33 @@ def refused(rule: Compiled, kind: str) -> str:
 
 def locked_by(rule: Compiled) -> str:
     return f"lockout threshold {rule.policy.lockout.threshold} of policy rule {rule.name}"
+
+
+def pin_gate(
+    rule: Compiled, a: Attempt, state: UserState, now: float
+) -> tuple[Decision, UserState, str] | None:
+    """A ``pin=required`` rule's answer for ``a`` (decision, the person's new state, audit
+    detail), or None: go on and decide the code (the PIN was right, or the person is locked and
+    ``decide`` says so)."""
+    pin = a.pin
+    if pin == "ok":
+        return None
+    locked = state.locked(now)
+    if pin == "":
+        return None if locked else (Decision(False, Reason.PIN_NEEDED), state, "")
+    if locked:
+        return None
+    if pin == "elsewhere":
+        if rule.rule.pin_elsewhere == "push":
+            return None
+        detail = f"a PIN cannot travel here; refused by policy rule {rule.name} (pin-elsewhere)"
+        return Decision(False, Reason.METHOD_NOT_ALLOWED), state, detail
+    if pin == "unset":
+        detail = f"no PIN set; policy rule {rule.name} requires one"
+        return Decision(False, Reason.PIN_NOT_SET), state, detail
+    new = after_failure(state, rule.policy.lockout, now)
+    until = new.locked_until if new.locked(now) else None
+    detail = f"wrong PIN (policy rule {rule.name})"
+    if until is not None and rule.rule.lockout_threshold is not None:
+        detail += "; " + locked_by(rule)
+    return Decision(False, Reason.WRONG_PIN, locked_until=until), new, detail

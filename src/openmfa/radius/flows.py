@@ -42,6 +42,7 @@ from ..contract import PushOutcome
 from ..core.verification import PUSH_WORDS, Decision, MethodKind, Reason
 from ..errors import OpenMfaError, PrimaryUnavailable
 from ..farm.push_relay import HandingOver, MasterPush, PushAsked, leads, wait_outcome
+from ..node import pins
 from ..node.accounts import Accounts
 from ..node.audit import seal_origin
 from ..node.authenticator import Attempt
@@ -79,6 +80,8 @@ def reject(message: str = DENIED) -> Reply:
 ACCEPTED, DENIED_REPLY, LOCKED_REPLY = Reply(p.ACCESS_ACCEPT, []), reject(), reject(LOCKED)
 PUSH_REFUSED = reject("No push can be sent now; enter the code from your app instead")
 NOT_ALLOWED = reject("That method is not allowed for this sign-in; use another of your methods")
+UNAVAILABLE = reject("The sign-in service is unavailable; try again later")
+NO_PIN = reject("This sign-in needs a PIN and you have none; ask your administrator to set one")
 Where = tuple[str, str, str]
 """(the NAS's address, the Calling-Station-Id): for policy rules; and where the person is
 (``packet.origin_of``: the Calling-Station-Id, else the NAS-IP-Address), sealed with the audit
@@ -141,7 +144,7 @@ class AccessFlows:
         name = pkt.get(p.USER_NAME)
         hidden = pkt.get(p.USER_PASSWORD)
         if hidden is None and self.relay.wants(pkt):
-            self.relay.handle(client, pkt, respond)
+            self.relay.handle(client, pkt, respond, nas)
             return None
         no_password = hidden is None and client.push != "off" and pkt.get(p.CHAP_PASSWORD) is None
         if not name or (hidden is None and not no_password):
@@ -260,7 +263,10 @@ class AccessFlows:
         return attempt, lambda result: self._decided(client, attempt, result, respond), True
 
     def _decided(self, client: RadiusClient, a: Attempt, result: Result, respond: Respond) -> None:
-        """On the commit thread: answer a decision, or start waiting for a push."""
+        """On the commit thread: answer a decision, wait for a push, or check a PIN first."""
+        if isinstance(result, Decision) and result.reason is Reason.PIN_NEEDED:
+            self._on_loop(self._pin_checked, client, a, respond)
+            return
         if isinstance(result, Decision) and result.reason is Reason.PENDING:
             if result.pending is None:  # a farm subordinate: the push is opened at the master
                 self._on_loop(self._open_at_master, client, a, result.method_id, respond)
@@ -269,6 +275,17 @@ class AccessFlows:
             self._pushed(client, a.user, push_id, number, respond)
             return
         respond(_reply(result))
+
+    async def _pin_checked(self, client: RadiusClient, a: Attempt, respond: Respond) -> None:
+        try:
+            checked = await pins.checked(self.store, a)
+        except OpenMfaError as exc:
+            log.error("RADIUS client %s: a PIN could not be checked: %s", client.name, exc)
+            self.queue.call(lambda: respond(UNAVAILABLE))
+            return
+        self.queue.submit_callback(
+            checked, lambda result: self._decided(client, checked, result, respond)
+        )
 
     def _pushed(
         self, client: RadiusClient, user: str, push_id: str, number: str, respond: Respond
@@ -436,7 +453,7 @@ class AccessFlows:
             attempt, decided, _ = self._job(client, user, "push", respond, where)
 
             def pushed(result: Result) -> None:  # a rule allows no (such) push: ask for a code
-                if isinstance(result, Decision) and result.reason is Reason.METHOD_NOT_ALLOWED:
+                if isinstance(result, Decision) and result.reason in _ASK_A_CODE:
                     state = self.states.issue(user, client.name, time.time())
                     respond(
                         Reply(
@@ -551,6 +568,9 @@ class AccessFlows:
         return sorted({m.digits for m in methods}, reverse=True) or [6]
 
 
+_ASK_A_CODE = frozenset({Reason.METHOD_NOT_ALLOWED, Reason.PIN_NEEDED})
+"""After the password, a push the rule refuses or wants a PIN for: a code challenge instead."""
+
 FOLLOW_UP_SECONDS = 3.0
 """How long a push challenge's follow-up waits before it is challenged again (below the 5 s
 many gateways give a server)."""
@@ -575,4 +595,6 @@ def _reply(result: Result) -> Reply:
         return PUSH_REFUSED
     if d.reason is Reason.METHOD_NOT_ALLOWED:
         return NOT_ALLOWED
+    if d.reason is Reason.PIN_NOT_SET:
+        return NO_PIN
     return LOCKED_REPLY if d.reason == Reason.LOCKED else DENIED_REPLY

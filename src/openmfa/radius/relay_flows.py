@@ -33,6 +33,12 @@ upstream forgot (a restart) would count too. The upstream's own lockout (Active 
 say) guards its passwords; a locked user's new conversation is still not relayed, and a refusal
 never sends a push.
 
+Policy rules apply as for PAP (channel ``radius``, the client's name, the NAS's address or the
+Calling-Station-Id): a ``skip`` accepts once the upstream accepted, with no push (audited with
+the rule's name); a rule that allows no push, or wants a numbered one (these NAS show no
+number), refuses the push (an Access-Reject); no PIN can travel here, so a ``pin=required``
+rule's ``pin_elsewhere`` says whether the push goes on without it or the sign-in is refused.
+
 A relayed request held for a push when the node stops is answered at once with its refusal and
 its push closed (``relay_rounds``, which says why and what is left out).
 
@@ -58,14 +64,15 @@ from typing import TYPE_CHECKING, Any
 from ..config import Config
 from ..core.verification import Decision, MethodKind, Reason
 from ..errors import MalformedPacket, OpenMfaError, PrimaryUnavailable
-from ..node import audit
+from ..node import audit, pins
 from ..node.authenticator import Attempt
+from ..node.commit_queue import Result
 from ..node.first_factor import PasswordCheck
 from ..node.radius_clients import RadiusClient
 from ..store.changes import AuditEvent
 from . import packet as p
 from . import relay as r
-from .flows import Reply, Respond
+from .flows import NOWHERE, Reply, Respond, Where
 from .ntlm import NtlmAuth
 from .primary import exchange
 from .relay_rounds import Answer, HeldRounds
@@ -144,16 +151,18 @@ class RelayFlows:
         """The node stops: answer the requests held for a push now (``relay_rounds``)."""
         self.rounds.end()
 
-    def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> None:
+    def handle(self, client: RadiusClient, pkt: p.Packet, respond: Respond, nas: str = "") -> None:
         """On the commit thread: refuse at once what cannot be relayed; the rest goes to the
-        event loop."""
+        event loop. ``nas``: the sender's address (policy rules match it, as for PAP)."""
+        station = pkt.get(p.CALLING_STATION_ID)
+        where = (nas, station.decode("utf-8", "replace") if station else "", p.origin_of(pkt))
         eap = r.is_eap(pkt.attributes)
         plain = r.eap_split(r.eap_failure(r.eap_identifier(pkt.attributes))) if eap else []
         answer = Answer(respond, pkt, _reply(p.ACCESS_REJECT, plain), client.name)
         if eap:
-            self._eap(client, pkt, answer)
+            self._eap(client, pkt, answer, where)
         else:
-            self._mschap(client, pkt, answer)
+            self._mschap(client, pkt, answer, where)
 
     def _relay(
         self,
@@ -184,7 +193,7 @@ class RelayFlows:
 
     # -- MS-CHAPv2 ----------------------------------------------------------------------
 
-    def _mschap(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> None:
+    def _mschap(self, client: RadiusClient, pkt: p.Packet, respond: Respond, where: Where) -> None:
         try:
             request = r.parse_mschap(pkt)
         except MalformedPacket as exc:
@@ -202,10 +211,10 @@ class RelayFlows:
             respond(_reply(p.ACCESS_REJECT, r.mschap_reject(None, request.ident)))
             return
         if client.primary == "ntlm":
-            self._relay(client, respond, self._mschap_ntlm, client, pkt, request)
+            self._relay(client, respond, self._mschap_ntlm, client, pkt, request, where)
             return
         relayed = r.upstream_attributes(pkt, request.attributes)
-        self._relay(client, respond, self._mschap_relay, client, pkt, request, relayed)
+        self._relay(client, respond, self._mschap_relay, client, pkt, request, relayed, where)
 
     async def _mschap_relay(
         self,
@@ -213,10 +222,11 @@ class RelayFlows:
         pkt: p.Packet,
         request: r.MsChap,
         relayed: list[tuple[int, bytes]],
+        where: Where,
         respond: Respond,
     ) -> None:
         refused = _reply(p.ACCESS_REJECT, r.mschap_reject(None, request.ident))
-        asked = self._attempt(client, request.person)
+        asked = self._attempt(client, request.person, where)
         checked = self._checked(asked, "radius mschapv2")
         backend = _Relayed(self.upstream, relayed)
         decision = await self._first(client, backend, asked, checked, refused, respond)
@@ -227,15 +237,22 @@ class RelayFlows:
             self._answer(respond, _reply(p.ACCESS_REJECT, ms_error))
             return
         keys = self._keys(backend, client, pkt)
-        await self._second_factor(client, request.person, backend.reply, keys, refused, respond)
+        await self._second_factor(
+            client, asked, backend.reply, keys, refused, respond, skipped=_skipped(decision)
+        )
 
     async def _mschap_ntlm(
-        self, client: RadiusClient, pkt: p.Packet, request: r.MsChap, respond: Respond
+        self,
+        client: RadiusClient,
+        pkt: p.Packet,
+        request: r.MsChap,
+        where: Where,
+        respond: Respond,
     ) -> None:
         """``--primary ntlm``: Active Directory checks the response (``ntlm``); OpenMFA makes
         the MS-CHAP2-Success and the MPPE keys from the PasswordHashHash it returns."""
         refused = _reply(p.ACCESS_REJECT, r.mschap_reject(None, request.ident))
-        asked = self._attempt(client, request.person)
+        asked = self._attempt(client, request.person, where)
         try:
             backend = _NtlmCheck(self._ntlm_auth(), request)
         except ValueError as exc:
@@ -252,7 +269,8 @@ class RelayFlows:
             self._answer(respond, _reply(p.ACCESS_REJECT, ms_error))
             return
         accept = r.mschap_accept(request, backend.hash_hash, client.secret, pkt.authenticator)
-        await self._push(client, request.person, _reply(p.ACCESS_ACCEPT, accept), refused, respond)
+        accepted = _reply(p.ACCESS_ACCEPT, accept)
+        await self._push(client, asked, accepted, refused, respond, _skipped(decision))
 
     async def _first(
         self,
@@ -289,7 +307,7 @@ class RelayFlows:
 
     # -- EAP ----------------------------------------------------------------------------
 
-    def _eap(self, client: RadiusClient, pkt: p.Packet, respond: Respond) -> None:
+    def _eap(self, client: RadiusClient, pkt: p.Packet, respond: Respond, where: Where) -> None:
         ident = r.eap_identifier(pkt.attributes)
         refused = _reply(p.ACCESS_REJECT, r.eap_split(r.eap_failure(ident)))
         if client.eap != "relay":
@@ -313,7 +331,7 @@ class RelayFlows:
             respond(refused)
             return
         relayed = r.upstream_attributes(pkt, r.eap_round(pkt, message))
-        self._relay(client, respond, self._eap_relay, client, pkt, relayed, refused)
+        self._relay(client, respond, self._eap_relay, client, pkt, relayed, refused, where)
 
     async def _eap_relay(
         self,
@@ -321,6 +339,7 @@ class RelayFlows:
         pkt: p.Packet,
         relayed: list[tuple[int, bytes]],
         refused: Reply,
+        where: Where,
         respond: Respond,
     ) -> None:
         outer = (pkt.get(p.USER_NAME) or b"").decode(errors="replace")
@@ -357,11 +376,17 @@ class RelayFlows:
             return
         named = inner.decode(errors="replace")
         user = named.rpartition("\\")[2]  # (PEAP-MSCHAPv2 from Windows: DOMAIN\user)
-        asked = self._attempt(client, user)
+        asked = self._attempt(client, user, where)
         event = self._checked(asked, "radius eap")
         await asyncio.to_thread(audit.record, self.flows.store, event)
+        # A policy rule's skip (a trusted network) after the upstream's Accept: no push.
+        skip = await self.flows.queue.submit(replace(asked, first_factor_passed=True))
+        if isinstance(skip, OpenMfaError):
+            raise skip
         keys = self._keys(backend, client, pkt)
-        await self._second_factor(client, user, reply, keys, failure, respond, eap=True)
+        await self._second_factor(
+            client, asked, reply, keys, failure, respond, eap=True, skipped=_skipped(skip)
+        )
 
     async def _unnamed(
         self, client: RadiusClient, outer: str, failure: Reply, respond: Respond
@@ -425,16 +450,18 @@ class RelayFlows:
     async def _second_factor(
         self,
         client: RadiusClient,
-        user: str,
+        asked: Attempt,
         reply: p.Packet,
         keys: r.Keys,
         refused: Reply,
         respond: Respond,
         *,
         eap: bool = False,
+        skipped: bool = False,
     ) -> None:
         """After the upstream's Accept: the Access-Accept made from it, once the push is
-        approved."""
+        approved (at once when a policy rule ``skipped`` the second factor)."""
+        user = asked.user
         try:
             accept = _reply(
                 p.ACCESS_ACCEPT,
@@ -451,13 +478,28 @@ class RelayFlows:
             )
             self._answer(respond, refused)
             return
-        await self._push(client, user, accept, refused, respond)
+        await self._push(client, asked, accept, refused, respond, skipped)
 
     async def _push(
-        self, client: RadiusClient, user: str, accept: Reply, refused: Reply, respond: Respond
+        self,
+        client: RadiusClient,
+        asked: Attempt,
+        accept: Reply,
+        refused: Reply,
+        respond: Respond,
+        skipped: bool = False,
     ) -> None:
         """The person's approve-only push, held (``flows._hold`` counts it in ``holding``):
-        approved → ``accept``, else ``refused``. None once the node stops (``relay_rounds``)."""
+        approved → ``accept``, else ``refused``. None once the node stops (``relay_rounds``).
+        The policy rule decides on the push attempt (channel ``radius``, this client, the NAS
+        address and Calling-Station-Id): a rule whose methods exclude push, or that wants a
+        numbered push (these NAS show no number), refuses it (``method_not_allowed``, audited
+        with the rule's name); a ``pin=required`` rule's ``pin_elsewhere`` says whether the
+        push goes on with no PIN (none can travel here) or is refused."""
+        user = asked.user
+        if skipped:
+            self._answer(respond, accept)  # audited where the rule skipped it
+            return
         if self.rounds.stopping:
             self._answer(respond, refused)
             return
@@ -472,7 +514,8 @@ class RelayFlows:
             return
         held = replace(client, push="hold")
         answer = self.rounds.start(respond, accept, refused)
-        attempt, callback, _ = self.flows._job(held, user, "push", answer)
+        attempt, callback, _ = self.flows._job(held, user, "push", answer, _where(asked))
+        attempt = replace(attempt, pin=pins.ELSEWHERE)
         self.flows.queue.submit_callback(attempt, self.rounds.decided(answer, callback))
 
     def _has_push(self, user: str) -> bool:
@@ -499,7 +542,7 @@ class RelayFlows:
         secret = self.upstream["secret"].encode()
         return r.Keys(secret, backend.authenticator, client.secret, pkt.authenticator)
 
-    def _attempt(self, client: RadiusClient, user: str) -> Attempt:
+    def _attempt(self, client: RadiusClient, user: str, where: Where = NOWHERE) -> Attempt:
         f = self.flows
         return Attempt(
             user,
@@ -507,6 +550,11 @@ class RelayFlows:
             client="radius:" + client.name,
             request_id=f"radius-{f._run}-{next(f._ids)}",
             push=False,
+            channel="radius",
+            channel_client=client.name,
+            network=where[0],
+            station=where[1],
+            source=where[2],
         )
 
     def _answer(self, respond: Respond, answer: Reply) -> None:
@@ -525,3 +573,15 @@ class RelayFlows:
 
 def _reply(code: int, attributes: list[tuple[int, bytes]]) -> Reply:
     return Reply(code, attributes)
+
+
+def _skipped(decision: Result) -> bool:
+    """A policy rule skipped the second factor (accepted ``skipped``, audited with its name)."""
+    return isinstance(decision, Decision) and decision.accepted and decision.reason is _SKIPPED
+
+
+def _where(asked: Attempt) -> Where:
+    return (asked.network, asked.station, asked.source)
+
+
+_SKIPPED = Reason.SKIPPED

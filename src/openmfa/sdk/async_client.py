@@ -403,6 +403,14 @@ class AsyncSdkClient:
         """Take ``name`` out of ``group`` they were put in by hand."""
         return await self.send(Requests.remove_user_group(name, group))
 
+    async def set_user_pin(self, name: str, pin: str) -> UserView:
+        """Set ``name``'s PIN (4 to 12 digits; data format 13)."""
+        return await self.send(Requests.set_user_pin(name, pin))
+
+    async def clear_user_pin(self, name: str) -> UserView:
+        """Clear ``name``'s PIN."""
+        return await self.send(Requests.clear_user_pin(name))
+
     async def unlock_user(self, name: str) -> UserView:
         return await self.send(Requests.unlock_user(name))
 

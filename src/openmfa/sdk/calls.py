@@ -53,6 +53,7 @@ from .models import (
     PasskeyOptions,
     PasswordChanged,
     PasswordPolicy,
+    PinSet,
     PortalCookiesSeen,
     PortalDefault,
     PortalMe,
@@ -529,6 +530,15 @@ class Requests:
         return Call("DELETE", path, UserView, kind="write")
 
     @staticmethod
+    def set_user_pin(name: str, pin: str) -> Call[UserView]:
+        body = _encode(PinSet(pin=pin))
+        return Call("PUT", f"/v1/users/{_seg(name)}/pin", UserView, body=body, kind="write")
+
+    @staticmethod
+    def clear_user_pin(name: str) -> Call[UserView]:
+        return Call("DELETE", f"/v1/users/{_seg(name)}/pin", UserView, kind="write")
+
+    @staticmethod
     def unlock_user(name: str) -> Call[UserView]:
         return Call("POST", f"/v1/users/{_seg(name)}/unlock", UserView, kind="write")
 
@@ -554,16 +564,9 @@ class Requests:
         algorithm: Literal["SHA1", "SHA256", "SHA512"] | None = None,
         label: str = "",
     ) -> Call[Enrollment]:
-        body = _encode(
-            MethodCreate(
-                kind=kind,
-                secret=secret,
-                digits=digits,
-                period=period,
-                algorithm=algorithm,
-                label=label,
-            )
-        )
+        body = _encode(MethodCreate(
+            kind=kind, secret=secret, digits=digits, period=period, algorithm=algorithm, label=label
+        ))  # fmt: skip
         return Call("POST", f"/v1/users/{_seg(name)}/methods", Enrollment, body=body, kind="write")
 
     @staticmethod

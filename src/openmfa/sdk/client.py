@@ -442,6 +442,14 @@ class SdkClient:
         """Take ``name`` out of ``group`` they were put in by hand."""
         return self.send(Requests.remove_user_group(name, group))
 
+    def set_user_pin(self, name: str, pin: str) -> UserView:
+        """Set ``name``'s PIN (4 to 12 digits; data format 13)."""
+        return self.send(Requests.set_user_pin(name, pin))
+
+    def clear_user_pin(self, name: str) -> UserView:
+        """Clear ``name``'s PIN."""
+        return self.send(Requests.clear_user_pin(name))
+
     def unlock_user(self, name: str) -> UserView:
         return self.send(Requests.unlock_user(name))
 

@@ -245,6 +245,8 @@ def _user_delete(conn: Connection, p: Payload) -> None:
         conn.execute(delete(t.oidc_subjects).where(t.oidc_subjects.c.user_id == p["id"]))
     if formats.local_format(conn) >= formats.GROUPS_FORMAT:  # an id may be given again
         conn.execute(delete(t.user_groups).where(t.user_groups.c.user_id == p["id"]))
+    if formats.local_format(conn) >= formats.PIN_FORMAT:  # an id may be given again
+        conn.execute(delete(t.user_pins).where(t.user_pins.c.user_id == p["id"]))
     conn.execute(delete(t.users).where(t.users.c.id == p["id"]))
 
 
@@ -479,3 +481,4 @@ def _farm_format(conn: Connection, p: Payload) -> None:
 from . import group_records  # noqa: E402, F401, I001 - registers user.groups (data format 11)
 from . import oidc_records  # noqa: E402, F401 - registers the oidc.* appliers (data format 8)
 from . import policy_records  # noqa: E402, F401 - registers policy.rule.* (format 12)
+from . import pin_records  # noqa: E402, F401 - registers user.pin (format 13)

@@ -73,6 +73,12 @@ what, by channel, client, group and source network) travel in ``policy.rule.add`
 it may say where a sign-in comes from (``api_keys.asserts_source``, in ``apikey.add``); a release
 reading only up to format 11 does not know those records (and would drop the mark), so they are
 written only once the data set is at format 12.
+
+Format 13: PINs. A person's PIN (``user_pins``: its argon2id hash and its length, which is how
+a field of PIN and code is split) travels in ``user.pin`` records; a release reading only up to
+format 12 does not know that record (it would drop the PIN, and a node of it would let the
+person sign in with the code alone where a rule asks for a PIN), so it is written only once the
+data set is at format 13.
 """
 
 from __future__ import annotations
@@ -98,7 +104,7 @@ def local_format(conn: Connection) -> int:
     return int(conn.scalar(_LOCAL_FORMAT) or 0)
 
 
-DATA_FORMAT = 12
+DATA_FORMAT = 13
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
 READS_FORMATS = (1, DATA_FORMAT)
 """The oldest and newest data formats this release can read."""
@@ -124,6 +130,9 @@ GROUPS_FORMAT = 11
 POLICY_FORMAT = 12
 """The data format that knows policy rules (``policy.rule.*`` records, ``policy_rules``) and an
 API key's ``asserts_source`` mark."""
+PIN_FORMAT = 13
+"""The data format that knows people's PINs (``user.pin`` records, ``user_pins``). The lead may
+renumber it at a merge: this constant is the one place its number is written."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -248,6 +257,10 @@ def _policy(conn: Connection) -> None:
     ``asserts_source``) no earlier format has."""
 
 
+def _pins(conn: Connection) -> None:
+    """Nothing to rewrite: format 13 only allows rows (people's PINs) no earlier format has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
@@ -260,5 +273,6 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     LANGUAGE_FORMAT: _languages,
     GROUPS_FORMAT: _groups,
     POLICY_FORMAT: _policy,
+    PIN_FORMAT: _pins,
 }
 """The step that brings rows of format N-1 to format N."""

@@ -438,3 +438,18 @@ person had then (``methods``: their ids). Authentication state like ``user_state
 the authenticator in its own transaction, never by change records; no foreign key, so a
 re-bootstrap that replaces ``users`` leaves it alone (a row of a person gone is never valid: the
 deletion ended every session of theirs)."""
+
+# -- PINs (schema 0016_user_pins; rows of data format 13) --------------------------------------
+
+user_pins = Table(
+    "user_pins",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("hash", String(255), nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("set_at", Float, nullable=False),
+)
+"""A person's PIN (``node.pins``): its argon2id hash, and its length — a field of PIN and code is
+split there (the PIN first), so one argon2 check decides it. The length tells nothing the hash
+does not: whoever holds the hash can try every PIN of 4 to 12 digits anyway. Replicated by
+``user.pin`` records (``pin_records``)."""

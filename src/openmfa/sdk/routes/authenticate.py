@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ...core.verification import Decision
+from ...core.verification import Decision, Reason
 from ...errors import (
     InvalidInput,
     MalformedRequest,
@@ -24,6 +24,7 @@ from ...errors import (
     RequestError,
 )
 from ...farm.push_relay import wait_outcome
+from ...node import pins
 from ...node.apikeys import ApiClient
 from ...node.authenticator import Attempt
 from ...node.push_sign_in import decide_push
@@ -167,6 +168,10 @@ class Authenticate:
         result = await decide_push(
             node.queue, attempt, node.push, here=True, asked=b.method == "push"
         )
+        if isinstance(result, Decision) and result.reason is Reason.PIN_NEEDED:
+            # A rule wants the PIN typed before the code: checked off the commit thread.
+            attempt = await pins.checked(node.store, attempt)
+            result = await decide_push(node.queue, attempt, node.push, here=True)
         if isinstance(result, OpenMfaError):
             raise result
         d: Decision = result

@@ -16,6 +16,7 @@ from ..models import (
     Enrollment,
     MethodCreate,
     MethodList,
+    PinSet,
     Resynchronised,
     ResyncRequest,
     UserCreate,
@@ -96,6 +97,21 @@ async def group(request: Request) -> Response:
     change = node.groups.add if request.method == "PUT" else node.groups.remove
     return json_response(
         await _call(request, "users:write", lambda c: change(name, group, _actor(request, c)))
+    )
+
+
+async def pin(request: Request) -> Response:
+    """Set (``PUT``, body ``{pin}``) or clear (``DELETE``) a user's PIN (``node.pins``)."""
+    node = _node(request)
+    name = request.path_params["name"]
+    if request.method == "PUT":
+        client = await _authorize(request, "users:write")
+        body = await _body(request, PinSet, node.max_body)
+        return json_response(
+            await _run(client, lambda c: node.pins.set(name, body.pin, _actor(request, c)))
+        )
+    return json_response(
+        await _call(request, "users:write", lambda c: node.pins.clear(name, _actor(request, c)))
     )
 
 
@@ -213,6 +229,27 @@ ROUTES: list[Declared] = [
         UserView,
         200,
         group,
+    ),
+    Declared(
+        "PUT",
+        "/v1/users/{name}/pin",
+        "users:write",
+        "Set a user's PIN, typed before the code where a policy rule says pin=required (data "
+        "format 13; stored as an argon2id hash, never shown)",
+        PinSet,
+        UserView,
+        200,
+        pin,
+    ),
+    Declared(
+        "DELETE",
+        "/v1/users/{name}/pin",
+        "users:write",
+        "Clear a user's PIN (no change if they have none)",
+        None,
+        UserView,
+        200,
+        pin,
     ),
     Declared(
         "POST",
