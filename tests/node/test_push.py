@@ -22,6 +22,7 @@ from openmfa.core.verification import Decision, Reason
 from openmfa.errors import ActivationRefused, DeviceRefused, NotMaster, PushClosed
 from openmfa.farm import membership
 from openmfa.node.accounts import Accounts
+from openmfa.node.audit import Origin, open_origin
 from openmfa.node.push import Opened, PushService
 from openmfa.store import tables as t
 from openmfa.store.database import Store
@@ -177,6 +178,12 @@ def test_a_fraud_report_blocks_the_users_pushes(push: PushService) -> None:
     nonce = push.poll(*phone.poll()).requests[0].nonce
     assert push.answer(*phone.answer(d.pending[0], nonce, "fraud", "")).status == "fraud"
     assert _audit(push.store, "fraud.report") == [("ok", "block_push")]
+    # The report's row carries where the reported sign-in came from (the person's notice says
+    # it), sealed for the person, and the client it came through.
+    with push.store.read() as conn:
+        row = conn.execute(select(t.audit).where(t.audit.c.action == "fraud.report")).one()
+    assert row.client == "app" and "10.0.0.1" not in row.source_enc
+    assert open_origin(push.store.box, "alice", row.source_enc) == Origin("10.0.0.1")
     blocked, opened = _open(push, "r2")
     assert blocked.reason is Reason.PUSH_BLOCKED and opened is None
     assert push.unblock("alice") and not push.unblock("alice")

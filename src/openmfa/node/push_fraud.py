@@ -28,6 +28,7 @@ from ..store import tables as t
 from ..store.changes import AuditEvent
 from ..store.database import Store
 from .accounts import Accounts, Actor
+from .audit import seal_origin
 
 log = logging.getLogger("openmfa.push")
 CLI = Actor()
@@ -55,6 +56,9 @@ class FraudHooks:
             reason=self.action,
             request_id=row.request_id,
             detail=f"push {row.id} from {row.client} ({row.source or 'no address'})",
+            client=row.client,
+            # Where the reported sign-in came from: the person's notice says it ("From").
+            source_enc=seal_origin(self.store.box, row.user_name, row.source),
         )
         conn.execute(insert(t.audit).values(event.row(self.store.node_name, time.time())))
         # No push for the user anywhere until an administrator looks: refuse the open ones too.
