@@ -5,13 +5,14 @@ A real node over HTTP; codes from oathtool."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
 
 from openmfa.sdk.client import SdkClient
 
-from .helpers import cli, init, oathtool, server
+from .helpers import cli, init, oathtool, server, wait_for
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
 
@@ -60,5 +61,23 @@ def test_rest_second_factor_answers_result_and_fails_closed(tmp_path: Path) -> N
         # The Python SDK speaks it too, with the key as a Bearer token.
         with SdkClient(srv.url, adapter) as sdk:
             assert sdk.adapter_verify("dwho", "000000") is False
+        # A policy rule of the lemonldap channel: only backup codes there, so the app's right
+        # code is refused (method_not_allowed, audited with the rule's name).
+        cli(dd, "method", "add", "dwho", "backup-codes")
+        cli(dd, "policy", "add", "llng-backup", "--channel", "lemonldap", "--methods", "backup")
+        fresh = next_code(code)
+        assert verify({"user": "dwho", "code": fresh}).json() == {"result": False}
+        cli(dd, "policy", "remove", "llng-backup")
+        assert verify({"user": "dwho", "code": fresh}).json() == {"result": True}
+    rows = [json.loads(r) for r in cli(dd, "audit", "--user", "dwho", "--json").stdout.splitlines()]
+    refused = [r for r in rows if r["reason"] == "method_not_allowed"]
+    assert [r["detail"] for r in refused] == ["method totp not allowed by policy rule llng-backup"]
     audit = cli(dd, "audit", "--user", "dwho").stdout
     assert "lemonldap" in audit and "accepted" in audit and "rejected" in audit
+
+
+def next_code(used: str) -> str:
+    """A code of ``SEED`` other than ``used`` (the next 30-second step: a code is taken once)."""
+    found: list[str] = []
+    wait_for(lambda: found.append(oathtool("--totp", "-b", SEED)) or found[-1] != used, "next")
+    return found[-1]

@@ -211,10 +211,12 @@ async def push_outcome(request: Request) -> Response:
 
 async def adapter_verify(request: Request) -> Response:
     """An identity provider's REST second factor (LemonLDAP::NG ``rest2fVerifyUrl``): the user
-    and the code they typed -> HTTP 200 with ``{"result": true|false}``. An ``adapter`` key, as
-    a Bearer token or HTTP Basic's password. A wrong code, an unknown or locked user, a code
-    that cannot be one: ``result: false`` (counted toward the lockout like any); a refused key
-    or a node that cannot decide: an error status, on which the identity provider fails closed."""
+    and the code they typed -> HTTP 200 with ``{"result": true|false}``; policy rules of the
+    ``lemonldap`` channel apply (no source network: the call does not carry the browser's).
+    An ``adapter`` key, as a Bearer token or HTTP Basic's password. A wrong code, an unknown or
+    locked user, a code that cannot be one: ``result: false`` (counted toward the lockout like
+    any); a refused key or a node that cannot decide: an error status, on which the identity
+    provider fails closed."""
     node = _node(request)
     token = _basic_key(request) or _token(request)
     client: ApiClient = await run_in_threadpool(node.client, token, "adapter")
@@ -222,16 +224,19 @@ async def adapter_verify(request: Request) -> Response:
     code = b.code.strip().replace(" ", "").replace("-", "")  # as typed: 04551-21019
     if NAME_RE.fullmatch(b.user) is None or not code or TEXT_RE.fullmatch(code) is None:
         return json_response(AdapterResult(result=False))  # no such user, or no code typed
-    result = await node.queue.submit(
-        Attempt(
-            b.user,
-            code,
-            client=client.name,
-            request_id=request.state.request_id,
-            token=token,
-            push=False,
-        )
+    attempt = Attempt(
+        b.user,
+        code,
+        client=client.name,
+        request_id=request.state.request_id,
+        token=token,
+        push=False,
+        channel="lemonldap",  # policy rules: the channel, the adapter key's name as its client
+        channel_client=client.name,
     )
+    result = await node.queue.submit(attempt)
+    if isinstance(result, Decision) and result.reason is Reason.PIN_NEEDED:
+        result = await node.queue.submit(await pins.checked(node.store, attempt))
     if isinstance(result, OpenMfaError):
         raise result
     return json_response(AdapterResult(result=result.accepted))
