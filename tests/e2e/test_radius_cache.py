@@ -10,6 +10,7 @@ the data file (what the node's clock would have done), as other tests drive stor
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -134,3 +135,35 @@ def test_after_a_password_change_it_does_not_pass(node: Node) -> None:
     assert node.ask("dave")[0] == "Access-Accept"
     set_password(node.dd, "dave", "another-pw-456")
     assert node.ask("dave", password="another-pw-456")[0] == "Access-Challenge"
+
+
+def test_on_a_farm_the_master_counts_the_uses_of_every_node(tmp_path: Path) -> None:
+    """A full success on the subordinate (its own data file), the one use (M = 1) on the
+    master, and the next request on the subordinate challenged: the master kept the count."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    init(a)
+    cfg = a / "server.toml"
+    cfg.write_text(cfg.read_text().replace('node_name = ""', 'node_name = "node-a"'))
+    cli(a, "user", "add", "erin")
+    seed = secret_of(cli(a, "method", "add", "erin", "totp", "--no-qr").stdout)
+    set_password(a, "erin", PASSWORD)
+    cli(a, "radius", "client", "add", "vpn", "--address", "127.0.0.1/32", "--secret", SECRET,
+        "--primary", "local", "--push", "off")  # fmt: skip
+    cli(a, "policy", "add", "vpn-once", "--channel", "radius", "--client", "vpn",
+        "--remember-minutes", "10", "--cache-uses", "1")  # fmt: skip
+    pa, pb = free_udp_port(), free_udp_port()
+    with server(a, radius=f"127.0.0.1:{pa}") as master:
+        out = cli(a, "farm", "init", "--url", master.url).stdout
+        token = re.search(r"(omfa-join-\S+)", out)
+        assert token, out
+        b.mkdir()
+        (b / "server.toml").write_text(cfg.read_text().replace("node-a", "node-b"))
+        cli(b, "farm", "join", master.url, "--token", token.group(1))
+        with server(b, radius=f"127.0.0.1:{pb}") as sub:
+            on_a = Node(a, master, pa, {"erin": seed})
+            on_b = Node(b, sub, pb, {"erin": seed})
+            on_b.full("erin")
+            assert on_a.ask("erin")[0] == "Access-Accept"  # the master kept b's success
+            assert on_b.ask("erin")[0] == "Access-Challenge"  # M = 1, used on the master
+    said = audit(Node(a, master, pa, {}), "erin")
+    assert "second factor cached by policy rule vpn-once (use 1 of 1)" in said

@@ -50,7 +50,7 @@ class ClaimRound:
                 continue
             used = [c for c in known if c[1] != "failure"]
             self.granted.difference_update(used)  # committed: a later copy is a replay again
-            late = [c for c in verdicts.failures if c not in known]
+            late = [c for c in verdicts.failures if c not in known] + verdicts.after
             if late:
                 self.remote.claim_many(late)  # after the commit; the answer changes nothing here
             return results

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, select, update
 
 from ..config import Config
 from ..core.lockout import LockoutPolicy, UserState, after_failure
+from ..node import radius_cache
 from ..node.auth_state import forward
 from ..node.master_claims import Claim, ClaimResult
 from ..store import tables as t
@@ -30,7 +31,7 @@ from .peers import call
 log = logging.getLogger("openmfa.farm")
 CLAIM_PATH = "/v1/farm/claim"
 CLAIMS_PATH = "/v1/farm/claims"
-KINDS = ("totp", "hotp", "backup", "failure")
+KINDS = ("totp", "hotp", "backup", "failure", radius_cache.TAKE, radius_cache.KEEP)
 _ANSWERS = {"used": ClaimResult.USED, "locked": ClaimResult.LOCKED}
 
 
@@ -142,6 +143,8 @@ def _apply(
     conn: Connection, lockout: LockoutPolicy, now: float, subject: str, kind: str, value: int | str
 ) -> str:
     us = t.user_state
+    if kind in (radius_cache.TAKE, radius_cache.KEEP):  # RADIUS caching, farm-wide
+        return radius_cache.on_master(conn, now, subject, kind, str(value))
     if kind == "failure":
         user_id = int(subject)
         row = conn.execute(

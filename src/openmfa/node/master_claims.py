@@ -50,6 +50,9 @@ class Verdicts:
     """No more rounds: a claim the master has not answered counts as unreachable."""
     wanted: list[Claim] = field(default_factory=list)
     """Acceptances this pass needs the master's word on (then the pass is rolled back)."""
+    after: list[Claim] = field(default_factory=list)
+    """Claims to send only once this batch committed here (a RADIUS cache's full success:
+    never before the acceptance it records is final)."""
     failures: list[Claim] = field(default_factory=list)
     """Failures to count at the master; they do not change a decision, so they are sent after
     the commit (or with the next round's claims)."""

@@ -23,21 +23,33 @@ Rules owned here (the authenticator calls them inside its one transaction):
 - a bypass, a skip or a cache hit is no full success: only a code of a method (or a backup
   code) starts a new window.
 
-A farm subordinate with its own data file neither caches nor takes a hit yet (it asks for the
-second factor, as before caching existed): claiming the uses at the master is a later part.
+On a farm subordinate with its own data file the master keeps the cache (``on_master``): a
+full success is sent to it after the commit (a ``cache-keep`` claim, as failures are), and a
+hit is claimed there after the password (``cache-take``: the same checks on the master's data,
+the same conditional update), so M holds farm-wide. Before the password a subordinate answers
+that the request *may* be skipped (it cannot look): the password is checked, then the master
+decides, and a refusal only means the second factor is asked as usual. A subordinate claims
+only once the farm is at ``formats.RADIUS_CACHE_FORMAT`` (an older master would refuse the
+whole batch's claims); before that it does not cache.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Integer, bindparam, delete, func, insert, select, update
 
 from ..core.policy import Compiled
+from ..store import formats
 from ..store import tables as t
 from ..store.database import Store
 from ..store.prepared import Prepared
 from .auth_state import CachedUser
+from .master_claims import Claim
+
+TAKE, KEEP = "cache-take", "cache-keep"
+"""The claims a subordinate makes at the master (``farm.claims.KINDS``)."""
 
 _C, _SE, _PW = t.radius_cache.c, t.session_ends.c, t.passwords.c
 _KEY = (
@@ -91,6 +103,12 @@ class RadiusCache:
         self._forget = Prepared(
             e, delete(t.radius_cache).where(_C.user_id == bindparam("uid", type_=Integer))
         )
+        self._format = Prepared(e, select(t.meta.c.value).where(t.meta.c.key == "data_format"))
+
+    def farm_ready(self, cur: Any) -> bool:
+        """This (subordinate) node's farm claims RADIUS caching at the master."""
+        row = self._format.one(cur)
+        return row is not None and int(row[0] or 0) >= formats.RADIUS_CACHE_FORMAT
 
     def hit(
         self,
@@ -145,3 +163,72 @@ class RadiusCache:
     def _count(statement: Prepared, cur: Any, **values: Any) -> int:
         row = statement.one(cur, **values)
         return int(row[0]) if row is not None else 0
+
+
+def take_claim(user_id: int, client: str, station: str, rule: Compiled) -> Claim:
+    """A subordinate's claim of a hit at the master (after the password)."""
+    value = json.dumps([client, station, rule.rule.remember_minutes, rule.rule.cache_uses])
+    return (str(user_id), TAKE, value)
+
+
+def keep_claim(user_id: int, client: str, station: str, now: float) -> Claim:
+    """A subordinate's full success, for the master to start a window (``now``: one claim per
+    success, never taken for an earlier one's)."""
+    return (str(user_id), KEEP, json.dumps([client, station, now]))
+
+
+def on_master(conn: Connection, now: float, subject: str, kind: str, value: str) -> str:
+    """A subordinate's cache claim applied to the master's data: "ok", or "used" (no hit)."""
+    try:
+        user_id = int(subject)
+        said = json.loads(value)
+        client, station = str(said[0]), str(said[1])
+    except (ValueError, TypeError, IndexError):
+        return "used"
+    if not station:
+        return "used"
+    key = (_C.user_id == user_id) & (_C.client == client) & (_C.station == station)
+    mids = conn.execute(select(t.methods.c.id).where(t.methods.c.user_id == user_id))
+    have = {str(m) for (m,) in mids}
+    if kind == KEEP:
+        conn.execute(delete(t.radius_cache).where(key))
+        conn.execute(
+            insert(t.radius_cache).values(
+                user_id=user_id,
+                client=client,
+                station=station,
+                at=now,
+                uses=0,
+                methods=",".join(sorted(have)),
+            )
+        )
+        return "ok"
+    minutes, limit = float(said[2]), int(said[3])
+    row = conn.execute(select(_C.at, _C.uses, _C.methods).where(key)).first()
+    state = conn.execute(
+        select(t.user_state.c.locked_until).where(t.user_state.c.user_id == user_id)
+    ).first()
+    name = conn.execute(select(t.users.c.name).where(t.users.c.id == user_id)).scalar()
+    if row is None or name is None or (state is not None and (state[0] or 0) > now):
+        return "used"
+    at, uses, methods = float(row[0]), int(row[1]), str(row[2])
+    if not at <= now < at + minutes * 60.0 or uses >= limit:
+        return "used"
+    if any(m not in have for m in methods.split(",") if m):
+        return "used"
+    ended = conn.execute(
+        select(func.count())
+        .select_from(t.session_ends)
+        .where(_SE.user_name == name, _SE.session == "", _SE.at >= at)
+    ).scalar()
+    changed = conn.execute(
+        select(func.count())
+        .select_from(t.passwords)
+        .where(_PW.user_id == user_id, _PW.updated_at >= at)
+    ).scalar()
+    if ended or changed:
+        return "used"
+    took = conn.execute(
+        update(t.radius_cache).where(key, _C.at == row[0], _C.uses == uses).values(uses=uses + 1)
+    )
+    return "ok" if took.rowcount == 1 else "used"

@@ -133,6 +133,10 @@ API key's ``asserts_source`` mark."""
 PIN_FORMAT = 13
 """The data format that knows people's PINs (``user.pin`` records, ``user_pins``). The lead may
 renumber it at a merge: this constant is the one place its number is written."""
+RADIUS_CACHE_FORMAT = 13
+"""The farm's data format from which a subordinate claims RADIUS caching at the master (the
+``cache-take`` and ``cache-keep`` claims): every node of a farm finalized to it knows them. No
+records of its own (it shares PINs' number)."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
