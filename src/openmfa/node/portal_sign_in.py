@@ -18,7 +18,9 @@ Rules owned here:
   finish it;
 - a passkey sign-in is refused while the user is locked, and audited like any second factor;
 - what the policy rules say of the sign-in (``node.portal_policy``): the methods offered, a
-  trusted network's skip, a method refused.
+  trusted network's skip, a method refused, a remembered browser (``node.remembered``: its
+  token is looked at only after the password was checked right, and only the second factor is
+  remembered).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from anyio import to_thread
 from ..contract import MethodName, PasskeyChallenge, PendingPush, PortalStep, PushOutcome
 from ..core.policy import Compiled
 from ..core.verification import Decision, Reason
-from ..errors import InvalidInput, NotFound, OpenMfaError
+from ..errors import Conflict, InvalidInput, NotFound, NotMaster, OpenMfaError
 from ..store.changes import AuditEvent
 from ..store.database import Store
 from . import audit
@@ -55,6 +57,7 @@ from .portal_policy import (
 from .push import PushService
 from .push_hub import PushHub
 from .push_sign_in import decide_push
+from .remembered import Remembered, RememberedBrowsers
 
 TICKET_SKEW = 5.0
 """Seconds a push may seem opened before its ticket was issued (the ticket may come from
@@ -78,6 +81,7 @@ class SignInSteps:
         checks: dict[str, PasswordCheck],
         wait_outcome: WaitOutcome,
         policy: PortalPolicy,
+        remembered: RememberedBrowsers | None = None,
     ) -> None:
         """``checks``: the node's first-factor checks by name (``local``, ``ldap``,
         ``radius``); the portal's is the one ``[portal] primary`` names, else ``local``."""
@@ -92,6 +96,7 @@ class SignInSteps:
         self.check = checks.get(portal.primary) or checks["local"]
         self.wait_outcome = wait_outcome
         self.policy = policy
+        self.remembered = remembered or RememberedBrowsers(store)
 
     async def first(
         self,
@@ -102,11 +107,14 @@ class SignInSteps:
         key: str | None,
         origin: Origin = NOWHERE,
         purpose: Purpose = PORTAL_ITSELF,
+        remembered: str = "",
     ) -> PortalStep:
-        """The user's first factor -> a ticket for the second (or, self-enrolling or where a
-        policy rule skips the second factor, a session token at once). ``key``: the portal's
-        API key, checked again on the commit thread; ``origin``: the browser's address and
-        name, kept (sealed) with the audit rows; ``purpose``: what the sign-in is for."""
+        """The user's first factor -> a ticket for the second (or, self-enrolling, where a
+        policy rule skips the second factor or a remembered browser stands for it, a session
+        token at once). ``key``: the portal's API key, checked again on the commit thread;
+        ``origin``: the browser's address and name, kept (sealed) with the audit rows;
+        ``purpose``: what the sign-in is for; ``remembered``: the token of the browser's
+        remember cookie ("" for none)."""
         sealed = origin.sealed(self.store.box, user)
         d = await self.first_factor.check(
             self.check,
@@ -144,7 +152,30 @@ class SignInSteps:
             )
             await to_thread.run_sync(audit.record, self.store, event)
             return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
-        methods, rule, codes = await to_thread.run_sync(
+        if remembered:
+            hit = await to_thread.run_sync(self._remembered, user, purpose, origin, remembered)
+            if hit is not None:
+                event = AuditEvent(
+                    "portal.sign_in",
+                    "ok",
+                    user_name=user,
+                    client=client,
+                    request_id=request_id,
+                    reason="remembered",
+                    detail=f"second factor remembered by policy rule {hit.rule}",
+                    source_enc=sealed,
+                )
+                await to_thread.run_sync(audit.record, self.store, event)
+                extra = {AUTH_TIME: repr(hit.auth_time), **purpose.extra()}
+                if hit.factor:
+                    extra[FACTOR] = hit.factor
+                if hit.kind:
+                    extra[METHOD_KIND] = hit.kind
+                token, expires = self.portal.issue(SESSION, user, client, time.time(), extra)
+                return PortalStep(
+                    accepted=True, reason="remembered", token=token, expires_at=expires
+                )
+        methods, rule, codes, offer = await to_thread.run_sync(
             self._allowed, user, purpose, origin.address
         )
         if rule and not methods:
@@ -173,6 +204,7 @@ class SignInSteps:
             kinds=sorted({m.kind for m in methods}),
             codes=codes,
             methods=methods,
+            remember_minutes=offer,
         )
 
     async def second(
@@ -187,13 +219,16 @@ class SignInSteps:
         push_id: str = "",
         wait: float = 0,
         origin: Origin = NOWHERE,
+        remember: bool = False,
     ) -> PortalStep:
         """The ticket of the first step and a code of the user's -> a session token bound to
         the user. ``method="push"`` (no code) opens a push: ``pending``, with the number to
-        show; then ``push_id`` (waiting up to ``wait`` seconds) collects it."""
+        show; then ``push_id`` (waiting up to ``wait`` seconds) collects it. ``remember``:
+        remember the browser once signed in, where the rule allows it (``node.remembered``)."""
         grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
+        then = _Then(remember, origin, request_id)
         if push_id:
-            return await self._collect_push(client, grant, push_id, wait)
+            return await self._collect_push(client, grant, push_id, wait, then)
         if method == "push":
             if code:
                 raise InvalidInput("send no code with method push (the phone answers instead)")
@@ -220,10 +255,10 @@ class SignInSteps:
         if d.reason is Reason.BYPASS:
             return self._session(grant, client, "")
         kind = await to_thread.run_sync(self._kind, grant.user, d.method_id)
-        return self._session(grant, client, "otp", kind=kind)
+        return await self._remember(self._session(grant, client, "otp", kind=kind), grant, then)
 
     async def _collect_push(
-        self, client: str, grant: Grant, push_id: str, wait: float
+        self, client: str, grant: Grant, push_id: str, wait: float, then: _Then
     ) -> PortalStep:
         """The push this portal opened for this ticket (its user, opened after the ticket was
         issued): a session token once approved, given once — a push already collected, or
@@ -240,7 +275,8 @@ class SignInSteps:
             raise NotFound(
                 f"the push request {push_id!r} is not of this sign-in (older, or taken already)"
             )
-        return self._session(grant, client, "swk", approved, kind="push")
+        step = self._session(grant, client, "swk", approved, kind="push")
+        return await self._remember(step, grant, then)
 
     def _collect(self, push_id: str, ticket_issued: float) -> float | None:
         """``PushRequests.collect`` at the master, for a ticket issued at ``ticket_issued``."""
@@ -264,8 +300,10 @@ class SignInSteps:
         challenge: str,
         credential: str,
         origin: Origin = NOWHERE,
+        remember: bool = False,
     ) -> PortalStep:
-        """The browser's answer to a passkey sign-in -> a session token bound to the user."""
+        """The browser's answer to a passkey sign-in -> a session token bound to the user
+        (``remember``: as ``second``'s)."""
         grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
         if await to_thread.run_sync(self._locked, grant.user):
             return PortalStep(accepted=False, reason=str(Reason.LOCKED))
@@ -300,7 +338,8 @@ class SignInSteps:
         await to_thread.run_sync(audit.record, self.store, event)
         if method_id is None:
             return PortalStep(accepted=False, reason="wrong_passkey")
-        return self._session(grant, client, "hwk", kind="passkey")
+        step = self._session(grant, client, "hwk", kind="passkey")
+        return await self._remember(step, grant, _Then(remember, origin, request_id))
 
     def _session(
         self,
@@ -327,6 +366,42 @@ class SignInSteps:
         token, expires = self.portal.issue(SESSION, ticket.user, client, now, extra)
         return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
 
+    async def _remember(self, step: PortalStep, ticket: Grant, then: _Then) -> PortalStep:
+        """The session ``step`` of ``ticket``'s sign-in, with a remembered browser's token when
+        the person asked and the rule allows it (never for a sign-in Entra ID started; off the
+        master, or at a conflict, the sign-in stands without it)."""
+        if not then.remember or ticket.via:
+            return step
+        session = self.portal.check(step.token, SESSION, ticket.client, time.time(), via=None)
+        extra = session.extra or {}
+        factor, kind = extra.get(FACTOR, ""), extra.get(METHOD_KIND, "")
+        if not factor:
+            return step
+        second = (factor, kind, session.auth_time)
+
+        def remember() -> tuple[str, int]:
+            rule = self._rule(ticket.user, Purpose.of(ticket.extra), then.origin)
+            if not self.remembered.offer(rule):
+                return "", 0
+            assert rule is not None
+            return self.remembered.add(
+                ticket.user,
+                rule,
+                second,
+                then.origin,
+                time.time(),
+                client=ticket.client,
+                rid=then.rid,
+            )
+
+        try:
+            token, minutes = await to_thread.run_sync(remember)
+        except (NotMaster, Conflict):
+            return step
+        if token:
+            step.remember_token, step.remember_minutes = token, minutes
+        return step
+
     def _methods(self, user: str) -> list[MethodName]:
         """``user``'s methods, kind and name, oldest first ([] when no such user)."""
         try:
@@ -344,21 +419,30 @@ class SignInSteps:
             return None
         return self.policy.rule(purpose, origin.address, groups)
 
+    def _remembered(
+        self, user: str, purpose: Purpose, origin: Origin, token: str
+    ) -> Remembered | None:
+        """The remembered browser ``token`` names, if it stands for this sign-in's second
+        factor (a sign-in for nothing Entra ID started: those have no first step here)."""
+        rule = self._rule(user, purpose, origin)
+        return None if rule is None else self.remembered.check(token, user, rule, time.time())
+
     def _allowed(
         self, user: str, purpose: Purpose, address: str
-    ) -> tuple[list[MethodName], str, bool]:
+    ) -> tuple[list[MethodName], str, bool, int]:
         """``user``'s methods the policy rule of this sign-in allows, the rule's name (""
-        when the person has no method at all: the second step says so), and whether a typed
-        code may give the second factor (``PortalStep.codes``)."""
+        when the person has no method at all: the second step says so), whether a typed
+        code may give the second factor (``PortalStep.codes``), and the minutes the browser
+        may be remembered for (``PortalStep.remember_minutes``)."""
         methods = self._methods(user)
         if not methods:
-            return methods, "", True
+            return methods, "", True, 0
         rule = self.policy.rule(purpose, address, self.accounts.get_user(user).groups)
         allowed = [m for m in methods if allows(rule, m.kind)]
         codes = rule.kinds is None or any(
             m.kind in CODE_KINDS or (m.kind == "push" and not rule.rule.numbered) for m in allowed
         )
-        return allowed, rule.name, codes
+        return allowed, rule.name, codes, self.remembered.offer(rule)
 
     def _kind(self, user: str, method_id: str | None) -> str:
         """The kind of ``user``'s method ``method_id`` ("" if it is gone)."""
@@ -381,6 +465,16 @@ class SignInSteps:
         except NotFound:
             return False  # an unknown user is not locked (their passkey is wrong like anyone's)
         return until is not None and until > time.time()
+
+
+class _Then:
+    """What a second step asks for after it succeeds: to remember the browser (from where, in
+    which request)."""
+
+    __slots__ = ("origin", "remember", "rid")
+
+    def __init__(self, remember: bool, origin: Origin, rid: str) -> None:
+        self.remember, self.origin, self.rid = remember, origin, rid
 
 
 def _attempt(
