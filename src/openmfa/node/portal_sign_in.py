@@ -33,7 +33,7 @@ from anyio import to_thread
 from ..contract import MethodName, PasskeyChallenge, PendingPush, PortalStep, PushOutcome
 from ..core.policy import Compiled
 from ..core.verification import Decision, Reason
-from ..errors import Conflict, InvalidInput, NotFound, NotMaster, OpenMfaError
+from ..errors import InvalidInput, NotFound, OpenMfaError
 from ..store.changes import AuditEvent
 from ..store.database import Store
 from . import audit
@@ -57,7 +57,8 @@ from .portal_policy import (
 from .push import PushService
 from .push_hub import PushHub
 from .push_sign_in import decide_push
-from .remembered import Remembered, RememberedBrowsers
+from .remembered import RememberedBrowsers
+from .remembered_steps import RememberedSteps, Then
 
 TICKET_SKEW = 5.0
 """Seconds a push may seem opened before its ticket was issued (the ticket may come from
@@ -97,6 +98,7 @@ class SignInSteps:
         self.wait_outcome = wait_outcome
         self.policy = policy
         self.remembered = remembered or RememberedBrowsers(store)
+        self.remember = RememberedSteps(store, portal, self.remembered, self._rule)
 
     async def first(
         self,
@@ -153,28 +155,10 @@ class SignInSteps:
             await to_thread.run_sync(audit.record, self.store, event)
             return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
         if remembered:
-            hit = await to_thread.run_sync(self._remembered, user, purpose, origin, remembered)
-            if hit is not None:
-                event = AuditEvent(
-                    "portal.sign_in",
-                    "ok",
-                    user_name=user,
-                    client=client,
-                    request_id=request_id,
-                    reason="remembered",
-                    detail=f"second factor remembered by policy rule {hit.rule}",
-                    source_enc=sealed,
-                )
-                await to_thread.run_sync(audit.record, self.store, event)
-                extra = {AUTH_TIME: repr(hit.auth_time), **purpose.extra()}
-                if hit.factor:
-                    extra[FACTOR] = hit.factor
-                if hit.kind:
-                    extra[METHOD_KIND] = hit.kind
-                token, expires = self.portal.issue(SESSION, user, client, time.time(), extra)
-                return PortalStep(
-                    accepted=True, reason="remembered", token=token, expires_at=expires
-                )
+            said = (client, request_id, sealed)
+            at_once = await self.remember.first(user, purpose, origin, remembered, said)
+            if at_once is not None:
+                return at_once
         methods, rule, codes, offer = await to_thread.run_sync(
             self._allowed, user, purpose, origin.address
         )
@@ -226,7 +210,7 @@ class SignInSteps:
         show; then ``push_id`` (waiting up to ``wait`` seconds) collects it. ``remember``:
         remember the browser once signed in, where the rule allows it (``node.remembered``)."""
         grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
-        then = _Then(remember, origin, request_id)
+        then = Then(remember, origin, request_id)
         if push_id:
             return await self._collect_push(client, grant, push_id, wait, then)
         if method == "push":
@@ -255,10 +239,12 @@ class SignInSteps:
         if d.reason is Reason.BYPASS:
             return self._session(grant, client, "")
         kind = await to_thread.run_sync(self._kind, grant.user, d.method_id)
-        return await self._remember(self._session(grant, client, "otp", kind=kind), grant, then)
+        return await self.remember.after(
+            self._session(grant, client, "otp", kind=kind), grant, then
+        )
 
     async def _collect_push(
-        self, client: str, grant: Grant, push_id: str, wait: float, then: _Then
+        self, client: str, grant: Grant, push_id: str, wait: float, then: Then
     ) -> PortalStep:
         """The push this portal opened for this ticket (its user, opened after the ticket was
         issued): a session token once approved, given once — a push already collected, or
@@ -276,7 +262,7 @@ class SignInSteps:
                 f"the push request {push_id!r} is not of this sign-in (older, or taken already)"
             )
         step = self._session(grant, client, "swk", approved, kind="push")
-        return await self._remember(step, grant, then)
+        return await self.remember.after(step, grant, then)
 
     def _collect(self, push_id: str, ticket_issued: float) -> float | None:
         """``PushRequests.collect`` at the master, for a ticket issued at ``ticket_issued``."""
@@ -339,7 +325,7 @@ class SignInSteps:
         if method_id is None:
             return PortalStep(accepted=False, reason="wrong_passkey")
         step = self._session(grant, client, "hwk", kind="passkey")
-        return await self._remember(step, grant, _Then(remember, origin, request_id))
+        return await self.remember.after(step, grant, Then(remember, origin, request_id))
 
     def _session(
         self,
@@ -366,42 +352,6 @@ class SignInSteps:
         token, expires = self.portal.issue(SESSION, ticket.user, client, now, extra)
         return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
 
-    async def _remember(self, step: PortalStep, ticket: Grant, then: _Then) -> PortalStep:
-        """The session ``step`` of ``ticket``'s sign-in, with a remembered browser's token when
-        the person asked and the rule allows it (never for a sign-in Entra ID started; off the
-        master, or at a conflict, the sign-in stands without it)."""
-        if not then.remember or ticket.via:
-            return step
-        session = self.portal.check(step.token, SESSION, ticket.client, time.time(), via=None)
-        extra = session.extra or {}
-        factor, kind = extra.get(FACTOR, ""), extra.get(METHOD_KIND, "")
-        if not factor:
-            return step
-        second = (factor, kind, session.auth_time)
-
-        def remember() -> tuple[str, int]:
-            rule = self._rule(ticket.user, Purpose.of(ticket.extra), then.origin)
-            if not self.remembered.offer(rule):
-                return "", 0
-            assert rule is not None
-            return self.remembered.add(
-                ticket.user,
-                rule,
-                second,
-                then.origin,
-                time.time(),
-                client=ticket.client,
-                rid=then.rid,
-            )
-
-        try:
-            token, minutes = await to_thread.run_sync(remember)
-        except (NotMaster, Conflict):
-            return step
-        if token:
-            step.remember_token, step.remember_minutes = token, minutes
-        return step
-
     def _methods(self, user: str) -> list[MethodName]:
         """``user``'s methods, kind and name, oldest first ([] when no such user)."""
         try:
@@ -418,14 +368,6 @@ class SignInSteps:
         except NotFound:
             return None
         return self.policy.rule(purpose, origin.address, groups)
-
-    def _remembered(
-        self, user: str, purpose: Purpose, origin: Origin, token: str
-    ) -> Remembered | None:
-        """The remembered browser ``token`` names, if it stands for this sign-in's second
-        factor (a sign-in for nothing Entra ID started: those have no first step here)."""
-        rule = self._rule(user, purpose, origin)
-        return None if rule is None else self.remembered.check(token, user, rule, time.time())
 
     def _allowed(
         self, user: str, purpose: Purpose, address: str
@@ -465,16 +407,6 @@ class SignInSteps:
         except NotFound:
             return False  # an unknown user is not locked (their passkey is wrong like anyone's)
         return until is not None and until > time.time()
-
-
-class _Then:
-    """What a second step asks for after it succeeds: to remember the browser (from where, in
-    which request)."""
-
-    __slots__ = ("origin", "remember", "rid")
-
-    def __init__(self, remember: bool, origin: Origin, rid: str) -> None:
-        self.remember, self.origin, self.rid = remember, origin, rid
 
 
 def _attempt(
