@@ -1,8 +1,9 @@
 """Remembered browsers (``node.remembered``, ``node.portal_sign_in``) against a real data file and
 commit queue, on both databases: offered only where a rule allows it, honoured after the
 password for the same person under a rule that still allows it, with the original second
-factor in the session; ended by forgetting it, sign out everywhere, a password set; never for
-a sign-in Entra ID started; replicated by its change records; not before data format 14."""
+factor in the session; ended by forgetting it, sign out everywhere, a password set, a lock;
+never for a sign-in Entra ID started; replicated by its change records; not before data format
+14."""
 
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ def test_no_box_and_no_record_where_no_rule_allows_it(store: Store, config: Conf
         assert conn.scalar(select(t.remembered_browsers.c.ref)) is None
 
 
-def test_forgetting_it_sign_out_everywhere_and_a_password_set_end_it(
+def test_forgetting_it_sign_out_everywhere_a_password_set_and_a_lock_end_it(
     store: Store, config: Config
 ) -> None:
     accounts = with_totp(store, config, "dee")
@@ -137,7 +138,16 @@ def test_forgetting_it_sign_out_everywhere_and_a_password_set_end_it(
         set_password(store, accounts, "dee", PASSWORD)  # an administrator sets it again
         return await asks_again(s, token)
 
-    for scenario in (forgotten, everywhere, password):
+    async def lock(s: SignInSteps) -> bool:
+        token = await remembered_sign_in(s, "dee", next(codes))
+        with store.write() as conn:  # locked (the fraud action, or failures at any node)
+            conn.execute(update(t.user_state).values(failures=9, locked_until=time.time() + 60))
+        SessionEnds(store).record_locks(time.time())  # what the master does every 2 s
+        with store.write() as conn:  # the lock is over: the record stays forgotten
+            conn.execute(update(t.user_state).values(failures=0, locked_until=None))
+        return await asks_again(s, token)
+
+    for scenario in (forgotten, everywhere, password, lock):
         assert run(store, config, scenario)
     ended = [e for e in audit.query(store, user="dee") if e.action == "portal.remember"]
     assert [e.result for e in ended].count("ended") == 1
