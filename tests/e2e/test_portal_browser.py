@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,6 +379,58 @@ def test_policy_rules_decide_what_the_second_step_offers(
         cli(dd, "policy", "remove", "admins-strong")
         if "office" in cli(dd, "policy", "list").stdout:
             cli(dd, "policy", "remove", "office")
+
+
+def test_remember_this_browser_skips_the_second_step_until_it_is_forgotten(
+    site: Site, visitor: Visitor
+) -> None:
+    """Under a rule that allows remembering, "Remember this browser" after a full sign-in lets
+    the next sign-in in after the password; forgotten on "Where you are signed in", the next
+    sign-in asks the second factor again."""
+    dd, v = site.dd, visitor
+    cli(dd, "user", "add", "lou")
+    subprocess.run(
+        [OPENMFA, "user", "set-password", "lou", "--password-stdin", "--data-dir", str(dd)],
+        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    seed = SEEDS["ivy"]
+    cli(dd, "method", "add", "lou", "totp", "--secret", seed, "--no-qr", "--label", "Phone app")
+    cli(dd, "policy", "add", "remember-day", "--channel", "portal", "--remember-minutes", "1440")
+    try:
+        v.sign_in(site.portal, "lou")
+        v.at("/portal/second-factor")
+        box = v.label("Remember this browser for a day")
+        box.check()
+        v.see("remember-offered")
+        v.code(oathtool("--totp", "-b", seed))
+        v.at("/portal/methods")
+        [kept] = [c for c in v.context.cookies() if c["name"].endswith("-remember")]
+        assert kept["httpOnly"] and kept["sameSite"] == "Lax" and kept["path"] == "/"
+        assert 86000 < kept["expires"] - time.time() <= 86400
+        v.button("Sign out").click()
+        v.notice_says("You are signed out")
+        v.sign_in(site.portal, "lou")
+        v.at("/portal/methods")  # the password alone: this browser is remembered
+        v.page.goto(site.portal + "/sessions")
+        playwright_api.expect(
+            v.page.get_by_role("heading", name="Remembered browsers")
+        ).to_be_visible()
+        v.see("remembered-listed")
+        v.page.locator("form[action*='/sessions/remembered/'] button").click()
+        v.notice_says("That browser is forgotten")
+        v.see("remembered-forgotten")
+        assert v.page.get_by_role("heading", name="Remembered browsers").count() == 0
+        v.button("Sign out").click()
+        v.sign_in(site.portal, "lou")
+        v.at("/portal/second-factor")  # forgotten: the second factor again
+        rows = [
+            json.loads(r) for r in cli(dd, "audit", "--user", "lou", "--json").stdout.splitlines()
+        ]
+        details = [r["detail"] for r in rows]
+        assert details.count("second factor remembered by policy rule remember-day") == 1
+        assert "remembered browser forgotten by its person" in details
+    finally:
+        cli(dd, "policy", "remove", "remember-day")
 
 
 def test_a_temporary_access_code_lets_a_person_without_their_phone_enroll_a_new_one(

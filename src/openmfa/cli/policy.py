@@ -92,7 +92,8 @@ def policy_list(data_dir: Path) -> None:
     type=int,
     default=0,
     show_default=True,
-    help="How long a success is remembered (RADIUS with --cache-uses: the cache window).",
+    help="How long a success is remembered: at the portal (channels portal, forward-auth, "
+    "oidc), how long 'Remember this browser' lasts; RADIUS with --cache-uses: the cache window.",
 )
 @click.option(
     "--cache-uses",

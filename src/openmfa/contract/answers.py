@@ -281,6 +281,13 @@ class PortalStep(msgspec.Struct, kw_only=True):
     """With a ticket: each of the user's methods, kind and name, oldest first, for the
     portal to say which one it is asking for ("Work phone"); None otherwise, and from a node
     older than this field."""
+    remember_minutes: int = 0
+    """With a ticket: the sign-in's policy rule lets the browser be remembered for this long
+    (the portal offers the box; 0: no box). With ``remember_token``: how long it lasts (the
+    cookie's max-age)."""
+    remember_token: str = ""
+    """After the second step with ``remember``: the browser's token for its cookie (given
+    once; the node keeps only its hash)."""
 
 
 class PasskeyChallenge(msgspec.Struct, kw_only=True):

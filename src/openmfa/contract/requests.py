@@ -49,6 +49,9 @@ class PortalSecondFactor(msgspec.Struct, forbid_unknown_fields=True, omit_defaul
     method: Literal["", "push"] = ""
     push_id: Annotated[str, Meta(max_length=40)] = ""
     wait: Annotated[int, Meta(ge=0, le=30)] = 0
+    remember: bool = False
+    """Remember this browser once signed in (only where the first step offered it:
+    ``PortalStep.remember_minutes``); the answer carries the cookie's token."""
 
 
 class PortalTotpStart(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -91,6 +94,8 @@ class PasskeyAnswer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     credential: Annotated[str, Meta(min_length=2, max_length=16384)]
     ticket: Annotated[str, Meta(max_length=1024)] = ""
     label: Text = ""
+    remember: bool = False
+    """Signing in: remember this browser (as ``PortalSecondFactor.remember``)."""
 
 
 class ActivationRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -70,10 +70,29 @@ class SessionList(msgspec.Struct, kw_only=True):
     """Newest seen first."""
 
 
+class RememberedView(msgspec.Struct, kw_only=True):
+    """One browser the person asked to be remembered (it skips the second step until then)."""
+
+    id: str
+    """Its name on the page (ends nothing without the person's session token)."""
+    address: str
+    browser: str
+    system: str
+    created_at: float
+    expires_at: float
+
+
+class RememberedList(msgspec.Struct, kw_only=True):
+    browsers: list[RememberedView]
+    """Newest first."""
+
+
 __all__ = [
     "CookieSeen",
     "PortalCookiesSeen",
     "PortalSeen",
+    "RememberedList",
+    "RememberedView",
     "SessionList",
     "SessionSeen",
     "SessionView",

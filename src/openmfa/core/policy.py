@@ -85,7 +85,9 @@ class Rule:
     """Failures that lock, in place of ``[policy] lockout_threshold``."""
     remember_minutes: int = 0
     """How long a success may be remembered. On a RADIUS rule with ``cache_uses``: the cache
-    window (``node.radius_cache``); elsewhere stored (remembering browsers is a later part)."""
+    window (``node.radius_cache``); at the User Portal (channels ``portal``, ``forward-auth``,
+    ``oidc``): how long a browser its person asked to be remembered skips the second factor
+    (``node.remembered``; not on a rule that skips it, nor the ``default`` rule)."""
     cache_uses: int = 0
     """RADIUS caching: how many requests a full success of the same person, RADIUS client and
     Calling-Station-Id lets in with the password alone within ``remember_minutes`` (0: none)."""

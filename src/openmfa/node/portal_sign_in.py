@@ -18,7 +18,9 @@ Rules owned here:
   finish it;
 - a passkey sign-in is refused while the user is locked, and audited like any second factor;
 - what the policy rules say of the sign-in (``node.portal_policy``): the methods offered, a
-  trusted network's skip, a method refused.
+  trusted network's skip, a method refused, a remembered browser (``node.remembered``: its
+  token is looked at only after the password was checked right, and only the second factor is
+  remembered).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ from .portal_policy import (
 from .push import PushService
 from .push_hub import PushHub
 from .push_sign_in import decide_push
+from .remembered import RememberedBrowsers
+from .remembered_steps import RememberedSteps, Then
 
 TICKET_SKEW = 5.0
 """Seconds a push may seem opened before its ticket was issued (the ticket may come from
@@ -78,6 +82,7 @@ class SignInSteps:
         checks: dict[str, PasswordCheck],
         wait_outcome: WaitOutcome,
         policy: PortalPolicy,
+        remembered: RememberedBrowsers | None = None,
     ) -> None:
         """``checks``: the node's first-factor checks by name (``local``, ``ldap``,
         ``radius``); the portal's is the one ``[portal] primary`` names, else ``local``."""
@@ -92,6 +97,8 @@ class SignInSteps:
         self.check = checks.get(portal.primary) or checks["local"]
         self.wait_outcome = wait_outcome
         self.policy = policy
+        self.remembered = remembered or RememberedBrowsers(store)
+        self.remember = RememberedSteps(store, portal, self.remembered, self._rule)
 
     async def first(
         self,
@@ -102,11 +109,14 @@ class SignInSteps:
         key: str | None,
         origin: Origin = NOWHERE,
         purpose: Purpose = PORTAL_ITSELF,
+        remembered: str = "",
     ) -> PortalStep:
-        """The user's first factor -> a ticket for the second (or, self-enrolling or where a
-        policy rule skips the second factor, a session token at once). ``key``: the portal's
-        API key, checked again on the commit thread; ``origin``: the browser's address and
-        name, kept (sealed) with the audit rows; ``purpose``: what the sign-in is for."""
+        """The user's first factor -> a ticket for the second (or, self-enrolling, where a
+        policy rule skips the second factor or a remembered browser stands for it, a session
+        token at once). ``key``: the portal's API key, checked again on the commit thread;
+        ``origin``: the browser's address and name, kept (sealed) with the audit rows;
+        ``purpose``: what the sign-in is for; ``remembered``: the token of the browser's
+        remember cookie ("" for none)."""
         sealed = origin.sealed(self.store.box, user)
         d = await self.first_factor.check(
             self.check,
@@ -144,7 +154,12 @@ class SignInSteps:
             )
             await to_thread.run_sync(audit.record, self.store, event)
             return PortalStep(accepted=True, reason="ok", token=token, expires_at=expires)
-        methods, rule, codes = await to_thread.run_sync(
+        if remembered:
+            said = (client, request_id, sealed)
+            at_once = await self.remember.first(user, purpose, origin, remembered, said)
+            if at_once is not None:
+                return at_once
+        methods, rule, codes, offer = await to_thread.run_sync(
             self._allowed, user, purpose, origin.address
         )
         if rule and not methods:
@@ -173,6 +188,7 @@ class SignInSteps:
             kinds=sorted({m.kind for m in methods}),
             codes=codes,
             methods=methods,
+            remember_minutes=offer,
         )
 
     async def second(
@@ -187,13 +203,16 @@ class SignInSteps:
         push_id: str = "",
         wait: float = 0,
         origin: Origin = NOWHERE,
+        remember: bool = False,
     ) -> PortalStep:
         """The ticket of the first step and a code of the user's -> a session token bound to
         the user. ``method="push"`` (no code) opens a push: ``pending``, with the number to
-        show; then ``push_id`` (waiting up to ``wait`` seconds) collects it."""
+        show; then ``push_id`` (waiting up to ``wait`` seconds) collects it. ``remember``:
+        remember the browser once signed in, where the rule allows it (``node.remembered``)."""
         grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
+        then = Then(remember, origin, request_id)
         if push_id:
-            return await self._collect_push(client, grant, push_id, wait)
+            return await self._collect_push(client, grant, push_id, wait, then)
         if method == "push":
             if code:
                 raise InvalidInput("send no code with method push (the phone answers instead)")
@@ -220,10 +239,12 @@ class SignInSteps:
         if d.reason is Reason.BYPASS:
             return self._session(grant, client, "")
         kind = await to_thread.run_sync(self._kind, grant.user, d.method_id)
-        return self._session(grant, client, "otp", kind=kind)
+        return await self.remember.after(
+            self._session(grant, client, "otp", kind=kind), grant, then
+        )
 
     async def _collect_push(
-        self, client: str, grant: Grant, push_id: str, wait: float
+        self, client: str, grant: Grant, push_id: str, wait: float, then: Then
     ) -> PortalStep:
         """The push this portal opened for this ticket (its user, opened after the ticket was
         issued): a session token once approved, given once — a push already collected, or
@@ -240,7 +261,8 @@ class SignInSteps:
             raise NotFound(
                 f"the push request {push_id!r} is not of this sign-in (older, or taken already)"
             )
-        return self._session(grant, client, "swk", approved, kind="push")
+        step = self._session(grant, client, "swk", approved, kind="push")
+        return await self.remember.after(step, grant, then)
 
     def _collect(self, push_id: str, ticket_issued: float) -> float | None:
         """``PushRequests.collect`` at the master, for a ticket issued at ``ticket_issued``."""
@@ -264,8 +286,10 @@ class SignInSteps:
         challenge: str,
         credential: str,
         origin: Origin = NOWHERE,
+        remember: bool = False,
     ) -> PortalStep:
-        """The browser's answer to a passkey sign-in -> a session token bound to the user."""
+        """The browser's answer to a passkey sign-in -> a session token bound to the user
+        (``remember``: as ``second``'s)."""
         grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
         if await to_thread.run_sync(self._locked, grant.user):
             return PortalStep(accepted=False, reason=str(Reason.LOCKED))
@@ -300,7 +324,8 @@ class SignInSteps:
         await to_thread.run_sync(audit.record, self.store, event)
         if method_id is None:
             return PortalStep(accepted=False, reason="wrong_passkey")
-        return self._session(grant, client, "hwk", kind="passkey")
+        step = self._session(grant, client, "hwk", kind="passkey")
+        return await self.remember.after(step, grant, Then(remember, origin, request_id))
 
     def _session(
         self,
@@ -346,19 +371,20 @@ class SignInSteps:
 
     def _allowed(
         self, user: str, purpose: Purpose, address: str
-    ) -> tuple[list[MethodName], str, bool]:
+    ) -> tuple[list[MethodName], str, bool, int]:
         """``user``'s methods the policy rule of this sign-in allows, the rule's name (""
-        when the person has no method at all: the second step says so), and whether a typed
-        code may give the second factor (``PortalStep.codes``)."""
+        when the person has no method at all: the second step says so), whether a typed
+        code may give the second factor (``PortalStep.codes``), and the minutes the browser
+        may be remembered for (``PortalStep.remember_minutes``)."""
         methods = self._methods(user)
         if not methods:
-            return methods, "", True
+            return methods, "", True, 0
         rule = self.policy.rule(purpose, address, self.accounts.get_user(user).groups)
         allowed = [m for m in methods if allows(rule, m.kind)]
         codes = rule.kinds is None or any(
             m.kind in CODE_KINDS or (m.kind == "push" and not rule.rule.numbered) for m in allowed
         )
-        return allowed, rule.name, codes
+        return allowed, rule.name, codes, self.remembered.offer(rule)
 
     def _kind(self, user: str, method_id: str | None) -> str:
         """The kind of ``user``'s method ``method_id`` ("" if it is gone)."""

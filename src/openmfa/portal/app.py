@@ -15,7 +15,8 @@ Pages, under the configured prefix (``/portal``):
     POST /mobile-app           activate the mobile app (QR); GET /mobile-app/status
     POST /backup-codes         new backup codes, shown once
     GET  /sign-ins             the person's recent sign-ins
-    GET  /sessions             where the person is signed in; POST /sessions/{ref}/end
+    GET  /sessions             where the person is signed in; POST /sessions/{ref}/end,
+                               POST /sessions/remembered/{ref}/forget
     GET  POST /password        the person changes their password (the current one asked)
     GET  POST /confirm         re-authentication before a change of sign-in methods
     POST /sign-out             sign out; POST /language: the language chosen
@@ -59,6 +60,7 @@ from .pages import (
     oidc_service,
     password,
     push,
+    remembered,
     service,
     sign_in,
     sign_out,
@@ -107,6 +109,11 @@ def routes(portal: Portal) -> list[BaseRoute]:
         Route("/sign-ins", signed_in(account.sign_ins)),
         Route("/sessions", signed_in(my_sessions.sessions)),
         Route("/sessions/{ref}/end", signed_in(my_sessions.end_session), methods=["POST"]),
+        Route(
+            "/sessions/remembered/{ref}/forget",
+            signed_in(remembered.forget),
+            methods=["POST"],
+        ),
         Route("/profile", signed_in(account.profile), methods=["GET", "POST"]),
         Route("/bypass", signed_in(account.bypass), methods=["POST"]),
         Route("/password", signed_in(password.password), methods=["GET", "POST"]),

@@ -152,6 +152,10 @@ class Portal:
     def cookie_name(self, request: Request) -> str:
         return "__Host-openmfa-portal" if self.secure(request) else "openmfa-portal"
 
+    def remember_cookie(self, request: Request) -> str:
+        """The cookie a remembered browser holds its token in (``pages.remembered``)."""
+        return self.cookie_name(request) + "-remember"
+
     def language(self, request: Request) -> str:
         """The language chosen on the page, else the browser's best offered one."""
         chosen = request.cookies.get(LANG_COOKIE, "")

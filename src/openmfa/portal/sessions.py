@@ -50,6 +50,10 @@ class Session:
     says which one it asks for)."""
     codes: bool = True
     """With a ticket: the node said a typed code may give the second factor (``PortalStep``)."""
+    remember_minutes: int = 0
+    """With a ticket: the node offers to remember this browser for this long (0: no box)."""
+    remember: bool = False
+    """The person ticked "Remember this browser" on the second step."""
     token: str = ""
     """After the second factor: the node's session token for this user."""
     token_expires: float = 0.0

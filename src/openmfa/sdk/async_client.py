@@ -47,6 +47,7 @@ from .models import (
     PushEvents,
     PushOutcome,
     RadiusStats,
+    RememberedView,
     SessionSeen,
     SessionsEnded,
     SessionView,
@@ -133,24 +134,39 @@ class AsyncSdkClient:
         return await self.send(Requests.push_outcome(push_id, wait=wait))
 
     async def portal_sign_in(
-        self, user: str, password: str, *, address: str = "", agent: str = "", purpose: str = ""
+        self,
+        user: str,
+        password: str,
+        *,
+        address: str = "",
+        agent: str = "",
+        purpose: str = "",
+        remembered: str = "",
     ) -> PortalStep:
         return await self.send(
-            Requests.portal_sign_in(user, password, address=address, agent=agent, purpose=purpose)
+            Requests.portal_sign_in(
+                user, password, address=address, agent=agent, purpose=purpose, remembered=remembered
+            )
         )
 
     async def portal_second_factor(
-        self, ticket: str, code: str, *, address: str = "", agent: str = ""
+        self, ticket: str, code: str, *, address: str = "", agent: str = "", remember: bool = False
     ) -> PortalStep:
         return await self.send(
-            Requests.portal_second_factor(ticket, code, address=address, agent=agent)
+            Requests.portal_second_factor(
+                ticket, code, address=address, agent=agent, remember=remember
+            )
         )
 
     async def portal_push(self, ticket: str, *, address: str = "", agent: str = "") -> PortalStep:
         return await self.send(Requests.portal_push(ticket, address=address, agent=agent))
 
-    async def portal_push_collect(self, ticket: str, push_id: str, *, wait: int = 0) -> PortalStep:
-        return await self.send(Requests.portal_push_collect(ticket, push_id, wait=wait))
+    async def portal_push_collect(
+        self, ticket: str, push_id: str, *, wait: int = 0, remember: bool = False
+    ) -> PortalStep:
+        return await self.send(
+            Requests.portal_push_collect(ticket, push_id, wait=wait, remember=remember)
+        )
 
     async def portal_me(self, session: str) -> PortalMe:
         return await self.send(Requests.portal_me(session))
@@ -211,10 +227,19 @@ class AsyncSdkClient:
         return await self.send(Requests.oidc_eam_finish(session, request))
 
     async def portal_passkey(
-        self, ticket: str, challenge: str, credential: str, *, address: str = "", agent: str = ""
+        self,
+        ticket: str,
+        challenge: str,
+        credential: str,
+        *,
+        address: str = "",
+        agent: str = "",
+        remember: bool = False,
     ) -> PortalStep:
         return await self.send(
-            Requests.portal_passkey(ticket, challenge, credential, address=address, agent=agent)
+            Requests.portal_passkey(
+                ticket, challenge, credential, address=address, agent=agent, remember=remember
+            )
         )
 
     async def portal_passkey_register_options(self, session: str, origin: str) -> PasskeyChallenge:
@@ -296,6 +321,14 @@ class AsyncSdkClient:
     async def portal_end_session(self, session: str, ref: str) -> None:
         """End one of the signed-in user's browsers (``SessionView.id``) on every host."""
         await self.send(Requests.portal_end_session(session, ref))
+
+    async def portal_remembered(self, session: str) -> list[RememberedView]:
+        """The signed-in user's remembered browsers (they skip the second step), newest first."""
+        return (await self.send(Requests.portal_remembered(session))).browsers
+
+    async def portal_forget_remembered(self, session: str, ref: str) -> None:
+        """Forget one of the signed-in user's remembered browsers (``RememberedView.id``)."""
+        await self.send(Requests.portal_forget_remembered(session, ref))
 
     async def portal_cookies_seen(self, seen: list[tuple[str, str]]) -> None:
         """Forward-auth's reports: (user, session) of each cookie it let through."""

@@ -7,13 +7,12 @@ OpenAPI document (a test holds them to it), so a route is written down once for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
-from urllib.parse import quote
+from typing import Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from .call import Call, _mine, _seg
 from .headers import SESSION_HEADER, _origin
 from .models import (
     ActivationCode,
@@ -71,6 +70,7 @@ from .models import (
     PushEvents,
     PushOutcome,
     RadiusStats,
+    RememberedList,
     Resynchronised,
     ResyncRequest,
     SessionList,
@@ -92,42 +92,6 @@ __all__ = ["SESSION_HEADER", "Call", "Requests"]
 
 T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
-
-
-@dataclass(frozen=True)
-class Call(Generic[T]):
-    """One SDK call, fully described: what to send and what comes back. No I/O."""
-
-    method: str
-    path: str
-    answer: type[T] | None
-    """None: the call answers nothing (204)."""
-    params: dict[str, str | int | float] = field(default_factory=dict)
-    body: bytes | None = None
-    kind: Literal["read", "write", "authenticate"] = "read"
-    timeout: float | None = None
-    """Seconds to wait for the answer (long-polls); None: the client's own timeout."""
-    headers: dict[str, str] = field(default_factory=dict)
-    """This call's own headers (a portal user's session token)."""
-
-    def decode(self, content: bytes) -> T:
-        if self.answer is None:
-            return None  # type: ignore[return-value]
-        return msgspec.json.decode(content, type=self.answer)
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="")
-
-
-def _mine(
-    method: str, path: str, answer: type[T] | None, session: str, body: bytes | None = None,
-    *, address: str = "", agent: str = "",
-) -> Call[T]:  # fmt: skip
-    """A portal call about the signed-in user: their session token goes with it (``address``,
-    ``agent``: where the browser is, on the calls whose change is noticed: ``_origin``)."""
-    headers = {SESSION_HEADER: session, **_origin(address, agent)}
-    return Call(method, path, answer, body=body, kind="write", headers=headers)
 
 
 class Requests:
@@ -170,21 +134,23 @@ class Requests:
 
     @staticmethod
     def portal_sign_in(
-        user: str, password: str, *, address: str = "", agent: str = "", purpose: str = ""
-    ) -> Call[PortalStep]:
+        user: str, password: str, *, address: str = "", agent: str = "", purpose: str = "",
+        remembered: str = "",
+    ) -> Call[PortalStep]:  # fmt: skip
         """``address``, ``agent``: the browser's address and user agent (``ADDRESS_HEADER``);
-        ``purpose``: what the sign-in is for (``FOR_HEADER``: "" the portal itself)."""
+        ``purpose``: what the sign-in is for (``FOR_HEADER``: "" the portal itself);
+        ``remembered``: the browser's remember cookie (``REMEMBERED_HEADER``)."""
         body = _encode(PortalSignIn(user=user, password=password))
         return Call(
             "POST", "/v1/portal/sign-in", PortalStep, body=body, kind="authenticate",
-            headers=_origin(address, agent, purpose),
+            headers=_origin(address, agent, purpose, remembered),
         )  # fmt: skip
 
     @staticmethod
     def portal_second_factor(
-        ticket: str, code: str, *, address: str = "", agent: str = ""
+        ticket: str, code: str, *, address: str = "", agent: str = "", remember: bool = False
     ) -> Call[PortalStep]:
-        body = _encode(PortalSecondFactor(ticket=ticket, code=code))
+        body = _encode(PortalSecondFactor(ticket=ticket, code=code, remember=remember))
         return Call(
             "POST", "/v1/portal/second-factor", PortalStep, body=body, kind="authenticate",
             headers=_origin(address, agent),
@@ -199,8 +165,12 @@ class Requests:
         )  # fmt: skip
 
     @staticmethod
-    def portal_push_collect(ticket: str, push_id: str, *, wait: int = 0) -> Call[PortalStep]:
-        body = _encode(PortalSecondFactor(ticket=ticket, push_id=push_id, wait=wait))
+    def portal_push_collect(
+        ticket: str, push_id: str, *, wait: int = 0, remember: bool = False
+    ) -> Call[PortalStep]:
+        body = _encode(
+            PortalSecondFactor(ticket=ticket, push_id=push_id, wait=wait, remember=remember)
+        )
         return Call(
             "POST", "/v1/portal/second-factor", PortalStep, body=body, kind="write",
             timeout=wait + 10.0,
@@ -291,9 +261,14 @@ class Requests:
 
     @staticmethod
     def portal_passkey(
-        ticket: str, challenge: str, credential: str, *, address: str = "", agent: str = ""
-    ) -> Call[PortalStep]:
-        body = _encode(PasskeyAnswer(challenge=challenge, credential=credential, ticket=ticket))
+        ticket: str, challenge: str, credential: str, *, address: str = "", agent: str = "",
+        remember: bool = False,
+    ) -> Call[PortalStep]:  # fmt: skip
+        body = _encode(
+            PasskeyAnswer(
+                challenge=challenge, credential=credential, ticket=ticket, remember=remember
+            )
+        )
         return Call(
             "POST", "/v1/portal/passkey", PortalStep, body=body, kind="authenticate",
             headers=_origin(address, agent),
@@ -391,6 +366,14 @@ class Requests:
     @staticmethod
     def portal_end_session(session: str, ref: str) -> Call[None]:
         return _mine("DELETE", f"/v1/portal/me/sessions/{_seg(ref)}", None, session)
+
+    @staticmethod
+    def portal_remembered(session: str) -> Call[RememberedList]:
+        return _mine("GET", "/v1/portal/me/remembered", RememberedList, session)  # at the master
+
+    @staticmethod
+    def portal_forget_remembered(session: str, ref: str) -> Call[None]:
+        return _mine("DELETE", f"/v1/portal/me/remembered/{_seg(ref)}", None, session)
 
     @staticmethod
     def portal_end_sessions(user: str, sessions: list[str]) -> Call[None]:

@@ -72,6 +72,7 @@ from .models import (
     PushEvents,
     PushOutcome,
     RadiusStats,
+    RememberedView,
     SessionSeen,
     SessionsEnded,
     SessionView,
@@ -161,26 +162,43 @@ class SdkClient:
         return self.send(Requests.push_outcome(push_id, wait=wait))
 
     def portal_sign_in(
-        self, user: str, password: str, *, address: str = "", agent: str = "", purpose: str = ""
+        self,
+        user: str,
+        password: str,
+        *,
+        address: str = "",
+        agent: str = "",
+        purpose: str = "",
+        remembered: str = "",
     ) -> PortalStep:
         """The User Portal's first step (a ``portal`` key): a ticket for the second."""
         return self.send(
-            Requests.portal_sign_in(user, password, address=address, agent=agent, purpose=purpose)
+            Requests.portal_sign_in(
+                user, password, address=address, agent=agent, purpose=purpose, remembered=remembered
+            )
         )
 
     def portal_second_factor(
-        self, ticket: str, code: str, *, address: str = "", agent: str = ""
+        self, ticket: str, code: str, *, address: str = "", agent: str = "", remember: bool = False
     ) -> PortalStep:
         """The second step: the user's session token (``.token``) when the code is accepted."""
-        return self.send(Requests.portal_second_factor(ticket, code, address=address, agent=agent))
+        return self.send(
+            Requests.portal_second_factor(
+                ticket, code, address=address, agent=agent, remember=remember
+            )
+        )
 
     def portal_push(self, ticket: str, *, address: str = "", agent: str = "") -> PortalStep:
         """A push to the user's phone as the second factor: show ``.pending.number``."""
         return self.send(Requests.portal_push(ticket, address=address, agent=agent))
 
-    def portal_push_collect(self, ticket: str, push_id: str, *, wait: int = 0) -> PortalStep:
+    def portal_push_collect(
+        self, ticket: str, push_id: str, *, wait: int = 0, remember: bool = False
+    ) -> PortalStep:
         """Once the phone approved (waiting up to ``wait`` s): the session token."""
-        return self.send(Requests.portal_push_collect(ticket, push_id, wait=wait))
+        return self.send(
+            Requests.portal_push_collect(ticket, push_id, wait=wait, remember=remember)
+        )
 
     def portal_me(self, session: str) -> PortalMe:
         return self.send(Requests.portal_me(session))
@@ -239,11 +257,20 @@ class SdkClient:
         return self.send(Requests.oidc_eam_finish(session, request))
 
     def portal_passkey(
-        self, ticket: str, challenge: str, credential: str, *, address: str = "", agent: str = ""
+        self,
+        ticket: str,
+        challenge: str,
+        credential: str,
+        *,
+        address: str = "",
+        agent: str = "",
+        remember: bool = False,
     ) -> PortalStep:
         """The browser's answer (``PublicKeyCredential.toJSON()`` as JSON text)."""
         return self.send(
-            Requests.portal_passkey(ticket, challenge, credential, address=address, agent=agent)
+            Requests.portal_passkey(
+                ticket, challenge, credential, address=address, agent=agent, remember=remember
+            )
         )
 
     def portal_passkey_register_options(self, session: str, origin: str) -> PasskeyChallenge:
@@ -330,6 +357,14 @@ class SdkClient:
     def portal_end_session(self, session: str, ref: str) -> None:
         """End one of the signed-in user's browsers (``SessionView.id``) on every host."""
         self.send(Requests.portal_end_session(session, ref))
+
+    def portal_remembered(self, session: str) -> list[RememberedView]:
+        """The signed-in user's remembered browsers (they skip the second step), newest first."""
+        return (self.send(Requests.portal_remembered(session))).browsers
+
+    def portal_forget_remembered(self, session: str, ref: str) -> None:
+        """Forget one of the signed-in user's remembered browsers (``RememberedView.id``)."""
+        self.send(Requests.portal_forget_remembered(session, ref))
 
     def portal_cookies_seen(self, seen: list[tuple[str, str]]) -> None:
         """Forward-auth's reports: (user, session) of each cookie it let through."""

@@ -5,7 +5,7 @@ the person is told of: ``node.notify``).
 
 from __future__ import annotations
 
-__all__ = ["ADDRESS_HEADER", "AGENT_HEADER", "FOR_HEADER", "SESSION_HEADER"]
+__all__ = ["ADDRESS_HEADER", "AGENT_HEADER", "FOR_HEADER", "REMEMBERED_HEADER", "SESSION_HEADER"]
 
 SESSION_HEADER = "X-OpenMFA-Session"
 """Where portal calls about the signed-in user carry their session token."""
@@ -21,12 +21,18 @@ FOR_HEADER = "X-OpenMFA-Sign-In-For"
 behind the proxies), ``oidc NAME`` (the OpenID Connect client NAME); absent: the portal itself.
 A header, like the address: a node of an older release ignores it."""
 FOR_RE = r"^(portal|forward-auth|oidc [A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
+REMEMBERED_HEADER = "X-OpenMFA-Remembered"
+"""Where a portal's first sign-in step passes the token of the browser's remember cookie
+(``node.remembered``). A header, like the address: a node of an older release ignores it."""
+REMEMBERED_RE = r"^[A-Za-z0-9_-]{1,128}$"
 
 
-def _origin(address: str, agent: str, purpose: str = "") -> dict[str, str]:
+def _origin(address: str, agent: str, purpose: str = "", remembered: str = "") -> dict[str, str]:
     """A call's headers saying where the browser is, and what the sign-in is for (``purpose``:
-    ``FOR_HEADER``'s value; "" values are not sent)."""
+    ``FOR_HEADER``'s value; ``remembered``: ``REMEMBERED_HEADER``'s; "" values are not sent)."""
     headers = {}
+    if remembered:
+        headers[REMEMBERED_HEADER] = _header_text(remembered, 128)
     if purpose:
         headers[FOR_HEADER] = _header_text(purpose, 80)
     if address:

@@ -24,7 +24,7 @@ from ..node.audit import NOWHERE, Origin
 from ..node.portal_policy import Purpose
 from ..node.portal_sessions import summarise
 from ..wiring import NodeRuntime
-from .headers import ADDRESS_HEADER, AGENT_HEADER, FOR_HEADER
+from .headers import ADDRESS_HEADER, AGENT_HEADER, FOR_HEADER, REMEMBERED_HEADER
 from .models import BypassRequest, MethodCreate
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -83,6 +83,14 @@ def _origin(request: Request) -> Origin:
 def _purpose(request: Request) -> Purpose:
     """What a portal's first sign-in step is for (``FOR_HEADER``; absent: the portal)."""
     return Purpose.parse(request.headers.get(FOR_HEADER, ""))
+
+
+def _remembered(request: Request) -> str:
+    """The token of the browser's remember cookie a first sign-in step passes (""; none)."""
+    said = request.headers.get(REMEMBERED_HEADER, "")
+    if said and not (len(said) <= 128 and all(c.isalnum() or c in "-_" for c in said)):
+        raise InvalidInput(f"{REMEMBERED_HEADER} must be a remembered browser's token")
+    return said
 
 
 def _whole_numbers(value: Any) -> Any:

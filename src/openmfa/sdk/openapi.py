@@ -18,7 +18,14 @@ import msgspec
 
 from .. import __version__
 from . import models
-from .headers import ADDRESS_HEADER, AGENT_HEADER, FOR_HEADER, FOR_RE
+from .headers import (
+    ADDRESS_HEADER,
+    AGENT_HEADER,
+    FOR_HEADER,
+    FOR_RE,
+    REMEMBERED_HEADER,
+    REMEMBERED_RE,
+)
 from .routes import TABLE
 
 REF = "#/components/schemas/{name}"
@@ -87,6 +94,15 @@ PURPOSE = {
     "schema": {"type": "string", "pattern": FOR_RE},
 }
 """The first sign-in step's header (``node.portal_policy``)."""
+REMEMBERED = {
+    "name": REMEMBERED_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "the token of the browser's remember cookie (a remembered browser's sign-in "
+    "needs no second factor where the policy rule allows it)",
+    "schema": {"type": "string", "pattern": REMEMBERED_RE},
+}
+"""The first sign-in step's other header (``node.remembered``)."""
 SIGN_IN_PATHS = ("/v1/portal/sign-in", "/v1/portal/second-factor", "/v1/portal/passkey")
 CHANGES = {
     ("post", "/v1/portal/me/totp/confirm"),
@@ -163,7 +179,7 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
         if path in SIGN_IN_PATHS or (verb, path) in CHANGES:
             params += ORIGIN
         if path == "/v1/portal/sign-in":
-            params.append(PURPOSE)
+            params += [PURPOSE, REMEMBERED]
         if params:
             op["parameters"] = params
         if body:

@@ -247,6 +247,10 @@ def _user_delete(conn: Connection, p: Payload) -> None:
         conn.execute(delete(t.user_groups).where(t.user_groups.c.user_id == p["id"]))
     if formats.local_format(conn) >= formats.PIN_FORMAT:  # an id may be given again
         conn.execute(delete(t.user_pins).where(t.user_pins.c.user_id == p["id"]))
+    if formats.local_format(conn) >= formats.REMEMBER_FORMAT:  # a name may be given again
+        name = select(t.users.c.name).where(t.users.c.id == p["id"]).scalar_subquery()
+        rb = t.remembered_browsers
+        conn.execute(delete(rb).where(rb.c.user_name == name))
     conn.execute(delete(t.users).where(t.users.c.id == p["id"]))
 
 
@@ -457,6 +461,11 @@ def _session_end(conn: Connection, p: Payload) -> None:
             lock_until=p.get("lock_until"),
         )
     )
+    if not p.get("session") and formats.local_format(conn) >= formats.REMEMBER_FORMAT:
+        # Sign out everywhere, a password change, a lock, a disable: no browser of theirs
+        # remembered before it is honoured again (format 14; ``node.remembered``).
+        rb = t.remembered_browsers
+        conn.execute(delete(rb).where(rb.c.user_name == p["user"], rb.c.created_at <= p["at"]))
 
 
 @applier("farm.member")
@@ -482,3 +491,4 @@ from . import group_records  # noqa: E402, F401, I001 - registers user.groups (d
 from . import oidc_records  # noqa: E402, F401 - registers the oidc.* appliers (data format 8)
 from . import policy_records  # noqa: E402, F401 - registers policy.rule.* (format 12)
 from . import pin_records  # noqa: E402, F401 - registers user.pin (format 13)
+from . import remember_records  # noqa: E402, F401 - registers remember.* (format 14)

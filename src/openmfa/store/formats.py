@@ -79,6 +79,13 @@ a field of PIN and code is split) travels in ``user.pin`` records; a release rea
 format 12 does not know that record (it would drop the PIN, and a node of it would let the
 person sign in with the code alone where a rule asks for a PIN), so it is written only once the
 data set is at format 13.
+
+Format 14: remembered browsers. A browser a person asked to be remembered after a full sign-in
+at the portal (``remembered_browsers``: the SHA-256 of the token its cookie holds, the person,
+the second factor it stands for, until when) travels in ``remember.add`` and ``remember.end``
+records; a release reading only up to format 13 does not know them (a record ended there would
+live on at a node of it), so they are written, and the portal offers the box, only once the data
+set is at format 14.
 """
 
 from __future__ import annotations
@@ -104,7 +111,7 @@ def local_format(conn: Connection) -> int:
     return int(conn.scalar(_LOCAL_FORMAT) or 0)
 
 
-DATA_FORMAT = 13
+DATA_FORMAT = 14
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
 READS_FORMATS = (1, DATA_FORMAT)
 """The oldest and newest data formats this release can read."""
@@ -137,6 +144,10 @@ RADIUS_CACHE_FORMAT = 13
 """The farm's data format from which a subordinate claims RADIUS caching at the master (the
 ``cache-take`` and ``cache-keep`` claims): every node of a farm finalized to it knows them. No
 records of its own (it shares PINs' number)."""
+REMEMBER_FORMAT = 14
+"""The data format that knows remembered browsers (``remember.*`` records,
+``remembered_browsers``). The lead may renumber it at a merge: this constant is the one place its
+number is written."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -265,6 +276,11 @@ def _pins(conn: Connection) -> None:
     """Nothing to rewrite: format 13 only allows rows (people's PINs) no earlier format has."""
 
 
+def _remembered(conn: Connection) -> None:
+    """Nothing to rewrite: format 14 only allows rows (remembered browsers) no earlier format
+    has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
@@ -278,5 +294,6 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     GROUPS_FORMAT: _groups,
     POLICY_FORMAT: _policy,
     PIN_FORMAT: _pins,
+    REMEMBER_FORMAT: _remembered,
 }
 """The step that brings rows of format N-1 to format N."""

@@ -453,3 +453,28 @@ user_pins = Table(
 split there (the PIN first), so one argon2 check decides it. The length tells nothing the hash
 does not: whoever holds the hash can try every PIN of 4 to 12 digits anyway. Replicated by
 ``user.pin`` records (``pin_records``)."""
+
+
+# -- remembered browsers (schema 0017_remembered_browsers; rows of data format 14) -------------
+
+remembered_browsers = Table(
+    "remembered_browsers",
+    metadata,
+    Column("ref", String(32), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_name", String(255), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("factor", String(8), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("auth_time", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("seen_enc", LargeBinary, nullable=False),
+    Index("ix_remembered_browsers_user", "user_name"),
+)
+"""Browsers a person asked to be remembered (``node.remembered``): ``ref`` the name a page shows
+and ends it by, ``token_hash`` the SHA-256 of the random token the browser's cookie holds (the
+token itself is kept nowhere), the policy rule that allowed it, the second factor it stands for
+(``factor``: an ``amr`` value, ``kind``: the method's kind, ``auth_time``: when it was given),
+and the address and user agent sealed under ``remembered:REF``. Replicated by ``remember.*``
+records (``remember_records``), so every node honours it and forgets it within seconds."""

@@ -15,7 +15,11 @@ from ..runner import Ctx
 
 async def sessions(ctx: Ctx) -> Response:
     found = await ctx.sdk.portal_sessions(ctx.session.token)
-    return ctx.render("sessions.html", sessions=found)
+    try:  # the browsers that skip the second step (``pages.remembered``)
+        kept = await ctx.sdk.portal_remembered(ctx.session.token)
+    except NotFound:  # a node of a release before remembered browsers
+        kept = []
+    return ctx.render("sessions.html", sessions=found, remembered=kept)
 
 
 async def end_session(ctx: Ctx) -> Response:

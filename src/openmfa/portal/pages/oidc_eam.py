@@ -80,6 +80,7 @@ async def eam_start(ctx: Ctx, p: dict[str, str]) -> Response:
     # A sign-in of its own: whatever session this browser had is not looked at.
     s = ctx.session = ctx.portal.sessions.new()
     s.user, s.ticket, s.prefer = started.user, started.ticket, started.prefer
+    s.remember_minutes = 0  # never for a sign-in Entra ID started (``node.remembered``)
     s.eam_request, s.eam_state, s.eam_redirect = started.request, state, redirect_uri
     s.next_page = FINISH
     told = ctx.portal.told_kinds

@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..runner import FORM_AGAIN, Ctx
 from ..sentences import refusal
+from . import remembered
 from .sign_in import ENDED, can_push, second_factor_page, signed_in
 
 
@@ -18,6 +19,7 @@ async def push_start(ctx: Ctx) -> Response:
     no_app = ctx._("You have no mobile app activated, so no push can be sent. Type a code instead.")
     if not can_push(ctx, s):  # not asked of the node: it would count as a wrong code
         return await second_factor_page(ctx, no_app, FORM_AGAIN)
+    remembered.chosen(ctx)  # kept for the push's collection
     step = await ctx.sdk.portal_push(s.ticket, **ctx.where)
     if step.pending is None:
         if step.reason in ENDED:
@@ -46,11 +48,15 @@ async def push_wait(ctx: Ctx) -> Response:
         if script:
             return JSONResponse({"state": "gone", "next": ctx.url("/sign-in")})
         return ctx.redirect("/sign-in")
-    step = await ctx.sdk.portal_push_collect(s.ticket, s.push_id, wait=20 if script else 0)
+    step = await ctx.sdk.portal_push_collect(
+        s.ticket, s.push_id, wait=20 if script else 0, remember=s.remember
+    )
     if step.accepted:
         resp = await signed_in(ctx, step)
         if script:
-            return JSONResponse({"state": "approved", "next": resp.headers["location"]})
+            answer = JSONResponse({"state": "approved", "next": resp.headers["location"]})
+            answer.raw_headers += [(k, v) for k, v in resp.raw_headers if k == b"set-cookie"]
+            return answer
         return resp
     if step.reason == "pending":
         if script:

@@ -14,6 +14,7 @@ from ..forward_auth import in_domain
 from ..runner import FORM_AGAIN, Ctx, PageError
 from ..sentences import kind_names, method_name, refusal
 from ..sessions import MAX_IDS, MAX_SESSIONS, Session
+from . import remembered
 from .methods import finish_removal
 
 ENDED = frozenset(["locked", "disabled", "unknown_user"])
@@ -51,7 +52,13 @@ async def sign_in(ctx: Ctx) -> Response:
             error=ctx._("Type your user name and your password."),
         )
     try:
-        step = await ctx.sdk.portal_sign_in(user, password, purpose=purpose(s), **ctx.where)
+        step = await ctx.sdk.portal_sign_in(
+            user,
+            password,
+            purpose=purpose(s),
+            remembered=remembered.token_to_send(ctx),
+            **ctx.where,
+        )
     except InvalidInput:
         step = PortalStep(accepted=False, reason="wrong_password")
     if not step.accepted:
@@ -61,7 +68,9 @@ async def sign_in(ctx: Ctx) -> Response:
     ctx.portal.sessions.renew(s)
     s.user, s.ticket, s.reauth, s.prefer = user, step.ticket, False, step.prefer
     remember_kinds(ctx, step)
-    if step.token and step.reason == "skipped":  # a policy rule: no second factor from here
+    remembered.offered(ctx, step)
+    if step.token and step.reason in ("skipped", "remembered"):  # a policy rule: no second
+        # factor from here, or this browser is remembered for it
         return await signed_in(ctx, step)
     if step.token:  # no method yet, and the node lets people add their first one
         s.next_page = "/methods"
@@ -91,6 +100,7 @@ async def confirm(ctx: Ctx) -> Response:
     ctx.portal.sessions.renew(s)
     s.ticket, s.reauth, s.prefer = step.ticket, True, step.prefer
     remember_kinds(ctx, step)
+    remembered.offered(ctx, step)
     if step.token and step.reason == "skipped":  # a policy rule: no second factor from here
         return await signed_in(ctx, step)
     return ctx.redirect("/second-factor")
@@ -132,7 +142,9 @@ async def second_factor(ctx: Ctx) -> Response:
     if not code:
         return await second_factor_page(ctx, ctx._("Type the code your app shows."))
     try:
-        step = await ctx.sdk.portal_second_factor(s.ticket, code, **ctx.where)
+        step = await ctx.sdk.portal_second_factor(
+            s.ticket, code, remember=remembered.chosen(ctx), **ctx.where
+        )
     except InvalidInput:
         step = PortalStep(accepted=False, reason="malformed")
     return await signed_in(ctx, step)
@@ -160,6 +172,7 @@ async def second_factor_page(ctx: Ctx, error: str, status: int = 200) -> Respons
         prefer=s.prefer,
         push=can_push(ctx, s),
         codes=takes_codes(ctx, s),
+        remember_minutes=s.remember_minutes,
         **names_by_form(ctx, s),
     )
 
@@ -200,7 +213,13 @@ async def passkey_sign_in(ctx: Ctx) -> Response:
             ctx, ctx._("Passkeys need JavaScript in your browser. Type a code instead.")
         )
     try:
-        step = await ctx.sdk.portal_passkey(s.ticket, s.passkey_challenge, credential, **ctx.where)
+        step = await ctx.sdk.portal_passkey(
+            s.ticket,
+            s.passkey_challenge,
+            credential,
+            remember=remembered.chosen(ctx),
+            **ctx.where,
+        )
     except InvalidInput:
         step = PortalStep(accepted=False, reason="wrong_passkey")
     return await signed_in(ctx, step)
@@ -225,8 +244,8 @@ async def signed_in(ctx: Ctx, step: PortalStep) -> Response:
     if was_reauth and s.removing:
         await finish_removal(ctx)
     if s.return_to and not was_reauth:
-        return await back_to_site(ctx)
-    return ctx.redirect(target)
+        return remembered.keep(ctx, await back_to_site(ctx), step)
+    return remembered.keep(ctx, ctx.redirect(target), step)
 
 
 async def back_to_site(ctx: Ctx) -> Response:

@@ -10,7 +10,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..http import _authorize, _body, _int_param, _node, _origin, _purpose, _token, json_response
+from ..http import (
+    _authorize,
+    _body,
+    _int_param,
+    _node,
+    _origin,
+    _purpose,
+    _remembered,
+    _token,
+    json_response,
+)
 from ..models import (
     PasskeyAnswer,
     PasskeyChallenge,
@@ -39,6 +49,7 @@ async def portal_sign_in(request: Request) -> Response:
         _token(request),
         _origin(request),
         _purpose(request),
+        _remembered(request),
     )
     return json_response(step)
 
@@ -59,6 +70,7 @@ async def portal_second_factor(request: Request) -> Response:
         push_id=b.push_id,
         wait=b.wait,
         origin=_origin(request),
+        remember=b.remember,
     )
     return json_response(step)
 
@@ -83,6 +95,7 @@ async def portal_passkey(request: Request) -> Response:
         b.challenge,
         b.credential,
         _origin(request),
+        b.remember,
     )
     return json_response(step)
 

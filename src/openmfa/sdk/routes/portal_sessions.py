@@ -1,6 +1,7 @@
 """Where the signed-in person is signed in (``/v1/portal/me/seen``, ``/v1/portal/me/sessions``,
-header ``X-OpenMFA-Session``): a portal host reports the browser it serves, the person lists
-their browsers and ends one (``node.portal_sessions``)."""
+``/v1/portal/me/remembered``, header ``X-OpenMFA-Session``): a portal host reports the browser it
+serves, the person lists their browsers and ends one (``node.portal_sessions``), and lists and
+forgets the browsers they asked to be remembered (``node.remembered``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..http import _authorize, _body, _node, json_response
-from ..models import PortalCookiesSeen, PortalSeen, SessionList, SessionSeen
+from ..models import PortalCookiesSeen, PortalSeen, RememberedList, SessionList, SessionSeen
 from ..table import Declared
 from .portal_me import _session
 
@@ -63,6 +64,26 @@ async def portal_session_end(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def portal_remembered(request: Request) -> Response:
+    """The signed-in person's remembered browsers, newest first."""
+    node = _node(request)
+    _, grant = await _session(request)
+    found = await run_in_threadpool(node.sign_in.remembered.list, grant.user, time.time())
+    return json_response(found)
+
+
+async def portal_forget_remembered(request: Request) -> Response:
+    """The signed-in person forgets one of their remembered browsers, on every node."""
+    node = _node(request)
+    client, grant = await _session(request)
+    ref = request.path_params["ref"]
+    rid = request.state.request_id
+    await run_in_threadpool(
+        lambda: node.sign_in.remembered.end(grant.user, ref, client=client.name, rid=rid)
+    )
+    return Response(status_code=204)
+
+
 ROUTES: list[Declared] = [
     Declared(
         "POST",
@@ -103,6 +124,26 @@ ROUTES: list[Declared] = [
         None,
         204,
         portal_session_end,
+    ),
+    Declared(
+        "GET",
+        "/v1/portal/me/remembered",
+        "portal",
+        "The signed-in user's remembered browsers (they skip the second step), newest first",
+        None,
+        RememberedList,
+        200,
+        portal_remembered,
+    ),
+    Declared(
+        "DELETE",
+        "/v1/portal/me/remembered/{ref}",
+        "portal",
+        "The signed-in user forgets one of their remembered browsers, on every node",
+        None,
+        None,
+        204,
+        portal_forget_remembered,
     ),
 ]
 """This group's routes, in the order the OpenAPI document lists them."""
