@@ -59,6 +59,7 @@ from .components import (
     ErrorBody,
     OrderId,
 )
+from .console import AccessCodeIssued, AccessCodeRequest, RoleSet
 from .oidc import (
     OidcClientCheck,
     OidcClientChecked,
@@ -134,6 +135,8 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     PortalSeen,
     PortalCookiesSeen,
     PortalPasswordChange,
+    RoleSet,
+    AccessCodeRequest,
 )
 RESPONSES: tuple[type[msgspec.Struct], ...] = (
     ErrorBody,
@@ -175,6 +178,7 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     SessionList,
     PasswordPolicy,
     PasswordChanged,
+    AccessCodeIssued,
 )
 
 __all__ = [
@@ -191,6 +195,8 @@ __all__ = [
     "SEED_RE",
     "TEXT_PATTERN",
     "TEXT_RE",
+    "AccessCodeIssued",
+    "AccessCodeRequest",
     "ActivationCode",
     "ActivationRequest",
     "AdapterResult",
@@ -263,6 +269,7 @@ __all__ = [
     "RadiusStats",
     "ResyncRequest",
     "Resynchronised",
+    "RoleSet",
     "Sealed",
     "SessionEnd",
     "SessionList",

@@ -186,6 +186,7 @@ _REPLACED = (
     "user_groups",
     "policy_rules",
     "user_pins",
+    "user_roles",
 )
 """Configuration tables a re-bootstrap takes from the snapshot as they are."""
 

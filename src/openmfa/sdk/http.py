@@ -24,7 +24,7 @@ from ..node.audit import NOWHERE, Origin
 from ..node.portal_policy import Purpose
 from ..node.portal_sessions import summarise
 from ..wiring import NodeRuntime
-from .headers import ADDRESS_HEADER, AGENT_HEADER, FOR_HEADER
+from .headers import ADDRESS_HEADER, AGENT_HEADER, FOR_HEADER, OPERATOR_HEADER
 from .models import BypassRequest, MethodCreate
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -127,9 +127,15 @@ async def _authorize(request: Request, permission: str) -> ApiClient:
     data file's current generation, in the thread pool. For authentications (the hot path) a
     key the ring confirmed within the last second is taken from memory here, and the commit
     thread checks it again against the generation of its own transaction, so a key revoked a
-    moment ago is refused there as on every other route."""
+    moment ago is refused there as on every other route. A call with an operator's token
+    (``OPERATOR_HEADER``, the console's) is the operator's: their role decides (``node.roles``),
+    every time."""
     node = _node(request)
     token = _token(request)
+    operator = request.headers.get(OPERATOR_HEADER)
+    if operator is not None:
+        acting: ApiClient = await run_in_threadpool(node.operator, token, operator, permission)
+        return acting
     client = node.keyring.recent(token, time.time()) if permission == "authenticate" else None
     if client is None:
         checked: ApiClient = await run_in_threadpool(node.client, token, permission)

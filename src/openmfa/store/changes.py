@@ -247,6 +247,8 @@ def _user_delete(conn: Connection, p: Payload) -> None:
         conn.execute(delete(t.user_groups).where(t.user_groups.c.user_id == p["id"]))
     if formats.local_format(conn) >= formats.PIN_FORMAT:  # an id may be given again
         conn.execute(delete(t.user_pins).where(t.user_pins.c.user_id == p["id"]))
+    if formats.local_format(conn) >= formats.ROLES_FORMAT:  # an id may be given again
+        conn.execute(delete(t.user_roles).where(t.user_roles.c.user_id == p["id"]))
     conn.execute(delete(t.users).where(t.users.c.id == p["id"]))
 
 
@@ -482,3 +484,4 @@ from . import group_records  # noqa: E402, F401, I001 - registers user.groups (d
 from . import oidc_records  # noqa: E402, F401 - registers the oidc.* appliers (data format 8)
 from . import policy_records  # noqa: E402, F401 - registers policy.rule.* (format 12)
 from . import pin_records  # noqa: E402, F401 - registers user.pin (format 13)
+from . import role_records  # noqa: E402, F401 - registers user.role (format 14)

@@ -79,6 +79,12 @@ a field of PIN and code is split) travels in ``user.pin`` records; a release rea
 format 12 does not know that record (it would drop the PIN, and a node of it would let the
 person sign in with the code alone where a rule asks for a PIN), so it is written only once the
 data set is at format 13.
+
+Format 14: operator roles. A person may be an operator of the administration console with a
+role (``user_roles``: ``admin``, ``helpdesk`` or ``auditor``), set by ``user.role`` records; and
+an API key may be of scope ``console`` (a console host, which signs operators in). A release
+reading only up to format 13 does not know that record (it would drop the role) nor that scope,
+so neither is written before the data set is at format 14.
 """
 
 from __future__ import annotations
@@ -104,7 +110,7 @@ def local_format(conn: Connection) -> int:
     return int(conn.scalar(_LOCAL_FORMAT) or 0)
 
 
-DATA_FORMAT = 13
+DATA_FORMAT = 14
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
 READS_FORMATS = (1, DATA_FORMAT)
 """The oldest and newest data formats this release can read."""
@@ -137,6 +143,10 @@ RADIUS_CACHE_FORMAT = 13
 """The farm's data format from which a subordinate claims RADIUS caching at the master (the
 ``cache-take`` and ``cache-keep`` claims): every node of a farm finalized to it knows them. No
 records of its own (it shares PINs' number)."""
+ROLES_FORMAT = 14
+"""The data format that knows operator roles (``user.role`` records, ``user_roles``) and API keys
+of scope ``console``. The lead may renumber it at a merge: this constant is the one place its
+number is written."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -265,6 +275,11 @@ def _pins(conn: Connection) -> None:
     """Nothing to rewrite: format 13 only allows rows (people's PINs) no earlier format has."""
 
 
+def _roles(conn: Connection) -> None:
+    """Nothing to rewrite: format 14 only allows rows (operator roles) and a key scope
+    (``console``) no earlier format has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
@@ -278,5 +293,6 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     GROUPS_FORMAT: _groups,
     POLICY_FORMAT: _policy,
     PIN_FORMAT: _pins,
+    ROLES_FORMAT: _roles,
 }
 """The step that brings rows of format N-1 to format N."""

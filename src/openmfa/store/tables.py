@@ -453,3 +453,17 @@ user_pins = Table(
 split there (the PIN first), so one argon2 check decides it. The length tells nothing the hash
 does not: whoever holds the hash can try every PIN of 4 to 12 digits anyway. Replicated by
 ``user.pin`` records (``pin_records``)."""
+
+
+# -- operator roles (schema 0017_user_roles; rows of data format 14) ---------------------------
+
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("set_at", Float, nullable=False),
+)
+"""A person's operator role in the administration console (``node.roles``): ``admin``,
+``helpdesk`` or ``auditor``; no row, no role. Replicated by ``user.role`` records
+(``role_records``)."""
