@@ -36,6 +36,9 @@ SECRETS = {
 }
 
 
+PASSWORD = "correct horse"
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
@@ -170,7 +173,7 @@ def test_who_may_sign_in_and_with_what(store: Store, config: Config) -> None:
     admin, console = setup(store, config)
     now = time.time()
 
-    async def first(c: httpx.AsyncClient, name: str, password: str = "correct horse") -> str:
+    async def first(c: httpx.AsyncClient, name: str, password: str = PASSWORD) -> str:
         r = await c.post(
             "/v1/console/sign-in", json={"user": name, "password": password}, headers=console
         )

@@ -18,6 +18,13 @@ Rules owned here:
   the console key it was given to, and lives ``[portal] session_minutes``; what it may do is
   decided again on every call (``roles.Roles.operator``);
 - each step is audited ``console.sign_in`` with the client ``KEY/OPERATOR``.
+
+The steps are the portal's, under the portal's policy rules (channel ``portal``): a rule that
+lets the portal skip the second factor (a trusted network) leaves an operator there refused
+``second_factor_required`` rather than signed in with a password; a ``console`` channel of its
+own for rules is left for later. The console key is checked by each route just before (its
+scope must allow ``console``); the commit thread does not check it again (the steps get no
+``key``), as that check asks for ``authenticate``, which a console key may not do.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from ..node.portal_policy import Purpose
 from ..node.portal_sessions import summarise
 from ..wiring import NodeRuntime
 from .headers import ADDRESS_HEADER, AGENT_HEADER, FOR_HEADER, OPERATOR_HEADER
-from .models import BypassRequest, MethodCreate
+from .models import AccessCodeRequest, BypassRequest, MethodCreate
 
 S = TypeVar("S", bound=msgspec.Struct)
 JSON = "application/json"
@@ -96,7 +96,7 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
-_NUMBERED: tuple[type[msgspec.Struct], ...] = (BypassRequest, MethodCreate)
+_NUMBERED: tuple[type[msgspec.Struct], ...] = (BypassRequest, MethodCreate, AccessCodeRequest)
 """Bodies with integer fields: decoded in two steps so that 30.0 counts as 30."""
 
 
