@@ -27,6 +27,7 @@ from .node.accounts import Accounts
 from .node.apikeys import ApiClient, ApiKeys, KeyRing
 from .node.authenticator import Authenticator
 from .node.commit_queue import CommitQueue
+from .node.console_sign_in import ConsoleSignIn
 from .node.first_factor import PasswordCheck
 from .node.groups import Groups
 from .node.notify import Notifier
@@ -46,6 +47,7 @@ from .node.portal_sign_in import SignInSteps
 from .node.push import Opened, PushService
 from .node.push_hub import PushHub
 from .node.readiness import Readiness
+from .node.roles import Roles
 from .node.session_ends import SessionEnds
 from .node.tokens import Tokens
 from .radius.primary import LdapBind, LocalPasswords, UpstreamRadius
@@ -101,6 +103,8 @@ class NodeRuntime:
             wait_outcome,
             PortalPolicy(store, verify_policy(config)),
         )
+        self.roles = Roles(store, self.accounts, self.portal)
+        self.console = ConsoleSignIn(self.sign_in)
         self.portal_methods = PortalMethods(self.accounts, self.portal, config)
         self.portal_sessions = PortalSessions(store, self.accounts, self.session_ends)
         self.password_change = PasswordChange(
@@ -187,6 +191,16 @@ class NodeRuntime:
         """Check an API key against the data file (in a worker thread: it reads)."""
         with self.store.read() as conn:
             client = self.keyring.check(conn, Store.generation(conn), token, time.time())
+        client.require(permission)
+        return client
+
+    def operator(self, token: str | None, operator: str, permission: str) -> ApiClient:
+        """Check a console key and the operator's token it carries, and the operator's role
+        against ``permission`` (``node.roles``; in a worker thread: it reads)."""
+        now = time.time()
+        with self.store.read() as conn:
+            key = self.keyring.check(conn, Store.generation(conn), token, now)
+        client = self.roles.operator(key, operator, now)
         client.require(permission)
         return client
 

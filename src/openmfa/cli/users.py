@@ -12,6 +12,8 @@ from ..node.accounts import Accounts
 from ..node.groups import Groups, check_group_name
 from ..node.passwords import set_password
 from ..node.pins import Pins
+from ..node.portal import PortalTokens
+from ..node.roles import ROLES, Roles
 from ..sdk.models import UserView
 from .common import data_dir_option, fails_cleanly, opened, when
 
@@ -90,6 +92,7 @@ def user_show(name: str, data_dir: Path) -> None:
     if u.directory_groups:
         click.echo(f"  directory:  {', '.join(u.directory_groups)}")
     click.echo(f"PIN:          {'set' if u.pin_set else 'not set'}")
+    click.echo(f"console role: {u.role or 'none'}")
     click.echo(f"methods:      {len(found)}")
     for m in found:
         chosen = "  (default)" if m.id == u.default_method else ""
@@ -244,3 +247,16 @@ def user_pin_clear(name: str, data_dir: Path) -> None:
     with opened(data_dir) as (store, config):
         Pins(store, Accounts(store, config)).clear(name)
     click.echo(f"cleared the PIN of {name}")
+
+
+@user.command("role")
+@click.argument("name")
+@click.argument("role", type=click.Choice([*ROLES, "none"]))
+@data_dir_option
+@fails_cleanly
+def user_role(name: str, role: str, data_dir: Path) -> None:
+    """Give NAME an operator role in the administration console (admin, helpdesk, auditor), or
+    take it away (none). What each role may do: the README's "Administration console"."""
+    with opened(data_dir) as (store, config):
+        Roles(store, Accounts(store, config), PortalTokens(store, config)).set(name, role)
+    click.echo(f"{name} is now {'no operator' if role == 'none' else f'an operator: {role}'}")

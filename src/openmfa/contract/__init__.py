@@ -59,6 +59,7 @@ from .components import (
     ErrorBody,
     OrderId,
 )
+from .console import AccessCodeIssued, AccessCodeRequest, RoleSet
 from .oidc import (
     OidcClientCheck,
     OidcClientChecked,
@@ -136,6 +137,8 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     PortalSeen,
     PortalCookiesSeen,
     PortalPasswordChange,
+    RoleSet,
+    AccessCodeRequest,
 )
 RESPONSES: tuple[type[msgspec.Struct], ...] = (
     ErrorBody,
@@ -179,6 +182,7 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     RememberedList,
     PasswordPolicy,
     PasswordChanged,
+    AccessCodeIssued,
 )
 
 __all__ = [
@@ -195,6 +199,8 @@ __all__ = [
     "SEED_RE",
     "TEXT_PATTERN",
     "TEXT_RE",
+    "AccessCodeIssued",
+    "AccessCodeRequest",
     "ActivationCode",
     "ActivationRequest",
     "AdapterResult",
@@ -269,6 +275,7 @@ __all__ = [
     "RememberedView",
     "ResyncRequest",
     "Resynchronised",
+    "RoleSet",
     "Sealed",
     "SessionEnd",
     "SessionList",

@@ -34,6 +34,9 @@ class UserView(msgspec.Struct, kw_only=True):
     pin_set: bool = False
     """The user has a PIN (for policy rules with ``pin=required``; data format 13). The PIN
     itself, and its hash, are never shown."""
+    role: str = ""
+    """The user's operator role in the administration console (``admin``, ``helpdesk``,
+    ``auditor``; "" none; data format 15): what they may do there (``node.roles``)."""
 
 
 class MethodView(msgspec.Struct, kw_only=True):

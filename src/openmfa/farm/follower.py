@@ -187,6 +187,7 @@ _REPLACED = (
     "policy_rules",
     "user_pins",
     "remembered_browsers",
+    "user_roles",
 )
 """Configuration tables a re-bootstrap takes from the snapshot as they are."""
 

@@ -30,6 +30,7 @@ from ..store.crypto import SecretBox
 from ..store.database import Store
 from ..store.group_records import groups_of
 from ..store.pin_records import with_pins
+from ..store.role_records import roles_of
 from .audit import NOWHERE, Origin
 from .auth_state import forward
 from .session_ends import end_change, ends_known
@@ -155,7 +156,8 @@ class Accounts:
             raise NotFound(f"no user named {name!r}")
         groups = groups_of(conn, [int(row.id)]).get(int(row.id), {})
         pin = bool(with_pins(conn, [int(row.id)]))
-        return _user_view(row, self.store.box, groups, pin), int(row.id)
+        role = roles_of(conn, [int(row.id)]).get(int(row.id), "")
+        return _user_view(row, self.store.box, groups, pin, role), int(row.id)
 
     def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
         query = _user_query().where(t.users.c.name > after).order_by(t.users.c.name).limit(limit)
@@ -163,8 +165,12 @@ class Accounts:
             rows = conn.execute(query).all()
             groups = groups_of(conn, [int(r.id) for r in rows])
             pins = with_pins(conn, [int(r.id) for r in rows])
+            roles = roles_of(conn, [int(r.id) for r in rows])
         box = self.store.box
-        return [_user_view(r, box, groups.get(int(r.id), {}), int(r.id) in pins) for r in rows]
+        return [
+            _user_view(r, box, groups.get(r.id, {}), r.id in pins, roles.get(r.id, ""))
+            for r in rows
+        ]
 
     def update_user(self, name: str, fields: dict[str, Any], actor: Actor = Actor()) -> UserView:
         unknown = set(fields) - set(USER_FIELDS)
@@ -546,7 +552,7 @@ _SESSIONS_AFTER = select(t.users.c.sessions_after).where(t.users.c.name == bindp
 
 
 def _user_view(
-    row: Row[Any], box: SecretBox, groups: dict[str, list[str]], pin: bool = False
+    row: Row[Any], box: SecretBox, groups: dict[str, list[str]], pin: bool = False, role: str = ""
 ) -> UserView:
     now = time.time()
     email, phone = row.email, row.phone
@@ -570,4 +576,5 @@ def _user_view(
         manual_groups=groups.get("manual", []),
         directory_groups=groups.get("directory", []),
         pin_set=pin,
+        role=role,
     )

@@ -23,7 +23,7 @@ from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
-from ..store.formats import POLICY_FORMAT, require
+from ..store.formats import POLICY_FORMAT, ROLES_FORMAT, require
 from .accounts import check_name
 
 SCOPES: dict[str, frozenset[str]] = {
@@ -38,6 +38,13 @@ SCOPES: dict[str, frozenset[str]] = {
             "bypass",
             "audit:read",
             "devices",
+            # What a helpdesk operator may do of users:write and methods:write (``node.roles``)
+            "users:unlock",
+            "access-code",
+            "methods:resync",
+            "devices:revoke",
+            "tokens:assign",
+            "roles",
         }
     ),
     # Least privilege: a sign-in only (checking a code, or the portal's two steps); everything
@@ -47,6 +54,9 @@ SCOPES: dict[str, frozenset[str]] = {
     # An identity provider's or proxy's adapter: sign-ins, and the REST second factor.
     "adapter": frozenset({"authenticate", "adapter", "report"}),
     "mobile": frozenset({"devices", "report"}),
+    # The administration console's host: by itself it only signs operators in; what it does for
+    # one it does with their operator token, as their role allows (``node.roles``).
+    "console": frozenset({"console"}),
 }
 """What each scope may do. The keys of the hosts in a DMZ (portal, adapter, mobile) may not read
 users, and so may not learn who exists (``ApiClient.neutral``); only ``push`` opens a push for a
@@ -244,6 +254,8 @@ class ApiKeys:
                 raise Conflict(f"an API key named {name!r} exists already")
             if asserts_source:
                 require(conn, POLICY_FORMAT, "API keys that may assert a sign-in's source")
+            if scope == "console":  # an older release does not know the scope
+                require(conn, ROLES_FORMAT, "API keys of scope console")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         now = time.time()
         payload = {

@@ -26,6 +26,9 @@ OFFER = "offer"
 """A TOTP secret offered to a signed-in user, enrolled only once they prove it with a code."""
 CHALLENGE = "challenge"
 """A passkey ceremony's challenge (``node.passkeys``)."""
+OPERATOR = "operator"
+"""An administration console operator's token (``node.console_sign_in``, ``node.roles``): given
+to the console's key after both factors, to a person with a role."""
 PREFIX = "omfp_"
 SESSION_ID = "sid"
 """Key of a session token's ``extra``: the session's id (a forward-auth cookie carries it too)."""
@@ -47,7 +50,13 @@ it: never self-service, never an authorization code."""
 EAM = "eam"
 OFFER_SECONDS = 600.0
 CHALLENGE_SECONDS = 180.0
-WHAT = {TICKET: "sign-in", SESSION: "session", OFFER: "offered secret", CHALLENGE: "challenge"}
+WHAT = {
+    TICKET: "sign-in",
+    SESSION: "session",
+    OFFER: "offered secret",
+    CHALLENGE: "challenge",
+    OPERATOR: "operator's session",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,7 @@ class SignInSteps:
         self.wait_outcome = wait_outcome
         self.policy = policy
         self.remembered = remembered or RememberedBrowsers(store)
-        self.remember = RememberedSteps(store, portal, self.remembered, self._rule)
+        self.remember = RememberedSteps(store, portal, self.remembered, self.rule)
 
     async def first(
         self,
@@ -293,7 +293,7 @@ class SignInSteps:
         grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
         if await to_thread.run_sync(self._locked, grant.user):
             return PortalStep(accepted=False, reason=str(Reason.LOCKED))
-        rule = await to_thread.run_sync(self._rule, grant.user, Purpose.of(grant.extra), origin)
+        rule = await to_thread.run_sync(self.rule, grant.user, Purpose.of(grant.extra), origin)
         if rule is not None and not allows(rule, "passkey"):
             event = AuditEvent(
                 "authenticate",
@@ -361,7 +361,7 @@ class SignInSteps:
         except NotFound:
             return []
 
-    def _rule(self, user: str, purpose: Purpose, origin: Origin) -> Compiled | None:
+    def rule(self, user: str, purpose: Purpose, origin: Origin) -> Compiled | None:
         """The policy rule of ``user``'s sign-in for ``purpose`` (None: no such user)."""
         try:
             groups = self.accounts.get_user(user).groups

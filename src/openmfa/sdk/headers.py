@@ -5,10 +5,21 @@ the person is told of: ``node.notify``).
 
 from __future__ import annotations
 
-__all__ = ["ADDRESS_HEADER", "AGENT_HEADER", "FOR_HEADER", "REMEMBERED_HEADER", "SESSION_HEADER"]
+__all__ = [
+    "ADDRESS_HEADER",
+    "AGENT_HEADER",
+    "FOR_HEADER",
+    "OPERATOR_HEADER",
+    "REMEMBERED_HEADER",
+    "SESSION_HEADER",
+]
 
 SESSION_HEADER = "X-OpenMFA-Session"
 """Where portal calls about the signed-in user carry their session token."""
+OPERATOR_HEADER = "X-OpenMFA-Operator"
+"""Where the administration console's calls carry the signed-in operator's token (from
+``/v1/console/second-factor`` or ``/v1/console/passkey``), with the console's key: the call is
+the operator's, as their role allows (``node.roles``)."""
 ADDRESS_HEADER = "X-OpenMFA-Client-Address"
 """Where a portal's sign-in calls, and its calls that change a person's methods or password, say
 the browser's address (kept, sealed, with the audit rows). A header, not a body field: a node of

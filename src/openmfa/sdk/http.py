@@ -24,8 +24,8 @@ from ..node.audit import NOWHERE, Origin
 from ..node.portal_policy import Purpose
 from ..node.portal_sessions import summarise
 from ..wiring import NodeRuntime
-from .headers import ADDRESS_HEADER, AGENT_HEADER, FOR_HEADER, REMEMBERED_HEADER
-from .models import BypassRequest, MethodCreate
+from .headers import ADDRESS_HEADER, AGENT_HEADER, FOR_HEADER, OPERATOR_HEADER, REMEMBERED_HEADER
+from .models import AccessCodeRequest, BypassRequest, MethodCreate
 
 S = TypeVar("S", bound=msgspec.Struct)
 JSON = "application/json"
@@ -104,7 +104,7 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
-_NUMBERED: tuple[type[msgspec.Struct], ...] = (BypassRequest, MethodCreate)
+_NUMBERED: tuple[type[msgspec.Struct], ...] = (BypassRequest, MethodCreate, AccessCodeRequest)
 """Bodies with integer fields: decoded in two steps so that 30.0 counts as 30."""
 
 
@@ -135,9 +135,15 @@ async def _authorize(request: Request, permission: str) -> ApiClient:
     data file's current generation, in the thread pool. For authentications (the hot path) a
     key the ring confirmed within the last second is taken from memory here, and the commit
     thread checks it again against the generation of its own transaction, so a key revoked a
-    moment ago is refused there as on every other route."""
+    moment ago is refused there as on every other route. A call with an operator's token
+    (``OPERATOR_HEADER``, the console's) is the operator's: their role decides (``node.roles``),
+    every time."""
     node = _node(request)
     token = _token(request)
+    operator = request.headers.get(OPERATOR_HEADER)
+    if operator is not None:
+        acting: ApiClient = await run_in_threadpool(node.operator, token, operator, permission)
+        return acting
     client = node.keyring.recent(token, time.time()) if permission == "authenticate" else None
     if client is None:
         checked: ApiClient = await run_in_threadpool(node.client, token, permission)

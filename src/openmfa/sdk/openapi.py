@@ -23,6 +23,7 @@ from .headers import (
     AGENT_HEADER,
     FOR_HEADER,
     FOR_RE,
+    OPERATOR_HEADER,
     REMEMBERED_HEADER,
     REMEMBERED_RE,
 )
@@ -164,6 +165,11 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
         if permission:
             op["security"] = [{"apiKey": []}]
             op["description"] = f"Needs an API key whose scope allows `{permission}`."
+            if permission != "console":  # an administration console's operator (node.roles)
+                op["description"] += (
+                    f" Or a `console` key with an operator's token in `{OPERATOR_HEADER}` "
+                    "whose role allows it (admin, helpdesk, auditor)."
+                )
         params: list[dict[str, Any]] = [  # every {name} of the path (a route's own names)
             {
                 "name": p,

@@ -251,6 +251,8 @@ def _user_delete(conn: Connection, p: Payload) -> None:
         name = select(t.users.c.name).where(t.users.c.id == p["id"]).scalar_subquery()
         rb = t.remembered_browsers
         conn.execute(delete(rb).where(rb.c.user_name == name))
+    if formats.local_format(conn) >= formats.ROLES_FORMAT:  # an id may be given again
+        conn.execute(delete(t.user_roles).where(t.user_roles.c.user_id == p["id"]))
     conn.execute(delete(t.users).where(t.users.c.id == p["id"]))
 
 
@@ -492,3 +494,4 @@ from . import oidc_records  # noqa: E402, F401 - registers the oidc.* appliers (
 from . import policy_records  # noqa: E402, F401 - registers policy.rule.* (format 12)
 from . import pin_records  # noqa: E402, F401 - registers user.pin (format 13)
 from . import remember_records  # noqa: E402, F401 - registers remember.* (format 14)
+from . import role_records  # noqa: E402, F401 - registers user.role (format 15)

@@ -86,6 +86,12 @@ the second factor it stands for, until when) travels in ``remember.add`` and ``r
 records; a release reading only up to format 13 does not know them (a record ended there would
 live on at a node of it), so they are written, and the portal offers the box, only once the data
 set is at format 14.
+
+Format 15: operator roles. A person may be an operator of the administration console with a
+role (``user_roles``: ``admin``, ``helpdesk`` or ``auditor``), set by ``user.role`` records; and
+an API key may be of scope ``console`` (a console host, which signs operators in). A release
+reading only up to format 14 does not know that record (it would drop the role) nor that scope,
+so neither is written before the data set is at format 15.
 """
 
 from __future__ import annotations
@@ -111,7 +117,7 @@ def local_format(conn: Connection) -> int:
     return int(conn.scalar(_LOCAL_FORMAT) or 0)
 
 
-DATA_FORMAT = 14
+DATA_FORMAT = 15
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
 READS_FORMATS = (1, DATA_FORMAT)
 """The oldest and newest data formats this release can read."""
@@ -147,6 +153,10 @@ records of its own (it shares PINs' number)."""
 REMEMBER_FORMAT = 14
 """The data format that knows remembered browsers (``remember.*`` records,
 ``remembered_browsers``). The lead may renumber it at a merge: this constant is the one place its
+number is written."""
+ROLES_FORMAT = 15
+"""The data format that knows operator roles (``user.role`` records, ``user_roles``) and API keys
+of scope ``console``. The lead may renumber it at a merge: this constant is the one place its
 number is written."""
 
 
@@ -281,6 +291,11 @@ def _remembered(conn: Connection) -> None:
     has."""
 
 
+def _roles(conn: Connection) -> None:
+    """Nothing to rewrite: format 15 only allows rows (operator roles) and a key scope
+    (``console``) no earlier format has."""
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _seal_contacts,
     3: _push_devices,
@@ -295,5 +310,6 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     POLICY_FORMAT: _policy,
     PIN_FORMAT: _pins,
     REMEMBER_FORMAT: _remembered,
+    ROLES_FORMAT: _roles,
 }
 """The step that brings rows of format N-1 to format N."""

@@ -478,3 +478,16 @@ token itself is kept nowhere), the policy rule that allowed it, the second facto
 (``factor``: an ``amr`` value, ``kind``: the method's kind, ``auth_time``: when it was given),
 and the address and user agent sealed under ``remembered:REF``. Replicated by ``remember.*``
 records (``remember_records``), so every node honours it and forgets it within seconds."""
+
+# -- operator roles (schema 0018_user_roles; rows of data format 15) ---------------------------
+
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("set_at", Float, nullable=False),
+)
+"""A person's operator role in the administration console (``node.roles``): ``admin``,
+``helpdesk`` or ``auditor``; no row, no role. Replicated by ``user.role`` records
+(``role_records``)."""

@@ -7,6 +7,7 @@ from ..table import Declared
 from . import (
     audit,
     authenticate,
+    console,
     devices,
     oidc,
     portal,
@@ -30,6 +31,7 @@ TABLE: list[Declared] = [
     *oidc.ROUTES,
     *tokens.ROUTES,
     *audit.ROUTES,
+    *console.ROUTES,
 ]
 """Every SDK route, declared once: the app serves these and the document lists them."""
 

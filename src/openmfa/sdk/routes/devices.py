@@ -47,7 +47,7 @@ async def device(request: Request) -> Response:
     name, device_id = request.path_params["name"], request.path_params["device_id"]
     await _call(
         request,
-        "methods:write",
+        "devices:revoke",
         lambda c: node.push.revoke(name, device_id, _actor(request, c)),
     )
     return Response(status_code=204)
@@ -131,7 +131,7 @@ ROUTES: list[Declared] = [
     Declared(
         "DELETE",
         "/v1/users/{name}/devices/{device_id}",
-        "methods:write",
+        "devices:revoke",
         "Revoke a push device",
         None,
         None,

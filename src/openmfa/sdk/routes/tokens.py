@@ -42,7 +42,7 @@ async def token_assign(request: Request) -> Response:
     """Give an inventory token to a user: it becomes one of their methods."""
     node = _node(request)
     serial = request.path_params["serial"]
-    client = await _authorize(request, "methods:write")
+    client = await _authorize(request, "tokens:assign")
     b = await _body(request, TokenAssign, node.max_body)
     done = await _run(client, lambda c: node.tokens.assign(serial, b.user, _actor(request, c)))
     return json_response(done, 201)
@@ -71,7 +71,7 @@ ROUTES: list[Declared] = [
     Declared(
         "POST",
         "/v1/tokens/{serial}/assign",
-        "methods:write",
+        "tokens:assign",
         "Give an inventory token to a user (it becomes their method)",
         TokenAssign,
         MethodView,

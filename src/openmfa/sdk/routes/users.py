@@ -86,7 +86,7 @@ async def unlock(request: Request) -> Response:
     name = request.path_params["name"]
     return json_response(
         await _call(
-            request, "users:write", lambda c: node.accounts.unlock(name, _actor(request, c))
+            request, "users:unlock", lambda c: node.accounts.unlock(name, _actor(request, c))
         )
     )
 
@@ -164,7 +164,7 @@ async def method(request: Request) -> Response:
 async def resync(request: Request) -> Response:
     node = _node(request)
     name, method_id = request.path_params["name"], request.path_params["method_id"]
-    client = await _authorize(request, "methods:write")
+    client = await _authorize(request, "methods:resync")
     b = await _body(request, ResyncRequest, node.max_body)
     ok = await _run(
         client,
@@ -203,7 +203,7 @@ ROUTES: list[Declared] = [
     Declared(
         "POST",
         "/v1/users/{name}/unlock",
-        "users:write",
+        "users:unlock",
         "Clear a lockout",
         None,
         UserView,
@@ -294,7 +294,7 @@ ROUTES: list[Declared] = [
     Declared(
         "POST",
         "/v1/users/{name}/methods/{method_id}/resync",
-        "methods:write",
+        "methods:resync",
         "Resynchronise an HOTP token with two consecutive codes",
         ResyncRequest,
         Resynchronised,

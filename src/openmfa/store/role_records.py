@@ -1,0 +1,43 @@
+"""The change record of operator roles (data format 15), applied like every other record
+(``changes.ChangeWriter``), so a role replicates to every node of a farm and is in every backup.
+
+- ``user.role``: ``id`` (the user), ``role`` (``admin``, ``helpdesk``, ``auditor``; None: the
+  role is taken away) and ``at``. Replaying a record gives the same row.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, bindparam, delete, insert, select
+
+from . import tables as t
+from .changes import Payload, applier
+
+
+@applier("user.role")
+def _user_role(conn: Connection, p: Payload) -> None:
+    conn.execute(delete(t.user_roles).where(t.user_roles.c.user_id == p["id"]))
+    if p.get("role") is not None:
+        conn.execute(insert(t.user_roles).values(user_id=p["id"], role=p["role"], set_at=p["at"]))
+
+
+def roles_of(conn: Connection, user_ids: list[int]) -> dict[int, str]:
+    """The role of each of ``user_ids`` who has one."""
+    out: dict[int, str] = {}
+    for i in range(0, len(user_ids), 500):
+        query = select(t.user_roles.c.user_id, t.user_roles.c.role).where(
+            t.user_roles.c.user_id.in_(user_ids[i : i + 500])
+        )
+        out.update((int(r.user_id), str(r.role)) for r in conn.execute(query))
+    return out
+
+
+_ROLE_OF = (
+    select(t.user_roles.c.role)
+    .join(t.users, t.users.c.id == t.user_roles.c.user_id)
+    .where(t.users.c.name == bindparam("name"))
+)
+
+
+def role_of(conn: Connection, name: str) -> str:
+    """``name``'s role ("" when they have none, or no such user)."""
+    return str(conn.scalar(_ROLE_OF, {"name": name}) or "")
