@@ -37,7 +37,7 @@ from openmfa.core.totp import step_at, totp
 from openmfa.node.radius_clients import RadiusClients
 from openmfa.radius import packet as p
 from openmfa.store.database import DataDir, Store
-from verify import cpu_seconds, peak_rss_mib, populate, start_node, wait_for_fresh_step
+from verify import add_rules, cpu_seconds, peak_rss_mib, populate, start_node, wait_for_fresh_step
 
 SECRET = b"bench-secret-123"
 GOAL_RATIO, GOAL_RATE, GOAL_P99_MS = 2.0, 8000, 10.0
@@ -173,11 +173,18 @@ def main() -> None:
         action="store_true",
         help="skip the MS-CHAPv2/EAP relay figures (bench/radius_relay.py) printed at the end",
     )
+    ap.add_argument(
+        "--rules",
+        type=int,
+        default=0,
+        help="policy rules in place that every request is checked against (none matches)",
+    )
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="openmfa-radius-bench-"))
     dd = DataDir(tmp / "node")
     keys, _ = populate(dd, args.users)
+    add_rules(dd, args.rules)
     store = Store.open(dd)
     RadiusClients(store).add("bench", "127.0.0.1/32", SECRET.decode())
     store.close()

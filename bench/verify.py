@@ -115,6 +115,28 @@ def populate(dd: DataDir, users: int) -> tuple[list[bytes], str]:
     return keys, token
 
 
+def add_rules(dd: DataDir, count: int) -> None:
+    """``count`` policy rules of the SDK and RADIUS channels that every request of the benchmark
+    is checked against and none matches (each names a network the load never comes from): the
+    evaluation's whole cost, on every request."""
+    if not count:
+        return
+    from openmfa.core.policy import Rule
+    from openmfa.node.policy_rules import PolicyRules
+
+    store = Store.open(dd)
+    try:
+        rules = PolicyRules(store)
+        for i in range(count):
+            net = f"10.{i % 256}.{i // 256}.0/24"
+            rules.add(
+                Rule(f"bench-{i}", channels=("sdk", "radius"), networks=(net,), methods=("totp",))
+            )
+    finally:
+        store.close()
+    print(f"{count} policy rules in place (SDK and RADIUS channels; none matches the load)")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -161,6 +183,12 @@ def main() -> None:
         help="configure [notify] (a mail server on a loopback port where nothing listens: "
         "notices would wait) to show verifications do not pay for it",
     )
+    ap.add_argument(
+        "--rules",
+        type=int,
+        default=0,
+        help="policy rules in place that every request is checked against (none matches)",
+    )
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -172,6 +200,7 @@ def main() -> None:
         f"populated {args.users} users with TOTP in {time.perf_counter() - t0:.1f} s "
         f"({dd.data_file})"
     )
+    add_rules(dd, args.rules)
 
     if args.notify:
         from tests.e2e.helpers import free_port
