@@ -375,10 +375,31 @@ def test_policy_rules_decide_what_the_second_step_offers(
         ]
         skipped = [r for r in rows if r["action"] == "authenticate" and r["reason"] == "skipped"]
         assert [r["detail"] for r in skipped] == ["second factor skipped by policy rule office"]
+        v.button("Sign out").click()
+        # PIN mode: the PIN before the code, in a field of its own; a wrong one is refused.
+        cli(dd, "policy", "remove", "office")
+        subprocess.run(
+            [OPENMFA, "user", "pin", "set", "kim", "--pin-stdin", "--data-dir", str(dd)],
+            input="4711\n", text=True, check=True, capture_output=True,
+        )  # fmt: skip
+        cli(dd, "policy", "add", "pin-portal", "--channel", "portal", "--pin", "required",
+            "--position", "1")  # fmt: skip
+        v.sign_in(site.portal, "kim")
+        v.at("/portal/second-factor")
+        v.see("policy-pin")
+        code = oathtool("--totp", "-b", SEEDS["jon"])
+        v.page.locator("#pin-code").fill("1234")
+        v.code(code)
+        v.alert_says("PIN is not right")
+        v.page.locator("#pin-code").fill("4711")
+        v.code(oathtool("--totp", "-b", SEEDS["jon"]))  # the first was never looked at
+        v.at("/portal/methods")
     finally:
         cli(dd, "policy", "remove", "admins-strong")
-        if "office" in cli(dd, "policy", "list").stdout:
-            cli(dd, "policy", "remove", "office")
+        listed = cli(dd, "policy", "list").stdout
+        for name in ("office", "pin-portal"):
+            if name in listed:
+                cli(dd, "policy", "remove", name)
 
 
 def test_remember_this_browser_skips_the_second_step_until_it_is_forgotten(

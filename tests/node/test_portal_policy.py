@@ -20,6 +20,7 @@ from openmfa.node.audit import Origin
 from openmfa.node.groups import Groups
 from openmfa.node.oidc_codes import OidcCodes
 from openmfa.node.oidc_keys import OidcKeys
+from openmfa.node.pins import Pins
 from openmfa.node.policy_rules import PolicyRules
 from openmfa.node.portal import SESSION, TICKET
 from openmfa.node.portal_policy import METHOD_KIND, Purpose
@@ -171,3 +172,28 @@ def test_an_applications_code_needs_a_second_factor_its_rule_allows(
         return done.reason
 
     assert run(store, config, scenario) == "ok"
+
+
+def test_a_pin_rule_asks_the_portal_for_the_pin_before_the_code(
+    store: Store, config: Config
+) -> None:
+    accounts = with_totp(store, config, "fay")
+    Pins(store, accounts).set("fay", "4711")
+    PolicyRules(store).add(Rule("pin-portal", channels=("portal",), pin="required"))
+
+    async def scenario(s: SignInSteps) -> list[str]:
+        step = await s.first("fay", PASSWORD, "portal-key", "r1", None, OUTSIDE)
+        assert step.accepted and step.pin
+        seen = []
+        for pin in ("", "1234"):  # none, or a wrong one: refused, no code looked at
+            d = await s.second(step.ticket, "portal-key", "r2", None, code=code_now(), pin=pin)
+            seen.append(d.reason)
+        right = await s.second(step.ticket, "portal-key", "r3", None, code=code_now(), pin="4711")
+        seen.append(right.reason)
+        other = await s.first(
+            "fay", PASSWORD, "portal-key", "r4", None, OUTSIDE, Purpose("oidc", "x")
+        )
+        assert not other.pin  # another channel's rule (the default) wants none
+        return seen
+
+    assert run(store, config, scenario) == ["wrong_pin", "wrong_pin", "ok"]

@@ -276,6 +276,9 @@ class PortalStep(msgspec.Struct, kw_only=True):
     """With a ticket: the kinds of the user's methods (``totp``, ``push`` …, sorted), for the
     portal to offer only what the person can use (a push only with the mobile app); None
     otherwise, and from a node older than this field."""
+    pin: bool = False
+    """With a ticket: the sign-in's policy rule wants the person's PIN before a code or a push
+    (``PortalSecondFactor.pin``; not with a passkey)."""
     codes: bool = True
     """With a ticket: a typed code may give the second factor here; False where the sign-in's
     policy rule allows none of the person's methods a code is typed from (only a passkey, or a

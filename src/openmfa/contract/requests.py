@@ -52,6 +52,9 @@ class PortalSecondFactor(msgspec.Struct, forbid_unknown_fields=True, omit_defaul
     remember: bool = False
     """Remember this browser once signed in (only where the first step offered it:
     ``PortalStep.remember_minutes``); the answer carries the cookie's token."""
+    pin: Annotated[str, Meta(max_length=12, pattern="^[0-9]*$")] = ""
+    """The person's PIN, where the first step said the sign-in's rule wants it
+    (``PortalStep.pin``): checked before the code, or before the push is sent."""
 
 
 class PortalTotpStart(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

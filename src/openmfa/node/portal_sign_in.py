@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from anyio import to_thread
 
@@ -36,7 +37,7 @@ from ..core.verification import Decision, Reason
 from ..errors import InvalidInput, NotFound, OpenMfaError
 from ..store.changes import AuditEvent
 from ..store.database import Store
-from . import audit
+from . import audit, pins
 from . import policy_enforce as enforce
 from .accounts import Accounts
 from .audit import NOWHERE, Origin
@@ -159,7 +160,7 @@ class SignInSteps:
             at_once = await self.remember.first(user, purpose, origin, remembered, said)
             if at_once is not None:
                 return at_once
-        methods, rule, codes, offer = await to_thread.run_sync(
+        methods, rule, codes, offer, pin = await to_thread.run_sync(
             self._allowed, user, purpose, origin.address
         )
         if rule and not methods:
@@ -187,6 +188,7 @@ class SignInSteps:
             prefer=prefer,
             kinds=sorted({m.kind for m in methods}),
             codes=codes,
+            pin=pin,
             methods=methods,
             remember_minutes=offer,
         )
@@ -204,11 +206,13 @@ class SignInSteps:
         wait: float = 0,
         origin: Origin = NOWHERE,
         remember: bool = False,
+        pin: str = "",
     ) -> PortalStep:
         """The ticket of the first step and a code of the user's -> a session token bound to
         the user. ``method="push"`` (no code) opens a push: ``pending``, with the number to
         show; then ``push_id`` (waiting up to ``wait`` seconds) collects it. ``remember``:
-        remember the browser once signed in, where the rule allows it (``node.remembered``)."""
+        remember the browser once signed in, where the rule allows it (``node.remembered``);
+        ``pin``: the person's PIN, where the rule wants one (``node.pins``)."""
         grant = self.portal.check(ticket, TICKET, client, time.time(), via=None)
         then = Then(remember, origin, request_id)
         if push_id:
@@ -227,6 +231,13 @@ class SignInSteps:
         result = await decide_push(
             self.queue, attempt, self.push, here=True, asked=method == "push"
         )
+        if isinstance(result, Decision) and result.reason is Reason.PIN_NEEDED:
+            # The rule wants the PIN before the code (or the push): checked off the commit
+            # thread, then the rest decided (a PIN missing or wrong: ``wrong_pin``, counted).
+            typed = replace(attempt, code=pin + ("push" if method == "push" else code))
+            result = await decide_push(
+                self.queue, await pins.checked(self.store, typed), self.push, here=True
+            )
         if isinstance(result, OpenMfaError):
             raise result
         d: Decision = result
@@ -371,20 +382,21 @@ class SignInSteps:
 
     def _allowed(
         self, user: str, purpose: Purpose, address: str
-    ) -> tuple[list[MethodName], str, bool, int]:
+    ) -> tuple[list[MethodName], str, bool, int, bool]:
         """``user``'s methods the policy rule of this sign-in allows, the rule's name (""
         when the person has no method at all: the second step says so), whether a typed
-        code may give the second factor (``PortalStep.codes``), and the minutes the browser
-        may be remembered for (``PortalStep.remember_minutes``)."""
+        code may give the second factor (``PortalStep.codes``), the minutes the browser may be
+        remembered for (``PortalStep.remember_minutes``), and whether the rule wants a PIN."""
         methods = self._methods(user)
         if not methods:
-            return methods, "", True, 0
+            return methods, "", True, 0, False
         rule = self.policy.rule(purpose, address, self.accounts.get_user(user).groups)
         allowed = [m for m in methods if allows(rule, m.kind)]
         codes = rule.kinds is None or any(
             m.kind in CODE_KINDS or (m.kind == "push" and not rule.rule.numbered) for m in allowed
         )
-        return allowed, rule.name, codes, self.remembered.offer(rule)
+        pin = rule.rule.pin == "required"
+        return allowed, rule.name, codes, self.remembered.offer(rule), pin
 
     def _kind(self, user: str, method_id: str | None) -> str:
         """The kind of ``user``'s method ``method_id`` ("" if it is gone)."""

@@ -51,6 +51,8 @@ def refusal(ctx: Ctx, reason: str) -> str:
         "push_unavailable": _("Push cannot be sent just now. Type a code instead."),
         "master_unreachable": _("The sign-in service is busy. Try again in a minute."),
         "wrong_passkey": _("The passkey was not accepted. Try again, or type a code."),
+        "wrong_pin": _("The PIN is not right. Type your PIN, then the code."),
+        "pin_not_set": _("This sign-in needs a PIN and you have none. Ask your helpdesk."),
         "method_not_allowed": _(
             "This sign-in asks for another kind of method than that one (your organisation's "
             "policy). Use one of the methods offered here, or ask your helpdesk."

@@ -50,6 +50,8 @@ class Session:
     says which one it asks for)."""
     codes: bool = True
     """With a ticket: the node said a typed code may give the second factor (``PortalStep``)."""
+    pin: bool = False
+    """With a ticket: the node said the sign-in's rule wants the person's PIN first."""
     remember_minutes: int = 0
     """With a ticket: the node offers to remember this browser for this long (0: no box)."""
     remember: bool = False

@@ -150,16 +150,25 @@ class AsyncSdkClient:
         )
 
     async def portal_second_factor(
-        self, ticket: str, code: str, *, address: str = "", agent: str = "", remember: bool = False
+        self,
+        ticket: str,
+        code: str,
+        *,
+        address: str = "",
+        agent: str = "",
+        remember: bool = False,
+        pin: str = "",
     ) -> PortalStep:
         return await self.send(
             Requests.portal_second_factor(
-                ticket, code, address=address, agent=agent, remember=remember
+                ticket, code, address=address, agent=agent, remember=remember, pin=pin
             )
         )
 
-    async def portal_push(self, ticket: str, *, address: str = "", agent: str = "") -> PortalStep:
-        return await self.send(Requests.portal_push(ticket, address=address, agent=agent))
+    async def portal_push(
+        self, ticket: str, *, address: str = "", agent: str = "", pin: str = ""
+    ) -> PortalStep:
+        return await self.send(Requests.portal_push(ticket, address=address, agent=agent, pin=pin))
 
     async def portal_push_collect(
         self, ticket: str, push_id: str, *, wait: int = 0, remember: bool = False

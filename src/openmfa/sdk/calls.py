@@ -148,17 +148,25 @@ class Requests:
 
     @staticmethod
     def portal_second_factor(
-        ticket: str, code: str, *, address: str = "", agent: str = "", remember: bool = False
+        ticket: str,
+        code: str,
+        *,
+        address: str = "",
+        agent: str = "",
+        remember: bool = False,
+        pin: str = "",
     ) -> Call[PortalStep]:
-        body = _encode(PortalSecondFactor(ticket=ticket, code=code, remember=remember))
+        body = _encode(PortalSecondFactor(ticket=ticket, code=code, remember=remember, pin=pin))
         return Call(
             "POST", "/v1/portal/second-factor", PortalStep, body=body, kind="authenticate",
             headers=_origin(address, agent),
         )  # fmt: skip
 
     @staticmethod
-    def portal_push(ticket: str, *, address: str = "", agent: str = "") -> Call[PortalStep]:
-        body = _encode(PortalSecondFactor(ticket=ticket, method="push"))
+    def portal_push(
+        ticket: str, *, address: str = "", agent: str = "", pin: str = ""
+    ) -> Call[PortalStep]:
+        body = _encode(PortalSecondFactor(ticket=ticket, method="push", pin=pin))
         return Call(
             "POST", "/v1/portal/second-factor", PortalStep, body=body, kind="write",
             headers=_origin(address, agent),

@@ -179,18 +179,27 @@ class SdkClient:
         )
 
     def portal_second_factor(
-        self, ticket: str, code: str, *, address: str = "", agent: str = "", remember: bool = False
+        self,
+        ticket: str,
+        code: str,
+        *,
+        address: str = "",
+        agent: str = "",
+        remember: bool = False,
+        pin: str = "",
     ) -> PortalStep:
         """The second step: the user's session token (``.token``) when the code is accepted."""
         return self.send(
             Requests.portal_second_factor(
-                ticket, code, address=address, agent=agent, remember=remember
+                ticket, code, address=address, agent=agent, remember=remember, pin=pin
             )
         )
 
-    def portal_push(self, ticket: str, *, address: str = "", agent: str = "") -> PortalStep:
+    def portal_push(
+        self, ticket: str, *, address: str = "", agent: str = "", pin: str = ""
+    ) -> PortalStep:
         """A push to the user's phone as the second factor: show ``.pending.number``."""
-        return self.send(Requests.portal_push(ticket, address=address, agent=agent))
+        return self.send(Requests.portal_push(ticket, address=address, agent=agent, pin=pin))
 
     def portal_push_collect(
         self, ticket: str, push_id: str, *, wait: int = 0, remember: bool = False

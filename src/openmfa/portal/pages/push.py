@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 from ..runner import FORM_AGAIN, Ctx
 from ..sentences import refusal
 from . import remembered
-from .sign_in import ENDED, can_push, second_factor_page, signed_in
+from .sign_in import ENDED, can_push, pin_of, second_factor_page, signed_in
 
 
 async def push_start(ctx: Ctx) -> Response:
@@ -20,7 +20,7 @@ async def push_start(ctx: Ctx) -> Response:
     if not can_push(ctx, s):  # not asked of the node: it would count as a wrong code
         return await second_factor_page(ctx, no_app, FORM_AGAIN)
     remembered.chosen(ctx)  # kept for the push's collection
-    step = await ctx.sdk.portal_push(s.ticket, **ctx.where)
+    step = await ctx.sdk.portal_push(s.ticket, pin=pin_of(ctx), **ctx.where)
     if step.pending is None:
         if step.reason in ENDED:
             s.ticket = ""

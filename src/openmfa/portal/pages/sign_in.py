@@ -106,6 +106,15 @@ async def confirm(ctx: Ctx) -> Response:
     return ctx.redirect("/second-factor")
 
 
+def pin_of(ctx: Ctx) -> str:
+    """The PIN typed on the second step ("" where none is asked, or none was typed: the node
+    then refuses ``wrong_pin``); not digits: none (the node's form)."""
+    if not ctx.session.pin:
+        return ""
+    pin = ctx.field("pin", 12).strip()
+    return pin if pin.isascii() and pin.isdigit() else ""
+
+
 def purpose(s: Session) -> str:
     """What this sign-in is for, as the node's policy rules name it (``FOR_HEADER``): an
     application waiting for it, a site behind forward-auth, else the portal itself."""
@@ -118,6 +127,7 @@ def remember_kinds(ctx: Ctx, step: PortalStep) -> None:
     """Keeps what the node said the person can use, for the second step's page."""
     ctx.session.method_names = [(m.kind, m.label) for m in step.methods or []]
     ctx.session.codes = step.codes
+    ctx.session.pin = step.pin
     told = ctx.portal.told_kinds
     if step.ticket:
         told[step.ticket] = None if step.kinds is None else frozenset(step.kinds)
@@ -143,7 +153,7 @@ async def second_factor(ctx: Ctx) -> Response:
         return await second_factor_page(ctx, ctx._("Type the code your app shows."))
     try:
         step = await ctx.sdk.portal_second_factor(
-            s.ticket, code, remember=remembered.chosen(ctx), **ctx.where
+            s.ticket, code, remember=remembered.chosen(ctx), pin=pin_of(ctx), **ctx.where
         )
     except InvalidInput:
         step = PortalStep(accepted=False, reason="malformed")
@@ -172,6 +182,7 @@ async def second_factor_page(ctx: Ctx, error: str, status: int = 200) -> Respons
         prefer=s.prefer,
         push=can_push(ctx, s),
         codes=takes_codes(ctx, s),
+        pin=s.pin,
         remember_minutes=s.remember_minutes,
         **names_by_form(ctx, s),
     )

@@ -71,6 +71,7 @@ async def portal_second_factor(request: Request) -> Response:
         wait=b.wait,
         origin=_origin(request),
         remember=b.remember,
+        pin=b.pin,
     )
     return json_response(step)
 
