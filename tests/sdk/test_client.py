@@ -58,7 +58,7 @@ def test_a_write_that_reaches_a_subordinate_follows_the_master() -> None:
     )
     step = plan.answered(call, "http://sub:8480", 409, refusal)
     assert step.next_url == "http://m:8480" and step.error is None
-    assert plan.order(call) == ["http://m:8480"]  # later writes go there straight away
+    assert plan.order(call)[0] == "http://m:8480"  # later writes go there first
     # the master itself saying not_master (a handover): no loop, the error is raised
     again = plan.answered(call, "http://m:8480", 409, refusal)
     assert again.next_url is None and isinstance(again.error, NotMaster)
@@ -161,3 +161,22 @@ def test_the_send_loop_is_a_generator_any_sender_can_drive() -> None:
     assert plan.checked == {"http://b"} and plan.order(Requests.get_user("x"))[0] == "http://b"
     again = plan.flow(Requests.get_user("alice"))
     assert next(again).url == "http://b/v1/users/alice"  # checked once, not again
+
+
+def test_a_write_to_a_master_that_stopped_goes_on_to_the_node_that_leads_now() -> None:
+    """A farm's handover: the client learned node b was the master; b was demoted and stopped
+    (a rollback), a leads now. The write cannot reach b (never sent), so it goes on to a — a
+    write that reached a node is never sent again (the failover rules above)."""
+    plan = _Plan(["http://a", "http://b"], "k", check_version=False)
+    plan.master = "http://b"
+    call = Requests.unlock_user("alice")
+    assert plan.order(call) == ["http://b", "http://a"]
+    flow = plan.flow(call, "rid-2")
+    assert next(flow).url == "http://b/v1/users/alice/unlock"
+    second = flow.send(httpx.ConnectError("refused"))
+    assert second.url == "http://a/v1/users/alice/unlock"
+    assert second.headers["X-Request-ID"] == "rid-2"
+    slow = plan.flow(call, "rid-3")
+    next(slow)
+    with pytest.raises(errors.Unavailable):
+        slow.send(httpx.ReadTimeout("slow"))  # may have reached the node: not sent again

@@ -18,7 +18,8 @@ The decisions, which this module owns:
   elsewhere after a connection that may have reached the node.
 - **Farms.** A write that reaches a subordinate comes back ``409 not_master`` with the master's
   URL; the call goes there (with the same request id; ``MAX_FOLLOWS`` times at most) and later
-  writes go there first.
+  writes go there first. A master that cannot be connected to (stopped after a handover)
+  sends the write on to the other nodes, which name the master now.
 - **Versions.** Before the first ``/v1/`` call to a node, its ``GET /version`` is read; a node
   that does not serve this client's SDK version is refused with ``NodeTooOld``.
 """
@@ -159,10 +160,15 @@ class Plan:
         return step.value  # type: ignore[no-any-return]
 
     def order(self, call: Call[Any]) -> list[str]:
-        if call.kind == "write" and self.master is not None:
-            return [self.master]
         n = len(self.urls)
-        return [self.urls[(self.preferred + i) % n] for i in range(n)]
+        ring = [self.urls[(self.preferred + i) % n] for i in range(n)]
+        if call.kind == "write" and self.master is not None:
+            # The master first; the others only when it could not be connected to (a master
+            # that stopped after a handover): a write that never reached a node is safe to send
+            # on, and a subordinate answers not_master naming the master now (or takes it, if it
+            # leads now).
+            return [self.master, *(u for u in ring if u != self.master)]
+        return ring
 
     def headers_for(self, call: Call[Any], request_id: str) -> dict[str, str]:
         headers = {**self.headers, **call.headers, "X-Request-ID": request_id}
