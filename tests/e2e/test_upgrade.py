@@ -316,22 +316,24 @@ def test_upgrade_then_rollback(site: Site, wheels: tuple[Path, Path]) -> None:
     assert mobile.read_text().startswith('[mobile]\nprefix = "/mfa-app"')  # as it was
 
 
-@pytest.mark.parametrize("step", STEPS[:-1])
-def test_sigkill_at_each_step_then_rerun(site: Site, wheels: tuple[Path, Path], step: str) -> None:
-    assert site.version() == OLD
-    crashed = site.upgrade(
-        "--from-wheel",
-        str(wheels[1]),
-        expect=None,  # type: ignore[arg-type]
-        env={CRASH_HOOK: step},
-    )
-    assert crashed.returncode == -signal.SIGKILL
-    resumed = site.upgrade().stdout  # no source needed: the journal knows
-    assert f"resuming the upgrade {OLD} -> {NEW}" in resumed
-    assert site.version() == NEW
-    site.check_everything_is_there()
-    site.rollback()
-    assert site.version() == OLD
+def test_sigkill_at_each_step_then_rerun(site: Site, wheels: tuple[Path, Path]) -> None:
+    """Killed right after each step in turn, on one host (each round ends rolled back to the
+    old release, where the next begins): the rerun resumes from the journal and finishes."""
+    for step in STEPS[:-1]:
+        assert site.version() == OLD, step
+        crashed = site.upgrade(
+            "--from-wheel",
+            str(wheels[1]),
+            expect=None,  # type: ignore[arg-type]
+            env={CRASH_HOOK: step},
+        )
+        assert crashed.returncode == -signal.SIGKILL, (step, crashed.stdout, crashed.stderr)
+        resumed = site.upgrade().stdout  # no source needed: the journal knows
+        assert f"resuming the upgrade {OLD} -> {NEW}" in resumed, (step, resumed)
+        assert site.version() == NEW, step
+        site.check_everything_is_there()
+        site.rollback()
+        assert site.version() == OLD, step
 
 
 def test_a_failing_upgrade_leaves_the_installation_untouched(site: Site, tmp_path: Path) -> None:
