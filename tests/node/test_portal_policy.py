@@ -13,7 +13,7 @@ import pytest
 
 from openmfa.config import Config
 from openmfa.core.policy import Rule
-from openmfa.errors import AccessDenied, InvalidInput
+from openmfa.errors import AccessDenied, InvalidInput, Reauthenticate
 from openmfa.node import audit
 from openmfa.node.accounts import Accounts
 from openmfa.node.audit import Origin
@@ -133,6 +133,8 @@ def test_a_trusted_network_skips_the_second_factor_for_the_portal_and_forward_au
             if step.token:
                 grant = s.portal.check(step.token, SESSION, "portal-key", time.time())
                 assert Purpose.of(grant.extra) == purpose and grant.factor == ""
+                with pytest.raises(Reauthenticate):  # no second factor: never a fresh one
+                    grant.require_fresh(15, time.time())
             else:
                 grant = s.portal.check(step.ticket, TICKET, "portal-key", time.time())
                 assert Purpose.of(grant.extra) == purpose
@@ -160,6 +162,9 @@ def test_an_applications_code_needs_a_second_factor_its_rule_allows(
     PolicyRules(store).add(
         Rule("vault-push", channels=("oidc",), clients=("vault",), methods=("push",))
     )
+    PolicyRules(store).add(
+        Rule("pinapp-pin", channels=("oidc",), clients=("pinapp",), pin="required")
+    )
     codes = OidcCodes(store, config, Accounts(store, config), OidcKeys(store, config))
 
     async def scenario(s: SignInSteps) -> str:
@@ -169,6 +174,8 @@ def test_an_applications_code_needs_a_second_factor_its_rule_allows(
         with pytest.raises(AccessDenied, match="policy rule vault-push"):
             codes._step_up(grant, "vault")
         codes._step_up(grant, "wiki")  # another application's default rule: any method
+        with pytest.raises(AccessDenied, match="policy rule pinapp-pin"):
+            codes._step_up(grant, "pinapp")  # its rule wants the PIN this sign-in never typed
         return done.reason
 
     assert run(store, config, scenario) == "ok"

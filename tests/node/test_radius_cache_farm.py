@@ -104,3 +104,25 @@ def test_a_farm_before_the_format_claims_nothing_and_does_not_cache(
         assert not cached(sign_in(sub, now + 61, replace(VPN, station="")))
     finally:
         master_store.close()
+
+
+def test_the_master_answers_a_malformed_cache_claim_used_never_an_error(tmp_path: Path) -> None:
+    master_store = Store.create(DataDir(tmp_path / "master"), make_config())
+    try:
+        setup(master_store, make_config(), CACHE)
+        bad = [
+            ("1", TAKE, "not json"),
+            ("1", TAKE, '{"a": 1}'),
+            ("1", TAKE, '["vpn", "st"]'),
+            ("1", TAKE, '["vpn", "st", "x", 2, "r"]'),
+            ("1", TAKE, '["vpn", "st", 1e999, 2, "r"]'),  # an endless window
+            ("x", KEEP, '["vpn", "st", 1]'),
+            ("1", KEEP, '["vpn", "", 1]'),  # no station
+        ]
+        assert claims_on_master(master_store, POLICY.lockout, bad) == ["used"] * len(bad)
+        # Two requests of one batch are two claims: two uses, never one counted for both.
+        keep = ("1", KEEP, '["vpn", "st", 1]')
+        two = [("1", TAKE, f'["vpn", "st", 10, 1, "r{i}"]') for i in (1, 2)]
+        assert claims_on_master(master_store, POLICY.lockout, [keep, *two]) == ["ok", "ok", "used"]
+    finally:
+        master_store.close()

@@ -13,7 +13,8 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from openmfa.config import Config
-from openmfa.core.policy import Rule
+from openmfa.core.policy import Rule, compile_rule
+from openmfa.core.verification import VerifyPolicy
 from openmfa.errors import NotFound
 from openmfa.node import audit
 from openmfa.node.audit import Origin
@@ -22,6 +23,7 @@ from openmfa.node.policy_rules import PolicyRules
 from openmfa.node.portal import AUTH_TIME, EAM, FACTOR, SESSION, TICKET, VIA
 from openmfa.node.portal_policy import METHOD_KIND, PORTAL_ITSELF, Purpose
 from openmfa.node.portal_sign_in import SignInSteps
+from openmfa.node.remembered import window
 from openmfa.node.session_ends import SessionEnds
 from openmfa.store import formats
 from openmfa.store import tables as t
@@ -220,3 +222,11 @@ def test_records_replicate_and_wait_for_format_14(
 
 async def _end(s: SignInSteps, user: str, ref: str) -> None:
     s.remembered.end(user, ref, client=KEY, rid="r")
+
+
+def test_a_rule_that_wants_a_pin_remembers_no_browser() -> None:
+    """The PIN is typed at every sign-in: a remembered browser never typed it."""
+    base = VerifyPolicy()
+    pin = compile_rule(Rule("pin", channels=("portal",), pin="required", remember_minutes=60), base)
+    plain = compile_rule(Rule("plain", channels=("portal",), remember_minutes=60), base)
+    assert window(pin) == 0 and window(plain) == 60

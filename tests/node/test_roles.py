@@ -18,6 +18,7 @@ from openmfa.farm.feed import changes_since, make_snapshot, open_snapshot
 from openmfa.farm.follower import apply_changes, resync
 from openmfa.node.accounts import Accounts
 from openmfa.node.apikeys import SCOPES, ApiClient, ApiKeys
+from openmfa.node.passwords import set_password
 from openmfa.node.portal import OPERATOR, SESSION, PortalTokens
 from openmfa.node.roles import ROLES, Roles
 from openmfa.store import tables as t
@@ -115,7 +116,15 @@ def test_each_check_reads_the_role_now(store: Store, config: Config) -> None:
     with pytest.raises(Unauthorized, match="sign in again"):
         roles.operator(CONSOLE, token, now)
     accounts.update_user("hana", {"enabled": True})
-    roles.operator(CONSOLE, token, now).require("roles")
+    with pytest.raises(Unauthorized, match="sign in again"):  # the disable ended it for good
+        roles.operator(CONSOLE, token, time.time())
+    token, _ = tokens.issue(OPERATOR, "hana", "console1", time.time())
+    roles.operator(CONSOLE, token, time.time()).require("roles")
+    set_password(store, accounts, "hana", "a new password by an admin")  # a reset: ended too
+    with pytest.raises(Unauthorized, match="sign in again"):
+        roles.operator(CONSOLE, token, time.time())
+    token, _ = tokens.issue(OPERATOR, "hana", "console1", time.time())
+    roles.operator(CONSOLE, token, time.time())
     accounts.end_sessions("hana")
     with pytest.raises(Unauthorized, match="sign in again"):
         roles.operator(CONSOLE, token, time.time())

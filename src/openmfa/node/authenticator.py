@@ -516,7 +516,7 @@ class Authenticator:
         or not asked yet: this pass is then rolled back); before it, one *may* be there."""
         if a.before_first_factor:
             return "at the master"
-        claim = take_claim(user.id, a.channel_client, a.station, rule)
+        claim = take_claim(user.id, a.channel_client, a.station, rule, a.request_id)
         known = verdicts.known.get(claim)
         if known is None and not verdicts.final:
             verdicts.wanted.append(claim)

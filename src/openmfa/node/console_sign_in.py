@@ -78,9 +78,10 @@ class ConsoleSignIn:
         push_id: str = "",
         wait: float = 0,
         origin: Origin = NOWHERE,
+        pin: str = "",
     ) -> PortalStep:
         """A push (opened, then collected) or, where a rule allows it, a code -> the operator
-        token."""
+        token; ``pin``: the operator's PIN, where the rule wants one."""
         grant = self.tokens.check(ticket, TICKET, key, time.time(), via=None)
         typed = bool(code) and method != "push" and not push_id
         if typed and not await to_thread.run_sync(self._codes_allowed, grant.user, origin):
@@ -96,6 +97,7 @@ class ConsoleSignIn:
             push_id=push_id,
             wait=wait,
             origin=origin,
+            pin=pin,
         )
         return await self._operator(step, key, request_id, origin)
 

@@ -66,7 +66,7 @@ from .oidc_keys import OidcKeys
 from .oidc_tokens import app_claims, discovery, issuer_of, second_factor, subject
 from .policy import verify_policy
 from .portal import Grant
-from .portal_policy import METHOD_KIND, OIDC, PortalPolicy, Purpose, allows
+from .portal_policy import METHOD_KIND, OIDC, PIN_GIVEN, PortalPolicy, Purpose, allows
 
 SWEEP_SECONDS = 60.0
 """How often issuing a code also deletes the codes an hour past their expiry."""
@@ -119,12 +119,20 @@ class OidcCodes:
     def _step_up(self, session: Grant, app: str) -> None:
         """``access_denied`` (the person signs in again, for this application) when the session
         was signed in for something else with a method this application's policy rule does not
-        allow (``node.portal_policy``)."""
+        allow (``node.portal_policy``), without the PIN it wants, or with the mobile app's
+        offline code where it wants a numbered push. The rule is evaluated without a source
+        network (this call carries none): a rule with ``--source`` does not match here."""
         purpose = Purpose(OIDC, app)
         if Purpose.of(session.extra) == purpose:
             return  # signed in for this very application: under its rule
         rule = self.policy.rule(purpose, "", self.accounts.get_user(session.user).groups)
-        if not allows(rule, (session.extra or {}).get(METHOD_KIND, "")):
+        extra = session.extra or {}
+        kind = extra.get(METHOD_KIND, "")
+        if (
+            not allows(rule, kind)
+            or (rule.rule.pin == "required" and extra.get(PIN_GIVEN) != "1")
+            or (rule.rule.numbered and kind == "push" and session.factor != "swk")
+        ):
             raise AccessDenied(
                 f"this application's policy rule {rule.name} asks for another kind of second "
                 "factor than this sign-in's: sign in again for it"

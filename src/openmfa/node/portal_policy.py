@@ -27,9 +27,9 @@ from ..errors import InvalidInput
 from ..store.database import Store
 from .policy_rules import stored_rules
 
-CHANNEL, APP, METHOD_KIND = "ch", "app", "mk"
-"""A ticket's and a session token's extras: the channel and client the sign-in is for, and the
-kind of the method its second factor was given with."""
+CHANNEL, APP, METHOD_KIND, PIN_GIVEN = "ch", "app", "mk", "pn"
+"""A ticket's and a session token's extras: the channel and client the sign-in is for, the
+kind of the method its second factor was given with, and that the person's PIN was typed."""
 PORTAL, FORWARD_AUTH, OIDC = "portal", "forward-auth", "oidc"
 CODE_KINDS = frozenset(["totp", "hotp", "backup-codes", "access-code"])
 """The kinds of method a typed code comes from (besides the mobile app's offline code)."""

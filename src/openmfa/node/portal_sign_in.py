@@ -50,6 +50,7 @@ from .portal_policy import (
     CODE_KINDS,
     METHOD_KIND,
     OIDC,
+    PIN_GIVEN,
     PORTAL_ITSELF,
     PortalPolicy,
     Purpose,
@@ -138,7 +139,9 @@ class SignInSteps:
         if not d.accepted:  # an unknown user's password is wrong like anyone's
             return PortalStep(accepted=False, reason=str(Reason.WRONG_PASSWORD))
         if d.reason is Reason.SKIPPED:  # a policy rule (audited with its name): no second
-            token, expires = self.portal.issue(SESSION, user, client, time.time(), purpose.extra())
+            # factor, so never a fresh one (``AUTH_TIME`` 0): changing methods asks for one.
+            extra = {**purpose.extra(), AUTH_TIME: "0"}
+            token, expires = self.portal.issue(SESSION, user, client, time.time(), extra)
             return PortalStep(accepted=True, reason="skipped", token=token, expires_at=expires)
         if self.portal.self_enroll and not await to_thread.run_sync(
             self.accounts.list_methods, user
@@ -231,7 +234,8 @@ class SignInSteps:
         result = await decide_push(
             self.queue, attempt, self.push, here=True, asked=method == "push"
         )
-        if isinstance(result, Decision) and result.reason is Reason.PIN_NEEDED:
+        pinned = isinstance(result, Decision) and result.reason is Reason.PIN_NEEDED
+        if pinned:
             # The rule wants the PIN before the code (or the push): checked off the commit
             # thread, then the rest decided (a PIN missing or wrong: ``wrong_pin``, counted).
             typed = replace(attempt, code=pin + ("push" if method == "push" else code))
@@ -251,7 +255,7 @@ class SignInSteps:
             return self._session(grant, client, "")
         kind = await to_thread.run_sync(self._kind, grant.user, d.method_id)
         return await self.remember.after(
-            self._session(grant, client, "otp", kind=kind), grant, then
+            self._session(grant, client, "otp", kind=kind, pinned=pinned), grant, then
         )
 
     async def _collect_push(
@@ -346,6 +350,7 @@ class SignInSteps:
         at: float | None = None,
         *,
         kind: str = "",
+        pinned: bool = False,
     ) -> PortalStep:
         """A session token for the ticket's user that says which second factor was given
         (``portal.FACTOR``: what an OpenID Connect ID token's ``amr`` is made from; "" for a
@@ -358,6 +363,8 @@ class SignInSteps:
             extra[FACTOR] = factor
         if kind:
             extra[METHOD_KIND] = kind
+        if pinned:  # the PIN was typed with the code (``PIN_GIVEN``)
+            extra[PIN_GIVEN] = "1"
         if ticket.via:
             extra[VIA] = ticket.via
         token, expires = self.portal.issue(SESSION, ticket.user, client, now, extra)

@@ -36,11 +36,12 @@ whole batch's claims); before that it does not cache.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from sqlalchemy import Connection, Integer, bindparam, delete, func, insert, select, update
 
-from ..core.policy import Compiled
+from ..core.policy import MAX_REMEMBER_MINUTES, Compiled
 from ..store import formats
 from ..store import tables as t
 from ..store.database import Store
@@ -165,10 +166,11 @@ class RadiusCache:
         return int(row[0]) if row is not None else 0
 
 
-def take_claim(user_id: int, client: str, station: str, rule: Compiled) -> Claim:
-    """A subordinate's claim of a hit at the master (after the password)."""
-    value = json.dumps([client, station, rule.rule.remember_minutes, rule.rule.cache_uses])
-    return (str(user_id), TAKE, value)
+def take_claim(user_id: int, client: str, station: str, rule: Compiled, request: str) -> Claim:
+    """A subordinate's claim of a hit at the master (after the password); ``request``: the
+    request's id, so two requests of one batch are two claims (two uses), never one."""
+    minutes, uses = rule.rule.remember_minutes, rule.rule.cache_uses
+    return (str(user_id), TAKE, json.dumps([client, station, minutes, uses, request]))
 
 
 def keep_claim(user_id: int, client: str, station: str, now: float) -> Claim:
@@ -183,10 +185,19 @@ def on_master(conn: Connection, now: float, subject: str, kind: str, value: str)
         user_id = int(subject)
         said = json.loads(value)
         client, station = str(said[0]), str(said[1])
-    except (ValueError, TypeError, IndexError):
-        return "used"
+        if kind == TAKE:
+            minutes, limit = float(said[2]), int(said[3])
+            if not (math.isfinite(minutes) and 0 < minutes <= MAX_REMEMBER_MINUTES):
+                return "used"
+    except (ValueError, TypeError, IndexError, KeyError):
+        return "used"  # a claim no release of ours sends: nothing to take
     if not station:
         return "used"
+    locked = conn.execute(
+        select(t.user_state.c.locked_until).where(t.user_state.c.user_id == user_id)
+    ).scalar()
+    if locked is not None and locked > now:
+        return "used"  # a locked person starts no window and takes no hit
     key = (_C.user_id == user_id) & (_C.client == client) & (_C.station == station)
     mids = conn.execute(select(t.methods.c.id).where(t.methods.c.user_id == user_id))
     have = {str(m) for (m,) in mids}
@@ -203,13 +214,9 @@ def on_master(conn: Connection, now: float, subject: str, kind: str, value: str)
             )
         )
         return "ok"
-    minutes, limit = float(said[2]), int(said[3])
     row = conn.execute(select(_C.at, _C.uses, _C.methods).where(key)).first()
-    state = conn.execute(
-        select(t.user_state.c.locked_until).where(t.user_state.c.user_id == user_id)
-    ).first()
     name = conn.execute(select(t.users.c.name).where(t.users.c.id == user_id)).scalar()
-    if row is None or name is None or (state is not None and (state[0] or 0) > now):
+    if row is None or name is None:
         return "used"
     at, uses, methods = float(row[0]), int(row[1]), str(row[2])
     if not at <= now < at + minutes * 60.0 or uses >= limit:

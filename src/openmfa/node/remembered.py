@@ -76,9 +76,12 @@ def token_hash(token: str) -> str:
 
 
 def window(rule: Compiled) -> int:
-    """The minutes ``rule`` lets a browser be remembered for at the portal (0: not at all)."""
+    """The minutes ``rule`` lets a browser be remembered for at the portal (0: not at all; never
+    under a rule that wants a PIN: a remembered browser never typed it)."""
     r = rule.rule
-    return 0 if rule.default or r.caches or r.skips else r.remember_minutes
+    if rule.default or r.caches or r.skips or r.pin == "required":
+        return 0
+    return r.remember_minutes
 
 
 class RememberedBrowsers:

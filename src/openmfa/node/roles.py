@@ -27,14 +27,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
 from ..contract import UserView
 from ..errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from ..store import formats
+from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
 from .accounts import Accounts, Actor
 from .apikeys import SCOPES, ApiClient
 from .portal import OPERATOR, PortalTokens
+from .session_ends import SessionEnds
 
 _READ = frozenset({"users:read", "methods:read", "audit:read"})
 ROLES: dict[str, frozenset[str]] = {
@@ -77,6 +81,15 @@ class Roles:
         self.accounts = accounts
         self.tokens = tokens
         self.writer = ChangeWriter(store)
+        self.ends = SessionEnds(store)
+
+    def _password_set_since(self, name: str, at: float) -> bool:
+        pw, u = t.passwords.c, t.users.c
+        with self.store.read() as conn:
+            when = conn.scalar(
+                select(pw.updated_at).select_from(t.passwords.join(t.users)).where(u.name == name)
+            )
+        return when is not None and float(when) >= at
 
     def set(self, name: str, role: str, actor: Actor | None = None) -> UserView:
         """Give ``name`` the operator role ``role`` (``none``: take it away)."""
@@ -118,6 +131,12 @@ class Roles:
             raise refused from None
         locked = user.locked_until is not None and user.locked_until > now
         if not user.enabled or locked or self.accounts.sessions_after(user.name) > grant.issued_at:
+            raise refused
+        # A lock (even one over now), an unlock, a disable: every session of the person ended;
+        # so did a password an administrator set since.
+        if self.ends.ended(user.name, "", grant.issued_at, now) or self._password_set_since(
+            user.name, grant.issued_at
+        ):
             raise refused
         if not user.role:
             raise Forbidden(f"{user.name!r} is no longer an operator (no role)")

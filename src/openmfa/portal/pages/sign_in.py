@@ -88,7 +88,7 @@ async def confirm(ctx: Ctx) -> Response:
     ctx.limited()
     password = ctx.field("password", 128)
     step = (
-        await ctx.sdk.portal_sign_in(s.user, password, purpose=purpose(s), **ctx.where)
+        await ctx.sdk.portal_sign_in(s.user, password, purpose=reauth_purpose(s), **ctx.where)
         if password
         else None
     )
@@ -113,6 +113,12 @@ def pin_of(ctx: Ctx) -> str:
         return ""
     pin = ctx.field("pin", 12).strip()
     return pin if pin.isascii() and pin.isdigit() else ""
+
+
+def reauth_purpose(s: Session) -> str:
+    """What a re-authentication is for: an application waiting for it, else the portal's own
+    changes — never a site behind forward-auth (its rule must not stand in for the portal's)."""
+    return f"oidc {s.oidc_app}" if s.oidc_request and s.oidc_app else ""
 
 
 def purpose(s: Session) -> str:

@@ -53,6 +53,7 @@ async def console_second_factor(request: Request) -> Response:
         push_id=b.push_id,
         wait=b.wait,
         origin=_origin(request),
+        pin=b.pin,
     )
     return json_response(step)
 
