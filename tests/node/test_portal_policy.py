@@ -36,6 +36,8 @@ def test_purpose_is_read_from_the_header_value_and_refused_when_malformed() -> N
     assert Purpose.parse("") == Purpose() == Purpose.parse("portal")
     assert Purpose.parse("forward-auth") == Purpose("forward-auth")
     assert Purpose.parse("oidc grafana") == Purpose("oidc", "grafana")
+    change = Purpose.parse("portal-change")
+    assert change == Purpose(change=True) and change.no_skip and change.extra() == {}
     assert Purpose.of(Purpose("oidc", "grafana").extra()) == Purpose("oidc", "grafana")
     assert Purpose.of(None) == Purpose()
     for bad in ("oidc", "oidc ", "radius", "oidc a b", "oidc " + "x" * 65, "sdk"):
@@ -126,6 +128,7 @@ def test_a_trusted_network_skips_the_second_factor_for_the_portal_and_forward_au
             (INSIDE, Purpose()),
             (INSIDE, Purpose("forward-auth")),
             (INSIDE, Purpose("oidc", "wiki")),
+            (INSIDE, Purpose(change=True)),  # a re-authentication before a change
             (OUTSIDE, Purpose()),
         ):
             step = await s.first("di", PASSWORD, "portal-key", "r", None, origin, purpose)
@@ -137,7 +140,7 @@ def test_a_trusted_network_skips_the_second_factor_for_the_portal_and_forward_au
                     grant.require_fresh(15, time.time())
             else:
                 grant = s.portal.check(step.ticket, TICKET, "portal-key", time.time())
-                assert Purpose.of(grant.extra) == purpose
+                assert Purpose.of(grant.extra) == Purpose(purpose.channel, purpose.app)
         wrong = await s.first("di", "wrong", "portal-key", "r", None, INSIDE)
         seen.append((wrong.accepted, wrong.reason, bool(wrong.token)))
         return seen
@@ -146,6 +149,7 @@ def test_a_trusted_network_skips_the_second_factor_for_the_portal_and_forward_au
         (True, "skipped", True),
         (True, "skipped", True),
         (True, "ok", False),  # an application's ID token always vouches for a second factor
+        (True, "ok", False),  # a change of methods needs a second factor, office or not
         (True, "ok", False),
         (False, "wrong_password", False),
     ]

@@ -30,7 +30,7 @@ from .policy_rules import stored_rules
 CHANNEL, APP, METHOD_KIND, PIN_GIVEN = "ch", "app", "mk", "pn"
 """A ticket's and a session token's extras: the channel and client the sign-in is for, the
 kind of the method its second factor was given with, and that the person's PIN was typed."""
-PORTAL, FORWARD_AUTH, OIDC = "portal", "forward-auth", "oidc"
+PORTAL, FORWARD_AUTH, OIDC, PORTAL_CHANGE = "portal", "forward-auth", "oidc", "portal-change"
 CODE_KINDS = frozenset(["totp", "hotp", "backup-codes", "access-code"])
 """The kinds of method a typed code comes from (besides the mobile app's offline code)."""
 
@@ -42,19 +42,32 @@ class Purpose:
     channel: str = PORTAL
     app: str = ""
     """The OpenID Connect client's name (channel ``oidc``)."""
+    change: bool = False
+    """A re-authentication before the person changes their methods (``portal-change``): the
+    portal's rule, but never its ``skip`` — a change needs a second factor."""
+
+    @property
+    def no_skip(self) -> bool:
+        """No rule's ``skip`` applies (an application's ID token vouches for a second factor;
+        a change of methods needs one)."""
+        return self.channel == OIDC or self.change
 
     @staticmethod
     def parse(said: str) -> Purpose:
-        """``FOR_HEADER``'s value: ``portal`` or absent, ``forward-auth``, ``oidc NAME``."""
+        """``FOR_HEADER``'s value: ``portal`` or absent, ``portal-change``, ``forward-auth``,
+        ``oidc NAME``."""
         if not said or said == PORTAL:
             return Purpose()
+        if said == PORTAL_CHANGE:
+            return Purpose(change=True)
         if said == FORWARD_AUTH:
             return Purpose(FORWARD_AUTH)
         channel, _, app = said.partition(" ")
         if channel == OIDC and app and len(app) <= 64 and app.isprintable() and " " not in app:
             return Purpose(OIDC, app)
         raise InvalidInput(
-            "X-OpenMFA-Sign-In-For must be 'portal', 'forward-auth' or 'oidc CLIENT-NAME'"
+            "X-OpenMFA-Sign-In-For must be 'portal', 'portal-change', 'forward-auth' or "
+            "'oidc CLIENT-NAME'"
         )
 
     def extra(self) -> dict[str, str]:

@@ -49,7 +49,6 @@ from .portal import AUTH_TIME, FACTOR, SESSION, TICKET, VIA, Grant, PortalTokens
 from .portal_policy import (
     CODE_KINDS,
     METHOD_KIND,
-    OIDC,
     PIN_GIVEN,
     PORTAL_ITSELF,
     PortalPolicy,
@@ -452,5 +451,5 @@ def _attempt(
         channel_client=purpose.app,
         network=origin.address,
         skippable=False,
-        no_skip=purpose.channel == OIDC,
+        no_skip=purpose.no_skip,
     )

@@ -31,7 +31,7 @@ FOR_HEADER = "X-OpenMFA-Sign-In-For"
 """What a portal's first sign-in step is for, as policy rules name it: ``forward-auth`` (a site
 behind the proxies), ``oidc NAME`` (the OpenID Connect client NAME); absent: the portal itself.
 A header, like the address: a node of an older release ignores it."""
-FOR_RE = r"^(portal|forward-auth|oidc [A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
+FOR_RE = r"^(portal|portal-change|forward-auth|oidc [A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
 REMEMBERED_HEADER = "X-OpenMFA-Remembered"
 """Where a portal's first sign-in step passes the token of the browser's remember cookie
 (``node.remembered``). A header, like the address: a node of an older release ignores it."""

@@ -117,8 +117,9 @@ def pin_of(ctx: Ctx) -> str:
 
 def reauth_purpose(s: Session) -> str:
     """What a re-authentication is for: an application waiting for it, else the portal's own
-    changes — never a site behind forward-auth (its rule must not stand in for the portal's)."""
-    return f"oidc {s.oidc_app}" if s.oidc_request and s.oidc_app else ""
+    changes (``portal-change``: its rule, never its skip) — never a site behind forward-auth
+    (its rule must not stand in for the portal's)."""
+    return f"oidc {s.oidc_app}" if s.oidc_request and s.oidc_app else "portal-change"
 
 
 def purpose(s: Session) -> str:
