@@ -132,6 +132,18 @@ def test_operators_act_as_their_role_allows(store: Store, config: Config) -> Non
             assert r.status_code == 403 and r.json()["code"] == "forbidden", (path, r.text)
             assert "'hana' has role 'helpdesk'" in r.json()["message"]
         assert (await c.get("/v1/users/pia", headers=admin)).json()["role"] == ""
+        # helpdesk acts on people, never on an operator (otto) nor on themselves (hana): what
+        # they gave could sign that operator in to the console.
+        for path, body in (
+            ("/v1/users/otto/bypass", {"seconds": 60}),
+            ("/v1/users/otto/access-code", {"minutes": 30}),
+            ("/v1/users/hana/bypass", {"seconds": 60}),
+            ("/v1/users/otto/unlock", None),
+        ):
+            r = await c.post(path, json=body, headers=helpdesk)
+            assert r.status_code == 403 and "ask an admin" in r.json()["message"], (path, r.text)
+        r = await c.post("/v1/users/pia/bypass", json={"seconds": 60}, headers=helpdesk)
+        assert r.status_code == 200, r.text
 
         # auditor: reads only.
         assert (await c.get("/v1/users/pia", headers=auditor)).status_code == 200

@@ -83,6 +83,19 @@ class Roles:
         self.writer = ChangeWriter(store)
         self.ends = SessionEnds(store)
 
+    def guard(self, actor: ApiClient, name: str) -> None:
+        """An operator who is not an admin acts on people, never on an operator (who could then
+        sign in to the console with what was given) nor on themselves: Forbidden."""
+        if not isinstance(actor, OperatorClient) or actor.role == "admin":
+            return
+        target = self.accounts.get_user(name)  # NotFound first
+        if target.name == actor.operator or target.role:
+            who = "themselves" if target.name == actor.operator else "an operator"
+            raise Forbidden(
+                f"operator {actor.operator!r} has role {actor.role!r}, which may not act on "
+                f"{target.name!r} ({who}); ask an admin"
+            )
+
     def _password_set_since(self, name: str, at: float) -> bool:
         pw, u = t.passwords.c, t.users.c
         with self.store.read() as conn:

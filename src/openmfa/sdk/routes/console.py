@@ -12,6 +12,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...node.apikeys import ApiClient
 from ..http import _actor, _authorize, _body, _call, _node, _origin, _run, json_response
 from ..models import (
     AccessCodeIssued,
@@ -96,9 +97,12 @@ async def access_code(request: Request) -> Response:
     name = request.path_params["name"]
     client = await _authorize(request, "access-code")
     b = await _body(request, AccessCodeRequest, node.max_body)
-    code, until = await _run(
-        client, lambda c: node.accounts.issue_access_code(name, b.minutes, _actor(request, c))
-    )
+
+    def act(c: ApiClient) -> tuple[str, float]:
+        node.roles.guard(c, name)  # a helpdesk operator: not an operator, not themselves
+        return node.accounts.issue_access_code(name, b.minutes, _actor(request, c))
+
+    code, until = await _run(client, act)
     return json_response(AccessCodeIssued(user=name, code=code, expires_at=until), 201)
 
 

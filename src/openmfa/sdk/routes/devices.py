@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...node.apikeys import ApiClient
 from ..http import _actor, _authorize, _body, _call, _int_param, _node, _run, json_response
 from ..models import (
     ActivationCode,
@@ -45,11 +46,12 @@ async def activation(request: Request) -> Response:
 async def device(request: Request) -> Response:
     node = _node(request)
     name, device_id = request.path_params["name"], request.path_params["device_id"]
-    await _call(
-        request,
-        "devices:revoke",
-        lambda c: node.push.revoke(name, device_id, _actor(request, c)),
-    )
+
+    def act(c: ApiClient) -> None:
+        node.roles.guard(c, name)  # a helpdesk operator: not an operator, not themselves
+        node.push.revoke(name, device_id, _actor(request, c))
+
+    await _call(request, "devices:revoke", act)
     return Response(status_code=204)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...node.apikeys import ApiClient
 from ..http import (
     _actor,
     _authorize,
@@ -44,7 +45,12 @@ async def token_assign(request: Request) -> Response:
     serial = request.path_params["serial"]
     client = await _authorize(request, "tokens:assign")
     b = await _body(request, TokenAssign, node.max_body)
-    done = await _run(client, lambda c: node.tokens.assign(serial, b.user, _actor(request, c)))
+
+    def act(c: ApiClient) -> MethodView:
+        node.roles.guard(c, b.user)  # a helpdesk operator: not an operator, not themselves
+        return node.tokens.assign(serial, b.user, _actor(request, c))
+
+    done = await _run(client, act)
     return json_response(done, 201)
 
 

@@ -84,11 +84,12 @@ async def user(request: Request) -> Response:
 async def unlock(request: Request) -> Response:
     node = _node(request)
     name = request.path_params["name"]
-    return json_response(
-        await _call(
-            request, "users:unlock", lambda c: node.accounts.unlock(name, _actor(request, c))
-        )
-    )
+
+    def act(c: ApiClient) -> UserView:
+        node.roles.guard(c, name)  # a helpdesk operator: not an operator, not themselves
+        return node.accounts.unlock(name, _actor(request, c))
+
+    return json_response(await _call(request, "users:unlock", act))
 
 
 async def group(request: Request) -> Response:
@@ -120,9 +121,12 @@ async def bypass(request: Request) -> Response:
     name = request.path_params["name"]
     client = await _authorize(request, "bypass")
     body = await _body(request, BypassRequest, node.max_body)
-    until = await _run(
-        client, lambda c: node.accounts.grant_bypass(name, body.seconds, _actor(request, c))
-    )
+
+    def act(c: ApiClient) -> float:
+        node.roles.guard(c, name)
+        return node.accounts.grant_bypass(name, body.seconds, _actor(request, c))
+
+    until = await _run(client, act)
     return json_response(BypassGranted(user=name, bypass_until=until))
 
 
