@@ -445,7 +445,10 @@ class DeploymentLoad:
         """A sign-in through a gateway that checks the password first (a VPN): the password
         to one server, its Access-Challenge, and the code with the State back to that server,
         as a NAS does (each sent again while the server is silent); a server silent to the
-        password is skipped for a dead time and the next one asked."""
+        password is skipped for a dead time and the next one asked — and when every server it
+        still counts alive is silent, the ones in their dead time are asked after all, as a
+        NAS whose servers all seem dead does (else a request in the moment one node restarts
+        and the other drains would find no server)."""
         cred = self.portal_credentials(self.challenge_seeds)
         if cred is None:
             return None
@@ -453,7 +456,7 @@ class DeploymentLoad:
         now = time.monotonic()
         ports = self.base.radius_ports
         alive = [port for port in ports if self.vpn_dead_until.get(port, 0.0) <= now]
-        for port in alive or ports:
+        for port in [*alive, *(port for port in ports if port not in alive)]:
             first = _ask(s, port, user, PASSWORD)
             if first is None:
                 self.vpn_dead_until[port] = time.monotonic() + RADIUS_DEAD_SECONDS
