@@ -71,6 +71,7 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("directory", "interval_minutes"): 60,
     ("directory", "max_changes"): 5,
     ("directory", "sources"): [],
+    ("directory", "role_groups"): {},
     ("ldap", "source"): "",
     ("ntlm", "ntlm_auth"): "/usr/bin/ntlm_auth",
     ("ntlm", "domain"): "",
@@ -245,6 +246,32 @@ def merge(
             out[section][key] = value
     if "directory" in given:
         out["directory"]["sources"] = _sources(out["directory"]["sources"], where)
+        out["directory"]["role_groups"] = _role_groups(out["directory"]["role_groups"], where)
+    return out
+
+
+OPERATOR_ROLES = ("admin", "helpdesk", "auditor")
+"""The administration console's roles, strongest first (``node.roles.ROLES`` says what each
+may do)."""
+
+
+def _role_groups(given: dict[str, Any], where: str) -> dict[str, list[str]]:
+    """``[directory] role_groups``: role -> directory group names, checked."""
+    out: dict[str, list[str]] = {}
+    for role, groups in given.items():
+        if role not in OPERATOR_ROLES:
+            raise ConfigError(
+                f"{where}: [directory] role_groups: {role!r} is not a role; the roles are "
+                + ", ".join(OPERATOR_ROLES)
+            )
+        if not isinstance(groups, list) or not all(
+            isinstance(g, str) and g.strip() for g in groups
+        ):
+            raise ConfigError(
+                f"{where}: [directory] role_groups: {role} must be a list of group names, "
+                'like ["mfa-admins"]'
+            )
+        out[role] = [g.strip() for g in groups]
     return out
 
 

@@ -187,3 +187,59 @@ def test_a_re_bootstrap_brings_the_master_s_roles(tmp_path: Path) -> None:
             sub.close()
     finally:
         master.close()
+
+
+def test_directory_groups_give_roles(store: Store) -> None:
+    """``[directory] role_groups``: a person in a role's directory group has that role (the
+    strongest of two), one set by hand wins, a group set by hand gives none, and leaving the
+    group takes it away at the next call."""
+    from openmfa.node.groups import Groups, groups_change
+    from openmfa.store.changes import ChangeWriter
+
+    config = make_config(
+        directory={"role_groups": {"admin": ["MFA-Admins"], "helpdesk": ["helpdesk"]}}
+    )
+    accounts, roles, tokens = roles_of(store, config)
+    for name in ("hana", "ivo", "jan", "kees"):
+        accounts.add_user(name)
+
+    def directory(name: str, added: list[str], removed: tuple[str, ...] = ()) -> None:
+        change = groups_change(accounts.user_id(name), "directory", added, list(removed))
+        ChangeWriter(store).commit([change])
+
+    directory("hana", ["helpdesk"])
+    directory("ivo", ["helpdesk", "mfa-admins"])  # both: the stronger; case does not matter
+    directory("jan", ["helpdesk"])
+    roles.set("jan", "auditor")  # by hand: wins
+    Groups(store, accounts).add("kees", "helpdesk")  # by hand: not the directory's
+    assert {u.name: u.role for u in accounts.list_users()} == {
+        "hana": "helpdesk",
+        "ivo": "admin",
+        "jan": "auditor",
+        "kees": "",
+    }
+    now = time.time()
+    token, _ = tokens.issue(OPERATOR, "hana", "console1", now)
+    acting = roles.operator(CONSOLE, token, now)
+    assert acting.role == "helpdesk"
+    with pytest.raises(Forbidden, match="'ivo' \\(an operator\\)"):
+        roles.guard(acting, "ivo")  # an admin by the directory's group: not for the helpdesk
+    roles.guard(acting, "kees")  # a group by hand made no operator
+    directory("hana", [], ("helpdesk",))  # left the group: no longer an operator
+    with pytest.raises(Forbidden, match="no longer an operator"):
+        roles.operator(CONSOLE, token, now)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"root": ["x"]}, "'root' is not a role"),
+        ({"admin": "mfa-admins"}, "must be a list of group names"),
+        ({"admin": [""]}, "must be a list of group names"),
+    ],
+)
+def test_role_groups_are_checked(given: dict[str, object], message: str) -> None:
+    from openmfa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        make_config(directory={"role_groups": given})

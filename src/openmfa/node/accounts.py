@@ -30,7 +30,7 @@ from ..store.crypto import SecretBox
 from ..store.database import Store
 from ..store.group_records import groups_of
 from ..store.pin_records import with_pins
-from ..store.role_records import roles_of
+from ..store.role_records import role_from_groups, roles_of
 from .audit import NOWHERE, Origin
 from .auth_state import forward
 from .session_ends import end_change, ends_known
@@ -156,7 +156,7 @@ class Accounts:
             raise NotFound(f"no user named {name!r}")
         groups = groups_of(conn, [int(row.id)]).get(int(row.id), {})
         pin = bool(with_pins(conn, [int(row.id)]))
-        role = roles_of(conn, [int(row.id)]).get(int(row.id), "")
+        role = roles_of(conn, [int(row.id)]).get(int(row.id), "") or self.group_role(groups)
         return _user_view(row, self.store.box, groups, pin, role), int(row.id)
 
     def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
@@ -168,9 +168,19 @@ class Accounts:
             roles = roles_of(conn, [int(r.id) for r in rows])
         box = self.store.box
         return [
-            _user_view(r, box, groups.get(r.id, {}), r.id in pins, roles.get(r.id, ""))
+            _user_view(
+                r,
+                box,
+                groups.get(r.id, {}),
+                r.id in pins,
+                roles.get(r.id, "") or self.group_role(groups.get(r.id, {})),
+            )
             for r in rows
         ]
+
+    def group_role(self, groups: dict[str, list[str]]) -> str:
+        """The role ``[directory] role_groups`` gives a person in ``groups`` (by origin)."""
+        return role_from_groups(self.config.get("directory", "role_groups"), groups)
 
     def update_user(self, name: str, fields: dict[str, Any], actor: Actor = Actor()) -> UserView:
         unknown = set(fields) - set(USER_FIELDS)

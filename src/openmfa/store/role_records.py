@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
+from ..config import OPERATOR_ROLES
 from . import tables as t
 from .changes import Payload, applier
 
@@ -41,3 +42,17 @@ _ROLE_OF = (
 def role_of(conn: Connection, name: str) -> str:
     """``name``'s role ("" when they have none, or no such user)."""
     return str(conn.scalar(_ROLE_OF, {"name": name}) or "")
+
+
+def role_from_groups(mapping: dict[str, list[str]], groups: dict[str, list[str]]) -> str:
+    """The operator role ``[directory] role_groups`` (``mapping``: role -> group names) gives a
+    person in ``groups`` (origin -> names; only the directory's count): the strongest role
+    (``config.OPERATOR_ROLES``' order) one of whose groups they are in, or "". Group names
+    compare without regard to case."""
+    theirs = {g.casefold() for g in groups.get("directory", ())}
+    if not mapping or not theirs:
+        return ""
+    for role in OPERATOR_ROLES:
+        if any(g.casefold() in theirs for g in mapping.get(role, ())):
+            return role
+    return ""
