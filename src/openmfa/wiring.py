@@ -50,6 +50,7 @@ from .node.readiness import Readiness
 from .node.roles import Roles
 from .node.session_ends import SessionEnds
 from .node.tokens import Tokens
+from .node.user_search import UserSearch
 from .radius.primary import LdapBind, LocalPasswords, UpstreamRadius
 from .radius.service import RadiusService
 from .store.database import Store
@@ -70,6 +71,7 @@ class NodeRuntime:
         self.keyring = KeyRing()
         self.accounts = Accounts(store, config)
         self.groups = Groups(store, self.accounts)
+        self.user_search = UserSearch(store, self.accounts)
         self.pins = Pins(store, self.accounts)
         self.apikeys = ApiKeys(store)
         self.tokens = Tokens(store, config, self.accounts)

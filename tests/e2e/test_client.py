@@ -22,6 +22,10 @@ def test_client_round_trip(tmp_path: Path) -> None:
         admin.create_user("DOM\\jo smith", email="jo@example.org")
         assert admin.get_user("DOM\\jo smith").email == "jo@example.org"
         assert [u.name for u in admin.list_users()] == ["DOM\\jo smith"]
+        assert [u.name for u in admin.find_users(" JO@example.org")] == ["DOM\\jo smith"]
+        assert admin.find_users("someone@example.org") == []
+        with pytest.raises(InvalidInput, match="1 to 255 characters"):
+            admin.find_users("x" * 256)
         enrolled = admin.enroll("DOM\\jo smith", "totp", label="phone")
         assert enrolled.secret and enrolled.method.label == "phone"
         code = oathtool("--totp", "-b", enrolled.secret)
@@ -32,7 +36,11 @@ def test_client_round_trip(tmp_path: Path) -> None:
             admin.create_user("a/b")
         assert invalid.value.http_status == 422 and "'/'" in invalid.value.message
         assert invalid.value.request_id  # the node's id for it, as in its log
-        for not_the_portals in (lambda: p.create_user("nope"), lambda: p.list_users()):
+        for not_the_portals in (
+            lambda: p.create_user("nope"),
+            lambda: p.list_users(),
+            lambda: p.find_users("jo@example.org"),
+        ):
             with pytest.raises(Forbidden):  # a portal key checks codes, nothing more
                 not_the_portals()
         assert admin.bypass("DOM\\jo smith", 30) > 0

@@ -14,6 +14,7 @@ from ..node.passwords import set_password
 from ..node.pins import Pins
 from ..node.portal import PortalTokens
 from ..node.roles import ROLES, Roles
+from ..node.user_search import UserSearch
 from ..sdk.models import UserView
 from .common import data_dir_option, fails_cleanly, opened, when
 
@@ -54,15 +55,18 @@ def user_add(name: str, email: str, phone: str, display_name: str, data_dir: Pat
 
 @user.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.option("--email", default=None, help="Only the people with this email address.")
 @data_dir_option
 @fails_cleanly
-def user_list(as_json: bool, data_dir: Path) -> None:
-    """List users."""
+def user_list(as_json: bool, email: str | None, data_dir: Path) -> None:
+    """List users (or find everyone with an email address)."""
     with opened(data_dir) as (store, config):
         acc = Accounts(store, config)
         found: list[UserView] = []
         after = ""
-        while batch := acc.list_users(limit=1000, after=after):
+        if email is not None:
+            found = UserSearch(store, acc).by_email(email)
+        while email is None and (batch := acc.list_users(limit=1000, after=after)):
             found += batch
             after = batch[-1].name
     if as_json:

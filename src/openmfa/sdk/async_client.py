@@ -419,6 +419,10 @@ class AsyncSdkClient:
     async def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
         return (await self.send(Requests.list_users(limit=limit, after=after))).users
 
+    async def find_users(self, email: str) -> list[UserView]:
+        """Everyone with this email address (case and spaces around it ignored)."""
+        return (await self.send(Requests.find_users(email))).users
+
     async def update_user(
         self,
         name: str,

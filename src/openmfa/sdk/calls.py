@@ -491,6 +491,10 @@ class Requests:
         return Call("GET", f"/v1/users/{_seg(name)}", UserView)
 
     @staticmethod
+    def find_users(email: str) -> Call[UserPage]:
+        return Call("GET", "/v1/users", UserPage, params={"email": email})
+
+    @staticmethod
     def list_users(*, limit: int = 100, after: str = "") -> Call[UserPage]:
         return Call("GET", "/v1/users", UserPage, params={"limit": limit, "after": after})
 

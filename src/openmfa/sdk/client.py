@@ -460,6 +460,10 @@ class SdkClient:
     def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
         return self.send(Requests.list_users(limit=limit, after=after)).users
 
+    def find_users(self, email: str) -> list[UserView]:
+        """Everyone with this email address (case and spaces around it ignored)."""
+        return self.send(Requests.find_users(email)).users
+
     def update_user(
         self,
         name: str,

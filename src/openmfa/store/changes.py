@@ -176,6 +176,7 @@ def _user_add(conn: Connection, p: Payload) -> None:
     conn.execute(insert(t.user_state).values(user_id=user_id, failures=0))
     if "contact_enc" not in p and formats.local_format(conn) >= 2:
         _seal_contact(conn, p, user_id, p.pop("email", ""), p.pop("phone", ""))
+    formats.index_contact(conn, user_id, _sealed(p))  # format 16
 
 
 USER_COLUMNS = (
@@ -214,6 +215,12 @@ def _user_update(conn: Connection, p: Payload) -> None:
     conn.execute(
         update(t.users).where(t.users.c.id == p["id"]).values(**fields, updated_at=p["at"])
     )
+    if "contact_enc" in p:  # sealed here, or replayed
+        formats.index_contact(conn, p["id"], _sealed(p))  # format 16
+
+
+def _sealed(p: Payload) -> bytes | None:
+    return bytes.fromhex(p["contact_enc"]) if "contact_enc" in p else None
 
 
 def _seal_contact(conn: Connection, p: Payload, user_id: int, email: str, phone: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -36,6 +37,15 @@ class SecretBox:
     def __init__(self, master: bytes) -> None:
         self._aead = AESGCM(_derive(master, b"openmfa seeds"))
         self.pepper = _derive(master, b"openmfa backup codes")
+        self._index = hmac.new(_derive(master, b"openmfa blind index"), digestmod="sha256")
+
+    def blind_index(self, purpose: str, value: str) -> bytes:
+        """A keyed digest of ``value`` (HMAC-SHA-256 under a key derived from the data key) to
+        find a row by a sealed value without opening every row: equal values give equal digests,
+        and without the key file a digest tells nothing about the value."""
+        mac = self._index.copy()
+        mac.update(purpose.encode() + b"\0" + value.encode())
+        return mac.digest()
 
     def seal(self, plaintext: bytes, context: str) -> bytes:
         nonce = os.urandom(12)

@@ -92,6 +92,14 @@ role (``user_roles``: ``admin``, ``helpdesk`` or ``auditor``), set by ``user.rol
 an API key may be of scope ``console`` (a console host, which signs operators in). A release
 reading only up to format 14 does not know that record (it would drop the role) nor that scope,
 so neither is written before the data set is at format 15.
+
+Format 16: a person found by their email address. Addresses are sealed (format 2), so each
+person's row carries a keyed digest of their address (``users.email_index``: ``email_index``,
+an HMAC under a key derived from the data key, of the address lower-cased), kept by the
+appliers of ``user.add`` and ``user.update`` on every node as they seal or replay an address. A
+release reading only up to format 15 would change an address and leave its old digest (that
+person found by an address they no longer have), so digests are written only once the data set
+is at format 16, whose step writes everyone's.
 """
 
 from __future__ import annotations
@@ -117,7 +125,7 @@ def local_format(conn: Connection) -> int:
     return int(conn.scalar(_LOCAL_FORMAT) or 0)
 
 
-DATA_FORMAT = 15
+DATA_FORMAT = 16
 """The newest data format this release writes (what each one means: ``STEPS`` below)."""
 READS_FORMATS = (1, DATA_FORMAT)
 """The oldest and newest data formats this release can read."""
@@ -158,6 +166,9 @@ ROLES_FORMAT = 15
 """The data format that knows operator roles (``user.role`` records, ``user_roles``) and API keys
 of scope ``console``. The lead may renumber it at a merge: this constant is the one place its
 number is written."""
+EMAIL_INDEX_FORMAT = 16
+"""The data format whose rows carry a digest of each person's email address
+(``users.email_index``)."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:
@@ -232,6 +243,45 @@ def _seal_contacts(conn: Connection) -> None:
             .where(t.users.c.id == bindparam("uid"))
             .values(contact_enc=bindparam("sealed"), email="", phone=""),
             [{"uid": r.id, "sealed": seal_contact(box, r.id, r.email, r.phone)} for r in rows],
+        )
+
+
+def email_index(box: SecretBox, email: str) -> bytes | None:
+    """Format 16: the digest ``users.email_index`` holds for ``email`` (None: no address)."""
+    wanted = email.strip().casefold()
+    return box.blind_index("email", wanted) if wanted else None
+
+
+def index_contact(conn: Connection, user_id: int, sealed: bytes | None) -> None:
+    """Format 16: a person's address digest, from their sealed address (``contact_enc``), once
+    the data set is at format 16 (before that no digest is written: see the module's text)."""
+    if local_format(conn) < EMAIL_INDEX_FORMAT:
+        return
+    box = box_of(conn)
+    email = open_contact(box, user_id, sealed)[0] if sealed is not None else ""
+    conn.execute(
+        update(t.users).where(t.users.c.id == user_id).values(email_index=email_index(box, email))
+    )
+
+
+def _email_index(conn: Connection) -> None:
+    """Every person's address digest (format 16)."""
+    box = box_of(conn)
+    rows = conn.execute(select(t.users.c.id, t.users.c.contact_enc, t.users.c.email)).all()
+    if rows:
+        conn.execute(
+            update(t.users)
+            .where(t.users.c.id == bindparam("uid"))
+            .values(email_index=bindparam("d")),
+            [
+                {
+                    "uid": r.id,
+                    "d": email_index(
+                        box, open_contact(box, r.id, r.contact_enc)[0] if r.contact_enc else r.email
+                    ),
+                }
+                for r in rows
+            ],
         )
 
 
@@ -311,5 +361,6 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     PIN_FORMAT: _pins,
     REMEMBER_FORMAT: _remembered,
     ROLES_FORMAT: _roles,
+    EMAIL_INDEX_FORMAT: _email_index,
 }
 """The step that brings rows of format N-1 to format N."""

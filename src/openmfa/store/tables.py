@@ -54,7 +54,11 @@ users = Table(
     # schema 0012, data format 10 (``formats.LANGUAGE_FORMAT``): the language the person
     # chose on the portal, for their security notices (None: ``[notify] language``)
     Column("language", String(16), nullable=True),
+    # schema 0019, data format 16 (``formats.EMAIL_INDEX_FORMAT``): a keyed digest of the
+    # sealed email address (``formats.email_index``), to find a person by it
+    Column("email_index", LargeBinary, nullable=True),
     Index("ix_users_source_external", "source", "external_id", unique=True),
+    Index("ix_users_email_index", "email_index"),
 )
 
 user_state = Table(

@@ -45,6 +45,10 @@ async def users(request: Request) -> Response:
         return json_response(user, 201)
     limit = _int_param(request, "limit", 100, 1, 1000)
     after = request.query_params.get("after", "")
+    email = request.query_params.get("email")
+    if email is not None:  # everyone with this address (sealed at rest: node.user_search)
+        same = await _call(request, "users:read", lambda c: node.user_search.by_email(email))
+        return json_response(UserPage(users=same, next_after=None))
     found = await _call(
         request, "users:read", lambda c: node.accounts.list_users(limit=limit, after=after)
     )
@@ -177,17 +181,24 @@ async def resync(request: Request) -> Response:
     return json_response(Resynchronised(resynchronised=ok))
 
 
+EMAIL = {
+    "name": "email",
+    "in": "query",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+"""``?email``: an address to find (compared lower-cased, spaces around it ignored)."""
+
 ROUTES: list[Declared] = [
     Declared(
         "GET",
         "/v1/users",
         "users:read",
-        "List users (?limit, ?after)",
+        "List users (?limit, ?after), or find everyone with an email address (?email)",
         None,
         UserPage,
         200,
         users,
-        query=(LIMIT, query_str("after")),
+        query=(LIMIT, query_str("after"), EMAIL),
     ),
     Declared("POST", "/v1/users", "users:write", "Create a user", UserCreate, UserView, 201, users),
     Declared("GET", "/v1/users/{name}", "users:read", "Show a user", None, UserView, 200, user),

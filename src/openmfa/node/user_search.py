@@ -1,0 +1,64 @@
+"""Finding people by their email address, which is sealed at rest (data format 2).
+
+Rules owned here:
+- an address matches whatever its case and surrounding spaces (``formats.email_index``
+  lower-cases it);
+- from data format 16 the search reads the keyed digest (``users.email_index``, an index), so
+  it costs the same for 50 people or 50,000; before it (a farm not yet finalized) it opens every
+  person's address instead, slower but with the same answer;
+- the answer is every person with that address (an address need not be unique), sorted by
+  name; none is an empty list, never an error, so a search tells nothing more than a list would
+  to a key allowed to read users.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, select
+
+from ..contract import UserView
+from ..errors import InvalidInput, NotFound
+from ..store import formats
+from ..store import tables as t
+from ..store.database import Store
+from .accounts import Accounts
+
+_BY_INDEX = select(t.users.c.name).where(t.users.c.email_index == bindparam("digest"))
+_EVERYONE = select(t.users.c.id, t.users.c.name, t.users.c.email, t.users.c.contact_enc)
+
+
+class UserSearch:
+    def __init__(self, store: Store, accounts: Accounts) -> None:
+        self.store = store
+        self.accounts = accounts
+
+    def by_email(self, email: str) -> list[UserView]:
+        if not email or len(email) > 255:
+            raise InvalidInput("give an email address of 1 to 255 characters to search for")
+        wanted = email.strip().casefold()
+        if not wanted:
+            return []
+        box = self.store.box
+        with self.store.read() as conn:
+            if formats.local_format(conn) >= formats.EMAIL_INDEX_FORMAT:
+                digest = formats.email_index(box, wanted)
+                names = list(conn.scalars(_BY_INDEX, {"digest": digest}))
+            else:  # before format 16: no digests yet
+                names = [
+                    r.name
+                    for r in conn.execute(_EVERYONE)
+                    if (
+                        formats.open_contact(box, r.id, r.contact_enc)[0]
+                        if r.contact_enc is not None
+                        else r.email
+                    )
+                    .strip()
+                    .casefold()
+                    == wanted
+                ]
+        found = []
+        for name in sorted(names):
+            try:
+                found.append(self.accounts.get_user(name))
+            except NotFound:  # deleted in between
+                continue
+        return found
