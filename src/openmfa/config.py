@@ -88,6 +88,7 @@ OPTIONAL: dict[tuple[str, str], Any] = {
     ("notify", "webhook_url"): "",
     ("notify", "language"): "en",
     ("notify", "timeout_seconds"): 10.0,
+    ("audit", "retain_days"): 0,
 }
 """Settings shipped commented out in default_server.toml, with their defaults here. Release
 0.2.0's upgrader adds every new setting of the new release to server.toml and then reads the
@@ -120,6 +121,8 @@ AT_MOST: dict[tuple[str, str], float] = {
     ("directory", "interval_minutes"): 1440,
     ("portal", "password_min_length"): 128,
 }
+
+NOT_NEGATIVE = {("audit", "retain_days")}
 
 POSITIVE = {
     ("server", "max_body_bytes"),
@@ -240,6 +243,8 @@ def merge(
                 )
             if (section, key) in POSITIVE and value <= 0:
                 raise ConfigError(f"{where}: [{section}] {key} must be greater than 0")
+            if (section, key) in NOT_NEGATIVE and value < 0:
+                raise ConfigError(f"{where}: [{section}] {key} must be 0 or more")
             most = AT_MOST.get((section, key))
             if most is not None and value > most:
                 raise ConfigError(f"{where}: [{section}] {key} must be at most {most:g}")

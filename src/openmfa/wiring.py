@@ -44,6 +44,7 @@ from .node.portal_methods import PortalMethods
 from .node.portal_policy import PortalPolicy
 from .node.portal_sessions import PortalSessions
 from .node.portal_sign_in import SignInSteps
+from .node.privacy import Privacy
 from .node.push import Opened, PushService
 from .node.push_hub import PushHub
 from .node.readiness import Readiness
@@ -72,6 +73,7 @@ class NodeRuntime:
         self.accounts = Accounts(store, config)
         self.groups = Groups(store, self.accounts)
         self.user_search = UserSearch(store, self.accounts)
+        self.privacy = Privacy(store, config, self.accounts)
         self.pins = Pins(store, self.accounts)
         self.apikeys = ApiKeys(store)
         self.tokens = Tokens(store, config, self.accounts)

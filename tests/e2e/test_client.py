@@ -54,6 +54,19 @@ def test_client_round_trip(tmp_path: Path) -> None:
         assert admin.update_user("DOM\\jo smith", enabled=False).enabled is False
         assert admin.unlock_user("DOM\\jo smith").failures == 0
         assert admin.radius_stats().enabled is False
+        said = admin.export_user("DOM\\jo smith")
+        assert said.user.email == "jo@example.org" and [m.kind for m in said.methods] == ["hotp"]
+        assert any(e.request_id == "portal-1" for e in said.audit)
+        with pytest.raises(Forbidden):
+            p.export_user("DOM\\jo smith")
+        pseudonym = admin.erase_user("DOM\\jo smith")
+        with pytest.raises(NotFound):
+            admin.get_user("DOM\\jo smith")
+        assert admin.audit(user="DOM\\jo smith") == []
+        assert any(e.request_id == "portal-1" for e in admin.audit(user=pseudonym))
+        with pytest.raises(NotFound):
+            admin.erase_user("DOM\\jo smith")
+        admin.create_user("DOM\\jo smith")
         admin.delete_user("DOM\\jo smith")
         with pytest.raises(NotFound):
             admin.get_user("DOM\\jo smith")

@@ -127,6 +127,8 @@ def test_operators_act_as_their_role_allows(store: Store, config: Config) -> Non
             ("DELETE", "/v1/users/pia", None),
             ("POST", "/v1/users", {"name": "mallory"}),
             ("POST", "/v1/users/pia/methods", {"kind": "totp"}),
+            ("GET", "/v1/users/pia/export", None),  # everything held about a person: admin
+            ("POST", "/v1/users/pia/erase", None),
         ):
             r = await c.request(method, path, json=body, headers=helpdesk)
             assert r.status_code == 403 and r.json()["code"] == "forbidden", (path, r.text)

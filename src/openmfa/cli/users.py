@@ -13,6 +13,7 @@ from ..node.groups import Groups, check_group_name
 from ..node.passwords import set_password
 from ..node.pins import Pins
 from ..node.portal import PortalTokens
+from ..node.privacy import Privacy
 from ..node.roles import ROLES, Roles
 from ..node.user_search import UserSearch
 from ..sdk.models import UserView
@@ -154,6 +155,33 @@ def user_sign_out_everywhere(name: str, data_dir: Path) -> None:
     with opened(data_dir) as (store, config):
         Accounts(store, config).end_sessions(name)
     click.echo(f"ended every portal session of {name}")
+
+
+@user.command("export")
+@click.argument("name")
+@data_dir_option
+@fails_cleanly
+def user_export(name: str, data_dir: Path) -> None:
+    """Everything held about NAME, as one JSON document: account, methods and devices (no
+    secrets), and every audit record naming them (audited: user.export)."""
+    with opened(data_dir) as (store, config):
+        said = Privacy(store, config, Accounts(store, config)).export(name)
+    click.echo(msgspec.json.format(msgspec.json.encode(said)).decode())
+
+
+@user.command("erase")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Really: nothing of it can be brought back.")
+@data_dir_option
+@fails_cleanly
+def user_erase(name: str, yes: bool, data_dir: Path) -> None:
+    """Erase NAME: the account with its methods and devices, and their name and origins in the
+    audit records, on every node (the records stay, under a pseudonym). Data format 16."""
+    if not yes:
+        raise click.UsageError(f"erasing {name} cannot be undone; add --yes to do it")
+    with opened(data_dir) as (store, config):
+        pseudonym = Privacy(store, config, Accounts(store, config)).erase(name)
+    click.echo(f"erased {name}; their audit records now say {pseudonym}")
 
 
 def _user_action(name: str, data_dir: Path, action: str) -> None:

@@ -401,3 +401,22 @@ class VersionInfo(msgspec.Struct, kw_only=True):
     node: str
     sdk_versions: list[int] = msgspec.field(default_factory=lambda: [1])
     """The SDK versions the node serves (nodes before SDK versions existed served 1)."""
+
+
+class PersonalData(msgspec.Struct, kw_only=True):
+    """Everything the node holds about one person (``GET /v1/users/{name}/export``): their
+    account, their methods and devices (never a secret), and every audit record naming them
+    (newest first, each with where it came from)."""
+
+    exported_at: float
+    user: UserView
+    methods: list[MethodView]
+    devices: list[DeviceView]
+    audit: list[AuditView]
+
+
+class Erased(msgspec.Struct, kw_only=True):
+    """A person erased (``POST /v1/users/{name}/erase``): the name their audit records carry
+    now."""
+
+    pseudonym: str

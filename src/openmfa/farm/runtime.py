@@ -14,6 +14,7 @@ import asyncio
 import logging
 
 from ..config import Config
+from ..node.audit_retention import AuditRetention
 from ..node.commit_queue import CommitQueue
 from ..store.database import Store
 from . import membership
@@ -46,6 +47,7 @@ class FarmRuntime:
         self.m: Membership | None = None
         self.follower: Follower | None = None
         self.relay: AuditRelay | None = None
+        self.retention = AuditRetention(store, config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -72,6 +74,7 @@ class FarmRuntime:
         removed = prune_changes(self.store, int(self.config.get("farm", "retain_changes")))
         if removed:
             log.info("forgot %d old change records ([farm] retain_changes)", removed)
+        self.retention.run()  # [audit] retain_days, at the master (node.audit_retention)
 
     async def _tick(self, *, check_peers: bool) -> None:
         m = await asyncio.to_thread(membership.load, self.store)

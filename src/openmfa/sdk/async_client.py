@@ -16,6 +16,7 @@ import httpx
 from msgspec import UNSET, UnsetType
 
 from ..errors import OpenMfaError
+from . import calls_privacy
 from .calls import Call, Requests
 from .models import (
     ActivationCode,
@@ -41,6 +42,7 @@ from .models import (
     PasskeyChallenge,
     PasswordChanged,
     PasswordPolicy,
+    PersonalData,
     PortalMe,
     PortalStep,
     PortalTotpOffer,
@@ -440,6 +442,14 @@ class AsyncSdkClient:
 
     async def delete_user(self, name: str) -> None:
         await self.send(Requests.delete_user(name))
+
+    async def export_user(self, name: str) -> PersonalData:
+        """Everything held about ``name``: account, methods and devices, audit records."""
+        return await self.send(calls_privacy.export_user(name))
+
+    async def erase_user(self, name: str) -> str:
+        """Erase ``name``; the pseudonym their audit records carry now."""
+        return (await self.send(calls_privacy.erase_user(name))).pseudonym
 
     async def add_user_group(self, name: str, group: str) -> UserView:
         """Put ``name`` in ``group`` by hand (data format 11)."""

@@ -39,6 +39,7 @@ import httpx
 from msgspec import UNSET, UnsetType
 
 from ..errors import OpenMfaError
+from . import calls_privacy
 from .async_client import AsyncSdkClient
 from .calls import Call, Requests
 from .headers import SESSION_HEADER
@@ -66,6 +67,7 @@ from .models import (
     PasskeyChallenge,
     PasswordChanged,
     PasswordPolicy,
+    PersonalData,
     PortalMe,
     PortalStep,
     PortalTotpOffer,
@@ -481,6 +483,14 @@ class SdkClient:
 
     def delete_user(self, name: str) -> None:
         self.send(Requests.delete_user(name))
+
+    def export_user(self, name: str) -> PersonalData:
+        """Everything held about ``name``: account, methods and devices, audit records."""
+        return self.send(calls_privacy.export_user(name))
+
+    def erase_user(self, name: str) -> str:
+        """Erase ``name``; the pseudonym their audit records carry now."""
+        return self.send(calls_privacy.erase_user(name)).pseudonym
 
     def add_user_group(self, name: str, group: str) -> UserView:
         """Put ``name`` in ``group`` by hand (data format 11)."""

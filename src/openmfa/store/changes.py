@@ -502,3 +502,4 @@ from . import policy_records  # noqa: E402, F401 - registers policy.rule.* (form
 from . import pin_records  # noqa: E402, F401 - registers user.pin (format 13)
 from . import remember_records  # noqa: E402, F401 - registers remember.* (format 14)
 from . import role_records  # noqa: E402, F401 - registers user.role (format 15)
+from . import audit_records  # noqa: E402, F401 - registers audit.* (format 16)

@@ -99,7 +99,10 @@ an HMAC under a key derived from the data key, of the address lower-cased), kept
 appliers of ``user.add`` and ``user.update`` on every node as they seal or replay an address. A
 release reading only up to format 15 would change an address and leave its old digest (that
 person found by an address they no longer have), so digests are written only once the data set
-is at format 16, whose step writes everyone's.
+is at format 16, whose step writes everyone's. Format 16 also looks after the audit log: an
+``audit.prune`` record forgets the rows older than ``[audit] retain_days`` on every node, an
+``audit.erase`` record takes an erased person's name and origins out of their rows
+(``store.audit_records``); a release reading only up to format 15 does not know those records.
 """
 
 from __future__ import annotations
@@ -169,6 +172,8 @@ number is written."""
 EMAIL_INDEX_FORMAT = 16
 """The data format whose rows carry a digest of each person's email address
 (``users.email_index``)."""
+AUDIT_CARE_FORMAT = 16
+"""The data format that knows ``audit.prune`` and ``audit.erase`` records."""
 
 
 def require(conn: Connection, fmt: int, what: str) -> None:

@@ -1,0 +1,44 @@
+"""The change records that look after the audit log (data format 16), applied on every node
+like every other record (``changes.ChangeWriter``), so what one node forgets every node forgets.
+
+- ``audit.prune``: ``before`` (a time): every audit row older than it is removed (the retention
+  rule, ``node.audit_retention``). Each node removes its own copy: the master's whole log, a
+  subordinate's rows (those it has sent and those it has not: they are as old).
+- ``audit.erase``: ``name`` (a person) and ``pseudonym``: that person's audit rows keep what
+  happened, when and how it ended, and lose who and from where: ``user_name`` becomes the
+  pseudonym, the sealed origin and the free text are emptied, and an operator's own name in
+  ``client`` (``KEY/NAME``) becomes ``KEY/PSEUDONYM`` (``node.privacy``).
+Replaying a record gives the same rows.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, bindparam, delete, select, update
+
+from . import tables as t
+from .changes import Payload, applier
+
+_AUDIT = t.audit.c
+
+
+@applier("audit.prune")
+def _prune(conn: Connection, p: Payload) -> None:
+    conn.execute(delete(t.audit).where(_AUDIT.at < float(p["before"])))
+
+
+@applier("audit.erase")
+def _erase(conn: Connection, p: Payload) -> None:
+    name, pseudonym = str(p["name"]), str(p["pseudonym"])
+    conn.execute(
+        update(t.audit)
+        .where(_AUDIT.user_name == name)
+        .values(user_name=pseudonym, source_enc="", detail="")
+    )
+    operated = conn.execute(
+        select(_AUDIT.id, _AUDIT.client).where(_AUDIT.client.endswith(f"/{name}", autoescape=True))
+    ).all()
+    if operated:
+        conn.execute(
+            update(t.audit).where(_AUDIT.id == bindparam("rid")).values(client=bindparam("c")),
+            [{"rid": r.id, "c": f"{r.client[: -len(name)]}{pseudonym}"} for r in operated],
+        )
