@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -276,7 +277,7 @@ def _role_groups(given: dict[str, Any], where: str) -> dict[str, list[str]]:
                 f"{where}: [directory] role_groups: {role} must be a list of group names, "
                 'like ["mfa-admins"]'
             )
-        out[role] = [g.strip() for g in groups]
+        out[role] = [unicodedata.normalize("NFC", g.strip()) for g in groups]
     return out
 
 

@@ -47,7 +47,7 @@ def _audit(store: Store) -> list[tuple[str, str, str, str, str]]:
 
 def test_retention_forgets_old_records_and_says_so(store: Store) -> None:
     now = time.time()
-    for days in (40, 31, 29, 1):
+    for days in (40, 33, 29, 1):  # the rule counts back from the newest record (1 day old)
         _row(store, "alice", now - days * DAY)
     assert AuditRetention(store, make_config()).run(now) == 0  # 0 days: everything is kept
     retention = AuditRetention(store, make_config(audit={"retain_days": 30}))
@@ -91,6 +91,7 @@ def test_erase_keeps_what_happened_under_a_pseudonym(store: Store, config: Confi
     _row(store, "alice", time.time(), origin="192.0.2.7")
     _row(store, "bob", time.time(), client="console1/alice")  # alice as an operator
     _row(store, "hana", time.time(), client="console1/malice")  # another name ending so
+    _row(store, "hana", time.time(), client="console1/Alice")  # another person (case counts)
     pseudonym = Privacy(store, config, accounts).erase("alice", Actor(client="ops"))
     assert pseudonym.startswith("erased-")
     with pytest.raises(NotFound):
@@ -98,14 +99,24 @@ def test_erase_keeps_what_happened_under_a_pseudonym(store: Store, config: Confi
     assert UserSearch(store, accounts).by_email("alice@example.org") == []
     rows = _audit(store)
     assert all("alice" not in " ".join(r[1:4]).replace("malice", "") for r in rows), rows
+    with store.read() as conn:  # the change record holds no erased name in the clear
+        erased = conn.scalars(
+            select(t.changes.c.payload).where(t.changes.c.kind == "audit.erase")
+        ).all()
+    assert len(erased) == 1 and set(erased[0]) == {"name_enc", "pseudonym"}
+    assert "alice" not in str(erased[0])
     mine = [r for r in rows if r[1] == pseudonym and r[0] == "authenticate"]
     assert mine == [("authenticate", pseudonym, "portal1", "", "")]
     others = [r[:3] for r in rows if r[0] == "authenticate" and r[1] != pseudonym]
     assert others == [("authenticate", "bob", f"console1/{pseudonym}"),
-                      ("authenticate", "hana", "console1/malice")]  # fmt: skip
+                      ("authenticate", "hana", "console1/malice"),
+                      ("authenticate", "hana", "console1/Alice")]  # fmt: skip
     assert rows[-1][:3] == ("user.erase", pseudonym, "ops")
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound, match="no audit record names them"):
         Privacy(store, config, accounts).erase("alice")
+    accounts.delete_user("hana")  # deleted the usual way: the records can be erased still
+    gone = Privacy(store, config, accounts).erase("hana")
+    assert not [r for r in _audit(store) if r[1] == "hana"] and gone != pseudonym
 
 
 def test_erase_waits_for_format_16(store: Store, config: Config) -> None:
@@ -142,3 +153,30 @@ def test_a_subordinate_forgets_and_erases_the_same(tmp_path: Path) -> None:
     finally:
         master.close()
         sub.close()
+
+
+def test_retention_counts_back_from_the_newest_record_on_the_hour(store: Store) -> None:
+    """A clock years ahead of the data forgets nothing the rule keeps; the cut-off is on the
+    hour, so a busy log is not pruned (and audited) every minute."""
+    now = time.time()
+    _row(store, "alice", now - 10 * DAY)
+    _row(store, "alice", now - 2 * DAY)
+    retention = AuditRetention(store, make_config(audit={"retain_days": 5}))
+    assert retention.run(now + 3650 * DAY) == 1  # ten years ahead: as if now
+    assert len([r for r in _audit(store) if r[0] == "authenticate"]) == 1
+    with store.read() as conn:
+        before = conn.scalar(select(t.changes.c.payload).where(t.changes.c.kind == "audit.prune"))
+    assert before is not None and before["before"] % 3600 == 0
+
+
+def test_a_directory_person_is_erased_only_once_the_directory_let_them_go(
+    store: Store, config: Config
+) -> None:
+    accounts = Accounts(store, config)
+    accounts.add_user("dana")
+    with store.write() as conn:
+        conn.execute(t.users.update().where(t.users.c.name == "dana").values(source="corp"))
+    with pytest.raises(Conflict, match="directory source 'corp': remove them there first"):
+        Privacy(store, config, accounts).erase("dana")
+    accounts.update_user("dana", {"enabled": False})  # as the sync does for someone who left
+    assert Privacy(store, config, accounts).erase("dana").startswith("erased-")

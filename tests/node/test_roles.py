@@ -200,7 +200,7 @@ def test_directory_groups_give_roles(store: Store) -> None:
         directory={"role_groups": {"admin": ["MFA-Admins"], "helpdesk": ["helpdesk"]}}
     )
     accounts, roles, tokens = roles_of(store, config)
-    for name in ("hana", "ivo", "jan", "kees"):
+    for name in ("hana", "ivo", "jan", "kees", "lars"):
         accounts.add_user(name)
 
     def directory(name: str, added: list[str], removed: tuple[str, ...] = ()) -> None:
@@ -212,12 +212,17 @@ def test_directory_groups_give_roles(store: Store) -> None:
     directory("jan", ["helpdesk"])
     roles.set("jan", "auditor")  # by hand: wins
     Groups(store, accounts).add("kees", "helpdesk")  # by hand: not the directory's
+    directory("lars", ["mfa-admin\u017f", "HELPDESK\u212a"])  # a long s; a Kelvin sign
     assert {u.name: u.role for u in accounts.list_users()} == {
         "hana": "helpdesk",
         "ivo": "admin",
         "jan": "auditor",
         "kees": "",
+        "lars": "",
     }
+    with pytest.raises(Conflict, match=r"directory group helpdesk, mfa-admins .* user disable ivo"):
+        roles.set("ivo", "none")  # what the directory gives is taken away there
+    assert accounts.get_user("ivo").role == "admin"
     now = time.time()
     token, _ = tokens.issue(OPERATOR, "hana", "console1", now)
     acting = roles.operator(CONSOLE, token, now)

@@ -19,9 +19,14 @@ from __future__ import annotations
 import secrets
 import time
 
+from sqlalchemy import select
+
 from ..config import Config
 from ..contract import PersonalData
+from ..errors import Conflict, NotFound
 from ..store import formats
+from ..store import tables as t
+from ..store.audit_records import ERASED
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
 from . import audit
@@ -66,15 +71,34 @@ class Privacy:
         return said
 
     def erase(self, name: str, actor: Actor = CLI) -> str:
-        """Remove ``name`` and take them out of the audit log; the pseudonym their rows carry."""
-        user_id = self.accounts.user_id(name)  # NotFound first
+        """Remove ``name`` and take them out of the audit log; the pseudonym their rows carry.
+        A person already deleted (no account) has their audit records erased all the same; one
+        with audit records neither is NotFound."""
         with self.store.read() as conn:
             formats.require(conn, formats.AUDIT_CARE_FORMAT, "Erasing a person")
+            row = conn.execute(
+                select(t.users.c.id, t.users.c.source, t.users.c.enabled).where(
+                    t.users.c.name == name
+                )
+            ).first()
+            user_id = None if row is None else row.id
+            if row is not None and row.source and row.enabled:
+                raise Conflict(
+                    f"{name!r} comes from the directory source {row.source!r}: remove them "
+                    "there first (the next synchronisation would bring them back), then erase"
+                )
+            if user_id is None and not conn.scalar(
+                select(t.audit.c.id).where(t.audit.c.user_name == name).limit(1)
+            ):
+                raise NotFound(f"no user named {name!r}, and no audit record names them")
         pseudonym = f"erased-{secrets.token_hex(6)}"
-        changes = [Change("user.delete", {"id": user_id})]
-        if ends_known(self.store):  # a cookie naming them is refused, should the name come back
-            changes.append(end_change(name))
-        changes.append(Change("audit.erase", {"name": name, "pseudonym": pseudonym}))
+        changes = []
+        if user_id is not None:
+            changes.append(Change("user.delete", {"id": int(user_id)}))
+            if ends_known(self.store):  # a cookie naming them is refused, should it come back
+                changes.append(end_change(name))
+        sealed = self.store.box.seal(name.encode(), ERASED).hex()
+        changes.append(Change("audit.erase", {"name_enc": sealed, "pseudonym": pseudonym}))
         event = AuditEvent(
             "user.erase",
             "ok",

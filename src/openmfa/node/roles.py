@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from ..contract import UserView
-from ..errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from ..store import formats
 from ..store import tables as t
 from ..store.changes import AuditEvent, Change, ChangeWriter
 from ..store.database import Store
+from ..store.role_records import role_groups_of
 from .accounts import Accounts, Actor
 from .apikeys import SCOPES, ApiClient
 from .portal import OPERATOR, PortalTokens
@@ -112,6 +113,16 @@ class Roles:
         user_id = self.accounts.user_id(name)  # NotFound first
         with self.store.read() as conn:
             formats.require(conn, formats.ROLES_FORMAT, "Operator roles")
+        if role == "none":
+            mapping = self.accounts.config.get("directory", "role_groups")
+            user = self.accounts.get_user(name)
+            given = role_groups_of(mapping, {"directory": user.directory_groups})
+            if given:
+                raise Conflict(
+                    f"{name!r} has a role from the directory group {', '.join(given)} "
+                    "([directory] role_groups): take them out of it in the directory (or out of "
+                    f"role_groups); to stop them at once, `openmfa user disable {name}`"
+                )
         payload = {"id": user_id, "role": None if role == "none" else role, "at": time.time()}
         self.writer.commit(
             [Change("user.role", payload)],

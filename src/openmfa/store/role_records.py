@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from ..config import OPERATOR_ROLES
@@ -47,12 +49,24 @@ def role_of(conn: Connection, name: str) -> str:
 def role_from_groups(mapping: dict[str, list[str]], groups: dict[str, list[str]]) -> str:
     """The operator role ``[directory] role_groups`` (``mapping``: role -> group names) gives a
     person in ``groups`` (origin -> names; only the directory's count): the strongest role
-    (``config.OPERATOR_ROLES``' order) one of whose groups they are in, or "". Group names
-    compare without regard to case."""
-    theirs = {g.casefold() for g in groups.get("directory", ())}
+    (``config.OPERATOR_ROLES``' order) one of whose groups they are in, or "". Names compare
+    exactly, but for the case of ASCII letters (``_fold``)."""
+    theirs = {_fold(g) for g in groups.get("directory", ())}
     if not mapping or not theirs:
         return ""
     for role in OPERATOR_ROLES:
-        if any(g.casefold() in theirs for g in mapping.get(role, ())):
+        if any(_fold(g) in theirs for g in mapping.get(role, ())):
             return role
     return ""
+
+
+def role_groups_of(mapping: dict[str, list[str]], groups: dict[str, list[str]]) -> list[str]:
+    """The person's directory groups that ``mapping`` gives a role (for a refusal's words)."""
+    given = {_fold(g) for names in mapping.values() for g in names}
+    return sorted(g for g in groups.get("directory", ()) if _fold(g) in given)
+
+
+def _fold(name: str) -> str:
+    """A group name as role groups compare it: ASCII letters lower-cased, nothing else changed
+    (``casefold`` would make a long s (U+017F) or a Kelvin sign equal to ASCII letters)."""
+    return "".join(c.lower() if c.isascii() else c for c in unicodedata.normalize("NFC", name))
