@@ -38,11 +38,13 @@ def test_found_by_address_whatever_its_case_after_a_change(store: Store, config:
     accounts.add_user("bob", email="shared@example.org")
     accounts.add_user("carol", email="shared@example.org")
     accounts.add_user("dave")
+    accounts.add_user("eve", email="ren\u00e9@example.org")  # é composed
     assert _names(search, "alice@example.org") == ["alice"]
     assert _names(search, "  ALICE@example.ORG ") == ["alice"]
     assert _names(search, "shared@example.org") == ["bob", "carol"]
     assert _names(search, "nobody@example.org") == []
     assert _names(search, " ") == []
+    assert _names(search, "rene\u0301@example.org") == ["eve"]  # é as e and an accent
     accounts.update_user("alice", {"email": "a.new@example.org"})
     assert _names(search, "alice@example.org") == []
     assert _names(search, "a.new@example.org") == ["alice"]

@@ -34,7 +34,7 @@ class UserSearch:
     def by_email(self, email: str) -> list[UserView]:
         if not email or len(email) > 255:
             raise InvalidInput("give an email address of 1 to 255 characters to search for")
-        wanted = email.strip().casefold()
+        wanted = formats.fold_email(email)
         if not wanted:
             return []
         box = self.store.box
@@ -47,12 +47,12 @@ class UserSearch:
                     r.name
                     for r in conn.execute(_EVERYONE)
                     if (
-                        formats.open_contact(box, r.id, r.contact_enc)[0]
-                        if r.contact_enc is not None
-                        else r.email
+                        formats.fold_email(
+                            formats.open_contact(box, r.id, r.contact_enc)[0]
+                            if r.contact_enc is not None
+                            else r.email
+                        )
                     )
-                    .strip()
-                    .casefold()
                     == wanted
                 ]
         found = []

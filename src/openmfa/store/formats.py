@@ -108,6 +108,7 @@ is at format 16, whose step writes everyone's. Format 16 also looks after the au
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -253,8 +254,13 @@ def _seal_contacts(conn: Connection) -> None:
 
 def email_index(box: SecretBox, email: str) -> bytes | None:
     """Format 16: the digest ``users.email_index`` holds for ``email`` (None: no address)."""
-    wanted = email.strip().casefold()
+    wanted = fold_email(email)
     return box.blind_index("email", wanted) if wanted else None
+
+
+def fold_email(email: str) -> str:
+    """An address as the digest and the search compare it: NFC, no spaces around, case-folded."""
+    return unicodedata.normalize("NFC", email.strip()).casefold()
 
 
 def index_contact(conn: Connection, user_id: int, sealed: bytes | None) -> None:
