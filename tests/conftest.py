@@ -65,6 +65,7 @@ def _hypothesis_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -
 FIRST = (
     "tests/e2e/test_deployment_upgrade.py",
     "tests/e2e/test_upgrade.py",
+    "tests/e2e/test_deployment_oidc.py",
     "tests/e2e/test_farm_upgrade.py",
     "tests/e2e/test_upgrade_matrix.py",
     "tests/e2e/test_container.py",
