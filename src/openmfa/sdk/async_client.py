@@ -219,9 +219,11 @@ class AsyncSdkClient:
         ``InvalidClient`` / ``OAuthRefused``)."""
         return await self.send(Requests.oidc_check(client_id, redirect_uri))
 
-    async def oidc_code(self, session: str, request: OidcCodeRequest) -> OidcCodeIssued:
+    async def oidc_code(
+        self, session: str, request: OidcCodeRequest, *, address: str = "", agent: str = ""
+    ) -> OidcCodeIssued:
         """A one-use authorization code for the signed-in person (``OAuthRefused`` if not)."""
-        return await self.send(Requests.oidc_code(session, request))
+        return await self.send(Requests.oidc_code(session, request, address=address, agent=agent))
 
     async def oidc_token(self, request: OidcTokenRequest) -> OidcTokens:
         """The token request -> the ID token (``InvalidGrant``, ``InvalidClient`` … if not)."""

@@ -241,9 +241,15 @@ class Requests:
         return Call("POST", "/v1/oidc/check", OidcClientChecked, body=body)
 
     @staticmethod
-    def oidc_code(session: str, request: OidcCodeRequest) -> Call[OidcCodeIssued]:
-        """A one-use authorization code for the signed-in person (at the farm's master)."""
-        return _mine("POST", "/v1/oidc/code", OidcCodeIssued, session, _encode(request))
+    def oidc_code(
+        session: str, request: OidcCodeRequest, *, address: str = "", agent: str = ""
+    ) -> Call[OidcCodeIssued]:
+        """A one-use authorization code for the signed-in person (at the farm's master);
+        ``address``: the browser's (the application's policy rule's networks match it)."""
+        return _mine(
+            "POST", "/v1/oidc/code", OidcCodeIssued, session, _encode(request),
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
     def oidc_token(request: OidcTokenRequest) -> Call[OidcTokens]:

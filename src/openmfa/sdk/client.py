@@ -249,9 +249,11 @@ class SdkClient:
         ``InvalidClient`` / ``OAuthRefused``)."""
         return self.send(Requests.oidc_check(client_id, redirect_uri))
 
-    def oidc_code(self, session: str, request: OidcCodeRequest) -> OidcCodeIssued:
+    def oidc_code(
+        self, session: str, request: OidcCodeRequest, *, address: str = "", agent: str = ""
+    ) -> OidcCodeIssued:
         """A one-use authorization code for the signed-in person (``OAuthRefused`` if not)."""
-        return self.send(Requests.oidc_code(session, request))
+        return self.send(Requests.oidc_code(session, request, address=address, agent=agent))
 
     def oidc_token(self, request: OidcTokenRequest) -> OidcTokens:
         """The token request -> the ID token (``InvalidGrant``, ``InvalidClient`` … if not)."""
