@@ -16,9 +16,9 @@ Rules owned here:
   forward-auth) gives an application a code, or a site behind forward-auth its cookie, only if
   its sign-in gives what that purpose's rule asks of a second factor (``satisfies``: a method
   kind it allows, ``METHOD_KIND``; the PIN it wants, ``PIN_GIVEN``; a numbered push where it
-  wants one; a second factor at all unless it skips it), the rule evaluated from the browser's
-  address as the portal reports it; otherwise the person signs in again for it (step-up,
-  ``PortalPolicy.step_up``: the one check, for both).
+  wants one; a second factor at all, unless the rule skips it there and the purpose takes a
+  skip), the rule evaluated from the browser's address as the portal reports it; otherwise the
+  person signs in again for it (step-up, ``PortalPolicy.step_up``: the one check, for both).
 """
 
 from __future__ import annotations
@@ -119,18 +119,18 @@ class PortalPolicy:
         if Purpose.of(session.extra) == purpose:
             return None  # signed in for this very purpose: under its rule
         rule = self.rule(purpose, address, groups)
+        if rule.rule.skips and not purpose.no_skip:
+            return None  # a sign-in for it would need the password alone: every session gave it
         return None if satisfies(rule, session.extra, session.factor) else rule
 
 
 def satisfies(rule: Compiled, extra: dict[str, str] | None, factor: str) -> bool:
     """A sign-in whose session token carries ``extra`` and the second factor ``factor`` (its
-    ``amr`` value, "" for none) gives what ``rule`` asks: a second factor unless the rule skips
-    it, of a kind it allows, after the PIN it wants, a numbered push where it wants one (the
+    ``amr`` value, "" for none: a bypass, a skip) gives the second factor ``rule`` asks for: one
+    at all, of a kind it allows, after the PIN it wants, a numbered push where it wants one (the
     mobile app's offline code is a push method's ``otp``, no push: an approval is ``swk``)."""
     x = extra or {}
     kind = x.get(METHOD_KIND, "")
-    if rule.rule.skips:
-        return True  # the password alone would do: every session gave it
     return (
         bool(factor)
         and allows(rule, kind)

@@ -177,8 +177,8 @@ class AsyncSdkClient:
             Requests.portal_push_collect(ticket, push_id, wait=wait, remember=remember)
         )
 
-    async def portal_me(self, session: str) -> PortalMe:
-        return await self.send(Requests.portal_me(session))
+    async def portal_me(self, session: str, *, purpose: str = "", address: str = "") -> PortalMe:
+        return await self.send(Requests.portal_me(session, purpose=purpose, address=address))
 
     async def portal_totp_start(self, session: str, label: str = "") -> PortalTotpOffer:
         return await self.send(Requests.portal_totp_start(session, label))

@@ -185,8 +185,11 @@ class Requests:
         )  # fmt: skip
 
     @staticmethod
-    def portal_me(session: str) -> Call[PortalMe]:
-        return Call("GET", "/v1/portal/me", PortalMe, headers={SESSION_HEADER: session})
+    def portal_me(session: str, *, purpose: str = "", address: str = "") -> Call[PortalMe]:
+        """``purpose`` (``FOR_HEADER``'s value, ``forward-auth``) and the browser's ``address``:
+        the node says whether the session stands for it (``PortalMe.step_up``)."""
+        headers = {SESSION_HEADER: session, **_origin(address, "", purpose)}
+        return Call("GET", "/v1/portal/me", PortalMe, headers=headers)
 
     @staticmethod
     def portal_totp_start(session: str, label: str = "") -> Call[PortalTotpOffer]:

@@ -209,8 +209,8 @@ class SdkClient:
             Requests.portal_push_collect(ticket, push_id, wait=wait, remember=remember)
         )
 
-    def portal_me(self, session: str) -> PortalMe:
-        return self.send(Requests.portal_me(session))
+    def portal_me(self, session: str, *, purpose: str = "", address: str = "") -> PortalMe:
+        return self.send(Requests.portal_me(session, purpose=purpose, address=address))
 
     def portal_totp_start(self, session: str, label: str = "") -> PortalTotpOffer:
         """Offer the signed-in user an authenticator app's secret; saved by ``confirm``."""

@@ -186,6 +186,8 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
             params += ORIGIN
         if path == "/v1/portal/sign-in":
             params += [PURPOSE, REMEMBERED]
+        if (verb, path) == ("get", "/v1/portal/me"):  # does the session stand for a purpose?
+            params += [PURPOSE, ORIGIN[0]]
         if params:
             op["parameters"] = params
         if body:
