@@ -16,7 +16,7 @@ Rules owned here:
   forward-auth) gives an application a code, or a site behind forward-auth its cookie, only if
   its sign-in gives what that purpose's rule asks of a second factor (``satisfies``: a method
   kind it allows, ``METHOD_KIND``; the PIN it wants, ``PIN_GIVEN``; a numbered push where it
-  wants one; a second factor at all, unless the rule skips it there and the purpose takes a
+  wants one; nothing, where the rule skips the second factor there and the purpose takes a
   skip), the rule evaluated from the browser's address as the portal reports it; otherwise the
   person signs in again for it (step-up, ``PortalPolicy.step_up``: the one check, for both).
 """
@@ -126,14 +126,15 @@ class PortalPolicy:
 
 def satisfies(rule: Compiled, extra: dict[str, str] | None, factor: str) -> bool:
     """A sign-in whose session token carries ``extra`` and the second factor ``factor`` (its
-    ``amr`` value, "" for none: a bypass, a skip) gives the second factor ``rule`` asks for: one
-    at all, of a kind it allows, after the PIN it wants, a numbered push where it wants one (the
-    mobile app's offline code is a push method's ``otp``, no push: an approval is ``swk``)."""
+    ``amr`` value) gives the second factor ``rule`` asks for: of a kind it allows (none, for a
+    bypass or a skip: only where the rule names no kinds, as a fresh sign-in's bypass would
+    do), after the PIN it wants, a numbered push where it wants one (the mobile app's offline
+    code is a push method's ``otp``, no push: an approval is ``swk``). An OpenID Connect code
+    needs a second factor besides (``oidc_tokens.second_factor``)."""
     x = extra or {}
     kind = x.get(METHOD_KIND, "")
     return (
-        bool(factor)
-        and allows(rule, kind)
+        allows(rule, kind)
         and not (rule.rule.pin == "required" and x.get(PIN_GIVEN) != "1")
         and not (rule.rule.numbered and kind == "push" and factor != "swk")
     )
