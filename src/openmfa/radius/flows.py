@@ -7,7 +7,8 @@ Flows (chosen per client by ``--primary``):
   Reply-Message) asks for the code, and the follow-up request with that State carries it. The
   password goes through the node's one first-factor rule (``node.first_factor``), as the
   portal's does: a locked user's is not checked, a wrong one counts toward the lock.
-- ``combined`` (per client, with a primary): ``password`` + ``code`` in one User-Password.
+- ``combined`` (per client, with a primary): ``password`` + ``code`` in one User-Password
+  (``password`` + PIN + ``code`` where a policy rule wants the PIN: split by its length).
 - MS-CHAPv2 and EAP (per client, ``--mschap yes`` / ``--eap relay``, with ``--primary
   radius``, or ``ntlm`` for MS-CHAPv2 only): requests without a User-Password that carry them
   go to ``relay_flows``; a PAP request to an ``ntlm`` client is refused.
@@ -54,6 +55,7 @@ from ..node.push_sign_in import decide_push, unopened
 from ..node.radius_clients import RadiusClient
 from ..store.changes import AuditEvent
 from ..store.database import Store
+from ..store.pin_records import pin_of
 from . import packet as p
 from .challenges import ChallengeStates
 from .primary import PrimaryCheck
@@ -506,11 +508,15 @@ class AccessFlows:
         try:
             if client.combined:
                 # Each way the field splits into a password and a code of the user's lengths
-                # (longest code first); none at all is a wrong first factor too.
+                # (longest code first) — for a person with a PIN, first into the password and
+                # the PIN (of its length) with the code, which a rule that wants the PIN reads
+                # there (``node.pins``); none at all is a wrong first factor too.
+                lengths, pin = await asyncio.to_thread(self._code_lengths, user)
                 splits = [
-                    (password[:-n], password[-n:])
-                    for n in await asyncio.to_thread(self._code_lengths, user)
-                    if password[:-n] and password[-n:].isdigit()
+                    (password[:-k], password[-k:])
+                    for n in lengths
+                    for k in ((n + pin, n) if pin else (n,))
+                    if password[:-k] and password[-k:].isdigit()
                 ]
                 candidates = [secret for secret, _ in splits]
                 d, right = await self.first.check_any(check, asked, candidates, checked)
@@ -555,13 +561,16 @@ class AccessFlows:
             return False
         return MethodKind.PUSH in kinds and chosen not in (MethodKind.TOTP, MethodKind.HOTP)
 
-    def _code_lengths(self, user: str) -> list[int]:
-        """Code lengths the user's methods produce, longest first (for password+code)."""
+    def _code_lengths(self, user: str) -> tuple[list[int], int]:
+        """Code lengths the user's methods produce, longest first, and their PIN's length (0:
+        none), for password+code and password+PIN+code."""
+        with self.store.read() as conn:
+            pin = pin_of(conn, user)
         try:
             methods = self.accounts.list_methods(user)
         except OpenMfaError:
-            return [6]
-        return sorted({m.digits for m in methods}, reverse=True) or [6]
+            return [6], 0
+        return sorted({m.digits for m in methods}, reverse=True) or [6], pin[1] if pin else 0
 
 
 _ASK_A_CODE = frozenset({Reason.METHOD_NOT_ALLOWED, Reason.PIN_NEEDED})
