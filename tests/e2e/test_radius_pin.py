@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import OPENMFA, Server, cli, init, oathtool, secret_of, server
+from .helpers import OPENMFA, Server, cli, init, oathtool, secret_of, server, wait_for
 from .services import free_udp_port
 from .test_radius import SECRET, radclient
 
@@ -131,3 +131,31 @@ def test_after_the_password_the_challenge_takes_pin_and_code(node: Node) -> None
         },
     )
     assert kind == "Access-Accept"
+
+
+def test_a_combined_client_takes_password_pin_and_code_in_one_field(node: Node) -> None:
+    """``--combined``: the password, then the PIN (split off by its length), then the code; the
+    password and code alone is a wrong PIN."""
+    cli(node.dd, "user", "add", "dora")
+    node.seeds["dora"] = secret_of(cli(node.dd, "method", "add", "dora", "totp", "--no-qr").stdout)
+    subprocess.run(
+        [OPENMFA, "user", "set-password", "dora", "--password-stdin", "--data-dir",
+         str(node.dd)],
+        input="dora-pw-2468\n", text=True, check=True,
+    )  # fmt: skip
+    set_pin(node.dd, "dora", "8642")
+    cli(node.dd, "radius", "client", "add", "gw-combined", "--address", "127.0.0.2/32",
+        "--secret", SECRET, "--primary", "local", "--combined", "yes", "--push", "off")  # fmt: skip
+
+    def send(password: str, user: str = "dora") -> tuple[str | None, dict[str, str]]:
+        attrs = {"User-Name": user, "User-Password": password}
+        return radclient(node.port, {**attrs, "Packet-Src-IP-Address": "127.0.0.2"})
+
+    # (the node reads its RADIUS clients again within a second; until then it drops these)
+    wait_for(lambda: send("x123456", user="nobody")[0] == "Access-Reject", "the new client")
+    kind, reply = send("dora-pw-2468" + node.code("dora", 30))  # no PIN
+    assert kind == "Access-Reject", reply
+    kind, reply = send("dora-pw-2468" + "8642" + node.code("dora"))
+    assert kind == "Access-Accept", reply
+    said = cli(node.dd, "audit", "--user", "dora", "--json").stdout
+    assert "wrong PIN (policy rule pins)" in said

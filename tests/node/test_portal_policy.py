@@ -176,10 +176,10 @@ def test_an_applications_code_needs_a_second_factor_its_rule_allows(
         done = await s.second(step.ticket, "portal-key", "r2", None, code=code_now())
         grant = s.portal.check(done.token, SESSION, "portal-key", time.time())
         with pytest.raises(AccessDenied, match="policy rule vault-push"):
-            codes._step_up(grant, "vault")
-        codes._step_up(grant, "wiki")  # another application's default rule: any method
+            codes._step_up(grant, "vault", "")
+        codes._step_up(grant, "wiki", "")  # another application's default rule: any method
         with pytest.raises(AccessDenied, match="policy rule pinapp-pin"):
-            codes._step_up(grant, "pinapp")  # its rule wants the PIN this sign-in never typed
+            codes._step_up(grant, "pinapp", "")  # its rule wants the PIN this sign-in never typed
         return done.reason
 
     assert run(store, config, scenario) == "ok"

@@ -125,3 +125,23 @@ def test_a_rule_that_caches_is_a_radius_rule_with_a_window(store: Store, config:
         "channel=radius client=vpn -> second-factor=require remember-minutes=10 cache-uses=2"
     )
     assert rules.all()[0].cache_uses == 2
+
+
+def test_an_approved_push_starts_a_window_as_a_typed_code_does(
+    store: Store, config: Config
+) -> None:
+    """A push the phone approved after the password (``Attempt.push_approved``, what every
+    RADIUS push flow sends once approved): the same window, the same M uses; nothing audited
+    for it (the push's answer is); none under a rule that does not cache."""
+    setup(store, config, CACHE)
+    auth = Authenticator(store, POLICY)
+    now = time.time()
+    before = len(rows(store))
+    approved = one(auth, replace(VPN, push_approved=True), now)
+    assert approved.accepted and len(rows(store)) == before
+    assert cached(sign_in(auth, now + 60))
+    assert cached(sign_in(auth, now + 61))
+    assert not cached(sign_in(auth, now + 62))  # M = 2
+    other = replace(VPN, channel_client="other", push_approved=True)
+    one(auth, other, now + 70)  # no rule caches for that client: no window
+    assert not cached(sign_in(auth, now + 71, replace(other, push_approved=False)))

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from openmfa.config import Config
-from openmfa.core.verification import Reason
+from openmfa.core.verification import Decision, Reason
 from openmfa.farm.claim_round import ClaimRound
 from openmfa.farm.claims import claims_on_master
 from openmfa.node.authenticator import Authenticator
@@ -124,5 +124,23 @@ def test_the_master_answers_a_malformed_cache_claim_used_never_an_error(tmp_path
         keep = ("1", KEEP, '["vpn", "st", 1]')
         two = [("1", TAKE, f'["vpn", "st", 10, 1, "r{i}"]') for i in (1, 2)]
         assert claims_on_master(master_store, POLICY.lockout, [keep, *two]) == ["ok", "ok", "used"]
+    finally:
+        master_store.close()
+
+
+def test_an_approved_push_on_a_subordinate_starts_the_window_at_the_master(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    master_store = Store.create(DataDir(tmp_path / "master"), make_config())
+    try:
+        setup(master_store, make_config(), CACHE)
+        setup(store, config, CACHE)
+        master = Master(master_store)
+        sub = Authenticator(store, POLICY, round=ClaimRound(master))
+        now = time.time()
+        (d,) = sub.run([replace(VPN, push_approved=True)], now=now)
+        assert isinstance(d, Decision) and d.accepted
+        assert kinds(master) == [[KEEP]]  # after the subordinate's commit, as a code's
+        assert cached(sign_in(sub, now + 60))
     finally:
         master_store.close()

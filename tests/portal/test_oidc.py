@@ -76,8 +76,13 @@ async def running(site: Site) -> AsyncIterator[httpx.AsyncClient]:
         await node.stop()
 
 
-def run(tmp_path: Path, scenario: Callable[[Site, httpx.AsyncClient], Awaitable[None]]) -> None:
+def run(
+    tmp_path: Path,
+    scenario: Callable[[Site, httpx.AsyncClient], Awaitable[None]],
+    prepare: Callable[[Site], None] = lambda site: None,
+) -> None:
     site = Site(tmp_path, oidc_config())
+    prepare(site)  # (before the portal starts: its configuration)
 
     async def main() -> None:
         async with running(site) as c:

@@ -17,7 +17,7 @@ from openmfa.node.radius_clients import RadiusClient
 from openmfa.radius import packet as p
 from openmfa.radius import relay as r
 from openmfa.radius import relay_flows as rf
-from openmfa.radius.flows import Reply
+from openmfa.radius.replies import Reply
 from openmfa.store.changes import AuditEvent
 
 NAS_SECRET = b"nas-secret-1"

@@ -20,8 +20,8 @@ from openmfa.errors import NotMaster, PushClosed
 from openmfa.node.accounts import Accounts
 from openmfa.node.push import PushService
 from openmfa.radius import packet as p
-from openmfa.radius.flows import Reply
 from openmfa.radius.relay_rounds import CLOSED_BECAUSE, HeldRounds, Round
+from openmfa.radius.replies import Reply
 from openmfa.store import tables as t
 from openmfa.store.database import Store
 from tests.node.test_push import Phone, _activated, _open

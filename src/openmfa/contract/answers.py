@@ -329,6 +329,10 @@ class PortalMe(msgspec.Struct, kw_only=True):
     bypass_seconds: int | None = None
     """How long a one-time bypass the person may ask for lasts (``[portal] bypass_seconds``;
     0: none is given; None: a node that does not say)."""
+    step_up: str = ""
+    """Asked with ``X-OpenMFA-Sign-In-For`` (and the browser's address): the policy rule of
+    that purpose this session's sign-in, made for something else, does not satisfy — the person
+    signs in again for it (``node.portal_policy``); "": the session stands for it."""
 
 
 class PortalSessionsEnd(msgspec.Struct, kw_only=True):

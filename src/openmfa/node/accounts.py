@@ -30,6 +30,7 @@ from ..store.crypto import SecretBox
 from ..store.database import Store
 from ..store.group_records import groups_of
 from ..store.pin_records import with_pins
+from ..store.remember_records import FORGOTTEN_METHOD, forget_every
 from ..store.role_records import role_from_groups, roles_of
 from .audit import NOWHERE, Origin
 from .auth_state import forward
@@ -462,11 +463,17 @@ class Accounts:
             ]
 
     def remove_method(self, name: str, method_id: str, actor: Actor = Actor()) -> None:
+        """Remove a method (a revoked device's too); every remembered browser of the person is
+        forgotten with it (``node.remembered``)."""
         self._method_row(name, method_id)
-        self.writer.commit(
-            [Change("method.remove", {"id": method_id})],
-            [self._event("method.remove", name, actor, method_id=method_id)],
-        )
+        with self.store.read() as conn:
+            forget, some = forget_every(conn, name)
+        events = [self._event("method.remove", name, actor, method_id=method_id)]
+        if some:
+            events.append(
+                self._event("portal.remember", name, actor, detail=FORGOTTEN_METHOD, result="ended")
+            )
+        self.writer.commit([Change("method.remove", {"id": method_id}), *forget], events)
 
     def resync_hotp(
         self, name: str, method_id: str, first: str, second: str, actor: Actor = Actor()

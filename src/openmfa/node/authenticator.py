@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.compare import normalize_code
 from ..core.lockout import UserState, after_failure, after_success
-from ..core.policy import Compiled, RuleBook
+from ..core.policy import RuleBook
 from ..core.verification import (
     KINDS,
     Decision,
@@ -48,7 +48,7 @@ from .master_claims import (
     Verdicts,
 )
 from .policy_rules import RuleCache
-from .radius_cache import RadiusCache, keep_claim, take_claim
+from .radius_cache import RadiusCache, cache_at_master
 
 if TYPE_CHECKING:
     from .push import Opened, PushService
@@ -129,6 +129,10 @@ class Attempt:
     """Under a ``pin=required`` rule: "" (not checked yet: answered ``pin_needed``), or the
     verdict ``node.pins`` checked off the commit thread (``ok``: ``code`` is what followed the
     PIN; ``wrong``, ``unset``, ``elsewhere``: no PIN can travel)."""
+    push_approved: bool = False
+    """RADIUS: the phone approved this request's push (``radius.flows``): a full success, which
+    starts a cache window as a typed code does (``node.radius_cache``); nothing else is decided
+    or audited (the push's answer is)."""
 
 
 class Authenticator:
@@ -222,7 +226,7 @@ class Authenticator:
                         continue
                     client = caller
                 d, locked, detail = self._one(cur, a, now, pending, verdicts, book)
-                if d.reason is _PIN_NEEDED:
+                if d.reason is _PIN_NEEDED or a.push_approved:
                     results.append(d)  # the caller checks the PIN, then asks again
                     continue
                 if a.first_factor_passed and not d.accepted:
@@ -344,16 +348,18 @@ class Authenticator:
             if a.skippable or a.first_factor_passed:
                 self._keep(cur, user.id, cached, state, after_success(state), pending)
                 return Decision(True, _SKIPPED), False, enforce.skipped(rule)
-        cache = rule is not None and rule.rule.caches and a.channel == "radius"
-        if cache and verdicts is not None:  # a subordinate: the master keeps the cache
-            cache = bool(a.station) and self.cache.farm_ready(cur)
+        cache = self.cache.applies(cur, rule, a.channel, a.station, verdicts is not None)
+        if a.push_approved:  # the phone approved: a full success, as a code of a method is
+            if cache and not state.locked(now):
+                self.cache.start(cur, user, a, now, None if verdicts is None else verdicts.after)
+            return Decision(True, Reason.OK), False, ""
         if cache and (a.before_first_factor or a.first_factor_passed) and not state.locked(now):
             assert rule is not None  # RADIUS caching: a recent full success stands for the code
             where = (a.user, a.channel_client, a.station)
             if verdicts is None:
                 hit = self.cache.hit(cur, user, where, rule, now, take=a.first_factor_passed)
             else:
-                hit = self._cache_at_master(a, user, rule, verdicts)
+                hit = cache_at_master(a, user.id, rule, verdicts)
             if hit and a.before_first_factor:
                 return Decision(False, _SKIPPED), False, ""  # the password alone decides
             if hit and a.first_factor_passed:
@@ -444,10 +450,8 @@ class Authenticator:
             self._claim_failure(user.id, out.user_state.failures, verdicts)
         if out.method_state is not None and out.decision.accepted:
             method_states[out.method_state[0]] = out.method_state[1]
-        if cache and out.decision.reason is Reason.OK and verdicts is not None:
-            verdicts.after.append(keep_claim(user.id, a.channel_client, a.station, now))
-        elif cache and out.decision.reason is Reason.OK:  # a full success: a new window
-            self.cache.remember(cur, user, a.channel_client, a.station, now)
+        if cache and out.decision.reason is Reason.OK:  # a full success: a new window
+            self.cache.start(cur, user, a, now, None if verdicts is None else verdicts.after)
         elif out.newly_locked:  # a lock ends every cached success of the person
             self.cache.forget(cur, user.id)
         self._keep(cur, user.id, cached, state, out.user_state, pending)
@@ -508,21 +512,6 @@ class Authenticator:
             return ClaimResult.UNREACHABLE
         verdicts.wanted.append(claim)
         return ClaimResult.OK  # tentative: this pass is rolled back
-
-    def _cache_at_master(
-        self, a: Attempt, user: CachedUser, rule: Compiled, verdicts: Verdicts
-    ) -> str:
-        """A subordinate's cache hit, claimed at the master after the password ("" for none,
-        or not asked yet: this pass is then rolled back); before it, one *may* be there."""
-        if a.before_first_factor:
-            return "at the master"
-        claim = take_claim(user.id, a.channel_client, a.station, rule, a.request_id)
-        known = verdicts.known.get(claim)
-        if known is None and not verdicts.final:
-            verdicts.wanted.append(claim)
-        if known is not ClaimResult.OK:
-            return ""
-        return f"second factor cached by policy rule {rule.name} (claimed at the master)"
 
     def _claim(
         self, cur: Any, user: CachedUser, out: Outcome, now: float, pending: Pending | None

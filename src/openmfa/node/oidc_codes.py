@@ -66,7 +66,7 @@ from .oidc_keys import OidcKeys
 from .oidc_tokens import app_claims, discovery, issuer_of, second_factor, subject
 from .policy import verify_policy
 from .portal import Grant
-from .portal_policy import METHOD_KIND, OIDC, PIN_GIVEN, PortalPolicy, Purpose, allows
+from .portal_policy import OIDC, PortalPolicy, Purpose
 
 SWEEP_SECONDS = 60.0
 """How often issuing a code also deletes the codes an hour past their expiry."""
@@ -116,23 +116,15 @@ class OidcCodes:
         issuer = issuer_of(self.config)
         return OidcProviderInfo(issuer=issuer, discovery=discovery(issuer), jwks=self.keys.jwks())
 
-    def _step_up(self, session: Grant, app: str) -> None:
+    def _step_up(self, session: Grant, app: str, address: str) -> None:
         """``access_denied`` (the person signs in again, for this application) when the session
-        was signed in for something else with a method this application's policy rule does not
-        allow (``node.portal_policy``), without the PIN it wants, or with the mobile app's
-        offline code where it wants a numbered push. The rule is evaluated without a source
-        network (this call carries none): a rule with ``--source`` does not match here."""
-        purpose = Purpose(OIDC, app)
-        if Purpose.of(session.extra) == purpose:
-            return  # signed in for this very application: under its rule
-        rule = self.policy.rule(purpose, "", self.accounts.get_user(session.user).groups)
-        extra = session.extra or {}
-        kind = extra.get(METHOD_KIND, "")
-        if (
-            not allows(rule, kind)
-            or (rule.rule.pin == "required" and extra.get(PIN_GIVEN) != "1")
-            or (rule.rule.numbered and kind == "push" and session.factor != "swk")
-        ):
+        was signed in for something else and does not give what this application's policy
+        rule asks (``PortalPolicy.step_up``: a method kind it allows, the PIN it wants, a
+        numbered push where it wants one), the rule evaluated from the browser's ``address``
+        as the portal reports it (as on its sign-in calls)."""
+        groups = self.accounts.get_user(session.user).groups
+        rule = self.policy.step_up(session, Purpose(OIDC, app), address, groups)
+        if rule is not None:
             raise AccessDenied(
                 f"this application's policy rule {rule.name} asks for another kind of second "
                 "factor than this sign-in's: sign in again for it"
@@ -177,10 +169,11 @@ class OidcCodes:
         )
 
     def issue(
-        self, session: Grant, r: OidcCodeRequest, portal: str, request_id: str
+        self, session: Grant, r: OidcCodeRequest, portal: str, request_id: str, address: str = ""
     ) -> OidcCodeIssued:
         """A one-use code for the person of ``session`` (checked by the caller: valid, not
-        ended), for client ``r.client_id`` at ``r.redirect_uri``."""
+        ended), for client ``r.client_id`` at ``r.redirect_uri``; ``address``: the browser's,
+        as the portal reports it (policy rules' networks match it)."""
         what = {"user_name": session.user, "client": portal, "request_id": request_id}
         try:
             issuer_of(self.config)
@@ -196,7 +189,7 @@ class OidcCodes:
             if session.via:
                 raise AccessDenied("a sign-in Entra ID started gives no code: sign in here")
             factor = second_factor(session.factor)
-            self._step_up(session, client.name)
+            self._step_up(session, client.name, address)
             now = self.clock()
             if r.max_age is not None and now - session.auth_time > r.max_age:
                 raise AccessDenied("the sign-in is older than max_age: sign in again")

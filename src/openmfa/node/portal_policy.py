@@ -12,20 +12,28 @@ Rules owned here:
 - a rule's ``skip`` (a trusted network) signs a portal or forward-auth sign-in in with the first
   factor alone; never an OpenID Connect one: an application's ID token always vouches for a
   second factor (``node.oidc_tokens``), and an Entra ID sign-in is never skipped;
-- a session signed in for something else (the portal, another application) gives an
-  application a code only if the second factor it was signed in with is one the application's
-  rule allows (``METHOD_KIND``); otherwise the person signs in again for it (step-up).
+- a session signed in for something else (the portal, another application, a site behind
+  forward-auth) gives an application a code, or a site behind forward-auth its cookie, only if
+  its sign-in gives what that purpose's rule asks of a second factor (``satisfies``: a method
+  kind it allows, ``METHOD_KIND``; the PIN it wants, ``PIN_GIVEN``; a numbered push where it
+  wants one; nothing, where the rule skips the second factor there and the purpose takes a
+  skip), the rule evaluated from the browser's address as the portal reports it; otherwise the
+  person signs in again for it (step-up, ``PortalPolicy.step_up``: the one check, for both).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..core.policy import Compiled, RuleBook
 from ..core.verification import VerifyPolicy
 from ..errors import InvalidInput
 from ..store.database import Store
 from .policy_rules import stored_rules
+
+if TYPE_CHECKING:
+    from .portal import Grant
 
 CHANNEL, APP, METHOD_KIND, PIN_GIVEN = "ch", "app", "mk", "pn"
 """A ticket's and a session token's extras: the channel and client the sign-in is for, the
@@ -101,6 +109,35 @@ class PortalPolicy:
         with self.store.read() as conn:
             book = RuleBook(stored_rules(conn), self.base)
         return book.evaluate(purpose.channel, purpose.app, address, "", frozenset(groups))
+
+    def step_up(
+        self, session: Grant, purpose: Purpose, address: str, groups: list[str]
+    ) -> Compiled | None:
+        """The rule of ``purpose`` (from ``address``, for a person in ``groups``) that
+        ``session``'s sign-in, made for something else, does not satisfy: the person signs in
+        again for ``purpose``. None: the session stands (or was signed in for it)."""
+        if Purpose.of(session.extra) == purpose:
+            return None  # signed in for this very purpose: under its rule
+        rule = self.rule(purpose, address, groups)
+        if rule.rule.skips and not purpose.no_skip:
+            return None  # a sign-in for it would need the password alone: every session gave it
+        return None if satisfies(rule, session.extra, session.factor) else rule
+
+
+def satisfies(rule: Compiled, extra: dict[str, str] | None, factor: str) -> bool:
+    """A sign-in whose session token carries ``extra`` and the second factor ``factor`` (its
+    ``amr`` value) gives the second factor ``rule`` asks for: of a kind it allows (none, for a
+    bypass or a skip: only where the rule names no kinds, as a fresh sign-in's bypass would
+    do), after the PIN it wants, a numbered push where it wants one (the mobile app's offline
+    code is a push method's ``otp``, no push: an approval is ``swk``). An OpenID Connect code
+    needs a second factor besides (``oidc_tokens.second_factor``)."""
+    x = extra or {}
+    kind = x.get(METHOD_KIND, "")
+    return (
+        allows(rule, kind)
+        and not (rule.rule.pin == "required" and x.get(PIN_GIVEN) != "1")
+        and not (rule.rule.numbered and kind == "push" and factor != "swk")
+    )
 
 
 def allows(rule: Compiled, kind: str) -> bool:

@@ -21,7 +21,8 @@ Rules owned here (the authenticator calls them inside its one transaction):
   the same success): exact on one SQLite file and on one shared PostgreSQL database, so M holds
   across every node writing it;
 - a bypass, a skip or a cache hit is no full success: only a code of a method (or a backup
-  code) starts a new window.
+  code), or a push the phone approved (``Attempt.push_approved``, every RADIUS push flow: held,
+  challenged, relayed), starts a new window.
 
 On a farm subordinate with its own data file the master keeps the cache (``on_master``): a
 full success is sent to it after the commit (a ``cache-keep`` claim, as failures are), and a
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Integer, bindparam, delete, func, insert, select, update
 
@@ -47,7 +48,10 @@ from ..store import tables as t
 from ..store.database import Store
 from ..store.prepared import Prepared
 from .auth_state import CachedUser
-from .master_claims import Claim
+from .master_claims import Claim, ClaimResult, Verdicts
+
+if TYPE_CHECKING:
+    from .authenticator import Attempt
 
 TAKE, KEEP = "cache-take", "cache-keep"
 """The claims a subordinate makes at the master (``farm.claims.KINDS``)."""
@@ -105,6 +109,24 @@ class RadiusCache:
             e, delete(t.radius_cache).where(_C.user_id == bindparam("uid", type_=Integer))
         )
         self._format = Prepared(e, select(t.meta.c.value).where(t.meta.c.key == "data_format"))
+
+    def applies(
+        self, cur: Any, rule: Compiled | None, channel: str, station: str, remote: bool
+    ) -> bool:
+        """Whether caching applies to a request: its rule caches on the RADIUS channel (on a
+        subordinate, ``remote``, only with a Calling-Station-Id, once the farm claims it)."""
+        on = rule is not None and rule.rule.caches and channel == "radius"
+        return on and (not remote or (bool(station) and self.farm_ready(cur)))
+
+    def start(
+        self, cur: Any, user: CachedUser, a: Attempt, now: float, after: list[Claim] | None
+    ) -> None:
+        """A full success of ``a``: a new window here, or (a subordinate: ``after`` is its
+        round's claims sent once committed) at the master."""
+        if after is not None:
+            after.append(keep_claim(user.id, a.channel_client, a.station, now))
+        else:
+            self.remember(cur, user, a.channel_client, a.station, now)
 
     def farm_ready(self, cur: Any) -> bool:
         """This (subordinate) node's farm claims RADIUS caching at the master."""
@@ -171,6 +193,20 @@ def take_claim(user_id: int, client: str, station: str, rule: Compiled, request:
     request's id, so two requests of one batch are two claims (two uses), never one."""
     minutes, uses = rule.rule.remember_minutes, rule.rule.cache_uses
     return (str(user_id), TAKE, json.dumps([client, station, minutes, uses, request]))
+
+
+def cache_at_master(a: Attempt, user_id: int, rule: Compiled, verdicts: Verdicts) -> str:
+    """A subordinate's cache hit, claimed at the master after the password ("" for none, or
+    not asked yet: this pass is then rolled back); before it, one *may* be there."""
+    if a.before_first_factor:
+        return "at the master"
+    claim = take_claim(user_id, a.channel_client, a.station, rule, a.request_id)
+    known = verdicts.known.get(claim)
+    if known is None and not verdicts.final:
+        verdicts.wanted.append(claim)
+    if known is not ClaimResult.OK:
+        return ""
+    return f"second factor cached by policy rule {rule.name} (claimed at the master)"
 
 
 def keep_claim(user_id: int, client: str, station: str, now: float) -> Claim:

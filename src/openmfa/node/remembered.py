@@ -28,8 +28,10 @@ Rules owned here:
 - a record ends when the person forgets it ("Where I am signed in"), and with every
   ``session.end`` of all their sessions after it was made (sign out everywhere, a password
   change, a lock, a disable, a deletion: the record is removed in the same transaction on every
-  node, ``changes._session_end``), and when an administrator sets their password
-  (``passwords.updated_at``);
+  node, ``changes._session_end``), when an administrator sets their password
+  (``passwords.updated_at``), and when one of their methods is removed or a device revoked
+  (``remember_records.forget_every``: a ``remember.end`` of every browser of theirs in the
+  same commit, audited ``portal.remember`` ``ended`` when there was one);
 - every sign-in a record stood for is audited ``second factor remembered by policy rule NAME``.
 """
 

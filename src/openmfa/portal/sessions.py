@@ -43,6 +43,9 @@ class Session:
     """After the password: the node's ticket for the second factor."""
     return_to: str = ""
     """Forward-auth: the protected site's address to go back to after the sign-in."""
+    site_step_up: bool = False
+    """Forward-auth: the signed-in person confirms it is them under the sites' policy rule
+    (their sign-in was for something else and does not satisfy it), then goes back there."""
     prefer: str = ""
     """The kind of the person's default method, offered first (``push``, ``passkey`` …)."""
     method_names: list[tuple[str, str]] = field(default_factory=list)

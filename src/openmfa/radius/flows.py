@@ -7,7 +7,8 @@ Flows (chosen per client by ``--primary``):
   Reply-Message) asks for the code, and the follow-up request with that State carries it. The
   password goes through the node's one first-factor rule (``node.first_factor``), as the
   portal's does: a locked user's is not checked, a wrong one counts toward the lock.
-- ``combined`` (per client, with a primary): ``password`` + ``code`` in one User-Password.
+- ``combined`` (per client, with a primary): ``password`` + ``code`` in one User-Password
+  (``password`` + PIN + ``code`` where a policy rule wants the PIN: split by its length).
 - MS-CHAPv2 and EAP (per client, ``--mschap yes`` / ``--eap relay``, with ``--primary
   radius``, or ``ntlm`` for MS-CHAPv2 only): requests without a User-Password that carry them
   go to ``relay_flows``; a PAP request to an ``ntlm`` client is refused.
@@ -34,7 +35,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from ..config import Config
@@ -54,39 +55,24 @@ from ..node.push_sign_in import decide_push, unopened
 from ..node.radius_clients import RadiusClient
 from ..store.changes import AuditEvent
 from ..store.database import Store
+from ..store.pin_records import pin_of
 from . import packet as p
 from .challenges import ChallengeStates
 from .primary import PrimaryCheck
+from .replies import (
+    ACCEPTED,
+    DENIED_REPLY,
+    NOWHERE,
+    UNAVAILABLE,
+    Reply,
+    Respond,
+    Where,
+    push_reject,
+    reject,
+    reply_of,
+)
 
 log = logging.getLogger("openmfa.radius")
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    code: int
-    attributes: list[tuple[int, bytes]]
-
-
-Respond = Callable[[Reply], None]
-
-DENIED = "Verification failed"
-LOCKED = "Too many failed attempts; try again later"
-
-
-def reject(message: str = DENIED) -> Reply:
-    return Reply(p.ACCESS_REJECT, [(p.REPLY_MESSAGE, message.encode())])
-
-
-ACCEPTED, DENIED_REPLY, LOCKED_REPLY = Reply(p.ACCESS_ACCEPT, []), reject(), reject(LOCKED)
-PUSH_REFUSED = reject("No push can be sent now; enter the code from your app instead")
-NOT_ALLOWED = reject("That method is not allowed for this sign-in; use another of your methods")
-UNAVAILABLE = reject("The sign-in service is unavailable; try again later")
-NO_PIN = reject("This sign-in needs a PIN and you have none; ask your administrator to set one")
-Where = tuple[str, str, str]
-"""(the NAS's address, the Calling-Station-Id): for policy rules; and where the person is
-(``packet.origin_of``: the Calling-Station-Id, else the NAS-IP-Address), sealed with the audit
-row."""
-NOWHERE: Where = ("", "", "")
 
 
 class AccessFlows:
@@ -169,7 +155,7 @@ class AccessFlows:
                 respond(reject("The sign-in expired or was already completed; start again"))
                 return None
             if push_id and password.strip().lower() in PUSH_WORDS | {"ok", "yes"}:
-                self._on_loop(self._follow_push, client, user, push_id, respond)
+                self._on_loop(self._follow_push, client, user, push_id, respond, where)
                 return None
             return self._job(client, user, password, respond, where)
         if client.primary == "none":
@@ -272,9 +258,9 @@ class AccessFlows:
                 self._on_loop(self._open_at_master, client, a, result.method_id, respond)
                 return
             push_id, number, _ = result.pending
-            self._pushed(client, a.user, push_id, number, respond)
+            self._pushed(client, a, push_id, number, respond)
             return
-        respond(_reply(result))
+        respond(reply_of(result))
 
     async def _pin_checked(self, client: RadiusClient, a: Attempt, respond: Respond) -> None:
         try:
@@ -288,12 +274,12 @@ class AccessFlows:
         )
 
     def _pushed(
-        self, client: RadiusClient, user: str, push_id: str, number: str, respond: Respond
+        self, client: RadiusClient, a: Attempt, push_id: str, number: str, respond: Respond
     ) -> None:
         if client.push == "hold":
-            self._on_loop(self._hold, client, push_id, respond)
+            self._on_loop(self._hold, client, push_id, respond, a)
         else:
-            respond(self._push_challenge(client, user, push_id, number))
+            respond(self._push_challenge(client, a.user, push_id, number))
 
     async def _open_at_master(
         self, client: RadiusClient, a: Attempt, method_id: str | None, respond: Respond
@@ -318,14 +304,14 @@ class AccessFlows:
                     self.queue.call(lambda: self._decided(client, a, result, respond))
                     return
             log.error("could not open a push at the master: %s", exc.message)
-            self.queue.call(lambda: respond(_push_reject(None)))
+            self.queue.call(lambda: respond(push_reject(None)))
             return
         if opened.reason != Reason.PENDING:
-            refused = _reply(Decision(False, Reason(opened.reason)))
+            refused = reply_of(Decision(False, Reason(opened.reason)))
             self.queue.call(lambda: respond(refused))
             return
         self._remote_ids[opened.id] = time.monotonic() + 130
-        self.queue.call(lambda: self._pushed(client, a.user, opened.id, opened.number, respond))
+        self.queue.call(lambda: self._pushed(client, a, opened.id, opened.number, respond))
 
     async def _open_remote(self, asked: PushAsked) -> Any:
         """Open at the master; while it hands its role over (a second or so), ask again."""
@@ -391,7 +377,7 @@ class AccessFlows:
             if deadline - time.monotonic() > 0.5:
                 await asyncio.sleep(0.2)  # back early (the role moved): not a busy loop
 
-    async def _hold(self, client: RadiusClient, push_id: str, respond: Respond) -> None:
+    async def _hold(self, client: RadiusClient, push_id: str, respond: Respond, a: Attempt) -> None:
         """``--push hold``: answer the request itself when the phone answers."""
         self.holding += 1
         task = asyncio.current_task()
@@ -406,11 +392,13 @@ class AccessFlows:
             self.holding -= 1
             if task is not None and self.held.get(push_id, (None,))[0] is task:
                 del self.held[push_id]
-        reply = ACCEPTED if outcome is not None and outcome.accepted else _push_reject(outcome)
+        reply = ACCEPTED if outcome is not None and outcome.accepted else push_reject(outcome)
+        if reply is ACCEPTED:
+            await self._approved(a)
         self.queue.call(lambda: respond(reply))
 
     async def _follow_push(
-        self, client: RadiusClient, user: str, shown: str, respond: Respond
+        self, client: RadiusClient, user: str, shown: str, respond: Respond, where: Where
     ) -> None:
         """The follow-up of a push challenge: Accept once approved; while the phone has not
         answered, a new challenge (within the gateway's patience)."""
@@ -427,9 +415,19 @@ class AccessFlows:
             reply = self._push_challenge(client, user, push_id, number, still=True)
         elif outcome is not None and outcome.accepted:
             reply = ACCEPTED
+            await self._approved(self._job(client, user, "", respond, where)[0])
         else:
-            reply = _push_reject(outcome)
+            reply = push_reject(outcome)
         self.queue.call(lambda: respond(reply))
+
+    async def _approved(self, a: Attempt) -> None:
+        """The phone approved ``a``'s push: a full success, so a RADIUS cache window starts
+        where the rule caches, as after a typed code (``node.radius_cache``), before the
+        Accept; if it cannot, the Accept stands without one."""
+        try:
+            await self.queue.submit(replace(a, code="", push_approved=True))
+        except Exception:
+            log.exception("RADIUS: no cache window for an approved push of %s", a.user)
 
     def _start_primary(
         self, client: RadiusClient, user: str, password: str, respond: Respond, where: Where
@@ -510,11 +508,15 @@ class AccessFlows:
         try:
             if client.combined:
                 # Each way the field splits into a password and a code of the user's lengths
-                # (longest code first); none at all is a wrong first factor too.
+                # (longest code first) — for a person with a PIN, first into the password and
+                # the PIN (of its length) with the code, which a rule that wants the PIN reads
+                # there (``node.pins``); none at all is a wrong first factor too.
+                lengths, pin = await asyncio.to_thread(self._code_lengths, user)
                 splits = [
-                    (password[:-n], password[-n:])
-                    for n in await asyncio.to_thread(self._code_lengths, user)
-                    if password[:-n] and password[-n:].isdigit()
+                    (password[:-k], password[-k:])
+                    for n in lengths
+                    for k in ((n + pin, n) if pin else (n,))
+                    if password[:-k] and password[-k:].isdigit()
                 ]
                 candidates = [secret for secret, _ in splits]
                 d, right = await self.first.check_any(check, asked, candidates, checked)
@@ -559,13 +561,16 @@ class AccessFlows:
             return False
         return MethodKind.PUSH in kinds and chosen not in (MethodKind.TOTP, MethodKind.HOTP)
 
-    def _code_lengths(self, user: str) -> list[int]:
-        """Code lengths the user's methods produce, longest first (for password+code)."""
+    def _code_lengths(self, user: str) -> tuple[list[int], int]:
+        """Code lengths the user's methods produce, longest first, and their PIN's length (0:
+        none), for password+code and password+PIN+code."""
+        with self.store.read() as conn:
+            pin = pin_of(conn, user)
         try:
             methods = self.accounts.list_methods(user)
         except OpenMfaError:
-            return [6]
-        return sorted({m.digits for m in methods}, reverse=True) or [6]
+            return [6], 0
+        return sorted({m.digits for m in methods}, reverse=True) or [6], pin[1] if pin else 0
 
 
 _ASK_A_CODE = frozenset({Reason.METHOD_NOT_ALLOWED, Reason.PIN_NEEDED})
@@ -574,27 +579,3 @@ _ASK_A_CODE = frozenset({Reason.METHOD_NOT_ALLOWED, Reason.PIN_NEEDED})
 FOLLOW_UP_SECONDS = 3.0
 """How long a push challenge's follow-up waits before it is challenged again (below the 5 s
 many gateways give a server)."""
-
-
-def _push_reject(outcome: PushOutcome | None) -> Reply:
-    if outcome is None:
-        return reject("The sign-in service is unavailable; try again later")
-    if outcome.status == "expired" or outcome.status == "pending":
-        return reject("The phone did not answer in time; start again")
-    return reject("The sign-in was declined on the phone")
-
-
-def _reply(result: Result) -> Reply:
-    if isinstance(result, OpenMfaError):
-        log.error("RADIUS authentication failed: %s", result.message)
-        return reject("The sign-in service is unavailable; try again later")
-    d: Decision = result
-    if d.accepted:
-        return ACCEPTED
-    if d.reason in (Reason.PUSH_LIMITED, Reason.PUSH_BLOCKED):
-        return PUSH_REFUSED
-    if d.reason is Reason.METHOD_NOT_ALLOWED:
-        return NOT_ALLOWED
-    if d.reason is Reason.PIN_NOT_SET:
-        return NO_PIN
-    return LOCKED_REPLY if d.reason == Reason.LOCKED else DENIED_REPLY

@@ -72,10 +72,10 @@ from ..node.radius_clients import RadiusClient
 from ..store.changes import AuditEvent
 from . import packet as p
 from . import relay as r
-from .flows import NOWHERE, Reply, Respond, Where
 from .ntlm import NtlmAuth
 from .primary import exchange
 from .relay_rounds import Answer, HeldRounds
+from .replies import NOWHERE, Reply, Respond, Where
 
 if TYPE_CHECKING:
     from .flows import AccessFlows

@@ -37,8 +37,8 @@ from ..core.verification import Decision, Reason
 from ..errors import OpenMfaError
 from ..node.commit_queue import Callback, Result
 from . import packet as p
-from .flows import Reply, Respond
 from .relay import answer_length
+from .replies import Reply, Respond
 
 if TYPE_CHECKING:
     from .flows import AccessFlows

@@ -20,7 +20,8 @@ from ..node.commit_queue import Job
 from ..node.radius_clients import RadiusClient
 from . import packet as p
 from .carry import SentAnswer
-from .flows import AccessFlows, Reply
+from .flows import AccessFlows
+from .replies import Reply
 
 log = logging.getLogger("openmfa.radius")
 _PENDING = b""

@@ -179,8 +179,8 @@ class AsyncSdkClient:
             Requests.portal_push_collect(ticket, push_id, wait=wait, remember=remember)
         )
 
-    async def portal_me(self, session: str) -> PortalMe:
-        return await self.send(Requests.portal_me(session))
+    async def portal_me(self, session: str, *, purpose: str = "", address: str = "") -> PortalMe:
+        return await self.send(Requests.portal_me(session, purpose=purpose, address=address))
 
     async def portal_totp_start(self, session: str, label: str = "") -> PortalTotpOffer:
         return await self.send(Requests.portal_totp_start(session, label))
@@ -221,9 +221,11 @@ class AsyncSdkClient:
         ``InvalidClient`` / ``OAuthRefused``)."""
         return await self.send(Requests.oidc_check(client_id, redirect_uri))
 
-    async def oidc_code(self, session: str, request: OidcCodeRequest) -> OidcCodeIssued:
+    async def oidc_code(
+        self, session: str, request: OidcCodeRequest, *, address: str = "", agent: str = ""
+    ) -> OidcCodeIssued:
         """A one-use authorization code for the signed-in person (``OAuthRefused`` if not)."""
-        return await self.send(Requests.oidc_code(session, request))
+        return await self.send(Requests.oidc_code(session, request, address=address, agent=agent))
 
     async def oidc_token(self, request: OidcTokenRequest) -> OidcTokens:
         """The token request -> the ID token (``InvalidGrant``, ``InvalidClient`` … if not)."""

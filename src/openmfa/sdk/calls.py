@@ -185,8 +185,11 @@ class Requests:
         )  # fmt: skip
 
     @staticmethod
-    def portal_me(session: str) -> Call[PortalMe]:
-        return Call("GET", "/v1/portal/me", PortalMe, headers={SESSION_HEADER: session})
+    def portal_me(session: str, *, purpose: str = "", address: str = "") -> Call[PortalMe]:
+        """``purpose`` (``FOR_HEADER``'s value, ``forward-auth``) and the browser's ``address``:
+        the node says whether the session stands for it (``PortalMe.step_up``)."""
+        headers = {SESSION_HEADER: session, **_origin(address, "", purpose)}
+        return Call("GET", "/v1/portal/me", PortalMe, headers=headers)
 
     @staticmethod
     def portal_totp_start(session: str, label: str = "") -> Call[PortalTotpOffer]:
@@ -241,9 +244,15 @@ class Requests:
         return Call("POST", "/v1/oidc/check", OidcClientChecked, body=body)
 
     @staticmethod
-    def oidc_code(session: str, request: OidcCodeRequest) -> Call[OidcCodeIssued]:
-        """A one-use authorization code for the signed-in person (at the farm's master)."""
-        return _mine("POST", "/v1/oidc/code", OidcCodeIssued, session, _encode(request))
+    def oidc_code(
+        session: str, request: OidcCodeRequest, *, address: str = "", agent: str = ""
+    ) -> Call[OidcCodeIssued]:
+        """A one-use authorization code for the signed-in person (at the farm's master);
+        ``address``: the browser's (the application's policy rule's networks match it)."""
+        return _mine(
+            "POST", "/v1/oidc/code", OidcCodeIssued, session, _encode(request),
+            address=address, agent=agent,
+        )  # fmt: skip
 
     @staticmethod
     def oidc_token(request: OidcTokenRequest) -> Call[OidcTokens]:

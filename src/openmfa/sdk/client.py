@@ -211,8 +211,8 @@ class SdkClient:
             Requests.portal_push_collect(ticket, push_id, wait=wait, remember=remember)
         )
 
-    def portal_me(self, session: str) -> PortalMe:
-        return self.send(Requests.portal_me(session))
+    def portal_me(self, session: str, *, purpose: str = "", address: str = "") -> PortalMe:
+        return self.send(Requests.portal_me(session, purpose=purpose, address=address))
 
     def portal_totp_start(self, session: str, label: str = "") -> PortalTotpOffer:
         """Offer the signed-in user an authenticator app's secret; saved by ``confirm``."""
@@ -251,9 +251,11 @@ class SdkClient:
         ``InvalidClient`` / ``OAuthRefused``)."""
         return self.send(Requests.oidc_check(client_id, redirect_uri))
 
-    def oidc_code(self, session: str, request: OidcCodeRequest) -> OidcCodeIssued:
+    def oidc_code(
+        self, session: str, request: OidcCodeRequest, *, address: str = "", agent: str = ""
+    ) -> OidcCodeIssued:
         """A one-use authorization code for the signed-in person (``OAuthRefused`` if not)."""
-        return self.send(Requests.oidc_code(session, request))
+        return self.send(Requests.oidc_code(session, request, address=address, agent=agent))
 
     def oidc_token(self, request: OidcTokenRequest) -> OidcTokens:
         """The token request -> the ID token (``InvalidGrant``, ``InvalidClient`` … if not)."""

@@ -115,7 +115,7 @@ CHANGES = {
     ("post", "/v1/portal/me/password"),
 }
 """The signed-in user's changes that are noticed (``node.notify``): ORIGIN goes with them too,
-and the notice says it."""
+and the notice says it (and with an application's code: its policy rule's networks match it)."""
 ERRORS = {
     "400": "Malformed request (not JSON, broken header)",
     "401": "No API key, or a wrong, expired or revoked one",
@@ -182,10 +182,12 @@ def document(bypass_max_seconds: int = 86400) -> dict[str, Any]:
         params += d.query
         if path.startswith("/v1/portal/me") or path in ("/v1/oidc/code", "/v1/oidc/eam/finish"):
             params.append(SESSION)
-        if path in SIGN_IN_PATHS or (verb, path) in CHANGES:
+        if path in SIGN_IN_PATHS or (verb, path) in CHANGES or path == "/v1/oidc/code":
             params += ORIGIN
         if path == "/v1/portal/sign-in":
             params += [PURPOSE, REMEMBERED]
+        if (verb, path) == ("get", "/v1/portal/me"):  # does the session stand for a purpose?
+            params += [PURPOSE, ORIGIN[0]]
         if params:
             op["parameters"] = params
         if body:

@@ -11,10 +11,11 @@ farm, and one forgotten there is refused everywhere within seconds (``node.remem
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, delete, insert, select
 
+from . import formats
 from . import tables as t
-from .changes import Payload, applier
+from .changes import Change, Payload, applier
 
 _R = t.remembered_browsers
 
@@ -46,3 +47,16 @@ def _remember_end(conn: Connection, p: Payload) -> None:
         conn.execute(delete(_R).where(_R.c.ref == p["ref"], _R.c.user_name == p["user"]))
     else:
         conn.execute(delete(_R).where(_R.c.user_name == p["user"]))
+
+
+FORGOTTEN_METHOD = "every remembered browser forgotten: one of the person's methods was removed"
+
+
+def forget_every(conn: Connection, user: str) -> tuple[list[Change], bool]:
+    """The change that forgets every remembered browser of ``user`` (none before data format
+    14), and whether there is one to forget now (what the caller audits). It goes in the
+    caller's own commit (a method removed), so a browser remembered a moment before goes too."""
+    if formats.local_format(conn) < formats.REMEMBER_FORMAT:
+        return [], False
+    some = conn.scalar(select(_R.c.ref).where(_R.c.user_name == user).limit(1)) is not None
+    return [Change("remember.end", {"user": user})], some

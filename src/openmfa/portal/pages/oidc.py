@@ -198,6 +198,7 @@ async def code_flow(ctx: Ctx, p: dict[str, str]) -> Response:
                     nonce=p.get("nonce", ""),
                     max_age=None if fresh else max_age,  # signed in for this very request
                 ),
+                **ctx.where,  # the application's policy rule's networks match its address
             )
         except Unauthorized:  # the node's session has ended: sign in again
             s.token = ""

@@ -116,10 +116,13 @@ def pin_of(ctx: Ctx) -> str:
 
 
 def reauth_purpose(s: Session) -> str:
-    """What a re-authentication is for: an application waiting for it, else the portal's own
-    changes (``portal-change``: its rule, never its skip) — never a site behind forward-auth
-    (its rule must not stand in for the portal's)."""
-    return f"oidc {s.oidc_app}" if s.oidc_request and s.oidc_app else "portal-change"
+    """What a re-authentication is for: an application waiting for it, a site behind
+    forward-auth whose rule the person's sign-in did not satisfy (``back_to_site``), else the
+    portal's own changes (``portal-change``: its rule, never its skip) — a site's rule never
+    stands in for the portal's otherwise."""
+    if s.oidc_request and s.oidc_app:
+        return f"oidc {s.oidc_app}"
+    return "forward-auth" if s.site_step_up and s.return_to else "portal-change"
 
 
 def purpose(s: Session) -> str:
@@ -261,18 +264,26 @@ async def signed_in(ctx: Ctx, step: PortalStep) -> Response:
     target, s.next_page = s.next_page or "/methods", ""
     if was_reauth and s.removing:
         await finish_removal(ctx)
-    if s.return_to and not was_reauth:
+    if s.return_to and (not was_reauth or s.site_step_up):
+        s.site_step_up = False
         return remembered.keep(ctx, await back_to_site(ctx), step)
     return remembered.keep(ctx, ctx.redirect(target), step)
 
 
 async def back_to_site(ctx: Ctx) -> Response:
-    """Forward-auth: the cookie the proxies check, then back to the protected site."""
+    """Forward-auth: the cookie the proxies check, then back to the protected site — unless
+    the person's sign-in was for something else and does not satisfy the sites' policy rule
+    (the node says so, ``PortalMe.step_up``): then they confirm it is them under that rule
+    first (``/confirm``, for ``forward-auth``), and come back here."""
     fa, cookies = ctx.portal.fa, ctx.portal.fa_cookies
     assert fa is not None and cookies is not None
     s = ctx.session
+    address = ctx.where["address"]
+    me = await ctx.sdk.portal_me(s.token, purpose="forward-auth", address=address)
+    if me.step_up:
+        s.site_step_up, s.notice = True, "site-step-up"
+        return ctx.redirect("/confirm")
     target, s.return_to = s.return_to, ""
-    me = await ctx.sdk.portal_me(s.token)
     if me.session_id and me.session_id not in s.session_ids:  # what a sign-out ends
         s.session_ids = [*s.session_ids, me.session_id][-MAX_IDS:]
     value = cookies.issue(

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from ...errors import Unauthorized
 from ...node.apikeys import ApiClient
 from ...node.portal import EAM, SESSION, Grant
-from ..http import _authorize, _body, _node, json_response
+from ..http import _authorize, _body, _node, _origin, json_response
 from ..models import (
     OidcClientCheck,
     OidcClientChecked,
@@ -71,12 +71,15 @@ async def oidc_check(request: Request) -> Response:
 
 async def oidc_code(request: Request) -> Response:
     """An application's authorization request for the signed-in person (``X-OpenMFA-Session``):
-    a one-use code, at the farm's master."""
+    a one-use code, at the farm's master. The browser's address (``X-OpenMFA-Client-Address``)
+    is what the application's policy rule's networks match."""
     node = _node(request)
     client, grant = await _session(request)
+    address = _origin(request).address  # where the browser is, as on its sign-in calls
     b = await _body(request, OidcCodeRequest, node.max_body)
     rid = request.state.request_id
-    return json_response(await run_in_threadpool(node.oidc_codes.issue, grant, b, client.name, rid))
+    issued = await run_in_threadpool(node.oidc_codes.issue, grant, b, client.name, rid, address)
+    return json_response(issued)
 
 
 async def oidc_token(request: Request) -> Response:

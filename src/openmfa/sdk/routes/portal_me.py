@@ -14,7 +14,17 @@ from ...errors import Forbidden, Unauthorized
 from ...node import audit as audit_log
 from ...node.apikeys import ApiClient
 from ...node.portal import SESSION, Grant
-from ..http import _actor, _authorize, _body, _int_param, _node, _origin, json_response
+from ..headers import FOR_HEADER
+from ..http import (
+    _actor,
+    _authorize,
+    _body,
+    _int_param,
+    _node,
+    _origin,
+    _purpose,
+    json_response,
+)
 from ..models import (
     ActivationCode,
     ActivationRequest,
@@ -60,11 +70,18 @@ async def _session(request: Request, fresh: bool = False) -> tuple[ApiClient, Gr
 
 
 async def portal_me(request: Request) -> Response:
-    """The signed-in user (``X-OpenMFA-Session``: the session token) and their methods."""
+    """The signed-in user (``X-OpenMFA-Session``: the session token) and their methods; with
+    ``X-OpenMFA-Sign-In-For`` (a site behind forward-auth), the rule of that purpose this
+    session does not satisfy, judged from the browser's address (``PortalMe.step_up``)."""
     node = _node(request)
     _, grant = await _session(request)
+    purpose = _purpose(request) if request.headers.get(FOR_HEADER) else None
     user = await run_in_threadpool(node.accounts.get_user, grant.user)
     found = await run_in_threadpool(node.accounts.list_methods, grant.user)
+    rule = None
+    if purpose is not None:
+        step_up, address = node.sign_in.policy.step_up, _origin(request).address
+        rule = await run_in_threadpool(step_up, grant, purpose, address, user.groups)
     return json_response(
         PortalMe(
             user=user,
@@ -73,6 +90,7 @@ async def portal_me(request: Request) -> Response:
             session_issued_at=grant.issued_at,
             subject=node.session_ends.subject(grant.user),
             bypass_seconds=node.portal.bypass_seconds,
+            step_up=rule.name if rule is not None else "",
         )
     )
 
