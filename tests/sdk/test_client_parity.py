@@ -18,6 +18,8 @@ import msgspec
 import pytest
 
 from openmfa.sdk import AsyncSdkClient, Requests, SdkClient, models
+from openmfa.sdk.calls_oidc import OidcRequests
+from openmfa.sdk.calls_privacy import PrivacyRequests
 from openmfa.sdk.errors import NotFound
 
 LIFECYCLE = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
@@ -96,7 +98,8 @@ def test_the_parity_check_sees_a_missing_or_different_method() -> None:
 
 
 def test_every_builder_is_a_method_of_both_clients() -> None:
-    builders = {n for n in vars(Requests) if not n.startswith("_")}
+    every = {**vars(Requests), **vars(OidcRequests), **vars(PrivacyRequests)}
+    builders = {n for n in every if not n.startswith("_")}
     methods = public(SdkClient) - set(LIFECYCLE) - NOT_ROUTES
     assert sorted(builders - methods) == sorted(BUILDERS_WITHOUT_METHOD)
     assert sorted(methods - builders) == []  # each method is one builder's route

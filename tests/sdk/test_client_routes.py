@@ -17,6 +17,8 @@ from urllib.parse import unquote
 import pytest
 
 from openmfa.sdk import Call, Requests, models
+from openmfa.sdk.calls_oidc import OidcRequests
+from openmfa.sdk.calls_privacy import PrivacyRequests
 from openmfa.sdk.headers import SESSION_HEADER
 from openmfa.sdk.openapi import document
 
@@ -60,7 +62,8 @@ SAMPLES: dict[str, Any] = {
 
 def built() -> Iterator[tuple[str, Call[Any]]]:
     """Each builder's call, text parameters set to ``{their name}``."""
-    for name, builder in sorted(vars(Requests).items()):
+    builders = {**vars(Requests), **vars(OidcRequests), **vars(PrivacyRequests)}
+    for name, builder in sorted(builders.items()):
         if name.startswith("_"):
             continue
         args = {}

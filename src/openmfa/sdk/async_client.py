@@ -16,8 +16,9 @@ import httpx
 from msgspec import UNSET, UnsetType
 
 from ..errors import OpenMfaError
-from . import calls_privacy
 from .calls import Call, Requests
+from .calls_oidc import OidcRequests
+from .calls_privacy import PrivacyRequests
 from .models import (
     ActivationCode,
     AuditView,
@@ -214,30 +215,32 @@ class AsyncSdkClient:
 
     async def oidc_provider(self) -> OidcProviderInfo:
         """The OpenID Connect provider's discovery document and JWKS, for a portal to publish."""
-        return await self.send(Requests.oidc_provider())
+        return await self.send(OidcRequests.oidc_provider())
 
     async def oidc_check(self, client_id: str, redirect_uri: str) -> OidcClientChecked:
         """The client of an authorization request, its redirect URI registered (else
         ``InvalidClient`` / ``OAuthRefused``)."""
-        return await self.send(Requests.oidc_check(client_id, redirect_uri))
+        return await self.send(OidcRequests.oidc_check(client_id, redirect_uri))
 
     async def oidc_code(
         self, session: str, request: OidcCodeRequest, *, address: str = "", agent: str = ""
     ) -> OidcCodeIssued:
         """A one-use authorization code for the signed-in person (``OAuthRefused`` if not)."""
-        return await self.send(Requests.oidc_code(session, request, address=address, agent=agent))
+        return await self.send(
+            OidcRequests.oidc_code(session, request, address=address, agent=agent)
+        )
 
     async def oidc_token(self, request: OidcTokenRequest) -> OidcTokens:
         """The token request -> the ID token (``InvalidGrant``, ``InvalidClient`` … if not)."""
-        return await self.send(Requests.oidc_token(request))
+        return await self.send(OidcRequests.oidc_token(request))
 
     async def oidc_eam_start(self, request: OidcEamStart) -> OidcEamStarted:
         """Entra ID's external authentication request -> the person and a second-factor ticket."""
-        return await self.send(Requests.oidc_eam_start(request))
+        return await self.send(OidcRequests.oidc_eam_start(request))
 
     async def oidc_eam_finish(self, session: str, request: str) -> OidcEamAnswer:
         """After the second factor: the ID token to POST back to Entra ID."""
-        return await self.send(Requests.oidc_eam_finish(session, request))
+        return await self.send(OidcRequests.oidc_eam_finish(session, request))
 
     async def portal_passkey(
         self,
@@ -447,11 +450,11 @@ class AsyncSdkClient:
 
     async def export_user(self, name: str) -> PersonalData:
         """Everything held about ``name``: account, methods and devices, audit records."""
-        return await self.send(calls_privacy.export_user(name))
+        return await self.send(PrivacyRequests.export_user(name))
 
     async def erase_user(self, name: str) -> str:
         """Erase ``name``; the pseudonym their audit records carry now."""
-        return (await self.send(calls_privacy.erase_user(name))).pseudonym
+        return (await self.send(PrivacyRequests.erase_user(name))).pseudonym
 
     async def add_user_group(self, name: str, group: str) -> UserView:
         """Put ``name`` in ``group`` by hand (data format 11)."""

@@ -7,9 +7,13 @@ from .call import Call, _seg
 from .models import Erased, PersonalData
 
 
-def export_user(name: str) -> Call[PersonalData]:
-    return Call("GET", f"/v1/users/{_seg(name)}/export", PersonalData)
+class PrivacyRequests:
+    """What is held about one person: its builders."""
 
+    @staticmethod
+    def export_user(name: str) -> Call[PersonalData]:
+        return Call("GET", f"/v1/users/{_seg(name)}/export", PersonalData)
 
-def erase_user(name: str) -> Call[Erased]:
-    return Call("POST", f"/v1/users/{_seg(name)}/erase", Erased)
+    @staticmethod
+    def erase_user(name: str) -> Call[Erased]:
+        return Call("POST", f"/v1/users/{_seg(name)}/erase", Erased)

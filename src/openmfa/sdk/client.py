@@ -39,9 +39,10 @@ import httpx
 from msgspec import UNSET, UnsetType
 
 from ..errors import OpenMfaError
-from . import calls_privacy
 from .async_client import AsyncSdkClient
 from .calls import Call, Requests
+from .calls_oidc import OidcRequests
+from .calls_privacy import PrivacyRequests
 from .headers import SESSION_HEADER
 from .models import (
     ActivationCode,
@@ -244,30 +245,30 @@ class SdkClient:
 
     def oidc_provider(self) -> OidcProviderInfo:
         """The OpenID Connect provider's discovery document and JWKS, for a portal to publish."""
-        return self.send(Requests.oidc_provider())
+        return self.send(OidcRequests.oidc_provider())
 
     def oidc_check(self, client_id: str, redirect_uri: str) -> OidcClientChecked:
         """The client of an authorization request, its redirect URI registered (else
         ``InvalidClient`` / ``OAuthRefused``)."""
-        return self.send(Requests.oidc_check(client_id, redirect_uri))
+        return self.send(OidcRequests.oidc_check(client_id, redirect_uri))
 
     def oidc_code(
         self, session: str, request: OidcCodeRequest, *, address: str = "", agent: str = ""
     ) -> OidcCodeIssued:
         """A one-use authorization code for the signed-in person (``OAuthRefused`` if not)."""
-        return self.send(Requests.oidc_code(session, request, address=address, agent=agent))
+        return self.send(OidcRequests.oidc_code(session, request, address=address, agent=agent))
 
     def oidc_token(self, request: OidcTokenRequest) -> OidcTokens:
         """The token request -> the ID token (``InvalidGrant``, ``InvalidClient`` … if not)."""
-        return self.send(Requests.oidc_token(request))
+        return self.send(OidcRequests.oidc_token(request))
 
     def oidc_eam_start(self, request: OidcEamStart) -> OidcEamStarted:
         """Entra ID's external authentication request -> the person and a second-factor ticket."""
-        return self.send(Requests.oidc_eam_start(request))
+        return self.send(OidcRequests.oidc_eam_start(request))
 
     def oidc_eam_finish(self, session: str, request: str) -> OidcEamAnswer:
         """After the second factor: the ID token to POST back to Entra ID."""
-        return self.send(Requests.oidc_eam_finish(session, request))
+        return self.send(OidcRequests.oidc_eam_finish(session, request))
 
     def portal_passkey(
         self,
@@ -488,11 +489,11 @@ class SdkClient:
 
     def export_user(self, name: str) -> PersonalData:
         """Everything held about ``name``: account, methods and devices, audit records."""
-        return self.send(calls_privacy.export_user(name))
+        return self.send(PrivacyRequests.export_user(name))
 
     def erase_user(self, name: str) -> str:
         """Erase ``name``; the pseudonym their audit records carry now."""
-        return self.send(calls_privacy.erase_user(name)).pseudonym
+        return self.send(PrivacyRequests.erase_user(name)).pseudonym
 
     def add_user_group(self, name: str, group: str) -> UserView:
         """Put ``name`` in ``group`` by hand (data format 11)."""
