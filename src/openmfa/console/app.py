@@ -45,7 +45,7 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-STATIC = {"console.css": "text/css"}
+STATIC = {"console.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 
 def routes(console: Console) -> list[BaseRoute]:
