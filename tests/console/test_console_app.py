@@ -38,12 +38,14 @@ PASSWORD = "correct horse"
 SEEDS = {
     "hana": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
     "nora": "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U",
+    "otto": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
 }
 Scenario = Callable[[httpx.AsyncClient, httpx.AsyncClient], Awaitable[None]]
 
 
 def setup(store: Store, config: Config) -> tuple[str, str]:
-    """Operators hana (helpdesk, may sign in with a code) and nora (admin, no code rule); pia
+    """Operators hana (helpdesk) and otto (auditor), who may sign in with a code, and nora
+    (admin, no code rule); pia
     locked; 60 more users; returns the console's and an admin's key."""
     accounts = Accounts(store, config)
     for name in (*SEEDS, "pia", "piet"):
@@ -56,7 +58,9 @@ def setup(store: Store, config: Config) -> tuple[str, str]:
     roles = Roles(store, accounts, PortalTokens(store, config))
     roles.set("hana", "helpdesk")
     roles.set("nora", "admin")
+    roles.set("otto", "auditor")
     Groups(store, accounts).add("hana", "helpdesk-team")
+    Groups(store, accounts).add("otto", "helpdesk-team")
     PolicyRules(store).add(Rule("helpdesk-codes", groups=("helpdesk-team",), methods=("totp",)))
     with store.write() as conn:  # pia locked, as the authenticator does it
         conn.execute(
@@ -243,5 +247,50 @@ def test_who_may_not_sign_in_is_told_why(store: Store, config: Config, tmp_path:
         assert r.status_code == 200 and "A code cannot sign you in" in r.text
         nl = await c.get("/console/sign-in", headers={"accept-language": "nl-NL"})
         assert "Aanmelden bij de console" in nl.text and 'lang="nl"' in nl.text
+
+    run(store, config, tmp_path, key, scenario)
+
+
+def test_an_auditor_reads_and_is_refused_every_action(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    key, _ = setup(store, config)
+
+    async def scenario(c: httpx.AsyncClient, node: httpx.AsyncClient) -> None:
+        r = await sign_in(c, "otto", code_of("otto"))
+        assert r.status_code == 303, r.text
+        page = await c.get("/console/users/pia")
+        assert page.status_code == 200 and "Locked until" in page.text
+        for path, form in (
+            ("/console/users/pia/unlock", {}),
+            ("/console/users/pia/bypass", {"minutes": "5"}),
+            ("/console/users/pia/access-code", {"minutes": "60"}),
+            ("/console/users/pia/devices/nothing/revoke", {}),
+        ):
+            r = await c.post(path, data={"csrf": csrf(page), **form})
+            assert r.status_code == 403 and "your role does not allow it" in r.text, path
+            assert "role &#39;auditor&#39;" in r.text
+        assert "Locked until" in (await c.get("/console/users/pia")).text
+        assert (await c.get("/console/audit.csv")).status_code == 200
+        r = await c.get("/console/users/nobody")
+        assert r.status_code == 404 and "no such user" in r.text
+
+    run(store, config, tmp_path, key, scenario)
+
+
+def test_a_bypass_and_a_device_that_is_not_there(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    key, _ = setup(store, config)
+
+    async def scenario(c: httpx.AsyncClient, node: httpx.AsyncClient) -> None:
+        await sign_in(c, "hana", code_of("hana"))
+        page = await c.get("/console/users/piet")
+        r = await c.post("/console/users/piet/bypass", data={"csrf": csrf(page), "minutes": "5"})
+        assert r.status_code == 303
+        page = await c.get("/console/users/piet")
+        assert "one-time bypass is open" in page.text and "Bypass open until" in page.text
+        r = await c.post("/console/users/piet/devices/nothing/revoke", data={"csrf": csrf(page)})
+        assert r.status_code == 404 and "no such user or device" in r.text
 
     run(store, config, tmp_path, key, scenario)
