@@ -3,8 +3,9 @@ Playwright, against real node and console processes. A helpdesk operator signs i
 numbered push (approved by the reference authenticator, the number typed there), finds a
 locked user among hundreds, unlocks them, issues a temporary access code that then verifies for
 that user; an admin-only action is refused by the node (403) and said as a sentence; a forged
-POST is refused; the audit shows the operator's name. axe-core judges every page, and the
-user's page fits a 375 px wide phone."""
+POST is refused; the audit shows the operator's name. An administrator signs in with a passkey
+(Chromium's virtual authenticator) and gives a role. axe-core judges every page, and the user's
+page fits a 375 px wide phone."""
 
 from __future__ import annotations
 
@@ -21,7 +22,19 @@ import pytest
 
 from .browser import OUTPUT as OUTPUT_ROOT
 from .browser import PASSWORD, Visitor, launch, playwright_api
-from .helpers import OPENMFA, Phone, cli, free_port, init, server, start_service, stop, wait_for
+from .helpers import (
+    OPENMFA,
+    VIRTUAL_AUTHENTICATOR,
+    Phone,
+    cli,
+    free_port,
+    init,
+    oathtool,
+    server,
+    start_service,
+    stop,
+    wait_for,
+)
 
 OUTPUT = OUTPUT_ROOT / "console"
 pytestmark = pytest.mark.e2e
@@ -70,18 +83,7 @@ def test_a_helpdesk_operator_unlocks_a_user_and_gives_an_access_code(
         code = json.loads(cli(dd, "device", "activate", "hana", "--json").stdout)
         phone = Phone(tmp_path / "hana.json")
         phone.run("activate", code["url"], code["code"])
-        host = tmp_path / "console"
-        host.mkdir()
-        (host / "console.key").write_text(key + "\n")
-        (host / "console.key").chmod(0o600)
-        cport = free_port()
-        (host / "console.toml").write_text(
-            f'[console]\nlisten = "127.0.0.1:{cport}"\nnodes = ["{node.url}"]\n'
-            'api_key_file = "console.key"\n'
-        )
-        url = f"http://127.0.0.1:{cport}/console"
-        argv = ["console", "serve", "--config", str(host / "console.toml")]
-        proc = start_service(argv, url + "/healthz", host / "console.log")
+        url, proc = _serve(tmp_path / "console", "console", key, node.url)
         v = Visitor(chromium, folder)
         try:
             _day(v, url, phone, node.url, admin)
@@ -97,6 +99,76 @@ def test_a_helpdesk_operator_unlocks_a_user_and_gives_an_access_code(
         finally:
             v.close()
             stop(proc)
+        assert v.errors == [], f"console errors: {v.errors}"
+
+
+def _serve(host: Path, kind: str, key: str, node: str) -> tuple[str, subprocess.Popen[str]]:
+    """A console (or portal) host: its folder, its TOML and key file (mode 0600), its process;
+    its URL, at ``localhost`` (a passkey's relying party is a host name)."""
+    host.mkdir()
+    (host / f"{kind}.key").write_text(key + "\n")
+    (host / f"{kind}.key").chmod(0o600)
+    port = free_port()
+    (host / f"{kind}.toml").write_text(
+        f'[{kind}]\nlisten = "127.0.0.1:{port}"\nnodes = ["{node}"]\n'
+        f'api_key_file = "{kind}.key"\nattempts_per_minute = 1000\n'
+    )
+    url = f"http://localhost:{port}/{kind}"
+    argv = [kind, "serve", "--config", str(host / f"{kind}.toml")]
+    return url, start_service(argv, url + "/healthz", host / f"{kind}.log")
+
+
+def test_an_admin_signs_in_with_a_passkey_and_gives_a_role(chromium: Any, tmp_path: Path) -> None:
+    """The passkey is Chromium's virtual authenticator, added at the User Portal (the same
+    relying party, localhost); the console then offers it and signs the admin in with it."""
+    dd = tmp_path / "node"
+    init(dd)
+    seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+    for name in ("nora", "pia"):
+        cli(dd, "user", "add", name)
+        _password(dd, name)
+    cli(dd, "method", "add", "nora", "totp", "--secret", seed, "--no-qr")
+    cli(dd, "user", "role", "nora", "admin")
+    console_key = cli(dd, "apikey", "create", "console1", "--scope", "console").stdout.strip()
+    portal_key = cli(dd, "apikey", "create", "portal1", "--scope", "portal").stdout.strip()
+    folder = OUTPUT / "passkey"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with server(dd) as node:
+        portal, portal_proc = _serve(tmp_path / "portal", "portal", portal_key, node.url)
+        url, proc = _serve(tmp_path / "console", "console", console_key, node.url)
+        v = Visitor(chromium, folder)
+        try:
+            cdp = v.context.new_cdp_session(v.page)
+            cdp.send("WebAuthn.enable")
+            cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
+            v.sign_in(portal, "nora")
+            v.code(oathtool("--totp", "-b", seed))
+            v.button("Add a passkey").click()
+            v.label("Passkey name").fill("Work laptop")
+            v.button("Create the passkey").click()
+            v.notice_says("passkey was added")
+
+            v.sign_in(url, "nora")
+            v.at("/console/second-factor")
+            assert v.page.get_by_label("Verification code").count() == 0  # no rule for codes
+            v.see("second-factor-passkey")
+            v.button("Sign in with a passkey").click()
+            v.at("/console/dashboard")
+            v.see("dashboard-admin")
+            v.page.goto(url + "/users/pia")
+            v.label("Role (administrators only)").select_option("auditor")
+            v.button("Set the role").click()
+            v.notice_says("The role was changed.")
+            playwright_api.expect(v.page.locator("#role")).to_have_text("auditor")
+            v.see("role-set")
+            v.page.goto(url + "/audit?user=pia")
+            row = v.page.locator("tbody tr", has_text="user.role")
+            playwright_api.expect(row.first).to_contain_text("console1/nora")
+        finally:
+            v.close()
+            stop(proc)
+            stop(portal_proc)
         assert v.errors == [], f"console errors: {v.errors}"
 
 

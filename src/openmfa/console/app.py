@@ -1,10 +1,11 @@
-"""The administration console's pages (server-rendered, Jinja2; no script), under its prefix
-(``/console``):
+"""The administration console's pages (server-rendered, Jinja2; one script: the passkey),
+under its prefix (``/console``):
 
     GET  /                       -> /dashboard when signed in, else /sign-in
     GET  POST /sign-in           user name and password (an operator: a person with a role)
     GET  POST /second-factor     a code, where the node allows one; POST /push: a numbered
-                                 push (GET /push shows the number), POST /push/wait: its answer
+                                 push (GET /push shows the number), POST /push/wait: its answer;
+                                 POST /passkey: a passkey's answer (the page's one script)
     POST /sign-out, /language
     GET  /dashboard              the last 24 hours' sign-ins by channel and result
     GET  /users                  search by the start of the name, paged by the node
@@ -16,7 +17,8 @@
 
 Security: a CSRF token on every form and the Origin / Sec-Fetch-Site checked, a session cookie
 signed with the session key (``__Host-``, Secure, SameSite=Strict over TLS), idle and absolute
-timeouts, rate-limited sign-in, CSP without any script, no framing, HSTS over TLS.
+timeouts, rate-limited sign-in, CSP with only the console's own script (the passkey), no
+framing, HSTS over TLS.
 """
 
 from __future__ import annotations
@@ -42,10 +44,15 @@ from .pages import audit_pages, sign_in, users
 from .runner import Console, Endpoint, Sessions, View, page
 
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-STATIC = {"console.css": "text/css", "favicon.svg": "image/svg+xml"}
+STATIC = {
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 def routes(console: Console) -> list[BaseRoute]:
@@ -76,6 +83,7 @@ def routes(console: Console) -> list[BaseRoute]:
         Route("/push", public(sign_in.push_start), methods=post),
         Route("/push", public(sign_in.push_page), methods=["GET"]),
         Route("/push/wait", public(sign_in.push_wait), methods=post),
+        Route("/passkey", public(sign_in.passkey), methods=post),
         Route("/sign-out", public(sign_in.sign_out), methods=post),
         Route("/language", public(sign_in.language), methods=post),
         Route("/dashboard", signed_in(audit_pages.dashboard)),

@@ -65,6 +65,7 @@ class Session:
     codes: bool = False
     push_id: str = ""
     push_number: str = ""
+    passkey_challenge: str = ""
     token: str = ""
     """After the second factor: the node's operator token."""
     token_expires: float = 0.0
@@ -143,6 +144,11 @@ class Console:
         if peer in self.cfg.trusted_proxies and forwarded:
             return forwarded.split(",")[-1].strip()
         return peer
+
+    def origin(self, request: Request) -> str:
+        """The page's origin as the browser sees it (what a passkey is bound to)."""
+        scheme = "https" if self.secure(request) else request.url.scheme
+        return f"{scheme}://{request.headers.get('host', '')}"
 
     def cookie_name(self, request: Request) -> str:
         return "__Host-openmfa-console" if self.secure(request) else "openmfa-console"

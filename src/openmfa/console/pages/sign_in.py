@@ -1,5 +1,6 @@
-"""An operator signs in: user name and password, then a numbered push (the number shown here,
-typed on the phone) or, where the node allows it (a policy rule naming code kinds), a code.
+"""An operator signs in: user name and password, then a passkey, a numbered push (the number
+shown here, typed on the phone) or, where the node allows it (a policy rule naming code kinds),
+a code.
 The node says which steps it offers (``PortalStep.kinds``, ``codes``); it alone decides."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from ...errors import InvalidInput
 from ...sdk.calls_console import ConsoleRequests as R
 from ...sdk.models import PortalStep
 from ..runner import Ctx, PageError
@@ -40,6 +42,7 @@ def refused(ctx: Ctx, reason: str) -> str:
         "push_unavailable": _("Push cannot be sent just now. Try again in a minute."),
         "push_limited": _("Too many pushes just now. Wait a little, then try again."),
         "push_blocked": _("Push is blocked for this account. Ask an administrator."),
+        "wrong_passkey": _("The passkey was not accepted. Try again."),
     }
     return sentences.get(reason, _("The sign-in was refused.") + f" ({reason})")
 
@@ -69,13 +72,48 @@ async def second_factor(ctx: Ctx) -> Response:
     s = ctx.session
     if not s.ticket:
         return ctx.redirect("/sign-in")
-    push = "push" in s.kinds
     if ctx.request.method == "GET":
-        return ctx.render("second_factor.html", push=push, codes=s.codes)
+        return await second_page(ctx)
     ctx.limited()
     code = ctx.field("code", 16).replace(" ", "")
     step = await ctx.sdk.send(R.console_second_factor(s.ticket, code, **ctx.where))
-    return done(ctx, step, "second_factor.html", push=push, codes=s.codes)
+    return await done(ctx, step)
+
+
+async def second_page(ctx: Ctx, error: str = "") -> Response:
+    """The second step: a passkey (when the operator has one for this origin), the push button
+    (with the mobile app), the code box (where a rule allows codes)."""
+    s = ctx.session
+    options = ""
+    s.passkey_challenge = ""
+    if "passkey" in s.kinds:
+        try:
+            offer = await ctx.sdk.send(
+                R.console_passkey_options(s.ticket, ctx.console.origin(ctx.request))
+            )
+            options, s.passkey_challenge = offer.options, offer.challenge
+        except InvalidInput:  # none for this origin: the push or a code
+            pass
+    values: dict[str, Any] = {"push": "push" in s.kinds, "codes": s.codes}
+    if error:
+        values["error"] = error
+    return ctx.render("second_factor.html", passkey_options=options, **values)
+
+
+async def passkey(ctx: Ctx) -> Response:
+    s = ctx.session
+    if not s.ticket:
+        return ctx.redirect("/sign-in")
+    ctx.limited()
+    credential = ctx.field("credential", 16384)
+    if not credential or not s.passkey_challenge:
+        return await second_page(ctx, ctx._("Passkeys need JavaScript in your browser."))
+    try:
+        call = R.console_passkey(s.ticket, s.passkey_challenge, credential, **ctx.where)
+        step = await ctx.sdk.send(call)
+    except InvalidInput:
+        step = PortalStep(accepted=False, reason="wrong_passkey")
+    return await done(ctx, step)
 
 
 async def push_start(ctx: Ctx) -> Response:
@@ -84,7 +122,7 @@ async def push_start(ctx: Ctx) -> Response:
         return ctx.redirect("/sign-in")
     step = await ctx.sdk.send(R.console_push(s.ticket, **ctx.where))
     if step.pending is None:
-        return done(ctx, step, "second_factor.html", push=True, codes=s.codes)
+        return await done(ctx, step)
     s.push_id, s.push_number = step.pending.id, step.pending.number
     return ctx.redirect("/push")
 
@@ -103,16 +141,17 @@ async def push_wait(ctx: Ctx) -> Response:
     if step.pending is not None or (not step.accepted and step.reason == "pending"):
         waiting = ctx._("The phone has not approved it yet. Approve it there, then continue.")
         return ctx.render("push.html", number=s.push_number, error=waiting)
-    return done(ctx, step, "second_factor.html", push=True, codes=s.codes)
+    return await done(ctx, step)
 
 
-def done(ctx: Ctx, step: PortalStep, template: str, **values: Any) -> Response:
+async def done(ctx: Ctx, step: PortalStep) -> Response:
     """The last step's answer: signed in (a fresh session), or the refusal said."""
     s = ctx.session
     if not (step.accepted and step.token):
         s.push_id = s.push_number = ""
-        if step.reason in ("wrong_code", "replay", "malformed", "wrong_pin"):
-            return ctx.render(template, error=refused(ctx, step.reason), **values)
+        again = ("wrong_code", "replay", "malformed", "wrong_pin", "wrong_passkey")
+        if step.reason in again:
+            return await second_page(ctx, refused(ctx, step.reason))
         s.ticket = ""
         return ctx.render("sign_in.html", user=s.user, error=refused(ctx, step.reason))
     ctx.console.sessions.renew(s)
