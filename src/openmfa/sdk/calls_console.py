@@ -120,7 +120,7 @@ class ConsoleRequests:
         return Call("POST", path, AccessCodeIssued, body=body, kind="write")
 
     @staticmethod
-    def find_users(prefix: str, *, limit: int = 50, after: str = "") -> Call[UserPage]:
+    def search_users(prefix: str, *, limit: int = 50, after: str = "") -> Call[UserPage]:
         """Users whose name starts with ``prefix``, a page at a time (``after``: the last
         name of the page before)."""
         params: dict[str, str | int | float] = {"limit": limit, "after": after, "prefix": prefix}

@@ -31,7 +31,7 @@ async def users(ctx: Ctx) -> Response:
     if not NAME_RE.fullmatch(q) or not NAME_RE.fullmatch(after):
         raise PageError(ctx._("That search could not be read."))
     call = (
-        R.find_users(q, limit=PAGE, after=after)
+        R.search_users(q, limit=PAGE, after=after)
         if q
         else Requests.list_users(limit=PAGE, after=after)
     )
