@@ -49,7 +49,7 @@ def setup(store: Store, config: Config) -> tuple[str, str]:
     locked; 60 more users; returns the console's and an admin's key."""
     accounts = Accounts(store, config)
     for name in (*SEEDS, "pia", "piet"):
-        accounts.add_user(name)
+        accounts.add_user(name, email=f"{name}@example.org")
         set_password(store, accounts, name, PASSWORD)
     for name, seed in SEEDS.items():
         accounts.enroll(name, "totp", secret=seed)
@@ -144,6 +144,10 @@ def test_a_helpdesk_operators_day(store: Store, config: Config, tmp_path: Path) 
         assert more and more.group(1) == "user024"
         second = await c.get("/console/users", params={"q": "user", "after": "user024"})
         assert ">user025</a>" in second.text and ">user024</a>" not in second.text
+        # By exact email address (sealed at rest: the node's keyed index).
+        found = await c.get("/console/users", params={"email": "Piet@Example.org"})
+        assert ">piet</a>" in found.text and ">pia</a>" not in found.text
+        assert "next" not in found.text.lower().split("</table>")[1]
 
         # pia: locked; unlocked by the operator.
         page = await c.get("/console/users/pia")

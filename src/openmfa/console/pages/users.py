@@ -1,4 +1,5 @@
-"""Users: a search by the start of the name, a page at a time (the node pages it), and one
+"""Users: a search by the start of the name, a page at a time (the node pages it), or by an
+exact email address (the node's keyed index of the sealed addresses); and one
 user's page — methods, devices, lock, groups, role, recent sign-ins — with the actions a
 helpdesk operator takes: unlock, a one-time bypass, a temporary access code (shown once),
 revoke a device; and an administrator's: the user's role. Each action is a form (CSRF), needs a
@@ -27,17 +28,22 @@ def _name(ctx: Ctx) -> str:
 
 
 async def users(ctx: Ctx) -> Response:
-    q, after = ctx.query("q", 64), ctx.query("after", 64)
-    if not NAME_RE.fullmatch(q) or not NAME_RE.fullmatch(after):
+    q, after, email = ctx.query("q", 64), ctx.query("after", 64), ctx.query("email", 255)
+    if not all(NAME_RE.fullmatch(x) for x in (q, after, email)):
         raise PageError(ctx._("That search could not be read."))
-    call = (
-        R.search_users(q, limit=PAGE, after=after)
-        if q
-        else Requests.list_users(limit=PAGE, after=after)
-    )
-    found = await ctx.op(call)
+    if email:  # everyone with this address (sealed at rest: the node's keyed index)
+        found = await ctx.op(Requests.find_users(email))
+    elif q:
+        found = await ctx.op(R.search_users(q, limit=PAGE, after=after))
+    else:
+        found = await ctx.op(Requests.list_users(limit=PAGE, after=after))
     return ctx.render(
-        "users.html", q=q, users=found.users, next_after=found.next_after or "", now=time.time()
+        "users.html",
+        q=q,
+        email=email,
+        users=found.users,
+        next_after=found.next_after or "",
+        now=time.time(),
     )
 
 
