@@ -16,14 +16,19 @@ from urllib.parse import unquote
 
 import pytest
 
-from openmfa.sdk import Call, Requests, models
+from openmfa.sdk import Call, Requests, calls_privacy, models
 from openmfa.sdk.calls_console import ConsoleRequests
 from openmfa.sdk.headers import SESSION_HEADER
 from openmfa.sdk.openapi import document
 
 WITHOUT_BUILDER: set[tuple[str, str]] = set()
-"""Routes of the document that no builder calls (``Requests``, or the administration
-console's ``ConsoleRequests``)."""
+"""Routes of the document that no builder calls (``Requests``, the administration console's
+``ConsoleRequests``, or ``calls_privacy``'s functions)."""
+PRIVACY = {
+    n: f
+    for n, f in vars(calls_privacy).items()
+    if inspect.isfunction(f) and f.__module__ == calls_privacy.__name__
+}
 
 UNDOCUMENTED_QUERY: dict[tuple[str, str], set[str]] = {}
 """Query parameters a builder sends (and the route reads) that the document does not list yet.
@@ -52,7 +57,8 @@ SAMPLES: dict[str, Any] = {
 
 def built() -> Iterator[tuple[str, Call[Any]]]:
     """Each builder's call, text parameters set to ``{their name}``."""
-    builders = {**vars(Requests), **vars(ConsoleRequests)}
+    privacy = {n: staticmethod(f) for n, f in PRIVACY.items()}  # module functions
+    builders = {**vars(Requests), **vars(ConsoleRequests), **privacy}
     for name, builder in sorted(builders.items()):
         if name.startswith("_"):
             continue
