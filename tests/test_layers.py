@@ -90,6 +90,9 @@ ALLOWED: dict[str, set[str]] = {
     "sdk.routes": SDK_SERVER_SIDE,
     # The apps on other hosts.
     "portal": {"errors", "metrics", "sdk", "service_config"},
+    # The administration console: an app like the portal, whose sessions, limits, languages
+    # and headers it shares (the portal is itself an app that reaches the nodes by the SDK).
+    "console": {"errors", "portal", "sdk", "service_config"},
     "mobile": {ROOT, "core", "errors", "metrics", "sdk", "service_config"},
     "adapters": {"errors", "service_config"},
     "component": {ROOT, "errors", "sdk"},
@@ -115,6 +118,7 @@ ALLOWED: dict[str, set[str]] = {
         "component",
         "component_join",
         "config",
+        "console",
         "core",
         "directory",
         "errors",
@@ -131,7 +135,7 @@ ALLOWED: dict[str, set[str]] = {
     },
 }
 
-APPS = ("portal", "mobile", "adapters")
+APPS = ("portal", "console", "mobile", "adapters")
 NEVER_IN_APPS = ("node", "store", "farm", "radius", "install", "wiring", "server")
 """What no app may load, however indirectly (but what ``APPS_MAY_LOAD`` names)."""
 APPS_MAY_LOAD = {"install", "install.record", "install.journal"}

@@ -1,4 +1,4 @@
-"""The apps that run on other hosts (portal, mobile service, adapters) reach a node only
+"""The apps that run on other hosts (portal, console, mobile service, adapters) reach a node only
 through the SDK: nothing they import may bring in the store, the node or the farm."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "openmfa"
-APPS = ("portal", "mobile", "adapters")
+APPS = ("portal", "console", "mobile", "adapters")
 FORBIDDEN = ("openmfa.store", "openmfa.node", "openmfa.farm", "openmfa.radius", "openmfa.install")
 CLIENT_SIDE = ["openmfa.sdk", "openmfa.sdk.client", "openmfa.sdk.models", "openmfa.sdk.errors"]
 

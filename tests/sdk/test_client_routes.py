@@ -17,23 +17,15 @@ from urllib.parse import unquote
 import pytest
 
 from openmfa.sdk import Call, Requests, models
+from openmfa.sdk.calls_console import ConsoleRequests
 from openmfa.sdk.calls_oidc import OidcRequests
 from openmfa.sdk.calls_privacy import PrivacyRequests
 from openmfa.sdk.headers import SESSION_HEADER
 from openmfa.sdk.openapi import document
 
-WITHOUT_BUILDER: set[tuple[str, str]] = {
-    ("POST", "/v1/console/sign-in"),
-    ("POST", "/v1/console/second-factor"),
-    ("POST", "/v1/console/passkey/options"),
-    ("POST", "/v1/console/passkey"),
-    ("PUT", "/v1/users/{name}/role"),
-    ("DELETE", "/v1/users/{name}/role"),
-    ("POST", "/v1/users/{name}/access-code"),
-}
-"""Routes of the document that no builder calls: the administration console's node side, whose
-builders (and the operator header on the client) come with the console app itself (issue 37's
-next part); tests/sdk/test_console_routes.py calls them meanwhile."""
+WITHOUT_BUILDER: set[tuple[str, str]] = set()
+"""Routes of the document that no builder calls (``Requests``, the administration console's
+``ConsoleRequests``, ``OidcRequests`` or ``PrivacyRequests``)."""
 
 UNDOCUMENTED_QUERY: dict[tuple[str, str], set[str]] = {}
 """Query parameters a builder sends (and the route reads) that the document does not list yet.
@@ -62,7 +54,12 @@ SAMPLES: dict[str, Any] = {
 
 def built() -> Iterator[tuple[str, Call[Any]]]:
     """Each builder's call, text parameters set to ``{their name}``."""
-    builders = {**vars(Requests), **vars(OidcRequests), **vars(PrivacyRequests)}
+    builders = {
+        **vars(Requests),
+        **vars(ConsoleRequests),
+        **vars(OidcRequests),
+        **vars(PrivacyRequests),
+    }
     for name, builder in sorted(builders.items()):
         if name.startswith("_"):
             continue

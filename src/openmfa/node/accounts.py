@@ -160,8 +160,18 @@ class Accounts:
         role = roles_of(conn, [int(row.id)]).get(int(row.id), "") or self.group_role(groups)
         return _user_view(row, self.store.box, groups, pin, role), int(row.id)
 
-    def list_users(self, *, limit: int = 100, after: str = "") -> list[UserView]:
-        query = _user_query().where(t.users.c.name > after).order_by(t.users.c.name).limit(limit)
+    def list_users(self, *, limit: int = 100, after: str = "", prefix: str = "") -> list[UserView]:
+        """Users by name after ``after``; ``prefix``: only names that start with it (a range
+        of the name's index: the console's search over many users)."""
+        query = _user_query().where(t.users.c.name > after)
+        if prefix:
+            name = t.users.c.name
+            query = query.where(
+                name >= prefix,
+                name.startswith(prefix, autoescape=True),  # LIKE: SQLite's ignores case, so
+                func.substr(name, 1, len(prefix)) == prefix,  # the exact start too
+            )
+        query = query.order_by(t.users.c.name).limit(limit)
         with self.store.read() as conn:
             rows = conn.execute(query).all()
             groups = groups_of(conn, [int(r.id) for r in rows])

@@ -17,7 +17,9 @@ Rules owned here:
 - the token is sealed like the portal's (``portal.PortalTokens``, kind ``OPERATOR``), bound to
   the console key it was given to, and lives ``[portal] session_minutes``; what it may do is
   decided again on every call (``roles.Roles.operator``);
-- each step is audited ``console.sign_in`` with the client ``KEY/OPERATOR``.
+- each step is audited ``console.sign_in`` with the client ``KEY/OPERATOR``;
+- the first step says ``codes: false`` when no rule lets this operator type a code (the
+  console then offers no code box; a code sent anyway is still refused).
 
 The steps are the portal's, under the portal's policy rules (channel ``portal``): a rule that
 lets the portal skip the second factor (a trusted network) leaves an operator there refused
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 from anyio import to_thread
 
 from ..contract import PasskeyChallenge, PortalStep
@@ -65,6 +68,8 @@ class ConsoleSignIn:
             return await self._refused(user, key, request_id, "second_factor_required", origin)
         if not await to_thread.run_sync(self._role, user):
             return await self._refused(user, key, request_id, "not_an_operator", origin)
+        if step.codes and not await to_thread.run_sync(self._codes_allowed, user, origin):
+            step = msgspec.structs.replace(step, codes=False)  # the console offers no code box
         return step
 
     async def second(

@@ -49,8 +49,11 @@ async def users(request: Request) -> Response:
     if email is not None:  # everyone with this address (sealed at rest: node.user_search)
         same = await _call(request, "users:read", lambda c: node.user_search.by_email(email))
         return json_response(UserPage(users=same, next_after=None))
+    prefix = request.query_params.get("prefix", "")[:64]
     found = await _call(
-        request, "users:read", lambda c: node.accounts.list_users(limit=limit, after=after)
+        request,
+        "users:read",
+        lambda c: node.accounts.list_users(limit=limit, after=after, prefix=prefix),
     )
     return json_response(
         UserPage(users=found, next_after=found[-1].name if len(found) == limit else None)
@@ -193,12 +196,13 @@ ROUTES: list[Declared] = [
         "GET",
         "/v1/users",
         "users:read",
-        "List users (?limit, ?after), or find everyone with an email address (?email)",
+        "List users (?limit, ?after; ?prefix: only names that start with it), or find "
+        "everyone with an email address (?email)",
         None,
         UserPage,
         200,
         users,
-        query=(LIMIT, query_str("after"), EMAIL),
+        query=(LIMIT, query_str("after"), query_str("prefix"), EMAIL),
     ),
     Declared("POST", "/v1/users", "users:write", "Create a user", UserCreate, UserView, 201, users),
     Declared("GET", "/v1/users/{name}", "users:read", "Show a user", None, UserView, 200, user),

@@ -1,0 +1,1 @@
+"""The console's pages: each a module-level ``async def view(ctx) -> Response``."""
