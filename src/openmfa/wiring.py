@@ -49,6 +49,7 @@ from .node.push_hub import PushHub
 from .node.readiness import Readiness
 from .node.roles import Roles
 from .node.session_ends import SessionEnds
+from .node.signed_in import SignedIn
 from .node.tokens import Tokens
 from .radius.primary import LdapBind, LocalPasswords, UpstreamRadius
 from .radius.service import RadiusService
@@ -107,6 +108,9 @@ class NodeRuntime:
         self.console = ConsoleSignIn(self.sign_in)
         self.portal_methods = PortalMethods(self.accounts, self.portal, config)
         self.portal_sessions = PortalSessions(store, self.accounts, self.session_ends)
+        self.signed_in = SignedIn(
+            store, self.keyring, self.portal, self.accounts, self.session_ends
+        )
         self.password_change = PasswordChange(
             store,
             self.queue,

@@ -10,11 +10,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...errors import Forbidden, Unauthorized
+from ...errors import Forbidden
 from ...node import audit as audit_log
 from ...node.apikeys import ApiClient
-from ...node.portal import SESSION, Grant
-from ..http import _actor, _authorize, _body, _int_param, _node, _origin, json_response
+from ...node.portal import Grant
+from ..headers import OPERATOR_HEADER
+from ..http import (
+    _actor,
+    _authorize,
+    _body,
+    _int_param,
+    _node,
+    _origin,
+    _token,
+    json_response,
+)
 from ..models import (
     ActivationCode,
     ActivationRequest,
@@ -43,38 +53,28 @@ SESSION_HEADER = "x-openmfa-session"
 
 async def _session(request: Request, fresh: bool = False) -> tuple[ApiClient, Grant]:
     """The portal key, and the signed-in user its session token names (``fresh``: signed in
-    within ``[portal] reauth_minutes``, as a change of sign-in methods needs)."""
+    within ``[portal] reauth_minutes``, as a change of sign-in methods needs): checked in one
+    read transaction (``node.signed_in``)."""
     node = _node(request)
-    client = await _authorize(request, "portal")
-    now = time.time()
-    grant = node.portal.check(request.headers.get(SESSION_HEADER, ""), SESSION, client.name, now)
-    if grant.issued_at <= await run_in_threadpool(node.accounts.sessions_after, grant.user):
-        raise Unauthorized("the session ended (signed out everywhere); sign in again")
-    if await run_in_threadpool(
-        node.session_ends.ended, grant.user, grant.session_id, grant.issued_at, now
-    ):
-        raise Unauthorized("the session ended (signed out, or the account changed); sign in again")
-    if fresh:
-        grant.require_fresh(node.portal.reauth_minutes, now)
-    return client, grant
+    session = request.headers.get(SESSION_HEADER, "")
+    if request.headers.get(OPERATOR_HEADER) is not None:  # an operator's call: their role
+        await _authorize(request, "portal")
+    checked: tuple[ApiClient, Grant] = await run_in_threadpool(
+        lambda: node.signed_in.check(_token(request), session, time.time(), fresh=fresh)
+    )
+    return checked
 
 
 async def portal_me(request: Request) -> Response:
-    """The signed-in user (``X-OpenMFA-Session``: the session token) and their methods."""
+    """The signed-in user (``X-OpenMFA-Session``: the session token) and their methods, with
+    the session's check, in one read transaction (``node.signed_in``)."""
     node = _node(request)
-    _, grant = await _session(request)
-    user = await run_in_threadpool(node.accounts.get_user, grant.user)
-    found = await run_in_threadpool(node.accounts.list_methods, grant.user)
-    return json_response(
-        PortalMe(
-            user=user,
-            methods=found,
-            session_id=grant.session_id,
-            session_issued_at=grant.issued_at,
-            subject=node.session_ends.subject(grant.user),
-            bypass_seconds=node.portal.bypass_seconds,
-        )
-    )
+    session = request.headers.get(SESSION_HEADER, "")
+    if request.headers.get(OPERATOR_HEADER) is not None:  # an operator's call: their role
+        await _authorize(request, "portal")
+    key = _token(request)
+    me = await run_in_threadpool(node.signed_in.me, key, session, time.time())
+    return json_response(me)
 
 
 async def portal_totp_start(request: Request) -> Response:
