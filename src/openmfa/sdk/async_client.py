@@ -57,6 +57,7 @@ from .models import (
     WebPushSubscription,
 )
 from .plan import Plan, Reply
+from .pools import Pools
 
 __all__ = ["AsyncSdkClient"]
 
@@ -79,7 +80,9 @@ class AsyncSdkClient:
         """``transport``: how to reach the node other than over the network (an app of the
         same process, ``httpx.ASGITransport``)."""
         self._plan = Plan(urls, api_key, check_version=check_version)
-        self._http = httpx.AsyncClient(timeout=timeout, verify=verify, transport=transport)
+        self._http = httpx.AsyncClient(
+            timeout=timeout, verify=verify, transport=transport or Pools(verify)
+        )
 
     async def __aenter__(self) -> AsyncSdkClient:
         return self
