@@ -26,6 +26,12 @@ from .session_ends import SessionEnds, ended_in
 _SESSIONS_AFTER = select(t.users.c.sessions_after).where(t.users.c.name == bindparam("name"))
 
 
+def sessions_after_in(conn: Connection, user: str) -> float:
+    """Sessions of ``user`` issued before this moment are void (they signed out everywhere;
+    0: none), read in ``conn``'s transaction."""
+    return float(conn.scalar(_SESSIONS_AFTER, {"name": user}) or 0.0)
+
+
 class SignedIn:
     """The signed-in person behind a portal call (``check``), and what "My methods" shows
     them (``me``)."""
@@ -74,8 +80,7 @@ class SignedIn:
         client = self.keyring.check(conn, Store.generation(conn), key, now)
         client.require("portal")
         grant = self.portal.check(session, SESSION, client.name, now)
-        after = float(conn.scalar(_SESSIONS_AFTER, {"name": grant.user}) or 0.0)
-        if grant.issued_at <= after:
+        if grant.issued_at <= sessions_after_in(conn, grant.user):
             raise Unauthorized("the session ended (signed out everywhere); sign in again")
         if ended_in(conn, grant.user, grant.session_id, grant.issued_at, now):
             raise Unauthorized(
