@@ -6,7 +6,8 @@ Prints:
 - complete sign-ins per second (sign-in page, password, code page, a TOTP code; c=16), every
   one checked to land on "My methods";
 - the "My methods" page's latency p50/p99 at c=16 (signed-in sessions; one SDK call each);
-- the "Where you are signed in" page's latency p50/p99 at c=16 (one SDK call each);
+- the "Where you are signed in" page's latency p50/p99 at c=16 (one SDK call each: the
+  sessions and the remembered browsers together);
 - the portal's memory (VmRSS) after it all, and per signed-in session.
 The goal the issue names: a sign-in page under 20 ms p99 on this machine.
 
@@ -125,7 +126,9 @@ async def run(portal: str, keys: list[bytes], requests: int, seconds: int) -> di
         wrk, portal + "/sign-in", cookie, seconds
     )
 
-    people = [httpx.AsyncClient(base_url=portal, limits=limits) for _ in keys]
+    # A loaded machine (others' work beside the benchmark) makes 16 password checks at once
+    # take longer than httpx's 5 seconds: the figures are latencies, not a time limit.
+    people = [httpx.AsyncClient(base_url=portal, limits=limits, timeout=60.0) for _ in keys]
     queue = list(enumerate(people))
     step = int(time.time() // 30)
 

@@ -50,6 +50,7 @@ from .node.push_hub import PushHub
 from .node.readiness import Readiness
 from .node.roles import Roles
 from .node.session_ends import SessionEnds
+from .node.signed_in import SignedIn
 from .node.tokens import Tokens
 from .node.user_search import UserSearch
 from .radius.primary import LdapBind, LocalPasswords, UpstreamRadius
@@ -111,6 +112,9 @@ class NodeRuntime:
         self.console = ConsoleSignIn(self.sign_in)
         self.portal_methods = PortalMethods(self.accounts, self.portal, config)
         self.portal_sessions = PortalSessions(store, self.accounts, self.session_ends)
+        self.signed_in = SignedIn(
+            store, self.keyring, self.portal, self.accounts, self.session_ends
+        )
         self.password_change = PasswordChange(
             store,
             self.queue,

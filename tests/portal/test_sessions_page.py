@@ -6,8 +6,10 @@ the CSRF token change nothing; the page in Dutch."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -144,6 +146,62 @@ def test_a_re_authentication_stays_this_browser(tmp_path: Path) -> None:
                 assert after.text.count("This browser") == 1, after.text
                 assert after.text.count('<tr role="row"') == 2  # the header and one browser
                 assert 'action="/portal/sessions/' not in after.text
+        finally:
+            await node.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        site.store.close()
+
+
+def test_the_page_asks_the_node_once_and_an_older_node_twice(tmp_path: Path) -> None:
+    """The page's one call carries the remembered browsers; a node that does not send them with
+    the sessions (an earlier release) is asked for them apart, and the page is the same."""
+    site = Site(tmp_path, oidc_config())
+    asked: list[str] = []
+    older = False
+
+    async def main() -> None:
+        node = NodeRuntime(site.store, site.config, radius_listen="")
+        await node.start()
+        node_app = create_node_app(node)
+
+        async def recorded(scope: Any, receive: Any, send: Any) -> None:
+            asked.append(scope.get("path", ""))
+            if not (older and scope.get("path") == "/v1/portal/me/sessions"):
+                return await node_app(scope, receive, send)
+            answer: list[Any] = []
+
+            async def keep(message: Any) -> None:
+                answer.append(message)
+
+            await node_app(scope, receive, keep)
+            start, *body = answer
+            page = json.loads(b"".join(m.get("body", b"") for m in body))
+            page.pop("remembered", None)
+            data = json.dumps(page).encode()
+            headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", b"%d" % len(data))]})
+            await send({"type": "http.response.body", "body": data})
+
+        try:
+            portal = create_portal(site.portal_cfg, transport=httpx.ASGITransport(app=recorded))
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=portal), base_url="https://p.test"
+            ) as c:
+                nonlocal older
+                assert (await sign_in(c, site.codes[0])).status_code == 303
+                pages = []
+                for older in (False, True):
+                    asked.clear()
+                    page = await c.get("/portal/sessions")
+                    assert page.status_code == 200, page.text
+                    pages.append(page.text.replace(csrf(page), ""))
+                    mine = [p for p in asked if p.startswith("/v1/portal/me/")]
+                    assert "/v1/portal/me/sessions" in mine
+                    assert ("/v1/portal/me/remembered" in mine) is older
+                assert "This browser" in pages[0] and pages[0] == pages[1]
         finally:
             await node.stop()
 

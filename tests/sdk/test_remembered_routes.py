@@ -1,8 +1,9 @@
 """Remembered browsers through the whole SDK app (httpx's ASGI transport over a real node
 runtime): the first step offers the box under a rule that allows it, the second step with
 ``remember`` answers the cookie's token, the next first step with ``X-OpenMFA-Remembered``
-signs in at once, the person lists and forgets it, and every refusal — a malformed header, no
-session, another person's record, a forged id, a wrong type — is a 4xx, never a 5xx."""
+signs in at once, the person lists it (alone, and with their sessions) and forgets it, and
+every refusal — a malformed header, no session, another person's record, a forged id, a wrong
+type — is a 4xx, never a 5xx."""
 
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ def test_remember_sign_in_again_list_and_forget_through_the_sdk(tmp_path: Path) 
         listed = (await c.get("/v1/portal/me/remembered", headers=me(session))).json()
         [row] = listed["browsers"]
         assert row["address"] == "192.0.2.7" and row["expires_at"] > row["created_at"]
+        # The sessions page's one call carries them too.
+        page = (await c.get("/v1/portal/me/sessions", headers=me(session))).json()
+        assert page["remembered"] == listed["browsers"] and page["sessions"] is not None
         bob_ref = (await c.get("/v1/portal/me/remembered", headers=me(bob_session))).json()[
             "browsers"
         ][0]["id"]
@@ -104,6 +108,9 @@ def test_remember_sign_in_again_list_and_forget_through_the_sdk(tmp_path: Path) 
         assert (await c.get("/v1/portal/me/remembered", headers=me(session))).json() == {
             "browsers": []
         }
+        page = (await c.get("/v1/portal/me/sessions", headers=me(session))).json()
+        assert page["remembered"] == []
+        assert (await c.get("/v1/portal/me/sessions", headers=h)).status_code == 401
 
     async def main() -> None:
         node = NodeRuntime(store, config, radius_listen="")

@@ -68,6 +68,9 @@ class SessionView(msgspec.Struct, kw_only=True):
 class SessionList(msgspec.Struct, kw_only=True):
     sessions: list[SessionView]
     """Newest seen first."""
+    remembered: list[RememberedView] | None = None
+    """The person's remembered browsers, newest first, so that the page needs one call (None:
+    a node that does not say; then ``/v1/portal/me/remembered`` does)."""
 
 
 class RememberedView(msgspec.Struct, kw_only=True):

@@ -34,6 +34,7 @@ from ..store.remember_records import FORGOTTEN_METHOD, forget_every
 from ..store.role_records import role_from_groups, roles_of
 from .audit import NOWHERE, Origin
 from .auth_state import forward
+from .method_views import methods_in
 from .session_ends import end_change, ends_known
 
 _BASE32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz234567")
@@ -444,33 +445,11 @@ class Accounts:
         return code, until
 
     def list_methods(self, name: str) -> list[MethodView]:
-        user_id = self.user_id(name)
-        left = (
-            select(func.count())
-            .where(t.backup_codes.c.method_id == t.methods.c.id, t.backup_codes.c.used_at.is_(None))
-            .scalar_subquery()
-        )
-        query = (
-            select(t.methods, left.label("left"))
-            .where(t.methods.c.user_id == user_id)
-            .order_by(t.methods.c.created_at)
-        )
         with self.store.read() as conn:
-            return [
-                MethodView(
-                    id=r.id,
-                    kind=r.kind,
-                    label=r.label,
-                    digits=r.digits,
-                    period=r.period,
-                    algorithm=r.algorithm,
-                    created_at=r.created_at,
-                    backup_codes_left=r.left
-                    if r.kind in (MethodKind.BACKUP_CODES, MethodKind.ACCESS_CODE)
-                    else None,
-                )
-                for r in conn.execute(query)
-            ]
+            user_id = conn.scalar(select(t.users.c.id).where(t.users.c.name == name))
+            if user_id is None:
+                raise NotFound(f"no user named {name!r}")
+            return methods_in(conn, int(user_id))
 
     def remove_method(self, name: str, method_id: str, actor: Actor = Actor()) -> None:
         """Remove a method (a revoked device's too); every remembered browser of the person is

@@ -45,7 +45,8 @@ from ..store.database import Store
 from ..store.role import read_role
 from .accounts import Accounts
 from .portal import Grant
-from .session_ends import SessionEnds
+from .session_ends import SessionEnds, ended_in
+from .signed_in import sessions_after_in
 
 REPORT_SECONDS = 60.0
 """How often a portal host reports a browser it serves (its last seen is this coarse)."""
@@ -187,15 +188,18 @@ class PortalSessions:
                     .limit(MAX_ROWS)
                 )
             )
-        after = self.accounts.sessions_after(grant.user)
-        views, gone = [], []
+            after = sessions_after_in(conn, grant.user)
+            gone = [
+                row.ref
+                for row in rows
+                if row.issued_at <= after
+                or ended_in(conn, grant.user, str(row.sessions[-1]), row.issued_at, now)
+            ]
+        views = []
         for row in rows:
-            sessions = [str(s) for s in row.sessions]
-            if row.issued_at <= after or self.ends.ended(
-                grant.user, sessions[-1], row.issued_at, now
-            ):
-                gone.append(row.ref)
+            if row.ref in gone:
                 continue
+            sessions = [str(s) for s in row.sessions]
             address, agent = self._open(row.ref, row.seen_enc)
             browser, system = summarise(agent)
             views.append(

@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import Connection, and_, bindparam, func, select
 
 from ..errors import Conflict, NotMaster
 from ..store import formats
@@ -81,6 +81,20 @@ class View:
     epoch: int = 0
     """The farm's epoch: a promotion that lost rows may number new ones again, so a portal
     host reads everything again when it changes."""
+
+
+def ended_in(conn: Connection, user: str, session: str, issued_at: float, now: float) -> bool:
+    """``SessionEnds.ended``, read in ``conn``'s transaction (with the other checks of a
+    signed-in person's call, ``node.signed_in``)."""
+    if issued_at <= now - KEEP_SECONDS:
+        return True
+    if formats.local_format(conn) < formats.SESSION_ENDS_FORMAT:
+        return False
+    said = {"user": user, "session": session, "issued_at": issued_at}
+    if conn.scalar(_ENDED if session else _ENDED_ALL, said) is not None:
+        return True
+    locked = conn.scalar(_LOCKED, {"user": user})
+    return locked is not None and locked > now
 
 
 def end_change(
@@ -168,13 +182,7 @@ class SessionEnds:
         if issued_at <= now - KEEP_SECONDS:
             return True
         with self.store.read() as conn:
-            if formats.local_format(conn) < formats.SESSION_ENDS_FORMAT:
-                return False
-            said = {"user": user, "session": session, "issued_at": issued_at}
-            if conn.scalar(_ENDED if session else _ENDED_ALL, said) is not None:
-                return True
-            locked = conn.scalar(_LOCKED, {"user": user})
-        return locked is not None and locked > now
+            return ended_in(conn, user, session, issued_at, now)
 
     def view(self, after: int, now: float) -> View:
         """What ended since row ``after``, and who is locked now (see the module's text)."""

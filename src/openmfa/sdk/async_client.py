@@ -51,6 +51,7 @@ from .models import (
     PushOutcome,
     RadiusStats,
     RememberedView,
+    SessionList,
     SessionSeen,
     SessionsEnded,
     SessionView,
@@ -60,6 +61,7 @@ from .models import (
     WebPushSubscription,
 )
 from .plan import Plan, Reply
+from .pools import Pools
 
 __all__ = ["AsyncSdkClient"]
 
@@ -82,7 +84,9 @@ class AsyncSdkClient:
         """``transport``: how to reach the node other than over the network (an app of the
         same process, ``httpx.ASGITransport``)."""
         self._plan = Plan(urls, api_key, check_version=check_version)
-        self._http = httpx.AsyncClient(timeout=timeout, verify=verify, transport=transport)
+        self._http = httpx.AsyncClient(
+            timeout=timeout, verify=verify, transport=transport or Pools(verify)
+        )
 
     async def __aenter__(self) -> AsyncSdkClient:
         return self
@@ -333,6 +337,11 @@ class AsyncSdkClient:
     async def portal_sessions(self, session: str) -> list[SessionView]:
         """Where the signed-in user is signed in: their browsers, newest seen first."""
         return (await self.send(Requests.portal_sessions(session))).sessions
+
+    async def portal_sessions_and_remembered(self, session: str) -> SessionList:
+        """Where the signed-in user is signed in and their remembered browsers, in one call
+        (``remembered`` is None from a node that does not say: ask ``portal_remembered``)."""
+        return await self.send(Requests.portal_sessions_and_remembered(session))
 
     async def portal_end_session(self, session: str, ref: str) -> None:
         """End one of the signed-in user's browsers (``SessionView.id``) on every host."""

@@ -331,6 +331,10 @@ class Requests:
         return _mine("GET", "/v1/portal/me/sessions", SessionList, session)  # at the master
 
     @staticmethod
+    def portal_sessions_and_remembered(session: str) -> Call[SessionList]:
+        return Requests.portal_sessions(session)  # the same answer, whole
+
+    @staticmethod
     def portal_end_session(session: str, ref: str) -> Call[None]:
         return _mine("DELETE", f"/v1/portal/me/sessions/{_seg(ref)}", None, session)
 

@@ -76,6 +76,7 @@ from .models import (
     PushOutcome,
     RadiusStats,
     RememberedView,
+    SessionList,
     SessionSeen,
     SessionsEnded,
     SessionView,
@@ -367,6 +368,11 @@ class SdkClient:
     def portal_sessions(self, session: str) -> list[SessionView]:
         """Where the signed-in user is signed in: their browsers, newest seen first."""
         return (self.send(Requests.portal_sessions(session))).sessions
+
+    def portal_sessions_and_remembered(self, session: str) -> SessionList:
+        """Where the signed-in user is signed in and their remembered browsers, in one call
+        (``remembered`` is None from a node that does not say: ask ``portal_remembered``)."""
+        return self.send(Requests.portal_sessions_and_remembered(session))
 
     def portal_end_session(self, session: str, ref: str) -> None:
         """End one of the signed-in user's browsers (``SessionView.id``) on every host."""

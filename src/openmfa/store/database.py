@@ -74,13 +74,21 @@ BUSY_SECONDS = 10.0
 """How long a writer waits for the write lock (SQLite's busy_timeout, and WriteLock's)."""
 
 
+SQLITE_POOL = 16
+"""Connections to the data file kept open for reads: as many as the requests a portal host or
+a RADIUS client sends at once (16 in the benchmarks). Beyond it one is opened (and its PRAGMAs
+run) for each transaction and closed after, which cost more than the reads themselves."""
+
+
 def engine_for(data_dir: DataDir, config: Config, *, pool: bool = True) -> Engine:
     url: str = config.get("store", "url")
     if not url:
         sync = "FULL" if config.get("store", "sqlite_synchronous") == "full" else "NORMAL"
-        engine = create_engine(
-            f"sqlite+pysqlite:///{data_dir.data_file}",
-            poolclass=None if pool else NullPool,
+        file = f"sqlite+pysqlite:///{data_dir.data_file}"
+        engine = (
+            create_engine(file, pool_size=SQLITE_POOL, max_overflow=32)
+            if pool
+            else create_engine(file, poolclass=NullPool)
         )
         _sqlite_setup(engine, sync)
         return engine

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from . import tables as t
 from .changes import Payload, applier
@@ -38,14 +38,16 @@ def _user_groups(conn: Connection, p: Payload) -> None:
 
 def groups_of(conn: Connection, user_ids: list[int]) -> dict[int, dict[str, list[str]]]:
     """``{user id: {origin: sorted names}}`` of ``user_ids`` (a user in no group is absent)."""
-    g = t.user_groups
     out: dict[int, dict[str, list[str]]] = {}
     for i in range(0, len(user_ids), 500):
-        query = (
-            select(g.c.user_id, g.c.origin, g.c.name)
-            .where(g.c.user_id.in_(user_ids[i : i + 500]))
-            .order_by(g.c.user_id, g.c.origin, g.c.name)
-        )
-        for row in conn.execute(query):
+        for row in conn.execute(_GROUPS, {"ids": user_ids[i : i + 500]}):
             out.setdefault(row.user_id, {}).setdefault(row.origin, []).append(row.name)
     return out
+
+
+_GROUPS = (
+    select(t.user_groups.c.user_id, t.user_groups.c.origin, t.user_groups.c.name)
+    .where(t.user_groups.c.user_id.in_(bindparam("ids", expanding=True)))
+    .order_by(t.user_groups.c.user_id, t.user_groups.c.origin, t.user_groups.c.name)
+)
+"""Built once: every portal page about a person reads it."""

@@ -28,11 +28,14 @@ def with_pins(conn: Connection, user_ids: list[int]) -> set[int]:
     """The ones of ``user_ids`` who have a PIN."""
     out: set[int] = set()
     for i in range(0, len(user_ids), 500):
-        query = select(t.user_pins.c.user_id).where(
-            t.user_pins.c.user_id.in_(user_ids[i : i + 500])
-        )
-        out.update(int(r) for r in conn.scalars(query))
+        out.update(int(r) for r in conn.scalars(_PINS, {"ids": user_ids[i : i + 500]}))
     return out
+
+
+_PINS = select(t.user_pins.c.user_id).where(
+    t.user_pins.c.user_id.in_(bindparam("ids", expanding=True))
+)
+"""Built once: every portal page about a person reads it."""
 
 
 _PIN_OF = (

@@ -27,11 +27,15 @@ def roles_of(conn: Connection, user_ids: list[int]) -> dict[int, str]:
     """The role of each of ``user_ids`` who has one."""
     out: dict[int, str] = {}
     for i in range(0, len(user_ids), 500):
-        query = select(t.user_roles.c.user_id, t.user_roles.c.role).where(
-            t.user_roles.c.user_id.in_(user_ids[i : i + 500])
-        )
-        out.update((int(r.user_id), str(r.role)) for r in conn.execute(query))
+        chunk = {"ids": user_ids[i : i + 500]}
+        out.update((int(r.user_id), str(r.role)) for r in conn.execute(_ROLES, chunk))
     return out
+
+
+_ROLES = select(t.user_roles.c.user_id, t.user_roles.c.role).where(
+    t.user_roles.c.user_id.in_(bindparam("ids", expanding=True))
+)
+"""Built once: every portal page about a person reads it."""
 
 
 _ROLE_OF = (

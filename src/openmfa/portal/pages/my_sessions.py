@@ -14,12 +14,14 @@ from ..runner import Ctx
 
 
 async def sessions(ctx: Ctx) -> Response:
-    found = await ctx.sdk.portal_sessions(ctx.session.token)
-    try:  # the browsers that skip the second step (``pages.remembered``)
-        kept = await ctx.sdk.portal_remembered(ctx.session.token)
-    except NotFound:  # a node of a release before remembered browsers
-        kept = []
-    return ctx.render("sessions.html", sessions=found, remembered=kept)
+    found = await ctx.sdk.portal_sessions_and_remembered(ctx.session.token)
+    kept = found.remembered  # the browsers that skip the second step (``pages.remembered``)
+    if kept is None:  # a node that does not send them with the sessions: asked apart
+        try:
+            kept = await ctx.sdk.portal_remembered(ctx.session.token)
+        except NotFound:  # a node of a release before remembered browsers
+            kept = []
+    return ctx.render("sessions.html", sessions=found.sessions, remembered=kept)
 
 
 async def end_session(ctx: Ctx) -> Response:

@@ -10,11 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...errors import Forbidden, Unauthorized
+from ...errors import Forbidden
 from ...node import audit as audit_log
 from ...node.apikeys import ApiClient
-from ...node.portal import SESSION, Grant
-from ..headers import FOR_HEADER
+from ...node.portal import Grant
+from ..headers import FOR_HEADER, OPERATOR_HEADER
 from ..http import (
     _actor,
     _authorize,
@@ -23,6 +23,7 @@ from ..http import (
     _node,
     _origin,
     _purpose,
+    _token,
     json_response,
 )
 from ..models import (
@@ -53,46 +54,35 @@ SESSION_HEADER = "x-openmfa-session"
 
 async def _session(request: Request, fresh: bool = False) -> tuple[ApiClient, Grant]:
     """The portal key, and the signed-in user its session token names (``fresh``: signed in
-    within ``[portal] reauth_minutes``, as a change of sign-in methods needs)."""
+    within ``[portal] reauth_minutes``, as a change of sign-in methods needs): checked in one
+    read transaction (``node.signed_in``)."""
     node = _node(request)
-    client = await _authorize(request, "portal")
-    now = time.time()
-    grant = node.portal.check(request.headers.get(SESSION_HEADER, ""), SESSION, client.name, now)
-    if grant.issued_at <= await run_in_threadpool(node.accounts.sessions_after, grant.user):
-        raise Unauthorized("the session ended (signed out everywhere); sign in again")
-    if await run_in_threadpool(
-        node.session_ends.ended, grant.user, grant.session_id, grant.issued_at, now
-    ):
-        raise Unauthorized("the session ended (signed out, or the account changed); sign in again")
-    if fresh:
-        grant.require_fresh(node.portal.reauth_minutes, now)
-    return client, grant
+    session = request.headers.get(SESSION_HEADER, "")
+    if request.headers.get(OPERATOR_HEADER) is not None:  # an operator's call: their role
+        await _authorize(request, "portal")
+    checked: tuple[ApiClient, Grant] = await run_in_threadpool(
+        lambda: node.signed_in.check(_token(request), session, time.time(), fresh=fresh)
+    )
+    return checked
 
 
 async def portal_me(request: Request) -> Response:
-    """The signed-in user (``X-OpenMFA-Session``: the session token) and their methods; with
+    """The signed-in user (``X-OpenMFA-Session``: the session token) and their methods, with
+    the session's check, in one read transaction (``node.signed_in``); with
     ``X-OpenMFA-Sign-In-For`` (a site behind forward-auth), the rule of that purpose this
     session does not satisfy, judged from the browser's address (``PortalMe.step_up``)."""
     node = _node(request)
-    _, grant = await _session(request)
+    session = request.headers.get(SESSION_HEADER, "")
+    if request.headers.get(OPERATOR_HEADER) is not None:  # an operator's call: their role
+        await _authorize(request, "portal")
+    key = _token(request)
     purpose = _purpose(request) if request.headers.get(FOR_HEADER) else None
-    user = await run_in_threadpool(node.accounts.get_user, grant.user)
-    found = await run_in_threadpool(node.accounts.list_methods, grant.user)
-    rule = None
+    me, grant = await run_in_threadpool(node.signed_in.me, key, session, time.time())
     if purpose is not None:
         step_up, address = node.sign_in.policy.step_up, _origin(request).address
-        rule = await run_in_threadpool(step_up, grant, purpose, address, user.groups)
-    return json_response(
-        PortalMe(
-            user=user,
-            methods=found,
-            session_id=grant.session_id,
-            session_issued_at=grant.issued_at,
-            subject=node.session_ends.subject(grant.user),
-            bypass_seconds=node.portal.bypass_seconds,
-            step_up=rule.name if rule is not None else "",
-        )
-    )
+        rule = await run_in_threadpool(step_up, grant, purpose, address, me.user.groups)
+        me.step_up = rule.name if rule is not None else ""
+    return json_response(me)
 
 
 async def portal_totp_start(request: Request) -> Response:

@@ -11,10 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..http import _authorize, _body, _node, json_response
+from ..headers import OPERATOR_HEADER
+from ..http import _authorize, _body, _node, _token, json_response
 from ..models import PortalCookiesSeen, PortalSeen, RememberedList, SessionList, SessionSeen
 from ..table import Declared
-from .portal_me import _session
+from .portal_me import SESSION_HEADER, _session
 
 
 async def portal_seen(request: Request) -> Response:
@@ -45,11 +46,21 @@ async def portal_cookies_seen(request: Request) -> Response:
 
 
 async def portal_sessions(request: Request) -> Response:
-    """The signed-in person's browsers, newest seen first."""
+    """The signed-in person's browsers, newest seen first, and their remembered browsers (the
+    page's one call: the session's check and both lists in one trip to the thread pool)."""
     node = _node(request)
-    _, grant = await _session(request)
-    found = await run_in_threadpool(node.portal_sessions.list, grant, time.time())
-    return json_response(found)
+    if request.headers.get(OPERATOR_HEADER) is not None:  # an operator's call: their role
+        await _authorize(request, "portal")
+    key, session = _token(request), request.headers.get(SESSION_HEADER, "")
+
+    def page() -> SessionList:
+        now = time.time()
+        _, grant = node.signed_in.check(key, session, now)
+        found = node.portal_sessions.list(grant, now)
+        found.remembered = node.sign_in.remembered.list(grant.user, now).browsers
+        return found
+
+    return json_response(await run_in_threadpool(page))
 
 
 async def portal_session_end(request: Request) -> Response:
