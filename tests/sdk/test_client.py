@@ -10,7 +10,7 @@ from openmfa import errors
 from openmfa.sdk import Requests, models
 from openmfa.sdk.client import _Plan
 from openmfa.sdk.errors import NotMaster, from_answer
-from openmfa.sdk.plan import Reply
+from openmfa.sdk.plan import HANDOVER_PAUSES, Reply
 
 
 def body(call_body: bytes | None) -> object:
@@ -180,3 +180,32 @@ def test_a_write_to_a_master_that_stopped_goes_on_to_the_node_that_leads_now() -
     next(slow)
     with pytest.raises(errors.Unavailable):
         slow.send(httpx.ReadTimeout("slow"))  # may have reached the node: not sent again
+
+
+def test_a_write_refused_during_a_handover_is_sent_again_after_a_pause() -> None:
+    """A rollback moves the master role: the node asked hands over (``not_master`` naming no
+    one), or names itself. It changed nothing, so the write goes again, to every node, after a
+    pause; a handover that never ends raises the refusal after the last pause."""
+    plan = _Plan(["http://a", "http://b"], "k", check_version=False)
+    call = Requests.delete_user("alice")
+    handing = msgspec.json.encode({"code": "not_master", "message": "handing over"})
+    flow = plan.flow(call, "rid-4")
+    first = next(flow)
+    assert (first.url, first.pause) == ("http://a/v1/users/alice", 0.0)
+    second = flow.send(Reply(409, handing))
+    assert second.url == "http://b/v1/users/alice"
+    assert second.pause == HANDOVER_PAUSES[0] and second.headers["X-Request-ID"] == "rid-4"
+    with pytest.raises(StopIteration):
+        flow.send(Reply(204, b""))
+    # a farm that never ends its handover: every pause, then the refusal
+    stuck = plan.flow(call)
+    attempt = next(stuck)
+    pauses = []
+    with pytest.raises(NotMaster):
+        while True:
+            pauses.append(attempt.pause)
+            attempt = stuck.send(Reply(409, handing))
+    assert [p for p in pauses if p] == list(HANDOVER_PAUSES)
+    # reads are not repeated this way: any node answers them
+    read = plan.answered(Requests.get_user("alice"), "http://a", 409, handing)
+    assert not read.again

@@ -7,6 +7,7 @@ the same methods, awaited (``tests/sdk/test_client_parity.py`` holds the two to 
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Sequence
 from types import TracebackType
@@ -104,6 +105,8 @@ class AsyncSdkClient:
         flow = self._plan.flow(call, request_id)
         attempt = next(flow)
         while True:
+            if attempt.pause:
+                await asyncio.sleep(attempt.pause)
             try:
                 r = await self._http.request(**attempt.options())
                 reply: Reply | httpx.HTTPError = Reply(r.status_code, r.content)

@@ -31,6 +31,7 @@ only move its bytes, and offer the same methods (a test holds them to it).
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Literal, TypeVar, cast
@@ -129,6 +130,8 @@ class SdkClient:
         flow = self._plan.flow(call, request_id)
         attempt = next(flow)
         while True:
+            if attempt.pause:
+                time.sleep(attempt.pause)
             try:
                 r = self._http.request(**attempt.options())
                 reply: Reply | httpx.HTTPError = Reply(r.status_code, r.content)

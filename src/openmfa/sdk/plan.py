@@ -19,7 +19,10 @@ The decisions, which this module owns:
 - **Farms.** A write that reaches a subordinate comes back ``409 not_master`` with the master's
   URL; the call goes there (with the same request id; ``MAX_FOLLOWS`` times at most) and later
   writes go there first. A master that cannot be connected to (stopped after a handover)
-  sends the write on to the other nodes, which name the master now.
+  sends the write on to the other nodes, which name the master now. A ``not_master`` that
+  names no node to follow (a handover under way: the node hands over, names itself, or the
+  nodes name each other) is sent again to every node after a short pause, a few times: a node
+  that answers ``not_master`` changed nothing, so the write is safe to repeat.
 - **Versions.** Before the first ``/v1/`` call to a node, its ``GET /version`` is read; a node
   that does not serve this client's SDK version is refused with ``NodeTooOld``.
 """
@@ -39,7 +42,7 @@ from .calls import Call, Requests
 from .errors import from_answer
 from .models import SDK_VERSION, VersionInfo
 
-__all__ = ["MAX_FOLLOWS", "Attempt", "Flow", "Plan", "Reply", "Try"]
+__all__ = ["HANDOVER_PAUSES", "MAX_FOLLOWS", "Attempt", "Flow", "Plan", "Reply", "Try"]
 
 T = TypeVar("T")
 
@@ -47,6 +50,10 @@ MAX_FOLLOWS = 3
 """How many ``not_master`` answers one call follows: a subordinate not yet told of a handover
 names the former master, which names the new one (two); a third is spare, and the bound ends
 a loop between nodes that name each other."""
+
+HANDOVER_PAUSES = (0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0)
+"""The pauses (seconds) before a write refused ``not_master`` with no master to follow is
+sent again: about 6 s in all, longer than a farm's handover takes (promote, rollback)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class Attempt:
     content: bytes | None = None
     timeout: float | None = None
     """Seconds to wait for the answer; None: the client's own timeout."""
+    pause: float = 0.0
+    """Seconds the client waits before sending it (a handover under way: ``HANDOVER_PAUSES``)."""
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of ``request`` of ``httpx.Client`` and ``httpx.AsyncClient``."""
@@ -95,6 +104,8 @@ class Try:
     """Where to send it next (a farm's master), or None: done (value or error)."""
     failover: bool = False
     """Try the next node of the list."""
+    again: bool = False
+    """Refused unchanged during a handover: send it again to every node after a pause."""
 
 
 class Plan:
@@ -121,12 +132,15 @@ class Plan:
         last: OpenMfaError = Unavailable("no node was asked")
         queue = self.order(call)
         followed = 0
+        pauses = iter(HANDOVER_PAUSES)
+        pause = 0.0
         while queue:
             url = queue.pop(0)
             reply: Reply | httpx.HTTPError | None = None
             if self.check and url not in self.checked and call.path.startswith("/v1/"):
                 version = Requests.version()
-                reply = yield Attempt("GET", url + version.path, self.headers)
+                reply = yield Attempt("GET", url + version.path, self.headers, pause=pause)
+                pause = 0.0
                 if isinstance(reply, Reply):
                     self.check_version(url, self._value(version, url, reply))
                     reply = None
@@ -138,7 +152,9 @@ class Plan:
                     params=call.params or None,
                     content=call.body,
                     timeout=call.timeout,
+                    pause=pause,
                 )
+                pause = 0.0
             if isinstance(reply, Reply):
                 step = self.answered(call, url, reply.status, reply.content, followed=followed)
             else:  # this node, or its /version, could not be reached
@@ -149,7 +165,10 @@ class Plan:
                 return step.value  # type: ignore[no-any-return]
             else:
                 last = step.error
-                if not step.failover:
+                if step.again and (wait := next(pauses, None)) is not None:
+                    ring = self.order(call)  # the node that refused last
+                    queue, followed, pause = [*(u for u in ring if u != url), url], 0, wait
+                elif not step.failover:
                     break
         raise last
 
@@ -196,6 +215,8 @@ class Plan:
             if master != url and followed < MAX_FOLLOWS:
                 self.master = master
                 return Try(next_url=master)
+        if isinstance(error, NotMaster) and call.kind == "write":
+            return Try(error=error, again=True)  # a handover under way: nothing was changed
         if status == 503 and call.kind != "write":
             return Try(error=error, failover=True)
         return Try(error=error)
