@@ -298,3 +298,33 @@ def test_a_bypass_and_a_device_that_is_not_there(
         assert r.status_code == 404 and "no such user or device" in r.text
 
     run(store, config, tmp_path, key, scenario)
+
+
+def test_an_admin_exports_and_erases_a_user_the_helpdesk_may_not(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    key, _ = setup(store, config)
+    Groups(store, Accounts(store, config)).add("nora", "helpdesk-team")  # a code will do
+
+    async def scenario(c: httpx.AsyncClient, node: httpx.AsyncClient) -> None:
+        await sign_in(c, "hana", code_of("hana"))
+        page = await c.get("/console/users/piet")
+        for path, form in (("export", {}), ("erase", {"confirm": "piet"})):
+            r = await c.post(f"/console/users/piet/{path}", data={"csrf": csrf(page), **form})
+            assert r.status_code == 403 and "your role does not allow it" in r.text, path
+        await c.post("/console/sign-out", data={"csrf": csrf(page)})
+        assert (await sign_in(c, "nora", code_of("nora"))).status_code == 303
+        page = await c.get("/console/users/piet")
+        r = await c.post("/console/users/piet/export", data={"csrf": csrf(page)})
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+        assert "piet-personal-data.json" in r.headers["content-disposition"]
+        assert r.json()["user"]["email"] == "piet@example.org"
+        r = await c.post("/console/users/piet/erase", data={"csrf": csrf(page), "confirm": "pie"})
+        assert r.status_code == 400 and "Type the user&#39;s name exactly" in r.text
+        assert (await c.get("/console/users/piet")).status_code == 200  # nothing erased
+        r = await c.post("/console/users/piet/erase", data={"csrf": csrf(page), "confirm": "piet"})
+        assert r.status_code == 303 and r.headers["location"] == "/console/users"
+        assert "audit records are kept under a pseudonym" in (await c.get("/console/users")).text
+        assert (await c.get("/console/users/piet")).status_code == 404
+
+    run(store, config, tmp_path, key, scenario)

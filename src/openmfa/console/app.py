@@ -11,7 +11,8 @@ under its prefix (``/console``):
     GET  /users                  search by the start of the name, paged by the node
     GET  /users/{name}           methods, devices, lock, groups, role, recent sign-ins
     POST /users/{name}/unlock, /bypass, /access-code, /role,
-         /users/{name}/devices/{device}/revoke   (each needs a recent sign-in)
+         /users/{name}/devices/{device}/revoke, /users/{name}/export, /users/{name}/erase
+                                 (each needs a recent sign-in)
     GET  /audit, /audit.csv      filtered by user, result and time; CSV streamed
     GET  /static/console.css, /healthz
 
@@ -93,6 +94,8 @@ def routes(console: Console) -> list[BaseRoute]:
         Route("/users/{name}/bypass", action(users.bypass), methods=post),
         Route("/users/{name}/access-code", action(users.access_code), methods=post),
         Route("/users/{name}/role", action(users.role), methods=post),
+        Route("/users/{name}/export", action(users.export), methods=post),
+        Route("/users/{name}/erase", action(users.erase), methods=post),
         Route("/users/{name}/devices/{device}/revoke", action(users.revoke_device), methods=post),
         Route("/audit", signed_in(audit_pages.audit)),
         Route("/audit.csv", signed_in(audit_pages.audit_csv)),

@@ -2,17 +2,22 @@
 exact email address (the node's keyed index of the sealed addresses); and one
 user's page — methods, devices, lock, groups, role, recent sign-ins — with the actions a
 helpdesk operator takes: unlock, a one-time bypass, a temporary access code (shown once),
-revoke a device; and an administrator's: the user's role. Each action is a form (CSRF), needs a
-recent sign-in of the operator, and is decided by the node by the operator's role."""
+revoke a device; and an administrator's: the user's role, an export of everything held about
+the user (a JSON download) and erasing them (their name typed to confirm). Each action is a
+form (CSRF), needs a recent sign-in of the operator, and is decided by the node by the
+operator's role."""
 
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
+import msgspec
 from starlette.responses import Response
 
 from ...sdk.calls import Requests
 from ...sdk.calls_console import ConsoleRequests as R
+from ...sdk.calls_privacy import PrivacyRequests
 from ..runner import Ctx, PageError
 from .audit_pages import newest
 from .users_common import NAME_RE
@@ -105,6 +110,31 @@ async def role(ctx: Ctx) -> Response:
     await ctx.op(R.set_role(name, chosen))
     ctx.session.notice = "role"
     return ctx.redirect(f"/users/{name}")
+
+
+async def export(ctx: Ctx) -> Response:
+    """Everything held about the user, as the node exports it, for a subject access request."""
+    name = _name(ctx)
+    data = await ctx.op(PrivacyRequests.export_user(name))
+    filename = quote(f"{name}-personal-data.json", safe="")
+    return Response(
+        msgspec.json.format(msgspec.json.encode(data)),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def erase(ctx: Ctx) -> Response:
+    """The user and all they hold, erased (their audit records kept under a pseudonym)."""
+    name = _name(ctx)
+    if ctx.field("confirm", 255) != name:
+        raise PageError(ctx._("Type the user's name exactly to confirm erasing them."))
+    await ctx.op(PrivacyRequests.erase_user(name))
+    ctx.session.notice = "erased"
+    return ctx.redirect("/users")
 
 
 def _number(ctx: Ctx, field: str, lo: int, hi: int) -> int:
