@@ -140,10 +140,17 @@ def test_a_helpdesk_operators_day(store: Store, config: Config, tmp_path: Path) 
         assert ">hana</a>" not in found.text and "Locked" in found.text
         first = await c.get("/console/users", params={"q": "user"})
         assert first.text.count('href="/console/users/user') == 25
-        more = re.search(r'href="/console/users\?q=user&amp;after=([^"]+)"', first.text)
+        more = re.search(r'href="/console/users\?q=user&amp;[^"]*after=([^"]+)"', first.text)
         assert more and more.group(1) == "user024"
         second = await c.get("/console/users", params={"q": "user", "after": "user024"})
         assert ">user025</a>" in second.text and ">user024</a>" not in second.text
+        # By state and group, narrowed by the node.
+        locked = await c.get("/console/users", params={"state": "locked"})
+        assert ">pia</a>" in locked.text and ">piet</a>" not in locked.text
+        team = await c.get("/console/users", params={"group": "helpdesk-team", "q": ""})
+        assert ">hana</a>" in team.text and ">otto</a>" in team.text and ">pia</a>" not in team.text
+        bad = await c.get("/console/users", params={"state": "sleeping"})
+        assert bad.status_code == 400 and "That search could not be read." in bad.text
         # By exact email address (sealed at rest: the node's keyed index).
         found = await c.get("/console/users", params={"email": "Piet@Example.org"})
         assert ">piet</a>" in found.text and ">pia</a>" not in found.text

@@ -1,10 +1,19 @@
-"""Users found by the start of their name (the console's search): a range of the name's index,
-paged with ``after``; ``%`` and ``_`` in a search are plain characters."""
+"""Users found by the start of their name, their group and state (the console's search): a
+range of the name's index, paged with ``after``; ``%`` and ``_`` in a search are plain
+characters."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from openmfa.config import Config
+from openmfa.errors import InvalidInput
 from openmfa.node.accounts import Accounts
+from openmfa.node.groups import Groups
+from openmfa.node.user_search import UserSearch
+from openmfa.store import tables as t
 from openmfa.store.database import Store
 
 
@@ -24,3 +33,35 @@ def test_names_that_start_with_the_prefix_page_by_page(store: Store, config: Con
     assert names("Pi") == ["Pieter"]
     assert names("zz") == []
     assert len(names("")) == 8
+
+
+def test_users_narrowed_by_group_and_state(store: Store, config: Config) -> None:
+    """The console's filters: members of one group (by hand or from the directory, its exact
+    name), users locked now, disabled, or neither; an unknown state is refused as a sentence."""
+    accounts = Accounts(store, config)
+    for name in ("ann", "bob", "cas", "dee"):
+        accounts.add_user(name)
+    groups = Groups(store, accounts)
+    groups.add("ann", "vpn")
+    groups.add("cas", "vpn")
+    groups.add("dee", "VPN")
+    accounts.update_user("bob", {"enabled": False})
+    with store.write() as conn:
+        conn.execute(
+            t.user_state.update()
+            .where(t.user_state.c.user_id == accounts.user_id("cas"))
+            .values(locked_until=time.time() + 600, failures=5)
+        )
+    search = UserSearch(store, accounts)
+
+    def names(**how: str) -> list[str]:
+        return [u.name for u in search.listed(limit=100, **how)]
+
+    assert names(group="vpn") == ["ann", "cas"]  # exact: "VPN" is another group
+    assert names(state="locked") == ["cas"]
+    assert names(state="disabled") == ["bob"]
+    assert names(state="active") == ["ann", "dee"]
+    assert names(group="vpn", state="active") == ["ann"]
+    assert names(group="nobody") == []
+    with pytest.raises(InvalidInput, match="state must be one of locked, disabled, active"):
+        names(state="sleeping")

@@ -12,6 +12,7 @@ import json
 import secrets
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -161,10 +162,13 @@ class Accounts:
         role = roles_of(conn, [int(row.id)]).get(int(row.id), "") or self.group_role(groups)
         return _user_view(row, self.store.box, groups, pin, role), int(row.id)
 
-    def list_users(self, *, limit: int = 100, after: str = "", prefix: str = "") -> list[UserView]:
+    def list_users(
+        self, *, limit: int = 100, after: str = "", prefix: str = "", where: Sequence[Any] = ()
+    ) -> list[UserView]:
         """Users by name after ``after``; ``prefix``: only names that start with it (a range
-        of the name's index: the console's search over many users)."""
-        query = _user_query().where(t.users.c.name > after)
+        of the name's index: the console's search over many users); ``where``: more conditions
+        (``user_search.filters``)."""
+        query = _user_query().where(t.users.c.name > after, *where)
         if prefix:
             name = t.users.c.name
             query = query.where(

@@ -120,8 +120,12 @@ class ConsoleRequests:
         return Call("POST", path, AccessCodeIssued, body=body, kind="write")
 
     @staticmethod
-    def search_users(prefix: str, *, limit: int = 50, after: str = "") -> Call[UserPage]:
+    def search_users(
+        prefix: str, *, limit: int = 50, after: str = "", group: str = "", state: str = ""
+    ) -> Call[UserPage]:
         """Users whose name starts with ``prefix``, a page at a time (``after``: the last
-        name of the page before)."""
+        name of the page before); ``group``: only its members; ``state``: ``locked``,
+        ``disabled`` or ``active`` only."""
         params: dict[str, str | int | float] = {"limit": limit, "after": after, "prefix": prefix}
+        params |= {k: v for k, v in (("group", group), ("state", state)) if v}
         return Call("GET", "/v1/users", UserPage, params=params)

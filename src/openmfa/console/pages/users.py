@@ -1,11 +1,11 @@
-"""Users: a search by the start of the name, a page at a time (the node pages it), or by an
-exact email address (the node's keyed index of the sealed addresses); and one
-user's page — methods, devices, lock, groups, role, recent sign-ins — with the actions a
-helpdesk operator takes: unlock, a one-time bypass, a temporary access code (shown once),
-revoke a device; and an administrator's: the user's role, an export of everything held about
-the user (a JSON download) and erasing them (their name typed to confirm). Each action is a
-form (CSRF), needs a recent sign-in of the operator, and is decided by the node by the
-operator's role."""
+"""Users: a search by the start of the name, group and state, a page at a time (the node pages
+and narrows it), or by an exact email address (the node's keyed index of the sealed
+addresses); and one user's page — methods, devices, lock, groups, role, recent sign-ins —
+with the actions a helpdesk operator takes: unlock, a one-time bypass, a temporary access
+code (shown once), revoke a device; and an administrator's: the user's role, an export of
+everything held about the user (a JSON download) and erasing them (their name typed to
+confirm). Each action is a form (CSRF), needs a recent sign-in of the operator, and is decided
+by the node by the operator's role."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from .audit_pages import newest
 from .users_common import NAME_RE
 
 PAGE = 25
+STATES = ("", "locked", "disabled", "active")
 
 
 def _name(ctx: Ctx) -> str:
@@ -34,17 +35,18 @@ def _name(ctx: Ctx) -> str:
 
 async def users(ctx: Ctx) -> Response:
     q, after, email = ctx.query("q", 64), ctx.query("after", 64), ctx.query("email", 255)
-    if not all(NAME_RE.fullmatch(x) for x in (q, after, email)):
+    group, state = ctx.query("group", 128), ctx.query("state", 16)
+    if not all(NAME_RE.fullmatch(x) for x in (q, after, email, group)) or state not in STATES:
         raise PageError(ctx._("That search could not be read."))
     if email:  # everyone with this address (sealed at rest: the node's keyed index)
         found = await ctx.op(Requests.find_users(email))
-    elif q:
-        found = await ctx.op(R.search_users(q, limit=PAGE, after=after))
     else:
-        found = await ctx.op(Requests.list_users(limit=PAGE, after=after))
+        found = await ctx.op(R.search_users(q, limit=PAGE, after=after, group=group, state=state))
     return ctx.render(
         "users.html",
         q=q,
+        group=group,
+        state=state,
         email=email,
         users=found.users,
         next_after=found.next_after or "",

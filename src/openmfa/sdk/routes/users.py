@@ -49,11 +49,14 @@ async def users(request: Request) -> Response:
     if email is not None:  # everyone with this address (sealed at rest: node.user_search)
         same = await _call(request, "users:read", lambda c: node.user_search.by_email(email))
         return json_response(UserPage(users=same, next_after=None))
-    prefix = request.query_params.get("prefix", "")[:64]
+    q = request.query_params
+    prefix, group, state = q.get("prefix", "")[:64], q.get("group", ""), q.get("state", "")
     found = await _call(
         request,
         "users:read",
-        lambda c: node.accounts.list_users(limit=limit, after=after, prefix=prefix),
+        lambda c: node.user_search.listed(
+            limit=limit, after=after, prefix=prefix, group=group, state=state
+        ),
     )
     return json_response(
         UserPage(users=found, next_after=found[-1].name if len(found) == limit else None)
@@ -190,19 +193,26 @@ EMAIL = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 """``?email``: an address to find (compared lower-cased, spaces around it ignored)."""
+STATE = {
+    "name": "state",
+    "in": "query",
+    "schema": {"type": "string", "enum": ["locked", "disabled", "active"]},
+}
+"""``?state``: only users locked now, disabled, or neither (``node.user_search``)."""
 
 ROUTES: list[Declared] = [
     Declared(
         "GET",
         "/v1/users",
         "users:read",
-        "List users (?limit, ?after; ?prefix: only names that start with it), or find "
-        "everyone with an email address (?email)",
+        "List users (?limit, ?after; ?prefix: only names that start with it; ?group: only its "
+        "members; ?state: locked, disabled or active), or find everyone with an email address "
+        "(?email)",
         None,
         UserPage,
         200,
         users,
-        query=(LIMIT, query_str("after"), query_str("prefix"), EMAIL),
+        query=(LIMIT, query_str("after"), query_str("prefix"), query_str("group"), STATE, EMAIL),
     ),
     Declared("POST", "/v1/users", "users:write", "Create a user", UserCreate, UserView, 201, users),
     Declared("GET", "/v1/users/{name}", "users:read", "Show a user", None, UserView, 200, user),
