@@ -72,6 +72,7 @@ ALLOWED: dict[str, set[str]] = {
     "server": {
         "activation",
         "config",
+        "console",
         "errors",
         "mobile",
         "mobile_url",

@@ -88,6 +88,8 @@ def serve(
         mobile.append(_mount_mobile(node, app, config))
     if config.get("portal", "enabled"):
         mobile.append(_mount_portal(node, app, config))
+    if config.get("console", "enabled"):
+        mobile.append(_mount_console(node, app, config))
 
     def before_shutdown() -> None:
         node.push_hub.close()
@@ -191,20 +193,45 @@ def _mount_portal(node: NodeRuntime, app: Starlette, config: Config) -> Starlett
     from .portal.app import create_app as create_portal
     from .portal.config import load as load_portal
 
-    prefix = "/" + str(config.get("portal", "prefix")).strip("/")
-    if prefix == "/" or prefix.startswith(("/v1", "/farm")):
-        raise ConfigError(f"[portal] prefix {prefix!r} must be a path of its own, like /portal")
-    web = str(config.get("portal", "web_config"))
-    path = None
-    if web:
-        path = Path(web) if Path(web).is_absolute() else node.store.data_dir.root / web
-        if not path.exists():
-            raise ConfigError(f"[portal] web_config {path} does not exist")
+    prefix, path = _beside(node, config, "portal")
     key = node.keyring.internal("portal (in serve)", "portal")
     cfg = load_portal(path, api_key=key)
     portal = create_portal(cfg, transport=httpx.ASGITransport(app=app), mounted=True)
     app.router.routes.append(Mount(prefix, app=portal))
     return portal
+
+
+def _mount_console(node: NodeRuntime, app: Starlette, config: Config) -> Starlette:
+    """``[console] enabled``: the administration console inside this process, at ``[console]
+    prefix``, as ``_mount_portal`` does the portal (through the SDK, a ``console`` key that
+    lives in memory)."""
+    import httpx
+
+    from .console.app import create_app as create_console
+    from .console.config import load as load_console
+
+    prefix, path = _beside(node, config, "console")
+    key = node.keyring.internal("console (in serve)", "console")
+    cfg = load_console(path, api_key=key, prefix=prefix)
+    console = create_console(cfg, transport=httpx.ASGITransport(app=app), mounted=True)
+    app.router.routes.append(Mount(prefix, app=console))
+    return console
+
+
+def _beside(node: NodeRuntime, config: Config, section: str) -> tuple[str, Path | None]:
+    """The prefix and settings file (``web_config``) of an app served inside this node."""
+    prefix = "/" + str(config.get(section, "prefix")).strip("/")
+    if prefix == "/" or prefix.startswith(("/v1", "/farm")):
+        raise ConfigError(
+            f"[{section}] prefix {prefix!r} must be a path of its own, like /{section}"
+        )
+    web = str(config.get(section, "web_config"))
+    if not web:
+        return prefix, None
+    path = Path(web) if Path(web).is_absolute() else node.store.data_dir.root / web
+    if not path.exists():
+        raise ConfigError(f"[{section}] web_config {path} does not exist")
+    return prefix, path
 
 
 def _radius_socket(listen: str, passed: socket.socket | None) -> tuple[str, socket.socket | None]:

@@ -1,6 +1,7 @@
 """The User Portal without a browser: mounted inside ``openmfa serve`` (``[portal] enabled``, a
 single host), a person signed in through its forms with httpx, the session id renewed at each
-step, a session ended by sign-out not usable again, bad input answered on the page."""
+step, a session ended by sign-out not usable again, bad input answered on the page; and the
+administration console mounted beside it (``[console] enabled``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from .helpers import OPENMFA, Phone, cli, free_port, init, oathtool, server
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
+OPERATOR_SEED = "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U"
 PASSWORD = "a long portal password"
 TOKEN_HEX = b"12345678901234567890".hex()
 
@@ -34,6 +36,7 @@ def test_the_portal_mounted_in_serve_signs_a_person_in_and_out(tmp_path: Path) -
     with (dd / "server.toml").open("a") as f:
         f.write(
             '\n[portal]\nenabled = true\nprefix = "/self-service"\nweb_config = "portal.toml"\n'
+            '[console]\nenabled = true\nprefix = "/admin"\n'
         )
     cli(dd, "user", "add", "finn")
     subprocess.run(
@@ -95,8 +98,33 @@ def test_the_portal_mounted_in_serve_signs_a_person_in_and_out(tmp_path: Path) -
         assert out.status_code == 303
         with httpx.Client(base_url=node.url, cookies={"openmfa-portal": signed_in}) as old:
             assert old.get("/self-service/methods").headers["location"].endswith("/sign-in")
-    # The in-memory key is nobody's to list.
-    assert "portal (in serve)" not in cli(dd, "apikey", "list").stdout
+        # The console in the same process ([console] enabled): olga, of the helpdesk, signs in
+        # with a code (her group's rule allows one) and is audited under her own name.
+        cli(dd, "user", "add", "olga")
+        subprocess.run(
+            [OPENMFA, "user", "set-password", "olga", "--password-stdin", "--data-dir", str(dd)],
+            input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+        )  # fmt: skip
+        cli(dd, "method", "add", "olga", "totp", "--secret", OPERATOR_SEED, "--no-qr")
+        cli(dd, "user", "role", "olga", "helpdesk")
+        cli(dd, "user", "group", "add", "olga", "ops")
+        cli(dd, "policy", "add", "ops-codes", "--group", "ops", "--methods", "totp")
+        page = h.get("/admin/sign-in")
+        assert page.status_code == 200 and 'action="/admin/sign-in"' in page.text
+        step = h.post(
+            "/admin/sign-in", data={"csrf": csrf(page), "user": "olga", "password": PASSWORD}
+        )
+        assert step.status_code == 303 and step.headers["location"] == "/admin/second-factor"
+        page = h.get("/admin/second-factor")
+        code = oathtool("--totp", "-b", OPERATOR_SEED)
+        done = h.post("/admin/second-factor", data={"csrf": csrf(page), "code": code})
+        assert done.status_code == 303 and done.headers["location"] == "/admin/dashboard"
+        found = h.get("/admin/users", params={"q": "fi"})
+        assert found.status_code == 200 and 'href="/admin/users/finn"' in found.text
+    assert "console (in serve)/olga" in cli(dd, "audit", "--limit", "50").stdout
+    # The in-memory keys are nobody's to list.
+    listed = cli(dd, "apikey", "list").stdout
+    assert "portal (in serve)" not in listed and "console (in serve)" not in listed
 
 
 @dataclass

@@ -104,8 +104,11 @@ def routes(console: Console) -> list[BaseRoute]:
     ]
 
 
-def create_app(cfg: ConsoleConfig, *, verify: Any = True, transport: Any = None) -> Starlette:
-    """``transport``: reaches a node of the same process (tests)."""
+def create_app(
+    cfg: ConsoleConfig, *, verify: Any = True, transport: Any = None, mounted: bool = False
+) -> Starlette:
+    """``transport``: reaches a node of the same process (tests, ``[console] enabled``);
+    ``mounted``: the routes at the root, for ``openmfa serve`` to mount at the prefix."""
     sdk = AsyncSdkClient(cfg.nodes, cfg.api_key, timeout=40.0, verify=verify, transport=transport)
     console = Console(
         cfg=cfg,
@@ -124,7 +127,7 @@ def create_app(cfg: ConsoleConfig, *, verify: Any = True, transport: Any = None)
             await sdk.aclose()
 
     app = Starlette(
-        routes=[Mount(cfg.prefix, routes=routes(console))],
+        routes=routes(console) if mounted else [Mount(cfg.prefix, routes=routes(console))],
         lifespan=lifespan,
         middleware=[Middleware(SecurityHeaders, secure=console.secure, csp=CSP)],
     )

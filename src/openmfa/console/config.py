@@ -38,8 +38,13 @@ class ConsoleConfig:
     path: Path | None = None
 
 
-def load(path: Path | None) -> ConsoleConfig:
+def load(path: Path | None, *, api_key: str | None = None, prefix: str = "") -> ConsoleConfig:
+    """``api_key``, ``prefix``: given by the caller (the console inside ``openmfa serve``)."""
     values = read_settings(default_text(), path, CONFIG_NAME)["console"]
+    if api_key is not None:
+        values = {**values, "api_key": api_key, "api_key_file": ""}
+    if prefix:
+        values = {**values, "prefix": prefix}
     b = basics(values, "console", path, "console")
     languages = tuple(str(x) for x in values["languages"])
     unknown = [x for x in languages if x not in LANGUAGES]
