@@ -53,6 +53,7 @@ ALLOWED: dict[str, set[str]] = {
     # over, backs the store up and reads the services' configurations.
     "install": {
         "config",
+        "console",
         "core",
         "errors",
         "mobile",
@@ -101,6 +102,7 @@ ALLOWED: dict[str, set[str]] = {
     "component_join": {
         "adapters",
         "component",
+        "console",
         "errors",
         "farm",
         "mobile",

@@ -1,4 +1,4 @@
-"""A portal, mobile-service or adapter host put in the farm's inventory (``openmfa farm
+"""A portal, mobile-service, adapter or console host put in the farm's inventory (``openmfa farm
 join-component``, run on that host).
 
 It lives beside ``component.py`` rather than in ``farm/``: it runs on the host beside the nodes
@@ -16,7 +16,7 @@ from .errors import InvalidInput
 from .farm.agent import install_state
 from .service_config import NAME
 
-KINDS = ("portal", "mobile", "adapter")
+KINDS = ("portal", "mobile", "adapter", "console")
 
 
 def join_component(kind: str, config_path: Path, name: str) -> None:
@@ -59,6 +59,12 @@ def _reaches(kind: str, config_path: Path) -> tuple[list[str], str, str]:
         cfg_p = load_portal(config_path)
         url = base_url(cfg_p.host, cfg_p.port, False) + cfg_p.prefix
         return cfg_p.nodes, cfg_p.api_key, url
+    if kind == "console":
+        from .console.config import load as load_console
+
+        cfg_c = load_console(config_path)
+        url = base_url(cfg_c.host, cfg_c.port, False) + cfg_c.prefix
+        return cfg_c.nodes, cfg_c.api_key, url
     if kind == "mobile":
         from .mobile.config import load as load_mobile
 

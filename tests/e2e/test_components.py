@@ -1,9 +1,9 @@
-"""The farm's inventory of the hosts beside the nodes: a portal, a mobile service and an
-adapter host's agent (real processes on loopback) join with `openmfa farm join-component` and
-their own keys, report through the SDK, and `openmfa farm status` on the node lists them (kind,
-host, release, SDK versions, health, last contact). A key of the wrong scope is refused and
-nothing is written; a component that stops shows as not answering, and `farm
-forget-component` drops it. Every part answers `GET /metrics`."""
+"""The farm's inventory of the hosts beside the nodes: a portal, a mobile service, an
+administration console and an adapter host's agent (real processes on loopback) join with
+`openmfa farm join-component` and their own keys, report through the SDK, and `openmfa farm
+status` on the node lists them (kind, host, release, SDK versions, health, last contact). A key
+of the wrong scope is refused and nothing is written; a component that stops shows as not
+answering, and `farm forget-component` drops it. Every part answers `GET /metrics`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def test_components_join_report_and_stop_answering(tmp_path: Path) -> None:
     portal_key = cli(dd, "apikey", "create", "web", "--scope", "portal").stdout.split()[-1]
     mobile_key = cli(dd, "apikey", "create", "dmz", "--scope", "mobile").stdout.split()[-1]
     adapter_key = cli(dd, "apikey", "create", "idp", "--scope", "adapter").stdout.split()[-1]
+    console_key = cli(dd, "apikey", "create", "ops", "--scope", "console").stdout.split()[-1]
     port = free_port()
     with server(dd, port=port) as srv:
         cli(dd, "farm", "init", "--url", srv.url)
@@ -70,6 +71,21 @@ def test_components_join_report_and_stop_answering(tmp_path: Path) -> None:
             tmp_path, "farm", "join-component", "--kind", "portal", "--config",
             str(web / "portal.toml"), "--name", "web-1",
         )  # fmt: skip
+        ops, console_port = tmp_path / "ops", free_port()
+        ops.mkdir()
+        (ops / "console.toml").write_text(
+            f'[console]\nlisten = "127.0.0.1:{console_port}"\nnodes = ["{srv.url}"]\n'
+            f'api_key = "{console_key}"\n'
+        )
+        cli(
+            tmp_path, "farm", "join-component", "--kind", "console", "--config",
+            str(ops / "console.toml"), "--name", "ops-1",
+        )  # fmt: skip
+        console = start_service(
+            ["console", "serve", "--config", str(ops / "console.toml")],
+            f"http://127.0.0.1:{console_port}/console/healthz",
+            tmp_path / "console.log",
+        )
         portal = start_service(
             ["portal", "serve", "--config", str(web / "portal.toml")],
             f"http://127.0.0.1:{portal_port}/portal/healthz",
@@ -104,11 +120,12 @@ def test_components_join_report_and_stop_answering(tmp_path: Path) -> None:
                 stderr=subprocess.STDOUT,
             )
         try:
-            wait_for(lambda: {"web-1", "dmz-1"} <= set(status(dd)), "both report")
+            wait_for(lambda: {"web-1", "dmz-1", "ops-1"} <= set(status(dd)), "all report")
             seen = status(dd)
             for name, kind, url in (
                 ("web-1", "portal", f"http://127.0.0.1:{portal_port}/portal"),
                 ("dmz-1", "mobile", f"http://127.0.0.1:{mobile_port}/mobile"),
+                ("ops-1", "console", f"http://127.0.0.1:{console_port}/console"),
             ):
                 c = seen[name]
                 assert c["kind"] == kind and c["url"] == url and c["release"] == __version__
@@ -140,8 +157,9 @@ def test_components_join_report_and_stop_answering(tmp_path: Path) -> None:
             assert status(dd)["dmz-1"]["health"] == "ok"
             out = cli(dd, "farm", "forget-component", "web-1")
             assert "web-1 is no longer in the farm's inventory" in out.stdout
-            assert set(status(dd)) == {"dmz-1", "idp-1"}
+            assert set(status(dd)) == {"dmz-1", "idp-1", "ops-1"}
         finally:
+            stop(console)
             stop(agent)
             stop(portal)
             stop(mobile)

@@ -90,7 +90,7 @@ def test_offline_bundle_installs_without_an_index(installed: Path, tmp_path: Pat
         "--from-bundle",
         str(bundle),
         "--components",
-        "mobile",
+        "mobile,console",
         "--record",
         str(tmp_path / "mobile.toml"),
         "--systemd-dir",
@@ -98,13 +98,17 @@ def test_offline_bundle_installs_without_an_index(installed: Path, tmp_path: Pat
     ).stdout
     assert "installed OpenMFA" in out
     record = tomllib.loads((tmp_path / "mobile.toml").read_text())
-    assert record["components"] == ["mobile"]
-    # A mobile-service host (a DMZ): its settings, no data file and no key to one.
+    assert record["components"] == ["mobile", "console"]
+    # A mobile-service and console host: their settings, no data file and no key to one.
     var = tmp_path / "mobile-host" / "var"
     assert (var / "mobile.toml").exists() and not list(var.glob("openmfa.*"))
     assert f"mobile serve --config {var}/mobile.toml" in out
+    assert f"console serve --config {var}/console.toml" in out and "--scope console" in out
+    assert 'listen = "127.0.0.1:8600"' in (var / "console.toml").read_text()
     unit = (tmp_path / "systemd" / "openmfa-mobile.service").read_text()
     assert f"ExecStart={tmp_path}/mobile-host/current/venv/bin/openmfa mobile serve" in unit
+    unit = (tmp_path / "systemd" / "openmfa-console.service").read_text()
+    assert f"ExecStart={tmp_path}/mobile-host/current/venv/bin/openmfa console serve" in unit
     assert not (tmp_path / "systemd" / "openmfa-server.service").exists()
 
 

@@ -7,10 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import fails_cleanly, run_beside_nodes, service_options
-
-LOCK = "console.lock"
-RECORD = "console-serve.json"
+from .common import Reporting, fails_cleanly, run_beside_nodes, service_options
 
 
 @click.group()
@@ -29,6 +26,8 @@ def console_serve(config_path: Path, listen: str | None) -> None:
     from ..console.app import create_app
     from ..console.config import load
     from ..errors import ConfigError
+    from ..install.mobile_control import CONSOLE_LOCK as LOCK
+    from ..install.mobile_control import CONSOLE_RECORD as RECORD
 
     if not config_path.exists():
         raise ConfigError(
@@ -44,7 +43,8 @@ def console_serve(config_path: Path, listen: str | None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(cfg, verify=verify)
     click.echo(f"Console on http://{host}:{port}{cfg.prefix}/ for {', '.join(cfg.nodes)}")
-    run_beside_nodes(app, host, port, cfg.prefix, config_path, LOCK, RECORD)
+    report = Reporting("console", cfg.name, cfg.nodes, cfg.api_key, verify)
+    run_beside_nodes(app, host, port, cfg.prefix, config_path, LOCK, RECORD, report)
 
 
 @console.command("default-config")

@@ -330,7 +330,7 @@ def _balancer(lb: str, haproxy_socket: Path | None, haproxy_backend: str) -> Bal
 @farm.command("join-component")
 @click.option(
     "--kind",
-    type=click.Choice(["portal", "mobile", "adapter"]),
+    type=click.Choice(["portal", "mobile", "adapter", "console"]),
     required=True,
     help="What this host runs.",
 )
@@ -339,7 +339,8 @@ def _balancer(lb: str, haproxy_socket: Path | None, haproxy_backend: str) -> Bal
     "config_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Its portal.toml, mobile.toml or adapter.toml (the nodes and the key it reports with).",
+    help="Its portal.toml, mobile.toml, adapter.toml or console.toml (the nodes and the key it "
+    "reports with).",
 )
 @click.option(
     "--name",
@@ -348,7 +349,7 @@ def _balancer(lb: str, haproxy_socket: Path | None, haproxy_backend: str) -> Bal
 )
 @fails_cleanly
 def farm_join_component(kind: str, config_path: Path, name: str) -> None:
-    """Put this portal, mobile-service or adapter host in the farm's inventory (run on that
+    """Put this portal, mobile-service, adapter or console host in the farm's inventory (run on that
     host).
 
     Writes `name` into its config file and reports once through the SDK, with the key the

@@ -26,7 +26,7 @@ from .common import fails_cleanly, record_option
     "--components",
     default="server",
     show_default=True,
-    help="Comma-separated: server, portal, mobile, adapter.",
+    help="Comma-separated: server, portal, mobile, adapter, console.",
 )
 @click.option(
     "--systemd-dir",

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-COMPONENT_KINDS = ("portal", "mobile", "adapter")
+COMPONENT_KINDS = ("portal", "mobile", "adapter", "console")
 OrderId = Annotated[str, msgspec.Meta(max_length=64)]
 
 
@@ -26,11 +26,11 @@ class ComponentOrder(msgspec.Struct, kw_only=True):
 
 
 class ComponentReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """What a portal, mobile-service or adapter host says of itself every few seconds
+    """What a portal, mobile-service, adapter or console host says of itself every few seconds
     (``POST /v1/components/report``, with its own key: the key's scope is its kind)."""
 
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
-    kind: Literal["portal", "mobile", "adapter"]
+    kind: Literal["portal", "mobile", "adapter", "console"]
     url: Annotated[str, msgspec.Meta(max_length=2048)] = ""
     host: Annotated[str, msgspec.Meta(max_length=255)] = ""
     release: Annotated[str, msgspec.Meta(max_length=64)]

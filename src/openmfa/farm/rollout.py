@@ -1,8 +1,9 @@
 """The hosts beside the nodes, upgraded (or rolled back) one at a time by ``openmfa farm
 upgrade`` (``farm rollback``) once the nodes are done (before they start).
 
-Order: mobile-service hosts, then portal hosts (adapter hosts last, should one report; none
-does yet); rollback the reverse. For each: another host of its kind must be up in its load
+Order: mobile-service hosts, then portal hosts, then console hosts (no load balancer: one
+operator's page may need a second try while it restarts, and the nodes are already new), then
+adapter hosts; rollback the reverse. For each: another host of its kind must be up in its load
 balancer (``--haproxy-mobile-backend``, ``--haproxy-portal-backend``; the server names are the
 components' names); it is drained and its open requests finish (a phone's answer goes to the
 other host: pushes live on the nodes; a portal's sign-ins under way finish, and portals sharing
@@ -34,9 +35,14 @@ from .membership import Membership
 from .wire import ComponentSeen
 
 Say = Callable[[str], None]
-KIND_ORDER = ("mobile", "portal", "adapter")
+KIND_ORDER = ("mobile", "portal", "console", "adapter")
 """The order in which kinds are upgraded; rollback goes the other way."""
-NAMES = {"mobile": "mobile-service host", "portal": "portal host", "adapter": "adapter host"}
+NAMES = {
+    "mobile": "mobile-service host",
+    "portal": "portal host",
+    "console": "console host",
+    "adapter": "adapter host",
+}
 
 
 class ComponentRollout:

@@ -15,7 +15,7 @@ from .releases import install_release, package_dir, switch_current
 from .themes import install_default
 
 MIN_FREE_BYTES = 400 * 1024 * 1024
-COMPONENTS = ("server", "portal", "mobile", "adapter")
+COMPONENTS = ("server", "portal", "mobile", "adapter", "console")
 
 UNIT = """[Unit]
 Description=OpenMFA {what} ({root})
@@ -39,6 +39,7 @@ SERVICES = {
     "mobile": ("Mobile App Web Service", "mobile serve --config {data_dir}/mobile.toml"),
     "portal": ("User Portal", "portal serve --config {data_dir}/portal.toml"),
     "adapter": ("adapter agent", "adapter agent --config {data_dir}/adapter.toml"),
+    "console": ("administration console", "console serve --config {data_dir}/console.toml"),
 }
 """The components that run as a service: what the unit says, and the command after openmfa."""
 
@@ -63,6 +64,14 @@ named by `api_key_file`. Register with `{root}/current/venv/bin/openmfa adapter 
 lemonldap|nginx --config {config}`; then `openmfa farm join-component --kind adapter --config
 {config} --name NAME` and run `{root}/current/venv/bin/openmfa adapter agent --config {config}`
 as a service, and the farm's upgrades move this host too.
+"""
+
+
+CONSOLE_NEXT = """The administration console's settings are in {config}: name the nodes' SDK URLs in
+`nodes`, and put a key of scope console (`openmfa apikey create console1 --scope console` on the
+master) in a file of mode 0600 named by `api_key_file`; give operators a role (`openmfa user
+role NAME helpdesk`). Then run
+  {root}/current/venv/bin/openmfa console serve --config {config}
 """
 
 
@@ -148,6 +157,7 @@ def install(
         ("mobile", MOBILE_NEXT),
         ("portal", PORTAL_NEXT),
         ("adapter", ADAPTER_NEXT),
+        ("console", CONSOLE_NEXT),
     ):
         cfg = data_dir / f"{name}.toml"
         if name not in components or cfg.exists():
@@ -169,7 +179,7 @@ def install(
     record = InstallRecord(
         root=str(root), version=version, components=components, data_dir=str(data_dir)
     )
-    for name in ("mobile", "portal", "adapter"):
+    for name in ("mobile", "portal", "adapter", "console"):
         if name in components:
             record.service_names[name] = f"openmfa-{name}"
     record.history.append({"action": "install", "version": version})

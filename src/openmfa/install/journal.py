@@ -22,6 +22,7 @@ class Journal:
     server_was_running: bool = False
     mobile_was_running: bool = False
     portal_was_running: bool = False
+    console_was_running: bool = False
     report: list[str] = field(default_factory=list)
 
     @classmethod

@@ -1,4 +1,5 @@
-"""The services beside the nodes on a host — the Mobile App Web Service and the User Portal —
+"""The services beside the nodes on a host — the Mobile App Web Service, the User Portal and the
+administration console —
 stopped and started as an administrator would, and exactly as they ran before (the node's
 rules, ``node.control``): ``openmfa mobile|portal serve`` holds ``NAME.lock`` beside its
 ``NAME.toml`` (with its pid) and records how it runs in ``NAME.serve.json``; a restart runs the
@@ -19,6 +20,8 @@ LOCK = "mobile.lock"
 RECORD = "mobile.serve.json"
 PORTAL_LOCK = "portal.lock"
 PORTAL_RECORD = "portal.serve.json"
+CONSOLE_LOCK = "console.lock"
+CONSOLE_RECORD = "console.serve.json"
 
 
 class ServiceControl(NodeControl):
@@ -73,6 +76,21 @@ class PortalControl(ServiceControl):
 
     def _listen(self) -> tuple[str, int, str]:
         from ..portal.config import load
+
+        cfg = load(self.config_file)
+        return cfg.host, cfg.port, cfg.prefix
+
+
+class ConsoleControl(ServiceControl):
+    name = "console"
+    what = "the administration console"
+    serves = "the administration console"
+    lock_name = CONSOLE_LOCK
+    record_name = CONSOLE_RECORD
+    log_name = "console.log"
+
+    def _listen(self) -> tuple[str, int, str]:
+        from ..console.config import load
 
         cfg = load(self.config_file)
         return cfg.host, cfg.port, cfg.prefix

@@ -48,7 +48,7 @@ from .config_merge import merge
 from .installer import check_prerequisites
 from .journal import JOURNAL as JOURNAL
 from .journal import Journal as Journal
-from .mobile_control import MobileControl, PortalControl, ServiceControl
+from .mobile_control import ConsoleControl, MobileControl, PortalControl, ServiceControl
 from .record import InstallRecord
 from .record import last_upgrade as last_upgrade
 from .releases import (
@@ -69,6 +69,7 @@ SERVICE_CONFIGS = {
     "mobile": "openmfa.mobile.config",
     "portal": "openmfa.portal.config",
     "adapter": "openmfa.adapters.config",
+    "console": "openmfa.console.config",
 }
 """The files beside server.toml an upgrade merges three ways, and the module shipping each
 one's defaults (``default_text``)."""
@@ -95,6 +96,7 @@ class Upgrade:
         self.services: dict[str, ServiceControl] = {
             "mobile": MobileControl(self.dd.root, say),
             "portal": PortalControl(self.dd.root, say),
+            "console": ConsoleControl(self.dd.root, say),
         }
         """The services beside the nodes a host may run (each with its NAME.toml)."""
         self.server = "server" in self.record.components

@@ -54,9 +54,10 @@ SCOPES: dict[str, frozenset[str]] = {
     # An identity provider's or proxy's adapter: sign-ins, and the REST second factor.
     "adapter": frozenset({"authenticate", "adapter", "report"}),
     "mobile": frozenset({"devices", "report"}),
-    # The administration console's host: by itself it only signs operators in; what it does for
-    # one it does with their operator token, as their role allows (``node.roles``).
-    "console": frozenset({"console"}),
+    # The administration console's host: by itself it only signs operators in (and reports
+    # what it runs); what it does for one it does with their operator token, as their role
+    # allows (``node.roles``).
+    "console": frozenset({"console", "report"}),
 }
 """What each scope may do. The keys of the hosts in a DMZ (portal, adapter, mobile) may not read
 users, and so may not learn who exists (``ApiClient.neutral``); only ``push`` opens a push for a
