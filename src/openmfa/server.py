@@ -221,9 +221,17 @@ def _mount_console(node: NodeRuntime, app: Starlette, config: Config) -> Starlet
 def _beside(node: NodeRuntime, config: Config, section: str) -> tuple[str, Path | None]:
     """The prefix and settings file (``web_config``) of an app served inside this node."""
     prefix = "/" + str(config.get(section, "prefix")).strip("/")
-    if prefix == "/" or prefix.startswith(("/v1", "/farm")):
+    taken = [
+        other
+        for other in ("mobile", "portal", "console")
+        if other != section
+        and config.get(other, "enabled")
+        and "/" + str(config.get(other, "prefix")).strip("/") == prefix
+    ]
+    if prefix == "/" or prefix.startswith(("/v1", "/farm")) or taken:
         raise ConfigError(
             f"[{section}] prefix {prefix!r} must be a path of its own, like /{section}"
+            + (f" ([{taken[0]}] serves at it)" if taken else "")
         )
     web = str(config.get(section, "web_config"))
     if not web:

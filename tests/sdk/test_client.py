@@ -209,3 +209,16 @@ def test_a_write_refused_during_a_handover_is_sent_again_after_a_pause() -> None
     # reads are not repeated this way: any node answers them
     read = plan.answered(Requests.get_user("alice"), "http://a", 409, handing)
     assert not read.again
+
+
+def test_a_node_in_the_same_process_is_not_asked_again_after_a_pause() -> None:
+    """The portal, console or mobile service inside ``openmfa serve`` reach their node in
+    process: a try after a pause would reach that very node again, so a refused write fails at
+    once there; over the network it is tried again during a handover."""
+    from openmfa.sdk.async_client import AsyncSdkClient
+    from openmfa.sdk.client import SdkClient
+
+    local = httpx.ASGITransport(app=lambda scope, receive, send: None)  # type: ignore[arg-type]
+    assert AsyncSdkClient("http://node", "k", transport=local)._plan.pauses == ()
+    assert SdkClient("http://node", "k")._plan.pauses == HANDOVER_PAUSES
+    assert AsyncSdkClient(["http://a", "http://b"], "k")._plan.pauses == HANDOVER_PAUSES

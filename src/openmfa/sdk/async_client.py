@@ -61,7 +61,7 @@ from .models import (
     VersionInfo,
     WebPushSubscription,
 )
-from .plan import Plan, Reply
+from .plan import HANDOVER_PAUSES, Plan, Reply
 from .pools import Pools
 
 __all__ = ["AsyncSdkClient"]
@@ -84,7 +84,12 @@ class AsyncSdkClient:
     ) -> None:
         """``transport``: how to reach the node other than over the network (an app of the
         same process, ``httpx.ASGITransport``)."""
-        self._plan = Plan(urls, api_key, check_version=check_version)
+        # A node in the same process (httpx.ASGITransport, WSGITransport): every try of a write
+        # refused during a handover reaches that node again, so none is made after a pause.
+        local = isinstance(transport, httpx.ASGITransport | httpx.WSGITransport)
+        self._plan = Plan(
+            urls, api_key, check_version=check_version, pauses=() if local else HANDOVER_PAUSES
+        )
         self._http = httpx.AsyncClient(
             timeout=timeout, verify=verify, transport=transport or Pools(verify)
         )

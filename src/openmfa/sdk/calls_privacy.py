@@ -16,4 +16,4 @@ class PrivacyRequests:
 
     @staticmethod
     def erase_user(name: str) -> Call[Erased]:
-        return Call("POST", f"/v1/users/{_seg(name)}/erase", Erased)
+        return Call("POST", f"/v1/users/{_seg(name)}/erase", Erased, kind="write")

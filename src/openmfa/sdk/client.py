@@ -86,7 +86,7 @@ from .models import (
     VersionInfo,
     WebPushSubscription,
 )
-from .plan import MAX_FOLLOWS, Plan, Reply, Try
+from .plan import HANDOVER_PAUSES, MAX_FOLLOWS, Plan, Reply, Try
 
 __all__ = ["MAX_FOLLOWS", "SESSION_HEADER", "AsyncSdkClient", "Call", "Requests", "SdkClient"]
 
@@ -111,7 +111,12 @@ class SdkClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         """``transport``: how to reach the node other than over the network (a test's)."""
-        self._plan = Plan(urls, api_key, check_version=check_version)
+        # A node in the same process (httpx.ASGITransport, WSGITransport): every try of a write
+        # refused during a handover reaches that node again, so none is made after a pause.
+        local = isinstance(transport, httpx.ASGITransport | httpx.WSGITransport)
+        self._plan = Plan(
+            urls, api_key, check_version=check_version, pauses=() if local else HANDOVER_PAUSES
+        )
         self._http = httpx.Client(timeout=timeout, verify=verify, transport=transport)
 
     def __enter__(self) -> SdkClient:

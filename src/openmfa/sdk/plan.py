@@ -114,8 +114,15 @@ class Plan:
     nodes whose version was checked."""
 
     def __init__(
-        self, urls: str | Sequence[str], api_key: str, *, check_version: bool = True
+        self,
+        urls: str | Sequence[str],
+        api_key: str,
+        *,
+        check_version: bool = True,
+        pauses: Sequence[float] = HANDOVER_PAUSES,
     ) -> None:
+        """``pauses``: before each new try of a write refused during a handover (none for a
+        node in the same process, which every try would reach again)."""
         listed = [urls] if isinstance(urls, str) else list(urls)
         if not listed:
             raise ValueError("give at least one node URL")
@@ -125,6 +132,7 @@ class Plan:
         self.preferred = 0
         self.master: str | None = None
         self.checked: set[str] = set()
+        self.pauses = tuple(pauses)
 
     def flow(self, call: Call[T], request_id: str | None = None) -> Flow[T]:
         """Send ``call``: the one send loop both clients drive (see the module's text)."""
@@ -132,7 +140,7 @@ class Plan:
         last: OpenMfaError = Unavailable("no node was asked")
         queue = self.order(call)
         followed = 0
-        pauses = iter(HANDOVER_PAUSES)
+        pauses = iter(self.pauses)
         pause = 0.0
         while queue:
             url = queue.pop(0)

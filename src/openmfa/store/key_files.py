@@ -32,6 +32,7 @@ SERVICE_CONFIGS = {
     "portal": "openmfa.portal.config",
     "mobile": "openmfa.mobile.config",
     "adapter": "openmfa.adapters.config",
+    "console": "openmfa.console.config",
 }
 """The services' files beside server.toml (``NAME.toml``) and the module with each one's
 shipped defaults (``default_text``)."""
@@ -69,10 +70,14 @@ SERVICE_KEYS = (
         "mobile-vapid-key", "mobile", "mobile", "webpush_vapid_key_file", "the WebPush VAPID key"
     ),
     Named("adapter-api-key", "adapter", "adapter", "api_key_file", "the adapter's API key"),
+    Named("console-api-key", "console", "console", "api_key_file", "the console's API key"),
+    Named(
+        "console-session-key", "console", "console", "session_key_file", "the console's session key"
+    ),
 )
-"""The key files the services' configurations name. A portal inside ``openmfa serve``
-(``[portal] web_config`` of server.toml) names its session and forward-auth keys alike (its
-API key lives in memory)."""
+"""The key files the services' configurations name. A portal or console inside ``openmfa
+serve`` (``[portal]``/``[console] web_config`` of server.toml) names its session and
+forward-auth keys alike (its API key lives in memory)."""
 
 
 @dataclass(frozen=True)
@@ -142,11 +147,12 @@ def find(dd: DataDir, config: Config, install_root: Path | None = None) -> Found
         if path.exists():
             found.configs.append(path)
             _service(found, root, service, path, "", True)
-    web = str(config.get("portal", "web_config"))
-    if web:
-        path = _abs(Path(web) if Path(web).is_absolute() else dd.root / web)
-        if path.exists() and path != _abs(dd.root / "portal.toml"):
-            _service(found, root, "portal", path, "serve-", not Path(web).is_absolute())
+    for inside in ("portal", "console"):
+        web = str(config.get(inside, "web_config"))
+        if web:
+            path = _abs(Path(web) if Path(web).is_absolute() else dd.root / web)
+            if path.exists() and path != _abs(dd.root / f"{inside}.toml"):
+                _service(found, root, inside, path, "serve-", not Path(web).is_absolute())
     pinned = install_root if install_root is not None else installed_root(dd)
     if pinned is not None:
         from ..install.signing import TRUST_FILE

@@ -59,8 +59,8 @@ ROUTES: list[Declared] = [
         "POST",
         "/v1/components/report",
         "report",
-        "A portal, mobile-service or adapter host says what it runs (its key's scope is its "
-        "kind); the answer holds the farm's order for it, if any",
+        "A portal, mobile-service, adapter or console host says what it runs (its key's scope "
+        "is its kind); the answer holds the farm's order for it, if any",
         ComponentReport,
         ComponentReply,
         200,
