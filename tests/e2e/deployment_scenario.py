@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -658,10 +659,11 @@ class Deployment:
         return [*self.mobiles, *self.portals, *self.adapters]
 
     def stop(self) -> None:
-        for c in self.components:
-            c.stop()
-        for n in self.nodes:
-            n.stop()
+        """Every component, then every node, each group stopped at once (a graceful stop may
+        wait for requests under way: one after another, they added up to a minute)."""
+        for group in (self.components, self.nodes):
+            with ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
+                list(pool.map(lambda host: host.stop(), group))
 
 
 HOSTS = (

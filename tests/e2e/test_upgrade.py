@@ -316,24 +316,29 @@ def test_upgrade_then_rollback(site: Site, wheels: tuple[Path, Path]) -> None:
     assert mobile.read_text().startswith('[mobile]\nprefix = "/mfa-app"')  # as it was
 
 
-def test_sigkill_at_each_step_then_rerun(site: Site, wheels: tuple[Path, Path]) -> None:
-    """Killed right after each step in turn, on one host (each round ends rolled back to the
-    old release, where the next begins): the rerun resumes from the journal and finishes."""
-    for step in STEPS[:-1]:
-        assert site.version() == OLD, step
-        crashed = site.upgrade(
-            "--from-wheel",
-            str(wheels[1]),
-            expect=None,  # type: ignore[arg-type]
-            env={CRASH_HOOK: step},
-        )
+def test_sigkill_after_each_step_then_rerun(site: Site, wheels: tuple[Path, Path]) -> None:
+    """One upgrade killed right after each step in turn: the first run after the first step,
+    each rerun — a new process, resuming from the journal — after the next step, until the
+    last rerun finishes it. So every step runs in a process that starts from what a killed one
+    left; then everything is there, and the rollback brings the old release back."""
+    assert site.version() == OLD
+
+    def upgrade(killed_after: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return site.upgrade(*args, expect=None, env={CRASH_HOOK: killed_after})  # type: ignore[arg-type]
+
+    crashed = upgrade(STEPS[0], "--from-wheel", str(wheels[1]))
+    assert crashed.returncode == -signal.SIGKILL, (crashed.stdout, crashed.stderr)
+    for i, step in enumerate(STEPS[1:-1], start=1):
+        crashed = upgrade(step)  # no source needed: the journal knows
         assert crashed.returncode == -signal.SIGKILL, (step, crashed.stdout, crashed.stderr)
-        resumed = site.upgrade().stdout  # no source needed: the journal knows
-        assert f"resuming the upgrade {OLD} -> {NEW}" in resumed, (step, resumed)
-        assert site.version() == NEW, step
-        site.check_everything_is_there()
-        site.rollback()
-        assert site.version() == OLD, step
+        done = ", ".join(STEPS[:i])
+        assert f"resuming the upgrade {OLD} -> {NEW} after: {done}" in crashed.stdout, step
+    resumed = site.upgrade().stdout
+    assert f"resuming the upgrade {OLD} -> {NEW} after: {', '.join(STEPS[:-1])}" in resumed
+    assert site.version() == NEW
+    site.check_everything_is_there()
+    site.rollback()
+    assert site.version() == OLD
 
 
 def test_a_failing_upgrade_leaves_the_installation_untouched(site: Site, tmp_path: Path) -> None:
