@@ -29,6 +29,7 @@ from openmfa.node.passwords import set_password
 from openmfa.node.policy_rules import PolicyRules
 from openmfa.node.portal import PortalTokens
 from openmfa.node.roles import Roles
+from openmfa.node.tokens import Tokens, read_file
 from openmfa.sdk.app import create_app as sdk_app
 from openmfa.store import tables as t
 from openmfa.store.database import Store
@@ -334,5 +335,41 @@ def test_an_admin_exports_and_erases_a_user_the_helpdesk_may_not(
         assert r.status_code == 303 and r.headers["location"] == "/console/users"
         assert "audit records are kept under a pseudonym" in (await c.get("/console/users")).text
         assert (await c.get("/console/users/piet")).status_code == 404
+
+    run(store, config, tmp_path, key, scenario)
+
+
+def test_the_token_inventory_a_helpdesk_assigns_and_only_an_admin_removes(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    key, _ = setup(store, config)
+    accounts = Accounts(store, config)
+    csv = "serial,secret,type,digits\n" + "".join(
+        f"FOB-{i},hex:{(b'%020d' % i).hex()},hotp,6\n" for i in range(3)
+    )
+    Tokens(store, config, accounts).import_records(read_file(csv.encode(), "csv", None))
+    Groups(store, accounts).add("nora", "helpdesk-team")  # a code will do
+
+    async def scenario(c: httpx.AsyncClient, node: httpx.AsyncClient) -> None:
+        await sign_in(c, "hana", code_of("hana"))
+        page = await c.get("/console/tokens", params={"free": "1"})
+        assert page.status_code == 200 and page.text.count('action="/console/tokens/FOB-') == 6
+        r = await c.post("/console/tokens/FOB-1/assign", data={"csrf": csrf(page), "user": "piet"})
+        assert r.status_code == 303 and r.headers["location"] == "/console/users/piet"
+        assert "hotp" in (await c.get("/console/users/piet")).text
+        page = await c.get("/console/tokens")
+        assert 'href="/console/users/piet">piet</a>' in page.text
+        free = await c.get("/console/tokens", params={"free": "1"})
+        assert "FOB-1" not in free.text and "FOB-2" in free.text
+        r = await c.post("/console/tokens/FOB-2/remove", data={"csrf": csrf(page)})
+        assert r.status_code == 403 and "your role does not allow it" in r.text
+        r = await c.post("/console/tokens/FOB-2/assign", data={"csrf": csrf(page), "user": ""})
+        assert r.status_code == 400 and "Type the name of the user" in r.text
+        await c.post("/console/sign-out", data={"csrf": csrf(page)})
+        await sign_in(c, "nora", code_of("nora"))
+        page = await c.get("/console/tokens")
+        r = await c.post("/console/tokens/FOB-2/remove", data={"csrf": csrf(page)})
+        assert r.status_code == 303 and r.headers["location"] == "/console/tokens"
+        assert "FOB-2" not in (await c.get("/console/tokens")).text
 
     run(store, config, tmp_path, key, scenario)

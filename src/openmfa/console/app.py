@@ -13,6 +13,8 @@ under its prefix (``/console``):
     POST /users/{name}/unlock, /bypass, /access-code, /role,
          /users/{name}/devices/{device}/revoke, /users/{name}/export, /users/{name}/erase
                                  (each needs a recent sign-in)
+    GET  /tokens                 the token inventory (all, or the free ones), paged by the node
+    POST /tokens/{serial}/assign, /tokens/{serial}/remove   (each needs a recent sign-in)
     GET  /audit, /audit.csv      filtered by user, result and time; CSV streamed
     GET  /static/console.css, /healthz
 
@@ -41,7 +43,7 @@ from ..portal.theme import SecurityHeaders
 from ..sdk.async_client import AsyncSdkClient
 from . import i18n
 from .config import ConsoleConfig
-from .pages import audit_pages, sign_in, users
+from .pages import audit_pages, sign_in, tokens, users
 from .runner import Console, Endpoint, Sessions, View, page
 
 CSP = (
@@ -97,6 +99,9 @@ def routes(console: Console) -> list[BaseRoute]:
         Route("/users/{name}/export", action(users.export), methods=post),
         Route("/users/{name}/erase", action(users.erase), methods=post),
         Route("/users/{name}/devices/{device}/revoke", action(users.revoke_device), methods=post),
+        Route("/tokens", signed_in(tokens.tokens)),
+        Route("/tokens/{serial}/assign", action(tokens.assign), methods=post),
+        Route("/tokens/{serial}/remove", action(tokens.remove), methods=post),
         Route("/audit", signed_in(audit_pages.audit)),
         Route("/audit.csv", signed_in(audit_pages.audit_csv)),
         Route("/static/{name}", static),
