@@ -12,6 +12,7 @@ the CPU-per-request figures of ``bench/radius.py`` count it).
     python bench/radius_callgrind.py                     # 2000 requests each
     python bench/radius_callgrind.py --requests 500 --annotate 25
     python bench/radius_callgrind.py --profile           # + the node's Python profile (cProfile)
+    python bench/radius_callgrind.py --rules 50          # with 50 policy rules in place
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from openmfa.core.totp import totp
 from openmfa.node.radius_clients import RadiusClients
 from openmfa.store.database import DataDir, Store
 from radius import SECRET, radclient_file, radclient_run
-from verify import populate, wait_for_fresh_step
+from verify import add_rules, populate, wait_for_fresh_step
 
 VALGRIND = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
 
@@ -333,10 +334,17 @@ def main() -> None:
         "--profile", action="store_true", help="also profile the node's threads with cProfile"
     )
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    ap.add_argument(
+        "--rules",
+        type=int,
+        default=0,
+        help="policy rules in place that every request is checked against (none matches)",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="openmfa-radius-callgrind-"))
     dd = DataDir(tmp / "node")
     keys, _ = populate(dd, args.requests)
+    add_rules(dd, args.rules)
     store = Store.open(dd)
     RadiusClients(store).add("bench", "127.0.0.1/32", SECRET.decode())
     store.close()
