@@ -4,6 +4,8 @@ matching rule wins, the default rule last, and every refusal of a rule that cann
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openmfa.core.policy import (
     DEFAULT,
@@ -166,3 +168,55 @@ def test_no_second_factor_from_everywhere_only_when_said() -> None:
     r = check_rule(Rule("r", groups=("g",), second_factor="skip"), allow_no_mfa=True)
     assert r.skips and not r.networks
     assert check_rule(Rule("t", networks=("10.0.0.0/8",), second_factor="skip")).skips
+
+
+_NETS = ("10.0.0.0/8", "10.1.0.0/16", "192.0.2.0/24", "2001:db8::/32", "203.0.113.7/32")
+_ADDRS = ("", "10.1.2.3", "10.9.9.9", "192.0.2.1", "2001:db8::5", "203.0.113.7", "x")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rules=st.lists(
+        st.builds(
+            lambda i, ch, cl, gr, nets, station: Rule(
+                f"r{i}",
+                channels=ch,
+                clients=cl,
+                groups=gr,
+                networks=nets,
+                source="calling-station" if station and nets else "address",
+                methods=("totp",),
+            ),
+            st.integers(0, 10**6),
+            st.lists(st.sampled_from(("sdk", "radius", "portal")), max_size=2, unique=True).map(
+                tuple
+            ),
+            st.lists(st.sampled_from(("vpn", "app")), max_size=1).map(tuple),
+            st.lists(st.sampled_from(("admins", "staff")), max_size=1).map(tuple),
+            st.lists(st.sampled_from(_NETS), max_size=2, unique=True).map(tuple),
+            st.booleans(),
+        ),
+        max_size=8,
+        unique_by=lambda r: r.name,
+    ),
+    requests=st.lists(
+        st.tuples(
+            st.sampled_from(("sdk", "radius", "portal")),
+            st.sampled_from(("", "vpn", "app")),
+            st.sampled_from(_ADDRS),
+            st.sampled_from(_ADDRS),
+            st.sampled_from((frozenset(), frozenset({"admins"}), frozenset({"staff"}))),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_the_fast_evaluation_decides_as_the_explanation_says(
+    rules: list[Rule], requests: list[tuple[str, str, str, str, frozenset[str]]]
+) -> None:
+    """``evaluate`` (rules filtered once per address, then groups and Calling-Station-Id) picks
+    the rule ``explain`` (every condition of every rule in order) does, asked repeatedly."""
+    b = RuleBook(rules, BASE)
+    for channel, client, address, station, groups in requests * 2:  # the second time: cached
+        ctx = Context(channel, client, address, station)
+        assert b.match(ctx, groups).rule == b.explain(ctx, groups).rule, ctx

@@ -318,6 +318,10 @@ _pton, _AF_INET, _AF_INET6 = socket.inet_pton, socket.AF_INET, socket.AF_INET6
 _MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
+def _within(n: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    return any(lo <= n <= hi for lo, hi in ranges)
+
+
 def _range(cidr: str) -> tuple[int, int]:
     net = ipaddress.ip_network(cidr)
     base = 0 if net.version == 4 else _V6
@@ -405,6 +409,7 @@ class RuleBook:
             for ch in CHANNELS
         }
         self._by_client: dict[tuple[str, str], tuple[Compiled, ...]] = {}
+        self._by_address: dict[tuple[str, str, str], tuple[Compiled, ...]] = {}
         self._numbers: dict[str, int | None] = {}
         """Addresses seen, as numbers (``address_number``; None: not an address)."""
 
@@ -424,25 +429,17 @@ class RuleBook:
     ) -> Compiled:
         """The first rule that matches (the default rule if none does). ``groups``: the
         person's groups, or a function that reads them (called only if a rule asks)."""
-        candidates = self._candidates(channel, client)
+        candidates = self._at(channel, client, address)
         if not candidates:
             return self.default
         known: frozenset[str] | None = groups if isinstance(groups, frozenset) else None
-        at: int | None = None
         came: int | None = None
         read = False
         for c in candidates:
-            ranges = c.ranges
-            if ranges is not None:
+            if c.station:  # its networks are the Calling-Station-Id's (``_at`` left it in)
                 if not read:
-                    at, came, read = self._number(address), self._number(station), True
-                n = came if c.station else at
-                if n is None:
-                    continue
-                for lo, hi in ranges:
-                    if lo <= n <= hi:
-                        break
-                else:
+                    came, read = self._number(station), True
+                if came is None or not _within(came, c.ranges or ()):
                     continue
             if c.groups is not None:
                 if known is None:
@@ -452,6 +449,25 @@ class RuleBook:
                     continue
             return c
         return self.default
+
+    def _at(self, channel: str, client: str, address: str) -> tuple[Compiled, ...]:
+        """The rules that can match a request of ``channel`` from ``client`` at ``address``,
+        in order: those whose source networks hold the address (or that name none, or name
+        the Calling-Station-Id's), worked out once per address (a RADIUS client's, the SDK's
+        callers': few), so a request costs one look-up however many rules name networks."""
+        key = (channel, client, address)
+        found = self._by_address.get(key)
+        if found is None:
+            at = self._number(address)
+            found = tuple(
+                c
+                for c in self._candidates(channel, client)
+                if c.ranges is None or c.station or (at is not None and _within(at, c.ranges))
+            )
+            if len(self._by_address) >= 4096:
+                self._by_address.clear()
+            self._by_address[key] = found
+        return found
 
     def _number(self, said: str) -> int | None:
         """``address_number``, remembered (a node sees the same addresses again and again)."""
