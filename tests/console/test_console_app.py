@@ -353,22 +353,28 @@ def test_the_token_inventory_a_helpdesk_assigns_and_only_an_admin_removes(
     async def scenario(c: httpx.AsyncClient, node: httpx.AsyncClient) -> None:
         await sign_in(c, "hana", code_of("hana"))
         page = await c.get("/console/tokens", params={"free": "1"})
-        assert page.status_code == 200 and page.text.count('action="/console/tokens/FOB-') == 6
-        r = await c.post("/console/tokens/FOB-1/assign", data={"csrf": csrf(page), "user": "piet"})
+        assert page.status_code == 200 and page.text.count("<td>FOB-") == 3
+        form = {"csrf": csrf(page), "serial": "FOB-1", "user": "piet"}
+        r = await c.post("/console/tokens/assign", data=form)
         assert r.status_code == 303 and r.headers["location"] == "/console/users/piet"
         assert "hotp" in (await c.get("/console/users/piet")).text
         page = await c.get("/console/tokens")
         assert 'href="/console/users/piet">piet</a>' in page.text
         free = await c.get("/console/tokens", params={"free": "1"})
         assert "FOB-1" not in free.text and "FOB-2" in free.text
-        r = await c.post("/console/tokens/FOB-2/remove", data={"csrf": csrf(page)})
+        form = {"csrf": csrf(page), "serial": "FOB-2"}
+        r = await c.post("/console/tokens/remove", data=form)
         assert r.status_code == 403 and "your role does not allow it" in r.text
-        r = await c.post("/console/tokens/FOB-2/assign", data={"csrf": csrf(page), "user": ""})
+        r = await c.post("/console/tokens/assign", data={**form, "user": ""})
         assert r.status_code == 400 and "Type the name of the user" in r.text
+        r = await c.post("/console/tokens/assign", data={"csrf": csrf(page), "user": "piet"})
+        assert r.status_code == 400 and "Type the serial number of a token." in r.text
+        r = await c.post("/console/tokens/assign", data={**form, "serial": "NOPE", "user": "piet"})
+        assert r.status_code == 404, r.text
         await c.post("/console/sign-out", data={"csrf": csrf(page)})
         await sign_in(c, "nora", code_of("nora"))
         page = await c.get("/console/tokens")
-        r = await c.post("/console/tokens/FOB-2/remove", data={"csrf": csrf(page)})
+        r = await c.post("/console/tokens/remove", data={"csrf": csrf(page), "serial": "FOB-2"})
         assert r.status_code == 303 and r.headers["location"] == "/console/tokens"
         assert "FOB-2" not in (await c.get("/console/tokens")).text
 

@@ -5,7 +5,7 @@ locked user among hundreds, unlocks them, issues a temporary access code that th
 that user; an admin-only action is refused by the node (403) and said as a sentence; a forged
 POST is refused; the audit shows the operator's name. An administrator signs in with a passkey
 (Chromium's virtual authenticator) and gives a role. axe-core judges every page, and the user's
-page fits a 375 px wide phone."""
+page, a search by state and the token inventory fit a 375 px wide phone."""
 
 from __future__ import annotations
 
@@ -68,6 +68,12 @@ def test_a_helpdesk_operator_unlocks_a_user_and_gives_an_access_code(
     cli(dd, "user", "add", "pia")
     cli(dd, "method", "add", "pia", "totp", "--secret", "JBSWY3DPEHPK3PXP" * 2, "--no-qr")
     key = cli(dd, "apikey", "create", "console1", "--scope", "console").stdout.strip()
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(
+        "serial,secret,type,digits\n"
+        + "".join(f"FOB-{i:04d},hex:{(b'%020d' % i).hex()},hotp,6\n" for i in range(3))
+    )
+    cli(dd, "token", "import", str(tokens))
     folder = OUTPUT / "helpdesk"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -93,6 +99,13 @@ def test_a_helpdesk_operator_unlocks_a_user_and_gives_an_access_code(
                 _push(small, phone)
                 small.page.goto(url + "/users/pia")
                 small.fits("user-on-a-phone")
+                small.page.goto(url + "/users?state=locked")
+                small.fits("locked-users-on-a-phone")
+                locked = small.page.content()  # pia was unlocked above: nobody is locked
+                assert '<option value="locked" selected="">' in locked and "No user found" in locked
+                small.page.goto(url + "/tokens")
+                small.fits("tokens-on-a-phone")
+                assert "FOB-0001" in small.page.content()
             finally:
                 small.close()
             assert small.errors == [], small.errors

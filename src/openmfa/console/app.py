@@ -14,7 +14,7 @@ under its prefix (``/console``):
          /users/{name}/devices/{device}/revoke, /users/{name}/export, /users/{name}/erase
                                  (each needs a recent sign-in)
     GET  /tokens                 the token inventory (all, or the free ones), paged by the node
-    POST /tokens/{serial}/assign, /tokens/{serial}/remove   (each needs a recent sign-in)
+    POST /tokens/assign, /tokens/remove   (a serial; each needs a recent sign-in)
     GET  /audit, /audit.csv      filtered by user, result and time; CSV streamed
     GET  /static/console.css, /healthz
 
@@ -100,8 +100,8 @@ def routes(console: Console) -> list[BaseRoute]:
         Route("/users/{name}/erase", action(users.erase), methods=post),
         Route("/users/{name}/devices/{device}/revoke", action(users.revoke_device), methods=post),
         Route("/tokens", signed_in(tokens.tokens)),
-        Route("/tokens/{serial}/assign", action(tokens.assign), methods=post),
-        Route("/tokens/{serial}/remove", action(tokens.remove), methods=post),
+        Route("/tokens/assign", action(tokens.assign), methods=post),
+        Route("/tokens/remove", action(tokens.remove), methods=post),
         Route("/audit", signed_in(audit_pages.audit)),
         Route("/audit.csv", signed_in(audit_pages.audit_csv)),
         Route("/static/{name}", static),

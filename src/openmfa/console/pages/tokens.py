@@ -18,9 +18,9 @@ PAGE = 25
 
 
 def _serial(ctx: Ctx) -> str:
-    serial = str(ctx.request.path_params["serial"])
-    if not serial or len(serial) > 128 or not NAME_RE.fullmatch(serial):
-        raise PageError(ctx._("There is no such token."), 404)
+    serial = ctx.field("serial", 128)
+    if not serial or not NAME_RE.fullmatch(serial):
+        raise PageError(ctx._("Type the serial number of a token."))
     return serial
 
 
