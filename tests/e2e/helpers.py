@@ -51,6 +51,19 @@ def init(data_dir: Path) -> str:
     return match.group(1)
 
 
+def person(data_dir: Path, name: str, password: str, seed: str = "") -> None:
+    """A user with a password (set through stdin, as a person would) and, with ``seed``, an
+    authenticator app (TOTP)."""
+    cli(data_dir, "user", "add", name)
+    env = {**os.environ, "OPENMFA_DATA_DIR": str(data_dir)}
+    subprocess.run(
+        [OPENMFA, "user", "set-password", name, "--password-stdin"],
+        input=password + "\n", text=True, check=True, capture_output=True, env=env, timeout=60,
+    )  # fmt: skip
+    if seed:
+        cli(data_dir, "method", "add", name, "totp", "--secret", seed, "--no-qr")
+
+
 def secret_of(output: str) -> str:
     match = re.search(r"^secret:\s+(\S+)$", output, re.M)
     assert match, output

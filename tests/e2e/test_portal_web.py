@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import OPENMFA, Phone, cli, free_port, init, oathtool, server
+from .helpers import Phone, cli, free_port, init, oathtool, person, server
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ"
 OPERATOR_SEED = "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U"
@@ -38,12 +37,7 @@ def test_the_portal_mounted_in_serve_signs_a_person_in_and_out(tmp_path: Path) -
             '\n[portal]\nenabled = true\nprefix = "/self-service"\nweb_config = "portal.toml"\n'
             '[console]\nenabled = true\nprefix = "/admin"\n'
         )
-    cli(dd, "user", "add", "finn")
-    subprocess.run(
-        [OPENMFA, "user", "set-password", "finn", "--password-stdin", "--data-dir", str(dd)],
-        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
-    )  # fmt: skip
-    cli(dd, "method", "add", "finn", "totp", "--secret", SEED, "--no-qr")
+    person(dd, "finn", PASSWORD, SEED)
     with server(dd, port=free_port()) as node, httpx.Client(base_url=node.url) as h:
         first = h.get("/self-service/sign-in")
         assert first.status_code == 200
@@ -100,12 +94,7 @@ def test_the_portal_mounted_in_serve_signs_a_person_in_and_out(tmp_path: Path) -
             assert old.get("/self-service/methods").headers["location"].endswith("/sign-in")
         # The console in the same process ([console] enabled): olga, of the helpdesk, signs in
         # with a code (her group's rule allows one) and is audited under her own name.
-        cli(dd, "user", "add", "olga")
-        subprocess.run(
-            [OPENMFA, "user", "set-password", "olga", "--password-stdin", "--data-dir", str(dd)],
-            input=PASSWORD + "\n", text=True, check=True, capture_output=True,
-        )  # fmt: skip
-        cli(dd, "method", "add", "olga", "totp", "--secret", OPERATOR_SEED, "--no-qr")
+        person(dd, "olga", PASSWORD, OPERATOR_SEED)
         cli(dd, "user", "role", "olga", "helpdesk")
         cli(dd, "user", "group", "add", "olga", "ops")
         cli(dd, "policy", "add", "ops-codes", "--group", "ops", "--methods", "totp")
@@ -134,12 +123,7 @@ class Node:
 
     def person(self, name: str, seed: str = SEED) -> None:
         """A user with a password and an authenticator app."""
-        cli(self.dd, "user", "add", name)
-        subprocess.run(
-            [OPENMFA, "user", "set-password", name, "--password-stdin", "--data-dir", str(self.dd)],
-            input=PASSWORD + "\n", text=True, check=True, capture_output=True,
-        )  # fmt: skip
-        cli(self.dd, "method", "add", name, "totp", "--secret", seed, "--no-qr")
+        person(self.dd, name, PASSWORD, seed)
 
     def portal(self) -> httpx.Client:
         return httpx.Client(base_url=self.url + "/portal", headers={"Accept-Language": "en"})
