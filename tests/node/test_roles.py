@@ -43,7 +43,8 @@ def test_the_table_is_least_privilege() -> None:
     for never in ("users:write", "methods:write", "roles", "authenticate", "push", "devices"):
         assert never not in helpdesk and never not in ROLES["auditor"]
     assert all(r <= SCOPES["admin"] for r in ROLES.values())
-    assert SCOPES["console"] == {"console"}
+    # A console host's key: operators' sign-ins, and its own reports to the inventory.
+    assert SCOPES["console"] == {"console", "report"}
 
 
 def test_set_shown_taken_away_and_refused(store: Store, config: Config) -> None:

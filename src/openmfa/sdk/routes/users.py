@@ -8,6 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...errors import InvalidInput
 from ...node.apikeys import ApiClient
 from ..http import _actor, _authorize, _body, _call, _int_param, _node, _run, json_response
 from ..models import (
@@ -45,17 +46,20 @@ async def users(request: Request) -> Response:
         return json_response(user, 201)
     limit = _int_param(request, "limit", 100, 1, 1000)
     after = request.query_params.get("after", "")
+    state = request.query_params.get("state")
+    if state is not None and state not in STATES:
+        raise InvalidInput("query parameter state must be one of locked, disabled, active")
     email = request.query_params.get("email")
     if email is not None:  # everyone with this address (sealed at rest: node.user_search)
         same = await _call(request, "users:read", lambda c: node.user_search.by_email(email))
         return json_response(UserPage(users=same, next_after=None))
     q = request.query_params
-    prefix, group, state = q.get("prefix", "")[:64], q.get("group", ""), q.get("state", "")
+    prefix, group = q.get("prefix", "")[:64], q.get("group", "")
     found = await _call(
         request,
         "users:read",
         lambda c: node.user_search.listed(
-            limit=limit, after=after, prefix=prefix, group=group, state=state
+            limit=limit, after=after, prefix=prefix, group=group, state=state or ""
         ),
     )
     return json_response(
@@ -193,12 +197,11 @@ EMAIL = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 """``?email``: an address to find (compared lower-cased, spaces around it ignored)."""
-STATE = {
-    "name": "state",
-    "in": "query",
-    "schema": {"type": "string", "enum": ["locked", "disabled", "active"]},
-}
+STATES = ("locked", "disabled", "active")
+STATE = {"name": "state", "in": "query", "schema": {"type": "string", "enum": list(STATES)}}
 """``?state``: only users locked now, disabled, or neither (``node.user_search``)."""
+GROUP = {"name": "group", "in": "query", "schema": {"type": "string", "maxLength": 128}}
+"""``?group``: only the members of the group of this exact name."""
 
 ROUTES: list[Declared] = [
     Declared(
@@ -212,7 +215,7 @@ ROUTES: list[Declared] = [
         UserPage,
         200,
         users,
-        query=(LIMIT, query_str("after"), query_str("prefix"), query_str("group"), STATE, EMAIL),
+        query=(LIMIT, query_str("after"), query_str("prefix"), GROUP, STATE, EMAIL),
     ),
     Declared("POST", "/v1/users", "users:write", "Create a user", UserCreate, UserView, 201, users),
     Declared("GET", "/v1/users/{name}", "users:read", "Show a user", None, UserView, 200, user),
