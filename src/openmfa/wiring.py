@@ -48,6 +48,7 @@ from .node.privacy import Privacy
 from .node.push import Opened, PushService
 from .node.push_hub import PushHub
 from .node.readiness import Readiness
+from .node.reports import ReportFolder, Reports
 from .node.roles import Roles
 from .node.session_ends import SessionEnds
 from .node.signed_in import SignedIn
@@ -74,6 +75,8 @@ class NodeRuntime:
         self.accounts = Accounts(store, config)
         self.groups = Groups(store, self.accounts)
         self.user_search = UserSearch(store, self.accounts)
+        self.reports = Reports(store)
+        self.report_folder = ReportFolder(self.reports)
         self.privacy = Privacy(store, config, self.accounts)
         self.pins = Pins(store, self.accounts)
         self.apikeys = ApiKeys(store)
@@ -176,6 +179,7 @@ class NodeRuntime:
             await self.farm_runtime.start()
             self.directory.start()
             self.session_ends.start()
+            self.report_folder.start()
             await asyncio.to_thread(self.notifier.start)
         except BaseException:
             await self.stop()
@@ -185,6 +189,7 @@ class NodeRuntime:
         import asyncio
 
         await asyncio.to_thread(self.notifier.stop)
+        await asyncio.to_thread(self.report_folder.stop)
         await self.session_ends.stop()
         await self.directory.stop()
         await self.farm_runtime.stop()

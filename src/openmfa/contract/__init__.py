@@ -61,7 +61,15 @@ from .components import (
     ErrorBody,
     OrderId,
 )
-from .console import AccessCodeIssued, AccessCodeRequest, RoleSet
+from .console import (
+    AccessCodeIssued,
+    AccessCodeRequest,
+    Count,
+    Dashboard,
+    MonthReport,
+    PushTimes,
+    RoleSet,
+)
 from .oidc import (
     OidcClientCheck,
     OidcClientChecked,
@@ -187,6 +195,10 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     PasswordPolicy,
     PasswordChanged,
     AccessCodeIssued,
+    Count,
+    PushTimes,
+    Dashboard,
+    MonthReport,
 )
 
 __all__ = [
@@ -220,6 +232,8 @@ __all__ = [
     "ComponentReply",
     "ComponentReport",
     "CookieSeen",
+    "Count",
+    "Dashboard",
     "DecisionView",
     "DeviceActivate",
     "DeviceActivated",
@@ -235,6 +249,7 @@ __all__ = [
     "MethodList",
     "MethodName",
     "MethodView",
+    "MonthReport",
     "Name",
     "OidcClientCheck",
     "OidcClientChecked",
@@ -276,6 +291,7 @@ __all__ = [
     "PushEvents",
     "PushOutcome",
     "PushRequestView",
+    "PushTimes",
     "RadiusStats",
     "RememberedList",
     "RememberedView",

@@ -29,3 +29,57 @@ class AccessCodeIssued(msgspec.Struct, kw_only=True):
     user: str
     code: str
     expires_at: float
+
+
+class Count(msgspec.Struct, kw_only=True):
+    """One row of a report's table: what (a channel and a result, a method kind, a reason, a
+    day) and how many."""
+
+    key: str
+    count: int
+    result: str = ""
+
+
+class PushTimes(msgspec.Struct, kw_only=True):
+    """How long approved pushes took, from asking to the phone's answer (seconds)."""
+
+    approved: int
+    median: float | None
+    p90: float | None
+    buckets: list[Count]
+    """How many were approved within each bucket ("0-5 s", ...)."""
+
+
+class Dashboard(msgspec.Struct, kw_only=True):
+    """The last 24 hours (whole hours, the current one included) at a glance."""
+
+    since: float
+    sign_ins: list[Count]
+    """Second-factor decisions by channel (``key``) and ``result``."""
+    failures: list[Count]
+    """Refused second factors by reason."""
+    locked_users: int
+    fraud_reports: int
+    fraud_reports_30d: int
+    lockouts: int
+    records: int
+    """Audit records the counts were made from (all the node holds)."""
+
+
+class MonthReport(msgspec.Struct, kw_only=True):
+    """One month (UTC) of sign-ins, from the audit log."""
+
+    month: str
+    active_users: int
+    """People with at least one accepted second factor in the month."""
+    sign_ins: list[Count]
+    methods: list[Count]
+    """Accepted second factors by method kind (``removed``: the method is gone)."""
+    failures: list[Count]
+    days: list[Count]
+    """Second-factor decisions per day (``key`` YYYY-MM-DD) and ``result``."""
+    push: PushTimes
+    fraud_reports: int
+    lockouts: int
+    months: list[str]
+    """Every month the audit log holds, newest first."""

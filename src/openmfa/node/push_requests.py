@@ -317,7 +317,7 @@ class PushRequests:
                 method_id=message.device_id,
                 reason=reason,
                 request_id=row.request_id,
-                detail=f"push {row.id} for {row.client}",
+                detail=push_detail(row.id, row.client),
             ),
         )
         if status == "fraud":
@@ -357,7 +357,7 @@ class PushRequests:
                     method_id=row.method_id,
                     reason=reason,
                     request_id=row.request_id,
-                    detail=f"push {row.id} for {row.client}",
+                    detail=push_detail(row.id, row.client),
                 ),
             )
         return True
@@ -373,6 +373,17 @@ class PushRequests:
 
     def _audit(self, conn: Connection, event: AuditEvent) -> None:
         conn.execute(insert(t.audit).values(event.row(self.store.node_name, time.time())))
+
+
+def push_detail(push_id: str, client: str) -> str:
+    """The ``detail`` of a push's audit rows (``push.answer``, ``push.close``)."""
+    return f"push {push_id} for {client}"
+
+
+def push_id_of(detail: str) -> str:
+    """The push request a ``push_detail`` names ("" for another text)."""
+    head, _, rest = detail.partition(" ")
+    return rest.split(" ", 1)[0] if head == "push" else ""
 
 
 def _view(x: Any, unlock: bool) -> PushRequestView:

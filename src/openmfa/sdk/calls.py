@@ -26,6 +26,7 @@ from .models import (
     ComponentReply,
     ComponentReport,
     CookieSeen,
+    Dashboard,
     DecisionView,
     DeviceActivate,
     DeviceActivated,
@@ -36,6 +37,7 @@ from .models import (
     MethodCreate,
     MethodList,
     MethodView,
+    MonthReport,
     PasskeyAnswer,
     PasskeyChallenge,
     PasskeyOptions,
@@ -548,6 +550,15 @@ class Requests:
         if since is not None:
             params["since"] = since
         return Call("GET", "/v1/audit", AuditPage, params=params)
+
+    @staticmethod
+    def dashboard() -> Call[Dashboard]:
+        return Call("GET", "/v1/reports/dashboard", Dashboard)
+
+    @staticmethod
+    def month_report(month: str | None = None) -> Call[MonthReport]:
+        params: dict[str, str | int | float] = {} if month is None else {"month": month}
+        return Call("GET", "/v1/reports/month", MonthReport, params=params)
 
     @staticmethod
     def radius_stats() -> Call[RadiusStats]:

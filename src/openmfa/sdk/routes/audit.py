@@ -4,13 +4,16 @@ the portal, mobile-service and adapter hosts (``farm.components``).
 
 from __future__ import annotations
 
+import time
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import Forbidden
 from ...node import audit as audit_log
+from ...node.reports import month_of
 from ..http import _authorize, _body, _call, _int_param, _node, _time_param, json_response
-from ..models import AuditPage, ComponentReply, ComponentReport, RadiusStats
+from ..models import AuditPage, ComponentReply, ComponentReport, Dashboard, MonthReport, RadiusStats
 from ..table import LIMIT, SINCE, Declared, query_int, query_str
 
 
@@ -47,12 +50,32 @@ async def audit(request: Request) -> Response:
     )
 
 
+async def dashboard(request: Request) -> Response:
+    node = _node(request)
+    found = await _call(request, "audit:read", lambda c: node.reports.dashboard())
+    return json_response(found)
+
+
+async def month_report(request: Request) -> Response:
+    node = _node(request)
+    month = request.query_params.get("month") or month_of(time.time())
+    found = await _call(request, "audit:read", lambda c: node.reports.month(month))
+    return json_response(found)
+
+
 async def radius_stats(request: Request) -> Response:
     node = _node(request)
     await _call(request, "audit:read", lambda c: None)
     stats = dict(node.radius.protocol.stats) if node.radius is not None else {}
     return json_response(RadiusStats(enabled=node.radius is not None, counters=stats))
 
+
+MONTH = {
+    "name": "month",
+    "in": "query",
+    "description": "YYYY-MM (UTC); this month when absent",
+    "schema": {"type": "string", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"},
+}
 
 ROUTES: list[Declared] = [
     Declared(
@@ -76,6 +99,31 @@ ROUTES: list[Declared] = [
         200,
         audit,
         query=(query_str("user"), SINCE, LIMIT, query_int("after_id", 0, 2**62, 0)),
+    ),
+    Declared(
+        "GET",
+        "/v1/reports/dashboard",
+        "audit:read",
+        "The last 24 hours at a glance: decisions by channel and result, failures by reason, "
+        "locked people, fraud reports, lockouts (counted from the audit log off the sign-in "
+        "path)",
+        None,
+        Dashboard,
+        200,
+        dashboard,
+    ),
+    Declared(
+        "GET",
+        "/v1/reports/month",
+        "audit:read",
+        "A month's report (UTC; ?month=YYYY-MM, this month by default): active people, "
+        "decisions by channel and result, the method mix, failures by reason, push approval "
+        "times, fraud reports, lockouts",
+        None,
+        MonthReport,
+        200,
+        month_report,
+        query=(MONTH,),
     ),
     Declared(
         "GET",
