@@ -26,12 +26,14 @@ from .models import (
     BypassGranted,
     ComponentReply,
     ComponentReport,
+    Dashboard,
     DecisionView,
     DeviceActivated,
     DevicePoll,
     DeviceView,
     Enrollment,
     MethodView,
+    MonthReport,
     OidcClientChecked,
     OidcCodeIssued,
     OidcCodeRequest,
@@ -537,6 +539,14 @@ class AsyncSdkClient:
     ) -> list[AuditView]:
         call = Requests.audit(user=user, since=since, limit=limit, after_id=after_id)
         return (await self.send(call)).events
+
+    async def dashboard(self) -> Dashboard:
+        """The last 24 hours at a glance (audit:read)."""
+        return await self.send(Requests.dashboard())
+
+    async def month_report(self, month: str | None = None) -> MonthReport:
+        """A month's report, YYYY-MM (UTC; this month when None)."""
+        return await self.send(Requests.month_report(month))
 
     async def radius_stats(self) -> RadiusStats:
         return await self.send(Requests.radius_stats())

@@ -51,12 +51,14 @@ from .models import (
     BypassGranted,
     ComponentReply,
     ComponentReport,
+    Dashboard,
     DecisionView,
     DeviceActivated,
     DevicePoll,
     DeviceView,
     Enrollment,
     MethodView,
+    MonthReport,
     OidcClientChecked,
     OidcCodeIssued,
     OidcCodeRequest,
@@ -573,6 +575,14 @@ class SdkClient:
     ) -> list[AuditView]:
         call = Requests.audit(user=user, since=since, limit=limit, after_id=after_id)
         return self.send(call).events
+
+    def dashboard(self) -> Dashboard:
+        """The last 24 hours at a glance (audit:read)."""
+        return self.send(Requests.dashboard())
+
+    def month_report(self, month: str | None = None) -> MonthReport:
+        """A month's report, YYYY-MM (UTC; this month when None)."""
+        return self.send(Requests.month_report(month))
 
     def radius_stats(self) -> RadiusStats:
         return self.send(Requests.radius_stats())
