@@ -132,7 +132,7 @@ def test_a_helpdesk_operators_day(store: Store, config: Config, tmp_path: Path) 
         r = await sign_in(c, "hana", first_code)
         assert r.status_code == 303 and r.headers["location"] == "/console/dashboard", r.text
         dash = await c.get("/console/dashboard")
-        assert dash.status_code == 200 and "<td>console</td><td>ok</td>" in dash.text
+        assert dash.status_code == 200 and "<td>console</td><td>accepted</td>" in dash.text
         assert "unsafe-inline" not in dash.headers["content-security-policy"]
         assert "<script>" not in dash.text  # no inline script
 

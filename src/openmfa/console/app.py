@@ -7,7 +7,10 @@ under its prefix (``/console``):
                                  push (GET /push shows the number), POST /push/wait: its answer;
                                  POST /passkey: a passkey's answer (the page's one script)
     POST /sign-out, /language
-    GET  /dashboard              the last 24 hours' sign-ins by channel and result
+    GET  /dashboard              the last 24 hours: sign-ins by channel and result (a chart and
+                                 its table), failures, locked users, fraud reports, lockouts
+    GET  /reports, /reports.csv, /reports.svg   a month's report (?month=YYYY-MM), as a page
+                                 (SVG charts, each with its table), CSV, one chart as a file
     GET  /users                  search by the start of the name, paged by the node
     GET  /users/{name}           methods, devices, lock, groups, role, recent sign-ins
     POST /users/{name}/unlock, /bypass, /access-code, /role,
@@ -43,7 +46,7 @@ from ..portal.theme import SecurityHeaders
 from ..sdk.async_client import AsyncSdkClient
 from . import i18n
 from .config import ConsoleConfig
-from .pages import audit_pages, sign_in, tokens, users
+from .pages import audit_pages, reports, sign_in, tokens, users
 from .runner import Console, Endpoint, Sessions, View, page
 
 CSP = (
@@ -89,7 +92,10 @@ def routes(console: Console) -> list[BaseRoute]:
         Route("/passkey", public(sign_in.passkey), methods=post),
         Route("/sign-out", public(sign_in.sign_out), methods=post),
         Route("/language", public(sign_in.language), methods=post),
-        Route("/dashboard", signed_in(audit_pages.dashboard)),
+        Route("/dashboard", signed_in(reports.dashboard)),
+        Route("/reports", signed_in(reports.report)),
+        Route("/reports.csv", signed_in(reports.report_csv)),
+        Route("/reports.svg", signed_in(reports.report_svg)),
         Route("/users", signed_in(users.users)),
         Route("/users/{name}", signed_in(users.user)),
         Route("/users/{name}/unlock", action(users.unlock), methods=post),

@@ -222,6 +222,10 @@ class Ctx:
         )
         return Response(html, status_code=status, media_type="text/html; charset=utf-8")
 
+    def render_text(self, template: str, **values: Any) -> str:
+        """A template's text alone (a file to download: a chart)."""
+        return self.env.get_template(template).render(base=self.base, lang=self.lang, **values)
+
     def limited(self) -> None:
         if not self.console.attempts.allow(self.console.address(self.request)):
             raise PageError(

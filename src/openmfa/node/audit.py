@@ -124,7 +124,13 @@ def query(
 
 SIGN_INS = ("authenticate", "primary", "portal.sign_in", "push.answer", "fraud.report")
 """The events a user sees as "my recent sign-ins"."""
-CHANNELS = {"portal": "portal", "adapter": "application", "admin": "application", "mobile": "phone"}
+CHANNELS = {
+    "portal": "portal",
+    "adapter": "application",
+    "admin": "application",
+    "mobile": "phone",
+    "console": "console",
+}
 """The channel of a sign-in that came with an API key of each scope."""
 IN_SERVE = {"portal (in serve)": "portal", "mobile (in serve)": "mobile"}
 """The scopes of the in-memory keys of the parts ``openmfa serve`` mounts (their names in

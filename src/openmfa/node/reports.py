@@ -6,6 +6,8 @@ Rules owned here:
 - the sign-in path pays nothing: audit rows are written as before, and the counts are folded
   from the rows after a mark (their ids) in grouped queries — when a report is asked for, and
   once a minute in the background (``ReportFolder``), never per request;
+- on PostgreSQL, where a transaction still open may hold a lower id than one committed, the rows
+  of the last ``SETTLE`` seconds are counted for each answer but folded only later;
 - the counts are hourly and live in this process: derived data, folded again from the audit
   log when the process starts (nothing new in the data file, no data format); so a report over
   a million records reads a few thousand counts, not the records;
@@ -65,7 +67,8 @@ def month_span(month: str) -> tuple[float, float]:
         if len(month) != 7 or not (1970 <= year <= 9999 and 1 <= mon <= 12):
             raise ValueError(month)
     except ValueError:
-        raise MalformedRequest(f"month must be YYYY-MM, like 2026-12 (got {month[:16]!r})") from None
+        said = f"month must be YYYY-MM, like 2026-12 (got {month[:16]!r})"
+        raise MalformedRequest(said) from None
     start = calendar.timegm((year, mon, 1, 0, 0, 0))
     nxt = calendar.timegm((year + mon // 12, mon % 12 + 1, 1, 0, 0, 0))
     return float(start), float(nxt)
@@ -89,6 +92,14 @@ class _Counts:
 _KEEP_TIMES = 20_000
 
 
+@dataclass
+class _Delta:
+    hours: list[tuple[_Key, int]]
+    people: dict[str, set[bytes]]
+    pushes: list[tuple[str, float]]
+    """(month, seconds) of each approved push."""
+
+
 class Reports:
     def __init__(self, store: Store, clock: object = time.time) -> None:
         self.store = store
@@ -108,57 +119,82 @@ class Reports:
             return self._fold()
 
     def _fold(self) -> int:
-        a, m, c = t.audit, t.methods, self._c
+        c = self._c
         with self.store.read() as conn:
             top = self._top(conn)
-            oldest = conn.scalar(select(func.min(a.c.at)))
-            if top <= c.mark:
-                self._forget_before(oldest)
-                return 0
-            span = (a.c.id > c.mark) & (a.c.id <= top)
-            hour = self._hour(a.c.at)
-            kind = func.coalesce(m.c.kind, "")
-            grouped = conn.execute(
-                select(hour, a.c.action, a.c.result, a.c.reason, a.c.client, kind, func.count())
-                .select_from(a.outerjoin(m, m.c.id == a.c.method_id))
-                .where(span, a.c.action.in_(COUNTED))
-                .group_by(hour, a.c.action, a.c.result, a.c.reason, a.c.client, kind)
-            ).all()
-            first, last = conn.execute(
-                select(func.min(a.c.at), func.max(a.c.at)).where(
-                    span, a.c.action == DECISION, a.c.result == "accepted"
-                )
-            ).one()
-            people: dict[str, list[str]] = {}
-            for month in _months(first, last):
-                start, end = month_span(month)
-                people[month] = list(
-                    conn.scalars(
-                        select(a.c.user_name)
-                        .where(span, a.c.action == DECISION, a.c.result == "accepted")
-                        .where(a.c.at >= start, a.c.at < end)
-                        .distinct()
-                    )
-                )
-            answers = conn.execute(
-                select(a.c.at, a.c.detail).where(
-                    span, a.c.action == "push.answer", a.c.result == "accepted"
-                )
-            ).all()
-            asked = self._asked(conn, [push_id_of(d) for _, d in answers])
-        for h, action, result, reason, client, k, n in grouped:
-            c.hours[(int(h), action, result, reason, client, k or "removed")] += n
-        for month, names in people.items():
-            seen = c.people.setdefault(month, set())
-            seen.update(self._hash(n) for n in names)
-        for at, detail in answers:
-            created = asked.get(push_id_of(detail))
-            if created is not None:
-                self._push(month_of(at), max(0.0, at - created))
-        c.mark = top
+            oldest = conn.scalar(select(func.min(t.audit.c.at)))
+            delta = self._read(conn, c.mark, top) if top > c.mark else None
+        if delta is not None:
+            for key, n in delta.hours:
+                c.hours[key] += n
+            for month, names in delta.people.items():
+                c.people.setdefault(month, set()).update(names)
+            for month, seconds in delta.pushes:
+                self._push(month, seconds)
+            c.mark = top
         self._finish_months()
         self._forget_before(oldest)
-        return sum(n for *_, n in grouped)
+        return sum(n for _, n in delta.hours) if delta is not None else 0
+
+    def _read(self, conn: Connection, after: int, upto: int | None) -> _Delta:
+        """The counts of the rows after ``after`` up to ``upto`` (None: all)."""
+        a, m = t.audit, t.methods
+        span = a.c.id > after if upto is None else (a.c.id > after) & (a.c.id <= upto)
+        hour = self._hour(a.c.at)
+        kind = func.coalesce(m.c.kind, "")
+        grouped = conn.execute(
+            select(hour, a.c.action, a.c.result, a.c.reason, a.c.client, kind, func.count())
+            .select_from(a.outerjoin(m, m.c.id == a.c.method_id))
+            .where(span, a.c.action.in_(COUNTED))
+            .group_by(hour, a.c.action, a.c.result, a.c.reason, a.c.client, kind)
+        ).all()
+        accepted = (span, a.c.action == DECISION, a.c.result == "accepted")
+        first, last = conn.execute(
+            select(func.min(a.c.at), func.max(a.c.at)).where(*accepted)
+        ).one()
+        people: dict[str, set[bytes]] = {}
+        for month in _months(first, last):
+            start, end = month_span(month)
+            names = conn.scalars(
+                select(a.c.user_name).where(*accepted, a.c.at >= start, a.c.at < end).distinct()
+            )
+            people[month] = {self._hash(n) for n in names}
+        answers = conn.execute(
+            select(a.c.at, a.c.detail).where(
+                span, a.c.action == "push.answer", a.c.result == "accepted"
+            )
+        ).all()
+        asked = self._asked(conn, [push_id_of(d) for _, d in answers])
+        pushes = [
+            (month_of(at), max(0.0, at - asked[push_id_of(detail)]))
+            for at, detail in answers
+            if push_id_of(detail) in asked
+        ]
+        return _Delta(
+            [((int(h), ac, r, why, cl, k or "removed"), n) for h, ac, r, why, cl, k, n in grouped],
+            people,
+            pushes,
+        )
+
+    def _view(self) -> tuple[list[tuple[_Key, int]], dict[str, int]]:
+        """Fold, then every hour's counts and each month's people, with (on PostgreSQL) the rows
+        still settling counted for this answer only."""
+        with self._lock:
+            self._fold()
+            c = self._c
+            hours = list(c.hours.items())
+            people = dict(c.active)
+            for month, seen in c.people.items():
+                people[month] = people.get(month, 0) + len(seen)
+            if self.store.is_sqlite:
+                return hours, people
+            with self.store.read() as conn:
+                tail = self._read(conn, c.mark, None)
+            hours.extend(tail.hours)
+            for month, names in tail.people.items():
+                new = names - c.people.get(month, set())
+                people[month] = people.get(month, 0) + len(new)
+            return hours, people
 
     def _hour(self, at: ColumnElement[float]) -> ColumnElement[int]:
         if self.store.is_sqlite:
@@ -168,7 +204,7 @@ class Reports:
     def _top(self, conn: Connection) -> int:
         """The last row to fold. SQLite writes one transaction at a time, so every id up to the
         highest is there; on PostgreSQL a transaction still open may hold a lower id than one
-        committed, so the rows of the last ``SETTLE`` seconds wait for the next fold."""
+        committed, so the rows of the last ``SETTLE`` seconds wait for a later fold."""
         a = t.audit
         if self.store.is_sqlite:
             return int(conn.scalar(select(func.max(a.c.id))) or 0)
@@ -229,13 +265,10 @@ class Reports:
     def dashboard(self) -> Dashboard:
         now = self._now()
         since_hour = int(now // HOUR) - 23
-        with self._lock:
-            self._fold()
-            hours = [(k, n) for k, n in self._c.hours.items() if k[0] >= since_hour]
-            month_ago = int(now // HOUR) - 30 * 24
-            fraud_30d = sum(
-                n for k, n in self._c.hours.items() if k[0] > month_ago and k[1] == "fraud.report"
-            )
+        every, _ = self._view()
+        hours = [(k, n) for k, n in every if k[0] >= since_hour]
+        month_ago = int(now // HOUR) - 30 * 24
+        fraud_30d = sum(n for k, n in every if k[0] > month_ago and k[1] == "fraud.report")
         scopes = self._scopes({k[4] for k, _ in hours})
         s = t.user_state
         with self.store.read() as conn:
@@ -255,13 +288,12 @@ class Reports:
     def month(self, month: str) -> MonthReport:
         start, end = month_span(month)
         first, last = int(start // HOUR), int(end // HOUR)
+        every, people = self._view()
+        hours = [(k, n) for k, n in every if first <= k[0] < last]
         with self._lock:
-            self._fold()
-            hours = [(k, n) for k, n in self._c.hours.items() if first <= k[0] < last]
-            people = self._c.active.get(month, 0) + len(self._c.people.get(month, ()))
             buckets = list(self._c.push.get(month, [0.0] * (len(PUSH_BUCKETS) + 1)))
             times = sorted(self._c.push_seconds.get(month, []))
-            months = sorted({month_of(k[0] * HOUR) for k in self._c.hours}, reverse=True)
+        months = sorted({month_of(k[0] * HOUR) for k, _ in every}, reverse=True)
         scopes = self._scopes({k[4] for k, _ in hours})
         decided = [(k, n) for k, n in hours if k[1] == DECISION and k[3] != "pending"]
         kinds: Counter[str] = Counter()
@@ -273,7 +305,7 @@ class Reports:
             days[(day, k[2])] += n
         return MonthReport(
             month=month,
-            active_users=people,
+            active_users=people.get(month, 0),
             sign_ins=_by_channel(hours, scopes),
             methods=[Count(key=k, count=n) for k, n in kinds.most_common()],
             failures=_failures(hours),
@@ -285,12 +317,17 @@ class Reports:
         )
 
     def _scopes(self, clients: Iterable[str]) -> dict[str, str]:
-        names = [c for c in clients if c and not c.startswith("radius:") and c != "cli"]
+        names = {_key_of(c) for c in clients if c and not c.startswith("radius:") and c != "cli"}
         if not names:
             return {}
         k = t.api_keys
         with self.store.read() as conn:
             return {n: s for n, s in conn.execute(select(k.c.name, k.c.scope)).all() if n in names}
+
+
+def _key_of(client: str) -> str:
+    """The API key's name of an audit row's ``client`` (an operator acts as ``KEY/NAME``)."""
+    return client.split("/", 1)[0]
 
 
 def _months(first: float | None, last: float | None) -> list[str]:
@@ -307,7 +344,7 @@ def _by_channel(hours: list[tuple[_Key, int]], scopes: dict[str, str]) -> list[C
     by: Counter[tuple[str, str]] = Counter()
     for k, n in hours:
         if k[1] == DECISION and k[3] != "pending":
-            by[(channel_of(k[4], scopes.get(k[4], "")) or "application", k[2])] += n
+            by[(channel_of(k[4], scopes.get(_key_of(k[4]), "")) or "application", k[2])] += n
     return [Count(key=ch, result=r, count=n) for (ch, r), n in sorted(by.items())]
 
 

@@ -1,13 +1,11 @@
 """The audit: a page filtered by user and result (the node pages it by id), its CSV export
-streamed page by page, and the dashboard's counts (the last 24 hours' sign-ins by channel and
-result, read through the same route)."""
+streamed page by page, and a user's recent sign-ins."""
 
 from __future__ import annotations
 
 import csv
 import io
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 
 from starlette.responses import Response, StreamingResponse
@@ -20,27 +18,10 @@ from .users_common import NAME_RE
 PAGE = 50
 BATCH = 1000
 MAX_BATCHES = 50
-"""At most this many batches of the audit are read for a count (the dashboard, a user's recent
-sign-ins): a reporting rollup on the node is left for later (issue 37's reports)."""
-SIGN_INS = ("authenticate", "primary", "portal.sign_in", "push.answer", "console.sign_in")
+"""At most this many batches of the audit are read for a user's recent sign-ins or an export."""
 RESULTS = ("", "ok", "accepted", "rejected", "pending", "error")
+SIGN_INS = ("authenticate", "primary", "portal.sign_in", "push.answer", "console.sign_in")
 SINCE = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0, "all": 0.0}
-
-
-def channel(e: AuditView) -> str:
-    """How a sign-in came: ``console`` (an operator), ``radius``, ``cli``, ``portal``, or an
-    ``application``'s key."""
-    if e.channel:
-        return e.channel
-    if e.action == "console.sign_in" or "/" in e.client:
-        return "console"
-    if e.client.startswith("radius:"):
-        return "radius"
-    if e.client == "cli":
-        return "cli"
-    if e.action == "portal.sign_in" or e.client.startswith("portal"):
-        return "portal"
-    return "application"
 
 
 async def _events(
@@ -63,15 +44,6 @@ async def newest(ctx: Ctx, user: str, count: int) -> list[AuditView]:
         if e.action in SIGN_INS:
             found = [*found[-(count - 1) :], e] if count > 1 else [e]
     return list(reversed(found))
-
-
-async def dashboard(ctx: Ctx) -> Response:
-    by: Counter[tuple[str, str]] = Counter()
-    async for e in _events(ctx, since=time.time() - 86400):
-        if e.action in SIGN_INS:
-            by[(channel(e), e.result)] += 1
-    rows = sorted(by.items())
-    return ctx.render("dashboard.html", rows=rows, total=sum(by.values()))
 
 
 def _filters(ctx: Ctx) -> tuple[str, str, str]:
