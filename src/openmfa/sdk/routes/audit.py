@@ -58,7 +58,9 @@ async def dashboard(request: Request) -> Response:
 
 async def month_report(request: Request) -> Response:
     node = _node(request)
-    month = request.query_params.get("month") or month_of(time.time())
+    month = request.query_params.get("month")  # absent: this month; empty: refused
+    if month is None:
+        month = month_of(time.time())
     found = await _call(request, "audit:read", lambda c: node.reports.month(month))
     return json_response(found)
 
