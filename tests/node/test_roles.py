@@ -36,11 +36,15 @@ def roles_of(store: Store, config: Config) -> tuple[Accounts, Roles, PortalToken
 
 def test_the_table_is_least_privilege() -> None:
     assert ROLES["admin"] == SCOPES["admin"]
-    assert ROLES["auditor"] == {"users:read", "methods:read", "audit:read"}
+    assert ROLES["auditor"] == {"users:read", "methods:read", "audit:read", "farm:read"}
     helpdesk = ROLES["helpdesk"]
     assert {"users:unlock", "bypass", "access-code", "devices:revoke"} <= helpdesk
     assert {"methods:resync", "tokens:assign", "audit:read", "users:read"} <= helpdesk
-    for never in ("users:write", "methods:write", "roles", "authenticate", "push", "devices"):
+    assert "farm:read" in helpdesk
+    for never in (
+        *("users:write", "methods:write", "roles", "authenticate", "push", "devices"),
+        *("apikeys", "tokens:import"),
+    ):
         assert never not in helpdesk and never not in ROLES["auditor"]
     assert all(r <= SCOPES["admin"] for r in ROLES.values())
     # A console host's key: operators' sign-ins, and its own reports to the inventory.

@@ -65,3 +65,31 @@ def test_users_narrowed_by_group_and_state(store: Store, config: Config) -> None
     assert names(group="nobody") == []
     with pytest.raises(InvalidInput, match="state must be one of locked, disabled, active"):
         names(state="sleeping")
+
+
+def test_the_sdk_refuses_a_long_group_or_a_wrong_state_with_or_without_an_email(
+    store: Store, config: Config
+) -> None:
+    """schemathesis found ``?group`` of 200 characters accepted beside ``?email`` (the email
+    search went first): both refusals come before either search."""
+    import httpx
+
+    from openmfa.node.apikeys import ApiKeys
+    from tests.sdk.test_app import run_app
+
+    h = {"authorization": "Bearer " + ApiKeys(store).create("ops", "admin")}
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        for params in (
+            {"group": "g" * 129},
+            {"group": "g" * 129, "email": "a@example.org"},
+            {"state": "", "email": "a@example.org"},
+        ):
+            r = await c.get("/v1/users", params=params, headers=h)
+            assert r.status_code == 422, (params, r.text)
+        r = await c.get(
+            "/v1/users", params={"group": "g" * 128, "email": "a@example.org"}, headers=h
+        )
+        assert r.status_code == 200 and r.json()["users"] == []
+
+    run_app(store, config, scenario)

@@ -33,6 +33,7 @@ Once the document lists one, its entry here goes (the test says so)."""
 
 SAMPLES: dict[str, Any] = {
     "int": 0,
+    "bytes": b"serial,secret\n",
     "list[str]": [],
     "list[tuple[str, str]]": [],
     "Literal['totp', 'hotp', 'backup-codes']": "totp",

@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 import msgspec
 
-from ..errors import InvalidInput
-from ..node.tokens import Tokens, guess_format, read_file
+from ..node.tokens import Tokens, file_secret, guess_format, read_file
 from .common import data_dir_option, fails_cleanly, opened, when
 
 
@@ -66,17 +65,8 @@ def token_import(
     nothing."""
     raw = file.read_bytes()
     fmt = fmt or guess_format(file.name, raw)
-    secret: bytes | None = None
-    if password_stdin:
-        given = sys.stdin.readline().rstrip("\r\n")
-        secret = given.encode()
-        if fmt == "pskc" and not _encrypted_with_password(raw):
-            try:
-                secret = bytes.fromhex("".join(given.split()))
-            except ValueError:
-                raise InvalidInput(
-                    "this file is encrypted with a pre-shared key: give the key in hexadecimal"
-                ) from None
+    given = sys.stdin.readline().rstrip("\r\n") if password_stdin else ""
+    secret = file_secret(raw, fmt, given)
     records = read_file(raw, fmt, secret)
     with opened(data_dir) as (store, config):
         report = Tokens(store, config).import_records(
@@ -95,10 +85,6 @@ def token_import(
         click.echo(f"  duplicate {serial}: a token with this serial is in the inventory; kept")
     for serial, user in sorted(report.unmatched.items()):
         click.echo(f"  unmatched {serial}: no user named {user!r}; left in the inventory")
-
-
-def _encrypted_with_password(raw: bytes) -> bool:
-    return b"derivedkey" in raw.lower()
 
 
 @token.command("list")

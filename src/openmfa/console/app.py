@@ -18,6 +18,9 @@ under its prefix (``/console``):
                                  (each needs a recent sign-in)
     GET  /tokens                 the token inventory (all, or the free ones), paged by the node
     POST /tokens/assign, /tokens/remove   (a serial; each needs a recent sign-in)
+    POST /tokens/import          a token file (multipart, 8 MiB at the most; administrators)
+    GET  /keys                   API keys; POST /keys/create (the token shown once), /keys/revoke
+    GET  /farm                   the nodes and the hosts beside them (renews every 5 s)
     GET  /audit, /audit.csv      filtered by user, result and time; CSV streamed
     GET  /static/console.css, /healthz
 
@@ -46,7 +49,7 @@ from ..portal.theme import SecurityHeaders
 from ..sdk.async_client import AsyncSdkClient
 from . import i18n
 from .config import ConsoleConfig
-from .pages import audit_pages, reports, sign_in, tokens, users
+from .pages import admin_pages, audit_pages, reports, sign_in, tokens, users
 from .runner import Console, Endpoint, Sessions, View, page
 
 CSP = (
@@ -70,6 +73,9 @@ def routes(console: Console) -> list[BaseRoute]:
 
     def action(view: View) -> Endpoint:
         return page(console, view, recent=True)
+
+    def upload(view: View) -> Endpoint:
+        return page(console, view, recent=True, upload=True)
 
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
@@ -108,6 +114,11 @@ def routes(console: Console) -> list[BaseRoute]:
         Route("/tokens", signed_in(tokens.tokens)),
         Route("/tokens/assign", action(tokens.assign), methods=post),
         Route("/tokens/remove", action(tokens.remove), methods=post),
+        Route("/tokens/import", upload(admin_pages.token_import), methods=post),
+        Route("/keys", signed_in(admin_pages.keys)),
+        Route("/keys/create", action(admin_pages.key_create), methods=post),
+        Route("/keys/revoke", action(admin_pages.key_revoke), methods=post),
+        Route("/farm", signed_in(admin_pages.farm)),
         Route("/audit", signed_in(audit_pages.audit)),
         Route("/audit.csv", signed_in(audit_pages.audit_csv)),
         Route("/static/{name}", static),

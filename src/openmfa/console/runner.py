@@ -74,6 +74,8 @@ class Session:
     notice: str = ""
     shown_once: str = ""
     """A temporary access code, shown on the next page only."""
+    shown_key: str = ""
+    """A new API key's token, shown on the next API keys page only."""
 
     @property
     def signed_in(self) -> bool:
@@ -233,14 +235,24 @@ class Ctx:
             )
 
 
+UPLOAD_LIMIT = 8 * 1024 * 1024 + 65536
+"""A form with a file (a token file, 8 MiB at the most, and the form's other fields)."""
 View = Callable[[Ctx], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def page(console: Console, view: View, *, public: bool = False, recent: bool = False) -> Endpoint:
+def page(
+    console: Console,
+    view: View,
+    *,
+    public: bool = False,
+    recent: bool = False,
+    upload: bool = False,
+) -> Endpoint:
     """A page: its session, language, CSRF and Origin checks, and the node's refusals as
     sentences. ``public``: also for a signed-out browser; ``recent``: an action that needs a
-    sign-in at most ``recent_minutes`` old."""
+    sign-in at most ``recent_minutes`` old; ``upload``: its form may carry one file of up to
+    ``UPLOAD_LIMIT`` bytes."""
 
     async def endpoint(request: Request) -> Response:
         lang = console.language(request)
@@ -255,7 +267,7 @@ def page(console: Console, view: View, *, public: bool = False, recent: bool = F
                 s.notice = "ended"
         ctx = Ctx(console, request, s, lang, env, translations, request.scope.get("root_path", ""))
         if request.method == "POST":
-            refused = await _take_form(ctx, fresh)
+            refused = await _take_form(ctx, fresh, upload)
             if refused is not None:
                 return finish(console, request, refused, ctx.session, name)
         if not public and not s.signed_in:
@@ -269,19 +281,28 @@ def page(console: Console, view: View, *, public: bool = False, recent: bool = F
             resp = await view(ctx)
         except Exception as e:
             resp = failed(ctx, e)
+        finally:
+            if ctx.form is not None:
+                await ctx.form.close()  # an uploaded file's spool
         return finish(console, request, resp, ctx.session, name)
 
     endpoint.__name__ = view.__name__
     return endpoint
 
 
-async def _take_form(ctx: Ctx, fresh: bool) -> Response | None:
-    wrong = await read_form_body(ctx.request)
+async def _take_form(ctx: Ctx, fresh: bool, upload: bool = False) -> Response | None:
+    wrong = (
+        await read_form_body(ctx.request, UPLOAD_LIMIT)
+        if upload
+        else await read_form_body(ctx.request)
+    )
     if wrong:
         status = 413 if wrong == "large" else 400
         return ctx.render("error.html", status, message=ctx._("That request could not be read."))
     try:
-        form: FormData | None = await ctx.request.form(max_files=0, max_fields=50)
+        form: FormData | None = await ctx.request.form(
+            max_files=1 if upload else 0, max_fields=50, max_part_size=UPLOAD_LIMIT
+        )
     except Exception:  # a malformed body is the sender's mistake: no token in it
         form = None
     sent = form.get("csrf") if form is not None else None

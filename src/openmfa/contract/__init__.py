@@ -64,11 +64,19 @@ from .components import (
 from .console import (
     AccessCodeIssued,
     AccessCodeRequest,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
     Count,
     Dashboard,
+    FarmComponentView,
+    FarmNodeView,
+    FarmView,
     MonthReport,
     PushTimes,
     RoleSet,
+    TokenImport,
+    TokenImported,
 )
 from .oidc import (
     OidcClientCheck,
@@ -149,6 +157,8 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     PortalPasswordChange,
     RoleSet,
     AccessCodeRequest,
+    ApiKeyCreate,
+    TokenImport,
 )
 RESPONSES: tuple[type[msgspec.Struct], ...] = (
     ErrorBody,
@@ -199,6 +209,12 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
     PushTimes,
     Dashboard,
     MonthReport,
+    ApiKeyCreated,
+    ApiKeyList,
+    TokenImported,
+    FarmNodeView,
+    FarmComponentView,
+    FarmView,
 )
 
 __all__ = [
@@ -221,6 +237,9 @@ __all__ = [
     "ActivationRequest",
     "AdapterResult",
     "AdapterVerify",
+    "ApiKeyCreate",
+    "ApiKeyCreated",
+    "ApiKeyList",
     "ApiKeyView",
     "AuditPage",
     "AuditView",
@@ -243,6 +262,9 @@ __all__ = [
     "Enrollment",
     "Erased",
     "ErrorBody",
+    "FarmComponentView",
+    "FarmNodeView",
+    "FarmView",
     "Health",
     "Kind",
     "MethodCreate",
@@ -308,6 +330,8 @@ __all__ = [
     "Text",
     "TokenAssign",
     "TokenClaim",
+    "TokenImport",
+    "TokenImported",
     "TokenPage",
     "TokenView",
     "UserCreate",

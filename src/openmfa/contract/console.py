@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from .answers import ApiKeyView
+
 
 class RoleSet(msgspec.Struct, forbid_unknown_fields=True):
     """The operator role to give a person (``none``: take it away)."""
@@ -83,3 +85,82 @@ class MonthReport(msgspec.Struct, kw_only=True):
     lockouts: int
     months: list[str]
     """Every month the audit log holds, newest first."""
+
+
+class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A new API key: its name (letters, digits, ``.``, ``_``, ``-``), its scope, and how many
+    days it lasts (none: until revoked)."""
+
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    scope: Literal["admin", "portal", "adapter", "mobile", "console"]
+    expires_days: Annotated[float, Meta(gt=0, le=3650)] | None = None
+
+
+class ApiKeyCreated(msgspec.Struct, kw_only=True):
+    """The key's token, shown once (the node keeps only its hash)."""
+
+    name: str
+    scope: str
+    token: str
+    expires_at: float | None
+
+
+class TokenImport(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A token file (PSKC, RFC 6030; CSV; privacyIDEA's export), base64, and how to read it."""
+
+    file: Annotated[str, Meta(max_length=11_200_000)]
+    """The file's bytes, base64 (8 MiB at the most)."""
+    file_name: Annotated[str, Meta(max_length=255)] = ""
+    format: Literal["", "pskc", "csv", "privacyidea"] = ""
+    """"": by content (and ``file_name``)."""
+    password: Annotated[str, Meta(max_length=1024)] = ""
+    """An encrypted file's password (PSKC with PBKDF2), pre-shared key in hexadecimal (PSKC),
+    or privacyIDEA's printed key."""
+    assign_by: Literal["serial", "user"] = "serial"
+
+
+class TokenImported(msgspec.Struct, kw_only=True):
+    records: int
+    """Tokens in the file."""
+    added: list[str]
+    assigned: dict[str, str]
+    """Serial -> user (``assign_by`` user)."""
+    duplicates: list[str]
+    unmatched: dict[str, str]
+
+
+class FarmNodeView(msgspec.Struct, kw_only=True):
+    name: str
+    role: str
+    release: str
+    reads: str
+    position: int | None
+    lag: int | None
+    last_contact: float | None
+    health: str
+
+
+class FarmComponentView(msgspec.Struct, kw_only=True):
+    name: str
+    kind: str
+    host: str
+    release: str
+    health: str
+    last_contact: float
+    upgrading: bool
+
+
+class FarmView(msgspec.Struct, kw_only=True):
+    """The farm as the node asked sees it (``openmfa farm status``); a node on its own is a
+    farm of one (``in_farm`` false)."""
+
+    in_farm: bool
+    node: str
+    master: str
+    format: int
+    nodes: list[FarmNodeView]
+    components: list[FarmComponentView]
+
+
+class ApiKeyList(msgspec.Struct, kw_only=True):
+    keys: list[ApiKeyView]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from .. import __version__
+from ..contract import FarmComponentView, FarmNodeView, FarmView
 from ..errors import InvalidInput
 from ..store.database import READS_FORMATS, Store
 from . import membership
@@ -160,3 +161,49 @@ def component_row(c: ComponentSeen, now: float) -> ComponentRow:
         "heard_by": c.node,
         "upgrading": c.upgrading,
     }
+
+
+def farm_view(store: Store) -> FarmView:
+    """``read_status`` as the SDK answers it (``GET /v1/farm/status``); a node on its own is a
+    farm of one."""
+    if membership.load(store) is None:
+        with store.read() as conn:
+            position = Store.generation(conn)
+        alone = FarmNodeView(
+            name=store.node_name,
+            role="alone",
+            release=__version__,
+            reads=f"{READS_FORMATS[0]}-{READS_FORMATS[1]}",
+            position=position,
+            lag=0,
+            last_contact=time.time(),
+            health="ok",
+        )
+        return FarmView(
+            in_farm=False,
+            node=store.node_name,
+            master=store.node_name,
+            format=store.data_format(),
+            nodes=[alone],
+            components=[],
+        )
+    s = read_status(store)
+    return FarmView(
+        in_farm=True,
+        node=store.node_name,
+        master=s.membership.master_url or "",
+        format=s.format,
+        nodes=[FarmNodeView(**n) for n in s.nodes],
+        components=[
+            FarmComponentView(
+                name=c["name"],
+                kind=c["kind"],
+                host=c["host"],
+                release=c["release"],
+                health=c["health"],
+                last_contact=c["last_contact"],
+                upgrading=c["upgrading"],
+            )
+            for c in s.components
+        ],
+    )

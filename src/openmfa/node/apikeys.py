@@ -45,6 +45,10 @@ SCOPES: dict[str, frozenset[str]] = {
             "devices:revoke",
             "tokens:assign",
             "roles",
+            # Administrators only (the console's API keys, token import and farm pages)
+            "apikeys",
+            "tokens:import",
+            "farm:read",
         }
     ),
     # Least privilege: a sign-in only (checking a code, or the portal's two steps); everything
@@ -298,6 +302,13 @@ class ApiKeys:
             ]
 
     def revoke(self, name: str, *, client: str = "cli") -> None:
+        """Revoke ``name``; not the key ``client`` itself calls with (``KEY`` or
+        ``KEY/OPERATOR``): that would cut off the caller — the console, say — in mid-call."""
+        if name == client.split("/", 1)[0] and client != "cli":
+            raise Conflict(
+                f"{name!r} is the key this request came with; revoke it with another key or "
+                "`openmfa apikey revoke` on a node"
+            )
         with self.store.read() as conn:
             row = conn.execute(select(t.api_keys).where(t.api_keys.c.name == name)).first()
         if row is None:

@@ -41,7 +41,7 @@ from .apikeys import SCOPES, ApiClient
 from .portal import OPERATOR, PortalTokens
 from .session_ends import SessionEnds
 
-_READ = frozenset({"users:read", "methods:read", "audit:read"})
+_READ = frozenset({"users:read", "methods:read", "audit:read", "farm:read"})
 ROLES: dict[str, frozenset[str]] = {
     "admin": SCOPES["admin"],
     "helpdesk": _READ

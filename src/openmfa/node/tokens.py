@@ -67,6 +67,21 @@ def read_file(raw: bytes, fmt: str, secret: bytes | None) -> list[TokenRecord]:
     raise InvalidInput(f"format must be pskc, csv or privacyidea, not {fmt!r}")
 
 
+def file_secret(raw: bytes, fmt: str, given: str) -> bytes | None:
+    """What opens an encrypted token file, from what a person typed ("": none): a PSKC file's
+    password (PBKDF2), or its pre-shared key in hexadecimal; privacyIDEA's printed key."""
+    if not given:
+        return None
+    if fmt == "pskc" and b"derivedkey" not in raw.lower():  # a pre-shared key, not a password
+        try:
+            return bytes.fromhex("".join(given.split()))
+        except ValueError:
+            raise InvalidInput(
+                "this file is encrypted with a pre-shared key: give the key in hexadecimal"
+            ) from None
+    return given.encode()
+
+
 def guess_format(name: str, raw: bytes) -> str:
     head = raw.lstrip()[:200].lower()
     if head.startswith(b"gaaaaa"):  # a Fernet token: privacyIDEA's own export

@@ -9,6 +9,7 @@ audits it as ``KEY/OPERATOR``. Both clients send these with ``send``.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from typing import TypeVar
 
@@ -19,6 +20,10 @@ from .headers import OPERATOR_HEADER, _origin
 from .models import (
     AccessCodeIssued,
     AccessCodeRequest,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    FarmView,
     PasskeyAnswer,
     PasskeyChallenge,
     PasskeyOptions,
@@ -26,6 +31,8 @@ from .models import (
     PortalSignIn,
     PortalStep,
     RoleSet,
+    TokenImport,
+    TokenImported,
     UserPage,
     UserView,
 )
@@ -129,3 +136,37 @@ class ConsoleRequests:
         params: dict[str, str | int | float] = {"limit": limit, "after": after, "prefix": prefix}
         params |= {k: v for k, v in (("group", group), ("state", state)) if v}
         return Call("GET", "/v1/users", UserPage, params=params)
+
+    @staticmethod
+    def api_keys() -> Call[ApiKeyList]:
+        return Call("GET", "/v1/apikeys", ApiKeyList)
+
+    @staticmethod
+    def create_api_key(
+        name: str, scope: str, *, expires_days: float | None = None
+    ) -> Call[ApiKeyCreated]:
+        body = _encode(ApiKeyCreate(name=name, scope=scope, expires_days=expires_days))  # type: ignore[arg-type]
+        return Call("POST", "/v1/apikeys", ApiKeyCreated, body=body, kind="write")
+
+    @staticmethod
+    def revoke_api_key(name: str) -> Call[None]:
+        return Call("DELETE", f"/v1/apikeys/{_seg(name)}", None, kind="write")
+
+    @staticmethod
+    def import_tokens(
+        raw: bytes, *, file_name: str = "", password: str = "", assign_by: str = "serial"
+    ) -> Call[TokenImported]:
+        """A token file (PSKC, CSV, privacyIDEA's export) into the inventory: all or nothing."""
+        body = _encode(
+            TokenImport(
+                file=base64.b64encode(raw).decode("ascii"),
+                file_name=file_name,
+                password=password,
+                assign_by=assign_by,  # type: ignore[arg-type]
+            )
+        )
+        return Call("POST", "/v1/tokens/import", TokenImported, body=body, kind="write")
+
+    @staticmethod
+    def farm_status() -> Call[FarmView]:
+        return Call("GET", "/v1/farm/status", FarmView)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..table import Declared
 from . import (
+    admin,
     audit,
     authenticate,
     console,
@@ -34,6 +35,7 @@ TABLE: list[Declared] = [
     *tokens.ROUTES,
     *audit.ROUTES,
     *console.ROUTES,
+    *admin.ROUTES,
 ]
 """Every SDK route, declared once: the app serves these and the document lists them."""
 

@@ -1,13 +1,18 @@
-"""The OATH hardware-token inventory (imported by ``openmfa token import``): list, assign to a
-user, remove. A seed never leaves.
+"""The OATH hardware-token inventory (imported by ``openmfa token import`` or ``POST
+/v1/tokens/import``): list, assign to a user, remove. A seed never leaves.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...errors import InvalidInput
 from ...node.apikeys import ApiClient
+from ...node.tokens import file_secret, guess_format, read_file
 from ..http import (
     _actor,
     _authorize,
@@ -19,8 +24,11 @@ from ..http import (
     _run,
     json_response,
 )
-from ..models import MethodView, TokenAssign, TokenPage
+from ..models import MethodView, TokenAssign, TokenImport, TokenImported, TokenPage
 from ..table import LIMIT, Declared, query_bool, query_str
+
+IMPORT_LIMIT = 12 * 1024 * 1024
+"""A token file's request: 8 MiB of file, base64."""
 
 
 async def tokens(request: Request) -> Response:
@@ -62,6 +70,34 @@ async def token(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def token_import(request: Request) -> Response:
+    node = _node(request)
+    client = await _authorize(request, "tokens:import")
+    b = await _body(request, TokenImport, IMPORT_LIMIT)
+    try:
+        raw = base64.b64decode(b.file, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("file must be the token file's bytes in base64") from None
+    if not raw:
+        raise InvalidInput("the file is empty")
+    fmt = b.format or guess_format(b.file_name, raw)
+
+    def run(c: object) -> TokenImported:
+        records = read_file(raw, fmt, file_secret(raw, fmt, b.password))
+        report = node.tokens.import_records(
+            records, assign_by=b.assign_by, actor=_actor(request, client)
+        )
+        return TokenImported(
+            records=len(records),
+            added=report.added,
+            assigned=report.assigned,
+            duplicates=report.duplicates,
+            unmatched=report.unmatched,
+        )
+
+    return json_response(await _run(client, run))
+
+
 ROUTES: list[Declared] = [
     Declared(
         "GET",
@@ -73,6 +109,16 @@ ROUTES: list[Declared] = [
         200,
         tokens,
         query=(query_bool("unassigned"), LIMIT, query_str("after")),
+    ),
+    Declared(
+        "POST",
+        "/v1/tokens/import",
+        "tokens:import",
+        "Import a token file (PSKC, CSV, privacyIDEA's export; base64): all of it or nothing",
+        TokenImport,
+        TokenImported,
+        200,
+        token_import,
     ),
     Declared(
         "POST",

@@ -49,12 +49,14 @@ async def users(request: Request) -> Response:
     state = request.query_params.get("state")
     if state is not None and state not in STATES:
         raise InvalidInput("query parameter state must be one of locked, disabled, active")
+    q = request.query_params
+    prefix, group = q.get("prefix", "")[:64], q.get("group", "")
+    if len(group) > GROUP_MAX:  # refused with or without an email search
+        raise InvalidInput(f"query parameter group is at most {GROUP_MAX} characters")
     email = request.query_params.get("email")
     if email is not None:  # everyone with this address (sealed at rest: node.user_search)
         same = await _call(request, "users:read", lambda c: node.user_search.by_email(email))
         return json_response(UserPage(users=same, next_after=None))
-    q = request.query_params
-    prefix, group = q.get("prefix", "")[:64], q.get("group", "")
     found = await _call(
         request,
         "users:read",
@@ -200,7 +202,8 @@ EMAIL = {
 STATES = ("locked", "disabled", "active")
 STATE = {"name": "state", "in": "query", "schema": {"type": "string", "enum": list(STATES)}}
 """``?state``: only users locked now, disabled, or neither (``node.user_search``)."""
-GROUP = {"name": "group", "in": "query", "schema": {"type": "string", "maxLength": 128}}
+GROUP_MAX = 128
+GROUP = {"name": "group", "in": "query", "schema": {"type": "string", "maxLength": GROUP_MAX}}
 """``?group``: only the members of the group of this exact name."""
 
 ROUTES: list[Declared] = [
