@@ -3,9 +3,12 @@ Playwright, against real node and console processes. A helpdesk operator signs i
 numbered push (approved by the reference authenticator, the number typed there), finds a
 locked user among hundreds, unlocks them, issues a temporary access code that then verifies for
 that user; an admin-only action is refused by the node (403) and said as a sentence; a forged
-POST is refused; the audit shows the operator's name. An administrator signs in with a passkey
-(Chromium's virtual authenticator) and gives a role. axe-core judges every page, and the user's
-page, a search by state and the token inventory fit a 375 px wide phone."""
+POST is refused; the API keys page is refused by the node; the farm and a month's report are
+shown; the audit shows the operator's name. An administrator signs in with a passkey
+(Chromium's virtual authenticator), gives a role, makes an API key (its token works at the node)
+and imports RFC 6030's password-encrypted PSKC file through the page. axe-core judges every
+page, and the user's page, a search by state, the token inventory, the dashboard, a report and
+the farm fit a 375 px wide phone."""
 
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from .helpers import (
 )
 
 OUTPUT = OUTPUT_ROOT / "console"
+FIGURE7 = Path(__file__).resolve().parents[1] / "fixtures" / "pskc" / "rfc6030-figure7.xml"
 pytestmark = pytest.mark.e2e
 PEOPLE = 300
 
@@ -106,6 +110,12 @@ def test_a_helpdesk_operator_unlocks_a_user_and_gives_an_access_code(
                 small.page.goto(url + "/tokens")
                 small.fits("tokens-on-a-phone")
                 assert "FOB-0001" in small.page.content()
+                small.page.goto(url + "/dashboard")
+                small.fits("dashboard-on-a-phone")
+                small.page.goto(url + "/reports")
+                small.fits("reports-on-a-phone")
+                small.page.goto(url + "/farm")
+                small.fits("farm-on-a-phone")
             finally:
                 small.close()
             assert small.errors == [], small.errors
@@ -178,6 +188,30 @@ def test_an_admin_signs_in_with_a_passkey_and_gives_a_role(chromium: Any, tmp_pa
             v.page.goto(url + "/audit?user=pia")
             row = v.page.locator("tbody tr", has_text="user.role")
             playwright_api.expect(row.first).to_contain_text("console1/nora")
+
+            v.page.get_by_role("link", name="API keys").click()
+            v.label("Name").fill("vpn-gateway")
+            v.label("Scope").select_option("adapter")
+            v.button("Make the key").click()
+            made = v.page.locator("code.token").inner_text()
+            assert made.startswith("omfa_")
+            v.see("key-made")
+            r = httpx.post(
+                f"{node.url}/v1/authenticate",
+                json={"user": "pia", "code": "000000"},
+                headers={"authorization": f"Bearer {made}"},
+            )
+            assert r.status_code == 200 and r.json()["accepted"] is False  # the key works
+            v.page.get_by_role("link", name="Tokens").click()
+            v.page.locator("#import-file").set_input_files(str(FIGURE7))
+            v.label("Password or pre-shared key of an encrypted file (optional)").fill("qwerty")
+            v.button("Import").click()
+            playwright_api.expect(v.page.get_by_role("status")).to_contain_text(
+                "1 of the 1 tokens of rfc6030-figure7.xml were imported"
+            )
+            v.see("tokens-imported")
+            v.page.goto(url + "/tokens?free=1")
+            playwright_api.expect(v.page.locator("tbody")).to_contain_text("987654321")
         finally:
             v.close()
             stop(proc)
@@ -207,7 +241,7 @@ def _day(v: Visitor, url: str, phone: Phone, node: str, admin: dict[str, str]) -
     _push(v, phone)
     v.see("dashboard")
 
-    v.page.get_by_role("link", name="Users").click()
+    v.page.get_by_role("link", name="Users", exact=True).click()
     v.see("users")
     v.label("Name starts with").fill("pi")
     v.button("Search").click()
@@ -242,6 +276,20 @@ def _day(v: Visitor, url: str, phone: Phone, node: str, admin: dict[str, str]) -
     assert forged.status == 403 and "did not come from this console" in forged.text()
     user = httpx.get(f"{node}/v1/users/pia", headers=admin).json()
     assert user["role"] == "" and not user["locked_until"]
+
+    # The API keys page: the node refuses a helpdesk operator (403), said as a sentence.
+    v.page.goto(url + "/keys")
+    v.alert_says("your role does not allow it")
+    v.see("keys-refused")
+    forged = v.page.request.post(url + "/keys/create", form={"name": "x", "scope": "admin"})
+    assert forged.status == 403 and "did not come from this console" in forged.text()
+    v.page.get_by_role("link", name="Farm").click()
+    playwright_api.expect(v.page.locator("tbody tr").first).to_contain_text("alone")
+    v.see("farm")
+    v.page.get_by_role("link", name="Reports").click()
+    playwright_api.expect(v.page.locator("h1")).to_contain_text("Report for")
+    assert v.page.locator("svg[role=img]").count() == 4
+    v.see("reports")
 
     v.page.goto(url + "/audit?user=pia&since=24h")
     rows = v.page.locator("tbody tr", has_text="user.unlock")

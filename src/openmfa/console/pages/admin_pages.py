@@ -1,6 +1,6 @@
 """API keys (every key; make one — its token shown once —, revoke one), a token file imported
-into the inventory, and the farm (every node and every host beside them, the page renewing
-itself every few seconds while it is open). Keys and imports are administrators'; the node
+into the inventory, and the farm (every node and every host beside them; the console's script
+renews the tables every few seconds while the operator leaves that ticked). Keys and imports are administrators'; the node
 refuses anyone else 403 whatever the page shows. Every action needs a recent sign-in."""
 
 from __future__ import annotations

@@ -22,3 +22,25 @@
     });
   });
 })();
+
+// The farm page renews its tables while its "Renew every 5 seconds" box is ticked (the operator
+// can stop it: nothing moves on a page unasked). Without this script the page is as it was
+// loaded, with a link to load it again.
+(() => {
+  "use strict";
+  const box = document.getElementById("renew");
+  const tables = document.getElementById("farm-tables");
+  if (!box || !tables) { return; }
+  box.disabled = false;
+  const every = 1000 * Number(box.getAttribute("data-seconds"));
+  setInterval(async () => {
+    if (!box.checked || document.hidden) { return; }
+    try {
+      const page = await fetch(location.href, { credentials: "same-origin" });
+      if (!page.ok) { return; }
+      const doc = new DOMParser().parseFromString(await page.text(), "text/html");
+      const fresh = doc.getElementById("farm-tables");
+      if (fresh) { tables.replaceChildren(...fresh.childNodes); }
+    } catch (e) { /* the console is restarting: the next turn tries again */ }
+  }, every);
+})();
