@@ -57,6 +57,8 @@ def test_subordinate_follows_refuses_writes_and_catches_up(tmp_path: Path) -> No
         assert users_on(b) == {"alice"}  # the snapshot
         listed = {n["name"]: n for n in farm_status(a)["nodes"]}  # type: ignore[attr-defined]
         assert listed["node-b"]["health"] == "never seen"  # joined, not serving yet
+        r = httpx.get(master.url + "/v1/farm/status", headers={"authorization": f"Bearer {admin}"})
+        assert {n["name"]: n["health"] for n in r.json()["nodes"]}["node-b"] == "never seen"
 
         with server(b) as sub:
             # The admin key replicated with the data: the subordinate authenticates alice.
@@ -102,6 +104,11 @@ def test_subordinate_follows_refuses_writes_and_catches_up(tmp_path: Path) -> No
             status = json.loads(cli(a, "farm", "status", "--json").stdout)
             roles = {n["name"]: (n["role"], n["health"]) for n in status["nodes"]}
             assert roles == {"node-a": ("master", "ok"), "node-b": ("subordinate", "ok")}
+            # The same through the SDK (the console's farm page): node-b came up.
+            r = httpx.get(master.url + "/v1/farm/status", headers=h)
+            assert r.status_code == 200 and r.json()["in_farm"] is True, r.text
+            seen = {n["name"]: (n["role"], n["health"]) for n in r.json()["nodes"]}
+            assert seen == roles
 
         # Offline while the master takes many writes; it catches up when it returns.
         for i in range(12):
