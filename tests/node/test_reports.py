@@ -13,7 +13,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from openmfa.config import Config
 from openmfa.errors import MalformedRequest
@@ -139,7 +139,7 @@ def test_a_month_says_what_counting_the_rows_says(store: Store, config: Config) 
     assert {c.key[:7] for c in m.days} == {"2026-12"}
     assert _figures(reports, "2026-10")["decisions"] == 0
     # Not one name is kept, in any form a reader of the process's memory could use.
-    held = repr(vars(reports._c))
+    held = repr(vars(reports.counts._c))
     assert not any(name in held for name in KINDS)
 
 
@@ -212,20 +212,78 @@ def test_push_approval_times_come_from_the_requests_answered(store: Store, confi
                 "detail": push_detail(f"p{i}", "web"),
             }
         )
-    rows.append(
-        rows[0] | {"result": "rejected", "reason": "declined", "detail": push_detail("p9", "web")}
-    )
+    opened = rows[0] | {"action": "authenticate", "result": "rejected", "reason": "pending"}
+    rows += [
+        opened | {"user_name": "dan", "client": "radius:vpn"},  # opened the push: no decision
+        rows[0] | {"result": "rejected", "reason": "declined", "detail": push_detail("p9", "web")},
+        rows[0] | {"result": "rejected", "reason": "replay", "detail": push_detail("p8", "web")},
+        rows[0]
+        | {"action": "push.close", "result": "ok", "reason": "expired", "user_name": "cai"}
+        | {"detail": push_detail("p7", "radius:vpn")},
+        opened | {"user_name": "ann", "method_id": "", "result": "accepted", "reason": "bypass"},
+    ]
     with store.write() as conn:
         conn.execute(insert(t.push_requests), requests)
     _write(store, rows)
-    push = Reports(store, clock=lambda: NOW).month("2026-12").push
+    m = Reports(store, clock=lambda: NOW).month("2026-12")
+    push = m.push
     assert push.approved == 7 and push.median == 7.0 and push.p90 == 90.0
     assert [b.count for b in push.buckets] == [3, 1, 1, 1, 0, 1]
     assert [b.key for b in push.buckets][::5] == ["0-5 s", "over 60 s"]
+    # Each push's answer is the sign-in's decision, by the channel that asked for the push (an
+    # adapter's key "web"; a RADIUS client): not the opening row, not a refused answer (a
+    # replay). A bypass is accepted, by no method, and no one "signed in with a second factor".
+    sign_ins = {(c.key, c.result): c.count for c in m.sign_ins}
+    assert sign_ins == {
+        ("application", "accepted"): 8,
+        ("application", "rejected"): 1,
+        ("radius", "rejected"): 1,
+    }
+    assert {c.key: c.count for c in m.methods} == {"push": 7, "none": 1}
+    assert {c.key: c.count for c in m.failures} == {"declined": 1, "expired": 1}
+    assert m.active_users == 1  # bob
+
+
+def test_late_rows_of_last_month_count_each_person_once(store: Store, config: Config) -> None:
+    """A subordinate's rows of November relayed in December, within the grace after the month's
+    end: ann still counts once."""
+    _setup(store, config)
+    row = _rows(1, 8, NOV + 86400, NOV + 86400 + 1)[0]
+    row |= {"action": "authenticate", "user_name": "ann", "result": "accepted", "reason": ""}
+    row["method_id"] = "m-ann"
+    _write(store, [row])
+    reports = Reports(store, clock=lambda: DEC + 2 * 86400)
+    assert reports.month("2026-11").active_users == 1
+    _write(store, [row | {"at": NOV + 2 * 86400}, row | {"user_name": "bob", "method_id": "m-bob"}])
+    assert reports.month("2026-11").active_users == 2
+
+
+def test_an_id_missing_below_the_newest_is_counted_when_it_comes(
+    store: Store, config: Config
+) -> None:
+    """PostgreSQL: a transaction still open holds id N while N+1 is committed and folded; N is
+    counted at a later fold (SQLite writes one transaction at a time: no id comes late)."""
+    if store.is_sqlite:
+        pytest.skip("SQLite commits in id order")
+    _setup(store, config)
+    rows = _rows(3, 9, DEC, DEC + 3600)
+    for r in rows:
+        r |= {"action": "authenticate", "result": "accepted", "reason": ""}
+    with store.read() as conn:
+        top = int(conn.scalar(select(func.max(t.audit.c.id))) or 0)
+    _write(store, [rows[0] | {"id": top + 1}, rows[2] | {"id": top + 3}])
+    reports = Reports(store, clock=lambda: NOW)
+    assert sum(c.count for c in reports.month("2026-12").sign_ins) == 2
+    _write(store, [rows[1] | {"id": top + 2}])  # the open transaction commits
+    assert sum(c.count for c in reports.month("2026-12").sign_ins) == 3
 
 
 @pytest.mark.parametrize(
-    "month", ["2026-13", "2026-00", "26-01", "abcd-ef", "2026-1", "1969-12", ""]
+    "month",
+    [
+        *("2026-13", "2026-00", "26-01", "abcd-ef", "2026-1", "1969-12", "", " 2026-1"),
+        *("2026-+1", "02026-1", "\uff12\uff10\uff12\uff16-12", "2026-12\n"),
+    ],
 )
 def test_a_month_that_is_not_yyyy_mm_is_refused(store: Store, month: str) -> None:
     with pytest.raises(MalformedRequest, match="YYYY-MM"):

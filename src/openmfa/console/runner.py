@@ -35,6 +35,7 @@ from ..portal.sessions import Attempts
 from ..sdk.async_client import AsyncSdkClient
 from ..sdk.call import Call
 from ..sdk.calls_console import as_operator
+from ..sdk.models import TOKEN_FILE_MAX
 from .config import ConsoleConfig
 
 log = logging.getLogger("openmfa.console")
@@ -98,7 +99,9 @@ class Sessions:
             self._by_id.popitem(last=False)
         return s
 
-    def get(self, sid: str) -> Session | None:
+    def get(self, sid: str, *, touch: bool = True) -> Session | None:
+        """The live session ``sid``; ``touch``: a request of the operator's (a page renewing
+        itself is none: it does not keep the session from its idle end)."""
         s = self._by_id.get(sid)
         if s is None:
             return None
@@ -107,7 +110,8 @@ class Sessions:
         if ended or (s.token and now >= s.token_expires):
             self.drop(s)
             return None
-        s.seen = now
+        if touch:
+            s.seen = now
         return s
 
     def renew(self, s: Session) -> Session:
@@ -235,8 +239,10 @@ class Ctx:
             )
 
 
-UPLOAD_LIMIT = 8 * 1024 * 1024 + 65536
-"""A form with a file (a token file, 8 MiB at the most, and the form's other fields)."""
+UPLOAD_LIMIT = TOKEN_FILE_MAX + 65536
+"""A form with a file (a token file, and the form's other fields)."""
+RENEW_HEADER = "x-console-renew"
+"""Sent by the console's script when a page renews itself (not the operator's activity)."""
 View = Callable[[Ctx], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -259,32 +265,39 @@ def page(
         env, translations = console.envs[lang]
         name = console.cookie_name(request)
         sent = request.cookies.get(name, "")
-        s = console.sessions.get(console.unsign(sent)) if sent else None
+        touch = request.headers.get(RENEW_HEADER) != "1"  # a page renewing itself: no activity
+        s = console.sessions.get(console.unsign(sent), touch=touch) if sent else None
         fresh = s is None
         if s is None:
             s = console.sessions.new()
             if sent:
                 s.notice = "ended"
         ctx = Ctx(console, request, s, lang, env, translations, request.scope.get("root_path", ""))
-        if request.method == "POST":
+        if upload and not s.signed_in:  # no file is read for someone not signed in
+            return finish(console, request, ctx.redirect("/sign-in"), s, name)
+        try:
+            return finish(console, request, await answer(ctx, fresh), ctx.session, name)
+        finally:
+            if ctx.form is not None:
+                await ctx.form.close()  # an uploaded file's spool, whatever the answer
+
+    async def answer(ctx: Ctx, fresh: bool) -> Response:
+        s = ctx.session
+        if ctx.request.method == "POST":
             refused = await _take_form(ctx, fresh, upload)
             if refused is not None:
-                return finish(console, request, refused, ctx.session, name)
+                return refused
         if not public and not s.signed_in:
-            return finish(console, request, ctx.redirect("/sign-in"), s, name)
+            return ctx.redirect("/sign-in")
         if recent and time.time() - s.signed_in_at > console.cfg.recent_seconds:
             s.notice = "reauth"
             back = ctx.field("back") if ctx.form is not None else ""
             s.next_page = back if back.startswith("/") and not back.startswith("//") else "/"
-            return finish(console, request, ctx.redirect("/sign-in"), s, name)
+            return ctx.redirect("/sign-in")
         try:
-            resp = await view(ctx)
+            return await view(ctx)
         except Exception as e:
-            resp = failed(ctx, e)
-        finally:
-            if ctx.form is not None:
-                await ctx.form.close()  # an uploaded file's spool
-        return finish(console, request, resp, ctx.session, name)
+            return failed(ctx, e)
 
     endpoint.__name__ = view.__name__
     return endpoint

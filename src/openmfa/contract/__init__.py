@@ -62,6 +62,10 @@ from .components import (
     OrderId,
 )
 from .console import (
+    KEY_DAYS_MAX,
+    KEY_NAME_PATTERN,
+    MONTH_PATTERN,
+    TOKEN_FILE_MAX,
     AccessCodeIssued,
     AccessCodeRequest,
     ApiKeyCreate,
@@ -220,7 +224,10 @@ RESPONSES: tuple[type[msgspec.Struct], ...] = (
 __all__ = [
     "B64",
     "COMPONENT_KINDS",
+    "KEY_DAYS_MAX",
+    "KEY_NAME_PATTERN",
     "METHOD_NAME_MAX",
+    "MONTH_PATTERN",
     "NAME_PATTERN",
     "NAME_RE",
     "REQUEST_BODIES",
@@ -231,6 +238,7 @@ __all__ = [
     "SEED_RE",
     "TEXT_PATTERN",
     "TEXT_RE",
+    "TOKEN_FILE_MAX",
     "AccessCodeIssued",
     "AccessCodeRequest",
     "ActivationCode",

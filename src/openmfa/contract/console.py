@@ -11,6 +11,14 @@ from msgspec import Meta
 
 from .answers import ApiKeyView
 
+MONTH_PATTERN = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"
+"""A report's month, YYYY-MM (UTC), ASCII digits only."""
+KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""An API key's name."""
+KEY_DAYS_MAX = 3650
+TOKEN_FILE_MAX = 8 * 1024 * 1024
+"""The largest token file imported through the SDK (bytes, before base64)."""
+
 
 class RoleSet(msgspec.Struct, forbid_unknown_fields=True):
     """The operator role to give a person (``none``: take it away)."""
@@ -91,9 +99,9 @@ class ApiKeyCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     """A new API key: its name (letters, digits, ``.``, ``_``, ``-``), its scope, and how many
     days it lasts (none: until revoked)."""
 
-    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    name: Annotated[str, Meta(pattern=KEY_NAME_PATTERN)]
     scope: Literal["admin", "portal", "adapter", "mobile", "console"]
-    expires_days: Annotated[float, Meta(gt=0, le=3650)] | None = None
+    expires_days: Annotated[float, Meta(gt=0, le=KEY_DAYS_MAX)] | None = None
 
 
 class ApiKeyCreated(msgspec.Struct, kw_only=True):
@@ -108,7 +116,7 @@ class ApiKeyCreated(msgspec.Struct, kw_only=True):
 class TokenImport(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """A token file (PSKC, RFC 6030; CSV; privacyIDEA's export), base64, and how to read it."""
 
-    file: Annotated[str, Meta(max_length=11_200_000)]
+    file: Annotated[str, Meta(max_length=(TOKEN_FILE_MAX + 2) // 3 * 4)]
     """The file's bytes, base64 (8 MiB at the most)."""
     file_name: Annotated[str, Meta(max_length=255)] = ""
     format: Literal["", "pskc", "csv", "privacyidea"] = ""

@@ -45,9 +45,6 @@ SCOPES: dict[str, frozenset[str]] = {
             "devices:revoke",
             "tokens:assign",
             "roles",
-            # Administrators only (the console's API keys, token import and farm pages)
-            "apikeys",
-            "tokens:import",
             "farm:read",
         }
     ),
@@ -68,6 +65,12 @@ users, and so may not learn who exists (``ApiClient.neutral``); only ``push`` op
 user by name with no first factor checked (``ApiClient.require_push``): the portal pushes after
 its ticket, a RADIUS client after its own password check."""
 PREFIX = "omfa_"
+
+
+def key_of(client: str) -> str:
+    """The API key's name in an audit row's ``client``: an operator acts as ``KEY/OPERATOR``
+    (``node.roles``), a key as ``KEY``."""
+    return client.split("/", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +307,7 @@ class ApiKeys:
     def revoke(self, name: str, *, client: str = "cli") -> None:
         """Revoke ``name``; not the key ``client`` itself calls with (``KEY`` or
         ``KEY/OPERATOR``): that would cut off the caller — the console, say — in mid-call."""
-        if name == client.split("/", 1)[0] and client != "cli":
+        if name == key_of(client) and client != "cli":
             raise Conflict(
                 f"{name!r} is the key this request came with; revoke it with another key or "
                 "`openmfa apikey revoke` on a node"

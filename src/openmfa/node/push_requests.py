@@ -380,10 +380,11 @@ def push_detail(push_id: str, client: str) -> str:
     return f"push {push_id} for {client}"
 
 
-def push_id_of(detail: str) -> str:
-    """The push request a ``push_detail`` names ("" for another text)."""
+def push_parts(detail: str) -> tuple[str, str]:
+    """(push request, client that asked for it) of a ``push_detail`` (("", "") otherwise)."""
     head, _, rest = detail.partition(" ")
-    return rest.split(" ", 1)[0] if head == "push" else ""
+    push_id, sep, client = rest.partition(" for ")
+    return (push_id, client) if head == "push" and sep else ("", "")
 
 
 def _view(x: Any, unlock: bool) -> PushRequestView:

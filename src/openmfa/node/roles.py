@@ -7,7 +7,8 @@ operator's token (``OPERATOR_HEADER`` of the SDK), and the node decides it here.
 
 Rules owned here (this module is the one place they are written):
 - ``ROLES`` says what each role may do, in the SDK's permissions (what each route's
-  ``Declared.permission`` names, as an API key's scope does): ``admin`` what an admin key may;
+  ``Declared.permission`` names, as an API key's scope does): ``admin`` what an admin key may,
+  and make and revoke API keys and import token files (``ADMIN_ONLY``: no key may);
   ``helpdesk`` find and view users, methods, devices and tokens, unlock, a one-time bypass, a
   temporary access code, revoke a device, resynchronise or assign a hardware token, read the
   audit; never create or change users, API keys, RADIUS clients or roles, nor delete anyone;
@@ -42,8 +43,11 @@ from .portal import OPERATOR, PortalTokens
 from .session_ends import SessionEnds
 
 _READ = frozenset({"users:read", "methods:read", "audit:read", "farm:read"})
+ADMIN_ONLY = frozenset({"apikeys", "tokens:import"})
+"""What an administrator may do in person (the console) and no API key may: make and revoke
+API keys (a key that could make keys would outlive its own revocation), import token files."""
 ROLES: dict[str, frozenset[str]] = {
-    "admin": SCOPES["admin"],
+    "admin": SCOPES["admin"] | ADMIN_ONLY,
     "helpdesk": _READ
     | {"users:unlock", "bypass", "access-code", "devices:revoke", "methods:resync"}
     | {"tokens:assign"},

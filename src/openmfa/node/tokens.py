@@ -53,6 +53,10 @@ class ImportReport:
         )
 
 
+SAID = 20
+"""At most this many of a file's problems are said (the rest counted)."""
+
+
 def read_file(raw: bytes, fmt: str, secret: bytes | None) -> list[TokenRecord]:
     """Parse a token file; ``InvalidInput`` lists every problem (and names no secret)."""
     try:
@@ -63,7 +67,10 @@ def read_file(raw: bytes, fmt: str, secret: bytes | None) -> list[TokenRecord]:
         if fmt == "privacyidea":
             return token_files.privacyidea_tokens(raw, secret)
     except TokenFileError as exc:
-        raise InvalidInput("the file was not imported: " + "; ".join(exc.problems)) from None
+        said = exc.problems[:SAID]
+        if len(exc.problems) > SAID:
+            said.append(f"and {len(exc.problems) - SAID} more")
+        raise InvalidInput("the file was not imported: " + "; ".join(said)) from None
     raise InvalidInput(f"format must be pskc, csv or privacyidea, not {fmt!r}")
 
 

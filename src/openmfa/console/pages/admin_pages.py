@@ -1,7 +1,8 @@
 """API keys (every key; make one — its token shown once —, revoke one), a token file imported
 into the inventory, and the farm (every node and every host beside them; the console's script
-renews the tables every few seconds while the operator leaves that ticked). Keys and imports are administrators'; the node
-refuses anyone else 403 whatever the page shows. Every action needs a recent sign-in."""
+renews the tables every few seconds while the operator leaves that ticked). Keys and imports
+are administrators' in person (no API key may: ``node.roles.ADMIN_ONLY``); the node refuses
+anyone else 403 whatever the page shows. Every action needs a recent sign-in."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from ...sdk.calls_console import ConsoleRequests
-from ..runner import UPLOAD_LIMIT, Ctx, PageError
+from ...sdk.models import KEY_DAYS_MAX, KEY_NAME_PATTERN, TOKEN_FILE_MAX
+from ..runner import Ctx, PageError
 
-KEY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+KEY_NAME_RE = re.compile(KEY_NAME_PATTERN)
 SCOPES = ("admin", "portal", "adapter", "mobile", "console")
 REFRESH_SECONDS = 5
 
@@ -30,7 +32,7 @@ async def key_create(ctx: Ctx) -> Response:
         raise PageError(ctx._("A key's name is letters, digits, dots, dashes and underscores."))
     if scope not in SCOPES:
         raise PageError(ctx._("Choose the key's scope."))
-    if days and not (days.isdigit() and 1 <= int(days) <= 3650):
+    if days and not (days.isdigit() and 1 <= int(days) <= KEY_DAYS_MAX):
         raise PageError(ctx._("A key lasts 1 to 3650 days, or until it is revoked."))
     made = await ctx.op(
         ConsoleRequests.create_api_key(name, scope, expires_days=float(days) if days else None)
@@ -52,8 +54,8 @@ async def token_import(ctx: Ctx) -> Response:
     sent = ctx.form.get("file") if ctx.form is not None else None
     if not isinstance(sent, UploadFile) or not sent.filename:
         raise PageError(ctx._("Choose a token file (PSKC or CSV) to import."))
-    raw = await sent.read(UPLOAD_LIMIT + 1)
-    if not raw or len(raw) > 8 * 1024 * 1024:
+    raw = await sent.read(TOKEN_FILE_MAX + 1)
+    if not raw or len(raw) > TOKEN_FILE_MAX:
         raise PageError(ctx._("The file is empty or larger than 8 MiB."))
     by_user = ctx.field("assign", 8) == "user"
     report = await ctx.op(

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from starlette.responses import Response
 
 from ...sdk.calls import Requests
-from ...sdk.models import Count, MonthReport
+from ...sdk.models import MONTH_PATTERN, Count, MonthReport
 from ..runner import Ctx, PageError
 
-MONTH_RE = re.compile(r"(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])")
+MONTH_RE = re.compile(MONTH_PATTERN)
 WIDTH = 320
 ROW = 26
 LABEL = 118

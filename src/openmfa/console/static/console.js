@@ -36,7 +36,8 @@
   setInterval(async () => {
     if (!box.checked || document.hidden) { return; }
     try {
-      const page = await fetch(location.href, { credentials: "same-origin" });
+      const page = await fetch(location.href, {
+        credentials: "same-origin", headers: { "X-Console-Renew": "1" } });
       if (!page.ok) { return; }
       const doc = new DOMParser().parseFromString(await page.text(), "text/html");
       const fresh = doc.getElementById("farm-tables");

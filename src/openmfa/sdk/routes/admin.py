@@ -37,8 +37,9 @@ async def _api_key_create(request: Request) -> Response:
         token = node.apikeys.create(
             b.name, b.scope, expires_days=b.expires_days, client=client.name
         )
-        made = next(k for k in node.apikeys.list() if k.name == b.name)
-        return ApiKeyCreated(name=b.name, scope=b.scope, token=token, expires_at=made.expires_at)
+        made = next((k for k in node.apikeys.list() if k.name == b.name), None)
+        expires = made.expires_at if made is not None else None  # (revoked at once: gone)
+        return ApiKeyCreated(name=b.name, scope=b.scope, token=token, expires_at=expires)
 
     return json_response(await _run(client, create), status=201)
 

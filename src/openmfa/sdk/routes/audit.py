@@ -11,9 +11,17 @@ from starlette.responses import Response
 
 from ...errors import Forbidden
 from ...node import audit as audit_log
-from ...node.reports import month_of
+from ...node.report_counts import month_of
 from ..http import _authorize, _body, _call, _int_param, _node, _time_param, json_response
-from ..models import AuditPage, ComponentReply, ComponentReport, Dashboard, MonthReport, RadiusStats
+from ..models import (
+    MONTH_PATTERN,
+    AuditPage,
+    ComponentReply,
+    ComponentReport,
+    Dashboard,
+    MonthReport,
+    RadiusStats,
+)
 from ..table import LIMIT, SINCE, Declared, query_int, query_str
 
 
@@ -76,7 +84,7 @@ MONTH = {
     "name": "month",
     "in": "query",
     "description": "YYYY-MM (UTC); this month when absent",
-    "schema": {"type": "string", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"},
+    "schema": {"type": "string", "pattern": MONTH_PATTERN},
 }
 
 ROUTES: list[Declared] = [

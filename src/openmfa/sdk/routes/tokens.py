@@ -24,11 +24,11 @@ from ..http import (
     _run,
     json_response,
 )
-from ..models import MethodView, TokenAssign, TokenImport, TokenImported, TokenPage
+from ..models import TOKEN_FILE_MAX, MethodView, TokenAssign, TokenImport, TokenImported, TokenPage
 from ..table import LIMIT, Declared, query_bool, query_str
 
-IMPORT_LIMIT = 12 * 1024 * 1024
-"""A token file's request: 8 MiB of file, base64."""
+IMPORT_LIMIT = (TOKEN_FILE_MAX + 2) // 3 * 4 + 4096
+"""A token file's request: the file in base64, and the rest of the body."""
 
 
 async def tokens(request: Request) -> Response:
