@@ -124,3 +124,33 @@ def test_an_idle_session_ends(tmp_path: Path) -> None:
             assert "Your session has ended" in page.text
 
     asyncio.run(go())
+
+
+def test_a_renewing_page_is_no_activity_and_no_file_is_read_signed_out(tmp_path: Path) -> None:
+    """The farm page's renewal (``X-Console-Renew``) does not keep a session from its idle end;
+    an upload from someone not signed in goes to the sign-in before its body is read."""
+
+    async def go() -> None:
+        async with console(tmp_path, 'secure = "never"\n', "http://c.test") as c:
+            await c.get("/console/sign-in")
+            app = c._transport.app  # type: ignore[attr-defined]
+            (s,) = app.state.console.sessions._by_id.values()
+            s.token, s.token_expires, s.user = "omfp_x", time.time() + 3600, "hana"
+            s.signed_in_at = time.time()
+            s.seen -= 14 * 60
+            before = s.seen
+            await c.get("/console/farm", headers={"X-Console-Renew": "1"})
+            assert s.seen == before  # not touched (the node is unreachable: a sentence)
+            s.seen -= 2 * 60  # 16 minutes since the operator's last request
+            r = await c.get("/console/farm", headers={"X-Console-Renew": "1"})
+            assert r.status_code == 303 and r.headers["location"] == "/console/sign-in"
+
+        async with console(tmp_path, 'secure = "never"\n', "http://c.test") as c:
+            r = await c.post(
+                "/console/tokens/import",
+                files={"file": ("t.csv", b"x" * 1024, "text/csv")},
+                data={"csrf": "forged"},
+            )
+            assert r.status_code == 303 and r.headers["location"] == "/console/sign-in"
+
+    asyncio.run(go())

@@ -372,7 +372,7 @@ def failed(ctx: Ctx, e: Exception) -> Response:
 
 
 def finish(console: Console, request: Request, resp: Response, s: Session, name: str) -> Response:
-    alive = console.sessions.get(s.id) is s
+    alive = console.sessions.get(s.id, touch=False) is s
     if alive:
         resp.set_cookie(
             name,
