@@ -8,6 +8,7 @@ import asyncio
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -107,14 +108,20 @@ def test_forms_from_elsewhere_or_forged_are_refused(tmp_path: Path) -> None:
     asyncio.run(go())
 
 
+async def _signed_in(c: httpx.AsyncClient) -> Any:
+    """The console's one session, as if hana had just signed in (the node is not asked)."""
+    await c.get("/console/sign-in")
+    app = c._transport.app  # type: ignore[attr-defined]
+    (s,) = app.state.console.sessions._by_id.values()
+    s.token, s.token_expires, s.user = "omfp_x", time.time() + 3600, "hana"
+    s.signed_in_at = time.time()
+    return s
+
+
 def test_an_idle_session_ends(tmp_path: Path) -> None:
     async def go() -> None:
         async with console(tmp_path, 'secure = "never"\n', "http://c.test") as c:
-            await c.get("/console/sign-in")
-            app = c._transport.app  # type: ignore[attr-defined]
-            (s,) = app.state.console.sessions._by_id.values()
-            s.token, s.token_expires, s.user = "omfp_x", time.time() + 3600, "hana"
-            s.signed_in_at = time.time()
+            s = await _signed_in(c)
             r = await c.get("/console/users")
             assert r.status_code != 303 or r.headers["location"] != "/console/sign-in"
             s.seen -= 16 * 60  # idle longer than idle_minutes (15)
@@ -132,11 +139,7 @@ def test_a_renewing_page_is_no_activity_and_no_file_is_read_signed_out(tmp_path:
 
     async def go() -> None:
         async with console(tmp_path, 'secure = "never"\n', "http://c.test") as c:
-            await c.get("/console/sign-in")
-            app = c._transport.app  # type: ignore[attr-defined]
-            (s,) = app.state.console.sessions._by_id.values()
-            s.token, s.token_expires, s.user = "omfp_x", time.time() + 3600, "hana"
-            s.signed_in_at = time.time()
+            s = await _signed_in(c)
             s.seen -= 14 * 60
             before = s.seen
             await c.get("/console/farm", headers={"X-Console-Renew": "1"})
