@@ -20,6 +20,7 @@ from openmfa.errors import MalformedRequest
 from openmfa.node.accounts import Accounts
 from openmfa.node.apikeys import ApiKeys
 from openmfa.node.push_requests import push_detail
+from openmfa.node.report_counts import month_span
 from openmfa.node.reports import Reports
 from openmfa.store import tables as t
 from openmfa.store.database import Store
@@ -285,9 +286,10 @@ def test_an_id_missing_below_the_newest_is_counted_when_it_comes(
         *("2026-+1", "02026-1", "\uff12\uff10\uff12\uff16-12", "2026-12\n"),
     ],
 )
-def test_a_month_that_is_not_yyyy_mm_is_refused(store: Store, month: str) -> None:
+def test_a_month_that_is_not_yyyy_mm_is_refused(month: str) -> None:
+    """The rule every report's month meets (``month_span``; the SDK's 400 is below)."""
     with pytest.raises(MalformedRequest, match="YYYY-MM"):
-        Reports(store).month(month)
+        month_span(month)
 
 
 def test_through_the_sdk_a_reader_reads_and_a_portal_key_is_refused(
@@ -311,3 +313,26 @@ def test_through_the_sdk_a_reader_reads_and_a_portal_key_is_refused(
             assert r.status_code == 403, r.text
 
     run_app(store, config, scenario)
+
+
+def test_the_background_folds_only_once_a_report_was_asked(store: Store, config: Config) -> None:
+    """A node nobody asks for reports spends nothing on them; from the first report on, the
+    folder keeps the counts fresh by itself."""
+    from openmfa.node.reports import ReportFolder
+
+    _setup(store, config)
+    reports = Reports(store, clock=lambda: NOW)
+    folder = ReportFolder(reports, every=0.05)
+    folder.start()
+    try:
+        assert not reports.asked.is_set()
+        reports.month("2026-12")
+        assert reports.asked.is_set()
+        mark = reports.counts._c.mark
+        _write(store, _rows(20, 10, DEC, DEC + 3600))
+        deadline = time.monotonic() + 30
+        while reports.counts._c.mark == mark:  # folded by the thread, nobody asking
+            assert time.monotonic() < deadline, "the folder did not fold"
+            time.sleep(0.02)
+    finally:
+        folder.stop()

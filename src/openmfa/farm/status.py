@@ -83,18 +83,7 @@ def _replicating_nodes(
 ) -> list[NodeRow]:
     """This node, then every subordinate that polled it (a master), then members never heard."""
     reports = stored_reports(store) if m.is_master else []
-    nodes: list[NodeRow] = [
-        {
-            "name": store.node_name,
-            "role": m.role,
-            "release": __version__,
-            "reads": f"{READS_FORMATS[0]}-{READS_FORMATS[1]}",
-            "position": position,
-            "lag": 0 if m.is_master else None,
-            "last_contact": now,
-            "health": "ok",
-        }
-    ]
+    nodes = [_this_node(store, m.role, position, 0 if m.is_master else None, now)]
     for r in reports:
         nodes.append(
             {
@@ -124,6 +113,19 @@ def _replicating_nodes(
             }
         )
     return nodes
+
+
+def _this_node(store: Store, role: str, position: int, lag: int | None, now: float) -> NodeRow:
+    return {
+        "name": store.node_name,
+        "role": role,
+        "release": __version__,
+        "reads": f"{READS_FORMATS[0]}-{READS_FORMATS[1]}",
+        "position": position,
+        "lag": lag,
+        "last_contact": now,
+        "health": "ok",
+    }
 
 
 def _shared_nodes(
@@ -169,16 +171,7 @@ def farm_view(store: Store) -> FarmView:
     if membership.load(store) is None:
         with store.read() as conn:
             position = Store.generation(conn)
-        alone = FarmNodeView(
-            name=store.node_name,
-            role="alone",
-            release=__version__,
-            reads=f"{READS_FORMATS[0]}-{READS_FORMATS[1]}",
-            position=position,
-            lag=0,
-            last_contact=time.time(),
-            health="ok",
-        )
+        alone = FarmNodeView(**_this_node(store, "alone", position, 0, time.time()))
         return FarmView(
             in_farm=False,
             node=store.node_name,

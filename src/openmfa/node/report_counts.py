@@ -3,7 +3,8 @@
 Rules owned here:
 - the sign-in path pays nothing: audit rows are written as before, and the counts are folded
   from the rows after a mark (their ids) in grouped queries — when a report is asked for, and
-  once a minute in the background (``node.reports.ReportFolder``), never per request;
+  once a minute in the background (``node.reports.ReportFolder``) from the first report on,
+  never per request (a node nobody asks for reports folds nothing);
 - a sign-in's second factor is decided by an ``authenticate`` row, or for a push by the phone's
   answer (``push.answer``: approved, declined, wrong number, fraud) or its closing
   (``push.close``), whose client is the one that asked for the push (``push_parts``); the
@@ -144,8 +145,12 @@ class AuditCounts:
             top = int(conn.scalar(select(func.max(a.c.id))) or 0)
             oldest = conn.scalar(select(func.min(a.c.at)))
             deltas = []
-            if c.gaps:
-                deltas.append(self._read(conn, a.c.id.in_(list(c.gaps)[:BATCH])))
+            if c.gaps:  # ids an open transaction held at an earlier fold: those now there
+                came = list(conn.scalars(select(a.c.id).where(a.c.id.in_(list(c.gaps)[:BATCH]))))
+                for i in came:
+                    del c.gaps[i]
+                if came:
+                    deltas.append(self._read(conn, a.c.id.in_(came)))
             if top > c.mark:
                 deltas.append(self._read(conn, (a.c.id > c.mark) & (a.c.id <= top)))
                 if not self.store.is_sqlite:
@@ -184,10 +189,6 @@ class AuditCounts:
 
     def _read(self, conn: Connection, where: ColumnElement[bool]) -> _Delta:
         a, m = t.audit, t.methods
-        if self._c.gaps:
-            found = set(conn.scalars(select(a.c.id).where(where, a.c.id.in_(list(self._c.gaps)))))
-            for i in found:
-                self._c.gaps.pop(i, None)
         hour = self._hour(a.c.at)
         kind = case((a.c.method_id == "", "none"), else_=func.coalesce(m.c.kind, "removed"))
         grouped = conn.execute(
